@@ -1,0 +1,41 @@
+/*
+ * sealgated configuration: one YAML file (docs/configuration.md). Loaded at
+ * start and on SIGHUP; a bad file is reported as file:line:column and the
+ * old configuration stays in force.
+ */
+#ifndef GW_CONFIG_H
+#define GW_CONFIG_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <sys/types.h>
+
+struct gw_config {
+	char *path;              /* the file it was read from */
+	char *backend_module;    /* PKCS#11 module of the backend token */
+	char *backend_token;     /* PKCS#11 URI ("pkcs11:token=Acme") or a plain label */
+	char *token_pin_file;    /* mode 0600, owned by the gateway's user */
+	char *socket_path;
+	mode_t socket_mode;      /* default 0666: access is decided per user */
+	char *store_path;        /* SQLite file */
+	char *policy_path;
+	char *token_label;       /* label the module shows; default: organization name */
+	char *audit_key;         /* PKCS#11 URI of the audit checkpoint key, or NULL */
+	unsigned backend_sessions; /* size of the backend session pool; default 2 * cores */
+	unsigned session_timeout;  /* seconds of idleness before a login ends; default 28800 */
+	char *log;               /* "stderr" or "syslog" */
+	bool log_debug;
+};
+
+/* Reads and validates path. On error returns -1 and err holds
+ * "file:line:column: message". */
+int gw_config_load(const char *path, struct gw_config **out, char *err, size_t errlen);
+void gw_config_free(struct gw_config **cfg);
+
+/* Reads the token PIN from cfg->token_pin_file: refuses a file that is not
+ * a regular file, not owned by the effective uid, or readable/writable by
+ * group or others. One trailing newline is dropped. Caller wipes+frees with
+ * sg_free_secret_str. Returns NULL with err set. */
+char *gw_config_read_pin(const struct gw_config *cfg, char *err, size_t errlen);
+
+#endif

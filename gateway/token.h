@@ -1,0 +1,64 @@
+/*
+ * The backend token: loads its PKCS#11 module, logs in once with the token
+ * PIN, keeps a pool of sessions so signatures run in parallel without a
+ * global lock, finds seal keys by PKCS#11 URI and signs with them. Backend
+ * handles never leave this file's callers (the gateway).
+ */
+#ifndef GW_TOKEN_H
+#define GW_TOKEN_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <p11-kit/pkcs11.h>
+
+#include "config.h"
+
+struct gw_token;
+
+enum gw_key_type { GW_KEY_RSA = 1, GW_KEY_EC = 2, GW_KEY_ED25519 = 3 };
+
+struct gw_bytes { uint8_t *p; size_t len; };
+
+/* What the gateway knows of one seal key. Immutable once found. */
+struct gw_seal_key {
+	char *uri;                    /* as given in the policy */
+	enum gw_key_type type;
+	unsigned bits;                /* modulus bits, or field bits for EC */
+	struct gw_bytes id;           /* CKA_ID */
+	char *label;                  /* CKA_LABEL of the private key */
+	struct gw_bytes cert;         /* certificate DER (CKA_VALUE), found by CKA_ID */
+	struct gw_bytes subject, issuer, serial;
+	struct gw_bytes modulus, public_exponent;   /* RSA */
+	struct gw_bytes ec_params, ec_point;        /* EC, Ed25519 */
+	CK_OBJECT_HANDLE priv;        /* backend handle: gateway-internal only */
+};
+
+/* Loads cfg->backend_module, finds cfg->backend_token, logs in as CKU_USER
+ * with pin (never retried on failure; refuses when the token reports
+ * CKF_USER_PIN_FINAL_TRY or CKF_USER_PIN_LOCKED), opens the session pool. */
+int gw_token_open(const struct gw_config *cfg, const char *pin,
+                  struct gw_token **out, char *err, size_t errlen);
+void gw_token_close(struct gw_token **tok);
+
+/* Finds the private key named by uri (RFC 7512: object=, id=, type=private
+ * implied) and its certificate (same CKA_ID) and public data. Returns 0 and
+ * a new key (free with gw_seal_key_free) or -1 with err. */
+int gw_token_find_key(struct gw_token *tok, const char *uri,
+                      struct gw_seal_key **out, char *err, size_t errlen);
+void gw_seal_key_free(struct gw_seal_key **key);
+
+/* Signs in on a pooled session: C_SignInit(mech, key->priv) + C_Sign.
+ * sig/siglen in/out as in PKCS#11 (sig must be large enough). Thread safe;
+ * blocks only while all pooled sessions are busy. */
+CK_RV gw_token_sign(struct gw_token *tok, const struct gw_seal_key *key,
+                    CK_MECHANISM *mech, const uint8_t *in, size_t inlen,
+                    uint8_t *sig, size_t *siglen);
+
+/* True while the backend token is present and logged in. */
+bool gw_token_present(struct gw_token *tok);
+
+/* Token description for status output ("SoftHSM slot 0x1234, label Acme"). */
+const char *gw_token_describe(struct gw_token *tok);
+
+#endif

@@ -1,0 +1,178 @@
+/* Unit tests of the wire codec: framing, caps, bounded field readers. */
+#include <criterion/criterion.h>
+#include <errno.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <unistd.h>
+#include <p11-kit/pkcs11.h>
+
+#include "protocol.h"
+
+static int sv[2];
+
+static void
+setup(void)
+{
+	cr_assert_eq(socketpair(AF_UNIX, SOCK_STREAM, 0, sv), 0);
+}
+
+static void
+teardown(void)
+{
+	close(sv[0]);
+	close(sv[1]);
+}
+
+TestSuite(protocol, .init = setup, .fini = teardown);
+
+Test(protocol, roundtrip)
+{
+	json_t *req = sg_request_new(SG_OP_SIGN), *got;
+	uint8_t data[300], *back;
+	size_t len;
+	const char *op;
+	char err[128];
+
+	for (size_t i = 0; i < sizeof(data); i++)
+		data[i] = (uint8_t)i;
+	cr_assert_eq(sg_set_bytes(req, "data", data, sizeof(data)), 0);
+	cr_assert_eq(sg_msg_write(sv[0], req), 0);
+	cr_assert_eq(sg_msg_read(sv[1], &got, err, sizeof(err)), 0, "%s", err);
+	cr_assert_eq(sg_get_str(got, "op", true, &op, 16, err, sizeof(err)), 0);
+	cr_assert_str_eq(op, "sign");
+	cr_assert_eq(sg_get_bytes(got, "data", true, &back, &len, 1000, err, sizeof(err)), 0);
+	cr_assert_eq(len, sizeof(data));
+	cr_assert_eq(memcmp(back, data, len), 0);
+	free(back);
+	json_decref(req);
+	json_decref(got);
+}
+
+Test(protocol, oversized_length_refused_before_reading_body)
+{
+	uint8_t hdr[4] = { 0x7f, 0xff, 0xff, 0xff };
+	json_t *got;
+	char err[128];
+
+	cr_assert_eq(write(sv[0], hdr, 4), 4);
+	cr_assert_eq(sg_msg_read(sv[1], &got, err, sizeof(err)), -EMSGSIZE);
+	cr_assert_null(got);
+}
+
+Test(protocol, zero_length_refused)
+{
+	uint8_t hdr[4] = { 0, 0, 0, 0 };
+	json_t *got;
+	char err[128];
+
+	cr_assert_eq(write(sv[0], hdr, 4), 4);
+	cr_assert_eq(sg_msg_read(sv[1], &got, err, sizeof(err)), -EMSGSIZE);
+}
+
+Test(protocol, eof_and_short_body)
+{
+	uint8_t frame[6] = { 0, 0, 0, 10, '{', '}' };
+	json_t *got;
+	char err[128];
+
+	cr_assert_eq(write(sv[0], frame, sizeof(frame)), (ssize_t)sizeof(frame));
+	shutdown(sv[0], SHUT_WR);
+	cr_assert_eq(sg_msg_read(sv[1], &got, err, sizeof(err)), -EPROTO);
+	cr_assert_eq(sg_msg_read(sv[1], &got, err, sizeof(err)), -EPIPE);
+}
+
+Test(protocol, decode_rejects)
+{
+	const char *bad[] = {
+		"[]", "\"x\"", "{}", "{\"v\":2}", "{\"v\":\"1\"}", "{\"v\":1,\"v\":1}",
+		"{\"v\":1", "{\"v\":1}garbage",
+	};
+	char err[128];
+
+	for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
+		json_t *m = sg_msg_decode((const uint8_t *)bad[i], strlen(bad[i]), err, sizeof(err));
+		cr_expect_null(m, "accepted %s", bad[i]);
+		cr_expect_neq(err[0], '\0');
+	}
+	json_t *ok = sg_msg_decode((const uint8_t *)"{\"v\":1}", 7, err, sizeof(err));
+	cr_assert_not_null(ok);
+	json_decref(ok);
+}
+
+Test(protocol, field_bounds)
+{
+	char err[128];
+	json_t *m = json_pack("{s:s,s:s#,s:i,s:s,s:s,s:i,s:b}", "name", "alice",
+	                      "nul", "a\0b", (int)3, "n", 42, "b64", "AAEC", "b64bad", "AA=C",
+	                      "str_as_int", 1, "flag", 1);
+	const char *s;
+	int64_t i;
+	bool b;
+	uint8_t *bytes;
+	size_t len;
+
+	cr_assert_eq(sg_get_str(m, "name", true, &s, 5, err, sizeof(err)), 0);
+	cr_assert_eq(sg_get_str(m, "name", true, &s, 4, err, sizeof(err)), -1);
+	cr_assert_eq(sg_get_str(m, "nul", true, &s, 10, err, sizeof(err)), -1);
+	cr_assert_eq(sg_get_str(m, "missing", true, &s, 10, err, sizeof(err)), -1);
+	cr_assert_eq(sg_get_str(m, "missing", false, &s, 10, err, sizeof(err)), 0);
+	cr_assert_eq(sg_get_str(m, "n", true, &s, 10, err, sizeof(err)), -1);
+	cr_assert_eq(sg_get_int(m, "n", true, 0, 41, &i, err, sizeof(err)), -1);
+	cr_assert_eq(sg_get_int(m, "n", true, 0, 42, &i, err, sizeof(err)), 0);
+	cr_assert_eq(i, 42);
+	cr_assert_eq(sg_get_int(m, "name", true, 0, 42, &i, err, sizeof(err)), -1);
+	cr_assert_eq(sg_get_bool(m, "flag", true, &b, err, sizeof(err)), 0);
+	cr_assert(b);
+	cr_assert_eq(sg_get_bool(m, "n", true, &b, err, sizeof(err)), -1);
+	cr_assert_eq(sg_get_bytes(m, "b64", true, &bytes, &len, 3, err, sizeof(err)), 0);
+	cr_assert_eq(len, 3);
+	cr_assert_eq(bytes[2], 2);
+	free(bytes);
+	cr_assert_eq(sg_get_bytes(m, "b64", true, &bytes, &len, 2, err, sizeof(err)), -1);
+	cr_assert_eq(sg_get_bytes(m, "b64bad", true, &bytes, &len, 10, err, sizeof(err)), -1);
+	json_decref(m);
+}
+
+Test(protocol, base64_exact)
+{
+	uint8_t *out;
+	size_t len;
+
+	cr_assert_eq(sg_b64_decode("", 0, &out, &len, 10), 0);
+	cr_assert_eq(len, 0);
+	free(out);
+	cr_assert_eq(sg_b64_decode("QQ==", 4, &out, &len, 10), 0);
+	cr_assert_eq(len, 1);
+	cr_assert_eq(out[0], 'A');
+	free(out);
+	cr_assert_eq(sg_b64_decode("QUI=", 4, &out, &len, 10), 0);
+	cr_assert_eq(len, 2);
+	free(out);
+	cr_assert_eq(sg_b64_decode(" QQ=", 4, &out, &len, 10), -1);
+	cr_assert_eq(sg_b64_decode("Q===", 4, &out, &len, 10), -1);
+	cr_assert_eq(sg_b64_decode("QQ", 2, &out, &len, 10), -1);
+	cr_assert_eq(sg_b64_decode("=QQQ", 4, &out, &len, 10), -1);
+	char *e = sg_b64_encode((const uint8_t *)"AB", 2);
+	cr_assert_str_eq(e, "QUI=");
+	free(e);
+}
+
+Test(protocol, reply_error_parsing)
+{
+	json_t *r = sg_reply_error(CKR_FUNCTION_REJECTED, "denied", "approval #%d is waiting", 42);
+	unsigned long rv;
+	const char *code, *msg;
+
+	cr_assert_not(sg_reply_is_ok(r, &rv, &code, &msg));
+	cr_assert_eq(rv, CKR_FUNCTION_REJECTED);
+	cr_assert_str_eq(code, "denied");
+	cr_assert_str_eq(msg, "approval #42 is waiting");
+	json_decref(r);
+	r = json_pack("{s:i}", "v", 1);
+	cr_assert_not(sg_reply_is_ok(r, &rv, &code, &msg));
+	cr_assert_eq(rv, CKR_DEVICE_ERROR);
+	json_decref(r);
+	r = sg_reply_ok();
+	cr_assert(sg_reply_is_ok(r, &rv, &code, &msg));
+	json_decref(r);
+}
