@@ -8,6 +8,7 @@
 
 #include <stdbool.h>
 #include <stddef.h>
+#include <stdint.h>
 #include <sys/types.h>
 
 struct gw_config {
@@ -37,5 +38,10 @@ void gw_config_free(struct gw_config **cfg);
  * group or others. One trailing newline is dropped. Caller wipes+frees with
  * sg_free_secret_str. Returns NULL with err set. */
 char *gw_config_read_pin(const struct gw_config *cfg, char *err, size_t errlen);
+
+/* Same as gw_config_load from a buffer (fuzz target, tests): name is used
+ * in messages and its directory resolves relative paths. */
+int gw_config_parse(const char *name, const uint8_t *buf, size_t len,
+                    struct gw_config **out, char *err, size_t errlen);
 
 #endif

@@ -1,1 +1,552 @@
-/* placeholder: being written */
+/*
+ * Request dispatch. The table below is the one place that says what each
+ * operation needs (a logged-in session, a role); handlers then do their
+ * work. The sign path checks everything before the token is touched and
+ * releases a signature only after its audit record is durable.
+ */
+#include "dispatch.h"
+
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <openssl/crypto.h>
+#include <sodium.h>
+
+#include "log.h"
+#include "signing.h"
+#include "sg-config.h"
+
+enum need { NEED_NONE, NEED_SESSION, NEED_OPT_SESSION };
+
+struct req {
+	struct gw_ctx *ctx;
+	const struct gw_peer *peer;
+	const json_t *msg;
+	struct gw_snapshot *snap;
+	bool logged_in;
+	struct gw_login_info login;
+	const struct gw_person *who;     /* logged-in person, or NULL */
+	char err[256];
+};
+
+typedef json_t *(*handler_fn)(struct req *r);
+
+struct op {
+	const char *name;
+	enum need need;
+	handler_fn fn;
+};
+
+static void
+audit(struct req *r, const char *action, const char *outcome, const char *reason,
+      const char *actor, const char *seal, unsigned long mech,
+      const uint8_t *dig, size_t diglen, uint64_t *seq_out)
+{
+	struct gw_audit_event ev = {
+		.action = action, .outcome = outcome, .reason = reason,
+		.actor = actor ? actor : (r->logged_in ? r->login.user : NULL),
+		.uid = r->peer->uid, .pid = r->peer->pid, .exe = r->peer->exe,
+		.host = r->ctx->host, .seal = seal, .mechanism = mech,
+		.signed_digest = dig, .signed_digest_len = diglen,
+	};
+	uint64_t seq = 0;
+
+	if (r->ctx->audit == NULL || gw_audit_record(r->ctx->audit, &ev, &seq) < 0) {
+		if (seq_out)
+			*seq_out = 0;
+		if (r->ctx->audit)
+			gw_log_error("audit record for %s (%s) could not be written", action, outcome);
+		return;
+	}
+	if (seq_out)
+		*seq_out = seq;
+}
+
+static json_t *
+bad_request(struct req *r)
+{
+	return sg_reply_error(CKR_ARGUMENTS_BAD, "bad_request", "%s", r->err);
+}
+
+static const char *
+token_label(const struct req *r)
+{
+	if (r->ctx->cfg && r->ctx->cfg->token_label)
+		return r->ctx->cfg->token_label;
+	return r->snap->policy->org_name ? r->snap->policy->org_name : "sealgate";
+}
+
+static bool
+token_usable(const struct req *r)
+{
+	return r->ctx->token != NULL && gw_token_present(r->ctx->token);
+}
+
+static json_t *
+op_hello(struct req *r)
+{
+	json_t *rep = sg_reply_ok();
+
+	json_object_set_new(rep, "instance", json_string(r->ctx->instance));
+	json_object_set_new(rep, "version", json_string(SEALGATE_VERSION));
+	json_object_set_new(rep, "token_label", json_string(token_label(r)));
+	json_object_set_new(rep, "manufacturer", json_string("sealgate"));
+	json_object_set_new(rep, "model", json_string("sealgated"));
+	json_object_set_new(rep, "serial", json_string(r->ctx->instance));
+	json_object_set_new(rep, "token_present", json_boolean(token_usable(r)));
+	json_object_set_new(rep, "session_timeout",
+		json_integer(r->ctx->cfg ? r->ctx->cfg->session_timeout : 0));
+	return rep;
+}
+
+static json_t *
+op_status(struct req *r)
+{
+	json_t *rep = op_hello(r), *seals = json_array();
+	const struct gw_policy *p = r->snap->policy;
+	char hex[2 * GW_HASH_LEN + 1];
+
+	for (size_t i = 0; i < p->n_seals; i++) {
+		const struct gw_seal *s = &p->seals[i];
+		bool avail = token_usable(r) && r->snap->keys && r->snap->keys[i];
+		json_array_append_new(seals, json_pack("{s:s,s:s,s:s,s:b,s:s}",
+			"id", s->id, "label", s->name, "kind", s->kind ? s->kind : "",
+			"available", avail,
+			"reason", avail ? "" : (r->ctx->token == NULL ? "no backend token" :
+			          "backend token not present")));
+	}
+	json_object_set_new(rep, "seals", seals);
+	sodium_bin2hex(hex, sizeof(hex), p->hash, GW_HASH_LEN);
+	json_object_set_new(rep, "policy", json_string(hex));
+	json_object_set_new(rep, "logins", json_integer((json_int_t)gw_auth_session_count(r->ctx->auth)));
+	return rep;
+}
+
+static const struct gw_person *
+resolve(struct req *r, const char *requested)
+{
+	return gw_policy_resolve_account(r->snap->policy, r->peer->login, requested,
+	                                 r->err, sizeof(r->err));
+}
+
+static json_t *
+roles_json(const struct gw_person *who)
+{
+	json_t *a = json_array();
+
+	for (size_t i = 0; i < who->n_roles; i++)
+		json_array_append_new(a, json_string(who->roles[i]));
+	return a;
+}
+
+static json_t *
+op_login(struct req *r)
+{
+	const char *user = NULL, *pin = NULL;
+	const struct gw_person *who;
+	uint8_t token[SG_SESSION_TOKEN_LEN];
+	json_t *rep;
+	int ok;
+
+	if (sg_get_str(r->msg, "user", false, &user, SG_NAME_MAX, r->err, sizeof(r->err)) < 0 ||
+	    sg_get_str(r->msg, "pin", true, &pin, SG_PIN_MAX, r->err, sizeof(r->err)) < 0)
+		return bad_request(r);
+	who = resolve(r, user);
+	if (who == NULL) {
+		audit(r, "login", "denied", r->err, user, NULL, 0, NULL, 0, NULL);
+		return sg_reply_error(CKR_USER_TYPE_INVALID, "not_allowed", "%s", r->err);
+	}
+	ok = gw_auth_check_password(r->ctx->auth, r->ctx->store, who->id, pin);
+	if (ok < 0) {
+		audit(r, "login", "error", "store error", who->id, NULL, 0, NULL, 0, NULL);
+		return sg_reply_error(CKR_DEVICE_ERROR, "internal", "credential store error");
+	}
+	if (ok == 0) {
+		audit(r, "login", "denied", "wrong password", who->id, NULL, 0, NULL, 0, NULL);
+		return sg_reply_error(CKR_PIN_INCORRECT, "bad_pin", "wrong password for %s", who->id);
+	}
+	if (gw_auth_session_new(r->ctx->auth, who->id, r->peer->uid, token) < 0)
+		return sg_reply_error(CKR_HOST_MEMORY, "internal", "too many sessions");
+	audit(r, "login", "ok", NULL, who->id, NULL, 0, NULL, 0, NULL);
+	rep = sg_reply_ok();
+	sg_set_bytes(rep, "session", token, sizeof(token));
+	sodium_memzero(token, sizeof(token));
+	json_object_set_new(rep, "user", json_string(who->id));
+	json_object_set_new(rep, "name", json_string(who->name ? who->name : who->id));
+	json_object_set_new(rep, "roles", roles_json(who));
+	return rep;
+}
+
+static json_t *
+op_logout(struct req *r)
+{
+	uint8_t *tok = NULL;
+	size_t len = 0;
+
+	if (sg_get_bytes(r->msg, "session", false, &tok, &len, SG_SESSION_TOKEN_LEN,
+	                 r->err, sizeof(r->err)) < 0)
+		return bad_request(r);
+	if (r->logged_in)
+		audit(r, "logout", "ok", NULL, NULL, NULL, 0, NULL, 0, NULL);
+	gw_auth_session_end(r->ctx->auth, tok, len);
+	sg_free_secret(tok, len);
+	return sg_reply_ok();
+}
+
+static json_t *
+op_whoami(struct req *r)
+{
+	const char *user = NULL;
+	const struct gw_person *who = r->who;
+	json_t *rep;
+
+	if (who == NULL) {
+		if (sg_get_str(r->msg, "user", false, &user, SG_NAME_MAX, r->err, sizeof(r->err)) < 0)
+			return bad_request(r);
+		who = resolve(r, user);
+		if (who == NULL)
+			return sg_reply_error(CKR_USER_TYPE_INVALID, "not_allowed", "%s", r->err);
+	}
+	rep = sg_reply_ok();
+	json_object_set_new(rep, "user", json_string(who->id));
+	json_object_set_new(rep, "name", json_string(who->name ? who->name : who->id));
+	json_object_set_new(rep, "department", json_string(who->department ? who->department : ""));
+	json_object_set_new(rep, "roles", roles_json(who));
+	json_object_set_new(rep, "logged_in", json_boolean(r->logged_in));
+	json_object_set_new(rep, "os_user", json_string(r->peer->login));
+	return rep;
+}
+
+static void
+mechs_for_seal(const struct gw_seal *s, const struct gw_seal_key *k, json_t *arr)
+{
+	const CK_MECHANISM_TYPE *l;
+	size_t n = gw_mech_for_key(k->type, &l);
+
+	for (size_t i = 0; i < n; i++) {
+		bool allowed = s->n_mechanisms == 0;
+		for (size_t j = 0; j < s->n_mechanisms && !allowed; j++)
+			allowed = s->mechanisms[j] == l[i];
+		if (allowed)
+			json_array_append_new(arr, json_integer((json_int_t)l[i]));
+	}
+}
+
+static bool
+mech_allowed(const struct gw_seal *s, const struct gw_seal_key *k, CK_MECHANISM_TYPE m)
+{
+	if (!gw_mech_fits_key(m, k->type))
+		return false;
+	if (s->n_mechanisms == 0)
+		return true;
+	for (size_t j = 0; j < s->n_mechanisms; j++)
+		if (s->mechanisms[j] == m)
+			return true;
+	return false;
+}
+
+static const char *
+key_type_name(enum gw_key_type t)
+{
+	switch (t) {
+	case GW_KEY_RSA: return "rsa";
+	case GW_KEY_EC: return "ec";
+	case GW_KEY_ED25519: return "ed25519";
+	}
+	return "unknown";
+}
+
+static json_t *
+seal_json(struct req *r, size_t i)
+{
+	const struct gw_seal *s = &r->snap->policy->seals[i];
+	const struct gw_seal_key *k = r->snap->keys ? r->snap->keys[i] : NULL;
+	json_t *o = json_pack("{s:s,s:s,s:s,s:b,s:i,s:i}", "id", s->id, "label", s->name,
+	                      "kind", s->kind ? s->kind : "", "available", k != NULL && token_usable(r),
+	                      "uses_left", -1, "quota_left", -1);
+	json_t *mechs = json_array();
+
+	if (k != NULL) {
+		json_object_set_new(o, "key_type", json_string(key_type_name(k->type)));
+		json_object_set_new(o, "bits", json_integer(k->bits));
+		sg_set_bytes(o, "ckaid", k->id.p, k->id.len);
+		sg_set_bytes(o, "cert", k->cert.p, k->cert.len);
+		sg_set_bytes(o, "subject", k->subject.p, k->subject.len);
+		sg_set_bytes(o, "issuer", k->issuer.p, k->issuer.len);
+		sg_set_bytes(o, "serial", k->serial.p, k->serial.len);
+		if (k->type == GW_KEY_RSA) {
+			sg_set_bytes(o, "modulus", k->modulus.p, k->modulus.len);
+			sg_set_bytes(o, "public_exponent", k->public_exponent.p, k->public_exponent.len);
+		} else {
+			sg_set_bytes(o, "ec_params", k->ec_params.p, k->ec_params.len);
+			sg_set_bytes(o, "ec_point", k->ec_point.p, k->ec_point.len);
+		}
+		mechs_for_seal(s, k, mechs);
+	}
+	json_object_set_new(o, "mechanisms", mechs);
+	return o;
+}
+
+static json_t *
+op_seals(struct req *r)
+{
+	const struct gw_policy *p = r->snap->policy;
+	const struct gw_person *who = r->who;
+	const char *user = NULL;
+	json_t *rep, *arr;
+
+	if (who == NULL) {
+		if (sg_get_str(r->msg, "user", false, &user, SG_NAME_MAX, r->err, sizeof(r->err)) < 0)
+			return bad_request(r);
+		who = resolve(r, user);
+		if (who == NULL)
+			return sg_reply_error(CKR_USER_TYPE_INVALID, "not_allowed", "%s", r->err);
+	}
+	rep = sg_reply_ok();
+	arr = json_array();
+	for (size_t i = 0; i < p->n_seals; i++)
+		if (gw_policy_may_use(p, who, &p->seals[i]))
+			json_array_append_new(arr, seal_json(r, i));
+	json_object_set_new(rep, "user", json_string(who->id));
+	json_object_set_new(rep, "seals", arr);
+	return rep;
+}
+
+/* Reads the optional "pss" object of a sign request. */
+static int
+get_pss(struct req *r, struct gw_sign_input *in)
+{
+	json_t *pss = json_object_get(r->msg, "pss");
+	int64_t hash = 0, mgf = 0, slen = 0;
+
+	if (pss == NULL || json_is_null(pss))
+		return 0;
+	if (!json_is_object(pss)) {
+		snprintf(r->err, sizeof(r->err), "field \"pss\" must be an object");
+		return -1;
+	}
+	if (sg_get_int(pss, "hash", true, 0, UINT32_MAX, &hash, r->err, sizeof(r->err)) < 0 ||
+	    sg_get_int(pss, "mgf", true, 0, UINT32_MAX, &mgf, r->err, sizeof(r->err)) < 0 ||
+	    sg_get_int(pss, "slen", true, 0, 4096, &slen, r->err, sizeof(r->err)) < 0)
+		return -1;
+	in->has_pss = true;
+	in->pss.hashAlg = (CK_MECHANISM_TYPE)hash;
+	in->pss.mgf = (CK_RSA_PKCS_MGF_TYPE)mgf;
+	in->pss.sLen = (CK_ULONG)slen;
+	return 0;
+}
+
+static json_t *
+op_sign(struct req *r)
+{
+	const struct gw_policy *p = r->snap->policy;
+	const char *seal_id = NULL;
+	int64_t mech = 0, total = -1;
+	uint8_t *digest = NULL, *data = NULL;
+	size_t digest_len = 0, data_len = 0, idx = 0;
+	struct gw_sign_input in = { 0 };
+	struct gw_sign_plan plan;
+	const struct gw_seal *seal = NULL;
+	const struct gw_seal_key *key = NULL;
+	uint8_t sig[1024];
+	size_t siglen = sizeof(sig);
+	uint64_t seq = 0;
+	json_t *rep = NULL;
+	CK_RV rv;
+
+	if (sg_get_str(r->msg, "seal", true, &seal_id, SG_NAME_MAX, r->err, sizeof(r->err)) < 0 ||
+	    sg_get_int(r->msg, "mechanism", true, 0, UINT32_MAX, &mech, r->err, sizeof(r->err)) < 0 ||
+	    sg_get_bytes(r->msg, "digest", false, &digest, &digest_len, 64, r->err, sizeof(r->err)) < 0 ||
+	    sg_get_bytes(r->msg, "data", false, &data, &data_len, SG_EDDSA_DATA_MAX, r->err, sizeof(r->err)) < 0 ||
+	    sg_get_int(r->msg, "data_len", false, 0, INT64_MAX, &total, r->err, sizeof(r->err)) < 0 ||
+	    get_pss(r, &in) < 0) {
+		rep = bad_request(r);
+		goto out;
+	}
+	in.mechanism = (CK_MECHANISM_TYPE)mech;
+	in.digest = digest;
+	in.digest_len = digest_len;
+	in.data = data;
+	in.data_len = data_len;
+	in.total_len = total < 0 ? data_len : (uint64_t)total;
+
+	/* Deny by default: every check before the token is touched. */
+	for (idx = 0; idx < p->n_seals; idx++)
+		if (strcmp(p->seals[idx].id, seal_id) == 0)
+			break;
+	if (idx == p->n_seals || !gw_policy_may_use(p, r->who, &p->seals[idx])) {
+		snprintf(r->err, sizeof(r->err), "%s may not use a seal named \"%s\"", r->who->id, seal_id);
+		audit(r, "sign", "denied", r->err, NULL, seal_id, in.mechanism, NULL, 0, NULL);
+		rep = sg_reply_error(CKR_KEY_HANDLE_INVALID, "no_seal", "%s", r->err);
+		goto out;
+	}
+	seal = &p->seals[idx];
+	key = r->snap->keys ? r->snap->keys[idx] : NULL;
+	if (key == NULL || !token_usable(r)) {
+		snprintf(r->err, sizeof(r->err), "the %s is not available: backend token not present", seal->name);
+		audit(r, "sign", "error", r->err, NULL, seal->id, in.mechanism, NULL, 0, NULL);
+		rep = sg_reply_error(CKR_TOKEN_NOT_PRESENT, "token_absent", "%s", r->err);
+		goto out;
+	}
+	if (!mech_allowed(seal, key, in.mechanism)) {
+		snprintf(r->err, sizeof(r->err), "mechanism %s is not allowed for the %s",
+		         gw_mech_name(in.mechanism), seal->name);
+		audit(r, "sign", "denied", r->err, NULL, seal->id, in.mechanism, NULL, 0, NULL);
+		rep = sg_reply_error(CKR_MECHANISM_INVALID, "mechanism", "%s", r->err);
+		goto out;
+	}
+	rv = gw_sign_plan(key, &in, &plan, r->err, sizeof(r->err));
+	if (rv != CKR_OK) {
+		audit(r, "sign", "denied", r->err, NULL, seal->id, in.mechanism, NULL, 0, NULL);
+		rep = sg_reply_error(rv, "bad_data", "%s", r->err);
+		goto out;
+	}
+
+	rv = gw_token_sign(r->ctx->token, key, &plan.mech, plan.tbs, plan.tbs_len, sig, &siglen);
+	if (rv != CKR_OK) {
+		snprintf(r->err, sizeof(r->err), "the backend token refused to sign (CKR 0x%lx)", rv);
+		audit(r, "sign", "error", r->err, NULL, seal->id, in.mechanism,
+		      plan.signed_digest, plan.signed_digest_len, NULL);
+		rep = sg_reply_error(rv == CKR_DEVICE_REMOVED || rv == CKR_TOKEN_NOT_PRESENT ?
+		                     CKR_TOKEN_NOT_PRESENT : CKR_DEVICE_ERROR,
+		                     "internal", "%s", r->err);
+		goto out;
+	}
+
+	/* Record first; no record, no signature. */
+	audit(r, "sign", "ok", NULL, NULL, seal->id, in.mechanism,
+	      plan.signed_digest, plan.signed_digest_len, &seq);
+	if (seq == 0) {
+		gw_log_error("signature for %s on %s withheld: audit record not durable",
+		             r->who->id, seal->id);
+		rep = sg_reply_error(CKR_DEVICE_ERROR, "audit_failed",
+		                     "the audit record could not be written; no signature was released");
+		goto out;
+	}
+	rep = sg_reply_ok();
+	sg_set_bytes(rep, "signature", sig, siglen);
+	json_object_set_new(rep, "record", json_integer((json_int_t)seq));
+out:
+	OPENSSL_cleanse(sig, sizeof(sig));
+	free(digest);
+	free(data);
+	return rep;
+}
+
+static bool
+is_seal_admin(const struct req *r)
+{
+	return r->who != NULL && gw_person_has_role(r->who, "seal_admin");
+}
+
+/* user_add and user_passwd share everything but who may do them. */
+static json_t *
+set_password(struct req *r, const char *action)
+{
+	const char *user = NULL, *password = NULL, *old = NULL;
+	char hash[256];
+	bool self;
+
+	if (sg_get_str(r->msg, "user", true, &user, SG_NAME_MAX, r->err, sizeof(r->err)) < 0 ||
+	    sg_get_str(r->msg, "password", true, &password, SG_PIN_MAX, r->err, sizeof(r->err)) < 0 ||
+	    sg_get_str(r->msg, "old_password", false, &old, SG_PIN_MAX, r->err, sizeof(r->err)) < 0)
+		return bad_request(r);
+	self = strcmp(user, r->who->id) == 0;
+	if (!is_seal_admin(r) && !(self && strcmp(action, "user_passwd") == 0)) {
+		snprintf(r->err, sizeof(r->err), "only a seal admin may set another account's password");
+		audit(r, action, "denied", r->err, NULL, NULL, 0, NULL, 0, NULL);
+		return sg_reply_error(CKR_USER_NOT_LOGGED_IN, "denied", "%s", r->err);
+	}
+	if (gw_policy_person(r->snap->policy, user) == NULL) {
+		snprintf(r->err, sizeof(r->err), "no person \"%s\" in the policy", user);
+		return sg_reply_error(CKR_ARGUMENTS_BAD, "bad_request", "%s", r->err);
+	}
+	if (strlen(password) < 8) {
+		snprintf(r->err, sizeof(r->err), "a password needs at least 8 characters");
+		return sg_reply_error(CKR_PIN_LEN_RANGE, "bad_request", "%s", r->err);
+	}
+	if (!is_seal_admin(r)) {
+		if (old == NULL || gw_auth_check_password(r->ctx->auth, r->ctx->store, user, old) != 1) {
+			audit(r, action, "denied", "wrong old password", NULL, NULL, 0, NULL, 0, NULL);
+			return sg_reply_error(CKR_PIN_INCORRECT, "bad_pin", "the old password is wrong");
+		}
+	}
+	if (gw_auth_hash_password(password, hash, sizeof(hash)) < 0 ||
+	    gw_store_password_set(r->ctx->store, user, hash) < 0) {
+		sodium_memzero(hash, sizeof(hash));
+		return sg_reply_error(CKR_DEVICE_ERROR, "internal", "could not store the password");
+	}
+	sodium_memzero(hash, sizeof(hash));
+	snprintf(r->err, sizeof(r->err), "password set for %s", user);
+	audit(r, action, "ok", r->err, NULL, NULL, 0, NULL, 0, NULL);
+	return sg_reply_ok();
+}
+
+static json_t *op_user_add(struct req *r) { return set_password(r, "user_add"); }
+static json_t *op_user_passwd(struct req *r) { return set_password(r, "user_passwd"); }
+
+static const struct op ops[] = {
+	{ SG_OP_HELLO,       NEED_NONE,        op_hello },
+	{ SG_OP_STATUS,      NEED_NONE,        op_status },
+	{ SG_OP_LOGIN,       NEED_NONE,        op_login },
+	{ SG_OP_LOGOUT,      NEED_OPT_SESSION, op_logout },
+	{ SG_OP_WHOAMI,      NEED_OPT_SESSION, op_whoami },
+	{ SG_OP_SEALS,       NEED_OPT_SESSION, op_seals },
+	{ SG_OP_SIGN,        NEED_SESSION,     op_sign },
+	{ SG_OP_USER_ADD,    NEED_SESSION,     op_user_add },
+	{ SG_OP_USER_PASSWD, NEED_SESSION,     op_user_passwd },
+};
+
+json_t *
+gw_dispatch(struct gw_ctx *ctx, const struct gw_peer *peer, const json_t *msg)
+{
+	struct req r = { .ctx = ctx, .peer = peer, .msg = msg };
+	const char *name = NULL;
+	const struct op *op = NULL;
+	uint8_t *tok = NULL;
+	size_t toklen = 0;
+	json_t *rep;
+
+	if (sg_get_str(msg, "op", true, &name, SG_NAME_MAX, r.err, sizeof(r.err)) < 0)
+		return bad_request(&r);
+	for (size_t i = 0; i < sizeof(ops) / sizeof(ops[0]); i++)
+		if (strcmp(ops[i].name, name) == 0)
+			op = &ops[i];
+	if (op == NULL)
+		return sg_reply_error(CKR_FUNCTION_NOT_SUPPORTED, "unknown_op",
+		                      "unknown operation \"%s\"", name);
+
+	r.snap = gw_snapshot_get(ctx);
+	if (op->need != NEED_NONE) {
+		if (sg_get_bytes(msg, "session", op->need == NEED_SESSION, &tok, &toklen,
+		                 SG_SESSION_TOKEN_LEN, r.err, sizeof(r.err)) < 0) {
+			rep = op->need == NEED_SESSION && json_object_get(msg, "session") == NULL ?
+			      sg_reply_error(CKR_USER_NOT_LOGGED_IN, "not_logged_in", "not logged in") :
+			      bad_request(&r);
+			goto out;
+		}
+		if (tok != NULL) {
+			r.logged_in = gw_auth_session_get(ctx->auth, tok, toklen, peer->uid, &r.login);
+			if (r.logged_in)
+				r.who = gw_policy_person(r.snap->policy, r.login.user);
+			if (r.who == NULL) {
+				/* Unknown, expired, from another uid, or the person
+				 * left the policy: not logged in. */
+				r.logged_in = false;
+				if (op->need == NEED_SESSION) {
+					rep = sg_reply_error(CKR_USER_NOT_LOGGED_IN, "not_logged_in",
+					                     "not logged in (session ended or unknown)");
+					goto out;
+				}
+			}
+		}
+	}
+	rep = op->fn(&r);
+out:
+	sg_free_secret(tok, toklen);
+	gw_snapshot_put(&r.snap);
+	if (rep == NULL)
+		rep = sg_reply_error(CKR_HOST_MEMORY, "internal", "out of memory");
+	return rep;
+}

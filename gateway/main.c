@@ -1,1 +1,225 @@
-/* placeholder: being written */
+/*
+ * sealgated: the only holder of the backend token. Parses the command line,
+ * opens config, token, store, audit and policy in that order, then serves
+ * until SIGTERM. --set-password and --check are offline admin commands.
+ */
+#include <errno.h>
+#include <fcntl.h>
+#include <getopt.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+#include <sodium.h>
+
+#include "audit.h"
+#include "auth.h"
+#include "config.h"
+#include "log.h"
+#include "server.h"
+#include "sg-config.h"
+#include "store.h"
+#include "token.h"
+
+static void
+usage(FILE *f)
+{
+	fprintf(f,
+"usage: sealgated --config FILE [--foreground]\n"
+"       sealgated --config FILE --check\n"
+"       sealgated --config FILE --set-password USER --password-file FILE|-\n"
+"\n"
+"  -c, --config FILE        gateway configuration (docs/configuration.md)\n"
+"  -f, --foreground         log to stderr whatever the configuration says\n"
+"      --check              validate configuration, policy and seal keys, then exit\n"
+"      --set-password USER  set USER's sealgate password in the store (offline\n"
+"                           bootstrap of the first seal admin); the password is the\n"
+"                           first line of --password-file (- for stdin)\n"
+"  -V, --version\n"
+"  -h, --help\n"
+"\n"
+"Signals: SIGHUP reloads configuration and policy (a bad file is rejected and the\n"
+"running policy stays); SIGTERM stops cleanly.\n");
+}
+
+/* First line of path ("-" = stdin), without the newline. */
+static char *
+read_secret_line(const char *path, char *err, size_t errlen)
+{
+	char buf[SG_PIN_MAX + 2];
+	FILE *f = strcmp(path, "-") == 0 ? stdin : fopen(path, "re");
+	char *nl, *out;
+
+	if (f == NULL) {
+		snprintf(err, errlen, "%s: %s", path, strerror(errno));
+		return NULL;
+	}
+	if (fgets(buf, sizeof(buf), f) == NULL) {
+		snprintf(err, errlen, "%s: empty", path);
+		if (f != stdin)
+			fclose(f);
+		return NULL;
+	}
+	if (f != stdin)
+		fclose(f);
+	nl = strchr(buf, '\n');
+	if (nl)
+		*nl = '\0';
+	else if (strlen(buf) > SG_PIN_MAX) {
+		snprintf(err, errlen, "%s: password longer than %d bytes", path, SG_PIN_MAX);
+		sodium_memzero(buf, sizeof(buf));
+		return NULL;
+	}
+	out = strdup(buf);
+	sodium_memzero(buf, sizeof(buf));
+	return out;
+}
+
+static int
+set_password(struct gw_config *cfg, const char *user, const char *pwfile)
+{
+	struct gw_policy *pol = NULL;
+	struct gw_store *st = NULL;
+	char err[512], hash[256];
+	char *pw = NULL;
+	int rv = 1;
+
+	if (gw_policy_load(cfg->policy_path, &pol, err, sizeof(err)) < 0) {
+		fprintf(stderr, "sealgated: %s\n", err);
+		goto out;
+	}
+	if (gw_policy_person(pol, user) == NULL) {
+		fprintf(stderr, "sealgated: no person \"%s\" in %s\n", user, cfg->policy_path);
+		goto out;
+	}
+	pw = read_secret_line(pwfile, err, sizeof(err));
+	if (pw == NULL) {
+		fprintf(stderr, "sealgated: %s\n", err);
+		goto out;
+	}
+	if (strlen(pw) < 8) {
+		fprintf(stderr, "sealgated: a password needs at least 8 characters\n");
+		goto out;
+	}
+	if (gw_store_open(cfg->store_path, &st, err, sizeof(err)) < 0) {
+		fprintf(stderr, "sealgated: %s\n", err);
+		goto out;
+	}
+	if (gw_auth_hash_password(pw, hash, sizeof(hash)) < 0 ||
+	    gw_store_password_set(st, user, hash) < 0) {
+		fprintf(stderr, "sealgated: could not store the password\n");
+		goto out;
+	}
+	rv = 0;
+out:
+	sodium_memzero(hash, sizeof(hash));
+	sg_free_secret_str(pw);
+	gw_store_close(&st);
+	gw_policy_unref(&pol);
+	return rv;
+}
+
+int
+main(int argc, char **argv)
+{
+	static const struct option longopts[] = {
+		{ "config", required_argument, NULL, 'c' },
+		{ "foreground", no_argument, NULL, 'f' },
+		{ "check", no_argument, NULL, 'C' },
+		{ "set-password", required_argument, NULL, 'P' },
+		{ "password-file", required_argument, NULL, 'F' },
+		{ "version", no_argument, NULL, 'V' },
+		{ "help", no_argument, NULL, 'h' },
+		{ NULL, 0, NULL, 0 },
+	};
+	const char *config = NULL, *pw_user = NULL, *pw_file = NULL;
+	bool foreground = false, check = false;
+	struct gw_ctx ctx;
+	struct gw_snapshot *snap = NULL;
+	char err[1024];
+	char *pin = NULL;
+	uint8_t inst[8];
+	int c, rv = 1;
+
+	while ((c = getopt_long(argc, argv, "c:fVh", longopts, NULL)) != -1) {
+		switch (c) {
+		case 'c': config = optarg; break;
+		case 'f': foreground = true; break;
+		case 'C': check = true; break;
+		case 'P': pw_user = optarg; break;
+		case 'F': pw_file = optarg; break;
+		case 'V': printf("sealgated %s\n", SEALGATE_VERSION); return 0;
+		case 'h': usage(stdout); return 0;
+		default: usage(stderr); return 2;
+		}
+	}
+	if (config == NULL || optind != argc || (pw_user != NULL) != (pw_file != NULL)) {
+		usage(stderr);
+		return 2;
+	}
+	if (sodium_init() < 0)
+		return 1;
+
+	memset(&ctx, 0, sizeof(ctx));
+	pthread_mutex_init(&ctx.snap_lock, NULL);
+	if (gw_config_load(config, &ctx.cfg, err, sizeof(err)) < 0) {
+		fprintf(stderr, "sealgated: %s\n", err);
+		return 1;
+	}
+	if (pw_user != NULL) {
+		rv = set_password(ctx.cfg, pw_user, pw_file);
+		gw_config_free(&ctx.cfg);
+		return rv;
+	}
+	gw_log_init("sealgated", !foreground && ctx.cfg->log && strcmp(ctx.cfg->log, "syslog") == 0,
+	            ctx.cfg->log_debug);
+	gethostname(ctx.host, sizeof(ctx.host) - 1);
+	randombytes_buf(inst, sizeof(inst));
+	sodium_bin2hex(ctx.instance, sizeof(ctx.instance), inst, sizeof(inst));
+	ctx.started = time(NULL);
+
+	pin = gw_config_read_pin(ctx.cfg, err, sizeof(err));
+	if (pin == NULL) {
+		gw_log_error("%s", err);
+		goto out;
+	}
+	if (gw_token_open(ctx.cfg, pin, &ctx.token, err, sizeof(err)) < 0) {
+		gw_log_error("backend token: %s", err);
+		goto out;
+	}
+	sg_free_secret_str(pin);
+	pin = NULL;
+	if (gw_snapshot_load(&ctx, ctx.cfg->policy_path, &snap, err, sizeof(err)) < 0) {
+		gw_log_error("%s", err);
+		goto out;
+	}
+	gw_snapshot_swap(&ctx, snap);
+	if (check) {
+		printf("configuration, policy and %zu seal keys are valid\n",
+		       ctx.snap->policy->n_seals);
+		rv = 0;
+		goto out;
+	}
+	if (gw_store_open(ctx.cfg->store_path, &ctx.store, err, sizeof(err)) < 0) {
+		gw_log_error("store: %s", err);
+		goto out;
+	}
+	if (gw_audit_open(ctx.store, &ctx.audit, err, sizeof(err)) < 0) {
+		gw_log_error("audit: %s", err);
+		goto out;
+	}
+	if (gw_auth_new(ctx.cfg->session_timeout, &ctx.auth) < 0) {
+		gw_log_error("cannot initialise authentication");
+		goto out;
+	}
+	rv = gw_server_run(&ctx) == 0 ? 0 : 1;
+out:
+	sg_free_secret_str(pin);
+	gw_audit_close(&ctx.audit);
+	gw_auth_free(&ctx.auth);
+	gw_snapshot_swap(&ctx, NULL);
+	gw_store_close(&ctx.store);
+	gw_token_close(&ctx.token);
+	gw_config_free(&ctx.cfg);
+	return rv;
+}

@@ -1,1 +1,426 @@
-/* placeholder: being written */
+/*
+ * The socket server: a listening Unix socket, one thread per connection
+ * (bounded), peers identified by SO_PEERCRED at accept. Signals arrive
+ * through a signalfd polled with the listening socket, so reload and stop
+ * happen on the main thread between accepts.
+ */
+#include "server.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <poll.h>
+#include <pwd.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/signalfd.h>
+#include <sys/socket.h>
+#include <sys/stat.h>
+#include <sys/un.h>
+#include <unistd.h>
+
+#include "dispatch.h"
+#include "log.h"
+#include "sg-config.h"
+
+#define MAX_CONNECTIONS 1024
+#define CONN_STACK (256 * 1024)
+
+int
+gw_snapshot_load(struct gw_ctx *ctx, const char *policy_path,
+                 struct gw_snapshot **out, char *err, size_t errlen)
+{
+	struct gw_snapshot *s;
+	char kerr[256];
+
+	*out = NULL;
+	s = calloc(1, sizeof(*s));
+	if (s == NULL) {
+		snprintf(err, errlen, "out of memory");
+		return -1;
+	}
+	s->refs = 1;
+	if (gw_policy_load(policy_path, &s->policy, err, errlen) < 0) {
+		free(s);
+		return -1;
+	}
+	s->keys = calloc(s->policy->n_seals ? s->policy->n_seals : 1, sizeof(*s->keys));
+	if (s->keys == NULL) {
+		snprintf(err, errlen, "out of memory");
+		gw_snapshot_put(&s);
+		return -1;
+	}
+	for (size_t i = 0; ctx->token != NULL && i < s->policy->n_seals; i++) {
+		const struct gw_seal *seal = &s->policy->seals[i];
+		if (gw_token_find_key(ctx->token, seal->key_uri, &s->keys[i], kerr, sizeof(kerr)) < 0) {
+			snprintf(err, errlen, "%s: seal \"%s\": key %s: %s", policy_path,
+			         seal->id, seal->key_uri, kerr);
+			gw_snapshot_put(&s);
+			return -1;
+		}
+	}
+	*out = s;
+	return 0;
+}
+
+struct gw_snapshot *
+gw_snapshot_get(struct gw_ctx *ctx)
+{
+	struct gw_snapshot *s;
+
+	pthread_mutex_lock(&ctx->snap_lock);
+	s = ctx->snap;
+	if (s)
+		__atomic_add_fetch(&s->refs, 1, __ATOMIC_ACQ_REL);
+	pthread_mutex_unlock(&ctx->snap_lock);
+	return s;
+}
+
+void
+gw_snapshot_put(struct gw_snapshot **snap)
+{
+	struct gw_snapshot *s = snap ? *snap : NULL;
+
+	if (s == NULL)
+		return;
+	*snap = NULL;
+	if (__atomic_sub_fetch(&s->refs, 1, __ATOMIC_ACQ_REL) != 0)
+		return;
+	if (s->keys) {
+		for (size_t i = 0; s->policy && i < s->policy->n_seals; i++)
+			gw_seal_key_free(&s->keys[i]);
+		free(s->keys);
+	}
+	gw_policy_unref(&s->policy);
+	free(s);
+}
+
+void
+gw_snapshot_swap(struct gw_ctx *ctx, struct gw_snapshot *snap)
+{
+	struct gw_snapshot *old;
+
+	pthread_mutex_lock(&ctx->snap_lock);
+	old = ctx->snap;
+	ctx->snap = snap;
+	pthread_mutex_unlock(&ctx->snap_lock);
+	gw_snapshot_put(&old);
+}
+
+int
+gw_peer_identify(int fd, struct gw_peer *peer)
+{
+	struct ucred cred;
+	socklen_t len = sizeof(cred);
+	struct passwd pw, *res = NULL;
+	char buf[1024], path[64];
+	ssize_t n;
+
+	memset(peer, 0, sizeof(*peer));
+	if (getsockopt(fd, SOL_SOCKET, SO_PEERCRED, &cred, &len) < 0)
+		return -errno;
+	peer->uid = cred.uid;
+	peer->gid = cred.gid;
+	peer->pid = cred.pid;
+	if (getpwuid_r(cred.uid, &pw, buf, sizeof(buf), &res) == 0 && res != NULL)
+		snprintf(peer->login, sizeof(peer->login), "%s", pw.pw_name);
+	else
+		snprintf(peer->login, sizeof(peer->login), "#%u", (unsigned)cred.uid);
+	/* For the record only: a pid can be reused, the uid is what counts. */
+	snprintf(path, sizeof(path), "/proc/%d/exe", (int)cred.pid);
+	n = readlink(path, peer->exe, sizeof(peer->exe) - 1);
+	peer->exe[n > 0 ? n : 0] = '\0';
+	return 0;
+}
+
+/* ---- connections ---- */
+
+struct conn {
+	struct gw_ctx *ctx;
+	int fd;
+	struct gw_peer peer;
+	struct conn *next, *prev;
+};
+
+static pthread_mutex_t conns_lock = PTHREAD_MUTEX_INITIALIZER;
+static pthread_cond_t conns_cond = PTHREAD_COND_INITIALIZER;
+static struct conn *conns;
+static unsigned n_conns;
+
+static void
+conn_unlink(struct conn *c)
+{
+	pthread_mutex_lock(&conns_lock);
+	if (c->prev)
+		c->prev->next = c->next;
+	else
+		conns = c->next;
+	if (c->next)
+		c->next->prev = c->prev;
+	n_conns--;
+	pthread_cond_broadcast(&conns_cond);
+	pthread_mutex_unlock(&conns_lock);
+}
+
+static void *
+conn_main(void *arg)
+{
+	struct conn *c = arg;
+	char err[256];
+
+	for (;;) {
+		json_t *req = NULL, *rep;
+		int rc = sg_msg_read(c->fd, &req, err, sizeof(err));
+
+		if (rc == -EPIPE || rc == -ECONNRESET)
+			break;
+		if (rc < 0) {
+			/* Malformed or oversized: answer if we can, then close,
+			 * since the stream cannot be trusted any more. */
+			gw_log_warn("client uid %u pid %d: %s", (unsigned)c->peer.uid,
+			            (int)c->peer.pid, err);
+			if (rc == -EPROTO || rc == -EMSGSIZE) {
+				rep = sg_reply_error(CKR_ARGUMENTS_BAD, "bad_request", "%s", err);
+				if (rep)
+					(void)sg_msg_write(c->fd, rep);
+				json_decref(rep);
+			}
+			break;
+		}
+		rep = gw_dispatch(c->ctx, &c->peer, req);
+		json_decref(req);
+		rc = sg_msg_write(c->fd, rep);
+		json_decref(rep);
+		if (rc < 0)
+			break;
+	}
+	conn_unlink(c);
+	close(c->fd);
+	free(c);
+	return NULL;
+}
+
+static void
+conn_start(struct gw_ctx *ctx, int fd)
+{
+	struct conn *c;
+	pthread_attr_t attr;
+	pthread_t th;
+
+	c = calloc(1, sizeof(*c));
+	if (c == NULL || gw_peer_identify(fd, &c->peer) < 0) {
+		free(c);
+		close(fd);
+		return;
+	}
+	c->ctx = ctx;
+	c->fd = fd;
+	pthread_mutex_lock(&conns_lock);
+	if (n_conns >= MAX_CONNECTIONS) {
+		pthread_mutex_unlock(&conns_lock);
+		gw_log_warn("connection limit (%d) reached; refusing uid %u", MAX_CONNECTIONS,
+		            (unsigned)c->peer.uid);
+		close(fd);
+		free(c);
+		return;
+	}
+	c->next = conns;
+	if (conns)
+		conns->prev = c;
+	conns = c;
+	n_conns++;
+	pthread_mutex_unlock(&conns_lock);
+
+	pthread_attr_init(&attr);
+	pthread_attr_setstacksize(&attr, CONN_STACK);
+	pthread_attr_setdetachstate(&attr, PTHREAD_CREATE_DETACHED);
+	if (pthread_create(&th, &attr, conn_main, c) != 0) {
+		gw_log_error("cannot start a connection thread");
+		conn_unlink(c);
+		close(fd);
+		free(c);
+	}
+	pthread_attr_destroy(&attr);
+}
+
+/* Wakes every connection thread and waits (bounded) for them to finish. */
+static void
+conns_stop(void)
+{
+	struct timespec until;
+
+	pthread_mutex_lock(&conns_lock);
+	for (struct conn *c = conns; c; c = c->next)
+		shutdown(c->fd, SHUT_RD);
+	clock_gettime(CLOCK_REALTIME, &until);
+	until.tv_sec += 10;
+	while (n_conns > 0)
+		if (pthread_cond_timedwait(&conns_cond, &conns_lock, &until) == ETIMEDOUT)
+			break;
+	if (n_conns > 0)
+		gw_log_warn("%u connections still busy at shutdown", n_conns);
+	pthread_mutex_unlock(&conns_lock);
+}
+
+static int
+listen_socket(const char *path, mode_t mode)
+{
+	struct sockaddr_un sun;
+	struct stat st;
+	int fd, probe;
+
+	if (strlen(path) >= sizeof(sun.sun_path)) {
+		gw_log_error("socket path too long: %s", path);
+		return -1;
+	}
+	/* A socket file left by a dead gateway is removed; a live one is not. */
+	if (lstat(path, &st) == 0) {
+		if (!S_ISSOCK(st.st_mode)) {
+			gw_log_error("%s exists and is not a socket", path);
+			return -1;
+		}
+		probe = sg_connect_unix(path);
+		if (probe >= 0) {
+			close(probe);
+			gw_log_error("another sealgated is listening on %s", path);
+			return -1;
+		}
+		unlink(path);
+	}
+	memset(&sun, 0, sizeof(sun));
+	sun.sun_family = AF_UNIX;
+	memcpy(sun.sun_path, path, strlen(path));
+	fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
+	if (fd < 0 || bind(fd, (struct sockaddr *)&sun, sizeof(sun)) < 0 ||
+	    chmod(path, mode) < 0 || listen(fd, 512) < 0) {
+		gw_log_error("cannot listen on %s: %s", path, strerror(errno));
+		if (fd >= 0)
+			close(fd);
+		return -1;
+	}
+	return fd;
+}
+
+static void
+record(struct gw_ctx *ctx, const char *action, const char *outcome, const char *reason,
+       const char *detail)
+{
+	struct gw_audit_event ev = {
+		.action = action, .outcome = outcome, .reason = reason,
+		.uid = (int64_t)getuid(), .pid = (int64_t)getpid(), .host = ctx->host,
+		.exe = "sealgated", .detail = detail,
+	};
+	uint64_t seq;
+
+	if (ctx->audit && gw_audit_record(ctx->audit, &ev, &seq) < 0)
+		gw_log_error("audit record for %s could not be written", action);
+}
+
+static void
+policy_detail(struct gw_snapshot *s, char *buf, size_t len)
+{
+	char hex[2 * GW_HASH_LEN + 1];
+
+	for (size_t i = 0; i < GW_HASH_LEN; i++)
+		snprintf(hex + 2 * i, 3, "%02x", s->policy->hash[i]);
+	snprintf(buf, len, "{\"policy\":\"%s\",\"sha256\":\"%s\",\"seals\":%zu,\"people\":%zu}",
+	         s->policy->path ? s->policy->path : "", hex, s->policy->n_seals,
+	         s->policy->n_people);
+}
+
+static void
+reload(struct gw_ctx *ctx)
+{
+	struct gw_config *cfg = NULL;
+	struct gw_snapshot *snap = NULL;
+	char err[512], detail[512];
+
+	gw_log_info("SIGHUP: reloading %s", ctx->cfg->path);
+	if (gw_config_load(ctx->cfg->path, &cfg, err, sizeof(err)) < 0 ||
+	    gw_snapshot_load(ctx, cfg->policy_path, &snap, err, sizeof(err)) < 0) {
+		gw_log_error("reload rejected, the running policy stays in force: %s", err);
+		record(ctx, "policy_reload", "error", err, NULL);
+		gw_config_free(&cfg);
+		return;
+	}
+	/* The socket, store and token stay as they were opened; the policy
+	 * and the labels follow the new files. */
+	free(ctx->cfg->policy_path);
+	ctx->cfg->policy_path = cfg->policy_path;
+	cfg->policy_path = NULL;
+	free(ctx->cfg->token_label);
+	ctx->cfg->token_label = cfg->token_label;
+	cfg->token_label = NULL;
+	gw_config_free(&cfg);
+	policy_detail(snap, detail, sizeof(detail));
+	gw_snapshot_swap(ctx, snap);
+	gw_log_info("policy reloaded: %s", detail);
+	record(ctx, "policy_reload", "ok", NULL, detail);
+}
+
+int
+gw_server_run(struct gw_ctx *ctx)
+{
+	sigset_t mask;
+	int sfd, lfd;
+	char detail[512];
+	struct gw_snapshot *snap;
+
+	sigemptyset(&mask);
+	sigaddset(&mask, SIGTERM);
+	sigaddset(&mask, SIGINT);
+	sigaddset(&mask, SIGHUP);
+	sigaddset(&mask, SIGPIPE);
+	if (pthread_sigmask(SIG_BLOCK, &mask, NULL) != 0)
+		return -1;
+	sigdelset(&mask, SIGPIPE);
+	sfd = signalfd(-1, &mask, SFD_CLOEXEC);
+	if (sfd < 0)
+		return -1;
+	lfd = listen_socket(ctx->cfg->socket_path, ctx->cfg->socket_mode);
+	if (lfd < 0) {
+		close(sfd);
+		return -1;
+	}
+	snap = gw_snapshot_get(ctx);
+	policy_detail(snap, detail, sizeof(detail));
+	gw_snapshot_put(&snap);
+	record(ctx, "gateway_start", "ok", NULL, detail);
+	gw_log_info("sealgated %s listening on %s (instance %s)", SEALGATE_VERSION,
+	            ctx->cfg->socket_path, ctx->instance);
+
+	for (;;) {
+		struct pollfd pfd[2] = { { .fd = lfd, .events = POLLIN }, { .fd = sfd, .events = POLLIN } };
+
+		if (poll(pfd, 2, -1) < 0) {
+			if (errno == EINTR)
+				continue;
+			break;
+		}
+		if (pfd[1].revents & POLLIN) {
+			struct signalfd_siginfo si;
+			if (read(sfd, &si, sizeof(si)) == (ssize_t)sizeof(si)) {
+				if (si.ssi_signo == SIGHUP) {
+					reload(ctx);
+				} else {
+					gw_log_info("signal %u: stopping", si.ssi_signo);
+					break;
+				}
+			}
+		}
+		if (pfd[0].revents & POLLIN) {
+			int fd = accept4(lfd, NULL, NULL, SOCK_CLOEXEC);
+			if (fd >= 0)
+				conn_start(ctx, fd);
+			else if (errno == EMFILE || errno == ENFILE)
+				usleep(10000);
+		}
+	}
+	close(lfd);
+	unlink(ctx->cfg->socket_path);
+	conns_stop();
+	record(ctx, "gateway_stop", "ok", NULL, NULL);
+	close(sfd);
+	return 0;
+}

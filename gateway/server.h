@@ -1,0 +1,67 @@
+/*
+ * The gateway's shared state and its socket server: accepts local
+ * connections, identifies each peer with SO_PEERCRED, and serves one
+ * request at a time per connection on its own thread (so signatures from
+ * different clients run in parallel). SIGHUP reloads, SIGTERM stops.
+ */
+#ifndef GW_SERVER_H
+#define GW_SERVER_H
+
+#include <pthread.h>
+#include <stdbool.h>
+#include <stdint.h>
+#include <sys/types.h>
+
+#include "audit.h"
+#include "auth.h"
+#include "config.h"
+#include "policy.h"
+#include "store.h"
+#include "token.h"
+
+/* A policy together with the token keys of its seals, swapped as one on
+ * reload. keys[i] belongs to policy->seals[i]. */
+struct gw_snapshot {
+	unsigned refs;
+	struct gw_policy *policy;
+	struct gw_seal_key **keys;
+};
+
+struct gw_ctx {
+	struct gw_config *cfg;
+	struct gw_token *token;         /* NULL: no backend (fuzzing, tests) */
+	struct gw_store *store;
+	struct gw_audit *audit;
+	struct gw_auth *auth;
+	pthread_mutex_t snap_lock;
+	struct gw_snapshot *snap;
+	char instance[17];
+	char host[256];
+	time_t started;
+};
+
+/* Identity of a connected client, from the kernel, never from a message. */
+struct gw_peer {
+	uid_t uid;
+	gid_t gid;
+	pid_t pid;
+	char login[64];                 /* OS login name of uid, or "#uid" */
+	char exe[512];                  /* /proc/PID/exe at connect, or "" */
+};
+
+/* Builds a snapshot: loads the policy at path and finds every seal's key
+ * on the token (a missing key is an error). */
+int gw_snapshot_load(struct gw_ctx *ctx, const char *policy_path,
+                     struct gw_snapshot **out, char *err, size_t errlen);
+struct gw_snapshot *gw_snapshot_get(struct gw_ctx *ctx);   /* new reference */
+void gw_snapshot_put(struct gw_snapshot **snap);
+/* Replaces the current snapshot (takes ownership of snap). */
+void gw_snapshot_swap(struct gw_ctx *ctx, struct gw_snapshot *snap);
+
+/* Fills peer from a connected Unix socket. */
+int gw_peer_identify(int fd, struct gw_peer *peer);
+
+/* Runs the accept loop until SIGTERM/SIGINT. Returns 0 on a clean stop. */
+int gw_server_run(struct gw_ctx *ctx);
+
+#endif
