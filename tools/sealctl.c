@@ -1,1 +1,456 @@
-/* placeholder */ int main(void) { return 0; }
+/*
+ * sealctl: the command line of sealgate for applicants, approvers, seal
+ * admins and auditors. Every command is one or more gateway requests
+ * (docs/protocol.md); this file only parses arguments, asks for secrets
+ * and prints replies.
+ */
+#include <errno.h>
+#include <fcntl.h>
+#include <getopt.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <termios.h>
+#include <unistd.h>
+#include <openssl/crypto.h>
+#include <openssl/evp.h>
+#include <openssl/x509.h>
+#include <p11-kit/pkcs11.h>
+
+#include "protocol.h"
+#include "sg-config.h"
+
+struct cli {
+	const char *socket;
+	const char *user;            /* account to act as (SEALGATE_USER) */
+	const char *password_file;   /* the caller's own password */
+	bool json;
+	int fd;
+	char *session;               /* base64 session token */
+};
+
+static void
+usage(FILE *f)
+{
+	fprintf(f,
+"usage: sealctl [options] COMMAND [args]\n"
+"\n"
+"Commands:\n"
+"  status                      gateway reachable, token present, seals\n"
+"  seals                       the seals you may use, with certificate subject and state\n"
+"  whoami                      the account you act as\n"
+"  user add USER               (seal admin) give USER a password\n"
+"  user passwd [USER]          change your password, or (seal admin) USER's\n"
+"\n"
+"Options:\n"
+"  -s, --socket PATH           gateway socket (env SEALGATE_SOCKET; default %s/sealgated.sock)\n"
+"  -u, --user ACCOUNT          act as ACCOUNT (env SEALGATE_USER) if the policy lets your\n"
+"                              OS login do so\n"
+"  -p, --password-file FILE    your own password: first line of FILE, - for stdin\n"
+"                              (env SEALGATE_PASSWORD; otherwise asked on the terminal)\n"
+"      --new-password-file F   for user add/passwd: the new password (otherwise asked)\n"
+"      --old-password-file F   for user passwd on your own account\n"
+"  -j, --json                  print the gateway's replies as JSON\n"
+"  -h, --help\n"
+"\n"
+"Exit status: 0 success, 1 refused or failed, 2 usage, 3 gateway unreachable.\n",
+	SG_RUNSTATEDIR);
+}
+
+static void
+die_reply(const json_t *rep)
+{
+	unsigned long rv;
+	const char *code, *msg;
+
+	sg_reply_is_ok(rep, &rv, &code, &msg);
+	fprintf(stderr, "sealctl: %s (%s)\n", msg, code);
+}
+
+/* Reads one line of a secret from path ("-" = stdin) or from the terminal
+ * with echo off when path is NULL. Caller frees with sg_free_secret_str. */
+static char *
+read_secret(const char *path, const char *prompt)
+{
+	char buf[SG_PIN_MAX + 2];
+	FILE *f = NULL;
+	struct termios old, noecho;
+	bool tty = false;
+	char *nl, *out = NULL;
+
+	if (path != NULL && strcmp(path, "-") == 0)
+		f = stdin;
+	else if (path != NULL)
+		f = fopen(path, "re");
+	else {
+		f = fopen("/dev/tty", "r+e");
+		if (f == NULL) {
+			fprintf(stderr, "sealctl: no terminal to ask for the %s; use a file option\n", prompt);
+			return NULL;
+		}
+		fprintf(f, "%s: ", prompt);
+		fflush(f);
+		if (tcgetattr(fileno(f), &old) == 0) {
+			noecho = old;
+			noecho.c_lflag &= ~(tcflag_t)ECHO;
+			tty = tcsetattr(fileno(f), TCSAFLUSH, &noecho) == 0;
+		}
+	}
+	if (f == NULL) {
+		fprintf(stderr, "sealctl: %s: %s\n", path, strerror(errno));
+		return NULL;
+	}
+	if (fgets(buf, sizeof(buf), f) != NULL) {
+		nl = strchr(buf, '\n');
+		if (nl)
+			*nl = '\0';
+		out = strdup(buf);
+	}
+	if (tty) {
+		tcsetattr(fileno(f), TCSAFLUSH, &old);
+		fputc('\n', f);
+	}
+	if (f != stdin)
+		fclose(f);
+	OPENSSL_cleanse(buf, sizeof(buf));
+	if (out == NULL)
+		fprintf(stderr, "sealctl: no %s given\n", prompt);
+	return out;
+}
+
+static json_t *
+call(struct cli *c, json_t *req)
+{
+	json_t *rep = NULL;
+	char err[256];
+
+	if (c->fd < 0) {
+		c->fd = sg_connect_unix(c->socket);
+		if (c->fd < 0) {
+			fprintf(stderr, "sealctl: cannot reach the gateway at %s: %s\n",
+			        c->socket, strerror(-c->fd));
+			json_decref(req);
+			exit(3);
+		}
+	}
+	if (c->session)
+		json_object_set_new(req, "session", json_string(c->session));
+	if (sg_call(c->fd, req, &rep, err, sizeof(err)) < 0) {
+		fprintf(stderr, "sealctl: %s\n", err);
+		json_decref(req);
+		exit(3);
+	}
+	json_decref(req);
+	if (c->json) {
+		json_t *copy = json_deep_copy(rep);
+		json_object_del(copy, "session");
+		json_dumpf(copy, stdout, JSON_INDENT(2) | JSON_SORT_KEYS);
+		putchar('\n');
+		json_decref(copy);
+	}
+	return rep;
+}
+
+static int
+login(struct cli *c)
+{
+	const char *envpw = getenv("SEALGATE_PASSWORD");
+	char *pw = NULL;
+	json_t *req, *rep;
+	int rv = 1;
+
+	if (c->password_file)
+		pw = read_secret(c->password_file, "password");
+	else if (envpw)
+		pw = strdup(envpw);
+	else
+		pw = read_secret(NULL, "sealgate password");
+	if (pw == NULL)
+		return 1;
+	req = sg_request_new(SG_OP_LOGIN);
+	json_object_set_new(req, "pin", json_string(pw));
+	if (c->user)
+		json_object_set_new(req, "user", json_string(c->user));
+	sg_free_secret_str(pw);
+	{
+		bool was = c->json;
+		c->json = false;  /* the reply holds the session token */
+		rep = call(c, req);
+		c->json = was;
+	}
+	if (!sg_reply_is_ok(rep, NULL, NULL, NULL)) {
+		die_reply(rep);
+		goto out;
+	}
+	c->session = strdup(json_string_value(json_object_get(rep, "session")));
+	rv = c->session ? 0 : 1;
+out:
+	json_decref(rep);
+	return rv;
+}
+
+static void
+logout(struct cli *c)
+{
+	if (c->session == NULL || c->fd < 0)
+		return;
+	json_decref(call(c, sg_request_new(SG_OP_LOGOUT)));
+	sg_free_secret_str(c->session);
+	c->session = NULL;
+}
+
+static char *
+dn_of(const json_t *seal)
+{
+	uint8_t *der = NULL;
+	size_t len = 0;
+	char err[64], *out = NULL;
+	const unsigned char *p;
+	X509 *x;
+
+	if (sg_get_bytes(seal, "cert", false, &der, &len, SG_MSG_MAX, err, sizeof(err)) < 0 || der == NULL)
+		return strdup("(no certificate)");
+	p = der;
+	x = d2i_X509(NULL, &p, (long)len);
+	if (x != NULL) {
+		out = X509_NAME_oneline(X509_get_subject_name(x), NULL, 0);
+		X509_free(x);
+	}
+	free(der);
+	return out ? out : strdup("(unreadable certificate)");
+}
+
+static int
+cmd_status(struct cli *c)
+{
+	json_t *rep = call(c, sg_request_new(SG_OP_STATUS)), *seals;
+	size_t i;
+	json_t *s;
+	bool present;
+	int rv;
+
+	if (!sg_reply_is_ok(rep, NULL, NULL, NULL)) {
+		die_reply(rep);
+		json_decref(rep);
+		return 1;
+	}
+	present = json_is_true(json_object_get(rep, "token_present"));
+	if (!c->json) {
+		printf("gateway:  sealgated %s, instance %s, reachable at %s\n",
+		       json_string_value(json_object_get(rep, "version")),
+		       json_string_value(json_object_get(rep, "instance")), c->socket);
+		printf("token:    %s (%s)\n", json_string_value(json_object_get(rep, "token_label")),
+		       present ? "present" : "NOT PRESENT");
+		printf("policy:   sha256 %s\n", json_string_value(json_object_get(rep, "policy")));
+		seals = json_object_get(rep, "seals");
+		json_array_foreach(seals, i, s) {
+			bool avail = json_is_true(json_object_get(s, "available"));
+			printf("seal:     %-10s %-16s %s%s%s\n",
+			       json_string_value(json_object_get(s, "id")),
+			       json_string_value(json_object_get(s, "label")),
+			       avail ? "available" : "UNAVAILABLE",
+			       avail ? "" : ": ", avail ? "" : json_string_value(json_object_get(s, "reason")));
+		}
+	}
+	rv = present ? 0 : 1;
+	json_decref(rep);
+	return rv;
+}
+
+static int
+cmd_seals(struct cli *c)
+{
+	json_t *req = sg_request_new(SG_OP_SEALS), *rep, *s;
+	size_t i;
+
+	if (c->user)
+		json_object_set_new(req, "user", json_string(c->user));
+	rep = call(c, req);
+	if (!sg_reply_is_ok(rep, NULL, NULL, NULL)) {
+		die_reply(rep);
+		json_decref(rep);
+		return 1;
+	}
+	if (!c->json) {
+		printf("seals %s may use:\n", json_string_value(json_object_get(rep, "user")));
+		json_array_foreach(json_object_get(rep, "seals"), i, s) {
+			char *dn = dn_of(s);
+			json_int_t uses = json_integer_value(json_object_get(s, "uses_left"));
+			json_int_t quota = json_integer_value(json_object_get(s, "quota_left"));
+			printf("  %-10s %-16s %-7s %4d bits  %s\n", json_string_value(json_object_get(s, "id")),
+			       json_string_value(json_object_get(s, "label")),
+			       json_string_value(json_object_get(s, "key_type")),
+			       (int)json_integer_value(json_object_get(s, "bits")),
+			       json_is_true(json_object_get(s, "available")) ? "available" : "UNAVAILABLE");
+			printf("             subject: %s\n", dn);
+			printf("             uses left: %s", uses < 0 ? "no limit" : "");
+			if (uses >= 0)
+				printf("%lld", (long long)uses);
+			printf(", quota left: %s", quota < 0 ? "no limit" : "");
+			if (quota >= 0)
+				printf("%lld", (long long)quota);
+			putchar('\n');
+			free(dn);
+		}
+	}
+	json_decref(rep);
+	return 0;
+}
+
+static int
+cmd_whoami(struct cli *c)
+{
+	json_t *req = sg_request_new(SG_OP_WHOAMI), *rep, *r;
+	size_t i;
+
+	if (c->user)
+		json_object_set_new(req, "user", json_string(c->user));
+	rep = call(c, req);
+	if (!sg_reply_is_ok(rep, NULL, NULL, NULL)) {
+		die_reply(rep);
+		json_decref(rep);
+		return 1;
+	}
+	if (!c->json) {
+		printf("%s (%s), department %s, roles:", json_string_value(json_object_get(rep, "user")),
+		       json_string_value(json_object_get(rep, "name")),
+		       json_string_value(json_object_get(rep, "department")));
+		json_array_foreach(json_object_get(rep, "roles"), i, r)
+			printf(" %s", json_string_value(r));
+		printf("; OS user %s\n", json_string_value(json_object_get(rep, "os_user")));
+	}
+	json_decref(rep);
+	return 0;
+}
+
+static int
+cmd_user(struct cli *c, int argc, char **argv, const char *newfile, const char *oldfile)
+{
+	const char *sub, *target;
+	char *pw = NULL, *old = NULL;
+	json_t *req, *rep;
+	int rv = 1;
+
+	if (argc < 1) {
+		usage(stderr);
+		return 2;
+	}
+	sub = argv[0];
+	if (strcmp(sub, "add") == 0 && argc == 2)
+		target = argv[1];
+	else if (strcmp(sub, "passwd") == 0 && argc <= 2)
+		target = argc == 2 ? argv[1] : NULL;
+	else {
+		usage(stderr);
+		return 2;
+	}
+	if (login(c) != 0)
+		return 1;
+	if (target == NULL) {
+		json_t *w = call(c, sg_request_new(SG_OP_WHOAMI));
+		target = strdup(json_string_value(json_object_get(w, "user")));
+		json_decref(w);
+		old = read_secret(oldfile, "current password");
+		if (old == NULL)
+			goto out;
+	}
+	pw = read_secret(newfile, "new password");
+	if (pw == NULL)
+		goto out;
+	req = sg_request_new(strcmp(sub, "add") == 0 ? SG_OP_USER_ADD : SG_OP_USER_PASSWD);
+	json_object_set_new(req, "user", json_string(target));
+	json_object_set_new(req, "password", json_string(pw));
+	if (old)
+		json_object_set_new(req, "old_password", json_string(old));
+	rep = call(c, req);
+	if (sg_reply_is_ok(rep, NULL, NULL, NULL)) {
+		if (!c->json)
+			printf("password set for %s\n", target);
+		rv = 0;
+	} else
+		die_reply(rep);
+	json_decref(rep);
+out:
+	sg_free_secret_str(pw);
+	sg_free_secret_str(old);
+	logout(c);
+	return rv;
+}
+
+int
+main(int argc, char **argv)
+{
+	static const struct option longopts[] = {
+		{ "socket", required_argument, NULL, 's' },
+		{ "user", required_argument, NULL, 'u' },
+		{ "password-file", required_argument, NULL, 'p' },
+		{ "new-password-file", required_argument, NULL, 'N' },
+		{ "old-password-file", required_argument, NULL, 'O' },
+		{ "json", no_argument, NULL, 'j' },
+		{ "help", no_argument, NULL, 'h' },
+		{ NULL, 0, NULL, 0 },
+	};
+	struct cli c = { .fd = -1 };
+	const char *newfile = NULL, *oldfile = NULL, *cmd;
+	int ch, rv;
+
+	c.socket = getenv("SEALGATE_SOCKET");
+	if (c.socket == NULL)
+		c.socket = SG_RUNSTATEDIR "/sealgated.sock";
+	c.user = getenv("SEALGATE_USER");
+	/* "+": options stop at the command, so its own args are left alone. */
+	while ((ch = getopt_long(argc, argv, "+s:u:p:jh", longopts, NULL)) != -1) {
+		switch (ch) {
+		case 's': c.socket = optarg; break;
+		case 'u': c.user = optarg; break;
+		case 'p': c.password_file = optarg; break;
+		case 'N': newfile = optarg; break;
+		case 'O': oldfile = optarg; break;
+		case 'j': c.json = true; break;
+		case 'h': usage(stdout); return 0;
+		default: usage(stderr); return 2;
+		}
+	}
+	if (optind >= argc) {
+		usage(stderr);
+		return 2;
+	}
+	cmd = argv[optind++];
+	/* Options may also follow the command. */
+	{
+		int rest = argc - optind;
+		char **rargv = argv + optind;
+		int n = 0;
+		char **pos = calloc((size_t)rest + 1, sizeof(char *));
+		for (int i = 0; i < rest; i++) {
+			if (strcmp(rargv[i], "--new-password-file") == 0 && i + 1 < rest)
+				newfile = rargv[++i];
+			else if (strcmp(rargv[i], "--old-password-file") == 0 && i + 1 < rest)
+				oldfile = rargv[++i];
+			else if ((strcmp(rargv[i], "--password-file") == 0 || strcmp(rargv[i], "-p") == 0) && i + 1 < rest)
+				c.password_file = rargv[++i];
+			else if (strcmp(rargv[i], "--json") == 0 || strcmp(rargv[i], "-j") == 0)
+				c.json = true;
+			else
+				pos[n++] = rargv[i];
+		}
+		if (strcmp(cmd, "status") == 0 && n == 0)
+			rv = cmd_status(&c);
+		else if (strcmp(cmd, "seals") == 0 && n == 0)
+			rv = cmd_seals(&c);
+		else if (strcmp(cmd, "whoami") == 0 && n == 0)
+			rv = cmd_whoami(&c);
+		else if (strcmp(cmd, "user") == 0)
+			rv = cmd_user(&c, n, pos, newfile, oldfile);
+		else {
+			fprintf(stderr, "sealctl: unknown command or arguments: %s\n", cmd);
+			usage(stderr);
+			rv = 2;
+		}
+		free(pos);
+	}
+	if (c.fd >= 0)
+		close(c.fd);
+	sg_free_secret_str(c.session);
+	return rv;
+}
