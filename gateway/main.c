@@ -32,6 +32,7 @@ usage(FILE *f)
 "  -c, --config FILE        gateway configuration (docs/configuration.md)\n"
 "  -f, --foreground         log to stderr whatever the configuration says\n"
 "      --check              validate configuration, policy and seal keys, then exit\n"
+"      --verify-audit       check the audit log's hash chain in the store, then exit\n"
 "      --set-password USER  set USER's sealgate password in the store (offline\n"
 "                           bootstrap of the first seal admin); the password is the\n"
 "                           first line of --password-file (- for stdin)\n"
@@ -126,6 +127,7 @@ main(int argc, char **argv)
 		{ "config", required_argument, NULL, 'c' },
 		{ "foreground", no_argument, NULL, 'f' },
 		{ "check", no_argument, NULL, 'C' },
+		{ "verify-audit", no_argument, NULL, 'A' },
 		{ "set-password", required_argument, NULL, 'P' },
 		{ "password-file", required_argument, NULL, 'F' },
 		{ "version", no_argument, NULL, 'V' },
@@ -133,7 +135,7 @@ main(int argc, char **argv)
 		{ NULL, 0, NULL, 0 },
 	};
 	const char *config = NULL, *pw_user = NULL, *pw_file = NULL;
-	bool foreground = false, check = false;
+	bool foreground = false, check = false, verify = false;
 	struct gw_ctx ctx;
 	struct gw_snapshot *snap = NULL;
 	char err[1024];
@@ -146,6 +148,7 @@ main(int argc, char **argv)
 		case 'c': config = optarg; break;
 		case 'f': foreground = true; break;
 		case 'C': check = true; break;
+		case 'A': verify = true; break;
 		case 'P': pw_user = optarg; break;
 		case 'F': pw_file = optarg; break;
 		case 'V': printf("sealgated %s\n", SEALGATE_VERSION); return 0;
@@ -165,6 +168,21 @@ main(int argc, char **argv)
 	if (gw_config_load(config, &ctx.cfg, err, sizeof(err)) < 0) {
 		fprintf(stderr, "sealgated: %s\n", err);
 		return 1;
+	}
+	if (verify) {
+		uint64_t count = 0;
+		if (gw_store_open(ctx.cfg->store_path, &ctx.store, err, sizeof(err)) < 0) {
+			fprintf(stderr, "sealgated: store: %s\n", err);
+		} else if (gw_audit_verify_store(ctx.store, &count, err, sizeof(err)) < 0) {
+			fprintf(stderr, "sealgated: audit log NOT intact: %s\n", err);
+		} else {
+			printf("audit log intact: %llu records, hash chain verified\n",
+			       (unsigned long long)count);
+			rv = 0;
+		}
+		gw_store_close(&ctx.store);
+		gw_config_free(&ctx.cfg);
+		return rv;
 	}
 	if (pw_user != NULL) {
 		rv = set_password(ctx.cfg, pw_user, pw_file);
