@@ -1,1 +1,370 @@
-/* placeholder: being written */
+/*
+ * sealgated's configuration file (docs/configuration.md): strict YAML into
+ * struct gw_config with defaults and relative paths resolved against the
+ * file's directory, and the careful reading of the backend token's PIN file.
+ */
+#include "config.h"
+#include "protocol.h"
+#include "sg-config.h"
+#include "yamlutil.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <sys/un.h>
+#include <unistd.h>
+
+#include <openssl/crypto.h>
+
+#define PIN_MAX 256
+#define TOKEN_LABEL_MAX 32         /* CK_TOKEN_INFO.label is 32 bytes */
+#define SESSIONS_MAX 64
+#define TIMEOUT_MAX (30u * 24 * 3600)
+
+static const char *const config_keys[] = {
+	"backend_module", "backend_token", "token_pin_file", "socket_path",
+	"socket_mode", "store_path", "policy_path", "token_label", "audit_key",
+	"backend_sessions", "session_timeout", "log", "log_debug", NULL
+};
+
+void
+gw_config_free(struct gw_config **cfg)
+{
+	struct gw_config *c = cfg ? *cfg : NULL;
+
+	if (c == NULL)
+		return;
+	free(c->path);
+	free(c->backend_module);
+	free(c->backend_token);
+	free(c->token_pin_file);
+	free(c->socket_path);
+	free(c->store_path);
+	free(c->policy_path);
+	free(c->token_label);
+	free(c->audit_key);
+	free(c->log);
+	free(c);
+	*cfg = NULL;
+}
+
+/* Directory of name, without resolving symlinks: an administrator who
+ * links /etc/sealgate/sealgated.yaml expects paths relative to /etc/sealgate. */
+static char *
+base_dir(const char *name)
+{
+	const char *slash = strrchr(name, '/');
+	char *dir = NULL;
+
+	if (slash == NULL)
+		return strdup(".");
+	if (slash == name)
+		return strdup("/");
+	if (asprintf(&dir, "%.*s", (int)(slash - name), name) < 0)
+		return NULL;
+	return dir;
+}
+
+/* Makes *p absolute against dir when it is relative; bare module names
+ * (no slash) are left for dlopen's search when module is true. */
+static int
+resolve(struct gw_yaml *y, yaml_node_t *node, const char *dir, char **p, bool module)
+{
+	char *abs = NULL;
+
+	if ((*p)[0] == '/' || (module && strchr(*p, '/') == NULL))
+		return 0;
+	if (asprintf(&abs, "%s/%s", dir, *p) < 0)
+		return gw_yaml_errf(y, node, "out of memory");
+	free(*p);
+	*p = abs;
+	return 0;
+}
+
+static int
+get_path(struct gw_yaml *y, yaml_node_t *root, const char *key, const char *dir,
+         const char *def, char **out)
+{
+	yaml_node_t *n = gw_yaml_map_get(y, root, key);
+
+	if (n == NULL) {
+		if (def == NULL)
+			return gw_yaml_errf(y, root, "%s: missing (required)", key);
+		*out = strdup(def);
+		return *out ? 0 : gw_yaml_errf(y, root, "out of memory");
+	}
+	if (gw_yaml_str(y, n, key, out) < 0)
+		return -1;
+	return resolve(y, n, dir, out, strcmp(key, "backend_module") == 0);
+}
+
+static int
+get_str(struct gw_yaml *y, yaml_node_t *root, const char *key, const char *def,
+        char **out)
+{
+	yaml_node_t *n = gw_yaml_map_get(y, root, key);
+
+	if (n == NULL) {
+		*out = def ? strdup(def) : NULL;
+		return def && *out == NULL ? gw_yaml_errf(y, root, "out of memory") : 0;
+	}
+	return gw_yaml_str(y, n, key, out);
+}
+
+static unsigned
+default_sessions(void)
+{
+	long cpus = sysconf(_SC_NPROCESSORS_ONLN);
+
+	if (cpus < 1)
+		cpus = 1;
+	if (cpus > SESSIONS_MAX / 2)
+		cpus = SESSIONS_MAX / 2;
+	return (unsigned)cpus * 2;
+}
+
+static int
+parse_socket_mode(struct gw_yaml *y, yaml_node_t *n, mode_t *out)
+{
+	const char *v = gw_yaml_scalar(n);
+	unsigned long m = 0;
+	size_t len;
+
+	if (v == NULL)
+		return gw_yaml_errf(y, n, "socket_mode must be an octal mode such as \"0660\"");
+	len = strlen(v);
+	if (len < 3 || len > 4 || strspn(v, "01234567") != len ||
+	    (len == 4 && v[0] != '0'))
+		return gw_yaml_errf(y, n, "socket_mode must be an octal mode such as \"0660\", "
+		                    "not '%s'", v);
+	m = strtoul(v, NULL, 8);
+	*out = (mode_t)m;
+	return 0;
+}
+
+static int
+parse_tree(struct gw_yaml *y, yaml_node_t *root, const char *name, struct gw_config *c)
+{
+	char *dir = NULL;
+	yaml_node_t *n;
+	int64_t v;
+	int rv = -1;
+
+	if (gw_yaml_map_check(y, root, "the configuration", config_keys) < 0)
+		goto out;
+	dir = base_dir(name);
+	if (dir == NULL) {
+		gw_yaml_errf(y, NULL, "out of memory");
+		goto out;
+	}
+	c->path = strdup(name);
+	if (c->path == NULL) {
+		gw_yaml_errf(y, NULL, "out of memory");
+		goto out;
+	}
+	if (get_path(y, root, "backend_module", dir, SG_DEFAULT_BACKEND, &c->backend_module) < 0 ||
+	    get_str(y, root, "backend_token", NULL, &c->backend_token) < 0 ||
+	    get_path(y, root, "token_pin_file", dir, NULL, &c->token_pin_file) < 0 ||
+	    get_path(y, root, "socket_path", dir, SG_RUNSTATEDIR "/sealgated.sock",
+	             &c->socket_path) < 0 ||
+	    get_path(y, root, "store_path", dir, NULL, &c->store_path) < 0 ||
+	    get_path(y, root, "policy_path", dir, NULL, &c->policy_path) < 0 ||
+	    get_str(y, root, "token_label", NULL, &c->token_label) < 0 ||
+	    get_str(y, root, "audit_key", NULL, &c->audit_key) < 0 ||
+	    get_str(y, root, "log", "stderr", &c->log) < 0)
+		goto out;
+	if (c->backend_token == NULL) {
+		gw_yaml_errf(y, root, "backend_token: missing (required)");
+		goto out;
+	}
+	if (strlen(c->socket_path) >= sizeof(((struct sockaddr_un *)0)->sun_path)) {
+		gw_yaml_errf(y, gw_yaml_map_get(y, root, "socket_path"),
+		             "socket_path is longer than a Unix socket path may be (%zu bytes)",
+		             sizeof(((struct sockaddr_un *)0)->sun_path) - 1);
+		goto out;
+	}
+	if (c->token_label != NULL && strlen(c->token_label) > TOKEN_LABEL_MAX) {
+		gw_yaml_errf(y, gw_yaml_map_get(y, root, "token_label"),
+		             "token_label is longer than %d bytes (a PKCS#11 token label)",
+		             TOKEN_LABEL_MAX);
+		goto out;
+	}
+	if (c->audit_key != NULL && strncmp(c->audit_key, "pkcs11:", 7) != 0) {
+		gw_yaml_errf(y, gw_yaml_map_get(y, root, "audit_key"),
+		             "audit_key must be a PKCS#11 URI (\"pkcs11:object=...\")");
+		goto out;
+	}
+	if (strcmp(c->log, "stderr") != 0 && strcmp(c->log, "syslog") != 0) {
+		gw_yaml_errf(y, gw_yaml_map_get(y, root, "log"),
+		             "log must be stderr or syslog, not '%s'", c->log);
+		goto out;
+	}
+	c->socket_mode = 0666;
+	if ((n = gw_yaml_map_get(y, root, "socket_mode")) != NULL &&
+	    parse_socket_mode(y, n, &c->socket_mode) < 0)
+		goto out;
+	c->backend_sessions = default_sessions();
+	if ((n = gw_yaml_map_get(y, root, "backend_sessions")) != NULL) {
+		if (gw_yaml_int(y, n, "backend_sessions", 1, SESSIONS_MAX, &v) < 0)
+			goto out;
+		c->backend_sessions = (unsigned)v;
+	}
+	c->session_timeout = 28800;
+	if ((n = gw_yaml_map_get(y, root, "session_timeout")) != NULL) {
+		if (gw_yaml_int(y, n, "session_timeout", 1, TIMEOUT_MAX, &v) < 0)
+			goto out;
+		c->session_timeout = (unsigned)v;
+	}
+	if ((n = gw_yaml_map_get(y, root, "log_debug")) != NULL &&
+	    gw_yaml_bool(y, n, "log_debug", &c->log_debug) < 0)
+		goto out;
+	rv = 0;
+out:
+	free(dir);
+	return rv;
+}
+
+int
+gw_config_parse(const char *name, const uint8_t *buf, size_t len,
+                struct gw_config **out, char *err, size_t errlen)
+{
+	struct gw_yaml y;
+	struct gw_config *c = NULL;
+	yaml_node_t *root;
+	int rv = -1;
+
+	*out = NULL;
+	root = gw_yaml_open(&y, name, buf, len, err, errlen);
+	if (root == NULL)
+		goto out;
+	c = calloc(1, sizeof(*c));
+	if (c == NULL) {
+		gw_yaml_errf(&y, NULL, "out of memory");
+		goto out;
+	}
+	if (parse_tree(&y, root, name, c) < 0)
+		goto out;
+	*out = c;
+	c = NULL;
+	rv = 0;
+out:
+	gw_config_free(&c);
+	gw_yaml_close(&y);
+	return rv;
+}
+
+int
+gw_config_load(const char *path, struct gw_config **out, char *err, size_t errlen)
+{
+	uint8_t *buf = NULL;
+	size_t len = 0;
+	char *abs = NULL, cwd[4096];
+	int rv = -1;
+
+	*out = NULL;
+	/* Relative paths inside must not depend on where the daemon later
+	 * chdir()s, so anchor a relative file name to today's directory. */
+	if (path[0] != '/') {
+		if (getcwd(cwd, sizeof(cwd)) == NULL) {
+			snprintf(err, errlen, "%s: cannot get the current directory: %s",
+			         path, strerror(errno));
+			goto out;
+		}
+		if (asprintf(&abs, "%s/%s", cwd, path) < 0) {
+			abs = NULL;
+			snprintf(err, errlen, "%s: out of memory", path);
+			goto out;
+		}
+	}
+	if (gw_yaml_read_file(path, &buf, &len, err, errlen) < 0)
+		goto out;
+	rv = gw_config_parse(abs ? abs : path, buf, len, out, err, errlen);
+out:
+	free(buf);
+	free(abs);
+	return rv;
+}
+
+char *
+gw_config_read_pin(const struct gw_config *cfg, char *err, size_t errlen)
+{
+	const char *path = cfg->token_pin_file;
+	char buf[PIN_MAX + 2];
+	char *pin = NULL;
+	size_t have = 0;
+	struct stat st;
+	int fd;
+
+	fd = open(path, O_RDONLY | O_NOFOLLOW | O_CLOEXEC | O_NOCTTY | O_NONBLOCK);
+	if (fd < 0) {
+		if (errno == ELOOP)
+			snprintf(err, errlen, "token PIN file %s is a symbolic link; "
+			         "point token_pin_file at the file itself", path);
+		else
+			snprintf(err, errlen, "token PIN file %s: %s", path, strerror(errno));
+		return NULL;
+	}
+	if (fstat(fd, &st) < 0) {
+		snprintf(err, errlen, "token PIN file %s: %s", path, strerror(errno));
+		goto out;
+	}
+	if (!S_ISREG(st.st_mode)) {
+		snprintf(err, errlen, "token PIN file %s is not a regular file", path);
+		goto out;
+	}
+	if (st.st_uid != geteuid()) {
+		snprintf(err, errlen, "token PIN file %s is owned by uid %u, not by the "
+		         "gateway's user (uid %u); chown it", path, (unsigned)st.st_uid,
+		         (unsigned)geteuid());
+		goto out;
+	}
+	if ((st.st_mode & 077) != 0) {
+		snprintf(err, errlen, "token PIN file %s is %s by group/others (mode %04o); "
+		         "chmod 600 it", path,
+		         (st.st_mode & 044) ? "readable" : "writable or executable",
+		         (unsigned)(st.st_mode & 07777));
+		goto out;
+	}
+	for (;;) {
+		ssize_t n = read(fd, buf + have, sizeof(buf) - have);
+		if (n < 0 && errno == EINTR)
+			continue;
+		if (n < 0) {
+			snprintf(err, errlen, "token PIN file %s: %s", path, strerror(errno));
+			goto out;
+		}
+		if (n == 0)
+			break;
+		have += (size_t)n;
+		if (have == sizeof(buf))   /* PIN_MAX + newline + at least one more */
+			break;
+	}
+	if (have > 0 && have < sizeof(buf) && buf[have - 1] == '\n')
+		have--;
+	if (have > PIN_MAX) {
+		snprintf(err, errlen, "token PIN file %s holds more than %d bytes", path, PIN_MAX);
+		goto out;
+	}
+	if (have == 0) {
+		snprintf(err, errlen, "token PIN file %s is empty", path);
+		goto out;
+	}
+	if (memchr(buf, '\0', have) != NULL || memchr(buf, '\n', have) != NULL) {
+		snprintf(err, errlen, "token PIN file %s must hold the PIN on one line", path);
+		goto out;
+	}
+	pin = malloc(have + 1);
+	if (pin == NULL) {
+		snprintf(err, errlen, "token PIN file %s: out of memory", path);
+		goto out;
+	}
+	memcpy(pin, buf, have);
+	pin[have] = '\0';
+out:
+	OPENSSL_cleanse(buf, sizeof(buf));
+	close(fd);
+	return pin;
+}

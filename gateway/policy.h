@@ -11,13 +11,20 @@
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
+#include <time.h>
 
 #define GW_HASH_LEN 32
+
+struct gw_tz;                     /* a loaded IANA time zone (opaque) */
 
 struct gw_department {
 	char *id, *name;
 	char *parent;                 /* id or NULL for the root */
 	char *head;                   /* person id or NULL */
+	/* Filled in by the loader: */
+	size_t parent_ix;             /* index in departments[], SIZE_MAX for a root */
+	size_t head_ix;               /* index in people[], SIZE_MAX when no head */
+	unsigned line;
 };
 
 struct gw_person {
@@ -25,6 +32,9 @@ struct gw_person {
 	char *department;             /* id */
 	char **roles;  size_t n_roles;
 	char **os_logins; size_t n_os_logins;
+	/* Filled in by the loader: */
+	size_t dept_ix;               /* index in departments[] */
+	unsigned line;
 };
 
 /* Who may apply for / use a seal: anyone matching any list. */
@@ -50,6 +60,7 @@ struct gw_level {
 	unsigned up;                  /* RELATIVE_HEAD: 0 = applicant's dept, 1 = its parent … */
 	char *role;                   /* ROLE */
 	unsigned quorum;              /* M of the N qualifying people; default 1 */
+	unsigned line;
 };
 
 struct gw_rule {                  /* first matching rule wins */
@@ -77,6 +88,9 @@ struct gw_seal {
 	bool approval_required;       /* false: quotas and windows alone apply */
 	struct gw_rule *rules; size_t n_rules;
 	char *mfa;                    /* "login" (default), "per_signature", "out_of_band" */
+	/* Filled in by the loader: */
+	const struct gw_tz *tz;       /* loaded zone of timezone (never NULL) */
+	unsigned line;
 };
 
 struct gw_policy {
@@ -91,6 +105,11 @@ struct gw_policy {
 	struct gw_act_as { char *os_login; bool all; char **accounts; size_t n_accounts; } *act_as;
 	size_t n_act_as;
 	struct gw_seal *seals; size_t n_seals;
+	/* Filled in by the loader (lookup indexes, loaded zones): */
+	struct gw_id_ix { const char *id; size_t ix; } *dept_index, *person_index, *seal_index;
+	struct gw_role_count { const char *role; size_t holders; } *roles; size_t n_roles;
+	struct gw_tz **zones; size_t n_zones;
+	int version;
 };
 
 /* Parses and validates. On error returns -1, err = "file:line:col: msg". */
@@ -120,5 +139,77 @@ bool gw_policy_may_use(const struct gw_policy *p, const struct gw_person *who,
 
 /* True when dept is anc or below it. */
 bool gw_policy_dept_within(const struct gw_policy *p, const char *dept, const char *anc);
+
+/* ---- Seal conditions, approval rules, windows (all pure) ---- */
+
+/* What an application or a signature is for. Unstated facts are NULL /
+ * has_amount false; a seal or rule that asks about a fact the case does not
+ * state never lets it through (docs/policy.md, "Conditions"). */
+struct gw_use_case {
+	const char *document_type;
+	const char *business_scope;
+	bool has_amount;
+	int64_t amount;               /* whole currency units, >= 0 */
+};
+
+/* Seal conditions: document type allowed, business scope allowed, amount
+ * stated when the seal or one of its rules looks at it, amount <= ceiling.
+ * False with why in words. */
+bool gw_policy_check_conditions(const struct gw_seal *seal,
+		const struct gw_use_case *uc, char *why, size_t whylen);
+
+#define GW_RULE_NOT_NEEDED   (-1) /* approval: none; windows and quotas alone apply */
+#define GW_RULE_NO_MATCH     (-2) /* approval required but no rule covers this case */
+#define GW_RULE_NOT_ALLOWED  (-3) /* not among the seal's users, or conditions fail */
+
+/* The first rule of seal matching (applicant, uc): its index (>= 0), or one
+ * of GW_RULE_* above with why in words (for GW_RULE_NOT_NEEDED why says so
+ * too). Checks gw_policy_may_use and gw_policy_check_conditions first. */
+int gw_policy_match_rule(const struct gw_policy *p, const struct gw_seal *seal,
+		const struct gw_person *applicant, const struct gw_use_case *uc,
+		char *why, size_t whylen);
+
+/* The people who may approve level k (0-based) of rule for applicant, and
+ * how many of them must. RELATIVE_HEAD: the head of the applicant's
+ * department `up` levels higher (clamped at the root), walking further up
+ * while a department has no head or its head is the applicant. ROLE: every
+ * holder of the role. The applicant is never in the list. *out is
+ * malloc'd (free() it; the pointers are into p). Returns 0, or -1 with err
+ * when fewer people qualify than the quorum needs. */
+int gw_policy_level_approvers(const struct gw_policy *p, const struct gw_rule *rule,
+		size_t k, const struct gw_person *applicant,
+		const struct gw_person ***out, size_t *n, unsigned *quorum,
+		char *err, size_t errlen);
+/* True when approver is one of the people gw_policy_level_approvers lists. */
+bool gw_policy_may_approve(const struct gw_policy *p, const struct gw_rule *rule,
+		size_t k, const struct gw_person *applicant, const struct gw_person *approver);
+
+/* Time: the seal's zone (its timezone, else the organization's) read from
+ * the system's TZif files at load, evaluated without touching TZ/tzset. */
+/* Local wall-clock time of t in the seal's zone (tm_gmtoff set, tm_zone NULL). */
+void gw_policy_local_time(const struct gw_seal *seal, time_t t, struct tm *out);
+/* True when t lies in one of the seal's windows (or it has none). */
+bool gw_policy_in_window(const struct gw_seal *seal, time_t t);
+/* Quota windows: local calendar day as days since 1970-01-01 and local
+ * month as year * 12 + (month - 1), both in the seal's zone. */
+int64_t gw_policy_local_day(const struct gw_seal *seal, time_t t);
+int64_t gw_policy_local_month(const struct gw_seal *seal, time_t t);
+/* UTC offset (seconds east) of zone at t; zone from a seal's tz. */
+long gw_tz_offset(const struct gw_tz *zone, time_t t);
+const char *gw_tz_name(const struct gw_tz *zone);
+
+/* Mechanisms by their PKCS#11 names without "CKM_" (docs/policy.md). */
+bool gw_policy_mechanism_allowed(const struct gw_seal *seal, unsigned long mech);
+const char *gw_policy_mechanism_name(unsigned long mech);      /* NULL if unknown */
+int gw_policy_mechanism_from_name(const char *name, unsigned long *mech);
+
+/* Human-readable, multi-line explanation shared by `sealctl policy
+ * explain` and the gateway's denial reasons: the seal's users, conditions,
+ * windows (and whether now is inside one), quotas, mechanisms, MFA and
+ * approval rules; with who: whether they may apply; with uc too: which rule
+ * matches and who can approve each level. seal NULL explains every seal
+ * (every seal who may use, when who is given). malloc'd, NULL on ENOMEM. */
+char *gw_policy_explain(const struct gw_policy *p, const struct gw_seal *seal,
+		const struct gw_person *who, const struct gw_use_case *uc, time_t now);
 
 #endif

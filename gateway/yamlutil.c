@@ -490,7 +490,7 @@ int
 gw_yaml_strlist(struct gw_yaml *y, yaml_node_t *node, const char *what,
                 char ***out, size_t *n)
 {
-	size_t len;
+	size_t len = 0;
 	char **l;
 
 	*out = NULL;
