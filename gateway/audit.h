@@ -49,4 +49,37 @@ int gw_audit_record(struct gw_audit *au, const struct gw_audit_event *ev, uint64
  * with err naming the first bad sequence number. */
 int gw_audit_verify_store(struct gw_store *st, uint64_t *count, char *err, size_t errlen);
 
+/* ---- additions ---- */
+
+#define GW_AUDIT_HASH_LEN 32
+
+/* The canonical encoding of one record (docs/audit.md): writes it to buf
+ * when buflen is large enough and returns its length either way (0 when a
+ * field is longer than the encoding allows). */
+size_t gw_audit_row_encode(const struct gw_audit_row *row, uint8_t *buf, size_t buflen);
+
+/* hash = SHA-256(prev || encoding(row)). 0, or -1 on failure. */
+int gw_audit_row_hash(const uint8_t prev[GW_AUDIT_HASH_LEN], const struct gw_audit_row *row,
+                      uint8_t hash[GW_AUDIT_HASH_LEN]);
+
+/* The chain head as the writer knows it (seq 0 and zero hash when empty). */
+void gw_audit_head(struct gw_audit *au, uint64_t *seq, uint8_t hash[GW_AUDIT_HASH_LEN]);
+
+/* Like gw_audit_verify_store, and also checks that record anchor_seq exists
+ * with hash anchor_hash (a head remembered earlier, e.g. from a signed
+ * checkpoint): this is what detects records cut off the end of the log. */
+int gw_audit_verify_store_anchor(struct gw_store *st, uint64_t anchor_seq,
+                                 const uint8_t anchor_hash[GW_AUDIT_HASH_LEN],
+                                 uint64_t *count, char *err, size_t errlen);
+
+/* Counters of the writer, for status output and tests of the group commit. */
+struct gw_audit_stats {
+	uint64_t commits;         /* transactions committed */
+	uint64_t records;         /* records committed */
+	uint64_t failed_batches;  /* transactions that failed (records refused) */
+	uint64_t failed_records;
+	uint64_t max_batch;       /* most records in one transaction */
+};
+void gw_audit_get_stats(struct gw_audit *au, struct gw_audit_stats *out);
+
 #endif

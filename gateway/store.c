@@ -1,1 +1,666 @@
-/* placeholder: being written */
+/*
+ * The store: one SQLite database for the gateway's runtime state. Owns the
+ * file (created 0600), the connection settings (WAL, synchronous=FULL), the
+ * schema and its migrations, and every SQL statement; other parts see only
+ * typed functions (audit.c gets rows in, rows out, one transaction a batch).
+ */
+#include "store.h"
+#include "log.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <limits.h>
+#include <pthread.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <time.h>
+#include <unistd.h>
+
+#include <sqlite3.h>
+
+#define BUSY_TIMEOUT_MS 5000
+#define SCAN_PAGE       512
+#define STR_(x) #x
+#define STR(x) STR_(x)
+
+/*
+ * Migrations, in order: migrations[v - 1] takes the schema from version
+ * v - 1 to v. Never edit one that has shipped; append a new one.
+ */
+static const char *const migrations[] = {
+	/* 1: accounts. Times are Unix seconds (UTC). */
+	"CREATE TABLE accounts ("
+	"  user TEXT PRIMARY KEY NOT NULL,"
+	"  password_hash TEXT,"
+	"  created INTEGER NOT NULL,"
+	"  updated INTEGER NOT NULL,"
+	"  locked_until INTEGER NOT NULL DEFAULT 0,"
+	"  failed_count INTEGER NOT NULL DEFAULT 0"
+	") STRICT;",
+
+	/* 2: the audit log (docs/audit.md). seq is the rowid, so the head is
+	 * one B-tree lookup. The triggers make the gateway's own connection
+	 * unable to change history; someone with the file can drop them, which
+	 * is what the hash chain is for. */
+	"CREATE TABLE audit ("
+	"  seq INTEGER PRIMARY KEY NOT NULL,"
+	"  ts_ns INTEGER NOT NULL,"
+	"  action TEXT, outcome TEXT, reason TEXT, actor TEXT,"
+	"  uid INTEGER NOT NULL, pid INTEGER NOT NULL,"
+	"  exe TEXT, host TEXT, seal TEXT,"
+	"  application INTEGER NOT NULL,"
+	"  doc_digest BLOB, signed_digest BLOB,"
+	"  mechanism INTEGER NOT NULL,"
+	"  detail TEXT,"
+	"  prev_hash BLOB NOT NULL,"
+	"  hash BLOB NOT NULL"
+	") STRICT;"
+	"CREATE TRIGGER audit_no_update BEFORE UPDATE ON audit"
+	"  BEGIN SELECT RAISE(ABORT, 'the audit log is append-only'); END;"
+	"CREATE TRIGGER audit_no_delete BEFORE DELETE ON audit"
+	"  BEGIN SELECT RAISE(ABORT, 'the audit log is append-only'); END;",
+};
+
+_Static_assert(sizeof(migrations) / sizeof(migrations[0]) == GW_STORE_SCHEMA_LATEST,
+               "GW_STORE_SCHEMA_LATEST must equal the number of migrations");
+
+#define AUDIT_COLS "seq, ts_ns, action, outcome, reason, actor, uid, pid, exe, host, " \
+                   "seal, application, doc_digest, signed_digest, mechanism, detail, "  \
+                   "prev_hash, hash"
+
+struct gw_store {
+	sqlite3 *db;
+	pthread_mutex_t lock;
+	sqlite3_stmt *pw_get, *pw_set;
+	sqlite3_stmt *audit_insert, *audit_head, *audit_page;
+	sqlite3_stmt *begin, *commit, *rollback;
+	int (*commit_hook)(void *);
+	void *commit_hook_ctx;
+};
+
+static void __attribute__((format(printf, 3, 4)))
+seterr(char *err, size_t errlen, const char *fmt, ...)
+{
+	va_list ap;
+
+	if (!err || errlen == 0)
+		return;
+	va_start(ap, fmt);
+	vsnprintf(err, errlen, fmt, ap);
+	va_end(ap);
+}
+
+static int64_t
+now_s(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_REALTIME, &ts);
+	return (int64_t)ts.tv_sec;
+}
+
+static int
+exec_sql(struct gw_store *st, const char *sql, char *err, size_t errlen)
+{
+	char *msg = NULL;
+
+	if (sqlite3_exec(st->db, sql, NULL, NULL, &msg) != SQLITE_OK) {
+		seterr(err, errlen, "%s", msg ? msg : sqlite3_errmsg(st->db));
+		sqlite3_free(msg);
+		return -1;
+	}
+	return 0;
+}
+
+/* Runs a prepared no-row statement (BEGIN, COMMIT, ROLLBACK). */
+static int
+step_done(struct gw_store *st, sqlite3_stmt *s, char *err, size_t errlen)
+{
+	int rc = sqlite3_step(s);
+
+	sqlite3_reset(s);
+	if (rc != SQLITE_DONE) {
+		seterr(err, errlen, "%s: %s", sqlite3_sql(s), sqlite3_errmsg(st->db));
+		return -1;
+	}
+	return 0;
+}
+
+/* Creates the file 0600 ourselves (SQLite would use the umask) and refuses
+ * anything that is not a regular file of ours. SQLite gives the -wal and
+ * -shm files the database file's mode. */
+static int
+prepare_file(const char *path, char *err, size_t errlen)
+{
+	struct stat sb;
+	int fd, rv = -1;
+
+	fd = open(path, O_RDWR | O_CREAT | O_CLOEXEC | O_NOFOLLOW, 0600);
+	if (fd < 0) {
+		seterr(err, errlen, "%s: %s", path, strerror(errno));
+		return -1;
+	}
+	if (fstat(fd, &sb) != 0) {
+		seterr(err, errlen, "%s: %s", path, strerror(errno));
+		goto out;
+	}
+	if (!S_ISREG(sb.st_mode)) {
+		seterr(err, errlen, "%s is not a regular file", path);
+		goto out;
+	}
+	if (sb.st_uid != geteuid()) {
+		seterr(err, errlen, "%s belongs to uid %lu, not to the gateway's uid %lu", path,
+		       (unsigned long)sb.st_uid, (unsigned long)geteuid());
+		goto out;
+	}
+	if ((sb.st_mode & 0777) != 0600) {
+		gw_log_warn("%s had mode %04o; setting 0600", path, (unsigned)(sb.st_mode & 07777));
+		if (fchmod(fd, 0600) != 0) {
+			seterr(err, errlen, "chmod 0600 %s: %s", path, strerror(errno));
+			goto out;
+		}
+	}
+	rv = 0;
+out:
+	/* Closed before SQLite opens the file: closing any descriptor of a
+	 * file drops all of this process's POSIX locks on it. */
+	close(fd);
+	return rv;
+}
+
+static int
+schema_version_locked(struct gw_store *st)
+{
+	sqlite3_stmt *s = NULL;
+	int v = -1;
+
+	if (sqlite3_prepare_v2(st->db, "SELECT COALESCE(MAX(version), 0) FROM schema_version",
+	                       -1, &s, NULL) == SQLITE_OK &&
+	    sqlite3_step(s) == SQLITE_ROW)
+		v = sqlite3_column_int(s, 0);
+	sqlite3_finalize(s);
+	return v;
+}
+
+/* Brings the schema to version upto in one transaction: a crash mid-way
+ * leaves the old schema. */
+static int
+migrate(struct gw_store *st, int upto, char *err, size_t errlen)
+{
+	sqlite3_stmt *ins = NULL;
+	int cur, v, rv = -1;
+	char e[256];
+
+	if (exec_sql(st, "BEGIN IMMEDIATE", err, errlen))
+		return -1;
+	if (exec_sql(st, "CREATE TABLE IF NOT EXISTS schema_version ("
+	                 " version INTEGER PRIMARY KEY NOT NULL,"
+	                 " applied INTEGER NOT NULL) STRICT", err, errlen))
+		goto out;
+	cur = schema_version_locked(st);
+	if (cur < 0) {
+		seterr(err, errlen, "reading the schema version: %s", sqlite3_errmsg(st->db));
+		goto out;
+	}
+	if (cur > GW_STORE_SCHEMA_LATEST) {
+		seterr(err, errlen, "the database has schema version %d; this sealgated knows up to %d",
+		       cur, GW_STORE_SCHEMA_LATEST);
+		goto out;
+	}
+	if (sqlite3_prepare_v2(st->db, "INSERT INTO schema_version (version, applied) VALUES (?, ?)",
+	                       -1, &ins, NULL) != SQLITE_OK) {
+		seterr(err, errlen, "%s", sqlite3_errmsg(st->db));
+		goto out;
+	}
+	for (v = cur + 1; v <= upto; v++) {
+		if (exec_sql(st, migrations[v - 1], e, sizeof(e))) {
+			seterr(err, errlen, "schema migration %d: %s", v, e);
+			goto out;
+		}
+		sqlite3_bind_int(ins, 1, v);
+		sqlite3_bind_int64(ins, 2, now_s());
+		if (sqlite3_step(ins) != SQLITE_DONE) {
+			seterr(err, errlen, "schema migration %d: %s", v, sqlite3_errmsg(st->db));
+			goto out;
+		}
+		sqlite3_reset(ins);
+		gw_log_info("store schema migrated to version %d", v);
+	}
+	if (exec_sql(st, "COMMIT", err, errlen))
+		goto out;
+	rv = 0;
+out:
+	sqlite3_finalize(ins);
+	if (rv != 0)
+		sqlite3_exec(st->db, "ROLLBACK", NULL, NULL, NULL);
+	return rv;
+}
+
+static int
+prepare(struct gw_store *st, sqlite3_stmt **s, const char *sql, char *err, size_t errlen)
+{
+	if (sqlite3_prepare_v3(st->db, sql, -1, SQLITE_PREPARE_PERSISTENT, s, NULL) != SQLITE_OK) {
+		seterr(err, errlen, "preparing '%s': %s", sql, sqlite3_errmsg(st->db));
+		return -1;
+	}
+	return 0;
+}
+
+static int
+commit_hook_cb(void *arg)
+{
+	struct gw_store *st = arg;
+
+	return st->commit_hook ? st->commit_hook(st->commit_hook_ctx) : 0;
+}
+
+int
+gw_store_open_version(const char *path, int upto, struct gw_store **out,
+                      char *err, size_t errlen)
+{
+	struct gw_store *st = NULL;
+	sqlite3_stmt *s = NULL;
+	int rv = -1;
+	const char *mode;
+
+	*out = NULL;
+	if (upto <= 0 || upto > GW_STORE_SCHEMA_LATEST)
+		upto = GW_STORE_SCHEMA_LATEST;
+	if (!path || !*path) {
+		seterr(err, errlen, "no store path");
+		return -1;
+	}
+	if (prepare_file(path, err, errlen))
+		return -1;
+	st = calloc(1, sizeof(*st));
+	if (!st) {
+		seterr(err, errlen, "out of memory");
+		return -1;
+	}
+	pthread_mutex_init(&st->lock, NULL);
+	if (sqlite3_open_v2(path, &st->db, SQLITE_OPEN_READWRITE | SQLITE_OPEN_FULLMUTEX |
+	                    SQLITE_OPEN_NOFOLLOW, NULL) != SQLITE_OK) {
+		seterr(err, errlen, "%s: %s", path, st->db ? sqlite3_errmsg(st->db) : "cannot open");
+		goto out;
+	}
+	sqlite3_extended_result_codes(st->db, 1);
+	sqlite3_busy_timeout(st->db, BUSY_TIMEOUT_MS);
+	/* WAL + synchronous=FULL: a COMMIT that returned is on disk (the WAL
+	 * is fsync'd at every commit). trusted_schema=OFF: the file is data,
+	 * never code. */
+	if (sqlite3_prepare_v2(st->db, "PRAGMA journal_mode=WAL", -1, &s, NULL) != SQLITE_OK ||
+	    sqlite3_step(s) != SQLITE_ROW) {
+		seterr(err, errlen, "%s: %s", path, sqlite3_errmsg(st->db));
+		goto out;
+	}
+	mode = (const char *)sqlite3_column_text(s, 0);
+	if (!mode || strcmp(mode, "wal") != 0) {
+		seterr(err, errlen, "%s: cannot switch to WAL (journal_mode is %s)", path,
+		       mode ? mode : "unknown");
+		goto out;
+	}
+	sqlite3_finalize(s);   /* a statement left mid-step would block COMMIT */
+	s = NULL;
+	if (exec_sql(st, "PRAGMA synchronous=FULL; PRAGMA foreign_keys=ON; "
+	                 "PRAGMA trusted_schema=OFF;", err, errlen))
+		goto out;
+	if (migrate(st, upto, err, errlen))
+		goto out;
+
+	if (prepare(st, &st->begin, "BEGIN IMMEDIATE", err, errlen) ||
+	    prepare(st, &st->commit, "COMMIT", err, errlen) ||
+	    prepare(st, &st->rollback, "ROLLBACK", err, errlen) ||
+	    prepare(st, &st->pw_get, "SELECT password_hash FROM accounts WHERE user = ?", err, errlen) ||
+	    prepare(st, &st->pw_set,
+	            "INSERT INTO accounts (user, password_hash, created, updated) VALUES (?1, ?2, ?3, ?3)"
+	            " ON CONFLICT (user) DO UPDATE SET password_hash = excluded.password_hash,"
+	            " updated = excluded.updated", err, errlen))
+		goto out;
+	if (upto >= 2 &&
+	    (prepare(st, &st->audit_insert, "INSERT INTO audit (" AUDIT_COLS ") VALUES "
+	             "(?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)", err, errlen) ||
+	     prepare(st, &st->audit_head, "SELECT seq, hash FROM audit ORDER BY seq DESC LIMIT 1",
+	             err, errlen) ||
+	     prepare(st, &st->audit_page, "SELECT " AUDIT_COLS " FROM audit WHERE seq > ?"
+	             " ORDER BY seq LIMIT " STR(SCAN_PAGE), err, errlen)))
+		goto out;
+	sqlite3_commit_hook(st->db, commit_hook_cb, st);
+
+	*out = st;
+	st = NULL;
+	rv = 0;
+out:
+	sqlite3_finalize(s);
+	gw_store_close(&st);
+	return rv;
+}
+
+int
+gw_store_open(const char *path, struct gw_store **out, char *err, size_t errlen)
+{
+	return gw_store_open_version(path, 0, out, err, errlen);
+}
+
+void
+gw_store_close(struct gw_store **stp)
+{
+	struct gw_store *st = stp ? *stp : NULL;
+
+	if (!st)
+		return;
+	sqlite3_finalize(st->pw_get);
+	sqlite3_finalize(st->pw_set);
+	sqlite3_finalize(st->audit_insert);
+	sqlite3_finalize(st->audit_head);
+	sqlite3_finalize(st->audit_page);
+	sqlite3_finalize(st->begin);
+	sqlite3_finalize(st->commit);
+	sqlite3_finalize(st->rollback);
+	if (st->db && sqlite3_close(st->db) != SQLITE_OK)
+		gw_log_error("closing the store: %s", sqlite3_errmsg(st->db));
+	pthread_mutex_destroy(&st->lock);
+	free(st);
+	*stp = NULL;
+}
+
+int
+gw_store_schema_version(struct gw_store *st)
+{
+	int v;
+
+	pthread_mutex_lock(&st->lock);
+	v = schema_version_locked(st);
+	pthread_mutex_unlock(&st->lock);
+	return v;
+}
+
+void
+gw_store_test_set_commit_hook(struct gw_store *st, int (*fn)(void *), void *ctx)
+{
+	pthread_mutex_lock(&st->lock);
+	st->commit_hook = fn;
+	st->commit_hook_ctx = ctx;
+	pthread_mutex_unlock(&st->lock);
+}
+
+/* ---- accounts ---- */
+
+int
+gw_store_password_get(struct gw_store *st, const char *user, char *hash, size_t hashlen)
+{
+	int rv = -1, rc;
+	const unsigned char *h;
+	int n;
+
+	if (!user || !hash || hashlen == 0)
+		return -1;
+	pthread_mutex_lock(&st->lock);
+	sqlite3_bind_text(st->pw_get, 1, user, -1, SQLITE_STATIC);
+	rc = sqlite3_step(st->pw_get);
+	if (rc == SQLITE_DONE) {
+		rv = 0;
+	} else if (rc == SQLITE_ROW) {
+		h = sqlite3_column_text(st->pw_get, 0);
+		n = sqlite3_column_bytes(st->pw_get, 0);
+		if (!h) {
+			rv = 0;
+		} else if ((size_t)n < hashlen && strlen((const char *)h) == (size_t)n) {
+			memcpy(hash, h, (size_t)n + 1);
+			rv = 1;
+		} else {
+			gw_log_error("store: password hash of '%s' is too long or malformed", user);
+		}
+	} else {
+		gw_log_error("store: reading the password of '%s': %s", user, sqlite3_errmsg(st->db));
+	}
+	sqlite3_reset(st->pw_get);
+	sqlite3_clear_bindings(st->pw_get);
+	pthread_mutex_unlock(&st->lock);
+	return rv;
+}
+
+int
+gw_store_password_set(struct gw_store *st, const char *user, const char *hash)
+{
+	int rv = -1;
+
+	if (!user || !*user)
+		return -1;
+	pthread_mutex_lock(&st->lock);
+	sqlite3_bind_text(st->pw_set, 1, user, -1, SQLITE_STATIC);
+	if (hash)
+		sqlite3_bind_text(st->pw_set, 2, hash, -1, SQLITE_STATIC);
+	else
+		sqlite3_bind_null(st->pw_set, 2);
+	sqlite3_bind_int64(st->pw_set, 3, now_s());
+	if (sqlite3_step(st->pw_set) == SQLITE_DONE)
+		rv = 0;
+	else
+		gw_log_error("store: setting the password of '%s': %s", user, sqlite3_errmsg(st->db));
+	sqlite3_reset(st->pw_set);
+	sqlite3_clear_bindings(st->pw_set);
+	pthread_mutex_unlock(&st->lock);
+	return rv;
+}
+
+/* ---- audit rows ---- */
+
+static void
+bind_str(sqlite3_stmt *s, int i, const char *v)
+{
+	if (v)
+		sqlite3_bind_text(s, i, v, -1, SQLITE_STATIC);
+	else
+		sqlite3_bind_null(s, i);
+}
+
+static void
+bind_blob(sqlite3_stmt *s, int i, const uint8_t *p, size_t len)
+{
+	if (p && len)
+		sqlite3_bind_blob64(s, i, p, len, SQLITE_STATIC);
+	else
+		sqlite3_bind_null(s, i);
+}
+
+int
+gw_store_audit_append(struct gw_store *st, const struct gw_audit_row *rows, size_t n,
+                      char *err, size_t errlen)
+{
+	sqlite3_stmt *s = st->audit_insert;
+	int rv = -1, rc;
+	bool in_tx = false;
+	size_t i;
+
+	if (!s) {
+		seterr(err, errlen, "the store has no audit table (schema too old)");
+		return -1;
+	}
+	pthread_mutex_lock(&st->lock);
+	if (step_done(st, st->begin, err, errlen))
+		goto out;
+	in_tx = true;
+	for (i = 0; i < n; i++) {
+		const struct gw_audit_row *r = &rows[i];
+
+		if (r->seq > INT64_MAX) {
+			seterr(err, errlen, "audit seq overflow");
+			goto out;
+		}
+		sqlite3_bind_int64(s, 1, (sqlite3_int64)r->seq);
+		sqlite3_bind_int64(s, 2, r->ts_ns);
+		bind_str(s, 3, r->action);
+		bind_str(s, 4, r->outcome);
+		bind_str(s, 5, r->reason);
+		bind_str(s, 6, r->actor);
+		sqlite3_bind_int64(s, 7, r->uid);
+		sqlite3_bind_int64(s, 8, r->pid);
+		bind_str(s, 9, r->exe);
+		bind_str(s, 10, r->host);
+		bind_str(s, 11, r->seal);
+		sqlite3_bind_int64(s, 12, r->application);
+		bind_blob(s, 13, r->doc_digest, r->doc_digest_len);
+		bind_blob(s, 14, r->signed_digest, r->signed_digest_len);
+		/* CKM values are unsigned long; stored as their 64-bit pattern. */
+		sqlite3_bind_int64(s, 15, (sqlite3_int64)r->mechanism);
+		bind_str(s, 16, r->detail);
+		sqlite3_bind_blob64(s, 17, r->prev_hash, r->prev_hash_len, SQLITE_STATIC);
+		sqlite3_bind_blob64(s, 18, r->hash, r->hash_len, SQLITE_STATIC);
+		rc = sqlite3_step(s);
+		sqlite3_reset(s);
+		sqlite3_clear_bindings(s);
+		if (rc != SQLITE_DONE) {
+			seterr(err, errlen, "writing audit seq %llu: %s",
+			       (unsigned long long)r->seq, sqlite3_errmsg(st->db));
+			goto out;
+		}
+	}
+	if (step_done(st, st->commit, err, errlen))
+		goto out;
+	in_tx = false;
+	rv = 0;
+out:
+	/* A failed COMMIT may already have rolled back (SQLITE_FULL, the
+	 * commit hook); ROLLBACK then fails harmlessly. */
+	if (in_tx && !sqlite3_get_autocommit(st->db))
+		step_done(st, st->rollback, NULL, 0);
+	pthread_mutex_unlock(&st->lock);
+	return rv;
+}
+
+int
+gw_store_audit_head(struct gw_store *st, uint64_t *seq, uint8_t hash[32],
+                    char *err, size_t errlen)
+{
+	sqlite3_stmt *s = st->audit_head;
+	int rv = -1, rc;
+
+	if (!s) {
+		seterr(err, errlen, "the store has no audit table (schema too old)");
+		return -1;
+	}
+	pthread_mutex_lock(&st->lock);
+	rc = sqlite3_step(s);
+	if (rc == SQLITE_DONE) {
+		*seq = 0;
+		memset(hash, 0, 32);
+		rv = 0;
+	} else if (rc == SQLITE_ROW) {
+		sqlite3_int64 v = sqlite3_column_int64(s, 0);
+		const void *h = sqlite3_column_blob(s, 1);
+
+		if (v <= 0 || sqlite3_column_type(s, 1) != SQLITE_BLOB ||
+		    sqlite3_column_bytes(s, 1) != 32 || !h) {
+			seterr(err, errlen, "the last audit record (seq %lld) is malformed", (long long)v);
+		} else {
+			*seq = (uint64_t)v;
+			memcpy(hash, h, 32);
+			rv = 1;
+		}
+	} else {
+		seterr(err, errlen, "reading the audit head: %s", sqlite3_errmsg(st->db));
+	}
+	sqlite3_reset(s);
+	pthread_mutex_unlock(&st->lock);
+	return rv;
+}
+
+/* Reads a text column; flags a type other than TEXT/NULL or an embedded NUL. */
+static const char *
+col_text(sqlite3_stmt *s, int i, const char *name, const char **bad)
+{
+	int t = sqlite3_column_type(s, i);
+	const char *v;
+
+	if (t == SQLITE_NULL)
+		return NULL;
+	v = (const char *)sqlite3_column_text(s, i);
+	if (t != SQLITE_TEXT || !v || strlen(v) != (size_t)sqlite3_column_bytes(s, i)) {
+		if (!*bad)
+			*bad = name;
+	}
+	return v;
+}
+
+static const uint8_t *
+col_blob(sqlite3_stmt *s, int i, const char *name, size_t *len, const char **bad)
+{
+	int t = sqlite3_column_type(s, i);
+	const uint8_t *v;
+
+	*len = 0;
+	if (t == SQLITE_NULL)
+		return NULL;
+	if (t != SQLITE_BLOB && !*bad)
+		*bad = name;
+	v = sqlite3_column_blob(s, i);
+	*len = (size_t)sqlite3_column_bytes(s, i);
+	return v;
+}
+
+static int64_t
+col_int(sqlite3_stmt *s, int i, const char *name, const char **bad)
+{
+	if (sqlite3_column_type(s, i) != SQLITE_INTEGER && !*bad)
+		*bad = name;
+	return sqlite3_column_int64(s, i);
+}
+
+int
+gw_store_audit_scan(struct gw_store *st, gw_store_audit_fn fn, void *ctx,
+                    char *err, size_t errlen)
+{
+	sqlite3_stmt *s = st->audit_page;
+	sqlite3_int64 last = INT64_MIN;
+	int rv = 0, rc, inpage;
+
+	if (!s) {
+		seterr(err, errlen, "the store has no audit table (schema too old)");
+		return -1;
+	}
+	for (;;) {
+		pthread_mutex_lock(&st->lock);
+		sqlite3_bind_int64(s, 1, last);
+		inpage = 0;
+		while ((rc = sqlite3_step(s)) == SQLITE_ROW) {
+			struct gw_audit_row r = { 0 };
+			const char *bad = NULL;
+
+			r.seq = (uint64_t)col_int(s, 0, "seq", &bad);
+			last = (sqlite3_int64)r.seq;
+			r.ts_ns = col_int(s, 1, "ts_ns", &bad);
+			r.action = col_text(s, 2, "action", &bad);
+			r.outcome = col_text(s, 3, "outcome", &bad);
+			r.reason = col_text(s, 4, "reason", &bad);
+			r.actor = col_text(s, 5, "actor", &bad);
+			r.uid = col_int(s, 6, "uid", &bad);
+			r.pid = col_int(s, 7, "pid", &bad);
+			r.exe = col_text(s, 8, "exe", &bad);
+			r.host = col_text(s, 9, "host", &bad);
+			r.seal = col_text(s, 10, "seal", &bad);
+			r.application = col_int(s, 11, "application", &bad);
+			r.doc_digest = col_blob(s, 12, "doc_digest", &r.doc_digest_len, &bad);
+			r.signed_digest = col_blob(s, 13, "signed_digest", &r.signed_digest_len, &bad);
+			r.mechanism = (uint64_t)col_int(s, 14, "mechanism", &bad);
+			r.detail = col_text(s, 15, "detail", &bad);
+			r.prev_hash = col_blob(s, 16, "prev_hash", &r.prev_hash_len, &bad);
+			r.hash = col_blob(s, 17, "hash", &r.hash_len, &bad);
+			r.bad_column = bad;
+			inpage++;
+			rv = fn(ctx, &r);
+			if (rv != 0)
+				break;
+		}
+		if (rv == 0 && rc != SQLITE_DONE && rc != SQLITE_ROW) {
+			seterr(err, errlen, "reading the audit log: %s", sqlite3_errmsg(st->db));
+			rv = -1;
+		}
+		sqlite3_reset(s);
+		pthread_mutex_unlock(&st->lock);
+		if (rv != 0 || inpage < SCAN_PAGE)
+			return rv;
+	}
+}

@@ -1,1 +1,1465 @@
-/* placeholder: being written */
+/*
+ * The backend token: loads the backend PKCS#11 module, finds the one token
+ * the configuration names, logs in once, keeps the pool of sessions the
+ * signers share, and turns RFC 7512 key URIs into seal keys (private key +
+ * certificate + public data, checked to belong together). A token that goes
+ * away is marked absent and reconnected lazily (token_lost/token_reconnect).
+ */
+#include "token.h"
+#include "log.h"
+
+#include <dlfcn.h>
+#include <pthread.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+#include <unistd.h>
+
+#include <p11-kit/p11-kit.h>
+#include <p11-kit/uri.h>
+
+#include <openssl/asn1.h>
+#include <openssl/bn.h>
+#include <openssl/core_names.h>
+#include <openssl/crypto.h>
+#include <openssl/ec.h>
+#include <openssl/evp.h>
+#include <openssl/objects.h>
+#include <openssl/x509.h>
+
+/* Bounds on what we accept from the token: it is hardware we trust to
+ * sign, not to hand us well-formed lengths. */
+#define CERT_MAX        (16u * 1024u)
+#define ATTR_MAX        (4u * 1024u)    /* id, label, names, serial, params */
+#define MODULUS_MAX     1024u           /* 8192-bit RSA */
+#define POINT_MAX       256u
+#define SLOTS_MAX       1024u
+#define SESSIONS_MAX    1024u
+#define RECONNECT_GAP_NS 1000000000LL   /* at most one reconnect try a second */
+
+/* Ed25519's OID 1.3.101.112, for tokens that give no CKA_EC_PARAMS. */
+static const uint8_t ed25519_oid_der[] = { 0x06, 0x03, 0x2b, 0x65, 0x70 };
+
+struct gw_token {
+	void *dl;
+	CK_FUNCTION_LIST *f;
+	bool initialized;
+	P11KitUri *match;           /* backend_token as a URI, or NULL ... */
+	char *match_label;          /* ... then this plain label */
+	char *pin;                  /* our copy, for re-login after the token returns */
+	size_t pinlen;
+	unsigned nsessions;
+	char desc[256];
+
+	pthread_mutex_t lock;       /* guards the fields below */
+	pthread_cond_t cond;        /* a session freed, presence changed, nbusy fell */
+	bool present;
+	bool ever_connected;
+	bool pin_dead;              /* a login failed: never try that PIN again */
+	unsigned gen;               /* bumped whenever the token goes away */
+	CK_SLOT_ID slot;
+	CK_SESSION_HANDLE anchor;   /* holds the login; used for key lookups */
+	CK_SESSION_HANDLE *free_s;  /* idle pool sessions */
+	size_t nfree;
+	size_t nopen;               /* pool sessions of this generation, idle or busy */
+	size_t nbusy;               /* sessions (any generation) handed out */
+	int64_t last_fail_ns;       /* last failed reconnect, for the back-off */
+
+	pthread_mutex_t connect_lock;   /* one (re)connect at a time */
+	pthread_mutex_t lookup_lock;    /* one find operation on the anchor at a time */
+};
+
+static void __attribute__((format(printf, 3, 4)))
+seterr(char *err, size_t errlen, const char *fmt, ...)
+{
+	va_list ap;
+
+	if (!err || errlen == 0)
+		return;
+	va_start(ap, fmt);
+	vsnprintf(err, errlen, fmt, ap);
+	va_end(ap);
+}
+
+static const char *
+rvstr(CK_RV rv)
+{
+	static __thread char buf[160];
+	const char *s = p11_kit_strerror(rv);
+
+	snprintf(buf, sizeof(buf), "0x%lx %s", (unsigned long)rv, s ? s : "");
+	return buf;
+}
+
+static int64_t
+now_ns(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (int64_t)ts.tv_sec * 1000000000LL + ts.tv_nsec;
+}
+
+/* CK_UTF8CHAR label[32] etc. are blank padded, not NUL terminated. */
+static void
+padded_to_str(const CK_UTF8CHAR *p, size_t n, char *out, size_t outlen)
+{
+	while (n > 0 && (p[n - 1] == ' ' || p[n - 1] == '\0'))
+		n--;
+	if (n >= outlen)
+		n = outlen - 1;
+	memcpy(out, p, n);
+	out[n] = '\0';
+}
+
+/* The errors after which a session (or the whole login) is gone. */
+static bool
+rv_token_gone(CK_RV rv)
+{
+	return rv == CKR_SESSION_HANDLE_INVALID || rv == CKR_SESSION_CLOSED ||
+	       rv == CKR_DEVICE_REMOVED || rv == CKR_TOKEN_NOT_PRESENT ||
+	       rv == CKR_TOKEN_NOT_RECOGNIZED || rv == CKR_SLOT_ID_INVALID ||
+	       rv == CKR_USER_NOT_LOGGED_IN || rv == CKR_CRYPTOKI_NOT_INITIALIZED;
+}
+
+static bool
+rv_pin_fatal(CK_RV rv)
+{
+	return rv == CKR_PIN_INCORRECT || rv == CKR_PIN_LOCKED ||
+	       rv == CKR_PIN_EXPIRED || rv == CKR_PIN_INVALID ||
+	       rv == CKR_PIN_LEN_RANGE;
+}
+
+int
+gw_token_check_pin_flags(CK_FLAGS flags, char *err, size_t errlen)
+{
+	if (flags & CKF_USER_PIN_LOCKED) {
+		seterr(err, errlen, "backend token user PIN is locked; unblock it with the SO PIN");
+		return -1;
+	}
+	/* One more wrong PIN would lock the seal token for the whole company:
+	 * a person must look at it, not a daemon in a restart loop. */
+	if (flags & CKF_USER_PIN_FINAL_TRY) {
+		seterr(err, errlen, "backend token reports one PIN try left (CKF_USER_PIN_FINAL_TRY); "
+		       "refusing to log in; check the PIN file and log in once by hand");
+		return -1;
+	}
+	if (flags & CKF_USER_PIN_COUNT_LOW)
+		gw_log_warn("backend token reports a wrong PIN was entered before (CKF_USER_PIN_COUNT_LOW)");
+	return 0;
+}
+
+/* After a refused PIN (or a refusal to try it) no login is attempted again
+ * until the gateway restarts: a loop would lock the company's seal token. */
+static void
+mark_pin_dead(struct gw_token *tok)
+{
+	pthread_mutex_lock(&tok->lock);
+	tok->pin_dead = true;
+	pthread_mutex_unlock(&tok->lock);
+}
+
+/* ---- token selection ---- */
+
+static bool
+token_matches(struct gw_token *tok, const CK_SLOT_INFO *si, const CK_TOKEN_INFO *ti)
+{
+	char label[sizeof(ti->label) + 1];
+
+	if (tok->match)
+		return p11_kit_uri_match_slot_info(tok->match, si) == 1 &&
+		       p11_kit_uri_match_token_info(tok->match, ti) == 1;
+	padded_to_str(ti->label, sizeof(ti->label), label, sizeof(label));
+	return strcmp(label, tok->match_label) == 0;
+}
+
+/* Finds the one slot whose token matches backend_token. */
+static CK_RV
+find_slot(struct gw_token *tok, const char *what, CK_SLOT_ID *slot, CK_TOKEN_INFO *out,
+          char *err, size_t errlen)
+{
+	CK_SLOT_ID *slots = NULL;
+	CK_ULONG n = 0, i, nmatch = 0;
+	CK_RV rv = CKR_GENERAL_ERROR;
+	char seen[512] = "", label[40], serial[20];
+	size_t used = 0;
+
+	for (int attempt = 0; attempt < 3; attempt++) {
+		rv = tok->f->C_GetSlotList(CK_TRUE, NULL, &n);
+		if (rv != CKR_OK)
+			break;
+		if (n > SLOTS_MAX) {
+			rv = CKR_GENERAL_ERROR;
+			seterr(err, errlen, "backend module reports %lu slots", (unsigned long)n);
+			goto out;
+		}
+		free(slots);
+		slots = calloc(n ? n : 1, sizeof(*slots));
+		if (!slots) {
+			rv = CKR_HOST_MEMORY;
+			break;
+		}
+		rv = tok->f->C_GetSlotList(CK_TRUE, slots, &n);
+		if (rv != CKR_BUFFER_TOO_SMALL)   /* a reader appeared: ask again */
+			break;
+	}
+	if (rv != CKR_OK) {
+		seterr(err, errlen, "C_GetSlotList: %s", rvstr(rv));
+		goto out;
+	}
+	for (i = 0; i < n; i++) {
+		CK_SLOT_INFO si;
+		CK_TOKEN_INFO ti;
+
+		if (tok->f->C_GetSlotInfo(slots[i], &si) != CKR_OK ||
+		    tok->f->C_GetTokenInfo(slots[i], &ti) != CKR_OK)
+			continue;   /* pulled between the two calls */
+		padded_to_str(ti.label, sizeof(ti.label), label, sizeof(label));
+		padded_to_str(ti.serialNumber, sizeof(ti.serialNumber), serial, sizeof(serial));
+		if (used < sizeof(seen)) {
+			int k = snprintf(seen + used, sizeof(seen) - used, "%s'%s' (serial %s)",
+			                 used ? ", " : "", label, serial);
+			if (k > 0)
+				used += (size_t)k;
+		}
+		if (!token_matches(tok, &si, &ti))
+			continue;
+		if (nmatch++ == 0) {
+			*slot = slots[i];
+			*out = ti;
+		}
+	}
+	if (nmatch == 0) {
+		rv = CKR_TOKEN_NOT_PRESENT;
+		seterr(err, errlen, "no backend token matches %s (found: %s)", what,
+		       used ? seen : "no token at all");
+	} else if (nmatch > 1) {
+		rv = CKR_GENERAL_ERROR;
+		seterr(err, errlen, "%lu backend tokens match %s (found: %s); name one, e.g. with serial=",
+		       (unsigned long)nmatch, what, seen);
+	} else {
+		rv = CKR_OK;
+	}
+out:
+	free(slots);
+	return rv;
+}
+
+/* ---- connecting: find the token, check the PIN flags, log in, open the pool ---- */
+
+/* Called with connect_lock held and the token absent (no session of an
+ * older generation in use). */
+static CK_RV
+token_connect(struct gw_token *tok, const char *what, char *err, size_t errlen)
+{
+	CK_RV rv;
+	CK_SLOT_ID slot = 0;
+	CK_TOKEN_INFO ti;
+	CK_SESSION_HANDLE anchor = CK_INVALID_HANDLE;
+	CK_SESSION_HANDLE *sess = NULL;
+	unsigned i, nopen = 0;
+	char label[40], model[20], manuf[40], serial[20];
+
+	rv = find_slot(tok, what, &slot, &ti, err, errlen);
+	if (rv != CKR_OK)
+		goto out;
+	if (gw_token_check_pin_flags(ti.flags, err, errlen) != 0) {
+		rv = (ti.flags & CKF_USER_PIN_LOCKED) ? CKR_PIN_LOCKED : CKR_PIN_INCORRECT;
+		mark_pin_dead(tok);
+		goto out;
+	}
+	/* Read-only sessions: the gateway only signs and reads. */
+	rv = tok->f->C_OpenSession(slot, CKF_SERIAL_SESSION, NULL, NULL, &anchor);
+	if (rv != CKR_OK) {
+		seterr(err, errlen, "C_OpenSession: %s", rvstr(rv));
+		goto out;
+	}
+	if (ti.flags & CKF_LOGIN_REQUIRED) {
+		bool protected_path = (ti.flags & CKF_PROTECTED_AUTHENTICATION_PATH) && !tok->pin;
+
+		if (!tok->pin && !protected_path) {
+			rv = CKR_PIN_INCORRECT;
+			seterr(err, errlen, "backend token needs a PIN and none was given");
+			goto out;
+		}
+		/* Exactly one attempt: login state is per application, so this one
+		 * login covers every pool session; a failure is never retried. */
+		rv = tok->f->C_Login(anchor, CKU_USER, protected_path ? NULL : (CK_UTF8CHAR *)tok->pin,
+		                     protected_path ? 0 : tok->pinlen);
+		if (rv == CKR_USER_ALREADY_LOGGED_IN)
+			rv = CKR_OK;
+		if (rv != CKR_OK) {
+			if (rv_pin_fatal(rv))
+				mark_pin_dead(tok);
+			seterr(err, errlen, "C_Login on the backend token: %s%s", rvstr(rv),
+			       rv_pin_fatal(rv) ? " (will not retry; fix the PIN file and restart)" : "");
+			goto out;
+		}
+	}
+	sess = calloc(tok->nsessions, sizeof(*sess));
+	if (!sess) {
+		rv = CKR_HOST_MEMORY;
+		seterr(err, errlen, "out of memory");
+		goto out;
+	}
+	for (i = 0; i < tok->nsessions; i++) {
+		rv = tok->f->C_OpenSession(slot, CKF_SERIAL_SESSION, NULL, NULL, &sess[i]);
+		if (rv != CKR_OK) {
+			seterr(err, errlen, "C_OpenSession (pool %u of %u): %s", i + 1,
+			       tok->nsessions, rvstr(rv));
+			goto out;
+		}
+		nopen++;
+	}
+
+	padded_to_str(ti.label, sizeof(ti.label), label, sizeof(label));
+	padded_to_str(ti.model, sizeof(ti.model), model, sizeof(model));
+	padded_to_str(ti.manufacturerID, sizeof(ti.manufacturerID), manuf, sizeof(manuf));
+	padded_to_str(ti.serialNumber, sizeof(ti.serialNumber), serial, sizeof(serial));
+
+	pthread_mutex_lock(&tok->lock);
+	if (!tok->ever_connected)
+		snprintf(tok->desc, sizeof(tok->desc), "%s %s slot 0x%lx, label %s, serial %s",
+		         manuf, model, (unsigned long)slot, label, serial);
+	tok->slot = slot;
+	tok->anchor = anchor;
+	memcpy(tok->free_s, sess, nopen * sizeof(*sess));
+	tok->nfree = nopen;
+	tok->nopen = nopen;
+	tok->present = true;
+	tok->ever_connected = true;
+	pthread_cond_broadcast(&tok->cond);
+	pthread_mutex_unlock(&tok->lock);
+	gw_log_info("backend token '%s' (serial %s) logged in, %u pool sessions", label, serial, nopen);
+	anchor = CK_INVALID_HANDLE;
+	nopen = 0;
+	rv = CKR_OK;
+out:
+	for (i = 0; i < nopen; i++)
+		tok->f->C_CloseSession(sess[i]);
+	/* Closing the anchor also ends the login (no session left open). */
+	if (anchor != CK_INVALID_HANDLE)
+		tok->f->C_CloseSession(anchor);
+	free(sess);
+	return rv;
+}
+
+void
+gw_token_lost(struct gw_token *tok, const char *why)
+{
+	pthread_mutex_lock(&tok->lock);
+	if (tok->present) {
+		tok->present = false;
+		tok->gen++;
+		/* Idle handles of the old generation are abandoned: reconnect
+		 * closes them all with C_CloseAllSessions. */
+		tok->nfree = 0;
+		tok->nopen = 0;
+		gw_log_warn("backend token went away (%s); signing stops until it is back", why);
+		pthread_cond_broadcast(&tok->cond);
+	}
+	pthread_mutex_unlock(&tok->lock);
+}
+
+CK_RV
+gw_token_reconnect(struct gw_token *tok)
+{
+	CK_RV rv = CKR_TOKEN_NOT_PRESENT;
+	char err[512] = "";
+	CK_SLOT_ID old_slot;
+	int64_t now;
+
+	/* Whoever holds connect_lock is already reconnecting: the rest get
+	 * "not present" at once rather than queueing behind it. */
+	if (pthread_mutex_trylock(&tok->connect_lock) != 0)
+		return CKR_TOKEN_NOT_PRESENT;
+	pthread_mutex_lock(&tok->lock);
+	if (tok->present) {
+		pthread_mutex_unlock(&tok->lock);
+		rv = CKR_OK;
+		goto out;
+	}
+	if (tok->pin_dead) {
+		pthread_mutex_unlock(&tok->lock);
+		rv = CKR_PIN_INCORRECT;
+		goto out;
+	}
+	now = now_ns();
+	if (tok->last_fail_ns && now - tok->last_fail_ns < RECONNECT_GAP_NS) {
+		pthread_mutex_unlock(&tok->lock);
+		goto out;
+	}
+	/* No handle of the old generation may still be in use when new
+	 * sessions open: a reused handle number would mix two signers. */
+	while (tok->nbusy > 0)
+		pthread_cond_wait(&tok->cond, &tok->lock);
+	old_slot = tok->slot;
+	pthread_mutex_unlock(&tok->lock);
+
+	tok->f->C_CloseAllSessions(old_slot);
+	rv = token_connect(tok, "backend_token", err, sizeof(err));
+	pthread_mutex_lock(&tok->lock);
+	tok->last_fail_ns = rv == CKR_OK ? 0 : now_ns();
+	pthread_mutex_unlock(&tok->lock);
+	if (rv != CKR_OK)
+		gw_log_warn("backend token reconnect: %s", err);
+out:
+	pthread_mutex_unlock(&tok->connect_lock);
+	return rv;
+}
+
+/* ---- the pool ---- */
+
+static CK_RV
+pool_take(struct gw_token *tok, CK_SESSION_HANDLE *h, unsigned *gen)
+{
+	CK_RV rv;
+	CK_SLOT_ID slot;
+
+	pthread_mutex_lock(&tok->lock);
+	for (;;) {
+		if (!tok->present) {
+			pthread_mutex_unlock(&tok->lock);
+			return CKR_TOKEN_NOT_PRESENT;
+		}
+		if (tok->nfree > 0) {
+			*h = tok->free_s[--tok->nfree];
+			*gen = tok->gen;
+			tok->nbusy++;
+			pthread_mutex_unlock(&tok->lock);
+			return CKR_OK;
+		}
+		if (tok->nopen < tok->nsessions)
+			break;  /* a session was dropped earlier: open its replacement */
+		pthread_cond_wait(&tok->cond, &tok->lock);
+	}
+	tok->nopen++;
+	tok->nbusy++;
+	*gen = tok->gen;
+	slot = tok->slot;
+	pthread_mutex_unlock(&tok->lock);
+
+	rv = tok->f->C_OpenSession(slot, CKF_SERIAL_SESSION, NULL, NULL, h);
+	if (rv != CKR_OK) {
+		pthread_mutex_lock(&tok->lock);
+		tok->nbusy--;
+		if (*gen == tok->gen)
+			tok->nopen--;
+		pthread_cond_broadcast(&tok->cond);
+		pthread_mutex_unlock(&tok->lock);
+		if (rv_token_gone(rv))
+			gw_token_lost(tok, rvstr(rv));
+	}
+	return rv;
+}
+
+/* Returns a session whose state is clean. */
+static void
+pool_put(struct gw_token *tok, CK_SESSION_HANDLE h, unsigned gen)
+{
+	pthread_mutex_lock(&tok->lock);
+	tok->nbusy--;
+	if (gen == tok->gen && tok->present && tok->nfree < tok->nsessions)
+		tok->free_s[tok->nfree++] = h;
+	pthread_cond_broadcast(&tok->cond);
+	pthread_mutex_unlock(&tok->lock);
+}
+
+/* Closes a session that may still have an operation active; the next
+ * pool_take opens a replacement. While we hold nbusy no reconnect can open
+ * new sessions, so h is either still ours or already dead. */
+static void
+pool_drop(struct gw_token *tok, CK_SESSION_HANDLE h, unsigned gen)
+{
+	tok->f->C_CloseSession(h);
+	pthread_mutex_lock(&tok->lock);
+	tok->nbusy--;
+	if (gen == tok->gen && tok->nopen > 0)
+		tok->nopen--;
+	pthread_cond_broadcast(&tok->cond);
+	pthread_mutex_unlock(&tok->lock);
+}
+
+/* ---- open / close ---- */
+
+int
+gw_token_open(const struct gw_config *cfg, const char *pin,
+              struct gw_token **out, char *err, size_t errlen)
+{
+	int rv = -1;
+	struct gw_token *tok = NULL;
+	CK_C_GetFunctionList getfl;
+	CK_C_INITIALIZE_ARGS init = { .flags = CKF_OS_LOCKING_OK };
+	CK_INFO info;
+	CK_RV crv;
+	unsigned n;
+	long ncpu;
+
+	*out = NULL;
+	if (!cfg || !cfg->backend_module || !cfg->backend_token) {
+		seterr(err, errlen, "backend_module and backend_token must be set");
+		return -1;
+	}
+	tok = calloc(1, sizeof(*tok));
+	if (!tok) {
+		seterr(err, errlen, "out of memory");
+		return -1;
+	}
+	pthread_mutex_init(&tok->lock, NULL);
+	pthread_cond_init(&tok->cond, NULL);
+	pthread_mutex_init(&tok->connect_lock, NULL);
+	pthread_mutex_init(&tok->lookup_lock, NULL);
+	tok->anchor = CK_INVALID_HANDLE;
+
+	n = cfg->backend_sessions;
+	if (n == 0) {
+		ncpu = sysconf(_SC_NPROCESSORS_ONLN);
+		n = ncpu > 0 ? 2u * (unsigned)ncpu : 2u;
+	}
+	if (n > SESSIONS_MAX)
+		n = SESSIONS_MAX;
+	tok->nsessions = n;
+	tok->free_s = calloc(n, sizeof(*tok->free_s));
+	if (!tok->free_s) {
+		seterr(err, errlen, "out of memory");
+		goto out;
+	}
+
+	if (strncmp(cfg->backend_token, "pkcs11:", 7) == 0) {
+		CK_ULONG nattrs = 0;
+		int r;
+
+		tok->match = p11_kit_uri_new();
+		if (!tok->match) {
+			seterr(err, errlen, "out of memory");
+			goto out;
+		}
+		r = p11_kit_uri_parse(cfg->backend_token, P11_KIT_URI_FOR_ANY, tok->match);
+		if (r != P11_KIT_URI_OK) {
+			seterr(err, errlen, "backend_token '%s': %s", cfg->backend_token,
+			       p11_kit_uri_message(r));
+			goto out;
+		}
+		if (p11_kit_uri_any_unrecognized(tok->match)) {
+			seterr(err, errlen, "backend_token '%s' has attributes this gateway does not know",
+			       cfg->backend_token);
+			goto out;
+		}
+		p11_kit_uri_get_attributes(tok->match, &nattrs);
+		if (nattrs > 0) {
+			seterr(err, errlen, "backend_token '%s' names an object; name the token only",
+			       cfg->backend_token);
+			goto out;
+		}
+	} else {
+		tok->match_label = strdup(cfg->backend_token);
+		if (!tok->match_label) {
+			seterr(err, errlen, "out of memory");
+			goto out;
+		}
+	}
+	if (pin) {
+		tok->pinlen = strlen(pin);
+		tok->pin = malloc(tok->pinlen + 1);
+		if (!tok->pin) {
+			seterr(err, errlen, "out of memory");
+			goto out;
+		}
+		memcpy(tok->pin, pin, tok->pinlen + 1);
+	}
+
+	/* RTLD_LOCAL: the backend's symbols must not satisfy anyone else's
+	 * (our own module exports the same C_ names). */
+	tok->dl = dlopen(cfg->backend_module, RTLD_NOW | RTLD_LOCAL);
+	if (!tok->dl) {
+		seterr(err, errlen, "cannot load backend module: %s", dlerror());
+		goto out;
+	}
+	getfl = (CK_C_GetFunctionList)dlsym(tok->dl, "C_GetFunctionList");
+	if (!getfl) {
+		seterr(err, errlen, "%s has no C_GetFunctionList", cfg->backend_module);
+		goto out;
+	}
+	crv = getfl(&tok->f);
+	if (crv != CKR_OK || !tok->f) {
+		seterr(err, errlen, "C_GetFunctionList: %s", rvstr(crv));
+		goto out;
+	}
+	crv = tok->f->C_Initialize(&init);
+	if (crv != CKR_OK) {
+		seterr(err, errlen, "C_Initialize: %s%s", rvstr(crv),
+		       crv == CKR_CRYPTOKI_ALREADY_INITIALIZED ?
+		       " (another user of this module in the gateway process)" : "");
+		goto out;
+	}
+	tok->initialized = true;
+	if (tok->match) {
+		crv = tok->f->C_GetInfo(&info);
+		if (crv != CKR_OK) {
+			seterr(err, errlen, "C_GetInfo: %s", rvstr(crv));
+			goto out;
+		}
+		if (p11_kit_uri_match_module_info(tok->match, &info) != 1) {
+			seterr(err, errlen, "backend module %s does not match backend_token '%s'",
+			       cfg->backend_module, cfg->backend_token);
+			goto out;
+		}
+	}
+
+	pthread_mutex_lock(&tok->connect_lock);
+	crv = token_connect(tok, cfg->backend_token, err, errlen);
+	pthread_mutex_unlock(&tok->connect_lock);
+	if (crv != CKR_OK)
+		goto out;
+
+	*out = tok;
+	tok = NULL;
+	rv = 0;
+out:
+	gw_token_close(&tok);
+	return rv;
+}
+
+void
+gw_token_close(struct gw_token **tokp)
+{
+	struct gw_token *tok = tokp ? *tokp : NULL;
+
+	if (!tok)
+		return;
+	if (tok->initialized) {
+		if (tok->ever_connected)
+			tok->f->C_CloseAllSessions(tok->slot);
+		tok->f->C_Finalize(NULL);
+	}
+	if (tok->dl)
+		dlclose(tok->dl);
+	if (tok->match)
+		p11_kit_uri_free(tok->match);
+	free(tok->match_label);
+	if (tok->pin) {
+		OPENSSL_cleanse(tok->pin, tok->pinlen);
+		free(tok->pin);
+	}
+	free(tok->free_s);
+	pthread_mutex_destroy(&tok->lock);
+	pthread_cond_destroy(&tok->cond);
+	pthread_mutex_destroy(&tok->connect_lock);
+	pthread_mutex_destroy(&tok->lookup_lock);
+	free(tok);
+	*tokp = NULL;
+}
+
+bool
+gw_token_present(struct gw_token *tok)
+{
+	bool p;
+
+	pthread_mutex_lock(&tok->lock);
+	p = tok->present;
+	pthread_mutex_unlock(&tok->lock);
+	return p;
+}
+
+const char *
+gw_token_describe(struct gw_token *tok)
+{
+	return tok->desc;
+}
+
+/* ---- object lookup ---- */
+
+/* Reads one attribute into a fresh buffer of at most max bytes.
+ * CKR_ATTRIBUTE_TYPE_INVALID when the token has no value for it,
+ * CKR_DATA_LEN_RANGE when it is longer than max. */
+static CK_RV
+read_attr(struct gw_token *tok, CK_SESSION_HANDLE s, CK_OBJECT_HANDLE o,
+          CK_ATTRIBUTE_TYPE type, size_t max, struct gw_bytes *out)
+{
+	CK_ATTRIBUTE a = { type, NULL, 0 };
+	CK_ULONG cap;
+	CK_RV rv;
+
+	out->p = NULL;
+	out->len = 0;
+	rv = tok->f->C_GetAttributeValue(s, o, &a, 1);
+	if (rv != CKR_OK)
+		return rv;
+	if (a.ulValueLen == CK_UNAVAILABLE_INFORMATION)
+		return CKR_ATTRIBUTE_TYPE_INVALID;
+	if (a.ulValueLen > max)
+		return CKR_DATA_LEN_RANGE;
+	if (a.ulValueLen == 0)
+		return CKR_OK;
+	cap = a.ulValueLen;
+	a.pValue = malloc(cap);
+	if (!a.pValue)
+		return CKR_HOST_MEMORY;
+	rv = tok->f->C_GetAttributeValue(s, o, &a, 1);
+	if (rv != CKR_OK || a.ulValueLen > cap) {
+		free(a.pValue);
+		return rv != CKR_OK ? rv : CKR_GENERAL_ERROR;
+	}
+	out->p = a.pValue;
+	out->len = a.ulValueLen;
+	return CKR_OK;
+}
+
+static CK_RV
+read_ulong(struct gw_token *tok, CK_SESSION_HANDLE s, CK_OBJECT_HANDLE o,
+           CK_ATTRIBUTE_TYPE type, CK_ULONG *v)
+{
+	CK_ATTRIBUTE a = { type, v, sizeof(*v) };
+	CK_RV rv = tok->f->C_GetAttributeValue(s, o, &a, 1);
+
+	if (rv == CKR_OK && a.ulValueLen != sizeof(*v))
+		rv = CKR_ATTRIBUTE_VALUE_INVALID;
+	return rv;
+}
+
+static CK_RV
+find_objects(struct gw_token *tok, CK_SESSION_HANDLE s, CK_ATTRIBUTE *tmpl, CK_ULONG n,
+             CK_OBJECT_HANDLE *found, CK_ULONG max, CK_ULONG *count)
+{
+	CK_RV rv, rv2;
+
+	*count = 0;
+	rv = tok->f->C_FindObjectsInit(s, tmpl, n);
+	if (rv != CKR_OK)
+		return rv;
+	rv = tok->f->C_FindObjects(s, found, max, count);
+	rv2 = tok->f->C_FindObjectsFinal(s);
+	if (rv == CKR_OK && *count > max)
+		rv = CKR_GENERAL_ERROR;
+	return rv != CKR_OK ? rv : rv2;
+}
+
+static void
+bytes_free(struct gw_bytes *b)
+{
+	free(b->p);
+	b->p = NULL;
+	b->len = 0;
+}
+
+static int
+bytes_dup(struct gw_bytes *b, const uint8_t *p, size_t len)
+{
+	b->p = NULL;
+	b->len = 0;
+	if (len == 0)
+		return 0;
+	b->p = malloc(len);
+	if (!b->p)
+		return -1;
+	memcpy(b->p, p, len);
+	b->len = len;
+	return 0;
+}
+
+void
+gw_seal_key_free(struct gw_seal_key **keyp)
+{
+	struct gw_seal_key *key = keyp ? *keyp : NULL;
+
+	if (!key)
+		return;
+	free(key->uri);
+	free(key->label);
+	bytes_free(&key->id);
+	bytes_free(&key->cert);
+	bytes_free(&key->subject);
+	bytes_free(&key->issuer);
+	bytes_free(&key->serial);
+	bytes_free(&key->modulus);
+	bytes_free(&key->public_exponent);
+	bytes_free(&key->ec_params);
+	bytes_free(&key->ec_point);
+	free(key);
+	*keyp = NULL;
+}
+
+/* The public key object with the same CKA_ID, if the token has one. */
+static CK_OBJECT_HANDLE
+find_pubkey(struct gw_token *tok, CK_SESSION_HANDLE s, const struct gw_bytes *id)
+{
+	CK_OBJECT_CLASS cls = CKO_PUBLIC_KEY;
+	CK_ATTRIBUTE t[] = {
+		{ CKA_CLASS, &cls, sizeof(cls) },
+		{ CKA_ID, id->p, id->len },
+	};
+	CK_OBJECT_HANDLE h[2];
+	CK_ULONG n = 0;
+
+	if (find_objects(tok, s, t, 2, h, 2, &n) != CKR_OK || n != 1)
+		return CK_INVALID_HANDLE;
+	return h[0];
+}
+
+/* Splits a CKA_EC_POINT into the raw point: the standard says DER OCTET
+ * STRING, some tokens give the raw point. want_len 0 = any length. */
+static int
+point_raw(const struct gw_bytes *pt, size_t want_len, struct gw_bytes *raw)
+{
+	const unsigned char *p = pt->p;
+	ASN1_OCTET_STRING *os = d2i_ASN1_OCTET_STRING(NULL, &p, (long)pt->len);
+	int rv = -1;
+
+	if (os && p == pt->p + pt->len &&
+	    (want_len == 0 || (size_t)ASN1_STRING_length(os) == want_len)) {
+		rv = bytes_dup(raw, ASN1_STRING_get0_data(os), (size_t)ASN1_STRING_length(os));
+	} else if (want_len == 0 || pt->len == want_len) {
+		rv = bytes_dup(raw, pt->p, pt->len);
+	}
+	ASN1_OCTET_STRING_free(os);
+	return rv;
+}
+
+/* The DER OCTET STRING wrapping of a raw point (PKCS#11's CKA_EC_POINT). */
+static int
+point_wrap(const uint8_t *raw, size_t len, struct gw_bytes *out)
+{
+	ASN1_OCTET_STRING *os = ASN1_OCTET_STRING_new();
+	unsigned char *der = NULL;
+	int n, rv = -1;
+
+	if (!os || !ASN1_OCTET_STRING_set(os, raw, (int)len))
+		goto out;
+	n = i2d_ASN1_OCTET_STRING(os, &der);
+	if (n <= 0)
+		goto out;
+	rv = bytes_dup(out, der, (size_t)n);
+out:
+	OPENSSL_free(der);
+	ASN1_OCTET_STRING_free(os);
+	return rv;
+}
+
+static int
+bn_to_bytes(const BIGNUM *bn, struct gw_bytes *out)
+{
+	int n = BN_num_bytes(bn);
+
+	out->p = malloc(n > 0 ? (size_t)n : 1);
+	if (!out->p)
+		return -1;
+	out->len = (size_t)BN_bn2bin(bn, out->p);
+	return 0;
+}
+
+static int
+fill_rsa(struct gw_token *tok, CK_SESSION_HANDLE s, struct gw_seal_key *key,
+         EVP_PKEY *certkey, char *err, size_t errlen)
+{
+	BIGNUM *cn = NULL, *ce = NULL, *kn = NULL, *ke = NULL;
+	CK_OBJECT_HANDLE pub;
+	int rv = -1;
+
+	if (EVP_PKEY_get_base_id(certkey) != EVP_PKEY_RSA) {
+		seterr(err, errlen, "the certificate holds no RSA key but the private key is RSA");
+		goto out;
+	}
+	if (!EVP_PKEY_get_bn_param(certkey, OSSL_PKEY_PARAM_RSA_N, &cn) ||
+	    !EVP_PKEY_get_bn_param(certkey, OSSL_PKEY_PARAM_RSA_E, &ce)) {
+		seterr(err, errlen, "cannot read the certificate's RSA key");
+		goto out;
+	}
+	/* SoftHSM shows the modulus on the private key; others only on the
+	 * public key object; the certificate is the last resort. */
+	if (read_attr(tok, s, key->priv, CKA_MODULUS, MODULUS_MAX, &key->modulus) != CKR_OK ||
+	    key->modulus.len == 0 ||
+	    read_attr(tok, s, key->priv, CKA_PUBLIC_EXPONENT, MODULUS_MAX, &key->public_exponent) != CKR_OK ||
+	    key->public_exponent.len == 0) {
+		bytes_free(&key->modulus);
+		bytes_free(&key->public_exponent);
+		pub = find_pubkey(tok, s, &key->id);
+		if (pub == CK_INVALID_HANDLE ||
+		    read_attr(tok, s, pub, CKA_MODULUS, MODULUS_MAX, &key->modulus) != CKR_OK ||
+		    key->modulus.len == 0 ||
+		    read_attr(tok, s, pub, CKA_PUBLIC_EXPONENT, MODULUS_MAX, &key->public_exponent) != CKR_OK ||
+		    key->public_exponent.len == 0) {
+			bytes_free(&key->modulus);
+			bytes_free(&key->public_exponent);
+			if (bn_to_bytes(cn, &key->modulus) || bn_to_bytes(ce, &key->public_exponent)) {
+				seterr(err, errlen, "out of memory");
+				goto out;
+			}
+		}
+	}
+	kn = BN_bin2bn(key->modulus.p, (int)key->modulus.len, NULL);
+	ke = BN_bin2bn(key->public_exponent.p, (int)key->public_exponent.len, NULL);
+	if (!kn || !ke) {
+		seterr(err, errlen, "out of memory");
+		goto out;
+	}
+	if (BN_cmp(kn, cn) != 0 || BN_cmp(ke, ce) != 0) {
+		seterr(err, errlen, "the certificate's RSA key does not match the private key");
+		goto out;
+	}
+	key->bits = (unsigned)BN_num_bits(kn);
+	rv = 0;
+out:
+	BN_free(cn);
+	BN_free(ce);
+	BN_free(kn);
+	BN_free(ke);
+	return rv;
+}
+
+static int
+fill_ec(struct gw_token *tok, CK_SESSION_HANDLE s, struct gw_seal_key *key,
+        EVP_PKEY *certkey, char *err, size_t errlen)
+{
+	char gname[80];
+	int nid, pnid;
+	EC_GROUP *grp = NULL;
+	EC_POINT *cp = NULL, *kp = NULL;
+	ASN1_OBJECT *oid = NULL;
+	uint8_t certpt[POINT_MAX];
+	size_t certptlen = 0;
+	struct gw_bytes raw = { 0 }, tokpt = { 0 };
+	unsigned char *der = NULL;
+	const unsigned char *p;
+	CK_OBJECT_HANDLE pub;
+	int n, rv = -1;
+
+	if (EVP_PKEY_get_base_id(certkey) != EVP_PKEY_EC) {
+		seterr(err, errlen, "the certificate holds no EC key but the private key is EC");
+		goto out;
+	}
+	if (!EVP_PKEY_get_utf8_string_param(certkey, OSSL_PKEY_PARAM_GROUP_NAME, gname, sizeof(gname), NULL) ||
+	    (nid = OBJ_sn2nid(gname)) == NID_undef ||
+	    !(grp = EC_GROUP_new_by_curve_name(nid)) ||
+	    !EVP_PKEY_get_octet_string_param(certkey, OSSL_PKEY_PARAM_PUB_KEY, certpt, sizeof(certpt), &certptlen) ||
+	    !(cp = EC_POINT_new(grp)) || !EC_POINT_oct2point(grp, cp, certpt, certptlen, NULL)) {
+		seterr(err, errlen, "cannot read the certificate's EC key (named curves only)");
+		goto out;
+	}
+
+	if (read_attr(tok, s, key->priv, CKA_EC_PARAMS, ATTR_MAX, &key->ec_params) != CKR_OK ||
+	    key->ec_params.len == 0) {
+		bytes_free(&key->ec_params);
+		oid = OBJ_nid2obj(nid);
+		n = i2d_ASN1_OBJECT(oid, &der);
+		oid = NULL;   /* static object from the table */
+		if (n <= 0 || bytes_dup(&key->ec_params, der, (size_t)n)) {
+			seterr(err, errlen, "out of memory");
+			goto out;
+		}
+	}
+	p = key->ec_params.p;
+	oid = d2i_ASN1_OBJECT(NULL, &p, (long)key->ec_params.len);
+	if (!oid || p != key->ec_params.p + key->ec_params.len ||
+	    (pnid = OBJ_obj2nid(oid)) == NID_undef) {
+		seterr(err, errlen, "the key's CKA_EC_PARAMS is not a named curve this gateway knows");
+		goto out;
+	}
+	if (pnid != nid) {
+		seterr(err, errlen, "the certificate's curve (%s) is not the key's curve (%s)",
+		       OBJ_nid2sn(nid), OBJ_nid2sn(pnid));
+		goto out;
+	}
+
+	pub = find_pubkey(tok, s, &key->id);
+	if (pub != CK_INVALID_HANDLE &&
+	    read_attr(tok, s, pub, CKA_EC_POINT, POINT_MAX, &tokpt) == CKR_OK && tokpt.len > 0) {
+		/* Wrapped or raw, compressed or not: let OpenSSL decide. */
+		kp = EC_POINT_new(grp);
+		if (!kp) {
+			seterr(err, errlen, "out of memory");
+			goto out;
+		}
+		if ((point_raw(&tokpt, 0, &raw) != 0 ||
+		     !EC_POINT_oct2point(grp, kp, raw.p, raw.len, NULL)) &&
+		    !EC_POINT_oct2point(grp, kp, tokpt.p, tokpt.len, NULL)) {
+			seterr(err, errlen, "the public key object's CKA_EC_POINT is not a point on %s",
+			       OBJ_nid2sn(nid));
+			goto out;
+		}
+		if (EC_POINT_cmp(grp, cp, kp, NULL) != 0) {
+			seterr(err, errlen, "the certificate's EC key does not match the token's public key");
+			goto out;
+		}
+	}
+	/* Always hand out the standard form: DER OCTET STRING of the
+	 * uncompressed point, as the certificate carries it. */
+	if (point_wrap(certpt, certptlen, &key->ec_point)) {
+		seterr(err, errlen, "out of memory");
+		goto out;
+	}
+	key->bits = (unsigned)EC_GROUP_get_degree(grp);
+	rv = 0;
+out:
+	OPENSSL_free(der);
+	ASN1_OBJECT_free(oid);
+	EC_POINT_free(cp);
+	EC_POINT_free(kp);
+	EC_GROUP_free(grp);
+	bytes_free(&raw);
+	bytes_free(&tokpt);
+	return rv;
+}
+
+static int
+fill_ed25519(struct gw_token *tok, CK_SESSION_HANDLE s, struct gw_seal_key *key,
+             EVP_PKEY *certkey, char *err, size_t errlen)
+{
+	uint8_t certpt[32];
+	size_t certptlen = sizeof(certpt);
+	struct gw_bytes raw = { 0 }, tokpt = { 0 };
+	CK_OBJECT_HANDLE pub;
+	int rv = -1;
+
+	if (EVP_PKEY_get_base_id(certkey) != EVP_PKEY_ED25519) {
+		seterr(err, errlen, "the certificate holds no Ed25519 key but the private key is "
+		       "CKK_EC_EDWARDS (only Ed25519 is supported)");
+		goto out;
+	}
+	if (!EVP_PKEY_get_raw_public_key(certkey, certpt, &certptlen) || certptlen != 32) {
+		seterr(err, errlen, "cannot read the certificate's Ed25519 key");
+		goto out;
+	}
+	if (read_attr(tok, s, key->priv, CKA_EC_PARAMS, ATTR_MAX, &key->ec_params) != CKR_OK ||
+	    key->ec_params.len == 0) {
+		bytes_free(&key->ec_params);
+		if (bytes_dup(&key->ec_params, ed25519_oid_der, sizeof(ed25519_oid_der))) {
+			seterr(err, errlen, "out of memory");
+			goto out;
+		}
+	}
+	pub = find_pubkey(tok, s, &key->id);
+	if (pub != CK_INVALID_HANDLE &&
+	    read_attr(tok, s, pub, CKA_EC_POINT, POINT_MAX, &tokpt) == CKR_OK && tokpt.len > 0) {
+		if (point_raw(&tokpt, 32, &raw) != 0) {
+			seterr(err, errlen, "the public key object's CKA_EC_POINT is not an Ed25519 key");
+			goto out;
+		}
+		if (CRYPTO_memcmp(raw.p, certpt, 32) != 0) {
+			seterr(err, errlen, "the certificate's Ed25519 key does not match the token's public key");
+			goto out;
+		}
+	}
+	if (point_wrap(certpt, 32, &key->ec_point)) {
+		seterr(err, errlen, "out of memory");
+		goto out;
+	}
+	key->bits = 255;   /* field bits of Curve25519 */
+	rv = 0;
+out:
+	bytes_free(&raw);
+	bytes_free(&tokpt);
+	return rv;
+}
+
+static int
+name_der(const X509_NAME *name, struct gw_bytes *out)
+{
+	unsigned char *der = NULL;
+	int n = i2d_X509_NAME(name, &der);
+	int rv = (n > 0) ? bytes_dup(out, der, (size_t)n) : -1;
+
+	OPENSSL_free(der);
+	return rv;
+}
+
+static int
+serial_der(const ASN1_INTEGER *serial, struct gw_bytes *out)
+{
+	unsigned char *der = NULL;
+	int n = i2d_ASN1_INTEGER(serial, &der);
+	int rv = (n > 0) ? bytes_dup(out, der, (size_t)n) : -1;
+
+	OPENSSL_free(der);
+	return rv;
+}
+
+/* Finds the certificate with the key's CKA_ID and fills cert, subject,
+ * issuer and serial; *x gets the parsed certificate. */
+static int
+fill_cert(struct gw_token *tok, CK_SESSION_HANDLE s, struct gw_seal_key *key,
+          X509 **x, char *err, size_t errlen)
+{
+	CK_OBJECT_CLASS cls = CKO_CERTIFICATE;
+	CK_CERTIFICATE_TYPE ctype = CKC_X_509;
+	CK_ATTRIBUTE t[] = {
+		{ CKA_CLASS, &cls, sizeof(cls) },
+		{ CKA_CERTIFICATE_TYPE, &ctype, sizeof(ctype) },
+		{ CKA_ID, key->id.p, key->id.len },
+	};
+	CK_OBJECT_HANDLE h[2];
+	CK_ULONG n = 0;
+	CK_RV crv;
+	const unsigned char *p;
+
+	crv = find_objects(tok, s, t, 3, h, 2, &n);
+	if (crv != CKR_OK) {
+		seterr(err, errlen, "looking for the certificate: %s", rvstr(crv));
+		return -1;
+	}
+	if (n == 0) {
+		seterr(err, errlen, "no X.509 certificate on the token has the key's CKA_ID; "
+		       "write one with the same id");
+		return -1;
+	}
+	if (n > 1) {
+		seterr(err, errlen, "more than one certificate has the key's CKA_ID");
+		return -1;
+	}
+	crv = read_attr(tok, s, h[0], CKA_VALUE, CERT_MAX, &key->cert);
+	if (crv != CKR_OK || key->cert.len == 0) {
+		seterr(err, errlen, "reading the certificate: %s",
+		       crv == CKR_DATA_LEN_RANGE ? "longer than 16 KiB" :
+		       crv == CKR_OK ? "empty" : rvstr(crv));
+		return -1;
+	}
+	p = key->cert.p;
+	*x = d2i_X509(NULL, &p, (long)key->cert.len);
+	if (!*x || p != key->cert.p + key->cert.len) {
+		seterr(err, errlen, "the certificate with the key's CKA_ID is not valid DER X.509");
+		return -1;
+	}
+	/* Prefer the token's own attributes; derive missing ones from the
+	 * certificate (what they must equal anyway). */
+	if (read_attr(tok, s, h[0], CKA_SUBJECT, ATTR_MAX, &key->subject) != CKR_OK ||
+	    key->subject.len == 0) {
+		bytes_free(&key->subject);
+		if (name_der(X509_get_subject_name(*x), &key->subject))
+			goto nomem;
+	}
+	if (read_attr(tok, s, h[0], CKA_ISSUER, ATTR_MAX, &key->issuer) != CKR_OK ||
+	    key->issuer.len == 0) {
+		bytes_free(&key->issuer);
+		if (name_der(X509_get_issuer_name(*x), &key->issuer))
+			goto nomem;
+	}
+	if (read_attr(tok, s, h[0], CKA_SERIAL_NUMBER, ATTR_MAX, &key->serial) != CKR_OK ||
+	    key->serial.len == 0) {
+		bytes_free(&key->serial);
+		if (serial_der(X509_get0_serialNumber(*x), &key->serial))
+			goto nomem;
+	}
+	return 0;
+nomem:
+	seterr(err, errlen, "out of memory");
+	return -1;
+}
+
+/* Takes the anchor session for a lookup (counts as busy so a reconnect
+ * waits for us). */
+static CK_RV
+anchor_take(struct gw_token *tok, CK_SESSION_HANDLE *s, CK_SLOT_ID *slot)
+{
+	CK_RV rv = CKR_TOKEN_NOT_PRESENT;
+
+	pthread_mutex_lock(&tok->lookup_lock);
+	pthread_mutex_lock(&tok->lock);
+	if (tok->present) {
+		*s = tok->anchor;
+		*slot = tok->slot;
+		tok->nbusy++;
+		rv = CKR_OK;
+	}
+	pthread_mutex_unlock(&tok->lock);
+	if (rv != CKR_OK)
+		pthread_mutex_unlock(&tok->lookup_lock);
+	return rv;
+}
+
+static void
+anchor_put(struct gw_token *tok)
+{
+	pthread_mutex_lock(&tok->lock);
+	tok->nbusy--;
+	pthread_cond_broadcast(&tok->cond);
+	pthread_mutex_unlock(&tok->lock);
+	pthread_mutex_unlock(&tok->lookup_lock);
+}
+
+int
+gw_token_find_key(struct gw_token *tok, const char *uri,
+                  struct gw_seal_key **out, char *err, size_t errlen)
+{
+	int rv = -1, r;
+	P11KitUri *u = NULL;
+	CK_ATTRIBUTE *uattrs, tmpl[3], found_attrs[3];
+	CK_ULONG nuattrs = 0, ntmpl = 0, i, n = 0;
+	CK_OBJECT_CLASS cls = CKO_PRIVATE_KEY;
+	CK_OBJECT_HANDLE h[2];
+	CK_SESSION_HANDLE s = CK_INVALID_HANDLE;
+	CK_SLOT_ID slot;
+	CK_TOKEN_INFO ti;
+	CK_INFO info;
+	CK_ULONG ktype = 0;
+	CK_BBOOL can_sign = CK_FALSE;
+	CK_ATTRIBUTE sign_attr = { CKA_SIGN, &can_sign, sizeof(can_sign) };
+	CK_BBOOL always_auth = CK_FALSE;
+	CK_ATTRIBUTE auth_attr = { CKA_ALWAYS_AUTHENTICATE, &always_auth, sizeof(always_auth) };
+	struct gw_bytes label = { 0 };
+	struct gw_seal_key *key = NULL;
+	bool have_anchor = false, named = false;
+	X509 *x = NULL;
+	CK_RV crv = CKR_OK;
+	char tlabel[40];
+
+	*out = NULL;
+	if (!uri) {
+		seterr(err, errlen, "no key URI");
+		return -1;
+	}
+	u = p11_kit_uri_new();
+	if (!u) {
+		seterr(err, errlen, "out of memory");
+		goto out;
+	}
+	r = p11_kit_uri_parse(uri, P11_KIT_URI_FOR_OBJECT_ON_TOKEN_AND_MODULE, u);
+	if (r != P11_KIT_URI_OK) {
+		seterr(err, errlen, "key URI '%s': %s", uri, p11_kit_uri_message(r));
+		goto out;
+	}
+	if (p11_kit_uri_any_unrecognized(u)) {
+		seterr(err, errlen, "key URI '%s' has attributes this gateway does not know", uri);
+		goto out;
+	}
+	if (p11_kit_uri_get_pin_value(u) || p11_kit_uri_get_pin_source(u)) {
+		seterr(err, errlen, "key URI '%s' carries a PIN; the token PIN belongs in token_pin_file", uri);
+		goto out;
+	}
+	uattrs = p11_kit_uri_get_attributes(u, &nuattrs);
+	tmpl[ntmpl++] = (CK_ATTRIBUTE){ CKA_CLASS, &cls, sizeof(cls) };
+	for (i = 0; i < nuattrs; i++) {
+		switch (uattrs[i].type) {
+		case CKA_CLASS:
+			if (uattrs[i].ulValueLen != sizeof(CK_OBJECT_CLASS) ||
+			    *(CK_OBJECT_CLASS *)uattrs[i].pValue != CKO_PRIVATE_KEY) {
+				seterr(err, errlen, "key URI '%s': type= must be private", uri);
+				goto out;
+			}
+			break;
+		case CKA_LABEL:
+		case CKA_ID:
+			tmpl[ntmpl++] = uattrs[i];
+			named = true;
+			break;
+		default:
+			seterr(err, errlen, "key URI '%s' has an attribute this gateway does not use", uri);
+			goto out;
+		}
+	}
+	if (!named) {
+		seterr(err, errlen, "key URI '%s' names no key: give object= or id=", uri);
+		goto out;
+	}
+
+	if (!gw_token_present(tok) && gw_token_reconnect(tok) != CKR_OK) {
+		seterr(err, errlen, "backend token not present");
+		goto out;
+	}
+	crv = anchor_take(tok, &s, &slot);
+	if (crv != CKR_OK) {
+		seterr(err, errlen, "backend token not present");
+		goto out;
+	}
+	have_anchor = true;
+	/* The key URI may name the token and module too: they must be ours. */
+	if ((crv = tok->f->C_GetTokenInfo(slot, &ti)) != CKR_OK ||
+	    (crv = tok->f->C_GetInfo(&info)) != CKR_OK) {
+		seterr(err, errlen, "C_GetTokenInfo: %s", rvstr(crv));
+		goto out;
+	}
+	if (p11_kit_uri_match_token_info(u, &ti) != 1 || p11_kit_uri_match_module_info(u, &info) != 1) {
+		padded_to_str(ti.label, sizeof(ti.label), tlabel, sizeof(tlabel));
+		seterr(err, errlen, "key URI '%s' names another token or module (backend token is '%s')",
+		       uri, tlabel);
+		goto out;
+	}
+
+	crv = find_objects(tok, s, tmpl, ntmpl, h, 2, &n);
+	if (crv != CKR_OK) {
+		seterr(err, errlen, "looking for '%s': %s", uri, rvstr(crv));
+		goto out;
+	}
+	if (n == 0) {
+		seterr(err, errlen, "no private key on the backend token matches '%s'", uri);
+		goto out;
+	}
+	if (n > 1) {
+		seterr(err, errlen, "more than one private key matches '%s'; add id= to the URI", uri);
+		goto out;
+	}
+
+	key = calloc(1, sizeof(*key));
+	if (!key || !(key->uri = strdup(uri))) {
+		seterr(err, errlen, "out of memory");
+		goto out;
+	}
+	key->priv = h[0];
+	if ((crv = read_ulong(tok, s, key->priv, CKA_KEY_TYPE, &ktype)) != CKR_OK) {
+		seterr(err, errlen, "reading CKA_KEY_TYPE of '%s': %s", uri, rvstr(crv));
+		goto out;
+	}
+	crv = read_attr(tok, s, key->priv, CKA_ID, ATTR_MAX, &key->id);
+	if (crv != CKR_OK || key->id.len == 0) {
+		seterr(err, errlen, "the key '%s' has no CKA_ID, so its certificate cannot be found", uri);
+		goto out;
+	}
+	crv = read_attr(tok, s, key->priv, CKA_LABEL, ATTR_MAX, &label);
+	if (crv != CKR_OK && crv != CKR_ATTRIBUTE_TYPE_INVALID) {
+		seterr(err, errlen, "reading CKA_LABEL of '%s': %s", uri, rvstr(crv));
+		goto out;
+	}
+	key->label = calloc(1, label.len + 1);
+	if (!key->label) {
+		seterr(err, errlen, "out of memory");
+		goto out;
+	}
+	if (label.len)
+		memcpy(key->label, label.p, label.len);
+	/* Tokens are not always faithful to a find template: check the object
+	 * we got against the URI once more with p11-kit's matcher. */
+	found_attrs[0] = (CK_ATTRIBUTE){ CKA_CLASS, &cls, sizeof(cls) };
+	found_attrs[1] = (CK_ATTRIBUTE){ CKA_ID, key->id.p, key->id.len };
+	found_attrs[2] = (CK_ATTRIBUTE){ CKA_LABEL, label.p, label.len };
+	if (p11_kit_uri_match_attributes(u, found_attrs, 3) != 1) {
+		seterr(err, errlen, "the token returned a key that does not match '%s'", uri);
+		goto out;
+	}
+	if (tok->f->C_GetAttributeValue(s, key->priv, &sign_attr, 1) != CKR_OK || !can_sign) {
+		seterr(err, errlen, "the key '%s' is not allowed to sign (CKA_SIGN false)", uri);
+		goto out;
+	}
+	if (tok->f->C_GetAttributeValue(s, key->priv, &auth_attr, 1) == CKR_OK && always_auth)
+		key->always_auth = true;
+
+	if (fill_cert(tok, s, key, &x, err, errlen))
+		goto out;
+	switch (ktype) {
+	case CKK_RSA:
+		key->type = GW_KEY_RSA;
+		r = fill_rsa(tok, s, key, X509_get0_pubkey(x), err, errlen);
+		break;
+	case CKK_EC:
+		key->type = GW_KEY_EC;
+		r = fill_ec(tok, s, key, X509_get0_pubkey(x), err, errlen);
+		break;
+	case CKK_EC_EDWARDS:
+		key->type = GW_KEY_ED25519;
+		r = fill_ed25519(tok, s, key, X509_get0_pubkey(x), err, errlen);
+		break;
+	default:
+		seterr(err, errlen, "the key '%s' has a type this gateway cannot use (CKK 0x%lx)",
+		       uri, (unsigned long)ktype);
+		r = -1;
+	}
+	if (r)
+		goto out;
+
+	*out = key;
+	key = NULL;
+	rv = 0;
+out:
+	if (have_anchor)
+		anchor_put(tok);
+	if (rv != 0 && have_anchor && rv_token_gone(crv))
+		gw_token_lost(tok, rvstr(crv));
+	X509_free(x);
+	bytes_free(&label);
+	gw_seal_key_free(&key);
+	if (u)
+		p11_kit_uri_free(u);
+	return rv;
+}
+
+/* ---- signing ---- */
+
+/* After a reconnect object handles may have changed (a re-inserted card):
+ * find the key again by its CKA_ID and label in the signer's own session. */
+static CK_OBJECT_HANDLE
+refind_key(struct gw_token *tok, CK_SESSION_HANDLE s, const struct gw_seal_key *key)
+{
+	CK_OBJECT_CLASS cls = CKO_PRIVATE_KEY;
+	CK_ATTRIBUTE t[] = {
+		{ CKA_CLASS, &cls, sizeof(cls) },
+		{ CKA_ID, key->id.p, key->id.len },
+		{ CKA_LABEL, key->label, strlen(key->label) },
+	};
+	CK_OBJECT_HANDLE h[2];
+	CK_ULONG n = 0;
+
+	if (find_objects(tok, s, t, 3, h, 2, &n) != CKR_OK || n != 1)
+		return CK_INVALID_HANDLE;
+	return h[0];
+}
+
+CK_RV
+gw_token_sign(struct gw_token *tok, const struct gw_seal_key *key,
+              CK_MECHANISM *mech, const uint8_t *in, size_t inlen,
+              uint8_t *sig, size_t *siglen)
+{
+	CK_RV rv;
+	CK_SESSION_HANDLE h;
+	CK_OBJECT_HANDLE kh;
+	CK_ULONG sl;
+	unsigned gen;
+	bool dirty = false;
+
+	if (!tok || !key || !mech || !sig || !siglen || (!in && inlen))
+		return CKR_ARGUMENTS_BAD;
+	if (!gw_token_present(tok)) {
+		rv = gw_token_reconnect(tok);
+		if (rv != CKR_OK)
+			return rv;
+	}
+	rv = pool_take(tok, &h, &gen);
+	if (rv != CKR_OK)
+		return rv;
+
+	rv = tok->f->C_SignInit(h, mech, key->priv);
+	if (rv == CKR_KEY_HANDLE_INVALID || rv == CKR_OBJECT_HANDLE_INVALID) {
+		kh = refind_key(tok, h, key);
+		if (kh != CK_INVALID_HANDLE)
+			rv = tok->f->C_SignInit(h, mech, kh);
+	}
+	if (rv == CKR_OK && key->always_auth) {
+		/* Smartcard signature keys often want the PIN again for each
+		 * operation. Same rule as the first login: one try, and a
+		 * refused PIN stops all signing until someone fixes it. */
+		rv = tok->f->C_Login(h, CKU_CONTEXT_SPECIFIC, (CK_UTF8CHAR *)tok->pin,
+		                     tok->pin ? tok->pinlen : 0);
+		if (rv != CKR_OK) {
+			dirty = true;
+			if (rv_pin_fatal(rv)) {
+				mark_pin_dead(tok);
+				gw_log_error("backend token refused the PIN for a context-specific login: %s "
+				             "(will not retry)", rvstr(rv));
+				pool_drop(tok, h, gen);
+				gw_token_lost(tok, "PIN refused");
+				return rv;
+			}
+		}
+	}
+	if (rv == CKR_OK) {
+		sl = *siglen;
+		rv = tok->f->C_Sign(h, (CK_BYTE *)in, inlen, sig, &sl);
+		if (rv == CKR_OK || rv == CKR_BUFFER_TOO_SMALL)
+			*siglen = sl;
+		/* The operation may still be active (CKR_BUFFER_TOO_SMALL keeps
+		 * it by definition; modules differ on other errors) and PKCS#11
+		 * 2.40 has no way to cancel it: this session is not reused. */
+		if (rv != CKR_OK)
+			dirty = true;
+	} else if (rv == CKR_OPERATION_ACTIVE) {
+		dirty = true;
+	}
+
+	if (rv_token_gone(rv)) {
+		pool_drop(tok, h, gen);
+		gw_token_lost(tok, rvstr(rv));
+	} else if (dirty) {
+		pool_drop(tok, h, gen);
+	} else {
+		pool_put(tok, h, gen);
+	}
+	return rv;
+}

@@ -32,6 +32,7 @@ struct gw_seal_key {
 	struct gw_bytes modulus, public_exponent;   /* RSA */
 	struct gw_bytes ec_params, ec_point;        /* EC, Ed25519 */
 	CK_OBJECT_HANDLE priv;        /* backend handle: gateway-internal only */
+	bool always_auth;             /* CKA_ALWAYS_AUTHENTICATE: token PIN per signature */
 };
 
 /* Loads cfg->backend_module, finds cfg->backend_token, logs in as CKU_USER
@@ -60,5 +61,19 @@ bool gw_token_present(struct gw_token *tok);
 
 /* Token description for status output ("SoftHSM slot 0x1234, label Acme"). */
 const char *gw_token_describe(struct gw_token *tok);
+
+/* Refuses (-1, err) a login when the token reports the user PIN locked or
+ * on its final try; warns on CKF_USER_PIN_COUNT_LOW. 0 = go ahead. */
+int gw_token_check_pin_flags(CK_FLAGS flags, char *err, size_t errlen);
+
+/* "The token went away": marks it absent (gw_token_present false) and
+ * abandons the pool. Called by the signers on CKR_DEVICE_REMOVED & co.,
+ * and by a card watcher. Idempotent. */
+void gw_token_lost(struct gw_token *tok, const char *why);
+
+/* "Maybe it is back": if absent, finds the token again, re-checks the PIN
+ * flags, logs in once and reopens the pool. At most one try a second and
+ * never after a failed login. CKR_OK when present afterwards. */
+CK_RV gw_token_reconnect(struct gw_token *tok);
 
 #endif

@@ -1,0 +1,145 @@
+/*
+ * Test-only PKCS#11 module: forwards everything to the real SoftHSM2 and
+ * lets a test inject what SoftHSM cannot be made to do on demand — PIN
+ * flags (final try, locked), a failing C_Sign that leaves the operation
+ * active, a pulled token — and count logins and sessions.
+ * Controlled through shim_set/shim_get (dlsym on the same dlopen handle).
+ */
+#include <dlfcn.h>
+#include <stdlib.h>
+#include <string.h>
+#include <p11-kit/pkcs11.h>
+
+#define SOFTHSM "/usr/lib/softhsm/libsofthsm2.so"
+
+static void *real_dl;
+static CK_FUNCTION_LIST *real;
+static CK_FUNCTION_LIST shim;
+
+static long extra_flags;     /* ORed into CK_TOKEN_INFO.flags */
+static long fail_sign_rv;    /* one-shot: C_Sign returns this, real op left active */
+static long removed;         /* token pulled */
+static long logins, opens, closes;
+
+long shim_get(const char *what);
+void shim_set(const char *what, long v);
+CK_RV C_GetFunctionList(CK_FUNCTION_LIST_PTR_PTR list);
+
+static long *
+var(const char *what)
+{
+	if (!strcmp(what, "extra_flags")) return &extra_flags;
+	if (!strcmp(what, "fail_sign_rv")) return &fail_sign_rv;
+	if (!strcmp(what, "removed")) return &removed;
+	if (!strcmp(what, "logins")) return &logins;
+	if (!strcmp(what, "opens")) return &opens;
+	if (!strcmp(what, "closes")) return &closes;
+	abort();
+}
+
+long
+shim_get(const char *what)
+{
+	return __atomic_load_n(var(what), __ATOMIC_SEQ_CST);
+}
+
+void
+shim_set(const char *what, long v)
+{
+	__atomic_store_n(var(what), v, __ATOMIC_SEQ_CST);
+}
+
+static CK_RV
+s_GetSlotList(CK_BBOOL present, CK_SLOT_ID_PTR list, CK_ULONG_PTR count)
+{
+	if (present && shim_get("removed")) {
+		*count = 0;
+		return CKR_OK;
+	}
+	return real->C_GetSlotList(present, list, count);
+}
+
+static CK_RV
+s_GetTokenInfo(CK_SLOT_ID slot, CK_TOKEN_INFO_PTR info)
+{
+	CK_RV rv;
+
+	if (shim_get("removed"))
+		return CKR_TOKEN_NOT_PRESENT;
+	rv = real->C_GetTokenInfo(slot, info);
+	if (rv == CKR_OK)
+		info->flags |= (CK_FLAGS)shim_get("extra_flags");
+	return rv;
+}
+
+static CK_RV
+s_Login(CK_SESSION_HANDLE s, CK_USER_TYPE u, CK_UTF8CHAR_PTR pin, CK_ULONG len)
+{
+	__atomic_add_fetch(&logins, 1, __ATOMIC_SEQ_CST);
+	if (shim_get("removed"))
+		return CKR_DEVICE_REMOVED;
+	return real->C_Login(s, u, pin, len);
+}
+
+static CK_RV
+s_OpenSession(CK_SLOT_ID slot, CK_FLAGS f, CK_VOID_PTR app, CK_NOTIFY n, CK_SESSION_HANDLE_PTR s)
+{
+	if (shim_get("removed"))
+		return CKR_TOKEN_NOT_PRESENT;
+	__atomic_add_fetch(&opens, 1, __ATOMIC_SEQ_CST);
+	return real->C_OpenSession(slot, f, app, n, s);
+}
+
+static CK_RV
+s_CloseSession(CK_SESSION_HANDLE s)
+{
+	__atomic_add_fetch(&closes, 1, __ATOMIC_SEQ_CST);
+	return real->C_CloseSession(s);
+}
+
+static CK_RV
+s_SignInit(CK_SESSION_HANDLE s, CK_MECHANISM_PTR m, CK_OBJECT_HANDLE k)
+{
+	if (shim_get("removed"))
+		return CKR_DEVICE_REMOVED;
+	return real->C_SignInit(s, m, k);
+}
+
+static CK_RV
+s_Sign(CK_SESSION_HANDLE s, CK_BYTE_PTR d, CK_ULONG dl, CK_BYTE_PTR sig, CK_ULONG_PTR sl)
+{
+	long rv;
+
+	if (shim_get("removed"))
+		return CKR_DEVICE_REMOVED;
+	rv = __atomic_exchange_n(&fail_sign_rv, 0, __ATOMIC_SEQ_CST);
+	if (rv && sig)
+		return (CK_RV)rv;   /* the real module's operation stays active */
+	return real->C_Sign(s, d, dl, sig, sl);
+}
+
+CK_RV
+C_GetFunctionList(CK_FUNCTION_LIST_PTR_PTR list)
+{
+	CK_C_GetFunctionList getfl;
+	const char *path = getenv("SG_SHIM_REAL");
+
+	if (!real) {
+		real_dl = dlopen(path ? path : SOFTHSM, RTLD_NOW | RTLD_LOCAL);
+		if (!real_dl)
+			return CKR_GENERAL_ERROR;
+		getfl = (CK_C_GetFunctionList)dlsym(real_dl, "C_GetFunctionList");
+		if (!getfl || getfl(&real) != CKR_OK)
+			return CKR_GENERAL_ERROR;
+		shim = *real;
+		shim.C_GetSlotList = s_GetSlotList;
+		shim.C_GetTokenInfo = s_GetTokenInfo;
+		shim.C_Login = s_Login;
+		shim.C_OpenSession = s_OpenSession;
+		shim.C_CloseSession = s_CloseSession;
+		shim.C_SignInit = s_SignInit;
+		shim.C_Sign = s_Sign;
+	}
+	*list = &shim;
+	return CKR_OK;
+}

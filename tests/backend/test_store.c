@@ -1,0 +1,264 @@
+/*
+ * gateway/store.c on real SQLite files in a temp dir: creation mode,
+ * migrations, refusal of newer schemas, accounts, the audit row API and
+ * the append-only triggers.
+ */
+#include <criterion/criterion.h>
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <sqlite3.h>
+
+#include "store.h"
+
+static char dir[64];
+static char path[128];
+static struct gw_store *st;
+
+static void
+setup(void)
+{
+	strcpy(dir, "/tmp/sg-store-XXXXXX");
+	cr_assert(mkdtemp(dir));
+	snprintf(path, sizeof(path), "%s/sealgate.db", dir);
+}
+
+static void
+teardown(void)
+{
+	char cmd[128];
+
+	gw_store_close(&st);
+	snprintf(cmd, sizeof(cmd), "rm -rf %s", dir);
+	if (system(cmd) != 0)
+		fprintf(stderr, "cannot remove %s\n", dir);
+}
+
+TestSuite(store, .init = setup, .fini = teardown, .timeout = 60);
+
+static void
+open_ok(int upto)
+{
+	char err[512] = "";
+
+	cr_assert_eq(gw_store_open_version(path, upto, &st, err, sizeof(err)), 0, "open: %s", err);
+}
+
+/* Runs SQL on the file behind the gateway's back. */
+static int
+raw_sql(const char *sql)
+{
+	sqlite3 *db = NULL;
+	int rc;
+
+	cr_assert_eq(sqlite3_open(path, &db), SQLITE_OK);
+	rc = sqlite3_exec(db, sql, NULL, NULL, NULL);
+	sqlite3_close(db);
+	return rc;
+}
+
+static mode_t
+file_mode(const char *p)
+{
+	struct stat sb;
+
+	cr_assert_eq(stat(p, &sb), 0, "stat %s", p);
+	return sb.st_mode & 07777;
+}
+
+Test(store, create_is_0600_and_latest_schema)
+{
+	char wal[160];
+
+	umask(022);
+	open_ok(0);
+	cr_assert_eq(file_mode(path), 0600);
+	cr_assert_eq(gw_store_schema_version(st), GW_STORE_SCHEMA_LATEST);
+	cr_assert_eq(gw_store_password_set(st, "alice", "$argon2id$x"), 0);
+	snprintf(wal, sizeof(wal), "%s-wal", path);
+	cr_assert_eq(file_mode(wal), 0600, "the WAL must not be more readable than the database");
+}
+
+Test(store, loose_mode_is_tightened)
+{
+	FILE *f = fopen(path, "w");
+
+	cr_assert(f);
+	fclose(f);
+	chmod(path, 0644);
+	open_ok(0);
+	cr_assert_eq(file_mode(path), 0600);
+}
+
+Test(store, symlink_refused)
+{
+	char target[160], err[256] = "";
+
+	snprintf(target, sizeof(target), "%s/elsewhere.db", dir);
+	cr_assert_eq(symlink(target, path), 0);
+	cr_assert_eq(gw_store_open(path, &st, err, sizeof(err)), -1);
+	cr_assert_null(st);
+	cr_assert(access(target, F_OK) != 0, "nothing created through the link");
+}
+
+Test(store, journal_is_wal_and_synchronous_full)
+{
+	sqlite3 *db;
+	sqlite3_stmt *s;
+
+	open_ok(0);
+	cr_assert_eq(sqlite3_open(path, &db), SQLITE_OK);
+	cr_assert_eq(sqlite3_prepare_v2(db, "PRAGMA journal_mode", -1, &s, NULL), SQLITE_OK);
+	cr_assert_eq(sqlite3_step(s), SQLITE_ROW);
+	cr_assert_str_eq((const char *)sqlite3_column_text(s, 0), "wal");
+	sqlite3_finalize(s);
+	sqlite3_close(db);
+}
+
+Test(store, passwords)
+{
+	char hash[128];
+
+	open_ok(0);
+	cr_assert_eq(gw_store_password_get(st, "alice", hash, sizeof(hash)), 0);
+	cr_assert_eq(gw_store_password_set(st, "alice", "$argon2id$v=19$one"), 0);
+	cr_assert_eq(gw_store_password_get(st, "alice", hash, sizeof(hash)), 1);
+	cr_assert_str_eq(hash, "$argon2id$v=19$one");
+	cr_assert_eq(gw_store_password_set(st, "alice", "$argon2id$v=19$two"), 0);
+	cr_assert_eq(gw_store_password_get(st, "alice", hash, sizeof(hash)), 1);
+	cr_assert_str_eq(hash, "$argon2id$v=19$two");
+	/* Too small a buffer is an error, never a truncated hash. */
+	cr_assert_eq(gw_store_password_get(st, "alice", hash, 5), -1);
+	/* An account without a password. */
+	cr_assert_eq(gw_store_password_set(st, "bob", NULL), 0);
+	cr_assert_eq(gw_store_password_get(st, "bob", hash, sizeof(hash)), 0);
+	cr_assert_eq(gw_store_password_set(st, "", "x"), -1);
+}
+
+Test(store, reopen_keeps_data)
+{
+	char hash[128];
+
+	open_ok(0);
+	cr_assert_eq(gw_store_password_set(st, "alice", "h1"), 0);
+	gw_store_close(&st);
+	cr_assert_null(st);
+	open_ok(0);
+	cr_assert_eq(gw_store_password_get(st, "alice", hash, sizeof(hash)), 1);
+	cr_assert_str_eq(hash, "h1");
+	cr_assert_eq(gw_store_schema_version(st), GW_STORE_SCHEMA_LATEST);
+}
+
+Test(store, migrates_from_version_1)
+{
+	char hash[128], err[256];
+	uint64_t seq;
+	uint8_t h[32];
+
+	open_ok(1);
+	cr_assert_eq(gw_store_schema_version(st), 1);
+	cr_assert_eq(gw_store_audit_head(st, &seq, h, err, sizeof(err)), -1, "no audit table at v1");
+	cr_assert_eq(gw_store_password_set(st, "alice", "h1"), 0);
+	gw_store_close(&st);
+
+	open_ok(0);
+	cr_assert_eq(gw_store_schema_version(st), 2);
+	cr_assert_eq(gw_store_password_get(st, "alice", hash, sizeof(hash)), 1);
+	cr_assert_eq(gw_store_audit_head(st, &seq, h, err, sizeof(err)), 0, "%s", err);
+	cr_assert_eq(seq, 0);
+}
+
+Test(store, newer_schema_refused)
+{
+	char err[256] = "";
+
+	open_ok(0);
+	gw_store_close(&st);
+	cr_assert_eq(raw_sql("INSERT INTO schema_version VALUES (99, 0)"), SQLITE_OK);
+	cr_assert_eq(gw_store_open(path, &st, err, sizeof(err)), -1);
+	cr_assert(strstr(err, "schema version 99"), "%s", err);
+}
+
+static int
+collect(void *ctx, const struct gw_audit_row *r)
+{
+	uint64_t *seen = ctx;
+
+	cr_assert_null(r->bad_column, "column %s", r->bad_column);
+	seen[0]++;
+	seen[1] += r->seq;
+	if (r->seq == 2) {
+		cr_assert_str_eq(r->action, "sign");
+		cr_assert_null(r->reason);
+		cr_assert_str_eq(r->detail, "");
+		cr_assert_eq(r->doc_digest_len, 3);
+		cr_assert_eq(r->signed_digest_len, 0);
+		cr_assert_null(r->signed_digest);
+		cr_assert_eq(r->mechanism, 0x80000001UL);
+		cr_assert_eq(r->uid, -1);
+	}
+	return 0;
+}
+
+Test(store, audit_rows_roundtrip_and_append_only)
+{
+	uint8_t h1[32], h2[32], got[32], zero[32] = { 0 };
+	struct gw_audit_row rows[2] = {
+		{ .seq = 1, .ts_ns = 5, .action = "start", .uid = 0, .prev_hash = zero,
+		  .prev_hash_len = 32, .hash = h1, .hash_len = 32 },
+		{ .seq = 2, .ts_ns = 6, .action = "sign", .detail = "", .uid = -1,
+		  .doc_digest = (const uint8_t *)"abc", .doc_digest_len = 3,
+		  .mechanism = 0x80000001UL, .prev_hash = h1, .prev_hash_len = 32,
+		  .hash = h2, .hash_len = 32 },
+	};
+	uint64_t seq = 0, seen[2] = { 0 };
+	char err[256] = "";
+
+	memset(h1, 1, 32);
+	memset(h2, 2, 32);
+	open_ok(0);
+	cr_assert_eq(gw_store_audit_append(st, rows, 2, err, sizeof(err)), 0, "%s", err);
+	cr_assert_eq(gw_store_audit_head(st, &seq, got, err, sizeof(err)), 1);
+	cr_assert_eq(seq, 2);
+	cr_assert_eq(memcmp(got, h2, 32), 0);
+	cr_assert_eq(gw_store_audit_scan(st, collect, seen, err, sizeof(err)), 0, "%s", err);
+	cr_assert_eq(seen[0], 2);
+	cr_assert_eq(seen[1], 3);
+	/* The same seq again: the whole batch is refused, nothing written. */
+	rows[0].seq = 3;
+	cr_assert_eq(gw_store_audit_append(st, rows, 2, err, sizeof(err)), -1);
+	cr_assert_eq(gw_store_audit_head(st, &seq, got, err, sizeof(err)), 1);
+	cr_assert_eq(seq, 2, "a failed batch leaves no row behind");
+	gw_store_close(&st);
+	/* The triggers stop edits through SQL until someone drops them. */
+	cr_assert_neq(raw_sql("UPDATE audit SET actor = 'x' WHERE seq = 1"), SQLITE_OK);
+	cr_assert_neq(raw_sql("DELETE FROM audit WHERE seq = 1"), SQLITE_OK);
+}
+
+static int
+fail_commit(void *ctx)
+{
+	(void)ctx;
+	return 1;
+}
+
+Test(store, commit_hook_failure_rolls_back)
+{
+	uint8_t h[32], zero[32] = { 0 };
+	struct gw_audit_row row = { .seq = 1, .prev_hash = zero, .prev_hash_len = 32,
+	                            .hash = h, .hash_len = 32 };
+	uint64_t seq = 9;
+	char err[256] = "";
+
+	open_ok(0);
+	gw_store_test_set_commit_hook(st, fail_commit, NULL);
+	cr_assert_eq(gw_store_audit_append(st, &row, 1, err, sizeof(err)), -1);
+	gw_store_test_set_commit_hook(st, NULL, NULL);
+	cr_assert_eq(gw_store_audit_head(st, &seq, h, err, sizeof(err)), 0);
+	cr_assert_eq(seq, 0);
+	cr_assert_eq(gw_store_audit_append(st, &row, 1, err, sizeof(err)), 0, "%s", err);
+}
