@@ -19,23 +19,12 @@
 
 enum need { NEED_NONE, NEED_SESSION, NEED_OPT_SESSION };
 
-struct req {
-	struct gw_ctx *ctx;
-	const struct gw_peer *peer;
-	const json_t *msg;
-	struct gw_snapshot *snap;
-	bool logged_in;
-	struct gw_login_info login;
-	const struct gw_person *who;     /* logged-in person, or NULL */
-	char err[256];
-};
-
-typedef json_t *(*handler_fn)(struct req *r);
+#define req gw_req
 
 struct op {
 	const char *name;
 	enum need need;
-	handler_fn fn;
+	gw_handler_fn fn;
 };
 
 static void

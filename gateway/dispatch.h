@@ -10,6 +10,21 @@
 
 #include "server.h"
 
+/* One request as a handler sees it: the peer, the message, the policy
+ * snapshot in force for the whole request, and who is logged in. */
+struct gw_req {
+	struct gw_ctx *ctx;
+	const struct gw_peer *peer;
+	const json_t *msg;
+	struct gw_snapshot *snap;
+	bool logged_in;
+	struct gw_login_info login;
+	const struct gw_person *who;     /* logged-in person, or NULL */
+	char err[256];
+};
+
+typedef json_t *(*gw_handler_fn)(struct gw_req *r);
+
 /* Handles one decoded request from peer; always returns a reply object. */
 json_t *gw_dispatch(struct gw_ctx *ctx, const struct gw_peer *peer, const json_t *req);
 

@@ -6,6 +6,8 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <getopt.h>
+#include <pthread.h>
+#include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -162,6 +164,17 @@ main(int argc, char **argv)
 	}
 	if (sodium_init() < 0)
 		return 1;
+	{
+		/* Blocked before any thread starts, so every thread inherits the
+		 * mask and the server's signalfd is the only receiver. */
+		sigset_t mask;
+		sigemptyset(&mask);
+		sigaddset(&mask, SIGTERM);
+		sigaddset(&mask, SIGINT);
+		sigaddset(&mask, SIGHUP);
+		sigaddset(&mask, SIGPIPE);
+		pthread_sigmask(SIG_BLOCK, &mask, NULL);
+	}
 
 	memset(&ctx, 0, sizeof(ctx));
 	pthread_mutex_init(&ctx.snap_lock, NULL);

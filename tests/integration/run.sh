@@ -4,6 +4,8 @@
 set -eu
 here=$(cd "$(dirname "$0")" && pwd)
 dir=$(mktemp -d /tmp/sg-it-XXXXXX)
+# Other uids must reach the socket (tests switch uid); the PIN file stays 0600.
+chmod 755 "$dir"
 trap 'sh "$here/fixture.sh" down "$dir"' EXIT
 sh "$here/fixture.sh" up "$dir"
 export SG_IT_DIR="$dir"
