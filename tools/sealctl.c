@@ -17,17 +17,9 @@
 #include <openssl/x509.h>
 #include <p11-kit/pkcs11.h>
 
+#include "cli.h"
 #include "protocol.h"
 #include "sg-config.h"
-
-struct cli {
-	const char *socket;
-	const char *user;            /* account to act as (SEALGATE_USER) */
-	const char *password_file;   /* the caller's own password */
-	bool json;
-	int fd;
-	char *session;               /* base64 session token */
-};
 
 static void
 usage(FILE *f)
@@ -57,148 +49,6 @@ usage(FILE *f)
 	SG_RUNSTATEDIR);
 }
 
-static void
-die_reply(const json_t *rep)
-{
-	unsigned long rv;
-	const char *code, *msg;
-
-	sg_reply_is_ok(rep, &rv, &code, &msg);
-	fprintf(stderr, "sealctl: %s (%s)\n", msg, code);
-}
-
-/* Reads one line of a secret from path ("-" = stdin) or from the terminal
- * with echo off when path is NULL. Caller frees with sg_free_secret_str. */
-static char *
-read_secret(const char *path, const char *prompt)
-{
-	char buf[SG_PIN_MAX + 2];
-	FILE *f = NULL;
-	struct termios old, noecho;
-	bool tty = false;
-	char *nl, *out = NULL;
-
-	if (path != NULL && strcmp(path, "-") == 0)
-		f = stdin;
-	else if (path != NULL)
-		f = fopen(path, "re");
-	else {
-		f = fopen("/dev/tty", "r+e");
-		if (f == NULL) {
-			fprintf(stderr, "sealctl: no terminal to ask for the %s; use a file option\n", prompt);
-			return NULL;
-		}
-		fprintf(f, "%s: ", prompt);
-		fflush(f);
-		if (tcgetattr(fileno(f), &old) == 0) {
-			noecho = old;
-			noecho.c_lflag &= ~(tcflag_t)ECHO;
-			tty = tcsetattr(fileno(f), TCSAFLUSH, &noecho) == 0;
-		}
-	}
-	if (f == NULL) {
-		fprintf(stderr, "sealctl: %s: %s\n", path, strerror(errno));
-		return NULL;
-	}
-	if (fgets(buf, sizeof(buf), f) != NULL) {
-		nl = strchr(buf, '\n');
-		if (nl)
-			*nl = '\0';
-		out = strdup(buf);
-	}
-	if (tty) {
-		tcsetattr(fileno(f), TCSAFLUSH, &old);
-		fputc('\n', f);
-	}
-	if (f != stdin)
-		fclose(f);
-	OPENSSL_cleanse(buf, sizeof(buf));
-	if (out == NULL)
-		fprintf(stderr, "sealctl: no %s given\n", prompt);
-	return out;
-}
-
-static json_t *
-call(struct cli *c, json_t *req)
-{
-	json_t *rep = NULL;
-	char err[256];
-
-	if (c->fd < 0) {
-		c->fd = sg_connect_unix(c->socket);
-		if (c->fd < 0) {
-			fprintf(stderr, "sealctl: cannot reach the gateway at %s: %s\n",
-			        c->socket, strerror(-c->fd));
-			json_decref(req);
-			exit(3);
-		}
-	}
-	if (c->session)
-		json_object_set_new(req, "session", json_string(c->session));
-	if (sg_call(c->fd, req, &rep, err, sizeof(err)) < 0) {
-		fprintf(stderr, "sealctl: %s\n", err);
-		json_decref(req);
-		exit(3);
-	}
-	json_decref(req);
-	if (c->json) {
-		json_t *copy = json_deep_copy(rep);
-		json_object_del(copy, "session");
-		json_dumpf(copy, stdout, JSON_INDENT(2) | JSON_SORT_KEYS);
-		putchar('\n');
-		json_decref(copy);
-	}
-	return rep;
-}
-
-static int
-login(struct cli *c)
-{
-	const char *envpw = getenv("SEALGATE_PASSWORD");
-	char *pw = NULL;
-	json_t *req, *rep;
-	int rv = 1;
-
-	if (c->password_file)
-		pw = read_secret(c->password_file, "password");
-	else if (envpw)
-		pw = strdup(envpw);
-	else
-		pw = read_secret(NULL, "sealgate password");
-	if (pw == NULL)
-		return 1;
-	req = sg_request_new(SG_OP_LOGIN);
-	json_object_set_new(req, "pin", json_string(pw));
-	if (c->user)
-		json_object_set_new(req, "user", json_string(c->user));
-	sg_free_secret_str(pw);
-	{
-		bool was = c->json;
-		c->json = false;  /* the reply holds the session token */
-		rep = call(c, req);
-		c->json = was;
-	}
-	if (!sg_reply_is_ok(rep, NULL, NULL, NULL)) {
-		die_reply(rep);
-		goto out;
-	}
-	c->session = strdup(json_string_value(json_object_get(rep, "session")));
-	rv = c->session ? 0 : 1;
-out:
-	json_decref(rep);
-	return rv;
-}
-
-static void
-logout(struct cli *c)
-{
-	if (c->session == NULL || c->fd < 0)
-		return;
-	json_decref(call(c, sg_request_new(SG_OP_LOGOUT)));
-	sg_free_secret_str(c->session);
-	c->session = NULL;
-}
-
 static char *
 dn_of(const json_t *seal)
 {
@@ -223,14 +73,14 @@ dn_of(const json_t *seal)
 static int
 cmd_status(struct cli *c)
 {
-	json_t *rep = call(c, sg_request_new(SG_OP_STATUS)), *seals;
+	json_t *rep = cli_call(c, sg_request_new(SG_OP_STATUS)), *seals;
 	size_t i;
 	json_t *s;
 	bool present;
 	int rv;
 
 	if (!sg_reply_is_ok(rep, NULL, NULL, NULL)) {
-		die_reply(rep);
+		cli_die_reply(rep);
 		json_decref(rep);
 		return 1;
 	}
@@ -265,9 +115,9 @@ cmd_seals(struct cli *c)
 
 	if (c->user)
 		json_object_set_new(req, "user", json_string(c->user));
-	rep = call(c, req);
+	rep = cli_call(c, req);
 	if (!sg_reply_is_ok(rep, NULL, NULL, NULL)) {
-		die_reply(rep);
+		cli_die_reply(rep);
 		json_decref(rep);
 		return 1;
 	}
@@ -305,9 +155,9 @@ cmd_whoami(struct cli *c)
 
 	if (c->user)
 		json_object_set_new(req, "user", json_string(c->user));
-	rep = call(c, req);
+	rep = cli_call(c, req);
 	if (!sg_reply_is_ok(rep, NULL, NULL, NULL)) {
-		die_reply(rep);
+		cli_die_reply(rep);
 		json_decref(rep);
 		return 1;
 	}
@@ -344,17 +194,17 @@ cmd_user(struct cli *c, int argc, char **argv, const char *newfile, const char *
 		usage(stderr);
 		return 2;
 	}
-	if (login(c) != 0)
+	if (cli_login(c) != 0)
 		return 1;
 	if (target == NULL) {
-		json_t *w = call(c, sg_request_new(SG_OP_WHOAMI));
+		json_t *w = cli_call(c, sg_request_new(SG_OP_WHOAMI));
 		target = strdup(json_string_value(json_object_get(w, "user")));
 		json_decref(w);
-		old = read_secret(oldfile, "current password");
+		old = cli_read_secret(oldfile, "current password");
 		if (old == NULL)
 			goto out;
 	}
-	pw = read_secret(newfile, "new password");
+	pw = cli_read_secret(newfile, "new password");
 	if (pw == NULL)
 		goto out;
 	req = sg_request_new(strcmp(sub, "add") == 0 ? SG_OP_USER_ADD : SG_OP_USER_PASSWD);
@@ -362,18 +212,18 @@ cmd_user(struct cli *c, int argc, char **argv, const char *newfile, const char *
 	json_object_set_new(req, "password", json_string(pw));
 	if (old)
 		json_object_set_new(req, "old_password", json_string(old));
-	rep = call(c, req);
+	rep = cli_call(c, req);
 	if (sg_reply_is_ok(rep, NULL, NULL, NULL)) {
 		if (!c->json)
 			printf("password set for %s\n", target);
 		rv = 0;
 	} else
-		die_reply(rep);
+		cli_die_reply(rep);
 	json_decref(rep);
 out:
 	sg_free_secret_str(pw);
 	sg_free_secret_str(old);
-	logout(c);
+	cli_logout(c);
 	return rv;
 }
 

@@ -1,0 +1,157 @@
+/*
+ * sealctl's shared plumbing (cli.h): gateway connection, login, secrets.
+ */
+#include "cli.h"
+
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <termios.h>
+#include <unistd.h>
+#include <openssl/crypto.h>
+
+#include "protocol.h"
+
+void
+cli_die_reply(const json_t *rep)
+{
+	unsigned long rv;
+	const char *code, *msg;
+
+	sg_reply_is_ok(rep, &rv, &code, &msg);
+	fprintf(stderr, "sealctl: %s (%s)\n", msg, code);
+}
+
+/* Reads one line of a secret from path ("-" = stdin) or from the terminal
+ * with echo off when path is NULL. Caller frees with sg_free_secret_str. */
+char *
+cli_read_secret(const char *path, const char *prompt)
+{
+	char buf[SG_PIN_MAX + 2];
+	FILE *f = NULL;
+	struct termios old, noecho;
+	bool tty = false;
+	char *nl, *out = NULL;
+
+	if (path != NULL && strcmp(path, "-") == 0)
+		f = stdin;
+	else if (path != NULL)
+		f = fopen(path, "re");
+	else {
+		f = fopen("/dev/tty", "r+e");
+		if (f == NULL) {
+			fprintf(stderr, "sealctl: no terminal to ask for the %s; use a file option\n", prompt);
+			return NULL;
+		}
+		fprintf(f, "%s: ", prompt);
+		fflush(f);
+		if (tcgetattr(fileno(f), &old) == 0) {
+			noecho = old;
+			noecho.c_lflag &= ~(tcflag_t)ECHO;
+			tty = tcsetattr(fileno(f), TCSAFLUSH, &noecho) == 0;
+		}
+	}
+	if (f == NULL) {
+		fprintf(stderr, "sealctl: %s: %s\n", path, strerror(errno));
+		return NULL;
+	}
+	if (fgets(buf, sizeof(buf), f) != NULL) {
+		nl = strchr(buf, '\n');
+		if (nl)
+			*nl = '\0';
+		out = strdup(buf);
+	}
+	if (tty) {
+		tcsetattr(fileno(f), TCSAFLUSH, &old);
+		fputc('\n', f);
+	}
+	if (f != stdin)
+		fclose(f);
+	OPENSSL_cleanse(buf, sizeof(buf));
+	if (out == NULL)
+		fprintf(stderr, "sealctl: no %s given\n", prompt);
+	return out;
+}
+
+json_t *
+cli_call(struct cli *c, json_t *req)
+{
+	json_t *rep = NULL;
+	char err[256];
+
+	if (c->fd < 0) {
+		c->fd = sg_connect_unix(c->socket);
+		if (c->fd < 0) {
+			fprintf(stderr, "sealctl: cannot reach the gateway at %s: %s\n",
+			        c->socket, strerror(-c->fd));
+			json_decref(req);
+			exit(3);
+		}
+	}
+	if (c->session)
+		json_object_set_new(req, "session", json_string(c->session));
+	if (sg_call(c->fd, req, &rep, err, sizeof(err)) < 0) {
+		fprintf(stderr, "sealctl: %s\n", err);
+		json_decref(req);
+		exit(3);
+	}
+	json_decref(req);
+	if (c->json) {
+		json_t *copy = json_deep_copy(rep);
+		json_object_del(copy, "session");
+		json_dumpf(copy, stdout, JSON_INDENT(2) | JSON_SORT_KEYS);
+		putchar('\n');
+		json_decref(copy);
+	}
+	return rep;
+}
+
+int
+cli_login(struct cli *c)
+{
+	const char *envpw = getenv("SEALGATE_PASSWORD");
+	char *pw = NULL;
+	json_t *req, *rep;
+	int rv = 1;
+
+	if (c->password_file)
+		pw = cli_read_secret(c->password_file, "password");
+	else if (envpw)
+		pw = strdup(envpw);
+	else
+		pw = cli_read_secret(NULL, "sealgate password");
+	if (pw == NULL)
+		return 1;
+	req = sg_request_new(SG_OP_LOGIN);
+	json_object_set_new(req, "pin", json_string(pw));
+	if (c->user)
+		json_object_set_new(req, "user", json_string(c->user));
+	sg_free_secret_str(pw);
+	{
+		bool was = c->json;
+		c->json = false;  /* the reply holds the session token */
+		rep = cli_call(c, req);
+		c->json = was;
+	}
+	if (!sg_reply_is_ok(rep, NULL, NULL, NULL)) {
+		cli_die_reply(rep);
+		goto out;
+	}
+	c->session = strdup(json_string_value(json_object_get(rep, "session")));
+	rv = c->session ? 0 : 1;
+out:
+	json_decref(rep);
+	return rv;
+}
+
+void
+cli_logout(struct cli *c)
+{
+	if (c->session == NULL || c->fd < 0)
+		return;
+	json_decref(cli_call(c, sg_request_new(SG_OP_LOGOUT)));
+	sg_free_secret_str(c->session);
+	c->session = NULL;
+}
+
