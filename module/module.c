@@ -1,0 +1,1403 @@
+/*
+ * Entry points of sealgate-pkcs11.so: the 2.40 and 3.0 function lists and
+ * interfaces, argument checks, the module state (C_Initialize, fork
+ * detection, C_Finalize), the slot and token as the gateway reports them,
+ * sessions and the login state. Objects live in objects.c, signing in
+ * sign.c, the wire in client.c.
+ */
+#include "sgm.h"
+
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include <openssl/crypto.h>
+
+#include "sg-config.h"
+
+#define SGM_DEFAULT_SOCKET SG_RUNSTATEDIR "/sealgated.sock"
+
+int sgm_debug_on;
+
+/* The state of the current C_Initialize, or NULL. A state whose pid is not
+ * ours was inherited over fork(): it is abandoned, never locked or freed,
+ * since a parent thread may have held its lock at the fork. */
+static struct sgm_state *g_state;
+static struct sgm_state *g_abandoned;  /* keeps inherited states reachable */
+
+void
+sgm_debug(const char *fmt, ...)
+{
+	va_list ap;
+
+	if (!sgm_debug_on)
+		return;
+	va_start(ap, fmt);
+	fputs("sealgate-pkcs11: ", stderr);
+	vfprintf(stderr, fmt, ap);
+	fputc('\n', stderr);
+	va_end(ap);
+}
+
+void
+sgm_lock(struct sgm_state *st)
+{
+	pthread_mutex_lock(&st->lock);
+}
+
+void
+sgm_unlock(struct sgm_state *st)
+{
+	pthread_mutex_unlock(&st->lock);
+}
+
+CK_RV
+sgm_state_get(struct sgm_state **out)
+{
+	struct sgm_state *st = __atomic_load_n(&g_state, __ATOMIC_ACQUIRE);
+
+	*out = NULL;
+	if (st == NULL || st->pid != getpid())
+		return CKR_CRYPTOKI_NOT_INITIALIZED;
+	*out = st;
+	return CKR_OK;
+}
+
+void
+sgm_pad(unsigned char *dst, size_t dstlen, const char *src)
+{
+	size_t n = strlen(src);
+
+	if (n > dstlen) {
+		n = dstlen;
+		/* Back off to the start of a UTF-8 character. */
+		while (n > 0 && ((unsigned char)src[n] & 0xC0) == 0x80)
+			n--;
+	}
+	memset(dst, ' ', dstlen);
+	memcpy(dst, src, n);
+}
+
+void
+sgm_json_wipe_str(json_t *obj, const char *key)
+{
+	json_t *v = json_object_get(obj, key);
+
+	/* jansson frees strings without wiping; the buffer is ours to clear. */
+	if (json_is_string(v))
+		OPENSSL_cleanse((char *)json_string_value(v), json_string_length(v));
+}
+
+/* ---- sessions ---- */
+
+static struct sgm_session *
+session_find_locked(struct sgm_state *st, CK_SESSION_HANDLE h)
+{
+	for (struct sgm_session *s = st->sessions; s != NULL; s = s->next)
+		if (s->handle == h)
+			return s;
+	return NULL;
+}
+
+CK_RV
+sgm_session_check_locked(struct sgm_state *st, CK_SESSION_HANDLE h, struct sgm_session **out)
+{
+	struct sgm_session *s = session_find_locked(st, h);
+
+	*out = NULL;
+	if (s == NULL)
+		return CKR_SESSION_HANDLE_INVALID;
+	if (s->epoch != st->epoch)
+		return CKR_DEVICE_REMOVED;
+	*out = s;
+	return CKR_OK;
+}
+
+void
+sgm_session_free(struct sgm_session *s)
+{
+	if (s == NULL)
+		return;
+	sgm_find_clear(s);
+	sgm_sign_op_free(s->sign);
+	free(s);
+}
+
+/* Unlinks s; frees it unless a thread owns it right now (that thread frees
+ * it when it sees closed). Caller holds the lock. */
+static void
+session_close_locked(struct sgm_state *st, struct sgm_session *s)
+{
+	for (struct sgm_session **pp = &st->sessions; *pp != NULL; pp = &(*pp)->next) {
+		if (*pp == s) {
+			*pp = s->next;
+			st->n_sessions--;
+			break;
+		}
+	}
+	s->next = NULL;
+	if (s->busy)
+		s->closed = true;
+	else
+		sgm_session_free(s);
+}
+
+bool
+sgm_login_token_locked(struct sgm_state *st, uint8_t out[SG_SESSION_TOKEN_LEN])
+{
+	if (!st->logged_in)
+		return false;
+	memcpy(out, st->token, SG_SESSION_TOKEN_LEN);
+	return true;
+}
+
+/* Ends the login locally; the caller tells the gateway. Private-key handles
+ * die with it and sign operations (which need the login) end. */
+static void
+login_clear_locked(struct sgm_state *st)
+{
+	st->logged_in = false;
+	OPENSSL_cleanse(st->token, sizeof(st->token));
+	sgm_handles_retire_private_locked(st);
+	for (struct sgm_session *s = st->sessions; s != NULL; s = s->next) {
+		if (!s->busy) {
+			sgm_sign_op_free(s->sign);
+			s->sign = NULL;
+		}
+	}
+}
+
+void
+sgm_login_invalidate(struct sgm_state *st, const uint8_t tok[SG_SESSION_TOKEN_LEN])
+{
+	sgm_lock(st);
+	if (st->logged_in && CRYPTO_memcmp(st->token, tok, SG_SESSION_TOKEN_LEN) == 0) {
+		sgm_debug("the gateway no longer knows our login; logged out");
+		login_clear_locked(st);
+	}
+	sgm_unlock(st);
+}
+
+/* Best-effort logout at the gateway of a token we already forgot locally. */
+static void
+gateway_logout(struct sgm_state *st, uint8_t tok[SG_SESSION_TOKEN_LEN])
+{
+	json_t *req = sg_request_new(SG_OP_LOGOUT), *reply = NULL;
+	uint64_t epoch;
+
+	if (req != NULL && sg_set_bytes(req, "session", tok, SG_SESSION_TOKEN_LEN) == 0) {
+		if (sgm_client_call(st, req, true, &reply, &epoch) != CKR_OK)
+			sgm_debug("logout not delivered; the gateway session will expire");
+		sgm_json_wipe_str(req, "session");
+	}
+	json_decref(req);
+	json_decref(reply);
+	OPENSSL_cleanse(tok, SG_SESSION_TOKEN_LEN);
+}
+
+/* ---- state ---- */
+
+static void
+state_free(struct sgm_state *st)
+{
+	struct sgm_session *s, *next;
+
+	if (st == NULL)
+		return;
+	sgm_client_close_all(st);
+	for (s = st->sessions; s != NULL; s = next) {
+		next = s->next;
+		sgm_session_free(s);
+	}
+	sgm_seals_free(st->seals, st->n_seals);
+	sgm_handles_free(st);
+	OPENSSL_cleanse(st->token, sizeof(st->token));
+	free(st->socket_path);
+	free(st->user);
+	pthread_mutex_destroy(&st->lock);
+	free(st);
+}
+
+static struct sgm_state *
+state_new(void)
+{
+	struct sgm_state *st = calloc(1, sizeof(*st));
+	const char *sock = getenv("SEALGATE_SOCKET");
+	const char *user = getenv("SEALGATE_USER");
+	const char *tmo = getenv("SEALGATE_TIMEOUT");
+	char *end = NULL;
+	long t;
+
+	if (st == NULL)
+		return NULL;
+	if (pthread_mutex_init(&st->lock, NULL) != 0) {
+		free(st);
+		return NULL;
+	}
+	st->pid = getpid();
+	st->epoch = 1;
+	st->next_session = 1;
+	for (size_t i = 0; i < SGM_FD_REG; i++)
+		st->fdreg[i] = -1;
+	st->timeout_s = SGM_TIMEOUT_DEFAULT;
+	if (tmo != NULL) {
+		t = strtol(tmo, &end, 10);
+		if (end != tmo && *end == '\0' && t >= 1 && t <= 3600)
+			st->timeout_s = (int)t;
+	}
+	st->socket_path = strdup(sock != NULL && sock[0] != '\0' ? sock : SGM_DEFAULT_SOCKET);
+	if (st->socket_path == NULL)
+		goto fail;
+	/* An over-long name is ignored: the gateway would refuse it anyway. */
+	if (user != NULL && user[0] != '\0' && strlen(user) <= SG_NAME_MAX) {
+		st->user = strdup(user);
+		if (st->user == NULL)
+			goto fail;
+	}
+	return st;
+fail:
+	state_free(st);
+	return NULL;
+}
+
+/* ---- general purpose ---- */
+
+CK_RV
+C_Initialize(CK_VOID_PTR pInitArgs)
+{
+	CK_C_INITIALIZE_ARGS_PTR args = pInitArgs;
+	struct sgm_state *st, *fresh, *expect = NULL;
+
+	if (args != NULL) {
+		int n = (args->CreateMutex != NULL) + (args->DestroyMutex != NULL) +
+		        (args->LockMutex != NULL) + (args->UnlockMutex != NULL);
+		if (n != 0 && n != 4)
+			return CKR_ARGUMENTS_BAD;
+		/* We lock with pthreads only; without CKF_OS_LOCKING_OK the
+		 * application insists on its own mutexes. pReserved is not
+		 * checked: NSS passes its library parameters there. */
+		if (n == 4 && !(args->flags & CKF_OS_LOCKING_OK))
+			return CKR_CANT_LOCK;
+	}
+	sgm_debug_on = getenv("SEALGATE_DEBUG") != NULL;
+
+	st = __atomic_load_n(&g_state, __ATOMIC_ACQUIRE);
+	if (st != NULL && st->pid == getpid())
+		return CKR_CRYPTOKI_ALREADY_INITIALIZED;
+	if (st != NULL) {
+		/* A forked child starting over: close what it inherited and
+		 * leave the parent's structures (and locks) alone. */
+		sgm_client_forget_inherited(st);
+		st->abandoned_next = g_abandoned;
+		g_abandoned = st;
+		__atomic_store_n(&g_state, NULL, __ATOMIC_RELEASE);
+		sgm_debug("re-initialized in a forked child");
+	}
+	fresh = state_new();
+	if (fresh == NULL)
+		return CKR_HOST_MEMORY;
+	if (!__atomic_compare_exchange_n(&g_state, &expect, fresh, false,
+	                                 __ATOMIC_ACQ_REL, __ATOMIC_ACQUIRE)) {
+		state_free(fresh);
+		return CKR_CRYPTOKI_ALREADY_INITIALIZED;
+	}
+	sgm_debug("initialized, gateway socket %s", fresh->socket_path);
+	return CKR_OK;
+}
+
+CK_RV
+C_Finalize(CK_VOID_PTR pReserved)
+{
+	struct sgm_state *st;
+	uint8_t tok[SG_SESSION_TOKEN_LEN];
+	bool had_login;
+	CK_RV rv;
+
+	if (pReserved != NULL)
+		return CKR_ARGUMENTS_BAD;
+	rv = sgm_state_get(&st);
+	if (rv != CKR_OK)
+		return rv;
+	if (!__atomic_compare_exchange_n(&g_state, &st, NULL, false,
+	                                 __ATOMIC_ACQ_REL, __ATOMIC_ACQUIRE))
+		return CKR_CRYPTOKI_NOT_INITIALIZED;
+	sgm_lock(st);
+	had_login = sgm_login_token_locked(st, tok);
+	login_clear_locked(st);
+	sgm_unlock(st);
+	if (had_login)
+		gateway_logout(st, tok);
+	state_free(st);
+	return CKR_OK;
+}
+
+CK_RV
+C_GetInfo(CK_INFO_PTR pInfo)
+{
+	struct sgm_state *st;
+	unsigned maj = 0, min = 0;
+	CK_RV rv = sgm_state_get(&st);
+
+	if (rv != CKR_OK)
+		return rv;
+	if (pInfo == NULL)
+		return CKR_ARGUMENTS_BAD;
+	memset(pInfo, 0, sizeof(*pInfo));
+	pInfo->cryptokiVersion.major = 3;
+	pInfo->cryptokiVersion.minor = 0;
+	sgm_pad(pInfo->manufacturerID, sizeof(pInfo->manufacturerID), "sealgate");
+	sgm_pad(pInfo->libraryDescription, sizeof(pInfo->libraryDescription),
+	        "sealgate PKCS#11 module");
+	if (sscanf(SEALGATE_VERSION, "%u.%u", &maj, &min) == 2) {
+		pInfo->libraryVersion.major = (CK_BYTE)maj;
+		pInfo->libraryVersion.minor = (CK_BYTE)min;
+	}
+	return CKR_OK;
+}
+
+/* ---- slot and token: what the gateway says right now ---- */
+
+static CK_RV
+hello_present(struct sgm_state *st, struct sgm_hello *h, uint64_t *epoch)
+{
+	CK_RV rv = sgm_client_hello(st, h, epoch);
+
+	if (rv == CKR_HOST_MEMORY)
+		return rv;
+	if (rv != CKR_OK || !h->token_present)
+		return CKR_TOKEN_NOT_PRESENT;
+	return CKR_OK;
+}
+
+CK_RV
+C_GetSlotList(CK_BBOOL tokenPresent, CK_SLOT_ID_PTR pSlotList, CK_ULONG_PTR pulCount)
+{
+	struct sgm_state *st;
+	struct sgm_hello h;
+	uint64_t epoch;
+	CK_ULONG n = 1;
+	CK_RV rv = sgm_state_get(&st);
+
+	if (rv != CKR_OK)
+		return rv;
+	if (pulCount == NULL)
+		return CKR_ARGUMENTS_BAD;
+	if (tokenPresent) {
+		rv = hello_present(st, &h, &epoch);
+		if (rv == CKR_HOST_MEMORY)
+			return rv;
+		n = rv == CKR_OK ? 1 : 0;
+	}
+	if (pSlotList == NULL) {
+		*pulCount = n;
+		return CKR_OK;
+	}
+	if (*pulCount < n) {
+		*pulCount = n;
+		return CKR_BUFFER_TOO_SMALL;
+	}
+	if (n > 0)
+		pSlotList[0] = SGM_SLOT_ID;
+	*pulCount = n;
+	return CKR_OK;
+}
+
+CK_RV
+C_GetSlotInfo(CK_SLOT_ID slotID, CK_SLOT_INFO_PTR pInfo)
+{
+	struct sgm_state *st;
+	struct sgm_hello h;
+	uint64_t epoch;
+	unsigned maj = 0, min = 0;
+	CK_RV rv = sgm_state_get(&st);
+
+	if (rv != CKR_OK)
+		return rv;
+	if (slotID != SGM_SLOT_ID)
+		return CKR_SLOT_ID_INVALID;
+	if (pInfo == NULL)
+		return CKR_ARGUMENTS_BAD;
+	rv = hello_present(st, &h, &epoch);
+	if (rv == CKR_HOST_MEMORY)
+		return rv;
+	memset(pInfo, 0, sizeof(*pInfo));
+	sgm_pad(pInfo->slotDescription, sizeof(pInfo->slotDescription), "sealgate gateway");
+	sgm_pad(pInfo->manufacturerID, sizeof(pInfo->manufacturerID), "sealgate");
+	/* The gateway behaves like a reader whose card comes and goes. */
+	pInfo->flags = CKF_REMOVABLE_DEVICE | CKF_HW_SLOT | (rv == CKR_OK ? CKF_TOKEN_PRESENT : 0);
+	if (sscanf(SEALGATE_VERSION, "%u.%u", &maj, &min) == 2) {
+		pInfo->hardwareVersion.major = pInfo->firmwareVersion.major = (CK_BYTE)maj;
+		pInfo->hardwareVersion.minor = pInfo->firmwareVersion.minor = (CK_BYTE)min;
+	}
+	return CKR_OK;
+}
+
+CK_RV
+C_GetTokenInfo(CK_SLOT_ID slotID, CK_TOKEN_INFO_PTR pInfo)
+{
+	struct sgm_state *st;
+	struct sgm_hello h;
+	uint64_t epoch;
+	CK_ULONG n = 0, nrw = 0;
+	CK_RV rv = sgm_state_get(&st);
+
+	if (rv != CKR_OK)
+		return rv;
+	if (slotID != SGM_SLOT_ID)
+		return CKR_SLOT_ID_INVALID;
+	if (pInfo == NULL)
+		return CKR_ARGUMENTS_BAD;
+	rv = hello_present(st, &h, &epoch);
+	if (rv != CKR_OK)
+		return rv;
+	sgm_lock(st);
+	for (struct sgm_session *s = st->sessions; s != NULL; s = s->next) {
+		if (s->epoch != st->epoch)
+			continue;
+		n++;
+		if (s->flags & CKF_RW_SESSION)
+			nrw++;
+	}
+	sgm_unlock(st);
+
+	memset(pInfo, 0, sizeof(*pInfo));
+	sgm_pad(pInfo->label, sizeof(pInfo->label), h.label);
+	sgm_pad(pInfo->manufacturerID, sizeof(pInfo->manufacturerID), "sealgate");
+	sgm_pad(pInfo->model, sizeof(pInfo->model), h.model);
+	sgm_pad(pInfo->serialNumber, sizeof(pInfo->serialNumber), h.serial);
+	pInfo->flags = CKF_TOKEN_INITIALIZED | CKF_USER_PIN_INITIALIZED |
+	               CKF_LOGIN_REQUIRED | CKF_WRITE_PROTECTED;
+	pInfo->ulMaxSessionCount = CK_EFFECTIVELY_INFINITE;
+	pInfo->ulSessionCount = n;
+	pInfo->ulMaxRwSessionCount = CK_EFFECTIVELY_INFINITE;
+	pInfo->ulRwSessionCount = nrw;
+	pInfo->ulMaxPinLen = SG_PIN_MAX;
+	pInfo->ulMinPinLen = 1;
+	pInfo->ulTotalPublicMemory = CK_UNAVAILABLE_INFORMATION;
+	pInfo->ulFreePublicMemory = CK_UNAVAILABLE_INFORMATION;
+	pInfo->ulTotalPrivateMemory = CK_UNAVAILABLE_INFORMATION;
+	pInfo->ulFreePrivateMemory = CK_UNAVAILABLE_INFORMATION;
+	{
+		unsigned maj = 0, min = 0;
+		if (sscanf(h.version[0] ? h.version : SEALGATE_VERSION, "%u.%u", &maj, &min) == 2) {
+			pInfo->firmwareVersion.major = (CK_BYTE)maj;
+			pInfo->firmwareVersion.minor = (CK_BYTE)min;
+		}
+	}
+	/* No clock on this token (CKF_CLOCK_ON_TOKEN is not set). */
+	memset(pInfo->utcTime, ' ', sizeof(pInfo->utcTime));
+	return CKR_OK;
+}
+
+CK_RV
+C_WaitForSlotEvent(CK_FLAGS flags, CK_SLOT_ID_PTR pSlot, CK_VOID_PTR pReserved)
+{
+	struct sgm_state *st;
+	CK_RV rv = sgm_state_get(&st);
+
+	return rv != CKR_OK ? rv : CKR_FUNCTION_NOT_SUPPORTED;
+}
+
+CK_RV
+C_GetMechanismList(CK_SLOT_ID slotID, CK_MECHANISM_TYPE_PTR pMechanismList,
+                   CK_ULONG_PTR pulCount)
+{
+	struct sgm_state *st;
+	CK_RV rv = sgm_state_get(&st);
+
+	if (rv != CKR_OK)
+		return rv;
+	if (slotID != SGM_SLOT_ID)
+		return CKR_SLOT_ID_INVALID;
+	if (pulCount == NULL)
+		return CKR_ARGUMENTS_BAD;
+	return sgm_mechanism_list(pMechanismList, pulCount);
+}
+
+CK_RV
+C_GetMechanismInfo(CK_SLOT_ID slotID, CK_MECHANISM_TYPE type, CK_MECHANISM_INFO_PTR pInfo)
+{
+	struct sgm_state *st;
+	CK_RV rv = sgm_state_get(&st);
+
+	if (rv != CKR_OK)
+		return rv;
+	if (slotID != SGM_SLOT_ID)
+		return CKR_SLOT_ID_INVALID;
+	if (pInfo == NULL)
+		return CKR_ARGUMENTS_BAD;
+	return sgm_mechanism_info(type, pInfo);
+}
+
+/* ---- sessions ---- */
+
+CK_RV
+C_OpenSession(CK_SLOT_ID slotID, CK_FLAGS flags, CK_VOID_PTR pApplication,
+              CK_NOTIFY Notify, CK_SESSION_HANDLE_PTR phSession)
+{
+	struct sgm_state *st;
+	struct sgm_session *s;
+	struct sgm_hello h;
+	uint64_t epoch;
+	CK_RV rv = sgm_state_get(&st);
+
+	if (rv != CKR_OK)
+		return rv;
+	if (slotID != SGM_SLOT_ID)
+		return CKR_SLOT_ID_INVALID;
+	if (phSession == NULL)
+		return CKR_ARGUMENTS_BAD;
+	if (!(flags & CKF_SERIAL_SESSION))
+		return CKR_SESSION_PARALLEL_NOT_SUPPORTED;
+	/* CKF_RW_SESSION is accepted although the token is write-protected:
+	 * pkcs11-tool asks for RW whenever it logs in or signs
+	 * (docs/module.md). Writes are refused per function. */
+	rv = hello_present(st, &h, &epoch);
+	if (rv != CKR_OK)
+		return rv;
+	s = calloc(1, sizeof(*s));
+	if (s == NULL)
+		return CKR_HOST_MEMORY;
+	s->flags = CKF_SERIAL_SESSION | (flags & CKF_RW_SESSION);
+	sgm_lock(st);
+	s->epoch = epoch;
+	s->handle = st->next_session++;
+	s->next = st->sessions;
+	st->sessions = s;
+	st->n_sessions++;
+	*phSession = s->handle;
+	sgm_unlock(st);
+	return CKR_OK;
+}
+
+/* Closing the application's last session ends its login (PKCS#11 5.6). */
+static void
+after_close_locked(struct sgm_state *st, uint8_t tok[SG_SESSION_TOKEN_LEN], bool *logout)
+{
+	*logout = false;
+	if (st->n_sessions == 0 && st->logged_in) {
+		*logout = sgm_login_token_locked(st, tok);
+		login_clear_locked(st);
+	}
+}
+
+CK_RV
+C_CloseSession(CK_SESSION_HANDLE hSession)
+{
+	struct sgm_state *st;
+	struct sgm_session *s;
+	uint8_t tok[SG_SESSION_TOKEN_LEN];
+	bool logout = false;
+	CK_RV rv = sgm_state_get(&st);
+
+	if (rv != CKR_OK)
+		return rv;
+	sgm_lock(st);
+	/* No epoch check: a session of a dead gateway run still closes. */
+	s = session_find_locked(st, hSession);
+	if (s == NULL) {
+		rv = CKR_SESSION_HANDLE_INVALID;
+	} else {
+		session_close_locked(st, s);
+		after_close_locked(st, tok, &logout);
+	}
+	sgm_unlock(st);
+	if (logout)
+		gateway_logout(st, tok);
+	return rv;
+}
+
+CK_RV
+C_CloseAllSessions(CK_SLOT_ID slotID)
+{
+	struct sgm_state *st;
+	uint8_t tok[SG_SESSION_TOKEN_LEN];
+	bool logout = false;
+	CK_RV rv = sgm_state_get(&st);
+
+	if (rv != CKR_OK)
+		return rv;
+	if (slotID != SGM_SLOT_ID)
+		return CKR_SLOT_ID_INVALID;
+	sgm_lock(st);
+	while (st->sessions != NULL)
+		session_close_locked(st, st->sessions);
+	after_close_locked(st, tok, &logout);
+	sgm_unlock(st);
+	if (logout)
+		gateway_logout(st, tok);
+	return CKR_OK;
+}
+
+CK_RV
+C_GetSessionInfo(CK_SESSION_HANDLE hSession, CK_SESSION_INFO_PTR pInfo)
+{
+	struct sgm_state *st;
+	struct sgm_session *s;
+	CK_RV rv = sgm_state_get(&st);
+	bool rw;
+
+	if (rv != CKR_OK)
+		return rv;
+	if (pInfo == NULL)
+		return CKR_ARGUMENTS_BAD;
+	sgm_lock(st);
+	rv = sgm_session_check_locked(st, hSession, &s);
+	if (rv == CKR_OK) {
+		rw = (s->flags & CKF_RW_SESSION) != 0;
+		memset(pInfo, 0, sizeof(*pInfo));
+		pInfo->slotID = SGM_SLOT_ID;
+		pInfo->flags = s->flags;
+		if (st->logged_in)
+			pInfo->state = rw ? CKS_RW_USER_FUNCTIONS : CKS_RO_USER_FUNCTIONS;
+		else
+			pInfo->state = rw ? CKS_RW_PUBLIC_SESSION : CKS_RO_PUBLIC_SESSION;
+		pInfo->ulDeviceError = 0;
+	}
+	sgm_unlock(st);
+	return rv;
+}
+
+/* Checks the session (and with_obj: the object) for the functions that
+ * end in a refusal. */
+static CK_RV
+session_check(CK_SESSION_HANDLE hSession, bool with_obj, CK_OBJECT_HANDLE obj)
+{
+	struct sgm_state *st;
+	struct sgm_session *s;
+	CK_OBJECT_CLASS cls;
+	CK_RV rv = sgm_state_get(&st);
+
+	if (rv != CKR_OK)
+		return rv;
+	sgm_lock(st);
+	rv = sgm_session_check_locked(st, hSession, &s);
+	if (rv == CKR_OK && with_obj &&
+	    sgm_object_lookup_locked(st, obj, &cls) == NULL)
+		rv = CKR_OBJECT_HANDLE_INVALID;
+	sgm_unlock(st);
+	return rv;
+}
+
+static CK_RV
+initialized_only(void)
+{
+	struct sgm_state *st;
+
+	return sgm_state_get(&st);
+}
+
+CK_RV
+C_GetOperationState(CK_SESSION_HANDLE hSession, CK_BYTE_PTR pOperationState,
+                    CK_ULONG_PTR pulOperationStateLen)
+{
+	CK_RV rv = session_check(hSession, false, 0);
+
+	return rv != CKR_OK ? rv : CKR_FUNCTION_NOT_SUPPORTED;
+}
+
+CK_RV
+C_SetOperationState(CK_SESSION_HANDLE hSession, CK_BYTE_PTR pOperationState,
+                    CK_ULONG ulOperationStateLen, CK_OBJECT_HANDLE hEncryptionKey,
+                    CK_OBJECT_HANDLE hAuthenticationKey)
+{
+	CK_RV rv = session_check(hSession, false, 0);
+
+	return rv != CKR_OK ? rv : CKR_FUNCTION_NOT_SUPPORTED;
+}
+
+/* ---- login ---- */
+
+static CK_RV
+login(CK_SESSION_HANDLE hSession, CK_USER_TYPE userType, CK_UTF8CHAR_PTR pPin,
+      CK_ULONG ulPinLen, const char *user)
+{
+	struct sgm_state *st;
+	struct sgm_session *s;
+	json_t *req = NULL, *reply = NULL;
+	uint8_t *tok = NULL, old[SG_SESSION_TOKEN_LEN];
+	size_t toklen = 0;
+	char *pin = NULL, err[128];
+	uint64_t epoch, conn_epoch;
+	CK_RV rv = sgm_state_get(&st);
+
+	if (rv != CKR_OK)
+		return rv;
+
+	sgm_lock(st);
+	rv = sgm_session_check_locked(st, hSession, &s);
+	if (rv == CKR_OK) {
+		epoch = s->epoch;
+		if (userType == CKU_CONTEXT_SPECIFIC) {
+			/* TODO(context-specific login): per-signature second
+			 * factor for seals with CKA_ALWAYS_AUTHENTICATE; the hook
+			 * goes here, bound to the active sign operation. */
+			rv = (s->sign != NULL || s->busy) ? CKR_USER_TYPE_INVALID
+			                                  : CKR_OPERATION_NOT_INITIALIZED;
+		} else if (userType != CKU_USER) {
+			/* No SO here: administration is sealctl's. */
+			rv = CKR_USER_TYPE_INVALID;
+		} else if (st->logged_in) {
+			rv = CKR_USER_ALREADY_LOGGED_IN;
+		}
+	}
+	sgm_unlock(st);
+	if (rv != CKR_OK)
+		return rv;
+
+	if (pPin == NULL && ulPinLen == 0)
+		return CKR_PIN_INCORRECT;  /* no protected authentication path yet */
+	if (pPin == NULL)
+		return CKR_ARGUMENTS_BAD;
+	if (ulPinLen < 1 || ulPinLen > SG_PIN_MAX)
+		return CKR_PIN_LEN_RANGE;
+	if (memchr(pPin, 0, ulPinLen) != NULL)
+		return CKR_PIN_INVALID;
+
+	rv = CKR_HOST_MEMORY;
+	pin = malloc(ulPinLen + 1);
+	if (pin == NULL)
+		goto out;
+	memcpy(pin, pPin, ulPinLen);
+	pin[ulPinLen] = '\0';
+	req = sg_request_new(SG_OP_LOGIN);
+	if (req == NULL)
+		goto out;
+	{
+		json_t *jpin = json_stringn(pin, ulPinLen);
+		if (jpin == NULL) {
+			rv = CKR_PIN_INVALID;   /* not UTF-8 */
+			goto out;
+		}
+		if (json_object_set_new(req, "pin", jpin) != 0)
+			goto out;
+	}
+	if (user != NULL && json_object_set_new(req, "user", json_string(user)) != 0)
+		goto out;
+
+	rv = sgm_client_call(st, req, false, &reply, &conn_epoch);
+	sgm_json_wipe_str(req, "pin");
+	if (rv != CKR_OK)
+		goto out;
+	if (conn_epoch != epoch) {
+		rv = CKR_DEVICE_REMOVED;
+		goto out;
+	}
+	if (!sg_reply_is_ok(reply, NULL, NULL, NULL)) {
+		rv = sgm_reply_rv(reply);
+		sgm_debug("login refused (rv 0x%lx)", rv);
+		goto out;
+	}
+	if (sg_get_bytes(reply, "session", true, &tok, &toklen, SG_SESSION_TOKEN_LEN,
+	                 err, sizeof(err)) < 0 || toklen != SG_SESSION_TOKEN_LEN) {
+		sgm_debug("login reply: bad session token");
+		rv = CKR_DEVICE_ERROR;
+		goto out;
+	}
+
+	sgm_lock(st);
+	if (st->epoch != epoch) {
+		rv = CKR_DEVICE_REMOVED;
+	} else if (st->logged_in) {
+		rv = CKR_USER_ALREADY_LOGGED_IN;   /* another thread won */
+	} else {
+		memcpy(st->token, tok, SG_SESSION_TOKEN_LEN);
+		st->logged_in = true;
+		rv = CKR_OK;
+	}
+	sgm_unlock(st);
+	if (rv != CKR_OK) {
+		memcpy(old, tok, SG_SESSION_TOKEN_LEN);
+		gateway_logout(st, old);
+		goto out;
+	}
+	/* The private keys appear now; a failed refresh only delays that to
+	 * the next C_FindObjectsInit. */
+	(void)sgm_objects_refresh(st, epoch);
+out:
+	if (reply != NULL)
+		sgm_json_wipe_str(reply, "session");
+	json_decref(req);
+	json_decref(reply);
+	sg_free_secret(tok, toklen);
+	if (pin != NULL)
+		sg_free_secret(pin, ulPinLen + 1);
+	return rv;
+}
+
+CK_RV
+C_Login(CK_SESSION_HANDLE hSession, CK_USER_TYPE userType, CK_UTF8CHAR_PTR pPin,
+        CK_ULONG ulPinLen)
+{
+	struct sgm_state *st;
+	CK_RV rv = sgm_state_get(&st);
+
+	if (rv != CKR_OK)
+		return rv;
+	return login(hSession, userType, pPin, ulPinLen, st->user);
+}
+
+CK_RV
+C_LoginUser(CK_SESSION_HANDLE hSession, CK_USER_TYPE userType, CK_UTF8CHAR_PTR pPin,
+            CK_ULONG ulPinLen, CK_UTF8CHAR_PTR pUsername, CK_ULONG ulUsernameLen)
+{
+	struct sgm_state *st;
+	char user[SG_NAME_MAX + 1];
+	CK_RV rv = sgm_state_get(&st);
+
+	if (rv != CKR_OK)
+		return rv;
+	if (pUsername == NULL && ulUsernameLen > 0)
+		return CKR_ARGUMENTS_BAD;
+	if (pUsername == NULL || ulUsernameLen == 0)
+		return login(hSession, userType, pPin, ulPinLen, st->user);
+	if (ulUsernameLen > SG_NAME_MAX || memchr(pUsername, 0, ulUsernameLen) != NULL)
+		return CKR_ARGUMENTS_BAD;
+	memcpy(user, pUsername, ulUsernameLen);
+	user[ulUsernameLen] = '\0';
+	return login(hSession, userType, pPin, ulPinLen, user);
+}
+
+CK_RV
+C_Logout(CK_SESSION_HANDLE hSession)
+{
+	struct sgm_state *st;
+	struct sgm_session *s;
+	uint8_t tok[SG_SESSION_TOKEN_LEN];
+	uint64_t epoch = 0;
+	CK_RV rv = sgm_state_get(&st);
+
+	if (rv != CKR_OK)
+		return rv;
+	sgm_lock(st);
+	rv = sgm_session_check_locked(st, hSession, &s);
+	if (rv == CKR_OK && !sgm_login_token_locked(st, tok))
+		rv = CKR_USER_NOT_LOGGED_IN;
+	if (rv == CKR_OK) {
+		epoch = s->epoch;
+		login_clear_locked(st);
+	}
+	sgm_unlock(st);
+	if (rv != CKR_OK)
+		return rv;
+	/* Locally logged out whatever the gateway answers. */
+	gateway_logout(st, tok);
+	(void)sgm_objects_refresh(st, epoch);
+	return CKR_OK;
+}
+
+CK_RV
+C_InitToken(CK_SLOT_ID slotID, CK_UTF8CHAR_PTR pPin, CK_ULONG ulPinLen, CK_UTF8CHAR_PTR pLabel)
+{
+	CK_RV rv = initialized_only();
+
+	if (rv != CKR_OK)
+		return rv;
+	if (slotID != SGM_SLOT_ID)
+		return CKR_SLOT_ID_INVALID;
+	/* Seals are set up by the gateway's administrator (sealctl). */
+	return CKR_TOKEN_WRITE_PROTECTED;
+}
+
+CK_RV
+C_InitPIN(CK_SESSION_HANDLE hSession, CK_UTF8CHAR_PTR pPin, CK_ULONG ulPinLen)
+{
+	CK_RV rv = session_check(hSession, false, 0);
+
+	return rv != CKR_OK ? rv : CKR_TOKEN_WRITE_PROTECTED;
+}
+
+CK_RV
+C_SetPIN(CK_SESSION_HANDLE hSession, CK_UTF8CHAR_PTR pOldPin, CK_ULONG ulOldLen,
+         CK_UTF8CHAR_PTR pNewPin, CK_ULONG ulNewLen)
+{
+	CK_RV rv = session_check(hSession, false, 0);
+
+	/* For now; a later change maps this to user_passwd. */
+	return rv != CKR_OK ? rv : CKR_TOKEN_WRITE_PROTECTED;
+}
+
+/* ---- objects: read-only token ---- */
+
+CK_RV
+C_CreateObject(CK_SESSION_HANDLE hSession, CK_ATTRIBUTE_PTR pTemplate, CK_ULONG ulCount,
+               CK_OBJECT_HANDLE_PTR phObject)
+{
+	CK_RV rv = session_check(hSession, false, 0);
+
+	if (rv != CKR_OK)
+		return rv;
+	if ((pTemplate == NULL && ulCount > 0) || phObject == NULL)
+		return CKR_ARGUMENTS_BAD;
+	return CKR_TOKEN_WRITE_PROTECTED;
+}
+
+CK_RV
+C_CopyObject(CK_SESSION_HANDLE hSession, CK_OBJECT_HANDLE hObject, CK_ATTRIBUTE_PTR pTemplate,
+             CK_ULONG ulCount, CK_OBJECT_HANDLE_PTR phNewObject)
+{
+	CK_RV rv = session_check(hSession, true, hObject);
+
+	if (rv != CKR_OK)
+		return rv;
+	if ((pTemplate == NULL && ulCount > 0) || phNewObject == NULL)
+		return CKR_ARGUMENTS_BAD;
+	return CKR_TOKEN_WRITE_PROTECTED;
+}
+
+CK_RV
+C_DestroyObject(CK_SESSION_HANDLE hSession, CK_OBJECT_HANDLE hObject)
+{
+	CK_RV rv = session_check(hSession, true, hObject);
+
+	return rv != CKR_OK ? rv : CKR_TOKEN_WRITE_PROTECTED;
+}
+
+CK_RV
+C_GetObjectSize(CK_SESSION_HANDLE hSession, CK_OBJECT_HANDLE hObject, CK_ULONG_PTR pulSize)
+{
+	CK_RV rv = session_check(hSession, true, hObject);
+
+	if (rv != CKR_OK)
+		return rv;
+	if (pulSize == NULL)
+		return CKR_ARGUMENTS_BAD;
+	return CKR_FUNCTION_NOT_SUPPORTED;
+}
+
+CK_RV
+C_GetAttributeValue(CK_SESSION_HANDLE hSession, CK_OBJECT_HANDLE hObject,
+                    CK_ATTRIBUTE_PTR pTemplate, CK_ULONG ulCount)
+{
+	struct sgm_state *st;
+	CK_RV rv = sgm_state_get(&st);
+
+	if (rv != CKR_OK)
+		return rv;
+	if (pTemplate == NULL && ulCount > 0)
+		return CKR_ARGUMENTS_BAD;
+	return sgm_objects_get_attrs(st, hSession, hObject, pTemplate, ulCount);
+}
+
+CK_RV
+C_SetAttributeValue(CK_SESSION_HANDLE hSession, CK_OBJECT_HANDLE hObject,
+                    CK_ATTRIBUTE_PTR pTemplate, CK_ULONG ulCount)
+{
+	CK_RV rv = session_check(hSession, true, hObject);
+
+	if (rv != CKR_OK)
+		return rv;
+	if (pTemplate == NULL && ulCount > 0)
+		return CKR_ARGUMENTS_BAD;
+	return CKR_TOKEN_WRITE_PROTECTED;
+}
+
+CK_RV
+C_FindObjectsInit(CK_SESSION_HANDLE hSession, CK_ATTRIBUTE_PTR pTemplate, CK_ULONG ulCount)
+{
+	struct sgm_state *st;
+	CK_RV rv = sgm_state_get(&st);
+
+	if (rv != CKR_OK)
+		return rv;
+	if (pTemplate == NULL && ulCount > 0)
+		return CKR_ARGUMENTS_BAD;
+	return sgm_objects_find_init(st, hSession, pTemplate, ulCount);
+}
+
+CK_RV
+C_FindObjects(CK_SESSION_HANDLE hSession, CK_OBJECT_HANDLE_PTR phObject,
+              CK_ULONG ulMaxObjectCount, CK_ULONG_PTR pulObjectCount)
+{
+	struct sgm_state *st;
+	CK_RV rv = sgm_state_get(&st);
+
+	if (rv != CKR_OK)
+		return rv;
+	if ((phObject == NULL && ulMaxObjectCount > 0) || pulObjectCount == NULL)
+		return CKR_ARGUMENTS_BAD;
+	return sgm_objects_find_next(st, hSession, phObject, ulMaxObjectCount, pulObjectCount);
+}
+
+CK_RV
+C_FindObjectsFinal(CK_SESSION_HANDLE hSession)
+{
+	struct sgm_state *st;
+	CK_RV rv = sgm_state_get(&st);
+
+	if (rv != CKR_OK)
+		return rv;
+	return sgm_objects_find_final(st, hSession);
+}
+
+/* ---- signing ---- */
+
+CK_RV
+C_SignInit(CK_SESSION_HANDLE hSession, CK_MECHANISM_PTR pMechanism, CK_OBJECT_HANDLE hKey)
+{
+	struct sgm_state *st;
+	CK_RV rv = sgm_state_get(&st);
+
+	if (rv != CKR_OK)
+		return rv;
+	if (pMechanism == NULL)
+		return CKR_ARGUMENTS_BAD;
+	return sgm_sign_init(st, hSession, pMechanism, hKey);
+}
+
+CK_RV
+C_Sign(CK_SESSION_HANDLE hSession, CK_BYTE_PTR pData, CK_ULONG ulDataLen,
+       CK_BYTE_PTR pSignature, CK_ULONG_PTR pulSignatureLen)
+{
+	struct sgm_state *st;
+	CK_RV rv = sgm_state_get(&st);
+
+	if (rv != CKR_OK)
+		return rv;
+	return sgm_sign(st, hSession, false, pData, ulDataLen, pSignature, pulSignatureLen);
+}
+
+CK_RV
+C_SignUpdate(CK_SESSION_HANDLE hSession, CK_BYTE_PTR pPart, CK_ULONG ulPartLen)
+{
+	struct sgm_state *st;
+	CK_RV rv = sgm_state_get(&st);
+
+	if (rv != CKR_OK)
+		return rv;
+	return sgm_sign_update(st, hSession, pPart, ulPartLen);
+}
+
+CK_RV
+C_SignFinal(CK_SESSION_HANDLE hSession, CK_BYTE_PTR pSignature, CK_ULONG_PTR pulSignatureLen)
+{
+	struct sgm_state *st;
+	CK_RV rv = sgm_state_get(&st);
+
+	if (rv != CKR_OK)
+		return rv;
+	return sgm_sign(st, hSession, true, NULL, 0, pSignature, pulSignatureLen);
+}
+
+CK_RV
+C_SessionCancel(CK_SESSION_HANDLE hSession, CK_FLAGS flags)
+{
+	struct sgm_state *st;
+	struct sgm_session *s;
+	CK_RV rv = sgm_state_get(&st);
+
+	if (rv != CKR_OK)
+		return rv;
+	sgm_lock(st);
+	rv = sgm_session_check_locked(st, hSession, &s);
+	if (rv == CKR_OK && (flags & CKF_SIGN)) {
+		if (s->busy) {
+			rv = CKR_OPERATION_CANCEL_FAILED;   /* in the middle of a round trip */
+		} else {
+			sgm_sign_op_free(s->sign);
+			s->sign = NULL;
+		}
+	}
+	sgm_unlock(st);
+	return rv;
+}
+
+/* ---- key management: the token is write-protected ---- */
+
+CK_RV
+C_GenerateKey(CK_SESSION_HANDLE hSession, CK_MECHANISM_PTR pMechanism,
+              CK_ATTRIBUTE_PTR pTemplate, CK_ULONG ulCount, CK_OBJECT_HANDLE_PTR phKey)
+{
+	CK_RV rv = session_check(hSession, false, 0);
+
+	if (rv != CKR_OK)
+		return rv;
+	if (pMechanism == NULL || (pTemplate == NULL && ulCount > 0) || phKey == NULL)
+		return CKR_ARGUMENTS_BAD;
+	return CKR_TOKEN_WRITE_PROTECTED;
+}
+
+CK_RV
+C_GenerateKeyPair(CK_SESSION_HANDLE hSession, CK_MECHANISM_PTR pMechanism,
+                  CK_ATTRIBUTE_PTR pPublicKeyTemplate, CK_ULONG ulPublicKeyAttributeCount,
+                  CK_ATTRIBUTE_PTR pPrivateKeyTemplate, CK_ULONG ulPrivateKeyAttributeCount,
+                  CK_OBJECT_HANDLE_PTR phPublicKey, CK_OBJECT_HANDLE_PTR phPrivateKey)
+{
+	CK_RV rv = session_check(hSession, false, 0);
+
+	if (rv != CKR_OK)
+		return rv;
+	if (pMechanism == NULL || (pPublicKeyTemplate == NULL && ulPublicKeyAttributeCount > 0) ||
+	    (pPrivateKeyTemplate == NULL && ulPrivateKeyAttributeCount > 0) ||
+	    phPublicKey == NULL || phPrivateKey == NULL)
+		return CKR_ARGUMENTS_BAD;
+	return CKR_TOKEN_WRITE_PROTECTED;
+}
+
+CK_RV
+C_WrapKey(CK_SESSION_HANDLE hSession, CK_MECHANISM_PTR pMechanism, CK_OBJECT_HANDLE hWrappingKey,
+          CK_OBJECT_HANDLE hKey, CK_BYTE_PTR pWrappedKey, CK_ULONG_PTR pulWrappedKeyLen)
+{
+	CK_RV rv = session_check(hSession, false, 0);
+
+	return rv != CKR_OK ? rv : CKR_FUNCTION_NOT_SUPPORTED;
+}
+
+CK_RV
+C_UnwrapKey(CK_SESSION_HANDLE hSession, CK_MECHANISM_PTR pMechanism,
+            CK_OBJECT_HANDLE hUnwrappingKey, CK_BYTE_PTR pWrappedKey, CK_ULONG ulWrappedKeyLen,
+            CK_ATTRIBUTE_PTR pTemplate, CK_ULONG ulAttributeCount, CK_OBJECT_HANDLE_PTR phKey)
+{
+	CK_RV rv = session_check(hSession, false, 0);
+
+	if (rv != CKR_OK)
+		return rv;
+	if (pMechanism == NULL || (pWrappedKey == NULL && ulWrappedKeyLen > 0) ||
+	    (pTemplate == NULL && ulAttributeCount > 0) || phKey == NULL)
+		return CKR_ARGUMENTS_BAD;
+	return CKR_TOKEN_WRITE_PROTECTED;
+}
+
+CK_RV
+C_DeriveKey(CK_SESSION_HANDLE hSession, CK_MECHANISM_PTR pMechanism, CK_OBJECT_HANDLE hBaseKey,
+            CK_ATTRIBUTE_PTR pTemplate, CK_ULONG ulAttributeCount, CK_OBJECT_HANDLE_PTR phKey)
+{
+	CK_RV rv = session_check(hSession, false, 0);
+
+	if (rv != CKR_OK)
+		return rv;
+	if (pMechanism == NULL || (pTemplate == NULL && ulAttributeCount > 0) || phKey == NULL)
+		return CKR_ARGUMENTS_BAD;
+	return CKR_TOKEN_WRITE_PROTECTED;
+}
+
+/* ---- everything this token does not do ---- */
+
+/* Initialized first (a forked child gets CKR_CRYPTOKI_NOT_INITIALIZED
+ * from every function), then the session, then "not supported". */
+#define SGM_UNSUPPORTED(name, params)                                   \
+	CK_RV name params                                               \
+	{                                                               \
+		CK_RV rv_ = session_check(hSession, false, 0); \
+		return rv_ != CKR_OK ? rv_ : CKR_FUNCTION_NOT_SUPPORTED; \
+	}
+
+SGM_UNSUPPORTED(C_EncryptInit, (CK_SESSION_HANDLE hSession, CK_MECHANISM_PTR pMechanism,
+                                CK_OBJECT_HANDLE hKey))
+SGM_UNSUPPORTED(C_Encrypt, (CK_SESSION_HANDLE hSession, CK_BYTE_PTR pData, CK_ULONG ulDataLen,
+                            CK_BYTE_PTR pEncryptedData, CK_ULONG_PTR pulEncryptedDataLen))
+SGM_UNSUPPORTED(C_EncryptUpdate, (CK_SESSION_HANDLE hSession, CK_BYTE_PTR pPart,
+                                  CK_ULONG ulPartLen, CK_BYTE_PTR pEncryptedPart,
+                                  CK_ULONG_PTR pulEncryptedPartLen))
+SGM_UNSUPPORTED(C_EncryptFinal, (CK_SESSION_HANDLE hSession, CK_BYTE_PTR pLastEncryptedPart,
+                                 CK_ULONG_PTR pulLastEncryptedPartLen))
+SGM_UNSUPPORTED(C_DecryptInit, (CK_SESSION_HANDLE hSession, CK_MECHANISM_PTR pMechanism,
+                                CK_OBJECT_HANDLE hKey))
+SGM_UNSUPPORTED(C_Decrypt, (CK_SESSION_HANDLE hSession, CK_BYTE_PTR pEncryptedData,
+                            CK_ULONG ulEncryptedDataLen, CK_BYTE_PTR pData,
+                            CK_ULONG_PTR pulDataLen))
+SGM_UNSUPPORTED(C_DecryptUpdate, (CK_SESSION_HANDLE hSession, CK_BYTE_PTR pEncryptedPart,
+                                  CK_ULONG ulEncryptedPartLen, CK_BYTE_PTR pPart,
+                                  CK_ULONG_PTR pulPartLen))
+SGM_UNSUPPORTED(C_DecryptFinal, (CK_SESSION_HANDLE hSession, CK_BYTE_PTR pLastPart,
+                                 CK_ULONG_PTR pulLastPartLen))
+SGM_UNSUPPORTED(C_DigestInit, (CK_SESSION_HANDLE hSession, CK_MECHANISM_PTR pMechanism))
+SGM_UNSUPPORTED(C_Digest, (CK_SESSION_HANDLE hSession, CK_BYTE_PTR pData, CK_ULONG ulDataLen,
+                           CK_BYTE_PTR pDigest, CK_ULONG_PTR pulDigestLen))
+SGM_UNSUPPORTED(C_DigestUpdate, (CK_SESSION_HANDLE hSession, CK_BYTE_PTR pPart,
+                                 CK_ULONG ulPartLen))
+SGM_UNSUPPORTED(C_DigestKey, (CK_SESSION_HANDLE hSession, CK_OBJECT_HANDLE hKey))
+SGM_UNSUPPORTED(C_DigestFinal, (CK_SESSION_HANDLE hSession, CK_BYTE_PTR pDigest,
+                                CK_ULONG_PTR pulDigestLen))
+SGM_UNSUPPORTED(C_SignRecoverInit, (CK_SESSION_HANDLE hSession, CK_MECHANISM_PTR pMechanism,
+                                    CK_OBJECT_HANDLE hKey))
+SGM_UNSUPPORTED(C_SignRecover, (CK_SESSION_HANDLE hSession, CK_BYTE_PTR pData,
+                                CK_ULONG ulDataLen, CK_BYTE_PTR pSignature,
+                                CK_ULONG_PTR pulSignatureLen))
+SGM_UNSUPPORTED(C_VerifyInit, (CK_SESSION_HANDLE hSession, CK_MECHANISM_PTR pMechanism,
+                               CK_OBJECT_HANDLE hKey))
+SGM_UNSUPPORTED(C_Verify, (CK_SESSION_HANDLE hSession, CK_BYTE_PTR pData, CK_ULONG ulDataLen,
+                           CK_BYTE_PTR pSignature, CK_ULONG ulSignatureLen))
+SGM_UNSUPPORTED(C_VerifyUpdate, (CK_SESSION_HANDLE hSession, CK_BYTE_PTR pPart,
+                                 CK_ULONG ulPartLen))
+SGM_UNSUPPORTED(C_VerifyFinal, (CK_SESSION_HANDLE hSession, CK_BYTE_PTR pSignature,
+                                CK_ULONG ulSignatureLen))
+SGM_UNSUPPORTED(C_VerifyRecoverInit, (CK_SESSION_HANDLE hSession, CK_MECHANISM_PTR pMechanism,
+                                      CK_OBJECT_HANDLE hKey))
+SGM_UNSUPPORTED(C_VerifyRecover, (CK_SESSION_HANDLE hSession, CK_BYTE_PTR pSignature,
+                                  CK_ULONG ulSignatureLen, CK_BYTE_PTR pData,
+                                  CK_ULONG_PTR pulDataLen))
+SGM_UNSUPPORTED(C_DigestEncryptUpdate, (CK_SESSION_HANDLE hSession, CK_BYTE_PTR pPart,
+                                        CK_ULONG ulPartLen, CK_BYTE_PTR pEncryptedPart,
+                                        CK_ULONG_PTR pulEncryptedPartLen))
+SGM_UNSUPPORTED(C_DecryptDigestUpdate, (CK_SESSION_HANDLE hSession, CK_BYTE_PTR pEncryptedPart,
+                                        CK_ULONG ulEncryptedPartLen, CK_BYTE_PTR pPart,
+                                        CK_ULONG_PTR pulPartLen))
+SGM_UNSUPPORTED(C_SignEncryptUpdate, (CK_SESSION_HANDLE hSession, CK_BYTE_PTR pPart,
+                                      CK_ULONG ulPartLen, CK_BYTE_PTR pEncryptedPart,
+                                      CK_ULONG_PTR pulEncryptedPartLen))
+SGM_UNSUPPORTED(C_DecryptVerifyUpdate, (CK_SESSION_HANDLE hSession, CK_BYTE_PTR pEncryptedPart,
+                                        CK_ULONG ulEncryptedPartLen, CK_BYTE_PTR pPart,
+                                        CK_ULONG_PTR pulPartLen))
+SGM_UNSUPPORTED(C_SeedRandom, (CK_SESSION_HANDLE hSession, CK_BYTE_PTR pSeed,
+                               CK_ULONG ulSeedLen))
+SGM_UNSUPPORTED(C_GenerateRandom, (CK_SESSION_HANDLE hSession, CK_BYTE_PTR RandomData,
+                                   CK_ULONG ulRandomLen))
+SGM_UNSUPPORTED(C_GetFunctionStatus, (CK_SESSION_HANDLE hSession))
+SGM_UNSUPPORTED(C_CancelFunction, (CK_SESSION_HANDLE hSession))
+SGM_UNSUPPORTED(C_MessageEncryptInit, (CK_SESSION_HANDLE hSession, CK_MECHANISM_PTR pMechanism,
+                                       CK_OBJECT_HANDLE hKey))
+SGM_UNSUPPORTED(C_EncryptMessage, (CK_SESSION_HANDLE hSession, CK_VOID_PTR pParameter,
+                                   CK_ULONG ulParameterLen, CK_BYTE_PTR pAssociatedData,
+                                   CK_ULONG ulAssociatedDataLen, CK_BYTE_PTR pPlaintext,
+                                   CK_ULONG ulPlaintextLen, CK_BYTE_PTR pCiphertext,
+                                   CK_ULONG_PTR pulCiphertextLen))
+SGM_UNSUPPORTED(C_EncryptMessageBegin, (CK_SESSION_HANDLE hSession, CK_VOID_PTR pParameter,
+                                        CK_ULONG ulParameterLen, CK_BYTE_PTR pAssociatedData,
+                                        CK_ULONG ulAssociatedDataLen))
+SGM_UNSUPPORTED(C_EncryptMessageNext, (CK_SESSION_HANDLE hSession, CK_VOID_PTR pParameter,
+                                       CK_ULONG ulParameterLen, CK_BYTE_PTR pPlaintextPart,
+                                       CK_ULONG ulPlaintextPartLen, CK_BYTE_PTR pCiphertextPart,
+                                       CK_ULONG_PTR pulCiphertextPartLen, CK_FLAGS flags))
+SGM_UNSUPPORTED(C_MessageEncryptFinal, (CK_SESSION_HANDLE hSession))
+SGM_UNSUPPORTED(C_MessageDecryptInit, (CK_SESSION_HANDLE hSession, CK_MECHANISM_PTR pMechanism,
+                                       CK_OBJECT_HANDLE hKey))
+SGM_UNSUPPORTED(C_DecryptMessage, (CK_SESSION_HANDLE hSession, CK_VOID_PTR pParameter,
+                                   CK_ULONG ulParameterLen, CK_BYTE_PTR pAssociatedData,
+                                   CK_ULONG ulAssociatedDataLen, CK_BYTE_PTR pCiphertext,
+                                   CK_ULONG ulCiphertextLen, CK_BYTE_PTR pPlaintext,
+                                   CK_ULONG_PTR pulPlaintextLen))
+SGM_UNSUPPORTED(C_DecryptMessageBegin, (CK_SESSION_HANDLE hSession, CK_VOID_PTR pParameter,
+                                        CK_ULONG ulParameterLen, CK_BYTE_PTR pAssociatedData,
+                                        CK_ULONG ulAssociatedDataLen))
+SGM_UNSUPPORTED(C_DecryptMessageNext, (CK_SESSION_HANDLE hSession, CK_VOID_PTR pParameter,
+                                       CK_ULONG ulParameterLen, CK_BYTE_PTR pCiphertextPart,
+                                       CK_ULONG ulCiphertextPartLen, CK_BYTE_PTR pPlaintextPart,
+                                       CK_ULONG_PTR pulPlaintextPartLen, CK_FLAGS flags))
+SGM_UNSUPPORTED(C_MessageDecryptFinal, (CK_SESSION_HANDLE hSession))
+SGM_UNSUPPORTED(C_MessageSignInit, (CK_SESSION_HANDLE hSession, CK_MECHANISM_PTR pMechanism,
+                                    CK_OBJECT_HANDLE hKey))
+SGM_UNSUPPORTED(C_SignMessage, (CK_SESSION_HANDLE hSession, CK_VOID_PTR pParameter,
+                                CK_ULONG ulParameterLen, CK_BYTE_PTR pData, CK_ULONG ulDataLen,
+                                CK_BYTE_PTR pSignature, CK_ULONG_PTR pulSignatureLen))
+SGM_UNSUPPORTED(C_SignMessageBegin, (CK_SESSION_HANDLE hSession, CK_VOID_PTR pParameter,
+                                     CK_ULONG ulParameterLen))
+SGM_UNSUPPORTED(C_SignMessageNext, (CK_SESSION_HANDLE hSession, CK_VOID_PTR pParameter,
+                                    CK_ULONG ulParameterLen, CK_BYTE_PTR pData,
+                                    CK_ULONG ulDataLen, CK_BYTE_PTR pSignature,
+                                    CK_ULONG_PTR pulSignatureLen))
+SGM_UNSUPPORTED(C_MessageSignFinal, (CK_SESSION_HANDLE hSession))
+SGM_UNSUPPORTED(C_MessageVerifyInit, (CK_SESSION_HANDLE hSession, CK_MECHANISM_PTR pMechanism,
+                                      CK_OBJECT_HANDLE hKey))
+SGM_UNSUPPORTED(C_VerifyMessage, (CK_SESSION_HANDLE hSession, CK_VOID_PTR pParameter,
+                                  CK_ULONG ulParameterLen, CK_BYTE_PTR pData,
+                                  CK_ULONG ulDataLen, CK_BYTE_PTR pSignature,
+                                  CK_ULONG ulSignatureLen))
+SGM_UNSUPPORTED(C_VerifyMessageBegin, (CK_SESSION_HANDLE hSession, CK_VOID_PTR pParameter,
+                                       CK_ULONG ulParameterLen))
+SGM_UNSUPPORTED(C_VerifyMessageNext, (CK_SESSION_HANDLE hSession, CK_VOID_PTR pParameter,
+                                      CK_ULONG ulParameterLen, CK_BYTE_PTR pData,
+                                      CK_ULONG ulDataLen, CK_BYTE_PTR pSignature,
+                                      CK_ULONG ulSignatureLen))
+SGM_UNSUPPORTED(C_MessageVerifyFinal, (CK_SESSION_HANDLE hSession))
+
+/* ---- function lists and interfaces ---- */
+
+#define SGM_LIST_2_40                                                           \
+	C_Initialize, C_Finalize, C_GetInfo, C_GetFunctionList, C_GetSlotList,  \
+	C_GetSlotInfo, C_GetTokenInfo, C_GetMechanismList, C_GetMechanismInfo,  \
+	C_InitToken, C_InitPIN, C_SetPIN, C_OpenSession, C_CloseSession,        \
+	C_CloseAllSessions, C_GetSessionInfo, C_GetOperationState,              \
+	C_SetOperationState, C_Login, C_Logout, C_CreateObject, C_CopyObject,   \
+	C_DestroyObject, C_GetObjectSize, C_GetAttributeValue,                  \
+	C_SetAttributeValue, C_FindObjectsInit, C_FindObjects,                  \
+	C_FindObjectsFinal, C_EncryptInit, C_Encrypt, C_EncryptUpdate,          \
+	C_EncryptFinal, C_DecryptInit, C_Decrypt, C_DecryptUpdate,              \
+	C_DecryptFinal, C_DigestInit, C_Digest, C_DigestUpdate, C_DigestKey,    \
+	C_DigestFinal, C_SignInit, C_Sign, C_SignUpdate, C_SignFinal,           \
+	C_SignRecoverInit, C_SignRecover, C_VerifyInit, C_Verify,               \
+	C_VerifyUpdate, C_VerifyFinal, C_VerifyRecoverInit, C_VerifyRecover,    \
+	C_DigestEncryptUpdate, C_DecryptDigestUpdate, C_SignEncryptUpdate,      \
+	C_DecryptVerifyUpdate, C_GenerateKey, C_GenerateKeyPair, C_WrapKey,     \
+	C_UnwrapKey, C_DeriveKey, C_SeedRandom, C_GenerateRandom,               \
+	C_GetFunctionStatus, C_CancelFunction, C_WaitForSlotEvent
+
+static CK_FUNCTION_LIST sgm_list_2_40 = {
+	{ 2, 40 },
+	SGM_LIST_2_40
+};
+
+static CK_FUNCTION_LIST_3_0 sgm_list_3_0 = {
+	{ 3, 0 },
+	SGM_LIST_2_40,
+	C_GetInterfaceList, C_GetInterface, C_LoginUser, C_SessionCancel,
+	C_MessageEncryptInit, C_EncryptMessage, C_EncryptMessageBegin,
+	C_EncryptMessageNext, C_MessageEncryptFinal, C_MessageDecryptInit,
+	C_DecryptMessage, C_DecryptMessageBegin, C_DecryptMessageNext,
+	C_MessageDecryptFinal, C_MessageSignInit, C_SignMessage,
+	C_SignMessageBegin, C_SignMessageNext, C_MessageSignFinal,
+	C_MessageVerifyInit, C_VerifyMessage, C_VerifyMessageBegin,
+	C_VerifyMessageNext, C_MessageVerifyFinal
+};
+
+/* 3.0 first: C_GetInterface(NULL, NULL) hands out the newest. The flags
+ * are 0: a forked child must call C_Initialize again, which is not the
+ * CKF_INTERFACE_FORK_SAFE behaviour. */
+static CK_INTERFACE sgm_interfaces[] = {
+	{ (void *)"PKCS 11", &sgm_list_3_0, 0 },
+	{ (void *)"PKCS 11", &sgm_list_2_40, 0 },
+};
+#define SGM_N_INTERFACES (sizeof(sgm_interfaces) / sizeof(sgm_interfaces[0]))
+
+CK_RV
+C_GetFunctionList(CK_FUNCTION_LIST_PTR_PTR ppFunctionList)
+{
+	if (ppFunctionList == NULL)
+		return CKR_ARGUMENTS_BAD;
+	*ppFunctionList = &sgm_list_2_40;
+	return CKR_OK;
+}
+
+CK_RV
+C_GetInterfaceList(CK_INTERFACE_PTR pInterfacesList, CK_ULONG_PTR pulCount)
+{
+	if (pulCount == NULL)
+		return CKR_ARGUMENTS_BAD;
+	if (pInterfacesList == NULL) {
+		*pulCount = SGM_N_INTERFACES;
+		return CKR_OK;
+	}
+	if (*pulCount < SGM_N_INTERFACES) {
+		*pulCount = SGM_N_INTERFACES;
+		return CKR_BUFFER_TOO_SMALL;
+	}
+	memcpy(pInterfacesList, sgm_interfaces, sizeof(sgm_interfaces));
+	*pulCount = SGM_N_INTERFACES;
+	return CKR_OK;
+}
+
+CK_RV
+C_GetInterface(CK_UTF8CHAR_PTR pInterfaceName, CK_VERSION_PTR pVersion,
+               CK_INTERFACE_PTR_PTR ppInterface, CK_FLAGS flags)
+{
+	if (ppInterface == NULL)
+		return CKR_ARGUMENTS_BAD;
+	for (size_t i = 0; i < SGM_N_INTERFACES; i++) {
+		CK_INTERFACE *itf = &sgm_interfaces[i];
+		const CK_VERSION *v = itf->pFunctionList;   /* version leads both lists */
+
+		if (pInterfaceName != NULL &&
+		    strcmp((const char *)pInterfaceName, (const char *)itf->pInterfaceName) != 0)
+			continue;
+		if (pVersion != NULL &&
+		    (pVersion->major != v->major || pVersion->minor != v->minor))
+			continue;
+		if ((itf->flags & flags) != flags)
+			continue;
+		*ppInterface = itf;
+		return CKR_OK;
+	}
+	return CKR_ARGUMENTS_BAD;
+}
