@@ -1,11 +1,13 @@
 /*
- * The audit log: the canonical encoding of a record, the SHA-256 hash chain
- * over records, the group-commit writer that makes each record durable
- * before its caller goes on, and the verifier. docs/audit.md is the
+ * The audit log: the group-commit writer that chains each record (encoding
+ * in auditfmt.c) and makes it durable, together with its store change,
+ * before its caller goes on; the signed checkpoints made with the audit key
+ * on the token; and the verifiers over the store. docs/audit.md is the
  * reference a third party writes a verifier from.
  */
 #include "audit.h"
 #include "log.h"
+#include "token.h"
 
 #include <pthread.h>
 #include <stdarg.h>
@@ -16,23 +18,26 @@
 #include <time.h>
 
 #include <openssl/crypto.h>
+#include <openssl/ec.h>
 #include <openssl/evp.h>
 
 #define BATCH_MAX       1024            /* records per transaction */
 #define FIELD_STR_MAX   (64u * 1024u)   /* any one string of an event */
 #define FIELD_BIN_MAX   (4u * 1024u)    /* a digest (callers hash long data) */
-#define ENC_NULL        0xffffffffu     /* length of a NULL string */
-
-static const uint8_t enc_magic[8] = { 'S', 'G', 'A', 'U', 'D', 'I', 'T', '1' };
 
 /* One gw_audit_record call waiting for its commit. Lives on the caller's
  * stack: the caller is blocked until the writer is done with it, so the
  * event's strings stay valid without a deep copy. */
 struct pending {
 	struct gw_audit_event ev;
+	gw_audit_apply_fn apply;
+	void *arg;
+	char *err;                  /* the caller's buffer (it is waiting) */
+	size_t errlen;
 	int64_t ts_ns;
 	uint64_t seq;
 	int status;
+	bool refused;               /* apply said no: this record only */
 	bool done;
 	pthread_cond_t cond;
 	struct pending *next;
@@ -50,6 +55,19 @@ struct gw_audit {
 	uint64_t seq;               /* chain head */
 	uint8_t hash[GW_AUDIT_HASH_LEN];
 	struct gw_audit_stats stats;
+
+	/* Checkpoints (under lock unless said otherwise). */
+	pthread_mutex_t cp_lock;    /* one checkpoint at a time; guards key, tok */
+	struct gw_token *tok;
+	struct gw_seal_key *key;    /* the audit key, NULL = no checkpoints */
+	const char *alg;
+	unsigned interval_s, every_n;
+	uint64_t cp_seq;            /* head covered by the last checkpoint */
+	int64_t cp_ns;              /* when it was made (realtime) */
+	bool cp_wanted;             /* the writer saw every_n records pass */
+	bool ticker_started, ticker_stop, tok_present;
+	pthread_t ticker;
+	pthread_cond_t tick;
 
 	/* Writer-only state. */
 	bool head_stale;            /* a commit failed: re-read the head first */
@@ -76,140 +94,6 @@ realtime_ns(void)
 
 	clock_gettime(CLOCK_REALTIME, &ts);
 	return (int64_t)ts.tv_sec * 1000000000LL + ts.tv_nsec;
-}
-
-/* ---- canonical encoding ---- */
-
-/* The encoder writes into a bounded buffer (counting what does not fit) or
- * feeds a digest, so one definition serves storage-free hashing and a
- * later Merkle leaf alike. */
-struct enc {
-	uint8_t *buf;
-	size_t cap, len;
-	EVP_MD_CTX *md;
-	bool fail;
-};
-
-static void
-put(struct enc *e, const void *p, size_t n)
-{
-	if (n == 0)
-		return;
-	if (e->md) {
-		if (!EVP_DigestUpdate(e->md, p, n))
-			e->fail = true;
-	} else if (e->buf && n <= e->cap && e->len <= e->cap - n) {
-		memcpy(e->buf + e->len, p, n);
-	}
-	e->len += n;
-}
-
-static void
-put_u32(struct enc *e, uint32_t v)
-{
-	uint8_t b[4] = { v >> 24, v >> 16, v >> 8, v };
-
-	put(e, b, 4);
-}
-
-static void
-put_u64(struct enc *e, uint64_t v)
-{
-	uint8_t b[8];
-
-	for (int i = 7; i >= 0; i--, v >>= 8)
-		b[i] = (uint8_t)v;
-	put(e, b, 8);
-}
-
-static void
-put_i64(struct enc *e, int64_t v)
-{
-	put_u64(e, (uint64_t)v);   /* two's complement */
-}
-
-static void
-put_str(struct enc *e, const char *s)
-{
-	size_t n;
-
-	if (!s) {
-		put_u32(e, ENC_NULL);
-		return;
-	}
-	n = strlen(s);
-	if (n >= ENC_NULL) {
-		e->fail = true;
-		return;
-	}
-	put_u32(e, (uint32_t)n);
-	put(e, s, n);
-}
-
-/* Byte fields: absent and empty are the same value (length 0). */
-static void
-put_bin(struct enc *e, const uint8_t *p, size_t n)
-{
-	if (!p)
-		n = 0;
-	if (n >= ENC_NULL) {
-		e->fail = true;
-		return;
-	}
-	put_u32(e, (uint32_t)n);
-	put(e, p, n);
-}
-
-static void
-encode(struct enc *e, const struct gw_audit_row *r)
-{
-	put(e, enc_magic, sizeof(enc_magic));
-	put_u64(e, r->seq);
-	put_i64(e, r->ts_ns);
-	put_str(e, r->action);
-	put_str(e, r->outcome);
-	put_str(e, r->reason);
-	put_str(e, r->actor);
-	put_i64(e, r->uid);
-	put_i64(e, r->pid);
-	put_str(e, r->exe);
-	put_str(e, r->host);
-	put_str(e, r->seal);
-	put_i64(e, r->application);
-	put_bin(e, r->doc_digest, r->doc_digest_len);
-	put_bin(e, r->signed_digest, r->signed_digest_len);
-	put_u64(e, r->mechanism);
-	put_str(e, r->detail);
-}
-
-size_t
-gw_audit_row_encode(const struct gw_audit_row *row, uint8_t *buf, size_t buflen)
-{
-	struct enc e = { .buf = buf, .cap = buflen };
-
-	encode(&e, row);
-	return e.fail ? 0 : e.len;
-}
-
-int
-gw_audit_row_hash(const uint8_t prev[GW_AUDIT_HASH_LEN], const struct gw_audit_row *row,
-                  uint8_t hash[GW_AUDIT_HASH_LEN])
-{
-	struct enc e = { 0 };
-	unsigned int n = 0;
-	int rv = -1;
-
-	e.md = EVP_MD_CTX_new();
-	if (!e.md || !EVP_DigestInit_ex(e.md, EVP_sha256(), NULL))
-		goto out;
-	put(&e, prev, GW_AUDIT_HASH_LEN);
-	encode(&e, row);
-	if (e.fail || !EVP_DigestFinal_ex(e.md, hash, &n) || n != GW_AUDIT_HASH_LEN)
-		goto out;
-	rv = 0;
-out:
-	EVP_MD_CTX_free(e.md);
-	return rv;
 }
 
 /* ---- the writer ---- */
@@ -264,47 +148,109 @@ resync_head(struct gw_audit *au)
 	return 0;
 }
 
-/* Chains and commits batch[0..n) in one transaction. 0 or -1. */
+/* Runs p's apply under its own savepoint. 0: go on with the record;
+ * 1: refused (savepoint undone, p->refused set); -1: the transaction is
+ * gone, the batch fails. */
+static int
+run_apply(struct gw_audit *au, struct pending *p, char *err, size_t errlen)
+{
+	char e[256] = "";
+
+	if (gw_store_tx_begin(au->st, err, errlen))
+		return -1;
+	if (p->apply(au->st, p->arg, e, sizeof(e)) == 0)
+		return 0;   /* the savepoint is released after the row is in */
+	gw_store_tx_rollback(au->st);
+	if (!gw_store_tx_alive(au->st)) {
+		/* A store error inside apply (SQLITE_FULL…) that made SQLite
+		 * roll back the whole transaction. */
+		seterr(err, errlen, "the store dropped the transaction in a change: %s",
+		       e[0] ? e : "unknown error");
+		return -1;
+	}
+	seterr(p->err, p->errlen, "%s", e[0] ? e : "refused");
+	p->refused = true;
+	return 1;
+}
+
+/* Applies, chains and commits batch[0..n) in one transaction: 0 (records
+ * refused by their apply have ->refused set) or -1 when nothing of the
+ * batch was committed. */
 static int
 write_batch(struct gw_audit *au, struct pending **batch, size_t n)
 {
 	const uint8_t *prev;
 	uint64_t head;
-	size_t i;
-	char err[512];
+	size_t i, k = 0;
+	char err[512] = "";
 
 	if (au->head_stale && resync_head(au) != 0)
 		return -1;
+	if (gw_store_tx_begin(au->st, err, sizeof(err)) != 0) {
+		gw_log_error("audit: cannot begin a transaction: %s", err);
+		return -1;
+	}
 	/* Only the writer changes the head, so reading it unlocked is safe. */
 	head = au->seq;
 	prev = au->hash;
 	for (i = 0; i < n; i++) {
-		struct gw_audit_row *r = &au->rows[i];
+		struct pending *p = batch[i];
+		struct gw_audit_row *r = &au->rows[k];
 
-		row_from_event(r, batch[i]);
-		r->seq = head + 1 + i;
+		if (p->apply) {
+			r = NULL;
+			switch (run_apply(au, p, err, sizeof(err))) {
+			case 1: continue;
+			case -1: goto fail;
+			}
+			r = &au->rows[k];
+		}
+		row_from_event(r, p);
+		/* Seqs go to the records actually written: a refused one
+		 * leaves no gap. */
+		r->seq = head + 1 + k;
 		r->prev_hash = prev;
 		r->prev_hash_len = GW_AUDIT_HASH_LEN;
-		if (gw_audit_row_hash(prev, r, au->hashes[i]) != 0) {
-			gw_log_error("audit: hashing record seq %llu failed", (unsigned long long)r->seq);
-			return -1;
+		if (gw_audit_row_hash(prev, r, au->hashes[k]) != 0) {
+			snprintf(err, sizeof(err), "hashing record seq %llu failed", (unsigned long long)r->seq);
+			goto fail_in_apply;
 		}
-		r->hash = au->hashes[i];
+		r->hash = au->hashes[k];
 		r->hash_len = GW_AUDIT_HASH_LEN;
-		batch[i]->seq = r->seq;
-		prev = au->hashes[i];
+		if (gw_store_audit_insert(au->st, r, err, sizeof(err)) != 0)
+			goto fail_in_apply;
+		if (p->apply && gw_store_tx_commit(au->st, err, sizeof(err)) != 0)
+			goto fail;   /* (the savepoint level is gone either way) */
+		p->seq = r->seq;
+		prev = au->hashes[k];
+		k++;
 	}
-	if (gw_store_audit_append(au->st, au->rows, n, err, sizeof(err)) != 0) {
-		gw_log_error("audit: committing %zu record(s) failed, none released: %s", n, err);
-		au->head_stale = true;
-		resync_head(au);
-		return -1;
+	if (gw_store_tx_commit(au->st, err, sizeof(err)) != 0) {
+		gw_log_error("audit: committing %zu record(s) failed, none released: %s", k, err);
+		goto failed;
 	}
-	pthread_mutex_lock(&au->lock);
-	au->seq = head + n;
-	memcpy(au->hash, au->hashes[n - 1], GW_AUDIT_HASH_LEN);
-	pthread_mutex_unlock(&au->lock);
+	if (k > 0) {
+		pthread_mutex_lock(&au->lock);
+		au->seq = head + k;
+		memcpy(au->hash, au->hashes[k - 1], GW_AUDIT_HASH_LEN);
+		if (au->key && au->seq - au->cp_seq >= au->every_n && !au->cp_wanted) {
+			au->cp_wanted = true;
+			pthread_cond_signal(&au->tick);
+		}
+		pthread_mutex_unlock(&au->lock);
+	}
 	return 0;
+
+fail_in_apply:
+	if (batch[i]->apply)
+		gw_store_tx_rollback(au->st);   /* the record's savepoint */
+fail:
+	gw_log_error("audit: writing a batch of %zu record(s) failed, none released: %s", n, err);
+	gw_store_tx_rollback(au->st);       /* the batch */
+failed:
+	au->head_stale = true;
+	resync_head(au);
+	return -1;
 }
 
 static void *
@@ -336,10 +282,15 @@ writer_main(void *arg)
 
 		pthread_mutex_lock(&au->lock);
 		if (status == 0) {
+			size_t refused = 0;
+
+			for (i = 0; i < n; i++)
+				refused += batch[i]->refused;
 			au->stats.commits++;
-			au->stats.records += n;
-			if (n > au->stats.max_batch)
-				au->stats.max_batch = n;
+			au->stats.records += n - refused;
+			au->stats.refused += refused;
+			if (n - refused > au->stats.max_batch)
+				au->stats.max_batch = n - refused;
 		} else {
 			au->stats.failed_batches++;
 			au->stats.failed_records += n;
@@ -347,7 +298,10 @@ writer_main(void *arg)
 		/* The waiters cannot run before we unlock, so touching batch[i]
 		 * after its signal is safe. */
 		for (i = 0; i < n; i++) {
-			batch[i]->status = status;
+			batch[i]->status = status == 0 && !batch[i]->refused ? 0 : -1;
+			if (status != 0)
+				seterr(batch[i]->err, batch[i]->errlen,
+				       "audit: the record could not be made durable (store error)");
 			batch[i]->done = true;
 			pthread_cond_signal(&batch[i]->cond);
 		}
@@ -372,7 +326,9 @@ gw_audit_open(struct gw_store *st, struct gw_audit **out, char *err, size_t errl
 	}
 	au->st = st;
 	pthread_mutex_init(&au->lock, NULL);
+	pthread_mutex_init(&au->cp_lock, NULL);
 	pthread_cond_init(&au->work, NULL);
+	pthread_cond_init(&au->tick, NULL);
 	/* The head is the last record by seq: one indexed lookup. */
 	r = gw_store_audit_head(st, &au->seq, au->hash, err, errlen);
 	if (r < 0)
@@ -404,8 +360,26 @@ gw_audit_close(struct gw_audit **aup)
 		pthread_mutex_unlock(&au->lock);
 		pthread_join(au->writer, NULL);
 	}
+	if (au->ticker_started) {
+		pthread_mutex_lock(&au->lock);
+		au->ticker_stop = true;
+		pthread_cond_signal(&au->tick);
+		pthread_mutex_unlock(&au->lock);
+		pthread_join(au->ticker, NULL);
+	}
+	/* Everything is written: sign the final head (gateway_stop). */
+	if (au->key) {
+		char err[256];
+		uint64_t seq;
+
+		if (gw_audit_checkpoint_now(au, &seq, err, sizeof(err)) != 0)
+			gw_log_error("audit: no checkpoint at shutdown: %s", err);
+	}
+	gw_seal_key_free(&au->key);
 	pthread_mutex_destroy(&au->lock);
+	pthread_mutex_destroy(&au->cp_lock);
 	pthread_cond_destroy(&au->work);
+	pthread_cond_destroy(&au->tick);
 	free(au);
 	*aup = NULL;
 }
@@ -419,10 +393,22 @@ str_ok(const char *s)
 int
 gw_audit_record(struct gw_audit *au, const struct gw_audit_event *ev, uint64_t *seq)
 {
+	return gw_audit_record_with(au, ev, NULL, NULL, seq, NULL, 0);
+}
+
+int
+gw_audit_record_with(struct gw_audit *au, const struct gw_audit_event *ev,
+                     gw_audit_apply_fn apply, void *arg, uint64_t *seq,
+                     char *err, size_t errlen)
+{
 	struct pending p = { 0 };
 
-	if (!au || !ev)
+	if (err && errlen)
+		err[0] = '\0';
+	if (!au || !ev) {
+		seterr(err, errlen, "audit: no log");
 		return -1;
+	}
 	/* Bounded so one record cannot stall the log; callers hash long data. */
 	if (!str_ok(ev->action) || !str_ok(ev->outcome) || !str_ok(ev->reason) ||
 	    !str_ok(ev->actor) || !str_ok(ev->exe) || !str_ok(ev->host) ||
@@ -431,14 +417,20 @@ gw_audit_record(struct gw_audit *au, const struct gw_audit_event *ev, uint64_t *
 	    (ev->signed_digest && ev->signed_digest_len > FIELD_BIN_MAX)) {
 		gw_log_error("audit: refusing an oversized record (action %.32s)",
 		             ev->action ? ev->action : "-");
+		seterr(err, errlen, "audit: record too large");
 		return -1;
 	}
 	p.ev = *ev;
+	p.apply = apply;
+	p.arg = arg;
+	p.err = err;
+	p.errlen = errlen;
 	pthread_cond_init(&p.cond, NULL);
 	pthread_mutex_lock(&au->lock);
 	if (au->stopping) {
 		pthread_mutex_unlock(&au->lock);
 		pthread_cond_destroy(&p.cond);
+		seterr(err, errlen, "audit: the log is closing");
 		return -1;
 	}
 	/* Stamped under the queue lock, so time follows seq (barring clock
@@ -573,4 +565,336 @@ gw_audit_verify_store_anchor(struct gw_store *st, uint64_t anchor_seq,
 	if (anchor_seq == 0)
 		return verify(st, 0, NULL, count, err, errlen);
 	return verify(st, anchor_seq, anchor_hash, count, err, errlen);
+}
+
+
+/* ---- signed checkpoints ---- */
+
+/* What the token signs for each key type: ECDSA and RSA sign SHA-256 of the
+ * message (CKM_ECDSA over the hash; CKM_RSA_PKCS over its DigestInfo),
+ * Ed25519 the message itself. ECDSA's raw r || s becomes DER, which is
+ * what OpenSSL and every X.509 toolkit verify. */
+static int
+sign_checkpoint(struct gw_audit *au, const uint8_t *msg, size_t msglen,
+                uint8_t *sig, size_t *siglen, char *err, size_t errlen)
+{
+	static const uint8_t di_sha256[] = { 0x30, 0x31, 0x30, 0x0d, 0x06, 0x09, 0x60, 0x86, 0x48,
+		0x01, 0x65, 0x03, 0x04, 0x02, 0x01, 0x05, 0x00, 0x04, 0x20 };
+	uint8_t tbs[sizeof(di_sha256) + 32], raw[GW_AUDIT_SIG_MAX];
+	size_t rawlen = sizeof(raw), tbslen;
+	CK_MECHANISM mech = { 0 };
+	unsigned int n = 0;
+	CK_RV rv;
+	int rc = -1;
+
+	switch (au->key->type) {
+	case GW_KEY_EC:
+		mech.mechanism = CKM_ECDSA;
+		if (!EVP_Digest(msg, msglen, tbs, &n, EVP_sha256(), NULL))
+			return -1;
+		tbslen = n;
+		break;
+	case GW_KEY_RSA:
+		mech.mechanism = CKM_RSA_PKCS;
+		memcpy(tbs, di_sha256, sizeof(di_sha256));
+		if (!EVP_Digest(msg, msglen, tbs + sizeof(di_sha256), &n, EVP_sha256(), NULL))
+			return -1;
+		tbslen = sizeof(di_sha256) + n;
+		break;
+	case GW_KEY_ED25519:
+		mech.mechanism = CKM_EDDSA;
+		if (msglen > sizeof(tbs))
+			return -1;
+		memcpy(tbs, msg, msglen);
+		tbslen = msglen;
+		break;
+	default:
+		seterr(err, errlen, "unsupported audit key type");
+		return -1;
+	}
+	rv = gw_token_sign(au->tok, au->key, &mech, tbs, tbslen, raw, &rawlen);
+	if (rv != CKR_OK) {
+		seterr(err, errlen, "the token refused to sign the checkpoint (CKR 0x%lx)", rv);
+		return -1;
+	}
+	if (au->key->type == GW_KEY_EC) {
+		ECDSA_SIG *es = ECDSA_SIG_new();
+		BIGNUM *r = NULL, *s = NULL;
+		unsigned char *p = sig;
+		int len;
+
+		if (es && rawlen % 2 == 0 && rawlen <= 2 * 66 &&
+		    (r = BN_bin2bn(raw, (int)rawlen / 2, NULL)) &&
+		    (s = BN_bin2bn(raw + rawlen / 2, (int)rawlen / 2, NULL)) &&
+		    ECDSA_SIG_set0(es, r, s)) {
+			r = s = NULL;   /* owned by es */
+			len = i2d_ECDSA_SIG(es, NULL);
+			if (len > 0 && (size_t)len <= *siglen && i2d_ECDSA_SIG(es, &p) == len) {
+				*siglen = (size_t)len;
+				rc = 0;
+			}
+		}
+		BN_free(r);
+		BN_free(s);
+		ECDSA_SIG_free(es);
+		if (rc != 0)
+			seterr(err, errlen, "cannot encode the ECDSA signature");
+	} else if (rawlen <= *siglen) {
+		memcpy(sig, raw, rawlen);
+		*siglen = rawlen;
+		rc = 0;
+	}
+	OPENSSL_cleanse(tbs, sizeof(tbs));
+	return rc;
+}
+
+int
+gw_audit_checkpoint_now(struct gw_audit *au, uint64_t *seq_out, char *err, size_t errlen)
+{
+	struct gw_audit_checkpoint cp = { 0 };
+	uint8_t msg[GW_AUDIT_CHECKPOINT_MSG_LEN], sig[GW_AUDIT_SIG_MAX];
+	size_t siglen = sizeof(sig);
+	int rv = -1;
+
+	pthread_mutex_lock(&au->cp_lock);
+	if (!au->key) {
+		seterr(err, errlen, "no audit key configured (audit_key): checkpoints are off");
+		goto out;
+	}
+	gw_audit_head(au, &cp.seq, cp.hash);
+	if (seq_out)
+		*seq_out = cp.seq;
+	pthread_mutex_lock(&au->lock);
+	if (cp.seq == au->cp_seq && au->cp_ns != 0) {
+		pthread_mutex_unlock(&au->lock);
+		rv = 0;   /* already covered */
+		goto out;
+	}
+	pthread_mutex_unlock(&au->lock);
+	cp.ts_ns = realtime_ns();
+	cp.alg = au->alg;
+	cp.cert = au->key->cert.p;
+	cp.cert_len = au->key->cert.len;
+	gw_audit_checkpoint_message(&cp, msg);
+	if (sign_checkpoint(au, msg, sizeof(msg), sig, &siglen, err, errlen) != 0)
+		goto out;
+	cp.sig = sig;
+	cp.sig_len = siglen;
+	if (gw_store_checkpoint_add(au->st, &cp, err, errlen) != 0)
+		goto out;
+	pthread_mutex_lock(&au->lock);
+	au->cp_seq = cp.seq;
+	au->cp_ns = cp.ts_ns;
+	pthread_mutex_unlock(&au->lock);
+	gw_log_debug("audit: checkpoint signed at seq %llu", (unsigned long long)cp.seq);
+	rv = 0;
+out:
+	pthread_mutex_unlock(&au->cp_lock);
+	return rv;
+}
+
+static void
+token_event(struct gw_audit *au, bool present)
+{
+	struct gw_audit_event ev = {
+		.action = present ? "token_present" : "token_absent",
+		.outcome = "ok", .reason = gw_token_describe(au->tok),
+		.uid = -1, .pid = -1, .exe = "sealgated",
+	};
+	uint64_t seq;
+
+	if (gw_audit_record(au, &ev, &seq) != 0)
+		gw_log_error("audit record for %s could not be written", ev.action);
+}
+
+/* Once a second: a checkpoint when one is due, and the token's presence. */
+static void *
+ticker_main(void *arg)
+{
+	struct gw_audit *au = arg;
+	struct timespec until;
+	bool want, present;
+	char err[256];
+	uint64_t seq;
+
+	pthread_mutex_lock(&au->lock);
+	while (!au->ticker_stop) {
+		clock_gettime(CLOCK_REALTIME, &until);
+		until.tv_sec += 1;
+		if (!au->cp_wanted)
+			pthread_cond_timedwait(&au->tick, &au->lock, &until);
+		if (au->ticker_stop)
+			break;
+		want = au->cp_wanted ||
+		       (au->seq != au->cp_seq &&
+		        realtime_ns() - au->cp_ns >= (int64_t)au->interval_s * 1000000000LL);
+		au->cp_wanted = false;
+		pthread_mutex_unlock(&au->lock);
+
+		if (want && gw_audit_checkpoint_now(au, &seq, err, sizeof(err)) != 0)
+			gw_log_error("audit: checkpoint failed (will retry): %s", err);
+		present = gw_token_present(au->tok);
+		if (present != au->tok_present) {
+			au->tok_present = present;
+			token_event(au, present);
+		}
+		pthread_mutex_lock(&au->lock);
+	}
+	pthread_mutex_unlock(&au->lock);
+	return NULL;
+}
+
+struct last_cp { uint64_t seq; int64_t ts_ns; bool any; };
+
+static int
+last_cp_fn(void *ctx, const struct gw_audit_checkpoint *cp)
+{
+	struct last_cp *l = ctx;
+
+	l->seq = cp->seq;
+	l->ts_ns = cp->ts_ns;
+	l->any = true;
+	return 0;
+}
+
+int
+gw_audit_checkpoints_start(struct gw_audit *au, struct gw_token *tok, const char *key_uri,
+                           unsigned interval_s, unsigned every_n, char *err, size_t errlen)
+{
+	struct gw_seal_key *key = NULL;
+	struct last_cp last = { 0 };
+	char e[256];
+
+	if (!au || !tok || !key_uri) {
+		seterr(err, errlen, "no token or audit key");
+		return -1;
+	}
+	if (au->key) {
+		seterr(err, errlen, "checkpoints already started");
+		return -1;
+	}
+	if (gw_token_find_key(tok, key_uri, &key, e, sizeof(e)) != 0) {
+		seterr(err, errlen, "audit key %s: %s", key_uri, e);
+		return -1;
+	}
+	if (gw_store_checkpoint_scan(au->st, 0, 0, last_cp_fn, &last, err, errlen) != 0) {
+		gw_seal_key_free(&key);
+		return -1;
+	}
+	pthread_mutex_lock(&au->cp_lock);
+	au->tok = tok;
+	au->key = key;
+	au->alg = key->type == GW_KEY_EC ? "ecdsa-sha256" :
+	          key->type == GW_KEY_RSA ? "rsa-pkcs1-sha256" : "ed25519";
+	pthread_mutex_lock(&au->lock);
+	au->interval_s = interval_s ? interval_s : GW_AUDIT_CHECKPOINT_INTERVAL;
+	au->every_n = every_n ? every_n : GW_AUDIT_CHECKPOINT_EVERY;
+	au->cp_seq = last.seq;
+	au->cp_ns = last.any ? last.ts_ns : 0;
+	au->tok_present = gw_token_present(tok);
+	if (last.any && last.seq > au->seq)
+		gw_log_error("audit: the log ends at seq %llu but a signed checkpoint covers seq %llu: "
+		             "records were cut off the end (sealctl audit verify shows it)",
+		             (unsigned long long)au->seq, (unsigned long long)last.seq);
+	pthread_mutex_unlock(&au->lock);
+	pthread_mutex_unlock(&au->cp_lock);
+	if (pthread_create(&au->ticker, NULL, ticker_main, au) != 0) {
+		seterr(err, errlen, "cannot start the audit checkpoint thread");
+		return -1;
+	}
+	au->ticker_started = true;
+	gw_log_info("audit checkpoints: key %s (%s), every %u s or %u records",
+	            key_uri, au->alg, au->interval_s, au->every_n);
+	return 0;
+}
+
+const uint8_t *
+gw_audit_cert(struct gw_audit *au, size_t *len)
+{
+	const uint8_t *p = NULL;
+
+	*len = 0;
+	pthread_mutex_lock(&au->cp_lock);
+	if (au->key) {
+		p = au->key->cert.p;
+		*len = au->key->cert.len;
+	}
+	pthread_mutex_unlock(&au->cp_lock);
+	return p;   /* lives as long as au */
+}
+
+static bool
+bytes_eq(const struct gw_bytes *a, const struct gw_bytes *b)
+{
+	return a->len > 0 && a->len == b->len && memcmp(a->p, b->p, a->len) == 0;
+}
+
+int
+gw_audit_key_check(struct gw_token *tok, const char *audit_key_uri,
+                   const struct gw_seal_key *k, char *err, size_t errlen)
+{
+	struct gw_seal_key *ak = NULL;
+	char e[256];
+	bool same;
+
+	if (!tok || !audit_key_uri || !k)
+		return 0;
+	if (gw_token_find_key(tok, audit_key_uri, &ak, e, sizeof(e)) != 0)
+		return 0;   /* no audit key to confuse it with (start reports that) */
+	/* Same key pair whatever URI found it: same public key, or the same
+	 * object on the token. */
+	same = ak->type == k->type &&
+	       (ak->priv == k->priv || bytes_eq(&ak->ec_point, &k->ec_point) ||
+	        bytes_eq(&ak->modulus, &k->modulus));
+	gw_seal_key_free(&ak);
+	if (same) {
+		seterr(err, errlen, "key %s is the audit key (%s): the audit key signs only audit "
+		       "checkpoints and can never be a seal", k->uri ? k->uri : "?", audit_key_uri);
+		return -1;
+	}
+	return 0;
+}
+
+/* ---- full verification over the store ---- */
+
+static int
+full_row(void *ctx, const struct gw_audit_row *r)
+{
+	char where[48];
+
+	snprintf(where, sizeof(where), "row seq %llu", (unsigned long long)r->seq);
+	gw_audit_verifier_add_record(ctx, r, where);
+	return 0;
+}
+
+static int
+full_cp(void *ctx, const struct gw_audit_checkpoint *cp)
+{
+	char where[64];
+
+	snprintf(where, sizeof(where), "stored checkpoint of seq %llu", (unsigned long long)cp->seq);
+	gw_audit_verifier_add_checkpoint(ctx, cp, where);
+	return 0;
+}
+
+int
+gw_audit_verify_full(struct gw_store *st, const uint8_t *pinned, size_t pinned_len,
+                     struct gw_audit_verifier **out, struct gw_audit_verdict *verdict,
+                     char *err, size_t errlen)
+{
+	struct gw_audit_verifier *v = gw_audit_verifier_new();
+
+	*out = NULL;
+	if (!v || (pinned && gw_audit_verifier_pin_cert(v, pinned, pinned_len) != 0)) {
+		gw_audit_verifier_free(&v);
+		seterr(err, errlen, "out of memory");
+		return -1;
+	}
+	if (gw_store_checkpoint_scan(st, 0, 0, full_cp, v, err, errlen) != 0 ||
+	    gw_store_audit_scan(st, full_row, v, err, errlen) != 0) {
+		gw_audit_verifier_free(&v);
+		return -1;
+	}
+	*out = v;
+	return gw_audit_verifier_finish(v, verdict);
 }

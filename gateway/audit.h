@@ -12,6 +12,7 @@
 #include <stdint.h>
 #include <sys/types.h>
 
+#include "auditfmt.h"
 #include "store.h"
 
 struct gw_audit;
@@ -45,22 +46,33 @@ void gw_audit_close(struct gw_audit **au);
  * not release what the record covers. Thread safe. */
 int gw_audit_record(struct gw_audit *au, const struct gw_audit_event *ev, uint64_t *seq);
 
+/* A change to the store that must be durable together with its record. It
+ * runs on the writer thread inside the batch transaction, under a SAVEPOINT
+ * of its own, before the record is appended; it may call any gw_store_*
+ * function (the store's lock is recursive/held; no BEGIN/COMMIT inside).
+ * Returning non-zero (with err) refuses this record only: its savepoint is
+ * rolled back, the record is not written, other records of the batch are
+ * unaffected, and gw_audit_record_with returns -1 with that err. */
+typedef int (*gw_audit_apply_fn)(struct gw_store *st, void *arg, char *err, size_t errlen);
+int gw_audit_record_with(struct gw_audit *au, const struct gw_audit_event *ev,
+                         gw_audit_apply_fn apply, void *arg, uint64_t *seq,
+                         char *err, size_t errlen);
+/* Notes on gw_audit_record_with:
+ * - apply must not call gw_audit_record* (it runs on the writer: deadlock)
+ *   nor wait for another thread that takes the store lock.
+ * - When the batch's COMMIT fails (disk full, I/O error) every record of
+ *   the batch fails and every apply's changes are rolled back with it:
+ *   -1 with err "audit: …". A change is never durable without its record,
+ *   nor a record without its change.
+ * - apply may be NULL (then it is gw_audit_record with an err text). */
+
 /* Walks the whole chain from the store. Returns 0 when intact; otherwise -1
  * with err naming the first bad sequence number. */
 int gw_audit_verify_store(struct gw_store *st, uint64_t *count, char *err, size_t errlen);
 
 /* ---- additions ---- */
 
-#define GW_AUDIT_HASH_LEN 32
-
-/* The canonical encoding of one record (docs/audit.md): writes it to buf
- * when buflen is large enough and returns its length either way (0 when a
- * field is longer than the encoding allows). */
-size_t gw_audit_row_encode(const struct gw_audit_row *row, uint8_t *buf, size_t buflen);
-
-/* hash = SHA-256(prev || encoding(row)). 0, or -1 on failure. */
-int gw_audit_row_hash(const uint8_t prev[GW_AUDIT_HASH_LEN], const struct gw_audit_row *row,
-                      uint8_t hash[GW_AUDIT_HASH_LEN]);
+/* GW_AUDIT_HASH_LEN, gw_audit_row_encode, gw_audit_row_hash: auditfmt.h */
 
 /* The chain head as the writer knows it (seq 0 and zero hash when empty). */
 void gw_audit_head(struct gw_audit *au, uint64_t *seq, uint8_t hash[GW_AUDIT_HASH_LEN]);
@@ -79,7 +91,49 @@ struct gw_audit_stats {
 	uint64_t failed_batches;  /* transactions that failed (records refused) */
 	uint64_t failed_records;
 	uint64_t max_batch;       /* most records in one transaction */
+	uint64_t refused;         /* records whose apply function refused them */
 };
 void gw_audit_get_stats(struct gw_audit *au, struct gw_audit_stats *out);
+
+/* ---- signed checkpoints (docs/audit.md, "Checkpoints") ---- */
+
+struct gw_token;
+struct gw_seal_key;
+
+#define GW_AUDIT_CHECKPOINT_INTERVAL 300    /* seconds, default */
+#define GW_AUDIT_CHECKPOINT_EVERY    1000   /* records, default */
+
+/* Finds the audit key (key_uri, on the backend token, with its certificate)
+ * and starts checkpointing: a signed checkpoint of the head every
+ * interval_s seconds (0 = default) when records were added, every every_n
+ * records (0 = default), on gw_audit_checkpoint_now, and at gw_audit_close.
+ * Also records token_absent / token_present when tok's presence changes.
+ * Call once, after gw_audit_open. 0 or -1 with err (no such key, no
+ * certificate, a key type it cannot sign checkpoints with). */
+int gw_audit_checkpoints_start(struct gw_audit *au, struct gw_token *tok, const char *key_uri,
+                               unsigned interval_s, unsigned every_n, char *err, size_t errlen);
+
+/* Signs and stores a checkpoint of the current head now (none if the head
+ * is already covered). *seq = the head covered. 0 or -1 with err (no audit
+ * key, token absent, store error). Thread safe. */
+int gw_audit_checkpoint_now(struct gw_audit *au, uint64_t *seq, char *err, size_t errlen);
+
+/* The audit certificate (DER), or NULL before gw_audit_checkpoints_start. */
+const uint8_t *gw_audit_cert(struct gw_audit *au, size_t *len);
+
+/* For gw_snapshot_load: -1 with err when seal_key is the audit key named by
+ * audit_key_uri (same key pair, whatever URI found it): the audit key must
+ * never be usable as a seal. 0 when it is not (or no audit key is set). */
+int gw_audit_key_check(struct gw_token *tok, const char *audit_key_uri,
+                       const struct gw_seal_key *seal_key, char *err, size_t errlen);
+
+/* Verifies the log in the store with its stored checkpoints (signatures
+ * checked with pinned_cert, or each checkpoint's own certificate when
+ * NULL): the chain, and that every signed head is still there. Fills
+ * *verdict (free with gw_audit_verifier_free(v)). 0 intact, 1 not, -1 on a
+ * store error. */
+int gw_audit_verify_full(struct gw_store *st, const uint8_t *pinned_cert, size_t pinned_len,
+                         struct gw_audit_verifier **v, struct gw_audit_verdict *verdict,
+                         char *err, size_t errlen);
 
 #endif

@@ -15,6 +15,8 @@
 
 #include "log.h"
 #include "signing.h"
+#include "signpath.h"
+#include "workflow_ops.h"
 #include "sg-config.h"
 
 enum need { NEED_NONE, NEED_SESSION, NEED_OPT_SESSION };
@@ -222,19 +224,6 @@ mechs_for_seal(const struct gw_seal *s, const struct gw_seal_key *k, json_t *arr
 	}
 }
 
-static bool
-mech_allowed(const struct gw_seal *s, const struct gw_seal_key *k, CK_MECHANISM_TYPE m)
-{
-	if (!gw_mech_fits_key(m, k->type))
-		return false;
-	if (s->n_mechanisms == 0)
-		return true;
-	for (size_t j = 0; j < s->n_mechanisms; j++)
-		if (s->mechanisms[j] == m)
-			return true;
-	return false;
-}
-
 static const char *
 key_type_name(enum gw_key_type t)
 {
@@ -247,13 +236,18 @@ key_type_name(enum gw_key_type t)
 }
 
 static json_t *
-seal_json(struct req *r, size_t i)
+seal_json(struct req *r, const struct gw_person *who, size_t i)
 {
 	const struct gw_seal *s = &r->snap->policy->seals[i];
 	const struct gw_seal_key *k = r->snap->keys ? r->snap->keys[i] : NULL;
-	json_t *o = json_pack("{s:s,s:s,s:s,s:b,s:i,s:i}", "id", s->id, "label", s->name,
-	                      "kind", s->kind ? s->kind : "", "available", k != NULL && token_usable(r),
-	                      "uses_left", -1, "quota_left", -1);
+	int64_t uses = -1, quota = -1;
+	json_t *o;
+
+	gw_signpath_state(r->ctx, r->snap->policy, who, s, &uses, &quota);
+	o = json_pack("{s:s,s:s,s:s,s:b,s:I,s:I,s:b}", "id", s->id, "label", s->name,
+	              "kind", s->kind ? s->kind : "", "available", k != NULL && token_usable(r),
+	              "uses_left", (json_int_t)uses, "quota_left", (json_int_t)quota,
+	              "approval_required", s->approval_required);
 	json_t *mechs = json_array();
 
 	if (k != NULL) {
@@ -296,130 +290,9 @@ op_seals(struct req *r)
 	arr = json_array();
 	for (size_t i = 0; i < p->n_seals; i++)
 		if (gw_policy_may_use(p, who, &p->seals[i]))
-			json_array_append_new(arr, seal_json(r, i));
+			json_array_append_new(arr, seal_json(r, who, i));
 	json_object_set_new(rep, "user", json_string(who->id));
 	json_object_set_new(rep, "seals", arr);
-	return rep;
-}
-
-/* Reads the optional "pss" object of a sign request. */
-static int
-get_pss(struct req *r, struct gw_sign_input *in)
-{
-	json_t *pss = json_object_get(r->msg, "pss");
-	int64_t hash = 0, mgf = 0, slen = 0;
-
-	if (pss == NULL || json_is_null(pss))
-		return 0;
-	if (!json_is_object(pss)) {
-		snprintf(r->err, sizeof(r->err), "field \"pss\" must be an object");
-		return -1;
-	}
-	if (sg_get_int(pss, "hash", true, 0, UINT32_MAX, &hash, r->err, sizeof(r->err)) < 0 ||
-	    sg_get_int(pss, "mgf", true, 0, UINT32_MAX, &mgf, r->err, sizeof(r->err)) < 0 ||
-	    sg_get_int(pss, "slen", true, 0, 4096, &slen, r->err, sizeof(r->err)) < 0)
-		return -1;
-	in->has_pss = true;
-	in->pss.hashAlg = (CK_MECHANISM_TYPE)hash;
-	in->pss.mgf = (CK_RSA_PKCS_MGF_TYPE)mgf;
-	in->pss.sLen = (CK_ULONG)slen;
-	return 0;
-}
-
-static json_t *
-op_sign(struct req *r)
-{
-	const struct gw_policy *p = r->snap->policy;
-	const char *seal_id = NULL;
-	int64_t mech = 0, total = -1;
-	uint8_t *digest = NULL, *data = NULL;
-	size_t digest_len = 0, data_len = 0, idx = 0;
-	struct gw_sign_input in = { 0 };
-	struct gw_sign_plan plan;
-	const struct gw_seal *seal = NULL;
-	const struct gw_seal_key *key = NULL;
-	uint8_t sig[1024];
-	size_t siglen = sizeof(sig);
-	uint64_t seq = 0;
-	json_t *rep = NULL;
-	CK_RV rv;
-
-	if (sg_get_str(r->msg, "seal", true, &seal_id, SG_NAME_MAX, r->err, sizeof(r->err)) < 0 ||
-	    sg_get_int(r->msg, "mechanism", true, 0, UINT32_MAX, &mech, r->err, sizeof(r->err)) < 0 ||
-	    sg_get_bytes(r->msg, "digest", false, &digest, &digest_len, 64, r->err, sizeof(r->err)) < 0 ||
-	    sg_get_bytes(r->msg, "data", false, &data, &data_len, SG_EDDSA_DATA_MAX, r->err, sizeof(r->err)) < 0 ||
-	    sg_get_int(r->msg, "data_len", false, 0, INT64_MAX, &total, r->err, sizeof(r->err)) < 0 ||
-	    get_pss(r, &in) < 0) {
-		rep = bad_request(r);
-		goto out;
-	}
-	in.mechanism = (CK_MECHANISM_TYPE)mech;
-	in.digest = digest;
-	in.digest_len = digest_len;
-	in.data = data;
-	in.data_len = data_len;
-	in.total_len = total < 0 ? data_len : (uint64_t)total;
-
-	/* Deny by default: every check before the token is touched. */
-	for (idx = 0; idx < p->n_seals; idx++)
-		if (strcmp(p->seals[idx].id, seal_id) == 0)
-			break;
-	if (idx == p->n_seals || !gw_policy_may_use(p, r->who, &p->seals[idx])) {
-		snprintf(r->err, sizeof(r->err), "%s may not use a seal named \"%s\"", r->who->id, seal_id);
-		audit(r, "sign", "denied", r->err, NULL, seal_id, in.mechanism, NULL, 0, NULL);
-		rep = sg_reply_error(CKR_KEY_HANDLE_INVALID, "no_seal", "%s", r->err);
-		goto out;
-	}
-	seal = &p->seals[idx];
-	key = r->snap->keys ? r->snap->keys[idx] : NULL;
-	if (key == NULL || !token_usable(r)) {
-		snprintf(r->err, sizeof(r->err), "the %s is not available: backend token not present", seal->name);
-		audit(r, "sign", "error", r->err, NULL, seal->id, in.mechanism, NULL, 0, NULL);
-		rep = sg_reply_error(CKR_TOKEN_NOT_PRESENT, "token_absent", "%s", r->err);
-		goto out;
-	}
-	if (!mech_allowed(seal, key, in.mechanism)) {
-		snprintf(r->err, sizeof(r->err), "mechanism %s is not allowed for the %s",
-		         gw_mech_name(in.mechanism), seal->name);
-		audit(r, "sign", "denied", r->err, NULL, seal->id, in.mechanism, NULL, 0, NULL);
-		rep = sg_reply_error(CKR_MECHANISM_INVALID, "mechanism", "%s", r->err);
-		goto out;
-	}
-	rv = gw_sign_plan(key, &in, &plan, r->err, sizeof(r->err));
-	if (rv != CKR_OK) {
-		audit(r, "sign", "denied", r->err, NULL, seal->id, in.mechanism, NULL, 0, NULL);
-		rep = sg_reply_error(rv, "bad_data", "%s", r->err);
-		goto out;
-	}
-
-	rv = gw_token_sign(r->ctx->token, key, &plan.mech, plan.tbs, plan.tbs_len, sig, &siglen);
-	if (rv != CKR_OK) {
-		snprintf(r->err, sizeof(r->err), "the backend token refused to sign (CKR 0x%lx)", rv);
-		audit(r, "sign", "error", r->err, NULL, seal->id, in.mechanism,
-		      plan.signed_digest, plan.signed_digest_len, NULL);
-		rep = sg_reply_error(rv == CKR_DEVICE_REMOVED || rv == CKR_TOKEN_NOT_PRESENT ?
-		                     CKR_TOKEN_NOT_PRESENT : CKR_DEVICE_ERROR,
-		                     "internal", "%s", r->err);
-		goto out;
-	}
-
-	/* Record first; no record, no signature. */
-	audit(r, "sign", "ok", NULL, NULL, seal->id, in.mechanism,
-	      plan.signed_digest, plan.signed_digest_len, &seq);
-	if (seq == 0) {
-		gw_log_error("signature for %s on %s withheld: audit record not durable",
-		             r->who->id, seal->id);
-		rep = sg_reply_error(CKR_DEVICE_ERROR, "audit_failed",
-		                     "the audit record could not be written; no signature was released");
-		goto out;
-	}
-	rep = sg_reply_ok();
-	sg_set_bytes(rep, "signature", sig, siglen);
-	json_object_set_new(rep, "record", json_integer((json_int_t)seq));
-out:
-	OPENSSL_cleanse(sig, sizeof(sig));
-	free(digest);
-	free(data);
 	return rep;
 }
 
@@ -482,7 +355,15 @@ static const struct op ops[] = {
 	{ SG_OP_LOGOUT,      NEED_OPT_SESSION, op_logout },
 	{ SG_OP_WHOAMI,      NEED_OPT_SESSION, op_whoami },
 	{ SG_OP_SEALS,       NEED_OPT_SESSION, op_seals },
-	{ SG_OP_SIGN,        NEED_SESSION,     op_sign },
+	{ SG_OP_SIGN,        NEED_SESSION,     gw_op_sign },
+	{ SG_OP_WHY,         NEED_SESSION,     gw_op_why },
+	{ SG_OP_APPLY,       NEED_SESSION,     gw_op_apply },
+	{ SG_OP_LIST,        NEED_SESSION,     gw_op_list },
+	{ SG_OP_SHOW,        NEED_SESSION,     gw_op_show },
+	{ SG_OP_APPROVE,     NEED_SESSION,     gw_op_approve },
+	{ SG_OP_REJECT,      NEED_SESSION,     gw_op_reject },
+	{ SG_OP_REVOKE,      NEED_SESSION,     gw_op_revoke },
+	{ SG_OP_EXPLAIN,     NEED_SESSION,     gw_op_explain },
 	{ SG_OP_USER_ADD,    NEED_SESSION,     op_user_add },
 	{ SG_OP_USER_PASSWD, NEED_SESSION,     op_user_passwd },
 };

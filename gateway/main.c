@@ -14,7 +14,10 @@
 #include <unistd.h>
 #include <sodium.h>
 
+#include "appstore.h"
 #include "audit.h"
+#include "quota.h"
+#include "signpath.h"
 #include "auth.h"
 #include "config.h"
 #include "log.h"
@@ -178,6 +181,7 @@ main(int argc, char **argv)
 
 	memset(&ctx, 0, sizeof(ctx));
 	pthread_mutex_init(&ctx.snap_lock, NULL);
+	pthread_mutex_init(&ctx.wf_lock, NULL);
 	if (gw_config_load(config, &ctx.cfg, err, sizeof(err)) < 0) {
 		fprintf(stderr, "sealgated: %s\n", err);
 		return 1;
@@ -239,6 +243,11 @@ main(int argc, char **argv)
 		gw_log_error("audit: %s", err);
 		goto out;
 	}
+	if (gw_quota_new(ctx.store, &ctx.quota) < 0 || gw_signpath_init(&ctx) < 0) {
+		gw_log_error("out of memory");
+		goto out;
+	}
+	ctx.next_app_id = gw_appstore_max_id(ctx.store);
 	if (gw_auth_new(ctx.cfg->session_timeout, &ctx.auth) < 0) {
 		gw_log_error("cannot initialise authentication");
 		goto out;
@@ -248,6 +257,8 @@ out:
 	sg_free_secret_str(pin);
 	gw_audit_close(&ctx.audit);
 	gw_auth_free(&ctx.auth);
+	gw_quota_free(&ctx.quota);
+	gw_signpath_fini(&ctx);
 	gw_snapshot_swap(&ctx, NULL);
 	gw_store_close(&ctx.store);
 	gw_token_close(&ctx.token);

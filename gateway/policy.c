@@ -589,6 +589,7 @@ policy_free(struct gw_policy *p)
 	free(p->path);
 	free(p->org_name);
 	free(p->timezone);
+	gw_yaml_strlist_free(&p->size_probe, &p->n_size_probe);
 	for (size_t i = 0; p->departments != NULL && i < p->n_departments; i++) {
 		free(p->departments[i].id);
 		free(p->departments[i].name);
@@ -720,7 +721,8 @@ struct pctx {
 	yaml_node_t **dept_nodes, **person_nodes, **seal_nodes;
 };
 
-static const char *const top_keys[] = { "version", "organization", "seals", NULL };
+static const char *const top_keys[] = { "version", "organization", "clients", "seals", NULL };
+static const char *const client_keys[] = { "size_probe", NULL };
 static const char *const org_keys[] = {
 	"name", "timezone", "departments", "people", "act_as", NULL };
 static const char *const dept_keys[] = { "id", "name", "parent", "head", NULL };
@@ -1608,6 +1610,20 @@ parse_root(struct pctx *c, yaml_node_t *root)
 		return gw_yaml_errf(&c->y, root, "organization missing (required)");
 	if (parse_org(c, n) < 0)
 		return -1;
+	if ((n = gw_yaml_map_get(&c->y, root, "clients")) != NULL) {
+		yaml_node_t *sp;
+		if (gw_yaml_map_check(&c->y, n, "clients", client_keys) < 0)
+			return -1;
+		if ((sp = gw_yaml_map_get(&c->y, n, "size_probe")) != NULL) {
+			if (gw_yaml_strlist(&c->y, sp, "clients.size_probe", &c->p->size_probe,
+			                    &c->p->n_size_probe) < 0)
+				return -1;
+			for (size_t i = 0; i < c->p->n_size_probe; i++)
+				if (c->p->size_probe[i][0] != '/')
+					return gw_yaml_errf(&c->y, sp, "clients.size_probe: \"%s\" is not an absolute path",
+					                    c->p->size_probe[i]);
+		}
+	}
 	if ((n = gw_yaml_map_get(&c->y, root, "seals")) == NULL)
 		return gw_yaml_errf(&c->y, root, "seals missing (required; may be [])");
 	return parse_seals(c, n);

@@ -110,6 +110,9 @@ struct gw_policy {
 	struct gw_role_count { const char *role; size_t holders; } *roles; size_t n_roles;
 	struct gw_tz **zones; size_t n_zones;
 	int version;
+	/* clients.size_probe: executables whose first signature in a process
+	 * only measures the signature's size (docs/workflow.md, "Size probes"). */
+	char **size_probe; size_t n_size_probe;
 };
 
 /* Parses and validates. On error returns -1, err = "file:line:col: msg". */

@@ -31,6 +31,14 @@
 #define SG_OP_WHOAMI       "whoami"
 #define SG_OP_USER_ADD     "user_add"
 #define SG_OP_USER_PASSWD  "user_passwd"
+#define SG_OP_WHY          "why"
+#define SG_OP_APPLY        "apply"
+#define SG_OP_LIST         "list"
+#define SG_OP_SHOW         "show"
+#define SG_OP_APPROVE      "approve"
+#define SG_OP_REJECT       "reject"
+#define SG_OP_REVOKE       "revoke"
+#define SG_OP_EXPLAIN      "explain"
 
 /* ---- framing (blocking fds; EINTR handled; MSG_NOSIGNAL on send) ---- */
 

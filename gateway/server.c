@@ -21,6 +21,7 @@
 #include <unistd.h>
 
 #include "dispatch.h"
+#include "workflow_ops.h"
 #include "log.h"
 #include "sg-config.h"
 
@@ -366,6 +367,7 @@ gw_server_run(struct gw_ctx *ctx)
 	int sfd, lfd;
 	char detail[512];
 	struct gw_snapshot *snap;
+	time_t last_sweep = 0;
 
 	sigemptyset(&mask);
 	sigaddset(&mask, SIGTERM);
@@ -393,7 +395,13 @@ gw_server_run(struct gw_ctx *ctx)
 	for (;;) {
 		struct pollfd pfd[2] = { { .fd = lfd, .events = POLLIN }, { .fd = sfd, .events = POLLIN } };
 
-		if (poll(pfd, 2, -1) < 0) {
+		/* Wake at least every 30 s for the expiry sweep. */
+		int pr = poll(pfd, 2, 30000);
+		if (pr == 0 || time(NULL) - last_sweep >= 30) {
+			gw_workflow_sweep(ctx);
+			last_sweep = time(NULL);
+		}
+		if (pr < 0) {
 			if (errno == EINTR)
 				continue;
 			break;

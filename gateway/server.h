@@ -19,6 +19,10 @@
 #include "store.h"
 #include "token.h"
 
+struct gw_quota;
+struct gw_probes;
+struct gw_refusals;
+
 /* A policy together with the token keys of its seals, swapped as one on
  * reload. keys[i] belongs to policy->seals[i]. */
 struct gw_snapshot {
@@ -35,6 +39,11 @@ struct gw_ctx {
 	struct gw_auth *auth;
 	pthread_mutex_t snap_lock;
 	struct gw_snapshot *snap;
+	struct gw_quota *quota;         /* use counters (quota.h) */
+	pthread_mutex_t wf_lock;        /* serializes application transitions */
+	int64_t next_app_id;            /* under wf_lock */
+	struct gw_probes *probes;       /* size-probe clients seen (signpath.c) */
+	struct gw_refusals *refusals;   /* last refusal per account, for "why" */
 	char instance[17];
 	char host[256];
 	time_t started;

@@ -9,6 +9,8 @@
 #include <stdio.h>
 #include <string.h>
 #include <openssl/evp.h>
+#include <openssl/objects.h>
+#include <openssl/x509.h>
 
 static const CK_MECHANISM_TYPE rsa_mechs[] = {
 	CKM_RSA_PKCS, CKM_SHA256_RSA_PKCS, CKM_SHA384_RSA_PKCS, CKM_SHA512_RSA_PKCS,
@@ -305,4 +307,61 @@ gw_sign_plan(const struct gw_seal_key *key, const struct gw_sign_input *in,
 		snprintf(err, errlen, "mechanism not supported");
 		return CKR_MECHANISM_INVALID;
 	}
+}
+
+/* True when the DER SET OF Attribute (CMS signed attributes) has exactly
+ * one messageDigest and it is doc. Bounded by OpenSSL's DER decoders; nothing is trusted. */
+static bool
+signed_attrs_digest_is(const uint8_t *der, size_t len, const uint8_t doc[32])
+{
+	const unsigned char *p = der;
+	STACK_OF(ASN1_TYPE) *set;
+	bool match = false;
+	int n_md = 0;
+
+	if (len < 2 || der[0] != 0x31 || len > 65536)
+		return false;
+	set = d2i_ASN1_SET_ANY(NULL, &p, (long)len);
+	if (set == NULL || p != der + len) {
+		sk_ASN1_TYPE_pop_free(set, ASN1_TYPE_free);
+		return false;
+	}
+	for (int i = 0; i < sk_ASN1_TYPE_num(set); i++) {
+		ASN1_TYPE *t = sk_ASN1_TYPE_value(set, i);
+		const unsigned char *q;
+		X509_ATTRIBUTE *attr;
+		ASN1_TYPE *v;
+
+		if (t->type != V_ASN1_SEQUENCE)
+			continue;
+		q = t->value.sequence->data;
+		attr = d2i_X509_ATTRIBUTE(NULL, &q, t->value.sequence->length);
+		if (attr == NULL)
+			continue;
+		if (OBJ_obj2nid(X509_ATTRIBUTE_get0_object(attr)) == NID_pkcs9_messageDigest) {
+			/* One messageDigest with one value, or it is no binding. */
+			v = X509_ATTRIBUTE_count(attr) == 1 ? X509_ATTRIBUTE_get0_type(attr, 0) : NULL;
+			match = v != NULL && v->type == V_ASN1_OCTET_STRING &&
+			        v->value.octet_string->length == 32 &&
+			        memcmp(v->value.octet_string->data, doc, 32) == 0;
+			n_md++;
+		}
+		X509_ATTRIBUTE_free(attr);
+	}
+	sk_ASN1_TYPE_pop_free(set, ASN1_TYPE_free);
+	return n_md == 1 && match;
+}
+
+bool
+gw_sign_binds_document(const struct gw_sign_input *in, const struct gw_sign_plan *plan,
+                       const uint8_t doc[32])
+{
+	if (plan->signed_digest_len == 32 && memcmp(plan->signed_digest, doc, 32) == 0 &&
+	    in->mechanism != CKM_EDDSA)
+		return true;
+	/* Signed attributes: only when the whole data came and its hash is
+	 * what gets signed (gw_sign_plan checked the digest against it). */
+	if (implied_hash(in->mechanism) != NULL && in->data != NULL && in->total_len == in->data_len)
+		return signed_attrs_digest_is(in->data, in->data_len, doc);
+	return false;
 }

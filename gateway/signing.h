@@ -47,3 +47,10 @@ CK_RV gw_sign_plan(const struct gw_seal_key *key, const struct gw_sign_input *in
                    struct gw_sign_plan *plan, char *err, size_t errlen);
 
 #endif
+
+/* True when the signature planned for in signs the document whose SHA-256
+ * is doc: the hash being signed is doc itself, or the data is a complete
+ * CMS signed-attributes SET whose messageDigest is doc (the module sends
+ * the data with hash-and-sign mechanisms). */
+bool gw_sign_binds_document(const struct gw_sign_input *in, const struct gw_sign_plan *plan,
+                            const uint8_t doc[32]);

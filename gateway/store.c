@@ -1,8 +1,9 @@
 /*
  * The store: one SQLite database for the gateway's runtime state. Owns the
  * file (created 0600), the connection settings (WAL, synchronous=FULL), the
- * schema and its migrations, and every SQL statement; other parts see only
- * typed functions (audit.c gets rows in, rows out, one transaction a batch).
+ * schema and its migrations, the lock and the nesting transactions, and the
+ * SQL of accounts and the audit log (audit.c gets rows in, rows out, one
+ * transaction a batch). appstore.c runs its own SQL through gw_store_db.
  */
 #include "store.h"
 #include "log.h"
@@ -12,6 +13,7 @@
 #include <limits.h>
 #include <pthread.h>
 #include <stdarg.h>
+#include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -62,6 +64,50 @@ static const char *const migrations[] = {
 	"  BEGIN SELECT RAISE(ABORT, 'the audit log is append-only'); END;"
 	"CREATE TRIGGER audit_no_delete BEFORE DELETE ON audit"
 	"  BEGIN SELECT RAISE(ABORT, 'the audit log is append-only'); END;",
+
+	/* 3: applications, approvals and quota counters (gateway/appstore.c
+	 * owns their meaning and SQL). */
+	"CREATE TABLE applications ("
+	"  id INTEGER PRIMARY KEY AUTOINCREMENT,"
+	"  applicant TEXT NOT NULL, seal TEXT NOT NULL,"
+	"  document_type TEXT, business_scope TEXT, amount INTEGER, reason TEXT NOT NULL,"
+	"  doc_digest BLOB, rule INTEGER NOT NULL, levels TEXT NOT NULL,"
+	"  level INTEGER NOT NULL, uses_granted INTEGER NOT NULL, uses_left INTEGER NOT NULL,"
+	"  created INTEGER NOT NULL, valid_until INTEGER NOT NULL, state TEXT NOT NULL,"
+	"  updated INTEGER NOT NULL) STRICT;"
+	"CREATE INDEX applications_by_applicant ON applications(applicant, seal, state);"
+	"CREATE INDEX applications_by_state ON applications(state, seal);"
+	"CREATE TABLE approvals ("
+	"  application INTEGER NOT NULL REFERENCES applications(id),"
+	"  level INTEGER NOT NULL, approver TEXT NOT NULL, approve INTEGER NOT NULL,"
+	"  comment TEXT, at INTEGER NOT NULL,"
+	"  PRIMARY KEY (application, approver)) STRICT;"
+	"CREATE TABLE quota_use ("
+	"  seal TEXT NOT NULL, period TEXT NOT NULL, person TEXT NOT NULL DEFAULT '',"
+	"  used INTEGER NOT NULL,"
+	"  PRIMARY KEY (seal, period, person)) STRICT;",
+
+	/* 4: signed audit checkpoints (docs/audit.md, "Checkpoints") and the
+	 * indexes audit queries filter by. A checkpoint covers the head at seq;
+	 * one per seq. Append-only like the log itself. */
+	"CREATE TABLE audit_checkpoints ("
+	"  seq INTEGER PRIMARY KEY NOT NULL,"
+	"  ts_ns INTEGER NOT NULL,"
+	"  hash BLOB NOT NULL,"
+	"  alg TEXT NOT NULL,"
+	"  signature BLOB NOT NULL,"
+	"  cert BLOB"
+	") STRICT;"
+	"CREATE TRIGGER audit_checkpoints_no_update BEFORE UPDATE ON audit_checkpoints"
+	"  BEGIN SELECT RAISE(ABORT, 'audit checkpoints are append-only'); END;"
+	"CREATE TRIGGER audit_checkpoints_no_delete BEFORE DELETE ON audit_checkpoints"
+	"  BEGIN SELECT RAISE(ABORT, 'audit checkpoints are append-only'); END;"
+	"CREATE INDEX audit_by_time ON audit(ts_ns);"
+	"CREATE INDEX audit_by_seal ON audit(seal, ts_ns);"
+	"CREATE INDEX audit_by_actor ON audit(actor, ts_ns);"
+	"CREATE INDEX audit_by_application ON audit(application);"
+	"CREATE INDEX audit_by_doc_digest ON audit(doc_digest);"
+	"CREATE INDEX audit_by_signed_digest ON audit(signed_digest);",
 };
 
 _Static_assert(sizeof(migrations) / sizeof(migrations[0]) == GW_STORE_SCHEMA_LATEST,
@@ -71,11 +117,17 @@ _Static_assert(sizeof(migrations) / sizeof(migrations[0]) == GW_STORE_SCHEMA_LAT
                    "seal, application, doc_digest, signed_digest, mechanism, detail, "  \
                    "prev_hash, hash"
 
+#define TX_DEPTH_MAX 32
+
 struct gw_store {
 	sqlite3 *db;
-	pthread_mutex_t lock;
+	pthread_mutex_t lock;       /* recursive: see store.h */
+	/* Nesting transactions; changed only by the thread holding lock. */
+	unsigned tx_depth;
+	bool tx_outer[TX_DEPTH_MAX];   /* level i began with BEGIN (not SAVEPOINT) */
 	sqlite3_stmt *pw_get, *pw_set;
 	sqlite3_stmt *audit_insert, *audit_head, *audit_page;
+	sqlite3_stmt *cp_insert, *cp_page;
 	sqlite3_stmt *begin, *commit, *rollback;
 	int (*commit_hook)(void *);
 	void *commit_hook_ctx;
@@ -280,7 +332,14 @@ gw_store_open_version(const char *path, int upto, struct gw_store **out,
 		seterr(err, errlen, "out of memory");
 		return -1;
 	}
-	pthread_mutex_init(&st->lock, NULL);
+	{
+		pthread_mutexattr_t ma;
+
+		pthread_mutexattr_init(&ma);
+		pthread_mutexattr_settype(&ma, PTHREAD_MUTEX_RECURSIVE);
+		pthread_mutex_init(&st->lock, &ma);
+		pthread_mutexattr_destroy(&ma);
+	}
 	if (sqlite3_open_v2(path, &st->db, SQLITE_OPEN_READWRITE | SQLITE_OPEN_FULLMUTEX |
 	                    SQLITE_OPEN_NOFOLLOW, NULL) != SQLITE_OK) {
 		seterr(err, errlen, "%s: %s", path, st->db ? sqlite3_errmsg(st->db) : "cannot open");
@@ -327,6 +386,13 @@ gw_store_open_version(const char *path, int upto, struct gw_store **out,
 	     prepare(st, &st->audit_page, "SELECT " AUDIT_COLS " FROM audit WHERE seq > ?"
 	             " ORDER BY seq LIMIT " STR(SCAN_PAGE), err, errlen)))
 		goto out;
+	if (upto >= 4 &&
+	    (prepare(st, &st->cp_insert, "INSERT OR IGNORE INTO audit_checkpoints"
+	             " (seq, ts_ns, hash, alg, signature, cert) VALUES (?, ?, ?, ?, ?, ?)", err, errlen) ||
+	     prepare(st, &st->cp_page, "SELECT seq, ts_ns, hash, alg, signature, cert"
+	             " FROM audit_checkpoints WHERE seq >= ? AND seq <= ? ORDER BY seq"
+	             " LIMIT " STR(SCAN_PAGE), err, errlen)))
+		goto out;
 	sqlite3_commit_hook(st->db, commit_hook_cb, st);
 
 	*out = st;
@@ -356,6 +422,8 @@ gw_store_close(struct gw_store **stp)
 	sqlite3_finalize(st->audit_insert);
 	sqlite3_finalize(st->audit_head);
 	sqlite3_finalize(st->audit_page);
+	sqlite3_finalize(st->cp_insert);
+	sqlite3_finalize(st->cp_page);
 	sqlite3_finalize(st->begin);
 	sqlite3_finalize(st->commit);
 	sqlite3_finalize(st->rollback);
@@ -375,6 +443,124 @@ gw_store_schema_version(struct gw_store *st)
 	v = schema_version_locked(st);
 	pthread_mutex_unlock(&st->lock);
 	return v;
+}
+
+struct sqlite3 *
+gw_store_db(struct gw_store *st)
+{
+	return st->db;
+}
+
+void
+gw_store_lock(struct gw_store *st)
+{
+	pthread_mutex_lock(&st->lock);
+}
+
+void
+gw_store_unlock(struct gw_store *st)
+{
+	pthread_mutex_unlock(&st->lock);
+}
+
+/* ---- nesting transactions ---- */
+
+int
+gw_store_tx_begin(struct gw_store *st, char *err, size_t errlen)
+{
+	char sql[48];
+	bool outer;
+
+	pthread_mutex_lock(&st->lock);
+	if (st->tx_depth >= TX_DEPTH_MAX) {
+		seterr(err, errlen, "transactions nested too deep");
+		goto fail;
+	}
+	/* Outermost only when SQLite agrees no transaction is open: a caller
+	 * that ran a raw BEGIN gets savepoints inside it. */
+	outer = st->tx_depth == 0 && sqlite3_get_autocommit(st->db);
+	if (outer) {
+		if (step_done(st, st->begin, err, errlen))
+			goto fail;
+	} else {
+		snprintf(sql, sizeof(sql), "SAVEPOINT sg_tx_%u", st->tx_depth);
+		if (exec_sql(st, sql, err, errlen))
+			goto fail;
+	}
+	st->tx_outer[st->tx_depth++] = outer;
+	return 0;   /* the lock stays held until commit or rollback */
+fail:
+	pthread_mutex_unlock(&st->lock);
+	return -1;
+}
+
+/* Ends the innermost level: RELEASE/COMMIT when commit, else undo. */
+static int
+tx_end(struct gw_store *st, bool commit, char *err, size_t errlen)
+{
+	char sql[80];
+	unsigned d;
+	int rv = 0;
+
+	if (st->tx_depth == 0) {
+		seterr(err, errlen, "no transaction to end");
+		return -1;
+	}
+	d = --st->tx_depth;
+	if (st->tx_outer[d]) {
+		if (commit && step_done(st, st->commit, err, errlen) != 0)
+			rv = -1;
+		/* A failed COMMIT may already have rolled back (SQLITE_FULL, the
+		 * commit hook); ROLLBACK then is not needed. */
+		if ((!commit || rv != 0) && !sqlite3_get_autocommit(st->db))
+			step_done(st, st->rollback, NULL, 0);
+	} else if (sqlite3_get_autocommit(st->db)) {
+		/* SQLite rolled the whole transaction back under us (SQLITE_FULL
+		 * and friends): the savepoint is gone with it. */
+		if (commit) {
+			seterr(err, errlen, "the transaction was rolled back by the store: %s",
+			       sqlite3_errmsg(st->db));
+			rv = -1;
+		}
+	} else if (commit) {
+		snprintf(sql, sizeof(sql), "RELEASE sg_tx_%u", d);
+		rv = exec_sql(st, sql, err, errlen);
+	} else {
+		snprintf(sql, sizeof(sql), "ROLLBACK TO sg_tx_%u; RELEASE sg_tx_%u", d, d);
+		exec_sql(st, sql, NULL, 0);
+	}
+	pthread_mutex_unlock(&st->lock);
+	return rv;
+}
+
+int
+gw_store_tx_commit(struct gw_store *st, char *err, size_t errlen)
+{
+	int rv;
+
+	pthread_mutex_lock(&st->lock);   /* (recursive: for the depth check) */
+	rv = tx_end(st, true, err, errlen);
+	pthread_mutex_unlock(&st->lock);
+	return rv;
+}
+
+void
+gw_store_tx_rollback(struct gw_store *st)
+{
+	pthread_mutex_lock(&st->lock);
+	tx_end(st, false, NULL, 0);
+	pthread_mutex_unlock(&st->lock);
+}
+
+bool
+gw_store_tx_alive(struct gw_store *st)
+{
+	bool alive;
+
+	pthread_mutex_lock(&st->lock);
+	alive = !sqlite3_get_autocommit(st->db);
+	pthread_mutex_unlock(&st->lock);
+	return alive;
 }
 
 void
@@ -467,68 +653,71 @@ bind_blob(sqlite3_stmt *s, int i, const uint8_t *p, size_t len)
 }
 
 int
-gw_store_audit_append(struct gw_store *st, const struct gw_audit_row *rows, size_t n,
+gw_store_audit_insert(struct gw_store *st, const struct gw_audit_row *r,
                       char *err, size_t errlen)
 {
 	sqlite3_stmt *s = st->audit_insert;
-	int rv = -1, rc;
-	bool in_tx = false;
-	size_t i;
+	int rc, rv = -1;
 
 	if (!s) {
 		seterr(err, errlen, "the store has no audit table (schema too old)");
 		return -1;
 	}
-	pthread_mutex_lock(&st->lock);
-	if (step_done(st, st->begin, err, errlen))
-		goto out;
-	in_tx = true;
-	for (i = 0; i < n; i++) {
-		const struct gw_audit_row *r = &rows[i];
-
-		if (r->seq > INT64_MAX) {
-			seterr(err, errlen, "audit seq overflow");
-			goto out;
-		}
-		sqlite3_bind_int64(s, 1, (sqlite3_int64)r->seq);
-		sqlite3_bind_int64(s, 2, r->ts_ns);
-		bind_str(s, 3, r->action);
-		bind_str(s, 4, r->outcome);
-		bind_str(s, 5, r->reason);
-		bind_str(s, 6, r->actor);
-		sqlite3_bind_int64(s, 7, r->uid);
-		sqlite3_bind_int64(s, 8, r->pid);
-		bind_str(s, 9, r->exe);
-		bind_str(s, 10, r->host);
-		bind_str(s, 11, r->seal);
-		sqlite3_bind_int64(s, 12, r->application);
-		bind_blob(s, 13, r->doc_digest, r->doc_digest_len);
-		bind_blob(s, 14, r->signed_digest, r->signed_digest_len);
-		/* CKM values are unsigned long; stored as their 64-bit pattern. */
-		sqlite3_bind_int64(s, 15, (sqlite3_int64)r->mechanism);
-		bind_str(s, 16, r->detail);
-		sqlite3_bind_blob64(s, 17, r->prev_hash, r->prev_hash_len, SQLITE_STATIC);
-		sqlite3_bind_blob64(s, 18, r->hash, r->hash_len, SQLITE_STATIC);
-		rc = sqlite3_step(s);
-		sqlite3_reset(s);
-		sqlite3_clear_bindings(s);
-		if (rc != SQLITE_DONE) {
-			seterr(err, errlen, "writing audit seq %llu: %s",
-			       (unsigned long long)r->seq, sqlite3_errmsg(st->db));
-			goto out;
-		}
+	if (r->seq > INT64_MAX) {
+		seterr(err, errlen, "audit seq overflow");
+		return -1;
 	}
-	if (step_done(st, st->commit, err, errlen))
-		goto out;
-	in_tx = false;
-	rv = 0;
-out:
-	/* A failed COMMIT may already have rolled back (SQLITE_FULL, the
-	 * commit hook); ROLLBACK then fails harmlessly. */
-	if (in_tx && !sqlite3_get_autocommit(st->db))
-		step_done(st, st->rollback, NULL, 0);
+	pthread_mutex_lock(&st->lock);
+	sqlite3_bind_int64(s, 1, (sqlite3_int64)r->seq);
+	sqlite3_bind_int64(s, 2, r->ts_ns);
+	bind_str(s, 3, r->action);
+	bind_str(s, 4, r->outcome);
+	bind_str(s, 5, r->reason);
+	bind_str(s, 6, r->actor);
+	sqlite3_bind_int64(s, 7, r->uid);
+	sqlite3_bind_int64(s, 8, r->pid);
+	bind_str(s, 9, r->exe);
+	bind_str(s, 10, r->host);
+	bind_str(s, 11, r->seal);
+	sqlite3_bind_int64(s, 12, r->application);
+	bind_blob(s, 13, r->doc_digest, r->doc_digest_len);
+	bind_blob(s, 14, r->signed_digest, r->signed_digest_len);
+	/* CKM values are unsigned long; stored as their 64-bit pattern. */
+	sqlite3_bind_int64(s, 15, (sqlite3_int64)r->mechanism);
+	bind_str(s, 16, r->detail);
+	sqlite3_bind_blob64(s, 17, r->prev_hash, r->prev_hash_len, SQLITE_STATIC);
+	sqlite3_bind_blob64(s, 18, r->hash, r->hash_len, SQLITE_STATIC);
+	rc = sqlite3_step(s);
+	if (rc == SQLITE_DONE)
+		rv = 0;
+	else
+		seterr(err, errlen, "writing audit seq %llu: %s",
+		       (unsigned long long)r->seq, sqlite3_errmsg(st->db));
+	sqlite3_reset(s);
+	sqlite3_clear_bindings(s);
 	pthread_mutex_unlock(&st->lock);
 	return rv;
+}
+
+int
+gw_store_audit_append(struct gw_store *st, const struct gw_audit_row *rows, size_t n,
+                      char *err, size_t errlen)
+{
+	size_t i;
+
+	if (!st->audit_insert) {
+		seterr(err, errlen, "the store has no audit table (schema too old)");
+		return -1;
+	}
+	if (gw_store_tx_begin(st, err, errlen))
+		return -1;
+	for (i = 0; i < n; i++) {
+		if (gw_store_audit_insert(st, &rows[i], err, errlen)) {
+			gw_store_tx_rollback(st);
+			return -1;
+		}
+	}
+	return gw_store_tx_commit(st, err, errlen);
 }
 
 int
@@ -609,6 +798,34 @@ col_int(sqlite3_stmt *s, int i, const char *name, const char **bad)
 	return sqlite3_column_int64(s, i);
 }
 
+/* Reads the AUDIT_COLS of the current row of s. */
+static void
+read_row(sqlite3_stmt *s, struct gw_audit_row *r)
+{
+	const char *bad = NULL;
+
+	memset(r, 0, sizeof(*r));
+	r->seq = (uint64_t)col_int(s, 0, "seq", &bad);
+	r->ts_ns = col_int(s, 1, "ts_ns", &bad);
+	r->action = col_text(s, 2, "action", &bad);
+	r->outcome = col_text(s, 3, "outcome", &bad);
+	r->reason = col_text(s, 4, "reason", &bad);
+	r->actor = col_text(s, 5, "actor", &bad);
+	r->uid = col_int(s, 6, "uid", &bad);
+	r->pid = col_int(s, 7, "pid", &bad);
+	r->exe = col_text(s, 8, "exe", &bad);
+	r->host = col_text(s, 9, "host", &bad);
+	r->seal = col_text(s, 10, "seal", &bad);
+	r->application = col_int(s, 11, "application", &bad);
+	r->doc_digest = col_blob(s, 12, "doc_digest", &r->doc_digest_len, &bad);
+	r->signed_digest = col_blob(s, 13, "signed_digest", &r->signed_digest_len, &bad);
+	r->mechanism = (uint64_t)col_int(s, 14, "mechanism", &bad);
+	r->detail = col_text(s, 15, "detail", &bad);
+	r->prev_hash = col_blob(s, 16, "prev_hash", &r->prev_hash_len, &bad);
+	r->hash = col_blob(s, 17, "hash", &r->hash_len, &bad);
+	r->bad_column = bad;
+}
+
 int
 gw_store_audit_scan(struct gw_store *st, gw_store_audit_fn fn, void *ctx,
                     char *err, size_t errlen)
@@ -626,29 +843,10 @@ gw_store_audit_scan(struct gw_store *st, gw_store_audit_fn fn, void *ctx,
 		sqlite3_bind_int64(s, 1, last);
 		inpage = 0;
 		while ((rc = sqlite3_step(s)) == SQLITE_ROW) {
-			struct gw_audit_row r = { 0 };
-			const char *bad = NULL;
+			struct gw_audit_row r;
 
-			r.seq = (uint64_t)col_int(s, 0, "seq", &bad);
+			read_row(s, &r);
 			last = (sqlite3_int64)r.seq;
-			r.ts_ns = col_int(s, 1, "ts_ns", &bad);
-			r.action = col_text(s, 2, "action", &bad);
-			r.outcome = col_text(s, 3, "outcome", &bad);
-			r.reason = col_text(s, 4, "reason", &bad);
-			r.actor = col_text(s, 5, "actor", &bad);
-			r.uid = col_int(s, 6, "uid", &bad);
-			r.pid = col_int(s, 7, "pid", &bad);
-			r.exe = col_text(s, 8, "exe", &bad);
-			r.host = col_text(s, 9, "host", &bad);
-			r.seal = col_text(s, 10, "seal", &bad);
-			r.application = col_int(s, 11, "application", &bad);
-			r.doc_digest = col_blob(s, 12, "doc_digest", &r.doc_digest_len, &bad);
-			r.signed_digest = col_blob(s, 13, "signed_digest", &r.signed_digest_len, &bad);
-			r.mechanism = (uint64_t)col_int(s, 14, "mechanism", &bad);
-			r.detail = col_text(s, 15, "detail", &bad);
-			r.prev_hash = col_blob(s, 16, "prev_hash", &r.prev_hash_len, &bad);
-			r.hash = col_blob(s, 17, "hash", &r.hash_len, &bad);
-			r.bad_column = bad;
 			inpage++;
 			rv = fn(ctx, &r);
 			if (rv != 0)
@@ -656,6 +854,191 @@ gw_store_audit_scan(struct gw_store *st, gw_store_audit_fn fn, void *ctx,
 		}
 		if (rv == 0 && rc != SQLITE_DONE && rc != SQLITE_ROW) {
 			seterr(err, errlen, "reading the audit log: %s", sqlite3_errmsg(st->db));
+			rv = -1;
+		}
+		sqlite3_reset(s);
+		pthread_mutex_unlock(&st->lock);
+		if (rv != 0 || inpage < SCAN_PAGE)
+			return rv;
+	}
+}
+
+/* ---- audit queries ---- */
+
+int
+gw_store_audit_query(struct gw_store *st, const struct gw_audit_filter *f,
+                     gw_store_audit_fn fn, void *ctx, char *err, size_t errlen)
+{
+	char sql[1024];
+	size_t len;
+	sqlite3_stmt *s = NULL;
+	sqlite3_int64 last;
+	uint64_t seen = 0;
+	int rv = 0, rc, inpage, page;
+
+	if (!st->audit_insert) {
+		seterr(err, errlen, "the store has no audit table (schema too old)");
+		return -1;
+	}
+	if (f->after_seq > INT64_MAX || f->upto_seq > INT64_MAX) {
+		seterr(err, errlen, "seq out of range");
+		return -1;
+	}
+	/* Only fixed text goes into the SQL; every value is bound. */
+	len = (size_t)snprintf(sql, sizeof(sql), "SELECT " AUDIT_COLS " FROM audit WHERE seq > ?1");
+#define ADD(cond, text) do { if (cond) len += (size_t)snprintf(sql + len, sizeof(sql) - len, "%s", text); } while (0)
+	ADD(f->upto_seq, " AND seq <= ?2");
+	ADD(f->from_ns, " AND ts_ns >= ?3");
+	ADD(f->to_ns, " AND ts_ns < ?4");
+	ADD(f->seal, " AND seal = ?5");
+	ADD(f->actor, " AND actor = ?6");
+	ADD(f->action, " AND action = ?7");
+	ADD(f->outcome, " AND outcome = ?8");
+	ADD(f->actors_json, " AND actor IN (SELECT value FROM json_each(?9))");
+	ADD(f->application, " AND application = ?10");
+	ADD(f->digest && f->digest_len, " AND (doc_digest = ?11 OR signed_digest = ?11)");
+	ADD(true, " ORDER BY seq LIMIT ?12");
+#undef ADD
+	page = SCAN_PAGE;
+	if (f->limit && f->limit < (uint64_t)page)
+		page = (int)f->limit;
+	pthread_mutex_lock(&st->lock);
+	rc = sqlite3_prepare_v2(st->db, sql, -1, &s, NULL);
+	pthread_mutex_unlock(&st->lock);
+	if (rc != SQLITE_OK) {
+		seterr(err, errlen, "preparing the audit query: %s", sqlite3_errmsg(st->db));
+		return -1;
+	}
+	last = (sqlite3_int64)f->after_seq;
+	for (;;) {
+		pthread_mutex_lock(&st->lock);
+		sqlite3_reset(s);
+		sqlite3_clear_bindings(s);
+		sqlite3_bind_int64(s, 1, last);
+		if (f->upto_seq)
+			sqlite3_bind_int64(s, 2, (sqlite3_int64)f->upto_seq);
+		sqlite3_bind_int64(s, 3, f->from_ns);
+		sqlite3_bind_int64(s, 4, f->to_ns);
+		bind_str(s, 5, f->seal);
+		bind_str(s, 6, f->actor);
+		bind_str(s, 7, f->action);
+		bind_str(s, 8, f->outcome);
+		bind_str(s, 9, f->actors_json);
+		sqlite3_bind_int64(s, 10, f->application);
+		bind_blob(s, 11, f->digest, f->digest_len);
+		sqlite3_bind_int(s, 12, page);
+		inpage = 0;
+		while ((rc = sqlite3_step(s)) == SQLITE_ROW) {
+			struct gw_audit_row r;
+
+			read_row(s, &r);
+			last = (sqlite3_int64)r.seq;
+			inpage++;
+			seen++;
+			rv = fn(ctx, &r);
+			if (rv != 0 || (f->limit && seen >= f->limit))
+				break;
+		}
+		if (rv == 0 && rc != SQLITE_DONE && rc != SQLITE_ROW) {
+			seterr(err, errlen, "reading the audit log: %s", sqlite3_errmsg(st->db));
+			rv = -1;
+		}
+		sqlite3_reset(s);
+		pthread_mutex_unlock(&st->lock);
+		if (rv != 0 || inpage < page || (f->limit && seen >= f->limit))
+			break;
+	}
+	pthread_mutex_lock(&st->lock);
+	sqlite3_finalize(s);
+	pthread_mutex_unlock(&st->lock);
+	return rv;
+}
+
+/* ---- checkpoints ---- */
+
+int
+gw_store_checkpoint_add(struct gw_store *st, const struct gw_audit_checkpoint *cp,
+                        char *err, size_t errlen)
+{
+	sqlite3_stmt *s = st->cp_insert;
+	int rv = -1;
+
+	if (!s) {
+		seterr(err, errlen, "the store has no checkpoint table (schema too old)");
+		return -1;
+	}
+	if (cp->seq > INT64_MAX || !cp->alg || !cp->sig || !cp->sig_len) {
+		seterr(err, errlen, "malformed checkpoint");
+		return -1;
+	}
+	if (gw_store_tx_begin(st, err, errlen))
+		return -1;
+	sqlite3_bind_int64(s, 1, (sqlite3_int64)cp->seq);
+	sqlite3_bind_int64(s, 2, cp->ts_ns);
+	sqlite3_bind_blob(s, 3, cp->hash, 32, SQLITE_STATIC);
+	sqlite3_bind_text(s, 4, cp->alg, -1, SQLITE_STATIC);
+	sqlite3_bind_blob64(s, 5, cp->sig, cp->sig_len, SQLITE_STATIC);
+	bind_blob(s, 6, cp->cert, cp->cert_len);
+	if (sqlite3_step(s) == SQLITE_DONE)
+		rv = 0;
+	else
+		seterr(err, errlen, "storing checkpoint %llu: %s", (unsigned long long)cp->seq,
+		       sqlite3_errmsg(st->db));
+	sqlite3_reset(s);
+	sqlite3_clear_bindings(s);
+	if (rv == 0)
+		return gw_store_tx_commit(st, err, errlen);
+	gw_store_tx_rollback(st);
+	return -1;
+}
+
+int
+gw_store_checkpoint_scan(struct gw_store *st, uint64_t from_seq, uint64_t to_seq,
+                         gw_store_checkpoint_fn fn, void *ctx, char *err, size_t errlen)
+{
+	sqlite3_stmt *s = st->cp_page;
+	sqlite3_int64 next = (sqlite3_int64)(from_seq > INT64_MAX ? INT64_MAX : from_seq);
+	sqlite3_int64 upto = to_seq == 0 || to_seq > INT64_MAX ? INT64_MAX : (sqlite3_int64)to_seq;
+	int rv = 0, rc, inpage;
+
+	if (!s) {
+		seterr(err, errlen, "the store has no checkpoint table (schema too old)");
+		return -1;
+	}
+	for (;;) {
+		pthread_mutex_lock(&st->lock);
+		sqlite3_bind_int64(s, 1, next);
+		sqlite3_bind_int64(s, 2, upto);
+		inpage = 0;
+		while ((rc = sqlite3_step(s)) == SQLITE_ROW) {
+			struct gw_audit_checkpoint cp = { 0 };
+			const char *bad = NULL;
+			size_t hl = 0;
+			const uint8_t *h;
+
+			cp.seq = (uint64_t)col_int(s, 0, "seq", &bad);
+			cp.ts_ns = col_int(s, 1, "ts_ns", &bad);
+			h = col_blob(s, 2, "hash", &hl, &bad);
+			if (h && hl == 32)
+				memcpy(cp.hash, h, 32);
+			cp.alg = col_text(s, 3, "alg", &bad);
+			cp.sig = col_blob(s, 4, "signature", &cp.sig_len, &bad);
+			cp.cert = col_blob(s, 5, "cert", &cp.cert_len, &bad);
+			if (hl != 32 && !bad)
+				bad = "hash";
+			if (bad) {
+				/* Keep going: the verifier reports the bad signature. */
+				gw_log_warn("audit checkpoint %llu: column %s malformed",
+				            (unsigned long long)cp.seq, bad);
+			}
+			next = (sqlite3_int64)cp.seq + 1;
+			inpage++;
+			rv = fn(ctx, &cp);
+			if (rv != 0)
+				break;
+		}
+		if (rv == 0 && rc != SQLITE_DONE && rc != SQLITE_ROW) {
+			seterr(err, errlen, "reading audit checkpoints: %s", sqlite3_errmsg(st->db));
 			rv = -1;
 		}
 		sqlite3_reset(s);

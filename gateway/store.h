@@ -1,7 +1,7 @@
 /*
  * The store: sealgate's runtime state in one SQLite database (WAL,
- * synchronous=FULL): accounts and their credentials, and the audit log.
- * Later issues add applications, approvals and quota counters here.
+ * synchronous=FULL): accounts and their credentials, the audit log and its
+ * signed checkpoints, applications, approvals and quota counters.
  * Only the gateway opens it; the file is created mode 0600.
  */
 #ifndef GW_STORE_H
@@ -23,14 +23,53 @@ int gw_store_password_set(struct gw_store *st, const char *user, const char *has
 
 /*
  * Thread safety: one SQLite connection per store, opened in serialized mode
- * (SQLITE_OPEN_FULLMUTEX) and, above that, guarded by the store's own mutex
- * so that each function's statement sequence (bind, step, reset; BEGIN …
- * COMMIT) is atomic. Every function here may be called from any thread.
+ * (SQLITE_OPEN_FULLMUTEX) and, above that, guarded by the store's own
+ * RECURSIVE mutex so that each function's statement sequence (bind, step,
+ * reset; BEGIN … COMMIT) is atomic. Every function here may be called from
+ * any thread, and from inside a transaction of the same thread (e.g. a
+ * gw_audit_apply_fn): the connection is shared, so a statement run by a
+ * thread that holds the lock is part of that thread's open transaction.
  */
 
 /* The schema version this build creates and understands. A database with
  * a newer version is refused; an older one is migrated on open. */
-#define GW_STORE_SCHEMA_LATEST 2
+#define GW_STORE_SCHEMA_LATEST 4
+
+/* ---- For other gateway files with tables of their own (appstore.c) ----
+ *
+ * The schema of every table lives in store.c's migrations[] (one list, one
+ * version number). Other files run their own SQL on the store's connection:
+ *
+ *   gw_store_lock(st);                    // or gw_store_tx_begin()
+ *   sqlite3 *db = gw_store_db(st);
+ *   ... prepare / step / finalize ...
+ *   gw_store_unlock(st);
+ *
+ * Hold the lock from the first to the last sqlite3_* call of a sequence
+ * (and while reading sqlite3_errmsg), never across a blocking wait for
+ * another thread (e.g. gw_audit_record: the audit writer takes this lock).
+ * Inside a gw_audit_apply_fn the writer already holds it (recursive: taking
+ * it again is fine) and a transaction is open: use gw_store_tx_* (they nest
+ * as SAVEPOINTs), never a raw BEGIN/COMMIT.
+ */
+struct sqlite3;
+struct sqlite3 *gw_store_db(struct gw_store *st);
+void gw_store_lock(struct gw_store *st);
+void gw_store_unlock(struct gw_store *st);
+
+/* A transaction that nests: the outermost gw_store_tx_begin is BEGIN
+ * IMMEDIATE, inner ones are SAVEPOINTs. begin takes the store lock and
+ * holds it until the matching commit or rollback. commit of the outermost
+ * level is a durable COMMIT (synchronous=FULL); of an inner one, RELEASE.
+ * rollback undoes this level only (ROLLBACK TO + RELEASE; ROLLBACK for the
+ * outermost). All return 0 or -1 with err; after a failed commit the level
+ * is gone (rolled back) either way — do not call rollback for it.
+ * A statement error such as SQLITE_FULL may make SQLite roll back the whole
+ * transaction by itself: gw_store_tx_alive tells whether it is still open. */
+int gw_store_tx_begin(struct gw_store *st, char *err, size_t errlen);
+int gw_store_tx_commit(struct gw_store *st, char *err, size_t errlen);
+void gw_store_tx_rollback(struct gw_store *st);
+bool gw_store_tx_alive(struct gw_store *st);
 
 /* gw_store_open that migrates only up to schema version upto (0 = latest):
  * for tests of the migrations. */
@@ -60,6 +99,11 @@ struct gw_audit_row {
 	const char *bad_column;
 };
 
+/* Inserts one row; for a caller inside gw_store_tx_begin (the audit
+ * writer). 0, or -1 with err. */
+int gw_store_audit_insert(struct gw_store *st, const struct gw_audit_row *row,
+                          char *err, size_t errlen);
+
 /* Appends rows in ONE transaction (BEGIN IMMEDIATE … COMMIT; durable on
  * return with synchronous=FULL). On any failure the transaction is rolled
  * back, nothing is written, and -1 is returned with err. */
@@ -78,6 +122,50 @@ int gw_store_audit_head(struct gw_store *st, uint64_t *seq, uint8_t hash[32],
 typedef int (*gw_store_audit_fn)(void *ctx, const struct gw_audit_row *row);
 int gw_store_audit_scan(struct gw_store *st, gw_store_audit_fn fn, void *ctx,
                         char *err, size_t errlen);
+
+/* ---- audit queries ---- */
+
+/* Filters of gw_store_audit_query; zero/NULL fields do not filter. */
+struct gw_audit_filter {
+	int64_t from_ns, to_ns;       /* ts_ns in [from_ns, to_ns) when non-zero */
+	const char *seal, *actor, *action, *outcome;
+	/* Only these actors: a JSON array of account ids, e.g. a department's
+	 * people ('["alice","bob"]'); NULL = any actor. */
+	const char *actors_json;
+	int64_t application;          /* 0 = any */
+	const uint8_t *digest; size_t digest_len;   /* doc_digest or signed_digest equals */
+	uint64_t after_seq;           /* seq > after_seq (paging) */
+	uint64_t upto_seq;            /* seq <= upto_seq when non-zero */
+	uint64_t limit;               /* 0 = no limit */
+};
+
+/* Calls fn for each matching row in seq order, reading in pages (the lock
+ * is held one page at a time). fn returning non-zero stops the walk and is
+ * returned; -1 with err on a store error; 0 when done. */
+int gw_store_audit_query(struct gw_store *st, const struct gw_audit_filter *f,
+                         gw_store_audit_fn fn, void *ctx, char *err, size_t errlen);
+
+/* ---- signed checkpoints (audit.c makes them; docs/audit.md) ---- */
+
+struct gw_audit_checkpoint {
+	uint64_t seq;                 /* the head it covers; 0 = the empty log */
+	int64_t ts_ns;
+	uint8_t hash[32];             /* chain hash of record seq */
+	const char *alg;              /* "ecdsa-sha256", "rsa-pkcs1-sha256", "ed25519" */
+	const uint8_t *sig; size_t sig_len;   /* ECDSA: DER Ecdsa-Sig-Value */
+	const uint8_t *cert; size_t cert_len; /* DER X.509 of the audit key, or none */
+};
+
+/* Stores cp durably (its own transaction; a second one at the same seq is
+ * ignored). 0 or -1 with err. */
+int gw_store_checkpoint_add(struct gw_store *st, const struct gw_audit_checkpoint *cp,
+                            char *err, size_t errlen);
+/* Calls fn for each checkpoint with from_seq <= seq <= to_seq (to_seq 0 =
+ * no bound) in seq order; pointers valid during the call. Return as
+ * gw_store_audit_scan. */
+typedef int (*gw_store_checkpoint_fn)(void *ctx, const struct gw_audit_checkpoint *cp);
+int gw_store_checkpoint_scan(struct gw_store *st, uint64_t from_seq, uint64_t to_seq,
+                             gw_store_checkpoint_fn fn, void *ctx, char *err, size_t errlen);
 
 /* Test hook: fn runs at every COMMIT of this store's connection (SQLite
  * commit hook); returning non-zero turns the COMMIT into a rollback.

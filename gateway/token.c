@@ -38,6 +38,7 @@
 #define SLOTS_MAX       1024u
 #define SESSIONS_MAX    1024u
 #define RECONNECT_GAP_NS 1000000000LL   /* at most one reconnect try a second */
+#define BIND_CERTS_MAX  64u             /* certificates hashed into the binding */
 
 /* Ed25519's OID 1.3.101.112, for tokens that give no CKA_EC_PARAMS. */
 static const uint8_t ed25519_oid_der[] = { 0x06, 0x03, 0x2b, 0x65, 0x70 };
@@ -69,7 +70,28 @@ struct gw_token {
 
 	pthread_mutex_t connect_lock;   /* one (re)connect at a time */
 	pthread_mutex_t lookup_lock;    /* one find operation on the anchor at a time */
+
+	/* Binding (token.h), set at the first login, read under connect_lock. */
+	bool bound;
+	char bound_serial[20];
+	uint8_t bound_certs[32];
+	unsigned bound_ncerts;
+	bool is_pcsc;
+
+	/* Under lock: */
+	char reason[256];           /* why not present; "" when present */
+	char slot_name[72];         /* slot description at the last login */
+	bool refused;               /* the token there now was refused (binding) */
+	char last_err[512];         /* last reconnect error logged, to log changes only */
+	gw_token_event_fn hook;
+	void *hook_arg;
 };
+
+static CK_RV find_objects(struct gw_token *tok, CK_SESSION_HANDLE s, CK_ATTRIBUTE *tmpl, CK_ULONG n,
+                          CK_OBJECT_HANDLE *found, CK_ULONG max, CK_ULONG *count);
+static CK_RV read_attr(struct gw_token *tok, CK_SESSION_HANDLE s, CK_OBJECT_HANDLE o,
+                       CK_ATTRIBUTE_TYPE type, size_t max, struct gw_bytes *out);
+static void bytes_free(struct gw_bytes *b);
 
 static void __attribute__((format(printf, 3, 4)))
 seterr(char *err, size_t errlen, const char *fmt, ...)
@@ -178,7 +200,7 @@ token_matches(struct gw_token *tok, const CK_SLOT_INFO *si, const CK_TOKEN_INFO 
 /* Finds the one slot whose token matches backend_token. */
 static CK_RV
 find_slot(struct gw_token *tok, const char *what, CK_SLOT_ID *slot, CK_TOKEN_INFO *out,
-          char *err, size_t errlen)
+          CK_SLOT_INFO *siout, char *err, size_t errlen)
 {
 	CK_SLOT_ID *slots = NULL;
 	CK_ULONG n = 0, i, nmatch = 0;
@@ -229,6 +251,7 @@ find_slot(struct gw_token *tok, const char *what, CK_SLOT_ID *slot, CK_TOKEN_INF
 		if (nmatch++ == 0) {
 			*slot = slots[i];
 			*out = ti;
+			*siout = si;
 		}
 	}
 	if (nmatch == 0) {
@@ -247,7 +270,103 @@ out:
 	return rv;
 }
 
-/* ---- connecting: find the token, check the PIN flags, log in, open the pool ---- */
+/* ---- binding: which token this is ---- */
+
+static int
+hash_cmp(const void *a, const void *b)
+{
+	return memcmp(a, b, 32);
+}
+
+/* SHA-256 over the sorted SHA-256 hashes of the DER of every certificate
+ * the session sees: the same set of certificates gives the same value in
+ * whatever order the token lists them. */
+static CK_RV
+cert_fingerprint(struct gw_token *tok, CK_SESSION_HANDLE s, uint8_t out[32], unsigned *ncerts,
+                 char *err, size_t errlen)
+{
+	CK_OBJECT_CLASS cls = CKO_CERTIFICATE;
+	CK_ATTRIBUTE t[] = { { CKA_CLASS, &cls, sizeof(cls) } };
+	CK_OBJECT_HANDLE h[BIND_CERTS_MAX];
+	uint8_t (*hs)[32] = NULL;
+	struct gw_bytes der = { 0 };
+	CK_ULONG n = 0, i;
+	CK_RV rv;
+
+	rv = find_objects(tok, s, t, 1, h, BIND_CERTS_MAX, &n);
+	if (rv != CKR_OK) {
+		seterr(err, errlen, "listing the token's certificates: %s", rvstr(rv));
+		return rv;
+	}
+	hs = calloc(n ? n : 1, sizeof(*hs));
+	if (!hs) {
+		seterr(err, errlen, "out of memory");
+		return CKR_HOST_MEMORY;
+	}
+	for (i = 0; i < n; i++) {
+		rv = read_attr(tok, s, h[i], CKA_VALUE, CERT_MAX, &der);
+		if (rv != CKR_OK) {
+			seterr(err, errlen, "reading a certificate of the token: %s", rvstr(rv));
+			goto out;
+		}
+		if (!EVP_Digest(der.p, der.len, hs[i], NULL, EVP_sha256(), NULL)) {
+			rv = CKR_GENERAL_ERROR;
+			seterr(err, errlen, "SHA-256 failed");
+			goto out;
+		}
+		bytes_free(&der);
+	}
+	qsort(hs, n, sizeof(*hs), hash_cmp);
+	if (!EVP_Digest(hs, n * sizeof(*hs), out, NULL, EVP_sha256(), NULL)) {
+		rv = CKR_GENERAL_ERROR;
+		seterr(err, errlen, "SHA-256 failed");
+		goto out;
+	}
+	*ncerts = (unsigned)n;
+	rv = CKR_OK;
+out:
+	bytes_free(&der);
+	free(hs);
+	return rv;
+}
+
+/* First login: remember the token. Later: refuse another one, before any
+ * PIN goes to it. CKR_TOKEN_NOT_RECOGNIZED = another token. */
+static CK_RV
+check_binding(struct gw_token *tok, CK_SESSION_HANDLE s, const char *serial,
+              char *err, size_t errlen)
+{
+	uint8_t fp[32];
+	unsigned n = 0;
+	CK_RV rv;
+
+	rv = cert_fingerprint(tok, s, fp, &n, err, errlen);
+	if (rv != CKR_OK)
+		return rv;
+	if (!tok->bound) {
+		pthread_mutex_lock(&tok->lock);
+		snprintf(tok->bound_serial, sizeof(tok->bound_serial), "%s", serial);
+		memcpy(tok->bound_certs, fp, sizeof(fp));
+		tok->bound_ncerts = n;
+		tok->bound = true;
+		pthread_mutex_unlock(&tok->lock);
+		return CKR_OK;
+	}
+	if (strcmp(serial, tok->bound_serial) != 0) {
+		seterr(err, errlen, "a different card is in the reader (serial %s, the seals' card is "
+		       "serial %s): refused", serial, tok->bound_serial);
+		return CKR_TOKEN_NOT_RECOGNIZED;
+	}
+	if (n != tok->bound_ncerts || CRYPTO_memcmp(fp, tok->bound_certs, sizeof(fp)) != 0) {
+		seterr(err, errlen, "the card in the reader has serial %s but not the certificates it "
+		       "had when the gateway started (%u now, %u then): refused", serial, n,
+		       tok->bound_ncerts);
+		return CKR_TOKEN_NOT_RECOGNIZED;
+	}
+	return CKR_OK;
+}
+
+/* ---- connecting: find the token, check it is ours and the PIN flags, log in, open the pool ---- */
 
 /* Called with connect_lock held and the token absent (no session of an
  * older generation in use). */
@@ -257,23 +376,28 @@ token_connect(struct gw_token *tok, const char *what, char *err, size_t errlen)
 	CK_RV rv;
 	CK_SLOT_ID slot = 0;
 	CK_TOKEN_INFO ti;
+	CK_SLOT_INFO si;
 	CK_SESSION_HANDLE anchor = CK_INVALID_HANDLE;
 	CK_SESSION_HANDLE *sess = NULL;
 	unsigned i, nopen = 0;
-	char label[40], model[20], manuf[40], serial[20];
+	char label[40], model[20], manuf[40], serial[20], sname[72];
 
-	rv = find_slot(tok, what, &slot, &ti, err, errlen);
+	rv = find_slot(tok, what, &slot, &ti, &si, err, errlen);
+	if (rv != CKR_OK)
+		goto out;
+	padded_to_str(ti.serialNumber, sizeof(ti.serialNumber), serial, sizeof(serial));
+	/* Read-only sessions: the gateway only signs and reads. */
+	rv = tok->f->C_OpenSession(slot, CKF_SERIAL_SESSION, NULL, NULL, &anchor);
+	if (rv != CKR_OK) {
+		seterr(err, errlen, "C_OpenSession: %s", rvstr(rv));
+		goto out;
+	}
+	rv = check_binding(tok, anchor, serial, err, errlen);
 	if (rv != CKR_OK)
 		goto out;
 	if (gw_token_check_pin_flags(ti.flags, err, errlen) != 0) {
 		rv = (ti.flags & CKF_USER_PIN_LOCKED) ? CKR_PIN_LOCKED : CKR_PIN_INCORRECT;
 		mark_pin_dead(tok);
-		goto out;
-	}
-	/* Read-only sessions: the gateway only signs and reads. */
-	rv = tok->f->C_OpenSession(slot, CKF_SERIAL_SESSION, NULL, NULL, &anchor);
-	if (rv != CKR_OK) {
-		seterr(err, errlen, "C_OpenSession: %s", rvstr(rv));
 		goto out;
 	}
 	if (ti.flags & CKF_LOGIN_REQUIRED) {
@@ -291,10 +415,15 @@ token_connect(struct gw_token *tok, const char *what, char *err, size_t errlen)
 		if (rv == CKR_USER_ALREADY_LOGGED_IN)
 			rv = CKR_OK;
 		if (rv != CKR_OK) {
-			if (rv_pin_fatal(rv))
+			/* Any refusal other than the token vanishing may have cost a
+			 * try (card emulations answer a wrong PIN with
+			 * CKR_GENERAL_ERROR): never try this PIN again. */
+			bool dead = rv_pin_fatal(rv) || !rv_token_gone(rv);
+
+			if (dead)
 				mark_pin_dead(tok);
 			seterr(err, errlen, "C_Login on the backend token: %s%s", rvstr(rv),
-			       rv_pin_fatal(rv) ? " (will not retry; fix the PIN file and restart)" : "");
+			       dead ? " (will not retry; fix the PIN file and restart)" : "");
 			goto out;
 		}
 	}
@@ -317,7 +446,7 @@ token_connect(struct gw_token *tok, const char *what, char *err, size_t errlen)
 	padded_to_str(ti.label, sizeof(ti.label), label, sizeof(label));
 	padded_to_str(ti.model, sizeof(ti.model), model, sizeof(model));
 	padded_to_str(ti.manufacturerID, sizeof(ti.manufacturerID), manuf, sizeof(manuf));
-	padded_to_str(ti.serialNumber, sizeof(ti.serialNumber), serial, sizeof(serial));
+	padded_to_str(si.slotDescription, sizeof(si.slotDescription), sname, sizeof(sname));
 
 	pthread_mutex_lock(&tok->lock);
 	if (!tok->ever_connected)
@@ -330,6 +459,10 @@ token_connect(struct gw_token *tok, const char *what, char *err, size_t errlen)
 	tok->nopen = nopen;
 	tok->present = true;
 	tok->ever_connected = true;
+	tok->refused = false;
+	tok->reason[0] = '\0';
+	tok->last_err[0] = '\0';
+	snprintf(tok->slot_name, sizeof(tok->slot_name), "%s", sname);
 	pthread_cond_broadcast(&tok->cond);
 	pthread_mutex_unlock(&tok->lock);
 	gw_log_info("backend token '%s' (serial %s) logged in, %u pool sessions", label, serial, nopen);
@@ -346,9 +479,26 @@ out:
 	return rv;
 }
 
+static void
+fire(struct gw_token *tok, enum gw_token_event ev, const char *detail)
+{
+	gw_token_event_fn fn;
+	void *arg;
+
+	pthread_mutex_lock(&tok->lock);
+	fn = tok->hook;
+	arg = tok->hook_arg;
+	pthread_mutex_unlock(&tok->lock);
+	if (fn)
+		fn(arg, ev, detail);
+}
+
 void
 gw_token_lost(struct gw_token *tok, const char *why)
 {
+	bool changed = false;
+	char detail[256];
+
 	pthread_mutex_lock(&tok->lock);
 	if (tok->present) {
 		tok->present = false;
@@ -357,10 +507,15 @@ gw_token_lost(struct gw_token *tok, const char *why)
 		 * closes them all with C_CloseAllSessions. */
 		tok->nfree = 0;
 		tok->nopen = 0;
+		snprintf(tok->reason, sizeof(tok->reason), "%s", why);
+		snprintf(detail, sizeof(detail), "%s", why);
+		changed = true;
 		gw_log_warn("backend token went away (%s); signing stops until it is back", why);
 		pthread_cond_broadcast(&tok->cond);
 	}
 	pthread_mutex_unlock(&tok->lock);
+	if (changed)
+		fire(tok, GW_TOKEN_REMOVED, detail);
 }
 
 CK_RV
@@ -370,6 +525,7 @@ gw_token_reconnect(struct gw_token *tok)
 	char err[512] = "";
 	CK_SLOT_ID old_slot;
 	int64_t now;
+	bool log_it, first_refusal = false;
 
 	/* Whoever holds connect_lock is already reconnecting: the rest get
 	 * "not present" at once rather than queueing behind it. */
@@ -402,12 +558,87 @@ gw_token_reconnect(struct gw_token *tok)
 	rv = token_connect(tok, "backend_token", err, sizeof(err));
 	pthread_mutex_lock(&tok->lock);
 	tok->last_fail_ns = rv == CKR_OK ? 0 : now_ns();
+	log_it = rv != CKR_OK && strcmp(err, tok->last_err) != 0;
+	if (rv != CKR_OK) {
+		snprintf(tok->last_err, sizeof(tok->last_err), "%s", err);
+		/* "not present" keeps the more telling reason it went away */
+		if (rv != CKR_TOKEN_NOT_PRESENT || tok->reason[0] == '\0')
+			snprintf(tok->reason, sizeof(tok->reason), "%s", err);
+	}
+	if (rv == CKR_TOKEN_NOT_RECOGNIZED) {
+		first_refusal = !tok->refused;
+		tok->refused = true;
+	}
 	pthread_mutex_unlock(&tok->lock);
-	if (rv != CKR_OK)
+	if (log_it)
 		gw_log_warn("backend token reconnect: %s", err);
+	if (rv == CKR_OK)
+		fire(tok, GW_TOKEN_INSERTED, gw_token_describe(tok));
+	else if (first_refusal)
+		fire(tok, GW_TOKEN_REFUSED, err);
 out:
 	pthread_mutex_unlock(&tok->connect_lock);
 	return rv;
+}
+
+void
+gw_token_set_event_hook(struct gw_token *tok, gw_token_event_fn fn, void *arg)
+{
+	pthread_mutex_lock(&tok->lock);
+	tok->hook = fn;
+	tok->hook_arg = arg;
+	pthread_mutex_unlock(&tok->lock);
+}
+
+void
+gw_token_reason(struct gw_token *tok, char *buf, size_t len)
+{
+	if (!buf || len == 0)
+		return;
+	pthread_mutex_lock(&tok->lock);
+	if (tok->present)
+		buf[0] = '\0';
+	else if (tok->pin_dead && tok->reason[0] == '\0')
+		snprintf(buf, len, "the backend token PIN was refused; not retried until restart");
+	else
+		snprintf(buf, len, "%s", tok->reason[0] ? tok->reason : "backend token not present");
+	pthread_mutex_unlock(&tok->lock);
+}
+
+bool
+gw_token_is_pcsc(struct gw_token *tok)
+{
+	return tok->is_pcsc;
+}
+
+void
+gw_token_slot_name(struct gw_token *tok, char *buf, size_t len)
+{
+	if (!buf || len == 0)
+		return;
+	pthread_mutex_lock(&tok->lock);
+	snprintf(buf, len, "%s", tok->slot_name);
+	pthread_mutex_unlock(&tok->lock);
+}
+
+void
+gw_token_card_changed(struct gw_token *tok)
+{
+	pthread_mutex_lock(&tok->lock);
+	tok->refused = false;
+	/* A new card deserves a look now, not after the back-off. */
+	tok->last_fail_ns = 0;
+	pthread_mutex_unlock(&tok->lock);
+}
+
+void
+gw_token_bound_serial(struct gw_token *tok, char *buf, size_t len)
+{
+	if (!buf || len == 0)
+		return;
+	pthread_mutex_lock(&tok->lock);
+	snprintf(buf, len, "%s", tok->bound ? tok->bound_serial : "");
+	pthread_mutex_unlock(&tok->lock);
 }
 
 /* ---- the pool ---- */
@@ -595,12 +826,21 @@ gw_token_open(const struct gw_config *cfg, const char *pin,
 		goto out;
 	}
 	tok->initialized = true;
+	crv = tok->f->C_GetInfo(&info);
+	if (crv != CKR_OK) {
+		seterr(err, errlen, "C_GetInfo: %s", rvstr(crv));
+		goto out;
+	}
+	{
+		/* OpenSC reaches its cards through pcsc-lite: those come and go. */
+		const char *base = strrchr(cfg->backend_module, '/');
+		char manuf[40];
+
+		padded_to_str(info.manufacturerID, sizeof(info.manufacturerID), manuf, sizeof(manuf));
+		base = base ? base + 1 : cfg->backend_module;
+		tok->is_pcsc = strncmp(manuf, "OpenSC", 6) == 0 || strstr(base, "opensc") != NULL;
+	}
 	if (tok->match) {
-		crv = tok->f->C_GetInfo(&info);
-		if (crv != CKR_OK) {
-			seterr(err, errlen, "C_GetInfo: %s", rvstr(crv));
-			goto out;
-		}
 		if (p11_kit_uri_match_module_info(tok->match, &info) != 1) {
 			seterr(err, errlen, "backend module %s does not match backend_token '%s'",
 			       cfg->backend_module, cfg->backend_token);

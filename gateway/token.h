@@ -71,9 +71,56 @@ int gw_token_check_pin_flags(CK_FLAGS flags, char *err, size_t errlen);
  * and by a card watcher. Idempotent. */
 void gw_token_lost(struct gw_token *tok, const char *why);
 
-/* "Maybe it is back": if absent, finds the token again, re-checks the PIN
- * flags, logs in once and reopens the pool. At most one try a second and
- * never after a failed login. CKR_OK when present afterwards. */
+/* "Maybe it is back": if absent, finds the token again, checks it is the
+ * same token as at first load (binding, below), re-checks the PIN flags,
+ * logs in once and reopens the pool. At most one try a second and never
+ * after a failed login. CKR_OK when present afterwards;
+ * CKR_TOKEN_NOT_RECOGNIZED when another token/card is there (refused,
+ * no PIN sent to it); CKR_PIN_* when the PIN is not to be tried. */
 CK_RV gw_token_reconnect(struct gw_token *tok);
+
+/* ---- cards: binding, presence, events ----
+ *
+ * Binding: at the first login the token's serial number and the set of its
+ * certificates (SHA-256 over their sorted DER hashes; certificates are
+ * public, so this needs no login) are recorded. A reconnect to a token
+ * with another serial or other certificates is refused before any PIN is
+ * sent: a seal lives on one card, and a different card in the reader is
+ * not that seal. */
+
+enum gw_token_event {
+	GW_TOKEN_REMOVED = 1,     /* it went away (card pulled, device error) */
+	GW_TOKEN_INSERTED,        /* it is back and logged in again */
+	GW_TOKEN_REFUSED,         /* another token/card is there: refused */
+};
+
+/* Called outside the token's locks, from whichever thread saw the change
+ * (a signer, the card watcher). detail: words for people. The gateway
+ * writes an audit record from it; the hook must not call back into the
+ * token. Set once before other threads use the token. */
+typedef void (*gw_token_event_fn)(void *arg, enum gw_token_event ev, const char *detail);
+void gw_token_set_event_hook(struct gw_token *tok, gw_token_event_fn fn, void *arg);
+
+/* Why the token is not usable now, for status output ("card removed from
+ * reader 'X'", "a different card is in the reader ... refused", "PIN
+ * refused ..."); "" while present. Copies into buf. */
+void gw_token_reason(struct gw_token *tok, char *buf, size_t len);
+
+/* True when the backend module is OpenSC (cards behind pcsc-lite): the
+ * gateway then runs a card watcher (gateway/cardwatch.h). */
+bool gw_token_is_pcsc(struct gw_token *tok);
+
+/* The slot description of the token's slot at its last login, blanks
+ * trimmed: for OpenSC, the PC/SC reader name (at most 64 characters, so
+ * possibly a prefix of it). Copies into buf. */
+void gw_token_slot_name(struct gw_token *tok, char *buf, size_t len);
+
+/* The card watcher saw a card arrive or leave: a refusal of the card that
+ * was there before is forgotten, so the next reconnect looks afresh (and a
+ * refusal of a new foreign card is reported again). */
+void gw_token_card_changed(struct gw_token *tok);
+
+/* Serial number recorded at first login ("" before). Copies into buf. */
+void gw_token_bound_serial(struct gw_token *tok, char *buf, size_t len);
 
 #endif

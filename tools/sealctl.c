@@ -17,7 +17,7 @@
 #include <openssl/x509.h>
 #include <p11-kit/pkcs11.h>
 
-#include "cli.h"
+#include "sealctl.h"
 #include "protocol.h"
 #include "sg-config.h"
 
@@ -33,6 +33,19 @@ usage(FILE *f)
 "  whoami                      the account you act as\n"
 "  user add USER               (seal admin) give USER a password\n"
 "  user passwd [USER]          change your password, or (seal admin) USER's\n"
+"\n"
+"  apply --seal S --reason R [--type T] [--amount A] [--scope X] [--doc FILE]\n"
+"        [--uses N] [--valid-for 7d]   apply to use a seal; --doc binds the use to\n"
+"                              that document (its SHA-256)\n"
+"  list [--mine|--waiting|--all] your applications, those waiting for you, or all\n"
+"  show ID                     one application with its approvals\n"
+"  approve ID [--comment C]    approve the level waiting for you\n"
+"  reject ID --comment C       reject it (ends the application)\n"
+"  revoke ID                   withdraw (applicant) or cancel (seal admin)\n"
+"  why                         why your last signature was refused\n"
+"  policy check FILE           validate a policy file offline (file:line:column errors)\n"
+"  policy explain [--policy FILE] [--seal S] [--user U] [--type T] [--amount A] [--scope X]\n"
+"                              which rule applies, who approves, quotas, windows\n"
 "\n"
 "Options:\n"
 "  -s, --socket PATH           gateway socket (env SEALGATE_SOCKET; default %s/sealgated.sock)\n"
@@ -266,6 +279,9 @@ main(int argc, char **argv)
 		return 2;
 	}
 	cmd = argv[optind++];
+	rv = sealctl_workflow(&c, cmd, argc - optind + 1, argv + optind - 1);
+	if (rv >= 0)
+		goto done;
 	/* Options may also follow the command. */
 	{
 		int rest = argc - optind;
@@ -299,6 +315,7 @@ main(int argc, char **argv)
 		}
 		free(pos);
 	}
+done:
 	if (c.fd >= 0)
 		close(c.fd);
 	sg_free_secret_str(c.session);

@@ -11,6 +11,8 @@
 #include "audit.h"
 #include "auth.h"
 #include "dispatch.h"
+#include "quota.h"
+#include "signpath.h"
 #include "server.h"
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
@@ -52,6 +54,9 @@ init(void)
 		fail("audit", err);
 	if (gw_auth_new(60, &ctx.auth) < 0)
 		fail("auth", "init");
+	if (gw_quota_new(ctx.store, &ctx.quota) < 0 || gw_signpath_init(&ctx) < 0)
+		fail("quota", "init");
+	pthread_mutex_init(&ctx.wf_lock, NULL);
 	peer.uid = getuid();
 	peer.pid = getpid();
 	snprintf(peer.login, sizeof(peer.login), "alice");

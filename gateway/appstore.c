@@ -1,0 +1,424 @@
+/*
+ * SQL for applications, approvals and quota counters (appstore.h). Every
+ * function takes the store's lock (recursive, so _tx functions also work
+ * inside the audit writer's transaction callback).
+ */
+#include "appstore.h"
+
+#include <stdio.h>
+#include <string.h>
+#include <sqlite3.h>
+#include <jansson.h>
+
+static int
+fail(struct gw_store *st, char *err, size_t errlen, const char *what)
+{
+	if (err)
+		snprintf(err, errlen, "%s: %s", what, sqlite3_errmsg(gw_store_db(st)));
+	return -1;
+}
+
+static sqlite3_stmt *
+prep(struct gw_store *st, const char *sql)
+{
+	sqlite3_stmt *s = NULL;
+
+	if (sqlite3_prepare_v3(gw_store_db(st), sql, -1, SQLITE_PREPARE_PERSISTENT, &s, NULL) != SQLITE_OK)
+		return NULL;
+	return s;
+}
+
+static void
+bind_text_or_null(sqlite3_stmt *s, int i, const char *v)
+{
+	if (v && v[0])
+		sqlite3_bind_text(s, i, v, -1, SQLITE_TRANSIENT);
+	else
+		sqlite3_bind_null(s, i);
+}
+
+int64_t
+gw_appstore_max_id(struct gw_store *st)
+{
+	sqlite3_stmt *s;
+	int64_t id = 0;
+
+	gw_store_lock(st);
+	s = prep(st, "SELECT coalesce(max(id), 0) FROM applications");
+	if (s && sqlite3_step(s) == SQLITE_ROW)
+		id = sqlite3_column_int64(s, 0);
+	sqlite3_finalize(s);
+	gw_store_unlock(st);
+	return id;
+}
+
+static char *
+levels_json(const struct gw_application *app)
+{
+	json_t *a = json_array();
+	char *out;
+
+	for (unsigned i = 0; i < app->n_levels; i++) {
+		const struct gw_wf_level *l = &app->levels[i];
+		if (l->kind == GW_LEVEL_ROLE)
+			json_array_append_new(a, json_pack("{s:s,s:s,s:i}", "kind", "role",
+			                                   "role", l->role, "quorum", (int)l->quorum));
+		else
+			json_array_append_new(a, json_pack("{s:s,s:i,s:i}", "kind", "head",
+			                                   "up", (int)l->up, "quorum", (int)l->quorum));
+	}
+	out = json_dumps(a, JSON_COMPACT);
+	json_decref(a);
+	return out;
+}
+
+static int
+levels_parse(const char *text, struct gw_application *app)
+{
+	json_t *a = json_loads(text, 0, NULL), *l;
+	size_t i;
+
+	if (!json_is_array(a) || json_array_size(a) > GW_WF_MAX_LEVELS) {
+		json_decref(a);
+		return -1;
+	}
+	json_array_foreach(a, i, l) {
+		const char *kind = json_string_value(json_object_get(l, "kind"));
+		struct gw_wf_level *w = &app->levels[i];
+		memset(w, 0, sizeof(*w));
+		w->quorum = (unsigned)json_integer_value(json_object_get(l, "quorum"));
+		if (kind && strcmp(kind, "role") == 0) {
+			w->kind = GW_LEVEL_ROLE;
+			snprintf(w->role, sizeof(w->role), "%s",
+			         json_string_value(json_object_get(l, "role")) ?: "");
+		} else {
+			w->kind = GW_LEVEL_RELATIVE_HEAD;
+			w->up = (unsigned)json_integer_value(json_object_get(l, "up"));
+		}
+		if (w->quorum == 0)
+			w->quorum = 1;
+	}
+	app->n_levels = (unsigned)json_array_size(a);
+	json_decref(a);
+	return 0;
+}
+
+static void
+col_text(sqlite3_stmt *s, int i, char *dst, size_t cap)
+{
+	const unsigned char *t = sqlite3_column_text(s, i);
+	snprintf(dst, cap, "%s", t ? (const char *)t : "");
+}
+
+int
+gw_appstore_get(struct gw_store *st, int64_t id, struct gw_application *app)
+{
+	sqlite3_stmt *s = NULL, *a = NULL;
+	int rv = -1, rc;
+
+	memset(app, 0, sizeof(*app));
+	gw_store_lock(st);
+	s = prep(st, "SELECT applicant, seal, document_type, business_scope, amount, reason, doc_digest,"
+	             " rule, levels, level, uses_granted, uses_left, created, valid_until, state"
+	             " FROM applications WHERE id = ?");
+	if (s == NULL)
+		goto out;
+	sqlite3_bind_int64(s, 1, id);
+	rc = sqlite3_step(s);
+	if (rc == SQLITE_DONE) {
+		rv = 0;
+		goto out;
+	}
+	if (rc != SQLITE_ROW)
+		goto out;
+	app->id = id;
+	col_text(s, 0, app->applicant, sizeof(app->applicant));
+	col_text(s, 1, app->seal, sizeof(app->seal));
+	col_text(s, 2, app->document_type, sizeof(app->document_type));
+	col_text(s, 3, app->business_scope, sizeof(app->business_scope));
+	app->has_amount = sqlite3_column_type(s, 4) != SQLITE_NULL;
+	app->amount = sqlite3_column_int64(s, 4);
+	col_text(s, 5, app->reason, sizeof(app->reason));
+	if (sqlite3_column_type(s, 6) == SQLITE_BLOB && sqlite3_column_bytes(s, 6) == 32) {
+		app->has_doc = true;
+		memcpy(app->doc_digest, sqlite3_column_blob(s, 6), 32);
+	}
+	app->rule = sqlite3_column_int(s, 7);
+	if (levels_parse((const char *)sqlite3_column_text(s, 8), app) < 0)
+		goto out;
+	app->level = (unsigned)sqlite3_column_int(s, 9);
+	app->uses_granted = (uint32_t)sqlite3_column_int64(s, 10);
+	app->uses_left = (uint32_t)sqlite3_column_int64(s, 11);
+	app->created = sqlite3_column_int64(s, 12);
+	app->valid_until = sqlite3_column_int64(s, 13);
+	if (gw_app_state_from_name((const char *)sqlite3_column_text(s, 14), &app->state) < 0)
+		goto out;
+
+	a = prep(st, "SELECT level, approver, approve, comment, at FROM approvals"
+	             " WHERE application = ? ORDER BY at, rowid");
+	if (a == NULL)
+		goto out;
+	sqlite3_bind_int64(a, 1, id);
+	while ((rc = sqlite3_step(a)) == SQLITE_ROW && app->n_approvals < GW_WF_MAX_APPROVALS) {
+		struct gw_approval *p = &app->approvals[app->n_approvals++];
+		p->level = (unsigned)sqlite3_column_int(a, 0);
+		col_text(a, 1, p->approver, sizeof(p->approver));
+		p->approve = sqlite3_column_int(a, 2) != 0;
+		col_text(a, 3, p->comment, sizeof(p->comment));
+		p->at = sqlite3_column_int64(a, 4);
+	}
+	if (rc != SQLITE_ROW && rc != SQLITE_DONE)
+		goto out;
+	rv = 1;
+out:
+	sqlite3_finalize(s);
+	sqlite3_finalize(a);
+	gw_store_unlock(st);
+	return rv;
+}
+
+static int
+insert_approvals(struct gw_store *st, const struct gw_application *app, char *err, size_t errlen)
+{
+	sqlite3_stmt *s = prep(st, "INSERT OR IGNORE INTO approvals(application, level, approver,"
+	                           " approve, comment, at) VALUES (?,?,?,?,?,?)");
+	int rv = 0;
+
+	if (s == NULL)
+		return fail(st, err, errlen, "approvals");
+	for (unsigned i = 0; i < app->n_approvals && rv == 0; i++) {
+		const struct gw_approval *p = &app->approvals[i];
+		sqlite3_reset(s);
+		sqlite3_bind_int64(s, 1, app->id);
+		sqlite3_bind_int(s, 2, (int)p->level);
+		sqlite3_bind_text(s, 3, p->approver, -1, SQLITE_TRANSIENT);
+		sqlite3_bind_int(s, 4, p->approve);
+		bind_text_or_null(s, 5, p->comment);
+		sqlite3_bind_int64(s, 6, p->at);
+		if (sqlite3_step(s) != SQLITE_DONE)
+			rv = fail(st, err, errlen, "approvals");
+	}
+	sqlite3_finalize(s);
+	return rv;
+}
+
+int
+gw_appstore_insert_tx(struct gw_store *st, const struct gw_application *app,
+                      char *err, size_t errlen)
+{
+	sqlite3_stmt *s;
+	char *levels = levels_json(app);
+	int rv = -1;
+
+	gw_store_lock(st);
+	s = prep(st, "INSERT INTO applications(id, applicant, seal, document_type, business_scope,"
+	             " amount, reason, doc_digest, rule, levels, level, uses_granted, uses_left,"
+	             " created, valid_until, state, updated) VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)");
+	if (s == NULL || levels == NULL) {
+		fail(st, err, errlen, "applications");
+		goto out;
+	}
+	sqlite3_bind_int64(s, 1, app->id);
+	sqlite3_bind_text(s, 2, app->applicant, -1, SQLITE_TRANSIENT);
+	sqlite3_bind_text(s, 3, app->seal, -1, SQLITE_TRANSIENT);
+	bind_text_or_null(s, 4, app->document_type);
+	bind_text_or_null(s, 5, app->business_scope);
+	if (app->has_amount)
+		sqlite3_bind_int64(s, 6, app->amount);
+	else
+		sqlite3_bind_null(s, 6);
+	sqlite3_bind_text(s, 7, app->reason, -1, SQLITE_TRANSIENT);
+	if (app->has_doc)
+		sqlite3_bind_blob(s, 8, app->doc_digest, 32, SQLITE_TRANSIENT);
+	else
+		sqlite3_bind_null(s, 8);
+	sqlite3_bind_int(s, 9, app->rule);
+	sqlite3_bind_text(s, 10, levels, -1, SQLITE_TRANSIENT);
+	sqlite3_bind_int(s, 11, (int)app->level);
+	sqlite3_bind_int64(s, 12, app->uses_granted);
+	sqlite3_bind_int64(s, 13, app->uses_left);
+	sqlite3_bind_int64(s, 14, app->created);
+	sqlite3_bind_int64(s, 15, app->valid_until);
+	sqlite3_bind_text(s, 16, gw_app_state_name(app->state), -1, SQLITE_STATIC);
+	sqlite3_bind_int64(s, 17, app->created);
+	if (sqlite3_step(s) != SQLITE_DONE) {
+		fail(st, err, errlen, "applications");
+		goto out;
+	}
+	rv = insert_approvals(st, app, err, errlen);
+out:
+	sqlite3_finalize(s);
+	free(levels);
+	gw_store_unlock(st);
+	return rv;
+}
+
+int
+gw_appstore_update_tx(struct gw_store *st, const struct gw_application *app,
+                      enum gw_app_state from, unsigned from_level, time_t now,
+                      char *err, size_t errlen)
+{
+	sqlite3_stmt *s;
+	int rv = -1;
+
+	gw_store_lock(st);
+	s = prep(st, "UPDATE applications SET state = ?, level = ?, uses_left = ?, updated = ?"
+	             " WHERE id = ? AND state = ? AND level = ?");
+	if (s == NULL) {
+		fail(st, err, errlen, "applications");
+		goto out;
+	}
+	sqlite3_bind_text(s, 1, gw_app_state_name(app->state), -1, SQLITE_STATIC);
+	sqlite3_bind_int(s, 2, (int)app->level);
+	sqlite3_bind_int64(s, 3, app->uses_left);
+	sqlite3_bind_int64(s, 4, now);
+	sqlite3_bind_int64(s, 5, app->id);
+	sqlite3_bind_text(s, 6, gw_app_state_name(from), -1, SQLITE_STATIC);
+	sqlite3_bind_int(s, 7, (int)from_level);
+	if (sqlite3_step(s) != SQLITE_DONE) {
+		fail(st, err, errlen, "applications");
+		goto out;
+	}
+	if (sqlite3_changes(gw_store_db(st)) != 1) {
+		snprintf(err, errlen, "application #%lld changed meanwhile; try again", (long long)app->id);
+		goto out;
+	}
+	rv = insert_approvals(st, app, err, errlen);
+out:
+	sqlite3_finalize(s);
+	gw_store_unlock(st);
+	return rv;
+}
+
+int
+gw_appstore_spend_tx(struct gw_store *st, int64_t id, time_t now, char *err, size_t errlen)
+{
+	sqlite3_stmt *s;
+	int rv = -1;
+
+	gw_store_lock(st);
+	s = prep(st, "UPDATE applications SET uses_left = uses_left - 1,"
+	             " state = CASE WHEN uses_left = 1 THEN 'used_up' ELSE state END, updated = ?"
+	             " WHERE id = ? AND state = 'authorized' AND uses_left > 0 AND valid_until > ?");
+	if (s == NULL) {
+		fail(st, err, errlen, "applications");
+		goto out;
+	}
+	sqlite3_bind_int64(s, 1, now);
+	sqlite3_bind_int64(s, 2, id);
+	sqlite3_bind_int64(s, 3, now);
+	if (sqlite3_step(s) != SQLITE_DONE) {
+		fail(st, err, errlen, "applications");
+		goto out;
+	}
+	if (sqlite3_changes(gw_store_db(st)) != 1) {
+		snprintf(err, errlen, "application #%lld has no use left", (long long)id);
+		goto out;
+	}
+	rv = 0;
+out:
+	sqlite3_finalize(s);
+	gw_store_unlock(st);
+	return rv;
+}
+
+int
+gw_appstore_list(struct gw_store *st, const char *applicant, const char *seal,
+                 unsigned states, int64_t *ids, size_t max, size_t *n)
+{
+	sqlite3_stmt *s;
+	int rc, rv = -1;
+
+	*n = 0;
+	gw_store_lock(st);
+	s = prep(st, "SELECT id, state FROM applications WHERE (?1 IS NULL OR applicant = ?1)"
+	             " AND (?2 IS NULL OR seal = ?2) ORDER BY id DESC");
+	if (s == NULL)
+		goto out;
+	bind_text_or_null(s, 1, applicant);
+	bind_text_or_null(s, 2, seal);
+	while (*n < max && (rc = sqlite3_step(s)) == SQLITE_ROW) {
+		enum gw_app_state state;
+		if (gw_app_state_from_name((const char *)sqlite3_column_text(s, 1), &state) < 0)
+			continue;
+		if (states == 0 || (states & (1u << state)))
+			ids[(*n)++] = sqlite3_column_int64(s, 0);
+	}
+	rv = 0;
+out:
+	sqlite3_finalize(s);
+	gw_store_unlock(st);
+	return rv;
+}
+
+int
+gw_appstore_due_to_expire(struct gw_store *st, time_t now, int64_t *ids, size_t max, size_t *n)
+{
+	sqlite3_stmt *s;
+	int rv = -1;
+
+	*n = 0;
+	gw_store_lock(st);
+	s = prep(st, "SELECT id FROM applications WHERE state IN ('pending', 'authorized')"
+	             " AND valid_until <= ? ORDER BY id LIMIT ?");
+	if (s == NULL)
+		goto out;
+	sqlite3_bind_int64(s, 1, now);
+	sqlite3_bind_int64(s, 2, (sqlite3_int64)max);
+	while (*n < max && sqlite3_step(s) == SQLITE_ROW)
+		ids[(*n)++] = sqlite3_column_int64(s, 0);
+	rv = 0;
+out:
+	sqlite3_finalize(s);
+	gw_store_unlock(st);
+	return rv;
+}
+
+int
+gw_appstore_quota_get(struct gw_store *st, const char *seal, const char *period,
+                      const char *person, uint64_t *used)
+{
+	sqlite3_stmt *s;
+	int rv = -1, rc;
+
+	*used = 0;
+	gw_store_lock(st);
+	s = prep(st, "SELECT used FROM quota_use WHERE seal = ? AND period = ? AND person = ?");
+	if (s == NULL)
+		goto out;
+	sqlite3_bind_text(s, 1, seal, -1, SQLITE_TRANSIENT);
+	sqlite3_bind_text(s, 2, period, -1, SQLITE_TRANSIENT);
+	sqlite3_bind_text(s, 3, person ? person : "", -1, SQLITE_TRANSIENT);
+	rc = sqlite3_step(s);
+	if (rc == SQLITE_ROW)
+		*used = (uint64_t)sqlite3_column_int64(s, 0);
+	rv = rc == SQLITE_ROW || rc == SQLITE_DONE ? 0 : -1;
+out:
+	sqlite3_finalize(s);
+	gw_store_unlock(st);
+	return rv;
+}
+
+int
+gw_appstore_quota_add_tx(struct gw_store *st, const char *seal, const char *period,
+                         const char *person, char *err, size_t errlen)
+{
+	sqlite3_stmt *s;
+	int rv = -1;
+
+	gw_store_lock(st);
+	s = prep(st, "INSERT INTO quota_use(seal, period, person, used) VALUES (?,?,?,1)"
+	             " ON CONFLICT(seal, period, person) DO UPDATE SET used = used + 1");
+	if (s == NULL) {
+		fail(st, err, errlen, "quota_use");
+		goto out;
+	}
+	sqlite3_bind_text(s, 1, seal, -1, SQLITE_TRANSIENT);
+	sqlite3_bind_text(s, 2, period, -1, SQLITE_TRANSIENT);
+	sqlite3_bind_text(s, 3, person ? person : "", -1, SQLITE_TRANSIENT);
+	rv = sqlite3_step(s) == SQLITE_DONE ? 0 : fail(st, err, errlen, "quota_use");
+out:
+	sqlite3_finalize(s);
+	gw_store_unlock(st);
+	return rv;
+}

@@ -1,0 +1,953 @@
+/*
+ * The audit trail's formats (auditfmt.h): canonical record encoding and
+ * hash chain, checkpoint message and its signature check, the JSON-lines
+ * export, and the verifier that names every place a log was changed.
+ * Pure: shared by sealgated and the offline verifier in sealctl.
+ */
+#include "auditfmt.h"
+
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include <openssl/crypto.h>
+#include <openssl/evp.h>
+#include <openssl/x509.h>
+
+#define ENC_NULL        0xffffffffu     /* length of a NULL string */
+#define PROBLEMS_MAX    200             /* then "… and more" */
+
+static const uint8_t enc_magic[8] = { 'S', 'G', 'A', 'U', 'D', 'I', 'T', '1' };
+static const uint8_t cp_magic[8] = { 'S', 'G', 'C', 'H', 'K', 'P', 'T', '1' };
+
+static void __attribute__((format(printf, 3, 4)))
+seterr(char *err, size_t errlen, const char *fmt, ...)
+{
+	va_list ap;
+
+	if (!err || errlen == 0)
+		return;
+	va_start(ap, fmt);
+	vsnprintf(err, errlen, fmt, ap);
+	va_end(ap);
+}
+
+
+/* The encoder writes into a bounded buffer (counting what does not fit) or
+ * feeds a digest, so one definition serves storage-free hashing and a
+ * later Merkle leaf alike. */
+struct enc {
+	uint8_t *buf;
+	size_t cap, len;
+	EVP_MD_CTX *md;
+	bool fail;
+};
+
+static void
+put(struct enc *e, const void *p, size_t n)
+{
+	if (n == 0)
+		return;
+	if (e->md) {
+		if (!EVP_DigestUpdate(e->md, p, n))
+			e->fail = true;
+	} else if (e->buf && n <= e->cap && e->len <= e->cap - n) {
+		memcpy(e->buf + e->len, p, n);
+	}
+	e->len += n;
+}
+
+static void
+put_u32(struct enc *e, uint32_t v)
+{
+	uint8_t b[4] = { v >> 24, v >> 16, v >> 8, v };
+
+	put(e, b, 4);
+}
+
+static void
+put_u64(struct enc *e, uint64_t v)
+{
+	uint8_t b[8];
+
+	for (int i = 7; i >= 0; i--, v >>= 8)
+		b[i] = (uint8_t)v;
+	put(e, b, 8);
+}
+
+static void
+put_i64(struct enc *e, int64_t v)
+{
+	put_u64(e, (uint64_t)v);   /* two's complement */
+}
+
+static void
+put_str(struct enc *e, const char *s)
+{
+	size_t n;
+
+	if (!s) {
+		put_u32(e, ENC_NULL);
+		return;
+	}
+	n = strlen(s);
+	if (n >= ENC_NULL) {
+		e->fail = true;
+		return;
+	}
+	put_u32(e, (uint32_t)n);
+	put(e, s, n);
+}
+
+/* Byte fields: absent and empty are the same value (length 0). */
+static void
+put_bin(struct enc *e, const uint8_t *p, size_t n)
+{
+	if (!p)
+		n = 0;
+	if (n >= ENC_NULL) {
+		e->fail = true;
+		return;
+	}
+	put_u32(e, (uint32_t)n);
+	put(e, p, n);
+}
+
+static void
+encode(struct enc *e, const struct gw_audit_row *r)
+{
+	put(e, enc_magic, sizeof(enc_magic));
+	put_u64(e, r->seq);
+	put_i64(e, r->ts_ns);
+	put_str(e, r->action);
+	put_str(e, r->outcome);
+	put_str(e, r->reason);
+	put_str(e, r->actor);
+	put_i64(e, r->uid);
+	put_i64(e, r->pid);
+	put_str(e, r->exe);
+	put_str(e, r->host);
+	put_str(e, r->seal);
+	put_i64(e, r->application);
+	put_bin(e, r->doc_digest, r->doc_digest_len);
+	put_bin(e, r->signed_digest, r->signed_digest_len);
+	put_u64(e, r->mechanism);
+	put_str(e, r->detail);
+}
+
+size_t
+gw_audit_row_encode(const struct gw_audit_row *row, uint8_t *buf, size_t buflen)
+{
+	struct enc e = { .buf = buf, .cap = buflen };
+
+	encode(&e, row);
+	return e.fail ? 0 : e.len;
+}
+
+int
+gw_audit_row_hash(const uint8_t prev[GW_AUDIT_HASH_LEN], const struct gw_audit_row *row,
+                  uint8_t hash[GW_AUDIT_HASH_LEN])
+{
+	struct enc e = { 0 };
+	unsigned int n = 0;
+	int rv = -1;
+
+	e.md = EVP_MD_CTX_new();
+	if (!e.md || !EVP_DigestInit_ex(e.md, EVP_sha256(), NULL))
+		goto out;
+	put(&e, prev, GW_AUDIT_HASH_LEN);
+	encode(&e, row);
+	if (e.fail || !EVP_DigestFinal_ex(e.md, hash, &n) || n != GW_AUDIT_HASH_LEN)
+		goto out;
+	rv = 0;
+out:
+	EVP_MD_CTX_free(e.md);
+	return rv;
+}
+
+
+/* ---- hex ---- */
+
+void
+gw_hex(const uint8_t *p, size_t n, char *out)
+{
+	static const char d[] = "0123456789abcdef";
+
+	for (size_t i = 0; i < n; i++) {
+		out[2 * i] = d[p[i] >> 4];
+		out[2 * i + 1] = d[p[i] & 15];
+	}
+	out[2 * n] = '\0';
+}
+
+static int
+nib(char c)
+{
+	if (c >= '0' && c <= '9')
+		return c - '0';
+	if (c >= 'a' && c <= 'f')
+		return c - 'a' + 10;
+	if (c >= 'A' && c <= 'F')
+		return c - 'A' + 10;
+	return -1;
+}
+
+int
+gw_unhex(const char *s, uint8_t *out, size_t max, size_t *n)
+{
+	size_t len = strlen(s);
+
+	if (len % 2 || len / 2 > max)
+		return -1;
+	for (size_t i = 0; i < len / 2; i++) {
+		int hi = nib(s[2 * i]), lo = nib(s[2 * i + 1]);
+		if (hi < 0 || lo < 0)
+			return -1;
+		out[i] = (uint8_t)(hi << 4 | lo);
+	}
+	*n = len / 2;
+	return 0;
+}
+
+/* ---- checkpoints ---- */
+
+void
+gw_audit_checkpoint_message(const struct gw_audit_checkpoint *cp,
+                            uint8_t msg[GW_AUDIT_CHECKPOINT_MSG_LEN])
+{
+	uint64_t v;
+
+	memcpy(msg, cp_magic, 8);
+	v = cp->seq;
+	for (int i = 15; i >= 8; i--, v >>= 8)
+		msg[i] = (uint8_t)v;
+	memcpy(msg + 16, cp->hash, GW_AUDIT_HASH_LEN);
+	v = (uint64_t)cp->ts_ns;
+	for (int i = 55; i >= 48; i--, v >>= 8)
+		msg[i] = (uint8_t)v;
+}
+
+int
+gw_audit_checkpoint_verify(const struct gw_audit_checkpoint *cp,
+                           const uint8_t *cert, size_t cert_len,
+                           char *err, size_t errlen)
+{
+	uint8_t msg[GW_AUDIT_CHECKPOINT_MSG_LEN];
+	const unsigned char *p;
+	X509 *x = NULL;
+	EVP_PKEY *pk;
+	EVP_MD_CTX *md = NULL;
+	const EVP_MD *h = NULL;
+	int rv = -1, base;
+
+	if (!cert) {
+		cert = cp->cert;
+		cert_len = cp->cert_len;
+	}
+	if (!cert || cert_len == 0) {
+		seterr(err, errlen, "no audit certificate to check the signature with");
+		return -1;
+	}
+	p = cert;
+	x = d2i_X509(NULL, &p, (long)cert_len);
+	if (!x || p != cert + cert_len) {
+		seterr(err, errlen, "the audit certificate is not valid DER X.509");
+		goto out;
+	}
+	pk = X509_get0_pubkey(x);
+	base = pk ? EVP_PKEY_get_base_id(pk) : 0;
+	if (!cp->alg) {
+		seterr(err, errlen, "no signature algorithm");
+		goto out;
+	}
+	if (strcmp(cp->alg, "ecdsa-sha256") == 0 && base == EVP_PKEY_EC)
+		h = EVP_sha256();
+	else if (strcmp(cp->alg, "rsa-pkcs1-sha256") == 0 && base == EVP_PKEY_RSA)
+		h = EVP_sha256();
+	else if (strcmp(cp->alg, "ed25519") == 0 && base == EVP_PKEY_ED25519)
+		h = NULL;
+	else {
+		seterr(err, errlen, "signature algorithm \"%s\" does not fit the audit certificate's key",
+		       cp->alg);
+		goto out;
+	}
+	gw_audit_checkpoint_message(cp, msg);
+	md = EVP_MD_CTX_new();
+	if (!md || EVP_DigestVerifyInit(md, NULL, h, NULL, pk) != 1) {
+		seterr(err, errlen, "cannot set up the signature check");
+		goto out;
+	}
+	if (EVP_DigestVerify(md, cp->sig, cp->sig_len, msg, sizeof(msg)) == 1) {
+		rv = 1;
+	} else {
+		seterr(err, errlen, "the signature does not verify with the audit certificate");
+		rv = 0;
+	}
+out:
+	EVP_MD_CTX_free(md);
+	X509_free(x);
+	return rv;
+}
+
+/* ---- JSON ---- */
+
+void
+gw_audit_format_time(int64_t ts_ns, long offset, char *buf, size_t len)
+{
+	int64_t s = ts_ns / 1000000000LL, ns = ts_ns % 1000000000LL;
+	time_t t;
+	struct tm tm;
+	long off = offset < 0 ? -offset : offset;
+
+	if (ns < 0) {
+		ns += 1000000000LL;
+		s--;
+	}
+	t = (time_t)(s + offset);
+	gmtime_r(&t, &tm);
+	if (offset == 0)
+		snprintf(buf, len, "%04d-%02d-%02dT%02d:%02d:%02d.%03dZ", tm.tm_year + 1900,
+		         tm.tm_mon + 1, tm.tm_mday, tm.tm_hour, tm.tm_min, tm.tm_sec, (int)(ns / 1000000));
+	else
+		snprintf(buf, len, "%04d-%02d-%02dT%02d:%02d:%02d.%03d%c%02ld:%02ld", tm.tm_year + 1900,
+		         tm.tm_mon + 1, tm.tm_mday, tm.tm_hour, tm.tm_min, tm.tm_sec, (int)(ns / 1000000),
+		         offset < 0 ? '-' : '+', off / 3600, off / 60 % 60);
+}
+
+static json_t *
+jstr(const char *s)
+{
+	return s ? json_string(s) : json_null();
+}
+
+static json_t *
+jhex(const uint8_t *p, size_t n)
+{
+	char *h;
+	json_t *j;
+
+	if (!p || n == 0)
+		return json_null();
+	h = malloc(2 * n + 1);
+	if (!h)
+		return NULL;
+	gw_hex(p, n, h);
+	j = json_string(h);
+	free(h);
+	return j;
+}
+
+static json_t *
+jb64(const uint8_t *p, size_t n)
+{
+	char *b;
+	json_t *j;
+	int len;
+
+	if (!p || n == 0)
+		return json_null();
+	b = malloc(4 * ((n + 2) / 3) + 1);
+	if (!b)
+		return NULL;
+	len = EVP_EncodeBlock((unsigned char *)b, p, (int)n);
+	j = len >= 0 ? json_stringn(b, (size_t)len) : NULL;
+	free(b);
+	return j;
+}
+
+json_t *
+gw_audit_row_to_json(const struct gw_audit_row *r, gw_audit_tz_fn tz, void *tzctx)
+{
+	char t[48], lt[48];
+	long off = 0;
+	const char *zone = NULL;
+	json_t *o;
+
+	gw_audit_format_time(r->ts_ns, 0, t, sizeof(t));
+	if (tz && tz(tzctx, r, r->ts_ns / 1000000000LL, &off, &zone))
+		gw_audit_format_time(r->ts_ns, off, lt, sizeof(lt));
+	else
+		snprintf(lt, sizeof(lt), "%s", t);
+	o = json_object();
+	if (!o)
+		return NULL;
+	/* Key order is the encoding's; set_new tolerates NULL values (fails). */
+	json_object_set_new(o, "type", json_string("record"));
+	json_object_set_new(o, "seq", json_integer((json_int_t)r->seq));
+	json_object_set_new(o, "ts_ns", json_integer(r->ts_ns));
+	json_object_set_new(o, "action", jstr(r->action));
+	json_object_set_new(o, "outcome", jstr(r->outcome));
+	json_object_set_new(o, "reason", jstr(r->reason));
+	json_object_set_new(o, "actor", jstr(r->actor));
+	json_object_set_new(o, "uid", json_integer(r->uid));
+	json_object_set_new(o, "pid", json_integer(r->pid));
+	json_object_set_new(o, "exe", jstr(r->exe));
+	json_object_set_new(o, "host", jstr(r->host));
+	json_object_set_new(o, "seal", jstr(r->seal));
+	json_object_set_new(o, "application", json_integer(r->application));
+	json_object_set_new(o, "doc_digest", jhex(r->doc_digest, r->doc_digest_len));
+	json_object_set_new(o, "signed_digest", jhex(r->signed_digest, r->signed_digest_len));
+	/* The 64-bit pattern as a decimal string: JSON numbers above 2^53 are
+	 * not safe in every reader, and CKM vendor values can be that large. */
+	{
+		char m[24];
+		snprintf(m, sizeof(m), "%llu", (unsigned long long)r->mechanism);
+		json_object_set_new(o, "mechanism", json_string(m));
+	}
+	json_object_set_new(o, "detail", jstr(r->detail));
+	json_object_set_new(o, "prev_hash", jhex(r->prev_hash, r->prev_hash_len));
+	json_object_set_new(o, "hash", jhex(r->hash, r->hash_len));
+	gw_audit_format_time(r->ts_ns, 0, t, sizeof(t));
+	json_object_set_new(o, "time", json_string(t));
+	json_object_set_new(o, "local_time", json_string(lt));
+	if (zone)
+		json_object_set_new(o, "zone", json_string(zone));
+	return o;
+}
+
+json_t *
+gw_audit_checkpoint_to_json(const struct gw_audit_checkpoint *cp, bool with_cert)
+{
+	char t[48];
+	json_t *o = json_object();
+
+	if (!o)
+		return NULL;
+	gw_audit_format_time(cp->ts_ns, 0, t, sizeof(t));
+	json_object_set_new(o, "type", json_string("checkpoint"));
+	json_object_set_new(o, "seq", json_integer((json_int_t)cp->seq));
+	json_object_set_new(o, "ts_ns", json_integer(cp->ts_ns));
+	json_object_set_new(o, "hash", jhex(cp->hash, GW_AUDIT_HASH_LEN));
+	json_object_set_new(o, "alg", jstr(cp->alg));
+	json_object_set_new(o, "signature", jb64(cp->sig, cp->sig_len));
+	if (with_cert)
+		json_object_set_new(o, "cert", jb64(cp->cert, cp->cert_len));
+	json_object_set_new(o, "time", json_string(t));
+	return o;
+}
+
+/* Field readers: a missing key is an error, so a dropped field is noticed
+ * rather than read as NULL. */
+static int
+get_str(const json_t *o, const char *k, const char **out, char *err, size_t errlen)
+{
+	json_t *v = json_object_get(o, k);
+
+	if (!v) {
+		seterr(err, errlen, "field \"%s\" missing", k);
+		return -1;
+	}
+	if (json_is_null(v)) {
+		*out = NULL;
+		return 0;
+	}
+	if (!json_is_string(v) || strlen(json_string_value(v)) != json_string_length(v)) {
+		seterr(err, errlen, "field \"%s\" is not a string without NUL", k);
+		return -1;
+	}
+	*out = json_string_value(v);
+	return 0;
+}
+
+static int
+get_i64(const json_t *o, const char *k, int64_t *out, char *err, size_t errlen)
+{
+	json_t *v = json_object_get(o, k);
+
+	if (!json_is_integer(v)) {
+		seterr(err, errlen, "field \"%s\" missing or not an integer", k);
+		return -1;
+	}
+	*out = (int64_t)json_integer_value(v);
+	return 0;
+}
+
+static int
+get_hex(const json_t *o, const char *k, uint8_t *buf, size_t max, const uint8_t **p, size_t *n,
+        char *err, size_t errlen)
+{
+	const char *s = NULL;
+
+	if (get_str(o, k, &s, err, errlen))
+		return -1;
+	*p = NULL;
+	*n = 0;
+	if (!s)
+		return 0;
+	if (gw_unhex(s, buf, max, n)) {
+		seterr(err, errlen, "field \"%s\" is not hex of at most %zu bytes", k, max);
+		return -1;
+	}
+	*p = *n ? buf : NULL;
+	return 0;
+}
+
+static int
+get_b64(const json_t *o, const char *k, uint8_t **out, size_t *n, size_t max, char *err, size_t errlen)
+{
+	const char *s = NULL;
+	size_t len;
+	int r;
+
+	*out = NULL;
+	*n = 0;
+	if (get_str(o, k, &s, err, errlen))
+		return -1;
+	if (!s)
+		return 0;
+	len = strlen(s);
+	if (len % 4 || len / 4 * 3 > max + 2) {
+		seterr(err, errlen, "field \"%s\" is not base64 of at most %zu bytes", k, max);
+		return -1;
+	}
+	*out = malloc(len / 4 * 3 + 1);
+	if (!*out)
+		return -1;
+	r = EVP_DecodeBlock(*out, (const unsigned char *)s, (int)len);
+	if (r < 0) {
+		free(*out);
+		*out = NULL;
+		seterr(err, errlen, "field \"%s\" is not base64", k);
+		return -1;
+	}
+	/* EVP_DecodeBlock counts the padding as zero bytes. */
+	if (len >= 1 && s[len - 1] == '=')
+		r--;
+	if (len >= 2 && s[len - 2] == '=')
+		r--;
+	*n = (size_t)r;
+	return 0;
+}
+
+int
+gw_audit_row_from_json(const json_t *o, struct gw_audit_row *r, struct gw_audit_rowbuf *b,
+                       char *err, size_t errlen)
+{
+	int64_t seq;
+	const char *mech = NULL;
+	char *end = NULL;
+
+	memset(r, 0, sizeof(*r));
+	if (!json_is_object(o)) {
+		seterr(err, errlen, "not a JSON object");
+		return -1;
+	}
+	if (get_i64(o, "seq", &seq, err, errlen) || get_i64(o, "ts_ns", &r->ts_ns, err, errlen) ||
+	    get_str(o, "action", &r->action, err, errlen) ||
+	    get_str(o, "outcome", &r->outcome, err, errlen) ||
+	    get_str(o, "reason", &r->reason, err, errlen) ||
+	    get_str(o, "actor", &r->actor, err, errlen) ||
+	    get_i64(o, "uid", &r->uid, err, errlen) || get_i64(o, "pid", &r->pid, err, errlen) ||
+	    get_str(o, "exe", &r->exe, err, errlen) || get_str(o, "host", &r->host, err, errlen) ||
+	    get_str(o, "seal", &r->seal, err, errlen) ||
+	    get_i64(o, "application", &r->application, err, errlen) ||
+	    get_hex(o, "doc_digest", b->doc, sizeof(b->doc), &r->doc_digest, &r->doc_digest_len, err, errlen) ||
+	    get_hex(o, "signed_digest", b->sig, sizeof(b->sig), &r->signed_digest, &r->signed_digest_len,
+	            err, errlen) ||
+	    get_str(o, "mechanism", &mech, err, errlen) ||
+	    get_str(o, "detail", &r->detail, err, errlen) ||
+	    get_hex(o, "prev_hash", b->prev, sizeof(b->prev), &r->prev_hash, &r->prev_hash_len, err, errlen) ||
+	    get_hex(o, "hash", b->hash, sizeof(b->hash), &r->hash, &r->hash_len, err, errlen))
+		return -1;
+	if (seq <= 0) {
+		seterr(err, errlen, "seq %lld is not a sequence number", (long long)seq);
+		return -1;
+	}
+	r->seq = (uint64_t)seq;
+	if (!mech || !*mech || mech[0] == '-') {
+		seterr(err, errlen, "field \"mechanism\" must be a decimal string");
+		return -1;
+	}
+	r->mechanism = strtoull(mech, &end, 10);
+	if (*end) {
+		seterr(err, errlen, "field \"mechanism\" must be a decimal string");
+		return -1;
+	}
+	return 0;
+}
+
+int
+gw_audit_checkpoint_from_json(const json_t *o, struct gw_audit_checkpoint *cp,
+                              uint8_t **sig, uint8_t **cert, char *err, size_t errlen)
+{
+	int64_t seq;
+	const uint8_t *h;
+	size_t hl;
+
+	memset(cp, 0, sizeof(*cp));
+	*sig = *cert = NULL;
+	if (get_i64(o, "seq", &seq, err, errlen) || get_i64(o, "ts_ns", &cp->ts_ns, err, errlen) ||
+	    get_hex(o, "hash", cp->hash, sizeof(cp->hash), &h, &hl, err, errlen) ||
+	    get_str(o, "alg", &cp->alg, err, errlen) ||
+	    get_b64(o, "signature", sig, &cp->sig_len, GW_AUDIT_SIG_MAX, err, errlen))
+		goto fail;
+	if (json_object_get(o, "cert") &&
+	    get_b64(o, "cert", cert, &cp->cert_len, GW_AUDIT_CERT_MAX, err, errlen))
+		goto fail;
+	if (seq < 0 || hl != GW_AUDIT_HASH_LEN) {
+		seterr(err, errlen, "checkpoint seq or hash malformed");
+		goto fail;
+	}
+	cp->seq = (uint64_t)seq;
+	cp->sig = *sig;
+	cp->cert = *cert;
+	return 0;
+fail:
+	free(*sig);
+	free(*cert);
+	*sig = *cert = NULL;
+	return -1;
+}
+
+/* ---- the verifier ---- */
+
+struct ventry {
+	uint64_t seq;
+	uint64_t pos;                  /* order of arrival */
+	uint8_t prev[GW_AUDIT_HASH_LEN];
+	uint8_t hash[GW_AUDIT_HASH_LEN];
+	bool self_ok;                  /* hash == SHA-256(prev || record) */
+	bool shape_ok;                 /* both hashes 32 bytes, types right */
+	char *where;
+};
+
+struct vcheck {
+	struct gw_audit_checkpoint cp;
+	bool sig_ok;
+	char *where;
+};
+
+struct gw_audit_verifier {
+	struct ventry *e; size_t n, cap;
+	struct vcheck *c; size_t nc, capc;
+	uint8_t *pinned; size_t pinned_len;
+	uint64_t last_in_order;        /* highest seq so far in arrival order */
+	char **problems; size_t np, capp;
+	char **notes; size_t nn, capn;
+	bool more;
+};
+
+static void
+vlist_add(char ***list, size_t *n, size_t *cap, bool *more, char *s)
+{
+	if (!s)
+		return;
+	if (*n >= PROBLEMS_MAX) {
+		*more = true;
+		free(s);
+		return;
+	}
+	if (*n == *cap) {
+		size_t nc = *cap ? *cap * 2 : 16;
+		char **nl = realloc(*list, nc * sizeof(*nl));
+		if (!nl) {
+			free(s);
+			return;
+		}
+		*list = nl;
+		*cap = nc;
+	}
+	(*list)[(*n)++] = s;
+}
+
+static char * __attribute__((format(printf, 1, 0)))
+vfmt(const char *fmt, va_list ap)
+{
+	char *s = NULL;
+
+	if (vasprintf(&s, fmt, ap) < 0)
+		return NULL;
+	return s;
+}
+
+static void __attribute__((format(printf, 2, 3)))
+problem(struct gw_audit_verifier *v, const char *fmt, ...)
+{
+	va_list ap;
+
+	va_start(ap, fmt);
+	vlist_add(&v->problems, &v->np, &v->capp, &v->more, vfmt(fmt, ap));
+	va_end(ap);
+}
+
+static void __attribute__((format(printf, 2, 3)))
+note(struct gw_audit_verifier *v, const char *fmt, ...)
+{
+	va_list ap;
+	bool more = false;
+
+	va_start(ap, fmt);
+	vlist_add(&v->notes, &v->nn, &v->capn, &more, vfmt(fmt, ap));
+	va_end(ap);
+}
+
+void
+gw_audit_verifier_problem(struct gw_audit_verifier *v, const char *fmt, ...)
+{
+	va_list ap;
+
+	va_start(ap, fmt);
+	vlist_add(&v->problems, &v->np, &v->capp, &v->more, vfmt(fmt, ap));
+	va_end(ap);
+}
+
+struct gw_audit_verifier *
+gw_audit_verifier_new(void)
+{
+	return calloc(1, sizeof(struct gw_audit_verifier));
+}
+
+void
+gw_audit_verifier_free(struct gw_audit_verifier **vp)
+{
+	struct gw_audit_verifier *v = vp ? *vp : NULL;
+
+	if (!v)
+		return;
+	for (size_t i = 0; i < v->n; i++)
+		free(v->e[i].where);
+	for (size_t i = 0; i < v->nc; i++) {
+		free(v->c[i].where);
+		free((void *)v->c[i].cp.sig);
+		free((void *)v->c[i].cp.alg);
+	}
+	for (size_t i = 0; i < v->np; i++)
+		free(v->problems[i]);
+	for (size_t i = 0; i < v->nn; i++)
+		free(v->notes[i]);
+	free(v->problems);
+	free(v->notes);
+	free(v->e);
+	free(v->c);
+	free(v->pinned);
+	free(v);
+	*vp = NULL;
+}
+
+int
+gw_audit_verifier_pin_cert(struct gw_audit_verifier *v, const uint8_t *der, size_t len)
+{
+	free(v->pinned);
+	v->pinned = malloc(len ? len : 1);
+	if (!v->pinned)
+		return -1;
+	memcpy(v->pinned, der, len);
+	v->pinned_len = len;
+	return 0;
+}
+
+static char *
+where_dup(const char *where, uint64_t pos)
+{
+	char *s = NULL;
+
+	if (where)
+		return strdup(where);
+	if (asprintf(&s, "item %llu", (unsigned long long)pos + 1) < 0)
+		return NULL;
+	return s;
+}
+
+void
+gw_audit_verifier_add_record(struct gw_audit_verifier *v, const struct gw_audit_row *r,
+                             const char *where)
+{
+	struct ventry *e;
+	uint8_t h[GW_AUDIT_HASH_LEN];
+
+	if (v->n == v->cap) {
+		size_t nc = v->cap ? v->cap * 2 : 1024;
+		struct ventry *ne = realloc(v->e, nc * sizeof(*ne));
+		if (!ne) {
+			problem(v, "out of memory at seq %llu", (unsigned long long)r->seq);
+			return;
+		}
+		v->e = ne;
+		v->cap = nc;
+	}
+	e = &v->e[v->n];
+	memset(e, 0, sizeof(*e));
+	e->seq = r->seq;
+	e->pos = v->n;
+	e->where = where_dup(where, v->n);
+	e->shape_ok = !r->bad_column && r->prev_hash && r->prev_hash_len == GW_AUDIT_HASH_LEN &&
+	              r->hash && r->hash_len == GW_AUDIT_HASH_LEN;
+	if (r->prev_hash && r->prev_hash_len == GW_AUDIT_HASH_LEN)
+		memcpy(e->prev, r->prev_hash, GW_AUDIT_HASH_LEN);
+	if (r->hash && r->hash_len == GW_AUDIT_HASH_LEN)
+		memcpy(e->hash, r->hash, GW_AUDIT_HASH_LEN);
+	e->self_ok = e->shape_ok && gw_audit_row_hash(e->prev, r, h) == 0 &&
+	             CRYPTO_memcmp(h, e->hash, GW_AUDIT_HASH_LEN) == 0;
+	if (v->n > 0 && r->seq <= v->last_in_order)
+		problem(v, "seq %llu (%s) comes after seq %llu: records out of order "
+		        "(reordered, or a record inserted)", (unsigned long long)r->seq,
+		        e->where ? e->where : "?", (unsigned long long)v->last_in_order);
+	if (r->seq > v->last_in_order)
+		v->last_in_order = r->seq;
+	v->n++;
+}
+
+void
+gw_audit_verifier_add_checkpoint(struct gw_audit_verifier *v,
+                                 const struct gw_audit_checkpoint *cp, const char *where)
+{
+	struct vcheck *c;
+	char err[256] = "";
+	int r;
+
+	if (v->nc == v->capc) {
+		size_t nc = v->capc ? v->capc * 2 : 64;
+		struct vcheck *n = realloc(v->c, nc * sizeof(*n));
+		if (!n)
+			return;
+		v->c = n;
+		v->capc = nc;
+	}
+	c = &v->c[v->nc];
+	memset(c, 0, sizeof(*c));
+	c->cp = *cp;
+	c->where = where_dup(where, v->nc);
+	/* Keep copies: the caller's buffers go away. */
+	c->cp.cert = NULL;
+	c->cp.cert_len = 0;
+	c->cp.alg = cp->alg ? strdup(cp->alg) : NULL;
+	c->cp.sig = NULL;
+	if (cp->sig_len) {
+		uint8_t *s = malloc(cp->sig_len);
+		if (s) {
+			memcpy(s, cp->sig, cp->sig_len);
+			c->cp.sig = s;
+		}
+	}
+	r = gw_audit_checkpoint_verify(cp, v->pinned, v->pinned_len, err, sizeof(err));
+	c->sig_ok = r == 1;
+	if (r != 1)
+		problem(v, "checkpoint at seq %llu (%s): %s — the checkpoint was forged or changed",
+		        (unsigned long long)cp->seq, c->where ? c->where : "?", err);
+	v->nc++;
+}
+
+static int
+cmp_entry(const void *a, const void *b)
+{
+	const struct ventry *x = a, *y = b;
+
+	if (x->seq != y->seq)
+		return x->seq < y->seq ? -1 : 1;
+	return x->pos < y->pos ? -1 : x->pos > y->pos;
+}
+
+static int
+cmp_check(const void *a, const void *b)
+{
+	const struct vcheck *x = a, *y = b;
+
+	return x->cp.seq < y->cp.seq ? -1 : x->cp.seq > y->cp.seq;
+}
+
+static int
+cmp_str_seq(const void *a, const void *b)
+{
+	/* Problems start with "seq N" or "checkpoint at seq N": sort by N. */
+	const char *x = *(char *const *)a, *y = *(char *const *)b;
+	const char *px = strstr(x, "seq "), *py = strstr(y, "seq ");
+	unsigned long long nx = px ? strtoull(px + 4, NULL, 10) : 0;
+	unsigned long long ny = py ? strtoull(py + 4, NULL, 10) : 0;
+
+	return nx < ny ? -1 : nx > ny;
+}
+
+int
+gw_audit_verifier_finish(struct gw_audit_verifier *v, struct gw_audit_verdict *out)
+{
+	uint8_t running[GW_AUDIT_HASH_LEN] = { 0 };
+	uint64_t expect = 1, last = 0, covered = 0, good_cp = 0;
+	size_t i, k = 0;
+	const struct ventry *prev_e = NULL;
+
+	qsort(v->e, v->n, sizeof(*v->e), cmp_entry);
+	qsort(v->c, v->nc, sizeof(*v->c), cmp_check);
+	for (i = 0; i < v->n; i++) {
+		const struct ventry *e = &v->e[i];
+		unsigned long long s = e->seq;
+		bool linked = true;
+
+		if (prev_e && prev_e->seq == e->seq) {
+			problem(v, "seq %llu appears twice (%s and %s): a record was inserted",
+			        s, prev_e->where, e->where);
+			continue;
+		}
+		if (e->seq > expect) {
+			if (e->seq == expect + 1)
+				problem(v, "seq %llu: missing (a record was removed; %s is seq %llu)",
+				        (unsigned long long)expect, e->where, s);
+			else
+				problem(v, "seq %llu to %llu: missing (%llu records removed; %s is seq %llu)",
+				        (unsigned long long)expect, s - 1,
+				        (unsigned long long)(e->seq - expect), e->where, s);
+			linked = false;
+		}
+		if (!e->shape_ok)
+			problem(v, "seq %llu (%s): malformed (hash fields or column types changed)", s, e->where);
+		else if (!e->self_ok)
+			problem(v, "seq %llu (%s): record changed (its content does not match its hash)",
+			        s, e->where);
+		else if (linked && CRYPTO_memcmp(e->prev, running, GW_AUDIT_HASH_LEN) != 0)
+			problem(v, "seq %llu (%s): does not follow seq %llu (prev_hash differs): a record "
+			        "before it was replaced or inserted, or the log was rewritten", s, e->where,
+			        s - 1);
+		/* Checkpoints at seqs we passed without a record fell in a gap. */
+		for (; k < v->nc && v->c[k].cp.seq < e->seq; k++)
+			if (v->c[k].sig_ok && v->c[k].cp.seq > 0 && v->c[k].cp.seq >= expect)
+				problem(v, "checkpoint at seq %llu (%s): no such record (removed)",
+				        (unsigned long long)v->c[k].cp.seq, v->c[k].where);
+		for (; k < v->nc && v->c[k].cp.seq == e->seq; k++) {
+			if (!v->c[k].sig_ok)
+				continue;
+			if (CRYPTO_memcmp(v->c[k].cp.hash, e->hash, GW_AUDIT_HASH_LEN) != 0)
+				problem(v, "seq %llu (%s): differs from the signed checkpoint (%s): the log "
+				        "was rewritten up to here", s, e->where, v->c[k].where);
+			else if (e->self_ok) {
+				good_cp++;
+				if (e->seq > covered)
+					covered = e->seq;
+			}
+		}
+		memcpy(running, e->hash, GW_AUDIT_HASH_LEN);
+		expect = e->seq + 1;
+		last = e->seq;
+		prev_e = e;
+	}
+	for (; k < v->nc; k++) {
+		if (!v->c[k].sig_ok)
+			continue;
+		if (v->c[k].cp.seq == 0) {
+			good_cp++;
+			continue;
+		}
+		problem(v, "seq %llu: missing — the log ends at seq %llu but a signed checkpoint (%s) "
+		        "covers seq %llu: the tail was truncated", (unsigned long long)(last + 1),
+		        (unsigned long long)last, v->c[k].where, (unsigned long long)v->c[k].cp.seq);
+		break;
+	}
+	if (v->nc == 0)
+		note(v, "no signed checkpoint: records cut off the end or a rewritten log cannot be ruled out");
+	else if (last > covered)
+		note(v, "seq %llu to %llu: not yet covered by a signed checkpoint (cutting them off "
+		     "would not show)", (unsigned long long)(covered + 1), (unsigned long long)last);
+	if (v->more)
+		note(v, "more than %d problems; the rest are not listed", PROBLEMS_MAX);
+	qsort(v->problems, v->np, sizeof(char *), cmp_str_seq);
+	memset(out, 0, sizeof(*out));
+	out->records = v->n;
+	out->last_seq = last;
+	out->checkpoints = good_cp;
+	out->covered_seq = covered;
+	out->n_problems = v->np;
+	out->problems = v->problems;
+	out->n_notes = v->nn;
+	out->notes = v->notes;
+	return v->np ? 1 : 0;
+}

@@ -1,0 +1,526 @@
+/*
+ * The sign path (signpath.h). Order matters and is the point of this file:
+ * parse → who and which seal → mechanism and input → time window →
+ * approval (and document binding) → size probe → reserve uses and quotas →
+ * sign on the token → audit record + spent uses committed together →
+ * release the signature. A refusal at any step is recorded with its reason.
+ */
+#include "signpath.h"
+
+#include <errno.h>
+#include <inttypes.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <openssl/crypto.h>
+#include <openssl/rand.h>
+
+#include "appstore.h"
+#include "log.h"
+#include "quota.h"
+#include "signing.h"
+#include "workflow.h"
+
+#define PROBE_SLOTS 256
+#define PROBE_TTL 600
+#define REFUSAL_SLOTS 256
+#define CANDIDATES 64
+
+struct probe {
+	pid_t pid;
+	unsigned long long start;     /* process start time, against pid reuse */
+	uid_t uid;
+	char seal[SG_NAME_MAX + 1];
+	time_t at;
+};
+
+struct gw_probes {
+	pthread_mutex_t lock;
+	struct probe tab[PROBE_SLOTS];
+};
+
+struct refusal {
+	char user[SG_NAME_MAX + 1];
+	char seal[SG_NAME_MAX + 1];
+	char reason[512];
+	time_t at;
+};
+
+struct gw_refusals {
+	pthread_mutex_t lock;
+	struct refusal tab[REFUSAL_SLOTS];
+};
+
+int
+gw_signpath_init(struct gw_ctx *ctx)
+{
+	ctx->probes = calloc(1, sizeof(*ctx->probes));
+	ctx->refusals = calloc(1, sizeof(*ctx->refusals));
+	if (ctx->probes == NULL || ctx->refusals == NULL)
+		return -1;
+	pthread_mutex_init(&ctx->probes->lock, NULL);
+	pthread_mutex_init(&ctx->refusals->lock, NULL);
+	return 0;
+}
+
+void
+gw_signpath_fini(struct gw_ctx *ctx)
+{
+	free(ctx->probes);
+	free(ctx->refusals);
+	ctx->probes = NULL;
+	ctx->refusals = NULL;
+}
+
+void
+gw_refusal_note(struct gw_ctx *ctx, const char *user, const char *seal, const char *reason)
+{
+	struct gw_refusals *rf = ctx->refusals;
+	struct refusal *slot = NULL;
+
+	if (rf == NULL || user == NULL)
+		return;
+	pthread_mutex_lock(&rf->lock);
+	for (size_t i = 0; i < REFUSAL_SLOTS; i++) {
+		struct refusal *e = &rf->tab[i];
+		if (strcmp(e->user, user) == 0) {
+			slot = e;
+			break;
+		}
+		if (slot == NULL || e->at < slot->at)
+			slot = e;      /* the oldest, to be reused */
+	}
+	snprintf(slot->user, sizeof(slot->user), "%s", user);
+	snprintf(slot->seal, sizeof(slot->seal), "%s", seal ? seal : "");
+	snprintf(slot->reason, sizeof(slot->reason), "%s", reason);
+	slot->at = time(NULL);
+	pthread_mutex_unlock(&rf->lock);
+}
+
+json_t *
+gw_op_why(struct gw_req *r)
+{
+	struct gw_refusals *rf = r->ctx->refusals;
+	json_t *rep = sg_reply_ok();
+
+	pthread_mutex_lock(&rf->lock);
+	for (size_t i = 0; i < REFUSAL_SLOTS; i++) {
+		struct refusal *e = &rf->tab[i];
+		if (e->at != 0 && strcmp(e->user, r->who->id) == 0) {
+			json_object_set_new(rep, "seal", json_string(e->seal));
+			json_object_set_new(rep, "reason", json_string(e->reason));
+			json_object_set_new(rep, "time", json_integer(e->at));
+			break;
+		}
+	}
+	pthread_mutex_unlock(&rf->lock);
+	return rep;
+}
+
+/* Start time of pid (field 22 of /proc/PID/stat), 0 if unknown. */
+static unsigned long long
+proc_start(pid_t pid)
+{
+	char path[64], buf[1024], *p;
+	unsigned long long start = 0;
+	FILE *f;
+	size_t n;
+
+	snprintf(path, sizeof(path), "/proc/%d/stat", (int)pid);
+	f = fopen(path, "re");
+	if (f == NULL)
+		return 0;
+	n = fread(buf, 1, sizeof(buf) - 1, f);
+	fclose(f);
+	buf[n] = '\0';
+	/* comm may hold spaces and ')': skip to the last ')'. */
+	p = strrchr(buf, ')');
+	if (p == NULL)
+		return 0;
+	/* After ") " come fields 3..; start time is field 22. */
+	if (sscanf(p + 2, "%*c %*d %*d %*d %*d %*d %*u %*u %*u %*u %*u %*u %*u %*d %*d %*d %*d %*d %*d %llu",
+	           &start) != 1)
+		return 0;
+	return start;
+}
+
+/* True when this request is the first signature with seal of a size-probe
+ * client process (policy clients.size_probe); remembers it. */
+static bool
+is_size_probe(struct gw_req *r, const struct gw_seal *seal)
+{
+	const struct gw_policy *p = r->snap->policy;
+	struct gw_probes *pr = r->ctx->probes;
+	struct probe *slot = NULL;
+	unsigned long long start;
+	time_t now = time(NULL);
+	bool listed = false, first = true;
+
+	for (size_t i = 0; i < p->n_size_probe && !listed; i++)
+		listed = strcmp(p->size_probe[i], r->peer->exe) == 0;
+	if (!listed || pr == NULL)
+		return false;
+	start = proc_start(r->peer->pid);
+	pthread_mutex_lock(&pr->lock);
+	for (size_t i = 0; i < PROBE_SLOTS; i++) {
+		struct probe *e = &pr->tab[i];
+		if (e->at != 0 && now - e->at > PROBE_TTL)
+			memset(e, 0, sizeof(*e));
+		if (e->at != 0 && e->pid == r->peer->pid && e->start == start &&
+		    e->uid == r->peer->uid && strcmp(e->seal, seal->id) == 0)
+			first = false;
+		if (slot == NULL || e->at < slot->at)
+			slot = e;
+	}
+	if (first) {
+		slot->pid = r->peer->pid;
+		slot->start = start;
+		slot->uid = r->peer->uid;
+		snprintf(slot->seal, sizeof(slot->seal), "%s", seal->id);
+		slot->at = now;
+	}
+	pthread_mutex_unlock(&pr->lock);
+	return first;
+}
+
+struct sign_ctx {
+	struct gw_req *r;
+	const struct gw_seal *seal;
+	unsigned long mech;
+	const struct gw_sign_plan *plan;
+	int64_t app_id;
+	const uint8_t *doc; /* the application's document digest, or NULL */
+};
+
+static uint64_t
+record(struct sign_ctx *s, const char *action, const char *outcome, const char *reason,
+       gw_audit_apply_fn apply, void *arg, char *err, size_t errlen)
+{
+	struct gw_req *r = s->r;
+	struct gw_audit_event ev = {
+		.action = action, .outcome = outcome, .reason = reason,
+		.actor = r->who ? r->who->id : NULL,
+		.uid = r->peer->uid, .pid = r->peer->pid, .exe = r->peer->exe,
+		.host = r->ctx->host, .seal = s->seal ? s->seal->id : NULL,
+		.application = s->app_id, .mechanism = s->mech,
+		.doc_digest = s->doc, .doc_digest_len = s->doc ? 32 : 0,
+		.signed_digest = s->plan ? s->plan->signed_digest : NULL,
+		.signed_digest_len = s->plan ? s->plan->signed_digest_len : 0,
+	};
+	uint64_t seq = 0;
+	char e[256] = "";
+
+	if (r->ctx->audit == NULL)
+		return 0;
+	if (gw_audit_record_with(r->ctx->audit, &ev, apply, arg, &seq, e, sizeof(e)) < 0) {
+		gw_log_error("audit record for %s (%s) by %s not written: %s", action, outcome,
+		             ev.actor ? ev.actor : "-", e);
+		if (err)
+			snprintf(err, errlen, "%s", e);
+		return 0;
+	}
+	return seq;
+}
+
+static json_t *
+refuse(struct sign_ctx *s, unsigned long rv, const char *code, const char *outcome)
+{
+	struct gw_req *r = s->r;
+
+	record(s, "sign", outcome, r->err, NULL, NULL, NULL, 0);
+	gw_refusal_note(r->ctx, r->who->id, s->seal ? s->seal->id : NULL, r->err);
+	return sg_reply_error(rv, code, "%s", r->err);
+}
+
+/* The committed part of a signature: its use and quota counters. */
+struct spend {
+	int64_t app_id;
+	const struct gw_quota_resv *resv;
+};
+
+static int
+spend_tx(struct gw_store *st, void *arg, char *err, size_t errlen)
+{
+	struct spend *sp = arg;
+
+	if (sp->app_id != 0 && gw_appstore_spend_tx(st, sp->app_id, time(NULL), err, errlen) < 0)
+		return -1;
+	return gw_quota_commit_tx(st, sp->resv, err, errlen);
+}
+
+/* Finds an authorized application of who for seal with a use left that
+ * covers this signature. Fills *app. Returns 1 found, 0 none (r->err
+ * says why in words), -1 store error. */
+static int
+find_application(struct gw_req *r, const struct gw_seal *seal, const struct gw_sign_input *in,
+                 const struct gw_sign_plan *plan, time_t now, struct gw_application *app)
+{
+	int64_t ids[CANDIDATES];
+	size_t n = 0;
+	bool bound_elsewhere = false;
+	struct gw_application pending;
+	bool have_pending = false;
+
+	if (gw_appstore_list(r->ctx->store, r->who->id, seal->id,
+	                     (1u << GW_APP_AUTHORIZED) | (1u << GW_APP_PENDING),
+	                     ids, CANDIDATES, &n) < 0)
+		return -1;
+	/* Oldest first: spend the application that will expire soonest. */
+	for (size_t k = n; k-- > 0;) {
+		if (gw_appstore_get(r->ctx->store, ids[k], app) != 1)
+			continue;
+		if (app->state == GW_APP_PENDING) {
+			if (!have_pending && (int64_t)now < app->valid_until) {
+				pending = *app;
+				have_pending = true;
+			}
+			continue;
+		}
+		if (!gw_wf_usable(app, now) ||
+		    gw_quota_app_left(r->ctx->quota, seal->id, app->id, app->uses_left) <= 0)
+			continue;
+		if (app->has_doc && !gw_sign_binds_document(in, plan, app->doc_digest)) {
+			bound_elsewhere = true;
+			continue;
+		}
+		return 1;
+	}
+	if (bound_elsewhere)
+		snprintf(r->err, sizeof(r->err),
+		         "your approval for the %s is bound to another document (SHA-256); this data is not that document "
+		         "or its signed attributes (use a hash-and-sign mechanism so the gateway can see them)",
+		         seal->name);
+	else if (have_pending)
+		gw_wf_describe(r->snap->policy, &pending, now, r->err, sizeof(r->err));
+	else
+		snprintf(r->err, sizeof(r->err),
+		         "no authorized application of %s for the %s with a use left: apply with `sealctl apply --seal %s`",
+		         r->who->id, seal->name, seal->id);
+	return 0;
+}
+
+static void
+placeholder(uint8_t *sig, size_t len)
+{
+	/* Random bytes of the real length, top byte cleared so that as an RSA
+	 * value it stays below any modulus; it verifies against nothing. */
+	if (RAND_bytes(sig, (int)len) != 1)
+		memset(sig, 0x5a, len);
+	sig[0] = 0;
+}
+
+static int
+get_pss(struct gw_req *r, struct gw_sign_input *in)
+{
+	json_t *pss = json_object_get(r->msg, "pss");
+	int64_t hash = 0, mgf = 0, slen = 0;
+
+	if (pss == NULL || json_is_null(pss))
+		return 0;
+	if (!json_is_object(pss)) {
+		snprintf(r->err, sizeof(r->err), "field \"pss\" must be an object");
+		return -1;
+	}
+	if (sg_get_int(pss, "hash", true, 0, UINT32_MAX, &hash, r->err, sizeof(r->err)) < 0 ||
+	    sg_get_int(pss, "mgf", true, 0, UINT32_MAX, &mgf, r->err, sizeof(r->err)) < 0 ||
+	    sg_get_int(pss, "slen", true, 0, 4096, &slen, r->err, sizeof(r->err)) < 0)
+		return -1;
+	in->has_pss = true;
+	in->pss.hashAlg = (CK_MECHANISM_TYPE)hash;
+	in->pss.mgf = (CK_RSA_PKCS_MGF_TYPE)mgf;
+	in->pss.sLen = (CK_ULONG)slen;
+	return 0;
+}
+
+static bool
+token_usable(const struct gw_req *r)
+{
+	return r->ctx->token != NULL && gw_token_present(r->ctx->token);
+}
+
+json_t *
+gw_op_sign(struct gw_req *r)
+{
+	const struct gw_policy *p = r->snap->policy;
+	const char *seal_id = NULL;
+	int64_t mech = 0, total = -1;
+	uint8_t *digest = NULL, *data = NULL;
+	size_t digest_len = 0, data_len = 0, idx;
+	struct gw_sign_input in = { 0 };
+	struct gw_sign_plan plan;
+	struct sign_ctx s = { .r = r };
+	const struct gw_seal_key *key = NULL;
+	struct gw_application app;
+	struct gw_quota_resv resv = { 0 };
+	struct spend sp;
+	uint8_t sig[1024];
+	size_t siglen = sizeof(sig);
+	uint64_t seq;
+	time_t now = time(NULL);
+	json_t *rep = NULL;
+	char err[200];
+	CK_RV rv;
+
+	if (sg_get_str(r->msg, "seal", true, &seal_id, SG_NAME_MAX, r->err, sizeof(r->err)) < 0 ||
+	    sg_get_int(r->msg, "mechanism", true, 0, UINT32_MAX, &mech, r->err, sizeof(r->err)) < 0 ||
+	    sg_get_bytes(r->msg, "digest", false, &digest, &digest_len, 64, r->err, sizeof(r->err)) < 0 ||
+	    sg_get_bytes(r->msg, "data", false, &data, &data_len, SG_EDDSA_DATA_MAX, r->err, sizeof(r->err)) < 0 ||
+	    sg_get_int(r->msg, "data_len", false, 0, INT64_MAX, &total, r->err, sizeof(r->err)) < 0 ||
+	    get_pss(r, &in) < 0) {
+		rep = sg_reply_error(CKR_ARGUMENTS_BAD, "bad_request", "%s", r->err);
+		goto out;
+	}
+	in.mechanism = (CK_MECHANISM_TYPE)mech;
+	in.digest = digest;
+	in.digest_len = digest_len;
+	in.data = data;
+	in.data_len = data_len;
+	in.total_len = total < 0 ? data_len : (uint64_t)total;
+	s.mech = in.mechanism;
+
+	/* Who and which seal. */
+	for (idx = 0; idx < p->n_seals; idx++)
+		if (strcmp(p->seals[idx].id, seal_id) == 0)
+			break;
+	if (idx == p->n_seals || !gw_policy_may_use(p, r->who, &p->seals[idx])) {
+		snprintf(r->err, sizeof(r->err), "%s may not use a seal named \"%s\"", r->who->id, seal_id);
+		rep = refuse(&s, CKR_KEY_HANDLE_INVALID, "no_seal", "denied");
+		goto out;
+	}
+	s.seal = &p->seals[idx];
+	key = r->snap->keys ? r->snap->keys[idx] : NULL;
+	if (key == NULL || !token_usable(r)) {
+		snprintf(r->err, sizeof(r->err), "the %s is not available: its token is not present",
+		         s.seal->name);
+		rep = refuse(&s, CKR_TOKEN_NOT_PRESENT, "token_absent", "error");
+		goto out;
+	}
+
+	/* Mechanism and input. */
+	if (!gw_policy_mechanism_allowed(s.seal, in.mechanism) ||
+	    !gw_mech_fits_key(in.mechanism, key->type)) {
+		snprintf(r->err, sizeof(r->err), "mechanism %s is not allowed for the %s",
+		         gw_mech_name(in.mechanism), s.seal->name);
+		rep = refuse(&s, CKR_MECHANISM_INVALID, "mechanism", "denied");
+		goto out;
+	}
+	rv = gw_sign_plan(key, &in, &plan, r->err, sizeof(r->err));
+	if (rv != CKR_OK) {
+		rep = refuse(&s, rv, "bad_data", "denied");
+		goto out;
+	}
+	s.plan = &plan;
+
+	/* Time window. */
+	if (!gw_policy_in_window(s.seal, now)) {
+		struct tm tm;
+		gw_policy_local_time(s.seal, now, &tm);
+		snprintf(r->err, sizeof(r->err),
+		         "the %s may not be used now (%04d-%02d-%02d %02d:%02d %s): outside its time windows",
+		         s.seal->name, tm.tm_year + 1900, tm.tm_mon + 1, tm.tm_mday, tm.tm_hour,
+		         tm.tm_min, gw_tz_name(s.seal->tz));
+		rep = refuse(&s, CKR_FUNCTION_REJECTED, "denied", "denied");
+		goto out;
+	}
+
+	/* Approval. */
+	if (s.seal->approval_required) {
+		int f = find_application(r, s.seal, &in, &plan, now, &app);
+		if (f < 0) {
+			snprintf(r->err, sizeof(r->err), "the application store could not be read");
+			rep = refuse(&s, CKR_DEVICE_ERROR, "internal", "error");
+			goto out;
+		}
+		if (f == 0) {
+			rep = refuse(&s, CKR_FUNCTION_REJECTED, "denied", "denied");
+			goto out;
+		}
+		s.app_id = app.id;
+		s.doc = app.has_doc ? app.doc_digest : NULL;
+	}
+
+	/* A size probe gets a placeholder and spends nothing. */
+	if (is_size_probe(r, s.seal)) {
+		placeholder(sig, plan.sig_len);
+		seq = record(&s, "sign_probe", "ok",
+		             "size probe: answered with a placeholder of the signature's length; no signature released, nothing spent",
+		             NULL, NULL, NULL, 0);
+		if (seq == 0) {
+			rep = sg_reply_error(CKR_DEVICE_ERROR, "audit_failed",
+			                     "the audit record could not be written");
+			goto out;
+		}
+		rep = sg_reply_ok();
+		sg_set_bytes(rep, "signature", sig, plan.sig_len);
+		json_object_set_new(rep, "record", json_integer((json_int_t)seq));
+		json_object_set_new(rep, "probe", json_true());
+		goto out;
+	}
+
+	/* Reserve, sign, record with the spent uses, release. */
+	if (gw_quota_reserve(r->ctx->quota, s.seal, r->who->id, now, s.app_id,
+	                     s.app_id ? app.uses_granted : 0, s.app_id ? app.uses_left : 0,
+	                     &resv, r->err, sizeof(r->err)) < 0) {
+		rep = refuse(&s, CKR_FUNCTION_REJECTED, "denied", "denied");
+		goto out;
+	}
+	rv = gw_token_sign(r->ctx->token, key, &plan.mech, plan.tbs, plan.tbs_len, sig, &siglen);
+	if (rv != CKR_OK) {
+		gw_quota_release(r->ctx->quota, &resv, false);
+		snprintf(r->err, sizeof(r->err), "the token refused to sign with the %s (CKR 0x%lx)",
+		         s.seal->name, rv);
+		rep = refuse(&s, rv == CKR_DEVICE_REMOVED || rv == CKR_TOKEN_NOT_PRESENT ?
+		             CKR_TOKEN_NOT_PRESENT : CKR_DEVICE_ERROR,
+		             rv == CKR_DEVICE_REMOVED || rv == CKR_TOKEN_NOT_PRESENT ? "token_absent" : "internal",
+		             "error");
+		goto out;
+	}
+	sp.app_id = s.app_id;
+	sp.resv = &resv;
+	seq = record(&s, "sign", "ok", NULL, spend_tx, &sp, err, sizeof(err));
+	gw_quota_release(r->ctx->quota, &resv, seq != 0);
+	if (seq == 0) {
+		/* No record, no signature. Try to leave a trace of the refusal. */
+		snprintf(r->err, sizeof(r->err),
+		         "the audit record could not be made durable (%.160s); no signature was released", err);
+		record(&s, "sign", "error", r->err, NULL, NULL, NULL, 0);
+		gw_refusal_note(r->ctx, r->who->id, s.seal->id, r->err);
+		rep = sg_reply_error(CKR_DEVICE_ERROR, "audit_failed", "%s", r->err);
+		goto out;
+	}
+	rep = sg_reply_ok();
+	sg_set_bytes(rep, "signature", sig, siglen);
+	json_object_set_new(rep, "record", json_integer((json_int_t)seq));
+	if (s.app_id)
+		json_object_set_new(rep, "application", json_integer(s.app_id));
+out:
+	OPENSSL_cleanse(sig, sizeof(sig));
+	free(digest);
+	free(data);
+	return rep;
+}
+
+void
+gw_signpath_state(struct gw_ctx *ctx, const struct gw_policy *p, const struct gw_person *who,
+                  const struct gw_seal *seal, int64_t *uses_left, int64_t *quota_left)
+{
+	int64_t ids[CANDIDATES];
+	size_t n = 0;
+	time_t now = time(NULL);
+	struct gw_application app;
+
+	(void)p;
+	*quota_left = ctx->quota ? gw_quota_left(ctx->quota, seal, who->id, now) : -1;
+	if (!seal->approval_required) {
+		*uses_left = -1;
+		return;
+	}
+	*uses_left = 0;
+	if (ctx->store == NULL ||
+	    gw_appstore_list(ctx->store, who->id, seal->id, 1u << GW_APP_AUTHORIZED,
+	                     ids, CANDIDATES, &n) < 0)
+		return;
+	for (size_t i = 0; i < n; i++)
+		if (gw_appstore_get(ctx->store, ids[i], &app) == 1 && gw_wf_usable(&app, now))
+			*uses_left += gw_quota_app_left(ctx->quota, seal->id, app.id, app.uses_left);
+}

@@ -1,0 +1,445 @@
+/*
+ * Requests of the approval workflow: apply, list, show, approve, reject,
+ * revoke, explain. Each transition runs the pure state machine
+ * (workflow.c) on the stored application and commits the new state
+ * together with its audit record, under one lock so that two approvers
+ * never race on the same application.
+ */
+#include "workflow_ops.h"
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sodium.h>
+
+#include "appstore.h"
+#include "log.h"
+#include "signpath.h"
+#include "workflow.h"
+
+#define LIST_MAX 500
+
+static json_t *
+bad(struct gw_req *r)
+{
+	return sg_reply_error(CKR_ARGUMENTS_BAD, "bad_request", "%s", r->err);
+}
+
+struct tx {
+	const struct gw_application *app;
+	bool insert;
+	enum gw_app_state from;
+	unsigned from_level;
+};
+
+static int
+apply_tx(struct gw_store *st, void *arg, char *err, size_t errlen)
+{
+	struct tx *t = arg;
+
+	if (t->insert)
+		return gw_appstore_insert_tx(st, t->app, err, errlen);
+	return gw_appstore_update_tx(st, t->app, t->from, t->from_level, time(NULL), err, errlen);
+}
+
+/* Records action on app, committing the change t with it. 0 / -1 (err). */
+static int
+commit(struct gw_ctx *ctx, const struct gw_peer *peer, const char *actor,
+       const char *action, const char *reason, const struct gw_application *app,
+       struct tx *t, char *err, size_t errlen)
+{
+	struct gw_audit_event ev = {
+		.action = action, .outcome = "ok", .reason = reason, .actor = actor,
+		.uid = peer ? (int64_t)peer->uid : -1, .pid = peer ? (int64_t)peer->pid : -1,
+		.exe = peer ? peer->exe : "sealgated", .host = ctx->host, .seal = app->seal,
+		.application = app->id,
+		.doc_digest = app->has_doc ? app->doc_digest : NULL,
+		.doc_digest_len = app->has_doc ? 32 : 0,
+	};
+	uint64_t seq = 0;
+
+	if (ctx->audit == NULL) {
+		snprintf(err, errlen, "no audit log");
+		return -1;
+	}
+	return gw_audit_record_with(ctx->audit, &ev, apply_tx, t, &seq, err, errlen);
+}
+
+static void
+denied(struct gw_req *r, const char *action, int64_t app_id, const char *seal)
+{
+	struct gw_audit_event ev = {
+		.action = action, .outcome = "denied", .reason = r->err,
+		.actor = r->who ? r->who->id : NULL, .uid = r->peer->uid, .pid = r->peer->pid,
+		.exe = r->peer->exe, .host = r->ctx->host, .seal = seal, .application = app_id,
+	};
+	uint64_t seq;
+
+	if (r->ctx->audit)
+		gw_audit_record(r->ctx->audit, &ev, &seq);
+}
+
+static json_t *
+app_json(const struct gw_policy *p, const struct gw_application *app, time_t now)
+{
+	char status[GW_WF_TEXT_MAX], hex[65];
+	json_t *o, *apps = json_array();
+	struct gw_application tmp = *app;
+
+	gw_wf_expire(&tmp, now);
+	gw_wf_describe(p, app, now, status, sizeof(status));
+	o = json_pack("{s:I,s:s,s:s,s:s,s:I,s:I,s:I,s:I,s:s,s:i,s:i,s:s,s:s}",
+	              "id", (json_int_t)app->id, "applicant", app->applicant, "seal", app->seal,
+	              "reason", app->reason, "uses_granted", (json_int_t)app->uses_granted,
+	              "uses_left", (json_int_t)app->uses_left, "created", (json_int_t)app->created,
+	              "valid_until", (json_int_t)app->valid_until,
+	              "state", gw_app_state_name(tmp.state), "level", (int)app->level + 1,
+	              "levels", (int)app->n_levels, "status", status,
+	              "document_type", app->document_type);
+	if (app->business_scope[0])
+		json_object_set_new(o, "business_scope", json_string(app->business_scope));
+	if (app->has_amount)
+		json_object_set_new(o, "amount", json_integer(app->amount));
+	if (app->has_doc) {
+		sodium_bin2hex(hex, sizeof(hex), app->doc_digest, 32);
+		json_object_set_new(o, "doc_sha256", json_string(hex));
+	}
+	for (unsigned i = 0; i < app->n_approvals; i++) {
+		const struct gw_approval *a = &app->approvals[i];
+		json_array_append_new(apps, json_pack("{s:i,s:s,s:s,s:s,s:I}", "level", (int)a->level + 1,
+		                      "by", a->approver, "decision", a->approve ? "approved" : "rejected",
+		                      "comment", a->comment, "at", (json_int_t)a->at));
+	}
+	json_object_set_new(o, "approvals", apps);
+	return o;
+}
+
+static bool
+sees_everything(const struct gw_person *who)
+{
+	return gw_person_has_role(who, "auditor") || gw_person_has_role(who, "seal_admin");
+}
+
+/* Who may look at an application: its applicant, anyone who acted on it or
+ * may act on it now, the heads of the applicant's department and above,
+ * auditors and seal admins. */
+static bool
+may_see(const struct gw_policy *p, const struct gw_person *who, const struct gw_application *app)
+{
+	const struct gw_person *applicant;
+
+	if (strcmp(who->id, app->applicant) == 0 || sees_everything(who))
+		return true;
+	for (unsigned i = 0; i < app->n_approvals; i++)
+		if (strcmp(app->approvals[i].approver, who->id) == 0)
+			return true;
+	if (gw_wf_waiting_for(p, app, who))
+		return true;
+	applicant = gw_policy_person(p, app->applicant);
+	for (size_t i = 0; applicant && i < p->n_departments; i++) {
+		const struct gw_department *d = &p->departments[i];
+		if (d->head && strcmp(d->head, who->id) == 0 &&
+		    gw_policy_dept_within(p, applicant->department, d->id))
+			return true;
+	}
+	return false;
+}
+
+static int
+get_use_case(struct gw_req *r, struct gw_use_case *uc)
+{
+	int64_t amount = -1;
+
+	memset(uc, 0, sizeof(*uc));
+	if (sg_get_str(r->msg, "document_type", false, &uc->document_type, SG_NAME_MAX, r->err, sizeof(r->err)) < 0 ||
+	    sg_get_str(r->msg, "business_scope", false, &uc->business_scope, SG_NAME_MAX, r->err, sizeof(r->err)) < 0 ||
+	    sg_get_int(r->msg, "amount", false, 0, INT64_MAX / 2, &amount, r->err, sizeof(r->err)) < 0)
+		return -1;
+	if (amount >= 0) {
+		uc->has_amount = true;
+		uc->amount = amount;
+	}
+	return 0;
+}
+
+json_t *
+gw_op_apply(struct gw_req *r)
+{
+	const struct gw_policy *p = r->snap->policy;
+	const char *seal_id = NULL, *reason = NULL;
+	int64_t uses = 1, valid_for = 0;
+	uint8_t *doc = NULL;
+	size_t doclen = 0;
+	struct gw_use_case uc;
+	const struct gw_seal *seal;
+	struct gw_application *app = calloc(1, sizeof(*app));
+	struct tx t = { .insert = true };
+	char err[256], msg[GW_WF_TEXT_MAX];
+	time_t now = time(NULL);
+	json_t *rep = NULL;
+
+	if (app == NULL)
+		return sg_reply_error(CKR_HOST_MEMORY, "internal", "out of memory");
+	if (sg_get_str(r->msg, "seal", true, &seal_id, SG_NAME_MAX, r->err, sizeof(r->err)) < 0 ||
+	    sg_get_str(r->msg, "reason", true, &reason, GW_WF_TEXT_MAX, r->err, sizeof(r->err)) < 0 ||
+	    sg_get_int(r->msg, "uses", false, 1, GW_WF_MAX_USES, &uses, r->err, sizeof(r->err)) < 0 ||
+	    sg_get_int(r->msg, "valid_for", false, 1, GW_WF_MAX_VALIDITY, &valid_for, r->err, sizeof(r->err)) < 0 ||
+	    sg_get_bytes(r->msg, "doc_sha256", false, &doc, &doclen, 32, r->err, sizeof(r->err)) < 0 ||
+	    get_use_case(r, &uc) < 0) {
+		rep = bad(r);
+		goto out;
+	}
+	if (doc != NULL && doclen != 32) {
+		snprintf(r->err, sizeof(r->err), "doc_sha256 must be 32 bytes");
+		rep = bad(r);
+		goto out;
+	}
+	seal = gw_policy_seal(p, seal_id);
+	if (seal == NULL || !gw_policy_may_use(p, r->who, seal)) {
+		snprintf(r->err, sizeof(r->err), "%s may not apply for a seal named \"%s\"", r->who->id, seal_id);
+		denied(r, "application_create", 0, seal_id);
+		rep = sg_reply_error(CKR_KEY_HANDLE_INVALID, "no_seal", "%s", r->err);
+		goto out;
+	}
+	if (gw_wf_create(p, seal, r->who, &uc, reason, doc, (uint32_t)uses, valid_for, now, app,
+	                 r->err, sizeof(r->err)) < 0) {
+		denied(r, "application_create", 0, seal->id);
+		rep = sg_reply_error(CKR_FUNCTION_REJECTED, "denied", "%s", r->err);
+		goto out;
+	}
+	pthread_mutex_lock(&r->ctx->wf_lock);
+	app->id = ++r->ctx->next_app_id;
+	t.app = app;
+	if (commit(r->ctx, r->peer, r->who->id, "application_create", reason, app, &t,
+	           err, sizeof(err)) < 0) {
+		pthread_mutex_unlock(&r->ctx->wf_lock);
+		rep = sg_reply_error(CKR_DEVICE_ERROR, "internal", "the application could not be stored: %s", err);
+		goto out;
+	}
+	pthread_mutex_unlock(&r->ctx->wf_lock);
+	gw_wf_describe(p, app, now, msg, sizeof(msg));
+	gw_log_info("application #%lld by %s for %s: %s", (long long)app->id, app->applicant,
+	            app->seal, msg);
+	rep = sg_reply_ok();
+	json_object_set_new(rep, "application", app_json(p, app, now));
+out:
+	free(doc);
+	free(app);
+	return rep;
+}
+
+static int
+get_id(struct gw_req *r, int64_t *id)
+{
+	return sg_get_int(r->msg, "id", true, 1, INT64_MAX, id, r->err, sizeof(r->err));
+}
+
+enum decision { APPROVE, REJECT, REVOKE };
+
+static json_t *
+decide(struct gw_req *r, enum decision d)
+{
+	static const char *const actions[] = { "application_approve", "application_reject",
+	                                       "application_revoke" };
+	const struct gw_policy *p = r->snap->policy;
+	struct gw_application *app = calloc(1, sizeof(*app));
+	const char *comment = NULL;
+	struct tx t = { 0 };
+	int64_t id = 0;
+	time_t now = time(NULL);
+	char err[256], msg[GW_WF_TEXT_MAX];
+	json_t *rep = NULL;
+	int rc, found;
+
+	if (app == NULL)
+		return sg_reply_error(CKR_HOST_MEMORY, "internal", "out of memory");
+	if (get_id(r, &id) < 0 ||
+	    sg_get_str(r->msg, "comment", false, &comment, GW_WF_TEXT_MAX, r->err, sizeof(r->err)) < 0) {
+		free(app);
+		return bad(r);
+	}
+	pthread_mutex_lock(&r->ctx->wf_lock);
+	found = gw_appstore_get(r->ctx->store, id, app);
+	if (found != 1 || !may_see(p, r->who, app)) {
+		snprintf(r->err, sizeof(r->err), "no application #%lld that %s may see", (long long)id, r->who->id);
+		rep = sg_reply_error(CKR_ARGUMENTS_BAD, "no_application", "%s", r->err);
+		goto out;
+	}
+	t.app = app;
+	t.from = app->state;
+	t.from_level = app->level;
+	switch (d) {
+	case APPROVE:
+		rc = gw_wf_approve(p, app, r->who, comment, now, r->err, sizeof(r->err));
+		break;
+	case REJECT:
+		rc = gw_wf_reject(p, app, r->who, comment, now, r->err, sizeof(r->err));
+		break;
+	default:
+		rc = gw_wf_revoke(app, r->who, now, r->err, sizeof(r->err));
+		break;
+	}
+	if (rc < 0) {
+		if (app->state == GW_APP_EXPIRED && t.from != GW_APP_EXPIRED) {
+			/* Found expired on the way: record that first. */
+			char reason[GW_WF_TEXT_MAX];
+			snprintf(reason, sizeof(reason), "validity ended");
+			commit(r->ctx, NULL, NULL, "application_expire", reason, app, &t, err, sizeof(err));
+		}
+		denied(r, actions[d], id, app->seal);
+		rep = sg_reply_error(CKR_FUNCTION_REJECTED, "denied", "%s", r->err);
+		goto out;
+	}
+	if (commit(r->ctx, r->peer, r->who->id, actions[d], comment, app, &t, err, sizeof(err)) < 0) {
+		rep = sg_reply_error(CKR_DEVICE_ERROR, "internal", "not stored: %s", err);
+		goto out;
+	}
+	gw_wf_describe(p, app, now, msg, sizeof(msg));
+	gw_log_info("%s #%lld by %s: %s", actions[d], (long long)id, r->who->id, msg);
+	rep = sg_reply_ok();
+	json_object_set_new(rep, "application", app_json(p, app, now));
+out:
+	pthread_mutex_unlock(&r->ctx->wf_lock);
+	free(app);
+	return rep;
+}
+
+json_t *gw_op_approve(struct gw_req *r) { return decide(r, APPROVE); }
+json_t *gw_op_reject(struct gw_req *r) { return decide(r, REJECT); }
+json_t *gw_op_revoke(struct gw_req *r) { return decide(r, REVOKE); }
+
+json_t *
+gw_op_show(struct gw_req *r)
+{
+	struct gw_application *app = calloc(1, sizeof(*app));
+	int64_t id = 0;
+	json_t *rep;
+
+	if (app == NULL)
+		return sg_reply_error(CKR_HOST_MEMORY, "internal", "out of memory");
+	if (get_id(r, &id) < 0) {
+		free(app);
+		return bad(r);
+	}
+	if (gw_appstore_get(r->ctx->store, id, app) != 1 || !may_see(r->snap->policy, r->who, app)) {
+		free(app);
+		return sg_reply_error(CKR_ARGUMENTS_BAD, "no_application",
+		                      "no application #%lld that %s may see", (long long)id, r->who->id);
+	}
+	rep = sg_reply_ok();
+	json_object_set_new(rep, "application", app_json(r->snap->policy, app, time(NULL)));
+	free(app);
+	return rep;
+}
+
+json_t *
+gw_op_list(struct gw_req *r)
+{
+	const struct gw_policy *p = r->snap->policy;
+	const char *which = "mine";
+	int64_t *ids = calloc(LIST_MAX, sizeof(*ids));
+	struct gw_application *app = calloc(1, sizeof(*app));
+	size_t n = 0;
+	time_t now = time(NULL);
+	json_t *rep = NULL, *arr;
+	bool all, waiting;
+
+	if (ids == NULL || app == NULL) {
+		rep = sg_reply_error(CKR_HOST_MEMORY, "internal", "out of memory");
+		goto out;
+	}
+	if (sg_get_str(r->msg, "which", false, &which, 16, r->err, sizeof(r->err)) < 0) {
+		rep = bad(r);
+		goto out;
+	}
+	all = strcmp(which, "all") == 0;
+	waiting = strcmp(which, "waiting") == 0;
+	if (!all && !waiting && strcmp(which, "mine") != 0) {
+		snprintf(r->err, sizeof(r->err), "which must be mine, waiting or all");
+		rep = bad(r);
+		goto out;
+	}
+	if (gw_appstore_list(r->ctx->store, all || waiting ? NULL : r->who->id, NULL,
+	                     waiting ? 1u << GW_APP_PENDING : 0, ids, LIST_MAX, &n) < 0) {
+		rep = sg_reply_error(CKR_DEVICE_ERROR, "internal", "store error");
+		goto out;
+	}
+	arr = json_array();
+	for (size_t i = 0; i < n; i++) {
+		if (gw_appstore_get(r->ctx->store, ids[i], app) != 1)
+			continue;
+		if (waiting && !gw_wf_waiting_for(p, app, r->who))
+			continue;
+		if (all && !may_see(p, r->who, app))
+			continue;
+		json_array_append_new(arr, app_json(p, app, now));
+	}
+	rep = sg_reply_ok();
+	json_object_set_new(rep, "applications", arr);
+out:
+	free(ids);
+	free(app);
+	return rep;
+}
+
+json_t *
+gw_op_explain(struct gw_req *r)
+{
+	const struct gw_policy *p = r->snap->policy;
+	const char *seal_id = NULL, *user = NULL;
+	const struct gw_seal *seal = NULL;
+	const struct gw_person *who = r->who;
+	struct gw_use_case uc;
+	bool has_case;
+	char *text;
+	json_t *rep;
+
+	if (sg_get_str(r->msg, "seal", false, &seal_id, SG_NAME_MAX, r->err, sizeof(r->err)) < 0 ||
+	    sg_get_str(r->msg, "user", false, &user, SG_NAME_MAX, r->err, sizeof(r->err)) < 0 ||
+	    get_use_case(r, &uc) < 0)
+		return bad(r);
+	if (seal_id && (seal = gw_policy_seal(p, seal_id)) == NULL)
+		return sg_reply_error(CKR_ARGUMENTS_BAD, "no_seal", "no seal \"%s\"", seal_id);
+	if (user && (who = gw_policy_person(p, user)) == NULL)
+		return sg_reply_error(CKR_ARGUMENTS_BAD, "bad_request", "no person \"%s\"", user);
+	has_case = uc.document_type || uc.business_scope || uc.has_amount;
+	text = gw_policy_explain(p, seal, who, has_case ? &uc : NULL, time(NULL));
+	if (text == NULL)
+		return sg_reply_error(CKR_HOST_MEMORY, "internal", "out of memory");
+	rep = sg_reply_ok();
+	json_object_set_new(rep, "text", json_string(text));
+	free(text);
+	return rep;
+}
+
+void
+gw_workflow_sweep(struct gw_ctx *ctx)
+{
+	int64_t ids[64];
+	size_t n = 0;
+	time_t now = time(NULL);
+	struct gw_application *app;
+	struct gw_snapshot *snap;
+
+	if (ctx->store == NULL || gw_appstore_due_to_expire(ctx->store, now, ids, 64, &n) < 0 || n == 0)
+		return;
+	app = calloc(1, sizeof(*app));
+	snap = gw_snapshot_get(ctx);
+	pthread_mutex_lock(&ctx->wf_lock);
+	for (size_t i = 0; app && i < n; i++) {
+		struct tx t = { .app = app };
+		char err[256];
+		if (gw_appstore_get(ctx->store, ids[i], app) != 1)
+			continue;
+		t.from = app->state;
+		t.from_level = app->level;
+		if (!gw_wf_expire(app, now))
+			continue;
+		if (commit(ctx, NULL, NULL, "application_expire", "validity ended", app, &t,
+		           err, sizeof(err)) < 0)
+			gw_log_error("application #%lld could not be expired: %s", (long long)app->id, err);
+	}
+	pthread_mutex_unlock(&ctx->wf_lock);
+	gw_snapshot_put(&snap);
+	free(app);
+}

@@ -1,0 +1,14 @@
+/*
+ * sealctl's command groups, each in its own file, dispatched from
+ * sealctl.c. Each returns the exit status, or -1 for "not mine".
+ */
+#ifndef SEALCTL_H
+#define SEALCTL_H
+
+#include "cli.h"
+
+/* apply, list, show, approve, reject, revoke, why, policy.
+ * argv[0] is the command itself. */
+int sealctl_workflow(struct cli *c, const char *cmd, int argc, char **argv);
+
+#endif
