@@ -628,6 +628,22 @@ sgm_objects_get_attrs(struct sgm_state *st, CK_SESSION_HANDLE h, CK_OBJECT_HANDL
 	struct attr_val v;
 	CK_RV rv;
 
+	/* Uses and quota left change with every approval and signature: a
+	 * caller asking for them gets the gateway's answer of now. */
+	for (CK_ULONG i = 0; i < count; i++) {
+		if (templ[i].type == CKA_SEALGATE_USES_LEFT || templ[i].type == CKA_SEALGATE_QUOTA_LEFT ||
+		    templ[i].type == CKA_SEALGATE_AVAILABLE) {
+			uint64_t epoch;
+			sgm_lock(st);
+			rv = sgm_session_check_locked(st, h, &s);
+			epoch = rv == CKR_OK ? s->epoch : 0;
+			sgm_unlock(st);
+			if (rv == CKR_OK)
+				(void)sgm_objects_refresh(st, epoch);
+			break;
+		}
+	}
+
 	sgm_lock(st);
 	rv = sgm_session_check_locked(st, h, &s);
 	if (rv != CKR_OK)

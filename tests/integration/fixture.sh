@@ -53,7 +53,8 @@ up() {
 	if [ ! -f "$dir/sealgated.yaml" ]; then
 		SG_ORG="Integration Co." sh "$src/tests/backend/mktoken.sh" "$dir" sg-it 1234 \
 			contract-seal:01:rsa:2048 finance-seal:03:EC:prime256v1 \
-			ed-seal:05:EC:edwards25519 >/dev/null
+			ed-seal:05:EC:edwards25519 workflow-seal:07:rsa:2048 \
+			quota-seal:08:EC:prime256v1 >/dev/null
 		(umask 077; printf '1234\n' >"$dir/token.pin")
 		me=$(id -un)
 		cat >"$dir/policy.yaml" <<EOP
@@ -94,6 +95,28 @@ seals:
     key: "pkcs11:object=ed-seal;type=private"
     holder: hq
     users: { people: [alice] }
+    approval: none
+  - id: approved
+    name: Approved Seal
+    kind: contract
+    key: "pkcs11:object=workflow-seal;type=private"
+    holder: hq
+    users: { departments: [sales] }
+    approval:
+      rules:
+        - when: { amount_over: 1000000 }
+          levels:
+            - { head_of: applicant }
+            - { role: executive }
+        - levels:
+            - { head_of: applicant }
+  - id: quota
+    name: Quota Seal
+    kind: invoice
+    key: "pkcs11:object=quota-seal;type=private"
+    holder: finance
+    users: { people: [dave] }
+    quotas: { per_day: 100 }
     approval: none
 EOP
 		cat >"$dir/sealgated.yaml" <<EOC

@@ -264,9 +264,11 @@ Test(gateway, sighup_rejects_a_bad_policy_and_applies_a_good_one)
 
 	/* Dropping a seal is a good change: applied. */
 	{
-		char *cut = strdup(orig), *ed = strstr(cut, "  - id: ed\n");
+		char *cut = strdup(orig), *ed = strstr(cut, "  - id: ed\n"), *next;
 		cr_assert_not_null(ed);
-		*ed = '\0';
+		next = strstr(ed + 1, "  - id: ");
+		cr_assert_not_null(next);
+		memmove(ed, next, strlen(next) + 1);
 		write_file(path, cut);
 		free(cut);
 	}
