@@ -69,7 +69,7 @@ struct gw_audit_rowbuf {
 };
 int gw_audit_row_from_json(const json_t *o, struct gw_audit_row *row, struct gw_audit_rowbuf *buf,
                            char *err, size_t errlen);
-/* Parses a "checkpoint" object; sig and cert are malloc'd into *sig/*cert
+/* Parses a "checkpoint" object; sig and cert are malloc'd into *sig and *cert
  * (free them), alg points into o. */
 int gw_audit_checkpoint_from_json(const json_t *o, struct gw_audit_checkpoint *cp,
                                   uint8_t **sig, uint8_t **cert, char *err, size_t errlen);

@@ -17,6 +17,7 @@
 #include "signing.h"
 #include "signpath.h"
 #include "workflow_ops.h"
+#include "auth_ops.h"
 #include "sg-config.h"
 
 enum need { NEED_NONE, NEED_SESSION, NEED_OPT_SESSION };
@@ -29,8 +30,8 @@ struct op {
 	gw_handler_fn fn;
 };
 
-static void
-audit(struct req *r, const char *action, const char *outcome, const char *reason,
+void
+gw_req_record(struct gw_req *r, const char *action, const char *outcome, const char *reason,
       const char *actor, const char *seal, unsigned long mech,
       const uint8_t *dig, size_t diglen, uint64_t *seq_out)
 {
@@ -54,8 +55,8 @@ audit(struct req *r, const char *action, const char *outcome, const char *reason
 		*seq_out = seq;
 }
 
-static json_t *
-bad_request(struct req *r)
+json_t *
+gw_bad_request(struct gw_req *r)
 {
 	return sg_reply_error(CKR_ARGUMENTS_BAD, "bad_request", "%s", r->err);
 }
@@ -114,75 +115,21 @@ op_status(struct req *r)
 	return rep;
 }
 
-static const struct gw_person *
-resolve(struct req *r, const char *requested)
+const struct gw_person *
+gw_req_resolve(struct gw_req *r, const char *requested)
 {
 	return gw_policy_resolve_account(r->snap->policy, r->peer->login, requested,
 	                                 r->err, sizeof(r->err));
 }
 
-static json_t *
-roles_json(const struct gw_person *who)
+json_t *
+gw_roles_json(const struct gw_person *who)
 {
 	json_t *a = json_array();
 
 	for (size_t i = 0; i < who->n_roles; i++)
 		json_array_append_new(a, json_string(who->roles[i]));
 	return a;
-}
-
-static json_t *
-op_login(struct req *r)
-{
-	const char *user = NULL, *pin = NULL;
-	const struct gw_person *who;
-	uint8_t token[SG_SESSION_TOKEN_LEN];
-	json_t *rep;
-	int ok;
-
-	if (sg_get_str(r->msg, "user", false, &user, SG_NAME_MAX, r->err, sizeof(r->err)) < 0 ||
-	    sg_get_str(r->msg, "pin", true, &pin, SG_PIN_MAX, r->err, sizeof(r->err)) < 0)
-		return bad_request(r);
-	who = resolve(r, user);
-	if (who == NULL) {
-		audit(r, "login", "denied", r->err, user, NULL, 0, NULL, 0, NULL);
-		return sg_reply_error(CKR_USER_TYPE_INVALID, "not_allowed", "%s", r->err);
-	}
-	ok = gw_auth_check_password(r->ctx->auth, r->ctx->store, who->id, pin);
-	if (ok < 0) {
-		audit(r, "login", "error", "store error", who->id, NULL, 0, NULL, 0, NULL);
-		return sg_reply_error(CKR_DEVICE_ERROR, "internal", "credential store error");
-	}
-	if (ok == 0) {
-		audit(r, "login", "denied", "wrong password", who->id, NULL, 0, NULL, 0, NULL);
-		return sg_reply_error(CKR_PIN_INCORRECT, "bad_pin", "wrong password for %s", who->id);
-	}
-	if (gw_auth_session_new(r->ctx->auth, who->id, r->peer->uid, token) < 0)
-		return sg_reply_error(CKR_HOST_MEMORY, "internal", "too many sessions");
-	audit(r, "login", "ok", NULL, who->id, NULL, 0, NULL, 0, NULL);
-	rep = sg_reply_ok();
-	sg_set_bytes(rep, "session", token, sizeof(token));
-	sodium_memzero(token, sizeof(token));
-	json_object_set_new(rep, "user", json_string(who->id));
-	json_object_set_new(rep, "name", json_string(who->name ? who->name : who->id));
-	json_object_set_new(rep, "roles", roles_json(who));
-	return rep;
-}
-
-static json_t *
-op_logout(struct req *r)
-{
-	uint8_t *tok = NULL;
-	size_t len = 0;
-
-	if (sg_get_bytes(r->msg, "session", false, &tok, &len, SG_SESSION_TOKEN_LEN,
-	                 r->err, sizeof(r->err)) < 0)
-		return bad_request(r);
-	if (r->logged_in)
-		audit(r, "logout", "ok", NULL, NULL, NULL, 0, NULL, 0, NULL);
-	gw_auth_session_end(r->ctx->auth, tok, len);
-	sg_free_secret(tok, len);
-	return sg_reply_ok();
 }
 
 static json_t *
@@ -194,8 +141,8 @@ op_whoami(struct req *r)
 
 	if (who == NULL) {
 		if (sg_get_str(r->msg, "user", false, &user, SG_NAME_MAX, r->err, sizeof(r->err)) < 0)
-			return bad_request(r);
-		who = resolve(r, user);
+			return gw_bad_request(r);
+		who = gw_req_resolve(r, user);
 		if (who == NULL)
 			return sg_reply_error(CKR_USER_TYPE_INVALID, "not_allowed", "%s", r->err);
 	}
@@ -203,7 +150,7 @@ op_whoami(struct req *r)
 	json_object_set_new(rep, "user", json_string(who->id));
 	json_object_set_new(rep, "name", json_string(who->name ? who->name : who->id));
 	json_object_set_new(rep, "department", json_string(who->department ? who->department : ""));
-	json_object_set_new(rep, "roles", roles_json(who));
+	json_object_set_new(rep, "roles", gw_roles_json(who));
 	json_object_set_new(rep, "logged_in", json_boolean(r->logged_in));
 	json_object_set_new(rep, "os_user", json_string(r->peer->login));
 	return rep;
@@ -281,8 +228,8 @@ op_seals(struct req *r)
 
 	if (who == NULL) {
 		if (sg_get_str(r->msg, "user", false, &user, SG_NAME_MAX, r->err, sizeof(r->err)) < 0)
-			return bad_request(r);
-		who = resolve(r, user);
+			return gw_bad_request(r);
+		who = gw_req_resolve(r, user);
 		if (who == NULL)
 			return sg_reply_error(CKR_USER_TYPE_INVALID, "not_allowed", "%s", r->err);
 	}
@@ -296,63 +243,11 @@ op_seals(struct req *r)
 	return rep;
 }
 
-static bool
-is_seal_admin(const struct req *r)
-{
-	return r->who != NULL && gw_person_has_role(r->who, "seal_admin");
-}
-
-/* user_add and user_passwd share everything but who may do them. */
-static json_t *
-set_password(struct req *r, const char *action)
-{
-	const char *user = NULL, *password = NULL, *old = NULL;
-	char hash[256];
-	bool self;
-
-	if (sg_get_str(r->msg, "user", true, &user, SG_NAME_MAX, r->err, sizeof(r->err)) < 0 ||
-	    sg_get_str(r->msg, "password", true, &password, SG_PIN_MAX, r->err, sizeof(r->err)) < 0 ||
-	    sg_get_str(r->msg, "old_password", false, &old, SG_PIN_MAX, r->err, sizeof(r->err)) < 0)
-		return bad_request(r);
-	self = strcmp(user, r->who->id) == 0;
-	if (!is_seal_admin(r) && !(self && strcmp(action, "user_passwd") == 0)) {
-		snprintf(r->err, sizeof(r->err), "only a seal admin may set another account's password");
-		audit(r, action, "denied", r->err, NULL, NULL, 0, NULL, 0, NULL);
-		return sg_reply_error(CKR_USER_NOT_LOGGED_IN, "denied", "%s", r->err);
-	}
-	if (gw_policy_person(r->snap->policy, user) == NULL) {
-		snprintf(r->err, sizeof(r->err), "no person \"%s\" in the policy", user);
-		return sg_reply_error(CKR_ARGUMENTS_BAD, "bad_request", "%s", r->err);
-	}
-	if (strlen(password) < 8) {
-		snprintf(r->err, sizeof(r->err), "a password needs at least 8 characters");
-		return sg_reply_error(CKR_PIN_LEN_RANGE, "bad_request", "%s", r->err);
-	}
-	if (!is_seal_admin(r)) {
-		if (old == NULL || gw_auth_check_password(r->ctx->auth, r->ctx->store, user, old) != 1) {
-			audit(r, action, "denied", "wrong old password", NULL, NULL, 0, NULL, 0, NULL);
-			return sg_reply_error(CKR_PIN_INCORRECT, "bad_pin", "the old password is wrong");
-		}
-	}
-	if (gw_auth_hash_password(password, hash, sizeof(hash)) < 0 ||
-	    gw_store_password_set(r->ctx->store, user, hash) < 0) {
-		sodium_memzero(hash, sizeof(hash));
-		return sg_reply_error(CKR_DEVICE_ERROR, "internal", "could not store the password");
-	}
-	sodium_memzero(hash, sizeof(hash));
-	snprintf(r->err, sizeof(r->err), "password set for %s", user);
-	audit(r, action, "ok", r->err, NULL, NULL, 0, NULL, 0, NULL);
-	return sg_reply_ok();
-}
-
-static json_t *op_user_add(struct req *r) { return set_password(r, "user_add"); }
-static json_t *op_user_passwd(struct req *r) { return set_password(r, "user_passwd"); }
-
 static const struct op ops[] = {
 	{ SG_OP_HELLO,       NEED_NONE,        op_hello },
 	{ SG_OP_STATUS,      NEED_NONE,        op_status },
-	{ SG_OP_LOGIN,       NEED_NONE,        op_login },
-	{ SG_OP_LOGOUT,      NEED_OPT_SESSION, op_logout },
+	{ SG_OP_LOGIN,       NEED_NONE,        gw_op_login },
+	{ SG_OP_LOGOUT,      NEED_OPT_SESSION, gw_op_logout },
 	{ SG_OP_WHOAMI,      NEED_OPT_SESSION, op_whoami },
 	{ SG_OP_SEALS,       NEED_OPT_SESSION, op_seals },
 	{ SG_OP_SIGN,        NEED_SESSION,     gw_op_sign },
@@ -364,8 +259,8 @@ static const struct op ops[] = {
 	{ SG_OP_REJECT,      NEED_SESSION,     gw_op_reject },
 	{ SG_OP_REVOKE,      NEED_SESSION,     gw_op_revoke },
 	{ SG_OP_EXPLAIN,     NEED_SESSION,     gw_op_explain },
-	{ SG_OP_USER_ADD,    NEED_SESSION,     op_user_add },
-	{ SG_OP_USER_PASSWD, NEED_SESSION,     op_user_passwd },
+	{ SG_OP_USER_ADD,    NEED_SESSION,     gw_op_user_add },
+	{ SG_OP_USER_PASSWD, NEED_SESSION,     gw_op_user_passwd },
 };
 
 json_t *
@@ -379,7 +274,7 @@ gw_dispatch(struct gw_ctx *ctx, const struct gw_peer *peer, const json_t *msg)
 	json_t *rep;
 
 	if (sg_get_str(msg, "op", true, &name, SG_NAME_MAX, r.err, sizeof(r.err)) < 0)
-		return bad_request(&r);
+		return gw_bad_request(&r);
 	for (size_t i = 0; i < sizeof(ops) / sizeof(ops[0]); i++)
 		if (strcmp(ops[i].name, name) == 0)
 			op = &ops[i];
@@ -393,7 +288,7 @@ gw_dispatch(struct gw_ctx *ctx, const struct gw_peer *peer, const json_t *msg)
 		                 SG_SESSION_TOKEN_LEN, r.err, sizeof(r.err)) < 0) {
 			rep = op->need == NEED_SESSION && json_object_get(msg, "session") == NULL ?
 			      sg_reply_error(CKR_USER_NOT_LOGGED_IN, "not_logged_in", "not logged in") :
-			      bad_request(&r);
+			      gw_bad_request(&r);
 			goto out;
 		}
 		if (tok != NULL) {

@@ -25,6 +25,17 @@ struct gw_req {
 
 typedef json_t *(*gw_handler_fn)(struct gw_req *r);
 
+/* Records an event of request r (actor defaults to the logged-in person). */
+void gw_req_record(struct gw_req *r, const char *action, const char *outcome, const char *reason,
+                   const char *actor, const char *seal, unsigned long mech,
+                   const uint8_t *dig, size_t diglen, uint64_t *seq_out);
+/* The error reply for a malformed request, with r->err. */
+json_t *gw_bad_request(struct gw_req *r);
+/* The account the peer acts as (SEALGATE_USER = requested), or NULL with
+ * r->err. */
+const struct gw_person *gw_req_resolve(struct gw_req *r, const char *requested);
+json_t *gw_roles_json(const struct gw_person *who);
+
 /* Handles one decoded request from peer; always returns a reply object. */
 json_t *gw_dispatch(struct gw_ctx *ctx, const struct gw_peer *peer, const json_t *req);
 

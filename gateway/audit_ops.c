@@ -1,0 +1,460 @@
+/*
+ * Audit operations: audit_query (filters, paging), audit_export (records and
+ * signed checkpoints as the JSON-lines export of docs/audit.md, in pages
+ * under the message cap) and audit_checkpoint. The read rule lives in
+ * scope_of(): auditors and seal admins see everything, department heads
+ * their departments' people, everyone their own records.
+ */
+#include "audit_ops.h"
+
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include "audit.h"
+#include "auditfmt.h"
+#include "log.h"
+#include "protocol.h"
+
+#define REPLY_BUDGET (700u * 1024u)   /* bytes of records per reply, under SG_MSG_MAX */
+#define DIGEST_HEX_MAX 128
+
+/* Whose records the caller may read: all, or the accounts in actors. */
+struct scope {
+	bool all;
+	json_t *actors;               /* array of account ids (when !all) */
+	char what[160];               /* "all", "own", "departments sales, hq" */
+};
+
+static bool
+may_read_all(const struct gw_person *who)
+{
+	return gw_person_has_role(who, "auditor") || gw_person_has_role(who, "seal_admin");
+}
+
+static bool
+json_has(const json_t *arr, const char *id)
+{
+	size_t i;
+	json_t *v;
+
+	json_array_foreach(arr, i, v)
+		if (strcmp(json_string_value(v), id) == 0)
+			return true;
+	return false;
+}
+
+/* The departments who heads: those naming them as head; a department_head
+ * named nowhere heads their own department. */
+static bool
+heads(const struct gw_policy *p, const struct gw_person *who, const char *dept)
+{
+	const struct gw_department *d;
+	bool named = false;
+
+	for (size_t i = 0; i < p->n_departments; i++) {
+		d = &p->departments[i];
+		if (d->head && strcmp(d->head, who->id) == 0) {
+			named = true;
+			if (gw_policy_dept_within(p, dept, d->id))
+				return true;
+		}
+	}
+	return !named && gw_person_has_role(who, "department_head") && who->department &&
+	       gw_policy_dept_within(p, dept, who->department);
+}
+
+static void
+scope_of(const struct gw_policy *p, const struct gw_person *who, struct scope *sc)
+{
+	size_t len = 0;
+
+	memset(sc, 0, sizeof(*sc));
+	if (may_read_all(who)) {
+		sc->all = true;
+		snprintf(sc->what, sizeof(sc->what), "all");
+		return;
+	}
+	sc->actors = json_array();
+	json_array_append_new(sc->actors, json_string(who->id));
+	for (size_t i = 0; i < p->n_people; i++) {
+		const struct gw_person *q = &p->people[i];
+		if (q->department && strcmp(q->id, who->id) != 0 && heads(p, who, q->department))
+			json_array_append_new(sc->actors, json_string(q->id));
+	}
+	len = (size_t)snprintf(sc->what, sizeof(sc->what), "%s",
+	                       json_array_size(sc->actors) > 1 ? "own and departments:" : "own");
+	for (size_t i = 0; i < p->n_departments && len < sizeof(sc->what); i++)
+		if (heads(p, who, p->departments[i].id) &&
+		    (!p->departments[i].parent || !heads(p, who, p->departments[i].parent)))
+			len += (size_t)snprintf(sc->what + len, sizeof(sc->what) - len, " %s",
+			                        p->departments[i].id);
+}
+
+/* ---- local time next to UTC ---- */
+
+static bool
+tz_of(void *ctx, const struct gw_audit_row *row, int64_t t, long *off, const char **zone)
+{
+	const struct gw_policy *p = ctx;
+	const struct gw_tz *z = NULL;
+
+	if (row->seal) {
+		const struct gw_seal *s = gw_policy_seal(p, row->seal);
+		if (s)
+			z = s->tz;
+	}
+	for (size_t i = 0; !z && p->timezone && i < p->n_zones; i++)
+		if (strcmp(gw_tz_name(p->zones[i]), p->timezone) == 0)
+			z = p->zones[i];
+	if (!z)
+		return false;
+	*off = gw_tz_offset(z, (time_t)t);
+	*zone = gw_tz_name(z);
+	return true;
+}
+
+static int64_t
+now_ns(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_REALTIME, &ts);
+	return (int64_t)ts.tv_sec * 1000000000LL + ts.tv_nsec;
+}
+
+/* ---- the audit of reading the audit ---- */
+
+static void
+note_read(struct gw_req *r, const char *action, const char *outcome, const char *reason)
+{
+	json_t *copy = json_deep_copy(r->msg);
+	char *detail;
+	struct gw_audit_event ev = {
+		.action = action, .outcome = outcome, .reason = reason,
+		.actor = r->who ? r->who->id : NULL,
+		.uid = r->peer->uid, .pid = r->peer->pid, .exe = r->peer->exe, .host = r->ctx->host,
+	};
+	uint64_t seq;
+
+	json_object_del(copy, "session");
+	json_object_del(copy, "v");
+	detail = json_dumps(copy, JSON_COMPACT | JSON_SORT_KEYS);
+	json_decref(copy);
+	ev.detail = detail;
+	if (r->ctx->audit && gw_audit_record(r->ctx->audit, &ev, &seq) != 0)
+		gw_log_error("audit record for %s could not be written", action);
+	free(detail);
+}
+
+static json_t * __attribute__((format(printf, 3, 4)))
+denied(struct gw_req *r, const char *action, const char *fmt, ...)
+{
+	va_list ap;
+
+	va_start(ap, fmt);
+	vsnprintf(r->err, sizeof(r->err), fmt, ap);
+	va_end(ap);
+	note_read(r, action, "denied", r->err);
+	return sg_reply_error(CKR_FUNCTION_REJECTED, "denied", "%s", r->err);
+}
+
+/* ---- collecting rows into a reply ---- */
+
+struct collect {
+	json_t *arr;
+	const struct gw_policy *policy;
+	size_t bytes, n, limit;
+	uint64_t last;
+	bool full;                    /* stopped at limit or budget: maybe more */
+};
+
+static int
+collect_row(void *ctx, const struct gw_audit_row *row)
+{
+	struct collect *c = ctx;
+	json_t *o = gw_audit_row_to_json(row, tz_of, (void *)c->policy);
+	size_t sz;
+
+	if (!o)
+		return -1;
+	sz = json_dumpb(o, NULL, 0, JSON_COMPACT) + 2;
+	if (c->n > 0 && c->bytes + sz > REPLY_BUDGET) {
+		json_decref(o);
+		c->full = true;
+		return 1;
+	}
+	json_array_append_new(c->arr, o);
+	c->bytes += sz;
+	c->n++;
+	c->last = row->seq;
+	if (c->n >= c->limit) {
+		c->full = true;
+		return 1;
+	}
+	return 0;
+}
+
+static int
+get_u64(struct gw_req *r, const char *key, uint64_t *out)
+{
+	int64_t v = 0;
+
+	if (sg_get_int(r->msg, key, false, 0, INT64_MAX, &v, r->err, sizeof(r->err)) < 0)
+		return -1;
+	*out = (uint64_t)v;
+	return 0;
+}
+
+/* ---- audit_query ---- */
+
+json_t *
+gw_op_audit_query(struct gw_req *r)
+{
+	const struct gw_policy *p = r->snap->policy;
+	struct gw_audit_filter f = { 0 };
+	struct scope sc;
+	struct collect c = { .policy = p };
+	const char *person = NULL, *dept = NULL, *digest = NULL;
+	uint8_t dbuf[DIGEST_HEX_MAX / 2];
+	size_t dlen = 0;
+	int64_t from = 0, to = 0, app = 0, limit = 100;
+	uint64_t after = 0;
+	json_t *rep = NULL, *actors = NULL;
+	char *actors_s = NULL, err[256];
+
+	if (sg_get_int(r->msg, "from_ns", false, INT64_MIN, INT64_MAX, &from, r->err, sizeof(r->err)) < 0 ||
+	    sg_get_int(r->msg, "to_ns", false, INT64_MIN, INT64_MAX, &to, r->err, sizeof(r->err)) < 0 ||
+	    sg_get_str(r->msg, "seal", false, &f.seal, SG_NAME_MAX, r->err, sizeof(r->err)) < 0 ||
+	    sg_get_str(r->msg, "person", false, &person, SG_NAME_MAX, r->err, sizeof(r->err)) < 0 ||
+	    sg_get_str(r->msg, "department", false, &dept, SG_NAME_MAX, r->err, sizeof(r->err)) < 0 ||
+	    sg_get_str(r->msg, "action", false, &f.action, SG_NAME_MAX, r->err, sizeof(r->err)) < 0 ||
+	    sg_get_str(r->msg, "outcome", false, &f.outcome, SG_NAME_MAX, r->err, sizeof(r->err)) < 0 ||
+	    sg_get_str(r->msg, "digest", false, &digest, DIGEST_HEX_MAX, r->err, sizeof(r->err)) < 0 ||
+	    sg_get_int(r->msg, "application", false, 1, INT64_MAX, &app, r->err, sizeof(r->err)) < 0 ||
+	    sg_get_int(r->msg, "limit", false, 1, GW_AUDIT_QUERY_LIMIT_MAX, &limit, r->err, sizeof(r->err)) < 0 ||
+	    get_u64(r, "after", &after) < 0)
+		return sg_reply_error(CKR_ARGUMENTS_BAD, "bad_request", "%s", r->err);
+	if (digest && (gw_unhex(digest, dbuf, sizeof(dbuf), &dlen) != 0 || dlen == 0))
+		return sg_reply_error(CKR_ARGUMENTS_BAD, "bad_request",
+		                      "digest must be hex (at most %d bytes)", DIGEST_HEX_MAX / 2);
+	if (!r->ctx->audit || !r->ctx->store)
+		return sg_reply_error(CKR_DEVICE_ERROR, "internal", "no audit log");
+	if (dept && !gw_policy_department(p, dept))
+		return sg_reply_error(CKR_ARGUMENTS_BAD, "bad_request", "no department \"%s\"", dept);
+
+	scope_of(p, r->who, &sc);
+	if (!sc.all && person && !json_has(sc.actors, person)) {
+		rep = denied(r, "audit_query", "you may not read the records of %s", person);
+		goto out;
+	}
+	if (!sc.all && dept && !heads(p, r->who, dept)) {
+		rep = denied(r, "audit_query", "you may not read the records of department %s", dept);
+		goto out;
+	}
+	/* The actors to show: the caller's scope, narrowed by department. */
+	if (dept) {
+		actors = json_array();
+		for (size_t i = 0; i < p->n_people; i++) {
+			const struct gw_person *q = &p->people[i];
+			if (q->department && gw_policy_dept_within(p, q->department, dept) &&
+			    (sc.all || json_has(sc.actors, q->id)))
+				json_array_append_new(actors, json_string(q->id));
+		}
+	} else if (!sc.all) {
+		actors = json_incref(sc.actors);
+	}
+	if (actors) {
+		actors_s = json_dumps(actors, JSON_COMPACT);
+		if (!actors_s)
+			goto nomem;
+		f.actors_json = actors_s;
+	}
+	f.actor = person;
+	f.from_ns = from;
+	f.to_ns = to;
+	f.application = app;
+	f.digest = dlen ? dbuf : NULL;
+	f.digest_len = dlen;
+	f.after_seq = after;
+	c.limit = (size_t)limit;
+	c.arr = json_array();
+	if (!c.arr)
+		goto nomem;
+	if (after == 0)
+		note_read(r, "audit_query", "ok", NULL);
+	if (gw_store_audit_query(r->ctx->store, &f, collect_row, &c, err, sizeof(err)) < 0) {
+		gw_log_error("audit query: %s", err);
+		json_decref(c.arr);
+		rep = sg_reply_error(CKR_DEVICE_ERROR, "internal", "the audit log could not be read");
+		goto out;
+	}
+	rep = sg_reply_ok();
+	json_object_set_new(rep, "scope", json_string(sc.what));
+	json_object_set_new(rep, "records", c.arr);
+	if (c.full)
+		json_object_set_new(rep, "next", json_integer((json_int_t)c.last));
+	goto out;
+nomem:
+	rep = NULL;
+out:
+	free(actors_s);
+	json_decref(actors);
+	json_decref(sc.actors);
+	return rep;
+}
+
+/* ---- audit_export ---- */
+
+struct cpcollect {
+	json_t *arr;
+	const uint8_t *cert; size_t cert_len;   /* the header's: omitted when equal */
+};
+
+static int
+collect_cp(void *ctx, const struct gw_audit_checkpoint *cp)
+{
+	struct cpcollect *c = ctx;
+	bool same = cp->cert && c->cert && cp->cert_len == c->cert_len &&
+	            memcmp(cp->cert, c->cert, c->cert_len) == 0;
+	json_t *o = gw_audit_checkpoint_to_json(cp, !same && cp->cert);
+
+	if (!o)
+		return -1;
+	json_array_append_new(c->arr, o);
+	return 0;
+}
+
+/* Interleaves checkpoints after the record whose seq they cover. */
+static json_t *
+merge(json_t *records, json_t *cps)
+{
+	json_t *out = json_array();
+	size_t i = 0, j = 0;
+
+	while (i < json_array_size(records) || j < json_array_size(cps)) {
+		json_t *rec = json_array_get(records, i), *cp = json_array_get(cps, j);
+		if (cp && (!rec || json_integer_value(json_object_get(cp, "seq")) <
+		                   json_integer_value(json_object_get(rec, "seq")))) {
+			json_array_append(out, cp);
+			j++;
+		} else {
+			json_array_append(out, rec);
+			i++;
+		}
+	}
+	return out;
+}
+
+json_t *
+gw_op_audit_export(struct gw_req *r)
+{
+	const struct gw_policy *p = r->snap->policy;
+	struct gw_audit_filter f = { 0 };
+	struct collect c = { .policy = p };
+	struct cpcollect cc = { 0 };
+	uint64_t after = 0, upto = 0, head = 0, cpseq = 0;
+	uint8_t head_hash[GW_AUDIT_HASH_LEN];
+	int64_t limit = GW_AUDIT_EXPORT_LIMIT_MAX;
+	json_t *rep = NULL, *hdr = NULL, *items = NULL;
+	char err[256], hex[2 * GW_AUDIT_HASH_LEN + 1], t[48];
+	const char *cperr = NULL;
+
+	if (get_u64(r, "after", &after) < 0 || get_u64(r, "upto", &upto) < 0 ||
+	    sg_get_int(r->msg, "limit", false, 1, GW_AUDIT_EXPORT_LIMIT_MAX, &limit,
+	               r->err, sizeof(r->err)) < 0)
+		return sg_reply_error(CKR_ARGUMENTS_BAD, "bad_request", "%s", r->err);
+	if (!r->ctx->audit || !r->ctx->store)
+		return sg_reply_error(CKR_DEVICE_ERROR, "internal", "no audit log");
+	if (!may_read_all(r->who))
+		return denied(r, "audit_export", "%s", "exporting the audit log is for auditors and "
+		              "seal admins (use audit query for your own records)");
+	cc.cert = gw_audit_cert(r->ctx->audit, &cc.cert_len);
+	if (after == 0) {
+		/* A fresh checkpoint, so the export is signed to its last record
+		 * and a cut-off tail of the file shows. */
+		note_read(r, "audit_export", "ok", NULL);
+		if (cc.cert && gw_audit_checkpoint_now(r->ctx->audit, &cpseq, err, sizeof(err)) != 0) {
+			gw_log_warn("audit export without a fresh checkpoint: %s", err);
+			cperr = err;
+		}
+		gw_audit_head(r->ctx->audit, &head, head_hash);
+		upto = head;
+		gw_hex(head_hash, sizeof(head_hash), hex);
+		gw_audit_format_time(now_ns(), 0, t, sizeof(t));
+		hdr = json_pack("{s:s,s:s,s:i,s:s,s:s,s:s,s:I,s:s,s:s}",
+		                "type", "header", "format", "sealgate-audit-export", "version", 1,
+		                "instance", r->ctx->instance, "host", r->ctx->host,
+		                "exported_by", r->who->id, "upto", (json_int_t)upto,
+		                "head_hash", hex, "exported_at", t);
+		if (!hdr)
+			return NULL;
+		if (cc.cert) {
+			char *b = sg_b64_encode(cc.cert, cc.cert_len);
+			json_object_set_new(hdr, "cert", b ? json_string(b) : json_null());
+			free(b);
+		} else {
+			json_object_set_new(hdr, "cert", json_null());
+		}
+		if (cperr)
+			json_object_set_new(hdr, "checkpoint_error", json_string(cperr));
+	} else if (upto == 0) {
+		return sg_reply_error(CKR_ARGUMENTS_BAD, "bad_request",
+		                      "a later export page needs the \"upto\" of the first");
+	}
+	f.after_seq = after;
+	f.upto_seq = upto ? upto : 1;
+	c.limit = (size_t)limit;
+	c.arr = json_array();
+	cc.arr = json_array();
+	if (upto > after &&
+	    gw_store_audit_query(r->ctx->store, &f, collect_row, &c, err, sizeof(err)) < 0)
+		goto fail;
+	/* Checkpoints up to the last record of this page (all of them on the
+	 * last page; the one of the empty log too). */
+	if (gw_store_checkpoint_scan(r->ctx->store, after == 0 ? 0 : after + 1,
+	                             c.full ? c.last : (upto ? upto : 0), collect_cp, &cc,
+	                             err, sizeof(err)) < 0)
+		goto fail;
+	items = merge(c.arr, cc.arr);
+	rep = sg_reply_ok();
+	if (hdr)
+		json_object_set_new(rep, "header", hdr);
+	hdr = NULL;
+	json_object_set_new(rep, "items", items);
+	json_object_set_new(rep, "upto", json_integer((json_int_t)upto));
+	if (c.full && c.last < upto)
+		json_object_set_new(rep, "next", json_integer((json_int_t)c.last));
+	json_decref(c.arr);
+	json_decref(cc.arr);
+	return rep;
+fail:
+	gw_log_error("audit export: %s", err);
+	json_decref(c.arr);
+	json_decref(cc.arr);
+	json_decref(hdr);
+	return sg_reply_error(CKR_DEVICE_ERROR, "internal", "the audit log could not be read");
+}
+
+/* ---- audit_checkpoint ---- */
+
+json_t *
+gw_op_audit_checkpoint(struct gw_req *r)
+{
+	uint64_t seq = 0;
+	char err[256];
+	json_t *rep;
+
+	if (!may_read_all(r->who))
+		return denied(r, "audit_checkpoint", "%s",
+		              "only auditors and seal admins may ask for a checkpoint");
+	if (!r->ctx->audit)
+		return sg_reply_error(CKR_DEVICE_ERROR, "internal", "no audit log");
+	if (gw_audit_checkpoint_now(r->ctx->audit, &seq, err, sizeof(err)) != 0)
+		return sg_reply_error(CKR_DEVICE_ERROR, "internal", "no checkpoint: %s", err);
+	rep = sg_reply_ok();
+	json_object_set_new(rep, "seq", json_integer((json_int_t)seq));
+	return rep;
+}
