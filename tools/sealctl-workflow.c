@@ -158,7 +158,7 @@ cmd_apply(struct cli *c, int argc, char **argv)
 	json_t *req = sg_request_new(SG_OP_APPLY);
 	int ch;
 
-	optind = 1;
+	optind = 0;  /* 0: glibc re-initialises getopt fully (permutation included) */
 	while ((ch = getopt_long(argc, argv, "", opts, NULL)) != -1) {
 		char *end;
 		long long v;
@@ -221,7 +221,7 @@ cmd_decide(struct cli *c, const char *op, int argc, char **argv)
 	long long id;
 	int ch;
 
-	optind = 1;
+	optind = 0;  /* 0: glibc re-initialises getopt fully (permutation included) */
 	while ((ch = getopt_long(argc, argv, "c:", opts, NULL)) != -1) {
 		if (ch != 'c') {
 			json_decref(req);
@@ -341,7 +341,7 @@ cmd_policy(struct cli *c, int argc, char **argv)
 		fprintf(stderr, "sealctl: policy check | explain\n");
 		return 2;
 	}
-	optind = 2;
+	optind = 0;
 	while ((ch = getopt_long(argc, argv, "", opts, NULL)) != -1) {
 		switch (ch) {
 		case 'p': file = optarg; break;
