@@ -231,7 +231,7 @@ read_file(const char *path)
 	char *buf = calloc(1, 1 << 20);
 
 	cr_assert_not_null(f);
-	fread(buf, 1, (1 << 20) - 1, f);
+	buf[fread(buf, 1, (1 << 20) - 1, f)] = 0;
 	fclose(f);
 	return buf;
 }
