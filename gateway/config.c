@@ -27,7 +27,7 @@
 static const char *const config_keys[] = {
 	"backend_module", "backend_token", "token_pin_file", "socket_path",
 	"socket_mode", "store_path", "policy_path", "token_label", "audit_key",
-	"backend_sessions", "session_timeout", "log", "log_debug", NULL
+	"backend_sessions", "session_timeout", "log", "log_debug", "card_watch", "reader", NULL
 };
 
 void
@@ -47,6 +47,8 @@ gw_config_free(struct gw_config **cfg)
 	free(c->token_label);
 	free(c->audit_key);
 	free(c->log);
+	free(c->card_watch);
+	free(c->reader);
 	free(c);
 	*cfg = NULL;
 }
@@ -174,8 +176,16 @@ parse_tree(struct gw_yaml *y, yaml_node_t *root, const char *name, struct gw_con
 	    get_path(y, root, "policy_path", dir, NULL, &c->policy_path) < 0 ||
 	    get_str(y, root, "token_label", NULL, &c->token_label) < 0 ||
 	    get_str(y, root, "audit_key", NULL, &c->audit_key) < 0 ||
-	    get_str(y, root, "log", "stderr", &c->log) < 0)
+	    get_str(y, root, "log", "stderr", &c->log) < 0 ||
+	    get_str(y, root, "card_watch", "auto", &c->card_watch) < 0 ||
+	    get_str(y, root, "reader", NULL, &c->reader) < 0)
 		goto out;
+	if (strcmp(c->card_watch, "auto") != 0 && strcmp(c->card_watch, "on") != 0 &&
+	    strcmp(c->card_watch, "off") != 0) {
+		gw_yaml_errf(y, gw_yaml_map_get(y, root, "card_watch"),
+		             "card_watch must be auto, on or off, not '%s'", c->card_watch);
+		goto out;
+	}
 	if (c->backend_token == NULL) {
 		gw_yaml_errf(y, root, "backend_token: missing (required)");
 		goto out;

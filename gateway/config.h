@@ -25,6 +25,8 @@ struct gw_config {
 	unsigned backend_sessions; /* size of the backend session pool; default 2 * cores */
 	unsigned session_timeout;  /* seconds of idleness before a login ends; default 28800 */
 	char *log;               /* "stderr" or "syslog" */
+	char *card_watch;        /* "auto" (default: on when the backend is OpenSC), "on", "off" */
+	char *reader;            /* PC/SC reader name (or its start) holding the card; NULL = any */
 	bool log_debug;
 };
 

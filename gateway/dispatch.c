@@ -99,14 +99,22 @@ op_status(struct req *r)
 	const struct gw_policy *p = r->snap->policy;
 	char hex[2 * GW_HASH_LEN + 1];
 
+	char why[256] = "";
+
+	/* Say why, per seal: a pulled card, a refused card, a refused PIN. */
+	if (r->ctx->token == NULL)
+		snprintf(why, sizeof(why), "no backend token");
+	else
+		gw_token_reason(r->ctx->token, why, sizeof(why));
 	for (size_t i = 0; i < p->n_seals; i++) {
 		const struct gw_seal *s = &p->seals[i];
-		bool avail = token_usable(r) && r->snap->keys && r->snap->keys[i];
+		bool have_key = r->snap->keys && r->snap->keys[i];
+		bool avail = token_usable(r) && have_key;
 		json_array_append_new(seals, json_pack("{s:s,s:s,s:s,s:b,s:s}",
 			"id", s->id, "label", s->name, "kind", s->kind ? s->kind : "",
 			"available", avail,
-			"reason", avail ? "" : (r->ctx->token == NULL ? "no backend token" :
-			          "backend token not present")));
+			"reason", avail ? "" : !have_key ? "its key was not found on the backend token" :
+			          why[0] ? why : "backend token not present"));
 	}
 	json_object_set_new(rep, "seals", seals);
 	sodium_bin2hex(hex, sizeof(hex), p->hash, GW_HASH_LEN);

@@ -16,6 +16,7 @@
 
 #include "appstore.h"
 #include "audit.h"
+#include "cardwatch.h"
 #include "quota.h"
 #include "signpath.h"
 #include "auth.h"
@@ -125,6 +126,24 @@ out:
 	return rv;
 }
 
+/* The backend token came, went or was refused: an audit record, written
+ * from the thread that saw it (a signer or the card watcher). */
+static void
+token_event(void *arg, enum gw_token_event ev, const char *detail)
+{
+	struct gw_ctx *ctx = arg;
+	struct gw_audit_event e = {
+		.action = ev == GW_TOKEN_REMOVED ? "token_removed" :
+		          ev == GW_TOKEN_INSERTED ? "token_inserted" : "card_refused",
+		.outcome = ev == GW_TOKEN_REFUSED ? "denied" : "ok",
+		.reason = detail, .uid = -1, .pid = getpid(), .host = ctx->host,
+	};
+	uint64_t seq;
+
+	if (ctx->audit == NULL || gw_audit_record(ctx->audit, &e, &seq) < 0)
+		gw_log_error("audit record %s (%s) could not be written", e.action, detail);
+}
+
 int
 main(int argc, char **argv)
 {
@@ -143,6 +162,7 @@ main(int argc, char **argv)
 	bool foreground = false, check = false, verify = false;
 	struct gw_ctx ctx;
 	struct gw_snapshot *snap = NULL;
+	struct gw_cardwatch *cardwatch = NULL;
 	char err[1024];
 	char *pin = NULL;
 	uint8_t inst[8];
@@ -248,6 +268,14 @@ main(int argc, char **argv)
 		goto out;
 	}
 	ctx.next_app_id = gw_appstore_max_id(ctx.store);
+	gw_token_set_event_hook(ctx.token, token_event, &ctx);
+	if (strcmp(ctx.cfg->card_watch, "on") == 0 ||
+	    (strcmp(ctx.cfg->card_watch, "auto") == 0 && gw_token_is_pcsc(ctx.token))) {
+		if (gw_cardwatch_start(ctx.token, ctx.cfg->reader, &cardwatch, err, sizeof(err)) < 0) {
+			gw_log_error("%s", err);
+			goto out;
+		}
+	}
 	if (gw_auth_new(ctx.cfg->session_timeout, &ctx.auth) < 0) {
 		gw_log_error("cannot initialise authentication");
 		goto out;
@@ -255,6 +283,9 @@ main(int argc, char **argv)
 	rv = gw_server_run(&ctx) == 0 ? 0 : 1;
 out:
 	sg_free_secret_str(pin);
+	gw_cardwatch_stop(&cardwatch);
+	if (ctx.token != NULL)
+		gw_token_set_event_hook(ctx.token, NULL, NULL);
 	gw_audit_close(&ctx.audit);
 	gw_auth_free(&ctx.auth);
 	gw_quota_free(&ctx.quota);

@@ -390,8 +390,15 @@ gw_op_sign(struct gw_req *r)
 	s.seal = &p->seals[idx];
 	key = r->snap->keys ? r->snap->keys[idx] : NULL;
 	if (key == NULL || !token_usable(r)) {
-		snprintf(r->err, sizeof(r->err), "the %s is not available: its token is not present",
-		         s.seal->name);
+		char why[200] = "its token is not present";
+
+		if (r->ctx->token != NULL && key != NULL) {
+			gw_token_reason(r->ctx->token, why, sizeof(why));
+			if (why[0] == '\0')
+				snprintf(why, sizeof(why), "its token is not present");
+		}
+		snprintf(r->err, sizeof(r->err), "the %s is not available: %s",
+		         s.seal->name, why);
 		rep = refuse(&s, CKR_TOKEN_NOT_PRESENT, "token_absent", "error");
 		goto out;
 	}

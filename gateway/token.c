@@ -563,7 +563,7 @@ gw_token_reconnect(struct gw_token *tok)
 		snprintf(tok->last_err, sizeof(tok->last_err), "%s", err);
 		/* "not present" keeps the more telling reason it went away */
 		if (rv != CKR_TOKEN_NOT_PRESENT || tok->reason[0] == '\0')
-			snprintf(tok->reason, sizeof(tok->reason), "%s", err);
+			snprintf(tok->reason, sizeof(tok->reason), "%.*s", (int)sizeof(tok->reason) - 1, err);
 	}
 	if (rv == CKR_TOKEN_NOT_RECOGNIZED) {
 		first_refusal = !tok->refused;

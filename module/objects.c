@@ -759,6 +759,10 @@ sgm_objects_find_init(struct sgm_state *st, CK_SESSION_HANDLE h, CK_ATTRIBUTE_PT
 		goto out;
 	}
 	for (size_t i = 0; i < st->n_seals; i++) {
+		/* A seal whose card is out (or whose key is missing) has no
+		 * objects, as with a pulled token; they return with the card. */
+		if (!st->seals[i].available)
+			continue;
 		for (size_t c = 0; c < sizeof(sgm_classes) / sizeof(sgm_classes[0]); c++) {
 			CK_OBJECT_CLASS cls = sgm_classes[c];
 			CK_OBJECT_HANDLE oh;

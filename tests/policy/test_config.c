@@ -202,7 +202,7 @@ Test(config, errors)
 	             "/etc/sg/c.yaml:5:1: unknown key 'sockt_path' in the configuration "
 	             "(known keys: backend_module, backend_token, token_pin_file, socket_path, "
 	             "socket_mode, store_path, policy_path, token_label, audit_key, "
-	             "backend_sessions, session_timeout, log, log_debug)");
+	             "backend_sessions, session_timeout, log, log_debug, card_watch, reader)");
 	expect_error(REQ "store_path: other\n",
 	             "/etc/sg/c.yaml:5:1: duplicate key 'store_path' in the configuration");
 	expect_error(REQ "socket_mode: \"0999\"\n",
