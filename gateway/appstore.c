@@ -18,14 +18,18 @@ fail(struct gw_store *st, char *err, size_t errlen, const char *what)
 	return -1;
 }
 
+/* sql is always a literal: the store keeps it parsed (gw_store_cached). */
 static sqlite3_stmt *
 prep(struct gw_store *st, const char *sql)
 {
-	sqlite3_stmt *s = NULL;
+	return gw_store_cached(st, sql);
+}
 
-	if (sqlite3_prepare_v3(gw_store_db(st), sql, -1, SQLITE_PREPARE_PERSISTENT, &s, NULL) != SQLITE_OK)
-		return NULL;
-	return s;
+static void
+done(sqlite3_stmt *s)
+{
+	if (s)
+		sqlite3_reset(s);
 }
 
 static void
@@ -47,7 +51,7 @@ gw_appstore_max_id(struct gw_store *st)
 	s = prep(st, "SELECT coalesce(max(id), 0) FROM applications");
 	if (s && sqlite3_step(s) == SQLITE_ROW)
 		id = sqlite3_column_int64(s, 0);
-	sqlite3_finalize(s);
+	done(s);
 	gw_store_unlock(st);
 	return id;
 }
@@ -171,8 +175,8 @@ gw_appstore_get(struct gw_store *st, int64_t id, struct gw_application *app)
 		goto out;
 	rv = 1;
 out:
-	sqlite3_finalize(s);
-	sqlite3_finalize(a);
+	done(s);
+	done(a);
 	gw_store_unlock(st);
 	return rv;
 }
@@ -198,7 +202,7 @@ insert_approvals(struct gw_store *st, const struct gw_application *app, char *er
 		if (sqlite3_step(s) != SQLITE_DONE)
 			rv = fail(st, err, errlen, "approvals");
 	}
-	sqlite3_finalize(s);
+	done(s);
 	return rv;
 }
 
@@ -247,7 +251,7 @@ gw_appstore_insert_tx(struct gw_store *st, const struct gw_application *app,
 	}
 	rv = insert_approvals(st, app, err, errlen);
 out:
-	sqlite3_finalize(s);
+	done(s);
 	free(levels);
 	gw_store_unlock(st);
 	return rv;
@@ -285,7 +289,7 @@ gw_appstore_update_tx(struct gw_store *st, const struct gw_application *app,
 	}
 	rv = insert_approvals(st, app, err, errlen);
 out:
-	sqlite3_finalize(s);
+	done(s);
 	gw_store_unlock(st);
 	return rv;
 }
@@ -317,7 +321,7 @@ gw_appstore_spend_tx(struct gw_store *st, int64_t id, time_t now, char *err, siz
 	}
 	rv = 0;
 out:
-	sqlite3_finalize(s);
+	done(s);
 	gw_store_unlock(st);
 	return rv;
 }
@@ -346,7 +350,7 @@ gw_appstore_list(struct gw_store *st, const char *applicant, const char *seal,
 	}
 	rv = 0;
 out:
-	sqlite3_finalize(s);
+	done(s);
 	gw_store_unlock(st);
 	return rv;
 }
@@ -369,7 +373,7 @@ gw_appstore_due_to_expire(struct gw_store *st, time_t now, int64_t *ids, size_t 
 		ids[(*n)++] = sqlite3_column_int64(s, 0);
 	rv = 0;
 out:
-	sqlite3_finalize(s);
+	done(s);
 	gw_store_unlock(st);
 	return rv;
 }
@@ -394,7 +398,7 @@ gw_appstore_quota_get(struct gw_store *st, const char *seal, const char *period,
 		*used = (uint64_t)sqlite3_column_int64(s, 0);
 	rv = rc == SQLITE_ROW || rc == SQLITE_DONE ? 0 : -1;
 out:
-	sqlite3_finalize(s);
+	done(s);
 	gw_store_unlock(st);
 	return rv;
 }
@@ -418,7 +422,53 @@ gw_appstore_quota_add_tx(struct gw_store *st, const char *seal, const char *peri
 	sqlite3_bind_text(s, 3, person ? person : "", -1, SQLITE_TRANSIENT);
 	rv = sqlite3_step(s) == SQLITE_DONE ? 0 : fail(st, err, errlen, "quota_use");
 out:
-	sqlite3_finalize(s);
+	done(s);
+	gw_store_unlock(st);
+	return rv;
+}
+
+int
+gw_appstore_refund_tx(struct gw_store *st, int64_t id, time_t now, char *err, size_t errlen)
+{
+	sqlite3_stmt *s;
+	int rv = -1;
+
+	gw_store_lock(st);
+	s = prep(st, "UPDATE applications SET uses_left = uses_left + 1, state = 'authorized', updated = ?"
+	             " WHERE id = ? AND state IN ('authorized', 'used_up') AND uses_left < uses_granted");
+	if (s == NULL) {
+		fail(st, err, errlen, "applications");
+		goto out;
+	}
+	sqlite3_bind_int64(s, 1, now);
+	sqlite3_bind_int64(s, 2, id);
+	rv = sqlite3_step(s) == SQLITE_DONE ? 0 : fail(st, err, errlen, "applications");
+out:
+	done(s);
+	gw_store_unlock(st);
+	return rv;
+}
+
+int
+gw_appstore_quota_sub_tx(struct gw_store *st, const char *seal, const char *period,
+                         const char *person, char *err, size_t errlen)
+{
+	sqlite3_stmt *s;
+	int rv = -1;
+
+	gw_store_lock(st);
+	s = prep(st, "UPDATE quota_use SET used = used - 1 WHERE seal = ? AND period = ? AND person = ?"
+	             " AND used > 0");
+	if (s == NULL) {
+		fail(st, err, errlen, "quota_use");
+		goto out;
+	}
+	sqlite3_bind_text(s, 1, seal, -1, SQLITE_TRANSIENT);
+	sqlite3_bind_text(s, 2, period, -1, SQLITE_TRANSIENT);
+	sqlite3_bind_text(s, 3, person ? person : "", -1, SQLITE_TRANSIENT);
+	rv = sqlite3_step(s) == SQLITE_DONE ? 0 : fail(st, err, errlen, "quota_use");
+out:
+	done(s);
 	gw_store_unlock(st);
 	return rv;
 }

@@ -35,6 +35,11 @@ int gw_appstore_update_tx(struct gw_store *st, const struct gw_application *app,
 int gw_appstore_spend_tx(struct gw_store *st, int64_t id, time_t now,
                          char *err, size_t errlen);
 
+/* _tx: gives back the use spent by a signature that was then not
+ * released (the token failed after its record was committed). */
+int gw_appstore_refund_tx(struct gw_store *st, int64_t id, time_t now,
+                          char *err, size_t errlen);
+
 /* Ids of applications matching the filter, newest first, at most max.
  * applicant/seal NULL = any; states = bitmask of (1 << gw_app_state), 0 = any. */
 int gw_appstore_list(struct gw_store *st, const char *applicant, const char *seal,
@@ -48,6 +53,8 @@ int gw_appstore_due_to_expire(struct gw_store *st, time_t now, int64_t *ids,
  * period is e.g. "d:20612", "m:24322", "total". person "" for seal-wide. */
 int gw_appstore_quota_get(struct gw_store *st, const char *seal, const char *period,
                           const char *person, uint64_t *used);
+int gw_appstore_quota_sub_tx(struct gw_store *st, const char *seal, const char *period,
+                             const char *person, char *err, size_t errlen);
 int gw_appstore_quota_add_tx(struct gw_store *st, const char *seal, const char *period,
                              const char *person, char *err, size_t errlen);
 

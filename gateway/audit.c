@@ -63,6 +63,7 @@ struct gw_audit {
 	const char *alg;
 	unsigned interval_s, every_n;
 	uint64_t cp_seq;            /* head covered by the last checkpoint */
+	uint8_t cp_hash[GW_AUDIT_HASH_LEN];
 	int64_t cp_ns;              /* when it was made (realtime) */
 	bool cp_wanted;             /* the writer saw every_n records pass */
 	bool ticker_started, ticker_stop, tok_present;
@@ -233,7 +234,8 @@ write_batch(struct gw_audit *au, struct pending **batch, size_t n)
 		pthread_mutex_lock(&au->lock);
 		au->seq = head + k;
 		memcpy(au->hash, au->hashes[k - 1], GW_AUDIT_HASH_LEN);
-		if (au->key && au->seq - au->cp_seq >= au->every_n && !au->cp_wanted) {
+		if (au->key && au->seq > au->cp_seq && au->seq - au->cp_seq >= au->every_n &&
+		    !au->cp_wanted) {
 			au->cp_wanted = true;
 			pthread_cond_signal(&au->tick);
 		}
@@ -396,13 +398,19 @@ gw_audit_record(struct gw_audit *au, const struct gw_audit_event *ev, uint64_t *
 	return gw_audit_record_with(au, ev, NULL, NULL, seq, NULL, 0);
 }
 
+struct gw_audit_ticket {
+	struct pending p;
+	char err[256];
+};
+
 int
-gw_audit_record_with(struct gw_audit *au, const struct gw_audit_event *ev,
-                     gw_audit_apply_fn apply, void *arg, uint64_t *seq,
+gw_audit_submit_with(struct gw_audit *au, const struct gw_audit_event *ev,
+                     gw_audit_apply_fn apply, void *arg, struct gw_audit_ticket **out,
                      char *err, size_t errlen)
 {
-	struct pending p = { 0 };
+	struct gw_audit_ticket *t;
 
+	*out = NULL;
 	if (err && errlen)
 		err[0] = '\0';
 	if (!au || !ev) {
@@ -420,35 +428,71 @@ gw_audit_record_with(struct gw_audit *au, const struct gw_audit_event *ev,
 		seterr(err, errlen, "audit: record too large");
 		return -1;
 	}
-	p.ev = *ev;
-	p.apply = apply;
-	p.arg = arg;
-	p.err = err;
-	p.errlen = errlen;
-	pthread_cond_init(&p.cond, NULL);
+	t = calloc(1, sizeof(*t));
+	if (t == NULL) {
+		seterr(err, errlen, "audit: out of memory");
+		return -1;
+	}
+	t->p.ev = *ev;
+	t->p.apply = apply;
+	t->p.arg = arg;
+	t->p.err = t->err;
+	t->p.errlen = sizeof(t->err);
+	pthread_cond_init(&t->p.cond, NULL);
 	pthread_mutex_lock(&au->lock);
 	if (au->stopping) {
 		pthread_mutex_unlock(&au->lock);
-		pthread_cond_destroy(&p.cond);
+		pthread_cond_destroy(&t->p.cond);
+		free(t);
 		seterr(err, errlen, "audit: the log is closing");
 		return -1;
 	}
 	/* Stamped under the queue lock, so time follows seq (barring clock
 	 * steps). */
-	p.ts_ns = realtime_ns();
+	t->p.ts_ns = realtime_ns();
 	if (au->qtail)
-		au->qtail->next = &p;
+		au->qtail->next = &t->p;
 	else
-		au->qhead = &p;
-	au->qtail = &p;
+		au->qhead = &t->p;
+	au->qtail = &t->p;
 	pthread_cond_signal(&au->work);
-	while (!p.done)
-		pthread_cond_wait(&p.cond, &au->lock);
 	pthread_mutex_unlock(&au->lock);
-	pthread_cond_destroy(&p.cond);
-	if (p.status == 0 && seq)
-		*seq = p.seq;
-	return p.status;
+	*out = t;
+	return 0;
+}
+
+int
+gw_audit_wait(struct gw_audit *au, struct gw_audit_ticket **tp, uint64_t *seq,
+              char *err, size_t errlen)
+{
+	struct gw_audit_ticket *t = *tp;
+	int status;
+
+	*tp = NULL;
+	pthread_mutex_lock(&au->lock);
+	while (!t->p.done)
+		pthread_cond_wait(&t->p.cond, &au->lock);
+	pthread_mutex_unlock(&au->lock);
+	pthread_cond_destroy(&t->p.cond);
+	status = t->p.status;
+	if (status == 0 && seq)
+		*seq = t->p.seq;
+	if (status != 0)
+		seterr(err, errlen, "%s", t->err[0] ? t->err : "audit: the record was not written");
+	free(t);
+	return status;
+}
+
+int
+gw_audit_record_with(struct gw_audit *au, const struct gw_audit_event *ev,
+                     gw_audit_apply_fn apply, void *arg, uint64_t *seq,
+                     char *err, size_t errlen)
+{
+	struct gw_audit_ticket *t;
+
+	if (gw_audit_submit_with(au, ev, apply, arg, &t, err, errlen) < 0)
+		return -1;
+	return gw_audit_wait(au, &t, seq, err, errlen);
 }
 
 void
@@ -665,7 +709,8 @@ gw_audit_checkpoint_now(struct gw_audit *au, uint64_t *seq_out, char *err, size_
 	if (seq_out)
 		*seq_out = cp.seq;
 	pthread_mutex_lock(&au->lock);
-	if (cp.seq == au->cp_seq && au->cp_ns != 0) {
+	if (cp.seq == au->cp_seq && au->cp_ns != 0 &&
+	    memcmp(cp.hash, au->cp_hash, GW_AUDIT_HASH_LEN) == 0) {
 		pthread_mutex_unlock(&au->lock);
 		rv = 0;   /* already covered */
 		goto out;
@@ -684,6 +729,7 @@ gw_audit_checkpoint_now(struct gw_audit *au, uint64_t *seq_out, char *err, size_
 		goto out;
 	pthread_mutex_lock(&au->lock);
 	au->cp_seq = cp.seq;
+	memcpy(au->cp_hash, cp.hash, GW_AUDIT_HASH_LEN);
 	au->cp_ns = cp.ts_ns;
 	pthread_mutex_unlock(&au->lock);
 	gw_log_debug("audit: checkpoint signed at seq %llu", (unsigned long long)cp.seq);
@@ -726,7 +772,7 @@ ticker_main(void *arg)
 		if (au->ticker_stop)
 			break;
 		want = au->cp_wanted ||
-		       (au->seq != au->cp_seq &&
+		       ((au->seq != au->cp_seq || memcmp(au->hash, au->cp_hash, GW_AUDIT_HASH_LEN) != 0) &&
 		        realtime_ns() - au->cp_ns >= (int64_t)au->interval_s * 1000000000LL);
 		au->cp_wanted = false;
 		pthread_mutex_unlock(&au->lock);
@@ -744,7 +790,7 @@ ticker_main(void *arg)
 	return NULL;
 }
 
-struct last_cp { uint64_t seq; int64_t ts_ns; bool any; };
+struct last_cp { uint64_t seq; int64_t ts_ns; uint8_t hash[GW_AUDIT_HASH_LEN]; bool any; };
 
 static int
 last_cp_fn(void *ctx, const struct gw_audit_checkpoint *cp)
@@ -753,6 +799,7 @@ last_cp_fn(void *ctx, const struct gw_audit_checkpoint *cp)
 
 	l->seq = cp->seq;
 	l->ts_ns = cp->ts_ns;
+	memcpy(l->hash, cp->hash, GW_AUDIT_HASH_LEN);
 	l->any = true;
 	return 0;
 }
@@ -783,13 +830,14 @@ gw_audit_checkpoints_start(struct gw_audit *au, struct gw_token *tok, const char
 	}
 	pthread_mutex_lock(&au->cp_lock);
 	au->tok = tok;
-	au->key = key;
 	au->alg = key->type == GW_KEY_EC ? "ecdsa-sha256" :
 	          key->type == GW_KEY_RSA ? "rsa-pkcs1-sha256" : "ed25519";
 	pthread_mutex_lock(&au->lock);
+	au->key = key;   /* under both locks: the writer reads it under lock */
 	au->interval_s = interval_s ? interval_s : GW_AUDIT_CHECKPOINT_INTERVAL;
 	au->every_n = every_n ? every_n : GW_AUDIT_CHECKPOINT_EVERY;
 	au->cp_seq = last.seq;
+	memcpy(au->cp_hash, last.hash, GW_AUDIT_HASH_LEN);
 	au->cp_ns = last.any ? last.ts_ns : 0;
 	au->tok_present = gw_token_present(tok);
 	if (last.any && last.seq > au->seq)

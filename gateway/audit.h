@@ -54,6 +54,16 @@ int gw_audit_record(struct gw_audit *au, const struct gw_audit_event *ev, uint64
  * rolled back, the record is not written, other records of the batch are
  * unaffected, and gw_audit_record_with returns -1 with that err. */
 typedef int (*gw_audit_apply_fn)(struct gw_store *st, void *arg, char *err, size_t errlen);
+/* gw_audit_record_with in two halves, so a caller can do something else
+ * (sign on the token) while its record is being committed: submit queues
+ * the record (ev's strings and buffers must stay valid until wait), wait
+ * blocks until it is durable or refused and frees the ticket. */
+struct gw_audit_ticket;
+int gw_audit_submit_with(struct gw_audit *au, const struct gw_audit_event *ev,
+                         gw_audit_apply_fn apply, void *arg, struct gw_audit_ticket **t,
+                         char *err, size_t errlen);
+int gw_audit_wait(struct gw_audit *au, struct gw_audit_ticket **t, uint64_t *seq,
+                  char *err, size_t errlen);
 int gw_audit_record_with(struct gw_audit *au, const struct gw_audit_event *ev,
                          gw_audit_apply_fn apply, void *arg, uint64_t *seq,
                          char *err, size_t errlen);

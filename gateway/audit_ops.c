@@ -412,10 +412,10 @@ gw_op_audit_export(struct gw_req *r)
 	if (upto > after &&
 	    gw_store_audit_query(r->ctx->store, &f, collect_row, &c, err, sizeof(err)) < 0)
 		goto fail;
-	/* Checkpoints up to the last record of this page (all of them on the
-	 * last page; the one of the empty log too). */
+	/* Checkpoints up to the last record of this page; on the last page all
+	 * the rest, also those past the head: they prove a cut-off tail. */
 	if (gw_store_checkpoint_scan(r->ctx->store, after == 0 ? 0 : after + 1,
-	                             c.full ? c.last : (upto ? upto : 0), collect_cp, &cc,
+	                             c.full ? c.last : 0, collect_cp, &cc,
 	                             err, sizeof(err)) < 0)
 		goto fail;
 	items = merge(c.arr, cc.arr);

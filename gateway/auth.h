@@ -1,8 +1,14 @@
 /*
- * Authentication: sealgate accounts' passwords (Argon2id via libsodium) and
- * the table of logged-in sessions. A session token is 32 random bytes,
- * valid only from the OS uid that logged in, ended by logout, idle timeout
- * or gateway restart (the table lives in memory only).
+ * Authentication state held in memory: sealgate accounts' passwords
+ * (Argon2id via libsodium), the table of logged-in sessions with the
+ * factors each login proved, per-signature grants (C_Login with
+ * CKU_CONTEXT_SPECIFIC), out-of-band signing windows (`sealctl login`),
+ * pending per-signature confirmations (`sealctl confirm`), the test clock,
+ * and THE check of a seal's second-factor rule on the sign path
+ * (gw_auth_check_sign). A session token is 32 random bytes, valid only
+ * from the OS uid that logged in, ended by logout, idle timeout or gateway
+ * restart (nothing here is written to disk). Stored credentials (TOTP
+ * secrets, failed-attempt counters) live in totp.c and auth_ops.c.
  */
 #ifndef GW_AUTH_H
 #define GW_AUTH_H
@@ -17,16 +23,55 @@
 #include "store.h"
 
 struct gw_auth;
+struct gw_req;
+struct gw_seal;
+
+/* Factors a login proved (gw_login_info.factors). */
+#define GW_FACTOR_PASSWORD 0x1u   /* the account's password */
+#define GW_FACTOR_TOTP     0x2u   /* a fresh TOTP code at this login */
+#define GW_FACTOR_WINDOW   0x4u   /* a PIN-less login inside an out-of-band window */
+
+#define GW_AUTH_SID_LEN 32        /* session id: BLAKE2b of the token */
 
 struct gw_login_info {
 	char user[SG_NAME_MAX + 1];
 	uid_t uid;
 	time_t created;
+	unsigned factors;             /* GW_FACTOR_* */
+	time_t totp_at;               /* when this login's code was accepted, or 0 */
+	uint8_t sid[GW_AUTH_SID_LEN]; /* names the session for grants (not the token) */
 };
+
+/* Tunables (gateway configuration, docs/authentication.md). */
+struct gw_auth_settings {
+	unsigned max_failures;        /* wrong passwords/codes before a lockout; default 5 */
+	unsigned lockout_seconds;     /* first lockout; doubles with each further one (max 1 day); default 60 */
+	unsigned signing_window;      /* longest out-of-band window, seconds; default 300 */
+	unsigned confirm_timeout;     /* how long a sign waits for `sealctl confirm`; default 30 */
+	/* TEST ONLY: read the clock of TOTP, lockouts and windows from the
+	 * file named by env SEALGATE_TEST_CLOCK (Unix seconds), so tests pin
+	 * the time instead of sleeping. Never set in production. */
+	bool test_clock;
+};
+
+/* Password hashing cost (Argon2id opslimit/memlimit presets of libsodium). */
+enum gw_pw_cost { GW_PW_INTERACTIVE = 0, GW_PW_MODERATE, GW_PW_SENSITIVE };
 
 int gw_auth_new(unsigned idle_timeout, struct gw_auth **out);
 void gw_auth_free(struct gw_auth **auth);
 
+void gw_auth_settings_default(struct gw_auth_settings *s);
+/* Applies s (values of 0 keep the defaults). Call before serving, and
+ * again after a reload. */
+void gw_auth_configure(struct gw_auth *a, const struct gw_auth_settings *s);
+void gw_auth_get_settings(struct gw_auth *a, struct gw_auth_settings *out);
+/* The clock of TOTP, lockouts, windows and grants: time(NULL), or the
+ * test clock when enabled. */
+time_t gw_auth_now(struct gw_auth *a);
+
+/* Sets the Argon2id cost of new password hashes, process-wide (verifying
+ * reads the cost from each stored hash, so old hashes keep working). */
+void gw_auth_set_password_cost(enum gw_pw_cost cost);
 /* Argon2id hash of password into out (crypto_pwhash_STRBYTES). 0 / -1. */
 int gw_auth_hash_password(const char *password, char *out, size_t outlen);
 
@@ -35,15 +80,77 @@ int gw_auth_hash_password(const char *password, char *out, size_t outlen);
  * store error. Spends the same time for unknown accounts. */
 int gw_auth_check_password(struct gw_auth *auth, struct gw_store *st,
                            const char *user, const char *password);
+/* Same with an explicit length (password need not be NUL-terminated
+ * there: the PIN convention splits "password followed by code"). */
+int gw_auth_check_password_n(struct gw_auth *auth, struct gw_store *st,
+                             const char *user, const char *password, size_t len);
 
-/* Creates a session for user at uid; token receives SG_SESSION_TOKEN_LEN bytes. */
+/* ---- sessions ---- */
+
+/* Creates a session for user at uid; token receives SG_SESSION_TOKEN_LEN
+ * bytes. The plain form proves the password only. */
 int gw_auth_session_new(struct gw_auth *auth, const char *user, uid_t uid,
                         uint8_t *token);
+int gw_auth_session_new_factors(struct gw_auth *auth, const char *user, uid_t uid,
+                                unsigned factors, time_t totp_at, uint8_t *token);
 /* Finds a live session for token presented by uid and refreshes its idle
  * timer. Returns true and fills info. */
 bool gw_auth_session_get(struct gw_auth *auth, const uint8_t *token, size_t len,
                          uid_t uid, struct gw_login_info *info);
 void gw_auth_session_end(struct gw_auth *auth, const uint8_t *token, size_t len);
 size_t gw_auth_session_count(struct gw_auth *auth);
+/* Ends every session of user (after a password change, TOTP reset). */
+void gw_auth_session_end_user(struct gw_auth *auth, const char *user);
+
+/* ---- per-signature grants (mfa: per_signature) ----
+ * A code given with C_Login(CKU_CONTEXT_SPECIFIC) after C_SignInit grants
+ * ONE signature with that seal to that session, for GW_AUTH_GRANT_TTL
+ * seconds. The sign path takes it (gw_auth_check_sign). */
+#define GW_AUTH_GRANT_TTL 120
+int gw_auth_grant_add(struct gw_auth *a, const uint8_t sid[GW_AUTH_SID_LEN], const char *seal);
+
+/* ---- out-of-band windows (mfa: out_of_band) ----
+ * `sealctl login` (password + code) opens a window for (account, uid):
+ * inside it a PIN-less C_Login of that uid as that account is accepted
+ * and signatures with out_of_band seals may be made. */
+int gw_auth_window_open(struct gw_auth *a, const char *user, uid_t uid, unsigned seconds,
+                        time_t *until);
+void gw_auth_window_close(struct gw_auth *a, const char *user, uid_t uid);
+/* 0 when no window is open, else its end. */
+time_t gw_auth_window_until(struct gw_auth *a, const char *user, uid_t uid);
+
+/* ---- confirmations (mfa: out_of_band_confirm) ----
+ * A signature waits (bounded) until the same OS user confirms it with a
+ * fresh code through `sealctl confirm`. */
+struct gw_confirm_info {
+	uint64_t id;
+	char seal[SG_NAME_MAX + 1];
+	char exe[128];
+	pid_t pid;
+	time_t since;
+};
+/* Lists up to max pending confirmations of (user, uid). Returns the count. */
+size_t gw_auth_confirm_list(struct gw_auth *a, const char *user, uid_t uid,
+                            struct gw_confirm_info *out, size_t max);
+/* Confirms the pending request id (0 = the oldest) of (user, uid).
+ * Returns 1 and fills *info, 0 when none is pending. */
+int gw_auth_confirm_give(struct gw_auth *a, const char *user, uid_t uid, uint64_t id,
+                         struct gw_confirm_info *info);
+
+/* ---- the sign path's second-factor check ----
+ * The one place that decides whether the second factor a seal's policy
+ * asks for (seal->mfa) has been given for this signature:
+ *   none                 any login
+ *   login                a code at this login (PIN = password followed by code)
+ *   per_signature        a grant from C_Login(CKU_CONTEXT_SPECIFIC) with a code,
+ *                        taken by this signature
+ *   out_of_band          an open window for (account, uid) now
+ *   out_of_band_confirm  as out_of_band, and `sealctl confirm` with a fresh code
+ *                        for this signature (waits at most confirm_timeout)
+ * Returns 0 to go on, or -1 with r->err set (words for people, no secret),
+ * *rv the PKCS#11 code and *code the protocol error token. Called by
+ * gw_op_sign after the time-window check, before the probe/reservation. */
+int gw_auth_check_sign(struct gw_req *r, const struct gw_seal *seal,
+                       unsigned long *rv, const char **code);
 
 #endif

@@ -1,51 +1,490 @@
 /*
- * Authentication requests: login, logout, and account administration
- * (user_add, user_passwd). Passwords are checked by auth.c; the session
- * table lives there too.
+ * Authentication requests and the one credential check they share
+ * (verify): lockout first, then the password (auth.c), then the TOTP code
+ * (totp.c), counting failures in table auth_lockout. Passwords, codes and
+ * TOTP secrets are wiped after use, never logged and never put in a reply.
+ *
+ * Who may even try an account: only an OS user the policy lets act as it
+ * (gw_policy_resolve_account: the account's own os_logins, or an act_as
+ * entry). Failures from the account's own OS logins count against the
+ * account (and show in the PKCS#11 token flags); failures from any other
+ * uid count against that uid only, so a user allowed to act as someone
+ * else cannot lock that person out by guessing — they lock only themselves
+ * out of that account (docs/authentication.md, "Lockout").
  */
 #include "auth_ops.h"
 
+#include <inttypes.h>
+#include <pthread.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 #include <sodium.h>
+#include <sqlite3.h>
 
 #include "log.h"
+#include "totp.h"
+
+#define LOCK_OWN        (-1)       /* auth_lockout.uid of the account's own logins */
+#define LOCKOUT_CAP     86400      /* longest lockout, seconds */
+#define FRESH_CODE      120        /* a window opens only this long after the code */
+
+/* ------------------------------------------------------------------ */
+/* Tables.                                                             */
+
+static pthread_mutex_t tables_lock = PTHREAD_MUTEX_INITIALIZER;
+static struct gw_store *tables_for;
+
+static int
+tables(struct gw_store *st)
+{
+	char err[256];
+	int rv = 0;
+
+	pthread_mutex_lock(&tables_lock);
+	if (tables_for != st) {
+		gw_store_lock(st);
+		rv = sqlite3_exec(gw_store_db(st),
+			/* Failed attempts per account (uid -1: its own OS logins) or
+			 * per (account, other uid). lockouts: how many in a row, for
+			 * the growing delay. Times are Unix seconds of the auth clock. */
+			"CREATE TABLE IF NOT EXISTS auth_lockout ("
+			"  user TEXT NOT NULL,"
+			"  uid INTEGER NOT NULL,"
+			"  failed INTEGER NOT NULL DEFAULT 0,"
+			"  lockouts INTEGER NOT NULL DEFAULT 0,"
+			"  locked_until INTEGER NOT NULL DEFAULT 0,"
+			"  PRIMARY KEY (user, uid)"
+			") STRICT;", NULL, NULL, NULL) == SQLITE_OK ? 0 : -1;
+		if (rv < 0)
+			gw_log_error("auth_lockout: %s", sqlite3_errmsg(gw_store_db(st)));
+		gw_store_unlock(st);
+		if (rv == 0 && gw_totp_store_init(st, err, sizeof(err)) < 0) {
+			gw_log_error("%s", err);
+			rv = -1;
+		}
+		if (rv == 0)
+			tables_for = st;
+	}
+	pthread_mutex_unlock(&tables_lock);
+	return rv;
+}
+
+/* ------------------------------------------------------------------ */
+/* Lockout.                                                            */
+
+struct lock_row {
+	int64_t failed, lockouts, locked_until;
+};
+
+static int
+lock_get(struct gw_store *st, const char *user, int64_t key, struct lock_row *out)
+{
+	sqlite3_stmt *s = NULL;
+	int rv = -1, rc;
+
+	memset(out, 0, sizeof(*out));
+	gw_store_lock(st);
+	if (sqlite3_prepare_v2(gw_store_db(st),
+	                       "SELECT failed, lockouts, locked_until FROM auth_lockout "
+	                       "WHERE user = ? AND uid = ?", -1, &s, NULL) != SQLITE_OK)
+		goto out;
+	sqlite3_bind_text(s, 1, user, -1, SQLITE_TRANSIENT);
+	sqlite3_bind_int64(s, 2, key);
+	rc = sqlite3_step(s);
+	if (rc == SQLITE_ROW) {
+		out->failed = sqlite3_column_int64(s, 0);
+		out->lockouts = sqlite3_column_int64(s, 1);
+		out->locked_until = sqlite3_column_int64(s, 2);
+	}
+	rv = rc == SQLITE_ROW || rc == SQLITE_DONE ? 0 : -1;
+out:
+	sqlite3_finalize(s);
+	gw_store_unlock(st);
+	return rv;
+}
+
+static int
+lock_put(struct gw_store *st, const char *user, int64_t key, const struct lock_row *row)
+{
+	sqlite3_stmt *s = NULL;
+	int rv = -1;
+
+	gw_store_lock(st);
+	if (sqlite3_prepare_v2(gw_store_db(st),
+	                       "INSERT INTO auth_lockout (user, uid, failed, lockouts, locked_until) "
+	                       "VALUES (?1, ?2, ?3, ?4, ?5) ON CONFLICT (user, uid) DO UPDATE SET "
+	                       "failed = ?3, lockouts = ?4, locked_until = ?5", -1, &s, NULL) != SQLITE_OK)
+		goto out;
+	sqlite3_bind_text(s, 1, user, -1, SQLITE_TRANSIENT);
+	sqlite3_bind_int64(s, 2, key);
+	sqlite3_bind_int64(s, 3, row->failed);
+	sqlite3_bind_int64(s, 4, row->lockouts);
+	sqlite3_bind_int64(s, 5, row->locked_until);
+	rv = sqlite3_step(s) == SQLITE_DONE ? 0 : -1;
+out:
+	sqlite3_finalize(s);
+	gw_store_unlock(st);
+	return rv;
+}
+
+/* Counts one failure; locks when the count reaches max. The read and the
+ * write happen under the store lock so that parallel guesses all count. */
+static int
+lock_fail(struct gw_store *st, const char *user, int64_t key, time_t now,
+          const struct gw_auth_settings *set, struct lock_row *row)
+{
+	int rv;
+
+	gw_store_lock(st);
+	rv = lock_get(st, user, key, row);
+	if (rv == 0) {
+		row->failed++;
+		if (row->failed >= (int64_t)set->max_failures) {
+			int64_t d = set->lockout_seconds;
+			for (int64_t i = 0; i < row->lockouts && d < LOCKOUT_CAP; i++)
+				d *= 2;
+			if (d > LOCKOUT_CAP)
+				d = LOCKOUT_CAP;
+			row->locked_until = (int64_t)now + d;
+			row->lockouts++;
+			row->failed = 0;
+		}
+		rv = lock_put(st, user, key, row);
+	}
+	gw_store_unlock(st);
+	return rv;
+}
+
+static int
+lock_delete(struct gw_store *st, const char *user, bool all, int64_t key)
+{
+	sqlite3_stmt *s = NULL;
+	int rv = -1;
+
+	gw_store_lock(st);
+	if (sqlite3_prepare_v2(gw_store_db(st), all ? "DELETE FROM auth_lockout WHERE user = ?1"
+	                       : "DELETE FROM auth_lockout WHERE user = ?1 AND uid = ?2",
+	                       -1, &s, NULL) != SQLITE_OK)
+		goto out;
+	sqlite3_bind_text(s, 1, user, -1, SQLITE_TRANSIENT);
+	if (!all)
+		sqlite3_bind_int64(s, 2, key);
+	rv = sqlite3_step(s) == SQLITE_DONE ? sqlite3_changes(gw_store_db(st)) : -1;
+out:
+	sqlite3_finalize(s);
+	gw_store_unlock(st);
+	return rv;
+}
+
+/* True when the peer's OS login is one of who's own (not an act_as). */
+static bool
+own_login(const struct gw_person *who, const struct gw_peer *peer)
+{
+	if (strcmp(who->id, peer->login) == 0)
+		return true;
+	for (size_t i = 0; i < who->n_os_logins; i++)
+		if (strcmp(who->os_logins[i], peer->login) == 0)
+			return true;
+	return false;
+}
+
+static int64_t
+lock_key(const struct gw_person *who, const struct gw_peer *peer)
+{
+	return own_login(who, peer) ? LOCK_OWN : (int64_t)peer->uid;
+}
+
+static void
+hhmmss(time_t t, char *buf, size_t len)
+{
+	struct tm tm;
+
+	gmtime_r(&t, &tm);
+	strftime(buf, len, "%Y-%m-%d %H:%M:%S UTC", &tm);
+}
+
+/* ------------------------------------------------------------------ */
+/* The credential check.                                               */
+
+struct cred {
+	const char *pin;              /* password, or password followed by the code */
+	size_t pinlen;
+	const char *code;             /* a code given on its own, or NULL */
+	bool code_alone_ok;           /* the PIN may be just the code (context-specific) */
+};
+
+struct verdict {
+	unsigned factors;
+	time_t totp_at;
+	unsigned long rv;
+	const char *code;             /* protocol error token */
+	char reason[320];             /* for people and the audit log; never a secret */
+};
+
+static bool
+ends_in_code(const char *pin, size_t len)
+{
+	return len > GW_TOTP_DIGITS && gw_totp_syntax(pin + len - GW_TOTP_DIGITS, GW_TOTP_DIGITS);
+}
+
+/* Counts a failure of (who, peer) and fills v: CKR_PIN_INCORRECT, or
+ * CKR_PIN_LOCKED when this failure locked. */
+static void
+failed(struct gw_req *r, const struct gw_person *who, time_t now, struct verdict *v)
+{
+	struct gw_auth_settings set;
+	struct lock_row row;
+	char when[40];
+	size_t n;
+
+	gw_auth_get_settings(r->ctx->auth, &set);
+	v->rv = CKR_PIN_INCORRECT;
+	v->code = "bad_pin";
+	if (lock_fail(r->ctx->store, who->id, lock_key(who, r->peer), now, &set, &row) < 0) {
+		gw_log_error("auth_lockout: could not count a failed attempt for %s", who->id);
+		return;
+	}
+	n = strlen(v->reason);
+	if (row.locked_until > (int64_t)now && row.failed == 0) {
+		hhmmss((time_t)row.locked_until, when, sizeof(when));
+		snprintf(v->reason + n, sizeof(v->reason) - n,
+		         "; %u failed attempts: %s until %s", set.max_failures,
+		         lock_key(who, r->peer) == LOCK_OWN ? "account locked" :
+		         "this OS user may not try this account", when);
+		v->rv = CKR_PIN_LOCKED;
+		v->code = "pin_locked";
+	} else {
+		snprintf(v->reason + n, sizeof(v->reason) - n, " (%" PRId64 " of %u attempts used)",
+		         row.failed, set.max_failures);
+	}
+}
+
+/* Checks the credential c of who, presented by the peer of r. Returns 1
+ * accepted (v->factors, v->totp_at), 0 refused (v->rv, v->code, v->reason;
+ * the failure is counted where it is a guess), -1 internal (v->reason). */
+static int
+verify(struct gw_req *r, const struct gw_person *who, const struct cred *c, struct verdict *v)
+{
+	struct gw_store *st = r->ctx->store;
+	struct gw_auth *a = r->ctx->auth;
+	time_t now = gw_auth_now(a);
+	struct lock_row row;
+	const char *code = c->code;
+	char codebuf[GW_TOTP_DIGITS + 1], when[40];
+	enum gw_totp_result tr;
+	int enrolled, ok = 0;
+	long skew = 0;
+	bool pw_needed = true;
+
+	memset(v, 0, sizeof(*v));
+	v->rv = CKR_PIN_INCORRECT;
+	v->code = "bad_pin";
+	if (st == NULL || tables(st) < 0) {
+		snprintf(v->reason, sizeof(v->reason), "credential store error");
+		return -1;
+	}
+	if (lock_get(st, who->id, lock_key(who, r->peer), &row) < 0) {
+		snprintf(v->reason, sizeof(v->reason), "credential store error");
+		return -1;
+	}
+	if (row.locked_until > (int64_t)now) {
+		/* No password is even looked at while locked. */
+		hhmmss((time_t)row.locked_until, when, sizeof(when));
+		snprintf(v->reason, sizeof(v->reason), lock_key(who, r->peer) == LOCK_OWN ?
+		         "the account %s is locked until %s after too many wrong passwords or codes; "
+		         "a seal admin can unlock it (`sealctl user unlock %s`)" :
+		         "this OS user may not try the account %s until %s after too many wrong "
+		         "passwords or codes (a seal admin can unlock it: `sealctl user unlock %s`)",
+		         who->id, when, who->id);
+		v->rv = CKR_PIN_LOCKED;
+		v->code = "pin_locked";
+		return 0;
+	}
+	enrolled = gw_totp_enrolled(st, who->id);
+	if (enrolled < 0) {
+		snprintf(v->reason, sizeof(v->reason), "credential store error");
+		return -1;
+	}
+
+	/* Which part is the password and which the code. */
+	if (code == NULL && c->code_alone_ok && gw_totp_syntax(c->pin, c->pinlen)) {
+		code = c->pin;
+		pw_needed = false;
+	}
+	if (pw_needed) {
+		if (c->pin == NULL || c->pinlen == 0) {
+			ok = 0;
+		} else if (code == NULL && enrolled == 1 && ends_in_code(c->pin, c->pinlen)) {
+			/* PIN convention: password followed by the code. A password
+			 * that itself ends in six digits still works alone. */
+			ok = gw_auth_check_password_n(a, st, who->id, c->pin, c->pinlen - GW_TOTP_DIGITS);
+			if (ok == 1) {
+				memcpy(codebuf, c->pin + c->pinlen - GW_TOTP_DIGITS, GW_TOTP_DIGITS);
+				codebuf[GW_TOTP_DIGITS] = '\0';
+				code = codebuf;
+			} else if (ok == 0) {
+				ok = gw_auth_check_password_n(a, st, who->id, c->pin, c->pinlen);
+			}
+		} else {
+			ok = gw_auth_check_password_n(a, st, who->id, c->pin, c->pinlen);
+		}
+		if (ok < 0) {
+			snprintf(v->reason, sizeof(v->reason), "credential store error");
+			return -1;
+		}
+		if (ok == 0) {
+			snprintf(v->reason, sizeof(v->reason), "wrong password for %s", who->id);
+			failed(r, who, now, v);
+			return 0;
+		}
+		v->factors |= GW_FACTOR_PASSWORD;
+	}
+	if (code != NULL) {
+		if (enrolled == 0) {
+			snprintf(v->reason, sizeof(v->reason),
+			         "%s has no TOTP secret enrolled (`sealctl user totp-enroll`)", who->id);
+			v->code = "not_enrolled";
+			sodium_memzero(codebuf, sizeof(codebuf));
+			return 0;
+		}
+		tr = gw_totp_verify(st, r->ctx->token, who->id, code, now, &skew, v->reason,
+		                    sizeof(v->reason));
+		sodium_memzero(codebuf, sizeof(codebuf));
+		switch (tr) {
+		case GW_TOTP_OK:
+			v->factors |= GW_FACTOR_TOTP;
+			v->totp_at = now;
+			break;
+		case GW_TOTP_WRONG:
+			snprintf(v->reason, sizeof(v->reason), "wrong code for %s", who->id);
+			failed(r, who, now, v);
+			return 0;
+		case GW_TOTP_REPLAYED:
+			snprintf(v->reason, sizeof(v->reason),
+			         "replayed code for %s: a code is accepted once; wait for the next one", who->id);
+			failed(r, who, now, v);
+			v->code = v->rv == CKR_PIN_LOCKED ? "pin_locked" : "replayed";
+			return 0;
+		case GW_TOTP_SKEWED:
+			snprintf(v->reason, sizeof(v->reason),
+			         "the code for %s belongs to a time %ld s %s the gateway's clock: the "
+			         "authenticator's clock is off by more than the %d s allowed; set it right",
+			         who->id, skew < 0 ? -skew : skew, skew < 0 ? "before" : "after",
+			         GW_TOTP_WINDOW * GW_TOTP_STEP);
+			failed(r, who, now, v);
+			v->code = v->rv == CKR_PIN_LOCKED ? "pin_locked" : "clock_skew";
+			return 0;
+		case GW_TOTP_NOT_ENROLLED:
+			snprintf(v->reason, sizeof(v->reason), "%s has no TOTP secret enrolled", who->id);
+			v->code = "not_enrolled";
+			return 0;
+		case GW_TOTP_ERROR:
+			if (v->reason[0] == '\0')
+				snprintf(v->reason, sizeof(v->reason), "TOTP check failed");
+			return -1;
+		}
+	}
+	if (v->factors == 0) {
+		snprintf(v->reason, sizeof(v->reason), "no password or code given");
+		return 0;
+	}
+	/* A success ends the run of failures of this account (or this uid). */
+	if (lock_delete(st, who->id, false, lock_key(who, r->peer)) < 0)
+		gw_log_error("auth_lockout: could not reset the count for %s", who->id);
+	return 1;
+}
+
+/* The reply for a refusal or an internal error of verify, recorded. */
+static json_t *
+refusal(struct gw_req *r, const char *action, const struct gw_person *who, const char *seal,
+        int rc, const struct verdict *v)
+{
+	gw_req_record(r, action, rc < 0 ? "error" : "denied", v->reason, who ? who->id : NULL,
+	              seal, 0, NULL, 0, NULL);
+	if (rc < 0)
+		return sg_reply_error(CKR_DEVICE_ERROR, "internal", "%s", v->reason);
+	return sg_reply_error(v->rv, v->code, "%s", v->reason);
+}
+
+static json_t *
+factors_json(unsigned f)
+{
+	json_t *a = json_array();
+
+	if (f & GW_FACTOR_PASSWORD)
+		json_array_append_new(a, json_string("password"));
+	if (f & GW_FACTOR_TOTP)
+		json_array_append_new(a, json_string("totp"));
+	if (f & GW_FACTOR_WINDOW)
+		json_array_append_new(a, json_string("window"));
+	return a;
+}
+
+/* ------------------------------------------------------------------ */
+/* login / logout                                                      */
 
 json_t *
 gw_op_login(struct gw_req *r)
 {
-	const char *user = NULL, *pin = NULL;
+	const char *user = NULL, *pin = NULL, *code = NULL;
 	const struct gw_person *who;
 	uint8_t token[SG_SESSION_TOKEN_LEN];
+	struct verdict v;
+	struct cred c = { 0 };
+	bool protected_path = false;
+	time_t until;
 	json_t *rep;
 	int ok;
 
 	if (sg_get_str(r->msg, "user", false, &user, SG_NAME_MAX, r->err, sizeof(r->err)) < 0 ||
-	    sg_get_str(r->msg, "pin", true, &pin, SG_PIN_MAX, r->err, sizeof(r->err)) < 0)
+	    sg_get_str(r->msg, "pin", false, &pin, SG_PIN_MAX, r->err, sizeof(r->err)) < 0 ||
+	    sg_get_str(r->msg, "code", false, &code, GW_TOTP_DIGITS, r->err, sizeof(r->err)) < 0 ||
+	    sg_get_bool(r->msg, "protected", false, &protected_path, r->err, sizeof(r->err)) < 0)
 		return gw_bad_request(r);
+	if (pin == NULL && !protected_path) {
+		snprintf(r->err, sizeof(r->err), "field \"pin\" is missing");
+		return gw_bad_request(r);
+	}
 	who = gw_req_resolve(r, user);
 	if (who == NULL) {
 		gw_req_record(r, "login", "denied", r->err, user, NULL, 0, NULL, 0, NULL);
 		return sg_reply_error(CKR_USER_TYPE_INVALID, "not_allowed", "%s", r->err);
 	}
-	ok = gw_auth_check_password(r->ctx->auth, r->ctx->store, who->id, pin);
-	if (ok < 0) {
-		gw_req_record(r, "login", "error", "store error", who->id, NULL, 0, NULL, 0, NULL);
-		return sg_reply_error(CKR_DEVICE_ERROR, "internal", "credential store error");
+	memset(&v, 0, sizeof(v));
+	if (pin == NULL) {
+		/* The protected authentication path: the app asked for no PIN.
+		 * Only inside a window `sealctl login` opened for this uid. */
+		until = gw_auth_window_until(r->ctx->auth, who->id, r->peer->uid);
+		if (until == 0) {
+			snprintf(r->err, sizeof(r->err),
+			         "no signing window is open for %s on this OS user: run `sealctl login` "
+			         "first (PIN-less login is accepted only inside a window)", who->id);
+			gw_req_record(r, "login", "denied", r->err, who->id, NULL, 0, NULL, 0, NULL);
+			return sg_reply_error(CKR_FUNCTION_CANCELED, "no_window", "%s", r->err);
+		}
+		v.factors = GW_FACTOR_WINDOW;
+	} else {
+		c.pin = pin;
+		c.pinlen = strlen(pin);
+		c.code = code;
+		ok = verify(r, who, &c, &v);
+		if (ok != 1)
+			return refusal(r, "login", who, NULL, ok, &v);
 	}
-	if (ok == 0) {
-		gw_req_record(r, "login", "denied", "wrong password", who->id, NULL, 0, NULL, 0, NULL);
-		return sg_reply_error(CKR_PIN_INCORRECT, "bad_pin", "wrong password for %s", who->id);
-	}
-	if (gw_auth_session_new(r->ctx->auth, who->id, r->peer->uid, token) < 0)
+	if (gw_auth_session_new_factors(r->ctx->auth, who->id, r->peer->uid, v.factors, v.totp_at,
+	                                token) < 0)
 		return sg_reply_error(CKR_HOST_MEMORY, "internal", "too many sessions");
-	gw_req_record(r, "login", "ok", NULL, who->id, NULL, 0, NULL, 0, NULL);
+	snprintf(r->err, sizeof(r->err), "factors:%s%s%s", (v.factors & GW_FACTOR_PASSWORD) ? " password" : "",
+	         (v.factors & GW_FACTOR_TOTP) ? " totp" : "", (v.factors & GW_FACTOR_WINDOW) ? " window" : "");
+	gw_req_record(r, "login", "ok", r->err, who->id, NULL, 0, NULL, 0, NULL);
 	rep = sg_reply_ok();
 	sg_set_bytes(rep, "session", token, sizeof(token));
 	sodium_memzero(token, sizeof(token));
 	json_object_set_new(rep, "user", json_string(who->id));
 	json_object_set_new(rep, "name", json_string(who->name ? who->name : who->id));
 	json_object_set_new(rep, "roles", gw_roles_json(who));
+	json_object_set_new(rep, "factors", factors_json(v.factors));
 	return rep;
 }
 
@@ -65,19 +504,27 @@ gw_op_logout(struct gw_req *r)
 	return sg_reply_ok();
 }
 
+/* ------------------------------------------------------------------ */
+/* Passwords                                                           */
+
 static bool
 is_seal_admin(const struct gw_req *r)
 {
 	return r->who != NULL && gw_person_has_role(r->who, "seal_admin");
 }
 
-/* user_add and user_passwd share everything but who may do them. */
+/* user_add and user_passwd share everything but who may do them. A user
+ * changing their own password proves the old one (C_SetPIN sends the old
+ * PIN, which may carry the code at its end) and, when a TOTP secret is
+ * enrolled, a login with a code. */
 static json_t *
 set_password(struct gw_req *r, const char *action)
 {
 	const char *user = NULL, *password = NULL, *old = NULL;
 	char hash[256];
 	bool self;
+	int ok, enrolled;
+	struct verdict v;
 
 	if (sg_get_str(r->msg, "user", true, &user, SG_NAME_MAX, r->err, sizeof(r->err)) < 0 ||
 	    sg_get_str(r->msg, "password", true, &password, SG_PIN_MAX, r->err, sizeof(r->err)) < 0 ||
@@ -98,9 +545,28 @@ set_password(struct gw_req *r, const char *action)
 		return sg_reply_error(CKR_PIN_LEN_RANGE, "bad_request", "%s", r->err);
 	}
 	if (!is_seal_admin(r)) {
-		if (old == NULL || gw_auth_check_password(r->ctx->auth, r->ctx->store, user, old) != 1) {
-			gw_req_record(r, action, "denied", "wrong old password", NULL, NULL, 0, NULL, 0, NULL);
-			return sg_reply_error(CKR_PIN_INCORRECT, "bad_pin", "the old password is wrong");
+		if (r->ctx->store == NULL || tables(r->ctx->store) < 0)
+			return sg_reply_error(CKR_DEVICE_ERROR, "internal", "credential store error");
+		enrolled = gw_totp_enrolled(r->ctx->store, user);
+		if (enrolled == 1 && !(r->login.factors & GW_FACTOR_TOTP)) {
+			snprintf(r->err, sizeof(r->err),
+			         "changing your password needs a login with your password and a current code");
+			gw_req_record(r, action, "denied", r->err, NULL, NULL, 0, NULL, 0, NULL);
+			return sg_reply_error(CKR_PIN_INCORRECT, "mfa_required", "%s", r->err);
+		}
+		ok = old == NULL ? 0 : gw_auth_check_password(r->ctx->auth, r->ctx->store, user, old);
+		if (ok == 0 && old != NULL && ends_in_code(old, strlen(old)))
+			ok = gw_auth_check_password_n(r->ctx->auth, r->ctx->store, user, old,
+			                              strlen(old) - GW_TOTP_DIGITS);
+		if (ok != 1) {
+			memset(&v, 0, sizeof(v));
+			snprintf(v.reason, sizeof(v.reason), "wrong old password");
+			if (ok == 0)
+				failed(r, r->who, gw_auth_now(r->ctx->auth), &v);
+			gw_req_record(r, action, "denied", v.reason, NULL, NULL, 0, NULL, 0, NULL);
+			return sg_reply_error(v.rv ? v.rv : CKR_DEVICE_ERROR, v.code ? v.code : "internal",
+			                      "the old password is wrong%s", v.rv == CKR_PIN_LOCKED ?
+			                      " (now locked)" : "");
 		}
 	}
 	if (gw_auth_hash_password(password, hash, sizeof(hash)) < 0 ||
@@ -117,3 +583,342 @@ set_password(struct gw_req *r, const char *action)
 json_t *gw_op_user_add(struct gw_req *r) { return set_password(r, "user_add"); }
 json_t *gw_op_user_passwd(struct gw_req *r) { return set_password(r, "user_passwd"); }
 
+/* ------------------------------------------------------------------ */
+/* TOTP enrollment and administration                                  */
+
+json_t *
+gw_op_totp_enroll(struct gw_req *r)
+{
+	const char *code = NULL;
+	uint8_t *secret = NULL;
+	size_t len = 0;
+	uint64_t ctr = 0;
+	long skew = 0;
+	int enrolled;
+	enum gw_totp_result tr;
+	json_t *rep = NULL;
+
+	/* sealctl makes the secret and shows it; the gateway never sends one. */
+	if (sg_get_bytes(r->msg, "secret", true, &secret, &len, GW_TOTP_SECRET_MAX, r->err,
+	                 sizeof(r->err)) < 0 ||
+	    sg_get_str(r->msg, "code", true, &code, GW_TOTP_DIGITS, r->err, sizeof(r->err)) < 0) {
+		rep = gw_bad_request(r);
+		goto out;
+	}
+	if (len < GW_TOTP_SECRET_MIN) {
+		snprintf(r->err, sizeof(r->err), "a TOTP secret needs at least %d bytes", GW_TOTP_SECRET_MIN);
+		rep = gw_bad_request(r);
+		goto out;
+	}
+	if (r->ctx->store == NULL || tables(r->ctx->store) < 0) {
+		rep = sg_reply_error(CKR_DEVICE_ERROR, "internal", "credential store error");
+		goto out;
+	}
+	if (!(r->login.factors & GW_FACTOR_PASSWORD)) {
+		snprintf(r->err, sizeof(r->err), "enrolling a TOTP secret needs a login with your password");
+		rep = sg_reply_error(CKR_USER_NOT_LOGGED_IN, "denied", "%s", r->err);
+		gw_req_record(r, "totp_enroll", "denied", r->err, NULL, NULL, 0, NULL, 0, NULL);
+		goto out;
+	}
+	enrolled = gw_totp_enrolled(r->ctx->store, r->who->id);
+	if (enrolled != 0 && !(r->login.factors & GW_FACTOR_TOTP)) {
+		/* Else a stolen password could replace the second factor. */
+		snprintf(r->err, sizeof(r->err),
+		         "%s already has a TOTP secret: replacing it needs a login with a current code "
+		         "(lost it? a seal admin runs `sealctl user totp-reset %s`)", r->who->id, r->who->id);
+		rep = sg_reply_error(CKR_FUNCTION_REJECTED, "mfa_required", "%s", r->err);
+		gw_req_record(r, "totp_enroll", "denied", r->err, NULL, NULL, 0, NULL, 0, NULL);
+		goto out;
+	}
+	tr = gw_totp_check(secret, len, gw_auth_now(r->ctx->auth), code, 0, &ctr, &skew);
+	if (tr != GW_TOTP_OK) {
+		snprintf(r->err, sizeof(r->err), tr == GW_TOTP_SKEWED ?
+		         "the code belongs to another time: the authenticator's clock is off; set it right "
+		         "and try again (the secret is not active)" :
+		         "the code does not match the new secret (the secret is not active)");
+		rep = sg_reply_error(CKR_PIN_INCORRECT, tr == GW_TOTP_SKEWED ? "clock_skew" : "bad_pin",
+		                     "%s", r->err);
+		gw_req_record(r, "totp_enroll", "denied", r->err, NULL, NULL, 0, NULL, 0, NULL);
+		goto out;
+	}
+	if (gw_totp_store_set(r->ctx->store, r->ctx->token, r->who->id, secret, len, ctr, r->err,
+	                      sizeof(r->err)) < 0) {
+		gw_req_record(r, "totp_enroll", "error", r->err, NULL, NULL, 0, NULL, 0, NULL);
+		rep = sg_reply_error(CKR_DEVICE_ERROR, "internal", "%s", r->err);
+		goto out;
+	}
+	gw_req_record(r, "totp_enroll", "ok", "TOTP secret active", NULL, NULL, 0, NULL, 0, NULL);
+	rep = sg_reply_ok();
+	json_object_set_new(rep, "user", json_string(r->who->id));
+out:
+	sg_free_secret(secret, len);
+	return rep;
+}
+
+/* A seal admin's request about another account: the target from "user". */
+static const struct gw_person *
+admin_target(struct gw_req *r, const char *action)
+{
+	const char *user = NULL;
+	const struct gw_person *t;
+
+	if (sg_get_str(r->msg, "user", true, &user, SG_NAME_MAX, r->err, sizeof(r->err)) < 0)
+		return NULL;
+	if (!is_seal_admin(r)) {
+		snprintf(r->err, sizeof(r->err), "only a seal admin may %s", action);
+		gw_req_record(r, action, "denied", r->err, NULL, NULL, 0, NULL, 0, NULL);
+		return NULL;
+	}
+	t = gw_policy_person(r->snap->policy, user);
+	if (t == NULL)
+		snprintf(r->err, sizeof(r->err), "no person \"%s\" in the policy", user);
+	return t;
+}
+
+json_t *
+gw_op_totp_reset(struct gw_req *r)
+{
+	const struct gw_person *t = admin_target(r, "totp_reset");
+	char why[200];
+	int rc;
+
+	if (t == NULL)
+		return sg_reply_error(is_seal_admin(r) ? CKR_ARGUMENTS_BAD : CKR_FUNCTION_REJECTED,
+		                      is_seal_admin(r) ? "bad_request" : "denied", "%s", r->err);
+	if (r->ctx->store == NULL || tables(r->ctx->store) < 0 ||
+	    (rc = gw_totp_store_delete(r->ctx->store, t->id)) < 0)
+		return sg_reply_error(CKR_DEVICE_ERROR, "internal", "credential store error");
+	/* Sessions that proved the old secret end with it. */
+	gw_auth_session_end_user(r->ctx->auth, t->id);
+	snprintf(why, sizeof(why), rc ? "TOTP secret of %s removed; they enroll a new one" :
+	         "%s had no TOTP secret", t->id);
+	gw_req_record(r, "totp_reset", "ok", why, NULL, NULL, 0, NULL, 0, NULL);
+	return sg_reply_ok();
+}
+
+json_t *
+gw_op_user_unlock(struct gw_req *r)
+{
+	const struct gw_person *t = admin_target(r, "user_unlock");
+	char why[200];
+	int n;
+
+	if (t == NULL)
+		return sg_reply_error(is_seal_admin(r) ? CKR_ARGUMENTS_BAD : CKR_FUNCTION_REJECTED,
+		                      is_seal_admin(r) ? "bad_request" : "denied", "%s", r->err);
+	if (r->ctx->store == NULL || tables(r->ctx->store) < 0 ||
+	    (n = lock_delete(r->ctx->store, t->id, true, 0)) < 0)
+		return sg_reply_error(CKR_DEVICE_ERROR, "internal", "credential store error");
+	snprintf(why, sizeof(why), "unlocked %s (failed-attempt counters cleared: %d)", t->id, n);
+	gw_req_record(r, "user_unlock", "ok", why, NULL, NULL, 0, NULL, 0, NULL);
+	return sg_reply_ok();
+}
+
+/* ------------------------------------------------------------------ */
+/* State for the PKCS#11 token flags                                   */
+
+json_t *
+gw_op_auth_state(struct gw_req *r)
+{
+	const char *user = NULL;
+	const struct gw_person *who = r->who;
+	const struct gw_policy *p = r->snap->policy;
+	struct gw_auth_settings set;
+	struct lock_row row;
+	time_t now = gw_auth_now(r->ctx->auth), until;
+	bool oob = false, locked;
+	int enrolled;
+	json_t *rep;
+
+	if (who == NULL) {
+		if (sg_get_str(r->msg, "user", false, &user, SG_NAME_MAX, r->err, sizeof(r->err)) < 0)
+			return gw_bad_request(r);
+		who = gw_req_resolve(r, user);
+		if (who == NULL)
+			return sg_reply_error(CKR_USER_TYPE_INVALID, "not_allowed", "%s", r->err);
+	}
+	if (r->ctx->store == NULL || tables(r->ctx->store) < 0 ||
+	    lock_get(r->ctx->store, who->id, lock_key(who, r->peer), &row) < 0 ||
+	    (enrolled = gw_totp_enrolled(r->ctx->store, who->id)) < 0)
+		return sg_reply_error(CKR_DEVICE_ERROR, "internal", "credential store error");
+	gw_auth_get_settings(r->ctx->auth, &set);
+	for (size_t i = 0; i < p->n_seals; i++)
+		if (p->seals[i].mfa && strncmp(p->seals[i].mfa, "out_of_band", 11) == 0 &&
+		    gw_policy_may_use(p, who, &p->seals[i]))
+			oob = true;
+	locked = row.locked_until > (int64_t)now;
+	until = gw_auth_window_until(r->ctx->auth, who->id, r->peer->uid);
+	rep = sg_reply_ok();
+	json_object_set_new(rep, "user", json_string(who->id));
+	json_object_set_new(rep, "totp_enrolled", json_boolean(enrolled == 1));
+	json_object_set_new(rep, "failed", json_integer(locked ? 0 : row.failed));
+	json_object_set_new(rep, "max_failures", json_integer(set.max_failures));
+	/* PKCS#11 token flags, so careful apps stop before locking. */
+	json_object_set_new(rep, "locked", json_boolean(locked));
+	json_object_set_new(rep, "count_low", json_boolean(!locked && row.failed > 0));
+	json_object_set_new(rep, "final_try", json_boolean(!locked &&
+	                    row.failed + 1 >= (int64_t)set.max_failures));
+	if (locked)
+		json_object_set_new(rep, "locked_until", json_integer(row.locked_until));
+	json_object_set_new(rep, "protected_path", json_boolean(oob || until != 0));
+	json_object_set_new(rep, "window_until", json_integer(until));
+	return rep;
+}
+
+/* ------------------------------------------------------------------ */
+/* Per-signature code: C_Login(CKU_CONTEXT_SPECIFIC)                  */
+
+json_t *
+gw_op_auth_context(struct gw_req *r)
+{
+	const char *seal_id = NULL, *pin = NULL;
+	const struct gw_seal *seal;
+	struct cred c = { 0 };
+	struct verdict v;
+	int ok;
+
+	if (sg_get_str(r->msg, "seal", true, &seal_id, SG_NAME_MAX, r->err, sizeof(r->err)) < 0 ||
+	    sg_get_str(r->msg, "pin", true, &pin, SG_PIN_MAX, r->err, sizeof(r->err)) < 0)
+		return gw_bad_request(r);
+	seal = gw_policy_seal(r->snap->policy, seal_id);
+	if (seal == NULL || !gw_policy_may_use(r->snap->policy, r->who, seal)) {
+		snprintf(r->err, sizeof(r->err), "%s may not use a seal named \"%s\"", r->who->id, seal_id);
+		return sg_reply_error(CKR_KEY_HANDLE_INVALID, "no_seal", "%s", r->err);
+	}
+	/* The code alone, or password followed by code (pkcs11-tool sends
+	 * its --pin again); either way a code must be in it. */
+	c.pin = pin;
+	c.pinlen = strlen(pin);
+	c.code_alone_ok = true;
+	ok = verify(r, r->who, &c, &v);
+	if (ok == 1 && !(v.factors & GW_FACTOR_TOTP)) {
+		snprintf(v.reason, sizeof(v.reason),
+		         "a per-signature login needs your current code (alone, or after your password)");
+		v.rv = CKR_PIN_INCORRECT;
+		v.code = "mfa_required";
+		ok = 0;
+	}
+	if (ok != 1)
+		return refusal(r, "login_context", r->who, seal->id, ok, &v);
+	if (gw_auth_grant_add(r->ctx->auth, r->login.sid, seal->id) < 0)
+		return sg_reply_error(CKR_HOST_MEMORY, "internal", "too many per-signature logins pending");
+	gw_req_record(r, "login_context", "ok", "code for one signature", NULL, seal->id, 0, NULL, 0, NULL);
+	return sg_reply_ok();
+}
+
+/* ------------------------------------------------------------------ */
+/* Out-of-band windows and confirmations                               */
+
+json_t *
+gw_op_window_open(struct gw_req *r)
+{
+	int64_t secs = 0;
+	time_t until, now = gw_auth_now(r->ctx->auth);
+	char why[160];
+	json_t *rep;
+
+	if (sg_get_int(r->msg, "seconds", false, 1, 86400, &secs, r->err, sizeof(r->err)) < 0)
+		return gw_bad_request(r);
+	if (!(r->login.factors & GW_FACTOR_PASSWORD) || !(r->login.factors & GW_FACTOR_TOTP) ||
+	    now - r->login.totp_at > FRESH_CODE || r->login.totp_at > now + FRESH_CODE) {
+		snprintf(r->err, sizeof(r->err),
+		         "a signing window opens only right after a login with password and code");
+		gw_req_record(r, "window_open", "denied", r->err, NULL, NULL, 0, NULL, 0, NULL);
+		return sg_reply_error(CKR_FUNCTION_REJECTED, "mfa_required", "%s", r->err);
+	}
+	if (gw_auth_window_open(r->ctx->auth, r->who->id, r->peer->uid, (unsigned)secs, &until) < 0)
+		return sg_reply_error(CKR_HOST_MEMORY, "internal", "cannot open a window");
+	snprintf(why, sizeof(why), "signing window for uid %u until %lld", (unsigned)r->peer->uid,
+	         (long long)until);
+	gw_req_record(r, "window_open", "ok", why, NULL, NULL, 0, NULL, 0, NULL);
+	rep = sg_reply_ok();
+	json_object_set_new(rep, "user", json_string(r->who->id));
+	json_object_set_new(rep, "until", json_integer(until));
+	json_object_set_new(rep, "seconds", json_integer(until - now));
+	return rep;
+}
+
+json_t *
+gw_op_window_close(struct gw_req *r)
+{
+	const char *user = NULL;
+	const struct gw_person *who = r->who;
+
+	if (who == NULL) {
+		if (sg_get_str(r->msg, "user", false, &user, SG_NAME_MAX, r->err, sizeof(r->err)) < 0)
+			return gw_bad_request(r);
+		who = gw_req_resolve(r, user);
+		if (who == NULL)
+			return sg_reply_error(CKR_USER_TYPE_INVALID, "not_allowed", "%s", r->err);
+	}
+	gw_auth_window_close(r->ctx->auth, who->id, r->peer->uid);
+	gw_req_record(r, "window_close", "ok", NULL, who->id, NULL, 0, NULL, 0, NULL);
+	return sg_reply_ok();
+}
+
+json_t *
+gw_op_confirm(struct gw_req *r)
+{
+	const char *user = NULL, *code = NULL;
+	const struct gw_person *who;
+	struct gw_confirm_info info, list[16];
+	struct cred c = { 0 };
+	struct verdict v;
+	int64_t id = 0;
+	bool list_only = false;
+	size_t n;
+	json_t *rep, *arr;
+	int ok;
+
+	if (sg_get_str(r->msg, "user", false, &user, SG_NAME_MAX, r->err, sizeof(r->err)) < 0 ||
+	    sg_get_str(r->msg, "code", false, &code, GW_TOTP_DIGITS, r->err, sizeof(r->err)) < 0 ||
+	    sg_get_int(r->msg, "id", false, 0, INT64_MAX, &id, r->err, sizeof(r->err)) < 0 ||
+	    sg_get_bool(r->msg, "list", false, &list_only, r->err, sizeof(r->err)) < 0)
+		return gw_bad_request(r);
+	who = gw_req_resolve(r, user);
+	if (who == NULL)
+		return sg_reply_error(CKR_USER_TYPE_INVALID, "not_allowed", "%s", r->err);
+	if (list_only) {
+		n = gw_auth_confirm_list(r->ctx->auth, who->id, r->peer->uid, list, 16);
+		rep = sg_reply_ok();
+		arr = json_array();
+		for (size_t i = 0; i < n; i++)
+			json_array_append_new(arr, json_pack("{s:I,s:s,s:s,s:i,s:I}", "id", (json_int_t)list[i].id,
+			                      "seal", list[i].seal, "exe", list[i].exe, "pid", (int)list[i].pid,
+			                      "since", (json_int_t)list[i].since));
+		json_object_set_new(rep, "pending", arr);
+		return rep;
+	}
+	if (code == NULL) {
+		snprintf(r->err, sizeof(r->err), "field \"code\" is missing");
+		return gw_bad_request(r);
+	}
+	/* Only the OS user whose window it is confirms, with a fresh code. */
+	if (gw_auth_window_until(r->ctx->auth, who->id, r->peer->uid) == 0) {
+		snprintf(r->err, sizeof(r->err), "no signing window is open for %s on this OS user", who->id);
+		return sg_reply_error(CKR_FUNCTION_REJECTED, "no_window", "%s", r->err);
+	}
+	if (gw_auth_confirm_list(r->ctx->auth, who->id, r->peer->uid, list, 1) == 0) {
+		snprintf(r->err, sizeof(r->err), "no signature of %s is waiting for a confirmation", who->id);
+		return sg_reply_error(CKR_FUNCTION_REJECTED, "nothing_pending", "%s", r->err);
+	}
+	c.pin = code;
+	c.pinlen = strlen(code);
+	c.code_alone_ok = true;
+	ok = verify(r, who, &c, &v);
+	if (ok != 1)
+		return refusal(r, "sign_confirm", who, NULL, ok, &v);
+	if (!gw_auth_confirm_give(r->ctx->auth, who->id, r->peer->uid, (uint64_t)id, &info)) {
+		snprintf(r->err, sizeof(r->err), "that signature is no longer waiting");
+		return sg_reply_error(CKR_FUNCTION_REJECTED, "nothing_pending", "%s", r->err);
+	}
+	snprintf(r->err, sizeof(r->err), "confirmed a signature with %.64s by %.120s (pid %d)", info.seal,
+	         info.exe, (int)info.pid);
+	gw_req_record(r, "sign_confirm", "ok", r->err, who->id, info.seal, 0, NULL, 0, NULL);
+	rep = sg_reply_ok();
+	json_object_set_new(rep, "id", json_integer((json_int_t)info.id));
+	json_object_set_new(rep, "seal", json_string(info.seal));
+	json_object_set_new(rep, "exe", json_string(info.exe));
+	json_object_set_new(rep, "pid", json_integer(info.pid));
+	return rep;
+}

@@ -1,5 +1,8 @@
 /*
- * Authentication requests (auth_ops.c).
+ * Authentication requests (auth_ops.c): login (password, password + code,
+ * or PIN-less inside an out-of-band window), logout, account
+ * administration, TOTP enrollment, lockout and its PKCS#11 flags,
+ * per-signature codes, out-of-band windows and confirmations.
  */
 #ifndef GW_AUTH_OPS_H
 #define GW_AUTH_OPS_H
@@ -12,5 +15,14 @@ json_t *gw_op_login(struct gw_req *r);
 json_t *gw_op_logout(struct gw_req *r);
 json_t *gw_op_user_add(struct gw_req *r);
 json_t *gw_op_user_passwd(struct gw_req *r);
+
+json_t *gw_op_totp_enroll(struct gw_req *r);   /* session */
+json_t *gw_op_totp_reset(struct gw_req *r);    /* session with code, seal admin */
+json_t *gw_op_user_unlock(struct gw_req *r);   /* session with code, seal admin */
+json_t *gw_op_auth_state(struct gw_req *r);    /* optional session */
+json_t *gw_op_auth_context(struct gw_req *r);  /* session */
+json_t *gw_op_window_open(struct gw_req *r);   /* session with code */
+json_t *gw_op_window_close(struct gw_req *r);  /* none */
+json_t *gw_op_confirm(struct gw_req *r);       /* none: carries its own code */
 
 #endif

@@ -17,6 +17,7 @@
 #include <sys/un.h>
 #include <unistd.h>
 
+#include <stddef.h>
 #include <openssl/crypto.h>
 
 #define PIN_MAX 256
@@ -27,7 +28,9 @@
 static const char *const config_keys[] = {
 	"backend_module", "backend_token", "token_pin_file", "socket_path",
 	"socket_mode", "store_path", "policy_path", "token_label", "audit_key",
-	"backend_sessions", "session_timeout", "log", "log_debug", "card_watch", "reader", NULL
+	"backend_sessions", "session_timeout", "log", "log_debug", "card_watch", "reader",
+	"audit_checkpoint_interval", "auth_max_failures", "auth_lockout", "signing_window",
+	"confirm_timeout", "password_cost", "test_clock", NULL
 };
 
 void
@@ -222,6 +225,12 @@ parse_tree(struct gw_yaml *y, yaml_node_t *root, const char *name, struct gw_con
 			goto out;
 		c->backend_sessions = (unsigned)v;
 	}
+	c->audit_checkpoint_interval = 300;
+	if ((n = gw_yaml_map_get(y, root, "audit_checkpoint_interval")) != NULL) {
+		if (gw_yaml_int(y, n, "audit_checkpoint_interval", 10, 86400, &v) < 0)
+			goto out;
+		c->audit_checkpoint_interval = (unsigned)v;
+	}
 	c->session_timeout = 28800;
 	if ((n = gw_yaml_map_get(y, root, "session_timeout")) != NULL) {
 		if (gw_yaml_int(y, n, "session_timeout", 1, TIMEOUT_MAX, &v) < 0)
@@ -230,6 +239,38 @@ parse_tree(struct gw_yaml *y, yaml_node_t *root, const char *name, struct gw_con
 	}
 	if ((n = gw_yaml_map_get(y, root, "log_debug")) != NULL &&
 	    gw_yaml_bool(y, n, "log_debug", &c->log_debug) < 0)
+		goto out;
+	{
+		static const struct { const char *key; int64_t lo, hi, dflt; size_t off; } ints[] = {
+			{ "auth_max_failures", 1, 100, 5, offsetof(struct gw_config, auth_max_failures) },
+			{ "auth_lockout", 1, 86400, 60, offsetof(struct gw_config, auth_lockout) },
+			{ "signing_window", 10, 3600, 300, offsetof(struct gw_config, signing_window) },
+			{ "confirm_timeout", 1, 50, 30, offsetof(struct gw_config, confirm_timeout) },
+		};
+		for (size_t i = 0; i < sizeof(ints) / sizeof(ints[0]); i++) {
+			unsigned *dst = (unsigned *)((char *)c + ints[i].off);
+			*dst = (unsigned)ints[i].dflt;
+			if ((n = gw_yaml_map_get(y, root, ints[i].key)) != NULL) {
+				if (gw_yaml_int(y, n, ints[i].key, ints[i].lo, ints[i].hi, &v) < 0)
+					goto out;
+				*dst = (unsigned)v;
+			}
+		}
+	}
+	if ((n = gw_yaml_map_get(y, root, "password_cost")) != NULL) {
+		char *pc = NULL;
+		if (gw_yaml_str(y, n, "password_cost", &pc) < 0)
+			goto out;
+		c->password_cost = strcmp(pc, "interactive") == 0 ? 0 : strcmp(pc, "moderate") == 0 ? 1 :
+		                   strcmp(pc, "sensitive") == 0 ? 2 : 99;
+		free(pc);
+		if (c->password_cost == 99) {
+			gw_yaml_errf(y, n, "password_cost must be interactive, moderate or sensitive");
+			goto out;
+		}
+	}
+	if ((n = gw_yaml_map_get(y, root, "test_clock")) != NULL &&
+	    gw_yaml_bool(y, n, "test_clock", &c->test_clock) < 0)
 		goto out;
 	rv = 0;
 out:

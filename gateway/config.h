@@ -24,10 +24,18 @@ struct gw_config {
 	char *audit_key;         /* PKCS#11 URI of the audit checkpoint key, or NULL */
 	unsigned backend_sessions; /* size of the backend session pool; default 2 * cores */
 	unsigned session_timeout;  /* seconds of idleness before a login ends; default 28800 */
+	unsigned audit_checkpoint_interval; /* seconds between signed checkpoints; default 300 */
 	char *log;               /* "stderr" or "syslog" */
 	char *card_watch;        /* "auto" (default: on when the backend is OpenSC), "on", "off" */
 	char *reader;            /* PC/SC reader name (or its start) holding the card; NULL = any */
 	bool log_debug;
+	/* Authentication (docs/authentication.md); see struct gw_auth_settings. */
+	unsigned auth_max_failures;  /* wrong passwords/codes before a lockout; default 5 */
+	unsigned auth_lockout;       /* seconds of the first lockout (doubles); default 60 */
+	unsigned signing_window;     /* longest out-of-band signing window, seconds; default 300 */
+	unsigned confirm_timeout;    /* seconds a signature waits for `sealctl confirm`; default 30 */
+	unsigned password_cost;      /* Argon2id preset: 0 interactive, 1 moderate, 2 sensitive */
+	bool test_clock;             /* TEST ONLY: honour env SEALGATE_TEST_CLOCK */
 };
 
 /* Reads and validates path. On error returns -1 and err holds

@@ -13,6 +13,7 @@
 #include <openssl/crypto.h>
 #include <sodium.h>
 
+#include "audit_ops.h"
 #include "log.h"
 #include "signing.h"
 #include "signpath.h"
@@ -20,7 +21,8 @@
 #include "auth_ops.h"
 #include "sg-config.h"
 
-enum need { NEED_NONE, NEED_SESSION, NEED_OPT_SESSION };
+/* NEED_MFA: a session whose login proved password and a TOTP code. */
+enum need { NEED_NONE, NEED_SESSION, NEED_OPT_SESSION, NEED_MFA };
 
 #define req gw_req
 
@@ -223,6 +225,7 @@ seal_json(struct req *r, const struct gw_person *who, size_t i)
 		mechs_for_seal(s, k, mechs);
 	}
 	json_object_set_new(o, "mechanisms", mechs);
+	json_object_set_new(o, "mfa", json_string(s->mfa ? s->mfa : "login"));
 	return o;
 }
 
@@ -263,12 +266,23 @@ static const struct op ops[] = {
 	{ SG_OP_APPLY,       NEED_SESSION,     gw_op_apply },
 	{ SG_OP_LIST,        NEED_SESSION,     gw_op_list },
 	{ SG_OP_SHOW,        NEED_SESSION,     gw_op_show },
-	{ SG_OP_APPROVE,     NEED_SESSION,     gw_op_approve },
-	{ SG_OP_REJECT,      NEED_SESSION,     gw_op_reject },
+	{ SG_OP_APPROVE,     NEED_MFA,         gw_op_approve },
+	{ SG_OP_REJECT,      NEED_MFA,         gw_op_reject },
 	{ SG_OP_REVOKE,      NEED_SESSION,     gw_op_revoke },
 	{ SG_OP_EXPLAIN,     NEED_SESSION,     gw_op_explain },
+	{ SG_OP_AUDIT_QUERY,      NEED_SESSION, gw_op_audit_query },
+	{ SG_OP_AUDIT_EXPORT,     NEED_SESSION, gw_op_audit_export },
+	{ SG_OP_AUDIT_CHECKPOINT, NEED_SESSION, gw_op_audit_checkpoint },
 	{ SG_OP_USER_ADD,    NEED_SESSION,     gw_op_user_add },
 	{ SG_OP_USER_PASSWD, NEED_SESSION,     gw_op_user_passwd },
+	{ SG_OP_TOTP_ENROLL, NEED_SESSION,     gw_op_totp_enroll },
+	{ SG_OP_TOTP_RESET,  NEED_MFA,         gw_op_totp_reset },
+	{ SG_OP_USER_UNLOCK, NEED_MFA,         gw_op_user_unlock },
+	{ SG_OP_AUTH_STATE,  NEED_OPT_SESSION, gw_op_auth_state },
+	{ SG_OP_AUTH_CONTEXT, NEED_SESSION,    gw_op_auth_context },
+	{ SG_OP_WINDOW_OPEN, NEED_MFA,         gw_op_window_open },
+	{ SG_OP_WINDOW_CLOSE, NEED_OPT_SESSION, gw_op_window_close },
+	{ SG_OP_CONFIRM,     NEED_NONE,        gw_op_confirm },
 };
 
 json_t *
@@ -292,9 +306,10 @@ gw_dispatch(struct gw_ctx *ctx, const struct gw_peer *peer, const json_t *msg)
 
 	r.snap = gw_snapshot_get(ctx);
 	if (op->need != NEED_NONE) {
-		if (sg_get_bytes(msg, "session", op->need == NEED_SESSION, &tok, &toklen,
+		bool need = op->need == NEED_SESSION || op->need == NEED_MFA;
+		if (sg_get_bytes(msg, "session", need, &tok, &toklen,
 		                 SG_SESSION_TOKEN_LEN, r.err, sizeof(r.err)) < 0) {
-			rep = op->need == NEED_SESSION && json_object_get(msg, "session") == NULL ?
+			rep = need && json_object_get(msg, "session") == NULL ?
 			      sg_reply_error(CKR_USER_NOT_LOGGED_IN, "not_logged_in", "not logged in") :
 			      gw_bad_request(&r);
 			goto out;
@@ -307,13 +322,20 @@ gw_dispatch(struct gw_ctx *ctx, const struct gw_peer *peer, const json_t *msg)
 				/* Unknown, expired, from another uid, or the person
 				 * left the policy: not logged in. */
 				r.logged_in = false;
-				if (op->need == NEED_SESSION) {
+				if (need) {
 					rep = sg_reply_error(CKR_USER_NOT_LOGGED_IN, "not_logged_in",
 					                     "not logged in (session ended or unknown)");
 					goto out;
 				}
 			}
 		}
+	}
+	if (op->need == NEED_MFA && !(r.login.factors & GW_FACTOR_TOTP)) {
+		snprintf(r.err, sizeof(r.err), "%s needs a login with your password and a current "
+		         "code (PIN = password followed by the code; `sealctl user totp-enroll` first)", name);
+		gw_req_record(&r, name, "denied", r.err, NULL, NULL, 0, NULL, 0, NULL);
+		rep = sg_reply_error(CKR_FUNCTION_REJECTED, "mfa_required", "%s", r.err);
+		goto out;
 	}
 	rep = op->fn(&r);
 out:

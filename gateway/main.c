@@ -207,20 +207,33 @@ main(int argc, char **argv)
 		return 1;
 	}
 	if (verify) {
-		uint64_t count = 0;
+		struct gw_audit_verifier *v = NULL;
+		struct gw_audit_verdict vd;
+		int r;
+
 		if (gw_store_open(ctx.cfg->store_path, &ctx.store, err, sizeof(err)) < 0) {
 			fprintf(stderr, "sealgated: store: %s\n", err);
-		} else if (gw_audit_verify_store(ctx.store, &count, err, sizeof(err)) < 0) {
-			fprintf(stderr, "sealgated: audit log NOT intact: %s\n", err);
+		} else if ((r = gw_audit_verify_full(ctx.store, NULL, 0, &v, &vd, err, sizeof(err))) < 0) {
+			fprintf(stderr, "sealgated: reading the audit log: %s\n", err);
+		} else if (r > 0) {
+			fprintf(stderr, "sealgated: audit log NOT intact:\n");
+			for (size_t i = 0; i < vd.n_problems; i++)
+				fprintf(stderr, "  %s\n", vd.problems[i]);
 		} else {
-			printf("audit log intact: %llu records, hash chain verified\n",
-			       (unsigned long long)count);
+			printf("audit log intact: %llu records, hash chain verified, %llu signed "
+			       "checkpoints, signed up to seq %llu\n", (unsigned long long)vd.records,
+			       (unsigned long long)vd.checkpoints, (unsigned long long)vd.covered_seq);
 			rv = 0;
 		}
+		if (v)
+			for (size_t i = 0; i < vd.n_notes; i++)
+				printf("note: %s\n", vd.notes[i]);
+		gw_audit_verifier_free(&v);
 		gw_store_close(&ctx.store);
 		gw_config_free(&ctx.cfg);
 		return rv;
 	}
+	gw_auth_set_password_cost((enum gw_pw_cost)ctx.cfg->password_cost);
 	if (pw_user != NULL) {
 		rv = set_password(ctx.cfg, pw_user, pw_file);
 		gw_config_free(&ctx.cfg);
@@ -263,6 +276,14 @@ main(int argc, char **argv)
 		gw_log_error("audit: %s", err);
 		goto out;
 	}
+	/* Signed checkpoints with the audit key (docs/audit.md); 0 = defaults. */
+	if (ctx.cfg->audit_key != NULL &&
+	    gw_audit_checkpoints_start(ctx.audit, ctx.token, ctx.cfg->audit_key,
+	                               ctx.cfg->audit_checkpoint_interval, 0,
+	                               err, sizeof(err)) < 0) {
+		gw_log_error("audit: %s", err);
+		goto out;
+	}
 	if (gw_quota_new(ctx.store, &ctx.quota) < 0 || gw_signpath_init(&ctx) < 0) {
 		gw_log_error("out of memory");
 		goto out;
@@ -279,6 +300,18 @@ main(int argc, char **argv)
 	if (gw_auth_new(ctx.cfg->session_timeout, &ctx.auth) < 0) {
 		gw_log_error("cannot initialise authentication");
 		goto out;
+	}
+	{
+		struct gw_auth_settings as = {
+			.max_failures = ctx.cfg->auth_max_failures,
+			.lockout_seconds = ctx.cfg->auth_lockout,
+			.signing_window = ctx.cfg->signing_window,
+			.confirm_timeout = ctx.cfg->confirm_timeout,
+			.test_clock = ctx.cfg->test_clock,
+		};
+		gw_auth_configure(ctx.auth, &as);
+		if (as.test_clock)
+			gw_log_info("test_clock: TOTP, lockouts and windows follow SEALGATE_TEST_CLOCK (tests only)");
 	}
 	rv = gw_server_run(&ctx) == 0 ? 0 : 1;
 out:

@@ -1557,10 +1557,11 @@ parse_seal(struct pctx *c, yaml_node_t *m, struct gw_seal *s)
 		return -1;
 	if ((n = gw_yaml_map_get(&c->y, m, "mechanisms")) != NULL && parse_mechanisms(c, n, s) < 0)
 		return -1;
-	if (strcmp(s->mfa, "login") != 0 && strcmp(s->mfa, "per_signature") != 0 &&
-	    strcmp(s->mfa, "out_of_band") != 0)
-		return gw_yaml_errf(&c->y, gw_yaml_map_get(&c->y, m, "mfa"), "mfa must be login, "
-		                    "per_signature or out_of_band, not '%s'", s->mfa);
+	if (strcmp(s->mfa, "none") != 0 && strcmp(s->mfa, "login") != 0 &&
+	    strcmp(s->mfa, "per_signature") != 0 && strcmp(s->mfa, "out_of_band") != 0 &&
+	    strcmp(s->mfa, "out_of_band_confirm") != 0)
+		return gw_yaml_errf(&c->y, gw_yaml_map_get(&c->y, m, "mfa"), "mfa must be none, login, "
+		                    "per_signature, out_of_band or out_of_band_confirm, not '%s'", s->mfa);
 	if ((n = gw_yaml_map_get(&c->y, m, "users")) == NULL)
 		return gw_yaml_errf(&c->y, m, "seal '%s' has no users: list departments, roles "
 		                    "or people under users:", s->id);

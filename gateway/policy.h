@@ -87,7 +87,8 @@ struct gw_seal {
 	struct gw_audience users;     /* who may apply / use */
 	bool approval_required;       /* false: quotas and windows alone apply */
 	struct gw_rule *rules; size_t n_rules;
-	char *mfa;                    /* "login" (default), "per_signature", "out_of_band" */
+	char *mfa;                    /* "none", "login" (default), "per_signature", "out_of_band",
+	                               * "out_of_band_confirm" (docs/authentication.md) */
 	/* Filled in by the loader: */
 	const struct gw_tz *tz;       /* loaded zone of timezone (never NULL) */
 	unsigned line;

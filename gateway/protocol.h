@@ -39,6 +39,14 @@
 #define SG_OP_REJECT       "reject"
 #define SG_OP_REVOKE       "revoke"
 #define SG_OP_EXPLAIN      "explain"
+#define SG_OP_TOTP_ENROLL  "totp_enroll"
+#define SG_OP_TOTP_RESET   "totp_reset"
+#define SG_OP_USER_UNLOCK  "user_unlock"
+#define SG_OP_AUTH_STATE   "auth_state"
+#define SG_OP_AUTH_CONTEXT "auth_context"
+#define SG_OP_WINDOW_OPEN  "window_open"
+#define SG_OP_WINDOW_CLOSE "window_close"
+#define SG_OP_CONFIRM      "confirm"
 
 /* ---- framing (blocking fds; EINTR handled; MSG_NOSIGNAL on send) ---- */
 

@@ -243,6 +243,19 @@ gw_quota_commit_tx(struct gw_store *st, const struct gw_quota_resv *r, char *err
 	return 0;
 }
 
+int
+gw_quota_refund_tx(struct gw_store *st, const struct gw_quota_resv *r, char *err, size_t errlen)
+{
+	for (unsigned i = 0; i < r->n; i++) {
+		if (strncmp(r->keys[i].period, "app:", 4) == 0)
+			continue;
+		if (gw_appstore_quota_sub_tx(st, r->keys[i].seal, r->keys[i].period,
+		                             r->keys[i].person, err, errlen) < 0)
+			return -1;
+	}
+	return 0;
+}
+
 void
 gw_quota_release(struct gw_quota *q, struct gw_quota_resv *r, bool committed)
 {

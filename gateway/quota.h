@@ -50,6 +50,10 @@ int gw_quota_reserve(struct gw_quota *q, const struct gw_seal *seal, const char 
 int gw_quota_commit_tx(struct gw_store *st, const struct gw_quota_resv *r,
                        char *err, size_t errlen);
 
+/* _tx: undoes gw_quota_commit_tx (a committed use that was not released). */
+int gw_quota_refund_tx(struct gw_store *st, const struct gw_quota_resv *r,
+                       char *err, size_t errlen);
+
 /* Ends r; committed: the units count as used from now on. */
 void gw_quota_release(struct gw_quota *q, struct gw_quota_resv *r, bool committed);
 

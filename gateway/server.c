@@ -60,6 +60,13 @@ gw_snapshot_load(struct gw_ctx *ctx, const char *policy_path,
 			gw_snapshot_put(&s);
 			return -1;
 		}
+		/* The audit key signs checkpoints only: never a seal. */
+		if (ctx->cfg != NULL &&
+		    gw_audit_key_check(ctx->token, ctx->cfg->audit_key, s->keys[i], kerr, sizeof(kerr)) < 0) {
+			snprintf(err, errlen, "%s: seal \"%s\": %s", policy_path, seal->id, kerr);
+			gw_snapshot_put(&s);
+			return -1;
+		}
 	}
 	*out = s;
 	return 0;

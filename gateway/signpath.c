@@ -186,33 +186,44 @@ is_size_probe(struct gw_req *r, const struct gw_seal *seal)
 struct sign_ctx {
 	struct gw_req *r;
 	const struct gw_seal *seal;
+	const char *seal_id;          /* as asked for: recorded when seal is NULL */
 	unsigned long mech;
 	const struct gw_sign_plan *plan;
 	int64_t app_id;
 	const uint8_t *doc; /* the application's document digest, or NULL */
 };
 
-static uint64_t
-record(struct sign_ctx *s, const char *action, const char *outcome, const char *reason,
-       gw_audit_apply_fn apply, void *arg, char *err, size_t errlen)
+static void
+event(struct sign_ctx *s, const char *action, const char *outcome, const char *reason,
+      const char *detail, struct gw_audit_event *ev)
 {
 	struct gw_req *r = s->r;
-	struct gw_audit_event ev = {
+
+	*ev = (struct gw_audit_event){
 		.action = action, .outcome = outcome, .reason = reason,
 		.actor = r->who ? r->who->id : NULL,
 		.uid = r->peer->uid, .pid = r->peer->pid, .exe = r->peer->exe,
-		.host = r->ctx->host, .seal = s->seal ? s->seal->id : NULL,
+		.host = r->ctx->host, .seal = s->seal ? s->seal->id : s->seal_id,
 		.application = s->app_id, .mechanism = s->mech,
 		.doc_digest = s->doc, .doc_digest_len = s->doc ? 32 : 0,
 		.signed_digest = s->plan ? s->plan->signed_digest : NULL,
 		.signed_digest_len = s->plan ? s->plan->signed_digest_len : 0,
+		.detail = detail,
 	};
+}
+
+static uint64_t
+record(struct sign_ctx *s, const char *action, const char *outcome, const char *reason,
+       gw_audit_apply_fn apply, void *arg, char *err, size_t errlen)
+{
+	struct gw_audit_event ev;
 	uint64_t seq = 0;
 	char e[256] = "";
 
-	if (r->ctx->audit == NULL)
+	if (s->r->ctx->audit == NULL)
 		return 0;
-	if (gw_audit_record_with(r->ctx->audit, &ev, apply, arg, &seq, e, sizeof(e)) < 0) {
+	event(s, action, outcome, reason, NULL, &ev);
+	if (gw_audit_record_with(s->r->ctx->audit, &ev, apply, arg, &seq, e, sizeof(e)) < 0) {
 		gw_log_error("audit record for %s (%s) by %s not written: %s", action, outcome,
 		             ev.actor ? ev.actor : "-", e);
 		if (err)
@@ -246,6 +257,17 @@ spend_tx(struct gw_store *st, void *arg, char *err, size_t errlen)
 	if (sp->app_id != 0 && gw_appstore_spend_tx(st, sp->app_id, time(NULL), err, errlen) < 0)
 		return -1;
 	return gw_quota_commit_tx(st, sp->resv, err, errlen);
+}
+
+/* Gives back what spend_tx took, for a signature the token then failed. */
+static int
+refund_tx(struct gw_store *st, void *arg, char *err, size_t errlen)
+{
+	struct spend *sp = arg;
+
+	if (sp->app_id != 0 && gw_appstore_refund_tx(st, sp->app_id, time(NULL), err, errlen) < 0)
+		return -1;
+	return gw_quota_refund_tx(st, sp->resv, err, errlen);
 }
 
 /* Finds an authorized application of who for seal with a use left that
@@ -377,6 +399,7 @@ gw_op_sign(struct gw_req *r)
 	in.data_len = data_len;
 	in.total_len = total < 0 ? data_len : (uint64_t)total;
 	s.mech = in.mechanism;
+	s.seal_id = seal_id;
 
 	/* Who and which seal. */
 	for (idx = 0; idx < p->n_seals; idx++)
@@ -446,6 +469,16 @@ gw_op_sign(struct gw_req *r)
 		s.doc = app.has_doc ? app.doc_digest : NULL;
 	}
 
+	/* Second factor as the seal's policy wants it (auth.c). */
+	{
+		unsigned long mrv;
+		const char *mcode;
+		if (gw_auth_check_sign(r, s.seal, &mrv, &mcode) < 0) {
+			rep = refuse(&s, mrv, mcode, "denied");
+			goto out;
+		}
+	}
+
 	/* A size probe gets a placeholder and spends nothing. */
 	if (is_size_probe(r, s.seal)) {
 		placeholder(sig, plan.sig_len);
@@ -471,9 +504,44 @@ gw_op_sign(struct gw_req *r)
 		rep = refuse(&s, CKR_FUNCTION_REJECTED, "denied", "denied");
 		goto out;
 	}
-	rv = gw_token_sign(r->ctx->token, key, &plan.mech, plan.tbs, plan.tbs_len, sig, &siglen);
+	/* The record and the spent uses are committed while the token signs:
+	 * everything the record says is known now but the token's answer. A
+	 * signature leaves only when both succeeded; a token failure after a
+	 * committed record is voided by a second record that gives the uses
+	 * back (docs/audit.md, "sign_void"). */
+	sp.app_id = s.app_id;
+	sp.resv = &resv;
+	{
+		struct gw_audit_event ev;
+		struct gw_audit_ticket *ticket = NULL;
+		int recorded;
+
+		event(&s, "sign", "ok", NULL, NULL, &ev);
+		recorded = r->ctx->audit != NULL &&
+		           gw_audit_submit_with(r->ctx->audit, &ev, spend_tx, &sp, &ticket,
+		                                err, sizeof(err)) == 0;
+		rv = gw_token_sign(r->ctx->token, key, &plan.mech, plan.tbs, plan.tbs_len, sig, &siglen);
+		seq = 0;
+		if (recorded && gw_audit_wait(r->ctx->audit, &ticket, &seq, err, sizeof(err)) < 0)
+			seq = 0;
+		if (!recorded)
+			seq = 0;
+	}
 	if (rv != CKR_OK) {
-		gw_quota_release(r->ctx->quota, &resv, false);
+		bool spent = false;
+
+		if (seq != 0) {
+			char detail[64];
+			struct gw_audit_event ev;
+			uint64_t vseq = 0;
+
+			snprintf(detail, sizeof(detail), "{\"voids\":%llu}", (unsigned long long)seq);
+			event(&s, "sign_void", "error", "the token failed after the record was written; "
+			      "no signature was released and the use is given back", detail, &ev);
+			spent = gw_audit_record_with(r->ctx->audit, &ev, refund_tx, &sp, &vseq,
+			                             err, sizeof(err)) < 0;
+		}
+		gw_quota_release(r->ctx->quota, &resv, spent);
 		snprintf(r->err, sizeof(r->err), "the token refused to sign with the %s (CKR 0x%lx)",
 		         s.seal->name, rv);
 		rep = refuse(&s, rv == CKR_DEVICE_REMOVED || rv == CKR_TOKEN_NOT_PRESENT ?
@@ -482,9 +550,6 @@ gw_op_sign(struct gw_req *r)
 		             "error");
 		goto out;
 	}
-	sp.app_id = s.app_id;
-	sp.resv = &resv;
-	seq = record(&s, "sign", "ok", NULL, spend_tx, &sp, err, sizeof(err));
 	gw_quota_release(r->ctx->quota, &resv, seq != 0);
 	if (seq == 0) {
 		/* No record, no signature. Try to leave a trace of the refusal. */

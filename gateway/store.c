@@ -108,6 +108,34 @@ static const char *const migrations[] = {
 	"CREATE INDEX audit_by_application ON audit(application);"
 	"CREATE INDEX audit_by_doc_digest ON audit(doc_digest);"
 	"CREATE INDEX audit_by_signed_digest ON audit(signed_digest);",
+
+	/* 5: more than one checkpoint may name the same seq (a log cut back
+	 * and grown again must not lose the checkpoint that proves the cut),
+	 * so checkpoints get their own id. */
+	"CREATE TABLE audit_checkpoints_new ("
+	"  id INTEGER PRIMARY KEY AUTOINCREMENT,"
+	"  seq INTEGER NOT NULL,"
+	"  ts_ns INTEGER NOT NULL,"
+	"  hash BLOB NOT NULL,"
+	"  alg TEXT NOT NULL,"
+	"  signature BLOB NOT NULL,"
+	"  cert BLOB"
+	") STRICT;"
+	"INSERT INTO audit_checkpoints_new (seq, ts_ns, hash, alg, signature, cert)"
+	"  SELECT seq, ts_ns, hash, alg, signature, cert FROM audit_checkpoints ORDER BY seq;"
+	"DROP TABLE audit_checkpoints;"
+	"ALTER TABLE audit_checkpoints_new RENAME TO audit_checkpoints;"
+	"CREATE INDEX audit_checkpoints_by_seq ON audit_checkpoints(seq, id);"
+	"CREATE TRIGGER audit_checkpoints_no_update BEFORE UPDATE ON audit_checkpoints"
+	"  BEGIN SELECT RAISE(ABORT, 'audit checkpoints are append-only'); END;"
+	"CREATE TRIGGER audit_checkpoints_no_delete BEFORE DELETE ON audit_checkpoints"
+	"  BEGIN SELECT RAISE(ABORT, 'audit checkpoints are append-only'); END;",
+	/* 6: most records name no application and no document: index only
+	 * those that do, so an ordinary record writes two index pages less. */
+	"DROP INDEX audit_by_application;"
+	"DROP INDEX audit_by_doc_digest;"
+	"CREATE INDEX audit_by_application ON audit(application) WHERE application != 0;"
+	"CREATE INDEX audit_by_doc_digest ON audit(doc_digest) WHERE doc_digest IS NOT NULL;",
 };
 
 _Static_assert(sizeof(migrations) / sizeof(migrations[0]) == GW_STORE_SCHEMA_LATEST,
@@ -119,6 +147,8 @@ _Static_assert(sizeof(migrations) / sizeof(migrations[0]) == GW_STORE_SCHEMA_LAT
 
 #define TX_DEPTH_MAX 32
 
+#define STMT_CACHE_MAX 64
+
 struct gw_store {
 	sqlite3 *db;
 	pthread_mutex_t lock;       /* recursive: see store.h */
@@ -129,6 +159,10 @@ struct gw_store {
 	sqlite3_stmt *audit_insert, *audit_head, *audit_page;
 	sqlite3_stmt *cp_insert, *cp_page;
 	sqlite3_stmt *begin, *commit, *rollback;
+	/* Statements of other parts (gw_store_cached), keyed by their SQL
+	 * text's address: parsed once, not once per signature. */
+	struct cached_stmt { const char *sql; sqlite3_stmt *stmt; } cache[STMT_CACHE_MAX];
+	size_t n_cache;
 	int (*commit_hook)(void *);
 	void *commit_hook_ctx;
 };
@@ -363,7 +397,7 @@ gw_store_open_version(const char *path, int upto, struct gw_store **out,
 	}
 	sqlite3_finalize(s);   /* a statement left mid-step would block COMMIT */
 	s = NULL;
-	if (exec_sql(st, "PRAGMA synchronous=FULL; PRAGMA foreign_keys=ON; "
+	if (exec_sql(st, "PRAGMA synchronous=FULL; PRAGMA foreign_keys=ON; PRAGMA cache_size=-8192; "
 	                 "PRAGMA trusted_schema=OFF;", err, errlen))
 		goto out;
 	if (migrate(st, upto, err, errlen))
@@ -386,12 +420,12 @@ gw_store_open_version(const char *path, int upto, struct gw_store **out,
 	     prepare(st, &st->audit_page, "SELECT " AUDIT_COLS " FROM audit WHERE seq > ?"
 	             " ORDER BY seq LIMIT " STR(SCAN_PAGE), err, errlen)))
 		goto out;
-	if (upto >= 4 &&
-	    (prepare(st, &st->cp_insert, "INSERT OR IGNORE INTO audit_checkpoints"
+	if (upto >= 5 &&
+	    (prepare(st, &st->cp_insert, "INSERT INTO audit_checkpoints"
 	             " (seq, ts_ns, hash, alg, signature, cert) VALUES (?, ?, ?, ?, ?, ?)", err, errlen) ||
-	     prepare(st, &st->cp_page, "SELECT seq, ts_ns, hash, alg, signature, cert"
-	             " FROM audit_checkpoints WHERE seq >= ? AND seq <= ? ORDER BY seq"
-	             " LIMIT " STR(SCAN_PAGE), err, errlen)))
+	     prepare(st, &st->cp_page, "SELECT seq, ts_ns, hash, alg, signature, cert, id"
+	             " FROM audit_checkpoints WHERE (seq, id) > (?1, ?2) AND seq <= ?3"
+	             " ORDER BY seq, id LIMIT " STR(SCAN_PAGE), err, errlen)))
 		goto out;
 	sqlite3_commit_hook(st->db, commit_hook_cb, st);
 
@@ -427,11 +461,34 @@ gw_store_close(struct gw_store **stp)
 	sqlite3_finalize(st->begin);
 	sqlite3_finalize(st->commit);
 	sqlite3_finalize(st->rollback);
+	for (size_t i = 0; i < st->n_cache; i++)
+		sqlite3_finalize(st->cache[i].stmt);
 	if (st->db && sqlite3_close(st->db) != SQLITE_OK)
 		gw_log_error("closing the store: %s", sqlite3_errmsg(st->db));
 	pthread_mutex_destroy(&st->lock);
 	free(st);
 	*stp = NULL;
+}
+
+sqlite3_stmt *
+gw_store_cached(struct gw_store *st, const char *sql)
+{
+	sqlite3_stmt *stmt = NULL;
+
+	for (size_t i = 0; i < st->n_cache; i++) {
+		if (st->cache[i].sql == sql) {
+			sqlite3_reset(st->cache[i].stmt);
+			sqlite3_clear_bindings(st->cache[i].stmt);
+			return st->cache[i].stmt;
+		}
+	}
+	if (sqlite3_prepare_v3(st->db, sql, -1, SQLITE_PREPARE_PERSISTENT, &stmt, NULL) != SQLITE_OK)
+		return NULL;
+	if (st->n_cache < STMT_CACHE_MAX)
+		st->cache[st->n_cache++] = (struct cached_stmt){ .sql = sql, .stmt = stmt };
+	else
+		gw_log_warn("store: statement cache full; not caching");
+	return stmt;
 }
 
 int
@@ -895,8 +952,9 @@ gw_store_audit_query(struct gw_store *st, const struct gw_audit_filter *f,
 	ADD(f->action, " AND action = ?7");
 	ADD(f->outcome, " AND outcome = ?8");
 	ADD(f->actors_json, " AND actor IN (SELECT value FROM json_each(?9))");
-	ADD(f->application, " AND application = ?10");
-	ADD(f->digest && f->digest_len, " AND (doc_digest = ?11 OR signed_digest = ?11)");
+	/* The literal conditions let SQLite use the partial indexes. */
+	ADD(f->application, " AND application = ?10 AND application != 0");
+	ADD(f->digest && f->digest_len, " AND ((doc_digest = ?11 AND doc_digest IS NOT NULL) OR signed_digest = ?11)");
 	ADD(true, " ORDER BY seq LIMIT ?12");
 #undef ADD
 	page = SCAN_PAGE;
@@ -997,7 +1055,10 @@ gw_store_checkpoint_scan(struct gw_store *st, uint64_t from_seq, uint64_t to_seq
                          gw_store_checkpoint_fn fn, void *ctx, char *err, size_t errlen)
 {
 	sqlite3_stmt *s = st->cp_page;
-	sqlite3_int64 next = (sqlite3_int64)(from_seq > INT64_MAX ? INT64_MAX : from_seq);
+	/* (seq, id) > (from_seq - 1, max): every checkpoint with seq >= from_seq. */
+	sqlite3_int64 last_seq = from_seq == 0 ? -1 :
+	                         (sqlite3_int64)(from_seq > INT64_MAX ? INT64_MAX : from_seq) - 1;
+	sqlite3_int64 last_id = INT64_MAX;
 	sqlite3_int64 upto = to_seq == 0 || to_seq > INT64_MAX ? INT64_MAX : (sqlite3_int64)to_seq;
 	int rv = 0, rc, inpage;
 
@@ -1007,8 +1068,9 @@ gw_store_checkpoint_scan(struct gw_store *st, uint64_t from_seq, uint64_t to_seq
 	}
 	for (;;) {
 		pthread_mutex_lock(&st->lock);
-		sqlite3_bind_int64(s, 1, next);
-		sqlite3_bind_int64(s, 2, upto);
+		sqlite3_bind_int64(s, 1, last_seq);
+		sqlite3_bind_int64(s, 2, last_id);
+		sqlite3_bind_int64(s, 3, upto);
 		inpage = 0;
 		while ((rc = sqlite3_step(s)) == SQLITE_ROW) {
 			struct gw_audit_checkpoint cp = { 0 };
@@ -1031,7 +1093,8 @@ gw_store_checkpoint_scan(struct gw_store *st, uint64_t from_seq, uint64_t to_seq
 				gw_log_warn("audit checkpoint %llu: column %s malformed",
 				            (unsigned long long)cp.seq, bad);
 			}
-			next = (sqlite3_int64)cp.seq + 1;
+			last_seq = (sqlite3_int64)cp.seq;
+			last_id = sqlite3_column_int64(s, 6);
 			inpage++;
 			rv = fn(ctx, &cp);
 			if (rv != 0)

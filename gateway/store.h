@@ -33,7 +33,7 @@ int gw_store_password_set(struct gw_store *st, const char *user, const char *has
 
 /* The schema version this build creates and understands. A database with
  * a newer version is refused; an older one is migrated on open. */
-#define GW_STORE_SCHEMA_LATEST 4
+#define GW_STORE_SCHEMA_LATEST 6
 
 /* ---- For other gateway files with tables of their own (appstore.c) ----
  *
@@ -156,12 +156,12 @@ struct gw_audit_checkpoint {
 	const uint8_t *cert; size_t cert_len; /* DER X.509 of the audit key, or none */
 };
 
-/* Stores cp durably (its own transaction; a second one at the same seq is
- * ignored). 0 or -1 with err. */
+/* Stores cp durably (its own transaction). Several may name one seq (a
+ * log cut back and grown again). 0 or -1 with err. */
 int gw_store_checkpoint_add(struct gw_store *st, const struct gw_audit_checkpoint *cp,
                             char *err, size_t errlen);
 /* Calls fn for each checkpoint with from_seq <= seq <= to_seq (to_seq 0 =
- * no bound) in seq order; pointers valid during the call. Return as
+ * no bound) in (seq, id) order; pointers valid during the call. Return as
  * gw_store_audit_scan. */
 typedef int (*gw_store_checkpoint_fn)(void *ctx, const struct gw_audit_checkpoint *cp);
 int gw_store_checkpoint_scan(struct gw_store *st, uint64_t from_seq, uint64_t to_seq,
@@ -171,5 +171,11 @@ int gw_store_checkpoint_scan(struct gw_store *st, uint64_t from_seq, uint64_t to
  * commit hook); returning non-zero turns the COMMIT into a rollback.
  * NULL removes it. Not for production use. */
 void gw_store_test_set_commit_hook(struct gw_store *st, int (*fn)(void *), void *ctx);
+
+/* A prepared statement for sql, parsed on first use and kept until the
+ * store closes; reset and unbound on every return. sql must be a string
+ * with static storage (its address is the key). Call with the store lock
+ * held; do not finalize the result. NULL on a prepare error. */
+struct sqlite3_stmt *gw_store_cached(struct gw_store *st, const char *sql);
 
 #endif

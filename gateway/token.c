@@ -1703,3 +1703,198 @@ gw_token_sign(struct gw_token *tok, const struct gw_seal_key *key,
 	}
 	return rv;
 }
+
+/* ---- secrets sealed on the token (token.h; used by totp.c) ---- */
+
+#define SEAL_IV_LEN  12
+#define SEAL_TAG_LEN 16
+
+/* One key generation at a time, so two first uses make one key. */
+static pthread_mutex_t seal_keygen_lock = PTHREAD_MUTEX_INITIALIZER;
+
+static CK_RV
+seal_key_find(struct gw_token *tok, CK_SESSION_HANDLE s, const char *label,
+              CK_OBJECT_HANDLE *key)
+{
+	CK_OBJECT_CLASS cls = CKO_SECRET_KEY;
+	CK_KEY_TYPE kt = CKK_AES;
+	CK_ATTRIBUTE t[] = {
+		{ CKA_CLASS, &cls, sizeof(cls) },
+		{ CKA_KEY_TYPE, &kt, sizeof(kt) },
+		{ CKA_LABEL, (void *)label, strlen(label) },
+	};
+	CK_OBJECT_HANDLE h[2];
+	CK_ULONG n = 0;
+	CK_RV rv = find_objects(tok, s, t, 3, h, 2, &n);
+
+	if (rv != CKR_OK)
+		return rv;
+	if (n != 1)
+		return n == 0 ? CKR_KEY_HANDLE_INVALID : CKR_KEY_NOT_NEEDED;  /* two: ambiguous */
+	*key = h[0];
+	return CKR_OK;
+}
+
+/* The sealing key labelled label, generated on the token when absent and
+ * create is set (in a read-write session of its own: pool sessions are
+ * read-only). */
+static CK_RV
+seal_key(struct gw_token *tok, CK_SESSION_HANDLE s, const char *label, bool create,
+         CK_OBJECT_HANDLE *key)
+{
+	CK_OBJECT_CLASS cls = CKO_SECRET_KEY;
+	CK_KEY_TYPE kt = CKK_AES;
+	CK_ULONG vlen = 32;
+	CK_BBOOL yes = CK_TRUE, no = CK_FALSE;
+	CK_ATTRIBUTE g[] = {
+		{ CKA_CLASS, &cls, sizeof(cls) },
+		{ CKA_KEY_TYPE, &kt, sizeof(kt) },
+		{ CKA_LABEL, (void *)label, strlen(label) },
+		{ CKA_VALUE_LEN, &vlen, sizeof(vlen) },
+		{ CKA_TOKEN, &yes, sizeof(yes) },
+		{ CKA_PRIVATE, &yes, sizeof(yes) },
+		{ CKA_SENSITIVE, &yes, sizeof(yes) },
+		{ CKA_EXTRACTABLE, &no, sizeof(no) },
+		{ CKA_ENCRYPT, &yes, sizeof(yes) },
+		{ CKA_DECRYPT, &yes, sizeof(yes) },
+		{ CKA_WRAP, &no, sizeof(no) },
+		{ CKA_UNWRAP, &no, sizeof(no) },
+	};
+	CK_MECHANISM m = { CKM_AES_KEY_GEN, NULL, 0 };
+	CK_SESSION_HANDLE rw;
+	CK_OBJECT_HANDLE made;
+	CK_SLOT_ID slot;
+	CK_RV rv = seal_key_find(tok, s, label, key);
+
+	if (rv != CKR_KEY_HANDLE_INVALID || !create)
+		return rv;
+	pthread_mutex_lock(&seal_keygen_lock);
+	rv = seal_key_find(tok, s, label, key);
+	if (rv == CKR_KEY_HANDLE_INVALID) {
+		pthread_mutex_lock(&tok->lock);
+		slot = tok->slot;
+		pthread_mutex_unlock(&tok->lock);
+		rv = tok->f->C_OpenSession(slot, CKF_SERIAL_SESSION | CKF_RW_SESSION, NULL, NULL, &rw);
+		if (rv == CKR_OK) {
+			rv = tok->f->C_GenerateKey(rw, &m, g, sizeof(g) / sizeof(g[0]), &made);
+			tok->f->C_CloseSession(rw);
+			if (rv == CKR_OK)
+				rv = seal_key_find(tok, s, label, key);
+		}
+	}
+	pthread_mutex_unlock(&seal_keygen_lock);
+	return rv;
+}
+
+/* Encrypts (enc) or decrypts on a pooled session; the GCM mechanism with
+ * iv and aad. */
+static CK_RV
+seal_run(struct gw_token *tok, bool enc, const char *label, uint8_t *iv,
+         const uint8_t *aad, size_t aadlen, const uint8_t *in, size_t inlen,
+         uint8_t *out, CK_ULONG *outlen)
+{
+	CK_GCM_PARAMS gp;
+	CK_MECHANISM m;
+	CK_SESSION_HANDLE s;
+	CK_OBJECT_HANDLE key;
+	unsigned gen;
+	bool dirty = false;
+	CK_RV rv;
+
+	if (!gw_token_present(tok)) {
+		rv = gw_token_reconnect(tok);
+		if (rv != CKR_OK)
+			return rv;
+	}
+	rv = pool_take(tok, &s, &gen);
+	if (rv != CKR_OK)
+		return rv;
+	rv = seal_key(tok, s, label, enc, &key);
+	if (rv == CKR_OK && enc)
+		rv = tok->f->C_GenerateRandom(s, iv, SEAL_IV_LEN);
+	if (rv == CKR_OK) {
+		memset(&gp, 0, sizeof(gp));
+		gp.iv_ptr = iv;
+		gp.iv_len = SEAL_IV_LEN;
+		gp.iv_bits = SEAL_IV_LEN * 8;
+		gp.aad_ptr = (unsigned char *)aad;
+		gp.aad_len = aadlen;
+		gp.tag_bits = SEAL_TAG_LEN * 8;
+		m.mechanism = CKM_AES_GCM;
+		m.pParameter = &gp;
+		m.ulParameterLen = sizeof(gp);
+		rv = enc ? tok->f->C_EncryptInit(s, &m, key) : tok->f->C_DecryptInit(s, &m, key);
+		if (rv == CKR_OK) {
+			rv = enc ? tok->f->C_Encrypt(s, (CK_BYTE *)in, inlen, out, outlen)
+			         : tok->f->C_Decrypt(s, (CK_BYTE *)in, inlen, out, outlen);
+			/* As in gw_token_sign: an operation may be left active. */
+			if (rv != CKR_OK)
+				dirty = true;
+		}
+	}
+	if (rv_token_gone(rv)) {
+		pool_drop(tok, s, gen);
+		gw_token_lost(tok, rvstr(rv));
+	} else if (dirty) {
+		pool_drop(tok, s, gen);
+	} else {
+		pool_put(tok, s, gen);
+	}
+	return rv;
+}
+
+int
+gw_token_seal(struct gw_token *tok, const char *label, const uint8_t *aad, size_t aadlen,
+              const uint8_t *in, size_t inlen, uint8_t *out, size_t *outlen,
+              char *err, size_t errlen)
+{
+	CK_ULONG clen;
+	CK_RV rv;
+
+	if (!tok || !label || !in || !out || !outlen || inlen == 0 ||
+	    *outlen < inlen + GW_TOKEN_SEAL_OVERHEAD) {
+		seterr(err, errlen, "seal: bad arguments");
+		return -1;
+	}
+	clen = *outlen - SEAL_IV_LEN;
+	rv = seal_run(tok, true, label, out, aad, aadlen, in, inlen, out + SEAL_IV_LEN, &clen);
+	if (rv != CKR_OK || clen != inlen + SEAL_TAG_LEN) {
+		OPENSSL_cleanse(out, *outlen);
+		seterr(err, errlen, "the backend token could not seal with key '%s': %s", label,
+		       rv != CKR_OK ? rvstr(rv) : "unexpected length");
+		return -1;
+	}
+	*outlen = SEAL_IV_LEN + clen;
+	return 0;
+}
+
+int
+gw_token_unseal(struct gw_token *tok, const char *label, const uint8_t *aad, size_t aadlen,
+                const uint8_t *in, size_t inlen, uint8_t *out, size_t *outlen,
+                char *err, size_t errlen)
+{
+	uint8_t iv[SEAL_IV_LEN];
+	CK_ULONG plen;
+	CK_RV rv;
+
+	if (!tok || !label || !in || !out || !outlen ||
+	    inlen < GW_TOKEN_SEAL_OVERHEAD + 1 || *outlen < inlen - GW_TOKEN_SEAL_OVERHEAD) {
+		seterr(err, errlen, "unseal: bad arguments");
+		return -1;
+	}
+	memcpy(iv, in, SEAL_IV_LEN);
+	plen = *outlen;
+	rv = seal_run(tok, false, label, iv, aad, aadlen, in + SEAL_IV_LEN, inlen - SEAL_IV_LEN,
+	              out, &plen);
+	if (rv != CKR_OK || plen != inlen - GW_TOKEN_SEAL_OVERHEAD) {
+		OPENSSL_cleanse(out, *outlen);
+		if (rv == CKR_KEY_HANDLE_INVALID)
+			seterr(err, errlen, "the sealing key '%s' is not on this backend token", label);
+		else
+			seterr(err, errlen, "the backend token could not open a value sealed with '%s': %s",
+			       label, rv != CKR_OK ? rvstr(rv) : "unexpected length");
+		return -1;
+	}
+	*outlen = plen;
+	return 0;
+}

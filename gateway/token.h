@@ -123,4 +123,20 @@ void gw_token_card_changed(struct gw_token *tok);
 /* Serial number recorded at first login ("" before). Copies into buf. */
 void gw_token_bound_serial(struct gw_token *tok, char *buf, size_t len);
 
+/* ---- secrets sealed on the token (auth: TOTP secrets; totp.h) ----
+ * AES-256-GCM under a secret key that lives on the backend token with
+ * label `label`: generated there on first use (CKA_TOKEN, CKA_PRIVATE,
+ * CKA_SENSITIVE, not CKA_EXTRACTABLE) and never read out. A sealed value is
+ * iv (12) || ciphertext || tag (16); aad is bound in. */
+#define GW_TOKEN_SEAL_OVERHEAD (12 + 16)
+/* out must hold inlen + GW_TOKEN_SEAL_OVERHEAD; *outlen in/out. 0 or -1 with err. */
+int gw_token_seal(struct gw_token *tok, const char *label, const uint8_t *aad, size_t aadlen,
+                  const uint8_t *in, size_t inlen, uint8_t *out, size_t *outlen,
+                  char *err, size_t errlen);
+/* Opens a sealed value; -1 with err when the key is not on this token or
+ * the value or aad was altered (GCM tag). out is wiped on failure. */
+int gw_token_unseal(struct gw_token *tok, const char *label, const uint8_t *aad, size_t aadlen,
+                    const uint8_t *in, size_t inlen, uint8_t *out, size_t *outlen,
+                    char *err, size_t errlen);
+
 #endif

@@ -122,7 +122,18 @@ sgm_session_free(struct sgm_session *s)
 		return;
 	sgm_find_clear(s);
 	sgm_sign_op_free(s->sign);
+	free(s->ctx_seal);
 	free(s);
+}
+
+/* Forgets a session's per-signature login state (caller holds the lock). */
+static void
+ctx_clear_locked(struct sgm_session *s)
+{
+	free(s->ctx_seal);
+	s->ctx_seal = NULL;
+	s->ctx_sig_len = 0;
+	s->ctx_done = false;
 }
 
 /* Unlinks s; frees it unless a thread owns it right now (that thread frees
@@ -165,6 +176,7 @@ login_clear_locked(struct sgm_state *st)
 		if (!s->busy) {
 			sgm_sign_op_free(s->sign);
 			s->sign = NULL;
+			ctx_clear_locked(s);
 		}
 	}
 }
@@ -359,6 +371,47 @@ C_GetInfo(CK_INFO_PTR pInfo)
 
 /* ---- slot and token: what the gateway says right now ---- */
 
+/* The PIN flags of the account this process logs in as (auth_state):
+ * CKF_USER_PIN_COUNT_LOW / FINAL_TRY / LOCKED so careful applications stop
+ * before a lockout, and CKF_PROTECTED_AUTHENTICATION_PATH when the account
+ * signs out of band (`sealctl login`, then a PIN-less C_Login). 0 when the
+ * gateway does not say. */
+static CK_FLAGS
+auth_flags(struct sgm_state *st)
+{
+	uint8_t tok[SG_SESSION_TOKEN_LEN];
+	json_t *req = sg_request_new(SG_OP_AUTH_STATE), *reply = NULL;
+	CK_FLAGS fl = 0;
+	uint64_t epoch;
+	bool have;
+
+	sgm_lock(st);
+	have = sgm_login_token_locked(st, tok);
+	sgm_unlock(st);
+	if (req == NULL ||
+	    (have && sg_set_bytes(req, "session", tok, sizeof(tok)) < 0) ||
+	    (st->user != NULL && json_object_set_new(req, "user", json_string(st->user)) != 0))
+		goto out;
+	if (sgm_client_call(st, req, true, &reply, &epoch) != CKR_OK ||
+	    !sg_reply_is_ok(reply, NULL, NULL, NULL))
+		goto out;
+	if (json_is_true(json_object_get(reply, "locked")))
+		fl |= CKF_USER_PIN_LOCKED;
+	else if (json_is_true(json_object_get(reply, "final_try")))
+		fl |= CKF_USER_PIN_FINAL_TRY | CKF_USER_PIN_COUNT_LOW;
+	else if (json_is_true(json_object_get(reply, "count_low")))
+		fl |= CKF_USER_PIN_COUNT_LOW;
+	if (json_is_true(json_object_get(reply, "protected_path")))
+		fl |= CKF_PROTECTED_AUTHENTICATION_PATH;
+out:
+	if (req != NULL)
+		sgm_json_wipe_str(req, "session");
+	OPENSSL_cleanse(tok, sizeof(tok));
+	json_decref(req);
+	json_decref(reply);
+	return fl;
+}
+
 static CK_RV
 hello_present(struct sgm_state *st, struct sgm_hello *h, uint64_t *epoch)
 {
@@ -468,7 +521,7 @@ C_GetTokenInfo(CK_SLOT_ID slotID, CK_TOKEN_INFO_PTR pInfo)
 	sgm_pad(pInfo->model, sizeof(pInfo->model), h.model);
 	sgm_pad(pInfo->serialNumber, sizeof(pInfo->serialNumber), h.serial);
 	pInfo->flags = CKF_TOKEN_INITIALIZED | CKF_USER_PIN_INITIALIZED |
-	               CKF_LOGIN_REQUIRED | CKF_WRITE_PROTECTED;
+	               CKF_LOGIN_REQUIRED | CKF_WRITE_PROTECTED | auth_flags(st);
 	pInfo->ulMaxSessionCount = CK_EFFECTIVELY_INFINITE;
 	pInfo->ulSessionCount = n;
 	pInfo->ulMaxRwSessionCount = CK_EFFECTIVELY_INFINITE;
@@ -710,6 +763,112 @@ C_SetOperationState(CK_SESSION_HANDLE hSession, CK_BYTE_PTR pOperationState,
 
 /* ---- login ---- */
 
+/* A copy of a PIN as a NUL-terminated string (checked: no NUL inside).
+ * Free with sg_free_secret(p, len + 1). */
+static CK_RV
+pin_dup(CK_UTF8CHAR_PTR p, CK_ULONG len, char **out)
+{
+	*out = NULL;
+	if (p == NULL)
+		return CKR_ARGUMENTS_BAD;
+	if (len < 1 || len > SG_PIN_MAX)
+		return CKR_PIN_LEN_RANGE;
+	if (memchr(p, 0, len) != NULL)
+		return CKR_PIN_INVALID;
+	*out = malloc(len + 1);
+	if (*out == NULL)
+		return CKR_HOST_MEMORY;
+	memcpy(*out, p, len);
+	(*out)[len] = '\0';
+	return CKR_OK;
+}
+
+/* C_Login(CKU_CONTEXT_SPECIFIC) after C_SignInit on a key with
+ * CKA_ALWAYS_AUTHENTICATE (a seal whose policy says mfa: per_signature):
+ * the PIN is the current TOTP code (or password followed by code), good
+ * for the one signature of this operation. */
+static CK_RV
+context_login(CK_SESSION_HANDLE hSession, CK_UTF8CHAR_PTR pPin, CK_ULONG ulPinLen)
+{
+	struct sgm_state *st;
+	struct sgm_session *s;
+	uint8_t tok[SG_SESSION_TOKEN_LEN];
+	json_t *req = NULL, *reply = NULL, *jpin;
+	char *seal = NULL, *pin = NULL;
+	uint64_t epoch = 0, conn_epoch;
+	bool have_tok = false;
+	CK_RV rv = sgm_state_get(&st);
+
+	if (rv != CKR_OK)
+		return rv;
+	sgm_lock(st);
+	rv = sgm_session_check_locked(st, hSession, &s);
+	if (rv == CKR_OK) {
+		epoch = s->epoch;
+		if (s->sign == NULL || s->busy || s->ctx_seal == NULL)
+			rv = CKR_OPERATION_NOT_INITIALIZED;
+		else if (!(have_tok = sgm_login_token_locked(st, tok)))
+			rv = CKR_USER_NOT_LOGGED_IN;
+		else if ((seal = strdup(s->ctx_seal)) == NULL)
+			rv = CKR_HOST_MEMORY;
+	}
+	sgm_unlock(st);
+	if (rv != CKR_OK)
+		goto out;
+	/* No protected path for the per-signature code: the app must ask. */
+	rv = pPin == NULL && ulPinLen == 0 ? CKR_PIN_INCORRECT : pin_dup(pPin, ulPinLen, &pin);
+	if (rv != CKR_OK)
+		goto out;
+	rv = CKR_HOST_MEMORY;
+	req = sg_request_new(SG_OP_AUTH_CONTEXT);
+	if (req == NULL || sg_set_bytes(req, "session", tok, sizeof(tok)) < 0 ||
+	    json_object_set_new(req, "seal", json_string(seal)) != 0)
+		goto out;
+	jpin = json_stringn(pin, ulPinLen);
+	if (jpin == NULL) {
+		rv = CKR_PIN_INVALID;
+		goto out;
+	}
+	if (json_object_set_new(req, "pin", jpin) != 0)
+		goto out;
+	rv = sgm_client_call(st, req, false, &reply, &conn_epoch);
+	sgm_json_wipe_str(req, "pin");
+	sgm_json_wipe_str(req, "session");
+	if (rv != CKR_OK)
+		goto out;
+	if (conn_epoch != epoch) {
+		rv = CKR_DEVICE_REMOVED;
+		goto out;
+	}
+	if (!sg_reply_is_ok(reply, NULL, NULL, NULL)) {
+		rv = sgm_reply_rv(reply);
+		sgm_debug("context-specific login refused (rv 0x%lx)", rv);
+		if (rv == CKR_USER_NOT_LOGGED_IN)
+			sgm_login_invalidate(st, tok);
+		goto out;
+	}
+	sgm_lock(st);
+	rv = sgm_session_check_locked(st, hSession, &s);
+	if (rv == CKR_OK && (s->ctx_seal == NULL || strcmp(s->ctx_seal, seal) != 0))
+		rv = CKR_OPERATION_NOT_INITIALIZED;   /* the operation changed meanwhile */
+	if (rv == CKR_OK)
+		s->ctx_done = true;
+	sgm_unlock(st);
+out:
+	if (req != NULL) {
+		sgm_json_wipe_str(req, "pin");
+		sgm_json_wipe_str(req, "session");
+	}
+	json_decref(req);
+	json_decref(reply);
+	if (pin != NULL)
+		sg_free_secret(pin, ulPinLen + 1);
+	free(seal);
+	if (have_tok)
+		OPENSSL_cleanse(tok, sizeof(tok));
+	return rv;
+}
+
 static CK_RV
 login(CK_SESSION_HANDLE hSession, CK_USER_TYPE userType, CK_UTF8CHAR_PTR pPin,
       CK_ULONG ulPinLen, const char *user)
@@ -726,17 +885,14 @@ login(CK_SESSION_HANDLE hSession, CK_USER_TYPE userType, CK_UTF8CHAR_PTR pPin,
 	if (rv != CKR_OK)
 		return rv;
 
+	if (userType == CKU_CONTEXT_SPECIFIC)
+		return context_login(hSession, pPin, ulPinLen);
+
 	sgm_lock(st);
 	rv = sgm_session_check_locked(st, hSession, &s);
 	if (rv == CKR_OK) {
 		epoch = s->epoch;
-		if (userType == CKU_CONTEXT_SPECIFIC) {
-			/* TODO(context-specific login): per-signature second
-			 * factor for seals with CKA_ALWAYS_AUTHENTICATE; the hook
-			 * goes here, bound to the active sign operation. */
-			rv = (s->sign != NULL || s->busy) ? CKR_USER_TYPE_INVALID
-			                                  : CKR_OPERATION_NOT_INITIALIZED;
-		} else if (userType != CKU_USER) {
+		if (userType != CKU_USER) {
 			/* No SO here: administration is sealctl's. */
 			rv = CKR_USER_TYPE_INVALID;
 		} else if (st->logged_in) {
@@ -747,25 +903,31 @@ login(CK_SESSION_HANDLE hSession, CK_USER_TYPE userType, CK_UTF8CHAR_PTR pPin,
 	if (rv != CKR_OK)
 		return rv;
 
-	if (pPin == NULL && ulPinLen == 0)
-		return CKR_PIN_INCORRECT;  /* no protected authentication path yet */
-	if (pPin == NULL)
+	if (pPin == NULL && ulPinLen != 0)
 		return CKR_ARGUMENTS_BAD;
-	if (ulPinLen < 1 || ulPinLen > SG_PIN_MAX)
+	/* No PIN is only for a token with a protected authentication path. */
+	if (pPin == NULL && !(auth_flags(st) & CKF_PROTECTED_AUTHENTICATION_PATH))
+		return CKR_PIN_INCORRECT;
+	if (pPin != NULL && (ulPinLen < 1 || ulPinLen > SG_PIN_MAX))
 		return CKR_PIN_LEN_RANGE;
-	if (memchr(pPin, 0, ulPinLen) != NULL)
+	if (pPin != NULL && memchr(pPin, 0, ulPinLen) != NULL)
 		return CKR_PIN_INVALID;
 
 	rv = CKR_HOST_MEMORY;
-	pin = malloc(ulPinLen + 1);
-	if (pin == NULL)
-		goto out;
-	memcpy(pin, pPin, ulPinLen);
-	pin[ulPinLen] = '\0';
 	req = sg_request_new(SG_OP_LOGIN);
 	if (req == NULL)
 		goto out;
-	{
+	if (pPin == NULL) {
+		/* The protected authentication path: no PIN here; the gateway
+		 * accepts it only inside a window `sealctl login` opened. */
+		if (json_object_set_new(req, "protected", json_true()) != 0)
+			goto out;
+	} else {
+		pin = malloc(ulPinLen + 1);
+		if (pin == NULL)
+			goto out;
+		memcpy(pin, pPin, ulPinLen);
+		pin[ulPinLen] = '\0';
 		json_t *jpin = json_stringn(pin, ulPinLen);
 		if (jpin == NULL) {
 			rv = CKR_PIN_INVALID;   /* not UTF-8 */
@@ -909,14 +1071,83 @@ C_InitPIN(CK_SESSION_HANDLE hSession, CK_UTF8CHAR_PTR pPin, CK_ULONG ulPinLen)
 	return rv != CKR_OK ? rv : CKR_TOKEN_WRITE_PROTECTED;
 }
 
+/* C_SetPIN changes the user's own sealgate password: a login of its own
+ * with the old PIN (password followed by the current code when the account
+ * has TOTP), then user_passwd, then logout. The application's own login is
+ * not touched. */
 CK_RV
 C_SetPIN(CK_SESSION_HANDLE hSession, CK_UTF8CHAR_PTR pOldPin, CK_ULONG ulOldLen,
          CK_UTF8CHAR_PTR pNewPin, CK_ULONG ulNewLen)
 {
+	struct sgm_state *st;
+	char *oldp = NULL, *newp = NULL, err[128];
+	json_t *req = NULL, *reply = NULL;
+	uint8_t *tok = NULL;
+	size_t toklen = 0;
+	const char *user;
+	uint64_t epoch;
 	CK_RV rv = session_check(hSession, false, 0);
 
-	/* For now; a later change maps this to user_passwd. */
-	return rv != CKR_OK ? rv : CKR_TOKEN_WRITE_PROTECTED;
+	if (rv != CKR_OK)
+		return rv;
+	if (sgm_state_get(&st) != CKR_OK)
+		return CKR_CRYPTOKI_NOT_INITIALIZED;
+	if ((rv = pin_dup(pOldPin, ulOldLen, &oldp)) != CKR_OK ||
+	    (rv = pin_dup(pNewPin, ulNewLen, &newp)) != CKR_OK)
+		goto out;
+	rv = CKR_HOST_MEMORY;
+	req = sg_request_new(SG_OP_LOGIN);
+	if (req == NULL || json_object_set_new(req, "pin", json_string(oldp)) != 0 ||
+	    (st->user != NULL && json_object_set_new(req, "user", json_string(st->user)) != 0))
+		goto out;
+	rv = sgm_client_call(st, req, false, &reply, &epoch);
+	sgm_json_wipe_str(req, "pin");
+	if (rv != CKR_OK)
+		goto out;
+	if (!sg_reply_is_ok(reply, NULL, NULL, NULL)) {
+		rv = sgm_reply_rv(reply);
+		goto out;
+	}
+	user = json_string_value(json_object_get(reply, "user"));
+	if (user == NULL || sg_get_bytes(reply, "session", true, &tok, &toklen,
+	                                 SG_SESSION_TOKEN_LEN, err, sizeof(err)) < 0 ||
+	    toklen != SG_SESSION_TOKEN_LEN) {
+		rv = CKR_DEVICE_ERROR;
+		goto out;
+	}
+	json_decref(req);
+	req = sg_request_new(SG_OP_USER_PASSWD);
+	rv = CKR_HOST_MEMORY;
+	if (req == NULL || sg_set_bytes(req, "session", tok, toklen) < 0 ||
+	    json_object_set_new(req, "user", json_string(user)) != 0 ||
+	    json_object_set_new(req, "password", json_string(newp)) != 0 ||
+	    json_object_set_new(req, "old_password", json_string(oldp)) != 0)
+		goto out;
+	sgm_json_wipe_str(reply, "session");
+	json_decref(reply);
+	reply = NULL;
+	rv = sgm_client_call(st, req, false, &reply, &epoch);
+	if (rv == CKR_OK && !sg_reply_is_ok(reply, NULL, NULL, NULL))
+		rv = sgm_reply_rv(reply);
+out:
+	if (req != NULL) {
+		sgm_json_wipe_str(req, "pin");
+		sgm_json_wipe_str(req, "password");
+		sgm_json_wipe_str(req, "old_password");
+		sgm_json_wipe_str(req, "session");
+	}
+	if (reply != NULL)
+		sgm_json_wipe_str(reply, "session");
+	json_decref(req);
+	json_decref(reply);
+	if (tok != NULL && toklen == SG_SESSION_TOKEN_LEN)
+		gateway_logout(st, tok);          /* wipes tok */
+	sg_free_secret(tok, toklen);
+	if (oldp != NULL)
+		sg_free_secret(oldp, ulOldLen + 1);
+	if (newp != NULL)
+		sg_free_secret(newp, ulNewLen + 1);
+	return rv;
 }
 
 /* ---- objects: read-only token ---- */
@@ -1034,6 +1265,70 @@ C_FindObjectsFinal(CK_SESSION_HANDLE hSession)
 
 /* ---- signing ---- */
 
+/* ---- per-signature login around the sign operation ---- */
+
+/* After C_SignInit: remember whether the key wants C_Login(CKU_CONTEXT_
+ * SPECIFIC) before its signature. */
+static void
+ctx_arm(struct sgm_state *st, CK_SESSION_HANDLE h, CK_OBJECT_HANDLE key)
+{
+	struct sgm_session *s;
+	const struct sgm_seal *seal;
+	CK_OBJECT_CLASS cls;
+
+	sgm_lock(st);
+	if (sgm_session_check_locked(st, h, &s) == CKR_OK) {
+		ctx_clear_locked(s);
+		seal = sgm_object_lookup_locked(st, key, &cls);
+		if (seal != NULL && seal->always_auth) {
+			s->ctx_seal = strdup(seal->id);
+			s->ctx_sig_len = seal->sig_len;
+			if (s->ctx_seal == NULL && s->sign != NULL && !s->busy) {
+				/* Cannot track it: no operation rather than one that
+				 * would fail at the gateway. */
+				sgm_sign_op_free(s->sign);
+				s->sign = NULL;
+			}
+		}
+	}
+	sgm_unlock(st);
+}
+
+/* Before a C_Sign/C_SignFinal that would reach the gateway: without the
+ * context-specific login the operation ends with CKR_USER_NOT_LOGGED_IN
+ * (PKCS#11 3.0, 5.2.6), and the application's own login is kept. Size
+ * queries pass. */
+static CK_RV
+ctx_gate(struct sgm_state *st, CK_SESSION_HANDLE h, CK_BYTE_PTR sig, CK_ULONG_PTR siglen)
+{
+	struct sgm_session *s;
+	CK_RV rv = CKR_OK;
+
+	sgm_lock(st);
+	if (sgm_session_check_locked(st, h, &s) == CKR_OK && s->ctx_seal != NULL &&
+	    !s->ctx_done && !s->busy && s->sign != NULL && sig != NULL && siglen != NULL &&
+	    *siglen >= s->ctx_sig_len) {
+		sgm_sign_op_free(s->sign);
+		s->sign = NULL;
+		ctx_clear_locked(s);
+		rv = CKR_USER_NOT_LOGGED_IN;
+	}
+	sgm_unlock(st);
+	return rv;
+}
+
+/* After C_Sign/C_SignFinal: a code is good for one operation only. */
+static void
+ctx_after(struct sgm_state *st, CK_SESSION_HANDLE h)
+{
+	struct sgm_session *s;
+
+	sgm_lock(st);
+	if (sgm_session_check_locked(st, h, &s) == CKR_OK && s->sign == NULL && !s->busy)
+		ctx_clear_locked(s);
+	sgm_unlock(st);
+}
+
 CK_RV
 C_SignInit(CK_SESSION_HANDLE hSession, CK_MECHANISM_PTR pMechanism, CK_OBJECT_HANDLE hKey)
 {
@@ -1044,7 +1339,10 @@ C_SignInit(CK_SESSION_HANDLE hSession, CK_MECHANISM_PTR pMechanism, CK_OBJECT_HA
 		return rv;
 	if (pMechanism == NULL)
 		return CKR_ARGUMENTS_BAD;
-	return sgm_sign_init(st, hSession, pMechanism, hKey);
+	rv = sgm_sign_init(st, hSession, pMechanism, hKey);
+	if (rv == CKR_OK)
+		ctx_arm(st, hSession, hKey);
+	return rv;
 }
 
 CK_RV
@@ -1056,7 +1354,12 @@ C_Sign(CK_SESSION_HANDLE hSession, CK_BYTE_PTR pData, CK_ULONG ulDataLen,
 
 	if (rv != CKR_OK)
 		return rv;
-	return sgm_sign(st, hSession, false, pData, ulDataLen, pSignature, pulSignatureLen);
+	rv = ctx_gate(st, hSession, pSignature, pulSignatureLen);
+	if (rv != CKR_OK)
+		return rv;
+	rv = sgm_sign(st, hSession, false, pData, ulDataLen, pSignature, pulSignatureLen);
+	ctx_after(st, hSession);
+	return rv;
 }
 
 CK_RV
@@ -1078,7 +1381,12 @@ C_SignFinal(CK_SESSION_HANDLE hSession, CK_BYTE_PTR pSignature, CK_ULONG_PTR pul
 
 	if (rv != CKR_OK)
 		return rv;
-	return sgm_sign(st, hSession, true, NULL, 0, pSignature, pulSignatureLen);
+	rv = ctx_gate(st, hSession, pSignature, pulSignatureLen);
+	if (rv != CKR_OK)
+		return rv;
+	rv = sgm_sign(st, hSession, true, NULL, 0, pSignature, pulSignatureLen);
+	ctx_after(st, hSession);
+	return rv;
 }
 
 CK_RV

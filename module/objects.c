@@ -29,6 +29,7 @@ seal_clear(struct sgm_seal *s)
 	free(s->id);
 	free(s->label);
 	free(s->kind);
+	free(s->mfa);
 	free(s->ckaid.p);
 	free(s->cert.p);
 	free(s->subject.p);
@@ -145,6 +146,7 @@ seal_parse(const json_t *o, struct sgm_seal *s)
 	    dup_str(o, "id", true, SG_NAME_MAX, "", &s->id) < 0 || s->id[0] == '\0' ||
 	    dup_str(o, "label", false, SGM_LABEL_MAX, s->id, &s->label) < 0 ||
 	    dup_str(o, "kind", false, SG_NAME_MAX, "", &s->kind) < 0 ||
+	    dup_str(o, "mfa", false, SG_NAME_MAX, "login", &s->mfa) < 0 ||
 	    get_bytes(o, "ckaid", true, 255, &s->ckaid) < 0 ||
 	    get_bytes(o, "cert", true, SGM_CERT_MAX, &s->cert) < 0 ||
 	    get_bytes(o, "subject", true, SGM_NAME_DER_MAX, &s->subject) < 0 ||
@@ -157,6 +159,9 @@ seal_parse(const json_t *o, struct sgm_seal *s)
 	if (sg_get_int(o, "bits", false, 0, 16384, &v, err, sizeof(err)) < 0)
 		return -1;
 	s->bits = (CK_ULONG)v;
+	/* A code per signature: the app must C_Login(CKU_CONTEXT_SPECIFIC)
+	 * after each C_SignInit, as with a qualified-signature card. */
+	s->always_auth = strcmp(s->mfa, "per_signature") == 0;
 	v = -1;
 	if (sg_get_int(o, "uses_left", false, -1, LONG_MAX, &v, err, sizeof(err)) < 0)
 		return -1;
@@ -536,8 +541,9 @@ attr_key(const struct sgm_seal *s, CK_OBJECT_CLASS cls, CK_ATTRIBUTE_TYPE t, str
 	case CKA_UNWRAP:
 	case CKA_EXTRACTABLE:
 	case CKA_WRAP_WITH_TRUSTED:
-	case CKA_ALWAYS_AUTHENTICATE:
 		return val_bool(v, false);
+	case CKA_ALWAYS_AUTHENTICATE:
+		return val_bool(v, s->always_auth);
 	case CKA_ALLOWED_MECHANISMS:
 		return val_bytes(v, s->mechs, s->n_mechs * sizeof(CK_MECHANISM_TYPE));
 	case CKA_PRIVATE_EXPONENT:

@@ -42,6 +42,8 @@ struct sgm_bytes {
 
 struct sgm_seal {
 	char *id, *label, *kind;
+	char *mfa;              /* the seal's second-factor mode (docs/authentication.md) */
+	bool always_auth;       /* mfa per_signature: CKA_ALWAYS_AUTHENTICATE */
 	struct sgm_bytes ckaid, cert, subject, issuer, serial;
 	struct sgm_bytes modulus, pubexp, ec_params, ec_point, spki;
 	enum sgm_key key_type;
@@ -92,6 +94,12 @@ struct sgm_session {
 	CK_OBJECT_HANDLE *found;
 	size_t n_found, pos;
 	struct sgm_sign_op *sign;
+	/* The active sign op's key wants a C_Login(CKU_CONTEXT_SPECIFIC)
+	 * (CKA_ALWAYS_AUTHENTICATE): its seal, signature length, and whether
+	 * the gateway accepted a code for this operation. */
+	char *ctx_seal;
+	CK_ULONG ctx_sig_len;
+	bool ctx_done;
 };
 
 struct sgm_conn;

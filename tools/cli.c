@@ -125,6 +125,10 @@ cli_login(struct cli *c)
 		return 1;
 	req = sg_request_new(SG_OP_LOGIN);
 	json_object_set_new(req, "pin", json_string(pw));
+	/* The second factor: typed after the password, or SEALGATE_CODE for
+	 * scripts (docs/authentication.md). */
+	if (getenv("SEALGATE_CODE") != NULL)
+		json_object_set_new(req, "code", json_string(getenv("SEALGATE_CODE")));
 	if (c->user)
 		json_object_set_new(req, "user", json_string(c->user));
 	sg_free_secret_str(pw);

@@ -33,6 +33,14 @@ usage(FILE *f)
 "  whoami                      the account you act as\n"
 "  user add USER               (seal admin) give USER a password\n"
 "  user passwd [USER]          change your password, or (seal admin) USER's\n"
+"  user totp-enroll            new TOTP secret: otpauth:// URI and QR code; active after one code\n"
+"  user unlock USER            (seal admin) end USER's lockout\n"
+"  user totp-reset USER        (seal admin) remove USER's TOTP secret (lost phone)\n"
+"  login [--seconds N]         password + code: open a signing window for apps that\n"
+"                              cannot ask for a PIN (seals with mfa: out_of_band)\n"
+"  logout                      close the signing window\n"
+"  confirm [--wait S] [--list] confirm a waiting signature with a fresh code\n"
+"  audit verify|query|export|checkpoint  the audit trail (sealctl audit --help)\n"
 "\n"
 "  apply --seal S --reason R [--type T] [--amount A] [--scope X] [--doc FILE]\n"
 "        [--uses N] [--valid-for 7d]   apply to use a seal; --doc binds the use to\n"
@@ -52,7 +60,9 @@ usage(FILE *f)
 "  -u, --user ACCOUNT          act as ACCOUNT (env SEALGATE_USER) if the policy lets your\n"
 "                              OS login do so\n"
 "  -p, --password-file FILE    your own password: first line of FILE, - for stdin\n"
-"                              (env SEALGATE_PASSWORD; otherwise asked on the terminal)\n"
+"                              (env SEALGATE_PASSWORD; otherwise asked on the terminal;\n"
+"                              type your 6-digit code right after the password when the\n"
+"                              action needs the second factor, or set SEALGATE_CODE)\n"
 "      --new-password-file F   for user add/passwd: the new password (otherwise asked)\n"
 "      --old-password-file F   for user passwd on your own account\n"
 "  -j, --json                  print the gateway's replies as JSON\n"
@@ -282,6 +292,9 @@ main(int argc, char **argv)
 	rv = sealctl_workflow(&c, cmd, argc - optind + 1, argv + optind - 1);
 	if (rv >= 0)
 		goto done;
+	rv = sealctl_auth(&c, cmd, argc - optind + 1, argv + optind - 1);
+	if (rv >= 0)
+		goto done;
 	/* Options may also follow the command. */
 	{
 		int rest = argc - optind;
@@ -308,6 +321,8 @@ main(int argc, char **argv)
 			rv = cmd_whoami(&c);
 		else if (strcmp(cmd, "user") == 0)
 			rv = cmd_user(&c, n, pos, newfile, oldfile);
+		else if (strcmp(cmd, "audit") == 0)
+			rv = sealctl_audit(&c, n, pos);
 		else {
 			fprintf(stderr, "sealctl: unknown command or arguments: %s\n", cmd);
 			usage(stderr);

@@ -10,5 +10,11 @@
 /* apply, list, show, approve, reject, revoke, why, policy.
  * argv[0] is the command itself. */
 int sealctl_workflow(struct cli *c, const char *cmd, int argc, char **argv);
+/* login, logout, confirm, user totp-enroll / unlock / totp-reset. */
+int sealctl_auth(struct cli *c, const char *cmd, int argc, char **argv);
+
+/* audit verify|query|export|checkpoint (sealctl-audit.c). argv[0] is the
+ * subcommand ("verify"…). */
+int sealctl_audit(struct cli *c, int argc, char **argv);
 
 #endif

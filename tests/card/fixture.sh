@@ -133,6 +133,7 @@ seals:
   - id: official
     name: Official Seal
     kind: official
+    mfa: none
     key: "pkcs11:id=%00%01;type=private"
     holder: hq
     users: { people: [alice] }
@@ -140,6 +141,7 @@ seals:
   - id: contract
     name: Contract Seal
     kind: contract
+    mfa: none
     key: "pkcs11:id=%00%02;type=private"
     holder: hq
     users: { people: [alice] }

@@ -166,12 +166,20 @@ authorize() { # applicant seal uses approvers [apply args...]
 	id=$(sed -n '1s/^#\([0-9][0-9]*\).*/\1/p' <<<"$out")
 	[ -n "$id" ] || { log "no application id in: $out"; return 1; }
 	for a in ${approvers//,/ }; do
-		out=$(sealctl_as "$a" approve "$id" 2>&1) ||
+		# Approving needs the second factor: the approver's current code.
+		out=$(SEALGATE_CODE=$(totp_of "$a") sealctl_as "$a" approve "$id" 2>&1) ||
 			{ log "sealctl approve $id as $a failed: $out"; return 1; }
 	done
 	out=$(sealctl_as "$who" show "$id" 2>&1)
 	grep -q "authorized" <<<"$out" || { log "application $id is not authorized: $out"; return 1; }
 	printf '%s\n' "$id"
+}
+
+# The current TOTP code of a demo account (its secret from the sandbox).
+totp_of() {
+	local var
+	var=SEALGATE_TOTP_$(printf '%s' "$1" | tr 'a-z-' 'A-Z_')
+	oathtool --totp -b "${!var}"
 }
 
 # "uses left N of M" of an application, as its applicant sees it.

@@ -89,7 +89,7 @@ Test(signing, raw_rsa_pkcs_bounds_and_digestinfo_is_recorded)
 
 Test(signing, pss_params_checked)
 {
-	uint8_t md[32] = { 0 };
+	uint8_t md[48] = { 0 };
 	struct gw_sign_input in = { .mechanism = CKM_RSA_PKCS_PSS, .data = md, .data_len = 32,
 		.total_len = 32, .has_pss = true,
 		.pss = { .hashAlg = CKM_SHA256, .mgf = CKG_MGF1_SHA256, .sLen = 32 } };

@@ -16,7 +16,7 @@ gw=$build/gateway/sealgated
 
 start() {
 	rm -f "$dir/sealgated.sock"
-	SOFTHSM2_CONF=$dir/softhsm2.conf "$gw" --config "$dir/sealgated.yaml" --foreground \
+	SEALGATE_TEST_CLOCK=$dir/clock SOFTHSM2_CONF=$dir/softhsm2.conf "$gw" --config "$dir/sealgated.yaml" --foreground \
 		>>"$dir/sealgated.log" 2>&1 &
 	echo $! >"$dir/sealgated.pid"
 	i=0
@@ -82,6 +82,7 @@ seals:
     holder: hq
     users: { departments: [sales] }
     approval: none
+    mfa: none
   - id: finance
     name: Finance Seal
     kind: finance
@@ -89,6 +90,7 @@ seals:
     holder: finance
     users: { departments: [finance] }
     approval: none
+    mfa: none
   - id: ed
     name: Ed Seal
     kind: official
@@ -96,6 +98,7 @@ seals:
     holder: hq
     users: { people: [alice] }
     approval: none
+    mfa: none
   - id: approved
     name: Approved Seal
     kind: contract
@@ -110,6 +113,7 @@ seals:
             - { role: executive }
         - levels:
             - { head_of: applicant }
+    mfa: none
   - id: quota
     name: Quota Seal
     kind: invoice
@@ -118,6 +122,7 @@ seals:
     users: { people: [dave] }
     quotas: { per_day: 100 }
     approval: none
+    mfa: none
 EOP
 		cat >"$dir/sealgated.yaml" <<EOC
 backend_module: /usr/lib/softhsm/libsofthsm2.so
@@ -128,11 +133,27 @@ store_path: $dir/sealgate.db
 policy_path: $dir/policy.yaml
 token_label: Integration Co.
 backend_sessions: 4
+test_clock: true
 EOC
+		# The gateway's TOTP clock (tests only): a fixed time the tests move on.
+		echo 1700000000 >"$dir/clock"
 		for u in alice bob carol dave frank; do
 			printf '%s-password\n' "$u" | "$gw" --config "$dir/sealgated.yaml" \
 				--set-password "$u" --password-file -
 		done
+		start
+		# Approving needs password + code: bob and carol get TOTP secrets
+		# (tests/integration/test_workflow.c computes their codes).
+		for u in bob carol; do
+			(umask 077; base32 </dev/urandom 2>/dev/null | tr -dc 'A-Z2-7' | head -c 32 >"$dir/totp-$u.b32")
+			code=$(oathtool --totp -b --now "@$(cat "$dir/clock")" "$(cat "$dir/totp-$u.b32")")
+			printf '%s-password\n' "$u" >"$dir/pw-$u"
+			"$build/tools/sealctl" --socket "$dir/sealgated.sock" --user "$u" \
+				--password-file "$dir/pw-$u" user totp-enroll \
+				--secret-file "$dir/totp-$u.b32" --code "$code" >/dev/null
+			rm -f "$dir/pw-$u"
+		done
+		return 0
 	fi
 	start
 }

@@ -176,8 +176,11 @@ Test(gateway, holds_256_concurrent_connections)
 
 	for (int i = 0; i < 256; i++)
 		fds[i] = conn();
+	json_t *hello = sg_request_new(SG_OP_HELLO);
+
 	for (int i = 0; i < 256; i++)
-		cr_assert_eq(sg_msg_write(fds[i], sg_request_new(SG_OP_HELLO)) , 0);
+		cr_assert_eq(sg_msg_write(fds[i], hello), 0);
+	json_decref(hello);
 	for (int i = 0; i < 256; i++) {
 		json_t *rep = NULL;
 		char err[256];

@@ -17,6 +17,8 @@
 #include <openssl/evp.h>
 #include <p11-kit/pkcs11.h>
 
+#include <liboath/oath.h>
+
 #include "protocol.h"
 #include "sealgate-pkcs11.h"
 
@@ -60,6 +62,40 @@ struct who {
 	char *session;
 };
 
+/* Approvers have a TOTP secret (fixture.sh) and approving needs password +
+ * code. The gateway reads TOTP time from the fixture's test clock; each
+ * such login moves it one 30 s step on, so every code is fresh. Appends
+ * user's code to pin when user has a secret. */
+static void
+append_code(const char *user, char *pin, size_t pinlen)
+{
+	char path[512], b32[128], *bin = NULL, code[8];
+	size_t binlen = 0;
+	long long t = 0;
+	FILE *fp;
+
+	snprintf(path, sizeof(path), "%s/totp-%s.b32", env("SG_IT_DIR"), user);
+	fp = fopen(path, "r");
+	if (fp == NULL)
+		return;
+	cr_assert_not_null(fgets(b32, sizeof(b32), fp));
+	fclose(fp);
+	b32[strcspn(b32, "\n")] = '\0';
+	cr_assert_eq(oath_init(), OATH_OK);
+	cr_assert_eq(oath_base32_decode(b32, strlen(b32), &bin, &binlen), OATH_OK);
+	snprintf(path, sizeof(path), "%s/clock", env("SG_IT_DIR"));
+	fp = fopen(path, "r+");
+	cr_assert_not_null(fp);
+	cr_assert_eq(fscanf(fp, "%lld", &t), 1);
+	t += 30;
+	rewind(fp);
+	fprintf(fp, "%lld\n", t);
+	fclose(fp);
+	cr_assert_eq(oath_totp_generate(bin, binlen, (time_t)t, 30, 0, 6, code), OATH_OK);
+	free(bin);
+	strncat(pin, code, pinlen - strlen(pin) - 1);
+}
+
 static struct who
 as(const char *user)
 {
@@ -70,6 +106,7 @@ as(const char *user)
 	w.fd = sg_connect_unix(env("SEALGATE_SOCKET"));
 	cr_assert_geq(w.fd, 0);
 	snprintf(pw, sizeof(pw), "%s-password", user);
+	append_code(user, pw, sizeof(pw));
 	json_object_set_new(req, "user", json_string(user));
 	json_object_set_new(req, "pin", json_string(pw));
 	cr_assert_eq(sg_call(w.fd, req, &rep, err, sizeof(err)), 0, "%s", err);

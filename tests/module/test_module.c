@@ -917,10 +917,11 @@ Test(module, sign_init_checks)
 	siglen = sizeof(sig);
 	cr_assert_eq(p11->C_Sign(h, data, 32, sig, &siglen), CKR_FUNCTION_REJECTED);
 	cr_assert_eq(p11->C_Sign(h, data, 32, sig, &siglen), CKR_OPERATION_NOT_INITIALIZED);
-	/* Context-specific login is for a later change; with an op it is refused. */
+	/* A context-specific login is for keys with CKA_ALWAYS_AUTHENTICATE
+	 * (mfa: per_signature); this one's operation does not need it. */
 	cr_assert_eq(sign_init(h, ec, CKM_ECDSA, NULL, 0), CKR_OK);
 	cr_assert_eq(p11->C_Login(h, CKU_CONTEXT_SPECIFIC, (CK_UTF8CHAR_PTR)"1", 1),
-	             CKR_USER_TYPE_INVALID);
+	             CKR_OPERATION_NOT_INITIALIZED);
 }
 
 Test(module, mechanism_info)
@@ -965,8 +966,9 @@ Test(module, write_functions_refused)
 	cr_assert_eq(p11->C_InitToken(SEALGATE_SLOT_ID, (CK_UTF8CHAR_PTR)"1", 1,
 	                              (CK_UTF8CHAR_PTR)"x"), CKR_TOKEN_WRITE_PROTECTED);
 	cr_assert_eq(p11->C_InitPIN(h, (CK_UTF8CHAR_PTR)"1", 1), CKR_TOKEN_WRITE_PROTECTED);
+	/* C_SetPIN changes the sealgate password: the old PIN must log in. */
 	cr_assert_eq(p11->C_SetPIN(h, (CK_UTF8CHAR_PTR)"1", 1, (CK_UTF8CHAR_PTR)"2", 1),
-	             CKR_TOKEN_WRITE_PROTECTED);
+	             CKR_PIN_INCORRECT);
 	cr_assert_eq(p11->C_GetObjectSize(h, cert, &n), CKR_FUNCTION_NOT_SUPPORTED);
 	cr_assert_eq(p11->C_EncryptInit(h, &m, cert), CKR_FUNCTION_NOT_SUPPORTED);
 	cr_assert_eq(p11->C_DecryptInit(h, &m, cert), CKR_FUNCTION_NOT_SUPPORTED);

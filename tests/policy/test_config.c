@@ -119,7 +119,7 @@ Test(config, demo_loads, .init = mk_tmpdir, .fini = rm_tmpdir)
 	snprintf(want, sizeof(want), "%s/policy.yaml", tmpdir);
 	cr_assert_str_eq(c->policy_path, want);
 	cr_assert_str_eq(c->token_label, "Acme Trading Co.");
-	cr_assert_null(c->audit_key);
+	cr_assert_str_eq(c->audit_key, "pkcs11:object=sealgate-audit;type=private");
 	cr_assert_str_eq(c->log, "stderr");
 	cr_assert_not(c->log_debug);
 	cr_assert_eq(c->session_timeout, 28800);
@@ -202,7 +202,9 @@ Test(config, errors)
 	             "/etc/sg/c.yaml:5:1: unknown key 'sockt_path' in the configuration "
 	             "(known keys: backend_module, backend_token, token_pin_file, socket_path, "
 	             "socket_mode, store_path, policy_path, token_label, audit_key, "
-	             "backend_sessions, session_timeout, log, log_debug, card_watch, reader)");
+	             "backend_sessions, session_timeout, log, log_debug, card_watch, reader, "
+	             "audit_checkpoint_interval, auth_max_failures, auth_lockout, signing_window, "
+	             "confirm_timeout, password_cost, test_clock)");
 	expect_error(REQ "store_path: other\n",
 	             "/etc/sg/c.yaml:5:1: duplicate key 'store_path' in the configuration");
 	expect_error(REQ "socket_mode: \"0999\"\n",

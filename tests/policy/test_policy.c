@@ -175,7 +175,7 @@ Test(policy, demo_loads)
 	cr_assert_eq(c->rules[0].levels[1].kind, GW_LEVEL_ROLE);
 	cr_assert_str_eq(c->rules[0].levels[1].role, "executive");
 	cr_assert_eq(c->rules[0].levels[1].quorum, 1);
-	cr_assert_str_eq(c->mfa, "login");
+	cr_assert_str_eq(c->mfa, "none");
 	cr_assert_str_eq(c->timezone, "Asia/Shanghai");
 	inv = gw_policy_seal(p, "invoice");
 	cr_assert_not(inv->approval_required);
@@ -369,7 +369,7 @@ Test(policy_errors, seal_fields)
 	             "9999", "out of range");
 	expect_error(ORG SEAL_HEAD "    approval: none\n    amount_ceiling: -5\n",
 	             "-5", "amount_ceiling must not be negative");
-	expect_error(ORG SEAL_HEAD "    approval: none\n    mfa: sms\n", "sms", "mfa must be login");
+	expect_error(ORG SEAL_HEAD "    approval: none\n    mfa: sms\n", "sms", "mfa must be none, login");
 	expect_error(ORG SEAL_HEAD "    approval: none\n    timezone: Mars/Olympus\n",
 	             "Mars", "unknown time zone 'Mars/Olympus'");
 	expect_error(ORG SEAL_HEAD "    approval: none\n    timezone: ../../etc/passwd\n",

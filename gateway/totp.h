@@ -1,0 +1,73 @@
+/*
+ * The TOTP second factor (RFC 6238 through liboath: HMAC-SHA1, 6 digits,
+ * 30 s steps, ±1 step) and its secrets in the store. A secret is sealed
+ * (AES-256-GCM) by a key that never leaves the backend token, with the
+ * account bound in as associated data: the store file alone reveals no
+ * secret, and a row copied to another account does not open. A code is
+ * accepted once per account: the step counter of the last accepted code
+ * only grows.
+ */
+#ifndef GW_TOTP_H
+#define GW_TOTP_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <time.h>
+
+#include "store.h"
+#include "token.h"
+
+#define GW_TOTP_SECRET_LEN   20   /* 160 bits, RFC 4226 section 4 */
+#define GW_TOTP_SECRET_MIN   16
+#define GW_TOTP_SECRET_MAX   64
+#define GW_TOTP_DIGITS       6
+#define GW_TOTP_STEP         30
+#define GW_TOTP_WINDOW       1    /* steps either side that are accepted */
+#define GW_TOTP_SKEW_STEPS   20   /* searched further only to name a wrong clock */
+#define GW_TOTP_WRAP_LABEL   "sealgate-totp-wrap"
+
+enum gw_totp_result {
+	GW_TOTP_OK = 0,
+	GW_TOTP_WRONG,                /* not a code of this secret near now */
+	GW_TOTP_REPLAYED,             /* a code of a step already used (or older) */
+	GW_TOTP_SKEWED,               /* a real code, but of a time too far from now */
+	GW_TOTP_NOT_ENROLLED,
+	GW_TOTP_ERROR,                /* store or token error */
+};
+
+/* True when code is exactly GW_TOTP_DIGITS ASCII digits. */
+bool gw_totp_syntax(const char *code, size_t len);
+
+/* Pure check of code against secret at now. last_counter: the step of the
+ * last code accepted for the account (0 = none). On GW_TOTP_OK *counter is
+ * the code's step; on GW_TOTP_SKEWED *skew is how far the code's time is
+ * from now, in seconds (negative: the authenticator is behind). */
+enum gw_totp_result gw_totp_check(const uint8_t *secret, size_t len, time_t now,
+                                  const char *code, uint64_t last_counter,
+                                  uint64_t *counter, long *skew);
+
+/* The code of secret at t (tests, enrollment checks). 0 / -1. */
+int gw_totp_generate(const uint8_t *secret, size_t len, time_t t, char out[GW_TOTP_DIGITS + 1]);
+
+/* ---- the store (table auth_totp, created here) ---- */
+
+int gw_totp_store_init(struct gw_store *st, char *err, size_t errlen);
+/* 1 enrolled, 0 not, -1 store error. */
+int gw_totp_enrolled(struct gw_store *st, const char *user);
+/* Seals secret on tok and stores it as user's active secret (replacing an
+ * earlier one); counter is the step of the code that confirmed it, so that
+ * code cannot be used again. 0, or -1 with err. */
+int gw_totp_store_set(struct gw_store *st, struct gw_token *tok, const char *user,
+                      const uint8_t *secret, size_t len, uint64_t counter,
+                      char *err, size_t errlen);
+/* Removes user's secret (reset by a seal admin). 1 removed, 0 none, -1 error. */
+int gw_totp_store_delete(struct gw_store *st, const char *user);
+/* Checks code for user at now: unseals the secret on tok, checks it, and
+ * records its step so that it is never accepted again (atomically: of two
+ * concurrent uses of one code, one wins). *skew as in gw_totp_check. */
+enum gw_totp_result gw_totp_verify(struct gw_store *st, struct gw_token *tok, const char *user,
+                                   const char *code, time_t now, long *skew,
+                                   char *err, size_t errlen);
+
+#endif

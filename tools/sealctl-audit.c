@@ -1,0 +1,698 @@
+/*
+ * sealctl audit: verify (offline, from an export file or a fresh export),
+ * query with filters, export as JSON lines or CSV. Verification needs only
+ * the export and, to pin trust, the audit certificate or its CA: the chain
+ * and the checkpoint signatures are recomputed here (gateway/auditfmt.c).
+ */
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+#include <unistd.h>
+
+#include <openssl/pem.h>
+#include <openssl/x509.h>
+#include <openssl/x509_vfy.h>
+
+#include "auditfmt.h"
+#include "protocol.h"
+#include "sealctl.h"
+
+#define LINE_MAX_BYTES (2u * 1024u * 1024u)
+
+
+static void
+audit_usage(FILE *f)
+{
+	fprintf(f,
+"usage: sealctl audit verify [--from-export FILE] [--cert FILE] [--ca FILE]\n"
+"       sealctl audit query [--from DATE] [--to DATE] [--seal ID] [--person ID]\n"
+"                           [--department ID] [--application N] [--action A]\n"
+"                           [--outcome ok|denied|error] [--digest HEX] [--limit N] [--json]\n"
+"       sealctl audit export [--format jsonl|csv] [-o FILE]\n"
+"       sealctl audit checkpoint\n"
+"\n"
+"  verify      check the whole log offline: every record's hash and link, every\n"
+"              checkpoint signature, and that each signed head is still there.\n"
+"              Without --from-export it exports from the gateway first (auditors\n"
+"              and seal admins). --cert pins the audit certificate (PEM or DER);\n"
+"              --ca checks that the export's audit certificate is issued by CA.\n"
+"  query       records you may read (yours; your departments' if you head one;\n"
+"              all for auditors and seal admins). DATE: YYYY-MM-DD or\n"
+"              YYYY-MM-DDTHH:MM[:SS] in UTC, or with Z / +HH:MM.\n"
+"  export      records and signed checkpoints, for verification elsewhere\n"
+"  checkpoint  have the gateway sign its current head now\n"
+"\n"
+"Exit status: 0 intact / success, 1 not intact / refused, 2 usage, 3 gateway unreachable.\n");
+}
+
+/* ---- options ---- */
+
+struct opts {
+	const char *from_export, *cert, *ca, *format, *out;
+	const char *from, *to, *seal, *person, *dept, *action, *outcome, *digest;
+	long long application, limit;
+};
+
+static int
+parse_opts(int argc, char **argv, struct opts *o)
+{
+	for (int i = 1; i < argc; i++) {
+		const char *a = argv[i], *v = i + 1 < argc ? argv[i + 1] : NULL;
+		const char **slot = NULL;
+
+		if (!strcmp(a, "--from-export")) slot = &o->from_export;
+		else if (!strcmp(a, "--cert")) slot = &o->cert;
+		else if (!strcmp(a, "--ca")) slot = &o->ca;
+		else if (!strcmp(a, "--format")) slot = &o->format;
+		else if (!strcmp(a, "-o") || !strcmp(a, "--output")) slot = &o->out;
+		else if (!strcmp(a, "--from")) slot = &o->from;
+		else if (!strcmp(a, "--to")) slot = &o->to;
+		else if (!strcmp(a, "--seal")) slot = &o->seal;
+		else if (!strcmp(a, "--person")) slot = &o->person;
+		else if (!strcmp(a, "--department")) slot = &o->dept;
+		else if (!strcmp(a, "--action")) slot = &o->action;
+		else if (!strcmp(a, "--outcome")) slot = &o->outcome;
+		else if (!strcmp(a, "--digest")) slot = &o->digest;
+		else if (!strcmp(a, "--application") || !strcmp(a, "--limit")) {
+			char *end = NULL;
+			long long n;
+			if (!v || (n = strtoll(v, &end, 10)) <= 0 || *end) {
+				fprintf(stderr, "sealctl: %s needs a positive number\n", a);
+				return -1;
+			}
+			if (!strcmp(a, "--limit"))
+				o->limit = n;
+			else
+				o->application = n;
+			i++;
+			continue;
+		} else {
+			fprintf(stderr, "sealctl: audit: unknown option %s\n", a);
+			return -1;
+		}
+		if (!v) {
+			fprintf(stderr, "sealctl: %s needs a value\n", a);
+			return -1;
+		}
+		*slot = v;
+		i++;
+	}
+	return 0;
+}
+
+/* "YYYY-MM-DD[THH:MM[:SS]][Z|+HH:MM|-HH:MM]" (UTC when no zone) -> ns. */
+static int
+parse_date(const char *s, int64_t *ns)
+{
+	int y, mo, d, h = 0, mi = 0, se = 0, oh = 0, om = 0, n = 0;
+	char sign = 0;
+	const char *p;
+	struct tm tm = { 0 };
+	time_t t;
+
+	if (sscanf(s, "%4d-%2d-%2d%n", &y, &mo, &d, &n) != 3)
+		return -1;
+	p = s + n;
+	if (*p == 'T' || *p == ' ') {
+		n = 0;
+		if (sscanf(p + 1, "%2d:%2d%n", &h, &mi, &n) != 2)
+			return -1;
+		p += 1 + n;
+		if (*p == ':') {
+			n = 0;
+			if (sscanf(p + 1, "%2d%n", &se, &n) != 1)
+				return -1;
+			p += 1 + n;
+		}
+	}
+	if (*p == 'Z') {
+		p++;
+	} else if (*p == '+' || *p == '-') {
+		sign = *p;
+		n = 0;
+		if (sscanf(p + 1, "%2d:%2d%n", &oh, &om, &n) != 2)
+			return -1;
+		p += 1 + n;
+	}
+	if (*p || mo < 1 || mo > 12 || d < 1 || d > 31 || h > 23 || mi > 59 || se > 60)
+		return -1;
+	tm.tm_year = y - 1900;
+	tm.tm_mon = mo - 1;
+	tm.tm_mday = d;
+	tm.tm_hour = h;
+	tm.tm_min = mi;
+	tm.tm_sec = se;
+	t = timegm(&tm);
+	if (sign)
+		t += (sign == '+' ? -1 : 1) * (oh * 3600 + om * 60);
+	*ns = (int64_t)t * 1000000000LL;
+	return 0;
+}
+
+/* ---- certificates ---- */
+
+static int
+read_cert_file(const char *path, uint8_t **der, size_t *len)
+{
+	FILE *f = fopen(path, "re");
+	X509 *x;
+	unsigned char *p = NULL;
+	int n;
+
+	if (!f) {
+		fprintf(stderr, "sealctl: %s: %s\n", path, strerror(errno));
+		return -1;
+	}
+	x = PEM_read_X509(f, NULL, NULL, NULL);
+	if (!x) {
+		rewind(f);
+		x = d2i_X509_fp(f, NULL);
+	}
+	fclose(f);
+	if (!x) {
+		fprintf(stderr, "sealctl: %s: not a PEM or DER certificate\n", path);
+		return -1;
+	}
+	n = i2d_X509(x, &p);
+	X509_free(x);
+	if (n <= 0)
+		return -1;
+	*der = malloc((size_t)n);
+	if (!*der) {
+		OPENSSL_free(p);
+		return -1;
+	}
+	memcpy(*der, p, (size_t)n);
+	*len = (size_t)n;
+	OPENSSL_free(p);
+	return 0;
+}
+
+/* 0 when der is issued (directly or through the file's chain) by the CA
+ * certificates in ca_path. */
+static int
+check_ca(const uint8_t *der, size_t len, const char *ca_path, char *err, size_t errlen)
+{
+	const unsigned char *p = der;
+	X509 *x = d2i_X509(NULL, &p, (long)len);
+	X509_STORE *store = X509_STORE_new();
+	X509_STORE_CTX *ctx = X509_STORE_CTX_new();
+	int rv = -1;
+
+	if (!x || !store || !ctx) {
+		snprintf(err, errlen, "the audit certificate cannot be read");
+		goto out;
+	}
+	if (X509_STORE_load_file(store, ca_path) != 1) {
+		snprintf(err, errlen, "%s: no CA certificate could be read", ca_path);
+		goto out;
+	}
+	if (X509_STORE_CTX_init(ctx, store, x, NULL) != 1)
+		goto out;
+	if (X509_verify_cert(ctx) == 1)
+		rv = 0;
+	else
+		snprintf(err, errlen, "the audit certificate is not issued by %s: %s", ca_path,
+		         X509_verify_cert_error_string(X509_STORE_CTX_get_error(ctx)));
+out:
+	X509_STORE_CTX_free(ctx);
+	X509_STORE_free(store);
+	X509_free(x);
+	return rv;
+}
+
+/* ---- verification ---- */
+
+struct vstate {
+	struct gw_audit_verifier *v;
+	uint8_t *hdr_cert; size_t hdr_cert_len;
+	bool have_header;
+	int64_t upto;                 /* the header's head at export */
+	struct gw_audit_rowbuf buf;
+};
+
+static void
+feed(struct vstate *vs, const json_t *o, const char *where)
+{
+	const char *type = json_string_value(json_object_get(o, "type"));
+	char err[256] = "";
+
+	if (!type) {
+		gw_audit_verifier_problem(vs->v, "%s: not an export item (no \"type\")", where);
+		return;
+	}
+	if (!strcmp(type, "header")) {
+		const char *fmt = json_string_value(json_object_get(o, "format"));
+		const char *cert = json_string_value(json_object_get(o, "cert"));
+		if (vs->have_header || !fmt || strcmp(fmt, "sealgate-audit-export") != 0 ||
+		    json_integer_value(json_object_get(o, "version")) != 1) {
+			gw_audit_verifier_problem(vs->v, "%s: not a sealgate audit export header (or a second one)",
+			                          where);
+			return;
+		}
+		vs->have_header = true;
+		vs->upto = json_integer_value(json_object_get(o, "upto"));
+		if (cert && sg_b64_decode(cert, strlen(cert), &vs->hdr_cert, &vs->hdr_cert_len,
+		                          GW_AUDIT_CERT_MAX) != 0)
+			gw_audit_verifier_problem(vs->v, "%s: the audit certificate is not base64", where);
+		return;
+	}
+	if (!strcmp(type, "record")) {
+		struct gw_audit_row row;
+		if (gw_audit_row_from_json(o, &row, &vs->buf, err, sizeof(err)) != 0) {
+			json_int_t seq = json_integer_value(json_object_get(o, "seq"));
+			gw_audit_verifier_problem(vs->v, "seq %lld (%s): record unreadable (changed): %s",
+			                          (long long)seq, where, err);
+			return;
+		}
+		gw_audit_verifier_add_record(vs->v, &row, where);
+		return;
+	}
+	if (!strcmp(type, "checkpoint")) {
+		struct gw_audit_checkpoint cp;
+		uint8_t *sig = NULL, *cert = NULL;
+		if (gw_audit_checkpoint_from_json(o, &cp, &sig, &cert, err, sizeof(err)) != 0) {
+			gw_audit_verifier_problem(vs->v, "checkpoint (%s): unreadable (changed): %s", where, err);
+			return;
+		}
+		if (!cp.cert) {
+			cp.cert = vs->hdr_cert;
+			cp.cert_len = vs->hdr_cert_len;
+		}
+		gw_audit_verifier_add_checkpoint(vs->v, &cp, where);
+		free(sig);
+		free(cert);
+		return;
+	}
+	gw_audit_verifier_problem(vs->v, "%s: unknown item type \"%s\"", where, type);
+}
+
+static int
+feed_file(struct vstate *vs, const char *path)
+{
+	FILE *f = strcmp(path, "-") == 0 ? stdin : fopen(path, "re");
+	char *line = NULL, where[64];
+	size_t cap = 0;
+	ssize_t n;
+	unsigned long long lineno = 0;
+
+	if (!f) {
+		fprintf(stderr, "sealctl: %s: %s\n", path, strerror(errno));
+		return -1;
+	}
+	while ((n = getline(&line, &cap, f)) >= 0) {
+		json_t *o;
+		json_error_t je;
+
+		lineno++;
+		snprintf(where, sizeof(where), "line %llu", lineno);
+		if (n == 0 || (n == 1 && line[0] == '\n'))
+			continue;
+		if ((size_t)n > LINE_MAX_BYTES) {
+			gw_audit_verifier_problem(vs->v, "%s: longer than %u bytes", where, LINE_MAX_BYTES);
+			continue;
+		}
+		o = json_loadb(line, (size_t)n, JSON_REJECT_DUPLICATES, &je);
+		if (!o) {
+			gw_audit_verifier_problem(vs->v, "%s: not JSON (%s) — the line was damaged", where, je.text);
+			continue;
+		}
+		if (lineno == 1 && strcmp(json_string_value(json_object_get(o, "type")) ?: "", "header") != 0)
+			gw_audit_verifier_problem(vs->v, "line 1: the export header is missing");
+		feed(vs, o, where);
+		json_decref(o);
+	}
+	free(line);
+	if (f != stdin)
+		fclose(f);
+	return 0;
+}
+
+/* Pages of audit_export: calls fn for the header and each item. */
+typedef int (*export_fn)(void *ctx, const json_t *item, unsigned long long n);
+
+static int
+fetch_export(struct cli *c, export_fn fn, void *ctx)
+{
+	json_int_t after = 0, upto = 0;
+	unsigned long long n = 0;
+	bool was = c->json;
+	int rv = 1;
+
+	c->json = false;   /* pages are written by fn, not dumped */
+	for (;;) {
+		json_t *req = sg_request_new("audit_export"), *rep, *it, *next;
+		size_t i;
+
+		json_object_set_new(req, "after", json_integer(after));
+		if (upto)
+			json_object_set_new(req, "upto", json_integer(upto));
+		rep = cli_call(c, req);
+		if (!sg_reply_is_ok(rep, NULL, NULL, NULL)) {
+			cli_die_reply(rep);
+			json_decref(rep);
+			goto out;
+		}
+		if (after == 0) {
+			it = json_object_get(rep, "header");
+			if (!it || fn(ctx, it, n++) != 0) {
+				json_decref(rep);
+				goto out;
+			}
+			upto = json_integer_value(json_object_get(rep, "upto"));
+		}
+		json_array_foreach(json_object_get(rep, "items"), i, it)
+			if (fn(ctx, it, n++) != 0) {
+				json_decref(rep);
+				goto out;
+			}
+		next = json_object_get(rep, "next");
+		if (!json_is_integer(next) || json_integer_value(next) <= after) {
+			json_decref(rep);
+			break;
+		}
+		after = json_integer_value(next);
+		json_decref(rep);
+	}
+	rv = 0;
+out:
+	c->json = was;
+	return rv;
+}
+
+static int
+feed_item(void *ctx, const json_t *item, unsigned long long n)
+{
+	char where[64];
+
+	snprintf(where, sizeof(where), "export item %llu", n + 1);
+	feed(ctx, item, where);
+	return 0;
+}
+
+static int
+cmd_verify(struct cli *c, const struct opts *o)
+{
+	struct vstate vs = { 0 };
+	struct gw_audit_verdict vd;
+	uint8_t *pin = NULL;
+	size_t pin_len = 0;
+	char err[512];
+	int rv = 1, bad;
+
+	vs.v = gw_audit_verifier_new();
+	if (!vs.v)
+		return 1;
+	if (o->cert) {
+		if (read_cert_file(o->cert, &pin, &pin_len) != 0)
+			goto out;
+		gw_audit_verifier_pin_cert(vs.v, pin, pin_len);
+	}
+	if (o->from_export) {
+		if (feed_file(&vs, o->from_export) != 0)
+			goto out;
+	} else {
+		if (cli_login(c) != 0)
+			goto out;
+		if (fetch_export(c, feed_item, &vs) != 0) {
+			cli_logout(c);
+			goto out;
+		}
+		cli_logout(c);
+	}
+	if (!vs.have_header)
+		gw_audit_verifier_problem(vs.v, "the export has no header");
+	if (o->ca) {
+		const uint8_t *cert = pin ? pin : vs.hdr_cert;
+		size_t len = pin ? pin_len : vs.hdr_cert_len;
+		if (!cert)
+			gw_audit_verifier_problem(vs.v, "no audit certificate to check against %s", o->ca);
+		else if (check_ca(cert, len, o->ca, err, sizeof(err)) != 0)
+			gw_audit_verifier_problem(vs.v, "%s", err);
+	}
+	bad = gw_audit_verifier_finish(vs.v, &vd);
+	if (vs.have_header && vs.upto > 0 && (uint64_t)vs.upto > vd.last_seq && !bad) {
+		/* (The fresh checkpoint normally says this already.) */
+		bad = 1;
+		printf("seq %llu: missing — the export header says the log went to seq %lld but the "
+		       "file ends at seq %llu: the tail was truncated\n",
+		       (unsigned long long)vd.last_seq + 1, (long long)vs.upto,
+		       (unsigned long long)vd.last_seq);
+	}
+	if (!bad) {
+		printf("audit log intact: %llu records (seq 1 to %llu), %llu signed checkpoints verified, "
+		       "signed up to seq %llu\n", (unsigned long long)vd.records,
+		       (unsigned long long)vd.last_seq, (unsigned long long)vd.checkpoints,
+		       (unsigned long long)vd.covered_seq);
+		rv = 0;
+	} else {
+		printf("audit log NOT intact (%zu problem%s):\n", vd.n_problems, vd.n_problems == 1 ? "" : "s");
+		for (size_t i = 0; i < vd.n_problems; i++)
+			printf("  %s\n", vd.problems[i]);
+	}
+	for (size_t i = 0; i < vd.n_notes; i++)
+		printf("note: %s\n", vd.notes[i]);
+	if (!o->cert && !o->ca)
+		printf("note: the checkpoints were checked with the certificate the export carries; "
+		       "pin it with --cert or --ca\n");
+out:
+	free(pin);
+	free(vs.hdr_cert);
+	gw_audit_verifier_free(&vs.v);
+	return rv;
+}
+
+/* ---- export ---- */
+
+static void
+csv_field(FILE *f, const json_t *v)
+{
+	const char *s;
+	char num[32];
+
+	if (!v || json_is_null(v))
+		return;
+	if (json_is_integer(v)) {
+		snprintf(num, sizeof(num), "%lld", (long long)json_integer_value(v));
+		s = num;
+	} else {
+		s = json_string_value(v);
+		if (!s)
+			return;
+	}
+	/* Quoted when needed (RFC 4180); a leading = + - @ is prefixed with '
+	 * so a spreadsheet never runs a record's text as a formula. */
+	if (strpbrk(s, ",\"\r\n") || strchr("=+-@", s[0]) != NULL) {
+		fputc('"', f);
+		if (s[0] && strchr("=+-@", s[0]))
+			fputc('\'', f);
+		for (; *s; s++) {
+			if (*s == '"')
+				fputc('"', f);
+			fputc(*s, f);
+		}
+		fputc('"', f);
+	} else {
+		fputs(s, f);
+	}
+}
+
+static const char *const csv_cols[] = {
+	"type", "seq", "time", "local_time", "zone", "ts_ns", "action", "outcome", "reason", "actor",
+	"uid", "pid", "exe", "host", "seal", "application", "doc_digest", "signed_digest",
+	"mechanism", "detail", "prev_hash", "hash", "alg", "signature", "cert",
+};
+
+struct wstate { FILE *f; bool csv; };
+
+static int
+write_item(void *ctx, const json_t *item, unsigned long long n)
+{
+	struct wstate *w = ctx;
+
+	if (!w->csv) {
+		if (json_dumpf(item, w->f, JSON_COMPACT) != 0)
+			return -1;
+		fputc('\n', w->f);
+		return ferror(w->f) ? -1 : 0;
+	}
+	if (n == 0) {
+		for (size_t i = 0; i < sizeof(csv_cols) / sizeof(csv_cols[0]); i++)
+			fprintf(w->f, "%s%s", i ? "," : "", csv_cols[i]);
+		fputs("\r\n", w->f);
+	}
+	for (size_t i = 0; i < sizeof(csv_cols) / sizeof(csv_cols[0]); i++) {
+		if (i)
+			fputc(',', w->f);
+		csv_field(w->f, json_object_get(item, csv_cols[i]));
+	}
+	fputs("\r\n", w->f);
+	return ferror(w->f) ? -1 : 0;
+}
+
+static int
+cmd_export(struct cli *c, const struct opts *o)
+{
+	struct wstate w = { .f = stdout };
+	int rv;
+
+	if (o->format && strcmp(o->format, "jsonl") && strcmp(o->format, "csv")) {
+		fprintf(stderr, "sealctl: --format is jsonl or csv\n");
+		return 2;
+	}
+	w.csv = o->format && !strcmp(o->format, "csv");
+	if (o->out && strcmp(o->out, "-")) {
+		w.f = fopen(o->out, "we");
+		if (!w.f) {
+			fprintf(stderr, "sealctl: %s: %s\n", o->out, strerror(errno));
+			return 1;
+		}
+	}
+	if (cli_login(c) != 0) {
+		if (w.f != stdout)
+			fclose(w.f);
+		return 1;
+	}
+	rv = fetch_export(c, write_item, &w);
+	cli_logout(c);
+	if (fflush(w.f) != 0 || (w.f != stdout && fclose(w.f) != 0)) {
+		fprintf(stderr, "sealctl: writing the export: %s\n", strerror(errno));
+		rv = 1;
+	}
+	return rv;
+}
+
+/* ---- query ---- */
+
+static const char *
+jstr(const json_t *o, const char *k)
+{
+	const char *s = json_string_value(json_object_get(o, k));
+
+	return s ? s : "-";
+}
+
+static int
+cmd_query(struct cli *c, const struct opts *o)
+{
+	long long want = o->limit ? o->limit : 100, shown = 0;
+	json_int_t after = 0;
+	int64_t from = 0, to = 0;
+	int rv = 1;
+
+	if ((o->from && parse_date(o->from, &from) != 0) || (o->to && parse_date(o->to, &to) != 0)) {
+		fprintf(stderr, "sealctl: dates are YYYY-MM-DD or YYYY-MM-DDTHH:MM[:SS][Z|+HH:MM]\n");
+		return 2;
+	}
+	if (cli_login(c) != 0)
+		return 1;
+	while (shown < want) {
+		json_t *req = sg_request_new("audit_query"), *rep, *r, *next;
+		size_t i;
+
+#define SETS(k, v) do { if (v) json_object_set_new(req, k, json_string(v)); } while (0)
+		SETS("seal", o->seal);
+		SETS("person", o->person);
+		SETS("department", o->dept);
+		SETS("action", o->action);
+		SETS("outcome", o->outcome);
+		SETS("digest", o->digest);
+#undef SETS
+		if (from)
+			json_object_set_new(req, "from_ns", json_integer(from));
+		if (to)
+			json_object_set_new(req, "to_ns", json_integer(to));
+		if (o->application)
+			json_object_set_new(req, "application", json_integer(o->application));
+		json_object_set_new(req, "limit", json_integer(want - shown > 1000 ? 1000 : want - shown));
+		if (after)
+			json_object_set_new(req, "after", json_integer(after));
+		rep = cli_call(c, req);
+		if (!sg_reply_is_ok(rep, NULL, NULL, NULL)) {
+			cli_die_reply(rep);
+			json_decref(rep);
+			goto out;
+		}
+		if (!c->json && after == 0)
+			printf("# records you may read: %s\n"
+			       "%-6s %-24s %-30s %-10s %-16s %-7s %-9s %-5s %s\n", jstr(rep, "scope"),
+			       "seq", "time (UTC)", "local time (seal's zone)", "actor", "action",
+			       "outcome", "seal", "app", "reason / digest");
+		json_array_foreach(json_object_get(rep, "records"), i, r) {
+			if (!c->json) {
+				const char *reason = json_string_value(json_object_get(r, "reason"));
+				const char *dig = json_string_value(json_object_get(r, "doc_digest"));
+				if (!dig)
+					dig = json_string_value(json_object_get(r, "signed_digest"));
+				printf("%-6lld %-24s %-30s %-10s %-16s %-7s %-9s %-5lld %s%s%.16s\n",
+				       (long long)json_integer_value(json_object_get(r, "seq")),
+				       jstr(r, "time"), jstr(r, "local_time"), jstr(r, "actor"),
+				       jstr(r, "action"), jstr(r, "outcome"), jstr(r, "seal"),
+				       (long long)json_integer_value(json_object_get(r, "application")),
+				       reason ? reason : "", reason || !dig ? "" : "digest ",
+				       reason ? "" : (dig ? dig : ""));
+			}
+			shown++;
+		}
+		next = json_object_get(rep, "next");
+		if (!json_is_integer(next) || json_integer_value(next) <= after) {
+			json_decref(rep);
+			break;
+		}
+		after = json_integer_value(next);
+		json_decref(rep);
+	}
+	rv = 0;
+out:
+	cli_logout(c);
+	return rv;
+}
+
+static int
+cmd_checkpoint(struct cli *c)
+{
+	json_t *rep;
+	int rv = 1;
+
+	if (cli_login(c) != 0)
+		return 1;
+	rep = cli_call(c, sg_request_new("audit_checkpoint"));
+	if (sg_reply_is_ok(rep, NULL, NULL, NULL)) {
+		if (!c->json)
+			printf("checkpoint signed at seq %lld\n",
+			       (long long)json_integer_value(json_object_get(rep, "seq")));
+		rv = 0;
+	} else {
+		cli_die_reply(rep);
+	}
+	json_decref(rep);
+	cli_logout(c);
+	return rv;
+}
+
+int
+sealctl_audit(struct cli *c, int argc, char **argv)
+{
+	struct opts o = { 0 };
+
+	if (argc < 1 || !strcmp(argv[0], "--help") || !strcmp(argv[0], "-h")) {
+		audit_usage(argc < 1 ? stderr : stdout);
+		return argc < 1 ? 2 : 0;
+	}
+	if (parse_opts(argc, argv, &o) != 0) {
+		audit_usage(stderr);
+		return 2;
+	}
+	if (!strcmp(argv[0], "verify"))
+		return cmd_verify(c, &o);
+	if (!strcmp(argv[0], "query"))
+		return cmd_query(c, &o);
+	if (!strcmp(argv[0], "export"))
+		return cmd_export(c, &o);
+	if (!strcmp(argv[0], "checkpoint") && argc == 1)
+		return cmd_checkpoint(c);
+	audit_usage(stderr);
+	return 2;
+}
