@@ -867,8 +867,11 @@ gw_audit_verifier_finish(struct gw_audit_verifier *v, struct gw_audit_verdict *o
 	size_t i, k = 0;
 	const struct ventry *prev_e = NULL;
 
-	qsort(v->e, v->n, sizeof(*v->e), cmp_entry);
-	qsort(v->c, v->nc, sizeof(*v->c), cmp_check);
+	/* qsort's array may not be NULL, even with no element. */
+	if (v->n > 0)
+		qsort(v->e, v->n, sizeof(*v->e), cmp_entry);
+	if (v->nc > 0)
+		qsort(v->c, v->nc, sizeof(*v->c), cmp_check);
 	for (i = 0; i < v->n; i++) {
 		const struct ventry *e = &v->e[i];
 		unsigned long long s = e->seq;
@@ -939,7 +942,8 @@ gw_audit_verifier_finish(struct gw_audit_verifier *v, struct gw_audit_verdict *o
 		     "would not show)", (unsigned long long)(covered + 1), (unsigned long long)last);
 	if (v->more)
 		note(v, "more than %d problems; the rest are not listed", PROBLEMS_MAX);
-	qsort(v->problems, v->np, sizeof(char *), cmp_str_seq);
+	if (v->np > 0)
+		qsort(v->problems, v->np, sizeof(char *), cmp_str_seq);
 	memset(out, 0, sizeof(*out));
 	out->records = v->n;
 	out->last_seq = last;
