@@ -91,6 +91,7 @@ seals:
     users: { departments: [ops] }
     quotas: { per_day: 1000000000, per_month: 1000000000, per_person_per_day: 1000000000 }
     approval: none
+    mfa: none
   - id: ec
     name: EC Seal
     kind: invoice
@@ -99,6 +100,7 @@ seals:
     users: { departments: [ops] }
     quotas: { per_day: 1000000000, per_month: 1000000000, per_person_per_day: 1000000000 }
     approval: none
+    mfa: none
   - id: ed
     name: Ed Seal
     kind: official
@@ -107,6 +109,7 @@ seals:
     users: { departments: [ops] }
     quotas: { per_day: 1000000000, per_month: 1000000000, per_person_per_day: 1000000000 }
     approval: none
+    mfa: none
 EOP
 		{
 			cat <<EOC
