@@ -405,6 +405,21 @@ sg_b64_decode(const char *s, size_t slen, uint8_t **out, size_t *outlen, size_t 
 }
 
 void
+sg_msg_wipe_secrets(json_t *msg)
+{
+	static const char *const keys[] = { "pin", "password", "old_password", "code",
+	                                    "secret", "session" };
+
+	if (!json_is_object(msg))
+		return;
+	for (size_t i = 0; i < sizeof(keys) / sizeof(keys[0]); i++) {
+		json_t *v = json_object_get(msg, keys[i]);
+		if (json_is_string(v))
+			OPENSSL_cleanse((char *)json_string_value(v), json_string_length(v));
+	}
+}
+
+void
 sg_free_secret(void *p, size_t len)
 {
 	if (p == NULL)

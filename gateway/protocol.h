@@ -105,6 +105,11 @@ char *sg_b64_encode(const uint8_t *buf, size_t len);              /* malloc'd */
 int sg_b64_decode(const char *s, size_t slen, uint8_t **out, size_t *outlen,
                   size_t max);                                     /* 0 / -1 */
 
+/* Wipes, in place, the values of the fields that carry secrets ("pin",
+ * "password", "old_password", "code", "secret", "session"): jansson frees
+ * strings without clearing them. Call before json_decref. NULL-safe. */
+void sg_msg_wipe_secrets(json_t *msg);
+
 /* Wipes then frees. NULL-safe. */
 void sg_free_secret(void *p, size_t len);
 /* Wipes a NUL-terminated string in place then frees it. */

@@ -197,8 +197,10 @@ conn_main(void *arg)
 			break;
 		}
 		rep = gw_dispatch(c->ctx, &c->peer, req);
+		sg_msg_wipe_secrets(req);
 		json_decref(req);
 		rc = sg_msg_write(c->fd, rep);
+		sg_msg_wipe_secrets(rep);
 		json_decref(rep);
 		if (rc < 0)
 			break;

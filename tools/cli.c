@@ -93,9 +93,11 @@ cli_call(struct cli *c, json_t *req)
 		json_object_set_new(req, "session", json_string(c->session));
 	if (sg_call(c->fd, req, &rep, err, sizeof(err)) < 0) {
 		fprintf(stderr, "sealctl: %s\n", err);
+		sg_msg_wipe_secrets(req);
 		json_decref(req);
 		exit(3);
 	}
+	sg_msg_wipe_secrets(req);
 	json_decref(req);
 	if (c->json) {
 		json_t *copy = json_deep_copy(rep);

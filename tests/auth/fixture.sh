@@ -114,7 +114,7 @@ store_path: $dir/sealgate.db
 policy_path: $dir/policy.yaml
 token_label: Auth Co.
 backend_sessions: 4
-confirm_timeout: 3
+confirm_timeout: 8
 signing_window: 300
 test_clock: true
 EOC

@@ -861,7 +861,7 @@ Test(mfa, out_of_band_confirm_waits_for_sealctl_confirm)
 	/* C_Sign waits while the user confirms with a fresh code. */
 	cr_assert_eq(pthread_create(&th, NULL, sign_thread, &s), 0);
 	fresh_code("olga", code);
-	rc = sh(out, sizeof(out), "%s --user olga confirm --wait 5 --code %s 2>&1", sealctl(), code);
+	rc = sh(out, sizeof(out), "%s --user olga confirm --wait 15 --code %s 2>&1", sealctl(), code);
 	pthread_join(th, NULL);
 	cr_assert_eq(rc, 0, "sealctl confirm: %s", out);
 	cr_assert_not_null(strstr(out, "confirmed: confirm"), "%s", out);

@@ -176,3 +176,20 @@ Test(protocol, reply_error_parsing)
 	cr_assert(sg_reply_is_ok(r, &rv, &code, &msg));
 	json_decref(r);
 }
+
+Test(protocol, secrets_are_wiped_in_place)
+{
+	json_t *m = json_pack("{s:i,s:s,s:s,s:s}", "v", 1, "pin", "hunter2", "code", "123456",
+	                      "op", "login");
+	const char *pin = json_string_value(json_object_get(m, "pin"));
+	const char *code = json_string_value(json_object_get(m, "code"));
+
+	sg_msg_wipe_secrets(m);
+	for (int i = 0; i < 7; i++)
+		cr_assert_eq(pin[i], 0);
+	for (int i = 0; i < 6; i++)
+		cr_assert_eq(code[i], 0);
+	cr_assert_str_eq(json_string_value(json_object_get(m, "op")), "login");
+	json_decref(m);
+	sg_msg_wipe_secrets(NULL);
+}
