@@ -24,7 +24,6 @@
 /* NEED_MFA: a session whose login proved password and a TOTP code. */
 enum need { NEED_NONE, NEED_SESSION, NEED_OPT_SESSION, NEED_MFA };
 
-#define req gw_req
 
 struct op {
 	const char *name;
@@ -64,21 +63,21 @@ gw_bad_request(struct gw_req *r)
 }
 
 static const char *
-token_label(const struct req *r)
+token_label(const struct gw_req *r)
 {
 	if (r->ctx->cfg && r->ctx->cfg->token_label)
 		return r->ctx->cfg->token_label;
 	return r->snap->policy->org_name ? r->snap->policy->org_name : "sealgate";
 }
 
-static bool
-token_usable(const struct req *r)
+bool
+gw_req_token_usable(const struct gw_req *r)
 {
 	return r->ctx->token != NULL && gw_token_present(r->ctx->token);
 }
 
 static json_t *
-op_hello(struct req *r)
+op_hello(struct gw_req *r)
 {
 	json_t *rep = sg_reply_ok();
 
@@ -88,14 +87,14 @@ op_hello(struct req *r)
 	json_object_set_new(rep, "manufacturer", json_string("sealgate"));
 	json_object_set_new(rep, "model", json_string("sealgated"));
 	json_object_set_new(rep, "serial", json_string(r->ctx->instance));
-	json_object_set_new(rep, "token_present", json_boolean(token_usable(r)));
+	json_object_set_new(rep, "token_present", json_boolean(gw_req_token_usable(r)));
 	json_object_set_new(rep, "session_timeout",
 		json_integer(r->ctx->cfg ? r->ctx->cfg->session_timeout : 0));
 	return rep;
 }
 
 static json_t *
-op_status(struct req *r)
+op_status(struct gw_req *r)
 {
 	json_t *rep = op_hello(r), *seals = json_array();
 	const struct gw_policy *p = r->snap->policy;
@@ -111,7 +110,7 @@ op_status(struct req *r)
 	for (size_t i = 0; i < p->n_seals; i++) {
 		const struct gw_seal *s = &p->seals[i];
 		bool have_key = r->snap->keys && r->snap->keys[i];
-		bool avail = token_usable(r) && have_key;
+		bool avail = gw_req_token_usable(r) && have_key;
 		json_array_append_new(seals, json_pack("{s:s,s:s,s:s,s:b,s:s}",
 			"id", s->id, "label", s->name, "kind", s->kind ? s->kind : "",
 			"available", avail,
@@ -143,7 +142,7 @@ gw_roles_json(const struct gw_person *who)
 }
 
 static json_t *
-op_whoami(struct req *r)
+op_whoami(struct gw_req *r)
 {
 	const char *user = NULL;
 	const struct gw_person *who = r->who;
@@ -172,13 +171,11 @@ mechs_for_seal(const struct gw_seal *s, const struct gw_seal_key *k, json_t *arr
 	const CK_MECHANISM_TYPE *l;
 	size_t n = gw_mech_for_key(k->type, &l);
 
-	for (size_t i = 0; i < n; i++) {
-		bool allowed = s->n_mechanisms == 0;
-		for (size_t j = 0; j < s->n_mechanisms && !allowed; j++)
-			allowed = s->mechanisms[j] == l[i];
-		if (allowed)
+	/* The same rule the sign path applies: the key's mechanisms the
+	 * seal's policy allows. */
+	for (size_t i = 0; i < n; i++)
+		if (gw_policy_mechanism_allowed(s, l[i]))
 			json_array_append_new(arr, json_integer((json_int_t)l[i]));
-	}
 }
 
 static const char *
@@ -193,7 +190,7 @@ key_type_name(enum gw_key_type t)
 }
 
 static json_t *
-seal_json(struct req *r, const struct gw_person *who, size_t i)
+seal_json(struct gw_req *r, const struct gw_person *who, size_t i)
 {
 	const struct gw_seal *s = &r->snap->policy->seals[i];
 	const struct gw_seal_key *k = r->snap->keys ? r->snap->keys[i] : NULL;
@@ -202,7 +199,7 @@ seal_json(struct req *r, const struct gw_person *who, size_t i)
 
 	gw_signpath_state(r->ctx, r->snap->policy, who, s, &uses, &quota);
 	o = json_pack("{s:s,s:s,s:s,s:b,s:I,s:I,s:b}", "id", s->id, "label", s->name,
-	              "kind", s->kind ? s->kind : "", "available", k != NULL && token_usable(r),
+	              "kind", s->kind ? s->kind : "", "available", k != NULL && gw_req_token_usable(r),
 	              "uses_left", (json_int_t)uses, "quota_left", (json_int_t)quota,
 	              "approval_required", s->approval_required);
 	json_t *mechs = json_array();
@@ -230,7 +227,7 @@ seal_json(struct req *r, const struct gw_person *who, size_t i)
 }
 
 static json_t *
-op_seals(struct req *r)
+op_seals(struct gw_req *r)
 {
 	const struct gw_policy *p = r->snap->policy;
 	const struct gw_person *who = r->who;
@@ -288,7 +285,7 @@ static const struct op ops[] = {
 json_t *
 gw_dispatch(struct gw_ctx *ctx, const struct gw_peer *peer, const json_t *msg)
 {
-	struct req r = { .ctx = ctx, .peer = peer, .msg = msg };
+	struct gw_req r = { .ctx = ctx, .peer = peer, .msg = msg };
 	const char *name = NULL;
 	const struct op *op = NULL;
 	uint8_t *tok = NULL;

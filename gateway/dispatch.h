@@ -35,6 +35,8 @@ json_t *gw_bad_request(struct gw_req *r);
  * r->err. */
 const struct gw_person *gw_req_resolve(struct gw_req *r, const char *requested);
 json_t *gw_roles_json(const struct gw_person *who);
+/* True while the backend token is there to sign with. */
+bool gw_req_token_usable(const struct gw_req *r);
 
 /* Handles one decoded request from peer; always returns a reply object. */
 json_t *gw_dispatch(struct gw_ctx *ctx, const struct gw_peer *peer, const json_t *req);

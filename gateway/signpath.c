@@ -354,12 +354,6 @@ get_pss(struct gw_req *r, struct gw_sign_input *in)
 	return 0;
 }
 
-static bool
-token_usable(const struct gw_req *r)
-{
-	return r->ctx->token != NULL && gw_token_present(r->ctx->token);
-}
-
 json_t *
 gw_op_sign(struct gw_req *r)
 {
@@ -412,7 +406,7 @@ gw_op_sign(struct gw_req *r)
 	}
 	s.seal = &p->seals[idx];
 	key = r->snap->keys ? r->snap->keys[idx] : NULL;
-	if (key == NULL || !token_usable(r)) {
+	if (key == NULL || !gw_req_token_usable(r)) {
 		char why[200] = "its token is not present";
 
 		if (r->ctx->token != NULL && key != NULL) {
