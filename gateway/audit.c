@@ -187,8 +187,12 @@ write_batch(struct gw_audit *au, struct pending **batch, size_t n)
 
 	if (au->head_stale && resync_head(au) != 0)
 		return -1;
+	/* The store's lock from here to gw_store_batch_end: the batch's
+	 * changes are exactly what the redo log gets. */
+	gw_store_batch_begin(au->st);
 	if (gw_store_tx_begin(au->st, err, sizeof(err)) != 0) {
 		gw_log_error("audit: cannot begin a transaction: %s", err);
+		gw_store_batch_end(au->st);
 		return -1;
 	}
 	/* Only the writer changes the head, so reading it unlocked is safe. */
@@ -230,6 +234,14 @@ write_batch(struct gw_audit *au, struct pending **batch, size_t n)
 		gw_log_error("audit: committing %zu record(s) failed, none released: %s", k, err);
 		goto failed;
 	}
+	if (k > 0 && gw_store_batch_durable(au->st, head + 1, head + k, err, sizeof(err)) != 0) {
+		/* Committed but maybe not on disk: release nothing. The head
+		 * is re-read, so the chain goes on from what the store has. */
+		gw_log_error("audit: %zu record(s) could not be made durable, none released: %s",
+		             k, err);
+		goto failed;
+	}
+	gw_store_batch_end(au->st);
 	if (k > 0) {
 		pthread_mutex_lock(&au->lock);
 		au->seq = head + k;
@@ -250,6 +262,7 @@ fail:
 	gw_log_error("audit: writing a batch of %zu record(s) failed, none released: %s", n, err);
 	gw_store_tx_rollback(au->st);       /* the batch */
 failed:
+	gw_store_batch_end(au->st);
 	au->head_stale = true;
 	resync_head(au);
 	return -1;

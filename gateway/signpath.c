@@ -406,6 +406,11 @@ gw_op_sign(struct gw_req *r)
 	}
 	s.seal = &p->seals[idx];
 	key = r->snap->keys ? r->snap->keys[idx] : NULL;
+	/* Without a card watcher nobody else notices a token that came
+	 * back: a signer tries (at most once a second, never again with a
+	 * PIN the token refused). */
+	if (key != NULL && r->ctx->token != NULL && !gw_token_present(r->ctx->token))
+		gw_token_reconnect(r->ctx->token);
 	if (key == NULL || !gw_req_token_usable(r)) {
 		char why[200] = "its token is not present";
 

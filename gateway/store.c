@@ -3,10 +3,18 @@
  * file (created 0600), the connection settings (WAL, synchronous=FULL), the
  * schema and its migrations, the lock and the nesting transactions, and the
  * SQL of accounts and the audit log (audit.c gets rows in, rows out, one
- * transaction a batch). appstore.c runs its own SQL through gw_store_db.
+ * transaction a batch), and the redo log that makes an audit batch durable
+ * with one small sync (redo.c; docs/audit.md, "Durability"). appstore.c
+ * runs its own SQL through gw_store_db.
  */
+/* The session extension (changesets of a transaction): Debian builds
+ * SQLite with it; the header declares it only when asked. */
+#define SQLITE_ENABLE_SESSION 1
+#define SQLITE_ENABLE_PREUPDATE_HOOK 1
+
 #include "store.h"
 #include "log.h"
+#include "redo.h"
 
 #include <errno.h>
 #include <fcntl.h>
@@ -136,6 +144,12 @@ static const char *const migrations[] = {
 	"DROP INDEX audit_by_doc_digest;"
 	"CREATE INDEX audit_by_application ON audit(application) WHERE application != 0;"
 	"CREATE INDEX audit_by_doc_digest ON audit(doc_digest) WHERE doc_digest IS NOT NULL;",
+	/* 7: a random id for this store: its redo log's frames carry it, so
+	 * a log left beside a store made anew is never replayed into it. */
+	"CREATE TABLE store_meta ("
+	"  name TEXT PRIMARY KEY NOT NULL,"
+	"  value BLOB NOT NULL) STRICT;"
+	"INSERT INTO store_meta (name, value) VALUES ('id', randomblob(16));",
 };
 
 _Static_assert(sizeof(migrations) / sizeof(migrations[0]) == GW_STORE_SCHEMA_LATEST,
@@ -165,6 +179,14 @@ struct gw_store {
 	size_t n_cache;
 	int (*commit_hook)(void *);
 	void *commit_hook_ctx;
+	/* The redo log (NULL: every commit syncs the WAL itself) and the
+	 * open audit batch (gw_store_batch_*), under lock. */
+	struct gw_redo *redo;
+	sqlite3_session *sess;
+	bool batch_fast;            /* this batch's COMMIT does not sync */
+	bool batch_writer;          /* this instance writes batches */
+	sqlite3_stmt *sync_normal, *sync_full;
+	struct gw_store_redo_stats redo_stats;
 };
 
 static void __attribute__((format(printf, 3, 4)))
@@ -335,6 +357,9 @@ prepare(struct gw_store *st, sqlite3_stmt **s, const char *sql, char *err, size_
 	return 0;
 }
 
+static int redo_setup(struct gw_store *st, const char *path, char *err, size_t errlen);
+static int wal_sync(struct gw_store *st, char *err, size_t errlen);
+
 static int
 commit_hook_cb(void *arg)
 {
@@ -428,6 +453,8 @@ gw_store_open_version(const char *path, int upto, struct gw_store **out,
 	             " ORDER BY seq, id LIMIT " STR(SCAN_PAGE), err, errlen)))
 		goto out;
 	sqlite3_commit_hook(st->db, commit_hook_cb, st);
+	if (upto >= 7 && redo_setup(st, path, err, errlen) != 0)
+		goto out;
 
 	*out = st;
 	st = NULL;
@@ -461,6 +488,19 @@ gw_store_close(struct gw_store **stp)
 	sqlite3_finalize(st->begin);
 	sqlite3_finalize(st->commit);
 	sqlite3_finalize(st->rollback);
+	sqlite3_finalize(st->sync_normal);
+	sqlite3_finalize(st->sync_full);
+	if (st->sess)
+		sqlite3session_delete(st->sess);
+	/* The writer's clean close: the store is made durable, then its
+	 * redo log emptied. Another process's (sealgated --verify beside a
+	 * running gateway) never touches the log it did not write. */
+	if (st->redo && st->batch_writer) {
+		char e[256];
+		if (wal_sync(st, e, sizeof(e)) != 0 || gw_redo_clear(st->redo) != 0)
+			gw_log_warn("store: the redo log was not emptied at close (replayed at the next open)");
+	}
+	gw_redo_close(&st->redo);
 	for (size_t i = 0; i < st->n_cache; i++)
 		sqlite3_finalize(st->cache[i].stmt);
 	if (st->db && sqlite3_close(st->db) != SQLITE_OK)
@@ -626,6 +666,260 @@ gw_store_test_set_commit_hook(struct gw_store *st, int (*fn)(void *), void *ctx)
 	pthread_mutex_lock(&st->lock);
 	st->commit_hook = fn;
 	st->commit_hook_ctx = ctx;
+	pthread_mutex_unlock(&st->lock);
+}
+
+/* ---- the redo log (docs/audit.md, "Durability") ----
+ *
+ * An audit batch commits with synchronous=NORMAL (its WAL frames are
+ * written, not synced), and its changes, as an SQLite session changeset,
+ * go to the redo log with one small write and one fdatasync: that sync is
+ * what makes the batch durable before its callers go on. A power loss can
+ * cost the store its last unsynced transactions, never a prefix of them;
+ * at open the store replays the redo frames past its own last audit seq.
+ * Everything that is not an audit batch still commits with a sync. */
+
+/* fdatasync of the WAL: every transaction committed so far is durable. */
+static int
+wal_sync(struct gw_store *st, char *err, size_t errlen)
+{
+	sqlite3_file *f = NULL;
+	int rc;
+
+	if (sqlite3_file_control(st->db, "main", SQLITE_FCNTL_JOURNAL_POINTER, &f) != SQLITE_OK ||
+	    f == NULL || f->pMethods == NULL)
+		return 0;   /* no WAL open: this connection wrote nothing through it */
+	rc = f->pMethods->xSync(f, SQLITE_SYNC_NORMAL);
+	if (rc != SQLITE_OK) {
+		seterr(err, errlen, "syncing the store's WAL: %s", sqlite3_errstr(rc));
+		return -1;
+	}
+	st->redo_stats.store_syncs++;
+	return 0;
+}
+
+struct replay {
+	sqlite3 *db;
+	uint64_t cur, from;
+	unsigned frames;
+	char why[300];
+};
+
+static int
+replay_conflict(void *ctx, int kind, sqlite3_changeset_iter *it)
+{
+	struct replay *rp = ctx;
+	const char *tab = "?";
+	int ncol, op, ind;
+
+	sqlite3changeset_op(it, &tab, &ncol, &op, &ind);
+	snprintf(rp->why, sizeof(rp->why), "%s of a row of table %s",
+	         kind == SQLITE_CHANGESET_DATA ? "a changed value" :
+	         kind == SQLITE_CHANGESET_NOTFOUND ? "a missing row" :
+	         kind == SQLITE_CHANGESET_CONFLICT ? "an existing row" :
+	         kind == SQLITE_CHANGESET_FOREIGN_KEY ? "a broken reference" : "a constraint",
+	         tab);
+	return SQLITE_CHANGESET_ABORT;
+}
+
+static int
+replay_frame(void *ctx, uint64_t first, uint64_t last, const void *data, size_t len)
+{
+	struct replay *rp = ctx;
+	int rc;
+
+	if (last <= rp->cur)
+		return 0;   /* the store has it */
+	if (first != rp->cur + 1) {
+		snprintf(rp->why, sizeof(rp->why),
+		         "the redo log holds seq %llu..%llu but the store ends at seq %llu",
+		         (unsigned long long)first, (unsigned long long)last,
+		         (unsigned long long)rp->cur);
+		return -1;
+	}
+	if (len > INT_MAX)
+		return -1;
+	rc = sqlite3changeset_apply(rp->db, (int)len, (void *)data, NULL, replay_conflict, rp);
+	if (rc != SQLITE_OK) {
+		if (!rp->why[0])
+			snprintf(rp->why, sizeof(rp->why), "%s", sqlite3_errmsg(rp->db));
+		return -1;
+	}
+	if (rp->frames++ == 0)
+		rp->from = first;
+	rp->cur = last;
+	return 0;
+}
+
+/* Replays what the store lost (a power failure after a batch's redo frame
+ * was synced but before its WAL frames were), inside one write
+ * transaction, so a gateway running beside us cannot be mid-batch; then
+ * syncs the WAL (a killed predecessor's last commits may be in the page
+ * cache only) and starts the log over. */
+static int
+redo_recover(struct gw_store *st, const char *rpath, char *err, size_t errlen)
+{
+	struct replay rp = { .db = st->db };
+	sqlite3_stmt *s = NULL;
+	char e[256] = "";
+	int rv = -1;
+
+	if (exec_sql(st, "BEGIN IMMEDIATE", err, errlen))
+		return -1;
+	if (sqlite3_prepare_v2(st->db, "SELECT COALESCE(MAX(seq), 0) FROM audit", -1, &s,
+	                       NULL) != SQLITE_OK || sqlite3_step(s) != SQLITE_ROW) {
+		seterr(err, errlen, "reading the audit head: %s", sqlite3_errmsg(st->db));
+		goto out;
+	}
+	rp.cur = (uint64_t)sqlite3_column_int64(s, 0);
+	if (gw_redo_scan(st->redo, replay_frame, &rp, e, sizeof(e)) != 0) {
+		seterr(err, errlen, "%s: cannot replay it into the store: %s", rpath,
+		       rp.why[0] ? rp.why : e);
+		goto out;
+	}
+	if (exec_sql(st, "COMMIT", err, errlen))
+		goto out;
+	if (rp.frames > 0)
+		gw_log_warn("store: replayed %u batch(es) of audit records seq %llu..%llu from %s "
+		            "that the store had lost (a power failure?)", rp.frames,
+		            (unsigned long long)rp.from, (unsigned long long)rp.cur, rpath);
+	st->redo_stats.replayed_frames = rp.frames;
+	if (wal_sync(st, err, errlen))
+		goto out;
+	gw_redo_reset(st->redo);
+	rv = 0;
+out:
+	sqlite3_finalize(s);
+	if (rv != 0 && !sqlite3_get_autocommit(st->db))
+		sqlite3_exec(st->db, "ROLLBACK", NULL, NULL, NULL);
+	return rv;
+}
+
+static int
+redo_setup(struct gw_store *st, const char *path, char *err, size_t errlen)
+{
+	char rpath[PATH_MAX];
+	uint8_t id[GW_REDO_ID_LEN];
+	sqlite3_stmt *s = NULL;
+	struct stat sb;
+	char e[300] = "";
+	int ok;
+
+	if (!sqlite3_compileoption_used("ENABLE_SESSION")) {
+		gw_log_info("store: this SQLite has no session extension; every commit syncs");
+		return 0;
+	}
+	if ((size_t)snprintf(rpath, sizeof(rpath), "%s.redo", path) >= sizeof(rpath)) {
+		seterr(err, errlen, "store path too long");
+		return -1;
+	}
+	ok = sqlite3_prepare_v2(st->db, "SELECT value FROM store_meta WHERE name = 'id'", -1, &s,
+	                        NULL) == SQLITE_OK && sqlite3_step(s) == SQLITE_ROW &&
+	     sqlite3_column_bytes(s, 0) == (int)sizeof(id);
+	if (ok)
+		memcpy(id, sqlite3_column_blob(s, 0), sizeof(id));
+	sqlite3_finalize(s);
+	if (!ok) {
+		seterr(err, errlen, "the store has no id (store_meta): %s", sqlite3_errmsg(st->db));
+		return -1;
+	}
+	if (gw_redo_open(rpath, id, true, &st->redo, e, sizeof(e)) != 0) {
+		/* A log that exists may hold records: never go on without it. A
+		 * log we cannot make (a full disk) only costs speed. */
+		if (lstat(rpath, &sb) == 0) {
+			seterr(err, errlen, "redo log: %s", e);
+			return -1;
+		}
+		gw_log_warn("store: no redo log (%s); every commit syncs", e);
+		return 0;
+	}
+	if (redo_recover(st, rpath, err, errlen) != 0 ||
+	    prepare(st, &st->sync_normal, "PRAGMA synchronous=NORMAL", err, errlen) ||
+	    prepare(st, &st->sync_full, "PRAGMA synchronous=FULL", err, errlen))
+		return -1;
+	st->redo_stats.on = true;
+	return 0;
+}
+
+int
+gw_store_batch_begin(struct gw_store *st)
+{
+	pthread_mutex_lock(&st->lock);
+	st->batch_fast = false;
+	st->batch_writer = true;
+	if (st->redo == NULL)
+		return 0;
+	if (step_done(st, st->sync_normal, NULL, 0) != 0)
+		return 0;
+	if (sqlite3session_create(st->db, "main", &st->sess) != SQLITE_OK ||
+	    sqlite3session_attach(st->sess, NULL) != SQLITE_OK) {
+		if (st->sess)
+			sqlite3session_delete(st->sess);
+		st->sess = NULL;
+		step_done(st, st->sync_full, NULL, 0);
+		return 0;   /* this batch syncs its own COMMIT */
+	}
+	st->batch_fast = true;
+	return 0;
+}
+
+int
+gw_store_batch_durable(struct gw_store *st, uint64_t first_seq, uint64_t last_seq,
+                       char *err, size_t errlen)
+{
+	void *blob = NULL;
+	int n = 0, r = -2;
+	char e[256] = "";
+
+	if (!st->batch_fast || sqlite3session_isempty(st->sess))
+		return 0;   /* its COMMIT synced, or it changed nothing */
+	if (first_seq > 0 && last_seq >= first_seq &&
+	    sqlite3session_changeset(st->sess, &n, &blob) == SQLITE_OK && n > 0)
+		r = gw_redo_append(st->redo, first_seq, last_seq, blob, (size_t)n, e, sizeof(e));
+	sqlite3_free(blob);
+	switch (r) {
+	case 0:
+		st->redo_stats.frames++;
+		return 0;
+	case 1:
+		/* The log is full: the store itself becomes durable, and the
+		 * log starts over. */
+		if (wal_sync(st, err, errlen) != 0)
+			return -1;
+		gw_redo_reset(st->redo);
+		st->redo_stats.rounds++;
+		return 0;
+	case -1:
+		/* The log's tail is unknown now: a later frame after a torn one
+		 * would never be replayed. Stop using it for this run. */
+		gw_log_error("store: the redo log failed (%s); every commit syncs from now on", e);
+		gw_redo_close(&st->redo);
+		st->redo_stats.on = false;
+		return wal_sync(st, err, errlen);
+	default:
+		return wal_sync(st, err, errlen);
+	}
+}
+
+void
+gw_store_batch_end(struct gw_store *st)
+{
+	if (st->sess) {
+		sqlite3session_delete(st->sess);
+		st->sess = NULL;
+	}
+	if (st->batch_fast)
+		step_done(st, st->sync_full, NULL, 0);
+	st->batch_fast = false;
+	pthread_mutex_unlock(&st->lock);
+}
+
+void
+gw_store_get_redo_stats(struct gw_store *st, struct gw_store_redo_stats *out)
+{
+	pthread_mutex_lock(&st->lock);
+	*out = st->redo_stats;
+	out->used = st->redo ? gw_redo_used(st->redo) : 0;
 	pthread_mutex_unlock(&st->lock);
 }
 

@@ -33,7 +33,7 @@ int gw_store_password_set(struct gw_store *st, const char *user, const char *has
 
 /* The schema version this build creates and understands. A database with
  * a newer version is refused; an older one is migrated on open. */
-#define GW_STORE_SCHEMA_LATEST 6
+#define GW_STORE_SCHEMA_LATEST 7
 
 /* ---- For other gateway files with tables of their own (appstore.c) ----
  *
@@ -166,6 +166,36 @@ int gw_store_checkpoint_add(struct gw_store *st, const struct gw_audit_checkpoin
 typedef int (*gw_store_checkpoint_fn)(void *ctx, const struct gw_audit_checkpoint *cp);
 int gw_store_checkpoint_scan(struct gw_store *st, uint64_t from_seq, uint64_t to_seq,
                              gw_store_checkpoint_fn fn, void *ctx, char *err, size_t errlen);
+
+/* ---- audit batches and the redo log (docs/audit.md, "Durability") ----
+ *
+ * The audit writer's transaction, between gw_store_batch_begin (takes the
+ * lock) and gw_store_batch_end (drops it):
+ *
+ *   gw_store_batch_begin(st);
+ *   gw_store_tx_begin(...) ... inserts ... gw_store_tx_commit(...);
+ *   if committed: gw_store_batch_durable(st, first_seq, last_seq, ...);
+ *   gw_store_batch_end(st);
+ *
+ * With a redo log the COMMIT writes without syncing and
+ * gw_store_batch_durable writes the batch's changes to the log with one
+ * fdatasync; without one (or when the log fails) the COMMIT or the WAL
+ * sync makes it durable. gw_store_batch_durable: 0 = on disk, -1 = not
+ * (err says why; the batch is committed but may be lost on power loss). */
+int gw_store_batch_begin(struct gw_store *st);
+int gw_store_batch_durable(struct gw_store *st, uint64_t first_seq, uint64_t last_seq,
+                           char *err, size_t errlen);
+void gw_store_batch_end(struct gw_store *st);
+
+struct gw_store_redo_stats {
+	bool on;                    /* batches are made durable by the redo log */
+	uint64_t frames;            /* batches written to it */
+	uint64_t rounds;            /* times it filled and started over */
+	uint64_t store_syncs;       /* WAL syncs of our own */
+	uint64_t replayed_frames;   /* batches replayed at open */
+	size_t used;                /* bytes of the current round */
+};
+void gw_store_get_redo_stats(struct gw_store *st, struct gw_store_redo_stats *out);
 
 /* Test hook: fn runs at every COMMIT of this store's connection (SQLite
  * commit hook); returning non-zero turns the COMMIT into a rollback.

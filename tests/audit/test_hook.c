@@ -9,6 +9,7 @@
 #include <errno.h>
 #include <pthread.h>
 #include <signal.h>
+#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -19,6 +20,7 @@
 #include <sqlite3.h>
 
 #include "audit.h"
+#include "redo.h"
 #include "store.h"
 
 static char dir[64];
@@ -431,4 +433,177 @@ Test(hook, sigkill_leaves_nothing_half_written)
 		cr_assert_eq(spend(1000001, false, &seq, err, sizeof(err)), 0, "%s", err);
 		cr_assert_eq(seq, count + 1);
 	}
+}
+
+/* ---- the redo log: a power failure that costs the store its last
+ * commits (docs/audit.md, "Durability") ----
+ *
+ * An audit batch is durable once its redo frame is synced; its WAL frames
+ * are written but not synced. A power failure is played here by putting
+ * back the store files as they were at an earlier synced point while
+ * keeping the redo log a killed writer left behind. */
+
+static void
+sh(const char *fmt, ...)
+{
+	char cmd[1024];
+	va_list ap;
+
+	va_start(ap, fmt);
+	vsnprintf(cmd, sizeof(cmd), fmt, ap);
+	va_end(ap);
+	cr_assert_eq(system(cmd), 0, "%s", cmd);
+}
+
+/* A writer that records n spends from first on, then dies without closing
+ * (no final sync, no emptied redo log). */
+static void
+killed_writer(int first, int n, int refuse_every)
+{
+	pid_t pid = fork();
+	int status;
+
+	cr_assert(pid >= 0);
+	if (pid == 0) {
+		char err[512];
+		uint64_t seq;
+
+		if (gw_store_open(path, &st, err, sizeof(err)) != 0 ||
+		    gw_audit_open(st, &au, err, sizeof(err)) != 0)
+			_exit(2);
+		for (int i = first; i < first + n; i++) {
+			bool refuse = refuse_every && i % refuse_every == 0;
+			if (spend(i, refuse, &seq, err, sizeof(err)) != (refuse ? -1 : 0))
+				_exit(3);
+		}
+		_exit(0);
+	}
+	waitpid(pid, &status, 0);
+	cr_assert(WIFEXITED(status) && WEXITSTATUS(status) == 0, "writer status %d", status);
+}
+
+/* Clean history up to seq n, and a copy of the store files as they are. */
+static void
+synced_point(int n)
+{
+	char err[512] = "";
+	uint64_t seq;
+
+	open_all();
+	for (int i = 1; i <= n; i++)
+		cr_assert_eq(spend(i, false, &seq, err, sizeof(err)), 0, "%s", err);
+	gw_audit_close(&au);
+	gw_store_close(&st);
+	sh("cp %s %s.synced && rm -f %s-wal %s-shm", path, path, path, path);
+}
+
+static void
+power_failure(void)
+{
+	sh("cp %s.synced %s && rm -f %s-wal %s-shm", path, path, path, path);
+}
+
+Test(hook, power_failure_replays_what_the_redo_log_holds)
+{
+	char err[512] = "";
+	uint64_t count = 0, seq = 0;
+
+	synced_point(5);
+	killed_writer(6, 9, 7);            /* 6..14, 7 and 14 refused: 7 records */
+	power_failure();
+	cr_assert_eq(gw_store_open(path, &st, err, sizeof(err)), 0, "%s", err);
+	{
+		struct gw_store_redo_stats rs;
+		gw_store_get_redo_stats(st, &rs);
+		cr_assert(rs.on);
+		cr_assert_eq(rs.replayed_frames, 7, "one frame per batch of one (%llu)",
+		             (unsigned long long)rs.replayed_frames);
+	}
+	cr_assert_eq(gw_audit_verify_store(st, &count, err, sizeof(err)), 0, "%s", err);
+	cr_assert_eq(count, 12);
+	/* Every record came back with its change, and nothing refused did. */
+	cr_assert_eq(sql_int("SELECT COUNT(*) FROM quota_use"), 12);
+	cr_assert_eq(sql_int("SELECT COUNT(*) FROM quota_use WHERE person IN ('ev7', 'ev14')"), 0);
+	cr_assert_eq(sql_int("SELECT COUNT(*) FROM audit a WHERE NOT EXISTS (SELECT 1 FROM quota_use q"
+	                     " WHERE 'ev' || a.application = q.person)"), 0);
+	cr_assert_eq(sql_int("SELECT application FROM audit WHERE seq = 12"), 13);
+	/* The chain goes on from the replayed head. */
+	cr_assert_eq(gw_audit_open(st, &au, err, sizeof(err)), 0, "%s", err);
+	cr_assert_eq(spend(100, false, &seq, err, sizeof(err)), 0, "%s", err);
+	cr_assert_eq(seq, 13);
+	/* Replayed once: a clean close empties the log, a second open finds
+	 * nothing to do. */
+	reopen();
+	{
+		struct gw_store_redo_stats rs;
+		gw_store_get_redo_stats(st, &rs);
+		cr_assert_eq(rs.replayed_frames, 0);
+	}
+	cr_assert_eq(gw_audit_verify_store(st, &count, err, sizeof(err)), 0, "%s", err);
+	cr_assert_eq(count, 13);
+}
+
+Test(hook, a_torn_redo_frame_ends_the_replay)
+{
+	char err[512] = "", rpath[160];
+	uint64_t count = 0;
+	FILE *f;
+	uint8_t hdr[4];
+	long len;
+
+	synced_point(2);
+	killed_writer(3, 3, 0);            /* frames for seq 3, 4, 5 */
+	power_failure();
+	/* Tear the second frame: one byte of its changes. */
+	snprintf(rpath, sizeof(rpath), "%s.redo", path);
+	f = fopen(rpath, "r+b");
+	cr_assert_not_null(f);
+	cr_assert_eq(fread(hdr, 1, 4, f), 4);
+	cr_assert_eq(memcmp(hdr, "SGR1", 4), 0, "the first frame is at the start");
+	cr_assert_eq(fread(hdr, 1, 4, f), 4);
+	len = hdr[0] | hdr[1] << 8 | hdr[2] << 16 | (long)hdr[3] << 24;
+	cr_assert_eq(fseek(f, GW_REDO_HDR_LEN + len + GW_REDO_HDR_LEN + 3, SEEK_SET), 0);
+	cr_assert_eq(fputc(0x5a, f), 0x5a);
+	fclose(f);
+	cr_assert_eq(gw_store_open(path, &st, err, sizeof(err)), 0, "%s", err);
+	cr_assert_eq(gw_audit_verify_store(st, &count, err, sizeof(err)), 0, "%s", err);
+	cr_assert_eq(count, 3, "seq 3 replayed, the torn frame and what follows not (%llu)",
+	             (unsigned long long)count);
+	cr_assert_eq(sql_int("SELECT COUNT(*) FROM quota_use"), 3);
+}
+
+Test(hook, a_redo_log_that_does_not_follow_the_store_is_refused)
+{
+	char err[512] = "";
+
+	synced_point(3);
+	/* A clean run that the copy will not have: seq 4..5, log emptied. */
+	open_all();
+	{
+		uint64_t seq;
+		cr_assert_eq(spend(4, false, &seq, err, sizeof(err)), 0, "%s", err);
+		cr_assert_eq(spend(5, false, &seq, err, sizeof(err)), 0, "%s", err);
+	}
+	gw_audit_close(&au);
+	gw_store_close(&st);
+	killed_writer(6, 2, 0);            /* frames for seq 6, 7 */
+	power_failure();                   /* the store back at seq 3 */
+	cr_assert_neq(gw_store_open(path, &st, err, sizeof(err)), 0, "a gap of seq 4..5 is not papered over");
+	cr_assert(strstr(err, "holds seq 6..6 but the store ends at seq 3"), "%s", err);
+	cr_assert_null(st);
+}
+
+Test(hook, a_redo_log_of_another_store_is_never_replayed)
+{
+	char err[512] = "";
+	uint64_t count = 1;
+
+	synced_point(1);
+	killed_writer(2, 3, 0);
+	/* The store is made anew beside the old log. */
+	sh("rm -f %s %s-wal %s-shm", path, path, path);
+	cr_assert_eq(gw_store_open(path, &st, err, sizeof(err)), 0, "%s", err);
+	cr_assert_eq(gw_audit_verify_store(st, &count, err, sizeof(err)), 0, "%s", err);
+	cr_assert_eq(count, 0);
+	cr_assert_eq(sql_int("SELECT COUNT(*) FROM quota_use"), 0);
 }
