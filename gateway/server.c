@@ -8,6 +8,7 @@
 
 #include <errno.h>
 #include <fcntl.h>
+#include <malloc.h>
 #include <poll.h>
 #include <pwd.h>
 #include <signal.h>
@@ -155,6 +156,7 @@ static pthread_mutex_t conns_lock = PTHREAD_MUTEX_INITIALIZER;
 static pthread_cond_t conns_cond = PTHREAD_COND_INITIALIZER;
 static struct conn *conns;
 static unsigned n_conns;
+static bool trim_due;   /* the last connection closed: give memory back */
 
 static void
 conn_unlink(struct conn *c)
@@ -167,6 +169,8 @@ conn_unlink(struct conn *c)
 	if (c->next)
 		c->next->prev = c->prev;
 	n_conns--;
+	if (n_conns == 0)
+		trim_due = true;
 	pthread_cond_broadcast(&conns_cond);
 	pthread_mutex_unlock(&conns_lock);
 }
@@ -369,6 +373,25 @@ reload(struct gw_ctx *ctx)
 	record(ctx, "policy_reload", "ok", NULL, detail);
 }
 
+/* A second after the last client left: the store's unused cache pages and
+ * the threads' freed heap go back to the system, so an idle gateway stays
+ * small however busy it was (docs/performance.md, footprint). */
+static void
+idle_trim(struct gw_ctx *ctx)
+{
+	bool due;
+
+	pthread_mutex_lock(&conns_lock);
+	due = trim_due && n_conns == 0;
+	trim_due = false;
+	pthread_mutex_unlock(&conns_lock);
+	if (!due)
+		return;
+	if (ctx->store)
+		gw_store_release_memory(ctx->store);
+	malloc_trim(0);
+}
+
 int
 gw_server_run(struct gw_ctx *ctx)
 {
@@ -404,8 +427,11 @@ gw_server_run(struct gw_ctx *ctx)
 	for (;;) {
 		struct pollfd pfd[2] = { { .fd = lfd, .events = POLLIN }, { .fd = sfd, .events = POLLIN } };
 
-		/* Wake at least every 30 s for the expiry sweep. */
-		int pr = poll(pfd, 2, 30000);
+		/* Wake at least every 30 s for the expiry sweep, and a second
+		 * after the last client left for the trim. */
+		int pr = poll(pfd, 2, __atomic_load_n(&trim_due, __ATOMIC_RELAXED) ? 1000 : 30000);
+		if (pr == 0)
+			idle_trim(ctx);
 		if (pr == 0 || time(NULL) - last_sweep >= 30) {
 			gw_workflow_sweep(ctx);
 			last_sweep = time(NULL);

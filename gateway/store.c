@@ -7,14 +7,10 @@
  * with one small sync (redo.c; docs/audit.md, "Durability"). appstore.c
  * runs its own SQL through gw_store_db.
  */
-/* The session extension (changesets of a transaction): Debian builds
- * SQLite with it; the header declares it only when asked. */
-#define SQLITE_ENABLE_SESSION 1
-#define SQLITE_ENABLE_PREUPDATE_HOOK 1
-
 #include "store.h"
 #include "log.h"
 #include "redo.h"
+#include "rowimage.h"
 
 #include <errno.h>
 #include <fcntl.h>
@@ -182,7 +178,7 @@ struct gw_store {
 	/* The redo log (NULL: every commit syncs the WAL itself) and the
 	 * open audit batch (gw_store_batch_*), under lock. */
 	struct gw_redo *redo;
-	sqlite3_session *sess;
+	struct gw_rowimage *rows;   /* what the open batch changed */
 	bool batch_fast;            /* this batch's COMMIT does not sync */
 	bool batch_writer;          /* this instance writes batches */
 	sqlite3_stmt *sync_normal, *sync_full;
@@ -490,8 +486,7 @@ gw_store_close(struct gw_store **stp)
 	sqlite3_finalize(st->rollback);
 	sqlite3_finalize(st->sync_normal);
 	sqlite3_finalize(st->sync_full);
-	if (st->sess)
-		sqlite3session_delete(st->sess);
+	gw_rowimage_free(&st->rows);
 	/* The writer's clean close: the store is made durable, then its
 	 * redo log emptied. Another process's (sealgated --verify beside a
 	 * running gateway) never touches the log it did not write. */
@@ -672,7 +667,8 @@ gw_store_test_set_commit_hook(struct gw_store *st, int (*fn)(void *), void *ctx)
 /* ---- the redo log (docs/audit.md, "Durability") ----
  *
  * An audit batch commits with synchronous=NORMAL (its WAL frames are
- * written, not synced), and its changes, as an SQLite session changeset,
+ * written, not synced), and its changes, as the images of the rows it
+ * touched (rowimage.c),
  * go to the redo log with one small write and one fdatasync: that sync is
  * what makes the batch durable before its callers go on. A power loss can
  * cost the store its last unsynced transactions, never a prefix of them;
@@ -706,27 +702,9 @@ struct replay {
 };
 
 static int
-replay_conflict(void *ctx, int kind, sqlite3_changeset_iter *it)
-{
-	struct replay *rp = ctx;
-	const char *tab = "?";
-	int ncol, op, ind;
-
-	sqlite3changeset_op(it, &tab, &ncol, &op, &ind);
-	snprintf(rp->why, sizeof(rp->why), "%s of a row of table %s",
-	         kind == SQLITE_CHANGESET_DATA ? "a changed value" :
-	         kind == SQLITE_CHANGESET_NOTFOUND ? "a missing row" :
-	         kind == SQLITE_CHANGESET_CONFLICT ? "an existing row" :
-	         kind == SQLITE_CHANGESET_FOREIGN_KEY ? "a broken reference" : "a constraint",
-	         tab);
-	return SQLITE_CHANGESET_ABORT;
-}
-
-static int
 replay_frame(void *ctx, uint64_t first, uint64_t last, const void *data, size_t len)
 {
 	struct replay *rp = ctx;
-	int rc;
 
 	if (last <= rp->cur)
 		return 0;   /* the store has it */
@@ -737,14 +715,8 @@ replay_frame(void *ctx, uint64_t first, uint64_t last, const void *data, size_t 
 		         (unsigned long long)rp->cur);
 		return -1;
 	}
-	if (len > INT_MAX)
+	if (gw_rowimage_apply(rp->db, data, len, rp->why, sizeof(rp->why)) != 0)
 		return -1;
-	rc = sqlite3changeset_apply(rp->db, (int)len, (void *)data, NULL, replay_conflict, rp);
-	if (rc != SQLITE_OK) {
-		if (!rp->why[0])
-			snprintf(rp->why, sizeof(rp->why), "%s", sqlite3_errmsg(rp->db));
-		return -1;
-	}
 	if (rp->frames++ == 0)
 		rp->from = first;
 	rp->cur = last;
@@ -764,7 +736,8 @@ redo_recover(struct gw_store *st, const char *rpath, char *err, size_t errlen)
 	char e[256] = "";
 	int rv = -1;
 
-	if (exec_sql(st, "BEGIN IMMEDIATE", err, errlen))
+	/* Rows come back in table order: references are checked at COMMIT. */
+	if (exec_sql(st, "BEGIN IMMEDIATE; PRAGMA defer_foreign_keys=ON", err, errlen))
 		return -1;
 	if (sqlite3_prepare_v2(st->db, "SELECT COALESCE(MAX(seq), 0) FROM audit", -1, &s,
 	                       NULL) != SQLITE_OK || sqlite3_step(s) != SQLITE_ROW) {
@@ -805,9 +778,13 @@ redo_setup(struct gw_store *st, const char *path, char *err, size_t errlen)
 	char e[300] = "";
 	int ok;
 
-	if (!sqlite3_compileoption_used("ENABLE_SESSION")) {
-		gw_log_info("store: this SQLite has no session extension; every commit syncs");
+	if (!sqlite3_compileoption_used("ENABLE_PREUPDATE_HOOK")) {
+		gw_log_info("store: this SQLite has no preupdate hook; every commit syncs");
 		return 0;
+	}
+	if (gw_rowimage_new(&st->rows) != 0) {
+		seterr(err, errlen, "out of memory");
+		return -1;
 	}
 	if ((size_t)snprintf(rpath, sizeof(rpath), "%s.redo", path) >= sizeof(rpath)) {
 		seterr(err, errlen, "store path too long");
@@ -850,15 +827,8 @@ gw_store_batch_begin(struct gw_store *st)
 	if (st->redo == NULL)
 		return 0;
 	if (step_done(st, st->sync_normal, NULL, 0) != 0)
-		return 0;
-	if (sqlite3session_create(st->db, "main", &st->sess) != SQLITE_OK ||
-	    sqlite3session_attach(st->sess, NULL) != SQLITE_OK) {
-		if (st->sess)
-			sqlite3session_delete(st->sess);
-		st->sess = NULL;
-		step_done(st, st->sync_full, NULL, 0);
 		return 0;   /* this batch syncs its own COMMIT */
-	}
+	gw_rowimage_start(st->rows, st->db);
 	st->batch_fast = true;
 	return 0;
 }
@@ -867,16 +837,19 @@ int
 gw_store_batch_durable(struct gw_store *st, uint64_t first_seq, uint64_t last_seq,
                        char *err, size_t errlen)
 {
-	void *blob = NULL;
-	int n = 0, r = -2;
+	const void *img = NULL;
+	size_t n = 0;
+	int r = -2;
 	char e[256] = "";
 
-	if (!st->batch_fast || sqlite3session_isempty(st->sess))
-		return 0;   /* its COMMIT synced, or it changed nothing */
+	if (!st->batch_fast)
+		return 0;   /* its COMMIT synced */
+	gw_rowimage_stop(st->rows, st->db);
+	if (!gw_rowimage_touched(st->rows))
+		return 0;   /* it changed nothing */
 	if (first_seq > 0 && last_seq >= first_seq &&
-	    sqlite3session_changeset(st->sess, &n, &blob) == SQLITE_OK && n > 0)
-		r = gw_redo_append(st->redo, first_seq, last_seq, blob, (size_t)n, e, sizeof(e));
-	sqlite3_free(blob);
+	    gw_rowimage_encode(st->rows, st->db, &img, &n) == 0 && n > 0)
+		r = gw_redo_append(st->redo, first_seq, last_seq, img, n, e, sizeof(e));
 	switch (r) {
 	case 0:
 		st->redo_stats.frames++;
@@ -904,13 +877,19 @@ gw_store_batch_durable(struct gw_store *st, uint64_t first_seq, uint64_t last_se
 void
 gw_store_batch_end(struct gw_store *st)
 {
-	if (st->sess) {
-		sqlite3session_delete(st->sess);
-		st->sess = NULL;
-	}
-	if (st->batch_fast)
+	if (st->batch_fast) {
+		gw_rowimage_stop(st->rows, st->db);
 		step_done(st, st->sync_full, NULL, 0);
+	}
 	st->batch_fast = false;
+	pthread_mutex_unlock(&st->lock);
+}
+
+void
+gw_store_release_memory(struct gw_store *st)
+{
+	pthread_mutex_lock(&st->lock);
+	sqlite3_db_release_memory(st->db);
 	pthread_mutex_unlock(&st->lock);
 }
 

@@ -197,6 +197,9 @@ struct gw_store_redo_stats {
 };
 void gw_store_get_redo_stats(struct gw_store *st, struct gw_store_redo_stats *out);
 
+/* Gives the cache pages nobody uses back to the system (an idle gateway). */
+void gw_store_release_memory(struct gw_store *st);
+
 /* Test hook: fn runs at every COMMIT of this store's connection (SQLite
  * commit hook); returning non-zero turns the COMMIT into a rollback.
  * NULL removes it. Not for production use. */

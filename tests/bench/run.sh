@@ -110,7 +110,8 @@ log "Ed25519 (p11-kit cannot remote CKM_EDDSA): threads 1,2"
 "$build/tools/sealctl" --socket "$SEALGATE_SOCKET" status >/dev/null 2>&1 || true
 
 # ---- footprint ----
-sleep 1
+# (the gateway gives memory back a second after its last client left)
+sleep 3
 echo "gateway_rss_kib_idle_after_load	$(awk '/VmRSS/ { print $2 }' /proc/$gwpid/status)" >>"$out/footprint.tsv"
 echo "gateway_rss_kib_peak	$(awk '/VmHWM/ { print $2 }' /proc/$gwpid/status)" >>"$out/footprint.tsv"
 log "256 concurrent connections"
