@@ -710,7 +710,8 @@ replay_frame(void *ctx, uint64_t first, uint64_t last, const void *data, size_t 
 		return 0;   /* the store has it */
 	if (first != rp->cur + 1) {
 		snprintf(rp->why, sizeof(rp->why),
-		         "the redo log holds seq %llu..%llu but the store ends at seq %llu",
+		         "the redo log holds seq %llu..%llu but the store ends at seq %llu "
+		         "(a store put back from a backup? move the .redo file aside)",
 		         (unsigned long long)first, (unsigned long long)last,
 		         (unsigned long long)rp->cur);
 		return -1;
