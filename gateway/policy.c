@@ -618,6 +618,7 @@ policy_free(struct gw_policy *p)
 	free(p->person_index);
 	free(p->seal_index);
 	free(p->roles);
+	free(p->role_people);
 	for (size_t i = 0; p->zones != NULL && i < p->n_zones; i++)
 		tz_free(p->zones[i]);
 	free(p->zones);
@@ -695,21 +696,53 @@ gw_policy_department(const struct gw_policy *p, const char *id)
 }
 
 static size_t
-role_holders(const struct gw_policy *p, const char *role)
+person_ix_of(const struct gw_policy *p, const char *id)
+{
+	return ix_find(p->person_index, p->n_people, id);
+}
+
+static const struct gw_role_count *
+role_find(const struct gw_policy *p, const char *role)
 {
 	size_t lo = 0, hi = p->n_roles;
 
-	while (lo < hi) {
+	while (role != NULL && lo < hi) {
 		size_t mid = lo + (hi - lo) / 2;
 		int c = strcmp(role, p->roles[mid].role);
 		if (c == 0)
-			return p->roles[mid].holders;
+			return &p->roles[mid];
 		if (c < 0)
 			hi = mid;
 		else
 			lo = mid + 1;
 	}
-	return 0;
+	return NULL;
+}
+
+static size_t
+role_holders(const struct gw_policy *p, const char *role)
+{
+	const struct gw_role_count *rc = role_find(p, role);
+	return rc ? rc->holders : 0;
+}
+
+/* Whether people[ix] holds rc's role: its holders are ascending indexes. */
+static bool
+role_held_by(const struct gw_policy *p, const struct gw_role_count *rc, size_t ix)
+{
+	const size_t *h = p->role_people + rc->first;
+	size_t lo = 0, hi = rc->holders;
+
+	while (ix != SIZE_MAX && lo < hi) {
+		size_t mid = lo + (hi - lo) / 2;
+		if (h[mid] == ix)
+			return true;
+		if (h[mid] < ix)
+			lo = mid + 1;
+		else
+			hi = mid;
+	}
+	return false;
 }
 
 /* ------------------------------------------------------------------ */
@@ -929,37 +962,41 @@ parse_people(struct pctx *c, yaml_node_t *seq)
 	return build_index(c, &p->person_index, n, "person", person_id_of, c->person_nodes);
 }
 
+/* The role index (role -> holders), built once here so that approvers of
+ * a role level and may-approve cost the role's holders, not the whole
+ * organization; the policy is immutable afterwards, so no locking. */
 static int
-role_cmp(const void *a, const void *b)
-{
-	return strcmp(((const struct gw_role_count *)a)->role,
-	              ((const struct gw_role_count *)b)->role);
-}
-
-static int
-count_roles(struct pctx *c)
+index_roles(struct pctx *c)
 {
 	struct gw_policy *p = c->p;
+	struct gw_id_ix *pairs;
 	size_t total = 0, k = 0;
 
 	for (size_t i = 0; i < p->n_people; i++)
 		total += p->people[i].n_roles;
+	pairs = calloc(total ? total : 1, sizeof(*pairs));
 	p->roles = calloc(total ? total : 1, sizeof(*p->roles));
-	if (p->roles == NULL)
+	p->role_people = calloc(total ? total : 1, sizeof(*p->role_people));
+	if (pairs == NULL || p->roles == NULL || p->role_people == NULL) {
+		free(pairs);
 		return gw_yaml_errf(&c->y, NULL, "out of memory");
+	}
 	for (size_t i = 0; i < p->n_people; i++)
 		for (size_t j = 0; j < p->people[i].n_roles; j++)
-			p->roles[k++] = (struct gw_role_count){ p->people[i].roles[j], 1 };
-	qsort(p->roles, total, sizeof(*p->roles), role_cmp);
-	/* Collapse runs; a person lists a role at most once (strlist). */
+			pairs[k++] = (struct gw_id_ix){ p->people[i].roles[j], i };
+	/* By (role, person index): each role's holders end up in file order.
+	 * A person lists a role at most once (strlist), so no duplicates. */
+	qsort(pairs, total, sizeof(*pairs), ix_cmp);
 	k = 0;
 	for (size_t i = 0; i < total; i++) {
-		if (k > 0 && strcmp(p->roles[k - 1].role, p->roles[i].role) == 0)
+		p->role_people[i] = pairs[i].ix;
+		if (k > 0 && strcmp(p->roles[k - 1].role, pairs[i].id) == 0)
 			p->roles[k - 1].holders++;
 		else
-			p->roles[k++] = p->roles[i];
+			p->roles[k++] = (struct gw_role_count){ pairs[i].id, 1, i };
 	}
 	p->n_roles = k;
+	free(pairs);
 	return 0;
 }
 
@@ -1017,7 +1054,7 @@ link_org(struct pctx *c)
 		for (j = i; j != SIZE_MAX && state[j] == 1; j = p->departments[j].parent_ix)
 			state[j] = 2;
 	}
-	rv = count_roles(c);
+	rv = index_roles(c);
 out:
 	free(state);
 	return rv;
@@ -1942,6 +1979,57 @@ gw_policy_match_rule(const struct gw_policy *p, const struct gw_seal *seal,
 /* ------------------------------------------------------------------ */
 /* Evaluation: approvers.                                              */
 
+/* RELATIVE_HEAD level k: the people[] index of its one approver, or
+ * SIZE_MAX with err. O(depth): no list is built, so may_approve stays
+ * allocation-free. */
+static size_t
+level_head(const struct gw_policy *p, const struct gw_level *l, size_t k,
+           const struct gw_person *applicant, char *err, size_t errlen)
+{
+	size_t d = dept_ix_of(p, applicant->department);
+
+	if (d == SIZE_MAX) {
+		snprintf(err, errlen, "%s's department '%s' is not in the policy",
+		         applicant->id, applicant->department);
+		return SIZE_MAX;
+	}
+	/* up: N starts N levels higher; a shorter tree stops at its root. */
+	for (unsigned u = 0; u < l->up && p->departments[d].parent_ix != SIZE_MAX; u++)
+		d = p->departments[d].parent_ix;
+	/* Bounded by the tree's size; the loader rejected cycles. */
+	for (size_t steps = 0; d != SIZE_MAX && steps <= p->n_departments; steps++) {
+		const struct gw_department *dep = &p->departments[d];
+		if (dep->head_ix != SIZE_MAX &&
+		    strcmp(p->people[dep->head_ix].id, applicant->id) != 0)
+			return dep->head_ix;
+		d = dep->parent_ix;
+	}
+	snprintf(err, errlen, "level %zu (head of the applicant's department): "
+	         "no department from %s upwards has a head other than %s", k + 1,
+	         applicant->department, applicant->id);
+	return SIZE_MAX;
+}
+
+/* ROLE level: how many holders of the role in p are not the applicant.
+ * The applicant is matched by id (the rule may come from a stored
+ * application, the person from another load), hence the lookup in p. */
+static size_t
+role_others(const struct gw_policy *p, const struct gw_role_count *rc, size_t app_ix)
+{
+	if (rc == NULL)
+		return 0;
+	return rc->holders - (role_held_by(p, rc, app_ix) ? 1 : 0);
+}
+
+static void
+quorum_err(const struct gw_level *l, size_t k, size_t count, char *err, size_t errlen)
+{
+	snprintf(err, errlen, "level %zu needs %u of role %s, but only %zu %s than "
+	         "the applicant %s it", k + 1, l->quorum, l->role, count,
+	         count == 1 ? "person other" : "people other",
+	         count == 1 ? "holds" : "hold");
+}
+
 int
 gw_policy_level_approvers(const struct gw_policy *p, const struct gw_rule *rule,
                           size_t k, const struct gw_person *applicant,
@@ -1949,8 +2037,9 @@ gw_policy_level_approvers(const struct gw_policy *p, const struct gw_rule *rule,
                           char *err, size_t errlen)
 {
 	const struct gw_level *l;
+	const struct gw_role_count *rc;
 	const struct gw_person **list = NULL;
-	size_t count = 0;
+	size_t count = 0, app_ix;
 
 	*out = NULL;
 	*n = 0;
@@ -1961,33 +2050,10 @@ gw_policy_level_approvers(const struct gw_policy *p, const struct gw_rule *rule,
 	}
 	l = &rule->levels[k];
 	if (l->kind == GW_LEVEL_RELATIVE_HEAD) {
-		size_t d = dept_ix_of(p, applicant->department);
-		size_t found = SIZE_MAX;
+		size_t found = level_head(p, l, k, applicant, err, errlen);
 
-		if (d == SIZE_MAX) {
-			snprintf(err, errlen, "%s's department '%s' is not in the policy",
-			         applicant->id, applicant->department);
+		if (found == SIZE_MAX)
 			return -1;
-		}
-		/* up: N starts N levels higher; a shorter tree stops at its root. */
-		for (unsigned u = 0; u < l->up && p->departments[d].parent_ix != SIZE_MAX; u++)
-			d = p->departments[d].parent_ix;
-		/* Bounded by the tree's size; the loader rejected cycles. */
-		for (size_t steps = 0; d != SIZE_MAX && steps <= p->n_departments; steps++) {
-			const struct gw_department *dep = &p->departments[d];
-			if (dep->head_ix != SIZE_MAX &&
-			    strcmp(p->people[dep->head_ix].id, applicant->id) != 0) {
-				found = dep->head_ix;
-				break;
-			}
-			d = dep->parent_ix;
-		}
-		if (found == SIZE_MAX) {
-			snprintf(err, errlen, "level %zu (head of the applicant's department): "
-			         "no department from %s upwards has a head other than %s", k + 1,
-			         applicant->department, applicant->id);
-			return -1;
-		}
 		list = malloc(sizeof(*list));
 		if (list == NULL) {
 			snprintf(err, errlen, "out of memory");
@@ -1999,27 +2065,25 @@ gw_policy_level_approvers(const struct gw_policy *p, const struct gw_rule *rule,
 		*quorum = 1;
 		return 0;
 	}
-	for (size_t i = 0; i < p->n_people; i++)
-		if (gw_person_has_role(&p->people[i], l->role) &&
-		    strcmp(p->people[i].id, applicant->id) != 0)
-			count++;
+	rc = role_find(p, l->role);
+	app_ix = person_ix_of(p, applicant->id);
+	count = role_others(p, rc, app_ix);
 	if (count < l->quorum) {
-		snprintf(err, errlen, "level %zu needs %u of role %s, but only %zu %s than "
-		         "the applicant %s it", k + 1, l->quorum, l->role, count,
-		         count == 1 ? "person other" : "people other",
-		         count == 1 ? "holds" : "hold");
+		quorum_err(l, k, count, err, errlen);
 		return -1;
 	}
-	list = calloc(count, sizeof(*list));
+	list = calloc(count ? count : 1, sizeof(*list));
 	if (list == NULL) {
 		snprintf(err, errlen, "out of memory");
 		return -1;
 	}
+	/* The index keeps holders in file order, which callers show. */
 	count = 0;
-	for (size_t i = 0; i < p->n_people; i++)
-		if (gw_person_has_role(&p->people[i], l->role) &&
-		    strcmp(p->people[i].id, applicant->id) != 0)
-			list[count++] = &p->people[i];
+	for (size_t i = 0; rc != NULL && i < rc->holders; i++) {
+		size_t ix = p->role_people[rc->first + i];
+		if (ix != app_ix)
+			list[count++] = &p->people[ix];
+	}
 	*out = list;
 	*n = count;
 	*quorum = l->quorum;
@@ -2030,20 +2094,24 @@ bool
 gw_policy_may_approve(const struct gw_policy *p, const struct gw_rule *rule, size_t k,
                       const struct gw_person *applicant, const struct gw_person *approver)
 {
-	const struct gw_person **list = NULL;
-	size_t n = 0;
-	unsigned quorum;
+	const struct gw_level *l;
+	const struct gw_role_count *rc;
 	char err[256];
-	bool ok = false;
 
-	if (approver == NULL ||
-	    gw_policy_level_approvers(p, rule, k, applicant, &list, &n, &quorum,
-	                              err, sizeof(err)) < 0)
+	/* Same answer as searching gw_policy_level_approvers' list, without
+	 * building it: a level that cannot reach its quorum lists no one. */
+	if (approver == NULL || rule == NULL || k >= rule->n_levels || applicant == NULL)
 		return false;
-	for (size_t i = 0; i < n && !ok; i++)
-		ok = strcmp(list[i]->id, approver->id) == 0;
-	free(list);
-	return ok;
+	l = &rule->levels[k];
+	if (l->kind == GW_LEVEL_RELATIVE_HEAD) {
+		size_t found = level_head(p, l, k, applicant, err, sizeof(err));
+		return found != SIZE_MAX && strcmp(p->people[found].id, approver->id) == 0;
+	}
+	rc = role_find(p, l->role);
+	if (rc == NULL || strcmp(approver->id, applicant->id) == 0 ||
+	    role_others(p, rc, person_ix_of(p, applicant->id)) < l->quorum)
+		return false;
+	return role_held_by(p, rc, person_ix_of(p, approver->id));
 }
 
 /* ------------------------------------------------------------------ */

@@ -108,7 +108,11 @@ struct gw_policy {
 	struct gw_seal *seals; size_t n_seals;
 	/* Filled in by the loader (lookup indexes, loaded zones): */
 	struct gw_id_ix { const char *id; size_t ix; } *dept_index, *person_index, *seal_index;
-	struct gw_role_count { const char *role; size_t holders; } *roles; size_t n_roles;
+	/* Roles sorted by name; the holders of roles[i] are the people[]
+	 * indexes role_people[first .. first + holders), ascending, so
+	 * approvers come in file order without scanning everyone. */
+	struct gw_role_count { const char *role; size_t holders, first; } *roles; size_t n_roles;
+	size_t *role_people;
 	struct gw_tz **zones; size_t n_zones;
 	int version;
 	/* clients.size_probe: executables whose first signature in a process

@@ -849,11 +849,23 @@ gw_store_batch_durable(struct gw_store *st, uint64_t first_seq, uint64_t last_se
 	if (!gw_rowimage_touched(st->rows))
 		return 0;   /* it changed nothing */
 	if (first_seq > 0 && last_seq >= first_seq &&
-	    gw_rowimage_encode(st->rows, st->db, &img, &n) == 0 && n > 0)
-		r = gw_redo_append(st->redo, first_seq, last_seq, img, n, e, sizeof(e));
+	    gw_rowimage_encode(st->rows, st->db, &img, &n) == 0 && n > 0) {
+		struct gw_redo *redo = st->redo;
+
+		/* The connection is back to syncing commits before anyone else
+		 * may use it; then the append runs without the store lock: only
+		 * this writer touches the log, and readers of the store need not
+		 * wait for the disk. */
+		step_done(st, st->sync_full, NULL, 0);
+		st->batch_fast = false;
+		pthread_mutex_unlock(&st->lock);
+		r = gw_redo_append(redo, first_seq, last_seq, img, n, e, sizeof(e));
+		pthread_mutex_lock(&st->lock);
+	}
 	switch (r) {
 	case 0:
 		st->redo_stats.frames++;
+		st->redo_stats.used = gw_redo_used(st->redo);
 		return 0;
 	case 1:
 		/* The log is full: the store itself becomes durable, and the
@@ -862,6 +874,7 @@ gw_store_batch_durable(struct gw_store *st, uint64_t first_seq, uint64_t last_se
 			return -1;
 		gw_redo_reset(st->redo);
 		st->redo_stats.rounds++;
+		st->redo_stats.used = 0;
 		return 0;
 	case -1:
 		/* The log's tail is unknown now: a later frame after a torn one
@@ -899,7 +912,6 @@ gw_store_get_redo_stats(struct gw_store *st, struct gw_store_redo_stats *out)
 {
 	pthread_mutex_lock(&st->lock);
 	*out = st->redo_stats;
-	out->used = st->redo ? gw_redo_used(st->redo) : 0;
 	pthread_mutex_unlock(&st->lock);
 }
 

@@ -236,6 +236,18 @@ main(int argc, char **argv)
 			sink += gw_policy_may_approve(p, rule, 2, PERSON(i), &p->people[50 + i % 21]);
 		t1 = now_s();
 		printf("may_approve_role_us\t%.3f\n", (t1 - t0) * 1e6 / (double)iters);
+
+		/* Head levels: the approver asked about is the team's head, so
+		 * half the answers are yes (level 0) and half no (level 1). */
+		t0 = now_s();
+		for (size_t i = 0; i < iters; i++) {
+			const struct gw_person *w = PERSON(i);
+			const struct gw_department *d = &p->departments[w->dept_ix];
+			if (d->head_ix != SIZE_MAX)
+				sink += gw_policy_may_approve(p, rule, i & 1, w, &p->people[d->head_ix]);
+		}
+		t1 = now_s();
+		printf("may_approve_head_us\t%.3f\n", (t1 - t0) * 1e6 / (double)iters);
 	}
 	if (found == 0)
 		printf("(nothing found?)\n");

@@ -686,6 +686,189 @@ Test(policy_eval, level_resolution)
 	gw_policy_unref(&p);
 }
 
+/* ---- role levels with many holders (the role index) ---- */
+
+#define MANY 600
+/* Who holds what, independent of the policy: many people hold several
+ * roles, listed in rotating order so the role is not always first. */
+static bool many_signer(unsigned i) { return i % 3 == 0 || i % 5 == 0; }
+static bool many_auditor(unsigned i) { return i % 5 == 0 || i % 7 == 0; }
+static bool many_clerk(unsigned i) { return i % 2 == 0; }
+
+static char *
+many_policy(void)
+{
+	char *text = NULL;
+	size_t len = 0;
+	FILE *f = open_memstream(&text, &len);
+
+	cr_assert_not_null(f);
+	fprintf(f, "version: 1\norganization:\n  name: Many\n  timezone: UTC\n"
+	           "  departments:\n    - {id: hq, head: p000}\n    - {id: a, parent: hq, head: p010}\n"
+	           "  people:\n");
+	for (unsigned i = 0; i < MANY; i++) {
+		const char *r[4];
+		unsigned n = 0;
+
+		if (many_signer(i))
+			r[n++] = "signer";
+		if (many_auditor(i))
+			r[n++] = "auditor";
+		if (many_clerk(i))
+			r[n++] = "clerk";
+		if (i == 1 || i == 2)
+			r[n++] = "pair";
+		fprintf(f, "    - {id: p%03u, department: %s, roles: [", i, i % 2 ? "a" : "hq");
+		for (unsigned j = 0; j < n; j++)
+			fprintf(f, "%s%s", j ? ", " : "", r[(j + i) % n]);
+		fprintf(f, "]}\n");
+	}
+	fprintf(f, "seals:\n  - id: s\n    key: \"pkcs11:object=s\"\n    users: {departments: [hq]}\n"
+	           "    approval:\n      rules:\n"
+	           "        - levels: [{role: signer, quorum: 3}, {role: pair, quorum: 2}, {head_of: applicant}]\n");
+	fclose(f);
+	return text;
+}
+
+/* The approvers of level k as "id,id,…" (NULL when it fails), and checks
+ * that may_approve agrees with the list for every person. */
+static char *
+approvers_str(const struct gw_policy *p, const struct gw_rule *rule, size_t k,
+              const struct gw_person *applicant, unsigned *quorum, char *err, size_t errlen)
+{
+	const struct gw_person **list = NULL;
+	size_t n = 0;
+	char *out = NULL;
+	size_t len = 0;
+	FILE *f;
+
+	if (gw_policy_level_approvers(p, rule, k, applicant, &list, &n, quorum, err, errlen) < 0) {
+		cr_assert_null(list);
+		for (size_t i = 0; i < p->n_people; i++)
+			cr_assert_not(gw_policy_may_approve(p, rule, k, applicant, &p->people[i]),
+			              "%s may approve a level no one can complete", p->people[i].id);
+		return NULL;
+	}
+	f = open_memstream(&out, &len);
+	cr_assert_not_null(f);
+	for (size_t i = 0; i < n; i++)
+		fprintf(f, "%s%s", i ? "," : "", list[i]->id);
+	fclose(f);
+	for (size_t i = 0; i < p->n_people; i++) {
+		bool listed = false;
+		for (size_t j = 0; j < n && !listed; j++)
+			listed = strcmp(list[j]->id, p->people[i].id) == 0;
+		cr_assert_eq(gw_policy_may_approve(p, rule, k, applicant, &p->people[i]), listed,
+		             "may_approve(%s) disagrees with the list", p->people[i].id);
+	}
+	free(list);
+	return out;
+}
+
+static char *
+expected_holders(bool (*holds)(unsigned), unsigned applicant)
+{
+	char *out = NULL;
+	size_t len = 0;
+	FILE *f = open_memstream(&out, &len);
+	bool first = true;
+
+	cr_assert_not_null(f);
+	for (unsigned i = 0; i < MANY; i++) {
+		if (!holds(i) || i == applicant)
+			continue;
+		fprintf(f, "%sp%03u", first ? "" : ",", i);
+		first = false;
+	}
+	fclose(f);
+	return out;
+}
+
+Test(policy_eval, role_level_many_holders)
+{
+	char *text = many_policy(), err[512], id[8];
+	struct gw_policy *p = NULL, *p2 = NULL;
+	const struct gw_rule *rule;
+	/* Applicants: a signer with three roles, a non-signer, the head of
+	 * hq (first in the file), the last signer, someone holding nothing. */
+	static const unsigned applicants[] = { 15, 1, 0, 597, 599 };
+	unsigned q;
+	char *got, *want;
+
+	cr_assert_eq(parse(text, &p, err, sizeof(err)), 0, "%s", err);
+	cr_assert_eq(parse(text, &p2, err, sizeof(err)), 0, "%s", err);
+	rule = &gw_policy_seal(p, "s")->rules[0];
+	cr_assert(gw_person_has_role(PERSON("p015"), "signer"));
+	cr_assert(gw_person_has_role(PERSON("p015"), "auditor"));
+	cr_assert(gw_person_has_role(PERSON("p030"), "clerk"));
+
+	for (size_t a = 0; a < sizeof(applicants) / sizeof(applicants[0]); a++) {
+		snprintf(id, sizeof(id), "p%03u", applicants[a]);
+		want = expected_holders(many_signer, applicants[a]);
+		got = approvers_str(p, rule, 0, PERSON(id), &q, err, sizeof(err));
+		cr_assert_not_null(got, "%s: %s", id, err);
+		cr_assert_str_eq(got, want, "applicant %s", id);
+		cr_assert_eq(q, 3);
+		free(got);
+		/* The applicant as another load of the policy knows them (a
+		 * reload): matched by id, so still excluded. */
+		got = approvers_str(p, rule, 0, gw_policy_person(p2, id), &q, err, sizeof(err));
+		cr_assert_not_null(got, "%s: %s", id, err);
+		cr_assert_str_eq(got, want, "applicant %s from another load", id);
+		free(got);
+		free(want);
+	}
+	cr_assert(gw_policy_may_approve(p, rule, 0, PERSON("p015"), gw_policy_person(p2, "p030")));
+	cr_assert_not(gw_policy_may_approve(p, rule, 0, PERSON("p015"), gw_policy_person(p2, "p015")));
+	cr_assert_not(gw_policy_may_approve(p, rule, 0, PERSON("p015"), gw_policy_person(p2, "p007")));
+
+	/* Two holders, quorum 2: one of them applying leaves the level
+	 * unreachable, so no one may approve it. */
+	got = approvers_str(p, rule, 1, PERSON("p003"), &q, err, sizeof(err));
+	cr_assert_str_eq(got, "p001,p002");
+	free(got);
+	cr_assert_null(approvers_str(p, rule, 1, PERSON("p002"), &q, err, sizeof(err)));
+	cr_assert_not_null(strstr(err, "needs 2 of role pair, but only 1 person other than the "
+	                          "applicant holds it"), "%s", err);
+
+	/* Head levels through the same checks. */
+	got = approvers_str(p, rule, 2, PERSON("p015"), &q, err, sizeof(err));
+	cr_assert_str_eq(got, "p010");
+	free(got);
+	got = approvers_str(p, rule, 2, PERSON("p010"), &q, err, sizeof(err));
+	cr_assert_str_eq(got, "p000");
+	free(got);
+
+	/* A stored application's level may name a role this load no longer
+	 * has, or ask more than its holders can give. */
+	{
+		struct gw_level lv = { .kind = GW_LEVEL_ROLE, .role = "ghost", .quorum = 1 };
+		struct gw_rule r = { .levels = &lv, .n_levels = 1 };
+		cr_assert_null(approvers_str(p, &r, 0, PERSON("p015"), &q, err, sizeof(err)));
+		cr_assert_not_null(strstr(err, "needs 1 of role ghost, but only 0 people"), "%s", err);
+		lv.role = "auditor";
+		lv.quorum = 1000;
+		cr_assert_null(approvers_str(p, &r, 0, PERSON("p015"), &q, err, sizeof(err)));
+		lv.quorum = 2;
+		want = expected_holders(many_auditor, 35);
+		got = approvers_str(p, &r, 0, PERSON("p035"), &q, err, sizeof(err));
+		cr_assert_not_null(got, "%s", err);
+		cr_assert_str_eq(got, want);
+		cr_assert_eq(q, 2);
+		free(got);
+		free(want);
+		lv.role = "clerk";
+		want = expected_holders(many_clerk, 1);
+		got = approvers_str(p, &r, 0, PERSON("p001"), &q, err, sizeof(err));
+		cr_assert_str_eq(got, want);
+		free(got);
+		free(want);
+	}
+	gw_policy_unref(&p2);
+	gw_policy_unref(&p);
+	free(text);
+}
+
 static time_t
 utc(int y, int mo, int d, int h, int mi, int s)
 {
