@@ -121,6 +121,19 @@ op_status(struct gw_req *r)
 	sodium_bin2hex(hex, sizeof(hex), p->hash, GW_HASH_LEN);
 	json_object_set_new(rep, "policy", json_string(hex));
 	json_object_set_new(rep, "logins", json_integer((json_int_t)gw_auth_session_count(r->ctx->auth)));
+	/* How records are made durable, and the group commit at work. */
+	if (r->ctx->audit != NULL && r->ctx->store != NULL) {
+		struct gw_audit_stats as;
+		struct gw_store_redo_stats rs;
+
+		gw_audit_get_stats(r->ctx->audit, &as);
+		gw_store_get_redo_stats(r->ctx->store, &rs);
+		json_object_set_new(rep, "audit", json_pack("{s:s,s:I,s:I,s:I,s:I}",
+			"durability", rs.on ? "redo log" : "synced commits",
+			"commits", (json_int_t)as.commits, "records", (json_int_t)as.records,
+			"largest_batch", (json_int_t)as.max_batch,
+			"replayed_at_start", (json_int_t)rs.replayed_frames));
+	}
 	return rep;
 }
 

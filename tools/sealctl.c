@@ -115,6 +115,15 @@ cmd_status(struct cli *c)
 		printf("token:    %s (%s)\n", json_string_value(json_object_get(rep, "token_label")),
 		       present ? "present" : "NOT PRESENT");
 		printf("policy:   sha256 %s\n", json_string_value(json_object_get(rep, "policy")));
+		if (json_is_object(json_object_get(rep, "audit"))) {
+			json_t *a = json_object_get(rep, "audit");
+			printf("audit:    durable by %s; %lld records in %lld commits since start "
+			       "(largest batch %lld)\n",
+			       json_string_value(json_object_get(a, "durability")),
+			       (long long)json_integer_value(json_object_get(a, "records")),
+			       (long long)json_integer_value(json_object_get(a, "commits")),
+			       (long long)json_integer_value(json_object_get(a, "largest_batch")));
+		}
 		seals = json_object_get(rep, "seals");
 		json_array_foreach(seals, i, s) {
 			bool avail = json_is_true(json_object_get(s, "available"));

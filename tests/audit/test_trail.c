@@ -902,6 +902,16 @@ Test(trail, power_failure_during_a_signing_storm_loses_no_record)
 	fixture("start", NULL);
 	cr_assert_eq(sh("grep -q 'store: replayed .* from .*sealgate.db.redo' %s",
 	                path_in("sealgated.log")), 0, "the gateway replayed the redo log");
+	{
+		int fd = conn();
+		json_t *rep = call(fd, sg_request_new(SG_OP_STATUS)), *a = json_object_get(rep, "audit");
+
+		cr_assert(json_is_object(a), "status says how records are made durable");
+		cr_assert_str_eq(json_string_value(json_object_get(a, "durability")), "redo log");
+		cr_assert_gt(json_integer_value(json_object_get(a, "replayed_at_start")), 0);
+		json_decref(rep);
+		close(fd);
+	}
 	all_released_are_recorded(w);
 	fprintf(stderr, "power failure: %zu signatures released, all recorded after the replay\n", total);
 }
