@@ -230,6 +230,7 @@ write_batch(struct gw_audit *au, struct pending **batch, size_t n)
 		prev = au->hashes[k];
 		k++;
 	}
+	gw_store_batch_images(au->st);
 	if (gw_store_tx_commit(au->st, err, sizeof(err)) != 0) {
 		gw_log_error("audit: committing %zu record(s) failed, none released: %s", k, err);
 		goto failed;

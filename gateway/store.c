@@ -181,6 +181,17 @@ struct gw_store {
 	struct gw_rowimage *rows;   /* what the open batch changed */
 	bool batch_fast;            /* this batch's COMMIT does not sync */
 	bool batch_writer;          /* this instance writes batches */
+	/* The writer's checkpointer: copies the WAL into the database on
+	 * its own connection and thread, so the audit writer never stalls
+	 * for it (ckpt_lock guards the rest). */
+	pthread_t ckpt_thread;
+	bool ckpt_started, ckpt_due, ckpt_stop;
+	pthread_mutex_t ckpt_lock;
+	pthread_cond_t ckpt_cond;
+	char *path;
+	bool img_ok;                /* the batch's row images were read */
+	const void *img;            /* ...here (owned by rows) */
+	size_t img_len;
 	sqlite3_stmt *sync_normal, *sync_full;
 	struct gw_store_redo_stats redo_stats;
 };
@@ -355,6 +366,7 @@ prepare(struct gw_store *st, sqlite3_stmt **s, const char *sql, char *err, size_
 
 static int redo_setup(struct gw_store *st, const char *path, char *err, size_t errlen);
 static int wal_sync(struct gw_store *st, char *err, size_t errlen);
+static void ckpt_stop(struct gw_store *st);
 
 static int
 commit_hook_cb(void *arg)
@@ -394,6 +406,13 @@ gw_store_open_version(const char *path, int upto, struct gw_store **out,
 		pthread_mutexattr_settype(&ma, PTHREAD_MUTEX_RECURSIVE);
 		pthread_mutex_init(&st->lock, &ma);
 		pthread_mutexattr_destroy(&ma);
+	}
+	pthread_mutex_init(&st->ckpt_lock, NULL);
+	pthread_cond_init(&st->ckpt_cond, NULL);
+	st->path = strdup(path);
+	if (!st->path) {
+		seterr(err, errlen, "out of memory");
+		goto out;
 	}
 	if (sqlite3_open_v2(path, &st->db, SQLITE_OPEN_READWRITE | SQLITE_OPEN_FULLMUTEX |
 	                    SQLITE_OPEN_NOFOLLOW, NULL) != SQLITE_OK) {
@@ -474,6 +493,7 @@ gw_store_close(struct gw_store **stp)
 
 	if (!st)
 		return;
+	ckpt_stop(st);
 	sqlite3_finalize(st->pw_get);
 	sqlite3_finalize(st->pw_set);
 	sqlite3_finalize(st->audit_insert);
@@ -501,6 +521,9 @@ gw_store_close(struct gw_store **stp)
 	if (st->db && sqlite3_close(st->db) != SQLITE_OK)
 		gw_log_error("closing the store: %s", sqlite3_errmsg(st->db));
 	pthread_mutex_destroy(&st->lock);
+	pthread_mutex_destroy(&st->ckpt_lock);
+	pthread_cond_destroy(&st->ckpt_cond);
+	free(st->path);
 	free(st);
 	*stp = NULL;
 }
@@ -819,27 +842,131 @@ redo_setup(struct gw_store *st, const char *path, char *err, size_t errlen)
 	return 0;
 }
 
+/* ---- the checkpointer ----
+ *
+ * SQLite's automatic checkpoint runs inside the COMMIT that crosses 1000
+ * WAL pages: that signer waits for the copy and two syncs. The writer's
+ * store checkpoints on a second connection instead, woken by the WAL hook
+ * (PASSIVE: it never blocks the writer, and copies what it can). */
+
+#define CKPT_PAGES 1000
+
+static void *
+ckpt_main(void *arg)
+{
+	struct gw_store *st = arg;
+	sqlite3 *db = NULL;
+
+	if (sqlite3_open_v2(st->path, &db, SQLITE_OPEN_READWRITE | SQLITE_OPEN_NOFOLLOW, NULL) != SQLITE_OK) {
+		gw_log_error("store: the checkpointer cannot open %s: %s", st->path,
+		             db ? sqlite3_errmsg(db) : "no memory");
+		sqlite3_close(db);
+		return NULL;
+	}
+	sqlite3_busy_timeout(db, BUSY_TIMEOUT_MS);
+	pthread_mutex_lock(&st->ckpt_lock);
+	for (;;) {
+		while (!st->ckpt_due && !st->ckpt_stop)
+			pthread_cond_wait(&st->ckpt_cond, &st->ckpt_lock);
+		if (st->ckpt_stop)
+			break;
+		st->ckpt_due = false;
+		pthread_mutex_unlock(&st->ckpt_lock);
+		if (sqlite3_wal_checkpoint_v2(db, NULL, SQLITE_CHECKPOINT_PASSIVE, NULL, NULL) != SQLITE_OK &&
+		    sqlite3_errcode(db) != SQLITE_BUSY)
+			gw_log_warn("store: checkpoint: %s", sqlite3_errmsg(db));
+		pthread_mutex_lock(&st->ckpt_lock);
+	}
+	pthread_mutex_unlock(&st->ckpt_lock);
+	sqlite3_close(db);
+	return NULL;
+}
+
+static int
+wal_hook_cb(void *arg, sqlite3 *db, const char *name, int pages)
+{
+	struct gw_store *st = arg;
+
+	(void)db;
+	(void)name;
+	if (pages >= CKPT_PAGES) {
+		pthread_mutex_lock(&st->ckpt_lock);
+		st->ckpt_due = true;
+		pthread_cond_signal(&st->ckpt_cond);
+		pthread_mutex_unlock(&st->ckpt_lock);
+	}
+	return SQLITE_OK;
+}
+
+/* With the store lock held. If the thread cannot start, SQLite's own
+ * automatic checkpoint stays on. */
+static void
+ckpt_start(struct gw_store *st)
+{
+	if (st->ckpt_started)
+		return;
+	st->ckpt_started = true;
+	if (pthread_create(&st->ckpt_thread, NULL, ckpt_main, st) != 0) {
+		gw_log_warn("store: no checkpointer thread; checkpoints run in commits");
+		st->ckpt_started = false;
+		return;
+	}
+	sqlite3_wal_hook(st->db, wal_hook_cb, st);   /* replaces the automatic one */
+}
+
+static void
+ckpt_stop(struct gw_store *st)
+{
+	if (!st->ckpt_started)
+		return;
+	sqlite3_wal_autocheckpoint(st->db, CKPT_PAGES);
+	pthread_mutex_lock(&st->ckpt_lock);
+	st->ckpt_stop = true;
+	pthread_cond_signal(&st->ckpt_cond);
+	pthread_mutex_unlock(&st->ckpt_lock);
+	pthread_join(st->ckpt_thread, NULL);
+	st->ckpt_started = false;
+}
+
 int
 gw_store_batch_begin(struct gw_store *st)
 {
 	pthread_mutex_lock(&st->lock);
 	st->batch_fast = false;
 	st->batch_writer = true;
+	ckpt_start(st);
 	if (st->redo == NULL)
 		return 0;
 	if (step_done(st, st->sync_normal, NULL, 0) != 0)
 		return 0;   /* this batch syncs its own COMMIT */
 	gw_rowimage_start(st->rows, st->db);
+	st->img_ok = false;
+	st->img = NULL;
+	st->img_len = 0;
 	st->batch_fast = true;
 	return 0;
+}
+
+void
+gw_store_batch_images(struct gw_store *st)
+{
+	pthread_mutex_lock(&st->lock);
+	if (st->batch_fast) {
+		/* Read inside the write transaction: the rows as the COMMIT
+		 * will leave them, without a read transaction (and its WAL
+		 * locks) per row afterwards. */
+		gw_rowimage_stop(st->rows, st->db);
+		st->img_ok = gw_rowimage_encode(st->rows, st->db, &st->img, &st->img_len) == 0;
+	}
+	pthread_mutex_unlock(&st->lock);
 }
 
 int
 gw_store_batch_durable(struct gw_store *st, uint64_t first_seq, uint64_t last_seq,
                        char *err, size_t errlen)
 {
-	const void *img = NULL;
-	size_t n = 0;
+	const void *img = st->img;
+	size_t n = st->img_len;
 	int r = -2;
 	char e[256] = "";
 
@@ -848,8 +975,7 @@ gw_store_batch_durable(struct gw_store *st, uint64_t first_seq, uint64_t last_se
 	gw_rowimage_stop(st->rows, st->db);
 	if (!gw_rowimage_touched(st->rows))
 		return 0;   /* it changed nothing */
-	if (first_seq > 0 && last_seq >= first_seq &&
-	    gw_rowimage_encode(st->rows, st->db, &img, &n) == 0 && n > 0) {
+	if (first_seq > 0 && last_seq >= first_seq && st->img_ok && n > 0) {
 		struct gw_redo *redo = st->redo;
 
 		/* The connection is back to syncing commits before anyone else

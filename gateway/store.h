@@ -173,7 +173,9 @@ int gw_store_checkpoint_scan(struct gw_store *st, uint64_t from_seq, uint64_t to
  * lock) and gw_store_batch_end (drops it):
  *
  *   gw_store_batch_begin(st);
- *   gw_store_tx_begin(...) ... inserts ... gw_store_tx_commit(...);
+ *   gw_store_tx_begin(...) ... inserts ...
+ *   gw_store_batch_images(st);          // the changed rows, read in the tx
+ *   gw_store_tx_commit(...);
  *   if committed: gw_store_batch_durable(st, first_seq, last_seq, ...);
  *   gw_store_batch_end(st);
  *
@@ -183,6 +185,7 @@ int gw_store_checkpoint_scan(struct gw_store *st, uint64_t from_seq, uint64_t to
  * sync makes it durable. gw_store_batch_durable: 0 = on disk, -1 = not
  * (err says why; the batch is committed but may be lost on power loss). */
 int gw_store_batch_begin(struct gw_store *st);
+void gw_store_batch_images(struct gw_store *st);
 int gw_store_batch_durable(struct gw_store *st, uint64_t first_seq, uint64_t last_seq,
                            char *err, size_t errlen);
 void gw_store_batch_end(struct gw_store *st);
