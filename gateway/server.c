@@ -427,9 +427,9 @@ gw_server_run(struct gw_ctx *ctx)
 	for (;;) {
 		struct pollfd pfd[2] = { { .fd = lfd, .events = POLLIN }, { .fd = sfd, .events = POLLIN } };
 
-		/* Wake at least every 30 s for the expiry sweep, and a second
-		 * after the last client left for the trim. */
-		int pr = poll(pfd, 2, __atomic_load_n(&trim_due, __ATOMIC_RELAXED) ? 1000 : 30000);
+		/* Wake every second: the trim a second after the last client
+		 * left, the expiry sweep every 30 s. */
+		int pr = poll(pfd, 2, 1000);
 		if (pr == 0)
 			idle_trim(ctx);
 		if (pr == 0 || time(NULL) - last_sweep >= 30) {
