@@ -6,11 +6,11 @@
  * reference a third party writes a verifier from.
  */
 #include "audit.h"
+#include "protocol.h"
 #include "log.h"
 #include "token.h"
 
 #include <pthread.h>
-#include <stdarg.h>
 #include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -76,17 +76,6 @@ struct gw_audit {
 	uint8_t hashes[BATCH_MAX][GW_AUDIT_HASH_LEN];
 };
 
-static void __attribute__((format(printf, 3, 4)))
-seterr(char *err, size_t errlen, const char *fmt, ...)
-{
-	va_list ap;
-
-	if (!err || errlen == 0)
-		return;
-	va_start(ap, fmt);
-	vsnprintf(err, errlen, fmt, ap);
-	va_end(ap);
-}
 
 static int64_t
 realtime_ns(void)
@@ -165,11 +154,11 @@ run_apply(struct gw_audit *au, struct pending *p, char *err, size_t errlen)
 	if (!gw_store_tx_alive(au->st)) {
 		/* A store error inside apply (SQLITE_FULL…) that made SQLite
 		 * roll back the whole transaction. */
-		seterr(err, errlen, "the store dropped the transaction in a change: %s",
+		sg_seterr(err, errlen, "the store dropped the transaction in a change: %s",
 		       e[0] ? e : "unknown error");
 		return -1;
 	}
-	seterr(p->err, p->errlen, "%s", e[0] ? e : "refused");
+	sg_seterr(p->err, p->errlen, "%s", e[0] ? e : "refused");
 	p->refused = true;
 	return 1;
 }
@@ -316,7 +305,7 @@ writer_main(void *arg)
 		for (i = 0; i < n; i++) {
 			batch[i]->status = status == 0 && !batch[i]->refused ? 0 : -1;
 			if (status != 0)
-				seterr(batch[i]->err, batch[i]->errlen,
+				sg_seterr(batch[i]->err, batch[i]->errlen,
 				       "audit: the record could not be made durable (store error)");
 			batch[i]->done = true;
 			pthread_cond_signal(&batch[i]->cond);
@@ -337,7 +326,7 @@ gw_audit_open(struct gw_store *st, struct gw_audit **out, char *err, size_t errl
 	*out = NULL;
 	au = calloc(1, sizeof(*au));
 	if (!au) {
-		seterr(err, errlen, "out of memory");
+		sg_seterr(err, errlen, "out of memory");
 		return -1;
 	}
 	au->st = st;
@@ -350,7 +339,7 @@ gw_audit_open(struct gw_store *st, struct gw_audit **out, char *err, size_t errl
 	if (r < 0)
 		goto fail;
 	if (pthread_create(&au->writer, NULL, writer_main, au) != 0) {
-		seterr(err, errlen, "cannot start the audit writer thread");
+		sg_seterr(err, errlen, "cannot start the audit writer thread");
 		goto fail;
 	}
 	au->writer_started = true;
@@ -428,7 +417,7 @@ gw_audit_submit_with(struct gw_audit *au, const struct gw_audit_event *ev,
 	if (err && errlen)
 		err[0] = '\0';
 	if (!au || !ev) {
-		seterr(err, errlen, "audit: no log");
+		sg_seterr(err, errlen, "audit: no log");
 		return -1;
 	}
 	/* Bounded so one record cannot stall the log; callers hash long data. */
@@ -439,12 +428,12 @@ gw_audit_submit_with(struct gw_audit *au, const struct gw_audit_event *ev,
 	    (ev->signed_digest && ev->signed_digest_len > FIELD_BIN_MAX)) {
 		gw_log_error("audit: refusing an oversized record (action %.32s)",
 		             ev->action ? ev->action : "-");
-		seterr(err, errlen, "audit: record too large");
+		sg_seterr(err, errlen, "audit: record too large");
 		return -1;
 	}
 	t = calloc(1, sizeof(*t));
 	if (t == NULL) {
-		seterr(err, errlen, "audit: out of memory");
+		sg_seterr(err, errlen, "audit: out of memory");
 		return -1;
 	}
 	t->p.ev = *ev;
@@ -458,7 +447,7 @@ gw_audit_submit_with(struct gw_audit *au, const struct gw_audit_event *ev,
 		pthread_mutex_unlock(&au->lock);
 		pthread_cond_destroy(&t->p.cond);
 		free(t);
-		seterr(err, errlen, "audit: the log is closing");
+		sg_seterr(err, errlen, "audit: the log is closing");
 		return -1;
 	}
 	/* Stamped under the queue lock, so time follows seq (barring clock
@@ -492,7 +481,7 @@ gw_audit_wait(struct gw_audit *au, struct gw_audit_ticket **tp, uint64_t *seq,
 	if (status == 0 && seq)
 		*seq = t->p.seq;
 	if (status != 0)
-		seterr(err, errlen, "%s", t->err[0] ? t->err : "audit: the record was not written");
+		sg_seterr(err, errlen, "%s", t->err[0] ? t->err : "audit: the record was not written");
 	free(t);
 	return status;
 }
@@ -548,36 +537,36 @@ verify_row(void *arg, const struct gw_audit_row *r)
 
 	if (r->seq != v->expect) {
 		if ((int64_t)r->seq > (int64_t)v->expect)
-			seterr(v->err, v->errlen, "seq %llu: missing (record removed; the next present is seq %llu)",
+			sg_seterr(v->err, v->errlen, "seq %llu: missing (record removed; the next present is seq %llu)",
 			       seq, (unsigned long long)r->seq);
 		else
-			seterr(v->err, v->errlen, "seq %lld: not a valid sequence number here (expected seq %llu)",
+			sg_seterr(v->err, v->errlen, "seq %lld: not a valid sequence number here (expected seq %llu)",
 			       (long long)r->seq, seq);
 		return 1;
 	}
 	if (r->bad_column) {
-		seterr(v->err, v->errlen, "seq %llu: column %s holds a type sealgate never writes (record changed)",
+		sg_seterr(v->err, v->errlen, "seq %llu: column %s holds a type sealgate never writes (record changed)",
 		       seq, r->bad_column);
 		return 1;
 	}
 	if (r->prev_hash_len != GW_AUDIT_HASH_LEN || !r->prev_hash ||
 	    CRYPTO_memcmp(r->prev_hash, v->running, GW_AUDIT_HASH_LEN) != 0) {
-		seterr(v->err, v->errlen, "seq %llu: prev_hash is not the hash of seq %llu "
+		sg_seterr(v->err, v->errlen, "seq %llu: prev_hash is not the hash of seq %llu "
 		       "(record inserted, replaced or reordered)", seq, seq - 1);
 		return 1;
 	}
 	if (gw_audit_row_hash(v->running, r, h) != 0) {
-		seterr(v->err, v->errlen, "seq %llu: cannot hash the record", seq);
+		sg_seterr(v->err, v->errlen, "seq %llu: cannot hash the record", seq);
 		return 1;
 	}
 	if (r->hash_len != GW_AUDIT_HASH_LEN || !r->hash ||
 	    CRYPTO_memcmp(r->hash, h, GW_AUDIT_HASH_LEN) != 0) {
-		seterr(v->err, v->errlen, "seq %llu: hash does not match the record's content (record changed)", seq);
+		sg_seterr(v->err, v->errlen, "seq %llu: hash does not match the record's content (record changed)", seq);
 		return 1;
 	}
 	if (v->anchor_seq == r->seq) {
 		if (CRYPTO_memcmp(h, v->anchor_hash, GW_AUDIT_HASH_LEN) != 0) {
-			seterr(v->err, v->errlen, "seq %llu: differs from the remembered head (log rewritten)", seq);
+			sg_seterr(v->err, v->errlen, "seq %llu: differs from the remembered head (log rewritten)", seq);
 			return 1;
 		}
 		v->anchor_seen = true;
@@ -602,7 +591,7 @@ verify(struct gw_store *st, uint64_t anchor_seq, const uint8_t *anchor_hash,
 	if (r != 0)
 		return -1;
 	if (anchor_seq && !v.anchor_seen) {
-		seterr(err, errlen, "seq %llu: missing (the log ends at seq %llu; records were cut off the end)",
+		sg_seterr(err, errlen, "seq %llu: missing (the log ends at seq %llu; records were cut off the end)",
 		       (unsigned long long)v.expect, (unsigned long long)(v.expect - 1));
 		return -1;
 	}
@@ -667,12 +656,12 @@ sign_checkpoint(struct gw_audit *au, const uint8_t *msg, size_t msglen,
 		tbslen = msglen;
 		break;
 	default:
-		seterr(err, errlen, "unsupported audit key type");
+		sg_seterr(err, errlen, "unsupported audit key type");
 		return -1;
 	}
 	rv = gw_token_sign(au->tok, au->key, &mech, tbs, tbslen, raw, &rawlen);
 	if (rv != CKR_OK) {
-		seterr(err, errlen, "the token refused to sign the checkpoint (CKR 0x%lx)", rv);
+		sg_seterr(err, errlen, "the token refused to sign the checkpoint (CKR 0x%lx)", rv);
 		return -1;
 	}
 	if (au->key->type == GW_KEY_EC) {
@@ -696,7 +685,7 @@ sign_checkpoint(struct gw_audit *au, const uint8_t *msg, size_t msglen,
 		BN_free(s);
 		ECDSA_SIG_free(es);
 		if (rc != 0)
-			seterr(err, errlen, "cannot encode the ECDSA signature");
+			sg_seterr(err, errlen, "cannot encode the ECDSA signature");
 	} else if (rawlen <= *siglen) {
 		memcpy(sig, raw, rawlen);
 		*siglen = rawlen;
@@ -716,7 +705,7 @@ gw_audit_checkpoint_now(struct gw_audit *au, uint64_t *seq_out, char *err, size_
 
 	pthread_mutex_lock(&au->cp_lock);
 	if (!au->key) {
-		seterr(err, errlen, "no audit key configured (audit_key): checkpoints are off");
+		sg_seterr(err, errlen, "no audit key configured (audit_key): checkpoints are off");
 		goto out;
 	}
 	gw_audit_head(au, &cp.seq, cp.hash);
@@ -827,15 +816,15 @@ gw_audit_checkpoints_start(struct gw_audit *au, struct gw_token *tok, const char
 	char e[256];
 
 	if (!au || !tok || !key_uri) {
-		seterr(err, errlen, "no token or audit key");
+		sg_seterr(err, errlen, "no token or audit key");
 		return -1;
 	}
 	if (au->key) {
-		seterr(err, errlen, "checkpoints already started");
+		sg_seterr(err, errlen, "checkpoints already started");
 		return -1;
 	}
 	if (gw_token_find_key(tok, key_uri, &key, e, sizeof(e)) != 0) {
-		seterr(err, errlen, "audit key %s: %s", key_uri, e);
+		sg_seterr(err, errlen, "audit key %s: %s", key_uri, e);
 		return -1;
 	}
 	if (gw_store_checkpoint_scan(au->st, 0, 0, last_cp_fn, &last, err, errlen) != 0) {
@@ -861,7 +850,7 @@ gw_audit_checkpoints_start(struct gw_audit *au, struct gw_token *tok, const char
 	pthread_mutex_unlock(&au->lock);
 	pthread_mutex_unlock(&au->cp_lock);
 	if (pthread_create(&au->ticker, NULL, ticker_main, au) != 0) {
-		seterr(err, errlen, "cannot start the audit checkpoint thread");
+		sg_seterr(err, errlen, "cannot start the audit checkpoint thread");
 		return -1;
 	}
 	au->ticker_started = true;
@@ -910,7 +899,7 @@ gw_audit_key_check(struct gw_token *tok, const char *audit_key_uri,
 	        bytes_eq(&ak->modulus, &k->modulus));
 	gw_seal_key_free(&ak);
 	if (same) {
-		seterr(err, errlen, "key %s is the audit key (%s): the audit key signs only audit "
+		sg_seterr(err, errlen, "key %s is the audit key (%s): the audit key signs only audit "
 		       "checkpoints and can never be a seal", k->uri ? k->uri : "?", audit_key_uri);
 		return -1;
 	}
@@ -949,7 +938,7 @@ gw_audit_verify_full(struct gw_store *st, const uint8_t *pinned, size_t pinned_l
 	*out = NULL;
 	if (!v || (pinned && gw_audit_verifier_pin_cert(v, pinned, pinned_len) != 0)) {
 		gw_audit_verifier_free(&v);
-		seterr(err, errlen, "out of memory");
+		sg_seterr(err, errlen, "out of memory");
 		return -1;
 	}
 	if (gw_store_checkpoint_scan(st, 0, 0, full_cp, v, err, errlen) != 0 ||

@@ -5,6 +5,7 @@
  * Pure: shared by sealgated and the offline verifier in sealctl.
  */
 #include "auditfmt.h"
+#include "protocol.h"
 
 #include <pthread.h>
 #include <stdarg.h>
@@ -23,17 +24,6 @@
 static const uint8_t enc_magic[8] = { 'S', 'G', 'A', 'U', 'D', 'I', 'T', '1' };
 static const uint8_t cp_magic[8] = { 'S', 'G', 'C', 'H', 'K', 'P', 'T', '1' };
 
-static void __attribute__((format(printf, 3, 4)))
-seterr(char *err, size_t errlen, const char *fmt, ...)
-{
-	va_list ap;
-
-	if (!err || errlen == 0)
-		return;
-	va_start(ap, fmt);
-	vsnprintf(err, errlen, fmt, ap);
-	va_end(ap);
-}
 
 
 /* The encoder writes into a bounded buffer, counting what does not fit, so
@@ -267,19 +257,19 @@ gw_audit_checkpoint_verify(const struct gw_audit_checkpoint *cp,
 		cert_len = cp->cert_len;
 	}
 	if (!cert || cert_len == 0) {
-		seterr(err, errlen, "no audit certificate to check the signature with");
+		sg_seterr(err, errlen, "no audit certificate to check the signature with");
 		return -1;
 	}
 	p = cert;
 	x = d2i_X509(NULL, &p, (long)cert_len);
 	if (!x || p != cert + cert_len) {
-		seterr(err, errlen, "the audit certificate is not valid DER X.509");
+		sg_seterr(err, errlen, "the audit certificate is not valid DER X.509");
 		goto out;
 	}
 	pk = X509_get0_pubkey(x);
 	base = pk ? EVP_PKEY_get_base_id(pk) : 0;
 	if (!cp->alg) {
-		seterr(err, errlen, "no signature algorithm");
+		sg_seterr(err, errlen, "no signature algorithm");
 		goto out;
 	}
 	if (strcmp(cp->alg, "ecdsa-sha256") == 0 && base == EVP_PKEY_EC)
@@ -289,20 +279,20 @@ gw_audit_checkpoint_verify(const struct gw_audit_checkpoint *cp,
 	else if (strcmp(cp->alg, "ed25519") == 0 && base == EVP_PKEY_ED25519)
 		h = NULL;
 	else {
-		seterr(err, errlen, "signature algorithm \"%s\" does not fit the audit certificate's key",
+		sg_seterr(err, errlen, "signature algorithm \"%s\" does not fit the audit certificate's key",
 		       cp->alg);
 		goto out;
 	}
 	gw_audit_checkpoint_message(cp, msg);
 	md = EVP_MD_CTX_new();
 	if (!md || EVP_DigestVerifyInit(md, NULL, h, NULL, pk) != 1) {
-		seterr(err, errlen, "cannot set up the signature check");
+		sg_seterr(err, errlen, "cannot set up the signature check");
 		goto out;
 	}
 	if (EVP_DigestVerify(md, cp->sig, cp->sig_len, msg, sizeof(msg)) == 1) {
 		rv = 1;
 	} else {
-		seterr(err, errlen, "the signature does not verify with the audit certificate");
+		sg_seterr(err, errlen, "the signature does not verify with the audit certificate");
 		rv = 0;
 	}
 out:
@@ -456,7 +446,7 @@ get_str(const json_t *o, const char *k, const char **out, char *err, size_t errl
 	json_t *v = json_object_get(o, k);
 
 	if (!v) {
-		seterr(err, errlen, "field \"%s\" missing", k);
+		sg_seterr(err, errlen, "field \"%s\" missing", k);
 		return -1;
 	}
 	if (json_is_null(v)) {
@@ -464,7 +454,7 @@ get_str(const json_t *o, const char *k, const char **out, char *err, size_t errl
 		return 0;
 	}
 	if (!json_is_string(v) || strlen(json_string_value(v)) != json_string_length(v)) {
-		seterr(err, errlen, "field \"%s\" is not a string without NUL", k);
+		sg_seterr(err, errlen, "field \"%s\" is not a string without NUL", k);
 		return -1;
 	}
 	*out = json_string_value(v);
@@ -477,7 +467,7 @@ get_i64(const json_t *o, const char *k, int64_t *out, char *err, size_t errlen)
 	json_t *v = json_object_get(o, k);
 
 	if (!json_is_integer(v)) {
-		seterr(err, errlen, "field \"%s\" missing or not an integer", k);
+		sg_seterr(err, errlen, "field \"%s\" missing or not an integer", k);
 		return -1;
 	}
 	*out = (int64_t)json_integer_value(v);
@@ -497,7 +487,7 @@ get_hex(const json_t *o, const char *k, uint8_t *buf, size_t max, const uint8_t 
 	if (!s)
 		return 0;
 	if (gw_unhex(s, buf, max, n)) {
-		seterr(err, errlen, "field \"%s\" is not hex of at most %zu bytes", k, max);
+		sg_seterr(err, errlen, "field \"%s\" is not hex of at most %zu bytes", k, max);
 		return -1;
 	}
 	*p = *n ? buf : NULL;
@@ -519,7 +509,7 @@ get_b64(const json_t *o, const char *k, uint8_t **out, size_t *n, size_t max, ch
 		return 0;
 	len = strlen(s);
 	if (len % 4 || len / 4 * 3 > max + 2) {
-		seterr(err, errlen, "field \"%s\" is not base64 of at most %zu bytes", k, max);
+		sg_seterr(err, errlen, "field \"%s\" is not base64 of at most %zu bytes", k, max);
 		return -1;
 	}
 	*out = malloc(len / 4 * 3 + 1);
@@ -529,7 +519,7 @@ get_b64(const json_t *o, const char *k, uint8_t **out, size_t *n, size_t max, ch
 	if (r < 0) {
 		free(*out);
 		*out = NULL;
-		seterr(err, errlen, "field \"%s\" is not base64", k);
+		sg_seterr(err, errlen, "field \"%s\" is not base64", k);
 		return -1;
 	}
 	/* EVP_DecodeBlock counts the padding as zero bytes. */
@@ -551,7 +541,7 @@ gw_audit_row_from_json(const json_t *o, struct gw_audit_row *r, struct gw_audit_
 
 	memset(r, 0, sizeof(*r));
 	if (!json_is_object(o)) {
-		seterr(err, errlen, "not a JSON object");
+		sg_seterr(err, errlen, "not a JSON object");
 		return -1;
 	}
 	if (get_i64(o, "seq", &seq, err, errlen) || get_i64(o, "ts_ns", &r->ts_ns, err, errlen) ||
@@ -572,17 +562,17 @@ gw_audit_row_from_json(const json_t *o, struct gw_audit_row *r, struct gw_audit_
 	    get_hex(o, "hash", b->hash, sizeof(b->hash), &r->hash, &r->hash_len, err, errlen))
 		return -1;
 	if (seq <= 0) {
-		seterr(err, errlen, "seq %lld is not a sequence number", (long long)seq);
+		sg_seterr(err, errlen, "seq %lld is not a sequence number", (long long)seq);
 		return -1;
 	}
 	r->seq = (uint64_t)seq;
 	if (!mech || !*mech || mech[0] == '-') {
-		seterr(err, errlen, "field \"mechanism\" must be a decimal string");
+		sg_seterr(err, errlen, "field \"mechanism\" must be a decimal string");
 		return -1;
 	}
 	r->mechanism = strtoull(mech, &end, 10);
 	if (*end) {
-		seterr(err, errlen, "field \"mechanism\" must be a decimal string");
+		sg_seterr(err, errlen, "field \"mechanism\" must be a decimal string");
 		return -1;
 	}
 	return 0;
@@ -607,7 +597,7 @@ gw_audit_checkpoint_from_json(const json_t *o, struct gw_audit_checkpoint *cp,
 	    get_b64(o, "cert", cert, &cp->cert_len, GW_AUDIT_CERT_MAX, err, errlen))
 		goto fail;
 	if (seq < 0 || hl != GW_AUDIT_HASH_LEN) {
-		seterr(err, errlen, "checkpoint seq or hash malformed");
+		sg_seterr(err, errlen, "checkpoint seq or hash malformed");
 		goto fail;
 	}
 	cp->seq = (uint64_t)seq;

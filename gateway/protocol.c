@@ -18,8 +18,8 @@
 #include <openssl/evp.h>
 #include <p11-kit/pkcs11.h>
 
-static void
-seterr(char *err, size_t errlen, const char *fmt, ...)
+void
+sg_seterr(char *err, size_t errlen, const char *fmt, ...)
 {
 	va_list ap;
 
@@ -111,22 +111,22 @@ sg_msg_decode(const uint8_t *buf, size_t len, char *err, size_t errlen)
 	json_t *msg, *v;
 
 	if (len == 0 || len > SG_MSG_MAX) {
-		seterr(err, errlen, "message length %zu out of range", len);
+		sg_seterr(err, errlen, "message length %zu out of range", len);
 		return NULL;
 	}
 	msg = json_loadb((const char *)buf, len, JSON_REJECT_DUPLICATES, &jerr);
 	if (msg == NULL) {
-		seterr(err, errlen, "malformed JSON at byte %d: %s", jerr.position, jerr.text);
+		sg_seterr(err, errlen, "malformed JSON at byte %d: %s", jerr.position, jerr.text);
 		return NULL;
 	}
 	if (!json_is_object(msg)) {
-		seterr(err, errlen, "message is not a JSON object");
+		sg_seterr(err, errlen, "message is not a JSON object");
 		json_decref(msg);
 		return NULL;
 	}
 	v = json_object_get(msg, "v");
 	if (!json_is_integer(v) || json_integer_value(v) != SG_PROTO_VERSION) {
-		seterr(err, errlen, "unsupported protocol version (want %d)", SG_PROTO_VERSION);
+		sg_seterr(err, errlen, "unsupported protocol version (want %d)", SG_PROTO_VERSION);
 		json_decref(msg);
 		return NULL;
 	}
@@ -147,12 +147,12 @@ sg_msg_read(int fd, json_t **out, char *err, size_t errlen)
 	if (n == 0)
 		return -EPIPE;
 	if (n < 0) {
-		seterr(err, errlen, "read: %s", strerror((int)-n));
+		sg_seterr(err, errlen, "read: %s", strerror((int)-n));
 		return (int)n;
 	}
 	len = (uint32_t)hdr[0] << 24 | (uint32_t)hdr[1] << 16 | (uint32_t)hdr[2] << 8 | hdr[3];
 	if (len == 0 || len > SG_MSG_MAX) {
-		seterr(err, errlen, "message length %u out of range (max %u)", len, SG_MSG_MAX);
+		sg_seterr(err, errlen, "message length %u out of range (max %u)", len, SG_MSG_MAX);
 		return -EMSGSIZE;
 	}
 	body = malloc(len);
@@ -160,7 +160,7 @@ sg_msg_read(int fd, json_t **out, char *err, size_t errlen)
 		return -ENOMEM;
 	n = read_all(fd, body, len);
 	if (n != (ssize_t)len) {
-		seterr(err, errlen, "short message");
+		sg_seterr(err, errlen, "short message");
 		free(body);
 		return n < 0 ? (int)n : -EPROTO;
 	}
@@ -182,18 +182,18 @@ sg_get_str(const json_t *obj, const char *key, bool required,
 
 	if (v == NULL || json_is_null(v)) {
 		if (required) {
-			seterr(err, errlen, "missing field \"%s\"", key);
+			sg_seterr(err, errlen, "missing field \"%s\"", key);
 			return -1;
 		}
 		return 0;
 	}
 	if (!json_is_string(v)) {
-		seterr(err, errlen, "field \"%s\" must be a string", key);
+		sg_seterr(err, errlen, "field \"%s\" must be a string", key);
 		return -1;
 	}
 	len = json_string_length(v);
 	if (len > max || strlen(json_string_value(v)) != len) {
-		seterr(err, errlen, "field \"%s\" is too long or has a NUL byte", key);
+		sg_seterr(err, errlen, "field \"%s\" is too long or has a NUL byte", key);
 		return -1;
 	}
 	*out = json_string_value(v);
@@ -209,18 +209,18 @@ sg_get_int(const json_t *obj, const char *key, bool required,
 
 	if (v == NULL || json_is_null(v)) {
 		if (required) {
-			seterr(err, errlen, "missing field \"%s\"", key);
+			sg_seterr(err, errlen, "missing field \"%s\"", key);
 			return -1;
 		}
 		return 0;
 	}
 	if (!json_is_integer(v)) {
-		seterr(err, errlen, "field \"%s\" must be an integer", key);
+		sg_seterr(err, errlen, "field \"%s\" must be an integer", key);
 		return -1;
 	}
 	i = json_integer_value(v);
 	if (i < min || i > max) {
-		seterr(err, errlen, "field \"%s\" out of range", key);
+		sg_seterr(err, errlen, "field \"%s\" out of range", key);
 		return -1;
 	}
 	*out = i;
@@ -235,13 +235,13 @@ sg_get_bool(const json_t *obj, const char *key, bool required,
 
 	if (v == NULL || json_is_null(v)) {
 		if (required) {
-			seterr(err, errlen, "missing field \"%s\"", key);
+			sg_seterr(err, errlen, "missing field \"%s\"", key);
 			return -1;
 		}
 		return 0;
 	}
 	if (!json_is_boolean(v)) {
-		seterr(err, errlen, "field \"%s\" must be true or false", key);
+		sg_seterr(err, errlen, "field \"%s\" must be true or false", key);
 		return -1;
 	}
 	*out = json_is_true(v);
@@ -258,17 +258,17 @@ sg_get_bytes(const json_t *obj, const char *key, bool required,
 	*len = 0;
 	if (v == NULL || json_is_null(v)) {
 		if (required) {
-			seterr(err, errlen, "missing field \"%s\"", key);
+			sg_seterr(err, errlen, "missing field \"%s\"", key);
 			return -1;
 		}
 		return 0;
 	}
 	if (!json_is_string(v)) {
-		seterr(err, errlen, "field \"%s\" must be a base64 string", key);
+		sg_seterr(err, errlen, "field \"%s\" must be a base64 string", key);
 		return -1;
 	}
 	if (sg_b64_decode(json_string_value(v), json_string_length(v), out, len, max) < 0) {
-		seterr(err, errlen, "field \"%s\" is not valid base64 of at most %zu bytes", key, max);
+		sg_seterr(err, errlen, "field \"%s\" is not valid base64 of at most %zu bytes", key, max);
 		return -1;
 	}
 	return 0;
@@ -469,11 +469,11 @@ sg_call(int fd, const json_t *req, json_t **reply, char *err, size_t errlen)
 	*reply = NULL;
 	rc = sg_msg_write(fd, req);
 	if (rc < 0) {
-		seterr(err, errlen, "send: %s", strerror(-rc));
+		sg_seterr(err, errlen, "send: %s", strerror(-rc));
 		return rc;
 	}
 	rc = sg_msg_read(fd, reply, err, errlen);
 	if (rc == -EPIPE)
-		seterr(err, errlen, "gateway closed the connection");
+		sg_seterr(err, errlen, "gateway closed the connection");
 	return rc;
 }

@@ -52,6 +52,11 @@
 
 /* Encodes msg and writes one frame: 4-byte big-endian length + JSON.
  * Returns 0, or -errno (-EMSGSIZE when the encoding exceeds SG_MSG_MAX). */
+/* printf into err[errlen] when err is not NULL: the error-text idiom of
+ * every sealgate part that reports through a caller's buffer. */
+void sg_seterr(char *err, size_t errlen, const char *fmt, ...)
+	__attribute__((format(printf, 3, 4)));
+
 int sg_msg_write(int fd, const json_t *msg);
 
 /* Reads one frame and decodes it. Returns 0 and *out (caller json_decref's),

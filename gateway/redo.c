@@ -4,10 +4,10 @@
  * What a frame holds and when it is replayed is the store's business.
  */
 #include "redo.h"
+#include "protocol.h"
 
 #include <errno.h>
 #include <fcntl.h>
-#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -27,17 +27,6 @@ struct gw_redo {
 	size_t off;    /* where the next frame goes */
 };
 
-static void __attribute__((format(printf, 3, 4)))
-seterr(char *err, size_t errlen, const char *fmt, ...)
-{
-	va_list ap;
-
-	if (!err || errlen == 0)
-		return;
-	va_start(ap, fmt);
-	vsnprintf(err, errlen, fmt, ap);
-	va_end(ap);
-}
 
 static void
 put_le(uint8_t *p, uint64_t v, size_t n)
@@ -108,19 +97,19 @@ fill(int fd, size_t from, char *err, size_t errlen, const char *path)
 	int rv = -1;
 
 	if (!zero) {
-		seterr(err, errlen, "out of memory");
+		sg_seterr(err, errlen, "out of memory");
 		return -1;
 	}
 	for (size_t off = from; off < GW_REDO_SIZE;) {
 		size_t n = GW_REDO_SIZE - off < FILL_STEP ? GW_REDO_SIZE - off : FILL_STEP;
 		if (write_all(fd, zero, n, (off_t)off) != 0) {
-			seterr(err, errlen, "%s: writing: %s", path, strerror(errno));
+			sg_seterr(err, errlen, "%s: writing: %s", path, strerror(errno));
 			goto out;
 		}
 		off += n;
 	}
 	if (fsync(fd) != 0) {
-		seterr(err, errlen, "%s: fsync: %s", path, strerror(errno));
+		sg_seterr(err, errlen, "%s: fsync: %s", path, strerror(errno));
 		goto out;
 	}
 	rv = 0;
@@ -142,27 +131,27 @@ gw_redo_open(const char *path, const uint8_t store_id[GW_REDO_ID_LEN], bool crea
 	if (fd < 0) {
 		if (!create && errno == ENOENT)
 			return 0;
-		seterr(err, errlen, "%s: %s", path, strerror(errno));
+		sg_seterr(err, errlen, "%s: %s", path, strerror(errno));
 		return -1;
 	}
 	if (fstat(fd, &sb) != 0) {
-		seterr(err, errlen, "%s: %s", path, strerror(errno));
+		sg_seterr(err, errlen, "%s: %s", path, strerror(errno));
 		goto fail;
 	}
 	if (!S_ISREG(sb.st_mode) || sb.st_uid != geteuid()) {
-		seterr(err, errlen, "%s is not a regular file of uid %lu", path,
+		sg_seterr(err, errlen, "%s is not a regular file of uid %lu", path,
 		       (unsigned long)geteuid());
 		goto fail;
 	}
 	if ((sb.st_mode & 0777) != 0600 && fchmod(fd, 0600) != 0) {
-		seterr(err, errlen, "chmod 0600 %s: %s", path, strerror(errno));
+		sg_seterr(err, errlen, "chmod 0600 %s: %s", path, strerror(errno));
 		goto fail;
 	}
 	if ((uint64_t)sb.st_size < GW_REDO_SIZE) {
 		/* New, or cut short (a crash while it was being made): its
 		 * frames, if any, are still read; the rest becomes zeros. */
 		if (!create) {
-			seterr(err, errlen, "%s is %lld bytes, expected %u", path,
+			sg_seterr(err, errlen, "%s is %lld bytes, expected %u", path,
 			       (long long)sb.st_size, GW_REDO_SIZE);
 			goto fail;
 		}
@@ -175,7 +164,7 @@ gw_redo_open(const char *path, const uint8_t store_id[GW_REDO_ID_LEN], bool crea
 	}
 	r = calloc(1, sizeof(*r));
 	if (!r) {
-		seterr(err, errlen, "out of memory");
+		sg_seterr(err, errlen, "out of memory");
 		goto fail;
 	}
 	r->fd = fd;
@@ -210,7 +199,7 @@ gw_redo_scan(struct gw_redo *r, gw_redo_frame_fn fn, void *ctx, char *err, size_
 
 	buf = malloc(r->size);
 	if (!buf) {
-		seterr(err, errlen, "out of memory reading the redo log");
+		sg_seterr(err, errlen, "out of memory reading the redo log");
 		return -1;
 	}
 	while (got < r->size) {
@@ -218,7 +207,7 @@ gw_redo_scan(struct gw_redo *r, gw_redo_frame_fn fn, void *ctx, char *err, size_
 		if (n < 0 && errno == EINTR)
 			continue;
 		if (n < 0) {
-			seterr(err, errlen, "reading the redo log: %s", strerror(errno));
+			sg_seterr(err, errlen, "reading the redo log: %s", strerror(errno));
 			goto out;
 		}
 		if (n == 0)
@@ -239,7 +228,7 @@ gw_redo_scan(struct gw_redo *r, gw_redo_frame_fn fn, void *ctx, char *err, size_
 		if (first == 0 || first > last || (prev_last != 0 && first <= prev_last))
 			break;   /* the tail of an older round through the file */
 		if (fn(ctx, first, last, h + GW_REDO_HDR_LEN, (size_t)len) != 0) {
-			seterr(err, errlen, "replaying the redo frame of seq %llu..%llu failed",
+			sg_seterr(err, errlen, "replaying the redo frame of seq %llu..%llu failed",
 			       (unsigned long long)first, (unsigned long long)last);
 			goto out;
 		}
@@ -264,7 +253,7 @@ gw_redo_append(struct gw_redo *r, uint64_t first_seq, uint64_t last_seq,
 		return 1;
 	buf = malloc(total);
 	if (!buf) {
-		seterr(err, errlen, "out of memory");
+		sg_seterr(err, errlen, "out of memory");
 		return -1;
 	}
 	memcpy(buf, MAGIC, 4);
@@ -274,15 +263,15 @@ gw_redo_append(struct gw_redo *r, uint64_t first_seq, uint64_t last_seq,
 	memcpy(buf + 24, r->id, GW_REDO_ID_LEN);
 	memcpy(buf + GW_REDO_HDR_LEN, data, len);
 	if (frame_sum(buf, data, len, buf + GW_REDO_HDR_LEN - SUM_LEN) != 0) {
-		seterr(err, errlen, "hashing a redo frame failed");
+		sg_seterr(err, errlen, "hashing a redo frame failed");
 		goto out;
 	}
 	if (write_all(r->fd, buf, total, (off_t)r->off) != 0) {
-		seterr(err, errlen, "writing the redo log: %s", strerror(errno));
+		sg_seterr(err, errlen, "writing the redo log: %s", strerror(errno));
 		goto out;
 	}
 	if (fdatasync(r->fd) != 0) {
-		seterr(err, errlen, "syncing the redo log: %s", strerror(errno));
+		sg_seterr(err, errlen, "syncing the redo log: %s", strerror(errno));
 		goto out;
 	}
 	r->off += total;

@@ -8,6 +8,7 @@
  * runs its own SQL through gw_store_db.
  */
 #include "store.h"
+#include "protocol.h"
 #include "log.h"
 #include "redo.h"
 #include "rowimage.h"
@@ -16,7 +17,6 @@
 #include <fcntl.h>
 #include <limits.h>
 #include <pthread.h>
-#include <stdarg.h>
 #include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -196,17 +196,6 @@ struct gw_store {
 	struct gw_store_redo_stats redo_stats;
 };
 
-static void __attribute__((format(printf, 3, 4)))
-seterr(char *err, size_t errlen, const char *fmt, ...)
-{
-	va_list ap;
-
-	if (!err || errlen == 0)
-		return;
-	va_start(ap, fmt);
-	vsnprintf(err, errlen, fmt, ap);
-	va_end(ap);
-}
 
 static int64_t
 now_s(void)
@@ -223,7 +212,7 @@ exec_sql(struct gw_store *st, const char *sql, char *err, size_t errlen)
 	char *msg = NULL;
 
 	if (sqlite3_exec(st->db, sql, NULL, NULL, &msg) != SQLITE_OK) {
-		seterr(err, errlen, "%s", msg ? msg : sqlite3_errmsg(st->db));
+		sg_seterr(err, errlen, "%s", msg ? msg : sqlite3_errmsg(st->db));
 		sqlite3_free(msg);
 		return -1;
 	}
@@ -238,7 +227,7 @@ step_done(struct gw_store *st, sqlite3_stmt *s, char *err, size_t errlen)
 
 	sqlite3_reset(s);
 	if (rc != SQLITE_DONE) {
-		seterr(err, errlen, "%s: %s", sqlite3_sql(s), sqlite3_errmsg(st->db));
+		sg_seterr(err, errlen, "%s: %s", sqlite3_sql(s), sqlite3_errmsg(st->db));
 		return -1;
 	}
 	return 0;
@@ -255,26 +244,26 @@ prepare_file(const char *path, char *err, size_t errlen)
 
 	fd = open(path, O_RDWR | O_CREAT | O_CLOEXEC | O_NOFOLLOW, 0600);
 	if (fd < 0) {
-		seterr(err, errlen, "%s: %s", path, strerror(errno));
+		sg_seterr(err, errlen, "%s: %s", path, strerror(errno));
 		return -1;
 	}
 	if (fstat(fd, &sb) != 0) {
-		seterr(err, errlen, "%s: %s", path, strerror(errno));
+		sg_seterr(err, errlen, "%s: %s", path, strerror(errno));
 		goto out;
 	}
 	if (!S_ISREG(sb.st_mode)) {
-		seterr(err, errlen, "%s is not a regular file", path);
+		sg_seterr(err, errlen, "%s is not a regular file", path);
 		goto out;
 	}
 	if (sb.st_uid != geteuid()) {
-		seterr(err, errlen, "%s belongs to uid %lu, not to the gateway's uid %lu", path,
+		sg_seterr(err, errlen, "%s belongs to uid %lu, not to the gateway's uid %lu", path,
 		       (unsigned long)sb.st_uid, (unsigned long)geteuid());
 		goto out;
 	}
 	if ((sb.st_mode & 0777) != 0600) {
 		gw_log_warn("%s had mode %04o; setting 0600", path, (unsigned)(sb.st_mode & 07777));
 		if (fchmod(fd, 0600) != 0) {
-			seterr(err, errlen, "chmod 0600 %s: %s", path, strerror(errno));
+			sg_seterr(err, errlen, "chmod 0600 %s: %s", path, strerror(errno));
 			goto out;
 		}
 	}
@@ -317,28 +306,28 @@ migrate(struct gw_store *st, int upto, char *err, size_t errlen)
 		goto out;
 	cur = schema_version_locked(st);
 	if (cur < 0) {
-		seterr(err, errlen, "reading the schema version: %s", sqlite3_errmsg(st->db));
+		sg_seterr(err, errlen, "reading the schema version: %s", sqlite3_errmsg(st->db));
 		goto out;
 	}
 	if (cur > GW_STORE_SCHEMA_LATEST) {
-		seterr(err, errlen, "the database has schema version %d; this sealgated knows up to %d",
+		sg_seterr(err, errlen, "the database has schema version %d; this sealgated knows up to %d",
 		       cur, GW_STORE_SCHEMA_LATEST);
 		goto out;
 	}
 	if (sqlite3_prepare_v2(st->db, "INSERT INTO schema_version (version, applied) VALUES (?, ?)",
 	                       -1, &ins, NULL) != SQLITE_OK) {
-		seterr(err, errlen, "%s", sqlite3_errmsg(st->db));
+		sg_seterr(err, errlen, "%s", sqlite3_errmsg(st->db));
 		goto out;
 	}
 	for (v = cur + 1; v <= upto; v++) {
 		if (exec_sql(st, migrations[v - 1], e, sizeof(e))) {
-			seterr(err, errlen, "schema migration %d: %s", v, e);
+			sg_seterr(err, errlen, "schema migration %d: %s", v, e);
 			goto out;
 		}
 		sqlite3_bind_int(ins, 1, v);
 		sqlite3_bind_int64(ins, 2, now_s());
 		if (sqlite3_step(ins) != SQLITE_DONE) {
-			seterr(err, errlen, "schema migration %d: %s", v, sqlite3_errmsg(st->db));
+			sg_seterr(err, errlen, "schema migration %d: %s", v, sqlite3_errmsg(st->db));
 			goto out;
 		}
 		sqlite3_reset(ins);
@@ -358,7 +347,7 @@ static int
 prepare(struct gw_store *st, sqlite3_stmt **s, const char *sql, char *err, size_t errlen)
 {
 	if (sqlite3_prepare_v3(st->db, sql, -1, SQLITE_PREPARE_PERSISTENT, s, NULL) != SQLITE_OK) {
-		seterr(err, errlen, "preparing '%s': %s", sql, sqlite3_errmsg(st->db));
+		sg_seterr(err, errlen, "preparing '%s': %s", sql, sqlite3_errmsg(st->db));
 		return -1;
 	}
 	return 0;
@@ -389,14 +378,14 @@ gw_store_open_version(const char *path, int upto, struct gw_store **out,
 	if (upto <= 0 || upto > GW_STORE_SCHEMA_LATEST)
 		upto = GW_STORE_SCHEMA_LATEST;
 	if (!path || !*path) {
-		seterr(err, errlen, "no store path");
+		sg_seterr(err, errlen, "no store path");
 		return -1;
 	}
 	if (prepare_file(path, err, errlen))
 		return -1;
 	st = calloc(1, sizeof(*st));
 	if (!st) {
-		seterr(err, errlen, "out of memory");
+		sg_seterr(err, errlen, "out of memory");
 		return -1;
 	}
 	{
@@ -411,12 +400,12 @@ gw_store_open_version(const char *path, int upto, struct gw_store **out,
 	pthread_cond_init(&st->ckpt_cond, NULL);
 	st->path = strdup(path);
 	if (!st->path) {
-		seterr(err, errlen, "out of memory");
+		sg_seterr(err, errlen, "out of memory");
 		goto out;
 	}
 	if (sqlite3_open_v2(path, &st->db, SQLITE_OPEN_READWRITE | SQLITE_OPEN_FULLMUTEX |
 	                    SQLITE_OPEN_NOFOLLOW, NULL) != SQLITE_OK) {
-		seterr(err, errlen, "%s: %s", path, st->db ? sqlite3_errmsg(st->db) : "cannot open");
+		sg_seterr(err, errlen, "%s: %s", path, st->db ? sqlite3_errmsg(st->db) : "cannot open");
 		goto out;
 	}
 	sqlite3_extended_result_codes(st->db, 1);
@@ -426,12 +415,12 @@ gw_store_open_version(const char *path, int upto, struct gw_store **out,
 	 * never code. */
 	if (sqlite3_prepare_v2(st->db, "PRAGMA journal_mode=WAL", -1, &s, NULL) != SQLITE_OK ||
 	    sqlite3_step(s) != SQLITE_ROW) {
-		seterr(err, errlen, "%s: %s", path, sqlite3_errmsg(st->db));
+		sg_seterr(err, errlen, "%s: %s", path, sqlite3_errmsg(st->db));
 		goto out;
 	}
 	mode = (const char *)sqlite3_column_text(s, 0);
 	if (!mode || strcmp(mode, "wal") != 0) {
-		seterr(err, errlen, "%s: cannot switch to WAL (journal_mode is %s)", path,
+		sg_seterr(err, errlen, "%s: cannot switch to WAL (journal_mode is %s)", path,
 		       mode ? mode : "unknown");
 		goto out;
 	}
@@ -588,7 +577,7 @@ gw_store_tx_begin(struct gw_store *st, char *err, size_t errlen)
 
 	pthread_mutex_lock(&st->lock);
 	if (st->tx_depth >= TX_DEPTH_MAX) {
-		seterr(err, errlen, "transactions nested too deep");
+		sg_seterr(err, errlen, "transactions nested too deep");
 		goto fail;
 	}
 	/* Outermost only when SQLite agrees no transaction is open: a caller
@@ -618,7 +607,7 @@ tx_end(struct gw_store *st, bool commit, char *err, size_t errlen)
 	int rv = 0;
 
 	if (st->tx_depth == 0) {
-		seterr(err, errlen, "no transaction to end");
+		sg_seterr(err, errlen, "no transaction to end");
 		return -1;
 	}
 	d = --st->tx_depth;
@@ -633,7 +622,7 @@ tx_end(struct gw_store *st, bool commit, char *err, size_t errlen)
 		/* SQLite rolled the whole transaction back under us (SQLITE_FULL
 		 * and friends): the savepoint is gone with it. */
 		if (commit) {
-			seterr(err, errlen, "the transaction was rolled back by the store: %s",
+			sg_seterr(err, errlen, "the transaction was rolled back by the store: %s",
 			       sqlite3_errmsg(st->db));
 			rv = -1;
 		}
@@ -710,7 +699,7 @@ wal_sync(struct gw_store *st, char *err, size_t errlen)
 		return 0;   /* no WAL open: this connection wrote nothing through it */
 	rc = f->pMethods->xSync(f, SQLITE_SYNC_NORMAL);
 	if (rc != SQLITE_OK) {
-		seterr(err, errlen, "syncing the store's WAL: %s", sqlite3_errstr(rc));
+		sg_seterr(err, errlen, "syncing the store's WAL: %s", sqlite3_errstr(rc));
 		return -1;
 	}
 	st->redo_stats.store_syncs++;
@@ -765,12 +754,12 @@ redo_recover(struct gw_store *st, const char *rpath, char *err, size_t errlen)
 		return -1;
 	if (sqlite3_prepare_v2(st->db, "SELECT COALESCE(MAX(seq), 0) FROM audit", -1, &s,
 	                       NULL) != SQLITE_OK || sqlite3_step(s) != SQLITE_ROW) {
-		seterr(err, errlen, "reading the audit head: %s", sqlite3_errmsg(st->db));
+		sg_seterr(err, errlen, "reading the audit head: %s", sqlite3_errmsg(st->db));
 		goto out;
 	}
 	rp.cur = (uint64_t)sqlite3_column_int64(s, 0);
 	if (gw_redo_scan(st->redo, replay_frame, &rp, e, sizeof(e)) != 0) {
-		seterr(err, errlen, "%s: cannot replay it into the store: %s", rpath,
+		sg_seterr(err, errlen, "%s: cannot replay it into the store: %s", rpath,
 		       rp.why[0] ? rp.why : e);
 		goto out;
 	}
@@ -807,11 +796,11 @@ redo_setup(struct gw_store *st, const char *path, char *err, size_t errlen)
 		return 0;
 	}
 	if (gw_rowimage_new(&st->rows) != 0) {
-		seterr(err, errlen, "out of memory");
+		sg_seterr(err, errlen, "out of memory");
 		return -1;
 	}
 	if ((size_t)snprintf(rpath, sizeof(rpath), "%s.redo", path) >= sizeof(rpath)) {
-		seterr(err, errlen, "store path too long");
+		sg_seterr(err, errlen, "store path too long");
 		return -1;
 	}
 	ok = sqlite3_prepare_v2(st->db, "SELECT value FROM store_meta WHERE name = 'id'", -1, &s,
@@ -821,14 +810,14 @@ redo_setup(struct gw_store *st, const char *path, char *err, size_t errlen)
 		memcpy(id, sqlite3_column_blob(s, 0), sizeof(id));
 	sqlite3_finalize(s);
 	if (!ok) {
-		seterr(err, errlen, "the store has no id (store_meta): %s", sqlite3_errmsg(st->db));
+		sg_seterr(err, errlen, "the store has no id (store_meta): %s", sqlite3_errmsg(st->db));
 		return -1;
 	}
 	if (gw_redo_open(rpath, id, true, &st->redo, e, sizeof(e)) != 0) {
 		/* A log that exists may hold records: never go on without it. A
 		 * log we cannot make (a full disk) only costs speed. */
 		if (lstat(rpath, &sb) == 0) {
-			seterr(err, errlen, "redo log: %s", e);
+			sg_seterr(err, errlen, "redo log: %s", e);
 			return -1;
 		}
 		gw_log_warn("store: no redo log (%s); every commit syncs", e);
@@ -1129,11 +1118,11 @@ gw_store_audit_insert(struct gw_store *st, const struct gw_audit_row *r,
 	int rc, rv = -1;
 
 	if (!s) {
-		seterr(err, errlen, "the store has no audit table (schema too old)");
+		sg_seterr(err, errlen, "the store has no audit table (schema too old)");
 		return -1;
 	}
 	if (r->seq > INT64_MAX) {
-		seterr(err, errlen, "audit seq overflow");
+		sg_seterr(err, errlen, "audit seq overflow");
 		return -1;
 	}
 	pthread_mutex_lock(&st->lock);
@@ -1160,7 +1149,7 @@ gw_store_audit_insert(struct gw_store *st, const struct gw_audit_row *r,
 	if (rc == SQLITE_DONE)
 		rv = 0;
 	else
-		seterr(err, errlen, "writing audit seq %llu: %s",
+		sg_seterr(err, errlen, "writing audit seq %llu: %s",
 		       (unsigned long long)r->seq, sqlite3_errmsg(st->db));
 	sqlite3_reset(s);
 	sqlite3_clear_bindings(s);
@@ -1175,7 +1164,7 @@ gw_store_audit_append(struct gw_store *st, const struct gw_audit_row *rows, size
 	size_t i;
 
 	if (!st->audit_insert) {
-		seterr(err, errlen, "the store has no audit table (schema too old)");
+		sg_seterr(err, errlen, "the store has no audit table (schema too old)");
 		return -1;
 	}
 	if (gw_store_tx_begin(st, err, errlen))
@@ -1197,7 +1186,7 @@ gw_store_audit_head(struct gw_store *st, uint64_t *seq, uint8_t hash[32],
 	int rv = -1, rc;
 
 	if (!s) {
-		seterr(err, errlen, "the store has no audit table (schema too old)");
+		sg_seterr(err, errlen, "the store has no audit table (schema too old)");
 		return -1;
 	}
 	pthread_mutex_lock(&st->lock);
@@ -1212,14 +1201,14 @@ gw_store_audit_head(struct gw_store *st, uint64_t *seq, uint8_t hash[32],
 
 		if (v <= 0 || sqlite3_column_type(s, 1) != SQLITE_BLOB ||
 		    sqlite3_column_bytes(s, 1) != 32 || !h) {
-			seterr(err, errlen, "the last audit record (seq %lld) is malformed", (long long)v);
+			sg_seterr(err, errlen, "the last audit record (seq %lld) is malformed", (long long)v);
 		} else {
 			*seq = (uint64_t)v;
 			memcpy(hash, h, 32);
 			rv = 1;
 		}
 	} else {
-		seterr(err, errlen, "reading the audit head: %s", sqlite3_errmsg(st->db));
+		sg_seterr(err, errlen, "reading the audit head: %s", sqlite3_errmsg(st->db));
 	}
 	sqlite3_reset(s);
 	pthread_mutex_unlock(&st->lock);
@@ -1353,7 +1342,7 @@ gw_store_audit_scan(struct gw_store *st, gw_store_audit_fn fn, void *ctx,
 	int rv = 0, rc, inpage;
 
 	if (!s) {
-		seterr(err, errlen, "the store has no audit table (schema too old)");
+		sg_seterr(err, errlen, "the store has no audit table (schema too old)");
 		return -1;
 	}
 	for (;;) {
@@ -1374,7 +1363,7 @@ gw_store_audit_scan(struct gw_store *st, gw_store_audit_fn fn, void *ctx,
 				break;
 		}
 		if (rv == 0 && rc != SQLITE_DONE && rc != SQLITE_ROW) {
-			seterr(err, errlen, "reading the audit log: %s", sqlite3_errmsg(st->db));
+			sg_seterr(err, errlen, "reading the audit log: %s", sqlite3_errmsg(st->db));
 			rv = -1;
 		}
 		sqlite3_reset(s);
@@ -1399,11 +1388,11 @@ gw_store_audit_query(struct gw_store *st, const struct gw_audit_filter *f,
 	int rv = 0, rc, inpage, page;
 
 	if (!st->audit_insert) {
-		seterr(err, errlen, "the store has no audit table (schema too old)");
+		sg_seterr(err, errlen, "the store has no audit table (schema too old)");
 		return -1;
 	}
 	if (f->after_seq > INT64_MAX || f->upto_seq > INT64_MAX) {
-		seterr(err, errlen, "seq out of range");
+		sg_seterr(err, errlen, "seq out of range");
 		return -1;
 	}
 	/* Only fixed text goes into the SQL; every value is bound. */
@@ -1429,7 +1418,7 @@ gw_store_audit_query(struct gw_store *st, const struct gw_audit_filter *f,
 	rc = sqlite3_prepare_v2(st->db, sql, -1, &s, NULL);
 	pthread_mutex_unlock(&st->lock);
 	if (rc != SQLITE_OK) {
-		seterr(err, errlen, "preparing the audit query: %s", sqlite3_errmsg(st->db));
+		sg_seterr(err, errlen, "preparing the audit query: %s", sqlite3_errmsg(st->db));
 		return -1;
 	}
 	last = (sqlite3_int64)f->after_seq;
@@ -1463,7 +1452,7 @@ gw_store_audit_query(struct gw_store *st, const struct gw_audit_filter *f,
 				break;
 		}
 		if (rv == 0 && rc != SQLITE_DONE && rc != SQLITE_ROW) {
-			seterr(err, errlen, "reading the audit log: %s", sqlite3_errmsg(st->db));
+			sg_seterr(err, errlen, "reading the audit log: %s", sqlite3_errmsg(st->db));
 			rv = -1;
 		}
 		sqlite3_reset(s);
@@ -1487,11 +1476,11 @@ gw_store_checkpoint_add(struct gw_store *st, const struct gw_audit_checkpoint *c
 	int rv = -1;
 
 	if (!s) {
-		seterr(err, errlen, "the store has no checkpoint table (schema too old)");
+		sg_seterr(err, errlen, "the store has no checkpoint table (schema too old)");
 		return -1;
 	}
 	if (cp->seq > INT64_MAX || !cp->alg || !cp->sig || !cp->sig_len) {
-		seterr(err, errlen, "malformed checkpoint");
+		sg_seterr(err, errlen, "malformed checkpoint");
 		return -1;
 	}
 	if (gw_store_tx_begin(st, err, errlen))
@@ -1505,7 +1494,7 @@ gw_store_checkpoint_add(struct gw_store *st, const struct gw_audit_checkpoint *c
 	if (sqlite3_step(s) == SQLITE_DONE)
 		rv = 0;
 	else
-		seterr(err, errlen, "storing checkpoint %llu: %s", (unsigned long long)cp->seq,
+		sg_seterr(err, errlen, "storing checkpoint %llu: %s", (unsigned long long)cp->seq,
 		       sqlite3_errmsg(st->db));
 	sqlite3_reset(s);
 	sqlite3_clear_bindings(s);
@@ -1528,7 +1517,7 @@ gw_store_checkpoint_scan(struct gw_store *st, uint64_t from_seq, uint64_t to_seq
 	int rv = 0, rc, inpage;
 
 	if (!s) {
-		seterr(err, errlen, "the store has no checkpoint table (schema too old)");
+		sg_seterr(err, errlen, "the store has no checkpoint table (schema too old)");
 		return -1;
 	}
 	for (;;) {
@@ -1566,7 +1555,7 @@ gw_store_checkpoint_scan(struct gw_store *st, uint64_t from_seq, uint64_t to_seq
 				break;
 		}
 		if (rv == 0 && rc != SQLITE_DONE && rc != SQLITE_ROW) {
-			seterr(err, errlen, "reading audit checkpoints: %s", sqlite3_errmsg(st->db));
+			sg_seterr(err, errlen, "reading audit checkpoints: %s", sqlite3_errmsg(st->db));
 			rv = -1;
 		}
 		sqlite3_reset(s);

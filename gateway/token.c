@@ -6,11 +6,11 @@
  * away is marked absent and reconnected lazily (token_lost/token_reconnect).
  */
 #include "token.h"
+#include "protocol.h"
 #include "log.h"
 
 #include <dlfcn.h>
 #include <pthread.h>
-#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -93,17 +93,6 @@ static CK_RV read_attr(struct gw_token *tok, CK_SESSION_HANDLE s, CK_OBJECT_HAND
                        CK_ATTRIBUTE_TYPE type, size_t max, struct gw_bytes *out);
 static void bytes_free(struct gw_bytes *b);
 
-static void __attribute__((format(printf, 3, 4)))
-seterr(char *err, size_t errlen, const char *fmt, ...)
-{
-	va_list ap;
-
-	if (!err || errlen == 0)
-		return;
-	va_start(ap, fmt);
-	vsnprintf(err, errlen, fmt, ap);
-	va_end(ap);
-}
 
 static const char *
 rvstr(CK_RV rv)
@@ -158,13 +147,13 @@ int
 gw_token_check_pin_flags(CK_FLAGS flags, char *err, size_t errlen)
 {
 	if (flags & CKF_USER_PIN_LOCKED) {
-		seterr(err, errlen, "backend token user PIN is locked; unblock it with the SO PIN");
+		sg_seterr(err, errlen, "backend token user PIN is locked; unblock it with the SO PIN");
 		return -1;
 	}
 	/* One more wrong PIN would lock the seal token for the whole company:
 	 * a person must look at it, not a daemon in a restart loop. */
 	if (flags & CKF_USER_PIN_FINAL_TRY) {
-		seterr(err, errlen, "backend token reports one PIN try left (CKF_USER_PIN_FINAL_TRY); "
+		sg_seterr(err, errlen, "backend token reports one PIN try left (CKF_USER_PIN_FINAL_TRY); "
 		       "refusing to log in; check the PIN file and log in once by hand");
 		return -1;
 	}
@@ -214,7 +203,7 @@ find_slot(struct gw_token *tok, const char *what, CK_SLOT_ID *slot, CK_TOKEN_INF
 			break;
 		if (n > SLOTS_MAX) {
 			rv = CKR_GENERAL_ERROR;
-			seterr(err, errlen, "backend module reports %lu slots", (unsigned long)n);
+			sg_seterr(err, errlen, "backend module reports %lu slots", (unsigned long)n);
 			goto out;
 		}
 		free(slots);
@@ -228,7 +217,7 @@ find_slot(struct gw_token *tok, const char *what, CK_SLOT_ID *slot, CK_TOKEN_INF
 			break;
 	}
 	if (rv != CKR_OK) {
-		seterr(err, errlen, "C_GetSlotList: %s", rvstr(rv));
+		sg_seterr(err, errlen, "C_GetSlotList: %s", rvstr(rv));
 		goto out;
 	}
 	for (i = 0; i < n; i++) {
@@ -256,11 +245,11 @@ find_slot(struct gw_token *tok, const char *what, CK_SLOT_ID *slot, CK_TOKEN_INF
 	}
 	if (nmatch == 0) {
 		rv = CKR_TOKEN_NOT_PRESENT;
-		seterr(err, errlen, "no backend token matches %s (found: %s)", what,
+		sg_seterr(err, errlen, "no backend token matches %s (found: %s)", what,
 		       used ? seen : "no token at all");
 	} else if (nmatch > 1) {
 		rv = CKR_GENERAL_ERROR;
-		seterr(err, errlen, "%lu backend tokens match %s (found: %s); name one, e.g. with serial=",
+		sg_seterr(err, errlen, "%lu backend tokens match %s (found: %s); name one, e.g. with serial=",
 		       (unsigned long)nmatch, what, seen);
 	} else {
 		rv = CKR_OK;
@@ -295,23 +284,23 @@ cert_fingerprint(struct gw_token *tok, CK_SESSION_HANDLE s, uint8_t out[32], uns
 
 	rv = find_objects(tok, s, t, 1, h, BIND_CERTS_MAX, &n);
 	if (rv != CKR_OK) {
-		seterr(err, errlen, "listing the token's certificates: %s", rvstr(rv));
+		sg_seterr(err, errlen, "listing the token's certificates: %s", rvstr(rv));
 		return rv;
 	}
 	hs = calloc(n ? n : 1, sizeof(*hs));
 	if (!hs) {
-		seterr(err, errlen, "out of memory");
+		sg_seterr(err, errlen, "out of memory");
 		return CKR_HOST_MEMORY;
 	}
 	for (i = 0; i < n; i++) {
 		rv = read_attr(tok, s, h[i], CKA_VALUE, CERT_MAX, &der);
 		if (rv != CKR_OK) {
-			seterr(err, errlen, "reading a certificate of the token: %s", rvstr(rv));
+			sg_seterr(err, errlen, "reading a certificate of the token: %s", rvstr(rv));
 			goto out;
 		}
 		if (!EVP_Digest(der.p, der.len, hs[i], NULL, EVP_sha256(), NULL)) {
 			rv = CKR_GENERAL_ERROR;
-			seterr(err, errlen, "SHA-256 failed");
+			sg_seterr(err, errlen, "SHA-256 failed");
 			goto out;
 		}
 		bytes_free(&der);
@@ -319,7 +308,7 @@ cert_fingerprint(struct gw_token *tok, CK_SESSION_HANDLE s, uint8_t out[32], uns
 	qsort(hs, n, sizeof(*hs), hash_cmp);
 	if (!EVP_Digest(hs, n * sizeof(*hs), out, NULL, EVP_sha256(), NULL)) {
 		rv = CKR_GENERAL_ERROR;
-		seterr(err, errlen, "SHA-256 failed");
+		sg_seterr(err, errlen, "SHA-256 failed");
 		goto out;
 	}
 	*ncerts = (unsigned)n;
@@ -353,12 +342,12 @@ check_binding(struct gw_token *tok, CK_SESSION_HANDLE s, const char *serial,
 		return CKR_OK;
 	}
 	if (strcmp(serial, tok->bound_serial) != 0) {
-		seterr(err, errlen, "a different card is in the reader (serial %s, the seals' card is "
+		sg_seterr(err, errlen, "a different card is in the reader (serial %s, the seals' card is "
 		       "serial %s): refused", serial, tok->bound_serial);
 		return CKR_TOKEN_NOT_RECOGNIZED;
 	}
 	if (n != tok->bound_ncerts || CRYPTO_memcmp(fp, tok->bound_certs, sizeof(fp)) != 0) {
-		seterr(err, errlen, "the card in the reader has serial %s but not the certificates it "
+		sg_seterr(err, errlen, "the card in the reader has serial %s but not the certificates it "
 		       "had when the gateway started (%u now, %u then): refused", serial, n,
 		       tok->bound_ncerts);
 		return CKR_TOKEN_NOT_RECOGNIZED;
@@ -389,7 +378,7 @@ token_connect(struct gw_token *tok, const char *what, char *err, size_t errlen)
 	/* Read-only sessions: the gateway only signs and reads. */
 	rv = tok->f->C_OpenSession(slot, CKF_SERIAL_SESSION, NULL, NULL, &anchor);
 	if (rv != CKR_OK) {
-		seterr(err, errlen, "C_OpenSession: %s", rvstr(rv));
+		sg_seterr(err, errlen, "C_OpenSession: %s", rvstr(rv));
 		goto out;
 	}
 	rv = check_binding(tok, anchor, serial, err, errlen);
@@ -405,7 +394,7 @@ token_connect(struct gw_token *tok, const char *what, char *err, size_t errlen)
 
 		if (!tok->pin && !protected_path) {
 			rv = CKR_PIN_INCORRECT;
-			seterr(err, errlen, "backend token needs a PIN and none was given");
+			sg_seterr(err, errlen, "backend token needs a PIN and none was given");
 			goto out;
 		}
 		/* Exactly one attempt: login state is per application, so this one
@@ -422,7 +411,7 @@ token_connect(struct gw_token *tok, const char *what, char *err, size_t errlen)
 
 			if (dead)
 				mark_pin_dead(tok);
-			seterr(err, errlen, "C_Login on the backend token: %s%s", rvstr(rv),
+			sg_seterr(err, errlen, "C_Login on the backend token: %s%s", rvstr(rv),
 			       dead ? " (will not retry; fix the PIN file and restart)" : "");
 			goto out;
 		}
@@ -430,13 +419,13 @@ token_connect(struct gw_token *tok, const char *what, char *err, size_t errlen)
 	sess = calloc(tok->nsessions, sizeof(*sess));
 	if (!sess) {
 		rv = CKR_HOST_MEMORY;
-		seterr(err, errlen, "out of memory");
+		sg_seterr(err, errlen, "out of memory");
 		goto out;
 	}
 	for (i = 0; i < tok->nsessions; i++) {
 		rv = tok->f->C_OpenSession(slot, CKF_SERIAL_SESSION, NULL, NULL, &sess[i]);
 		if (rv != CKR_OK) {
-			seterr(err, errlen, "C_OpenSession (pool %u of %u): %s", i + 1,
+			sg_seterr(err, errlen, "C_OpenSession (pool %u of %u): %s", i + 1,
 			       tok->nsessions, rvstr(rv));
 			goto out;
 		}
@@ -730,12 +719,12 @@ gw_token_open(const struct gw_config *cfg, const char *pin,
 
 	*out = NULL;
 	if (!cfg || !cfg->backend_module || !cfg->backend_token) {
-		seterr(err, errlen, "backend_module and backend_token must be set");
+		sg_seterr(err, errlen, "backend_module and backend_token must be set");
 		return -1;
 	}
 	tok = calloc(1, sizeof(*tok));
 	if (!tok) {
-		seterr(err, errlen, "out of memory");
+		sg_seterr(err, errlen, "out of memory");
 		return -1;
 	}
 	pthread_mutex_init(&tok->lock, NULL);
@@ -754,7 +743,7 @@ gw_token_open(const struct gw_config *cfg, const char *pin,
 	tok->nsessions = n;
 	tok->free_s = calloc(n, sizeof(*tok->free_s));
 	if (!tok->free_s) {
-		seterr(err, errlen, "out of memory");
+		sg_seterr(err, errlen, "out of memory");
 		goto out;
 	}
 
@@ -764,30 +753,30 @@ gw_token_open(const struct gw_config *cfg, const char *pin,
 
 		tok->match = p11_kit_uri_new();
 		if (!tok->match) {
-			seterr(err, errlen, "out of memory");
+			sg_seterr(err, errlen, "out of memory");
 			goto out;
 		}
 		r = p11_kit_uri_parse(cfg->backend_token, P11_KIT_URI_FOR_ANY, tok->match);
 		if (r != P11_KIT_URI_OK) {
-			seterr(err, errlen, "backend_token '%s': %s", cfg->backend_token,
+			sg_seterr(err, errlen, "backend_token '%s': %s", cfg->backend_token,
 			       p11_kit_uri_message(r));
 			goto out;
 		}
 		if (p11_kit_uri_any_unrecognized(tok->match)) {
-			seterr(err, errlen, "backend_token '%s' has attributes this gateway does not know",
+			sg_seterr(err, errlen, "backend_token '%s' has attributes this gateway does not know",
 			       cfg->backend_token);
 			goto out;
 		}
 		p11_kit_uri_get_attributes(tok->match, &nattrs);
 		if (nattrs > 0) {
-			seterr(err, errlen, "backend_token '%s' names an object; name the token only",
+			sg_seterr(err, errlen, "backend_token '%s' names an object; name the token only",
 			       cfg->backend_token);
 			goto out;
 		}
 	} else {
 		tok->match_label = strdup(cfg->backend_token);
 		if (!tok->match_label) {
-			seterr(err, errlen, "out of memory");
+			sg_seterr(err, errlen, "out of memory");
 			goto out;
 		}
 	}
@@ -795,7 +784,7 @@ gw_token_open(const struct gw_config *cfg, const char *pin,
 		tok->pinlen = strlen(pin);
 		tok->pin = malloc(tok->pinlen + 1);
 		if (!tok->pin) {
-			seterr(err, errlen, "out of memory");
+			sg_seterr(err, errlen, "out of memory");
 			goto out;
 		}
 		memcpy(tok->pin, pin, tok->pinlen + 1);
@@ -805,22 +794,22 @@ gw_token_open(const struct gw_config *cfg, const char *pin,
 	 * (our own module exports the same C_ names). */
 	tok->dl = dlopen(cfg->backend_module, RTLD_NOW | RTLD_LOCAL);
 	if (!tok->dl) {
-		seterr(err, errlen, "cannot load backend module: %s", dlerror());
+		sg_seterr(err, errlen, "cannot load backend module: %s", dlerror());
 		goto out;
 	}
 	getfl = (CK_C_GetFunctionList)dlsym(tok->dl, "C_GetFunctionList");
 	if (!getfl) {
-		seterr(err, errlen, "%s has no C_GetFunctionList", cfg->backend_module);
+		sg_seterr(err, errlen, "%s has no C_GetFunctionList", cfg->backend_module);
 		goto out;
 	}
 	crv = getfl(&tok->f);
 	if (crv != CKR_OK || !tok->f) {
-		seterr(err, errlen, "C_GetFunctionList: %s", rvstr(crv));
+		sg_seterr(err, errlen, "C_GetFunctionList: %s", rvstr(crv));
 		goto out;
 	}
 	crv = tok->f->C_Initialize(&init);
 	if (crv != CKR_OK) {
-		seterr(err, errlen, "C_Initialize: %s%s", rvstr(crv),
+		sg_seterr(err, errlen, "C_Initialize: %s%s", rvstr(crv),
 		       crv == CKR_CRYPTOKI_ALREADY_INITIALIZED ?
 		       " (another user of this module in the gateway process)" : "");
 		goto out;
@@ -828,7 +817,7 @@ gw_token_open(const struct gw_config *cfg, const char *pin,
 	tok->initialized = true;
 	crv = tok->f->C_GetInfo(&info);
 	if (crv != CKR_OK) {
-		seterr(err, errlen, "C_GetInfo: %s", rvstr(crv));
+		sg_seterr(err, errlen, "C_GetInfo: %s", rvstr(crv));
 		goto out;
 	}
 	{
@@ -842,7 +831,7 @@ gw_token_open(const struct gw_config *cfg, const char *pin,
 	}
 	if (tok->match) {
 		if (p11_kit_uri_match_module_info(tok->match, &info) != 1) {
-			seterr(err, errlen, "backend module %s does not match backend_token '%s'",
+			sg_seterr(err, errlen, "backend module %s does not match backend_token '%s'",
 			       cfg->backend_module, cfg->backend_token);
 			goto out;
 		}
@@ -1098,12 +1087,12 @@ fill_rsa(struct gw_token *tok, CK_SESSION_HANDLE s, struct gw_seal_key *key,
 	int rv = -1;
 
 	if (EVP_PKEY_get_base_id(certkey) != EVP_PKEY_RSA) {
-		seterr(err, errlen, "the certificate holds no RSA key but the private key is RSA");
+		sg_seterr(err, errlen, "the certificate holds no RSA key but the private key is RSA");
 		goto out;
 	}
 	if (!EVP_PKEY_get_bn_param(certkey, OSSL_PKEY_PARAM_RSA_N, &cn) ||
 	    !EVP_PKEY_get_bn_param(certkey, OSSL_PKEY_PARAM_RSA_E, &ce)) {
-		seterr(err, errlen, "cannot read the certificate's RSA key");
+		sg_seterr(err, errlen, "cannot read the certificate's RSA key");
 		goto out;
 	}
 	/* SoftHSM shows the modulus on the private key; others only on the
@@ -1123,7 +1112,7 @@ fill_rsa(struct gw_token *tok, CK_SESSION_HANDLE s, struct gw_seal_key *key,
 			bytes_free(&key->modulus);
 			bytes_free(&key->public_exponent);
 			if (bn_to_bytes(cn, &key->modulus) || bn_to_bytes(ce, &key->public_exponent)) {
-				seterr(err, errlen, "out of memory");
+				sg_seterr(err, errlen, "out of memory");
 				goto out;
 			}
 		}
@@ -1131,11 +1120,11 @@ fill_rsa(struct gw_token *tok, CK_SESSION_HANDLE s, struct gw_seal_key *key,
 	kn = BN_bin2bn(key->modulus.p, (int)key->modulus.len, NULL);
 	ke = BN_bin2bn(key->public_exponent.p, (int)key->public_exponent.len, NULL);
 	if (!kn || !ke) {
-		seterr(err, errlen, "out of memory");
+		sg_seterr(err, errlen, "out of memory");
 		goto out;
 	}
 	if (BN_cmp(kn, cn) != 0 || BN_cmp(ke, ce) != 0) {
-		seterr(err, errlen, "the certificate's RSA key does not match the private key");
+		sg_seterr(err, errlen, "the certificate's RSA key does not match the private key");
 		goto out;
 	}
 	key->bits = (unsigned)BN_num_bits(kn);
@@ -1166,7 +1155,7 @@ fill_ec(struct gw_token *tok, CK_SESSION_HANDLE s, struct gw_seal_key *key,
 	int n, rv = -1;
 
 	if (EVP_PKEY_get_base_id(certkey) != EVP_PKEY_EC) {
-		seterr(err, errlen, "the certificate holds no EC key but the private key is EC");
+		sg_seterr(err, errlen, "the certificate holds no EC key but the private key is EC");
 		goto out;
 	}
 	if (!EVP_PKEY_get_utf8_string_param(certkey, OSSL_PKEY_PARAM_GROUP_NAME, gname, sizeof(gname), NULL) ||
@@ -1174,7 +1163,7 @@ fill_ec(struct gw_token *tok, CK_SESSION_HANDLE s, struct gw_seal_key *key,
 	    !(grp = EC_GROUP_new_by_curve_name(nid)) ||
 	    !EVP_PKEY_get_octet_string_param(certkey, OSSL_PKEY_PARAM_PUB_KEY, certpt, sizeof(certpt), &certptlen) ||
 	    !(cp = EC_POINT_new(grp)) || !EC_POINT_oct2point(grp, cp, certpt, certptlen, NULL)) {
-		seterr(err, errlen, "cannot read the certificate's EC key (named curves only)");
+		sg_seterr(err, errlen, "cannot read the certificate's EC key (named curves only)");
 		goto out;
 	}
 
@@ -1185,7 +1174,7 @@ fill_ec(struct gw_token *tok, CK_SESSION_HANDLE s, struct gw_seal_key *key,
 		n = i2d_ASN1_OBJECT(oid, &der);
 		oid = NULL;   /* static object from the table */
 		if (n <= 0 || bytes_dup(&key->ec_params, der, (size_t)n)) {
-			seterr(err, errlen, "out of memory");
+			sg_seterr(err, errlen, "out of memory");
 			goto out;
 		}
 	}
@@ -1193,11 +1182,11 @@ fill_ec(struct gw_token *tok, CK_SESSION_HANDLE s, struct gw_seal_key *key,
 	oid = d2i_ASN1_OBJECT(NULL, &p, (long)key->ec_params.len);
 	if (!oid || p != key->ec_params.p + key->ec_params.len ||
 	    (pnid = OBJ_obj2nid(oid)) == NID_undef) {
-		seterr(err, errlen, "the key's CKA_EC_PARAMS is not a named curve this gateway knows");
+		sg_seterr(err, errlen, "the key's CKA_EC_PARAMS is not a named curve this gateway knows");
 		goto out;
 	}
 	if (pnid != nid) {
-		seterr(err, errlen, "the certificate's curve (%s) is not the key's curve (%s)",
+		sg_seterr(err, errlen, "the certificate's curve (%s) is not the key's curve (%s)",
 		       OBJ_nid2sn(nid), OBJ_nid2sn(pnid));
 		goto out;
 	}
@@ -1208,25 +1197,25 @@ fill_ec(struct gw_token *tok, CK_SESSION_HANDLE s, struct gw_seal_key *key,
 		/* Wrapped or raw, compressed or not: let OpenSSL decide. */
 		kp = EC_POINT_new(grp);
 		if (!kp) {
-			seterr(err, errlen, "out of memory");
+			sg_seterr(err, errlen, "out of memory");
 			goto out;
 		}
 		if ((point_raw(&tokpt, 0, &raw) != 0 ||
 		     !EC_POINT_oct2point(grp, kp, raw.p, raw.len, NULL)) &&
 		    !EC_POINT_oct2point(grp, kp, tokpt.p, tokpt.len, NULL)) {
-			seterr(err, errlen, "the public key object's CKA_EC_POINT is not a point on %s",
+			sg_seterr(err, errlen, "the public key object's CKA_EC_POINT is not a point on %s",
 			       OBJ_nid2sn(nid));
 			goto out;
 		}
 		if (EC_POINT_cmp(grp, cp, kp, NULL) != 0) {
-			seterr(err, errlen, "the certificate's EC key does not match the token's public key");
+			sg_seterr(err, errlen, "the certificate's EC key does not match the token's public key");
 			goto out;
 		}
 	}
 	/* Always hand out the standard form: DER OCTET STRING of the
 	 * uncompressed point, as the certificate carries it. */
 	if (point_wrap(certpt, certptlen, &key->ec_point)) {
-		seterr(err, errlen, "out of memory");
+		sg_seterr(err, errlen, "out of memory");
 		goto out;
 	}
 	key->bits = (unsigned)EC_GROUP_get_degree(grp);
@@ -1253,19 +1242,19 @@ fill_ed25519(struct gw_token *tok, CK_SESSION_HANDLE s, struct gw_seal_key *key,
 	int rv = -1;
 
 	if (EVP_PKEY_get_base_id(certkey) != EVP_PKEY_ED25519) {
-		seterr(err, errlen, "the certificate holds no Ed25519 key but the private key is "
+		sg_seterr(err, errlen, "the certificate holds no Ed25519 key but the private key is "
 		       "CKK_EC_EDWARDS (only Ed25519 is supported)");
 		goto out;
 	}
 	if (!EVP_PKEY_get_raw_public_key(certkey, certpt, &certptlen) || certptlen != 32) {
-		seterr(err, errlen, "cannot read the certificate's Ed25519 key");
+		sg_seterr(err, errlen, "cannot read the certificate's Ed25519 key");
 		goto out;
 	}
 	if (read_attr(tok, s, key->priv, CKA_EC_PARAMS, ATTR_MAX, &key->ec_params) != CKR_OK ||
 	    key->ec_params.len == 0) {
 		bytes_free(&key->ec_params);
 		if (bytes_dup(&key->ec_params, ed25519_oid_der, sizeof(ed25519_oid_der))) {
-			seterr(err, errlen, "out of memory");
+			sg_seterr(err, errlen, "out of memory");
 			goto out;
 		}
 	}
@@ -1273,16 +1262,16 @@ fill_ed25519(struct gw_token *tok, CK_SESSION_HANDLE s, struct gw_seal_key *key,
 	if (pub != CK_INVALID_HANDLE &&
 	    read_attr(tok, s, pub, CKA_EC_POINT, POINT_MAX, &tokpt) == CKR_OK && tokpt.len > 0) {
 		if (point_raw(&tokpt, 32, &raw) != 0) {
-			seterr(err, errlen, "the public key object's CKA_EC_POINT is not an Ed25519 key");
+			sg_seterr(err, errlen, "the public key object's CKA_EC_POINT is not an Ed25519 key");
 			goto out;
 		}
 		if (CRYPTO_memcmp(raw.p, certpt, 32) != 0) {
-			seterr(err, errlen, "the certificate's Ed25519 key does not match the token's public key");
+			sg_seterr(err, errlen, "the certificate's Ed25519 key does not match the token's public key");
 			goto out;
 		}
 	}
 	if (point_wrap(certpt, 32, &key->ec_point)) {
-		seterr(err, errlen, "out of memory");
+		sg_seterr(err, errlen, "out of memory");
 		goto out;
 	}
 	key->bits = 255;   /* field bits of Curve25519 */
@@ -1335,21 +1324,21 @@ fill_cert(struct gw_token *tok, CK_SESSION_HANDLE s, struct gw_seal_key *key,
 
 	crv = find_objects(tok, s, t, 3, h, 2, &n);
 	if (crv != CKR_OK) {
-		seterr(err, errlen, "looking for the certificate: %s", rvstr(crv));
+		sg_seterr(err, errlen, "looking for the certificate: %s", rvstr(crv));
 		return -1;
 	}
 	if (n == 0) {
-		seterr(err, errlen, "no X.509 certificate on the token has the key's CKA_ID; "
+		sg_seterr(err, errlen, "no X.509 certificate on the token has the key's CKA_ID; "
 		       "write one with the same id");
 		return -1;
 	}
 	if (n > 1) {
-		seterr(err, errlen, "more than one certificate has the key's CKA_ID");
+		sg_seterr(err, errlen, "more than one certificate has the key's CKA_ID");
 		return -1;
 	}
 	crv = read_attr(tok, s, h[0], CKA_VALUE, CERT_MAX, &key->cert);
 	if (crv != CKR_OK || key->cert.len == 0) {
-		seterr(err, errlen, "reading the certificate: %s",
+		sg_seterr(err, errlen, "reading the certificate: %s",
 		       crv == CKR_DATA_LEN_RANGE ? "longer than 16 KiB" :
 		       crv == CKR_OK ? "empty" : rvstr(crv));
 		return -1;
@@ -1357,7 +1346,7 @@ fill_cert(struct gw_token *tok, CK_SESSION_HANDLE s, struct gw_seal_key *key,
 	p = key->cert.p;
 	*x = d2i_X509(NULL, &p, (long)key->cert.len);
 	if (!*x || p != key->cert.p + key->cert.len) {
-		seterr(err, errlen, "the certificate with the key's CKA_ID is not valid DER X.509");
+		sg_seterr(err, errlen, "the certificate with the key's CKA_ID is not valid DER X.509");
 		return -1;
 	}
 	/* Prefer the token's own attributes; derive missing ones from the
@@ -1382,7 +1371,7 @@ fill_cert(struct gw_token *tok, CK_SESSION_HANDLE s, struct gw_seal_key *key,
 	}
 	return 0;
 nomem:
-	seterr(err, errlen, "out of memory");
+	sg_seterr(err, errlen, "out of memory");
 	return -1;
 }
 
@@ -1445,25 +1434,25 @@ gw_token_find_key(struct gw_token *tok, const char *uri,
 
 	*out = NULL;
 	if (!uri) {
-		seterr(err, errlen, "no key URI");
+		sg_seterr(err, errlen, "no key URI");
 		return -1;
 	}
 	u = p11_kit_uri_new();
 	if (!u) {
-		seterr(err, errlen, "out of memory");
+		sg_seterr(err, errlen, "out of memory");
 		goto out;
 	}
 	r = p11_kit_uri_parse(uri, P11_KIT_URI_FOR_OBJECT_ON_TOKEN_AND_MODULE, u);
 	if (r != P11_KIT_URI_OK) {
-		seterr(err, errlen, "key URI '%s': %s", uri, p11_kit_uri_message(r));
+		sg_seterr(err, errlen, "key URI '%s': %s", uri, p11_kit_uri_message(r));
 		goto out;
 	}
 	if (p11_kit_uri_any_unrecognized(u)) {
-		seterr(err, errlen, "key URI '%s' has attributes this gateway does not know", uri);
+		sg_seterr(err, errlen, "key URI '%s' has attributes this gateway does not know", uri);
 		goto out;
 	}
 	if (p11_kit_uri_get_pin_value(u) || p11_kit_uri_get_pin_source(u)) {
-		seterr(err, errlen, "key URI '%s' carries a PIN; the token PIN belongs in token_pin_file", uri);
+		sg_seterr(err, errlen, "key URI '%s' carries a PIN; the token PIN belongs in token_pin_file", uri);
 		goto out;
 	}
 	uattrs = p11_kit_uri_get_attributes(u, &nuattrs);
@@ -1473,7 +1462,7 @@ gw_token_find_key(struct gw_token *tok, const char *uri,
 		case CKA_CLASS:
 			if (uattrs[i].ulValueLen != sizeof(CK_OBJECT_CLASS) ||
 			    *(CK_OBJECT_CLASS *)uattrs[i].pValue != CKO_PRIVATE_KEY) {
-				seterr(err, errlen, "key URI '%s': type= must be private", uri);
+				sg_seterr(err, errlen, "key URI '%s': type= must be private", uri);
 				goto out;
 			}
 			break;
@@ -1483,75 +1472,75 @@ gw_token_find_key(struct gw_token *tok, const char *uri,
 			named = true;
 			break;
 		default:
-			seterr(err, errlen, "key URI '%s' has an attribute this gateway does not use", uri);
+			sg_seterr(err, errlen, "key URI '%s' has an attribute this gateway does not use", uri);
 			goto out;
 		}
 	}
 	if (!named) {
-		seterr(err, errlen, "key URI '%s' names no key: give object= or id=", uri);
+		sg_seterr(err, errlen, "key URI '%s' names no key: give object= or id=", uri);
 		goto out;
 	}
 
 	if (!gw_token_present(tok) && gw_token_reconnect(tok) != CKR_OK) {
-		seterr(err, errlen, "backend token not present");
+		sg_seterr(err, errlen, "backend token not present");
 		goto out;
 	}
 	crv = anchor_take(tok, &s, &slot);
 	if (crv != CKR_OK) {
-		seterr(err, errlen, "backend token not present");
+		sg_seterr(err, errlen, "backend token not present");
 		goto out;
 	}
 	have_anchor = true;
 	/* The key URI may name the token and module too: they must be ours. */
 	if ((crv = tok->f->C_GetTokenInfo(slot, &ti)) != CKR_OK ||
 	    (crv = tok->f->C_GetInfo(&info)) != CKR_OK) {
-		seterr(err, errlen, "C_GetTokenInfo: %s", rvstr(crv));
+		sg_seterr(err, errlen, "C_GetTokenInfo: %s", rvstr(crv));
 		goto out;
 	}
 	if (p11_kit_uri_match_token_info(u, &ti) != 1 || p11_kit_uri_match_module_info(u, &info) != 1) {
 		padded_to_str(ti.label, sizeof(ti.label), tlabel, sizeof(tlabel));
-		seterr(err, errlen, "key URI '%s' names another token or module (backend token is '%s')",
+		sg_seterr(err, errlen, "key URI '%s' names another token or module (backend token is '%s')",
 		       uri, tlabel);
 		goto out;
 	}
 
 	crv = find_objects(tok, s, tmpl, ntmpl, h, 2, &n);
 	if (crv != CKR_OK) {
-		seterr(err, errlen, "looking for '%s': %s", uri, rvstr(crv));
+		sg_seterr(err, errlen, "looking for '%s': %s", uri, rvstr(crv));
 		goto out;
 	}
 	if (n == 0) {
-		seterr(err, errlen, "no private key on the backend token matches '%s'", uri);
+		sg_seterr(err, errlen, "no private key on the backend token matches '%s'", uri);
 		goto out;
 	}
 	if (n > 1) {
-		seterr(err, errlen, "more than one private key matches '%s'; add id= to the URI", uri);
+		sg_seterr(err, errlen, "more than one private key matches '%s'; add id= to the URI", uri);
 		goto out;
 	}
 
 	key = calloc(1, sizeof(*key));
 	if (!key || !(key->uri = strdup(uri))) {
-		seterr(err, errlen, "out of memory");
+		sg_seterr(err, errlen, "out of memory");
 		goto out;
 	}
 	key->priv = h[0];
 	if ((crv = read_ulong(tok, s, key->priv, CKA_KEY_TYPE, &ktype)) != CKR_OK) {
-		seterr(err, errlen, "reading CKA_KEY_TYPE of '%s': %s", uri, rvstr(crv));
+		sg_seterr(err, errlen, "reading CKA_KEY_TYPE of '%s': %s", uri, rvstr(crv));
 		goto out;
 	}
 	crv = read_attr(tok, s, key->priv, CKA_ID, ATTR_MAX, &key->id);
 	if (crv != CKR_OK || key->id.len == 0) {
-		seterr(err, errlen, "the key '%s' has no CKA_ID, so its certificate cannot be found", uri);
+		sg_seterr(err, errlen, "the key '%s' has no CKA_ID, so its certificate cannot be found", uri);
 		goto out;
 	}
 	crv = read_attr(tok, s, key->priv, CKA_LABEL, ATTR_MAX, &label);
 	if (crv != CKR_OK && crv != CKR_ATTRIBUTE_TYPE_INVALID) {
-		seterr(err, errlen, "reading CKA_LABEL of '%s': %s", uri, rvstr(crv));
+		sg_seterr(err, errlen, "reading CKA_LABEL of '%s': %s", uri, rvstr(crv));
 		goto out;
 	}
 	key->label = calloc(1, label.len + 1);
 	if (!key->label) {
-		seterr(err, errlen, "out of memory");
+		sg_seterr(err, errlen, "out of memory");
 		goto out;
 	}
 	if (label.len)
@@ -1562,11 +1551,11 @@ gw_token_find_key(struct gw_token *tok, const char *uri,
 	found_attrs[1] = (CK_ATTRIBUTE){ CKA_ID, key->id.p, key->id.len };
 	found_attrs[2] = (CK_ATTRIBUTE){ CKA_LABEL, label.p, label.len };
 	if (p11_kit_uri_match_attributes(u, found_attrs, 3) != 1) {
-		seterr(err, errlen, "the token returned a key that does not match '%s'", uri);
+		sg_seterr(err, errlen, "the token returned a key that does not match '%s'", uri);
 		goto out;
 	}
 	if (tok->f->C_GetAttributeValue(s, key->priv, &sign_attr, 1) != CKR_OK || !can_sign) {
-		seterr(err, errlen, "the key '%s' is not allowed to sign (CKA_SIGN false)", uri);
+		sg_seterr(err, errlen, "the key '%s' is not allowed to sign (CKA_SIGN false)", uri);
 		goto out;
 	}
 	if (tok->f->C_GetAttributeValue(s, key->priv, &auth_attr, 1) == CKR_OK && always_auth)
@@ -1588,7 +1577,7 @@ gw_token_find_key(struct gw_token *tok, const char *uri,
 		r = fill_ed25519(tok, s, key, X509_get0_pubkey(x), err, errlen);
 		break;
 	default:
-		seterr(err, errlen, "the key '%s' has a type this gateway cannot use (CKK 0x%lx)",
+		sg_seterr(err, errlen, "the key '%s' has a type this gateway cannot use (CKK 0x%lx)",
 		       uri, (unsigned long)ktype);
 		r = -1;
 	}
@@ -1853,14 +1842,14 @@ gw_token_seal(struct gw_token *tok, const char *label, const uint8_t *aad, size_
 
 	if (!tok || !label || !in || !out || !outlen || inlen == 0 ||
 	    *outlen < inlen + GW_TOKEN_SEAL_OVERHEAD) {
-		seterr(err, errlen, "seal: bad arguments");
+		sg_seterr(err, errlen, "seal: bad arguments");
 		return -1;
 	}
 	clen = *outlen - SEAL_IV_LEN;
 	rv = seal_run(tok, true, label, out, aad, aadlen, in, inlen, out + SEAL_IV_LEN, &clen);
 	if (rv != CKR_OK || clen != inlen + SEAL_TAG_LEN) {
 		OPENSSL_cleanse(out, *outlen);
-		seterr(err, errlen, "the backend token could not seal with key '%s': %s", label,
+		sg_seterr(err, errlen, "the backend token could not seal with key '%s': %s", label,
 		       rv != CKR_OK ? rvstr(rv) : "unexpected length");
 		return -1;
 	}
@@ -1879,7 +1868,7 @@ gw_token_unseal(struct gw_token *tok, const char *label, const uint8_t *aad, siz
 
 	if (!tok || !label || !in || !out || !outlen ||
 	    inlen < GW_TOKEN_SEAL_OVERHEAD + 1 || *outlen < inlen - GW_TOKEN_SEAL_OVERHEAD) {
-		seterr(err, errlen, "unseal: bad arguments");
+		sg_seterr(err, errlen, "unseal: bad arguments");
 		return -1;
 	}
 	memcpy(iv, in, SEAL_IV_LEN);
@@ -1889,9 +1878,9 @@ gw_token_unseal(struct gw_token *tok, const char *label, const uint8_t *aad, siz
 	if (rv != CKR_OK || plen != inlen - GW_TOKEN_SEAL_OVERHEAD) {
 		OPENSSL_cleanse(out, *outlen);
 		if (rv == CKR_KEY_HANDLE_INVALID)
-			seterr(err, errlen, "the sealing key '%s' is not on this backend token", label);
+			sg_seterr(err, errlen, "the sealing key '%s' is not on this backend token", label);
 		else
-			seterr(err, errlen, "the backend token could not open a value sealed with '%s': %s",
+			sg_seterr(err, errlen, "the backend token could not open a value sealed with '%s': %s",
 			       label, rv != CKR_OK ? rvstr(rv) : "unexpected length");
 		return -1;
 	}
