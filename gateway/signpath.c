@@ -468,6 +468,23 @@ gw_op_sign(struct gw_req *r)
 		s.doc = app.has_doc ? app.doc_digest : NULL;
 	}
 
+	/* A signature the quotas refuse is refused before a second factor is
+	 * spent on it (a per-signature code, a confirmation): nothing is
+	 * reserved here, the reservation that counts is taken below. A size
+	 * probe for a seal whose quota is used up is refused too: the
+	 * signature it announces would be. */
+	{
+		struct gw_quota_resv pre;
+
+		if (gw_quota_reserve(r->ctx->quota, s.seal, r->who->id, now, s.app_id,
+		                     s.app_id ? app.uses_granted : 0, s.app_id ? app.uses_left : 0,
+		                     &pre, r->err, sizeof(r->err)) < 0) {
+			rep = refuse(&s, CKR_FUNCTION_REJECTED, "denied", "denied");
+			goto out;
+		}
+		gw_quota_release(r->ctx->quota, &pre, false);
+	}
+
 	/* Second factor as the seal's policy wants it (auth.c). */
 	{
 		unsigned long mrv;

@@ -49,7 +49,8 @@ up() {
 	dir=$(cd "$dir" && pwd)
 	SG_ORG="Auth Co." sh "$src/tests/backend/mktoken.sh" "$dir" sg-auth 1234 \
 		login-seal:11:rsa:2048 persig-seal:12:rsa:2048 oob-seal:13:rsa:2048 \
-		confirm-seal:14:EC:prime256v1 open-seal:15:EC:prime256v1 >/dev/null
+		confirm-seal:14:EC:prime256v1 open-seal:15:EC:prime256v1 \
+		quota-seal:16:EC:prime256v1 >/dev/null
 	(umask 077; printf '1234\n' >"$dir/token.pin")
 	me=$(id -un)
 	cat >"$dir/policy.yaml" <<EOP
@@ -81,6 +82,13 @@ seals:
     name: Per-Signature Seal
     key: "pkcs11:object=persig-seal;type=private"
     users: { people: [paul] }
+    approval: none
+    mfa: per_signature
+  - id: quota
+    name: Quota Seal
+    key: "pkcs11:object=quota-seal;type=private"
+    users: { people: [paul] }
+    quotas: { per_person_per_day: 1 }
     approval: none
     mfa: per_signature
   - id: oob

@@ -700,6 +700,70 @@ Test(mfa, per_signature_code_through_context_specific_login)
 	             CKR_OPERATION_NOT_INITIALIZED);
 }
 
+/* A signature the quota refuses is refused before its second factor is
+ * spent: the per-signature grant a code bought stays unused. Over the
+ * wire, where the gateway's order shows (the module asks for the code
+ * itself before anything reaches the gateway). */
+static json_t *
+wire_sign(int fd, const char *sess, const char *seal)
+{
+	json_t *req = sg_request_new(SG_OP_SIGN);
+	uint8_t d[32] = { 1, 2, 3 };
+
+	json_object_set_new(req, "session", json_string(sess));
+	json_object_set_new(req, "seal", json_string(seal));
+	json_object_set_new(req, "mechanism", json_integer(CKM_ECDSA));
+	sg_set_bytes(req, "data", d, sizeof(d));
+	return call(fd, req);
+}
+
+static void
+wire_context(int fd, const char *sess, const char *seal, const char *user)
+{
+	json_t *req = sg_request_new(SG_OP_AUTH_CONTEXT), *rep;
+	char code[8];
+
+	fresh_code(user, code);
+	json_object_set_new(req, "session", json_string(sess));
+	json_object_set_new(req, "seal", json_string(seal));
+	json_object_set_new(req, "pin", json_string(code));
+	rep = call(fd, req);
+	cr_assert(sg_reply_is_ok(rep, NULL, NULL, NULL), "auth_context: %s", rep_msg(rep));
+	json_decref(rep);
+}
+
+Test(mfa, a_quota_refusal_comes_before_the_second_factor)
+{
+	int fd = sg_connect_unix(env("SEALGATE_SOCKET"));
+	json_t *rep = wire_login(fd, "paul", "paul-password");
+	char *sess;
+
+	cr_assert(sg_reply_is_ok(rep, NULL, NULL, NULL), "%s", rep_msg(rep));
+	sess = strdup(json_string_value(json_object_get(rep, "session")));
+	json_decref(rep);
+	/* Room in the quota, no code: refused for the code. */
+	rep = wire_sign(fd, sess, "quota");
+	cr_assert_str_eq(rep_code(rep), "mfa_required", "%s", rep_msg(rep));
+	json_decref(rep);
+	/* The day's one signature, with its code. */
+	wire_context(fd, sess, "quota", "paul");
+	rep = wire_sign(fd, sess, "quota");
+	cr_assert(sg_reply_is_ok(rep, NULL, NULL, NULL), "%s", rep_msg(rep));
+	json_decref(rep);
+	/* The quota is used up: refused as such, with or without a code, and
+	 * a code given is not spent on a signature that cannot happen. */
+	rep = wire_sign(fd, sess, "quota");
+	cr_assert_str_eq(rep_code(rep), "denied", "no code, quota used up: %s", rep_msg(rep));
+	json_decref(rep);
+	wire_context(fd, sess, "quota", "paul");
+	rep = wire_sign(fd, sess, "quota");
+	cr_assert_str_eq(rep_code(rep), "denied", "%s", rep_msg(rep));
+	cr_assert(strstr(rep_msg(rep), "quota") || strstr(rep_msg(rep), "limit"), "%s", rep_msg(rep));
+	json_decref(rep);
+	free(sess);
+	close(fd);
+}
+
 /* The document the command-line clients sign, in the fixture directory. */
 static void
 write_doc(void)
