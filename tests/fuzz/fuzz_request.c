@@ -1,12 +1,18 @@
 /*
  * Fuzz target: the whole request dispatcher. A decoded message goes
  * through gw_dispatch with the demo policy, a real store and audit log in a
- * temp dir, and no backend token, as an OS user who is "alice".
+ * temp dir, and no backend token, as an OS user who is "alice". A
+ * "session" of "@NAME" (NAME a person of the demo policy) is replaced by a
+ * live session of NAME with password and code, so inputs reach the
+ * handlers behind the login too.
  */
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 #include <unistd.h>
+
+#include <sodium.h>
 
 #include "audit.h"
 #include "auth.h"
@@ -19,6 +25,9 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
 
 static struct gw_ctx ctx;
 static struct gw_peer peer;
+
+static const char *const people[] = { "alice", "bob", "carol", "dave", "erin", "frank", "grace" };
+static char sessions[sizeof(people) / sizeof(people[0])][64];
 
 static void
 fail(const char *what, const char *err)
@@ -61,6 +70,31 @@ init(void)
 	peer.pid = getpid();
 	snprintf(peer.login, sizeof(peer.login), "alice");
 	snprintf(peer.exe, sizeof(peer.exe), "/fuzz");
+	for (size_t i = 0; i < sizeof(people) / sizeof(people[0]); i++) {
+		uint8_t tok[SG_SESSION_TOKEN_LEN];
+
+		if (gw_auth_session_new_factors(ctx.auth, people[i], peer.uid,
+		                                GW_FACTOR_PASSWORD | GW_FACTOR_TOTP, time(NULL), tok) < 0)
+			fail("session", people[i]);
+		sodium_bin2base64(sessions[i], sizeof(sessions[i]), tok, sizeof(tok),
+		                  sodium_base64_VARIANT_ORIGINAL);
+	}
+}
+
+/* "@NAME" → NAME's live session. */
+static void
+live_session(json_t *msg)
+{
+	const char *s = json_string_value(json_object_get(msg, "session"));
+
+	if (s == NULL || s[0] != '@')
+		return;
+	for (size_t i = 0; i < sizeof(people) / sizeof(people[0]); i++) {
+		if (strcmp(s + 1, people[i]) == 0) {
+			json_object_set_new(msg, "session", json_string(sessions[i]));
+			return;   /* s is gone with the old value */
+		}
+	}
 }
 
 int
@@ -74,6 +108,7 @@ LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 	msg = sg_msg_decode(data, size, err, sizeof(err));
 	if (msg == NULL)
 		return 0;
+	live_session(msg);
 	rep = gw_dispatch(&ctx, &peer, msg);
 	if (rep == NULL || !json_is_object(rep) || json_object_get(rep, "ok") == NULL)
 		abort();
