@@ -87,11 +87,26 @@ write_all(int fd, const void *buf, size_t n, off_t off)
 	return 0;
 }
 
-/* Zeros from `from` to the full size, then a sync: the blocks exist on
- * disk before any frame is written, so a frame's fdatasync flushes data
- * only (no allocation, no file size to journal). */
+/* GW_REDO_SIZE; tests make it small (SEALGATE_TEST_REDO_SIZE, bytes, at
+ * least 64 KiB) to go round the file many times. */
+static size_t
+redo_size(void)
+{
+	const char *v = getenv("SEALGATE_TEST_REDO_SIZE");
+	char *end;
+	unsigned long long n;
+
+	if (v == NULL || *v == '\0')
+		return GW_REDO_SIZE;
+	n = strtoull(v, &end, 10);
+	return *end == '\0' && n >= (64u << 10) && n <= GW_REDO_SIZE ? (size_t)n : GW_REDO_SIZE;
+}
+
+/* Zeros from `from` to size, then a sync: the blocks exist on disk before
+ * any frame is written, so a frame's fdatasync flushes data only (no
+ * allocation, no file size to journal). */
 static int
-fill(int fd, size_t from, char *err, size_t errlen, const char *path)
+fill(int fd, size_t from, size_t size, char *err, size_t errlen, const char *path)
 {
 	uint8_t *zero = calloc(1, FILL_STEP);
 	int rv = -1;
@@ -100,8 +115,8 @@ fill(int fd, size_t from, char *err, size_t errlen, const char *path)
 		sg_seterr(err, errlen, "out of memory");
 		return -1;
 	}
-	for (size_t off = from; off < GW_REDO_SIZE;) {
-		size_t n = GW_REDO_SIZE - off < FILL_STEP ? GW_REDO_SIZE - off : FILL_STEP;
+	for (size_t off = from; off < size;) {
+		size_t n = size - off < FILL_STEP ? size - off : FILL_STEP;
 		if (write_all(fd, zero, n, (off_t)off) != 0) {
 			sg_seterr(err, errlen, "%s: writing: %s", path, strerror(errno));
 			goto out;
@@ -124,6 +139,7 @@ gw_redo_open(const char *path, const uint8_t store_id[GW_REDO_ID_LEN], bool crea
 {
 	struct gw_redo *r = NULL;
 	struct stat sb;
+	size_t size = redo_size();
 	int fd;
 
 	*out = NULL;
@@ -147,15 +163,15 @@ gw_redo_open(const char *path, const uint8_t store_id[GW_REDO_ID_LEN], bool crea
 		sg_seterr(err, errlen, "chmod 0600 %s: %s", path, strerror(errno));
 		goto fail;
 	}
-	if ((uint64_t)sb.st_size < GW_REDO_SIZE) {
+	if ((uint64_t)sb.st_size < size) {
 		/* New, or cut short (a crash while it was being made): its
 		 * frames, if any, are still read; the rest becomes zeros. */
 		if (!create) {
 			sg_seterr(err, errlen, "%s is %lld bytes, expected %u", path,
-			       (long long)sb.st_size, GW_REDO_SIZE);
+			       (long long)sb.st_size, (unsigned)size);
 			goto fail;
 		}
-		if (fill(fd, (size_t)sb.st_size, err, errlen, path) != 0) {
+		if (fill(fd, (size_t)sb.st_size, size, err, errlen, path) != 0) {
 			/* Frames are written only into a whole file: a short
 			 * one holds none, so nothing is lost by removing it. */
 			unlink(path);
@@ -169,7 +185,7 @@ gw_redo_open(const char *path, const uint8_t store_id[GW_REDO_ID_LEN], bool crea
 	}
 	r->fd = fd;
 	memcpy(r->id, store_id, GW_REDO_ID_LEN);
-	r->size = GW_REDO_SIZE;
+	r->size = size;
 	*out = r;
 	return 0;
 fail:

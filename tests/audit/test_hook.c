@@ -455,6 +455,8 @@ sh(const char *fmt, ...)
 	cr_assert_eq(system(cmd), 0, "%s", cmd);
 }
 
+static unsigned expect_rounds;   /* killed_writer: times round the log, at least */
+
 /* A writer that records n spends from first on, then dies without closing
  * (no final sync, no emptied redo log). */
 static void
@@ -475,6 +477,12 @@ killed_writer(int first, int n, int refuse_every)
 			bool refuse = refuse_every && i % refuse_every == 0;
 			if (spend(i, refuse, &seq, err, sizeof(err)) != (refuse ? -1 : 0))
 				_exit(3);
+		}
+		{
+			struct gw_store_redo_stats rs;
+			gw_store_get_redo_stats(st, &rs);
+			if (!rs.on || rs.rounds < expect_rounds)
+				_exit(4);
 		}
 		_exit(0);
 	}
@@ -606,4 +614,22 @@ Test(hook, a_redo_log_of_another_store_is_never_replayed)
 	cr_assert_eq(gw_audit_verify_store(st, &count, err, sizeof(err)), 0, "%s", err);
 	cr_assert_eq(count, 0);
 	cr_assert_eq(sql_int("SELECT COUNT(*) FROM quota_use"), 0);
+}
+
+Test(hook, the_redo_log_goes_round_when_full)
+{
+	char err[512] = "";
+	uint64_t count = 0;
+
+	/* A 64 KiB log holds ~150 of these frames: 600 records go round it
+	 * a few times, the store syncing itself at each turn. */
+	setenv("SEALGATE_TEST_REDO_SIZE", "65536", 1);
+	expect_rounds = 2;
+	killed_writer(1, 600, 0);
+	expect_rounds = 0;
+	cr_assert_eq(gw_store_open(path, &st, err, sizeof(err)), 0, "%s", err);
+	unsetenv("SEALGATE_TEST_REDO_SIZE");
+	cr_assert_eq(gw_audit_verify_store(st, &count, err, sizeof(err)), 0, "%s", err);
+	cr_assert_eq(count, 600);
+	cr_assert_eq(sql_int("SELECT COUNT(*) FROM quota_use"), 600);
 }
