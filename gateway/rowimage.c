@@ -375,7 +375,9 @@ exec_row(sqlite3 *db, const char *sql, const struct reader *vals, int ncols, int
 	for (int c = 0; c < ncols; c++)
 		if (!bind_value(&r, s, c + 1))
 			goto out;
-	if (sqlite3_bind_int64(s, ncols + 1, rowid) != SQLITE_OK && ncols + 1 <= sqlite3_bind_parameter_count(s))
+	/* The rowid is the last parameter where the statement has one. */
+	if (ncols + 1 <= sqlite3_bind_parameter_count(s) &&
+	    sqlite3_bind_int64(s, ncols + 1, rowid) != SQLITE_OK)
 		goto out;
 	if (sqlite3_step(s) != SQLITE_DONE)
 		goto out;

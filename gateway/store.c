@@ -827,7 +827,6 @@ redo_setup(struct gw_store *st, const char *path, char *err, size_t errlen)
 	    prepare(st, &st->sync_normal, "PRAGMA synchronous=NORMAL", err, errlen) ||
 	    prepare(st, &st->sync_full, "PRAGMA synchronous=FULL", err, errlen))
 		return -1;
-	st->redo_stats.on = true;
 	return 0;
 }
 
@@ -917,7 +916,7 @@ ckpt_stop(struct gw_store *st)
 	st->ckpt_started = false;
 }
 
-int
+void
 gw_store_batch_begin(struct gw_store *st)
 {
 	pthread_mutex_lock(&st->lock);
@@ -925,15 +924,14 @@ gw_store_batch_begin(struct gw_store *st)
 	st->batch_writer = true;
 	ckpt_start(st);
 	if (st->redo == NULL)
-		return 0;
+		return;
 	if (step_done(st, st->sync_normal, NULL, 0) != 0)
-		return 0;   /* this batch syncs its own COMMIT */
+		return;   /* this batch syncs its own COMMIT */
 	gw_rowimage_start(st->rows, st->db);
 	st->img_ok = false;
 	st->img = NULL;
 	st->img_len = 0;
 	st->batch_fast = true;
-	return 0;
 }
 
 void
@@ -996,7 +994,6 @@ gw_store_batch_durable(struct gw_store *st, uint64_t first_seq, uint64_t last_se
 		 * would never be replayed. Stop using it for this run. */
 		gw_log_error("store: the redo log failed (%s); every commit syncs from now on", e);
 		gw_redo_close(&st->redo);
-		st->redo_stats.on = false;
 		return wal_sync(st, err, errlen);
 	default:
 		return wal_sync(st, err, errlen);
@@ -1027,6 +1024,7 @@ gw_store_get_redo_stats(struct gw_store *st, struct gw_store_redo_stats *out)
 {
 	pthread_mutex_lock(&st->lock);
 	*out = st->redo_stats;
+	out->on = st->redo != NULL;
 	pthread_mutex_unlock(&st->lock);
 }
 

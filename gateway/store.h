@@ -184,7 +184,7 @@ int gw_store_checkpoint_scan(struct gw_store *st, uint64_t from_seq, uint64_t to
  * fdatasync; without one (or when the log fails) the COMMIT or the WAL
  * sync makes it durable. gw_store_batch_durable: 0 = on disk, -1 = not
  * (err says why; the batch is committed but may be lost on power loss). */
-int gw_store_batch_begin(struct gw_store *st);
+void gw_store_batch_begin(struct gw_store *st);
 void gw_store_batch_images(struct gw_store *st);
 int gw_store_batch_durable(struct gw_store *st, uint64_t first_seq, uint64_t last_seq,
                            char *err, size_t errlen);
