@@ -260,31 +260,15 @@ failed(struct gw_req *r, const struct gw_person *who, time_t now, struct verdict
 	}
 }
 
-/* Checks the credential c of who, presented by the peer of r. Returns 1
- * accepted (v->factors, v->totp_at), 0 refused (v->rv, v->code, v->reason;
- * the failure is counted where it is a guess), -1 internal (v->reason). */
+/* The lockout check every login passes first, a PIN-less one too. Returns
+ * 1 not locked, 0 locked (v filled: CKR_PIN_LOCKED), -1 store error. */
 static int
-verify(struct gw_req *r, const struct gw_person *who, const struct cred *c, struct verdict *v)
+locked_out(struct gw_req *r, const struct gw_person *who, time_t now, struct verdict *v)
 {
-	struct gw_store *st = r->ctx->store;
-	struct gw_auth *a = r->ctx->auth;
-	time_t now = gw_auth_now(a);
 	struct lock_row row;
-	const char *code = c->code;
-	char codebuf[GW_TOTP_DIGITS + 1], when[40];
-	enum gw_totp_result tr;
-	int enrolled, ok = 0;
-	long skew = 0;
-	bool pw_needed = true;
+	char when[40];
 
-	memset(v, 0, sizeof(*v));
-	v->rv = CKR_PIN_INCORRECT;
-	v->code = "bad_pin";
-	if (st == NULL || tables(st) < 0) {
-		snprintf(v->reason, sizeof(v->reason), "credential store error");
-		return -1;
-	}
-	if (lock_get(st, who->id, lock_key(who, r->peer), &row) < 0) {
+	if (lock_get(r->ctx->store, who->id, lock_key(who, r->peer), &row) < 0) {
 		snprintf(v->reason, sizeof(v->reason), "credential store error");
 		return -1;
 	}
@@ -301,6 +285,36 @@ verify(struct gw_req *r, const struct gw_person *who, const struct cred *c, stru
 		v->code = "pin_locked";
 		return 0;
 	}
+	return 1;
+}
+
+/* Checks the credential c of who, presented by the peer of r. Returns 1
+ * accepted (v->factors, v->totp_at), 0 refused (v->rv, v->code, v->reason;
+ * the failure is counted where it is a guess), -1 internal (v->reason). */
+static int
+verify(struct gw_req *r, const struct gw_person *who, const struct cred *c, struct verdict *v)
+{
+	struct gw_store *st = r->ctx->store;
+	struct gw_auth *a = r->ctx->auth;
+	time_t now = gw_auth_now(a);
+	const char *code = c->code;
+	char codebuf[GW_TOTP_DIGITS + 1];
+	enum gw_totp_result tr;
+	int enrolled, ok = 0;
+	long skew = 0;
+	bool pw_needed = true;
+
+	memset(v, 0, sizeof(*v));
+	v->rv = CKR_PIN_INCORRECT;
+	v->code = "bad_pin";
+	if (st == NULL || tables(st) < 0) {
+		snprintf(v->reason, sizeof(v->reason), "credential store error");
+		return -1;
+	}
+	ok = locked_out(r, who, now, v);
+	if (ok <= 0)
+		return ok;
+	ok = 0;
 	enrolled = gw_totp_enrolled(st, who->id);
 	if (enrolled < 0) {
 		snprintf(v->reason, sizeof(v->reason), "credential store error");
@@ -462,6 +476,14 @@ gw_op_login(struct gw_req *r)
 			         "first (PIN-less login is accepted only inside a window)", who->id);
 			gw_req_record(r, "login", "denied", r->err, who->id, NULL, 0, NULL, 0, NULL);
 			return sg_reply_error(CKR_FUNCTION_CANCELED, "no_window", "%s", r->err);
+		}
+		/* A window does not outlive a lockout: the account (or this OS
+		 * user's tries at it) locked after the window opened. */
+		ok = tables(r->ctx->store) < 0 ? -1 : locked_out(r, who, gw_auth_now(r->ctx->auth), &v);
+		if (ok != 1) {
+			if (ok < 0)
+				snprintf(v.reason, sizeof(v.reason), "credential store error");
+			return refusal(r, "login", who, NULL, ok, &v);
 		}
 		v.factors = GW_FACTOR_WINDOW;
 	} else {

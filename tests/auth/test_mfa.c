@@ -895,6 +895,23 @@ Test(mfa, out_of_band_window_for_apps_that_cannot_prompt)
 	                pwfile("olga"), code), 0, "%s", out);
 	cr_assert_eq(sh(out, sizeof(out), "%s --user olga logout 2>&1", sealctl()), 0, "%s", out);
 	cr_assert_eq(login(h, NULL), CKR_FUNCTION_CANCELED);
+
+	/* A window does not outlive a lockout: five wrong passwords from this
+	 * OS user lock it out of olga's account, and the open window then lets
+	 * no PIN-less login in either. */
+	fresh_code("olga", code);
+	cr_assert_eq(sh(out, sizeof(out), "%s --user olga -p %s login --code %s 2>&1", sealctl(),
+	                pwfile("olga"), code), 0, "%s", out);
+	for (int i = 0; i < 5; i++)
+		login(h, "not-her-password");
+	cr_assert(token_flags() & CKF_USER_PIN_LOCKED);
+	cr_assert_eq(login(h, NULL), CKR_PIN_LOCKED, "a PIN-less login while the account is locked");
+	cr_assert_geq(audit_count("action = 'login' AND outcome = 'denied' AND actor = 'olga' AND "
+	                          "reason LIKE 'this OS user may not try the account olga until%'"), 1);
+	admin_unlock("olga");
+	cr_assert_eq(login(h, NULL), CKR_OK, "the window still open after the unlock");
+	cr_assert_eq(f->C_Logout(h), CKR_OK);
+	cr_assert_eq(sh(out, sizeof(out), "%s --user olga logout 2>&1", sealctl()), 0, "%s", out);
 }
 
 struct signer {
