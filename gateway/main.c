@@ -12,6 +12,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 #include <unistd.h>
 #include <sodium.h>
 
@@ -33,11 +34,15 @@ usage(FILE *f)
 {
 	fprintf(f,
 "usage: sealgated --config FILE [--foreground]\n"
+"       sealgated --config FILE --rebind [--foreground]\n"
 "       sealgated --config FILE --check\n"
 "       sealgated --config FILE --set-password USER --password-file FILE|-\n"
 "\n"
 "  -c, --config FILE        gateway configuration (docs/configuration.md)\n"
 "  -f, --foreground         log to stderr whatever the configuration says\n"
+"      --rebind             take the backend token found now as the seals' token,\n"
+"                           replacing the one the store is bound to (a replaced\n"
+"                           card); recorded in the audit log, then serve as usual\n"
 "      --check              validate configuration, policy and seal keys, then exit\n"
 "      --verify-audit       check the audit log's hash chain in the store, then exit\n"
 "      --set-password USER  set USER's sealgate password in the store (offline\n"
@@ -145,6 +150,50 @@ token_event(void *arg, enum gw_token_event ev, const char *detail)
 		gw_log_error("audit record %s (%s) could not be written", e.action, detail);
 }
 
+/* Makes the store remember the token this run logged in to: the first
+ * time (token_bound), or after --rebind took another (token_rebound). */
+static int
+keep_binding(struct gw_ctx *ctx, const struct gw_store_binding *stored, bool rebind)
+{
+	struct gw_token_binding now;
+	struct gw_store_binding b;
+	struct gw_audit_event e = { .outcome = "ok", .uid = -1, .pid = getpid(), .host = ctx->host };
+	char err[256], why[160];
+	uint64_t seq;
+
+	if (!gw_token_get_binding(ctx->token, &now))
+		return 0;
+	if (stored != NULL && strcmp(stored->serial, now.serial) == 0 &&
+	    stored->ncerts == now.ncerts && memcmp(stored->certs, now.certs, sizeof(now.certs)) == 0) {
+		if (rebind)
+			gw_log_info("--rebind: the token found (serial %s) is the one the store is bound "
+			            "to; nothing changed", now.serial);
+		return 0;
+	}
+	memset(&b, 0, sizeof(b));
+	memcpy(b.serial, now.serial, sizeof(b.serial));
+	memcpy(b.certs, now.certs, sizeof(b.certs));
+	b.ncerts = now.ncerts;
+	b.since = (int64_t)time(NULL);
+	if (gw_store_binding_set(ctx->store, &b, err, sizeof(err)) < 0) {
+		gw_log_error("store: keeping the token binding: %s", err);
+		return -1;
+	}
+	if (stored != NULL)
+		snprintf(why, sizeof(why), "serial %s, %u certificates (was serial %s, %u certificates)",
+		         now.serial, now.ncerts, stored->serial, stored->ncerts);
+	else
+		snprintf(why, sizeof(why), "serial %s, %u certificates", now.serial, now.ncerts);
+	e.action = stored != NULL ? "token_rebound" : "token_bound";
+	e.reason = why;
+	if (ctx->audit == NULL || gw_audit_record(ctx->audit, &e, &seq) < 0) {
+		gw_log_error("audit record %s (%s) could not be written", e.action, why);
+		return -1;
+	}
+	gw_log_info("%s: %s", e.action, why);
+	return 0;
+}
+
 int
 main(int argc, char **argv)
 {
@@ -152,6 +201,7 @@ main(int argc, char **argv)
 		{ "config", required_argument, NULL, 'c' },
 		{ "foreground", no_argument, NULL, 'f' },
 		{ "check", no_argument, NULL, 'C' },
+		{ "rebind", no_argument, NULL, 'R' },
 		{ "verify-audit", no_argument, NULL, 'A' },
 		{ "set-password", required_argument, NULL, 'P' },
 		{ "password-file", required_argument, NULL, 'F' },
@@ -160,7 +210,10 @@ main(int argc, char **argv)
 		{ NULL, 0, NULL, 0 },
 	};
 	const char *config = NULL, *pw_user = NULL, *pw_file = NULL;
-	bool foreground = false, check = false, verify = false;
+	bool foreground = false, check = false, verify = false, rebind = false;
+	struct gw_store_binding stored;
+	struct gw_token_binding prior;
+	int bound, opened;
 	struct gw_ctx ctx;
 	struct gw_snapshot *snap = NULL;
 	struct gw_cardwatch *cardwatch = NULL;
@@ -174,6 +227,7 @@ main(int argc, char **argv)
 		case 'c': config = optarg; break;
 		case 'f': foreground = true; break;
 		case 'C': check = true; break;
+		case 'R': rebind = true; break;
 		case 'A': verify = true; break;
 		case 'P': pw_user = optarg; break;
 		case 'F': pw_file = optarg; break;
@@ -256,8 +310,33 @@ main(int argc, char **argv)
 		gw_log_error("%s", err);
 		goto out;
 	}
-	if (gw_token_open(ctx.cfg, pin, &ctx.token, err, sizeof(err)) < 0) {
+	/* The token the store's seals live on, from an earlier run: another
+	 * one is refused before its PIN is sent (docs/smartcard.md). */
+	bound = gw_store_binding_peek(ctx.cfg->store_path, &stored, err, sizeof(err));
+	if (bound < 0) {
+		gw_log_error("store: reading the token binding: %s", err);
+		goto out;
+	}
+	memset(&prior, 0, sizeof(prior));
+	memcpy(prior.serial, stored.serial, sizeof(prior.serial));
+	memcpy(prior.certs, stored.certs, sizeof(prior.certs));
+	prior.ncerts = stored.ncerts;
+	opened = gw_token_open_bound(ctx.cfg, pin, bound == 1 && !rebind ? &prior : NULL,
+	                             &ctx.token, err, sizeof(err));
+	if (opened < 0) {
 		gw_log_error("backend token: %s", err);
+		if (opened == -2) {
+			char when[32];
+			time_t t = (time_t)stored.since;
+			struct tm tm;
+
+			gmtime_r(&t, &tm);
+			strftime(when, sizeof(when), "%Y-%m-%d %H:%M UTC", &tm);
+			gw_log_error("the store %s is bound to the token with serial %s since %s; no PIN was "
+			             "sent to the one found. If the seals' token was replaced on purpose, "
+			             "start sealgated once with --rebind (recorded in the audit log)",
+			             ctx.cfg->store_path, stored.serial, when);
+		}
 		goto out;
 	}
 	sg_free_secret_str(pin);
@@ -294,6 +373,8 @@ main(int argc, char **argv)
 		goto out;
 	}
 	ctx.next_app_id = gw_appstore_max_id(ctx.store);
+	if (keep_binding(&ctx, bound == 1 ? &stored : NULL, rebind) < 0)
+		goto out;
 	gw_token_set_event_hook(ctx.token, token_event, &ctx);
 	if (strcmp(ctx.cfg->card_watch, "on") == 0 ||
 	    (strcmp(ctx.cfg->card_watch, "auto") == 0 && gw_token_is_pcsc(ctx.token))) {

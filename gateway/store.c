@@ -1088,6 +1088,102 @@ gw_store_password_set(struct gw_store *st, const char *user, const char *hash)
 	return rv;
 }
 
+/* ---- the backend token's binding ---- */
+
+/* One store_meta row 'token_binding': serial (20 bytes, NUL-padded) |
+ * certificate set hash (32) | certificate count (u32 BE) | since (i64 BE). */
+#define BINDING_LEN 64
+
+int
+gw_store_binding_set(struct gw_store *st, const struct gw_store_binding *b,
+                     char *err, size_t errlen)
+{
+	uint8_t v[BINDING_LEN] = { 0 };
+	sqlite3_stmt *s = NULL;
+	int rv = -1;
+
+	memcpy(v, b->serial, strnlen(b->serial, sizeof(b->serial)));
+	memcpy(v + 20, b->certs, 32);
+	for (int i = 0; i < 4; i++)
+		v[52 + i] = (uint8_t)(b->ncerts >> (24 - 8 * i));
+	for (int i = 0; i < 8; i++)
+		v[56 + i] = (uint8_t)((uint64_t)b->since >> (56 - 8 * i));
+	pthread_mutex_lock(&st->lock);
+	if (sqlite3_prepare_v2(st->db, "INSERT INTO store_meta (name, value) VALUES ('token_binding', ?1) "
+	                       "ON CONFLICT (name) DO UPDATE SET value = excluded.value", -1, &s,
+	                       NULL) != SQLITE_OK) {
+		sg_seterr(err, errlen, "%s", sqlite3_errmsg(st->db));
+		goto out;
+	}
+	sqlite3_bind_blob(s, 1, v, sizeof(v), SQLITE_STATIC);
+	if (sqlite3_step(s) != SQLITE_DONE) {
+		sg_seterr(err, errlen, "%s", sqlite3_errmsg(st->db));
+		goto out;
+	}
+	rv = 0;
+out:
+	sqlite3_finalize(s);
+	pthread_mutex_unlock(&st->lock);
+	return rv;
+}
+
+int
+gw_store_binding_peek(const char *path, struct gw_store_binding *b, char *err, size_t errlen)
+{
+	sqlite3 *db = NULL;
+	sqlite3_stmt *s = NULL;
+	const uint8_t *v;
+	struct stat sb;
+	int rv = -1, r;
+
+	memset(b, 0, sizeof(*b));
+	if (stat(path, &sb) != 0 && errno == ENOENT)
+		return 0;
+	if (sqlite3_open_v2(path, &db, SQLITE_OPEN_READONLY | SQLITE_OPEN_NOFOLLOW, NULL) != SQLITE_OK) {
+		sg_seterr(err, errlen, "%s: %s", path, db ? sqlite3_errmsg(db) : "cannot open");
+		goto out;
+	}
+	sqlite3_busy_timeout(db, 5000);
+	r = sqlite3_prepare_v2(db, "SELECT value FROM store_meta WHERE name = 'token_binding'", -1, &s, NULL);
+	if (r != SQLITE_OK) {
+		/* A store from before store_meta (migration 7) was never bound. */
+		if (strstr(sqlite3_errmsg(db), "no such table") != NULL)
+			rv = 0;
+		else
+			sg_seterr(err, errlen, "%s: %s", path, sqlite3_errmsg(db));
+		goto out;
+	}
+	r = sqlite3_step(s);
+	if (r == SQLITE_DONE) {
+		rv = 0;
+		goto out;
+	}
+	if (r != SQLITE_ROW) {
+		sg_seterr(err, errlen, "%s: %s", path, sqlite3_errmsg(db));
+		goto out;
+	}
+	if (sqlite3_column_bytes(s, 0) != BINDING_LEN) {
+		sg_seterr(err, errlen, "%s: the token binding is malformed", path);
+		goto out;
+	}
+	v = sqlite3_column_blob(s, 0);
+	memcpy(b->serial, v, 19);
+	memcpy(b->certs, v + 20, 32);
+	for (int i = 0; i < 4; i++)
+		b->ncerts = b->ncerts << 8 | v[52 + i];
+	{
+		uint64_t t = 0;
+		for (int i = 0; i < 8; i++)
+			t = t << 8 | v[56 + i];
+		b->since = (int64_t)t;
+	}
+	rv = 1;
+out:
+	sqlite3_finalize(s);
+	sqlite3_close(db);
+	return rv;
+}
+
 /* ---- audit rows ---- */
 
 static void

@@ -21,6 +21,24 @@ void gw_store_close(struct gw_store **st);
 int gw_store_password_get(struct gw_store *st, const char *user, char *hash, size_t hashlen);
 int gw_store_password_set(struct gw_store *st, const char *user, const char *hash);
 
+/* The backend token the store's seals live on (token.h, "Binding"), kept
+ * so that a gateway restarted with another token in the reader refuses it
+ * before sending a PIN. since: Unix seconds when it was bound. */
+struct gw_store_binding {
+	char serial[20];
+	uint8_t certs[32];
+	unsigned ncerts;
+	int64_t since;
+};
+/* Writes the binding (a synced commit). 0 or -1 with err. */
+int gw_store_binding_set(struct gw_store *st, const struct gw_store_binding *b,
+                         char *err, size_t errlen);
+/* Reads the binding from the store file at path, read-only and without
+ * the store being open (the gateway reads it before it opens the token;
+ * sealgated --check while a gateway runs). 1 found, 0 none (no file yet,
+ * or never bound), -1 with err. */
+int gw_store_binding_peek(const char *path, struct gw_store_binding *b, char *err, size_t errlen);
+
 /*
  * Thread safety: one SQLite connection per store, opened in serialized mode
  * (SQLITE_OPEN_FULLMUTEX) and, above that, guarded by the store's own

@@ -342,13 +342,13 @@ check_binding(struct gw_token *tok, CK_SESSION_HANDLE s, const char *serial,
 		return CKR_OK;
 	}
 	if (strcmp(serial, tok->bound_serial) != 0) {
-		sg_seterr(err, errlen, "a different card is in the reader (serial %s, the seals' card is "
+		sg_seterr(err, errlen, "a different token is there (serial %s; the seals' token is "
 		       "serial %s): refused", serial, tok->bound_serial);
 		return CKR_TOKEN_NOT_RECOGNIZED;
 	}
 	if (n != tok->bound_ncerts || CRYPTO_memcmp(fp, tok->bound_certs, sizeof(fp)) != 0) {
-		sg_seterr(err, errlen, "the card in the reader has serial %s but not the certificates it "
-		       "had when the gateway started (%u now, %u then): refused", serial, n,
+		sg_seterr(err, errlen, "the token has serial %s but not the certificates the seals' "
+		       "token had when it was bound (%u now, %u then): refused", serial, n,
 		       tok->bound_ncerts);
 		return CKR_TOKEN_NOT_RECOGNIZED;
 	}
@@ -708,6 +708,31 @@ int
 gw_token_open(const struct gw_config *cfg, const char *pin,
               struct gw_token **out, char *err, size_t errlen)
 {
+	return gw_token_open_bound(cfg, pin, NULL, out, err, errlen);
+}
+
+bool
+gw_token_get_binding(struct gw_token *tok, struct gw_token_binding *out)
+{
+	bool bound;
+
+	memset(out, 0, sizeof(*out));
+	pthread_mutex_lock(&tok->lock);
+	bound = tok->bound;
+	if (bound) {
+		snprintf(out->serial, sizeof(out->serial), "%s", tok->bound_serial);
+		memcpy(out->certs, tok->bound_certs, sizeof(out->certs));
+		out->ncerts = tok->bound_ncerts;
+	}
+	pthread_mutex_unlock(&tok->lock);
+	return bound;
+}
+
+int
+gw_token_open_bound(const struct gw_config *cfg, const char *pin,
+                    const struct gw_token_binding *prior,
+                    struct gw_token **out, char *err, size_t errlen)
+{
 	int rv = -1;
 	struct gw_token *tok = NULL;
 	CK_C_GetFunctionList getfl;
@@ -732,6 +757,14 @@ gw_token_open(const struct gw_config *cfg, const char *pin,
 	pthread_mutex_init(&tok->connect_lock, NULL);
 	pthread_mutex_init(&tok->lookup_lock, NULL);
 	tok->anchor = CK_INVALID_HANDLE;
+	if (prior != NULL) {
+		/* As if this run had logged in once already: the first connect
+		 * checks the token against it before sending the PIN. */
+		snprintf(tok->bound_serial, sizeof(tok->bound_serial), "%s", prior->serial);
+		memcpy(tok->bound_certs, prior->certs, sizeof(tok->bound_certs));
+		tok->bound_ncerts = prior->ncerts;
+		tok->bound = true;
+	}
 
 	n = cfg->backend_sessions;
 	if (n == 0) {
@@ -840,8 +873,11 @@ gw_token_open(const struct gw_config *cfg, const char *pin,
 	pthread_mutex_lock(&tok->connect_lock);
 	crv = token_connect(tok, cfg->backend_token, err, errlen);
 	pthread_mutex_unlock(&tok->connect_lock);
-	if (crv != CKR_OK)
+	if (crv != CKR_OK) {
+		if (crv == CKR_TOKEN_NOT_RECOGNIZED)
+			rv = -2;
 		goto out;
+	}
 
 	*out = tok;
 	tok = NULL;

@@ -86,7 +86,25 @@ CK_RV gw_token_reconnect(struct gw_token *tok);
  * public, so this needs no login) are recorded. A reconnect to a token
  * with another serial or other certificates is refused before any PIN is
  * sent: a seal lives on one card, and a different card in the reader is
- * not that seal. */
+ * not that seal. The gateway keeps the binding in its store, so it holds
+ * across restarts too (gw_token_open_bound). */
+
+struct gw_token_binding {
+	char serial[20];              /* CK_TOKEN_INFO serialNumber, trimmed */
+	uint8_t certs[32];            /* SHA-256 over the sorted certificate hashes */
+	unsigned ncerts;
+};
+
+/* gw_token_open, but the token must be the one prior describes (a binding
+ * remembered from an earlier run): any other is refused before its PIN
+ * is sent, and the call returns -2 with err saying which token was found.
+ * prior NULL: gw_token_open. */
+int gw_token_open_bound(const struct gw_config *cfg, const char *pin,
+                        const struct gw_token_binding *prior,
+                        struct gw_token **out, char *err, size_t errlen);
+
+/* The binding in force (set at the first login): false before any. */
+bool gw_token_get_binding(struct gw_token *tok, struct gw_token_binding *out);
 
 enum gw_token_event {
 	GW_TOKEN_REMOVED = 1,     /* it went away (card pulled, device error) */

@@ -467,6 +467,33 @@ Test(card, a_look_alike_card_is_refused)
 	cr_assert_geq(wait_present(true, 10000), 0, "the right card was not taken back");
 }
 
+/* The binding outlives the gateway: stopped, card swapped, started again,
+ * the look-alike is refused before it sees the PIN and the log says what
+ * to do if the swap was meant. */
+Test(card, a_look_alike_card_at_restart_is_refused)
+{
+	char path[512], *log;
+	FILE *fp;
+
+	cr_assert_eq(fixture("stop"), 0);
+	cr_assert_eq(fixture("insert b"), 0);
+	snprintf(path, sizeof(path), "%s/sealgated.log", env("SG_CARD_DIR"));
+	fp = fopen(path, "w");
+	cr_assert_not_null(fp);
+	fclose(fp);
+	cr_assert_neq(fixture("start"), 0, "sealgated started on a card it is not bound to");
+	cr_assert_eq(card_verifies(), 0, "the gateway sent its PIN to a foreign card at start");
+	log = card_file("sealgated.log");
+	cr_assert(strstr(log, "is bound to the token with serial") && strstr(log, "--rebind"),
+	          "no clear error in the log:\n%s", log);
+	free(log);
+
+	cr_assert_eq(fixture("insert a"), 0);
+	cr_assert_eq(fixture("start"), 0);
+	cr_assert_geq(wait_present(true, 10000), 0);
+	cr_assert_eq(card_verifies(), 1, "the seals' card is logged in to once");
+}
+
 Test(card, final_pin_try_is_never_spent)
 {
 	char *out, *tries;
