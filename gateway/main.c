@@ -333,8 +333,9 @@ main(int argc, char **argv)
 			gmtime_r(&t, &tm);
 			strftime(when, sizeof(when), "%Y-%m-%d %H:%M UTC", &tm);
 			gw_log_error("the store %s is bound to the token with serial %s since %s; no PIN was "
-			             "sent to the one found. If the seals' token was replaced on purpose, "
-			             "start sealgated once with --rebind (recorded in the audit log)",
+			             "sent to the one found. If the token was replaced or its certificates "
+			             "changed on purpose (a seal added, a certificate renewed), start "
+			             "sealgated once with --rebind (recorded in the audit log)",
 			             ctx.cfg->store_path, stored.serial, when);
 		}
 		goto out;
