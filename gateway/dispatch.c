@@ -118,6 +118,14 @@ op_status(struct gw_req *r)
 			          why[0] ? why : "backend token not present"));
 	}
 	json_object_set_new(rep, "seals", seals);
+	/* Which backend token the seals are bound to (docs/smartcard.md). */
+	if (r->ctx->token != NULL) {
+		struct gw_token_binding b;
+
+		if (gw_token_get_binding(r->ctx->token, &b))
+			json_object_set_new(rep, "backend", json_pack("{s:s,s:i}", "serial", b.serial,
+			                                              "certificates", (int)b.ncerts));
+	}
 	sodium_bin2hex(hex, sizeof(hex), p->hash, GW_HASH_LEN);
 	json_object_set_new(rep, "policy", json_string(hex));
 	json_object_set_new(rep, "logins", json_integer((json_int_t)gw_auth_session_count(r->ctx->auth)));

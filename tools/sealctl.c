@@ -114,6 +114,12 @@ cmd_status(struct cli *c)
 		       json_string_value(json_object_get(rep, "instance")), c->socket);
 		printf("token:    %s (%s)\n", json_string_value(json_object_get(rep, "token_label")),
 		       present ? "present" : "NOT PRESENT");
+		if (json_is_object(json_object_get(rep, "backend"))) {
+			json_t *b = json_object_get(rep, "backend");
+			printf("backend:  bound to the token with serial %s (%lld certificates)\n",
+			       json_string_value(json_object_get(b, "serial")),
+			       (long long)json_integer_value(json_object_get(b, "certificates")));
+		}
 		printf("policy:   sha256 %s\n", json_string_value(json_object_get(rep, "policy")));
 		if (json_is_object(json_object_get(rep, "audit"))) {
 			json_t *a = json_object_get(rep, "audit");

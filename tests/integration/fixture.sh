@@ -5,6 +5,8 @@
 #   fixture.sh up DIR       create everything (once) and start the gateway
 #   fixture.sh start DIR    start the gateway (waits until it answers)
 #   fixture.sh stop DIR [SIGNAL]   stop it (default TERM; KILL for a crash)
+#   fixture.sh retoken DIR  the token made anew: same label and keys' names,
+#                           new serial, new keys and certificates
 #   fixture.sh down DIR     stop and remove DIR
 #
 # env: SEALGATE_BUILD (build dir), SEALGATE_SOURCE (source dir).
@@ -14,10 +16,19 @@ build=${SEALGATE_BUILD:?SEALGATE_BUILD not set}
 src=${SEALGATE_SOURCE:?SEALGATE_SOURCE not set}
 gw=$build/gateway/sealgated
 
+make_token() {
+	SG_ORG="Integration Co." sh "$src/tests/backend/mktoken.sh" "$dir" sg-it 1234 \
+		contract-seal:01:rsa:2048 finance-seal:03:EC:prime256v1 \
+		ed-seal:05:EC:edwards25519 workflow-seal:07:rsa:2048 \
+		quota-seal:08:EC:prime256v1 >/dev/null
+}
+
+# SG_GATEWAY_ARGS: more arguments for sealgated (e.g. --rebind).
 start() {
 	rm -f "$dir/sealgated.sock"
+	# shellcheck disable=SC2086
 	SEALGATE_TEST_CLOCK=$dir/clock SOFTHSM2_CONF=$dir/softhsm2.conf "$gw" --config "$dir/sealgated.yaml" --foreground \
-		>>"$dir/sealgated.log" 2>&1 &
+		${SG_GATEWAY_ARGS:-} >>"$dir/sealgated.log" 2>&1 &
 	echo $! >"$dir/sealgated.pid"
 	i=0
 	while [ $i -lt 100 ]; do
@@ -51,10 +62,7 @@ up() {
 	mkdir -p "$dir"
 	dir=$(cd "$dir" && pwd)
 	if [ ! -f "$dir/sealgated.yaml" ]; then
-		SG_ORG="Integration Co." sh "$src/tests/backend/mktoken.sh" "$dir" sg-it 1234 \
-			contract-seal:01:rsa:2048 finance-seal:03:EC:prime256v1 \
-			ed-seal:05:EC:edwards25519 workflow-seal:07:rsa:2048 \
-			quota-seal:08:EC:prime256v1 >/dev/null
+		make_token
 		(umask 077; printf '1234\n' >"$dir/token.pin")
 		me=$(id -un)
 		cat >"$dir/policy.yaml" <<EOP
@@ -163,5 +171,6 @@ up) up ;;
 start) start ;;
 stop) stop "${3:-TERM}" ;;
 down) stop TERM; rm -rf "$dir" ;;
-*) echo "usage: $0 up|start|stop|down DIR" >&2; exit 2 ;;
+retoken) rm -rf "$dir/tokens"; make_token ;;
+*) echo "usage: $0 up|start|stop|retoken|down DIR" >&2; exit 2 ;;
 esac

@@ -1,41 +1,33 @@
 #!/usr/bin/env bash
 # Integration: the store remembers which backend token its seals live on.
-# A real sealgated over a real SoftHSM2 token binds the token at its first
-# start (audit record token_bound); after the token is replaced by another
-# with the same label (new serial, new key and certificate) the gateway and
-# `--check` refuse to start, before logging in, and say how to proceed;
-# `--rebind` takes the new token (audit record token_rebound naming both
-# serials), and later starts accept it without the flag.
+# A real sealgated over a real SoftHSM2 token (tests/integration/fixture.sh,
+# in a directory of its own) binds the token at its first start (audit
+# record token_bound); after the token is made anew under the same label
+# (new serial, new keys and certificates) the gateway and `--check` refuse
+# to start and say how to proceed; `--rebind` takes the new token (audit
+# record token_rebound naming both serials), and later starts accept it
+# without the flag.
 #
 # env: SEALGATE_BUILD, SEALGATE_SOURCE
 set -euo pipefail
 build=${SEALGATE_BUILD:?SEALGATE_BUILD not set}
-src=${SEALGATE_SOURCE:?SEALGATE_SOURCE not set}
 gw=$build/gateway/sealgated
 ctl=$build/tools/sealctl
+fixture="sh $(dirname "$0")/fixture.sh"
 W=$(mktemp -d /tmp/sg-rebind.XXXXXX)
-pid=
 
 fails=0
 pass() { echo "ok - $*"; }
 fail() { echo "not ok - $*"; fails=$((fails + 1)); }
 
 cleanup() {
-	[ -z "$pid" ] || kill -TERM "$pid" 2>/dev/null || true
-	[ -z "$pid" ] || wait "$pid" 2>/dev/null || true
-	rm -rf "$W"
+	$fixture down "$W" || true
 }
 trap cleanup EXIT
 
-mk_token() {
-	rm -rf "$W/tok"
-	SG_ORG="Rebind Co." sh "$src/tests/backend/mktoken.sh" "$W/tok" sg-rebind 1234 \
-		seal:01:EC:prime256v1 >/dev/null
-}
-
 serial() {
-	SOFTHSM2_CONF=$W/tok/softhsm2.conf softhsm2-util --show-slots |
-		awk '/Serial number:/ { s = $3 } /Label:/ && $2 == "sg-rebind" { print s; exit }'
+	SOFTHSM2_CONF=$W/softhsm2.conf softhsm2-util --show-slots |
+		awk '/Serial number:/ { s = $3 } /Label:/ && $2 == "sg-it" { print s; exit }'
 }
 
 # Counts audit records matching an SQL condition.
@@ -47,73 +39,16 @@ print(db.execute("SELECT count(*) FROM audit WHERE " + sys.argv[2]).fetchone()[0
 PY
 }
 
-# Starts the gateway with extra arguments; 0 once it answers, 1 if it
-# exited (its status is then in $W/exit).
-start() {
-	rm -f "$W/sealgated.sock"
-	SOFTHSM2_CONF=$W/tok/softhsm2.conf "$gw" --config "$W/sealgated.yaml" --foreground "$@" \
-		>>"$W/sealgated.log" 2>&1 &
-	pid=$!
-	for _ in $(seq 100); do
-		if [ -S "$W/sealgated.sock" ] && "$ctl" --socket "$W/sealgated.sock" status >/dev/null 2>&1; then
-			return 0
-		fi
-		if ! kill -0 "$pid" 2>/dev/null; then
-			wait "$pid" && echo 0 >"$W/exit" || echo $? >"$W/exit"
-			pid=
-			return 1
-		fi
-		sleep 0.1
-	done
-	echo "sealgated neither answered nor exited in 10 s" >&2
-	return 1
-}
+start() { SG_GATEWAY_ARGS="$*" $fixture start "$W" >>"$W/fixture.out" 2>&1; }
+stop() { $fixture stop "$W"; }
 
-stop() {
-	kill -TERM "$pid"
-	wait "$pid" || true
-	pid=
-}
-
-mk_token
-(umask 077; printf '1234\n' >"$W/token.pin")
-cat >"$W/policy.yaml" <<EOP
-version: 1
-organization:
-  name: Rebind Co.
-  timezone: UTC
-  departments:
-    - { id: hq, name: Headquarters }
-  people:
-    - { id: alice, name: Alice, department: hq, roles: [employee] }
-  act_as:
-    - { os_login: "$(id -un)", accounts: all }
-seals:
-  - id: official
-    name: Official Seal
-    kind: official
-    key: "pkcs11:object=seal;type=private"
-    holder: hq
-    users: { people: [alice] }
-    approval: none
-    mfa: none
-EOP
-cat >"$W/sealgated.yaml" <<EOC
-backend_module: /usr/lib/softhsm/libsofthsm2.so
-backend_token: "pkcs11:token=sg-rebind"
-token_pin_file: $W/token.pin
-socket_path: $W/sealgated.sock
-store_path: $W/sealgate.db
-policy_path: $W/policy.yaml
-token_label: Rebind Co.
-EOC
-
+# Made, bound and running: stopped for the test.
+$fixture up "$W" >"$W/fixture.out" 2>&1 || { cat "$W/fixture.out"; exit 1; }
+stop
 first=$(serial)
 [ -n "$first" ] || { echo "could not read the token's serial" >&2; exit 1; }
 
-# 1. First start: bound, recorded.
-if start; then pass "first start"; else fail "first start"; cat "$W/sealgated.log"; exit 1; fi
-stop
+# 1. The first start bound it, and recorded that.
 n=$(audit_count "action = 'token_bound' AND reason LIKE 'serial $first,%'")
 [ "$n" = 1 ] && pass "first start recorded token_bound for serial $first" ||
 	fail "token_bound records for serial $first: $n, expected 1"
@@ -126,7 +61,7 @@ n=$(audit_count "action LIKE 'token_%bound'")
 	fail "binding records after a plain restart: $n, expected 1"
 
 # 3. Another token with the same label (the card swapped while stopped).
-mk_token
+$fixture retoken "$W"
 second=$(serial)
 [ -n "$second" ] && [ "$second" != "$first" ] && pass "the new token has another serial ($second)" ||
 	fail "the new token's serial '$second' is not new (was $first)"
@@ -135,15 +70,14 @@ if start; then
 	fail "sealgated started on a token the store is not bound to"
 	stop
 else
-	[ "$(cat "$W/exit")" != 0 ] && pass "sealgated refuses a token it is not bound to" ||
-		fail "sealgated exited 0 on a foreign token"
+	pass "sealgated refuses a token it is not bound to"
 fi
 grep -q "is bound to the token with serial $first" "$W/sealgated.log" &&
 	grep -q -- "--rebind" "$W/sealgated.log" &&
 	pass "the log names the bound serial and --rebind" ||
 	{ fail "no clear error in the log"; cat "$W/sealgated.log"; }
 # (That no PIN reaches the foreign token is seen on a card: tests/card.)
-if SOFTHSM2_CONF=$W/tok/softhsm2.conf "$gw" --config "$W/sealgated.yaml" --check >"$W/check.out" 2>&1; then
+if SOFTHSM2_CONF=$W/softhsm2.conf "$gw" --config "$W/sealgated.yaml" --check >"$W/check.out" 2>&1; then
 	fail "--check accepted a token the store is not bound to"
 else
 	grep -q -- "--rebind" "$W/check.out" && pass "--check refuses it too, with the hint" ||
@@ -155,8 +89,9 @@ n=$(audit_count "action = 'token_rebound'")
 # 4. --rebind: taken, recorded with both serials.
 if start --rebind; then pass "--rebind starts on the new token"; else fail "--rebind"; cat "$W/sealgated.log"; exit 1; fi
 "$ctl" --socket "$W/sealgated.sock" status >"$W/status.out" 2>&1 &&
-	grep -q "Official Seal" "$W/status.out" && ! grep -q UNAVAILABLE "$W/status.out" &&
-	pass "the seal is served from the new token" ||
+	grep -q "Contract Seal" "$W/status.out" && ! grep -q UNAVAILABLE "$W/status.out" &&
+	grep -q "backend:  bound to the token with serial $second" "$W/status.out" &&
+	pass "the seals are served from the new token, and status names it" ||
 	{ fail "status after --rebind"; cat "$W/status.out"; }
 stop
 n=$(audit_count "action = 'token_rebound' AND reason LIKE 'serial $second,%was serial $first,%'")
