@@ -17,37 +17,12 @@ cmd=$1 dir=$2
 build=${SEALGATE_BUILD:?SEALGATE_BUILD not set}
 src=${SEALGATE_SOURCE:?SEALGATE_SOURCE not set}
 gw=$build/gateway/sealgated
+# shellcheck source=tests/lib/gateway.sh
+. "$src/tests/lib/gateway.sh"
 
-start() {
-	rm -f "$dir/sealgated.sock"
-	SOFTHSM2_CONF=$dir/gw/softhsm2.conf "$gw" --config "$dir/sealgated.yaml" --foreground \
-		>>"$dir/sealgated.log" 2>&1 &
-	echo $! >"$dir/sealgated.pid"
-	i=0
-	while [ $i -lt 200 ]; do
-		if [ -S "$dir/sealgated.sock" ] && "$build/tools/sealctl" --socket "$dir/sealgated.sock" status >/dev/null 2>&1; then
-			return 0
-		fi
-		if ! kill -0 "$(cat "$dir/sealgated.pid")" 2>/dev/null; then
-			echo "fixture: sealgated exited:" >&2
-			tail -20 "$dir/sealgated.log" >&2
-			return 1
-		fi
-		sleep 0.05
-		i=$((i + 1))
-	done
-	echo "fixture: sealgated did not answer in 10 s" >&2
-	return 1
-}
+start() { sg_gw_start "$dir" SOFTHSM2_CONF="$dir/gw/softhsm2.conf"; }
 
-stop() {
-	[ -f "$dir/sealgated.pid" ] || return 0
-	pid=$(cat "$dir/sealgated.pid")
-	kill -TERM "$pid" 2>/dev/null || true
-	i=0
-	while kill -0 "$pid" 2>/dev/null && [ $i -lt 100 ]; do sleep 0.1; i=$((i + 1)); done
-	rm -f "$dir/sealgated.pid"
-}
+stop() { sg_gw_stop "$dir" "${1:-TERM}"; }
 
 # Copy of the token for another process, with its own softhsm2.conf.
 copy_token() {

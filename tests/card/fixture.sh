@@ -20,6 +20,8 @@ build=${SEALGATE_BUILD:?SEALGATE_BUILD not set}
 src=${SEALGATE_SOURCE:?SEALGATE_SOURCE not set}
 here=$src/tests/card
 gw=$build/gateway/sealgated
+# shellcheck source=tests/lib/gateway.sh
+. "$src/tests/lib/gateway.sh"
 bridge=$build/tests/card/vpcd-bridge
 PIN=4711abcd
 
@@ -67,38 +69,10 @@ pull() {
 
 start() {
 	load_env
-	rm -f "$dir/sealgated.sock"
-	"$gw" --config "$dir/sealgated.yaml" --foreground >>"$dir/sealgated.log" 2>&1 &
-	echo $! >"$dir/sealgated.pid"
-	i=0
-	while [ $i -lt 150 ]; do
-		if [ -S "$dir/sealgated.sock" ] &&
-		   "$build/tools/sealctl" --socket "$dir/sealgated.sock" status >/dev/null 2>&1; then
-			return 0
-		fi
-		if ! kill -0 "$(cat "$dir/sealgated.pid")" 2>/dev/null; then
-			echo "fixture: sealgated exited:" >&2
-			tail -20 "$dir/sealgated.log" >&2
-			rm -f "$dir/sealgated.pid"
-			return 1
-		fi
-		sleep 0.1
-		i=$((i + 1))
-	done
-	echo "fixture: sealgated did not answer in 15 s" >&2
-	tail -20 "$dir/sealgated.log" >&2
-	return 1
+	sg_gw_start "$dir"
 }
 
-stop() {
-	sig=${1:-TERM}
-	[ -f "$dir/sealgated.pid" ] || return 0
-	pid=$(cat "$dir/sealgated.pid")
-	kill -"$sig" "$pid" 2>/dev/null || true
-	i=0
-	while kill -0 "$pid" 2>/dev/null && [ $i -lt 100 ]; do sleep 0.1; i=$((i + 1)); done
-	rm -f "$dir/sealgated.pid"
-}
+stop() { sg_gw_stop "$dir" "${1:-TERM}"; }
 
 up() {
 	for t in pcscd opensc-tool certutil openssl unshare; do

@@ -15,6 +15,8 @@ cmd=$1 dir=$2
 build=${SEALGATE_BUILD:?SEALGATE_BUILD not set}
 src=${SEALGATE_SOURCE:?SEALGATE_SOURCE not set}
 gw=$build/gateway/sealgated
+# shellcheck source=tests/lib/gateway.sh
+. "$src/tests/lib/gateway.sh"
 
 make_token() {
 	SG_ORG="Integration Co." sh "$src/tests/backend/mktoken.sh" "$dir" sg-it 1234 \
@@ -24,39 +26,9 @@ make_token() {
 }
 
 # SG_GATEWAY_ARGS: more arguments for sealgated (e.g. --rebind).
-start() {
-	rm -f "$dir/sealgated.sock"
-	# shellcheck disable=SC2086
-	SEALGATE_TEST_CLOCK=$dir/clock SOFTHSM2_CONF=$dir/softhsm2.conf "$gw" --config "$dir/sealgated.yaml" --foreground \
-		${SG_GATEWAY_ARGS:-} >>"$dir/sealgated.log" 2>&1 &
-	echo $! >"$dir/sealgated.pid"
-	i=0
-	while [ $i -lt 100 ]; do
-		if [ -S "$dir/sealgated.sock" ] && "$build/tools/sealctl" --socket "$dir/sealgated.sock" status >/dev/null 2>&1; then
-			return 0
-		fi
-		if ! kill -0 "$(cat "$dir/sealgated.pid")" 2>/dev/null; then
-			echo "fixture: sealgated exited:" >&2
-			tail -20 "$dir/sealgated.log" >&2
-			return 1
-		fi
-		sleep 0.1
-		i=$((i + 1))
-	done
-	echo "fixture: sealgated did not answer in 10 s" >&2
-	tail -20 "$dir/sealgated.log" >&2
-	return 1
-}
+start() { sg_gw_start "$dir" SEALGATE_TEST_CLOCK="$dir/clock" SOFTHSM2_CONF="$dir/softhsm2.conf"; }
 
-stop() {
-	sig=${1:-TERM}
-	[ -f "$dir/sealgated.pid" ] || return 0
-	pid=$(cat "$dir/sealgated.pid")
-	kill -"$sig" "$pid" 2>/dev/null || true
-	i=0
-	while kill -0 "$pid" 2>/dev/null && [ $i -lt 100 ]; do sleep 0.1; i=$((i + 1)); done
-	rm -f "$dir/sealgated.pid"
-}
+stop() { sg_gw_stop "$dir" "${1:-TERM}"; }
 
 up() {
 	mkdir -p "$dir"
