@@ -219,6 +219,19 @@ unhex() { perl -e 'print pack("H*", $ARGV[0])' "$1"; }
 # shellcheck disable=SC2034 # used by the test scripts
 SHA256_DI_PREFIX=3031300d060960864801650304020105000420
 
+# An NSS database in directory $1 (sql:$1) as a clerk would set it up:
+# sealgate-pkcs11.so registered with modutil, the demo CA trusted.
+nss_db_with_sealgate() {
+	mkdir -p "$1"
+	run certutil -N -d "sql:$1" --empty-password
+	expect_ok "create the NSS database"
+	# modutil asks for confirmation unless -force; stdin closed to be sure.
+	run modutil -dbdir "sql:$1" -add sealgate -libfile "$SEALGATE_MODULE" -force </dev/null
+	expect_ok "register sealgate-pkcs11.so with modutil"
+	run certutil -A -d "sql:$1" -n demo-ca -t CT,C,C -i "$SEALGATE_CA"
+	expect_ok "trust the demo CA in the NSS database"
+}
+
 # Writes a small, valid one-page PDF with a correct xref table to $1.
 make_pdf() {
 	local f=$1 text=${2:-Acme Trading Co. sales contract}

@@ -32,14 +32,8 @@ ALICE=$(password_of alice)
 # the machine's own profile and certificates out of the test.
 export MOZILLA_CERTIFICATE_FOLDER=$DB
 export HOME=$W/home
-mkdir -p "$HOME" nssdb
-
-run certutil -N -d "$DB" --empty-password
-expect_ok "create the NSS database"
-run modutil -dbdir "$DB" -add sealgate -libfile "$SEALGATE_MODULE" -force </dev/null
-expect_ok "register sealgate-pkcs11.so with modutil"
-run certutil -A -d "$DB" -n demo-ca -t CT,C,C -i "$SEALGATE_CA"
-expect_ok "trust the demo CA in the NSS database"
+mkdir -p "$HOME"
+nss_db_with_sealgate "$W/nssdb"
 
 # One LibreOffice run: a fresh profile, a Writer document, Export as PDF
 # with the Contract Seal. Extra arguments go to lo_sign_pdf.py.

@@ -17,17 +17,10 @@ NICK="$TOKEN_LABEL:Contract Seal"
 export SEALGATE_USER=alice
 ALICE=$(password_of alice)
 
-mkdir nssdb
-run certutil -N -d "$DB" --empty-password
-expect_ok "create the NSS database"
-# modutil asks for confirmation unless -force; stdin closed to be sure.
-run modutil -dbdir "$DB" -add sealgate -libfile "$SEALGATE_MODULE" -force </dev/null
-expect_ok "register sealgate-pkcs11.so with modutil"
+nss_db_with_sealgate "$W/nssdb"
 run modutil -dbdir "$DB" -list sealgate </dev/null
 expect_ok "modutil -list sealgate"
 expect_out "Token Name: $TOKEN_LABEL" "NSS sees the sealgate token"
-run certutil -A -d "$DB" -n demo-ca -t CT,C,C -i "$SEALGATE_CA"
-expect_ok "trust the demo CA in the NSS database"
 
 # certutil logs in to the token to list it: the PIN from a file (-f).
 ( umask 077; printf '%s\n' "$ALICE" >alice.pin )
