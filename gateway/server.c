@@ -21,7 +21,12 @@
 #include <sys/un.h>
 #include <unistd.h>
 
+#include "audit.h"
+#include "auth.h"
 #include "dispatch.h"
+#include "quota.h"
+#include "signpath.h"
+#include "store.h"
 #include "workflow_ops.h"
 #include "log.h"
 #include "sg-config.h"
@@ -71,6 +76,18 @@ gw_snapshot_load(struct gw_ctx *ctx, const char *policy_path,
 	}
 	*out = s;
 	return 0;
+}
+
+void
+gw_ctx_close(struct gw_ctx *ctx)
+{
+	gw_audit_close(&ctx->audit);
+	gw_auth_free(&ctx->auth);
+	gw_quota_free(&ctx->quota);
+	gw_signpath_fini(ctx);
+	gw_snapshot_swap(ctx, NULL);
+	gw_store_close(&ctx->store);
+	gw_token_close(&ctx->token);
 }
 
 struct gw_snapshot *

@@ -67,6 +67,11 @@ void gw_snapshot_put(struct gw_snapshot **snap);
 /* Replaces the current snapshot (takes ownership of snap). */
 void gw_snapshot_swap(struct gw_ctx *ctx, struct gw_snapshot *snap);
 
+/* Closes what a running gateway holds in ctx, last opened first: audit
+ * writer, logins, quotas, sign path, policy snapshot, store, token. The
+ * configuration stays (it may not be the caller's to free). */
+void gw_ctx_close(struct gw_ctx *ctx);
+
 /* Fills peer from a connected Unix socket. */
 int gw_peer_identify(int fd, struct gw_peer *peer);
 

@@ -20,20 +20,6 @@
 
 #define SOFTHSM "/usr/lib/softhsm/libsofthsm2.so"
 
-const char *__lsan_default_suppressions(void);
-const char *__asan_default_options(void);
-const char *
-__lsan_default_suppressions(void)
-{
-	return "leak:libsofthsm2.so\n";
-}
-
-const char *
-__asan_default_options(void)
-{
-	return "fast_unwind_on_malloc=0";
-}
-
 /* RFC 6238 appendix B: the SHA-1 seed, and its 8-digit codes cut to 6. */
 static const uint8_t rfc[] = "12345678901234567890";
 #define RFC_LEN 20

@@ -26,24 +26,6 @@
 
 #define SOFTHSM "/usr/lib/softhsm/libsofthsm2.so"
 
-/* SoftHSM2 2.6.1 leaks in C_SignInit for EdDSA and at C_Finalize
- * (shared/FACTS.md): not ours to fix, so LeakSanitizer ignores it. */
-const char *__lsan_default_suppressions(void);
-const char *__asan_default_options(void);
-const char *
-__lsan_default_suppressions(void)
-{
-	return "leak:libsofthsm2.so\n";
-}
-
-/* The fast unwinder stops in libcrypto (no frame pointers) before reaching
- * SoftHSM's frames, and the suppression could not match. */
-const char *
-__asan_default_options(void)
-{
-	return "fast_unwind_on_malloc=0";
-}
-
 static char dir[64];
 static char shim_path[512];
 static struct gw_config cfg;
