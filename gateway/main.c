@@ -175,10 +175,6 @@ keep_binding(struct gw_ctx *ctx, const struct gw_store_binding *stored, bool reb
 	memcpy(b.certs, now.certs, sizeof(b.certs));
 	b.ncerts = now.ncerts;
 	b.since = (int64_t)time(NULL);
-	if (gw_store_binding_set(ctx->store, &b, err, sizeof(err)) < 0) {
-		gw_log_error("store: keeping the token binding: %s", err);
-		return -1;
-	}
 	if (stored != NULL)
 		snprintf(why, sizeof(why), "serial %s, %u certificates (was serial %s, %u certificates)",
 		         now.serial, now.ncerts, stored->serial, stored->ncerts);
@@ -188,6 +184,11 @@ keep_binding(struct gw_ctx *ctx, const struct gw_store_binding *stored, bool reb
 	e.reason = why;
 	if (ctx->audit == NULL || gw_audit_record(ctx->audit, &e, &seq) < 0) {
 		gw_log_error("audit record %s (%s) could not be written", e.action, why);
+		return -1;
+	}
+	/* Recorded first: a binding the log does not show is never kept. */
+	if (gw_store_binding_set(ctx->store, &b, err, sizeof(err)) < 0) {
+		gw_log_error("store: keeping the token binding: %s", err);
 		return -1;
 	}
 	gw_log_info("%s: %s", e.action, why);
@@ -406,13 +407,7 @@ out:
 	gw_cardwatch_stop(&cardwatch);
 	if (ctx.token != NULL)
 		gw_token_set_event_hook(ctx.token, NULL, NULL);
-	gw_audit_close(&ctx.audit);
-	gw_auth_free(&ctx.auth);
-	gw_quota_free(&ctx.quota);
-	gw_signpath_fini(&ctx);
-	gw_snapshot_swap(&ctx, NULL);
-	gw_store_close(&ctx.store);
-	gw_token_close(&ctx.token);
+	gw_ctx_close(&ctx);
 	gw_config_free(&ctx.cfg);
 	return rv;
 }
