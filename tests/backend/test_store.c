@@ -153,6 +153,39 @@ Test(store, reopen_keeps_data)
 	cr_assert_eq(gw_store_schema_version(st), GW_STORE_SCHEMA_LATEST);
 }
 
+/* The backend token's binding: none before the file exists or before the
+ * first bind, read back while the store is open elsewhere, and a row that
+ * is not one is an error, not a binding. */
+Test(store, token_binding_peek_and_set)
+{
+	struct gw_store_binding b = { .serial = "626324eaf9dea992", .ncerts = 5,
+	                              .since = 1764300000 }, got;
+	char err[256] = "";
+
+	memset(b.certs, 0xa5, sizeof(b.certs));
+	cr_assert_eq(gw_store_binding_peek(path, &got, err, sizeof(err)), 0, "no file yet: %s", err);
+	open_ok(0);
+	cr_assert_eq(gw_store_binding_peek(path, &got, err, sizeof(err)), 0, "never bound: %s", err);
+	cr_assert_eq(gw_store_binding_set(st, &b, err, sizeof(err)), 0, "%s", err);
+	cr_assert_eq(gw_store_binding_peek(path, &got, err, sizeof(err)), 1, "%s", err);
+	cr_assert_str_eq(got.serial, b.serial);
+	cr_assert_eq(memcmp(got.certs, b.certs, sizeof(b.certs)), 0);
+	cr_assert_eq(got.ncerts, 5);
+	cr_assert_eq(got.since, 1764300000);
+	/* Rebound: replaced, not added. */
+	snprintf(b.serial, sizeof(b.serial), "0a2ae2d705e33f16");
+	cr_assert_eq(gw_store_binding_set(st, &b, err, sizeof(err)), 0, "%s", err);
+	cr_assert_eq(gw_store_binding_peek(path, &got, err, sizeof(err)), 1, "%s", err);
+	cr_assert_str_eq(got.serial, "0a2ae2d705e33f16");
+	gw_store_close(&st);
+
+	cr_assert_eq(raw_sql("UPDATE store_meta SET value = x'0102' WHERE name = 'token_binding'"),
+	             SQLITE_OK);
+	err[0] = '\0';
+	cr_assert_eq(gw_store_binding_peek(path, &got, err, sizeof(err)), -1);
+	cr_assert(strstr(err, "malformed"), "%s", err);
+}
+
 Test(store, migrates_from_version_1)
 {
 	char hash[128], err[256];
