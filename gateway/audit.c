@@ -266,6 +266,8 @@ writer_main(void *arg)
 	size_t n, i;
 	int status;
 
+	pthread_setname_np(pthread_self(), "sg-audit");   /* ps -L, top -H, gdb */
+
 	pthread_mutex_lock(&au->lock);
 	for (;;) {
 		while (!au->qhead && !au->stopping)
@@ -765,6 +767,8 @@ ticker_main(void *arg)
 	bool want, present;
 	char err[256];
 	uint64_t seq;
+
+	pthread_setname_np(pthread_self(), "sg-ticker");   /* ps -L, top -H, gdb */
 
 	pthread_mutex_lock(&au->lock);
 	while (!au->ticker_stop) {

@@ -266,6 +266,8 @@ watch_main(void *arg)
 	LONG rv;
 	int n;
 
+	pthread_setname_np(pthread_self(), "sg-cardwatch");   /* ps -L, top -H, gdb */
+
 	if (!rds) {
 		gw_log_error("card watcher: out of memory; card removal is noticed only when signing fails");
 		return NULL;

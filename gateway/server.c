@@ -198,6 +198,8 @@ conn_main(void *arg)
 	struct conn *c = arg;
 	char err[256];
 
+	pthread_setname_np(pthread_self(), "sg-conn");   /* ps -L, top -H, gdb */
+
 	for (;;) {
 		json_t *req = NULL, *rep;
 		int rc = sg_msg_read(c->fd, &req, err, sizeof(err));

@@ -845,6 +845,8 @@ ckpt_main(void *arg)
 	struct gw_store *st = arg;
 	sqlite3 *db = NULL;
 
+	pthread_setname_np(pthread_self(), "sg-walckpt");   /* ps -L, top -H, gdb */
+
 	if (sqlite3_open_v2(st->path, &db, SQLITE_OPEN_READWRITE | SQLITE_OPEN_NOFOLLOW, NULL) != SQLITE_OK) {
 		gw_log_error("store: the checkpointer cannot open %s: %s", st->path,
 		             db ? sqlite3_errmsg(db) : "no memory");

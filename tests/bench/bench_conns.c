@@ -6,6 +6,8 @@
  *   bench-conns conns SOCKET N GATEWAY-PID
  *   bench-conns loadrss MODULE
  *   bench-conns fsync DIR        fdatasync after a 4 KiB append, p50/p99
+ *   bench-conns pingpong         a one-byte request and answer between two
+ *                                processes over a Unix socket, p50/p99
  */
 #include <dlfcn.h>
 #include <fcntl.h>
@@ -14,6 +16,8 @@
 #include <string.h>
 #include <time.h>
 #include <unistd.h>
+#include <sys/socket.h>
+#include <sys/wait.h>
 
 #include <openssl/crypto.h>
 #include <p11-kit/pkcs11.h>
@@ -176,15 +180,64 @@ fsync_cost(const char *dir)
 	return 0;
 }
 
+/* The machine's price of a socket between two processes: one blocking
+ * round trip (write, the peer wakes, reads and answers, we wake), the least
+ * any remoting of PKCS#11 adds to a call. */
+static int
+pingpong(void)
+{
+	enum { N = 20000 };
+	static double t[N];
+	int sv[2];
+	pid_t pid;
+	char b = 'x';
+
+	if (socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, sv) != 0) {
+		perror("socketpair");
+		return 1;
+	}
+	pid = fork();
+	if (pid < 0) {
+		perror("fork");
+		return 1;
+	}
+	if (pid == 0) {
+		close(sv[0]);
+		while (read(sv[1], &b, 1) == 1)
+			if (write(sv[1], &b, 1) != 1)
+				break;
+		_exit(0);
+	}
+	close(sv[1]);
+	for (int i = 0; i < N; i++) {
+		double t0 = now_s();
+		if (write(sv[0], &b, 1) != 1 || read(sv[0], &b, 1) != 1) {
+			perror("pingpong");
+			close(sv[0]);
+			waitpid(pid, NULL, 0);
+			return 1;
+		}
+		t[i] = now_s() - t0;
+	}
+	close(sv[0]);
+	waitpid(pid, NULL, 0);
+	qsort(t, N, sizeof(double), cmp_dbl);
+	printf("socket_round_trip_us\t%.1f\t%.1f\t(p50, p99 of %d)\n", t[N / 2] * 1e6,
+	       t[N * 99 / 100] * 1e6, N);
+	return 0;
+}
+
 int
 main(int argc, char **argv)
 {
+	if (argc == 2 && strcmp(argv[1], "pingpong") == 0)
+		return pingpong();
 	if (argc == 3 && strcmp(argv[1], "fsync") == 0)
 		return fsync_cost(argv[2]);
 	if (argc == 5 && strcmp(argv[1], "conns") == 0)
 		return conns(argv[2], atoi(argv[3]), (pid_t)atoi(argv[4]));
 	if (argc == 3 && strcmp(argv[1], "loadrss") == 0)
 		return loadrss(argv[2]);
-	fprintf(stderr, "usage: bench-conns conns SOCKET N GATEWAY-PID | loadrss MODULE | fsync DIR\n");
+	fprintf(stderr, "usage: bench-conns conns SOCKET N GATEWAY-PID | loadrss MODULE | fsync DIR | pingpong\n");
 	return 2;
 }

@@ -74,6 +74,8 @@ log "fixture: token (RSA-2048, P-256, Ed25519), policy, sealgated"
 sh "$here/fixture.sh" up "$dir"
 gwpid=$(cat "$dir/sealgated.pid")
 "$bdir/bench-conns" fsync "$dir" >>"$out/machine.tsv"
+"$bdir/bench-conns" pingpong >>"$out/machine.tsv"
+echo "cores	$(nproc)" >>"$out/machine.tsv"
 echo "gateway_rss_kib_idle_start	$(awk '/VmRSS/ { print $2 }' /proc/$gwpid/status)" >>"$out/footprint.tsv"
 
 # ---- p11-kit's remoting of the same keys ----
