@@ -899,7 +899,8 @@ gw_audit_key_check(struct gw_token *tok, const char *audit_key_uri,
 	/* Same key pair whatever URI found it: same public key, or the same
 	 * object on the token. */
 	same = ak->type == k->type &&
-	       (ak->priv == k->priv || bytes_eq(&ak->ec_point, &k->ec_point) ||
+	       ((ak->priv != CK_INVALID_HANDLE && ak->priv == k->priv) ||
+	        bytes_eq(&ak->ec_point, &k->ec_point) ||
 	        bytes_eq(&ak->modulus, &k->modulus));
 	gw_seal_key_free(&ak);
 	if (same) {

@@ -81,6 +81,13 @@ op_hello(struct gw_req *r)
 {
 	json_t *rep = sg_reply_ok();
 
+	/* A client looking for the token is a good moment to see whether it
+	 * is back (at most one try a second, and none while another runs;
+	 * the card watcher does this for cards, nobody else for a token that
+	 * was away when the gateway started). */
+	if (r->ctx->token != NULL && !gw_token_present(r->ctx->token))
+		(void)gw_token_reconnect(r->ctx->token);
+
 	json_object_set_new(rep, "instance", json_string(r->ctx->instance));
 	json_object_set_new(rep, "version", json_string(SEALGATE_VERSION));
 	json_object_set_new(rep, "token_label", json_string(token_label(r)));

@@ -150,6 +150,31 @@ token_event(void *arg, enum gw_token_event ev, const char *detail)
 		gw_log_error("audit record %s (%s) could not be written", e.action, detail);
 }
 
+/* The keys known from the bound token, read from the store at start. */
+struct known {
+	struct gw_seal_key **keys;
+	size_t n;
+};
+
+static int
+known_peek(void *arg, const char *uri, const uint8_t *blob, size_t len)
+{
+	struct known *k = arg;
+	struct gw_seal_key **grown;
+	char err[256];
+
+	grown = realloc(k->keys, (k->n + 1) * sizeof(*grown));
+	if (grown == NULL)
+		return -1;
+	k->keys = grown;
+	if (gw_seal_key_decode(uri, blob, len, &k->keys[k->n], err, sizeof(err)) < 0) {
+		gw_log_error("store: %s", err);
+		return -1;
+	}
+	k->n++;
+	return 0;
+}
+
 /* Makes the store remember the token this run logged in to: the first
  * time (token_bound), or after --rebind took another (token_rebound). */
 static int
@@ -218,6 +243,7 @@ main(int argc, char **argv)
 	struct gw_ctx ctx;
 	struct gw_snapshot *snap = NULL;
 	struct gw_cardwatch *cardwatch = NULL;
+	struct known known = { 0 };
 	char err[1024];
 	char *pin = NULL;
 	uint8_t inst[8];
@@ -322,10 +348,34 @@ main(int argc, char **argv)
 	memcpy(prior.serial, stored.serial, sizeof(prior.serial));
 	memcpy(prior.certs, stored.certs, sizeof(prior.certs));
 	prior.ncerts = stored.ncerts;
+	/* The keys last found on that token: with them the gateway can start
+	 * while it is away (a card not inserted yet) and wait for it. */
+	if (bound == 1 && !rebind &&
+	    gw_store_known_keys_peek(ctx.cfg->store_path, known_peek, &known, err, sizeof(err)) < 0) {
+		gw_log_error("store: reading the keys known from the token: %s", err);
+		goto out;
+	}
 	opened = gw_token_open_bound(ctx.cfg, pin, bound == 1 && !rebind ? &prior : NULL,
-	                             &ctx.token, err, sizeof(err));
+	                             known.n > 0, &ctx.token, err, sizeof(err));
+	if (opened == 1) {
+		for (size_t i = 0; i < known.n; i++)
+			if (gw_token_know_key(ctx.token, known.keys[i]) < 0) {
+				gw_log_error("out of memory");
+				goto out;
+			}
+		gw_log_warn("backend token: %s", err);
+		gw_log_warn("starting without the token (serial %s): its %zu keys are known from the "
+		            "store, and every seal is unavailable until it is back; it is checked "
+		            "against the binding before its PIN is sent", stored.serial, known.n);
+	}
 	if (opened < 0) {
 		gw_log_error("backend token: %s", err);
+		if (bound == 1 && !rebind && known.n == 0 && strstr(err, "no backend token matches"))
+			gw_log_error("this store knows no keys of the token yet (they are kept from this "
+			             "version on), so the gateway cannot start without it: start it once "
+			             "with the token present");
+		if (rebind && strstr(err, "no backend token matches"))
+			gw_log_error("--rebind binds the token found now: insert it first");
 		if (opened == -2) {
 			char when[32];
 			time_t t = (time_t)stored.since;
@@ -349,8 +399,9 @@ main(int argc, char **argv)
 	}
 	gw_snapshot_swap(&ctx, snap);
 	if (check) {
-		printf("configuration, policy and %zu seal keys are valid\n",
-		       ctx.snap->policy->n_seals);
+		printf("configuration, policy and %zu seal keys are valid%s\n",
+		       ctx.snap->policy->n_seals, opened == 1 ?
+		       " (the token is not present: its keys as last found on it)" : "");
 		rv = 0;
 		goto out;
 	}
@@ -377,6 +428,8 @@ main(int argc, char **argv)
 	ctx.next_app_id = gw_appstore_max_id(ctx.store);
 	if (keep_binding(&ctx, bound == 1 ? &stored : NULL, rebind) < 0)
 		goto out;
+	/* (a convenience for a later start without the token: not fatal) */
+	(void)gw_ctx_keep_known_keys(&ctx);
 	gw_token_set_event_hook(ctx.token, token_event, &ctx);
 	if (strcmp(ctx.cfg->card_watch, "on") == 0 ||
 	    (strcmp(ctx.cfg->card_watch, "auto") == 0 && gw_token_is_pcsc(ctx.token))) {
@@ -403,6 +456,9 @@ main(int argc, char **argv)
 	}
 	rv = gw_server_run(&ctx) == 0 ? 0 : 1;
 out:
+	for (size_t i = 0; i < known.n; i++)
+		gw_seal_key_free(&known.keys[i]);
+	free(known.keys);
 	sg_free_secret_str(pin);
 	gw_cardwatch_stop(&cardwatch);
 	if (ctx.token != NULL)

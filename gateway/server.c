@@ -78,6 +78,76 @@ gw_snapshot_load(struct gw_ctx *ctx, const char *policy_path,
 	return 0;
 }
 
+struct known_list {
+	struct gw_store_known_key *k;
+	uint8_t **blobs;
+	char **uris;
+	size_t n, cap;
+	bool failed;
+};
+
+static void
+known_add(void *arg, const struct gw_seal_key *key)
+{
+	struct known_list *l = arg;
+	size_t len = 0;
+	uint8_t *b;
+	char *u;
+
+	if (l->failed || l->n == l->cap)
+		return;
+	b = gw_seal_key_encode(key, &len);
+	u = strdup(key->uri);
+	if (b == NULL || u == NULL) {
+		free(b);
+		free(u);
+		l->failed = true;
+		return;
+	}
+	l->blobs[l->n] = b;
+	l->uris[l->n] = u;
+	l->k[l->n++] = (struct gw_store_known_key){ .uri = u, .blob = b, .len = len };
+}
+
+int
+gw_ctx_keep_known_keys(struct gw_ctx *ctx)
+{
+	struct known_list l = { 0 };
+	char err[256];
+	int rv = -1;
+
+	if (ctx->token == NULL || ctx->store == NULL || !gw_token_present(ctx->token))
+		return 0;   /* nothing new was seen */
+	/* (known_add runs under the token's lock: it copies what it needs) */
+	l.cap = gw_token_known_keys(ctx->token, NULL, NULL) + 1;
+	l.k = calloc(l.cap, sizeof(*l.k));
+	l.blobs = calloc(l.cap, sizeof(*l.blobs));
+	l.uris = calloc(l.cap, sizeof(*l.uris));
+	if (l.k == NULL || l.blobs == NULL || l.uris == NULL) {
+		l.failed = true;
+		goto out;
+	}
+	gw_token_known_keys(ctx->token, known_add, &l);
+	if (l.failed)
+		goto out;
+	if (gw_store_known_keys_set(ctx->store, l.k, l.n, err, sizeof(err)) < 0) {
+		gw_log_error("store: keeping the keys found on the token: %s", err);
+		goto out;
+	}
+	rv = 0;
+out:
+	if (rv < 0 && l.failed)
+		gw_log_error("store: keeping the keys found on the token: out of memory");
+	for (size_t i = 0; i < l.n; i++) {
+		free(l.blobs[i]);
+		free(l.uris[i]);
+	}
+	free(l.blobs);
+	free(l.uris);
+	free(l.k);
+	return rv;
+}
+
 void
 gw_ctx_close(struct gw_ctx *ctx)
 {
@@ -388,6 +458,7 @@ reload(struct gw_ctx *ctx)
 	gw_config_free(&cfg);
 	policy_detail(snap, detail, sizeof(detail));
 	gw_snapshot_swap(ctx, snap);
+	(void)gw_ctx_keep_known_keys(ctx);
 	gw_log_info("policy reloaded: %s", detail);
 	record(ctx, "policy_reload", "ok", NULL, detail);
 }
@@ -439,6 +510,9 @@ gw_server_run(struct gw_ctx *ctx)
 	snap = gw_snapshot_get(ctx);
 	policy_detail(snap, detail, sizeof(detail));
 	gw_snapshot_put(&snap);
+	if (ctx->token != NULL && !gw_token_present(ctx->token) && strlen(detail) > 1 &&
+	    strlen(detail) + 20 < sizeof(detail))
+		strcpy(detail + strlen(detail) - 1, ",\"token\":\"absent\"}");
 	record(ctx, "gateway_start", "ok", NULL, detail);
 	gw_log_info("sealgated %s listening on %s (instance %s)", SEALGATE_VERSION,
 	            ctx->cfg->socket_path, ctx->instance);

@@ -71,6 +71,10 @@ void gw_snapshot_swap(struct gw_ctx *ctx, struct gw_snapshot *snap);
  * writer, logins, quotas, sign path, policy snapshot, store, token. The
  * configuration stays (it may not be the caller's to free). */
 void gw_ctx_close(struct gw_ctx *ctx);
+/* Writes the keys found on the token so far to the store (token.h, known
+ * keys), so a later start can do without the token. Nothing while the
+ * token is away. 0 or -1 (logged). */
+int gw_ctx_keep_known_keys(struct gw_ctx *ctx);
 
 /* Fills peer from a connected Unix socket. */
 int gw_peer_identify(int fd, struct gw_peer *peer);

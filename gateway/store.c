@@ -1186,6 +1186,102 @@ out:
 	return rv;
 }
 
+/* ---- keys known from the token (token.h, gw_token_know_key) ---- */
+
+/* store_meta rows 'key:' || uri, each the key's public part
+ * (gw_seal_key_encode). Replaced as a whole. */
+int
+gw_store_known_keys_set(struct gw_store *st, const struct gw_store_known_key *keys, size_t n,
+                        char *err, size_t errlen)
+{
+	sqlite3_stmt *s = NULL;
+	char name[8 + 2048];
+	int rv = -1;
+
+	if (gw_store_tx_begin(st, err, errlen) != 0)
+		return -1;
+	if (exec_sql(st, "DELETE FROM store_meta WHERE name >= 'key:' AND name < 'key;'", err,
+	             errlen) != 0)
+		goto out;
+	if (sqlite3_prepare_v2(st->db, "INSERT INTO store_meta (name, value) VALUES (?1, ?2)", -1,
+	                       &s, NULL) != SQLITE_OK) {
+		sg_seterr(err, errlen, "%s", sqlite3_errmsg(st->db));
+		goto out;
+	}
+	for (size_t i = 0; i < n; i++) {
+		if ((size_t)snprintf(name, sizeof(name), "key:%s", keys[i].uri) >= sizeof(name)) {
+			sg_seterr(err, errlen, "key URI too long: %.60s…", keys[i].uri);
+			goto out;
+		}
+		sqlite3_bind_text(s, 1, name, -1, SQLITE_STATIC);
+		sqlite3_bind_blob(s, 2, keys[i].blob, (int)keys[i].len, SQLITE_STATIC);
+		if (sqlite3_step(s) != SQLITE_DONE) {
+			sg_seterr(err, errlen, "%s", sqlite3_errmsg(st->db));
+			goto out;
+		}
+		sqlite3_reset(s);
+	}
+	rv = 0;
+out:
+	sqlite3_finalize(s);
+	if (rv == 0)
+		return gw_store_tx_commit(st, err, errlen);
+	gw_store_tx_rollback(st);
+	return -1;
+}
+
+int
+gw_store_known_keys_peek(const char *path,
+                         int (*fn)(void *arg, const char *uri, const uint8_t *blob, size_t len),
+                         void *arg, char *err, size_t errlen)
+{
+	sqlite3 *db = NULL;
+	sqlite3_stmt *s = NULL;
+	struct stat sb;
+	int rv = -1, r, n = 0;
+
+	if (stat(path, &sb) != 0 && errno == ENOENT)
+		return 0;
+	if (sqlite3_open_v2(path, &db, SQLITE_OPEN_READONLY | SQLITE_OPEN_NOFOLLOW, NULL) != SQLITE_OK) {
+		sg_seterr(err, errlen, "%s: %s", path, db ? sqlite3_errmsg(db) : "cannot open");
+		goto out;
+	}
+	sqlite3_busy_timeout(db, 5000);
+	r = sqlite3_prepare_v2(db, "SELECT substr(name, 5), value FROM store_meta "
+	                       "WHERE name >= 'key:' AND name < 'key;' ORDER BY name", -1, &s, NULL);
+	if (r != SQLITE_OK) {
+		if (strstr(sqlite3_errmsg(db), "no such table") != NULL)
+			rv = 0;
+		else
+			sg_seterr(err, errlen, "%s: %s", path, sqlite3_errmsg(db));
+		goto out;
+	}
+	while ((r = sqlite3_step(s)) == SQLITE_ROW) {
+		const char *uri = (const char *)sqlite3_column_text(s, 0);
+		const uint8_t *blob = sqlite3_column_blob(s, 1);
+		int len = sqlite3_column_bytes(s, 1);
+
+		if (uri == NULL || blob == NULL || len <= 0) {
+			sg_seterr(err, errlen, "%s: a known key is malformed", path);
+			goto out;
+		}
+		if (fn(arg, uri, blob, (size_t)len) != 0) {
+			sg_seterr(err, errlen, "%s: the known key %s is malformed", path, uri);
+			goto out;
+		}
+		n++;
+	}
+	if (r != SQLITE_DONE) {
+		sg_seterr(err, errlen, "%s: %s", path, sqlite3_errmsg(db));
+		goto out;
+	}
+	rv = n;
+out:
+	sqlite3_finalize(s);
+	sqlite3_close(db);
+	return rv;
+}
+
 /* ---- audit rows ---- */
 
 static void

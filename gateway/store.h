@@ -39,6 +39,22 @@ int gw_store_binding_set(struct gw_store *st, const struct gw_store_binding *b,
  * or never bound), -1 with err. */
 int gw_store_binding_peek(const char *path, struct gw_store_binding *b, char *err, size_t errlen);
 
+/* The public part of the seal keys last found on the bound token (token.h,
+ * gw_token_know_key), so the gateway can start while the token is away.
+ * _set replaces them all (uri and gw_seal_key_encode bytes each). _peek
+ * reads them like gw_store_binding_peek, calling fn for each (fn != 0 stops
+ * with an error): the number read, 0 for none, -1 with err. */
+struct gw_store_known_key {
+	const char *uri;
+	const uint8_t *blob;
+	size_t len;
+};
+int gw_store_known_keys_set(struct gw_store *st, const struct gw_store_known_key *keys, size_t n,
+                            char *err, size_t errlen);
+int gw_store_known_keys_peek(const char *path,
+                             int (*fn)(void *arg, const char *uri, const uint8_t *blob, size_t len),
+                             void *arg, char *err, size_t errlen);
+
 /*
  * Thread safety: one SQLite connection per store, opened in serialized mode
  * (SQLITE_OPEN_FULLMUTEX) and, above that, guarded by the store's own

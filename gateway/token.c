@@ -79,6 +79,8 @@ struct gw_token {
 	bool is_pcsc;
 
 	/* Under lock: */
+	struct gw_seal_key **known; /* public part of every key found, by uri */
+	size_t nknown;
 	char reason[256];           /* why not present; "" when present */
 	char slot_name[72];         /* slot description at the last login */
 	bool refused;               /* the token there now was refused (binding) */
@@ -514,7 +516,7 @@ gw_token_reconnect(struct gw_token *tok)
 	char err[512] = "";
 	CK_SLOT_ID old_slot;
 	int64_t now;
-	bool log_it, first_refusal = false;
+	bool log_it, first_refusal = false, ever;
 
 	/* Whoever holds connect_lock is already reconnecting: the rest get
 	 * "not present" at once rather than queueing behind it. */
@@ -541,9 +543,11 @@ gw_token_reconnect(struct gw_token *tok)
 	while (tok->nbusy > 0)
 		pthread_cond_wait(&tok->cond, &tok->lock);
 	old_slot = tok->slot;
+	ever = tok->ever_connected;
 	pthread_mutex_unlock(&tok->lock);
 
-	tok->f->C_CloseAllSessions(old_slot);
+	if (ever)
+		tok->f->C_CloseAllSessions(old_slot);
 	rv = token_connect(tok, "backend_token", err, sizeof(err));
 	pthread_mutex_lock(&tok->lock);
 	tok->last_fail_ns = rv == CKR_OK ? 0 : now_ns();
@@ -708,7 +712,7 @@ int
 gw_token_open(const struct gw_config *cfg, const char *pin,
               struct gw_token **out, char *err, size_t errlen)
 {
-	return gw_token_open_bound(cfg, pin, NULL, out, err, errlen);
+	return gw_token_open_bound(cfg, pin, NULL, false, out, err, errlen);
 }
 
 bool
@@ -730,7 +734,7 @@ gw_token_get_binding(struct gw_token *tok, struct gw_token_binding *out)
 
 int
 gw_token_open_bound(const struct gw_config *cfg, const char *pin,
-                    const struct gw_token_binding *prior,
+                    const struct gw_token_binding *prior, bool wait,
                     struct gw_token **out, char *err, size_t errlen)
 {
 	int rv = -1;
@@ -873,6 +877,19 @@ gw_token_open_bound(const struct gw_config *cfg, const char *pin,
 	pthread_mutex_lock(&tok->connect_lock);
 	crv = token_connect(tok, cfg->backend_token, err, errlen);
 	pthread_mutex_unlock(&tok->connect_lock);
+	if (crv == CKR_TOKEN_NOT_PRESENT && prior != NULL && wait) {
+		/* Not there yet: the gateway starts without it, and the first
+		 * reconnect checks the token that comes against prior before
+		 * it sends the PIN. */
+		snprintf(tok->desc, sizeof(tok->desc), "%s (serial %s, not present since the start)",
+		         cfg->backend_token, prior->serial);
+		snprintf(tok->reason, sizeof(tok->reason), "not present since the gateway started: %s",
+		         err);
+		snprintf(tok->last_err, sizeof(tok->last_err), "%s", err);
+		tok->last_fail_ns = now_ns();
+		*out = tok;
+		return 1;
+	}
 	if (crv != CKR_OK) {
 		if (crv == CKR_TOKEN_NOT_RECOGNIZED)
 			rv = -2;
@@ -909,6 +926,9 @@ gw_token_close(struct gw_token **tokp)
 		free(tok->pin);
 	}
 	free(tok->free_s);
+	for (size_t i = 0; i < tok->nknown; i++)
+		gw_seal_key_free(&tok->known[i]);
+	free(tok->known);
 	pthread_mutex_destroy(&tok->lock);
 	pthread_cond_destroy(&tok->cond);
 	pthread_mutex_destroy(&tok->connect_lock);
@@ -1044,6 +1064,224 @@ gw_seal_key_free(struct gw_seal_key **keyp)
 	bytes_free(&key->ec_point);
 	free(key);
 	*keyp = NULL;
+}
+
+/* ---- known keys (token.h) ---- */
+
+static int
+key_copy(const struct gw_seal_key *src, struct gw_seal_key **out)
+{
+	struct gw_seal_key *k = calloc(1, sizeof(*k));
+
+	*out = NULL;
+	if (!k)
+		return -1;
+	k->type = src->type;
+	k->bits = src->bits;
+	k->always_auth = src->always_auth;
+	k->priv = CK_INVALID_HANDLE;
+	if (!(k->uri = strdup(src->uri ? src->uri : "")) ||
+	    !(k->label = strdup(src->label ? src->label : "")) ||
+	    bytes_dup(&k->id, src->id.p, src->id.len) ||
+	    bytes_dup(&k->cert, src->cert.p, src->cert.len) ||
+	    bytes_dup(&k->subject, src->subject.p, src->subject.len) ||
+	    bytes_dup(&k->issuer, src->issuer.p, src->issuer.len) ||
+	    bytes_dup(&k->serial, src->serial.p, src->serial.len) ||
+	    bytes_dup(&k->modulus, src->modulus.p, src->modulus.len) ||
+	    bytes_dup(&k->public_exponent, src->public_exponent.p, src->public_exponent.len) ||
+	    bytes_dup(&k->ec_params, src->ec_params.p, src->ec_params.len) ||
+	    bytes_dup(&k->ec_point, src->ec_point.p, src->ec_point.len)) {
+		gw_seal_key_free(&k);
+		return -1;
+	}
+	*out = k;
+	return 0;
+}
+
+int
+gw_token_know_key(struct gw_token *tok, const struct gw_seal_key *key)
+{
+	struct gw_seal_key *k, **grown;
+	size_t i;
+
+	if (!key || !key->uri || key_copy(key, &k) != 0)
+		return -1;
+	pthread_mutex_lock(&tok->lock);
+	for (i = 0; i < tok->nknown; i++)
+		if (strcmp(tok->known[i]->uri, key->uri) == 0)
+			break;
+	if (i < tok->nknown) {
+		gw_seal_key_free(&tok->known[i]);
+	} else {
+		grown = realloc(tok->known, (tok->nknown + 1) * sizeof(*grown));
+		if (!grown) {
+			pthread_mutex_unlock(&tok->lock);
+			gw_seal_key_free(&k);
+			return -1;
+		}
+		tok->known = grown;
+		tok->nknown++;
+	}
+	tok->known[i] = k;
+	pthread_mutex_unlock(&tok->lock);
+	return 0;
+}
+
+size_t
+gw_token_known_keys(struct gw_token *tok, void (*fn)(void *arg, const struct gw_seal_key *key),
+                    void *arg)
+{
+	size_t n;
+
+	pthread_mutex_lock(&tok->lock);
+	n = tok->nknown;
+	for (size_t i = 0; fn && i < n; i++)
+		fn(arg, tok->known[i]);
+	pthread_mutex_unlock(&tok->lock);
+	return n;
+}
+
+/* A copy of the known key for uri, or NULL. */
+static struct gw_seal_key *
+known_key(struct gw_token *tok, const char *uri)
+{
+	struct gw_seal_key *k = NULL;
+
+	pthread_mutex_lock(&tok->lock);
+	for (size_t i = 0; i < tok->nknown; i++)
+		if (strcmp(tok->known[i]->uri, uri) == 0) {
+			(void)key_copy(tok->known[i], &k);
+			break;
+		}
+	pthread_mutex_unlock(&tok->lock);
+	return k;
+}
+
+/* "SGK1", type (u8), always_auth (u8), 0 (u16), bits (u32), then ten
+ * byte strings as length (u32) and bytes: id, label, certificate, subject,
+ * issuer, serial, modulus, public exponent, EC params, EC point. Big-endian. */
+#define KEYBLOB_MAGIC "SGK1"
+#define KEYBLOB_FIELDS 10
+
+static void
+keyblob_fields(const struct gw_seal_key *k, struct gw_bytes f[KEYBLOB_FIELDS])
+{
+	f[0] = k->id;
+	f[1] = (struct gw_bytes){ (uint8_t *)k->label, k->label ? strlen(k->label) : 0 };
+	f[2] = k->cert;
+	f[3] = k->subject;
+	f[4] = k->issuer;
+	f[5] = k->serial;
+	f[6] = k->modulus;
+	f[7] = k->public_exponent;
+	f[8] = k->ec_params;
+	f[9] = k->ec_point;
+}
+
+static void
+put_u32(uint8_t *p, uint32_t v)
+{
+	p[0] = (uint8_t)(v >> 24);
+	p[1] = (uint8_t)(v >> 16);
+	p[2] = (uint8_t)(v >> 8);
+	p[3] = (uint8_t)v;
+}
+
+static uint32_t
+get_u32(const uint8_t *p)
+{
+	return (uint32_t)p[0] << 24 | (uint32_t)p[1] << 16 | (uint32_t)p[2] << 8 | p[3];
+}
+
+uint8_t *
+gw_seal_key_encode(const struct gw_seal_key *key, size_t *len)
+{
+	struct gw_bytes f[KEYBLOB_FIELDS];
+	size_t n = 12, off;
+	uint8_t *b;
+
+	keyblob_fields(key, f);
+	for (int i = 0; i < KEYBLOB_FIELDS; i++)
+		n += 4 + f[i].len;
+	b = malloc(n);
+	if (!b)
+		return NULL;
+	memcpy(b, KEYBLOB_MAGIC, 4);
+	b[4] = (uint8_t)key->type;
+	b[5] = key->always_auth ? 1 : 0;
+	b[6] = b[7] = 0;
+	put_u32(b + 8, key->bits);
+	off = 12;
+	for (int i = 0; i < KEYBLOB_FIELDS; i++) {
+		put_u32(b + off, (uint32_t)f[i].len);
+		if (f[i].len)
+			memcpy(b + off + 4, f[i].p, f[i].len);
+		off += 4 + f[i].len;
+	}
+	*len = n;
+	return b;
+}
+
+int
+gw_seal_key_decode(const char *uri, const uint8_t *p, size_t len, struct gw_seal_key **out,
+                   char *err, size_t errlen)
+{
+	struct gw_seal_key *k = NULL;
+	struct gw_bytes f[KEYBLOB_FIELDS];
+	size_t off = 12;
+	const uint8_t *c;
+	X509 *x = NULL;
+
+	*out = NULL;
+	if (!uri || !p || len < 12 || memcmp(p, KEYBLOB_MAGIC, 4) != 0 ||
+	    p[4] < GW_KEY_RSA || p[4] > GW_KEY_ED25519 || p[5] > 1 || p[6] || p[7] ||
+	    get_u32(p + 8) == 0 || get_u32(p + 8) > 16384) {
+		sg_seterr(err, errlen, "known key %s: not a key record", uri ? uri : "?");
+		return -1;
+	}
+	for (int i = 0; i < KEYBLOB_FIELDS; i++) {
+		uint32_t n;
+
+		if (len - off < 4 || (n = get_u32(p + off)) > CERT_MAX || len - off - 4 < n) {
+			sg_seterr(err, errlen, "known key %s: record cut short or too long", uri);
+			return -1;
+		}
+		f[i] = (struct gw_bytes){ (uint8_t *)p + off + 4, n };
+		off += 4 + n;
+	}
+	if (off != len || f[0].len == 0 || f[2].len == 0 ||
+	    memchr(f[1].p, '\0', f[1].len) != NULL ||
+	    (p[4] == GW_KEY_RSA ? f[6].len == 0 || f[7].len == 0 : f[9].len == 0)) {
+		sg_seterr(err, errlen, "known key %s: malformed record", uri);
+		return -1;
+	}
+	c = f[2].p;
+	x = d2i_X509(NULL, &c, (long)f[2].len);
+	if (!x || c != f[2].p + f[2].len) {
+		X509_free(x);
+		sg_seterr(err, errlen, "known key %s: the certificate does not parse", uri);
+		return -1;
+	}
+	X509_free(x);
+	k = calloc(1, sizeof(*k));
+	if (!k || !(k->uri = strdup(uri)) || !(k->label = calloc(1, f[1].len + 1)) ||
+	    bytes_dup(&k->id, f[0].p, f[0].len) || bytes_dup(&k->cert, f[2].p, f[2].len) ||
+	    bytes_dup(&k->subject, f[3].p, f[3].len) || bytes_dup(&k->issuer, f[4].p, f[4].len) ||
+	    bytes_dup(&k->serial, f[5].p, f[5].len) || bytes_dup(&k->modulus, f[6].p, f[6].len) ||
+	    bytes_dup(&k->public_exponent, f[7].p, f[7].len) ||
+	    bytes_dup(&k->ec_params, f[8].p, f[8].len) || bytes_dup(&k->ec_point, f[9].p, f[9].len)) {
+		gw_seal_key_free(&k);
+		sg_seterr(err, errlen, "out of memory");
+		return -1;
+	}
+	if (f[1].len)
+		memcpy(k->label, f[1].p, f[1].len);
+	k->type = (enum gw_key_type)p[4];
+	k->always_auth = p[5] == 1;
+	k->bits = get_u32(p + 8);
+	k->priv = CK_INVALID_HANDLE;
+	*out = k;
+	return 0;
 }
 
 /* The public key object with the same CKA_ID, if the token has one. */
@@ -1518,7 +1756,13 @@ gw_token_find_key(struct gw_token *tok, const char *uri,
 	}
 
 	if (!gw_token_present(tok) && gw_token_reconnect(tok) != CKR_OK) {
-		sg_seterr(err, errlen, "backend token not present");
+		/* Away: what it had when it was last here (token.h). */
+		*out = known_key(tok, uri);
+		if (*out != NULL)
+			rv = 0;
+		else
+			sg_seterr(err, errlen, "backend token not present, and this key was never found "
+			       "on it (insert it and try again)");
 		goto out;
 	}
 	crv = anchor_take(tok, &s, &slot);
@@ -1620,6 +1864,10 @@ gw_token_find_key(struct gw_token *tok, const char *uri,
 	if (r)
 		goto out;
 
+	if (gw_token_know_key(tok, key) != 0) {
+		sg_seterr(err, errlen, "out of memory");
+		goto out;
+	}
 	*out = key;
 	key = NULL;
 	rv = 0;
@@ -1680,7 +1928,9 @@ gw_token_sign(struct gw_token *tok, const struct gw_seal_key *key,
 	if (rv != CKR_OK)
 		return rv;
 
-	rv = tok->f->C_SignInit(h, mech, key->priv);
+	/* A key known only from an earlier run (token.h) has no handle yet. */
+	rv = key->priv == CK_INVALID_HANDLE ? CKR_KEY_HANDLE_INVALID :
+	     tok->f->C_SignInit(h, mech, key->priv);
 	if (rv == CKR_KEY_HANDLE_INVALID || rv == CKR_OBJECT_HANDLE_INVALID) {
 		kh = refind_key(tok, h, key);
 		if (kh != CK_INVALID_HANDLE)

@@ -98,10 +98,38 @@ struct gw_token_binding {
 /* gw_token_open, but the token must be the one prior describes (a binding
  * remembered from an earlier run): any other is refused before its PIN
  * is sent, and the call returns -2 with err saying which token was found.
+ * With prior and wait, a token that is not there (no matching token in
+ * any slot: a card not inserted) is no error: the call returns 1 with the
+ * token absent (err says what was looked for), and the first reconnect
+ * (card watcher, a signer, the ticker) checks what comes against prior
+ * and logs in. Keys are then known only from gw_token_know_key.
  * prior NULL: gw_token_open. */
 int gw_token_open_bound(const struct gw_config *cfg, const char *pin,
-                        const struct gw_token_binding *prior,
+                        const struct gw_token_binding *prior, bool wait,
                         struct gw_token **out, char *err, size_t errlen);
+
+/* ---- known keys: the public part of each key found, for a token that
+ * is away ----
+ * Every key gw_token_find_key finds on the token is remembered (uri,
+ * certificate, public key, CKA_ID and label; no handle, nothing secret).
+ * While the token is not present, gw_token_find_key answers from them with
+ * priv = CK_INVALID_HANDLE (the signer finds the key again by CKA_ID and
+ * label once the token is back; the binding makes sure it is the same
+ * token). The gateway keeps them in its store, so a gateway can start
+ * without its card (docs/smartcard.md). */
+
+/* Remembers key (copied; priv dropped), replacing one of the same uri. 0 or -1. */
+int gw_token_know_key(struct gw_token *tok, const struct gw_seal_key *key);
+/* Calls fn for each known key, under the token's lock (fn must not call
+ * the token). Returns how many. */
+size_t gw_token_known_keys(struct gw_token *tok,
+                           void (*fn)(void *arg, const struct gw_seal_key *key), void *arg);
+
+/* The public part of a key as bytes, for the store (malloc'ed; NULL when
+ * out of memory), and back: -1 with err for anything malformed. */
+uint8_t *gw_seal_key_encode(const struct gw_seal_key *key, size_t *len);
+int gw_seal_key_decode(const char *uri, const uint8_t *p, size_t len,
+                       struct gw_seal_key **out, char *err, size_t errlen);
 
 /* The binding in force (set at the first login): false before any. */
 bool gw_token_get_binding(struct gw_token *tok, struct gw_token_binding *out);

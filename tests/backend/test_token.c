@@ -487,6 +487,62 @@ Test(token, sign_all_mechanisms_and_verify)
 	gw_seal_key_free(&ed);
 }
 
+static void
+count_known(void *arg, const struct gw_seal_key *key)
+{
+	(void)key;
+	(*(int *)arg)++;
+}
+
+/* The public part of a key as the store keeps it (token.h, known keys):
+ * the same key back, without a handle, and it still signs (found again by
+ * CKA_ID and label). */
+Test(token, known_keys_round_trip_and_sign_without_a_handle)
+{
+	const char *uris[] = { "pkcs11:object=rsa-seal", "pkcs11:object=ec-seal", "pkcs11:object=ed-seal" };
+	const CK_MECHANISM_TYPE mechs[] = { CKM_RSA_PKCS, CKM_ECDSA, CKM_EDDSA };
+	struct gw_seal_key *bad = NULL;
+	char err[256];
+	int n = 0;
+
+	open_ok();
+	for (int i = 0; i < 3; i++) {
+		struct gw_seal_key *key = find_ok(uris[i]), *back = NULL;
+		size_t len = 0;
+		uint8_t *blob = gw_seal_key_encode(key, &len);
+
+		cr_assert_not_null(blob);
+		cr_assert_eq(gw_seal_key_decode(uris[i], blob, len, &back, err, sizeof(err)), 0, "%s", err);
+		cr_assert_str_eq(back->uri, uris[i]);
+		cr_assert_eq(back->type, key->type);
+		cr_assert_eq(back->bits, key->bits);
+		cr_assert_str_eq(back->label, key->label);
+		cr_assert_eq(back->always_auth, key->always_auth);
+		cr_assert_eq(back->priv, CK_INVALID_HANDLE);
+		cr_assert_eq(back->cert.len, key->cert.len);
+		cr_assert_eq(memcmp(back->cert.p, key->cert.p, key->cert.len), 0);
+		cr_assert_eq(back->id.len, key->id.len);
+		cr_assert_eq(memcmp(back->id.p, key->id.p, key->id.len), 0);
+		cr_assert_eq(back->modulus.len, key->modulus.len);
+		cr_assert_eq(back->ec_point.len, key->ec_point.len);
+		cr_assert_eq(memcmp(back->ec_point.p ? back->ec_point.p : back->modulus.p,
+		                    key->ec_point.p ? key->ec_point.p : key->modulus.p,
+		                    key->ec_point.p ? key->ec_point.len : key->modulus.len), 0);
+		sign_verify(back, mechs[i]);
+		/* cut short: refused, nothing returned */
+		cr_assert_eq(gw_seal_key_decode(uris[i], blob, len - 1, &bad, err, sizeof(err)), -1);
+		cr_assert_null(bad);
+		free(blob);
+		gw_seal_key_free(&back);
+		gw_seal_key_free(&key);
+	}
+	/* found again: replaced, not added */
+	bad = find_ok("pkcs11:object=ec-seal");
+	gw_seal_key_free(&bad);
+	cr_assert_eq(gw_token_known_keys(tok, count_known, &n), 3);
+	cr_assert_eq(n, 3);
+}
+
 Test(token, buffer_too_small_reports_size_and_pool_recovers)
 {
 	struct gw_seal_key *rsa;

@@ -494,6 +494,59 @@ Test(card, a_look_alike_card_at_restart_is_refused)
 	cr_assert_eq(card_verifies(), 1, "the seals' card is logged in to once");
 }
 
+/* A gateway restarted while its card is out (a reboot before anyone put the
+ * card in) starts anyway, from the keys the store remembers, with every
+ * seal unavailable; a look-alike put in is refused without the PIN; the
+ * seals' card is taken when it comes, and signs. */
+Test(card, a_gateway_started_without_its_card_waits_for_it)
+{
+	long inserted = count_records("action = 'token_inserted'");
+	long started = count_records("action = 'gateway_start' AND detail LIKE '%\"token\":\"absent\"%'");
+	CK_SESSION_HANDLE h;
+	char path[512], *out, *log;
+	FILE *fp;
+	int code;
+
+	cr_assert_eq(fixture("stop"), 0);
+	cr_assert_eq(fixture("pull"), 0);
+	snprintf(path, sizeof(path), "%s/sealgated.log", env("SG_CARD_DIR"));
+	fp = fopen(path, "w");
+	cr_assert_not_null(fp);
+	fclose(fp);
+	setenv("SG_GATEWAY_WAIT", "answer", 1);
+	code = fixture("start");
+	unsetenv("SG_GATEWAY_WAIT");
+	log = card_file("sealgated.log");
+	cr_assert_eq(code, 0, "sealgated did not start without its card:\n%s", log);
+	cr_assert(strstr(log, "starting without the token"), "the log does not say so:\n%s", log);
+	free(log);
+	out = status(&code);
+	cr_assert_eq(code, 1, "status says all is well without the card:\n%s", out);
+	cr_assert(strstr(out, "NOT PRESENT") && strstr(out, "Official Seal") &&
+	          strstr(out, "UNAVAILABLE"), "%s", out);
+	free(out);
+	cr_assert(stays_absent(1500), "a token without its card");
+	cr_assert_eq(count_records("action = 'gateway_start' AND detail LIKE '%\"token\":\"absent\"%'"),
+	             started + 1);
+
+	/* The look-alike: refused, never sent the PIN. */
+	cr_assert_eq(fixture("insert b"), 0);
+	cr_assert(stays_absent(3000), "the gateway took a card it is not bound to");
+	cr_assert_eq(card_verifies(), 0, "the gateway sent its PIN to a foreign card");
+
+	cr_assert_eq(fixture("insert a"), 0);
+	cr_assert_geq(wait_present(true, 10000), 0, "the seals' card was not taken when it came");
+	cr_assert_eq(card_verifies(), 1, "one login to the seals' card");
+	cr_assert_eq(count_records("action = 'token_inserted'"), inserted + 1);
+	h = open_login("alice");
+	sign_ok(h);
+	f->C_CloseSession(h);
+	out = status(&code);
+	cr_assert_eq(code, 0, "%s", out);
+	cr_assert_null(strstr(out, "UNAVAILABLE"), "%s", out);
+	free(out);
+}
+
 Test(card, final_pin_try_is_never_spent)
 {
 	char *out, *tries;

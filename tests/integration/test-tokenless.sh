@@ -1,0 +1,131 @@
+#!/usr/bin/env bash
+# Integration: a gateway whose token is away at start (a card not yet in
+# the reader after a reboot; here the SoftHSM2 token directory moved aside)
+# starts from the keys its store remembers, serves every seal as
+# unavailable with the reason, and refuses what it cannot check without
+# the token; it never starts without a token it has not seen. (The card
+# coming back and being checked against the binding: tests/card.)
+#
+# env: SEALGATE_BUILD, SEALGATE_SOURCE
+set -euo pipefail
+build=${SEALGATE_BUILD:?SEALGATE_BUILD not set}
+gw=$build/gateway/sealgated
+ctl=$build/tools/sealctl
+fixture="sh $(dirname "$0")/fixture.sh"
+W=$(mktemp -d /tmp/sg-tokenless.XXXXXX)
+
+fails=0
+pass() { echo "ok - $*"; }
+fail() { echo "not ok - $*"; fails=$((fails + 1)); }
+
+cleanup() {
+	$fixture down "$W" || true
+}
+trap cleanup EXIT
+
+sql() {
+	python3 - "$W/sealgate.db" "$1" <<'PY'
+import sqlite3, sys
+db = sqlite3.connect(sys.argv[1])
+cur = db.execute(sys.argv[2])
+row = cur.fetchone()
+db.commit()
+print(row[0] if row else "")
+PY
+}
+start() { SG_GATEWAY_WAIT=answer SG_GATEWAY_ARGS="$*" $fixture start "$W" >>"$W/fixture.out" 2>&1; }
+stop() { $fixture stop "$W"; }
+check() { SOFTHSM2_CONF=$W/softhsm2.conf "$gw" --config "$W/sealgated.yaml" --check >"$W/check.out" 2>&1; }
+
+# Made, bound, its keys remembered; stopped, and the token taken away.
+$fixture up "$W" >"$W/fixture.out" 2>&1 || { cat "$W/fixture.out"; exit 1; }
+stop
+n=$(sql "SELECT count(*) FROM store_meta WHERE name LIKE 'key:%'")
+[ "$n" = 5 ] && pass "the store remembers the 5 seal keys found on the token" ||
+	fail "known keys in the store: $n, expected 5"
+mv "$W/tokens" "$W/tokens.away"
+mkdir "$W/tokens"
+
+# 1. --check passes, and says the token is not there.
+if check && grep -q "5 seal keys are valid (the token is not present" "$W/check.out"; then
+	pass "--check accepts the configuration without the token, and says so"
+else
+	fail "--check without the token"; cat "$W/check.out"
+fi
+
+# 2. It starts, says why every seal is unavailable, and the log says so.
+: >"$W/sealgated.log"
+if start; then pass "sealgated starts without its token"; else fail "start without the token"; cat "$W/sealgated.log"; exit 1; fi
+rc=0
+"$ctl" --socket "$W/sealgated.sock" status >"$W/status.out" 2>&1 || rc=$?
+[ $rc = 1 ] && grep -q "(NOT PRESENT)" "$W/status.out" &&
+	[ "$(grep -c 'UNAVAILABLE: not present since the gateway started' "$W/status.out")" = 5 ] &&
+	pass "status: token not present, all 5 seals unavailable with the reason (exit 1)" ||
+	{ fail "status without the token (exit $rc)"; cat "$W/status.out"; }
+grep -q "starting without the token (serial" "$W/sealgated.log" &&
+	pass "the log says it started without the token" || { fail "log"; cat "$W/sealgated.log"; }
+n=$(sql "SELECT count(*) FROM audit WHERE action = 'gateway_start' AND detail LIKE '%\"token\":\"absent\"%'")
+[ "$n" = 1 ] && pass "gateway_start is recorded with the token absent" || fail "gateway_start records with the token absent: $n"
+
+# 3. Applications see no token, so nothing is offered to sign with.
+SEALGATE_SOCKET=$W/sealgated.sock SEALGATE_USER=alice \
+	pkcs11-tool --module "$build/module/sealgate-pkcs11.so" --list-token-slots >"$W/slots.out" 2>&1 || true
+if grep -q "token label" "$W/slots.out"; then
+	fail "the module shows a token while the backend token is away"; cat "$W/slots.out"
+else
+	pass "the module shows no token"
+fi
+
+# 4. A reload that names a key never seen on the token is refused (it
+#    cannot be checked); the running policy stays.
+cp "$W/policy.yaml" "$W/policy.yaml.orig"
+sed -i 's|pkcs11:object=quota-seal;type=private|pkcs11:object=never-seen;type=private|' "$W/policy.yaml"
+kill -HUP "$(cat "$W/sealgated.pid")"
+for _ in $(seq 50); do grep -q "reload rejected" "$W/sealgated.log" && break; sleep 0.1; done
+grep -q "reload rejected.*never found on it" "$W/sealgated.log" &&
+	pass "a reload naming an unseen key is rejected, saying why" ||
+	{ fail "reload with an unseen key"; tail -5 "$W/sealgated.log"; }
+cp "$W/policy.yaml.orig" "$W/policy.yaml"
+stop
+
+# 5. --rebind needs the token.
+: >"$W/sealgated.log"
+if SG_GATEWAY_ARGS=--rebind $fixture start "$W" >>"$W/fixture.out" 2>&1; then
+	fail "--rebind started without a token"; stop
+else
+	grep -q -- "--rebind binds the token found now: insert it first" "$W/sealgated.log" &&
+		pass "--rebind without the token is refused, saying why" || { fail "--rebind message"; cat "$W/sealgated.log"; }
+fi
+
+# 6. A store that knows no keys of its token (from before they were kept)
+#    cannot start without it, and says so.
+cp "$W/sealgate.db" "$W/sealgate.db.keep"
+sql "DELETE FROM store_meta WHERE name LIKE 'key:%'" >/dev/null
+: >"$W/sealgated.log"
+if start; then
+	fail "started without the token and without known keys"; stop
+else
+	grep -q "knows no keys of the token yet" "$W/sealgated.log" &&
+		pass "no known keys: refused, with the way out" || { fail "message without known keys"; cat "$W/sealgated.log"; }
+fi
+
+# 7. The token back: a plain start serves every seal, and the keys are kept again.
+rm -rf "$W/tokens"
+mv "$W/tokens.away" "$W/tokens"
+if $fixture start "$W" >>"$W/fixture.out" 2>&1 &&
+   "$ctl" --socket "$W/sealgated.sock" status >"$W/status.out" 2>&1 && ! grep -q UNAVAILABLE "$W/status.out"; then
+	pass "with the token back every seal is available"
+else
+	fail "start with the token back"; cat "$W/status.out" "$W/sealgated.log"
+fi
+stop
+n=$(sql "SELECT count(*) FROM store_meta WHERE name LIKE 'key:%'")
+[ "$n" = 5 ] && pass "the keys are remembered again" || fail "known keys after the token came back: $n"
+if "$gw" --config "$W/sealgated.yaml" --verify-audit >"$W/verify.out" 2>&1; then
+	pass "the audit log verifies"
+else
+	fail "audit log verification"; cat "$W/verify.out"
+fi
+
+echo "$fails failed"
+[ "$fails" = 0 ]
