@@ -1090,6 +1090,34 @@ gw_store_password_set(struct gw_store *st, const char *user, const char *hash)
 	return rv;
 }
 
+/* ---- reading the store before it is open (the gateway, before its token) ---- */
+
+/* Opens the store file at path read-only and prepares sql on it: 1 ready
+ * (*db, *s to finalize and close), 0 nothing to read (no file yet, or a
+ * store from before store_meta: migration 7), -1 with err. */
+static int
+peek_prepare(const char *path, const char *sql, sqlite3 **db, sqlite3_stmt **s,
+             char *err, size_t errlen)
+{
+	struct stat sb;
+
+	*db = NULL;
+	*s = NULL;
+	if (stat(path, &sb) != 0 && errno == ENOENT)
+		return 0;
+	if (sqlite3_open_v2(path, db, SQLITE_OPEN_READONLY | SQLITE_OPEN_NOFOLLOW, NULL) != SQLITE_OK) {
+		sg_seterr(err, errlen, "%s: %s", path, *db ? sqlite3_errmsg(*db) : "cannot open");
+		return -1;
+	}
+	sqlite3_busy_timeout(*db, 5000);
+	if (sqlite3_prepare_v2(*db, sql, -1, s, NULL) == SQLITE_OK)
+		return 1;
+	if (strstr(sqlite3_errmsg(*db), "no such table") != NULL)
+		return 0;
+	sg_seterr(err, errlen, "%s: %s", path, sqlite3_errmsg(*db));
+	return -1;
+}
+
 /* ---- the backend token's binding ---- */
 
 /* One store_meta row 'token_binding': serial (20 bytes, NUL-padded) |
@@ -1132,29 +1160,17 @@ out:
 int
 gw_store_binding_peek(const char *path, struct gw_store_binding *b, char *err, size_t errlen)
 {
-	sqlite3 *db = NULL;
-	sqlite3_stmt *s = NULL;
+	sqlite3 *db;
+	sqlite3_stmt *s;
 	const uint8_t *v;
-	struct stat sb;
-	int rv = -1, r;
+	int rv, r;
 
 	memset(b, 0, sizeof(*b));
-	if (stat(path, &sb) != 0 && errno == ENOENT)
-		return 0;
-	if (sqlite3_open_v2(path, &db, SQLITE_OPEN_READONLY | SQLITE_OPEN_NOFOLLOW, NULL) != SQLITE_OK) {
-		sg_seterr(err, errlen, "%s: %s", path, db ? sqlite3_errmsg(db) : "cannot open");
+	rv = peek_prepare(path, "SELECT value FROM store_meta WHERE name = 'token_binding'", &db, &s,
+	                  err, errlen);
+	if (rv != 1)
 		goto out;
-	}
-	sqlite3_busy_timeout(db, 5000);
-	r = sqlite3_prepare_v2(db, "SELECT value FROM store_meta WHERE name = 'token_binding'", -1, &s, NULL);
-	if (r != SQLITE_OK) {
-		/* A store from before store_meta (migration 7) was never bound. */
-		if (strstr(sqlite3_errmsg(db), "no such table") != NULL)
-			rv = 0;
-		else
-			sg_seterr(err, errlen, "%s: %s", path, sqlite3_errmsg(db));
-		goto out;
-	}
+	rv = -1;
 	r = sqlite3_step(s);
 	if (r == SQLITE_DONE) {
 		rv = 0;
@@ -1235,27 +1251,15 @@ gw_store_known_keys_peek(const char *path,
                          int (*fn)(void *arg, const char *uri, const uint8_t *blob, size_t len),
                          void *arg, char *err, size_t errlen)
 {
-	sqlite3 *db = NULL;
-	sqlite3_stmt *s = NULL;
-	struct stat sb;
-	int rv = -1, r, n = 0;
+	sqlite3 *db;
+	sqlite3_stmt *s;
+	int rv, r, n = 0;
 
-	if (stat(path, &sb) != 0 && errno == ENOENT)
-		return 0;
-	if (sqlite3_open_v2(path, &db, SQLITE_OPEN_READONLY | SQLITE_OPEN_NOFOLLOW, NULL) != SQLITE_OK) {
-		sg_seterr(err, errlen, "%s: %s", path, db ? sqlite3_errmsg(db) : "cannot open");
+	rv = peek_prepare(path, "SELECT substr(name, 5), value FROM store_meta "
+	                  "WHERE name >= 'key:' AND name < 'key;' ORDER BY name", &db, &s, err, errlen);
+	if (rv != 1)
 		goto out;
-	}
-	sqlite3_busy_timeout(db, 5000);
-	r = sqlite3_prepare_v2(db, "SELECT substr(name, 5), value FROM store_meta "
-	                       "WHERE name >= 'key:' AND name < 'key;' ORDER BY name", -1, &s, NULL);
-	if (r != SQLITE_OK) {
-		if (strstr(sqlite3_errmsg(db), "no such table") != NULL)
-			rv = 0;
-		else
-			sg_seterr(err, errlen, "%s: %s", path, sqlite3_errmsg(db));
-		goto out;
-	}
+	rv = -1;
 	while ((r = sqlite3_step(s)) == SQLITE_ROW) {
 		const char *uri = (const char *)sqlite3_column_text(s, 0);
 		const uint8_t *blob = sqlite3_column_blob(s, 1);

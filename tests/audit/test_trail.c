@@ -27,15 +27,9 @@
 
 #include "protocol.h"
 
-TestSuite(trail, .timeout = 240);
+#include "sgtest.h"
 
-static const char *
-env(const char *name)
-{
-	const char *v = getenv(name);
-	cr_assert_not_null(v, "%s is not set (run through tests/audit/run.sh)", name);
-	return v;
-}
+TestSuite(trail, .timeout = 240);
 
 static int __attribute__((format(printf, 1, 2)))
 sh(const char *fmt, ...)
@@ -54,7 +48,7 @@ sh(const char *fmt, ...)
 static void
 fixture(const char *what, const char *arg)
 {
-	cr_assert_eq(sh("sh %s %s %s %s", env("SG_IT_FIXTURE"), what, env("SG_IT_DIR"), arg ? arg : ""),
+	cr_assert_eq(sh("sh %s %s %s %s", sgt_env("SG_IT_FIXTURE"), what, sgt_env("SG_IT_DIR"), arg ? arg : ""),
 	             0, "fixture %s failed", what);
 }
 
@@ -77,25 +71,6 @@ slurp(const char *path)
 
 /* ---- protocol ---- */
 
-static int
-conn(void)
-{
-	int fd = sg_connect_unix(env("SEALGATE_SOCKET"));
-	cr_assert_geq(fd, 0, "connect: %s", strerror(-fd));
-	return fd;
-}
-
-static json_t *
-call(int fd, json_t *req)
-{
-	json_t *rep = NULL;
-	char err[256];
-
-	cr_assert_eq(sg_call(fd, req, &rep, err, sizeof(err)), 0, "%s", err);
-	json_decref(req);
-	return rep;
-}
-
 static char *
 login_pw(int fd, const char *user, const char *pw)
 {
@@ -104,7 +79,7 @@ login_pw(int fd, const char *user, const char *pw)
 
 	json_object_set_new(req, "user", json_string(user));
 	json_object_set_new(req, "pin", json_string(pw));
-	rep = call(fd, req);
+	rep = sgt_call(fd, req);
 	if (sg_reply_is_ok(rep, NULL, NULL, NULL))
 		s = strdup(json_string_value(json_object_get(rep, "session")));
 	json_decref(rep);
@@ -141,7 +116,7 @@ sign(int fd, const char *session, const char *seal, const uint8_t digest[32])
 	json_object_set_new(r, "seal", json_string(seal));
 	json_object_set_new(r, "mechanism", json_integer(CKM_ECDSA));
 	sg_set_bytes(r, "data", digest, 32);
-	return call(fd, r);
+	return sgt_call(fd, r);
 }
 
 static void
@@ -155,7 +130,7 @@ hex(const uint8_t *p, size_t n, char *out)
 static json_t *
 query(const char *user, json_t *filt, const char **scope_out)
 {
-	int fd = conn();
+	int fd = sgt_conn();
 	char *s = login(fd, user);
 	json_t *all = json_array();
 	json_int_t after = 0;
@@ -167,7 +142,7 @@ query(const char *user, json_t *filt, const char **scope_out)
 		json_object_set_new(r, "limit", json_integer(1000));
 		if (after)
 			json_object_set_new(r, "after", json_integer(after));
-		rep = call(fd, r);
+		rep = sgt_call(fd, r);
 		cr_assert(sg_reply_is_ok(rep, NULL, NULL, NULL), "audit_query as %s: %s", user,
 		          json_string_value(json_object_get(rep, "message")));
 		json_array_extend(all, json_object_get(rep, "records"));
@@ -184,7 +159,7 @@ query(const char *user, json_t *filt, const char **scope_out)
 		after = json_integer_value(next);
 		json_decref(rep);
 	}
-	json_decref(call(fd, req_s(SG_OP_LOGOUT, s)));
+	json_decref(sgt_call(fd, req_s(SG_OP_LOGOUT, s)));
 	free(s);
 	close(fd);
 	json_decref(filt);
@@ -221,7 +196,7 @@ static int
 sealctl_as(const char *user, const char *args, const char *out)
 {
 	return sh("SEALGATE_PASSWORD=%s-password %s/tools/sealctl -s %s -u %s %s >%s 2>&1",
-	          user, env("SEALGATE_BUILD"), env("SEALGATE_SOCKET"), user, args, out);
+	          user, sgt_env("SEALGATE_BUILD"), sgt_env("SEALGATE_SOCKET"), user, args, out);
 }
 
 /* sealctl audit verify of file; its output in *text (free it). */
@@ -231,8 +206,8 @@ verify_file(const char *file, const char *extra, char **text)
 	char out[PATH_MAX];
 	int rc;
 
-	snprintf(out, sizeof(out), "%s/verify.out", env("SG_IT_DIR"));
-	rc = sh("%s/tools/sealctl audit verify --from-export %s %s >%s 2>&1", env("SEALGATE_BUILD"),
+	snprintf(out, sizeof(out), "%s/verify.out", sgt_env("SG_IT_DIR"));
+	rc = sh("%s/tools/sealctl audit verify --from-export %s %s >%s 2>&1", sgt_env("SEALGATE_BUILD"),
 	        file, extra ? extra : "", out);
 	*text = slurp(out);
 	return rc;
@@ -262,7 +237,7 @@ path_in(const char *name)
 	static unsigned next;
 	char *p = ring[next++ % 16];
 
-	snprintf(p, PATH_MAX, "%s/%s", env("SG_IT_DIR"), name);
+	snprintf(p, PATH_MAX, "%s/%s", sgt_env("SG_IT_DIR"), name);
 	return p;
 }
 
@@ -279,7 +254,7 @@ cert_opts(void)
 
 Test(trail, every_event_is_recorded_with_its_fields)
 {
-	int fd = conn();
+	int fd = sgt_conn();
 	char *sa, *sf, *sd, *bad, host[256] = "", exe[PATH_MAX] = "", dhex[65], *p;
 	uint8_t d[32];
 	json_t *rep, *recs, *r;
@@ -310,7 +285,7 @@ Test(trail, every_event_is_recorded_with_its_fields)
 	rep = req_s(SG_OP_USER_PASSWD, sf);
 	json_object_set_new(rep, "user", json_string("carol"));
 	json_object_set_new(rep, "password", json_string("carol-password"));
-	rep = call(fd, rep);
+	rep = sgt_call(fd, rep);
 	cr_assert(sg_reply_is_ok(rep, NULL, NULL, NULL), "%s", json_string_value(json_object_get(rep, "message")));
 	json_decref(rep);
 	close(fd);
@@ -385,7 +360,7 @@ Test(trail, who_may_read_what)
 	json_t *recs, *rep;
 	size_t i;
 	json_t *r;
-	int fd = conn();
+	int fd = sgt_conn();
 	char *s;
 	uint8_t d[32] = { 1 };
 
@@ -430,17 +405,17 @@ Test(trail, who_may_read_what)
 	s = login(fd, "alice");
 	rep = req_s("audit_query", s);
 	json_object_set_new(rep, "person", json_string("dave"));
-	rep = call(fd, rep);
+	rep = sgt_call(fd, rep);
 	cr_assert_not(sg_reply_is_ok(rep, NULL, NULL, NULL), "alice may not read dave's");
 	json_decref(rep);
-	rep = call(fd, req_s("audit_export", s));
+	rep = sgt_call(fd, req_s("audit_export", s));
 	cr_assert_not(sg_reply_is_ok(rep, NULL, NULL, NULL), "alice may not export");
 	json_decref(rep);
 	free(s);
 	s = login(fd, "bob");
 	rep = req_s("audit_query", s);
 	json_object_set_new(rep, "department", json_string("finance"));
-	rep = call(fd, rep);
+	rep = sgt_call(fd, rep);
 	cr_assert_not(sg_reply_is_ok(rep, NULL, NULL, NULL), "bob does not head finance");
 	json_decref(rep);
 	free(s);
@@ -525,7 +500,7 @@ Test(trail, export_verifies_offline_and_names_every_tampering)
 	char *file = path_in("export.jsonl"), *out, *csv, *save, needle[64], needle2[64];
 	char **v, **w;
 	size_t n, k;
-	int fd = conn();
+	int fd = sgt_conn();
 	char *s = login(fd, "alice");
 	uint8_t d[32] = { 7 };
 
@@ -691,7 +666,7 @@ Test(trail, store_tampering_is_named)
 {
 	char sql[1024], needle[64];
 	long long head;
-	int fd = conn();
+	int fd = sgt_conn();
 	char *s = login(fd, "dave");
 	uint8_t d[32] = { 9 };
 
@@ -804,7 +779,7 @@ storm_then_kill(struct stormer *w)
 {
 	pthread_t th[STORM_THREADS];
 	size_t total = 0;
-	int lfd = conn();
+	int lfd = sgt_conn();
 	char *sess[2] = { login(lfd, "dave"), login(lfd, "alice") };
 
 	close(lfd);
@@ -893,18 +868,18 @@ Test(trail, power_failure_during_a_signing_storm_loses_no_record)
 	size_t total;
 
 	fixture("stop", NULL);
-	cr_assert_eq(sh("cd %s && cp sealgate.db synced.db && rm -f synced.db-wal", env("SG_IT_DIR")), 0);
+	cr_assert_eq(sh("cd %s && cp sealgate.db synced.db && rm -f synced.db-wal", sgt_env("SG_IT_DIR")), 0);
 	fixture("start", NULL);
 	total = storm_then_kill(w);
 	cr_assert_eq(sh("cd %s && cp synced.db sealgate.db && rm -f sealgate.db-wal sealgate.db-shm",
-	                env("SG_IT_DIR")), 0);
-	cr_assert_eq(sh("cd %s && : >sealgated.log", env("SG_IT_DIR")), 0);
+	                sgt_env("SG_IT_DIR")), 0);
+	cr_assert_eq(sh("cd %s && : >sealgated.log", sgt_env("SG_IT_DIR")), 0);
 	fixture("start", NULL);
 	cr_assert_eq(sh("grep -q 'store: replayed .* from .*sealgate.db.redo' %s",
 	                path_in("sealgated.log")), 0, "the gateway replayed the redo log");
 	{
-		int fd = conn();
-		json_t *rep = call(fd, sg_request_new(SG_OP_STATUS)), *a = json_object_get(rep, "audit");
+		int fd = sgt_conn();
+		json_t *rep = sgt_call(fd, sg_request_new(SG_OP_STATUS)), *a = json_object_get(rep, "audit");
 
 		cr_assert(json_is_object(a), "status says how records are made durable");
 		cr_assert_str_eq(json_string_value(json_object_get(a, "durability")), "redo log");
@@ -938,7 +913,7 @@ Test(trail, full_disk_refuses_signatures_cleanly_and_recovers)
 	fixture("store", store);
 	fixture("start", NULL);
 
-	gfd = conn();
+	gfd = sgt_conn();
 	s = login(gfd, "alice");
 	/* Fill the file system. */
 	fd = open(filler, O_WRONLY | O_CREAT | O_TRUNC, 0600);
@@ -985,7 +960,7 @@ Test(trail, full_disk_refuses_signatures_cleanly_and_recovers)
 
 Test(trail, a_policy_using_the_audit_key_as_a_seal_is_refused)
 {
-	const char *dir = env("SG_IT_DIR");
+	const char *dir = sgt_env("SG_IT_DIR");
 	char *out;
 	int rc;
 
@@ -995,13 +970,13 @@ Test(trail, a_policy_using_the_audit_key_as_a_seal_is_refused)
 	                "sed 's|^policy_path: .*|policy_path: %s/bad-policy.yaml|' "
 	                "%s/sealgated.yaml >%s/bad.yaml", dir, dir, dir, dir, dir), 0);
 	rc = sh("SOFTHSM2_CONF=%s/softhsm2.conf %s/gateway/sealgated --config %s/bad.yaml --check "
-	        ">%s/check.out 2>&1", dir, env("SEALGATE_BUILD"), dir, dir);
+	        ">%s/check.out 2>&1", dir, sgt_env("SEALGATE_BUILD"), dir, dir);
 	out = slurp(path_in("check.out"));
 	cr_assert_neq(rc, 0, "a policy with the audit key as a seal was accepted:\n%s", out);
 	cr_assert(strstr(out, "audit key"), "%s", out);
 	free(out);
 	/* And the real policy is fine. */
 	rc = sh("SOFTHSM2_CONF=%s/softhsm2.conf %s/gateway/sealgated --config %s/sealgated.yaml --check "
-	        ">%s/check.out 2>&1", dir, env("SEALGATE_BUILD"), dir, dir);
+	        ">%s/check.out 2>&1", dir, sgt_env("SEALGATE_BUILD"), dir, dir);
 	cr_assert_eq(rc, 0);
 }

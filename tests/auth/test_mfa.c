@@ -30,40 +30,21 @@
 #include "protocol.h"
 #include "sealgate-pkcs11.h"
 
-static void *lib;
-static CK_FUNCTION_LIST *f;
+#include "sgtest.h"
 
-static const char *
-env(const char *name)
-{
-	const char *v = getenv(name);
-	cr_assert_not_null(v, "%s is not set (run through tests/auth/run.sh)", name);
-	return v;
-}
+static CK_FUNCTION_LIST *f;
 
 static void
 load(void)
 {
-	CK_C_GetFunctionList gfl;
-
-	unsetenv("SEALGATE_USER");
-	lib = dlopen(env("SEALGATE_MODULE"), RTLD_NOW | RTLD_LOCAL);
-	cr_assert_not_null(lib, "%s", dlerror());
-	gfl = (CK_C_GetFunctionList)dlsym(lib, "C_GetFunctionList");
-	cr_assert_eq(gfl(&f), CKR_OK);
-	cr_assert_eq(f->C_Initialize(NULL), CKR_OK);
+	f = sgt_module_load(NULL);
 	cr_assert_eq(oath_init(), OATH_OK);
 }
 
 static void
 unload(void)
 {
-	if (f)
-		f->C_Finalize(NULL);
-	if (lib)
-		dlclose(lib);
-	f = NULL;
-	lib = NULL;
+	sgt_module_unload(&f);
 }
 
 TestSuite(mfa, .init = load, .fini = unload, .timeout = 120);
@@ -80,9 +61,9 @@ path_of(const char *fmt, const char *arg)
 
 	k = (k + 1) % 4;
 	if (pct == NULL)
-		snprintf(buf[k], sizeof(buf[k]), "%s/%s", env("SG_AUTH_DIR"), fmt);
+		snprintf(buf[k], sizeof(buf[k]), "%s/%s", sgt_env("SG_AUTH_DIR"), fmt);
 	else
-		snprintf(buf[k], sizeof(buf[k]), "%s/%.*s%s%s", env("SG_AUTH_DIR"), (int)(pct - fmt), fmt,
+		snprintf(buf[k], sizeof(buf[k]), "%s/%.*s%s%s", sgt_env("SG_AUTH_DIR"), (int)(pct - fmt), fmt,
 		         arg, pct + 2);
 	return buf[k];
 }
@@ -187,7 +168,7 @@ sealctl(void)
 {
 	static char p[512];
 
-	snprintf(p, sizeof(p), "%s/tools/sealctl", env("SEALGATE_BUILD"));
+	snprintf(p, sizeof(p), "%s/tools/sealctl", sgt_env("SEALGATE_BUILD"));
 	return p;
 }
 
@@ -241,19 +222,7 @@ token_flags(void)
 static CK_OBJECT_HANDLE
 find(CK_SESSION_HANDLE h, CK_OBJECT_CLASS cls, const char *label)
 {
-	CK_ATTRIBUTE t[] = {
-		{ CKA_CLASS, &cls, sizeof(cls) },
-		{ CKA_LABEL, (void *)label, strlen(label) },
-	};
-	CK_OBJECT_HANDLE o[4];
-	CK_ULONG n = 0;
-
-	cr_assert_eq(f->C_FindObjectsInit(h, t, 2), CKR_OK);
-	cr_assert_eq(f->C_FindObjects(h, o, 4, &n), CKR_OK);
-	cr_assert_eq(f->C_FindObjectsFinal(h), CKR_OK);
-	cr_assert_eq(n, 1, "no %s object \"%s\"", cls == CKO_PRIVATE_KEY ? "private key" : "certificate",
-	             label);
-	return o[0];
+	return sgt_find(f, h, cls, label, NULL);
 }
 
 static const unsigned char msg[] = "Contract No. 2024-117, 1000 CNY";
@@ -301,17 +270,6 @@ assert_verifies(CK_SESSION_HANDLE h, const char *label, const unsigned char *sig
 
 /* ---- the wire protocol, as sealctl speaks it ---- */
 
-static json_t *
-call(int fd, json_t *req)
-{
-	json_t *rep = NULL;
-	char err[256];
-
-	cr_assert_eq(sg_call(fd, req, &rep, err, sizeof(err)), 0, "%s", err);
-	json_decref(req);
-	return rep;
-}
-
 /* A login over the wire; returns the reply (caller decrefs). */
 static json_t *
 wire_login(int fd, const char *user, const char *pin)
@@ -320,7 +278,7 @@ wire_login(int fd, const char *user, const char *pin)
 
 	json_object_set_new(req, "user", json_string(user));
 	json_object_set_new(req, "pin", json_string(pin));
-	return call(fd, req);
+	return sgt_call(fd, req);
 }
 
 static const char *
@@ -343,27 +301,13 @@ auth_state(int fd, const char *user)
 	json_t *req = sg_request_new(SG_OP_AUTH_STATE);
 
 	json_object_set_new(req, "user", json_string(user));
-	return call(fd, req);
+	return sgt_call(fd, req);
 }
 
 static long
 audit_count(const char *where)
 {
-	char sql[1024];
-	sqlite3 *db;
-	sqlite3_stmt *st;
-	long n = -1;
-
-	cr_assert_eq(sqlite3_open_v2(path_of("sealgate.db", ""), &db, SQLITE_OPEN_READONLY, NULL),
-	             SQLITE_OK);
-	sqlite3_busy_timeout(db, 5000);
-	snprintf(sql, sizeof(sql), "SELECT count(*) FROM audit WHERE %s", where);
-	cr_assert_eq(sqlite3_prepare_v2(db, sql, -1, &st, NULL), SQLITE_OK, "%s", sqlite3_errmsg(db));
-	if (sqlite3_step(st) == SQLITE_ROW)
-		n = sqlite3_column_int64(st, 0);
-	sqlite3_finalize(st);
-	sqlite3_close(db);
-	return n;
+	return sgt_count_records(sgt_env("SG_AUTH_DIR"), where);
 }
 
 /* A seal admin unlocks user (sealctl, password + code). */
@@ -446,7 +390,7 @@ Test(mfa, login_mode_with_openssl_libp11)
 	fprintf(fp, "openssl_conf = openssl_init\n[openssl_init]\nengines = engine_section\n"
 	        "[engine_section]\npkcs11 = pkcs11_section\n[pkcs11_section]\nengine_id = pkcs11\n"
 	        "dynamic_path = /usr/lib/x86_64-linux-gnu/engines-3/pkcs11.so\nMODULE_PATH = %s\ninit = 0\n",
-	        env("SEALGATE_MODULE"));
+	        sgt_env("SEALGATE_MODULE"));
 	fclose(fp);
 	if (access("/usr/lib/x86_64-linux-gnu/engines-3/pkcs11.so", R_OK) != 0)
 		cr_skip_test("libengine-pkcs11-openssl is not installed");
@@ -463,7 +407,7 @@ Test(mfa, login_mode_with_openssl_libp11)
 	        "SEALGATE_USER=alice pkcs11-tool --module %s --read-object --type cert --label 'Login Seal' "
 	        "-o login.der >/dev/null 2>&1 && openssl x509 -inform DER -in login.der -pubkey -noout >login.pub && "
 	        "openssl dgst -sha256 -verify login.pub -signature sig.bin %s 2>&1",
-	        env("SG_AUTH_DIR"), cnf, code, data, env("SEALGATE_MODULE"), data);
+	        sgt_env("SG_AUTH_DIR"), cnf, code, data, sgt_env("SEALGATE_MODULE"), data);
 	cr_assert_eq(rc, 0, "openssl + libp11 with password followed by code: %s", out);
 	cr_assert_not_null(strstr(out, "Verified OK"), "%s", out);
 
@@ -471,13 +415,13 @@ Test(mfa, login_mode_with_openssl_libp11)
 	rc = sh(out, sizeof(out),
 	        "cd %s && OPENSSL_CONF=%s SEALGATE_USER=alice openssl dgst -sha256 -engine pkcs11 "
 	        "-keyform engine -sign 'pkcs11:object=Login%%20Seal;type=private;pin-value=alice-password%s' "
-	        "-out sig2.bin %s 2>&1", env("SG_AUTH_DIR"), cnf, code, data);
+	        "-out sig2.bin %s 2>&1", sgt_env("SG_AUTH_DIR"), cnf, code, data);
 	cr_assert_neq(rc, 0, "a replayed code signed: %s", out);
 }
 
 Test(mfa, replayed_code_is_refused_and_recorded)
 {
-	int fd = sg_connect_unix(env("SEALGATE_SOCKET"));
+	int fd = sg_connect_unix(sgt_env("SEALGATE_SOCKET"));
 	char code[8], pin[64];
 	json_t *rep;
 	long before = audit_count("action = 'login' AND outcome = 'denied' AND reason LIKE 'replayed code%'");
@@ -501,7 +445,7 @@ Test(mfa, replayed_code_is_refused_and_recorded)
 
 Test(mfa, previous_step_accepted_two_steps_ago_refused)
 {
-	int fd = sg_connect_unix(env("SEALGATE_SOCKET"));
+	int fd = sg_connect_unix(sgt_env("SEALGATE_SOCKET"));
 	char code[8], pin[64];
 	long long t;
 	json_t *rep;
@@ -532,7 +476,7 @@ Test(mfa, lockout_with_pkcs11_flags_and_admin_unlock)
 {
 	CK_SESSION_HANDLE h;
 	char code[8], pin[64];
-	int fd = sg_connect_unix(env("SEALGATE_SOCKET"));
+	int fd = sg_connect_unix(sgt_env("SEALGATE_SOCKET"));
 	json_t *st;
 	long long now, until;
 
@@ -647,7 +591,7 @@ Test(mfa, another_os_user_cannot_lock_out_the_account)
 	cr_assert_eq(WEXITSTATUS(status), 0, "child step %d", WEXITSTATUS(status));
 
 	/* lena's own OS user is not affected: no flags, and she logs in. */
-	fd = sg_connect_unix(env("SEALGATE_SOCKET"));
+	fd = sg_connect_unix(sgt_env("SEALGATE_SOCKET"));
 	st = auth_state(fd, "lena");
 	cr_assert(json_is_false(json_object_get(st, "locked")));
 	cr_assert(json_is_false(json_object_get(st, "count_low")));
@@ -722,7 +666,7 @@ wire_sign(int fd, const char *sess, const char *seal)
 	json_object_set_new(req, "seal", json_string(seal));
 	json_object_set_new(req, "mechanism", json_integer(CKM_ECDSA));
 	sg_set_bytes(req, "data", d, sizeof(d));
-	return call(fd, req);
+	return sgt_call(fd, req);
 }
 
 static void
@@ -735,14 +679,14 @@ wire_context(int fd, const char *sess, const char *seal, const char *user)
 	json_object_set_new(req, "session", json_string(sess));
 	json_object_set_new(req, "seal", json_string(seal));
 	json_object_set_new(req, "pin", json_string(code));
-	rep = call(fd, req);
+	rep = sgt_call(fd, req);
 	cr_assert(sg_reply_is_ok(rep, NULL, NULL, NULL), "auth_context: %s", rep_msg(rep));
 	json_decref(rep);
 }
 
 Test(mfa, a_quota_refusal_comes_before_the_second_factor)
 {
-	int fd = sg_connect_unix(env("SEALGATE_SOCKET"));
+	int fd = sg_connect_unix(sgt_env("SEALGATE_SOCKET"));
 	json_t *rep = wire_login(fd, "paul", "paul-password");
 	char *sess;
 
@@ -801,7 +745,7 @@ Test(mfa, per_signature_with_pkcs11_tool)
 	        "SEALGATE_USER=paul pkcs11-tool --module %s --read-object --type cert --id 12 -o persig.der "
 	        ">/dev/null 2>&1 && openssl x509 -inform DER -in persig.der -pubkey -noout >persig.pub && "
 	        "openssl dgst -sha256 -verify persig.pub -signature persig.sig doc.txt 2>&1",
-	        env("SG_AUTH_DIR"), code, env("SEALGATE_MODULE"), env("SEALGATE_MODULE"));
+	        sgt_env("SG_AUTH_DIR"), code, sgt_env("SEALGATE_MODULE"), sgt_env("SEALGATE_MODULE"));
 	cr_assert_eq(rc, 0, "pkcs11-tool per-signature: %s", out);
 	cr_assert_not_null(strstr(out, "Verified OK"), "%s", out);
 
@@ -810,7 +754,7 @@ Test(mfa, per_signature_with_pkcs11_tool)
 	        "cd %s && rm -f bad.sig && script -qec \"printf 'paul-password\\n000000\\n' | "
 	        "SEALGATE_USER=paul pkcs11-tool --module %s --login --sign --id 12 -m SHA256-RSA-PKCS "
 	        "-i doc.txt -o bad.sig\" /dev/null </dev/null 2>&1; test ! -s bad.sig",
-	        env("SG_AUTH_DIR"), env("SEALGATE_MODULE"));
+	        sgt_env("SG_AUTH_DIR"), sgt_env("SEALGATE_MODULE"));
 	cr_assert_eq(rc, 0, "signed with a wrong code: %s", out);
 }
 
@@ -827,13 +771,13 @@ oob_uri_sign(char *out, size_t outlen, const char *file)
 	fprintf(fp, "openssl_conf = openssl_init\n[openssl_init]\nengines = engine_section\n"
 	        "[engine_section]\npkcs11 = pkcs11_section\n[pkcs11_section]\nengine_id = pkcs11\n"
 	        "dynamic_path = /usr/lib/x86_64-linux-gnu/engines-3/pkcs11.so\nMODULE_PATH = %s\ninit = 0\n",
-	        env("SEALGATE_MODULE"));
+	        sgt_env("SEALGATE_MODULE"));
 	fclose(fp);
 	/* No PIN anywhere: libp11 sees the protected authentication path. */
 	rc = sh(out, outlen,
 	        "cd %s && OPENSSL_CONF=%s SEALGATE_USER=olga openssl dgst -sha256 -engine pkcs11 "
 	        "-keyform engine -sign 'pkcs11:object=Out-of-Band%%20Seal;type=private' -out %s "
-	        "doc.txt </dev/null 2>&1", env("SG_AUTH_DIR"), cnf, file);
+	        "doc.txt </dev/null 2>&1", sgt_env("SG_AUTH_DIR"), cnf, file);
 	return rc == 0 ? "ok" : NULL;
 }
 
@@ -874,7 +818,7 @@ Test(mfa, out_of_band_window_for_apps_that_cannot_prompt)
 	rc = sh(out, sizeof(out),
 	        "cd %s && SEALGATE_USER=olga pkcs11-tool --module %s --login --sign --id 13 "
 	        "-m SHA256-RSA-PKCS -i doc.txt -o oob.sig </dev/null 2>&1 && test -s oob.sig",
-	        env("SG_AUTH_DIR"), env("SEALGATE_MODULE"));
+	        sgt_env("SG_AUTH_DIR"), sgt_env("SEALGATE_MODULE"));
 	cr_assert_eq(rc, 0, "pkcs11-tool without a PIN in the window: %s", out);
 	if (access("/usr/lib/x86_64-linux-gnu/engines-3/pkcs11.so", R_OK) == 0)
 		cr_assert_not_null(oob_uri_sign(out, sizeof(out), "oob-openssl.sig"),
@@ -968,7 +912,7 @@ Test(mfa, out_of_band_confirm_waits_for_sealctl_confirm)
 
 Test(mfa, approving_needs_password_and_code)
 {
-	int fd = sg_connect_unix(env("SEALGATE_SOCKET"));
+	int fd = sg_connect_unix(sgt_env("SEALGATE_SOCKET"));
 	char code[8], pin[64];
 	json_t *rep, *req;
 	const char *session;
@@ -983,7 +927,7 @@ Test(mfa, approving_needs_password_and_code)
 	json_object_set_new(req, "seal", json_string("open"));
 	json_object_set_new(req, "reason", json_string("customer contract"));
 	json_object_set_new(req, "uses", json_integer(1));
-	rep = call(fd, req);
+	rep = sgt_call(fd, req);
 	cr_assert(sg_reply_is_ok(rep, NULL, NULL, NULL), "apply: %s", rep_msg(rep));
 	id = json_integer_value(json_object_get(json_object_get(rep, "application"), "id"));
 	json_decref(rep);
@@ -996,7 +940,7 @@ Test(mfa, approving_needs_password_and_code)
 	json_object_set_new(req, "session", json_string(session));
 	json_object_set_new(req, "id", json_integer(id));
 	json_decref(rep);
-	rep = call(fd, req);
+	rep = sgt_call(fd, req);
 	cr_assert_not(sg_reply_is_ok(rep, NULL, NULL, NULL), "approved with a password alone");
 	cr_assert_str_eq(rep_code(rep), "mfa_required");
 	json_decref(rep);
@@ -1010,7 +954,7 @@ Test(mfa, approving_needs_password_and_code)
 	json_object_set_new(req, "session", json_copy(json_object_get(rep, "session")));
 	json_object_set_new(req, "id", json_integer(id));
 	json_decref(rep);
-	rep = call(fd, req);
+	rep = sgt_call(fd, req);
 	cr_assert(sg_reply_is_ok(rep, NULL, NULL, NULL), "approve: %s", rep_msg(rep));
 	json_decref(rep);
 	close(fd);

@@ -20,16 +20,9 @@
 #include <p11-kit/pkcs11.h>
 #include <sqlite3.h>
 
-static void *lib;
-static CK_FUNCTION_LIST *f;
+#include "sgtest.h"
 
-static const char *
-env(const char *name)
-{
-	const char *v = getenv(name);
-	cr_assert_not_null(v, "%s is not set (run through tests/card/run.sh)", name);
-	return v;
-}
+static CK_FUNCTION_LIST *f;
 
 /* Runs "fixture.sh CMD DIR ARGS..." for "CMD ARGS...". */
 static int
@@ -40,8 +33,8 @@ fixture(const char *what)
 	int n = sp ? (int)(sp - what) : (int)strlen(what);
 	int st;
 
-	snprintf(cmd, sizeof(cmd), "sh '%s' %.*s '%s'%s", env("SG_CARD_FIXTURE"), n, what,
-	         env("SG_CARD_DIR"), sp ? sp : "");
+	snprintf(cmd, sizeof(cmd), "sh '%s' %.*s '%s'%s", sgt_env("SG_CARD_FIXTURE"), n, what,
+	         sgt_env("SG_CARD_DIR"), sp ? sp : "");
 	st = system(cmd);
 	return WIFEXITED(st) ? WEXITSTATUS(st) : -1;
 }
@@ -120,8 +113,21 @@ card_file(const char *name)
 {
 	char path[512];
 
-	snprintf(path, sizeof(path), "%s/%s", env("SG_CARD_DIR"), name);
+	snprintf(path, sizeof(path), "%s/%s", sgt_env("SG_CARD_DIR"), name);
 	return slurp(path);
+}
+
+/* The gateway's log emptied, so a test reads only what it caused. */
+static void
+empty_log(void)
+{
+	char path[512];
+	FILE *fp;
+
+	snprintf(path, sizeof(path), "%s/sealgated.log", sgt_env("SG_CARD_DIR"));
+	fp = fopen(path, "w");
+	cr_assert_not_null(fp);
+	fclose(fp);
 }
 
 /* PIN verifications the card saw since it was last inserted. */
@@ -150,7 +156,7 @@ status(int *code)
 
 	cr_assert_not_null(out);
 	snprintf(cmd, sizeof(cmd), "'%s/tools/sealctl' --socket '%s' status 2>&1",
-	         env("SEALGATE_BUILD"), env("SEALGATE_SOCKET"));
+	         sgt_env("SEALGATE_BUILD"), sgt_env("SEALGATE_SOCKET"));
 	p = popen(cmd, "r");
 	cr_assert_not_null(p);
 	while (n < 65535 && (k = fread(out + n, 1, 65535 - n, p)) > 0)
@@ -162,21 +168,7 @@ status(int *code)
 static long
 count_records(const char *where)
 {
-	char path[512], sql[512];
-	sqlite3 *db;
-	sqlite3_stmt *st;
-	long n = -1;
-
-	snprintf(path, sizeof(path), "%s/sealgate.db", env("SG_CARD_DIR"));
-	cr_assert_eq(sqlite3_open_v2(path, &db, SQLITE_OPEN_READONLY, NULL), SQLITE_OK);
-	sqlite3_busy_timeout(db, 5000);
-	snprintf(sql, sizeof(sql), "SELECT count(*) FROM audit WHERE %s", where);
-	cr_assert_eq(sqlite3_prepare_v2(db, sql, -1, &st, NULL), SQLITE_OK, "%s", sqlite3_errmsg(db));
-	if (sqlite3_step(st) == SQLITE_ROW)
-		n = sqlite3_column_int64(st, 0);
-	sqlite3_finalize(st);
-	sqlite3_close(db);
-	return n;
+	return sgt_count_records(sgt_env("SG_CARD_DIR"), where);
 }
 
 /* Every test starts from: card a in the reader, gateway up, token present. */
@@ -202,28 +194,14 @@ ready(void)
 static void
 load(void)
 {
-	CK_C_GetFunctionList gfl;
-
-	/* the module reads the account to act as at C_Initialize */
-	setenv("SEALGATE_USER", "alice", 1);
-	lib = dlopen(env("SEALGATE_MODULE"), RTLD_NOW | RTLD_LOCAL);
-	cr_assert_not_null(lib, "%s", dlerror());
-	gfl = (CK_C_GetFunctionList)dlsym(lib, "C_GetFunctionList");
-	cr_assert_not_null(gfl);
-	cr_assert_eq(gfl(&f), CKR_OK);
-	cr_assert_eq(f->C_Initialize(NULL), CKR_OK);
+	f = sgt_module_load("alice");
 	ready();
 }
 
 static void
 unload(void)
 {
-	if (f)
-		f->C_Finalize(NULL);
-	if (lib)
-		dlclose(lib);
-	f = NULL;
-	lib = NULL;
+	sgt_module_unload(&f);
 }
 
 TestSuite(card, .init = load, .fini = unload, .timeout = 90);
@@ -269,17 +247,9 @@ find_rv(CK_SESSION_HANDLE h, CK_OBJECT_CLASS cls, const char *label, CK_ULONG *n
 static CK_OBJECT_HANDLE
 find(CK_SESSION_HANDLE h, CK_OBJECT_CLASS cls, const char *label)
 {
-	CK_ATTRIBUTE t[] = {
-		{ CKA_CLASS, &cls, sizeof(cls) },
-		{ CKA_LABEL, (void *)label, strlen(label) },
-	};
-	CK_OBJECT_HANDLE o[4];
-	CK_ULONG n = 0;
+	CK_ULONG n;
 
-	cr_assert_eq(f->C_FindObjectsInit(h, t, 2), CKR_OK);
-	cr_assert_eq(f->C_FindObjects(h, o, 4, &n), CKR_OK);
-	cr_assert_eq(f->C_FindObjectsFinal(h), CKR_OK);
-	return n == 1 ? o[0] : CK_INVALID_HANDLE;
+	return sgt_find(f, h, cls, label, &n);
 }
 
 /* The seal's certificate as the module shows it must be the card's own
@@ -302,7 +272,7 @@ card_cert_key(CK_SESSION_HANDLE h, const char *label, const char *nick)
 	der = malloc(a.ulValueLen);
 	a.pValue = der;
 	cr_assert_eq(f->C_GetAttributeValue(h, c, &a, 1), CKR_OK);
-	snprintf(path, sizeof(path), "%s/card-a/%s.crt.der", env("SG_CARD_DIR"), nick);
+	snprintf(path, sizeof(path), "%s/card-a/%s.crt.der", sgt_env("SG_CARD_DIR"), nick);
 	fp = fopen(path, "rb");
 	cr_assert_not_null(fp, "%s", path);
 	reflen = fread(ref, 1, sizeof(ref), fp);
@@ -472,15 +442,11 @@ Test(card, a_look_alike_card_is_refused)
  * to do if the swap was meant. */
 Test(card, a_look_alike_card_at_restart_is_refused)
 {
-	char path[512], *log;
-	FILE *fp;
+	char *log;
 
 	cr_assert_eq(fixture("stop"), 0);
 	cr_assert_eq(fixture("insert b"), 0);
-	snprintf(path, sizeof(path), "%s/sealgated.log", env("SG_CARD_DIR"));
-	fp = fopen(path, "w");
-	cr_assert_not_null(fp);
-	fclose(fp);
+	empty_log();
 	cr_assert_neq(fixture("start"), 0, "sealgated started on a card it is not bound to");
 	cr_assert_eq(card_verifies(), 0, "the gateway sent its PIN to a foreign card at start");
 	log = card_file("sealgated.log");
@@ -503,16 +469,12 @@ Test(card, a_gateway_started_without_its_card_waits_for_it)
 	long inserted = count_records("action = 'token_inserted'");
 	long started = count_records("action = 'gateway_start' AND detail LIKE '%\"token\":\"absent\"%'");
 	CK_SESSION_HANDLE h;
-	char path[512], *out, *log;
-	FILE *fp;
+	char *out, *log;
 	int code;
 
 	cr_assert_eq(fixture("stop"), 0);
 	cr_assert_eq(fixture("pull"), 0);
-	snprintf(path, sizeof(path), "%s/sealgated.log", env("SG_CARD_DIR"));
-	fp = fopen(path, "w");
-	cr_assert_not_null(fp);
-	fclose(fp);
+	empty_log();
 	setenv("SG_GATEWAY_WAIT", "answer", 1);
 	code = fixture("start");
 	unsetenv("SG_GATEWAY_WAIT");
@@ -599,7 +561,7 @@ Test(card, gateway_start_refuses_final_try_and_wrong_pin_is_tried_once)
 	cr_assert_eq(fixture("tries a 3"), 0);
 	cr_assert_eq(fixture("insert a"), 0);
 	pin = card_file("card.pin");
-	snprintf(path, sizeof(path), "%s/card.pin", env("SG_CARD_DIR"));
+	snprintf(path, sizeof(path), "%s/card.pin", sgt_env("SG_CARD_DIR"));
 	fp = fopen(path, "w");
 	cr_assert_not_null(fp);
 	fputs("00000000\n", fp);   /* 8 digits: a valid length, a wrong PIN */

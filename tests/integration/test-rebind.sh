@@ -10,40 +10,18 @@
 #
 # env: SEALGATE_BUILD, SEALGATE_SOURCE
 set -euo pipefail
-build=${SEALGATE_BUILD:?SEALGATE_BUILD not set}
-gw=$build/gateway/sealgated
-ctl=$build/tools/sealctl
-fixture="sh $(dirname "$0")/fixture.sh"
-W=$(mktemp -d /tmp/sg-rebind.XXXXXX)
-
-fails=0
-pass() { echo "ok - $*"; }
-fail() { echo "not ok - $*"; fails=$((fails + 1)); }
-
-cleanup() {
-	$fixture down "$W" || true
-}
-trap cleanup EXIT
+. "$(dirname "$0")/lib.sh" rebind
 
 serial() {
 	SOFTHSM2_CONF=$W/softhsm2.conf softhsm2-util --show-slots |
 		awk '/Serial number:/ { s = $3 } /Label:/ && $2 == "sg-it" { print s; exit }'
 }
 
-# Counts audit records matching an SQL condition.
-audit_count() {
-	python3 - "$W/sealgate.db" "$1" <<'PY'
-import sqlite3, sys
-db = sqlite3.connect("file:%s?mode=ro" % sys.argv[1], uri=True)
-print(db.execute("SELECT count(*) FROM audit WHERE " + sys.argv[2]).fetchone()[0])
-PY
-}
-
-start() { SG_GATEWAY_ARGS="$*" $fixture start "$W" >>"$W/fixture.out" 2>&1; }
-stop() { $fixture stop "$W"; }
+start() { SG_GATEWAY_ARGS="$*" fixture start >>"$W/fixture.out" 2>&1; }
+stop() { fixture stop; }
 
 # Made, bound and running: stopped for the test.
-$fixture up "$W" >"$W/fixture.out" 2>&1 || { cat "$W/fixture.out"; exit 1; }
+fixture up >"$W/fixture.out" 2>&1 || { cat "$W/fixture.out"; exit 1; }
 stop
 first=$(serial)
 [ -n "$first" ] || { echo "could not read the token's serial" >&2; exit 1; }
@@ -61,7 +39,7 @@ n=$(audit_count "action LIKE 'token_%bound'")
 	fail "binding records after a plain restart: $n, expected 1"
 
 # 3. Another token with the same label (the card swapped while stopped).
-$fixture retoken "$W"
+fixture retoken
 second=$(serial)
 [ -n "$second" ] && [ "$second" != "$first" ] && pass "the new token has another serial ($second)" ||
 	fail "the new token's serial '$second' is not new (was $first)"
@@ -107,5 +85,4 @@ else
 	fail "audit log verification"; cat "$W/verify.out"
 fi
 
-echo "$fails failed"
-[ "$fails" = 0 ]
+finish

@@ -6,15 +6,9 @@
 #
 # env: SEALGATE_BUILD, SEALGATE_SOURCE
 set -euo pipefail
-fixture="sh $(dirname "$0")/fixture.sh"
-W=$(mktemp -d /tmp/sg-threads.XXXXXX)
-fails=0
-pass() { echo "ok - $*"; }
-fail() { echo "not ok - $*"; fails=$((fails + 1)); }
-cleanup() { $fixture down "$W" || true; }
-trap cleanup EXIT
+. "$(dirname "$0")/lib.sh" threads
 
-$fixture up "$W" >"$W/fixture.out" 2>&1 || { cat "$W/fixture.out"; exit 1; }
+fixture up >"$W/fixture.out" 2>&1 || { cat "$W/fixture.out"; exit 1; }
 pid=$(cat "$W/sealgated.pid")
 names() { cat /proc/"$pid"/task/*/comm | sort | tr '\n' ' '; }
 count() { cat /proc/"$pid"/task/*/comm | grep -cx "$1" || true; }
@@ -57,4 +51,4 @@ for _ in range(200):
 assert conns() == 0, conns()
 PY
 
-[ $fails = 0 ] || { echo "$fails failed"; exit 1; }
+finish

@@ -8,20 +8,7 @@
 #
 # env: SEALGATE_BUILD, SEALGATE_SOURCE
 set -euo pipefail
-build=${SEALGATE_BUILD:?SEALGATE_BUILD not set}
-gw=$build/gateway/sealgated
-ctl=$build/tools/sealctl
-fixture="sh $(dirname "$0")/fixture.sh"
-W=$(mktemp -d /tmp/sg-tokenless.XXXXXX)
-
-fails=0
-pass() { echo "ok - $*"; }
-fail() { echo "not ok - $*"; fails=$((fails + 1)); }
-
-cleanup() {
-	$fixture down "$W" || true
-}
-trap cleanup EXIT
+. "$(dirname "$0")/lib.sh" tokenless
 
 sql() {
 	python3 - "$W/sealgate.db" "$1" <<'PY'
@@ -33,12 +20,12 @@ db.commit()
 print(row[0] if row else "")
 PY
 }
-start() { SG_GATEWAY_WAIT=answer SG_GATEWAY_ARGS="$*" $fixture start "$W" >>"$W/fixture.out" 2>&1; }
-stop() { $fixture stop "$W"; }
+start() { SG_GATEWAY_WAIT=answer SG_GATEWAY_ARGS="$*" fixture start >>"$W/fixture.out" 2>&1; }
+stop() { fixture stop; }
 check() { SOFTHSM2_CONF=$W/softhsm2.conf "$gw" --config "$W/sealgated.yaml" --check >"$W/check.out" 2>&1; }
 
 # Made, bound, its keys remembered; stopped, and the token taken away.
-$fixture up "$W" >"$W/fixture.out" 2>&1 || { cat "$W/fixture.out"; exit 1; }
+fixture up >"$W/fixture.out" 2>&1 || { cat "$W/fixture.out"; exit 1; }
 stop
 n=$(sql "SELECT count(*) FROM store_meta WHERE name LIKE 'key:%'")
 [ "$n" = 5 ] && pass "the store remembers the 5 seal keys found on the token" ||
@@ -90,7 +77,7 @@ stop
 
 # 5. --rebind needs the token.
 : >"$W/sealgated.log"
-if SG_GATEWAY_ARGS=--rebind $fixture start "$W" >>"$W/fixture.out" 2>&1; then
+if SG_GATEWAY_ARGS=--rebind fixture start >>"$W/fixture.out" 2>&1; then
 	fail "--rebind started without a token"; stop
 else
 	grep -q -- "--rebind binds the token found now: insert it first" "$W/sealgated.log" &&
@@ -112,7 +99,7 @@ fi
 # 7. The token back: a plain start serves every seal, and the keys are kept again.
 rm -rf "$W/tokens"
 mv "$W/tokens.away" "$W/tokens"
-if $fixture start "$W" >>"$W/fixture.out" 2>&1 &&
+if fixture start >>"$W/fixture.out" 2>&1 &&
    "$ctl" --socket "$W/sealgated.sock" status >"$W/status.out" 2>&1 && ! grep -q UNAVAILABLE "$W/status.out"; then
 	pass "with the token back every seal is available"
 else
@@ -127,5 +114,4 @@ else
 	fail "audit log verification"; cat "$W/verify.out"
 fi
 
-echo "$fails failed"
-[ "$fails" = 0 ]
+finish

@@ -19,39 +19,14 @@
 
 #include "protocol.h"
 
+#include "sgtest.h"
+
 TestSuite(gateway, .timeout = 60);
-
-static const char *
-env(const char *name)
-{
-	const char *v = getenv(name);
-	cr_assert_not_null(v, "%s is not set (run through run.sh)", name);
-	return v;
-}
-
-static int
-conn(void)
-{
-	int fd = sg_connect_unix(env("SEALGATE_SOCKET"));
-	cr_assert_geq(fd, 0, "connect: %s", strerror(-fd));
-	return fd;
-}
-
-static json_t *
-call(int fd, json_t *req)
-{
-	json_t *rep = NULL;
-	char err[256];
-
-	cr_assert_eq(sg_call(fd, req, &rep, err, sizeof(err)), 0, "%s", err);
-	json_decref(req);
-	return rep;
-}
 
 static bool
 hello_ok(void)
 {
-	int fd = sg_connect_unix(env("SEALGATE_SOCKET"));
+	int fd = sg_connect_unix(sgt_env("SEALGATE_SOCKET"));
 	json_t *rep = NULL;
 	char err[256];
 	bool ok;
@@ -76,7 +51,7 @@ login(int fd, const char *user)
 	snprintf(pw, sizeof(pw), "%s-password", user);
 	json_object_set_new(req, "user", json_string(user));
 	json_object_set_new(req, "pin", json_string(pw));
-	rep = call(fd, req);
+	rep = sgt_call(fd, req);
 	cr_assert(sg_reply_is_ok(rep, NULL, NULL, NULL));
 	s = strdup(json_string_value(json_object_get(rep, "session")));
 	json_decref(rep);
@@ -89,7 +64,7 @@ Test(gateway, garbage_gets_an_error_and_changes_nothing)
 		"{\"v\":1,\"op\":\"sign\"}", "{\"v\":1,\"op\":\"login\",\"pin\":5}" };
 
 	for (size_t i = 0; i < sizeof(bodies) / sizeof(bodies[0]); i++) {
-		int fd = conn();
+		int fd = sgt_conn();
 		uint32_t len = (uint32_t)strlen(bodies[i]);
 		uint8_t hdr[4] = { len >> 24, len >> 16, len >> 8, len };
 		json_t *rep = NULL;
@@ -109,7 +84,7 @@ Test(gateway, garbage_gets_an_error_and_changes_nothing)
 
 Test(gateway, oversized_length_closes_without_reading)
 {
-	int fd = conn();
+	int fd = sgt_conn();
 	uint8_t hdr[4] = { 0x40, 0, 0, 0 };   /* 1 GiB */
 	json_t *rep = NULL;
 	char err[256];
@@ -127,7 +102,7 @@ Test(gateway, oversized_length_closes_without_reading)
 
 Test(gateway, session_token_is_worthless_from_another_uid)
 {
-	int fd = conn(), status;
+	int fd = sgt_conn(), status;
 	char *session = login(fd, "alice");
 	json_t *req, *rep;
 	pid_t pid;
@@ -135,7 +110,7 @@ Test(gateway, session_token_is_worthless_from_another_uid)
 	/* The token works for its own uid... */
 	req = sg_request_new(SG_OP_WHOAMI);
 	json_object_set_new(req, "session", json_string(session));
-	rep = call(fd, req);
+	rep = sgt_call(fd, req);
 	cr_assert(json_is_true(json_object_get(rep, "logged_in")));
 	json_decref(rep);
 	close(fd);
@@ -175,7 +150,7 @@ Test(gateway, holds_256_concurrent_connections)
 	int fds[256];
 
 	for (int i = 0; i < 256; i++)
-		fds[i] = conn();
+		fds[i] = sgt_conn();
 	json_t *hello = sg_request_new(SG_OP_HELLO);
 
 	for (int i = 0; i < 256; i++)
@@ -198,7 +173,7 @@ gateway_pid(void)
 	FILE *f;
 	int pid = 0;
 
-	snprintf(path, sizeof(path), "%s/sealgated.pid", env("SG_IT_DIR"));
+	snprintf(path, sizeof(path), "%s/sealgated.pid", sgt_env("SG_IT_DIR"));
 	f = fopen(path, "r");
 	cr_assert_not_null(f);
 	cr_assert_eq(fscanf(f, "%d", &pid), 1);
@@ -209,8 +184,8 @@ gateway_pid(void)
 static int
 seal_count(void)
 {
-	int fd = conn();
-	json_t *req = sg_request_new(SG_OP_STATUS), *rep = call(fd, req);
+	int fd = sgt_conn();
+	json_t *req = sg_request_new(SG_OP_STATUS), *rep = sgt_call(fd, req);
 	int n = (int)json_array_size(json_object_get(rep, "seals"));
 
 	json_decref(rep);
@@ -245,8 +220,8 @@ Test(gateway, sighup_rejects_a_bad_policy_and_applies_a_good_one)
 	char *orig, *log;
 	int before = seal_count();
 
-	snprintf(path, sizeof(path), "%s/policy.yaml", env("SG_IT_DIR"));
-	snprintf(logp, sizeof(logp), "%s/sealgated.log", env("SG_IT_DIR"));
+	snprintf(path, sizeof(path), "%s/policy.yaml", sgt_env("SG_IT_DIR"));
+	snprintf(logp, sizeof(logp), "%s/sealgated.log", sgt_env("SG_IT_DIR"));
 	orig = read_file(path);
 
 	/* A typo: the old policy stays in force and the log says where. */
@@ -291,11 +266,11 @@ Test(gateway, refuses_to_start_with_a_loose_pin_file)
 	char cmd[2048], pin[512], out[512];
 	char *text;
 
-	snprintf(pin, sizeof(pin), "%s/token.pin", env("SG_IT_DIR"));
-	snprintf(out, sizeof(out), "%s/loose.out", env("SG_IT_DIR"));
+	snprintf(pin, sizeof(pin), "%s/token.pin", sgt_env("SG_IT_DIR"));
+	snprintf(out, sizeof(out), "%s/loose.out", sgt_env("SG_IT_DIR"));
 	cr_assert_eq(chmod(pin, 0644), 0);
 	snprintf(cmd, sizeof(cmd), "SOFTHSM2_CONF=%s/softhsm2.conf %s/gateway/sealgated --config %s/sealgated.yaml --check >%s 2>&1",
-	         env("SG_IT_DIR"), env("SEALGATE_BUILD"), env("SG_IT_DIR"), out);
+	         sgt_env("SG_IT_DIR"), sgt_env("SEALGATE_BUILD"), sgt_env("SG_IT_DIR"), out);
 	cr_assert_neq(system(cmd), 0, "started with a 0644 PIN file");
 	chmod(pin, 0600);
 	text = read_file(out);

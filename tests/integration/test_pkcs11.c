@@ -21,40 +21,20 @@
 #include <p11-kit/pkcs11.h>
 #include <sqlite3.h>
 
-static void *lib;
-static CK_FUNCTION_LIST *f;
+#include "sgtest.h"
 
-static const char *
-env(const char *name)
-{
-	const char *v = getenv(name);
-	cr_assert_not_null(v, "%s is not set (run through run.sh)", name);
-	return v;
-}
+static CK_FUNCTION_LIST *f;
 
 static void
 load(void)
 {
-	CK_C_GetFunctionList gfl;
-
-	unsetenv("SEALGATE_USER");
-	lib = dlopen(env("SEALGATE_MODULE"), RTLD_NOW | RTLD_LOCAL);
-	cr_assert_not_null(lib, "%s", dlerror());
-	gfl = (CK_C_GetFunctionList)dlsym(lib, "C_GetFunctionList");
-	cr_assert_not_null(gfl);
-	cr_assert_eq(gfl(&f), CKR_OK);
-	cr_assert_eq(f->C_Initialize(NULL), CKR_OK);
+	f = sgt_module_load(NULL);
 }
 
 static void
 unload(void)
 {
-	if (f)
-		f->C_Finalize(NULL);
-	if (lib)
-		dlclose(lib);
-	f = NULL;
-	lib = NULL;
+	sgt_module_unload(&f);
 }
 
 TestSuite(pkcs11, .init = load, .fini = unload, .timeout = 60);
@@ -102,17 +82,9 @@ open_login(const char *user)
 static CK_OBJECT_HANDLE
 find(CK_SESSION_HANDLE h, CK_OBJECT_CLASS cls, const char *label)
 {
-	CK_ATTRIBUTE t[] = {
-		{ CKA_CLASS, &cls, sizeof(cls) },
-		{ CKA_LABEL, (void *)label, strlen(label) },
-	};
-	CK_OBJECT_HANDLE o[4];
-	CK_ULONG n = 0;
+	CK_ULONG n;
 
-	cr_assert_eq(f->C_FindObjectsInit(h, t, 2), CKR_OK);
-	cr_assert_eq(f->C_FindObjects(h, o, 4, &n), CKR_OK);
-	cr_assert_eq(f->C_FindObjectsFinal(h), CKR_OK);
-	return n == 1 ? o[0] : CK_INVALID_HANDLE;
+	return sgt_find(f, h, cls, label, &n);
 }
 
 /* The seal certificate's public key, read through the module. */
@@ -143,21 +115,7 @@ cert_key(CK_SESSION_HANDLE h, const char *label)
 static long
 count_records(const char *where)
 {
-	char path[512], sql[512];
-	sqlite3 *db;
-	sqlite3_stmt *st;
-	long n = -1;
-
-	snprintf(path, sizeof(path), "%s/sealgate.db", env("SG_IT_DIR"));
-	cr_assert_eq(sqlite3_open_v2(path, &db, SQLITE_OPEN_READONLY, NULL), SQLITE_OK);
-	sqlite3_busy_timeout(db, 5000);
-	snprintf(sql, sizeof(sql), "SELECT count(*) FROM audit WHERE %s", where);
-	cr_assert_eq(sqlite3_prepare_v2(db, sql, -1, &st, NULL), SQLITE_OK, "%s", sqlite3_errmsg(db));
-	if (sqlite3_step(st) == SQLITE_ROW)
-		n = sqlite3_column_int64(st, 0);
-	sqlite3_finalize(st);
-	sqlite3_close(db);
-	return n;
+	return sgt_count_records(sgt_env("SG_IT_DIR"), where);
 }
 
 static long
@@ -432,8 +390,8 @@ fixture(const char *what, const char *arg)
 {
 	char cmd[1024];
 
-	snprintf(cmd, sizeof(cmd), "sh '%s' %s '%s' %s", env("SG_IT_FIXTURE"), what,
-	         env("SG_IT_DIR"), arg ? arg : "");
+	snprintf(cmd, sizeof(cmd), "sh '%s' %s '%s' %s", sgt_env("SG_IT_FIXTURE"), what,
+	         sgt_env("SG_IT_DIR"), arg ? arg : "");
 	cr_assert_eq(system(cmd), 0, "%s failed", cmd);
 }
 
@@ -593,7 +551,7 @@ Test(pkcs11, audit_chain_of_the_whole_run_verifies)
 	char cmd[1024];
 
 	snprintf(cmd, sizeof(cmd), "%s/gateway/sealgated --config %s/sealgated.yaml --verify-audit",
-	         env("SEALGATE_BUILD"), env("SG_IT_DIR"));
+	         sgt_env("SEALGATE_BUILD"), sgt_env("SG_IT_DIR"));
 	cr_assert_eq(system(cmd), 0, "audit chain does not verify");
 	cr_assert_gt(count_records("action = 'gateway_start'"), 0);
 }

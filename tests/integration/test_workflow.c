@@ -22,35 +22,20 @@
 #include "protocol.h"
 #include "sealgate-pkcs11.h"
 
-static void *lib;
-static CK_FUNCTION_LIST *f;
+#include "sgtest.h"
 
-static const char *
-env(const char *name)
-{
-	const char *v = getenv(name);
-	cr_assert_not_null(v, "%s is not set (run through run.sh)", name);
-	return v;
-}
+static CK_FUNCTION_LIST *f;
 
 static void
 load(void)
 {
-	CK_C_GetFunctionList gfl;
-
-	unsetenv("SEALGATE_USER");
-	lib = dlopen(env("SEALGATE_MODULE"), RTLD_NOW | RTLD_LOCAL);
-	cr_assert_not_null(lib, "%s", dlerror());
-	gfl = (CK_C_GetFunctionList)dlsym(lib, "C_GetFunctionList");
-	cr_assert_eq(gfl(&f), CKR_OK);
-	cr_assert_eq(f->C_Initialize(NULL), CKR_OK);
+	f = sgt_module_load(NULL);
 }
 
 static void
 unload(void)
 {
-	f->C_Finalize(NULL);
-	dlclose(lib);
+	sgt_module_unload(&f);
 }
 
 TestSuite(workflow, .init = load, .fini = unload, .timeout = 120);
@@ -74,7 +59,7 @@ append_code(const char *user, char *pin, size_t pinlen)
 	long long t = 0;
 	FILE *fp;
 
-	snprintf(path, sizeof(path), "%s/totp-%s.b32", env("SG_IT_DIR"), user);
+	snprintf(path, sizeof(path), "%s/totp-%s.b32", sgt_env("SG_IT_DIR"), user);
 	fp = fopen(path, "r");
 	if (fp == NULL)
 		return;
@@ -83,7 +68,7 @@ append_code(const char *user, char *pin, size_t pinlen)
 	b32[strcspn(b32, "\n")] = '\0';
 	cr_assert_eq(oath_init(), OATH_OK);
 	cr_assert_eq(oath_base32_decode(b32, strlen(b32), &bin, &binlen), OATH_OK);
-	snprintf(path, sizeof(path), "%s/clock", env("SG_IT_DIR"));
+	snprintf(path, sizeof(path), "%s/clock", sgt_env("SG_IT_DIR"));
 	fp = fopen(path, "r+");
 	cr_assert_not_null(fp);
 	cr_assert_eq(fscanf(fp, "%lld", &t), 1);
@@ -103,7 +88,7 @@ as(const char *user)
 	char pw[64], err[256];
 	json_t *req = sg_request_new(SG_OP_LOGIN), *rep = NULL;
 
-	w.fd = sg_connect_unix(env("SEALGATE_SOCKET"));
+	w.fd = sg_connect_unix(sgt_env("SEALGATE_SOCKET"));
 	cr_assert_geq(w.fd, 0);
 	snprintf(pw, sizeof(pw), "%s-password", user);
 	append_code(user, pw, sizeof(pw));
@@ -266,21 +251,7 @@ sign(CK_SESSION_HANDLE h, CK_OBJECT_HANDLE k, CK_MECHANISM_TYPE m, const void *d
 static long
 records(const char *where)
 {
-	char path[512], sql[512];
-	sqlite3 *db;
-	sqlite3_stmt *st;
-	long n = -1;
-
-	snprintf(path, sizeof(path), "%s/sealgate.db", env("SG_IT_DIR"));
-	cr_assert_eq(sqlite3_open_v2(path, &db, SQLITE_OPEN_READONLY, NULL), SQLITE_OK);
-	sqlite3_busy_timeout(db, 5000);
-	snprintf(sql, sizeof(sql), "SELECT count(*) FROM audit WHERE %s", where);
-	cr_assert_eq(sqlite3_prepare_v2(db, sql, -1, &st, NULL), SQLITE_OK, "%s", sqlite3_errmsg(db));
-	if (sqlite3_step(st) == SQLITE_ROW)
-		n = sqlite3_column_int64(st, 0);
-	sqlite3_finalize(st);
-	sqlite3_close(db);
-	return n;
+	return sgt_count_records(sgt_env("SG_IT_DIR"), where);
 }
 
 static const char contract[] = "Sales contract 2026-1127, 50,000 CNY";

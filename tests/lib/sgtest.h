@@ -1,0 +1,38 @@
+/*
+ * Helpers shared by the C tests that drive a real gateway (integration,
+ * auth, audit, card): the environment run.sh sets, our module loaded as an
+ * application loads it, objects found by label, the audit table counted,
+ * and the wire protocol spoken directly. Each helper asserts (Criterion):
+ * a test that cannot set up fails there, with the reason.
+ */
+#ifndef SG_TEST_H
+#define SG_TEST_H
+
+#include <p11-kit/pkcs11.h>
+#include <jansson.h>
+
+/* getenv(name), asserting it is set (run.sh sets them). */
+const char *sgt_env(const char *name);
+
+/* dlopen($SEALGATE_MODULE), C_GetFunctionList, C_Initialize(NULL), acting
+ * as the OS account user (SEALGATE_USER; NULL: unset, i.e. the caller's
+ * own login). */
+CK_FUNCTION_LIST *sgt_module_load(const char *user);
+/* C_Finalize and dlclose; *f becomes NULL. Safe when nothing is loaded. */
+void sgt_module_unload(CK_FUNCTION_LIST **f);
+
+/* The one object of class cls labelled label in session h, or
+ * CK_INVALID_HANDLE with *n the number found (n may be NULL: then exactly
+ * one must be found). */
+CK_OBJECT_HANDLE sgt_find(CK_FUNCTION_LIST *f, CK_SESSION_HANDLE h, CK_OBJECT_CLASS cls,
+                          const char *label, CK_ULONG *n);
+
+/* Audit records in DIR/sealgate.db matching an SQL condition (read-only). */
+long sgt_count_records(const char *dir, const char *where);
+
+/* A connection to $SEALGATE_SOCKET, and one request and its reply on it
+ * (req is consumed). */
+int sgt_conn(void);
+json_t *sgt_call(int fd, json_t *req);
+
+#endif
