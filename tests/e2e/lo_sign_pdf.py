@@ -13,7 +13,8 @@
 # (org.libreoffice.uitest.UITest) — the same widgets a person types into.
 #
 #   LO_SIGN_PIN=... lo_sign_pdf.py --profile DIR --cn "Acme ... Contract Seal" \
-#       --out out.pdf [--text "..."] [--reason R] [--empty-pin | --cancel-pin]
+#       --out out.pdf [--text "..."] [--reason R]
+#       [--empty-pin | --cancel-pin | --wrong-pin-first]
 #
 # The PIN comes from the environment (LO_SIGN_PIN), never argv. Exit status:
 # 0 signed PDF written, 1 LibreOffice refused or failed to export,
@@ -79,9 +80,10 @@ class PinAnswerer(threading.Thread):
     Any other dialog is logged and closed, so a surprise message box cannot
     hang the export."""
 
-    def __init__(self, uitest, pin, cancel):
+    def __init__(self, uitest, pins, cancel):
         super().__init__(daemon=True)
-        self.uitest, self.pin, self.cancel = uitest, pin, cancel
+        # one PIN per dialog, in order; the last one answers any further dialog
+        self.uitest, self.pins, self.cancel = uitest, list(pins), cancel
         self.stop = threading.Event()
         self.answered = 0
         self.others = []
@@ -106,9 +108,13 @@ class PinAnswerer(threading.Thread):
                 say("PIN dialog shown: pressing Cancel")
                 w.getChild("cancel").executeAction("CLICK", ())
                 return
-            say("PIN dialog shown: %s, OK" % ("typing the PIN" if self.pin else "no PIN typed"))
-            if self.pin:
-                w.getChild("newpassEntry").executeAction("TYPE", (pv("TEXT", self.pin),))
+            pin, wrong = self.pins[0]
+            if len(self.pins) > 1:
+                self.pins.pop(0)
+            say("PIN dialog shown: %s, OK" % (
+                "typing a wrong PIN" if wrong else "typing the PIN" if pin else "no PIN typed"))
+            if pin:
+                w.getChild("newpassEntry").executeAction("TYPE", (pv("TEXT", pin),))
             w.getChild("ok").executeAction("CLICK", ())
             return
         self.others.append(sorted(kids))
@@ -165,10 +171,15 @@ def main():
     ap.add_argument("--reason", default="Contract 2024-117 approved")
     ap.add_argument("--empty-pin", action="store_true", help="press OK without typing a PIN")
     ap.add_argument("--cancel-pin", action="store_true", help="press Cancel in the PIN dialog")
+    ap.add_argument("--wrong-pin-first", action="store_true",
+                    help="type a wrong PIN in the first PIN dialog, the right one after")
     ap.add_argument("--timeout", type=int, default=90)
     o = ap.parse_args()
 
     pin = "" if o.empty_pin else os.environ.get("LO_SIGN_PIN", "")
+    pins = [(pin, False)]
+    if o.wrong_pin_first:
+        pins.insert(0, ("wrong-" + pin, True))
     pipe = "sealgate_lo_%d" % os.getpid()
     try:
         proc = start_office(o.profile, pipe)
@@ -194,7 +205,7 @@ def main():
         if uitest is None:
             say("no org.libreoffice.uitest.UITest service in this LibreOffice")
             return 2
-        answerer = PinAnswerer(uitest, pin, o.cancel_pin)
+        answerer = PinAnswerer(uitest, pins, o.cancel_pin)
         answerer.start()
         try:
             cert = seal_certificate(ctx, o.cn)

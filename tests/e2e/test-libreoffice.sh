@@ -7,8 +7,10 @@
 # the PDF verifies with pdfsig as signed by the seal, the gateway recorded
 # the sign with soffice.bin as the program and counted the use; without an
 # approved application and without a signing window nothing is signed and
-# the refusal is on the record; with `mfa: out_of_band` the clerk signs
-# after `sealctl login` by pressing OK in an empty PIN dialog.
+# the refusal is on the record; Cancel in the PIN dialog sends no login
+# and spends nothing; a mistyped PIN is refused and recorded, LibreOffice
+# asks again and the right one signs; with `mfa: out_of_band` the clerk
+# signs after `sealctl login` by pressing OK in an empty PIN dialog.
 set -euo pipefail
 # shellcheck source=tests/e2e/lib.sh
 . "$(dirname "$0")/lib.sh"
@@ -84,6 +86,30 @@ expect_out "Certificate Validation: Certificate is Trusted." "the seal certifica
 expect_out "Total document signed" "the signature covers the whole document"
 expect_out "Signature Type: adbe.pkcs7.detached" "a PKCS#7 detached PDF signature"
 
+# 2b. The clerk presses Cancel in the PIN dialog: no login, no PDF, nothing spent.
+n_login=$(audit_count "action='login' AND actor='alice' AND $SOFFICE")
+n_ok=$(signs "outcome='ok'")
+LO_SIGN_PIN=$ALICE lo_sign cancelled.pdf --cancel-pin
+expect_rc 1 "Cancel in the PIN dialog: LibreOffice does not sign"
+expect_out "PIN dialog shown: pressing Cancel" "the PIN dialog was cancelled"
+check "no PDF was written after Cancel" test ! -s cancelled.pdf
+check "Cancel sent no login to the gateway" \
+	test "$(audit_count "action='login' AND actor='alice' AND $SOFFICE")" = "$n_login"
+check "Cancel signed nothing" test "$(signs "outcome='ok'")" = "$n_ok"
+check "Cancel spent no approved use" test "$(uses_left alice "${APP:-0}")" = 4
+
+# 2c. A typo in the PIN: the gateway refuses that login and records it;
+# LibreOffice asks again, and with the right PIN the document is signed.
+n_denied=$(audit_count "action='login' AND outcome<>'ok' AND actor='alice' AND $SOFFICE")
+LO_SIGN_PIN=$ALICE lo_sign typo.pdf --wrong-pin-first --text "Acme Trading Co. - Sales contract No. 2024-119"
+expect_out "PIN dialog shown: typing a wrong PIN, OK" "the clerk first typed a wrong PIN"
+expect_audit $((n_denied + 1)) "action='login' AND outcome<>'ok' AND actor='alice' AND $SOFFICE" \
+	"the gateway refused the wrong PIN from soffice.bin and recorded it"
+expect_ok "after a wrong PIN LibreOffice asks again and signs with the right one"
+expect_out "PIN dialogs answered: 2" "two PIN prompts: the wrong PIN, then the right one"
+check "the PDF after the typo was written" test -s typo.pdf
+check "the typo cost no approved use, the signature one" test "$(uses_left alice "${APP:-0}")" = 3
+
 # 3. The seal switches to `mfa: out_of_band` (the mode for office suites):
 # the token now shows a protected authentication path, so NSS logs in
 # without a PIN, and without a signing window the gateway refuses.
@@ -97,10 +123,11 @@ done
 expect_audit 1 "action='policy_reload' AND outcome='ok'" "the gateway reloaded the policy"
 
 n_ok=$(signs "outcome='ok'")
+n_denied=$(audit_count "action='login' AND outcome<>'ok' AND actor='alice' AND $SOFFICE")
 lo_sign nowindow.pdf --empty-pin
 expect_rc 1 "without a signing window LibreOffice cannot sign"
 check "no PDF was written without a window" test ! -s nowindow.pdf
-expect_audit 1 "action='login' AND outcome<>'ok' AND actor='alice' AND $SOFFICE" \
+expect_audit $((n_denied + 1)) "action='login' AND outcome<>'ok' AND actor='alice' AND $SOFFICE" \
 	"the gateway refused soffice.bin's PIN-less login outside a window and recorded it"
 check "no signature without a window" test "$(signs "outcome='ok'")" = "$n_ok"
 
@@ -114,7 +141,7 @@ expect_ok "inside the window LibreOffice signs with no PIN typed"
 expect_audit 1 "action='login' AND outcome='ok' AND actor='alice' AND $SOFFICE AND reason LIKE '%window%'" \
 	"soffice.bin's login was accepted on the strength of the window"
 check "the window signature is on the record" test "$(signs "outcome='ok'")" = $((n_ok + 1))
-check "and used a second approved use" test "$(uses_left alice "${APP:-0}")" = 3
+check "and used another approved use" test "$(uses_left alice "${APP:-0}")" = 2
 run pdfsig -nssdir "$DB" window.pdf
 expect_out "Signer Certificate Common Name: $CN" "the window PDF is signed by the Contract Seal"
 expect_out "Signature Validation: Signature is Valid." "the window PDF's signature is valid"
