@@ -764,7 +764,7 @@ ticker_main(void *arg)
 {
 	struct gw_audit *au = arg;
 	struct timespec until;
-	bool want, present;
+	bool want, present, owed = false;
 	char err[256];
 	uint64_t seq;
 
@@ -784,9 +784,17 @@ ticker_main(void *arg)
 		au->cp_wanted = false;
 		pthread_mutex_unlock(&au->lock);
 
-		if (want && gw_audit_checkpoint_now(au, &seq, err, sizeof(err)) != 0)
-			gw_log_error("audit: checkpoint failed (will retry): %s", err);
 		present = gw_token_present(au->tok);
+		if ((want || owed) && !present) {
+			/* Signing needs the token: owed until it is back, said once. */
+			if (!owed)
+				gw_log_warn("audit: a signed checkpoint is due; it waits for the token");
+			owed = true;
+		} else if (want || owed) {
+			owed = false;
+			if (gw_audit_checkpoint_now(au, &seq, err, sizeof(err)) != 0)
+				gw_log_error("audit: checkpoint failed (will retry): %s", err);
+		}
 		if (present != au->tok_present) {
 			au->tok_present = present;
 			token_event(au, present);
