@@ -181,6 +181,13 @@ totp_of() {
 	var=SEALGATE_TOTP_$(printf '%s' "$1" | tr 'a-z-' 'A-Z_')
 	oathtool --totp -b "${!var}"
 }
+# The code of the next 30-s step: fresh even when this step's code was
+# just spent (the gateway accepts one step of drift, never a code twice).
+totp_next() {
+	local var
+	var=SEALGATE_TOTP_$(printf '%s' "$1" | tr 'a-z-' 'A-Z_')
+	oathtool --totp -b "${!var}" --now "$(date -u -d '+30 seconds' '+%Y-%m-%d %H:%M:%S UTC')"
+}
 
 # "uses left N of M" of an application, as its applicant sees it.
 uses_left() { # applicant id

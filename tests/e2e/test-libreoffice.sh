@@ -10,7 +10,9 @@
 # the refusal is on the record; Cancel in the PIN dialog sends no login
 # and spends nothing; a mistyped PIN is refused and recorded, LibreOffice
 # asks again and the right one signs; with `mfa: out_of_band` the clerk
-# signs after `sealctl login` by pressing OK in an empty PIN dialog.
+# signs after `sealctl login` by pressing OK in an empty PIN dialog, and
+# with `mfa: out_of_band_confirm` the export waits until she runs
+# `sealctl confirm`.
 set -euo pipefail
 # shellcheck source=tests/e2e/lib.sh
 . "$(dirname "$0")/lib.sh"
@@ -145,5 +147,38 @@ check "and used another approved use" test "$(uses_left alice "${APP:-0}")" = 2
 run pdfsig -nssdir "$DB" window.pdf
 expect_out "Signer Certificate Common Name: $CN" "the window PDF is signed by the Contract Seal"
 expect_out "Signature Validation: Signature is Valid." "the window PDF's signature is valid"
+
+# 5. `mfa: out_of_band_confirm`: inside her window the clerk presses OK and
+# LibreOffice's export waits in C_Sign until she confirms the signature
+# with `sealctl confirm` and a fresh code; then the PDF is signed.
+sed -i '/^  - id: contract$/,/^  - id:/ s/^    mfa: out_of_band$/    mfa: out_of_band_confirm/' "$E2E_SITE/policy.yaml"
+check "the contract seal is now out_of_band_confirm" grep -q '^    mfa: out_of_band_confirm$' "$E2E_SITE/policy.yaml"
+kill -HUP "$(cat "$E2E_SITE/sealgated.pid")"
+for _ in $(seq 50); do
+	[ "$(audit_count "action='policy_reload' AND outcome='ok'")" -lt 2 ] || break
+	sleep 0.1
+done
+expect_audit 2 "action='policy_reload' AND outcome='ok'" "the gateway reloaded the policy again"
+n_ok=$(signs "outcome='ok'")
+n_runs=$((n_runs + 1))
+/usr/bin/python3 "$SEALGATE_SOURCE/tests/e2e/lo_sign_pdf.py" --profile "$W/lo-profile-$n_runs" \
+	--cn "$CN" --out confirm.pdf --empty-pin --text "Acme Trading Co. - Sales contract No. 2024-120" \
+	>"$W/lo-confirm.out" 2>&1 &
+lo_pid=$!
+SEALGATE_CODE=$(totp_next alice) run sealctl_as alice confirm --wait 60
+expect_ok "sealctl confirm releases the signature LibreOffice is waiting for"
+expect_out "confirmed: contract" "the confirmation names the Contract Seal"
+set +e
+wait "$lo_pid"
+RC=$?
+set -e
+OUT=$(cat "$W/lo-confirm.out")
+printf '%s\n' "$OUT" | sed 's/^/    /' >&2
+expect_ok "LibreOffice's export finishes once the signature is confirmed"
+check "the confirmed PDF was written" test -s confirm.pdf
+check "the confirmed signature is on the record" test "$(signs "outcome='ok'")" = $((n_ok + 1))
+check "and used another approved use" test "$(uses_left alice "${APP:-0}")" = 1
+run pdfsig -nssdir "$DB" confirm.pdf
+expect_out "Signature Validation: Signature is Valid." "the confirmed PDF's signature is valid"
 
 finish
