@@ -468,21 +468,17 @@ gw_op_sign(struct gw_req *r)
 		s.doc = app.has_doc ? app.doc_digest : NULL;
 	}
 
-	/* A signature the quotas refuse is refused before a second factor is
-	 * spent on it (a per-signature code, a confirmation): nothing is
-	 * reserved here, the reservation that counts is taken below. A size
-	 * probe for a seal whose quota is used up is refused too: the
-	 * signature it announces would be. */
-	{
-		struct gw_quota_resv pre;
-
-		if (gw_quota_reserve(r->ctx->quota, s.seal, r->who->id, now, s.app_id,
-		                     s.app_id ? app.uses_granted : 0, s.app_id ? app.uses_left : 0,
-		                     &pre, r->err, sizeof(r->err)) < 0) {
-			rep = refuse(&s, CKR_FUNCTION_REJECTED, "denied", "denied");
-			goto out;
-		}
-		gw_quota_release(r->ctx->quota, &pre, false);
+	/* The uses and quota units this signature would spend are reserved
+	 * before a second factor is spent on it (a per-signature code, a
+	 * confirmation), so a signature the quotas refuse is refused first,
+	 * and one waiting for its confirmation holds its units; they are given
+	 * back if it does not happen. A size probe for a seal whose quota is
+	 * used up is refused too: the signature it announces would be. */
+	if (gw_quota_reserve(r->ctx->quota, s.seal, r->who->id, now, s.app_id,
+	                     s.app_id ? app.uses_granted : 0, s.app_id ? app.uses_left : 0,
+	                     &resv, r->err, sizeof(r->err)) < 0) {
+		rep = refuse(&s, CKR_FUNCTION_REJECTED, "denied", "denied");
+		goto out;
 	}
 
 	/* Second factor as the seal's policy wants it (auth.c). */
@@ -490,6 +486,7 @@ gw_op_sign(struct gw_req *r)
 		unsigned long mrv;
 		const char *mcode;
 		if (gw_auth_check_sign(r, s.seal, &mrv, &mcode) < 0) {
+			gw_quota_release(r->ctx->quota, &resv, false);
 			rep = refuse(&s, mrv, mcode, "denied");
 			goto out;
 		}
@@ -497,6 +494,7 @@ gw_op_sign(struct gw_req *r)
 
 	/* A size probe gets a placeholder and spends nothing. */
 	if (is_size_probe(r, s.seal)) {
+		gw_quota_release(r->ctx->quota, &resv, false);
 		placeholder(sig, plan.sig_len);
 		seq = record(&s, "sign_probe", "ok",
 		             "size probe: answered with a placeholder of the signature's length; no signature released, nothing spent",
@@ -513,14 +511,8 @@ gw_op_sign(struct gw_req *r)
 		goto out;
 	}
 
-	/* Reserve, sign, record with the spent uses, release. */
-	if (gw_quota_reserve(r->ctx->quota, s.seal, r->who->id, now, s.app_id,
-	                     s.app_id ? app.uses_granted : 0, s.app_id ? app.uses_left : 0,
-	                     &resv, r->err, sizeof(r->err)) < 0) {
-		rep = refuse(&s, CKR_FUNCTION_REJECTED, "denied", "denied");
-		goto out;
-	}
-	/* The record and the spent uses are committed while the token signs:
+	/* Sign, record with the spent uses, release (the reservation above).
+	 * The record and the spent uses are committed while the token signs:
 	 * everything the record says is known now but the token's answer. A
 	 * signature leaves only when both succeeded; a token failure after a
 	 * committed record is voided by a second record that gives the uses

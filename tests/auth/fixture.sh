@@ -77,6 +77,13 @@ seals:
     users: { people: [olga] }
     approval: none
     mfa: out_of_band_confirm
+  - id: confirm1
+    name: Once A Day Seal
+    key: "pkcs11:object=confirm-seal;type=private"
+    users: { people: [olga] }
+    approval: none
+    quotas: { per_day: 1 }
+    mfa: out_of_band_confirm
   - id: open
     name: Open Seal
     key: "pkcs11:object=open-seal;type=private"

@@ -875,6 +875,54 @@ sign_thread(void *arg)
 	return NULL;
 }
 
+/* A signature waiting for its confirmation holds the quota unit it would
+ * spend: a second one for a seal allowed once a day is refused at once
+ * (not after its own wait, and never after its user confirmed it), and the
+ * first, confirmed, signs. */
+Test(mfa, a_waiting_confirmation_holds_its_quota_unit)
+{
+	struct signer a, b;
+	pthread_t th;
+	char code[8], out[2048];
+	time_t t0;
+	int rc;
+
+	as_user("olga");
+	fresh_code("olga", code);
+	cr_assert_eq(sh(out, sizeof(out), "%s --user olga -p %s login --code %s 2>&1", sealctl(),
+	                pwfile("olga"), code), 0, "%s", out);
+	a.h = session();
+	cr_assert_eq(login(a.h, NULL), CKR_OK);
+	a.key = find(a.h, CKO_PRIVATE_KEY, "Once A Day Seal");
+	b.h = session();
+	b.key = find(b.h, CKO_PRIVATE_KEY, "Once A Day Seal");
+
+	cr_assert_eq(pthread_create(&th, NULL, sign_thread, &a), 0);
+	/* a is waiting when sealctl lists it */
+	rc = 1;
+	for (int i = 0; i < 50 && rc != 0; i++) {
+		sh(out, sizeof(out), "%s --user olga confirm --list 2>&1", sealctl());
+		rc = strstr(out, "waiting: #") && strstr(out, "confirm1") ? 0 : 1;
+		if (rc != 0)
+			usleep(100000);
+	}
+	cr_assert_eq(rc, 0, "the first signature never waited for a confirmation: %s", out);
+	t0 = time(NULL);
+	sign_thread(&b);
+	cr_assert_eq(b.rv, CKR_FUNCTION_REJECTED, "rv 0x%lx", b.rv);
+	cr_assert_lt(time(NULL) - t0, 4, "the second signature waited instead of being refused");
+	cr_assert_geq(audit_count("action = 'sign' AND outcome = 'denied' AND seal = 'confirm1' AND "
+	                          "reason LIKE '%quota%'"), 1);
+
+	fresh_code("olga", code);
+	rc = sh(out, sizeof(out), "%s --user olga confirm --wait 15 --code %s 2>&1", sealctl(), code);
+	pthread_join(th, NULL);
+	cr_assert_eq(rc, 0, "sealctl confirm: %s (C_Sign: rv 0x%lx)", out, a.rv);
+	cr_assert_eq(a.rv, CKR_OK, "the confirmed signature: rv 0x%lx", a.rv);
+	cr_assert_eq(audit_count("action = 'sign' AND outcome = 'ok' AND seal = 'confirm1'"), 1);
+	cr_assert_eq(sh(out, sizeof(out), "%s --user olga logout 2>&1", sealctl()), 0, "%s", out);
+}
+
 Test(mfa, out_of_band_confirm_waits_for_sealctl_confirm)
 {
 	struct signer s;
