@@ -244,6 +244,7 @@ main(int argc, char **argv)
 	struct gw_snapshot *snap = NULL;
 	struct gw_cardwatch *cardwatch = NULL;
 	struct known known = { 0 };
+	bool known_unreadable = false;
 	char err[1024];
 	char *pin = NULL;
 	uint8_t inst[8];
@@ -352,8 +353,13 @@ main(int argc, char **argv)
 	 * while it is away (a card not inserted yet) and wait for it. */
 	if (bound == 1 && !rebind &&
 	    gw_store_known_keys_peek(ctx.cfg->store_path, known_peek, &known, err, sizeof(err)) < 0) {
-		gw_log_error("store: reading the keys known from the token: %s", err);
-		goto out;
+		/* Only a start without the token needs them: go on without. */
+		gw_log_warn("store: the keys known from the token cannot be read (%s); the gateway "
+		            "can start only with its token present", err);
+		for (size_t i = 0; i < known.n; i++)
+			gw_seal_key_free(&known.keys[i]);
+		known.n = 0;
+		known_unreadable = true;
 	}
 	opened = gw_token_open_bound(ctx.cfg, pin, bound == 1 && !rebind ? &prior : NULL,
 	                             known.n > 0, &ctx.token, err, sizeof(err));
@@ -370,7 +376,8 @@ main(int argc, char **argv)
 	}
 	if (opened < 0) {
 		gw_log_error("backend token: %s", err);
-		if (bound == 1 && !rebind && known.n == 0 && strstr(err, "no backend token matches"))
+		if (bound == 1 && !rebind && known.n == 0 && !known_unreadable &&
+		    strstr(err, "no backend token matches"))
 			gw_log_error("this store knows no keys of the token yet (they are kept from this "
 			             "version on), so the gateway cannot start without it: start it once "
 			             "with the token present");

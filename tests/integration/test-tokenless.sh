@@ -86,7 +86,6 @@ fi
 
 # 6. A store that knows no keys of its token (from before they were kept)
 #    cannot start without it, and says so.
-cp "$W/sealgate.db" "$W/sealgate.db.keep"
 sql "DELETE FROM store_meta WHERE name LIKE 'key:%'" >/dev/null
 : >"$W/sealgated.log"
 if start; then
@@ -94,6 +93,19 @@ if start; then
 else
 	grep -q "knows no keys of the token yet" "$W/sealgated.log" &&
 		pass "no known keys: refused, with the way out" || { fail "message without known keys"; cat "$W/sealgated.log"; }
+fi
+
+# 6b. A known key that does not read back (a damaged row): without the
+#     token the gateway does not start, and says why; with it (7.) the
+#     row is no obstacle.
+sql "INSERT INTO store_meta (name, value) VALUES ('key:pkcs11:object=contract-seal;type=private', x'00')" >/dev/null
+: >"$W/sealgated.log"
+if start; then
+	fail "started without the token from a damaged known key"; stop
+else
+	grep -q "the keys known from the token cannot be read" "$W/sealgated.log" &&
+		pass "a damaged known key: refused without the token, saying why" ||
+		{ fail "message for a damaged known key"; cat "$W/sealgated.log"; }
 fi
 
 # 7. The token back: a plain start serves every seal, and the keys are kept again.
