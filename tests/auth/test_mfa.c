@@ -875,6 +875,32 @@ sign_thread(void *arg)
 	return NULL;
 }
 
+/* olga opens her signing window (`sealctl login` with a code) and gets a
+ * session logged in through it, with the key of the seal labelled label. */
+static void
+olga_in_window(struct signer *s, const char *label)
+{
+	char code[8], out[2048];
+
+	as_user("olga");
+	fresh_code("olga", code);
+	cr_assert_eq(sh(out, sizeof(out), "%s --user olga -p %s login --code %s 2>&1", sealctl(),
+	                pwfile("olga"), code), 0, "%s", out);
+	s->h = session();
+	cr_assert_eq(login(s->h, NULL), CKR_OK);
+	s->key = find(s->h, CKO_PRIVATE_KEY, label);
+}
+
+/* `sealctl confirm` for olga with a fresh code: its exit status, out its output. */
+static int
+olga_confirms(char *out, size_t outlen)
+{
+	char code[8];
+
+	fresh_code("olga", code);
+	return sh(out, outlen, "%s --user olga confirm --wait 15 --code %s 2>&1", sealctl(), code);
+}
+
 /* A signature waiting for its confirmation holds the quota unit it would
  * spend: a second one for a seal allowed once a day is refused at once
  * (not after its own wait, and never after its user confirmed it), and the
@@ -883,17 +909,11 @@ Test(mfa, a_waiting_confirmation_holds_its_quota_unit)
 {
 	struct signer a, b;
 	pthread_t th;
-	char code[8], out[2048];
+	char out[2048];
 	time_t t0;
 	int rc;
 
-	as_user("olga");
-	fresh_code("olga", code);
-	cr_assert_eq(sh(out, sizeof(out), "%s --user olga -p %s login --code %s 2>&1", sealctl(),
-	                pwfile("olga"), code), 0, "%s", out);
-	a.h = session();
-	cr_assert_eq(login(a.h, NULL), CKR_OK);
-	a.key = find(a.h, CKO_PRIVATE_KEY, "Once A Day Seal");
+	olga_in_window(&a, "Once A Day Seal");
 	b.h = session();
 	b.key = find(b.h, CKO_PRIVATE_KEY, "Once A Day Seal");
 
@@ -914,8 +934,7 @@ Test(mfa, a_waiting_confirmation_holds_its_quota_unit)
 	cr_assert_geq(audit_count("action = 'sign' AND outcome = 'denied' AND seal = 'confirm1' AND "
 	                          "reason LIKE '%quota%'"), 1);
 
-	fresh_code("olga", code);
-	rc = sh(out, sizeof(out), "%s --user olga confirm --wait 15 --code %s 2>&1", sealctl(), code);
+	rc = olga_confirms(out, sizeof(out));
 	pthread_join(th, NULL);
 	cr_assert_eq(rc, 0, "sealctl confirm: %s (C_Sign: rv 0x%lx)", out, a.rv);
 	cr_assert_eq(a.rv, CKR_OK, "the confirmed signature: rv 0x%lx", a.rv);
@@ -927,22 +946,15 @@ Test(mfa, out_of_band_confirm_waits_for_sealctl_confirm)
 {
 	struct signer s;
 	pthread_t th;
-	char code[8], out[2048];
+	char out[2048];
 	int rc;
 	time_t t0;
 
-	as_user("olga");
-	fresh_code("olga", code);
-	cr_assert_eq(sh(out, sizeof(out), "%s --user olga -p %s login --code %s 2>&1", sealctl(),
-	                pwfile("olga"), code), 0, "%s", out);
-	s.h = session();
-	cr_assert_eq(login(s.h, NULL), CKR_OK);
-	s.key = find(s.h, CKO_PRIVATE_KEY, "Confirmed Seal");
+	olga_in_window(&s, "Confirmed Seal");
 
 	/* C_Sign waits while the user confirms with a fresh code. */
 	cr_assert_eq(pthread_create(&th, NULL, sign_thread, &s), 0);
-	fresh_code("olga", code);
-	rc = sh(out, sizeof(out), "%s --user olga confirm --wait 15 --code %s 2>&1", sealctl(), code);
+	rc = olga_confirms(out, sizeof(out));
 	pthread_join(th, NULL);
 	cr_assert_eq(rc, 0, "sealctl confirm: %s (C_Sign: rv 0x%lx)", out, s.rv);
 	cr_assert_not_null(strstr(out, "confirmed: confirm"), "%s", out);

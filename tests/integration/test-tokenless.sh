@@ -23,6 +23,19 @@ PY
 start() { SG_GATEWAY_WAIT=answer SG_GATEWAY_ARGS="$*" fixture start >>"$W/fixture.out" 2>&1; }
 stop() { fixture stop; }
 check() { SOFTHSM2_CONF=$W/softhsm2.conf "$gw" --config "$W/sealgated.yaml" --check >"$W/check.out" 2>&1; }
+# A start that must fail, and what its log must say. args: what, needle, [sealgated args]
+start_refused() {
+	: >"$W/sealgated.log"
+	if start "${@:3}"; then
+		fail "$1: it started"
+		stop
+	elif grep -q -- "$2" "$W/sealgated.log"; then
+		pass "$1"
+	else
+		fail "$1: the log does not say \"$2\""
+		cat "$W/sealgated.log"
+	fi
+}
 
 # Made, bound, its keys remembered; stopped, and the token taken away.
 fixture up >"$W/fixture.out" 2>&1 || { cat "$W/fixture.out"; exit 1; }
@@ -76,37 +89,20 @@ cp "$W/policy.yaml.orig" "$W/policy.yaml"
 stop
 
 # 5. --rebind needs the token.
-: >"$W/sealgated.log"
-if SG_GATEWAY_ARGS=--rebind fixture start >>"$W/fixture.out" 2>&1; then
-	fail "--rebind started without a token"; stop
-else
-	grep -q -- "--rebind binds the token found now: insert it first" "$W/sealgated.log" &&
-		pass "--rebind without the token is refused, saying why" || { fail "--rebind message"; cat "$W/sealgated.log"; }
-fi
+start_refused "--rebind without the token is refused, saying why" \
+	"--rebind binds the token found now: insert it first" --rebind
 
 # 6. A store that knows no keys of its token (from before they were kept)
 #    cannot start without it, and says so.
 sql "DELETE FROM store_meta WHERE name LIKE 'key:%'" >/dev/null
-: >"$W/sealgated.log"
-if start; then
-	fail "started without the token and without known keys"; stop
-else
-	grep -q "knows no keys of the token yet" "$W/sealgated.log" &&
-		pass "no known keys: refused, with the way out" || { fail "message without known keys"; cat "$W/sealgated.log"; }
-fi
+start_refused "no known keys: refused, with the way out" "knows no keys of the token yet"
 
 # 6b. A known key that does not read back (a damaged row): without the
 #     token the gateway does not start, and says why; with it (7.) the
 #     row is no obstacle.
 sql "INSERT INTO store_meta (name, value) VALUES ('key:pkcs11:object=contract-seal;type=private', x'00')" >/dev/null
-: >"$W/sealgated.log"
-if start; then
-	fail "started without the token from a damaged known key"; stop
-else
-	grep -q "the keys known from the token cannot be read" "$W/sealgated.log" &&
-		pass "a damaged known key: refused without the token, saying why" ||
-		{ fail "message for a damaged known key"; cat "$W/sealgated.log"; }
-fi
+start_refused "a damaged known key: refused without the token, saying why" \
+	"the keys known from the token cannot be read"
 
 # 7. The token back: a plain start serves every seal, and the keys are kept again.
 rm -rf "$W/tokens"
