@@ -509,6 +509,22 @@ gw_token_lost(struct gw_token *tok, const char *why)
 		fire(tok, GW_TOKEN_REMOVED, detail);
 }
 
+/* A token never seen in this run, behind a module that is not OpenSC:
+ * many modules (SoftHSM2, some HSM clients) list tokens only at
+ * C_Initialize, so one that arrived since the start is seen only after the
+ * module is initialized again. Called from reconnect with connect_lock
+ * held and no session of this module open (never connected, nbusy 0), so
+ * no other thread is inside the module. */
+static void
+module_reinit(struct gw_token *tok)
+{
+	CK_C_INITIALIZE_ARGS init = { .flags = CKF_OS_LOCKING_OK };
+
+	if (tok->initialized)
+		tok->f->C_Finalize(NULL);
+	tok->initialized = tok->f->C_Initialize(&init) == CKR_OK;
+}
+
 CK_RV
 gw_token_reconnect(struct gw_token *tok)
 {
@@ -548,6 +564,8 @@ gw_token_reconnect(struct gw_token *tok)
 
 	if (ever)
 		tok->f->C_CloseAllSessions(old_slot);
+	else if (!tok->is_pcsc)
+		module_reinit(tok);
 	rv = token_connect(tok, "backend_token", err, sizeof(err));
 	pthread_mutex_lock(&tok->lock);
 	tok->last_fail_ns = rv == CKR_OK ? 0 : now_ns();

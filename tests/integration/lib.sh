@@ -5,6 +5,7 @@
 #   fixture CMD ...   tests/integration/fixture.sh CMD "$W" ...
 #   pass MSG / fail MSG, and finish at the end (exit 1 when any failed)
 #   audit_count WHERE how many audit records match an SQL condition
+#   foreign CMD ...   run a program that is not ours but loads our module
 #
 # usage: . "$(dirname "$0")/lib.sh" NAME
 build=${SEALGATE_BUILD:?SEALGATE_BUILD not set}
@@ -26,5 +27,14 @@ import sqlite3, sys
 db = sqlite3.connect("file:%s?mode=ro" % sys.argv[1], uri=True)
 print(db.execute("SELECT count(*) FROM audit WHERE " + sys.argv[2]).fetchone()[0])
 PY
+}
+# A program that is not ours loading our module (pkcs11-tool): in an ASan
+# build the sanitizer's runtime must come first, and leaks are the module
+# tests' business (valgrind), not this program's.
+foreign() {
+	case ${SEALGATE_SANITIZE:-} in
+	*address*) LD_PRELOAD=$(gcc -print-file-name=libasan.so) ASAN_OPTIONS=detect_leaks=0 "$@" ;;
+	*) "$@" ;;
+	esac
 }
 trap 'fixture down || true' EXIT
