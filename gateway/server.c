@@ -79,9 +79,7 @@ gw_snapshot_load(struct gw_ctx *ctx, const char *policy_path,
 }
 
 struct known_list {
-	struct gw_store_known_key *k;
-	uint8_t **blobs;
-	char **uris;
+	struct gw_store_known_key *k;   /* uri and blob owned: copies */
 	size_t n, cap;
 	bool failed;
 };
@@ -104,8 +102,6 @@ known_add(void *arg, const struct gw_seal_key *key)
 		l->failed = true;
 		return;
 	}
-	l->blobs[l->n] = b;
-	l->uris[l->n] = u;
 	l->k[l->n++] = (struct gw_store_known_key){ .uri = u, .blob = b, .len = len };
 }
 
@@ -121,29 +117,18 @@ gw_ctx_keep_known_keys(struct gw_ctx *ctx)
 	/* (known_add runs under the token's lock: it copies what it needs) */
 	l.cap = gw_token_known_keys(ctx->token, NULL, NULL) + 1;
 	l.k = calloc(l.cap, sizeof(*l.k));
-	l.blobs = calloc(l.cap, sizeof(*l.blobs));
-	l.uris = calloc(l.cap, sizeof(*l.uris));
-	if (l.k == NULL || l.blobs == NULL || l.uris == NULL) {
-		l.failed = true;
-		goto out;
-	}
-	gw_token_known_keys(ctx->token, known_add, &l);
-	if (l.failed)
-		goto out;
-	if (gw_store_known_keys_set(ctx->store, l.k, l.n, err, sizeof(err)) < 0) {
-		gw_log_error("store: keeping the keys found on the token: %s", err);
-		goto out;
-	}
-	rv = 0;
-out:
-	if (rv < 0 && l.failed)
+	if (l.k != NULL)
+		gw_token_known_keys(ctx->token, known_add, &l);
+	if (l.k == NULL || l.failed)
 		gw_log_error("store: keeping the keys found on the token: out of memory");
+	else if (gw_store_known_keys_set(ctx->store, l.k, l.n, err, sizeof(err)) < 0)
+		gw_log_error("store: keeping the keys found on the token: %s", err);
+	else
+		rv = 0;
 	for (size_t i = 0; i < l.n; i++) {
-		free(l.blobs[i]);
-		free(l.uris[i]);
+		free((void *)l.k[i].uri);
+		free((void *)l.k[i].blob);
 	}
-	free(l.blobs);
-	free(l.uris);
 	free(l.k);
 	return rv;
 }
@@ -421,15 +406,15 @@ record(struct gw_ctx *ctx, const char *action, const char *outcome, const char *
 }
 
 static void
-policy_detail(struct gw_snapshot *s, char *buf, size_t len)
+policy_detail(struct gw_snapshot *s, const char *more, char *buf, size_t len)
 {
 	char hex[2 * GW_HASH_LEN + 1];
 
 	for (size_t i = 0; i < GW_HASH_LEN; i++)
 		snprintf(hex + 2 * i, 3, "%02x", s->policy->hash[i]);
-	snprintf(buf, len, "{\"policy\":\"%s\",\"sha256\":\"%s\",\"seals\":%zu,\"people\":%zu}",
+	snprintf(buf, len, "{\"policy\":\"%s\",\"sha256\":\"%s\",\"seals\":%zu,\"people\":%zu%s}",
 	         s->policy->path ? s->policy->path : "", hex, s->policy->n_seals,
-	         s->policy->n_people);
+	         s->policy->n_people, more);
 }
 
 static void
@@ -456,7 +441,7 @@ reload(struct gw_ctx *ctx)
 	ctx->cfg->token_label = cfg->token_label;
 	cfg->token_label = NULL;
 	gw_config_free(&cfg);
-	policy_detail(snap, detail, sizeof(detail));
+	policy_detail(snap, "", detail, sizeof(detail));
 	gw_snapshot_swap(ctx, snap);
 	(void)gw_ctx_keep_known_keys(ctx);
 	gw_log_info("policy reloaded: %s", detail);
@@ -508,11 +493,9 @@ gw_server_run(struct gw_ctx *ctx)
 		return -1;
 	}
 	snap = gw_snapshot_get(ctx);
-	policy_detail(snap, detail, sizeof(detail));
+	policy_detail(snap, ctx->token != NULL && !gw_token_present(ctx->token) ?
+	              ",\"token\":\"absent\"" : "", detail, sizeof(detail));
 	gw_snapshot_put(&snap);
-	if (ctx->token != NULL && !gw_token_present(ctx->token) && strlen(detail) > 1 &&
-	    strlen(detail) + 20 < sizeof(detail))
-		strcpy(detail + strlen(detail) - 1, ",\"token\":\"absent\"}");
 	record(ctx, "gateway_start", "ok", NULL, detail);
 	gw_log_info("sealgated %s listening on %s (instance %s)", SEALGATE_VERSION,
 	            ctx->cfg->socket_path, ctx->instance);

@@ -1086,34 +1086,21 @@ gw_seal_key_free(struct gw_seal_key **keyp)
 
 /* ---- known keys (token.h) ---- */
 
+/* A copy of a key's public part, without its handle: through the store's
+ * codec, so what is remembered is exactly what a later start reads back. */
 static int
 key_copy(const struct gw_seal_key *src, struct gw_seal_key **out)
 {
-	struct gw_seal_key *k = calloc(1, sizeof(*k));
+	size_t len = 0;
+	uint8_t *blob = gw_seal_key_encode(src, &len);
+	int rv;
 
 	*out = NULL;
-	if (!k)
+	if (blob == NULL)
 		return -1;
-	k->type = src->type;
-	k->bits = src->bits;
-	k->always_auth = src->always_auth;
-	k->priv = CK_INVALID_HANDLE;
-	if (!(k->uri = strdup(src->uri ? src->uri : "")) ||
-	    !(k->label = strdup(src->label ? src->label : "")) ||
-	    bytes_dup(&k->id, src->id.p, src->id.len) ||
-	    bytes_dup(&k->cert, src->cert.p, src->cert.len) ||
-	    bytes_dup(&k->subject, src->subject.p, src->subject.len) ||
-	    bytes_dup(&k->issuer, src->issuer.p, src->issuer.len) ||
-	    bytes_dup(&k->serial, src->serial.p, src->serial.len) ||
-	    bytes_dup(&k->modulus, src->modulus.p, src->modulus.len) ||
-	    bytes_dup(&k->public_exponent, src->public_exponent.p, src->public_exponent.len) ||
-	    bytes_dup(&k->ec_params, src->ec_params.p, src->ec_params.len) ||
-	    bytes_dup(&k->ec_point, src->ec_point.p, src->ec_point.len)) {
-		gw_seal_key_free(&k);
-		return -1;
-	}
-	*out = k;
-	return 0;
+	rv = gw_seal_key_decode(src->uri, blob, len, out, NULL, 0);
+	free(blob);
+	return rv;
 }
 
 int
