@@ -14,7 +14,7 @@ set -eu
 cmd=$1 dir=$2
 build=${SEALGATE_BUILD:?SEALGATE_BUILD not set}
 src=${SEALGATE_SOURCE:?SEALGATE_SOURCE not set}
-gw=$build/gateway/sealgated
+gw=${SEALGATE_GATEWAY:-$build/gateway/sealgated}
 # shellcheck source=tests/lib/gateway.sh
 . "$src/tests/lib/gateway.sh"
 

@@ -333,7 +333,7 @@ skip_if_sanitized(void)
 	const char *s = getenv("SEALGATE_SANITIZE");
 
 	if (s != NULL && s[0] != '\0' && strcmp(s, "none") != 0)
-		cr_skip_test("a sanitized module cannot be loaded by pkcs11-tool or openssl; run in the plain pass");
+		cr_skip_test("a sanitized module cannot be loaded by pkcs11-tool or openssl (by design): run in the plain pass");
 }
 
 Test(mfa, login_mode_needs_the_code_in_the_pin)

@@ -19,7 +19,7 @@ cmd=$1 dir=$2
 build=${SEALGATE_BUILD:?SEALGATE_BUILD not set}
 src=${SEALGATE_SOURCE:?SEALGATE_SOURCE not set}
 here=$src/tests/card
-gw=$build/gateway/sealgated
+gw=${SEALGATE_GATEWAY:-$build/gateway/sealgated}
 # shellcheck source=tests/lib/gateway.sh
 . "$src/tests/lib/gateway.sh"
 bridge=$build/tests/card/vpcd-bridge

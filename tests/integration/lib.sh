@@ -9,7 +9,7 @@
 #
 # usage: . "$(dirname "$0")/lib.sh" NAME
 build=${SEALGATE_BUILD:?SEALGATE_BUILD not set}
-gw=$build/gateway/sealgated
+gw=${SEALGATE_GATEWAY:-$build/gateway/sealgated}
 ctl=$build/tools/sealctl
 W=$(mktemp -d "/tmp/sg-$1.XXXXXX")
 fails=0

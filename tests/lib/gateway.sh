@@ -19,7 +19,7 @@ sg_gw_start() {
 	shift
 	rm -f "$_d/sealgated.sock"
 	# shellcheck disable=SC2086
-	env "$@" "$build/gateway/sealgated" --config "$_d/sealgated.yaml" --foreground \
+	env "$@" "${SEALGATE_GATEWAY:-$build/gateway/sealgated}" --config "$_d/sealgated.yaml" --foreground \
 		${SG_GATEWAY_ARGS:-} >>"$_d/sealgated.log" 2>&1 &
 	echo $! >"$_d/sealgated.pid"
 	_i=0
