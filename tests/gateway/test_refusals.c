@@ -303,21 +303,38 @@ set_thread(void)
 	cr_assert_eq(gw_reflimit_new(sink, NULL, &set, &rl), 0);
 }
 
-Test(refusals_thread, the_summary_is_written_when_the_interval_ends, .init = set_thread, .fini = teardown)
+static int64_t
+realtime(void)
 {
 	struct timespec ts;
-	int64_t now;
 
 	clock_gettime(CLOCK_REALTIME, &ts);
-	now = (int64_t)ts.tv_sec * S + ts.tv_nsec;
-	for (int i = 0; i < 10; i++)
-		gw_reflimit_take(rl, 5, true, "sign", "outside its time windows", NULL, now);
-	/* No refusal and no flush follow: the thread writes it (waited for,
-	 * not timed: the bound only keeps a broken build from hanging). */
-	for (int i = 0; i < 1000 && got_n() == 0; i++)
+	return (int64_t)ts.tv_sec * S + ts.tv_nsec;
+}
+
+/* Waited for, not timed: the bound only keeps a broken build from hanging. */
+static void
+wait_for(size_t n)
+{
+	for (int i = 0; i < 1000 && got_n() < n; i++)
 		usleep(10000);
+}
+
+Test(refusals_thread, the_summary_is_written_when_the_interval_ends, .init = set_thread, .fini = teardown)
+{
+	/* No refusal and no flush follow: the thread writes it. */
+	for (int i = 0; i < 10; i++)
+		gw_reflimit_take(rl, 5, true, "sign", "outside its time windows", NULL, realtime());
+	wait_for(1);
 	cr_assert_eq(got_n(), 1);
 	cr_assert_eq(got[0].count, 5);
+	/* Now the thread sleeps with nothing owed: a new count wakes it. */
+	for (int i = 0; i < 7; i++)
+		gw_reflimit_take(rl, 6, true, "sign", "outside its time windows", NULL, realtime());
+	wait_for(2);
+	cr_assert_eq(got_n(), 2);
+	cr_assert_eq(got[1].count, 2);
+	cr_assert_eq(got[1].uid, 6);
 }
 
 Test(refusals_policy, which_logins_the_policy_knows)
