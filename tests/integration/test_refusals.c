@@ -4,8 +4,9 @@
  * test) sends 5,000 refused logins: the audit log gains two records and a
  * summary whose count makes up the rest, written when the gateway stops. A
  * known user's refused signatures are recorded (the first five, then
- * counted); failed password attempts, which count towards a lockout, are
- * recorded every one.
+ * counted); failed password attempts, which count towards a lockout, and
+ * signatures refused after their units were reserved are recorded every
+ * one.
  */
 #include <criterion/criterion.h>
 #include <errno.h>
@@ -24,7 +25,19 @@
 
 #define FLOOD 5000
 
-TestSuite(refusals, .timeout = 240);
+/* A test that failed between its stop and start leaves the gateway
+ * running for the next one. */
+static void
+gateway_back(void)
+{
+	char pidfile[512];
+
+	snprintf(pidfile, sizeof(pidfile), "%s/sealgated.pid", sgt_env("SG_IT_DIR"));
+	if (access(pidfile, F_OK) != 0)
+		sgt_fixture("start");
+}
+
+TestSuite(refusals, .fini = gateway_back, .timeout = 240);
 
 static long
 count_records(const char *where)
@@ -73,6 +86,7 @@ stranger_gone(void)
 	if (system(cmd) != 0)
 		fprintf(stderr, "could not remove the test user %s\n", stranger);
 	stranger[0] = '\0';
+	gateway_back();
 }
 
 Test(refusals, an_unknown_uid_flood_costs_a_handful_of_records, .fini = stranger_gone)
@@ -172,6 +186,61 @@ Test(refusals, a_known_users_refused_signatures_are_recorded_then_counted)
 	cr_assert_eq(summarized("actor = 'alice' AND json_extract(detail, '$.action') = 'sign'") -
 	             summed_before, 8 - GW_REFLIMIT_BURST);
 	sgt_fixture("start");
+}
+
+/* A seal that wants the second factor at login, on the contract seal's
+ * key; the gateway restarted to take it. For the rest of this run. */
+static void
+add_second_factor_seal(void)
+{
+	char path[512];
+	FILE *f;
+
+	snprintf(path, sizeof(path), "%s/policy.yaml", sgt_env("SG_IT_DIR"));
+	f = fopen(path, "a");
+	cr_assert_not_null(f);
+	fputs("  - id: second\n"
+	      "    name: Second Factor Seal\n"
+	      "    kind: contract\n"
+	      "    key: \"pkcs11:object=contract-seal;type=private\"\n"
+	      "    holder: hq\n"
+	      "    users: { departments: [sales] }\n"
+	      "    approval: none\n"
+	      "    mfa: login\n", f);
+	cr_assert_eq(fclose(f), 0);
+	sgt_fixture("stop");
+	sgt_fixture("start");
+}
+
+Test(refusals, a_signature_refused_after_its_units_were_reserved_is_recorded)
+{
+	const char *where = "action = 'sign' AND outcome = 'denied' AND seal = 'second' AND "
+	                    "reason LIKE '%wants your second factor at login%'";
+	int fd;
+	char *session = NULL;
+
+	add_second_factor_seal();
+	fd = sgt_conn();
+	/* alice logs in with her password alone: the seal refuses each
+	 * signature at the second factor, after reserving its units. */
+	cr_assert_eq(login_as(fd, "alice", "alice-password", &session), CKR_OK);
+	for (int i = 0; i < 8; i++) {
+		json_t *req = sg_request_new(SG_OP_SIGN), *rep;
+		const char *code = NULL;
+		unsigned long rv = 0;
+
+		json_object_set_new(req, "session", json_string(session));
+		json_object_set_new(req, "seal", json_string("second"));
+		json_object_set_new(req, "mechanism", json_integer(CKM_RSA_PKCS));
+		sg_set_bytes(req, "data", (const uint8_t *)"0123456789abcdef0123456789abcdef", 32);
+		rep = sgt_call(fd, req);
+		cr_assert_not(sg_reply_is_ok(rep, &rv, &code, NULL));
+		cr_assert_str_eq(code, "mfa_required");
+		json_decref(rep);
+	}
+	close(fd);
+	free(session);
+	cr_assert_eq(count_records(where), 8);
 }
 
 static void
