@@ -183,29 +183,19 @@ key_count(struct key *k, const char *action, const char *reason, const char *act
 	k->last_ns = now;
 }
 
-static void
-utc(int64_t ns, char *buf, size_t len)
-{
-	time_t t = (time_t)(ns / 1000000000LL);
-	struct tm tm;
-
-	gmtime_r(&t, &tm);
-	strftime(buf, len, "%Y-%m-%dT%H:%M:%SZ", &tm);
-}
-
 /* One refusals_suppressed record for the counts of k (a copy). */
 static void
 write_summary(struct gw_reflimit *rl, const struct key *k)
 {
-	char reason[GW_REFLIMIT_REASON_MAX + 256], first[32], last[32], *detail = NULL;
+	char reason[GW_REFLIMIT_REASON_MAX + 256], first[40], last[40], *detail = NULL;
 	const char *action = k->actions_vary ? "several" : k->action;
 	const char *vary = k->reasons_vary ? " (and other reasons)" : "";
 	struct gw_audit_event ev;
 	json_t *d;
 	int rv;
 
-	utc(k->first_ns, first, sizeof(first));
-	utc(k->last_ns, last, sizeof(last));
+	gw_audit_format_time(k->first_ns, 0, first, sizeof(first));
+	gw_audit_format_time(k->last_ns, 0, last, sizeof(last));
 	if (k->uid >= 0)
 		snprintf(reason, sizeof(reason), "%" PRIu64 " more refusals of uid %" PRId64 " (%s) "
 		         "from %s to %s: %s%s", k->suppressed, k->uid, action, first, last, k->reason, vary);

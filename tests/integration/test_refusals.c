@@ -73,6 +73,26 @@ login_as(int fd, const char *user, const char *pin, char **session)
 	return rv;
 }
 
+/* n signatures with seal asked for in session, each refused with code. */
+static void
+signs_refused(int fd, const char *session, const char *seal, CK_MECHANISM_TYPE mech, int n,
+              const char *want_code)
+{
+	for (int i = 0; i < n; i++) {
+		json_t *req = sg_request_new(SG_OP_SIGN), *rep;
+		const char *code = NULL;
+
+		json_object_set_new(req, "session", json_string(session));
+		json_object_set_new(req, "seal", json_string(seal));
+		json_object_set_new(req, "mechanism", json_integer((json_int_t)mech));
+		sg_set_bytes(req, "data", (const uint8_t *)"0123456789abcdef0123456789abcdef", 32);
+		rep = sgt_call(fd, req);
+		cr_assert_not(sg_reply_is_ok(rep, NULL, &code, NULL), "signed with the %s", seal);
+		cr_assert_str_eq(code, want_code);
+		json_decref(rep);
+	}
+}
+
 static char stranger[32];
 
 static void
@@ -165,19 +185,7 @@ Test(refusals, a_known_users_refused_signatures_are_recorded_then_counted)
 	char *session = NULL;
 
 	cr_assert_eq(login_as(fd, "alice", "alice-password", &session), CKR_OK);
-	for (int i = 0; i < 8; i++) {
-		json_t *req = sg_request_new(SG_OP_SIGN), *rep;
-		unsigned long rv = 0;
-
-		json_object_set_new(req, "session", json_string(session));
-		json_object_set_new(req, "seal", json_string("finance"));
-		json_object_set_new(req, "mechanism", json_integer(CKM_ECDSA));
-		sg_set_bytes(req, "digest", (const uint8_t *)"0123456789abcdef0123456789abcdef", 32);
-		rep = sgt_call(fd, req);
-		cr_assert_not(sg_reply_is_ok(rep, &rv, NULL, NULL));
-		cr_assert_eq(rv, CKR_KEY_HANDLE_INVALID);
-		json_decref(rep);
-	}
+	signs_refused(fd, session, "finance", CKM_ECDSA, 8, "no_seal");
 	close(fd);
 	free(session);
 	cr_assert_eq(count_records(where) - before, GW_REFLIMIT_BURST);
@@ -224,20 +232,7 @@ Test(refusals, a_signature_refused_after_its_units_were_reserved_is_recorded)
 	/* alice logs in with her password alone: the seal refuses each
 	 * signature at the second factor, after reserving its units. */
 	cr_assert_eq(login_as(fd, "alice", "alice-password", &session), CKR_OK);
-	for (int i = 0; i < 8; i++) {
-		json_t *req = sg_request_new(SG_OP_SIGN), *rep;
-		const char *code = NULL;
-		unsigned long rv = 0;
-
-		json_object_set_new(req, "session", json_string(session));
-		json_object_set_new(req, "seal", json_string("second"));
-		json_object_set_new(req, "mechanism", json_integer(CKM_RSA_PKCS));
-		sg_set_bytes(req, "data", (const uint8_t *)"0123456789abcdef0123456789abcdef", 32);
-		rep = sgt_call(fd, req);
-		cr_assert_not(sg_reply_is_ok(rep, &rv, &code, NULL));
-		cr_assert_str_eq(code, "mfa_required");
-		json_decref(rep);
-	}
+	signs_refused(fd, session, "second", CKM_RSA_PKCS, 8, "mfa_required");
 	close(fd);
 	free(session);
 	cr_assert_eq(count_records(where), 8);
