@@ -241,6 +241,7 @@ failed(struct gw_req *r, const struct gw_person *who, time_t now, struct verdict
 	gw_auth_get_settings(r->ctx->auth, &set);
 	v->rv = CKR_PIN_INCORRECT;
 	v->code = "bad_pin";
+	r->changed = true;   /* a counted attempt: its refusal is always recorded */
 	if (lock_fail(r->ctx->store, who->id, lock_key(who, r->peer), now, &set, &row) < 0) {
 		gw_log_error("auth_lockout: could not count a failed attempt for %s", who->id);
 		return;

@@ -15,6 +15,7 @@
 
 #include "audit_ops.h"
 #include "log.h"
+#include "refusals.h"
 #include "signing.h"
 #include "signpath.h"
 #include "workflow_ops.h"
@@ -45,6 +46,11 @@ gw_req_record(struct gw_req *r, const char *action, const char *outcome, const c
 	};
 	uint64_t seq = 0;
 
+	if (gw_reflimit_req(r, action, outcome, reason, ev.actor)) {
+		if (seq_out)
+			*seq_out = 0;   /* counted for a summary record (refusals.h) */
+		return;
+	}
 	if (r->ctx->audit == NULL || gw_audit_record(r->ctx->audit, &ev, &seq) < 0) {
 		if (seq_out)
 			*seq_out = 0;

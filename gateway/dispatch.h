@@ -20,6 +20,8 @@ struct gw_req {
 	bool logged_in;
 	struct gw_login_info login;
 	const struct gw_person *who;     /* logged-in person, or NULL */
+	bool changed;                    /* a failed attempt was counted or units are reserved:
+	                                    a refusal now is always recorded (refusals.h) */
 	char err[256];
 };
 

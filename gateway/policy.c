@@ -1845,6 +1845,19 @@ gw_policy_resolve_account(const struct gw_policy *p, const char *os_login,
 	return NULL;
 }
 
+bool
+gw_policy_login_known(const struct gw_policy *p, const char *os_login)
+{
+	if (p == NULL || os_login == NULL)
+		return false;
+	if (act_as_of(p, os_login) != NULL)
+		return true;
+	for (size_t i = 0; i < p->n_people; i++)
+		if (in_list(p->people[i].os_logins, p->people[i].n_os_logins, os_login))
+			return true;
+	return false;
+}
+
 /* ------------------------------------------------------------------ */
 /* Evaluation: conditions and rules.                                   */
 

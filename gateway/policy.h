@@ -140,6 +140,10 @@ bool gw_person_has_role(const struct gw_person *who, const char *role);
  * person or NULL with err in words. */
 const struct gw_person *gw_policy_resolve_account(const struct gw_policy *p,
 		const char *os_login, const char *requested, char *err, size_t errlen);
+/* True when the policy knows os_login at all: some person lists it in
+ * os_logins, or an act_as entry names it. A login it does not know can
+ * only be refused (the refusal limiter holds such logins tighter). */
+bool gw_policy_login_known(const struct gw_policy *p, const char *os_login);
 
 /* True when who is in the seal's audience (may apply for / use it). */
 bool gw_policy_may_use(const struct gw_policy *p, const struct gw_person *who,

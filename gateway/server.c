@@ -25,6 +25,7 @@
 #include "auth.h"
 #include "dispatch.h"
 #include "quota.h"
+#include "refusals.h"
 #include "signpath.h"
 #include "store.h"
 #include "workflow_ops.h"
@@ -136,6 +137,7 @@ gw_ctx_keep_known_keys(struct gw_ctx *ctx)
 void
 gw_ctx_close(struct gw_ctx *ctx)
 {
+	gw_reflimit_ctx_close(ctx);   /* its last summaries need the audit writer */
 	gw_audit_close(&ctx->audit);
 	gw_auth_free(&ctx->auth);
 	gw_quota_free(&ctx->quota);
@@ -539,6 +541,7 @@ gw_server_run(struct gw_ctx *ctx)
 	close(lfd);
 	unlink(ctx->cfg->socket_path);
 	conns_stop();
+	gw_reflimit_ctx_flush(ctx);   /* refusal summaries owed, before the stop */
 	record(ctx, "gateway_stop", "ok", NULL, NULL);
 	close(sfd);
 	return 0;

@@ -22,6 +22,7 @@
 struct gw_quota;
 struct gw_probes;
 struct gw_refusals;
+struct gw_reflimit;
 
 /* A policy together with the token keys of its seals, swapped as one on
  * reload. keys[i] belongs to policy->seals[i]. */
@@ -44,6 +45,7 @@ struct gw_ctx {
 	int64_t next_app_id;            /* under wf_lock */
 	struct gw_probes *probes;       /* size-probe clients seen (signpath.c) */
 	struct gw_refusals *refusals;   /* last refusal per account, for "why" */
+	struct gw_reflimit *reflimit;   /* refusal floods counted, not recorded (refusals.h) */
 	char instance[17];
 	char host[256];
 	time_t started;

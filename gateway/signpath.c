@@ -18,6 +18,7 @@
 #include "appstore.h"
 #include "log.h"
 #include "quota.h"
+#include "refusals.h"
 #include "signing.h"
 #include "workflow.h"
 
@@ -223,6 +224,8 @@ record(struct sign_ctx *s, const char *action, const char *outcome, const char *
 	if (s->r->ctx->audit == NULL)
 		return 0;
 	event(s, action, outcome, reason, NULL, &ev);
+	if (apply == NULL && gw_reflimit_req(s->r, action, outcome, reason, ev.actor))
+		return 0;   /* counted for a summary record (refusals.h) */
 	if (gw_audit_record_with(s->r->ctx->audit, &ev, apply, arg, &seq, e, sizeof(e)) < 0) {
 		gw_log_error("audit record for %s (%s) by %s not written: %s", action, outcome,
 		             ev.actor ? ev.actor : "-", e);
@@ -480,6 +483,7 @@ gw_op_sign(struct gw_req *r)
 		rep = refuse(&s, CKR_FUNCTION_REJECTED, "denied", "denied");
 		goto out;
 	}
+	r->changed = true;   /* units reserved: every refusal from here on is recorded */
 
 	/* Second factor as the seal's policy wants it (auth.c). */
 	{

@@ -78,10 +78,11 @@ sgt_find(CK_FUNCTION_LIST *f, CK_SESSION_HANDLE h, CK_OBJECT_CLASS cls, const ch
 	return o[0];
 }
 
-long
-sgt_count_records(const char *dir, const char *where)
+/* One number from the audit table: SELECT what FROM audit WHERE where. */
+static long
+audit_number(const char *dir, const char *what, const char *where)
 {
-	char path[512], sql[512];
+	char path[512], sql[1024];
 	sqlite3 *db;
 	sqlite3_stmt *st;
 	long n = -1;
@@ -89,13 +90,37 @@ sgt_count_records(const char *dir, const char *where)
 	snprintf(path, sizeof(path), "%s/sealgate.db", dir);
 	cr_assert_eq(sqlite3_open_v2(path, &db, SQLITE_OPEN_READONLY, NULL), SQLITE_OK);
 	sqlite3_busy_timeout(db, 5000);
-	snprintf(sql, sizeof(sql), "SELECT count(*) FROM audit WHERE %s", where);
+	snprintf(sql, sizeof(sql), "SELECT %s FROM audit WHERE %s", what, where);
 	cr_assert_eq(sqlite3_prepare_v2(db, sql, -1, &st, NULL), SQLITE_OK, "%s", sqlite3_errmsg(db));
 	if (sqlite3_step(st) == SQLITE_ROW)
 		n = sqlite3_column_int64(st, 0);
 	sqlite3_finalize(st);
 	sqlite3_close(db);
 	return n;
+}
+
+long
+sgt_count_records(const char *dir, const char *where)
+{
+	return audit_number(dir, "count(*)", where);
+}
+
+long
+sgt_count_summarized(const char *dir, const char *where)
+{
+	char w[768];
+
+	snprintf(w, sizeof(w), "action = 'refusals_suppressed' AND (%s)", where);
+	return audit_number(dir, "coalesce(sum(json_extract(detail, '$.count')), 0)", w);
+}
+
+void
+sgt_fixture(const char *cmd)
+{
+	char line[1024];
+
+	snprintf(line, sizeof(line), "sh '%s' %s '%s'", sgt_env("SG_IT_FIXTURE"), cmd, sgt_env("SG_IT_DIR"));
+	cr_assert_eq(system(line), 0, "%s failed", line);
 }
 
 int

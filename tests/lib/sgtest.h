@@ -29,6 +29,11 @@ CK_OBJECT_HANDLE sgt_find(CK_FUNCTION_LIST *f, CK_SESSION_HANDLE h, CK_OBJECT_CL
 
 /* Audit records in DIR/sealgate.db matching an SQL condition (read-only). */
 long sgt_count_records(const char *dir, const char *where);
+/* The refusals that the refusals_suppressed summaries matching where
+ * count (the sum of their detail's count; docs/audit.md). */
+long sgt_count_summarized(const char *dir, const char *where);
+/* $SG_IT_FIXTURE CMD $SG_IT_DIR (stop, start: the integration fixture). */
+void sgt_fixture(const char *cmd);
 
 /* A connection to $SEALGATE_SOCKET, and one request and its reply on it
  * (req is consumed). */
