@@ -28,6 +28,9 @@
 #include <sqlite3.h>
 
 #define BUSY_TIMEOUT_MS 5000
+/* The WAL file is cut back to this when SQLite starts it over (see "the
+ * checkpointer" below). */
+#define WAL_KEEP_BYTES 8388608
 #define SCAN_PAGE       512
 #define STR_(x) #x
 #define STR(x) STR_(x)
@@ -186,6 +189,7 @@ struct gw_store {
 	 * for it (ckpt_lock guards the rest). */
 	pthread_t ckpt_thread;
 	bool ckpt_started, ckpt_due, ckpt_stop;
+	uint64_t wal_restarts;      /* the writer's own checkpoints (under lock) */
 	pthread_mutex_t ckpt_lock;
 	pthread_cond_t ckpt_cond;
 	char *path;
@@ -354,6 +358,7 @@ prepare(struct gw_store *st, sqlite3_stmt **s, const char *sql, char *err, size_
 }
 
 static int redo_setup(struct gw_store *st, const char *path, char *err, size_t errlen);
+static void wal_shrink(struct gw_store *st);
 static int wal_sync(struct gw_store *st, char *err, size_t errlen);
 static void ckpt_stop(struct gw_store *st);
 
@@ -427,7 +432,8 @@ gw_store_open_version(const char *path, int upto, struct gw_store **out,
 	sqlite3_finalize(s);   /* a statement left mid-step would block COMMIT */
 	s = NULL;
 	if (exec_sql(st, "PRAGMA synchronous=FULL; PRAGMA foreign_keys=ON; PRAGMA cache_size=-8192; "
-	                 "PRAGMA trusted_schema=OFF;", err, errlen))
+	                 "PRAGMA trusted_schema=OFF; "
+	                 "PRAGMA journal_size_limit=" STR(WAL_KEEP_BYTES) ";", err, errlen))
 		goto out;
 	if (migrate(st, upto, err, errlen))
 		goto out;
@@ -459,6 +465,7 @@ gw_store_open_version(const char *path, int upto, struct gw_store **out,
 	sqlite3_commit_hook(st->db, commit_hook_cb, st);
 	if (upto >= 7 && redo_setup(st, path, err, errlen) != 0)
 		goto out;
+	wal_shrink(st);
 
 	*out = st;
 	st = NULL;
@@ -835,9 +842,23 @@ redo_setup(struct gw_store *st, const char *path, char *err, size_t errlen)
  * SQLite's automatic checkpoint runs inside the COMMIT that crosses 1000
  * WAL pages: that signer waits for the copy and two syncs. The writer's
  * store checkpoints on a second connection instead, woken by the WAL hook
- * (PASSIVE: it never blocks the writer, and copies what it can). */
+ * (PASSIVE: it never blocks the writer, and copies what it can).
+ *
+ * Copying is not enough to bound the WAL: SQLite starts the WAL over only
+ * when a write transaction begins while every frame has been copied, and
+ * under a signing storm the next batch has always begun before the
+ * checkpointer's copy ends, so the file grew by every batch forever
+ * (docs/operations.md, "Disk use"). So when the WAL passes
+ * CKPT_RESTART_PAGES the writer's own connection, between two of its
+ * transactions, copies the few frames the checkpointer has not yet copied
+ * (and syncs): the next batch then starts the WAL over, and
+ * journal_size_limit cuts the file back to WAL_KEEP_BYTES. */
 
 #define CKPT_PAGES 1000
+#define CKPT_RESTART_PAGES 2000
+/* At open, a WAL larger than this (left by a sealgated that never
+ * checkpointed, or by a crash mid-storm) is checkpointed and truncated. */
+#define WAL_SHRINK_BYTES (16 << 20)
 
 static void *
 ckpt_main(void *arg)
@@ -854,6 +875,12 @@ ckpt_main(void *arg)
 		return NULL;
 	}
 	sqlite3_busy_timeout(db, BUSY_TIMEOUT_MS);
+	/* A connection that has never read the database has not opened its
+	 * WAL either: SQLite 3.40's checkpoint on it returns SQLITE_OK and
+	 * copies nothing (the WAL of a busy gateway grew without bound).
+	 * One read opens it for the life of the connection. */
+	if (sqlite3_exec(db, "SELECT COUNT(*) FROM sqlite_schema", NULL, NULL, NULL) != SQLITE_OK)
+		gw_log_warn("store: the checkpointer cannot read %s: %s", st->path, sqlite3_errmsg(db));
 	pthread_mutex_lock(&st->ckpt_lock);
 	for (;;) {
 		while (!st->ckpt_due && !st->ckpt_stop)
@@ -877,9 +904,11 @@ wal_hook_cb(void *arg, sqlite3 *db, const char *name, int pages)
 {
 	struct gw_store *st = arg;
 
-	(void)db;
-	(void)name;
-	if (pages >= CKPT_PAGES) {
+	if (pages >= CKPT_RESTART_PAGES) {
+		/* Busy (the checkpointer is copying): the next commit tries again. */
+		if (sqlite3_wal_checkpoint_v2(db, name, SQLITE_CHECKPOINT_PASSIVE, NULL, NULL) == SQLITE_OK)
+			st->wal_restarts++;
+	} else if (pages >= CKPT_PAGES) {
 		pthread_mutex_lock(&st->ckpt_lock);
 		st->ckpt_due = true;
 		pthread_cond_signal(&st->ckpt_cond);
@@ -902,6 +931,31 @@ ckpt_start(struct gw_store *st)
 		return;
 	}
 	sqlite3_wal_hook(st->db, wal_hook_cb, st);   /* replaces the automatic one */
+}
+
+/* A WAL left large (by a sealgated that never checkpointed it, or a crash
+ * mid-storm) stays that size on disk until it is truncated: SQLite only
+ * reuses it from the start. At open nobody of ours writes yet, so one
+ * TRUNCATE checkpoint gives the space back; a reader of another process
+ * (sealgated --verify-audit beside a running gateway) may make it busy,
+ * and then the file stays as it is until the next start. */
+static void
+wal_shrink(struct gw_store *st)
+{
+	char wal[PATH_MAX];
+	struct stat sb;
+	int log = 0, done = 0;
+
+	if ((size_t)snprintf(wal, sizeof(wal), "%s-wal", st->path) >= sizeof(wal) ||
+	    stat(wal, &sb) != 0 || sb.st_size <= WAL_SHRINK_BYTES)
+		return;
+	if (sqlite3_wal_checkpoint_v2(st->db, NULL, SQLITE_CHECKPOINT_TRUNCATE, &log, &done) != SQLITE_OK) {
+		gw_log_warn("store: the WAL is %lld MiB and could not be truncated now: %s",
+		            (long long)(sb.st_size >> 20), sqlite3_errmsg(st->db));
+		return;
+	}
+	gw_log_info("store: the WAL had grown to %lld MiB; copied into the store and truncated",
+	            (long long)(sb.st_size >> 20));
 }
 
 static void
@@ -1027,6 +1081,7 @@ gw_store_get_redo_stats(struct gw_store *st, struct gw_store_redo_stats *out)
 	pthread_mutex_lock(&st->lock);
 	*out = st->redo_stats;
 	out->on = st->redo != NULL;
+	out->wal_restarts = st->wal_restarts;
 	pthread_mutex_unlock(&st->lock);
 }
 

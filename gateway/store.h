@@ -230,6 +230,7 @@ struct gw_store_redo_stats {
 	uint64_t rounds;            /* times it filled and started over */
 	uint64_t store_syncs;       /* WAL syncs of our own */
 	uint64_t replayed_frames;   /* batches replayed at open */
+	uint64_t wal_restarts;      /* the writer's own checkpoints, after which the WAL starts over */
 	size_t used;                /* bytes of the current round */
 };
 void gw_store_get_redo_stats(struct gw_store *st, struct gw_store_redo_stats *out);
