@@ -161,6 +161,7 @@ _Static_assert(sizeof(migrations) / sizeof(migrations[0]) == GW_STORE_SCHEMA_LAT
 #define TX_DEPTH_MAX 32
 
 #define STMT_CACHE_MAX 64
+#define MARKS_MAX 16
 
 struct gw_store {
 	sqlite3 *db;
@@ -198,6 +199,9 @@ struct gw_store {
 	size_t img_len;
 	sqlite3_stmt *sync_normal, *sync_full;
 	struct gw_store_redo_stats redo_stats;
+	/* gw_store_mark_*: what other parts set up in this store (under lock). */
+	const void *marks[MARKS_MAX];
+	size_t n_marks;
 };
 
 
@@ -543,6 +547,31 @@ gw_store_cached(struct gw_store *st, const char *sql)
 	else
 		gw_log_warn("store: statement cache full; not caching");
 	return stmt;
+}
+
+bool
+gw_store_mark_test(struct gw_store *st, const void *key)
+{
+	bool found = false;
+
+	pthread_mutex_lock(&st->lock);
+	for (size_t i = 0; i < st->n_marks && !found; i++)
+		found = st->marks[i] == key;
+	pthread_mutex_unlock(&st->lock);
+	return found;
+}
+
+void
+gw_store_mark_set(struct gw_store *st, const void *key)
+{
+	pthread_mutex_lock(&st->lock);
+	if (!gw_store_mark_test(st, key)) {
+		if (st->n_marks < MARKS_MAX)
+			st->marks[st->n_marks++] = key;
+		else
+			gw_log_warn("store: too many marks; the setup runs again next time");
+	}
+	pthread_mutex_unlock(&st->lock);
 }
 
 int

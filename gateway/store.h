@@ -243,6 +243,15 @@ void gw_store_release_memory(struct gw_store *st);
  * NULL removes it. Not for production use. */
 void gw_store_test_set_commit_hook(struct gw_store *st, int (*fn)(void *), void *ctx);
 
+/* Marks of what another part has set up in this open store (its tables
+ * made on first use), keyed by the address of something static of that
+ * part. They live and die with this store: a cache of the store's own
+ * address outlives a close, and a store opened next at the same address
+ * (malloc hands it out again) would be taken for the old one, its tables
+ * never made. */
+bool gw_store_mark_test(struct gw_store *st, const void *key);
+void gw_store_mark_set(struct gw_store *st, const void *key);
+
 /* A prepared statement for sql, parsed on first use and kept until the
  * store closes; reset and unbound on every return. sql must be a string
  * with static storage (its address is the key). Call with the store lock

@@ -295,3 +295,52 @@ Test(store, commit_hook_failure_rolls_back)
 	cr_assert_eq(seq, 0);
 	cr_assert_eq(gw_store_audit_append(st, &row, 1, err, sizeof(err)), 0, "%s", err);
 }
+
+/* Tables another part makes on first use (auth_ops.c's lockout and TOTP
+ * tables) are remembered per open store: a store closed and a new one
+ * opened, typically at the very same address, gets its tables made
+ * again. Each round is a new file, so a table found there was made in
+ * that round. */
+static int setup_key;
+
+static void
+ensure_table(struct gw_store *s)
+{
+	if (gw_store_mark_test(s, &setup_key))
+		return;
+	gw_store_lock(s);
+	cr_assert_eq(sqlite3_exec(gw_store_db(s), "CREATE TABLE IF NOT EXISTS part_table (x INTEGER)",
+	                          NULL, NULL, NULL), SQLITE_OK);
+	gw_store_unlock(s);
+	gw_store_mark_set(s, &setup_key);
+}
+
+Test(store, setup_marks_die_with_the_store)
+{
+	const void *first = NULL;
+	int same_address = 0;
+
+	for (int round = 0; round < 20; round++) {
+		sqlite3_stmt *q = NULL;
+		char cmd[4 * sizeof(path) + 32];
+
+		snprintf(cmd, sizeof(cmd), "rm -f %s %s-wal %s-shm %s.redo", path, path, path, path);
+		cr_assert_eq(system(cmd), 0);
+		open_ok(0);
+		if (round == 0)
+			first = st;
+		else if ((const void *)st == first)
+			same_address++;
+		cr_assert(!gw_store_mark_test(st, &setup_key), "round %d: a new store already marked", round);
+		ensure_table(st);
+		cr_assert(gw_store_mark_test(st, &setup_key));
+		gw_store_lock(st);
+		cr_assert_eq(sqlite3_prepare_v2(gw_store_db(st), "SELECT x FROM part_table", -1, &q, NULL),
+		             SQLITE_OK, "round %d: the table was not made: %s", round,
+		             sqlite3_errmsg(gw_store_db(st)));
+		sqlite3_finalize(q);
+		gw_store_unlock(st);
+		gw_store_close(&st);
+	}
+	cr_log_info("the store came back at its first address in %d of 19 rounds", same_address);
+}
