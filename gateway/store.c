@@ -149,6 +149,11 @@ static const char *const migrations[] = {
 	"  name TEXT PRIMARY KEY NOT NULL,"
 	"  value BLOB NOT NULL) STRICT;"
 	"INSERT INTO store_meta (name, value) VALUES ('id', randomblob(16));",
+	/* 8: the checkpoint chain (docs/audit.md, "Checkpoints"): a checkpoint
+	 * signs the id and hash of the one before it. NULL: a checkpoint made
+	 * before the chain. */
+	"ALTER TABLE audit_checkpoints ADD COLUMN prev_id INTEGER;"
+	"ALTER TABLE audit_checkpoints ADD COLUMN prev_hash BLOB;",
 };
 
 _Static_assert(sizeof(migrations) / sizeof(migrations[0]) == GW_STORE_SCHEMA_LATEST,
@@ -459,10 +464,22 @@ gw_store_open_version(const char *path, int upto, struct gw_store **out,
 	     prepare(st, &st->audit_page, "SELECT " AUDIT_COLS " FROM audit WHERE seq > ?"
 	             " ORDER BY seq LIMIT " STR(SCAN_PAGE), err, errlen)))
 		goto out;
-	if (upto >= 5 &&
+	if (upto >= 8 &&
 	    (prepare(st, &st->cp_insert, "INSERT INTO audit_checkpoints"
-	             " (seq, ts_ns, hash, alg, signature, cert) VALUES (?, ?, ?, ?, ?, ?)", err, errlen) ||
-	     prepare(st, &st->cp_page, "SELECT seq, ts_ns, hash, alg, signature, cert, id"
+	             " (id, seq, ts_ns, hash, alg, signature, cert, prev_id, prev_hash)"
+	             " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)", err, errlen) ||
+	     prepare(st, &st->cp_page, "SELECT seq, ts_ns, hash, alg, signature, cert, id,"
+	             " prev_id, prev_hash"
+	             " FROM audit_checkpoints WHERE (seq, id) > (?1, ?2) AND seq <= ?3"
+	             " ORDER BY seq, id LIMIT " STR(SCAN_PAGE), err, errlen)))
+		goto out;
+	/* (A store opened at an older schema, by the migration tests.) */
+	if (upto >= 5 && upto < 8 &&
+	    (prepare(st, &st->cp_insert, "INSERT INTO audit_checkpoints"
+	             " (id, seq, ts_ns, hash, alg, signature, cert) VALUES (?, ?, ?, ?, ?, ?, ?)",
+	             err, errlen) ||
+	     prepare(st, &st->cp_page, "SELECT seq, ts_ns, hash, alg, signature, cert, id,"
+	             " NULL, NULL"
 	             " FROM audit_checkpoints WHERE (seq, id) > (?1, ?2) AND seq <= ?3"
 	             " ORDER BY seq, id LIMIT " STR(SCAN_PAGE), err, errlen)))
 		goto out;
@@ -1759,18 +1776,24 @@ gw_store_checkpoint_add(struct gw_store *st, const struct gw_audit_checkpoint *c
 		sg_seterr(err, errlen, "the store has no checkpoint table (schema too old)");
 		return -1;
 	}
-	if (cp->seq > INT64_MAX || !cp->alg || !cp->sig || !cp->sig_len) {
+	if (cp->seq > INT64_MAX || cp->id == 0 || cp->id > INT64_MAX || cp->prev_id >= cp->id ||
+	    !cp->alg || !cp->sig || !cp->sig_len) {
 		sg_seterr(err, errlen, "malformed checkpoint");
 		return -1;
 	}
 	if (gw_store_tx_begin(st, err, errlen))
 		return -1;
-	sqlite3_bind_int64(s, 1, (sqlite3_int64)cp->seq);
-	sqlite3_bind_int64(s, 2, cp->ts_ns);
-	sqlite3_bind_blob(s, 3, cp->hash, 32, SQLITE_STATIC);
-	sqlite3_bind_text(s, 4, cp->alg, -1, SQLITE_STATIC);
-	sqlite3_bind_blob64(s, 5, cp->sig, cp->sig_len, SQLITE_STATIC);
-	bind_blob(s, 6, cp->cert, cp->cert_len);
+	sqlite3_bind_int64(s, 1, (sqlite3_int64)cp->id);
+	sqlite3_bind_int64(s, 2, (sqlite3_int64)cp->seq);
+	sqlite3_bind_int64(s, 3, cp->ts_ns);
+	sqlite3_bind_blob(s, 4, cp->hash, 32, SQLITE_STATIC);
+	sqlite3_bind_text(s, 5, cp->alg, -1, SQLITE_STATIC);
+	sqlite3_bind_blob64(s, 6, cp->sig, cp->sig_len, SQLITE_STATIC);
+	bind_blob(s, 7, cp->cert, cp->cert_len);
+	if (cp->chained && sqlite3_bind_parameter_count(s) >= 9) {
+		sqlite3_bind_int64(s, 8, (sqlite3_int64)cp->prev_id);
+		sqlite3_bind_blob(s, 9, cp->prev_hash, 32, SQLITE_STATIC);
+	}
 	if (sqlite3_step(s) == SQLITE_DONE)
 		rv = 0;
 	else
@@ -1822,6 +1845,17 @@ gw_store_checkpoint_scan(struct gw_store *st, uint64_t from_seq, uint64_t to_seq
 			cp.cert = col_blob(s, 5, "cert", &cp.cert_len, &bad);
 			if (hl != 32 && !bad)
 				bad = "hash";
+			cp.id = (uint64_t)sqlite3_column_int64(s, 6);
+			if (sqlite3_column_type(s, 8) != SQLITE_NULL) {
+				size_t pl = 0;
+				const uint8_t *ph = col_blob(s, 8, "prev_hash", &pl, &bad);
+				cp.chained = true;
+				cp.prev_id = (uint64_t)col_int(s, 7, "prev_id", &bad);
+				if (ph && pl == 32)
+					memcpy(cp.prev_hash, ph, 32);
+				else if (!bad)
+					bad = "prev_hash";
+			}
 			if (bad) {
 				/* Keep going: the verifier reports the bad signature. */
 				gw_log_warn("audit checkpoint %llu: column %s malformed",
@@ -1843,4 +1877,120 @@ gw_store_checkpoint_scan(struct gw_store *st, uint64_t from_seq, uint64_t to_seq
 		if (rv != 0 || inpage < SCAN_PAGE)
 			return rv;
 	}
+}
+
+/* The row of the highest id, copied out (the statement is gone after). */
+int
+gw_store_checkpoint_last(struct gw_store *st, struct gw_audit_checkpoint *last,
+                         uint64_t *next_id, char *err, size_t errlen)
+{
+	sqlite3_stmt *s = NULL;
+	const char *bad = NULL;
+	sqlite3_int64 ever = 0;
+	int rv = -1, rc;
+
+	memset(last, 0, sizeof(*last));
+	*next_id = 1;
+	pthread_mutex_lock(&st->lock);
+	/* AUTOINCREMENT's sqlite_sequence remembers the highest id ever used,
+	 * also when that row is gone. */
+	if (sqlite3_prepare_v2(st->db, "SELECT seq FROM sqlite_sequence WHERE name = 'audit_checkpoints'",
+	                       -1, &s, NULL) == SQLITE_OK && sqlite3_step(s) == SQLITE_ROW)
+		ever = sqlite3_column_int64(s, 0);
+	sqlite3_finalize(s);
+	s = NULL;
+	if (sqlite3_prepare_v2(st->db, "SELECT seq, ts_ns, hash, alg, signature, cert, id, prev_id,"
+	                       " prev_hash FROM audit_checkpoints ORDER BY id DESC LIMIT 1",
+	                       -1, &s, NULL) != SQLITE_OK) {
+		sg_seterr(err, errlen, "reading the last checkpoint: %s", sqlite3_errmsg(st->db));
+		goto out;
+	}
+	rc = sqlite3_step(s);
+	if (rc == SQLITE_DONE) {
+		rv = 0;
+	} else if (rc == SQLITE_ROW) {
+		const uint8_t *h, *sig, *cert, *ph;
+		size_t hl = 0, sl = 0, cl = 0, pl = 0;
+		const char *alg;
+
+		last->seq = (uint64_t)col_int(s, 0, "seq", &bad);
+		last->ts_ns = col_int(s, 1, "ts_ns", &bad);
+		h = col_blob(s, 2, "hash", &hl, &bad);
+		alg = col_text(s, 3, "alg", &bad);
+		sig = col_blob(s, 4, "signature", &sl, &bad);
+		cert = col_blob(s, 5, "cert", &cl, &bad);
+		last->id = (uint64_t)sqlite3_column_int64(s, 6);
+		if (sqlite3_column_type(s, 8) != SQLITE_NULL) {
+			last->chained = true;
+			last->prev_id = (uint64_t)col_int(s, 7, "prev_id", &bad);
+			ph = col_blob(s, 8, "prev_hash", &pl, &bad);
+			if (ph && pl == 32)
+				memcpy(last->prev_hash, ph, 32);
+			else
+				bad = "prev_hash";
+		}
+		if (!h || hl != 32)
+			bad = "hash";
+		if (bad) {
+			sg_seterr(err, errlen, "the last audit checkpoint (id %llu): column %s malformed",
+			          (unsigned long long)last->id, bad);
+			goto out;
+		}
+		memcpy(last->hash, h, 32);
+		last->alg = alg ? strdup(alg) : NULL;
+		if (sl) {
+			uint8_t *c = malloc(sl);
+			if (c)
+				memcpy(c, sig, sl);
+			last->sig = c;
+			last->sig_len = c ? sl : 0;
+		}
+		if (cl) {
+			uint8_t *c = malloc(cl);
+			if (c)
+				memcpy(c, cert, cl);
+			last->cert = c;
+			last->cert_len = c ? cl : 0;
+		}
+		rv = 1;
+	} else {
+		sg_seterr(err, errlen, "reading the last checkpoint: %s", sqlite3_errmsg(st->db));
+		goto out;
+	}
+	*next_id = (uint64_t)(ever > (sqlite3_int64)last->id ? ever : (sqlite3_int64)last->id) + 1;
+out:
+	sqlite3_finalize(s);
+	pthread_mutex_unlock(&st->lock);
+	if (rv < 0)
+		gw_store_checkpoint_clear(last);
+	return rv;
+}
+
+void
+gw_store_checkpoint_clear(struct gw_audit_checkpoint *cp)
+{
+	free((void *)cp->alg);
+	free((void *)cp->sig);
+	free((void *)cp->cert);
+	memset(cp, 0, sizeof(*cp));
+}
+
+int
+gw_store_checkpoint_max_id(struct gw_store *st, uint64_t *id, char *err, size_t errlen)
+{
+	sqlite3_stmt *s = NULL;
+	int rv = -1;
+
+	*id = 0;
+	pthread_mutex_lock(&st->lock);
+	if (sqlite3_prepare_v2(st->db, "SELECT COALESCE(MAX(id), 0) FROM audit_checkpoints", -1, &s,
+	                       NULL) == SQLITE_OK && sqlite3_step(s) == SQLITE_ROW) {
+		*id = (uint64_t)sqlite3_column_int64(s, 0);
+		rv = 0;
+	} else {
+		sg_seterr(err, errlen, "reading the checkpoints: %s", sqlite3_errmsg(st->db));
+	}
+	sqlite3_finalize(s);
+	pthread_mutex_unlock(&st->lock);
+	return rv;
 }
