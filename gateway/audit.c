@@ -633,7 +633,9 @@ sign_checkpoint(struct gw_audit *au, const uint8_t *msg, size_t msglen,
 {
 	static const uint8_t di_sha256[] = { 0x30, 0x31, 0x30, 0x0d, 0x06, 0x09, 0x60, 0x86, 0x48,
 		0x01, 0x65, 0x03, 0x04, 0x02, 0x01, 0x05, 0x00, 0x04, 0x20 };
-	uint8_t tbs[sizeof(di_sha256) + 32], raw[GW_AUDIT_SIG_MAX];
+	/* Ed25519 signs the whole message (104 bytes), the others a hash. */
+	uint8_t tbs[GW_AUDIT_CHECKPOINT_MSG_LEN > sizeof(di_sha256) + 32 ?
+	            GW_AUDIT_CHECKPOINT_MSG_LEN : sizeof(di_sha256) + 32], raw[GW_AUDIT_SIG_MAX];
 	size_t rawlen = sizeof(raw), tbslen;
 	CK_MECHANISM mech = { 0 };
 	unsigned int n = 0;
