@@ -66,6 +66,10 @@ struct gw_audit {
 	uint8_t cp_hash[GW_AUDIT_HASH_LEN];
 	int64_t cp_ns;              /* when it was made (realtime) */
 	bool cp_wanted;             /* the writer saw every_n records pass */
+	/* The checkpoint chain (under cp_lock): the last stored checkpoint's
+	 * id and hash, which the next one signs, and the id it takes. */
+	uint64_t cp_last_id, cp_next_id;
+	uint8_t cp_last_own[GW_AUDIT_HASH_LEN];
 	bool ticker_started, ticker_stop, tok_present;
 	pthread_t ticker;
 	pthread_cond_t tick;
@@ -629,7 +633,9 @@ sign_checkpoint(struct gw_audit *au, const uint8_t *msg, size_t msglen,
 {
 	static const uint8_t di_sha256[] = { 0x30, 0x31, 0x30, 0x0d, 0x06, 0x09, 0x60, 0x86, 0x48,
 		0x01, 0x65, 0x03, 0x04, 0x02, 0x01, 0x05, 0x00, 0x04, 0x20 };
-	uint8_t tbs[sizeof(di_sha256) + 32], raw[GW_AUDIT_SIG_MAX];
+	/* Ed25519 signs the whole message (104 bytes), the others a hash. */
+	uint8_t tbs[GW_AUDIT_CHECKPOINT_MSG_LEN > sizeof(di_sha256) + 32 ?
+	            GW_AUDIT_CHECKPOINT_MSG_LEN : sizeof(di_sha256) + 32], raw[GW_AUDIT_SIG_MAX];
 	size_t rawlen = sizeof(raw), tbslen;
 	CK_MECHANISM mech = { 0 };
 	unsigned int n = 0;
@@ -702,7 +708,7 @@ gw_audit_checkpoint_now(struct gw_audit *au, uint64_t *seq_out, char *err, size_
 {
 	struct gw_audit_checkpoint cp = { 0 };
 	uint8_t msg[GW_AUDIT_CHECKPOINT_MSG_LEN], sig[GW_AUDIT_SIG_MAX];
-	size_t siglen = sizeof(sig);
+	size_t siglen = sizeof(sig), msglen;
 	int rv = -1;
 
 	pthread_mutex_lock(&au->cp_lock);
@@ -725,19 +731,31 @@ gw_audit_checkpoint_now(struct gw_audit *au, uint64_t *seq_out, char *err, size_
 	cp.alg = au->alg;
 	cp.cert = au->key->cert.p;
 	cp.cert_len = au->key->cert.len;
-	gw_audit_checkpoint_message(&cp, msg);
-	if (sign_checkpoint(au, msg, sizeof(msg), sig, &siglen, err, errlen) != 0)
+	/* Chained to the last one stored: a checkpoint removed later leaves a
+	 * gap in the ids and a link that names it. */
+	cp.chained = true;
+	cp.id = au->cp_next_id;
+	cp.prev_id = au->cp_last_id;
+	memcpy(cp.prev_hash, au->cp_last_own, GW_AUDIT_HASH_LEN);
+	msglen = gw_audit_checkpoint_message(&cp, msg);
+	if (sign_checkpoint(au, msg, msglen, sig, &siglen, err, errlen) != 0)
 		goto out;
 	cp.sig = sig;
 	cp.sig_len = siglen;
 	if (gw_store_checkpoint_add(au->st, &cp, err, errlen) != 0)
 		goto out;
+	au->cp_last_id = cp.id;
+	au->cp_next_id = cp.id + 1;
+	if (gw_audit_checkpoint_hash(&cp, au->cp_last_own) != 0)
+		gw_log_error("audit: cannot hash checkpoint %llu; the next one will not follow it",
+		             (unsigned long long)cp.id);
 	pthread_mutex_lock(&au->lock);
 	au->cp_seq = cp.seq;
 	memcpy(au->cp_hash, cp.hash, GW_AUDIT_HASH_LEN);
 	au->cp_ns = cp.ts_ns;
 	pthread_mutex_unlock(&au->lock);
-	gw_log_debug("audit: checkpoint signed at seq %llu", (unsigned long long)cp.seq);
+	gw_log_debug("audit: checkpoint %llu signed at seq %llu", (unsigned long long)cp.id,
+	             (unsigned long long)cp.seq);
 	rv = 0;
 out:
 	pthread_mutex_unlock(&au->cp_lock);
@@ -825,6 +843,10 @@ gw_audit_checkpoints_start(struct gw_audit *au, struct gw_token *tok, const char
 {
 	struct gw_seal_key *key = NULL;
 	struct last_cp last = { 0 };
+	struct gw_audit_checkpoint newest = { 0 };
+	uint8_t own[GW_AUDIT_HASH_LEN] = { 0 };
+	uint64_t next_id = 1;
+	int found = 0;
 	char e[256];
 
 	if (!au || !tok || !key_uri) {
@@ -839,11 +861,26 @@ gw_audit_checkpoints_start(struct gw_audit *au, struct gw_token *tok, const char
 		sg_seterr(err, errlen, "audit key %s: %s", key_uri, e);
 		return -1;
 	}
-	if (gw_store_checkpoint_scan(au->st, 0, 0, last_cp_fn, &last, err, errlen) != 0) {
+	if (gw_store_checkpoint_scan(au->st, 0, 0, last_cp_fn, &last, err, errlen) != 0 ||
+	    (found = gw_store_checkpoint_last(au->st, &newest, &next_id, err, errlen)) < 0) {
 		gw_seal_key_free(&key);
 		return -1;
 	}
+	if (found && gw_audit_checkpoint_hash(&newest, own) != 0) {
+		gw_store_checkpoint_clear(&newest);
+		gw_seal_key_free(&key);
+		sg_seterr(err, errlen, "cannot hash the last audit checkpoint");
+		return -1;
+	}
+	if (next_id != newest.id + 1)
+		gw_log_error("audit: signed checkpoint(s) id %llu to %llu are missing from the store "
+		             "(removed?); the next one is signed over the gap (sealctl audit verify names it)",
+		             (unsigned long long)newest.id + 1, (unsigned long long)next_id - 1);
 	pthread_mutex_lock(&au->cp_lock);
+	au->cp_last_id = found ? newest.id : 0;
+	au->cp_next_id = next_id;
+	memcpy(au->cp_last_own, own, GW_AUDIT_HASH_LEN);
+	gw_store_checkpoint_clear(&newest);
 	au->tok = tok;
 	au->alg = key->type == GW_KEY_EC ? "ecdsa-sha256" :
 	          key->type == GW_KEY_RSA ? "rsa-pkcs1-sha256" : "ed25519";

@@ -311,6 +311,7 @@ out:
 struct cpcollect {
 	json_t *arr;
 	const uint8_t *cert; size_t cert_len;   /* the header's: omitted when equal */
+	uint64_t max_id;                        /* the export's last checkpoint; 0 = all */
 };
 
 static int
@@ -319,8 +320,13 @@ collect_cp(void *ctx, const struct gw_audit_checkpoint *cp)
 	struct cpcollect *c = ctx;
 	bool same = cp->cert && c->cert && cp->cert_len == c->cert_len &&
 	            memcmp(cp->cert, c->cert, c->cert_len) == 0;
-	json_t *o = gw_audit_checkpoint_to_json(cp, !same && cp->cert);
+	json_t *o;
 
+	/* Signed after the export began: it covers records the export does not
+	 * hold, and would look like a cut-off tail. */
+	if (c->max_id && cp->id > c->max_id)
+		return 0;
+	o = gw_audit_checkpoint_to_json(cp, !same && cp->cert);
 	if (!o)
 		return -1;
 	json_array_append_new(c->arr, o);
@@ -363,6 +369,7 @@ gw_op_audit_export(struct gw_req *r)
 	const char *cperr = NULL;
 
 	if (get_u64(r, "after", &after) < 0 || get_u64(r, "upto", &upto) < 0 ||
+	    get_u64(r, "checkpoint_upto", &cc.max_id) < 0 ||
 	    sg_get_int(r->msg, "limit", false, 1, GW_AUDIT_EXPORT_LIMIT_MAX, &limit,
 	               r->err, sizeof(r->err)) < 0)
 		return sg_reply_error(CKR_ARGUMENTS_BAD, "bad_request", "%s", r->err);
@@ -380,6 +387,13 @@ gw_op_audit_export(struct gw_req *r)
 			gw_log_warn("audit export without a fresh checkpoint: %s", err);
 			cperr = err;
 		}
+		/* The last checkpoint, then the head, in this order: every
+		 * checkpoint stored by now covers a seq at most the head read
+		 * after it, so the export holds no checkpoint of a record it
+		 * does not hold (a busy log is not a truncated one), and still
+		 * every earlier one, also those past a head that was cut back. */
+		if (gw_store_checkpoint_max_id(r->ctx->store, &cc.max_id, err, sizeof(err)) != 0)
+			goto fail;
 		gw_audit_head(r->ctx->audit, &head, head_hash);
 		upto = head;
 		gw_hex(head_hash, sizeof(head_hash), hex);
@@ -400,6 +414,7 @@ gw_op_audit_export(struct gw_req *r)
 		}
 		if (cperr)
 			json_object_set_new(hdr, "checkpoint_error", json_string(cperr));
+		json_object_set_new(hdr, "checkpoint_upto", json_integer((json_int_t)cc.max_id));
 	} else if (upto == 0) {
 		return sg_reply_error(CKR_ARGUMENTS_BAD, "bad_request",
 		                      "a later export page needs the \"upto\" of the first");
@@ -425,6 +440,7 @@ gw_op_audit_export(struct gw_req *r)
 	hdr = NULL;
 	json_object_set_new(rep, "items", items);
 	json_object_set_new(rep, "upto", json_integer((json_int_t)upto));
+	json_object_set_new(rep, "checkpoint_upto", json_integer((json_int_t)cc.max_id));
 	if (c.full && c.last < upto)
 		json_object_set_new(rep, "next", json_integer((json_int_t)c.last));
 	json_decref(c.arr);

@@ -23,6 +23,7 @@
 
 static const uint8_t enc_magic[8] = { 'S', 'G', 'A', 'U', 'D', 'I', 'T', '1' };
 static const uint8_t cp_magic[8] = { 'S', 'G', 'C', 'H', 'K', 'P', 'T', '1' };
+static const uint8_t cp2_magic[8] = { 'S', 'G', 'C', 'H', 'K', 'P', 'T', '2' };
 
 
 
@@ -223,20 +224,48 @@ gw_unhex(const char *s, uint8_t *out, size_t max, size_t *n)
 
 /* ---- checkpoints ---- */
 
-void
+static void
+put_be64(uint8_t *p, uint64_t v)
+{
+	for (int i = 7; i >= 0; i--, v >>= 8)
+		p[i] = (uint8_t)v;
+}
+
+size_t
 gw_audit_checkpoint_message(const struct gw_audit_checkpoint *cp,
                             uint8_t msg[GW_AUDIT_CHECKPOINT_MSG_LEN])
 {
-	uint64_t v;
+	uint8_t *p = msg;
 
-	memcpy(msg, cp_magic, 8);
-	v = cp->seq;
-	for (int i = 15; i >= 8; i--, v >>= 8)
-		msg[i] = (uint8_t)v;
-	memcpy(msg + 16, cp->hash, GW_AUDIT_HASH_LEN);
-	v = (uint64_t)cp->ts_ns;
-	for (int i = 55; i >= 48; i--, v >>= 8)
-		msg[i] = (uint8_t)v;
+	memcpy(p, cp->chained ? cp2_magic : cp_magic, 8);
+	p += 8;
+	if (cp->chained) {
+		put_be64(p, cp->id);
+		p += 8;
+	}
+	put_be64(p, cp->seq);
+	p += 8;
+	memcpy(p, cp->hash, GW_AUDIT_HASH_LEN);
+	p += GW_AUDIT_HASH_LEN;
+	put_be64(p, (uint64_t)cp->ts_ns);
+	p += 8;
+	if (cp->chained) {
+		put_be64(p, cp->prev_id);
+		p += 8;
+		memcpy(p, cp->prev_hash, GW_AUDIT_HASH_LEN);
+		p += GW_AUDIT_HASH_LEN;
+	}
+	return (size_t)(p - msg);
+}
+
+int
+gw_audit_checkpoint_hash(const struct gw_audit_checkpoint *cp, uint8_t out[GW_AUDIT_HASH_LEN])
+{
+	uint8_t msg[GW_AUDIT_CHECKPOINT_MSG_LEN];
+	size_t n = gw_audit_checkpoint_message(cp, msg);
+	unsigned int len = 0;
+
+	return EVP_Digest(msg, n, out, &len, EVP_sha256(), NULL) == 1 && len == GW_AUDIT_HASH_LEN ? 0 : -1;
 }
 
 int
@@ -245,6 +274,7 @@ gw_audit_checkpoint_verify(const struct gw_audit_checkpoint *cp,
                            char *err, size_t errlen)
 {
 	uint8_t msg[GW_AUDIT_CHECKPOINT_MSG_LEN];
+	size_t msglen;
 	const unsigned char *p;
 	X509 *x = NULL;
 	EVP_PKEY *pk;
@@ -283,13 +313,13 @@ gw_audit_checkpoint_verify(const struct gw_audit_checkpoint *cp,
 		       cp->alg);
 		goto out;
 	}
-	gw_audit_checkpoint_message(cp, msg);
+	msglen = gw_audit_checkpoint_message(cp, msg);
 	md = EVP_MD_CTX_new();
 	if (!md || EVP_DigestVerifyInit(md, NULL, h, NULL, pk) != 1) {
 		sg_seterr(err, errlen, "cannot set up the signature check");
 		goto out;
 	}
-	if (EVP_DigestVerify(md, cp->sig, cp->sig_len, msg, sizeof(msg)) == 1) {
+	if (EVP_DigestVerify(md, cp->sig, cp->sig_len, msg, msglen) == 1) {
 		rv = 1;
 	} else {
 		sg_seterr(err, errlen, "the signature does not verify with the audit certificate");
@@ -427,10 +457,16 @@ gw_audit_checkpoint_to_json(const struct gw_audit_checkpoint *cp, bool with_cert
 		return NULL;
 	gw_audit_format_time(cp->ts_ns, 0, t, sizeof(t));
 	json_object_set_new(o, "type", json_string("checkpoint"));
+	if (cp->id)
+		json_object_set_new(o, "id", json_integer((json_int_t)cp->id));
 	json_object_set_new(o, "seq", json_integer((json_int_t)cp->seq));
 	json_object_set_new(o, "ts_ns", json_integer(cp->ts_ns));
 	json_object_set_new(o, "hash", jhex(cp->hash, GW_AUDIT_HASH_LEN));
 	json_object_set_new(o, "alg", jstr(cp->alg));
+	if (cp->chained) {
+		json_object_set_new(o, "prev_id", json_integer((json_int_t)cp->prev_id));
+		json_object_set_new(o, "prev_hash", jhex(cp->prev_hash, GW_AUDIT_HASH_LEN));
+	}
 	json_object_set_new(o, "signature", jb64(cp->sig, cp->sig_len));
 	if (with_cert)
 		json_object_set_new(o, "cert", jb64(cp->cert, cp->cert_len));
@@ -582,7 +618,7 @@ int
 gw_audit_checkpoint_from_json(const json_t *o, struct gw_audit_checkpoint *cp,
                               uint8_t **sig, uint8_t **cert, char *err, size_t errlen)
 {
-	int64_t seq;
+	int64_t seq, id = 0, prev_id = 0;
 	const uint8_t *h;
 	size_t hl;
 
@@ -599,6 +635,29 @@ gw_audit_checkpoint_from_json(const json_t *o, struct gw_audit_checkpoint *cp,
 	if (seq < 0 || hl != GW_AUDIT_HASH_LEN) {
 		sg_seterr(err, errlen, "checkpoint seq or hash malformed");
 		goto fail;
+	}
+	/* id: absent in exports made before the checkpoint chain. prev_hash
+	 * present makes it a chained checkpoint (SGCHKPT2): dropping it only
+	 * changes the message its signature must fit. */
+	if (json_object_get(o, "id")) {
+		if (get_i64(o, "id", &id, err, errlen))
+			goto fail;
+		if (id <= 0) {
+			sg_seterr(err, errlen, "checkpoint id malformed");
+			goto fail;
+		}
+		cp->id = (uint64_t)id;
+	}
+	if (json_object_get(o, "prev_hash")) {
+		if (get_i64(o, "prev_id", &prev_id, err, errlen) ||
+		    get_hex(o, "prev_hash", cp->prev_hash, sizeof(cp->prev_hash), &h, &hl, err, errlen))
+			goto fail;
+		if (prev_id < 0 || hl != GW_AUDIT_HASH_LEN || cp->id == 0) {
+			sg_seterr(err, errlen, "checkpoint id, prev_id or prev_hash malformed");
+			goto fail;
+		}
+		cp->chained = true;
+		cp->prev_id = (uint64_t)prev_id;
 	}
 	cp->seq = (uint64_t)seq;
 	cp->sig = *sig;
@@ -626,6 +685,7 @@ struct ventry {
 struct vcheck {
 	struct gw_audit_checkpoint cp;
 	bool sig_ok;
+	uint8_t own[GW_AUDIT_HASH_LEN];   /* gw_audit_checkpoint_hash: what the next one signs */
 	char *where;
 };
 
@@ -634,6 +694,7 @@ struct gw_audit_verifier {
 	struct vcheck *c; size_t nc, capc;
 	uint8_t *pinned; size_t pinned_len;
 	uint64_t last_in_order;        /* highest seq so far in arrival order */
+	uint64_t expect_cp_id;         /* the header's last checkpoint id, 0 = not said */
 	char **problems; size_t np, capp;
 	char **notes; size_t nn, capn;
 	bool more;
@@ -831,6 +892,8 @@ gw_audit_verifier_add_checkpoint(struct gw_audit_verifier *v,
 			c->cp.sig = s;
 		}
 	}
+	if (gw_audit_checkpoint_hash(cp, c->own) != 0)
+		memset(c->own, 0, sizeof(c->own));
 	r = gw_audit_checkpoint_verify(cp, v->pinned, v->pinned_len, err, sizeof(err));
 	c->sig_ok = r == 1;
 	if (r != 1)
@@ -855,6 +918,110 @@ cmp_check(const void *a, const void *b)
 	const struct vcheck *x = a, *y = b;
 
 	return x->cp.seq < y->cp.seq ? -1 : x->cp.seq > y->cp.seq;
+}
+
+void
+gw_audit_verifier_expect_checkpoints(struct gw_audit_verifier *v, uint64_t last_id)
+{
+	v->expect_cp_id = last_id;
+}
+
+static int
+cmp_check_id(const void *a, const void *b)
+{
+	const struct vcheck *x = *(const struct vcheck *const *)a, *y = *(const struct vcheck *const *)b;
+
+	return x->cp.id < y->cp.id ? -1 : x->cp.id > y->cp.id;
+}
+
+/* The checkpoint chain: ids 1, 2, 3, … without a gap, each chained
+ * checkpoint signing the id and hash of the one before it. A gap names the
+ * checkpoints removed; a chained checkpoint whose predecessor is not the
+ * one it signed, or that covers less of the log than its predecessor, is
+ * a rewritten or cut-back log. */
+static void
+check_chain(struct gw_audit_verifier *v)
+{
+	struct vcheck **byid = v->nc ? calloc(v->nc, sizeof(*byid)) : NULL;
+	uint64_t expect = 1, unchained = 0, last_unchained = 0, no_id = 0;
+	size_t n = 0;
+
+	if (v->nc && !byid) {
+		problem(v, "out of memory checking the checkpoint chain");
+		return;
+	}
+	for (size_t i = 0; i < v->nc; i++) {
+		if (v->c[i].cp.id == 0)
+			no_id++;
+		else
+			byid[n++] = &v->c[i];
+	}
+	if (n > 0)
+		qsort(byid, n, sizeof(*byid), cmp_check_id);
+	for (size_t k = 0; k < n; k++) {
+		struct vcheck *c = byid[k], *p = NULL;
+		unsigned long long id = c->cp.id;
+
+		if (k > 0 && byid[k - 1]->cp.id == c->cp.id) {
+			problem(v, "checkpoint id %llu appears twice (%s and %s): a checkpoint was inserted",
+			        id, byid[k - 1]->where, c->where);
+			continue;
+		}
+		if (id > expect) {
+			if (id == expect + 1)
+				problem(v, "checkpoint id %llu: missing — a signed checkpoint was removed "
+				        "(%s is checkpoint id %llu)", (unsigned long long)expect, c->where, id);
+			else
+				problem(v, "checkpoint id %llu to %llu: missing — %llu signed checkpoints were "
+				        "removed (%s is checkpoint id %llu)", (unsigned long long)expect, id - 1,
+				        (unsigned long long)(id - expect), c->where, id);
+		}
+		expect = id + 1;
+		if (!c->cp.chained) {
+			unchained++;
+			last_unchained = id;
+			continue;
+		}
+		if (!c->sig_ok)
+			continue;   /* reported as forged */
+		if (c->cp.prev_id >= id) {
+			problem(v, "checkpoint id %llu (%s): names checkpoint id %llu as the one before it",
+			        id, c->where, (unsigned long long)c->cp.prev_id);
+			continue;
+		}
+		if (c->cp.prev_id + 1 < id)
+			problem(v, "checkpoint id %llu (%s) was signed after checkpoint id %llu: ids %llu to "
+			        "%llu were already missing from the store when the gateway signed it", id,
+			        c->where, (unsigned long long)c->cp.prev_id,
+			        (unsigned long long)c->cp.prev_id + 1, id - 1);
+		if (k > 0 && byid[k - 1]->cp.id == c->cp.prev_id)
+			p = byid[k - 1];
+		if (!p)
+			continue;   /* its predecessor is missing: said above */
+		if (CRYPTO_memcmp(p->own, c->cp.prev_hash, GW_AUDIT_HASH_LEN) != 0)
+			problem(v, "checkpoint id %llu (%s): the checkpoint before it (id %llu, %s) is not the "
+			        "one it signed: the checkpoint chain is broken (a checkpoint was replaced)",
+			        id, c->where, (unsigned long long)p->cp.id, p->where);
+		else if (p->sig_ok && c->cp.seq < p->cp.seq)
+			problem(v, "checkpoint id %llu (%s) covers seq %llu, the one before it (id %llu) seq "
+			        "%llu: the log was cut back between them", id, c->where,
+			        (unsigned long long)c->cp.seq, (unsigned long long)p->cp.id,
+			        (unsigned long long)p->cp.seq);
+	}
+	if (v->expect_cp_id > 0 && expect - 1 < v->expect_cp_id)
+		problem(v, "checkpoint id %llu: missing — the export says it holds checkpoints up to id %llu "
+		        "but the last is id %llu: the tail was truncated (checkpoints cut off the end)",
+		        (unsigned long long)expect, (unsigned long long)v->expect_cp_id,
+		        (unsigned long long)(expect - 1));
+	if (no_id > 0)
+		note(v, "%llu checkpoint(s) without an id (an export made before the checkpoint chain): "
+		     "one removed from among them would not show", (unsigned long long)no_id);
+	if (unchained > 0)
+		note(v, "%llu checkpoint(s) up to id %llu predate the checkpoint chain (SGCHKPT1): they do "
+		     "not sign the one before them, so one removed among them shows only as a gap in their "
+		     "ids, which are not signed", (unsigned long long)unchained,
+		     (unsigned long long)last_unchained);
+	free(byid);
 }
 
 static int
@@ -945,6 +1112,7 @@ gw_audit_verifier_finish(struct gw_audit_verifier *v, struct gw_audit_verdict *o
 		        (unsigned long long)last, v->c[k].where, (unsigned long long)v->c[k].cp.seq);
 		break;
 	}
+	check_chain(v);
 	if (v->nc == 0)
 		note(v, "no signed checkpoint: records cut off the end or a rewritten log cannot be ruled out");
 	else if (last > covered)

@@ -19,7 +19,10 @@
 #define GW_AUDIT_BIN_MAX  4096        /* longest digest field of a record */
 #define GW_AUDIT_SIG_MAX  1024        /* longest checkpoint signature */
 #define GW_AUDIT_CERT_MAX (16 * 1024)
-#define GW_AUDIT_CHECKPOINT_MSG_LEN (8 + 8 + GW_AUDIT_HASH_LEN + 8)
+/* The signed message of a checkpoint before the chain (SGCHKPT1) and of a
+ * chained one (SGCHKPT2, the longest). */
+#define GW_AUDIT_CHECKPOINT_MSG1_LEN (8 + 8 + GW_AUDIT_HASH_LEN + 8)
+#define GW_AUDIT_CHECKPOINT_MSG_LEN (8 + 8 + 8 + GW_AUDIT_HASH_LEN + 8 + 8 + GW_AUDIT_HASH_LEN)
 
 /* ---- records ---- */
 
@@ -38,9 +41,14 @@ int gw_audit_row_hash(const uint8_t prev[GW_AUDIT_HASH_LEN], const struct gw_aud
  * head was record seq with chain hash hash at time ts_ns", made by the
  * gateway with the audit key on the token. */
 
-/* The signed bytes: "SGCHKPT1" || u64 seq || hash || i64 ts_ns (56 bytes). */
-void gw_audit_checkpoint_message(const struct gw_audit_checkpoint *cp,
-                                 uint8_t msg[GW_AUDIT_CHECKPOINT_MSG_LEN]);
+/* The signed bytes; returns their length. Chained: "SGCHKPT2" || u64 id ||
+ * u64 seq || hash || i64 ts_ns || u64 prev_id || prev_hash (104 bytes);
+ * before the chain: "SGCHKPT1" || u64 seq || hash || i64 ts_ns (56). */
+size_t gw_audit_checkpoint_message(const struct gw_audit_checkpoint *cp,
+                                   uint8_t msg[GW_AUDIT_CHECKPOINT_MSG_LEN]);
+/* A checkpoint's own hash, which the next one signs: SHA-256 of its
+ * message. 0, or -1 on failure. */
+int gw_audit_checkpoint_hash(const struct gw_audit_checkpoint *cp, uint8_t out[GW_AUDIT_HASH_LEN]);
 
 /* Checks cp's signature with the public key of the DER certificate cert
  * (cp->cert when cert is NULL). 1 valid, 0 invalid (err says why), -1 when
@@ -112,6 +120,9 @@ struct gw_audit_verdict {
 	size_t n_notes;
 	char **notes;                 /* not failures: e.g. the tail not yet signed */
 };
+/* The export's header names the highest checkpoint id it holds: a
+ * checkpoint cut off the end of the file then shows. */
+void gw_audit_verifier_expect_checkpoints(struct gw_audit_verifier *v, uint64_t last_id);
 /* Runs the checks that need everything; fills out. Returns 0 when intact
  * (no problems), 1 when not. */
 int gw_audit_verifier_finish(struct gw_audit_verifier *v, struct gw_audit_verdict *out);

@@ -33,7 +33,6 @@
 /* Tables.                                                             */
 
 static pthread_mutex_t tables_lock = PTHREAD_MUTEX_INITIALIZER;
-static struct gw_store *tables_for;
 
 static int
 tables(struct gw_store *st)
@@ -42,7 +41,7 @@ tables(struct gw_store *st)
 	int rv = 0;
 
 	pthread_mutex_lock(&tables_lock);
-	if (tables_for != st) {
+	if (!gw_store_mark_test(st, &tables_lock)) {
 		gw_store_lock(st);
 		rv = sqlite3_exec(gw_store_db(st),
 			/* Failed attempts per account (uid -1: its own OS logins) or
@@ -64,7 +63,7 @@ tables(struct gw_store *st)
 			rv = -1;
 		}
 		if (rv == 0)
-			tables_for = st;
+			gw_store_mark_set(st, &tables_lock);
 	}
 	pthread_mutex_unlock(&tables_lock);
 	return rv;

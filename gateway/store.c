@@ -28,6 +28,9 @@
 #include <sqlite3.h>
 
 #define BUSY_TIMEOUT_MS 5000
+/* The WAL file is cut back to this when SQLite starts it over (see "the
+ * checkpointer" below). */
+#define WAL_KEEP_BYTES 8388608
 #define SCAN_PAGE       512
 #define STR_(x) #x
 #define STR(x) STR_(x)
@@ -146,6 +149,11 @@ static const char *const migrations[] = {
 	"  name TEXT PRIMARY KEY NOT NULL,"
 	"  value BLOB NOT NULL) STRICT;"
 	"INSERT INTO store_meta (name, value) VALUES ('id', randomblob(16));",
+	/* 8: the checkpoint chain (docs/audit.md, "Checkpoints"): a checkpoint
+	 * signs the id and hash of the one before it. NULL: a checkpoint made
+	 * before the chain. */
+	"ALTER TABLE audit_checkpoints ADD COLUMN prev_id INTEGER;"
+	"ALTER TABLE audit_checkpoints ADD COLUMN prev_hash BLOB;",
 };
 
 _Static_assert(sizeof(migrations) / sizeof(migrations[0]) == GW_STORE_SCHEMA_LATEST,
@@ -158,6 +166,7 @@ _Static_assert(sizeof(migrations) / sizeof(migrations[0]) == GW_STORE_SCHEMA_LAT
 #define TX_DEPTH_MAX 32
 
 #define STMT_CACHE_MAX 64
+#define MARKS_MAX 16
 
 struct gw_store {
 	sqlite3 *db;
@@ -186,6 +195,7 @@ struct gw_store {
 	 * for it (ckpt_lock guards the rest). */
 	pthread_t ckpt_thread;
 	bool ckpt_started, ckpt_due, ckpt_stop;
+	uint64_t wal_restarts;      /* the writer's own checkpoints (under lock) */
 	pthread_mutex_t ckpt_lock;
 	pthread_cond_t ckpt_cond;
 	char *path;
@@ -194,6 +204,9 @@ struct gw_store {
 	size_t img_len;
 	sqlite3_stmt *sync_normal, *sync_full;
 	struct gw_store_redo_stats redo_stats;
+	/* gw_store_mark_*: what other parts set up in this store (under lock). */
+	const void *marks[MARKS_MAX];
+	size_t n_marks;
 };
 
 
@@ -354,6 +367,7 @@ prepare(struct gw_store *st, sqlite3_stmt **s, const char *sql, char *err, size_
 }
 
 static int redo_setup(struct gw_store *st, const char *path, char *err, size_t errlen);
+static void wal_shrink(struct gw_store *st);
 static int wal_sync(struct gw_store *st, char *err, size_t errlen);
 static void ckpt_stop(struct gw_store *st);
 
@@ -427,7 +441,8 @@ gw_store_open_version(const char *path, int upto, struct gw_store **out,
 	sqlite3_finalize(s);   /* a statement left mid-step would block COMMIT */
 	s = NULL;
 	if (exec_sql(st, "PRAGMA synchronous=FULL; PRAGMA foreign_keys=ON; PRAGMA cache_size=-8192; "
-	                 "PRAGMA trusted_schema=OFF;", err, errlen))
+	                 "PRAGMA trusted_schema=OFF; "
+	                 "PRAGMA journal_size_limit=" STR(WAL_KEEP_BYTES) ";", err, errlen))
 		goto out;
 	if (migrate(st, upto, err, errlen))
 		goto out;
@@ -449,16 +464,29 @@ gw_store_open_version(const char *path, int upto, struct gw_store **out,
 	     prepare(st, &st->audit_page, "SELECT " AUDIT_COLS " FROM audit WHERE seq > ?"
 	             " ORDER BY seq LIMIT " STR(SCAN_PAGE), err, errlen)))
 		goto out;
-	if (upto >= 5 &&
+	if (upto >= 8 &&
 	    (prepare(st, &st->cp_insert, "INSERT INTO audit_checkpoints"
-	             " (seq, ts_ns, hash, alg, signature, cert) VALUES (?, ?, ?, ?, ?, ?)", err, errlen) ||
-	     prepare(st, &st->cp_page, "SELECT seq, ts_ns, hash, alg, signature, cert, id"
+	             " (id, seq, ts_ns, hash, alg, signature, cert, prev_id, prev_hash)"
+	             " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)", err, errlen) ||
+	     prepare(st, &st->cp_page, "SELECT seq, ts_ns, hash, alg, signature, cert, id,"
+	             " prev_id, prev_hash"
+	             " FROM audit_checkpoints WHERE (seq, id) > (?1, ?2) AND seq <= ?3"
+	             " ORDER BY seq, id LIMIT " STR(SCAN_PAGE), err, errlen)))
+		goto out;
+	/* (A store opened at an older schema, by the migration tests.) */
+	if (upto >= 5 && upto < 8 &&
+	    (prepare(st, &st->cp_insert, "INSERT INTO audit_checkpoints"
+	             " (id, seq, ts_ns, hash, alg, signature, cert) VALUES (?, ?, ?, ?, ?, ?, ?)",
+	             err, errlen) ||
+	     prepare(st, &st->cp_page, "SELECT seq, ts_ns, hash, alg, signature, cert, id,"
+	             " NULL, NULL"
 	             " FROM audit_checkpoints WHERE (seq, id) > (?1, ?2) AND seq <= ?3"
 	             " ORDER BY seq, id LIMIT " STR(SCAN_PAGE), err, errlen)))
 		goto out;
 	sqlite3_commit_hook(st->db, commit_hook_cb, st);
 	if (upto >= 7 && redo_setup(st, path, err, errlen) != 0)
 		goto out;
+	wal_shrink(st);
 
 	*out = st;
 	st = NULL;
@@ -536,6 +564,31 @@ gw_store_cached(struct gw_store *st, const char *sql)
 	else
 		gw_log_warn("store: statement cache full; not caching");
 	return stmt;
+}
+
+bool
+gw_store_mark_test(struct gw_store *st, const void *key)
+{
+	bool found = false;
+
+	pthread_mutex_lock(&st->lock);
+	for (size_t i = 0; i < st->n_marks && !found; i++)
+		found = st->marks[i] == key;
+	pthread_mutex_unlock(&st->lock);
+	return found;
+}
+
+void
+gw_store_mark_set(struct gw_store *st, const void *key)
+{
+	pthread_mutex_lock(&st->lock);
+	if (!gw_store_mark_test(st, key)) {
+		if (st->n_marks < MARKS_MAX)
+			st->marks[st->n_marks++] = key;
+		else
+			gw_log_warn("store: too many marks; the setup runs again next time");
+	}
+	pthread_mutex_unlock(&st->lock);
 }
 
 int
@@ -835,9 +888,23 @@ redo_setup(struct gw_store *st, const char *path, char *err, size_t errlen)
  * SQLite's automatic checkpoint runs inside the COMMIT that crosses 1000
  * WAL pages: that signer waits for the copy and two syncs. The writer's
  * store checkpoints on a second connection instead, woken by the WAL hook
- * (PASSIVE: it never blocks the writer, and copies what it can). */
+ * (PASSIVE: it never blocks the writer, and copies what it can).
+ *
+ * Copying is not enough to bound the WAL: SQLite starts the WAL over only
+ * when a write transaction begins while every frame has been copied, and
+ * under a signing storm the next batch has always begun before the
+ * checkpointer's copy ends, so the file grew by every batch forever
+ * (docs/operations.md, "Disk use"). So when the WAL passes
+ * CKPT_RESTART_PAGES the writer's own connection, between two of its
+ * transactions, copies the few frames the checkpointer has not yet copied
+ * (and syncs): the next batch then starts the WAL over, and
+ * journal_size_limit cuts the file back to WAL_KEEP_BYTES. */
 
 #define CKPT_PAGES 1000
+#define CKPT_RESTART_PAGES 2000
+/* At open, a WAL larger than this (left by a sealgated that never
+ * checkpointed, or by a crash mid-storm) is checkpointed and truncated. */
+#define WAL_SHRINK_BYTES (16 << 20)
 
 static void *
 ckpt_main(void *arg)
@@ -854,6 +921,12 @@ ckpt_main(void *arg)
 		return NULL;
 	}
 	sqlite3_busy_timeout(db, BUSY_TIMEOUT_MS);
+	/* A connection that has never read the database has not opened its
+	 * WAL either: SQLite 3.40's checkpoint on it returns SQLITE_OK and
+	 * copies nothing (the WAL of a busy gateway grew without bound).
+	 * One read opens it for the life of the connection. */
+	if (sqlite3_exec(db, "SELECT COUNT(*) FROM sqlite_schema", NULL, NULL, NULL) != SQLITE_OK)
+		gw_log_warn("store: the checkpointer cannot read %s: %s", st->path, sqlite3_errmsg(db));
 	pthread_mutex_lock(&st->ckpt_lock);
 	for (;;) {
 		while (!st->ckpt_due && !st->ckpt_stop)
@@ -877,9 +950,11 @@ wal_hook_cb(void *arg, sqlite3 *db, const char *name, int pages)
 {
 	struct gw_store *st = arg;
 
-	(void)db;
-	(void)name;
-	if (pages >= CKPT_PAGES) {
+	if (pages >= CKPT_RESTART_PAGES) {
+		/* Busy (the checkpointer is copying): the next commit tries again. */
+		if (sqlite3_wal_checkpoint_v2(db, name, SQLITE_CHECKPOINT_PASSIVE, NULL, NULL) == SQLITE_OK)
+			st->wal_restarts++;
+	} else if (pages >= CKPT_PAGES) {
 		pthread_mutex_lock(&st->ckpt_lock);
 		st->ckpt_due = true;
 		pthread_cond_signal(&st->ckpt_cond);
@@ -902,6 +977,31 @@ ckpt_start(struct gw_store *st)
 		return;
 	}
 	sqlite3_wal_hook(st->db, wal_hook_cb, st);   /* replaces the automatic one */
+}
+
+/* A WAL left large (by a sealgated that never checkpointed it, or a crash
+ * mid-storm) stays that size on disk until it is truncated: SQLite only
+ * reuses it from the start. At open nobody of ours writes yet, so one
+ * TRUNCATE checkpoint gives the space back; a reader of another process
+ * (sealgated --verify-audit beside a running gateway) may make it busy,
+ * and then the file stays as it is until the next start. */
+static void
+wal_shrink(struct gw_store *st)
+{
+	char wal[PATH_MAX];
+	struct stat sb;
+	int log = 0, done = 0;
+
+	if ((size_t)snprintf(wal, sizeof(wal), "%s-wal", st->path) >= sizeof(wal) ||
+	    stat(wal, &sb) != 0 || sb.st_size <= WAL_SHRINK_BYTES)
+		return;
+	if (sqlite3_wal_checkpoint_v2(st->db, NULL, SQLITE_CHECKPOINT_TRUNCATE, &log, &done) != SQLITE_OK) {
+		gw_log_warn("store: the WAL is %lld MiB and could not be truncated now: %s",
+		            (long long)(sb.st_size >> 20), sqlite3_errmsg(st->db));
+		return;
+	}
+	gw_log_info("store: the WAL had grown to %lld MiB; copied into the store and truncated",
+	            (long long)(sb.st_size >> 20));
 }
 
 static void
@@ -1027,6 +1127,7 @@ gw_store_get_redo_stats(struct gw_store *st, struct gw_store_redo_stats *out)
 	pthread_mutex_lock(&st->lock);
 	*out = st->redo_stats;
 	out->on = st->redo != NULL;
+	out->wal_restarts = st->wal_restarts;
 	pthread_mutex_unlock(&st->lock);
 }
 
@@ -1675,18 +1776,24 @@ gw_store_checkpoint_add(struct gw_store *st, const struct gw_audit_checkpoint *c
 		sg_seterr(err, errlen, "the store has no checkpoint table (schema too old)");
 		return -1;
 	}
-	if (cp->seq > INT64_MAX || !cp->alg || !cp->sig || !cp->sig_len) {
+	if (cp->seq > INT64_MAX || cp->id == 0 || cp->id > INT64_MAX || cp->prev_id >= cp->id ||
+	    !cp->alg || !cp->sig || !cp->sig_len) {
 		sg_seterr(err, errlen, "malformed checkpoint");
 		return -1;
 	}
 	if (gw_store_tx_begin(st, err, errlen))
 		return -1;
-	sqlite3_bind_int64(s, 1, (sqlite3_int64)cp->seq);
-	sqlite3_bind_int64(s, 2, cp->ts_ns);
-	sqlite3_bind_blob(s, 3, cp->hash, 32, SQLITE_STATIC);
-	sqlite3_bind_text(s, 4, cp->alg, -1, SQLITE_STATIC);
-	sqlite3_bind_blob64(s, 5, cp->sig, cp->sig_len, SQLITE_STATIC);
-	bind_blob(s, 6, cp->cert, cp->cert_len);
+	sqlite3_bind_int64(s, 1, (sqlite3_int64)cp->id);
+	sqlite3_bind_int64(s, 2, (sqlite3_int64)cp->seq);
+	sqlite3_bind_int64(s, 3, cp->ts_ns);
+	sqlite3_bind_blob(s, 4, cp->hash, 32, SQLITE_STATIC);
+	sqlite3_bind_text(s, 5, cp->alg, -1, SQLITE_STATIC);
+	sqlite3_bind_blob64(s, 6, cp->sig, cp->sig_len, SQLITE_STATIC);
+	bind_blob(s, 7, cp->cert, cp->cert_len);
+	if (cp->chained && sqlite3_bind_parameter_count(s) >= 9) {
+		sqlite3_bind_int64(s, 8, (sqlite3_int64)cp->prev_id);
+		sqlite3_bind_blob(s, 9, cp->prev_hash, 32, SQLITE_STATIC);
+	}
 	if (sqlite3_step(s) == SQLITE_DONE)
 		rv = 0;
 	else
@@ -1738,6 +1845,17 @@ gw_store_checkpoint_scan(struct gw_store *st, uint64_t from_seq, uint64_t to_seq
 			cp.cert = col_blob(s, 5, "cert", &cp.cert_len, &bad);
 			if (hl != 32 && !bad)
 				bad = "hash";
+			cp.id = (uint64_t)sqlite3_column_int64(s, 6);
+			if (sqlite3_column_type(s, 8) != SQLITE_NULL) {
+				size_t pl = 0;
+				const uint8_t *ph = col_blob(s, 8, "prev_hash", &pl, &bad);
+				cp.chained = true;
+				cp.prev_id = (uint64_t)col_int(s, 7, "prev_id", &bad);
+				if (ph && pl == 32)
+					memcpy(cp.prev_hash, ph, 32);
+				else if (!bad)
+					bad = "prev_hash";
+			}
 			if (bad) {
 				/* Keep going: the verifier reports the bad signature. */
 				gw_log_warn("audit checkpoint %llu: column %s malformed",
@@ -1759,4 +1877,120 @@ gw_store_checkpoint_scan(struct gw_store *st, uint64_t from_seq, uint64_t to_seq
 		if (rv != 0 || inpage < SCAN_PAGE)
 			return rv;
 	}
+}
+
+/* The row of the highest id, copied out (the statement is gone after). */
+int
+gw_store_checkpoint_last(struct gw_store *st, struct gw_audit_checkpoint *last,
+                         uint64_t *next_id, char *err, size_t errlen)
+{
+	sqlite3_stmt *s = NULL;
+	const char *bad = NULL;
+	sqlite3_int64 ever = 0;
+	int rv = -1, rc;
+
+	memset(last, 0, sizeof(*last));
+	*next_id = 1;
+	pthread_mutex_lock(&st->lock);
+	/* AUTOINCREMENT's sqlite_sequence remembers the highest id ever used,
+	 * also when that row is gone. */
+	if (sqlite3_prepare_v2(st->db, "SELECT seq FROM sqlite_sequence WHERE name = 'audit_checkpoints'",
+	                       -1, &s, NULL) == SQLITE_OK && sqlite3_step(s) == SQLITE_ROW)
+		ever = sqlite3_column_int64(s, 0);
+	sqlite3_finalize(s);
+	s = NULL;
+	if (sqlite3_prepare_v2(st->db, "SELECT seq, ts_ns, hash, alg, signature, cert, id, prev_id,"
+	                       " prev_hash FROM audit_checkpoints ORDER BY id DESC LIMIT 1",
+	                       -1, &s, NULL) != SQLITE_OK) {
+		sg_seterr(err, errlen, "reading the last checkpoint: %s", sqlite3_errmsg(st->db));
+		goto out;
+	}
+	rc = sqlite3_step(s);
+	if (rc == SQLITE_DONE) {
+		rv = 0;
+	} else if (rc == SQLITE_ROW) {
+		const uint8_t *h, *sig, *cert, *ph;
+		size_t hl = 0, sl = 0, cl = 0, pl = 0;
+		const char *alg;
+
+		last->seq = (uint64_t)col_int(s, 0, "seq", &bad);
+		last->ts_ns = col_int(s, 1, "ts_ns", &bad);
+		h = col_blob(s, 2, "hash", &hl, &bad);
+		alg = col_text(s, 3, "alg", &bad);
+		sig = col_blob(s, 4, "signature", &sl, &bad);
+		cert = col_blob(s, 5, "cert", &cl, &bad);
+		last->id = (uint64_t)sqlite3_column_int64(s, 6);
+		if (sqlite3_column_type(s, 8) != SQLITE_NULL) {
+			last->chained = true;
+			last->prev_id = (uint64_t)col_int(s, 7, "prev_id", &bad);
+			ph = col_blob(s, 8, "prev_hash", &pl, &bad);
+			if (ph && pl == 32)
+				memcpy(last->prev_hash, ph, 32);
+			else
+				bad = "prev_hash";
+		}
+		if (!h || hl != 32)
+			bad = "hash";
+		if (bad) {
+			sg_seterr(err, errlen, "the last audit checkpoint (id %llu): column %s malformed",
+			          (unsigned long long)last->id, bad);
+			goto out;
+		}
+		memcpy(last->hash, h, 32);
+		last->alg = alg ? strdup(alg) : NULL;
+		if (sl) {
+			uint8_t *c = malloc(sl);
+			if (c)
+				memcpy(c, sig, sl);
+			last->sig = c;
+			last->sig_len = c ? sl : 0;
+		}
+		if (cl) {
+			uint8_t *c = malloc(cl);
+			if (c)
+				memcpy(c, cert, cl);
+			last->cert = c;
+			last->cert_len = c ? cl : 0;
+		}
+		rv = 1;
+	} else {
+		sg_seterr(err, errlen, "reading the last checkpoint: %s", sqlite3_errmsg(st->db));
+		goto out;
+	}
+	*next_id = (uint64_t)(ever > (sqlite3_int64)last->id ? ever : (sqlite3_int64)last->id) + 1;
+out:
+	sqlite3_finalize(s);
+	pthread_mutex_unlock(&st->lock);
+	if (rv < 0)
+		gw_store_checkpoint_clear(last);
+	return rv;
+}
+
+void
+gw_store_checkpoint_clear(struct gw_audit_checkpoint *cp)
+{
+	free((void *)cp->alg);
+	free((void *)cp->sig);
+	free((void *)cp->cert);
+	memset(cp, 0, sizeof(*cp));
+}
+
+int
+gw_store_checkpoint_max_id(struct gw_store *st, uint64_t *id, char *err, size_t errlen)
+{
+	sqlite3_stmt *s = NULL;
+	int rv = -1;
+
+	*id = 0;
+	pthread_mutex_lock(&st->lock);
+	if (sqlite3_prepare_v2(st->db, "SELECT COALESCE(MAX(id), 0) FROM audit_checkpoints", -1, &s,
+	                       NULL) == SQLITE_OK && sqlite3_step(s) == SQLITE_ROW) {
+		*id = (uint64_t)sqlite3_column_int64(s, 0);
+		rv = 0;
+	} else {
+		sg_seterr(err, errlen, "reading the checkpoints: %s", sqlite3_errmsg(st->db));
+	}
+	sqlite3_finalize(s);
+	pthread_mutex_unlock(&st->lock);
+	return rv;
 }

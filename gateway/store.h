@@ -67,7 +67,7 @@ int gw_store_known_keys_peek(const char *path,
 
 /* The schema version this build creates and understands. A database with
  * a newer version is refused; an older one is migrated on open. */
-#define GW_STORE_SCHEMA_LATEST 7
+#define GW_STORE_SCHEMA_LATEST 8
 
 /* ---- For other gateway files with tables of their own (appstore.c) ----
  *
@@ -182,18 +182,34 @@ int gw_store_audit_query(struct gw_store *st, const struct gw_audit_filter *f,
 /* ---- signed checkpoints (audit.c makes them; docs/audit.md) ---- */
 
 struct gw_audit_checkpoint {
+	uint64_t id;                  /* 1, 2, 3, …; 0 = not known (an old export) */
 	uint64_t seq;                 /* the head it covers; 0 = the empty log */
 	int64_t ts_ns;
 	uint8_t hash[32];             /* chain hash of record seq */
 	const char *alg;              /* "ecdsa-sha256", "rsa-pkcs1-sha256", "ed25519" */
 	const uint8_t *sig; size_t sig_len;   /* ECDSA: DER Ecdsa-Sig-Value */
 	const uint8_t *cert; size_t cert_len; /* DER X.509 of the audit key, or none */
+	/* The checkpoint chain (docs/audit.md, "Checkpoints"): chained
+	 * checkpoints also sign the id and the hash of the one before them.
+	 * false: a checkpoint made before the chain (SGCHKPT1). */
+	bool chained;
+	uint64_t prev_id;             /* 0 = the first checkpoint */
+	uint8_t prev_hash[32];        /* gw_audit_checkpoint_hash of prev_id */
 };
 
-/* Stores cp durably (its own transaction). Several may name one seq (a
- * log cut back and grown again). 0 or -1 with err. */
+/* Stores cp durably under cp->id (its own transaction). Several may name
+ * one seq (a log cut back and grown again). 0 or -1 with err. */
 int gw_store_checkpoint_add(struct gw_store *st, const struct gw_audit_checkpoint *cp,
                             char *err, size_t errlen);
+/* The checkpoint with the highest id (found 1, none 0, -1 with err; its
+ * pointers are malloc'd copies: gw_store_checkpoint_clear), and the id
+ * the next one takes: one past the highest id ever given, so that one
+ * removed from the end of the table still leaves its gap. */
+int gw_store_checkpoint_last(struct gw_store *st, struct gw_audit_checkpoint *last,
+                             uint64_t *next_id, char *err, size_t errlen);
+void gw_store_checkpoint_clear(struct gw_audit_checkpoint *cp);
+/* The highest checkpoint id now (0 = none): what an export includes. */
+int gw_store_checkpoint_max_id(struct gw_store *st, uint64_t *id, char *err, size_t errlen);
 /* Calls fn for each checkpoint with from_seq <= seq <= to_seq (to_seq 0 =
  * no bound) in (seq, id) order; pointers valid during the call. Return as
  * gw_store_audit_scan. */
@@ -230,6 +246,7 @@ struct gw_store_redo_stats {
 	uint64_t rounds;            /* times it filled and started over */
 	uint64_t store_syncs;       /* WAL syncs of our own */
 	uint64_t replayed_frames;   /* batches replayed at open */
+	uint64_t wal_restarts;      /* the writer's own checkpoints, after which the WAL starts over */
 	size_t used;                /* bytes of the current round */
 };
 void gw_store_get_redo_stats(struct gw_store *st, struct gw_store_redo_stats *out);
@@ -241,6 +258,15 @@ void gw_store_release_memory(struct gw_store *st);
  * commit hook); returning non-zero turns the COMMIT into a rollback.
  * NULL removes it. Not for production use. */
 void gw_store_test_set_commit_hook(struct gw_store *st, int (*fn)(void *), void *ctx);
+
+/* Marks of what another part has set up in this open store (its tables
+ * made on first use), keyed by the address of something static of that
+ * part. They live and die with this store: a cache of the store's own
+ * address outlives a close, and a store opened next at the same address
+ * (malloc hands it out again) would be taken for the old one, its tables
+ * never made. */
+bool gw_store_mark_test(struct gw_store *st, const void *key);
+void gw_store_mark_set(struct gw_store *st, const void *key);
 
 /* A prepared statement for sql, parsed on first use and kept until the
  * store closes; reset and unbound on every return. sql must be a string

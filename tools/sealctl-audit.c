@@ -34,10 +34,12 @@ audit_usage(FILE *f)
 "       sealctl audit checkpoint\n"
 "\n"
 "  verify      check the whole log offline: every record's hash and link, every\n"
-"              checkpoint signature, and that each signed head is still there.\n"
-"              Without --from-export it exports from the gateway first (auditors\n"
-"              and seal admins). --cert pins the audit certificate (PEM or DER);\n"
-"              --ca checks that the export's audit certificate is issued by CA.\n"
+"              checkpoint signature, the checkpoint chain (no checkpoint removed),\n"
+"              and that each signed head is still there. Without --from-export it\n"
+"              exports from the gateway first (auditors and seal admins). --cert\n"
+"              pins the audit certificate (PEM or DER); --ca checks that the\n"
+"              export's audit certificate is issued by CA. Without either it\n"
+"              proves only that the export is consistent in itself.\n"
 "  query       records you may read (yours; your departments' if you head one;\n"
 "              all for auditors and seal admins). DATE: YYYY-MM-DD or\n"
 "              YYYY-MM-DDTHH:MM[:SS] in UTC, or with Z / +HH:MM.\n"
@@ -254,6 +256,9 @@ feed(struct vstate *vs, const json_t *o, const char *where)
 		}
 		vs->have_header = true;
 		vs->upto = json_integer_value(json_object_get(o, "upto"));
+		if (json_integer_value(json_object_get(o, "checkpoint_upto")) > 0)
+			gw_audit_verifier_expect_checkpoints(vs->v,
+				(uint64_t)json_integer_value(json_object_get(o, "checkpoint_upto")));
 		if (cert && sg_b64_decode(cert, strlen(cert), &vs->hdr_cert, &vs->hdr_cert_len,
 		                          GW_AUDIT_CERT_MAX) != 0)
 			gw_audit_verifier_problem(vs->v, "%s: the audit certificate is not base64", where);
@@ -336,7 +341,7 @@ typedef int (*export_fn)(void *ctx, const json_t *item, unsigned long long n);
 static int
 fetch_export(struct cli *c, export_fn fn, void *ctx)
 {
-	json_int_t after = 0, upto = 0;
+	json_int_t after = 0, upto = 0, cp_upto = 0;
 	unsigned long long n = 0;
 	bool was = c->json;
 	int rv = 1;
@@ -349,6 +354,8 @@ fetch_export(struct cli *c, export_fn fn, void *ctx)
 		json_object_set_new(req, "after", json_integer(after));
 		if (upto)
 			json_object_set_new(req, "upto", json_integer(upto));
+		if (cp_upto)
+			json_object_set_new(req, "checkpoint_upto", json_integer(cp_upto));
 		rep = cli_call(c, req);
 		if (!sg_reply_is_ok(rep, NULL, NULL, NULL)) {
 			cli_die_reply(rep);
@@ -362,6 +369,8 @@ fetch_export(struct cli *c, export_fn fn, void *ctx)
 				goto out;
 			}
 			upto = json_integer_value(json_object_get(rep, "upto"));
+			/* Later pages hold no checkpoint signed after the first. */
+			cp_upto = json_integer_value(json_object_get(rep, "checkpoint_upto"));
 		}
 		json_array_foreach(json_object_get(rep, "items"), i, it)
 			if (fn(ctx, it, n++) != 0) {
@@ -401,6 +410,7 @@ cmd_verify(struct cli *c, const struct opts *o)
 	size_t pin_len = 0;
 	char err[512];
 	int rv = 1, bad;
+	bool cut;
 
 	vs.v = gw_audit_verifier_new();
 	if (!vs.v)
@@ -433,30 +443,41 @@ cmd_verify(struct cli *c, const struct opts *o)
 			gw_audit_verifier_problem(vs.v, "%s", err);
 	}
 	bad = gw_audit_verifier_finish(vs.v, &vd);
-	if (vs.have_header && vs.upto > 0 && (uint64_t)vs.upto > vd.last_seq && !bad) {
-		/* (The fresh checkpoint normally says this already.) */
-		bad = 1;
-		printf("seq %llu: missing — the export header says the log went to seq %lld but the "
-		       "file ends at seq %llu: the tail was truncated\n",
-		       (unsigned long long)vd.last_seq + 1, (long long)vs.upto,
-		       (unsigned long long)vd.last_seq);
-	}
-	if (!bad) {
+	/* The header's head against the file's last record (the fresh
+	 * checkpoint and the checkpoint ids normally say this already). */
+	cut = vs.have_header && vs.upto > 0 && (uint64_t)vs.upto > vd.last_seq;
+	if (!bad && !cut) {
 		printf("audit log intact: %llu records (seq 1 to %llu), %llu signed checkpoints verified, "
 		       "signed up to seq %llu\n", (unsigned long long)vd.records,
 		       (unsigned long long)vd.last_seq, (unsigned long long)vd.checkpoints,
 		       (unsigned long long)vd.covered_seq);
 		rv = 0;
 	} else {
-		printf("audit log NOT intact (%zu problem%s):\n", vd.n_problems, vd.n_problems == 1 ? "" : "s");
+		size_t np = vd.n_problems + (cut ? 1 : 0);
+		printf("audit log NOT intact (%zu problem%s):\n", np, np == 1 ? "" : "s");
 		for (size_t i = 0; i < vd.n_problems; i++)
 			printf("  %s\n", vd.problems[i]);
+		if (cut)
+			printf("  seq %llu: missing — the export header says the log went to seq %lld but the "
+			       "file ends at seq %llu: the tail was truncated\n",
+			       (unsigned long long)vd.last_seq + 1, (long long)vs.upto,
+			       (unsigned long long)vd.last_seq);
 	}
 	for (size_t i = 0; i < vd.n_notes; i++)
 		printf("note: %s\n", vd.notes[i]);
-	if (!o->cert && !o->ca)
-		printf("note: the checkpoints were checked with the certificate the export carries; "
-		       "pin it with --cert or --ca\n");
+	if (!o->cert && !o->ca) {
+		/* Said on stdout with the verdict and on stderr, where a person
+		 * running it sees it even when the verdict goes to a file. */
+		static const char unpinned[] =
+			"WARNING: NO AUDIT CERTIFICATE PINNED (--cert or --ca): the checkpoints were checked\n"
+			"WARNING: only with the certificate the export itself carries. This proves that the\n"
+			"WARNING: export is internally consistent, NOT that the gateway's audit key signed it:\n"
+			"WARNING: anyone could have rewritten the log and re-signed it with a key of their own.\n"
+			"WARNING: Pin the audit certificate with --cert FILE, or its issuer with --ca FILE.\n";
+		fputs(unpinned, stdout);
+		fflush(stdout);
+		fputs(unpinned, stderr);
+	}
 out:
 	free(pin);
 	free(vs.hdr_cert);

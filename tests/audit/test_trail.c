@@ -633,7 +633,10 @@ store_tamper(const char *sql, const char *needle)
 	cr_assert_eq(sh("cp %s %s.bak", db, db), 0);
 	cr_assert_eq(sqlite3_open(db, &h), SQLITE_OK);
 	cr_assert_eq(sqlite3_exec(h, "DROP TRIGGER IF EXISTS audit_no_update;"
-	                             "DROP TRIGGER IF EXISTS audit_no_delete;", NULL, NULL, &msg), SQLITE_OK, "%s", msg);
+	                             "DROP TRIGGER IF EXISTS audit_no_delete;"
+	                             "DROP TRIGGER IF EXISTS audit_checkpoints_no_update;"
+	                             "DROP TRIGGER IF EXISTS audit_checkpoints_no_delete;", NULL, NULL, &msg),
+	             SQLITE_OK, "%s", msg);
 	cr_assert_eq(sqlite3_exec(h, sql, NULL, NULL, &msg), SQLITE_OK, "%s: %s", sql, msg);
 	sqlite3_close(h);
 	fixture("start", NULL);
@@ -979,4 +982,142 @@ Test(trail, a_policy_using_the_audit_key_as_a_seal_is_refused)
 	rc = sh("SOFTHSM2_CONF=%s/softhsm2.conf %s/gateway/sealgated --config %s/sealgated.yaml --check "
 	        ">%s/check.out 2>&1", dir, sgt_env("SEALGATE_BUILD"), dir, dir);
 	cr_assert_eq(rc, 0);
+}
+
+/* ---- the checkpoint chain and live exports ---- */
+
+/* A checkpoint deleted from the store and the log cut back to the one
+ * before it: the records and the remaining checkpoints agree, and only
+ * the gap in the checkpoint ids (and the next checkpoint, signed over
+ * it) shows what was removed. */
+Test(trail, a_removed_checkpoint_is_named)
+{
+	int fd = sgt_conn();
+	char *s = login(fd, "dave"), *g = login(fd, "grace");
+	uint8_t d[32] = { 0x18 };
+
+	for (int i = 0; i < 6; i++) {
+		d[1] = (uint8_t)i;
+		json_decref(sign(fd, s, "finance", d));
+	}
+	json_decref(sgt_call(fd, req_s("audit_checkpoint", g)));
+	free(g);
+	for (int i = 0; i < 6; i++) {
+		d[2] = (uint8_t)i;
+		json_decref(sign(fd, s, "finance", d));
+	}
+	free(s);
+	close(fd);
+	/* store_tamper stops the gateway first, which signs the head: that
+	 * last checkpoint is removed, and the log cut back to the one before. */
+	cr_assert_gt(store_int("SELECT COUNT(*) FROM audit_checkpoints"), 0);
+	store_tamper("DELETE FROM audit WHERE seq > (SELECT seq FROM audit_checkpoints"
+	             " ORDER BY id DESC LIMIT 1 OFFSET 1);"
+	             "DELETE FROM audit_checkpoints WHERE id = (SELECT MAX(id) FROM audit_checkpoints);",
+	             "a signed checkpoint was removed");
+}
+
+/* Exports of a log that keeps growing, with checkpoints signed all the
+ * while (signers, and an auditor asking for checkpoints): each export
+ * verifies. A checkpoint signed after an export began covers records it
+ * does not hold and must not be in it. */
+struct cpasker { const char *session; volatile int stop; int made; };
+
+static void *
+cpasker_main(void *arg)
+{
+	struct cpasker *a = arg;
+	int fd = sg_connect_unix(getenv("SEALGATE_SOCKET"));
+
+	if (fd < 0)
+		return NULL;
+	while (!a->stop) {
+		json_t *req = sg_request_new("audit_checkpoint"), *rep;
+
+		json_object_set_new(req, "session", json_string(a->session));
+		rep = tcall(fd, req);
+		if (!rep)
+			break;
+		a->made += sg_reply_is_ok(rep, NULL, NULL, NULL);
+		json_decref(rep);
+		usleep(2000);
+	}
+	close(fd);
+	return NULL;
+}
+
+Test(trail, exports_of_a_busy_log_verify)
+{
+	static struct stormer w[2];
+	struct cpasker ask = { 0 };
+	pthread_t th[2], ath;
+	int lfd = sgt_conn();
+	char *sess = login(lfd, "dave");
+	char *file = path_in("busy.jsonl"), *out;
+
+	ask.session = login(lfd, "frank");
+	close(lfd);
+	storm_stop = 0;
+	for (int i = 0; i < 2; i++) {
+		w[i].id = 20 + i;
+		w[i].n = 0;
+		w[i].errors = 0;
+		w[i].session = sess;
+		w[i].got = calloc(STORM_MAX, sizeof(struct got));
+		cr_assert_eq(pthread_create(&th[i], NULL, stormer_main, &w[i]), 0);
+	}
+	/* Enough records for an export of several pages. */
+	while (w[0].n + w[1].n < 2500 && w[0].n + w[1].n < 2 * STORM_MAX - 10)
+		usleep(50000);
+	cr_assert_eq(pthread_create(&ath, NULL, cpasker_main, &ask), 0);
+	for (int run = 0; run < 10; run++) {
+		export_to(file);
+		cr_assert_eq(verify_file(file, cert_opts(), &out), 0, "run %d of a busy log:\n%s", run, out);
+		cr_assert(strstr(out, "audit log intact"), "%s", out);
+		free(out);
+	}
+	ask.stop = 1;
+	storm_stop = 1;
+	pthread_join(ath, NULL);
+	for (int i = 0; i < 2; i++) {
+		pthread_join(th[i], NULL);
+		free(w[i].got);
+	}
+	cr_assert_gt(ask.made, 10, "checkpoints were asked for while exporting (%d)", ask.made);
+	free(sess);
+	free((char *)ask.session);
+	/* A real truncation of the same export still shows. */
+	{
+		size_t n, last;
+		char **v = read_lines(file, &n), **cut = calloc(n, sizeof(*cut));
+
+		cr_assert_not_null(cut);
+		memcpy(cut, v, n * sizeof(*cut));
+		last = record_line(v, n, 0);
+		for (size_t i = record_line(v, n, 2); i <= last; i++)
+			if (is_record(v[i]))
+				cut[i] = NULL;
+		expect_bad(cut, n, "a truncated busy export", "missing", "truncated");
+		for (size_t i = 0; i < n; i++)
+			free(v[i]);
+		free(v);
+		free(cut);
+	}
+}
+
+/* Without --cert or --ca the verdict says, loudly, what it does not prove. */
+Test(trail, an_unpinned_verify_warns_what_it_proves)
+{
+	char *file = path_in("unpinned.jsonl"), *out;
+
+	export_to(file);
+	cr_assert_eq(verify_file(file, NULL, &out), 0, "%s", out);
+	cr_assert(strstr(out, "audit log intact"), "%s", out);
+	cr_assert(strstr(out, "WARNING: NO AUDIT CERTIFICATE PINNED"), "%s", out);
+	cr_assert(strstr(out, "internally consistent"), "%s", out);
+	cr_assert(strstr(out, "re-signed it with a key of their own"), "%s", out);
+	free(out);
+	cr_assert_eq(verify_file(file, cert_opts(), &out), 0, "%s", out);
+	cr_assert_null(strstr(out, "WARNING"), "pinned, no warning:\n%s", out);
+	free(out);
 }

@@ -295,3 +295,114 @@ Test(store, commit_hook_failure_rolls_back)
 	cr_assert_eq(seq, 0);
 	cr_assert_eq(gw_store_audit_append(st, &row, 1, err, sizeof(err)), 0, "%s", err);
 }
+
+/* Tables another part makes on first use (auth_ops.c's lockout and TOTP
+ * tables) are remembered per open store: a store closed and a new one
+ * opened, typically at the very same address, gets its tables made
+ * again. Each round is a new file, so a table found there was made in
+ * that round. */
+static int setup_key;
+
+static void
+ensure_table(struct gw_store *s)
+{
+	if (gw_store_mark_test(s, &setup_key))
+		return;
+	gw_store_lock(s);
+	cr_assert_eq(sqlite3_exec(gw_store_db(s), "CREATE TABLE IF NOT EXISTS part_table (x INTEGER)",
+	                          NULL, NULL, NULL), SQLITE_OK);
+	gw_store_unlock(s);
+	gw_store_mark_set(s, &setup_key);
+}
+
+Test(store, setup_marks_die_with_the_store)
+{
+	const void *first = NULL;
+	int same_address = 0;
+
+	for (int round = 0; round < 20; round++) {
+		sqlite3_stmt *q = NULL;
+		char cmd[4 * sizeof(path) + 32];
+
+		snprintf(cmd, sizeof(cmd), "rm -f %s %s-wal %s-shm %s.redo", path, path, path, path);
+		cr_assert_eq(system(cmd), 0);
+		open_ok(0);
+		if (round == 0)
+			first = st;
+		else if ((const void *)st == first)
+			same_address++;
+		cr_assert(!gw_store_mark_test(st, &setup_key), "round %d: a new store already marked", round);
+		ensure_table(st);
+		cr_assert(gw_store_mark_test(st, &setup_key));
+		gw_store_lock(st);
+		cr_assert_eq(sqlite3_prepare_v2(gw_store_db(st), "SELECT x FROM part_table", -1, &q, NULL),
+		             SQLITE_OK, "round %d: the table was not made: %s", round,
+		             sqlite3_errmsg(gw_store_db(st)));
+		sqlite3_finalize(q);
+		gw_store_unlock(st);
+		gw_store_close(&st);
+	}
+	cr_log_info("the store came back at its first address in %d of 19 rounds", same_address);
+}
+
+/* Checkpoints of a store made before the checkpoint chain (schema 7) come
+ * back unchained after the migration; the next one takes the id after
+ * the highest ever given, also when the newest row was deleted. */
+static int
+count_cp(void *ctx, const struct gw_audit_checkpoint *cp)
+{
+	struct gw_audit_checkpoint *seen = ctx;
+
+	seen[cp->id < 8 ? cp->id : 0] = *cp;
+	seen[cp->id < 8 ? cp->id : 0].alg = NULL;   /* (pointers end with the call) */
+	seen[cp->id < 8 ? cp->id : 0].sig = NULL;
+	seen[cp->id < 8 ? cp->id : 0].cert = NULL;
+	return 0;
+}
+
+Test(store, checkpoints_before_the_chain_and_ids_after_a_removal)
+{
+	static const uint8_t sig[8] = { 1, 2, 3, 4, 5, 6, 7, 8 };
+	struct gw_audit_checkpoint last, cp = { 0 }, seen[8];
+	uint64_t next = 0;
+	char err[256] = "";
+
+	open_ok(7);
+	gw_store_close(&st);
+	cr_assert_eq(raw_sql("INSERT INTO audit_checkpoints (seq, ts_ns, hash, alg, signature)"
+	                     " VALUES (3, 1, zeroblob(32), 'ecdsa-sha256', x'01'),"
+	                     "        (5, 2, zeroblob(32), 'ecdsa-sha256', x'02')"), SQLITE_OK);
+	open_ok(0);
+	cr_assert_eq(gw_store_checkpoint_last(st, &last, &next, err, sizeof(err)), 1, "%s", err);
+	cr_assert_eq(last.id, 2);
+	cr_assert_eq(last.seq, 5);
+	cr_assert(!last.chained, "a checkpoint from before the chain");
+	cr_assert_eq(next, 3);
+	gw_store_checkpoint_clear(&last);
+
+	cp.id = next;
+	cp.seq = 7;
+	cp.ts_ns = 3;
+	cp.alg = "ecdsa-sha256";
+	cp.sig = sig;
+	cp.sig_len = sizeof(sig);
+	cp.chained = true;
+	cp.prev_id = 2;
+	memset(cp.prev_hash, 0xab, 32);
+	cr_assert_eq(gw_store_checkpoint_add(st, &cp, err, sizeof(err)), 0, "%s", err);
+	memset(seen, 0, sizeof(seen));
+	cr_assert_eq(gw_store_checkpoint_scan(st, 0, 0, count_cp, seen, err, sizeof(err)), 0, "%s", err);
+	cr_assert(!seen[1].chained && !seen[2].chained);
+	cr_assert(seen[3].chained && seen[3].prev_id == 2 && seen[3].prev_hash[31] == 0xab);
+	gw_store_close(&st);
+
+	/* The newest checkpoint deleted behind the gateway's back: its id is
+	 * not given again, so the gap stays. */
+	cr_assert_eq(raw_sql("DROP TRIGGER audit_checkpoints_no_delete;"
+	                     "DELETE FROM audit_checkpoints WHERE id = 3"), SQLITE_OK);
+	open_ok(0);
+	cr_assert_eq(gw_store_checkpoint_last(st, &last, &next, err, sizeof(err)), 1, "%s", err);
+	cr_assert_eq(last.id, 2);
+	cr_assert_eq(next, 4, "the id of a removed checkpoint was given again");
+	gw_store_checkpoint_clear(&last);
+}
