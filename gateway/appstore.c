@@ -266,7 +266,11 @@ gw_appstore_update_tx(struct gw_store *st, const struct gw_application *app,
 	int rv = -1;
 
 	gw_store_lock(st);
-	s = prep(st, "UPDATE applications SET state = ?, level = ?, uses_left = ?, updated = ?"
+	/* uses_left is not written: a transition (approve, reject, revoke,
+	 * expire) never changes it, and a value read before the transition
+	 * may be stale by now — signatures spend uses in the store meanwhile
+	 * (gw_appstore_spend_tx), and a write-back would give them back. */
+	s = prep(st, "UPDATE applications SET state = ?, level = ?, updated = ?"
 	             " WHERE id = ? AND state = ? AND level = ?");
 	if (s == NULL) {
 		fail(st, err, errlen, "applications");
@@ -274,11 +278,10 @@ gw_appstore_update_tx(struct gw_store *st, const struct gw_application *app,
 	}
 	sqlite3_bind_text(s, 1, gw_app_state_name(app->state), -1, SQLITE_STATIC);
 	sqlite3_bind_int(s, 2, (int)app->level);
-	sqlite3_bind_int64(s, 3, app->uses_left);
-	sqlite3_bind_int64(s, 4, now);
-	sqlite3_bind_int64(s, 5, app->id);
-	sqlite3_bind_text(s, 6, gw_app_state_name(from), -1, SQLITE_STATIC);
-	sqlite3_bind_int(s, 7, (int)from_level);
+	sqlite3_bind_int64(s, 3, now);
+	sqlite3_bind_int64(s, 4, app->id);
+	sqlite3_bind_text(s, 5, gw_app_state_name(from), -1, SQLITE_STATIC);
+	sqlite3_bind_int(s, 6, (int)from_level);
 	if (sqlite3_step(s) != SQLITE_DONE) {
 		fail(st, err, errlen, "applications");
 		goto out;

@@ -25,8 +25,10 @@ int gw_appstore_get(struct gw_store *st, int64_t id, struct gw_application *app)
 int gw_appstore_insert_tx(struct gw_store *st, const struct gw_application *app,
                           char *err, size_t errlen);
 /* _tx: stores a transition of app from state `from` (and, when pending,
- * level `from_level`): state, level, uses, and approvals not yet stored.
- * Fails when the stored row is no longer in that state (changed meanwhile). */
+ * level `from_level`): state, level, and approvals not yet stored — never
+ * uses_left, which only the store's own conditional spend and refund
+ * change (a copy read before the transition may be stale). Fails when the
+ * stored row is no longer in that state (changed meanwhile). */
 int gw_appstore_update_tx(struct gw_store *st, const struct gw_application *app,
                           enum gw_app_state from, unsigned from_level, time_t now,
                           char *err, size_t errlen);
