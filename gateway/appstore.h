@@ -7,6 +7,7 @@
 #ifndef GW_APPSTORE_H
 #define GW_APPSTORE_H
 
+#include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
 #include <time.h>
@@ -42,10 +43,21 @@ int gw_appstore_spend_tx(struct gw_store *st, int64_t id, time_t now,
 int gw_appstore_refund_tx(struct gw_store *st, int64_t id, time_t now,
                           char *err, size_t errlen);
 
-/* Ids of applications matching the filter, newest first, at most max.
- * applicant/seal NULL = any; states = bitmask of (1 << gw_app_state), 0 = any. */
-int gw_appstore_list(struct gw_store *st, const char *applicant, const char *seal,
-                     unsigned states, int64_t *ids, size_t max, size_t *n);
+/* Which applications a listing wants: applicant/seal NULL = any; states a
+ * bitmask of (1 << gw_app_state), 0 = any. Filtered in SQL, so a page
+ * holds matches only and nothing is cut before it is filtered. */
+struct gw_app_filter {
+	const char *applicant;
+	const char *seal;
+	unsigned states;
+};
+
+/* One page of the ids matching f, at most max: newest first with ids below
+ * `from` (0: from the newest), or with oldest_first ids above `from` (0:
+ * from the oldest). The next page starts from the last id of this one; a
+ * page shorter than max is the last. */
+int gw_appstore_page(struct gw_store *st, const struct gw_app_filter *f, bool oldest_first,
+                     int64_t from, int64_t *ids, size_t max, size_t *n);
 
 /* Ids of pending/authorized applications whose validity ended by now. */
 int gw_appstore_due_to_expire(struct gw_store *st, time_t now, int64_t *ids,

@@ -270,55 +270,79 @@ refund_tx(struct gw_store *st, void *arg, char *err, size_t errlen)
 	return gw_quota_refund_tx(st, sp->resv, err, errlen);
 }
 
+/* What the sign path keeps of the application a signature spends: the
+ * application itself (about 45 KiB) stays on the heap. */
+struct chosen {
+	int64_t id;
+	uint32_t uses_granted, uses_left;
+	bool has_doc;
+	uint8_t doc_digest[32];
+};
+
 /* Finds an authorized application of who for seal with a use left that
- * covers this signature. Fills *app. Returns 1 found, 0 none (r->err
- * says why in words), -1 store error. */
+ * covers this signature, among all of them (paged, not only the newest).
+ * Fills *out. Returns 1 found, 0 none (r->err says why in words), -1
+ * store error or out of memory. */
 static int
 find_application(struct gw_req *r, const struct gw_seal *seal, const struct gw_sign_input *in,
-                 const struct gw_sign_plan *plan, time_t now, struct gw_application *app)
+                 const struct gw_sign_plan *plan, time_t now, struct chosen *out)
 {
-	int64_t ids[CANDIDATES];
+	const struct gw_app_filter f = {
+		.applicant = r->who->id, .seal = seal->id,
+		.states = (1u << GW_APP_AUTHORIZED) | (1u << GW_APP_PENDING),
+	};
+	int64_t ids[CANDIDATES], from = 0, pending = 0;
 	size_t n = 0;
 	bool bound_elsewhere = false;
-	struct gw_application pending;
-	bool have_pending = false;
+	struct gw_application *app = malloc(sizeof(*app));
+	int rv = -1;
 
-	if (gw_appstore_list(r->ctx->store, r->who->id, seal->id,
-	                     (1u << GW_APP_AUTHORIZED) | (1u << GW_APP_PENDING),
-	                     ids, CANDIDATES, &n) < 0)
+	if (app == NULL)
 		return -1;
 	/* Oldest first: spend the application that will expire soonest. */
-	for (size_t k = n; k-- > 0;) {
-		if (gw_appstore_get(r->ctx->store, ids[k], app) != 1)
-			continue;
-		if (app->state == GW_APP_PENDING) {
-			if (!have_pending && (int64_t)now < app->valid_until) {
-				pending = *app;
-				have_pending = true;
+	do {
+		if (gw_appstore_page(r->ctx->store, &f, true, from, ids, CANDIDATES, &n) < 0)
+			goto out;
+		for (size_t k = 0; k < n; k++) {
+			from = ids[k];
+			if (gw_appstore_get(r->ctx->store, ids[k], app) != 1)
+				continue;
+			if (app->state == GW_APP_PENDING) {
+				if (pending == 0 && (int64_t)now < app->valid_until)
+					pending = app->id;
+				continue;
 			}
-			continue;
+			if (!gw_wf_usable(app, now) ||
+			    gw_quota_app_left(r->ctx->quota, seal->id, app->id, app->uses_left) <= 0)
+				continue;
+			if (app->has_doc && !gw_sign_binds_document(in, plan, app->doc_digest)) {
+				bound_elsewhere = true;
+				continue;
+			}
+			out->id = app->id;
+			out->uses_granted = app->uses_granted;
+			out->uses_left = app->uses_left;
+			out->has_doc = app->has_doc;
+			memcpy(out->doc_digest, app->doc_digest, sizeof(out->doc_digest));
+			rv = 1;
+			goto out;
 		}
-		if (!gw_wf_usable(app, now) ||
-		    gw_quota_app_left(r->ctx->quota, seal->id, app->id, app->uses_left) <= 0)
-			continue;
-		if (app->has_doc && !gw_sign_binds_document(in, plan, app->doc_digest)) {
-			bound_elsewhere = true;
-			continue;
-		}
-		return 1;
-	}
+	} while (n == CANDIDATES);
 	if (bound_elsewhere)
 		snprintf(r->err, sizeof(r->err),
 		         "your approval for the %s is bound to another document (SHA-256); this data is not that document "
 		         "or its signed attributes (use a hash-and-sign mechanism so the gateway can see them)",
 		         seal->name);
-	else if (have_pending)
-		gw_wf_describe(r->snap->policy, &pending, now, r->err, sizeof(r->err));
+	else if (pending != 0 && gw_appstore_get(r->ctx->store, pending, app) == 1)
+		gw_wf_describe(r->snap->policy, app, now, r->err, sizeof(r->err));
 	else
 		snprintf(r->err, sizeof(r->err),
 		         "no authorized application of %s for the %s with a use left: apply with `sealctl apply --seal %s`",
 		         r->who->id, seal->name, seal->id);
-	return 0;
+	rv = 0;
+out:
+	free(app);
+	return rv;
 }
 
 static void
@@ -366,7 +390,7 @@ gw_op_sign(struct gw_req *r)
 	struct gw_sign_plan plan;
 	struct sign_ctx s = { .r = r };
 	const struct gw_seal_key *key = NULL;
-	struct gw_application app;
+	struct chosen app = { 0 };
 	struct gw_quota_resv resv = { 0 };
 	struct spend sp;
 	uint8_t sig[1024];
@@ -584,10 +608,13 @@ void
 gw_signpath_state(struct gw_ctx *ctx, const struct gw_policy *p, const struct gw_person *who,
                   const struct gw_seal *seal, int64_t *uses_left, int64_t *quota_left)
 {
-	int64_t ids[CANDIDATES];
+	const struct gw_app_filter f = {
+		.applicant = who->id, .seal = seal->id, .states = 1u << GW_APP_AUTHORIZED,
+	};
+	int64_t ids[CANDIDATES], from = 0;
 	size_t n = 0;
 	time_t now = time(NULL);
-	struct gw_application app;
+	struct gw_application *app;
 
 	(void)p;
 	*quota_left = ctx->quota ? gw_quota_left(ctx->quota, seal, who->id, now) : -1;
@@ -596,11 +623,16 @@ gw_signpath_state(struct gw_ctx *ctx, const struct gw_policy *p, const struct gw
 		return;
 	}
 	*uses_left = 0;
-	if (ctx->store == NULL ||
-	    gw_appstore_list(ctx->store, who->id, seal->id, 1u << GW_APP_AUTHORIZED,
-	                     ids, CANDIDATES, &n) < 0)
+	if (ctx->store == NULL || (app = malloc(sizeof(*app))) == NULL)
 		return;
-	for (size_t i = 0; i < n; i++)
-		if (gw_appstore_get(ctx->store, ids[i], &app) == 1 && gw_wf_usable(&app, now))
-			*uses_left += gw_quota_app_left(ctx->quota, seal->id, app.id, app.uses_left);
+	do {
+		if (gw_appstore_page(ctx->store, &f, true, from, ids, CANDIDATES, &n) < 0)
+			break;
+		for (size_t i = 0; i < n; i++) {
+			from = ids[i];
+			if (gw_appstore_get(ctx->store, ids[i], app) == 1 && gw_wf_usable(app, now))
+				*uses_left += gw_quota_app_left(ctx->quota, seal->id, app->id, app->uses_left);
+		}
+	} while (n == CANDIDATES);
+	free(app);
 }

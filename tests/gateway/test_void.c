@@ -963,3 +963,98 @@ Test(sign_void, a_revoke_racing_a_signing_storm_keeps_the_count_exact, .timeout 
 	}
 	chain_verifies();
 }
+
+/* ---- applications beyond the newest few (issue item 16) ---- */
+
+static bool
+listed(json_t *rep, int64_t id)
+{
+	json_t *a;
+	size_t i;
+
+	json_array_foreach(json_object_get(rep, "applications"), i, a)
+		if (json_integer_value(json_object_get(a, "id")) == id)
+			return true;
+	return false;
+}
+
+static json_t *
+list(const struct session *who, const char *which, int64_t before)
+{
+	json_t *m = request(SG_OP_LIST, who), *rep;
+
+	json_object_set_new(m, "which", json_string(which));
+	if (before > 0)
+		json_object_set_new(m, "before", json_integer(before));
+	rep = call(m);
+	cr_assert(json_is_true(json_object_get(rep, "ok")), "list: %s",
+	          json_string_value(json_object_get(rep, "message")));
+	return rep;
+}
+
+/* The sign path used to look at the newest 64 of ann's applications only:
+ * 70 newer pending ones hid the authorized one. */
+Test(sign_void, an_application_older_than_the_newest_64_is_approved_shown_and_used)
+{
+	struct session ann = login("ann", GW_FACTOR_PASSWORD);
+	struct session boss = login("boss", GW_FACTOR_PASSWORD | GW_FACTOR_TOTP);
+	int64_t old = apply_as(&ann, "storm", 1);
+	json_t *rep;
+
+	for (int i = 0; i < 70; i++)
+		apply_as(&ann, "storm", 1);
+	approve(&boss, old);
+	rep = by_id(SG_OP_SHOW, &ann, old);
+	cr_assert(json_is_true(json_object_get(rep, "ok")));
+	cr_assert_str_eq(json_string_value(json_object_get(json_object_get(rep, "application"), "state")),
+	                 "authorized");
+	json_decref(rep);
+	rep = call(sign_req(&ann, "storm", CKM_ECDSA_SHA256));
+	cr_assert(json_is_true(json_object_get(rep, "ok")), "sign: %s",
+	          json_string_value(json_object_get(rep, "message")));
+	cr_assert_eq(json_integer_value(json_object_get(rep, "application")), old);
+	json_decref(rep);
+	{
+		struct gw_application *app = stored(old);
+		cr_assert_eq(app->state, GW_APP_USED_UP);
+		free(app);
+	}
+}
+
+/* `list` used to cut at the newest 500 and filter afterwards: carl's 501
+ * newer applications, which boss may not see, hid ann's. Also: pages. */
+Test(sign_void, list_finds_a_match_older_than_500_others_and_pages, .timeout = 300)
+{
+	struct session ann = login("ann", GW_FACTOR_PASSWORD);
+	struct session carl = login("carl", GW_FACTOR_PASSWORD);
+	struct session boss = login("boss", GW_FACTOR_PASSWORD);
+	struct session sam = login("sam", GW_FACTOR_PASSWORD);
+	int64_t mine = apply_as(&ann, "storm", 1), next;
+	size_t seen;
+	json_t *rep;
+
+	for (int i = 0; i < 501; i++)
+		apply_as(&carl, "storm", 1);
+	rep = list(&boss, "all", 0);
+	cr_assert(listed(rep, mine), "boss's --all misses ann's application #%lld", (long long)mine);
+	cr_assert_eq(json_array_size(json_object_get(rep, "applications")), 1);
+	cr_assert_null(json_object_get(rep, "next"));
+	json_decref(rep);
+	rep = list(&boss, "waiting", 0);
+	cr_assert(listed(rep, mine), "boss's --waiting misses ann's application #%lld", (long long)mine);
+	json_decref(rep);
+
+	/* sam sees carl's 501: one page of 500, then the rest below it. */
+	rep = list(&sam, "all", 0);
+	seen = json_array_size(json_object_get(rep, "applications"));
+	cr_assert_eq(seen, 500);
+	cr_assert_not(listed(rep, mine));
+	next = json_integer_value(json_object_get(rep, "next"));
+	cr_assert_gt(next, mine, "a next page is announced");
+	json_decref(rep);
+	rep = list(&sam, "all", next);
+	cr_assert_eq(json_array_size(json_object_get(rep, "applications")), 1);
+	cr_assert_not(listed(rep, next), "the next page starts below the last one shown");
+	cr_assert_null(json_object_get(rep, "next"));
+	json_decref(rep);
+}
