@@ -1,9 +1,10 @@
 /*
  * The sign path (signpath.h). Order matters and is the point of this file:
  * parse → who and which seal → mechanism and input → time window →
- * approval (and document binding) → size probe → reserve uses and quotas →
- * sign on the token → audit record + spent uses committed together →
- * release the signature. A refusal at any step is recorded with its reason.
+ * approval (and document binding) → size probe (answered here, before
+ * anything is reserved or a second factor asked) → reserve uses and
+ * quotas → second factor → sign on the token → audit record + spent uses
+ * committed together → release the signature. A refusal at any step is recorded with its reason.
  */
 #include "signpath.h"
 
@@ -144,22 +145,30 @@ proc_start(pid_t pid)
 	return start;
 }
 
-/* True when this request is the first signature with seal of a size-probe
- * client process (policy clients.size_probe); remembers it. */
+/* True when the client process runs a program the policy names as one
+ * that probes (clients.size_probe). */
+static bool
+is_size_probe_client(struct gw_req *r)
+{
+	const struct gw_policy *p = r->snap->policy;
+
+	for (size_t i = 0; i < p->n_size_probe; i++)
+		if (strcmp(p->size_probe[i], r->peer->exe) == 0)
+			return r->ctx->probes != NULL;
+	return false;
+}
+
+/* True when this request of a size-probe client is its process's first
+ * signature with seal; remembers it. */
 static bool
 is_size_probe(struct gw_req *r, const struct gw_seal *seal)
 {
-	const struct gw_policy *p = r->snap->policy;
 	struct gw_probes *pr = r->ctx->probes;
 	struct probe *slot = NULL;
 	unsigned long long start;
 	time_t now = time(NULL);
-	bool listed = false, first = true;
+	bool first = true;
 
-	for (size_t i = 0; i < p->n_size_probe && !listed; i++)
-		listed = strcmp(p->size_probe[i], r->peer->exe) == 0;
-	if (!listed || pr == NULL)
-		return false;
 	start = proc_start(r->peer->pid);
 	pthread_mutex_lock(&pr->lock);
 	for (size_t i = 0; i < PROBE_SLOTS; i++) {
@@ -345,6 +354,22 @@ out:
 	return rv;
 }
 
+/* Whether one more signature fits the seal's quotas now, without
+ * reserving anything (for a size probe). 0, or -1 with r->err. The
+ * application's use was checked by find_application. */
+static int
+quota_room(struct sign_ctx *s, time_t now)
+{
+	struct gw_req *r = s->r;
+
+	if (r->ctx->quota == NULL || gw_quota_left(r->ctx->quota, s->seal, r->who->id, now) != 0)
+		return 0;
+	snprintf(r->err, sizeof(r->err),
+	         "a quota of the %s is used up, so the signature this size probe announces would be refused",
+	         s->seal->name);
+	return -1;
+}
+
 static void
 placeholder(uint8_t *sig, size_t len)
 {
@@ -492,12 +517,40 @@ gw_op_sign(struct gw_req *r)
 		s.doc = app.has_doc ? app.doc_digest : NULL;
 	}
 
+	/* A size probe is decided first, before anything is reserved or a
+	 * second factor is asked for (habit 10: a size query changes no
+	 * state): it gets a placeholder that verifies against nothing, so it
+	 * needs no per-signature code, waits for no confirmation and holds no
+	 * quota unit. It is refused, as before, when the quotas have no room:
+	 * the signature it announces would be. */
+	if (is_size_probe_client(r)) {
+		if (quota_room(&s, now) < 0) {
+			rep = refuse(&s, CKR_FUNCTION_REJECTED, "denied", "denied");
+			goto out;
+		}
+		if (is_size_probe(r, s.seal)) {
+			placeholder(sig, plan.sig_len);
+			seq = record(&s, "sign_probe", "ok",
+			             "size probe: answered with a placeholder of the signature's length; no signature released, nothing spent",
+			             NULL, NULL, NULL, 0);
+			if (seq == 0) {
+				rep = sg_reply_error(CKR_DEVICE_ERROR, "audit_failed",
+				                     "the audit record could not be written");
+				goto out;
+			}
+			rep = sg_reply_ok();
+			sg_set_bytes(rep, "signature", sig, plan.sig_len);
+			json_object_set_new(rep, "record", json_integer((json_int_t)seq));
+			json_object_set_new(rep, "probe", json_true());
+			goto out;
+		}
+	}
+
 	/* The uses and quota units this signature would spend are reserved
 	 * before a second factor is spent on it (a per-signature code, a
 	 * confirmation), so a signature the quotas refuse is refused first,
 	 * and one waiting for its confirmation holds its units; they are given
-	 * back if it does not happen. A size probe for a seal whose quota is
-	 * used up is refused too: the signature it announces would be. */
+	 * back if it does not happen. */
 	if (gw_quota_reserve(r->ctx->quota, s.seal, r->who->id, now, s.app_id,
 	                     s.app_id ? app.uses_granted : 0, s.app_id ? app.uses_left : 0,
 	                     &resv, r->err, sizeof(r->err)) < 0) {
@@ -514,25 +567,6 @@ gw_op_sign(struct gw_req *r)
 			rep = refuse(&s, mrv, mcode, "denied");
 			goto out;
 		}
-	}
-
-	/* A size probe gets a placeholder and spends nothing. */
-	if (is_size_probe(r, s.seal)) {
-		gw_quota_release(r->ctx->quota, &resv, false);
-		placeholder(sig, plan.sig_len);
-		seq = record(&s, "sign_probe", "ok",
-		             "size probe: answered with a placeholder of the signature's length; no signature released, nothing spent",
-		             NULL, NULL, NULL, 0);
-		if (seq == 0) {
-			rep = sg_reply_error(CKR_DEVICE_ERROR, "audit_failed",
-			                     "the audit record could not be written");
-			goto out;
-		}
-		rep = sg_reply_ok();
-		sg_set_bytes(rep, "signature", sig, plan.sig_len);
-		json_object_set_new(rep, "record", json_integer((json_int_t)seq));
-		json_object_set_new(rep, "probe", json_true());
-		goto out;
 	}
 
 	/* Sign, record with the spent uses, release (the reservation above).

@@ -1058,3 +1058,101 @@ Test(sign_void, list_finds_a_match_older_than_500_others_and_pages, .timeout = 3
 	cr_assert_null(json_object_get(rep, "next"));
 	json_decref(rep);
 }
+
+/* ---- size probes decided first (issue item 14) ---- */
+
+static json_t *
+probe_sign(const struct session *s, const char *seal)
+{
+	snprintf(peer.exe, sizeof(peer.exe), "/usr/bin/test-probe");
+	return call(sign_req(s, seal, CKM_SHA256_RSA_PKCS));
+}
+
+static void
+is_probe(json_t *rep)
+{
+	cr_assert(json_is_true(json_object_get(rep, "ok")), "probe refused: %s",
+	          json_string_value(json_object_get(rep, "message")));
+	cr_assert(json_is_true(json_object_get(rep, "probe")), "answered as a probe");
+	json_decref(rep);
+}
+
+/* A probe takes no per-signature grant: the code given for the real
+ * signature is still there for it. */
+Test(sign_void, a_size_probe_spends_no_per_signature_grant)
+{
+	struct session ann = login("ann", GW_FACTOR_PASSWORD);
+	struct gw_login_info li;
+	struct counters c0, c1;
+	json_t *rep;
+
+	cr_assert(gw_auth_session_get(ctx.auth, ann.tok, sizeof(ann.tok), peer.uid, &li));
+	cr_assert_eq(gw_auth_grant_add(ctx.auth, li.sid, "persig"), 0);
+	c0 = counters("persig");
+	is_probe(probe_sign(&ann, "persig"));
+	c1 = counters("persig");
+	cr_assert_eq(memcmp(&c0, &c1, sizeof(c0)), 0, "the probe counted nothing");
+
+	rep = probe_sign(&ann, "persig");     /* the same process: the real one */
+	cr_assert(json_is_true(json_object_get(rep, "ok")), "the real signature lost its grant: %s",
+	          json_string_value(json_object_get(rep, "message")));
+	cr_assert_null(json_object_get(rep, "probe"));
+	json_decref(rep);
+	cr_assert_eq(counters("persig").day, c0.day + 1);
+
+	rep = probe_sign(&ann, "persig");     /* one grant, one signature */
+	cr_assert(json_is_false(json_object_get(rep, "ok")));
+	cr_assert_str_eq(json_string_value(json_object_get(rep, "error")), "mfa_required");
+	json_decref(rep);
+}
+
+struct waiting_sign { const struct session *s; json_t *rep; };
+
+static void *
+sign_in_thread(void *arg)
+{
+	struct waiting_sign *w = arg;
+	uint8_t md[SHA256_DIGEST_LENGTH];
+	json_t *m = sg_request_new(SG_OP_SIGN);
+
+	SHA256((const uint8_t *)doc, sizeof(doc) - 1, md);
+	sg_set_bytes(m, "session", w->s->tok, sizeof(w->s->tok));
+	json_object_set_new(m, "seal", json_string("confirm"));
+	json_object_set_new(m, "mechanism", json_integer(CKM_SHA256_RSA_PKCS));
+	sg_set_bytes(m, "digest", md, sizeof(md));
+	sg_set_bytes(m, "data", (const uint8_t *)doc, sizeof(doc) - 1);
+	json_object_set_new(m, "data_len", json_integer(sizeof(doc) - 1));
+	w->rep = gw_dispatch(&ctx, &peer, m);
+	json_decref(m);
+	return NULL;
+}
+
+/* A probe waits for no confirmation (it used to wait confirm_timeout for
+ * one that yielded only a placeholder); the real signature still does. */
+Test(sign_void, a_size_probe_waits_for_no_confirmation)
+{
+	struct session ann = login("ann", GW_FACTOR_PASSWORD);
+	struct gw_auth_settings set;
+	struct gw_confirm_info ci;
+	struct waiting_sign w = { .s = &ann };
+	pthread_t th;
+	time_t until;
+
+	gw_auth_settings_default(&set);
+	set.confirm_timeout = 10;    /* a probe that waited would be refused after it */
+	gw_auth_configure(ctx.auth, &set);
+	cr_assert_eq(gw_auth_window_open(ctx.auth, "ann", peer.uid, 300, &until), 0);
+
+	is_probe(probe_sign(&ann, "confirm"));
+	cr_assert_eq(gw_auth_confirm_list(ctx.auth, "ann", peer.uid, &ci, 1), 0);
+
+	cr_assert_eq(pthread_create(&th, NULL, sign_in_thread, &w), 0);
+	while (gw_auth_confirm_list(ctx.auth, "ann", peer.uid, &ci, 1) == 0)
+		usleep(10000);
+	cr_assert_eq(gw_auth_confirm_give(ctx.auth, "ann", peer.uid, 0, &ci), 1);
+	pthread_join(th, NULL);
+	cr_assert(w.rep && json_is_true(json_object_get(w.rep, "ok")), "confirmed signature: %s",
+	          w.rep ? json_string_value(json_object_get(w.rep, "message")) : "no reply");
+	cr_assert_null(json_object_get(w.rep, "probe"));
+	json_decref(w.rep);
+}
