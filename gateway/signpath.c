@@ -608,8 +608,14 @@ gw_op_sign(struct gw_req *r)
 			                             err, sizeof(err)) < 0;
 		}
 		gw_quota_release(r->ctx->quota, &resv, spent);
-		snprintf(r->err, sizeof(r->err), "the token refused to sign with the %s (CKR 0x%lx)",
-		         s.seal->name, rv);
+		if (rv == CKR_KEY_CHANGED)
+			snprintf(r->err, sizeof(r->err),
+			         "the token refused to sign with the %s: the object it offers for the seal's key "
+			         "is not that key (its CKA_ID, type or public key differ), so nothing was signed",
+			         s.seal->name);
+		else
+			snprintf(r->err, sizeof(r->err), "the token refused to sign with the %s (CKR 0x%lx)",
+			         s.seal->name, rv);
 		rep = refuse(&s, rv == CKR_DEVICE_REMOVED || rv == CKR_TOKEN_NOT_PRESENT ?
 		             CKR_TOKEN_NOT_PRESENT : CKR_DEVICE_ERROR,
 		             rv == CKR_DEVICE_REMOVED || rv == CKR_TOKEN_NOT_PRESENT ? "token_absent" : "internal",

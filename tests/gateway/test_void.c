@@ -459,6 +459,7 @@ chain_verifies(void)
 enum failure {
 	FAIL_SIGN,       /* C_Sign returns CKR_DEVICE_ERROR (operation left active) */
 	PULLED,          /* the token is pulled after the record was submitted */
+	OTHER_KEY,       /* the token offers another key (the caller set the shim's swap) */
 };
 
 /* The token fails one signature: the reply is an error with no signature,
@@ -477,7 +478,7 @@ failed_sign(const struct session *s, const char *seal, unsigned long mech, int64
 
 	if (how == FAIL_SIGN)
 		shim_set("fail_sign_rv", CKR_DEVICE_ERROR);
-	else
+	else if (how == PULLED)
 		shim_set("removed", 1);
 	rep = call(sign_req(s, seal, mech));
 	cr_assert(json_is_false(json_object_get(rep, "ok")));
@@ -488,6 +489,12 @@ failed_sign(const struct session *s, const char *seal, unsigned long mech, int64
 		cr_assert_eq(shim_get("closes"), closes + 1, "the dirty backend session is dropped");
 		cr_assert_eq(json_integer_value(json_object_get(rep, "rv")), CKR_DEVICE_ERROR);
 		cr_assert_str_eq(json_string_value(json_object_get(rep, "error")), "internal");
+	} else if (how == OTHER_KEY) {
+		cr_assert_eq(json_integer_value(json_object_get(rep, "rv")), CKR_DEVICE_ERROR);
+		cr_assert_str_eq(json_string_value(json_object_get(rep, "error")), "internal");
+		cr_assert(strstr(json_string_value(json_object_get(rep, "message")), "is not that key"),
+		          "%s", json_string_value(json_object_get(rep, "message")));
+		cr_assert(gw_token_present(ctx.token), "the token is not given up for a wrong key");
 	} else {
 		cr_assert_eq(json_integer_value(json_object_get(rep, "rv")), CKR_TOKEN_NOT_PRESENT);
 		cr_assert_str_eq(json_string_value(json_object_get(rep, "error")), "token_absent");
@@ -1155,4 +1162,48 @@ Test(sign_void, a_size_probe_waits_for_no_confirmation)
 	          w.rep ? json_string_value(json_object_get(w.rep, "message")) : "no reply");
 	cr_assert_null(json_object_get(w.rep, "probe"));
 	json_decref(w.rep);
+}
+
+/* ---- the key's identity after a token event (issue item 13) ---- */
+
+static CK_OBJECT_HANDLE
+number_now(const char *uri)
+{
+	struct gw_seal_key *k = NULL;
+	CK_OBJECT_HANDLE n;
+	char err[256];
+
+	cr_assert_eq(gw_token_find_key(ctx.token, uri, &k, err, sizeof(err)), 0, "%s", err);
+	n = k->priv;
+	gw_seal_key_free(&k);
+	return n;
+}
+
+/* The card comes back, and its find answers for the plain seal's RSA key
+ * with the EC key: refused with words that say so, the committed record
+ * voided, nothing spent; once the token answers truly it signs again. */
+Test(sign_void, a_token_that_offers_another_key_is_refused_and_recorded)
+{
+	struct session ann = login("ann", GW_FACTOR_PASSWORD);
+	struct counters c0, c1;
+
+	sign_ok(&ann, "plain", CKM_SHA256_RSA_PKCS);
+	failed_sign(&ann, "plain", CKM_SHA256_RSA_PKCS, 0, PULLED);
+	shim_set("removed", 0);
+	sleep(1);
+	for (int i = 0; i < 3 && gw_token_reconnect(ctx.token) != CKR_OK; i++)
+		sleep(1);
+	cr_assert(gw_token_present(ctx.token));
+	shim_set("swap_a", (long)number_now("pkcs11:object=rsa-seal;type=private"));
+	shim_set("swap_b", (long)number_now("pkcs11:object=ec-seal;type=private"));
+	shim_set("swap_find_only", 1);
+	c0 = counters("plain");
+	failed_sign(&ann, "plain", CKM_SHA256_RSA_PKCS, 0, OTHER_KEY);
+	c1 = counters("plain");
+	cr_assert_eq(memcmp(&c0, &c1, sizeof(c0)), 0, "quota_use unchanged by the refusal");
+	shim_set("swap_a", 0);
+	shim_set("swap_b", 0);
+	shim_set("swap_find_only", 0);
+	sign_ok(&ann, "plain", CKM_SHA256_RSA_PKCS);
+	chain_verifies();
 }
