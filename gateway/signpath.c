@@ -4,7 +4,8 @@
  * approval (and document binding) → size probe (answered here, before
  * anything is reserved or a second factor asked) → reserve uses and
  * quotas → second factor → sign on the token → audit record + spent uses
- * committed together → release the signature. A refusal at any step is recorded with its reason.
+ * committed together → release the signature. A refusal at any step is
+ * recorded with its reason.
  */
 #include "signpath.h"
 

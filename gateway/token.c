@@ -1926,6 +1926,8 @@ handle_kept(struct gw_token *tok, const struct gw_seal_key *key, unsigned gen)
 {
 	CK_OBJECT_HANDLE h = CK_INVALID_HANDLE;
 
+	if (key->uri == NULL)
+		return h;
 	pthread_mutex_lock(&tok->lock);
 	for (size_t i = 0; i < tok->nknown && h == CK_INVALID_HANDLE; i++) {
 		const struct gw_seal_key *k = tok->known[i];
@@ -1940,6 +1942,8 @@ handle_kept(struct gw_token *tok, const struct gw_seal_key *key, unsigned gen)
 static void
 handle_keep(struct gw_token *tok, const struct gw_seal_key *key, unsigned gen, CK_OBJECT_HANDLE h)
 {
+	if (key->uri == NULL)
+		return;
 	pthread_mutex_lock(&tok->lock);
 	for (size_t i = 0; i < tok->nknown; i++) {
 		struct gw_seal_key *k = tok->known[i];
@@ -2039,11 +2043,13 @@ static CK_RV
 key_handle(struct gw_token *tok, CK_SESSION_HANDLE s, unsigned gen, const struct gw_seal_key *key,
            CK_OBJECT_HANDLE *out)
 {
-	CK_OBJECT_HANDLE h = key->priv != CK_INVALID_HANDLE && key->gen == gen ? key->priv :
-	                     handle_kept(tok, key, gen);
+	CK_OBJECT_HANDLE h = handle_kept(tok, key, gen);
 	CK_RV rv;
 
 	*out = CK_INVALID_HANDLE;
+	/* One found again in this generation wins over the key's own. */
+	if (h == CK_INVALID_HANDLE && key->gen == gen)
+		h = key->priv;
 	if (h != CK_INVALID_HANDLE) {
 		rv = key_is(tok, s, h, key);
 		if (rv == CKR_OK) {
