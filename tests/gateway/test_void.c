@@ -900,7 +900,7 @@ app_log_scan(void *arg, const struct gw_audit_row *row)
  * the revoke no signature is made with the application, every use spent is
  * a recorded signature, and uses_left never rises. Several rounds, since
  * a race shows only now and then. */
-Test(sign_void, a_revoke_racing_a_signing_storm_keeps_the_count_exact, .timeout = 300)
+Test(sign_void, a_revoke_racing_a_signing_storm_keeps_the_count_exact)
 {
 	struct session ann = login("ann", GW_FACTOR_PASSWORD);
 	struct session boss = login("boss", GW_FACTOR_PASSWORD | GW_FACTOR_TOTP);
@@ -1030,7 +1030,7 @@ Test(sign_void, an_application_older_than_the_newest_64_is_approved_shown_and_us
 
 /* `list` used to cut at the newest 500 and filter afterwards: carl's 501
  * newer applications, which boss may not see, hid ann's. Also: pages. */
-Test(sign_void, list_finds_a_match_older_than_500_others_and_pages, .timeout = 300)
+Test(sign_void, list_finds_a_match_older_than_500_others_and_pages)
 {
 	struct session ann = login("ann", GW_FACTOR_PASSWORD);
 	struct session carl = login("carl", GW_FACTOR_PASSWORD);
