@@ -94,6 +94,7 @@ static CK_RV find_objects(struct gw_token *tok, CK_SESSION_HANDLE s, CK_ATTRIBUT
 static CK_RV read_attr(struct gw_token *tok, CK_SESSION_HANDLE s, CK_OBJECT_HANDLE o,
                        CK_ATTRIBUTE_TYPE type, size_t max, struct gw_bytes *out);
 static void bytes_free(struct gw_bytes *b);
+static void refind_known(struct gw_token *tok);
 
 
 static const char *
@@ -583,8 +584,10 @@ gw_token_reconnect(struct gw_token *tok)
 	pthread_mutex_unlock(&tok->lock);
 	if (log_it)
 		gw_log_warn("backend token reconnect: %s", err);
-	if (rv == CKR_OK)
+	if (rv == CKR_OK) {
+		refind_known(tok);
 		fire(tok, GW_TOKEN_INSERTED, gw_token_describe(tok));
+	}
 	else if (first_refusal)
 		fire(tok, GW_TOKEN_REFUSED, err);
 out:
@@ -2146,6 +2149,51 @@ gw_token_sign(struct gw_token *tok, const struct gw_seal_key *key,
 		pool_put(tok, h, gen);
 	}
 	return rv;
+}
+
+/* The token is back (a new generation): every key it had is found again
+ * by CKA_ID and label and checked now, so no signature meets a handle of
+ * the earlier generation, and a key that is missing or another key is said
+ * at once rather than at its seal's first signature (which would look
+ * again anyway). Copies are taken under the lock: the list may change. */
+static void
+refind_known(struct gw_token *tok)
+{
+	CK_SESSION_HANDLE s;
+	CK_SLOT_ID slot;
+	unsigned gen;
+	size_t n;
+
+	if (anchor_take(tok, &s, &slot, &gen) != CKR_OK)
+		return;
+	pthread_mutex_lock(&tok->lock);
+	n = tok->nknown;
+	pthread_mutex_unlock(&tok->lock);
+	for (size_t i = 0; i < n; i++) {
+		struct gw_seal_key *k = NULL;
+		CK_OBJECT_HANDLE h;
+		CK_RV rv;
+
+		pthread_mutex_lock(&tok->lock);
+		if (i < tok->nknown)
+			(void)key_copy(tok->known[i], &k);
+		pthread_mutex_unlock(&tok->lock);
+		if (k == NULL)
+			continue;
+		h = refind_key(tok, s, k);
+		rv = h == CK_INVALID_HANDLE ? CKR_KEY_HANDLE_INVALID : key_is(tok, s, h, k);
+		if (rv == CKR_OK)
+			handle_keep(tok, k, gen, h);
+		else if (!rv_token_gone(rv))
+			gw_log_warn("the backend token is back, but the key '%s' %s", k->uri,
+			            rv == CKR_KEY_CHANGED ?
+			            "on it is not the key found before (its class, type, CKA_ID or public key "
+			            "differ): its seals will not sign" :
+			            "is not on it (no one private key with its CKA_ID and label): its seals "
+			            "cannot sign until it is");
+		gw_seal_key_free(&k);
+	}
+	anchor_put(tok);
 }
 
 /* ---- secrets sealed on the token (token.h; used by totp.c) ---- */

@@ -55,9 +55,9 @@ void gw_seal_key_free(struct gw_seal_key **key);
  * sig/siglen in/out as in PKCS#11 (sig must be large enough). Thread safe;
  * blocks only while all pooled sessions are busy.
  * The key's object handle is used only in the token generation it was
- * found in: after a token event (removed, inserted, reconnected) the key
- * is found again by class, CKA_ID and label (once per generation, then
- * kept). Before every signature the object's CKA_CLASS, CKA_KEY_TYPE,
+ * found in: when the token is back after an event (removed, inserted,
+ * reconnected) every known key is found again by class, CKA_ID and label
+ * and kept for the generation (a signature that finds none looks again). Before every signature the object's CKA_CLASS, CKA_KEY_TYPE,
  * CKA_ID and public part (RSA modulus, EC/EdDSA curve) must be the key's:
  * a handle that names another object is looked up once more, and when the
  * token still offers another key, the signature is refused with

@@ -25,6 +25,7 @@ static long logins, opens, closes;
 static long swap_a, swap_b;  /* object handles a and b trade numbers ... */
 static long swap_find_only;  /* ... everywhere, or only in what C_FindObjects returns */
 static long sign_inits;      /* C_SignInit calls that reached the real module */
+static long key_finds;       /* C_FindObjectsInit calls for private keys */
 
 long shim_get(const char *what);
 void shim_set(const char *what, long v);
@@ -43,6 +44,7 @@ var(const char *what)
 	if (!strcmp(what, "swap_b")) return &swap_b;
 	if (!strcmp(what, "swap_find_only")) return &swap_find_only;
 	if (!strcmp(what, "sign_inits")) return &sign_inits;
+	if (!strcmp(what, "key_finds")) return &key_finds;
 	abort();
 }
 
@@ -124,6 +126,16 @@ swapped_in(CK_OBJECT_HANDLE h)
 }
 
 static CK_RV
+s_FindObjectsInit(CK_SESSION_HANDLE s, CK_ATTRIBUTE_PTR t, CK_ULONG n)
+{
+	for (CK_ULONG i = 0; i < n; i++)
+		if (t[i].type == CKA_CLASS && t[i].ulValueLen == sizeof(CK_OBJECT_CLASS) &&
+		    *(CK_OBJECT_CLASS *)t[i].pValue == CKO_PRIVATE_KEY)
+			__atomic_add_fetch(&key_finds, 1, __ATOMIC_SEQ_CST);
+	return real->C_FindObjectsInit(s, t, n);
+}
+
+static CK_RV
 s_FindObjects(CK_SESSION_HANDLE s, CK_OBJECT_HANDLE_PTR out, CK_ULONG max, CK_ULONG_PTR n)
 {
 	CK_RV rv = real->C_FindObjects(s, out, max, n);
@@ -181,6 +193,7 @@ C_GetFunctionList(CK_FUNCTION_LIST_PTR_PTR list)
 		shim.C_OpenSession = s_OpenSession;
 		shim.C_CloseSession = s_CloseSession;
 		shim.C_SignInit = s_SignInit;
+		shim.C_FindObjectsInit = s_FindObjectsInit;
 		shim.C_FindObjects = s_FindObjects;
 		shim.C_GetAttributeValue = s_GetAttributeValue;
 		shim.C_Sign = s_Sign;

@@ -817,6 +817,28 @@ Test(token, after_a_token_event_keys_are_found_again_not_their_old_handles)
 	shim_reset(h);
 }
 
+/* Every key is found again as the token comes back, before any signature
+ * asks for it: two keys known, two lookups of a private key. */
+Test(token, when_the_token_is_back_every_key_is_found_again_at_once)
+{
+	struct gw_seal_key *one, *two;
+	void *h = two_rsa_token(&one, &two);
+	long finds;
+
+	token_pulled(h, one);
+	finds = shim_get(h, "key_finds");
+	token_back(h);
+	cr_assert_eq(shim_get(h, "key_finds"), finds + 2, "private-key lookups at the reconnect: %ld",
+	             shim_get(h, "key_finds") - finds);
+	finds = shim_get(h, "key_finds");
+	sign_verify(one, CKM_RSA_PKCS);
+	sign_verify(two, CKM_RSA_PKCS);
+	cr_assert_eq(shim_get(h, "key_finds"), finds, "the handles found then are used, not looked up again");
+	gw_seal_key_free(&one);
+	gw_seal_key_free(&two);
+	shim_reset(h);
+}
+
 /* Even without an event the handle is checked before each signature: the
  * object it names now is rsa-two, so rsa-one is looked up again. */
 Test(token, a_handle_naming_another_key_is_checked_before_signing)
