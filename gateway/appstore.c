@@ -320,6 +320,7 @@ gw_appstore_spend_tx(struct gw_store *st, int64_t id, time_t now, char *err, siz
 	}
 	if (sqlite3_changes(gw_store_db(st)) != 1) {
 		snprintf(err, errlen, "application #%lld has no use left", (long long)id);
+		rv = -2;
 		goto out;
 	}
 	rv = 0;

@@ -34,7 +34,9 @@ int gw_appstore_update_tx(struct gw_store *st, const struct gw_application *app,
                           enum gw_app_state from, unsigned from_level, time_t now,
                           char *err, size_t errlen);
 /* _tx: spends one use of an authorized application; moves it to used_up at
- * zero. Fails when none is left or it is no longer authorized. */
+ * zero. 0; -2 (err says so) when it has none left or is no longer
+ * authorized and valid — revoked, expired or used up meanwhile; -1 on a
+ * store error. */
 int gw_appstore_spend_tx(struct gw_store *st, int64_t id, time_t now,
                          char *err, size_t errlen);
 

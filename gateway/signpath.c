@@ -257,15 +257,19 @@ refuse(struct sign_ctx *s, unsigned long rv, const char *code, const char *outco
 struct spend {
 	int64_t app_id;
 	const struct gw_quota_resv *resv;
+	bool unspendable;     /* the store refused the use: revoked, expired, used up meanwhile */
 };
 
 static int
 spend_tx(struct gw_store *st, void *arg, char *err, size_t errlen)
 {
 	struct spend *sp = arg;
+	int rc = sp->app_id != 0 ? gw_appstore_spend_tx(st, sp->app_id, time(NULL), err, errlen) : 0;
 
-	if (sp->app_id != 0 && gw_appstore_spend_tx(st, sp->app_id, time(NULL), err, errlen) < 0)
+	if (rc < 0) {
+		sp->unspendable = rc == -2;
 		return -1;
+	}
 	return gw_quota_commit_tx(st, sp->resv, err, errlen);
 }
 
@@ -578,6 +582,7 @@ gw_op_sign(struct gw_req *r)
 	 * back (docs/audit.md, "sign_void"). */
 	sp.app_id = s.app_id;
 	sp.resv = &resv;
+	sp.unspendable = false;
 	{
 		struct gw_audit_event ev;
 		struct gw_audit_ticket *ticket = NULL;
@@ -624,6 +629,15 @@ gw_op_sign(struct gw_req *r)
 		goto out;
 	}
 	gw_quota_release(r->ctx->quota, &resv, seq != 0);
+	if (seq == 0 && sp.unspendable) {
+		/* The store decides (docs/workflow.md): the application changed
+		 * between the check above and the commit, e.g. a revoke won. */
+		snprintf(r->err, sizeof(r->err),
+		         "application #%lld for the %s was revoked, expired or used up while this signature "
+		         "was made; no signature was released", (long long)s.app_id, s.seal->name);
+		rep = refuse(&s, CKR_FUNCTION_REJECTED, "denied", "denied");
+		goto out;
+	}
 	if (seq == 0) {
 		/* No record, no signature. Try to leave a trace of the refusal. */
 		snprintf(r->err, sizeof(r->err),
