@@ -266,7 +266,11 @@ gw_appstore_update_tx(struct gw_store *st, const struct gw_application *app,
 	int rv = -1;
 
 	gw_store_lock(st);
-	s = prep(st, "UPDATE applications SET state = ?, level = ?, uses_left = ?, updated = ?"
+	/* uses_left is not written: a transition (approve, reject, revoke,
+	 * expire) never changes it, and a value read before the transition
+	 * may be stale by now — signatures spend uses in the store meanwhile
+	 * (gw_appstore_spend_tx), and a write-back would give them back. */
+	s = prep(st, "UPDATE applications SET state = ?, level = ?, updated = ?"
 	             " WHERE id = ? AND state = ? AND level = ?");
 	if (s == NULL) {
 		fail(st, err, errlen, "applications");
@@ -274,11 +278,10 @@ gw_appstore_update_tx(struct gw_store *st, const struct gw_application *app,
 	}
 	sqlite3_bind_text(s, 1, gw_app_state_name(app->state), -1, SQLITE_STATIC);
 	sqlite3_bind_int(s, 2, (int)app->level);
-	sqlite3_bind_int64(s, 3, app->uses_left);
-	sqlite3_bind_int64(s, 4, now);
-	sqlite3_bind_int64(s, 5, app->id);
-	sqlite3_bind_text(s, 6, gw_app_state_name(from), -1, SQLITE_STATIC);
-	sqlite3_bind_int(s, 7, (int)from_level);
+	sqlite3_bind_int64(s, 3, now);
+	sqlite3_bind_int64(s, 4, app->id);
+	sqlite3_bind_text(s, 5, gw_app_state_name(from), -1, SQLITE_STATIC);
+	sqlite3_bind_int(s, 6, (int)from_level);
 	if (sqlite3_step(s) != SQLITE_DONE) {
 		fail(st, err, errlen, "applications");
 		goto out;
@@ -317,6 +320,7 @@ gw_appstore_spend_tx(struct gw_store *st, int64_t id, time_t now, char *err, siz
 	}
 	if (sqlite3_changes(gw_store_db(st)) != 1) {
 		snprintf(err, errlen, "application #%lld has no use left", (long long)id);
+		rv = -2;
 		goto out;
 	}
 	rv = 0;
@@ -326,28 +330,41 @@ out:
 	return rv;
 }
 
+/* The state names' bits as workflow.h numbers them, for the filter in SQL. */
+#define STATE_BIT "(1 << CASE state WHEN 'pending' THEN 1 WHEN 'authorized' THEN 2" \
+	" WHEN 'used_up' THEN 3 WHEN 'expired' THEN 4 WHEN 'revoked' THEN 5" \
+	" WHEN 'rejected' THEN 6 ELSE 0 END)"
+
 int
-gw_appstore_list(struct gw_store *st, const char *applicant, const char *seal,
-                 unsigned states, int64_t *ids, size_t max, size_t *n)
+gw_appstore_page(struct gw_store *st, const struct gw_app_filter *f, bool oldest_first,
+                 int64_t from, int64_t *ids, size_t max, size_t *n)
 {
 	sqlite3_stmt *s;
-	int rc, rv = -1;
+	int rc = SQLITE_DONE, rv = -1;
 
 	*n = 0;
 	gw_store_lock(st);
-	s = prep(st, "SELECT id, state FROM applications WHERE (?1 IS NULL OR applicant = ?1)"
-	             " AND (?2 IS NULL OR seal = ?2) ORDER BY id DESC");
+	/* Two literals rather than one built string: the store keeps each
+	 * parsed, and the id order is what the index on id serves. */
+	if (oldest_first)
+		s = prep(st, "SELECT id FROM applications WHERE (?1 IS NULL OR applicant = ?1)"
+		             " AND (?2 IS NULL OR seal = ?2) AND (?3 = 0 OR (?3 & " STATE_BIT ") != 0)"
+		             " AND id > ?4 ORDER BY id LIMIT ?5");
+	else
+		s = prep(st, "SELECT id FROM applications WHERE (?1 IS NULL OR applicant = ?1)"
+		             " AND (?2 IS NULL OR seal = ?2) AND (?3 = 0 OR (?3 & " STATE_BIT ") != 0)"
+		             " AND id < ?4 ORDER BY id DESC LIMIT ?5");
 	if (s == NULL)
 		goto out;
-	bind_text_or_null(s, 1, applicant);
-	bind_text_or_null(s, 2, seal);
-	while (*n < max && (rc = sqlite3_step(s)) == SQLITE_ROW) {
-		enum gw_app_state state;
-		if (gw_app_state_from_name((const char *)sqlite3_column_text(s, 1), &state) < 0)
-			continue;
-		if (states == 0 || (states & (1u << state)))
-			ids[(*n)++] = sqlite3_column_int64(s, 0);
-	}
+	bind_text_or_null(s, 1, f->applicant);
+	bind_text_or_null(s, 2, f->seal);
+	sqlite3_bind_int64(s, 3, f->states);
+	sqlite3_bind_int64(s, 4, oldest_first || from > 0 ? from : INT64_MAX);
+	sqlite3_bind_int64(s, 5, (sqlite3_int64)max);
+	while (*n < max && (rc = sqlite3_step(s)) == SQLITE_ROW)
+		ids[(*n)++] = sqlite3_column_int64(s, 0);
+	if (*n < max && rc != SQLITE_DONE)
+		goto out;
 	rv = 0;
 out:
 	done(s);

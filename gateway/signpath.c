@@ -1,9 +1,11 @@
 /*
  * The sign path (signpath.h). Order matters and is the point of this file:
  * parse → who and which seal → mechanism and input → time window →
- * approval (and document binding) → size probe → reserve uses and quotas →
- * sign on the token → audit record + spent uses committed together →
- * release the signature. A refusal at any step is recorded with its reason.
+ * approval (and document binding) → size probe (answered here, before
+ * anything is reserved or a second factor asked) → reserve uses and
+ * quotas → second factor → sign on the token → audit record + spent uses
+ * committed together → release the signature. A refusal at any step is
+ * recorded with its reason.
  */
 #include "signpath.h"
 
@@ -145,22 +147,30 @@ proc_start(pid_t pid)
 	return start;
 }
 
-/* True when this request is the first signature with seal of a size-probe
- * client process (policy clients.size_probe); remembers it. */
+/* True when the client process runs a program the policy names as one
+ * that probes (clients.size_probe). */
+static bool
+is_size_probe_client(struct gw_req *r)
+{
+	const struct gw_policy *p = r->snap->policy;
+
+	for (size_t i = 0; i < p->n_size_probe; i++)
+		if (strcmp(p->size_probe[i], r->peer->exe) == 0)
+			return r->ctx->probes != NULL;
+	return false;
+}
+
+/* True when this request of a size-probe client is its process's first
+ * signature with seal; remembers it. */
 static bool
 is_size_probe(struct gw_req *r, const struct gw_seal *seal)
 {
-	const struct gw_policy *p = r->snap->policy;
 	struct gw_probes *pr = r->ctx->probes;
 	struct probe *slot = NULL;
 	unsigned long long start;
 	time_t now = time(NULL);
-	bool listed = false, first = true;
+	bool first = true;
 
-	for (size_t i = 0; i < p->n_size_probe && !listed; i++)
-		listed = strcmp(p->size_probe[i], r->peer->exe) == 0;
-	if (!listed || pr == NULL)
-		return false;
 	start = proc_start(r->peer->pid);
 	pthread_mutex_lock(&pr->lock);
 	for (size_t i = 0; i < PROBE_SLOTS; i++) {
@@ -250,15 +260,19 @@ refuse(struct sign_ctx *s, unsigned long rv, const char *code, const char *outco
 struct spend {
 	int64_t app_id;
 	const struct gw_quota_resv *resv;
+	bool unspendable;     /* the store refused the use: revoked, expired, used up meanwhile */
 };
 
 static int
 spend_tx(struct gw_store *st, void *arg, char *err, size_t errlen)
 {
 	struct spend *sp = arg;
+	int rc = sp->app_id != 0 ? gw_appstore_spend_tx(st, sp->app_id, time(NULL), err, errlen) : 0;
 
-	if (sp->app_id != 0 && gw_appstore_spend_tx(st, sp->app_id, time(NULL), err, errlen) < 0)
+	if (rc < 0) {
+		sp->unspendable = rc == -2;
 		return -1;
+	}
 	return gw_quota_commit_tx(st, sp->resv, err, errlen);
 }
 
@@ -273,55 +287,95 @@ refund_tx(struct gw_store *st, void *arg, char *err, size_t errlen)
 	return gw_quota_refund_tx(st, sp->resv, err, errlen);
 }
 
+/* What the sign path keeps of the application a signature spends: the
+ * application itself (about 45 KiB) stays on the heap. */
+struct chosen {
+	int64_t id;
+	uint32_t uses_granted, uses_left;
+	bool has_doc;
+	uint8_t doc_digest[32];
+};
+
 /* Finds an authorized application of who for seal with a use left that
- * covers this signature. Fills *app. Returns 1 found, 0 none (r->err
- * says why in words), -1 store error. */
+ * covers this signature, among all of them (paged, not only the newest).
+ * Fills *out. Returns 1 found, 0 none (r->err says why in words), -1
+ * store error or out of memory. */
 static int
 find_application(struct gw_req *r, const struct gw_seal *seal, const struct gw_sign_input *in,
-                 const struct gw_sign_plan *plan, time_t now, struct gw_application *app)
+                 const struct gw_sign_plan *plan, time_t now, struct chosen *out)
 {
-	int64_t ids[CANDIDATES];
+	const struct gw_app_filter f = {
+		.applicant = r->who->id, .seal = seal->id,
+		.states = (1u << GW_APP_AUTHORIZED) | (1u << GW_APP_PENDING),
+	};
+	int64_t ids[CANDIDATES], from = 0, pending = 0;
 	size_t n = 0;
 	bool bound_elsewhere = false;
-	struct gw_application pending;
-	bool have_pending = false;
+	struct gw_application *app = malloc(sizeof(*app));
+	int rv = -1;
 
-	if (gw_appstore_list(r->ctx->store, r->who->id, seal->id,
-	                     (1u << GW_APP_AUTHORIZED) | (1u << GW_APP_PENDING),
-	                     ids, CANDIDATES, &n) < 0)
+	if (app == NULL)
 		return -1;
 	/* Oldest first: spend the application that will expire soonest. */
-	for (size_t k = n; k-- > 0;) {
-		if (gw_appstore_get(r->ctx->store, ids[k], app) != 1)
-			continue;
-		if (app->state == GW_APP_PENDING) {
-			if (!have_pending && (int64_t)now < app->valid_until) {
-				pending = *app;
-				have_pending = true;
+	do {
+		if (gw_appstore_page(r->ctx->store, &f, true, from, ids, CANDIDATES, &n) < 0)
+			goto out;
+		for (size_t k = 0; k < n; k++) {
+			from = ids[k];
+			if (gw_appstore_get(r->ctx->store, ids[k], app) != 1)
+				continue;
+			if (app->state == GW_APP_PENDING) {
+				if (pending == 0 && (int64_t)now < app->valid_until)
+					pending = app->id;
+				continue;
 			}
-			continue;
+			if (!gw_wf_usable(app, now) ||
+			    gw_quota_app_left(r->ctx->quota, seal->id, app->id, app->uses_left) <= 0)
+				continue;
+			if (app->has_doc && !gw_sign_binds_document(in, plan, app->doc_digest)) {
+				bound_elsewhere = true;
+				continue;
+			}
+			out->id = app->id;
+			out->uses_granted = app->uses_granted;
+			out->uses_left = app->uses_left;
+			out->has_doc = app->has_doc;
+			memcpy(out->doc_digest, app->doc_digest, sizeof(out->doc_digest));
+			rv = 1;
+			goto out;
 		}
-		if (!gw_wf_usable(app, now) ||
-		    gw_quota_app_left(r->ctx->quota, seal->id, app->id, app->uses_left) <= 0)
-			continue;
-		if (app->has_doc && !gw_sign_binds_document(in, plan, app->doc_digest)) {
-			bound_elsewhere = true;
-			continue;
-		}
-		return 1;
-	}
+	} while (n == CANDIDATES);
 	if (bound_elsewhere)
 		snprintf(r->err, sizeof(r->err),
 		         "your approval for the %s is bound to another document (SHA-256); this data is not that document "
 		         "or its signed attributes (use a hash-and-sign mechanism so the gateway can see them)",
 		         seal->name);
-	else if (have_pending)
-		gw_wf_describe(r->snap->policy, &pending, now, r->err, sizeof(r->err));
+	else if (pending != 0 && gw_appstore_get(r->ctx->store, pending, app) == 1)
+		gw_wf_describe(r->snap->policy, app, now, r->err, sizeof(r->err));
 	else
 		snprintf(r->err, sizeof(r->err),
 		         "no authorized application of %s for the %s with a use left: apply with `sealctl apply --seal %s`",
 		         r->who->id, seal->name, seal->id);
-	return 0;
+	rv = 0;
+out:
+	free(app);
+	return rv;
+}
+
+/* Whether one more signature fits the seal's quotas now, without
+ * reserving anything (for a size probe). 0, or -1 with r->err. The
+ * application's use was checked by find_application. */
+static int
+quota_room(struct sign_ctx *s, time_t now)
+{
+	struct gw_req *r = s->r;
+
+	if (r->ctx->quota == NULL || gw_quota_left(r->ctx->quota, s->seal, r->who->id, now) != 0)
+		return 0;
+	snprintf(r->err, sizeof(r->err),
+	         "a quota of the %s is used up, so the signature this size probe announces would be refused",
+	         s->seal->name);
+	return -1;
 }
 
 static void
@@ -369,7 +423,7 @@ gw_op_sign(struct gw_req *r)
 	struct gw_sign_plan plan;
 	struct sign_ctx s = { .r = r };
 	const struct gw_seal_key *key = NULL;
-	struct gw_application app;
+	struct chosen app = { 0 };
 	struct gw_quota_resv resv = { 0 };
 	struct spend sp;
 	uint8_t sig[1024];
@@ -471,12 +525,40 @@ gw_op_sign(struct gw_req *r)
 		s.doc = app.has_doc ? app.doc_digest : NULL;
 	}
 
+	/* A size probe is decided first, before anything is reserved or a
+	 * second factor is asked for (habit 10: a size query changes no
+	 * state): it gets a placeholder that verifies against nothing, so it
+	 * needs no per-signature code, waits for no confirmation and holds no
+	 * quota unit. It is refused, as before, when the quotas have no room:
+	 * the signature it announces would be. */
+	if (is_size_probe_client(r)) {
+		if (quota_room(&s, now) < 0) {
+			rep = refuse(&s, CKR_FUNCTION_REJECTED, "denied", "denied");
+			goto out;
+		}
+		if (is_size_probe(r, s.seal)) {
+			placeholder(sig, plan.sig_len);
+			seq = record(&s, "sign_probe", "ok",
+			             "size probe: answered with a placeholder of the signature's length; no signature released, nothing spent",
+			             NULL, NULL, NULL, 0);
+			if (seq == 0) {
+				rep = sg_reply_error(CKR_DEVICE_ERROR, "audit_failed",
+				                     "the audit record could not be written");
+				goto out;
+			}
+			rep = sg_reply_ok();
+			sg_set_bytes(rep, "signature", sig, plan.sig_len);
+			json_object_set_new(rep, "record", json_integer((json_int_t)seq));
+			json_object_set_new(rep, "probe", json_true());
+			goto out;
+		}
+	}
+
 	/* The uses and quota units this signature would spend are reserved
 	 * before a second factor is spent on it (a per-signature code, a
 	 * confirmation), so a signature the quotas refuse is refused first,
 	 * and one waiting for its confirmation holds its units; they are given
-	 * back if it does not happen. A size probe for a seal whose quota is
-	 * used up is refused too: the signature it announces would be. */
+	 * back if it does not happen. */
 	if (gw_quota_reserve(r->ctx->quota, s.seal, r->who->id, now, s.app_id,
 	                     s.app_id ? app.uses_granted : 0, s.app_id ? app.uses_left : 0,
 	                     &resv, r->err, sizeof(r->err)) < 0) {
@@ -496,25 +578,6 @@ gw_op_sign(struct gw_req *r)
 		}
 	}
 
-	/* A size probe gets a placeholder and spends nothing. */
-	if (is_size_probe(r, s.seal)) {
-		gw_quota_release(r->ctx->quota, &resv, false);
-		placeholder(sig, plan.sig_len);
-		seq = record(&s, "sign_probe", "ok",
-		             "size probe: answered with a placeholder of the signature's length; no signature released, nothing spent",
-		             NULL, NULL, NULL, 0);
-		if (seq == 0) {
-			rep = sg_reply_error(CKR_DEVICE_ERROR, "audit_failed",
-			                     "the audit record could not be written");
-			goto out;
-		}
-		rep = sg_reply_ok();
-		sg_set_bytes(rep, "signature", sig, plan.sig_len);
-		json_object_set_new(rep, "record", json_integer((json_int_t)seq));
-		json_object_set_new(rep, "probe", json_true());
-		goto out;
-	}
-
 	/* Sign, record with the spent uses, release (the reservation above).
 	 * The record and the spent uses are committed while the token signs:
 	 * everything the record says is known now but the token's answer. A
@@ -523,6 +586,7 @@ gw_op_sign(struct gw_req *r)
 	 * back (docs/audit.md, "sign_void"). */
 	sp.app_id = s.app_id;
 	sp.resv = &resv;
+	sp.unspendable = false;
 	{
 		struct gw_audit_event ev;
 		struct gw_audit_ticket *ticket = NULL;
@@ -554,8 +618,14 @@ gw_op_sign(struct gw_req *r)
 			                             err, sizeof(err)) < 0;
 		}
 		gw_quota_release(r->ctx->quota, &resv, spent);
-		snprintf(r->err, sizeof(r->err), "the token refused to sign with the %s (CKR 0x%lx)",
-		         s.seal->name, rv);
+		if (rv == CKR_KEY_CHANGED)
+			snprintf(r->err, sizeof(r->err),
+			         "the token refused to sign with the %s: the object it offers for the seal's key "
+			         "is not that key (its CKA_ID, type or public key differ), so nothing was signed",
+			         s.seal->name);
+		else
+			snprintf(r->err, sizeof(r->err), "the token refused to sign with the %s (CKR 0x%lx)",
+			         s.seal->name, rv);
 		rep = refuse(&s, rv == CKR_DEVICE_REMOVED || rv == CKR_TOKEN_NOT_PRESENT ?
 		             CKR_TOKEN_NOT_PRESENT : CKR_DEVICE_ERROR,
 		             rv == CKR_DEVICE_REMOVED || rv == CKR_TOKEN_NOT_PRESENT ? "token_absent" : "internal",
@@ -563,6 +633,15 @@ gw_op_sign(struct gw_req *r)
 		goto out;
 	}
 	gw_quota_release(r->ctx->quota, &resv, seq != 0);
+	if (seq == 0 && sp.unspendable) {
+		/* The store decides (docs/workflow.md): the application changed
+		 * between the check above and the commit, e.g. a revoke won. */
+		snprintf(r->err, sizeof(r->err),
+		         "application #%lld for the %s was revoked, expired or used up while this signature "
+		         "was made; no signature was released", (long long)s.app_id, s.seal->name);
+		rep = refuse(&s, CKR_FUNCTION_REJECTED, "denied", "denied");
+		goto out;
+	}
 	if (seq == 0) {
 		/* No record, no signature. Try to leave a trace of the refusal. */
 		snprintf(r->err, sizeof(r->err),
@@ -588,10 +667,13 @@ void
 gw_signpath_state(struct gw_ctx *ctx, const struct gw_policy *p, const struct gw_person *who,
                   const struct gw_seal *seal, int64_t *uses_left, int64_t *quota_left)
 {
-	int64_t ids[CANDIDATES];
+	const struct gw_app_filter f = {
+		.applicant = who->id, .seal = seal->id, .states = 1u << GW_APP_AUTHORIZED,
+	};
+	int64_t ids[CANDIDATES], from = 0;
 	size_t n = 0;
 	time_t now = time(NULL);
-	struct gw_application app;
+	struct gw_application *app;
 
 	(void)p;
 	*quota_left = ctx->quota ? gw_quota_left(ctx->quota, seal, who->id, now) : -1;
@@ -600,11 +682,16 @@ gw_signpath_state(struct gw_ctx *ctx, const struct gw_policy *p, const struct gw
 		return;
 	}
 	*uses_left = 0;
-	if (ctx->store == NULL ||
-	    gw_appstore_list(ctx->store, who->id, seal->id, 1u << GW_APP_AUTHORIZED,
-	                     ids, CANDIDATES, &n) < 0)
+	if (ctx->store == NULL || (app = malloc(sizeof(*app))) == NULL)
 		return;
-	for (size_t i = 0; i < n; i++)
-		if (gw_appstore_get(ctx->store, ids[i], &app) == 1 && gw_wf_usable(&app, now))
-			*uses_left += gw_quota_app_left(ctx->quota, seal->id, app.id, app.uses_left);
+	do {
+		if (gw_appstore_page(ctx->store, &f, true, from, ids, CANDIDATES, &n) < 0)
+			break;
+		for (size_t i = 0; i < n; i++) {
+			from = ids[i];
+			if (gw_appstore_get(ctx->store, ids[i], app) == 1 && gw_wf_usable(app, now))
+				*uses_left += gw_quota_app_left(ctx->quota, seal->id, app->id, app->uses_left);
+		}
+	} while (n == CANDIDATES);
+	free(app);
 }

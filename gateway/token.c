@@ -94,6 +94,7 @@ static CK_RV find_objects(struct gw_token *tok, CK_SESSION_HANDLE s, CK_ATTRIBUT
 static CK_RV read_attr(struct gw_token *tok, CK_SESSION_HANDLE s, CK_OBJECT_HANDLE o,
                        CK_ATTRIBUTE_TYPE type, size_t max, struct gw_bytes *out);
 static void bytes_free(struct gw_bytes *b);
+static void refind_known(struct gw_token *tok);
 
 
 static const char *
@@ -583,8 +584,10 @@ gw_token_reconnect(struct gw_token *tok)
 	pthread_mutex_unlock(&tok->lock);
 	if (log_it)
 		gw_log_warn("backend token reconnect: %s", err);
-	if (rv == CKR_OK)
+	if (rv == CKR_OK) {
+		refind_known(tok);
 		fire(tok, GW_TOKEN_INSERTED, gw_token_describe(tok));
+	}
 	else if (first_refusal)
 		fire(tok, GW_TOKEN_REFUSED, err);
 out:
@@ -1657,7 +1660,7 @@ nomem:
 /* Takes the anchor session for a lookup (counts as busy so a reconnect
  * waits for us). */
 static CK_RV
-anchor_take(struct gw_token *tok, CK_SESSION_HANDLE *s, CK_SLOT_ID *slot)
+anchor_take(struct gw_token *tok, CK_SESSION_HANDLE *s, CK_SLOT_ID *slot, unsigned *gen)
 {
 	CK_RV rv = CKR_TOKEN_NOT_PRESENT;
 
@@ -1666,6 +1669,7 @@ anchor_take(struct gw_token *tok, CK_SESSION_HANDLE *s, CK_SLOT_ID *slot)
 	if (tok->present) {
 		*s = tok->anchor;
 		*slot = tok->slot;
+		*gen = tok->gen;
 		tok->nbusy++;
 		rv = CKR_OK;
 	}
@@ -1700,6 +1704,7 @@ gw_token_find_key(struct gw_token *tok, const char *uri,
 	CK_TOKEN_INFO ti;
 	CK_INFO info;
 	CK_ULONG ktype = 0;
+	unsigned gen = 0;
 	CK_BBOOL can_sign = CK_FALSE;
 	CK_ATTRIBUTE sign_attr = { CKA_SIGN, &can_sign, sizeof(can_sign) };
 	CK_BBOOL always_auth = CK_FALSE;
@@ -1770,7 +1775,7 @@ gw_token_find_key(struct gw_token *tok, const char *uri,
 			       "on it (insert it and try again)");
 		goto out;
 	}
-	crv = anchor_take(tok, &s, &slot);
+	crv = anchor_take(tok, &s, &slot, &gen);
 	if (crv != CKR_OK) {
 		sg_seterr(err, errlen, "backend token not present");
 		goto out;
@@ -1809,6 +1814,7 @@ gw_token_find_key(struct gw_token *tok, const char *uri,
 		goto out;
 	}
 	key->priv = h[0];
+	key->gen = gen;
 	if ((crv = read_ulong(tok, s, key->priv, CKA_KEY_TYPE, &ktype)) != CKR_OK) {
 		sg_seterr(err, errlen, "reading CKA_KEY_TYPE of '%s': %s", uri, rvstr(crv));
 		goto out;
@@ -1891,8 +1897,8 @@ out:
 
 /* ---- signing ---- */
 
-/* After a reconnect object handles may have changed (a re-inserted card):
- * find the key again by its CKA_ID and label in the signer's own session. */
+/* Finds the key again by class, CKA_ID and label in the signer's own
+ * session: exactly one object, or CK_INVALID_HANDLE. */
 static CK_OBJECT_HANDLE
 refind_key(struct gw_token *tok, CK_SESSION_HANDLE s, const struct gw_seal_key *key)
 {
@@ -1908,6 +1914,168 @@ refind_key(struct gw_token *tok, CK_SESSION_HANDLE s, const struct gw_seal_key *
 	if (find_objects(tok, s, t, 3, h, 2, &n) != CKR_OK || n != 1)
 		return CK_INVALID_HANDLE;
 	return h[0];
+}
+
+static bool
+same_id(const struct gw_seal_key *a, const struct gw_seal_key *b)
+{
+	return a->id.len == b->id.len && (a->id.len == 0 || memcmp(a->id.p, b->id.p, a->id.len) == 0);
+}
+
+/* The handle found for key in generation gen, kept with the known keys
+ * (token.h), or CK_INVALID_HANDLE. */
+static CK_OBJECT_HANDLE
+handle_kept(struct gw_token *tok, const struct gw_seal_key *key, unsigned gen)
+{
+	CK_OBJECT_HANDLE h = CK_INVALID_HANDLE;
+
+	if (key->uri == NULL)
+		return h;
+	pthread_mutex_lock(&tok->lock);
+	for (size_t i = 0; i < tok->nknown && h == CK_INVALID_HANDLE; i++) {
+		const struct gw_seal_key *k = tok->known[i];
+		if (k->gen == gen && k->priv != CK_INVALID_HANDLE && strcmp(k->uri, key->uri) == 0 &&
+		    same_id(k, key))
+			h = k->priv;
+	}
+	pthread_mutex_unlock(&tok->lock);
+	return h;
+}
+
+static void
+handle_keep(struct gw_token *tok, const struct gw_seal_key *key, unsigned gen, CK_OBJECT_HANDLE h)
+{
+	if (key->uri == NULL)
+		return;
+	pthread_mutex_lock(&tok->lock);
+	for (size_t i = 0; i < tok->nknown; i++) {
+		struct gw_seal_key *k = tok->known[i];
+		if (strcmp(k->uri, key->uri) == 0 && same_id(k, key)) {
+			k->priv = h;
+			k->gen = gen;
+		}
+	}
+	pthread_mutex_unlock(&tok->lock);
+}
+
+/* b without its leading zero bytes (an unsigned big-endian integer). */
+static const uint8_t *
+unpadded(const uint8_t *p, size_t *len)
+{
+	while (*len > 1 && p[0] == 0) {
+		p++;
+		(*len)--;
+	}
+	return p;
+}
+
+/* Whether object h is key: a private key of its type with its CKA_ID and
+ * its public part where the object shows one (the RSA modulus; the curve
+ * of an EC or EdDSA key, whose private object seldom carries a point). CKR_OK,
+ * CKR_KEY_CHANGED (another object), CKR_KEY_HANDLE_INVALID (no object),
+ * or the token's error. Token data is untrusted: every length is checked
+ * against the buffer before it is read. */
+static CK_RV
+key_is(struct gw_token *tok, CK_SESSION_HANDLE s, CK_OBJECT_HANDLE h, const struct gw_seal_key *key)
+{
+	CK_OBJECT_CLASS cls = 0;
+	CK_KEY_TYPE kt = 0, want_kt = key->type == GW_KEY_RSA ? CKK_RSA :
+	                              key->type == GW_KEY_EC ? CKK_EC : CKK_EC_EDWARDS;
+	const struct gw_bytes *pub = key->type == GW_KEY_RSA ? &key->modulus : &key->ec_params;
+	size_t idcap = key->id.len + 1, pubcap = pub->len + 16, a_len, b_len;
+	uint8_t *id = malloc(idcap), *pb = malloc(pubcap);
+	const uint8_t *a, *b;
+	CK_ATTRIBUTE t[4] = {
+		{ CKA_CLASS, &cls, sizeof(cls) },
+		{ CKA_KEY_TYPE, &kt, sizeof(kt) },
+		{ CKA_ID, id, idcap },
+		{ key->type == GW_KEY_RSA ? CKA_MODULUS : CKA_EC_PARAMS, pb, pubcap },
+	};
+	CK_RV rv, grv;
+
+	if (id == NULL || pb == NULL) {
+		rv = CKR_HOST_MEMORY;
+		goto out;
+	}
+	rv = grv = tok->f->C_GetAttributeValue(s, h, t, 4);
+	if (rv == CKR_OBJECT_HANDLE_INVALID || rv == CKR_KEY_HANDLE_INVALID) {
+		rv = CKR_KEY_HANDLE_INVALID;
+		goto out;
+	}
+	/* These still fill every attribute they can (PKCS#11 5.7): a
+	 * sensitive or too long one reads CK_UNAVAILABLE_INFORMATION. */
+	if (rv != CKR_OK && rv != CKR_ATTRIBUTE_SENSITIVE && rv != CKR_ATTRIBUTE_TYPE_INVALID &&
+	    rv != CKR_BUFFER_TOO_SMALL)
+		goto out;
+	rv = CKR_KEY_CHANGED;
+	if (t[0].ulValueLen != sizeof(cls) || cls != CKO_PRIVATE_KEY ||
+	    t[1].ulValueLen != sizeof(kt) || kt != want_kt ||
+	    t[2].ulValueLen != key->id.len || memcmp(id, key->id.p, key->id.len) != 0)
+		goto out;
+	/* A public part the object does not show (CK_UNAVAILABLE_INFORMATION)
+	 * is not held against it; one it shows must be the key's. Too long a
+	 * value reads as unavailable too, so it must fit in pubcap. */
+	if (t[3].ulValueLen != CK_UNAVAILABLE_INFORMATION) {
+		if (t[3].ulValueLen > pubcap)
+			goto out;
+		a = pb;
+		a_len = t[3].ulValueLen;
+		b = pub->p;
+		b_len = pub->len;
+		if (key->type == GW_KEY_RSA) {
+			a = unpadded(a, &a_len);
+			b = b ? unpadded(b, &b_len) : b;
+		}
+		if (a_len != b_len || (a_len > 0 && memcmp(a, b, a_len) != 0))
+			goto out;
+	} else if (grv == CKR_BUFFER_TOO_SMALL) {
+		goto out;   /* the CKA_ID fitted, so the public part did not */
+	}
+	rv = CKR_OK;
+out:
+	free(id);
+	free(pb);
+	return rv;
+}
+
+/* The object to sign with for key in session s of generation gen: the
+ * handle found in this generation (at the key's lookup, or again since),
+ * checked to be the key; otherwise found again by CKA_ID and label,
+ * checked, and kept for the rest of the generation. */
+static CK_RV
+key_handle(struct gw_token *tok, CK_SESSION_HANDLE s, unsigned gen, const struct gw_seal_key *key,
+           CK_OBJECT_HANDLE *out)
+{
+	CK_OBJECT_HANDLE h = handle_kept(tok, key, gen);
+	CK_RV rv;
+
+	*out = CK_INVALID_HANDLE;
+	/* One found again in this generation wins over the key's own. */
+	if (h == CK_INVALID_HANDLE && key->gen == gen)
+		h = key->priv;
+	if (h != CK_INVALID_HANDLE) {
+		rv = key_is(tok, s, h, key);
+		if (rv == CKR_OK) {
+			*out = h;
+			return CKR_OK;
+		}
+		if (rv_token_gone(rv))
+			return rv;
+		/* The number names another object now: look again. */
+	}
+	h = refind_key(tok, s, key);
+	if (h == CK_INVALID_HANDLE)
+		return CKR_KEY_HANDLE_INVALID;
+	rv = key_is(tok, s, h, key);
+	if (rv == CKR_KEY_CHANGED)
+		gw_log_error("the backend token offers an object for '%s' (its CKA_ID and label) that is "
+		             "not that key: its class, type, CKA_ID or public key differ; not signing",
+		             key->uri ? key->uri : key->label);
+	if (rv != CKR_OK)
+		return rv;
+	handle_keep(tok, key, gen, h);
+	*out = h;
+	return CKR_OK;
 }
 
 CK_RV
@@ -1933,14 +2101,13 @@ gw_token_sign(struct gw_token *tok, const struct gw_seal_key *key,
 	if (rv != CKR_OK)
 		return rv;
 
-	/* A key known only from an earlier run (token.h) has no handle yet. */
-	rv = key->priv == CK_INVALID_HANDLE ? CKR_KEY_HANDLE_INVALID :
-	     tok->f->C_SignInit(h, mech, key->priv);
-	if (rv == CKR_KEY_HANDLE_INVALID || rv == CKR_OBJECT_HANDLE_INVALID) {
-		kh = refind_key(tok, h, key);
-		if (kh != CK_INVALID_HANDLE)
-			rv = tok->f->C_SignInit(h, mech, kh);
-	}
+	/* Never an old generation's handle (a re-inserted card may number
+	 * its objects anew, and a reused number could name another key),
+	 * and always checked to be the key (token.h). A key known only from
+	 * an earlier run has no handle yet. */
+	rv = key_handle(tok, h, gen, key, &kh);
+	if (rv == CKR_OK)
+		rv = tok->f->C_SignInit(h, mech, kh);
 	if (rv == CKR_OK && key->always_auth) {
 		/* Smartcard signature keys often want the PIN again for each
 		 * operation. Same rule as the first login: one try, and a
@@ -1982,6 +2149,51 @@ gw_token_sign(struct gw_token *tok, const struct gw_seal_key *key,
 		pool_put(tok, h, gen);
 	}
 	return rv;
+}
+
+/* The token is back (a new generation): every key it had is found again
+ * by CKA_ID and label and checked now, so no signature meets a handle of
+ * the earlier generation, and a key that is missing or another key is said
+ * at once rather than at its seal's first signature (which would look
+ * again anyway). Copies are taken under the lock: the list may change. */
+static void
+refind_known(struct gw_token *tok)
+{
+	CK_SESSION_HANDLE s;
+	CK_SLOT_ID slot;
+	unsigned gen;
+	size_t n;
+
+	if (anchor_take(tok, &s, &slot, &gen) != CKR_OK)
+		return;
+	pthread_mutex_lock(&tok->lock);
+	n = tok->nknown;
+	pthread_mutex_unlock(&tok->lock);
+	for (size_t i = 0; i < n; i++) {
+		struct gw_seal_key *k = NULL;
+		CK_OBJECT_HANDLE h;
+		CK_RV rv;
+
+		pthread_mutex_lock(&tok->lock);
+		if (i < tok->nknown)
+			(void)key_copy(tok->known[i], &k);
+		pthread_mutex_unlock(&tok->lock);
+		if (k == NULL)
+			continue;
+		h = refind_key(tok, s, k);
+		rv = h == CK_INVALID_HANDLE ? CKR_KEY_HANDLE_INVALID : key_is(tok, s, h, k);
+		if (rv == CKR_OK)
+			handle_keep(tok, k, gen, h);
+		else if (!rv_token_gone(rv))
+			gw_log_warn("the backend token is back, but the key '%s' %s", k->uri,
+			            rv == CKR_KEY_CHANGED ?
+			            "on it is not the key found before (its class, type, CKA_ID or public key "
+			            "differ): its seals will not sign" :
+			            "is not on it (no one private key with its CKA_ID and label): its seals "
+			            "cannot sign until it is");
+		gw_seal_key_free(&k);
+	}
+	anchor_put(tok);
 }
 
 /* ---- secrets sealed on the token (token.h; used by totp.c) ---- */

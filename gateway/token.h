@@ -32,6 +32,8 @@ struct gw_seal_key {
 	struct gw_bytes modulus, public_exponent;   /* RSA */
 	struct gw_bytes ec_params, ec_point;        /* EC, Ed25519 */
 	CK_OBJECT_HANDLE priv;        /* backend handle: gateway-internal only */
+	unsigned gen;                 /* the token's generation priv was found in (token.c):
+	                               * after a token event it names nothing of ours */
 	bool always_auth;             /* CKA_ALWAYS_AUTHENTICATE: token PIN per signature */
 };
 
@@ -49,9 +51,17 @@ int gw_token_find_key(struct gw_token *tok, const char *uri,
                       struct gw_seal_key **out, char *err, size_t errlen);
 void gw_seal_key_free(struct gw_seal_key **key);
 
-/* Signs in on a pooled session: C_SignInit(mech, key->priv) + C_Sign.
+/* Signs in on a pooled session: C_SignInit(mech, key) + C_Sign.
  * sig/siglen in/out as in PKCS#11 (sig must be large enough). Thread safe;
- * blocks only while all pooled sessions are busy. */
+ * blocks only while all pooled sessions are busy.
+ * The key's object handle is used only in the token generation it was
+ * found in: when the token is back after an event (removed, inserted,
+ * reconnected) every known key is found again by class, CKA_ID and label
+ * and kept for the generation (a signature that finds none looks again). Before every signature the object's CKA_CLASS, CKA_KEY_TYPE,
+ * CKA_ID and public part (RSA modulus, EC/EdDSA curve) must be the key's:
+ * a handle that names another object is looked up once more, and when the
+ * token still offers another key, the signature is refused with
+ * CKR_KEY_CHANGED before C_SignInit. */
 CK_RV gw_token_sign(struct gw_token *tok, const struct gw_seal_key *key,
                     CK_MECHANISM *mech, const uint8_t *in, size_t inlen,
                     uint8_t *sig, size_t *siglen);

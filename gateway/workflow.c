@@ -239,15 +239,24 @@ gw_wf_revoke(struct gw_application *app, const struct gw_person *actor,
 	return 0;
 }
 
+enum gw_app_state
+gw_wf_state_at(const struct gw_application *app, time_t now)
+{
+	if ((app->state == GW_APP_PENDING || app->state == GW_APP_AUTHORIZED) &&
+	    (int64_t)now >= app->valid_until)
+		return GW_APP_EXPIRED;
+	return app->state;
+}
+
 bool
 gw_wf_expire(struct gw_application *app, time_t now)
 {
-	if ((app->state == GW_APP_PENDING || app->state == GW_APP_AUTHORIZED) &&
-	    (int64_t)now >= app->valid_until) {
-		app->state = GW_APP_EXPIRED;
-		return true;
-	}
-	return false;
+	enum gw_app_state s = gw_wf_state_at(app, now);
+
+	if (s == app->state)
+		return false;
+	app->state = s;
+	return true;
 }
 
 bool
@@ -278,7 +287,7 @@ void
 gw_wf_describe(const struct gw_policy *p, const struct gw_application *app,
                time_t now, char *out, size_t outlen)
 {
-	struct gw_application tmp = *app;
+	enum gw_app_state state = gw_wf_state_at(app, now);
 	struct gw_rule rule;
 	struct gw_level levels[GW_WF_MAX_LEVELS];
 	const struct gw_person *applicant, **who = NULL;
@@ -287,8 +296,7 @@ gw_wf_describe(const struct gw_policy *p, const struct gw_application *app,
 	unsigned quorum = 1, have;
 	char err[256];
 
-	gw_wf_expire(&tmp, now);
-	switch (tmp.state) {
+	switch (state) {
 	case GW_APP_AUTHORIZED:
 		snprintf(out, outlen, "application #%lld is authorized: %u of %u uses left",
 		         (long long)app->id, app->uses_left, app->uses_granted);
@@ -297,7 +305,7 @@ gw_wf_describe(const struct gw_policy *p, const struct gw_application *app,
 		break;
 	default:
 		snprintf(out, outlen, "application #%lld is %s", (long long)app->id,
-		         gw_app_state_name(tmp.state));
+		         gw_app_state_name(state));
 		return;
 	}
 	l = &app->levels[app->level];

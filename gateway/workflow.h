@@ -54,6 +54,8 @@ struct gw_wf_level {
 	unsigned quorum;
 };
 
+/* About 45 KiB (the approvals' comments): kept on the heap, passed by
+ * pointer, never copied onto a thread's stack. */
 struct gw_application {
 	int64_t id;
 	char applicant[SG_NAME_MAX + 1];
@@ -114,6 +116,9 @@ int gw_wf_revoke(struct gw_application *app, const struct gw_person *actor,
 /* Moves a pending/authorized application past its validity to expired.
  * Returns true when it changed. */
 bool gw_wf_expire(struct gw_application *app, time_t now);
+/* The state app has at now (expired once past its validity) without
+ * changing it: what gw_wf_expire would make of it. */
+enum gw_app_state gw_wf_state_at(const struct gw_application *app, time_t now);
 
 /* Spends one use of an authorized application (after a released
  * signature). Refuses when nothing is left; moves to used_up at zero. */

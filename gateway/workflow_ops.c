@@ -17,7 +17,12 @@
 #include "signpath.h"
 #include "workflow.h"
 
+/* A list reply holds at most LIST_MAX applications and looks at most at
+ * LIST_SCAN_MAX stored ones (so one request's work is bounded however
+ * few of them the caller may see); "next" then says where to go on. */
 #define LIST_MAX 500
+#define LIST_SCAN_MAX 5000
+#define LIST_PAGE 500
 
 static json_t *
 bad(struct gw_req *r)
@@ -84,16 +89,14 @@ app_json(const struct gw_policy *p, const struct gw_application *app, time_t now
 {
 	char status[GW_WF_TEXT_MAX], hex[65];
 	json_t *o, *apps = json_array();
-	struct gw_application tmp = *app;
 
-	gw_wf_expire(&tmp, now);
 	gw_wf_describe(p, app, now, status, sizeof(status));
 	o = json_pack("{s:I,s:s,s:s,s:s,s:I,s:I,s:I,s:I,s:s,s:i,s:i,s:s,s:s}",
 	              "id", (json_int_t)app->id, "applicant", app->applicant, "seal", app->seal,
 	              "reason", app->reason, "uses_granted", (json_int_t)app->uses_granted,
 	              "uses_left", (json_int_t)app->uses_left, "created", (json_int_t)app->created,
 	              "valid_until", (json_int_t)app->valid_until,
-	              "state", gw_app_state_name(tmp.state), "level", (int)app->level + 1,
+	              "state", gw_app_state_name(gw_wf_state_at(app, now)), "level", (int)app->level + 1,
 	              "levels", (int)app->n_levels, "status", status,
 	              "document_type", app->document_type);
 	if (app->business_scope[0])
@@ -337,18 +340,20 @@ gw_op_list(struct gw_req *r)
 {
 	const struct gw_policy *p = r->snap->policy;
 	const char *which = "mine";
-	int64_t *ids = calloc(LIST_MAX, sizeof(*ids));
+	struct gw_app_filter f = { 0 };
+	int64_t *ids = calloc(LIST_PAGE, sizeof(*ids)), from = 0, last = 0;
 	struct gw_application *app = calloc(1, sizeof(*app));
-	size_t n = 0;
+	size_t n = 0, scanned = 0, shown = 0;
 	time_t now = time(NULL);
-	json_t *rep = NULL, *arr;
-	bool all, waiting;
+	json_t *rep = NULL, *arr = NULL;
+	bool all, waiting, more = false;
 
 	if (ids == NULL || app == NULL) {
 		rep = sg_reply_error(CKR_HOST_MEMORY, "internal", "out of memory");
 		goto out;
 	}
-	if (sg_get_str(r->msg, "which", false, &which, 16, r->err, sizeof(r->err)) < 0) {
+	if (sg_get_str(r->msg, "which", false, &which, 16, r->err, sizeof(r->err)) < 0 ||
+	    sg_get_int(r->msg, "before", false, 1, INT64_MAX, &from, r->err, sizeof(r->err)) < 0) {
 		rep = bad(r);
 		goto out;
 	}
@@ -359,24 +364,42 @@ gw_op_list(struct gw_req *r)
 		rep = bad(r);
 		goto out;
 	}
-	if (gw_appstore_list(r->ctx->store, all || waiting ? NULL : r->who->id, NULL,
-	                     waiting ? 1u << GW_APP_PENDING : 0, ids, LIST_MAX, &n) < 0) {
-		rep = sg_reply_error(CKR_DEVICE_ERROR, "internal", "store error");
-		goto out;
-	}
+	/* What SQL can filter it filters; who may see or approve what is
+	 * policy, decided here — before anything is cut, page by page, so a
+	 * match older than many others is still found. */
+	f.applicant = all || waiting ? NULL : r->who->id;
+	f.states = waiting ? 1u << GW_APP_PENDING : 0;
 	arr = json_array();
-	for (size_t i = 0; i < n; i++) {
-		if (gw_appstore_get(r->ctx->store, ids[i], app) != 1)
-			continue;
-		if (waiting && !gw_wf_waiting_for(p, app, r->who))
-			continue;
-		if (all && !may_see(p, r->who, app))
-			continue;
-		json_array_append_new(arr, app_json(p, app, now));
-	}
+	do {
+		if (gw_appstore_page(r->ctx->store, &f, false, from, ids, LIST_PAGE, &n) < 0) {
+			rep = sg_reply_error(CKR_DEVICE_ERROR, "internal", "store error");
+			goto out;
+		}
+		for (size_t i = 0; i < n; i++) {
+			if (shown == LIST_MAX || scanned == LIST_SCAN_MAX) {
+				more = true;
+				break;
+			}
+			from = last = ids[i];
+			scanned++;
+			if (gw_appstore_get(r->ctx->store, ids[i], app) != 1)
+				continue;
+			if (waiting && !gw_wf_waiting_for(p, app, r->who))
+				continue;
+			if (all && !may_see(p, r->who, app))
+				continue;
+			json_array_append_new(arr, app_json(p, app, now));
+			shown++;
+		}
+	} while (!more && n == LIST_PAGE);
 	rep = sg_reply_ok();
 	json_object_set_new(rep, "applications", arr);
+	arr = NULL;
+	/* The next page starts below the last application looked at. */
+	if (more)
+		json_object_set_new(rep, "next", json_integer(last));
 out:
+	json_decref(arr);
 	free(ids);
 	free(app);
 	return rep;

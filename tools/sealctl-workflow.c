@@ -242,7 +242,9 @@ static int
 cmd_list(struct cli *c, int argc, char **argv)
 {
 	const char *which = "mine";
-	json_t *req, *rep, *a;
+	long long before = 0;
+	char *end;
+	json_t *req, *rep, *a, *next;
 	size_t i;
 	int rv = 1;
 
@@ -253,8 +255,11 @@ cmd_list(struct cli *c, int argc, char **argv)
 			which = "all";
 		else if (strcmp(argv[k], "--mine") == 0)
 			which = "mine";
+		else if (strcmp(argv[k], "--before") == 0 && k + 1 < argc &&
+		         (before = strtoll(argv[k + 1], &end, 10)) > 0 && *end == '\0')
+			k++;
 		else {
-			fprintf(stderr, "sealctl: list takes --mine, --waiting or --all\n");
+			fprintf(stderr, "sealctl: list takes --mine, --waiting or --all, and --before ID\n");
 			return 2;
 		}
 	}
@@ -262,13 +267,19 @@ cmd_list(struct cli *c, int argc, char **argv)
 		return 1;
 	req = sg_request_new(SG_OP_LIST);
 	json_object_set_new(req, "which", json_string(which));
+	if (before > 0)
+		json_object_set_new(req, "before", json_integer(before));
 	rep = cli_call(c, req);
 	if (sg_reply_is_ok(rep, NULL, NULL, NULL)) {
+		next = json_object_get(rep, "next");
 		if (!c->json) {
 			json_array_foreach(json_object_get(rep, "applications"), i, a)
 				print_app(a, false);
 			if (json_array_size(json_object_get(rep, "applications")) == 0)
-				printf("no applications (%s)\n", which);
+				printf("no applications (%s)%s\n", which, next ? " in this page" : "");
+			if (next)
+				printf("more: sealctl list --%s --before %lld\n", which,
+				       (long long)json_integer_value(next));
 		}
 		rv = 0;
 	} else {

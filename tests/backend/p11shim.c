@@ -2,7 +2,9 @@
  * Test-only PKCS#11 module: forwards everything to the real SoftHSM2 and
  * lets a test inject what SoftHSM cannot be made to do on demand — PIN
  * flags (final try, locked), a failing C_Sign that leaves the operation
- * active, a pulled token — and count logins and sessions.
+ * active, a pulled token, a token that numbers its objects anew (two
+ * handles swapped, or a find that answers with the wrong one) — and count
+ * logins, sessions and signature starts.
  * Controlled through shim_set/shim_get (dlsym on the same dlopen handle).
  */
 #include <dlfcn.h>
@@ -20,6 +22,10 @@ static long extra_flags;     /* ORed into CK_TOKEN_INFO.flags */
 static long fail_sign_rv;    /* one-shot: C_Sign returns this, real op left active */
 static long removed;         /* token pulled */
 static long logins, opens, closes;
+static long swap_a, swap_b;  /* object handles a and b trade numbers ... */
+static long swap_find_only;  /* ... everywhere, or only in what C_FindObjects returns */
+static long sign_inits;      /* C_SignInit calls that reached the real module */
+static long key_finds;       /* C_FindObjectsInit calls for private keys */
 
 long shim_get(const char *what);
 void shim_set(const char *what, long v);
@@ -34,6 +40,11 @@ var(const char *what)
 	if (!strcmp(what, "logins")) return &logins;
 	if (!strcmp(what, "opens")) return &opens;
 	if (!strcmp(what, "closes")) return &closes;
+	if (!strcmp(what, "swap_a")) return &swap_a;
+	if (!strcmp(what, "swap_b")) return &swap_b;
+	if (!strcmp(what, "swap_find_only")) return &swap_find_only;
+	if (!strcmp(what, "sign_inits")) return &sign_inits;
+	if (!strcmp(what, "key_finds")) return &key_finds;
 	abort();
 }
 
@@ -97,12 +108,56 @@ s_CloseSession(CK_SESSION_HANDLE s)
 	return real->C_CloseSession(s);
 }
 
+/* The handle the real module knows for h, as the caller sees it. */
+static CK_OBJECT_HANDLE
+swapped(CK_OBJECT_HANDLE h)
+{
+	CK_OBJECT_HANDLE a = (CK_OBJECT_HANDLE)shim_get("swap_a"), b = (CK_OBJECT_HANDLE)shim_get("swap_b");
+
+	if (a == 0 || b == 0)
+		return h;
+	return h == a ? b : h == b ? a : h;
+}
+
+static CK_OBJECT_HANDLE
+swapped_in(CK_OBJECT_HANDLE h)
+{
+	return shim_get("swap_find_only") ? h : swapped(h);
+}
+
+static CK_RV
+s_FindObjectsInit(CK_SESSION_HANDLE s, CK_ATTRIBUTE_PTR t, CK_ULONG n)
+{
+	for (CK_ULONG i = 0; i < n; i++)
+		if (t[i].type == CKA_CLASS && t[i].ulValueLen == sizeof(CK_OBJECT_CLASS) &&
+		    *(CK_OBJECT_CLASS *)t[i].pValue == CKO_PRIVATE_KEY)
+			__atomic_add_fetch(&key_finds, 1, __ATOMIC_SEQ_CST);
+	return real->C_FindObjectsInit(s, t, n);
+}
+
+static CK_RV
+s_FindObjects(CK_SESSION_HANDLE s, CK_OBJECT_HANDLE_PTR out, CK_ULONG max, CK_ULONG_PTR n)
+{
+	CK_RV rv = real->C_FindObjects(s, out, max, n);
+
+	for (CK_ULONG i = 0; rv == CKR_OK && i < *n && i < max; i++)
+		out[i] = swapped(out[i]);
+	return rv;
+}
+
+static CK_RV
+s_GetAttributeValue(CK_SESSION_HANDLE s, CK_OBJECT_HANDLE o, CK_ATTRIBUTE_PTR t, CK_ULONG n)
+{
+	return real->C_GetAttributeValue(s, swapped_in(o), t, n);
+}
+
 static CK_RV
 s_SignInit(CK_SESSION_HANDLE s, CK_MECHANISM_PTR m, CK_OBJECT_HANDLE k)
 {
 	if (shim_get("removed"))
 		return CKR_DEVICE_REMOVED;
-	return real->C_SignInit(s, m, k);
+	__atomic_add_fetch(&sign_inits, 1, __ATOMIC_SEQ_CST);
+	return real->C_SignInit(s, m, swapped_in(k));
 }
 
 static CK_RV
@@ -138,6 +193,9 @@ C_GetFunctionList(CK_FUNCTION_LIST_PTR_PTR list)
 		shim.C_OpenSession = s_OpenSession;
 		shim.C_CloseSession = s_CloseSession;
 		shim.C_SignInit = s_SignInit;
+		shim.C_FindObjectsInit = s_FindObjectsInit;
+		shim.C_FindObjects = s_FindObjects;
+		shim.C_GetAttributeValue = s_GetAttributeValue;
 		shim.C_Sign = s_Sign;
 	}
 	*list = &shim;

@@ -729,3 +729,162 @@ Test(token, parallel_signatures_all_verify)
 	for (int i = 0; i < 3; i++)
 		gw_seal_key_free(&keys[i]);
 }
+
+/* ---- object handles after token events (issue item 13) ---- */
+
+/* A token with two RSA keys, behind the shim: a handle that names the
+ * wrong one signs with a key of the very same kind, so only the key's
+ * identity tells them apart. */
+static void *
+two_rsa_token(struct gw_seal_key **one, struct gw_seal_key **two)
+{
+	const char *src = getenv("SEALGATE_SOURCE");
+	char conf[160];
+	void *h = shim_handle();
+
+	sh("%s/tests/backend/mktoken.sh %s/two sg-two 1234 rsa-one:11:rsa:2048 rsa-two:12:rsa:2048 "
+	   ">/dev/null", src, dir);
+	snprintf(conf, sizeof(conf), "%s/two/softhsm2.conf", dir);
+	setenv("SOFTHSM2_CONF", conf, 1);
+	cfg.backend_module = shim_path;
+	cfg.backend_token = "pkcs11:token=sg-two";
+	open_ok();
+	*one = find_ok("pkcs11:object=rsa-one");
+	*two = find_ok("pkcs11:object=rsa-two");
+	cr_assert_neq((*one)->priv, (*two)->priv);
+	sign_verify(*one, CKM_RSA_PKCS);
+	return h;
+}
+
+/* The token is pulled: a signature finds it gone. */
+static void
+token_pulled(void *h, const struct gw_seal_key *key)
+{
+	uint8_t msg[10] = "0123456789", sig[512];
+	size_t siglen = sizeof(sig);
+
+	shim_set(h, "removed", 1);
+	cr_assert_eq(sign_as_app(key, CKM_RSA_PKCS, msg, sizeof(msg), sig, &siglen), CKR_DEVICE_REMOVED);
+	cr_assert_not(gw_token_present(tok));
+}
+
+/* ... and re-inserted. */
+static void
+token_back(void *h)
+{
+	shim_set(h, "removed", 0);
+	usleep(1100 * 1000);    /* reconnects are a second apart after a failed one */
+	cr_assert_eq(gw_token_reconnect(tok), CKR_OK);
+}
+
+/* The number uri's key has on the token now (SoftHSM itself numbers its
+ * objects anew after all sessions were closed). */
+static CK_OBJECT_HANDLE
+number_now(const char *uri)
+{
+	struct gw_seal_key *k = find_ok(uri);
+	CK_OBJECT_HANDLE n = k->priv;
+
+	gw_seal_key_free(&k);
+	return n;
+}
+
+static void
+shim_reset(void *h)
+{
+	shim_set(h, "swap_a", 0);
+	shim_set(h, "swap_b", 0);
+	shim_set(h, "swap_find_only", 0);
+	gw_token_close(&tok);
+	dlclose(h);
+}
+
+/* After the card returns, the old number of rsa-one names rsa-two: the
+ * key is found again by CKA_ID, so each key still signs as itself. */
+Test(token, after_a_token_event_keys_are_found_again_not_their_old_handles)
+{
+	struct gw_seal_key *one, *two;
+	void *h = two_rsa_token(&one, &two);
+
+	token_pulled(h, one);
+	token_back(h);
+	shim_set(h, "swap_a", (long)one->priv);
+	shim_set(h, "swap_b", (long)number_now("pkcs11:object=rsa-two"));
+	sign_verify(one, CKM_RSA_PKCS);
+	sign_verify(two, CKM_RSA_PKCS);
+	gw_seal_key_free(&one);
+	gw_seal_key_free(&two);
+	shim_reset(h);
+}
+
+/* Every key is found again as the token comes back, before any signature
+ * asks for it: two keys known, two lookups of a private key. */
+Test(token, when_the_token_is_back_every_key_is_found_again_at_once)
+{
+	struct gw_seal_key *one, *two;
+	void *h = two_rsa_token(&one, &two);
+	long finds;
+
+	token_pulled(h, one);
+	finds = shim_get(h, "key_finds");
+	token_back(h);
+	cr_assert_eq(shim_get(h, "key_finds"), finds + 2, "private-key lookups at the reconnect: %ld",
+	             shim_get(h, "key_finds") - finds);
+	finds = shim_get(h, "key_finds");
+	sign_verify(one, CKM_RSA_PKCS);
+	sign_verify(two, CKM_RSA_PKCS);
+	cr_assert_eq(shim_get(h, "key_finds"), finds, "the handles found then are used, not looked up again");
+	gw_seal_key_free(&one);
+	gw_seal_key_free(&two);
+	shim_reset(h);
+}
+
+/* Even without an event the handle is checked before each signature: the
+ * object it names now is rsa-two, so rsa-one is looked up again. */
+Test(token, a_handle_naming_another_key_is_checked_before_signing)
+{
+	struct gw_seal_key *one, *two;
+	void *h = two_rsa_token(&one, &two);
+
+	shim_set(h, "swap_a", (long)one->priv);
+	shim_set(h, "swap_b", (long)two->priv);
+	sign_verify(one, CKM_RSA_PKCS);
+	sign_verify(two, CKM_RSA_PKCS);
+	gw_seal_key_free(&one);
+	gw_seal_key_free(&two);
+	shim_reset(h);
+}
+
+/* A token whose find answers for rsa-one with rsa-two: refused with
+ * CKR_KEY_CHANGED before any C_SignInit, and the right key is not
+ * replaced by a wrong one for later signatures either. */
+Test(token, a_token_that_offers_another_key_is_refused_before_signing)
+{
+	struct gw_seal_key *one, *two;
+	void *h = two_rsa_token(&one, &two);
+	uint8_t msg[10] = "0123456789", sig[512];
+	size_t siglen = sizeof(sig);
+	long inits;
+	CK_RV rv;
+
+	token_pulled(h, one);
+	token_back(h);
+	shim_set(h, "swap_a", (long)number_now("pkcs11:object=rsa-one"));
+	shim_set(h, "swap_b", (long)number_now("pkcs11:object=rsa-two"));
+	shim_set(h, "swap_find_only", 1);
+	inits = shim_get(h, "sign_inits");
+	rv = sign_as_app(one, CKM_RSA_PKCS, msg, sizeof(msg), sig, &siglen);
+	cr_assert_eq(rv, CKR_KEY_CHANGED, "rv 0x%lx", (unsigned long)rv);
+	cr_assert_eq(shim_get(h, "sign_inits"), inits, "nothing was signed");
+	siglen = sizeof(sig);
+	rv = sign_as_app(one, CKM_RSA_PKCS, msg, sizeof(msg), sig, &siglen);
+	cr_assert_eq(rv, CKR_KEY_CHANGED, "again: rv 0x%lx", (unsigned long)rv);
+	cr_assert(gw_token_present(tok), "a wrong key is refused, the token is not given up");
+	/* Once the token answers truly again, rsa-one signs as itself. */
+	shim_set(h, "swap_a", 0);
+	shim_set(h, "swap_b", 0);
+	sign_verify(one, CKM_RSA_PKCS);
+	gw_seal_key_free(&one);
+	gw_seal_key_free(&two);
+	shim_reset(h);
+}
