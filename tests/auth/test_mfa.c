@@ -537,6 +537,199 @@ Test(mfa, lockout_with_pkcs11_flags_and_admin_unlock)
 	close(fd);
 }
 
+/* ---- parallel guesses ---- */
+
+#define BURST 40
+
+struct guess {
+	const char *user;
+	char pin[64];
+	bool answered, ok;
+	unsigned long rv;
+};
+
+/* One login on a connection of its own (no Criterion asserts off the
+ * main thread: they would unwind the wrong stack). */
+static void *
+guess_thread(void *arg)
+{
+	struct guess *g = arg;
+	int fd = sg_connect_unix(getenv("SEALGATE_SOCKET"));
+	json_t *q = sg_request_new(SG_OP_LOGIN), *r = NULL;
+	char err[256];
+
+	json_object_set_new(q, "user", json_string(g->user));
+	json_object_set_new(q, "pin", json_string(g->pin));
+	if (fd >= 0 && sg_call(fd, q, &r, err, sizeof(err)) == 0) {
+		g->answered = true;
+		g->ok = sg_reply_is_ok(r, &g->rv, NULL, NULL);
+	}
+	json_decref(q);
+	json_decref(r);
+	if (fd >= 0)
+		close(fd);
+	return NULL;
+}
+
+/* Sends all n logins at once, each from its own thread and connection. */
+static void
+burst(struct guess *g, size_t n)
+{
+	pthread_t th[BURST * 2];
+
+	cr_assert_leq(n, sizeof(th) / sizeof(th[0]));
+	for (size_t i = 0; i < n; i++)
+		cr_assert_eq(pthread_create(&th[i], NULL, guess_thread, &g[i]), 0);
+	for (size_t i = 0; i < n; i++)
+		pthread_join(th[i], NULL);
+	for (size_t i = 0; i < n; i++)
+		cr_assert(g[i].answered, "login %zu of the burst got no answer", i);
+}
+
+/* SELECT fn(seq) FROM audit WHERE where: the last record (max), the
+ * first of a kind (min); 0 when there is none. */
+static long
+audit_seq(const char *fn, const char *where)
+{
+	char sql[512];
+	sqlite3 *db;
+	sqlite3_stmt *q;
+	long n = 0;
+
+	cr_assert_eq(sqlite3_open_v2(path_of("sealgate.db", ""), &db, SQLITE_OPEN_READONLY, NULL),
+	             SQLITE_OK);
+	sqlite3_busy_timeout(db, 5000);
+	snprintf(sql, sizeof(sql), "SELECT coalesce(%s(seq), 0) FROM audit WHERE %s", fn, where);
+	cr_assert_eq(sqlite3_prepare_v2(db, sql, -1, &q, NULL), SQLITE_OK, "%s", sqlite3_errmsg(db));
+	if (sqlite3_step(q) == SQLITE_ROW)
+		n = sqlite3_column_int64(q, 0);
+	sqlite3_finalize(q);
+	sqlite3_close(db);
+	return n;
+}
+
+static long
+audit_head(void)
+{
+	return audit_seq("max", "1");
+}
+
+/* A code of user that is none of the codes accepted or named as skewed
+ * around the test clock now (so it is "wrong", and only that). */
+static void
+wrong_code(const char *user, int i, char out[8])
+{
+	long long t = clock_now();
+	char near[2 * 20 + 1][8];
+	bool clash;
+
+	for (int k = -20; k <= 20; k++)
+		code_at(user, t + 30LL * k, near[k + 20]);
+	for (int n = i;; n += BURST) {
+		snprintf(out, 8, "%06d", (n * 7919 + 13) % 1000000);
+		clash = false;
+		for (int k = 0; k < 41; k++)
+			clash = clash || strcmp(out, near[k]) == 0;
+		if (!clash)
+			return;
+	}
+}
+
+/* Forty wrong passwords at once: the attempt is taken in the store before
+ * Argon2 runs, so exactly max_failures (5) are evaluated and the rest are
+ * refused as locked (none evaluated after the lock). */
+Test(mfa, parallel_wrong_passwords_evaluate_at_most_max_failures)
+{
+	struct guess g[BURST];
+	long head, evaluated, locked;
+	json_t *st;
+	int fd = sgt_conn();
+
+	admin_unlock("lena");
+	head = audit_head();
+	for (int i = 0; i < BURST; i++) {
+		g[i] = (struct guess){ .user = "lena" };
+		snprintf(g[i].pin, sizeof(g[i].pin), "guess-%02d-password", i);
+	}
+	burst(g, BURST);
+	{
+		char where[256];
+		snprintf(where, sizeof(where), "action = 'login' AND actor = 'lena' AND seq > %ld AND "
+		         "reason LIKE 'wrong password for lena%%'", head);
+		evaluated = audit_count(where);
+		snprintf(where, sizeof(where), "action = 'login' AND actor = 'lena' AND seq > %ld AND "
+		         "reason LIKE 'the account lena is locked%%'", head);
+		locked = audit_count(where);
+	}
+	cr_assert_eq(evaluated, 5, "%ld of %d parallel wrong passwords were evaluated (limit 5)",
+	             evaluated, BURST);
+	cr_assert_eq(locked, BURST - 5, "%ld refused as locked", locked);
+	for (int i = 0; i < BURST; i++)
+		cr_assert(!g[i].ok && (g[i].rv == CKR_PIN_INCORRECT || g[i].rv == CKR_PIN_LOCKED),
+		          "login %d: rv 0x%lx", i, g[i].rv);
+	st = auth_state(fd, "lena");
+	cr_assert(json_is_true(json_object_get(st, "locked")));
+	json_decref(st);
+	admin_unlock("lena");
+	close(fd);
+}
+
+/* The same burst with the right password among the guesses. It logs in
+ * only if it is one of the five attempts taken before the lock (its
+ * success then ends that run, and five more guesses may be evaluated
+ * before the next lock); else it is refused as locked, unevaluated. */
+Test(mfa, right_password_in_a_burst_of_guesses_not_while_locked)
+{
+	struct guess g[BURST];
+	char where[256];
+	long head, evaluated;
+	const struct guess *right = &g[BURST / 2];
+
+	admin_unlock("lena");
+	head = audit_head();
+	for (int i = 0; i < BURST; i++) {
+		g[i] = (struct guess){ .user = "lena" };
+		snprintf(g[i].pin, sizeof(g[i].pin), i == BURST / 2 ? "lena-password" : "guess-%02d-password", i);
+	}
+	burst(g, BURST);
+	snprintf(where, sizeof(where), "action = 'login' AND actor = 'lena' AND seq > %ld AND "
+	         "reason LIKE 'wrong password for lena%%'", head);
+	evaluated = audit_count(where);
+	if (right->ok) {
+		cr_assert_leq(evaluated, 9, "%ld wrong passwords evaluated around one success", evaluated);
+	} else {
+		cr_assert_eq(right->rv, CKR_PIN_LOCKED, "the right password: rv 0x%lx", right->rv);
+		cr_assert_eq(evaluated, 5, "%ld of %d wrong passwords evaluated (limit 5)", evaluated,
+		             BURST - 1);
+	}
+	admin_unlock("lena");
+}
+
+/* A stolen password and forty codes tried at once: five codes evaluated. */
+Test(mfa, parallel_wrong_codes_evaluate_at_most_max_failures)
+{
+	struct guess g[BURST];
+	char where[256], code[8];
+	long head, evaluated;
+
+	admin_unlock("lena");
+	tick();
+	head = audit_head();
+	for (int i = 0; i < BURST; i++) {
+		g[i] = (struct guess){ .user = "lena" };
+		wrong_code("lena", i, code);
+		pin_of("lena", code, g[i].pin, sizeof(g[i].pin));
+	}
+	burst(g, BURST);
+	snprintf(where, sizeof(where), "action = 'login' AND actor = 'lena' AND seq > %ld AND "
+	         "reason LIKE 'wrong code for lena%%'", head);
+	evaluated = audit_count(where);
+	cr_assert_eq(evaluated, 5, "%ld of %d parallel codes were evaluated (limit 5)", evaluated, BURST);
+	for (int i = 0; i < BURST; i++)
+		cr_assert_not(g[i].ok, "a wrong code logged in");
+	admin_unlock("lena");
+}
+
 Test(mfa, another_os_user_cannot_lock_out_the_account)
 {
 	int fd, status;
