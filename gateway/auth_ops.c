@@ -296,6 +296,16 @@ ends_in_code(const char *pin, size_t len)
 	return len > GW_TOTP_DIGITS && gw_totp_syntax(pin + len - GW_TOTP_DIGITS, GW_TOTP_DIGITS);
 }
 
+/* The hashing pool stayed full (auth.c): refused, try again. */
+static void
+busy(struct verdict *v)
+{
+	snprintf(v->reason, sizeof(v->reason), "busy: the gateway is checking too many passwords "
+	         "at once; try again");
+	v->rv = CKR_FUNCTION_FAILED;
+	v->code = "busy";
+}
+
 /* A wrong guess: CKR_PIN_INCORRECT unless attempt_end says it locked. */
 static int
 wrong(struct verdict *v, const char *code)
@@ -356,6 +366,11 @@ check(struct gw_req *r, const struct gw_person *who, const struct cred *c, time_
 			}
 		} else {
 			ok = gw_auth_check_password_n(a, st, who->id, c->pin, c->pinlen);
+		}
+		if (ok == GW_AUTH_BUSY) {
+			/* Not a guess: nothing was evaluated. */
+			busy(v);
+			return 0;
 		}
 		if (ok < 0) {
 			snprintf(v->reason, sizeof(v->reason), "credential store error");
@@ -617,8 +632,12 @@ set_password(struct gw_req *r, const char *action)
 		if (ok != 1)
 			return refusal(r, action, NULL, NULL, ok, &v);
 	}
-	if (gw_auth_hash_password(password, hash, sizeof(hash)) < 0 ||
-	    gw_store_password_set(r->ctx->store, user, hash) < 0) {
+	ok = gw_auth_hash_password(password, hash, sizeof(hash));
+	if (ok == GW_AUTH_BUSY) {
+		busy(&v);
+		return sg_reply_error(v.rv, v.code, "%s", v.reason);
+	}
+	if (ok < 0 || gw_store_password_set(r->ctx->store, user, hash) < 0) {
 		sodium_memzero(hash, sizeof(hash));
 		return sg_reply_error(CKR_DEVICE_ERROR, "internal", "could not store the password");
 	}

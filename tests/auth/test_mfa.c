@@ -730,6 +730,57 @@ Test(mfa, parallel_wrong_codes_evaluate_at_most_max_failures)
 	admin_unlock("lena");
 }
 
+/* A field of /proc/PID/status of the fixture's sealgated, in KiB. */
+static long
+gateway_kib(const char *field)
+{
+	char line[256];
+	long pid = 0, kib = -1;
+	size_t n = strlen(field);
+	FILE *fp = fopen(path_of("sealgated.pid", ""), "r");
+
+	cr_assert_not_null(fp);
+	cr_assert_eq(fscanf(fp, "%ld", &pid), 1);
+	fclose(fp);
+	snprintf(line, sizeof(line), "/proc/%ld/status", pid);
+	fp = fopen(line, "r");
+	cr_assert_not_null(fp, "%s: %s", line, strerror(errno));
+	while (fgets(line, sizeof(line), fp) != NULL)
+		if (strncmp(line, field, n) == 0 && line[n] == ':')
+			kib = atol(line + n + 1);
+	fclose(fp);
+	cr_assert_geq(kib, 0, "no %s", field);
+	return kib;
+}
+
+/* Forty logins at once: every one is answered, and the gateway's peak
+ * memory grows by no more than its hashing pool (password_hash_concurrency:
+ * 2 in the fixture) times Argon2id's 64 MiB ("interactive"), plus 64 MiB
+ * for everything else — not forty times 64 MiB. */
+Test(mfa, parallel_logins_hash_in_a_bounded_pool)
+{
+	static const char *const users[] = { "alice", "paul", "olga", "lena", "nora", "bob", "frank" };
+	const size_t nu = sizeof(users) / sizeof(users[0]);
+	struct guess g[BURST];
+	long rss = gateway_kib("VmRSS"), hwm;
+	int ok = 0;
+
+	for (size_t i = 0; i < BURST; i++) {
+		g[i] = (struct guess){ .user = users[i % nu] };
+		pin_of(users[i % nu], NULL, g[i].pin, sizeof(g[i].pin));
+	}
+	burst(g, BURST);
+	hwm = gateway_kib("VmHWM");
+	for (size_t i = 0; i < BURST; i++) {
+		/* A refusal may only be "busy, try again". */
+		cr_assert(g[i].ok || g[i].rv == CKR_FUNCTION_FAILED, "%s: rv 0x%lx", g[i].user, g[i].rv);
+		ok += g[i].ok;
+	}
+	cr_assert_gt(ok, 0);
+	cr_assert_lt(hwm - rss, (2 + 1) * 64 * 1024, "peak %ld MiB over the %ld MiB before the logins",
+	             (hwm - rss) / 1024, rss / 1024);
+}
+
 Test(mfa, another_os_user_cannot_lock_out_the_account)
 {
 	int fd, status;
