@@ -477,7 +477,7 @@ gw_auth_session_get(struct gw_auth *a, const uint8_t *token, size_t len,
 }
 
 void
-gw_auth_session_end(struct gw_auth *a, const uint8_t *token, size_t len)
+gw_auth_session_end(struct gw_auth *a, const uint8_t *token, size_t len, uid_t uid)
 {
 	uint8_t id[crypto_generichash_BYTES];
 
@@ -487,7 +487,9 @@ gw_auth_session_end(struct gw_auth *a, const uint8_t *token, size_t len)
 	pthread_mutex_lock(&a->lock);
 	for (size_t i = 0; i < a->n; i++) {
 		struct session *s = &a->tab[i];
-		if (s->used && sodium_memcmp(s->id, id, sizeof(id)) == 0)
+		/* Only the uid that logged in ends it: a token seen by
+		 * someone else is no logout for them to give. */
+		if (s->used && sodium_memcmp(s->id, id, sizeof(id)) == 0 && s->info.uid == uid)
 			session_clear_locked(a, s);
 	}
 	pthread_mutex_unlock(&a->lock);

@@ -6,8 +6,10 @@
  * pending per-signature confirmations (`sealctl confirm`), the test clock,
  * and THE check of a seal's second-factor rule on the sign path
  * (gw_auth_check_sign). A session token is 32 random bytes, valid only
- * from the OS uid that logged in, ended by logout, idle timeout or gateway
- * restart (nothing here is written to disk). Stored credentials (TOTP
+ * from the OS uid that logged in, ended by logout (from that uid), idle
+ * timeout, a password change or gateway restart (nothing here is written
+ * to disk); the dispatcher re-checks it against the policy in force at
+ * every use (dispatch.c). Stored credentials (TOTP
  * secrets, failed-attempt counters) live in totp.c and auth_ops.c.
  */
 #ifndef GW_AUTH_H
@@ -112,9 +114,11 @@ int gw_auth_session_new_factors(struct gw_auth *auth, const char *user, uid_t ui
  * timer. Returns true and fills info. */
 bool gw_auth_session_get(struct gw_auth *auth, const uint8_t *token, size_t len,
                          uid_t uid, struct gw_login_info *info);
-void gw_auth_session_end(struct gw_auth *auth, const uint8_t *token, size_t len);
+/* Ends the session of token, when uid is the one that logged in. */
+void gw_auth_session_end(struct gw_auth *auth, const uint8_t *token, size_t len, uid_t uid);
 size_t gw_auth_session_count(struct gw_auth *auth);
-/* Ends every session of user (after a password change, TOTP reset). */
+/* Ends every session (and window) of user: after a password change, own
+ * or by an admin, and a TOTP reset. */
 void gw_auth_session_end_user(struct gw_auth *auth, const char *user);
 
 /* ---- per-signature grants (mfa: per_signature) ----

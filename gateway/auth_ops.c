@@ -23,12 +23,13 @@
 #include <time.h>
 #include <sodium.h>
 
+#include <openssl/crypto.h>
+
 #include "log.h"
 #include "totp.h"
 
 #define LOCK_OWN        (-1)       /* auth_lockout.uid of the account's own logins */
 #define LOCKOUT_CAP     86400      /* longest lockout, seconds */
-#define FRESH_CODE      120        /* a window opens only this long after the code */
 /* An attempt being checked counts against the account for at most this
  * long (auth clock): longer than the longest check (a wait for the
  * password hashing pool, Argon2id, the TOTP unseal), so that a gateway
@@ -455,6 +456,14 @@ verify(struct gw_req *r, const struct gw_person *who, const struct cred *c, stru
 	return attempt_end(r, who, now, ok, v);
 }
 
+/* The reply when the record of something could not be written. */
+static json_t *
+audit_refusal(const char *action)
+{
+	return sg_reply_error(CKR_DEVICE_ERROR, "audit_failed", "%s refused: its audit record could "
+	                      "not be written (nothing was changed)", action);
+}
+
 /* The reply for a refusal or an internal error of verify, recorded. */
 static json_t *
 refusal(struct gw_req *r, const char *action, const struct gw_person *who, const char *seal,
@@ -545,7 +554,13 @@ gw_op_login(struct gw_req *r)
 		return sg_reply_error(CKR_HOST_MEMORY, "internal", "too many sessions");
 	snprintf(r->err, sizeof(r->err), "factors:%s%s%s", (v.factors & GW_FACTOR_PASSWORD) ? " password" : "",
 	         (v.factors & GW_FACTOR_TOTP) ? " totp" : "", (v.factors & GW_FACTOR_WINDOW) ? " window" : "");
-	gw_req_record(r, "login", "ok", r->err, who->id, NULL, 0, NULL, 0, NULL);
+	/* A login is recorded or refused (disk full: no login without its
+	 * record). */
+	if (gw_req_record(r, "login", "ok", r->err, who->id, NULL, 0, NULL, 0, NULL) < 0) {
+		gw_auth_session_end(r->ctx->auth, token, sizeof(token), r->peer->uid);
+		sodium_memzero(token, sizeof(token));
+		return audit_refusal("login");
+	}
 	rep = sg_reply_ok();
 	sg_set_bytes(rep, "session", token, sizeof(token));
 	sodium_memzero(token, sizeof(token));
@@ -565,46 +580,80 @@ gw_op_logout(struct gw_req *r)
 	if (sg_get_bytes(r->msg, "session", false, &tok, &len, SG_SESSION_TOKEN_LEN,
 	                 r->err, sizeof(r->err)) < 0)
 		return gw_bad_request(r);
-	if (r->logged_in)
+	/* r->logged_in only for the uid that logged in (gw_auth_session_get):
+	 * a token shown by anyone else ends nothing. */
+	if (r->logged_in) {
 		gw_req_record(r, "logout", "ok", NULL, NULL, NULL, 0, NULL, 0, NULL);
-	gw_auth_session_end(r->ctx->auth, tok, len);
+		gw_auth_session_end(r->ctx->auth, tok, len, r->peer->uid);
+	}
 	sg_free_secret(tok, len);
 	return sg_reply_ok();
 }
 
 /* ------------------------------------------------------------------ */
-/* Passwords                                                           */
+/* Credential changes: each one and its audit record in one transaction */
 
-static bool
-is_seal_admin(const struct gw_req *r)
+/* Records the ok of r's credential change (reason names the account)
+ * with apply(arg) inside the record's transaction (gw_audit_record_with):
+ * both are durable or neither is. 0, or -1 (log says why). */
+static int
+record_change(struct gw_req *r, const char *action, const char *reason,
+              gw_audit_apply_fn apply, void *arg)
 {
-	return r->who != NULL && gw_person_has_role(r->who, "seal_admin");
+	struct gw_audit_event ev = {
+		.action = action, .outcome = "ok", .reason = reason,
+		.actor = r->who ? r->who->id : NULL, .uid = r->peer->uid, .pid = r->peer->pid,
+		.exe = r->peer->exe, .host = r->ctx->host,
+	};
+	char err[256] = "";
+	uint64_t seq;
+
+	if (r->ctx->audit == NULL) {
+		gw_log_error("%s: no audit log to record it in: refused", action);
+		return -1;
+	}
+	if (gw_audit_record_with(r->ctx->audit, &ev, apply, arg, &seq, err, sizeof(err)) < 0) {
+		gw_log_error("%s refused: %s", action, err);
+		return -1;
+	}
+	return 0;
 }
 
-/* user_add and user_passwd share everything but who may do them. A user
- * changing their own password proves the old one (C_SetPIN sends the old
- * PIN, which may carry the code at its end) and, when a TOTP secret is
- * enrolled, a login with a code. */
+struct password_change {
+	const char *user, *hash;
+};
+
+static int
+apply_password(struct gw_store *st, void *arg, char *err, size_t errlen)
+{
+	const struct password_change *c = arg;
+
+	if (gw_store_password_set(st, c->user, c->hash) < 0) {
+		snprintf(err, errlen, "could not store the password of %s", c->user);
+		return -1;
+	}
+	return 0;
+}
+
+/* user_add and user_passwd: the table (dispatch.c) lets a seal admin with
+ * password and code set anyone's, and a person their own with password
+ * (and code, once enrolled). A person changing their own password proves
+ * the old one too (C_SetPIN sends the old PIN, which may carry the code at
+ * its end), counted like any guess. Every session of the account ends. */
 static json_t *
 set_password(struct gw_req *r, const char *action)
 {
 	const char *user = NULL, *password = NULL, *old = NULL;
+	struct password_change pc;
 	char hash[256];
-	bool self;
-	int ok, enrolled;
 	struct verdict v;
 	struct cred c;
+	int ok;
 
 	if (sg_get_str(r->msg, "user", true, &user, SG_NAME_MAX, r->err, sizeof(r->err)) < 0 ||
 	    sg_get_str(r->msg, "password", true, &password, SG_PIN_MAX, r->err, sizeof(r->err)) < 0 ||
 	    sg_get_str(r->msg, "old_password", false, &old, SG_PIN_MAX, r->err, sizeof(r->err)) < 0)
 		return gw_bad_request(r);
-	self = strcmp(user, r->who->id) == 0;
-	if (!is_seal_admin(r) && !(self && strcmp(action, "user_passwd") == 0)) {
-		snprintf(r->err, sizeof(r->err), "only a seal admin may set another account's password");
-		gw_req_record(r, action, "denied", r->err, NULL, NULL, 0, NULL, 0, NULL);
-		return sg_reply_error(CKR_USER_NOT_LOGGED_IN, "denied", "%s", r->err);
-	}
 	if (gw_policy_person(r->snap->policy, user) == NULL) {
 		snprintf(r->err, sizeof(r->err), "no person \"%s\" in the policy", user);
 		return sg_reply_error(CKR_ARGUMENTS_BAD, "bad_request", "%s", r->err);
@@ -613,20 +662,18 @@ set_password(struct gw_req *r, const char *action)
 		snprintf(r->err, sizeof(r->err), "a password needs at least 8 characters");
 		return sg_reply_error(CKR_PIN_LEN_RANGE, "bad_request", "%s", r->err);
 	}
-	if (!is_seal_admin(r)) {
-		if (r->ctx->store == NULL || tables(r->ctx->store) < 0)
-			return sg_reply_error(CKR_DEVICE_ERROR, "internal", "credential store error");
-		enrolled = gw_totp_enrolled(r->ctx->store, user);
-		if (enrolled == 1 && !(r->login.factors & GW_FACTOR_TOTP)) {
-			snprintf(r->err, sizeof(r->err),
-			         "changing your password needs a login with your password and a current code");
-			gw_req_record(r, action, "denied", r->err, NULL, NULL, 0, NULL, 0, NULL);
-			return sg_reply_error(CKR_PIN_INCORRECT, "mfa_required", "%s", r->err);
+	if (r->ctx->store == NULL || tables(r->ctx->store) < 0)
+		return sg_reply_error(CKR_DEVICE_ERROR, "internal", "credential store error");
+	if (strcmp(action, "user_passwd") == 0 && strcmp(user, r->who->id) == 0) {
+		if (old == NULL) {
+			snprintf(r->err, sizeof(r->err), "changing your own password needs the current one "
+			         "(field \"old_password\")");
+			return gw_bad_request(r);
 		}
 		/* The old password, counted like any guess at it. */
 		memset(&c, 0, sizeof(c));
 		c.pin = old;
-		c.pinlen = old ? strlen(old) : 0;
+		c.pinlen = strlen(old);
 		c.password_only = true;
 		ok = verify(r, r->who, &c, &v);
 		if (ok != 1)
@@ -637,35 +684,80 @@ set_password(struct gw_req *r, const char *action)
 		busy(&v);
 		return sg_reply_error(v.rv, v.code, "%s", v.reason);
 	}
-	if (ok < 0 || gw_store_password_set(r->ctx->store, user, hash) < 0) {
+	if (ok < 0) {
 		sodium_memzero(hash, sizeof(hash));
-		return sg_reply_error(CKR_DEVICE_ERROR, "internal", "could not store the password");
+		return sg_reply_error(CKR_DEVICE_ERROR, "internal", "could not hash the password");
 	}
-	sodium_memzero(hash, sizeof(hash));
+	pc.user = user;
+	pc.hash = hash;
 	snprintf(r->err, sizeof(r->err), "password set for %s", user);
-	gw_req_record(r, action, "ok", r->err, NULL, NULL, 0, NULL, 0, NULL);
+	ok = record_change(r, action, r->err, apply_password, &pc);
+	sodium_memzero(hash, sizeof(hash));
+	if (ok < 0)
+		return audit_refusal(action);
+	/* Sessions opened with the old password end with it (this one too:
+	 * C_SetPIN's own login; the application logs in again). */
+	gw_auth_session_end_user(r->ctx->auth, user);
 	return sg_reply_ok();
 }
 
 json_t *gw_op_user_add(struct gw_req *r) { return set_password(r, "user_add"); }
 json_t *gw_op_user_passwd(struct gw_req *r) { return set_password(r, "user_passwd"); }
 
+int
+gw_auth_enrolled(struct gw_req *r, const char *user)
+{
+	if (r->ctx->store == NULL || tables(r->ctx->store) < 0)
+		return -1;
+	return gw_totp_enrolled(r->ctx->store, user);
+}
+
 /* ------------------------------------------------------------------ */
 /* TOTP enrollment and administration                                  */
+
+struct totp_change {
+	const char *user;
+	const uint8_t *sealed;
+	size_t sealed_len;
+	uint64_t counter;
+	int removed;
+};
+
+static int
+apply_totp_set(struct gw_store *st, void *arg, char *err, size_t errlen)
+{
+	const struct totp_change *t = arg;
+
+	return gw_totp_store_put(st, t->user, t->sealed, t->sealed_len, t->counter, err, errlen);
+}
+
+static int
+apply_totp_delete(struct gw_store *st, void *arg, char *err, size_t errlen)
+{
+	struct totp_change *t = arg;
+
+	t->removed = gw_totp_store_delete(st, t->user);
+	if (t->removed < 0) {
+		snprintf(err, errlen, "could not remove the TOTP secret of %s", t->user);
+		return -1;
+	}
+	return 0;
+}
 
 json_t *
 gw_op_totp_enroll(struct gw_req *r)
 {
 	const char *code = NULL;
-	uint8_t *secret = NULL;
+	uint8_t *secret = NULL, sealed[GW_TOTP_SEALED_MAX];
 	size_t len = 0;
-	uint64_t ctr = 0;
+	struct totp_change tc = { .user = r->who->id, .sealed = sealed, .sealed_len = sizeof(sealed) };
 	long skew = 0;
-	int enrolled;
 	enum gw_totp_result tr;
 	json_t *rep = NULL;
 
-	/* sealctl makes the secret and shows it; the gateway never sends one. */
+	/* sealctl makes the secret and shows it; the gateway never sends one.
+	 * Replacing an active secret needs a login with a code (the table):
+	 * else a stolen password could replace the second factor. */
 	if (sg_get_bytes(r->msg, "secret", true, &secret, &len, GW_TOTP_SECRET_MAX, r->err,
 	                 sizeof(r->err)) < 0 ||
 	    sg_get_str(r->msg, "code", true, &code, GW_TOTP_DIGITS, r->err, sizeof(r->err)) < 0) {
@@ -681,23 +773,7 @@ gw_op_totp_enroll(struct gw_req *r)
 		rep = sg_reply_error(CKR_DEVICE_ERROR, "internal", "credential store error");
 		goto out;
 	}
-	if (!(r->login.factors & GW_FACTOR_PASSWORD)) {
-		snprintf(r->err, sizeof(r->err), "enrolling a TOTP secret needs a login with your password");
-		rep = sg_reply_error(CKR_USER_NOT_LOGGED_IN, "denied", "%s", r->err);
-		gw_req_record(r, "totp_enroll", "denied", r->err, NULL, NULL, 0, NULL, 0, NULL);
-		goto out;
-	}
-	enrolled = gw_totp_enrolled(r->ctx->store, r->who->id);
-	if (enrolled != 0 && !(r->login.factors & GW_FACTOR_TOTP)) {
-		/* Else a stolen password could replace the second factor. */
-		snprintf(r->err, sizeof(r->err),
-		         "%s already has a TOTP secret: replacing it needs a login with a current code "
-		         "(lost it? a seal admin runs `sealctl user totp-reset %s`)", r->who->id, r->who->id);
-		rep = sg_reply_error(CKR_FUNCTION_REJECTED, "mfa_required", "%s", r->err);
-		gw_req_record(r, "totp_enroll", "denied", r->err, NULL, NULL, 0, NULL, 0, NULL);
-		goto out;
-	}
-	tr = gw_totp_check(secret, len, gw_auth_now(r->ctx->auth), code, 0, &ctr, &skew);
+	tr = gw_totp_check(secret, len, gw_auth_now(r->ctx->auth), code, 0, &tc.counter, &skew);
 	if (tr != GW_TOTP_OK) {
 		snprintf(r->err, sizeof(r->err), tr == GW_TOTP_SKEWED ?
 		         "the code belongs to another time: the authenticator's clock is off; set it right "
@@ -708,34 +784,35 @@ gw_op_totp_enroll(struct gw_req *r)
 		gw_req_record(r, "totp_enroll", "denied", r->err, NULL, NULL, 0, NULL, 0, NULL);
 		goto out;
 	}
-	if (gw_totp_store_set(r->ctx->store, r->ctx->token, r->who->id, secret, len, ctr, r->err,
-	                      sizeof(r->err)) < 0) {
+	/* Sealed on the token first: the record's transaction only stores it. */
+	if (gw_totp_seal(r->ctx->token, r->who->id, secret, len, sealed, &tc.sealed_len, r->err,
+	                 sizeof(r->err)) < 0) {
 		gw_req_record(r, "totp_enroll", "error", r->err, NULL, NULL, 0, NULL, 0, NULL);
 		rep = sg_reply_error(CKR_DEVICE_ERROR, "internal", "%s", r->err);
 		goto out;
 	}
-	gw_req_record(r, "totp_enroll", "ok", "TOTP secret active", NULL, NULL, 0, NULL, 0, NULL);
+	if (record_change(r, "totp_enroll", "TOTP secret active", apply_totp_set, &tc) < 0) {
+		rep = audit_refusal("totp_enroll");
+		goto out;
+	}
 	rep = sg_reply_ok();
 	json_object_set_new(rep, "user", json_string(r->who->id));
 out:
+	OPENSSL_cleanse(sealed, sizeof(sealed));
 	sg_free_secret(secret, len);
 	return rep;
 }
 
-/* A seal admin's request about another account: the target from "user". */
+/* A seal admin's request about another account (the table checked the
+ * role and the factors): the target from "user". */
 static const struct gw_person *
-admin_target(struct gw_req *r, const char *action)
+admin_target(struct gw_req *r)
 {
 	const char *user = NULL;
 	const struct gw_person *t;
 
 	if (sg_get_str(r->msg, "user", true, &user, SG_NAME_MAX, r->err, sizeof(r->err)) < 0)
 		return NULL;
-	if (!is_seal_admin(r)) {
-		snprintf(r->err, sizeof(r->err), "only a seal admin may %s", action);
-		gw_req_record(r, action, "denied", r->err, NULL, NULL, 0, NULL, 0, NULL);
-		return NULL;
-	}
 	t = gw_policy_person(r->snap->policy, user);
 	if (t == NULL)
 		snprintf(r->err, sizeof(r->err), "no person \"%s\" in the policy", user);
@@ -745,39 +822,51 @@ admin_target(struct gw_req *r, const char *action)
 json_t *
 gw_op_totp_reset(struct gw_req *r)
 {
-	const struct gw_person *t = admin_target(r, "totp_reset");
+	const struct gw_person *t = admin_target(r);
+	struct totp_change tc = { 0 };
 	char why[200];
-	int rc;
+	int enrolled;
 
 	if (t == NULL)
-		return sg_reply_error(is_seal_admin(r) ? CKR_ARGUMENTS_BAD : CKR_FUNCTION_REJECTED,
-		                      is_seal_admin(r) ? "bad_request" : "denied", "%s", r->err);
+		return sg_reply_error(CKR_ARGUMENTS_BAD, "bad_request", "%s", r->err);
 	if (r->ctx->store == NULL || tables(r->ctx->store) < 0 ||
-	    (rc = gw_totp_store_delete(r->ctx->store, t->id)) < 0)
+	    (enrolled = gw_totp_enrolled(r->ctx->store, t->id)) < 0)
 		return sg_reply_error(CKR_DEVICE_ERROR, "internal", "credential store error");
+	tc.user = t->id;
+	snprintf(why, sizeof(why), enrolled ? "TOTP secret of %s removed; they enroll a new one" :
+	         "%s had no TOTP secret", t->id);
+	if (record_change(r, "totp_reset", why, apply_totp_delete, &tc) < 0)
+		return audit_refusal("totp_reset");
 	/* Sessions that proved the old secret end with it. */
 	gw_auth_session_end_user(r->ctx->auth, t->id);
-	snprintf(why, sizeof(why), rc ? "TOTP secret of %s removed; they enroll a new one" :
-	         "%s had no TOTP secret", t->id);
-	gw_req_record(r, "totp_reset", "ok", why, NULL, NULL, 0, NULL, 0, NULL);
 	return sg_reply_ok();
+}
+
+static int
+apply_unlock(struct gw_store *st, void *arg, char *err, size_t errlen)
+{
+	const char *user = arg;
+
+	if (gw_store_attempts_clear(st, user) < 0) {
+		snprintf(err, errlen, "could not clear the failed attempts of %s", user);
+		return -1;
+	}
+	return 0;
 }
 
 json_t *
 gw_op_user_unlock(struct gw_req *r)
 {
-	const struct gw_person *t = admin_target(r, "user_unlock");
+	const struct gw_person *t = admin_target(r);
 	char why[200];
-	int n;
 
 	if (t == NULL)
-		return sg_reply_error(is_seal_admin(r) ? CKR_ARGUMENTS_BAD : CKR_FUNCTION_REJECTED,
-		                      is_seal_admin(r) ? "bad_request" : "denied", "%s", r->err);
-	if (r->ctx->store == NULL || tables(r->ctx->store) < 0 ||
-	    (n = gw_store_attempts_clear(r->ctx->store, t->id)) < 0)
+		return sg_reply_error(CKR_ARGUMENTS_BAD, "bad_request", "%s", r->err);
+	if (r->ctx->store == NULL || tables(r->ctx->store) < 0)
 		return sg_reply_error(CKR_DEVICE_ERROR, "internal", "credential store error");
-	snprintf(why, sizeof(why), "unlocked %s (failed-attempt counters cleared: %d)", t->id, n);
-	gw_req_record(r, "user_unlock", "ok", why, NULL, NULL, 0, NULL, 0, NULL);
+	snprintf(why, sizeof(why), "unlocked %s (failed attempts and lockouts cleared)", t->id);
+	if (record_change(r, "user_unlock", why, apply_unlock, (void *)t->id) < 0)
+		return audit_refusal("user_unlock");
 	return sg_reply_ok();
 }
 
@@ -867,9 +956,11 @@ gw_op_auth_context(struct gw_req *r)
 	}
 	if (ok != 1)
 		return refusal(r, "login_context", r->who, seal->id, ok, &v);
+	if (gw_req_record(r, "login_context", "ok", "code for one signature", NULL, seal->id, 0, NULL,
+	                  0, NULL) < 0)
+		return audit_refusal("login_context");
 	if (gw_auth_grant_add(r->ctx->auth, r->login.sid, seal->id) < 0)
 		return sg_reply_error(CKR_HOST_MEMORY, "internal", "too many per-signature logins pending");
-	gw_req_record(r, "login_context", "ok", "code for one signature", NULL, seal->id, 0, NULL, 0, NULL);
 	return sg_reply_ok();
 }
 
@@ -884,20 +975,17 @@ gw_op_window_open(struct gw_req *r)
 	char why[160];
 	json_t *rep;
 
+	/* Only right after a login with password and code: the table. */
 	if (sg_get_int(r->msg, "seconds", false, 1, 86400, &secs, r->err, sizeof(r->err)) < 0)
 		return gw_bad_request(r);
-	if (!(r->login.factors & GW_FACTOR_PASSWORD) || !(r->login.factors & GW_FACTOR_TOTP) ||
-	    now - r->login.totp_at > FRESH_CODE || r->login.totp_at > now + FRESH_CODE) {
-		snprintf(r->err, sizeof(r->err),
-		         "a signing window opens only right after a login with password and code");
-		gw_req_record(r, "window_open", "denied", r->err, NULL, NULL, 0, NULL, 0, NULL);
-		return sg_reply_error(CKR_FUNCTION_REJECTED, "mfa_required", "%s", r->err);
-	}
 	if (gw_auth_window_open(r->ctx->auth, r->who->id, r->peer->uid, (unsigned)secs, &until) < 0)
 		return sg_reply_error(CKR_HOST_MEMORY, "internal", "cannot open a window");
 	snprintf(why, sizeof(why), "signing window for uid %u until %lld", (unsigned)r->peer->uid,
 	         (long long)until);
-	gw_req_record(r, "window_open", "ok", why, NULL, NULL, 0, NULL, 0, NULL);
+	if (gw_req_record(r, "window_open", "ok", why, NULL, NULL, 0, NULL, 0, NULL) < 0) {
+		gw_auth_window_close(r->ctx->auth, r->who->id, r->peer->uid);
+		return audit_refusal("window_open");
+	}
 	rep = sg_reply_ok();
 	json_object_set_new(rep, "user", json_string(r->who->id));
 	json_object_set_new(rep, "until", json_integer(until));

@@ -47,6 +47,8 @@ static const char policy[] =
 	"  people:\n"
 	"    - { id: ann, name: Ann, department: ops, roles: [employee] }\n"
 	"    - { id: boss, name: Boss, department: ops, roles: [employee, department_head] }\n"
+	"  act_as:\n"
+	"    - { os_login: ann, accounts: [boss] }\n"
 	"seals:\n"
 	"  - id: plain\n"
 	"    name: Plain Seal\n"
