@@ -1304,6 +1304,58 @@ Test(mfa, set_pin_changes_the_password)
 	                         14), CKR_OK);
 }
 
+/* Reloads the gateway's policy after sed edits it (SIGHUP), and waits for
+ * the reload's record. */
+static void
+reload_policy(const char *sed)
+{
+	long before = audit_count("action = 'policy_reload' AND outcome = 'ok'");
+	char out[512];
+
+	cr_assert_eq(sh(out, sizeof(out), "sed -i '%s' %s 2>&1", sed, path_of("policy.yaml", "")), 0,
+	             "%s", out);
+	cr_assert_eq(sh(out, sizeof(out), "kill -HUP $(cat %s) 2>&1", path_of("sealgated.pid", "")), 0,
+	             "%s", out);
+	for (int i = 0; i < 100 && audit_count("action = 'policy_reload' AND outcome = 'ok'") == before; i++)
+		usleep(100000);
+	cr_assert_gt(audit_count("action = 'policy_reload' AND outcome = 'ok'"), before, "no reload");
+}
+
+/* A reload that takes away this OS user's act_as for nora: the session it
+ * opened as nora is refused at its next use (and stays ended). */
+Test(mfa, withdrawing_act_as_by_reload_ends_the_session)
+{
+	int fd = sgt_conn();
+	json_t *rep, *req, *tok;
+
+	rep = wire_login(fd, "nora", "nora-password");
+	cr_assert(sg_reply_is_ok(rep, NULL, NULL, NULL), "%s", rep_msg(rep));
+	tok = json_incref(json_object_get(rep, "session"));
+	json_decref(rep);
+	req = sg_request_new(SG_OP_LIST);
+	json_object_set_new(req, "session", json_copy(tok));
+	rep = sgt_call(fd, req);
+	cr_assert(sg_reply_is_ok(rep, NULL, NULL, NULL), "%s", rep_msg(rep));
+	json_decref(rep);
+
+	reload_policy("s/accounts: \\[alice, paul, olga, nora, bob, frank\\]/accounts: [alice, paul, olga, bob, frank]/");
+	req = sg_request_new(SG_OP_LIST);
+	json_object_set_new(req, "session", json_copy(tok));
+	rep = sgt_call(fd, req);
+	cr_assert_str_eq(rep_code(rep), "not_logged_in", "the session still acts as nora: %s", rep_msg(rep));
+	json_decref(rep);
+	cr_assert_geq(audit_count("action = 'logout' AND actor = 'nora' AND reason LIKE '%no longer lets%'"), 1);
+
+	reload_policy("s/accounts: \\[alice, paul, olga, bob, frank\\]/accounts: [alice, paul, olga, nora, bob, frank]/");
+	req = sg_request_new(SG_OP_LIST);
+	json_object_set_new(req, "session", json_copy(tok));
+	rep = sgt_call(fd, req);
+	cr_assert_str_eq(rep_code(rep), "not_logged_in", "an ended session came back: %s", rep_msg(rep));
+	json_decref(rep);
+	json_decref(tok);
+	close(fd);
+}
+
 Test(mfa, z_no_secret_in_the_log_or_the_audit_trail)
 {
 	const char *users[] = { "alice", "paul", "olga", "lena", "bob", "frank" };
