@@ -400,6 +400,7 @@ authorize(struct gw_req *r, const struct op *op, const uint8_t *tok, size_t tokl
 				gw_auth_session_end(r->ctx->auth, tok, toklen, r->peer->uid);
 				snprintf(r->err, sizeof(r->err), "session of %.64s ended: the policy in force "
 				         "no longer lets OS user %.63s act as it", r->login.user, r->peer->login);
+				gw_log_info("%s (%s)", r->err, why);
 				(void)gw_req_record(r, "logout", "ok", r->err, r->login.user, NULL, 0, NULL,
 				                    0, NULL);
 			}
