@@ -9,6 +9,7 @@
  */
 #include <criterion/criterion.h>
 
+#include <dlfcn.h>
 #include <pthread.h>
 #include <stdarg.h>
 #include <stdio.h>
@@ -23,6 +24,8 @@
 #include "dispatch.h"
 #include "server.h"
 #include "store.h"
+#include "token.h"
+#include "totp.h"
 
 /* frank is the seal admin, alice and dave employees; OS user "clerk" may
  * act as alice (act_as), which the second policy takes away. */
@@ -449,4 +452,94 @@ Test(table, a_login_without_its_record_is_refused)
 	json_decref(rep);
 	cr_assert_eq(gw_auth_session_count(ctx.auth), before, "a session was left behind");
 	cr_assert(ok(call(&alice, SG_OP_LOGIN, NULL, "user", "alice", "pin", "alice-password", NULL)));
+}
+
+/* ---- with a token: TOTP enrolment (the secret is sealed on it) ---- */
+
+#define SOFTHSM "/usr/lib/softhsm/libsofthsm2.so"
+
+static struct gw_config tok_cfg;
+
+static void
+setup_token(void)
+{
+	const char *src = getenv("SEALGATE_SOURCE");
+	char cmd[512], conf[128], err[512] = "";
+
+	setup();
+	cr_assert(src, "SEALGATE_SOURCE must be set (run through meson test)");
+	snprintf(cmd, sizeof(cmd), "%s/tests/backend/mktoken.sh %s sg-table 1234 k:01:EC:prime256v1 "
+	         ">/dev/null", src, dir);
+	cr_assert_eq(system(cmd), 0, "%s", cmd);
+	snprintf(conf, sizeof(conf), "%s/softhsm2.conf", dir);
+	setenv("SOFTHSM2_CONF", conf, 1);
+	/* Kept mapped after token.c's dlclose so LeakSanitizer can name
+	 * SoftHSM's own leaks. */
+	cr_assert(dlopen(SOFTHSM, RTLD_NOW | RTLD_LOCAL | RTLD_NODELETE));
+	memset(&tok_cfg, 0, sizeof(tok_cfg));
+	tok_cfg.backend_module = SOFTHSM;
+	tok_cfg.backend_token = "pkcs11:token=sg-table";
+	tok_cfg.backend_sessions = 2;
+	cr_assert_eq(gw_token_open(&tok_cfg, "1234", &ctx.token, err, sizeof(err)), 0, "%s", err);
+}
+
+TestSuite(enrol, .init = setup_token, .fini = teardown, .timeout = 120);
+
+static const uint8_t secret[20] = "sealgate-test-secret";
+
+/* secret as the request carries it, and its code at the gateway's now. */
+static json_t *
+enrol_req(const struct session *s)
+{
+	json_t *m = sg_request_new(SG_OP_TOTP_ENROLL);
+	char code[GW_TOTP_DIGITS + 1];
+
+	cr_assert_eq(gw_totp_generate(secret, sizeof(secret), gw_auth_now(ctx.auth), code), 0);
+	cr_assert_eq(sg_set_bytes(m, "session", s->tok, sizeof(s->tok)), 0);
+	cr_assert_eq(sg_set_bytes(m, "secret", secret, sizeof(secret)), 0);
+	json_object_set_new(m, "code", json_string(code));
+	return m;
+}
+
+static json_t *
+dispatch(const struct gw_peer *p, json_t *m)
+{
+	json_t *rep = gw_dispatch(&ctx, p, m);
+
+	json_decref(m);
+	cr_assert(rep && json_is_object(rep));
+	return rep;
+}
+
+Test(enrol, enrolment_is_recorded_or_refused_and_then_needs_the_code)
+{
+	struct gw_peer alice = peer_of("alice", 1002);
+	struct session pw = session_of("alice", 1002, GW_FACTOR_PASSWORD);
+	struct session mfa;
+	json_t *rep;
+
+	/* The audit log cannot be written: no secret becomes active. */
+	gw_store_test_set_commit_hook(ctx.store, fail_audit_commit, NULL);
+	rep = dispatch(&alice, enrol_req(&pw));
+	gw_store_test_set_commit_hook(ctx.store, NULL, NULL);
+	cr_assert_str_eq(err_of(rep), "audit_failed", "%s", msg_of(rep));
+	json_decref(rep);
+	cr_assert_eq(gw_totp_enrolled(ctx.store, "alice"), 0, "a secret active without its record");
+
+	/* Recorded: active. */
+	cr_assert(ok(dispatch(&alice, enrol_req(&pw))));
+	cr_assert_eq(gw_totp_enrolled(ctx.store, "alice"), 1);
+
+	/* From now on the password alone replaces nothing and changes nothing. */
+	rep = dispatch(&alice, enrol_req(&pw));
+	cr_assert_str_eq(err_of(rep), "mfa_required", "%s", msg_of(rep));
+	json_decref(rep);
+	rep = call(&alice, SG_OP_USER_PASSWD, &pw, "user", "alice", "password", "alice-password-2",
+	           "old_password", "alice-password", NULL);
+	cr_assert_str_eq(err_of(rep), "mfa_required", "%s", msg_of(rep));
+	cr_assert_eq(json_integer_value(json_object_get(rep, "rv")), CKR_PIN_INCORRECT);
+	json_decref(rep);
+	mfa = session_of("alice", 1002, GW_FACTOR_PASSWORD | GW_FACTOR_TOTP);
+	cr_assert(ok(call(&alice, SG_OP_USER_PASSWD, &mfa, "user", "alice", "password",
+	                  "alice-password-2", "old_password", "alice-password", NULL)));
 }
