@@ -1,8 +1,12 @@
 /*
  * Authentication requests and the one credential check they share
- * (verify): lockout first, then the password (auth.c), then the TOTP code
- * (totp.c), counting failures in table auth_lockout. Passwords, codes and
- * TOTP secrets are wiped after use, never logged and never put in a reply.
+ * (verify): an attempt taken in the store first (the lockout, store.c
+ * "sign-in attempts"), then the password (auth.c), then the TOTP code
+ * (totp.c), then the attempt ended as a success or a counted failure.
+ * Credential changes are written in their audit record's transaction.
+ * What each request needs (session, factors, role) is dispatch.c's table.
+ * Passwords, codes and TOTP secrets are wiped after use, never logged and
+ * never put in a reply.
  *
  * Who may even try an account: only an OS user the policy lets act as it
  * (gw_policy_resolve_account: the account's own os_logins, or an act_as
