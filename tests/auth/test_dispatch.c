@@ -460,13 +460,13 @@ Test(table, a_login_without_its_record_is_refused)
 
 static struct gw_config tok_cfg;
 
+/* A SoftHSM2 token for the gateway (ctx.token), made by mktoken.sh. */
 static void
-setup_token(void)
+open_token(void)
 {
 	const char *src = getenv("SEALGATE_SOURCE");
 	char cmd[512], conf[128], err[512] = "";
 
-	setup();
 	cr_assert(src, "SEALGATE_SOURCE must be set (run through meson test)");
 	snprintf(cmd, sizeof(cmd), "%s/tests/backend/mktoken.sh %s sg-table 1234 k:01:EC:prime256v1 "
 	         ">/dev/null", src, dir);
@@ -482,8 +482,6 @@ setup_token(void)
 	tok_cfg.backend_sessions = 2;
 	cr_assert_eq(gw_token_open(&tok_cfg, "1234", &ctx.token, err, sizeof(err)), 0, "%s", err);
 }
-
-TestSuite(enrol, .init = setup_token, .fini = teardown, .timeout = 120);
 
 static const uint8_t secret[20] = "sealgate-test-secret";
 
@@ -511,12 +509,14 @@ dispatch(const struct gw_peer *p, json_t *m)
 	return rep;
 }
 
-Test(enrol, enrolment_is_recorded_or_refused_and_then_needs_the_code)
+Test(table, enrolment_is_recorded_or_refused_and_then_needs_the_code)
 {
 	struct gw_peer alice = peer_of("alice", 1002);
 	struct session pw = session_of("alice", 1002, GW_FACTOR_PASSWORD);
 	struct session mfa;
 	json_t *rep;
+
+	open_token();
 
 	/* The audit log cannot be written: no secret becomes active. */
 	gw_store_test_set_commit_hook(ctx.store, fail_audit_commit, NULL);
