@@ -14,6 +14,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 #include <sodium.h>
 
 #include "dispatch.h"
@@ -209,12 +210,113 @@ gw_auth_set_password_cost(enum gw_pw_cost cost)
 	}
 }
 
+/* ---- the hashing pool ----
+ * Each Argon2id hash takes pw_mem bytes (64 MiB at "interactive") for its
+ * whole run, so N logins at once would take N times that. At most
+ * hash_max hashes run at once; the rest wait their turn, at most
+ * GW_AUTH_HASH_WAIT seconds, and are then refused as busy. Process-wide,
+ * like the cost. */
+static pthread_mutex_t hash_lock = PTHREAD_MUTEX_INITIALIZER;
+static pthread_cond_t hash_cond = PTHREAD_COND_INITIALIZER;
+static unsigned hash_max;         /* 0: not sized yet (gw_auth_hash_pool_auto) */
+static unsigned hash_running;
+
+unsigned
+gw_auth_hash_pool_auto(void)
+{
+	long cpus = sysconf(_SC_NPROCESSORS_ONLN);
+	long pages = sysconf(_SC_PHYS_PAGES), psize = sysconf(_SC_PAGESIZE);
+	unsigned n = cpus < 2 ? 2 : cpus > 4 ? 4 : (unsigned)cpus;
+
+	/* One core each, 2 to 4, and never more than a quarter of the
+	 * machine's memory in hashes. */
+	if (pages > 0 && psize > 0) {
+		unsigned long long quarter = (unsigned long long)pages * (unsigned long long)psize / 4;
+		while (n > 1 && (unsigned long long)n * pw_mem > quarter)
+			n--;
+	}
+	return n;
+}
+
+void
+gw_auth_set_hash_pool(unsigned n)
+{
+	pthread_mutex_lock(&hash_lock);
+	hash_max = n ? n : gw_auth_hash_pool_auto();
+	if (hash_max > GW_AUTH_HASH_POOL_MAX)
+		hash_max = GW_AUTH_HASH_POOL_MAX;
+	pthread_cond_broadcast(&hash_cond);
+	pthread_mutex_unlock(&hash_lock);
+}
+
+unsigned
+gw_auth_hash_pool(void)
+{
+	unsigned n;
+
+	pthread_mutex_lock(&hash_lock);
+	if (hash_max == 0)
+		hash_max = gw_auth_hash_pool_auto();
+	n = hash_max;
+	pthread_mutex_unlock(&hash_lock);
+	return n;
+}
+
+/* Waits for a place in the pool: 0, or -1 after GW_AUTH_HASH_WAIT s. */
+static int
+hash_enter(void)
+{
+	struct timespec deadline;
+	int rv = 0;
+
+	clock_gettime(CLOCK_REALTIME, &deadline);
+	deadline.tv_sec += GW_AUTH_HASH_WAIT;
+	pthread_mutex_lock(&hash_lock);
+	if (hash_max == 0)
+		hash_max = gw_auth_hash_pool_auto();
+	while (hash_running >= hash_max && rv == 0)
+		if (pthread_cond_timedwait(&hash_cond, &hash_lock, &deadline) == ETIMEDOUT)
+			rv = hash_running >= hash_max ? -1 : 0;
+	if (rv == 0)
+		hash_running++;
+	pthread_mutex_unlock(&hash_lock);
+	return rv;
+}
+
+static void
+hash_leave(void)
+{
+	pthread_mutex_lock(&hash_lock);
+	hash_running--;
+	pthread_cond_signal(&hash_cond);
+	pthread_mutex_unlock(&hash_lock);
+}
+
 int
 gw_auth_hash_password(const char *password, char *out, size_t outlen)
 {
+	int rc;
+
 	if (outlen < crypto_pwhash_STRBYTES || sodium_init() < 0)
 		return -1;
-	return crypto_pwhash_str(out, password, strlen(password), pw_ops, pw_mem) == 0 ? 0 : -1;
+	if (hash_enter() < 0)
+		return GW_AUTH_BUSY;
+	rc = crypto_pwhash_str(out, password, strlen(password), pw_ops, pw_mem) == 0 ? 0 : -1;
+	hash_leave();
+	return rc;
+}
+
+/* crypto_pwhash_str_verify inside the pool: 1 match, 0 not, GW_AUTH_BUSY. */
+static int
+hash_verify(const char *hash, const char *password, size_t len)
+{
+	int rc;
+
+	if (hash_enter() < 0)
+		return GW_AUTH_BUSY;
+	rc = crypto_pwhash_str_verify(hash, password, len) == 0 ? 1 : 0;
+	hash_leave();
+	return rc;
 }
 
 int
@@ -228,11 +330,10 @@ gw_auth_check_password_n(struct gw_auth *a, struct gw_store *st, const char *use
 		return -1;
 	if (rc == 0) {
 		/* Same cost as a real check: no account enumeration by timing. */
-		if (crypto_pwhash_str_verify(a->dummy_hash, password, len) == 0)
-			return 0;
-		return 0;
+		rc = hash_verify(a->dummy_hash, password, len);
+		return rc == GW_AUTH_BUSY ? rc : 0;
 	}
-	rc = crypto_pwhash_str_verify(hash, password, len) == 0 ? 1 : 0;
+	rc = hash_verify(hash, password, len);
 	sodium_memzero(hash, sizeof(hash));
 	return rc;
 }
@@ -376,7 +477,7 @@ gw_auth_session_get(struct gw_auth *a, const uint8_t *token, size_t len,
 }
 
 void
-gw_auth_session_end(struct gw_auth *a, const uint8_t *token, size_t len)
+gw_auth_session_end(struct gw_auth *a, const uint8_t *token, size_t len, uid_t uid)
 {
 	uint8_t id[crypto_generichash_BYTES];
 
@@ -386,7 +487,9 @@ gw_auth_session_end(struct gw_auth *a, const uint8_t *token, size_t len)
 	pthread_mutex_lock(&a->lock);
 	for (size_t i = 0; i < a->n; i++) {
 		struct session *s = &a->tab[i];
-		if (s->used && sodium_memcmp(s->id, id, sizeof(id)) == 0)
+		/* Only the uid that logged in ends it: a token seen by
+		 * someone else is no logout for them to give. */
+		if (s->used && sodium_memcmp(s->id, id, sizeof(id)) == 0 && s->info.uid == uid)
 			session_clear_locked(a, s);
 	}
 	pthread_mutex_unlock(&a->lock);

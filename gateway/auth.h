@@ -6,8 +6,10 @@
  * pending per-signature confirmations (`sealctl confirm`), the test clock,
  * and THE check of a seal's second-factor rule on the sign path
  * (gw_auth_check_sign). A session token is 32 random bytes, valid only
- * from the OS uid that logged in, ended by logout, idle timeout or gateway
- * restart (nothing here is written to disk). Stored credentials (TOTP
+ * from the OS uid that logged in, ended by logout (from that uid), idle
+ * timeout, a password change or gateway restart (nothing here is written
+ * to disk); the dispatcher re-checks it against the policy in force at
+ * every use (dispatch.c). Stored credentials (TOTP
  * secrets, failed-attempt counters) live in totp.c and auth_ops.c.
  */
 #ifndef GW_AUTH_H
@@ -72,12 +74,27 @@ time_t gw_auth_now(struct gw_auth *a);
 /* Sets the Argon2id cost of new password hashes, process-wide (verifying
  * reads the cost from each stored hash, so old hashes keep working). */
 void gw_auth_set_password_cost(enum gw_pw_cost cost);
-/* Argon2id hash of password into out (crypto_pwhash_STRBYTES). 0 / -1. */
+/* Argon2id runs in a pool: at most gw_auth_hash_pool() hashes at once
+ * (each takes the cost's memory, 64 MiB at "interactive"); the others wait
+ * up to GW_AUTH_HASH_WAIT seconds for their turn, then get GW_AUTH_BUSY.
+ * n = 0 sizes the pool from the machine (gw_auth_hash_pool_auto: one per
+ * core, 2 to 4, no more than a quarter of the memory); at most
+ * GW_AUTH_HASH_POOL_MAX. Call after gw_auth_set_password_cost. */
+#define GW_AUTH_BUSY          (-2)
+#define GW_AUTH_HASH_WAIT     10
+#define GW_AUTH_HASH_POOL_MAX 64
+void gw_auth_set_hash_pool(unsigned n);
+unsigned gw_auth_hash_pool(void);
+unsigned gw_auth_hash_pool_auto(void);
+
+/* Argon2id hash of password into out (crypto_pwhash_STRBYTES). 0, -1, or
+ * GW_AUTH_BUSY. */
 int gw_auth_hash_password(const char *password, char *out, size_t outlen);
 
 /* Checks password against the account's stored hash. Returns 1 when it
  * matches, 0 when it does not or the account has no password, -1 on a
- * store error. Spends the same time for unknown accounts. */
+ * store error, GW_AUTH_BUSY when the hashing pool stayed full. Spends the
+ * same time for unknown accounts. */
 int gw_auth_check_password(struct gw_auth *auth, struct gw_store *st,
                            const char *user, const char *password);
 /* Same with an explicit length (password need not be NUL-terminated
@@ -97,9 +114,11 @@ int gw_auth_session_new_factors(struct gw_auth *auth, const char *user, uid_t ui
  * timer. Returns true and fills info. */
 bool gw_auth_session_get(struct gw_auth *auth, const uint8_t *token, size_t len,
                          uid_t uid, struct gw_login_info *info);
-void gw_auth_session_end(struct gw_auth *auth, const uint8_t *token, size_t len);
+/* Ends the session of token, when uid is the one that logged in. */
+void gw_auth_session_end(struct gw_auth *auth, const uint8_t *token, size_t len, uid_t uid);
 size_t gw_auth_session_count(struct gw_auth *auth);
-/* Ends every session of user (after a password change, TOTP reset). */
+/* Ends every session (and window) of user: after a password change, own
+ * or by an admin, and a TOTP reset. */
 void gw_auth_session_end_user(struct gw_auth *auth, const char *user);
 
 /* ---- per-signature grants (mfa: per_signature) ----

@@ -1,8 +1,12 @@
 /*
  * Authentication requests and the one credential check they share
- * (verify): lockout first, then the password (auth.c), then the TOTP code
- * (totp.c), counting failures in table auth_lockout. Passwords, codes and
- * TOTP secrets are wiped after use, never logged and never put in a reply.
+ * (verify): an attempt taken in the store first (the lockout, store.c
+ * "sign-in attempts"), then the password (auth.c), then the TOTP code
+ * (totp.c), then the attempt ended as a success or a counted failure.
+ * Credential changes are written in their audit record's transaction.
+ * What each request needs (session, factors, role) is dispatch.c's table.
+ * Passwords, codes and TOTP secrets are wiped after use, never logged and
+ * never put in a reply.
  *
  * Who may even try an account: only an OS user the policy lets act as it
  * (gw_policy_resolve_account: the account's own os_logins, or an act_as
@@ -14,20 +18,30 @@
  */
 #include "auth_ops.h"
 
+#include <errno.h>
 #include <inttypes.h>
 #include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 #include <sodium.h>
-#include <sqlite3.h>
+
+#include <openssl/crypto.h>
 
 #include "log.h"
 #include "totp.h"
 
 #define LOCK_OWN        (-1)       /* auth_lockout.uid of the account's own logins */
 #define LOCKOUT_CAP     86400      /* longest lockout, seconds */
-#define FRESH_CODE      120        /* a window opens only this long after the code */
+/* An attempt being checked counts against the account for at most this
+ * long (auth clock): longer than the longest check (a wait for the
+ * password hashing pool, Argon2id, the TOTP unseal), so that a gateway
+ * that died while checking does not hold the attempt for ever. */
+#define ATTEMPT_TTL     120
+/* A guess that finds max_failures attempts being checked waits this long
+ * (real seconds) for one to end before it is refused as busy. */
+#define ATTEMPT_WAIT    10
 
 /* ------------------------------------------------------------------ */
 /* Tables.                                                             */
@@ -42,23 +56,10 @@ tables(struct gw_store *st)
 
 	pthread_mutex_lock(&tables_lock);
 	if (!gw_store_mark_test(st, &tables_lock)) {
-		gw_store_lock(st);
-		rv = sqlite3_exec(gw_store_db(st),
-			/* Failed attempts per account (uid -1: its own OS logins) or
-			 * per (account, other uid). lockouts: how many in a row, for
-			 * the growing delay. Times are Unix seconds of the auth clock. */
-			"CREATE TABLE IF NOT EXISTS auth_lockout ("
-			"  user TEXT NOT NULL,"
-			"  uid INTEGER NOT NULL,"
-			"  failed INTEGER NOT NULL DEFAULT 0,"
-			"  lockouts INTEGER NOT NULL DEFAULT 0,"
-			"  locked_until INTEGER NOT NULL DEFAULT 0,"
-			"  PRIMARY KEY (user, uid)"
-			") STRICT;", NULL, NULL, NULL) == SQLITE_OK ? 0 : -1;
-		if (rv < 0)
-			gw_log_error("auth_lockout: %s", sqlite3_errmsg(gw_store_db(st)));
-		gw_store_unlock(st);
-		if (rv == 0 && gw_totp_store_init(st, err, sizeof(err)) < 0) {
+		/* Failed and in-flight attempts (store.c, "sign-in attempts")
+		 * and the sealed TOTP secrets (totp.c). */
+		if (gw_store_attempts_init(st, err, sizeof(err)) < 0 ||
+		    gw_totp_store_init(st, err, sizeof(err)) < 0) {
 			gw_log_error("%s", err);
 			rv = -1;
 		}
@@ -69,112 +70,25 @@ tables(struct gw_store *st)
 	return rv;
 }
 
-/* ------------------------------------------------------------------ */
-/* Lockout.                                                            */
-
-struct lock_row {
-	int64_t failed, lockouts, locked_until;
+struct cred {
+	const char *pin;              /* password, or password followed by the code */
+	size_t pinlen;
+	const char *code;             /* a code given on its own, or NULL */
+	bool code_alone_ok;           /* the PIN may be just the code (context-specific) */
+	bool password_only;           /* the password is checked, a code at its end ignored */
 };
 
-static int
-lock_get(struct gw_store *st, const char *user, int64_t key, struct lock_row *out)
-{
-	sqlite3_stmt *s = NULL;
-	int rv = -1, rc;
+struct verdict {
+	unsigned factors;
+	time_t totp_at;
+	unsigned long rv;
+	const char *code;             /* protocol error token */
+	bool guess;                   /* refused as a wrong guess: counts for the lockout */
+	char reason[320];             /* for people and the audit log; never a secret */
+};
 
-	memset(out, 0, sizeof(*out));
-	gw_store_lock(st);
-	if (sqlite3_prepare_v2(gw_store_db(st),
-	                       "SELECT failed, lockouts, locked_until FROM auth_lockout "
-	                       "WHERE user = ? AND uid = ?", -1, &s, NULL) != SQLITE_OK)
-		goto out;
-	sqlite3_bind_text(s, 1, user, -1, SQLITE_TRANSIENT);
-	sqlite3_bind_int64(s, 2, key);
-	rc = sqlite3_step(s);
-	if (rc == SQLITE_ROW) {
-		out->failed = sqlite3_column_int64(s, 0);
-		out->lockouts = sqlite3_column_int64(s, 1);
-		out->locked_until = sqlite3_column_int64(s, 2);
-	}
-	rv = rc == SQLITE_ROW || rc == SQLITE_DONE ? 0 : -1;
-out:
-	sqlite3_finalize(s);
-	gw_store_unlock(st);
-	return rv;
-}
-
-static int
-lock_put(struct gw_store *st, const char *user, int64_t key, const struct lock_row *row)
-{
-	sqlite3_stmt *s = NULL;
-	int rv = -1;
-
-	gw_store_lock(st);
-	if (sqlite3_prepare_v2(gw_store_db(st),
-	                       "INSERT INTO auth_lockout (user, uid, failed, lockouts, locked_until) "
-	                       "VALUES (?1, ?2, ?3, ?4, ?5) ON CONFLICT (user, uid) DO UPDATE SET "
-	                       "failed = ?3, lockouts = ?4, locked_until = ?5", -1, &s, NULL) != SQLITE_OK)
-		goto out;
-	sqlite3_bind_text(s, 1, user, -1, SQLITE_TRANSIENT);
-	sqlite3_bind_int64(s, 2, key);
-	sqlite3_bind_int64(s, 3, row->failed);
-	sqlite3_bind_int64(s, 4, row->lockouts);
-	sqlite3_bind_int64(s, 5, row->locked_until);
-	rv = sqlite3_step(s) == SQLITE_DONE ? 0 : -1;
-out:
-	sqlite3_finalize(s);
-	gw_store_unlock(st);
-	return rv;
-}
-
-/* Counts one failure; locks when the count reaches max. The read and the
- * write happen under the store lock so that parallel guesses all count. */
-static int
-lock_fail(struct gw_store *st, const char *user, int64_t key, time_t now,
-          const struct gw_auth_settings *set, struct lock_row *row)
-{
-	int rv;
-
-	gw_store_lock(st);
-	rv = lock_get(st, user, key, row);
-	if (rv == 0) {
-		row->failed++;
-		if (row->failed >= (int64_t)set->max_failures) {
-			int64_t d = set->lockout_seconds;
-			for (int64_t i = 0; i < row->lockouts && d < LOCKOUT_CAP; i++)
-				d *= 2;
-			if (d > LOCKOUT_CAP)
-				d = LOCKOUT_CAP;
-			row->locked_until = (int64_t)now + d;
-			row->lockouts++;
-			row->failed = 0;
-		}
-		rv = lock_put(st, user, key, row);
-	}
-	gw_store_unlock(st);
-	return rv;
-}
-
-static int
-lock_delete(struct gw_store *st, const char *user, bool all, int64_t key)
-{
-	sqlite3_stmt *s = NULL;
-	int rv = -1;
-
-	gw_store_lock(st);
-	if (sqlite3_prepare_v2(gw_store_db(st), all ? "DELETE FROM auth_lockout WHERE user = ?1"
-	                       : "DELETE FROM auth_lockout WHERE user = ?1 AND uid = ?2",
-	                       -1, &s, NULL) != SQLITE_OK)
-		goto out;
-	sqlite3_bind_text(s, 1, user, -1, SQLITE_TRANSIENT);
-	if (!all)
-		sqlite3_bind_int64(s, 2, key);
-	rv = sqlite3_step(s) == SQLITE_DONE ? sqlite3_changes(gw_store_db(st)) : -1;
-out:
-	sqlite3_finalize(s);
-	gw_store_unlock(st);
-	return rv;
-}
+/* ------------------------------------------------------------------ */
+/* Lockout.                                                            */
 
 /* True when the peer's OS login is one of who's own (not an act_as). */
 static bool
@@ -203,48 +117,165 @@ hhmmss(time_t t, char *buf, size_t len)
 	strftime(buf, len, "%Y-%m-%d %H:%M:%S UTC", &tm);
 }
 
-/* ------------------------------------------------------------------ */
-/* The credential check.                                               */
+/* Guesses waiting for a free attempt wake when one ends here; an attempt
+ * that ends on another gateway is seen at the next look. */
+static pthread_mutex_t attempt_lock = PTHREAD_MUTEX_INITIALIZER;
+static pthread_cond_t attempt_cond = PTHREAD_COND_INITIALIZER;
+static uint64_t attempt_gen;
 
-struct cred {
-	const char *pin;              /* password, or password followed by the code */
-	size_t pinlen;
-	const char *code;             /* a code given on its own, or NULL */
-	bool code_alone_ok;           /* the PIN may be just the code (context-specific) */
-};
-
-struct verdict {
-	unsigned factors;
-	time_t totp_at;
-	unsigned long rv;
-	const char *code;             /* protocol error token */
-	char reason[320];             /* for people and the audit log; never a secret */
-};
-
-static bool
-ends_in_code(const char *pin, size_t len)
+static uint64_t
+attempt_generation(void)
 {
-	return len > GW_TOTP_DIGITS && gw_totp_syntax(pin + len - GW_TOTP_DIGITS, GW_TOTP_DIGITS);
+	uint64_t g;
+
+	pthread_mutex_lock(&attempt_lock);
+	g = attempt_gen;
+	pthread_mutex_unlock(&attempt_lock);
+	return g;
 }
 
-/* Counts a failure of (who, peer) and fills v: CKR_PIN_INCORRECT, or
- * CKR_PIN_LOCKED when this failure locked. */
 static void
-failed(struct gw_req *r, const struct gw_person *who, time_t now, struct verdict *v)
+attempt_ended(void)
+{
+	pthread_mutex_lock(&attempt_lock);
+	attempt_gen++;
+	pthread_cond_broadcast(&attempt_cond);
+	pthread_mutex_unlock(&attempt_lock);
+}
+
+/* Waits until an attempt ends or 200 ms pass; false once deadline passed. */
+static bool
+attempt_wait(uint64_t gen, const struct timespec *deadline)
+{
+	struct timespec now, until;
+
+	clock_gettime(CLOCK_REALTIME, &now);
+	if (now.tv_sec > deadline->tv_sec ||
+	    (now.tv_sec == deadline->tv_sec && now.tv_nsec >= deadline->tv_nsec))
+		return false;
+	until = now;
+	until.tv_nsec += 200 * 1000000L;
+	if (until.tv_nsec >= 1000000000L) {
+		until.tv_sec++;
+		until.tv_nsec -= 1000000000L;
+	}
+	pthread_mutex_lock(&attempt_lock);
+	while (attempt_gen == gen)
+		if (pthread_cond_timedwait(&attempt_cond, &attempt_lock, &until) == ETIMEDOUT)
+			break;
+	pthread_mutex_unlock(&attempt_lock);
+	return true;
+}
+
+/* Fills v for an account (or this OS user's tries at it) locked until. */
+static void
+locked_verdict(struct gw_req *r, const struct gw_person *who, int64_t until, struct verdict *v)
+{
+	char when[40];
+
+	/* No password is even looked at while locked. */
+	hhmmss((time_t)until, when, sizeof(when));
+	snprintf(v->reason, sizeof(v->reason), lock_key(who, r->peer) == LOCK_OWN ?
+	         "the account %s is locked until %s after too many wrong passwords or codes; "
+	         "a seal admin can unlock it (`sealctl user unlock %s`)" :
+	         "this OS user may not try the account %s until %s after too many wrong "
+	         "passwords or codes (a seal admin can unlock it: `sealctl user unlock %s`)",
+	         who->id, when, who->id);
+	v->rv = CKR_PIN_LOCKED;
+	v->code = "pin_locked";
+}
+
+/* The lockout check of a login that evaluates no guess (PIN-less, inside
+ * a window). Returns 1 not locked, 0 locked (v filled: CKR_PIN_LOCKED),
+ * -1 store error. */
+static int
+locked_out(struct gw_req *r, const struct gw_person *who, time_t now, struct verdict *v)
+{
+	struct gw_store_attempts row;
+
+	if (gw_store_attempts_get(r->ctx->store, who->id, lock_key(who, r->peer), now, &row) < 0) {
+		snprintf(v->reason, sizeof(v->reason), "credential store error");
+		return -1;
+	}
+	if (row.locked_until > (int64_t)now) {
+		locked_verdict(r, who, row.locked_until, v);
+		return 0;
+	}
+	return 1;
+}
+
+/* Takes one attempt at who for the peer of r before anything is checked:
+ * the store lets at most max_failures be counted or in flight, so no
+ * burst of parallel guesses gets more evaluated than one at a time would.
+ * A guess that finds them all in flight waits (bounded) for one to end.
+ * Returns 1 taken, 0 refused (locked, or busy; v filled), -1 store error. */
+static int
+attempt_take(struct gw_req *r, const struct gw_person *who, time_t now, struct verdict *v)
 {
 	struct gw_auth_settings set;
-	struct lock_row row;
-	char when[40];
-	size_t n;
+	struct gw_store_attempts row;
+	struct timespec deadline;
+	uint64_t gen;
+	int rc;
 
 	gw_auth_get_settings(r->ctx->auth, &set);
-	v->rv = CKR_PIN_INCORRECT;
-	v->code = "bad_pin";
-	r->changed = true;   /* a counted attempt: its refusal is always recorded */
-	if (lock_fail(r->ctx->store, who->id, lock_key(who, r->peer), now, &set, &row) < 0) {
-		gw_log_error("auth_lockout: could not count a failed attempt for %s", who->id);
-		return;
+	clock_gettime(CLOCK_REALTIME, &deadline);
+	deadline.tv_sec += ATTEMPT_WAIT;
+	for (;;) {
+		gen = attempt_generation();
+		rc = gw_store_attempt_take(r->ctx->store, who->id, lock_key(who, r->peer), (int64_t)now,
+		                           set.max_failures, ATTEMPT_TTL, &row);
+		if (rc == GW_ATTEMPT_TAKEN)
+			return 1;
+		if (rc < 0) {
+			snprintf(v->reason, sizeof(v->reason), "credential store error");
+			return -1;
+		}
+		if (rc == GW_ATTEMPT_LOCKED) {
+			locked_verdict(r, who, row.locked_until, v);
+			return 0;
+		}
+		if (!attempt_wait(gen, &deadline))
+			break;
+		now = gw_auth_now(r->ctx->auth);
 	}
+	snprintf(v->reason, sizeof(v->reason),
+	         "busy: %u attempts at %s are being checked; try again", set.max_failures, who->id);
+	v->rv = CKR_FUNCTION_FAILED;
+	v->code = "busy";
+	return 0;
+}
+
+/* Ends the attempt taken by attempt_take with the outcome of the check
+ * (ok: 1 accepted, 0 refused, -1 error; v->guess: a wrong guess), and says
+ * in v what a counted failure did. Returns ok, or -1 when the count could
+ * not be written (then nothing is accepted). */
+static int
+attempt_end(struct gw_req *r, const struct gw_person *who, time_t now, int ok, struct verdict *v)
+{
+	struct gw_auth_settings set;
+	struct gw_store_attempts row;
+	enum gw_attempt_outcome out = ok == 1 ? GW_ATTEMPT_OK :
+	                              ok == 0 && v->guess ? GW_ATTEMPT_FAILED : GW_ATTEMPT_VOID;
+	char when[40];
+	size_t n;
+	int rc;
+
+	gw_auth_get_settings(r->ctx->auth, &set);
+	rc = gw_store_attempt_end(r->ctx->store, who->id, lock_key(who, r->peer), (int64_t)now, out,
+	                          set.max_failures, set.lockout_seconds, LOCKOUT_CAP, &row);
+	attempt_ended();
+	if (rc < 0) {
+		gw_log_error("auth_lockout: could not count an attempt at %s", who->id);
+		if (ok == 1) {
+			snprintf(v->reason, sizeof(v->reason), "credential store error");
+			return -1;
+		}
+		return ok;
+	}
+	if (out != GW_ATTEMPT_FAILED)
+		return ok;
+	r->changed = true;   /* a counted failure: its refusal is always recorded */
 	n = strlen(v->reason);
 	if (row.locked_until > (int64_t)now && row.failed == 0) {
 		hhmmss((time_t)row.locked_until, when, sizeof(when));
@@ -258,45 +289,46 @@ failed(struct gw_req *r, const struct gw_person *who, time_t now, struct verdict
 		snprintf(v->reason + n, sizeof(v->reason) - n, " (%" PRId64 " of %u attempts used)",
 		         row.failed, set.max_failures);
 	}
+	return ok;
 }
 
-/* The lockout check every login passes first, a PIN-less one too. Returns
- * 1 not locked, 0 locked (v filled: CKR_PIN_LOCKED), -1 store error. */
-static int
-locked_out(struct gw_req *r, const struct gw_person *who, time_t now, struct verdict *v)
+/* ------------------------------------------------------------------ */
+/* The credential check.                                               */
+
+static bool
+ends_in_code(const char *pin, size_t len)
 {
-	struct lock_row row;
-	char when[40];
-
-	if (lock_get(r->ctx->store, who->id, lock_key(who, r->peer), &row) < 0) {
-		snprintf(v->reason, sizeof(v->reason), "credential store error");
-		return -1;
-	}
-	if (row.locked_until > (int64_t)now) {
-		/* No password is even looked at while locked. */
-		hhmmss((time_t)row.locked_until, when, sizeof(when));
-		snprintf(v->reason, sizeof(v->reason), lock_key(who, r->peer) == LOCK_OWN ?
-		         "the account %s is locked until %s after too many wrong passwords or codes; "
-		         "a seal admin can unlock it (`sealctl user unlock %s`)" :
-		         "this OS user may not try the account %s until %s after too many wrong "
-		         "passwords or codes (a seal admin can unlock it: `sealctl user unlock %s`)",
-		         who->id, when, who->id);
-		v->rv = CKR_PIN_LOCKED;
-		v->code = "pin_locked";
-		return 0;
-	}
-	return 1;
+	return len > GW_TOTP_DIGITS && gw_totp_syntax(pin + len - GW_TOTP_DIGITS, GW_TOTP_DIGITS);
 }
 
-/* Checks the credential c of who, presented by the peer of r. Returns 1
- * accepted (v->factors, v->totp_at), 0 refused (v->rv, v->code, v->reason;
- * the failure is counted where it is a guess), -1 internal (v->reason). */
+/* The hashing pool stayed full (auth.c): refused, try again. */
+static void
+busy(struct verdict *v)
+{
+	snprintf(v->reason, sizeof(v->reason), "busy: the gateway is checking too many passwords "
+	         "at once; try again");
+	v->rv = CKR_FUNCTION_FAILED;
+	v->code = "busy";
+}
+
+/* A wrong guess: CKR_PIN_INCORRECT unless attempt_end says it locked. */
 static int
-verify(struct gw_req *r, const struct gw_person *who, const struct cred *c, struct verdict *v)
+wrong(struct verdict *v, const char *code)
+{
+	v->rv = CKR_PIN_INCORRECT;
+	v->code = code;
+	v->guess = true;
+	return 0;
+}
+
+/* The password, and the code, of credential c of who at now (the attempt
+ * is already taken). Returns as verify. */
+static int
+check(struct gw_req *r, const struct gw_person *who, const struct cred *c, time_t now,
+      struct verdict *v)
 {
 	struct gw_store *st = r->ctx->store;
 	struct gw_auth *a = r->ctx->auth;
-	time_t now = gw_auth_now(a);
 	const char *code = c->code;
 	char codebuf[GW_TOTP_DIGITS + 1];
 	enum gw_totp_result tr;
@@ -304,17 +336,6 @@ verify(struct gw_req *r, const struct gw_person *who, const struct cred *c, stru
 	long skew = 0;
 	bool pw_needed = true;
 
-	memset(v, 0, sizeof(*v));
-	v->rv = CKR_PIN_INCORRECT;
-	v->code = "bad_pin";
-	if (st == NULL || tables(st) < 0) {
-		snprintf(v->reason, sizeof(v->reason), "credential store error");
-		return -1;
-	}
-	ok = locked_out(r, who, now, v);
-	if (ok <= 0)
-		return ok;
-	ok = 0;
 	enrolled = gw_totp_enrolled(st, who->id);
 	if (enrolled < 0) {
 		snprintf(v->reason, sizeof(v->reason), "credential store error");
@@ -329,6 +350,14 @@ verify(struct gw_req *r, const struct gw_person *who, const struct cred *c, stru
 	if (pw_needed) {
 		if (c->pin == NULL || c->pinlen == 0) {
 			ok = 0;
+		} else if (c->password_only) {
+			/* The old PIN of C_SetPIN: its code was spent by the login
+			 * that sends it, so only the password is checked. */
+			ok = gw_auth_check_password_n(a, st, who->id, c->pin, c->pinlen);
+			if (ok == 0 && ends_in_code(c->pin, c->pinlen))
+				ok = gw_auth_check_password_n(a, st, who->id, c->pin,
+				                              c->pinlen - GW_TOTP_DIGITS);
+			code = NULL;
 		} else if (code == NULL && enrolled == 1 && ends_in_code(c->pin, c->pinlen)) {
 			/* PIN convention: password followed by the code. A password
 			 * that itself ends in six digits still works alone. */
@@ -343,14 +372,18 @@ verify(struct gw_req *r, const struct gw_person *who, const struct cred *c, stru
 		} else {
 			ok = gw_auth_check_password_n(a, st, who->id, c->pin, c->pinlen);
 		}
+		if (ok == GW_AUTH_BUSY) {
+			/* Not a guess: nothing was evaluated. */
+			busy(v);
+			return 0;
+		}
 		if (ok < 0) {
 			snprintf(v->reason, sizeof(v->reason), "credential store error");
 			return -1;
 		}
 		if (ok == 0) {
 			snprintf(v->reason, sizeof(v->reason), "wrong password for %s", who->id);
-			failed(r, who, now, v);
-			return 0;
+			return wrong(v, "bad_pin");
 		}
 		v->factors |= GW_FACTOR_PASSWORD;
 	}
@@ -372,23 +405,18 @@ verify(struct gw_req *r, const struct gw_person *who, const struct cred *c, stru
 			break;
 		case GW_TOTP_WRONG:
 			snprintf(v->reason, sizeof(v->reason), "wrong code for %s", who->id);
-			failed(r, who, now, v);
-			return 0;
+			return wrong(v, "bad_pin");
 		case GW_TOTP_REPLAYED:
 			snprintf(v->reason, sizeof(v->reason),
 			         "replayed code for %s: a code is accepted once; wait for the next one", who->id);
-			failed(r, who, now, v);
-			v->code = v->rv == CKR_PIN_LOCKED ? "pin_locked" : "replayed";
-			return 0;
+			return wrong(v, "replayed");
 		case GW_TOTP_SKEWED:
 			snprintf(v->reason, sizeof(v->reason),
 			         "the code for %s belongs to a time %ld s %s the gateway's clock: the "
 			         "authenticator's clock is off by more than the %d s allowed; set it right",
 			         who->id, skew < 0 ? -skew : skew, skew < 0 ? "before" : "after",
 			         GW_TOTP_WINDOW * GW_TOTP_STEP);
-			failed(r, who, now, v);
-			v->code = v->rv == CKR_PIN_LOCKED ? "pin_locked" : "clock_skew";
-			return 0;
+			return wrong(v, "clock_skew");
 		case GW_TOTP_NOT_ENROLLED:
 			snprintf(v->reason, sizeof(v->reason), "%s has no TOTP secret enrolled", who->id);
 			v->code = "not_enrolled";
@@ -403,10 +431,41 @@ verify(struct gw_req *r, const struct gw_person *who, const struct cred *c, stru
 		snprintf(v->reason, sizeof(v->reason), "no password or code given");
 		return 0;
 	}
-	/* A success ends the run of failures of this account (or this uid). */
-	if (lock_delete(st, who->id, false, lock_key(who, r->peer)) < 0)
-		gw_log_error("auth_lockout: could not reset the count for %s", who->id);
 	return 1;
+}
+
+/* Checks the credential c of who, presented by the peer of r: the attempt
+ * is taken first (lockout), then the password and the code are checked,
+ * then the attempt ends as a success or a counted failure. Returns 1
+ * accepted (v->factors, v->totp_at), 0 refused (v->rv, v->code, v->reason),
+ * -1 internal (v->reason). */
+static int
+verify(struct gw_req *r, const struct gw_person *who, const struct cred *c, struct verdict *v)
+{
+	struct gw_store *st = r->ctx->store;
+	time_t now = gw_auth_now(r->ctx->auth);
+	int ok;
+
+	memset(v, 0, sizeof(*v));
+	v->rv = CKR_PIN_INCORRECT;
+	v->code = "bad_pin";
+	if (st == NULL || tables(st) < 0) {
+		snprintf(v->reason, sizeof(v->reason), "credential store error");
+		return -1;
+	}
+	ok = attempt_take(r, who, now, v);
+	if (ok != 1)
+		return ok;
+	ok = check(r, who, c, now, v);
+	return attempt_end(r, who, now, ok, v);
+}
+
+/* The reply when the record of something could not be written. */
+static json_t *
+audit_refusal(const char *action)
+{
+	return sg_reply_error(CKR_DEVICE_ERROR, "audit_failed", "%s refused: its audit record could "
+	                      "not be written (nothing was changed)", action);
 }
 
 /* The reply for a refusal or an internal error of verify, recorded. */
@@ -499,7 +558,13 @@ gw_op_login(struct gw_req *r)
 		return sg_reply_error(CKR_HOST_MEMORY, "internal", "too many sessions");
 	snprintf(r->err, sizeof(r->err), "factors:%s%s%s", (v.factors & GW_FACTOR_PASSWORD) ? " password" : "",
 	         (v.factors & GW_FACTOR_TOTP) ? " totp" : "", (v.factors & GW_FACTOR_WINDOW) ? " window" : "");
-	gw_req_record(r, "login", "ok", r->err, who->id, NULL, 0, NULL, 0, NULL);
+	/* A login is recorded or refused (disk full: no login without its
+	 * record). */
+	if (gw_req_record(r, "login", "ok", r->err, who->id, NULL, 0, NULL, 0, NULL) < 0) {
+		gw_auth_session_end(r->ctx->auth, token, sizeof(token), r->peer->uid);
+		sodium_memzero(token, sizeof(token));
+		return audit_refusal("login");
+	}
 	rep = sg_reply_ok();
 	sg_set_bytes(rep, "session", token, sizeof(token));
 	sodium_memzero(token, sizeof(token));
@@ -519,45 +584,80 @@ gw_op_logout(struct gw_req *r)
 	if (sg_get_bytes(r->msg, "session", false, &tok, &len, SG_SESSION_TOKEN_LEN,
 	                 r->err, sizeof(r->err)) < 0)
 		return gw_bad_request(r);
-	if (r->logged_in)
+	/* r->logged_in only for the uid that logged in (gw_auth_session_get):
+	 * a token shown by anyone else ends nothing. */
+	if (r->logged_in) {
 		gw_req_record(r, "logout", "ok", NULL, NULL, NULL, 0, NULL, 0, NULL);
-	gw_auth_session_end(r->ctx->auth, tok, len);
+		gw_auth_session_end(r->ctx->auth, tok, len, r->peer->uid);
+	}
 	sg_free_secret(tok, len);
 	return sg_reply_ok();
 }
 
 /* ------------------------------------------------------------------ */
-/* Passwords                                                           */
+/* Credential changes: each one and its audit record in one transaction */
 
-static bool
-is_seal_admin(const struct gw_req *r)
+/* Records the ok of r's credential change (reason names the account)
+ * with apply(arg) inside the record's transaction (gw_audit_record_with):
+ * both are durable or neither is. 0, or -1 (log says why). */
+static int
+record_change(struct gw_req *r, const char *action, const char *reason,
+              gw_audit_apply_fn apply, void *arg)
 {
-	return r->who != NULL && gw_person_has_role(r->who, "seal_admin");
+	struct gw_audit_event ev = {
+		.action = action, .outcome = "ok", .reason = reason,
+		.actor = r->who ? r->who->id : NULL, .uid = r->peer->uid, .pid = r->peer->pid,
+		.exe = r->peer->exe, .host = r->ctx->host,
+	};
+	char err[256] = "";
+	uint64_t seq;
+
+	if (r->ctx->audit == NULL) {
+		gw_log_error("%s: no audit log to record it in: refused", action);
+		return -1;
+	}
+	if (gw_audit_record_with(r->ctx->audit, &ev, apply, arg, &seq, err, sizeof(err)) < 0) {
+		gw_log_error("%s refused: %s", action, err);
+		return -1;
+	}
+	return 0;
 }
 
-/* user_add and user_passwd share everything but who may do them. A user
- * changing their own password proves the old one (C_SetPIN sends the old
- * PIN, which may carry the code at its end) and, when a TOTP secret is
- * enrolled, a login with a code. */
+struct password_change {
+	const char *user, *hash;
+};
+
+static int
+apply_password(struct gw_store *st, void *arg, char *err, size_t errlen)
+{
+	const struct password_change *c = arg;
+
+	if (gw_store_password_set(st, c->user, c->hash) < 0) {
+		snprintf(err, errlen, "could not store the password of %s", c->user);
+		return -1;
+	}
+	return 0;
+}
+
+/* user_add and user_passwd: the table (dispatch.c) lets a seal admin with
+ * password and code set anyone's, and a person their own with password
+ * (and code, once enrolled). A person changing their own password proves
+ * the old one too (C_SetPIN sends the old PIN, which may carry the code at
+ * its end), counted like any guess. Every session of the account ends. */
 static json_t *
 set_password(struct gw_req *r, const char *action)
 {
 	const char *user = NULL, *password = NULL, *old = NULL;
+	struct password_change pc;
 	char hash[256];
-	bool self;
-	int ok, enrolled;
 	struct verdict v;
+	struct cred c;
+	int ok;
 
 	if (sg_get_str(r->msg, "user", true, &user, SG_NAME_MAX, r->err, sizeof(r->err)) < 0 ||
 	    sg_get_str(r->msg, "password", true, &password, SG_PIN_MAX, r->err, sizeof(r->err)) < 0 ||
 	    sg_get_str(r->msg, "old_password", false, &old, SG_PIN_MAX, r->err, sizeof(r->err)) < 0)
 		return gw_bad_request(r);
-	self = strcmp(user, r->who->id) == 0;
-	if (!is_seal_admin(r) && !(self && strcmp(action, "user_passwd") == 0)) {
-		snprintf(r->err, sizeof(r->err), "only a seal admin may set another account's password");
-		gw_req_record(r, action, "denied", r->err, NULL, NULL, 0, NULL, 0, NULL);
-		return sg_reply_error(CKR_USER_NOT_LOGGED_IN, "denied", "%s", r->err);
-	}
 	if (gw_policy_person(r->snap->policy, user) == NULL) {
 		snprintf(r->err, sizeof(r->err), "no person \"%s\" in the policy", user);
 		return sg_reply_error(CKR_ARGUMENTS_BAD, "bad_request", "%s", r->err);
@@ -566,61 +666,102 @@ set_password(struct gw_req *r, const char *action)
 		snprintf(r->err, sizeof(r->err), "a password needs at least 8 characters");
 		return sg_reply_error(CKR_PIN_LEN_RANGE, "bad_request", "%s", r->err);
 	}
-	if (!is_seal_admin(r)) {
-		if (r->ctx->store == NULL || tables(r->ctx->store) < 0)
-			return sg_reply_error(CKR_DEVICE_ERROR, "internal", "credential store error");
-		enrolled = gw_totp_enrolled(r->ctx->store, user);
-		if (enrolled == 1 && !(r->login.factors & GW_FACTOR_TOTP)) {
-			snprintf(r->err, sizeof(r->err),
-			         "changing your password needs a login with your password and a current code");
-			gw_req_record(r, action, "denied", r->err, NULL, NULL, 0, NULL, 0, NULL);
-			return sg_reply_error(CKR_PIN_INCORRECT, "mfa_required", "%s", r->err);
+	if (r->ctx->store == NULL || tables(r->ctx->store) < 0)
+		return sg_reply_error(CKR_DEVICE_ERROR, "internal", "credential store error");
+	if (strcmp(action, "user_passwd") == 0 && strcmp(user, r->who->id) == 0) {
+		if (old == NULL) {
+			snprintf(r->err, sizeof(r->err), "changing your own password needs the current one "
+			         "(field \"old_password\")");
+			return gw_bad_request(r);
 		}
-		ok = old == NULL ? 0 : gw_auth_check_password(r->ctx->auth, r->ctx->store, user, old);
-		if (ok == 0 && old != NULL && ends_in_code(old, strlen(old)))
-			ok = gw_auth_check_password_n(r->ctx->auth, r->ctx->store, user, old,
-			                              strlen(old) - GW_TOTP_DIGITS);
-		if (ok != 1) {
-			memset(&v, 0, sizeof(v));
-			snprintf(v.reason, sizeof(v.reason), "wrong old password");
-			if (ok == 0)
-				failed(r, r->who, gw_auth_now(r->ctx->auth), &v);
-			gw_req_record(r, action, "denied", v.reason, NULL, NULL, 0, NULL, 0, NULL);
-			return sg_reply_error(v.rv ? v.rv : CKR_DEVICE_ERROR, v.code ? v.code : "internal",
-			                      "the old password is wrong%s", v.rv == CKR_PIN_LOCKED ?
-			                      " (now locked)" : "");
-		}
+		/* The old password, counted like any guess at it. */
+		memset(&c, 0, sizeof(c));
+		c.pin = old;
+		c.pinlen = strlen(old);
+		c.password_only = true;
+		ok = verify(r, r->who, &c, &v);
+		if (ok != 1)
+			return refusal(r, action, NULL, NULL, ok, &v);
 	}
-	if (gw_auth_hash_password(password, hash, sizeof(hash)) < 0 ||
-	    gw_store_password_set(r->ctx->store, user, hash) < 0) {
+	ok = gw_auth_hash_password(password, hash, sizeof(hash));
+	if (ok == GW_AUTH_BUSY) {
+		busy(&v);
+		return sg_reply_error(v.rv, v.code, "%s", v.reason);
+	}
+	if (ok < 0) {
 		sodium_memzero(hash, sizeof(hash));
-		return sg_reply_error(CKR_DEVICE_ERROR, "internal", "could not store the password");
+		return sg_reply_error(CKR_DEVICE_ERROR, "internal", "could not hash the password");
 	}
-	sodium_memzero(hash, sizeof(hash));
+	pc.user = user;
+	pc.hash = hash;
 	snprintf(r->err, sizeof(r->err), "password set for %s", user);
-	gw_req_record(r, action, "ok", r->err, NULL, NULL, 0, NULL, 0, NULL);
+	ok = record_change(r, action, r->err, apply_password, &pc);
+	sodium_memzero(hash, sizeof(hash));
+	if (ok < 0)
+		return audit_refusal(action);
+	/* Sessions opened with the old password end with it (this one too:
+	 * C_SetPIN's own login; the application logs in again). */
+	gw_auth_session_end_user(r->ctx->auth, user);
 	return sg_reply_ok();
 }
 
 json_t *gw_op_user_add(struct gw_req *r) { return set_password(r, "user_add"); }
 json_t *gw_op_user_passwd(struct gw_req *r) { return set_password(r, "user_passwd"); }
 
+int
+gw_auth_enrolled(struct gw_req *r, const char *user)
+{
+	if (r->ctx->store == NULL || tables(r->ctx->store) < 0)
+		return -1;
+	return gw_totp_enrolled(r->ctx->store, user);
+}
+
 /* ------------------------------------------------------------------ */
 /* TOTP enrollment and administration                                  */
+
+struct totp_change {
+	const char *user;
+	const uint8_t *sealed;
+	size_t sealed_len;
+	uint64_t counter;
+	int removed;
+};
+
+static int
+apply_totp_set(struct gw_store *st, void *arg, char *err, size_t errlen)
+{
+	const struct totp_change *t = arg;
+
+	return gw_totp_store_put(st, t->user, t->sealed, t->sealed_len, t->counter, err, errlen);
+}
+
+static int
+apply_totp_delete(struct gw_store *st, void *arg, char *err, size_t errlen)
+{
+	struct totp_change *t = arg;
+
+	t->removed = gw_totp_store_delete(st, t->user);
+	if (t->removed < 0) {
+		snprintf(err, errlen, "could not remove the TOTP secret of %s", t->user);
+		return -1;
+	}
+	return 0;
+}
 
 json_t *
 gw_op_totp_enroll(struct gw_req *r)
 {
 	const char *code = NULL;
-	uint8_t *secret = NULL;
+	uint8_t *secret = NULL, sealed[GW_TOTP_SEALED_MAX];
 	size_t len = 0;
-	uint64_t ctr = 0;
+	struct totp_change tc = { .user = r->who->id, .sealed = sealed, .sealed_len = sizeof(sealed) };
 	long skew = 0;
-	int enrolled;
 	enum gw_totp_result tr;
 	json_t *rep = NULL;
 
-	/* sealctl makes the secret and shows it; the gateway never sends one. */
+	/* sealctl makes the secret and shows it; the gateway never sends one.
+	 * Replacing an active secret needs a login with a code (the table):
+	 * else a stolen password could replace the second factor. */
 	if (sg_get_bytes(r->msg, "secret", true, &secret, &len, GW_TOTP_SECRET_MAX, r->err,
 	                 sizeof(r->err)) < 0 ||
 	    sg_get_str(r->msg, "code", true, &code, GW_TOTP_DIGITS, r->err, sizeof(r->err)) < 0) {
@@ -636,23 +777,7 @@ gw_op_totp_enroll(struct gw_req *r)
 		rep = sg_reply_error(CKR_DEVICE_ERROR, "internal", "credential store error");
 		goto out;
 	}
-	if (!(r->login.factors & GW_FACTOR_PASSWORD)) {
-		snprintf(r->err, sizeof(r->err), "enrolling a TOTP secret needs a login with your password");
-		rep = sg_reply_error(CKR_USER_NOT_LOGGED_IN, "denied", "%s", r->err);
-		gw_req_record(r, "totp_enroll", "denied", r->err, NULL, NULL, 0, NULL, 0, NULL);
-		goto out;
-	}
-	enrolled = gw_totp_enrolled(r->ctx->store, r->who->id);
-	if (enrolled != 0 && !(r->login.factors & GW_FACTOR_TOTP)) {
-		/* Else a stolen password could replace the second factor. */
-		snprintf(r->err, sizeof(r->err),
-		         "%s already has a TOTP secret: replacing it needs a login with a current code "
-		         "(lost it? a seal admin runs `sealctl user totp-reset %s`)", r->who->id, r->who->id);
-		rep = sg_reply_error(CKR_FUNCTION_REJECTED, "mfa_required", "%s", r->err);
-		gw_req_record(r, "totp_enroll", "denied", r->err, NULL, NULL, 0, NULL, 0, NULL);
-		goto out;
-	}
-	tr = gw_totp_check(secret, len, gw_auth_now(r->ctx->auth), code, 0, &ctr, &skew);
+	tr = gw_totp_check(secret, len, gw_auth_now(r->ctx->auth), code, 0, &tc.counter, &skew);
 	if (tr != GW_TOTP_OK) {
 		snprintf(r->err, sizeof(r->err), tr == GW_TOTP_SKEWED ?
 		         "the code belongs to another time: the authenticator's clock is off; set it right "
@@ -663,34 +788,35 @@ gw_op_totp_enroll(struct gw_req *r)
 		gw_req_record(r, "totp_enroll", "denied", r->err, NULL, NULL, 0, NULL, 0, NULL);
 		goto out;
 	}
-	if (gw_totp_store_set(r->ctx->store, r->ctx->token, r->who->id, secret, len, ctr, r->err,
-	                      sizeof(r->err)) < 0) {
+	/* Sealed on the token first: the record's transaction only stores it. */
+	if (gw_totp_seal(r->ctx->token, r->who->id, secret, len, sealed, &tc.sealed_len, r->err,
+	                 sizeof(r->err)) < 0) {
 		gw_req_record(r, "totp_enroll", "error", r->err, NULL, NULL, 0, NULL, 0, NULL);
 		rep = sg_reply_error(CKR_DEVICE_ERROR, "internal", "%s", r->err);
 		goto out;
 	}
-	gw_req_record(r, "totp_enroll", "ok", "TOTP secret active", NULL, NULL, 0, NULL, 0, NULL);
+	if (record_change(r, "totp_enroll", "TOTP secret active", apply_totp_set, &tc) < 0) {
+		rep = audit_refusal("totp_enroll");
+		goto out;
+	}
 	rep = sg_reply_ok();
 	json_object_set_new(rep, "user", json_string(r->who->id));
 out:
+	OPENSSL_cleanse(sealed, sizeof(sealed));
 	sg_free_secret(secret, len);
 	return rep;
 }
 
-/* A seal admin's request about another account: the target from "user". */
+/* A seal admin's request about another account (the table checked the
+ * role and the factors): the target from "user". */
 static const struct gw_person *
-admin_target(struct gw_req *r, const char *action)
+admin_target(struct gw_req *r)
 {
 	const char *user = NULL;
 	const struct gw_person *t;
 
 	if (sg_get_str(r->msg, "user", true, &user, SG_NAME_MAX, r->err, sizeof(r->err)) < 0)
 		return NULL;
-	if (!is_seal_admin(r)) {
-		snprintf(r->err, sizeof(r->err), "only a seal admin may %s", action);
-		gw_req_record(r, action, "denied", r->err, NULL, NULL, 0, NULL, 0, NULL);
-		return NULL;
-	}
 	t = gw_policy_person(r->snap->policy, user);
 	if (t == NULL)
 		snprintf(r->err, sizeof(r->err), "no person \"%s\" in the policy", user);
@@ -700,39 +826,51 @@ admin_target(struct gw_req *r, const char *action)
 json_t *
 gw_op_totp_reset(struct gw_req *r)
 {
-	const struct gw_person *t = admin_target(r, "totp_reset");
+	const struct gw_person *t = admin_target(r);
+	struct totp_change tc = { 0 };
 	char why[200];
-	int rc;
+	int enrolled;
 
 	if (t == NULL)
-		return sg_reply_error(is_seal_admin(r) ? CKR_ARGUMENTS_BAD : CKR_FUNCTION_REJECTED,
-		                      is_seal_admin(r) ? "bad_request" : "denied", "%s", r->err);
+		return sg_reply_error(CKR_ARGUMENTS_BAD, "bad_request", "%s", r->err);
 	if (r->ctx->store == NULL || tables(r->ctx->store) < 0 ||
-	    (rc = gw_totp_store_delete(r->ctx->store, t->id)) < 0)
+	    (enrolled = gw_totp_enrolled(r->ctx->store, t->id)) < 0)
 		return sg_reply_error(CKR_DEVICE_ERROR, "internal", "credential store error");
+	tc.user = t->id;
+	snprintf(why, sizeof(why), enrolled ? "TOTP secret of %s removed; they enroll a new one" :
+	         "%s had no TOTP secret", t->id);
+	if (record_change(r, "totp_reset", why, apply_totp_delete, &tc) < 0)
+		return audit_refusal("totp_reset");
 	/* Sessions that proved the old secret end with it. */
 	gw_auth_session_end_user(r->ctx->auth, t->id);
-	snprintf(why, sizeof(why), rc ? "TOTP secret of %s removed; they enroll a new one" :
-	         "%s had no TOTP secret", t->id);
-	gw_req_record(r, "totp_reset", "ok", why, NULL, NULL, 0, NULL, 0, NULL);
 	return sg_reply_ok();
+}
+
+static int
+apply_unlock(struct gw_store *st, void *arg, char *err, size_t errlen)
+{
+	const char *user = arg;
+
+	if (gw_store_attempts_clear(st, user) < 0) {
+		snprintf(err, errlen, "could not clear the failed attempts of %s", user);
+		return -1;
+	}
+	return 0;
 }
 
 json_t *
 gw_op_user_unlock(struct gw_req *r)
 {
-	const struct gw_person *t = admin_target(r, "user_unlock");
+	const struct gw_person *t = admin_target(r);
 	char why[200];
-	int n;
 
 	if (t == NULL)
-		return sg_reply_error(is_seal_admin(r) ? CKR_ARGUMENTS_BAD : CKR_FUNCTION_REJECTED,
-		                      is_seal_admin(r) ? "bad_request" : "denied", "%s", r->err);
-	if (r->ctx->store == NULL || tables(r->ctx->store) < 0 ||
-	    (n = lock_delete(r->ctx->store, t->id, true, 0)) < 0)
+		return sg_reply_error(CKR_ARGUMENTS_BAD, "bad_request", "%s", r->err);
+	if (r->ctx->store == NULL || tables(r->ctx->store) < 0)
 		return sg_reply_error(CKR_DEVICE_ERROR, "internal", "credential store error");
-	snprintf(why, sizeof(why), "unlocked %s (failed-attempt counters cleared: %d)", t->id, n);
-	gw_req_record(r, "user_unlock", "ok", why, NULL, NULL, 0, NULL, 0, NULL);
+	snprintf(why, sizeof(why), "unlocked %s (failed attempts and lockouts cleared)", t->id);
+	if (record_change(r, "user_unlock", why, apply_unlock, (void *)t->id) < 0)
+		return audit_refusal("user_unlock");
 	return sg_reply_ok();
 }
 
@@ -746,7 +884,7 @@ gw_op_auth_state(struct gw_req *r)
 	const struct gw_person *who = r->who;
 	const struct gw_policy *p = r->snap->policy;
 	struct gw_auth_settings set;
-	struct lock_row row;
+	struct gw_store_attempts row;
 	time_t now = gw_auth_now(r->ctx->auth), until;
 	bool oob = false, locked;
 	int enrolled;
@@ -760,7 +898,7 @@ gw_op_auth_state(struct gw_req *r)
 			return sg_reply_error(CKR_USER_TYPE_INVALID, "not_allowed", "%s", r->err);
 	}
 	if (r->ctx->store == NULL || tables(r->ctx->store) < 0 ||
-	    lock_get(r->ctx->store, who->id, lock_key(who, r->peer), &row) < 0 ||
+	    gw_store_attempts_get(r->ctx->store, who->id, lock_key(who, r->peer), now, &row) < 0 ||
 	    (enrolled = gw_totp_enrolled(r->ctx->store, who->id)) < 0)
 		return sg_reply_error(CKR_DEVICE_ERROR, "internal", "credential store error");
 	gw_auth_get_settings(r->ctx->auth, &set);
@@ -822,9 +960,11 @@ gw_op_auth_context(struct gw_req *r)
 	}
 	if (ok != 1)
 		return refusal(r, "login_context", r->who, seal->id, ok, &v);
+	if (gw_req_record(r, "login_context", "ok", "code for one signature", NULL, seal->id, 0, NULL,
+	                  0, NULL) < 0)
+		return audit_refusal("login_context");
 	if (gw_auth_grant_add(r->ctx->auth, r->login.sid, seal->id) < 0)
 		return sg_reply_error(CKR_HOST_MEMORY, "internal", "too many per-signature logins pending");
-	gw_req_record(r, "login_context", "ok", "code for one signature", NULL, seal->id, 0, NULL, 0, NULL);
 	return sg_reply_ok();
 }
 
@@ -839,20 +979,17 @@ gw_op_window_open(struct gw_req *r)
 	char why[160];
 	json_t *rep;
 
+	/* Only right after a login with password and code: the table. */
 	if (sg_get_int(r->msg, "seconds", false, 1, 86400, &secs, r->err, sizeof(r->err)) < 0)
 		return gw_bad_request(r);
-	if (!(r->login.factors & GW_FACTOR_PASSWORD) || !(r->login.factors & GW_FACTOR_TOTP) ||
-	    now - r->login.totp_at > FRESH_CODE || r->login.totp_at > now + FRESH_CODE) {
-		snprintf(r->err, sizeof(r->err),
-		         "a signing window opens only right after a login with password and code");
-		gw_req_record(r, "window_open", "denied", r->err, NULL, NULL, 0, NULL, 0, NULL);
-		return sg_reply_error(CKR_FUNCTION_REJECTED, "mfa_required", "%s", r->err);
-	}
 	if (gw_auth_window_open(r->ctx->auth, r->who->id, r->peer->uid, (unsigned)secs, &until) < 0)
 		return sg_reply_error(CKR_HOST_MEMORY, "internal", "cannot open a window");
 	snprintf(why, sizeof(why), "signing window for uid %u until %lld", (unsigned)r->peer->uid,
 	         (long long)until);
-	gw_req_record(r, "window_open", "ok", why, NULL, NULL, 0, NULL, 0, NULL);
+	if (gw_req_record(r, "window_open", "ok", why, NULL, NULL, 0, NULL, 0, NULL) < 0) {
+		gw_auth_window_close(r->ctx->auth, r->who->id, r->peer->uid);
+		return audit_refusal("window_open");
+	}
 	rep = sg_reply_ok();
 	json_object_set_new(rep, "user", json_string(r->who->id));
 	json_object_set_new(rep, "until", json_integer(until));

@@ -11,18 +11,22 @@
 
 #include "dispatch.h"
 
+/* 1 when user has a TOTP secret, 0 not, -1 store error (dispatch.c). */
+int gw_auth_enrolled(struct gw_req *r, const char *user);
+
 json_t *gw_op_login(struct gw_req *r);
 json_t *gw_op_logout(struct gw_req *r);
 json_t *gw_op_user_add(struct gw_req *r);
 json_t *gw_op_user_passwd(struct gw_req *r);
 
-json_t *gw_op_totp_enroll(struct gw_req *r);   /* session */
-json_t *gw_op_totp_reset(struct gw_req *r);    /* session with code, seal admin */
-json_t *gw_op_user_unlock(struct gw_req *r);   /* session with code, seal admin */
-json_t *gw_op_auth_state(struct gw_req *r);    /* optional session */
-json_t *gw_op_auth_context(struct gw_req *r);  /* session */
-json_t *gw_op_window_open(struct gw_req *r);   /* session with code */
-json_t *gw_op_window_close(struct gw_req *r);  /* none */
-json_t *gw_op_confirm(struct gw_req *r);       /* none: carries its own code */
+/* What each needs (session, factors, role): the table in dispatch.c. */
+json_t *gw_op_totp_enroll(struct gw_req *r);
+json_t *gw_op_totp_reset(struct gw_req *r);
+json_t *gw_op_user_unlock(struct gw_req *r);
+json_t *gw_op_auth_state(struct gw_req *r);
+json_t *gw_op_auth_context(struct gw_req *r);
+json_t *gw_op_window_open(struct gw_req *r);
+json_t *gw_op_window_close(struct gw_req *r);
+json_t *gw_op_confirm(struct gw_req *r);
 
 #endif

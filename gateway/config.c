@@ -30,7 +30,7 @@ static const char *const config_keys[] = {
 	"socket_mode", "store_path", "policy_path", "token_label", "audit_key",
 	"backend_sessions", "session_timeout", "log", "log_debug", "card_watch", "reader",
 	"audit_checkpoint_interval", "auth_max_failures", "auth_lockout", "signing_window",
-	"confirm_timeout", "password_cost", "test_clock", NULL
+	"confirm_timeout", "password_cost", "password_hash_concurrency", "test_clock", NULL
 };
 
 void
@@ -246,6 +246,8 @@ parse_tree(struct gw_yaml *y, yaml_node_t *root, const char *name, struct gw_con
 			{ "auth_lockout", 1, 86400, 60, offsetof(struct gw_config, auth_lockout) },
 			{ "signing_window", 10, 3600, 300, offsetof(struct gw_config, signing_window) },
 			{ "confirm_timeout", 1, 50, 30, offsetof(struct gw_config, confirm_timeout) },
+			{ "password_hash_concurrency", 0, 64, 0,
+			  offsetof(struct gw_config, password_hash_concurrency) },
 		};
 		for (size_t i = 0; i < sizeof(ints) / sizeof(ints[0]); i++) {
 			unsigned *dst = (unsigned *)((char *)c + ints[i].off);

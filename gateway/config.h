@@ -35,6 +35,7 @@ struct gw_config {
 	unsigned signing_window;     /* longest out-of-band signing window, seconds; default 300 */
 	unsigned confirm_timeout;    /* seconds a signature waits for `sealctl confirm`; default 30 */
 	unsigned password_cost;      /* Argon2id preset: 0 interactive, 1 moderate, 2 sensitive */
+	unsigned password_hash_concurrency; /* Argon2id hashes at once; 0 (default) = sized from the machine */
 	bool test_clock;             /* TEST ONLY: honour env SEALGATE_TEST_CLOCK */
 };
 

@@ -1,7 +1,8 @@
 /*
  * Request dispatch. The table below is the one place that says what each
- * operation needs (a logged-in session, a role); handlers then do their
- * work. The sign path checks everything before the token is touched and
+ * operation needs (a logged-in session, the factors its login proved, a
+ * role), and every use of a session is checked against the policy in
+ * force; handlers then do their work. The sign path checks everything before the token is touched and
  * releases a signature only after its audit record is durable.
  */
 #include "dispatch.h"
@@ -22,17 +23,32 @@
 #include "auth_ops.h"
 #include "sg-config.h"
 
-/* NEED_MFA: a session whose login proved password and a TOTP code. */
-enum need { NEED_NONE, NEED_SESSION, NEED_OPT_SESSION, NEED_MFA };
+/* The session a request needs. */
+enum need { NEED_NONE, NEED_SESSION, NEED_OPT_SESSION };
 
+/* The factors its login must have proved (struct op .factors). */
+#define F_PASSWORD      0x1u      /* the account's password */
+#define F_CODE          0x2u      /* and a TOTP code */
+#define F_CODE_ENROLLED 0x4u      /* a code, when the account has a TOTP secret */
+#define F_FRESH_CODE    0x8u      /* a code accepted at most FRESH_CODE s ago */
+#define FRESH_CODE      120
+
+#define SEAL_ADMIN "seal_admin"
 
 struct op {
 	const char *name;
 	enum need need;
+	unsigned factors;             /* F_*: what the login must have proved */
+	const char *role;             /* a role the person must hold, or NULL */
+	/* When the request's "user" is the logged-in person: the factors
+	 * needed instead of .factors, and no role (0: no such rule). */
+	unsigned self_factors;
+	/* The PKCS#11 code of a missing factor (0: CKR_FUNCTION_REJECTED). */
+	unsigned long mfa_rv;
 	gw_handler_fn fn;
 };
 
-void
+int
 gw_req_record(struct gw_req *r, const char *action, const char *outcome, const char *reason,
       const char *actor, const char *seal, unsigned long mech,
       const uint8_t *dig, size_t diglen, uint64_t *seq_out)
@@ -49,17 +65,18 @@ gw_req_record(struct gw_req *r, const char *action, const char *outcome, const c
 	if (gw_reflimit_req(r, action, outcome, reason, ev.actor)) {
 		if (seq_out)
 			*seq_out = 0;   /* counted for a summary record (refusals.h) */
-		return;
+		return 0;
 	}
 	if (r->ctx->audit == NULL || gw_audit_record(r->ctx->audit, &ev, &seq) < 0) {
 		if (seq_out)
 			*seq_out = 0;
 		if (r->ctx->audit)
 			gw_log_error("audit record for %s (%s) could not be written", action, outcome);
-		return;
+		return -1;
 	}
 	if (seq_out)
 		*seq_out = seq;
+	return 0;
 }
 
 json_t *
@@ -285,36 +302,157 @@ op_seals(struct gw_req *r)
 	return rep;
 }
 
+/* THE table: per request, the session, the factors and the role it needs.
+ * Every admin action that changes credentials needs the second factor;
+ * what a person does to their own credentials needs their password, and a
+ * code once they have a TOTP secret. Handlers check nothing of this. */
+#define PW_CODE (F_PASSWORD | F_CODE)
+#define PW_OWN  (F_PASSWORD | F_CODE_ENROLLED)
 static const struct op ops[] = {
-	{ SG_OP_HELLO,       NEED_NONE,        op_hello },
-	{ SG_OP_STATUS,      NEED_NONE,        op_status },
-	{ SG_OP_LOGIN,       NEED_NONE,        gw_op_login },
-	{ SG_OP_LOGOUT,      NEED_OPT_SESSION, gw_op_logout },
-	{ SG_OP_WHOAMI,      NEED_OPT_SESSION, op_whoami },
-	{ SG_OP_SEALS,       NEED_OPT_SESSION, op_seals },
-	{ SG_OP_SIGN,        NEED_SESSION,     gw_op_sign },
-	{ SG_OP_WHY,         NEED_SESSION,     gw_op_why },
-	{ SG_OP_APPLY,       NEED_SESSION,     gw_op_apply },
-	{ SG_OP_LIST,        NEED_SESSION,     gw_op_list },
-	{ SG_OP_SHOW,        NEED_SESSION,     gw_op_show },
-	{ SG_OP_APPROVE,     NEED_MFA,         gw_op_approve },
-	{ SG_OP_REJECT,      NEED_MFA,         gw_op_reject },
-	{ SG_OP_REVOKE,      NEED_SESSION,     gw_op_revoke },
-	{ SG_OP_EXPLAIN,     NEED_SESSION,     gw_op_explain },
-	{ SG_OP_AUDIT_QUERY,      NEED_SESSION, gw_op_audit_query },
-	{ SG_OP_AUDIT_EXPORT,     NEED_SESSION, gw_op_audit_export },
-	{ SG_OP_AUDIT_CHECKPOINT, NEED_SESSION, gw_op_audit_checkpoint },
-	{ SG_OP_USER_ADD,    NEED_SESSION,     gw_op_user_add },
-	{ SG_OP_USER_PASSWD, NEED_SESSION,     gw_op_user_passwd },
-	{ SG_OP_TOTP_ENROLL, NEED_SESSION,     gw_op_totp_enroll },
-	{ SG_OP_TOTP_RESET,  NEED_MFA,         gw_op_totp_reset },
-	{ SG_OP_USER_UNLOCK, NEED_MFA,         gw_op_user_unlock },
-	{ SG_OP_AUTH_STATE,  NEED_OPT_SESSION, gw_op_auth_state },
-	{ SG_OP_AUTH_CONTEXT, NEED_SESSION,    gw_op_auth_context },
-	{ SG_OP_WINDOW_OPEN, NEED_MFA,         gw_op_window_open },
-	{ SG_OP_WINDOW_CLOSE, NEED_OPT_SESSION, gw_op_window_close },
-	{ SG_OP_CONFIRM,     NEED_NONE,        gw_op_confirm },
+	{ SG_OP_HELLO,       NEED_NONE,        0, NULL, 0, 0, op_hello },
+	{ SG_OP_STATUS,      NEED_NONE,        0, NULL, 0, 0, op_status },
+	{ SG_OP_LOGIN,       NEED_NONE,        0, NULL, 0, 0, gw_op_login },
+	{ SG_OP_LOGOUT,      NEED_OPT_SESSION, 0, NULL, 0, 0, gw_op_logout },
+	{ SG_OP_WHOAMI,      NEED_OPT_SESSION, 0, NULL, 0, 0, op_whoami },
+	{ SG_OP_SEALS,       NEED_OPT_SESSION, 0, NULL, 0, 0, op_seals },
+	/* a seal's own second factor: gw_auth_check_sign */
+	{ SG_OP_SIGN,        NEED_SESSION,     0, NULL, 0, 0, gw_op_sign },
+	{ SG_OP_WHY,         NEED_SESSION,     0, NULL, 0, 0, gw_op_why },
+	{ SG_OP_APPLY,       NEED_SESSION,     0, NULL, 0, 0, gw_op_apply },
+	{ SG_OP_LIST,        NEED_SESSION,     0, NULL, 0, 0, gw_op_list },
+	{ SG_OP_SHOW,        NEED_SESSION,     0, NULL, 0, 0, gw_op_show },
+	{ SG_OP_APPROVE,     NEED_SESSION,     PW_CODE, NULL, 0, 0, gw_op_approve },
+	{ SG_OP_REJECT,      NEED_SESSION,     PW_CODE, NULL, 0, 0, gw_op_reject },
+	{ SG_OP_REVOKE,      NEED_SESSION,     0, NULL, 0, 0, gw_op_revoke },
+	{ SG_OP_EXPLAIN,     NEED_SESSION,     0, NULL, 0, 0, gw_op_explain },
+	{ SG_OP_AUDIT_QUERY,      NEED_SESSION, 0, NULL, 0, 0, gw_op_audit_query },
+	{ SG_OP_AUDIT_EXPORT,     NEED_SESSION, 0, NULL, 0, 0, gw_op_audit_export },
+	{ SG_OP_AUDIT_CHECKPOINT, NEED_SESSION, 0, NULL, 0, 0, gw_op_audit_checkpoint },
+	{ SG_OP_USER_ADD,    NEED_SESSION,     PW_CODE, SEAL_ADMIN, 0, 0, gw_op_user_add },
+	/* C_SetPIN: a PIN without its code is an incorrect PIN */
+	{ SG_OP_USER_PASSWD, NEED_SESSION,     PW_CODE, SEAL_ADMIN, PW_OWN, CKR_PIN_INCORRECT,
+	  gw_op_user_passwd },
+	{ SG_OP_TOTP_ENROLL, NEED_SESSION,     PW_OWN, NULL, 0, 0, gw_op_totp_enroll },
+	{ SG_OP_TOTP_RESET,  NEED_SESSION,     PW_CODE, SEAL_ADMIN, 0, 0, gw_op_totp_reset },
+	{ SG_OP_USER_UNLOCK, NEED_SESSION,     PW_CODE, SEAL_ADMIN, 0, 0, gw_op_user_unlock },
+	{ SG_OP_AUTH_STATE,  NEED_OPT_SESSION, 0, NULL, 0, 0, gw_op_auth_state },
+	/* carries its own code */
+	{ SG_OP_AUTH_CONTEXT, NEED_SESSION,    0, NULL, 0, 0, gw_op_auth_context },
+	{ SG_OP_WINDOW_OPEN, NEED_SESSION,     F_PASSWORD | F_CODE | F_FRESH_CODE, NULL, 0, 0,
+	  gw_op_window_open },
+	{ SG_OP_WINDOW_CLOSE, NEED_OPT_SESSION, 0, NULL, 0, 0, gw_op_window_close },
+	/* carries its own code */
+	{ SG_OP_CONFIRM,     NEED_NONE,        0, NULL, 0, 0, gw_op_confirm },
 };
+
+/* Which factors of need the login of r lacks (0: none). -1 on a store
+ * error (whether the account has a TOTP secret). */
+static int
+missing_factors(struct gw_req *r, unsigned need, unsigned *missing)
+{
+	const struct gw_login_info *l = &r->login;
+	time_t now;
+	int enrolled;
+
+	*missing = 0;
+	if ((need & F_PASSWORD) && !(l->factors & GW_FACTOR_PASSWORD))
+		*missing |= F_PASSWORD;
+	if ((need & F_CODE) && !(l->factors & GW_FACTOR_TOTP))
+		*missing |= F_CODE;
+	if ((need & F_CODE_ENROLLED) && !(l->factors & GW_FACTOR_TOTP)) {
+		enrolled = gw_auth_enrolled(r, l->user);
+		if (enrolled < 0)
+			return -1;
+		if (enrolled)
+			*missing |= F_CODE;
+	}
+	if ((need & F_FRESH_CODE) && (l->factors & GW_FACTOR_TOTP)) {
+		now = gw_auth_now(r->ctx->auth);
+		if (now - l->totp_at > FRESH_CODE || l->totp_at > now + FRESH_CODE)
+			*missing |= F_FRESH_CODE;
+	}
+	return 0;
+}
+
+/* The policy in force still lets the peer act as the session's account:
+ * the person is there and the OS login may act as them (own os_logins or
+ * act_as, gw_policy_resolve_account). */
+static const struct gw_person *
+session_person(struct gw_req *r, char *why, size_t len)
+{
+	const struct gw_person *who = gw_policy_resolve_account(r->snap->policy, r->peer->login,
+	                                                        r->login.user, why, len);
+
+	return who != NULL && strcmp(who->id, r->login.user) == 0 ? who : NULL;
+}
+
+/* Checks r against op: session, role, factors. NULL to go on, else the
+ * refusal (recorded when someone logged in was refused). */
+static json_t *
+authorize(struct gw_req *r, const struct op *op, const uint8_t *tok, size_t toklen)
+{
+	const char *target = NULL;
+	unsigned factors = op->factors, missing = 0;
+	const char *role = op->role;
+	char why[256];
+
+	if (tok != NULL) {
+		r->logged_in = gw_auth_session_get(r->ctx->auth, tok, toklen, r->peer->uid, &r->login);
+		if (r->logged_in) {
+			r->who = session_person(r, why, sizeof(why));
+			if (r->who == NULL) {
+				/* A reload took the person out, or took away this OS
+				 * user's right to act as them: the session ends. */
+				gw_auth_session_end(r->ctx->auth, tok, toklen, r->peer->uid);
+				snprintf(r->err, sizeof(r->err), "session of %.64s ended: the policy in force "
+				         "no longer lets OS user %.63s act as it", r->login.user, r->peer->login);
+				gw_log_info("%s (%s)", r->err, why);
+				(void)gw_req_record(r, "logout", "ok", r->err, r->login.user, NULL, 0, NULL,
+				                    0, NULL);
+			}
+		}
+		if (r->who == NULL) {
+			/* Unknown, expired, from another uid, or no longer allowed:
+			 * not logged in. */
+			r->logged_in = false;
+			memset(&r->login, 0, sizeof(r->login));
+			if (op->need == NEED_SESSION)
+				return sg_reply_error(CKR_USER_NOT_LOGGED_IN, "not_logged_in",
+				                      "not logged in (session ended or unknown)");
+		}
+	}
+	if (!r->logged_in)
+		return NULL;      /* NEED_NONE / NEED_OPT_SESSION */
+
+	/* What a person does to their own account has its own rule. */
+	if (op->self_factors != 0 &&
+	    sg_get_str(r->msg, "user", false, &target, SG_NAME_MAX, r->err, sizeof(r->err)) == 0 &&
+	    target != NULL && strcmp(target, r->who->id) == 0) {
+		factors = op->self_factors;
+		role = NULL;
+	}
+	if (role != NULL && !gw_person_has_role(r->who, role)) {
+		snprintf(r->err, sizeof(r->err), "only a %s may %s", strcmp(role, SEAL_ADMIN) == 0 ?
+		         "seal admin" : role, op->name);
+		(void)gw_req_record(r, op->name, "denied", r->err, NULL, NULL, 0, NULL, 0, NULL);
+		return sg_reply_error(CKR_FUNCTION_REJECTED, "denied", "%s", r->err);
+	}
+	if (missing_factors(r, factors, &missing) < 0)
+		return sg_reply_error(CKR_DEVICE_ERROR, "internal", "credential store error");
+	if (missing != 0) {
+		if (missing == F_FRESH_CODE)
+			snprintf(r->err, sizeof(r->err), "%s needs a login with your password and a code "
+			         "given in the last %d s", op->name, FRESH_CODE);
+		else
+			snprintf(r->err, sizeof(r->err), "%s needs a login with your password and a current "
+			         "code (PIN = password followed by the code; `sealctl user totp-enroll` "
+			         "first)", op->name);
+		(void)gw_req_record(r, op->name, "denied", r->err, NULL, NULL, 0, NULL, 0, NULL);
+		return sg_reply_error(op->mfa_rv ? op->mfa_rv : CKR_FUNCTION_REJECTED, "mfa_required",
+		                      "%s", r->err);
+	}
+	return NULL;
+}
 
 json_t *
 gw_dispatch(struct gw_ctx *ctx, const struct gw_peer *peer, const json_t *msg)
@@ -337,7 +475,7 @@ gw_dispatch(struct gw_ctx *ctx, const struct gw_peer *peer, const json_t *msg)
 
 	r.snap = gw_snapshot_get(ctx);
 	if (op->need != NEED_NONE) {
-		bool need = op->need == NEED_SESSION || op->need == NEED_MFA;
+		bool need = op->need == NEED_SESSION;
 		if (sg_get_bytes(msg, "session", need, &tok, &toklen,
 		                 SG_SESSION_TOKEN_LEN, r.err, sizeof(r.err)) < 0) {
 			rep = need && json_object_get(msg, "session") == NULL ?
@@ -345,30 +483,10 @@ gw_dispatch(struct gw_ctx *ctx, const struct gw_peer *peer, const json_t *msg)
 			      gw_bad_request(&r);
 			goto out;
 		}
-		if (tok != NULL) {
-			r.logged_in = gw_auth_session_get(ctx->auth, tok, toklen, peer->uid, &r.login);
-			if (r.logged_in)
-				r.who = gw_policy_person(r.snap->policy, r.login.user);
-			if (r.who == NULL) {
-				/* Unknown, expired, from another uid, or the person
-				 * left the policy: not logged in. */
-				r.logged_in = false;
-				if (need) {
-					rep = sg_reply_error(CKR_USER_NOT_LOGGED_IN, "not_logged_in",
-					                     "not logged in (session ended or unknown)");
-					goto out;
-				}
-			}
-		}
 	}
-	if (op->need == NEED_MFA && !(r.login.factors & GW_FACTOR_TOTP)) {
-		snprintf(r.err, sizeof(r.err), "%s needs a login with your password and a current "
-		         "code (PIN = password followed by the code; `sealctl user totp-enroll` first)", name);
-		gw_req_record(&r, name, "denied", r.err, NULL, NULL, 0, NULL, 0, NULL);
-		rep = sg_reply_error(CKR_FUNCTION_REJECTED, "mfa_required", "%s", r.err);
-		goto out;
-	}
-	rep = op->fn(&r);
+	rep = authorize(&r, op, tok, toklen);
+	if (rep == NULL)
+		rep = op->fn(&r);
 out:
 	sg_free_secret(tok, toklen);
 	gw_snapshot_put(&r.snap);

@@ -1,6 +1,8 @@
 /*
- * Request dispatch: one table states, per operation, what authentication it
- * needs; handlers get an authenticated request and return the reply.
+ * Request dispatch: one table states, per operation, the session, the
+ * factors and the role it needs; a session is re-checked against the
+ * policy in force at every use; handlers get an authorized request and
+ * return the reply.
  * Every refusal is recorded in the audit log with its reason.
  */
 #ifndef GW_DISPATCH_H
@@ -27,8 +29,10 @@ struct gw_req {
 
 typedef json_t *(*gw_handler_fn)(struct gw_req *r);
 
-/* Records an event of request r (actor defaults to the logged-in person). */
-void gw_req_record(struct gw_req *r, const char *action, const char *outcome, const char *reason,
+/* Records an event of request r (actor defaults to the logged-in person)
+ * and waits until it is durable. 0, or -1 when it could not be written:
+ * then whatever it records must not happen. */
+int gw_req_record(struct gw_req *r, const char *action, const char *outcome, const char *reason,
                    const char *actor, const char *seal, unsigned long mech,
                    const uint8_t *dig, size_t diglen, uint64_t *seq_out);
 /* The error reply for a malformed request, with r->err. */

@@ -317,6 +317,7 @@ main(int argc, char **argv)
 		return rv;
 	}
 	gw_auth_set_password_cost((enum gw_pw_cost)ctx.cfg->password_cost);
+	gw_auth_set_hash_pool(ctx.cfg->password_hash_concurrency);
 	if (pw_user != NULL) {
 		rv = set_password(ctx.cfg, pw_user, pw_file);
 		gw_config_free(&ctx.cfg);
@@ -458,6 +459,7 @@ main(int argc, char **argv)
 			.test_clock = ctx.cfg->test_clock,
 		};
 		gw_auth_configure(ctx.auth, &as);
+		gw_log_info("passwords: at most %u Argon2id hashes at once", gw_auth_hash_pool());
 		if (as.test_clock)
 			gw_log_info("test_clock: TOTP, lockouts and windows follow SEALGATE_TEST_CLOCK (tests only)");
 	}

@@ -1994,3 +1994,229 @@ gw_store_checkpoint_max_id(struct gw_store *st, uint64_t *id, char *err, size_t 
 	pthread_mutex_unlock(&st->lock);
 	return rv;
 }
+
+/* ---- sign-in attempts (table auth_lockout; auth_ops.c decides, this
+ * block keeps the counts) ----
+ *
+ * Each row counts, for an account and one key (-1: the account's own OS
+ * logins, else the uid of someone acting as it), the failures in a row,
+ * the lockouts in a row and the end of the current lockout, and the
+ * attempts being checked right now (inflight, with the time they stop
+ * counting: a gateway that died mid-check must not hold them forever).
+ * An attempt is taken by one conditional UPDATE that succeeds only while
+ * failed + inflight < max, so that whatever the number of threads or
+ * gateways on one database, at most max guesses are ever evaluated before
+ * a lockout. */
+
+static const char attempts_table_sql[] =
+	"CREATE TABLE IF NOT EXISTS auth_lockout ("
+	"  user TEXT NOT NULL,"
+	"  uid INTEGER NOT NULL,"
+	"  failed INTEGER NOT NULL DEFAULT 0,"
+	"  lockouts INTEGER NOT NULL DEFAULT 0,"
+	"  locked_until INTEGER NOT NULL DEFAULT 0,"
+	"  inflight INTEGER NOT NULL DEFAULT 0,"
+	"  inflight_until INTEGER NOT NULL DEFAULT 0,"
+	"  PRIMARY KEY (user, uid)"
+	") STRICT;";
+
+int
+gw_store_attempts_init(struct gw_store *st, char *err, size_t errlen)
+{
+	sqlite3_stmt *s = NULL;
+	bool have_inflight = false;
+	int rv = -1;
+
+	pthread_mutex_lock(&st->lock);
+	if (exec_sql(st, attempts_table_sql, err, errlen))
+		goto out;
+	/* A table made before in-flight attempts were counted gains them. */
+	if (prepare(st, &s, "PRAGMA table_info(auth_lockout)", err, errlen))
+		goto out;
+	while (sqlite3_step(s) == SQLITE_ROW)
+		if (strcmp((const char *)sqlite3_column_text(s, 1), "inflight") == 0)
+			have_inflight = true;
+	sqlite3_finalize(s);
+	if (!have_inflight &&
+	    (exec_sql(st, "ALTER TABLE auth_lockout ADD COLUMN inflight INTEGER NOT NULL DEFAULT 0",
+	              err, errlen) ||
+	     exec_sql(st, "ALTER TABLE auth_lockout ADD COLUMN inflight_until INTEGER NOT NULL "
+	              "DEFAULT 0", err, errlen)))
+		goto out;
+	rv = 0;
+out:
+	pthread_mutex_unlock(&st->lock);
+	return rv;
+}
+
+static const char attempts_get_sql[] =
+	"SELECT failed, lockouts, locked_until, "
+	"  CASE WHEN inflight_until > ?3 THEN inflight ELSE 0 END "
+	"FROM auth_lockout WHERE user = ?1 AND uid = ?2";
+
+int
+gw_store_attempts_get(struct gw_store *st, const char *user, int64_t key, int64_t now,
+                      struct gw_store_attempts *out)
+{
+	sqlite3_stmt *s;
+	int rv = -1, rc;
+
+	memset(out, 0, sizeof(*out));
+	pthread_mutex_lock(&st->lock);
+	s = gw_store_cached(st, attempts_get_sql);
+	if (s == NULL)
+		goto out;
+	sqlite3_bind_text(s, 1, user, -1, SQLITE_STATIC);
+	sqlite3_bind_int64(s, 2, key);
+	sqlite3_bind_int64(s, 3, now);
+	rc = sqlite3_step(s);
+	if (rc == SQLITE_ROW) {
+		out->failed = sqlite3_column_int64(s, 0);
+		out->lockouts = sqlite3_column_int64(s, 1);
+		out->locked_until = sqlite3_column_int64(s, 2);
+		out->inflight = sqlite3_column_int64(s, 3);
+	}
+	rv = rc == SQLITE_ROW || rc == SQLITE_DONE ? 0 : -1;
+	if (rv < 0)
+		gw_log_error("store: reading the attempts of '%s': %s", user, sqlite3_errmsg(st->db));
+	sqlite3_reset(s);
+	sqlite3_clear_bindings(s);
+out:
+	pthread_mutex_unlock(&st->lock);
+	return rv;
+}
+
+static const char attempts_row_sql[] =
+	"INSERT INTO auth_lockout (user, uid) VALUES (?1, ?2) ON CONFLICT (user, uid) DO NOTHING";
+/* The reservation itself: one statement, so it is atomic on any SQL
+ * database, and it changes a row only while the attempt is allowed. */
+static const char attempts_take_sql[] =
+	"UPDATE auth_lockout SET "
+	"  inflight = (CASE WHEN inflight_until > ?3 THEN inflight ELSE 0 END) + 1,"
+	"  inflight_until = ?3 + ?5 "
+	"WHERE user = ?1 AND uid = ?2 AND locked_until <= ?3 AND "
+	"  failed + (CASE WHEN inflight_until > ?3 THEN inflight ELSE 0 END) < ?4";
+
+static int
+attempts_step(struct gw_store *st, const char *sql, const char *user, int64_t key,
+              int64_t now, int64_t max, int64_t ttl)
+{
+	sqlite3_stmt *s = gw_store_cached(st, sql);
+	int rc;
+
+	if (s == NULL)
+		return -1;
+	sqlite3_bind_text(s, 1, user, -1, SQLITE_STATIC);
+	sqlite3_bind_int64(s, 2, key);
+	if (sql == attempts_take_sql) {
+		sqlite3_bind_int64(s, 3, now);
+		sqlite3_bind_int64(s, 4, max);
+		sqlite3_bind_int64(s, 5, ttl);
+	}
+	rc = sqlite3_step(s);
+	sqlite3_reset(s);
+	sqlite3_clear_bindings(s);
+	if (rc != SQLITE_DONE) {
+		gw_log_error("store: counting an attempt at '%s': %s", user, sqlite3_errmsg(st->db));
+		return -1;
+	}
+	return sqlite3_changes(st->db);
+}
+
+int
+gw_store_attempt_take(struct gw_store *st, const char *user, int64_t key, int64_t now,
+                      unsigned max, unsigned ttl, struct gw_store_attempts *row)
+{
+	int rv = -1, n;
+
+	pthread_mutex_lock(&st->lock);
+	if (attempts_step(st, attempts_row_sql, user, key, now, 0, 0) < 0)
+		goto out;
+	n = attempts_step(st, attempts_take_sql, user, key, now, max, ttl);
+	if (n < 0)
+		goto out;
+	if (gw_store_attempts_get(st, user, key, now, row) < 0)
+		goto out;
+	rv = n == 1 ? GW_ATTEMPT_TAKEN : row->locked_until > now ? GW_ATTEMPT_LOCKED : GW_ATTEMPT_FULL;
+out:
+	pthread_mutex_unlock(&st->lock);
+	return rv;
+}
+
+static const char attempts_put_sql[] =
+	"UPDATE auth_lockout SET failed = ?3, lockouts = ?4, locked_until = ?5, inflight = ?6 "
+	"WHERE user = ?1 AND uid = ?2";
+
+int
+gw_store_attempt_end(struct gw_store *st, const char *user, int64_t key, int64_t now,
+                     enum gw_attempt_outcome outcome, unsigned max, unsigned lockout_s,
+                     unsigned lockout_cap, struct gw_store_attempts *row)
+{
+	sqlite3_stmt *s;
+	int rv = -1, rc;
+
+	/* Read and written under the lock, in one transaction: the count a
+	 * failure adds and the lockout it may start belong together. */
+	if (gw_store_tx_begin(st, NULL, 0) < 0)
+		return -1;
+	if (gw_store_attempts_get(st, user, key, now, row) < 0)
+		goto out;
+	if (row->inflight > 0)
+		row->inflight--;
+	if (outcome == GW_ATTEMPT_OK) {
+		/* A success ends the run: no failures, no growing delay. */
+		row->failed = 0;
+		row->lockouts = 0;
+	} else if (outcome == GW_ATTEMPT_FAILED) {
+		row->failed++;
+		if (row->failed >= (int64_t)max) {
+			int64_t d = lockout_s;
+			for (int64_t i = 0; i < row->lockouts && d < lockout_cap; i++)
+				d *= 2;
+			if (d > lockout_cap)
+				d = lockout_cap;
+			row->locked_until = now + d;
+			row->lockouts++;
+			row->failed = 0;
+		}
+	}
+	s = gw_store_cached(st, attempts_put_sql);
+	if (s == NULL)
+		goto out;
+	sqlite3_bind_text(s, 1, user, -1, SQLITE_STATIC);
+	sqlite3_bind_int64(s, 2, key);
+	sqlite3_bind_int64(s, 3, row->failed);
+	sqlite3_bind_int64(s, 4, row->lockouts);
+	sqlite3_bind_int64(s, 5, row->locked_until);
+	sqlite3_bind_int64(s, 6, row->inflight);
+	rc = sqlite3_step(s);
+	sqlite3_reset(s);
+	sqlite3_clear_bindings(s);
+	if (rc != SQLITE_DONE) {
+		gw_log_error("store: counting an attempt at '%s': %s", user, sqlite3_errmsg(st->db));
+		goto out;
+	}
+	rv = 0;
+out:
+	if (rv == 0 && gw_store_tx_commit(st, NULL, 0) < 0)
+		return -1;
+	if (rv < 0)
+		gw_store_tx_rollback(st);
+	return rv;
+}
+
+static const char attempts_clear_all_sql[] =
+	"UPDATE auth_lockout SET failed = 0, lockouts = 0, locked_until = 0 WHERE user = ?1";
+
+int
+gw_store_attempts_clear(struct gw_store *st, const char *user)
+{
+	int n;
+
+	/* Attempts being checked keep their place (they end by themselves);
+	 * the failures, the lockout and its growing delay go. */
+	pthread_mutex_lock(&st->lock);
+	n = attempts_step(st, attempts_clear_all_sql, user, 0, 0, 0, 0);
+	pthread_mutex_unlock(&st->lock);
+	return n;
+}

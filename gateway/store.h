@@ -274,4 +274,41 @@ void gw_store_mark_set(struct gw_store *st, const void *key);
  * held; do not finalize the result. NULL on a prepare error. */
 struct sqlite3_stmt *gw_store_cached(struct gw_store *st, const char *sql);
 
+/* ---- sign-in attempts (table auth_lockout; docs/authentication.md,
+ * "Lockout") ----
+ * Per account and key (-1: the account's own OS logins, else the uid of
+ * another OS user acting as it): failures in a row, lockouts in a row, the
+ * end of the current lockout, and the attempts being checked now. The
+ * store is the truth, so that several gateways on one database share it. */
+struct gw_store_attempts {
+	int64_t failed, lockouts, locked_until;
+	int64_t inflight;             /* attempts being checked (not yet stale) */
+};
+enum gw_attempt_take { GW_ATTEMPT_LOCKED = 0, GW_ATTEMPT_TAKEN = 1, GW_ATTEMPT_FULL = 2 };
+enum gw_attempt_outcome {
+	GW_ATTEMPT_OK,                /* accepted: the run of failures ends */
+	GW_ATTEMPT_FAILED,            /* a wrong guess: counted, locks at max */
+	GW_ATTEMPT_VOID,              /* not a guess (store error, busy): only given back */
+};
+/* Creates (or extends) the table. 0 or -1 with err. */
+int gw_store_attempts_init(struct gw_store *st, char *err, size_t errlen);
+/* The row of (user, key) at now (zeros when none). 0 or -1. */
+int gw_store_attempts_get(struct gw_store *st, const char *user, int64_t key, int64_t now,
+                          struct gw_store_attempts *out);
+/* Takes one attempt, atomically, only while not locked and failed +
+ * inflight < max; a taken attempt stops counting as in flight ttl seconds
+ * after the last one was taken. GW_ATTEMPT_TAKEN, _LOCKED (row: until
+ * when), _FULL (max attempts are being checked now), or -1. */
+int gw_store_attempt_take(struct gw_store *st, const char *user, int64_t key, int64_t now,
+                          unsigned max, unsigned ttl, struct gw_store_attempts *row);
+/* Ends a taken attempt with its outcome; a failure that reaches max locks
+ * for lockout_s doubled for each lockout in a row, at most lockout_cap.
+ * *row is the row after. 0 or -1. */
+int gw_store_attempt_end(struct gw_store *st, const char *user, int64_t key, int64_t now,
+                         enum gw_attempt_outcome outcome, unsigned max, unsigned lockout_s,
+                         unsigned lockout_cap, struct gw_store_attempts *row);
+/* Unlock: clears the failures and lockouts of every key of user (a
+ * gw_audit_apply_fn may call it). The number of rows, or -1. */
+int gw_store_attempts_clear(struct gw_store *st, const char *user);
+
 #endif

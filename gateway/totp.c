@@ -15,7 +15,7 @@
 
 #include "protocol.h"
 
-#define SEALED_MAX (GW_TOTP_SECRET_MAX + 64)
+#define SEALED_MAX GW_TOTP_SEALED_MAX
 #define AAD_PREFIX "sealgate-totp-v1:"
 
 static pthread_once_t oath_once = PTHREAD_ONCE_INIT;
@@ -138,24 +138,33 @@ aad_of(const char *user, uint8_t *aad, size_t max)
 }
 
 int
-gw_totp_store_set(struct gw_store *st, struct gw_token *tok, const char *user,
-                  const uint8_t *secret, size_t len, uint64_t counter, char *err, size_t errlen)
+gw_totp_seal(struct gw_token *tok, const char *user, const uint8_t *secret, size_t len,
+             uint8_t *sealed, size_t *sealed_len, char *err, size_t errlen)
 {
-	uint8_t sealed[SEALED_MAX], aad[SG_NAME_MAX + 32];
-	size_t sealed_len = sizeof(sealed), aadlen;
-	sqlite3_stmt *s = NULL;
-	int rv = -1;
+	uint8_t aad[SG_NAME_MAX + 32];
+	size_t aadlen;
 
-	if (len < GW_TOTP_SECRET_MIN || len > GW_TOTP_SECRET_MAX || tok == NULL) {
+	if (len < GW_TOTP_SECRET_MIN || len > GW_TOTP_SECRET_MAX || tok == NULL ||
+	    *sealed_len < SEALED_MAX) {
 		snprintf(err, errlen, tok == NULL ? "no backend token to seal the secret with"
 		                                  : "a TOTP secret has 16 to 64 bytes");
 		return -1;
 	}
 	aadlen = aad_of(user, aad, sizeof(aad));
 	if (aadlen == 0 ||
-	    gw_token_seal(tok, GW_TOTP_WRAP_LABEL, aad, aadlen, secret, len, sealed, &sealed_len,
+	    gw_token_seal(tok, GW_TOTP_WRAP_LABEL, aad, aadlen, secret, len, sealed, sealed_len,
 	                  err, errlen) < 0)
 		return -1;
+	return 0;
+}
+
+int
+gw_totp_store_put(struct gw_store *st, const char *user, const uint8_t *sealed, size_t sealed_len,
+                  uint64_t counter, char *err, size_t errlen)
+{
+	sqlite3_stmt *s = NULL;
+	int rv = -1;
+
 	gw_store_lock(st);
 	if (sqlite3_prepare_v2(gw_store_db(st),
 	                       "INSERT INTO auth_totp (user, secret, last_counter, enrolled) "
@@ -176,6 +185,20 @@ gw_totp_store_set(struct gw_store *st, struct gw_token *tok, const char *user,
 out:
 	sqlite3_finalize(s);
 	gw_store_unlock(st);
+	return rv;
+}
+
+int
+gw_totp_store_set(struct gw_store *st, struct gw_token *tok, const char *user,
+                  const uint8_t *secret, size_t len, uint64_t counter, char *err, size_t errlen)
+{
+	uint8_t sealed[SEALED_MAX];
+	size_t sealed_len = sizeof(sealed);
+	int rv;
+
+	rv = gw_totp_seal(tok, user, secret, len, sealed, &sealed_len, err, errlen);
+	if (rv == 0)
+		rv = gw_totp_store_put(st, user, sealed, sealed_len, counter, err, errlen);
 	return rv;
 }
 

@@ -61,6 +61,15 @@ int gw_totp_enrolled(struct gw_store *st, const char *user);
 int gw_totp_store_set(struct gw_store *st, struct gw_token *tok, const char *user,
                       const uint8_t *secret, size_t len, uint64_t counter,
                       char *err, size_t errlen);
+/* The same in two halves, so that storing can run inside an audit
+ * record's transaction (gw_audit_record_with) while sealing, on the
+ * token, does not: seal fills sealed (*sealed_len in: its size, at least
+ * GW_TOTP_SEALED_MAX; out: the length), put stores it. 0, or -1 with err. */
+#define GW_TOTP_SEALED_MAX (GW_TOTP_SECRET_MAX + 64)
+int gw_totp_seal(struct gw_token *tok, const char *user, const uint8_t *secret, size_t len,
+                 uint8_t *sealed, size_t *sealed_len, char *err, size_t errlen);
+int gw_totp_store_put(struct gw_store *st, const char *user, const uint8_t *sealed,
+                      size_t sealed_len, uint64_t counter, char *err, size_t errlen);
 /* Removes user's secret (reset by a seal admin). 1 removed, 0 none, -1 error. */
 int gw_totp_store_delete(struct gw_store *st, const char *user);
 /* Checks code for user at now: unseals the secret on tok, checks it, and

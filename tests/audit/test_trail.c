@@ -280,11 +280,13 @@ Test(trail, every_event_is_recorded_with_its_fields)
 	rep = sign(fd, sd, "contract", d);
 	cr_assert_not(sg_reply_is_ok(rep, NULL, NULL, NULL), "dave may not use the contract seal");
 	json_decref(rep);
-	/* Seal administration: frank sets carol's password. */
+	/* A password change: frank sets his own (another account's would
+	 * need a login with a code, docs/authentication.md). */
 	sf = login(fd, "frank");
 	rep = req_s(SG_OP_USER_PASSWD, sf);
-	json_object_set_new(rep, "user", json_string("carol"));
-	json_object_set_new(rep, "password", json_string("carol-password"));
+	json_object_set_new(rep, "user", json_string("frank"));
+	json_object_set_new(rep, "password", json_string("frank-password"));
+	json_object_set_new(rep, "old_password", json_string("frank-password"));
 	rep = sgt_call(fd, rep);
 	cr_assert(sg_reply_is_ok(rep, NULL, NULL, NULL), "%s", json_string_value(json_object_get(rep, "message")));
 	json_decref(rep);

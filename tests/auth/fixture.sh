@@ -105,6 +105,7 @@ token_label: Auth Co.
 backend_sessions: 4
 confirm_timeout: 8
 signing_window: 300
+password_hash_concurrency: 2
 test_clock: true
 EOC
 	echo 1700000000 >"$dir/clock"

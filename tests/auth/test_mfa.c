@@ -537,6 +537,255 @@ Test(mfa, lockout_with_pkcs11_flags_and_admin_unlock)
 	close(fd);
 }
 
+/* ---- parallel guesses ---- */
+
+#define BURST 40
+
+struct guess {
+	const char *user;
+	char pin[64];
+	bool answered, ok;
+	unsigned long rv;
+};
+
+/* One login on a connection of its own (no Criterion asserts off the
+ * main thread: they would unwind the wrong stack). */
+static void *
+guess_thread(void *arg)
+{
+	struct guess *g = arg;
+	int fd = sg_connect_unix(getenv("SEALGATE_SOCKET"));
+	json_t *q = sg_request_new(SG_OP_LOGIN), *r = NULL;
+	char err[256];
+
+	json_object_set_new(q, "user", json_string(g->user));
+	json_object_set_new(q, "pin", json_string(g->pin));
+	if (fd >= 0 && sg_call(fd, q, &r, err, sizeof(err)) == 0) {
+		g->answered = true;
+		g->ok = sg_reply_is_ok(r, &g->rv, NULL, NULL);
+	}
+	json_decref(q);
+	json_decref(r);
+	if (fd >= 0)
+		close(fd);
+	return NULL;
+}
+
+/* Sends all n logins at once, each from its own thread and connection. */
+static void
+burst(struct guess *g, size_t n)
+{
+	pthread_t th[BURST * 2];
+
+	cr_assert_leq(n, sizeof(th) / sizeof(th[0]));
+	for (size_t i = 0; i < n; i++)
+		cr_assert_eq(pthread_create(&th[i], NULL, guess_thread, &g[i]), 0);
+	for (size_t i = 0; i < n; i++)
+		pthread_join(th[i], NULL);
+	for (size_t i = 0; i < n; i++)
+		cr_assert(g[i].answered, "login %zu of the burst got no answer", i);
+}
+
+/* SELECT fn(seq) FROM audit WHERE where: the last record (max), the
+ * first of a kind (min); 0 when there is none. */
+static long
+audit_seq(const char *fn, const char *where)
+{
+	char sql[512];
+	sqlite3 *db;
+	sqlite3_stmt *q;
+	long n = 0;
+
+	cr_assert_eq(sqlite3_open_v2(path_of("sealgate.db", ""), &db, SQLITE_OPEN_READONLY, NULL),
+	             SQLITE_OK);
+	sqlite3_busy_timeout(db, 5000);
+	snprintf(sql, sizeof(sql), "SELECT coalesce(%s(seq), 0) FROM audit WHERE %s", fn, where);
+	cr_assert_eq(sqlite3_prepare_v2(db, sql, -1, &q, NULL), SQLITE_OK, "%s", sqlite3_errmsg(db));
+	if (sqlite3_step(q) == SQLITE_ROW)
+		n = sqlite3_column_int64(q, 0);
+	sqlite3_finalize(q);
+	sqlite3_close(db);
+	return n;
+}
+
+static long
+audit_head(void)
+{
+	return audit_seq("max", "1");
+}
+
+/* A code of user that is none of the codes accepted or named as skewed
+ * around the test clock now (so it is "wrong", and only that). */
+static void
+wrong_code(const char *user, int i, char out[8])
+{
+	long long t = clock_now();
+	char near[2 * 20 + 1][8];
+	bool clash;
+
+	for (int k = -20; k <= 20; k++)
+		code_at(user, t + 30LL * k, near[k + 20]);
+	for (int n = i;; n += BURST) {
+		snprintf(out, 8, "%06d", (n * 7919 + 13) % 1000000);
+		clash = false;
+		for (int k = 0; k < 41; k++)
+			clash = clash || strcmp(out, near[k]) == 0;
+		if (!clash)
+			return;
+	}
+}
+
+/* Forty wrong passwords at once: the attempt is taken in the store before
+ * Argon2 runs, so exactly max_failures (5) are evaluated and the rest are
+ * refused as locked (none evaluated after the lock). */
+Test(mfa, parallel_wrong_passwords_evaluate_at_most_max_failures)
+{
+	struct guess g[BURST];
+	long head, evaluated, locked;
+	json_t *st;
+	int fd = sgt_conn();
+
+	admin_unlock("lena");
+	head = audit_head();
+	for (int i = 0; i < BURST; i++) {
+		g[i] = (struct guess){ .user = "lena" };
+		snprintf(g[i].pin, sizeof(g[i].pin), "guess-%02d-password", i);
+	}
+	burst(g, BURST);
+	{
+		char where[256];
+		snprintf(where, sizeof(where), "action = 'login' AND actor = 'lena' AND seq > %ld AND "
+		         "reason LIKE 'wrong password for lena%%'", head);
+		evaluated = audit_count(where);
+	}
+	/* (the refusals as locked are pure denials: past the first few they
+	 * are counted in a summary record, not one each: refusals.h) */
+	locked = 0;
+	for (int i = 0; i < BURST; i++)
+		locked += g[i].rv == CKR_PIN_LOCKED;
+	cr_assert_eq(evaluated, 5, "%ld of %d parallel wrong passwords were evaluated (limit 5)",
+	             evaluated, BURST);
+	/* (the guess that locked the account is answered CKR_PIN_LOCKED too) */
+	cr_assert_geq(locked, BURST - 5, "%ld refused as locked", locked);
+	for (int i = 0; i < BURST; i++)
+		cr_assert(!g[i].ok && (g[i].rv == CKR_PIN_INCORRECT || g[i].rv == CKR_PIN_LOCKED),
+		          "login %d: rv 0x%lx", i, g[i].rv);
+	st = auth_state(fd, "lena");
+	cr_assert(json_is_true(json_object_get(st, "locked")));
+	json_decref(st);
+	admin_unlock("lena");
+	close(fd);
+}
+
+/* The same burst with the right password among the guesses. It logs in
+ * only if it is one of the five attempts taken before the lock (its
+ * success then ends that run, and five more guesses may be evaluated
+ * before the next lock); else it is refused as locked, unevaluated. */
+Test(mfa, right_password_in_a_burst_of_guesses_not_while_locked)
+{
+	struct guess g[BURST];
+	char where[256];
+	long head, evaluated;
+	const struct guess *right = &g[BURST / 2];
+
+	admin_unlock("lena");
+	head = audit_head();
+	for (int i = 0; i < BURST; i++) {
+		g[i] = (struct guess){ .user = "lena" };
+		snprintf(g[i].pin, sizeof(g[i].pin), i == BURST / 2 ? "lena-password" : "guess-%02d-password", i);
+	}
+	burst(g, BURST);
+	snprintf(where, sizeof(where), "action = 'login' AND actor = 'lena' AND seq > %ld AND "
+	         "reason LIKE 'wrong password for lena%%'", head);
+	evaluated = audit_count(where);
+	if (right->ok) {
+		cr_assert_leq(evaluated, 9, "%ld wrong passwords evaluated around one success", evaluated);
+	} else {
+		cr_assert_eq(right->rv, CKR_PIN_LOCKED, "the right password: rv 0x%lx", right->rv);
+		cr_assert_eq(evaluated, 5, "%ld of %d wrong passwords evaluated (limit 5)", evaluated,
+		             BURST - 1);
+	}
+	admin_unlock("lena");
+}
+
+/* A stolen password and forty codes tried at once: five codes evaluated. */
+Test(mfa, parallel_wrong_codes_evaluate_at_most_max_failures)
+{
+	struct guess g[BURST];
+	char where[256], code[8];
+	long head, evaluated;
+
+	admin_unlock("lena");
+	tick();
+	head = audit_head();
+	for (int i = 0; i < BURST; i++) {
+		g[i] = (struct guess){ .user = "lena" };
+		wrong_code("lena", i, code);
+		pin_of("lena", code, g[i].pin, sizeof(g[i].pin));
+	}
+	burst(g, BURST);
+	snprintf(where, sizeof(where), "action = 'login' AND actor = 'lena' AND seq > %ld AND "
+	         "reason LIKE 'wrong code for lena%%'", head);
+	evaluated = audit_count(where);
+	cr_assert_eq(evaluated, 5, "%ld of %d parallel codes were evaluated (limit 5)", evaluated, BURST);
+	for (int i = 0; i < BURST; i++)
+		cr_assert_not(g[i].ok, "a wrong code logged in");
+	admin_unlock("lena");
+}
+
+/* A field of /proc/PID/status of the fixture's sealgated, in KiB. */
+static long
+gateway_kib(const char *field)
+{
+	char line[256];
+	long pid = 0, kib = -1;
+	size_t n = strlen(field);
+	FILE *fp = fopen(path_of("sealgated.pid", ""), "r");
+
+	cr_assert_not_null(fp);
+	cr_assert_eq(fscanf(fp, "%ld", &pid), 1);
+	fclose(fp);
+	snprintf(line, sizeof(line), "/proc/%ld/status", pid);
+	fp = fopen(line, "r");
+	cr_assert_not_null(fp, "%s: %s", line, strerror(errno));
+	while (fgets(line, sizeof(line), fp) != NULL)
+		if (strncmp(line, field, n) == 0 && line[n] == ':')
+			kib = atol(line + n + 1);
+	fclose(fp);
+	cr_assert_geq(kib, 0, "no %s", field);
+	return kib;
+}
+
+/* Forty logins at once: every one is answered, and the gateway's peak
+ * memory grows by no more than its hashing pool (password_hash_concurrency:
+ * 2 in the fixture) times Argon2id's 64 MiB ("interactive"), plus 64 MiB
+ * for everything else — not forty times 64 MiB. */
+Test(mfa, parallel_logins_hash_in_a_bounded_pool)
+{
+	static const char *const users[] = { "alice", "paul", "olga", "lena", "nora", "bob", "frank" };
+	const size_t nu = sizeof(users) / sizeof(users[0]);
+	struct guess g[BURST];
+	long rss = gateway_kib("VmRSS"), hwm;
+	int ok = 0;
+
+	for (size_t i = 0; i < BURST; i++) {
+		g[i] = (struct guess){ .user = users[i % nu] };
+		pin_of(users[i % nu], NULL, g[i].pin, sizeof(g[i].pin));
+	}
+	burst(g, BURST);
+	hwm = gateway_kib("VmHWM");
+	for (size_t i = 0; i < BURST; i++) {
+		/* A refusal may only be "busy, try again". */
+		cr_assert(g[i].ok || g[i].rv == CKR_FUNCTION_FAILED, "%s: rv 0x%lx", g[i].user, g[i].rv);
+		ok += g[i].ok;
+	}
+	cr_assert_gt(ok, 0);
+	cr_log_info("40 parallel logins: %d logged in, peak %ld MiB over the %ld MiB before", ok,
+	            (hwm - rss) / 1024, rss / 1024);
+	cr_assert_lt(hwm - rss, (2 + 1) * 64 * 1024, "peak %ld MiB over the %ld MiB before the logins",
+	             (hwm - rss) / 1024, rss / 1024);
+}
+
 Test(mfa, another_os_user_cannot_lock_out_the_account)
 {
 	int fd, status;
@@ -1058,6 +1307,58 @@ Test(mfa, set_pin_changes_the_password)
 	snprintf(pin, sizeof(pin), "alice-password-2%s", code);
 	cr_assert_eq(f->C_SetPIN(h, (CK_UTF8CHAR_PTR)pin, strlen(pin), (CK_UTF8CHAR_PTR)"alice-password",
 	                         14), CKR_OK);
+}
+
+/* Reloads the gateway's policy after sed edits it (SIGHUP), and waits for
+ * the reload's record. */
+static void
+reload_policy(const char *sed)
+{
+	long before = audit_count("action = 'policy_reload' AND outcome = 'ok'");
+	char out[512];
+
+	cr_assert_eq(sh(out, sizeof(out), "sed -i '%s' %s 2>&1", sed, path_of("policy.yaml", "")), 0,
+	             "%s", out);
+	cr_assert_eq(sh(out, sizeof(out), "kill -HUP $(cat %s) 2>&1", path_of("sealgated.pid", "")), 0,
+	             "%s", out);
+	for (int i = 0; i < 100 && audit_count("action = 'policy_reload' AND outcome = 'ok'") == before; i++)
+		usleep(100000);
+	cr_assert_gt(audit_count("action = 'policy_reload' AND outcome = 'ok'"), before, "no reload");
+}
+
+/* A reload that takes away this OS user's act_as for nora: the session it
+ * opened as nora is refused at its next use (and stays ended). */
+Test(mfa, withdrawing_act_as_by_reload_ends_the_session)
+{
+	int fd = sgt_conn();
+	json_t *rep, *req, *tok;
+
+	rep = wire_login(fd, "nora", "nora-password");
+	cr_assert(sg_reply_is_ok(rep, NULL, NULL, NULL), "%s", rep_msg(rep));
+	tok = json_incref(json_object_get(rep, "session"));
+	json_decref(rep);
+	req = sg_request_new(SG_OP_LIST);
+	json_object_set_new(req, "session", json_copy(tok));
+	rep = sgt_call(fd, req);
+	cr_assert(sg_reply_is_ok(rep, NULL, NULL, NULL), "%s", rep_msg(rep));
+	json_decref(rep);
+
+	reload_policy("s/accounts: \\[alice, paul, olga, nora, bob, frank\\]/accounts: [alice, paul, olga, bob, frank]/");
+	req = sg_request_new(SG_OP_LIST);
+	json_object_set_new(req, "session", json_copy(tok));
+	rep = sgt_call(fd, req);
+	cr_assert_str_eq(rep_code(rep), "not_logged_in", "the session still acts as nora: %s", rep_msg(rep));
+	json_decref(rep);
+	cr_assert_geq(audit_count("action = 'logout' AND actor = 'nora' AND reason LIKE '%no longer lets%'"), 1);
+
+	reload_policy("s/accounts: \\[alice, paul, olga, bob, frank\\]/accounts: [alice, paul, olga, nora, bob, frank]/");
+	req = sg_request_new(SG_OP_LIST);
+	json_object_set_new(req, "session", json_copy(tok));
+	rep = sgt_call(fd, req);
+	cr_assert_str_eq(rep_code(rep), "not_logged_in", "an ended session came back: %s", rep_msg(rep));
+	json_decref(rep);
+	json_decref(tok);
+	close(fd);
 }
 
 Test(mfa, z_no_secret_in_the_log_or_the_audit_trail)

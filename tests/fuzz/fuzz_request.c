@@ -81,16 +81,19 @@ init(void)
 	}
 }
 
-/* "@NAME" → NAME's live session. */
+/* "@NAME" → NAME's live session, sent from NAME's own OS login (the
+ * dispatcher checks that the peer may still act as the session's person). */
 static void
 live_session(json_t *msg)
 {
 	const char *s = json_string_value(json_object_get(msg, "session"));
 
+	snprintf(peer.login, sizeof(peer.login), "alice");
 	if (s == NULL || s[0] != '@')
 		return;
 	for (size_t i = 0; i < sizeof(people) / sizeof(people[0]); i++) {
 		if (strcmp(s + 1, people[i]) == 0) {
+			snprintf(peer.login, sizeof(peer.login), "%s", people[i]);
 			json_object_set_new(msg, "session", json_string(sessions[i]));
 			return;   /* s is gone with the old value */
 		}

@@ -50,7 +50,10 @@ Test(auth, session_bound_to_uid_and_ended_by_logout)
 	other[0] ^= 1;
 	cr_assert_not(gw_auth_session_get(a, other, sizeof(other), 1000, &info));
 	cr_assert_eq(gw_auth_session_count(a), 1);
-	gw_auth_session_end(a, tok, sizeof(tok));
+	/* Nor may another uid end it. */
+	gw_auth_session_end(a, tok, sizeof(tok), 1001);
+	cr_assert(gw_auth_session_get(a, tok, sizeof(tok), 1000, &info));
+	gw_auth_session_end(a, tok, sizeof(tok), 1000);
 	cr_assert_not(gw_auth_session_get(a, tok, sizeof(tok), 1000, &info));
 	cr_assert_eq(gw_auth_session_count(a), 0);
 	gw_auth_free(&a);

@@ -51,6 +51,8 @@ static const char policy[] =
 	"    - { id: boss, name: Boss, department: ops, roles: [employee, department_head] }\n"
 	"    - { id: carl, name: Carl, department: sales, roles: [employee] }\n"
 	"    - { id: sam, name: Sam, department: sales, roles: [employee, department_head] }\n"
+	"  act_as:\n"
+	"    - { os_login: ann, accounts: [boss, carl, sam] }\n"
 	"clients:\n"
 	"  size_probe: [/usr/bin/test-probe]\n"
 	"seals:\n"

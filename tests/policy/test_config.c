@@ -204,7 +204,7 @@ Test(config, errors)
 	             "socket_mode, store_path, policy_path, token_label, audit_key, "
 	             "backend_sessions, session_timeout, log, log_debug, card_watch, reader, "
 	             "audit_checkpoint_interval, auth_max_failures, auth_lockout, signing_window, "
-	             "confirm_timeout, password_cost, test_clock)");
+	             "confirm_timeout, password_cost, password_hash_concurrency, test_clock)");
 	expect_error(REQ "store_path: other\n",
 	             "/etc/sg/c.yaml:5:1: duplicate key 'store_path' in the configuration");
 	expect_error(REQ "socket_mode: \"0999\"\n",
