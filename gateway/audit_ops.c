@@ -16,6 +16,7 @@
 #include "audit.h"
 #include "auditfmt.h"
 #include "log.h"
+#include "refusals.h"
 #include "protocol.h"
 
 #define REPLY_BUDGET (700u * 1024u)   /* bytes of records per reply, under SG_MSG_MAX */
@@ -139,6 +140,10 @@ note_read(struct gw_req *r, const char *action, const char *outcome, const char 
 	};
 	uint64_t seq;
 
+	if (gw_reflimit_req(r, action, outcome, reason, ev.actor)) {
+		json_decref(copy);
+		return;   /* a refusal counted for a summary record (refusals.h) */
+	}
 	json_object_del(copy, "session");
 	json_object_del(copy, "v");
 	detail = json_dumps(copy, JSON_COMPACT | JSON_SORT_KEYS);

@@ -14,6 +14,7 @@
 
 #include "appstore.h"
 #include "log.h"
+#include "refusals.h"
 #include "signpath.h"
 #include "workflow.h"
 
@@ -80,6 +81,8 @@ denied(struct gw_req *r, const char *action, int64_t app_id, const char *seal)
 	};
 	uint64_t seq;
 
+	if (gw_reflimit_req(r, action, "denied", r->err, ev.actor))
+		return;   /* counted for a summary record (refusals.h) */
 	if (r->ctx->audit)
 		gw_audit_record(r->ctx->audit, &ev, &seq);
 }

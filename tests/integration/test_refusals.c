@@ -19,6 +19,7 @@
 #include <p11-kit/pkcs11.h>
 
 #include "protocol.h"
+#include "audit_ops.h"
 #include "refusals.h"
 
 #include "sgtest.h"
@@ -277,5 +278,56 @@ Test(refusals, every_counted_password_failure_is_recorded)
 	cr_assert_eq(count_records(where) - before, 8);
 	sgt_fixture("stop");
 	cr_assert_eq(summarized("json_extract(detail, '$.reason') LIKE 'wrong password%'"), 0);
+	sgt_fixture("start");
+}
+
+/* n requests op (with one extra string field) in session, each refused with
+ * code; returns nothing: the assertions are the caller's counts. */
+static void
+ops_refused(int fd, const char *session, const char *op, const char *field, const char *value,
+            int n, const char *want_code)
+{
+	for (int i = 0; i < n; i++) {
+		json_t *req = sg_request_new(op), *rep;
+		const char *code = NULL;
+
+		json_object_set_new(req, "session", json_string(session));
+		json_object_set_new(req, field, json_string(value));
+		if (strcmp(op, SG_OP_APPLY) == 0) {
+			json_object_set_new(req, "reason", json_string("flood"));
+			json_object_set_new(req, "document_type", json_string("contract"));
+		}
+		rep = sgt_call(fd, req);
+		cr_assert_not(sg_reply_is_ok(rep, NULL, &code, NULL), "%s was not refused", op);
+		cr_assert_str_eq(code, want_code, "%s refused with %s", op, code);
+		json_decref(rep);
+	}
+}
+
+/* Refusals of applications and of audit reads are written by their own
+ * handlers (workflow_ops.c, audit_ops.c): they are counted the same way. */
+Test(refusals, refused_applications_and_audit_reads_are_recorded_then_counted)
+{
+	const char *apply = "action = 'application_create' AND outcome = 'denied' AND actor = 'alice'";
+	const char *export = "action = 'audit_export' AND outcome = 'denied' AND actor = 'alice'";
+	long apply_before = count_records(apply), export_before = count_records(export);
+	long apply_sum, export_sum;
+	int fd = sgt_conn();
+	char *session = NULL;
+
+	cr_assert_eq(login_as(fd, "alice", "alice-password", &session), CKR_OK);
+	ops_refused(fd, session, SG_OP_APPLY, "seal", "finance", 9, "no_seal");
+	ops_refused(fd, session, SG_OP_AUDIT_EXPORT, "format", "json", 9, "denied");
+	close(fd);
+	free(session);
+	cr_assert_eq(count_records(apply) - apply_before, GW_REFLIMIT_BURST);
+	cr_assert_eq(count_records(export) - export_before, GW_REFLIMIT_BURST);
+	apply_sum = summarized("actor = 'alice' AND json_extract(detail, '$.action') = 'application_create'");
+	export_sum = summarized("actor = 'alice' AND json_extract(detail, '$.action') = 'audit_export'");
+	sgt_fixture("stop");
+	cr_assert_eq(summarized("actor = 'alice' AND json_extract(detail, '$.action') = "
+	                        "'application_create'") - apply_sum, 9 - GW_REFLIMIT_BURST);
+	cr_assert_eq(summarized("actor = 'alice' AND json_extract(detail, '$.action') = "
+	                        "'audit_export'") - export_sum, 9 - GW_REFLIMIT_BURST);
 	sgt_fixture("start");
 }
