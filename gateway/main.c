@@ -88,14 +88,34 @@ read_secret_line(const char *path, char *err, size_t errlen)
 	return out;
 }
 
+struct offline_password {
+	const char *user, *hash;
+};
+
+static int
+set_password_tx(struct gw_store *st, void *arg, char *err, size_t errlen)
+{
+	const struct offline_password *c = arg;
+
+	if (gw_store_password_set(st, c->user, c->hash) < 0) {
+		snprintf(err, errlen, "could not store the password of %s", c->user);
+		return -1;
+	}
+	return 0;
+}
+
 static int
 set_password(struct gw_config *cfg, const char *user, const char *pwfile)
 {
 	struct gw_policy *pol = NULL;
 	struct gw_store *st = NULL;
-	char err[512], hash[256];
+	struct gw_audit *au = NULL;
+	struct gw_audit_event ev;
+	char err[512], hash[256] = "";
+	struct offline_password pc = { .user = user, .hash = hash };
 	char *pw = NULL;
-	int rv = 1;
+	uint64_t seq;
+	int rv = 1, probe;
 
 	if (gw_policy_load(cfg->policy_path, &pol, err, sizeof(err)) < 0) {
 		fprintf(stderr, "sealgated: %s\n", err);
@@ -114,19 +134,39 @@ set_password(struct gw_config *cfg, const char *user, const char *pwfile)
 		fprintf(stderr, "sealgated: a password needs at least 8 characters\n");
 		goto out;
 	}
-	if (gw_store_open(cfg->store_path, &st, err, sizeof(err)) < 0) {
+	/* The record goes into the chain from this process: a running gateway
+	 * writes the chain too, and two writers would fork it. */
+	probe = sg_connect_unix(cfg->socket_path);
+	if (probe >= 0) {
+		close(probe);
+		fprintf(stderr, "sealgated: a gateway is running on %s: set the password through it "
+		        "(`sealctl user passwd %s`, recorded), or stop it first\n", cfg->socket_path, user);
+		goto out;
+	}
+	if (gw_store_open(cfg->store_path, &st, err, sizeof(err)) < 0 ||
+	    gw_audit_open(st, &au, err, sizeof(err)) < 0) {
 		fprintf(stderr, "sealgated: %s\n", err);
 		goto out;
 	}
-	if (gw_auth_hash_password(pw, hash, sizeof(hash)) < 0 ||
-	    gw_store_password_set(st, user, hash) < 0) {
-		fprintf(stderr, "sealgated: could not store the password\n");
+	if (gw_auth_hash_password(pw, hash, sizeof(hash)) < 0) {
+		fprintf(stderr, "sealgated: could not hash the password\n");
+		goto out;
+	}
+	/* The password and its record in one transaction, or neither. */
+	ev = (struct gw_audit_event){
+		.action = "password_set", .outcome = "ok", .actor = user,
+		.reason = "set offline with sealgated --set-password",
+		.uid = (int64_t)getuid(), .pid = (int64_t)getpid(), .exe = "sealgated",
+	};
+	if (gw_audit_record_with(au, &ev, set_password_tx, &pc, &seq, err, sizeof(err)) < 0) {
+		fprintf(stderr, "sealgated: the password was not set: %s\n", err);
 		goto out;
 	}
 	rv = 0;
 out:
 	sodium_memzero(hash, sizeof(hash));
 	sg_free_secret_str(pw);
+	gw_audit_close(&au);
 	gw_store_close(&st);
 	gw_policy_unref(&pol);
 	return rv;
