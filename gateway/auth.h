@@ -168,7 +168,7 @@ int gw_auth_confirm_give(struct gw_auth *a, const char *user, uid_t uid, uint64_
  *                        for this signature (waits at most confirm_timeout)
  * Returns 0 to go on, or -1 with r->err set (words for people, no secret),
  * *rv the PKCS#11 code and *code the protocol error token. Called by
- * gw_op_sign after the time-window check, before the probe/reservation. */
+ * gw_op_sign after the time-window check and the size probe, before the reservation. */
 int gw_auth_check_sign(struct gw_req *r, const struct gw_seal *seal,
                        unsigned long *rv, const char **code);
 
