@@ -30,7 +30,9 @@ static const char *const config_keys[] = {
 	"socket_mode", "store_path", "policy_path", "token_label", "audit_key",
 	"backend_sessions", "session_timeout", "log", "log_debug", "card_watch", "reader",
 	"audit_checkpoint_interval", "auth_max_failures", "auth_lockout", "signing_window",
-	"confirm_timeout", "password_cost", "test_clock", NULL
+	"confirm_timeout", "password_cost", "test_clock", "max_connections",
+	"connections_per_uid", "connections_per_unknown_uid", "frame_timeout",
+	"client_idle_timeout", NULL
 };
 
 void
@@ -246,6 +248,15 @@ parse_tree(struct gw_yaml *y, yaml_node_t *root, const char *name, struct gw_con
 			{ "auth_lockout", 1, 86400, 60, offsetof(struct gw_config, auth_lockout) },
 			{ "signing_window", 10, 3600, 300, offsetof(struct gw_config, signing_window) },
 			{ "confirm_timeout", 1, 50, 30, offsetof(struct gw_config, confirm_timeout) },
+			/* The socket front (docs/protocol.md, limits). */
+			{ "max_connections", 16, 16384, 1024, offsetof(struct gw_config, max_connections) },
+			{ "connections_per_uid", 1, 16384, 64,
+			  offsetof(struct gw_config, connections_per_uid) },
+			{ "connections_per_unknown_uid", 1, 16384, 8,
+			  offsetof(struct gw_config, connections_per_unknown_uid) },
+			{ "frame_timeout", 1, 60, 5, offsetof(struct gw_config, frame_timeout) },
+			{ "client_idle_timeout", 1, 86400, 120,
+			  offsetof(struct gw_config, client_idle_timeout) },
 		};
 		for (size_t i = 0; i < sizeof(ints) / sizeof(ints[0]); i++) {
 			unsigned *dst = (unsigned *)((char *)c + ints[i].off);
