@@ -240,9 +240,10 @@ Test(front, an_attacker_at_its_cap_leaves_a_signer_room)
 			if (fds[i] < 0)
 				continue;
 			opened++;
-			/* two bytes of a length header, and nothing more */
-			if (send(fds[i], "\0\0", 2, MSG_NOSIGNAL) != 2)
-				other++;
+			/* two bytes of a length header, and nothing more (a
+			 * refused one may be closed already: EPIPE, its "busy"
+			 * still to be read) */
+			(void)send(fds[i], "\0\0", 2, MSG_NOSIGNAL);
 		}
 		dprintf(ready[1], "%d\n", opened);
 		/* alice signs now; then see what the gateway made of ours */
