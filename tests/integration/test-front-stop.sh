@@ -6,7 +6,9 @@
 # A second one is waiting when SIGTERM comes: the gateway wakes it, its
 # client gets a "stopping" error and no signature, nothing is spent, the
 # refusal and gateway_stop are recorded, and the gateway exits 0 without
-# waiting out the confirmation (50 s) or its own 10 s.
+# waiting out the confirmation (50 s) or its own 10 s. A token hung in
+# C_Sign at the stop: the gateway leaves without freeing what the thread
+# uses, says so, records it, and exits 1.
 #
 # env: SEALGATE_BUILD, SEALGATE_SOURCE
 set -euo pipefail
@@ -28,15 +30,18 @@ EOP
 printf 'confirm_timeout: 50\nframe_timeout: 1\nclient_idle_timeout: 1\n' >>"$W/sealgated.yaml"
 
 # Started here, not by the fixture, so that its exit status can be read.
-: >"$W/sealgated.log"
-SOFTHSM2_CONF=$W/softhsm2.conf SEALGATE_TEST_CLOCK=$W/clock \
-	"$gw" --config "$W/sealgated.yaml" --foreground >>"$W/sealgated.log" 2>&1 &
-gwpid=$!
-echo $gwpid >"$W/sealgated.pid"
-for _ in $(seq 300); do
-	"$ctl" --socket "$W/sealgated.sock" status >/dev/null 2>&1 && break
-	sleep 0.05
-done
+start() {
+	: >"$W/sealgated.log"
+	SOFTHSM2_CONF=$W/softhsm2.conf SEALGATE_TEST_CLOCK=$W/clock SG_HANG_FILE=$W/hang \
+		"$gw" --config "$W/sealgated.yaml" --foreground >>"$W/sealgated.log" 2>&1 &
+	gwpid=$!
+	echo $gwpid >"$W/sealgated.pid"
+	for _ in $(seq 300); do
+		"$ctl" --socket "$W/sealgated.sock" status >/dev/null 2>&1 && break
+		sleep 0.05
+	done
+}
+start
 
 ctl_bob() { "$ctl" --socket "$W/sealgated.sock" --user bob "$@"; }
 # a code of bob's from a TOTP step not used yet (the test clock moves on)
@@ -49,13 +54,15 @@ printf 'bob-password\n' >"$W/pw-bob"
 ctl_bob -p "$W/pw-bob" login --code "$(fresh_code)" >"$W/login.out" 2>&1 ||
 	{ fail "bob's signing window: $(cat "$W/login.out")"; finish; }
 
-# bob signs over the wire (a PIN-less login inside his window); the reply
-# goes to FILE as JSON.
+# A signature over the wire, its reply to FILE as JSON: bob's with the
+# confirmed seal (a PIN-less login inside his window), or USER SEAL PIN.
+# usage: sign_bg FILE [USER SEAL PIN]
 sign_bg() {
-	python3 - "$W/sealgated.sock" >"$1" 2>&1 <<'PY' &
+	python3 - "$W/sealgated.sock" "${2:-bob}" "${3:-confirmed}" "${4:-}" >"$1" 2>&1 <<'PY' &
 import base64, json, socket, struct, sys
 s = socket.socket(socket.AF_UNIX)
 s.connect(sys.argv[1])
+user, seal, pin = sys.argv[2:5]
 def call(msg):
     body = json.dumps(dict(v=1, **msg)).encode()
     s.sendall(struct.pack(">I", len(body)) + body)
@@ -73,10 +80,10 @@ def call(msg):
             raise SystemExit("closed in a reply")
         data += b
     return json.loads(data)
-r = call(dict(op="login", user="bob", protected=True))
+r = call(dict(op="login", user=user, **(dict(pin=pin) if pin else dict(protected=True))))
 if not r.get("ok"):
     raise SystemExit("login: %r" % r)
-r = call(dict(op="sign", session=r["session"], seal="confirmed", mechanism=1,
+r = call(dict(op="sign", session=r["session"], seal=seal, mechanism=1,
               data=base64.b64encode(b"0123456789abcdef0123456789abcdef").decode()))
 print(json.dumps(r))
 PY
@@ -139,5 +146,32 @@ n=$(sql "SELECT coalesce(sum(used), 0) FROM quota_use WHERE seal = 'confirmed'")
 n=$(sql "SELECT action FROM audit ORDER BY seq DESC LIMIT 1")
 [ "$n" = gateway_stop ] && pass "gateway_stop is the last record" || fail "last record: $n"
 if grep -q "still busy" "$W/sealgated.log"; then fail "threads were left busy at the stop"; else pass "no thread left busy"; fi
+
+# 3. A token hung inside C_Sign (hangsign.so) when SIGTERM comes: that
+# thread still uses the gateway's state, so the gateway does not free it
+# under it: after its 10 s it says so, records gateway_stop with the
+# count, and exits 1 at once (no crash, no C_Finalize under the thread).
+sed -i "s|^backend_module: .*|backend_module: $SEALGATE_BUILD/tests/integration/hangsign.so|" "$W/sealgated.yaml"
+start
+touch "$W/hang"
+p3=$(sign_bg "$W/sign3.json" alice contract alice-password)
+for _ in $(seq 100); do [ -e "$W/hang.in" ] && break; sleep 0.1; done
+if [ -e "$W/hang.in" ]; then pass "a signature hangs in the token"; else fail "no signature reached C_Sign: $(cat "$W/sign3.json")"; fi
+kill -TERM "$gwpid"
+rc=0
+wait "$gwpid" || rc=$?
+rm -f "$W/sealgated.pid" "$W/hang"
+wait "$p3" || true
+if [ $rc = 1 ]; then pass "the gateway exits 1"; else fail "the gateway exited $rc"; tail -20 "$W/sealgated.log"; fi
+if grep -q "1 threads still busy 10 s after the stop (a backend call that does not return?): leaving without closing what they use" "$W/sealgated.log"; then
+	pass "the log says a thread was left busy"
+else
+	fail "the log does not say so: $(tail -5 "$W/sealgated.log")"
+fi
+n=$(sql "SELECT detail FROM audit WHERE action = 'gateway_stop' ORDER BY seq DESC LIMIT 1")
+[ "$n" = '{"busy":1}' ] && pass "gateway_stop records the busy thread" || fail "gateway_stop detail: $n"
+if grep -q "ERROR: AddressSanitizer\|runtime error" "$W/sealgated.log"; then fail "sanitizer: $(grep -m3 "ERROR\|runtime error" "$W/sealgated.log")"; fi
+if [ -e "$W/hang.finalized" ]; then fail "the token was closed under the hung signature"; else pass "the token was not closed under it"; fi
+if grep -q '"signature"' "$W/sign3.json"; then fail "the hung signature was released: $(cat "$W/sign3.json")"; else pass "and no signature left it"; fi
 
 finish
