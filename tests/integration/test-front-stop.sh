@@ -153,6 +153,26 @@ if grep -q "still busy" "$W/sealgated.log"; then fail "threads were left busy at
 # count, and exits 1 at once (no crash, no C_Finalize under the thread).
 sed -i "s|^backend_module: .*|backend_module: $SEALGATE_BUILD/tests/integration/hangsign.so|" "$W/sealgated.yaml"
 start
+
+# (first) A reload held in the token (its key lookups wait in
+# C_FindObjectsInit): meanwhile the gateway accepts, answers and signs.
+touch "$W/hang.find"
+: >"$W/sealgated.log"
+kill -HUP "$gwpid"
+for _ in $(seq 100); do [ -e "$W/hang.find.in" ] && break; sleep 0.1; done
+if [ -e "$W/hang.find.in" ]; then pass "a reload hangs in the token"; else fail "the reload did not reach the token"; fi
+if timeout 30 "$ctl" --socket "$W/sealgated.sock" status >/dev/null 2>&1; then
+	pass "the gateway answers during the hung reload"
+else
+	fail "no answer during the hung reload"
+fi
+sign_bg "$W/sign4.json" alice contract alice-password >/dev/null
+for _ in $(seq 300); do [ -s "$W/sign4.json" ] && break; sleep 0.1; done
+if [ "$(field "$W/sign4.json" ok)" = True ]; then pass "and signs"; else fail "signature during the hung reload: $(cat "$W/sign4.json")"; fi
+rm -f "$W/hang.find"
+for _ in $(seq 100); do grep -q "policy reloaded" "$W/sealgated.log" && break; sleep 0.1; done
+grep -q "policy reloaded" "$W/sealgated.log" && pass "the reload completes once the token answers" || fail "the reload did not complete"
+
 touch "$W/hang"
 p3=$(sign_bg "$W/sign3.json" alice contract alice-password)
 for _ in $(seq 100); do [ -e "$W/hang.in" ] && break; sleep 0.1; done
