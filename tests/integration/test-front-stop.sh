@@ -6,9 +6,11 @@
 # A second one is waiting when SIGTERM comes: the gateway wakes it, its
 # client gets a "stopping" error and no signature, nothing is spent, the
 # refusal and gateway_stop are recorded, and the gateway exits 0 without
-# waiting out the confirmation (50 s) or its own 10 s. A token hung in
-# C_Sign at the stop: the gateway leaves without freeing what the thread
-# uses, says so, records it, and exits 1.
+# waiting out the confirmation (50 s) or its own 10 s. Behind a token
+# that hangs on demand (hangsign.so): a reload held in the token does not
+# keep the gateway from answering and signing; a C_Sign hung at the stop
+# makes the gateway leave without freeing what that thread uses (no
+# C_Finalize under it), say so, record it, and exit 1.
 #
 # env: SEALGATE_BUILD, SEALGATE_SOURCE
 set -euo pipefail
