@@ -62,6 +62,7 @@ struct gw_auth {
 	struct window windows[WINDOWS_MAX];
 	struct confirm confirms[CONFIRMS_MAX];
 	uint64_t next_confirm;
+	bool stopping;                  /* gw_auth_stop: no confirmation waits */
 	/* A hash to spend time on for unknown accounts. */
 	char dummy_hash[crypto_pwhash_STRBYTES];
 };
@@ -680,8 +681,8 @@ gw_auth_confirm_give(struct gw_auth *a, const char *user, uid_t uid, uint64_t id
 }
 
 /* Waits until the pending confirmation is given or the timeout passes.
- * Returns 1 given, 0 timed out, -1 no room. Real time, not the test
- * clock: the wait is a wait. */
+ * Returns 1 given, 0 timed out, -1 no room, -2 the gateway is stopping.
+ * Real time, not the test clock: the wait is a wait. */
 static int
 confirm_wait(struct gw_auth *a, const char *user, const struct gw_peer *peer, const char *seal)
 {
@@ -695,9 +696,9 @@ confirm_wait(struct gw_auth *a, const char *user, const struct gw_peer *peer, co
 	for (size_t i = 0; i < CONFIRMS_MAX && slot == NULL; i++)
 		if (!a->confirms[i].used)
 			slot = &a->confirms[i];
-	if (slot == NULL) {
+	if (slot == NULL || a->stopping) {
 		pthread_mutex_unlock(&a->lock);
-		return -1;
+		return slot == NULL ? -1 : -2;
 	}
 	memset(slot, 0, sizeof(*slot));
 	slot->used = true;
@@ -708,14 +709,25 @@ confirm_wait(struct gw_auth *a, const char *user, const struct gw_peer *peer, co
 	slot->info.since = time(NULL);
 	snprintf(slot->user, sizeof(slot->user), "%s", user);
 	slot->uid = peer->uid;
-	while (!slot->given) {
+	while (!slot->given && !a->stopping) {
 		if (pthread_cond_timedwait(&a->confirm_cond, &a->lock, &deadline) == ETIMEDOUT)
 			break;
 	}
-	rc = slot->given ? 1 : 0;
+	rc = slot->given ? 1 : a->stopping ? -2 : 0;
 	memset(slot, 0, sizeof(*slot));
 	pthread_mutex_unlock(&a->lock);
 	return rc;
+}
+
+void
+gw_auth_stop(struct gw_auth *a)
+{
+	if (a == NULL)
+		return;
+	pthread_mutex_lock(&a->lock);
+	a->stopping = true;
+	pthread_cond_broadcast(&a->confirm_cond);
+	pthread_mutex_unlock(&a->lock);
 }
 
 /* ---- the sign path's check ---- */
@@ -765,8 +777,13 @@ gw_auth_check_sign(struct gw_req *r, const struct gw_seal *seal, unsigned long *
 		w = confirm_wait(a, l->user, r->peer, seal->id);
 		if (w == 1)
 			return 0;
+		if (w == -2) {
+			*rv = CKR_DEVICE_REMOVED;
+			*code = "stopping";
+		}
 		snprintf(r->err, sizeof(r->err), w == 0 ?
 		         "the %s wants each signature confirmed: nobody ran `sealctl confirm` in time" :
+		         w == -2 ? "the gateway is stopping: the %s made no signature" :
 		         "the %s wants each signature confirmed: too many signatures are waiting",
 		         seal->name);
 		return -1;

@@ -61,6 +61,9 @@ enum gw_pw_cost { GW_PW_INTERACTIVE = 0, GW_PW_MODERATE, GW_PW_SENSITIVE };
 
 int gw_auth_new(unsigned idle_timeout, struct gw_auth **out);
 void gw_auth_free(struct gw_auth **auth);
+/* The gateway is stopping: every signature waiting for `sealctl confirm`
+ * is woken and refused at once, and none waits any more. */
+void gw_auth_stop(struct gw_auth *a);
 
 void gw_auth_settings_default(struct gw_auth_settings *s);
 /* Applies s (values of 0 keep the defaults). Call before serving, and

@@ -30,7 +30,9 @@ static const char *const config_keys[] = {
 	"socket_mode", "store_path", "policy_path", "token_label", "audit_key",
 	"backend_sessions", "session_timeout", "log", "log_debug", "card_watch", "reader",
 	"audit_checkpoint_interval", "auth_max_failures", "auth_lockout", "signing_window",
-	"confirm_timeout", "password_cost", "password_hash_concurrency", "test_clock", NULL
+	"confirm_timeout", "password_cost", "password_hash_concurrency", "test_clock",
+	"max_connections", "connections_per_uid", "connections_per_unknown_uid", "frame_timeout",
+	"client_idle_timeout", NULL
 };
 
 void
@@ -248,6 +250,15 @@ parse_tree(struct gw_yaml *y, yaml_node_t *root, const char *name, struct gw_con
 			{ "confirm_timeout", 1, 50, 30, offsetof(struct gw_config, confirm_timeout) },
 			{ "password_hash_concurrency", 0, 64, 0,
 			  offsetof(struct gw_config, password_hash_concurrency) },
+			/* The socket front (docs/protocol.md, limits). */
+			{ "max_connections", 16, 16384, 1024, offsetof(struct gw_config, max_connections) },
+			{ "connections_per_uid", 1, 16384, 64,
+			  offsetof(struct gw_config, connections_per_uid) },
+			{ "connections_per_unknown_uid", 1, 16384, 8,
+			  offsetof(struct gw_config, connections_per_unknown_uid) },
+			{ "frame_timeout", 1, 60, 5, offsetof(struct gw_config, frame_timeout) },
+			{ "client_idle_timeout", 1, 86400, 120,
+			  offsetof(struct gw_config, client_idle_timeout) },
 		};
 		for (size_t i = 0; i < sizeof(ints) / sizeof(ints[0]); i++) {
 			unsigned *dst = (unsigned *)((char *)c + ints[i].off);

@@ -37,6 +37,12 @@ struct gw_config {
 	unsigned password_cost;      /* Argon2id preset: 0 interactive, 1 moderate, 2 sensitive */
 	unsigned password_hash_concurrency; /* Argon2id hashes at once; 0 (default) = sized from the machine */
 	bool test_clock;             /* TEST ONLY: honour env SEALGATE_TEST_CLOCK */
+	/* The socket front (docs/protocol.md, limits): read at start. */
+	unsigned max_connections;    /* open client connections in all; default 1024 */
+	unsigned connections_per_uid;         /* per uid the policy knows; default 64 */
+	unsigned connections_per_unknown_uid; /* per other uid; default 8 */
+	unsigned frame_timeout;      /* seconds for a whole frame once its first byte is in; 5 */
+	unsigned client_idle_timeout; /* seconds a connection may wait with no request; 120 */
 };
 
 /* Reads and validates path. On error returns -1 and err holds

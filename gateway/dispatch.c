@@ -88,8 +88,8 @@ gw_bad_request(struct gw_req *r)
 static const char *
 token_label(const struct gw_req *r)
 {
-	if (r->ctx->cfg && r->ctx->cfg->token_label)
-		return r->ctx->cfg->token_label;
+	if (r->snap->token_label)   /* (the snapshot's: a reload frees the old one) */
+		return r->snap->token_label;
 	return r->snap->policy->org_name ? r->snap->policy->org_name : "sealgate";
 }
 

@@ -6,12 +6,15 @@
 #include "protocol.h"
 
 #include <errno.h>
+#include <limits.h>
+#include <poll.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/socket.h>
 #include <sys/un.h>
+#include <time.h>
 #include <unistd.h>
 
 #include <openssl/crypto.h>
@@ -48,21 +51,86 @@ write_all(int fd, const uint8_t *buf, size_t len, int more)
 	return 0;
 }
 
-/* Returns bytes read (== len), 0 on EOF before the first byte, -errno. */
+/* Milliseconds on CLOCK_MONOTONIC (deadlines survive a clock change). */
+static int64_t
+now_ms(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
+/* Waits until fd is readable or the deadline (ms, CLOCK_MONOTONIC; < 0:
+ * none) passes. 0 readable, -ETIMEDOUT, or -errno. */
+static int
+wait_readable(int fd, int64_t deadline)
+{
+	for (;;) {
+		struct pollfd p = { .fd = fd, .events = POLLIN };
+		int64_t left = deadline < 0 ? -1 : deadline - now_ms();
+		int n;
+
+		if (deadline >= 0 && left <= 0)
+			return -ETIMEDOUT;
+		n = poll(&p, 1, left < 0 ? -1 : left > INT_MAX ? INT_MAX : (int)left);
+		if (n > 0)
+			return 0;
+		if (n < 0 && errno != EINTR)
+			return -errno;
+	}
+}
+
+/* A frame being read: the idle deadline until its first byte, then the
+ * frame's own (ms on CLOCK_MONOTONIC; < 0: none). */
+struct frame_clock {
+	int64_t deadline;
+	int frame_ms;
+	bool started;
+};
+
+/* Returns bytes read (== len), 0 on EOF before the frame's first byte,
+ * -ETIME when no byte came before the idle deadline, -ETIMEDOUT when the
+ * frame's deadline passed, or -errno. */
 static ssize_t
-read_all(int fd, uint8_t *buf, size_t len)
+read_all(int fd, uint8_t *buf, size_t len, struct frame_clock *fc)
 {
 	size_t got = 0;
 
 	while (got < len) {
-		ssize_t n = read(fd, buf + got, len - got);
+		ssize_t n;
+		int rc;
+
+		/* With a deadline: what is there already is taken without a
+		 * poll (one system call per frame part, as without one). */
+		if (fc->deadline < 0)
+			n = read(fd, buf + got, len - got);
+		else
+			n = recv(fd, buf + got, len - got, MSG_DONTWAIT);
+		if (n < 0 && fc->deadline >= 0 &&
+		    (errno == EAGAIN || errno == EWOULDBLOCK || errno == ENOTSOCK)) {
+			bool sock = errno != ENOTSOCK;
+
+			rc = wait_readable(fd, fc->deadline);
+			if (rc == -ETIMEDOUT)
+				return fc->started ? -ETIMEDOUT : -ETIME;
+			if (rc < 0)
+				return rc;
+			if (sock)
+				continue;
+			n = read(fd, buf + got, len - got);
+		}
 		if (n < 0) {
 			if (errno == EINTR)
 				continue;
 			return -errno;
 		}
 		if (n == 0)
-			return got == 0 ? 0 : -EPROTO;
+			return fc->started ? -EPROTO : 0;
+		if (!fc->started) {
+			fc->started = true;
+			fc->deadline = fc->frame_ms < 0 ? -1 : now_ms() + fc->frame_ms;
+		}
 		got += (size_t)n;
 	}
 	return (ssize_t)got;
@@ -136,6 +204,15 @@ sg_msg_decode(const uint8_t *buf, size_t len, char *err, size_t errlen)
 int
 sg_msg_read(int fd, json_t **out, char *err, size_t errlen)
 {
+	return sg_msg_read_timed(fd, -1, -1, out, err, errlen);
+}
+
+int
+sg_msg_read_timed(int fd, int idle_ms, int frame_ms, json_t **out, char *err, size_t errlen)
+{
+	struct frame_clock fc = {
+		.deadline = idle_ms < 0 ? -1 : now_ms() + idle_ms, .frame_ms = frame_ms,
+	};
 	uint8_t hdr[4];
 	uint8_t *body;
 	uint32_t len;
@@ -143,11 +220,16 @@ sg_msg_read(int fd, json_t **out, char *err, size_t errlen)
 	json_t *msg;
 
 	*out = NULL;
-	n = read_all(fd, hdr, sizeof(hdr));
+	n = read_all(fd, hdr, sizeof(hdr), &fc);
 	if (n == 0)
 		return -EPIPE;
 	if (n < 0) {
-		sg_seterr(err, errlen, "read: %s", strerror((int)-n));
+		if (n == -ETIME)
+			sg_seterr(err, errlen, "no request for %d ms", idle_ms);
+		else if (n == -ETIMEDOUT)
+			sg_seterr(err, errlen, "the frame was not complete within %d ms", frame_ms);
+		else
+			sg_seterr(err, errlen, "read: %s", strerror((int)-n));
 		return (int)n;
 	}
 	len = (uint32_t)hdr[0] << 24 | (uint32_t)hdr[1] << 16 | (uint32_t)hdr[2] << 8 | hdr[3];
@@ -158,9 +240,13 @@ sg_msg_read(int fd, json_t **out, char *err, size_t errlen)
 	body = malloc(len);
 	if (body == NULL)
 		return -ENOMEM;
-	n = read_all(fd, body, len);
+	n = read_all(fd, body, len, &fc);
 	if (n != (ssize_t)len) {
-		sg_seterr(err, errlen, "short message");
+		if (n == -ETIMEDOUT)
+			sg_seterr(err, errlen, "the frame was not complete within %d ms", frame_ms);
+		else
+			sg_seterr(err, errlen, "short message");
+		OPENSSL_cleanse(body, len);
 		free(body);
 		return n < 0 ? (int)n : -EPROTO;
 	}

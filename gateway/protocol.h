@@ -64,6 +64,12 @@ int sg_msg_write(int fd, const json_t *msg);
  * (nothing past the header is read), -EPROTO on a malformed body (err says
  * why), or another -errno. */
 int sg_msg_read(int fd, json_t **out, char *err, size_t errlen);
+/* Same, with deadlines (ms; < 0: none): idle_ms for the frame's first byte
+ * to arrive (-ETIME when it does not), then frame_ms for the whole frame
+ * from that byte on (-ETIMEDOUT), so a peer that trickles bytes cannot
+ * hold the reader. */
+int sg_msg_read_timed(int fd, int idle_ms, int frame_ms, json_t **out, char *err,
+                      size_t errlen);
 
 /* Pure decoder used by sg_msg_read and the fuzz target: body must be one
  * JSON object with "v" == SG_PROTO_VERSION. NULL on error, err says why. */

@@ -1,8 +1,10 @@
 /*
- * The socket server: a listening Unix socket, one thread per connection
- * (bounded), peers identified by SO_PEERCRED at accept. Signals arrive
- * through a signalfd polled with the listening socket, so reload and stop
- * happen on the main thread between accepts.
+ * The socket server: a listening Unix socket, one thread per connection,
+ * peers identified by SO_PEERCRED at accept and counted per uid. Reads
+ * have deadlines (a frame, an idle connection), so no client holds a
+ * thread or a slot for long without asking for something. Signals arrive
+ * through a signalfd polled with the listening socket; reloads and the
+ * expiry sweep run on their own thread so nothing slow stops accepts.
  */
 #include "server.h"
 
@@ -32,8 +34,10 @@
 #include "log.h"
 #include "sg-config.h"
 
-#define MAX_CONNECTIONS 1024
 #define CONN_STACK (256 * 1024)
+#define STOP_WAIT 10            /* seconds shutdown waits for connection threads */
+#define SAY_INTERVAL 60         /* seconds between two refusal lines for one uid */
+#define SWEEP_INTERVAL 30       /* seconds between two expiry sweeps */
 
 int
 gw_snapshot_load(struct gw_ctx *ctx, const char *policy_path,
@@ -51,6 +55,12 @@ gw_snapshot_load(struct gw_ctx *ctx, const char *policy_path,
 	s->refs = 1;
 	if (gw_policy_load(policy_path, &s->policy, err, errlen) < 0) {
 		free(s);
+		return -1;
+	}
+	if (ctx->cfg != NULL && ctx->cfg->token_label != NULL &&
+	    (s->token_label = strdup(ctx->cfg->token_label)) == NULL) {
+		snprintf(err, errlen, "out of memory");
+		gw_snapshot_put(&s);
 		return -1;
 	}
 	s->keys = calloc(s->policy->n_seals ? s->policy->n_seals : 1, sizeof(*s->keys));
@@ -176,6 +186,7 @@ gw_snapshot_put(struct gw_snapshot **snap)
 		free(s->keys);
 	}
 	gw_policy_unref(&s->policy);
+	free(s->token_label);
 	free(s);
 }
 
@@ -219,6 +230,12 @@ gw_peer_identify(int fd, struct gw_peer *peer)
 
 /* ---- connections ---- */
 
+/* The front's limits, from the configuration at start (docs/protocol.md). */
+static struct {
+	unsigned max_conns, per_uid, per_unknown_uid;
+	int frame_ms, idle_ms;
+} lim = { 1024, 64, 8, 5000, 120000 };
+
 struct conn {
 	struct gw_ctx *ctx;
 	int fd;
@@ -231,6 +248,64 @@ static pthread_cond_t conns_cond = PTHREAD_COND_INITIALIZER;
 static struct conn *conns;
 static unsigned n_conns;
 static bool trim_due;   /* the last connection closed: give memory back */
+
+/* Refusals and cut connections are logged once per uid per SAY_INTERVAL,
+ * with how many went unsaid: a client in a loop must not fill the log. */
+static struct said {
+	uid_t uid;
+	time_t last;
+	unsigned quiet;         /* not logged since last */
+} said[64];
+static pthread_mutex_t said_lock = PTHREAD_MUTEX_INITIALIZER;
+
+/* True when a line about uid is due now; *quiet: those left unsaid since. */
+static bool
+say_due(uid_t uid, unsigned *quiet)
+{
+	struct said *e = NULL, *oldest = &said[0];
+	time_t now = time(NULL);
+	bool due;
+
+	pthread_mutex_lock(&said_lock);
+	for (size_t i = 0; i < sizeof(said) / sizeof(said[0]) && e == NULL; i++) {
+		if (said[i].last != 0 && said[i].uid == uid)
+			e = &said[i];
+		else if (said[i].last < oldest->last)
+			oldest = &said[i];
+	}
+	if (e == NULL) {
+		e = oldest;
+		*e = (struct said){ .uid = uid };
+	}
+	due = now - e->last >= SAY_INTERVAL;
+	*quiet = e->quiet;
+	if (due) {
+		e->last = now;
+		e->quiet = 0;
+	} else {
+		e->quiet++;
+	}
+	pthread_mutex_unlock(&said_lock);
+	return due;
+}
+
+/* True when the policy knows login: some person lists it in os_logins or
+ * an act_as entry names it (gw_policy_resolve_account's two ways in). */
+static bool
+login_known(struct gw_ctx *ctx, const char *login)
+{
+	struct gw_snapshot *snap = gw_snapshot_get(ctx);
+	const struct gw_policy *p = snap ? snap->policy : NULL;
+	bool known = false;
+
+	for (size_t i = 0; p != NULL && i < p->n_people && !known; i++)
+		for (size_t j = 0; j < p->people[i].n_os_logins && !known; j++)
+			known = strcmp(p->people[i].os_logins[j], login) == 0;
+	for (size_t i = 0; p != NULL && i < p->n_act_as && !known; i++)
+		known = strcmp(p->act_as[i].os_login, login) == 0;
+	gw_snapshot_put(&snap);
+	return known;
+}
 
 static void
 conn_unlink(struct conn *c)
@@ -254,15 +329,29 @@ conn_main(void *arg)
 {
 	struct conn *c = arg;
 	char err[256];
+	unsigned quiet;
 
 	pthread_setname_np(pthread_self(), "sg-conn");   /* ps -L, top -H, gdb */
 
 	for (;;) {
 		json_t *req = NULL, *rep;
-		int rc = sg_msg_read(c->fd, &req, err, sizeof(err));
+		int rc = sg_msg_read_timed(c->fd, lim.idle_ms, lim.frame_ms, &req, err, sizeof(err));
 
 		if (rc == -EPIPE || rc == -ECONNRESET)
 			break;
+		if (rc == -ETIME) {
+			/* Idle: the module reconnects when it next needs us. */
+			gw_log_debug("client uid %u pid %d: %s: closing", (unsigned)c->peer.uid,
+			             (int)c->peer.pid, err);
+			break;
+		}
+		if (rc == -ETIMEDOUT) {
+			if (say_due(c->peer.uid, &quiet))
+				gw_log_warn("client uid %u (%s) pid %d: %s: closed (%u more since the "
+				            "last such line for this uid)", (unsigned)c->peer.uid,
+				            c->peer.login, (int)c->peer.pid, err, quiet);
+			break;
+		}
 		if (rc < 0) {
 			/* Malformed or oversized: answer if we can, then close,
 			 * since the stream cannot be trusted any more. */
@@ -291,12 +380,36 @@ conn_main(void *arg)
 	return NULL;
 }
 
+/* Says no to a connection over a limit: one error frame (the module reads
+ * it as the answer to its hello), then close. */
+static void
+conn_refuse(struct conn *c, const char *why, unsigned limit)
+{
+	json_t *rep;
+	unsigned quiet;
+
+	if (say_due(c->peer.uid, &quiet))
+		gw_log_warn("refusing a connection from uid %u (%s) pid %d: %s (%u); %u more refused "
+		            "since the last such line for this uid", (unsigned)c->peer.uid,
+		            c->peer.login, (int)c->peer.pid, why, limit, quiet);
+	rep = sg_reply_error(CKR_DEVICE_ERROR, "busy", "sealgated: %s (%u)", why, limit);
+	if (rep)
+		(void)sg_msg_write(c->fd, rep);
+	json_decref(rep);
+	close(c->fd);
+	free(c);
+}
+
 static void
 conn_start(struct gw_ctx *ctx, int fd)
 {
 	struct conn *c;
 	pthread_attr_t attr;
 	pthread_t th;
+	unsigned mine = 0, cap = 0;
+	struct timeval tv = { .tv_sec = lim.frame_ms / 1000 };
+	const char *why = NULL;
+	unsigned limit = 0;
 
 	c = calloc(1, sizeof(*c));
 	if (c == NULL || gw_peer_identify(fd, &c->peer) < 0) {
@@ -306,21 +419,36 @@ conn_start(struct gw_ctx *ctx, int fd)
 	}
 	c->ctx = ctx;
 	c->fd = fd;
+	/* A reply the client does not read cannot hold the thread either. */
+	(void)setsockopt(fd, SOL_SOCKET, SO_SNDTIMEO, &tv, sizeof(tv));
+	/* Root and the gateway's own user could stop the gateway anyway: a
+	 * cap on them protects nothing, so only the global one applies. */
+	if (c->peer.uid != 0 && c->peer.uid != geteuid())
+		cap = login_known(ctx, c->peer.login) ? lim.per_uid : lim.per_unknown_uid;
 	pthread_mutex_lock(&conns_lock);
-	if (n_conns >= MAX_CONNECTIONS) {
-		pthread_mutex_unlock(&conns_lock);
-		gw_log_warn("connection limit (%d) reached; refusing uid %u", MAX_CONNECTIONS,
-		            (unsigned)c->peer.uid);
-		close(fd);
-		free(c);
+	if (cap > 0)
+		for (struct conn *o = conns; o; o = o->next)
+			mine += o->peer.uid == c->peer.uid;
+	if (n_conns >= lim.max_conns) {
+		why = "the gateway's connection limit is reached";
+		limit = lim.max_conns;
+	} else if (cap > 0 && mine >= cap) {
+		why = cap == lim.per_uid ? "this uid holds its limit of connections" :
+		      "this uid, unknown to the policy, holds its limit of connections";
+		limit = cap;
+	}
+	if (why == NULL) {
+		c->next = conns;
+		if (conns)
+			conns->prev = c;
+		conns = c;
+		n_conns++;
+	}
+	pthread_mutex_unlock(&conns_lock);
+	if (why != NULL) {
+		conn_refuse(c, why, limit);
 		return;
 	}
-	c->next = conns;
-	if (conns)
-		conns->prev = c;
-	conns = c;
-	n_conns++;
-	pthread_mutex_unlock(&conns_lock);
 
 	pthread_attr_init(&attr);
 	pthread_attr_setstacksize(&attr, CONN_STACK);
@@ -334,23 +462,26 @@ conn_start(struct gw_ctx *ctx, int fd)
 	pthread_attr_destroy(&attr);
 }
 
-/* Wakes every connection thread and waits (bounded) for them to finish. */
-static void
+/* Wakes every connection thread and waits (bounded) for them to finish.
+ * Returns how many still run. Only reading is shut: a request being
+ * answered still gets its reply. */
+static unsigned
 conns_stop(void)
 {
 	struct timespec until;
+	unsigned left;
 
 	pthread_mutex_lock(&conns_lock);
 	for (struct conn *c = conns; c; c = c->next)
 		shutdown(c->fd, SHUT_RD);
 	clock_gettime(CLOCK_REALTIME, &until);
-	until.tv_sec += 10;
+	until.tv_sec += STOP_WAIT;
 	while (n_conns > 0)
 		if (pthread_cond_timedwait(&conns_cond, &conns_lock, &until) == ETIMEDOUT)
 			break;
-	if (n_conns > 0)
-		gw_log_warn("%u connections still busy at shutdown", n_conns);
+	left = n_conns;
 	pthread_mutex_unlock(&conns_lock);
+	return left;
 }
 
 static int
@@ -392,7 +523,9 @@ listen_socket(const char *path, mode_t mode)
 	return fd;
 }
 
-static void
+/* Writes one of the gateway's own records. 0, or -1 (logged): what it
+ * covers must then not happen. */
+static int
 record(struct gw_ctx *ctx, const char *action, const char *outcome, const char *reason,
        const char *detail)
 {
@@ -403,8 +536,11 @@ record(struct gw_ctx *ctx, const char *action, const char *outcome, const char *
 	};
 	uint64_t seq;
 
-	if (ctx->audit && gw_audit_record(ctx->audit, &ev, &seq) < 0)
+	if (ctx->audit && gw_audit_record(ctx->audit, &ev, &seq) < 0) {
 		gw_log_error("audit record for %s could not be written", action);
+		return -1;
+	}
+	return 0;
 }
 
 static void
@@ -419,35 +555,39 @@ policy_detail(struct gw_snapshot *s, const char *more, char *buf, size_t len)
 	         s->policy->n_people, more);
 }
 
+/* Loads the configuration and policy again. ctx->cfg is not touched: what
+ * a reload changes (the policy, the token label) lives in the snapshot,
+ * which readers hold a reference to; the rest is read at start only. */
 static void
 reload(struct gw_ctx *ctx)
 {
 	struct gw_config *cfg = NULL;
 	struct gw_snapshot *snap = NULL;
-	char err[512], detail[512];
+	char err[1024], detail[512];
 
 	gw_log_info("SIGHUP: reloading %s", ctx->cfg->path);
 	if (gw_config_load(ctx->cfg->path, &cfg, err, sizeof(err)) < 0 ||
 	    gw_snapshot_load(ctx, cfg->policy_path, &snap, err, sizeof(err)) < 0) {
 		gw_log_error("reload rejected, the running policy stays in force: %s", err);
-		record(ctx, "policy_reload", "error", err, NULL);
+		(void)record(ctx, "policy_reload", "error", err, NULL);
 		gw_config_free(&cfg);
 		return;
 	}
-	/* The socket, store and token stay as they were opened; the policy
-	 * and the labels follow the new files. */
-	free(ctx->cfg->policy_path);
-	ctx->cfg->policy_path = cfg->policy_path;
-	cfg->policy_path = NULL;
-	free(ctx->cfg->token_label);
-	ctx->cfg->token_label = cfg->token_label;
+	free(snap->token_label);
+	snap->token_label = cfg->token_label;
 	cfg->token_label = NULL;
 	gw_config_free(&cfg);
 	policy_detail(snap, "", detail, sizeof(detail));
+	/* Recorded first: a policy the audit log does not show never rules. */
+	if (record(ctx, "policy_reload", "ok", NULL, detail) < 0) {
+		gw_log_error("reload not applied, the running policy stays in force: its audit "
+		             "record could not be written");
+		gw_snapshot_put(&snap);
+		return;
+	}
 	gw_snapshot_swap(ctx, snap);
 	(void)gw_ctx_keep_known_keys(ctx);
 	gw_log_info("policy reloaded: %s", detail);
-	record(ctx, "policy_reload", "ok", NULL, detail);
 }
 
 /* A second after the last client left: the store's unused cache pages and
@@ -469,15 +609,116 @@ idle_trim(struct gw_ctx *ctx)
 	malloc_trim(0);
 }
 
+/* ---- housekeeping: reloads, the expiry sweep, the idle trim ---- */
+
+/* Off the accept thread, so a slow reload (a token that answers slowly,
+ * a large policy) or sweep never keeps a client from connecting. */
+static struct {
+	pthread_mutex_t lock;
+	pthread_cond_t cond;    /* CLOCK_MONOTONIC */
+	bool reload_due, stop;
+} house = { .lock = PTHREAD_MUTEX_INITIALIZER };
+
+static void *
+house_main(void *arg)
+{
+	struct gw_ctx *ctx = arg;
+	struct timespec now, last_sweep = { 0 };
+
+	pthread_setname_np(pthread_self(), "sg-house");
+	for (;;) {
+		struct timespec until;
+		bool do_reload;
+
+		clock_gettime(CLOCK_MONOTONIC, &until);
+		until.tv_sec += 1;
+		pthread_mutex_lock(&house.lock);
+		while (!house.reload_due && !house.stop)
+			if (pthread_cond_timedwait(&house.cond, &house.lock, &until) == ETIMEDOUT)
+				break;
+		do_reload = house.reload_due && !house.stop;
+		house.reload_due = false;
+		if (house.stop) {
+			pthread_mutex_unlock(&house.lock);
+			break;
+		}
+		pthread_mutex_unlock(&house.lock);
+		if (do_reload)
+			reload(ctx);
+		clock_gettime(CLOCK_MONOTONIC, &now);
+		if (last_sweep.tv_sec == 0 || now.tv_sec - last_sweep.tv_sec >= SWEEP_INTERVAL) {
+			gw_workflow_sweep(ctx);
+			last_sweep = now;
+		}
+		idle_trim(ctx);
+	}
+	return NULL;
+}
+
+static int
+house_start(struct gw_ctx *ctx, pthread_t *th)
+{
+	pthread_condattr_t ca;
+
+	pthread_condattr_init(&ca);
+	pthread_condattr_setclock(&ca, CLOCK_MONOTONIC);
+	pthread_cond_init(&house.cond, &ca);
+	pthread_condattr_destroy(&ca);
+	house.stop = house.reload_due = false;
+	if (pthread_create(th, NULL, house_main, ctx) != 0) {
+		gw_log_error("cannot start the housekeeping thread");
+		pthread_cond_destroy(&house.cond);
+		return -1;
+	}
+	return 0;
+}
+
+static void
+house_poke(bool stop)
+{
+	pthread_mutex_lock(&house.lock);
+	if (stop)
+		house.stop = true;
+	else
+		house.reload_due = true;
+	pthread_cond_signal(&house.cond);
+	pthread_mutex_unlock(&house.lock);
+}
+
+/* Stops it; false when it did not finish in time (a reload stuck in the
+ * token): it then still uses ctx. */
+static bool
+house_stop(pthread_t th)
+{
+	struct timespec until;
+
+	house_poke(true);
+	clock_gettime(CLOCK_REALTIME, &until);
+	until.tv_sec += STOP_WAIT;
+	if (pthread_timedjoin_np(th, NULL, &until) != 0)
+		return false;
+	pthread_cond_destroy(&house.cond);
+	return true;
+}
+
 int
 gw_server_run(struct gw_ctx *ctx)
 {
 	sigset_t mask;
-	int sfd, lfd;
+	int sfd, lfd, rv = 0;
 	char detail[512];
 	struct gw_snapshot *snap;
-	time_t last_sweep = 0;
+	pthread_t house_th;
+	unsigned busy;
+	bool started, house_done;
 
+	if (ctx->cfg->max_connections > 0) {
+		lim.max_conns = ctx->cfg->max_connections;
+		lim.per_uid = ctx->cfg->connections_per_uid;
+		lim.per_unknown_uid = ctx->cfg->connections_per_unknown_uid;
+		lim.frame_ms = (int)ctx->cfg->frame_timeout * 1000;
+		lim.idle_ms = (int)ctx->cfg->client_idle_timeout * 1000;
+	}
 	sigemptyset(&mask);
 	sigaddset(&mask, SIGTERM);
 	sigaddset(&mask, SIGINT);
@@ -498,23 +739,24 @@ gw_server_run(struct gw_ctx *ctx)
 	policy_detail(snap, ctx->token != NULL && !gw_token_present(ctx->token) ?
 	              ",\"token\":\"absent\"" : "", detail, sizeof(detail));
 	gw_snapshot_put(&snap);
-	record(ctx, "gateway_start", "ok", NULL, detail);
+	/* A gateway whose start the audit log does not show does not serve. */
+	started = record(ctx, "gateway_start", "ok", NULL, detail) == 0;
+	if (!started)
+		gw_log_error("not starting: the gateway_start record could not be written "
+		             "(is the store's file system full?)");
+	if (!started || house_start(ctx, &house_th) < 0) {
+		close(lfd);
+		unlink(ctx->cfg->socket_path);
+		close(sfd);
+		return -1;
+	}
 	gw_log_info("sealgated %s listening on %s (instance %s)", SEALGATE_VERSION,
 	            ctx->cfg->socket_path, ctx->instance);
 
 	for (;;) {
 		struct pollfd pfd[2] = { { .fd = lfd, .events = POLLIN }, { .fd = sfd, .events = POLLIN } };
 
-		/* Wake every second: the trim a second after the last client
-		 * left, the expiry sweep every 30 s. */
-		int pr = poll(pfd, 2, 1000);
-		if (pr == 0)
-			idle_trim(ctx);
-		if (pr == 0 || time(NULL) - last_sweep >= 30) {
-			gw_workflow_sweep(ctx);
-			last_sweep = time(NULL);
-		}
-		if (pr < 0) {
+		if (poll(pfd, 2, -1) < 0) {
 			if (errno == EINTR)
 				continue;
 			break;
@@ -523,7 +765,7 @@ gw_server_run(struct gw_ctx *ctx)
 			struct signalfd_siginfo si;
 			if (read(sfd, &si, sizeof(si)) == (ssize_t)sizeof(si)) {
 				if (si.ssi_signo == SIGHUP) {
-					reload(ctx);
+					house_poke(false);
 				} else {
 					gw_log_info("signal %u: stopping", si.ssi_signo);
 					break;
@@ -540,9 +782,23 @@ gw_server_run(struct gw_ctx *ctx)
 	}
 	close(lfd);
 	unlink(ctx->cfg->socket_path);
-	conns_stop();
+	house_done = house_stop(house_th);
+	/* Signatures waiting for a confirmation are refused now, not after
+	 * confirm_timeout: their clients hear why and nothing is spent. */
+	gw_auth_stop(ctx->auth);
+	busy = conns_stop() + !house_done;
+	if (busy > 0) {
+		/* A thread still inside the token (a C_Sign that does not
+		 * return) uses ctx: freeing it would pull the ground from under
+		 * it, so the caller leaves without tearing down. */
+		gw_log_error("%u threads still busy %d s after the stop (a backend call that does "
+		             "not return?): leaving without closing what they use", busy, STOP_WAIT);
+		snprintf(detail, sizeof(detail), "{\"busy\":%u}", busy);
+		rv = 1;
+	}
 	gw_reflimit_ctx_flush(ctx);   /* refusal summaries owed, before the stop */
-	record(ctx, "gateway_stop", "ok", NULL, NULL);
+	if (record(ctx, "gateway_stop", "ok", NULL, busy > 0 ? detail : NULL) < 0)
+		rv = rv == 1 ? 1 : -1;
 	close(sfd);
-	return 0;
+	return rv;
 }

@@ -2,7 +2,8 @@
  * The gateway's shared state and its socket server: accepts local
  * connections, identifies each peer with SO_PEERCRED, and serves one
  * request at a time per connection on its own thread (so signatures from
- * different clients run in parallel). SIGHUP reloads, SIGTERM stops.
+ * different clients run in parallel), within per-uid and global connection
+ * limits and read deadlines. SIGHUP reloads, SIGTERM stops.
  */
 #ifndef GW_SERVER_H
 #define GW_SERVER_H
@@ -30,6 +31,7 @@ struct gw_snapshot {
 	unsigned refs;
 	struct gw_policy *policy;
 	struct gw_seal_key **keys;
+	char *token_label;      /* configured token_label, or NULL: the organization's */
 };
 
 struct gw_ctx {
@@ -81,7 +83,10 @@ int gw_ctx_keep_known_keys(struct gw_ctx *ctx);
 /* Fills peer from a connected Unix socket. */
 int gw_peer_identify(int fd, struct gw_peer *peer);
 
-/* Runs the accept loop until SIGTERM/SIGINT. Returns 0 on a clean stop. */
+/* Runs the accept loop until SIGTERM/SIGINT. Returns 0 on a clean stop,
+ * -1 when it could not start (socket, gateway_start record) or the
+ * gateway_stop record could not be written, 1 when threads still use ctx
+ * after the stop: the caller must then leave without freeing it. */
 int gw_server_run(struct gw_ctx *ctx);
 
 #endif

@@ -28,13 +28,22 @@ gw_yaml_read_file(const char *path, uint8_t **buf, size_t *len, char *err, size_
 
 	*buf = NULL;
 	*len = 0;
-	fd = open(path, O_RDONLY | O_CLOEXEC | O_NOCTTY);
+	/* O_NONBLOCK: opening a FIFO (or a device) must not wait for a
+	 * writer; only a regular file is read, and for one it changes nothing. */
+	fd = open(path, O_RDONLY | O_CLOEXEC | O_NOCTTY | O_NONBLOCK);
 	if (fd < 0) {
 		snprintf(err, errlen, "%s: %s", path, strerror(errno));
 		goto out;
 	}
-	if (fstat(fd, &st) < 0 || !S_ISREG(st.st_mode)) {
-		snprintf(err, errlen, "%s: not a regular file", path);
+	if (fstat(fd, &st) < 0) {
+		snprintf(err, errlen, "%s: %s", path, strerror(errno));
+		goto out;
+	}
+	if (!S_ISREG(st.st_mode)) {
+		snprintf(err, errlen, "%s: not a regular file (%s); only a regular file is read", path,
+		         S_ISFIFO(st.st_mode) ? "a FIFO" : S_ISDIR(st.st_mode) ? "a directory" :
+		         S_ISCHR(st.st_mode) || S_ISBLK(st.st_mode) ? "a device" :
+		         S_ISSOCK(st.st_mode) ? "a socket" : "a special file");
 		goto out;
 	}
 	/* Read at most one byte past the cap so an oversized (or growing)
@@ -321,7 +330,7 @@ gw_yaml_map_check(struct gw_yaml *y, yaml_node_t *node, const char *what,
 		for (size_t i = 0; allowed[i] != NULL && !known; i++)
 			known = strcmp(allowed[i], ks) == 0;
 		if (!known) {
-			char list[400];
+			char list[1024];   /* every known key, however many */
 			size_t off = 0;
 			list[0] = '\0';
 			for (size_t i = 0; allowed[i] != NULL && off < sizeof(list); i++) {

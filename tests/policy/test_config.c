@@ -71,7 +71,7 @@ static void
 expect_error(const char *text, const char *want)
 {
 	struct gw_config *c = NULL;
-	char err[512];
+	char err[1024];
 
 	cr_assert_eq(parse(text, &c, err, sizeof(err)), -1, "loaded, expected %s", want);
 	cr_assert_null(c);
@@ -204,7 +204,9 @@ Test(config, errors)
 	             "socket_mode, store_path, policy_path, token_label, audit_key, "
 	             "backend_sessions, session_timeout, log, log_debug, card_watch, reader, "
 	             "audit_checkpoint_interval, auth_max_failures, auth_lockout, signing_window, "
-	             "confirm_timeout, password_cost, password_hash_concurrency, test_clock)");
+	             "confirm_timeout, password_cost, password_hash_concurrency, test_clock, "
+	             "max_connections, connections_per_uid, connections_per_unknown_uid, "
+	             "frame_timeout, client_idle_timeout)");
 	expect_error(REQ "store_path: other\n",
 	             "/etc/sg/c.yaml:5:1: duplicate key 'store_path' in the configuration");
 	expect_error(REQ "socket_mode: \"0999\"\n",
