@@ -869,6 +869,51 @@ out:
 	return rv;
 }
 
+/* C_Login(CKU_SO): a valid user type for which this token has no PIN
+ * (administration is sealctl's), so no SO PIN is ever correct. The codes
+ * PKCS#11 gives precedence come first: a user already logged in, then a
+ * read-only session (an SO has only R/W sessions). Nothing is sent to the
+ * gateway and the PIN is not copied. Caller holds the lock. */
+static CK_RV
+so_login_locked(struct sgm_state *st)
+{
+	if (st->logged_in)
+		return CKR_USER_ANOTHER_ALREADY_LOGGED_IN;
+	for (struct sgm_session *s = st->sessions; s != NULL; s = s->next)
+		if (s->epoch == st->epoch && !(s->flags & CKF_RW_SESSION))
+			return CKR_SESSION_READ_ONLY_EXISTS;
+	sgm_debug("login as SO refused: this token has no security officer (use sealctl)");
+	return CKR_PIN_INCORRECT;
+}
+
+/* A refused login's code. not_allowed (the gateway found no account this
+ * OS user may act as) is the gateway's CKR_USER_TYPE_INVALID, which for
+ * CKU_USER would tell the application the user type is wrong: PKCS#11 has
+ * no "no such user", so it becomes CKR_PIN_INCORRECT, the code an unknown
+ * account gets too, and the debug output says what is missing. */
+static CK_RV
+login_refused(const json_t *reply, const char *user)
+{
+	const char *code = NULL, *msg = NULL;
+	unsigned long grv = CKR_DEVICE_ERROR;
+	CK_RV rv = sgm_reply_rv(reply);
+
+	(void)sg_reply_is_ok(reply, &grv, &code, &msg);
+	if (code == NULL || strcmp(code, "not_allowed") != 0) {
+		sgm_debug("login refused (rv 0x%lx)", rv);
+		return rv;
+	}
+	if (user == NULL)
+		sgm_debug("login refused: SEALGATE_USER is not set and the gateway has no account "
+		          "for this OS login (%s); set SEALGATE_USER to your sealgate account or "
+		          "ask the administrator to add this OS login to one",
+		          msg != NULL ? msg : "no reason given");
+	else
+		sgm_debug("login refused: this OS user may not act as sealgate account '%s' (%s)",
+		          user, msg != NULL ? msg : "no reason given");
+	return CKR_PIN_INCORRECT;
+}
+
 static CK_RV
 login(CK_SESSION_HANDLE hSession, CK_USER_TYPE userType, CK_UTF8CHAR_PTR pPin,
       CK_ULONG ulPinLen, const char *user)
@@ -892,12 +937,12 @@ login(CK_SESSION_HANDLE hSession, CK_USER_TYPE userType, CK_UTF8CHAR_PTR pPin,
 	rv = sgm_session_check_locked(st, hSession, &s);
 	if (rv == CKR_OK) {
 		epoch = s->epoch;
-		if (userType != CKU_USER) {
-			/* No SO here: administration is sealctl's. */
+		if (userType == CKU_SO)
+			rv = so_login_locked(st);
+		else if (userType != CKU_USER)
 			rv = CKR_USER_TYPE_INVALID;
-		} else if (st->logged_in) {
+		else if (st->logged_in)
 			rv = CKR_USER_ALREADY_LOGGED_IN;
-		}
 	}
 	sgm_unlock(st);
 	if (rv != CKR_OK)
@@ -948,8 +993,7 @@ login(CK_SESSION_HANDLE hSession, CK_USER_TYPE userType, CK_UTF8CHAR_PTR pPin,
 		goto out;
 	}
 	if (!sg_reply_is_ok(reply, NULL, NULL, NULL)) {
-		rv = sgm_reply_rv(reply);
-		sgm_debug("login refused (rv 0x%lx)", rv);
+		rv = login_refused(reply, user);
 		goto out;
 	}
 	if (sg_get_bytes(reply, "session", true, &tok, &toklen, SG_SESSION_TOKEN_LEN,
@@ -1189,13 +1233,14 @@ C_DestroyObject(CK_SESSION_HANDLE hSession, CK_OBJECT_HANDLE hObject)
 CK_RV
 C_GetObjectSize(CK_SESSION_HANDLE hSession, CK_OBJECT_HANDLE hObject, CK_ULONG_PTR pulSize)
 {
-	CK_RV rv = session_check(hSession, true, hObject);
+	struct sgm_state *st;
+	CK_RV rv = sgm_state_get(&st);
 
 	if (rv != CKR_OK)
 		return rv;
 	if (pulSize == NULL)
 		return CKR_ARGUMENTS_BAD;
-	return CKR_FUNCTION_NOT_SUPPORTED;
+	return sgm_objects_size(st, hSession, hObject, pulSize);
 }
 
 CK_RV
@@ -1549,12 +1594,43 @@ SGM_UNSUPPORTED(C_SignEncryptUpdate, (CK_SESSION_HANDLE hSession, CK_BYTE_PTR pP
 SGM_UNSUPPORTED(C_DecryptVerifyUpdate, (CK_SESSION_HANDLE hSession, CK_BYTE_PTR pEncryptedPart,
                                         CK_ULONG ulEncryptedPartLen, CK_BYTE_PTR pPart,
                                         CK_ULONG_PTR pulPartLen))
-SGM_UNSUPPORTED(C_SeedRandom, (CK_SESSION_HANDLE hSession, CK_BYTE_PTR pSeed,
-                               CK_ULONG ulSeedLen))
-SGM_UNSUPPORTED(C_GenerateRandom, (CK_SESSION_HANDLE hSession, CK_BYTE_PTR RandomData,
-                                   CK_ULONG ulRandomLen))
-SGM_UNSUPPORTED(C_GetFunctionStatus, (CK_SESSION_HANDLE hSession))
-SGM_UNSUPPORTED(C_CancelFunction, (CK_SESSION_HANDLE hSession))
+
+/* The token has no CKF_RNG: PKCS#11 names the code for that, and
+ * pkcs11-tool's self-test skips the random tests on it. */
+CK_RV
+C_SeedRandom(CK_SESSION_HANDLE hSession, CK_BYTE_PTR pSeed, CK_ULONG ulSeedLen)
+{
+	CK_RV rv = session_check(hSession, false, 0);
+
+	return rv != CKR_OK ? rv : CKR_RANDOM_NO_RNG;
+}
+
+CK_RV
+C_GenerateRandom(CK_SESSION_HANDLE hSession, CK_BYTE_PTR RandomData, CK_ULONG ulRandomLen)
+{
+	CK_RV rv = session_check(hSession, false, 0);
+
+	return rv != CKR_OK ? rv : CKR_RANDOM_NO_RNG;
+}
+
+/* Legacy functions for parallel sessions, which PKCS#11 says return
+ * CKR_FUNCTION_NOT_PARALLEL (sessions here are serial). */
+CK_RV
+C_GetFunctionStatus(CK_SESSION_HANDLE hSession)
+{
+	CK_RV rv = session_check(hSession, false, 0);
+
+	return rv != CKR_OK ? rv : CKR_FUNCTION_NOT_PARALLEL;
+}
+
+CK_RV
+C_CancelFunction(CK_SESSION_HANDLE hSession)
+{
+	CK_RV rv = session_check(hSession, false, 0);
+
+	return rv != CKR_OK ? rv : CKR_FUNCTION_NOT_PARALLEL;
+}
+
 SGM_UNSUPPORTED(C_MessageEncryptInit, (CK_SESSION_HANDLE hSession, CK_MECHANISM_PTR pMechanism,
                                        CK_OBJECT_HANDLE hKey))
 SGM_UNSUPPORTED(C_EncryptMessage, (CK_SESSION_HANDLE hSession, CK_VOID_PTR pParameter,

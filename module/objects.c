@@ -696,6 +696,46 @@ out:
 	return rv;
 }
 
+/* The attributes whose values make up an object, for C_GetObjectSize. */
+static const CK_ATTRIBUTE_TYPE sgm_size_attrs[] = {
+	CKA_CLASS, CKA_TOKEN, CKA_PRIVATE, CKA_LABEL, CKA_ID, CKA_SUBJECT, CKA_KEY_TYPE,
+	CKA_VALUE, CKA_ISSUER, CKA_SERIAL_NUMBER, CKA_CERTIFICATE_TYPE, CKA_MODULUS,
+	CKA_PUBLIC_EXPONENT, CKA_EC_PARAMS, CKA_EC_POINT, CKA_ALLOWED_MECHANISMS,
+	CKA_SEALGATE_SEAL_ID, CKA_SEALGATE_KIND,
+};
+
+CK_RV
+sgm_objects_size(struct sgm_state *st, CK_SESSION_HANDLE h, CK_OBJECT_HANDLE obj,
+                 CK_ULONG_PTR size)
+{
+	const struct sgm_seal *seal;
+	struct sgm_session *s;
+	CK_OBJECT_CLASS cls = 0;
+	struct attr_val v;
+	CK_ULONG n = 0;
+	CK_RV rv;
+
+	/* PKCS#11 leaves "size" to the token; ours is the bytes of the
+	 * object's attribute values, which is what a token would store
+	 * (sensitive values are not counted: they are not here). */
+	sgm_lock(st);
+	rv = sgm_session_check_locked(st, h, &s);
+	if (rv != CKR_OK)
+		goto out;
+	seal = sgm_object_lookup_locked(st, obj, &cls);
+	if (seal == NULL) {
+		rv = CKR_OBJECT_HANDLE_INVALID;
+		goto out;
+	}
+	for (size_t i = 0; i < sizeof(sgm_size_attrs) / sizeof(sgm_size_attrs[0]); i++)
+		if (attr_get(seal, cls, sgm_size_attrs[i], &v) == ATTR_OK)
+			n += v.len;
+	*size = n;
+out:
+	sgm_unlock(st);
+	return rv;
+}
+
 /* ---- find ---- */
 
 void

@@ -195,6 +195,9 @@ CK_RV sgm_objects_find_init(struct sgm_state *st, CK_SESSION_HANDLE h,
 CK_RV sgm_objects_get_attrs(struct sgm_state *st, CK_SESSION_HANDLE h, CK_OBJECT_HANDLE obj,
                             CK_ATTRIBUTE_PTR templ, CK_ULONG count);
 
+/* C_GetObjectSize: the bytes of the object's attribute values. */
+CK_RV sgm_objects_size(struct sgm_state *st, CK_SESSION_HANDLE h, CK_OBJECT_HANDLE obj,
+                       CK_ULONG_PTR size);
 CK_RV sgm_objects_find_next(struct sgm_state *st, CK_SESSION_HANDLE h, CK_OBJECT_HANDLE_PTR out,
                             CK_ULONG max, CK_ULONG_PTR count);
 CK_RV sgm_objects_find_final(struct sgm_state *st, CK_SESSION_HANDLE h);

@@ -29,7 +29,7 @@ static const struct sgm_hash sgm_hashes[] = {
 #define H384 (&sgm_hashes[1])
 #define H512 (&sgm_hashes[2])
 
-#define SGM_ECDSA_IN_MAX 64             /* a raw ECDSA input is a hash */
+#define SGM_ECDSA_IN_MAX 64             /* the gateway's bound on a raw ECDSA input */
 
 #define RSA_FLAGS (CKF_SIGN | CKF_HW)
 #define EC_FLAGS  (CKF_SIGN | CKF_HW | CKF_EC_F_P | CKF_EC_NAMEDCURVE | CKF_EC_UNCOMPRESS)
@@ -67,6 +67,7 @@ struct sgm_sign_op {
 	char *seal_id;
 	CK_ULONG sig_len;
 	size_t max_in;          /* raw: input bound; hash-and-sign: prefix kept */
+	bool truncate;          /* CKM_ECDSA: input past max_in is dropped */
 	EVP_MD_CTX *md;
 	uint8_t *buf;
 	size_t len, cap;
@@ -206,7 +207,11 @@ sgm_sign_init(struct sgm_state *st, CK_SESSION_HANDLE h, CK_MECHANISM_PTR mech,
 		goto out;
 	rv = CKR_KEY_HANDLE_INVALID;
 	seal = sgm_object_lookup_locked(st, key, &cls);
-	if (seal == NULL || cls != CKO_PRIVATE_KEY)
+	if (seal == NULL || cls == CKO_CERTIFICATE)
+		goto out;
+	/* A key, but one that cannot sign (PKCS#11: CKA_SIGN is false). */
+	rv = CKR_KEY_FUNCTION_NOT_PERMITTED;
+	if (cls != CKO_PRIVATE_KEY)
 		goto out;
 	rv = CKR_MECHANISM_INVALID;
 	if (m == NULL)
@@ -245,7 +250,15 @@ sgm_sign_init(struct sgm_state *st, CK_SESSION_HANDLE h, CK_MECHANISM_PTR mech,
 	} else if (m->pss) {
 		op->max_in = op->pss_hash->len;
 	} else if (m->type == CKM_ECDSA) {
-		op->max_in = SGM_ECDSA_IN_MAX;
+		/* PKCS#11 (as FIPS 186-4 and SoftHSM2): only the leftmost bits
+		 * of a longer input, up to the order's length, are used. Whole
+		 * bytes are kept here; the token drops the bits past the order
+		 * itself. A key longer than the gateway's 64-byte bound (P-521)
+		 * cannot be cut to size: its longer inputs stay out of range. */
+		op->max_in = (seal->bits + 7) / 8;
+		op->truncate = op->max_in <= SGM_ECDSA_IN_MAX;
+		if (!op->truncate)
+			op->max_in = SGM_ECDSA_IN_MAX;
 	} else {
 		op->max_in = SG_EDDSA_DATA_MAX;
 	}
@@ -305,10 +318,11 @@ op_feed(struct sgm_sign_op *op, const CK_BYTE *data, CK_ULONG len)
 
 	if (len == 0)
 		return CKR_OK;
-	if (op->md != NULL) {
-		if (EVP_DigestUpdate(op->md, data, len) != 1)
+	if (op->md != NULL || op->truncate) {
+		if (op->md != NULL && EVP_DigestUpdate(op->md, data, len) != 1)
 			return CKR_GENERAL_ERROR;
-		/* Keep only the prefix the gateway is shown. */
+		/* Keep only the prefix the gateway is shown (hash-and-sign)
+		 * or the token uses (CKM_ECDSA). */
 		take = len < op->max_in - op->len ? len : op->max_in - op->len;
 	} else if (len > op->max_in - op->len) {
 		return CKR_DATA_LEN_RANGE;
@@ -367,8 +381,10 @@ build_request(const struct sgm_sign_op *op, const uint8_t tok[SG_SESSION_TOKEN_L
 		if (sg_set_bytes(req, "digest", digest, dlen) < 0)
 			goto out;
 	}
+	/* A truncated ECDSA input is sent as the input the token signs. */
 	if (sg_set_bytes(req, "data", op->buf, op->len) < 0 ||
-	    json_object_set_new(req, "data_len", json_integer((json_int_t)op->total)) != 0)
+	    json_object_set_new(req, "data_len",
+	                        json_integer((json_int_t)(op->truncate ? op->len : op->total))) != 0)
 		goto out;
 	*out = req;
 	req = NULL;
