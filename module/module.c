@@ -122,6 +122,7 @@ sgm_session_free(struct sgm_session *s)
 		return;
 	sgm_find_clear(s);
 	sgm_sign_op_free(s->sign);
+	sgm_verify_op_free(s->verify);
 	free(s->ctx_seal);
 	free(s);
 }
@@ -137,7 +138,8 @@ ctx_clear_locked(struct sgm_session *s)
 }
 
 /* Unlinks s; frees it unless a thread owns it right now (that thread frees
- * it when it sees closed). Caller holds the lock. */
+ * it when it sees closed: the last of a signer and a verifier). Caller
+ * holds the lock. */
 static void
 session_close_locked(struct sgm_state *st, struct sgm_session *s)
 {
@@ -149,7 +151,7 @@ session_close_locked(struct sgm_state *st, struct sgm_session *s)
 		}
 	}
 	s->next = NULL;
-	if (s->busy)
+	if (s->busy || s->vbusy)
 		s->closed = true;
 	else
 		sgm_session_free(s);
@@ -1453,8 +1455,65 @@ C_SessionCancel(CK_SESSION_HANDLE hSession, CK_FLAGS flags)
 			s->sign = NULL;
 		}
 	}
+	if (rv == CKR_OK && (flags & CKF_VERIFY)) {
+		if (s->vbusy) {
+			rv = CKR_OPERATION_CANCEL_FAILED;   /* another thread is checking */
+		} else {
+			sgm_verify_op_free(s->verify);
+			s->verify = NULL;
+		}
+	}
 	sgm_unlock(st);
 	return rv;
+}
+
+/* ---- verification: local, on the public key, for anyone ---- */
+
+CK_RV
+C_VerifyInit(CK_SESSION_HANDLE hSession, CK_MECHANISM_PTR pMechanism, CK_OBJECT_HANDLE hKey)
+{
+	struct sgm_state *st;
+	CK_RV rv = sgm_state_get(&st);
+
+	if (rv != CKR_OK)
+		return rv;
+	if (pMechanism == NULL)
+		return CKR_ARGUMENTS_BAD;
+	return sgm_verify_init(st, hSession, pMechanism, hKey);
+}
+
+CK_RV
+C_Verify(CK_SESSION_HANDLE hSession, CK_BYTE_PTR pData, CK_ULONG ulDataLen,
+         CK_BYTE_PTR pSignature, CK_ULONG ulSignatureLen)
+{
+	struct sgm_state *st;
+	CK_RV rv = sgm_state_get(&st);
+
+	if (rv != CKR_OK)
+		return rv;
+	return sgm_verify(st, hSession, false, pData, ulDataLen, pSignature, ulSignatureLen);
+}
+
+CK_RV
+C_VerifyUpdate(CK_SESSION_HANDLE hSession, CK_BYTE_PTR pPart, CK_ULONG ulPartLen)
+{
+	struct sgm_state *st;
+	CK_RV rv = sgm_state_get(&st);
+
+	if (rv != CKR_OK)
+		return rv;
+	return sgm_verify_update(st, hSession, pPart, ulPartLen);
+}
+
+CK_RV
+C_VerifyFinal(CK_SESSION_HANDLE hSession, CK_BYTE_PTR pSignature, CK_ULONG ulSignatureLen)
+{
+	struct sgm_state *st;
+	CK_RV rv = sgm_state_get(&st);
+
+	if (rv != CKR_OK)
+		return rv;
+	return sgm_verify(st, hSession, true, NULL, 0, pSignature, ulSignatureLen);
 }
 
 /* ---- key management: the token is write-protected ---- */
@@ -1569,14 +1628,6 @@ SGM_UNSUPPORTED(C_SignRecoverInit, (CK_SESSION_HANDLE hSession, CK_MECHANISM_PTR
 SGM_UNSUPPORTED(C_SignRecover, (CK_SESSION_HANDLE hSession, CK_BYTE_PTR pData,
                                 CK_ULONG ulDataLen, CK_BYTE_PTR pSignature,
                                 CK_ULONG_PTR pulSignatureLen))
-SGM_UNSUPPORTED(C_VerifyInit, (CK_SESSION_HANDLE hSession, CK_MECHANISM_PTR pMechanism,
-                               CK_OBJECT_HANDLE hKey))
-SGM_UNSUPPORTED(C_Verify, (CK_SESSION_HANDLE hSession, CK_BYTE_PTR pData, CK_ULONG ulDataLen,
-                           CK_BYTE_PTR pSignature, CK_ULONG ulSignatureLen))
-SGM_UNSUPPORTED(C_VerifyUpdate, (CK_SESSION_HANDLE hSession, CK_BYTE_PTR pPart,
-                                 CK_ULONG ulPartLen))
-SGM_UNSUPPORTED(C_VerifyFinal, (CK_SESSION_HANDLE hSession, CK_BYTE_PTR pSignature,
-                                CK_ULONG ulSignatureLen))
 SGM_UNSUPPORTED(C_VerifyRecoverInit, (CK_SESSION_HANDLE hSession, CK_MECHANISM_PTR pMechanism,
                                       CK_OBJECT_HANDLE hKey))
 SGM_UNSUPPORTED(C_VerifyRecover, (CK_SESSION_HANDLE hSession, CK_BYTE_PTR pSignature,

@@ -64,7 +64,7 @@ struct fakegw {
 	bool token_present, deny, no_account;
 	uint8_t sessions[MAX_SESSIONS][SG_SESSION_TOKEN_LEN];
 	size_t n_sessions;
-	unsigned signs, accepts, logouts, hellos, logins;
+	unsigned signs, accepts, logouts, hellos, logins, requests;
 	struct fakegw_last_sign last;
 	char last_user[64];
 };
@@ -242,6 +242,7 @@ COUNTER(fakegw_accept_count, accepts)
 COUNTER(fakegw_logout_count, logouts)
 COUNTER(fakegw_hello_count, hellos)
 COUNTER(fakegw_login_count, logins)
+COUNTER(fakegw_request_count, requests)
 
 size_t
 fakegw_live_sessions(struct fakegw *fg)
@@ -672,6 +673,9 @@ conn_main(void *arg)
 		}
 		if (rc < 0)
 			break;
+		pthread_mutex_lock(&c->fg->lock);
+		c->fg->requests++;
+		pthread_mutex_unlock(&c->fg->lock);
 		reply = handle(c->fg, req);
 		json_decref(req);
 		rc = reply ? sg_msg_write(c->fd, reply) : -1;

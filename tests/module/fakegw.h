@@ -38,6 +38,7 @@ void fakegw_expire_sessions(struct fakegw *fg);           /* forget logins */
 void fakegw_set_no_account(struct fakegw *fg, bool none);
 unsigned fakegw_hello_count(struct fakegw *fg);
 unsigned fakegw_login_count(struct fakegw *fg);
+unsigned fakegw_request_count(struct fakegw *fg);         /* every request */
 unsigned fakegw_sign_count(struct fakegw *fg);
 unsigned fakegw_accept_count(struct fakegw *fg);
 unsigned fakegw_logout_count(struct fakegw *fg);

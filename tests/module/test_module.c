@@ -933,12 +933,14 @@ Test(module, mechanism_info)
 	cr_assert_eq(p11->C_GetMechanismList(SEALGATE_SLOT_ID, list, &n), CKR_BUFFER_TOO_SMALL);
 	cr_assert_eq(n, 13);
 	cr_assert_eq(p11->C_GetMechanismInfo(SEALGATE_SLOT_ID, CKM_SHA256_RSA_PKCS_PSS, &mi), CKR_OK);
-	cr_assert_eq(mi.flags, CKF_SIGN | CKF_HW);
+	cr_assert_eq(mi.flags, CKF_SIGN | CKF_VERIFY | CKF_HW);
 	cr_assert_leq(mi.ulMinKeySize, 2048);
 	cr_assert_geq(mi.ulMaxKeySize, 4096);
 	cr_assert_eq(p11->C_GetMechanismInfo(SEALGATE_SLOT_ID, CKM_ECDSA, &mi), CKR_OK);
-	cr_assert_eq(mi.flags, CKF_SIGN | CKF_HW | CKF_EC_F_P | CKF_EC_NAMEDCURVE | CKF_EC_UNCOMPRESS);
+	cr_assert_eq(mi.flags, CKF_SIGN | CKF_VERIFY | CKF_HW | CKF_EC_F_P | CKF_EC_NAMEDCURVE |
+	                       CKF_EC_UNCOMPRESS);
 	cr_assert_eq(p11->C_GetMechanismInfo(SEALGATE_SLOT_ID, CKM_EDDSA, &mi), CKR_OK);
+	cr_assert_eq(mi.flags, CKF_SIGN | CKF_VERIFY | CKF_HW);
 	cr_assert_eq(p11->C_GetMechanismInfo(SEALGATE_SLOT_ID, CKM_AES_CBC, &mi), CKR_MECHANISM_INVALID);
 	cr_assert_eq(p11->C_GetMechanismInfo(SEALGATE_SLOT_ID, CKM_VENDOR_DEFINED, &mi),
 	             CKR_MECHANISM_INVALID);
@@ -972,7 +974,6 @@ Test(module, write_functions_refused)
 	cr_assert_eq(p11->C_EncryptInit(h, &m, cert), CKR_FUNCTION_NOT_SUPPORTED);
 	cr_assert_eq(p11->C_DecryptInit(h, &m, cert), CKR_FUNCTION_NOT_SUPPORTED);
 	cr_assert_eq(p11->C_DigestInit(h, &m), CKR_FUNCTION_NOT_SUPPORTED);
-	cr_assert_eq(p11->C_VerifyInit(h, &m, cert), CKR_FUNCTION_NOT_SUPPORTED);
 	cr_assert_eq(p11->C_SignRecoverInit(h, &m, cert), CKR_FUNCTION_NOT_SUPPORTED);
 	cr_assert_eq(p11->C_WaitForSlotEvent(0, NULL, NULL), CKR_FUNCTION_NOT_SUPPORTED);
 	cr_assert_eq(p11->C_MessageSignInit(h, &m, cert), CKR_FUNCTION_NOT_SUPPORTED);
@@ -1305,4 +1306,145 @@ Test(module, ecdsa_input_longer_than_the_key_is_truncated)
 		cr_assert(verify_ecdsa_raw("official", in, 32, sig, siglen));
 		cr_assert(verify_ecdsa_raw("official", in, len, sig, siglen));
 	}
+}
+
+/* ---- verification in the module ---- */
+
+/* Signs c over msg through the module (logged in) into sig. */
+static CK_ULONG
+module_sign(CK_SESSION_HANDLE h, const struct sigcase *c, uint8_t *in, size_t inlen,
+            uint8_t *sig)
+{
+	CK_OBJECT_HANDLE key = find_obj(h, c->seal, CKO_PRIVATE_KEY);
+	CK_RSA_PKCS_PSS_PARAMS pp;
+	CK_ULONG siglen = 512;
+
+	if (c->pss)
+		pss_params(c, &pp);
+	cr_assert_eq(sign_init(h, key, c->mech, c->pss ? &pp : NULL, c->pss ? sizeof(pp) : 0),
+	             CKR_OK);
+	cr_assert_eq(p11->C_Sign(h, in, inlen, sig, &siglen), CKR_OK, "mech 0x%lx", c->mech);
+	return siglen;
+}
+
+static CK_RV
+verify_init(CK_SESSION_HANDLE h, const struct sigcase *c, CK_OBJECT_HANDLE key)
+{
+	CK_RSA_PKCS_PSS_PARAMS pp;
+	CK_MECHANISM m = { c->mech, NULL, 0 };
+
+	if (c->pss) {
+		pss_params(c, &pp);
+		m.pParameter = &pp;
+		m.ulParameterLen = sizeof(pp);
+	}
+	return p11->C_VerifyInit(h, &m, key);
+}
+
+Test(module, verify_what_the_module_signed)
+{
+	CK_SESSION_HANDLE h = open_session(0);
+	uint8_t msg[3000], in[3100], sig[512];
+	CK_ULONG siglen;
+	size_t inlen;
+	unsigned requests;
+
+	for (size_t i = 0; i < sizeof(msg); i++)
+		msg[i] = (uint8_t)(i * 5 + 3);
+	for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+		const struct sigcase *c = &cases[i];
+		CK_OBJECT_HANDLE pub;
+
+		login(h);
+		inlen = token_input(c, msg, sizeof(msg), in);
+		siglen = module_sign(h, c, in, inlen, sig);
+		cr_assert_eq(p11->C_Logout(h), CKR_OK);
+		/* Anyone may verify: no login, and nothing goes to the gateway. */
+		pub = find_obj(h, c->seal, CKO_PUBLIC_KEY);
+		requests = fakegw_request_count(fg);
+
+		cr_assert_eq(verify_init(h, c, pub), CKR_OK, "mech 0x%lx", c->mech);
+		cr_assert_eq(p11->C_Verify(h, in, inlen, sig, siglen), CKR_OK, "mech 0x%lx", c->mech);
+		/* Multi-part, in three pieces. */
+		cr_assert_eq(verify_init(h, c, pub), CKR_OK);
+		cr_assert_eq(p11->C_VerifyUpdate(h, in, inlen / 3), CKR_OK);
+		cr_assert_eq(p11->C_VerifyUpdate(h, in + inlen / 3, inlen / 2 - inlen / 3), CKR_OK);
+		cr_assert_eq(p11->C_VerifyUpdate(h, in + inlen / 2, inlen - inlen / 2), CKR_OK);
+		cr_assert_eq(p11->C_VerifyFinal(h, sig, siglen), CKR_OK, "mech 0x%lx", c->mech);
+		/* A flipped bit in the signature, then in the data. */
+		sig[siglen / 2] ^= 0x10;
+		cr_assert_eq(verify_init(h, c, pub), CKR_OK);
+		cr_assert_eq(p11->C_Verify(h, in, inlen, sig, siglen), CKR_SIGNATURE_INVALID,
+		             "mech 0x%lx", c->mech);
+		sig[siglen / 2] ^= 0x10;
+		in[0] ^= 0x01;
+		cr_assert_eq(verify_init(h, c, pub), CKR_OK);
+		cr_assert_eq(p11->C_Verify(h, in, inlen, sig, siglen), CKR_SIGNATURE_INVALID,
+		             "mech 0x%lx", c->mech);
+		in[0] ^= 0x01;
+		/* A signature of the wrong length is refused on its length;
+		 * the operation ends either way. */
+		cr_assert_eq(verify_init(h, c, pub), CKR_OK);
+		cr_assert_eq(p11->C_Verify(h, in, inlen, sig, siglen - 1), CKR_SIGNATURE_LEN_RANGE);
+		cr_assert_eq(p11->C_Verify(h, in, inlen, sig, siglen), CKR_OPERATION_NOT_INITIALIZED);
+		cr_assert_eq(fakegw_request_count(fg), requests, "mech 0x%lx asked the gateway",
+		             c->mech);
+	}
+}
+
+Test(module, verify_a_truncated_ecdsa_input)
+{
+	CK_SESSION_HANDLE h = open_session(0);
+	CK_OBJECT_HANDLE pub;
+	uint8_t in[100], sig[64];
+	CK_ULONG siglen;
+
+	for (size_t i = 0; i < sizeof(in); i++)
+		in[i] = (uint8_t)(i + 40);
+	login(h);
+	siglen = module_sign(h, &cases[8], in, 32, sig);     /* CKM_ECDSA over 32 bytes */
+	pub = find_obj(h, "official", CKO_PUBLIC_KEY);
+	/* The same signature holds for any input that starts with them. */
+	cr_assert_eq(verify_init(h, &cases[8], pub), CKR_OK);
+	cr_assert_eq(p11->C_Verify(h, in, sizeof(in), sig, siglen), CKR_OK);
+	in[31] ^= 1;
+	cr_assert_eq(verify_init(h, &cases[8], pub), CKR_OK);
+	cr_assert_eq(p11->C_Verify(h, in, sizeof(in), sig, siglen), CKR_SIGNATURE_INVALID);
+}
+
+Test(module, verify_init_checks)
+{
+	CK_SESSION_HANDLE h = open_session(0);
+	CK_OBJECT_HANDLE cert, pub, ecpub, invpub, priv;
+	CK_MECHANISM m = { CKM_SHA256_RSA_PKCS, NULL, 0 };
+	CK_MECHANISM ecdsa256 = { CKM_ECDSA_SHA256, NULL, 0 };
+	uint8_t data[32] = { 0 }, sig[256] = { 0 };
+
+	cert = find_obj(h, "contract", CKO_CERTIFICATE);
+	pub = find_obj(h, "contract", CKO_PUBLIC_KEY);
+	ecpub = find_obj(h, "official", CKO_PUBLIC_KEY);
+	invpub = find_obj(h, "invoice", CKO_PUBLIC_KEY);
+	cr_assert_eq(p11->C_VerifyInit(h, &m, cert), CKR_KEY_HANDLE_INVALID);
+	cr_assert_eq(p11->C_VerifyInit(h, &m, 4242), CKR_KEY_HANDLE_INVALID);
+	cr_assert_eq(p11->C_VerifyInit(h, &m, ecpub), CKR_KEY_TYPE_INCONSISTENT);
+	cr_assert_eq(p11->C_VerifyInit(h, &ecdsa256, invpub), CKR_MECHANISM_INVALID);
+	cr_assert_eq(p11->C_VerifyInit(h, NULL, pub), CKR_ARGUMENTS_BAD);
+	cr_assert_eq(p11->C_VerifyInit(4242, &m, pub), CKR_SESSION_HANDLE_INVALID);
+	cr_assert_eq(p11->C_Verify(h, data, sizeof(data), sig, 256), CKR_OPERATION_NOT_INITIALIZED);
+	cr_assert_eq(p11->C_VerifyInit(h, &m, pub), CKR_OK);
+	cr_assert_eq(p11->C_VerifyInit(h, &m, pub), CKR_OPERATION_ACTIVE);
+	cr_assert_eq(p11->C_SessionCancel(h, CKF_VERIFY), CKR_OK);
+	cr_assert_eq(p11->C_VerifyFinal(h, sig, 256), CKR_OPERATION_NOT_INITIALIZED);
+	cr_assert_eq(p11->C_VerifyInit(h, &m, pub), CKR_OK);
+	cr_assert_eq(p11->C_Verify(h, data, sizeof(data), NULL, 256), CKR_ARGUMENTS_BAD);
+	cr_assert_eq(p11->C_VerifyInit(h, &m, pub), CKR_OK);
+	cr_assert_eq(p11->C_VerifyUpdate(h, data, 16), CKR_OK);
+	cr_assert_eq(p11->C_Verify(h, data, 16, sig, 256), CKR_OPERATION_ACTIVE);
+	/* A verification and a signature can run side by side. */
+	login(h);
+	priv = find_obj(h, "contract", CKO_PRIVATE_KEY);
+	cr_assert_eq(p11->C_VerifyInit(h, &m, priv), CKR_KEY_FUNCTION_NOT_PERMITTED);
+	cr_assert_eq(p11->C_VerifyInit(h, &m, pub), CKR_OK);
+	cr_assert_eq(p11->C_SignInit(h, &m, priv), CKR_OK);
+	cr_assert_eq(p11->C_CloseSession(h), CKR_OK);
 }
