@@ -11,6 +11,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 #include <unistd.h>
 
 #include <openssl/crypto.h>
@@ -230,6 +231,8 @@ state_free(struct sgm_state *st)
 	OPENSSL_cleanse(st->token, sizeof(st->token));
 	free(st->socket_path);
 	free(st->user);
+	pthread_cond_destroy(&st->ev_wake);
+	pthread_cond_destroy(&st->ev_gone);
 	pthread_mutex_destroy(&st->lock);
 	free(st);
 }
@@ -241,12 +244,34 @@ state_new(void)
 	const char *sock = getenv("SEALGATE_SOCKET");
 	const char *user = getenv("SEALGATE_USER");
 	const char *tmo = getenv("SEALGATE_TIMEOUT");
+	pthread_condattr_t ca;
 	char *end = NULL;
 	long t;
 
 	if (st == NULL)
 		return NULL;
 	if (pthread_mutex_init(&st->lock, NULL) != 0) {
+		free(st);
+		return NULL;
+	}
+	/* The event poll waits on a monotonic clock: a clock step must not
+	 * stretch or skip it. */
+	if (pthread_condattr_init(&ca) != 0) {
+		pthread_mutex_destroy(&st->lock);
+		free(st);
+		return NULL;
+	}
+	if (pthread_condattr_setclock(&ca, CLOCK_MONOTONIC) != 0 ||
+	    pthread_cond_init(&st->ev_wake, &ca) != 0) {
+		pthread_condattr_destroy(&ca);
+		pthread_mutex_destroy(&st->lock);
+		free(st);
+		return NULL;
+	}
+	pthread_condattr_destroy(&ca);
+	if (pthread_cond_init(&st->ev_gone, NULL) != 0) {
+		pthread_cond_destroy(&st->ev_wake);
+		pthread_mutex_destroy(&st->lock);
 		free(st);
 		return NULL;
 	}
@@ -338,6 +363,13 @@ C_Finalize(CK_VOID_PTR pReserved)
 	                                 __ATOMIC_ACQ_REL, __ATOMIC_ACQUIRE))
 		return CKR_CRYPTOKI_NOT_INITIALIZED;
 	sgm_lock(st);
+	/* A thread blocked in C_WaitForSlotEvent returns
+	 * CKR_CRYPTOKI_NOT_INITIALIZED (PKCS#11 5.5); it leaves before the
+	 * state is freed. Bounded by the hello it may be in the middle of. */
+	st->finalizing = true;
+	pthread_cond_broadcast(&st->ev_wake);
+	while (st->n_waiters > 0)
+		pthread_cond_wait(&st->ev_gone, &st->lock);
 	had_login = sgm_login_token_locked(st, tok);
 	login_clear_locked(st);
 	sgm_unlock(st);
@@ -414,16 +446,48 @@ out:
 	return fl;
 }
 
+/* The token presence and gateway instance now; CKR_HOST_MEMORY is the
+ * only failure (an unreachable gateway is an absent token). */
 static CK_RV
-hello_present(struct sgm_state *st, struct sgm_hello *h, uint64_t *epoch)
+slot_probe(struct sgm_state *st, struct sgm_hello *h, bool *present, uint64_t *epoch)
 {
 	CK_RV rv = sgm_client_hello(st, h, epoch);
 
 	if (rv == CKR_HOST_MEMORY)
 		return rv;
-	if (rv != CKR_OK || !h->token_present)
-		return CKR_TOKEN_NOT_PRESENT;
+	*present = rv == CKR_OK && h->token_present;
+	if (rv != CKR_OK) {
+		sgm_lock(st);
+		*epoch = st->epoch;
+		sgm_unlock(st);
+	}
 	return CKR_OK;
+}
+
+/* The first presence the module reports is what later slot events are
+ * measured against. Caller holds the lock. */
+static void
+event_baseline_locked(struct sgm_state *st, bool present, uint64_t epoch)
+{
+	if (st->ev_known)
+		return;
+	st->ev_known = true;
+	st->ev_present = present;
+	st->ev_epoch = epoch;
+}
+
+static CK_RV
+hello_present(struct sgm_state *st, struct sgm_hello *h, uint64_t *epoch)
+{
+	bool present;
+	CK_RV rv = slot_probe(st, h, &present, epoch);
+
+	if (rv != CKR_OK)
+		return rv;
+	sgm_lock(st);
+	event_baseline_locked(st, present, *epoch);
+	sgm_unlock(st);
+	return present ? CKR_OK : CKR_TOKEN_NOT_PRESENT;
 }
 
 CK_RV
@@ -546,13 +610,73 @@ C_GetTokenInfo(CK_SLOT_ID slotID, CK_TOKEN_INFO_PTR pInfo)
 	return CKR_OK;
 }
 
+/* A slot event: the token came or went (backend token, or the gateway
+ * itself), or the gateway that answers is another run than the one last
+ * reported (a restart between two polls: every session is gone, as with
+ * a card pulled and put back). The module has no thread: the caller's
+ * thread polls with hello every SGM_EVENT_POLL_MS. */
 CK_RV
 C_WaitForSlotEvent(CK_FLAGS flags, CK_SLOT_ID_PTR pSlot, CK_VOID_PTR pReserved)
 {
 	struct sgm_state *st;
+	struct sgm_hello h;
+	struct timespec until;
+	uint64_t epoch;
+	bool present;
 	CK_RV rv = sgm_state_get(&st);
 
-	return rv != CKR_OK ? rv : CKR_FUNCTION_NOT_SUPPORTED;
+	if (rv != CKR_OK)
+		return rv;
+	if (pSlot == NULL || pReserved != NULL)
+		return CKR_ARGUMENTS_BAD;
+	sgm_lock(st);
+	if (st->finalizing) {
+		sgm_unlock(st);
+		return CKR_CRYPTOKI_NOT_INITIALIZED;
+	}
+	st->n_waiters++;
+	sgm_unlock(st);
+
+	for (;;) {
+		rv = slot_probe(st, &h, &present, &epoch);
+		sgm_lock(st);
+		if (st->finalizing) {
+			rv = CKR_CRYPTOKI_NOT_INITIALIZED;
+			break;
+		}
+		if (rv != CKR_OK)
+			break;
+		if (!st->ev_known) {
+			event_baseline_locked(st, present, epoch);
+		} else if (present != st->ev_present || (present && epoch != st->ev_epoch)) {
+			sgm_debug("slot event: token %s", present ? "present" : "absent");
+			st->ev_present = present;
+			st->ev_epoch = epoch;
+			*pSlot = SGM_SLOT_ID;
+			break;
+		}
+		if (flags & CKF_DONT_BLOCK) {
+			rv = CKR_NO_EVENT;
+			break;
+		}
+		clock_gettime(CLOCK_MONOTONIC, &until);
+		until.tv_nsec += SGM_EVENT_POLL_MS * 1000000L;
+		until.tv_sec += until.tv_nsec / 1000000000L;
+		until.tv_nsec %= 1000000000L;
+		/* Woken early only by C_Finalize; anything else waits on. */
+		for (int rc = 0; rc == 0 && !st->finalizing;)
+			rc = pthread_cond_timedwait(&st->ev_wake, &st->lock, &until);
+		if (st->finalizing) {
+			rv = CKR_CRYPTOKI_NOT_INITIALIZED;
+			break;
+		}
+		sgm_unlock(st);
+	}
+	/* Here with the lock held. */
+	if (--st->n_waiters == 0 && st->finalizing)
+		pthread_cond_broadcast(&st->ev_gone);
+	sgm_unlock(st);
+	return rv;
 }
 
 CK_RV

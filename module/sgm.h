@@ -27,6 +27,7 @@
 #define SGM_SEALS_MAX        1024
 #define SGM_MECHS_MAX        64
 #define SGM_TIMEOUT_DEFAULT  60     /* seconds per gateway round trip */
+#define SGM_EVENT_POLL_MS    500    /* C_WaitForSlotEvent: one hello this often */
 
 /* ---- debug output: only with SEALGATE_DEBUG set, never secrets ---- */
 extern int sgm_debug_on;
@@ -144,6 +145,17 @@ struct sgm_state {
 	struct sgm_session *sessions;
 	size_t n_sessions;
 	CK_SESSION_HANDLE next_session;
+
+	/* slot events (C_WaitForSlotEvent): the token presence and gateway
+	 * instance last given to the application as an event, or first
+	 * reported by any function (ev_known). */
+	bool ev_known, ev_present;
+	uint64_t ev_epoch;
+	/* C_Finalize wakes blocked waiters (ev_wake, CLOCK_MONOTONIC) and
+	 * waits on ev_gone until none is left inside. */
+	bool finalizing;
+	unsigned n_waiters;
+	pthread_cond_t ev_wake, ev_gone;
 };
 
 /* module.c: state and sessions */

@@ -975,7 +975,6 @@ Test(module, write_functions_refused)
 	cr_assert_eq(p11->C_DecryptInit(h, &m, cert), CKR_FUNCTION_NOT_SUPPORTED);
 	cr_assert_eq(p11->C_DigestInit(h, &m), CKR_FUNCTION_NOT_SUPPORTED);
 	cr_assert_eq(p11->C_SignRecoverInit(h, &m, cert), CKR_FUNCTION_NOT_SUPPORTED);
-	cr_assert_eq(p11->C_WaitForSlotEvent(0, NULL, NULL), CKR_FUNCTION_NOT_SUPPORTED);
 	cr_assert_eq(p11->C_MessageSignInit(h, &m, cert), CKR_FUNCTION_NOT_SUPPORTED);
 	cr_assert_eq(p11->C_GetOperationState(h, buf, &n), CKR_FUNCTION_NOT_SUPPORTED);
 	cr_assert_eq(p11->C_EncryptInit(4242, &m, cert), CKR_SESSION_HANDLE_INVALID);
@@ -1447,4 +1446,135 @@ Test(module, verify_init_checks)
 	cr_assert_eq(p11->C_VerifyInit(h, &m, pub), CKR_OK);
 	cr_assert_eq(p11->C_SignInit(h, &m, priv), CKR_OK);
 	cr_assert_eq(p11->C_CloseSession(h), CKR_OK);
+}
+
+/* ---- slot events ---- */
+
+static CK_RV
+event_now(CK_SLOT_ID *slot)
+{
+	*slot = 0;
+	return p11->C_WaitForSlotEvent(CKF_DONT_BLOCK, slot, NULL);
+}
+
+Test(module, slot_events_without_blocking)
+{
+	CK_SLOT_ID slot;
+	CK_ULONG n = 1;
+
+	cr_assert_eq(p11->C_WaitForSlotEvent(CKF_DONT_BLOCK, NULL, NULL), CKR_ARGUMENTS_BAD);
+	cr_assert_eq(p11->C_WaitForSlotEvent(CKF_DONT_BLOCK, &slot, (void *)1), CKR_ARGUMENTS_BAD);
+	cr_assert_eq(p11->C_GetSlotList(CK_TRUE, &slot, &n), CKR_OK);
+	cr_assert_eq(event_now(&slot), CKR_NO_EVENT);
+
+	/* The gateway gone: the token is pulled, once. */
+	fakegw_stop(fg);
+	cr_assert_eq(event_now(&slot), CKR_OK);
+	cr_assert_eq(slot, SEALGATE_SLOT_ID);
+	cr_assert_eq(event_now(&slot), CKR_NO_EVENT);
+	/* Back (the same run): inserted again. */
+	cr_assert_eq(fakegw_start(fg, "run-1"), 0);
+	cr_assert_eq(event_now(&slot), CKR_OK);
+	cr_assert_eq(slot, SEALGATE_SLOT_ID);
+	cr_assert_eq(event_now(&slot), CKR_NO_EVENT);
+	/* The backend token out and in. */
+	fakegw_set_token_present(fg, false);
+	cr_assert_eq(event_now(&slot), CKR_OK);
+	cr_assert_eq(event_now(&slot), CKR_NO_EVENT);
+	fakegw_set_token_present(fg, true);
+	cr_assert_eq(event_now(&slot), CKR_OK);
+	cr_assert_eq(event_now(&slot), CKR_NO_EVENT);
+	/* A restart between two polls: present before and after, but the
+	 * sessions are gone, so it is an event. */
+	fakegw_stop(fg);
+	cr_assert_eq(fakegw_start(fg, "run-2"), 0);
+	cr_assert_eq(event_now(&slot), CKR_OK);
+	cr_assert_eq(event_now(&slot), CKR_NO_EVENT);
+	/* Other functions reporting the slot take no event away. */
+	fakegw_set_token_present(fg, false);
+	n = 1;
+	cr_assert_eq(p11->C_GetSlotList(CK_TRUE, &slot, &n), CKR_OK);
+	cr_assert_eq(n, 0);
+	cr_assert_eq(event_now(&slot), CKR_OK);
+}
+
+Test(module, first_wait_measures_from_now)
+{
+	CK_SLOT_ID slot;
+
+	/* Nothing reported yet: the first call sets the baseline. */
+	cr_assert_eq(event_now(&slot), CKR_NO_EVENT);
+	fakegw_set_token_present(fg, false);
+	cr_assert_eq(event_now(&slot), CKR_OK);
+}
+
+struct waiter {
+	CK_FLAGS flags;
+	CK_SLOT_ID slot;
+	CK_RV rv;
+	int done;
+};
+
+static void *
+waiter_main(void *arg)
+{
+	struct waiter *w = arg;
+
+	w->rv = p11->C_WaitForSlotEvent(w->flags, &w->slot, NULL);
+	__atomic_store_n(&w->done, 1, __ATOMIC_RELEASE);
+	return NULL;
+}
+
+/* Starts a blocking waiter and returns once it has polled the gateway
+ * (or returned at once, which the caller's assertions then catch). */
+static void
+start_waiter(pthread_t *th, struct waiter *w)
+{
+	unsigned hellos = fakegw_hello_count(fg);
+
+	memset(w, 0, sizeof(*w));
+	cr_assert_eq(pthread_create(th, NULL, waiter_main, w), 0);
+	while (!__atomic_load_n(&w->done, __ATOMIC_ACQUIRE) && fakegw_hello_count(fg) == hellos)
+		usleep(1000);
+}
+
+Test(module, blocking_wait_returns_the_event)
+{
+	CK_SLOT_ID slot;
+	CK_ULONG n = 1;
+	pthread_t th;
+	struct waiter w;
+
+	cr_assert_eq(p11->C_GetSlotList(CK_TRUE, &slot, &n), CKR_OK);
+	start_waiter(&th, &w);
+	fakegw_set_token_present(fg, false);
+	pthread_join(th, NULL);
+	cr_assert_eq(w.rv, CKR_OK);
+	cr_assert_eq(w.slot, SEALGATE_SLOT_ID);
+	/* The gateway gone while waiting for the token back: no event
+	 * (absent either way), then the token back. */
+	start_waiter(&th, &w);
+	fakegw_stop(fg);
+	cr_assert_eq(fakegw_start(fg, "run-1"), 0);
+	fakegw_set_token_present(fg, true);
+	pthread_join(th, NULL);
+	cr_assert_eq(w.rv, CKR_OK);
+	cr_assert_eq(event_now(&slot), CKR_NO_EVENT);
+}
+
+Test(module, finalize_wakes_a_blocked_waiter)
+{
+	CK_SLOT_ID slot;
+	CK_ULONG n = 1;
+	pthread_t th;
+	struct waiter w;
+
+	cr_assert_eq(p11->C_GetSlotList(CK_TRUE, &slot, &n), CKR_OK);
+	start_waiter(&th, &w);
+	cr_assert_eq(p11->C_Finalize(NULL), CKR_OK);
+	pthread_join(th, NULL);
+	cr_assert_eq(w.rv, CKR_CRYPTOKI_NOT_INITIALIZED);
+	/* And a new C_Initialize has its own events. */
+	init_module();
+	cr_assert_eq(event_now(&slot), CKR_NO_EVENT);
 }
