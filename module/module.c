@@ -1275,7 +1275,7 @@ C_SetPIN(CK_SESSION_HANDLE hSession, CK_UTF8CHAR_PTR pOldPin, CK_ULONG ulOldLen,
 	if (rv != CKR_OK)
 		goto out;
 	if (!sg_reply_is_ok(reply, NULL, NULL, NULL)) {
-		rv = sgm_reply_rv(reply);
+		rv = login_refused(reply, st->user);
 		goto out;
 	}
 	user = json_string_value(json_object_get(reply, "user"));

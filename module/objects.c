@@ -273,6 +273,20 @@ seals_parse(const json_t *reply, struct sgm_seal **out, size_t *n_out)
 	return CKR_OK;
 }
 
+/* The gateway found no account this OS user may act as (not_allowed). */
+static bool
+no_account(const json_t *reply)
+{
+	const char *code = NULL, *msg = NULL;
+
+	(void)sg_reply_is_ok(reply, NULL, &code, &msg);
+	if (code == NULL || strcmp(code, "not_allowed") != 0)
+		return false;
+	sgm_debug("no objects: the gateway has no account for this OS user (%s); set "
+	          "SEALGATE_USER to your sealgate account", msg != NULL ? msg : "no reason given");
+	return true;
+}
+
 CK_RV
 sgm_objects_refresh(struct sgm_state *st, uint64_t session_epoch)
 {
@@ -311,6 +325,17 @@ sgm_objects_refresh(struct sgm_state *st, uint64_t session_epoch)
 		if (sg_reply_is_ok(reply, NULL, NULL, NULL))
 			break;
 		rv = sgm_reply_rv(reply);
+		if (no_account(reply)) {
+			/* Nothing this OS user may see: an empty token, which
+			 * C_FindObjectsInit can say (CKR_USER_TYPE_INVALID is
+			 * no code of its), and why under SEALGATE_DEBUG. */
+			json_decref(reply);
+			reply = sg_reply_ok();
+			rv = CKR_HOST_MEMORY;
+			if (reply == NULL || json_object_set_new(reply, "seals", json_array()) != 0)
+				goto out;
+			break;
+		}
 		if (!have || rv != CKR_USER_NOT_LOGGED_IN || attempt > 0)
 			goto out;
 		/* Our login expired at the gateway: forget it, list publicly. */

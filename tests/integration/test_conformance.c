@@ -387,6 +387,15 @@ Test(conformance, login_without_an_account)
 	cr_assert_not_null(strstr(err, "SEALGATE_USER is not set"), "stderr: %s", err);
 	cr_assert_not_null(strstr(err, "is not a sealgate account"), "stderr: %s", err);
 	cr_assert_null(strstr(err, "alice-password"));
+	/* No objects rather than an error C_FindObjectsInit has no code for. */
+	{
+		CK_OBJECT_HANDLE o[4];
+		CK_ULONG n = 1;
+		cr_assert_eq(f->C_FindObjectsInit(h, NULL, 0), CKR_OK);
+		cr_assert_eq(f->C_FindObjects(h, o, 4, &n), CKR_OK);
+		cr_assert_eq(n, 0);
+		cr_assert_eq(f->C_FindObjectsFinal(h), CKR_OK);
+	}
 	reinit_as("no-such-account");
 	h = open_session(0);
 	cr_assert_eq(login_capturing_stderr(h, err, sizeof(err)), CKR_PIN_INCORRECT);

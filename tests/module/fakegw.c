@@ -634,6 +634,15 @@ handle(struct fakegw *fg, const json_t *req)
 		return sg_reply_ok();
 	}
 	if (strcmp(op, SG_OP_SEALS) == 0) {
+		bool none;
+		if (sg_get_str(req, "user", false, &user, SG_NAME_MAX, err, sizeof(err)) < 0)
+			return sg_reply_error(CKR_ARGUMENTS_BAD, "bad_request", "%s", err);
+		pthread_mutex_lock(&fg->lock);
+		none = (user == NULL && fg->no_account) || (user != NULL && strcmp(user, "stranger") == 0);
+		pthread_mutex_unlock(&fg->lock);
+		if (none)
+			return sg_reply_error(CKR_USER_TYPE_INVALID, "not_allowed",
+			                      "OS login 'tester' is not a sealgate account");
 		if (json_object_get(req, "session") != NULL) {
 			bool ok;
 			pthread_mutex_lock(&fg->lock);

@@ -1205,6 +1205,7 @@ login_capturing_stderr(CK_SESSION_HANDLE h, const char *pin, char *out, size_t o
 Test(module, login_without_an_account_says_why)
 {
 	CK_SESSION_HANDLE h;
+	CK_OBJECT_HANDLE o[4];
 	char err[2048];
 
 	fakegw_set_no_account(fg, true);
@@ -1218,6 +1219,11 @@ Test(module, login_without_an_account_says_why)
 	cr_assert_not_null(strstr(err, "OS login 'tester' is not a sealgate account"), "stderr: %s",
 	                   err);
 	cr_assert_null(strstr(err, FAKE_PIN));
+	/* Nothing to see: an empty token, not an error C_FindObjectsInit
+	 * has no code for; changing a password fails as a login does. */
+	cr_assert_eq(find(h, NULL, 0, o, 4), 0);
+	cr_assert_eq(p11->C_SetPIN(h, (CK_UTF8CHAR_PTR)FAKE_PIN, strlen(FAKE_PIN),
+	                           (CK_UTF8CHAR_PTR)"new", 3), CKR_PIN_INCORRECT);
 
 	/* Named, but not an account this OS user may use. */
 	cr_assert_eq(p11->C_Finalize(NULL), CKR_OK);
