@@ -186,7 +186,8 @@ sgm_verify_init(struct sgm_state *st, CK_SESSION_HANDLE h, CK_MECHANISM_PTR mech
 	rv = sgm_input_init(&op->in, m, seal, op->pss_hash);
 	if (rv != CKR_OK)
 		goto out;
-	rv = CKR_KEY_HANDLE_INVALID;
+	/* Material the gateway sent but OpenSSL cannot load. */
+	rv = CKR_FUNCTION_FAILED;
 	op->pkey = seal_pkey(seal);
 	if (op->pkey == NULL)
 		goto out;
