@@ -11,6 +11,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 #include <unistd.h>
 
 #include <openssl/crypto.h>
@@ -122,6 +123,7 @@ sgm_session_free(struct sgm_session *s)
 		return;
 	sgm_find_clear(s);
 	sgm_sign_op_free(s->sign);
+	sgm_verify_op_free(s->verify);
 	free(s->ctx_seal);
 	free(s);
 }
@@ -137,7 +139,8 @@ ctx_clear_locked(struct sgm_session *s)
 }
 
 /* Unlinks s; frees it unless a thread owns it right now (that thread frees
- * it when it sees closed). Caller holds the lock. */
+ * it when it sees closed: the last of a signer and a verifier). Caller
+ * holds the lock. */
 static void
 session_close_locked(struct sgm_state *st, struct sgm_session *s)
 {
@@ -149,7 +152,7 @@ session_close_locked(struct sgm_state *st, struct sgm_session *s)
 		}
 	}
 	s->next = NULL;
-	if (s->busy)
+	if (s->busy || s->vbusy)
 		s->closed = true;
 	else
 		sgm_session_free(s);
@@ -228,6 +231,8 @@ state_free(struct sgm_state *st)
 	OPENSSL_cleanse(st->token, sizeof(st->token));
 	free(st->socket_path);
 	free(st->user);
+	pthread_cond_destroy(&st->ev_wake);
+	pthread_cond_destroy(&st->ev_gone);
 	pthread_mutex_destroy(&st->lock);
 	free(st);
 }
@@ -239,12 +244,34 @@ state_new(void)
 	const char *sock = getenv("SEALGATE_SOCKET");
 	const char *user = getenv("SEALGATE_USER");
 	const char *tmo = getenv("SEALGATE_TIMEOUT");
+	pthread_condattr_t ca;
 	char *end = NULL;
 	long t;
 
 	if (st == NULL)
 		return NULL;
 	if (pthread_mutex_init(&st->lock, NULL) != 0) {
+		free(st);
+		return NULL;
+	}
+	/* The event poll waits on a monotonic clock: a clock step must not
+	 * stretch or skip it. */
+	if (pthread_condattr_init(&ca) != 0) {
+		pthread_mutex_destroy(&st->lock);
+		free(st);
+		return NULL;
+	}
+	if (pthread_condattr_setclock(&ca, CLOCK_MONOTONIC) != 0 ||
+	    pthread_cond_init(&st->ev_wake, &ca) != 0) {
+		pthread_condattr_destroy(&ca);
+		pthread_mutex_destroy(&st->lock);
+		free(st);
+		return NULL;
+	}
+	pthread_condattr_destroy(&ca);
+	if (pthread_cond_init(&st->ev_gone, NULL) != 0) {
+		pthread_cond_destroy(&st->ev_wake);
+		pthread_mutex_destroy(&st->lock);
 		free(st);
 		return NULL;
 	}
@@ -336,6 +363,13 @@ C_Finalize(CK_VOID_PTR pReserved)
 	                                 __ATOMIC_ACQ_REL, __ATOMIC_ACQUIRE))
 		return CKR_CRYPTOKI_NOT_INITIALIZED;
 	sgm_lock(st);
+	/* A thread blocked in C_WaitForSlotEvent returns
+	 * CKR_CRYPTOKI_NOT_INITIALIZED (PKCS#11 5.5); it leaves before the
+	 * state is freed. Bounded by the hello it may be in the middle of. */
+	st->finalizing = true;
+	pthread_cond_broadcast(&st->ev_wake);
+	while (st->n_waiters > 0)
+		pthread_cond_wait(&st->ev_gone, &st->lock);
 	had_login = sgm_login_token_locked(st, tok);
 	login_clear_locked(st);
 	sgm_unlock(st);
@@ -412,16 +446,48 @@ out:
 	return fl;
 }
 
+/* The token presence and gateway instance now; CKR_HOST_MEMORY is the
+ * only failure (an unreachable gateway is an absent token). */
 static CK_RV
-hello_present(struct sgm_state *st, struct sgm_hello *h, uint64_t *epoch)
+slot_probe(struct sgm_state *st, struct sgm_hello *h, bool *present, uint64_t *epoch)
 {
 	CK_RV rv = sgm_client_hello(st, h, epoch);
 
 	if (rv == CKR_HOST_MEMORY)
 		return rv;
-	if (rv != CKR_OK || !h->token_present)
-		return CKR_TOKEN_NOT_PRESENT;
+	*present = rv == CKR_OK && h->token_present;
+	if (rv != CKR_OK) {
+		sgm_lock(st);
+		*epoch = st->epoch;
+		sgm_unlock(st);
+	}
 	return CKR_OK;
+}
+
+/* The first presence the module reports is what later slot events are
+ * measured against. Caller holds the lock. */
+static void
+event_baseline_locked(struct sgm_state *st, bool present, uint64_t epoch)
+{
+	if (st->ev_known)
+		return;
+	st->ev_known = true;
+	st->ev_present = present;
+	st->ev_epoch = epoch;
+}
+
+static CK_RV
+hello_present(struct sgm_state *st, struct sgm_hello *h, uint64_t *epoch)
+{
+	bool present;
+	CK_RV rv = slot_probe(st, h, &present, epoch);
+
+	if (rv != CKR_OK)
+		return rv;
+	sgm_lock(st);
+	event_baseline_locked(st, present, *epoch);
+	sgm_unlock(st);
+	return present ? CKR_OK : CKR_TOKEN_NOT_PRESENT;
 }
 
 CK_RV
@@ -544,13 +610,73 @@ C_GetTokenInfo(CK_SLOT_ID slotID, CK_TOKEN_INFO_PTR pInfo)
 	return CKR_OK;
 }
 
+/* A slot event: the token came or went (backend token, or the gateway
+ * itself), or the gateway that answers is another run than the one last
+ * reported (a restart between two polls: every session is gone, as with
+ * a card pulled and put back). The module has no thread: the caller's
+ * thread polls with hello every SGM_EVENT_POLL_MS. */
 CK_RV
 C_WaitForSlotEvent(CK_FLAGS flags, CK_SLOT_ID_PTR pSlot, CK_VOID_PTR pReserved)
 {
 	struct sgm_state *st;
+	struct sgm_hello h;
+	struct timespec until;
+	uint64_t epoch;
+	bool present;
 	CK_RV rv = sgm_state_get(&st);
 
-	return rv != CKR_OK ? rv : CKR_FUNCTION_NOT_SUPPORTED;
+	if (rv != CKR_OK)
+		return rv;
+	if (pSlot == NULL || pReserved != NULL)
+		return CKR_ARGUMENTS_BAD;
+	sgm_lock(st);
+	if (st->finalizing) {
+		sgm_unlock(st);
+		return CKR_CRYPTOKI_NOT_INITIALIZED;
+	}
+	st->n_waiters++;
+	sgm_unlock(st);
+
+	for (;;) {
+		rv = slot_probe(st, &h, &present, &epoch);
+		sgm_lock(st);
+		if (st->finalizing) {
+			rv = CKR_CRYPTOKI_NOT_INITIALIZED;
+			break;
+		}
+		if (rv != CKR_OK)
+			break;
+		if (!st->ev_known) {
+			event_baseline_locked(st, present, epoch);
+		} else if (present != st->ev_present || (present && epoch != st->ev_epoch)) {
+			sgm_debug("slot event: token %s", present ? "present" : "absent");
+			st->ev_present = present;
+			st->ev_epoch = epoch;
+			*pSlot = SGM_SLOT_ID;
+			break;
+		}
+		if (flags & CKF_DONT_BLOCK) {
+			rv = CKR_NO_EVENT;
+			break;
+		}
+		clock_gettime(CLOCK_MONOTONIC, &until);
+		until.tv_nsec += SGM_EVENT_POLL_MS * 1000000L;
+		until.tv_sec += until.tv_nsec / 1000000000L;
+		until.tv_nsec %= 1000000000L;
+		/* Woken early only by C_Finalize; anything else waits on. */
+		for (int rc = 0; rc == 0 && !st->finalizing;)
+			rc = pthread_cond_timedwait(&st->ev_wake, &st->lock, &until);
+		if (st->finalizing) {
+			rv = CKR_CRYPTOKI_NOT_INITIALIZED;
+			break;
+		}
+		sgm_unlock(st);
+	}
+	/* Here with the lock held. */
+	if (--st->n_waiters == 0 && st->finalizing)
+		pthread_cond_broadcast(&st->ev_gone);
+	sgm_unlock(st);
+	return rv;
 }
 
 CK_RV
@@ -869,6 +995,51 @@ out:
 	return rv;
 }
 
+/* C_Login(CKU_SO): a valid user type for which this token has no PIN
+ * (administration is sealctl's), so no SO PIN is ever correct. The codes
+ * PKCS#11 gives precedence come first: a user already logged in, then a
+ * read-only session (an SO has only R/W sessions). Nothing is sent to the
+ * gateway and the PIN is not copied. Caller holds the lock. */
+static CK_RV
+so_login_locked(struct sgm_state *st)
+{
+	if (st->logged_in)
+		return CKR_USER_ANOTHER_ALREADY_LOGGED_IN;
+	for (struct sgm_session *s = st->sessions; s != NULL; s = s->next)
+		if (s->epoch == st->epoch && !(s->flags & CKF_RW_SESSION))
+			return CKR_SESSION_READ_ONLY_EXISTS;
+	sgm_debug("login as SO refused: this token has no security officer (use sealctl)");
+	return CKR_PIN_INCORRECT;
+}
+
+/* A refused login's code. not_allowed (the gateway found no account this
+ * OS user may act as) is the gateway's CKR_USER_TYPE_INVALID, which for
+ * CKU_USER would tell the application the user type is wrong: PKCS#11 has
+ * no "no such user", so it becomes CKR_PIN_INCORRECT, the code an unknown
+ * account gets too, and the debug output says what is missing. */
+static CK_RV
+login_refused(const json_t *reply, const char *user)
+{
+	const char *code = NULL, *msg = NULL;
+	unsigned long grv = CKR_DEVICE_ERROR;
+	CK_RV rv = sgm_reply_rv(reply);
+
+	(void)sg_reply_is_ok(reply, &grv, &code, &msg);
+	if (code == NULL || strcmp(code, "not_allowed") != 0) {
+		sgm_debug("login refused (rv 0x%lx)", rv);
+		return rv;
+	}
+	if (user == NULL)
+		sgm_debug("login refused: SEALGATE_USER is not set and the gateway has no account "
+		          "for this OS login (%s); set SEALGATE_USER to your sealgate account or "
+		          "ask the administrator to add this OS login to one",
+		          msg != NULL ? msg : "no reason given");
+	else
+		sgm_debug("login refused: this OS user may not act as sealgate account '%s' (%s)",
+		          user, msg != NULL ? msg : "no reason given");
+	return CKR_PIN_INCORRECT;
+}
+
 static CK_RV
 login(CK_SESSION_HANDLE hSession, CK_USER_TYPE userType, CK_UTF8CHAR_PTR pPin,
       CK_ULONG ulPinLen, const char *user)
@@ -892,12 +1063,12 @@ login(CK_SESSION_HANDLE hSession, CK_USER_TYPE userType, CK_UTF8CHAR_PTR pPin,
 	rv = sgm_session_check_locked(st, hSession, &s);
 	if (rv == CKR_OK) {
 		epoch = s->epoch;
-		if (userType != CKU_USER) {
-			/* No SO here: administration is sealctl's. */
+		if (userType == CKU_SO)
+			rv = so_login_locked(st);
+		else if (userType != CKU_USER)
 			rv = CKR_USER_TYPE_INVALID;
-		} else if (st->logged_in) {
+		else if (st->logged_in)
 			rv = CKR_USER_ALREADY_LOGGED_IN;
-		}
 	}
 	sgm_unlock(st);
 	if (rv != CKR_OK)
@@ -948,8 +1119,7 @@ login(CK_SESSION_HANDLE hSession, CK_USER_TYPE userType, CK_UTF8CHAR_PTR pPin,
 		goto out;
 	}
 	if (!sg_reply_is_ok(reply, NULL, NULL, NULL)) {
-		rv = sgm_reply_rv(reply);
-		sgm_debug("login refused (rv 0x%lx)", rv);
+		rv = login_refused(reply, user);
 		goto out;
 	}
 	if (sg_get_bytes(reply, "session", true, &tok, &toklen, SG_SESSION_TOKEN_LEN,
@@ -1105,7 +1275,7 @@ C_SetPIN(CK_SESSION_HANDLE hSession, CK_UTF8CHAR_PTR pOldPin, CK_ULONG ulOldLen,
 	if (rv != CKR_OK)
 		goto out;
 	if (!sg_reply_is_ok(reply, NULL, NULL, NULL)) {
-		rv = sgm_reply_rv(reply);
+		rv = login_refused(reply, st->user);
 		goto out;
 	}
 	user = json_string_value(json_object_get(reply, "user"));
@@ -1189,13 +1359,14 @@ C_DestroyObject(CK_SESSION_HANDLE hSession, CK_OBJECT_HANDLE hObject)
 CK_RV
 C_GetObjectSize(CK_SESSION_HANDLE hSession, CK_OBJECT_HANDLE hObject, CK_ULONG_PTR pulSize)
 {
-	CK_RV rv = session_check(hSession, true, hObject);
+	struct sgm_state *st;
+	CK_RV rv = sgm_state_get(&st);
 
 	if (rv != CKR_OK)
 		return rv;
 	if (pulSize == NULL)
 		return CKR_ARGUMENTS_BAD;
-	return CKR_FUNCTION_NOT_SUPPORTED;
+	return sgm_objects_size(st, hSession, hObject, pulSize);
 }
 
 CK_RV
@@ -1408,8 +1579,65 @@ C_SessionCancel(CK_SESSION_HANDLE hSession, CK_FLAGS flags)
 			s->sign = NULL;
 		}
 	}
+	if (rv == CKR_OK && (flags & CKF_VERIFY)) {
+		if (s->vbusy) {
+			rv = CKR_OPERATION_CANCEL_FAILED;   /* another thread is checking */
+		} else {
+			sgm_verify_op_free(s->verify);
+			s->verify = NULL;
+		}
+	}
 	sgm_unlock(st);
 	return rv;
+}
+
+/* ---- verification: local, on the public key, for anyone ---- */
+
+CK_RV
+C_VerifyInit(CK_SESSION_HANDLE hSession, CK_MECHANISM_PTR pMechanism, CK_OBJECT_HANDLE hKey)
+{
+	struct sgm_state *st;
+	CK_RV rv = sgm_state_get(&st);
+
+	if (rv != CKR_OK)
+		return rv;
+	if (pMechanism == NULL)
+		return CKR_ARGUMENTS_BAD;
+	return sgm_verify_init(st, hSession, pMechanism, hKey);
+}
+
+CK_RV
+C_Verify(CK_SESSION_HANDLE hSession, CK_BYTE_PTR pData, CK_ULONG ulDataLen,
+         CK_BYTE_PTR pSignature, CK_ULONG ulSignatureLen)
+{
+	struct sgm_state *st;
+	CK_RV rv = sgm_state_get(&st);
+
+	if (rv != CKR_OK)
+		return rv;
+	return sgm_verify(st, hSession, false, pData, ulDataLen, pSignature, ulSignatureLen);
+}
+
+CK_RV
+C_VerifyUpdate(CK_SESSION_HANDLE hSession, CK_BYTE_PTR pPart, CK_ULONG ulPartLen)
+{
+	struct sgm_state *st;
+	CK_RV rv = sgm_state_get(&st);
+
+	if (rv != CKR_OK)
+		return rv;
+	return sgm_verify_update(st, hSession, pPart, ulPartLen);
+}
+
+CK_RV
+C_VerifyFinal(CK_SESSION_HANDLE hSession, CK_BYTE_PTR pSignature, CK_ULONG ulSignatureLen)
+{
+	struct sgm_state *st;
+	CK_RV rv = sgm_state_get(&st);
+
+	if (rv != CKR_OK)
+		return rv;
+	return sgm_verify(st, hSession, true, NULL, 0, pSignature, ulSignatureLen);
 }
 
 /* ---- key management: the token is write-protected ---- */
@@ -1524,14 +1752,6 @@ SGM_UNSUPPORTED(C_SignRecoverInit, (CK_SESSION_HANDLE hSession, CK_MECHANISM_PTR
 SGM_UNSUPPORTED(C_SignRecover, (CK_SESSION_HANDLE hSession, CK_BYTE_PTR pData,
                                 CK_ULONG ulDataLen, CK_BYTE_PTR pSignature,
                                 CK_ULONG_PTR pulSignatureLen))
-SGM_UNSUPPORTED(C_VerifyInit, (CK_SESSION_HANDLE hSession, CK_MECHANISM_PTR pMechanism,
-                               CK_OBJECT_HANDLE hKey))
-SGM_UNSUPPORTED(C_Verify, (CK_SESSION_HANDLE hSession, CK_BYTE_PTR pData, CK_ULONG ulDataLen,
-                           CK_BYTE_PTR pSignature, CK_ULONG ulSignatureLen))
-SGM_UNSUPPORTED(C_VerifyUpdate, (CK_SESSION_HANDLE hSession, CK_BYTE_PTR pPart,
-                                 CK_ULONG ulPartLen))
-SGM_UNSUPPORTED(C_VerifyFinal, (CK_SESSION_HANDLE hSession, CK_BYTE_PTR pSignature,
-                                CK_ULONG ulSignatureLen))
 SGM_UNSUPPORTED(C_VerifyRecoverInit, (CK_SESSION_HANDLE hSession, CK_MECHANISM_PTR pMechanism,
                                       CK_OBJECT_HANDLE hKey))
 SGM_UNSUPPORTED(C_VerifyRecover, (CK_SESSION_HANDLE hSession, CK_BYTE_PTR pSignature,
@@ -1549,12 +1769,43 @@ SGM_UNSUPPORTED(C_SignEncryptUpdate, (CK_SESSION_HANDLE hSession, CK_BYTE_PTR pP
 SGM_UNSUPPORTED(C_DecryptVerifyUpdate, (CK_SESSION_HANDLE hSession, CK_BYTE_PTR pEncryptedPart,
                                         CK_ULONG ulEncryptedPartLen, CK_BYTE_PTR pPart,
                                         CK_ULONG_PTR pulPartLen))
-SGM_UNSUPPORTED(C_SeedRandom, (CK_SESSION_HANDLE hSession, CK_BYTE_PTR pSeed,
-                               CK_ULONG ulSeedLen))
-SGM_UNSUPPORTED(C_GenerateRandom, (CK_SESSION_HANDLE hSession, CK_BYTE_PTR RandomData,
-                                   CK_ULONG ulRandomLen))
-SGM_UNSUPPORTED(C_GetFunctionStatus, (CK_SESSION_HANDLE hSession))
-SGM_UNSUPPORTED(C_CancelFunction, (CK_SESSION_HANDLE hSession))
+
+/* The token has no CKF_RNG: PKCS#11 names the code for that, and
+ * pkcs11-tool's self-test skips the random tests on it. */
+CK_RV
+C_SeedRandom(CK_SESSION_HANDLE hSession, CK_BYTE_PTR pSeed, CK_ULONG ulSeedLen)
+{
+	CK_RV rv = session_check(hSession, false, 0);
+
+	return rv != CKR_OK ? rv : CKR_RANDOM_NO_RNG;
+}
+
+CK_RV
+C_GenerateRandom(CK_SESSION_HANDLE hSession, CK_BYTE_PTR RandomData, CK_ULONG ulRandomLen)
+{
+	CK_RV rv = session_check(hSession, false, 0);
+
+	return rv != CKR_OK ? rv : CKR_RANDOM_NO_RNG;
+}
+
+/* Legacy functions for parallel sessions, which PKCS#11 says return
+ * CKR_FUNCTION_NOT_PARALLEL (sessions here are serial). */
+CK_RV
+C_GetFunctionStatus(CK_SESSION_HANDLE hSession)
+{
+	CK_RV rv = session_check(hSession, false, 0);
+
+	return rv != CKR_OK ? rv : CKR_FUNCTION_NOT_PARALLEL;
+}
+
+CK_RV
+C_CancelFunction(CK_SESSION_HANDLE hSession)
+{
+	CK_RV rv = session_check(hSession, false, 0);
+
+	return rv != CKR_OK ? rv : CKR_FUNCTION_NOT_PARALLEL;
+}
+
 SGM_UNSUPPORTED(C_MessageEncryptInit, (CK_SESSION_HANDLE hSession, CK_MECHANISM_PTR pMechanism,
                                        CK_OBJECT_HANDLE hKey))
 SGM_UNSUPPORTED(C_EncryptMessage, (CK_SESSION_HANDLE hSession, CK_VOID_PTR pParameter,

@@ -273,6 +273,20 @@ seals_parse(const json_t *reply, struct sgm_seal **out, size_t *n_out)
 	return CKR_OK;
 }
 
+/* The gateway found no account this OS user may act as (not_allowed). */
+static bool
+no_account(const json_t *reply)
+{
+	const char *code = NULL, *msg = NULL;
+
+	(void)sg_reply_is_ok(reply, NULL, &code, &msg);
+	if (code == NULL || strcmp(code, "not_allowed") != 0)
+		return false;
+	sgm_debug("no objects: the gateway has no account for this OS user (%s); set "
+	          "SEALGATE_USER to your sealgate account", msg != NULL ? msg : "no reason given");
+	return true;
+}
+
 CK_RV
 sgm_objects_refresh(struct sgm_state *st, uint64_t session_epoch)
 {
@@ -311,6 +325,17 @@ sgm_objects_refresh(struct sgm_state *st, uint64_t session_epoch)
 		if (sg_reply_is_ok(reply, NULL, NULL, NULL))
 			break;
 		rv = sgm_reply_rv(reply);
+		if (no_account(reply)) {
+			/* Nothing this OS user may see: an empty token, which
+			 * C_FindObjectsInit can say (CKR_USER_TYPE_INVALID is
+			 * no code of its), and why under SEALGATE_DEBUG. */
+			json_decref(reply);
+			reply = sg_reply_ok();
+			rv = CKR_HOST_MEMORY;
+			if (reply == NULL || json_object_set_new(reply, "seals", json_array()) != 0)
+				goto out;
+			break;
+		}
 		if (!have || rv != CKR_USER_NOT_LOGGED_IN || attempt > 0)
 			goto out;
 		/* Our login expired at the gateway: forget it, list publicly. */
@@ -691,6 +716,46 @@ sgm_objects_get_attrs(struct sgm_state *st, CK_SESSION_HANDLE h, CK_OBJECT_HANDL
 	   : invalid   ? CKR_ATTRIBUTE_TYPE_INVALID
 	   : small     ? CKR_BUFFER_TOO_SMALL
 	               : CKR_OK;
+out:
+	sgm_unlock(st);
+	return rv;
+}
+
+/* The attributes whose values make up an object, for C_GetObjectSize. */
+static const CK_ATTRIBUTE_TYPE sgm_size_attrs[] = {
+	CKA_CLASS, CKA_TOKEN, CKA_PRIVATE, CKA_LABEL, CKA_ID, CKA_SUBJECT, CKA_KEY_TYPE,
+	CKA_VALUE, CKA_ISSUER, CKA_SERIAL_NUMBER, CKA_CERTIFICATE_TYPE, CKA_MODULUS,
+	CKA_PUBLIC_EXPONENT, CKA_EC_PARAMS, CKA_EC_POINT, CKA_ALLOWED_MECHANISMS,
+	CKA_SEALGATE_SEAL_ID, CKA_SEALGATE_KIND,
+};
+
+CK_RV
+sgm_objects_size(struct sgm_state *st, CK_SESSION_HANDLE h, CK_OBJECT_HANDLE obj,
+                 CK_ULONG_PTR size)
+{
+	const struct sgm_seal *seal;
+	struct sgm_session *s;
+	CK_OBJECT_CLASS cls = 0;
+	struct attr_val v;
+	CK_ULONG n = 0;
+	CK_RV rv;
+
+	/* PKCS#11 leaves "size" to the token; ours is the bytes of the
+	 * object's attribute values, which is what a token would store
+	 * (sensitive values are not counted: they are not here). */
+	sgm_lock(st);
+	rv = sgm_session_check_locked(st, h, &s);
+	if (rv != CKR_OK)
+		goto out;
+	seal = sgm_object_lookup_locked(st, obj, &cls);
+	if (seal == NULL) {
+		rv = CKR_OBJECT_HANDLE_INVALID;
+		goto out;
+	}
+	for (size_t i = 0; i < sizeof(sgm_size_attrs) / sizeof(sgm_size_attrs[0]); i++)
+		if (attr_get(seal, cls, sgm_size_attrs[i], &v) == ATTR_OK)
+			n += v.len;
+	*size = n;
 out:
 	sgm_unlock(st);
 	return rv;

@@ -14,6 +14,7 @@
 #include <sys/types.h>
 
 #include <jansson.h>
+#include <openssl/evp.h>
 
 #include "pkcs11-3.h"
 #include "sealgate-pkcs11.h"
@@ -26,6 +27,7 @@
 #define SGM_SEALS_MAX        1024
 #define SGM_MECHS_MAX        64
 #define SGM_TIMEOUT_DEFAULT  60     /* seconds per gateway round trip */
+#define SGM_EVENT_POLL_MS    500    /* C_WaitForSlotEvent: one hello this often */
 
 /* ---- debug output: only with SEALGATE_DEBUG set, never secrets ---- */
 extern int sgm_debug_on;
@@ -79,6 +81,7 @@ struct sgm_hello {
 /* ---- sessions ---- */
 
 struct sgm_sign_op;
+struct sgm_verify_op;
 
 struct sgm_session {
 	struct sgm_session *next;
@@ -89,11 +92,13 @@ struct sgm_session {
 	 * a round trip). A close meanwhile only unlinks and marks closed; the
 	 * owner frees it when it is done. */
 	bool busy;
+	bool vbusy;                /* the same for the verify op */
 	bool closed;
 	bool find_active;
 	CK_OBJECT_HANDLE *found;
 	size_t n_found, pos;
 	struct sgm_sign_op *sign;
+	struct sgm_verify_op *verify;
 	/* The active sign op's key wants a C_Login(CKU_CONTEXT_SPECIFIC)
 	 * (CKA_ALWAYS_AUTHENTICATE): its seal, signature length, and whether
 	 * the gateway accepted a code for this operation. */
@@ -140,6 +145,17 @@ struct sgm_state {
 	struct sgm_session *sessions;
 	size_t n_sessions;
 	CK_SESSION_HANDLE next_session;
+
+	/* slot events (C_WaitForSlotEvent): the token presence and gateway
+	 * instance last given to the application as an event, or first
+	 * reported by any function (ev_known). */
+	bool ev_known, ev_present;
+	uint64_t ev_epoch;
+	/* C_Finalize wakes blocked waiters (ev_wake, CLOCK_MONOTONIC) and
+	 * waits on ev_gone until none is left inside. */
+	bool finalizing;
+	unsigned n_waiters;
+	pthread_cond_t ev_wake, ev_gone;
 };
 
 /* module.c: state and sessions */
@@ -195,13 +211,64 @@ CK_RV sgm_objects_find_init(struct sgm_state *st, CK_SESSION_HANDLE h,
 CK_RV sgm_objects_get_attrs(struct sgm_state *st, CK_SESSION_HANDLE h, CK_OBJECT_HANDLE obj,
                             CK_ATTRIBUTE_PTR templ, CK_ULONG count);
 
+/* C_GetObjectSize: the bytes of the object's attribute values. */
+CK_RV sgm_objects_size(struct sgm_state *st, CK_SESSION_HANDLE h, CK_OBJECT_HANDLE obj,
+                       CK_ULONG_PTR size);
 CK_RV sgm_objects_find_next(struct sgm_state *st, CK_SESSION_HANDLE h, CK_OBJECT_HANDLE_PTR out,
                             CK_ULONG max, CK_ULONG_PTR count);
 CK_RV sgm_objects_find_final(struct sgm_state *st, CK_SESSION_HANDLE h);
 /* Ends a session's find (caller holds the lock). */
 void sgm_find_clear(struct sgm_session *s);
 
-/* sign.c */
+/* sign.c: mechanisms */
+struct sgm_hash {
+	CK_MECHANISM_TYPE ckm;
+	const char *md;                 /* EVP name */
+	size_t len;
+	CK_RSA_PKCS_MGF_TYPE mgf;       /* the MGF1 that goes with it */
+};
+
+struct sgm_mech {
+	CK_MECHANISM_TYPE type;
+	enum sgm_key key;
+	const struct sgm_hash *hash;    /* hash-and-sign: hashed here */
+	bool pss;                       /* takes CK_RSA_PKCS_PSS_PARAMS */
+	CK_ULONG min_bits, max_bits;
+	CK_FLAGS flags;
+};
+
+/* A mechanism of the table, or NULL. */
+const struct sgm_mech *sgm_mech_find(CK_MECHANISM_TYPE t);
+/* The mechanism's parameters for this key (CKR_MECHANISM_PARAM_INVALID);
+ * PSS ones are copied out with their hash. */
+CK_RV sgm_check_params(const struct sgm_mech *m, const struct sgm_seal *seal,
+                       const CK_MECHANISM *mech, CK_RSA_PKCS_PSS_PARAMS *pss,
+                       const struct sgm_hash **pss_hash);
+/* The seal's policy offers the mechanism. */
+bool sgm_seal_allows(const struct sgm_seal *seal, CK_MECHANISM_TYPE t);
+
+/* sign.c: the input of an operation. Hash-and-sign mechanisms hash it and
+ * keep a prefix of max_in bytes; raw ones keep it whole up to max_in
+ * (CKR_DATA_LEN_RANGE past it), except CKM_ECDSA (truncate), whose input
+ * past the key's length is dropped as PKCS#11 says. */
+struct sgm_input {
+	const struct sgm_mech *mech;
+	const struct sgm_hash *pss_hash;
+	EVP_MD_CTX *md;
+	uint8_t *buf;
+	size_t len, cap, max_in;
+	uint64_t total;
+	bool truncate;
+};
+CK_RV sgm_input_init(struct sgm_input *in, const struct sgm_mech *m, const struct sgm_seal *seal,
+                     const struct sgm_hash *pss_hash);
+CK_RV sgm_input_feed(struct sgm_input *in, const CK_BYTE *data, CK_ULONG len);
+/* The checks only the complete input allows. */
+CK_RV sgm_input_check_final(const struct sgm_input *in);
+/* Frees and wipes; the input is empty afterwards. */
+void sgm_input_clear(struct sgm_input *in);
+
+/* sign.c: operations */
 void sgm_sign_op_free(struct sgm_sign_op *op);
 CK_RV sgm_sign_init(struct sgm_state *st, CK_SESSION_HANDLE h, CK_MECHANISM_PTR mech,
                     CK_OBJECT_HANDLE key);
@@ -212,5 +279,15 @@ CK_RV sgm_sign_update(struct sgm_state *st, CK_SESSION_HANDLE h, const CK_BYTE *
                       CK_ULONG len);
 CK_RV sgm_mechanism_list(CK_MECHANISM_TYPE_PTR list, CK_ULONG_PTR count);
 CK_RV sgm_mechanism_info(CK_MECHANISM_TYPE type, CK_MECHANISM_INFO_PTR info);
+
+/* verify.c: C_Verify* on the seal's public key, in the module */
+void sgm_verify_op_free(struct sgm_verify_op *op);
+CK_RV sgm_verify_init(struct sgm_state *st, CK_SESSION_HANDLE h, CK_MECHANISM_PTR mech,
+                      CK_OBJECT_HANDLE key);
+/* Single-part C_Verify (final false) or C_VerifyFinal. */
+CK_RV sgm_verify(struct sgm_state *st, CK_SESSION_HANDLE h, bool final, const CK_BYTE *data,
+                 CK_ULONG len, const CK_BYTE *sig, CK_ULONG siglen);
+CK_RV sgm_verify_update(struct sgm_state *st, CK_SESSION_HANDLE h, const CK_BYTE *part,
+                        CK_ULONG len);
 
 #endif

@@ -1,9 +1,10 @@
 /*
- * Signing: the mechanism table, parameter checks, hashing in the module
- * for the hash-and-sign mechanisms (OpenSSL EVP), single- and multi-part
- * operations and the one `sign` round trip per signature. Size queries
- * and too-small buffers are answered here and never reach the gateway,
- * so they cannot consume an approval or a quota.
+ * Signing: the mechanism table, parameter checks, the input of an
+ * operation (hashed in the module for the hash-and-sign mechanisms with
+ * OpenSSL EVP, bounded buffers for the raw ones; verify.c shares both),
+ * single- and multi-part operations and the one `sign` round trip per
+ * signature. Size queries and too-small buffers are answered here and
+ * never reach the gateway, so they cannot consume an approval or a quota.
  */
 #include "sgm.h"
 
@@ -12,13 +13,6 @@
 
 #include <openssl/crypto.h>
 #include <openssl/evp.h>
-
-struct sgm_hash {
-	CK_MECHANISM_TYPE ckm;
-	const char *md;                 /* EVP name */
-	size_t len;
-	CK_RSA_PKCS_MGF_TYPE mgf;       /* the MGF1 that goes with it */
-};
 
 static const struct sgm_hash sgm_hashes[] = {
 	{ CKM_SHA256, "SHA256", 32, CKG_MGF1_SHA256 },
@@ -29,19 +23,13 @@ static const struct sgm_hash sgm_hashes[] = {
 #define H384 (&sgm_hashes[1])
 #define H512 (&sgm_hashes[2])
 
-#define SGM_ECDSA_IN_MAX 64             /* a raw ECDSA input is a hash */
+#define SGM_ECDSA_IN_MAX 64             /* the gateway's bound on a raw ECDSA input */
 
-#define RSA_FLAGS (CKF_SIGN | CKF_HW)
-#define EC_FLAGS  (CKF_SIGN | CKF_HW | CKF_EC_F_P | CKF_EC_NAMEDCURVE | CKF_EC_UNCOMPRESS)
-
-struct sgm_mech {
-	CK_MECHANISM_TYPE type;
-	enum sgm_key key;
-	const struct sgm_hash *hash;    /* hash-and-sign: hashed here */
-	bool pss;                       /* takes CK_RSA_PKCS_PSS_PARAMS */
-	CK_ULONG min_bits, max_bits;
-	CK_FLAGS flags;
-};
+/* Signing is the gateway's (CKF_HW: the key is in hardware behind it);
+ * verification is done here on the public key (verify.c). */
+#define RSA_FLAGS (CKF_SIGN | CKF_VERIFY | CKF_HW)
+#define EC_FLAGS  (CKF_SIGN | CKF_VERIFY | CKF_HW | CKF_EC_F_P | CKF_EC_NAMEDCURVE | \
+                   CKF_EC_UNCOMPRESS)
 
 static const struct sgm_mech sgm_mechs[] = {
 	{ CKM_RSA_PKCS,            SGM_KEY_RSA,     NULL, false, 1024, 8192, RSA_FLAGS },
@@ -56,7 +44,8 @@ static const struct sgm_mech sgm_mechs[] = {
 	{ CKM_ECDSA_SHA256,        SGM_KEY_EC,      H256, false, 256,  521,  EC_FLAGS },
 	{ CKM_ECDSA_SHA384,        SGM_KEY_EC,      H384, false, 256,  521,  EC_FLAGS },
 	{ CKM_ECDSA_SHA512,        SGM_KEY_EC,      H512, false, 256,  521,  EC_FLAGS },
-	{ CKM_EDDSA,               SGM_KEY_ED25519, NULL, false, 255,  255,  CKF_SIGN | CKF_HW },
+	{ CKM_EDDSA,               SGM_KEY_ED25519, NULL, false, 255,  255,
+	  CKF_SIGN | CKF_VERIFY | CKF_HW },
 };
 #define SGM_N_MECHS (sizeof(sgm_mechs) / sizeof(sgm_mechs[0]))
 
@@ -66,16 +55,12 @@ struct sgm_sign_op {
 	CK_RSA_PKCS_PSS_PARAMS pss;
 	char *seal_id;
 	CK_ULONG sig_len;
-	size_t max_in;          /* raw: input bound; hash-and-sign: prefix kept */
-	EVP_MD_CTX *md;
-	uint8_t *buf;
-	size_t len, cap;
-	uint64_t total;
+	struct sgm_input in;
 	bool multi;             /* C_SignUpdate was called */
 };
 
-static const struct sgm_mech *
-mech_find(CK_MECHANISM_TYPE t)
+const struct sgm_mech *
+sgm_mech_find(CK_MECHANISM_TYPE t)
 {
 	for (size_t i = 0; i < SGM_N_MECHS; i++)
 		if (sgm_mechs[i].type == t)
@@ -112,7 +97,7 @@ sgm_mechanism_list(CK_MECHANISM_TYPE_PTR list, CK_ULONG_PTR count)
 CK_RV
 sgm_mechanism_info(CK_MECHANISM_TYPE type, CK_MECHANISM_INFO_PTR info)
 {
-	const struct sgm_mech *m = mech_find(type);
+	const struct sgm_mech *m = sgm_mech_find(type);
 
 	if (m == NULL)
 		return CKR_MECHANISM_INVALID;
@@ -122,22 +107,115 @@ sgm_mechanism_info(CK_MECHANISM_TYPE type, CK_MECHANISM_INFO_PTR info)
 	return CKR_OK;
 }
 
+/* ---- the input of a sign or verify operation ---- */
+
+CK_RV
+sgm_input_init(struct sgm_input *in, const struct sgm_mech *m, const struct sgm_seal *seal,
+               const struct sgm_hash *pss_hash)
+{
+	memset(in, 0, sizeof(*in));
+	in->mech = m;
+	in->pss_hash = pss_hash;
+	if (m->hash != NULL) {
+		in->max_in = SG_SIGN_DATA_MAX;
+		in->md = EVP_MD_CTX_new();
+		if (in->md == NULL)
+			return CKR_HOST_MEMORY;
+		if (EVP_DigestInit_ex(in->md, EVP_get_digestbyname(m->hash->md), NULL) != 1)
+			return CKR_GENERAL_ERROR;
+	} else if (m->type == CKM_RSA_PKCS) {
+		in->max_in = seal->sig_len - 11;      /* PKCS#1 v1.5 padding */
+	} else if (m->pss) {
+		in->max_in = pss_hash->len;
+	} else if (m->type == CKM_ECDSA) {
+		/* PKCS#11 (as FIPS 186-4 and SoftHSM2): only the leftmost bits
+		 * of a longer input, up to the order's length, are used. Whole
+		 * bytes are kept here; the token drops the bits past the order
+		 * itself. A key longer than the gateway's 64-byte bound (P-521)
+		 * cannot be cut to size: its longer inputs stay out of range. */
+		in->max_in = (seal->bits + 7) / 8;
+		in->truncate = in->max_in <= SGM_ECDSA_IN_MAX;
+		if (!in->truncate)
+			in->max_in = SGM_ECDSA_IN_MAX;
+	} else {
+		in->max_in = SG_EDDSA_DATA_MAX;
+	}
+	return CKR_OK;
+}
+
+void
+sgm_input_clear(struct sgm_input *in)
+{
+	EVP_MD_CTX_free(in->md);
+	/* Raw inputs and message prefixes are the caller's data: wipe. */
+	sg_free_secret(in->buf, in->cap);
+	memset(in, 0, sizeof(*in));
+}
+
+CK_RV
+sgm_input_feed(struct sgm_input *in, const CK_BYTE *data, CK_ULONG len)
+{
+	size_t take = len;
+
+	if (len == 0)
+		return CKR_OK;
+	if (in->md != NULL || in->truncate) {
+		if (in->md != NULL && EVP_DigestUpdate(in->md, data, len) != 1)
+			return CKR_GENERAL_ERROR;
+		/* Keep only the prefix the gateway is shown (hash-and-sign)
+		 * or the token uses (CKM_ECDSA). */
+		take = len < in->max_in - in->len ? len : in->max_in - in->len;
+	} else if (len > in->max_in - in->len) {
+		return CKR_DATA_LEN_RANGE;
+	}
+	if (take > 0) {
+		if (in->len + take > in->cap) {
+			size_t cap = in->cap ? in->cap : 256;
+			uint8_t *nb;
+			while (cap < in->len + take)
+				cap *= 2;
+			if (cap > in->max_in)
+				cap = in->max_in;
+			nb = malloc(cap);
+			if (nb == NULL)
+				return CKR_HOST_MEMORY;
+			if (in->len > 0)
+				memcpy(nb, in->buf, in->len);
+			sg_free_secret(in->buf, in->cap);
+			in->buf = nb;
+			in->cap = cap;
+		}
+		memcpy(in->buf + in->len, data, take);
+		in->len += take;
+	}
+	in->total += len;
+	return CKR_OK;
+}
+
+CK_RV
+sgm_input_check_final(const struct sgm_input *in)
+{
+	if (in->mech->pss && in->mech->hash == NULL && in->len != in->pss_hash->len)
+		return CKR_DATA_LEN_RANGE;
+	if (in->mech->type == CKM_ECDSA && in->len == 0)
+		return CKR_DATA_LEN_RANGE;
+	return CKR_OK;
+}
+
 void
 sgm_sign_op_free(struct sgm_sign_op *op)
 {
 	if (op == NULL)
 		return;
-	EVP_MD_CTX_free(op->md);
-	/* Raw inputs and message prefixes are the caller's data: wipe. */
-	sg_free_secret(op->buf, op->cap);
+	sgm_input_clear(&op->in);
 	free(op->seal_id);
 	free(op);
 }
 
 /* ---- C_SignInit ---- */
 
-static CK_RV
-check_params(const struct sgm_mech *m, const struct sgm_seal *seal, const CK_MECHANISM *mech,
+CK_RV
+sgm_check_params(const struct sgm_mech *m, const struct sgm_seal *seal, const CK_MECHANISM *mech,
              CK_RSA_PKCS_PSS_PARAMS *pss, const struct sgm_hash **pss_hash)
 {
 	const CK_RSA_PKCS_PSS_PARAMS *p;
@@ -174,8 +252,8 @@ check_params(const struct sgm_mech *m, const struct sgm_seal *seal, const CK_MEC
 	return CKR_OK;
 }
 
-static bool
-seal_allows(const struct sgm_seal *seal, CK_MECHANISM_TYPE t)
+bool
+sgm_seal_allows(const struct sgm_seal *seal, CK_MECHANISM_TYPE t)
 {
 	for (size_t i = 0; i < seal->n_mechs; i++)
 		if (seal->mechs[i] == t)
@@ -187,7 +265,7 @@ CK_RV
 sgm_sign_init(struct sgm_state *st, CK_SESSION_HANDLE h, CK_MECHANISM_PTR mech,
               CK_OBJECT_HANDLE key)
 {
-	const struct sgm_mech *m = mech_find(mech->mechanism);
+	const struct sgm_mech *m = sgm_mech_find(mech->mechanism);
 	const struct sgm_seal *seal;
 	struct sgm_session *s;
 	struct sgm_sign_op *op = NULL;
@@ -206,7 +284,11 @@ sgm_sign_init(struct sgm_state *st, CK_SESSION_HANDLE h, CK_MECHANISM_PTR mech,
 		goto out;
 	rv = CKR_KEY_HANDLE_INVALID;
 	seal = sgm_object_lookup_locked(st, key, &cls);
-	if (seal == NULL || cls != CKO_PRIVATE_KEY)
+	if (seal == NULL || cls == CKO_CERTIFICATE)
+		goto out;
+	/* A key, but one that cannot sign (PKCS#11: CKA_SIGN is false). */
+	rv = CKR_KEY_FUNCTION_NOT_PERMITTED;
+	if (cls != CKO_PRIVATE_KEY)
 		goto out;
 	rv = CKR_MECHANISM_INVALID;
 	if (m == NULL)
@@ -215,14 +297,14 @@ sgm_sign_init(struct sgm_state *st, CK_SESSION_HANDLE h, CK_MECHANISM_PTR mech,
 	if (m->key != seal->key_type)
 		goto out;
 	rv = CKR_MECHANISM_INVALID;
-	if (!seal_allows(seal, m->type))
+	if (!sgm_seal_allows(seal, m->type))
 		goto out;
 
 	rv = CKR_HOST_MEMORY;
 	op = calloc(1, sizeof(*op));
 	if (op == NULL)
 		goto out;
-	rv = check_params(m, seal, mech, &op->pss, &op->pss_hash);
+	rv = sgm_check_params(m, seal, mech, &op->pss, &op->pss_hash);
 	if (rv != CKR_OK)
 		goto out;
 	rv = CKR_HOST_MEMORY;
@@ -231,24 +313,9 @@ sgm_sign_init(struct sgm_state *st, CK_SESSION_HANDLE h, CK_MECHANISM_PTR mech,
 	op->seal_id = strdup(seal->id);
 	if (op->seal_id == NULL)
 		goto out;
-	if (m->hash != NULL) {
-		op->max_in = SG_SIGN_DATA_MAX;
-		op->md = EVP_MD_CTX_new();
-		if (op->md == NULL)
-			goto out;
-		if (EVP_DigestInit_ex(op->md, EVP_get_digestbyname(m->hash->md), NULL) != 1) {
-			rv = CKR_GENERAL_ERROR;
-			goto out;
-		}
-	} else if (m->type == CKM_RSA_PKCS) {
-		op->max_in = seal->sig_len - 11;      /* PKCS#1 v1.5 padding */
-	} else if (m->pss) {
-		op->max_in = op->pss_hash->len;
-	} else if (m->type == CKM_ECDSA) {
-		op->max_in = SGM_ECDSA_IN_MAX;
-	} else {
-		op->max_in = SG_EDDSA_DATA_MAX;
-	}
+	rv = sgm_input_init(&op->in, m, seal, op->pss_hash);
+	if (rv != CKR_OK)
+		goto out;
 	s->sign = op;
 	op = NULL;
 	rv = CKR_OK;
@@ -289,52 +356,16 @@ op_put(struct sgm_state *st, struct sgm_session *s, struct sgm_sign_op *op, bool
 	sgm_lock(st);
 	s->busy = false;
 	if (s->closed) {
-		sgm_session_free(s);            /* closed meanwhile: ours to free */
+		/* Closed meanwhile: ours to free, unless a verify is still
+		 * running on it (then that thread frees it). */
+		if (!s->vbusy)
+			sgm_session_free(s);
 	} else if (keep && st->logged_in && s->epoch == st->epoch) {
 		s->sign = op;
 		op = NULL;
 	}
 	sgm_unlock(st);
 	sgm_sign_op_free(op);
-}
-
-static CK_RV
-op_feed(struct sgm_sign_op *op, const CK_BYTE *data, CK_ULONG len)
-{
-	size_t take = len;
-
-	if (len == 0)
-		return CKR_OK;
-	if (op->md != NULL) {
-		if (EVP_DigestUpdate(op->md, data, len) != 1)
-			return CKR_GENERAL_ERROR;
-		/* Keep only the prefix the gateway is shown. */
-		take = len < op->max_in - op->len ? len : op->max_in - op->len;
-	} else if (len > op->max_in - op->len) {
-		return CKR_DATA_LEN_RANGE;
-	}
-	if (take > 0) {
-		if (op->len + take > op->cap) {
-			size_t cap = op->cap ? op->cap : 256;
-			uint8_t *nb;
-			while (cap < op->len + take)
-				cap *= 2;
-			if (cap > op->max_in)
-				cap = op->max_in;
-			nb = malloc(cap);
-			if (nb == NULL)
-				return CKR_HOST_MEMORY;
-			if (op->len > 0)
-				memcpy(nb, op->buf, op->len);
-			sg_free_secret(op->buf, op->cap);
-			op->buf = nb;
-			op->cap = cap;
-		}
-		memcpy(op->buf + op->len, data, take);
-		op->len += take;
-	}
-	op->total += len;
-	return CKR_OK;
 }
 
 static CK_RV
@@ -359,16 +390,19 @@ build_request(const struct sgm_sign_op *op, const uint8_t tok[SG_SESSION_TOKEN_L
 	                        "mgf", (json_int_t)op->pss.mgf,
 	                        "slen", (json_int_t)op->pss.sLen)) != 0)
 		goto out;
-	if (op->md != NULL) {
-		if (EVP_DigestFinal_ex(op->md, digest, &dlen) != 1) {
+	if (op->in.md != NULL) {
+		if (EVP_DigestFinal_ex(op->in.md, digest, &dlen) != 1) {
 			rv = CKR_GENERAL_ERROR;
 			goto out;
 		}
 		if (sg_set_bytes(req, "digest", digest, dlen) < 0)
 			goto out;
 	}
-	if (sg_set_bytes(req, "data", op->buf, op->len) < 0 ||
-	    json_object_set_new(req, "data_len", json_integer((json_int_t)op->total)) != 0)
+	/* A truncated ECDSA input is sent as the input the token signs. */
+	if (sg_set_bytes(req, "data", op->in.buf, op->in.len) < 0 ||
+	    json_object_set_new(req, "data_len",
+	                        json_integer((json_int_t)(op->in.truncate ? op->in.len
+	                                                                  : op->in.total))) != 0)
 		goto out;
 	*out = req;
 	req = NULL;
@@ -396,10 +430,9 @@ op_finish(struct sgm_state *st, struct sgm_session *s, struct sgm_sign_op *op,
 	bool have;
 	CK_RV rv;
 
-	if (op->mech->pss && op->mech->hash == NULL && op->len != op->pss_hash->len)
-		return CKR_DATA_LEN_RANGE;
-	if (op->mech->type == CKM_ECDSA && op->len == 0)
-		return CKR_DATA_LEN_RANGE;
+	rv = sgm_input_check_final(&op->in);
+	if (rv != CKR_OK)
+		return rv;
 
 	sgm_lock(st);
 	have = sgm_login_token_locked(st, tok);
@@ -476,7 +509,7 @@ sgm_sign(struct sgm_state *st, CK_SESSION_HANDLE h, bool final, const CK_BYTE *d
 		goto out;
 	}
 	if (!final) {
-		rv = op_feed(op, data, len);
+		rv = sgm_input_feed(&op->in, data, len);
 		if (rv != CKR_OK)
 			goto out;
 	}
@@ -500,7 +533,7 @@ sgm_sign_update(struct sgm_state *st, CK_SESSION_HANDLE h, const CK_BYTE *part, 
 		rv = CKR_ARGUMENTS_BAD;
 	} else {
 		op->multi = true;
-		rv = op_feed(op, part, len);
+		rv = sgm_input_feed(&op->in, part, len);
 	}
 	op_put(st, s, op, rv == CKR_OK);
 	return rv;

@@ -61,10 +61,10 @@ struct fakegw {
 	pthread_t accept_thread;
 	struct conn conns[MAX_CONNS];
 
-	bool token_present, deny;
+	bool token_present, deny, no_account;
 	uint8_t sessions[MAX_SESSIONS][SG_SESSION_TOKEN_LEN];
 	size_t n_sessions;
-	unsigned signs, accepts, logouts;
+	unsigned signs, accepts, logouts, hellos, logins, requests;
 	struct fakegw_last_sign last;
 	char last_user[64];
 };
@@ -205,6 +205,14 @@ fakegw_set_token_present(struct fakegw *fg, bool present)
 }
 
 void
+fakegw_set_no_account(struct fakegw *fg, bool none)
+{
+	pthread_mutex_lock(&fg->lock);
+	fg->no_account = none;
+	pthread_mutex_unlock(&fg->lock);
+}
+
+void
 fakegw_set_deny(struct fakegw *fg, bool deny)
 {
 	pthread_mutex_lock(&fg->lock);
@@ -232,6 +240,9 @@ fakegw_expire_sessions(struct fakegw *fg)
 COUNTER(fakegw_sign_count, signs)
 COUNTER(fakegw_accept_count, accepts)
 COUNTER(fakegw_logout_count, logouts)
+COUNTER(fakegw_hello_count, hellos)
+COUNTER(fakegw_login_count, logins)
+COUNTER(fakegw_request_count, requests)
 
 size_t
 fakegw_live_sessions(struct fakegw *fg)
@@ -559,6 +570,7 @@ handle(struct fakegw *fg, const json_t *req)
 	if (strcmp(op, SG_OP_HELLO) == 0) {
 		reply = sg_reply_ok();
 		pthread_mutex_lock(&fg->lock);
+		fg->hellos++;
 		json_object_set_new(reply, "instance", json_string(fg->instance));
 		json_object_set_new(reply, "serial", json_stringn(fg->instance,
 		                    strlen(fg->instance) > 16 ? 16 : strlen(fg->instance)));
@@ -576,7 +588,18 @@ handle(struct fakegw *fg, const json_t *req)
 		    sg_get_str(req, "user", false, &user, SG_NAME_MAX, err, sizeof(err)) < 0)
 			return sg_reply_error(CKR_ARGUMENTS_BAD, "bad_request", "%s", err);
 		pthread_mutex_lock(&fg->lock);
+		fg->logins++;
 		snprintf(fg->last_user, sizeof(fg->last_user), "%s", user ? user : "");
+		/* The gateway's answers when no account may be used (policy.c
+		 * gw_policy_resolve_account). */
+		if ((user == NULL && fg->no_account) || (user != NULL && strcmp(user, "stranger") == 0)) {
+			pthread_mutex_unlock(&fg->lock);
+			if (user == NULL)
+				return sg_reply_error(CKR_USER_TYPE_INVALID, "not_allowed",
+				                      "OS login 'tester' is not a sealgate account");
+			return sg_reply_error(CKR_USER_TYPE_INVALID, "not_allowed",
+			                      "there is no sealgate account '%s'", user);
+		}
 		if (strcmp(pin, FAKE_PIN) != 0 || fg->n_sessions == MAX_SESSIONS) {
 			pthread_mutex_unlock(&fg->lock);
 			return sg_reply_error(CKR_PIN_INCORRECT, "bad_pin", "wrong password");
@@ -611,6 +634,15 @@ handle(struct fakegw *fg, const json_t *req)
 		return sg_reply_ok();
 	}
 	if (strcmp(op, SG_OP_SEALS) == 0) {
+		bool none;
+		if (sg_get_str(req, "user", false, &user, SG_NAME_MAX, err, sizeof(err)) < 0)
+			return sg_reply_error(CKR_ARGUMENTS_BAD, "bad_request", "%s", err);
+		pthread_mutex_lock(&fg->lock);
+		none = (user == NULL && fg->no_account) || (user != NULL && strcmp(user, "stranger") == 0);
+		pthread_mutex_unlock(&fg->lock);
+		if (none)
+			return sg_reply_error(CKR_USER_TYPE_INVALID, "not_allowed",
+			                      "OS login 'tester' is not a sealgate account");
 		if (json_object_get(req, "session") != NULL) {
 			bool ok;
 			pthread_mutex_lock(&fg->lock);
@@ -650,6 +682,9 @@ conn_main(void *arg)
 		}
 		if (rc < 0)
 			break;
+		pthread_mutex_lock(&c->fg->lock);
+		c->fg->requests++;
+		pthread_mutex_unlock(&c->fg->lock);
 		reply = handle(c->fg, req);
 		json_decref(req);
 		rc = reply ? sg_msg_write(c->fd, reply) : -1;

@@ -33,6 +33,12 @@ const char *fakegw_path(const struct fakegw *fg);
 void fakegw_set_token_present(struct fakegw *fg, bool present);
 void fakegw_set_deny(struct fakegw *fg, bool deny);       /* sign → denied */
 void fakegw_expire_sessions(struct fakegw *fg);           /* forget logins */
+/* login without a user → not_allowed, as for an OS login with no account
+ * (the user "stranger" always gets it). */
+void fakegw_set_no_account(struct fakegw *fg, bool none);
+unsigned fakegw_hello_count(struct fakegw *fg);
+unsigned fakegw_login_count(struct fakegw *fg);
+unsigned fakegw_request_count(struct fakegw *fg);         /* every request */
 unsigned fakegw_sign_count(struct fakegw *fg);
 unsigned fakegw_accept_count(struct fakegw *fg);
 unsigned fakegw_logout_count(struct fakegw *fg);

@@ -432,7 +432,7 @@ Test(module, login_logout)
 
 	cr_assert_eq(p11->C_Login(h, CKU_USER, (CK_UTF8CHAR_PTR)"wrong", 5), CKR_PIN_INCORRECT);
 	cr_assert_eq(p11->C_Login(h, CKU_SO, (CK_UTF8CHAR_PTR)FAKE_PIN, strlen(FAKE_PIN)),
-	             CKR_USER_TYPE_INVALID);
+	             CKR_SESSION_READ_ONLY_EXISTS);
 	cr_assert_eq(p11->C_Login(h, CKU_CONTEXT_SPECIFIC, (CK_UTF8CHAR_PTR)"1", 1),
 	             CKR_OPERATION_NOT_INITIALIZED);
 	cr_assert_eq(p11->C_Login(h, 42, (CK_UTF8CHAR_PTR)"1", 1), CKR_USER_TYPE_INVALID);
@@ -867,7 +867,7 @@ Test(module, sign_init_checks)
 	inv = find_obj(h, "invoice", CKO_PRIVATE_KEY);
 	ed = find_obj(h, "finance", CKO_PRIVATE_KEY);
 	cr_assert_eq(p11->C_SignInit(h, &m, cert), CKR_KEY_HANDLE_INVALID);
-	cr_assert_eq(p11->C_SignInit(h, &m, pub), CKR_KEY_HANDLE_INVALID);
+	cr_assert_eq(p11->C_SignInit(h, &m, pub), CKR_KEY_FUNCTION_NOT_PERMITTED);
 	cr_assert_eq(p11->C_SignInit(h, &m, 4242), CKR_KEY_HANDLE_INVALID);
 	cr_assert_eq(sign_init(h, rsa, CKM_ECDSA, NULL, 0), CKR_KEY_TYPE_INCONSISTENT);
 	cr_assert_eq(sign_init(h, ec, CKM_RSA_PKCS, NULL, 0), CKR_KEY_TYPE_INCONSISTENT);
@@ -905,9 +905,9 @@ Test(module, sign_init_checks)
 	cr_assert_eq(sign_init(h, rsa, CKM_RSA_PKCS_PSS, &pp, sizeof(pp)), CKR_OK);
 	siglen = sizeof(sig);
 	cr_assert_eq(p11->C_Sign(h, data, 31, sig, &siglen), CKR_DATA_LEN_RANGE);
-	/* ECDSA raw input is a hash, not a document. */
+	/* ECDSA raw input must not be empty; an error ends the op. */
 	cr_assert_eq(sign_init(h, ec, CKM_ECDSA, NULL, 0), CKR_OK);
-	cr_assert_eq(p11->C_Sign(h, data, 100, sig, &siglen), CKR_DATA_LEN_RANGE);
+	cr_assert_eq(p11->C_Sign(h, data, 0, sig, &siglen), CKR_DATA_LEN_RANGE);
 	cr_assert_eq(p11->C_Sign(h, data, 32, sig, &siglen), CKR_OPERATION_NOT_INITIALIZED);
 	cr_assert_eq(fakegw_sign_count(fg), 1);
 
@@ -933,12 +933,14 @@ Test(module, mechanism_info)
 	cr_assert_eq(p11->C_GetMechanismList(SEALGATE_SLOT_ID, list, &n), CKR_BUFFER_TOO_SMALL);
 	cr_assert_eq(n, 13);
 	cr_assert_eq(p11->C_GetMechanismInfo(SEALGATE_SLOT_ID, CKM_SHA256_RSA_PKCS_PSS, &mi), CKR_OK);
-	cr_assert_eq(mi.flags, CKF_SIGN | CKF_HW);
+	cr_assert_eq(mi.flags, CKF_SIGN | CKF_VERIFY | CKF_HW);
 	cr_assert_leq(mi.ulMinKeySize, 2048);
 	cr_assert_geq(mi.ulMaxKeySize, 4096);
 	cr_assert_eq(p11->C_GetMechanismInfo(SEALGATE_SLOT_ID, CKM_ECDSA, &mi), CKR_OK);
-	cr_assert_eq(mi.flags, CKF_SIGN | CKF_HW | CKF_EC_F_P | CKF_EC_NAMEDCURVE | CKF_EC_UNCOMPRESS);
+	cr_assert_eq(mi.flags, CKF_SIGN | CKF_VERIFY | CKF_HW | CKF_EC_F_P | CKF_EC_NAMEDCURVE |
+	                       CKF_EC_UNCOMPRESS);
 	cr_assert_eq(p11->C_GetMechanismInfo(SEALGATE_SLOT_ID, CKM_EDDSA, &mi), CKR_OK);
+	cr_assert_eq(mi.flags, CKF_SIGN | CKF_VERIFY | CKF_HW);
 	cr_assert_eq(p11->C_GetMechanismInfo(SEALGATE_SLOT_ID, CKM_AES_CBC, &mi), CKR_MECHANISM_INVALID);
 	cr_assert_eq(p11->C_GetMechanismInfo(SEALGATE_SLOT_ID, CKM_VENDOR_DEFINED, &mi),
 	             CKR_MECHANISM_INVALID);
@@ -969,14 +971,10 @@ Test(module, write_functions_refused)
 	/* C_SetPIN changes the sealgate password: the old PIN must log in. */
 	cr_assert_eq(p11->C_SetPIN(h, (CK_UTF8CHAR_PTR)"1", 1, (CK_UTF8CHAR_PTR)"2", 1),
 	             CKR_PIN_INCORRECT);
-	cr_assert_eq(p11->C_GetObjectSize(h, cert, &n), CKR_FUNCTION_NOT_SUPPORTED);
 	cr_assert_eq(p11->C_EncryptInit(h, &m, cert), CKR_FUNCTION_NOT_SUPPORTED);
 	cr_assert_eq(p11->C_DecryptInit(h, &m, cert), CKR_FUNCTION_NOT_SUPPORTED);
 	cr_assert_eq(p11->C_DigestInit(h, &m), CKR_FUNCTION_NOT_SUPPORTED);
-	cr_assert_eq(p11->C_VerifyInit(h, &m, cert), CKR_FUNCTION_NOT_SUPPORTED);
 	cr_assert_eq(p11->C_SignRecoverInit(h, &m, cert), CKR_FUNCTION_NOT_SUPPORTED);
-	cr_assert_eq(p11->C_GenerateRandom(h, buf, sizeof(buf)), CKR_FUNCTION_NOT_SUPPORTED);
-	cr_assert_eq(p11->C_WaitForSlotEvent(0, NULL, NULL), CKR_FUNCTION_NOT_SUPPORTED);
 	cr_assert_eq(p11->C_MessageSignInit(h, &m, cert), CKR_FUNCTION_NOT_SUPPORTED);
 	cr_assert_eq(p11->C_GetOperationState(h, buf, &n), CKR_FUNCTION_NOT_SUPPORTED);
 	cr_assert_eq(p11->C_EncryptInit(4242, &m, cert), CKR_SESSION_HANDLE_INVALID);
@@ -1132,4 +1130,457 @@ Test(module, four_threads_sign_at_once)
 		cr_assert_eq(w[i].ok, 25, "worker %d signed %d", i, w[i].ok);
 	}
 	cr_assert_eq(fakegw_sign_count(fg), 100);
+}
+
+/* ---- codes PKCS#11 names (issue 14: pkcs11test and a probe) ---- */
+
+Test(module, legacy_parallel_functions)
+{
+	CK_SESSION_HANDLE h = open_session(0);
+
+	cr_assert_eq(p11->C_GetFunctionStatus(h), CKR_FUNCTION_NOT_PARALLEL);
+	cr_assert_eq(p11->C_CancelFunction(h), CKR_FUNCTION_NOT_PARALLEL);
+	cr_assert_eq(p11->C_GetFunctionStatus(4242), CKR_SESSION_HANDLE_INVALID);
+	cr_assert_eq(p11->C_CancelFunction(4242), CKR_SESSION_HANDLE_INVALID);
+}
+
+Test(module, no_rng)
+{
+	CK_SESSION_HANDLE h = open_session(0);
+	CK_TOKEN_INFO ti;
+	uint8_t buf[16] = { 0 };
+
+	cr_assert_eq(p11->C_GetTokenInfo(SEALGATE_SLOT_ID, &ti), CKR_OK);
+	cr_assert_eq(ti.flags & CKF_RNG, 0);
+	cr_assert_eq(p11->C_GenerateRandom(h, buf, sizeof(buf)), CKR_RANDOM_NO_RNG);
+	cr_assert_eq(p11->C_SeedRandom(h, buf, sizeof(buf)), CKR_RANDOM_NO_RNG);
+	cr_assert_eq(p11->C_GenerateRandom(4242, buf, sizeof(buf)), CKR_SESSION_HANDLE_INVALID);
+}
+
+Test(module, so_login)
+{
+	CK_SESSION_HANDLE rw = open_session(CKF_RW_SESSION), ro;
+	unsigned logins = fakegw_login_count(fg);
+
+	/* A valid user type with no PIN on this token; never sent. */
+	cr_assert_eq(p11->C_Login(rw, CKU_SO, (CK_UTF8CHAR_PTR)FAKE_PIN, strlen(FAKE_PIN)),
+	             CKR_PIN_INCORRECT);
+	cr_assert_eq(p11->C_Login(rw, CKU_SO, NULL, 0), CKR_PIN_INCORRECT);
+	cr_assert_eq(fakegw_login_count(fg), logins);
+	/* An SO has only R/W sessions. */
+	ro = open_session(0);
+	cr_assert_eq(p11->C_Login(rw, CKU_SO, (CK_UTF8CHAR_PTR)"x", 1), CKR_SESSION_READ_ONLY_EXISTS);
+	cr_assert_eq(p11->C_CloseSession(ro), CKR_OK);
+	login(rw);
+	cr_assert_eq(p11->C_Login(rw, CKU_SO, (CK_UTF8CHAR_PTR)"x", 1),
+	             CKR_USER_ANOTHER_ALREADY_LOGGED_IN);
+	cr_assert_eq(p11->C_Login(rw, 42, (CK_UTF8CHAR_PTR)"x", 1), CKR_USER_TYPE_INVALID);
+	cr_assert_eq(fakegw_login_count(fg), logins + 1);
+}
+
+/* Runs C_Login with fd 2 sent to a file; returns what the module wrote. */
+static CK_RV
+login_capturing_stderr(CK_SESSION_HANDLE h, const char *pin, char *out, size_t outlen)
+{
+	FILE *tmp = tmpfile();
+	int saved = dup(2);
+	size_t n;
+	CK_RV rv;
+
+	cr_assert_not_null(tmp);
+	cr_assert_geq(saved, 0);
+	fflush(stderr);
+	cr_assert_geq(dup2(fileno(tmp), 2), 0);
+	rv = p11->C_Login(h, CKU_USER, (CK_UTF8CHAR_PTR)pin, strlen(pin));
+	fflush(stderr);
+	dup2(saved, 2);
+	close(saved);
+	rewind(tmp);
+	n = fread(out, 1, outlen - 1, tmp);
+	out[n] = '\0';
+	fclose(tmp);
+	return rv;
+}
+
+Test(module, login_without_an_account_says_why)
+{
+	CK_SESSION_HANDLE h;
+	CK_OBJECT_HANDLE o[4];
+	char err[2048];
+
+	fakegw_set_no_account(fg, true);
+	cr_assert_eq(p11->C_Finalize(NULL), CKR_OK);
+	setenv("SEALGATE_DEBUG", "1", 1);
+	init_module();
+	h = open_session(0);
+	/* Not CKR_USER_TYPE_INVALID: CKU_USER is a valid type. */
+	cr_assert_eq(login_capturing_stderr(h, FAKE_PIN, err, sizeof(err)), CKR_PIN_INCORRECT);
+	cr_assert_not_null(strstr(err, "SEALGATE_USER is not set"), "stderr: %s", err);
+	cr_assert_not_null(strstr(err, "OS login 'tester' is not a sealgate account"), "stderr: %s",
+	                   err);
+	cr_assert_null(strstr(err, FAKE_PIN));
+	/* Nothing to see: an empty token, not an error C_FindObjectsInit
+	 * has no code for; changing a password fails as a login does. */
+	cr_assert_eq(find(h, NULL, 0, o, 4), 0);
+	cr_assert_eq(p11->C_SetPIN(h, (CK_UTF8CHAR_PTR)FAKE_PIN, strlen(FAKE_PIN),
+	                           (CK_UTF8CHAR_PTR)"new", 3), CKR_PIN_INCORRECT);
+
+	/* Named, but not an account this OS user may use. */
+	cr_assert_eq(p11->C_Finalize(NULL), CKR_OK);
+	setenv("SEALGATE_USER", "stranger", 1);
+	init_module();
+	h = open_session(0);
+	cr_assert_eq(login_capturing_stderr(h, FAKE_PIN, err, sizeof(err)), CKR_PIN_INCORRECT);
+	cr_assert_not_null(strstr(err, "may not act as sealgate account 'stranger'"), "stderr: %s",
+	                   err);
+	unsetenv("SEALGATE_USER");
+	unsetenv("SEALGATE_DEBUG");
+}
+
+Test(module, object_size)
+{
+	CK_SESSION_HANDLE h = open_session(0);
+	CK_OBJECT_HANDLE cert = find_obj(h, "contract", CKO_CERTIFICATE);
+	CK_OBJECT_HANDLE pub = find_obj(h, "official", CKO_PUBLIC_KEY), priv;
+	unsigned char *der = NULL;
+	int derlen = i2d_X509(fakegw_cert(fg, "contract"), &der);
+	CK_ULONG size = 0;
+
+	OPENSSL_free(der);
+	cr_assert_eq(p11->C_GetObjectSize(h, cert, &size), CKR_OK);
+	cr_assert_gt(size, (CK_ULONG)derlen);           /* the DER and the rest */
+	cr_assert_lt(size, (CK_ULONG)derlen + 4096);
+	size = 0;
+	cr_assert_eq(p11->C_GetObjectSize(h, pub, &size), CKR_OK);
+	cr_assert_gt(size, 67);                         /* at least the EC point */
+	cr_assert_eq(p11->C_GetObjectSize(h, 4242, &size), CKR_OBJECT_HANDLE_INVALID);
+	cr_assert_eq(p11->C_GetObjectSize(h, cert, NULL), CKR_ARGUMENTS_BAD);
+	login(h);
+	priv = find_obj(h, "contract", CKO_PRIVATE_KEY);
+	size = 0;
+	cr_assert_eq(p11->C_GetObjectSize(h, priv, &size), CKR_OK);
+	cr_assert_gt(size, 256);                        /* the modulus at least */
+	cr_assert_eq(p11->C_Logout(h), CKR_OK);
+	cr_assert_eq(p11->C_GetObjectSize(h, priv, &size), CKR_OBJECT_HANDLE_INVALID);
+}
+
+/* Raw ECDSA verification of r || s over an input OpenSSL truncates to the
+ * order's length itself. */
+static bool
+verify_ecdsa_raw(const char *seal, const uint8_t *in, size_t inlen, const uint8_t *sig,
+                 size_t siglen)
+{
+	EVP_PKEY *pub = X509_get0_pubkey(fakegw_cert(fg, seal));
+	EVP_PKEY_CTX *ctx = EVP_PKEY_CTX_new(pub, NULL);
+	ECDSA_SIG *es = ECDSA_SIG_new();
+	unsigned char der[256], *p = der;
+	int derlen;
+	bool ok;
+
+	ECDSA_SIG_set0(es, BN_bin2bn(sig, (int)siglen / 2, NULL),
+	               BN_bin2bn(sig + siglen / 2, (int)siglen / 2, NULL));
+	derlen = i2d_ECDSA_SIG(es, &p);
+	ok = EVP_PKEY_verify_init(ctx) == 1 &&
+	     EVP_PKEY_verify(ctx, der, (size_t)derlen, in, inlen) == 1;
+	ECDSA_SIG_free(es);
+	EVP_PKEY_CTX_free(ctx);
+	return ok;
+}
+
+Test(module, ecdsa_input_longer_than_the_key_is_truncated)
+{
+	CK_SESSION_HANDLE h = open_session(0);
+	CK_OBJECT_HANDLE key;
+	struct fakegw_last_sign last;
+	uint8_t in[100], sig[64];
+	CK_ULONG siglen;
+
+	for (size_t i = 0; i < sizeof(in); i++)
+		in[i] = (uint8_t)(i * 13 + 1);
+	login(h);
+	key = find_obj(h, "official", CKO_PRIVATE_KEY);
+	/* A SHA-512 hash on P-256, and a longer input: the leftmost 256 bits. */
+	for (size_t len = 64; len <= sizeof(in); len += sizeof(in) - 64) {
+		cr_assert_eq(sign_init(h, key, CKM_ECDSA, NULL, 0), CKR_OK);
+		siglen = sizeof(sig);
+		cr_assert_eq(p11->C_Sign(h, in, len, sig, &siglen), CKR_OK, "len %zu", len);
+		cr_assert_eq(siglen, 64);
+		fakegw_last_sign(fg, &last);
+		cr_assert_eq(last.data_size, 32);
+		cr_assert_eq(last.data_len, 32);
+		cr_assert(verify_ecdsa_raw("official", in, 32, sig, siglen));
+		cr_assert(verify_ecdsa_raw("official", in, len, sig, siglen));
+	}
+}
+
+/* ---- verification in the module ---- */
+
+/* Signs c over msg through the module (logged in) into sig. */
+static CK_ULONG
+module_sign(CK_SESSION_HANDLE h, const struct sigcase *c, uint8_t *in, size_t inlen,
+            uint8_t *sig)
+{
+	CK_OBJECT_HANDLE key = find_obj(h, c->seal, CKO_PRIVATE_KEY);
+	CK_RSA_PKCS_PSS_PARAMS pp;
+	CK_ULONG siglen = 512;
+
+	if (c->pss)
+		pss_params(c, &pp);
+	cr_assert_eq(sign_init(h, key, c->mech, c->pss ? &pp : NULL, c->pss ? sizeof(pp) : 0),
+	             CKR_OK);
+	cr_assert_eq(p11->C_Sign(h, in, inlen, sig, &siglen), CKR_OK, "mech 0x%lx", c->mech);
+	return siglen;
+}
+
+static CK_RV
+verify_init(CK_SESSION_HANDLE h, const struct sigcase *c, CK_OBJECT_HANDLE key)
+{
+	CK_RSA_PKCS_PSS_PARAMS pp;
+	CK_MECHANISM m = { c->mech, NULL, 0 };
+
+	if (c->pss) {
+		pss_params(c, &pp);
+		m.pParameter = &pp;
+		m.ulParameterLen = sizeof(pp);
+	}
+	return p11->C_VerifyInit(h, &m, key);
+}
+
+Test(module, verify_what_the_module_signed)
+{
+	CK_SESSION_HANDLE h = open_session(0);
+	uint8_t msg[3000], in[3100], sig[512];
+	CK_ULONG siglen;
+	size_t inlen;
+	unsigned requests;
+
+	for (size_t i = 0; i < sizeof(msg); i++)
+		msg[i] = (uint8_t)(i * 5 + 3);
+	for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+		const struct sigcase *c = &cases[i];
+		CK_OBJECT_HANDLE pub;
+
+		login(h);
+		inlen = token_input(c, msg, sizeof(msg), in);
+		siglen = module_sign(h, c, in, inlen, sig);
+		cr_assert_eq(p11->C_Logout(h), CKR_OK);
+		/* Anyone may verify: no login, and nothing goes to the gateway. */
+		pub = find_obj(h, c->seal, CKO_PUBLIC_KEY);
+		requests = fakegw_request_count(fg);
+
+		cr_assert_eq(verify_init(h, c, pub), CKR_OK, "mech 0x%lx", c->mech);
+		cr_assert_eq(p11->C_Verify(h, in, inlen, sig, siglen), CKR_OK, "mech 0x%lx", c->mech);
+		/* Multi-part, in three pieces. */
+		cr_assert_eq(verify_init(h, c, pub), CKR_OK);
+		cr_assert_eq(p11->C_VerifyUpdate(h, in, inlen / 3), CKR_OK);
+		cr_assert_eq(p11->C_VerifyUpdate(h, in + inlen / 3, inlen / 2 - inlen / 3), CKR_OK);
+		cr_assert_eq(p11->C_VerifyUpdate(h, in + inlen / 2, inlen - inlen / 2), CKR_OK);
+		cr_assert_eq(p11->C_VerifyFinal(h, sig, siglen), CKR_OK, "mech 0x%lx", c->mech);
+		/* A flipped bit in the signature, then in the data. */
+		sig[siglen / 2] ^= 0x10;
+		cr_assert_eq(verify_init(h, c, pub), CKR_OK);
+		cr_assert_eq(p11->C_Verify(h, in, inlen, sig, siglen), CKR_SIGNATURE_INVALID,
+		             "mech 0x%lx", c->mech);
+		sig[siglen / 2] ^= 0x10;
+		in[0] ^= 0x01;
+		cr_assert_eq(verify_init(h, c, pub), CKR_OK);
+		cr_assert_eq(p11->C_Verify(h, in, inlen, sig, siglen), CKR_SIGNATURE_INVALID,
+		             "mech 0x%lx", c->mech);
+		in[0] ^= 0x01;
+		/* A signature of the wrong length is refused on its length;
+		 * the operation ends either way. */
+		cr_assert_eq(verify_init(h, c, pub), CKR_OK);
+		cr_assert_eq(p11->C_Verify(h, in, inlen, sig, siglen - 1), CKR_SIGNATURE_LEN_RANGE);
+		cr_assert_eq(p11->C_Verify(h, in, inlen, sig, siglen), CKR_OPERATION_NOT_INITIALIZED);
+		cr_assert_eq(fakegw_request_count(fg), requests, "mech 0x%lx asked the gateway",
+		             c->mech);
+	}
+}
+
+Test(module, verify_a_truncated_ecdsa_input)
+{
+	CK_SESSION_HANDLE h = open_session(0);
+	CK_OBJECT_HANDLE pub;
+	uint8_t in[100], sig[64];
+	CK_ULONG siglen;
+
+	for (size_t i = 0; i < sizeof(in); i++)
+		in[i] = (uint8_t)(i + 40);
+	login(h);
+	siglen = module_sign(h, &cases[8], in, 32, sig);     /* CKM_ECDSA over 32 bytes */
+	pub = find_obj(h, "official", CKO_PUBLIC_KEY);
+	/* The same signature holds for any input that starts with them. */
+	cr_assert_eq(verify_init(h, &cases[8], pub), CKR_OK);
+	cr_assert_eq(p11->C_Verify(h, in, sizeof(in), sig, siglen), CKR_OK);
+	in[31] ^= 1;
+	cr_assert_eq(verify_init(h, &cases[8], pub), CKR_OK);
+	cr_assert_eq(p11->C_Verify(h, in, sizeof(in), sig, siglen), CKR_SIGNATURE_INVALID);
+}
+
+Test(module, verify_init_checks)
+{
+	CK_SESSION_HANDLE h = open_session(0);
+	CK_OBJECT_HANDLE cert, pub, ecpub, invpub, priv;
+	CK_MECHANISM m = { CKM_SHA256_RSA_PKCS, NULL, 0 };
+	CK_MECHANISM ecdsa256 = { CKM_ECDSA_SHA256, NULL, 0 };
+	uint8_t data[32] = { 0 }, sig[256] = { 0 };
+
+	cert = find_obj(h, "contract", CKO_CERTIFICATE);
+	pub = find_obj(h, "contract", CKO_PUBLIC_KEY);
+	ecpub = find_obj(h, "official", CKO_PUBLIC_KEY);
+	invpub = find_obj(h, "invoice", CKO_PUBLIC_KEY);
+	cr_assert_eq(p11->C_VerifyInit(h, &m, cert), CKR_KEY_HANDLE_INVALID);
+	cr_assert_eq(p11->C_VerifyInit(h, &m, 4242), CKR_KEY_HANDLE_INVALID);
+	cr_assert_eq(p11->C_VerifyInit(h, &m, ecpub), CKR_KEY_TYPE_INCONSISTENT);
+	cr_assert_eq(p11->C_VerifyInit(h, &ecdsa256, invpub), CKR_MECHANISM_INVALID);
+	cr_assert_eq(p11->C_VerifyInit(h, NULL, pub), CKR_ARGUMENTS_BAD);
+	cr_assert_eq(p11->C_VerifyInit(4242, &m, pub), CKR_SESSION_HANDLE_INVALID);
+	cr_assert_eq(p11->C_Verify(h, data, sizeof(data), sig, 256), CKR_OPERATION_NOT_INITIALIZED);
+	cr_assert_eq(p11->C_VerifyInit(h, &m, pub), CKR_OK);
+	cr_assert_eq(p11->C_VerifyInit(h, &m, pub), CKR_OPERATION_ACTIVE);
+	cr_assert_eq(p11->C_SessionCancel(h, CKF_VERIFY), CKR_OK);
+	cr_assert_eq(p11->C_VerifyFinal(h, sig, 256), CKR_OPERATION_NOT_INITIALIZED);
+	cr_assert_eq(p11->C_VerifyInit(h, &m, pub), CKR_OK);
+	cr_assert_eq(p11->C_Verify(h, data, sizeof(data), NULL, 256), CKR_ARGUMENTS_BAD);
+	cr_assert_eq(p11->C_VerifyInit(h, &m, pub), CKR_OK);
+	cr_assert_eq(p11->C_VerifyUpdate(h, data, 16), CKR_OK);
+	cr_assert_eq(p11->C_Verify(h, data, 16, sig, 256), CKR_OPERATION_ACTIVE);
+	/* A verification and a signature can run side by side. */
+	login(h);
+	priv = find_obj(h, "contract", CKO_PRIVATE_KEY);
+	cr_assert_eq(p11->C_VerifyInit(h, &m, priv), CKR_KEY_FUNCTION_NOT_PERMITTED);
+	cr_assert_eq(p11->C_VerifyInit(h, &m, pub), CKR_OK);
+	cr_assert_eq(p11->C_SignInit(h, &m, priv), CKR_OK);
+	cr_assert_eq(p11->C_CloseSession(h), CKR_OK);
+}
+
+/* ---- slot events ---- */
+
+static CK_RV
+event_now(CK_SLOT_ID *slot)
+{
+	*slot = 0;
+	return p11->C_WaitForSlotEvent(CKF_DONT_BLOCK, slot, NULL);
+}
+
+Test(module, slot_events_without_blocking)
+{
+	CK_SLOT_ID slot;
+	CK_ULONG n = 1;
+
+	cr_assert_eq(p11->C_WaitForSlotEvent(CKF_DONT_BLOCK, NULL, NULL), CKR_ARGUMENTS_BAD);
+	cr_assert_eq(p11->C_WaitForSlotEvent(CKF_DONT_BLOCK, &slot, (void *)1), CKR_ARGUMENTS_BAD);
+	cr_assert_eq(p11->C_GetSlotList(CK_TRUE, &slot, &n), CKR_OK);
+	cr_assert_eq(event_now(&slot), CKR_NO_EVENT);
+
+	/* The gateway gone: the token is pulled, once. */
+	fakegw_stop(fg);
+	cr_assert_eq(event_now(&slot), CKR_OK);
+	cr_assert_eq(slot, SEALGATE_SLOT_ID);
+	cr_assert_eq(event_now(&slot), CKR_NO_EVENT);
+	/* Back (the same run): inserted again. */
+	cr_assert_eq(fakegw_start(fg, "run-1"), 0);
+	cr_assert_eq(event_now(&slot), CKR_OK);
+	cr_assert_eq(slot, SEALGATE_SLOT_ID);
+	cr_assert_eq(event_now(&slot), CKR_NO_EVENT);
+	/* The backend token out and in. */
+	fakegw_set_token_present(fg, false);
+	cr_assert_eq(event_now(&slot), CKR_OK);
+	cr_assert_eq(event_now(&slot), CKR_NO_EVENT);
+	fakegw_set_token_present(fg, true);
+	cr_assert_eq(event_now(&slot), CKR_OK);
+	cr_assert_eq(event_now(&slot), CKR_NO_EVENT);
+	/* A restart between two polls: present before and after, but the
+	 * sessions are gone, so it is an event. */
+	fakegw_stop(fg);
+	cr_assert_eq(fakegw_start(fg, "run-2"), 0);
+	cr_assert_eq(event_now(&slot), CKR_OK);
+	cr_assert_eq(event_now(&slot), CKR_NO_EVENT);
+	/* Other functions reporting the slot take no event away. */
+	fakegw_set_token_present(fg, false);
+	n = 1;
+	cr_assert_eq(p11->C_GetSlotList(CK_TRUE, &slot, &n), CKR_OK);
+	cr_assert_eq(n, 0);
+	cr_assert_eq(event_now(&slot), CKR_OK);
+}
+
+Test(module, first_wait_measures_from_now)
+{
+	CK_SLOT_ID slot;
+
+	/* Nothing reported yet: the first call sets the baseline. */
+	cr_assert_eq(event_now(&slot), CKR_NO_EVENT);
+	fakegw_set_token_present(fg, false);
+	cr_assert_eq(event_now(&slot), CKR_OK);
+}
+
+struct waiter {
+	CK_FLAGS flags;
+	CK_SLOT_ID slot;
+	CK_RV rv;
+	int done;
+};
+
+static void *
+waiter_main(void *arg)
+{
+	struct waiter *w = arg;
+
+	w->rv = p11->C_WaitForSlotEvent(w->flags, &w->slot, NULL);
+	__atomic_store_n(&w->done, 1, __ATOMIC_RELEASE);
+	return NULL;
+}
+
+/* Starts a blocking waiter and returns once it has polled the gateway
+ * (or returned at once, which the caller's assertions then catch). */
+static void
+start_waiter(pthread_t *th, struct waiter *w)
+{
+	unsigned hellos = fakegw_hello_count(fg);
+
+	memset(w, 0, sizeof(*w));
+	cr_assert_eq(pthread_create(th, NULL, waiter_main, w), 0);
+	while (!__atomic_load_n(&w->done, __ATOMIC_ACQUIRE) && fakegw_hello_count(fg) == hellos)
+		usleep(1000);
+}
+
+Test(module, blocking_wait_returns_the_event)
+{
+	CK_SLOT_ID slot;
+	CK_ULONG n = 1;
+	pthread_t th;
+	struct waiter w;
+
+	cr_assert_eq(p11->C_GetSlotList(CK_TRUE, &slot, &n), CKR_OK);
+	start_waiter(&th, &w);
+	fakegw_set_token_present(fg, false);
+	pthread_join(th, NULL);
+	cr_assert_eq(w.rv, CKR_OK);
+	cr_assert_eq(w.slot, SEALGATE_SLOT_ID);
+	/* The gateway gone while waiting for the token back: no event
+	 * (absent either way), then the token back. */
+	start_waiter(&th, &w);
+	fakegw_stop(fg);
+	cr_assert_eq(fakegw_start(fg, "run-1"), 0);
+	fakegw_set_token_present(fg, true);
+	pthread_join(th, NULL);
+	cr_assert_eq(w.rv, CKR_OK);
+	cr_assert_eq(event_now(&slot), CKR_NO_EVENT);
+}
+
+Test(module, finalize_wakes_a_blocked_waiter)
+{
+	CK_SLOT_ID slot;
+	CK_ULONG n = 1;
+	pthread_t th;
+	struct waiter w;
+
+	cr_assert_eq(p11->C_GetSlotList(CK_TRUE, &slot, &n), CKR_OK);
+	start_waiter(&th, &w);
+	cr_assert_eq(p11->C_Finalize(NULL), CKR_OK);
+	pthread_join(th, NULL);
+	cr_assert_eq(w.rv, CKR_CRYPTOKI_NOT_INITIALIZED);
+	/* And a new C_Initialize has its own events. */
+	init_module();
+	cr_assert_eq(event_now(&slot), CKR_NO_EVENT);
 }
