@@ -1358,3 +1358,63 @@ Test(sign_void, a_failed_ec_signature_after_a_probe_spends_nothing)
 	free(app);
 	chain_verifies();
 }
+
+/* A token whose signatures never have the promised length (r too short
+ * for any s to make up): after 16 token signatures the real signature is
+ * refused, says so, releases nothing and spends nothing; fewer misses are
+ * signed again and counted in the record. */
+Test(sign_void, an_ec_signature_that_never_fits_is_refused_after_16_tries)
+{
+	struct session ann = login("ann", GW_FACTOR_PASSWORD);
+	struct session boss = login("boss", GW_FACTOR_PASSWORD | GW_FACTOR_TOTP);
+	int64_t id = apply_as(&ann, "storm", 1);
+	struct gw_application *app;
+	uint64_t before;
+	size_t probe_der = 0;
+	long inits;
+	struct recs rs;
+	json_t *rep, *d;
+	json_error_t jerr;
+	const char *msg;
+
+	approve(&boss, id);
+	before = head();
+	shim_set("short_r", 16);
+	inits = shim_get("sign_inits");
+	rep = probe_then_real(&ann, 4200000, &probe_der);
+	cr_assert_eq(shim_get("sign_inits") - inits, 16, "16 token signatures, not more");
+	cr_assert_eq(shim_get("short_r"), 0);
+	cr_assert(json_is_false(json_object_get(rep, "ok")));
+	cr_assert_null(json_object_get(rep, "signature"));
+	msg = json_string_value(json_object_get(rep, "message"));
+	cr_assert(msg && strstr(msg, "in 16 tries") && strstr(msg, "nothing was spent"), "%s", msg);
+	json_decref(rep);
+	records_after(before, &rs);
+	cr_assert_eq(rs.n, 2, "sign_probe and the refusal: got %zu records", rs.n);
+	cr_assert_str_eq(rs.r[1].action, "sign");
+	cr_assert_str_eq(rs.r[1].outcome, "error");
+	d = json_loads(rs.r[1].detail, 0, &jerr);
+	cr_assert(d, "detail is JSON: '%s'", rs.r[1].detail);
+	cr_assert_eq(json_integer_value(json_object_get(d, "token_signatures")), 16);
+	cr_assert(json_is_true(json_object_get(d, "bound_hit")), "%s", rs.r[1].detail);
+	json_decref(d);
+	app = stored(id);
+	cr_assert_eq(app->uses_left, 1, "the use is still there");
+	free(app);
+
+	/* Three misses, then a fitting one: four token signatures, one use. */
+	before = head();
+	shim_set("short_r", 3);
+	inits = shim_get("sign_inits");
+	rep = probe_then_real(&ann, 4200001, &probe_der);
+	inits = shim_get("sign_inits") - inits;
+	cr_assert(json_is_true(json_object_get(rep, "ok")), "%s",
+	          json_string_value(json_object_get(rep, "message")));
+	json_decref(rep);
+	cr_assert_geq(inits, 4);
+	probe_and_sign_recorded(before, inits);
+	app = stored(id);
+	cr_assert_eq(app->uses_left, 0);
+	free(app);
+	chain_verifies();
+}
