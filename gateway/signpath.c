@@ -5,7 +5,10 @@
  * anything is reserved or a second factor asked) → reserve uses and
  * quotas → second factor → sign on the token → audit record + spent uses
  * committed together → release the signature. A refusal at any step is
- * recorded with its reason.
+ * recorded with its reason. The real EC signature of a size-probing client
+ * is made before its record instead: it must have the DER length its
+ * probe's placeholder had (sign_fitted), and the record counts the token
+ * signatures that took.
  */
 #include "signpath.h"
 
@@ -397,9 +400,9 @@ placeholder(const struct gw_seal_key *key, uint8_t *sig, size_t len)
 
 /* Signs on the token until the raw r||s has DER length target, replacing s
  * by n - s where that alone does it; at most GW_ECDSA_FIT_TRIES token
- * signatures, each one not kept overwritten by the next. *tries says how
- * many it took. CKR_OK with a fitting sig; the token's error; or
- * CKR_FUNCTION_FAILED with *missed when none fitted. */
+ * signatures (one that does not fit is overwritten by the next, and sig is
+ * wiped when none did). *tries says how many it took. CKR_OK with a
+ * fitting sig; the token's error; or CKR_FUNCTION_FAILED with *missed. */
 static CK_RV
 sign_fitted(struct gw_token *tok, const struct gw_seal_key *key, struct gw_sign_plan *plan,
             size_t target, uint8_t *sig, size_t cap, size_t *siglen, int *tries, bool *missed)
@@ -426,6 +429,8 @@ sign_fitted(struct gw_token *tok, const struct gw_seal_key *key, struct gw_sign_
 		}
 	}
 	OPENSSL_cleanse(sig, cap);
+	gw_log_error("%d ECDSA signatures of the token in a row had no DER length of %zu bytes, "
+	             "even with s flipped: refused", *tries, target);
 	*missed = true;
 	return CKR_FUNCTION_FAILED;
 }
@@ -678,12 +683,13 @@ gw_op_sign(struct gw_req *r)
 			                             err, sizeof(err)) < 0;
 		}
 		gw_quota_release(r->ctx->quota, &resv, spent);
+		if (fit_target != 0)
+			s.detail = fit_detail;   /* how many token signatures were tried */
 		if (fit_missed) {
 			snprintf(r->err, sizeof(r->err),
 			         "the token gave no signature with the %s of the DER length the size probe announced "
 			         "(%zu bytes) in %d tries; no signature was released and nothing was spent",
 			         s.seal->name, fit_target, fit_tries);
-			s.detail = fit_detail;
 			rep = refuse(&s, CKR_FUNCTION_FAILED, "internal", "error");
 			goto out;
 		}
