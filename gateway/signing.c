@@ -8,6 +8,9 @@
 
 #include <stdio.h>
 #include <string.h>
+#include <openssl/bn.h>
+#include <openssl/crypto.h>
+#include <openssl/ec.h>
 #include <openssl/evp.h>
 #include <openssl/objects.h>
 #include <openssl/x509.h>
@@ -364,4 +367,158 @@ gw_sign_binds_document(const struct gw_sign_input *in, const struct gw_sign_plan
 	if (implied_hash(in->mechanism) != NULL && in->data != NULL && in->total_len == in->data_len)
 		return signed_attrs_digest_is(in->data, in->data_len, doc);
 	return false;
+}
+
+/* ---- ECDSA signatures of a promised DER length ---- */
+
+static size_t
+der_len_of_len(size_t content)
+{
+	return content < 0x80 ? 1 : content < 0x100 ? 2 : 3;
+}
+
+/* A whole DER INTEGER (tag, length, content) holding the unsigned
+ * big-endian v: leading zeros dropped, a 0x00 added when the top bit is
+ * set. */
+static size_t
+der_uint_len(const uint8_t *v, size_t n)
+{
+	size_t i = 0, c;
+
+	while (i < n && v[i] == 0)
+		i++;
+	c = i == n ? 1 : (n - i) + ((v[i] & 0x80) != 0);
+	return 1 + der_len_of_len(c) + c;
+}
+
+/* DER length of ECDSA-Sig-Value { r, s } for halves of half bytes. */
+static size_t
+der_pair_len(const uint8_t *r, const uint8_t *s, size_t half)
+{
+	size_t c = der_uint_len(r, half) + der_uint_len(s, half);
+
+	return 1 + der_len_of_len(c) + c;
+}
+
+size_t
+gw_ecdsa_der_len(const uint8_t *rs, size_t len)
+{
+	if (len == 0 || len % 2 != 0)
+		return 0;
+	return der_pair_len(rs, rs + len / 2, len / 2);
+}
+
+/* The order of key's curve (CKA_EC_PARAMS as an OID; for a key without
+ * them, the NIST curve of its size), or NULL. */
+static BIGNUM *
+ec_order(const struct gw_seal_key *key)
+{
+	int nid = NID_undef;
+	EC_GROUP *grp;
+	BIGNUM *n = NULL;
+
+	if (key->type != GW_KEY_EC)
+		return NULL;
+	if (key->ec_params.len > 0) {
+		const unsigned char *p = key->ec_params.p;
+		ASN1_OBJECT *oid = d2i_ASN1_OBJECT(NULL, &p, (long)key->ec_params.len);
+
+		if (oid != NULL && p == key->ec_params.p + key->ec_params.len)
+			nid = OBJ_obj2nid(oid);
+		ASN1_OBJECT_free(oid);
+	} else {
+		nid = key->bits == 256 ? NID_X9_62_prime256v1 : key->bits == 384 ? NID_secp384r1 :
+		      key->bits == 521 ? NID_secp521r1 : NID_undef;
+	}
+	if (nid == NID_undef || (grp = EC_GROUP_new_by_curve_name(nid)) == NULL)
+		return NULL;
+	n = BN_dup(EC_GROUP_get0_order(grp));
+	EC_GROUP_free(grp);
+	return n;
+}
+
+size_t
+gw_ecdsa_target_len(const struct gw_seal_key *key, size_t len)
+{
+	BIGNUM *n = ec_order(key);
+	size_t half = len / 2, c;
+	int nbits;
+
+	if (n == NULL || len == 0 || len % 2 != 0)
+		goto none;
+	nbits = BN_num_bits(n);
+	BN_free(n);
+	if ((size_t)(nbits + 7) / 8 != half)
+		return 0;      /* halves not of the order's size: nothing to promise */
+	/* When the order fills its top byte (P-256, P-384), an integer below n
+	 * is half+1 bytes in DER when its top bit is set, and of s and n - s
+	 * one nearly always has it and the other not: one long, one not, is
+	 * met by almost every token signature, r deciding which of s, n - s.
+	 * Otherwise (P-521) no integer reaches its top bit: both of the
+	 * longest length, met by 3 signatures in 4 (r >= 2^(nbits-2)). */
+	c = nbits % 8 == 0 ? (2 + half) + (2 + half + 1) : 2 * (2 + half);
+	if (half + 1 >= 0x80)
+		return 0;      /* INTEGER lengths of two bytes: no such curve */
+	return 1 + der_len_of_len(c) + c;
+none:
+	BN_free(n);
+	return 0;
+}
+
+int
+gw_ecdsa_fit(const struct gw_seal_key *key, uint8_t *rs, size_t len, size_t target)
+{
+	size_t half = len / 2;
+	uint8_t alt[128];
+	BIGNUM *n = NULL, *s = NULL;
+	int rv = -1;
+
+	if (len == 0 || len % 2 != 0 || half > sizeof(alt))
+		return -1;
+	if (gw_ecdsa_der_len(rs, len) == target)
+		return 1;
+	if ((n = ec_order(key)) == NULL || (s = BN_bin2bn(rs + half, (int)half, NULL)) == NULL)
+		goto out;
+	if (BN_is_zero(s) || BN_cmp(s, n) >= 0)
+		goto out;
+	/* (r, n - s) verifies wherever (r, s) does: ECDSA verification uses
+	 * s only through s^-1, and -s gives the point -R, of the same x. */
+	if (!BN_sub(s, n, s) || BN_bn2binpad(s, alt, (int)half) != (int)half)
+		goto out;
+	rv = 0;
+	if (der_pair_len(rs, alt, half) == target) {
+		memcpy(rs + half, alt, half);
+		rv = 1;
+	}
+out:
+	OPENSSL_cleanse(alt, sizeof(alt));
+	BN_clear_free(s);
+	BN_free(n);
+	return rv;
+}
+
+int
+gw_ecdsa_placeholder(const struct gw_seal_key *key, uint8_t *rs, size_t len, size_t target)
+{
+	size_t half = len / 2;
+	BIGNUM *n = ec_order(key), *v = BN_new();
+	int rv = -1;
+
+	if (n == NULL || v == NULL || len == 0 || len % 2 != 0 || target == 0)
+		goto out;
+	/* Random r and s below n: at least 3 draws in 4 meet the length
+	 * (gw_ecdsa_target_len), so 64 draws do not all miss. */
+	for (int i = 0; i < 64 && rv < 0; i++) {
+		if (!BN_rand_range(v, n) || BN_is_zero(v) ||
+		    BN_bn2binpad(v, rs, (int)half) != (int)half ||
+		    !BN_rand_range(v, n) || BN_is_zero(v) ||
+		    BN_bn2binpad(v, rs + half, (int)half) != (int)half)
+			continue;
+		if (gw_ecdsa_fit(key, rs, len, target) == 1)
+			rv = 0;
+	}
+out:
+	BN_free(v);
+	BN_free(n);
+	return rv;
 }

@@ -5,7 +5,10 @@
  * anything is reserved or a second factor asked) → reserve uses and
  * quotas → second factor → sign on the token → audit record + spent uses
  * committed together → release the signature. A refusal at any step is
- * recorded with its reason.
+ * recorded with its reason. The real EC signature of a size-probing client
+ * is made before its record instead: it must have the DER length its
+ * probe's placeholder had (sign_fitted), and the record counts the token
+ * signatures that took.
  */
 #include "signpath.h"
 
@@ -202,6 +205,7 @@ struct sign_ctx {
 	const struct gw_sign_plan *plan;
 	int64_t app_id;
 	const uint8_t *doc; /* the application's document digest, or NULL */
+	const char *detail; /* for refusals: JSON, or NULL */
 };
 
 static void
@@ -233,7 +237,7 @@ record(struct sign_ctx *s, const char *action, const char *outcome, const char *
 
 	if (s->r->ctx->audit == NULL)
 		return 0;
-	event(s, action, outcome, reason, NULL, &ev);
+	event(s, action, outcome, reason, s->detail, &ev);
 	if (apply == NULL && gw_reflimit_req(s->r, action, outcome, reason, ev.actor))
 		return 0;   /* counted for a summary record (refusals.h) */
 	if (gw_audit_record_with(s->r->ctx->audit, &ev, apply, arg, &seq, e, sizeof(e)) < 0) {
@@ -379,13 +383,56 @@ quota_room(struct sign_ctx *s, time_t now)
 }
 
 static void
-placeholder(uint8_t *sig, size_t len)
+placeholder(const struct gw_seal_key *key, uint8_t *sig, size_t len)
 {
+	size_t target = key->type == GW_KEY_EC ? gw_ecdsa_target_len(key, len) : 0;
+
+	/* EC: a random r||s of the DER length the real signature will be
+	 * given (sign_fitted), as poppler 22.12 keeps the probe's length. */
+	if (target != 0 && gw_ecdsa_placeholder(key, sig, len, target) == 0)
+		return;
 	/* Random bytes of the real length, top byte cleared so that as an RSA
 	 * value it stays below any modulus; it verifies against nothing. */
 	if (RAND_bytes(sig, (int)len) != 1)
 		memset(sig, 0x5a, len);
 	sig[0] = 0;
+}
+
+/* Signs on the token until the raw r||s has DER length target, replacing s
+ * by n - s where that alone does it; at most GW_ECDSA_FIT_TRIES token
+ * signatures (one that does not fit is overwritten by the next, and sig is
+ * wiped when none did). *tries says how many it took. CKR_OK with a
+ * fitting sig; the token's error; or CKR_FUNCTION_FAILED with *missed. */
+static CK_RV
+sign_fitted(struct gw_token *tok, const struct gw_seal_key *key, struct gw_sign_plan *plan,
+            size_t target, uint8_t *sig, size_t cap, size_t *siglen, int *tries, bool *missed)
+{
+	CK_RV rv = CKR_FUNCTION_FAILED;
+
+	*missed = false;
+	for (*tries = 0; *tries < GW_ECDSA_FIT_TRIES; ) {
+		int fit;
+
+		*siglen = cap;
+		(*tries)++;
+		rv = gw_token_sign(tok, key, &plan->mech, plan->tbs, plan->tbs_len, sig, siglen);
+		if (rv != CKR_OK)
+			return rv;
+		fit = gw_ecdsa_fit(key, sig, *siglen, target);
+		if (fit == 1)
+			return CKR_OK;
+		if (fit < 0) {
+			gw_log_error("the token's ECDSA signature of %zu bytes is not r||s below the curve order",
+			             *siglen);
+			OPENSSL_cleanse(sig, cap);
+			return CKR_DEVICE_ERROR;
+		}
+	}
+	OPENSSL_cleanse(sig, cap);
+	gw_log_error("%d ECDSA signatures of the token in a row had no DER length of %zu bytes, "
+	             "even with s flipped: refused", *tries, target);
+	*missed = true;
+	return CKR_FUNCTION_FAILED;
 }
 
 static int
@@ -427,7 +474,10 @@ gw_op_sign(struct gw_req *r)
 	struct gw_quota_resv resv = { 0 };
 	struct spend sp;
 	uint8_t sig[1024];
-	size_t siglen = sizeof(sig);
+	size_t siglen = sizeof(sig), fit_target = 0;
+	char fit_detail[96] = "";
+	int fit_tries = 0;
+	bool fit_missed = false;
 	uint64_t seq;
 	time_t now = time(NULL);
 	json_t *rep = NULL;
@@ -537,7 +587,7 @@ gw_op_sign(struct gw_req *r)
 			goto out;
 		}
 		if (is_size_probe(r, s.seal)) {
-			placeholder(sig, plan.sig_len);
+			placeholder(key, sig, plan.sig_len);
 			seq = record(&s, "sign_probe", "ok",
 			             "size probe: answered with a placeholder of the signature's length; no signature released, nothing spent",
 			             NULL, NULL, NULL, 0);
@@ -552,6 +602,9 @@ gw_op_sign(struct gw_req *r)
 			json_object_set_new(rep, "probe", json_true());
 			goto out;
 		}
+		/* Its real signature: of the DER length the placeholder had. */
+		if (key->type == GW_KEY_EC)
+			fit_target = gw_ecdsa_target_len(key, plan.sig_len);
 	}
 
 	/* The uses and quota units this signature would spend are reserved
@@ -592,11 +645,23 @@ gw_op_sign(struct gw_req *r)
 		struct gw_audit_ticket *ticket = NULL;
 		int recorded;
 
-		event(&s, "sign", "ok", NULL, NULL, &ev);
-		recorded = r->ctx->audit != NULL &&
+		/* A signature of a promised length is made before its record is
+		 * submitted: the record says how many token signatures it took,
+		 * and one that never fits is refused with nothing spent. */
+		rv = CKR_OK;
+		if (fit_target != 0) {
+			rv = sign_fitted(r->ctx->token, key, &plan, fit_target, sig, sizeof(sig), &siglen,
+			                 &fit_tries, &fit_missed);
+			snprintf(fit_detail, sizeof(fit_detail),
+			         "{\"token_signatures\":%d,\"der_len\":%zu%s}", fit_tries, fit_target,
+			         fit_missed ? ",\"bound_hit\":true" : "");
+		}
+		event(&s, "sign", "ok", NULL, fit_target != 0 ? fit_detail : NULL, &ev);
+		recorded = rv == CKR_OK && r->ctx->audit != NULL &&
 		           gw_audit_submit_with(r->ctx->audit, &ev, spend_tx, &sp, &ticket,
 		                                err, sizeof(err)) == 0;
-		rv = gw_token_sign(r->ctx->token, key, &plan.mech, plan.tbs, plan.tbs_len, sig, &siglen);
+		if (fit_target == 0)
+			rv = gw_token_sign(r->ctx->token, key, &plan.mech, plan.tbs, plan.tbs_len, sig, &siglen);
 		seq = 0;
 		if (recorded && gw_audit_wait(r->ctx->audit, &ticket, &seq, err, sizeof(err)) < 0)
 			seq = 0;
@@ -618,6 +683,16 @@ gw_op_sign(struct gw_req *r)
 			                             err, sizeof(err)) < 0;
 		}
 		gw_quota_release(r->ctx->quota, &resv, spent);
+		if (fit_target != 0)
+			s.detail = fit_detail;   /* how many token signatures were tried */
+		if (fit_missed) {
+			snprintf(r->err, sizeof(r->err),
+			         "the token gave no signature with the %s of the DER length the size probe announced "
+			         "(%zu bytes) in %d tries; no signature was released and nothing was spent",
+			         s.seal->name, fit_target, fit_tries);
+			rep = refuse(&s, CKR_FUNCTION_FAILED, "internal", "error");
+			goto out;
+		}
 		if (rv == CKR_KEY_CHANGED)
 			snprintf(r->err, sizeof(r->err),
 			         "the token refused to sign with the %s: the object it offers for the seal's key "

@@ -3,7 +3,8 @@
  * lets a test inject what SoftHSM cannot be made to do on demand — PIN
  * flags (final try, locked), a failing C_Sign that leaves the operation
  * active, a pulled token, a token that numbers its objects anew (two
- * handles swapped, or a find that answers with the wrong one) — and count
+ * handles swapped, or a find that answers with the wrong one), ECDSA
+ * signatures whose r is short (a DER length no s can make up) — and count
  * logins, sessions and signature starts.
  * Controlled through shim_set/shim_get (dlsym on the same dlopen handle).
  */
@@ -26,6 +27,7 @@ static long swap_a, swap_b;  /* object handles a and b trade numbers ... */
 static long swap_find_only;  /* ... everywhere, or only in what C_FindObjects returns */
 static long sign_inits;      /* C_SignInit calls that reached the real module */
 static long key_finds;       /* C_FindObjectsInit calls for private keys */
+static long short_r;         /* the next N signatures: r's top bytes 00 01 (r||s of 64+ bytes) */
 
 long shim_get(const char *what);
 void shim_set(const char *what, long v);
@@ -45,6 +47,7 @@ var(const char *what)
 	if (!strcmp(what, "swap_find_only")) return &swap_find_only;
 	if (!strcmp(what, "sign_inits")) return &sign_inits;
 	if (!strcmp(what, "key_finds")) return &key_finds;
+	if (!strcmp(what, "short_r")) return &short_r;
 	abort();
 }
 
@@ -170,7 +173,13 @@ s_Sign(CK_SESSION_HANDLE s, CK_BYTE_PTR d, CK_ULONG dl, CK_BYTE_PTR sig, CK_ULON
 	rv = __atomic_exchange_n(&fail_sign_rv, 0, __ATOMIC_SEQ_CST);
 	if (rv && sig)
 		return (CK_RV)rv;   /* the real module's operation stays active */
-	return real->C_Sign(s, d, dl, sig, sl);
+	rv = real->C_Sign(s, d, dl, sig, sl);
+	if (rv == CKR_OK && sig && *sl >= 64 && __atomic_load_n(&short_r, __ATOMIC_SEQ_CST) > 0) {
+		__atomic_sub_fetch(&short_r, 1, __ATOMIC_SEQ_CST);
+		sig[0] = 0;
+		sig[1] = 1;
+	}
+	return (CK_RV)rv;
 }
 
 CK_RV

@@ -29,6 +29,7 @@
 #include "dispatch.h"
 #include "quota.h"
 #include "server.h"
+#include "signing.h"
 #include "signpath.h"
 #include "store.h"
 #include "token.h"
@@ -1215,5 +1216,205 @@ Test(sign_void, a_token_that_offers_another_key_is_refused_and_recorded)
 	shim_set("swap_b", 0);
 	shim_set("swap_find_only", 0);
 	sign_ok(&ann, "plain", CKM_SHA256_RSA_PKCS);
+	chain_verifies();
+}
+
+/* ---- EC signatures of the length the probe promised (issue 14) ---- */
+
+/* A pdfsig-like process: its probe, then its real signature, with the EC
+ * storm seal (CKM_ECDSA_SHA256, raw r||s). Returns the real reply. */
+static json_t *
+probe_then_real(const struct session *s, pid_t pid, size_t *probe_der)
+{
+	json_t *rep;
+	uint8_t *sig = NULL;
+	size_t siglen = 0;
+	char err[128];
+
+	peer.pid = pid;     /* no such process: its start time reads as 0, both times */
+	snprintf(peer.exe, sizeof(peer.exe), "/usr/bin/test-probe");
+	rep = call(sign_req(s, "storm", CKM_ECDSA_SHA256));
+	cr_assert(json_is_true(json_object_get(rep, "probe")), "answered as a probe: %s",
+	          json_string_value(json_object_get(rep, "message")));
+	cr_assert_eq(sg_get_bytes(rep, "signature", true, &sig, &siglen, 1024, err, sizeof(err)), 0, "%s", err);
+	cr_assert_eq(siglen, 64);
+	cr_assert_not(sig_verifies("storm", sig, siglen), "a placeholder verifies against nothing");
+	*probe_der = gw_ecdsa_der_len(sig, siglen);
+	free(sig);
+	json_decref(rep);
+	return call(sign_req(s, "storm", CKM_ECDSA_SHA256));
+}
+
+/* The records after `before` are one sign_probe and one sign ok whose
+ * detail counts the token signatures (sign_inits the shim saw). */
+static void
+probe_and_sign_recorded(uint64_t before, long inits)
+{
+	struct recs rs;
+	json_t *d;
+	json_error_t jerr;
+
+	records_after(before, &rs);
+	cr_assert_eq(rs.n, 2, "sign_probe and sign: got %zu records", rs.n);
+	cr_assert_str_eq(rs.r[0].action, "sign_probe");
+	cr_assert_str_eq(rs.r[1].action, "sign");
+	cr_assert_str_eq(rs.r[1].outcome, "ok");
+	d = json_loads(rs.r[1].detail, 0, &jerr);
+	cr_assert(d && json_is_object(d), "detail is JSON: '%s'", rs.r[1].detail);
+	cr_assert_eq(json_integer_value(json_object_get(d, "token_signatures")), inits,
+	             "the record counts the token signatures (%s; %ld C_SignInit)", rs.r[1].detail, inits);
+	cr_assert_eq(json_integer_value(json_object_get(d, "der_len")), 71);
+	cr_assert_null(json_object_get(d, "bound_hit"));
+	json_decref(d);
+}
+
+/* 40 probe-then-real pairs with a P-256 seal: every real signature
+ * verifies, has the placeholder's DER length (poppler 22.12 takes no
+ * other) and spends exactly one use; the probes spend none. Without the
+ * length matching about 5 pairs in 8 differ. */
+Test(sign_void, an_ec_signature_after_a_probe_has_the_placeholders_der_length)
+{
+	struct session ann = login("ann", GW_FACTOR_PASSWORD);
+	struct session boss = login("boss", GW_FACTOR_PASSWORD | GW_FACTOR_TOTP);
+	int64_t id = apply_as(&ann, "storm", 40);
+	struct gw_application *app;
+	pid_t self = peer.pid;
+
+	approve(&boss, id);
+	for (int i = 0; i < 40; i++) {
+		uint64_t before = head();
+		long inits;
+		size_t probe_der = 0, siglen = 0;
+		uint8_t *sig = NULL;
+		char err[128];
+		json_t *rep;
+
+		inits = shim_get("sign_inits");
+		rep = probe_then_real(&ann, 4000000 + i, &probe_der);
+		inits = shim_get("sign_inits") - inits;
+		cr_assert(json_is_true(json_object_get(rep, "ok")), "real signature #%d refused: %s", i,
+		          json_string_value(json_object_get(rep, "message")));
+		cr_assert_null(json_object_get(rep, "probe"));
+		cr_assert_eq(sg_get_bytes(rep, "signature", true, &sig, &siglen, 1024, err, sizeof(err)), 0, "%s", err);
+		cr_assert(sig_verifies("storm", sig, siglen), "signature #%d verifies", i);
+		cr_assert_eq(gw_ecdsa_der_len(sig, siglen), probe_der,
+		             "pair #%d: the real signature's DER length %zu is the placeholder's %zu", i,
+		             gw_ecdsa_der_len(sig, siglen), probe_der);
+		free(sig);
+		json_decref(rep);
+		cr_assert_geq(inits, 1);
+		cr_assert_leq(inits, 16);
+		probe_and_sign_recorded(before, inits);
+		app = stored(id);
+		cr_assert_eq(app->uses_left, (uint32_t)(40 - i - 1), "one use per pair (%u left after #%d)",
+		             app->uses_left, i);
+		free(app);
+	}
+	peer.pid = self;
+	chain_verifies();
+}
+
+/* The token fails the real signature after a probe: nothing was recorded
+ * as signed (the signature is made before its record), so nothing is
+ * voided or spent; only the refusal is on the record. */
+Test(sign_void, a_failed_ec_signature_after_a_probe_spends_nothing)
+{
+	struct session ann = login("ann", GW_FACTOR_PASSWORD);
+	struct session boss = login("boss", GW_FACTOR_PASSWORD | GW_FACTOR_TOTP);
+	int64_t id = apply_as(&ann, "storm", 1);
+	struct gw_application *app;
+	uint64_t before;
+	size_t probe_der = 0;
+	struct recs rs;
+	json_t *rep;
+
+	approve(&boss, id);
+	before = head();
+	shim_set("fail_sign_rv", 0);
+	peer.pid = 4100000;
+	snprintf(peer.exe, sizeof(peer.exe), "/usr/bin/test-probe");
+	json_decref(call(sign_req(&ann, "storm", CKM_ECDSA_SHA256)));   /* the probe */
+	shim_set("fail_sign_rv", CKR_DEVICE_ERROR);
+	rep = call(sign_req(&ann, "storm", CKM_ECDSA_SHA256));
+	cr_assert(json_is_false(json_object_get(rep, "ok")));
+	cr_assert_null(json_object_get(rep, "signature"));
+	json_decref(rep);
+	records_after(before, &rs);
+	cr_assert_eq(rs.n, 2, "sign_probe and the refusal: got %zu records", rs.n);
+	cr_assert_str_eq(rs.r[0].action, "sign_probe");
+	cr_assert_str_eq(rs.r[1].action, "sign");
+	cr_assert_str_eq(rs.r[1].outcome, "error");
+	app = stored(id);
+	cr_assert_eq(app->uses_left, 1, "the use is still there");
+	free(app);
+
+	/* The next try of a new process signs with it. */
+	rep = probe_then_real(&ann, 4100001, &probe_der);
+	cr_assert(json_is_true(json_object_get(rep, "ok")), "%s",
+	          json_string_value(json_object_get(rep, "message")));
+	json_decref(rep);
+	app = stored(id);
+	cr_assert_eq(app->uses_left, 0);
+	free(app);
+	chain_verifies();
+}
+
+/* A token whose signatures never have the promised length (r too short
+ * for any s to make up): after 16 token signatures the real signature is
+ * refused, says so, releases nothing and spends nothing; fewer misses are
+ * signed again and counted in the record. */
+Test(sign_void, an_ec_signature_that_never_fits_is_refused_after_16_tries)
+{
+	struct session ann = login("ann", GW_FACTOR_PASSWORD);
+	struct session boss = login("boss", GW_FACTOR_PASSWORD | GW_FACTOR_TOTP);
+	int64_t id = apply_as(&ann, "storm", 1);
+	struct gw_application *app;
+	uint64_t before;
+	size_t probe_der = 0;
+	long inits;
+	struct recs rs;
+	json_t *rep, *d;
+	json_error_t jerr;
+	const char *msg;
+
+	approve(&boss, id);
+	before = head();
+	shim_set("short_r", 16);
+	inits = shim_get("sign_inits");
+	rep = probe_then_real(&ann, 4200000, &probe_der);
+	cr_assert_eq(shim_get("sign_inits") - inits, 16, "16 token signatures, not more");
+	cr_assert_eq(shim_get("short_r"), 0);
+	cr_assert(json_is_false(json_object_get(rep, "ok")));
+	cr_assert_null(json_object_get(rep, "signature"));
+	msg = json_string_value(json_object_get(rep, "message"));
+	cr_assert(msg && strstr(msg, "in 16 tries") && strstr(msg, "nothing was spent"), "%s", msg);
+	json_decref(rep);
+	records_after(before, &rs);
+	cr_assert_eq(rs.n, 2, "sign_probe and the refusal: got %zu records", rs.n);
+	cr_assert_str_eq(rs.r[1].action, "sign");
+	cr_assert_str_eq(rs.r[1].outcome, "error");
+	d = json_loads(rs.r[1].detail, 0, &jerr);
+	cr_assert(d, "detail is JSON: '%s'", rs.r[1].detail);
+	cr_assert_eq(json_integer_value(json_object_get(d, "token_signatures")), 16);
+	cr_assert(json_is_true(json_object_get(d, "bound_hit")), "%s", rs.r[1].detail);
+	json_decref(d);
+	app = stored(id);
+	cr_assert_eq(app->uses_left, 1, "the use is still there");
+	free(app);
+
+	/* Three misses, then a fitting one: four token signatures, one use. */
+	before = head();
+	shim_set("short_r", 3);
+	inits = shim_get("sign_inits");
+	rep = probe_then_real(&ann, 4200001, &probe_der);
+	inits = shim_get("sign_inits") - inits;
+	cr_assert(json_is_true(json_object_get(rep, "ok")), "%s",
+	          json_string_value(json_object_get(rep, "message")));
+	json_decref(rep);
+	cr_assert_geq(inits, 4);
+	probe_and_sign_recorded(before, inits);
+	app = stored(id);
+	cr_assert_eq(app->uses_left, 0);
+	free(app);
 	chain_verifies();
 }
