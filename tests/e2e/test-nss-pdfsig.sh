@@ -4,7 +4,7 @@
 # database, the seal certificates visible under "<token>:<seal>", a PDF
 # signed with the Contract Seal (pdfsig signs twice: a size probe, then the
 # real signature — both pass the gateway) and verified as valid and trusted.
-# RSA only: poppler 22.12 mis-sizes EC signatures (shared/FACTS.md).
+# EC seals: tests/e2e/test-pdfsig-ec.sh (the placeholder's DER length).
 set -euo pipefail
 # shellcheck source=tests/e2e/lib.sh
 . "$(dirname "$0")/lib.sh"
