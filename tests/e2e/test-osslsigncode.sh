@@ -75,14 +75,12 @@ expect_out "MISMATCH" "osslsigncode names the digest mismatch"
 run osslsigncode verify -in order-entry-signed.exe
 expect_fail "without -CAfile the demo CA is unknown and verify fails"
 
-# --- a document seal (no codeSigning EKU): signed, but it does not verify.
-# Bob approved above with this step's code, which is spent: the next one.
-run sealctl_as alice apply --seal contract --type contract --amount 1000 --scope sales \
-	--reason "e2e test $E2E_NAME" --uses 2
-APP2=$(sed -n '1s/^#\([0-9][0-9]*\).*/\1/p' <<<"$OUT")
-run env SEALGATE_CODE="$(totp_next bob)" "$SEALGATE_BUILD/tools/sealctl" --socket "$SEALGATE_SOCKET" \
-	--user bob --password-file <(password_of bob; echo) approve "${APP2:-0}"
-expect_ok "bob approves alice's application #$APP2 for the Contract Seal"
+# --- a document seal (no codeSigning EKU): signed, but it does not verify
+if APP2=$(authorize alice contract 2 bob --type contract --amount 1000 --scope sales); then
+	pass "alice's application #$APP2 for the Contract Seal is authorized"
+else
+	fail "alice's application for the Contract Seal was not authorized"
+fi
 run osslsigncode sign -pkcs11module "$SEALGATE_MODULE" -pkcs11cert "$CONTRACT_URI;type=cert" \
 	-key "$CONTRACT_URI;type=private" -readpass alice.pin \
 	-in order-entry.exe -out contract-signed.exe
