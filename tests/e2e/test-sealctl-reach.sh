@@ -54,30 +54,31 @@ expect_out "acting as 'zed' (SEALGATE_USER or --user): there is no sealgate acco
 	"an account that does not exist is named"
 
 # --- another OS user: no account, no act_as entry (needs root to be one)
+# shellcheck disable=SC2317 # called through run
+as_nobody() { setpriv --reuid=nobody --regid="$(id -g nobody)" --clear-groups "$@"; }
 if [ "$(id -u)" != 0 ] || ! id nobody >/dev/null 2>&1; then
 	log "note: not root (or no user nobody): the other-OS-user cases are not checked"
-	finish
-fi
-as_nobody() { setpriv --reuid=nobody --regid="$(id -g nobody)" --clear-groups "$@"; }
-# The site is 0711 for other logins; the test's own directory must be too.
-chmod 0711 "$E2E_TMP"
-run as_nobody "$SEALCTL" --socket "$SEALGATE_SOCKET" status
-expect_ok "status as an OS user the policy does not know (the gateway and token are fine)"
-expect_out "account:  NONE: OS user nobody has no sealgate account and no act_as entry; set SEALGATE_USER or ask the seal admin" \
-	"status says what is missing"
-run as_nobody "$SEALCTL" --socket "$SEALGATE_SOCKET" why </dev/null
-expect_rc 1 "why as an OS user without an account"
-expect_out "OS user nobody has no sealgate account and no act_as entry; set SEALGATE_USER or ask the seal admin" \
-	"why says what is missing"
-expect_no_out "password" "why asks for no password first"
+else
+	# The site is 0711 for other logins; the test's own directory must be too.
+	chmod 0711 "$E2E_TMP"
+	run as_nobody "$SEALCTL" --socket "$SEALGATE_SOCKET" status
+	expect_ok "status as an OS user the policy does not know (the gateway and token are fine)"
+	expect_out "account:  NONE: OS user nobody has no sealgate account and no act_as entry; set SEALGATE_USER or ask the seal admin" \
+		"status says what is missing"
+	run as_nobody "$SEALCTL" --socket "$SEALGATE_SOCKET" why </dev/null
+	expect_rc 1 "why as an OS user without an account"
+	expect_out "OS user nobody has no sealgate account and no act_as entry; set SEALGATE_USER or ask the seal admin" \
+		"why says what is missing"
+	expect_no_out "password" "why asks for no password first"
 
-# --- a socket this OS user may not open
-chmod 0600 "$SEALGATE_SOCKET"
-run as_nobody "$SEALCTL" --socket "$SEALGATE_SOCKET" status
-chmod 0666 "$SEALGATE_SOCKET"
-expect_rc 3 "status on a socket this OS user may not open"
-expect_out "at $SEALGATE_SOCKET (from --socket): EACCES (Permission denied): permission denied" \
-	"it names the socket and EACCES"
-expect_out "(OS user nobody) ask the gateway's administrator" "it says whom to ask"
+	# --- a socket this OS user may not open
+	chmod 0600 "$SEALGATE_SOCKET"
+	run as_nobody "$SEALCTL" --socket "$SEALGATE_SOCKET" status
+	chmod 0666 "$SEALGATE_SOCKET"
+	expect_rc 3 "status on a socket this OS user may not open"
+	expect_out "at $SEALGATE_SOCKET (from --socket): EACCES (Permission denied): permission denied" \
+		"it names the socket and EACCES"
+	expect_out "(OS user nobody) ask the gateway's administrator" "it says whom to ask"
+fi
 
 finish
