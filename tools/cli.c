@@ -227,7 +227,6 @@ cli_logout(struct cli *c)
 	c->session = NULL;
 }
 
-
 int
 cli_account_check(struct cli *c, char *buf, size_t len)
 {
@@ -243,7 +242,8 @@ cli_account_check(struct cli *c, char *buf, size_t len)
 	rep = cli_call(c, req);
 	c->json = was;
 	if (sg_reply_is_ok(rep, NULL, &code, &msg)) {
-		snprintf(buf, len, "%s", json_string_value(json_object_get(rep, "user")) ?: "?");
+		const char *id = json_string_value(json_object_get(rep, "user"));
+		snprintf(buf, len, "%s", id ? id : "?");
 		rv = 0;
 		goto out;
 	}
