@@ -4,6 +4,7 @@
 #include "cli.h"
 
 #include <errno.h>
+#include <pwd.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -74,6 +75,72 @@ cli_read_secret(const char *path, const char *prompt)
 	return out;
 }
 
+/* The caller's OS login, as the gateway will see it from the socket. */
+static void
+os_login(char *buf, size_t len)
+{
+	struct passwd *pw = getpwuid(geteuid());
+
+	if (pw != NULL && pw->pw_name != NULL)
+		snprintf(buf, len, "%s", pw->pw_name);
+	else
+		snprintf(buf, len, "uid %lu", (unsigned long)geteuid());
+}
+
+/* Says which socket was tried, where that path came from, why the
+ * connection failed and what to do: "cannot reach the gateway: No such
+ * file or directory" alone leaves a person guessing whether the gateway
+ * is down, the path is wrong or they may not use it. */
+static void
+report_unreachable(const struct cli *c, int e)
+{
+	const char *name, *reason, *todo;
+	char from[96], me[64];
+
+	if (c->socket_from != NULL)
+		snprintf(from, sizeof(from), "from %s", c->socket_from);
+	else
+		snprintf(from, sizeof(from), "the default: SEALGATE_SOCKET is not set");
+	os_login(me, sizeof(me));
+	todo = "start sealgated (systemctl start sealgated; the demo site: tools/sandbox up DIR), "
+	       "or set SEALGATE_SOCKET (or --socket) to the socket_path of a running gateway";
+	switch (e) {
+	case ENOENT:
+		name = "ENOENT";
+		reason = "no gateway is listening there (no such socket)";
+		break;
+	case ECONNREFUSED:
+		name = "ECONNREFUSED";
+		reason = "the socket file is there but no gateway accepts on it (stopped or crashed)";
+		break;
+	case EACCES:
+	case EPERM:
+		name = e == EACCES ? "EACCES" : "EPERM";
+		reason = "permission denied: this OS user may not open the socket or search a directory above it";
+		todo = "ask the gateway's administrator to let this login reach the socket "
+		       "(socket_mode in sealgated.yaml, search permission on its directories)";
+		break;
+	case ENOTDIR:
+		name = "ENOTDIR";
+		reason = "a part of the path is not a directory";
+		todo = "check the path in SEALGATE_SOCKET or --socket";
+		break;
+	case ENAMETOOLONG:
+		name = "ENAMETOOLONG";
+		reason = "the path is longer than a Unix socket address holds (107 bytes)";
+		todo = "use a shorter socket_path";
+		break;
+	default:
+		name = NULL;
+		reason = strerror(e);
+		break;
+	}
+	fprintf(stderr, "sealctl: cannot reach the gateway at %s (%s): %s%s%s%s%s\n",
+	        c->socket, from, name ? name : "", name ? " (" : "", name ? strerror(e) : "",
+	        name ? "): " : "", reason);
+	fprintf(stderr, "sealctl: (OS user %s) %s\n", me, todo);
+}
+
 json_t *
 cli_call(struct cli *c, json_t *req)
 {
@@ -83,8 +150,7 @@ cli_call(struct cli *c, json_t *req)
 	if (c->fd < 0) {
 		c->fd = sg_connect_unix(c->socket);
 		if (c->fd < 0) {
-			fprintf(stderr, "sealctl: cannot reach the gateway at %s: %s\n",
-			        c->socket, strerror(-c->fd));
+			report_unreachable(c, -c->fd);
 			json_decref(req);
 			exit(3);
 		}
@@ -161,3 +227,45 @@ cli_logout(struct cli *c)
 	c->session = NULL;
 }
 
+int
+cli_account_check(struct cli *c, char *buf, size_t len)
+{
+	json_t *req = sg_request_new(SG_OP_WHOAMI), *rep;
+	const char *code = NULL, *msg = NULL;
+	char me[64];
+	bool was = c->json;
+	int rv = -1;
+
+	if (c->user)
+		json_object_set_new(req, "user", json_string(c->user));
+	c->json = false;  /* a check, not the command's own output */
+	rep = cli_call(c, req);
+	c->json = was;
+	if (sg_reply_is_ok(rep, NULL, &code, &msg)) {
+		const char *id = json_string_value(json_object_get(rep, "user"));
+		snprintf(buf, len, "%s", id ? id : "?");
+		rv = 0;
+		goto out;
+	}
+	if (code == NULL || msg == NULL || strcmp(code, "not_allowed") != 0) {
+		snprintf(buf, len, "%s (%s)", msg ? msg : "unreadable reply", code ? code : "?");
+		goto out;
+	}
+	os_login(me, sizeof(me));
+	/* gw_policy_resolve_account adds the SEALGATE_USER hint only when an
+	 * act_as entry exists; without it and without SEALGATE_USER nothing
+	 * in the policy names this login at all. */
+	if (c->user == NULL && strstr(msg, "is not a sealgate account") != NULL &&
+	    strstr(msg, "SEALGATE_USER") == NULL)
+		snprintf(buf, len, "OS user %s has no sealgate account and no act_as entry; "
+		         "set SEALGATE_USER or ask the seal admin", me);
+	else if (c->user == NULL)
+		snprintf(buf, len, "OS user %s: %s", me, msg);
+	else
+		snprintf(buf, len, "OS user %s acting as '%s' (SEALGATE_USER or --user): %s",
+		         me, c->user, msg);
+	rv = 1;
+out:
+	json_decref(rep);
+	return rv;
+}

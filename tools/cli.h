@@ -10,6 +10,7 @@
 
 struct cli {
 	const char *socket;
+	const char *socket_from;     /* "--socket", "SEALGATE_SOCKET" or NULL: the default */
 	const char *user;            /* account to act as (SEALGATE_USER) */
 	const char *password_file;   /* the caller's own password */
 	bool json;
@@ -28,5 +29,10 @@ json_t *cli_call(struct cli *c, json_t *req);
 /* Logs in with the caller's password (file, SEALGATE_PASSWORD or prompt). */
 int cli_login(struct cli *c);
 void cli_logout(struct cli *c);
+/* Asks the gateway which account this OS login acts as (c->user or its
+ * own), without a password: 0 and the account in buf; 1 and what is
+ * missing, for a person to read, in buf; -1 and the gateway's refusal
+ * when it says something else. */
+int cli_account_check(struct cli *c, char *buf, size_t len);
 
 #endif

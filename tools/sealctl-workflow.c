@@ -295,7 +295,14 @@ cmd_why(struct cli *c)
 {
 	json_t *rep;
 	int rv = 1;
+	char missing[512];
 
+	/* Without an account there is no refusal of ours to explain, and no
+	 * password to ask for: the missing account is the answer. */
+	if (cli_account_check(c, missing, sizeof(missing)) == 1) {
+		fprintf(stderr, "sealctl: %s\n", missing);
+		return 1;
+	}
 	if (cli_login(c) != 0)
 		return 1;
 	rep = cli_call(c, sg_request_new(SG_OP_WHY));

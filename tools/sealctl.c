@@ -101,6 +101,7 @@ cmd_status(struct cli *c)
 	json_t *s;
 	bool present;
 	int rv;
+	char why[512];
 
 	if (!sg_reply_is_ok(rep, NULL, NULL, NULL)) {
 		cli_die_reply(rep);
@@ -112,6 +113,15 @@ cmd_status(struct cli *c)
 		printf("gateway:  sealgated %s, instance %s, reachable at %s\n",
 		       json_string_value(json_object_get(rep, "version")),
 		       json_string_value(json_object_get(rep, "instance")), c->socket);
+		/* Who the gateway takes this login for, without a password: a
+		 * person without an account learns it here, not from a refused
+		 * C_Login in an application. Not the exit status: status says
+		 * whether the gateway and token work (tools/sandbox waits on it). */
+		switch (cli_account_check(c, why, sizeof(why))) {
+		case 0: printf("account:  %s\n", why); break;
+		case 1: printf("account:  NONE: %s\n", why); break;
+		default: printf("account:  not known: %s\n", why); break;
+		}
 		printf("token:    %s (%s)\n", json_string_value(json_object_get(rep, "token_label")),
 		       present ? "present" : "NOT PRESENT");
 		if (json_is_object(json_object_get(rep, "backend"))) {
@@ -133,7 +143,7 @@ cmd_status(struct cli *c)
 		seals = json_object_get(rep, "seals");
 		json_array_foreach(seals, i, s) {
 			bool avail = json_is_true(json_object_get(s, "available"));
-			printf("seal:     %-10s %-16s %s%s%s\n",
+			printf("seal:     %-10s %-18s %s%s%s\n",
 			       json_string_value(json_object_get(s, "id")),
 			       json_string_value(json_object_get(s, "label")),
 			       avail ? "available" : "UNAVAILABLE",
@@ -283,13 +293,15 @@ main(int argc, char **argv)
 	int ch, rv;
 
 	c.socket = getenv("SEALGATE_SOCKET");
-	if (c.socket == NULL)
+	if (c.socket != NULL && c.socket[0] != '\0')
+		c.socket_from = "SEALGATE_SOCKET";
+	else
 		c.socket = SG_RUNSTATEDIR "/sealgated.sock";
 	c.user = getenv("SEALGATE_USER");
 	/* "+": options stop at the command, so its own args are left alone. */
 	while ((ch = getopt_long(argc, argv, "+s:u:p:jh", longopts, NULL)) != -1) {
 		switch (ch) {
-		case 's': c.socket = optarg; break;
+		case 's': c.socket = optarg; c.socket_from = "--socket"; break;
 		case 'u': c.user = optarg; break;
 		case 'p': c.password_file = optarg; break;
 		case 'N': newfile = optarg; break;

@@ -12,9 +12,15 @@
 # runs, and a second thread types into it through LibreOffice's UI-test API
 # (org.libreoffice.uitest.UITest) — the same widgets a person types into.
 #
+# With --headless soffice runs `--headless` and no dialog is shown: nothing
+# answers the PIN prompt (NSS never logs in) unless --pin-handler installs
+# an interaction handler of this script's own in LibreOffice's service
+# manager, in place of uui's, which answers the password request with the
+# PIN — how a batch job signs headless.
+#
 #   LO_SIGN_PIN=... lo_sign_pdf.py --profile DIR --cn "Acme ... Contract Seal" \
 #       --out out.pdf [--text "..."] [--reason R]
-#       [--empty-pin | --cancel-pin | --wrong-pin-first]
+#       [--empty-pin | --cancel-pin | --wrong-pin-first | --headless [--pin-handler]]
 #
 # The PIN comes from the environment (LO_SIGN_PIN), never argv. Exit status:
 # 0 signed PDF written, 1 LibreOffice refused or failed to export,
@@ -30,7 +36,10 @@ import time
 
 try:
     import uno
+    import unohelper
     from com.sun.star.beans import PropertyValue
+    from com.sun.star.lang import XServiceInfo, XSingleComponentFactory
+    from com.sun.star.task import XInteractionHandler2
 except ImportError as e:  # python3-uno missing, or not Debian's python3
     print("lo: cannot import uno (%s): needs python3-uno and /usr/bin/python3" % e)
     sys.exit(2)
@@ -49,14 +58,84 @@ def pv(name, value):
     return p
 
 
-def start_office(profile, pipe):
+def start_office(profile, pipe, headless):
     env = dict(os.environ)
     # svp: LibreOffice's in-memory VCL backend, no X display; dialogs run.
     env["SAL_USE_VCLPLUGIN"] = "svp"
     argv = [SOFFICE, "--norestore", "--nologo", "--nodefault", "--nolockcheck",
             "-env:UserInstallation=file://" + os.path.abspath(profile),
             "--accept=pipe,name=%s;urp;" % pipe]
+    if headless:
+        argv.insert(1, "--headless")
     return subprocess.Popen(argv, env=env, stdin=subprocess.DEVNULL)
+
+
+HANDLER_SERVICE = "com.sun.star.task.InteractionHandler"
+
+
+class PinHandler(unohelper.Base, XInteractionHandler2, XServiceInfo):
+    """An interaction handler that answers a password request (NSS's token
+    PIN prompt) with the PIN, and anything else with nothing."""
+
+    def __init__(self, pin, counter):
+        self.pin, self.counter = pin, counter
+
+    def handle(self, request):
+        self.handleInteractionRequest(request)
+
+    def handleInteractionRequest(self, request):
+        for c in request.getContinuations():
+            if hasattr(c, "setPassword"):
+                self.counter.append(1)
+                say("PIN requested: answered by the script's own interaction handler")
+                c.setPassword(self.pin)
+                c.select()
+                return True
+        return False
+
+    def getImplementationName(self):
+        return "org.sealgate.test.PinHandler"
+
+    def supportsService(self, name):
+        return name == HANDLER_SERVICE
+
+    def getSupportedServiceNames(self):
+        return (HANDLER_SERVICE,)
+
+
+class PinHandlerFactory(unohelper.Base, XSingleComponentFactory, XServiceInfo):
+    def __init__(self, pin, counter):
+        self.pin, self.counter = pin, counter
+
+    def createInstanceWithContext(self, ctx):
+        return PinHandler(self.pin, self.counter)
+
+    def createInstanceWithArgumentsAndContext(self, args, ctx):
+        return PinHandler(self.pin, self.counter)
+
+    def getImplementationName(self):
+        return "org.sealgate.test.PinHandler"
+
+    def supportsService(self, name):
+        return name == HANDLER_SERVICE
+
+    def getSupportedServiceNames(self):
+        return (HANDLER_SERVICE,)
+
+
+def install_pin_handler(ctx, pin, counter):
+    """LibreOffice's NSS password callback creates a new
+    com.sun.star.task.InteractionHandler for every prompt; the service
+    manager gives the first implementation registered for that name, so
+    uui's own handler is taken out and ours put in its place."""
+    smgr = ctx.ServiceManager
+    smgr.remove("com.sun.star.comp.uui.UUIInteractionHandler")
+    smgr.insert(PinHandlerFactory(pin, counter))
+    h = smgr.createInstanceWithContext(HANDLER_SERVICE, ctx)
+    name = h.getImplementationName() if h is not None else None
+    if name != "org.sealgate.test.PinHandler":
+        raise RuntimeError("the interaction handler is still %s" % name)
+    say("interaction handler replaced by the script's own")
 
 
 def connect(pipe, proc, timeout):
@@ -173,6 +252,10 @@ def main():
     ap.add_argument("--cancel-pin", action="store_true", help="press Cancel in the PIN dialog")
     ap.add_argument("--wrong-pin-first", action="store_true",
                     help="type a wrong PIN in the first PIN dialog, the right one after")
+    ap.add_argument("--headless", action="store_true",
+                    help="soffice --headless: no dialogs, nobody types into them")
+    ap.add_argument("--pin-handler", action="store_true",
+                    help="(with --headless) answer the PIN with an interaction handler of our own")
     ap.add_argument("--timeout", type=int, default=90)
     o = ap.parse_args()
 
@@ -182,7 +265,7 @@ def main():
         pins.insert(0, ("wrong-" + pin, True))
     pipe = "sealgate_lo_%d" % os.getpid()
     try:
-        proc = start_office(o.profile, pipe)
+        proc = start_office(o.profile, pipe, o.headless)
     except OSError as e:
         say("cannot start %s: %s" % (SOFFICE, e))
         return 2
@@ -198,15 +281,20 @@ def main():
     timer.start()
     rc = 1
     answerer = None
+    handled = []
     ctx = None
     try:
         ctx = connect(pipe, proc, 60)
-        uitest = ctx.ServiceManager.createInstanceWithContext("org.libreoffice.uitest.UITest", ctx)
-        if uitest is None:
-            say("no org.libreoffice.uitest.UITest service in this LibreOffice")
-            return 2
-        answerer = PinAnswerer(uitest, pins, o.cancel_pin)
-        answerer.start()
+        if o.headless:
+            if o.pin_handler:
+                install_pin_handler(ctx, pin, handled)
+        else:
+            uitest = ctx.ServiceManager.createInstanceWithContext("org.libreoffice.uitest.UITest", ctx)
+            if uitest is None:
+                say("no org.libreoffice.uitest.UITest service in this LibreOffice")
+                return 2
+            answerer = PinAnswerer(uitest, pins, o.cancel_pin)
+            answerer.start()
         try:
             cert = seal_certificate(ctx, o.cn)
         except Exception as e:
@@ -233,6 +321,8 @@ def main():
         if answerer is not None:
             answerer.stop.set()
             say("PIN dialogs answered: %d" % answerer.answered)
+        if o.headless:
+            say("PIN requests answered by the handler: %d" % len(handled))
         if ctx is not None:
             try:
                 ctx.ServiceManager.createInstanceWithContext(
