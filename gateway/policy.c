@@ -1841,7 +1841,8 @@ gw_policy_resolve_account(const struct gw_policy *p, const char *os_login,
 		return NULL;
 	}
 	snprintf(err, errlen, "OS login '%s' is not a sealgate account%s", os_login,
-	         act_as_of(p, os_login) ? "; set SEALGATE_USER to the account to act as" : "");
+	         act_as_of(p, os_login) ? "; set SEALGATE_USER to the account to act as" :
+	         " and no act_as entry names it; ask the seal admin");
 	return NULL;
 }
 

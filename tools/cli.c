@@ -252,15 +252,10 @@ cli_account_check(struct cli *c, char *buf, size_t len)
 		goto out;
 	}
 	os_login(me, sizeof(me));
-	/* gw_policy_resolve_account adds the SEALGATE_USER hint only when an
-	 * act_as entry exists; without it and without SEALGATE_USER nothing
-	 * in the policy names this login at all. */
-	if (c->user == NULL && strstr(msg, "is not a sealgate account") != NULL &&
-	    strstr(msg, "SEALGATE_USER") == NULL)
-		snprintf(buf, len, "OS user %s has no sealgate account and no act_as entry; "
-		         "set SEALGATE_USER or ask the seal admin", me);
-	else if (c->user == NULL)
-		snprintf(buf, len, "OS user %s: %s", me, msg);
+	/* The gateway's words (gw_policy_resolve_account) say what is missing:
+	 * no account, no act_as entry, or SEALGATE_USER to set. */
+	if (c->user == NULL)
+		snprintf(buf, len, "%s", msg);
 	else
 		snprintf(buf, len, "OS user %s acting as '%s' (SEALGATE_USER or --user): %s",
 		         me, c->user, msg);

@@ -45,7 +45,7 @@ expect_out "no gateway accepts on it" "it says the socket is stale"
 # --- the owner of the site: act_as, but no SEALGATE_USER
 run "$SEALCTL" --socket "$SEALGATE_SOCKET" status
 expect_ok "status as the site owner without SEALGATE_USER"
-expect_out "account:  NONE: OS user $(id -un): OS login '$(id -un)' is not a sealgate account; set SEALGATE_USER" \
+expect_out "account:  NONE: OS login '$(id -un)' is not a sealgate account; set SEALGATE_USER" \
 	"status says the owner's login must pick an account with SEALGATE_USER"
 run env SEALGATE_USER=alice "$SEALCTL" --socket "$SEALGATE_SOCKET" status
 expect_out "account:  alice" "with SEALGATE_USER=alice status names the account"
@@ -63,11 +63,11 @@ else
 	chmod 0711 "$E2E_TMP"
 	run as_nobody "$SEALCTL" --socket "$SEALGATE_SOCKET" status
 	expect_ok "status as an OS user the policy does not know (the gateway and token are fine)"
-	expect_out "account:  NONE: OS user nobody has no sealgate account and no act_as entry; set SEALGATE_USER or ask the seal admin" \
+	expect_out "account:  NONE: OS login 'nobody' is not a sealgate account and no act_as entry names it; ask the seal admin" \
 		"status says what is missing"
 	run as_nobody "$SEALCTL" --socket "$SEALGATE_SOCKET" why </dev/null
 	expect_rc 1 "why as an OS user without an account"
-	expect_out "OS user nobody has no sealgate account and no act_as entry; set SEALGATE_USER or ask the seal admin" \
+	expect_out "OS login 'nobody' is not a sealgate account and no act_as entry names it; ask the seal admin" \
 		"why says what is missing"
 	expect_no_out "password" "why asks for no password first"
 
