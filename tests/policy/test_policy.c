@@ -150,8 +150,14 @@ Test(policy, demo_loads)
 	cr_assert_str_eq(p->timezone, "Asia/Shanghai");
 	cr_assert_eq(p->n_departments, 4);
 	cr_assert_eq(p->n_people, 8);
-	cr_assert_eq(p->n_seals, 4);
+	cr_assert_eq(p->n_seals, 5);
 	cr_assert_eq(p->refs, 1);
+	/* The code-signing seal (osslsigncode, docs/clients.md). */
+	c = gw_policy_seal(p, "code");
+	cr_assert_not_null(c);
+	cr_assert_str_eq(c->key_uri, "pkcs11:object=code-seal;type=private");
+	cr_assert_str_eq(c->kind, "code");
+	cr_assert(c->approval_required);
 	c = gw_policy_seal(p, "contract");
 	cr_assert_not_null(c);
 	cr_assert_str_eq(c->key_uri, "pkcs11:object=contract-seal;type=private");
