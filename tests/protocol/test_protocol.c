@@ -3,6 +3,8 @@
 #include <errno.h>
 #include <string.h>
 #include <sys/socket.h>
+#include <signal.h>
+#include <sys/wait.h>
 #include <unistd.h>
 #include <p11-kit/pkcs11.h>
 
@@ -192,4 +194,78 @@ Test(protocol, secrets_are_wiped_in_place)
 	cr_assert_str_eq(json_string_value(json_object_get(m, "op")), "login");
 	json_decref(m);
 	sg_msg_wipe_secrets(NULL);
+}
+
+/* The deadlines of the gateway's reader (docs/protocol.md, "Limits and
+ * deadlines"): nothing sent → -ETIME after idle_ms; a frame begun and not
+ * finished → -ETIMEDOUT after frame_ms, however the bytes trickle; a whole
+ * frame inside them reads as usual. */
+Test(protocol, idle_deadline_before_the_first_byte)
+{
+	json_t *got = NULL;
+	char err[128];
+
+	cr_assert_eq(sg_msg_read_timed(sv[1], 50, 1000, &got, err, sizeof(err)), -ETIME);
+	cr_assert_null(got);
+	cr_assert_not_null(strstr(err, "no request"), "%s", err);
+}
+
+Test(protocol, frame_deadline_for_a_stalled_header_and_body)
+{
+	uint8_t part[3] = { 0, 0, 0 }, frame[6] = { 0, 0, 0, 40, '{', '"' };
+	json_t *got = NULL;
+	char err[128];
+
+	/* Two bytes of the length, then silence. */
+	cr_assert_eq(write(sv[0], part, 2), 2);
+	cr_assert_eq(sg_msg_read_timed(sv[1], 5000, 100, &got, err, sizeof(err)), -ETIMEDOUT);
+	cr_assert_null(got);
+	teardown();
+	setup();
+	/* A whole header and part of the body. */
+	cr_assert_eq(write(sv[0], frame, sizeof(frame)), (ssize_t)sizeof(frame));
+	cr_assert_eq(sg_msg_read_timed(sv[1], 5000, 100, &got, err, sizeof(err)), -ETIMEDOUT);
+	cr_assert_not_null(strstr(err, "not complete"), "%s", err);
+}
+
+Test(protocol, a_trickled_frame_is_cut_at_its_deadline)
+{
+	const char body[] = "{\"v\":1,\"op\":\"hello\",\"pad\":\"xxxxxxxxxxxxxxxxxxxxxxxx\"}";
+	uint8_t hdr[4] = { 0, 0, 0, (uint8_t)(sizeof(body) - 1) };
+	json_t *got = NULL;
+	char err[128];
+	pid_t pid;
+	int rc;
+
+	/* One byte every 20 ms: each read makes progress, the whole frame
+	 * would take over a second; the deadline counts from the first byte. */
+	pid = fork();
+	cr_assert_geq(pid, 0);
+	if (pid == 0) {
+		close(sv[1]);
+		(void)!write(sv[0], hdr, 4);
+		for (size_t i = 0; i + 1 < sizeof(body); i++) {
+			if (write(sv[0], body + i, 1) != 1)
+				break;
+			usleep(20000);
+		}
+		_exit(0);
+	}
+	rc = sg_msg_read_timed(sv[1], 5000, 200, &got, err, sizeof(err));
+	kill(pid, SIGKILL);
+	waitpid(pid, NULL, 0);
+	cr_assert_eq(rc, -ETIMEDOUT, "rc %d: %s", rc, err);
+	cr_assert_null(got);
+}
+
+Test(protocol, a_whole_frame_within_the_deadlines_reads)
+{
+	json_t *req = sg_request_new(SG_OP_HELLO), *got = NULL;
+	char err[128];
+
+	cr_assert_eq(sg_msg_write(sv[0], req), 0);
+	cr_assert_eq(sg_msg_read_timed(sv[1], 1000, 1000, &got, err, sizeof(err)), 0, "%s", err);
+	cr_assert_not_null(got);
+	json_decref(req);
+	json_decref(got);
 }
