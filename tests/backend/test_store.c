@@ -1,5 +1,5 @@
 /*
- * gateway/store.c on real SQLite files in a temp dir: creation mode,
+ * gateway/store/sqlite/store.c on real SQLite files in a temp dir: creation mode,
  * migrations, refusal of newer schemas, accounts, the audit row API and
  * the append-only triggers.
  */

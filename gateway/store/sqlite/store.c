@@ -72,7 +72,7 @@ static const char *const migrations[] = {
 	"CREATE TRIGGER audit_no_delete BEFORE DELETE ON audit"
 	"  BEGIN SELECT RAISE(ABORT, 'the audit log is append-only'); END;",
 
-	/* 3: applications, approvals and quota counters (gateway/appstore.c
+	/* 3: applications, approvals and quota counters (gateway/store/sqlite/appstore.c
 	 * owns their meaning and SQL). */
 	"CREATE TABLE applications ("
 	"  id INTEGER PRIMARY KEY AUTOINCREMENT,"
