@@ -311,4 +311,28 @@ int gw_store_attempt_end(struct gw_store *st, const char *user, int64_t key, int
  * gw_audit_apply_fn may call it). The number of rows, or -1. */
 int gw_store_attempts_clear(struct gw_store *st, const char *user);
 
+/* ---- TOTP secrets (table auth_totp; gateway/totp.c seals and opens
+ * them, the store keeps bytes) ----
+ * A sealed secret is at most GW_TOTP_SEALED_MAX bytes. last_counter is the
+ * RFC 6238 step of the last accepted code. */
+/* Creates the table when missing. 0 or -1 with err. */
+int gw_store_totp_init(struct gw_store *st, char *err, size_t errlen);
+/* 1 enrolled, 0 not, -1 store error. */
+int gw_store_totp_enrolled(struct gw_store *st, const char *user);
+/* Stores user's sealed secret with counter as its last step (replacing an
+ * earlier one). 0, or -1 with err. */
+int gw_store_totp_put(struct gw_store *st, const char *user, const uint8_t *sealed,
+                      size_t sealed_len, uint64_t counter, char *err, size_t errlen);
+/* 1 removed, 0 none, -1 error. */
+int gw_store_totp_delete(struct gw_store *st, const char *user);
+/* user's sealed secret (*sealed_len: in, the room; out, the length) and
+ * last step. 1 found, 0 none, -1 error (also a secret larger than the
+ * room). */
+int gw_store_totp_get(struct gw_store *st, const char *user, uint8_t *sealed,
+                      size_t *sealed_len, uint64_t *last);
+/* Moves the last step forward to ctr unless another use got there first:
+ * the conditional update's row count decides. 1 recorded, 0 lost the race
+ * (the code was used meanwhile), -1 error. */
+int gw_store_totp_advance(struct gw_store *st, const char *user, uint64_t ctr);
+
 #endif
