@@ -12,6 +12,7 @@
 
 #include "rowimage.h"
 #include "store.h"
+#include "sqlite_store.h"   /* gw_store_db: a look at the file from inside */
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
 

@@ -4,7 +4,7 @@
  * totp.c seals and opens them on the token, and nothing here sees a secret
  * in the clear.
  */
-#include "store.h"
+#include "sqlite_store.h"
 
 #include <stdio.h>
 #include <string.h>
@@ -19,7 +19,7 @@ sqlerr(struct gw_store *st, char *err, size_t errlen, const char *what)
 }
 
 int
-gw_store_totp_init(struct gw_store *st, char *err, size_t errlen)
+gw_sqlite_totp_init(struct gw_store *st, char *err, size_t errlen)
 {
 	int rc;
 
@@ -41,7 +41,7 @@ gw_store_totp_init(struct gw_store *st, char *err, size_t errlen)
 }
 
 int
-gw_store_totp_enrolled(struct gw_store *st, const char *user)
+gw_sqlite_totp_enrolled(struct gw_store *st, const char *user)
 {
 	sqlite3_stmt *s = NULL;
 	int rv = -1, rc;
@@ -60,7 +60,7 @@ out:
 }
 
 int
-gw_store_totp_put(struct gw_store *st, const char *user, const uint8_t *sealed, size_t sealed_len,
+gw_sqlite_totp_put(struct gw_store *st, const char *user, const uint8_t *sealed, size_t sealed_len,
                   uint64_t counter, char *err, size_t errlen)
 {
 	sqlite3_stmt *s = NULL;
@@ -90,7 +90,7 @@ out:
 }
 
 int
-gw_store_totp_delete(struct gw_store *st, const char *user)
+gw_sqlite_totp_delete(struct gw_store *st, const char *user)
 {
 	sqlite3_stmt *s = NULL;
 	int rv = -1;
@@ -109,7 +109,7 @@ out:
 }
 
 int
-gw_store_totp_get(struct gw_store *st, const char *user, uint8_t *sealed, size_t *sealed_len,
+gw_sqlite_totp_get(struct gw_store *st, const char *user, uint8_t *sealed, size_t *sealed_len,
                   uint64_t *last)
 {
 	sqlite3_stmt *s = NULL;
@@ -144,7 +144,7 @@ out:
 }
 
 int
-gw_store_totp_advance(struct gw_store *st, const char *user, uint64_t ctr)
+gw_sqlite_totp_advance(struct gw_store *st, const char *user, uint64_t ctr)
 {
 	sqlite3_stmt *s = NULL;
 	int rv = -1;
