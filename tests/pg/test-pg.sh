@@ -46,11 +46,20 @@ out=$(psql -X -At -v ON_ERROR_STOP=1 "$conn" \
 # 3. No TCP: nothing listens, and a password is needed on the socket.
 out=$(psql -X -At "$conn" -c "SHOW listen_addresses")
 [ -z "$out" ] && pass "listen_addresses is empty" || fail "listen_addresses = '$out'"
-if ss -Hltnp 2>/dev/null | grep -q "pid=$pid,"; then
-	fail "the postmaster listens on TCP: $(ss -Hltnp | grep "pid=$pid,")"
-else
-	pass "the postmaster has no TCP listener"
-fi
+# The postmaster's own sockets against the kernel's TCP tables (no tool
+# needed): none of its socket inodes may be a TCP socket.
+tcp=
+for fd in /proc/"$pid"/fd/*; do
+	l=$(readlink "$fd" 2>/dev/null) || continue
+	case $l in socket:\[*\]) ;; *) continue ;; esac
+	ino=${l#socket:[}
+	ino=${ino%]}
+	if awk -v i="$ino" 'NR > 1 && $10 == i { f = 1 } END { exit !f }' /proc/net/tcp /proc/net/tcp6; then
+		tcp="$tcp $ino"
+	fi
+done
+[ -z "$tcp" ] && pass "the postmaster has no TCP socket" ||
+	fail "the postmaster has TCP sockets (inodes$tcp)"
 if PGPASSWORD=wrong psql -X -At "host=$W/pg/run port=5432 dbname=sealgate user=sealgate passfile=/dev/null" -c 'SELECT 1' >/dev/null 2>&1; then
 	fail "a wrong password was accepted"
 else
