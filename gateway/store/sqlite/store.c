@@ -5,7 +5,8 @@
  * SQL of accounts and the audit log (audit.c gets rows in, rows out, one
  * transaction a batch), and the redo log that makes an audit batch durable
  * with one small sync (redo.c; docs/audit.md, "Durability"). appstore.c
- * runs its own SQL through gw_store_db.
+ * and authtotp.c run their own SQL through gw_store_db (sqlite_store.h);
+ * the gateway reaches all of them through the table in ops.c.
  */
 #include "sqlite_store.h"
 #include "protocol.h"
