@@ -43,6 +43,19 @@ out=$(psql -X -At -v ON_ERROR_STOP=1 "$conn" \
 [ "$(echo "$out" | tail -1)" = "2|2" ] && pass "the role creates and fills a table" ||
 	fail "table as the role: '$out'"
 
+# The role owns its database and nothing more: no superuser, no roles, no
+# other database (pg_hba lets it into sealgate only).
+out=$(psql -X -At "$conn" -c "SELECT rolsuper, rolcreaterole, rolcreatedb FROM pg_roles WHERE rolname = current_user")
+[ "$out" = "f|f|f" ] && pass "the role is no superuser and makes no roles or databases" ||
+	fail "the role's rights: '$out', expected f|f|f"
+# With its password given outright: the passfile names database sealgate only.
+pw=$(cut -d: -f5 "$W/pg/pgpass")
+if PGPASSWORD=$pw psql -X -At "host=$W/pg/run port=5432 dbname=postgres user=sealgate" -c 'SELECT 1' >/dev/null 2>&1; then
+	fail "the role reaches the postgres database"
+else
+	pass "the role cannot reach another database"
+fi
+
 # 3. No TCP: nothing listens, and a password is needed on the socket.
 out=$(psql -X -At "$conn" -c "SHOW listen_addresses")
 [ -z "$out" ] && pass "listen_addresses is empty" || fail "listen_addresses = '$out'"
