@@ -22,6 +22,7 @@
 #include "audit.h"
 #include "redo.h"
 #include "store.h"
+#include "sqlite_store.h"   /* gw_store_db: a look at the file from inside */
 
 static char dir[64];
 static char path[128];

@@ -1,5 +1,5 @@
 /*
- * gateway/store.c on real SQLite files in a temp dir: creation mode,
+ * gateway/store/sqlite/store.c on real SQLite files in a temp dir: creation mode,
  * migrations, refusal of newer schemas, accounts, the audit row API and
  * the append-only triggers.
  */
@@ -14,6 +14,8 @@
 #include <sqlite3.h>
 
 #include "store.h"
+#include "sqlite_store.h"   /* gw_store_db: a look at the file from inside */
+#include "backend.h"
 
 static char dir[64];
 static char path[128];
@@ -137,6 +139,63 @@ Test(store, passwords)
 	cr_assert_eq(gw_store_password_set(st, "bob", NULL), 0);
 	cr_assert_eq(gw_store_password_get(st, "bob", hash, sizeof(hash)), 0);
 	cr_assert_eq(gw_store_password_set(st, "", "x"), -1);
+}
+
+/* The interface reaches the store only through the table of calls the
+ * store was opened with (gateway/store/backend.h): a table put in its place
+ * answers every call, the SQLite one included. */
+static int
+fake_password_get(struct gw_store *s, const char *user, char *hash, size_t hashlen)
+{
+	snprintf(hash, hashlen, "from-the-table:%s", user);
+	return 1;
+}
+
+static int
+fake_app_get(struct gw_store *s, int64_t id, struct gw_application *app)
+{
+	memset(app, 0, sizeof(*app));
+	app->id = id * 2;
+	return 1;
+}
+
+static int
+fake_totp_enrolled(struct gw_store *s, const char *user)
+{
+	return strcmp(user, "alice") == 0 ? 1 : 0;
+}
+
+Test(store, calls_go_through_the_backend_table)
+{
+	struct gw_store_head *head;
+	struct gw_store_ops fake;
+	const struct gw_store_ops *real;
+	struct gw_application app;
+	char hash[128];
+
+	open_ok(0);
+	cr_assert_str_eq(gw_store_backend(st), "sqlite");
+	cr_assert_eq(gw_store_password_set(st, "alice", "$argon2id$v=19$real"), 0);
+	head = (struct gw_store_head *)(void *)st;
+	real = head->ops;
+	cr_assert_eq(real, &gw_store_sqlite_ops);
+	fake = *real;
+	fake.name = "fake";
+	fake.password_get = fake_password_get;
+	fake.app_get = fake_app_get;
+	fake.totp_enrolled = fake_totp_enrolled;
+	head->ops = &fake;
+	cr_assert_str_eq(gw_store_backend(st), "fake");
+	cr_assert_eq(gw_store_password_get(st, "alice", hash, sizeof(hash)), 1);
+	cr_assert_str_eq(hash, "from-the-table:alice");
+	cr_assert_eq(gw_appstore_get(st, 21, &app), 1);
+	cr_assert_eq(app.id, 42);
+	cr_assert_eq(gw_store_totp_enrolled(st, "alice"), 1);
+	/* The calls left as they were still reach SQLite. */
+	cr_assert_eq(gw_store_schema_version(st), GW_STORE_SCHEMA_LATEST);
+	head->ops = real;
+	cr_assert_eq(gw_store_password_get(st, "alice", hash, sizeof(hash)), 1);
+	cr_assert_str_eq(hash, "$argon2id$v=19$real");
 }
 
 Test(store, reopen_keeps_data)

@@ -1,5 +1,5 @@
 /*
- * Fuzz target: the row-image decoder of the redo log (gateway/rowimage.c),
+ * Fuzz target: the row-image decoder of the redo log (gateway/store/sqlite/rowimage.c),
  * applied to a real store in a temp dir inside a transaction that is
  * rolled back. Frames are checksummed before they get here; this checks
  * that whatever passes cannot crash the replay or apply half a row.
@@ -12,6 +12,7 @@
 
 #include "rowimage.h"
 #include "store.h"
+#include "sqlite_store.h"   /* gw_store_db: a look at the file from inside */
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
 

@@ -8,6 +8,7 @@
 #include <unistd.h>
 
 #include "appstore.h"
+#include "sqlite_store.h"   /* gw_store_db: a look at the file from inside */
 #include "quota.h"
 
 static const char policy[] =

@@ -3,7 +3,7 @@
  * function takes the store's lock (recursive, so _tx functions also work
  * inside the audit writer's transaction callback).
  */
-#include "appstore.h"
+#include "sqlite_store.h"
 
 #include <stdio.h>
 #include <string.h>
@@ -42,7 +42,7 @@ bind_text_or_null(sqlite3_stmt *s, int i, const char *v)
 }
 
 int64_t
-gw_appstore_max_id(struct gw_store *st)
+gw_sqlite_app_max_id(struct gw_store *st)
 {
 	sqlite3_stmt *s;
 	int64_t id = 0;
@@ -115,7 +115,7 @@ col_text(sqlite3_stmt *s, int i, char *dst, size_t cap)
 }
 
 int
-gw_appstore_get(struct gw_store *st, int64_t id, struct gw_application *app)
+gw_sqlite_app_get(struct gw_store *st, int64_t id, struct gw_application *app)
 {
 	sqlite3_stmt *s = NULL, *a = NULL;
 	int rv = -1, rc;
@@ -207,7 +207,7 @@ insert_approvals(struct gw_store *st, const struct gw_application *app, char *er
 }
 
 int
-gw_appstore_insert_tx(struct gw_store *st, const struct gw_application *app,
+gw_sqlite_app_insert_tx(struct gw_store *st, const struct gw_application *app,
                       char *err, size_t errlen)
 {
 	sqlite3_stmt *s;
@@ -258,7 +258,7 @@ out:
 }
 
 int
-gw_appstore_update_tx(struct gw_store *st, const struct gw_application *app,
+gw_sqlite_app_update_tx(struct gw_store *st, const struct gw_application *app,
                       enum gw_app_state from, unsigned from_level, time_t now,
                       char *err, size_t errlen)
 {
@@ -298,7 +298,7 @@ out:
 }
 
 int
-gw_appstore_spend_tx(struct gw_store *st, int64_t id, time_t now, char *err, size_t errlen)
+gw_sqlite_app_spend_tx(struct gw_store *st, int64_t id, time_t now, char *err, size_t errlen)
 {
 	sqlite3_stmt *s;
 	int rv = -1;
@@ -336,7 +336,7 @@ out:
 	" WHEN 'rejected' THEN 6 ELSE 0 END)"
 
 int
-gw_appstore_page(struct gw_store *st, const struct gw_app_filter *f, bool oldest_first,
+gw_sqlite_app_page(struct gw_store *st, const struct gw_app_filter *f, bool oldest_first,
                  int64_t from, int64_t *ids, size_t max, size_t *n)
 {
 	sqlite3_stmt *s;
@@ -373,7 +373,7 @@ out:
 }
 
 int
-gw_appstore_due_to_expire(struct gw_store *st, time_t now, int64_t *ids, size_t max, size_t *n)
+gw_sqlite_app_due_to_expire(struct gw_store *st, time_t now, int64_t *ids, size_t max, size_t *n)
 {
 	sqlite3_stmt *s;
 	int rv = -1;
@@ -396,7 +396,7 @@ out:
 }
 
 int
-gw_appstore_quota_get(struct gw_store *st, const char *seal, const char *period,
+gw_sqlite_quota_get(struct gw_store *st, const char *seal, const char *period,
                       const char *person, uint64_t *used)
 {
 	sqlite3_stmt *s;
@@ -421,7 +421,7 @@ out:
 }
 
 int
-gw_appstore_quota_add_tx(struct gw_store *st, const char *seal, const char *period,
+gw_sqlite_quota_add_tx(struct gw_store *st, const char *seal, const char *period,
                          const char *person, char *err, size_t errlen)
 {
 	sqlite3_stmt *s;
@@ -445,7 +445,7 @@ out:
 }
 
 int
-gw_appstore_refund_tx(struct gw_store *st, int64_t id, time_t now, char *err, size_t errlen)
+gw_sqlite_app_refund_tx(struct gw_store *st, int64_t id, time_t now, char *err, size_t errlen)
 {
 	sqlite3_stmt *s;
 	int rv = -1;
@@ -467,7 +467,7 @@ out:
 }
 
 int
-gw_appstore_quota_sub_tx(struct gw_store *st, const char *seal, const char *period,
+gw_sqlite_quota_sub_tx(struct gw_store *st, const char *seal, const char *period,
                          const char *person, char *err, size_t errlen)
 {
 	sqlite3_stmt *s;

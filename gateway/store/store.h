@@ -1,8 +1,10 @@
 /*
- * The store: sealgate's runtime state in one SQLite database (WAL,
- * synchronous=FULL): accounts and their credentials, the audit log and its
- * signed checkpoints, applications, approvals and quota counters.
- * Only the gateway opens it; the file is created mode 0600.
+ * The store's interface: sealgate's runtime state (accounts and their
+ * credentials, the audit log and its signed checkpoints, TOTP secrets; and
+ * in appstore.h applications, approvals and quota counters), whatever the
+ * backend. Each call goes through the store's table of calls (backend.h);
+ * SQLite (sqlite/: one database, WAL, synchronous=FULL, the file created
+ * mode 0600) is the only backend today. docs/store.md.
  */
 #ifndef GW_STORE_H
 #define GW_STORE_H
@@ -15,6 +17,8 @@ struct gw_store;
 
 int gw_store_open(const char *path, struct gw_store **out, char *err, size_t errlen);
 void gw_store_close(struct gw_store **st);
+/* The backend st runs on: "sqlite". */
+const char *gw_store_backend(struct gw_store *st);
 
 /* Credentials. hash is an Argon2id string (crypto_pwhash_str). get returns
  * 1 and fills hash, 0 when the account has no password, -1 on error. */
@@ -56,40 +60,19 @@ int gw_store_known_keys_peek(const char *path,
                              void *arg, char *err, size_t errlen);
 
 /*
- * Thread safety: one SQLite connection per store, opened in serialized mode
- * (SQLITE_OPEN_FULLMUTEX) and, above that, guarded by the store's own
- * RECURSIVE mutex so that each function's statement sequence (bind, step,
- * reset; BEGIN … COMMIT) is atomic. Every function here may be called from
- * any thread, and from inside a transaction of the same thread (e.g. a
- * gw_audit_apply_fn): the connection is shared, so a statement run by a
- * thread that holds the lock is part of that thread's open transaction.
+ * Thread safety (what every backend must give; SQLite: one connection per
+ * store, opened in serialized mode (SQLITE_OPEN_FULLMUTEX) and, above that,
+ * guarded by the store's own RECURSIVE mutex so that each function's
+ * statement sequence (bind, step, reset; BEGIN … COMMIT) is atomic). Every
+ * function here may be called from any thread, and from inside a
+ * transaction of the same thread (e.g. a gw_audit_apply_fn): the
+ * connection is shared, so a statement run by a thread that holds the lock
+ * is part of that thread's open transaction.
  */
 
 /* The schema version this build creates and understands. A database with
  * a newer version is refused; an older one is migrated on open. */
 #define GW_STORE_SCHEMA_LATEST 8
-
-/* ---- For other gateway files with tables of their own (appstore.c) ----
- *
- * The schema of every table lives in store.c's migrations[] (one list, one
- * version number). Other files run their own SQL on the store's connection:
- *
- *   gw_store_lock(st);                    // or gw_store_tx_begin()
- *   sqlite3 *db = gw_store_db(st);
- *   ... prepare / step / finalize ...
- *   gw_store_unlock(st);
- *
- * Hold the lock from the first to the last sqlite3_* call of a sequence
- * (and while reading sqlite3_errmsg), never across a blocking wait for
- * another thread (e.g. gw_audit_record: the audit writer takes this lock).
- * Inside a gw_audit_apply_fn the writer already holds it (recursive: taking
- * it again is fine) and a transaction is open: use gw_store_tx_* (they nest
- * as SAVEPOINTs), never a raw BEGIN/COMMIT.
- */
-struct sqlite3;
-struct sqlite3 *gw_store_db(struct gw_store *st);
-void gw_store_lock(struct gw_store *st);
-void gw_store_unlock(struct gw_store *st);
 
 /* A transaction that nests: the outermost gw_store_tx_begin is BEGIN
  * IMMEDIATE, inner ones are SAVEPOINTs. begin takes the store lock and
@@ -268,12 +251,6 @@ void gw_store_test_set_commit_hook(struct gw_store *st, int (*fn)(void *), void 
 bool gw_store_mark_test(struct gw_store *st, const void *key);
 void gw_store_mark_set(struct gw_store *st, const void *key);
 
-/* A prepared statement for sql, parsed on first use and kept until the
- * store closes; reset and unbound on every return. sql must be a string
- * with static storage (its address is the key). Call with the store lock
- * held; do not finalize the result. NULL on a prepare error. */
-struct sqlite3_stmt *gw_store_cached(struct gw_store *st, const char *sql);
-
 /* ---- sign-in attempts (table auth_lockout; docs/authentication.md,
  * "Lockout") ----
  * Per account and key (-1: the account's own OS logins, else the uid of
@@ -310,5 +287,29 @@ int gw_store_attempt_end(struct gw_store *st, const char *user, int64_t key, int
 /* Unlock: clears the failures and lockouts of every key of user (a
  * gw_audit_apply_fn may call it). The number of rows, or -1. */
 int gw_store_attempts_clear(struct gw_store *st, const char *user);
+
+/* ---- TOTP secrets (table auth_totp; gateway/totp.c seals and opens
+ * them, the store keeps bytes) ----
+ * A sealed secret is at most GW_TOTP_SEALED_MAX bytes. last_counter is the
+ * RFC 6238 step of the last accepted code. */
+/* Creates the table when missing. 0 or -1 with err. */
+int gw_store_totp_init(struct gw_store *st, char *err, size_t errlen);
+/* 1 enrolled, 0 not, -1 store error. */
+int gw_store_totp_enrolled(struct gw_store *st, const char *user);
+/* Stores user's sealed secret with counter as its last step (replacing an
+ * earlier one). 0, or -1 with err. */
+int gw_store_totp_put(struct gw_store *st, const char *user, const uint8_t *sealed,
+                      size_t sealed_len, uint64_t counter, char *err, size_t errlen);
+/* 1 removed, 0 none, -1 error. */
+int gw_store_totp_delete(struct gw_store *st, const char *user);
+/* user's sealed secret (*sealed_len: in, the room; out, the length) and
+ * last step. 1 found, 0 none, -1 error (also a secret larger than the
+ * room). */
+int gw_store_totp_get(struct gw_store *st, const char *user, uint8_t *sealed,
+                      size_t *sealed_len, uint64_t *last);
+/* Moves the last step forward to ctr unless another use got there first:
+ * the conditional update's row count decides. 1 recorded, 0 lost the race
+ * (the code was used meanwhile), -1 error. */
+int gw_store_totp_advance(struct gw_store *st, const char *user, uint64_t ctr);
 
 #endif

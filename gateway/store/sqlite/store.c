@@ -5,9 +5,10 @@
  * SQL of accounts and the audit log (audit.c gets rows in, rows out, one
  * transaction a batch), and the redo log that makes an audit batch durable
  * with one small sync (redo.c; docs/audit.md, "Durability"). appstore.c
- * runs its own SQL through gw_store_db.
+ * and authtotp.c run their own SQL through gw_store_db (sqlite_store.h);
+ * the gateway reaches all of them through the table in ops.c.
  */
-#include "store.h"
+#include "sqlite_store.h"
 #include "protocol.h"
 #include "log.h"
 #include "redo.h"
@@ -72,7 +73,7 @@ static const char *const migrations[] = {
 	"CREATE TRIGGER audit_no_delete BEFORE DELETE ON audit"
 	"  BEGIN SELECT RAISE(ABORT, 'the audit log is append-only'); END;",
 
-	/* 3: applications, approvals and quota counters (gateway/appstore.c
+	/* 3: applications, approvals and quota counters (gateway/store/sqlite/appstore.c
 	 * owns their meaning and SQL). */
 	"CREATE TABLE applications ("
 	"  id INTEGER PRIMARY KEY AUTOINCREMENT,"
@@ -169,6 +170,7 @@ _Static_assert(sizeof(migrations) / sizeof(migrations[0]) == GW_STORE_SCHEMA_LAT
 #define MARKS_MAX 16
 
 struct gw_store {
+	struct gw_store_head head;   /* first: the table of calls (backend.h) */
 	sqlite3 *db;
 	pthread_mutex_t lock;       /* recursive: see store.h */
 	/* Nesting transactions; changed only by the thread holding lock. */
@@ -402,6 +404,8 @@ gw_store_open_version(const char *path, int upto, struct gw_store **out,
 		sg_seterr(err, errlen, "out of memory");
 		return -1;
 	}
+	/* Before any call below: even the cleanup goes through the table. */
+	st->head.ops = &gw_store_sqlite_ops;
 	{
 		pthread_mutexattr_t ma;
 
@@ -504,7 +508,7 @@ gw_store_open(const char *path, struct gw_store **out, char *err, size_t errlen)
 }
 
 void
-gw_store_close(struct gw_store **stp)
+gw_sqlite_close(struct gw_store **stp)
 {
 	struct gw_store *st = stp ? *stp : NULL;
 
@@ -567,7 +571,7 @@ gw_store_cached(struct gw_store *st, const char *sql)
 }
 
 bool
-gw_store_mark_test(struct gw_store *st, const void *key)
+gw_sqlite_mark_test(struct gw_store *st, const void *key)
 {
 	bool found = false;
 
@@ -579,7 +583,7 @@ gw_store_mark_test(struct gw_store *st, const void *key)
 }
 
 void
-gw_store_mark_set(struct gw_store *st, const void *key)
+gw_sqlite_mark_set(struct gw_store *st, const void *key)
 {
 	pthread_mutex_lock(&st->lock);
 	if (!gw_store_mark_test(st, key)) {
@@ -592,7 +596,7 @@ gw_store_mark_set(struct gw_store *st, const void *key)
 }
 
 int
-gw_store_schema_version(struct gw_store *st)
+gw_sqlite_schema_version(struct gw_store *st)
 {
 	int v;
 
@@ -623,7 +627,7 @@ gw_store_unlock(struct gw_store *st)
 /* ---- nesting transactions ---- */
 
 int
-gw_store_tx_begin(struct gw_store *st, char *err, size_t errlen)
+gw_sqlite_tx_begin(struct gw_store *st, char *err, size_t errlen)
 {
 	char sql[48];
 	bool outer;
@@ -691,7 +695,7 @@ tx_end(struct gw_store *st, bool commit, char *err, size_t errlen)
 }
 
 int
-gw_store_tx_commit(struct gw_store *st, char *err, size_t errlen)
+gw_sqlite_tx_commit(struct gw_store *st, char *err, size_t errlen)
 {
 	int rv;
 
@@ -702,7 +706,7 @@ gw_store_tx_commit(struct gw_store *st, char *err, size_t errlen)
 }
 
 void
-gw_store_tx_rollback(struct gw_store *st)
+gw_sqlite_tx_rollback(struct gw_store *st)
 {
 	pthread_mutex_lock(&st->lock);
 	tx_end(st, false, NULL, 0);
@@ -710,7 +714,7 @@ gw_store_tx_rollback(struct gw_store *st)
 }
 
 bool
-gw_store_tx_alive(struct gw_store *st)
+gw_sqlite_tx_alive(struct gw_store *st)
 {
 	bool alive;
 
@@ -1019,7 +1023,7 @@ ckpt_stop(struct gw_store *st)
 }
 
 void
-gw_store_batch_begin(struct gw_store *st)
+gw_sqlite_batch_begin(struct gw_store *st)
 {
 	pthread_mutex_lock(&st->lock);
 	st->batch_fast = false;
@@ -1037,7 +1041,7 @@ gw_store_batch_begin(struct gw_store *st)
 }
 
 void
-gw_store_batch_images(struct gw_store *st)
+gw_sqlite_batch_images(struct gw_store *st)
 {
 	pthread_mutex_lock(&st->lock);
 	if (st->batch_fast) {
@@ -1051,7 +1055,7 @@ gw_store_batch_images(struct gw_store *st)
 }
 
 int
-gw_store_batch_durable(struct gw_store *st, uint64_t first_seq, uint64_t last_seq,
+gw_sqlite_batch_durable(struct gw_store *st, uint64_t first_seq, uint64_t last_seq,
                        char *err, size_t errlen)
 {
 	const void *img = st->img;
@@ -1103,7 +1107,7 @@ gw_store_batch_durable(struct gw_store *st, uint64_t first_seq, uint64_t last_se
 }
 
 void
-gw_store_batch_end(struct gw_store *st)
+gw_sqlite_batch_end(struct gw_store *st)
 {
 	if (st->batch_fast) {
 		gw_rowimage_stop(st->rows, st->db);
@@ -1114,7 +1118,7 @@ gw_store_batch_end(struct gw_store *st)
 }
 
 void
-gw_store_release_memory(struct gw_store *st)
+gw_sqlite_release_memory(struct gw_store *st)
 {
 	pthread_mutex_lock(&st->lock);
 	sqlite3_db_release_memory(st->db);
@@ -1122,7 +1126,7 @@ gw_store_release_memory(struct gw_store *st)
 }
 
 void
-gw_store_get_redo_stats(struct gw_store *st, struct gw_store_redo_stats *out)
+gw_sqlite_get_redo_stats(struct gw_store *st, struct gw_store_redo_stats *out)
 {
 	pthread_mutex_lock(&st->lock);
 	*out = st->redo_stats;
@@ -1134,7 +1138,7 @@ gw_store_get_redo_stats(struct gw_store *st, struct gw_store_redo_stats *out)
 /* ---- accounts ---- */
 
 int
-gw_store_password_get(struct gw_store *st, const char *user, char *hash, size_t hashlen)
+gw_sqlite_password_get(struct gw_store *st, const char *user, char *hash, size_t hashlen)
 {
 	int rv = -1, rc;
 	const unsigned char *h;
@@ -1168,7 +1172,7 @@ gw_store_password_get(struct gw_store *st, const char *user, char *hash, size_t 
 }
 
 int
-gw_store_password_set(struct gw_store *st, const char *user, const char *hash)
+gw_sqlite_password_set(struct gw_store *st, const char *user, const char *hash)
 {
 	int rv = -1;
 
@@ -1226,7 +1230,7 @@ peek_prepare(const char *path, const char *sql, sqlite3 **db, sqlite3_stmt **s,
 #define BINDING_LEN 64
 
 int
-gw_store_binding_set(struct gw_store *st, const struct gw_store_binding *b,
+gw_sqlite_binding_set(struct gw_store *st, const struct gw_store_binding *b,
                      char *err, size_t errlen)
 {
 	uint8_t v[BINDING_LEN] = { 0 };
@@ -1308,7 +1312,7 @@ out:
 /* store_meta rows 'key:' || uri, each the key's public part
  * (gw_seal_key_encode). Replaced as a whole. */
 int
-gw_store_known_keys_set(struct gw_store *st, const struct gw_store_known_key *keys, size_t n,
+gw_sqlite_known_keys_set(struct gw_store *st, const struct gw_store_known_key *keys, size_t n,
                         char *err, size_t errlen)
 {
 	sqlite3_stmt *s = NULL;
@@ -1408,7 +1412,7 @@ bind_blob(sqlite3_stmt *s, int i, const uint8_t *p, size_t len)
 }
 
 int
-gw_store_audit_insert(struct gw_store *st, const struct gw_audit_row *r,
+gw_sqlite_audit_insert(struct gw_store *st, const struct gw_audit_row *r,
                       char *err, size_t errlen)
 {
 	sqlite3_stmt *s = st->audit_insert;
@@ -1455,7 +1459,7 @@ gw_store_audit_insert(struct gw_store *st, const struct gw_audit_row *r,
 }
 
 int
-gw_store_audit_append(struct gw_store *st, const struct gw_audit_row *rows, size_t n,
+gw_sqlite_audit_append(struct gw_store *st, const struct gw_audit_row *rows, size_t n,
                       char *err, size_t errlen)
 {
 	size_t i;
@@ -1476,7 +1480,7 @@ gw_store_audit_append(struct gw_store *st, const struct gw_audit_row *rows, size
 }
 
 int
-gw_store_audit_head(struct gw_store *st, uint64_t *seq, uint8_t hash[32],
+gw_sqlite_audit_head(struct gw_store *st, uint64_t *seq, uint8_t hash[32],
                     char *err, size_t errlen)
 {
 	sqlite3_stmt *s = st->audit_head;
@@ -1631,7 +1635,7 @@ read_row(sqlite3_stmt *s, struct gw_audit_row *r)
 }
 
 int
-gw_store_audit_scan(struct gw_store *st, gw_store_audit_fn fn, void *ctx,
+gw_sqlite_audit_scan(struct gw_store *st, gw_store_audit_fn fn, void *ctx,
                     char *err, size_t errlen)
 {
 	sqlite3_stmt *s = st->audit_page;
@@ -1674,7 +1678,7 @@ gw_store_audit_scan(struct gw_store *st, gw_store_audit_fn fn, void *ctx,
 /* ---- audit queries ---- */
 
 int
-gw_store_audit_query(struct gw_store *st, const struct gw_audit_filter *f,
+gw_sqlite_audit_query(struct gw_store *st, const struct gw_audit_filter *f,
                      gw_store_audit_fn fn, void *ctx, char *err, size_t errlen)
 {
 	char sql[1024];
@@ -1766,7 +1770,7 @@ gw_store_audit_query(struct gw_store *st, const struct gw_audit_filter *f,
 /* ---- checkpoints ---- */
 
 int
-gw_store_checkpoint_add(struct gw_store *st, const struct gw_audit_checkpoint *cp,
+gw_sqlite_checkpoint_add(struct gw_store *st, const struct gw_audit_checkpoint *cp,
                         char *err, size_t errlen)
 {
 	sqlite3_stmt *s = st->cp_insert;
@@ -1808,7 +1812,7 @@ gw_store_checkpoint_add(struct gw_store *st, const struct gw_audit_checkpoint *c
 }
 
 int
-gw_store_checkpoint_scan(struct gw_store *st, uint64_t from_seq, uint64_t to_seq,
+gw_sqlite_checkpoint_scan(struct gw_store *st, uint64_t from_seq, uint64_t to_seq,
                          gw_store_checkpoint_fn fn, void *ctx, char *err, size_t errlen)
 {
 	sqlite3_stmt *s = st->cp_page;
@@ -1881,7 +1885,7 @@ gw_store_checkpoint_scan(struct gw_store *st, uint64_t from_seq, uint64_t to_seq
 
 /* The row of the highest id, copied out (the statement is gone after). */
 int
-gw_store_checkpoint_last(struct gw_store *st, struct gw_audit_checkpoint *last,
+gw_sqlite_checkpoint_last(struct gw_store *st, struct gw_audit_checkpoint *last,
                          uint64_t *next_id, char *err, size_t errlen)
 {
 	sqlite3_stmt *s = NULL;
@@ -1976,7 +1980,7 @@ gw_store_checkpoint_clear(struct gw_audit_checkpoint *cp)
 }
 
 int
-gw_store_checkpoint_max_id(struct gw_store *st, uint64_t *id, char *err, size_t errlen)
+gw_sqlite_checkpoint_max_id(struct gw_store *st, uint64_t *id, char *err, size_t errlen)
 {
 	sqlite3_stmt *s = NULL;
 	int rv = -1;
@@ -2021,7 +2025,7 @@ static const char attempts_table_sql[] =
 	") STRICT;";
 
 int
-gw_store_attempts_init(struct gw_store *st, char *err, size_t errlen)
+gw_sqlite_attempts_init(struct gw_store *st, char *err, size_t errlen)
 {
 	sqlite3_stmt *s = NULL;
 	bool have_inflight = false;
@@ -2055,7 +2059,7 @@ static const char attempts_get_sql[] =
 	"FROM auth_lockout WHERE user = ?1 AND uid = ?2";
 
 int
-gw_store_attempts_get(struct gw_store *st, const char *user, int64_t key, int64_t now,
+gw_sqlite_attempts_get(struct gw_store *st, const char *user, int64_t key, int64_t now,
                       struct gw_store_attempts *out)
 {
 	sqlite3_stmt *s;
@@ -2124,7 +2128,7 @@ attempts_step(struct gw_store *st, const char *sql, const char *user, int64_t ke
 }
 
 int
-gw_store_attempt_take(struct gw_store *st, const char *user, int64_t key, int64_t now,
+gw_sqlite_attempt_take(struct gw_store *st, const char *user, int64_t key, int64_t now,
                       unsigned max, unsigned ttl, struct gw_store_attempts *row)
 {
 	int rv = -1, n;
@@ -2148,7 +2152,7 @@ static const char attempts_put_sql[] =
 	"WHERE user = ?1 AND uid = ?2";
 
 int
-gw_store_attempt_end(struct gw_store *st, const char *user, int64_t key, int64_t now,
+gw_sqlite_attempt_end(struct gw_store *st, const char *user, int64_t key, int64_t now,
                      enum gw_attempt_outcome outcome, unsigned max, unsigned lockout_s,
                      unsigned lockout_cap, struct gw_store_attempts *row)
 {
@@ -2209,7 +2213,7 @@ static const char attempts_clear_all_sql[] =
 	"UPDATE auth_lockout SET failed = 0, lockouts = 0, locked_until = 0 WHERE user = ?1";
 
 int
-gw_store_attempts_clear(struct gw_store *st, const char *user)
+gw_sqlite_attempts_clear(struct gw_store *st, const char *user)
 {
 	int n;
 

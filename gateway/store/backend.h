@@ -1,0 +1,103 @@
+/*
+ * What a store backend implements: the table of calls behind store.h and
+ * appstore.h. store.c (beside this file) turns each public call into one
+ * call through the store's table, so the gateway never knows which
+ * backend it runs on. SQLite (sqlite/) is the only backend today; a pg
+ * backend adds its own table beside it (docs/store.md).
+ */
+#ifndef GW_STORE_BACKEND_H
+#define GW_STORE_BACKEND_H
+
+#include "store.h"
+#include "appstore.h"
+
+/* Every call of the interface but the ones that open a store (they pick
+ * the backend) or read a store file without opening it (_peek), with the
+ * same arguments and meaning as in store.h and appstore.h. */
+struct gw_store_ops {
+	const char *name;             /* "sqlite" */
+	void (*close)(struct gw_store **st);
+	int (*password_get)(struct gw_store *st, const char *user, char *hash, size_t hashlen);
+	int (*password_set)(struct gw_store *st, const char *user, const char *hash);
+	int (*binding_set)(struct gw_store *st, const struct gw_store_binding *b, char *err,
+	                   size_t errlen);
+	int (*known_keys_set)(struct gw_store *st, const struct gw_store_known_key *keys, size_t n,
+	                      char *err, size_t errlen);
+	int (*tx_begin)(struct gw_store *st, char *err, size_t errlen);
+	int (*tx_commit)(struct gw_store *st, char *err, size_t errlen);
+	void (*tx_rollback)(struct gw_store *st);
+	bool (*tx_alive)(struct gw_store *st);
+	int (*schema_version)(struct gw_store *st);
+	int (*audit_insert)(struct gw_store *st, const struct gw_audit_row *row, char *err,
+	                    size_t errlen);
+	int (*audit_append)(struct gw_store *st, const struct gw_audit_row *rows, size_t n,
+	                    char *err, size_t errlen);
+	int (*audit_head)(struct gw_store *st, uint64_t *seq, uint8_t hash[32], char *err,
+	                  size_t errlen);
+	int (*audit_scan)(struct gw_store *st, gw_store_audit_fn fn, void *ctx, char *err,
+	                  size_t errlen);
+	int (*audit_query)(struct gw_store *st, const struct gw_audit_filter *f,
+	                   gw_store_audit_fn fn, void *ctx, char *err, size_t errlen);
+	int (*checkpoint_add)(struct gw_store *st, const struct gw_audit_checkpoint *cp, char *err,
+	                      size_t errlen);
+	int (*checkpoint_last)(struct gw_store *st, struct gw_audit_checkpoint *last,
+	                       uint64_t *next_id, char *err, size_t errlen);
+	int (*checkpoint_max_id)(struct gw_store *st, uint64_t *id, char *err, size_t errlen);
+	int (*checkpoint_scan)(struct gw_store *st, uint64_t from_seq, uint64_t to_seq,
+	                       gw_store_checkpoint_fn fn, void *ctx, char *err, size_t errlen);
+	void (*batch_begin)(struct gw_store *st);
+	void (*batch_images)(struct gw_store *st);
+	int (*batch_durable)(struct gw_store *st, uint64_t first_seq, uint64_t last_seq, char *err,
+	                     size_t errlen);
+	void (*batch_end)(struct gw_store *st);
+	void (*get_redo_stats)(struct gw_store *st, struct gw_store_redo_stats *out);
+	void (*release_memory)(struct gw_store *st);
+	bool (*mark_test)(struct gw_store *st, const void *key);
+	void (*mark_set)(struct gw_store *st, const void *key);
+	int (*attempts_init)(struct gw_store *st, char *err, size_t errlen);
+	int (*attempts_get)(struct gw_store *st, const char *user, int64_t key, int64_t now,
+	                    struct gw_store_attempts *out);
+	int (*attempt_take)(struct gw_store *st, const char *user, int64_t key, int64_t now,
+	                    unsigned max, unsigned ttl, struct gw_store_attempts *row);
+	int (*attempt_end)(struct gw_store *st, const char *user, int64_t key, int64_t now,
+	                   enum gw_attempt_outcome outcome, unsigned max, unsigned lockout_s,
+	                   unsigned lockout_cap, struct gw_store_attempts *row);
+	int (*attempts_clear)(struct gw_store *st, const char *user);
+	int (*totp_init)(struct gw_store *st, char *err, size_t errlen);
+	int (*totp_enrolled)(struct gw_store *st, const char *user);
+	int (*totp_put)(struct gw_store *st, const char *user, const uint8_t *sealed,
+	                size_t sealed_len, uint64_t counter, char *err, size_t errlen);
+	int (*totp_delete)(struct gw_store *st, const char *user);
+	int (*totp_get)(struct gw_store *st, const char *user, uint8_t *sealed, size_t *sealed_len,
+	                uint64_t *last);
+	int (*totp_advance)(struct gw_store *st, const char *user, uint64_t ctr);
+	int64_t (*app_max_id)(struct gw_store *st);
+	int (*app_get)(struct gw_store *st, int64_t id, struct gw_application *app);
+	int (*app_insert_tx)(struct gw_store *st, const struct gw_application *app, char *err,
+	                     size_t errlen);
+	int (*app_update_tx)(struct gw_store *st, const struct gw_application *app,
+	                     enum gw_app_state from, unsigned from_level, time_t now, char *err,
+	                     size_t errlen);
+	int (*app_spend_tx)(struct gw_store *st, int64_t id, time_t now, char *err, size_t errlen);
+	int (*app_refund_tx)(struct gw_store *st, int64_t id, time_t now, char *err, size_t errlen);
+	int (*app_page)(struct gw_store *st, const struct gw_app_filter *f, bool oldest_first,
+	                int64_t from, int64_t *ids, size_t max, size_t *n);
+	int (*app_due_to_expire)(struct gw_store *st, time_t now, int64_t *ids, size_t max,
+	                         size_t *n);
+	int (*quota_get)(struct gw_store *st, const char *seal, const char *period,
+	                 const char *person, uint64_t *used);
+	int (*quota_sub_tx)(struct gw_store *st, const char *seal, const char *period,
+	                    const char *person, char *err, size_t errlen);
+	int (*quota_add_tx)(struct gw_store *st, const char *seal, const char *period,
+	                    const char *person, char *err, size_t errlen);
+};
+
+/* Every backend's store begins with this, so that the interface finds the
+ * table from the opaque struct gw_store pointer alone. */
+struct gw_store_head {
+	const struct gw_store_ops *ops;
+};
+
+extern const struct gw_store_ops gw_store_sqlite_ops;
+
+#endif

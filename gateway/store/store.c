@@ -1,0 +1,332 @@
+/*
+ * The store's interface (store.h, appstore.h): each call goes to the
+ * backend the store was opened with, through its table of calls
+ * (backend.h). Nothing here knows SQL.
+ */
+#include "backend.h"
+
+static inline const struct gw_store_ops *
+ops_of(struct gw_store *st)
+{
+	return ((const struct gw_store_head *)(const void *)st)->ops;
+}
+
+void
+gw_store_close(struct gw_store **st)
+{
+	if (st != NULL && *st != NULL)
+		ops_of(*st)->close(st);
+}
+
+int
+gw_store_password_get(struct gw_store *st, const char *user, char *hash, size_t hashlen)
+{
+	return ops_of(st)->password_get(st, user, hash, hashlen);
+}
+
+int
+gw_store_password_set(struct gw_store *st, const char *user, const char *hash)
+{
+	return ops_of(st)->password_set(st, user, hash);
+}
+
+int
+gw_store_binding_set(struct gw_store *st, const struct gw_store_binding *b, char *err, size_t errlen)
+{
+	return ops_of(st)->binding_set(st, b, err, errlen);
+}
+
+int
+gw_store_known_keys_set(struct gw_store *st, const struct gw_store_known_key *keys, size_t n,
+                        char *err, size_t errlen)
+{
+	return ops_of(st)->known_keys_set(st, keys, n, err, errlen);
+}
+
+int
+gw_store_tx_begin(struct gw_store *st, char *err, size_t errlen)
+{
+	return ops_of(st)->tx_begin(st, err, errlen);
+}
+
+int
+gw_store_tx_commit(struct gw_store *st, char *err, size_t errlen)
+{
+	return ops_of(st)->tx_commit(st, err, errlen);
+}
+
+void
+gw_store_tx_rollback(struct gw_store *st)
+{
+	ops_of(st)->tx_rollback(st);
+}
+
+bool
+gw_store_tx_alive(struct gw_store *st)
+{
+	return ops_of(st)->tx_alive(st);
+}
+
+int
+gw_store_schema_version(struct gw_store *st)
+{
+	return ops_of(st)->schema_version(st);
+}
+
+int
+gw_store_audit_insert(struct gw_store *st, const struct gw_audit_row *row, char *err, size_t errlen)
+{
+	return ops_of(st)->audit_insert(st, row, err, errlen);
+}
+
+int
+gw_store_audit_append(struct gw_store *st, const struct gw_audit_row *rows, size_t n, char *err,
+                      size_t errlen)
+{
+	return ops_of(st)->audit_append(st, rows, n, err, errlen);
+}
+
+int
+gw_store_audit_head(struct gw_store *st, uint64_t *seq, uint8_t hash[32], char *err, size_t errlen)
+{
+	return ops_of(st)->audit_head(st, seq, hash, err, errlen);
+}
+
+int
+gw_store_audit_scan(struct gw_store *st, gw_store_audit_fn fn, void *ctx, char *err, size_t errlen)
+{
+	return ops_of(st)->audit_scan(st, fn, ctx, err, errlen);
+}
+
+int
+gw_store_audit_query(struct gw_store *st, const struct gw_audit_filter *f, gw_store_audit_fn fn,
+                     void *ctx, char *err, size_t errlen)
+{
+	return ops_of(st)->audit_query(st, f, fn, ctx, err, errlen);
+}
+
+int
+gw_store_checkpoint_add(struct gw_store *st, const struct gw_audit_checkpoint *cp, char *err,
+                        size_t errlen)
+{
+	return ops_of(st)->checkpoint_add(st, cp, err, errlen);
+}
+
+int
+gw_store_checkpoint_last(struct gw_store *st, struct gw_audit_checkpoint *last, uint64_t *next_id,
+                         char *err, size_t errlen)
+{
+	return ops_of(st)->checkpoint_last(st, last, next_id, err, errlen);
+}
+
+int
+gw_store_checkpoint_max_id(struct gw_store *st, uint64_t *id, char *err, size_t errlen)
+{
+	return ops_of(st)->checkpoint_max_id(st, id, err, errlen);
+}
+
+int
+gw_store_checkpoint_scan(struct gw_store *st, uint64_t from_seq, uint64_t to_seq,
+                         gw_store_checkpoint_fn fn, void *ctx, char *err, size_t errlen)
+{
+	return ops_of(st)->checkpoint_scan(st, from_seq, to_seq, fn, ctx, err, errlen);
+}
+
+void
+gw_store_batch_begin(struct gw_store *st)
+{
+	ops_of(st)->batch_begin(st);
+}
+
+void
+gw_store_batch_images(struct gw_store *st)
+{
+	ops_of(st)->batch_images(st);
+}
+
+int
+gw_store_batch_durable(struct gw_store *st, uint64_t first_seq, uint64_t last_seq, char *err,
+                       size_t errlen)
+{
+	return ops_of(st)->batch_durable(st, first_seq, last_seq, err, errlen);
+}
+
+void
+gw_store_batch_end(struct gw_store *st)
+{
+	ops_of(st)->batch_end(st);
+}
+
+void
+gw_store_get_redo_stats(struct gw_store *st, struct gw_store_redo_stats *out)
+{
+	ops_of(st)->get_redo_stats(st, out);
+}
+
+void
+gw_store_release_memory(struct gw_store *st)
+{
+	ops_of(st)->release_memory(st);
+}
+
+bool
+gw_store_mark_test(struct gw_store *st, const void *key)
+{
+	return ops_of(st)->mark_test(st, key);
+}
+
+void
+gw_store_mark_set(struct gw_store *st, const void *key)
+{
+	ops_of(st)->mark_set(st, key);
+}
+
+int
+gw_store_attempts_init(struct gw_store *st, char *err, size_t errlen)
+{
+	return ops_of(st)->attempts_init(st, err, errlen);
+}
+
+int
+gw_store_attempts_get(struct gw_store *st, const char *user, int64_t key, int64_t now,
+                      struct gw_store_attempts *out)
+{
+	return ops_of(st)->attempts_get(st, user, key, now, out);
+}
+
+int
+gw_store_attempt_take(struct gw_store *st, const char *user, int64_t key, int64_t now, unsigned max,
+                      unsigned ttl, struct gw_store_attempts *row)
+{
+	return ops_of(st)->attempt_take(st, user, key, now, max, ttl, row);
+}
+
+int
+gw_store_attempt_end(struct gw_store *st, const char *user, int64_t key, int64_t now,
+                     enum gw_attempt_outcome outcome, unsigned max, unsigned lockout_s,
+                     unsigned lockout_cap, struct gw_store_attempts *row)
+{
+	return ops_of(st)->attempt_end(st, user, key, now, outcome, max, lockout_s, lockout_cap, row);
+}
+
+int
+gw_store_attempts_clear(struct gw_store *st, const char *user)
+{
+	return ops_of(st)->attempts_clear(st, user);
+}
+
+int
+gw_store_totp_init(struct gw_store *st, char *err, size_t errlen)
+{
+	return ops_of(st)->totp_init(st, err, errlen);
+}
+
+int
+gw_store_totp_enrolled(struct gw_store *st, const char *user)
+{
+	return ops_of(st)->totp_enrolled(st, user);
+}
+
+int
+gw_store_totp_put(struct gw_store *st, const char *user, const uint8_t *sealed, size_t sealed_len,
+                  uint64_t counter, char *err, size_t errlen)
+{
+	return ops_of(st)->totp_put(st, user, sealed, sealed_len, counter, err, errlen);
+}
+
+int
+gw_store_totp_delete(struct gw_store *st, const char *user)
+{
+	return ops_of(st)->totp_delete(st, user);
+}
+
+int
+gw_store_totp_get(struct gw_store *st, const char *user, uint8_t *sealed, size_t *sealed_len,
+                  uint64_t *last)
+{
+	return ops_of(st)->totp_get(st, user, sealed, sealed_len, last);
+}
+
+int
+gw_store_totp_advance(struct gw_store *st, const char *user, uint64_t ctr)
+{
+	return ops_of(st)->totp_advance(st, user, ctr);
+}
+
+int64_t
+gw_appstore_max_id(struct gw_store *st)
+{
+	return ops_of(st)->app_max_id(st);
+}
+
+int
+gw_appstore_get(struct gw_store *st, int64_t id, struct gw_application *app)
+{
+	return ops_of(st)->app_get(st, id, app);
+}
+
+int
+gw_appstore_insert_tx(struct gw_store *st, const struct gw_application *app, char *err,
+                      size_t errlen)
+{
+	return ops_of(st)->app_insert_tx(st, app, err, errlen);
+}
+
+int
+gw_appstore_update_tx(struct gw_store *st, const struct gw_application *app, enum gw_app_state from,
+                      unsigned from_level, time_t now, char *err, size_t errlen)
+{
+	return ops_of(st)->app_update_tx(st, app, from, from_level, now, err, errlen);
+}
+
+int
+gw_appstore_spend_tx(struct gw_store *st, int64_t id, time_t now, char *err, size_t errlen)
+{
+	return ops_of(st)->app_spend_tx(st, id, now, err, errlen);
+}
+
+int
+gw_appstore_refund_tx(struct gw_store *st, int64_t id, time_t now, char *err, size_t errlen)
+{
+	return ops_of(st)->app_refund_tx(st, id, now, err, errlen);
+}
+
+int
+gw_appstore_page(struct gw_store *st, const struct gw_app_filter *f, bool oldest_first,
+                 int64_t from, int64_t *ids, size_t max, size_t *n)
+{
+	return ops_of(st)->app_page(st, f, oldest_first, from, ids, max, n);
+}
+
+int
+gw_appstore_due_to_expire(struct gw_store *st, time_t now, int64_t *ids, size_t max, size_t *n)
+{
+	return ops_of(st)->app_due_to_expire(st, now, ids, max, n);
+}
+
+int
+gw_appstore_quota_get(struct gw_store *st, const char *seal, const char *period, const char *person,
+                      uint64_t *used)
+{
+	return ops_of(st)->quota_get(st, seal, period, person, used);
+}
+
+int
+gw_appstore_quota_sub_tx(struct gw_store *st, const char *seal, const char *period,
+                         const char *person, char *err, size_t errlen)
+{
+	return ops_of(st)->quota_sub_tx(st, seal, period, person, err, errlen);
+}
+
+int
+gw_appstore_quota_add_tx(struct gw_store *st, const char *seal, const char *period,
+                         const char *person, char *err, size_t errlen)
+{
+	return ops_of(st)->quota_add_tx(st, seal, period, person, err, errlen);
+}
+
+const char *
+gw_store_backend(struct gw_store *st)
+{
+	return ops_of(st)->name;
+}
