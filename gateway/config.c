@@ -172,6 +172,18 @@ parse_tree(struct gw_yaml *y, yaml_node_t *root, const char *name, struct gw_con
 		gw_yaml_errf(y, NULL, "out of memory");
 		goto out;
 	}
+	/* The store's PostgreSQL backend holds the credential repositories
+	 * only (docs/store.md): a gateway on it would fail at its first audit
+	 * record, so it is refused here, before a path is made of the URL. */
+	n = gw_yaml_map_get(y, root, "store_path");
+	if (n != NULL && n->type == YAML_SCALAR_NODE &&
+	    (strncmp((const char *)n->data.scalar.value, "postgresql://", 13) == 0 ||
+	     strncmp((const char *)n->data.scalar.value, "postgres://", 11) == 0)) {
+		gw_yaml_errf(y, n, "store_path: a PostgreSQL store is not yet supported by the "
+		             "gateway (only some of its repositories exist: docs/store.md); "
+		             "name a SQLite file");
+		goto out;
+	}
 	if (get_path(y, root, "backend_module", dir, SG_DEFAULT_BACKEND, &c->backend_module) < 0 ||
 	    get_str(y, root, "backend_token", NULL, &c->backend_token) < 0 ||
 	    get_path(y, root, "token_pin_file", dir, NULL, &c->token_pin_file) < 0 ||

@@ -2,8 +2,8 @@
  * What a store backend implements: the table of calls behind store.h and
  * appstore.h. store.c (beside this file) turns each public call into one
  * call through the store's table, so the gateway never knows which
- * backend it runs on. SQLite (sqlite/) is the only backend today; a pg
- * backend adds its own table beside it (docs/store.md).
+ * backend it runs on. SQLite (sqlite/) is the gateway's backend; the pg
+ * backend (pg/) has its own table beside it (docs/store.md).
  */
 #ifndef GW_STORE_BACKEND_H
 #define GW_STORE_BACKEND_H
@@ -15,7 +15,7 @@
  * the backend) or read a store file without opening it (_peek), with the
  * same arguments and meaning as in store.h and appstore.h. */
 struct gw_store_ops {
-	const char *name;             /* "sqlite" */
+	const char *name;             /* "sqlite", "postgresql" */
 	void (*close)(struct gw_store **st);
 	int (*password_get)(struct gw_store *st, const char *user, char *hash, size_t hashlen);
 	int (*password_set)(struct gw_store *st, const char *user, const char *hash);
@@ -99,5 +99,14 @@ struct gw_store_head {
 };
 
 extern const struct gw_store_ops gw_store_sqlite_ops;
+
+#ifdef GW_STORE_HAVE_PG
+/* The PostgreSQL backend (pg/), built when libpq is found: only its
+ * credential repositories are real yet (docs/store.md). Opens the database
+ * a libpq URL or conninfo names, migrating its schema up to version upto
+ * (0 = latest; for tests of the migrations). 0, or -1 with err. */
+extern const struct gw_store_ops gw_store_pg_ops;
+int gw_store_pg_open(const char *url, int upto, struct gw_store **out, char *err, size_t errlen);
+#endif
 
 #endif

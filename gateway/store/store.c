@@ -1,14 +1,53 @@
 /*
  * The store's interface (store.h, appstore.h): each call goes to the
  * backend the store was opened with, through its table of calls
- * (backend.h). Nothing here knows SQL.
+ * (backend.h); gw_store_open_url picks the backend a URL names. Nothing
+ * here knows SQL.
  */
 #include "backend.h"
+#include "protocol.h"
+
+#include <string.h>
 
 static inline const struct gw_store_ops *
 ops_of(struct gw_store *st)
 {
 	return ((const struct gw_store_head *)(const void *)st)->ops;
+}
+
+bool
+gw_store_url_is_pg(const char *url)
+{
+	return url != NULL &&
+	       (strncmp(url, "postgresql://", 13) == 0 || strncmp(url, "postgres://", 11) == 0);
+}
+
+int
+gw_store_open_url(const char *url, struct gw_store **out, char *err, size_t errlen)
+{
+	*out = NULL;
+	if (url == NULL || *url == '\0') {
+		sg_seterr(err, errlen, "no store named");
+		return -1;
+	}
+	if (strncmp(url, "sqlite:", 7) == 0)
+		return gw_store_open(url + 7, out, err, errlen);
+	if (gw_store_url_is_pg(url)) {
+#ifdef GW_STORE_HAVE_PG
+		return gw_store_pg_open(url, 0, out, err, errlen);
+#else
+		sg_seterr(err, errlen, "this sealgate was built without libpq: no PostgreSQL store");
+		return -1;
+#endif
+	}
+	/* A path never holds "://": a scheme we do not know is refused
+	 * rather than taken for a file name. */
+	if (strstr(url, "://") != NULL) {
+		sg_seterr(err, errlen, "unknown store scheme in '%.*s'",
+		          (int)(strstr(url, "://") - url), url);
+		return -1;
+	}
+	return gw_store_open(url, out, err, errlen);
 }
 
 void

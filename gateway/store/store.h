@@ -16,8 +16,15 @@
 struct gw_store;
 
 int gw_store_open(const char *path, struct gw_store **out, char *err, size_t errlen);
+/* Opens the store a URL names: "sqlite:PATH" or a plain path (SQLite, as
+ * gw_store_open), "postgresql://…" or "postgres://…" (a libpq URL; the
+ * PostgreSQL backend, when built with libpq: docs/store.md). Any other
+ * "scheme://" is refused. The gateway itself opens SQLite only for now. */
+int gw_store_open_url(const char *url, struct gw_store **out, char *err, size_t errlen);
+/* true when url names a PostgreSQL store (whether or not it is built). */
+bool gw_store_url_is_pg(const char *url);
 void gw_store_close(struct gw_store **st);
-/* The backend st runs on: "sqlite". */
+/* The backend st runs on: "sqlite" or "postgresql". */
 const char *gw_store_backend(struct gw_store *st);
 
 /* Credentials. hash is an Argon2id string (crypto_pwhash_str). get returns

@@ -1,0 +1,148 @@
+/*
+ * The TOTP secrets repository on PostgreSQL (table auth_totp, migration 2
+ * of store.c): sealed secrets and the step of each person's last accepted
+ * code, bytes only, as on SQLite (sqlite/authtotp.c).
+ */
+#include "pg_store.h"
+#include "protocol.h"
+#include "log.h"
+
+#include <inttypes.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+int
+gw_pg_totp_init(struct gw_store *st, char *err, size_t errlen)
+{
+	/* Made by migration 2. */
+	(void)st;
+	(void)err;
+	(void)errlen;
+	return 0;
+}
+
+int
+gw_pg_totp_enrolled(struct gw_store *st, const char *user)
+{
+	const char *vals[1] = { user };
+	PGresult *r;
+	int rv;
+
+	pthread_mutex_lock(&st->lock);
+	r = gw_pg_exec(st, "SELECT 1 FROM auth_totp WHERE account = $1", 1, vals, NULL, NULL,
+	               PGRES_TUPLES_OK, NULL, 0);
+	pthread_mutex_unlock(&st->lock);
+	if (r == NULL)
+		return -1;
+	rv = PQntuples(r) > 0 ? 1 : 0;
+	PQclear(r);
+	return rv;
+}
+
+int
+gw_pg_totp_put(struct gw_store *st, const char *user, const uint8_t *sealed, size_t sealed_len,
+               uint64_t counter, char *err, size_t errlen)
+{
+	char c[24], t[24];
+	const char *vals[4] = { user, (const char *)sealed, c, t };
+	const int lens[4] = { 0, (int)sealed_len, 0, 0 }, fmts[4] = { 0, 1, 0, 0 };
+	PGresult *r;
+
+	if (sealed_len == 0 || sealed_len > (size_t)INT32_MAX || counter > (uint64_t)INT64_MAX) {
+		sg_seterr(err, errlen, "auth_totp: a sealed secret of %zu bytes", sealed_len);
+		return -1;
+	}
+	snprintf(c, sizeof(c), "%" PRIu64, counter);
+	snprintf(t, sizeof(t), "%lld", (long long)time(NULL));
+	pthread_mutex_lock(&st->lock);
+	r = gw_pg_exec(st, "INSERT INTO auth_totp (account, secret, last_counter, enrolled) "
+	               "VALUES ($1, $2, $3::bigint, $4::bigint) ON CONFLICT (account) DO UPDATE SET "
+	               "secret = excluded.secret, last_counter = excluded.last_counter, "
+	               "enrolled = excluded.enrolled", 4, vals, lens, fmts, PGRES_COMMAND_OK,
+	               err, errlen);
+	pthread_mutex_unlock(&st->lock);
+	PQclear(r);
+	return r ? 0 : -1;
+}
+
+int
+gw_pg_totp_delete(struct gw_store *st, const char *user)
+{
+	const char *vals[1] = { user };
+	PGresult *r;
+	int rv;
+
+	pthread_mutex_lock(&st->lock);
+	r = gw_pg_exec(st, "DELETE FROM auth_totp WHERE account = $1", 1, vals, NULL, NULL,
+	               PGRES_COMMAND_OK, NULL, 0);
+	pthread_mutex_unlock(&st->lock);
+	if (r == NULL)
+		return -1;
+	rv = gw_pg_changes(r) > 0 ? 1 : 0;
+	PQclear(r);
+	return rv;
+}
+
+int
+gw_pg_totp_get(struct gw_store *st, const char *user, uint8_t *sealed, size_t *sealed_len,
+               uint64_t *last)
+{
+	const char *vals[1] = { user };
+	unsigned char *b = NULL;
+	size_t n = 0;
+	PGresult *r;
+	int rv = -1;
+
+	pthread_mutex_lock(&st->lock);
+	r = gw_pg_exec(st, "SELECT secret, last_counter FROM auth_totp WHERE account = $1", 1,
+	               vals, NULL, NULL, PGRES_TUPLES_OK, NULL, 0);
+	pthread_mutex_unlock(&st->lock);
+	if (r == NULL)
+		return -1;
+	if (PQntuples(r) == 0) {
+		rv = 0;
+		goto out;
+	}
+	/* The text result's bytea is hex ("\x…"): back to bytes. */
+	b = PQunescapeBytea((const unsigned char *)PQgetvalue(r, 0, 0), &n);
+	if (b == NULL || n == 0 || n > *sealed_len)
+		goto out;
+	memcpy(sealed, b, n);
+	*sealed_len = n;
+	*last = (uint64_t)strtoull(PQgetvalue(r, 0, 1), NULL, 10);
+	rv = 1;
+out:
+	if (b != NULL) {
+		memset(b, 0, n);
+		PQfreemem(b);
+	}
+	PQclear(r);
+	return rv;
+}
+
+int
+gw_pg_totp_advance(struct gw_store *st, const char *user, uint64_t ctr)
+{
+	char c[24];
+	const char *vals[2] = { c, user };
+	PGresult *r;
+	int rv;
+
+	if (ctr > (uint64_t)INT64_MAX)
+		return -1;
+	snprintf(c, sizeof(c), "%" PRIu64, ctr);
+	pthread_mutex_lock(&st->lock);
+	/* Conditional, as on SQLite: of two uses of one code (two threads,
+	 * two gateways) only the one whose update changes the row wins. */
+	r = gw_pg_exec(st, "UPDATE auth_totp SET last_counter = $1::bigint "
+	               "WHERE account = $2 AND last_counter < $1::bigint", 2, vals, NULL, NULL,
+	               PGRES_COMMAND_OK, NULL, 0);
+	pthread_mutex_unlock(&st->lock);
+	if (r == NULL)
+		return -1;
+	rv = gw_pg_changes(r) == 1 ? 1 : 0;
+	PQclear(r);
+	return rv;
+}

@@ -1,0 +1,75 @@
+/*
+ * The PostgreSQL backend of the store, inside: the connection, its lock and
+ * the helpers its files share (store.c, authtotp.c), and the calls of its
+ * table (ops.c). Nothing outside gateway/store/pg/ includes this.
+ */
+#ifndef GW_STORE_PG_H
+#define GW_STORE_PG_H
+
+#include "backend.h"
+
+#include <pthread.h>
+#include <libpq-fe.h>
+
+#define GW_PG_TX_DEPTH_MAX 32
+#define GW_PG_MARKS_MAX 16
+
+/* One connection per store, used by one thread at a time: libpq's
+ * connections are not for concurrent use, and a statement run by the
+ * thread holding lock belongs to that thread's open transaction, as on
+ * SQLite (store.h, "Thread safety"). Two stores (two gateways, or two
+ * handles of one test) are two connections: the database, not this lock,
+ * decides between them. */
+struct gw_store {
+	struct gw_store_head head;   /* first: the table of calls (backend.h) */
+	PGconn *conn;
+	pthread_mutex_t lock;        /* recursive */
+	unsigned tx_depth;           /* changed only by the thread holding lock */
+	const void *marks[GW_PG_MARKS_MAX];
+	size_t n_marks;
+};
+
+/* Runs sql with n text parameters (vals[i] NULL = SQL NULL; lens/fmts NULL
+ * = all text, else fmts[i] 1 = binary of lens[i] bytes), results in text.
+ * The result when its status is want (PQclear it), else NULL with err set
+ * (and logged when err is NULL). Call with the lock held. */
+PGresult *gw_pg_exec(struct gw_store *st, const char *sql, int n, const char *const *vals,
+                     const int *lens, const int *fmts, ExecStatusType want, char *err,
+                     size_t errlen);
+/* The row count of a command's result (UPDATE, DELETE, INSERT). */
+int gw_pg_changes(PGresult *r);
+
+/* ---- the calls of gw_store_pg_ops (store.h says what each does) ---- */
+void gw_pg_close(struct gw_store **st);
+int gw_pg_password_get(struct gw_store *st, const char *user, char *hash, size_t hashlen);
+int gw_pg_password_set(struct gw_store *st, const char *user, const char *hash);
+int gw_pg_binding_set(struct gw_store *st, const struct gw_store_binding *b, char *err,
+                      size_t errlen);
+int gw_pg_known_keys_set(struct gw_store *st, const struct gw_store_known_key *keys, size_t n,
+                         char *err, size_t errlen);
+int gw_pg_tx_begin(struct gw_store *st, char *err, size_t errlen);
+int gw_pg_tx_commit(struct gw_store *st, char *err, size_t errlen);
+void gw_pg_tx_rollback(struct gw_store *st);
+bool gw_pg_tx_alive(struct gw_store *st);
+int gw_pg_schema_version(struct gw_store *st);
+bool gw_pg_mark_test(struct gw_store *st, const void *key);
+void gw_pg_mark_set(struct gw_store *st, const void *key);
+int gw_pg_attempts_init(struct gw_store *st, char *err, size_t errlen);
+int gw_pg_attempts_get(struct gw_store *st, const char *user, int64_t key, int64_t now,
+                       struct gw_store_attempts *out);
+int gw_pg_attempt_take(struct gw_store *st, const char *user, int64_t key, int64_t now,
+                       unsigned max, unsigned ttl, struct gw_store_attempts *row);
+int gw_pg_attempt_end(struct gw_store *st, const char *user, int64_t key, int64_t now,
+                      enum gw_attempt_outcome outcome, unsigned max, unsigned lockout_s,
+                      unsigned lockout_cap, struct gw_store_attempts *row);
+int gw_pg_attempts_clear(struct gw_store *st, const char *user);
+int gw_pg_totp_init(struct gw_store *st, char *err, size_t errlen);
+int gw_pg_totp_enrolled(struct gw_store *st, const char *user);
+int gw_pg_totp_put(struct gw_store *st, const char *user, const uint8_t *sealed,
+                   size_t sealed_len, uint64_t counter, char *err, size_t errlen);
+int gw_pg_totp_delete(struct gw_store *st, const char *user);
+int gw_pg_totp_get(struct gw_store *st, const char *user, uint8_t *sealed, size_t *sealed_len,
+                   uint64_t *last);
+int gw_pg_totp_advance(struct gw_store *st, const char *user, uint64_t ctr);
+
+#endif
