@@ -623,14 +623,10 @@ record_change(struct gw_req *r, const char *action, const char *reason,
 	return 0;
 }
 
-struct password_change {
-	const char *user, *hash;
-};
-
-static int
-apply_password(struct gw_store *st, void *arg, char *err, size_t errlen)
+int
+gw_auth_password_apply_tx(struct gw_store *st, void *arg, char *err, size_t errlen)
 {
-	const struct password_change *c = arg;
+	const struct gw_password_change *c = arg;
 
 	if (gw_store_password_set(st, c->user, c->hash) < 0) {
 		snprintf(err, errlen, "could not store the password of %s", c->user);
@@ -648,7 +644,7 @@ static json_t *
 set_password(struct gw_req *r, const char *action)
 {
 	const char *user = NULL, *password = NULL, *old = NULL;
-	struct password_change pc;
+	struct gw_password_change pc;
 	char hash[256];
 	struct verdict v;
 	struct cred c;
@@ -695,7 +691,7 @@ set_password(struct gw_req *r, const char *action)
 	pc.user = user;
 	pc.hash = hash;
 	snprintf(r->err, sizeof(r->err), "password set for %s", user);
-	ok = record_change(r, action, r->err, apply_password, &pc);
+	ok = record_change(r, action, r->err, gw_auth_password_apply_tx, &pc);
 	sodium_memzero(hash, sizeof(hash));
 	if (ok < 0)
 		return audit_refusal(action);

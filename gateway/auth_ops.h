@@ -14,6 +14,14 @@
 /* 1 when user has a TOTP secret, 0 not, -1 store error (dispatch.c). */
 int gw_auth_enrolled(struct gw_req *r, const char *user);
 
+/* A password change, applied inside its audit record's transaction
+ * (gw_audit_record_with): arg is a struct gw_password_change. Used by
+ * user_add/user_passwd and by `sealgated --set-password`. */
+struct gw_password_change {
+	const char *user, *hash;
+};
+int gw_auth_password_apply_tx(struct gw_store *st, void *arg, char *err, size_t errlen);
+
 json_t *gw_op_login(struct gw_req *r);
 json_t *gw_op_logout(struct gw_req *r);
 json_t *gw_op_user_add(struct gw_req *r);

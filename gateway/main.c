@@ -22,6 +22,7 @@
 #include "quota.h"
 #include "signpath.h"
 #include "auth.h"
+#include "auth_ops.h"
 #include "config.h"
 #include "log.h"
 #include "server.h"
@@ -88,22 +89,6 @@ read_secret_line(const char *path, char *err, size_t errlen)
 	return out;
 }
 
-struct offline_password {
-	const char *user, *hash;
-};
-
-static int
-set_password_tx(struct gw_store *st, void *arg, char *err, size_t errlen)
-{
-	const struct offline_password *c = arg;
-
-	if (gw_store_password_set(st, c->user, c->hash) < 0) {
-		snprintf(err, errlen, "could not store the password of %s", c->user);
-		return -1;
-	}
-	return 0;
-}
-
 static int
 set_password(struct gw_config *cfg, const char *user, const char *pwfile)
 {
@@ -112,7 +97,7 @@ set_password(struct gw_config *cfg, const char *user, const char *pwfile)
 	struct gw_audit *au = NULL;
 	struct gw_audit_event ev;
 	char err[512], hash[256] = "";
-	struct offline_password pc = { .user = user, .hash = hash };
+	struct gw_password_change pc = { .user = user, .hash = hash };
 	char *pw = NULL;
 	uint64_t seq;
 	int rv = 1, probe;
@@ -158,7 +143,7 @@ set_password(struct gw_config *cfg, const char *user, const char *pwfile)
 		.reason = "set offline with sealgated --set-password",
 		.uid = (int64_t)getuid(), .pid = (int64_t)getpid(), .exe = "sealgated",
 	};
-	if (gw_audit_record_with(au, &ev, set_password_tx, &pc, &seq, err, sizeof(err)) < 0) {
+	if (gw_audit_record_with(au, &ev, gw_auth_password_apply_tx, &pc, &seq, err, sizeof(err)) < 0) {
 		fprintf(stderr, "sealgated: the password was not set: %s\n", err);
 		goto out;
 	}
