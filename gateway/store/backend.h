@@ -90,12 +90,22 @@ struct gw_store_ops {
 	                    const char *person, char *err, size_t errlen);
 	int (*quota_add_tx)(struct gw_store *st, const char *seal, const char *period,
 	                    const char *person, char *err, size_t errlen);
+	/* sites (store.h): the name is checked and kept in the head by
+	 * store.c; the backend checks it may serve it. */
+	int (*set_site)(struct gw_store *st, const char *site, char *err, size_t errlen);
+	int (*site_claim)(struct gw_store *st, char *err, size_t errlen);
+	int (*binding_get)(struct gw_store *st, struct gw_store_binding *b, char *err,
+	                   size_t errlen);
+	int (*known_keys_get)(struct gw_store *st,
+	                      int (*fn)(void *arg, const char *uri, const uint8_t *blob, size_t len),
+	                      void *arg, char *err, size_t errlen);
 };
 
 /* Every backend's store begins with this, so that the interface finds the
  * table from the opaque struct gw_store pointer alone. */
 struct gw_store_head {
 	const struct gw_store_ops *ops;
+	char site[GW_SITE_MAX + 1];   /* "" = GW_SITE_DEFAULT */
 };
 
 extern const struct gw_store_ops gw_store_sqlite_ops;

@@ -369,3 +369,62 @@ gw_store_backend(struct gw_store *st)
 {
 	return ops_of(st)->name;
 }
+
+/* ---- sites ---- */
+
+static bool
+site_name_ok(const char *s)
+{
+	size_t n = s != NULL ? strlen(s) : 0;
+
+	if (n == 0 || n > GW_SITE_MAX)
+		return false;
+	for (size_t i = 0; i < n; i++)
+		if (!((s[i] >= 'a' && s[i] <= 'z') || (s[i] >= '0' && s[i] <= '9') || s[i] == '-' ||
+		      s[i] == '_'))
+			return false;
+	return true;
+}
+
+int
+gw_store_set_site(struct gw_store *st, const char *site, char *err, size_t errlen)
+{
+	struct gw_store_head *h = (struct gw_store_head *)(void *)st;
+
+	if (!site_name_ok(site)) {
+		sg_seterr(err, errlen, "a site name is 1 to %d of a-z, 0-9, '-' and '_'", GW_SITE_MAX);
+		return -1;
+	}
+	if (ops_of(st)->set_site(st, site, err, errlen) < 0)
+		return -1;
+	memcpy(h->site, site, strlen(site) + 1);
+	return 0;
+}
+
+const char *
+gw_store_site(struct gw_store *st)
+{
+	const struct gw_store_head *h = (const struct gw_store_head *)(const void *)st;
+
+	return h->site[0] != '\0' ? h->site : GW_SITE_DEFAULT;
+}
+
+int
+gw_store_site_claim(struct gw_store *st, char *err, size_t errlen)
+{
+	return ops_of(st)->site_claim(st, err, errlen);
+}
+
+int
+gw_store_binding_get(struct gw_store *st, struct gw_store_binding *b, char *err, size_t errlen)
+{
+	return ops_of(st)->binding_get(st, b, err, errlen);
+}
+
+int
+gw_store_known_keys_get(struct gw_store *st,
+                        int (*fn)(void *arg, const char *uri, const uint8_t *blob, size_t len),
+                        void *arg, char *err, size_t errlen)
+{
+	return ops_of(st)->known_keys_get(st, fn, arg, err, errlen);
+}

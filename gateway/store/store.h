@@ -66,6 +66,35 @@ int gw_store_known_keys_peek(const char *path,
                              int (*fn)(void *arg, const char *uri, const uint8_t *blob, size_t len),
                              void *arg, char *err, size_t errlen);
 
+/* ---- sites ----
+ *
+ * A group of sites shares one store (PostgreSQL); a SQLite store is one
+ * site's. A store handle is scoped to one site: the audit log, its
+ * checkpoints, the token binding and the known keys read and written
+ * through it are that site's; credentials, lockout, TOTP secrets,
+ * applications, approvals and quota counters are the group's.
+ * docs/sites.md. */
+#define GW_SITE_MAX 32
+#define GW_SITE_DEFAULT "main"
+
+/* Scopes st to site (1 to GW_SITE_MAX of [a-z0-9_-]); until called, st is
+ * site "main". Call before anything else uses st. 0, or -1 with err (a bad
+ * name; a SQLite store that belongs to another site). */
+int gw_store_set_site(struct gw_store *st, const char *site, char *err, size_t errlen);
+/* The site st is scoped to. */
+const char *gw_store_site(struct gw_store *st);
+/* Claims the site for the calling gateway for as long as st is open: a
+ * second gateway serving the same site of one store is refused, with err
+ * saying so. SQLite: nothing to claim (one site per file). 0 or -1. */
+int gw_store_site_claim(struct gw_store *st, char *err, size_t errlen);
+/* The site's binding and known keys, read through an open store (as
+ * gw_store_binding_peek / gw_store_known_keys_peek return). */
+int gw_store_binding_get(struct gw_store *st, struct gw_store_binding *b, char *err,
+                         size_t errlen);
+int gw_store_known_keys_get(struct gw_store *st,
+                            int (*fn)(void *arg, const char *uri, const uint8_t *blob, size_t len),
+                            void *arg, char *err, size_t errlen);
+
 /*
  * Thread safety (what every backend must give; SQLite: one connection per
  * store, opened in serialized mode (SQLITE_OPEN_FULLMUTEX) and, above that,

@@ -458,6 +458,29 @@ BOTH(transactions_nest)
 	gw_store_close(&st);
 }
 
+/* ---- sites ---- */
+
+Test(sqlite, one_site_per_file)
+{
+	struct gw_store *st = open_url(sqlite_url());
+	char err[512] = "";
+
+	cr_assert_str_eq(gw_store_site(st), GW_SITE_DEFAULT, "a store is site main until set");
+	cr_assert_eq(gw_store_set_site(st, "Shanghai", err, sizeof(err)), -1, "upper case refused");
+	cr_assert_eq(gw_store_set_site(st, "", err, sizeof(err)), -1);
+	cr_assert_eq(gw_store_set_site(st, "shanghai", err, sizeof(err)), 0, "%s", err);
+	cr_assert_str_eq(gw_store_site(st), "shanghai");
+	cr_assert_eq(gw_store_site_claim(st, err, sizeof(err)), 0, "%s", err);
+	gw_store_close(&st);
+	st = open_url(sqlite_url());
+	cr_assert_eq(gw_store_set_site(st, "shanghai", err, sizeof(err)), 0, "%s", err);
+	cr_assert_eq(gw_store_set_site(st, "shenzhen", err, sizeof(err)), -1,
+	             "a SQLite file holds one site's chain");
+	cr_assert(strstr(err, "belongs to site \"shanghai\"") != NULL, "%s", err);
+	cr_assert_str_eq(gw_store_site(st), "shanghai", "a refused name leaves the site as it was");
+	gw_store_close(&st);
+}
+
 /* ---- the URL, and what only PostgreSQL has ---- */
 
 Test(sqlite, url_forms)

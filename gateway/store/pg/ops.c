@@ -218,6 +218,37 @@ pg_quota_add_tx(struct gw_store *st, const char *seal, const char *period, const
 	return not_yet(err, errlen, "quota counters");
 }
 
+static int
+pg_set_site(struct gw_store *st, const char *site, char *err, size_t errlen)
+{
+	(void)st; (void)site;
+	return not_yet(err, errlen, "sites");
+}
+
+static int
+pg_site_claim(struct gw_store *st, char *err, size_t errlen)
+{
+	(void)st;
+	return not_yet(err, errlen, "sites");
+}
+
+static int
+pg_binding_get(struct gw_store *st, struct gw_store_binding *b, char *err, size_t errlen)
+{
+	(void)st;
+	memset(b, 0, sizeof(*b));
+	return not_yet(err, errlen, "the token binding");
+}
+
+static int
+pg_known_keys_get(struct gw_store *st,
+                  int (*fn)(void *arg, const char *uri, const uint8_t *blob, size_t len),
+                  void *arg, char *err, size_t errlen)
+{
+	(void)st; (void)fn; (void)arg;
+	return not_yet(err, errlen, "the known keys");
+}
+
 const struct gw_store_ops gw_store_pg_ops = {
 	.name = "postgresql",
 	.close = gw_pg_close,
@@ -269,4 +300,8 @@ const struct gw_store_ops gw_store_pg_ops = {
 	.quota_get = pg_quota_get,
 	.quota_sub_tx = pg_quota_sub_tx,
 	.quota_add_tx = pg_quota_add_tx,
+	.set_site = pg_set_site,
+	.site_claim = pg_site_claim,
+	.binding_get = pg_binding_get,
+	.known_keys_get = pg_known_keys_get,
 };

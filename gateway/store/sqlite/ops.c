@@ -56,4 +56,8 @@ const struct gw_store_ops gw_store_sqlite_ops = {
 	.quota_get = gw_sqlite_quota_get,
 	.quota_sub_tx = gw_sqlite_quota_sub_tx,
 	.quota_add_tx = gw_sqlite_quota_add_tx,
+	.set_site = gw_sqlite_set_site,
+	.site_claim = gw_sqlite_site_claim,
+	.binding_get = gw_sqlite_binding_get,
+	.known_keys_get = gw_sqlite_known_keys_get,
 };

@@ -114,4 +114,12 @@ int gw_sqlite_quota_sub_tx(struct gw_store *st, const char *seal, const char *pe
 int gw_sqlite_quota_add_tx(struct gw_store *st, const char *seal, const char *period,
                            const char *person, char *err, size_t errlen);
 
+int gw_sqlite_set_site(struct gw_store *st, const char *site, char *err, size_t errlen);
+int gw_sqlite_site_claim(struct gw_store *st, char *err, size_t errlen);
+int gw_sqlite_binding_get(struct gw_store *st, struct gw_store_binding *b, char *err,
+                          size_t errlen);
+int gw_sqlite_known_keys_get(struct gw_store *st,
+                             int (*fn)(void *arg, const char *uri, const uint8_t *blob, size_t len),
+                             void *arg, char *err, size_t errlen);
+
 #endif

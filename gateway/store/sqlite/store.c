@@ -2224,3 +2224,73 @@ gw_sqlite_attempts_clear(struct gw_store *st, const char *user)
 	pthread_mutex_unlock(&st->lock);
 	return n;
 }
+
+/* ---- sites (store.h) ---- */
+
+/* A SQLite store is one site's: the first name set is kept in store_meta
+ * ('site'), and a later handle naming another site is refused, so that
+ * two sites' audit chains never end up in one file. */
+int
+gw_sqlite_set_site(struct gw_store *st, const char *site, char *err, size_t errlen)
+{
+	sqlite3_stmt *s = NULL;
+	int rv = -1, r;
+
+	pthread_mutex_lock(&st->lock);
+	if (sqlite3_prepare_v2(st->db, "INSERT INTO store_meta (name, value) VALUES ('site', ?1) "
+	                       "ON CONFLICT (name) DO NOTHING", -1, &s, NULL) != SQLITE_OK) {
+		sg_seterr(err, errlen, "%s", sqlite3_errmsg(st->db));
+		goto out;
+	}
+	sqlite3_bind_blob(s, 1, site, (int)strlen(site), SQLITE_STATIC);
+	if (sqlite3_step(s) != SQLITE_DONE) {
+		sg_seterr(err, errlen, "%s", sqlite3_errmsg(st->db));
+		goto out;
+	}
+	sqlite3_finalize(s);
+	s = NULL;
+	if (sqlite3_prepare_v2(st->db, "SELECT value FROM store_meta WHERE name = 'site'", -1, &s,
+	                       NULL) != SQLITE_OK) {
+		sg_seterr(err, errlen, "%s", sqlite3_errmsg(st->db));
+		goto out;
+	}
+	r = sqlite3_step(s);
+	if (r != SQLITE_ROW) {
+		sg_seterr(err, errlen, "reading the store's site: %s", sqlite3_errmsg(st->db));
+		goto out;
+	}
+	if ((size_t)sqlite3_column_bytes(s, 0) != strlen(site) ||
+	    memcmp(sqlite3_column_blob(s, 0), site, strlen(site)) != 0) {
+		sg_seterr(err, errlen, "this SQLite store belongs to site \"%.*s\", not \"%s\" "
+		          "(one site per SQLite store; a group of sites shares a PostgreSQL store)",
+		          sqlite3_column_bytes(s, 0) > GW_SITE_MAX ? GW_SITE_MAX : sqlite3_column_bytes(s, 0),
+		          (const char *)sqlite3_column_blob(s, 0), site);
+		goto out;
+	}
+	rv = 0;
+out:
+	sqlite3_finalize(s);
+	pthread_mutex_unlock(&st->lock);
+	return rv;
+}
+
+int
+gw_sqlite_site_claim(struct gw_store *st, char *err, size_t errlen)
+{
+	(void)st; (void)err; (void)errlen;
+	return 0;
+}
+
+int
+gw_sqlite_binding_get(struct gw_store *st, struct gw_store_binding *b, char *err, size_t errlen)
+{
+	return gw_store_binding_peek(st->path, b, err, errlen);
+}
+
+int
+gw_sqlite_known_keys_get(struct gw_store *st,
+                         int (*fn)(void *arg, const char *uri, const uint8_t *blob, size_t len),
+                         void *arg, char *err, size_t errlen)
+{
+	return gw_store_known_keys_peek(st->path, fn, arg, err, errlen);
+}
