@@ -108,7 +108,7 @@ row_from_event(struct gw_audit_row *r, const struct pending *p)
 	r->exe = ev->exe;
 	r->host = ev->host;
 	r->seal = ev->seal;
-	r->application = ev->application;
+	r->application = ev->application_from ? *ev->application_from : ev->application;
 	r->doc_digest = ev->doc_digest_len ? ev->doc_digest : NULL;
 	r->doc_digest_len = ev->doc_digest ? ev->doc_digest_len : 0;
 	r->signed_digest = ev->signed_digest_len ? ev->signed_digest : NULL;

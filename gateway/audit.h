@@ -29,6 +29,10 @@ struct gw_audit_event {
 	const char *host;
 	const char *seal;
 	int64_t application;      /* 0 = none */
+	/* When set, the application is read from here after the record's
+	 * change ran (gw_audit_record_with's apply): the change that creates
+	 * an application gets its id from the store, inside the transaction. */
+	const int64_t *application_from;
 	const uint8_t *doc_digest; size_t doc_digest_len;
 	const uint8_t *signed_digest; size_t signed_digest_len;  /* what the token signed, or its SHA-256 */
 	unsigned long mechanism;  /* CKM, 0 = none */

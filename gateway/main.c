@@ -458,7 +458,6 @@ main(int argc, char **argv)
 		gw_log_error("out of memory");
 		goto out;
 	}
-	ctx.next_app_id = gw_appstore_max_id(ctx.store);
 	if (keep_binding(&ctx, bound == 1 ? &stored : NULL, rebind) < 0)
 		goto out;
 	/* (a convenience for a later start without the token: not fatal) */

@@ -1,13 +1,16 @@
 /*
  * Use counters (quota.h): an in-memory table of (seal, period, person) →
- * used + reserved, loaded from the store the first time a key is seen and
- * kept exact afterwards by the commit/release protocol, so the sign path
- * never reads the store under this lock after the first use.
+ * used + reserved, a cache of the store's quota_use in front of the
+ * conditional statements that decide (gw_quota_commit_tx). It is loaded
+ * from the store the first time a key is seen and read again before it
+ * refuses, so it never refuses what the store would still count: another
+ * gateway's refund, or its own stale view, cannot make it say no.
  */
 #include "quota.h"
 
 #include <inttypes.h>
 #include <pthread.h>
+#include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -16,17 +19,22 @@
 
 #define BUCKETS 1024
 
-struct counter {
-	struct counter *next;
+struct gw_quota_counter {
+	struct gw_quota_counter *next;
 	struct gw_quota_key key;
+	/* used: the store's count when last read, plus what this gateway
+	 * committed since; reserved: this gateway's signatures in flight;
+	 * counted: those of them the audit writer has already counted in the
+	 * store (set without q->lock, from inside the store's transaction), so
+	 * that a fresh read of the store is not counted twice. */
 	uint64_t used, reserved;
-	uint64_t limit;               /* for application counters; 0 = from policy */
+	_Atomic uint64_t counted;
 };
 
 struct gw_quota {
 	pthread_mutex_t lock;
 	struct gw_store *st;
-	struct counter *b[BUCKETS];
+	struct gw_quota_counter *b[BUCKETS];
 	int64_t day;                  /* newest local day seen, for pruning */
 };
 
@@ -52,7 +60,7 @@ gw_quota_free(struct gw_quota **qp)
 	if (q == NULL)
 		return;
 	for (size_t i = 0; i < BUCKETS; i++) {
-		struct counter *c = q->b[i], *n;
+		struct gw_quota_counter *c = q->b[i], *n;
 		for (; c; c = n) {
 			n = c->next;
 			free(c);
@@ -85,11 +93,11 @@ same(const struct gw_quota_key *a, const struct gw_quota_key *b)
 }
 
 /* Finds or loads a counter. Caller holds q->lock. NULL on error. */
-static struct counter *
+static struct gw_quota_counter *
 get(struct gw_quota *q, const struct gw_quota_key *k)
 {
 	size_t h = hash_key(k);
-	struct counter *c;
+	struct gw_quota_counter *c;
 	uint64_t used = 0;
 
 	for (c = q->b[h]; c; c = c->next)
@@ -108,6 +116,37 @@ get(struct gw_quota *q, const struct gw_quota_key *k)
 	return c;
 }
 
+/* Reads c's count from the store again; the units of this gateway the
+ * store has counted but not yet released here are taken out (they are in
+ * reserved still). A store that counted one more meanwhile only makes the
+ * cache lower: the store decides at the commit. Caller holds q->lock. */
+static int
+refresh(struct gw_quota *q, struct gw_quota_counter *c)
+{
+	uint64_t stored = 0, counted;
+
+	if (gw_appstore_quota_get(q->st, c->key.seal, c->key.period, c->key.person, &stored) < 0)
+		return -1;
+	counted = atomic_load(&c->counted);
+	c->used = stored > counted ? stored - counted : 0;
+	return 0;
+}
+
+static bool
+is_app(const struct gw_quota_key *k)
+{
+	return strncmp(k->period, "app:", 4) == 0;
+}
+
+/* This gateway's units of c in flight that the store has not counted. */
+static uint64_t
+in_flight(struct gw_quota_counter *c)
+{
+	uint64_t counted = atomic_load(&c->counted);
+
+	return c->reserved > counted ? c->reserved - counted : 0;
+}
+
 /* Drops seal-day counters older than yesterday (they can never be asked
  * for again) when a new day is first seen. Caller holds q->lock. */
 static void
@@ -117,11 +156,12 @@ prune(struct gw_quota *q, int64_t day)
 		return;
 	q->day = day;
 	for (size_t i = 0; i < BUCKETS; i++) {
-		struct counter **pp = &q->b[i];
+		struct gw_quota_counter **pp = &q->b[i];
 		while (*pp) {
-			struct counter *c = *pp;
+			struct gw_quota_counter *c = *pp;
 			long long d;
-			if (sscanf(c->key.period, "d:%lld", &d) == 1 && d < day - 1 && c->reserved == 0) {
+			if (sscanf(c->key.period, "d:%lld", &d) == 1 && d < day - 1 && c->reserved == 0 &&
+			    atomic_load(&c->counted) == 0) {
 				*pp = c->next;
 				free(c);
 			} else {
@@ -174,53 +214,78 @@ seal_keys(const struct gw_seal *seal, const char *person, time_t now,
 	return n;
 }
 
+/* Words for the counter k of seal name (from its period and person). */
+static const char *
+key_name(const struct gw_quota_key *k)
+{
+	if (strncmp(k->period, "m:", 2) == 0)
+		return "monthly quota";
+	if (strcmp(k->period, "total") == 0)
+		return "total quota";
+	return k->person[0] ? "daily quota per person" : "daily quota";
+}
+
 int
 gw_quota_reserve(struct gw_quota *q, const struct gw_seal *seal, const char *person,
                  time_t now, int64_t app_id, uint32_t app_granted, uint32_t app_left,
                  struct gw_quota_resv *r, char *why, size_t whylen)
 {
-	uint64_t limits[GW_QUOTA_MAX_KEYS];
 	const char *names[GW_QUOTA_MAX_KEYS];
-	struct counter *cs[GW_QUOTA_MAX_KEYS];
+	struct gw_quota_counter *cs[GW_QUOTA_MAX_KEYS];
 	int rv = -1;
 
 	memset(r, 0, sizeof(*r));
-	r->n = seal_keys(seal, person, now, r->keys, limits, names);
+	r->n = seal_keys(seal, person, now, r->keys, r->limits, names);
 	if (app_id != 0) {
 		char period[32];
 		snprintf(period, sizeof(period), "app:%lld", (long long)app_id);
 		key(&r->keys[r->n], seal->id, period, "");
-		limits[r->n] = app_granted;
+		r->limits[r->n] = app_granted;
 		names[r->n++] = "application";
 		r->app_id = app_id;
 	}
 	pthread_mutex_lock(&q->lock);
 	prune(q, gw_policy_local_day(seal, now));
 	for (unsigned i = 0; i < r->n; i++) {
+		bool full;
+
 		cs[i] = get(q, &r->keys[i]);
 		if (cs[i] == NULL) {
 			snprintf(why, whylen, "quota counters unavailable (store error)");
 			goto out;
 		}
-		if (i == r->n - 1 && app_id != 0 && cs[i]->limit == 0) {
-			/* First sight of this application: what the store says. */
-			cs[i]->limit = app_granted;
+		if (is_app(&r->keys[i])) {
+			/* The uses left are the store's, as the sign path just
+			 * read them (another gateway's spend or refund included):
+			 * only this gateway's uses in flight are taken off. */
 			cs[i]->used = app_granted >= app_left ? app_granted - app_left : app_granted;
+			full = app_left <= in_flight(cs[i]);
+		} else {
+			full = cs[i]->used + cs[i]->reserved >= r->limits[i];
+			/* Before saying no, ask the store: the cache may be
+			 * high (a unit given back at another gateway). */
+			if (full) {
+				if (refresh(q, cs[i]) < 0) {
+					snprintf(why, whylen, "quota counters unavailable (store error)");
+					goto out;
+				}
+				full = cs[i]->used + cs[i]->reserved >= r->limits[i];
+			}
 		}
-		if (i == r->n - 1 && app_id != 0)
-			limits[i] = cs[i]->limit;
-		if (cs[i]->used + cs[i]->reserved >= limits[i]) {
-			if (app_id != 0 && i == r->n - 1)
+		if (full) {
+			if (is_app(&r->keys[i]))
 				snprintf(why, whylen, "application #%lld has no use left", (long long)app_id);
 			else
 				snprintf(why, whylen, "the %s %s of the %s (%" PRIu64 ") is used up",
 				         names[i], names[i][0] == 'd' && strstr(names[i], "person") ? "for you" : "",
-				         seal->name, limits[i]);
+				         seal->name, r->limits[i]);
 			goto out;
 		}
 	}
-	for (unsigned i = 0; i < r->n; i++)
+	for (unsigned i = 0; i < r->n; i++) {
 		cs[i]->reserved++;
+		r->slot[i] = cs[i];
+	}
 	r->held = true;
 	rv = 0;
 out:
@@ -230,15 +295,41 @@ out:
 	return rv;
 }
 
+/* Marks r's unit i as counted in the store (writer thread, inside the
+ * transaction; r's reservation keeps the counter alive). */
+static void
+mark_counted(struct gw_quota_resv *r, unsigned i)
+{
+	if (r->held && r->slot[i] != NULL && !r->counted[i]) {
+		atomic_fetch_add(&r->slot[i]->counted, 1);
+		r->counted[i] = true;
+	}
+}
+
 int
-gw_quota_commit_tx(struct gw_store *st, const struct gw_quota_resv *r, char *err, size_t errlen)
+gw_quota_commit_tx(struct gw_store *st, struct gw_quota_resv *r, char *err, size_t errlen)
 {
 	for (unsigned i = 0; i < r->n; i++) {
-		if (strncmp(r->keys[i].period, "app:", 4) == 0)
-			continue;
-		if (gw_appstore_quota_add_tx(st, r->keys[i].seal, r->keys[i].period,
-		                             r->keys[i].person, err, errlen) < 0)
-			return -1;
+		const struct gw_quota_key *k = &r->keys[i];
+		int rc;
+
+		if (is_app(k)) {
+			/* -2: revoked, expired or used up meanwhile. */
+			rc = gw_appstore_spend_tx(st, r->app_id, time(NULL), err, errlen);
+			if (rc < 0)
+				return rc == -2 ? -2 : -1;
+		} else {
+			rc = gw_appstore_quota_add_tx(st, k->seal, k->period, k->person, r->limits[i],
+			                              err, errlen);
+			if (rc < 0)
+				return -1;
+			if (rc == 0) {
+				snprintf(err, errlen, "the %s of seal %s (%" PRIu64 ") is used up in the store",
+				         key_name(k), k->seal, r->limits[i]);
+				return -2;
+			}
+		}
+		mark_counted(r, i);
 	}
 	return 0;
 }
@@ -247,11 +338,14 @@ int
 gw_quota_refund_tx(struct gw_store *st, const struct gw_quota_resv *r, char *err, size_t errlen)
 {
 	for (unsigned i = 0; i < r->n; i++) {
-		if (strncmp(r->keys[i].period, "app:", 4) == 0)
-			continue;
-		if (gw_appstore_quota_sub_tx(st, r->keys[i].seal, r->keys[i].period,
-		                             r->keys[i].person, err, errlen) < 0)
+		const struct gw_quota_key *k = &r->keys[i];
+
+		if (is_app(k)) {
+			if (gw_appstore_refund_tx(st, r->app_id, time(NULL), err, errlen) < 0)
+				return -1;
+		} else if (gw_appstore_quota_sub_tx(st, k->seal, k->period, k->person, err, errlen) < 0) {
 			return -1;
+		}
 	}
 	return 0;
 }
@@ -263,15 +357,32 @@ gw_quota_release(struct gw_quota *q, struct gw_quota_resv *r, bool committed)
 		return;
 	pthread_mutex_lock(&q->lock);
 	for (unsigned i = 0; i < r->n; i++) {
-		struct counter *c = get(q, &r->keys[i]);
+		struct gw_quota_counter *c = r->slot[i];
 		if (c == NULL || c->reserved == 0)
 			continue;
+		if (r->counted[i])
+			atomic_fetch_sub(&c->counted, 1);
 		c->reserved--;
 		if (committed)
 			c->used++;
 	}
 	pthread_mutex_unlock(&q->lock);
+	memset(r->counted, 0, sizeof(r->counted));
 	r->held = false;
+}
+
+void
+gw_quota_refresh(struct gw_quota *q, const struct gw_quota_resv *r)
+{
+	pthread_mutex_lock(&q->lock);
+	for (unsigned i = 0; i < r->n; i++) {
+		struct gw_quota_counter *c;
+
+		if (is_app(&r->keys[i]) || (c = get(q, &r->keys[i])) == NULL)
+			continue;
+		(void)refresh(q, c);
+	}
+	pthread_mutex_unlock(&q->lock);
 }
 
 int64_t
@@ -285,10 +396,12 @@ gw_quota_left(struct gw_quota *q, const struct gw_seal *seal, const char *person
 
 	pthread_mutex_lock(&q->lock);
 	for (unsigned i = 0; i < n; i++) {
-		struct counter *c = get(q, &keys[i]);
+		struct gw_quota_counter *c = get(q, &keys[i]);
 		int64_t l;
 		if (c == NULL)
 			continue;
+		if (c->used + c->reserved >= limits[i])
+			(void)refresh(q, c);
 		l = c->used + c->reserved >= limits[i] ? 0 : (int64_t)(limits[i] - c->used - c->reserved);
 		if (left < 0 || l < left)
 			left = l;
@@ -306,10 +419,11 @@ gw_quota_app_left(struct gw_quota *q, const char *seal, int64_t app_id, uint32_t
 	key(&k, seal, "", "");
 	snprintf(k.period, sizeof(k.period), "app:%lld", (long long)app_id);
 	pthread_mutex_lock(&q->lock);
-	for (struct counter *c = q->b[hash_key(&k)]; c; c = c->next)
-		if (same(&c->key, &k) && c->limit)
-			out = c->used + c->reserved >= c->limit ? 0 :
-			      (int64_t)(c->limit - c->used - c->reserved);
+	for (struct gw_quota_counter *c = q->b[hash_key(&k)]; c; c = c->next)
+		if (same(&c->key, &k)) {
+			uint64_t f = in_flight(c);
+			out = left > f ? (int64_t)(left - f) : 0;
+		}
 	pthread_mutex_unlock(&q->lock);
 	return out;
 }

@@ -1,12 +1,16 @@
 /*
- * Exact use accounting under concurrency: seal quotas (per day / month /
- * total / per person per day, in the seal's time zone) and the uses of an
- * authorized application. A signature first reserves one unit of every
- * counter that applies (in memory, under one lock); the token signs; the
- * counters are made durable in the same transaction as the audit record;
- * then the reservation is released as used — or, if anything failed, as
- * not used. A crash before the commit loses only reservations, so no
- * unreleased signature is ever counted and none is released uncounted.
+ * Use accounting under concurrency: seal quotas (per day / month / total /
+ * per person per day, in the seal's time zone) and the uses of an
+ * authorized application. The store decides: a signature's units and use
+ * are counted by conditional statements in the transaction of its audit
+ * record (gw_quota_commit_tx: the limit in the statement), so gateways
+ * sharing one store spend exactly the limit between them. This file keeps
+ * a cache in front of it: each signature first reserves one unit of every
+ * counter that applies, under one lock, so that signers of this gateway
+ * are refused before the token signs or a second factor is asked for when
+ * the units in flight already fill the limit; the cache refuses only what
+ * the store would (it re-reads the store before it refuses). A crash
+ * before the commit loses only reservations.
  */
 #ifndef GW_QUOTA_H
 #define GW_QUOTA_H
@@ -23,6 +27,8 @@
 
 struct gw_quota;
 
+struct gw_quota_counter;
+
 struct gw_quota_resv {
 	unsigned n;
 	struct gw_quota_key {
@@ -30,6 +36,9 @@ struct gw_quota_resv {
 		char period[32];          /* "d:DAY", "m:MONTH", "total", "app:ID" */
 		char person[129];         /* "" for seal-wide counters */
 	} keys[GW_QUOTA_MAX_KEYS];
+	uint64_t limits[GW_QUOTA_MAX_KEYS];   /* the policy's (an application's: granted) */
+	struct gw_quota_counter *slot[GW_QUOTA_MAX_KEYS];
+	bool counted[GW_QUOTA_MAX_KEYS];      /* set by gw_quota_commit_tx */
 	int64_t app_id;               /* 0: no application counter */
 	bool held;
 };
@@ -38,17 +47,21 @@ int gw_quota_new(struct gw_store *st, struct gw_quota **out);
 void gw_quota_free(struct gw_quota **q);
 
 /* Reserves one unit of each quota of seal for person at now and, when
- * app_id != 0, one of the application's uses (granted/left as stored when
- * the counter is first seen). Returns 0, or -1 with why in words when a
- * counter is exhausted (nothing is reserved then). */
+ * app_id != 0, one of the application's uses; app_granted and app_left
+ * are the application as just read from the store. Returns 0, or -1 with
+ * why in words when a counter is exhausted — in the store, counting the
+ * units this gateway has in flight (nothing is reserved then). */
 int gw_quota_reserve(struct gw_quota *q, const struct gw_seal *seal, const char *person,
                      time_t now, int64_t app_id, uint32_t app_granted, uint32_t app_left,
                      struct gw_quota_resv *r, char *why, size_t whylen);
 
-/* _tx: makes the seal counters of r durable (inside the audit callback).
- * The application's use is spent by gw_appstore_spend_tx. */
-int gw_quota_commit_tx(struct gw_store *st, const struct gw_quota_resv *r,
-                       char *err, size_t errlen);
+/* _tx (inside the audit callback): spends the application's use (if any,
+ * gw_appstore_spend_tx) and counts one unit of each seal counter of r
+ * within its limit (gw_appstore_quota_add_tx). 0; -2 when the store
+ * refuses one — no use left, or a limit reached by another gateway
+ * meanwhile (err says which; the caller's savepoint undoes the others);
+ * -1 on a store error. */
+int gw_quota_commit_tx(struct gw_store *st, struct gw_quota_resv *r, char *err, size_t errlen);
 
 /* _tx: undoes gw_quota_commit_tx (a committed use that was not released). */
 int gw_quota_refund_tx(struct gw_store *st, const struct gw_quota_resv *r,
@@ -57,11 +70,16 @@ int gw_quota_refund_tx(struct gw_store *st, const struct gw_quota_resv *r,
 /* Ends r; committed: the units count as used from now on. */
 void gw_quota_release(struct gw_quota *q, struct gw_quota_resv *r, bool committed);
 
-/* Units left in the tightest quota of seal for person now; -1 = no limit. */
+/* Reads r's seal counters from the store again (after the store refused
+ * one: another gateway spent what this one's cache did not know of). */
+void gw_quota_refresh(struct gw_quota *q, const struct gw_quota_resv *r);
+
+/* Units left in the tightest quota of seal for person now; -1 = no limit.
+ * A counter the cache finds full is read from the store first. */
 int64_t gw_quota_left(struct gw_quota *q, const struct gw_seal *seal, const char *person,
                       time_t now);
-/* Uses of application app_id (of seal) neither spent nor reserved; left
- * (as stored) when the counter has not been used yet. */
+/* Uses of application app_id (of seal) neither spent nor reserved here;
+ * left is the store's uses_left as just read. */
 int64_t gw_quota_app_left(struct gw_quota *q, const char *seal, int64_t app_id, uint32_t left);
 
 #endif

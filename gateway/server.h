@@ -43,8 +43,7 @@ struct gw_ctx {
 	pthread_mutex_t snap_lock;
 	struct gw_snapshot *snap;
 	struct gw_quota *quota;         /* use counters (quota.h) */
-	pthread_mutex_t wf_lock;        /* serializes application transitions */
-	int64_t next_app_id;            /* under wf_lock */
+	pthread_mutex_t wf_lock;        /* unused: the store decides transitions (workflow_ops.c) */
 	struct gw_probes *probes;       /* size-probe clients seen (signpath.c) */
 	struct gw_refusals *refusals;   /* last refusal per account, for "why" */
 	struct gw_reflimit *reflimit;   /* refusal floods counted, not recorded (refusals.h) */

@@ -260,24 +260,29 @@ refuse(struct sign_ctx *s, unsigned long rv, const char *code, const char *outco
 	return sg_reply_error(rv, code, "%s", r->err);
 }
 
-/* The committed part of a signature: its use and quota counters. */
+/* The committed part of a signature: its use and quota counters, each
+ * decided by the store (gw_quota_commit_tx). */
 struct spend {
-	int64_t app_id;
-	const struct gw_quota_resv *resv;
-	bool unspendable;     /* the store refused the use: revoked, expired, used up meanwhile */
+	struct gw_quota_resv *resv;
+	bool unspendable;     /* the store refused the use or a unit: revoked, expired,
+	                       * used up, or a quota filled at another gateway meanwhile */
+	bool quota_full;      /* of those: a quota (why says which) */
+	char why[160];
 };
 
 static int
 spend_tx(struct gw_store *st, void *arg, char *err, size_t errlen)
 {
 	struct spend *sp = arg;
-	int rc = sp->app_id != 0 ? gw_appstore_spend_tx(st, sp->app_id, time(NULL), err, errlen) : 0;
+	int rc = gw_quota_commit_tx(st, sp->resv, err, errlen);
 
 	if (rc < 0) {
 		sp->unspendable = rc == -2;
+		sp->quota_full = rc == -2 && strstr(err, "quota") != NULL;
+		snprintf(sp->why, sizeof(sp->why), "%s", err);
 		return -1;
 	}
-	return gw_quota_commit_tx(st, sp->resv, err, errlen);
+	return 0;
 }
 
 /* Gives back what spend_tx took, for a signature the token then failed. */
@@ -286,8 +291,6 @@ refund_tx(struct gw_store *st, void *arg, char *err, size_t errlen)
 {
 	struct spend *sp = arg;
 
-	if (sp->app_id != 0 && gw_appstore_refund_tx(st, sp->app_id, time(NULL), err, errlen) < 0)
-		return -1;
 	return gw_quota_refund_tx(st, sp->resv, err, errlen);
 }
 
@@ -637,9 +640,8 @@ gw_op_sign(struct gw_req *r)
 	 * signature leaves only when both succeeded; a token failure after a
 	 * committed record is voided by a second record that gives the uses
 	 * back (docs/audit.md, "sign_void"). */
-	sp.app_id = s.app_id;
+	memset(&sp, 0, sizeof(sp));
 	sp.resv = &resv;
-	sp.unspendable = false;
 	{
 		struct gw_audit_event ev;
 		struct gw_audit_ticket *ticket = NULL;
@@ -710,10 +712,19 @@ gw_op_sign(struct gw_req *r)
 	gw_quota_release(r->ctx->quota, &resv, seq != 0);
 	if (seq == 0 && sp.unspendable) {
 		/* The store decides (docs/workflow.md): the application changed
-		 * between the check above and the commit, e.g. a revoke won. */
-		snprintf(r->err, sizeof(r->err),
-		         "application #%lld for the %s was revoked, expired or used up while this signature "
-		         "was made; no signature was released", (long long)s.app_id, s.seal->name);
+		 * between the check above and the commit (a revoke won), or a
+		 * quota was filled meanwhile, at this gateway or another one
+		 * sharing the store. The signature made is wiped below. */
+		if (sp.quota_full) {
+			gw_quota_refresh(r->ctx->quota, &resv);
+			snprintf(r->err, sizeof(r->err), "%s while this signature was made; no signature "
+			         "was released", sp.why);
+		} else {
+			snprintf(r->err, sizeof(r->err),
+			         "application #%lld for the %s was revoked, expired or used up while this "
+			         "signature was made; no signature was released", (long long)s.app_id,
+			         s.seal->name);
+		}
 		rep = refuse(&s, CKR_FUNCTION_REJECTED, "denied", "denied");
 		goto out;
 	}

@@ -1,9 +1,10 @@
 /*
  * Requests of the approval workflow: apply, list, show, approve, reject,
  * revoke, explain. Each transition runs the pure state machine
- * (workflow.c) on the stored application and commits the new state
- * together with its audit record, under one lock so that two approvers
- * never race on the same application.
+ * (workflow.c) on the application as re-read under the store's lock inside
+ * the transaction of its audit record, and stores the new state with it:
+ * the store, not this process, decides between two approvers (on one
+ * gateway or two). New applications get their id from the store.
  */
 #include "workflow_ops.h"
 
@@ -31,11 +32,11 @@ bad(struct gw_req *r)
 	return sg_reply_error(CKR_ARGUMENTS_BAD, "bad_request", "%s", r->err);
 }
 
+/* The change an application's record commits: a new application (its id
+ * from the store) or a decision made on the stored one (gw_wf_decide_tx). */
 struct tx {
-	const struct gw_application *app;
-	bool insert;
-	enum gw_app_state from;
-	unsigned from_level;
+	struct gw_application *insert;
+	struct gw_wf_decide *decide;
 };
 
 static int
@@ -43,22 +44,72 @@ apply_tx(struct gw_store *st, void *arg, char *err, size_t errlen)
 {
 	struct tx *t = arg;
 
-	if (t->insert)
-		return gw_appstore_insert_tx(st, t->app, err, errlen);
-	return gw_appstore_update_tx(st, t->app, t->from, t->from_level, time(NULL), err, errlen);
+	if (t->insert != NULL)
+		return gw_appstore_insert_tx(st, t->insert, err, errlen);
+	return gw_wf_decide_tx(st, t->decide, err, errlen);
 }
 
-/* Records action on app, committing the change t with it. 0 / -1 (err). */
+int
+gw_wf_decide_tx(struct gw_store *st, void *arg, char *err, size_t errlen)
+{
+	struct gw_wf_decide *d = arg;
+	struct gw_application *app = d->app;
+	enum gw_app_state from;
+	unsigned from_level;
+	int rc;
+
+	d->refused = false;
+	d->found_expired = false;
+	d->why[0] = '\0';
+	rc = gw_appstore_lock_tx(st, d->id, app);
+	if (rc != 1) {
+		snprintf(err, errlen, rc == 0 ? "application #%lld is not in the store" :
+		         "application #%lld could not be read", (long long)d->id);
+		return -1;
+	}
+	/* Decided on what the store holds now, under its lock: not on the
+	 * copy the request read before (another gateway may have acted). */
+	from = app->state;
+	from_level = app->level;
+	switch (d->d) {
+	case GW_WF_APPROVE:
+		rc = gw_wf_approve(d->policy, app, d->who, d->comment, d->now, d->why, sizeof(d->why));
+		break;
+	case GW_WF_REJECT:
+		rc = gw_wf_reject(d->policy, app, d->who, d->comment, d->now, d->why, sizeof(d->why));
+		break;
+	case GW_WF_REVOKE:
+		rc = gw_wf_revoke(app, d->who, d->now, d->why, sizeof(d->why));
+		break;
+	default:
+		rc = gw_wf_expire(app, d->now) ? 0 : -1;
+		if (rc < 0)
+			snprintf(d->why, sizeof(d->why), "application #%lld is not due to expire",
+			         (long long)d->id);
+		break;
+	}
+	if (rc < 0) {
+		d->refused = true;
+		d->found_expired = app->state == GW_APP_EXPIRED && from != GW_APP_EXPIRED;
+		snprintf(err, errlen, "%s", d->why);
+		return -1;
+	}
+	return gw_appstore_update_tx(st, app, from, from_level, d->now, err, errlen);
+}
+
+/* Records action on app, committing the change t with it. id_from: where
+ * the record's application id is read after the change (a new
+ * application's, from the store), else app->id. 0 / -1 (err). */
 static int
 commit(struct gw_ctx *ctx, const struct gw_peer *peer, const char *actor,
        const char *action, const char *reason, const struct gw_application *app,
-       struct tx *t, char *err, size_t errlen)
+       const int64_t *id_from, struct tx *t, char *err, size_t errlen)
 {
 	struct gw_audit_event ev = {
 		.action = action, .outcome = "ok", .reason = reason, .actor = actor,
 		.uid = peer ? (int64_t)peer->uid : -1, .pid = peer ? (int64_t)peer->pid : -1,
 		.exe = peer ? peer->exe : "sealgated", .host = ctx->host, .seal = app->seal,
-		.application = app->id,
+		.application = app->id, .application_from = id_from,
 		.doc_digest = app->has_doc ? app->doc_digest : NULL,
 		.doc_digest_len = app->has_doc ? 32 : 0,
 	};
@@ -179,7 +230,7 @@ gw_op_apply(struct gw_req *r)
 	struct gw_use_case uc;
 	const struct gw_seal *seal;
 	struct gw_application *app = calloc(1, sizeof(*app));
-	struct tx t = { .insert = true };
+	struct tx t = { .insert = app };
 	char err[256], msg[GW_WF_TEXT_MAX];
 	time_t now = time(NULL);
 	json_t *rep = NULL;
@@ -213,16 +264,12 @@ gw_op_apply(struct gw_req *r)
 		rep = sg_reply_error(CKR_FUNCTION_REJECTED, "denied", "%s", r->err);
 		goto out;
 	}
-	pthread_mutex_lock(&r->ctx->wf_lock);
-	app->id = ++r->ctx->next_app_id;
-	t.app = app;
-	if (commit(r->ctx, r->peer, r->who->id, "application_create", reason, app, &t,
+	/* The id is the store's, given inside the record's transaction. */
+	if (commit(r->ctx, r->peer, r->who->id, "application_create", reason, app, &app->id, &t,
 	           err, sizeof(err)) < 0) {
-		pthread_mutex_unlock(&r->ctx->wf_lock);
 		rep = sg_reply_error(CKR_DEVICE_ERROR, "internal", "the application could not be stored: %s", err);
 		goto out;
 	}
-	pthread_mutex_unlock(&r->ctx->wf_lock);
 	gw_wf_describe(p, app, now, msg, sizeof(msg));
 	gw_log_info("application #%lld by %s for %s: %s", (long long)app->id, app->applicant,
 	            app->seal, msg);
@@ -240,79 +287,84 @@ get_id(struct gw_req *r, int64_t *id)
 	return sg_get_int(r->msg, "id", true, 1, INT64_MAX, id, r->err, sizeof(r->err));
 }
 
-enum decision { APPROVE, REJECT, REVOKE };
+/* Records what an expiry found on the way (by a decision refused for it,
+ * or by the sweep) and stores it, decided in the store like any other. */
+static void
+expire(struct gw_ctx *ctx, int64_t id, const struct gw_application *seen,
+       struct gw_application *buf, time_t now)
+{
+	struct gw_wf_decide dx = { .d = GW_WF_EXPIRE, .now = now, .id = id, .app = buf };
+	struct tx t = { .decide = &dx };
+	char err[256];
+
+	if (commit(ctx, NULL, NULL, "application_expire", "validity ended", seen, NULL, &t,
+	           err, sizeof(err)) < 0 && !dx.refused)
+		gw_log_error("application #%lld could not be expired: %s", (long long)id, err);
+}
 
 static json_t *
-decide(struct gw_req *r, enum decision d)
+decide(struct gw_req *r, enum gw_wf_decision d)
 {
 	static const char *const actions[] = { "application_approve", "application_reject",
 	                                       "application_revoke" };
 	const struct gw_policy *p = r->snap->policy;
 	struct gw_application *app = calloc(1, sizeof(*app));
+	struct gw_application *fresh = calloc(1, sizeof(*fresh));
+	struct gw_wf_decide dx = { .policy = p, .who = r->who, .d = d, .app = fresh };
+	struct tx t = { .decide = &dx };
 	const char *comment = NULL;
-	struct tx t = { 0 };
 	int64_t id = 0;
 	time_t now = time(NULL);
 	char err[256], msg[GW_WF_TEXT_MAX];
 	json_t *rep = NULL;
-	int rc, found;
 
-	if (app == NULL)
-		return sg_reply_error(CKR_HOST_MEMORY, "internal", "out of memory");
+	if (app == NULL || fresh == NULL) {
+		rep = sg_reply_error(CKR_HOST_MEMORY, "internal", "out of memory");
+		goto out;
+	}
 	if (get_id(r, &id) < 0 ||
 	    sg_get_str(r->msg, "comment", false, &comment, GW_WF_TEXT_MAX, r->err, sizeof(r->err)) < 0) {
-		free(app);
-		return bad(r);
+		rep = bad(r);
+		goto out;
 	}
-	pthread_mutex_lock(&r->ctx->wf_lock);
-	found = gw_appstore_get(r->ctx->store, id, app);
-	if (found != 1 || !may_see(p, r->who, app)) {
+	/* This read only says whether the caller may see the application
+	 * and names its seal for the record; the decision itself is made on
+	 * the copy re-read under the store's lock (gw_wf_decide_tx). */
+	if (gw_appstore_get(r->ctx->store, id, app) != 1 || !may_see(p, r->who, app)) {
 		snprintf(r->err, sizeof(r->err), "no application #%lld that %s may see", (long long)id, r->who->id);
 		rep = sg_reply_error(CKR_ARGUMENTS_BAD, "no_application", "%s", r->err);
 		goto out;
 	}
-	t.app = app;
-	t.from = app->state;
-	t.from_level = app->level;
-	switch (d) {
-	case APPROVE:
-		rc = gw_wf_approve(p, app, r->who, comment, now, r->err, sizeof(r->err));
-		break;
-	case REJECT:
-		rc = gw_wf_reject(p, app, r->who, comment, now, r->err, sizeof(r->err));
-		break;
-	default:
-		rc = gw_wf_revoke(app, r->who, now, r->err, sizeof(r->err));
-		break;
-	}
-	if (rc < 0) {
-		if (app->state == GW_APP_EXPIRED && t.from != GW_APP_EXPIRED) {
-			/* Found expired on the way: record that first. */
-			char reason[GW_WF_TEXT_MAX];
-			snprintf(reason, sizeof(reason), "validity ended");
-			commit(r->ctx, NULL, NULL, "application_expire", reason, app, &t, err, sizeof(err));
+	dx.comment = comment;
+	dx.now = now;
+	dx.id = id;
+	if (commit(r->ctx, r->peer, r->who->id, actions[d], comment, app, NULL, &t,
+	           err, sizeof(err)) < 0) {
+		if (!dx.refused) {
+			rep = sg_reply_error(CKR_DEVICE_ERROR, "internal", "not stored: %s", err);
+			goto out;
 		}
+		/* Found expired on the way: record that first. */
+		if (dx.found_expired)
+			expire(r->ctx, id, app, fresh, now);
+		snprintf(r->err, sizeof(r->err), "%.*s", (int)sizeof(r->err) - 1, dx.why);
 		denied(r, actions[d], id, app->seal);
 		rep = sg_reply_error(CKR_FUNCTION_REJECTED, "denied", "%s", r->err);
 		goto out;
 	}
-	if (commit(r->ctx, r->peer, r->who->id, actions[d], comment, app, &t, err, sizeof(err)) < 0) {
-		rep = sg_reply_error(CKR_DEVICE_ERROR, "internal", "not stored: %s", err);
-		goto out;
-	}
-	gw_wf_describe(p, app, now, msg, sizeof(msg));
+	gw_wf_describe(p, fresh, now, msg, sizeof(msg));
 	gw_log_info("%s #%lld by %s: %s", actions[d], (long long)id, r->who->id, msg);
 	rep = sg_reply_ok();
-	json_object_set_new(rep, "application", app_json(p, app, now));
+	json_object_set_new(rep, "application", app_json(p, fresh, now));
 out:
-	pthread_mutex_unlock(&r->ctx->wf_lock);
 	free(app);
+	free(fresh);
 	return rep;
 }
 
-json_t *gw_op_approve(struct gw_req *r) { return decide(r, APPROVE); }
-json_t *gw_op_reject(struct gw_req *r) { return decide(r, REJECT); }
-json_t *gw_op_revoke(struct gw_req *r) { return decide(r, REVOKE); }
+json_t *gw_op_approve(struct gw_req *r) { return decide(r, GW_WF_APPROVE); }
+json_t *gw_op_reject(struct gw_req *r) { return decide(r, GW_WF_REJECT); }
+json_t *gw_op_revoke(struct gw_req *r) { return decide(r, GW_WF_REVOKE); }
 
 json_t *
 gw_op_show(struct gw_req *r)
@@ -444,28 +496,20 @@ gw_workflow_sweep(struct gw_ctx *ctx)
 	int64_t ids[64];
 	size_t n = 0;
 	time_t now = time(NULL);
-	struct gw_application *app;
-	struct gw_snapshot *snap;
+	struct gw_application *app, *buf;
 
 	if (ctx->store == NULL || gw_appstore_due_to_expire(ctx->store, now, ids, 64, &n) < 0 || n == 0)
 		return;
 	app = calloc(1, sizeof(*app));
-	snap = gw_snapshot_get(ctx);
-	pthread_mutex_lock(&ctx->wf_lock);
-	for (size_t i = 0; app && i < n; i++) {
-		struct tx t = { .app = app };
-		char err[256];
-		if (gw_appstore_get(ctx->store, ids[i], app) != 1)
+	buf = calloc(1, sizeof(*buf));
+	/* Each expiry is decided in the store (another gateway's sweep or a
+	 * decision may have got there first: then it is refused, quietly). */
+	for (size_t i = 0; app && buf && i < n; i++) {
+		if (gw_appstore_get(ctx->store, ids[i], app) != 1 || gw_wf_state_at(app, now) != GW_APP_EXPIRED ||
+		    app->state == GW_APP_EXPIRED)
 			continue;
-		t.from = app->state;
-		t.from_level = app->level;
-		if (!gw_wf_expire(app, now))
-			continue;
-		if (commit(ctx, NULL, NULL, "application_expire", "validity ended", app, &t,
-		           err, sizeof(err)) < 0)
-			gw_log_error("application #%lld could not be expired: %s", (long long)app->id, err);
+		expire(ctx, ids[i], app, buf, now);
 	}
-	pthread_mutex_unlock(&ctx->wf_lock);
-	gw_snapshot_put(&snap);
 	free(app);
+	free(buf);
 }

@@ -15,16 +15,26 @@
 #include "store.h"
 #include "workflow.h"
 
-/* Next free application id (max(id) + 1), read once at start. */
-int64_t gw_appstore_max_id(struct gw_store *st);
-
 /* Loads application id with its approvals. 1 found, 0 none, -1 error. */
 int gw_appstore_get(struct gw_store *st, int64_t id, struct gw_application *app);
 
-/* _tx: inserts a new application (app->id set by the caller) with its
- * approvals. 0 / -1 with err. */
-int gw_appstore_insert_tx(struct gw_store *st, const struct gw_application *app,
+/* _tx: inserts a new application with its approvals; the store gives it
+ * its id (app->id is set): one no other store handle, gateway or earlier
+ * application ever had, also after the newest row is gone (SQLite:
+ * AUTOINCREMENT's sqlite_sequence; PostgreSQL: an identity column). An
+ * id may be skipped (a rolled-back insert), never given twice. 0 / -1
+ * with err. */
+int gw_appstore_insert_tx(struct gw_store *st, struct gw_application *app,
                           char *err, size_t errlen);
+/* _tx: re-reads application id with its approvals into app, locked until
+ * the caller's transaction ends (PostgreSQL: SELECT … FOR UPDATE of the
+ * application and its approvals; SQLite: the read inside the writer's
+ * BEGIN IMMEDIATE). A transition decided on this copy and stored before
+ * the commit is decided on what the store holds: another gateway's
+ * decision on the same application waits, then sees this one. 1 found,
+ * 0 none, -1 error (logged, as gw_appstore_get's). Call inside a
+ * transaction (gw_store_tx_begin or gw_audit_record_with's apply). */
+int gw_appstore_lock_tx(struct gw_store *st, int64_t id, struct gw_application *app);
 /* _tx: stores a transition of app from state `from` (and, when pending,
  * level `from_level`): state, level, and approvals not yet stored — never
  * uses_left, which only the store's own conditional spend and refund
@@ -71,7 +81,12 @@ int gw_appstore_quota_get(struct gw_store *st, const char *seal, const char *per
                           const char *person, uint64_t *used);
 int gw_appstore_quota_sub_tx(struct gw_store *st, const char *seal, const char *period,
                              const char *person, char *err, size_t errlen);
+/* _tx: counts one use of (seal, period, person) if it stays within limit
+ * (0 = no limit): one statement (`… used + 1 <= limit`, the first row's
+ * insert bounded likewise), whose row count decides, so of any number of
+ * gateways adding at once exactly limit are counted. 1 counted; 0 the
+ * limit is reached (nothing changed); -1 error (err). */
 int gw_appstore_quota_add_tx(struct gw_store *st, const char *seal, const char *period,
-                             const char *person, char *err, size_t errlen);
+                             const char *person, uint64_t limit, char *err, size_t errlen);
 
 #endif

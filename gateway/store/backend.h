@@ -71,9 +71,8 @@ struct gw_store_ops {
 	int (*totp_get)(struct gw_store *st, const char *user, uint8_t *sealed, size_t *sealed_len,
 	                uint64_t *last);
 	int (*totp_advance)(struct gw_store *st, const char *user, uint64_t ctr);
-	int64_t (*app_max_id)(struct gw_store *st);
 	int (*app_get)(struct gw_store *st, int64_t id, struct gw_application *app);
-	int (*app_insert_tx)(struct gw_store *st, const struct gw_application *app, char *err,
+	int (*app_insert_tx)(struct gw_store *st, struct gw_application *app, char *err,
 	                     size_t errlen);
 	int (*app_update_tx)(struct gw_store *st, const struct gw_application *app,
 	                     enum gw_app_state from, unsigned from_level, time_t now, char *err,
@@ -89,7 +88,7 @@ struct gw_store_ops {
 	int (*quota_sub_tx)(struct gw_store *st, const char *seal, const char *period,
 	                    const char *person, char *err, size_t errlen);
 	int (*quota_add_tx)(struct gw_store *st, const char *seal, const char *period,
-	                    const char *person, char *err, size_t errlen);
+	                    const char *person, uint64_t limit, char *err, size_t errlen);
 	/* sites (store.h): the name is checked and kept in the head by
 	 * store.c; the backend checks it may serve it. */
 	int (*set_site)(struct gw_store *st, const char *site, char *err, size_t errlen);
@@ -99,6 +98,9 @@ struct gw_store_ops {
 	int (*known_keys_get)(struct gw_store *st,
 	                      int (*fn)(void *arg, const char *uri, const uint8_t *blob, size_t len),
 	                      void *arg, char *err, size_t errlen);
+	/* truth (applications, approvals and quotas decided in the store):
+	 * appstore.h's gw_appstore_lock_tx. */
+	int (*app_lock_tx)(struct gw_store *st, int64_t id, struct gw_application *app);
 };
 
 /* Every backend's store begins with this, so that the interface finds the

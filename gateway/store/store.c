@@ -292,12 +292,6 @@ gw_store_totp_advance(struct gw_store *st, const char *user, uint64_t ctr)
 	return ops_of(st)->totp_advance(st, user, ctr);
 }
 
-int64_t
-gw_appstore_max_id(struct gw_store *st)
-{
-	return ops_of(st)->app_max_id(st);
-}
-
 int
 gw_appstore_get(struct gw_store *st, int64_t id, struct gw_application *app)
 {
@@ -305,7 +299,7 @@ gw_appstore_get(struct gw_store *st, int64_t id, struct gw_application *app)
 }
 
 int
-gw_appstore_insert_tx(struct gw_store *st, const struct gw_application *app, char *err,
+gw_appstore_insert_tx(struct gw_store *st, struct gw_application *app, char *err,
                       size_t errlen)
 {
 	return ops_of(st)->app_insert_tx(st, app, err, errlen);
@@ -359,9 +353,9 @@ gw_appstore_quota_sub_tx(struct gw_store *st, const char *seal, const char *peri
 
 int
 gw_appstore_quota_add_tx(struct gw_store *st, const char *seal, const char *period,
-                         const char *person, char *err, size_t errlen)
+                         const char *person, uint64_t limit, char *err, size_t errlen)
 {
-	return ops_of(st)->quota_add_tx(st, seal, period, person, err, errlen);
+	return ops_of(st)->quota_add_tx(st, seal, period, person, limit, err, errlen);
 }
 
 const char *
@@ -427,4 +421,10 @@ gw_store_known_keys_get(struct gw_store *st,
                         void *arg, char *err, size_t errlen)
 {
 	return ops_of(st)->known_keys_get(st, fn, arg, err, errlen);
+}
+
+int
+gw_appstore_lock_tx(struct gw_store *st, int64_t id, struct gw_application *app)
+{
+	return ops_of(st)->app_lock_tx(st, id, app);
 }

@@ -151,7 +151,14 @@ Test(quota, application_uses_are_exact)
 	cr_assert_eq(gw_quota_reserve(q, seal(), "ann", NOON, 42, 2, 2, &r[1], why, sizeof(why)), 0);
 	cr_assert_eq(gw_quota_reserve(q, seal(), "ben", NOON, 42, 2, 2, &r[2], why, sizeof(why)), -1);
 	cr_assert_not_null(strstr(why, "no use left"), "%s", why);
+	/* Uses left are the store's (as the sign path reads them before it
+	 * reserves): only this gateway's uses in flight are taken off. */
+	cr_assert_eq(gw_quota_app_left(q, "s", 42, 2), 0);
 	gw_quota_release(q, &r[0], true);
 	gw_quota_release(q, &r[1], false);
-	cr_assert_eq(gw_quota_app_left(q, "s", 42, 2), 1);
+	cr_assert_eq(gw_quota_app_left(q, "s", 42, 1), 1);
+	/* Another gateway gave a use back: the store's 2 is what counts. */
+	cr_assert_eq(gw_quota_app_left(q, "s", 42, 2), 2);
+	cr_assert_eq(gw_quota_reserve(q, seal(), "ben", NOON, 42, 2, 2, &r[2], why, sizeof(why)), 0);
+	gw_quota_release(q, &r[2], false);
 }

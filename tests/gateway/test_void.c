@@ -206,7 +206,6 @@ setup(void)
 	cr_assert_eq(gw_audit_open(ctx.store, &ctx.audit, err, sizeof(err)), 0, "audit: %s", err);
 	cr_assert_eq(gw_quota_new(ctx.store, &ctx.quota), 0);
 	cr_assert_eq(gw_signpath_init(&ctx), 0);
-	ctx.next_app_id = gw_appstore_max_id(ctx.store);
 	cr_assert_eq(gw_auth_new(cfg.session_timeout, &ctx.auth), 0);
 
 	memset(&peer, 0, sizeof(peer));

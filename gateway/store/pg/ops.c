@@ -1,8 +1,8 @@
 /*
  * The PostgreSQL backend's table of calls. The credential repositories
- * (store.c, authtotp.c) are real; the audit log, checkpoints, audit
- * batches, applications, approvals and quota counters are not on
- * PostgreSQL yet: their entries fail closed with an error that says so,
+ * (store.c, authtotp.c), applications, approvals and quota counters
+ * (appstore.c) are real; the audit log, checkpoints and audit batches are
+ * not on PostgreSQL yet: their entries fail closed with an error that says so,
  * which is also why the gateway refuses a postgresql:// store for now
  * (docs/store.md).
  */
@@ -134,90 +134,6 @@ pg_release_memory(struct gw_store *st)
 	(void)st;
 }
 
-static int64_t
-pg_app_max_id(struct gw_store *st)
-{
-	(void)st;
-	return not_yet(NULL, 0, "applications");
-}
-
-static int
-pg_app_get(struct gw_store *st, int64_t id, struct gw_application *app)
-{
-	(void)st; (void)id; (void)app;
-	return not_yet(NULL, 0, "applications");
-}
-
-static int
-pg_app_insert_tx(struct gw_store *st, const struct gw_application *app, char *err, size_t errlen)
-{
-	(void)st; (void)app;
-	return not_yet(err, errlen, "applications");
-}
-
-static int
-pg_app_update_tx(struct gw_store *st, const struct gw_application *app, enum gw_app_state from,
-                 unsigned from_level, time_t now, char *err, size_t errlen)
-{
-	(void)st; (void)app; (void)from; (void)from_level; (void)now;
-	return not_yet(err, errlen, "applications");
-}
-
-static int
-pg_app_spend_tx(struct gw_store *st, int64_t id, time_t now, char *err, size_t errlen)
-{
-	(void)st; (void)id; (void)now;
-	return not_yet(err, errlen, "applications");
-}
-
-static int
-pg_app_refund_tx(struct gw_store *st, int64_t id, time_t now, char *err, size_t errlen)
-{
-	(void)st; (void)id; (void)now;
-	return not_yet(err, errlen, "applications");
-}
-
-static int
-pg_app_page(struct gw_store *st, const struct gw_app_filter *f, bool oldest_first, int64_t from,
-            int64_t *ids, size_t max, size_t *n)
-{
-	(void)st; (void)f; (void)oldest_first; (void)from; (void)ids; (void)max;
-	*n = 0;
-	return not_yet(NULL, 0, "applications");
-}
-
-static int
-pg_app_due_to_expire(struct gw_store *st, time_t now, int64_t *ids, size_t max, size_t *n)
-{
-	(void)st; (void)now; (void)ids; (void)max;
-	*n = 0;
-	return not_yet(NULL, 0, "applications");
-}
-
-static int
-pg_quota_get(struct gw_store *st, const char *seal, const char *period, const char *person,
-             uint64_t *used)
-{
-	(void)st; (void)seal; (void)period; (void)person; (void)used;
-	return not_yet(NULL, 0, "quota counters");
-}
-
-static int
-pg_quota_sub_tx(struct gw_store *st, const char *seal, const char *period, const char *person,
-                char *err, size_t errlen)
-{
-	(void)st; (void)seal; (void)period; (void)person;
-	return not_yet(err, errlen, "quota counters");
-}
-
-static int
-pg_quota_add_tx(struct gw_store *st, const char *seal, const char *period, const char *person,
-                char *err, size_t errlen)
-{
-	(void)st; (void)seal; (void)period; (void)person;
-	return not_yet(err, errlen, "quota counters");
-}
-
 static int
 pg_set_site(struct gw_store *st, const char *site, char *err, size_t errlen)
 {
@@ -289,19 +205,20 @@ const struct gw_store_ops gw_store_pg_ops = {
 	.totp_delete = gw_pg_totp_delete,
 	.totp_get = gw_pg_totp_get,
 	.totp_advance = gw_pg_totp_advance,
-	.app_max_id = pg_app_max_id,
-	.app_get = pg_app_get,
-	.app_insert_tx = pg_app_insert_tx,
-	.app_update_tx = pg_app_update_tx,
-	.app_spend_tx = pg_app_spend_tx,
-	.app_refund_tx = pg_app_refund_tx,
-	.app_page = pg_app_page,
-	.app_due_to_expire = pg_app_due_to_expire,
-	.quota_get = pg_quota_get,
-	.quota_sub_tx = pg_quota_sub_tx,
-	.quota_add_tx = pg_quota_add_tx,
+	.app_get = gw_pg_app_get,
+	.app_insert_tx = gw_pg_app_insert_tx,
+	.app_update_tx = gw_pg_app_update_tx,
+	.app_spend_tx = gw_pg_app_spend_tx,
+	.app_refund_tx = gw_pg_app_refund_tx,
+	.app_page = gw_pg_app_page,
+	.app_due_to_expire = gw_pg_app_due_to_expire,
+	.quota_get = gw_pg_quota_get,
+	.quota_sub_tx = gw_pg_quota_sub_tx,
+	.quota_add_tx = gw_pg_quota_add_tx,
 	.set_site = pg_set_site,
 	.site_claim = pg_site_claim,
 	.binding_get = pg_binding_get,
 	.known_keys_get = pg_known_keys_get,
+	/* truth */
+	.app_lock_tx = gw_pg_app_lock_tx,
 };

@@ -1,6 +1,6 @@
 /*
  * The PostgreSQL backend of the store, inside: the connection, its lock and
- * the helpers its files share (store.c, authtotp.c), and the calls of its
+ * the helpers its files share (store.c, authtotp.c, appstore.c), and the calls of its
  * table (ops.c). Nothing outside gateway/store/pg/ includes this.
  */
 #ifndef GW_STORE_PG_H
@@ -71,5 +71,25 @@ int gw_pg_totp_delete(struct gw_store *st, const char *user);
 int gw_pg_totp_get(struct gw_store *st, const char *user, uint8_t *sealed, size_t *sealed_len,
                    uint64_t *last);
 int gw_pg_totp_advance(struct gw_store *st, const char *user, uint64_t ctr);
+/* appstore.c (truth) */
+int gw_pg_app_get(struct gw_store *st, int64_t id, struct gw_application *app);
+int gw_pg_app_lock_tx(struct gw_store *st, int64_t id, struct gw_application *app);
+int gw_pg_app_insert_tx(struct gw_store *st, struct gw_application *app, char *err,
+                        size_t errlen);
+int gw_pg_app_update_tx(struct gw_store *st, const struct gw_application *app,
+                        enum gw_app_state from, unsigned from_level, time_t now, char *err,
+                        size_t errlen);
+int gw_pg_app_spend_tx(struct gw_store *st, int64_t id, time_t now, char *err, size_t errlen);
+int gw_pg_app_refund_tx(struct gw_store *st, int64_t id, time_t now, char *err, size_t errlen);
+int gw_pg_app_page(struct gw_store *st, const struct gw_app_filter *f, bool oldest_first,
+                   int64_t from, int64_t *ids, size_t max, size_t *n);
+int gw_pg_app_due_to_expire(struct gw_store *st, time_t now, int64_t *ids, size_t max,
+                            size_t *n);
+int gw_pg_quota_get(struct gw_store *st, const char *seal, const char *period,
+                    const char *person, uint64_t *used);
+int gw_pg_quota_add_tx(struct gw_store *st, const char *seal, const char *period,
+                       const char *person, uint64_t limit, char *err, size_t errlen);
+int gw_pg_quota_sub_tx(struct gw_store *st, const char *seal, const char *period,
+                       const char *person, char *err, size_t errlen);
 
 #endif

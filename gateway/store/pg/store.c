@@ -3,8 +3,9 @@
  * closed), its own versioned schema and migrations applied at open, the
  * nesting transactions, and the credential repositories: passwords, the
  * sign-in attempts, the token binding and known keys (store_meta).
- * authtotp.c has the TOTP secrets; ops.c the table of calls. The other
- * repositories are not here yet (docs/store.md).
+ * authtotp.c has the TOTP secrets, appstore.c applications, approvals and
+ * quota counters; ops.c the table of calls. The other repositories are
+ * not here yet (docs/store.md).
  */
 #include "pg_store.h"
 #include "protocol.h"
@@ -60,6 +61,46 @@ static const char *const migrations[] = {
 	"  secret bytea NOT NULL CHECK (octet_length(secret) > 0),"
 	"  last_counter bigint NOT NULL DEFAULT 0 CHECK (last_counter >= 0),"
 	"  enrolled bigint NOT NULL);",
+	/* 3 (truth): applications, approvals and quota counters (pg/appstore.c
+	 * owns their meaning and SQL; SQLite's migration 3). Ids from an
+	 * identity column; approvals in the order stored (n, SQLite's rowid);
+	 * the checks SQLite's STRICT tables leave to the code. */
+	"CREATE TABLE applications ("
+	"  id bigint GENERATED ALWAYS AS IDENTITY PRIMARY KEY,"
+	"  applicant text NOT NULL,"
+	"  seal text NOT NULL,"
+	"  document_type text,"
+	"  business_scope text,"
+	"  amount bigint,"
+	"  reason text NOT NULL,"
+	"  doc_digest bytea CHECK (doc_digest IS NULL OR octet_length(doc_digest) = 32),"
+	"  rule integer NOT NULL,"
+	"  levels text NOT NULL,"
+	"  level integer NOT NULL CHECK (level >= 0),"
+	"  uses_granted bigint NOT NULL CHECK (uses_granted >= 0),"
+	"  uses_left bigint NOT NULL CHECK (uses_left >= 0 AND uses_left <= uses_granted),"
+	"  created bigint NOT NULL,"
+	"  valid_until bigint NOT NULL,"
+	"  state text NOT NULL CHECK (state IN ('pending', 'authorized', 'used_up', 'expired',"
+	"    'revoked', 'rejected')),"
+	"  updated bigint NOT NULL);"
+	"CREATE INDEX applications_by_applicant ON applications (applicant, seal, state);"
+	"CREATE INDEX applications_by_state ON applications (state, seal);"
+	"CREATE TABLE approvals ("
+	"  application bigint NOT NULL REFERENCES applications (id),"
+	"  n bigint GENERATED ALWAYS AS IDENTITY,"
+	"  level integer NOT NULL CHECK (level >= 0),"
+	"  approver text NOT NULL,"
+	"  approve boolean NOT NULL,"
+	"  comment text,"
+	"  at bigint NOT NULL,"
+	"  PRIMARY KEY (application, approver));"
+	"CREATE TABLE quota_use ("
+	"  seal text NOT NULL,"
+	"  period text NOT NULL,"
+	"  person text NOT NULL DEFAULT '',"
+	"  used bigint NOT NULL CHECK (used >= 0),"
+	"  PRIMARY KEY (seal, period, person));",
 };
 #define PG_SCHEMA_LATEST ((int)(sizeof(migrations) / sizeof(migrations[0])))
 

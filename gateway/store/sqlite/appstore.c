@@ -10,6 +10,9 @@
 #include <sqlite3.h>
 #include <jansson.h>
 
+#include "applevels.h"
+#include "log.h"
+
 static int
 fail(struct gw_store *st, char *err, size_t errlen, const char *what)
 {
@@ -39,72 +42,6 @@ bind_text_or_null(sqlite3_stmt *s, int i, const char *v)
 		sqlite3_bind_text(s, i, v, -1, SQLITE_TRANSIENT);
 	else
 		sqlite3_bind_null(s, i);
-}
-
-int64_t
-gw_sqlite_app_max_id(struct gw_store *st)
-{
-	sqlite3_stmt *s;
-	int64_t id = 0;
-
-	gw_store_lock(st);
-	s = prep(st, "SELECT coalesce(max(id), 0) FROM applications");
-	if (s && sqlite3_step(s) == SQLITE_ROW)
-		id = sqlite3_column_int64(s, 0);
-	done(s);
-	gw_store_unlock(st);
-	return id;
-}
-
-static char *
-levels_json(const struct gw_application *app)
-{
-	json_t *a = json_array();
-	char *out;
-
-	for (unsigned i = 0; i < app->n_levels; i++) {
-		const struct gw_wf_level *l = &app->levels[i];
-		if (l->kind == GW_LEVEL_ROLE)
-			json_array_append_new(a, json_pack("{s:s,s:s,s:i}", "kind", "role",
-			                                   "role", l->role, "quorum", (int)l->quorum));
-		else
-			json_array_append_new(a, json_pack("{s:s,s:i,s:i}", "kind", "head",
-			                                   "up", (int)l->up, "quorum", (int)l->quorum));
-	}
-	out = json_dumps(a, JSON_COMPACT);
-	json_decref(a);
-	return out;
-}
-
-static int
-levels_parse(const char *text, struct gw_application *app)
-{
-	json_t *a = json_loads(text, 0, NULL), *l;
-	size_t i;
-
-	if (!json_is_array(a) || json_array_size(a) > GW_WF_MAX_LEVELS) {
-		json_decref(a);
-		return -1;
-	}
-	json_array_foreach(a, i, l) {
-		const char *kind = json_string_value(json_object_get(l, "kind"));
-		struct gw_wf_level *w = &app->levels[i];
-		memset(w, 0, sizeof(*w));
-		w->quorum = (unsigned)json_integer_value(json_object_get(l, "quorum"));
-		if (kind && strcmp(kind, "role") == 0) {
-			w->kind = GW_LEVEL_ROLE;
-			snprintf(w->role, sizeof(w->role), "%s",
-			         json_string_value(json_object_get(l, "role")) ?: "");
-		} else {
-			w->kind = GW_LEVEL_RELATIVE_HEAD;
-			w->up = (unsigned)json_integer_value(json_object_get(l, "up"));
-		}
-		if (w->quorum == 0)
-			w->quorum = 1;
-	}
-	app->n_levels = (unsigned)json_array_size(a);
-	json_decref(a);
-	return 0;
 }
 
 static void
@@ -148,7 +85,7 @@ gw_sqlite_app_get(struct gw_store *st, int64_t id, struct gw_application *app)
 		memcpy(app->doc_digest, sqlite3_column_blob(s, 6), 32);
 	}
 	app->rule = sqlite3_column_int(s, 7);
-	if (levels_parse((const char *)sqlite3_column_text(s, 8), app) < 0)
+	if (gw_app_levels_parse((const char *)sqlite3_column_text(s, 8), app) < 0)
 		goto out;
 	app->level = (unsigned)sqlite3_column_int(s, 9);
 	app->uses_granted = (uint32_t)sqlite3_column_int64(s, 10);
@@ -206,53 +143,80 @@ insert_approvals(struct gw_store *st, const struct gw_application *app, char *er
 	return rv;
 }
 
+/* The id is the table's: the applications table is AUTOINCREMENT, so
+ * SQLite gives max(any id ever used) + 1 from sqlite_sequence, inside this
+ * insert's transaction (one writer at a time: BEGIN IMMEDIATE), and never
+ * an id again once it was committed, even after its row is gone. A second
+ * store handle on the file (another process) waits for the write lock and
+ * gets the next one. */
 int
-gw_sqlite_app_insert_tx(struct gw_store *st, const struct gw_application *app,
+gw_sqlite_app_insert_tx(struct gw_store *st, struct gw_application *app,
                       char *err, size_t errlen)
 {
 	sqlite3_stmt *s;
-	char *levels = levels_json(app);
+	char *levels = gw_app_levels_json(app);
 	int rv = -1;
 
 	gw_store_lock(st);
 	s = prep(st, "INSERT INTO applications(id, applicant, seal, document_type, business_scope,"
 	             " amount, reason, doc_digest, rule, levels, level, uses_granted, uses_left,"
-	             " created, valid_until, state, updated) VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)");
+	             " created, valid_until, state, updated) VALUES (NULL,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)");
 	if (s == NULL || levels == NULL) {
 		fail(st, err, errlen, "applications");
 		goto out;
 	}
-	sqlite3_bind_int64(s, 1, app->id);
-	sqlite3_bind_text(s, 2, app->applicant, -1, SQLITE_TRANSIENT);
-	sqlite3_bind_text(s, 3, app->seal, -1, SQLITE_TRANSIENT);
-	bind_text_or_null(s, 4, app->document_type);
-	bind_text_or_null(s, 5, app->business_scope);
+	sqlite3_bind_text(s, 1, app->applicant, -1, SQLITE_TRANSIENT);
+	sqlite3_bind_text(s, 2, app->seal, -1, SQLITE_TRANSIENT);
+	bind_text_or_null(s, 3, app->document_type);
+	bind_text_or_null(s, 4, app->business_scope);
 	if (app->has_amount)
-		sqlite3_bind_int64(s, 6, app->amount);
+		sqlite3_bind_int64(s, 5, app->amount);
 	else
-		sqlite3_bind_null(s, 6);
-	sqlite3_bind_text(s, 7, app->reason, -1, SQLITE_TRANSIENT);
+		sqlite3_bind_null(s, 5);
+	sqlite3_bind_text(s, 6, app->reason, -1, SQLITE_TRANSIENT);
 	if (app->has_doc)
-		sqlite3_bind_blob(s, 8, app->doc_digest, 32, SQLITE_TRANSIENT);
+		sqlite3_bind_blob(s, 7, app->doc_digest, 32, SQLITE_TRANSIENT);
 	else
-		sqlite3_bind_null(s, 8);
-	sqlite3_bind_int(s, 9, app->rule);
-	sqlite3_bind_text(s, 10, levels, -1, SQLITE_TRANSIENT);
-	sqlite3_bind_int(s, 11, (int)app->level);
-	sqlite3_bind_int64(s, 12, app->uses_granted);
-	sqlite3_bind_int64(s, 13, app->uses_left);
-	sqlite3_bind_int64(s, 14, app->created);
-	sqlite3_bind_int64(s, 15, app->valid_until);
-	sqlite3_bind_text(s, 16, gw_app_state_name(app->state), -1, SQLITE_STATIC);
-	sqlite3_bind_int64(s, 17, app->created);
+		sqlite3_bind_null(s, 7);
+	sqlite3_bind_int(s, 8, app->rule);
+	sqlite3_bind_text(s, 9, levels, -1, SQLITE_TRANSIENT);
+	sqlite3_bind_int(s, 10, (int)app->level);
+	sqlite3_bind_int64(s, 11, app->uses_granted);
+	sqlite3_bind_int64(s, 12, app->uses_left);
+	sqlite3_bind_int64(s, 13, app->created);
+	sqlite3_bind_int64(s, 14, app->valid_until);
+	sqlite3_bind_text(s, 15, gw_app_state_name(app->state), -1, SQLITE_STATIC);
+	sqlite3_bind_int64(s, 16, app->created);
 	if (sqlite3_step(s) != SQLITE_DONE) {
 		fail(st, err, errlen, "applications");
 		goto out;
 	}
+	app->id = sqlite3_last_insert_rowid(gw_store_db(st));
 	rv = insert_approvals(st, app, err, errlen);
 out:
 	done(s);
 	free(levels);
+	gw_store_unlock(st);
+	return rv;
+}
+
+int
+gw_sqlite_app_lock_tx(struct gw_store *st, int64_t id, struct gw_application *app)
+{
+	int rv;
+
+	gw_store_lock(st);
+	/* Inside the writer's BEGIN IMMEDIATE nobody else writes the file
+	 * until the commit: the read is as good as a row lock. Outside a
+	 * transaction it would lock nothing, so it is refused. */
+	if (sqlite3_get_autocommit(gw_store_db(st))) {
+		gw_log_error("store: application #%lld read for a decision outside a transaction",
+		             (long long)id);
+		memset(app, 0, sizeof(*app));
+		rv = -1;
+	} else {
+		rv = gw_sqlite_app_get(st, id, app);
+	}
 	gw_store_unlock(st);
 	return rv;
 }
@@ -422,14 +386,24 @@ out:
 
 int
 gw_sqlite_quota_add_tx(struct gw_store *st, const char *seal, const char *period,
-                         const char *person, char *err, size_t errlen)
+                         const char *person, uint64_t limit, char *err, size_t errlen)
 {
 	sqlite3_stmt *s;
 	int rv = -1;
 
+	if (limit > (uint64_t)INT64_MAX) {
+		snprintf(err, errlen, "quota_use: limit out of range");
+		return -1;
+	}
 	gw_store_lock(st);
-	s = prep(st, "INSERT INTO quota_use(seal, period, person, used) VALUES (?,?,?,1)"
-	             " ON CONFLICT(seal, period, person) DO UPDATE SET used = used + 1");
+	/* The limit is in the statement and the row count decides: the first
+	 * row is inserted only when one use fits (limit 0 = none), a later
+	 * one grows only while used + 1 <= limit. The SELECT's WHERE is what
+	 * lets SQLite parse the upsert of an INSERT … SELECT. */
+	s = prep(st, "INSERT INTO quota_use(seal, period, person, used) SELECT ?1, ?2, ?3, 1"
+	             " WHERE ?4 = 0 OR ?4 >= 1"
+	             " ON CONFLICT(seal, period, person) DO UPDATE SET used = used + 1"
+	             " WHERE ?4 = 0 OR used + 1 <= ?4");
 	if (s == NULL) {
 		fail(st, err, errlen, "quota_use");
 		goto out;
@@ -437,7 +411,12 @@ gw_sqlite_quota_add_tx(struct gw_store *st, const char *seal, const char *period
 	sqlite3_bind_text(s, 1, seal, -1, SQLITE_TRANSIENT);
 	sqlite3_bind_text(s, 2, period, -1, SQLITE_TRANSIENT);
 	sqlite3_bind_text(s, 3, person ? person : "", -1, SQLITE_TRANSIENT);
-	rv = sqlite3_step(s) == SQLITE_DONE ? 0 : fail(st, err, errlen, "quota_use");
+	sqlite3_bind_int64(s, 4, (sqlite3_int64)limit);
+	if (sqlite3_step(s) != SQLITE_DONE) {
+		fail(st, err, errlen, "quota_use");
+		goto out;
+	}
+	rv = sqlite3_changes(gw_store_db(st)) == 1 ? 1 : 0;
 out:
 	done(s);
 	gw_store_unlock(st);

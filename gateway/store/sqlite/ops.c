@@ -45,7 +45,6 @@ const struct gw_store_ops gw_store_sqlite_ops = {
 	.totp_delete = gw_sqlite_totp_delete,
 	.totp_get = gw_sqlite_totp_get,
 	.totp_advance = gw_sqlite_totp_advance,
-	.app_max_id = gw_sqlite_app_max_id,
 	.app_get = gw_sqlite_app_get,
 	.app_insert_tx = gw_sqlite_app_insert_tx,
 	.app_update_tx = gw_sqlite_app_update_tx,
@@ -60,4 +59,6 @@ const struct gw_store_ops gw_store_sqlite_ops = {
 	.site_claim = gw_sqlite_site_claim,
 	.binding_get = gw_sqlite_binding_get,
 	.known_keys_get = gw_sqlite_known_keys_get,
+	/* truth */
+	.app_lock_tx = gw_sqlite_app_lock_tx,
 };

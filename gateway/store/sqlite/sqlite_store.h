@@ -95,10 +95,10 @@ int gw_sqlite_totp_delete(struct gw_store *st, const char *user);
 int gw_sqlite_totp_get(struct gw_store *st, const char *user, uint8_t *sealed, size_t *sealed_len,
                        uint64_t *last);
 int gw_sqlite_totp_advance(struct gw_store *st, const char *user, uint64_t ctr);
-int64_t gw_sqlite_app_max_id(struct gw_store *st);
 int gw_sqlite_app_get(struct gw_store *st, int64_t id, struct gw_application *app);
-int gw_sqlite_app_insert_tx(struct gw_store *st, const struct gw_application *app, char *err,
+int gw_sqlite_app_insert_tx(struct gw_store *st, struct gw_application *app, char *err,
                             size_t errlen);
+int gw_sqlite_app_lock_tx(struct gw_store *st, int64_t id, struct gw_application *app);
 int gw_sqlite_app_update_tx(struct gw_store *st, const struct gw_application *app,
                             enum gw_app_state from, unsigned from_level, time_t now, char *err,
                             size_t errlen);
@@ -112,7 +112,7 @@ int gw_sqlite_quota_get(struct gw_store *st, const char *seal, const char *perio
 int gw_sqlite_quota_sub_tx(struct gw_store *st, const char *seal, const char *period,
                            const char *person, char *err, size_t errlen);
 int gw_sqlite_quota_add_tx(struct gw_store *st, const char *seal, const char *period,
-                           const char *person, char *err, size_t errlen);
+                           const char *person, uint64_t limit, char *err, size_t errlen);
 
 int gw_sqlite_set_site(struct gw_store *st, const char *site, char *err, size_t errlen);
 int gw_sqlite_site_claim(struct gw_store *st, char *err, size_t errlen);
