@@ -302,6 +302,11 @@ Test(workflow, one_use_after_the_head_approves)
 	cr_assert_eq(sign(h, k, CKM_SHA256_RSA_PKCS, contract, sizeof(contract)), CKR_FUNCTION_REJECTED);
 	{
 		char where[160];
+		/* The store gave the id inside the record's transaction: the
+		 * record of the creation names it. */
+		snprintf(where, sizeof(where), "action = 'application_create' AND actor = 'alice' AND "
+		         "outcome = 'ok' AND application = %lld", (long long)id);
+		cr_assert_eq(records(where), 1);
 		snprintf(where, sizeof(where), "action = 'application_approve' AND actor = 'bob' AND outcome = 'ok'"
 		         " AND application = %lld", (long long)id);
 		cr_assert_eq(records(where), 1);

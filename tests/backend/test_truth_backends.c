@@ -1,0 +1,714 @@
+/*
+ * What two gateways on one store must agree on, decided by the store, on
+ * each backend: SQLite (a file two handles share) and PostgreSQL (the
+ * cluster run-store-backends.sh names in SG_TEST_PG_URL; without it the
+ * pg tests skip). Two store handles stand for two gateways, eight threads
+ * each race: application ids never collide (nor come back after the newest
+ * row is gone), a quota of Q counts exactly Q through two quota caches, an
+ * application of N uses is spent exactly N times, and two approvers of one
+ * level with quorum 2 each count once and advance the level once.
+ */
+#include <criterion/criterion.h>
+
+#include <pthread.h>
+#include <stdatomic.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+#include <unistd.h>
+
+#ifdef GW_STORE_HAVE_PG
+#include <libpq-fe.h>
+#endif
+#include <sqlite3.h>
+
+#include "appstore.h"
+#include "quota.h"
+#include "store.h"
+#include "workflow_ops.h"
+
+#define GATEWAYS 2
+#define PER_GATEWAY 8
+#define THREADS (GATEWAYS * PER_GATEWAY)
+
+static char dir[64];
+static char url[512];
+static char be_tag[32];   /* "sq" / "pg" + a random part: rows of one run apart */
+static struct gw_policy *pol;
+
+/* Seal ids carry the run's tag (%1$s): one pg database serves every test. */
+#define POLICY_FMT \
+	"version: 1\n" \
+	"organization:\n" \
+	"  name: Truth Co.\n" \
+	"  timezone: Asia/Shanghai\n" \
+	"  departments: [ { id: hq, name: HQ } ]\n" \
+	"  people:\n" \
+	"    - { id: ann, name: Ann, department: hq, roles: [employee] }\n" \
+	"    - { id: max, name: Max, department: hq, roles: [employee, manager] }\n" \
+	"    - { id: mia, name: Mia, department: hq, roles: [employee, manager] }\n" \
+	"    - { id: eve, name: Eve, department: hq, roles: [employee, executive] }\n" \
+	"seals:\n" \
+	"  - id: %1$s-q\n" \
+	"    name: Q Seal\n" \
+	"    kind: invoice\n" \
+	"    key: \"pkcs11:object=q\"\n" \
+	"    holder: hq\n" \
+	"    users: { departments: [hq] }\n" \
+	"    quotas: { total: 37 }\n" \
+	"    approval: none\n" \
+	"  - id: %1$s-a\n" \
+	"    name: A Seal\n" \
+	"    kind: contract\n" \
+	"    key: \"pkcs11:object=a\"\n" \
+	"    holder: hq\n" \
+	"    users: { departments: [hq] }\n" \
+	"    approval:\n" \
+	"      rules:\n" \
+	"        - levels:\n" \
+	"            - { role: manager, quorum: 2 }\n" \
+	"            - { role: executive }\n"
+
+static void
+setup(void)
+{
+	strcpy(dir, "/tmp/sg-tb-XXXXXX");
+	cr_assert(mkdtemp(dir));
+}
+
+/* The policy, its seal ids tagged for this test (after be_tag is set). */
+static void
+load_policy(void)
+{
+	char text[sizeof(POLICY_FMT) + 64], err[512];
+	int n = snprintf(text, sizeof(text), POLICY_FMT, be_tag);
+
+	cr_assert(n > 0 && (size_t)n < sizeof(text));
+	cr_assert_eq(gw_policy_parse("truth.yaml", (const uint8_t *)text, (size_t)n, &pol, err,
+	                             sizeof(err)), 0, "%s", err);
+}
+
+/* A seal of the policy by its untagged name ("q", "a"). */
+static const char *
+seal_id(const char *name)
+{
+	static char id[2][48];
+	int k = name[0] == 'q' ? 0 : 1;
+
+	snprintf(id[k], sizeof(id[k]), "%s-%s", be_tag, name);
+	return id[k];
+}
+
+static void
+teardown(void)
+{
+	char cmd[128];
+
+	gw_policy_unref(&pol);
+	snprintf(cmd, sizeof(cmd), "rm -rf %s", dir);
+	if (system(cmd) != 0)
+		fprintf(stderr, "cannot remove %s\n", dir);
+}
+
+TestSuite(sqlite, .init = setup, .fini = teardown, .timeout = 120);
+TestSuite(pg, .init = setup, .fini = teardown, .timeout = 120);
+
+static const char *
+sqlite_url(void)
+{
+	snprintf(url, sizeof(url), "sqlite:%s/sealgate.db", dir);
+	snprintf(be_tag, sizeof(be_tag), "sq");
+	return url;
+}
+
+static const char *
+pg_url(void)
+{
+	const char *u = getenv("SG_TEST_PG_URL");
+
+	if (u == NULL || *u == '\0')
+		cr_skip_test("no PostgreSQL cluster (run through run-store-backends.sh)");
+	snprintf(url, sizeof(url), "%s", u);
+	/* One database for every test of the run (and a rerun): keys apart. */
+	snprintf(be_tag, sizeof(be_tag), "pg%lx-%x", (unsigned long)time(NULL) & 0xfffffff,
+	         (unsigned)getpid() & 0xffff);
+	return url;
+}
+
+static struct gw_store *
+open_url(const char *u)
+{
+	struct gw_store *st = NULL;
+	char err[512] = "";
+
+	cr_assert_eq(gw_store_open_url(u, &st, err, sizeof(err)), 0, "open %s: %s", u, err);
+	return st;
+}
+
+#define BOTH(name)                                                       \
+	static void check_##name(const char *u, bool is_pg);             \
+	Test(sqlite, name) { const char *u_ = sqlite_url(); load_policy(); check_##name(u_, false); } \
+	Test(pg, name) { const char *u_ = pg_url(); load_policy(); check_##name(u_, true); } \
+	static void check_##name(const char *u, bool is_pg)
+
+/* Runs sql on a connection of the test's own, beside the stores. */
+static void
+raw_sql(const char *u, bool is_pg, const char *sql)
+{
+	if (is_pg) {
+#ifdef GW_STORE_HAVE_PG
+		PGconn *c = PQconnectdb(u);
+		PGresult *r;
+
+		cr_assert_eq(PQstatus(c), CONNECTION_OK, "%s", PQerrorMessage(c));
+		r = PQexec(c, sql);
+		cr_assert(PQresultStatus(r) == PGRES_COMMAND_OK, "%s: %s", sql, PQerrorMessage(c));
+		PQclear(r);
+		PQfinish(c);
+#else
+		cr_skip_test("built without libpq");
+#endif
+	} else {
+		sqlite3 *db;
+		char *msg = NULL;
+
+		cr_assert_eq(sqlite3_open(u + strlen("sqlite:"), &db), SQLITE_OK);
+		sqlite3_busy_timeout(db, 5000);
+		cr_assert_eq(sqlite3_exec(db, sql, NULL, NULL, &msg), SQLITE_OK, "%s: %s", sql,
+		             msg ? msg : "");
+		sqlite3_close(db);
+	}
+}
+
+/* A new authorized application of ann for seal with n uses, as stored. */
+static void
+app_fill(struct gw_application *app, const char *seal, uint32_t n)
+{
+	memset(app, 0, sizeof(*app));
+	snprintf(app->applicant, sizeof(app->applicant), "ann");
+	snprintf(app->seal, sizeof(app->seal), "%s", seal);
+	snprintf(app->reason, sizeof(app->reason), "truth test");
+	app->uses_granted = app->uses_left = n;
+	app->created = time(NULL);
+	app->valid_until = app->created + 3600;
+	app->state = GW_APP_AUTHORIZED;
+}
+
+/* Inserts app in a transaction of its own; app->id set by the store. */
+static int
+app_insert(struct gw_store *st, struct gw_application *app)
+{
+	char err[256] = "";
+
+	if (gw_store_tx_begin(st, err, sizeof(err)) < 0)
+		return -1;
+	if (gw_appstore_insert_tx(st, app, err, sizeof(err)) < 0) {
+		gw_store_tx_rollback(st);
+		return -1;
+	}
+	return gw_store_tx_commit(st, err, sizeof(err));
+}
+
+/* ---- the racers ---- */
+
+struct racer {
+	struct gw_store *st;
+	struct gw_quota *q;           /* the gateway's cache (quota tests) */
+	pthread_barrier_t *go;
+	const char *seal;             /* seal of the quota test, or the app's */
+	int64_t app_id;               /* application tests */
+	unsigned tries;
+	int64_t ids[16];              /* id tests */
+	unsigned ok, refused, failed;
+};
+
+static void *
+insert_racer(void *arg)
+{
+	struct racer *r = arg;
+	struct gw_application *app = malloc(sizeof(*app));
+
+	pthread_barrier_wait(r->go);
+	for (unsigned i = 0; app && i < r->tries; i++) {
+		app_fill(app, r->seal, 1);
+		if (app_insert(r->st, app) == 0 && app->id > 0)
+			r->ids[r->ok++] = app->id;
+		else
+			r->failed++;
+	}
+	free(app);
+	return NULL;
+}
+
+static int
+cmp_i64(const void *a, const void *b)
+{
+	int64_t x = *(const int64_t *)a, y = *(const int64_t *)b;
+
+	return x < y ? -1 : x > y;
+}
+
+BOTH(ids_from_two_handles_never_collide)
+{
+	struct gw_store *st[GATEWAYS];
+	struct racer r[THREADS];
+	pthread_t t[THREADS];
+	pthread_barrier_t go;
+	int64_t all[THREADS * 16], last;
+	size_t n = 0;
+	char seal[48], sql[160];
+	struct gw_application *app = malloc(sizeof(*app));
+
+	cr_assert(app);
+	snprintf(seal, sizeof(seal), "%s-ids", be_tag);
+	for (int g = 0; g < GATEWAYS; g++)
+		st[g] = open_url(u);
+	pthread_barrier_init(&go, NULL, THREADS);
+	for (int i = 0; i < THREADS; i++) {
+		memset(&r[i], 0, sizeof(r[i]));
+		r[i].st = st[i % GATEWAYS];
+		r[i].go = &go;
+		r[i].seal = seal;
+		r[i].tries = 10;
+		cr_assert_eq(pthread_create(&t[i], NULL, insert_racer, &r[i]), 0);
+	}
+	for (int i = 0; i < THREADS; i++) {
+		pthread_join(t[i], NULL);
+		cr_assert_eq(r[i].failed, 0, "thread %d: %u inserts failed", i, r[i].failed);
+		for (unsigned k = 0; k < r[i].ok; k++)
+			all[n++] = r[i].ids[k];
+	}
+	pthread_barrier_destroy(&go);
+	cr_assert_eq(n, THREADS * 10);
+	qsort(all, n, sizeof(all[0]), cmp_i64);
+	for (size_t i = 1; i < n; i++)
+		cr_assert_neq(all[i], all[i - 1], "id %lld handed out twice", (long long)all[i]);
+	/* Each id is the application it was given to. */
+	cr_assert_eq(gw_appstore_get(st[1], all[0], app), 1);
+	cr_assert_str_eq(app->seal, seal);
+
+	/* An id never comes back, even after the newest rows are gone. */
+	last = all[n - 1];
+	if (is_pg)
+		snprintf(sql, sizeof(sql), "DELETE FROM applications WHERE seal = '%s'", seal);
+	else
+		snprintf(sql, sizeof(sql), "DELETE FROM applications");
+	raw_sql(u, is_pg, sql);
+	cr_assert_eq(gw_appstore_get(st[0], last, app), 0);
+	app_fill(app, seal, 1);
+	cr_assert_eq(app_insert(st[0], app), 0);
+	cr_assert_gt(app->id, last, "id %lld given again after the rows were gone",
+	             (long long)app->id);
+	/* And another handle's next one is past it. */
+	last = app->id;
+	app_fill(app, seal, 1);
+	cr_assert_eq(app_insert(st[1], app), 0);
+	cr_assert_gt(app->id, last);
+	for (int g = 0; g < GATEWAYS; g++)
+		gw_store_close(&st[g]);
+	free(app);
+}
+
+/* One signature's accounting as the sign path does it: reserve in the
+ * gateway's cache, count in the store in one transaction, release. 0
+ * counted; 1 refused (by the cache or the store); -1 a store error. */
+static int
+sign_once(struct gw_store *st, struct gw_quota *q, const char *seal_name, int64_t app_id,
+          struct gw_application *app)
+{
+	const struct gw_seal *seal = gw_policy_seal(pol, seal_name);
+	struct gw_quota_resv resv;
+	char why[256], err[256] = "";
+	uint32_t granted = 0, left = 0;
+	int rc;
+
+	if (app_id != 0) {
+		/* The sign path reads the application just before. */
+		if (gw_appstore_get(st, app_id, app) != 1)
+			return -1;
+		granted = app->uses_granted;
+		left = app->uses_left;
+	}
+	if (gw_quota_reserve(q, seal, "ann", time(NULL), app_id, granted, left, &resv, why,
+	                     sizeof(why)) < 0)
+		return 1;
+	if (gw_store_tx_begin(st, err, sizeof(err)) < 0) {
+		gw_quota_release(q, &resv, false);
+		return -1;
+	}
+	rc = gw_quota_commit_tx(st, &resv, err, sizeof(err));
+	if (rc == 0) {
+		rc = gw_store_tx_commit(st, err, sizeof(err));
+	} else {
+		gw_store_tx_rollback(st);
+		rc = rc == -2 ? 1 : -1;
+	}
+	gw_quota_release(q, &resv, rc == 0);
+	if (rc != 0)
+		gw_quota_refresh(q, &resv);
+	return rc;
+}
+
+static void *
+quota_racer(void *arg)
+{
+	struct racer *r = arg;
+	struct gw_application *app = malloc(sizeof(*app));
+
+	pthread_barrier_wait(r->go);
+	for (unsigned i = 0; app && i < r->tries; i++) {
+		int rc = sign_once(r->st, r->q, r->seal, r->app_id, app);
+
+		if (rc == 0)
+			r->ok++;
+		else if (rc == 1)
+			r->refused++;
+		else
+			r->failed++;
+	}
+	free(app);
+	return NULL;
+}
+
+/* 2 gateways × 8 threads × tries signatures; the total of those counted. */
+static unsigned
+race_quota(struct gw_store **st, struct gw_quota **q, const char *seal, int64_t app_id,
+           unsigned tries)
+{
+	struct racer r[THREADS];
+	pthread_t t[THREADS];
+	pthread_barrier_t go;
+	unsigned ok = 0;
+
+	pthread_barrier_init(&go, NULL, THREADS);
+	for (int i = 0; i < THREADS; i++) {
+		memset(&r[i], 0, sizeof(r[i]));
+		r[i].st = st[i % GATEWAYS];
+		r[i].q = q[i % GATEWAYS];
+		r[i].go = &go;
+		r[i].seal = seal;
+		r[i].app_id = app_id;
+		r[i].tries = tries;
+		cr_assert_eq(pthread_create(&t[i], NULL, quota_racer, &r[i]), 0);
+	}
+	for (int i = 0; i < THREADS; i++) {
+		pthread_join(t[i], NULL);
+		cr_assert_eq(r[i].failed, 0, "thread %d: %u store errors", i, r[i].failed);
+		ok += r[i].ok;
+	}
+	pthread_barrier_destroy(&go);
+	return ok;
+}
+
+BOTH(a_quota_of_q_counts_exactly_q_across_gateways)
+{
+	struct gw_store *st[GATEWAYS];
+	struct gw_quota *q[GATEWAYS];
+	const char *seal = seal_id("q");
+	uint64_t used = 0;
+	unsigned ok;
+
+	for (int g = 0; g < GATEWAYS; g++) {
+		st[g] = open_url(u);
+		cr_assert_eq(gw_quota_new(st[g], &q[g]), 0);
+	}
+	/* 16 × 5 = 80 tries at 37. */
+	ok = race_quota(st, q, seal, 0, 5);
+	cr_assert_eq(ok, 37, "%u signatures counted for a quota of 37", ok);
+	cr_assert_eq(gw_appstore_quota_get(st[0], seal, "total", "", &used), 0);
+	cr_assert_eq(used, 37);
+	for (int g = 0; g < GATEWAYS; g++) {
+		cr_assert_eq(gw_quota_left(q[g], gw_policy_seal(pol, seal), "ann", time(NULL)), 0);
+		gw_quota_free(&q[g]);
+		gw_store_close(&st[g]);
+	}
+}
+
+BOTH(the_limit_is_in_the_statement)
+{
+	struct gw_store *st = open_url(u);
+	char seal[48], err[256] = "";
+	uint64_t used = 0;
+
+	snprintf(seal, sizeof(seal), "%s-lim", be_tag);
+	cr_assert_eq(gw_store_tx_begin(st, err, sizeof(err)), 0, "%s", err);
+	/* The first row, bounded too. */
+	cr_assert_eq(gw_appstore_quota_add_tx(st, seal, "d:1", "", 1, err, sizeof(err)), 1, "%s", err);
+	cr_assert_eq(gw_appstore_quota_add_tx(st, seal, "d:1", "", 1, err, sizeof(err)), 0, "%s", err);
+	cr_assert_eq(gw_appstore_quota_add_tx(st, seal, "d:1", "", 2, err, sizeof(err)), 1, "%s", err);
+	cr_assert_eq(gw_appstore_quota_add_tx(st, seal, "d:1", "", 2, err, sizeof(err)), 0, "%s", err);
+	/* Per person apart; 0 = no limit. */
+	cr_assert_eq(gw_appstore_quota_add_tx(st, seal, "d:1", "ann", 1, err, sizeof(err)), 1, "%s", err);
+	for (int i = 0; i < 5; i++)
+		cr_assert_eq(gw_appstore_quota_add_tx(st, seal, "total", "", 0, err, sizeof(err)), 1);
+	cr_assert_eq(gw_store_tx_commit(st, err, sizeof(err)), 0, "%s", err);
+	cr_assert_eq(gw_appstore_quota_get(st, seal, "d:1", "", &used), 0);
+	cr_assert_eq(used, 2);
+	cr_assert_eq(gw_appstore_quota_get(st, seal, "d:1", "ann", &used), 0);
+	cr_assert_eq(used, 1);
+	cr_assert_eq(gw_appstore_quota_get(st, seal, "total", "", &used), 0);
+	cr_assert_eq(used, 5);
+	gw_store_close(&st);
+}
+
+/* The cache never refuses what the store would still count: a unit given
+ * back at another gateway is seen before a refusal. */
+BOTH(a_unit_given_back_elsewhere_is_not_refused)
+{
+	struct gw_store *st[GATEWAYS];
+	struct gw_quota *q[GATEWAYS];
+	const char *seal = seal_id("q");
+	const struct gw_seal *s = gw_policy_seal(pol, seal);
+	struct gw_quota_resv r;
+	char why[256], err[256] = "";
+	time_t now = time(NULL);
+
+	for (int g = 0; g < GATEWAYS; g++) {
+		st[g] = open_url(u);
+		cr_assert_eq(gw_quota_new(st[g], &q[g]), 0);
+	}
+	/* Gateway 0 fills the quota of 37. */
+	for (int i = 0; i < 37; i++) {
+		cr_assert_eq(gw_quota_reserve(q[0], s, "ann", now, 0, 0, 0, &r, why, sizeof(why)), 0,
+		             "%d: %s", i, why);
+		cr_assert_eq(gw_store_tx_begin(st[0], err, sizeof(err)), 0);
+		cr_assert_eq(gw_quota_commit_tx(st[0], &r, err, sizeof(err)), 0, "%s", err);
+		cr_assert_eq(gw_store_tx_commit(st[0], err, sizeof(err)), 0);
+		gw_quota_release(q[0], &r, true);
+	}
+	cr_assert_eq(gw_quota_reserve(q[0], s, "ann", now, 0, 0, 0, &r, why, sizeof(why)), -1);
+	/* Gateway 1 voids one of its signatures: the unit goes back. */
+	cr_assert_eq(gw_store_tx_begin(st[1], err, sizeof(err)), 0);
+	cr_assert_eq(gw_appstore_quota_sub_tx(st[1], seal, "total", "", err, sizeof(err)), 0);
+	cr_assert_eq(gw_store_tx_commit(st[1], err, sizeof(err)), 0);
+	/* Gateway 0 takes it, and then no more. */
+	cr_assert_eq(gw_quota_left(q[0], s, "ann", now), 1);
+	cr_assert_eq(gw_quota_reserve(q[0], s, "ann", now, 0, 0, 0, &r, why, sizeof(why)), 0,
+	             "refused a unit the store has: %s", why);
+	cr_assert_eq(gw_store_tx_begin(st[0], err, sizeof(err)), 0);
+	cr_assert_eq(gw_quota_commit_tx(st[0], &r, err, sizeof(err)), 0, "%s", err);
+	cr_assert_eq(gw_store_tx_commit(st[0], err, sizeof(err)), 0);
+	gw_quota_release(q[0], &r, true);
+	cr_assert_eq(gw_quota_reserve(q[0], s, "ann", now, 0, 0, 0, &r, why, sizeof(why)), -1);
+	for (int g = 0; g < GATEWAYS; g++) {
+		gw_quota_free(&q[g]);
+		gw_store_close(&st[g]);
+	}
+}
+
+BOTH(an_application_of_n_uses_is_spent_exactly_n_times)
+{
+	struct gw_store *st[GATEWAYS];
+	struct gw_quota *q[GATEWAYS];
+	struct gw_application *app = malloc(sizeof(*app));
+	const char *seal = seal_id("a");   /* no quota of its own */
+	unsigned ok;
+
+	cr_assert(app);
+	for (int g = 0; g < GATEWAYS; g++) {
+		st[g] = open_url(u);
+		cr_assert_eq(gw_quota_new(st[g], &q[g]), 0);
+	}
+	app_fill(app, seal, 5);
+	cr_assert_eq(app_insert(st[0], app), 0);
+	ok = race_quota(st, q, seal, app->id, 4);
+	cr_assert_eq(ok, 5, "%u signatures spent an application of 5 uses", ok);
+	cr_assert_eq(gw_appstore_get(st[1], app->id, app), 1);
+	cr_assert_eq(app->uses_left, 0);
+	cr_assert_eq(app->state, GW_APP_USED_UP);
+	/* A use given back at one gateway is the other's to spend, even by
+	 * the gateway that spent them all (its cache has seen 2 of 2). */
+	app_fill(app, seal, 2);
+	cr_assert_eq(app_insert(st[0], app), 0);
+	cr_assert_eq(sign_once(st[0], q[0], seal, app->id, app), 0);
+	cr_assert_eq(sign_once(st[0], q[0], seal, app->id, app), 0);
+	cr_assert_eq(sign_once(st[0], q[0], seal, app->id, app), 1);
+	{
+		char err[256] = "";
+
+		cr_assert_eq(gw_store_tx_begin(st[1], err, sizeof(err)), 0);
+		cr_assert_eq(gw_appstore_refund_tx(st[1], app->id, time(NULL), err, sizeof(err)), 0);
+		cr_assert_eq(gw_store_tx_commit(st[1], err, sizeof(err)), 0);
+	}
+	cr_assert_eq(sign_once(st[0], q[0], seal, app->id, app), 0, "the use given back was refused");
+	cr_assert_eq(sign_once(st[1], q[1], seal, app->id, app), 1);
+	for (int g = 0; g < GATEWAYS; g++) {
+		gw_quota_free(&q[g]);
+		gw_store_close(&st[g]);
+	}
+	free(app);
+}
+
+/* ---- approvals ---- */
+
+struct approver {
+	struct gw_store *st;
+	pthread_barrier_t *go;
+	const char *who;
+	int64_t id;
+	struct gw_application *app;
+	int rv;
+	bool refused;
+	char why[GW_WF_TEXT_MAX];
+};
+
+static void *
+approve_racer(void *arg)
+{
+	struct approver *a = arg;
+	struct gw_wf_decide d = {
+		.policy = pol, .who = gw_policy_person(pol, a->who), .d = GW_WF_APPROVE,
+		.comment = "ok", .now = time(NULL), .id = a->id, .app = a->app,
+	};
+	char err[256] = "";
+
+	/* As a gateway does: the request reads the application first (to
+	 * check who may see it), then decides inside the commit. */
+	(void)gw_appstore_get(a->st, a->id, a->app);
+	pthread_barrier_wait(a->go);
+	a->rv = -1;
+	if (gw_store_tx_begin(a->st, err, sizeof(err)) < 0)
+		return NULL;
+	if (gw_wf_decide_tx(a->st, &d, err, sizeof(err)) == 0) {
+		a->rv = gw_store_tx_commit(a->st, err, sizeof(err));
+	} else {
+		gw_store_tx_rollback(a->st);
+	}
+	a->refused = d.refused;
+	snprintf(a->why, sizeof(a->why), "%s", d.why);
+	return NULL;
+}
+
+/* Two approvers on two handles at once on application id. */
+static void
+race_approvers(struct gw_store **st, int64_t id, const char *w0, const char *w1,
+               struct approver *a)
+{
+	pthread_t t[2];
+	pthread_barrier_t go;
+	const char *who[2] = { w0, w1 };
+
+	pthread_barrier_init(&go, NULL, 2);
+	for (int i = 0; i < 2; i++) {
+		memset(&a[i], 0, sizeof(a[i]));
+		a[i].st = st[i];
+		a[i].go = &go;
+		a[i].who = who[i];
+		a[i].id = id;
+		a[i].app = malloc(sizeof(*a[i].app));
+		cr_assert(a[i].app);
+		cr_assert_eq(pthread_create(&t[i], NULL, approve_racer, &a[i]), 0);
+	}
+	for (int i = 0; i < 2; i++)
+		pthread_join(t[i], NULL);
+	pthread_barrier_destroy(&go);
+	for (int i = 0; i < 2; i++)
+		free(a[i].app);
+}
+
+static int64_t
+new_pending(struct gw_store *st)
+{
+	struct gw_application *app = malloc(sizeof(*app));
+	struct gw_use_case uc = { 0 };
+	char why[256];
+	int64_t id;
+
+	cr_assert(app);
+	cr_assert_eq(gw_wf_create(pol, gw_policy_seal(pol, seal_id("a")), gw_policy_person(pol, "ann"), &uc,
+	                          "two managers", NULL, 1, 0, time(NULL), app, why, sizeof(why)),
+	             0, "%s", why);
+	cr_assert_eq(app->state, GW_APP_PENDING);
+	cr_assert_eq(app->n_levels, 2);
+	cr_assert_eq(app_insert(st, app), 0);
+	id = app->id;
+	free(app);
+	return id;
+}
+
+#define ROUNDS 12
+
+BOTH(two_approvers_of_one_level_on_two_gateways_count_once_each)
+{
+	struct gw_store *st[GATEWAYS];
+	struct gw_application *app = malloc(sizeof(*app));
+	struct approver a[2];
+
+	cr_assert(app);
+	for (int g = 0; g < GATEWAYS; g++)
+		st[g] = open_url(u);
+	for (int round = 0; round < ROUNDS; round++) {
+		int64_t id = new_pending(st[0]);
+
+		race_approvers(st, id, "max", "mia", a);
+		for (int i = 0; i < 2; i++)
+			cr_assert_eq(a[i].rv, 0, "round %d: %s's approval: %s", round, a[i].who, a[i].why);
+		cr_assert_eq(gw_appstore_get(st[0], id, app), 1);
+		cr_assert_eq(app->n_approvals, 2, "round %d: %u approvals", round, app->n_approvals);
+		/* Quorum 2 met once: on to the executive's level, not past it. */
+		cr_assert_eq(app->state, GW_APP_PENDING, "round %d: %s", round,
+		             gw_app_state_name(app->state));
+		cr_assert_eq(app->level, 1, "round %d: level %u after both managers", round,
+		             app->level);
+		for (unsigned k = 0; k < 2; k++)
+			cr_assert_eq(app->approvals[k].level, 0);
+	}
+	for (int g = 0; g < GATEWAYS; g++)
+		gw_store_close(&st[g]);
+	free(app);
+}
+
+BOTH(the_same_approver_twice_at_one_level_is_refused)
+{
+	struct gw_store *st[GATEWAYS];
+	struct gw_application *app = malloc(sizeof(*app));
+	struct approver a[2];
+
+	cr_assert(app);
+	for (int g = 0; g < GATEWAYS; g++)
+		st[g] = open_url(u);
+	for (int round = 0; round < ROUNDS; round++) {
+		int64_t id = new_pending(st[0]);
+		int won = -1;
+
+		race_approvers(st, id, "max", "max", a);
+		for (int i = 0; i < 2; i++)
+			if (a[i].rv == 0)
+				won = won < 0 ? i : 99;
+		cr_assert(won == 0 || won == 1, "round %d: %s", round,
+		          won < 0 ? "neither counted" : "max counted twice");
+		cr_assert(a[1 - won].refused, "round %d: not refused by the workflow: %s", round,
+		          a[1 - won].why);
+		cr_assert(strstr(a[1 - won].why, "already acted") != NULL, "%s", a[1 - won].why);
+		cr_assert_eq(gw_appstore_get(st[1], id, app), 1);
+		cr_assert_eq(app->n_approvals, 1);
+		cr_assert_eq(app->level, 0);
+		cr_assert_eq(app->state, GW_APP_PENDING);
+	}
+	for (int g = 0; g < GATEWAYS; g++)
+		gw_store_close(&st[g]);
+	free(app);
+}
+
+/* A decision read outside a transaction would lock nothing: refused. */
+BOTH(a_locked_read_needs_a_transaction)
+{
+	struct gw_store *st = open_url(u);
+	struct gw_application *app = malloc(sizeof(*app));
+	char err[256] = "";
+	int64_t id;
+
+	cr_assert(app);
+	(void)is_pg;
+	id = new_pending(st);
+	cr_assert_eq(gw_appstore_lock_tx(st, id, app), -1);
+	cr_assert_eq(gw_store_tx_begin(st, err, sizeof(err)), 0, "%s", err);
+	cr_assert_eq(gw_appstore_lock_tx(st, id, app), 1);
+	cr_assert_eq(app->id, id);
+	cr_assert_eq(app->n_levels, 2);
+	cr_assert_eq(gw_appstore_lock_tx(st, id + 1000000, app), 0);
+	gw_store_tx_rollback(st);
+	gw_store_close(&st);
+	free(app);
+}
