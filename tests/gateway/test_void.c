@@ -586,6 +586,67 @@ Test(sign_void, token_failure_gives_the_seal_quota_back)
 	chain_verifies();
 }
 
+/* Another gateway on the same store (a second handle) spends ann's last
+ * unit of the day: this gateway's cache still says one is left, but the
+ * store's conditional add decides at the commit. No signature is released,
+ * the refusal is recorded, nothing of it is counted, and the cache is
+ * read again from the store, so the next one is refused before signing. */
+Test(sign_void, a_quota_filled_at_another_gateway_is_refused_at_the_commit)
+{
+	struct session ann = login("ann", GW_FACTOR_PASSWORD);
+	const struct gw_seal *seal = gw_policy_seal(ctx.snap->policy, "plain");
+	struct gw_store *other = NULL;
+	struct counters c;
+	struct recs rs;
+	char path[128], day[32], err[256] = "";
+	int64_t uses, left;
+	uint64_t before;
+	json_t *rep;
+	bool recorded = false;
+
+	sign_ok(&ann, "plain", CKM_SHA256_RSA_PKCS);
+	seal_state(&ann, "plain", &uses, &left);
+	cr_assert_eq(left, 1);
+	snprintf(path, sizeof(path), "%s/store.db", dir);
+	cr_assert_eq(gw_store_open(path, &other, err, sizeof(err)), 0, "%s", err);
+	snprintf(day, sizeof(day), "d:%" PRId64, gw_policy_local_day(seal, time(NULL)));
+	cr_assert_eq(gw_store_tx_begin(other, err, sizeof(err)), 0, "%s", err);
+	cr_assert_eq(gw_appstore_quota_add_tx(other, "plain", day, "ann", 2, err, sizeof(err)), 1,
+	             "%s", err);
+	cr_assert_eq(gw_store_tx_commit(other, err, sizeof(err)), 0, "%s", err);
+	gw_store_close(&other);
+
+	before = head();
+	rep = call(sign_req(&ann, "plain", CKM_SHA256_RSA_PKCS));
+	cr_assert(json_is_false(json_object_get(rep, "ok")), "signed over the store's quota");
+	cr_assert_str_eq(json_string_value(json_object_get(rep, "error")), "denied");
+	cr_assert_null(json_object_get(rep, "signature"));
+	cr_assert(strstr(json_string_value(json_object_get(rep, "message")), "used up in the store"),
+	          "%s", json_string_value(json_object_get(rep, "message")));
+	json_decref(rep);
+	records_after(before, &rs);
+	for (size_t i = 0; i < rs.n; i++) {
+		cr_assert(strcmp(rs.r[i].action, "sign") != 0 || strcmp(rs.r[i].outcome, "ok") != 0,
+		          "a sign record committed for a refused signature");
+		recorded |= strcmp(rs.r[i].action, "sign") == 0 && strcmp(rs.r[i].outcome, "denied") == 0;
+	}
+	cr_assert(recorded, "the refusal is recorded");
+	/* Nothing of it counted: ann's day is the other gateway's 1 + ours. */
+	c = counters("plain");
+	cr_assert_eq(c.person_day, 2);
+	cr_assert_eq(c.day, 1);
+	cr_assert_eq(c.total, 1);
+	/* The cache knows now. */
+	seal_state(&ann, "plain", &uses, &left);
+	cr_assert_eq(left, 0, "quota_left after the store refused: %" PRId64, left);
+	rep = call(sign_req(&ann, "plain", CKM_SHA256_RSA_PKCS));
+	cr_assert(json_is_false(json_object_get(rep, "ok")));
+	cr_assert(strstr(json_string_value(json_object_get(rep, "message")), "for you"), "%s",
+	          json_string_value(json_object_get(rep, "message")));
+	json_decref(rep);
+	chain_verifies();
+}
+
 Test(sign_void, token_failure_gives_the_application_use_back)
 {
 	struct session ann = login("ann", GW_FACTOR_PASSWORD);
