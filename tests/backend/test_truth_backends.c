@@ -712,3 +712,215 @@ BOTH(a_locked_read_needs_a_transaction)
 	gw_store_close(&st);
 	free(app);
 }
+
+/* Every appstore call keeps SQLite's meaning on each backend: the fields
+ * round-trip, listings filter in the store, a transition from a state the
+ * row has left fails, a spend of what has no use left says so (-2). */
+BOTH(applications_round_trip_and_list)
+{
+	struct gw_store *st = open_url(u), *st2 = open_url(u);
+	struct gw_application *app = malloc(sizeof(*app)), *got = malloc(sizeof(*got));
+	struct gw_app_filter f = { 0 };
+	char applicant[48], err[256] = "";
+	int64_t ids[8], a1, a2, a3;
+	size_t n = 0;
+	time_t now = time(NULL);
+
+	cr_assert(app && got);
+	(void)is_pg;
+	snprintf(applicant, sizeof(applicant), "%s-rt", be_tag);
+	app_fill(app, seal_id("a"), 3);
+	snprintf(app->applicant, sizeof(app->applicant), "%s", applicant);
+	snprintf(app->document_type, sizeof(app->document_type), "contract");
+	snprintf(app->business_scope, sizeof(app->business_scope), "sales");
+	app->has_amount = true;
+	app->amount = 123456789012LL;
+	app->has_doc = true;
+	for (int i = 0; i < 32; i++)
+		app->doc_digest[i] = (uint8_t)(i * 7 + 1);
+	app->rule = 1;
+	app->n_levels = 2;
+	app->levels[0].kind = GW_LEVEL_ROLE;
+	snprintf(app->levels[0].role, sizeof(app->levels[0].role), "manager");
+	app->levels[0].quorum = 2;
+	app->levels[1].kind = GW_LEVEL_RELATIVE_HEAD;
+	app->levels[1].up = 1;
+	app->levels[1].quorum = 1;
+	app->level = 1;
+	app->state = GW_APP_PENDING;
+	app->n_approvals = 2;
+	snprintf(app->approvals[0].approver, sizeof(app->approvals[0].approver), "max");
+	app->approvals[0].approve = true;
+	snprintf(app->approvals[0].comment, sizeof(app->approvals[0].comment), "fine by me");
+	app->approvals[0].at = now - 10;
+	snprintf(app->approvals[1].approver, sizeof(app->approvals[1].approver), "mia");
+	app->approvals[1].approve = true;
+	app->approvals[1].at = now - 5;
+	cr_assert_eq(app_insert(st, app), 0);
+	a1 = app->id;
+	cr_assert_eq(gw_appstore_get(st2, a1, got), 1);
+	cr_assert_str_eq(got->applicant, applicant);
+	cr_assert_str_eq(got->seal, seal_id("a"));
+	cr_assert_str_eq(got->document_type, "contract");
+	cr_assert_str_eq(got->business_scope, "sales");
+	cr_assert(got->has_amount);
+	cr_assert_eq(got->amount, 123456789012LL);
+	cr_assert_str_eq(got->reason, "truth test");
+	cr_assert(got->has_doc);
+	cr_assert_arr_eq(got->doc_digest, app->doc_digest, 32);
+	cr_assert_eq(got->rule, 1);
+	cr_assert_eq(got->n_levels, 2);
+	cr_assert_eq(got->levels[0].kind, GW_LEVEL_ROLE);
+	cr_assert_str_eq(got->levels[0].role, "manager");
+	cr_assert_eq(got->levels[0].quorum, 2);
+	cr_assert_eq(got->levels[1].kind, GW_LEVEL_RELATIVE_HEAD);
+	cr_assert_eq(got->levels[1].up, 1);
+	cr_assert_eq(got->level, 1);
+	cr_assert_eq(got->uses_granted, 3);
+	cr_assert_eq(got->uses_left, 3);
+	cr_assert_eq(got->created, app->created);
+	cr_assert_eq(got->valid_until, app->valid_until);
+	cr_assert_eq(got->state, GW_APP_PENDING);
+	cr_assert_eq(got->n_approvals, 2);
+	cr_assert_str_eq(got->approvals[0].approver, "max");
+	cr_assert_str_eq(got->approvals[0].comment, "fine by me");
+	cr_assert(got->approvals[0].approve);
+	cr_assert_eq(got->approvals[0].at, now - 10);
+	cr_assert_str_eq(got->approvals[1].approver, "mia");
+	cr_assert_str_eq(got->approvals[1].comment, "");
+	cr_assert_eq(gw_appstore_get(st2, a1 + 1000000, app), 0);
+
+	/* Pending: no use to spend. */
+	cr_assert_eq(gw_store_tx_begin(st, err, sizeof(err)), 0);
+	cr_assert_eq(gw_appstore_spend_tx(st, a1, now, err, sizeof(err)), -2);
+	cr_assert(strstr(err, "no use left") != NULL, "%s", err);
+	/* A transition from a state the row is not in. */
+	got->state = GW_APP_REVOKED;
+	cr_assert_eq(gw_appstore_update_tx(st, got, GW_APP_AUTHORIZED, 1, now, err, sizeof(err)), -1);
+	cr_assert(strstr(err, "changed meanwhile") != NULL, "%s", err);
+	/* From the right one: the state moves, a new approval is added. */
+	got->state = GW_APP_AUTHORIZED;
+	got->level = 2;
+	snprintf(got->approvals[2].approver, sizeof(got->approvals[2].approver), "eve");
+	got->approvals[2].approve = false;
+	got->approvals[2].level = 1;
+	got->approvals[2].at = now;
+	got->n_approvals = 3;
+	cr_assert_eq(gw_appstore_update_tx(st, got, GW_APP_PENDING, 1, now, err, sizeof(err)), 0,
+	             "%s", err);
+	cr_assert_eq(gw_appstore_spend_tx(st, a1, now, err, sizeof(err)), 0, "%s", err);
+	cr_assert_eq(gw_store_tx_commit(st, err, sizeof(err)), 0, "%s", err);
+	cr_assert_eq(gw_appstore_get(st2, a1, got), 1);
+	cr_assert_eq(got->state, GW_APP_AUTHORIZED);
+	cr_assert_eq(got->uses_left, 2);
+	cr_assert_eq(got->n_approvals, 3);
+	cr_assert_eq(got->approvals[2].level, 1);
+	cr_assert_not(got->approvals[2].approve);
+
+	/* Two more of the applicant: one past its validity, one without a
+	 * document, amount or scope. */
+	app_fill(app, seal_id("a"), 1);
+	snprintf(app->applicant, sizeof(app->applicant), "%s", applicant);
+	app->valid_until = now - 1;
+	cr_assert_eq(app_insert(st2, app), 0);
+	a2 = app->id;
+	app_fill(app, seal_id("q"), 1);
+	snprintf(app->applicant, sizeof(app->applicant), "%s", applicant);
+	cr_assert_eq(app_insert(st, app), 0);
+	a3 = app->id;
+	cr_assert_eq(gw_appstore_get(st2, a3, got), 1);
+	cr_assert_not(got->has_doc);
+	cr_assert_not(got->has_amount);
+	cr_assert_str_eq(got->business_scope, "");
+	cr_assert_eq(got->n_levels, 0);
+
+	f.applicant = applicant;
+	cr_assert_eq(gw_appstore_page(st2, &f, true, 0, ids, 8, &n), 0);
+	cr_assert_eq(n, 3);
+	cr_assert(ids[0] == a1 && ids[1] == a2 && ids[2] == a3);
+	cr_assert_eq(gw_appstore_page(st2, &f, false, 0, ids, 2, &n), 0);
+	cr_assert_eq(n, 2);
+	cr_assert(ids[0] == a3 && ids[1] == a2);
+	cr_assert_eq(gw_appstore_page(st2, &f, false, a2, ids, 8, &n), 0);
+	cr_assert(n == 1 && ids[0] == a1);
+	f.seal = seal_id("a");
+	cr_assert_eq(gw_appstore_page(st2, &f, true, a1, ids, 8, &n), 0);
+	cr_assert(n == 1 && ids[0] == a2);
+	f.seal = NULL;
+	f.states = 1u << GW_APP_PENDING;
+	cr_assert_eq(gw_appstore_page(st2, &f, true, 0, ids, 8, &n), 0);
+	cr_assert_eq(n, 0);
+	f.states = (1u << GW_APP_AUTHORIZED) | (1u << GW_APP_REVOKED);
+	cr_assert_eq(gw_appstore_page(st2, &f, true, 0, ids, 8, &n), 0);
+	cr_assert_eq(n, 3);
+
+	/* Due to expire: a2 (authorized, past its validity), not the others. */
+	cr_assert_eq(gw_appstore_due_to_expire(st2, now, ids, 8, &n), 0);
+	{
+		bool a2_due = false;
+
+		for (size_t i = 0; i < n; i++) {
+			cr_assert(ids[i] != a1 && ids[i] != a3);
+			a2_due |= ids[i] == a2;
+		}
+		cr_assert(a2_due);
+	}
+	/* Given back only up to what was granted. */
+	cr_assert_eq(gw_store_tx_begin(st, err, sizeof(err)), 0);
+	cr_assert_eq(gw_appstore_refund_tx(st, a1, now, err, sizeof(err)), 0);
+	cr_assert_eq(gw_appstore_refund_tx(st, a1, now, err, sizeof(err)), 0);
+	cr_assert_eq(gw_store_tx_commit(st, err, sizeof(err)), 0);
+	cr_assert_eq(gw_appstore_get(st, a1, got), 1);
+	cr_assert_eq(got->uses_left, 3);
+	gw_store_close(&st2);
+	gw_store_close(&st);
+	free(app);
+	free(got);
+}
+
+#ifdef GW_STORE_HAVE_PG
+/* A lost connection fails every appstore call, and nothing is left of a
+ * write it was in the middle of. */
+Test(pg, applications_fail_closed_on_a_lost_connection)
+{
+	const char *u = pg_url();
+	struct gw_store *st;
+	struct gw_application *app = malloc(sizeof(*app));
+	char lu[700], err[256] = "", sql[200];
+	uint64_t used = 7;
+	size_t n = 9;
+	int64_t ids[4];
+
+	cr_assert(app);
+	load_policy();
+	snprintf(lu, sizeof(lu), "%s%sapplication_name=sg-truth-lost", u, strchr(u, '?') ? "&" : "?");
+	st = open_url(lu);
+	app_fill(app, seal_id("a"), 1);
+	cr_assert_eq(app_insert(st, app), 0);
+	snprintf(sql, sizeof(sql), "SELECT pg_terminate_backend(pid) FROM pg_stat_activity "
+	         "WHERE usename = current_user AND application_name = 'sg-truth-lost'");
+	{
+		PGconn *c = PQconnectdb(u);
+		PGresult *r;
+
+		cr_assert_eq(PQstatus(c), CONNECTION_OK);
+		r = PQexec(c, sql);
+		cr_assert_eq(PQresultStatus(r), PGRES_TUPLES_OK, "%s", PQerrorMessage(c));
+		PQclear(r);
+		PQfinish(c);
+	}
+	usleep(100000);
+	cr_assert_eq(gw_appstore_get(st, app->id, app), -1);
+	cr_assert_eq(gw_appstore_insert_tx(st, app, err, sizeof(err)), -1);
+	cr_assert(strstr(err, "PostgreSQL store") != NULL, "%s", err);
+	cr_assert(strstr(err, "truth test") == NULL, "row content in the message: %s", err);
+	cr_assert_eq(gw_appstore_spend_tx(st, 1, time(NULL), err, sizeof(err)), -1);
+	cr_assert_eq(gw_appstore_quota_add_tx(st, seal_id("q"), "total", "", 5, err, sizeof(err)), -1);
+	cr_assert_eq(gw_appstore_quota_get(st, seal_id("q"), "total", "", &used), -1);
+	cr_assert_eq(gw_appstore_page(st, &(struct gw_app_filter){ 0 }, true, 0, ids, 4, &n), -1);
+	cr_assert_eq(n, 0);
+	cr_assert_eq(gw_store_tx_begin(st, err, sizeof(err)), -1);
+	gw_store_close(&st);
+	free(app);
+}
+#endif
