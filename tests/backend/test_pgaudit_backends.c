@@ -788,3 +788,25 @@ Test(pg, audit_writer_on_pg)
 	gw_audit_verifier_free(&v);
 	gw_store_close(&st);
 }
+
+/* Text is UTF-8 on pg: a record whose strings are not is refused whole
+ * (with the server's reason, not its bytes) and leaves nothing; SQLite
+ * keeps the bytes (docs/store.md). */
+Test(pg, text_not_utf8_refused)
+{
+	const char *u = pg_url();
+	struct gw_store *st = open_site(u, "t-utf8");
+	struct mkrow m;
+	uint64_t seq = 9;
+	uint8_t h[32];
+	char err[512] = "";
+
+	mkrow(&m, 1);
+	m.r.exe = "/tmp/\xff\xfe-odd";
+	cr_assert_eq(gw_store_audit_append(st, &m.r, 1, err, sizeof(err)), -1);
+	cr_assert(strstr(err, "invalid byte sequence") != NULL, "%s", err);
+	cr_assert(strstr(err, "odd") == NULL, "the row's text is not in the message: %s", err);
+	cr_assert_eq(gw_store_audit_head(st, &seq, h, err, sizeof(err)), 0, "%s", err);
+	cr_assert_eq(seq, 0);
+	gw_store_close(&st);
+}
