@@ -23,6 +23,9 @@
 /* pg_advisory_xact_lock key: two gateways opening one database at once
  * migrate it one after the other. */
 #define MIGRATE_LOCK_KEY "1397048679"
+/* The advisory lock key of site $1: 64 bits of md5('sealgate-site:' ||
+ * name), the same on every server and in every gateway. */
+#define SITE_KEY_SQL "('x' || left(md5('sealgate-site:' || $1), 16))::bit(64)::bigint"
 
 /*
  * Migrations, in order: migrations[v - 1] takes the schema from version
@@ -465,6 +468,16 @@ gw_pg_close(struct gw_store **stp)
 
 	if (st == NULL)
 		return;
+	/* The server frees a session's locks when its backend exits, a
+	 * moment after PQfinish returns: let the claim go first, so that the
+	 * site is free once the store is closed. */
+	if (st->claimed && st->ready && st->conn != NULL && PQstatus(st->conn) == CONNECTION_OK &&
+	    PQtransactionStatus(st->conn) == PQTRANS_IDLE) {
+		const char *vals[1] = { gw_store_site(st) };
+
+		PQclear(PQexecParams(st->conn, "SELECT pg_advisory_unlock(" SITE_KEY_SQL ")", 1, NULL,
+		                     vals, NULL, NULL, 0));
+	}
 	if (st->conn != NULL)
 		PQfinish(st->conn);
 	pthread_mutex_destroy(&st->lock);
@@ -1009,9 +1022,6 @@ gw_pg_attempts_clear(struct gw_store *st, const char *user)
  * process asks next, and frees it when the connection ends (a close, a
  * crash, a lost connection). */
 
-/* The advisory lock key of site $1: 64 bits of md5('sealgate-site:' ||
- * name), the same on every server and in every gateway. */
-#define SITE_KEY_SQL "('x' || left(md5('sealgate-site:' || $1), 16))::bit(64)::bigint"
 
 int
 gw_pg_set_site(struct gw_store *st, const char *site, char *err, size_t errlen)
