@@ -835,3 +835,32 @@ Test(pg, text_not_utf8_refused)
 	cr_assert_eq(seq, 0);
 	gw_store_close(&st);
 }
+
+/* The gateway's writer when the server goes away: a record asked for
+ * while it is down fails (its caller must not release what it covers),
+ * and once it is back the chain goes on from the head in the store. */
+Test(pg, audit_writer_across_a_restart)
+{
+	const char *u = pg_url();
+	struct gw_store *st = open_site(u, "t-writer-restart");
+	struct gw_audit *au = NULL;
+	struct gw_audit_event ev = { .action = "sign", .outcome = "ok", .actor = "bob",
+	                             .uid = 1001, .pid = 7, .seal = "finance" };
+	uint64_t seq = 0, count = 0;
+	char err[512] = "";
+
+	cr_assert_eq(gw_store_site_claim(st, err, sizeof(err)), 0, "%s", err);
+	cr_assert_eq(gw_audit_open(st, &au, err, sizeof(err)), 0, "%s", err);
+	for (int i = 0; i < 3; i++)
+		cr_assert_eq(gw_audit_record(au, &ev, &seq), 0);
+	pg_ctl("stop");
+	cr_assert_eq(gw_audit_record(au, &ev, &seq), -1, "a record with the server down");
+	cr_assert_eq(gw_audit_record(au, &ev, &seq), -1);
+	pg_ctl("start");
+	cr_assert_eq(gw_audit_record(au, &ev, &seq), 0);
+	cr_assert_eq(seq, 4, "the failed records took no seq");
+	gw_audit_close(&au);
+	cr_assert_eq(gw_audit_verify_store(st, &count, err, sizeof(err)), 0, "%s", err);
+	cr_assert_eq(count, 4);
+	gw_store_close(&st);
+}
