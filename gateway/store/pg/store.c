@@ -23,9 +23,11 @@
 /* pg_advisory_xact_lock key: two gateways opening one database at once
  * migrate it one after the other. */
 #define MIGRATE_LOCK_KEY "1397048679"
-/* The advisory lock key of site $1: 64 bits of md5('sealgate-site:' ||
- * name), the same on every server and in every gateway. */
-#define SITE_KEY_SQL "('x' || left(md5('sealgate-site:' || $1), 16))::bit(64)::bigint"
+/* The advisory lock key of site $1: the first 64 bits of
+ * sha256('sealgate-site:' || name), the same on every server and in every
+ * gateway (sha256, not md5, which a server in FIPS mode refuses). */
+#define SITE_KEY_SQL "('x' || left(encode(sha256(convert_to('sealgate-site:' || $1, " \
+                     "'UTF8')), 'hex'), 16))::bit(64)::bigint"
 
 /*
  * Migrations, in order: migrations[v - 1] takes the schema from version
