@@ -150,6 +150,10 @@ struct gw_audit_row {
 	/* Set by gw_store_audit_scan: the first column whose stored type is not
 	 * what sealgate writes (tampering outside the gateway), or NULL. */
 	const char *bad_column;
+	/* The site whose chain the row is in: set by scan and query. On
+	 * insert NULL (or the store's own site): a row goes into the chain of
+	 * the store's site only. */
+	const char *site;
 };
 
 /* Inserts one row; for a caller inside gw_store_tx_begin (the audit
@@ -190,6 +194,9 @@ struct gw_audit_filter {
 	uint64_t after_seq;           /* seq > after_seq (paging) */
 	uint64_t upto_seq;            /* seq <= upto_seq when non-zero */
 	uint64_t limit;               /* 0 = no limit */
+	/* NULL = the store's own site; "*" = every site of the store (rows in
+	 * (seq, site) order, each with its site); else that site. */
+	const char *site;
 };
 
 /* Calls fn for each matching row in seq order, reading in pages (the lock

@@ -5,12 +5,14 @@
 # cluster that will not stop fails the test. Without PostgreSQL installed
 # only the SQLite half runs (the pg tests skip).
 #
-# usage: run-store-backends.sh TEST-BINARY
-# env: SEALGATE_SOURCE
+# usage: run-store-backends.sh TEST-BINARY [ARGS…]
+# env: SEALGATE_SOURCE. The binary gets SG_TEST_PG_DIR too (the cluster's
+# directory, for pg_stop / pg_start of tests/lib/pg.sh).
 set -euo pipefail
 . "${SEALGATE_SOURCE:-$(dirname "$0")/../..}/tests/lib/pg.sh"
 
 bin=$1
+shift
 W=$(mktemp -d /tmp/sg-sb.XXXXXX)
 cleanup() {
 	st=$?
@@ -32,7 +34,8 @@ else
 	# The harness's conninfo as a URL: the store takes postgresql://.
 	# The passfile holds the password; the URL does not.
 	SG_TEST_PG_URL="postgresql:///sealgate?host=$W/pg/run&port=5432&user=sealgate&passfile=$W/pg/pgpass"
-	export SG_TEST_PG_URL
+	SG_TEST_PG_DIR=$W
+	export SG_TEST_PG_URL SG_TEST_PG_DIR
 	echo "conninfo: $conn"
 fi
-"$bin"
+"$bin" "$@"

@@ -9,6 +9,9 @@
 #   pg_down DIR   stop that cluster (fast, then KILL of its own postmaster
 #                 if it will not go) and wait until none of its processes
 #                 is left. Safe to call twice or after a failed pg_up.
+#   pg_stop DIR   stop the cluster pg_up made (fast: its sessions are ended)
+#                 and keep its files, for a test of a server going away.
+#   pg_start DIR  start it again (waits until it takes connections).
 #
 # PostgreSQL refuses to run as root, so as root the cluster runs as a
 # dedicated unprivileged system user, $SG_PG_USER (default sealgate-pg,
@@ -151,4 +154,16 @@ pg_down() {
 		[ -z "$_left" ] || { echo "pg_down: still running:$_left" >&2; return 1; }
 	fi
 	return 0
+}
+
+pg_stop() {
+	_pd=$(cd "$1" && pwd) || return 1
+	_pg_as "$(_pg_bindir)/pg_ctl" -D "$_pd/pg/data" -m fast -w -t 30 stop >/dev/null 2>&1 || {
+		echo "pg_stop: the cluster did not stop:" >&2; tail -5 "$_pd/pg/log" >&2; return 1; }
+}
+
+pg_start() {
+	_pd=$(cd "$1" && pwd) || return 1
+	_pg_as "$(_pg_bindir)/pg_ctl" -D "$_pd/pg/data" -l "$_pd/pg/log" -w -t 60 start >/dev/null 2>&1 || {
+		echo "pg_start: the cluster did not start:" >&2; tail -5 "$_pd/pg/log" >&2; return 1; }
 }

@@ -1,9 +1,8 @@
 /*
  * The PostgreSQL backend's table of calls. The credential repositories
- * (store.c, authtotp.c), applications, approvals and quota counters
- * (appstore.c) are real; the audit log, checkpoints and audit batches are
- * not on PostgreSQL yet: their entries fail closed with an error that says so,
- * which is also why the gateway refuses a postgresql:// store for now
+ * (store.c, authtotp.c), sites, the audit log, checkpoints and audit
+ * batches (audit.c), applications, approvals and quota counters
+ * (appstore.c): every call of the interface is on PostgreSQL
  * (docs/store.md).
  */
 #include "pg_store.h"
@@ -11,114 +10,6 @@
 #include "log.h"
 
 #include <string.h>
-
-#define NOT_YET "not yet on the PostgreSQL store (docs/store.md)"
-
-static int
-not_yet(char *err, size_t errlen, const char *what)
-{
-	if (err != NULL)
-		sg_seterr(err, errlen, "%s: " NOT_YET, what);
-	else
-		gw_log_error("store: %s: " NOT_YET, what);
-	return -1;
-}
-
-static int
-pg_audit_insert(struct gw_store *st, const struct gw_audit_row *row, char *err, size_t errlen)
-{
-	(void)st; (void)row;
-	return not_yet(err, errlen, "the audit log");
-}
-
-static int
-pg_audit_append(struct gw_store *st, const struct gw_audit_row *rows, size_t n, char *err,
-                size_t errlen)
-{
-	(void)st; (void)rows; (void)n;
-	return not_yet(err, errlen, "the audit log");
-}
-
-static int
-pg_audit_head(struct gw_store *st, uint64_t *seq, uint8_t hash[32], char *err, size_t errlen)
-{
-	(void)st; (void)seq; (void)hash;
-	return not_yet(err, errlen, "the audit log");
-}
-
-static int
-pg_audit_scan(struct gw_store *st, gw_store_audit_fn fn, void *ctx, char *err, size_t errlen)
-{
-	(void)st; (void)fn; (void)ctx;
-	return not_yet(err, errlen, "the audit log");
-}
-
-static int
-pg_audit_query(struct gw_store *st, const struct gw_audit_filter *f, gw_store_audit_fn fn,
-               void *ctx, char *err, size_t errlen)
-{
-	(void)st; (void)f; (void)fn; (void)ctx;
-	return not_yet(err, errlen, "the audit log");
-}
-
-static int
-pg_checkpoint_add(struct gw_store *st, const struct gw_audit_checkpoint *cp, char *err,
-                  size_t errlen)
-{
-	(void)st; (void)cp;
-	return not_yet(err, errlen, "audit checkpoints");
-}
-
-static int
-pg_checkpoint_last(struct gw_store *st, struct gw_audit_checkpoint *last, uint64_t *next_id,
-                   char *err, size_t errlen)
-{
-	(void)st; (void)last; (void)next_id;
-	return not_yet(err, errlen, "audit checkpoints");
-}
-
-static int
-pg_checkpoint_max_id(struct gw_store *st, uint64_t *id, char *err, size_t errlen)
-{
-	(void)st; (void)id;
-	return not_yet(err, errlen, "audit checkpoints");
-}
-
-static int
-pg_checkpoint_scan(struct gw_store *st, uint64_t from_seq, uint64_t to_seq,
-                   gw_store_checkpoint_fn fn, void *ctx, char *err, size_t errlen)
-{
-	(void)st; (void)from_seq; (void)to_seq; (void)fn; (void)ctx;
-	return not_yet(err, errlen, "audit checkpoints");
-}
-
-/* The batch calls keep their pairing (begin takes the lock, end drops
- * it) so that a caller's cleanup is right; no batch is ever durable. */
-static void
-pg_batch_begin(struct gw_store *st)
-{
-	pthread_mutex_lock(&st->lock);
-}
-
-static void
-pg_batch_images(struct gw_store *st)
-{
-	(void)st;
-}
-
-static int
-pg_batch_durable(struct gw_store *st, uint64_t first_seq, uint64_t last_seq, char *err,
-                 size_t errlen)
-{
-	(void)st; (void)first_seq; (void)last_seq;
-	return not_yet(err, errlen, "audit batches");
-}
-
-static void
-pg_batch_end(struct gw_store *st)
-{
-	pthread_mutex_unlock(&st->lock);
-}
 
 /* No redo log on PostgreSQL: its WAL does that job. */
 static void
@@ -134,37 +25,6 @@ pg_release_memory(struct gw_store *st)
 	(void)st;
 }
 
-static int
-pg_set_site(struct gw_store *st, const char *site, char *err, size_t errlen)
-{
-	(void)st; (void)site;
-	return not_yet(err, errlen, "sites");
-}
-
-static int
-pg_site_claim(struct gw_store *st, char *err, size_t errlen)
-{
-	(void)st;
-	return not_yet(err, errlen, "sites");
-}
-
-static int
-pg_binding_get(struct gw_store *st, struct gw_store_binding *b, char *err, size_t errlen)
-{
-	(void)st;
-	memset(b, 0, sizeof(*b));
-	return not_yet(err, errlen, "the token binding");
-}
-
-static int
-pg_known_keys_get(struct gw_store *st,
-                  int (*fn)(void *arg, const char *uri, const uint8_t *blob, size_t len),
-                  void *arg, char *err, size_t errlen)
-{
-	(void)st; (void)fn; (void)arg;
-	return not_yet(err, errlen, "the known keys");
-}
-
 const struct gw_store_ops gw_store_pg_ops = {
 	.name = "postgresql",
 	.close = gw_pg_close,
@@ -177,19 +37,19 @@ const struct gw_store_ops gw_store_pg_ops = {
 	.tx_rollback = gw_pg_tx_rollback,
 	.tx_alive = gw_pg_tx_alive,
 	.schema_version = gw_pg_schema_version,
-	.audit_insert = pg_audit_insert,
-	.audit_append = pg_audit_append,
-	.audit_head = pg_audit_head,
-	.audit_scan = pg_audit_scan,
-	.audit_query = pg_audit_query,
-	.checkpoint_add = pg_checkpoint_add,
-	.checkpoint_last = pg_checkpoint_last,
-	.checkpoint_max_id = pg_checkpoint_max_id,
-	.checkpoint_scan = pg_checkpoint_scan,
-	.batch_begin = pg_batch_begin,
-	.batch_images = pg_batch_images,
-	.batch_durable = pg_batch_durable,
-	.batch_end = pg_batch_end,
+	.audit_insert = gw_pg_audit_insert,
+	.audit_append = gw_pg_audit_append,
+	.audit_head = gw_pg_audit_head,
+	.audit_scan = gw_pg_audit_scan,
+	.audit_query = gw_pg_audit_query,
+	.checkpoint_add = gw_pg_checkpoint_add,
+	.checkpoint_last = gw_pg_checkpoint_last,
+	.checkpoint_max_id = gw_pg_checkpoint_max_id,
+	.checkpoint_scan = gw_pg_checkpoint_scan,
+	.batch_begin = gw_pg_batch_begin,
+	.batch_images = gw_pg_batch_images,
+	.batch_durable = gw_pg_batch_durable,
+	.batch_end = gw_pg_batch_end,
 	.get_redo_stats = pg_get_redo_stats,
 	.release_memory = pg_release_memory,
 	.mark_test = gw_pg_mark_test,
@@ -215,10 +75,10 @@ const struct gw_store_ops gw_store_pg_ops = {
 	.quota_get = gw_pg_quota_get,
 	.quota_sub_tx = gw_pg_quota_sub_tx,
 	.quota_add_tx = gw_pg_quota_add_tx,
-	.set_site = pg_set_site,
-	.site_claim = pg_site_claim,
-	.binding_get = pg_binding_get,
-	.known_keys_get = pg_known_keys_get,
+	.set_site = gw_pg_set_site,
+	.site_claim = gw_pg_site_claim,
+	.binding_get = gw_pg_binding_get,
+	.known_keys_get = gw_pg_known_keys_get,
 	/* truth */
 	.app_lock_tx = gw_pg_app_lock_tx,
 };

@@ -1,7 +1,8 @@
 /*
  * The PostgreSQL backend of the store, inside: the connection, its lock and
- * the helpers its files share (store.c, authtotp.c, appstore.c), and the calls of its
- * table (ops.c). Nothing outside gateway/store/pg/ includes this.
+ * the helpers its files share (store.c, authtotp.c, appstore.c, audit.c),
+ * and the calls of its table (ops.c). Nothing outside gateway/store/pg/
+ * includes this.
  */
 #ifndef GW_STORE_PG_H
 #define GW_STORE_PG_H
@@ -27,6 +28,12 @@ struct gw_store {
 	unsigned tx_depth;           /* changed only by the thread holding lock */
 	const void *marks[GW_PG_MARKS_MAX];
 	size_t n_marks;
+	/* The connection is set up (session settings, and the site's claim
+	 * when claimed): false after a reconnection that did not finish, so
+	 * that the next call outside a transaction tries again. */
+	bool ready;
+	bool reconnecting;           /* inside gw_pg_reconnect: no second try */
+	bool claimed;                /* gw_store_site_claim took the site */
 };
 
 /* Runs sql with n text parameters (vals[i] NULL = SQL NULL; lens/fmts NULL
@@ -36,8 +43,15 @@ struct gw_store {
 PGresult *gw_pg_exec(struct gw_store *st, const char *sql, int n, const char *const *vals,
                      const int *lens, const int *fmts, ExecStatusType want, char *err,
                      size_t errlen);
+/* gw_pg_exec with results in binary (result_format 1) or text (0). */
+PGresult *gw_pg_exec_fmt(struct gw_store *st, const char *sql, int n, const char *const *vals,
+                         const int *lens, const int *fmts, ExecStatusType want,
+                         int result_format, char *err, size_t errlen);
 /* The row count of a command's result (UPDATE, DELETE, INSERT). */
 int gw_pg_changes(PGresult *r);
+/* Takes the advisory lock of the store's site on this connection: 0, or
+ * -1 with err naming who holds it. Call with the lock held. */
+int gw_pg_claim_locked(struct gw_store *st, char *err, size_t errlen);
 
 /* ---- the calls of gw_store_pg_ops (store.h says what each does) ---- */
 void gw_pg_close(struct gw_store **st);
@@ -91,5 +105,35 @@ int gw_pg_quota_add_tx(struct gw_store *st, const char *seal, const char *period
                        const char *person, uint64_t limit, char *err, size_t errlen);
 int gw_pg_quota_sub_tx(struct gw_store *st, const char *seal, const char *period,
                        const char *person, char *err, size_t errlen);
+/* sites (store.c) */
+int gw_pg_set_site(struct gw_store *st, const char *site, char *err, size_t errlen);
+int gw_pg_site_claim(struct gw_store *st, char *err, size_t errlen);
+int gw_pg_binding_get(struct gw_store *st, struct gw_store_binding *b, char *err, size_t errlen);
+int gw_pg_known_keys_get(struct gw_store *st,
+                         int (*fn)(void *arg, const char *uri, const uint8_t *blob, size_t len),
+                         void *arg, char *err, size_t errlen);
+/* the audit log, checkpoints and audit batches (audit.c) */
+int gw_pg_audit_insert(struct gw_store *st, const struct gw_audit_row *row, char *err,
+                       size_t errlen);
+int gw_pg_audit_append(struct gw_store *st, const struct gw_audit_row *rows, size_t n,
+                       char *err, size_t errlen);
+int gw_pg_audit_head(struct gw_store *st, uint64_t *seq, uint8_t hash[32], char *err,
+                     size_t errlen);
+int gw_pg_audit_scan(struct gw_store *st, gw_store_audit_fn fn, void *ctx, char *err,
+                     size_t errlen);
+int gw_pg_audit_query(struct gw_store *st, const struct gw_audit_filter *f,
+                      gw_store_audit_fn fn, void *ctx, char *err, size_t errlen);
+int gw_pg_checkpoint_add(struct gw_store *st, const struct gw_audit_checkpoint *cp, char *err,
+                         size_t errlen);
+int gw_pg_checkpoint_last(struct gw_store *st, struct gw_audit_checkpoint *last,
+                          uint64_t *next_id, char *err, size_t errlen);
+int gw_pg_checkpoint_max_id(struct gw_store *st, uint64_t *id, char *err, size_t errlen);
+int gw_pg_checkpoint_scan(struct gw_store *st, uint64_t from_seq, uint64_t to_seq,
+                          gw_store_checkpoint_fn fn, void *ctx, char *err, size_t errlen);
+void gw_pg_batch_begin(struct gw_store *st);
+void gw_pg_batch_images(struct gw_store *st);
+int gw_pg_batch_durable(struct gw_store *st, uint64_t first_seq, uint64_t last_seq, char *err,
+                        size_t errlen);
+void gw_pg_batch_end(struct gw_store *st);
 
 #endif

@@ -1,17 +1,19 @@
 /*
  * The store on PostgreSQL (libpq): the connection (synchronous commit, fail
- * closed), its own versioned schema and migrations applied at open, the
- * nesting transactions, and the credential repositories: passwords, the
- * sign-in attempts, the token binding and known keys (store_meta).
- * authtotp.c has the TOTP secrets, appstore.c applications, approvals and
- * quota counters; ops.c the table of calls. The other repositories are
- * not here yet (docs/store.md).
+ * closed, one reconnection outside a transaction), its own versioned schema
+ * and migrations applied at open, the nesting transactions, sites (the
+ * claim of one), and the credential repositories: passwords, the sign-in
+ * attempts, the site's token binding and known keys (site_meta).
+ * authtotp.c has the TOTP secrets, audit.c the audit log and checkpoints,
+ * appstore.c applications, approvals and quota counters; ops.c the table
+ * of calls (docs/store.md).
  */
 #include "pg_store.h"
 #include "protocol.h"
 #include "log.h"
 
 #include <inttypes.h>
+#include <poll.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -22,6 +24,11 @@
 /* pg_advisory_xact_lock key: two gateways opening one database at once
  * migrate it one after the other. */
 #define MIGRATE_LOCK_KEY "1397048679"
+/* The advisory lock key of site $1: the first 64 bits of
+ * sha256('sealgate-site:' || name), the same on every server and in every
+ * gateway (sha256, not md5, which a server in FIPS mode refuses). */
+#define SITE_KEY_SQL "('x' || left(encode(sha256(convert_to('sealgate-site:' || $1, " \
+                     "'UTF8')), 'hex'), 16))::bit(64)::bigint"
 
 /*
  * Migrations, in order: migrations[v - 1] takes the schema from version
@@ -101,6 +108,71 @@ static const char *const migrations[] = {
 	"  person text NOT NULL DEFAULT '',"
 	"  used bigint NOT NULL CHECK (used >= 0),"
 	"  PRIMARY KEY (seal, period, person));",
+	/* 4 (audit): each site's facts, audit chain and checkpoints.
+	 * site_meta takes the token binding and known keys from store_meta
+	 * (site "main": the only one before sites), which keeps the group's
+	 * own facts (its id). audit and audit_checkpoints are SQLite's
+	 * (sqlite/store.c, migrations 2, 4-8) keyed by site; the indexes are
+	 * the ones audit queries filter by. audit_checkpoint_ids keeps the
+	 * highest checkpoint id ever given per site, as SQLite's
+	 * sqlite_sequence does. The triggers refuse any change but INSERT to
+	 * history, for the gateway's role and the owner alike; dropping them
+	 * takes the table's owner, and the hash chain shows what they did. */
+	"CREATE TABLE site_meta ("
+	"  site text NOT NULL,"
+	"  name text NOT NULL,"
+	"  value bytea NOT NULL,"
+	"  PRIMARY KEY (site, name));"
+	"INSERT INTO site_meta (site, name, value)"
+	"  SELECT 'main', name, value FROM store_meta"
+	"  WHERE name = 'token_binding' OR left(name, 4) = 'key:';"
+	"DELETE FROM store_meta WHERE name = 'token_binding' OR left(name, 4) = 'key:';"
+	"CREATE TABLE audit ("
+	"  site text NOT NULL,"
+	"  seq bigint NOT NULL CHECK (seq >= 1),"
+	"  ts_ns bigint NOT NULL,"
+	"  action text, outcome text, reason text, actor text,"
+	"  uid bigint NOT NULL, pid bigint NOT NULL,"
+	"  exe text, host text, seal text,"
+	"  application bigint NOT NULL,"
+	"  doc_digest bytea, signed_digest bytea,"
+	"  mechanism bigint NOT NULL,"
+	"  detail text,"
+	"  prev_hash bytea NOT NULL,"
+	"  hash bytea NOT NULL,"
+	"  PRIMARY KEY (site, seq));"
+	"CREATE INDEX audit_by_time ON audit (ts_ns);"
+	"CREATE INDEX audit_by_seal ON audit (seal, ts_ns);"
+	"CREATE INDEX audit_by_actor ON audit (actor, ts_ns);"
+	"CREATE INDEX audit_by_application ON audit (application) WHERE application <> 0;"
+	"CREATE INDEX audit_by_doc_digest ON audit (doc_digest) WHERE doc_digest IS NOT NULL;"
+	"CREATE INDEX audit_by_signed_digest ON audit (signed_digest);"
+	"CREATE TABLE audit_checkpoints ("
+	"  site text NOT NULL,"
+	"  id bigint NOT NULL CHECK (id >= 1),"
+	"  seq bigint NOT NULL CHECK (seq >= 0),"
+	"  ts_ns bigint NOT NULL,"
+	"  hash bytea NOT NULL,"
+	"  alg text NOT NULL,"
+	"  signature bytea NOT NULL,"
+	"  cert bytea,"
+	"  prev_id bigint,"
+	"  prev_hash bytea,"
+	"  PRIMARY KEY (site, id));"
+	"CREATE INDEX audit_checkpoints_by_seq ON audit_checkpoints (site, seq, id);"
+	"CREATE TABLE audit_checkpoint_ids ("
+	"  site text PRIMARY KEY,"
+	"  max_id bigint NOT NULL CHECK (max_id >= 1));"
+	"CREATE FUNCTION sg_append_only() RETURNS trigger LANGUAGE plpgsql AS $$"
+	"  BEGIN RAISE EXCEPTION '%', TG_ARGV[0]; END $$;"
+	"CREATE TRIGGER audit_no_change BEFORE UPDATE OR DELETE ON audit"
+	"  FOR EACH ROW EXECUTE FUNCTION sg_append_only('the audit log is append-only');"
+	"CREATE TRIGGER audit_no_truncate BEFORE TRUNCATE ON audit"
+	"  FOR EACH STATEMENT EXECUTE FUNCTION sg_append_only('the audit log is append-only');"
+	"CREATE TRIGGER audit_checkpoints_no_change BEFORE UPDATE OR DELETE ON audit_checkpoints"
+	"  FOR EACH ROW EXECUTE FUNCTION sg_append_only('audit checkpoints are append-only');"
+	"CREATE TRIGGER audit_checkpoints_no_truncate BEFORE TRUNCATE ON audit_checkpoints"
+	"  FOR EACH STATEMENT EXECUTE FUNCTION sg_append_only('audit checkpoints are append-only');",
 };
 #define PG_SCHEMA_LATEST ((int)(sizeof(migrations) / sizeof(migrations[0])))
 
@@ -134,32 +206,116 @@ quiet_notice(void *arg, const char *msg)
 	(void)msg;
 }
 
+static int session_setup(struct gw_store *st, char *err, size_t errlen);
+
+/* An idle connection whose server went away (a restart, a terminated
+ * backend) has its end of file waiting on the socket, and libpq only
+ * notices when it reads: read what is there, so that a connection already
+ * lost is known before a statement is sent rather than by its failure. */
+static void
+probe_idle(struct gw_store *st)
+{
+	for (int i = 0; i < 4 && PQstatus(st->conn) == CONNECTION_OK; i++) {
+		struct pollfd p = { .fd = PQsocket(st->conn), .events = POLLIN };
+
+		if (p.fd < 0 || poll(&p, 1, 0) <= 0)
+			return;
+		if (!PQconsumeInput(st->conn))
+			return;
+	}
+}
+
+/* One try at a new connection with the parameters of the first (PQreset),
+ * the session set up again and the site claimed again when it was. Only
+ * outside a transaction: one on a lost connection is gone, and replaying
+ * it is the caller's decision, never ours. */
+static int
+reconnect_locked(struct gw_store *st, char *buf, size_t len)
+{
+	char e[256] = "";
+	int rv = -1;
+
+	st->ready = false;
+	st->reconnecting = true;
+	PQreset(st->conn);
+	if (PQstatus(st->conn) != CONNECTION_OK) {
+		const char *m = PQerrorMessage(st->conn);
+		size_t n = strlen(m);
+
+		while (n > 0 && (m[n - 1] == '\n' || m[n - 1] == ' '))
+			n--;
+		snprintf(buf, len, "PostgreSQL store unreachable: %.*s", (int)n, m);
+		goto out;
+	}
+	if (session_setup(st, e, sizeof(e)) < 0) {
+		snprintf(buf, len, "PostgreSQL store unreachable: %s", e);
+		goto out;
+	}
+	/* The claim was the old session's and went with it: a gateway that
+	 * took the site meanwhile keeps it, and this store stays unready. */
+	if (st->claimed && gw_pg_claim_locked(st, e, sizeof(e)) < 0) {
+		snprintf(buf, len, "%s", e);
+		goto out;
+	}
+	st->ready = true;
+	gw_log_warn("store: reconnected to PostgreSQL%s", st->claimed ? ", site claimed again" : "");
+	rv = 0;
+out:
+	st->reconnecting = false;
+	return rv;
+}
+
+/* Whether a statement may be sent now: in a transaction only on the
+ * connection it began on; outside one, after one reconnection if the
+ * connection is lost. */
+static int
+conn_check(struct gw_store *st, char *buf, size_t len)
+{
+	if (st->reconnecting || st->tx_depth > 0) {
+		if (PQstatus(st->conn) == CONNECTION_OK)
+			return 0;
+		snprintf(buf, len, "PostgreSQL store: the connection is lost");
+		return -1;
+	}
+	probe_idle(st);
+	if (PQstatus(st->conn) == CONNECTION_OK && st->ready)
+		return 0;
+	return reconnect_locked(st, buf, len);
+}
+
 PGresult *
 gw_pg_exec(struct gw_store *st, const char *sql, int n, const char *const *vals,
            const int *lens, const int *fmts, ExecStatusType want, char *err, size_t errlen)
 {
-	char buf[256];
+	return gw_pg_exec_fmt(st, sql, n, vals, lens, fmts, want, 0, err, errlen);
+}
+
+PGresult *
+gw_pg_exec_fmt(struct gw_store *st, const char *sql, int n, const char *const *vals,
+               const int *lens, const int *fmts, ExecStatusType want, int result_format,
+               char *err, size_t errlen)
+{
+	char buf[512];
 	PGresult *r;
 	const char *prim, *state;
 
-	if (PQstatus(st->conn) != CONNECTION_OK) {
-		/* Fail closed: no reconnect here, in the middle of a call that
-		 * may belong to a transaction the server has already ended. */
-		snprintf(buf, sizeof(buf), "PostgreSQL store: the connection is lost");
+	if (conn_check(st, buf, sizeof(buf)) < 0)
 		goto fail;
-	}
-	r = PQexecParams(st->conn, sql, n, NULL, vals, lens, fmts, 0);
+	r = PQexecParams(st->conn, sql, n, NULL, vals, lens, fmts, result_format);
 	if (r != NULL && PQresultStatus(r) == want)
 		return r;
 	/* The primary message and SQLSTATE only: a DETAIL line may quote a
 	 * row, and rows hold password hashes and sealed secrets. */
 	prim = r ? PQresultErrorField(r, PG_DIAG_MESSAGE_PRIMARY) : NULL;
 	state = r ? PQresultErrorField(r, PG_DIAG_SQLSTATE) : NULL;
-	if (prim != NULL)
+	if (PQstatus(st->conn) != CONNECTION_OK)
+		/* Lost in the statement: whether it was done is unknown, so it
+		 * fails; the next call outside a transaction reconnects. */
+		snprintf(buf, sizeof(buf), "PostgreSQL store: the connection is lost%s%s",
+		         prim ? ": " : "", prim ? prim : "");
+	else if (prim != NULL)
 		snprintf(buf, sizeof(buf), "PostgreSQL store: %s (SQLSTATE %s)", prim,
 		         state ? state : "?");
-	else if (PQstatus(st->conn) != CONNECTION_OK)
-		snprintf(buf, sizeof(buf), "PostgreSQL store: the connection is lost");
 	else
 		snprintf(buf, sizeof(buf), "PostgreSQL store: unexpected result %s",
 		         r ? PQresStatus(PQresultStatus(r)) : "(none)");
@@ -272,6 +428,38 @@ out:
 	return -1;
 }
 
+/* What each connection of the store is checked for and set to, at open
+ * and again after a reconnection (the server may have been replaced). */
+static int
+session_setup(struct gw_store *st, char *err, size_t errlen)
+{
+	PGresult *r;
+
+	if (PQserverVersion(st->conn) < 130000) {
+		sg_seterr(err, errlen, "PostgreSQL store: the server is version %d; 13 or later is "
+		          "needed", PQserverVersion(st->conn));
+		return -1;
+	}
+	/* A signature is released only after its record is committed: the
+	 * COMMIT must wait for the WAL flush (and a synchronous standby's,
+	 * when the server has one). */
+	if (exec_cmd(st, "SET synchronous_commit = on", err, errlen) < 0 ||
+	    exec_cmd(st, "SET client_encoding = 'UTF8'", err, errlen) < 0)
+		return -1;
+	r = gw_pg_exec(st, "SELECT current_setting('fsync')", 0, NULL, NULL, NULL,
+	               PGRES_TUPLES_OK, err, errlen);
+	if (r == NULL)
+		return -1;
+	if (PQntuples(r) != 1 || strcmp(PQgetvalue(r, 0, 0), "on") != 0) {
+		sg_seterr(err, errlen, "PostgreSQL store: the server runs with fsync off: a "
+		          "committed record could be lost; refusing it");
+		PQclear(r);
+		return -1;
+	}
+	PQclear(r);
+	return 0;
+}
+
 int
 gw_store_pg_open(const char *url, int upto, struct gw_store **out, char *err, size_t errlen)
 {
@@ -280,7 +468,6 @@ gw_store_pg_open(const char *url, int upto, struct gw_store **out, char *err, si
 	const char *vals[] = { CONNECT_TIMEOUT_S, "sealgated", url, NULL };
 	pthread_mutexattr_t ma;
 	struct gw_store *st;
-	PGresult *r;
 	int rv = -1;
 
 	*out = NULL;
@@ -303,28 +490,9 @@ gw_store_pg_open(const char *url, int upto, struct gw_store **out, char *err, si
 		goto out;
 	}
 	PQsetNoticeProcessor(st->conn, quiet_notice, NULL);
-	if (PQserverVersion(st->conn) < 130000) {
-		sg_seterr(err, errlen, "PostgreSQL store: the server is version %d; 13 or later is "
-		          "needed", PQserverVersion(st->conn));
+	st->ready = true;
+	if (session_setup(st, err, errlen) < 0)
 		goto out;
-	}
-	/* A signature is released only after its record is committed: the
-	 * COMMIT must wait for the WAL flush (and a synchronous standby's,
-	 * when the server has one). */
-	if (exec_cmd(st, "SET synchronous_commit = on", err, errlen) < 0 ||
-	    exec_cmd(st, "SET client_encoding = 'UTF8'", err, errlen) < 0)
-		goto out;
-	r = gw_pg_exec(st, "SELECT current_setting('fsync')", 0, NULL, NULL, NULL,
-	               PGRES_TUPLES_OK, err, errlen);
-	if (r == NULL)
-		goto out;
-	if (PQntuples(r) != 1 || strcmp(PQgetvalue(r, 0, 0), "on") != 0) {
-		sg_seterr(err, errlen, "PostgreSQL store: the server runs with fsync off: a "
-		          "committed record could be lost; refusing it");
-		PQclear(r);
-		goto out;
-	}
-	PQclear(r);
 	if (migrate(st, upto, err, errlen) < 0)
 		goto out;
 	*out = st;
@@ -343,6 +511,16 @@ gw_pg_close(struct gw_store **stp)
 
 	if (st == NULL)
 		return;
+	/* The server frees a session's locks when its backend exits, a
+	 * moment after PQfinish returns: let the claim go first, so that the
+	 * site is free once the store is closed. */
+	if (st->claimed && st->ready && st->conn != NULL && PQstatus(st->conn) == CONNECTION_OK &&
+	    PQtransactionStatus(st->conn) == PQTRANS_IDLE) {
+		const char *vals[1] = { gw_store_site(st) };
+
+		PQclear(PQexecParams(st->conn, "SELECT pg_advisory_unlock(" SITE_KEY_SQL ")", 1, NULL,
+		                     vals, NULL, NULL, 0));
+	}
 	if (st->conn != NULL)
 		PQfinish(st->conn);
 	pthread_mutex_destroy(&st->lock);
@@ -425,8 +603,8 @@ gw_pg_tx_commit(struct gw_store *st, char *err, size_t errlen)
 		sg_seterr(err, errlen, "PostgreSQL store: commit without a transaction");
 		return -1;
 	}
-	st->tx_depth--;
-	if (st->tx_depth > 0) {
+	if (st->tx_depth > 1) {
+		st->tx_depth--;
 		snprintf(sql, sizeof(sql), "RELEASE SAVEPOINT sg_%u", st->tx_depth);
 		rv = exec_cmd(st, sql, err, errlen);
 		if (rv < 0) {
@@ -436,7 +614,10 @@ gw_pg_tx_commit(struct gw_store *st, char *err, size_t errlen)
 		}
 		goto out;
 	}
+	/* Sent while the level still counts, so that a lost connection fails
+	 * the COMMIT rather than reconnecting and committing nothing. */
 	r = gw_pg_exec(st, "COMMIT", 0, NULL, NULL, NULL, PGRES_COMMAND_OK, err, errlen);
+	st->tx_depth = 0;
 	if (r == NULL) {
 		/* A connection lost at COMMIT leaves it unknown whether it
 		 * committed: the caller must not take it for either. */
@@ -540,7 +721,10 @@ gw_pg_password_set(struct gw_store *st, const char *user, const char *hash)
 	return 0;
 }
 
-/* ---- the backend token's binding and known keys (store_meta) ---- */
+/* ---- the backend token's binding and known keys (site_meta) ----
+ *
+ * Each site has its own token: its rows in site_meta are named as the
+ * SQLite store's rows in store_meta. */
 
 /* The row 'token_binding' as on SQLite: serial (20 bytes, NUL-padded) |
  * certificate set hash (32) | certificate count (u32 BE) | since (i64 BE). */
@@ -551,8 +735,8 @@ gw_pg_binding_set(struct gw_store *st, const struct gw_store_binding *b, char *e
                   size_t errlen)
 {
 	uint8_t v[BINDING_LEN] = { 0 };
-	const char *vals[1] = { (const char *)v };
-	const int lens[1] = { BINDING_LEN }, fmts[1] = { 1 };
+	const char *vals[2] = { (const char *)v, gw_store_site(st) };
+	const int lens[2] = { BINDING_LEN, 0 }, fmts[2] = { 1, 0 };
 	PGresult *r;
 
 	memcpy(v, b->serial, strnlen(b->serial, sizeof(b->serial)));
@@ -562,30 +746,114 @@ gw_pg_binding_set(struct gw_store *st, const struct gw_store_binding *b, char *e
 	for (int i = 0; i < 8; i++)
 		v[56 + i] = (uint8_t)((uint64_t)b->since >> (56 - 8 * i));
 	pthread_mutex_lock(&st->lock);
-	r = gw_pg_exec(st, "INSERT INTO store_meta (name, value) VALUES ('token_binding', $1) "
-	               "ON CONFLICT (name) DO UPDATE SET value = excluded.value", 1, vals, lens,
+	r = gw_pg_exec(st, "INSERT INTO site_meta (site, name, value) "
+	               "VALUES ($2, 'token_binding', $1) "
+	               "ON CONFLICT (site, name) DO UPDATE SET value = excluded.value", 2, vals, lens,
 	               fmts, PGRES_COMMAND_OK, err, errlen);
 	pthread_mutex_unlock(&st->lock);
 	PQclear(r);
 	return r ? 0 : -1;
 }
 
-/* Rows 'key:' || uri, replaced as a whole in one transaction. */
+int
+gw_pg_binding_get(struct gw_store *st, struct gw_store_binding *b, char *err, size_t errlen)
+{
+	const char *vals[1] = { gw_store_site(st) };
+	const uint8_t *v;
+	PGresult *r;
+	int rv = -1;
+
+	memset(b, 0, sizeof(*b));
+	pthread_mutex_lock(&st->lock);
+	r = gw_pg_exec_fmt(st, "SELECT value FROM site_meta WHERE site = $1 AND "
+	                   "name = 'token_binding'", 1, vals, NULL, NULL, PGRES_TUPLES_OK, 1, err,
+	                   errlen);
+	if (r == NULL)
+		goto out;
+	if (PQntuples(r) == 0) {
+		rv = 0;
+		goto out;
+	}
+	if (PQgetlength(r, 0, 0) != BINDING_LEN) {
+		sg_seterr(err, errlen, "PostgreSQL store: the token binding of site %s is malformed",
+		          vals[0]);
+		goto out;
+	}
+	v = (const uint8_t *)PQgetvalue(r, 0, 0);
+	memcpy(b->serial, v, 19);
+	memcpy(b->certs, v + 20, 32);
+	for (int i = 0; i < 4; i++)
+		b->ncerts = b->ncerts << 8 | v[52 + i];
+	{
+		uint64_t t = 0;
+		for (int i = 0; i < 8; i++)
+			t = t << 8 | v[56 + i];
+		b->since = (int64_t)t;
+	}
+	rv = 1;
+out:
+	PQclear(r);
+	pthread_mutex_unlock(&st->lock);
+	return rv;
+}
+
+int
+gw_pg_known_keys_get(struct gw_store *st,
+                     int (*fn)(void *arg, const char *uri, const uint8_t *blob, size_t len),
+                     void *arg, char *err, size_t errlen)
+{
+	const char *vals[1] = { gw_store_site(st) };
+	PGresult *r;
+	int rv = -1, n;
+
+	pthread_mutex_lock(&st->lock);
+	r = gw_pg_exec_fmt(st, "SELECT substr(name, 5), value FROM site_meta WHERE site = $1 AND "
+	                   "left(name, 4) = 'key:' ORDER BY name", 1, vals, NULL, NULL,
+	                   PGRES_TUPLES_OK, 1, err, errlen);
+	if (r == NULL)
+		goto out;
+	n = PQntuples(r);
+	for (int i = 0; i < n; i++) {
+		const char *uri = PQgetvalue(r, i, 0);
+		int len = PQgetlength(r, i, 1);
+
+		if ((size_t)PQgetlength(r, i, 0) != strlen(uri) || len <= 0) {
+			sg_seterr(err, errlen, "PostgreSQL store: a known key of site %s is malformed",
+			          vals[0]);
+			goto out;
+		}
+		if (fn(arg, uri, (const uint8_t *)PQgetvalue(r, i, 1), (size_t)len) != 0) {
+			sg_seterr(err, errlen, "PostgreSQL store: the known key %.200s is malformed", uri);
+			goto out;
+		}
+	}
+	rv = n;
+out:
+	PQclear(r);
+	pthread_mutex_unlock(&st->lock);
+	return rv;
+}
+
+/* Rows 'key:' || uri of the site, replaced as a whole in one transaction. */
 int
 gw_pg_known_keys_set(struct gw_store *st, const struct gw_store_known_key *keys, size_t n,
                      char *err, size_t errlen)
 {
 	char name[8 + 2048];
-	const char *vals[2] = { name, NULL };
-	int lens[2] = { 0, 0 };
-	const int fmts[2] = { 0, 1 };
+	const char *site = gw_store_site(st);
+	const char *vals[3] = { name, NULL, site };
+	int lens[3] = { 0, 0, 0 };
+	const int fmts[3] = { 0, 1, 0 };
 	PGresult *r;
 	int rv = -1;
 
 	if (gw_pg_tx_begin(st, err, errlen) < 0)
 		return -1;
-	if (exec_cmd(st, "DELETE FROM store_meta WHERE left(name, 4) = 'key:'", err, errlen) < 0)
+	r = gw_pg_exec(st, "DELETE FROM site_meta WHERE site = $1 AND left(name, 4) = 'key:'", 1,
+	               &site, NULL, NULL, PGRES_COMMAND_OK, err, errlen);
+	if (r == NULL)
 		goto out;
+	PQclear(r);
 	for (size_t i = 0; i < n; i++) {
 		if ((size_t)snprintf(name, sizeof(name), "key:%s", keys[i].uri) >= sizeof(name)) {
 			sg_seterr(err, errlen, "key URI too long: %.60s…", keys[i].uri);
@@ -597,8 +865,8 @@ gw_pg_known_keys_set(struct gw_store *st, const struct gw_store_known_key *keys,
 		}
 		vals[1] = (const char *)keys[i].blob;
 		lens[1] = (int)keys[i].len;
-		r = gw_pg_exec(st, "INSERT INTO store_meta (name, value) VALUES ($1, $2)", 2, vals,
-		               lens, fmts, PGRES_COMMAND_OK, err, errlen);
+		r = gw_pg_exec(st, "INSERT INTO site_meta (site, name, value) VALUES ($3, $1, $2)", 3,
+		               vals, lens, fmts, PGRES_COMMAND_OK, err, errlen);
 		if (r == NULL)
 			goto out;
 		PQclear(r);
@@ -787,4 +1055,79 @@ gw_pg_attempts_clear(struct gw_store *st, const char *user)
 	n = gw_pg_changes(r);
 	PQclear(r);
 	return n;
+}
+
+/* ---- sites (store.h) ----
+ *
+ * A handle serves one site; a group of sites shares the database. The
+ * claim of a site is a session-level advisory lock on a key made from its
+ * name: the server holds it as long as this connection lives, whichever
+ * process asks next, and frees it when the connection ends (a close, a
+ * crash, a lost connection). */
+
+
+int
+gw_pg_set_site(struct gw_store *st, const char *site, char *err, size_t errlen)
+{
+	int rv = 0;
+
+	/* store.c has checked the name; any valid one may share the store.
+	 * The claim is of the site it was taken for. */
+	pthread_mutex_lock(&st->lock);
+	if (st->claimed && strcmp(site, gw_store_site(st)) != 0) {
+		sg_seterr(err, errlen, "PostgreSQL store: site %s is claimed by this store; it "
+		          "cannot serve %s", gw_store_site(st), site);
+		rv = -1;
+	}
+	pthread_mutex_unlock(&st->lock);
+	return rv;
+}
+
+int
+gw_pg_claim_locked(struct gw_store *st, char *err, size_t errlen)
+{
+	const char *site = gw_store_site(st);
+	const char *vals[1] = { site };
+	char who[200] = "";
+	PGresult *r;
+
+	r = gw_pg_exec(st, "SELECT pg_try_advisory_lock(" SITE_KEY_SQL ")", 1, vals, NULL, NULL,
+	               PGRES_TUPLES_OK, err, errlen);
+	if (r == NULL)
+		return -1;
+	if (PQntuples(r) == 1 && strcmp(PQgetvalue(r, 0, 0), "t") == 0) {
+		PQclear(r);
+		return 0;
+	}
+	PQclear(r);
+	/* Who holds it, to say where to look: its application name and
+	 * address as the server shows them to this role (never a query or
+	 * a password); nothing when the server will not say. */
+	r = gw_pg_exec(st, "SELECT a.pid, coalesce(a.application_name, ''), "
+	               "  coalesce(host(a.client_addr), 'a local socket') "
+	               "FROM pg_locks l JOIN pg_stat_activity a ON a.pid = l.pid "
+	               "WHERE l.locktype = 'advisory' AND l.granted AND l.objsubid = 1 AND "
+	               "  ((l.classid::bigint << 32) | l.objid::bigint) = " SITE_KEY_SQL
+	               " LIMIT 1", 1, vals, NULL, NULL, PGRES_TUPLES_OK, NULL, 0);
+	if (r != NULL && PQntuples(r) == 1)
+		snprintf(who, sizeof(who), " (application_name '%.64s' from %.64s, server pid %.12s)",
+		         PQgetvalue(r, 0, 1), PQgetvalue(r, 0, 2), PQgetvalue(r, 0, 0));
+	PQclear(r);
+	sg_seterr(err, errlen, "site %s is already served by another gateway%s", site, who);
+	return -1;
+}
+
+int
+gw_pg_site_claim(struct gw_store *st, char *err, size_t errlen)
+{
+	int rv = 0;
+
+	pthread_mutex_lock(&st->lock);
+	if (!st->claimed) {
+		rv = gw_pg_claim_locked(st, err, errlen);
+		if (rv == 0)
+			st->claimed = true;
+	}
+	pthread_mutex_unlock(&st->lock);
+	return rv;
 }

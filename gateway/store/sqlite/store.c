@@ -1426,6 +1426,12 @@ gw_sqlite_audit_insert(struct gw_store *st, const struct gw_audit_row *r,
 		sg_seterr(err, errlen, "audit seq overflow");
 		return -1;
 	}
+	/* The file is one site's chain (gw_sqlite_set_site). */
+	if (r->site != NULL && strcmp(r->site, gw_store_site(st)) != 0) {
+		sg_seterr(err, errlen, "an audit record of site %.32s given to the store of site %s",
+		          r->site, gw_store_site(st));
+		return -1;
+	}
 	pthread_mutex_lock(&st->lock);
 	sqlite3_bind_int64(s, 1, (sqlite3_int64)r->seq);
 	sqlite3_bind_int64(s, 2, r->ts_ns);
@@ -1657,6 +1663,7 @@ gw_sqlite_audit_scan(struct gw_store *st, gw_store_audit_fn fn, void *ctx,
 			struct gw_audit_row r;
 
 			read_row(s, &r);
+			r.site = gw_store_site(st);
 			last = (sqlite3_int64)r.seq;
 			inpage++;
 			rv = fn(ctx, &r);
@@ -1696,6 +1703,10 @@ gw_sqlite_audit_query(struct gw_store *st, const struct gw_audit_filter *f,
 		sg_seterr(err, errlen, "seq out of range");
 		return -1;
 	}
+	/* The file holds its own site's chain alone: "*" is that one, any
+	 * other site has no rows here. */
+	if (f->site != NULL && strcmp(f->site, "*") != 0 && strcmp(f->site, gw_store_site(st)) != 0)
+		return 0;
 	/* Only fixed text goes into the SQL; every value is bound. */
 	len = (size_t)snprintf(sql, sizeof(sql), "SELECT " AUDIT_COLS " FROM audit WHERE seq > ?1");
 #define ADD(cond, text) do { if (cond) len += (size_t)snprintf(sql + len, sizeof(sql) - len, "%s", text); } while (0)
@@ -1745,6 +1756,7 @@ gw_sqlite_audit_query(struct gw_store *st, const struct gw_audit_filter *f,
 			struct gw_audit_row r;
 
 			read_row(s, &r);
+			r.site = gw_store_site(st);
 			last = (sqlite3_int64)r.seq;
 			inpage++;
 			seen++;
