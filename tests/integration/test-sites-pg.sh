@@ -61,17 +61,15 @@ if sg_gw_start "$W/a" >>"$W/a/start.out" 2>&1; then started=1; else started=0; f
 "$gw" --config "$W/a/sealgated.yaml" --check >"$W/a/check.out" 2>&1 || true
 "$gw" --config "$W/a/sealgated.yaml" --verify-audit >"$W/a/verify.out" 2>&1 || true
 sg_gw_stop "$W/a"
-if grep -q "postgresql://sealgate@/sealgate" "$W/a/sealgated.log" "$W/a/check.out" "$W/a/verify.out" ||
-   [ $started = 1 ]; then
-	if grep -qF "$pw" "$W/a/sealgated.log" "$W/a/start.out" "$W/a/check.out" "$W/a/verify.out"; then
-		fail "the store URL's password is in a message"
-		grep -F "$pw" "$W/a/sealgated.log" "$W/a/check.out" "$W/a/verify.out" | sed "s/$pw/<the password>/g"
-	else
-		pass "the store URL's password is in no message (start, --check, --verify-audit)"
-	fi
+if grep -qF "$pw" "$W/a/sealgated.log" "$W/a/start.out" "$W/a/check.out" "$W/a/verify.out"; then
+	fail "the store URL's password is in a message"
+	grep -F "$pw" "$W/a/sealgated.log" "$W/a/check.out" "$W/a/verify.out" | sed "s/$pw/<the password>/g"
 else
-	fail "no message names the store"; cat "$W/a/sealgated.log" "$W/a/check.out" "$W/a/verify.out"
+	pass "the store URL's password is in no message (start, --check, --verify-audit)"
 fi
+# (and not because nothing was said: the messages name the store, password-less)
+[ $started = 1 ] || grep -q "postgresql://sealgate@/sealgate" "$W/a/sealgated.log" "$W/a/check.out" "$W/a/verify.out" ||
+	{ fail "no message names the store"; cat "$W/a/sealgated.log" "$W/a/check.out" "$W/a/verify.out"; }
 
 # ---- one gateway per site ----
 url="postgresql:///sealgate?host=$run&port=5432&user=sealgate&passfile=$W/pg/pgpass"
