@@ -254,4 +254,8 @@ rc=0
 "$gw" --config "$MG/sealgated.yaml" --verify-audit >"$W/mg-verify.out" 2>&1 || rc=$?
 [ $rc = 0 ] && grep -q "audit log intact: .* 0 signed checkpoints" "$W/mg-verify.out" &&
 	pass "its chain verifies, with no signed checkpoints" || { fail "verify (exit $rc)"; cat "$W/mg-verify.out"; }
+# (an ASan/UBSan build: the gateways' own reports land in their logs)
+if grep -l "runtime error\|Sanitizer" "$SH/sealgated.log" "$MG/sealgated.log" "$W/sh2.out" 2>/dev/null; then
+	fail "a sanitizer report in a gateway's log"
+fi
 finish
