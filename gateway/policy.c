@@ -2425,6 +2425,14 @@ explain_seal(FILE *f, const struct gw_policy *p, const struct gw_seal *s,
 	fprintf(f, "Seal %s \"%s\" (kind %s; key %s)\n", s->id, s->name, s->kind, s->key_uri);
 	if (h != NULL)
 		fprintf(f, "  held by: %s (%s)\n", h->id, h->name);
+	/* (a policy without sites: every seal is main's, nothing to say) */
+	if (p->n_sites > 0) {
+		const struct gw_site *site = gw_policy_site(p, s->site);
+
+		fprintf(f, "  site: %s%s%s%s: signed with at that site's gateway\n", s->site,
+		        site && site->name ? " (" : "", site && site->name ? site->name : "",
+		        site && site->name ? ")" : "");
+	}
 	fprintf(f, "  users:");
 	if (u->n_departments) {
 		fprintf(f, " departments ");

@@ -97,6 +97,14 @@ Test(sites, seals_of_sites)
 	cr_assert_null(gw_policy_site(p, "main"), "listed sites are the only ones");
 	cr_assert_str_eq(gw_policy_seal(p, "a")->site, "hq");
 	cr_assert_str_eq(gw_policy_seal(p, "b")->site, "shanghai");
+	{
+		char *text = gw_policy_explain(p, gw_policy_seal(p, "a"), NULL, NULL, 0);
+
+		cr_assert_not_null(text);
+		cr_assert_not_null(strstr(text, "\n  site: hq (Headquarters): signed with at that "
+		                          "site's gateway\n"), "%s", text);
+		free(text);
+	}
 	gw_policy_unref(&p);
 }
 
