@@ -591,6 +591,12 @@ reload(struct gw_ctx *ctx)
 		gw_config_free(&cfg);
 		return;
 	}
+	/* The site, its store and its token are the process's, taken at start:
+	 * say so rather than let an edited file look applied. */
+	if (strcmp(cfg->site, gw_ctx_site(ctx)) != 0 || strcmp(cfg->store_url, ctx->cfg->store_url) != 0 ||
+	    cfg->no_token != ctx->cfg->no_token)
+		gw_log_warn("reload: site, store and backend_token changes take effect at the next "
+		            "start only (still site %s on %s)", gw_ctx_site(ctx), ctx->cfg->store_shown);
 	free(snap->token_label);
 	snap->token_label = cfg->token_label;
 	cfg->token_label = NULL;

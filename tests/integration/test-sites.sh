@@ -170,10 +170,38 @@ printf 'other-password\n' | "$gw" --config "$W/sh2/sealgated.yaml" --set-passwor
 	{ fail "another site on the shanghai store (exit $rc)"; cat "$W/sh2-hq.out"; }
 if sg_gw_start "$SH" SEALGATE_TEST_CLOCK="$SH/clock" SOFTHSM2_CONF="$SOFTHSM2_CONF"; then
 	pass "the site's claim ends with its gateway: it starts again"
-	sg_gw_stop "$SH"
 else
 	fail "the shanghai gateway did not start again"
 fi
+
+# A reload: a policy without the gateway's site is refused (the running
+# one stays); a changed site: is said to wait for the next start.
+# args: what to wait for in the log
+wait_log() {
+	for _ in $(seq 100); do grep -q -- "$1" "$SH/sealgated.log" && return 0; sleep 0.05; done
+	return 1
+}
+sed -e '/{ id: shanghai, name: Shanghai branch }/d' -e 's/site: shanghai/site: hq/' \
+	"$W/policy-sites.yaml" >"$W/policy-no-shanghai.yaml"
+cp "$SH/sealgated.yaml" "$SH/sealgated.yaml.orig"
+sed -i "s|^policy_path: .*|policy_path: $W/policy-no-shanghai.yaml|" "$SH/sealgated.yaml"
+kill -HUP "$(cat "$SH/sealgated.pid")"
+if wait_log "reload rejected, the running policy stays in force: .*this gateway's site 'shanghai' .* is not one of the policy's sites" &&
+   "$ctl" --socket "$SH/sealgated.sock" status 2>/dev/null | grep -q "^seal:     contract .* available"; then
+	pass "a reload of a policy without the gateway's site is refused; the running policy stays"
+else
+	fail "reload without the site"; tail -5 "$SH/sealgated.log"
+fi
+sed -e "s|^site: .*|site: hq|" "$SH/sealgated.yaml.orig" >"$SH/sealgated.yaml"
+kill -HUP "$(cat "$SH/sealgated.pid")"
+if wait_log "reload: site, store and backend_token changes take effect at the next start only (still site shanghai" &&
+   wait_log "policy reloaded"; then
+	pass "a reload with another site: says it waits for the next start"
+else
+	fail "reload with another site"; tail -5 "$SH/sealgated.log"
+fi
+cp "$SH/sealgated.yaml.orig" "$SH/sealgated.yaml"
+sg_gw_stop "$SH"
 
 # ---- 3. a management gateway -------------------------------------------
 MG=$W/mg
