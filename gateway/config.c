@@ -4,8 +4,10 @@
  * file's directory, and the careful reading of the backend token's PIN file.
  */
 #include "config.h"
+#include "policy.h"
 #include "protocol.h"
 #include "sg-config.h"
+#include "store.h"
 #include "yamlutil.h"
 
 #include <errno.h>
@@ -13,6 +15,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 #include <sys/stat.h>
 #include <sys/un.h>
 #include <unistd.h>
@@ -27,7 +30,7 @@
 
 static const char *const config_keys[] = {
 	"backend_module", "backend_token", "token_pin_file", "socket_path",
-	"socket_mode", "store_path", "policy_path", "token_label", "audit_key",
+	"socket_mode", "store", "store_path", "site", "policy_path", "token_label", "audit_key",
 	"backend_sessions", "session_timeout", "log", "log_debug", "card_watch", "reader",
 	"audit_checkpoint_interval", "auth_max_failures", "auth_lockout", "signing_window",
 	"confirm_timeout", "password_cost", "password_hash_concurrency", "test_clock",
@@ -48,6 +51,11 @@ gw_config_free(struct gw_config **cfg)
 	free(c->token_pin_file);
 	free(c->socket_path);
 	free(c->store_path);
+	if (c->store_url != NULL)
+		OPENSSL_cleanse(c->store_url, strlen(c->store_url));   /* (it may hold a password) */
+	free(c->store_url);
+	free(c->store_shown);
+	free(c->site);
 	free(c->policy_path);
 	free(c->token_label);
 	free(c->audit_key);
@@ -152,6 +160,130 @@ parse_socket_mode(struct gw_yaml *y, yaml_node_t *n, mode_t *out)
 	return 0;
 }
 
+/* Copies url without its password: "scheme://user:pw@host" loses ":pw",
+ * and a "password=" parameter (after '?' or '&') loses its value. Works on
+ * any string, so a malformed URL is redacted the same way. */
+void
+gw_config_redact_url(const char *url, char *out, size_t outlen)
+{
+	const char *p = url, *auth = strstr(url, "://"), *at = NULL, *colon = NULL, *end;
+	size_t o = 0;
+
+	if (outlen == 0)
+		return;
+#define PUT(ch) do { if (o + 1 < outlen) out[o++] = (ch); } while (0)
+	if (auth != NULL) {
+		auth += 3;
+		end = auth + strcspn(auth, "/?");
+		/* The last '@' before the host: a password may hold '@'s of its own. */
+		for (const char *q = auth; q < end; q++)
+			if (*q == '@')
+				at = q;
+		if (at != NULL)
+			colon = memchr(auth, ':', (size_t)(at - auth));
+		for (; p < auth; p++)
+			PUT(*p);
+		if (colon != NULL) {
+			for (; p < colon; p++)
+				PUT(*p);
+			p = at;
+		}
+	}
+	while (*p != '\0') {
+		bool param_start = p != url && (p[-1] == '?' || p[-1] == '&');
+
+		if (param_start && strncasecmp(p, "password=", 9) == 0) {
+			for (const char *w = "password=(hidden)"; *w; w++)
+				PUT(*w);
+			p += strcspn(p, "&");
+			continue;
+		}
+		PUT(*p);
+		p++;
+	}
+#undef PUT
+	out[o] = '\0';
+}
+
+/* store: sqlite:PATH, a plain PATH or a postgresql:// URL; store_path is
+ * the old name of a SQLite path. The URL is kept as written (libpq reads
+ * it), and its shown form has no password. */
+static int
+parse_store(struct gw_yaml *y, yaml_node_t *root, const char *dir, struct gw_config *c)
+{
+	yaml_node_t *ns = gw_yaml_map_get(y, root, "store");
+	yaml_node_t *np = gw_yaml_map_get(y, root, "store_path");
+	char *v = NULL, shown[1024];
+	int rv = -1;
+
+	if (ns != NULL && np != NULL)
+		return gw_yaml_errf(y, ns, "store and store_path are both given (store_path is the "
+		                    "old name of a SQLite store): keep store only");
+	if (ns == NULL && np == NULL)
+		return gw_yaml_errf(y, root, "store: missing (required: sqlite:PATH, a path or a "
+		                    "postgresql:// URL)");
+	if (gw_yaml_str(y, ns ? ns : np, ns ? "store" : "store_path", &v) < 0)
+		return -1;
+	if (v[0] == '\0') {
+		gw_yaml_errf(y, ns ? ns : np, "%s is empty", ns ? "store" : "store_path");
+		goto out;
+	}
+	/* (gw_store_url_is_pg's test: the policy library does not link the store) */
+	if (strncmp(v, "postgresql://", 13) == 0 || strncmp(v, "postgres://", 11) == 0) {
+		if (np != NULL) {
+			gw_yaml_errf(y, np, "store_path names a SQLite file; write a PostgreSQL "
+			             "store as store: postgresql://…");
+			goto out;
+		}
+		c->store_url = v;
+		v = NULL;
+	} else if (strstr(v, "://") != NULL) {
+		gw_yaml_errf(y, ns ? ns : np, "%s: unknown kind of store (sqlite:PATH, a path, or "
+		             "postgresql://…)", ns ? "store" : "store_path");
+		goto out;
+	} else {
+		const char *path = v;
+
+		if (ns != NULL && strncmp(v, "sqlite:", 7) == 0)
+			path = v + 7;
+		if (path[0] == '\0') {
+			gw_yaml_errf(y, ns, "store: sqlite: names no file");
+			goto out;
+		}
+		c->store_path = strdup(path);
+		if (c->store_path == NULL || resolve(y, ns ? ns : np, dir, &c->store_path, false) < 0 ||
+		    (c->store_url = strdup(c->store_path)) == NULL) {
+			gw_yaml_errf(y, ns ? ns : np, "out of memory");
+			goto out;
+		}
+	}
+	gw_config_redact_url(c->store_url, shown, sizeof(shown));
+	c->store_shown = strdup(shown);
+	if (c->store_shown == NULL) {
+		gw_yaml_errf(y, root, "out of memory");
+		goto out;
+	}
+	rv = 0;
+out:
+	if (v != NULL)
+		OPENSSL_cleanse(v, strlen(v));   /* (a URL may hold a password) */
+	free(v);
+	return rv;
+}
+
+static int
+parse_site(struct gw_yaml *y, yaml_node_t *root, struct gw_config *c)
+{
+	yaml_node_t *n = gw_yaml_map_get(y, root, "site");
+
+	if (get_str(y, root, "site", GW_SITE_DEFAULT, &c->site) < 0)
+		return -1;
+	if (!gw_policy_site_name_ok(c->site))
+		return gw_yaml_errf(y, n, "site must be 1 to %d of a-z, 0-9, '-' and '_', not '%s'",
+		                    GW_SITE_MAX, c->site);
+	return 0;
+}
+
 static int
 parse_tree(struct gw_yaml *y, yaml_node_t *root, const char *name, struct gw_config *c)
 {
@@ -172,24 +304,14 @@ parse_tree(struct gw_yaml *y, yaml_node_t *root, const char *name, struct gw_con
 		gw_yaml_errf(y, NULL, "out of memory");
 		goto out;
 	}
-	/* The store's PostgreSQL backend holds the credential repositories
-	 * only (docs/store.md): a gateway on it would fail at its first audit
-	 * record, so it is refused here, before a path is made of the URL. */
-	n = gw_yaml_map_get(y, root, "store_path");
-	if (n != NULL && n->type == YAML_SCALAR_NODE &&
-	    (strncmp((const char *)n->data.scalar.value, "postgresql://", 13) == 0 ||
-	     strncmp((const char *)n->data.scalar.value, "postgres://", 11) == 0)) {
-		gw_yaml_errf(y, n, "store_path: a PostgreSQL store is not yet supported by the "
-		             "gateway (only some of its repositories exist: docs/store.md); "
-		             "name a SQLite file");
-		goto out;
-	}
+	/* (the order of the chain is the order the missing keys are named in) */
 	if (get_path(y, root, "backend_module", dir, SG_DEFAULT_BACKEND, &c->backend_module) < 0 ||
 	    get_str(y, root, "backend_token", NULL, &c->backend_token) < 0 ||
-	    get_path(y, root, "token_pin_file", dir, NULL, &c->token_pin_file) < 0 ||
+	    ((c->backend_token == NULL || strcmp(c->backend_token, "none") != 0) &&
+	     get_path(y, root, "token_pin_file", dir, NULL, &c->token_pin_file) < 0) ||
 	    get_path(y, root, "socket_path", dir, SG_RUNSTATEDIR "/sealgated.sock",
 	             &c->socket_path) < 0 ||
-	    get_path(y, root, "store_path", dir, NULL, &c->store_path) < 0 ||
+	    parse_store(y, root, dir, c) < 0 ||
 	    get_path(y, root, "policy_path", dir, NULL, &c->policy_path) < 0 ||
 	    get_str(y, root, "token_label", NULL, &c->token_label) < 0 ||
 	    get_str(y, root, "audit_key", NULL, &c->audit_key) < 0 ||
@@ -207,6 +329,23 @@ parse_tree(struct gw_yaml *y, yaml_node_t *root, const char *name, struct gw_con
 		gw_yaml_errf(y, root, "backend_token: missing (required)");
 		goto out;
 	}
+	/* A management gateway (docs/sites.md): no token, so no PIN, no audit
+	 * key and no card to watch; what names one is a mistake to point out. */
+	if (strcmp(c->backend_token, "none") == 0) {
+		static const char *const unused[] = { "token_pin_file", "audit_key", "reader", NULL };
+
+		c->no_token = true;
+		free(c->backend_token);
+		c->backend_token = NULL;
+		for (size_t i = 0; unused[i] != NULL; i++)
+			if ((n = gw_yaml_map_get(y, root, unused[i])) != NULL) {
+				gw_yaml_errf(y, n, "%s: a gateway with backend_token: none has no token "
+				             "for it (leave it out)", unused[i]);
+				goto out;
+			}
+	}
+	if (parse_site(y, root, c) < 0)
+		goto out;
 	if (strlen(c->socket_path) >= sizeof(((struct sockaddr_un *)0)->sun_path)) {
 		gw_yaml_errf(y, gw_yaml_map_get(y, root, "socket_path"),
 		             "socket_path is longer than a Unix socket path may be (%zu bytes)",

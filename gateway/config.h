@@ -14,11 +14,16 @@
 struct gw_config {
 	char *path;              /* the file it was read from */
 	char *backend_module;    /* PKCS#11 module of the backend token */
-	char *backend_token;     /* PKCS#11 URI ("pkcs11:token=Acme") or a plain label */
-	char *token_pin_file;    /* mode 0600, owned by the gateway's user */
+	char *backend_token;     /* PKCS#11 URI ("pkcs11:token=Acme") or a plain label;
+	                          * NULL with no_token */
+	char *token_pin_file;    /* mode 0600, owned by the gateway's user; NULL with no_token */
 	char *socket_path;
 	mode_t socket_mode;      /* default 0666: access is decided per user */
-	char *store_path;        /* SQLite file */
+	char *store_path;        /* SQLite file, or NULL: a PostgreSQL store */
+	char *store_url;         /* what gw_store_open_url opens: the SQLite path or the URL */
+	char *store_shown;       /* store_url as messages show it: never a password */
+	char *site;              /* the site this gateway serves; default "main" (docs/sites.md) */
+	bool no_token;           /* backend_token: none, a management gateway (docs/sites.md) */
 	char *policy_path;
 	char *token_label;       /* label the module shows; default: organization name */
 	char *audit_key;         /* PKCS#11 URI of the audit checkpoint key, or NULL */
@@ -49,6 +54,11 @@ struct gw_config {
  * "file:line:column: message". */
 int gw_config_load(const char *path, struct gw_config **out, char *err, size_t errlen);
 void gw_config_free(struct gw_config **cfg);
+
+/* Writes url into out (at most outlen bytes, always terminated) without the
+ * password a libpq URL may carry (the userinfo's ":password", a "password="
+ * parameter): what a message or a log line may show of a store URL. */
+void gw_config_redact_url(const char *url, char *out, size_t outlen);
 
 /* Reads the token PIN from cfg->token_pin_file: refuses a file that is not
  * a regular file, not owned by the effective uid, or readable/writable by

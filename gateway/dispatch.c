@@ -123,6 +123,13 @@ op_hello(struct gw_req *r)
 	return rep;
 }
 
+/* A management gateway (backend_token: none): no seal is held here. */
+static bool
+no_token(const struct gw_req *r)
+{
+	return r->ctx->cfg != NULL && r->ctx->cfg->no_token;
+}
+
 static json_t *
 op_status(struct gw_req *r)
 {
@@ -141,13 +148,25 @@ op_status(struct gw_req *r)
 		const struct gw_seal *s = &p->seals[i];
 		bool have_key = r->snap->keys && r->snap->keys[i];
 		bool avail = gw_req_token_usable(r) && have_key;
-		json_array_append_new(seals, json_pack("{s:s,s:s,s:s,s:b,s:s}",
+		/* Held: a seal of this gateway's site (docs/sites.md). */
+		bool held = strcmp(s->site, gw_ctx_site(r->ctx)) == 0 && !no_token(r);
+		char other[96];
+
+		snprintf(other, sizeof(other), "held by site %s", s->site);
+		json_array_append_new(seals, json_pack("{s:s,s:s,s:s,s:s,s:b,s:b,s:s}",
 			"id", s->id, "label", s->name, "kind", s->kind ? s->kind : "",
-			"available", avail,
-			"reason", avail ? "" : !have_key ? "its key was not found on the backend token" :
+			"site", s->site, "held", held, "available", avail,
+			"reason", avail ? "" :
+			          strcmp(s->site, gw_ctx_site(r->ctx)) != 0 ? other :
+			          no_token(r) ? "a management gateway: no token" :
+			          !have_key ? "its key was not found on the backend token" :
 			          why[0] ? why : "backend token not present"));
 	}
 	json_object_set_new(rep, "seals", seals);
+	json_object_set_new(rep, "site", json_string(gw_ctx_site(r->ctx)));
+	json_object_set_new(rep, "management", json_boolean(no_token(r)));
+	if (r->ctx->store != NULL)
+		json_object_set_new(rep, "store", json_string(gw_store_backend(r->ctx->store)));
 	/* Which backend token the seals are bound to (docs/smartcard.md). */
 	if (r->ctx->token != NULL) {
 		struct gw_token_binding b;
@@ -249,8 +268,10 @@ seal_json(struct gw_req *r, const struct gw_person *who, size_t i)
 	json_t *o;
 
 	gw_signpath_state(r->ctx, r->snap->policy, who, s, &uses, &quota);
-	o = json_pack("{s:s,s:s,s:s,s:b,s:I,s:I,s:b}", "id", s->id, "label", s->name,
-	              "kind", s->kind ? s->kind : "", "available", k != NULL && gw_req_token_usable(r),
+	o = json_pack("{s:s,s:s,s:s,s:s,s:b,s:b,s:I,s:I,s:b}", "id", s->id, "label", s->name,
+	              "kind", s->kind ? s->kind : "", "site", s->site,
+	              "held", strcmp(s->site, gw_ctx_site(r->ctx)) == 0 && !no_token(r),
+	              "available", k != NULL && gw_req_token_usable(r),
 	              "uses_left", (json_int_t)uses, "quota_left", (json_int_t)quota,
 	              "approval_required", s->approval_required);
 	json_t *mechs = json_array();
@@ -443,6 +464,11 @@ authorize(struct gw_req *r, const struct op *op, const uint8_t *tok, size_t tokl
 		if (missing == F_FRESH_CODE)
 			snprintf(r->err, sizeof(r->err), "%s needs a login with your password and a code "
 			         "given in the last %d s", op->name, FRESH_CODE);
+		else if ((missing & F_CODE) && no_token(r))
+			/* TOTP secrets are sealed on a site's token (docs/sites.md). */
+			snprintf(r->err, sizeof(r->err), "%s needs a TOTP code, which a management gateway "
+			         "cannot check (no token to open TOTP secrets with): do it at a site's "
+			         "gateway", op->name);
 		else
 			snprintf(r->err, sizeof(r->err), "%s needs a login with your password and a current "
 			         "code (PIN = password followed by the code; `sealctl user totp-enroll` "

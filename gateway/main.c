@@ -1,7 +1,9 @@
 /*
- * sealgated: the only holder of the backend token. Parses the command line,
- * opens config, token, store, audit and policy in that order, then serves
- * until SIGTERM. --set-password and --check are offline admin commands.
+ * sealgated: the only holder of its site's backend token. Parses the command
+ * line, opens config, token, store (a PostgreSQL store before the token),
+ * audit and policy, then serves until SIGTERM. --set-password, --check and
+ * --verify-audit are offline admin commands. A management gateway
+ * (backend_token: none) opens no token at all (docs/sites.md).
  */
 #include <errno.h>
 #include <fcntl.h>
@@ -45,7 +47,8 @@ usage(FILE *f)
 "                           replacing the one the store is bound to (a replaced\n"
 "                           card); recorded in the audit log, then serve as usual\n"
 "      --check              validate configuration, policy and seal keys, then exit\n"
-"      --verify-audit       check the audit log's hash chain in the store, then exit\n"
+"      --verify-audit       check the audit log's hash chain in the store (this\n"
+"                           gateway's site), then exit\n"
 "      --set-password USER  set USER's sealgate password in the store (offline\n"
 "                           bootstrap of the first seal admin); the password is the\n"
 "                           first line of --password-file (- for stdin)\n"
@@ -89,6 +92,26 @@ read_secret_line(const char *path, char *err, size_t errlen)
 	return out;
 }
 
+/* Opens the configured store (a SQLite file or a PostgreSQL URL) scoped to
+ * the gateway's site; claim: as the one gateway of that site, refused
+ * while another holds it. Messages name the store without a password. */
+static int
+open_store(const struct gw_config *cfg, bool claim, struct gw_store **st, char *err,
+           size_t errlen)
+{
+	char why[768];
+
+	*st = NULL;
+	if (gw_store_open_url(cfg->store_url, st, why, sizeof(why)) < 0 ||
+	    gw_store_set_site(*st, cfg->site, why, sizeof(why)) < 0 ||
+	    (claim && gw_store_site_claim(*st, why, sizeof(why)) < 0)) {
+		snprintf(err, errlen, "store %s, site %s: %s", cfg->store_shown, cfg->site, why);
+		gw_store_close(st);
+		return -1;
+	}
+	return 0;
+}
+
 static int
 set_password(struct gw_config *cfg, const char *user, const char *pwfile)
 {
@@ -128,7 +151,8 @@ set_password(struct gw_config *cfg, const char *user, const char *pwfile)
 		        "(`sealctl user passwd %s`, recorded), or stop it first\n", cfg->socket_path, user);
 		goto out;
 	}
-	if (gw_store_open(cfg->store_path, &st, err, sizeof(err)) < 0 ||
+	/* The site's claim too: a gateway of the site on another socket. */
+	if (open_store(cfg, true, &st, err, sizeof(err)) < 0 ||
 	    gw_audit_open(st, &au, err, sizeof(err)) < 0) {
 		fprintf(stderr, "sealgated: %s\n", err);
 		goto out;
@@ -264,7 +288,8 @@ main(int argc, char **argv)
 	bool foreground = false, check = false, verify = false, rebind = false;
 	struct gw_store_binding stored;
 	struct gw_token_binding prior;
-	int bound, opened;
+	int bound = 0, opened = 0;
+	bool store_first;
 	struct gw_ctx ctx;
 	struct gw_snapshot *snap = NULL;
 	struct gw_cardwatch *cardwatch = NULL;
@@ -319,8 +344,8 @@ main(int argc, char **argv)
 		struct gw_audit_verdict vd;
 		int r;
 
-		if (gw_store_open(ctx.cfg->store_path, &ctx.store, err, sizeof(err)) < 0) {
-			fprintf(stderr, "sealgated: store: %s\n", err);
+		if (open_store(ctx.cfg, false, &ctx.store, err, sizeof(err)) < 0) {
+			fprintf(stderr, "sealgated: %s\n", err);
 		} else if ((r = gw_audit_verify_full(ctx.store, NULL, 0, &v, &vd, err, sizeof(err))) < 0) {
 			fprintf(stderr, "sealgated: reading the audit log: %s\n", err);
 		} else if (r > 0) {
@@ -359,6 +384,22 @@ main(int argc, char **argv)
 	sodium_bin2hex(ctx.instance, sizeof(ctx.instance), inst, sizeof(inst));
 	ctx.started = time(NULL);
 
+	/* PostgreSQL: the site's binding and known keys are rows of the
+	 * shared store, read through a store that is open (and claimed: a
+	 * second gateway of the site stops here, before its token). SQLite
+	 * keeps its order: the file is peeked read-only before the token, and
+	 * opened after it, so that --check beside a running gateway never
+	 * opens the store that gateway writes. */
+	store_first = ctx.cfg->store_path == NULL;
+	if (store_first && open_store(ctx.cfg, !check, &ctx.store, err, sizeof(err)) < 0) {
+		gw_log_error("%s", err);
+		goto out;
+	}
+	if (ctx.cfg->no_token) {
+		gw_log_info("a management gateway (backend_token: none): no token, no seal held here, "
+		            "every signature refused");
+		goto token_done;
+	}
 	pin = gw_config_read_pin(ctx.cfg, err, sizeof(err));
 	if (pin == NULL) {
 		gw_log_error("%s", err);
@@ -366,7 +407,8 @@ main(int argc, char **argv)
 	}
 	/* The token the store's seals live on, from an earlier run: another
 	 * one is refused before its PIN is sent (docs/smartcard.md). */
-	bound = gw_store_binding_peek(ctx.cfg->store_path, &stored, err, sizeof(err));
+	bound = store_first ? gw_store_binding_get(ctx.store, &stored, err, sizeof(err)) :
+	                      gw_store_binding_peek(ctx.cfg->store_path, &stored, err, sizeof(err));
 	if (bound < 0) {
 		gw_log_error("store: reading the token binding: %s", err);
 		goto out;
@@ -378,7 +420,9 @@ main(int argc, char **argv)
 	/* The keys last found on that token: with them the gateway can start
 	 * while it is away (a card not inserted yet) and wait for it. */
 	if (bound == 1 && !rebind &&
-	    gw_store_known_keys_peek(ctx.cfg->store_path, known_peek, &known, err, sizeof(err)) < 0) {
+	    (store_first ? gw_store_known_keys_get(ctx.store, known_peek, &known, err, sizeof(err)) :
+	                   gw_store_known_keys_peek(ctx.cfg->store_path, known_peek, &known, err,
+	                                            sizeof(err))) < 0) {
 		/* Only a start without the token needs them: go on without. */
 		gw_log_warn("store: the keys known from the token cannot be read (%s); the gateway "
 		            "can start only with its token present", err);
@@ -416,30 +460,44 @@ main(int argc, char **argv)
 
 			gmtime_r(&t, &tm);
 			strftime(when, sizeof(when), "%Y-%m-%d %H:%M UTC", &tm);
-			gw_log_error("the store %s is bound to the token with serial %s since %s; no PIN was "
-			             "sent to the one found. If the token was replaced or its certificates "
-			             "changed on purpose (a seal added, a certificate renewed), start "
-			             "sealgated once with --rebind (recorded in the audit log)",
-			             ctx.cfg->store_path, stored.serial, when);
+			gw_log_error("the store %s (site %s) is bound to the token with serial %s since %s; "
+			             "no PIN was sent to the one found. If the token was replaced or its "
+			             "certificates changed on purpose (a seal added, a certificate renewed), "
+			             "start sealgated once with --rebind (recorded in the audit log)",
+			             ctx.cfg->store_shown, ctx.cfg->site, stored.serial, when);
 		}
 		goto out;
 	}
 	sg_free_secret_str(pin);
 	pin = NULL;
+token_done:
 	if (gw_snapshot_load(&ctx, ctx.cfg->policy_path, &snap, err, sizeof(err)) < 0) {
 		gw_log_error("%s", err);
 		goto out;
 	}
 	gw_snapshot_swap(&ctx, snap);
 	if (check) {
-		printf("configuration, policy and %zu seal keys are valid%s\n",
-		       ctx.snap->policy->n_seals, opened == 1 ?
-		       " (the token is not present: its keys as last found on it)" : "");
+		size_t held = 0;
+
+		for (size_t i = 0; i < ctx.snap->policy->n_seals; i++)
+			held += strcmp(ctx.snap->policy->seals[i].site, ctx.cfg->site) == 0;
+		if (ctx.cfg->no_token)
+			printf("configuration and policy are valid: a management gateway of site %s "
+			       "(no token; the policy's %zu seals are signed with at their sites' "
+			       "gateways)\n", ctx.cfg->site, ctx.snap->policy->n_seals);
+		else
+			printf("configuration, policy and %zu seal keys are valid%s", held, opened == 1 ?
+			       " (the token is not present: its keys as last found on it)" : "");
+		if (!ctx.cfg->no_token && held != ctx.snap->policy->n_seals)
+			printf(" (site %s holds %zu of the policy's %zu seals)", ctx.cfg->site, held,
+			       ctx.snap->policy->n_seals);
+		if (!ctx.cfg->no_token)
+			printf("\n");
 		rv = 0;
 		goto out;
 	}
-	if (gw_store_open(ctx.cfg->store_path, &ctx.store, err, sizeof(err)) < 0) {
-		gw_log_error("store: %s", err);
+	if (!store_first && open_store(ctx.cfg, true, &ctx.store, err, sizeof(err)) < 0) {
+		gw_log_error("%s", err);
 		goto out;
 	}
 	if (gw_audit_open(ctx.store, &ctx.audit, err, sizeof(err)) < 0) {
@@ -458,13 +516,14 @@ main(int argc, char **argv)
 		gw_log_error("out of memory");
 		goto out;
 	}
-	if (keep_binding(&ctx, bound == 1 ? &stored : NULL, rebind) < 0)
+	if (ctx.token != NULL && keep_binding(&ctx, bound == 1 ? &stored : NULL, rebind) < 0)
 		goto out;
 	/* (a convenience for a later start without the token: not fatal) */
 	(void)gw_ctx_keep_known_keys(&ctx);
-	gw_token_set_event_hook(ctx.token, token_event, &ctx);
-	if (strcmp(ctx.cfg->card_watch, "on") == 0 ||
-	    (strcmp(ctx.cfg->card_watch, "auto") == 0 && gw_token_is_pcsc(ctx.token))) {
+	if (ctx.token != NULL)
+		gw_token_set_event_hook(ctx.token, token_event, &ctx);
+	if (ctx.token != NULL && (strcmp(ctx.cfg->card_watch, "on") == 0 ||
+	    (strcmp(ctx.cfg->card_watch, "auto") == 0 && gw_token_is_pcsc(ctx.token)))) {
 		if (gw_cardwatch_start(ctx.token, ctx.cfg->reader, &cardwatch, err, sizeof(err)) < 0) {
 			gw_log_error("%s", err);
 			goto out;

@@ -6,6 +6,7 @@
  * and the human-readable explanation of all of it.
  */
 #include "policy.h"
+#include "store.h"
 #include "yamlutil.h"
 
 #include <ctype.h>
@@ -22,6 +23,7 @@
 #include <p11-kit/pkcs11.h>
 
 #define MAX_ENTRIES   100000u   /* departments, people, seals, act_as each */
+#define MAX_SITES     64u       /* sites of one group */
 #define MAX_RULES     64u
 #define MAX_LEVELS    16u
 #define MAX_WINDOWS   64u
@@ -567,6 +569,7 @@ seal_free(struct gw_seal *s)
 	free(s->kind);
 	free(s->key_uri);
 	free(s->holder);
+	free(s->site);
 	strs_free(&s->document_types, &s->n_document_types);
 	strs_free(&s->business_scopes, &s->n_business_scopes);
 	free(s->timezone);
@@ -614,6 +617,11 @@ policy_free(struct gw_policy *p)
 	for (size_t i = 0; p->seals != NULL && i < p->n_seals; i++)
 		seal_free(&p->seals[i]);
 	free(p->seals);
+	for (size_t i = 0; p->sites != NULL && i < p->n_sites; i++) {
+		free(p->sites[i].id);
+		free(p->sites[i].name);
+	}
+	free(p->sites);
 	free(p->dept_index);
 	free(p->person_index);
 	free(p->seal_index);
@@ -752,9 +760,12 @@ struct pctx {
 	struct gw_yaml y;
 	struct gw_policy *p;
 	yaml_node_t **dept_nodes, **person_nodes, **seal_nodes;
+	char site_list[512];          /* the sites' ids, for a message */
 };
 
-static const char *const top_keys[] = { "version", "organization", "clients", "seals", NULL };
+static const char *const top_keys[] = { "version", "organization", "clients", "sites", "seals",
+	NULL };
+static const char *const site_keys[] = { "id", "name", NULL };
 static const char *const client_keys[] = { "size_probe", NULL };
 static const char *const org_keys[] = {
 	"name", "timezone", "departments", "people", "act_as", NULL };
@@ -765,7 +776,7 @@ static const char *const act_as_keys[] = { "os_login", "accounts", NULL };
 static const char *const seal_keys[] = {
 	"id", "name", "kind", "key", "holder", "document_types", "business_scopes",
 	"amount_ceiling", "timezone", "time_windows", "quotas", "mechanisms", "users",
-	"approval", "mfa", NULL };
+	"approval", "mfa", "site", NULL };
 static const char *const window_keys[] = { "days", "from", "to", NULL };
 static const char *const quota_keys[] = {
 	"per_day", "per_month", "total", "per_person_per_day", NULL };
@@ -1565,8 +1576,20 @@ parse_seal(struct pctx *c, yaml_node_t *m, struct gw_seal *s)
 	    opt_list(c, m, "document_types", &s->document_types, &s->n_document_types) < 0 ||
 	    opt_list(c, m, "business_scopes", &s->business_scopes, &s->n_business_scopes) < 0 ||
 	    opt_str(c, m, "timezone", p->timezone, &s->timezone) < 0 ||
-	    opt_str(c, m, "mfa", "login", &s->mfa) < 0)
+	    opt_str(c, m, "mfa", "login", &s->mfa) < 0 ||
+	    opt_str(c, m, "site", GW_SITE_DEFAULT, &s->site) < 0)
 		return -1;
+	/* A site nobody runs would leave the seal unusable everywhere: a typo
+	 * is refused here, not found at the first signature. */
+	if (gw_policy_site(p, s->site) == NULL) {
+		n = gw_yaml_map_get(&c->y, m, "site");
+		if (n == NULL)
+			return gw_yaml_errf(&c->y, m, "seal '%s' has no site: and the policy's sites "
+			                    "do not include %s; name the site that holds it", s->id,
+			                    GW_SITE_DEFAULT);
+		return gw_yaml_errf(&c->y, n, "unknown site '%s' (the policy's sites: %s)", s->site,
+		                    c->site_list);
+	}
 	if (strncmp(s->key_uri, "pkcs11:", 7) != 0 || s->key_uri[7] == '\0' ||
 	    strpbrk(s->key_uri, " \t\r\n") != NULL)
 		return gw_yaml_errf(&c->y, gw_yaml_map_get(&c->y, m, "key"),
@@ -1631,6 +1654,87 @@ parse_seals(struct pctx *c, yaml_node_t *seq)
 	return build_index(c, &p->seal_index, n, "seal", seal_id_of, c->seal_nodes);
 }
 
+bool
+gw_policy_site_name_ok(const char *id)
+{
+	size_t n = id != NULL ? strlen(id) : 0;
+
+	if (n == 0 || n > GW_SITE_MAX)
+		return false;
+	for (size_t i = 0; i < n; i++)
+		if (!((id[i] >= 'a' && id[i] <= 'z') || (id[i] >= '0' && id[i] <= '9') ||
+		      id[i] == '-' || id[i] == '_'))
+			return false;
+	return true;
+}
+
+const struct gw_site *
+gw_policy_site(const struct gw_policy *p, const char *id)
+{
+	static const struct gw_site main_site = { .id = (char *)GW_SITE_DEFAULT };
+
+	if (id == NULL)
+		return NULL;
+	if (p->n_sites == 0)
+		return strcmp(id, GW_SITE_DEFAULT) == 0 ? &main_site : NULL;
+	/* (a handful of sites: a scan is the index) */
+	for (size_t i = 0; i < p->n_sites; i++)
+		if (strcmp(p->sites[i].id, id) == 0)
+			return &p->sites[i];
+	return NULL;
+}
+
+/* sites: [{ id, name }, …]; absent = the one site "main". c->site_list
+ * names them for the message of a seal's unknown site. */
+static int
+parse_sites(struct pctx *c, yaml_node_t *seq)
+{
+	struct gw_policy *p = c->p;
+	size_t n = 0, used = 0;
+
+	snprintf(c->site_list, sizeof(c->site_list), "%s", GW_SITE_DEFAULT);
+	if (seq == NULL)
+		return 0;
+	if (gw_yaml_seq_len(&c->y, seq, "sites", &n) < 0)
+		return -1;
+	if (n == 0)
+		return gw_yaml_errf(&c->y, seq, "sites is empty; leave it out for the one site %s",
+		                    GW_SITE_DEFAULT);
+	if (n > MAX_SITES)
+		return gw_yaml_errf(&c->y, seq, "more than %u sites", MAX_SITES);
+	p->sites = calloc(n, sizeof(*p->sites));
+	if (p->sites == NULL)
+		return gw_yaml_errf(&c->y, seq, "out of memory");
+	c->site_list[0] = '\0';
+	for (size_t i = 0; i < n; i++) {
+		yaml_node_t *m = gw_yaml_seq_item(&c->y, seq, i), *idn;
+		struct gw_site *site = &p->sites[i];
+		int w;
+
+		p->n_sites = i + 1;
+		site->line = line_of(m);
+		if (gw_yaml_map_check(&c->y, m, "a site", site_keys) < 0)
+			return -1;
+		if ((idn = gw_yaml_map_get(&c->y, m, "id")) == NULL)
+			return gw_yaml_errf(&c->y, m, "site: id missing (required)");
+		if (gw_yaml_str(&c->y, idn, "id", &site->id) < 0 ||
+		    opt_str(c, m, "name", NULL, &site->name) < 0)
+			return -1;
+		if (!gw_policy_site_name_ok(site->id))
+			return gw_yaml_errf(&c->y, idn, "'%s' is not a valid site id (1 to %d of a-z, "
+			                    "0-9, '-' and '_')", site->id, GW_SITE_MAX);
+		for (size_t k = 0; k < i; k++)
+			if (strcmp(p->sites[k].id, site->id) == 0)
+				return gw_yaml_errf(&c->y, idn, "site '%s' is listed twice (first on line %u)",
+				                    site->id, p->sites[k].line);
+		w = snprintf(c->site_list + used, sizeof(c->site_list) - used, "%s%s",
+		             i ? ", " : "", site->id);
+		if (w > 0 && (size_t)w < sizeof(c->site_list) - used)
+			used += (size_t)w;
+	}
+	return 0;
+}
+
 static int
 parse_root(struct pctx *c, yaml_node_t *root)
 {
@@ -1662,6 +1766,8 @@ parse_root(struct pctx *c, yaml_node_t *root)
 					                    c->p->size_probe[i]);
 		}
 	}
+	if (parse_sites(c, gw_yaml_map_get(&c->y, root, "sites")) < 0)
+		return -1;
 	if ((n = gw_yaml_map_get(&c->y, root, "seals")) == NULL)
 		return gw_yaml_errf(&c->y, root, "seals missing (required; may be [])");
 	return parse_seals(c, n);
@@ -2319,6 +2425,14 @@ explain_seal(FILE *f, const struct gw_policy *p, const struct gw_seal *s,
 	fprintf(f, "Seal %s \"%s\" (kind %s; key %s)\n", s->id, s->name, s->kind, s->key_uri);
 	if (h != NULL)
 		fprintf(f, "  held by: %s (%s)\n", h->id, h->name);
+	/* (a policy without sites: every seal is main's, nothing to say) */
+	if (p->n_sites > 0) {
+		const struct gw_site *site = gw_policy_site(p, s->site);
+
+		fprintf(f, "  site: %s%s%s%s: signed with at that site's gateway\n", s->site,
+		        site && site->name ? " (" : "", site && site->name ? site->name : "",
+		        site && site->name ? ")" : "");
+	}
 	fprintf(f, "  users:");
 	if (u->n_departments) {
 		fprintf(f, " departments ");

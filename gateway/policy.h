@@ -77,6 +77,8 @@ struct gw_seal {
 	char *id, *name, *kind;
 	char *key_uri;                /* backend private key, RFC 7512 */
 	char *holder;                 /* department id */
+	char *site;                   /* the site whose gateway holds its key; default "main"
+	                               * (docs/sites.md) */
 	char **document_types; size_t n_document_types;   /* empty = any */
 	char **business_scopes; size_t n_business_scopes;
 	bool has_amount_ceiling; int64_t amount_ceiling;
@@ -106,6 +108,9 @@ struct gw_policy {
 	struct gw_act_as { char *os_login; bool all; char **accounts; size_t n_accounts; } *act_as;
 	size_t n_act_as;
 	struct gw_seal *seals; size_t n_seals;
+	/* The group's sites (top-level sites:); none listed = the one site
+	 * "main" (docs/sites.md). */
+	struct gw_site { char *id, *name; unsigned line; } *sites; size_t n_sites;
 	/* Filled in by the loader (lookup indexes, loaded zones): */
 	struct gw_id_ix { const char *id; size_t ix; } *dept_index, *person_index, *seal_index;
 	/* Roles sorted by name; the holders of roles[i] are the people[]
@@ -130,6 +135,11 @@ void gw_policy_unref(struct gw_policy **p);
 
 const struct gw_person *gw_policy_person(const struct gw_policy *p, const char *id);
 const struct gw_seal *gw_policy_seal(const struct gw_policy *p, const char *id);
+/* The site id, or NULL when the policy has no such site ("main" is the
+ * policy's one site when it lists none). */
+const struct gw_site *gw_policy_site(const struct gw_policy *p, const char *id);
+/* A site's name: 1 to GW_SITE_MAX (store.h) of a-z, 0-9, '-' and '_'. */
+bool gw_policy_site_name_ok(const char *id);
 const struct gw_department *gw_policy_department(const struct gw_policy *p, const char *id);
 bool gw_person_has_role(const struct gw_person *who, const char *role);
 

@@ -39,6 +39,12 @@
 #define SAY_INTERVAL 60         /* seconds between two refusal lines for one uid */
 #define SWEEP_INTERVAL 30       /* seconds between two expiry sweeps */
 
+const char *
+gw_ctx_site(const struct gw_ctx *ctx)
+{
+	return ctx->cfg != NULL && ctx->cfg->site != NULL ? ctx->cfg->site : GW_SITE_DEFAULT;
+}
+
 int
 gw_snapshot_load(struct gw_ctx *ctx, const char *policy_path,
                  struct gw_snapshot **out, char *err, size_t errlen)
@@ -69,8 +75,20 @@ gw_snapshot_load(struct gw_ctx *ctx, const char *policy_path,
 		gw_snapshot_put(&s);
 		return -1;
 	}
+	/* A gateway of a site the policy does not know would hold no seal
+	 * and refuse every signature: refused at start and at a reload. */
+	if (gw_policy_site(s->policy, gw_ctx_site(ctx)) == NULL) {
+		snprintf(err, errlen, "%s: this gateway's site '%s' (site: in %s) is not one of the "
+		         "policy's sites", policy_path, gw_ctx_site(ctx),
+		         ctx->cfg && ctx->cfg->path ? ctx->cfg->path : "the configuration");
+		gw_snapshot_put(&s);
+		return -1;
+	}
 	for (size_t i = 0; ctx->token != NULL && i < s->policy->n_seals; i++) {
 		const struct gw_seal *seal = &s->policy->seals[i];
+		/* Another site's seal: its key is on that site's token. */
+		if (strcmp(seal->site, gw_ctx_site(ctx)) != 0)
+			continue;
 		if (gw_token_find_key(ctx->token, seal->key_uri, &s->keys[i], kerr, sizeof(kerr)) < 0) {
 			snprintf(err, errlen, "%s: seal \"%s\": key %s: %s", policy_path,
 			         seal->id, seal->key_uri, kerr);
@@ -573,6 +591,12 @@ reload(struct gw_ctx *ctx)
 		gw_config_free(&cfg);
 		return;
 	}
+	/* The site, its store and its token are the process's, taken at start:
+	 * say so rather than let an edited file look applied. */
+	if (strcmp(cfg->site, gw_ctx_site(ctx)) != 0 || strcmp(cfg->store_url, ctx->cfg->store_url) != 0 ||
+	    cfg->no_token != ctx->cfg->no_token)
+		gw_log_warn("reload: site, store and backend_token changes take effect at the next "
+		            "start only (still site %s on %s)", gw_ctx_site(ctx), ctx->cfg->store_shown);
 	free(snap->token_label);
 	snap->token_label = cfg->token_label;
 	cfg->token_label = NULL;
@@ -706,7 +730,7 @@ gw_server_run(struct gw_ctx *ctx)
 {
 	sigset_t mask;
 	int sfd, lfd, rv = 0;
-	char detail[512];
+	char detail[512], more[96];
 	struct gw_snapshot *snap;
 	pthread_t house_th;
 	unsigned busy;
@@ -736,8 +760,11 @@ gw_server_run(struct gw_ctx *ctx)
 		return -1;
 	}
 	snap = gw_snapshot_get(ctx);
-	policy_detail(snap, ctx->token != NULL && !gw_token_present(ctx->token) ?
-	              ",\"token\":\"absent\"" : "", detail, sizeof(detail));
+	/* (a site name is [a-z0-9_-]: nothing to escape) */
+	snprintf(more, sizeof(more), ",\"site\":\"%s\"%s", gw_ctx_site(ctx),
+	         ctx->cfg->no_token ? ",\"token\":\"none\"" :
+	         ctx->token != NULL && !gw_token_present(ctx->token) ? ",\"token\":\"absent\"" : "");
+	policy_detail(snap, more, detail, sizeof(detail));
 	gw_snapshot_put(&snap);
 	/* A gateway whose start the audit log does not show does not serve. */
 	started = record(ctx, "gateway_start", "ok", NULL, detail) == 0;

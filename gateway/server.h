@@ -61,8 +61,13 @@ struct gw_peer {
 	char exe[512];                  /* /proc/PID/exe at connect, or "" */
 };
 
-/* Builds a snapshot: loads the policy at path and finds every seal's key
- * on the token (a missing key is an error). */
+/* The site this gateway serves (cfg->site; "main" without a configuration). */
+const char *gw_ctx_site(const struct gw_ctx *ctx);
+
+/* Builds a snapshot: loads the policy at path and finds the key of every
+ * seal of this gateway's site on the token (a missing key is an error);
+ * other sites' seals get no key. A site the policy does not list is an
+ * error. */
 int gw_snapshot_load(struct gw_ctx *ctx, const char *policy_path,
                      struct gw_snapshot **out, char *err, size_t errlen);
 struct gw_snapshot *gw_snapshot_get(struct gw_ctx *ctx);   /* new reference */

@@ -515,6 +515,21 @@ gw_op_sign(struct gw_req *r)
 		goto out;
 	}
 	s.seal = &p->seals[idx];
+	/* A seal of another site: its key is on that site's token, and this
+	 * gateway never looked for it (docs/sites.md). */
+	if (strcmp(s.seal->site, gw_ctx_site(r->ctx)) != 0) {
+		snprintf(r->err, sizeof(r->err), "the %s is held by site %s; sign at that site's gateway",
+		         s.seal->name, s.seal->site);
+		rep = refuse(&s, CKR_FUNCTION_REJECTED, "other_site", "denied");
+		goto out;
+	}
+	if (r->ctx->cfg != NULL && r->ctx->cfg->no_token) {
+		snprintf(r->err, sizeof(r->err), "the %s cannot be used here: this is a management "
+		         "gateway without a token (backend_token: none); sign at the gateway of site %s",
+		         s.seal->name, s.seal->site);
+		rep = refuse(&s, CKR_FUNCTION_REJECTED, "no_token", "denied");
+		goto out;
+	}
 	key = r->snap->keys ? r->snap->keys[idx] : NULL;
 	/* Without a card watcher nobody else notices a token that came
 	 * back: a signer tries (at most once a second, never again with a

@@ -99,7 +99,7 @@ cmd_status(struct cli *c)
 	json_t *rep = cli_call(c, sg_request_new(SG_OP_STATUS)), *seals;
 	size_t i;
 	json_t *s;
-	bool present;
+	bool present, management;
 	int rv;
 	char why[512];
 
@@ -109,6 +109,7 @@ cmd_status(struct cli *c)
 		return 1;
 	}
 	present = json_is_true(json_object_get(rep, "token_present"));
+	management = json_is_true(json_object_get(rep, "management"));
 	if (!c->json) {
 		printf("gateway:  sealgated %s, instance %s, reachable at %s\n",
 		       json_string_value(json_object_get(rep, "version")),
@@ -122,8 +123,24 @@ cmd_status(struct cli *c)
 		case 1: printf("account:  NONE: %s\n", why); break;
 		default: printf("account:  not known: %s\n", why); break;
 		}
-		printf("token:    %s (%s)\n", json_string_value(json_object_get(rep, "token_label")),
-		       present ? "present" : "NOT PRESENT");
+		if (json_is_string(json_object_get(rep, "site"))) {
+			size_t held = 0, all = json_array_size(json_object_get(rep, "seals"));
+
+			json_array_foreach(json_object_get(rep, "seals"), i, s)
+				held += json_is_true(json_object_get(s, "held"));
+			if (management)
+				printf("site:     %s, a management gateway: no token, no seal held here "
+				       "(applications, approvals, audit and status for every site)\n",
+				       json_string_value(json_object_get(rep, "site")));
+			else
+				printf("site:     %s, holding %zu of the policy's %zu seals\n",
+				       json_string_value(json_object_get(rep, "site")), held, all);
+		}
+		if (management)
+			printf("token:    none (backend_token: none)\n");
+		else
+			printf("token:    %s (%s)\n", json_string_value(json_object_get(rep, "token_label")),
+			       present ? "present" : "NOT PRESENT");
 		if (json_is_object(json_object_get(rep, "backend"))) {
 			json_t *b = json_object_get(rep, "backend");
 			printf("backend:  bound to the token with serial %s (%lld certificates)\n",
@@ -143,6 +160,15 @@ cmd_status(struct cli *c)
 		seals = json_object_get(rep, "seals");
 		json_array_foreach(seals, i, s) {
 			bool avail = json_is_true(json_object_get(s, "available"));
+			/* Another site's seal (or any, at a management gateway): not
+			 * unavailable, just signed with elsewhere. */
+			if (json_is_false(json_object_get(s, "held"))) {
+				printf("seal:     %-10s %-18s held by site %s: sign at that site's gateway\n",
+				       json_string_value(json_object_get(s, "id")),
+				       json_string_value(json_object_get(s, "label")),
+				       json_string_value(json_object_get(s, "site")));
+				continue;
+			}
 			printf("seal:     %-10s %-18s %s%s%s\n",
 			       json_string_value(json_object_get(s, "id")),
 			       json_string_value(json_object_get(s, "label")),
@@ -150,7 +176,8 @@ cmd_status(struct cli *c)
 			       avail ? "" : ": ", avail ? "" : json_string_value(json_object_get(s, "reason")));
 		}
 	}
-	rv = present ? 0 : 1;
+	/* A management gateway works without a token: that is not a fault. */
+	rv = present || management ? 0 : 1;
 	json_decref(rep);
 	return rv;
 }
@@ -175,12 +202,18 @@ cmd_seals(struct cli *c)
 			char *dn = dn_of(s);
 			json_int_t uses = json_integer_value(json_object_get(s, "uses_left"));
 			json_int_t quota = json_integer_value(json_object_get(s, "quota_left"));
+			const char *kt = json_string_value(json_object_get(s, "key_type"));
+
 			printf("  %-10s %-16s %-7s %4d bits  %s\n", json_string_value(json_object_get(s, "id")),
-			       json_string_value(json_object_get(s, "label")),
-			       json_string_value(json_object_get(s, "key_type")),
+			       json_string_value(json_object_get(s, "label")), kt ? kt : "-",
 			       (int)json_integer_value(json_object_get(s, "bits")),
-			       json_is_true(json_object_get(s, "available")) ? "available" : "UNAVAILABLE");
-			printf("             subject: %s\n", dn);
+			       json_is_true(json_object_get(s, "available")) ? "available" :
+			       json_is_false(json_object_get(s, "held")) ? "elsewhere" : "UNAVAILABLE");
+			if (json_is_string(json_object_get(s, "site")))
+				printf("             site: %s (%s)\n", json_string_value(json_object_get(s, "site")),
+				       json_is_true(json_object_get(s, "held")) ? "held by this gateway" :
+				       "sign at that site's gateway");
+			printf("             subject: %s\n", dn ? dn : "-");
 			printf("             uses left: %s", uses < 0 ? "no limit" : "");
 			if (uses >= 0)
 				printf("%lld", (long long)uses);

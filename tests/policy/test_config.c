@@ -201,18 +201,18 @@ Test(config, errors)
 	expect_error(REQ "sockt_path: /x\n",
 	             "/etc/sg/c.yaml:5:1: unknown key 'sockt_path' in the configuration "
 	             "(known keys: backend_module, backend_token, token_pin_file, socket_path, "
-	             "socket_mode, store_path, policy_path, token_label, audit_key, "
+	             "socket_mode, store, store_path, site, policy_path, token_label, audit_key, "
 	             "backend_sessions, session_timeout, log, log_debug, card_watch, reader, "
 	             "audit_checkpoint_interval, auth_max_failures, auth_lockout, signing_window, "
 	             "confirm_timeout, password_cost, password_hash_concurrency, test_clock, "
 	             "max_connections, connections_per_uid, connections_per_unknown_uid, "
 	             "frame_timeout, client_idle_timeout)");
-	/* Not yet on PostgreSQL: refused, never made into a file name. */
+	/* store_path is a SQLite file's old name: a URL there is refused,
+	 * never made into a file name (store: takes it). */
 	expect_error("backend_token: \"pkcs11:token=t\"\ntoken_pin_file: pin\n"
 	             "store_path: postgresql:///sealgate?host=/run/pg\npolicy_path: p.yaml\n",
-	             "/etc/sg/c.yaml:3:13: store_path: a PostgreSQL store is not yet supported by "
-	             "the gateway (only some of its repositories exist: docs/store.md); name a "
-	             "SQLite file");
+	             "/etc/sg/c.yaml:3:13: store_path names a SQLite file; write a PostgreSQL "
+	             "store as store: postgresql://…");
 	expect_error(REQ "store_path: other\n",
 	             "/etc/sg/c.yaml:5:1: duplicate key 'store_path' in the configuration");
 	expect_error(REQ "socket_mode: \"0999\"\n",

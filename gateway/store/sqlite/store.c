@@ -22,6 +22,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/file.h>
 #include <sys/stat.h>
 #include <time.h>
 #include <unistd.h>
@@ -209,6 +210,10 @@ struct gw_store {
 	/* gw_store_mark_*: what other parts set up in this store (under lock). */
 	const void *marks[MARKS_MAX];
 	size_t n_marks;
+	/* gw_store_site_claim: an exclusive flock on PATH.site-lock, held
+	 * until close (claim_fd valid only when claimed). */
+	bool claimed;
+	int claim_fd;
 };
 
 
@@ -544,6 +549,8 @@ gw_sqlite_close(struct gw_store **stp)
 	pthread_mutex_destroy(&st->lock);
 	pthread_mutex_destroy(&st->ckpt_lock);
 	pthread_cond_destroy(&st->ckpt_cond);
+	if (st->claimed)
+		close(st->claim_fd);   /* (after the database: the claim covers its last writes) */
 	free(st->path);
 	free(st);
 	*stp = NULL;
@@ -2286,11 +2293,47 @@ out:
 	return rv;
 }
 
+/* One site per file, and one gateway per site: two gateways on one file
+ * (each with its own socket) would each extend the chain from the head
+ * they read and fork it. The claim is a flock on a file of its own beside
+ * the database, never on the database: closing any descriptor of the
+ * database file would drop SQLite's own POSIX locks. The kernel lets go
+ * of it when the process dies, so a crashed gateway leaves no stale claim. */
 int
 gw_sqlite_site_claim(struct gw_store *st, char *err, size_t errlen)
 {
-	(void)st; (void)err; (void)errlen;
-	return 0;
+	char *lock = NULL;
+	int fd = -1, rv = -1;
+
+	if (st->claimed)
+		return 0;
+	if (asprintf(&lock, "%s.site-lock", st->path) < 0) {
+		lock = NULL;
+		sg_seterr(err, errlen, "out of memory");
+		goto out;
+	}
+	fd = open(lock, O_RDWR | O_CREAT | O_CLOEXEC | O_NOFOLLOW | O_NOCTTY, 0600);
+	if (fd < 0) {
+		sg_seterr(err, errlen, "claiming the site: %s: %s", lock, strerror(errno));
+		goto out;
+	}
+	if (flock(fd, LOCK_EX | LOCK_NB) < 0) {
+		if (errno == EWOULDBLOCK)
+			sg_seterr(err, errlen, "another gateway already serves site \"%s\" on the store "
+			          "%s (one gateway per site; stop it first)", gw_store_site(st), st->path);
+		else
+			sg_seterr(err, errlen, "claiming the site: %s: %s", lock, strerror(errno));
+		goto out;
+	}
+	st->claim_fd = fd;
+	st->claimed = true;
+	fd = -1;
+	rv = 0;
+out:
+	if (fd >= 0)
+		close(fd);
+	free(lock);
+	return rv;
 }
 
 int
