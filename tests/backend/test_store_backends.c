@@ -538,6 +538,7 @@ Test(pg, schema_versions_and_migrations)
 	struct gw_store *st = NULL;
 	struct gw_store_attempts row;
 	char err[512] = "", su[700], h[64];
+	int latest;
 
 	/* A schema of its own, so the migrations start from nothing. */
 	pg_sql(u, "DROP SCHEMA IF EXISTS mig CASCADE; CREATE SCHEMA mig");
@@ -550,14 +551,16 @@ Test(pg, schema_versions_and_migrations)
 	gw_store_close(&st);
 	/* Opened again: migrated to the latest, the data kept. */
 	cr_assert_eq(gw_store_open_url(su, &st, err, sizeof(err)), 0, "%s", err);
-	cr_assert_eq(gw_store_schema_version(st), 2);
+	/* (the latest grows as repositories come: at least version 2's) */
+	latest = gw_store_schema_version(st);
+	cr_assert_geq(latest, 2);
 	cr_assert_eq(gw_store_password_get(st, "mig-dave", h, sizeof(h)), 1);
 	cr_assert_str_eq(h, "$v1");
 	cr_assert_eq(gw_store_attempt_take(st, "mig-dave", -1, 1, 3, 60, &row), GW_ATTEMPT_TAKEN);
 	gw_store_close(&st);
 	/* Opened again: nothing applied twice. */
 	cr_assert_eq(gw_store_open_url(su, &st, err, sizeof(err)), 0, "%s", err);
-	cr_assert_eq(gw_store_schema_version(st), 2);
+	cr_assert_eq(gw_store_schema_version(st), latest);
 	gw_store_close(&st);
 	/* A database from a newer sealgate is refused, not touched. */
 	pg_sql(u, "INSERT INTO mig.schema_version VALUES (99, 0)");

@@ -60,6 +60,14 @@ static const char *const migrations[] = {
 	"  secret bytea NOT NULL CHECK (octet_length(secret) > 0),"
 	"  last_counter bigint NOT NULL DEFAULT 0 CHECK (last_counter >= 0),"
 	"  enrolled bigint NOT NULL);",
+	/* 3 (the policy repository, policystore.h): every published version
+	 * of the group's policy, its bytes as published. */
+	"CREATE TABLE policy_versions ("
+	"  version bigint PRIMARY KEY CHECK (version > 0),"
+	"  sha256 bytea NOT NULL CHECK (octet_length(sha256) = 32),"
+	"  text bytea NOT NULL,"
+	"  author text NOT NULL,"
+	"  published bigint NOT NULL);",
 };
 #define PG_SCHEMA_LATEST ((int)(sizeof(migrations) / sizeof(migrations[0])))
 
