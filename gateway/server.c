@@ -26,6 +26,7 @@
 #include "audit.h"
 #include "auth.h"
 #include "dispatch.h"
+#include "policy_ops.h"
 #include "quota.h"
 #include "refusals.h"
 #include "signpath.h"
@@ -39,12 +40,14 @@
 #define SAY_INTERVAL 60         /* seconds between two refusal lines for one uid */
 #define SWEEP_INTERVAL 30       /* seconds between two expiry sweeps */
 
-int
-gw_snapshot_load(struct gw_ctx *ctx, const char *policy_path,
-                 struct gw_snapshot **out, char *err, size_t errlen)
+/* The policy at policy_path (a file), or parsed from text. */
+static int
+snapshot_build(struct gw_ctx *ctx, const char *policy_path, const char *text, size_t len,
+               struct gw_snapshot **out, char *err, size_t errlen)
 {
 	struct gw_snapshot *s;
 	char kerr[256];
+	int r;
 
 	*out = NULL;
 	s = calloc(1, sizeof(*s));
@@ -53,7 +56,10 @@ gw_snapshot_load(struct gw_ctx *ctx, const char *policy_path,
 		return -1;
 	}
 	s->refs = 1;
-	if (gw_policy_load(policy_path, &s->policy, err, errlen) < 0) {
+	r = text != NULL ?
+	    gw_policy_parse(policy_path, (const uint8_t *)text, len, &s->policy, err, errlen) :
+	    gw_policy_load(policy_path, &s->policy, err, errlen);
+	if (r < 0) {
 		free(s);
 		return -1;
 	}
@@ -87,6 +93,20 @@ gw_snapshot_load(struct gw_ctx *ctx, const char *policy_path,
 	}
 	*out = s;
 	return 0;
+}
+
+int
+gw_snapshot_load(struct gw_ctx *ctx, const char *policy_path,
+                 struct gw_snapshot **out, char *err, size_t errlen)
+{
+	return snapshot_build(ctx, policy_path, NULL, 0, out, err, errlen);
+}
+
+int
+gw_snapshot_load_text(struct gw_ctx *ctx, const char *name, const char *text, size_t len,
+                      struct gw_snapshot **out, char *err, size_t errlen)
+{
+	return snapshot_build(ctx, name, text ? text : "", len, out, err, errlen);
 }
 
 struct known_list {
@@ -543,16 +563,22 @@ record(struct gw_ctx *ctx, const char *action, const char *outcome, const char *
 	return 0;
 }
 
-static void
-policy_detail(struct gw_snapshot *s, const char *more, char *buf, size_t len)
+void
+gw_snapshot_detail(const struct gw_snapshot *s, const char *more, char *buf, size_t len)
 {
 	char hex[2 * GW_HASH_LEN + 1];
+	json_t *name = json_string(s->policy->path ? s->policy->path : "");
+	char *qname = name ? json_dumps(name, JSON_ENCODE_ANY) : NULL;
 
 	for (size_t i = 0; i < GW_HASH_LEN; i++)
 		snprintf(hex + 2 * i, 3, "%02x", s->policy->hash[i]);
-	snprintf(buf, len, "{\"policy\":\"%s\",\"sha256\":\"%s\",\"seals\":%zu,\"people\":%zu%s}",
-	         s->policy->path ? s->policy->path : "", hex, s->policy->n_seals,
-	         s->policy->n_people, more);
+	/* version 0: the policy_path file, nothing published (policy.md). */
+	snprintf(buf, len, "{\"policy\":%s,\"sha256\":\"%s\",\"version\":%lld,\"seals\":%zu,"
+	         "\"people\":%zu%s%s}", qname ? qname : "\"\"", hex, (long long)s->policy_version,
+	         s->policy->n_seals, s->policy->n_people,
+	         s->file_differs ? ",\"policy_path\":\"differs\"" : "", more);
+	free(qname);
+	json_decref(name);
 }
 
 /* Loads the configuration and policy again. ctx->cfg is not touched: what
@@ -566,7 +592,13 @@ reload(struct gw_ctx *ctx)
 	char err[1024], detail[512];
 
 	gw_log_info("SIGHUP: reloading %s", ctx->cfg->path);
-	if (gw_config_load(ctx->cfg->path, &cfg, err, sizeof(err)) < 0 ||
+	/* A store with a published policy rules over the file (policy_ops.c). */
+	if (gw_config_load(ctx->cfg->path, &cfg, err, sizeof(err)) == 0 &&
+	    gw_policy_store_reload(ctx, cfg) != 0) {
+		gw_config_free(&cfg);
+		return;
+	}
+	if (cfg == NULL ||
 	    gw_snapshot_load(ctx, cfg->policy_path, &snap, err, sizeof(err)) < 0) {
 		gw_log_error("reload rejected, the running policy stays in force: %s", err);
 		(void)record(ctx, "policy_reload", "error", err, NULL);
@@ -577,7 +609,7 @@ reload(struct gw_ctx *ctx)
 	snap->token_label = cfg->token_label;
 	cfg->token_label = NULL;
 	gw_config_free(&cfg);
-	policy_detail(snap, "", detail, sizeof(detail));
+	gw_snapshot_detail(snap, "", detail, sizeof(detail));
 	/* Recorded first: a policy the audit log does not show never rules. */
 	if (record(ctx, "policy_reload", "ok", NULL, detail) < 0) {
 		gw_log_error("reload not applied, the running policy stays in force: its audit "
@@ -736,7 +768,7 @@ gw_server_run(struct gw_ctx *ctx)
 		return -1;
 	}
 	snap = gw_snapshot_get(ctx);
-	policy_detail(snap, ctx->token != NULL && !gw_token_present(ctx->token) ?
+	gw_snapshot_detail(snap, ctx->token != NULL && !gw_token_present(ctx->token) ?
 	              ",\"token\":\"absent\"" : "", detail, sizeof(detail));
 	gw_snapshot_put(&snap);
 	/* A gateway whose start the audit log does not show does not serve. */
