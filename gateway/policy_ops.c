@@ -286,6 +286,30 @@ gw_policy_store_reload(struct gw_ctx *ctx, const struct gw_config *cfg)
 
 /* ---- requests ---- */
 
+/* A snapshot validated from a request becomes version n: its name and
+ * the token label in force. 0 or -1 (out of memory). */
+static int
+name_version(struct gw_snapshot *snap, int64_t n, const char *token_label)
+{
+	char name[48];
+	char *p, *l = NULL;
+
+	snprintf(name, sizeof(name), "policy version %" PRId64, n);
+	p = strdup(name);
+	if (p == NULL || (token_label != NULL && (l = strdup(token_label)) == NULL)) {
+		free(p);
+		return -1;
+	}
+	free(snap->policy->path);
+	snap->policy->path = p;
+	if (token_label != NULL) {
+		free(snap->token_label);
+		snap->token_label = l;
+	}
+	snap->policy_version = n;
+	return 0;
+}
+
 static int
 publish_apply(struct gw_store *st, void *arg, char *err, size_t errlen)
 {
@@ -350,21 +374,15 @@ gw_op_policy_publish(struct gw_req *r)
 		                     "published: %s", err);
 		goto out;
 	}
-	/* In force here at once; the others hear of it from the feed. */
-	free(snap->policy->path);
-	snap->policy->path = NULL;
-	{
-		char pname[48];
-
-		snprintf(pname, sizeof(pname), "policy version %" PRId64, v.version);
-		snap->policy->path = strdup(pname);
+	/* In force here at once, named as a restart would name it; the
+	 * others hear of it from the feed. */
+	if (name_version(snap, v.version, r->snap->token_label) < 0) {
+		pthread_mutex_unlock(&policy_lock);
+		rep = sg_reply_error(CKR_HOST_MEMORY, "internal", "published as version %" PRId64
+		                     ", but not in force here yet: out of memory", v.version);
+		goto out;
 	}
-	snap->policy_version = v.version;
-	if (r->snap->token_label != NULL) {
-		free(snap->token_label);
-		snap->token_label = strdup(r->snap->token_label);
-	}
-	if (snap->policy->path == NULL || enforce_locked(ctx, snap) < 0) {
+	if (enforce_locked(ctx, snap) < 0) {
 		snap = NULL;
 		pthread_mutex_unlock(&policy_lock);
 		rep = sg_reply_error(CKR_DEVICE_ERROR, "internal", "published as version %" PRId64
