@@ -41,7 +41,8 @@ void gw_policy_version_clear(struct gw_policy_version *v);
  * version must be one past the newest stored: when another publish got
  * there first (a version v->version exists, or the newest is not
  * v->version - 1) nothing is written and -1 returns with err saying so.
- * 0, or -1 with err. */
+ * 0, or -1 with err. On SQLite call another call of this repository
+ * first, outside a transaction (it makes the table, durably). */
 int gw_store_policy_publish_tx(struct gw_store *st, const struct gw_policy_version *v, char *err,
                                size_t errlen);
 /* Reads version n (0 = the newest) with its text into *out (clear it).

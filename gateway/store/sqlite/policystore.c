@@ -23,7 +23,11 @@ fail(struct gw_store *st, char *err, size_t errlen, const char *what)
 	return -1;
 }
 
-/* Call with the lock held. */
+/* Call with the lock held. The table must be made outside an audit
+ * batch: a batch commits without a sync and its redo frame replays rows
+ * into tables that exist (store.c, "the redo log"), so the gateway reads
+ * the repository (policy_ops.c: at start, and before every publish)
+ * before it publishes, and this CREATE commits on its own, synced. */
 static int
 ensure_table(struct gw_store *st, char *err, size_t errlen)
 {
