@@ -30,6 +30,10 @@
  * from the feed, SIGHUP), so that an older version never replaces a newer
  * one and each change has its record before it rules. */
 static pthread_mutex_t policy_lock = PTHREAD_MUTEX_INITIALIZER;
+/* The newest version refused here, under policy_lock: heard of again (a
+ * re-read after each reconnection of the feed) it is not refused and
+ * recorded again; SIGHUP and a newer version try afresh. */
+static int64_t refused_version;
 
 static void
 hex_of(const uint8_t h[32], char out[65])
@@ -155,13 +159,15 @@ newest(struct gw_ctx *ctx, const char *token_label, struct gw_snapshot **out, in
 }
 
 /* A version this gateway cannot put in force: said, recorded, and the one
- * in force kept. */
+ * in force kept. Call with policy_lock held. */
 static void
 refused(struct gw_ctx *ctx, int64_t version, const char *err)
 {
 	char detail[64];
 
 	snprintf(detail, sizeof(detail), "{\"version\":%" PRId64 "}", version);
+	if (version > 0)
+		refused_version = version;
 	gw_log_error("policy version %" PRId64 " refused, the policy in force stays: %s", version,
 	             err);
 	(void)record(ctx, "policy_reload", "error", err, version > 0 ? detail : NULL);
@@ -184,9 +190,9 @@ gw_policy_follow(struct gw_ctx *ctx)
 	}
 	cur = gw_snapshot_get(ctx);
 	in_force = cur ? cur->policy_version : 0;
-	if (latest == 0 || latest == in_force) {
+	if (latest == 0 || latest == in_force || latest == refused_version) {
 		gw_snapshot_put(&cur);
-		rv = 0;
+		rv = latest == refused_version && latest != in_force ? -1 : 0;
 		goto out;
 	}
 	got = newest(ctx, cur ? cur->token_label : NULL, &snap, &version, err, sizeof(err));
@@ -267,14 +273,18 @@ gw_policy_store_reload(struct gw_ctx *ctx, const struct gw_config *cfg)
 
 	if (ctx->store == NULL)
 		return 0;
+	pthread_mutex_lock(&policy_lock);
 	if (gw_store_policy_latest(ctx->store, &latest, err, sizeof(err)) < 0) {
 		/* Not knowing whether a version rules, the file must not. */
 		refused(ctx, 0, err);
+		pthread_mutex_unlock(&policy_lock);
 		return 1;
 	}
-	if (latest == 0)
+	if (latest == 0) {
+		pthread_mutex_unlock(&policy_lock);
 		return 0;
-	pthread_mutex_lock(&policy_lock);
+	}
+	refused_version = 0;   /* asked for: tried again */
 	got = newest(ctx, cfg->token_label, &snap, &version, err, sizeof(err));
 	if (got < 0)
 		refused(ctx, version, err);

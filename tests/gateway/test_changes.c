@@ -157,6 +157,9 @@ Test(sqlite, follow_the_newest_valid_version)
 	cr_assert_eq(in_force(&ctx, seal, sizeof(seal)), 1);
 	cr_assert_str_eq(seal, "one");
 	cr_assert_eq(reloads(ctx.store, "error", "{\"version\":2}"), 1, "the refusal is not recorded");
+	/* Heard of again (a re-read after a reconnection): not recorded again. */
+	cr_assert_eq(gw_policy_follow(&ctx), -1);
+	cr_assert_eq(reloads(ctx.store, "error", "{\"version\":2}"), 1, "refused and recorded twice");
 	/* The next valid one is followed. */
 	store_version(other, 3, POLICY("three"));
 	cr_assert_eq(gw_policy_follow(&ctx), 0);
