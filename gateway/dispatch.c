@@ -21,6 +21,7 @@
 #include "signpath.h"
 #include "workflow_ops.h"
 #include "auth_ops.h"
+#include "policy_ops.h"
 #include "sg-config.h"
 
 /* The session a request needs. */
@@ -177,6 +178,8 @@ op_status(struct gw_req *r)
 	}
 	sodium_bin2hex(hex, sizeof(hex), p->hash, GW_HASH_LEN);
 	json_object_set_new(rep, "policy", json_string(hex));
+	/* 0: the policy_path file, no version published (policy.md) */
+	json_object_set_new(rep, "policy_version", json_integer((json_int_t)r->snap->policy_version));
 	json_object_set_new(rep, "logins", json_integer((json_int_t)gw_auth_session_count(r->ctx->auth)));
 	/* How records are made durable, and the group commit at work. */
 	if (r->ctx->audit != NULL && r->ctx->store != NULL) {
@@ -364,6 +367,10 @@ static const struct op ops[] = {
 	{ SG_OP_WINDOW_CLOSE, NEED_OPT_SESSION, 0, NULL, 0, 0, gw_op_window_close },
 	/* carries its own code */
 	{ SG_OP_CONFIRM,     NEED_NONE,        0, NULL, 0, 0, gw_op_confirm },
+	/* one policy for the group: publishing changes every gateway's */
+	{ SG_OP_POLICY_PUBLISH, NEED_SESSION,  PW_CODE, SEAL_ADMIN, 0, 0, gw_op_policy_publish },
+	{ SG_OP_POLICY_SHOW,    NEED_SESSION,  0, NULL, 0, 0, gw_op_policy_show },
+	{ SG_OP_POLICY_HISTORY, NEED_SESSION,  0, NULL, 0, 0, gw_op_policy_history },
 };
 
 /* Which factors of need the login of r lacks (0: none). -1 on a store

@@ -21,6 +21,8 @@
 #include "appstore.h"
 #include "audit.h"
 #include "cardwatch.h"
+#include "changes.h"
+#include "policy_ops.h"
 #include "quota.h"
 #include "signpath.h"
 #include "auth.h"
@@ -296,7 +298,7 @@ main(int argc, char **argv)
 	struct known known = { 0 };
 	bool known_unreadable = false;
 	char err[1024];
-	char *pin = NULL;
+	char *pin = NULL, *file_err = NULL;
 	uint8_t inst[8];
 	int c, rv = 1;
 
@@ -472,10 +474,14 @@ main(int argc, char **argv)
 	pin = NULL;
 token_done:
 	if (gw_snapshot_load(&ctx, ctx.cfg->policy_path, &snap, err, sizeof(err)) < 0) {
-		gw_log_error("%s", err);
-		goto out;
-	}
-	gw_snapshot_swap(&ctx, snap);
+		/* A published policy in the store may rule instead (policy_ops.c):
+		 * fatal only if none is. --check checks the file. */
+		if (check || (file_err = strdup(err)) == NULL) {
+			gw_log_error("%s", err);
+			goto out;
+		}
+	} else
+		gw_snapshot_swap(&ctx, snap);
 	if (check) {
 		size_t held = 0;
 
@@ -510,6 +516,16 @@ token_done:
 	                               ctx.cfg->audit_checkpoint_interval, 0,
 	                               err, sizeof(err)) < 0) {
 		gw_log_error("audit: %s", err);
+		goto out;
+	}
+	/* The newest published policy rules over the file; changes others
+	 * make to the store are followed from here on (changes.h). */
+	if (gw_policy_store_start(&ctx, file_err, err, sizeof(err)) < 0) {
+		gw_log_error("policy: %s", err);
+		goto out;
+	}
+	if (gw_changes_start(&ctx, err, sizeof(err)) < 0) {
+		gw_log_error("%s", err);
 		goto out;
 	}
 	if (gw_quota_new(ctx.store, &ctx.quota) < 0 || gw_signpath_init(&ctx) < 0) {
@@ -560,7 +576,10 @@ out:
 		gw_seal_key_free(&known.keys[i]);
 	free(known.keys);
 	sg_free_secret_str(pin);
+	free(file_err);
 	gw_cardwatch_stop(&cardwatch);
+	/* (its thread reads the store and swaps snapshots: stopped first) */
+	gw_changes_stop(&ctx);
 	if (ctx.token != NULL)
 		gw_token_set_event_hook(ctx.token, NULL, NULL);
 	gw_ctx_close(&ctx);

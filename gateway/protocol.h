@@ -47,6 +47,9 @@
 #define SG_OP_WINDOW_OPEN  "window_open"
 #define SG_OP_WINDOW_CLOSE "window_close"
 #define SG_OP_CONFIRM      "confirm"
+#define SG_OP_POLICY_PUBLISH "policy_publish"
+#define SG_OP_POLICY_SHOW    "policy_show"
+#define SG_OP_POLICY_HISTORY "policy_history"
 
 /* ---- framing (blocking fds; EINTR handled; MSG_NOSIGNAL on send) ---- */
 

@@ -25,7 +25,9 @@
 
 #include "audit.h"
 #include "auth.h"
+#include "changes.h"
 #include "dispatch.h"
+#include "policy_ops.h"
 #include "quota.h"
 #include "refusals.h"
 #include "signpath.h"
@@ -45,12 +47,14 @@ gw_ctx_site(const struct gw_ctx *ctx)
 	return ctx->cfg != NULL && ctx->cfg->site != NULL ? ctx->cfg->site : GW_SITE_DEFAULT;
 }
 
-int
-gw_snapshot_load(struct gw_ctx *ctx, const char *policy_path,
-                 struct gw_snapshot **out, char *err, size_t errlen)
+/* The policy at policy_path (a file), or parsed from text. */
+static int
+snapshot_build(struct gw_ctx *ctx, const char *policy_path, const char *text, size_t len,
+               struct gw_snapshot **out, char *err, size_t errlen)
 {
 	struct gw_snapshot *s;
 	char kerr[256];
+	int r;
 
 	*out = NULL;
 	s = calloc(1, sizeof(*s));
@@ -59,7 +63,10 @@ gw_snapshot_load(struct gw_ctx *ctx, const char *policy_path,
 		return -1;
 	}
 	s->refs = 1;
-	if (gw_policy_load(policy_path, &s->policy, err, errlen) < 0) {
+	r = text != NULL ?
+	    gw_policy_parse(policy_path, (const uint8_t *)text, len, &s->policy, err, errlen) :
+	    gw_policy_load(policy_path, &s->policy, err, errlen);
+	if (r < 0) {
 		free(s);
 		return -1;
 	}
@@ -105,6 +112,20 @@ gw_snapshot_load(struct gw_ctx *ctx, const char *policy_path,
 	}
 	*out = s;
 	return 0;
+}
+
+int
+gw_snapshot_load(struct gw_ctx *ctx, const char *policy_path,
+                 struct gw_snapshot **out, char *err, size_t errlen)
+{
+	return snapshot_build(ctx, policy_path, NULL, 0, out, err, errlen);
+}
+
+int
+gw_snapshot_load_text(struct gw_ctx *ctx, const char *name, const char *text, size_t len,
+                      struct gw_snapshot **out, char *err, size_t errlen)
+{
+	return snapshot_build(ctx, name, text ? text : "", len, out, err, errlen);
 }
 
 struct known_list {
@@ -561,16 +582,22 @@ record(struct gw_ctx *ctx, const char *action, const char *outcome, const char *
 	return 0;
 }
 
-static void
-policy_detail(struct gw_snapshot *s, const char *more, char *buf, size_t len)
+void
+gw_snapshot_detail(const struct gw_snapshot *s, const char *more, char *buf, size_t len)
 {
 	char hex[2 * GW_HASH_LEN + 1];
+	json_t *name = json_string(s->policy->path ? s->policy->path : "");
+	char *qname = name ? json_dumps(name, JSON_ENCODE_ANY) : NULL;
 
 	for (size_t i = 0; i < GW_HASH_LEN; i++)
 		snprintf(hex + 2 * i, 3, "%02x", s->policy->hash[i]);
-	snprintf(buf, len, "{\"policy\":\"%s\",\"sha256\":\"%s\",\"seals\":%zu,\"people\":%zu%s}",
-	         s->policy->path ? s->policy->path : "", hex, s->policy->n_seals,
-	         s->policy->n_people, more);
+	/* version 0: the policy_path file, nothing published (policy.md). */
+	snprintf(buf, len, "{\"policy\":%s,\"sha256\":\"%s\",\"version\":%lld,\"seals\":%zu,"
+	         "\"people\":%zu%s%s}", qname ? qname : "\"\"", hex, (long long)s->policy_version,
+	         s->policy->n_seals, s->policy->n_people,
+	         s->file_differs ? ",\"policy_path\":\"differs\"" : "", more);
+	free(qname);
+	json_decref(name);
 }
 
 /* Loads the configuration and policy again. ctx->cfg is not touched: what
@@ -584,7 +611,13 @@ reload(struct gw_ctx *ctx)
 	char err[1024], detail[512];
 
 	gw_log_info("SIGHUP: reloading %s", ctx->cfg->path);
-	if (gw_config_load(ctx->cfg->path, &cfg, err, sizeof(err)) < 0 ||
+	/* A store with a published policy rules over the file (policy_ops.c). */
+	if (gw_config_load(ctx->cfg->path, &cfg, err, sizeof(err)) == 0 &&
+	    gw_policy_store_reload(ctx, cfg) != 0) {
+		gw_config_free(&cfg);
+		return;
+	}
+	if (cfg == NULL ||
 	    gw_snapshot_load(ctx, cfg->policy_path, &snap, err, sizeof(err)) < 0) {
 		gw_log_error("reload rejected, the running policy stays in force: %s", err);
 		(void)record(ctx, "policy_reload", "error", err, NULL);
@@ -601,7 +634,7 @@ reload(struct gw_ctx *ctx)
 	snap->token_label = cfg->token_label;
 	cfg->token_label = NULL;
 	gw_config_free(&cfg);
-	policy_detail(snap, "", detail, sizeof(detail));
+	gw_snapshot_detail(snap, "", detail, sizeof(detail));
 	/* Recorded first: a policy the audit log does not show never rules. */
 	if (record(ctx, "policy_reload", "ok", NULL, detail) < 0) {
 		gw_log_error("reload not applied, the running policy stays in force: its audit "
@@ -764,7 +797,7 @@ gw_server_run(struct gw_ctx *ctx)
 	snprintf(more, sizeof(more), ",\"site\":\"%s\"%s", gw_ctx_site(ctx),
 	         ctx->cfg->no_token ? ",\"token\":\"none\"" :
 	         ctx->token != NULL && !gw_token_present(ctx->token) ? ",\"token\":\"absent\"" : "");
-	policy_detail(snap, more, detail, sizeof(detail));
+	gw_snapshot_detail(snap, more, detail, sizeof(detail));
 	gw_snapshot_put(&snap);
 	/* A gateway whose start the audit log does not show does not serve. */
 	started = record(ctx, "gateway_start", "ok", NULL, detail) == 0;
@@ -810,6 +843,8 @@ gw_server_run(struct gw_ctx *ctx)
 	close(lfd);
 	unlink(ctx->cfg->socket_path);
 	house_done = house_stop(house_th);
+	/* No policy change after the gateway_stop record (changes.h). */
+	gw_changes_stop(ctx);
 	/* Signatures waiting for a confirmation are refused now, not after
 	 * confirm_timeout: their clients hear why and nothing is spent. */
 	gw_auth_stop(ctx->auth);

@@ -24,6 +24,7 @@ struct gw_quota;
 struct gw_probes;
 struct gw_refusals;
 struct gw_reflimit;
+struct gw_changes;
 
 /* A policy together with the token keys of its seals, swapped as one on
  * reload. keys[i] belongs to policy->seals[i]. */
@@ -32,6 +33,10 @@ struct gw_snapshot {
 	struct gw_policy *policy;
 	struct gw_seal_key **keys;
 	char *token_label;      /* configured token_label, or NULL: the organization's */
+	/* The published version it is (docs/policy.md, "One policy for the
+	 * group"): 0 = the policy_path file, no version published. */
+	int64_t policy_version;
+	bool file_differs;      /* a version, and policy_path holds other bytes */
 };
 
 struct gw_ctx {
@@ -47,6 +52,7 @@ struct gw_ctx {
 	struct gw_probes *probes;       /* size-probe clients seen (signpath.c) */
 	struct gw_refusals *refusals;   /* last refusal per account, for "why" */
 	struct gw_reflimit *reflimit;   /* refusal floods counted, not recorded (refusals.h) */
+	struct gw_changes *changes;     /* the change feed (changes.h), or NULL */
 	char instance[17];
 	char host[256];
 	time_t started;
@@ -70,6 +76,14 @@ const char *gw_ctx_site(const struct gw_ctx *ctx);
  * error. */
 int gw_snapshot_load(struct gw_ctx *ctx, const char *policy_path,
                      struct gw_snapshot **out, char *err, size_t errlen);
+/* The same from a policy's bytes (a published version); name is used in
+ * messages ("name:line:column: …"). */
+int gw_snapshot_load_text(struct gw_ctx *ctx, const char *name, const char *text, size_t len,
+                          struct gw_snapshot **out, char *err, size_t errlen);
+/* The JSON detail of the records that say which policy is in force
+ * (gateway_start, policy_reload): its name, SHA-256, version, sizes, and
+ * more (",\"key\":…" or ""). */
+void gw_snapshot_detail(const struct gw_snapshot *s, const char *more, char *buf, size_t len);
 struct gw_snapshot *gw_snapshot_get(struct gw_ctx *ctx);   /* new reference */
 void gw_snapshot_put(struct gw_snapshot **snap);
 /* Replaces the current snapshot (takes ownership of snap). */

@@ -341,6 +341,14 @@ cmd_policy(struct cli *c, int argc, char **argv)
 		fprintf(stderr, "sealctl: policy check FILE | policy explain [--policy FILE] --seal S ...\n");
 		return 2;
 	}
+	if (strcmp(argv[1], "publish") == 0 || strcmp(argv[1], "show") == 0 ||
+	    strcmp(argv[1], "history") == 0) {
+		rv = sealctl_policy_store(c, argc, argv);
+		if (rv == 2)
+			fprintf(stderr, "sealctl: policy publish FILE | policy show [--version N] | "
+			        "policy history\n");
+		return rv;
+	}
 	if (strcmp(argv[1], "check") == 0) {
 		if (argc != 3) {
 			fprintf(stderr, "sealctl: policy check FILE\n");
@@ -356,7 +364,7 @@ cmd_policy(struct cli *c, int argc, char **argv)
 		return 0;
 	}
 	if (strcmp(argv[1], "explain") != 0) {
-		fprintf(stderr, "sealctl: policy check | explain\n");
+		fprintf(stderr, "sealctl: policy check | explain | publish | show | history\n");
 		return 2;
 	}
 	optind = 0;

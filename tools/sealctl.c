@@ -54,6 +54,10 @@ usage(FILE *f)
 "  policy check FILE           validate a policy file offline (file:line:column errors)\n"
 "  policy explain [--policy FILE] [--seal S] [--user U] [--type T] [--amount A] [--scope X]\n"
 "                              which rule applies, who approves, quotas, windows\n"
+"  policy publish FILE         (seal admin) validate FILE at the gateway and store it as the\n"
+"                              group's next policy version (password + code)\n"
+"  policy show [--version N]   a published version's text (default: the newest)\n"
+"  policy history              the published versions, newest first\n"
 "\n"
 "Options:\n"
 "  -s, --socket PATH           gateway socket (env SEALGATE_SOCKET; default %s/sealgated.sock)\n"
@@ -147,7 +151,13 @@ cmd_status(struct cli *c)
 			       json_string_value(json_object_get(b, "serial")),
 			       (long long)json_integer_value(json_object_get(b, "certificates")));
 		}
-		printf("policy:   sha256 %s\n", json_string_value(json_object_get(rep, "policy")));
+		if (json_integer_value(json_object_get(rep, "policy_version")) > 0)
+			printf("policy:   version %lld, sha256 %s\n",
+			       (long long)json_integer_value(json_object_get(rep, "policy_version")),
+			       json_string_value(json_object_get(rep, "policy")));
+		else
+			printf("policy:   sha256 %s (the policy_path file: no version published)\n",
+			       json_string_value(json_object_get(rep, "policy")));
 		if (json_is_object(json_object_get(rep, "audit"))) {
 			json_t *a = json_object_get(rep, "audit");
 			printf("audit:    durable by %s; %lld records in %lld commits since start "

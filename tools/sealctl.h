@@ -10,6 +10,9 @@
 /* apply, list, show, approve, reject, revoke, why, policy.
  * argv[0] is the command itself. */
 int sealctl_workflow(struct cli *c, const char *cmd, int argc, char **argv);
+/* policy publish FILE | show [--version N] | history (sealctl-policy.c).
+ * argv[0] is "policy". */
+int sealctl_policy_store(struct cli *c, int argc, char **argv);
 /* login, logout, confirm, user totp-enroll / unlock / totp-reset. */
 int sealctl_auth(struct cli *c, const char *cmd, int argc, char **argv);
 

@@ -10,6 +10,7 @@
 
 #include "store.h"
 #include "appstore.h"
+#include "policystore.h"
 
 /* Every call of the interface but the ones that open a store (they pick
  * the backend) or read a store file without opening it (_peek), with the
@@ -101,6 +102,22 @@ struct gw_store_ops {
 	/* truth (applications, approvals and quotas decided in the store):
 	 * appstore.h's gw_appstore_lock_tx. */
 	int (*app_lock_tx)(struct gw_store *st, int64_t id, struct gw_application *app);
+	/* the policy repository and the change feed (policystore.h). A feed
+	 * is the backend's own object; changes_open leaves *feed NULL and
+	 * returns 0 when the backend has none (then changes_wait and
+	 * changes_close are never called and may be NULL). */
+	int (*policy_publish_tx)(struct gw_store *st, const struct gw_policy_version *v, char *err,
+	                         size_t errlen);
+	int (*policy_get)(struct gw_store *st, int64_t n, struct gw_policy_version *out, char *err,
+	                  size_t errlen);
+	int (*policy_latest)(struct gw_store *st, int64_t *version, char *err, size_t errlen);
+	int (*policy_history)(struct gw_store *st, size_t limit, gw_store_policy_fn fn, void *ctx,
+	                      char *err, size_t errlen);
+	int (*changes_open)(struct gw_store *st, void **feed, char *err, size_t errlen);
+	int (*changes_wait)(void *feed, int timeout_ms, gw_store_change_fn fn, void *ctx, char *err,
+	                    size_t errlen);
+	void (*changes_close)(void *feed);
+	int (*changes_notify_tx)(struct gw_store *st, const char *event, char *err, size_t errlen);
 };
 
 /* Every backend's store begins with this, so that the interface finds the

@@ -6,6 +6,7 @@
  * (docs/store.md).
  */
 #include "pg_store.h"
+#include "pg_policystore.h"
 #include "protocol.h"
 #include "log.h"
 
@@ -81,4 +82,13 @@ const struct gw_store_ops gw_store_pg_ops = {
 	.known_keys_get = gw_pg_known_keys_get,
 	/* truth */
 	.app_lock_tx = gw_pg_app_lock_tx,
+	/* the policy repository and the change feed (policystore.h) */
+	.policy_publish_tx = gw_pg_policy_publish_tx,
+	.policy_get = gw_pg_policy_get,
+	.policy_latest = gw_pg_policy_latest,
+	.policy_history = gw_pg_policy_history,
+	.changes_open = gw_pg_changes_open,
+	.changes_wait = gw_pg_changes_wait,
+	.changes_close = gw_pg_changes_close,
+	.changes_notify_tx = gw_pg_changes_notify_tx,
 };

@@ -173,6 +173,14 @@ static const char *const migrations[] = {
 	"  FOR EACH ROW EXECUTE FUNCTION sg_append_only('audit checkpoints are append-only');"
 	"CREATE TRIGGER audit_checkpoints_no_truncate BEFORE TRUNCATE ON audit_checkpoints"
 	"  FOR EACH STATEMENT EXECUTE FUNCTION sg_append_only('audit checkpoints are append-only');",
+	/* 5 (the policy repository, policystore.h): every published version
+	 * of the group's policy, its bytes as published. */
+	"CREATE TABLE policy_versions ("
+	"  version bigint PRIMARY KEY CHECK (version > 0),"
+	"  sha256 bytea NOT NULL CHECK (octet_length(sha256) = 32),"
+	"  text bytea NOT NULL,"
+	"  author text NOT NULL,"
+	"  published bigint NOT NULL);",
 };
 #define PG_SCHEMA_LATEST ((int)(sizeof(migrations) / sizeof(migrations[0])))
 

@@ -4,6 +4,7 @@
  * store.h or appstore.h.
  */
 #include "sqlite_store.h"
+#include "sqlite_policystore.h"
 
 const struct gw_store_ops gw_store_sqlite_ops = {
 	.name = "sqlite",
@@ -61,4 +62,11 @@ const struct gw_store_ops gw_store_sqlite_ops = {
 	.known_keys_get = gw_sqlite_known_keys_get,
 	/* truth */
 	.app_lock_tx = gw_sqlite_app_lock_tx,
+	/* the policy repository (policystore.h) */
+	.policy_publish_tx = gw_sqlite_policy_publish_tx,
+	.policy_get = gw_sqlite_policy_get,
+	.policy_latest = gw_sqlite_policy_latest,
+	.policy_history = gw_sqlite_policy_history,
+	.changes_open = gw_sqlite_changes_open,
+	.changes_notify_tx = gw_sqlite_changes_notify_tx,
 };
