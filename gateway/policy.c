@@ -6,6 +6,7 @@
  * and the human-readable explanation of all of it.
  */
 #include "policy.h"
+#include "risk.h"
 #include "yamlutil.h"
 
 #include <ctype.h>
@@ -589,6 +590,7 @@ policy_free(struct gw_policy *p)
 	free(p->path);
 	free(p->org_name);
 	free(p->timezone);
+	gw_risk_policy_free(&p->risk);
 	gw_yaml_strlist_free(&p->size_probe, &p->n_size_probe);
 	for (size_t i = 0; p->departments != NULL && i < p->n_departments; i++) {
 		free(p->departments[i].id);
@@ -754,7 +756,7 @@ struct pctx {
 	yaml_node_t **dept_nodes, **person_nodes, **seal_nodes;
 };
 
-static const char *const top_keys[] = { "version", "organization", "clients", "seals", NULL };
+static const char *const top_keys[] = { "version", "organization", "clients", "seals", "risk", NULL };
 static const char *const client_keys[] = { "size_probe", NULL };
 static const char *const org_keys[] = {
 	"name", "timezone", "departments", "people", "act_as", NULL };
@@ -1662,6 +1664,8 @@ parse_root(struct pctx *c, yaml_node_t *root)
 					                    c->p->size_probe[i]);
 		}
 	}
+	if (gw_risk_policy_parse(&c->y, gw_yaml_map_get(&c->y, root, "risk"), &c->p->risk) < 0)
+		return -1;
 	if ((n = gw_yaml_map_get(&c->y, root, "seals")) == NULL)
 		return gw_yaml_errf(&c->y, root, "seals missing (required; may be [])");
 	return parse_seals(c, n);
