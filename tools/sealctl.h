@@ -5,6 +5,8 @@
 #ifndef SEALCTL_H
 #define SEALCTL_H
 
+#include <stdio.h>
+
 #include "cli.h"
 
 /* apply, list, show, approve, reject, revoke, why, policy.
@@ -16,5 +18,14 @@ int sealctl_auth(struct cli *c, const char *cmd, int argc, char **argv);
 /* audit verify|query|export|checkpoint (sealctl-audit.c). argv[0] is the
  * subcommand ("verify"…). */
 int sealctl_audit(struct cli *c, int argc, char **argv);
+/* The offline verification of `sealctl audit verify --from-export PATH`
+ * (cert, ca: NULL or files to pin trust), its verdict written to out.
+ * 0 intact, 1 not. */
+int sealctl_audit_verify_export(const char *path, const char *cert, const char *ca, FILE *out);
+
+/* risk scan, and report (sealctl-risk.c): argv[0] is "scan" / the first
+ * option of report; json: sealctl's --json (taken out of argv). */
+int sealctl_risk(int argc, char **argv, bool json);
+int sealctl_report(int argc, char **argv);
 
 #endif

@@ -5,6 +5,7 @@
  */
 #include "risk.h"
 
+#include <math.h>
 #include <stdlib.h>
 
 static int
@@ -39,5 +40,9 @@ gw_risk_threshold(double *v, size_t n, double k)
 	double med = gw_risk_median(v, n);
 	double spread = 1.4826 * gw_risk_mad(v, n, med);
 
+	/* Counts of signatures are roughly Poisson: a flat history (MAD 0)
+	 * still varies by about the square root of its level. */
+	if (spread < sqrt(med))
+		spread = sqrt(med);
 	return med + k * (spread > 1 ? spread : 1);
 }

@@ -627,7 +627,7 @@ gw_risk_add_record(struct gw_risk *r, const struct gw_audit_row *row)
 		struct gw_risk_alert *al;
 		fmt_utc(prev_ts, a, sizeof(a));
 		fmt_utc(row->ts_ns, b, sizeof(b));
-		al = alert(r, "log.clock-backwards", GW_RISK_HIGH, row->ts_ns, row->host,
+		al = alert(r, "log.clock-backwards", GW_RISK_HIGH, row->ts_ns, "audit log",
 		           "the gateway's clock went back %.0f s between seq %" PRIu64 " (%s) and "
 		           "seq %" PRIu64 " (%s)", (double)(prev_ts - row->ts_ns) / NS,
 		           r->recs[r->n_recs - 2].seq, a, row->seq, b);
@@ -752,6 +752,9 @@ split_group(struct gw_risk *r, const struct gw_seal *seal, const struct gw_rule 
 			sum += r->apps[c[k].app].amount;
 		if ((int64_t)(j - i + 1) < r->rp.splitting.min_applications || sum <= limit)
 			continue;
+		/* The rest of the window belongs to the same split. */
+		while (j + 1 < n && c[j + 1].key == c[i].key && c[j + 1].ts - c[i].ts <= window)
+			sum += r->apps[c[++j].app].amount;
 		for (k = i; k <= j; k++)
 			fresh |= !used[c[k].app];
 		if (fresh) {
@@ -993,6 +996,16 @@ add_to(struct gw_risk *r, uint32_t **v, size_t *n, uint32_t x)
 	(*v)[(*n)++] = x;
 }
 
+/* Whether hours (bit h = used at h o'clock) has an hour within margin of h. */
+static bool
+near_hours(uint32_t hours, int h, int64_t margin)
+{
+	for (int64_t d = -margin; d <= margin; d++)
+		if (hours & 1u << (int)((h + d + 24) % 24))
+			return true;
+	return false;
+}
+
 static void
 rule_habits(struct gw_risk *r)
 {
@@ -1049,12 +1062,11 @@ rule_habits(struct gw_risk *r)
 			per_pair[*pix].first = s->ts;
 		}
 		hp = &per_pair[*pix];
-		if (hp->n >= min_n && s->ts - hp->first >= min_span &&
-		    !(hp->hours & (1u << h | 1u << (h + 1) % 24 | 1u << (h + 23) % 24))) {
+		if (hp->n >= min_n && s->ts - hp->first >= min_span && !near_hours(hp->hours, h, r->rp.history.hour_margin)) {
 			al = alert(r, "time.unusual-hour", GW_RISK_MEDIUM, s->ts, str_of(&r->st, s->actor),
-			           "%s used seal %s at %s, an hour they never used it at in %" PRIu64
-			           " signatures before", str_of(&r->st, s->actor), str_of(&r->st, s->seal),
-			           when, hp->n);
+			           "%s used seal %s at %s, more than %" PRId64 " h from any hour they used "
+			           "it at in %" PRIu64 " signatures before", str_of(&r->st, s->actor),
+			           str_of(&r->st, s->seal), when, r->rp.history.hour_margin, hp->n);
 			alert_seq(r, al, s->seq);
 			alert_app(r, al, s->app);
 		}
@@ -1314,7 +1326,12 @@ gw_risk_finish(struct gw_risk *r, const struct gw_risk_alert **alerts, size_t *n
 		rule_checkpoints(r);
 		for (size_t i = 0; i < r->n_alerts; i++) {
 			struct gw_risk_alert *a = &r->alerts[i];
+			size_t u = 0;
 			qsort(a->seqs, a->n_seqs, sizeof(*a->seqs), cmp_u64);
+			for (size_t k = 0; k < a->n_seqs; k++)
+				if (u == 0 || a->seqs[u - 1] != a->seqs[k])
+					a->seqs[u++] = a->seqs[k];
+			a->n_seqs = u;
 			qsort(a->apps, a->n_apps, sizeof(*a->apps), cmp_u64);
 		}
 		qsort(r->alerts, r->n_alerts, sizeof(*r->alerts), cmp_alert);

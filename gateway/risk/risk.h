@@ -28,7 +28,7 @@ struct gw_risk_policy {
 	struct { int64_t window_hours, min_applications, near_pct; } splitting;
 	struct { int64_t fast_seconds, approve_pct, min_decisions; } rubber_stamp;
 	struct { int64_t weeks, min_weeks, k, min_signatures; } volume;
-	struct { int64_t min_signatures, min_days; } history;   /* unusual hour, new host/exe */
+	struct { int64_t min_signatures, min_days, hour_margin; } history;   /* unusual hour, new host/exe */
 	struct { int64_t days; } dormant;
 	struct { int64_t window_seconds, refusals, wrong_credentials, probes; } probing;
 	struct { int64_t warn_pct, high_pct; } quota;
@@ -84,8 +84,9 @@ int gw_risk_finish(struct gw_risk *r, const struct gw_risk_alert **alerts, size_
 double gw_risk_median(double *v, size_t n);
 /* Median absolute deviation around med (reorders v). */
 double gw_risk_mad(double *v, size_t n, double med);
-/* median + k · max(1.4826 · MAD, 1): the count above which a bucket is
- * unusual (the floor of 1 keeps a flat history from alerting on one more). */
+/* median + k · max(1.4826 · MAD, √median, 1): the count above which a
+ * bucket is unusual (the floors keep a flat history from alerting on a
+ * few more). */
 double gw_risk_threshold(double *v, size_t n, double k);
 
 #endif

@@ -21,14 +21,15 @@ gw_risk_policy_defaults(struct gw_risk_policy *rp)
 	rp->splitting.min_applications = 2;
 	rp->splitting.near_pct = 50;
 	rp->rubber_stamp.fast_seconds = 30;
-	rp->rubber_stamp.approve_pct = 95;
-	rp->rubber_stamp.min_decisions = 20;
+	rp->rubber_stamp.approve_pct = 97;
+	rp->rubber_stamp.min_decisions = 30;
 	rp->volume.weeks = 8;
 	rp->volume.min_weeks = 3;
 	rp->volume.k = 6;
-	rp->volume.min_signatures = 10;
-	rp->history.min_signatures = 20;
+	rp->volume.min_signatures = 20;
+	rp->history.min_signatures = 30;
 	rp->history.min_days = 14;
+	rp->history.hour_margin = 2;
 	rp->dormant.days = 45;
 	rp->probing.window_seconds = 600;
 	rp->probing.refusals = 10;
@@ -68,6 +69,7 @@ static const struct param volume[] = {
 static const struct param history[] = {
 	P(history, min_signatures, 1, 1000000),
 	P(history, min_days, 0, 3660),
+	P(history, hour_margin, 0, 11),
 	{ NULL, 0, 0, 0 } };
 static const struct param dormant[] = {
 	P(dormant, days, 1, 3660),
