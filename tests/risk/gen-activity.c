@@ -32,6 +32,7 @@ static const char *const misuses[] = {
 	"splitting", "rubber-fast", "rubber-ratio", "volume", "unusual-hour", "new-host",
 	"new-exe", "dormant", "probe-refusals", "probe-wrong", "probe-lockout", "probe-size",
 	"quota", "checkpoint-owed", "off-hours-restart", "off-hours-token", "clock-backwards",
+	"quota-voided",
 };
 #define N_MISUSES (sizeof(misuses) / sizeof(misuses[0]))
 /* The rule each misuse must raise, and how its evidence relates to the
@@ -49,6 +50,9 @@ static const struct { const char *rule, *match; } expect[N_MISUSES] = {
 	{ "probe.size-probes", "exact" }, { "quota.high", "overlap" },
 	{ "log.checkpoint-owed", "subset" }, { "log.off-hours-restart", "subset" },
 	{ "log.off-hours-token", "exact" }, { "log.clock-backwards", "subset" },
+	/* Not a misuse: 41 signatures in a day of which 3 the token voided
+	 * stay under 80 % of 50 a day: no rule may count the voided ones. */
+	{ "", "none" },
 };
 
 struct ev {
@@ -59,6 +63,7 @@ struct ev {
 	int app;                /* generator's application key, 0 = none */
 	int tag;                /* misuse index + 1 whose evidence this is, 0 = none */
 	bool clock_back;        /* stamped two minutes before the record before it */
+	unsigned voids;         /* sign_void: order + 1 of the sign it voids */
 	int64_t cp_delay;       /* seconds until a checkpoint covers it */
 	uint64_t seq;
 	unsigned order;
@@ -432,6 +437,8 @@ seed(int days)
 			e->detail = strdup("{\"placeholder\":true}");
 			e->tag = t;
 		}
+		/* bob signs from another process meanwhile: it answers none of them */
+		add(at(D, 13, 2, 10), "sign", "ok", "bob", "contract")->pid = 7999;
 	}
 	if ((t = tag_of("quota"))) {
 		struct appspec a = {
@@ -444,6 +451,26 @@ seed(int days)
 		for (size_t i = first; i < n_evs; i++)
 			if (!strcmp(evs[i].action, "sign"))
 				evs[i].tag = t;
+	}
+	if ((t = tag_of("quota-voided"))) {
+		struct appspec a = {
+			.applicant = "alice", .seal = "contract", .type = "contract", .scope = "sales",
+			.reason = "Batch of distributor contracts", .amount = 10000,
+			.approvers = { "bob" }, .delay = { 1800 }, .signs = 41, .sign_after = 600,
+			.sign_gap = 400, .host = "ws-alice", .exe = "/usr/bin/osslsigncode",
+		};
+		/* on the Saturday before, when nobody else signs */
+		size_t first = application(at(D - (D % 7) - 2, 9, 0, 0), &a);
+		int voided = 0;
+		for (size_t i = first; i < n_evs && voided < 3; i++)
+			if (!strcmp(evs[i].action, "sign") && (i - first) % 7 == 6) {
+				struct ev *v = add(evs[i].ts + NS / 2, "sign_void", "error", "alice", "contract");
+				v->reason = strdup("the token failed after the record was written; no signature "
+				                   "was released and the use is given back");
+				v->app = evs[i].app;
+				v->voids = evs[i].order + 1;
+				voided++;
+			}
 	}
 	if ((t = tag_of("checkpoint-owed"))) {
 		/* a weekday night, so that the next morning's records follow it */
@@ -572,6 +599,7 @@ main(int argc, char **argv)
 	int64_t prev_ts = 0, deadline = 0;
 	uint64_t last = 0;
 	int *app_ids;
+	uint64_t *seq_of;
 	FILE *f;
 	json_t *hdr, *man;
 	char hex[65], *b64, when[48];
@@ -625,6 +653,7 @@ main(int argc, char **argv)
 	/* Seqs, application ids in the order they were filed, the chain and
 	 * checkpoints within each record's delay (the gateway's 300 s). */
 	app_ids = calloc((size_t)next_app + 1, sizeof(*app_ids));
+	seq_of = calloc(n_evs + 1, sizeof(*seq_of));
 	man = json_array();
 	for (size_t i = 0; i < N_MISUSES; i++)
 		if (want[i])
@@ -646,6 +675,9 @@ main(int argc, char **argv)
 			if (e->app && !app_ids[e->app])
 				app_ids[e->app] = next_id++;
 			e->seq = ++last;
+			seq_of[e->order] = e->seq;
+			if (e->voids)
+				e->detail = fmt("{\"voids\":%llu}", (unsigned long long)seq_of[e->voids - 1]);
 			row.seq = e->seq;
 			row.ts_ns = e->ts;
 			row.action = e->action;
@@ -721,6 +753,7 @@ main(int argc, char **argv)
 	json_decref(man);
 	free(b64);
 	free(app_ids);
+	free(seq_of);
 	free(o.items);
 	EVP_PKEY_free(key);
 	free(cert_der);

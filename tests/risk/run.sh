@@ -74,6 +74,15 @@ for m in splitting rubber-fast rubber-ratio volume unusual-hour new-host new-exe
 	"$py" -c "$check" "$dir/man.json" "$dir/out.json" || fails=$((fails + 1))
 done
 
+# ---- signatures the token voided count for nothing ----
+"$gen" --days 56 --misuse quota-voided -o "$dir/m.jsonl" 2>/dev/null
+scan "$dir/m.jsonl"
+if [ "$rc" = 0 ]; then
+	echo "ok: 41 signatures in a day, 3 of them voided: under 80 % of 50, no alert"
+else
+	fail "voided signatures counted: exit $rc: $(grep '"rule"' "$dir/out.json" | tr -d '\n')"
+fi
+
 # ---- a risk: parameter of the policy is obeyed ----
 "$gen" --days 56 --misuse probe-refusals -o "$dir/m.jsonl" 2>/dev/null
 { cat "$dir/policy.yaml"; printf 'risk:\n  probing: { refusals: 13 }\n'; } >"$dir/policy13.yaml"
