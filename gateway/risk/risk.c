@@ -20,6 +20,14 @@
 #define NS 1000000000LL
 #define NONE UINT32_MAX
 
+/* qsort, which must not be given NULL even for nothing to sort. */
+static void
+sort_(void *base, size_t n, size_t size, int (*cmp)(const void *, const void *))
+{
+	if (n > 1)
+		qsort(base, n, size, cmp);
+}
+
 /* ------------------------------------------------------------------ */
 /* Small containers: growable arrays, interned strings, a hash map.     */
 
@@ -710,7 +718,7 @@ cmp_sig_seq(const void *key, const void *elem)
 static void
 apply_voids(struct gw_risk *r)
 {
-	for (size_t i = 0; i < r->n_voids; i++) {
+	for (size_t i = 0; r->n_sigs > 0 && i < r->n_voids; i++) {
 		struct sig *s = bsearch(&r->voids[i], r->sigs, r->n_sigs, sizeof(*r->sigs), cmp_sig_seq);
 		if (s != NULL)
 			s->voided = true;
@@ -809,7 +817,7 @@ rule_splitting(struct gw_risk *r)
 						continue;
 					c[n++] = (struct cand){ key, a->ts, i };
 				}
-				qsort(c, n, sizeof(*c), cmp_cand);
+				sort_(c, n, sizeof(*c), cmp_cand);
 				split_group(r, seal, rule, ru + 1, limit, how[kind], c, n, used);
 			}
 		}
@@ -1136,7 +1144,7 @@ bursts(struct gw_risk *r, struct burst *v, size_t n, int64_t limit, const char *
 	int64_t window = r->rp.probing.window_seconds * NS;
 	size_t i = 0;
 
-	qsort(v, n, sizeof(*v), cmp_burst);
+	sort_(v, n, sizeof(*v), cmp_burst);
 	for (size_t j = 0; j < n; j++) {
 		uint64_t sum = 0;
 		struct gw_risk_alert *al;
@@ -1275,7 +1283,7 @@ rule_checkpoints(struct gw_risk *r)
 	int64_t max = r->rp.log.checkpoint_max_seconds * NS;
 	size_t j = 0, alerted = SIZE_MAX;
 
-	qsort(r->cps, r->n_cps, sizeof(*r->cps), cmp_cpt);
+	sort_(r->cps, r->n_cps, sizeof(*r->cps), cmp_cpt);
 	for (size_t i = 0; i < r->n_recs; i++) {
 		const struct rec *rc = &r->recs[i];
 		struct gw_risk_alert *al;
@@ -1315,7 +1323,7 @@ gw_risk_finish(struct gw_risk *r, const struct gw_risk_alert **alerts, size_t *n
 {
 	if (!r->finished) {
 		r->finished = true;
-		qsort(r->voids, r->n_voids, sizeof(*r->voids), cmp_u64);
+		sort_(r->voids, r->n_voids, sizeof(*r->voids), cmp_u64);
 		apply_voids(r);
 		rule_splitting(r);
 		rule_ratio(r);
@@ -1327,14 +1335,14 @@ gw_risk_finish(struct gw_risk *r, const struct gw_risk_alert **alerts, size_t *n
 		for (size_t i = 0; i < r->n_alerts; i++) {
 			struct gw_risk_alert *a = &r->alerts[i];
 			size_t u = 0;
-			qsort(a->seqs, a->n_seqs, sizeof(*a->seqs), cmp_u64);
+			sort_(a->seqs, a->n_seqs, sizeof(*a->seqs), cmp_u64);
 			for (size_t k = 0; k < a->n_seqs; k++)
 				if (u == 0 || a->seqs[u - 1] != a->seqs[k])
 					a->seqs[u++] = a->seqs[k];
 			a->n_seqs = u;
-			qsort(a->apps, a->n_apps, sizeof(*a->apps), cmp_u64);
+			sort_(a->apps, a->n_apps, sizeof(*a->apps), cmp_u64);
 		}
-		qsort(r->alerts, r->n_alerts, sizeof(*r->alerts), cmp_alert);
+		sort_(r->alerts, r->n_alerts, sizeof(*r->alerts), cmp_alert);
 	}
 	*alerts = r->alerts;
 	*n = r->n_alerts;

@@ -96,6 +96,30 @@ chance(int pct)
 	return (int)(rnd() % 100) < pct;
 }
 
+/* Every string the events hold, freed together at the end. */
+static char **strs;
+static size_t n_strs, cap_strs;
+
+static char *
+keep(char *s)
+{
+	if (!s)
+		abort();
+	if (n_strs == cap_strs) {
+		cap_strs = cap_strs ? cap_strs * 2 : 4096;
+		strs = realloc(strs, cap_strs * sizeof(*strs));
+		if (!strs)
+			abort();
+	}
+	return strs[n_strs++] = s;
+}
+
+static char *
+dup(const char *s)
+{
+	return keep(strdup(s));
+}
+
 static char *
 fmt(const char *f, ...) __attribute__((format(printf, 1, 2)));
 
@@ -109,7 +133,7 @@ fmt(const char *f, ...)
 	if (vasprintf(&s, f, ap) < 0)
 		abort();
 	va_end(ap);
-	return s;
+	return keep(s);
 }
 
 /* Local time (day from the start, hour, minute, second) to UTC ns. */
@@ -186,7 +210,7 @@ application(int64_t ts, const struct appspec *a)
 	int64_t t = ts;
 
 	e->app = key;
-	e->reason = strdup(a->reason);
+	e->reason = dup(a->reason);
 	e->host = a->host;
 	e->tag = a->tag_create;
 	if (a->amount >= 0)
@@ -201,7 +225,7 @@ application(int64_t ts, const struct appspec *a)
 		        a->approvers[l], a->seal);
 		e->app = key;
 		e->tag = a->tag_decide;
-		e->reason = strdup(a->reject && last ? "the terms need another look" : "ok");
+		e->reason = dup(a->reject && last ? "the terms need another look" : "ok");
 		if (a->reject && last)
 			return first;
 	}
@@ -215,7 +239,7 @@ application(int64_t ts, const struct appspec *a)
 			e->pid = pid;
 			e->exe = a->exe;
 			e->host = a->host;
-			e->detail = strdup("{\"placeholder\":true}");
+			e->detail = dup("{\"placeholder\":true}");
 		}
 		e = add(t + (probe ? 2 * NS : 0), "sign", "ok", a->applicant, a->seal);
 		e->app = key;
@@ -271,7 +295,6 @@ ordinary_day(int d, bool ratio_misuse)
 			.host = "ws-alice", .exe = "/usr/bin/pdfsig",
 		};
 		application(at(d, (int)between(9, 14), (int)between(0, 59), (int)between(0, 59)), &a);
-		free(reason);
 	}
 	/* bob's own contracts go to the head above him, carol. */
 	if (chance(30)) {
@@ -349,7 +372,6 @@ seed(int days)
 				.host = "ws-alice", .exe = "/usr/bin/pdfsig", .tag_create = t,
 			};
 			application(at(D - 1 + i / 2, 10 + 4 * (i % 2), 5, 0), &a);
-			free(reason);
 		}
 	}
 	if ((t = tag_of("rubber-fast"))) {
@@ -412,7 +434,7 @@ seed(int days)
 	if ((t = tag_of("probe-refusals"))) {
 		for (int i = 0; i < 12; i++) {
 			struct ev *e = add(at(D, 15, 0, 0) + i * 7 * NS, "sign", "denied", "dave", "contract");
-			e->reason = strdup("dave may not use seal contract");
+			e->reason = dup("dave may not use seal contract");
 			e->tag = t;
 		}
 	}
@@ -420,13 +442,13 @@ seed(int days)
 		for (int i = 0; i < 5; i++) {
 			struct ev *e = add(at(D, 16, 10, 0) + i * 20 * NS, "login", "denied", "frank", NULL);
 			e->reason = i < 4 ? fmt("wrong password for frank (%d of 5 attempts used)", i + 1) :
-			                    strdup("wrong code for frank");
+			                    dup("wrong code for frank");
 			e->tag = t;
 		}
 	}
 	if ((t = tag_of("probe-lockout"))) {
 		struct ev *e = add(at(D, 17, 0, 0), "login", "denied", "carol", NULL);
-		e->reason = strdup("wrong password for carol; 5 failed attempts: account locked until 17:15:00");
+		e->reason = dup("wrong password for carol; 5 failed attempts: account locked until 17:15:00");
 		e->tag = t;
 	}
 	if ((t = tag_of("probe-size"))) {
@@ -434,7 +456,7 @@ seed(int days)
 			struct ev *e = add(at(D, 13, 0, 0) + i * 30 * NS, "sign_probe", "ok", "bob", "contract");
 			e->exe = "/usr/bin/pdfsig";
 			e->pid = 7000 + i;
-			e->detail = strdup("{\"placeholder\":true}");
+			e->detail = dup("{\"placeholder\":true}");
 			e->tag = t;
 		}
 		/* bob signs from another process meanwhile: it answers none of them */
@@ -465,7 +487,7 @@ seed(int days)
 		for (size_t i = first; i < n_evs && voided < 3; i++)
 			if (!strcmp(evs[i].action, "sign") && (i - first) % 7 == 6) {
 				struct ev *v = add(evs[i].ts + NS / 2, "sign_void", "error", "alice", "contract");
-				v->reason = strdup("the token failed after the record was written; no signature "
+				v->reason = dup("the token failed after the record was written; no signature "
 				                   "was released and the use is given back");
 				v->app = evs[i].app;
 				v->voids = evs[i].order + 1;
@@ -486,9 +508,9 @@ seed(int days)
 	if ((t = tag_of("off-hours-token"))) {
 		int sun = D - (D % 7) + 6;
 		struct ev *e = gateway_ev(at(sun, 3, 0, 0), "token_absent");
-		e->reason = strdup("the backend token is not present");
+		e->reason = dup("the backend token is not present");
 		e->tag = t;
-		gateway_ev(at(sun, 3, 20, 0), "token_present")->reason = strdup("the backend token is back");
+		gateway_ev(at(sun, 3, 20, 0), "token_present")->reason = dup("the backend token is back");
 	}
 	if ((t = tag_of("clock-backwards"))) {
 		struct ev *e = add(at(D, 12, 30, 0), "login", "ok", "erin", NULL);
@@ -754,6 +776,10 @@ main(int argc, char **argv)
 	free(b64);
 	free(app_ids);
 	free(seq_of);
+	for (size_t i = 0; i < n_strs; i++)
+		free(strs[i]);
+	free(strs);
+	free(evs);
 	free(o.items);
 	EVP_PKEY_free(key);
 	free(cert_der);
