@@ -419,7 +419,7 @@ report_row(void *ctx, const struct gw_audit_row *row)
 			s->apps++;
 		if (w)
 			w->apps++;
-	} else if (strncmp(row->action ? row->action : "", "application_", 13) == 0 &&
+	} else if (strncmp(row->action ? row->action : "", "application_", 12) == 0 &&
 	           (a = app_info(rp, row->application)) != NULL) {
 		if (is_(row->action, "application_approve")) {
 			a->state = APP_APPROVED;
@@ -619,14 +619,12 @@ write_report(FILE *f, const struct ropts *o, struct report *rp, int verdict, con
 
 	/* Departments and people. */
 	for (size_t k = 0; k < n_alerts; k++) {
-		struct tally *w;
 		if (alerts[k].ts_ns < rp->from || alerts[k].ts_ns >= rp->to)
 			continue;
 		n_in++;
 		for (size_t i = 0; i < rp->n_people; i++)
 			if (!strcmp(rp->people[i].id, alerts[k].subject))
 				rp->people[i].alerts++;
-		(void)w;
 	}
 	fputs("<section id=\"departments\"><h2>Departments</h2>\n<table><tr><th>department</th>"
 	      "<th>people</th><th>signatures</th><th>applications</th><th>refusals</th><th>alerts</th></tr>\n", f);

@@ -929,7 +929,7 @@ volume_of(struct gw_risk *r, bool person, uint32_t subject, const size_t *ix, si
 			           str_of(&r->st, subject),
 			           "%s %s made %u signatures on a %s between %02d:00 and %02d:00 where the "
 			           "median of the %zu weeks before is %.0f and the limit (median + %" PRId64
-			           " MAD) %.1f", person ? "person" : "seal", str_of(&r->st, subject), c,
+			           " × its spread) %.1f", person ? "person" : "seal", str_of(&r->st, subject), c,
 			           weekdays[b / 24], b % 24, b % 24 + 1, h, med, r->rp.volume.k, thr);
 			for (size_t i = 0; al && i < n; i++)
 				if (wk[i] - first == w && bk[i] == b) {

@@ -163,6 +163,22 @@ for who in ["alice", "svc-billing", "erin"]:
     if ">%s<" % who not in text: bad.append("person %s missing" % who)
 for rule in ["threshold-splitting", "probe.lockout", "volume.seal"]:
     if rule not in text: bad.append("alert %s missing" % rule)
+def row(section, first):
+    for sec in root.iter("{%s}section" % ns["h"]):
+        if sec.get("id") != section: continue
+        for tr in sec.iter("{%s}tr" % ns["h"]):
+            cells = ["".join(td.itertext()) for td in tr.findall("{%s}td" % ns["h"])]
+            if cells and cells[0] == first: return cells
+    return None
+c = row("seals", "contract")        # seal signatures refused probes applications approved rejected …
+if not c or int(c[1]) == 0 or int(c[5]) == 0 or int(c[6]) == 0 or int(c[5]) + int(c[6]) > int(c[4]):
+    bad.append("seal contract: signatures, applications and their outcomes not counted: %s" % c)
+b = row("people", "bob")            # department signatures applications decisions …
+if not b or int(b[4]) == 0:
+    bad.append("bob's decisions as approver not counted: %s" % b)
+m = re.search(r"(\d+) applications filed in the period were approved", text)
+if not m or int(m.group(1)) == 0:
+    bad.append("no approval times")
 if bad:
     print("FAIL: report: " + "; ".join(bad)); sys.exit(1)
 print("ok: report: sections %s, %d well-formed SVG charts, verified, alerts listed" % (ids, len(svgs)))
