@@ -294,8 +294,12 @@ feed(struct vstate *vs, const json_t *o, const char *where)
 	gw_audit_verifier_problem(vs->v, "%s: unknown item type \"%s\"", where, type);
 }
 
+/* Each item the verifier was fed, for a caller that reads the export in
+ * the same pass (sealctl risk scan). */
+struct item_hook { sealctl_export_item_fn fn; void *ctx; };
+
 static int
-feed_file(struct vstate *vs, const char *path)
+feed_file(struct vstate *vs, const char *path, const struct item_hook *hook)
 {
 	FILE *f = strcmp(path, "-") == 0 ? stdin : fopen(path, "re");
 	char *line = NULL, where[64];
@@ -327,6 +331,13 @@ feed_file(struct vstate *vs, const char *path)
 		if (lineno == 1 && strcmp(json_string_value(json_object_get(o, "type")) ?: "", "header") != 0)
 			gw_audit_verifier_problem(vs->v, "line 1: the export header is missing");
 		feed(vs, o, where);
+		if (hook && hook->fn && hook->fn(hook->ctx, o) != 0) {
+			json_decref(o);
+			free(line);
+			if (f != stdin)
+				fclose(f);
+			return -1;
+		}
 		json_decref(o);
 	}
 	free(line);
@@ -402,7 +413,7 @@ feed_item(void *ctx, const json_t *item, unsigned long long n)
 }
 
 static int
-cmd_verify(struct cli *c, const struct opts *o, FILE *out)
+cmd_verify(struct cli *c, const struct opts *o, FILE *out, const struct item_hook *hook)
 {
 	struct vstate vs = { 0 };
 	struct gw_audit_verdict vd;
@@ -421,7 +432,7 @@ cmd_verify(struct cli *c, const struct opts *o, FILE *out)
 		gw_audit_verifier_pin_cert(vs.v, pin, pin_len);
 	}
 	if (o->from_export) {
-		if (feed_file(&vs, o->from_export) != 0)
+		if (feed_file(&vs, o->from_export, hook) != 0)
 			goto out;
 	} else {
 		if (cli_login(c) != 0)
@@ -487,11 +498,13 @@ out:
 }
 
 int
-sealctl_audit_verify_export(const char *path, const char *cert, const char *ca, FILE *out)
+sealctl_audit_verify_export(const char *path, const char *cert, const char *ca, FILE *out,
+                            sealctl_export_item_fn fn, void *ctx)
 {
 	struct opts o = { .from_export = path, .cert = cert, .ca = ca };
+	struct item_hook hook = { fn, ctx };
 
-	return cmd_verify(NULL, &o, out);
+	return cmd_verify(NULL, &o, out, &hook);
 }
 
 /* ---- export ---- */
@@ -716,7 +729,7 @@ sealctl_audit(struct cli *c, int argc, char **argv)
 		return 2;
 	}
 	if (!strcmp(argv[0], "verify"))
-		return cmd_verify(c, &o, stdout);
+		return cmd_verify(c, &o, stdout, NULL);
 	if (!strcmp(argv[0], "query"))
 		return cmd_query(c, &o);
 	if (!strcmp(argv[0], "export"))

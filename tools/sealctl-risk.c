@@ -72,75 +72,79 @@ parse_ropts(int argc, char **argv, struct ropts *o, bool report)
 
 typedef void (*row_fn)(void *ctx, const struct gw_audit_row *row);
 
-/* Feeds every record and checkpoint of the export at path to the engine
- * (and each record to fn). 0, or -1 with the reason said. */
+struct feeder {
+	struct gw_risk *r;
+	row_fn fn;                    /* each record also goes here (the report) */
+	void *ctx;
+	uint64_t records;
+	struct gw_audit_rowbuf buf;
+	bool oom;
+};
+
+/* One export item to the engine: records and checkpoints; anything that
+ * does not parse was the verifier's business, and under --no-verify is
+ * skipped. 0, or -1 on ENOMEM. */
 static int
-read_export(const char *path, struct gw_risk *r, row_fn fn, void *ctx, uint64_t *n_records)
+feed_item(void *ctx, const json_t *o)
+{
+	struct feeder *fd = ctx;
+	const char *type = json_string_value(json_object_get(o, "type"));
+	char err[256];
+
+	if (type && !strcmp(type, "record")) {
+		struct gw_audit_row row;
+		if (gw_audit_row_from_json(o, &row, &fd->buf, err, sizeof(err)) != 0)
+			return 0;
+		if (gw_risk_add_record(fd->r, &row) != 0) {
+			fd->oom = true;
+			return -1;
+		}
+		if (fd->fn)
+			fd->fn(fd->ctx, &row);
+		fd->records++;
+	} else if (type && !strcmp(type, "checkpoint")) {
+		json_t *seq = json_object_get(o, "seq"), *ts = json_object_get(o, "ts_ns");
+		if (json_is_integer(seq) && json_is_integer(ts) &&
+		    gw_risk_add_checkpoint(fd->r, (uint64_t)json_integer_value(seq),
+		                           json_integer_value(ts)) != 0) {
+			fd->oom = true;
+			return -1;
+		}
+	}
+	return 0;
+}
+
+/* The export at path, unverified (--no-verify), to the engine. */
+static int
+read_export(const char *path, struct feeder *fd)
 {
 	FILE *f = fopen(path, "re");
 	char *line = NULL;
 	size_t cap = 0;
 	ssize_t n;
-	unsigned long long lineno = 0;
-	struct gw_audit_rowbuf *buf = malloc(sizeof(*buf));
 	int rv = -1;
 
-	*n_records = 0;
-	if (!f || !buf) {
+	if (!f) {
 		fprintf(stderr, "sealctl: %s: %s\n", path, strerror(errno));
-		goto out;
+		return -1;
 	}
 	while ((n = getline(&line, &cap, f)) >= 0) {
 		json_t *o;
-		const char *type;
-		char err[256];
-
-		lineno++;
 		if (n <= 1 || (size_t)n > LINE_MAX_BYTES)
 			continue;
-		/* Lines that do not parse were reported by the verifier; under
-		 * --no-verify they are skipped. */
 		if ((o = json_loadb(line, (size_t)n, JSON_REJECT_DUPLICATES, NULL)) == NULL)
 			continue;
-		type = json_string_value(json_object_get(o, "type"));
-		if (type && !strcmp(type, "record")) {
-			struct gw_audit_row row;
-			if (gw_audit_row_from_json(o, &row, buf, err, sizeof(err)) == 0) {
-				if (gw_risk_add_record(r, &row) != 0) {
-					fprintf(stderr, "sealctl: out of memory at line %llu\n", lineno);
-					json_decref(o);
-					goto out;
-				}
-				if (fn)
-					fn(ctx, &row);
-				(*n_records)++;
-			}
-		} else if (type && !strcmp(type, "checkpoint")) {
-			json_t *seq = json_object_get(o, "seq"), *ts = json_object_get(o, "ts_ns");
-			if (json_is_integer(seq) && json_is_integer(ts) &&
-			    gw_risk_add_checkpoint(r, (uint64_t)json_integer_value(seq),
-			                           json_integer_value(ts)) != 0) {
-				json_decref(o);
-				goto out;
-			}
+		if (feed_item(fd, o) != 0) {
+			json_decref(o);
+			goto out;
 		}
 		json_decref(o);
 	}
 	rv = 0;
 out:
 	free(line);
-	free(buf);
-	if (f)
-		fclose(f);
+	fclose(f);
 	return rv;
-}
-
-/* The same verification as `sealctl audit verify --from-export`; its
- * verdict goes to out. 1 intact, 0 not. */
-static bool
-verified(const struct ropts *o, FILE *out)
-{
-	return sealctl_audit_verify_export(o->from_export, o->cert, o->ca, out) == 0;
 }
 
 static struct gw_policy *
@@ -198,38 +202,58 @@ print_alert(FILE *f, const struct gw_risk_alert *a)
 	fputc('\n', f);
 }
 
-/* Verifies (or says loudly it did not), loads the policy and runs the
- * rules over the export. The engine is in *r; 0, or an exit status. */
+/* Loads the policy, verifies the export (or says loudly it did not) and
+ * runs the rules over it: the verifier hands the engine each item as it
+ * reads it, so the file is read and parsed once. refuse: an export that
+ * does not verify is not scanned (else it is, for the report that says
+ * so). The engine is in *r; 0, or an exit status. verdict: 1 intact,
+ * 0 not, -1 not checked. */
 static int
-scan(const struct ropts *o, FILE *vout, struct gw_policy **pol, struct gw_risk **r,
+scan(const struct ropts *o, FILE *vout, bool refuse, struct gw_policy **pol, struct gw_risk **r,
      const struct gw_risk_alert **alerts, size_t *n, row_fn fn, void *ctx, int *verdict,
      uint64_t *records)
 {
-	*verdict = -1;   /* not checked */
+	struct feeder *fd = NULL;
+	int rv = EXIT_USAGE;
+
+	*verdict = -1;
+	if ((*pol = load_policy(o->policy)) == NULL)
+		return EXIT_USAGE;
+	if ((*r = gw_risk_new(*pol)) == NULL || (fd = calloc(1, sizeof(*fd))) == NULL)
+		goto out;
+	fd->r = *r;
+	fd->fn = fn;
+	fd->ctx = ctx;
 	if (!o->no_verify) {
-		*verdict = verified(o, vout);
-		if (!*verdict)
-			return EXIT_UNVERIFIED;
+		/* The same verification as `sealctl audit verify --from-export`. */
+		*verdict = sealctl_audit_verify_export(o->from_export, o->cert, o->ca, vout,
+		                                       feed_item, fd) == 0;
+		if (fd->oom)
+			goto oom;
+		if (!*verdict && refuse) {
+			rv = EXIT_UNVERIFIED;
+			goto out;
+		}
 	} else {
 		fputs(no_verify_warning, stderr);
 		if (vout != stderr)
 			fputs(no_verify_warning, vout);
-	}
-	if ((*pol = load_policy(o->policy)) == NULL)
-		return EXIT_USAGE;
-	if ((*r = gw_risk_new(*pol)) == NULL)
-		return EXIT_USAGE;
-	if (read_export(o->from_export, *r, fn, ctx, records) != 0)
-		return EXIT_USAGE;
-	if (o->no_verify)
+		if (read_export(o->from_export, fd) != 0)
+			goto out;
 		gw_risk_add_alert(*r, "log.unverified", GW_RISK_HIGH, "audit log",
 		                  "the export was scanned without verifying its chain and checkpoints "
 		                  "(--no-verify): nothing here is proven to be what the gateway recorded");
-	if (gw_risk_finish(*r, alerts, n) != 0) {
-		fprintf(stderr, "sealctl: out of memory\n");
-		return EXIT_USAGE;
 	}
-	return 0;
+	*records = fd->records;
+	if (gw_risk_finish(*r, alerts, n) != 0)
+		goto oom;
+	rv = 0;
+	goto out;
+oom:
+	fprintf(stderr, "sealctl: out of memory\n");
+out:
+	free(fd);
+	return rv;
 }
 
 static void
@@ -269,7 +293,8 @@ sealctl_risk(int argc, char **argv, bool json)
 		return help ? 0 : EXIT_USAGE;
 	}
 	o.json |= json;
-	rv = scan(&o, o.json ? stderr : stdout, &pol, &r, &alerts, &n, NULL, NULL, &verdict, &records);
+	rv = scan(&o, o.json ? stderr : stdout, true, &pol, &r, &alerts, &n, NULL, NULL, &verdict,
+	          &records);
 	if (rv == EXIT_UNVERIFIED)
 		fprintf(stderr, "sealctl: %s did not verify: not scanned (--no-verify scans it anyway)\n",
 		        o.from_export);
@@ -778,41 +803,22 @@ sealctl_report(int argc, char **argv)
 		goto out;
 	}
 	rp.p = ppol;
-	/* The report states the verdict, whatever it is: verified here, and
-	 * the scan itself is told not to refuse. */
-	if (!o.no_verify) {
-		if ((vout = open_memstream(&vtext, &vlen)) == NULL)
-			goto out;
-		verdict = verified(&o, vout);
-		fclose(vout);
-		vout = NULL;
-	} else {
-		fputs(no_verify_warning, stderr);
-	}
-	{
-		struct ropts so = o;
-		so.no_verify = true;   /* checked above */
-		if (scan(&so, stderr, &pol, &r, &alerts, &n, report_row, &rp, &(int){ 0 }, &records) != 0)
-			goto out;
-	}
-	/* The scan's own "not verified" alert is for --no-verify alone. */
+	/* The report states the verdict, whatever it is: an export that does
+	 * not verify is reported on, and says so first. */
+	if ((vout = open_memstream(&vtext, &vlen)) == NULL)
+		goto out;
+	rv = scan(&o, vout, false, &pol, &r, &alerts, &n, report_row, &rp, &verdict, &records);
+	fclose(vout);
+	vout = NULL;
+	if (rv != 0)
+		goto out;
+	rv = EXIT_USAGE;
 	f = fopen(o.out, "we");
 	if (f == NULL) {
 		fprintf(stderr, "sealctl: %s: %s\n", o.out, strerror(errno));
 		goto out;
 	}
-	{
-		size_t shown = 0;
-		const struct gw_risk_alert *v = alerts;
-		struct gw_risk_alert *copy = calloc(n + 1, sizeof(*copy));
-		if (copy == NULL)
-			goto out;
-		for (size_t i = 0; i < n; i++)
-			if (o.no_verify || strcmp(v[i].rule, "log.unverified") != 0)
-				copy[shown++] = v[i];
-		rv = write_report(f, &o, &rp, verdict, vtext, copy, shown);
-		free(copy);
-	}
+	rv = write_report(f, &o, &rp, verdict, vtext, alerts, n);
 	if (fclose(f) != 0 || rv != 0) {
 		fprintf(stderr, "sealctl: writing %s failed\n", o.out);
 		f = NULL;
