@@ -7,7 +7,11 @@
  * manifest (--manifest) lists, per misuse, the rule that must find it and
  * the seqs and application ids that are its evidence.
  *
- *   gen-activity [--days N] [--seed N] [--misuse NAME,...|all] [--manifest F] -o FILE
+ *   gen-activity [--days N] [--seed N] [--misuse NAME,...|all] [--manifest F]
+ *                [--billing N] -o FILE
+ *
+ * --billing sets the invoices the billing service signs a working day
+ * (20 to 40 when not given): the bench makes a year of 10 million records.
  */
 #include <getopt.h>
 #include <stdarg.h>
@@ -74,6 +78,7 @@ static size_t n_evs, cap_evs;
 static int next_app = 1;
 static uint64_t rng = 88172645463325252ULL;
 static bool want[N_MISUSES];
+static int64_t billing;          /* --billing: invoices a working day (0: 20 to 40) */
 
 static uint64_t
 rnd(void)
@@ -344,7 +349,7 @@ ordinary_day(int d, bool ratio_misuse)
 	{
 		int64_t pid = between(2000, 60000);
 		add(at(d, 7, 58, 0), "login", "ok", "svc-billing", NULL)->host = "app01";
-		for (int64_t n = between(20, 40); n > 0; n--) {
+		for (int64_t n = billing ? billing : between(20, 40); n > 0; n--) {
 			struct ev *e = add(at(d, 8, 0, 0) + between(0, 12 * 3600 - 1) * NS, "sign", "ok",
 			                   "svc-billing", "invoice");
 			e->uid = 998;
@@ -562,18 +567,16 @@ make_key(void)
 	X509_free(x);
 }
 
-struct out { json_t **items; size_t n, cap; };
+/* The items after the header, streamed to a temporary file: the header,
+ * which names the head and the last checkpoint, is known only at the end. */
+struct out { FILE *body; };
 
 static void
 push(struct out *o, json_t *j)
 {
-	if (o->n == o->cap) {
-		o->cap = o->cap ? o->cap * 2 : 4096;
-		o->items = realloc(o->items, o->cap * sizeof(*o->items));
-		if (!o->items)
-			abort();
-	}
-	o->items[o->n++] = j;
+	if (!j || json_dumpf(j, o->body, JSON_COMPACT) != 0 || fputc('\n', o->body) == EOF)
+		abort();
+	json_decref(j);
 }
 
 static uint64_t cp_id;
@@ -612,7 +615,8 @@ main(int argc, char **argv)
 	static const struct option opts[] = {
 		{ "days", required_argument, NULL, 'd' }, { "seed", required_argument, NULL, 's' },
 		{ "misuse", required_argument, NULL, 'm' }, { "manifest", required_argument, NULL, 'M' },
-		{ "output", required_argument, NULL, 'o' }, { NULL, 0, NULL, 0 },
+		{ "output", required_argument, NULL, 'o' }, { "billing", required_argument, NULL, 'b' },
+		{ NULL, 0, NULL, 0 },
 	};
 	const char *outpath = NULL, *manifest = NULL;
 	int days = 31, ch;
@@ -631,6 +635,7 @@ main(int argc, char **argv)
 		case 'd': days = atoi(optarg); break;
 		case 's': rng ^= strtoull(optarg, NULL, 10) * 0x9e3779b97f4a7c15ULL; break;
 		case 'M': manifest = optarg; break;
+		case 'b': billing = atoll(optarg); break;
 		case 'o': outpath = optarg; break;
 		case 'm': {
 			char *list = strdup(optarg), *save = NULL;
@@ -665,6 +670,8 @@ main(int argc, char **argv)
 			                "seal and the volume baseline need the history)\n");
 			return 2;
 		}
+	if ((o.body = tmpfile()) == NULL)
+		return 1;
 	make_key();
 	gateway_ev(at(0, 8, 0, 0), "gateway_start");
 	for (int d = 0; d < days; d++)
@@ -760,11 +767,15 @@ main(int argc, char **argv)
 		return 1;
 	json_dumpf(hdr, f, JSON_COMPACT);
 	fputc('\n', f);
-	for (size_t i = 0; i < o.n; i++) {
-		json_dumpf(o.items[i], f, JSON_COMPACT);
-		fputc('\n', f);
-		json_decref(o.items[i]);
+	rewind(o.body);
+	{
+		char buf[1 << 16];
+		size_t got;
+		while ((got = fread(buf, 1, sizeof(buf), o.body)) > 0)
+			if (fwrite(buf, 1, got, f) != got)
+				return 1;
 	}
+	fclose(o.body);
 	if (fclose(f) != 0)
 		return 1;
 	if (manifest && json_dump_file(man, manifest, JSON_INDENT(1)) != 0)
@@ -780,7 +791,6 @@ main(int argc, char **argv)
 		free(strs[i]);
 	free(strs);
 	free(evs);
-	free(o.items);
 	EVP_PKEY_free(key);
 	free(cert_der);
 	return 0;
