@@ -217,6 +217,15 @@ scan(const struct ropts *o, FILE *vout, bool refuse, struct gw_policy **pol, str
 	int rv = EXIT_USAGE;
 
 	*verdict = -1;
+	{
+		/* A file that cannot be read is not one that failed to verify. */
+		FILE *f = fopen(o->from_export, "re");
+		if (f == NULL) {
+			fprintf(stderr, "sealctl: %s: %s\n", o->from_export, strerror(errno));
+			return EXIT_USAGE;
+		}
+		fclose(f);
+	}
 	if ((*pol = load_policy(o->policy)) == NULL)
 		return EXIT_USAGE;
 	if ((*r = gw_risk_new(*pol)) == NULL || (fd = calloc(1, sizeof(*fd))) == NULL)

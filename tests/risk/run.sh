@@ -133,6 +133,9 @@ rc=0
 	>"$dir/out.txt" 2>/dev/null || rc=$?
 grep -q "THE EXPORT WAS NOT VERIFIED" "$dir/out.txt" || fail "--no-verify: no warning on stdout"
 
+scan "$dir/no-such-export.jsonl"
+[ "$rc" = 2 ] && echo "ok: an export that cannot be read: exit 2" || fail "unreadable export: exit $rc"
+
 # ---- the report ----
 "$gen" --days 56 --misuse all -o "$dir/all.jsonl" 2>/dev/null
 rc=0
