@@ -748,7 +748,9 @@ split_group(struct gw_risk *r, const struct gw_seal *seal, const struct gw_rule 
 	size_t i = 0;
 
 	for (size_t j = 0; j < n; j++) {
-		int64_t sum = 0;
+		/* Amounts go up to INT64_MAX / 2 each: summed as doubles, which
+		 * are exact far beyond any real contract. */
+		double sum = 0;
 		size_t k;
 		bool fresh = false;
 
@@ -757,12 +759,12 @@ split_group(struct gw_risk *r, const struct gw_seal *seal, const struct gw_rule 
 		while (c[j].ts - c[i].ts > window)
 			i++;
 		for (k = i; k <= j; k++)
-			sum += r->apps[c[k].app].amount;
-		if ((int64_t)(j - i + 1) < r->rp.splitting.min_applications || sum <= limit)
+			sum += (double)r->apps[c[k].app].amount;
+		if ((int64_t)(j - i + 1) < r->rp.splitting.min_applications || sum <= (double)limit)
 			continue;
 		/* The rest of the window belongs to the same split. */
 		while (j + 1 < n && c[j + 1].key == c[i].key && c[j + 1].ts - c[i].ts <= window)
-			sum += r->apps[c[++j].app].amount;
+			sum += (double)r->apps[c[++j].app].amount;
 		for (k = i; k <= j; k++)
 			fresh |= !used[c[k].app];
 		if (fresh) {
@@ -770,7 +772,7 @@ split_group(struct gw_risk *r, const struct gw_seal *seal, const struct gw_rule 
 				str_of(&r->st, c[j].key),
 				"%zu applications for seal %s by %s %s within %" PRId64 " h each stay at or "
 				"under %" PRId64 ", above which rule %zu (policy line %u) asks more approval, "
-				"but together come to %" PRId64, j - i + 1, seal->id, how,
+				"but together come to %.0f", j - i + 1, seal->id, how,
 				str_of(&r->st, c[j].key), r->rp.splitting.window_hours, limit, rule_no,
 				rule->line, sum);
 			for (k = i; k <= j; k++) {
@@ -812,7 +814,7 @@ rule_splitting(struct gw_risk *r)
 					const struct app *a = &r->apps[i];
 					uint32_t key = kind == 0 ? a->applicant : kind == 1 ? a->scope : a->party;
 					if (key == NONE || !a->has_amount || a->amount > limit ||
-					    a->amount * 100 < limit * r->rp.splitting.near_pct ||
+					    (double)a->amount * 100 < (double)limit * (double)r->rp.splitting.near_pct ||
 					    strcmp(str_of(&r->st, a->seal), seal->id) != 0)
 						continue;
 					c[n++] = (struct cand){ key, a->ts, i };
@@ -1230,7 +1232,8 @@ quota_step(struct gw_risk *r, struct map *m, const struct sig *s, int kind, uint
 	before = (*c)++;
 	for (int l = 0; l < 2; l++) {
 		struct gw_risk_alert *al;
-		uint64_t need = (quota * (uint64_t)pct[l] + 99) / 100;   /* first count at pct */
+		/* The first count at pct of quota, without overflowing a large one. */
+		uint64_t need = quota / 100 * (uint64_t)pct[l] + ((quota % 100) * (uint64_t)pct[l] + 99) / 100;
 		if (before >= need || *c < need)
 			continue;
 		al = alert(r, rules[l], l ? GW_RISK_HIGH : GW_RISK_MEDIUM, s->ts,
