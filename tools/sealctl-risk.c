@@ -579,19 +579,33 @@ write_report(FILE *f, const struct ropts *o, struct report *rp, int verdict, con
 	/* Seals. */
 	fputs("<section id=\"seals\"><h2>Seals</h2>\n<table><tr><th>seal</th><th>signatures</th>"
 	      "<th>refused</th><th>size probes</th><th>applications</th><th>approved</th>"
-	      "<th>rejected</th><th>revoked</th><th>expired</th></tr>\n", f);
+	      "<th>rejected</th><th>revoked</th><th>expired</th><th>median approval</th></tr>\n", f);
 	for (size_t i = 0; i < rp->n_seals; i++) {
 		struct tally *s = &rp->seals[i];
 		uint64_t st[5] = { 0 };
+		double *t = malloc((rp->n_apps + 1) * sizeof(*t)), med;
+		size_t nt = 0;
+		char mbuf[32] = "-";
 		for (size_t k = 0; k < rp->n_apps; k++)
-			if (rp->apps[k].created >= rp->from && !strcmp(rp->apps[k].seal, s->id))
+			if (rp->apps[k].created >= rp->from && !strcmp(rp->apps[k].seal, s->id)) {
 				st[rp->apps[k].state]++;
+				if (t && rp->apps[k].state == APP_APPROVED)
+					t[nt++] = (double)(rp->apps[k].approved_at - rp->apps[k].created) / NS;
+			}
+		if (nt) {
+			med = gw_risk_median(t, nt);
+			if (med < 3600)
+				snprintf(mbuf, sizeof(mbuf), "%.0f min", med / 60);
+			else
+				snprintf(mbuf, sizeof(mbuf), "%.1f h", med / 3600);
+		}
+		free(t);
 		fputs("<tr><td>", f);
 		esc(f, s->id);
 		fprintf(f, "</td><td>%" PRIu64 "</td><td>%" PRIu64 "</td><td>%" PRIu64 "</td><td>%" PRIu64
 		        "</td><td>%" PRIu64 "</td><td>%" PRIu64 "</td><td>%" PRIu64 "</td><td>%" PRIu64
-		        "</td></tr>\n", s->signs, s->refused, s->probes, s->apps, st[APP_APPROVED],
-		        st[APP_REJECTED], st[APP_REVOKED], st[APP_EXPIRED]);
+		        "</td><td>%s</td></tr>\n", s->signs, s->refused, s->probes, s->apps, st[APP_APPROVED],
+		        st[APP_REJECTED], st[APP_REVOKED], st[APP_EXPIRED], mbuf);
 	}
 	fputs("</table>\n<h3>Signatures per day</h3>\n", f);
 	for (int d = 0; d < ndays && d < MAX_DAYS; d++) {
