@@ -1164,9 +1164,8 @@ bursts(struct gw_risk *r, struct burst *v, size_t n, int64_t limit, const char *
 			sum += v[j].count;
 		}
 		al = alert(r, rule, GW_RISK_HIGH, v[j].ts, str_of(&r->st, v[i].key),
-		           "%s: %" PRIu64 " %s within %.0f s or less of one another (the limit is %" PRId64
-		           " in %" PRId64 " s)", str_of(&r->st, v[i].key), sum, what,
-		           (double)window / NS, limit, r->rp.probing.window_seconds);
+		           "%s: %" PRIu64 " %s in one burst, at least %" PRId64 " of them within %" PRId64
+		           " s", str_of(&r->st, v[i].key), sum, what, limit, r->rp.probing.window_seconds);
 		for (size_t k = i; al && k <= j; k++)
 			alert_seq(r, al, v[k].seq);
 		i = j + 1;
