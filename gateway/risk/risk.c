@@ -814,7 +814,8 @@ rule_splitting(struct gw_risk *r)
 					const struct app *a = &r->apps[i];
 					uint32_t key = kind == 0 ? a->applicant : kind == 1 ? a->scope : a->party;
 					if (key == NONE || !a->has_amount || a->amount > limit ||
-					    (double)a->amount * 100 < (double)limit * (double)r->rp.splitting.near_pct ||
+					    (double)a->amount * 100 <
+					            (double)limit * (double)r->rp.splitting.near_pct ||
 					    strcmp(str_of(&r->st, a->seal), seal->id) != 0)
 						continue;
 					c[n++] = (struct cand){ key, a->ts, i };
@@ -1072,7 +1073,8 @@ rule_habits(struct gw_risk *r)
 			per_pair[*pix].first = s->ts;
 		}
 		hp = &per_pair[*pix];
-		if (hp->n >= min_n && s->ts - hp->first >= min_span && !near_hours(hp->hours, h, r->rp.history.hour_margin)) {
+		if (hp->n >= min_n && s->ts - hp->first >= min_span &&
+		    !near_hours(hp->hours, h, r->rp.history.hour_margin)) {
 			al = alert(r, "time.unusual-hour", GW_RISK_MEDIUM, s->ts, str_of(&r->st, s->actor),
 			           "%s used seal %s at %s, more than %" PRId64 " h from any hour they used "
 			           "it at in %" PRIu64 " signatures before", str_of(&r->st, s->actor),

@@ -295,7 +295,8 @@ ordinary_day(int d, bool ratio_misuse)
 		struct appspec a = {
 			.applicant = "alice", .seal = "contract", .type = "contract", .scope = "sales",
 			.reason = reason, .amount = big ? between(1500000, 5000000) : between(20000, 300000),
-			.approvers = { "bob", big ? "carol" : NULL }, .delay = { between(300, 10800), between(600, 3600) },
+			.approvers = { "bob", big ? "carol" : NULL },
+			.delay = { between(300, 10800), between(600, 3600) },
 			.reject = chance(20), .signs = 1, .sign_after = between(300, 3600), .sign_gap = 60,
 			.host = "ws-alice", .exe = "/usr/bin/pdfsig",
 		};
