@@ -7,6 +7,7 @@
  */
 #include "policy.h"
 #include "store.h"
+#include "risk.h"
 #include "yamlutil.h"
 
 #include <ctype.h>
@@ -592,6 +593,7 @@ policy_free(struct gw_policy *p)
 	free(p->path);
 	free(p->org_name);
 	free(p->timezone);
+	gw_risk_policy_free(&p->risk);
 	gw_yaml_strlist_free(&p->size_probe, &p->n_size_probe);
 	for (size_t i = 0; p->departments != NULL && i < p->n_departments; i++) {
 		free(p->departments[i].id);
@@ -764,7 +766,7 @@ struct pctx {
 };
 
 static const char *const top_keys[] = { "version", "organization", "clients", "sites", "seals",
-	NULL };
+	"risk", NULL };
 static const char *const site_keys[] = { "id", "name", NULL };
 static const char *const client_keys[] = { "size_probe", NULL };
 static const char *const org_keys[] = {
@@ -1767,6 +1769,8 @@ parse_root(struct pctx *c, yaml_node_t *root)
 		}
 	}
 	if (parse_sites(c, gw_yaml_map_get(&c->y, root, "sites")) < 0)
+		return -1;
+	if (gw_risk_policy_parse(&c->y, gw_yaml_map_get(&c->y, root, "risk"), &c->p->risk) < 0)
 		return -1;
 	if ((n = gw_yaml_map_get(&c->y, root, "seals")) == NULL)
 		return gw_yaml_errf(&c->y, root, "seals missing (required; may be [])");

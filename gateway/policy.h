@@ -123,6 +123,8 @@ struct gw_policy {
 	/* clients.size_probe: executables whose first signature in a process
 	 * only measures the signature's size (docs/workflow.md, "Size probes"). */
 	char **size_probe; size_t n_size_probe;
+	/* risk: the risk rules' parameters, defaults filled in (docs/risk.md). */
+	struct gw_risk_policy *risk;
 };
 
 /* Parses and validates. On error returns -1, err = "file:line:col: msg". */

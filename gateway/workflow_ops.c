@@ -37,6 +37,7 @@ bad(struct gw_req *r)
 struct tx {
 	struct gw_application *insert;
 	struct gw_wf_decide *decide;
+	const char *detail;           /* the record's detail, or NULL */
 };
 
 static int
@@ -112,6 +113,7 @@ commit(struct gw_ctx *ctx, const struct gw_peer *peer, const char *actor,
 		.application = app->id, .application_from = id_from,
 		.doc_digest = app->has_doc ? app->doc_digest : NULL,
 		.doc_digest_len = app->has_doc ? 32 : 0,
+		.detail = t->detail,
 	};
 	uint64_t seq = 0;
 
@@ -234,6 +236,7 @@ gw_op_apply(struct gw_req *r)
 	char err[256], msg[GW_WF_TEXT_MAX];
 	time_t now = time(NULL);
 	json_t *rep = NULL;
+	char *detail = NULL;
 
 	if (app == NULL)
 		return sg_reply_error(CKR_HOST_MEMORY, "internal", "out of memory");
@@ -264,6 +267,24 @@ gw_op_apply(struct gw_req *r)
 		rep = sg_reply_error(CKR_FUNCTION_REJECTED, "denied", "%s", r->err);
 		goto out;
 	}
+	/* The case goes into the record: the risk rules read amounts and
+	 * scopes from the log alone (docs/risk.md, threshold splitting). */
+	{
+		json_t *d = json_object();
+		if (d && app->document_type[0])
+			json_object_set_new(d, "document_type", json_string(app->document_type));
+		if (d && app->business_scope[0])
+			json_object_set_new(d, "business_scope", json_string(app->business_scope));
+		if (d && app->has_amount)
+			json_object_set_new(d, "amount", json_integer(app->amount));
+		detail = d ? json_dumps(d, JSON_COMPACT | JSON_SORT_KEYS) : NULL;
+		json_decref(d);
+		if (detail == NULL) {
+			rep = sg_reply_error(CKR_HOST_MEMORY, "internal", "out of memory");
+			goto out;
+		}
+		t.detail = detail;
+	}
 	/* The id is the store's, given inside the record's transaction. */
 	if (commit(r->ctx, r->peer, r->who->id, "application_create", reason, app, &app->id, &t,
 	           err, sizeof(err)) < 0) {
@@ -276,6 +297,7 @@ gw_op_apply(struct gw_req *r)
 	rep = sg_reply_ok();
 	json_object_set_new(rep, "application", app_json(p, app, now));
 out:
+	free(detail);
 	free(doc);
 	free(app);
 	return rep;

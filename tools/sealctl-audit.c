@@ -294,8 +294,12 @@ feed(struct vstate *vs, const json_t *o, const char *where)
 	gw_audit_verifier_problem(vs->v, "%s: unknown item type \"%s\"", where, type);
 }
 
+/* Each item the verifier was fed, for a caller that reads the export in
+ * the same pass (sealctl risk scan). */
+struct item_hook { sealctl_export_item_fn fn; void *ctx; };
+
 static int
-feed_file(struct vstate *vs, const char *path)
+feed_file(struct vstate *vs, const char *path, const struct item_hook *hook)
 {
 	FILE *f = strcmp(path, "-") == 0 ? stdin : fopen(path, "re");
 	char *line = NULL, where[64];
@@ -327,6 +331,13 @@ feed_file(struct vstate *vs, const char *path)
 		if (lineno == 1 && strcmp(json_string_value(json_object_get(o, "type")) ?: "", "header") != 0)
 			gw_audit_verifier_problem(vs->v, "line 1: the export header is missing");
 		feed(vs, o, where);
+		if (hook && hook->fn && hook->fn(hook->ctx, o) != 0) {
+			json_decref(o);
+			free(line);
+			if (f != stdin)
+				fclose(f);
+			return -1;
+		}
 		json_decref(o);
 	}
 	free(line);
@@ -402,7 +413,7 @@ feed_item(void *ctx, const json_t *item, unsigned long long n)
 }
 
 static int
-cmd_verify(struct cli *c, const struct opts *o)
+cmd_verify(struct cli *c, const struct opts *o, FILE *out, const struct item_hook *hook)
 {
 	struct vstate vs = { 0 };
 	struct gw_audit_verdict vd;
@@ -421,7 +432,7 @@ cmd_verify(struct cli *c, const struct opts *o)
 		gw_audit_verifier_pin_cert(vs.v, pin, pin_len);
 	}
 	if (o->from_export) {
-		if (feed_file(&vs, o->from_export) != 0)
+		if (feed_file(&vs, o->from_export, hook) != 0)
 			goto out;
 	} else {
 		if (cli_login(c) != 0)
@@ -447,24 +458,24 @@ cmd_verify(struct cli *c, const struct opts *o)
 	 * checkpoint and the checkpoint ids normally say this already). */
 	cut = vs.have_header && vs.upto > 0 && (uint64_t)vs.upto > vd.last_seq;
 	if (!bad && !cut) {
-		printf("audit log intact: %llu records (seq 1 to %llu), %llu signed checkpoints verified, "
+		fprintf(out, "audit log intact: %llu records (seq 1 to %llu), %llu signed checkpoints verified, "
 		       "signed up to seq %llu\n", (unsigned long long)vd.records,
 		       (unsigned long long)vd.last_seq, (unsigned long long)vd.checkpoints,
 		       (unsigned long long)vd.covered_seq);
 		rv = 0;
 	} else {
 		size_t np = vd.n_problems + (cut ? 1 : 0);
-		printf("audit log NOT intact (%zu problem%s):\n", np, np == 1 ? "" : "s");
+		fprintf(out, "audit log NOT intact (%zu problem%s):\n", np, np == 1 ? "" : "s");
 		for (size_t i = 0; i < vd.n_problems; i++)
-			printf("  %s\n", vd.problems[i]);
+			fprintf(out, "  %s\n", vd.problems[i]);
 		if (cut)
-			printf("  seq %llu: missing — the export header says the log went to seq %lld but the "
+			fprintf(out, "  seq %llu: missing — the export header says the log went to seq %lld but the "
 			       "file ends at seq %llu: the tail was truncated\n",
 			       (unsigned long long)vd.last_seq + 1, (long long)vs.upto,
 			       (unsigned long long)vd.last_seq);
 	}
 	for (size_t i = 0; i < vd.n_notes; i++)
-		printf("note: %s\n", vd.notes[i]);
+		fprintf(out, "note: %s\n", vd.notes[i]);
 	if (!o->cert && !o->ca) {
 		/* Said on stdout with the verdict and on stderr, where a person
 		 * running it sees it even when the verdict goes to a file. */
@@ -474,15 +485,26 @@ cmd_verify(struct cli *c, const struct opts *o)
 			"WARNING: export is internally consistent, NOT that the gateway's audit key signed it:\n"
 			"WARNING: anyone could have rewritten the log and re-signed it with a key of their own.\n"
 			"WARNING: Pin the audit certificate with --cert FILE, or its issuer with --ca FILE.\n";
-		fputs(unpinned, stdout);
-		fflush(stdout);
-		fputs(unpinned, stderr);
+		fputs(unpinned, out);
+		fflush(out);
+		if (out != stderr)
+			fputs(unpinned, stderr);
 	}
 out:
 	free(pin);
 	free(vs.hdr_cert);
 	gw_audit_verifier_free(&vs.v);
 	return rv;
+}
+
+int
+sealctl_audit_verify_export(const char *path, const char *cert, const char *ca, FILE *out,
+                            sealctl_export_item_fn fn, void *ctx)
+{
+	struct opts o = { .from_export = path, .cert = cert, .ca = ca };
+	struct item_hook hook = { fn, ctx };
+
+	return cmd_verify(NULL, &o, out, &hook);
 }
 
 /* ---- export ---- */
@@ -707,7 +729,7 @@ sealctl_audit(struct cli *c, int argc, char **argv)
 		return 2;
 	}
 	if (!strcmp(argv[0], "verify"))
-		return cmd_verify(c, &o);
+		return cmd_verify(c, &o, stdout, NULL);
 	if (!strcmp(argv[0], "query"))
 		return cmd_query(c, &o);
 	if (!strcmp(argv[0], "export"))

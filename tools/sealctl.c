@@ -41,6 +41,8 @@ usage(FILE *f)
 "  logout                      close the signing window\n"
 "  confirm [--wait S] [--list] confirm a waiting signature with a fresh code\n"
 "  audit verify|query|export|checkpoint  the audit trail (sealctl audit --help)\n"
+"  risk scan --from-export FILE [--json] [--no-verify]  the risk rules over an export\n"
+"  report --period YYYY-MM --from-export FILE -o FILE   the month's audit report (HTML)\n"
 "\n"
 "  apply --seal S --reason R [--type T] [--amount A] [--scope X] [--doc FILE]\n"
 "        [--uses N] [--valid-for 7d]   apply to use a seal; --doc binds the use to\n"
@@ -393,6 +395,10 @@ main(int argc, char **argv)
 			rv = cmd_user(&c, n, pos, newfile, oldfile);
 		else if (strcmp(cmd, "audit") == 0)
 			rv = sealctl_audit(&c, n, pos);
+		else if (strcmp(cmd, "risk") == 0)
+			rv = sealctl_risk(n, pos, c.json);
+		else if (strcmp(cmd, "report") == 0)
+			rv = sealctl_report(n, pos);
 		else {
 			fprintf(stderr, "sealctl: unknown command or arguments: %s\n", cmd);
 			usage(stderr);

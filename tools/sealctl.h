@@ -5,6 +5,9 @@
 #ifndef SEALCTL_H
 #define SEALCTL_H
 
+#include <stdio.h>
+#include <jansson.h>
+
 #include "cli.h"
 
 /* apply, list, show, approve, reject, revoke, why, policy.
@@ -19,5 +22,19 @@ int sealctl_auth(struct cli *c, const char *cmd, int argc, char **argv);
 /* audit verify|query|export|checkpoint (sealctl-audit.c). argv[0] is the
  * subcommand ("verify"…). */
 int sealctl_audit(struct cli *c, int argc, char **argv);
+/* The offline verification of `sealctl audit verify --from-export PATH`
+ * (cert, ca: NULL or files to pin trust), its verdict written to out.
+ * fn (may be NULL) is given every item of the file that parsed, in file
+ * order, as it is verified, so a caller reads the export once; a non-zero
+ * return stops the reading (the export then counts as not intact).
+ * 0 intact, 1 not. */
+typedef int (*sealctl_export_item_fn)(void *ctx, const json_t *item);
+int sealctl_audit_verify_export(const char *path, const char *cert, const char *ca, FILE *out,
+                                sealctl_export_item_fn fn, void *ctx);
+
+/* risk scan, and report (sealctl-risk.c): argv[0] is "scan" / the first
+ * option of report; json: sealctl's --json (taken out of argv). */
+int sealctl_risk(int argc, char **argv, bool json);
+int sealctl_report(int argc, char **argv);
 
 #endif

@@ -338,6 +338,15 @@ Test(workflow, large_amount_needs_head_then_executive_in_order)
 	cr_assert(decide("carol", SG_OP_APPROVE, id, msg, sizeof(msg)), "%s", msg);
 	cr_assert_str_eq(msg, "authorized");
 	cr_assert_eq(sign(h, k, CKM_SHA256_RSA_PKCS, contract, sizeof(contract)), CKR_OK);
+	/* The record of the application carries its case, for the risk rules
+	 * (docs/risk.md): the amount under an approval threshold is in the log. */
+	{
+		char where[256];
+		snprintf(where, sizeof(where), "action = 'application_create' AND application = %lld AND "
+		         "json_extract(detail, '$.amount') = 5000000 AND "
+		         "json_extract(detail, '$.document_type') = 'contract'", (long long)id);
+		cr_assert_eq(records(where), 1, "no application_create record with the case in its detail");
+	}
 }
 
 Test(workflow, rejection_and_revocation_end_it)

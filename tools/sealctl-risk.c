@@ -1,0 +1,872 @@
+/*
+ * sealctl risk scan and sealctl report: the risk rules (gateway/risk/)
+ * run offline over an audit export on an auditor's machine, after the
+ * export was verified the way `sealctl audit verify` does it, and the
+ * monthly audit report as one self-contained HTML file with inline SVG
+ * charts (no script, no network). docs/risk.md.
+ */
+#include <errno.h>
+#include <getopt.h>
+#include <inttypes.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include <jansson.h>
+
+#include "auditfmt.h"
+#include "policy.h"
+#include "risk.h"
+#include "sealctl.h"
+#include "sg-config.h"
+
+#define NS 1000000000LL
+#define LINE_MAX_BYTES (2u * 1024u * 1024u)
+
+enum { EXIT_CLEAN = 0, EXIT_ALERTS = 1, EXIT_USAGE = 2, EXIT_UNVERIFIED = 3 };
+
+static const char no_verify_warning[] =
+	"WARNING: THE EXPORT WAS NOT VERIFIED (--no-verify): its records may have been changed,\n"
+	"WARNING: removed or made up, and the alerts below are only as good as the file.\n";
+
+struct ropts {
+	const char *from_export, *policy, *cert, *ca, *period, *out;
+	bool json, no_verify;
+};
+
+static int
+parse_ropts(int argc, char **argv, struct ropts *o, bool report)
+{
+	static const struct option opts[] = {
+		{ "from-export", required_argument, NULL, 'f' }, { "policy", required_argument, NULL, 'p' },
+		{ "cert", required_argument, NULL, 'c' }, { "ca", required_argument, NULL, 'a' },
+		{ "period", required_argument, NULL, 'P' }, { "output", required_argument, NULL, 'o' },
+		{ "json", no_argument, NULL, 'j' }, { "no-verify", no_argument, NULL, 'n' },
+		{ NULL, 0, NULL, 0 },
+	};
+	int ch;
+
+	o->policy = SG_SYSCONFDIR "/policy.yaml";
+	optind = 0;
+	while ((ch = getopt_long(argc, argv, "o:", opts, NULL)) != -1) {
+		switch (ch) {
+		case 'f': o->from_export = optarg; break;
+		case 'p': o->policy = optarg; break;
+		case 'c': o->cert = optarg; break;
+		case 'a': o->ca = optarg; break;
+		case 'P': o->period = optarg; break;
+		case 'o': o->out = optarg; break;
+		case 'j': o->json = true; break;
+		case 'n': o->no_verify = true; break;
+		default: return -1;
+		}
+	}
+	if (optind != argc || !o->from_export || (report && (!o->period || !o->out)) ||
+	    (!report && (o->period || o->out)))
+		return -1;
+	return 0;
+}
+
+/* ---- reading the export ---- */
+
+typedef void (*row_fn)(void *ctx, const struct gw_audit_row *row);
+
+struct feeder {
+	struct gw_risk *r;
+	row_fn fn;                    /* each record also goes here (the report) */
+	void *ctx;
+	uint64_t records;
+	struct gw_audit_rowbuf buf;
+	bool oom;
+};
+
+/* One export item to the engine: records and checkpoints; anything that
+ * does not parse was the verifier's business, and under --no-verify is
+ * skipped. 0, or -1 on ENOMEM. */
+static int
+feed_item(void *ctx, const json_t *o)
+{
+	struct feeder *fd = ctx;
+	const char *type = json_string_value(json_object_get(o, "type"));
+	char err[256];
+
+	if (type && !strcmp(type, "record")) {
+		struct gw_audit_row row;
+		if (gw_audit_row_from_json(o, &row, &fd->buf, err, sizeof(err)) != 0)
+			return 0;
+		if (gw_risk_add_record(fd->r, &row) != 0) {
+			fd->oom = true;
+			return -1;
+		}
+		if (fd->fn)
+			fd->fn(fd->ctx, &row);
+		fd->records++;
+	} else if (type && !strcmp(type, "checkpoint")) {
+		json_t *seq = json_object_get(o, "seq"), *ts = json_object_get(o, "ts_ns");
+		if (json_is_integer(seq) && json_is_integer(ts) &&
+		    gw_risk_add_checkpoint(fd->r, (uint64_t)json_integer_value(seq),
+		                           json_integer_value(ts)) != 0) {
+			fd->oom = true;
+			return -1;
+		}
+	}
+	return 0;
+}
+
+/* The export at path, unverified (--no-verify), to the engine. */
+static int
+read_export(const char *path, struct feeder *fd)
+{
+	FILE *f = fopen(path, "re");
+	char *line = NULL;
+	size_t cap = 0;
+	ssize_t n;
+	int rv = -1;
+
+	if (!f) {
+		fprintf(stderr, "sealctl: %s: %s\n", path, strerror(errno));
+		return -1;
+	}
+	while ((n = getline(&line, &cap, f)) >= 0) {
+		json_t *o;
+		if (n <= 1 || (size_t)n > LINE_MAX_BYTES)
+			continue;
+		if ((o = json_loadb(line, (size_t)n, JSON_REJECT_DUPLICATES, NULL)) == NULL)
+			continue;
+		if (feed_item(fd, o) != 0) {
+			json_decref(o);
+			goto out;
+		}
+		json_decref(o);
+	}
+	rv = 0;
+out:
+	free(line);
+	fclose(f);
+	return rv;
+}
+
+static struct gw_policy *
+load_policy(const char *path)
+{
+	struct gw_policy *p = NULL;
+	char err[1024];
+
+	if (gw_policy_load(path, &p, err, sizeof(err)) < 0) {
+		fprintf(stderr, "sealctl: %s\n", err);
+		return NULL;
+	}
+	return p;
+}
+
+/* ---- risk scan ---- */
+
+static json_t *
+alert_json(const struct gw_risk_alert *a)
+{
+	char t[48];
+	json_t *o, *seqs = json_array(), *apps = json_array();
+
+	gw_audit_format_time(a->ts_ns, 0, t, sizeof(t));
+	for (size_t i = 0; i < a->n_seqs; i++)
+		json_array_append_new(seqs, json_integer((json_int_t)a->seqs[i]));
+	for (size_t i = 0; i < a->n_apps; i++)
+		json_array_append_new(apps, json_integer(a->apps[i]));
+	o = json_pack("{s:s,s:s,s:s,s:s,s:I,s:s,s:o,s:o}", "rule", a->rule,
+	              "severity", gw_risk_severity_name(a->severity), "subject", a->subject,
+	              "why", a->why, "ts_ns", (json_int_t)a->ts_ns, "time", t,
+	              "seqs", seqs, "applications", apps);
+	return o;
+}
+
+static void
+print_alert(FILE *f, const struct gw_risk_alert *a)
+{
+	char t[48];
+
+	gw_audit_format_time(a->ts_ns, 0, t, sizeof(t));
+	fprintf(f, "[%s] %s  %s  %s\n  %s\n  evidence: seq", gw_risk_severity_name(a->severity),
+	        a->rule, a->subject, t, a->why);
+	for (size_t i = 0; i < a->n_seqs && i < 50; i++)
+		fprintf(f, "%s%" PRIu64, i ? ", " : " ", a->seqs[i]);
+	if (a->n_seqs > 50)
+		fprintf(f, " … (%zu in all)", a->n_seqs);
+	if (a->n_apps) {
+		fprintf(f, "; applications");
+		for (size_t i = 0; i < a->n_apps && i < 50; i++)
+			fprintf(f, "%s#%" PRId64, i ? ", " : " ", a->apps[i]);
+		if (a->n_apps > 50)
+			fprintf(f, " … (%zu in all)", a->n_apps);
+	}
+	fputc('\n', f);
+}
+
+/* Loads the policy, verifies the export (or says loudly it did not) and
+ * runs the rules over it: the verifier hands the engine each item as it
+ * reads it, so the file is read and parsed once. refuse: an export that
+ * does not verify is not scanned (else it is, for the report that says
+ * so). The engine is in *r; 0, or an exit status. verdict: 1 intact,
+ * 0 not, -1 not checked. */
+static int
+scan(const struct ropts *o, FILE *vout, bool refuse, struct gw_policy **pol, struct gw_risk **r,
+     const struct gw_risk_alert **alerts, size_t *n, row_fn fn, void *ctx, int *verdict,
+     uint64_t *records)
+{
+	struct feeder *fd = NULL;
+	int rv = EXIT_USAGE;
+
+	*verdict = -1;
+	{
+		/* A file that cannot be read is not one that failed to verify. */
+		FILE *f = fopen(o->from_export, "re");
+		if (f == NULL) {
+			fprintf(stderr, "sealctl: %s: %s\n", o->from_export, strerror(errno));
+			return EXIT_USAGE;
+		}
+		fclose(f);
+	}
+	if ((*pol = load_policy(o->policy)) == NULL)
+		return EXIT_USAGE;
+	if ((*r = gw_risk_new(*pol)) == NULL || (fd = calloc(1, sizeof(*fd))) == NULL)
+		goto out;
+	fd->r = *r;
+	fd->fn = fn;
+	fd->ctx = ctx;
+	if (!o->no_verify) {
+		/* The same verification as `sealctl audit verify --from-export`. */
+		*verdict = sealctl_audit_verify_export(o->from_export, o->cert, o->ca, vout,
+		                                       feed_item, fd) == 0;
+		if (fd->oom)
+			goto oom;
+		if (!*verdict && refuse) {
+			rv = EXIT_UNVERIFIED;
+			goto out;
+		}
+	} else {
+		fputs(no_verify_warning, stderr);
+		if (vout != stderr)
+			fputs(no_verify_warning, vout);
+		if (read_export(o->from_export, fd) != 0)
+			goto out;
+		gw_risk_add_alert(*r, "log.unverified", GW_RISK_HIGH, "audit log",
+		                  "the export was scanned without verifying its chain and checkpoints "
+		                  "(--no-verify): nothing here is proven to be what the gateway recorded");
+	}
+	*records = fd->records;
+	if (gw_risk_finish(*r, alerts, n) != 0)
+		goto oom;
+	rv = 0;
+	goto out;
+oom:
+	fprintf(stderr, "sealctl: out of memory\n");
+out:
+	free(fd);
+	return rv;
+}
+
+static void
+risk_usage(FILE *f)
+{
+	fprintf(f,
+"usage: sealctl risk scan --from-export FILE [--policy FILE] [--json] [--no-verify]\n"
+"                         [--cert FILE] [--ca FILE]\n"
+"       sealctl report --period YYYY-MM --from-export FILE [--policy FILE] -o report.html\n"
+"                      [--no-verify] [--cert FILE] [--ca FILE]\n"
+"\n"
+"  risk scan  verify the export as `sealctl audit verify` does, then run the risk\n"
+"             rules of the policy (default %s/policy.yaml) over it\n"
+"             (docs/risk.md). --no-verify scans an export that was not verified,\n"
+"             and says so.\n"
+"  report     the audit report of one month (the organization's zone) as one HTML\n"
+"             file with its charts inside\n"
+"\n"
+"Exit status: 0 no alert, 1 alerts, 2 usage or unreadable, 3 the export did not verify.\n",
+	        SG_SYSCONFDIR);
+}
+
+int
+sealctl_risk(int argc, char **argv, bool json)
+{
+	struct ropts o = { 0 };
+	struct gw_policy *pol = NULL;
+	struct gw_risk *r = NULL;
+	const struct gw_risk_alert *alerts = NULL;
+	size_t n = 0;
+	uint64_t records = 0;
+	int rv, verdict;
+
+	if (argc < 1 || strcmp(argv[0], "scan") != 0 || parse_ropts(argc, argv, &o, false) != 0) {
+		bool help = argc >= 1 && (!strcmp(argv[0], "--help") || !strcmp(argv[0], "-h"));
+		risk_usage(help ? stdout : stderr);
+		return help ? 0 : EXIT_USAGE;
+	}
+	o.json |= json;
+	rv = scan(&o, o.json ? stderr : stdout, true, &pol, &r, &alerts, &n, NULL, NULL, &verdict,
+	          &records);
+	if (rv == EXIT_UNVERIFIED)
+		fprintf(stderr, "sealctl: %s did not verify: not scanned (--no-verify scans it anyway)\n",
+		        o.from_export);
+	if (rv != 0)
+		goto out;
+	if (o.json) {
+		json_t *out = json_object(), *arr = json_array();
+		for (size_t i = 0; i < n; i++)
+			json_array_append_new(arr, alert_json(&alerts[i]));
+		json_object_set_new(out, "verified", verdict < 0 ? json_null() : json_boolean(verdict));
+		json_object_set_new(out, "records", json_integer((json_int_t)records));
+		json_object_set_new(out, "alerts", arr);
+		json_dumpf(out, stdout, JSON_INDENT(1));
+		fputc('\n', stdout);
+		json_decref(out);
+	} else {
+		printf("%" PRIu64 " records scanned, %zu alert%s\n", records, n, n == 1 ? "" : "s");
+		for (size_t i = 0; i < n; i++)
+			print_alert(stdout, &alerts[i]);
+	}
+	rv = n ? EXIT_ALERTS : EXIT_CLEAN;
+out:
+	gw_risk_free(&r);
+	gw_policy_unref(&pol);
+	return rv;
+}
+
+/* ---- the audit report ---- */
+
+#define MAX_DAYS 31
+
+struct tally { char *id; uint64_t signs, refused, probes, apps, approved, rejected, revoked,
+               expired, decided, alerts; uint32_t day[MAX_DAYS]; };
+struct appinfo { int64_t id, created, approved_at; char *seal; int state; };
+enum { APP_OPEN, APP_APPROVED, APP_REJECTED, APP_REVOKED, APP_EXPIRED };
+
+struct report {
+	const struct gw_policy *p;
+	int64_t from, to;                  /* the period, UTC ns */
+	long offset;                       /* the organization's offset at its start */
+	struct tally *seals, *people; size_t n_seals, n_people;
+	struct appinfo *apps; size_t n_apps, cap_apps;
+	uint32_t day[MAX_DAYS];
+	uint64_t records;
+};
+
+static struct tally *
+tally_of(struct tally **v, size_t *n, const char *id)
+{
+	struct tally *t;
+
+	if (id == NULL)
+		return NULL;
+	for (size_t i = 0; i < *n; i++)
+		if (!strcmp((*v)[i].id, id))
+			return &(*v)[i];
+	t = realloc(*v, (*n + 1) * sizeof(**v));
+	if (t == NULL)
+		return NULL;
+	*v = t;
+	t = &(*v)[(*n)++];
+	memset(t, 0, sizeof(*t));
+	t->id = strdup(id);
+	return t->id ? t : (--(*n), NULL);
+}
+
+static struct appinfo *
+app_info(struct report *rp, int64_t id)
+{
+	size_t lo = 0, hi = rp->n_apps;
+
+	/* Application ids grow with the log: a binary search finds them. */
+	while (lo < hi) {
+		size_t mid = (lo + hi) / 2;
+		if (rp->apps[mid].id < id)
+			lo = mid + 1;
+		else
+			hi = mid;
+	}
+	return lo < rp->n_apps && rp->apps[lo].id == id ? &rp->apps[lo] : NULL;
+}
+
+static bool
+is_(const char *a, const char *b)
+{
+	return a && !strcmp(a, b);
+}
+
+static void
+report_row(void *ctx, const struct gw_audit_row *row)
+{
+	struct report *rp = ctx;
+	struct tally *s, *w;
+	struct appinfo *a;
+	bool ok = is_(row->outcome, "ok");
+	int dayix;
+
+	/* Applications filed before the period still get their outcome. */
+	if (ok && is_(row->action, "application_create") && row->application > 0 &&
+	    row->ts_ns < rp->to &&
+	    (rp->n_apps == 0 || rp->apps[rp->n_apps - 1].id < row->application)) {
+		if (rp->n_apps == rp->cap_apps) {
+			size_t c = rp->cap_apps ? rp->cap_apps * 2 : 256;
+			struct appinfo *v = realloc(rp->apps, c * sizeof(*v));
+			if (v == NULL)
+				return;
+			rp->apps = v;
+			rp->cap_apps = c;
+		}
+		a = &rp->apps[rp->n_apps++];
+		memset(a, 0, sizeof(*a));
+		a->id = row->application;
+		a->created = row->ts_ns;
+		a->seal = strdup(row->seal ? row->seal : "-");
+	}
+	if (row->ts_ns < rp->from || row->ts_ns >= rp->to)
+		return;
+	rp->records++;
+	dayix = (int)((row->ts_ns - rp->from) / (86400 * NS));
+	s = tally_of(&rp->seals, &rp->n_seals, row->seal);
+	w = tally_of(&rp->people, &rp->n_people, row->actor);
+	if (is_(row->outcome, "denied")) {
+		if (s && is_(row->action, "sign"))
+			s->refused++;
+		if (w)
+			w->refused++;
+		return;
+	}
+	if (!ok && !is_(row->action, "sign_void"))
+		return;
+	if (is_(row->action, "sign") || is_(row->action, "sign_void")) {
+		int d = is_(row->action, "sign") ? 1 : -1;   /* a void gives the signature back */
+		if (s) {
+			s->signs += (uint64_t)d;
+			if (dayix >= 0 && dayix < MAX_DAYS)
+				s->day[dayix] += (uint32_t)d;
+		}
+		if (w)
+			w->signs += (uint64_t)d;
+		if (dayix >= 0 && dayix < MAX_DAYS)
+			rp->day[dayix] += (uint32_t)d;
+	} else if (is_(row->action, "sign_probe")) {
+		if (s)
+			s->probes++;
+	} else if (is_(row->action, "application_create")) {
+		if (s)
+			s->apps++;
+		if (w)
+			w->apps++;
+	} else if (strncmp(row->action ? row->action : "", "application_", 12) == 0 &&
+	           (a = app_info(rp, row->application)) != NULL) {
+		if (is_(row->action, "application_approve")) {
+			a->state = APP_APPROVED;
+			a->approved_at = row->ts_ns;
+			if (w)
+				w->decided++;
+		} else if (is_(row->action, "application_reject")) {
+			a->state = APP_REJECTED;
+			if (w)
+				w->decided++;
+		} else if (is_(row->action, "application_revoke")) {
+			a->state = APP_REVOKED;
+		} else if (is_(row->action, "application_expire")) {
+			a->state = APP_EXPIRED;
+		}
+	}
+}
+
+/* Text for HTML and XML: the report is well-formed XHTML. */
+static void
+esc(FILE *f, const char *s)
+{
+	for (; s && *s; s++) {
+		switch (*s) {
+		case '&': fputs("&amp;", f); break;
+		case '<': fputs("&lt;", f); break;
+		case '>': fputs("&gt;", f); break;
+		case '"': fputs("&quot;", f); break;
+		default: fputc(*s, f);
+		}
+	}
+}
+
+/* A bar chart: n labelled values, drawn into the file. */
+static void
+svg_bars(FILE *f, const char *title, const char *const *labels, const double *v, size_t n)
+{
+	double max = 1;
+	const int w = 640, h = 200, left = 40, bottom = 40;
+	double bw = n ? (double)(w - left - 10) / (double)n : 0;
+
+	for (size_t i = 0; i < n; i++)
+		if (v[i] > max)
+			max = v[i];
+	fprintf(f, "<svg xmlns=\"http://www.w3.org/2000/svg\" width=\"%d\" height=\"%d\" "
+	        "viewBox=\"0 0 %d %d\" role=\"img\"><title>", w, h + bottom, w, h + bottom);
+	esc(f, title);
+	fprintf(f, "</title><line x1=\"%d\" y1=\"%d\" x2=\"%d\" y2=\"%d\" stroke=\"#333\"/>",
+	        left, h, w - 10, h);
+	fprintf(f, "<text x=\"2\" y=\"14\" font-size=\"11\">%.0f</text>", max);
+	for (size_t i = 0; i < n; i++) {
+		double bh = (h - 20) * v[i] / max;
+		fprintf(f, "<rect x=\"%.1f\" y=\"%.1f\" width=\"%.1f\" height=\"%.1f\" fill=\"#4a78b5\">"
+		        "<title>", left + i * bw + 1, h - bh, bw > 2 ? bw - 2 : bw, bh);
+		esc(f, labels[i]);
+		fprintf(f, ": %.0f</title></rect>", v[i]);
+		if (n <= 12 || i % 5 == 0) {
+			fprintf(f, "<text x=\"%.1f\" y=\"%d\" font-size=\"10\" transform=\"rotate(45 %.1f %d)\">",
+			        left + i * bw + 2, h + 12, left + i * bw + 2, h + 12);
+			esc(f, labels[i]);
+			fputs("</text>", f);
+		}
+	}
+	fputs("</svg>\n", f);
+}
+
+static const char *
+dept_of(const struct gw_policy *p, const char *person)
+{
+	const struct gw_person *w = gw_policy_person(p, person);
+
+	return w ? w->department : NULL;
+}
+
+static int
+write_report(FILE *f, const struct ropts *o, struct report *rp, int verdict, const char *vtext,
+             const struct gw_risk_alert *alerts, size_t n_alerts)
+{
+	char labels_buf[MAX_DAYS][16];
+	const char *labels[MAX_DAYS > 16 ? MAX_DAYS : 16];
+	double v[MAX_DAYS > 16 ? MAX_DAYS : 16];
+	int ndays = (int)((rp->to - rp->from + 86400 * NS - 1) / (86400 * NS));
+	size_t n_in = 0;
+	static const char *const hist_labels[] = { "< 1 min", "1-10 min", "10-60 min", "1-4 h",
+	                                          "4-24 h", "> 1 day" };
+	static const int64_t hist_edges[] = { 60, 600, 3600, 4 * 3600, 86400 };
+	double hist[6] = { 0 };
+	uint64_t n_appr = 0;
+
+	fputs("<!DOCTYPE html>\n<html xmlns=\"http://www.w3.org/1999/xhtml\" lang=\"en\">\n<head>"
+	      "<meta charset=\"utf-8\"/><title>sealgate audit report ", f);
+	esc(f, o->period);
+	fputs("</title><style>body{font-family:sans-serif;margin:2em;max-width:60em}"
+	      "table{border-collapse:collapse;margin:1em 0}td,th{border:1px solid #bbb;padding:2px 8px;"
+	      "text-align:right}th:first-child,td:first-child{text-align:left}"
+	      ".bad{color:#b00;font-weight:bold}.ok{color:#070;font-weight:bold}"
+	      "pre{background:#f4f4f4;padding:1em;white-space:pre-wrap}</style></head>\n<body>\n", f);
+	fputs("<h1>Seal audit report, ", f);
+	esc(f, o->period);
+	fputs("</h1>\n<p>", f);
+	esc(f, rp->p->org_name);
+	fprintf(f, " — %" PRIu64 " audit records in the period, from the export <code>", rp->records);
+	esc(f, o->from_export);
+	fputs("</code>. Made offline by <code>sealctl report</code>; every figure comes from the audit "
+	      "log.</p>\n", f);
+
+	/* Verification. */
+	fputs("<section id=\"verification\"><h2>Log verification</h2>\n", f);
+	if (verdict < 0)
+		fputs("<p class=\"bad\">NOT VERIFIED: the report was made with --no-verify; the chain and "
+		      "the signed checkpoints were not checked.</p>\n", f);
+	else
+		fprintf(f, "<p class=\"%s\">%s</p>\n", verdict ? "ok" : "bad",
+		        verdict ? "The log verified: chain and signed checkpoints intact."
+		                : "The log did NOT verify: see the problems below.");
+	if (vtext && *vtext) {
+		fputs("<pre>", f);
+		esc(f, vtext);
+		fputs("</pre>\n", f);
+	}
+	fputs("</section>\n", f);
+
+	/* Seals. */
+	fputs("<section id=\"seals\"><h2>Seals</h2>\n<table><tr><th>seal</th><th>signatures</th>"
+	      "<th>refused</th><th>size probes</th><th>applications</th><th>approved</th>"
+	      "<th>rejected</th><th>revoked</th><th>expired</th><th>median approval</th></tr>\n", f);
+	for (size_t i = 0; i < rp->n_seals; i++) {
+		struct tally *s = &rp->seals[i];
+		uint64_t st[5] = { 0 };
+		double *t = malloc((rp->n_apps + 1) * sizeof(*t)), med;
+		size_t nt = 0;
+		char mbuf[32] = "-";
+		for (size_t k = 0; k < rp->n_apps; k++)
+			if (rp->apps[k].created >= rp->from && !strcmp(rp->apps[k].seal, s->id)) {
+				st[rp->apps[k].state]++;
+				if (t && rp->apps[k].state == APP_APPROVED)
+					t[nt++] = (double)(rp->apps[k].approved_at - rp->apps[k].created) / NS;
+			}
+		if (nt) {
+			med = gw_risk_median(t, nt);
+			if (med < 3600)
+				snprintf(mbuf, sizeof(mbuf), "%.0f min", med / 60);
+			else
+				snprintf(mbuf, sizeof(mbuf), "%.1f h", med / 3600);
+		}
+		free(t);
+		fputs("<tr><td>", f);
+		esc(f, s->id);
+		fprintf(f, "</td><td>%" PRIu64 "</td><td>%" PRIu64 "</td><td>%" PRIu64 "</td><td>%" PRIu64
+		        "</td><td>%" PRIu64 "</td><td>%" PRIu64 "</td><td>%" PRIu64 "</td><td>%" PRIu64
+		        "</td><td>%s</td></tr>\n", s->signs, s->refused, s->probes, s->apps, st[APP_APPROVED],
+		        st[APP_REJECTED], st[APP_REVOKED], st[APP_EXPIRED], mbuf);
+	}
+	fputs("</table>\n<h3>Signatures per day</h3>\n", f);
+	for (int d = 0; d < ndays && d < MAX_DAYS; d++) {
+		snprintf(labels_buf[d], sizeof(labels_buf[d]), "%s-%02d", o->period, d + 1);
+		labels[d] = labels_buf[d];
+		v[d] = rp->day[d];
+	}
+	svg_bars(f, "signatures per day", labels, v, (size_t)(ndays < MAX_DAYS ? ndays : MAX_DAYS));
+	fputs("</section>\n", f);
+
+	/* Quotas. */
+	fputs("<section id=\"quotas\"><h2>Quota use</h2>\n<table><tr><th>seal</th><th>busiest day</th>"
+	      "<th>per_day</th><th>month</th><th>per_month</th></tr>\n", f);
+	for (size_t i = 0; i < rp->p->n_seals; i++) {
+		const struct gw_seal *seal = &rp->p->seals[i];
+		struct tally *s = NULL;
+		uint32_t top = 0;
+		for (size_t k = 0; k < rp->n_seals; k++)
+			if (!strcmp(rp->seals[k].id, seal->id))
+				s = &rp->seals[k];
+		for (int d = 0; s && d < MAX_DAYS; d++)
+			if (s->day[d] > top)
+				top = s->day[d];
+		fputs("<tr><td>", f);
+		esc(f, seal->id);
+		fprintf(f, "</td><td>%u</td><td>", top);
+		if (seal->quotas.per_day)
+			fprintf(f, "%" PRIu64 " (%.0f %%)", seal->quotas.per_day,
+			        100.0 * top / (double)seal->quotas.per_day);
+		else
+			fputs("none", f);
+		fprintf(f, "</td><td>%" PRIu64 "</td><td>", s ? s->signs : 0);
+		if (seal->quotas.per_month)
+			fprintf(f, "%" PRIu64 " (%.0f %%)", seal->quotas.per_month,
+			        100.0 * (double)(s ? s->signs : 0) / (double)seal->quotas.per_month);
+		else
+			fputs("none", f);
+		fputs("</td></tr>\n", f);
+	}
+	fputs("</table></section>\n", f);
+
+	/* Approval times. */
+	for (size_t k = 0; k < rp->n_apps; k++) {
+		const struct appinfo *a = &rp->apps[k];
+		int64_t dt;
+		size_t b = 0;
+		if (a->created < rp->from || a->state != APP_APPROVED)
+			continue;
+		dt = (a->approved_at - a->created) / NS;
+		while (b < 5 && dt >= hist_edges[b])
+			b++;
+		hist[b]++;
+		n_appr++;
+	}
+	fprintf(f, "<section id=\"approvals\"><h2>Approval times</h2>\n<p>%" PRIu64 " applications "
+	        "filed in the period were approved; time from filing to the last approval:</p>\n", n_appr);
+	svg_bars(f, "approval times", hist_labels, hist, 6);
+	fputs("</section>\n", f);
+
+	/* Departments and people. */
+	for (size_t k = 0; k < n_alerts; k++) {
+		if (alerts[k].ts_ns < rp->from || alerts[k].ts_ns >= rp->to)
+			continue;
+		n_in++;
+		for (size_t i = 0; i < rp->n_people; i++)
+			if (!strcmp(rp->people[i].id, alerts[k].subject))
+				rp->people[i].alerts++;
+	}
+	fputs("<section id=\"departments\"><h2>Departments</h2>\n<table><tr><th>department</th>"
+	      "<th>people</th><th>signatures</th><th>applications</th><th>refusals</th><th>alerts</th></tr>\n", f);
+	for (size_t d = 0; d < rp->p->n_departments; d++) {
+		const struct gw_department *dep = &rp->p->departments[d];
+		uint64_t ppl = 0, sg = 0, ap = 0, rf = 0, al = 0;
+		for (size_t i = 0; i < rp->n_people; i++) {
+			const char *pd = dept_of(rp->p, rp->people[i].id);
+			if (pd && !strcmp(pd, dep->id)) {
+				ppl++;
+				sg += rp->people[i].signs;
+				ap += rp->people[i].apps;
+				rf += rp->people[i].refused;
+				al += rp->people[i].alerts;
+			}
+		}
+		fputs("<tr><td>", f);
+		esc(f, dep->name);
+		fprintf(f, "</td><td>%" PRIu64 "</td><td>%" PRIu64 "</td><td>%" PRIu64 "</td><td>%" PRIu64
+		        "</td><td>%" PRIu64 "</td></tr>\n", ppl, sg, ap, rf, al);
+	}
+	fputs("</table></section>\n", f);
+	fputs("<section id=\"people\"><h2>People</h2>\n<table><tr><th>person</th><th>department</th>"
+	      "<th>signatures</th><th>applications</th><th>decisions as approver</th><th>refusals</th>"
+	      "<th>alerts</th></tr>\n", f);
+	for (size_t i = 0; i < rp->n_people; i++) {
+		struct tally *w = &rp->people[i];
+		fputs("<tr><td>", f);
+		esc(f, w->id);
+		fputs("</td><td>", f);
+		esc(f, dept_of(rp->p, w->id) ? dept_of(rp->p, w->id) : "-");
+		fprintf(f, "</td><td>%" PRIu64 "</td><td>%" PRIu64 "</td><td>%" PRIu64 "</td><td>%" PRIu64
+		        "</td><td>%" PRIu64 "</td></tr>\n", w->signs, w->apps, w->decided, w->refused,
+		        w->alerts);
+	}
+	fputs("</table></section>\n", f);
+
+	/* Alerts. */
+	fprintf(f, "<section id=\"alerts\"><h2>Alerts</h2>\n<p>%zu alert%s in the period (the rules "
+	        "ran over the whole export, so that baselines have their history).</p>\n", n_in,
+	        n_in == 1 ? "" : "s");
+	{
+		const char *rl[16];
+		double rc[16];
+		size_t nr = 0;
+		for (size_t k = 0; k < n_alerts; k++) {
+			size_t j;
+			if (alerts[k].ts_ns < rp->from || alerts[k].ts_ns >= rp->to)
+				continue;
+			for (j = 0; j < nr && strcmp(rl[j], alerts[k].rule); j++)
+				;
+			if (j == nr && nr < 16) {
+				rl[nr] = alerts[k].rule;
+				rc[nr++] = 0;
+			}
+			if (j < nr)
+				rc[j]++;
+		}
+		if (nr)
+			svg_bars(f, "alerts by rule", rl, rc, nr);
+	}
+	fputs("<table><tr><th>time (UTC)</th><th>rule</th><th>severity</th><th>subject</th>"
+	      "<th>why</th><th>evidence</th></tr>\n", f);
+	for (size_t k = 0; k < n_alerts; k++) {
+		const struct gw_risk_alert *a = &alerts[k];
+		char t[48];
+		if (a->ts_ns < rp->from || a->ts_ns >= rp->to)
+			continue;
+		gw_audit_format_time(a->ts_ns, 0, t, sizeof(t));
+		fprintf(f, "<tr><td>%s</td><td>%s</td><td>%s</td><td>", t, a->rule,
+		        gw_risk_severity_name(a->severity));
+		esc(f, a->subject);
+		fputs("</td><td style=\"text-align:left\">", f);
+		esc(f, a->why);
+		fputs("</td><td>seq", f);
+		for (size_t i = 0; i < a->n_seqs && i < 20; i++)
+			fprintf(f, " %" PRIu64, a->seqs[i]);
+		if (a->n_seqs > 20)
+			fprintf(f, " … (%zu)", a->n_seqs);
+		for (size_t i = 0; i < a->n_apps && i < 20; i++)
+			fprintf(f, " #%" PRId64, a->apps[i]);
+		fputs("</td></tr>\n", f);
+	}
+	fputs("</table></section>\n</body>\n</html>\n", f);
+	return ferror(f) ? -1 : 0;
+}
+
+/* "YYYY-MM" in the organization's zone -> [from, to) in UTC ns. */
+static int
+period_bounds(const struct gw_policy *p, const char *s, int64_t *from, int64_t *to, long *off)
+{
+	int y, m, n = 0;
+	struct tm a = { 0 }, b = { 0 };
+	time_t ta, tb;
+
+	if (sscanf(s, "%4d-%2d%n", &y, &m, &n) != 2 || s[n] || m < 1 || m > 12 || y < 1970)
+		return -1;
+	a.tm_year = y - 1900;
+	a.tm_mon = m - 1;
+	a.tm_mday = 1;
+	b = a;
+	if (++b.tm_mon == 12) {
+		b.tm_mon = 0;
+		b.tm_year++;
+	}
+	ta = timegm(&a);
+	tb = timegm(&b);
+	*off = p->n_zones ? gw_tz_offset(p->zones[0], ta) : 0;
+	*from = ((int64_t)ta - (p->n_zones ? gw_tz_offset(p->zones[0], ta) : 0)) * NS;
+	*to = ((int64_t)tb - (p->n_zones ? gw_tz_offset(p->zones[0], tb) : 0)) * NS;
+	return 0;
+}
+
+int
+sealctl_report(int argc, char **argv)
+{
+	struct ropts o = { 0 };
+	struct gw_policy *pol = NULL, *ppol = NULL;
+	struct gw_risk *r = NULL;
+	const struct gw_risk_alert *alerts = NULL;
+	struct report rp = { 0 };
+	size_t n = 0, vlen = 0;
+	uint64_t records = 0;
+	char *vtext = NULL;
+	FILE *vout = NULL, *f = NULL;
+	int rv = EXIT_USAGE, verdict = -1;
+
+	if (argc >= 1 && (!strcmp(argv[0], "--help") || !strcmp(argv[0], "-h"))) {
+		risk_usage(stdout);
+		return 0;
+	}
+	{
+		/* getopt takes argv[0] for the command's name: give it one. */
+		char **av = calloc((size_t)argc + 2, sizeof(*av));
+		int bad;
+		if (av == NULL)
+			return EXIT_USAGE;
+		av[0] = (char *)"report";
+		memcpy(av + 1, argv, (size_t)argc * sizeof(*av));
+		bad = parse_ropts(argc + 1, av, &o, true);
+		free(av);
+		if (bad) {
+			risk_usage(stderr);
+			return EXIT_USAGE;
+		}
+	}
+	if ((ppol = load_policy(o.policy)) == NULL)
+		return EXIT_USAGE;
+	if (period_bounds(ppol, o.period, &rp.from, &rp.to, &rp.offset) != 0) {
+		fprintf(stderr, "sealctl: --period is YYYY-MM\n");
+		goto out;
+	}
+	rp.p = ppol;
+	/* The report states the verdict, whatever it is: an export that does
+	 * not verify is reported on, and says so first. */
+	if ((vout = open_memstream(&vtext, &vlen)) == NULL)
+		goto out;
+	rv = scan(&o, vout, false, &pol, &r, &alerts, &n, report_row, &rp, &verdict, &records);
+	fclose(vout);
+	vout = NULL;
+	if (rv != 0)
+		goto out;
+	rv = EXIT_USAGE;
+	f = fopen(o.out, "we");
+	if (f == NULL) {
+		fprintf(stderr, "sealctl: %s: %s\n", o.out, strerror(errno));
+		goto out;
+	}
+	rv = write_report(f, &o, &rp, verdict, vtext, alerts, n);
+	if (fclose(f) != 0 || rv != 0) {
+		fprintf(stderr, "sealctl: writing %s failed\n", o.out);
+		f = NULL;
+		rv = EXIT_USAGE;
+		goto out;
+	}
+	f = NULL;
+	printf("report for %s written to %s (%" PRIu64 " records in the period, log %s)\n", o.period,
+	       o.out, rp.records, verdict < 0 ? "NOT VERIFIED" : verdict ? "verified" : "NOT INTACT");
+	rv = verdict == 0 ? EXIT_UNVERIFIED : EXIT_CLEAN;
+out:
+	if (f)
+		fclose(f);
+	free(vtext);
+	for (size_t i = 0; i < rp.n_seals; i++)
+		free(rp.seals[i].id);
+	for (size_t i = 0; i < rp.n_people; i++)
+		free(rp.people[i].id);
+	for (size_t i = 0; i < rp.n_apps; i++)
+		free(rp.apps[i].seal);
+	free(rp.seals);
+	free(rp.people);
+	free(rp.apps);
+	gw_risk_free(&r);
+	gw_policy_unref(&pol);
+	gw_policy_unref(&ppol);
+	return rv;
+}
