@@ -69,6 +69,13 @@ copy_row(void *ctx, enum gw_store_table t, const struct gw_store_value *cols, ch
 		c->max_app = cols[0].i;
 	if (t == GW_TABLE_CHECKPOINTS && cols[0].type == GW_VAL_INT && cols[0].i > c->max_cp)
 		c->max_cp = cols[0].i;
+	/* the source's own counters already cover what they name */
+	if (t == GW_TABLE_IDS && cols[0].type == GW_VAL_TEXT && cols[1].type == GW_VAL_INT) {
+		if (strcmp(cols[0].p, "applications") == 0 && cols[1].i >= c->max_app)
+			c->max_app = 0;
+		else if (strcmp(cols[0].p, "audit_checkpoints") == 0 && cols[1].i >= c->max_cp)
+			c->max_cp = 0;
+	}
 	return 0;
 }
 
