@@ -150,12 +150,12 @@ migrate_store(const struct gw_config *cfg, const char *url, const char *to_site)
 			printf("  %-30s %llu\n", gw_store_table_names[t],
 			       (unsigned long long)rep.rows[t]);
 	gw_hex(rep.head_hash, sizeof(rep.head_hash), hex);
-	printf("audit log intact on %s: head seq %llu, hash %s, %llu signed checkpoints, "
-	       "signed up to seq %llu (the same chain as the SQLite store)\n", shown,
+	printf("audit log intact on the copy: head seq %llu, hash %s, %llu signed checkpoints, "
+	       "signed up to seq %llu (the same chain as the SQLite store)\n",
 	       (unsigned long long)rep.head_seq, hex, (unsigned long long)rep.checkpoints,
 	       (unsigned long long)rep.covered_seq);
-	printf("the SQLite file is left as it was; the gateway runs on the copy once its "
-	       "configuration says store: %s and site: %s\n", shown, to_site);
+	printf("the SQLite file is left as it was; to run on the copy, the configuration "
+	       "says store: postgresql://… and site: %s\n", to_site);
 	return 0;
 }
 
