@@ -102,7 +102,6 @@ gw_pg_import_row_tx(struct gw_store *st, enum gw_store_table t,
 	PGresult *r = NULL;
 	size_t n;
 	int rv = -1;
-	char why[256];
 
 	if ((unsigned)t >= GW_TABLE_COUNT) {
 		sg_seterr(err, errlen, "no such table to import");
@@ -163,12 +162,10 @@ gw_pg_import_row_tx(struct gw_store *st, enum gw_store_table t,
 		fmts[n] = 0;
 		n++;
 	}
-	r = gw_pg_exec(st, imports[t].sql, (int)n, vals, lens, fmts, PGRES_COMMAND_OK, why,
-	               sizeof(why));
-	if (r == NULL) {
-		sg_seterr(err, errlen, "%s: %s", gw_store_table_names[t], why);
+	r = gw_pg_exec(st, imports[t].sql, (int)n, vals, lens, fmts, PGRES_COMMAND_OK, err,
+	               errlen);
+	if (r == NULL)
 		goto out;
-	}
 	if (t == GW_TABLE_CHECKPOINTS) {
 		const char *idv[2] = { vals[0], gw_store_site(st) };
 
@@ -177,11 +174,9 @@ gw_pg_import_row_tx(struct gw_store *st, enum gw_store_table t,
 		r = gw_pg_exec(st, "INSERT INTO audit_checkpoint_ids (site, max_id) "
 		               "VALUES ($2, $1::bigint) ON CONFLICT (site) DO UPDATE SET max_id = "
 		               "greatest(audit_checkpoint_ids.max_id, excluded.max_id)", 2, idv, NULL,
-		               NULL, PGRES_COMMAND_OK, why, sizeof(why));
-		if (r == NULL) {
-			sg_seterr(err, errlen, "%s: %s", gw_store_table_names[t], why);
+		               NULL, PGRES_COMMAND_OK, err, errlen);
+		if (r == NULL)
 			goto out;
-		}
 	}
 	rv = 0;
 out:
