@@ -367,7 +367,8 @@ main(int argc, char **argv)
 		}
 	}
 	if (config == NULL || optind != argc || (pw_user != NULL) != (pw_file != NULL) ||
-	    (migrate_site != NULL && migrate_url == NULL)) {
+	    (migrate_site != NULL && migrate_url == NULL) ||
+	    (migrate_url != NULL && (check || verify || rebind || pw_user != NULL))) {
 		usage(stderr);
 		return 2;
 	}
