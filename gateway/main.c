@@ -2,7 +2,8 @@
  * sealgated: the only holder of its site's backend token. Parses the command
  * line, opens config, token, store (a PostgreSQL store before the token),
  * audit and policy, then serves until SIGTERM. --set-password, --check and
- * --verify-audit are offline admin commands. A management gateway
+ * --verify-audit are offline admin commands, and so is --migrate-store (a
+ * SQLite store moved to PostgreSQL, store/migrate.c). A management gateway
  * (backend_token: none) opens no token at all (docs/sites.md).
  */
 #include <errno.h>
@@ -29,6 +30,7 @@
 #include "auth_ops.h"
 #include "config.h"
 #include "log.h"
+#include "migrate.h"
 #include "server.h"
 #include "sg-config.h"
 #include "store.h"
@@ -42,6 +44,7 @@ usage(FILE *f)
 "       sealgated --config FILE --rebind [--foreground]\n"
 "       sealgated --config FILE --check\n"
 "       sealgated --config FILE --set-password USER --password-file FILE|-\n"
+"       sealgated --config FILE --migrate-store postgresql://... [--site NAME]\n"
 "\n"
 "  -c, --config FILE        gateway configuration (docs/configuration.md)\n"
 "  -f, --foreground         log to stderr whatever the configuration says\n"
@@ -51,6 +54,11 @@ usage(FILE *f)
 "      --check              validate configuration, policy and seal keys, then exit\n"
 "      --verify-audit       check the audit log's hash chain in the store (this\n"
 "                           gateway's site), then exit\n"
+"      --migrate-store URL  copy the configured SQLite store (stopped) to the\n"
+"                           PostgreSQL store URL as site NAME (default: the\n"
+"                           configured site) in one transaction, verify the copied\n"
+"                           audit chain, then exit; the SQLite file is not changed\n"
+"      --site NAME          the site the store becomes (with --migrate-store)\n"
 "      --set-password USER  set USER's sealgate password in the store (offline\n"
 "                           bootstrap of the first seal admin); the password is the\n"
 "                           first line of --password-file (- for stdin)\n"
@@ -111,6 +119,43 @@ open_store(const struct gw_config *cfg, bool claim, struct gw_store **st, char *
 		gw_store_close(st);
 		return -1;
 	}
+	return 0;
+}
+
+/* --migrate-store: the configured SQLite store, as the configured site,
+ * to url as site to_site (docs/store.md, "Moving to PostgreSQL"). */
+static int
+migrate_store(const struct gw_config *cfg, const char *url, const char *to_site)
+{
+	struct gw_migrate_report rep;
+	char err[2048], shown[512], hex[65];
+
+	if (cfg->store_path == NULL) {
+		fprintf(stderr, "sealgated: --migrate-store moves a SQLite store: this configuration's "
+		        "store is %s already\n", cfg->store_shown);
+		return 1;
+	}
+	gw_config_redact_url(url, shown, sizeof(shown));
+	if (to_site == NULL)
+		to_site = cfg->site;
+	if (gw_store_migrate(cfg->store_path, cfg->site, url, to_site, &rep, err,
+	                     sizeof(err)) < 0) {
+		fprintf(stderr, "sealgated: moving the store to %s: %s\n", shown, err);
+		return 1;
+	}
+	printf("moved the SQLite store %s (site %s) to %s as site %s, in one transaction:\n",
+	       cfg->store_path, cfg->site, shown, to_site);
+	for (int t = 0; t < GW_TABLE_COUNT; t++)
+		if (t != GW_TABLE_IDS)
+			printf("  %-30s %llu\n", gw_store_table_names[t],
+			       (unsigned long long)rep.rows[t]);
+	gw_hex(rep.head_hash, sizeof(rep.head_hash), hex);
+	printf("audit log intact on the copy: head seq %llu, hash %s, %llu signed checkpoints, "
+	       "signed up to seq %llu (the same chain as the SQLite store)\n",
+	       (unsigned long long)rep.head_seq, hex, (unsigned long long)rep.checkpoints,
+	       (unsigned long long)rep.covered_seq);
+	printf("the SQLite file is left as it was; to run on the copy, the configuration "
+	       "says store: postgresql://… and site: %s\n", to_site);
 	return 0;
 }
 
@@ -280,6 +325,8 @@ main(int argc, char **argv)
 		{ "check", no_argument, NULL, 'C' },
 		{ "rebind", no_argument, NULL, 'R' },
 		{ "verify-audit", no_argument, NULL, 'A' },
+		{ "migrate-store", required_argument, NULL, 'M' },
+		{ "site", required_argument, NULL, 'S' },
 		{ "set-password", required_argument, NULL, 'P' },
 		{ "password-file", required_argument, NULL, 'F' },
 		{ "version", no_argument, NULL, 'V' },
@@ -287,6 +334,7 @@ main(int argc, char **argv)
 		{ NULL, 0, NULL, 0 },
 	};
 	const char *config = NULL, *pw_user = NULL, *pw_file = NULL;
+	const char *migrate_url = NULL, *migrate_site = NULL;
 	bool foreground = false, check = false, verify = false, rebind = false;
 	struct gw_store_binding stored;
 	struct gw_token_binding prior;
@@ -309,6 +357,8 @@ main(int argc, char **argv)
 		case 'C': check = true; break;
 		case 'R': rebind = true; break;
 		case 'A': verify = true; break;
+		case 'M': migrate_url = optarg; break;
+		case 'S': migrate_site = optarg; break;
 		case 'P': pw_user = optarg; break;
 		case 'F': pw_file = optarg; break;
 		case 'V': printf("sealgated %s\n", SEALGATE_VERSION); return 0;
@@ -316,7 +366,9 @@ main(int argc, char **argv)
 		default: usage(stderr); return 2;
 		}
 	}
-	if (config == NULL || optind != argc || (pw_user != NULL) != (pw_file != NULL)) {
+	if (config == NULL || optind != argc || (pw_user != NULL) != (pw_file != NULL) ||
+	    (migrate_site != NULL && migrate_url == NULL) ||
+	    (migrate_url != NULL && (check || verify || rebind || pw_user != NULL))) {
 		usage(stderr);
 		return 2;
 	}
@@ -340,6 +392,11 @@ main(int argc, char **argv)
 	if (gw_config_load(config, &ctx.cfg, err, sizeof(err)) < 0) {
 		fprintf(stderr, "sealgated: %s\n", err);
 		return 1;
+	}
+	if (migrate_url != NULL) {
+		rv = migrate_store(ctx.cfg, migrate_url, migrate_site);
+		gw_config_free(&ctx.cfg);
+		return rv;
 	}
 	if (verify) {
 		struct gw_audit_verifier *v = NULL;

@@ -11,6 +11,7 @@
 #include "store.h"
 #include "appstore.h"
 #include "policystore.h"
+#include "migrate.h"
 
 /* Every call of the interface but the ones that open a store (they pick
  * the backend) or read a store file without opening it (_peek), with the
@@ -118,6 +119,15 @@ struct gw_store_ops {
 	                    size_t errlen);
 	void (*changes_close)(void *feed);
 	int (*changes_notify_tx)(struct gw_store *st, const char *event, char *err, size_t errlen);
+	/* moving a store (migrate.h): export_table calls fn for every row of
+	 * table t of the store's site (none when the table was never made),
+	 * in migrate.h's order; import_row_tx writes one such row into the
+	 * store's site, inside the caller's transaction. NULL when the backend
+	 * is not a source (import) or a target (export) of a move. */
+	int (*export_table)(struct gw_store *st, enum gw_store_table t, gw_store_row_fn fn,
+	                    void *ctx, char *err, size_t errlen);
+	int (*import_row_tx)(struct gw_store *st, enum gw_store_table t,
+	                     const struct gw_store_value *cols, char *err, size_t errlen);
 };
 
 /* Every backend's store begins with this, so that the interface finds the

@@ -7,6 +7,7 @@
  */
 #include "pg_store.h"
 #include "pg_policystore.h"
+#include "pg_import.h"
 #include "protocol.h"
 #include "log.h"
 
@@ -91,4 +92,6 @@ const struct gw_store_ops gw_store_pg_ops = {
 	.changes_wait = gw_pg_changes_wait,
 	.changes_close = gw_pg_changes_close,
 	.changes_notify_tx = gw_pg_changes_notify_tx,
+	/* moving a store (migrate.h): a target only */
+	.import_row_tx = gw_pg_import_row_tx,
 };

@@ -5,6 +5,7 @@
  */
 #include "sqlite_store.h"
 #include "sqlite_policystore.h"
+#include "sqlite_export.h"
 
 const struct gw_store_ops gw_store_sqlite_ops = {
 	.name = "sqlite",
@@ -69,4 +70,6 @@ const struct gw_store_ops gw_store_sqlite_ops = {
 	.policy_history = gw_sqlite_policy_history,
 	.changes_open = gw_sqlite_changes_open,
 	.changes_notify_tx = gw_sqlite_changes_notify_tx,
+	/* moving a store (migrate.h): a source only */
+	.export_table = gw_sqlite_export_table,
 };
