@@ -8,7 +8,9 @@
 #  - Alice applies at hq for the Shanghai Contract Seal, Bob approves at
 #    hq, Alice signs at shanghai through the module with
 #    SEALGATE_SOCKET_SHANGHAI; hq sees the use spent; the seal is nowhere
-#    else; each site's audit chain verifies, the signature in shanghai's.
+#    else; with the cluster stopped no signature and no use, once it is
+#    back the gateway reconnects by itself; each site's audit chain
+#    verifies, the signatures in shanghai's.
 #  - down leaves no gateway and no cluster running; up again restarts
 #    them all (same exports) and the second use signs; down again.
 # Skipped (77) without PostgreSQL; the cluster is stopped however it ends.
@@ -105,7 +107,7 @@ check "every table is the owner role's" test "$OUT" = sealgate_owner
 
 # ---- apply and approve at headquarters, sign at the branch
 run as alice --socket "$SEALGATE_SOCKET_HQ" apply --seal contract-shanghai --type contract \
-	--amount 20000 --scope sales --uses 2 --reason "Supplier contract, Shanghai office"
+	--amount 20000 --scope sales --uses 3 --reason "Supplier contract, Shanghai office"
 expect_ok "alice applies at hq for the Shanghai Contract Seal"
 app=$(sed -n 's/^#\([0-9]*\) .*/\1/p' <<<"$OUT" | head -n1)
 check "the application has a number" test -n "$app"
@@ -140,7 +142,20 @@ expect_out "OK" "the Shanghai seal's certificate chains to the group's CA"
 openssl x509 -in "$W/shanghai.pem" -pubkey -noout >"$W/shanghai.pub" 2>/dev/null || true
 sign_at_shanghai "$W/sig1" "first use"
 run as alice --socket "$SEALGATE_SOCKET_HQ" show "$app"
-expect_out "1 of 2 uses left" "hq sees the use spent at shanghai"
+expect_out "2 of 3 uses left" "hq sees the use spent at shanghai"
+
+# ---- the store away: refused, nothing spent; back: the gateway reconnects
+check "the cluster stops (its files kept)" pg_stop "$G"
+run env SEALGATE_SOCKET="$SEALGATE_SOCKET_SHANGHAI" pkcs11-tool --module "$SEALGATE_MODULE" \
+	--login --pin "$SEALGATE_PASS_ALICE" --sign -m SHA256-RSA-PKCS \
+	--label "Shanghai Contract Seal" -i "$W/doc.txt" -o "$W/sig-down"
+expect_fail "no signature while the store is away"
+expect_out "CKR_DEVICE_ERROR" "the module says the device failed"
+check "no signature was written" test ! -s "$W/sig-down"
+check "the cluster starts again" pg_start "$G"
+run as alice --socket "$SEALGATE_SOCKET_SHANGHAI" show "$app"
+expect_out "2 of 3 uses left" "no use was spent while the store was away"
+sign_at_shanghai "$W/sig2" "once the store is back"
 
 # ---- the audit, site by site
 for s in hq shanghai shenzhen; do
@@ -171,7 +186,7 @@ run "$SANDBOX" --quiet --build "$SEALGATE_BUILD" up "$G"
 expect_ok "up again (the sites found in DIR)"
 check "the second up prints the same exports" test "$OUT" = "$envlines"
 check "three gateways run again" test "$(group_gateways | wc -l)" = 3
-sign_at_shanghai "$W/sig2" "second use, after a restart of the group"
+sign_at_shanghai "$W/sig3" "third use, after a restart of the group"
 run "$SANDBOX" --build "$SEALGATE_BUILD" --sites hq,shanghai up "$G"
 expect_fail "up with another list of sites on the group's DIR"
 
