@@ -82,7 +82,7 @@ check "up exports the people's passwords and TOTP secrets" \
 check "three gateways of the group run" test "$(group_gateways | wc -l)" = 3
 check "the group's cluster runs" test -n "$(group_cluster)"
 for s in hq shanghai shenzhen; do
-	v=SEALGATE_SOCKET_$(printf '%s' "$s" | tr a-z A-Z)
+	v=SEALGATE_SOCKET_$(printf '%s' "$s" | tr '[:lower:]' '[:upper:]')
 	run as alice --socket "${!v}" status
 	expect_ok "$s: sealctl status"
 	expect_out "site:     $s," "the gateway at $s serves site $s"
@@ -163,7 +163,7 @@ for s in hq shanghai shenzhen; do
 	run env SOFTHSM2_CONF="$d/softhsm2.conf" "$SEALGATED" --config "$d/sealgated.yaml" --verify-audit
 	expect_ok "$s: sealgated --verify-audit"
 	expect_out "audit log intact" "$s: its chain is intact"
-	v=SEALGATE_SOCKET_$(printf '%s' "$s" | tr a-z A-Z)
+	v=SEALGATE_SOCKET_$(printf '%s' "$s" | tr '[:lower:]' '[:upper:]')
 	run as grace --socket "${!v}" audit verify --ca "$SEALGATE_CA"
 	expect_ok "$s: sealctl audit verify --ca (checkpoints by its own audit key)"
 done
