@@ -42,9 +42,9 @@ super() { _pg_as psql -X -q -v ON_ERROR_STOP=1 -h "$run" -U postgres -d sealgate
 # The owner: the database is its, and nobody else may create in it.
 pw=$(od -An -N24 -tx1 /dev/urandom | tr -d ' \n')
 ( umask 077; echo "*:*:sealgate:sealgate_owner:$pw" >"$W/owner.pgpass" )
-super -c "CREATE ROLE sealgate_owner LOGIN PASSWORD '$pw'" \
-	-c "ALTER DATABASE sealgate OWNER TO sealgate_owner" \
-	-c "REVOKE CREATE ON SCHEMA public FROM PUBLIC" >/dev/null
+# (the password through stdin, on no command line)
+printf "CREATE ROLE sealgate_owner LOGIN PASSWORD '%s';\nALTER DATABASE sealgate OWNER TO sealgate_owner;\nREVOKE CREATE ON SCHEMA public FROM PUBLIC;\n" \
+	"$pw" | super >/dev/null
 unset pw
 echo "local sealgate sealgate_owner scram-sha-256" | _pg_as tee -a "$W/pg/data/pg_hba.conf" >/dev/null
 super -c "SELECT pg_reload_conf()" >/dev/null
