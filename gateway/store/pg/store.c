@@ -385,6 +385,7 @@ migrate(struct gw_store *st, int upto, char *err, size_t errlen)
 	char v[16], t[24];
 	const char *vals[2] = { v, t };
 	PGresult *r;
+	bool have;
 	int cur, rv = -1;
 
 	if (upto <= 0 || upto > PG_SCHEMA_LATEST)
@@ -397,10 +398,20 @@ migrate(struct gw_store *st, int upto, char *err, size_t errlen)
 		goto out;
 	PQclear(r);
 	/* The table that versions the others; the one table made "if not
-	 * there", since nothing could say which version made it. */
-	if (exec_cmd(st, "CREATE TABLE IF NOT EXISTS schema_version ("
-	             "  version integer PRIMARY KEY,"
-	             "  applied bigint NOT NULL)", err, errlen) < 0)
+	 * there", since nothing could say which version made it. Looked for
+	 * first: CREATE … IF NOT EXISTS needs the right to create in the
+	 * schema even when the table is there, and a gateway role that only
+	 * uses tables an owner role migrated has no such right
+	 * (docs/operations.md, "Roles and rights"). */
+	r = gw_pg_exec(st, "SELECT to_regclass('schema_version') IS NOT NULL", 0, NULL, NULL,
+	               NULL, PGRES_TUPLES_OK, err, errlen);
+	if (r == NULL)
+		goto out;
+	have = PQntuples(r) == 1 && strcmp(PQgetvalue(r, 0, 0), "t") == 0;
+	PQclear(r);
+	if (!have && exec_cmd(st, "CREATE TABLE IF NOT EXISTS schema_version ("
+	                      "  version integer PRIMARY KEY,"
+	                      "  applied bigint NOT NULL)", err, errlen) < 0)
 		goto out;
 	cur = schema_version_locked(st, err, errlen);
 	if (cur < 0)
