@@ -7,6 +7,7 @@
 #include "backend.h"
 #include "protocol.h"
 
+#include <stdio.h>
 #include <string.h>
 
 static inline const struct gw_store_ops *
@@ -55,6 +56,16 @@ gw_store_close(struct gw_store **st)
 {
 	if (st != NULL && *st != NULL)
 		ops_of(*st)->close(st);
+}
+
+int
+gw_store_ping(struct gw_store *st, char *err, size_t errlen)
+{
+	if (st == NULL) {
+		snprintf(err, errlen, "no store");
+		return -1;
+	}
+	return ops_of(st)->ping ? ops_of(st)->ping(st, err, errlen) : 0;
 }
 
 int
