@@ -140,7 +140,15 @@ wait_for() {
 	done
 }
 
+# quota_left of SEAL in the seals reply at SITE, for s1
+quota_left() {
+	python3 "$src/tests/integration/sgcall.py" "$W/$1/sealgated.sock" s1 s1-password '{"op":"seals"}' |
+		python3 -c 'import json, sys; r = json.load(sys.stdin); print([s["quota_left"] for s in r["seals"] if s["id"] == sys.argv[1]][0])' "$2"
+}
+
 # ---- a seal quota and a quota per person, 8 signers at each gateway ----
+# (each gateway has seen both seals' quotas before the storm)
+before="$(quota_left a qa) $(quota_left a qb) $(quota_left b qa) $(quota_left b qb)"
 bg=()
 for p in $signers; do
 	sign a "$p" "QA Seal" 10 "$W/qa-$p.out" & bg+=($!)
@@ -156,6 +164,12 @@ if [ "$n" = 37 ] && [ "$m" = 23 ] &&
 	pass "seal quotas: exactly 37 of 80 at a and 23 of 80 at b, counted and recorded once each"
 else
 	fail "seal quotas: $n of 37 at a, $m of 23 at b signed"; cat "$W"/qa-s1.out | sort | uniq -c | head
+fi
+after="$(quota_left a qa) $(quota_left a qb) $(quota_left b qa) $(quota_left b qb)"
+if [ "$before" = "37 23 37 23" ] && [ "$after" = "0 0 0 0" ]; then
+	pass "the quota left is the store's at both gateways, for a seal held there and one held elsewhere"
+else
+	fail "quota left (qa and qb at a, then at b): before $before, after $after (want 0 0 0 0)"
 fi
 bg=()
 for p in $signers; do
