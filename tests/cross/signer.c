@@ -9,6 +9,8 @@
  * test counts what the clients got and when.
  *
  * usage: cross-signer PIN LABEL COUNT [STOP]
+ * env: SG_SIGNER_PAUSE_US, the pause after a refusal in the loop until STOP
+ * (default 20000: the loop need not spin on a refused seal).
  */
 #include <dlfcn.h>
 #include <time.h>
@@ -50,6 +52,8 @@ main(int argc, char **argv)
 	unsigned char data[32], sig[256];
 	const char *mod = getenv("SEALGATE_MODULE");
 	void *lib;
+	const char *pause_env = getenv("SG_SIGNER_PAUSE_US");
+	useconds_t pause = pause_env ? (useconds_t)strtoul(pause_env, NULL, 10) : 20000;
 	long count;
 	CK_RV rv;
 
@@ -99,7 +103,7 @@ main(int argc, char **argv)
 		fflush(stdout);
 		/* (a refused attempt ends the operation; C_SignInit starts anew) */
 		if (rv != CKR_OK && count == 0)
-			usleep(20000);
+			usleep(pause);
 	}
 	f->C_Logout(h);
 	f->C_CloseSession(h);

@@ -73,7 +73,7 @@ organization:
   departments:
     - { id: ops, name: Operations, head: hd }
   people:
-$people    - { id: hd, name: Head, department: ops, roles: [department_head] }
+$people    - { id: hd, name: Head, department: ops, roles: [department_head, seal_admin] }
   act_as:
     - { os_login: "$me", accounts: all }
 seals:
@@ -203,28 +203,35 @@ approve_at() { # site id
 	SEALGATE_CODE=$(code) ctl_as "$1" hd approve "$2"
 }
 
-# The approval latency: s1 signs at a in a loop, refused, while the
-# application is approved at b; the first signature's time less the time
-# the approval's reply came back.
-app=$(apply_at b s1 1)
-rm -f "$W/stop"
-sign a s1 "AP Seal" 0 "$W/lat.out" "$W/stop" & lat=$!
-pids+=($lat)
-wait_for "grep -q '^0x' '$W/lat.out'" || fail "the signer at a did not start"
-approve_at b "$app" >"$W/approve.out" 2>&1 || { fail "approval at b"; cat "$W/approve.out"; }
-t0=$(date +%s%3N)
-if wait_for "grep -q '^ok' '$W/lat.out'"; then
-	t1=$(grep -m1 '^ok' "$W/lat.out" | cut -d' ' -f2)
-	ms=$((t1 - t0)); [ $ms -ge 0 ] || ms=0
-	echo "# approval at b -> signature at a: $ms ms"
-	[ $ms -lt 1000 ] && pass "an approval at b lets s1 sign at a within 1 s ($ms ms)" ||
-		fail "an approval at b took $ms ms to be seen at a"
-else
-	fail "an approval at b never let s1 sign at a"
-fi
-touch "$W/stop"; wait $lat || true
-[ "$(oks "$W/lat.out")" = 1 ] && pass "an application of 1 use signed once" ||
-	fail "an application of 1 use signed $(oks "$W/lat.out") times"
+# The approval latency: s1 signs at a in a loop (1 ms between refusals)
+# while an application of 1 use is approved at b; the first signature's
+# time less the time the approval's reply came back. Five rounds.
+lats="" calls=""
+for round in 1 2 3 4 5; do
+	app=$(apply_at b s1 1)
+	rm -f "$W/stop"
+	SG_SIGNER_PAUSE_US=1000 sign a s1 "AP Seal" 0 "$W/lat-$round.out" "$W/stop" & lat=$!
+	pids+=($lat)
+	wait_for "grep -q '^0x' '$W/lat-$round.out'" || fail "the signer at a did not start"
+	ts=$(date +%s%3N)
+	approve_at b "$app" >"$W/approve.out" 2>&1 || { fail "approval at b"; cat "$W/approve.out"; }
+	t0=$(date +%s%3N)
+	calls="$calls $((t0 - ts))"
+	if wait_for "grep -q '^ok' '$W/lat-$round.out'"; then
+		t1=$(grep -m1 '^ok' "$W/lat-$round.out" | cut -d' ' -f2)
+		ms=$((t1 - t0)); [ $ms -ge 0 ] || ms=0
+		lats="$lats $ms"
+	else
+		fail "an approval at b never let s1 sign at a (round $round)"
+	fi
+	touch "$W/stop"; wait $lat || true
+	[ "$(oks "$W/lat-$round.out")" = 1 ] ||
+		fail "an application of 1 use signed $(oks "$W/lat-$round.out") times"
+done
+max=$(tr ' ' '\n' <<<"$lats" | sort -n | tail -1)
+echo "# approval at b -> signature at a, ms after the approval's reply:$lats (the approve call itself, sealctl login and all:$calls)"
+[ -n "$max" ] && [ "$max" -lt 1000 ] && pass "an approval at b lets s1 sign at a within 1 s (ms:$lats), once" ||
+	fail "an approval at b was seen at a after:$lats ms"
 
 app=$(apply_at b s2 5)
 approve_at b "$app" >"$W/approve.out" 2>&1 || { fail "approval at b"; cat "$W/approve.out"; }
@@ -251,9 +258,14 @@ else
 fi
 
 # ---- lockout across gateways: 3 wrong at a, 2 at b, then one lockout ----
-guess() { # site password
-	python3 "$src/tests/integration/sgcall.py" "$W/$1/sealgated.sock" s8 "$2" '{"op":"status"}' 2>&1 || true
+guess() { # site password [person]
+	python3 "$src/tests/integration/sgcall.py" "$W/$1/sealgated.sock" "${3:-s8}" "$2" '{"op":"status"}' 2>&1 || true
 }
+# (4 wrong, 2 at each, are not yet a lockout: s7 still signs in)
+for i in 1 2; do guess a wrong-$i s7 >/dev/null; guess b wrong-$i s7 >/dev/null; done
+right=$(guess a s7-password s7)
+grep -q '"ok": true' <<<"$right" && pass "4 wrong passwords at a and b are not yet a lockout" ||
+	fail "after 4 wrong passwords s7 cannot sign in: $right"
 for i in 1 2 3; do guess a wrong-$i >"$W/guess-a$i.out"; done
 guess b wrong-4 >"$W/guess-b4.out"
 guess b right-before-last >/dev/null  # (the fifth wrong one)
@@ -330,6 +342,35 @@ for s in a b; do
 	[ $rc = 0 ] && grep -q "intact" "$W/verify-$s.out" && pass "site $s's audit chain verifies" ||
 		{ fail "--verify-audit of site $s (exit $rc)"; cat "$W/verify-$s.out"; }
 done
+# ---- a quota raised at b is in force at a at once, after all that ----
+# b again after its kill -9 (the claim went with its session), a's change
+# feed back after the PostgreSQL restart: a policy published at b that
+# raises qa's total from 37 to 40 lets exactly 3 more sign at a.
+start b || fail "gateway b did not start again after its kill -9"
+sed 's/quotas: { total: 37 }/quotas: { total: 40 }/' "$W/policy.yaml" >"$W/policy-40.yaml"
+step=$((step + 1)); clock $step
+SEALGATE_CODE=$(code) ctl_as b hd policy publish "$W/policy-40.yaml" >"$W/publish.out" 2>&1 ||
+	{ fail "policy publish at b"; cat "$W/publish.out"; }
+version_at() {
+	python3 "$src/tests/integration/sgcall.py" "$W/$1/sealgated.sock" s1 s1-password '{"op":"status"}' |
+		python3 -c 'import json, sys; print(json.load(sys.stdin).get("policy_version"))'
+}
+if wait_for '[ "$(version_at a)" = 1 ]'; then
+	pass "the version published at b is in force at a (its feed came back after the restart)"
+else
+	fail "a did not take the version published at b: $(version_at a)"; tail -5 "$W/a/sealgated.log"
+fi
+bg=()
+for p in $signers; do sign a "$p" "QA Seal" 2 "$W/qa40-$p.out" & bg+=($!); done
+for p in "${bg[@]}"; do wait "$p" || true; done
+n=$(oks "$W"/qa40-*.out)
+if [ "$n" = 3 ] && [ "$(sql "SELECT used FROM quota_use WHERE seal = 'qa'")" = 40 ] &&
+   [ "$(quota_left b qa)" = 0 ]; then
+	pass "a quota raised to 40 at b: exactly 3 more of 16 sign at a"
+else
+	fail "after the quota was raised to 40 at b: $n more signed at a"
+fi
+
 for s in a b; do
 	if grep -q "ERROR: AddressSanitizer\|runtime error:" "$W/$s/sealgated.log"; then
 		fail "a sanitizer report in gateway $s's log"
