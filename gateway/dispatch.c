@@ -8,9 +8,11 @@
 #include "dispatch.h"
 
 #include <errno.h>
+#include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 #include <openssl/crypto.h>
 #include <sodium.h>
 
@@ -507,13 +509,24 @@ authorize(struct gw_req *r, const struct op *op, const uint8_t *tok, size_t tokl
 static json_t *
 store_refusal(struct gw_ctx *ctx, const char *name, json_t *rep)
 {
+	/* One warning every STORE_WARN_S with the count meanwhile: clients
+	 * retrying through an outage must not fill the disk with the log. */
+	enum { STORE_WARN_S = 10 };
+	static _Atomic int64_t warned_at;
+	static _Atomic unsigned refused;
 	unsigned long rv;
 	char err[384];
+	int64_t now, last;
 
 	if (ctx->store == NULL || rep == NULL || sg_reply_is_ok(rep, &rv, NULL, NULL) ||
 	    rv != CKR_DEVICE_ERROR || gw_store_ping(ctx->store, err, sizeof(err)) == 0)
 		return rep;
-	gw_log_warn("%s refused: the store is unreachable: %s", name, err);
+	atomic_fetch_add(&refused, 1);
+	now = (int64_t)time(NULL);
+	last = atomic_load(&warned_at);
+	if (now - last >= STORE_WARN_S && atomic_compare_exchange_strong(&warned_at, &last, now))
+		gw_log_warn("%s refused: the store is unreachable: %s (%u request(s) refused for want of "
+		            "the store since the last such message)", name, err, atomic_exchange(&refused, 0));
 	json_decref(rep);
 	return sg_reply_error(CKR_DEVICE_ERROR, "store_unreachable", "%s refused: the store is "
 	                      "unreachable (%s); nothing was signed or changed, try again once it "

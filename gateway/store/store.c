@@ -65,7 +65,14 @@ gw_store_ping(struct gw_store *st, char *err, size_t errlen)
 		snprintf(err, errlen, "no store");
 		return -1;
 	}
-	return ops_of(st)->ping ? ops_of(st)->ping(st, err, errlen) : 0;
+	if (ops_of(st)->ping == NULL || ops_of(st)->ping(st, err, errlen) == 0)
+		return 0;
+	/* libpq's message spans lines ("…failed: No such file or directory\n\t
+	 * Is the server running…"): one line, for a reply and the log. */
+	for (char *p = err; p && *p; p++)
+		if ((unsigned char)*p < 0x20)
+			*p = ' ';
+	return -1;
 }
 
 int

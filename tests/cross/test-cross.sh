@@ -19,7 +19,8 @@
 # Skipped (77) when PostgreSQL is not installed; the cluster and both
 # gateways are stopped however it ends.
 #
-# env: SEALGATE_BUILD, SEALGATE_SOURCE, SEALGATE_MODULE, SG_CROSS_SIGNER
+# env: SEALGATE_BUILD, SEALGATE_SOURCE, SEALGATE_MODULE, SG_CROSS_SIGNER; SG_CROSS_KEEP=1
+# keeps the directory (the gateways' logs, the signers' lines) after a pass
 set -euo pipefail
 build=${SEALGATE_BUILD:?}
 src=${SEALGATE_SOURCE:?}
@@ -40,7 +41,7 @@ cleanup() {
 	sg_gw_stop "$W/a" || true
 	sg_gw_stop "$W/b" || true
 	pg_down "$W" || { echo "not ok - the PostgreSQL cluster is still running"; st=1; }
-	if [ $st = 0 ] || [ $st = 77 ]; then rm -rf "$W"; else echo "(files kept in $W)"; fi
+	if { [ $st = 0 ] || [ $st = 77 ]; } && [ -z "${SG_CROSS_KEEP:-}" ]; then rm -rf "$W"; else echo "(files kept in $W)"; fi
 	exit $st
 }
 trap cleanup EXIT
