@@ -173,8 +173,7 @@ op_status(struct gw_req *r)
 	json_object_set_new(rep, "seals", seals);
 	json_object_set_new(rep, "site", json_string(gw_ctx_site(r->ctx)));
 	json_object_set_new(rep, "management", json_boolean(no_token(r)));
-	if (r->ctx->store != NULL)
-	{
+	if (r->ctx->store != NULL) {
 		json_object_set_new(rep, "store", json_string(gw_store_backend(r->ctx->store)));
 		json_object_set_new(rep, "store_reachable", json_boolean(store_ok));
 		if (!store_ok)

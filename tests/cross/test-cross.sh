@@ -313,8 +313,10 @@ sleep 1
 [ "$(oks "$W"/sa-*.out)" = "$mid_a" ] && pass "no signature released while PostgreSQL is down" ||
 	fail "signatures released while PostgreSQL is down: $mid_a then $(oks "$W"/sa-*.out)"
 pg_start "$W"
+tb=$(date +%s%3N)
 a0=$(oks "$W"/sa-*.out) b0=$(oks "$W"/sb-*.out)
 if wait_for "[ \$(oks '$W'/sa-*.out) -gt $((a0 + 8)) ] && [ \$(oks '$W'/sb-*.out) -gt $((b0 + 8)) ]"; then
+	echo "# PostgreSQL back: 8 more signatures at each gateway $(( $(date +%s%3N) - tb )) ms after pg_start returned"
 	pass "PostgreSQL back: both gateways sign again, without a restart"
 else
 	fail "PostgreSQL back: a $a0 -> $(oks "$W"/sa-*.out), b $b0 -> $(oks "$W"/sb-*.out)"

@@ -671,8 +671,9 @@ gw_pg_tx_alive(struct gw_store *st)
 	return alive;
 }
 
-/* ---- accounts ---- */
-
+/* One round trip (after one reconnection, as every call outside a
+ * transaction): whether the server answers now. A transaction another
+ * thread holds is waited for, under the lock. */
 int
 gw_pg_ping(struct gw_store *st, char *err, size_t errlen)
 {
@@ -686,6 +687,8 @@ gw_pg_ping(struct gw_store *st, char *err, size_t errlen)
 	PQclear(r);
 	return 0;
 }
+
+/* ---- accounts ---- */
 
 int
 gw_pg_password_get(struct gw_store *st, const char *user, char *hash, size_t hashlen)
