@@ -4,15 +4,18 @@
  * application does (SEALGATE_SOCKET, SEALGATE_USER from the environment),
  * logs in with PIN, and signs 32 bytes with the private key labelled LABEL
  * (CKM_ECDSA) COUNT times, or until the file STOP exists when COUNT is 0.
- * Each attempt prints one line, flushed, with the wall clock in ms: "ok MS"
- * for a signature the module released, or "0xCKR MS" for a refusal, so a
- * test counts what the clients got and when.
+ * Each attempt signs 32 random bytes and prints one line, flushed, with the
+ * wall clock in ms: "ok MS HEX" for a signature the module released (HEX:
+ * the bytes signed, which the audit record keeps as signed_digest), or
+ * "0xCKR MS" for a refusal, so a test counts what the clients got, when,
+ * and finds each one's record.
  *
  * usage: cross-signer PIN LABEL COUNT [STOP]
  * env: SG_SIGNER_PAUSE_US, the pause after a refusal in the loop until STOP
  * (default 20000: the loop need not spin on a refused seal).
  */
 #include <dlfcn.h>
+#include <sys/random.h>
 #include <time.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -92,13 +95,17 @@ main(int argc, char **argv)
 
 		if (count == 0 && argc > 4 && access(argv[4], F_OK) == 0)
 			break;
-		memset(data, (int)(i & 0xff), sizeof(data));
+		if (getrandom(data, sizeof(data), 0) != (ssize_t)sizeof(data))
+			return die("getrandom", 0);
 		rv = f->C_SignInit(h, &mech, key);
 		if (rv == CKR_OK)
 			rv = f->C_Sign(h, data, sizeof(data), sig, &len);
-		if (rv == CKR_OK)
-			printf("ok %lld\n", now_ms());
-		else
+		if (rv == CKR_OK) {
+			printf("ok %lld ", now_ms());
+			for (size_t j = 0; j < sizeof(data); j++)
+				printf("%02x", data[j]);
+			printf("\n");
+		} else
 			printf("0x%lx %lld\n", (unsigned long)rv, now_ms());
 		fflush(stdout);
 		/* (a refused attempt ends the operation; C_SignInit starts anew) */

@@ -340,10 +340,21 @@ ra=$(records a "action = 'sign' AND outcome = 'ok' AND seal = 'sa'")
 rb=$(records b "action = 'sign' AND outcome = 'ok' AND seal = 'sb'")
 ua=$(sql "SELECT used FROM quota_use WHERE seal = 'sa'") ub=$(sql "SELECT used FROM quota_use WHERE seal = 'sb'")
 echo "# storm: a released $ga ($ra records, $ua counted), b released $gb ($rb records, $ub counted)"
-if [ "$ra" -ge "$ga" ] && [ "$rb" -ge "$gb" ] && [ "$ua" = "$ra" ] && [ "$ub" = "$rb" ]; then
-	pass "every signature a client got has its record, and the quota counted each record once"
+# Each signature a client got, by the bytes it signed, without its record
+# (sign ok at its site, that seal): none may be.
+unrecorded() { # site seal outputs...
+	local s=$1 seal=$2
+	shift 2
+	sql "SELECT encode(signed_digest, 'hex') FROM audit WHERE site = '$s' AND action = 'sign' AND outcome = 'ok' AND seal = '$seal'" |
+		sort >"$W/recorded-$s"
+	cat "$@" | awk '$1 == "ok" { print $3 }' | sort | comm -23 - "$W/recorded-$s" | wc -l
+}
+na=$(unrecorded a sa "$W"/sa-*.out) nb=$(unrecorded b sb "$W"/sb-*.out)
+if [ "$na" = 0 ] && [ "$nb" = 0 ] && [ "$ra" -ge "$ga" ] && [ "$rb" -ge "$gb" ] &&
+   [ "$ua" = "$ra" ] && [ "$ub" = "$rb" ]; then
+	pass "every signature a client got has its record (found by what it signed), and the quota counted each record once"
 else
-	fail "released $ga/$gb, records $ra/$rb, counted $ua/$ub"
+	fail "released $ga/$gb, records $ra/$rb, counted $ua/$ub, released without a record $na/$nb"
 fi
 for s in a b; do
 	rc=0
