@@ -295,6 +295,7 @@ for p in s1 s2 s3 s4; do
 done
 wait_for "[ \$(oks '$W'/sa-*.out) -ge 40 ] && [ \$(oks '$W'/sb-*.out) -ge 40 ]" || fail "the storm did not start"
 pg_stop "$W"
+tdown=$(date +%s%3N)
 before_a=$(oks "$W"/sa-*.out)
 if wait_for "[ \$(cat '$W'/sa-*.out | grep -c '^0x30 ') -ge 8 ]"; then
 	pass "PostgreSQL stopped: signatures at a refused with CKR_DEVICE_ERROR"
@@ -315,9 +316,20 @@ grep -qi "store.*unreachable" "$W/why-down.out" && pass "sealctl why says the st
 rc=0; ctl_as b s1 apply --seal ap --reason down --uses 1 >"$W/apply-down.out" 2>&1 || rc=$?
 [ $rc != 0 ] && grep -qi "unreachable" "$W/apply-down.out" && pass "a state change (apply) is refused, saying the store is unreachable" ||
 	{ fail "apply with PostgreSQL stopped (exit $rc)"; cat "$W/apply-down.out"; }
+[ "$(wc -l <"$W/apply-down.out")" = 1 ] && pass "the refusal is one line (libpq's message joined)" ||
+	{ fail "the refusal spans lines"; cat "$W/apply-down.out"; }
 sleep 1
 [ "$(oks "$W"/sa-*.out)" = "$mid_a" ] && pass "no signature released while PostgreSQL is down" ||
 	fail "signatures released while PostgreSQL is down: $mid_a then $(oks "$W"/sa-*.out)"
+# The outage's refusals in the log: a warning every 10 s, not one a request.
+refused=$(cat "$W"/sa-*.out | grep -c '^0x30 ' || true)
+warned=$(grep -c "refused: the store is unreachable" "$W/a/sealgated.log" || true)
+down_s=$(( ($(date +%s%3N) - tdown) / 1000 ))
+if [ "$refused" -gt 20 ] && [ "$warned" -ge 1 ] && [ "$warned" -le $((down_s / 10 + 1)) ]; then
+	pass "$refused signatures refused in ${down_s} s, $warned warning(s) in the log"
+else
+	fail "$refused signatures refused in ${down_s} s and $warned store-unreachable warnings in the log"
+fi
 pg_start "$W"
 tb=$(date +%s%3N)
 a0=$(oks "$W"/sa-*.out) b0=$(oks "$W"/sb-*.out)
