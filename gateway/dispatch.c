@@ -8,9 +8,11 @@
 #include "dispatch.h"
 
 #include <errno.h>
+#include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 #include <openssl/crypto.h>
 #include <sodium.h>
 
@@ -138,7 +140,11 @@ op_status(struct gw_req *r)
 	const struct gw_policy *p = r->snap->policy;
 	char hex[2 * GW_HASH_LEN + 1];
 
-	char why[256] = "";
+	char why[256] = "", store_err[384] = "";
+	/* A store that does not answer refuses every signature (the record
+	 * cannot commit): say so here too, with libpq's reason. */
+	bool store_ok = r->ctx->store == NULL ||
+	                gw_store_ping(r->ctx->store, store_err, sizeof(store_err)) == 0;
 
 	/* Say why, per seal: a pulled card, a refused card, a refused PIN. */
 	if (r->ctx->token == NULL)
@@ -148,7 +154,7 @@ op_status(struct gw_req *r)
 	for (size_t i = 0; i < p->n_seals; i++) {
 		const struct gw_seal *s = &p->seals[i];
 		bool have_key = r->snap->keys && r->snap->keys[i];
-		bool avail = gw_req_token_usable(r) && have_key;
+		bool avail = gw_req_token_usable(r) && have_key && store_ok;
 		/* Held: a seal of this gateway's site (docs/sites.md). */
 		bool held = strcmp(s->site, gw_ctx_site(r->ctx)) == 0 && !no_token(r);
 		char other[96];
@@ -161,13 +167,18 @@ op_status(struct gw_req *r)
 			          strcmp(s->site, gw_ctx_site(r->ctx)) != 0 ? other :
 			          no_token(r) ? "a management gateway: no token" :
 			          !have_key ? "its key was not found on the backend token" :
+			          !store_ok ? "the store is unreachable" :
 			          why[0] ? why : "backend token not present"));
 	}
 	json_object_set_new(rep, "seals", seals);
 	json_object_set_new(rep, "site", json_string(gw_ctx_site(r->ctx)));
 	json_object_set_new(rep, "management", json_boolean(no_token(r)));
-	if (r->ctx->store != NULL)
+	if (r->ctx->store != NULL) {
 		json_object_set_new(rep, "store", json_string(gw_store_backend(r->ctx->store)));
+		json_object_set_new(rep, "store_reachable", json_boolean(store_ok));
+		if (!store_ok)
+			json_object_set_new(rep, "store_error", json_string(store_err));
+	}
 	/* Which backend token the seals are bound to (docs/smartcard.md). */
 	if (r->ctx->token != NULL) {
 		struct gw_token_binding b;
@@ -487,6 +498,40 @@ authorize(struct gw_req *r, const struct op *op, const uint8_t *tok, size_t tokl
 	return NULL;
 }
 
+/* A refusal for want of the store: a request that failed inside (a
+ * credential read, a record's commit, an application's write: CKR_DEVICE_ERROR)
+ * while the store does not answer is refused as that, the same for every
+ * request, instead of each call site's "credential store error" or "audit
+ * record failed" (docs/sites.md, "When the store fails"). Nothing was
+ * released or changed: every change commits with its record, and a
+ * signature leaves only after its record committed. */
+static json_t *
+store_refusal(struct gw_ctx *ctx, const char *name, json_t *rep)
+{
+	/* One warning every STORE_WARN_S with the count meanwhile: clients
+	 * retrying through an outage must not fill the disk with the log. */
+	enum { STORE_WARN_S = 10 };
+	static _Atomic int64_t warned_at;
+	static _Atomic unsigned refused;
+	unsigned long rv;
+	char err[384];
+	int64_t now, last;
+
+	if (ctx->store == NULL || rep == NULL || sg_reply_is_ok(rep, &rv, NULL, NULL) ||
+	    rv != CKR_DEVICE_ERROR || gw_store_ping(ctx->store, err, sizeof(err)) == 0)
+		return rep;
+	atomic_fetch_add(&refused, 1);
+	now = (int64_t)time(NULL);
+	last = atomic_load(&warned_at);
+	if (now - last >= STORE_WARN_S && atomic_compare_exchange_strong(&warned_at, &last, now))
+		gw_log_warn("%s refused: the store is unreachable: %s (%u request(s) refused for want of "
+		            "the store since the last such message)", name, err, atomic_exchange(&refused, 0));
+	json_decref(rep);
+	return sg_reply_error(CKR_DEVICE_ERROR, "store_unreachable", "%s refused: the store is "
+	                      "unreachable (%s); nothing was signed or changed, try again once it "
+	                      "answers", name, err);
+}
+
 json_t *
 gw_dispatch(struct gw_ctx *ctx, const struct gw_peer *peer, const json_t *msg)
 {
@@ -520,6 +565,7 @@ gw_dispatch(struct gw_ctx *ctx, const struct gw_peer *peer, const json_t *msg)
 	rep = authorize(&r, op, tok, toklen);
 	if (rep == NULL)
 		rep = op->fn(&r);
+	rep = store_refusal(ctx, op->name, rep);
 out:
 	sg_free_secret(tok, toklen);
 	gw_snapshot_put(&r.snap);

@@ -385,8 +385,11 @@ gw_quota_refresh(struct gw_quota *q, const struct gw_quota_resv *r)
 	pthread_mutex_unlock(&q->lock);
 }
 
-int64_t
-gw_quota_left(struct gw_quota *q, const struct gw_seal *seal, const char *person, time_t now)
+/* gw_quota_left and gw_quota_left_stored: fresh reads every counter from
+ * the store, else only one the cache finds full. */
+static int64_t
+left_of(struct gw_quota *q, const struct gw_seal *seal, const char *person, time_t now,
+        bool fresh)
 {
 	struct gw_quota_key keys[GW_QUOTA_MAX_KEYS];
 	uint64_t limits[GW_QUOTA_MAX_KEYS];
@@ -400,7 +403,7 @@ gw_quota_left(struct gw_quota *q, const struct gw_seal *seal, const char *person
 		int64_t l;
 		if (c == NULL)
 			continue;
-		if (c->used + c->reserved >= limits[i])
+		if (fresh || c->used + c->reserved >= limits[i])
 			(void)refresh(q, c);
 		l = c->used + c->reserved >= limits[i] ? 0 : (int64_t)(limits[i] - c->used - c->reserved);
 		if (left < 0 || l < left)
@@ -408,6 +411,19 @@ gw_quota_left(struct gw_quota *q, const struct gw_seal *seal, const char *person
 	}
 	pthread_mutex_unlock(&q->lock);
 	return left;
+}
+
+int64_t
+gw_quota_left(struct gw_quota *q, const struct gw_seal *seal, const char *person, time_t now)
+{
+	return left_of(q, seal, person, now, false);
+}
+
+int64_t
+gw_quota_left_stored(struct gw_quota *q, const struct gw_seal *seal, const char *person,
+                     time_t now)
+{
+	return left_of(q, seal, person, now, true);
 }
 
 int64_t

@@ -78,6 +78,12 @@ void gw_quota_refresh(struct gw_quota *q, const struct gw_quota_resv *r);
  * A counter the cache finds full is read from the store first. */
 int64_t gw_quota_left(struct gw_quota *q, const struct gw_seal *seal, const char *person,
                       time_t now);
+/* The same with every counter read from the store now, for what is shown
+ * (status, seals): this cache is counted on only by the gateway that
+ * spends it, the seal's site's; another gateway's copy of a seal's counter
+ * would show what it read first (docs/sites.md, "Across gateways"). */
+int64_t gw_quota_left_stored(struct gw_quota *q, const struct gw_seal *seal, const char *person,
+                             time_t now);
 /* Uses of application app_id (of seal) neither spent nor reserved here;
  * left is the store's uses_left as just read. */
 int64_t gw_quota_app_left(struct gw_quota *q, const char *seal, int64_t app_id, uint32_t left);

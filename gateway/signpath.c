@@ -777,7 +777,9 @@ gw_signpath_state(struct gw_ctx *ctx, const struct gw_policy *p, const struct gw
 	struct gw_application *app;
 
 	(void)p;
-	*quota_left = ctx->quota ? gw_quota_left(ctx->quota, seal, who->id, now) : -1;
+	/* Shown to people, for any site's seal: the store's count, not a copy
+	 * this gateway read once (another site spends that seal's quota). */
+	*quota_left = ctx->quota ? gw_quota_left_stored(ctx->quota, seal, who->id, now) : -1;
 	if (!seal->approval_required) {
 		*uses_left = -1;
 		return;

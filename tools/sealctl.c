@@ -105,7 +105,7 @@ cmd_status(struct cli *c)
 	json_t *rep = cli_call(c, sg_request_new(SG_OP_STATUS)), *seals;
 	size_t i;
 	json_t *s;
-	bool present, management;
+	bool present, management, store_down;
 	int rv;
 	char why[512];
 
@@ -115,6 +115,7 @@ cmd_status(struct cli *c)
 		return 1;
 	}
 	present = json_is_true(json_object_get(rep, "token_present"));
+	store_down = json_is_false(json_object_get(rep, "store_reachable"));
 	management = json_is_true(json_object_get(rep, "management"));
 	if (!c->json) {
 		printf("gateway:  sealgated %s, instance %s, reachable at %s\n",
@@ -147,6 +148,10 @@ cmd_status(struct cli *c)
 		else
 			printf("token:    %s (%s)\n", json_string_value(json_object_get(rep, "token_label")),
 			       present ? "present" : "NOT PRESENT");
+		if (store_down)
+			printf("store:    %s UNREACHABLE: %s (signing and every change are refused "
+			       "until it answers)\n", json_string_value(json_object_get(rep, "store")),
+			       json_string_value(json_object_get(rep, "store_error")));
 		if (json_is_object(json_object_get(rep, "backend"))) {
 			json_t *b = json_object_get(rep, "backend");
 			printf("backend:  bound to the token with serial %s (%lld certificates)\n",
@@ -189,7 +194,7 @@ cmd_status(struct cli *c)
 		}
 	}
 	/* A management gateway works without a token: that is not a fault. */
-	rv = present || management ? 0 : 1;
+	rv = (present || management) && !store_down ? 0 : 1;
 	json_decref(rep);
 	return rv;
 }

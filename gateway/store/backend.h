@@ -19,6 +19,8 @@
 struct gw_store_ops {
 	const char *name;             /* "sqlite", "postgresql" */
 	void (*close)(struct gw_store **st);
+	/* NULL: the store is a file of this machine, reachable while open. */
+	int (*ping)(struct gw_store *st, char *err, size_t errlen);
 	int (*password_get)(struct gw_store *st, const char *user, char *hash, size_t hashlen);
 	int (*password_set)(struct gw_store *st, const char *user, const char *hash);
 	int (*binding_set)(struct gw_store *st, const struct gw_store_binding *b, char *err,

@@ -7,6 +7,7 @@
 #include "backend.h"
 #include "protocol.h"
 
+#include <stdio.h>
 #include <string.h>
 
 static inline const struct gw_store_ops *
@@ -55,6 +56,23 @@ gw_store_close(struct gw_store **st)
 {
 	if (st != NULL && *st != NULL)
 		ops_of(*st)->close(st);
+}
+
+int
+gw_store_ping(struct gw_store *st, char *err, size_t errlen)
+{
+	if (st == NULL) {
+		snprintf(err, errlen, "no store");
+		return -1;
+	}
+	if (ops_of(st)->ping == NULL || ops_of(st)->ping(st, err, errlen) == 0)
+		return 0;
+	/* libpq's message spans lines ("…failed: No such file or directory\n\t
+	 * Is the server running…"): one line, for a reply and the log. */
+	for (char *p = err; p && *p; p++)
+		if ((unsigned char)*p < 0x20)
+			*p = ' ';
+	return -1;
 }
 
 int

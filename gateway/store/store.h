@@ -26,6 +26,12 @@ bool gw_store_url_is_pg(const char *url);
 void gw_store_close(struct gw_store **st);
 /* The backend st runs on: "sqlite" or "postgresql". */
 const char *gw_store_backend(struct gw_store *st);
+/* Whether the store answers now (outside a transaction: on PostgreSQL one
+ * round trip, after one reconnection if the connection was lost). 0, or -1
+ * with err ("PostgreSQL store unreachable: …", never a password). Says
+ * why a store call failed, for the people refused (docs/sites.md, "When
+ * the store fails"). */
+int gw_store_ping(struct gw_store *st, char *err, size_t errlen);
 
 /* Credentials. hash is an Argon2id string (crypto_pwhash_str). get returns
  * 1 and fills hash, 0 when the account has no password, -1 on error. */

@@ -30,6 +30,7 @@ pg_release_memory(struct gw_store *st)
 const struct gw_store_ops gw_store_pg_ops = {
 	.name = "postgresql",
 	.close = gw_pg_close,
+	.ping = gw_pg_ping,
 	.password_get = gw_pg_password_get,
 	.password_set = gw_pg_password_set,
 	.binding_set = gw_pg_binding_set,

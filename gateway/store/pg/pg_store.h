@@ -55,6 +55,7 @@ int gw_pg_claim_locked(struct gw_store *st, char *err, size_t errlen);
 
 /* ---- the calls of gw_store_pg_ops (store.h says what each does) ---- */
 void gw_pg_close(struct gw_store **st);
+int gw_pg_ping(struct gw_store *st, char *err, size_t errlen);
 int gw_pg_password_get(struct gw_store *st, const char *user, char *hash, size_t hashlen);
 int gw_pg_password_set(struct gw_store *st, const char *user, const char *hash);
 int gw_pg_binding_set(struct gw_store *st, const struct gw_store_binding *b, char *err,

@@ -682,6 +682,23 @@ gw_pg_tx_alive(struct gw_store *st)
 	return alive;
 }
 
+/* One round trip (after one reconnection, as every call outside a
+ * transaction): whether the server answers now. A transaction another
+ * thread holds is waited for, under the lock. */
+int
+gw_pg_ping(struct gw_store *st, char *err, size_t errlen)
+{
+	PGresult *r;
+
+	pthread_mutex_lock(&st->lock);
+	r = gw_pg_exec(st, "SELECT 1", 0, NULL, NULL, NULL, PGRES_TUPLES_OK, err, errlen);
+	pthread_mutex_unlock(&st->lock);
+	if (r == NULL)
+		return -1;
+	PQclear(r);
+	return 0;
+}
+
 /* ---- accounts ---- */
 
 int
@@ -770,8 +787,10 @@ gw_pg_binding_set(struct gw_store *st, const struct gw_store_binding *b, char *e
 	               "ON CONFLICT (site, name) DO UPDATE SET value = excluded.value", 2, vals, lens,
 	               fmts, PGRES_COMMAND_OK, err, errlen);
 	pthread_mutex_unlock(&st->lock);
+	if (r == NULL)
+		return -1;
 	PQclear(r);
-	return r ? 0 : -1;
+	return 0;
 }
 
 int
