@@ -12,6 +12,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sqlite3.h>
+#include <sodium.h>
 
 #include "config.h"
 #include "store.h"
@@ -334,5 +335,106 @@ Test(totp_store, reset_removes_the_secret)
 	cr_assert_eq(gw_totp_store_delete(st, "bob"), 0);
 	cr_assert_eq(gw_totp_enrolled(st, "bob"), 0);
 	gw_token_close(&ta);
+	gw_store_close(&st);
+}
+
+/* "SITE sha256:HEX" for each site key in the store, into dir/pins. */
+static void
+pin_line(void *arg, const char *site, const uint8_t *der, size_t len)
+{
+	uint8_t fp[crypto_hash_sha256_BYTES];
+	char hex[2 * sizeof(fp) + 1];
+
+	crypto_hash_sha256(fp, der, len);
+	sodium_bin2hex(hex, sizeof(hex), fp, sizeof(fp));
+	fprintf(arg, "%s sha256:%s\n", site, hex);
+}
+
+static const char *
+write_pins(struct gw_store *st)
+{
+	static char path[128];
+	FILE *f;
+
+	snprintf(path, sizeof(path), "%s/pins", dir);
+	f = fopen(path, "w");
+	cr_assert_not_null(f);
+	fprintf(f, "# pinned by the operators\n");
+	cr_assert_eq(gw_store_totp_keys(st, pin_line, f), 2);
+	fclose(f);
+	return path;
+}
+
+static int
+has_copy(struct gw_store *st, const char *user, const char *site)
+{
+	uint8_t b[GW_STORE_TOTP_COPY_MAX];
+	size_t n = sizeof(b);
+
+	return gw_store_totp_copy_get(st, user, site, b, &n);
+}
+
+Test(totp_store, a_site_pinned_later_gets_its_copy_and_a_tokenless_gateway_seals_only)
+{
+	const uint8_t secret[20] = "a-secret-for-2-sites";
+	const time_t t = 1700000000;
+	struct gw_store *st;
+	struct gw_token *tok;
+	char path[256], err[512], c[8];
+	const char *pins;
+	long skew;
+
+	snprintf(path, sizeof(path), "%s/store3.db", dir);
+	cr_assert_eq(gw_store_open(path, &st, err, sizeof(err)), 0, "%s", err);
+	/* Site b's gateway starts: its key pair is made and published. */
+	tok = open_token("b");
+	cr_assert_eq(gw_totp_sites_start(st, tok, "b", NULL, err, sizeof(err)), 0, "%s", err);
+	gw_token_close(&tok);
+	/* Site a, nothing pinned yet: alice's secret is sealed for a only. */
+	tok = open_token("a");
+	cr_assert_eq(gw_totp_sites_start(st, tok, "a", NULL, err, sizeof(err)), 0, "%s", err);
+	cr_assert_eq(gw_totp_store_set(st, tok, "alice", secret, sizeof(secret), 0, err, sizeof(err)),
+	             0, "%s", err);
+	cr_assert_eq(has_copy(st, "alice", "a"), 1);
+	cr_assert_eq(has_copy(st, "alice", "b"), 0, "a copy for a site nobody pinned");
+	/* Pinned: her next sign-in at a seals b's copy. */
+	pins = write_pins(st);
+	cr_assert_eq(gw_totp_sites_start(st, tok, "a", pins, err, sizeof(err)), 0, "%s", err);
+	gw_totp_generate(secret, sizeof(secret), t, c);
+	cr_assert_eq(gw_totp_verify(st, tok, "alice", c, t, &skew, err, sizeof(err)), GW_TOTP_OK,
+	             "%s", err);
+	cr_assert_eq(has_copy(st, "alice", "b"), 1, "the sign-in at a made no copy for b");
+	gw_token_close(&tok);
+	/* ... which b's token opens; a code is used once for both sites. */
+	tok = open_token("b");
+	cr_assert_eq(gw_totp_sites_start(st, tok, "b", pins, err, sizeof(err)), 0, "%s", err);
+	cr_assert_eq(gw_totp_verify(st, tok, "alice", c, t, &skew, err, sizeof(err)),
+	             GW_TOTP_REPLAYED);
+	gw_totp_generate(secret, sizeof(secret), t + 30, c);
+	cr_assert_eq(gw_totp_verify(st, tok, "alice", c, t + 30, &skew, err, sizeof(err)), GW_TOTP_OK,
+	             "%s", err);
+	gw_token_close(&tok);
+	/* A copy is made only from the secret it was opened from: one opened
+	 * before a re-enrolment brings nothing of the old secret back. */
+	cr_assert_eq(gw_store_totp_copy_put(st, "alice", "c", (const uint8_t *)"x", 1, "a",
+	                                    (const uint8_t *)"stale", 5, err, sizeof(err)), 0);
+	cr_assert_eq(has_copy(st, "alice", "c"), 0);
+
+	/* A management gateway (no token) with the pins seals carol's secret
+	 * for a and b, keeps none for itself and opens none. */
+	cr_assert_eq(gw_totp_sites_start(st, NULL, "hq", pins, err, sizeof(err)), 0, "%s", err);
+	cr_assert_eq(gw_totp_store_set(st, NULL, "carol", secret, sizeof(secret), 0, err, sizeof(err)),
+	             0, "%s", err);
+	cr_assert_eq(has_copy(st, "carol", "a"), 1);
+	cr_assert_eq(has_copy(st, "carol", "b"), 1);
+	cr_assert_eq(has_copy(st, "carol", "hq"), 0);
+	gw_totp_generate(secret, sizeof(secret), t + 60, c);
+	cr_assert_eq(gw_totp_verify(st, NULL, "carol", c, t + 60, &skew, err, sizeof(err)),
+	             GW_TOTP_ERROR);
+	/* Without pins it has no site to seal to: refused, nothing stored. */
+	cr_assert_eq(gw_totp_sites_start(st, NULL, "hq", NULL, err, sizeof(err)), 0, "%s", err);
+	cr_assert_eq(gw_totp_store_set(st, NULL, "dave", secret, sizeof(secret), 0, err, sizeof(err)),
+	             -1);
+	cr_assert_eq(gw_totp_enrolled(st, "dave"), 0);
 	gw_store_close(&st);
 }
