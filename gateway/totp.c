@@ -1,7 +1,9 @@
 /*
- * TOTP codes (liboath) and the sealed secrets of table auth_totp. The
- * secret is unsealed on the backend token for each check and wiped right
- * after; it is never logged and never leaves the gateway.
+ * TOTP codes (liboath) and the sealed secrets of tables auth_totp and
+ * auth_totp_sites: one copy of each secret per site, sealed to that site's
+ * key pair (its public key pinned outside the store), opened on this
+ * site's token for each check and wiped right after; never logged, never
+ * leaves the gateway.
  */
 #include "totp.h"
 
@@ -11,7 +13,6 @@
 #include <string.h>
 #include <liboath/oath.h>
 #include <sodium.h>
-
 #include <openssl/evp.h>
 #include <openssl/rsa.h>
 #include <openssl/x509.h>

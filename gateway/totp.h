@@ -1,11 +1,11 @@
 /*
  * The TOTP second factor (RFC 6238 through liboath: HMAC-SHA1, 6 digits,
  * 30 s steps, ±1 step) and its secrets in the store. A secret is sealed
- * (AES-256-GCM) by a key that never leaves the backend token, with the
- * account bound in as associated data: the store file alone reveals no
- * secret, and a row copied to another account does not open. A code is
- * accepted once per account: the step counter of the last accepted code
- * only grows.
+ * once per site, to a key pair whose private half never leaves that
+ * site's token, with the account bound in as associated data: the store
+ * alone reveals no secret, and a copy moved to another account does not
+ * open. A code is accepted once per account for the whole group: the step
+ * counter of the last accepted code only grows.
  */
 #ifndef GW_TOTP_H
 #define GW_TOTP_H
