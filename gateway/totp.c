@@ -799,7 +799,10 @@ gw_totp_sites_start(struct gw_store *st, struct gw_token *tok, const char *site,
 	 * start is not fatal: the key is published at its first use. */
 	own->len = sizeof(own->der);
 	if (own_key(tok, own->der, &own->len, own->fp, err, errlen) < 0) {
-		gw_log_warn("totp: %s: this site's TOTP key is published once the token is back", err);
+		gw_log_warn(gw_token_present(tok) ?
+		            "totp: %s: this site has no TOTP key pair, so no TOTP secret opens or is "
+		            "enrolled here (make one labelled " GW_TOTP_KEM_LABEL " on the token)" :
+		            "totp: %s: this site's TOTP key is published once the token is back", err);
 		rv = 0;
 		goto out;
 	}
