@@ -297,7 +297,7 @@ seal_targets(struct gw_store *st, struct gw_token *tok, bool strict, struct site
 	for (size_t i = keep; i < l.n; i++) {
 		const struct pin *p;
 
-		if (strcmp(l.k[i].site, site) == 0)
+		if (tok != NULL && strcmp(l.k[i].site, site) == 0)
 			continue;   /* this site's: the token's own, above */
 		p = pin_of(l.k[i].site);
 		if (p == NULL) {
