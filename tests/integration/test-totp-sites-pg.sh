@@ -10,6 +10,9 @@
 #    group), and the next code is accepted there.
 #  - The store alone (a dump of the whole database) holds the secret
 #    neither in base32 nor as its raw bytes.
+#  - A management gateway (site hq, no token) with the pins enrols frank
+#    for sites a and b; it checks no code itself (refused, saying why),
+#    and site b accepts frank's code.
 #  - A public key of site b substituted in the store is refused: an
 #    enrolment at site a that would seal to it fails, saying why.
 #
@@ -24,6 +27,7 @@ cleanup() {
 	st=$?
 	sg_gw_stop "$W/a" || true
 	sg_gw_stop "$W/b" || true
+	sg_gw_stop "$W/m" || true
 	pg_down "$W" || { echo "not ok - the PostgreSQL cluster is still running"; st=1; }
 	fixture down || true
 	exit $st
@@ -57,7 +61,8 @@ import sys
 out = []
 for line in open(sys.argv[1]).read().splitlines(keepends=True):
     if line == "seals:\n":
-        out.append("sites:\n  - { id: a, name: Site A }\n  - { id: b, name: Site B }\n")
+        out.append("sites:\n  - { id: a, name: Site A }\n  - { id: b, name: Site B }\n"
+                   "  - { id: hq, name: Headquarters }\n")
     out.append(line)
     if line.startswith("  - id: "):
         seal = line.split(":", 1)[1].strip()
@@ -66,13 +71,17 @@ open(sys.argv[2], "w").write("".join(out))
 PY
 echo 1700000000 >"$W/clock"
 
-# args: DIR SITE [PINS-FILE]
+# args: DIR SITE [PINS-FILE [token|none]]
 gateway_dir() {
 	mkdir -p "$1"
 	{
-		echo "backend_module: /usr/lib/softhsm/libsofthsm2.so"
-		echo "backend_token: \"pkcs11:token=sg-it\""
-		echo "token_pin_file: $W/token.pin"
+		if [ "${4:-token}" = none ]; then
+			echo "backend_token: none"
+		else
+			echo "backend_module: /usr/lib/softhsm/libsofthsm2.so"
+			echo "backend_token: \"pkcs11:token=sg-it\""
+			echo "token_pin_file: $W/token.pin"
+		fi
 		echo "socket_path: $1/sealgated.sock"
 		echo "store: \"$url\""
 		echo "site: $2"
@@ -92,7 +101,7 @@ fingerprint() {
 
 gateway_dir "$W/a" a
 gateway_dir "$W/b" b
-for u in alice bob carol; do
+for u in alice bob carol frank; do
 	printf '%s-password\n' "$u" >"$W/pw-$u"
 	"$gw" --config "$W/a/sealgated.yaml" --set-password "$u" \
 		--password-file "$W/pw-$u" >>"$W/setup.out" 2>&1 || { cat "$W/setup.out"; exit 1; }
@@ -180,6 +189,36 @@ if [ "$rows" -gt 10 ] && [ "$copies" = 2 ] && grep -q "totp_site_keys" "$W/dump.
 else
 	fail "the dump ($rows lines, $copies copies) shows the secret"
 fi
+
+# ---- a management gateway enrols for the pinned sites, checks no code ----
+gateway_dir "$W/m" hq "$W/pins" none
+sg_gw_start "$W/m" SEALGATE_TEST_CLOCK="$W/clock" SOFTHSM2_CONF=/nonexistent ||
+	{ fail "the management gateway did not start"; exit 1; }
+python3 -c 'import base64, os; print(base64.b32encode(os.urandom(20)).decode(), end="")' \
+	>"$W/totp-frank.b32"
+fcode() { oathtool --totp -b --now "@$(cat "$W/clock")" "$(cat "$W/totp-frank.b32")"; }
+rc=0
+"$ctl" --socket "$W/m/sealgated.sock" --user frank --password-file "$W/pw-frank" user totp-enroll \
+	--secret-file "$W/totp-frank.b32" --code "$(fcode)" --no-qr >"$W/enroll-m.out" 2>&1 || rc=$?
+sites=$(sql -c "SELECT string_agg(site, ',' ORDER BY site) FROM auth_totp_sites WHERE account = 'frank'")
+if [ $rc = 0 ] && [ "$sites" = "a,b" ]; then
+	pass "the management gateway enrols frank for the pinned sites (a,b), none for itself"
+else
+	fail "enrolment at the management gateway (exit $rc, copies for '$sites')"; cat "$W/enroll-m.out"
+fi
+next_step
+rc=0
+SEALGATE_CODE=$(fcode) "$ctl" --socket "$W/m/sealgated.sock" --user frank --password-file "$W/pw-frank" \
+	user unlock alice >"$W/unlock-m.out" 2>&1 </dev/null || rc=$?
+[ $rc != 0 ] && grep -q "cannot be checked at a management gateway" "$W/unlock-m.out" &&
+	pass "a code is not checked at the management gateway: $(head -1 "$W/unlock-m.out")" ||
+	{ fail "a code at the management gateway (exit $rc)"; cat "$W/unlock-m.out"; }
+rc=0
+SEALGATE_CODE=$(fcode) "$ctl" --socket "$W/b/sealgated.sock" --user frank --password-file "$W/pw-frank" \
+	user unlock alice >"$W/unlock-b.out" 2>&1 </dev/null || rc=$?
+[ $rc = 0 ] && pass "frank's code (enrolled at the management gateway) is accepted at site b" ||
+	{ fail "frank's code at b (exit $rc)"; cat "$W/unlock-b.out"; tail -3 "$W/b/sealgated.log"; }
+sg_gw_stop "$W/m"
 
 # ---- a substituted key of site b is refused ----
 openssl genpkey -algorithm RSA -pkeyopt rsa_keygen_bits:3072 -out "$W/evil.key" 2>/dev/null
