@@ -9,6 +9,7 @@
 
 #include <pthread.h>
 #include <stdio.h>
+#include <sys/stat.h>
 #include <stdlib.h>
 #include <string.h>
 #include <liboath/oath.h>
@@ -668,6 +669,7 @@ pins_load(const char *path, struct pin *pins, size_t *n, char *err, size_t errle
 {
 	FILE *f = fopen(path, "r");
 	char line[512], site[SG_NAME_MAX + 1], hex[80], extra[2];
+	struct stat sb;
 	unsigned lineno = 0;
 	size_t bin;
 	int rv = -1;
@@ -676,6 +678,13 @@ pins_load(const char *path, struct pin *pins, size_t *n, char *err, size_t errle
 	if (f == NULL) {
 		snprintf(err, errlen, "totp_site_keys %s: cannot be read", path);
 		return -1;
+	}
+	/* Whoever may rewrite the pins may have secrets sealed to a key of
+	 * theirs: a file others can write is refused. */
+	if (fstat(fileno(f), &sb) != 0 || (sb.st_mode & (S_IWGRP | S_IWOTH)) != 0) {
+		snprintf(err, errlen, "totp_site_keys %s: writable by others than its owner "
+		         "(chmod go-w)", path);
+		goto out;
 	}
 	while (fgets(line, sizeof(line), f) != NULL) {
 		char *h = strchr(line, '#');

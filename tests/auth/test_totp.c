@@ -13,6 +13,7 @@
 #include <string.h>
 #include <sqlite3.h>
 #include <sodium.h>
+#include <sys/stat.h>
 
 #include "config.h"
 #include "store.h"
@@ -397,8 +398,13 @@ Test(totp_store, a_site_pinned_later_gets_its_copy_and_a_tokenless_gateway_seals
 	             0, "%s", err);
 	cr_assert_eq(has_copy(st, "alice", "a"), 1);
 	cr_assert_eq(has_copy(st, "alice", "b"), 0, "a copy for a site nobody pinned");
-	/* Pinned: her next sign-in at a seals b's copy. */
+	/* Pinned: her next sign-in at a seals b's copy. (Pins others may
+	 * rewrite are refused.) */
 	pins = write_pins(st);
+	cr_assert_eq(chmod(pins, 0666), 0);
+	cr_assert_eq(gw_totp_sites_start(st, tok, "a", pins, err, sizeof(err)), -1);
+	cr_assert(strstr(err, "writable by others") != NULL, "%s", err);
+	cr_assert_eq(chmod(pins, 0644), 0);
 	cr_assert_eq(gw_totp_sites_start(st, tok, "a", pins, err, sizeof(err)), 0, "%s", err);
 	gw_totp_generate(secret, sizeof(secret), t, c);
 	cr_assert_eq(gw_totp_verify(st, tok, "alice", c, t, &skew, err, sizeof(err)), GW_TOTP_OK,
