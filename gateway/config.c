@@ -35,7 +35,7 @@ static const char *const config_keys[] = {
 	"audit_checkpoint_interval", "auth_max_failures", "auth_lockout", "signing_window",
 	"confirm_timeout", "password_cost", "password_hash_concurrency", "test_clock",
 	"max_connections", "connections_per_uid", "connections_per_unknown_uid", "frame_timeout",
-	"client_idle_timeout", NULL
+	"client_idle_timeout", "totp_site_keys", NULL
 };
 
 void
@@ -59,6 +59,7 @@ gw_config_free(struct gw_config **cfg)
 	free(c->policy_path);
 	free(c->token_label);
 	free(c->audit_key);
+	free(c->totp_site_keys);
 	free(c->log);
 	free(c->card_watch);
 	free(c->reader);
@@ -315,6 +316,8 @@ parse_tree(struct gw_yaml *y, yaml_node_t *root, const char *name, struct gw_con
 	    get_path(y, root, "policy_path", dir, NULL, &c->policy_path) < 0 ||
 	    get_str(y, root, "token_label", NULL, &c->token_label) < 0 ||
 	    get_str(y, root, "audit_key", NULL, &c->audit_key) < 0 ||
+	    (gw_yaml_map_get(y, root, "totp_site_keys") != NULL &&
+	     get_path(y, root, "totp_site_keys", dir, NULL, &c->totp_site_keys) < 0) ||
 	    get_str(y, root, "log", "stderr", &c->log) < 0 ||
 	    get_str(y, root, "card_watch", "auto", &c->card_watch) < 0 ||
 	    get_str(y, root, "reader", NULL, &c->reader) < 0)

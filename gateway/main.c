@@ -35,6 +35,7 @@
 #include "sg-config.h"
 #include "store.h"
 #include "token.h"
+#include "totp.h"
 
 static void
 usage(FILE *f)
@@ -565,6 +566,13 @@ token_done:
 	}
 	if (gw_audit_open(ctx.store, &ctx.audit, err, sizeof(err)) < 0) {
 		gw_log_error("audit: %s", err);
+		goto out;
+	}
+	/* The site's TOTP key pair, published for the other sites, and the
+	 * pins of theirs (docs/authentication.md, "Across sites"). */
+	if (gw_totp_sites_start(ctx.store, ctx.token, ctx.cfg->site, ctx.cfg->totp_site_keys, err,
+	                        sizeof(err)) < 0) {
+		gw_log_error("%s", err);
 		goto out;
 	}
 	/* Signed checkpoints with the audit key (docs/audit.md); 0 = defaults. */

@@ -27,6 +27,7 @@
 #include <openssl/ec.h>
 #include <openssl/evp.h>
 #include <openssl/objects.h>
+#include <openssl/param_build.h>
 #include <openssl/x509.h>
 
 /* Bounds on what we accept from the token: it is hardware we trust to
@@ -2389,4 +2390,240 @@ gw_token_unseal(struct gw_token *tok, const char *label, const uint8_t *aad, siz
 	}
 	*outlen = plen;
 	return 0;
+}
+
+/* ---- a site's key pair for secrets sealed to it (token.h; totp.c) ---- */
+
+#define KEM_BITS 3072
+
+static CK_RV
+kem_find(struct gw_token *tok, CK_SESSION_HANDLE s, const char *label, CK_OBJECT_CLASS cls,
+         CK_OBJECT_HANDLE *key)
+{
+	CK_KEY_TYPE kt = CKK_RSA;
+	CK_ATTRIBUTE t[] = {
+		{ CKA_CLASS, &cls, sizeof(cls) },
+		{ CKA_KEY_TYPE, &kt, sizeof(kt) },
+		{ CKA_LABEL, (void *)label, strlen(label) },
+	};
+	CK_OBJECT_HANDLE h[2];
+	CK_ULONG n = 0;
+	CK_RV rv = find_objects(tok, s, t, 3, h, 2, &n);
+
+	if (rv != CKR_OK)
+		return rv;
+	if (n != 1)
+		return n == 0 ? CKR_KEY_HANDLE_INVALID : CKR_KEY_NOT_NEEDED;
+	*key = h[0];
+	return CKR_OK;
+}
+
+/* The private key labelled label, the pair generated when absent and
+ * create is set (under the lock of the secret keys, in a read-write
+ * session of its own). */
+static CK_RV
+kem_key(struct gw_token *tok, CK_SESSION_HANDLE s, const char *label, bool create,
+        CK_OBJECT_HANDLE *key)
+{
+	CK_ULONG bits = KEM_BITS;
+	CK_BYTE e[] = { 0x01, 0x00, 0x01 };
+	CK_BBOOL yes = CK_TRUE, no = CK_FALSE;
+	CK_ATTRIBUTE pubt[] = {
+		{ CKA_LABEL, (void *)label, strlen(label) },
+		{ CKA_TOKEN, &yes, sizeof(yes) },
+		{ CKA_ENCRYPT, &yes, sizeof(yes) },
+		{ CKA_VERIFY, &no, sizeof(no) },
+		{ CKA_WRAP, &no, sizeof(no) },
+		{ CKA_MODULUS_BITS, &bits, sizeof(bits) },
+		{ CKA_PUBLIC_EXPONENT, e, sizeof(e) },
+	};
+	CK_ATTRIBUTE privt[] = {
+		{ CKA_LABEL, (void *)label, strlen(label) },
+		{ CKA_TOKEN, &yes, sizeof(yes) },
+		{ CKA_PRIVATE, &yes, sizeof(yes) },
+		{ CKA_SENSITIVE, &yes, sizeof(yes) },
+		{ CKA_EXTRACTABLE, &no, sizeof(no) },
+		{ CKA_DECRYPT, &yes, sizeof(yes) },
+		{ CKA_SIGN, &no, sizeof(no) },
+		{ CKA_UNWRAP, &no, sizeof(no) },
+	};
+	CK_MECHANISM m = { CKM_RSA_PKCS_KEY_PAIR_GEN, NULL, 0 };
+	CK_SESSION_HANDLE rw;
+	CK_OBJECT_HANDLE hpub, hpriv;
+	CK_SLOT_ID slot;
+	CK_RV rv = kem_find(tok, s, label, CKO_PRIVATE_KEY, key);
+
+	if (rv != CKR_KEY_HANDLE_INVALID || !create)
+		return rv;
+	pthread_mutex_lock(&seal_keygen_lock);
+	rv = kem_find(tok, s, label, CKO_PRIVATE_KEY, key);
+	if (rv == CKR_KEY_HANDLE_INVALID) {
+		pthread_mutex_lock(&tok->lock);
+		slot = tok->slot;
+		pthread_mutex_unlock(&tok->lock);
+		rv = tok->f->C_OpenSession(slot, CKF_SERIAL_SESSION | CKF_RW_SESSION, NULL, NULL, &rw);
+		if (rv == CKR_OK) {
+			rv = tok->f->C_GenerateKeyPair(rw, &m, pubt, sizeof(pubt) / sizeof(pubt[0]),
+			                               privt, sizeof(privt) / sizeof(privt[0]),
+			                               &hpub, &hpriv);
+			tok->f->C_CloseSession(rw);
+			if (rv == CKR_OK)
+				rv = kem_find(tok, s, label, CKO_PRIVATE_KEY, key);
+		}
+	}
+	pthread_mutex_unlock(&seal_keygen_lock);
+	return rv;
+}
+
+/* SubjectPublicKeyInfo DER of the RSA key n, e. */
+static int
+kem_spki(const struct gw_bytes *n, const struct gw_bytes *e, uint8_t *out, size_t *outlen)
+{
+	OSSL_PARAM_BLD *b = OSSL_PARAM_BLD_new();
+	OSSL_PARAM *p = NULL;
+	EVP_PKEY_CTX *c = NULL;
+	EVP_PKEY *k = NULL;
+	BIGNUM *bn = BN_bin2bn(n->p, (int)n->len, NULL), *be = BN_bin2bn(e->p, (int)e->len, NULL);
+	unsigned char *q;
+	int len, rv = -1;
+
+	if (!b || !bn || !be || !OSSL_PARAM_BLD_push_BN(b, OSSL_PKEY_PARAM_RSA_N, bn) ||
+	    !OSSL_PARAM_BLD_push_BN(b, OSSL_PKEY_PARAM_RSA_E, be) ||
+	    (p = OSSL_PARAM_BLD_to_param(b)) == NULL ||
+	    (c = EVP_PKEY_CTX_new_from_name(NULL, "RSA", NULL)) == NULL ||
+	    EVP_PKEY_fromdata_init(c) <= 0 || EVP_PKEY_fromdata(c, &k, EVP_PKEY_PUBLIC_KEY, p) <= 0)
+		goto out;
+	len = i2d_PUBKEY(k, NULL);
+	if (len <= 0 || (size_t)len > *outlen)
+		goto out;
+	q = out;
+	if (i2d_PUBKEY(k, &q) != len)
+		goto out;
+	*outlen = (size_t)len;
+	rv = 0;
+out:
+	EVP_PKEY_free(k);
+	EVP_PKEY_CTX_free(c);
+	OSSL_PARAM_free(p);
+	OSSL_PARAM_BLD_free(b);
+	BN_free(bn);
+	BN_free(be);
+	return rv;
+}
+
+int
+gw_token_kem_public(struct gw_token *tok, const char *label, bool create, uint8_t *der,
+                    size_t *derlen, char *err, size_t errlen)
+{
+	struct gw_bytes n = { 0 }, e = { 0 };
+	CK_SESSION_HANDLE s;
+	CK_OBJECT_HANDLE priv, pub;
+	unsigned gen;
+	CK_RV rv;
+	int out = -1;
+
+	if (!tok || !label || !der || !derlen) {
+		sg_seterr(err, errlen, "kem: bad arguments");
+		return -1;
+	}
+	if (!gw_token_present(tok)) {
+		rv = gw_token_reconnect(tok);
+		if (rv != CKR_OK)
+			goto fail;
+	}
+	rv = pool_take(tok, &s, &gen);
+	if (rv != CKR_OK)
+		goto fail;
+	rv = kem_key(tok, s, label, create, &priv);
+	/* The public key object is where every token shows n and e. */
+	if (rv == CKR_OK)
+		rv = kem_find(tok, s, label, CKO_PUBLIC_KEY, &pub);
+	if (rv == CKR_OK)
+		rv = read_attr(tok, s, pub, CKA_MODULUS, MODULUS_MAX, &n);
+	if (rv == CKR_OK)
+		rv = read_attr(tok, s, pub, CKA_PUBLIC_EXPONENT, MODULUS_MAX, &e);
+	if (rv_token_gone(rv)) {
+		pool_drop(tok, s, gen);
+		gw_token_lost(tok, rvstr(rv));
+	} else {
+		pool_put(tok, s, gen);
+	}
+	if (rv != CKR_OK)
+		goto fail;
+	if (n.len == 0 || e.len == 0 || kem_spki(&n, &e, der, derlen) < 0) {
+		sg_seterr(err, errlen, "the key pair '%s' on the backend token has no usable RSA "
+		          "public key", label);
+		goto done;
+	}
+	out = 0;
+	goto done;
+fail:
+	if (rv == CKR_KEY_HANDLE_INVALID)
+		sg_seterr(err, errlen, "the key pair '%s' is not on this backend token", label);
+	else
+		sg_seterr(err, errlen, "the backend token could not give the key pair '%s': %s",
+		          label, rvstr(rv));
+done:
+	bytes_free(&n);
+	bytes_free(&e);
+	return out;
+}
+
+int
+gw_token_kem_open(struct gw_token *tok, const char *label, const uint8_t *in, size_t inlen,
+                  uint8_t *out, size_t *outlen, char *err, size_t errlen)
+{
+	/* SHA-1 for OAEP: SoftHSM (2.6) and many cards decrypt with no other;
+	 * OAEP needs no collision resistance of it. */
+	CK_RSA_PKCS_OAEP_PARAMS op = { CKM_SHA_1, CKG_MGF1_SHA1, CKZ_DATA_SPECIFIED, NULL, 0 };
+	CK_MECHANISM m = { CKM_RSA_PKCS_OAEP, &op, sizeof(op) };
+	CK_SESSION_HANDLE s;
+	CK_OBJECT_HANDLE key;
+	CK_ULONG plen;
+	unsigned gen;
+	bool dirty = false;
+	CK_RV rv;
+
+	if (!tok || !label || !in || !out || !outlen || inlen == 0 || inlen > MODULUS_MAX) {
+		sg_seterr(err, errlen, "kem: bad arguments");
+		return -1;
+	}
+	if (!gw_token_present(tok)) {
+		rv = gw_token_reconnect(tok);
+		if (rv != CKR_OK)
+			goto fail;
+	}
+	rv = pool_take(tok, &s, &gen);
+	if (rv != CKR_OK)
+		goto fail;
+	plen = *outlen;
+	rv = kem_key(tok, s, label, false, &key);
+	if (rv == CKR_OK) {
+		rv = tok->f->C_DecryptInit(s, &m, key);
+		if (rv == CKR_OK) {
+			rv = tok->f->C_Decrypt(s, (CK_BYTE *)in, inlen, out, &plen);
+			if (rv != CKR_OK)
+				dirty = true;
+		}
+	}
+	if (rv_token_gone(rv)) {
+		pool_drop(tok, s, gen);
+		gw_token_lost(tok, rvstr(rv));
+	} else if (dirty) {
+		pool_drop(tok, s, gen);
+	} else {
+		pool_put(tok, s, gen);
+	}
+	if (rv == CKR_OK && plen <= *outlen) {
+		*outlen = plen;
+		return 0;
+	}
+fail:
+	OPENSSL_cleanse(out, *outlen);
+	if (rv == CKR_KEY_HANDLE_INVALID)
+		sg_seterr(err, errlen, "the key pair '%s' is not on this backend token", label);
+	else
+		sg_seterr(err, errlen, "the backend token could not open a key sealed to '%s': %s",
+		          label, rv != CKR_OK ? rvstr(rv) : "unexpected length");
+	return -1;
 }

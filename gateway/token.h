@@ -195,4 +195,17 @@ int gw_token_unseal(struct gw_token *tok, const char *label, const uint8_t *aad,
                     const uint8_t *in, size_t inlen, uint8_t *out, size_t *outlen,
                     char *err, size_t errlen);
 
+/* ---- a site's key pair for secrets sealed to it (totp.h) ----
+ * RSA-3072 with label `label`, generated on the backend token on first
+ * use (private key CKA_SENSITIVE, not CKA_EXTRACTABLE, decrypt only).
+ * Anyone may seal to its public key; only this token opens. */
+/* The public key as SubjectPublicKeyInfo DER (*derlen in: der's size, at
+ * least 600 bytes). create: generate the pair when absent. 0 or -1 with err. */
+int gw_token_kem_public(struct gw_token *tok, const char *label, bool create, uint8_t *der,
+                        size_t *derlen, char *err, size_t errlen);
+/* RSA-OAEP (SHA-1, MGF1-SHA-1: what SoftHSM and most cards do) decryption of in with the private key;
+ * *outlen in/out. out is wiped on failure. 0 or -1 with err. */
+int gw_token_kem_open(struct gw_token *tok, const char *label, const uint8_t *in, size_t inlen,
+                      uint8_t *out, size_t *outlen, char *err, size_t errlen);
+
 #endif

@@ -1,11 +1,11 @@
 /*
  * The TOTP second factor (RFC 6238 through liboath: HMAC-SHA1, 6 digits,
  * 30 s steps, ±1 step) and its secrets in the store. A secret is sealed
- * (AES-256-GCM) by a key that never leaves the backend token, with the
- * account bound in as associated data: the store file alone reveals no
- * secret, and a row copied to another account does not open. A code is
- * accepted once per account: the step counter of the last accepted code
- * only grows.
+ * once per site, to a key pair whose private half never leaves that
+ * site's token, with the account bound in as associated data: the store
+ * alone reveals no secret, and a copy moved to another account does not
+ * open. A code is accepted once per account for the whole group: the step
+ * counter of the last accepted code only grows.
  */
 #ifndef GW_TOTP_H
 #define GW_TOTP_H
@@ -25,7 +25,8 @@
 #define GW_TOTP_STEP         30
 #define GW_TOTP_WINDOW       1    /* steps either side that are accepted */
 #define GW_TOTP_SKEW_STEPS   20   /* searched further only to name a wrong clock */
-#define GW_TOTP_WRAP_LABEL   "sealgate-totp-wrap"
+#define GW_TOTP_WRAP_LABEL   "sealgate-totp-wrap"   /* secrets enrolled before copies per site */
+#define GW_TOTP_KEM_LABEL    "sealgate-totp-site"   /* the site's key pair (token.h, "kem") */
 
 enum gw_totp_result {
 	GW_TOTP_OK = 0,
@@ -55,13 +56,15 @@ int gw_totp_generate(const uint8_t *secret, size_t len, time_t t, char out[GW_TO
 int gw_totp_store_init(struct gw_store *st, char *err, size_t errlen);
 /* 1 enrolled, 0 not, -1 store error. */
 int gw_totp_enrolled(struct gw_store *st, const char *user);
-/* Seals secret on tok and stores it as user's active secret (replacing an
- * earlier one); counter is the step of the code that confirmed it, so that
+/* Seals secret for every site (gw_totp_seal_sites) and stores it as
+ * user's active secret (replacing an earlier one); counter is the step of the code that confirmed it, so that
  * code cannot be used again. 0, or -1 with err. */
 int gw_totp_store_set(struct gw_store *st, struct gw_token *tok, const char *user,
                       const uint8_t *secret, size_t len, uint64_t counter,
                       char *err, size_t errlen);
-/* The same in two halves, so that storing can run inside an audit
+/* The format before copies per site (a secret sealed with this token's
+ * secret key; still opened, no longer written by enrolment): in two
+ * halves, so that storing can run inside an audit
  * record's transaction (gw_audit_record_with) while sealing, on the
  * token, does not: seal fills sealed (*sealed_len in: its size, at least
  * GW_TOTP_SEALED_MAX; out: the length), put stores it. 0, or -1 with err. */
@@ -70,11 +73,40 @@ int gw_totp_seal(struct gw_token *tok, const char *user, const uint8_t *secret, 
                  uint8_t *sealed, size_t *sealed_len, char *err, size_t errlen);
 int gw_totp_store_put(struct gw_store *st, const char *user, const uint8_t *sealed,
                       size_t sealed_len, uint64_t counter, char *err, size_t errlen);
+/* ---- one copy per site (docs/authentication.md, "Across sites") ----
+ * Every site has a key pair on its token (GW_TOTP_KEM_LABEL) whose public
+ * key it publishes in the store; a secret is sealed to each site whose
+ * key is pinned here (totp_site_keys: the SHA-256 of each site's key,
+ * kept outside the store) and to this site's own, so that every site opens
+ * its copy on its own token and no site needs another's. */
+/* At start: this gateway's site, the pins (pins_path, or NULL: none), and
+ * (with a token) the site's key pair, generated on first use and
+ * published. 0, or -1 with err. */
+int gw_totp_sites_start(struct gw_store *st, struct gw_token *tok, const char *site,
+                        const char *pins_path, char *err, size_t errlen);
+struct gw_totp_copies;
+/* Seals secret to every site's key (this site's from tok, may be NULL;
+ * the others' from the store, checked against their pins: a key that is
+ * not its pin refuses the whole sealing). *out to free with
+ * gw_totp_copies_free. 0, or -1 with err. */
+int gw_totp_seal_sites(struct gw_store *st, struct gw_token *tok, const char *user,
+                       const uint8_t *secret, size_t len, struct gw_totp_copies **out,
+                       char *err, size_t errlen);
+/* Stores them as user's secret (replacing an earlier one and its copies),
+ * counter its last step; may run inside an audit record's transaction. */
+int gw_totp_store_put_sites(struct gw_store *st, const char *user,
+                            const struct gw_totp_copies *cp, uint64_t counter,
+                            char *err, size_t errlen);
+void gw_totp_copies_free(struct gw_totp_copies **cp);
+
 /* Removes user's secret (reset by a seal admin). 1 removed, 0 none, -1 error. */
 int gw_totp_store_delete(struct gw_store *st, const char *user);
-/* Checks code for user at now: unseals the secret on tok, checks it, and
- * records its step so that it is never accepted again (atomically: of two
- * concurrent uses of one code, one wins). *skew as in gw_totp_check. */
+/* Checks code for user at now: opens this site's copy on tok (or a
+ * secret sealed before copies, with the token's secret key), checks it,
+ * and records its step in the one row of the group so that it is never
+ * accepted again, at any site (atomically: of two concurrent uses of one
+ * code, one wins). Then seals a copy for each pinned site that lacks one.
+ * *skew as in gw_totp_check. */
 enum gw_totp_result gw_totp_verify(struct gw_store *st, struct gw_token *tok, const char *user,
                                    const char *code, time_t now, long *skew,
                                    char *err, size_t errlen);

@@ -311,6 +311,37 @@ gw_store_totp_advance(struct gw_store *st, const char *user, uint64_t ctr)
 }
 
 int
+gw_store_totp_key_put(struct gw_store *st, const char *site, const uint8_t *der, size_t len,
+                      char *err, size_t errlen)
+{
+	return ops_of(st)->totp_key_put(st, site, der, len, err, errlen);
+}
+
+int
+gw_store_totp_keys(struct gw_store *st,
+                   void (*fn)(void *arg, const char *site, const uint8_t *der, size_t len),
+                   void *arg)
+{
+	return ops_of(st)->totp_keys(st, fn, arg);
+}
+
+int
+gw_store_totp_copy_put(struct gw_store *st, const char *user, const char *site,
+                       const uint8_t *sealed, size_t len, const char *from_site,
+                       const uint8_t *from, size_t from_len, char *err, size_t errlen)
+{
+	return ops_of(st)->totp_copy_put(st, user, site, sealed, len, from_site, from, from_len, err,
+	                                 errlen);
+}
+
+int
+gw_store_totp_copy_get(struct gw_store *st, const char *user, const char *site, uint8_t *sealed,
+                       size_t *len)
+{
+	return ops_of(st)->totp_copy_get(st, user, site, sealed, len);
+}
+
+int
 gw_appstore_get(struct gw_store *st, int64_t id, struct gw_application *app)
 {
 	return ops_of(st)->app_get(st, id, app);

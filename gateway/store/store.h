@@ -346,13 +346,16 @@ int gw_store_totp_init(struct gw_store *st, char *err, size_t errlen);
 /* 1 enrolled, 0 not, -1 store error. */
 int gw_store_totp_enrolled(struct gw_store *st, const char *user);
 /* Stores user's sealed secret with counter as its last step (replacing an
- * earlier one). 0, or -1 with err. */
+ * earlier one, and removing every copy of the earlier one: the copies of
+ * the new secret follow with gw_store_totp_copy_put). sealed_len 0: no
+ * secret sealed on a token's secret key (the copies hold it). 0, or -1
+ * with err. */
 int gw_store_totp_put(struct gw_store *st, const char *user, const uint8_t *sealed,
                       size_t sealed_len, uint64_t counter, char *err, size_t errlen);
 /* 1 removed, 0 none, -1 error. */
 int gw_store_totp_delete(struct gw_store *st, const char *user);
-/* user's sealed secret (*sealed_len: in, the room; out, the length) and
- * last step. 1 found, 0 none, -1 error (also a secret larger than the
+/* user's sealed secret (*sealed_len: in, the room; out, the length, 0 when
+ * only copies hold it) and last step. 1 found, 0 none, -1 error (also a secret larger than the
  * room). */
 int gw_store_totp_get(struct gw_store *st, const char *user, uint8_t *sealed,
                       size_t *sealed_len, uint64_t *last);
@@ -360,5 +363,32 @@ int gw_store_totp_get(struct gw_store *st, const char *user, uint8_t *sealed,
  * the conditional update's row count decides. 1 recorded, 0 lost the race
  * (the code was used meanwhile), -1 error. */
 int gw_store_totp_advance(struct gw_store *st, const char *user, uint64_t ctr);
+
+/* Secrets sealed to each site (table auth_totp_sites, one copy per person
+ * and site, at most GW_TOTP_COPY_MAX bytes) and the sites' public keys
+ * (table totp_site_keys: SubjectPublicKeyInfo DER, at most
+ * GW_STORE_TOTP_KEY_MAX bytes). The store keeps bytes; whether a key is a
+ * site's own is totp.c's question (pins outside the store). */
+#define GW_STORE_TOTP_KEY_MAX 1024
+#define GW_STORE_TOTP_COPY_MAX 1024
+/* Publishes site's public key (replacing an earlier one). 0, or -1 with err. */
+int gw_store_totp_key_put(struct gw_store *st, const char *site, const uint8_t *der,
+                          size_t len, char *err, size_t errlen);
+/* Calls fn for each site's key, by site name. The number of keys, or -1. */
+int gw_store_totp_keys(struct gw_store *st,
+                       void (*fn)(void *arg, const char *site, const uint8_t *der, size_t len),
+                       void *arg);
+/* Stores user's copy for site (replacing an earlier one); user must be
+ * enrolled (gw_store_totp_put). from: what the secret was opened from, so
+ * that a copy made after a sign-in is never one of a secret replaced or
+ * reset meanwhile: NULL, no condition; from_site NULL, the sealed secret of
+ * auth_totp must still be from; else from_site's copy must still be from.
+ * 1 stored, 0 not (the condition failed), -1 error with err. */
+int gw_store_totp_copy_put(struct gw_store *st, const char *user, const char *site,
+                           const uint8_t *sealed, size_t len, const char *from_site,
+                           const uint8_t *from, size_t from_len, char *err, size_t errlen);
+/* user's copy for site. 1 found, 0 none, -1 error (or larger than *len). */
+int gw_store_totp_copy_get(struct gw_store *st, const char *user, const char *site,
+                           uint8_t *sealed, size_t *len);
 
 #endif

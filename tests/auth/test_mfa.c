@@ -1399,12 +1399,21 @@ Test(mfa, z_no_secret_in_the_log_or_the_audit_trail)
 		cr_assert_eq(oath_base32_decode(b32, strlen(b32), &bin, &binlen), OATH_OK);
 		cr_assert_eq(sqlite3_open_v2(path_of("sealgate.db", ""), &db, SQLITE_OPEN_READONLY, NULL),
 		             SQLITE_OK);
-		cr_assert_eq(sqlite3_prepare_v2(db, "SELECT secret FROM auth_totp WHERE user = 'alice'", -1,
-		                                &q, NULL), SQLITE_OK);
+		/* Enrolled as today: no secret in auth_totp, one copy for the
+		 * site, sealed to its key (magic, key hash, RSA-3072 wrap, nonce,
+		 * ciphertext, tag). */
+		cr_assert_eq(sqlite3_prepare_v2(db, "SELECT length(secret) FROM auth_totp "
+		                                "WHERE user = 'alice'", -1, &q, NULL), SQLITE_OK);
+		cr_assert_eq(sqlite3_step(q), SQLITE_ROW);
+		cr_assert_eq(sqlite3_column_int(q, 0), 0);
+		sqlite3_finalize(q);
+		cr_assert_eq(sqlite3_prepare_v2(db, "SELECT sealed FROM auth_totp_sites "
+		                                "WHERE user = 'alice' AND site = 'main'", -1, &q, NULL),
+		             SQLITE_OK);
 		cr_assert_eq(sqlite3_step(q), SQLITE_ROW);
 		blob = sqlite3_column_blob(q, 0);
 		n = sqlite3_column_bytes(q, 0);
-		cr_assert_eq((size_t)n, binlen + 28);
+		cr_assert_eq((size_t)n, 4 + 32 + 2 + 384 + 24 + binlen + 16);
 		for (int i = 0; i + 8 <= n; i++)
 			cr_assert_neq(memcmp(blob + i, bin, 8), 0, "the secret is in the store in clear");
 		sqlite3_finalize(q);

@@ -12,6 +12,8 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sqlite3.h>
+#include <sodium.h>
+#include <sys/stat.h>
 
 #include "config.h"
 #include "store.h"
@@ -166,7 +168,7 @@ Test(totp_store, stolen_store_reveals_no_secret)
 	struct gw_store *st;
 	struct gw_token *ta, *tb;
 	char path[256], err[512], c[8];
-	uint8_t blob[256], out[64];
+	uint8_t blob[GW_STORE_TOTP_COPY_MAX], out[64];
 	size_t bloblen = 0, outlen;
 	sqlite3 *db;
 	sqlite3_stmt *q;
@@ -188,31 +190,73 @@ Test(totp_store, stolen_store_reveals_no_secret)
 	gw_totp_generate(secret, sizeof(secret), t + 30, c);
 	cr_assert_eq(gw_totp_verify(st, ta, "alice", c, t + 30, &skew, err, sizeof(err)), GW_TOTP_OK);
 
-	/* The thief reads the file: the column is not the secret and holds no copy of it. */
+	/* The thief reads the file: the column is empty, and the site's copy
+	 * holds nothing of the secret. */
 	cr_assert_eq(sqlite3_open_v2(path, &db, SQLITE_OPEN_READONLY, NULL), SQLITE_OK);
-	cr_assert_eq(sqlite3_prepare_v2(db, "SELECT secret FROM auth_totp WHERE user = 'alice'", -1,
-	                                &q, NULL), SQLITE_OK);
+	cr_assert_eq(sqlite3_prepare_v2(db, "SELECT length(secret) FROM auth_totp WHERE user = 'alice'",
+	                                -1, &q, NULL), SQLITE_OK);
+	cr_assert_eq(sqlite3_step(q), SQLITE_ROW);
+	cr_assert_eq(sqlite3_column_int(q, 0), 0);
+	sqlite3_finalize(q);
+	cr_assert_eq(sqlite3_prepare_v2(db, "SELECT sealed FROM auth_totp_sites WHERE user = 'alice'",
+	                                -1, &q, NULL), SQLITE_OK);
 	cr_assert_eq(sqlite3_step(q), SQLITE_ROW);
 	bloblen = (size_t)sqlite3_column_bytes(q, 0);
-	cr_assert(bloblen == sizeof(secret) + GW_TOKEN_SEAL_OVERHEAD);
+	cr_assert(bloblen > sizeof(secret) && bloblen <= sizeof(blob));
 	memcpy(blob, sqlite3_column_blob(q, 0), bloblen);
+	cr_assert_eq(sqlite3_step(q), SQLITE_DONE, "one copy, for the one site");
 	sqlite3_finalize(q);
 	sqlite3_close(db);
-	cr_assert_not(contains(blob, bloblen, secret, 8), "the sealed column contains the secret");
+	cr_assert_not(contains(blob, bloblen, secret, 8), "the sealed copy contains the secret");
 
 	/* The file with another token (same label, same PIN): the key is not there. */
 	gw_token_close(&ta);
 	tb = open_token("b");
-	outlen = sizeof(out);
-	cr_assert_eq(gw_token_unseal(tb, GW_TOTP_WRAP_LABEL, (const uint8_t *)"sealgate-totp-v1:alice", 22,
-	                             blob, bloblen, out, &outlen, err, sizeof(err)), -1);
 	gw_totp_generate(secret, sizeof(secret), t + 60, c);
 	cr_assert_eq(gw_totp_verify(st, tb, "alice", c, t + 60, &skew, err, sizeof(err)), GW_TOTP_ERROR);
 	gw_token_close(&tb);
 
-	/* Back on the right token: a row moved to another account does not
+	/* Back on the right token: a copy moved to another account does not
 	 * open (the account is bound in), nor does a changed byte. */
 	ta = open_token("a");
+	cr_assert_eq(gw_totp_store_put(st, "mallory", (const uint8_t *)"", 0, 0, err, sizeof(err)), 0,
+	             "%s", err);
+	cr_assert_eq(gw_store_totp_copy_put(st, "mallory", "main", blob, bloblen, NULL, NULL, 0, err,
+	                                    sizeof(err)), 1, "%s", err);
+	cr_assert_eq(gw_totp_verify(st, ta, "mallory", c, t + 60, &skew, err, sizeof(err)),
+	             GW_TOTP_ERROR);
+	cr_assert(strstr(err, "does not open") != NULL, "%s", err);
+	blob[bloblen - 1] ^= 1;
+	cr_assert_eq(gw_store_totp_copy_put(st, "alice", "main", blob, bloblen, NULL, NULL, 0, err,
+	                                    sizeof(err)), 1, "%s", err);
+	cr_assert_eq(gw_totp_verify(st, ta, "alice", c, t + 60, &skew, err, sizeof(err)),
+	             GW_TOTP_ERROR);
+	blob[bloblen - 1] ^= 1;
+	cr_assert_eq(gw_store_totp_copy_put(st, "alice", "main", blob, bloblen, NULL, NULL, 0, err,
+	                                    sizeof(err)), 1, "%s", err);
+	cr_assert_eq(gw_totp_verify(st, ta, "alice", c, t + 60, &skew, err, sizeof(err)), GW_TOTP_OK,
+	             "%s", err);
+
+	/* A secret sealed before copies per site (the token's secret key, in
+	 * auth_totp.secret) still opens, and its first sign-in seals the
+	 * site's copy: a store made before keeps working. */
+	outlen = sizeof(blob);
+	cr_assert_eq(gw_totp_seal(ta, "alice", secret, sizeof(secret), blob, &outlen, err,
+	                          sizeof(err)), 0, "%s", err);
+	cr_assert_eq(gw_totp_store_put(st, "alice", blob, outlen, 2, err, sizeof(err)), 0, "%s", err);
+	cr_assert_eq(gw_store_totp_copy_get(st, "alice", "main", out, &(size_t){ sizeof(out) }), 0,
+	             "the old-format row has no copy yet");
+	gw_totp_generate(secret, sizeof(secret), t + 90, c);
+	cr_assert_eq(gw_totp_verify(st, ta, "alice", c, t + 90, &skew, err, sizeof(err)), GW_TOTP_OK,
+	             "%s", err);
+	{
+		uint8_t cp[GW_STORE_TOTP_COPY_MAX];
+		size_t cplen = sizeof(cp);
+
+		cr_assert_eq(gw_store_totp_copy_get(st, "alice", "main", cp, &cplen), 1,
+		             "the first sign-in made the site's copy");
+	}
+	bloblen = outlen;
 	outlen = sizeof(out);
 	cr_assert_eq(gw_token_unseal(ta, GW_TOTP_WRAP_LABEL, (const uint8_t *)"sealgate-totp-v1:alice", 22,
 	                             blob, bloblen, out, &outlen, err, sizeof(err)), 0, "%s", err);
@@ -239,6 +283,29 @@ Test(totp_store, stolen_store_reveals_no_secret)
 			listed = listed || strstr(line, GW_TOTP_WRAP_LABEL) != NULL;
 		pclose(p);
 		cr_assert(listed, "no key '%s' on the token", GW_TOTP_WRAP_LABEL);
+		/* nor the private key of the site's pair: sensitive, and never
+		 * extractable (pkcs11-tool reads no private key to try) */
+		{
+			bool in = false, guarded = false;
+
+			snprintf(q2, sizeof(q2), "SOFTHSM2_CONF=%s/a/softhsm2.conf pkcs11-tool --module %s "
+			         "--token-label sg-totp --login --pin 1234 --list-objects --type privkey "
+			         "2>&1", dir, SOFTHSM);
+			p = popen(q2, "r");
+			cr_assert_not_null(p);
+			while (fgets(line, sizeof(line), p) != NULL) {
+				if (strstr(line, "Object;") != NULL)
+					in = false;
+				if (strstr(line, "label:") != NULL && strstr(line, GW_TOTP_KEM_LABEL) != NULL)
+					in = true;
+				if (in && strstr(line, "Access:") != NULL)
+					guarded = strstr(line, "sensitive") != NULL &&
+					          strstr(line, "never extractable") != NULL;
+			}
+			pclose(p);
+			cr_assert(guarded, "the site's TOTP private key is not sensitive and never "
+			          "extractable");
+		}
 		snprintf(q2, sizeof(q2), "SOFTHSM2_CONF=%s/a/softhsm2.conf pkcs11-tool --module %s "
 		         "--token-label sg-totp --login --pin 1234 --read-object --type secrkey "
 		         "--label %s -o %s/key.bin 2>&1", dir, SOFTHSM, GW_TOTP_WRAP_LABEL, dir);
@@ -269,5 +336,111 @@ Test(totp_store, reset_removes_the_secret)
 	cr_assert_eq(gw_totp_store_delete(st, "bob"), 0);
 	cr_assert_eq(gw_totp_enrolled(st, "bob"), 0);
 	gw_token_close(&ta);
+	gw_store_close(&st);
+}
+
+/* "SITE sha256:HEX" for each site key in the store, into dir/pins. */
+static void
+pin_line(void *arg, const char *site, const uint8_t *der, size_t len)
+{
+	uint8_t fp[crypto_hash_sha256_BYTES];
+	char hex[2 * sizeof(fp) + 1];
+
+	crypto_hash_sha256(fp, der, len);
+	sodium_bin2hex(hex, sizeof(hex), fp, sizeof(fp));
+	fprintf(arg, "%s sha256:%s\n", site, hex);
+}
+
+static const char *
+write_pins(struct gw_store *st)
+{
+	static char path[128];
+	FILE *f;
+
+	snprintf(path, sizeof(path), "%s/pins", dir);
+	f = fopen(path, "w");
+	cr_assert_not_null(f);
+	fprintf(f, "# pinned by the operators\n");
+	cr_assert_eq(gw_store_totp_keys(st, pin_line, f), 2);
+	fclose(f);
+	return path;
+}
+
+static int
+has_copy(struct gw_store *st, const char *user, const char *site)
+{
+	uint8_t b[GW_STORE_TOTP_COPY_MAX];
+	size_t n = sizeof(b);
+
+	return gw_store_totp_copy_get(st, user, site, b, &n);
+}
+
+Test(totp_store, a_site_pinned_later_gets_its_copy_and_a_tokenless_gateway_seals_only)
+{
+	const uint8_t secret[20] = "a-secret-for-2-sites";
+	const time_t t = 1700000000;
+	struct gw_store *st;
+	struct gw_token *tok;
+	char path[256], err[512], c[8];
+	const char *pins;
+	long skew;
+
+	snprintf(path, sizeof(path), "%s/store3.db", dir);
+	cr_assert_eq(gw_store_open(path, &st, err, sizeof(err)), 0, "%s", err);
+	/* Site b's gateway starts: its key pair is made and published. */
+	tok = open_token("b");
+	cr_assert_eq(gw_totp_sites_start(st, tok, "b", NULL, err, sizeof(err)), 0, "%s", err);
+	gw_token_close(&tok);
+	/* Site a, nothing pinned yet: alice's secret is sealed for a only. */
+	tok = open_token("a");
+	cr_assert_eq(gw_totp_sites_start(st, tok, "a", NULL, err, sizeof(err)), 0, "%s", err);
+	cr_assert_eq(gw_totp_store_set(st, tok, "alice", secret, sizeof(secret), 0, err, sizeof(err)),
+	             0, "%s", err);
+	cr_assert_eq(has_copy(st, "alice", "a"), 1);
+	cr_assert_eq(has_copy(st, "alice", "b"), 0, "a copy for a site nobody pinned");
+	/* Pinned: her next sign-in at a seals b's copy. (Pins others may
+	 * rewrite are refused.) */
+	pins = write_pins(st);
+	cr_assert_eq(chmod(pins, 0666), 0);
+	cr_assert_eq(gw_totp_sites_start(st, tok, "a", pins, err, sizeof(err)), -1);
+	cr_assert(strstr(err, "writable by others") != NULL, "%s", err);
+	cr_assert_eq(chmod(pins, 0644), 0);
+	cr_assert_eq(gw_totp_sites_start(st, tok, "a", pins, err, sizeof(err)), 0, "%s", err);
+	gw_totp_generate(secret, sizeof(secret), t, c);
+	cr_assert_eq(gw_totp_verify(st, tok, "alice", c, t, &skew, err, sizeof(err)), GW_TOTP_OK,
+	             "%s", err);
+	cr_assert_eq(has_copy(st, "alice", "b"), 1, "the sign-in at a made no copy for b");
+	gw_token_close(&tok);
+	/* ... which b's token opens; a code is used once for both sites. */
+	tok = open_token("b");
+	cr_assert_eq(gw_totp_sites_start(st, tok, "b", pins, err, sizeof(err)), 0, "%s", err);
+	cr_assert_eq(gw_totp_verify(st, tok, "alice", c, t, &skew, err, sizeof(err)),
+	             GW_TOTP_REPLAYED);
+	gw_totp_generate(secret, sizeof(secret), t + 30, c);
+	cr_assert_eq(gw_totp_verify(st, tok, "alice", c, t + 30, &skew, err, sizeof(err)), GW_TOTP_OK,
+	             "%s", err);
+	gw_token_close(&tok);
+	/* A copy is made only from the secret it was opened from: one opened
+	 * before a re-enrolment brings nothing of the old secret back. */
+	cr_assert_eq(gw_store_totp_copy_put(st, "alice", "c", (const uint8_t *)"x", 1, "a",
+	                                    (const uint8_t *)"stale", 5, err, sizeof(err)), 0);
+	cr_assert_eq(has_copy(st, "alice", "c"), 0);
+
+	/* A management gateway (no token) with the pins seals carol's secret
+	 * for a and b, keeps none for itself and opens none. */
+	cr_assert_eq(gw_totp_sites_start(st, NULL, "hq", pins, err, sizeof(err)), 0, "%s", err);
+	cr_assert_eq(gw_totp_store_set(st, NULL, "carol", secret, sizeof(secret), 0, err, sizeof(err)),
+	             0, "%s", err);
+	cr_assert_eq(has_copy(st, "carol", "a"), 1);
+	cr_assert_eq(has_copy(st, "carol", "b"), 1);
+	cr_assert_eq(has_copy(st, "carol", "hq"), 0);
+	gw_totp_generate(secret, sizeof(secret), t + 60, c);
+	cr_assert_eq(gw_totp_verify(st, NULL, "carol", c, t + 60, &skew, err, sizeof(err)),
+	             GW_TOTP_ERROR);
+	/* Without pins it has no site to seal to: refused, nothing stored. */
+	cr_assert_eq(gw_totp_sites_start(st, NULL, "hq", NULL, err, sizeof(err)), 0, "%s", err);
+	cr_assert_eq(gw_totp_store_set(st, NULL, "dave", secret, sizeof(secret), 0, err, sizeof(err)),
+	             -1);
+	cr_assert_eq(gw_totp_enrolled(st, "dave"), 0);
 	gw_store_close(&st);
 }

@@ -330,6 +330,96 @@ BOTH(totp_put_get_advance_delete)
 	gw_store_close(&st);
 }
 
+struct keys_seen {
+	char site[4][64];
+	size_t len[4];
+	uint8_t first[4];
+	int n;
+};
+
+static void
+key_seen(void *arg, const char *site, const uint8_t *der, size_t len)
+{
+	struct keys_seen *k = arg;
+
+	if (k->n < 4) {
+		snprintf(k->site[k->n], sizeof(k->site[0]), "%s", site);
+		k->len[k->n] = len;
+		k->first[k->n] = der[0];
+	}
+	k->n++;
+}
+
+BOTH(totp_site_keys_and_copies)
+{
+	struct gw_store *st = open_url(u);
+	uint8_t key[300], copy[500], got[GW_STORE_TOTP_COPY_MAX], legacy[44];
+	struct keys_seen seen = { 0 };
+	char user[64], site_a[64], site_b[64], err[512];
+	size_t n;
+	uint64_t last = 0;
+
+	snprintf(user, sizeof(user), "%s", acct_name(be, "erin"));
+	snprintf(site_a, sizeof(site_a), "%s", acct_name(be, "sa"));
+	snprintf(site_b, sizeof(site_b), "%s", acct_name(be, "sb"));
+	for (size_t i = 0; i < sizeof(key); i++)
+		key[i] = (uint8_t)(i * 5 + 3);
+	for (size_t i = 0; i < sizeof(copy); i++)
+		copy[i] = (uint8_t)(i * 11 + 2);
+	memset(legacy, 0x5a, sizeof(legacy));
+	/* Keys: published, replaced, listed by site (bytes, not strings). */
+	key[3] = 0;
+	cr_assert_eq(gw_store_totp_key_put(st, site_b, key, 290, err, sizeof(err)), 0, "%s", err);
+	cr_assert_eq(gw_store_totp_key_put(st, site_a, key + 1, 280, err, sizeof(err)), 0, "%s", err);
+	cr_assert_eq(gw_store_totp_key_put(st, site_a, key + 2, 270, err, sizeof(err)), 0, "%s", err);
+	cr_assert_eq(gw_store_totp_key_put(st, site_a, key, 0, err, sizeof(err)), -1);
+	cr_assert_geq(gw_store_totp_keys(st, key_seen, &seen), 2);
+	for (int i = 0; i < seen.n && i < 4; i++) {
+		if (strcmp(seen.site[i], site_a) == 0)
+			cr_assert(seen.len[i] == 270 && seen.first[i] == key[2]);
+		if (strcmp(seen.site[i], site_b) == 0)
+			cr_assert(seen.len[i] == 290 && seen.first[i] == key[0]);
+	}
+	/* A copy needs an enrolled person. */
+	cr_assert_eq(gw_store_totp_copy_put(st, user, site_a, copy, 400, NULL, NULL, 0, err,
+	                                    sizeof(err)), 0);
+	/* Enrolled with no secret of the old kind: an empty one comes back. */
+	cr_assert_eq(gw_store_totp_put(st, user, NULL, 0, 3, err, sizeof(err)), 0, "%s", err);
+	n = sizeof(got);
+	cr_assert_eq(gw_store_totp_get(st, user, got, &n, &last), 1);
+	cr_assert_eq(n, 0);
+	cr_assert_eq(last, 3);
+	cr_assert_eq(gw_store_totp_copy_put(st, user, site_a, copy, 400, NULL, NULL, 0, err,
+	                                    sizeof(err)), 1, "%s", err);
+	n = sizeof(got);
+	cr_assert_eq(gw_store_totp_copy_get(st, user, site_a, got, &n), 1);
+	cr_assert_eq(n, 400);
+	cr_assert_arr_eq(got, copy, 400);
+	n = sizeof(got);
+	cr_assert_eq(gw_store_totp_copy_get(st, user, site_b, got, &n), 0);
+	n = 10;
+	cr_assert_eq(gw_store_totp_copy_get(st, user, site_a, got, &n), -1);
+	/* Made from site a's copy: only while that copy is still the same. */
+	cr_assert_eq(gw_store_totp_copy_put(st, user, site_b, copy + 1, 450, site_a, copy + 1, 400,
+	                                    err, sizeof(err)), 0);
+	cr_assert_eq(gw_store_totp_copy_put(st, user, site_b, copy + 1, 450, site_a, copy, 400, err,
+	                                    sizeof(err)), 1, "%s", err);
+	/* Made from the old kind of secret: only while it is still there. */
+	cr_assert_eq(gw_store_totp_copy_put(st, user, site_b, copy, 300, NULL, legacy,
+	                                    sizeof(legacy), err, sizeof(err)), 0);
+	cr_assert_eq(gw_store_totp_put(st, user, legacy, sizeof(legacy), 3, err, sizeof(err)), 0);
+	n = sizeof(got);
+	cr_assert_eq(gw_store_totp_copy_get(st, user, site_a, got, &n), 0,
+	             "a new enrolment removes the copies of the old secret");
+	cr_assert_eq(gw_store_totp_copy_put(st, user, site_b, copy, 300, NULL, legacy,
+	                                    sizeof(legacy), err, sizeof(err)), 1, "%s", err);
+	/* A reset removes the copies with the secret. */
+	cr_assert_eq(gw_store_totp_delete(st, user), 1);
+	n = sizeof(got);
+	cr_assert_eq(gw_store_totp_copy_get(st, user, site_b, got, &n), 0);
+	gw_store_close(&st);
+}
+
 /* ---- the token binding and known keys (store_meta) ---- */
 
 /* Reads store_meta behind the store's back: SQLite by its file, pg with

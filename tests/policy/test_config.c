@@ -206,7 +206,7 @@ Test(config, errors)
 	             "audit_checkpoint_interval, auth_max_failures, auth_lockout, signing_window, "
 	             "confirm_timeout, password_cost, password_hash_concurrency, test_clock, "
 	             "max_connections, connections_per_uid, connections_per_unknown_uid, "
-	             "frame_timeout, client_idle_timeout)");
+	             "frame_timeout, client_idle_timeout, totp_site_keys)");
 	/* store_path is a SQLite file's old name: a URL there is refused,
 	 * never made into a file name (store: takes it). */
 	expect_error("backend_token: \"pkcs11:token=t\"\ntoken_pin_file: pin\n"

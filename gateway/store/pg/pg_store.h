@@ -86,6 +86,16 @@ int gw_pg_totp_delete(struct gw_store *st, const char *user);
 int gw_pg_totp_get(struct gw_store *st, const char *user, uint8_t *sealed, size_t *sealed_len,
                    uint64_t *last);
 int gw_pg_totp_advance(struct gw_store *st, const char *user, uint64_t ctr);
+int gw_pg_totp_key_put(struct gw_store *st, const char *site, const uint8_t *der, size_t len,
+                      char *err, size_t errlen);
+int gw_pg_totp_keys(struct gw_store *st,
+                   void (*fn)(void *arg, const char *site, const uint8_t *der, size_t len),
+                   void *arg);
+int gw_pg_totp_copy_put(struct gw_store *st, const char *user, const char *site,
+                       const uint8_t *sealed, size_t len, const char *from_site,
+                       const uint8_t *from, size_t from_len, char *err, size_t errlen);
+int gw_pg_totp_copy_get(struct gw_store *st, const char *user, const char *site,
+                       uint8_t *sealed, size_t *len);
 /* appstore.c (truth) */
 int gw_pg_app_get(struct gw_store *st, int64_t id, struct gw_application *app);
 int gw_pg_app_lock_tx(struct gw_store *st, int64_t id, struct gw_application *app);

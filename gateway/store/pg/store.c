@@ -181,6 +181,19 @@ static const char *const migrations[] = {
 	"  text bytea NOT NULL,"
 	"  author text NOT NULL,"
 	"  published bigint NOT NULL);",
+	/* 6 (TOTP secrets at every site, totp.c): one copy of a person's
+	 * secret per site, sealed to that site's public key, and the sites'
+	 * public keys; auth_totp.secret is empty when only copies hold it. */
+	"ALTER TABLE auth_totp DROP CONSTRAINT auth_totp_secret_check;"
+	"CREATE TABLE auth_totp_sites ("
+	"  account text NOT NULL REFERENCES auth_totp (account) ON DELETE CASCADE,"
+	"  site text NOT NULL,"
+	"  sealed bytea NOT NULL CHECK (octet_length(sealed) > 0),"
+	"  PRIMARY KEY (account, site));"
+	"CREATE TABLE totp_site_keys ("
+	"  site text PRIMARY KEY,"
+	"  pub bytea NOT NULL CHECK (octet_length(pub) > 0),"
+	"  published bigint NOT NULL);",
 };
 #define PG_SCHEMA_LATEST ((int)(sizeof(migrations) / sizeof(migrations[0])))
 
