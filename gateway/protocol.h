@@ -48,6 +48,13 @@
 #define SG_OP_WINDOW_OPEN  "window_open"
 #define SG_OP_WINDOW_CLOSE "window_close"
 #define SG_OP_CONFIRM      "confirm"
+/* devices over TLS (docs/deployment.md); the first two on the enrollment
+ * endpoint only */
+#define SG_OP_DEVICE_ENROLL  "device_enroll"
+#define SG_OP_DEVICE_FETCH   "device_fetch"
+#define SG_OP_DEVICE_LIST    "device_list"
+#define SG_OP_DEVICE_APPROVE "device_approve"
+#define SG_OP_DEVICE_REVOKE  "device_revoke"
 
 /* ---- framing (blocking fds; EINTR handled; MSG_NOSIGNAL on send) ---- */
 

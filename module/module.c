@@ -239,18 +239,18 @@ state_free(struct sgm_state *st)
 	free(st);
 }
 
-/* Where the gateway is: SEALGATE_SOCKET, else SEALGATE_GATEWAY, else
- * sealgate.conf, else the default socket. A tls:// gateway needs the site
- * CA, the device certificate and its key. 0, or -1 with err. */
+/* Where the gateway is: SEALGATE_SOCKET (a socket path, or tls://HOST:PORT),
+ * else sealgate.conf, else the default socket. A tls:// gateway needs the
+ * site CA, the device certificate and its key. 0, or -1 with err. */
 static int
 state_gateway(struct sgm_state *st, const struct sgm_conf *c, char *err, size_t errlen)
 {
-	const char *sock = getenv("SEALGATE_SOCKET"), *gw = getenv("SEALGATE_GATEWAY");
+	const char *gw = getenv("SEALGATE_SOCKET");
 	const char *up = NULL;
 	char host[256], port[8], why[320];
 
-	if (sock != NULL && sock[0] != '\0') {
-		up = sock;
+	if (gw != NULL && gw[0] != '\0' && strncmp(gw, "tls://", 6) != 0) {
+		up = gw;
 	} else {
 		if (gw == NULL || gw[0] == '\0')
 			gw = c->gateway;

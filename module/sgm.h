@@ -135,7 +135,8 @@ int sgm_conf_parse_gateway(const char *g, char *host, size_t hostlen, char *port
 
 struct sgm_tls;
 /* The client's TLS context from the configuration: TLS 1.3 only, the
- * site CA as the only trust, the device certificate and key. */
+ * site CA as the only trust, the device certificate and key (both NULL:
+ * none, for enrollment). */
 int sgm_tls_new(const struct sgm_conf *c, const char *host, const char *port,
                 struct sgm_tls **out, char *err, size_t errlen);
 void sgm_tls_free(struct sgm_tls **t);

@@ -15,6 +15,7 @@
 #include <netdb.h>
 #include <netinet/in.h>
 #include <netinet/tcp.h>
+#include <arpa/inet.h>
 #include <poll.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -39,7 +40,10 @@ struct tls_conn {
 	SSL *ssl;
 	int fd;
 	int timeout_ms;
+	bool ticket;                    /* the gateway sent a session ticket */
 };
+
+#define REFUSAL_WAIT_MS 5000   /* longest wait for the gateway's verdict on us */
 
 /* ---- a socket BIO that never raises SIGPIPE ---- */
 
@@ -93,7 +97,10 @@ static int
 new_session(SSL *ssl, SSL_SESSION *sess)
 {
 	struct sgm_tls *t = SSL_CTX_get_app_data(SSL_get_SSL_CTX(ssl));
+	struct tls_conn *c = SSL_get_app_data(ssl);
 
+	if (c != NULL)
+		c->ticket = true;
 	if (t == NULL || !SSL_SESSION_is_resumable(sess))
 		return 0;
 	pthread_mutex_lock(&t->lock);
@@ -134,7 +141,7 @@ sgm_tls_new(const struct sgm_conf *c, const char *host, const char *port, struct
 	}
 	/* The device key proves this machine: a key others can read proves
 	 * nothing, so it is refused like ssh refuses an open identity file. */
-	if (stat(c->key, &sb) == 0 && (sb.st_mode & 077) != 0) {
+	if (c->key != NULL && stat(c->key, &sb) == 0 && (sb.st_mode & 077) != 0) {
 		snprintf(err, errlen, "%s: the device key is readable by others (chmod 600 it)",
 		         c->key);
 		return -1;
@@ -164,6 +171,12 @@ sgm_tls_new(const struct sgm_conf *c, const char *host, const char *port, struct
 		ssl_why(why, sizeof(why));
 		snprintf(err, errlen, "ca %s: %s", c->ca, why);
 		goto out;
+	}
+	/* No certificate: enrollment (sealctl device enroll) only. */
+	if (c->cert == NULL || c->key == NULL) {
+		SSL_CTX_set_session_cache_mode(t->ctx, SSL_SESS_CACHE_OFF);
+		*out = t;
+		return 0;
 	}
 	if (SSL_CTX_use_certificate_chain_file(t->ctx, c->cert) != 1) {
 		ssl_why(why, sizeof(why));
@@ -315,6 +328,14 @@ tls_send(void *arg, const void *buf, size_t len)
 	}
 }
 
+static bool
+is_ip(const char *s)
+{
+	unsigned char buf[sizeof(struct in6_addr)];
+
+	return inet_pton(AF_INET, s, buf) == 1 || inet_pton(AF_INET6, s, buf) == 1;
+}
+
 int
 sgm_tls_connect(struct sgm_tls *t, int timeout_s, struct sg_io *io, char *err, size_t errlen)
 {
@@ -343,10 +364,15 @@ sgm_tls_connect(struct sgm_tls *t, int timeout_s, struct sg_io *io, char *err, s
 	}
 	c->fd = fd;
 	c->timeout_ms = timeout_s * 1000;
+	SSL_set_app_data(c->ssl, c);
 	BIO_set_fd(bio, fd, BIO_NOCLOSE);
 	SSL_set_bio(c->ssl, bio, bio);
-	/* The name is both sent (SNI) and required in the certificate. */
-	if (SSL_set_tlsext_host_name(c->ssl, t->name) != 1 || SSL_set1_host(c->ssl, t->name) != 1) {
+	/* The name is both sent (SNI) and required in the certificate; an
+	 * address is required as an IP address of the certificate (and is
+	 * never sent as SNI). */
+	if (is_ip(t->name) ?
+	    X509_VERIFY_PARAM_set1_ip_asc(SSL_get0_param(c->ssl), t->name) != 1 :
+	    SSL_set_tlsext_host_name(c->ssl, t->name) != 1 || SSL_set1_host(c->ssl, t->name) != 1) {
 		snprintf(err, errlen, "TLS: bad server name \"%s\"", t->name);
 		goto fail;
 	}
@@ -386,6 +412,32 @@ sgm_tls_connect(struct sgm_tls *t, int timeout_s, struct sg_io *io, char *err, s
 			snprintf(err, errlen, "%s: TLS handshake: no answer within %d s", t->host,
 			         timeout_s);
 			goto fail;
+		}
+	}
+	/* In TLS 1.3 the gateway judges our certificate after our side of
+	 * the handshake is done: its verdict is the first thing it sends, a
+	 * session ticket when we are let in, an alert (revoked, expired,
+	 * unknown) when not. Waited for here, so a refusal reads as what it
+	 * is rather than as a broken pipe on the first request. */
+	if (SSL_get_certificate(c->ssl) != NULL) {
+		int64_t verdict = mono_ms() + REFUSAL_WAIT_MS;
+		char b;
+		size_t n;
+
+		if (verdict > deadline)
+			verdict = deadline;
+		while (!c->ticket) {
+			ERR_clear_error();
+			errno = 0;
+			if (SSL_peek_ex(c->ssl, &b, 1, &n) == 1)
+				break;
+			if (SSL_get_error(c->ssl, 0) != SSL_ERROR_WANT_READ) {
+				ssl_why(why, sizeof(why));
+				snprintf(err, errlen, "%s: the gateway refused this device: %s", t->host, why);
+				goto fail;
+			}
+			if (c->ticket || wait_fd(fd, POLLIN, verdict) < 0)
+				break;
 		}
 	}
 	sgm_debug("TLS to %s:%s: %s, session %s", t->host, t->port, SSL_get_version(c->ssl),

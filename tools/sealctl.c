@@ -41,6 +41,10 @@ usage(FILE *f)
 "  logout                      close the signing window\n"
 "  confirm [--wait S] [--list] confirm a waiting signature with a fresh code\n"
 "  audit verify|query|export|checkpoint  the audit trail (sealctl audit --help)\n"
+"  device enroll --gateway tls://HOST:PORT --ca SITE-CA [--enroll tls://HOST:PORT]\n"
+"        [--person P] [--wait S]  ask for this desktop's certificate (key 0600 in\n"
+"                              ~/.config/sealgate); again, or --wait, to collect it\n"
+"  device list|approve ID|revoke ID  (seal admin) the devices and their requests\n"
 "\n"
 "  apply --seal S --reason R [--type T] [--amount A] [--scope X] [--doc FILE]\n"
 "        [--uses N] [--valid-for 7d]   apply to use a seal; --doc binds the use to\n"
@@ -56,7 +60,8 @@ usage(FILE *f)
 "                              which rule applies, who approves, quotas, windows\n"
 "\n"
 "Options:\n"
-"  -s, --socket PATH           gateway socket (env SEALGATE_SOCKET; default %s/sealgated.sock)\n"
+"  -s, --socket PATH           gateway socket or tls://HOST:PORT (env SEALGATE_SOCKET;\n"
+"                              else sealgate.conf's gateway; default %s/sealgated.sock)\n"
 "  -u, --user ACCOUNT          act as ACCOUNT (env SEALGATE_USER) if the policy lets your\n"
 "                              OS login do so\n"
 "  -p, --password-file FILE    your own password: first line of FILE, - for stdin\n"
@@ -296,7 +301,7 @@ main(int argc, char **argv)
 	if (c.socket != NULL && c.socket[0] != '\0')
 		c.socket_from = "SEALGATE_SOCKET";
 	else
-		c.socket = SG_RUNSTATEDIR "/sealgated.sock";
+		c.socket = sealctl_default_gateway(&c.socket_from);
 	c.user = getenv("SEALGATE_USER");
 	/* "+": options stop at the command, so its own args are left alone. */
 	while ((ch = getopt_long(argc, argv, "+s:u:p:jh", longopts, NULL)) != -1) {
@@ -320,6 +325,9 @@ main(int argc, char **argv)
 	if (rv >= 0)
 		goto done;
 	rv = sealctl_auth(&c, cmd, argc - optind + 1, argv + optind - 1);
+	if (rv >= 0)
+		goto done;
+	rv = sealctl_device(&c, cmd, argc - optind + 1, argv + optind - 1);
 	if (rv >= 0)
 		goto done;
 	/* Options may also follow the command. */
@@ -358,6 +366,7 @@ main(int argc, char **argv)
 		free(pos);
 	}
 done:
+	sealctl_device_done(&c);
 	if (c.fd >= 0)
 		close(c.fd);
 	sg_free_secret_str(c.session);

@@ -17,4 +17,13 @@ int sealctl_auth(struct cli *c, const char *cmd, int argc, char **argv);
  * subcommand ("verify"…). */
 int sealctl_audit(struct cli *c, int argc, char **argv);
 
+/* device enroll|list|approve|revoke (sealctl-device.c). */
+int sealctl_device(struct cli *c, const char *cmd, int argc, char **argv);
+/* Closes a TLS connection of c, if any. */
+void sealctl_device_done(struct cli *c);
+/* The gateway when neither --socket nor SEALGATE_SOCKET names one:
+ * sealgate.conf's (docs/clients.md), else the
+ * default socket; *from says which. */
+const char *sealctl_default_gateway(const char **from);
+
 #endif
