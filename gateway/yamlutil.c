@@ -88,7 +88,7 @@ mark_errf(struct gw_yaml *y, const yaml_mark_t *m, const char *fmt, ...)
 static void
 mark_errf(struct gw_yaml *y, const yaml_mark_t *m, const char *fmt, ...)
 {
-	char msg[512];
+	char msg[1024];   /* the known-keys list of an unknown key fits */
 	va_list ap;
 
 	if (y->failed)
@@ -107,7 +107,7 @@ mark_errf(struct gw_yaml *y, const yaml_mark_t *m, const char *fmt, ...)
 int
 gw_yaml_errf(struct gw_yaml *y, const yaml_node_t *node, const char *fmt, ...)
 {
-	char msg[512];
+	char msg[1024];
 	va_list ap;
 
 	va_start(ap, fmt);
