@@ -23,8 +23,10 @@ DESK=$W/desk
 PKI=$W/pki
 NS_GW= NS_DESK= VETH=
 IN_GW=() IN_DESK=()
+BG_PIDS=()          # background probes, stopped at exit
 
 tls_down() {
+	for p in "${BG_PIDS[@]}"; do kill "$p" 2>/dev/null || true; done
 	if [ -n "${SG_KEEP:-}" ]; then echo "# kept: $W"; return; fi
 	fixture down || true
 	if [ -n "$NS_GW" ]; then

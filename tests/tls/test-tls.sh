@@ -133,8 +133,11 @@ out=$(desk env SEALGATE_CONF="$W/wrongname.conf" SEALGATE_DEBUG=1 SG_PIN=alice-p
 	"$P11CLIENT" "$MODULE" sign 2>&1) && fail "a wrong server name was accepted" ||
 	{ printf '%s\n' "$out" | grep -q "not the site's: hostname mismatch" &&
 	  pass "a server certificate without the configured name is refused" || { fail "wrong name"; printf '%s\n' "$out"; }; }
-in_gw $PROBE impostor 9443 "$PKI/impostor.pem" "$PKI/impostor.key" "$W/impostor.bytes" &
+# (started directly, not through a function, so $! is the probe itself)
+# shellcheck disable=SC2086
+"${IN_GW[@]}" $PROBE impostor 9443 "$PKI/impostor.pem" "$PKI/impostor.key" "$W/impostor.bytes" &
 imp_pid=$!
+BG_PIDS+=("$imp_pid")
 for _ in $(seq 50); do [ -e "$W/impostor.bytes" ] && break; sleep 0.1; done
 sed "s|^gateway = .*|gateway = tls://$GWIP:9443|" "$CONF/sealgate.conf" >"$W/impostor.conf"
 out=$(desk env SEALGATE_CONF="$W/impostor.conf" SEALGATE_DEBUG=1 SG_PIN=alice-password \
