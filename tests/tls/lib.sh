@@ -38,9 +38,15 @@ trap tls_down EXIT
 
 in_gw() { "${IN_GW[@]}" "$@"; }
 in_desk() { "${IN_DESK[@]}" "$@"; }
+# (in an ASan build, programs not ours that load the module need the
+# sanitizer's runtime first, as integration/lib.sh's foreign does)
 desk() {
+	local asan=()
+	case ${SEALGATE_SANITIZE:-} in
+	*address*) asan=(LD_PRELOAD="$(gcc -print-file-name=libasan.so)" ASAN_OPTIONS=detect_leaks=0) ;;
+	esac
 	env -u SEALGATE_SOCKET -u SEALGATE_USER -u SEALGATE_CONF -u SEALGATE_GATEWAY \
-		HOME="$DESK" XDG_CONFIG_HOME="$DESK/config" "${IN_DESK[@]}" "$@"
+		HOME="$DESK" XDG_CONFIG_HOME="$DESK/config" "${asan[@]}" "${IN_DESK[@]}" "$@"
 }
 
 net_up() {

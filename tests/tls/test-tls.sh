@@ -2,7 +2,7 @@
 # tls: a desktop reaches the gateway over mutually authenticated TLS 1.3
 # (docs/deployment.md). The desktop enrolls (key 0600, a request with host
 # and person), a seal admin approves, the gateway issues the certificate;
-# pkcs11-tool signs through TLS from the desktop's
+# pkcs11-tool, OpenSSL+libp11 and p11tool sign through TLS from the desktop's
 # network namespace and the record names the device and what its module
 # reported; sessions resume; a cut connection is a pulled card and comes
 # back; a forked child has its own connection. Refused: no client
@@ -72,6 +72,52 @@ fi
 n=$(audit_count "action = 'sign' AND outcome = 'ok' AND actor = 'alice' AND exe LIKE 'device 1 sha256:%from $DESKIP port %; reported: user % host % exe %pkcs11-tool%'")
 [ "$n" -ge 1 ] && pass "the sign record names the device (fingerprint, address) and what its module reported" ||
 	{ fail "sign record: $n"; audit_count "1" >/dev/null; }
+# OpenSSL + libp11 and GnuTLS's p11tool, as dave on the Finance Seal (EC):
+# the account named by SEALGATE_USER over the file's, as the environment
+# overrides sealgate.conf.
+FIN_URI="pkcs11:token=Integration%20Co.;object=Finance%20Seal"
+desk env SEALGATE_USER=dave pkcs11-tool --module "$MODULE" --read-object --type cert --label "Finance Seal" \
+	-o "$W/finance.der" >/dev/null 2>&1 || true
+openssl x509 -inform DER -in "$W/finance.der" -pubkey -noout >"$W/finance.pub" 2>/dev/null || true
+ENGINE=/usr/lib/x86_64-linux-gnu/engines-3/pkcs11.so
+if [ -f "$ENGINE" ]; then
+	cat >"$W/openssl.cnf" <<EOC
+openssl_conf = openssl_init
+[openssl_init]
+engines = engine_section
+[engine_section]
+pkcs11 = pkcs11_section
+[pkcs11_section]
+engine_id = pkcs11
+dynamic_path = $ENGINE
+MODULE_PATH = $MODULE
+init = 0
+EOC
+	if desk env SEALGATE_USER=dave OPENSSL_CONF="$W/openssl.cnf" openssl dgst -sha256 -engine pkcs11 \
+		-keyform engine -sign "$FIN_URI;type=private" -passin pass:dave-password \
+		-out "$W/doc.sig2" "$W/doc.txt" >"$W/libp11.out" 2>&1 &&
+	   openssl dgst -sha256 -verify "$W/finance.pub" -signature "$W/doc.sig2" "$W/doc.txt" >/dev/null; then
+		pass "OpenSSL + libp11 signs through TLS from the desktop (dave, Finance Seal)"
+	else
+		fail "openssl+libp11 over TLS"; cat "$W/libp11.out"
+	fi
+else
+	echo "# skipped: OpenSSL + libp11 (no $ENGINE)"
+fi
+if command -v p11tool >/dev/null; then
+	if desk env SEALGATE_USER=dave GNUTLS_PIN=dave-password p11tool --provider "$MODULE" --login \
+		--test-sign "$FIN_URI;type=private" >"$W/p11tool2.out" 2>&1 &&
+	   grep -q "Signing using ECDSA-SHA256... ok" "$W/p11tool2.out"; then
+		pass "p11tool signs through TLS from the desktop"
+	else
+		fail "p11tool over TLS"; cat "$W/p11tool2.out"
+	fi
+else
+	echo "# skipped: p11tool (not installed)"
+fi
+n=$(audit_count "action = 'sign' AND outcome = 'ok' AND actor = 'dave' AND exe LIKE 'device 1 %exe %openssl%'")
+[ "$n" -ge 1 ] && pass "dave's record names the device and openssl as reported" || fail "dave's sign record: $n"
+
 # --- one connection, resumed; a cut; fork
 if desk env SG_PIN=alice-password SG_IDLE=4 "$P11CLIENT" "$MODULE" resume >"$W/resume.out" 2>&1 &&
    [ "$(audit_count "action = 'sign' AND outcome = 'ok' AND exe LIKE 'device 1 %(resumed)%p11client%'")" -ge 1 ]; then
