@@ -5,7 +5,7 @@
  *
  *   p11client MODULE sign|resume|cut|fork
  * env: SG_PIN (the person's password), SG_LABEL (seal, default "Contract
- * Seal"), SG_IDLE (resume: seconds to wait), SG_SYNC (cut: files SG_SYNC.ready, .cut, .back to step with the
+ * Seal"), SG_ECDSA (set: the seal is EC, CKM_ECDSA_SHA256), SG_IDLE (resume: seconds to wait), SG_SYNC (cut: files SG_SYNC.ready, .cut, .back to step with the
  * script). Prints one line per step; exit 0 when each did what it should.
  */
 #include <dlfcn.h>
@@ -57,7 +57,7 @@ sign(CK_SESSION_HANDLE s)
 	                     { CKA_LABEL, (void *)label, strlen(label) } };
 	CK_OBJECT_HANDLE key;
 	CK_ULONG n = 0, siglen = sizeof(CK_BYTE[1024]);
-	CK_MECHANISM m = { CKM_SHA256_RSA_PKCS, NULL, 0 };
+	CK_MECHANISM m = { getenv("SG_ECDSA") ? CKM_ECDSA_SHA256 : CKM_SHA256_RSA_PKCS, NULL, 0 };
 	CK_BYTE sig[1024], data[] = "a contract";
 	CK_RV rv;
 

@@ -7,8 +7,9 @@
   probe.py slow-handshake HOST PORT     trickles a ClientHello: "closed after N s"
   probe.py slow-frame HOST PORT CA CERT KEY [--name N]
       a good handshake, then a frame a byte every 0.5 s: "closed after N s"
-  probe.py hold HOST PORT CA CERT KEY N [--name N]
-      N connections at once, a hello on each: "ok A busy B other C"
+  probe.py hold HOST PORT CA CERT KEY N [--name N] [--flood S]
+      N connections at once, a hello on each: "ok A busy B other C"; with
+      --flood, hellos on all of them for S seconds ("... answered D")
   probe.py impostor PORT CERT KEY OUT   a TLS server that writes to OUT how
       many bytes of application data it was sent (runs until killed)
 """
@@ -124,6 +125,7 @@ def slow_frame(args):
 
 def hold(args):
     name = opt(args, "--name")
+    flood = float(opt(args, "--flood", "0"))
     host, port, ca, cert, key, n = args[:6]
     ctx = context(ca, cert, key)
     conns, counts = [], {"ok": 0, "busy": 0, "other": 0}
@@ -141,7 +143,19 @@ def hold(args):
                 counts["other"] += 1
         except (ssl.SSLError, OSError):
             counts["other"] += 1
-    print("ok %(ok)d busy %(busy)d other %(other)d" % counts)
+    # --flood S: hellos as fast as they are answered on every connection
+    # held, for S seconds (one device flooding its own share).
+    counts["answered"] = 0
+    end = time.monotonic() + flood
+    while conns and time.monotonic() < end:
+        for s in conns:
+            s.sendall(frame({"v": 1, "op": "hello"}))
+            if read_frame(s) is not None:
+                counts["answered"] += 1
+    if flood:
+        print("ok %(ok)d busy %(busy)d other %(other)d answered %(answered)d" % counts)
+    else:
+        print("ok %(ok)d busy %(busy)d other %(other)d" % counts)
 
 
 def impostor(args):

@@ -1,0 +1,64 @@
+#!/usr/bin/env bash
+# tls: two devices (alice's desktop and dave's) on one gateway. One device
+# flooding its share (all its connections held, hellos as fast as they are
+# answered, more connections asked for) does not keep the other from
+# signing; a device whose record has expired is refused at the handshake
+# with "certificate expired", which `sealctl status` on its desktop shows.
+#
+# env: SEALGATE_BUILD, SEALGATE_SOURCE, SEALGATE_MODULE, SG_P11CLIENT
+set -euo pipefail
+. "$(dirname "$0")/lib.sh" tls-devices
+tls_up
+URL=tls://$GWIP:$PORT
+
+# enroll DESKDIR PERSON ID: request, approval, collection.
+enroll() {
+	DESK=$1 desk "$ctl" device enroll --gateway "$URL" --ca "$PKI/site-ca.pem" --person "$2" >/dev/null 2>&1 || true
+	admin approve "$3" >/dev/null 2>&1
+	DESK=$1 desk "$ctl" device enroll --gateway "$URL" --ca "$PKI/site-ca.pem" --person "$2" >/dev/null 2>&1
+}
+enroll "$W/desk1" alice 1 && enroll "$W/desk2" dave 2 &&
+	[ -s "$W/desk1/config/sealgate/device.pem" ] && [ -s "$W/desk2/config/sealgate/device.pem" ] &&
+	pass "two devices enrolled and approved" || { fail "enrollment"; tail -5 "$W/sealgated.log"; }
+D1=$W/desk1/config/sealgate
+
+# Device 1 floods: its 4 connections held and busy, 2 more refused.
+in_desk $PROBE hold "$GWIP" "$PORT" "$PKI/site-ca.pem" "$D1/device.pem" "$D1/device.key" 6 --flood 8 \
+	>"$W/flood.out" 2>&1 &
+flood_pid=$!
+sleep 1
+ok=0
+for i in 1 2 3 4 5; do
+	DESK=$W/desk2 desk env SG_PIN=dave-password SG_LABEL="Finance Seal" SG_ECDSA=1 "$P11CLIENT" "$MODULE" sign \
+		>"$W/sign2-$i.out" 2>&1 && ok=$((ok + 1))
+done
+wait "$flood_pid" || true
+out=$(cat "$W/flood.out")
+case $out in "ok 4 busy 2 other 0 answered "*) pass "device 1 floods within its share ($out)" ;;
+	*) fail "flood: $out" ;; esac
+[ "$ok" = 5 ] && pass "device 2 signs 5 times while device 1 floods" ||
+	{ fail "device 2 signed $ok of 5 during the flood"; cat "$W/sign2-1.out"; }
+n=$(audit_count "action = 'sign' AND outcome = 'ok' AND actor = 'dave' AND exe LIKE 'device 2 sha256:%'")
+[ "$n" = 5 ] && pass "the 5 records name device 2" || fail "device 2 records: $n"
+
+# Device 2's record says its certificate has expired (as if a year had
+# passed; OpenSSL's own date check covers the certificate's notAfter).
+fixture stop
+python3 - "$W/devices/2.json" <<'PY'
+import json, sys
+p = sys.argv[1]
+d = json.load(open(p))
+d["not_after"] = 1
+json.dump(d, open(p, "w"))
+PY
+fixture start >/dev/null 2>&1 || { fail "restart"; tail -5 "$W/sealgated.log"; }
+DESK=$W/desk2 desk env SG_PIN=dave-password SG_LABEL="Finance Seal" SG_ECDSA=1 "$P11CLIENT" "$MODULE" sign \
+	>"$W/expired.out" 2>&1 && fail "an expired device signed" || pass "an expired device cannot sign"
+rc=0
+out=$(DESK=$W/desk2 desk "$ctl" status 2>&1) || rc=$?
+[ $rc = 3 ] && printf '%s\n' "$out" | grep -q "certificate expired" &&
+	pass "sealctl status on its desktop says the certificate has expired" ||
+	{ fail "status of an expired device (exit $rc)"; printf '%s\n' "$out"; }
+DESK=$W/desk1 desk env SG_PIN=alice-password "$P11CLIENT" "$MODULE" sign >"$W/sign1.out" 2>&1 &&
+	pass "device 1 still signs" || { fail "device 1 after the restart"; cat "$W/sign1.out"; }
+finish
