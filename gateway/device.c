@@ -182,7 +182,6 @@ dev_load(struct gw_devices *d, const char *name, char *err, size_t errlen)
 	json_error_t je;
 	json_t *o;
 	struct dev e = { 0 };
-	int64_t v;
 	const char *s;
 	char why[128];
 	struct stat sb;
@@ -218,7 +217,6 @@ dev_load(struct gw_devices *d, const char *name, char *err, size_t errlen)
 	if (sg_get_str(o, "cert", true, &s, RECORD_MAX, why, sizeof(why)) == 0)
 		e.cert = strdup(s);
 	json_decref(o);
-	(void)v;
 	if (e.csr == NULL || e.cert == NULL || d->n == GW_DEVICE_MAX) {
 		dev_clear(&e);
 		sg_seterr(err, errlen, "%s: out of memory or too many devices", path);
@@ -477,6 +475,7 @@ gw_device_enroll(struct gw_ctx *ctx, const struct gw_peer *peer, const json_t *m
 	BIO *b = NULL;
 	struct dev e = { 0 }, *same = NULL;
 	size_t pending = 0;
+	int64_t id;
 	char err[256], code[20];
 	json_t *rep = NULL;
 	bool known;
@@ -532,16 +531,18 @@ gw_device_enroll(struct gw_ctx *ctx, const struct gw_peer *peer, const json_t *m
 	e.requested = e.changed = time(NULL);
 	e.csr = strdup(csr);
 	e.cert = strdup("");
-	if (e.csr == NULL || e.cert == NULL || d->n == d->cap) {
+	if (e.csr != NULL && e.cert != NULL && d->n == d->cap) {
 		size_t cap = d->cap ? 2 * d->cap : 16;
-		struct dev *nv = e.csr && e.cert ? realloc(d->v, cap * sizeof(*nv)) : NULL;
-		if (nv == NULL) {
-			pthread_mutex_unlock(&d->lock);
-			rep = refuse(CKR_HOST_MEMORY, "internal", "out of memory");
-			goto out;
+		struct dev *nv = realloc(d->v, cap * sizeof(*nv));
+		if (nv != NULL) {
+			d->v = nv;
+			d->cap = cap;
 		}
-		d->v = nv;
-		d->cap = cap;
+	}
+	if (e.csr == NULL || e.cert == NULL || d->n == d->cap) {
+		pthread_mutex_unlock(&d->lock);
+		rep = refuse(CKR_HOST_MEMORY, "internal", "out of memory");
+		goto out;
 	}
 	/* Recorded, then kept: a request the log does not show is not made. */
 	if (record(ctx, peer, "device_enroll", "ok", NULL, NULL, &e) < 0 ||
@@ -551,14 +552,15 @@ gw_device_enroll(struct gw_ctx *ctx, const struct gw_peer *peer, const json_t *m
 		rep = refuse(CKR_DEVICE_ERROR, "internal", "the request could not be kept");
 		goto out;
 	}
+	id = e.id;
 	d->next_id++;
 	d->v[d->n++] = e;
 	memset(&e, 0, sizeof(e));
 	pthread_mutex_unlock(&d->lock);
-	gw_log_info("device request %lld from host %s for %s, key %s", (long long)d->next_id - 1,
-	            host, person, code);
+	gw_log_info("device request %lld from host %s for %s, key %s", (long long)id, host, person,
+	            code);
 	rep = sg_reply_ok();
-	json_object_set_new(rep, "id", json_integer((json_int_t)(d->next_id - 1)));
+	json_object_set_new(rep, "id", json_integer((json_int_t)id));
 	json_object_set_new(rep, "code", json_string(code));
 out:
 	dev_clear(&e);
