@@ -340,12 +340,13 @@ static void conn_unlink(struct conn *c);
 static bool
 tls_admit(struct conn *c)
 {
+	struct gw_peer peer;
 	char why[300];
 	unsigned mine = 0, cap, quiet;
 	json_t *rep;
 	int rc;
 
-	rc = gw_tls_accept(c->tls, c->fd, c->enroll, lim.frame_ms, &c->io, &c->peer, why,
+	rc = gw_tls_accept(c->tls, c->fd, c->enroll, lim.frame_ms, &c->io, &peer, why,
 	                   sizeof(why));
 	if (rc < 0) {
 		if (say_due(GW_TLS_HANDSHAKE_UID, &quiet))
@@ -359,7 +360,9 @@ tls_admit(struct conn *c)
 		return false;
 	}
 	cap = c->enroll ? lim.per_unknown_uid : lim.per_device;
+	/* The accept thread reads every connection's uid under the lock. */
 	pthread_mutex_lock(&conns_lock);
+	c->peer = peer;
 	for (struct conn *o = conns; o; o = o->next)
 		mine += o != c && o->peer.uid == c->peer.uid;
 	pthread_mutex_unlock(&conns_lock);
