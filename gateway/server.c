@@ -11,6 +11,7 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <malloc.h>
+#include <netdb.h>
 #include <poll.h>
 #include <pwd.h>
 #include <signal.h>
@@ -247,6 +248,7 @@ struct conn {
 	struct sg_io io;
 	struct gw_tls *tls;             /* a TLS connection: handshake on its thread */
 	bool enroll;                    /* on the enrollment endpoint */
+	char addr[64];                  /* TLS: the peer's IP address, numeric */
 	struct gw_peer peer;
 	struct conn *next, *prev;
 };
@@ -507,7 +509,7 @@ conn_start(struct gw_ctx *ctx, int fd, struct gw_tls *tls, bool enroll)
 	struct conn *c;
 	pthread_attr_t attr;
 	pthread_t th;
-	unsigned mine = 0, cap = 0;
+	unsigned mine = 0, cap = 0, from_addr = 0;
 	struct timeval tv = { .tv_sec = lim.frame_ms / 1000 };
 	const char *why = NULL;
 	unsigned limit = 0;
@@ -524,9 +526,16 @@ conn_start(struct gw_ctx *ctx, int fd, struct gw_tls *tls, bool enroll)
 	c->tls = tls;
 	c->enroll = enroll;
 	if (tls != NULL) {
+		struct sockaddr_storage ss;
+		socklen_t sl = sizeof(ss);
+
 		c->peer.uid = GW_TLS_HANDSHAKE_UID;
 		snprintf(c->peer.login, sizeof(c->peer.login), "handshake");
 		cap = GW_TLS_HANDSHAKES_MAX;
+		if (getpeername(fd, (struct sockaddr *)&ss, &sl) < 0 ||
+		    getnameinfo((struct sockaddr *)&ss, sl, c->addr, sizeof(c->addr), NULL, 0,
+		                NI_NUMERICHOST) != 0)
+			snprintf(c->addr, sizeof(c->addr), "?");
 	} else {
 		/* A reply the client does not read cannot hold the thread either. */
 		(void)setsockopt(fd, SOL_SOCKET, SO_SNDTIMEO, &tv, sizeof(tv));
@@ -539,9 +548,18 @@ conn_start(struct gw_ctx *ctx, int fd, struct gw_tls *tls, bool enroll)
 	if (cap > 0)
 		for (struct conn *o = conns; o; o = o->next)
 			mine += o->peer.uid == c->peer.uid;
+	/* Before its handshake a peer is only an address: one address gets a
+	 * small share of the handshakes in flight, so a slowloris from one
+	 * machine cannot take them all. */
+	if (tls != NULL)
+		for (struct conn *o = conns; o; o = o->next)
+			from_addr += o->peer.uid == GW_TLS_HANDSHAKE_UID && strcmp(o->addr, c->addr) == 0;
 	if (n_conns >= lim.max_conns) {
 		why = "the gateway's connection limit is reached";
 		limit = lim.max_conns;
+	} else if (tls != NULL && from_addr >= GW_TLS_HANDSHAKES_PER_ADDR) {
+		why = "this address holds its limit of TLS handshakes in flight";
+		limit = GW_TLS_HANDSHAKES_PER_ADDR;
 	} else if (cap > 0 && mine >= cap) {
 		why = tls != NULL ? "the limit of TLS handshakes in flight is reached" :
 		      cap == lim.per_uid ? "this uid holds its limit of connections" :
@@ -560,8 +578,8 @@ conn_start(struct gw_ctx *ctx, int fd, struct gw_tls *tls, bool enroll)
 		/* Nothing can be said before a handshake: just closed. */
 		unsigned quiet;
 		if (say_due(GW_TLS_HANDSHAKE_UID, &quiet))
-			gw_log_warn("refusing a TLS connection: %s (%u); %u more since the last such "
-			            "line", why, limit, quiet);
+			gw_log_warn("refusing a TLS connection from %s: %s (%u); %u more since the "
+			            "last such line", c->addr, why, limit, quiet);
 		close(fd);
 		free(c);
 		return;

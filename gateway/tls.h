@@ -25,6 +25,7 @@ struct gw_tls;
 #define GW_TLS_HANDSHAKE_UID 0x3ffffffeu   /* handshake not finished */
 #define GW_TLS_ENROLL_UID    0x3fffffffu   /* on the enrollment endpoint */
 #define GW_TLS_HANDSHAKES_MAX 64           /* handshakes in flight at once */
+#define GW_TLS_HANDSHAKES_PER_ADDR 8       /* of those, from one IP address */
 
 /* Loads the gateway's certificate and key and the device CA, and listens
  * on cfg->tls_listen (and tls_enroll_listen). 0 (*out NULL when nothing

@@ -5,6 +5,8 @@
       a hello over TLS; prints "reply ok", "reply error CODE: MESSAGE" or
       "refused: WHY" (the handshake or the first read failed)
   probe.py slow-handshake HOST PORT     trickles a ClientHello: "closed after N s"
+  probe.py slow-handshakes HOST PORT N [HOLD]  N trickled handshakes at once,
+      held HOLD s: "closed at once A, held B"
   probe.py slow-frame HOST PORT CA CERT KEY [--name N]
       a good handshake, then a frame a byte every 0.5 s: "closed after N s"
   probe.py hold HOST PORT CA CERT KEY N [--name N] [--flood S]
@@ -116,6 +118,28 @@ def slow_handshake(args):
     closed_after(s, b"\x16\x03\x01\x02\x00\x01\x00\x01\xfc\x03\x03" + b"\x00" * 200, 0.5)
 
 
+def slow_handshakes(args):
+    """N trickled handshakes at once: "closed at once A, held B"."""
+    host, port, n = args[:3]
+    conns = [socket.create_connection((host, int(port)), timeout=30) for _ in range(int(n))]
+    for s in conns:
+        s.send(b"\x16\x03\x01\x02\x00")
+    time.sleep(0.5)
+    closed = 0
+    for s in conns:
+        s.setblocking(False)
+        try:
+            if s.recv(1) == b"":
+                closed += 1
+        except BlockingIOError:
+            pass
+        except OSError:
+            closed += 1
+    print("closed at once %d, held %d" % (closed, int(n) - closed))
+    sys.stdout.flush()
+    time.sleep(float(args[3]) if len(args) > 3 else 0)
+
+
 def slow_frame(args):
     name = opt(args, "--name")
     host, port, ca, cert, key = args[:5]
@@ -187,6 +211,6 @@ def impostor(args):
 
 
 cmds = {"hello": hello, "slow-handshake": slow_handshake, "slow-frame": slow_frame,
-        "hold": hold, "impostor": impostor}
+        "hold": hold, "impostor": impostor, "slow-handshakes": slow_handshakes}
 sys.stdout.reconfigure(line_buffering=True)
 cmds[sys.argv[1]](sys.argv[2:])

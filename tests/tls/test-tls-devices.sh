@@ -2,7 +2,8 @@
 # tls: two devices (alice's desktop and dave's) on one gateway. One device
 # flooding its share (all its connections held, hellos as fast as they are
 # answered, more connections asked for) does not keep the other from
-# signing; a device whose record has expired is refused at the handshake
+# signing; one address holds at most 8 handshakes in flight while a
+# device elsewhere signs; a device whose record has expired is refused at the handshake
 # with "certificate expired", which `sealctl status` on its desktop shows.
 #
 # env: SEALGATE_BUILD, SEALGATE_SOURCE, SEALGATE_MODULE, SG_P11CLIENT
@@ -40,6 +41,27 @@ case $out in "ok 4 busy 2 other 0 answered "*) pass "device 1 floods within its 
 	{ fail "device 2 signed $ok of 5 during the flood"; cat "$W/sign2-1.out"; }
 n=$(audit_count "action = 'sign' AND outcome = 'ok' AND actor = 'dave' AND exe LIKE 'device 2 sha256:%'")
 [ "$n" = 5 ] && pass "the 5 records name device 2" || fail "device 2 records: $n"
+
+# One address trickling 10 handshakes at once holds 8 (its share of the
+# 64 in flight); the other 2 are closed at once, and a device elsewhere
+# signs meanwhile.
+"${IN_DESK[@]}" $PROBE slow-handshakes "$GWIP" "$PORT" 10 3 >"$W/slowmany.out" 2>&1 &
+slow_pid=$!
+BG_PIDS+=("$slow_pid")
+sleep 1
+if [ -n "$NS_GW" ]; then
+	# (from the gateway's own namespace: another source address)
+	env HOME="$W/desk1" XDG_CONFIG_HOME="$W/desk1/config" SG_PIN=alice-password \
+		"${IN_GW[@]}" "$P11CLIENT" "$MODULE" sign >"$W/other-addr.out" 2>&1 &&
+		pass "a device at another address signs while one address holds its handshakes" ||
+		{ fail "sign from another address"; cat "$W/other-addr.out"; }
+else
+	echo "# loopback: one address only, the other-address check is left out"
+fi
+wait "$slow_pid" || true
+out=$(cat "$W/slowmany.out")
+[ "$out" = "closed at once 2, held 8" ] && pass "one address gets 8 handshakes in flight ($out)" ||
+	fail "handshakes per address: $out"
 
 # Device 2's record says its certificate has expired (as if a year had
 # passed; OpenSSL's own date check covers the certificate's notAfter).
