@@ -1,3 +1,4 @@
+# shellcheck shell=bash disable=SC2034  # (variables are the test scripts')
 # Shared by the tls suite's shell tests (bash, sourced): the integration
 # fixture's gateway and token, a site CA with the gateway's certificate, a
 # device CA whose key the gateway holds, another CA, and two network
@@ -21,7 +22,7 @@ P11CLIENT=${SG_P11CLIENT:?SG_P11CLIENT not set}
 PROBE="python3 $SEALGATE_SOURCE/tests/tls/probe.py"
 DESK=$W/desk
 PKI=$W/pki
-NS_GW= NS_DESK= VETH=
+NS_GW='' NS_DESK='' VETH=''
 IN_GW=() IN_DESK=()
 BG_PIDS=()          # background probes, stopped at exit
 
@@ -67,7 +68,7 @@ net_up() {
 	else
 		ip netns del "$NS_GW" 2>/dev/null || true
 		ip netns del "$NS_DESK" 2>/dev/null || true
-		NS_GW= NS_DESK=
+		NS_GW='' NS_DESK=''
 		GWIP=127.0.0.1 DESKIP=127.0.0.1
 		PORT=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])')
 		EPORT=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])')
