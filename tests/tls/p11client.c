@@ -5,7 +5,8 @@
  *
  *   p11client MODULE sign|resume|cut|fork
  * env: SG_PIN (the person's password), SG_LABEL (seal, default "Contract
- * Seal"), SG_ECDSA (set: the seal is EC, CKM_ECDSA_SHA256), SG_IDLE (resume: seconds to wait), SG_SYNC (cut: files SG_SYNC.ready, .cut, .back to step with the
+ * Seal"), SG_SYNC (resume: SG_SYNC.ready after the first signature, then
+ * waits for SG_SYNC.go), SG_ECDSA (set: the seal is EC, CKM_ECDSA_SHA256), SG_IDLE (resume: seconds to wait), SG_SYNC (cut: files SG_SYNC.ready, .cut, .back to step with the
  * script). Prints one line per step; exit 0 when each did what it should.
  */
 #include <dlfcn.h>
@@ -129,6 +130,10 @@ main(int argc, char **argv)
 	if (strcmp(argv[2], "resume") == 0) {
 		/* The gateway closes the idle connection meanwhile: the next
 		 * one resumes the TLS session. */
+		if (getenv("SG_SYNC") != NULL) {
+			touch("ready");
+			wait_file("go");
+		}
 		sleep((unsigned)atoi(getenv("SG_IDLE") ? getenv("SG_IDLE") : "4"));
 		rv = sign(s);
 		printf("sign again 0x%lx\n", rv);

@@ -63,6 +63,32 @@ out=$(cat "$W/slowmany.out")
 [ "$out" = "closed at once 2, held 8" ] && pass "one address gets 8 handshakes in flight ($out)" ||
 	fail "handshakes per address: $out"
 
+# Revoked while connected: device 3's open connection is cut at its next
+# request; device 4, revoked while its process was idle, comes back on a
+# resumed TLS session (which skips the certificate check) and is refused
+# after the handshake all the same.
+enroll "$W/desk3" alice 3 && enroll "$W/desk4" alice 4 || fail "devices 3 and 4"
+revoke_between() { # DESK IDLE ID
+	rm -f "$W/rv".*
+	DESK=$1 desk env SG_PIN=alice-password SG_SYNC="$W/rv" SG_IDLE="$2" SEALGATE_DEBUG=1 \
+		"$P11CLIENT" "$MODULE" resume \
+		>"$W/rv$3.out" 2>&1 &
+	local pid=$!
+	for _ in $(seq 100); do [ -e "$W/rv.ready" ] && break; sleep 0.1; done
+	admin revoke "$3" >/dev/null 2>&1 || fail "revoke $3"
+	touch "$W/rv.go"
+	wait "$pid" && return 1
+	grep -q "^sign 0x0$" "$W/rv$3.out" && ! grep -q "^sign again 0x0$" "$W/rv$3.out"
+}
+revoke_between "$W/desk3" 0 3 && grep -q "^sign again 0x32$" "$W/rv3.out" &&
+	pass "a device revoked while connected is cut at its next request (CKR_DEVICE_REMOVED)" ||
+	{ fail "revoked while connected"; cat "$W/rv3.out"; }
+revoke_between "$W/desk4" 4 4 && grep -q "TLSv1.3, session resumed" "$W/rv4.out" &&
+	pass "a device revoked while idle is refused on a resumed session" ||
+	{ fail "revoked, resumed"; cat "$W/rv4.out"; }
+n=$(audit_count "action = 'sign' AND outcome = 'ok' AND exe LIKE 'device 4 %(resumed)%'")
+[ "$n" = 0 ] && pass "no signature of device 4 after its revocation" || fail "device 4 signed $n times resumed"
+
 # Device 2's record says its certificate has expired (as if a year had
 # passed; OpenSSL's own date check covers the certificate's notAfter).
 fixture stop
