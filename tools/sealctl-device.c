@@ -42,6 +42,23 @@ sgm_debug(const char *fmt, ...)
 	va_end(ap);
 }
 
+/* sealgate.conf's user, as the module takes it. */
+static char conf_user[SG_NAME_MAX + 1];
+
+const char *
+sealctl_conf_user(void)
+{
+	struct sgm_conf conf;
+	char err[512];
+
+	if (conf_user[0] == '\0' && sgm_conf_load(&conf, err, sizeof(err)) == 0) {
+		if (conf.user != NULL)
+			snprintf(conf_user, sizeof(conf_user), "%s", conf.user);
+		sgm_conf_free(&conf);
+	}
+	return conf_user[0] != '\0' ? conf_user : NULL;
+}
+
 const char *
 sealctl_default_gateway(const char **from)
 {

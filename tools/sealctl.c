@@ -303,6 +303,8 @@ main(int argc, char **argv)
 	else
 		c.socket = sealctl_default_gateway(&c.socket_from);
 	c.user = getenv("SEALGATE_USER");
+	if (c.user == NULL || c.user[0] == '\0')
+		c.user = sealctl_conf_user();
 	/* "+": options stop at the command, so its own args are left alone. */
 	while ((ch = getopt_long(argc, argv, "+s:u:p:jh", longopts, NULL)) != -1) {
 		switch (ch) {

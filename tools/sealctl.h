@@ -25,5 +25,7 @@ void sealctl_device_done(struct cli *c);
  * sealgate.conf's (docs/clients.md), else the
  * default socket; *from says which. */
 const char *sealctl_default_gateway(const char **from);
+/* sealgate.conf's user (the account, as for the module), or NULL. */
+const char *sealctl_conf_user(void);
 
 #endif
