@@ -129,6 +129,7 @@ make_ctx(struct gw_tls *t, const struct gw_config *cfg, bool devices, char *err,
 {
 	SSL_CTX *c = SSL_CTX_new(TLS_server_method());
 	STACK_OF(X509_NAME) *names;
+	struct stat sb;
 	char why[256];
 
 	if (c == NULL) {
@@ -144,6 +145,14 @@ make_ctx(struct gw_tls *t, const struct gw_config *cfg, bool devices, char *err,
 	if (SSL_CTX_use_certificate_chain_file(c, cfg->tls_cert) != 1) {
 		ssl_why(cfg->tls_cert, why, sizeof(why));
 		snprintf(err, errlen, "tls_cert %s", why);
+		goto fail;
+	}
+	/* The gateway's key, like the token PIN file: the gateway's user's
+	 * alone, or someone else could be the gateway. */
+	if (lstat(cfg->tls_key, &sb) < 0 || !S_ISREG(sb.st_mode) || sb.st_uid != geteuid() ||
+	    (sb.st_mode & 077) != 0) {
+		snprintf(err, errlen, "tls_key %s: must be a file owned by the gateway's user, "
+		         "mode 0600", cfg->tls_key);
 		goto fail;
 	}
 	if (SSL_CTX_use_PrivateKey_file(c, cfg->tls_key, SSL_FILETYPE_PEM) != 1 ||

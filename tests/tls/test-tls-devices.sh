@@ -4,7 +4,8 @@
 # answered, more connections asked for) does not keep the other from
 # signing; one address holds at most 8 handshakes in flight while a
 # device elsewhere signs; a device whose record has expired is refused at the handshake
-# with "certificate expired", which `sealctl status` on its desktop shows.
+# with "certificate expired", which `sealctl status` on its desktop shows;
+# a gateway whose TLS key others can read does not start.
 #
 # env: SEALGATE_BUILD, SEALGATE_SOURCE, SEALGATE_MODULE, SG_P11CLIENT
 set -euo pipefail
@@ -109,4 +110,17 @@ out=$(DESK=$W/desk2 desk "$ctl" status 2>&1) || rc=$?
 	{ fail "status of an expired device (exit $rc)"; printf '%s\n' "$out"; }
 DESK=$W/desk1 desk env SG_PIN=alice-password "$P11CLIENT" "$MODULE" sign >"$W/sign1.out" 2>&1 &&
 	pass "device 1 still signs" || { fail "device 1 after the restart"; cat "$W/sign1.out"; }
+
+# The gateway's own TLS key readable by others: it does not start.
+fixture stop
+chmod 644 "$PKI/gateway.key"
+: >"$W/sealgated.log"
+if fixture start >/dev/null 2>&1; then
+	fail "the gateway started with its TLS key mode 0644"
+else
+	grep -q "tls_key $PKI/gateway.key: must be a file owned by the gateway's user, mode 0600" "$W/sealgated.log" &&
+		pass "a TLS key others can read keeps the gateway from starting, and the log says why" ||
+		{ fail "open TLS key: log"; tail -3 "$W/sealgated.log"; }
+fi
+chmod 600 "$PKI/gateway.key"
 finish
