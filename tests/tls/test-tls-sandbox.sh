@@ -26,7 +26,12 @@ eval "$(cat "$D/env")"
 out=$("$build/tools/sealctl" status 2>&1) || true
 printf '%s\n' "$out" | grep -q "reachable at tls://127.0.0.1:$port" && printf '%s\n' "$out" | grep -q "^account:  alice" &&
 	pass "sealctl status goes over TLS, as alice (sealgate.conf's user)" || { fail "status"; printf '%s\n' "$out"; }
-n=$(pkcs11-tool --module "$SEALGATE_MODULE" --login --pin "$SEALGATE_PASS_ALICE" --list-objects --type privkey 2>/dev/null |
+# (in an ASan build pkcs11-tool needs the sanitizer's runtime first)
+asan=()
+case ${SEALGATE_SANITIZE:-} in
+*address*) asan=(LD_PRELOAD="$(gcc -print-file-name=libasan.so)" ASAN_OPTIONS=detect_leaks=0) ;;
+esac
+n=$(env "${asan[@]}" pkcs11-tool --module "$SEALGATE_MODULE" --login --pin "$SEALGATE_PASS_ALICE" --list-objects --type privkey 2>/dev/null |
 	grep -c "^Private Key Object" || true)
 [ "$n" -ge 1 ] && pass "alice logs in through the module over TLS ($n private keys)" || fail "login over TLS: $n keys"
 n=$(sqlite3 "file:$D/sealgate.db?mode=ro" "SELECT count(*) FROM audit WHERE action = 'login' AND outcome = 'ok' AND actor = 'alice' AND exe LIKE 'device 1 sha256:%pkcs11-tool%'")
