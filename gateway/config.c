@@ -35,7 +35,10 @@ static const char *const config_keys[] = {
 	"audit_checkpoint_interval", "auth_max_failures", "auth_lockout", "signing_window",
 	"confirm_timeout", "password_cost", "password_hash_concurrency", "test_clock",
 	"max_connections", "connections_per_uid", "connections_per_unknown_uid", "frame_timeout",
-	"client_idle_timeout", "totp_site_keys", NULL
+	"client_idle_timeout", "totp_site_keys",
+	/* The TLS front (docs/deployment.md). */
+	"tls_listen", "tls_cert", "tls_key", "tls_device_ca", "tls_device_ca_key", "tls_devices",
+	"tls_enroll_listen", "tls_connections_per_device", "tls_device_days", NULL
 };
 
 void
@@ -63,6 +66,13 @@ gw_config_free(struct gw_config **cfg)
 	free(c->log);
 	free(c->card_watch);
 	free(c->reader);
+	free(c->tls_listen);
+	free(c->tls_cert);
+	free(c->tls_key);
+	free(c->tls_device_ca);
+	free(c->tls_device_ca_key);
+	free(c->tls_devices);
+	free(c->tls_enroll_listen);
 	free(c);
 	*cfg = NULL;
 }
@@ -128,6 +138,64 @@ get_str(struct gw_yaml *y, yaml_node_t *root, const char *key, const char *def,
 		return def && *out == NULL ? gw_yaml_errf(y, root, "out of memory") : 0;
 	}
 	return gw_yaml_str(y, n, key, out);
+}
+
+/* An optional path: NULL when absent. */
+static int
+get_opt_path(struct gw_yaml *y, yaml_node_t *root, const char *key, const char *dir, char **out)
+{
+	yaml_node_t *n = gw_yaml_map_get(y, root, key);
+
+	*out = NULL;
+	if (n == NULL)
+		return 0;
+	if (gw_yaml_str(y, n, key, out) < 0)
+		return -1;
+	return resolve(y, n, dir, out, false);
+}
+
+/* The TLS front's keys: all or nothing of what a listener needs. */
+static int
+parse_tls(struct gw_yaml *y, yaml_node_t *root, const char *dir, struct gw_config *c)
+{
+	yaml_node_t *n;
+	int64_t v;
+
+	if (get_str(y, root, "tls_listen", NULL, &c->tls_listen) < 0 ||
+	    get_str(y, root, "tls_enroll_listen", NULL, &c->tls_enroll_listen) < 0 ||
+	    get_opt_path(y, root, "tls_cert", dir, &c->tls_cert) < 0 ||
+	    get_opt_path(y, root, "tls_key", dir, &c->tls_key) < 0 ||
+	    get_opt_path(y, root, "tls_device_ca", dir, &c->tls_device_ca) < 0 ||
+	    get_opt_path(y, root, "tls_device_ca_key", dir, &c->tls_device_ca_key) < 0 ||
+	    get_opt_path(y, root, "tls_devices", dir, &c->tls_devices) < 0)
+		return -1;
+	c->tls_connections_per_device = 8;
+	if ((n = gw_yaml_map_get(y, root, "tls_connections_per_device")) != NULL) {
+		if (gw_yaml_int(y, n, "tls_connections_per_device", 1, 1024, &v) < 0)
+			return -1;
+		c->tls_connections_per_device = (unsigned)v;
+	}
+	c->tls_device_days = 365;
+	if ((n = gw_yaml_map_get(y, root, "tls_device_days")) != NULL) {
+		if (gw_yaml_int(y, n, "tls_device_days", 1, 3650, &v) < 0)
+			return -1;
+		c->tls_device_days = (unsigned)v;
+	}
+	if (c->tls_listen == NULL && c->tls_enroll_listen != NULL)
+		return gw_yaml_errf(y, gw_yaml_map_get(y, root, "tls_enroll_listen"),
+		                    "tls_enroll_listen without tls_listen: enrolled devices would "
+		                    "have nowhere to go");
+	if (c->tls_listen == NULL)
+		return 0;
+	if (c->tls_cert == NULL || c->tls_key == NULL || c->tls_device_ca == NULL ||
+	    c->tls_devices == NULL)
+		return gw_yaml_errf(y, gw_yaml_map_get(y, root, "tls_listen"),
+		                    "tls_listen needs tls_cert, tls_key (the gateway's own), "
+		                    "tls_device_ca (the devices' CA) and tls_devices (their records)");
+	if (c->tls_enroll_listen != NULL && c->tls_device_ca_key == NULL)
+		return gw_yaml_errf(y, gw_yaml_map_get(y, root, "tls_enroll_listen"),
+		                    "tls_enroll_listen needs tls_device_ca_key to issue certificates");
+	return 0;
 }
 
 static unsigned
@@ -438,6 +506,8 @@ parse_tree(struct gw_yaml *y, yaml_node_t *root, const char *name, struct gw_con
 	}
 	if ((n = gw_yaml_map_get(y, root, "test_clock")) != NULL &&
 	    gw_yaml_bool(y, n, "test_clock", &c->test_clock) < 0)
+		goto out;
+	if (parse_tls(y, root, dir, c) < 0)
 		goto out;
 	rv = 0;
 out:

@@ -49,6 +49,15 @@ struct gw_config {
 	unsigned connections_per_unknown_uid; /* per other uid; default 8 */
 	unsigned frame_timeout;      /* seconds for a whole frame once its first byte is in; 5 */
 	unsigned client_idle_timeout; /* seconds a connection may wait with no request; 120 */
+	/* The TLS front (docs/deployment.md): read at start. NULL: none. */
+	char *tls_listen;            /* "HOST:PORT": mutual TLS 1.3 for enrolled devices */
+	char *tls_cert, *tls_key;    /* the gateway's certificate (from the site CA) and key */
+	char *tls_device_ca;         /* the CA whose certificates the devices present */
+	char *tls_device_ca_key;     /* its key (file 0600): the gateway issues device certificates */
+	char *tls_devices;           /* directory of the device records */
+	char *tls_enroll_listen;     /* "HOST:PORT": enrollment only, no client certificate */
+	unsigned tls_connections_per_device; /* open connections per device; default 8 */
+	unsigned tls_device_days;    /* days a device certificate is valid; default 365 */
 };
 
 /* Reads and validates path. On error returns -1 and err holds

@@ -6,6 +6,7 @@
  * releases a signature only after its audit record is durable.
  */
 #include "dispatch.h"
+#include "device.h"
 
 #include <errno.h>
 #include <stdatomic.h>
@@ -208,11 +209,32 @@ op_status(struct gw_req *r)
 	return rep;
 }
 
+/* A device over TLS has no OS login the gateway could check: the person
+ * names their account and proves it with their own password (and second
+ * factor), and no os_logins or act_as entry applies. */
+static const struct gw_person *
+resolve(const struct gw_req *r, const char *requested, char *err, size_t errlen)
+{
+	const struct gw_person *who;
+
+	if (r->peer->device == 0)
+		return gw_policy_resolve_account(r->snap->policy, r->peer->login, requested, err,
+		                                 errlen);
+	if (requested == NULL) {
+		snprintf(err, errlen, "over TLS the account must be named (SEALGATE_USER, or user = "
+		         "in sealgate.conf)");
+		return NULL;
+	}
+	who = gw_policy_person(r->snap->policy, requested);
+	if (who == NULL)
+		snprintf(err, errlen, "there is no sealgate account '%s'", requested);
+	return who;
+}
+
 const struct gw_person *
 gw_req_resolve(struct gw_req *r, const char *requested)
 {
-	return gw_policy_resolve_account(r->snap->policy, r->peer->login, requested,
-	                                 r->err, sizeof(r->err));
+	return resolve(r, requested, r->err, sizeof(r->err));
 }
 
 json_t *
@@ -370,6 +392,10 @@ static const struct op ops[] = {
 	{ SG_OP_TOTP_ENROLL, NEED_SESSION,     PW_OWN, NULL, 0, 0, gw_op_totp_enroll },
 	{ SG_OP_TOTP_RESET,  NEED_SESSION,     PW_CODE, SEAL_ADMIN, 0, 0, gw_op_totp_reset },
 	{ SG_OP_USER_UNLOCK, NEED_SESSION,     PW_CODE, SEAL_ADMIN, 0, 0, gw_op_user_unlock },
+	/* devices (device.c): a device certificate is a credential */
+	{ SG_OP_DEVICE_LIST, NEED_SESSION,     0, SEAL_ADMIN, 0, 0, gw_op_device_list },
+	{ SG_OP_DEVICE_APPROVE, NEED_SESSION,  PW_CODE, SEAL_ADMIN, 0, 0, gw_op_device_approve },
+	{ SG_OP_DEVICE_REVOKE, NEED_SESSION,   PW_CODE, SEAL_ADMIN, 0, 0, gw_op_device_revoke },
 	{ SG_OP_AUTH_STATE,  NEED_OPT_SESSION, 0, NULL, 0, 0, gw_op_auth_state },
 	/* carries its own code */
 	{ SG_OP_AUTH_CONTEXT, NEED_SESSION,    0, NULL, 0, 0, gw_op_auth_context },
@@ -419,8 +445,7 @@ missing_factors(struct gw_req *r, unsigned need, unsigned *missing)
 static const struct gw_person *
 session_person(struct gw_req *r, char *why, size_t len)
 {
-	const struct gw_person *who = gw_policy_resolve_account(r->snap->policy, r->peer->login,
-	                                                        r->login.user, why, len);
+	const struct gw_person *who = resolve(r, r->login.user, why, len);
 
 	return who != NULL && strcmp(who->id, r->login.user) == 0 ? who : NULL;
 }

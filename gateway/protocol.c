@@ -34,10 +34,23 @@ sg_seterr(char *err, size_t errlen, const char *fmt, ...)
 }
 
 static int
-write_all(int fd, const uint8_t *buf, size_t len, int more)
+write_all(const struct sg_io *io, const uint8_t *buf, size_t len, int more)
 {
+	int fd = io->fd;
+
 	while (len > 0) {
-		ssize_t n = send(fd, buf, len, MSG_NOSIGNAL | (more ? MSG_MORE : 0));
+		ssize_t n;
+
+		if (io->send != NULL) {
+			/* The transport blocks (within its own deadline). */
+			n = io->send(io->arg, buf, len);
+			if (n <= 0)
+				return n < 0 ? (int)n : -EPIPE;
+			buf += n;
+			len -= (size_t)n;
+			continue;
+		}
+		n = send(fd, buf, len, MSG_NOSIGNAL | (more ? MSG_MORE : 0));
 		if (n < 0 && errno == ENOTSOCK)
 			n = write(fd, buf, len);
 		if (n < 0) {
@@ -93,14 +106,39 @@ struct frame_clock {
  * -ETIME when no byte came before the idle deadline, -ETIMEDOUT when the
  * frame's deadline passed, or -errno. */
 static ssize_t
-read_all(int fd, uint8_t *buf, size_t len, struct frame_clock *fc)
+read_all(const struct sg_io *io, uint8_t *buf, size_t len, struct frame_clock *fc)
 {
 	size_t got = 0;
+	int fd = io->fd;
 
 	while (got < len) {
 		ssize_t n;
 		int rc;
 
+		if (io->recv != NULL) {
+			/* A transport over a non-blocking socket (TLS): what it
+			 * holds decrypted comes first, then the socket is waited
+			 * on within the same deadlines. */
+			n = io->recv(io->arg, buf + got, len - got);
+			if (n == -EAGAIN) {
+				rc = wait_readable(fd, fc->deadline);
+				if (rc == -ETIMEDOUT)
+					return fc->started ? -ETIMEDOUT : -ETIME;
+				if (rc < 0)
+					return rc;
+				continue;
+			}
+			if (n < 0)
+				return n;
+			if (n == 0)
+				return fc->started ? -EPROTO : 0;
+			if (!fc->started) {
+				fc->started = true;
+				fc->deadline = fc->frame_ms < 0 ? -1 : now_ms() + fc->frame_ms;
+			}
+			got += (size_t)n;
+			continue;
+		}
 		/* With a deadline: what is there already is taken without a
 		 * poll (one system call per frame part, as without one). */
 		if (fc->deadline < 0)
@@ -139,6 +177,14 @@ read_all(int fd, uint8_t *buf, size_t len, struct frame_clock *fc)
 int
 sg_msg_write(int fd, const json_t *msg)
 {
+	const struct sg_io io = { .fd = fd };
+
+	return sg_msg_write_io(&io, msg);
+}
+
+int
+sg_msg_write_io(const struct sg_io *io, const json_t *msg)
+{
 	char *body;
 	size_t len;
 	uint8_t *frame;
@@ -163,7 +209,7 @@ sg_msg_write(int fd, const json_t *msg)
 	frame[2] = (uint8_t)(len >> 8);
 	frame[3] = (uint8_t)len;
 	memcpy(frame + 4, body, len);
-	rc = write_all(fd, frame, len + 4, 0);
+	rc = write_all(io, frame, len + 4, 0);
 	/* Bodies may carry PINs: wipe both copies. */
 	OPENSSL_cleanse(body, len);
 	OPENSSL_cleanse(frame, len + 4);
@@ -210,6 +256,15 @@ sg_msg_read(int fd, json_t **out, char *err, size_t errlen)
 int
 sg_msg_read_timed(int fd, int idle_ms, int frame_ms, json_t **out, char *err, size_t errlen)
 {
+	const struct sg_io io = { .fd = fd };
+
+	return sg_msg_read_io(&io, idle_ms, frame_ms, out, err, errlen);
+}
+
+int
+sg_msg_read_io(const struct sg_io *io, int idle_ms, int frame_ms, json_t **out, char *err,
+               size_t errlen)
+{
 	struct frame_clock fc = {
 		.deadline = idle_ms < 0 ? -1 : now_ms() + idle_ms, .frame_ms = frame_ms,
 	};
@@ -220,7 +275,7 @@ sg_msg_read_timed(int fd, int idle_ms, int frame_ms, json_t **out, char *err, si
 	json_t *msg;
 
 	*out = NULL;
-	n = read_all(fd, hdr, sizeof(hdr), &fc);
+	n = read_all(io, hdr, sizeof(hdr), &fc);
 	if (n == 0)
 		return -EPIPE;
 	if (n < 0) {
@@ -240,7 +295,7 @@ sg_msg_read_timed(int fd, int idle_ms, int frame_ms, json_t **out, char *err, si
 	body = malloc(len);
 	if (body == NULL)
 		return -ENOMEM;
-	n = read_all(fd, body, len, &fc);
+	n = read_all(io, body, len, &fc);
 	if (n != (ssize_t)len) {
 		if (n == -ETIMEDOUT)
 			sg_seterr(err, errlen, "the frame was not complete within %d ms", frame_ms);

@@ -11,6 +11,7 @@
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
+#include <sys/types.h>
 #include <jansson.h>
 
 #define SG_PROTO_VERSION     1
@@ -50,6 +51,13 @@
 #define SG_OP_POLICY_PUBLISH "policy_publish"
 #define SG_OP_POLICY_SHOW    "policy_show"
 #define SG_OP_POLICY_HISTORY "policy_history"
+/* devices over TLS (docs/deployment.md); the first two on the enrollment
+ * endpoint only */
+#define SG_OP_DEVICE_ENROLL  "device_enroll"
+#define SG_OP_DEVICE_FETCH   "device_fetch"
+#define SG_OP_DEVICE_LIST    "device_list"
+#define SG_OP_DEVICE_APPROVE "device_approve"
+#define SG_OP_DEVICE_REVOKE  "device_revoke"
 
 /* ---- framing (blocking fds; EINTR handled; MSG_NOSIGNAL on send) ---- */
 
@@ -62,6 +70,19 @@ void sg_seterr(char *err, size_t errlen, const char *fmt, ...)
 
 int sg_msg_write(int fd, const json_t *msg);
 
+/* A connection's bytes when they do not go straight through fd (TLS):
+ * recv takes what is there without blocking (bytes, 0 at EOF, -EAGAIN
+ * when fd must be waited on, or -errno); send blocks within its own
+ * deadline (bytes, or -errno). With recv and send NULL the io is fd. The
+ * frame reader's deadlines and cap are the same either way. */
+struct sg_io {
+	int fd;
+	void *arg;
+	ssize_t (*recv)(void *arg, void *buf, size_t len);
+	ssize_t (*send)(void *arg, const void *buf, size_t len);
+};
+int sg_msg_write_io(const struct sg_io *io, const json_t *msg);
+
 /* Reads one frame and decodes it. Returns 0 and *out (caller json_decref's),
  * -EPIPE on a clean EOF before any byte, -EMSGSIZE on an oversized length
  * (nothing past the header is read), -EPROTO on a malformed body (err says
@@ -73,6 +94,8 @@ int sg_msg_read(int fd, json_t **out, char *err, size_t errlen);
  * hold the reader. */
 int sg_msg_read_timed(int fd, int idle_ms, int frame_ms, json_t **out, char *err,
                       size_t errlen);
+int sg_msg_read_io(const struct sg_io *io, int idle_ms, int frame_ms, json_t **out, char *err,
+                   size_t errlen);
 
 /* Pure decoder used by sg_msg_read and the fuzz target: body must be one
  * JSON object with "v" == SG_PROTO_VERSION. NULL on error, err says why. */

@@ -11,6 +11,7 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <malloc.h>
+#include <netdb.h>
 #include <poll.h>
 #include <pwd.h>
 #include <signal.h>
@@ -26,12 +27,14 @@
 #include "audit.h"
 #include "auth.h"
 #include "changes.h"
+#include "device.h"
 #include "dispatch.h"
 #include "policy_ops.h"
 #include "quota.h"
 #include "refusals.h"
 #include "signpath.h"
 #include "store.h"
+#include "tls.h"
 #include "workflow_ops.h"
 #include "log.h"
 #include "sg-config.h"
@@ -194,6 +197,7 @@ gw_ctx_close(struct gw_ctx *ctx)
 	gw_snapshot_swap(ctx, NULL);
 	gw_store_close(&ctx->store);
 	gw_token_close(&ctx->token);
+	gw_devices_close(&ctx->devices);
 }
 
 struct gw_snapshot *
@@ -271,13 +275,19 @@ gw_peer_identify(int fd, struct gw_peer *peer)
 
 /* The front's limits, from the configuration at start (docs/protocol.md). */
 static struct {
-	unsigned max_conns, per_uid, per_unknown_uid;
+	unsigned max_conns, per_uid, per_unknown_uid, per_device;
 	int frame_ms, idle_ms;
-} lim = { 1024, 64, 8, 5000, 120000 };
+} lim = { 1024, 64, 8, 8, 5000, 120000 };
 
+/* A connection's bytes go through io: the socket itself, or TLS (tls.c)
+ * on the same loop, so both fronts share the framing, cap and deadlines. */
 struct conn {
 	struct gw_ctx *ctx;
 	int fd;
+	struct sg_io io;
+	struct gw_tls *tls;             /* a TLS connection: handshake on its thread */
+	bool enroll;                    /* on the enrollment endpoint */
+	char addr[64];                  /* TLS: the peer's IP address, numeric */
 	struct gw_peer peer;
 	struct conn *next, *prev;
 };
@@ -363,6 +373,86 @@ conn_unlink(struct conn *c)
 	pthread_mutex_unlock(&conns_lock);
 }
 
+static void conn_unlink(struct conn *c);
+
+/* A TLS connection's handshake and admission, on its own thread: the
+ * device is known only once the handshake is done, so its own cap is
+ * checked then. true to serve it; false: it is refused (said, closed). */
+static bool
+tls_admit(struct conn *c)
+{
+	struct gw_peer peer;
+	char why[300];
+	unsigned mine = 0, cap, quiet;
+	json_t *rep;
+	int rc;
+
+	rc = gw_tls_accept(c->tls, c->fd, c->enroll, lim.frame_ms, &c->io, &peer, why,
+	                   sizeof(why));
+	if (rc < 0) {
+		if (say_due(GW_TLS_HANDSHAKE_UID, &quiet))
+			gw_log_warn("%s (%u more since the last such line)", why, quiet);
+		if (rc == -2) {
+			rep = sg_reply_error(CKR_DEVICE_ERROR, "device_refused", "sealgated: %s", why);
+			if (rep)
+				(void)sg_msg_write_io(&c->io, rep);
+			json_decref(rep);
+		}
+		return false;
+	}
+	cap = c->enroll ? lim.per_unknown_uid : lim.per_device;
+	/* The accept thread reads every connection's uid under the lock. */
+	pthread_mutex_lock(&conns_lock);
+	c->peer = peer;
+	for (struct conn *o = conns; o; o = o->next)
+		mine += o != c && o->peer.uid == c->peer.uid;
+	pthread_mutex_unlock(&conns_lock);
+	if (mine < cap)
+		return true;
+	if (say_due(c->peer.uid, &quiet))
+		gw_log_warn("refusing a TLS connection of %s: it holds its limit of connections "
+		            "(%u); %u more refused since the last such line", c->peer.login, cap, quiet);
+	rep = sg_reply_error(CKR_DEVICE_ERROR, "busy", "sealgated: this device holds its limit "
+	                     "of connections (%u)", cap);
+	if (rep)
+		(void)sg_msg_write_io(&c->io, rep);
+	json_decref(rep);
+	return false;
+}
+
+/* What a TLS peer may ask before dispatch: the enrollment endpoint serves
+ * enrollment alone, and a device revoked or expired since the handshake
+ * is out at its next request. NULL to dispatch; else the reply, after
+ * which the connection closes. */
+static json_t *
+tls_gate(struct conn *c, const json_t *req, bool *close_after)
+{
+	const char *op = NULL;
+	char why[256];
+
+	*close_after = false;
+	if (c->tls == NULL)
+		return NULL;
+	(void)sg_get_str(req, "op", false, &op, SG_NAME_MAX, why, sizeof(why));
+	if (c->enroll) {
+		if (op != NULL && strcmp(op, "device_enroll") == 0)
+			return gw_device_enroll(c->ctx, &c->peer, req);
+		if (op != NULL && strcmp(op, "device_fetch") == 0)
+			return gw_device_fetch(c->ctx, &c->peer, req);
+		*close_after = true;
+		return sg_reply_error(CKR_DEVICE_ERROR, "enroll_only", "this is the enrollment "
+		                      "endpoint: only device_enroll and device_fetch are served");
+	}
+	if (gw_tls_recheck(c->ctx, &c->peer, why, sizeof(why)) < 0) {
+		*close_after = true;
+		gw_log_info("closing a TLS connection of %s: %s", c->peer.login, why);
+		return sg_reply_error(CKR_DEVICE_REMOVED, "device_refused", "sealgated: %s", why);
+	}
+	if (op != NULL && strcmp(op, SG_OP_HELLO) == 0)
+		gw_tls_note_client(&c->peer, req);
+	return NULL;
+}
+
 static void *
 conn_main(void *arg)
 {
@@ -372,9 +462,17 @@ conn_main(void *arg)
 
 	pthread_setname_np(pthread_self(), "sg-conn");   /* ps -L, top -H, gdb */
 
+	if (c->tls != NULL && !tls_admit(c)) {
+		gw_tls_conn_free(&c->io);
+		conn_unlink(c);
+		close(c->fd);
+		free(c);
+		return NULL;
+	}
 	for (;;) {
 		json_t *req = NULL, *rep;
-		int rc = sg_msg_read_timed(c->fd, lim.idle_ms, lim.frame_ms, &req, err, sizeof(err));
+		bool close_after = false;
+		int rc = sg_msg_read_io(&c->io, lim.idle_ms, lim.frame_ms, &req, err, sizeof(err));
 
 		if (rc == -EPIPE || rc == -ECONNRESET)
 			break;
@@ -399,20 +497,23 @@ conn_main(void *arg)
 			if (rc == -EPROTO || rc == -EMSGSIZE) {
 				rep = sg_reply_error(CKR_ARGUMENTS_BAD, "bad_request", "%s", err);
 				if (rep)
-					(void)sg_msg_write(c->fd, rep);
+					(void)sg_msg_write_io(&c->io, rep);
 				json_decref(rep);
 			}
 			break;
 		}
-		rep = gw_dispatch(c->ctx, &c->peer, req);
+		rep = tls_gate(c, req, &close_after);
+		if (rep == NULL)
+			rep = gw_dispatch(c->ctx, &c->peer, req);
 		sg_msg_wipe_secrets(req);
 		json_decref(req);
-		rc = sg_msg_write(c->fd, rep);
+		rc = sg_msg_write_io(&c->io, rep);
 		sg_msg_wipe_secrets(rep);
 		json_decref(rep);
-		if (rc < 0)
+		if (rc < 0 || close_after)
 			break;
 	}
+	gw_tls_conn_free(&c->io);
 	conn_unlink(c);
 	close(c->fd);
 	free(c);
@@ -433,46 +534,74 @@ conn_refuse(struct conn *c, const char *why, unsigned limit)
 		            c->peer.login, (int)c->peer.pid, why, limit, quiet);
 	rep = sg_reply_error(CKR_DEVICE_ERROR, "busy", "sealgated: %s (%u)", why, limit);
 	if (rep)
-		(void)sg_msg_write(c->fd, rep);
+		(void)sg_msg_write_io(&c->io, rep);
 	json_decref(rep);
 	close(c->fd);
 	free(c);
 }
 
+/* tls: a TLS connection (enroll: on the enrollment endpoint), whose peer
+ * is known after the handshake; until then it counts as a handshake. */
 static void
-conn_start(struct gw_ctx *ctx, int fd)
+conn_start(struct gw_ctx *ctx, int fd, struct gw_tls *tls, bool enroll)
 {
 	struct conn *c;
 	pthread_attr_t attr;
 	pthread_t th;
-	unsigned mine = 0, cap = 0;
+	unsigned mine = 0, cap = 0, from_addr = 0;
 	struct timeval tv = { .tv_sec = lim.frame_ms / 1000 };
 	const char *why = NULL;
 	unsigned limit = 0;
 
 	c = calloc(1, sizeof(*c));
-	if (c == NULL || gw_peer_identify(fd, &c->peer) < 0) {
+	if (c == NULL || (tls == NULL && gw_peer_identify(fd, &c->peer) < 0)) {
 		free(c);
 		close(fd);
 		return;
 	}
 	c->ctx = ctx;
 	c->fd = fd;
-	/* A reply the client does not read cannot hold the thread either. */
-	(void)setsockopt(fd, SOL_SOCKET, SO_SNDTIMEO, &tv, sizeof(tv));
+	c->io.fd = fd;
+	c->tls = tls;
+	c->enroll = enroll;
+	if (tls != NULL) {
+		struct sockaddr_storage ss;
+		socklen_t sl = sizeof(ss);
+
+		c->peer.uid = GW_TLS_HANDSHAKE_UID;
+		snprintf(c->peer.login, sizeof(c->peer.login), "handshake");
+		cap = GW_TLS_HANDSHAKES_MAX;
+		if (getpeername(fd, (struct sockaddr *)&ss, &sl) < 0 ||
+		    getnameinfo((struct sockaddr *)&ss, sl, c->addr, sizeof(c->addr), NULL, 0,
+		                NI_NUMERICHOST) != 0)
+			snprintf(c->addr, sizeof(c->addr), "?");
+	} else {
+		/* A reply the client does not read cannot hold the thread either. */
+		(void)setsockopt(fd, SOL_SOCKET, SO_SNDTIMEO, &tv, sizeof(tv));
+	}
 	/* Root and the gateway's own user could stop the gateway anyway: a
 	 * cap on them protects nothing, so only the global one applies. */
-	if (c->peer.uid != 0 && c->peer.uid != geteuid())
+	if (tls == NULL && c->peer.uid != 0 && c->peer.uid != geteuid())
 		cap = login_known(ctx, c->peer.login) ? lim.per_uid : lim.per_unknown_uid;
 	pthread_mutex_lock(&conns_lock);
 	if (cap > 0)
 		for (struct conn *o = conns; o; o = o->next)
 			mine += o->peer.uid == c->peer.uid;
+	/* Before its handshake a peer is only an address: one address gets a
+	 * small share of the handshakes in flight, so a slowloris from one
+	 * machine cannot take them all. */
+	if (tls != NULL)
+		for (struct conn *o = conns; o; o = o->next)
+			from_addr += o->peer.uid == GW_TLS_HANDSHAKE_UID && strcmp(o->addr, c->addr) == 0;
 	if (n_conns >= lim.max_conns) {
 		why = "the gateway's connection limit is reached";
 		limit = lim.max_conns;
+	} else if (tls != NULL && from_addr >= GW_TLS_HANDSHAKES_PER_ADDR) {
+		why = "this address holds its limit of TLS handshakes in flight";
+		limit = GW_TLS_HANDSHAKES_PER_ADDR;
 	} else if (cap > 0 && mine >= cap) {
-		why = cap == lim.per_uid ? "this uid holds its limit of connections" :
+		why = tls != NULL ? "the limit of TLS handshakes in flight is reached" :
+		      cap == lim.per_uid ? "this uid holds its limit of connections" :
 		      "this uid, unknown to the policy, holds its limit of connections";
 		limit = cap;
 	}
@@ -484,6 +613,16 @@ conn_start(struct gw_ctx *ctx, int fd)
 		n_conns++;
 	}
 	pthread_mutex_unlock(&conns_lock);
+	if (why != NULL && tls != NULL) {
+		/* Nothing can be said before a handshake: just closed. */
+		unsigned quiet;
+		if (say_due(GW_TLS_HANDSHAKE_UID, &quiet))
+			gw_log_warn("refusing a TLS connection from %s: %s (%u); %u more since the "
+			            "last such line", c->addr, why, limit, quiet);
+		close(fd);
+		free(c);
+		return;
+	}
 	if (why != NULL) {
 		conn_refuse(c, why, limit);
 		return;
@@ -763,7 +902,8 @@ gw_server_run(struct gw_ctx *ctx)
 {
 	sigset_t mask;
 	int sfd, lfd, rv = 0;
-	char detail[512], more[96];
+	char detail[512], more[96], err[512];
+	struct gw_tls *tls = NULL;
 	struct gw_snapshot *snap;
 	pthread_t house_th;
 	unsigned busy;
@@ -776,6 +916,8 @@ gw_server_run(struct gw_ctx *ctx)
 		lim.frame_ms = (int)ctx->cfg->frame_timeout * 1000;
 		lim.idle_ms = (int)ctx->cfg->client_idle_timeout * 1000;
 	}
+	if (ctx->cfg->tls_connections_per_device > 0)
+		lim.per_device = ctx->cfg->tls_connections_per_device;
 	sigemptyset(&mask);
 	sigaddset(&mask, SIGTERM);
 	sigaddset(&mask, SIGINT);
@@ -792,6 +934,14 @@ gw_server_run(struct gw_ctx *ctx)
 		close(sfd);
 		return -1;
 	}
+	/* The TLS front, when configured (tls.c): its listeners too. */
+	if (gw_tls_open(ctx, &tls, err, sizeof(err)) < 0) {
+		gw_log_error("not starting: %s", err);
+		close(lfd);
+		unlink(ctx->cfg->socket_path);
+		close(sfd);
+		return -1;
+	}
 	snap = gw_snapshot_get(ctx);
 	/* (a site name is [a-z0-9_-]: nothing to escape) */
 	snprintf(more, sizeof(more), ",\"site\":\"%s\"%s", gw_ctx_site(ctx),
@@ -805,6 +955,7 @@ gw_server_run(struct gw_ctx *ctx)
 		gw_log_error("not starting: the gateway_start record could not be written "
 		             "(is the store's file system full?)");
 	if (!started || house_start(ctx, &house_th) < 0) {
+		gw_tls_close(&tls);
 		close(lfd);
 		unlink(ctx->cfg->socket_path);
 		close(sfd);
@@ -812,11 +963,17 @@ gw_server_run(struct gw_ctx *ctx)
 	}
 	gw_log_info("sealgated %s listening on %s (instance %s)", SEALGATE_VERSION,
 	            ctx->cfg->socket_path, ctx->instance);
+	if (tls != NULL)
+		gw_log_info("TLS 1.3 for devices on %s%s%s", ctx->cfg->tls_listen,
+		            ctx->cfg->tls_enroll_listen ? ", enrollment on " : "",
+		            ctx->cfg->tls_enroll_listen ? ctx->cfg->tls_enroll_listen : "");
 
 	for (;;) {
-		struct pollfd pfd[2] = { { .fd = lfd, .events = POLLIN }, { .fd = sfd, .events = POLLIN } };
+		struct pollfd pfd[4] = { { .fd = lfd, .events = POLLIN }, { .fd = sfd, .events = POLLIN },
+		                         { .fd = gw_tls_fd(tls, false), .events = POLLIN },
+		                         { .fd = gw_tls_fd(tls, true), .events = POLLIN } };
 
-		if (poll(pfd, 2, -1) < 0) {
+		if (poll(pfd, 4, -1) < 0) {
 			if (errno == EINTR)
 				continue;
 			break;
@@ -835,7 +992,16 @@ gw_server_run(struct gw_ctx *ctx)
 		if (pfd[0].revents & POLLIN) {
 			int fd = accept4(lfd, NULL, NULL, SOCK_CLOEXEC);
 			if (fd >= 0)
-				conn_start(ctx, fd);
+				conn_start(ctx, fd, NULL, false);
+			else if (errno == EMFILE || errno == ENFILE)
+				usleep(10000);
+		}
+		for (int i = 2; i < 4; i++) {
+			if (!(pfd[i].revents & POLLIN))
+				continue;
+			int fd = accept4(pfd[i].fd, NULL, NULL, SOCK_CLOEXEC | SOCK_NONBLOCK);
+			if (fd >= 0)
+				conn_start(ctx, fd, tls, i == 3);
 			else if (errno == EMFILE || errno == ENFILE)
 				usleep(10000);
 		}
@@ -849,6 +1015,8 @@ gw_server_run(struct gw_ctx *ctx)
 	 * confirm_timeout: their clients hear why and nothing is spent. */
 	gw_auth_stop(ctx->auth);
 	busy = conns_stop() + !house_done;
+	if (busy == 0)
+		gw_tls_close(&tls);   /* else a thread may still use its context */
 	if (busy > 0) {
 		/* A thread still inside the token (a C_Sign that does not
 		 * return) uses ctx: freeing it would pull the ground from under

@@ -21,6 +21,8 @@
 #include "token.h"
 
 struct gw_quota;
+struct gw_devices;
+struct gw_tls;
 struct gw_probes;
 struct gw_refusals;
 struct gw_reflimit;
@@ -56,15 +58,25 @@ struct gw_ctx {
 	char instance[17];
 	char host[256];
 	time_t started;
+	struct gw_devices *devices;     /* enrolled devices (device.h), or NULL: no TLS front */
 };
 
-/* Identity of a connected client, from the kernel, never from a message. */
+/* Identity of a connected client, from the kernel, never from a message.
+ * A TLS peer is a device, proven by its certificate (tls.c): its uid is
+ * GW_DEVICE_UID_BASE + the device's id (so sessions, windows and
+ * connection caps are per device), login names the device and matches no
+ * OS login of the policy, and exe holds the device and what its module
+ * reported (OS user, host, program), marked as reported. */
+#define GW_DEVICE_UID_BASE 0x40000000u
 struct gw_peer {
 	uid_t uid;
 	gid_t gid;
 	pid_t pid;
-	char login[64];                 /* OS login name of uid, or "#uid" */
-	char exe[512];                  /* /proc/PID/exe at connect, or "" */
+	char login[64];                 /* OS login name of uid, or "#uid"; "device:ID" */
+	char exe[512];                  /* /proc/PID/exe at connect, or ""; see above */
+	int64_t device;                 /* the TLS device's id, 0: a local peer */
+	bool enroll_only;               /* TLS without a certificate: device_enroll, device_fetch */
+	char fingerprint[65];           /* TLS: SHA-256 of the device certificate, hex */
 };
 
 /* The site this gateway serves (cfg->site; "main" without a configuration). */

@@ -8,6 +8,7 @@
 
 #include <errno.h>
 #include <poll.h>
+#include <pwd.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -19,6 +20,7 @@
 
 struct sgm_conn {
 	int fd;
+	struct sg_io io;           /* the fd itself, or TLS (transport.c) */
 	uint64_t epoch;            /* instance this connection said hello to */
 };
 
@@ -66,6 +68,7 @@ conn_close(struct sgm_state *st, struct sgm_conn *c)
 		return;
 	/* Unregister before close, so a child never closes a reused number. */
 	fd_unregister(st, c->fd);
+	sgm_tls_close(&c->io, false);
 	close(c->fd);
 	free(c);
 }
@@ -83,11 +86,13 @@ sgm_client_close_all(struct sgm_state *st)
  * EOF or HUP; the gateway never sends anything unasked, so readable means
  * dead. */
 static bool
-conn_alive(const struct sgm_conn *c)
+conn_alive(struct sgm_conn *c)
 {
 	struct pollfd p = { .fd = c->fd, .events = POLLIN };
 	int n;
 
+	if (c->io.arg != NULL)
+		return sgm_tls_alive(&c->io);
 	do
 		n = poll(&p, 1, 0);
 	while (n < 0 && errno == EINTR);
@@ -174,6 +179,57 @@ note_instance(struct sgm_state *st, const char *instance)
 	return epoch;
 }
 
+/* One frame read on io: a TLS connection's socket is non-blocking, so the
+ * round trip's timeout is the reader's deadline there. */
+static int
+read_io(struct sgm_state *st, const struct sg_io *io, json_t **reply, char *err, size_t errlen)
+{
+	int ms = st->timeout_s * 1000;
+
+	if (io->recv == NULL)
+		return sg_msg_read(io->fd, reply, err, errlen);
+	return sg_msg_read_io(io, ms, ms, reply, err, errlen);
+}
+
+static int
+call_io(struct sgm_state *st, const struct sg_io *io, const json_t *req, json_t **reply,
+        char *err, size_t errlen)
+{
+	int rc = sg_msg_write_io(io, req);
+
+	*reply = NULL;
+	if (rc < 0) {
+		sg_seterr(err, errlen, "write: %s", strerror(-rc));
+		return rc;
+	}
+	return read_io(st, io, reply, err, errlen);
+}
+
+/* The hello of a new connection. Over TLS the gateway cannot ask the
+ * kernel who is calling, so the module reports the OS user, host and
+ * program (recorded as reported, never trusted for a decision). */
+static json_t *
+hello_request(struct sgm_state *st)
+{
+	json_t *req = sg_request_new(SG_OP_HELLO);
+	char host[256] = "", exe[512] = "";
+	struct passwd pw, *res = NULL;
+	char buf[1024];
+	ssize_t n;
+
+	if (req == NULL || st->tls == NULL)
+		return req;
+	(void)gethostname(host, sizeof(host) - 1);
+	n = readlink("/proc/self/exe", exe, sizeof(exe) - 1);
+	exe[n > 0 ? n : 0] = '\0';
+	if (getpwuid_r(getuid(), &pw, buf, sizeof(buf), &res) != 0 || res == NULL)
+		snprintf(buf, sizeof(buf), "#%u", (unsigned)getuid());
+	json_object_set_new(req, "client", json_pack("{s:s,s:s,s:s,s:I}",
+	                    "user", res != NULL ? pw.pw_name : buf, "host", host, "exe", exe,
+	                    "pid", (json_int_t)getpid()));
+	return req;
+}
+
 /* Opens a connection and says hello on it. */
 static CK_RV
 conn_open(struct sgm_state *st, struct sgm_conn **out, struct sgm_hello *hello)
@@ -186,29 +242,39 @@ conn_open(struct sgm_state *st, struct sgm_conn **out, struct sgm_hello *hello)
 	int fd, rc;
 
 	*out = NULL;
-	fd = sg_connect_unix(st->socket_path);
-	if (fd < 0) {
-		sgm_debug("cannot reach the gateway at %s: %s", st->socket_path, strerror(-fd));
-		return CKR_DEVICE_REMOVED;
+	c = calloc(1, sizeof(*c));
+	if (c == NULL)
+		return CKR_HOST_MEMORY;
+	if (st->tls != NULL) {
+		/* Unreachable, refused or an impostor: like a pulled card,
+		 * and the next call tries again. */
+		if (sgm_tls_connect(st->tls, st->timeout_s, &c->io, err, sizeof(err)) < 0) {
+			sgm_debug("cannot reach the gateway at %s: %s", st->gateway, err);
+			free(c);
+			return CKR_DEVICE_REMOVED;
+		}
+		fd = c->io.fd;
+	} else {
+		fd = sg_connect_unix(st->socket_path);
+		if (fd < 0) {
+			sgm_debug("cannot reach the gateway at %s: %s", st->socket_path, strerror(-fd));
+			free(c);
+			return CKR_DEVICE_REMOVED;
+		}
+		c->io.fd = fd;
+		/* A hung gateway must not hang the application forever. */
+		(void)setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof(tv));
+		(void)setsockopt(fd, SOL_SOCKET, SO_SNDTIMEO, &tv, sizeof(tv));
 	}
 	fd_register(st, fd);
-	c = calloc(1, sizeof(*c));
-	if (c == NULL) {
-		fd_unregister(st, fd);
-		close(fd);
-		return CKR_HOST_MEMORY;
-	}
 	c->fd = fd;
-	/* A hung gateway must not hang the application forever. */
-	(void)setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof(tv));
-	(void)setsockopt(fd, SOL_SOCKET, SO_SNDTIMEO, &tv, sizeof(tv));
 
-	req = sg_request_new(SG_OP_HELLO);
+	req = hello_request(st);
 	if (req == NULL) {
 		rv = CKR_HOST_MEMORY;
 		goto out;
 	}
-	rc = sg_call(fd, req, &reply, err, sizeof(err));
+	rc = call_io(st, &c->io, req, &reply, err, sizeof(err));
 	if (rc < 0) {
 		sgm_debug("hello: %s", err);
 		rv = (rc == -EPROTO || rc == -EMSGSIZE) ? CKR_DEVICE_ERROR : CKR_DEVICE_REMOVED;
@@ -285,7 +351,7 @@ sgm_client_call(struct sgm_state *st, const json_t *req, bool may_resend,
 		rv = conn_get(st, &c, &fresh, &hello);
 		if (rv != CKR_OK)
 			return rv;
-		rc = sg_msg_write(c->fd, req);
+		rc = sg_msg_write_io(&c->io, req);
 		if (rc < 0) {
 			conn_close(st, c);
 			c = NULL;
@@ -298,7 +364,7 @@ sgm_client_call(struct sgm_state *st, const json_t *req, bool may_resend,
 			sgm_debug("send to the gateway failed: %s", strerror(-rc));
 			return CKR_DEVICE_REMOVED;
 		}
-		rc = sg_msg_read(c->fd, reply, err, sizeof(err));
+		rc = read_io(st, &c->io, reply, err, sizeof(err));
 		if (rc < 0) {
 			conn_close(st, c);
 			c = NULL;

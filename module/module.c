@@ -230,6 +230,8 @@ state_free(struct sgm_state *st)
 	sgm_handles_free(st);
 	OPENSSL_cleanse(st->token, sizeof(st->token));
 	free(st->socket_path);
+	free(st->gateway);
+	sgm_tls_free(&st->tls);
 	free(st->user);
 	pthread_cond_destroy(&st->ev_wake);
 	pthread_cond_destroy(&st->ev_gone);
@@ -237,17 +239,58 @@ state_free(struct sgm_state *st)
 	free(st);
 }
 
+/* Where the gateway is: SEALGATE_SOCKET (a socket path, or tls://HOST:PORT),
+ * else sealgate.conf, else the default socket. A tls:// gateway needs the
+ * site CA, the device certificate and its key. 0, or -1 with err. */
+static int
+state_gateway(struct sgm_state *st, const struct sgm_conf *c, char *err, size_t errlen)
+{
+	const char *gw = getenv("SEALGATE_SOCKET");
+	const char *up = NULL;
+	char host[256], port[8], why[320];
+
+	if (gw != NULL && gw[0] != '\0' && strncmp(gw, "tls://", 6) != 0) {
+		up = gw;
+	} else {
+		if (gw == NULL || gw[0] == '\0')
+			gw = c->gateway;
+		if (gw == NULL)
+			up = SGM_DEFAULT_SOCKET;
+		else if (sgm_conf_parse_gateway(gw, host, sizeof(host), port, sizeof(port), &up,
+		                                why, sizeof(why)) < 0) {
+			snprintf(err, errlen, "%s", why);
+			return -1;
+		}
+	}
+	if (up != NULL) {
+		st->socket_path = strdup(up);
+		st->gateway = strdup(up);
+		return st->socket_path != NULL && st->gateway != NULL ? 0 : -1;
+	}
+	st->gateway = strdup(gw);
+	if (st->gateway == NULL)
+		return -1;
+	if (c->ca == NULL || c->cert == NULL || c->key == NULL) {
+		snprintf(err, errlen, "gateway %s: sealgate.conf must name the site CA (ca = FILE), "
+		         "this device's certificate (cert = FILE) and its key (key = FILE); "
+		         "`sealctl device enroll` makes them", gw);
+		return -1;
+	}
+	return sgm_tls_new(c, host, port, &st->tls, err, errlen);
+}
+
 static struct sgm_state *
-state_new(void)
+state_new(char *cerr, size_t cerrlen)
 {
 	struct sgm_state *st = calloc(1, sizeof(*st));
-	const char *sock = getenv("SEALGATE_SOCKET");
 	const char *user = getenv("SEALGATE_USER");
 	const char *tmo = getenv("SEALGATE_TIMEOUT");
+	struct sgm_conf conf = { 0 };
 	pthread_condattr_t ca;
 	char *end = NULL;
 	long t;
 
+	cerr[0] = '\0';
 	if (st == NULL)
 		return NULL;
 	if (pthread_mutex_init(&st->lock, NULL) != 0) {
@@ -286,17 +329,21 @@ state_new(void)
 		if (end != tmo && *end == '\0' && t >= 1 && t <= 3600)
 			st->timeout_s = (int)t;
 	}
-	st->socket_path = strdup(sock != NULL && sock[0] != '\0' ? sock : SGM_DEFAULT_SOCKET);
-	if (st->socket_path == NULL)
+	if (sgm_conf_load(&conf, cerr, cerrlen) < 0 ||
+	    state_gateway(st, &conf, cerr, cerrlen) < 0)
 		goto fail;
 	/* An over-long name is ignored: the gateway would refuse it anyway. */
-	if (user != NULL && user[0] != '\0' && strlen(user) <= SG_NAME_MAX) {
+	if (user == NULL || user[0] == '\0' || strlen(user) > SG_NAME_MAX)
+		user = conf.user;
+	if (user != NULL && user[0] != '\0') {
 		st->user = strdup(user);
 		if (st->user == NULL)
 			goto fail;
 	}
+	sgm_conf_free(&conf);
 	return st;
 fail:
+	sgm_conf_free(&conf);
 	state_free(st);
 	return NULL;
 }
@@ -308,6 +355,7 @@ C_Initialize(CK_VOID_PTR pInitArgs)
 {
 	CK_C_INITIALIZE_ARGS_PTR args = pInitArgs;
 	struct sgm_state *st, *fresh, *expect = NULL;
+	char cerr[512];
 
 	if (args != NULL) {
 		int n = (args->CreateMutex != NULL) + (args->DestroyMutex != NULL) +
@@ -334,7 +382,15 @@ C_Initialize(CK_VOID_PTR pInitArgs)
 		__atomic_store_n(&g_state, NULL, __ATOMIC_RELEASE);
 		sgm_debug("re-initialized in a forked child");
 	}
-	fresh = state_new();
+	fresh = state_new(cerr, sizeof(cerr));
+	if (fresh == NULL && cerr[0] != '\0') {
+		/* A configuration the module cannot follow: said on stderr
+		 * (never stdout, which is the application's) whatever
+		 * SEALGATE_DEBUG says, since nothing would work otherwise, and
+		 * C_Initialize fails rather than guess another gateway. */
+		fprintf(stderr, "sealgate-pkcs11: %s\n", cerr);
+		return CKR_GENERAL_ERROR;
+	}
 	if (fresh == NULL)
 		return CKR_HOST_MEMORY;
 	if (!__atomic_compare_exchange_n(&g_state, &expect, fresh, false,
@@ -342,7 +398,7 @@ C_Initialize(CK_VOID_PTR pInitArgs)
 		state_free(fresh);
 		return CKR_CRYPTOKI_ALREADY_INITIALIZED;
 	}
-	sgm_debug("initialized, gateway socket %s", fresh->socket_path);
+	sgm_debug("initialized, gateway %s", fresh->gateway);
 	return CKR_OK;
 }
 

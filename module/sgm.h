@@ -109,6 +109,49 @@ struct sgm_session {
 
 struct sgm_conn;
 
+/* ---- configuration (transport_conf.c): sealgate.conf ---- */
+
+#define SGM_SYSTEM_CONF "/etc/sealgate/sealgate.conf"
+
+/* What the files say; every member NULL when not set. Paths absolute. */
+struct sgm_conf {
+	char *gateway;             /* "unix:PATH" or "tls://HOST:PORT" */
+	char *ca, *cert, *key;     /* site CA, device certificate and key (PEM) */
+	char *user;                /* sealgate account, as SEALGATE_USER */
+	char *server_name;         /* name in the gateway's certificate; default HOST */
+};
+/* SEALGATE_CONF alone when set (it must exist), else the system file then
+ * the user's over it (both optional). 0, or -1 with err "FILE:LINE: why". */
+int sgm_conf_load(struct sgm_conf *c, char *err, size_t errlen);
+void sgm_conf_free(struct sgm_conf *c);
+/* The user's sealgate configuration directory, malloc'd, or NULL. */
+char *sgm_conf_user_dir(void);
+/* Splits a gateway address: *unix_path points into g for unix:, else host
+ * and port are filled. 0 or -1 with err. */
+int sgm_conf_parse_gateway(const char *g, char *host, size_t hostlen, char *port,
+                           size_t portlen, const char **unix_path, char *err, size_t errlen);
+
+/* ---- the TLS transport (transport.c) ---- */
+
+struct sgm_tls;
+/* The client's TLS context from the configuration: TLS 1.3 only, the
+ * site CA as the only trust, the device certificate and key (both NULL:
+ * none, for enrollment). */
+int sgm_tls_new(const struct sgm_conf *c, const char *host, const char *port,
+                struct sgm_tls **out, char *err, size_t errlen);
+void sgm_tls_free(struct sgm_tls **t);
+/* Connects and handshakes within timeout_s, resuming the last session when
+ * it can. Fills io (its arg is the connection, freed by sgm_tls_close). 0,
+ * or -1 with err (a message a person can read: the alert the gateway sent). */
+int sgm_tls_connect(struct sgm_tls *t, int timeout_s, struct sg_io *io, char *err,
+                    size_t errlen);
+/* Closes io's connection. in_child: a forked child's inherited one, closed
+ * without a word to the gateway (the parent still uses the session). */
+void sgm_tls_close(struct sg_io *io, bool in_child);
+/* True when nothing but TLS housekeeping (session tickets) is waiting:
+ * the pooled connection is still usable. */
+bool sgm_tls_alive(struct sg_io *io);
+
 /* ---- the module state, one per C_Initialize ---- */
 
 struct sgm_state {
@@ -117,7 +160,9 @@ struct sgm_state {
 	struct sgm_state *abandoned_next;
 
 	/* configuration, read once at C_Initialize */
-	char *socket_path;
+	char *socket_path;         /* unix: gateway, or NULL with tls */
+	char *gateway;             /* what messages call the gateway */
+	struct sgm_tls *tls;       /* tls:// gateway, or NULL */
 	char *user;                /* SEALGATE_USER or NULL */
 	int timeout_s;
 

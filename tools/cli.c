@@ -13,6 +13,7 @@
 #include <openssl/crypto.h>
 
 #include "protocol.h"
+#include "sgm.h"
 
 void
 cli_die_reply(const json_t *rep)
@@ -141,23 +142,57 @@ report_unreachable(const struct cli *c, int e)
 	fprintf(stderr, "sealctl: (OS user %s) %s\n", me, todo);
 }
 
+/* Connects to a tls:// gateway with the CA, certificate and key of
+ * sealgate.conf. Exits 3 with the reason a person can read (an unknown
+ * server, a revoked or expired device) when it cannot. */
+static void
+connect_tls(struct cli *c)
+{
+	struct sgm_conf conf;
+	char host[256], port[8], err[512];
+	const char *up;
+
+	if (sgm_conf_load(&conf, err, sizeof(err)) < 0 ||
+	    sgm_conf_parse_gateway(c->socket, host, sizeof(host), port, sizeof(port), &up, err,
+	                           sizeof(err)) < 0 ||
+	    (c->tls == NULL && sgm_tls_new(&conf, host, port, &c->tls, err, sizeof(err)) < 0) ||
+	    sgm_tls_connect(c->tls, 30, &c->io, err, sizeof(err)) < 0) {
+		fprintf(stderr, "sealctl: cannot reach the gateway at %s: %s\n", c->socket, err);
+		sgm_conf_free(&conf);
+		exit(3);
+	}
+	sgm_conf_free(&conf);
+	c->fd = c->io.fd;
+}
+
 json_t *
 cli_call(struct cli *c, json_t *req)
 {
 	json_t *rep = NULL;
 	char err[256];
+	int rc;
 
-	if (c->fd < 0) {
+	if (c->fd < 0 && strncmp(c->socket, "tls://", 6) == 0) {
+		connect_tls(c);
+	} else if (c->fd < 0) {
 		c->fd = sg_connect_unix(c->socket);
 		if (c->fd < 0) {
 			report_unreachable(c, -c->fd);
 			json_decref(req);
 			exit(3);
 		}
+		c->io = (struct sg_io){ .fd = c->fd };
 	}
 	if (c->session)
 		json_object_set_new(req, "session", json_string(c->session));
-	if (sg_call(c->fd, req, &rep, err, sizeof(err)) < 0) {
+	rc = sg_msg_write_io(&c->io, req);
+	if (rc < 0)
+		snprintf(err, sizeof(err), "write: %s", strerror(-rc));
+	else if (c->io.recv != NULL)
+		rc = sg_msg_read_io(&c->io, 120000, 120000, &rep, err, sizeof(err));
+	else
+		rc = sg_msg_read(c->fd, &rep, err, sizeof(err));
+	if (rc < 0) {
 		fprintf(stderr, "sealctl: %s\n", err);
 		sg_msg_wipe_secrets(req);
 		json_decref(req);

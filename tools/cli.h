@@ -8,6 +8,8 @@
 #include <stdbool.h>
 #include <jansson.h>
 
+#include "protocol.h"
+
 struct cli {
 	const char *socket;
 	const char *socket_from;     /* "--socket", "SEALGATE_SOCKET" or NULL: the default */
@@ -16,7 +18,14 @@ struct cli {
 	bool json;
 	int fd;
 	char *session;               /* base64 session token */
+	/* A tls://HOST:PORT gateway (--socket, SEALGATE_SOCKET or
+	 * sealgate.conf): the module's transport, with sealgate.conf's CA,
+	 * certificate and key (docs/clients.md). */
+	struct sgm_tls *tls;
+	struct sg_io io;
 };
+
+struct sgm_tls;
 
 /* Prints a refusal reply's message to stderr. */
 void cli_die_reply(const json_t *rep);

@@ -43,6 +43,10 @@ usage(FILE *f)
 "  audit verify|query|export|checkpoint  the audit trail (sealctl audit --help)\n"
 "  risk scan --from-export FILE [--json] [--no-verify]  the risk rules over an export\n"
 "  report --period YYYY-MM --from-export FILE -o FILE   the month's audit report (HTML)\n"
+"  device enroll --gateway tls://HOST:PORT --ca SITE-CA [--enroll tls://HOST:PORT]\n"
+"        [--person P] [--wait S]  ask for this desktop's certificate (key 0600 in\n"
+"                              ~/.config/sealgate); again, or --wait, to collect it\n"
+"  device list|approve ID|revoke ID  (seal admin) the devices and their requests\n"
 "\n"
 "  apply --seal S --reason R [--type T] [--amount A] [--scope X] [--doc FILE]\n"
 "        [--uses N] [--valid-for 7d]   apply to use a seal; --doc binds the use to\n"
@@ -62,7 +66,8 @@ usage(FILE *f)
 "  policy history              the published versions, newest first\n"
 "\n"
 "Options:\n"
-"  -s, --socket PATH           gateway socket (env SEALGATE_SOCKET; default %s/sealgated.sock)\n"
+"  -s, --socket PATH           gateway socket or tls://HOST:PORT (env SEALGATE_SOCKET;\n"
+"                              else sealgate.conf's gateway; default %s/sealgated.sock)\n"
 "  -u, --user ACCOUNT          act as ACCOUNT (env SEALGATE_USER) if the policy lets your\n"
 "                              OS login do so\n"
 "  -p, --password-file FILE    your own password: first line of FILE, - for stdin\n"
@@ -346,8 +351,10 @@ main(int argc, char **argv)
 	if (c.socket != NULL && c.socket[0] != '\0')
 		c.socket_from = "SEALGATE_SOCKET";
 	else
-		c.socket = SG_RUNSTATEDIR "/sealgated.sock";
+		c.socket = sealctl_default_gateway(&c.socket_from);
 	c.user = getenv("SEALGATE_USER");
+	if (c.user == NULL || c.user[0] == '\0')
+		c.user = sealctl_conf_user();
 	/* "+": options stop at the command, so its own args are left alone. */
 	while ((ch = getopt_long(argc, argv, "+s:u:p:jh", longopts, NULL)) != -1) {
 		switch (ch) {
@@ -370,6 +377,9 @@ main(int argc, char **argv)
 	if (rv >= 0)
 		goto done;
 	rv = sealctl_auth(&c, cmd, argc - optind + 1, argv + optind - 1);
+	if (rv >= 0)
+		goto done;
+	rv = sealctl_device(&c, cmd, argc - optind + 1, argv + optind - 1);
 	if (rv >= 0)
 		goto done;
 	/* Options may also follow the command. */
@@ -412,6 +422,7 @@ main(int argc, char **argv)
 		free(pos);
 	}
 done:
+	sealctl_device_done(&c);
 	if (c.fd >= 0)
 		close(c.fd);
 	sg_free_secret_str(c.session);

@@ -37,4 +37,15 @@ int sealctl_audit_verify_export(const char *path, const char *cert, const char *
 int sealctl_risk(int argc, char **argv, bool json);
 int sealctl_report(int argc, char **argv);
 
+/* device enroll|list|approve|revoke (sealctl-device.c). */
+int sealctl_device(struct cli *c, const char *cmd, int argc, char **argv);
+/* Closes a TLS connection of c, if any. */
+void sealctl_device_done(struct cli *c);
+/* The gateway when neither --socket nor SEALGATE_SOCKET names one:
+ * sealgate.conf's (docs/clients.md), else the
+ * default socket; *from says which. */
+const char *sealctl_default_gateway(const char **from);
+/* sealgate.conf's user (the account, as for the module), or NULL. */
+const char *sealctl_conf_user(void);
+
 #endif

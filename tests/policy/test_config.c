@@ -71,7 +71,7 @@ static void
 expect_error(const char *text, const char *want)
 {
 	struct gw_config *c = NULL;
-	char err[1024];
+	char err[2048];
 
 	cr_assert_eq(parse(text, &c, err, sizeof(err)), -1, "loaded, expected %s", want);
 	cr_assert_null(c);
@@ -206,7 +206,9 @@ Test(config, errors)
 	             "audit_checkpoint_interval, auth_max_failures, auth_lockout, signing_window, "
 	             "confirm_timeout, password_cost, password_hash_concurrency, test_clock, "
 	             "max_connections, connections_per_uid, connections_per_unknown_uid, "
-	             "frame_timeout, client_idle_timeout, totp_site_keys)");
+	             "frame_timeout, client_idle_timeout, totp_site_keys, tls_listen, tls_cert, tls_key, "
+	             "tls_device_ca, tls_device_ca_key, tls_devices, tls_enroll_listen, "
+	             "tls_connections_per_device, tls_device_days)");
 	/* store_path is a SQLite file's old name: a URL there is refused,
 	 * never made into a file name (store: takes it). */
 	expect_error("backend_token: \"pkcs11:token=t\"\ntoken_pin_file: pin\n"
@@ -248,6 +250,38 @@ Test(config, errors)
 	expect_error(REQ "socket_path: /" "aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa"
 	             "aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa\n",
 	             "/etc/sg/c.yaml:5:14: socket_path is longer than a Unix socket path may be (107 bytes)");
+}
+
+/* The TLS front's keys (docs/deployment.md): all a listener needs, or an
+ * error naming what is missing; relative paths from the file's directory. */
+Test(config, tls_front)
+{
+	struct gw_config *c = NULL;
+	char err[1024];
+
+	cr_assert_eq(parse(REQ, &c, err, sizeof(err)), 0, "%s", err);
+	cr_assert_null(c->tls_listen);
+	cr_assert_eq(c->tls_connections_per_device, 8);
+	cr_assert_eq(c->tls_device_days, 365);
+	gw_config_free(&c);
+	cr_assert_eq(parse(REQ "tls_listen: \"*:8443\"\ntls_cert: gw.pem\ntls_key: gw.key\n"
+	                   "tls_device_ca: dca.pem\ntls_devices: devices\n"
+	                   "tls_connections_per_device: 3\n", &c, err, sizeof(err)), 0, "%s", err);
+	cr_assert_str_eq(c->tls_cert, "/etc/sg/gw.pem");
+	cr_assert_str_eq(c->tls_devices, "/etc/sg/devices");
+	cr_assert_null(c->tls_device_ca_key);
+	cr_assert_eq(c->tls_connections_per_device, 3);
+	gw_config_free(&c);
+	expect_error(REQ "tls_listen: \"*:8443\"\ntls_cert: gw.pem\n",
+	             "/etc/sg/c.yaml:5:13: tls_listen needs tls_cert, tls_key (the gateway's own), "
+	             "tls_device_ca (the devices' CA) and tls_devices (their records)");
+	expect_error(REQ "tls_enroll_listen: \"*:8444\"\n",
+	             "/etc/sg/c.yaml:5:20: tls_enroll_listen without tls_listen: enrolled devices "
+	             "would have nowhere to go");
+	expect_error(REQ "tls_listen: \"*:8443\"\ntls_cert: gw.pem\ntls_key: gw.key\n"
+	             "tls_device_ca: dca.pem\ntls_devices: d\ntls_enroll_listen: \":8444\"\n",
+	             "/etc/sg/c.yaml:10:20: tls_enroll_listen needs tls_device_ca_key to issue "
+	             "certificates");
 }
 
 Test(config, too_large)
