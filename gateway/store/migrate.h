@@ -44,6 +44,8 @@ enum gw_store_table {
 	GW_TABLE_ACCOUNTS,
 	GW_TABLE_LOCKOUT,
 	GW_TABLE_TOTP,
+	GW_TABLE_TOTP_SITES,         /* a sealed copy per site (totp.c) */
+	GW_TABLE_TOTP_KEYS,          /* the sites' TOTP public keys */
 	GW_TABLE_APPLICATIONS,
 	GW_TABLE_APPROVALS,
 	GW_TABLE_QUOTA,

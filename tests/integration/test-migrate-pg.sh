@@ -187,6 +187,16 @@ if sg_gw_start "$W/pgw" SEALGATE_TEST_CLOCK="$W/clock" SOFTHSM2_CONF="$W/softhsm
 	"$ctl" --socket "$W/pgw/sealgated.sock" --user bob --password-file "$W/pw-bob" show 1 >"$W/show.out" 2>&1 || rc=$?
 	[ $rc = 0 ] && grep -q "bob" "$W/show.out" && pass "the application moved with its approval" ||
 		{ fail "sealctl show 1 on pg (exit $rc)"; cat "$W/show.out"; }
+	# bob's TOTP secret moved with its sealed copies: a fresh code of his
+	# approves an application made on the moved store
+	rc=0
+	"$ctl" --socket "$W/pgw/sealgated.sock" --user alice --password-file "$W/pw-alice" \
+		apply --seal approved --amount 5000 --reason "after the move" >"$W/apply2.out" 2>&1 || rc=$?
+	app2=$(sed -n '1s/^#\([0-9][0-9]*\).*/\1/p' "$W/apply2.out")
+	[ $rc = 0 ] && [ -n "$app2" ] && SEALGATE_CODE=$(code bob) "$ctl" --socket "$W/pgw/sealgated.sock" \
+		--user bob --password-file "$W/pw-bob" approve "$app2" --comment "moved" >"$W/approve2.out" 2>&1 </dev/null &&
+		pass "a TOTP code of a person enrolled before the move is accepted on PostgreSQL" ||
+		{ fail "apply + approve with a code on pg"; cat "$W/apply2.out" "$W/approve2.out"; }
 	printf 'frank-password\n' >"$W/pw-frank"
 	rc=0
 	"$ctl" --socket "$W/pgw/sealgated.sock" --user frank --password-file "$W/pw-frank" \

@@ -30,6 +30,11 @@ static const struct {
 	[GW_TABLE_TOTP] = {
 		"INSERT INTO auth_totp (account, secret, last_counter, enrolled) "
 		"VALUES ($1, $2, $3, $4)", "tbii", false },
+	[GW_TABLE_TOTP_SITES] = {
+		"INSERT INTO auth_totp_sites (account, site, sealed) VALUES ($1, $2, $3)", "ttb",
+		false },
+	[GW_TABLE_TOTP_KEYS] = {
+		"INSERT INTO totp_site_keys (site, pub, published) VALUES ($1, $2, $3)", "tbi", false },
 	[GW_TABLE_APPLICATIONS] = {
 		"INSERT INTO applications (id, applicant, seal, document_type, business_scope, "
 		"amount, reason, doc_digest, rule, levels, level, uses_granted, uses_left, created, "

@@ -12,7 +12,8 @@
 #include <sqlite3.h>
 
 /* migrate.h's columns of each table, in its order. Tables made on first
- * use (auth_lockout, auth_totp, policy_versions) may not be there. */
+ * use (auth_lockout, auth_totp and its copies and keys, policy_versions)
+ * may not be there. */
 static const struct {
 	const char *table;   /* the table that must exist */
 	const char *sql;
@@ -24,6 +25,10 @@ static const struct {
 		"FROM auth_lockout ORDER BY user, uid" },
 	[GW_TABLE_TOTP] = { "auth_totp",
 		"SELECT user, secret, last_counter, enrolled FROM auth_totp ORDER BY user" },
+	[GW_TABLE_TOTP_SITES] = { "auth_totp_sites",
+		"SELECT user, site, sealed FROM auth_totp_sites ORDER BY user, site" },
+	[GW_TABLE_TOTP_KEYS] = { "totp_site_keys",
+		"SELECT site, pub, published FROM totp_site_keys ORDER BY site" },
 	[GW_TABLE_APPLICATIONS] = { "applications",
 		"SELECT id, applicant, seal, document_type, business_scope, amount, reason, "
 		"doc_digest, rule, levels, level, uses_granted, uses_left, created, valid_until, "
