@@ -593,6 +593,7 @@ gw_pg_tx_begin(struct gw_store *st, char *err, size_t errlen)
 		snprintf(sql, sizeof(sql), "SAVEPOINT sg_%u", st->tx_depth);
 	if (exec_cmd(st, sql, err, errlen) < 0)
 		goto fail;
+	st->rows_at[st->tx_depth] = gw_pg_rows_mark(st);
 	st->tx_depth++;
 	return 0;
 fail:
@@ -619,7 +620,14 @@ gw_pg_tx_commit(struct gw_store *st, char *err, size_t errlen)
 			/* The level is gone either way (store.h). */
 			snprintf(sql, sizeof(sql), "ROLLBACK TO SAVEPOINT sg_%u", st->tx_depth);
 			PQclear(PQexec(st->conn, sql));
+			gw_pg_rows_undo(st, st->rows_at[st->tx_depth]);
 		}
+		goto out;
+	}
+	/* An audit batch's rows go in first; one lost, nothing commits. */
+	if (gw_pg_rows_flush(st, err, errlen) < 0) {
+		PQclear(PQexec(st->conn, "ROLLBACK"));
+		st->tx_depth = 0;
 		goto out;
 	}
 	/* Sent while the level still counts, so that a lost connection fails
@@ -657,6 +665,7 @@ gw_pg_tx_rollback(struct gw_store *st)
 	else
 		snprintf(sql, sizeof(sql), "ROLLBACK");
 	PQclear(PQexec(st->conn, sql));
+	gw_pg_rows_undo(st, st->rows_at[st->tx_depth]);
 	pthread_mutex_unlock(&st->lock);
 }
 
