@@ -15,6 +15,7 @@
 #include <unistd.h>
 
 #include "store.h"
+#include "appstore.h"
 
 static char dir[64];
 static char url[512];
@@ -300,5 +301,47 @@ BOTH(read_inside_a_batch_sees_its_rows, "read")
 	cr_assert_eq(gw_store_tx_commit(st, err, sizeof(err)), 0, "%s", err);
 	gw_store_batch_end(st);
 	cr_assert_eq(scan(st)->n, 4);
+	gw_store_close(&st);
+}
+
+/* Savepoints around statements that run (pg sends a savepoint and its
+ * release with the statement after them): a level rolled back undoes its
+ * statement, one released keeps it, and a statement the server refuses
+ * inside a level (text that is not UTF-8 on pg) is undone with its level
+ * alone, the transaction going on. */
+BOTH(savepoints_around_statements, "stmts")
+{
+	struct gw_store *st = open_site(u, site);
+	char err[512] = "";
+	const char *bad = site == NULL ? NULL : "seal-\xff\xfe";   /* (pg only) */
+	uint64_t used = 9;
+
+	cr_assert_eq(gw_store_tx_begin(st, err, sizeof(err)), 0, "%s", err);
+	for (int round = 0; round < 3; round++) {
+		/* kept */
+		cr_assert_eq(gw_store_tx_begin(st, err, sizeof(err)), 0, "%s", err);
+		cr_assert_eq(gw_appstore_quota_add_tx(st, "s1", "d", NULL, 0, err, sizeof(err)), 1,
+		             "%s", err);
+		cr_assert_eq(gw_store_tx_commit(st, err, sizeof(err)), 0, "%s", err);
+		/* undone */
+		cr_assert_eq(gw_store_tx_begin(st, err, sizeof(err)), 0, "%s", err);
+		cr_assert_eq(gw_appstore_quota_add_tx(st, "s2", "d", NULL, 0, err, sizeof(err)), 1,
+		             "%s", err);
+		gw_store_tx_rollback(st);
+		/* refused by the server, undone with its level */
+		if (bad != NULL) {
+			cr_assert_eq(gw_store_tx_begin(st, err, sizeof(err)), 0, "%s", err);
+			cr_assert_eq(gw_appstore_quota_add_tx(st, bad, "d", NULL, 0, err, sizeof(err)),
+			             -1);
+			gw_store_tx_rollback(st);
+			cr_assert(gw_store_tx_alive(st), "the transaction is lost with a savepoint's "
+			          "statement");
+		}
+	}
+	cr_assert_eq(gw_store_tx_commit(st, err, sizeof(err)), 0, "%s", err);
+	cr_assert_eq(gw_appstore_quota_get(st, "s1", "d", NULL, &used), 0);
+	cr_assert_eq(used, 3);
+	cr_assert_eq(gw_appstore_quota_get(st, "s2", "d", NULL, &used), 0);
+	cr_assert_eq(used, 0);
 	gw_store_close(&st);
 }

@@ -14,6 +14,7 @@
 
 #define GW_PG_TX_DEPTH_MAX 32
 #define GW_PG_MARKS_MAX 16
+#define GW_PG_PENDING_MAX 8
 
 /* One connection per store, used by one thread at a time: libpq's
  * connections are not for concurrent use, and a statement run by the
@@ -39,6 +40,10 @@ struct gw_store {
 	 * began, for a rollback to it. */
 	struct gw_pg_rows *rows;
 	size_t rows_at[GW_PG_TX_DEPTH_MAX];
+	/* SAVEPOINT and RELEASE SAVEPOINT not sent yet: they go ahead of
+	 * the next statement, in one round trip with it (store.c). */
+	char pending[GW_PG_PENDING_MAX][40];
+	unsigned n_pending;
 };
 
 /* Runs sql with n text parameters (vals[i] NULL = SQL NULL; lens/fmts NULL
