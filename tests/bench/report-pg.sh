@@ -28,6 +28,9 @@ awk -F'\t' '{ print $1 "\t" $2 }' "$d/pg.tsv" | sort -u | while IFS='	' read -r 
 		"$(med "$m" "$t" sqlite 8)" "$(med "$m" "$t" postgresql 8)" "$(runs "$m" "$t" sqlite)" "$(runs "$m" "$t" postgresql)"
 done
 echo
+srv=$(awk -F'\t' '$1 == "pg_server_cpu_us_ec8" { print $2 }' "$d/pg-cpu.tsv" 2>/dev/null | sort -n | awk '{ v[NR] = $1 } END { if (NR) print v[int((NR + 1) / 2)] }')
+echo "The PostgreSQL server's own CPU per P-256 signature at 8 threads (its processes' CPU time over the run ÷ signatures; not in the gateway CPU column): median ${srv:-?} µs, runs: $(awk -F'\t' '$1 == "pg_server_cpu_us_ec8" { printf "%s%s", n++ ? ", " : "", $2 }' "$d/pg-cpu.tsv" 2>/dev/null)."
+echo
 e8=$(ratio "$(med ec 8 postgresql 4)" "$(med ec 8 sqlite 4)")
 ok=$(awk -v x="$e8" 'BEGIN { if (x == "-") print "not measured"; else print (x + 0 >= 0.8 ? "**met**" : "**not met**") }')
 echo "| goal | measured | verdict |"
