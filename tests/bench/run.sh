@@ -60,11 +60,12 @@ dir=$(mktemp -d /tmp/sg-bench-XXXXXX)
 p11pid= pgup=0
 cleanup() {
 	[ -n "$p11pid" ] && kill "$p11pid" 2>/dev/null || true
-	sh "$here/fixture.sh" down "$dir" >/dev/null 2>&1 || true
+	# (the cluster first: the fixture's down removes all of DIR)
 	if [ $pgup = 1 ]; then
 		sh "$here/fixture.sh" down "$dir/pgfx" >/dev/null 2>&1 || true
 		pg_down "$dir/pgdb" || echo "the PostgreSQL cluster of the bench is still running" >&2
 	fi
+	sh "$here/fixture.sh" down "$dir" >/dev/null 2>&1 || true
 	rm -rf "$dir"
 }
 # Replaces the part of docs/performance.md between "NAME:begin" and
