@@ -11,7 +11,9 @@
 #   fixture.sh down DIR    stop and remove DIR
 #
 # env: SEALGATE_BUILD, SEALGATE_SOURCE; SG_BENCH_SESSIONS (backend pool,
-# default: the gateway's own default, 2 × cores).
+# default: the gateway's own default, 2 × cores); SG_BENCH_STORE (a
+# postgresql:// URL: the gateway's store is that database, as site main,
+# instead of DIR/sealgate.db).
 set -eu
 cmd=$1 dir=$2
 build=${SEALGATE_BUILD:?SEALGATE_BUILD not set}
@@ -92,10 +94,14 @@ backend_module: /usr/lib/softhsm/libsofthsm2.so
 backend_token: "pkcs11:token=sg-bench"
 token_pin_file: $dir/token.pin
 socket_path: $dir/sealgated.sock
-store_path: $dir/sealgate.db
 policy_path: $dir/policy.yaml
 token_label: Bench Co.
 EOC
+			if [ -n "${SG_BENCH_STORE:-}" ]; then
+				printf 'store: "%s"\nsite: main\n' "$SG_BENCH_STORE"
+			else
+				echo "store_path: $dir/sealgate.db"
+			fi
 			[ -n "${SG_BENCH_SESSIONS:-}" ] && echo "backend_sessions: $SG_BENCH_SESSIONS"
 		} >"$dir/sealgated.yaml"
 		for u in bench boss lead; do

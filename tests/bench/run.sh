@@ -4,24 +4,33 @@
 # loaded directly and against p11-kit's remoting (p11-kit server +
 # p11-kit-client.so) of the same keys, alternating round by round; then the
 # footprint (idle RSS, 256 connections, module load), the policy decision
-# micro-benchmark and the audit log at size. It measures and reports; it
-# never fails on a number (only when something does not work).
+# micro-benchmark and the audit log at size; and the same gateway with its
+# store on PostgreSQL (a cluster of the run's own, tests/lib/pg.sh) against
+# SQLite, run for run alternately. It measures and reports; it never fails
+# on a number (only when something does not work).
 #
-#   tests/bench/run.sh [--quick] [--no-doc]
+#   tests/bench/run.sh [--quick] [--no-doc] [--no-pg | --pg-only]
+#
+# --no-pg: no PostgreSQL part (it is left out, said so, when PostgreSQL is
+# not installed). --pg-only: the PostgreSQL part alone (SQLite against
+# PostgreSQL), which rewrites only the "pgbench" marks of the page.
 #
 # env: SEALGATE_BUILD, SEALGATE_SOURCE (set by meson); SG_BENCH_ROUNDS (3),
 # SG_BENCH_RSA_OPS (300 per thread), SG_BENCH_EC_OPS (1000 per thread),
-# SG_BENCH_AUDIT_RECORDS (1000000). --quick: 1 round, fewer operations,
+# SG_BENCH_AUDIT_RECORDS (1000000), SG_BENCH_PG_ROUNDS (the PostgreSQL
+# comparison's runs of each store, default 2 × rounds). --quick: 1 round, fewer operations,
 # 100,000 audit records. Results go to $SG_BENCH_OUT (default
 # BUILD/bench-results) and, unless --no-doc, replace the part of
 # docs/performance.md between the "bench:begin" and "bench:end" marks.
 set -eu
-quick=0 doc=1
+quick=0 doc=1 pg=1 rest=1
 for a in "$@"; do
 	case $a in
 	--quick) quick=1 ;;
 	--no-doc) doc=0 ;;
-	*) echo "usage: $0 [--quick] [--no-doc]" >&2; exit 2 ;;
+	--no-pg) pg=0 ;;
+	--pg-only) rest=0 ;;
+	*) echo "usage: $0 [--quick] [--no-doc] [--no-pg | --pg-only]" >&2; exit 2 ;;
 	esac
 done
 here=$(cd "$(dirname "$0")" && pwd)
@@ -35,6 +44,7 @@ audit_n=${SG_BENCH_AUDIT_RECORDS:-1000000}
 if [ $quick = 1 ]; then
 	rounds=1 rsa_ops=60 ec_ops=300 audit_n=${SG_BENCH_AUDIT_RECORDS:-100000}
 fi
+pg_rounds=${SG_BENCH_PG_ROUNDS:-$((2 * rounds))}
 out=${SG_BENCH_OUT:-$build/bench-results}
 softhsm=/usr/lib/softhsm/libsofthsm2.so
 p11client=$(for d in /usr/lib/x86_64-linux-gnu/pkcs11 /usr/lib/*/pkcs11 /usr/lib/pkcs11; do
@@ -43,12 +53,32 @@ module=$build/module/sealgate-pkcs11.so
 sealbench=$build/tools/sealbench
 bdir=$build/tests/bench
 
+# shellcheck source=tests/lib/pg.sh
+. "$src/tests/lib/pg.sh"
+
 dir=$(mktemp -d /tmp/sg-bench-XXXXXX)
-p11pid=
+p11pid= pgup=0
 cleanup() {
 	[ -n "$p11pid" ] && kill "$p11pid" 2>/dev/null || true
+	# (the cluster first: the fixture's down removes all of DIR)
+	if [ $pgup = 1 ]; then
+		sh "$here/fixture.sh" down "$dir/pgfx" >/dev/null 2>&1 || true
+		pg_down "$dir/pgdb" || echo "the PostgreSQL cluster of the bench is still running" >&2
+	fi
 	sh "$here/fixture.sh" down "$dir" >/dev/null 2>&1 || true
 	rm -rf "$dir"
+}
+# Replaces the part of docs/performance.md between "NAME:begin" and
+# "NAME:end" with FILE.
+replace_marks() { # NAME FILE
+	if [ -w "$src/docs/performance.md" ] && grep -q "^<!-- $1:begin -->\$" "$src/docs/performance.md"; then
+		awk -v rep="$2" -v b="<!-- $1:begin -->" -v e="<!-- $1:end -->" '
+			$0 == b { print; while ((getline l < rep) > 0) print l; skip = 1; next }
+			$0 == e { skip = 0 }
+			!skip' "$src/docs/performance.md" >"$out/performance.md.new"
+		cp "$out/performance.md.new" "$src/docs/performance.md"
+		log "docs/performance.md updated ($1)"
+	fi
 }
 trap cleanup EXIT INT TERM
 mkdir -p "$out"
@@ -78,9 +108,10 @@ gwpid=$(cat "$dir/sealgated.pid")
 echo "cores	$(nproc)" >>"$out/machine.tsv"
 echo "gateway_rss_kib_idle_start	$(awk '/VmRSS/ { print $2 }' /proc/$gwpid/status)" >>"$out/footprint.tsv"
 
+status=0
 # ---- p11-kit's remoting of the same keys ----
 p11spec=
-if [ -n "$p11client" ] && command -v p11-kit >/dev/null; then
+if [ $rest = 1 ] && [ -n "$p11client" ] && command -v p11-kit >/dev/null; then
 	mkdir -p "$dir/run" && chmod 700 "$dir/run"
 	XDG_RUNTIME_DIR=$dir/run SOFTHSM2_CONF=$dir/p11kit/softhsm2.conf \
 		p11-kit server -f -s --provider "$softhsm" "pkcs11:token=sg-bench" >"$dir/p11kit.env" 2>"$dir/p11kit.log" &
@@ -102,7 +133,82 @@ export SEALGATE_SOCKET=$dir/sealgated.sock SEALGATE_USER=bench
 export SOFTHSM2_CONF=$dir/direct/softhsm2.conf
 sg="sealgate=$module,pin=bench-password,cpu-pid=$gwpid"
 direct="direct=$softhsm,pin=1234"
-status=0
+
+# ---- the same gateway with its store on PostgreSQL ----
+# A second gateway (its own copy of the fixture) on a cluster of this
+# run's own; each sealbench run signs with one of the two, SQLite and
+# PostgreSQL alternately and in turn first, so that the other load on the
+# machine falls on both alike. cpu-pid counts the gateway's CPU, not the
+# PostgreSQL server's (its own processes).
+if [ $pg = 1 ]; then
+	chmod o+x "$dir"
+	mkdir -p "$dir/pgdb"
+	rc=0
+	pgup=1
+	pg_up "$dir/pgdb" >/dev/null 2>"$dir/pg_up.err" || rc=$?
+	if [ $rc = 77 ]; then
+		log "PostgreSQL is not installed: no PostgreSQL comparison"
+		pgup=0
+	elif [ $rc != 0 ]; then
+		cat "$dir/pg_up.err" >&2
+		status=1
+	else
+		log "fixture on PostgreSQL: a second sealgated, store: postgresql://"
+		url="postgresql:///sealgate?host=$dir/pgdb/pg/run&port=5432&user=sealgate&passfile=$dir/pgdb/pg/pgpass"
+		SG_BENCH_STORE=$url sh "$here/fixture.sh" up "$dir/pgfx"
+		pgpid=$(cat "$dir/pgfx/sealgated.pid")
+		pgpm=$(head -1 "$dir/pgdb/pg/data/postmaster.pid")
+		# CPU ticks of the cluster's processes (the server's side of a
+		# signature, which cpu-pid does not see).
+		pg_ticks() {
+			for p in "$pgpm" $(pgrep -P "$pgpm"); do
+				awk '{ print $14 + $15 }' "/proc/$p/stat" 2>/dev/null
+			done | awk '{ s += $1 } END { print s + 0 }'
+		}
+		pg_bench() { # STORE SOCKET PID: one run of each signing case
+			SEALGATE_SOCKET=$2 "$sealbench" -q -m ec -t 1 -n "$ec_ops" -r 1 -o "$out/pg.tsv" \
+				"$1=$module,pin=bench-password,cpu-pid=$3" >/dev/null || status=1
+			t0=$(pg_ticks)
+			SEALGATE_SOCKET=$2 "$sealbench" -q -m ec -t 8 -n "$ec_ops" -r 1 -o "$out/pg.tsv" \
+				"$1=$module,pin=bench-password,cpu-pid=$3" >/dev/null || status=1
+			# (sealbench's 10 warm-up signatures a thread included)
+			[ "$1" = sqlite ] || echo "pg_server_cpu_us_ec8	$(( ($(pg_ticks) - t0) * 1000000 / $(getconf CLK_TCK) / (8 * (ec_ops + 10)) ))" >>"$out/pg-cpu.tsv"
+			SEALGATE_SOCKET=$2 "$sealbench" -q -m rsa -t 2 -n "$rsa_ops" -r 1 -o "$out/pg.tsv" \
+				"$1=$module,pin=bench-password,cpu-pid=$3" >/dev/null || status=1
+		}
+		# Untimed first: a new cluster creates (and zero-fills) its WAL
+		# segments and writes whole pages on their first change, which a
+		# store in use has long done; the SQLite store is warmed alike.
+		log "warm-up (not counted): 8 threads × $ec_ops P-256 signatures on each store"
+		for s in "$SEALGATE_SOCKET:$gwpid" "$dir/pgfx/sealgated.sock:$pgpid"; do
+			SEALGATE_SOCKET=${s%:*} "$sealbench" -q -m ec -t 8 -n "$ec_ops" -r 1 \
+				"warm=$module,pin=bench-password,cpu-pid=${s##*:}" >/dev/null || status=1
+		done
+		log "SQLite against PostgreSQL: $pg_rounds runs each of P-256 (threads 1, 8) and RSA-2048 (threads 2)"
+		i=0
+		while [ $i -lt "$pg_rounds" ]; do
+			if [ $((i % 2)) = 0 ]; then
+				pg_bench sqlite "$SEALGATE_SOCKET" "$gwpid"
+				pg_bench postgresql "$dir/pgfx/sealgated.sock" "$pgpid"
+			else
+				pg_bench postgresql "$dir/pgfx/sealgated.sock" "$pgpid"
+				pg_bench sqlite "$SEALGATE_SOCKET" "$gwpid"
+			fi
+			i=$((i + 1))
+		done
+		sh "$here/fixture.sh" stop "$dir/pgfx"
+	fi
+fi
+if [ $rest = 0 ]; then
+	echo "load_after	$(cut -d' ' -f1-3 /proc/loadavg)" >>"$out/machine.tsv"
+	if [ -f "$out/pg.tsv" ]; then
+		sh "$here/report-pg.sh" "$out" >"$out/report-pg.md"
+		cat "$out/report-pg.md"
+		[ $doc = 0 ] || replace_marks pgbench "$out/report-pg.md"
+	fi
+	exit $status
+fi
+
 log "RSA-2048: $rounds rounds × threads 1,2,8 × $rsa_ops signatures"
 "$sealbench" -q -m rsa -t 1,2,8 -n "$rsa_ops" -r "$rounds" -o "$out/sign.tsv" $sg $p11spec $direct || status=1
 log "P-256: $rounds rounds × threads 1,2,8 × $ec_ops signatures"
@@ -156,12 +262,10 @@ echo "load_after	$(cut -d' ' -f1-3 /proc/loadavg)" >>"$out/machine.tsv"
 # ---- report ----
 sh "$here/report.sh" "$out" >"$out/report.md"
 cat "$out/report.md"
-if [ $doc = 1 ] && [ -w "$src/docs/performance.md" ] && grep -q '^<!-- bench:begin -->$' "$src/docs/performance.md"; then
-	awk -v rep="$out/report.md" '
-		/^<!-- bench:begin -->$/ { print; while ((getline l < rep) > 0) print l; skip = 1; next }
-		/^<!-- bench:end -->$/ { skip = 0 }
-		!skip' "$src/docs/performance.md" >"$out/performance.md.new"
-	cp "$out/performance.md.new" "$src/docs/performance.md"
-	log "docs/performance.md updated"
+[ $doc = 0 ] || replace_marks bench "$out/report.md"
+if [ -f "$out/pg.tsv" ]; then
+	sh "$here/report-pg.sh" "$out" >"$out/report-pg.md"
+	cat "$out/report-pg.md"
+	[ $doc = 0 ] || replace_marks pgbench "$out/report-pg.md"
 fi
 exit $status

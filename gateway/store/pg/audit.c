@@ -4,6 +4,8 @@
  * audit batches, which here are the transaction alone (the server's WAL
  * with synchronous_commit on is what SQLite's redo log is). Every call is
  * scoped to the store's site; a query may name another site or "*".
+ * Inside a batch the rows wait in memory and go in with one multi-row
+ * INSERT just before the transaction's COMMIT (docs/store.md).
  * audit.c owns the rows' meaning and the hash chain (docs/audit.md).
  */
 #include "pg_store.h"
@@ -116,6 +118,224 @@ p_blob(struct params *p, const uint8_t *b, size_t len)
 	p->n++;
 }
 
+/* ---- rows waiting for the commit ----
+ *
+ * A batch's rows are written by one round trip per ROWS_PER_STMT rows
+ * rather than one each: the writer holds the store's one connection for
+ * the whole batch, and on a loaded machine each round trip is a wait for
+ * the server's backend to be scheduled. Each row's values are copied (the
+ * caller's buffers are its own again once insert returns). A savepoint
+ * rolled back drops the rows given since it began (gw_pg_rows_mark);
+ * whatever keeps a row from the INSERT (memory, a row the server refuses)
+ * fails the COMMIT, so a batch is all in or none of it. */
+
+#define AUDIT_NPARAMS 19
+/* 19 parameters a row: 4,864 per statement, far from libpq's 65,535. */
+#define ROWS_PER_STMT 256
+
+struct pg_row {
+	char *mem;                   /* the copied values, one block */
+	const char *v[AUDIT_NPARAMS];
+	int len[AUDIT_NPARAMS], fmt[AUDIT_NPARAMS];
+};
+
+struct gw_pg_rows {
+	struct pg_row *v;
+	size_t n, cap;
+	size_t sent;                 /* rows of this transaction already INSERTed */
+	bool failed;                 /* a row was lost: the transaction must not commit */
+	char why[160];
+};
+
+static void
+rows_drop(struct gw_pg_rows *q, size_t keep)
+{
+	while (q->n > keep)
+		free(q->v[--q->n].mem);
+}
+
+/* Copies p's values into a new row of q: 0, or -1 (out of memory). */
+static int
+rows_add(struct gw_pg_rows *q, const struct params *p)
+{
+	struct pg_row *row;
+	size_t total = 0, at = 0;
+
+	if (q->n == q->cap) {
+		size_t cap = q->cap ? 2 * q->cap : 64;
+		struct pg_row *v = realloc(q->v, cap * sizeof(*v));
+
+		if (v == NULL)
+			return -1;
+		q->v = v;
+		q->cap = cap;
+	}
+	for (int i = 0; i < p->n; i++)
+		if (p->v[i] != NULL)
+			total += p->fmt[i] ? (size_t)p->len[i] : strlen(p->v[i]) + 1;
+	row = &q->v[q->n];
+	row->mem = malloc(total ? total : 1);
+	if (row->mem == NULL)
+		return -1;
+	for (int i = 0; i < p->n; i++) {
+		size_t l = p->v[i] == NULL ? 0 : p->fmt[i] ? (size_t)p->len[i] : strlen(p->v[i]) + 1;
+
+		row->v[i] = p->v[i] == NULL ? NULL : row->mem + at;
+		row->len[i] = p->len[i];
+		row->fmt[i] = p->fmt[i];
+		if (l)
+			memcpy(row->mem + at, p->v[i], l);
+		at += l;
+	}
+	q->n++;
+	return 0;
+}
+
+#define AUDIT_INSERT "INSERT INTO audit (site, seq, ts_ns, action, outcome, reason, actor, " \
+                     "uid, pid, exe, host, seal, application, doc_digest, signed_digest, "  \
+                     "mechanism, detail, prev_hash, hash) VALUES "
+/* Room for one row's placeholders: 19 × ("$" + 4 digits + "::bigint, "). */
+#define VALUES_ROOM 320
+
+/* The statement of ROWS_PER_STMT rows, made once: that of n rows is its
+ * first insert_end[n] bytes (the placeholders go in row order), so no
+ * batch formats its own. */
+static char insert_sql[sizeof(AUDIT_INSERT) + ROWS_PER_STMT * VALUES_ROOM];
+static size_t insert_end[ROWS_PER_STMT + 1];
+static pthread_once_t insert_once = PTHREAD_ONCE_INIT;
+
+static void
+insert_sql_make(void)
+{
+	size_t len = sizeof(AUDIT_INSERT) - 1, room = sizeof(insert_sql);
+
+	memcpy(insert_sql, AUDIT_INSERT, len);
+	insert_end[0] = len;
+	for (int i = 0; i < ROWS_PER_STMT; i++) {
+		int k = i * AUDIT_NPARAMS + 1;
+		int w = snprintf(insert_sql + len, room - len, "%s($%d, $%d::bigint, $%d::bigint, "
+		                 "$%d, $%d, $%d, $%d, $%d::bigint, $%d::bigint, $%d, $%d, $%d, "
+		                 "$%d::bigint, $%d, $%d, $%d::bigint, $%d, $%d, $%d)", i ? "," : "",
+		                 k, k + 1, k + 2, k + 3, k + 4, k + 5, k + 6, k + 7, k + 8, k + 9,
+		                 k + 10, k + 11, k + 12, k + 13, k + 14, k + 15, k + 16, k + 17, k + 18);
+
+		/* (VALUES_ROOM is far more than a row takes: never cut) */
+		len += w > 0 && (size_t)w < room - len ? (size_t)w : 0;
+		insert_end[i + 1] = len;
+	}
+}
+
+/* INSERTs rows [from, from + n) of q with one statement. Call with the
+ * lock held, inside the transaction. */
+static int
+rows_insert(struct gw_store *st, struct gw_pg_rows *q, size_t from, size_t n, char *err,
+            size_t errlen)
+{
+	size_t len;
+	char *sql = NULL;
+	const char **v = calloc(n * AUDIT_NPARAMS, sizeof(*v));
+	int *lens = calloc(n * AUDIT_NPARAMS, sizeof(*lens));
+	int *fmts = calloc(n * AUDIT_NPARAMS, sizeof(*fmts));
+	PGresult *r = NULL;
+	int rv = -1;
+
+	if (n == 0 || n > ROWS_PER_STMT) {
+		sg_seterr(err, errlen, "%zu audit records for one INSERT", n);
+		goto out;
+	}
+	pthread_once(&insert_once, insert_sql_make);
+	len = insert_end[n];
+	sql = malloc(len + 1);
+	if (sql == NULL || v == NULL || lens == NULL || fmts == NULL) {
+		sg_seterr(err, errlen, "out of memory writing %zu audit record(s)", n);
+		goto out;
+	}
+	memcpy(sql, insert_sql, len);
+	sql[len] = '\0';
+	for (size_t i = 0; i < n; i++) {
+		const struct pg_row *row = &q->v[from + i];
+
+		memcpy(v + i * AUDIT_NPARAMS, row->v, sizeof(row->v));
+		memcpy(lens + i * AUDIT_NPARAMS, row->len, sizeof(row->len));
+		memcpy(fmts + i * AUDIT_NPARAMS, row->fmt, sizeof(row->fmt));
+	}
+	r = gw_pg_exec(st, sql, (int)(n * AUDIT_NPARAMS), v, lens, fmts, PGRES_COMMAND_OK, err,
+	               errlen);
+	if (r == NULL)
+		goto out;
+	if (gw_pg_changes(r) != (int)n) {
+		sg_seterr(err, errlen, "the audit INSERT wrote %d of %zu record(s)", gw_pg_changes(r),
+		          n);
+		goto out;
+	}
+	rv = 0;
+out:
+	PQclear(r);
+	free(sql);
+	free(v);
+	free(lens);
+	free(fmts);
+	return rv;
+}
+
+size_t
+gw_pg_rows_mark(struct gw_store *st)
+{
+	return st->rows ? st->rows->sent + st->rows->n : 0;
+}
+
+void
+gw_pg_rows_undo(struct gw_store *st, size_t mark)
+{
+	struct gw_pg_rows *q = st->rows;
+
+	if (q == NULL)
+		return;
+	/* Rows INSERTed after the mark the server has undone itself. */
+	rows_drop(q, mark > q->sent ? mark - q->sent : 0);
+	if (st->tx_depth == 0) {
+		q->sent = 0;
+		q->failed = false;
+	}
+}
+
+int
+gw_pg_rows_flush(struct gw_store *st, char *err, size_t errlen)
+{
+	struct gw_pg_rows *q = st->rows;
+	char e[256] = "";
+	size_t done = 0;
+	int rv = 0;
+
+	if (q == NULL)
+		return 0;
+	if (!q->failed) {
+		while (done < q->n && rv == 0) {
+			size_t k = q->n - done < ROWS_PER_STMT ? q->n - done : ROWS_PER_STMT;
+
+			rv = rows_insert(st, q, done, k, e, sizeof(e));
+			done += k;
+		}
+		if (rv < 0) {
+			q->failed = true;
+			snprintf(q->why, sizeof(q->why), "%s", e);
+		}
+		q->sent += q->n;
+		rows_drop(q, 0);
+	}
+	if (st->tx_depth <= 1) {
+		/* The transaction ends with this flush, committed or not. */
+		q->sent = 0;
+	}
+	if (q->failed) {
+		sg_seterr(err, errlen, "%s", q->why);
+		if (st->tx_depth <= 1)
+			q->failed = false;
+		return -1;
+	}
+	return 0;
+}
+
 /* ---- audit rows ---- */
 
 int
@@ -124,6 +344,7 @@ gw_pg_audit_insert(struct gw_store *st, const struct gw_audit_row *a, char *err,
 	const char *site = gw_store_site(st);
 	struct params p = { .n = 0 };
 	PGresult *r;
+	int rv;
 
 	if (a->seq == 0 || a->seq > INT64_MAX) {
 		sg_seterr(err, errlen, "audit seq out of range");
@@ -163,6 +384,14 @@ gw_pg_audit_insert(struct gw_store *st, const struct gw_audit_row *a, char *err,
 	p_blob(&p, a->prev_hash, a->prev_hash_len);
 	p_blob(&p, a->hash, a->hash_len);
 	pthread_mutex_lock(&st->lock);
+	if (st->rows != NULL && st->tx_depth > 0) {
+		/* In a batch: with the others, at the commit. */
+		rv = rows_add(st->rows, &p);
+		if (rv < 0)
+			sg_seterr(err, errlen, "out of memory for audit record seq %" PRIu64, a->seq);
+		pthread_mutex_unlock(&st->lock);
+		return rv;
+	}
 	r = gw_pg_exec(st, "INSERT INTO audit (site, seq, ts_ns, action, outcome, reason, actor, "
 	               "uid, pid, exe, host, seal, application, doc_digest, signed_digest, "
 	               "mechanism, detail, prev_hash, hash) VALUES ($1, $2::bigint, $3::bigint, "
@@ -176,19 +405,56 @@ gw_pg_audit_insert(struct gw_store *st, const struct gw_audit_row *a, char *err,
 	return 0;
 }
 
+static void
+rows_free(struct gw_pg_rows **qp)
+{
+	if (*qp == NULL)
+		return;
+	rows_drop(*qp, 0);
+	free((*qp)->v);
+	free(*qp);
+	*qp = NULL;
+}
+
 int
 gw_pg_audit_append(struct gw_store *st, const struct gw_audit_row *rows, size_t n, char *err,
                    size_t errlen)
 {
+	bool own;
+	int rv = -1;
+
+	pthread_mutex_lock(&st->lock);
+	/* The rows as one batch's, INSERTed together at the commit; inside
+	 * a transaction of the caller's, as that one's rows are (one by one
+	 * unless it is a batch). */
+	own = st->rows == NULL && st->tx_depth == 0;
+	if (own && (st->rows = calloc(1, sizeof(*st->rows))) == NULL) {
+		sg_seterr(err, errlen, "out of memory");
+		goto out;
+	}
 	if (gw_pg_tx_begin(st, err, errlen) < 0)
-		return -1;
+		goto out;
 	for (size_t i = 0; i < n; i++) {
 		if (gw_pg_audit_insert(st, &rows[i], err, errlen) < 0) {
 			gw_pg_tx_rollback(st);
-			return -1;
+			goto out;
 		}
 	}
-	return gw_pg_tx_commit(st, err, errlen);
+	rv = gw_pg_tx_commit(st, err, errlen);
+out:
+	if (own)
+		rows_free(&st->rows);
+	pthread_mutex_unlock(&st->lock);
+	return rv;
+}
+
+/* A read inside a transaction sees the rows given before it. */
+static int
+rows_before_read(struct gw_store *st, char *err, size_t errlen)
+{
+	if (st->rows == NULL || st->rows->n == 0 || st->tx_depth == 0)
+		return 0;
+	return gw_pg_rows_flush(st, err, errlen);
 }
 
 int
@@ -201,6 +467,8 @@ gw_pg_audit_head(struct gw_store *st, uint64_t *seq, uint8_t hash[32], char *err
 	*seq = 0;
 	memset(hash, 0, 32);
 	pthread_mutex_lock(&st->lock);
+	if (rows_before_read(st, err, errlen) < 0)
+		goto out;
 	r = gw_pg_exec_fmt(st, "SELECT seq, hash FROM audit WHERE site = $1 ORDER BY seq DESC "
 	                   "LIMIT 1", 1, vals, NULL, NULL, PGRES_TUPLES_OK, 1, err, errlen);
 	if (r == NULL)
@@ -331,6 +599,11 @@ gw_pg_audit_query(struct gw_store *st, const struct gw_audit_filter *f, gw_store
 	page = PAGE;
 	if (f->limit && f->limit < page)
 		page = f->limit;
+	pthread_mutex_lock(&st->lock);
+	rv = rows_before_read(st, err, errlen);
+	pthread_mutex_unlock(&st->lock);
+	if (rv < 0)
+		return -1;
 	for (;;) {
 		PGresult *r;
 		int n;
@@ -597,12 +870,16 @@ gw_pg_checkpoint_max_id(struct gw_store *st, uint64_t *id, char *err, size_t err
  * No redo log: the batch's COMMIT waits for the server's WAL flush
  * (synchronous_commit on, set and checked at open), so a committed batch
  * is durable and there is nothing more to write. begin and end keep the
- * lock from the batch's first statement to its commit, as on SQLite. */
+ * lock from the batch's first statement to its commit, as on SQLite; in
+ * between, the batch's rows wait for the commit (st->rows). Without
+ * memory for that they are INSERTed one by one, as before. */
 
 void
 gw_pg_batch_begin(struct gw_store *st)
 {
 	pthread_mutex_lock(&st->lock);
+	if (st->rows == NULL)
+		st->rows = calloc(1, sizeof(*st->rows));
 }
 
 void
@@ -622,5 +899,7 @@ gw_pg_batch_durable(struct gw_store *st, uint64_t first_seq, uint64_t last_seq, 
 void
 gw_pg_batch_end(struct gw_store *st)
 {
+	/* (Empty: the commit or the rollback before took them.) */
+	rows_free(&st->rows);
 	pthread_mutex_unlock(&st->lock);
 }

@@ -14,6 +14,7 @@
 
 #define GW_PG_TX_DEPTH_MAX 32
 #define GW_PG_MARKS_MAX 16
+#define GW_PG_PENDING_MAX 8
 
 /* One connection per store, used by one thread at a time: libpq's
  * connections are not for concurrent use, and a statement run by the
@@ -34,6 +35,15 @@ struct gw_store {
 	bool ready;
 	bool reconnecting;           /* inside gw_pg_reconnect: no second try */
 	bool claimed;                /* gw_store_site_claim took the site */
+	/* audit.c: the rows of an audit batch, INSERTed together just
+	 * before its COMMIT; rows_at[d] is gw_pg_rows_mark when level d
+	 * began, for a rollback to it. */
+	struct gw_pg_rows *rows;
+	size_t rows_at[GW_PG_TX_DEPTH_MAX];
+	/* SAVEPOINT and RELEASE SAVEPOINT not sent yet: they go ahead of
+	 * the next statement, in one round trip with it (store.c). */
+	char pending[GW_PG_PENDING_MAX][40];
+	unsigned n_pending;
 };
 
 /* Runs sql with n text parameters (vals[i] NULL = SQL NULL; lens/fmts NULL
@@ -141,6 +151,13 @@ int gw_pg_checkpoint_last(struct gw_store *st, struct gw_audit_checkpoint *last,
 int gw_pg_checkpoint_max_id(struct gw_store *st, uint64_t *id, char *err, size_t errlen);
 int gw_pg_checkpoint_scan(struct gw_store *st, uint64_t from_seq, uint64_t to_seq,
                           gw_store_checkpoint_fn fn, void *ctx, char *err, size_t errlen);
+/* The batch's waiting rows (audit.c), for the transaction calls of
+ * store.c: a mark of how many were given; dropping those given after a
+ * mark (after a rollback to its level); INSERTing them (before the
+ * COMMIT: -1 when one was lost, and the COMMIT must not be sent). */
+size_t gw_pg_rows_mark(struct gw_store *st);
+void gw_pg_rows_undo(struct gw_store *st, size_t mark);
+int gw_pg_rows_flush(struct gw_store *st, char *err, size_t errlen);
 void gw_pg_batch_begin(struct gw_store *st);
 void gw_pg_batch_images(struct gw_store *st);
 int gw_pg_batch_durable(struct gw_store *st, uint64_t first_seq, uint64_t last_seq, char *err,

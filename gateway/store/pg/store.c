@@ -304,6 +304,83 @@ conn_check(struct gw_store *st, char *buf, size_t len)
 	return reconnect_locked(st, buf, len);
 }
 
+/* ---- savepoints sent with the next statement ----
+ *
+ * A record's savepoint and its release carry no answer anyone waits for:
+ * they are kept (st->pending) and sent in a pipeline ahead of the next
+ * statement, so that they cost no round trip of their own (three of a
+ * signature's eight on the audit writer's connection). The first of them
+ * that fails is that statement's failure, as the server, having aborted
+ * the transaction, skips the rest. BEGIN and COMMIT are sent at once:
+ * a transaction begins only on a connection known to be there. */
+
+/* The pending commands as one simple query ("A; B"), emptied. */
+static void
+pending_join(struct gw_store *st, char *buf, size_t len)
+{
+	size_t at = 0;
+
+	buf[0] = '\0';
+	for (unsigned i = 0; i < st->n_pending && at < len; i++)
+		at += (size_t)snprintf(buf + at, len - at, "%s%s", i ? "; " : "", st->pending[i]);
+	st->n_pending = 0;
+}
+
+/* Runs the pending commands, then sql, in one round trip: sql's result,
+ * or the first failed command's (an error result), or NULL. */
+static PGresult *
+exec_pipelined(struct gw_store *st, const char *sql, int n, const char *const *vals,
+               const int *lens, const int *fmts, int result_format)
+{
+	PGresult *r, *fail = NULL, *res = NULL;
+	unsigned k = st->n_pending;
+	bool sent = PQenterPipelineMode(st->conn) == 1;
+
+	for (unsigned i = 0; sent && i < k; i++)
+		sent = PQsendQueryParams(st->conn, st->pending[i], 0, NULL, NULL, NULL, NULL, 0) == 1;
+	st->n_pending = 0;
+	sent = sent && PQsendQueryParams(st->conn, sql, n, NULL, vals, lens, fmts,
+	                                 result_format) == 1;
+	sent = sent && PQpipelineSync(st->conn) == 1;
+	if (!sent) {
+		/* Not all sent: the connection is gone or the pipeline broken;
+		 * the transaction cannot be trusted to go on. */
+		PQexitPipelineMode(st->conn);
+		return NULL;
+	}
+	/* k + 1 results, each followed by NULL, then the sync's. */
+	for (unsigned i = 0; i <= k; i++) {
+		r = PQgetResult(st->conn);
+		if (r == NULL)
+			break;
+		if (i < k && fail == NULL && PQresultStatus(r) != PGRES_COMMAND_OK)
+			fail = r;
+		else if (i == k)
+			res = r;
+		else
+			PQclear(r);
+		while ((r = PQgetResult(st->conn)) != NULL && PQresultStatus(r) != PGRES_PIPELINE_SYNC)
+			PQclear(r);
+		if (r != NULL) {
+			PQclear(r);   /* (the sync, early: the pipeline ended short) */
+			break;
+		}
+	}
+	while ((r = PQgetResult(st->conn)) != NULL) {
+		bool sync = PQresultStatus(r) == PGRES_PIPELINE_SYNC;
+
+		PQclear(r);
+		if (sync)
+			break;
+	}
+	PQexitPipelineMode(st->conn);
+	if (fail != NULL) {
+		PQclear(res);
+		return fail;
+	}
+	return res;
+}
+
 PGresult *
 gw_pg_exec(struct gw_store *st, const char *sql, int n, const char *const *vals,
            const int *lens, const int *fmts, ExecStatusType want, char *err, size_t errlen)
@@ -320,9 +397,14 @@ gw_pg_exec_fmt(struct gw_store *st, const char *sql, int n, const char *const *v
 	PGresult *r;
 	const char *prim, *state;
 
-	if (conn_check(st, buf, sizeof(buf)) < 0)
+	if (conn_check(st, buf, sizeof(buf)) < 0) {
+		st->n_pending = 0;
 		goto fail;
-	r = PQexecParams(st->conn, sql, n, NULL, vals, lens, fmts, result_format);
+	}
+	if (st->n_pending > 0)
+		r = exec_pipelined(st, sql, n, vals, lens, fmts, result_format);
+	else
+		r = PQexecParams(st->conn, sql, n, NULL, vals, lens, fmts, result_format);
 	if (r != NULL && PQresultStatus(r) == want)
 		return r;
 	/* The primary message and SQLSTATE only: a DETAIL line may quote a
@@ -601,22 +683,35 @@ gw_pg_mark_set(struct gw_store *st, const void *key)
  * BEGIN IMMEDIATE does): what two connections must agree on is decided by
  * a conditional statement or a row lock (SELECT … FOR UPDATE). */
 
+/* Sends the pending commands now (one round trip): 0 or -1. */
+static int
+pending_send(struct gw_store *st, char *err, size_t errlen)
+{
+	char sql[GW_PG_PENDING_MAX * 40];
+
+	pending_join(st, sql, sizeof(sql));
+	return exec_cmd(st, sql, err, errlen);
+}
+
 int
 gw_pg_tx_begin(struct gw_store *st, char *err, size_t errlen)
 {
-	char sql[48];
-
 	pthread_mutex_lock(&st->lock);
 	if (st->tx_depth >= GW_PG_TX_DEPTH_MAX) {
 		sg_seterr(err, errlen, "PostgreSQL store: transactions nested too deep");
 		goto fail;
 	}
-	if (st->tx_depth == 0)
-		snprintf(sql, sizeof(sql), "BEGIN");
-	else
-		snprintf(sql, sizeof(sql), "SAVEPOINT sg_%u", st->tx_depth);
-	if (exec_cmd(st, sql, err, errlen) < 0)
-		goto fail;
+	if (st->tx_depth == 0) {
+		st->n_pending = 0;
+		if (exec_cmd(st, "BEGIN", err, errlen) < 0)
+			goto fail;
+	} else {
+		if (st->n_pending == GW_PG_PENDING_MAX && pending_send(st, err, errlen) < 0)
+			goto fail;
+		snprintf(st->pending[st->n_pending++], sizeof(st->pending[0]), "SAVEPOINT sg_%u",
+		         st->tx_depth);
+	}
+	st->rows_at[st->tx_depth] = gw_pg_rows_mark(st);
 	st->tx_depth++;
 	return 0;
 fail:
@@ -637,13 +732,32 @@ gw_pg_tx_commit(struct gw_store *st, char *err, size_t errlen)
 	}
 	if (st->tx_depth > 1) {
 		st->tx_depth--;
-		snprintf(sql, sizeof(sql), "RELEASE SAVEPOINT sg_%u", st->tx_depth);
-		rv = exec_cmd(st, sql, err, errlen);
+		snprintf(sql, sizeof(sql), "SAVEPOINT sg_%u", st->tx_depth);
+		if (st->n_pending > 0 && strcmp(st->pending[st->n_pending - 1], sql) == 0) {
+			/* Nothing ran in the level: it was never sent. */
+			st->n_pending--;
+			rv = 0;
+			goto out;
+		}
+		rv = 0;
+		if (st->n_pending == GW_PG_PENDING_MAX)
+			rv = pending_send(st, err, errlen);
+		if (rv == 0)
+			snprintf(st->pending[st->n_pending++], sizeof(st->pending[0]),
+			         "RELEASE SAVEPOINT sg_%u", st->tx_depth);
 		if (rv < 0) {
 			/* The level is gone either way (store.h). */
 			snprintf(sql, sizeof(sql), "ROLLBACK TO SAVEPOINT sg_%u", st->tx_depth);
 			PQclear(PQexec(st->conn, sql));
+			gw_pg_rows_undo(st, st->rows_at[st->tx_depth]);
 		}
+		goto out;
+	}
+	/* An audit batch's rows go in first; one lost, nothing commits. */
+	if (gw_pg_rows_flush(st, err, errlen) < 0) {
+		st->n_pending = 0;
+		PQclear(PQexec(st->conn, "ROLLBACK"));
+		st->tx_depth = 0;
 		goto out;
 	}
 	/* Sent while the level still counts, so that a lost connection fails
@@ -652,7 +766,12 @@ gw_pg_tx_commit(struct gw_store *st, char *err, size_t errlen)
 	st->tx_depth = 0;
 	if (r == NULL) {
 		/* A connection lost at COMMIT leaves it unknown whether it
-		 * committed: the caller must not take it for either. */
+		 * committed: the caller must not take it for either. A
+		 * release sent with it that failed left the COMMIT unrun, the
+		 * transaction open and aborted: it is ended here. */
+		if (PQstatus(st->conn) == CONNECTION_OK &&
+		    PQtransactionStatus(st->conn) != PQTRANS_IDLE)
+			PQclear(PQexec(st->conn, "ROLLBACK"));
 		goto out;
 	}
 	/* COMMIT of a transaction a failed statement ended answers
@@ -670,17 +789,32 @@ out:
 void
 gw_pg_tx_rollback(struct gw_store *st)
 {
-	char sql[96];
+	char sql[GW_PG_PENDING_MAX * 40 + 96], last[40];
+	size_t at;
 
 	if (st->tx_depth == 0)
 		return;
 	st->tx_depth--;
-	if (st->tx_depth > 0)
-		snprintf(sql, sizeof(sql), "ROLLBACK TO SAVEPOINT sg_%u; RELEASE SAVEPOINT sg_%u",
-		         st->tx_depth, st->tx_depth);
-	else
+	snprintf(last, sizeof(last), "SAVEPOINT sg_%u", st->tx_depth);
+	if (st->tx_depth > 0 && st->n_pending > 0 &&
+	    strcmp(st->pending[st->n_pending - 1], last) == 0) {
+		/* Nothing ran in the level: it was never sent. */
+		st->n_pending--;
+		goto out;
+	}
+	if (st->tx_depth == 0) {
+		st->n_pending = 0;   /* (undone with the rest) */
 		snprintf(sql, sizeof(sql), "ROLLBACK");
+	} else {
+		/* What is pending first, then the rollback: one round trip. */
+		pending_join(st, sql, sizeof(sql) - 96);
+		at = strlen(sql);
+		snprintf(sql + at, sizeof(sql) - at, "%sROLLBACK TO SAVEPOINT sg_%u; "
+		         "RELEASE SAVEPOINT sg_%u", at ? "; " : "", st->tx_depth, st->tx_depth);
+	}
 	PQclear(PQexec(st->conn, sql));
+out:
+	gw_pg_rows_undo(st, st->rows_at[st->tx_depth]);
 	pthread_mutex_unlock(&st->lock);
 }
 
