@@ -48,6 +48,9 @@ def main():
     path = os.path.join(d, "sealgate.db")
     ro = sql.lstrip().upper().startswith("SELECT")
     db = sqlite3.connect("file:%s%s" % (path, "?mode=ro" if ro else ""), uri=True, timeout=5)
+    # text that is not UTF-8 (what the gateway must never store) is shown
+    # as \xHH rather than failing the read
+    db.text_factory = lambda b: b.decode("utf-8", "backslashreplace")
     try:
         for row in db.execute(sql):
             print("|".join("" if v is None else str(v) for v in row))
