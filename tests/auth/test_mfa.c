@@ -1179,6 +1179,46 @@ Test(mfa, a_waiting_confirmation_holds_its_quota_unit)
 	cr_assert_eq(sh(out, sizeof(out), "%s --user olga logout 2>&1", sealctl()), 0, "%s", out);
 }
 
+/* A signature waiting for its confirmation from a program whose path is
+ * not UTF-8 (a directory named b<0xff>in): sealctl confirm --list shows it,
+ * the path hex-escaped, and the confirmation names it the same way (the
+ * list used to leave it out: its exe could not go into the JSON reply). */
+Test(mfa, a_waiting_signature_from_a_path_not_in_utf8_is_listed)
+{
+	char out[2048], code[8], weird[512], ws[600];
+	int rc = 1;
+
+	as_user("olga");
+	fresh_code("olga", code);
+	cr_assert_eq(sh(out, sizeof(out), "%s --user olga -p %s login --code %s 2>&1", sealctl(),
+	                pwfile("olga"), code), 0, "%s", out);
+	snprintf(weird, sizeof(weird), "%s/b\xffin", sgt_env("SG_AUTH_DIR"));
+	snprintf(ws, sizeof(ws), "%s/waitsign", weird);
+	cr_assert_eq(sh(NULL, 0, "mkdir -p '%s' && cp '%s' '%s'", weird, sgt_env("SG_WAITSIGN"), ws), 0);
+	cr_assert_eq(sh(NULL, 0, "SEALGATE_USER=olga '%s' '%s' 'Confirmed Seal' >%s 2>&1 </dev/null &",
+	                ws, sgt_env("SEALGATE_MODULE"), path_of("waitsign.out", "")), 0);
+	for (int i = 0; i < 50 && rc != 0; i++) {
+		sh(out, sizeof(out), "%s --user olga confirm --list 2>&1", sealctl());
+		rc = strstr(out, "waiting: #") ? 0 : 1;
+		if (rc != 0)
+			usleep(100000);
+	}
+	cr_assert_eq(rc, 0, "the signature from the 0xff path is not listed: %s", out);
+	cr_assert_not_null(strstr(out, "/b\\xffin/waitsign"), "%s", out);
+	rc = olga_confirms(out, sizeof(out));
+	cr_assert_eq(rc, 0, "sealctl confirm: %s", out);
+	for (int i = 0; i < 50; i++) {
+		sh(out, sizeof(out), "cat %s", path_of("waitsign.out", ""));
+		if (strstr(out, "rv "))
+			break;
+		usleep(100000);
+	}
+	cr_assert_not_null(strstr(out, "rv 0x0"), "waitsign: %s", out);
+	cr_assert_eq(audit_count("action = 'sign_confirm' AND outcome = 'ok' AND "
+	                         "reason LIKE '%/b_xffin/waitsign%'"), 1);
+	cr_assert_eq(sh(out, sizeof(out), "%s --user olga logout 2>&1", sealctl()), 0, "%s", out);
+}
+
 Test(mfa, out_of_band_confirm_waits_for_sealctl_confirm)
 {
 	struct signer s;
