@@ -9,6 +9,7 @@
 #include "protocol.h"
 #include "log.h"
 #include "token.h"
+#include "utf8.h"
 
 #include <pthread.h>
 #include <stdbool.h>
@@ -407,10 +408,50 @@ gw_audit_record(struct gw_audit *au, const struct gw_audit_event *ev, uint64_t *
 	return gw_audit_record_with(au, ev, NULL, NULL, seq, NULL, 0);
 }
 
+/* The event's strings the ticket made UTF-8 (escape_texts), in the order
+ * of text_fields. */
+#define N_TEXT_FIELDS 8
+
 struct gw_audit_ticket {
 	struct pending p;
 	char err[256];
+	char *owned[N_TEXT_FIELDS];
 };
+
+static void
+ticket_free(struct gw_audit_ticket *t)
+{
+	for (size_t i = 0; i < N_TEXT_FIELDS; i++)
+		free(t->owned[i]);
+	free(t);
+}
+
+/* Every string of a record is made UTF-8 before it is queued: PostgreSQL
+ * refuses other bytes, and one refused string would fail the whole batch,
+ * the records of others in it too. Such bytes come from outside (a
+ * client's /proc/PID/exe, a token's label in a reason): each becomes \xHH,
+ * on SQLite as on PostgreSQL, so the record is the same on both and its
+ * hash is over what is stored. */
+static int
+escape_texts(struct gw_audit_ticket *t)
+{
+	struct gw_audit_event *ev = &t->p.ev;
+	const char **f[N_TEXT_FIELDS] = { &ev->action, &ev->outcome, &ev->reason, &ev->actor,
+	                                  &ev->exe, &ev->host, &ev->seal, &ev->detail };
+
+	for (size_t i = 0; i < N_TEXT_FIELDS; i++) {
+		size_t n;
+
+		if (gw_utf8_valid(*f[i]))
+			continue;
+		n = gw_utf8_escape(NULL, 0, *f[i]);
+		if ((t->owned[i] = malloc(n + 1)) == NULL)
+			return -1;
+		gw_utf8_escape(t->owned[i], n + 1, *f[i]);
+		*f[i] = t->owned[i];
+	}
+	return 0;
+}
 
 int
 gw_audit_submit_with(struct gw_audit *au, const struct gw_audit_event *ev,
@@ -443,6 +484,11 @@ gw_audit_submit_with(struct gw_audit *au, const struct gw_audit_event *ev,
 		return -1;
 	}
 	t->p.ev = *ev;
+	if (escape_texts(t) != 0) {
+		ticket_free(t);
+		sg_seterr(err, errlen, "audit: out of memory");
+		return -1;
+	}
 	t->p.apply = apply;
 	t->p.arg = arg;
 	t->p.err = t->err;
@@ -452,7 +498,7 @@ gw_audit_submit_with(struct gw_audit *au, const struct gw_audit_event *ev,
 	if (au->stopping) {
 		pthread_mutex_unlock(&au->lock);
 		pthread_cond_destroy(&t->p.cond);
-		free(t);
+		ticket_free(t);
 		sg_seterr(err, errlen, "audit: the log is closing");
 		return -1;
 	}
@@ -488,7 +534,7 @@ gw_audit_wait(struct gw_audit *au, struct gw_audit_ticket **tp, uint64_t *seq,
 		*seq = t->p.seq;
 	if (status != 0)
 		sg_seterr(err, errlen, "%s", t->err[0] ? t->err : "audit: the record was not written");
-	free(t);
+	ticket_free(t);
 	return status;
 }
 

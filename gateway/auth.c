@@ -19,6 +19,7 @@
 
 #include "dispatch.h"
 #include "policy.h"
+#include "utf8.h"
 
 #define GRANTS_MAX     256        /* outstanding per-signature grants, all sessions */
 #define WINDOWS_MAX    1024
@@ -704,7 +705,9 @@ confirm_wait(struct gw_auth *a, const char *user, const struct gw_peer *peer, co
 	slot->used = true;
 	slot->info.id = ++a->next_confirm;
 	snprintf(slot->info.seal, sizeof(slot->info.seal), "%s", seal);
-	snprintf(slot->info.exe, sizeof(slot->info.exe), "%.127s", peer->exe);
+	/* cut at a character's boundary: the list of waiting signatures
+	 * sends it as a JSON string */
+	gw_utf8_escape(slot->info.exe, sizeof(slot->info.exe), peer->exe);
 	slot->info.pid = peer->pid;
 	slot->info.since = time(NULL);
 	snprintf(slot->user, sizeof(slot->user), "%s", user);

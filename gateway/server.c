@@ -37,6 +37,7 @@
 #include "tls.h"
 #include "workflow_ops.h"
 #include "log.h"
+#include "utf8.h"
 #include "sg-config.h"
 
 #define CONN_STACK (256 * 1024)
@@ -264,10 +265,13 @@ gw_peer_identify(int fd, struct gw_peer *peer)
 		snprintf(peer->login, sizeof(peer->login), "%s", pw.pw_name);
 	else
 		snprintf(peer->login, sizeof(peer->login), "#%u", (unsigned)cred.uid);
-	/* For the record only: a pid can be reused, the uid is what counts. */
+	/* For the record only: a pid can be reused, the uid is what counts.
+	 * A path is bytes: one that is not UTF-8 is kept \xHH-escaped, so
+	 * that it can go into the records and the JSON replies that name it. */
 	snprintf(path, sizeof(path), "/proc/%d/exe", (int)cred.pid);
-	n = readlink(path, peer->exe, sizeof(peer->exe) - 1);
-	peer->exe[n > 0 ? n : 0] = '\0';
+	n = readlink(path, buf, sizeof(buf) - 1);
+	buf[n > 0 ? n : 0] = '\0';
+	gw_utf8_escape(peer->exe, sizeof(peer->exe), buf);
 	return 0;
 }
 

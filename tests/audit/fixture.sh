@@ -76,12 +76,13 @@ seals:
     approval: none
     mfa: none
 EOP
+		storeconf=$(sg_store_conf "$dir")
 		cat >"$dir/sealgated.yaml" <<EOC
 backend_module: /usr/lib/softhsm/libsofthsm2.so
 backend_token: "pkcs11:token=sg-audit"
 token_pin_file: $dir/token.pin
 socket_path: $dir/sealgated.sock
-store_path: $dir/sealgate.db
+$storeconf
 policy_path: $dir/policy.yaml
 token_label: Audit Co.
 audit_key: "pkcs11:object=sealgate-audit;type=private"
@@ -102,6 +103,6 @@ up) up ;;
 start) start ;;
 stop) stop "${3:-TERM}" ;;
 store) store "$3" ;;
-down) stop TERM; rm -rf "$dir" ;;
+down) stop TERM; sg_store_down "$dir"; rm -rf "$dir" ;;
 *) echo "usage: $0 up|start|stop|store|down DIR" >&2; exit 2 ;;
 esac

@@ -622,6 +622,35 @@ Test(trail, export_verifies_offline_and_names_every_tampering)
 	free(w);
 }
 
+/* The same on PostgreSQL: the audit tables copied aside, the role (their
+ * owner) turning their append-only triggers off for the change, and the
+ * copies put back afterwards. */
+#define PG_AUDIT_TABLES(x) x(audit) x(audit_checkpoints) x(audit_checkpoint_ids)
+#define PG_SAVE(t) "CREATE TABLE sgt_" #t " AS SELECT * FROM " #t ";"
+#define PG_OFF(t) "ALTER TABLE " #t " DISABLE TRIGGER USER;"
+#define PG_ON(t) "ALTER TABLE " #t " ENABLE TRIGGER USER;"
+#define PG_BACK(t) "DELETE FROM " #t "; INSERT INTO " #t " SELECT * FROM sgt_" #t "; DROP TABLE sgt_" #t ";"
+
+static void
+store_tamper_pg(const char *sql, const char *needle)
+{
+	const char *dir = sgt_env("SG_IT_DIR");
+	char *file = path_in("store-export.jsonl"), *out, all[2048];
+
+	fixture("stop", NULL);
+	sgt_store_exec(dir, PG_AUDIT_TABLES(PG_SAVE));
+	snprintf(all, sizeof(all), "%s %s; %s", PG_AUDIT_TABLES(PG_OFF), sql, PG_AUDIT_TABLES(PG_ON));
+	sgt_store_exec(dir, all);
+	fixture("start", NULL);
+	export_to(file);
+	cr_assert_eq(verify_file(file, cert_opts(), &out), 1, "%s not detected:\n%s", sql, out);
+	cr_assert(strstr(out, needle), "%s: expected \"%s\" in:\n%s", sql, needle, out);
+	free(out);
+	fixture("stop", NULL);
+	sgt_store_exec(dir, PG_AUDIT_TABLES(PG_OFF) PG_AUDIT_TABLES(PG_BACK) PG_AUDIT_TABLES(PG_ON));
+	fixture("start", NULL);
+}
+
 /* Store tampering: the gateway is stopped, the file changed behind its
  * back (triggers dropped), and restored afterwards. */
 static void
@@ -631,6 +660,10 @@ store_tamper(const char *sql, const char *needle)
 	sqlite3 *h = NULL;
 	char *msg = NULL;
 
+	if (sgt_store_is_pg()) {
+		store_tamper_pg(sql, needle);
+		return;
+	}
 	fixture("stop", NULL);
 	cr_assert_eq(sh("cp %s %s.bak", db, db), 0);
 	cr_assert_eq(sqlite3_open(db, &h), SQLITE_OK);
@@ -654,17 +687,7 @@ store_tamper(const char *sql, const char *needle)
 static long long
 store_int(const char *sql)
 {
-	sqlite3 *h = NULL;
-	sqlite3_stmt *s = NULL;
-	long long v = -1;
-
-	cr_assert_eq(sqlite3_open_v2(path_in("sealgate.db"), &h, SQLITE_OPEN_READONLY, NULL), SQLITE_OK);
-	cr_assert_eq(sqlite3_prepare_v2(h, sql, -1, &s, NULL), SQLITE_OK, "%s", sqlite3_errmsg(h));
-	if (sqlite3_step(s) == SQLITE_ROW)
-		v = sqlite3_column_int64(s, 0);
-	sqlite3_finalize(s);
-	sqlite3_close(h);
-	return v;
+	return sgt_store_number(sgt_env("SG_IT_DIR"), sql);
 }
 
 Test(trail, store_tampering_is_named)
@@ -824,30 +847,43 @@ storm_then_kill(struct stormer *w)
 static void
 all_released_are_recorded(struct stormer *w)
 {
-	sqlite3 *h = NULL;
-	sqlite3_stmt *q = NULL;
-	char *out;
+	char *out, *rows, *line, *next, want[96];
+	char **by_seq = NULL;
+	long long max = 0, seq;
 
-	cr_assert_eq(sqlite3_open_v2(path_in("sealgate.db"), &h, SQLITE_OPEN_READONLY, NULL), SQLITE_OK);
-	cr_assert_eq(sqlite3_prepare_v2(h, "SELECT signed_digest, action, outcome FROM audit WHERE seq = ?",
-	                                -1, &q, NULL), SQLITE_OK);
+	/* One query for all: each row "seq|DIGEST-HEX|action|outcome". */
+	rows = sgt_store_rows(sgt_env("SG_IT_DIR"),
+	                      "SELECT seq, hex(signed_digest), action, outcome FROM audit");
+	for (line = rows; *line; line = next) {
+		next = line + strcspn(line, "\n");
+		if (*next)
+			*next++ = '\0';
+		seq = strtoll(line, NULL, 10);
+		if (seq <= 0)
+			continue;
+		if (seq > max) {
+			by_seq = realloc(by_seq, (size_t)(seq + 1) * sizeof(*by_seq));
+			cr_assert_not_null(by_seq);
+			memset(by_seq + max + 1, 0, (size_t)(seq - max) * sizeof(*by_seq));
+			max = seq;
+		}
+		by_seq[seq] = strchr(line, '|') + 1;
+	}
 	for (int i = 0; i < STORM_THREADS; i++) {
 		for (size_t j = 0; j < w[i].n; j++) {
-			sqlite3_bind_int64(q, 1, w[i].got[j].seq);
-			cr_assert_eq(sqlite3_step(q), SQLITE_ROW, "no record %lld for a released signature",
-			             w[i].got[j].seq);
-			cr_assert_eq(sqlite3_column_bytes(q, 0), 32);
-			cr_assert_eq(memcmp(sqlite3_column_blob(q, 0), w[i].got[j].d, 32), 0,
-			             "record %lld is not the signature's", w[i].got[j].seq);
-			cr_assert_str_eq((const char *)sqlite3_column_text(q, 1), "sign");
-			cr_assert_str_eq((const char *)sqlite3_column_text(q, 2), "ok");
-			sqlite3_reset(q);
+			seq = w[i].got[j].seq;
+			cr_assert(seq > 0 && seq <= max && by_seq[seq],
+			          "no record %lld for a released signature", seq);
+			for (int k = 0; k < 32; k++)
+				snprintf(want + 2 * k, 3, "%02X", w[i].got[j].d[k]);
+			strcat(want, "|sign|ok");
+			cr_assert_str_eq(by_seq[seq], want, "record %lld is not the signature's", seq);
 		}
 		free(w[i].got);
 		w[i].got = NULL;
 	}
-	sqlite3_finalize(q);
-	sqlite3_close(h);
+	free(by_seq);
+	free(rows);
 	export_to(path_in("storm.jsonl"));
 	cr_assert_eq(verify_file(path_in("storm.jsonl"), cert_opts(), &out), 0, "%s", out);
 	free(out);
@@ -872,6 +908,7 @@ Test(trail, power_failure_during_a_signing_storm_loses_no_record)
 	static struct stormer w[STORM_THREADS];
 	size_t total;
 
+	sgt_store_sqlite_only("the redo log replayed into SQLite's files put back");
 	fixture("stop", NULL);
 	cr_assert_eq(sh("cd %s && cp sealgate.db synced.db && rm -f synced.db-wal", sgt_env("SG_IT_DIR")), 0);
 	fixture("start", NULL);
@@ -908,6 +945,7 @@ Test(trail, full_disk_refuses_signatures_cleanly_and_recovers)
 	char block[65536];
 	json_t *rep;
 
+	sgt_store_sqlite_only("the SQLite file on a full tmpfs");
 	fixture("stop", NULL);
 	mkdir(small, 0700);
 	if (mount("sg-audit-full", small, "tmpfs", 0, "size=2m,mode=0700") != 0) {

@@ -94,12 +94,13 @@ seals:
             - { head_of: applicant }
     mfa: none
 EOP
+	storeconf=$(sg_store_conf "$dir")
 	cat >"$dir/sealgated.yaml" <<EOC
 backend_module: /usr/lib/softhsm/libsofthsm2.so
 backend_token: "pkcs11:token=sg-auth"
 token_pin_file: $dir/token.pin
 socket_path: $dir/sealgated.sock
-store_path: $dir/sealgate.db
+$storeconf
 policy_path: $dir/policy.yaml
 token_label: Auth Co.
 backend_sessions: 4
@@ -129,6 +130,6 @@ case $cmd in
 up) up ;;
 start) start ;;
 stop) stop "${3:-TERM}" ;;
-down) stop TERM; rm -rf "$dir" ;;
+down) stop TERM; sg_store_down "$dir"; rm -rf "$dir" ;;
 *) echo "usage: $0 up|start|stop|down DIR" >&2; exit 2 ;;
 esac

@@ -6,12 +6,25 @@ here=$(cd "$(dirname "$0")" && pwd)
 dir=$(mktemp -d /tmp/sg-auth-XXXXXX)
 chmod 755 "$dir"     # the test switches to uid nobody for one case
 trap 'sh "$here/fixture.sh" down "$dir"' EXIT
+# A test killed (meson's timeout: TERM) still goes through the EXIT trap,
+# which stops the gateway and the fixture's PostgreSQL cluster: the test
+# runs in the background so that the trap runs at once (the shell defers
+# it until a foreground command ends), and takes the test with it. The
+# fixture's watcher covers a SIGKILL (tests/lib/gateway.sh).
+child=
+trap '[ -z "$child" ] || kill -TERM "$child" 2>/dev/null; exit 143' TERM
+trap '[ -z "$child" ] || kill -TERM "$child" 2>/dev/null; exit 130' INT
+trap '[ -z "$child" ] || kill -TERM "$child" 2>/dev/null; exit 129' HUP
+export SG_STORE_OWNER=$$
 sh "$here/fixture.sh" up "$dir"
 export SG_AUTH_DIR="$dir"
 export SEALGATE_SOCKET="$dir/sealgated.sock"
 unset SEALGATE_USER SEALGATE_PASSWORD SEALGATE_CODE
 status=0
-"$@" || status=$?
+"$@" &
+child=$!
+wait "$child" || status=$?
+child=
 if [ $status -ne 0 ]; then
 	echo "--- sealgated.log (tail) ---"
 	tail -40 "$dir/sealgated.log" || true

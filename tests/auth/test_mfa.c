@@ -25,7 +25,6 @@
 #include <openssl/evp.h>
 #include <openssl/x509.h>
 #include <p11-kit/pkcs11.h>
-#include <sqlite3.h>
 
 #include "protocol.h"
 #include "sealgate-pkcs11.h"
@@ -592,20 +591,9 @@ static long
 audit_seq(const char *fn, const char *where)
 {
 	char sql[512];
-	sqlite3 *db;
-	sqlite3_stmt *q;
-	long n = 0;
 
-	cr_assert_eq(sqlite3_open_v2(path_of("sealgate.db", ""), &db, SQLITE_OPEN_READONLY, NULL),
-	             SQLITE_OK);
-	sqlite3_busy_timeout(db, 5000);
 	snprintf(sql, sizeof(sql), "SELECT coalesce(%s(seq), 0) FROM audit WHERE %s", fn, where);
-	cr_assert_eq(sqlite3_prepare_v2(db, sql, -1, &q, NULL), SQLITE_OK, "%s", sqlite3_errmsg(db));
-	if (sqlite3_step(q) == SQLITE_ROW)
-		n = sqlite3_column_int64(q, 0);
-	sqlite3_finalize(q);
-	sqlite3_close(db);
-	return n;
+	return sgt_store_number(sgt_env("SG_AUTH_DIR"), sql);
 }
 
 static long
@@ -1191,6 +1179,46 @@ Test(mfa, a_waiting_confirmation_holds_its_quota_unit)
 	cr_assert_eq(sh(out, sizeof(out), "%s --user olga logout 2>&1", sealctl()), 0, "%s", out);
 }
 
+/* A signature waiting for its confirmation from a program whose path is
+ * not UTF-8 (a directory named b<0xff>in): sealctl confirm --list shows it,
+ * the path hex-escaped, and the confirmation names it the same way (the
+ * list used to leave it out: its exe could not go into the JSON reply). */
+Test(mfa, a_waiting_signature_from_a_path_not_in_utf8_is_listed)
+{
+	char out[2048], code[8], weird[512], ws[600];
+	int rc = 1;
+
+	as_user("olga");
+	fresh_code("olga", code);
+	cr_assert_eq(sh(out, sizeof(out), "%s --user olga -p %s login --code %s 2>&1", sealctl(),
+	                pwfile("olga"), code), 0, "%s", out);
+	snprintf(weird, sizeof(weird), "%s/b\xffin", sgt_env("SG_AUTH_DIR"));
+	snprintf(ws, sizeof(ws), "%s/waitsign", weird);
+	cr_assert_eq(sh(NULL, 0, "mkdir -p '%s' && cp '%s' '%s'", weird, sgt_env("SG_WAITSIGN"), ws), 0);
+	cr_assert_eq(sh(NULL, 0, "SEALGATE_USER=olga '%s' '%s' 'Confirmed Seal' >%s 2>&1 </dev/null &",
+	                ws, sgt_env("SEALGATE_MODULE"), path_of("waitsign.out", "")), 0);
+	for (int i = 0; i < 50 && rc != 0; i++) {
+		sh(out, sizeof(out), "%s --user olga confirm --list 2>&1", sealctl());
+		rc = strstr(out, "waiting: #") ? 0 : 1;
+		if (rc != 0)
+			usleep(100000);
+	}
+	cr_assert_eq(rc, 0, "the signature from the 0xff path is not listed: %s", out);
+	cr_assert_not_null(strstr(out, "/b\\xffin/waitsign"), "%s", out);
+	rc = olga_confirms(out, sizeof(out));
+	cr_assert_eq(rc, 0, "sealctl confirm: %s", out);
+	for (int i = 0; i < 50; i++) {
+		sh(out, sizeof(out), "cat %s", path_of("waitsign.out", ""));
+		if (strstr(out, "rv "))
+			break;
+		usleep(100000);
+	}
+	cr_assert_not_null(strstr(out, "rv 0x0"), "waitsign: %s", out);
+	cr_assert_eq(audit_count("action = 'sign_confirm' AND outcome = 'ok' AND "
+	                         "reason LIKE '%/b_xffin/waitsign%'"), 1);
+	cr_assert_eq(sh(out, sizeof(out), "%s --user olga logout 2>&1", sealctl()), 0, "%s", out);
+}
+
 Test(mfa, out_of_band_confirm_waits_for_sealctl_confirm)
 {
 	struct signer s;
@@ -1387,37 +1415,32 @@ Test(mfa, z_no_secret_in_the_log_or_the_audit_trail)
 	{
 		char *bin = NULL;
 		size_t binlen = 0;
-		sqlite3 *db;
-		sqlite3_stmt *q;
-		const unsigned char *blob;
-		int n;
+		char hexs[2048];
+		unsigned char blob[1024];
+		size_t n = 0;
 
 		fp = fopen(path_of("totp-%s.b32", "alice"), "r");
 		cr_assert_not_null(fgets(b32, sizeof(b32), fp));
 		fclose(fp);
 		b32[strcspn(b32, "\n")] = '\0';
 		cr_assert_eq(oath_base32_decode(b32, strlen(b32), &bin, &binlen), OATH_OK);
-		cr_assert_eq(sqlite3_open_v2(path_of("sealgate.db", ""), &db, SQLITE_OPEN_READONLY, NULL),
-		             SQLITE_OK);
 		/* Enrolled as today: no secret in auth_totp, one copy for the
 		 * site, sealed to its key (magic, key hash, RSA-3072 wrap, nonce,
-		 * ciphertext, tag). */
-		cr_assert_eq(sqlite3_prepare_v2(db, "SELECT length(secret) FROM auth_totp "
-		                                "WHERE user = 'alice'", -1, &q, NULL), SQLITE_OK);
-		cr_assert_eq(sqlite3_step(q), SQLITE_ROW);
-		cr_assert_eq(sqlite3_column_int(q, 0), 0);
-		sqlite3_finalize(q);
-		cr_assert_eq(sqlite3_prepare_v2(db, "SELECT sealed FROM auth_totp_sites "
-		                                "WHERE user = 'alice' AND site = 'main'", -1, &q, NULL),
-		             SQLITE_OK);
-		cr_assert_eq(sqlite3_step(q), SQLITE_ROW);
-		blob = sqlite3_column_blob(q, 0);
-		n = sqlite3_column_bytes(q, 0);
-		cr_assert_eq((size_t)n, 4 + 32 + 2 + 384 + 24 + binlen + 16);
-		for (int i = 0; i + 8 <= n; i++)
+		 * ciphertext, tag). (The account's column is user in SQLite,
+		 * account in PostgreSQL.) */
+		cr_assert_eq(sgt_store_number(sgt_env("SG_AUTH_DIR"), sgt_store_is_pg() ?
+		             "SELECT octet_length(secret) FROM auth_totp WHERE account = 'alice'" :
+		             "SELECT length(secret) FROM auth_totp WHERE user = 'alice'"), 0);
+		cr_assert_eq(sgt_store_text(sgt_env("SG_AUTH_DIR"), sgt_store_is_pg() ?
+		             "SELECT encode(sealed, 'hex') FROM auth_totp_sites WHERE account = 'alice' "
+		             "AND site = 'main'" :
+		             "SELECT hex(sealed) FROM auth_totp_sites WHERE user = 'alice' AND site = 'main'",
+		             hexs, sizeof(hexs)), 0);
+		for (; hexs[2 * n] && hexs[2 * n + 1] && n < sizeof(blob); n++)
+			cr_assert_eq(sscanf(hexs + 2 * n, "%2hhx", &blob[n]), 1);
+		cr_assert_eq(n, 4 + 32 + 2 + 384 + 24 + binlen + 16);
+		for (size_t i = 0; i + 8 <= n; i++)
 			cr_assert_neq(memcmp(blob + i, bin, 8), 0, "the secret is in the store in clear");
-		sqlite3_finalize(q);
-		sqlite3_close(db);
 		free(bin);
 	}
 }

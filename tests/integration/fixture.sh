@@ -104,12 +104,13 @@ seals:
     approval: none
     mfa: none
 EOP
+		storeconf=$(sg_store_conf "$dir")
 		cat >"$dir/sealgated.yaml" <<EOC
 backend_module: /usr/lib/softhsm/libsofthsm2.so
 backend_token: "pkcs11:token=sg-it"
 token_pin_file: $dir/token.pin
 socket_path: $dir/sealgated.sock
-store_path: $dir/sealgate.db
+$storeconf
 policy_path: $dir/policy.yaml
 token_label: Integration Co.
 backend_sessions: 4
@@ -142,7 +143,7 @@ case $cmd in
 up) up ;;
 start) start ;;
 stop) stop "${3:-TERM}" ;;
-down) stop TERM; rm -rf "$dir" ;;
+down) stop TERM; sg_store_down "$dir"; rm -rf "$dir" ;;
 retoken) rm -rf "$dir/tokens"; make_token ;;
 *) echo "usage: $0 up|start|stop|retoken|down DIR" >&2; exit 2 ;;
 esac

@@ -21,6 +21,7 @@ cleanup() {
 	fixture down || true
 }
 trap cleanup EXIT
+sqlite_only "the SQLite files moved to a full tmpfs"
 
 fixture up >"$W/fixture.out" 2>&1 || { cat "$W/fixture.out"; exit 1; }
 fixture stop

@@ -99,13 +99,7 @@ waiting() {
 	return 1
 }
 field() { python3 -c 'import json,sys; print(json.load(open(sys.argv[1])).get(sys.argv[2], ""))' "$@"; }
-sql() {
-	python3 - "$W/sealgate.db" "$1" <<'PY'
-import sqlite3, sys
-db = sqlite3.connect("file:%s?mode=ro" % sys.argv[1], uri=True)
-print(db.execute(sys.argv[2]).fetchone()[0])
-PY
-}
+sql() { store_sql "$1" | head -1; }
 
 # 1. A wait longer than the frame and idle limits is not cut.
 p1=$(sign_bg "$W/sign1.json")

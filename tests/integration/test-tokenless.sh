@@ -11,16 +11,13 @@
 set -euo pipefail
 . "$(dirname "$0")/lib.sh" tokenless
 
-sql() {
-	python3 - "$W/sealgate.db" "$1" <<'PY'
-import sqlite3, sys
-db = sqlite3.connect(sys.argv[1])
-cur = db.execute(sys.argv[2])
-row = cur.fetchone()
-db.commit()
-print(row[0] if row else "")
-PY
-}
+sql() { store_sql "$1" | head -1; }
+# The keys known from the token: store_meta in SQLite, the site's rows of
+# site_meta in PostgreSQL (the fixture's gateway is site main).
+keys="store_meta WHERE name LIKE 'key:%'"
+if [ "${SG_TEST_STORE:-sqlite}" = pg ]; then
+	keys="site_meta WHERE site = 'main' AND name LIKE 'key:%'"
+fi
 start() { SG_GATEWAY_WAIT=answer SG_GATEWAY_ARGS="$*" fixture start >>"$W/fixture.out" 2>&1; }
 stop() { fixture stop; }
 check() { SOFTHSM2_CONF=$W/softhsm2.conf "$gw" --config "$W/sealgated.yaml" --check >"$W/check.out" 2>&1; }
@@ -41,7 +38,7 @@ start_refused() {
 # Made, bound, its keys remembered; stopped, and the token taken away.
 fixture up >"$W/fixture.out" 2>&1 || { cat "$W/fixture.out"; exit 1; }
 stop
-n=$(sql "SELECT count(*) FROM store_meta WHERE name LIKE 'key:%'")
+n=$(sql "SELECT count(*) FROM $keys")
 [ "$n" = 5 ] && pass "the store remembers the 5 seal keys found on the token" ||
 	fail "known keys in the store: $n, expected 5"
 mv "$W/tokens" "$W/tokens.away"
@@ -127,13 +124,17 @@ start_refused "--rebind without the token is refused, saying why" \
 
 # 6. A store that knows no keys of its token (from before they were kept)
 #    cannot start without it, and says so.
-sql "DELETE FROM store_meta WHERE name LIKE 'key:%'" >/dev/null
+sql "DELETE FROM $keys" >/dev/null
 start_refused "no known keys: refused, with the way out" "knows no keys of the token yet"
 
 # 6b. A known key that does not read back (a damaged row): without the
 #     token the gateway does not start, and says why; with it (7.) the
 #     row is no obstacle.
-sql "INSERT INTO store_meta (name, value) VALUES ('key:pkcs11:object=contract-seal;type=private', x'00')" >/dev/null
+if [ "${SG_TEST_STORE:-sqlite}" = pg ]; then
+	sql "INSERT INTO site_meta (site, name, value) VALUES ('main', 'key:pkcs11:object=contract-seal;type=private', x'00')" >/dev/null
+else
+	sql "INSERT INTO store_meta (name, value) VALUES ('key:pkcs11:object=contract-seal;type=private', x'00')" >/dev/null
+fi
 start_refused "a damaged known key: refused without the token, saying why" \
 	"the keys known from the token cannot be read"
 
@@ -147,7 +148,7 @@ else
 	fail "start with the token back"; cat "$W/status.out" "$W/sealgated.log"
 fi
 stop
-n=$(sql "SELECT count(*) FROM store_meta WHERE name LIKE 'key:%'")
+n=$(sql "SELECT count(*) FROM $keys")
 [ "$n" = 5 ] && pass "the keys are remembered again" || fail "known keys after the token came back: $n"
 if "$gw" --config "$W/sealgated.yaml" --verify-audit >"$W/verify.out" 2>&1; then
 	pass "the audit log verifies"

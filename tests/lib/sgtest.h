@@ -10,6 +10,7 @@
 
 #include <p11-kit/pkcs11.h>
 #include <jansson.h>
+#include <stddef.h>
 
 /* getenv(name), asserting it is set (run.sh sets them). */
 const char *sgt_env(const char *name);
@@ -27,7 +28,29 @@ void sgt_module_unload(CK_FUNCTION_LIST **f);
 CK_OBJECT_HANDLE sgt_find(CK_FUNCTION_LIST *f, CK_SESSION_HANDLE h, CK_OBJECT_CLASS cls,
                           const char *label, CK_ULONG *n);
 
-/* Audit records in DIR/sealgate.db matching an SQL condition (read-only). */
+/* The fixture's store is PostgreSQL (SG_TEST_STORE=pg: the fixture's own
+ * cluster, conninfo in DIR/store/conninfo), not DIR/sealgate.db. */
+int sgt_store_is_pg(void);
+/* Skip the running test on a PostgreSQL store: its point is SQLite itself
+ * (the message says "(by design: SQLite store only)", which CI accepts). */
+void sgt_store_sqlite_only(const char *why);
+/* The first column of the first row of an SQL query (SQLite's dialect;
+ * tests/lib/sgsql.py translates it for PostgreSQL) on the fixture's store
+ * in DIR, read-only; -1 when there is no row. */
+long sgt_store_number(const char *dir, const char *sql);
+/* The same, as text (NUL-terminated, cut to outlen): 0, or -1 when there
+ * is no row. */
+int sgt_store_text(const char *dir, const char *sql, char *out, size_t outlen);
+/* Every row of an SQL query on the fixture's store: columns joined by '|',
+ * each row ended by a newline (as the sqlite3 shell prints them); free()
+ * it. */
+char *sgt_store_rows(const char *dir, const char *sql);
+/* Run SQL statements on the fixture's PostgreSQL store as its role, in one
+ * transaction (a test's change behind the gateway's back), asserting they
+ * succeed. */
+void sgt_store_exec(const char *dir, const char *sql);
+
+/* Audit records in the fixture's store matching an SQL condition (read-only). */
 long sgt_count_records(const char *dir, const char *where);
 /* The refusals that the refusals_suppressed summaries matching where
  * count (the sum of their detail's count; docs/audit.md). */
