@@ -441,8 +441,11 @@ gw_op_audit_export(struct gw_req *r)
 	/* Another site's chain, on a handle scoped to it: its head is its last
 	 * stored record, its checkpoints are signed by its own key at its own
 	 * gateway (none fresh from here), each carrying its certificate. */
-	if (!own && (!r->ctx->cfg || gw_store_open_url(r->ctx->cfg->store_url, &st, err,
-	                                               sizeof(err)) < 0 ||
+	if (!own && (!r->ctx->cfg || !gw_store_url_is_pg(r->ctx->cfg->store_url))) {
+		return sg_reply_error(CKR_ARGUMENTS_BAD, "bad_request", "this store holds site %s only",
+		                      gw_store_site(r->ctx->store));
+	}
+	if (!own && (gw_store_open_url(r->ctx->cfg->store_url, &st, err, sizeof(err)) < 0 ||
 	             gw_store_set_site(st, site, err, sizeof(err)) < 0)) {
 		if (st != r->ctx->store)
 			gw_store_close(&st);
@@ -639,8 +642,10 @@ verify_one(struct gw_store *st, const char *url, const char *site, const uint8_t
 
 	if (strcmp(site, gw_store_site(st)) == 0) {
 		h = st;
-	} else if (!url) {
-		snprintf(err, sizeof(err), "no store to open for site %s", site);
+	} else if (!url || !gw_store_url_is_pg(url)) {
+		/* A SQLite store is one site's, and a second handle on the file
+		 * a running gateway writes could replay its redo log. */
+		snprintf(err, sizeof(err), "this store holds site %s only", gw_store_site(st));
 		goto done;
 	} else if (gw_store_open_url(url, &h, err, sizeof(err)) < 0 ||
 	           gw_store_set_site(h, site, err, sizeof(err)) < 0) {
