@@ -599,30 +599,33 @@ cmd_verify_sites(struct cli *c, const struct opts *o)
 					break;
 			}
 			if (bad) {
-				printf("site %s: NOT intact: %s\n", jstr_or(site, "site"), err);
+				if (!c->json)
+					printf("site %s: NOT intact: %s\n", jstr_or(site, "site"), err);
 				nbad++;
 				nsites++;
 				continue;
 			}
 		}
+		nsites++;
+		if (bad)
+			nbad++;
+		if (c->json)
+			continue;   /* the reply was printed as it came */
 		printf("%s\n", jstr_or(site, "line"));
 		json_array_foreach(json_object_get(site, "problems"), j, v)
 			if (j > 0)
-				printf("  %s\n", json_string_value(v));
+				printf("  %s\n", json_string_value(v) ?: "-");
 		if (json_integer_value(json_object_get(site, "problems_total")) >
 		    (json_int_t)json_array_size(json_object_get(site, "problems")))
 			printf("  … %lld problems in all\n",
 			       (long long)json_integer_value(json_object_get(site, "problems_total")));
 		json_array_foreach(json_object_get(site, "notes"), j, v)
-			printf("  note: %s\n", json_string_value(v));
-		nsites++;
-		if (bad)
-			nbad++;
+			printf("  note: %s\n", json_string_value(v) ?: "-");
 	}
-	if (nsites == 0)
+	if (nsites == 0 && !c->json)
 		printf("no site with audit records%s%s\n", strcmp(o->site, "*") ? ": " : "",
 		       strcmp(o->site, "*") ? o->site : "");
-	if (!o->cert && !o->ca)
+	if (!o->cert && !o->ca && !c->json)
 		fputs("WARNING: NO AUDIT CERTIFICATE PINNED (--cert or --ca): each checkpoint was "
 		      "checked with the certificate\nWARNING: stored beside it, which proves the chain "
 		      "consistent, NOT that the site's audit key signed it.\n", stdout);

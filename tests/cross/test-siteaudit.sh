@@ -157,6 +157,18 @@ if [ $rc = 1 ] && grep -q '^site a: intact' "$W/v2.out" &&
 else
 	fail "verify --all-sites --ca of a only (exit $rc)"; cat "$W/v2.out"
 fi
+rc=0
+ctl_as hq au audit verify --site a --cert "$W/a/audit-a.crt.pem" >"$W/v7.out" 2>&1 || rc=$?
+rc2=0
+ctl_as hq au audit verify --site b --cert "$W/a/audit-a.crt.pem" >"$W/v8.out" 2>&1 || rc2=$?
+if [ $rc = 0 ] && grep -q '^site a: intact' "$W/v7.out" && [ $rc2 = 1 ] && grep -q '^site b: NOT intact' "$W/v8.out"; then
+	pass "--site with --cert: a's certificate pins a, and refuses b's checkpoints"
+else
+	fail "verify --site --cert (exit $rc, $rc2)"; cat "$W/v7.out" "$W/v8.out"
+fi
+rc=0
+ctl_as hq au audit verify --all-sites --cert "$W/a/audit-a.crt.pem" >"$W/v9.out" 2>&1 || rc=$?
+[ $rc = 2 ] && pass "--cert with --all-sites is refused" || { fail "--cert with --all-sites (exit $rc)"; cat "$W/v9.out"; }
 
 # ---- rows of one site, of every site ----
 nb=$(sql "SELECT count(*) FROM audit WHERE site = 'b'")
