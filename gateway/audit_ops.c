@@ -580,24 +580,27 @@ gw_op_audit_checkpoint(struct gw_req *r)
 struct names { char **v; size_t n; };
 
 static int
-collect_site(void *ctx, const struct gw_audit_row *row)
+names_add(struct names *s, const char *name)
 {
-	struct names *s = ctx;
 	char **nv;
 
-	if (!row->site)
-		return 0;
 	for (size_t i = 0; i < s->n; i++)
-		if (strcmp(s->v[i], row->site) == 0)
+		if (strcmp(s->v[i], name) == 0)
 			return 0;
 	nv = realloc(s->v, (s->n + 1) * sizeof(*nv));
 	if (!nv)
 		return -1;
 	s->v = nv;
-	if (!(s->v[s->n] = strdup(row->site)))
+	if (!(s->v[s->n] = strdup(name)))
 		return -1;
 	s->n++;
 	return 0;
+}
+
+static int
+collect_site(void *ctx, const struct gw_audit_row *row)
+{
+	return row->site ? names_add(ctx, row->site) : 0;
 }
 
 static int
@@ -666,7 +669,7 @@ done:
 
 int
 gw_audit_verify_sites(struct gw_store *st, const char *url, const char *which,
-                      const uint8_t *pin, size_t pin_len, gw_audit_site_fn fn, void *arg,
+                      const struct gw_policy *policy, const uint8_t *pin, size_t pin_len, gw_audit_site_fn fn, void *arg,
                       char *err, size_t errlen)
 {
 	struct gw_audit_filter f = { .site = "*" };
@@ -683,6 +686,15 @@ gw_audit_verify_sites(struct gw_store *st, const char *url, const char *which,
 	/* The sites are those with a chain: one read of every site's rows. */
 	if (gw_store_audit_query(st, &f, collect_site, &s, err, errlen) != 0)
 		goto out;
+	/* And the group's sites: one whose every record was removed has no
+	 * row left to name it, but its checkpoints still speak. (A SQLite
+	 * store is one site's: the policy's other sites have stores of their
+	 * own.) */
+	for (size_t i = 0; policy && url && gw_store_url_is_pg(url) && i < policy->n_sites; i++)
+		if (names_add(&s, policy->sites[i].id) != 0) {
+			sg_seterr(err, errlen, "out of memory");
+			goto out;
+		}
 	qsort(s.v, s.n, sizeof(*s.v), by_name);
 	for (size_t i = 0; i < s.n; i++)
 		if (verify_one(st, url, s.v[i], pin, pin_len, fn, arg) != 0) {
@@ -774,7 +786,7 @@ gw_op_audit_verify(struct gw_req *r)
 	note_read(r, "audit_verify", "ok", NULL);
 	sites = json_array();
 	if (!sites || gw_audit_verify_sites(r->ctx->store, r->ctx->cfg ? r->ctx->cfg->store_url : NULL,
-	                                    site, pin, pin_len, verdict_json, sites, err,
+	                                    site, r->snap->policy, pin, pin_len, verdict_json, sites, err,
 	                                    sizeof(err)) != 0) {
 		gw_log_error("audit verify: %s", err);
 		json_decref(sites);

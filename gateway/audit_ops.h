@@ -38,13 +38,15 @@ typedef int (*gw_audit_site_fn)(void *arg, const char *site, int r,
                                 const struct gw_audit_verdict *vd, json_t *certs,
                                 const char *err);
 /* Verifies which (NULL: st's own site; "*": every site with records in the
- * store; else that site) with gw_audit_verify_full on a handle scoped to
+ * store and, on PostgreSQL, every site of policy when given — so that a
+ * site whose records were all removed is still named; else that site) with gw_audit_verify_full on a handle scoped to
  * each site: st itself for its own site, one opened from url (read only:
  * nothing claimed, nothing written) for any other. fn is called once a
  * site, sites in name order. 0, or -1 with err when the sites could not be
  * listed or fn returned non-zero. */
+struct gw_policy;
 int gw_audit_verify_sites(struct gw_store *st, const char *url, const char *which,
-                          const uint8_t *pin, size_t pin_len, gw_audit_site_fn fn, void *arg,
+                          const struct gw_policy *policy, const uint8_t *pin, size_t pin_len, gw_audit_site_fn fn, void *arg,
                           char *err, size_t errlen);
 /* The line people read for one site's verdict ("site a: intact, …"). */
 void gw_audit_site_line(const char *site, int r, const struct gw_audit_verdict *vd,

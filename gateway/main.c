@@ -158,7 +158,7 @@ verify_sites(const struct gw_config *cfg, const char *which)
 
 	if (open_store(cfg, false, &st, err, sizeof(err)) < 0)
 		fprintf(stderr, "sealgated: %s\n", err);
-	else if (gw_audit_verify_sites(st, cfg->store_url, which, NULL, 0, print_site, &bad, err,
+	else if (gw_audit_verify_sites(st, cfg->store_url, which, NULL, NULL, 0, print_site, &bad, err,
 	                               sizeof(err)) != 0)
 		fprintf(stderr, "sealgated: reading the audit log: %s\n", err);
 	else

@@ -12,7 +12,8 @@
 #  - one record of site b changed behind the gateways (the tables' owner,
 #    triggers off): verify --all-sites at hq and sealgated --verify-audit
 #    --all-sites say site b broke at that seq and site a is intact, and
-#    exit non-zero.
+#    exit non-zero; every record of b removed: b is still named (a site of
+#    the policy), NOT intact.
 # Skipped (77) when PostgreSQL is not installed; the cluster and the
 # gateways are stopped however it ends.
 #
@@ -249,6 +250,16 @@ if [ $rc = 1 ] && grep -q '^site a: intact' "$W/v6.out" && grep -q "^site b: NOT
 	pass "sealgated --verify-audit --all-sites: b broken at seq $bad, a intact, exit 1"
 else
 	fail "sealgated --verify-audit --all-sites (exit $rc)"; cat "$W/v6.out"
+fi
+
+# ---- every record of site b removed: b is still named, by the policy ----
+sql "ALTER TABLE audit DISABLE TRIGGER USER; DELETE FROM audit WHERE site = 'b'; ALTER TABLE audit ENABLE TRIGGER USER"
+rc=0
+ctl_as hq au audit verify --all-sites >"$W/v10.out" 2>&1 || rc=$?
+if [ $rc = 1 ] && grep -q '^site a: intact' "$W/v10.out" && grep -q '^site b: NOT intact' "$W/v10.out"; then
+	pass "verify --all-sites: a site left with no record is named, NOT intact (its checkpoints speak)"
+else
+	fail "verify --all-sites with b's records removed (exit $rc)"; cat "$W/v10.out"
 fi
 
 [ $fails = 0 ]
