@@ -725,17 +725,27 @@ gw_audit_site_line(const char *site, int r, const struct gw_audit_verdict *vd, c
 		         (unsigned long long)vd->checkpoints, (unsigned long long)vd->covered_seq);
 }
 
+/* The verdicts of a reply, under the same budget as a page of records:
+ * past it (sites without number, or certificates without number, which
+ * only someone writing the store could make) the reply says so instead. */
+struct verdicts {
+	json_t *arr;
+	size_t bytes;
+	bool over;
+};
+
 static int
 verdict_json(void *arg, const char *site, int r, const struct gw_audit_verdict *vd,
              json_t *certs, const char *err)
 {
-	json_t *arr = arg, *o, *probs, *notes;
+	struct verdicts *vs = arg;
+	json_t *o, *probs, *notes;
 	char line[768];
 
 	gw_audit_site_line(site, r, vd, err, line, sizeof(line));
-	o = json_pack("{s:s,s:s,s:s,s:O}", "site", site,
+	o = json_pack("{s:s,s:s,s:s,s:o}", "site", site,
 	              "state", r < 0 ? "error" : r > 0 ? "broken" : "intact", "line", line,
-	              "certs", certs ? certs : json_array());
+	              "certs", certs ? json_incref(certs) : json_array());
 	if (!o)
 		return -1;
 	if (vd) {
@@ -755,7 +765,13 @@ verdict_json(void *arg, const char *site, int r, const struct gw_audit_verdict *
 	} else {
 		json_object_set_new(o, "error", json_string(err));
 	}
-	json_array_append_new(arr, o);
+	vs->bytes += json_dumpb(o, NULL, 0, JSON_COMPACT) + 2;
+	if (vs->bytes > REPLY_BUDGET) {
+		json_decref(o);
+		vs->over = true;
+		return 1;
+	}
+	json_array_append_new(vs->arr, o);
 	return 0;
 }
 
@@ -765,7 +781,8 @@ gw_op_audit_verify(struct gw_req *r)
 	const char *site = NULL, *cert = NULL;
 	uint8_t *pin = NULL;
 	size_t pin_len = 0;
-	json_t *sites, *rep;
+	struct verdicts vs = { 0 };
+	json_t *rep;
 	char err[256];
 
 	if (sg_get_str(r->msg, "site", false, &site, GW_SITE_MAX, r->err, sizeof(r->err)) < 0 ||
@@ -784,17 +801,21 @@ gw_op_audit_verify(struct gw_req *r)
 	if (cert && sg_b64_decode(cert, strlen(cert), &pin, &pin_len, GW_AUDIT_CERT_MAX) != 0)
 		return sg_reply_error(CKR_ARGUMENTS_BAD, "bad_request", "cert is not base64 DER");
 	note_read(r, "audit_verify", "ok", NULL);
-	sites = json_array();
-	if (!sites || gw_audit_verify_sites(r->ctx->store, r->ctx->cfg ? r->ctx->cfg->store_url : NULL,
-	                                    site, r->snap->policy, pin, pin_len, verdict_json, sites, err,
-	                                    sizeof(err)) != 0) {
-		gw_log_error("audit verify: %s", err);
-		json_decref(sites);
+	vs.arr = json_array();
+	if (!vs.arr || gw_audit_verify_sites(r->ctx->store, r->ctx->cfg ? r->ctx->cfg->store_url : NULL,
+	                                     site, r->snap->policy, pin, pin_len, verdict_json, &vs,
+	                                     err, sizeof(err)) != 0) {
+		json_decref(vs.arr);
 		free(pin);
+		if (vs.over)
+			return sg_reply_error(CKR_DEVICE_ERROR, "internal", "the verdicts of every site "
+			                      "do not fit in one reply (%u bytes): verify site by site "
+			                      "with --site", REPLY_BUDGET);
+		gw_log_error("audit verify: %s", err);
 		return sg_reply_error(CKR_DEVICE_ERROR, "internal", "the audit log could not be read");
 	}
 	free(pin);
 	rep = sg_reply_ok();
-	json_object_set_new(rep, "sites", sites);
+	json_object_set_new(rep, "sites", vs.arr);
 	return rep;
 }
