@@ -162,10 +162,12 @@ rc=0
 ctl_as hq au audit verify --site a --cert "$W/a/audit-a.crt.pem" >"$W/v7.out" 2>&1 || rc=$?
 rc2=0
 ctl_as hq au audit verify --site b --cert "$W/a/audit-a.crt.pem" >"$W/v8.out" 2>&1 || rc2=$?
-if [ $rc = 0 ] && grep -q '^site a: intact' "$W/v7.out" && [ $rc2 = 1 ] && grep -q '^site b: NOT intact' "$W/v8.out"; then
+vrec=$(sql "SELECT detail FROM audit WHERE site = 'hq' AND action = 'audit_verify' AND detail LIKE '%\"site\":\"a\"%' ORDER BY seq DESC LIMIT 1")
+if [ $rc = 0 ] && grep -q '^site a: intact' "$W/v7.out" && [ $rc2 = 1 ] && grep -q '^site b: NOT intact' "$W/v8.out" &&
+   [ "$vrec" = '{"cert":"pinned","op":"audit_verify","site":"a"}' ]; then
 	pass "--site with --cert: a's certificate pins a, and refuses b's checkpoints"
 else
-	fail "verify --site --cert (exit $rc, $rc2)"; cat "$W/v7.out" "$W/v8.out"
+	fail "verify --site --cert (exit $rc, $rc2; recorded $vrec)"; cat "$W/v7.out" "$W/v8.out"
 fi
 rc=0
 ctl_as hq au audit verify --all-sites --cert "$W/a/audit-a.crt.pem" >"$W/v9.out" 2>&1 || rc=$?
