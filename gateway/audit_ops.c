@@ -1,7 +1,8 @@
 /*
  * Audit operations: audit_query (filters, paging), audit_export (records and
  * signed checkpoints as the JSON-lines export of docs/audit.md, in pages
- * under the message cap) and audit_checkpoint. The read rule lives in
+ * under the message cap), audit_checkpoint and audit_verify (each site's
+ * chain verified on a handle scoped to it). The read rule lives in
  * scope_of(): auditors and seal admins see everything, department heads
  * their departments' people, everyone their own records.
  */
@@ -15,9 +16,11 @@
 
 #include "audit.h"
 #include "auditfmt.h"
+#include "config.h"
 #include "log.h"
 #include "refusals.h"
 #include "protocol.h"
+#include "server.h"
 
 #define REPLY_BUDGET (700u * 1024u)   /* bytes of records per reply, under SG_MSG_MAX */
 #define DIGEST_HEX_MAX 128
@@ -146,6 +149,10 @@ note_read(struct gw_req *r, const char *action, const char *outcome, const char 
 	}
 	json_object_del(copy, "session");
 	json_object_del(copy, "v");
+	/* audit_verify's pinned certificate: public, but up to 16 KiB of it
+	 * in every record; that one was pinned is what the record keeps. */
+	if (json_object_get(copy, "cert"))
+		json_object_set_new(copy, "cert", json_string("pinned"));
 	detail = json_dumps(copy, JSON_COMPACT | JSON_SORT_KEYS);
 	json_decref(copy);
 	ev.detail = detail;
@@ -174,6 +181,12 @@ struct collect {
 	size_t bytes, n, limit;
 	uint64_t last;
 	bool full;                    /* stopped at limit or budget: maybe more */
+	bool with_site;               /* query rows say their site */
+	/* Across every site rows come in (seq, site) order: the rows at the
+	 * end that share the last seq, and the seq before them, so that a
+	 * page never ends inside one seq (the next page goes on after_seq). */
+	size_t tail_same;
+	uint64_t before_tail;
 };
 
 static int
@@ -185,6 +198,8 @@ collect_row(void *ctx, const struct gw_audit_row *row)
 
 	if (!o)
 		return -1;
+	if (c->with_site && row->site)
+		json_object_set_new(o, "site", json_string(row->site));
 	sz = json_dumpb(o, NULL, 0, JSON_COMPACT) + 2;
 	if (c->n > 0 && c->bytes + sz > REPLY_BUDGET) {
 		json_decref(o);
@@ -193,6 +208,11 @@ collect_row(void *ctx, const struct gw_audit_row *row)
 	}
 	json_array_append_new(c->arr, o);
 	c->bytes += sz;
+	if (c->n == 0 || row->seq != c->last) {
+		c->before_tail = c->n == 0 ? 0 : c->last;
+		c->tail_same = 0;
+	}
+	c->tail_same++;
 	c->n++;
 	c->last = row->seq;
 	if (c->n >= c->limit) {
@@ -222,7 +242,7 @@ gw_op_audit_query(struct gw_req *r)
 	struct gw_audit_filter f = { 0 };
 	struct scope sc;
 	struct collect c = { .policy = p };
-	const char *person = NULL, *dept = NULL, *digest = NULL;
+	const char *person = NULL, *dept = NULL, *digest = NULL, *site = NULL;
 	uint8_t dbuf[DIGEST_HEX_MAX / 2];
 	size_t dlen = 0;
 	int64_t from = 0, to = 0, app = 0, limit = 100;
@@ -240,6 +260,7 @@ gw_op_audit_query(struct gw_req *r)
 	    sg_get_str(r->msg, "digest", false, &digest, DIGEST_HEX_MAX, r->err, sizeof(r->err)) < 0 ||
 	    sg_get_int(r->msg, "application", false, 1, INT64_MAX, &app, r->err, sizeof(r->err)) < 0 ||
 	    sg_get_int(r->msg, "limit", false, 1, GW_AUDIT_QUERY_LIMIT_MAX, &limit, r->err, sizeof(r->err)) < 0 ||
+	    sg_get_str(r->msg, "site", false, &site, GW_SITE_MAX, r->err, sizeof(r->err)) < 0 ||
 	    get_u64(r, "after", &after) < 0)
 		return sg_reply_error(CKR_ARGUMENTS_BAD, "bad_request", "%s", r->err);
 	if (digest && (gw_unhex(digest, dbuf, sizeof(dbuf), &dlen) != 0 || dlen == 0))
@@ -284,6 +305,8 @@ gw_op_audit_query(struct gw_req *r)
 	f.digest = dlen ? dbuf : NULL;
 	f.digest_len = dlen;
 	f.after_seq = after;
+	f.site = site;
+	c.with_site = true;
 	c.limit = (size_t)limit;
 	c.arr = json_array();
 	if (!c.arr)
@@ -296,7 +319,15 @@ gw_op_audit_query(struct gw_req *r)
 		rep = sg_reply_error(CKR_DEVICE_ERROR, "internal", "the audit log could not be read");
 		goto out;
 	}
+	/* Every site: a full page ends before its last seq's rows (other
+	 * sites' rows of that seq may follow), unless they are all it has. */
+	if (c.full && site && strcmp(site, "*") == 0 && c.tail_same < c.n) {
+		for (size_t k = 0; k < c.tail_same; k++)
+			json_array_remove(c.arr, json_array_size(c.arr) - 1);
+		c.last = c.before_tail;
+	}
 	rep = sg_reply_ok();
+	json_object_set_new(rep, "site", json_string(site ? site : gw_store_site(r->ctx->store)));
 	json_object_set_new(rep, "scope", json_string(sc.what));
 	json_object_set_new(rep, "records", c.arr);
 	if (c.full)
@@ -338,6 +369,25 @@ collect_cp(void *ctx, const struct gw_audit_checkpoint *cp)
 	return 0;
 }
 
+/* Another site's export header names the certificate of its first
+ * checkpoint that has one: stored checkpoints never change, so every page
+ * of the export omits the same one. */
+struct firstcert { uint8_t *der; size_t len; };
+
+static int
+first_cert(void *ctx, const struct gw_audit_checkpoint *cp)
+{
+	struct firstcert *fc = ctx;
+
+	if (!cp->cert)
+		return 0;
+	if (!(fc->der = malloc(cp->cert_len)))
+		return -1;
+	memcpy(fc->der, cp->cert, cp->cert_len);
+	fc->len = cp->cert_len;
+	return 1;
+}
+
 /* Interleaves checkpoints after the record whose seq they cover. */
 static json_t *
 merge(json_t *records, json_t *cps)
@@ -371,24 +421,54 @@ gw_op_audit_export(struct gw_req *r)
 	int64_t limit = GW_AUDIT_EXPORT_LIMIT_MAX;
 	json_t *rep = NULL, *hdr = NULL, *items = NULL;
 	char err[256], hex[2 * GW_AUDIT_HASH_LEN + 1], t[48];
-	const char *cperr = NULL;
+	const char *cperr = NULL, *site = NULL;
+	struct gw_store *st = NULL;
+	struct firstcert fc = { 0 };
+	bool own;
 
 	if (get_u64(r, "after", &after) < 0 || get_u64(r, "upto", &upto) < 0 ||
 	    get_u64(r, "checkpoint_upto", &cc.max_id) < 0 ||
 	    sg_get_int(r->msg, "limit", false, 1, GW_AUDIT_EXPORT_LIMIT_MAX, &limit,
-	               r->err, sizeof(r->err)) < 0)
+	               r->err, sizeof(r->err)) < 0 ||
+	    sg_get_str(r->msg, "site", false, &site, GW_SITE_MAX, r->err, sizeof(r->err)) < 0)
 		return sg_reply_error(CKR_ARGUMENTS_BAD, "bad_request", "%s", r->err);
 	if (!r->ctx->audit || !r->ctx->store)
 		return sg_reply_error(CKR_DEVICE_ERROR, "internal", "no audit log");
 	if (!may_read_all(r->who))
 		return denied(r, "audit_export", "%s", "exporting the audit log is for auditors and "
 		              "seal admins (use audit query for your own records)");
-	cc.cert = gw_audit_cert(r->ctx->audit, &cc.cert_len);
+	if (site && strcmp(site, "*") == 0)
+		return sg_reply_error(CKR_ARGUMENTS_BAD, "bad_request", "%s",
+		                      "an export holds one site's chain: export each site");
+	own = !site || strcmp(site, gw_store_site(r->ctx->store)) == 0;
+	st = r->ctx->store;
+	/* Another site's chain, on a handle scoped to it: its head is its last
+	 * stored record, its checkpoints are signed by its own key at its own
+	 * gateway (none fresh from here), each carrying its certificate. */
+	if (!own && (!r->ctx->cfg || !gw_store_url_is_pg(r->ctx->cfg->store_url))) {
+		return sg_reply_error(CKR_ARGUMENTS_BAD, "bad_request", "this store holds site %s only",
+		                      gw_store_site(r->ctx->store));
+	}
+	if (!own && (gw_store_open_url(r->ctx->cfg->store_url, &st, err, sizeof(err)) < 0 ||
+	             gw_store_set_site(st, site, err, sizeof(err)) < 0)) {
+		if (st != r->ctx->store)
+			gw_store_close(&st);
+		gw_log_error("audit export of site %s: %s", site, err);
+		return sg_reply_error(CKR_DEVICE_ERROR, "internal", "site %s could not be read", site);
+	}
+	if (own) {
+		cc.cert = gw_audit_cert(r->ctx->audit, &cc.cert_len);
+	} else if (gw_store_checkpoint_scan(st, 0, 0, first_cert, &fc, err, sizeof(err)) < 0) {
+		goto fail;
+	} else {
+		cc.cert = fc.der;
+		cc.cert_len = fc.len;
+	}
 	if (after == 0) {
 		/* A fresh checkpoint, so the export is signed to its last record
 		 * and a cut-off tail of the file shows. */
 		note_read(r, "audit_export", "ok", NULL);
-		if (cc.cert && gw_audit_checkpoint_now(r->ctx->audit, &cpseq, err, sizeof(err)) != 0) {
+		if (own && cc.cert && gw_audit_checkpoint_now(r->ctx->audit, &cpseq, err, sizeof(err)) != 0) {
 			gw_log_warn("audit export without a fresh checkpoint: %s", err);
 			cperr = err;
 		}
@@ -397,9 +477,14 @@ gw_op_audit_export(struct gw_req *r)
 		 * after it, so the export holds no checkpoint of a record it
 		 * does not hold (a busy log is not a truncated one), and still
 		 * every earlier one, also those past a head that was cut back. */
-		if (gw_store_checkpoint_max_id(r->ctx->store, &cc.max_id, err, sizeof(err)) != 0)
+		if (gw_store_checkpoint_max_id(st, &cc.max_id, err, sizeof(err)) != 0)
 			goto fail;
-		gw_audit_head(r->ctx->audit, &head, head_hash);
+		if (own)
+			gw_audit_head(r->ctx->audit, &head, head_hash);
+		else if (gw_store_audit_head(st, &head, head_hash, err, sizeof(err)) < 0)
+			goto fail;
+		else if (head == 0)
+			memset(head_hash, 0, sizeof(head_hash));
 		upto = head;
 		gw_hex(head_hash, sizeof(head_hash), hex);
 		gw_audit_format_time(now_ns(), 0, t, sizeof(t));
@@ -408,8 +493,11 @@ gw_op_audit_export(struct gw_req *r)
 		                "instance", r->ctx->instance, "host", r->ctx->host,
 		                "exported_by", r->who->id, "upto", (json_int_t)upto,
 		                "head_hash", hex, "exported_at", t);
-		if (!hdr)
-			return NULL;
+		if (!hdr) {
+			snprintf(err, sizeof(err), "out of memory");
+			goto fail;
+		}
+		json_object_set_new(hdr, "site", json_string(gw_store_site(st)));
 		if (cc.cert) {
 			char *b = sg_b64_encode(cc.cert, cc.cert_len);
 			json_object_set_new(hdr, "cert", b ? json_string(b) : json_null());
@@ -421,6 +509,9 @@ gw_op_audit_export(struct gw_req *r)
 			json_object_set_new(hdr, "checkpoint_error", json_string(cperr));
 		json_object_set_new(hdr, "checkpoint_upto", json_integer((json_int_t)cc.max_id));
 	} else if (upto == 0) {
+		if (st != r->ctx->store)
+			gw_store_close(&st);
+		free(fc.der);
 		return sg_reply_error(CKR_ARGUMENTS_BAD, "bad_request",
 		                      "a later export page needs the \"upto\" of the first");
 	}
@@ -430,11 +521,11 @@ gw_op_audit_export(struct gw_req *r)
 	c.arr = json_array();
 	cc.arr = json_array();
 	if (upto > after &&
-	    gw_store_audit_query(r->ctx->store, &f, collect_row, &c, err, sizeof(err)) < 0)
+	    gw_store_audit_query(st, &f, collect_row, &c, err, sizeof(err)) < 0)
 		goto fail;
 	/* Checkpoints up to the last record of this page; on the last page all
 	 * the rest, also those past the head: they prove a cut-off tail. */
-	if (gw_store_checkpoint_scan(r->ctx->store, after == 0 ? 0 : after + 1,
+	if (gw_store_checkpoint_scan(st, after == 0 ? 0 : after + 1,
 	                             c.full ? c.last : 0, collect_cp, &cc,
 	                             err, sizeof(err)) < 0)
 		goto fail;
@@ -450,12 +541,18 @@ gw_op_audit_export(struct gw_req *r)
 		json_object_set_new(rep, "next", json_integer((json_int_t)c.last));
 	json_decref(c.arr);
 	json_decref(cc.arr);
+	if (st != r->ctx->store)
+		gw_store_close(&st);
+	free(fc.der);
 	return rep;
 fail:
 	gw_log_error("audit export: %s", err);
 	json_decref(c.arr);
 	json_decref(cc.arr);
 	json_decref(hdr);
+	if (st != r->ctx->store)
+		gw_store_close(&st);
+	free(fc.der);
 	return sg_reply_error(CKR_DEVICE_ERROR, "internal", "the audit log could not be read");
 }
 
@@ -477,5 +574,252 @@ gw_op_audit_checkpoint(struct gw_req *r)
 		return sg_reply_error(CKR_DEVICE_ERROR, "internal", "no checkpoint: %s", err);
 	rep = sg_reply_ok();
 	json_object_set_new(rep, "seq", json_integer((json_int_t)seq));
+	return rep;
+}
+
+/* ---- audit_verify: each site's chain ---- */
+
+#define VERIFY_PROBLEMS_MAX 20        /* problems per site in a reply */
+
+struct names { char **v; size_t n; };
+
+static int
+names_add(struct names *s, const char *name)
+{
+	char **nv;
+
+	for (size_t i = 0; i < s->n; i++)
+		if (strcmp(s->v[i], name) == 0)
+			return 0;
+	nv = realloc(s->v, (s->n + 1) * sizeof(*nv));
+	if (!nv)
+		return -1;
+	s->v = nv;
+	if (!(s->v[s->n] = strdup(name)))
+		return -1;
+	s->n++;
+	return 0;
+}
+
+static int
+collect_site(void *ctx, const struct gw_audit_row *row)
+{
+	return row->site ? names_add(ctx, row->site) : 0;
+}
+
+static int
+by_name(const void *a, const void *b)
+{
+	return strcmp(*(char *const *)a, *(char *const *)b);
+}
+
+static int
+collect_cert(void *ctx, const struct gw_audit_checkpoint *cp)
+{
+	json_t *certs = ctx, *v;
+	char *b;
+	size_t i;
+
+	if (!cp->cert)
+		return 0;
+	if (!(b = sg_b64_encode(cp->cert, cp->cert_len)))
+		return -1;
+	json_array_foreach(certs, i, v)
+		if (strcmp(json_string_value(v), b) == 0) {
+			free(b);
+			return 0;
+		}
+	json_array_append_new(certs, json_string(b));
+	free(b);
+	return 0;
+}
+
+/* One site on its own handle: gw_audit_verify_full reads the chain and
+ * the checkpoints of the handle's site only. */
+static int
+verify_one(struct gw_store *st, const char *url, const char *site, const uint8_t *pin,
+           size_t pin_len, gw_audit_site_fn fn, void *arg)
+{
+	struct gw_store *h = NULL;
+	struct gw_audit_verifier *v = NULL;
+	struct gw_audit_verdict vd = { 0 };
+	json_t *certs = json_array();
+	char err[512] = "";
+	int r = -1, rv;
+
+	if (strcmp(site, gw_store_site(st)) == 0) {
+		h = st;
+	} else if (!url || !gw_store_url_is_pg(url)) {
+		/* A SQLite store is one site's, and a second handle on the file
+		 * a running gateway writes could replay its redo log. */
+		snprintf(err, sizeof(err), "this store holds site %s only", gw_store_site(st));
+		goto done;
+	} else if (gw_store_open_url(url, &h, err, sizeof(err)) < 0 ||
+	           gw_store_set_site(h, site, err, sizeof(err)) < 0) {
+		goto done;
+	}
+	r = gw_audit_verify_full(h, pin, pin_len, &v, &vd, err, sizeof(err));
+	if (r >= 0 && certs && gw_store_checkpoint_scan(h, 0, 0, collect_cert, certs, err,
+	                                                sizeof(err)) < 0)
+		r = -1;
+done:
+	rv = fn(arg, site, r, r >= 0 ? &vd : NULL, certs, err);
+	gw_audit_verifier_free(&v);
+	json_decref(certs);
+	if (h != st)
+		gw_store_close(&h);
+	return rv;
+}
+
+int
+gw_audit_verify_sites(struct gw_store *st, const char *url, const char *which,
+                      const struct gw_policy *policy, const uint8_t *pin, size_t pin_len, gw_audit_site_fn fn, void *arg,
+                      char *err, size_t errlen)
+{
+	struct gw_audit_filter f = { .site = "*" };
+	struct names s = { 0 };
+	int rv = -1;
+
+	if (!which || strcmp(which, "*") != 0) {
+		if (verify_one(st, url, which ? which : gw_store_site(st), pin, pin_len, fn, arg) != 0) {
+			sg_seterr(err, errlen, "stopped");
+			return -1;
+		}
+		return 0;
+	}
+	/* The sites are those with a chain: one read of every site's rows. */
+	if (gw_store_audit_query(st, &f, collect_site, &s, err, errlen) != 0)
+		goto out;
+	/* And the group's sites: one whose every record was removed has no
+	 * row left to name it, but its checkpoints still speak. (A SQLite
+	 * store is one site's: the policy's other sites have stores of their
+	 * own.) */
+	for (size_t i = 0; policy && url && gw_store_url_is_pg(url) && i < policy->n_sites; i++)
+		if (names_add(&s, policy->sites[i].id) != 0) {
+			sg_seterr(err, errlen, "out of memory");
+			goto out;
+		}
+	qsort(s.v, s.n, sizeof(*s.v), by_name);
+	for (size_t i = 0; i < s.n; i++)
+		if (verify_one(st, url, s.v[i], pin, pin_len, fn, arg) != 0) {
+			sg_seterr(err, errlen, "stopped");
+			goto out;
+		}
+	rv = 0;
+out:
+	for (size_t i = 0; i < s.n; i++)
+		free(s.v[i]);
+	free(s.v);
+	return rv;
+}
+
+void
+gw_audit_site_line(const char *site, int r, const struct gw_audit_verdict *vd, const char *err,
+                   char *out, size_t outlen)
+{
+	if (r < 0)
+		snprintf(out, outlen, "site %s: NOT verified: %s", site, err);
+	else if (r > 0)
+		snprintf(out, outlen, "site %s: NOT intact (%zu problem%s): %s", site, vd->n_problems,
+		         vd->n_problems == 1 ? "" : "s",
+		         vd->n_problems ? vd->problems[0] : "unknown");
+	else
+		snprintf(out, outlen, "site %s: intact, %llu records, %llu signed checkpoints, "
+		         "signed up to seq %llu", site, (unsigned long long)vd->records,
+		         (unsigned long long)vd->checkpoints, (unsigned long long)vd->covered_seq);
+}
+
+/* The verdicts of a reply, under the same budget as a page of records:
+ * past it (sites without number, or certificates without number, which
+ * only someone writing the store could make) the reply says so instead. */
+struct verdicts {
+	json_t *arr;
+	size_t bytes;
+	bool over;
+};
+
+static int
+verdict_json(void *arg, const char *site, int r, const struct gw_audit_verdict *vd,
+             json_t *certs, const char *err)
+{
+	struct verdicts *vs = arg;
+	json_t *o, *probs, *notes;
+	char line[768];
+
+	gw_audit_site_line(site, r, vd, err, line, sizeof(line));
+	o = json_pack("{s:s,s:s,s:s,s:o}", "site", site,
+	              "state", r < 0 ? "error" : r > 0 ? "broken" : "intact", "line", line,
+	              "certs", certs ? json_incref(certs) : json_array());
+	if (!o)
+		return -1;
+	if (vd) {
+		probs = json_array();
+		notes = json_array();
+		for (size_t i = 0; i < vd->n_problems && i < VERIFY_PROBLEMS_MAX; i++)
+			json_array_append_new(probs, json_string(vd->problems[i]));
+		for (size_t i = 0; i < vd->n_notes && i < VERIFY_PROBLEMS_MAX; i++)
+			json_array_append_new(notes, json_string(vd->notes[i]));
+		json_object_set_new(o, "problems", probs);
+		json_object_set_new(o, "problems_total", json_integer((json_int_t)vd->n_problems));
+		json_object_set_new(o, "notes", notes);
+		json_object_set_new(o, "records", json_integer((json_int_t)vd->records));
+		json_object_set_new(o, "last_seq", json_integer((json_int_t)vd->last_seq));
+		json_object_set_new(o, "checkpoints", json_integer((json_int_t)vd->checkpoints));
+		json_object_set_new(o, "covered_seq", json_integer((json_int_t)vd->covered_seq));
+	} else {
+		json_object_set_new(o, "error", json_string(err));
+	}
+	vs->bytes += json_dumpb(o, NULL, 0, JSON_COMPACT) + 2;
+	if (vs->bytes > REPLY_BUDGET) {
+		json_decref(o);
+		vs->over = true;
+		return 1;
+	}
+	json_array_append_new(vs->arr, o);
+	return 0;
+}
+
+json_t *
+gw_op_audit_verify(struct gw_req *r)
+{
+	const char *site = NULL, *cert = NULL;
+	uint8_t *pin = NULL;
+	size_t pin_len = 0;
+	struct verdicts vs = { 0 };
+	json_t *rep;
+	char err[256];
+
+	if (sg_get_str(r->msg, "site", false, &site, GW_SITE_MAX, r->err, sizeof(r->err)) < 0 ||
+	    sg_get_str(r->msg, "cert", false, &cert, 4 * GW_AUDIT_CERT_MAX / 3 + 4, r->err,
+	               sizeof(r->err)) < 0)
+		return sg_reply_error(CKR_ARGUMENTS_BAD, "bad_request", "%s", r->err);
+	if (!r->ctx->store)
+		return sg_reply_error(CKR_DEVICE_ERROR, "internal", "no audit log");
+	if (!may_read_all(r->who))
+		return denied(r, "audit_verify", "%s",
+		              "verifying the audit log is for auditors and seal admins");
+	/* One certificate is one site's audit key: it pins one site only. */
+	if (cert && site && strcmp(site, "*") == 0)
+		return sg_reply_error(CKR_ARGUMENTS_BAD, "bad_request", "%s",
+		                      "a pinned certificate is one site's: verify every site with a CA");
+	if (cert && sg_b64_decode(cert, strlen(cert), &pin, &pin_len, GW_AUDIT_CERT_MAX) != 0)
+		return sg_reply_error(CKR_ARGUMENTS_BAD, "bad_request", "cert is not base64 DER");
+	note_read(r, "audit_verify", "ok", NULL);
+	vs.arr = json_array();
+	if (!vs.arr || gw_audit_verify_sites(r->ctx->store, r->ctx->cfg ? r->ctx->cfg->store_url : NULL,
+	                                     site, r->snap->policy, pin, pin_len, verdict_json, &vs,
+	                                     err, sizeof(err)) != 0) {
+		json_decref(vs.arr);
+		free(pin);
+		if (vs.over)
+			return sg_reply_error(CKR_DEVICE_ERROR, "internal", "the verdicts of every site "
+			                      "do not fit in one reply (%u bytes): verify site by site "
+			                      "with --site", REPLY_BUDGET);
+		gw_log_error("audit verify: %s", err);
+		return sg_reply_error(CKR_DEVICE_ERROR, "internal", "the audit log could not be read");
+	}
+	free(pin);
+	rep = sg_reply_ok();
+	json_object_set_new(rep, "sites", vs.arr);
 	return rep;
 }

@@ -385,6 +385,7 @@ static const struct op ops[] = {
 	{ SG_OP_AUDIT_QUERY,      NEED_SESSION, 0, NULL, 0, 0, gw_op_audit_query },
 	{ SG_OP_AUDIT_EXPORT,     NEED_SESSION, 0, NULL, 0, 0, gw_op_audit_export },
 	{ SG_OP_AUDIT_CHECKPOINT, NEED_SESSION, 0, NULL, 0, 0, gw_op_audit_checkpoint },
+	{ SG_OP_AUDIT_VERIFY,     NEED_SESSION, 0, NULL, 0, 0, gw_op_audit_verify },
 	{ SG_OP_USER_ADD,    NEED_SESSION,     PW_CODE, SEAL_ADMIN, 0, 0, gw_op_user_add },
 	/* C_SetPIN: a PIN without its code is an incorrect PIN */
 	{ SG_OP_USER_PASSWD, NEED_SESSION,     PW_CODE, SEAL_ADMIN, PW_OWN, CKR_PIN_INCORRECT,

@@ -21,6 +21,7 @@
 
 #include "appstore.h"
 #include "audit.h"
+#include "audit_ops.h"
 #include "cardwatch.h"
 #include "changes.h"
 #include "policy_ops.h"
@@ -54,12 +55,15 @@ usage(FILE *f)
 "                           card); recorded in the audit log, then serve as usual\n"
 "      --check              validate configuration, policy and seal keys, then exit\n"
 "      --verify-audit       check the audit log's hash chain in the store (this\n"
-"                           gateway's site), then exit\n"
+"                           gateway's site, or --site NAME, or --all-sites: one\n"
+"                           line a site), then exit\n"
 "      --migrate-store URL  copy the configured SQLite store (stopped) to the\n"
 "                           PostgreSQL store URL as site NAME (default: the\n"
 "                           configured site) in one transaction, verify the copied\n"
 "                           audit chain, then exit; the SQLite file is not changed\n"
-"      --site NAME          the site the store becomes (with --migrate-store)\n"
+"      --site NAME          the site the store becomes (with --migrate-store), or\n"
+"                           the site to verify (with --verify-audit)\n"
+"      --all-sites          every site of the store (with --verify-audit)\n"
 "      --set-password USER  set USER's sealgate password in the store (offline\n"
 "                           bootstrap of the first seal admin); the password is the\n"
 "                           first line of --password-file (- for stdin)\n"
@@ -121,6 +125,46 @@ open_store(const struct gw_config *cfg, bool claim, struct gw_store **st, char *
 		return -1;
 	}
 	return 0;
+}
+
+/* --verify-audit --site NAME | --all-sites: a line a site, then its
+ * problems; 1 when any site's chain broke or could not be read. */
+static int
+print_site(void *arg, const char *site, int r, const struct gw_audit_verdict *vd,
+           json_t *certs, const char *err)
+{
+	bool *bad = arg;
+	char line[1024];
+
+	(void)certs;
+	gw_audit_site_line(site, r, vd, err, line, sizeof(line));
+	printf("%s\n", line);
+	for (size_t i = 1; r > 0 && i < vd->n_problems; i++)
+		printf("  %s\n", vd->problems[i]);
+	for (size_t i = 0; r >= 0 && i < vd->n_notes; i++)
+		printf("  note: %s\n", vd->notes[i]);
+	if (r != 0)
+		*bad = true;
+	return 0;
+}
+
+static int
+verify_sites(const struct gw_config *cfg, const char *which)
+{
+	struct gw_store *st = NULL;
+	bool bad = false;
+	char err[1024];
+	int rv = 1;
+
+	if (open_store(cfg, false, &st, err, sizeof(err)) < 0)
+		fprintf(stderr, "sealgated: %s\n", err);
+	else if (gw_audit_verify_sites(st, cfg->store_url, which, NULL, NULL, 0, print_site, &bad, err,
+	                               sizeof(err)) != 0)
+		fprintf(stderr, "sealgated: reading the audit log: %s\n", err);
+	else
+		rv = bad ? 1 : 0;
+	gw_store_close(&st);
+	return rv;
 }
 
 /* --migrate-store: the configured SQLite store, as the configured site,
@@ -328,6 +372,7 @@ main(int argc, char **argv)
 		{ "verify-audit", no_argument, NULL, 'A' },
 		{ "migrate-store", required_argument, NULL, 'M' },
 		{ "site", required_argument, NULL, 'S' },
+		{ "all-sites", no_argument, NULL, 'L' },
 		{ "set-password", required_argument, NULL, 'P' },
 		{ "password-file", required_argument, NULL, 'F' },
 		{ "version", no_argument, NULL, 'V' },
@@ -336,7 +381,7 @@ main(int argc, char **argv)
 	};
 	const char *config = NULL, *pw_user = NULL, *pw_file = NULL;
 	const char *migrate_url = NULL, *migrate_site = NULL;
-	bool foreground = false, check = false, verify = false, rebind = false;
+	bool foreground = false, check = false, verify = false, rebind = false, all_sites = false;
 	struct gw_store_binding stored;
 	struct gw_token_binding prior;
 	int bound = 0, opened = 0;
@@ -360,6 +405,7 @@ main(int argc, char **argv)
 		case 'A': verify = true; break;
 		case 'M': migrate_url = optarg; break;
 		case 'S': migrate_site = optarg; break;
+		case 'L': all_sites = true; break;
 		case 'P': pw_user = optarg; break;
 		case 'F': pw_file = optarg; break;
 		case 'V': printf("sealgated %s\n", SEALGATE_VERSION); return 0;
@@ -368,7 +414,8 @@ main(int argc, char **argv)
 		}
 	}
 	if (config == NULL || optind != argc || (pw_user != NULL) != (pw_file != NULL) ||
-	    (migrate_site != NULL && migrate_url == NULL) ||
+	    (migrate_site != NULL && migrate_url == NULL && !verify) ||
+	    (all_sites && (!verify || migrate_site != NULL)) ||
 	    (migrate_url != NULL && (check || verify || rebind || pw_user != NULL))) {
 		usage(stderr);
 		return 2;
@@ -396,6 +443,11 @@ main(int argc, char **argv)
 	}
 	if (migrate_url != NULL) {
 		rv = migrate_store(ctx.cfg, migrate_url, migrate_site);
+		gw_config_free(&ctx.cfg);
+		return rv;
+	}
+	if (verify && (all_sites || migrate_site != NULL)) {
+		rv = verify_sites(ctx.cfg, all_sites ? "*" : migrate_site);
 		gw_config_free(&ctx.cfg);
 		return rv;
 	}

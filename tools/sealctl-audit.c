@@ -1,6 +1,7 @@
 /*
- * sealctl audit: verify (offline, from an export file or a fresh export),
- * query with filters, export as JSON lines or CSV. Verification needs only
+ * sealctl audit: verify (offline, from an export file or a fresh export; or
+ * on the gateway, site by site), query with filters, export as JSON lines
+ * or CSV. Verification needs only
  * the export and, to pin trust, the audit certificate or its CA: the chain
  * and the checkpoint signatures are recomputed here (gateway/auditfmt.c).
  */
@@ -27,10 +28,12 @@ audit_usage(FILE *f)
 {
 	fprintf(f,
 "usage: sealctl audit verify [--from-export FILE] [--cert FILE] [--ca FILE]\n"
-"       sealctl audit query [--from DATE] [--to DATE] [--seal ID] [--person ID]\n"
-"                           [--department ID] [--application N] [--action A]\n"
-"                           [--outcome ok|denied|error] [--digest HEX] [--limit N] [--json]\n"
-"       sealctl audit export [--format jsonl|csv] [-o FILE]\n"
+"       sealctl audit verify --site S | --all-sites [--cert FILE] [--ca FILE]\n"
+"       sealctl audit query [--site S | --all-sites] [--from DATE] [--to DATE]\n"
+"                           [--seal ID] [--person ID] [--department ID]\n"
+"                           [--application N] [--action A] [--outcome ok|denied|error]\n"
+"                           [--digest HEX] [--limit N] [--json]\n"
+"       sealctl audit export [--site S] [--format jsonl|csv] [-o FILE]\n"
 "       sealctl audit checkpoint\n"
 "\n"
 "  verify      check the whole log offline: every record's hash and link, every\n"
@@ -40,10 +43,15 @@ audit_usage(FILE *f)
 "              pins the audit certificate (PEM or DER); --ca checks that the\n"
 "              export's audit certificate is issued by CA. Without either it\n"
 "              proves only that the export is consistent in itself.\n"
+"              With --site S or --all-sites the gateway verifies each site's chain\n"
+"              and checkpoints in the shared store, a line a site; --cert pins\n"
+"              one site's certificate (--site only), --ca checks every site's.\n"
 "  query       records you may read (yours; your departments' if you head one;\n"
-"              all for auditors and seal admins). DATE: YYYY-MM-DD or\n"
+"              all for auditors and seal admins), of the gateway's own site, site\n"
+"              S, or every site (each row with its site). DATE: YYYY-MM-DD or\n"
 "              YYYY-MM-DDTHH:MM[:SS] in UTC, or with Z / +HH:MM.\n"
-"  export      records and signed checkpoints, for verification elsewhere\n"
+"  export      records and signed checkpoints of one site (default the gateway's\n"
+"              own), for verification elsewhere; every site: one export a site\n"
 "  checkpoint  have the gateway sign its current head now\n"
 "\n"
 "Exit status: 0 intact / success, 1 not intact / refused, 2 usage, 3 gateway unreachable.\n");
@@ -54,6 +62,8 @@ audit_usage(FILE *f)
 struct opts {
 	const char *from_export, *cert, *ca, *format, *out;
 	const char *from, *to, *seal, *person, *dept, *action, *outcome, *digest;
+	const char *site;             /* --site S, or "*" for --all-sites */
+	bool all_sites;
 	long long application, limit;
 };
 
@@ -77,6 +87,11 @@ parse_opts(int argc, char **argv, struct opts *o)
 		else if (!strcmp(a, "--action")) slot = &o->action;
 		else if (!strcmp(a, "--outcome")) slot = &o->outcome;
 		else if (!strcmp(a, "--digest")) slot = &o->digest;
+		else if (!strcmp(a, "--site")) slot = &o->site;
+		else if (!strcmp(a, "--all-sites")) {
+			o->all_sites = true;
+			continue;
+		}
 		else if (!strcmp(a, "--application") || !strcmp(a, "--limit")) {
 			char *end = NULL;
 			long long n;
@@ -101,7 +116,22 @@ parse_opts(int argc, char **argv, struct opts *o)
 		*slot = v;
 		i++;
 	}
+	if (o->all_sites) {
+		if (o->site) {
+			fprintf(stderr, "sealctl: --site and --all-sites: choose one\n");
+			return -1;
+		}
+		o->site = "*";
+	}
 	return 0;
+}
+
+static const char *
+jstr_or(const json_t *o, const char *k)
+{
+	const char *s = json_string_value(json_object_get(o, k));
+
+	return s ? s : "-";
 }
 
 /* "YYYY-MM-DD[THH:MM[:SS]][Z|+HH:MM|-HH:MM]" (UTC when no zone) -> ns. */
@@ -350,7 +380,7 @@ feed_file(struct vstate *vs, const char *path, const struct item_hook *hook)
 typedef int (*export_fn)(void *ctx, const json_t *item, unsigned long long n);
 
 static int
-fetch_export(struct cli *c, export_fn fn, void *ctx)
+fetch_export(struct cli *c, const char *site, export_fn fn, void *ctx)
 {
 	json_int_t after = 0, upto = 0, cp_upto = 0;
 	unsigned long long n = 0;
@@ -363,6 +393,8 @@ fetch_export(struct cli *c, export_fn fn, void *ctx)
 		size_t i;
 
 		json_object_set_new(req, "after", json_integer(after));
+		if (site)
+			json_object_set_new(req, "site", json_string(site));
 		if (upto)
 			json_object_set_new(req, "upto", json_integer(upto));
 		if (cp_upto)
@@ -437,7 +469,7 @@ cmd_verify(struct cli *c, const struct opts *o, FILE *out, const struct item_hoo
 	} else {
 		if (cli_login(c) != 0)
 			goto out;
-		if (fetch_export(c, feed_item, &vs) != 0) {
+		if (fetch_export(c, NULL, feed_item, &vs) != 0) {
 			cli_logout(c);
 			goto out;
 		}
@@ -494,6 +526,113 @@ out:
 	free(pin);
 	free(vs.hdr_cert);
 	gw_audit_verifier_free(&vs.v);
+	return rv;
+}
+
+/* ---- verification on the gateway, site by site ---- */
+
+static int
+cmd_verify_sites(struct cli *c, const struct opts *o)
+{
+	json_t *req, *rep = NULL, *site;
+	uint8_t *pin = NULL;
+	size_t pin_len = 0, i, nsites = 0, nbad = 0;
+	char err[512];
+	int rv = 1;
+
+	if (o->from_export) {
+		fprintf(stderr, "sealctl: --from-export verifies one site's export: no --site there\n");
+		return 2;
+	}
+	if (o->cert && !strcmp(o->site, "*")) {
+		fprintf(stderr, "sealctl: --cert pins one site's audit certificate: with --all-sites "
+		        "use --ca (or verify site by site with --site S --cert FILE)\n");
+		return 2;
+	}
+	if (o->cert && read_cert_file(o->cert, &pin, &pin_len) != 0)
+		return 1;
+	if (cli_login(c) != 0)
+		goto out;
+	req = sg_request_new("audit_verify");
+	json_object_set_new(req, "site", json_string(o->site));
+	if (pin) {
+		char *b = sg_b64_encode(pin, pin_len);
+		if (!b) {
+			json_decref(req);
+			cli_logout(c);
+			goto out;
+		}
+		json_object_set_new(req, "cert", json_string(b));
+		free(b);
+	}
+	rep = cli_call(c, req);
+	cli_logout(c);
+	if (!sg_reply_is_ok(rep, NULL, NULL, NULL)) {
+		cli_die_reply(rep);
+		goto out;
+	}
+	json_array_foreach(json_object_get(rep, "sites"), i, site) {
+		const char *state = json_string_value(json_object_get(site, "state"));
+		bool bad = !state || strcmp(state, "intact") != 0;
+		json_t *certs = json_object_get(site, "certs"), *v;
+		size_t j, ncerts = json_array_size(certs);
+
+		/* Each certificate a site's checkpoints were signed with must
+		 * chain to the CA, not only the newest. */
+		if (o->ca && !bad && json_integer_value(json_object_get(site, "checkpoints")) > 0) {
+			if (ncerts == 0) {
+				snprintf(err, sizeof(err), "no audit certificate to check against %s", o->ca);
+				bad = true;
+			}
+			json_array_foreach(certs, j, v) {
+				const char *b = json_string_value(v);
+				uint8_t *der = NULL;
+				size_t len = 0;
+				if (!b || sg_b64_decode(b, strlen(b), &der, &len, GW_AUDIT_CERT_MAX) != 0) {
+					snprintf(err, sizeof(err), "an audit certificate is not base64");
+					bad = true;
+				} else if (check_ca(der, len, o->ca, err, sizeof(err)) != 0) {
+					bad = true;
+				}
+				free(der);
+				if (bad)
+					break;
+			}
+			if (bad) {
+				if (!c->json)
+					printf("site %s: NOT intact: %s\n", jstr_or(site, "site"), err);
+				nbad++;
+				nsites++;
+				continue;
+			}
+		}
+		nsites++;
+		if (bad)
+			nbad++;
+		if (c->json)
+			continue;   /* the reply was printed as it came */
+		printf("%s\n", jstr_or(site, "line"));
+		json_array_foreach(json_object_get(site, "problems"), j, v)
+			if (j > 0)
+				printf("  %s\n", json_string_value(v) ?: "-");
+		if (json_integer_value(json_object_get(site, "problems_total")) >
+		    (json_int_t)json_array_size(json_object_get(site, "problems")))
+			printf("  … %lld problems in all\n",
+			       (long long)json_integer_value(json_object_get(site, "problems_total")));
+		json_array_foreach(json_object_get(site, "notes"), j, v)
+			printf("  note: %s\n", json_string_value(v) ?: "-");
+	}
+	if (nsites == 0 && !c->json)
+		printf("no site with audit records%s%s\n", strcmp(o->site, "*") ? ": " : "",
+		       strcmp(o->site, "*") ? o->site : "");
+	if (!o->cert && !o->ca && !c->json)
+		fputs("WARNING: NO AUDIT CERTIFICATE PINNED (--cert or --ca): each checkpoint was "
+		      "checked with the certificate\nWARNING: stored beside it, which proves the chain "
+		      "consistent, NOT that the site's audit key signed it.\n", stdout);
+	rv = nbad ? 1 : 0;
+out:
+	json_decref(rep);
+	free(pin);
 	return rv;
 }
 
@@ -585,6 +724,14 @@ cmd_export(struct cli *c, const struct opts *o)
 		fprintf(stderr, "sealctl: --format is jsonl or csv\n");
 		return 2;
 	}
+	/* Each site's chain has its own head, checkpoints and audit key, and
+	 * the export format holds one chain: every site is an export a site. */
+	if (o->site && !strcmp(o->site, "*")) {
+		fprintf(stderr, "sealctl: an export holds one site's chain (its head, its checkpoints, "
+		        "its audit key): export each site with --site S, or check them all with "
+		        "sealctl audit verify --all-sites\n");
+		return 2;
+	}
 	w.csv = o->format && !strcmp(o->format, "csv");
 	if (o->out && strcmp(o->out, "-")) {
 		w.f = fopen(o->out, "we");
@@ -598,7 +745,7 @@ cmd_export(struct cli *c, const struct opts *o)
 			fclose(w.f);
 		return 1;
 	}
-	rv = fetch_export(c, write_item, &w);
+	rv = fetch_export(c, o->site, write_item, &w);
 	cli_logout(c);
 	if (fflush(w.f) != 0 || (w.f != stdout && fclose(w.f) != 0)) {
 		fprintf(stderr, "sealctl: writing the export: %s\n", strerror(errno));
@@ -642,6 +789,7 @@ cmd_query(struct cli *c, const struct opts *o)
 		SETS("action", o->action);
 		SETS("outcome", o->outcome);
 		SETS("digest", o->digest);
+		SETS("site", o->site);
 #undef SETS
 		if (from)
 			json_object_set_new(req, "from_ns", json_integer(from));
@@ -659,9 +807,11 @@ cmd_query(struct cli *c, const struct opts *o)
 			goto out;
 		}
 		if (!c->json && after == 0)
-			printf("# records you may read: %s\n"
-			       "%-6s %-24s %-30s %-10s %-16s %-7s %-9s %-5s %s\n", jstr(rep, "scope"),
-			       "seq", "time (UTC)", "local time (seal's zone)", "actor", "action",
+			printf("# records you may read: %s%s%s\n"
+			       "%-*s%-6s %-24s %-30s %-10s %-16s %-7s %-9s %-5s %s\n", jstr(rep, "scope"),
+			       o->site ? "; site: " : "",
+			       o->site ? (strcmp(o->site, "*") ? o->site : "every site") : "",
+			       o->site ? 11 : 0, o->site ? "site" : "", "seq", "time (UTC)", "local time (seal's zone)", "actor", "action",
 			       "outcome", "seal", "app", "reason / digest");
 		json_array_foreach(json_object_get(rep, "records"), i, r) {
 			if (!c->json) {
@@ -669,6 +819,8 @@ cmd_query(struct cli *c, const struct opts *o)
 				const char *dig = json_string_value(json_object_get(r, "doc_digest"));
 				if (!dig)
 					dig = json_string_value(json_object_get(r, "signed_digest"));
+				if (o->site)
+					printf("%-10s ", jstr(r, "site"));
 				printf("%-6lld %-24s %-30s %-10s %-16s %-7s %-9s %-5lld %s%s%.16s\n",
 				       (long long)json_integer_value(json_object_get(r, "seq")),
 				       jstr(r, "time"), jstr(r, "local_time"), jstr(r, "actor"),
@@ -729,7 +881,7 @@ sealctl_audit(struct cli *c, int argc, char **argv)
 		return 2;
 	}
 	if (!strcmp(argv[0], "verify"))
-		return cmd_verify(c, &o, stdout, NULL);
+		return o.site ? cmd_verify_sites(c, &o) : cmd_verify(c, &o, stdout, NULL);
 	if (!strcmp(argv[0], "query"))
 		return cmd_query(c, &o);
 	if (!strcmp(argv[0], "export"))

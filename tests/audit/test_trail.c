@@ -1161,3 +1161,49 @@ Test(trail, an_unpinned_verify_warns_what_it_proves)
 	cr_assert_null(strstr(out, "WARNING"), "pinned, no warning:\n%s", out);
 	free(out);
 }
+
+/* A SQLite store is one site's: audit_verify of every site is this one,
+ * and another site is refused, verified or exported, without a second
+ * handle on the file the gateway writes (which could replay its redo log). */
+Test(trail, a_sqlite_store_has_one_site)
+{
+	int fd = sgt_conn();
+	char *g;
+	const char *msg = NULL;
+	json_t *req, *rep, *one;
+
+	if (sgt_store_is_pg()) {
+		close(fd);
+		cr_skip_test("a PostgreSQL store holds every site (tests/cross/test-siteaudit.sh)");
+	}
+	g = login(fd, "grace");
+	req = req_s("audit_verify", g);
+	json_object_set_new(req, "site", json_string("*"));
+	rep = sgt_call(fd, req);
+	cr_assert(sg_reply_is_ok(rep, NULL, NULL, NULL));
+	cr_assert_eq(json_array_size(json_object_get(rep, "sites")), 1);
+	one = json_array_get(json_object_get(rep, "sites"), 0);
+	cr_assert_str_eq(json_string_value(json_object_get(one, "site")), "main");
+	cr_assert_str_eq(json_string_value(json_object_get(one, "state")), "intact",
+	                 "%s", json_string_value(json_object_get(one, "line")));
+	json_decref(rep);
+
+	req = req_s("audit_verify", g);
+	json_object_set_new(req, "site", json_string("other"));
+	rep = sgt_call(fd, req);
+	cr_assert(sg_reply_is_ok(rep, NULL, NULL, NULL));
+	one = json_array_get(json_object_get(rep, "sites"), 0);
+	cr_assert_str_eq(json_string_value(json_object_get(one, "state")), "error");
+	cr_assert(strstr(json_string_value(json_object_get(one, "error")), "holds site main only"),
+	          "%s", json_string_value(json_object_get(one, "error")));
+	json_decref(rep);
+
+	req = req_s("audit_export", g);
+	json_object_set_new(req, "site", json_string("other"));
+	rep = sgt_call(fd, req);
+	cr_assert_not(sg_reply_is_ok(rep, NULL, NULL, &msg));
+	cr_assert(msg && strstr(msg, "holds site main only"), "%s", msg ? msg : "(none)");
+	json_decref(rep);
+	free(g);
+	close(fd);
+}
