@@ -15,6 +15,9 @@
 #
 # env: SEALGATE_BUILD, SEALGATE_SOURCE
 set -euo pipefail
+# The move's source is a SQLite store whatever SG_TEST_STORE says (the
+# store suites' PostgreSQL pass): its target is a cluster of its own.
+export SG_TEST_STORE=sqlite
 . "$(dirname "$0")/lib.sh" migrate-pg
 . "$SEALGATE_SOURCE/tests/lib/gateway.sh"
 . "$SEALGATE_SOURCE/tests/lib/pg.sh"

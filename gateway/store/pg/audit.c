@@ -144,7 +144,7 @@ struct gw_pg_rows {
 	size_t n, cap;
 	size_t sent;                 /* rows of this transaction already INSERTed */
 	bool failed;                 /* a row was lost: the transaction must not commit */
-	char why[160];
+	char why[256];
 };
 
 static void
