@@ -29,6 +29,7 @@
 
 #include "device.h"
 #include "log.h"
+#include "tlsio.h"
 #include "server.h"
 
 #define TICKET_LIFETIME 3600    /* seconds a session may be resumed */
@@ -44,33 +45,6 @@ struct tls_conn {
 	int fd;
 	int send_ms;
 };
-
-static int64_t
-mono_ms(void)
-{
-	struct timespec ts;
-
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
-}
-
-static int
-wait_fd(int fd, short events, int64_t deadline)
-{
-	for (;;) {
-		struct pollfd p = { .fd = fd, .events = events };
-		int64_t left = deadline - mono_ms();
-		int n;
-
-		if (left <= 0)
-			return -ETIMEDOUT;
-		n = poll(&p, 1, (int)(left > 60000 ? 60000 : left));
-		if (n > 0)
-			return 0;
-		if (n < 0 && errno != EINTR)
-			return -errno;
-	}
-}
 
 static void
 ssl_why(const char *what, char *buf, size_t len)
@@ -285,21 +259,8 @@ static ssize_t
 tls_recv(void *arg, void *buf, size_t len)
 {
 	struct tls_conn *c = arg;
-	size_t n = 0;
 
-	ERR_clear_error();
-	if (SSL_read_ex(c->ssl, buf, len, &n) == 1)
-		return (ssize_t)n;
-	switch (SSL_get_error(c->ssl, 0)) {
-	case SSL_ERROR_WANT_READ:
-	case SSL_ERROR_WANT_WRITE:
-		return -EAGAIN;
-	case SSL_ERROR_ZERO_RETURN:
-		return 0;
-	default:
-		ERR_clear_error();
-		return -ECONNRESET;
-	}
+	return sg_tls_read(c->ssl, buf, len);
 }
 
 /* A reply the client does not read cannot hold the thread: as the Unix
@@ -308,29 +269,8 @@ static ssize_t
 tls_send(void *arg, const void *buf, size_t len)
 {
 	struct tls_conn *c = arg;
-	int64_t deadline = mono_ms() + c->send_ms;
-	size_t n = 0;
 
-	for (;;) {
-		int rc;
-
-		ERR_clear_error();
-		if (SSL_write_ex(c->ssl, buf, len, &n) == 1)
-			return (ssize_t)n;
-		switch (SSL_get_error(c->ssl, 0)) {
-		case SSL_ERROR_WANT_WRITE:
-			rc = wait_fd(c->fd, POLLOUT, deadline);
-			break;
-		case SSL_ERROR_WANT_READ:
-			rc = wait_fd(c->fd, POLLIN, deadline);
-			break;
-		default:
-			ERR_clear_error();
-			return -EPIPE;
-		}
-		if (rc < 0)
-			return rc;
-	}
+	return sg_tls_write(c->ssl, c->fd, c->send_ms, buf, len);
 }
 
 static void
@@ -352,7 +292,7 @@ int
 gw_tls_accept(struct gw_tls *t, int fd, bool enroll, int ms, struct sg_io *io,
               struct gw_peer *peer, char *why, size_t whylen)
 {
-	int64_t deadline = mono_ms() + ms;
+	int64_t deadline = sg_mono_ms() + ms;
 	struct tls_conn *c = calloc(1, sizeof(*c));
 	char addr[128], fp[65], dwhy[160];
 	X509 *cert;
@@ -377,10 +317,10 @@ gw_tls_accept(struct gw_tls *t, int fd, bool enroll, int ms, struct sg_io *io,
 			break;
 		switch (SSL_get_error(c->ssl, 0)) {
 		case SSL_ERROR_WANT_READ:
-			rc = wait_fd(fd, POLLIN, deadline);
+			rc = sg_wait_fd(fd, POLLIN, deadline);
 			break;
 		case SSL_ERROR_WANT_WRITE:
-			rc = wait_fd(fd, POLLOUT, deadline);
+			rc = sg_wait_fd(fd, POLLOUT, deadline);
 			break;
 		default:
 			ssl_why("handshake", dwhy, sizeof(dwhy));

@@ -9,6 +9,7 @@
  * application.
  */
 #include "sgm.h"
+#include "tlsio.h"
 
 #include <errno.h>
 #include <fcntl.h>
@@ -215,34 +216,6 @@ sgm_tls_free(struct sgm_tls **tp)
 
 /* ---- connections ---- */
 
-static int64_t
-mono_ms(void)
-{
-	struct timespec ts;
-
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
-}
-
-/* Waits for fd (events) until the deadline. 0, or -ETIMEDOUT / -errno. */
-static int
-wait_fd(int fd, short events, int64_t deadline)
-{
-	for (;;) {
-		struct pollfd p = { .fd = fd, .events = events };
-		int64_t left = deadline - mono_ms();
-		int n;
-
-		if (left <= 0)
-			return -ETIMEDOUT;
-		n = poll(&p, 1, (int)(left > 60000 ? 60000 : left));
-		if (n > 0)
-			return 0;
-		if (n < 0 && errno != EINTR)
-			return -errno;
-	}
-}
-
 static int
 tcp_connect(const struct sgm_tls *t, int64_t deadline, char *err, size_t errlen)
 {
@@ -262,7 +235,7 @@ tcp_connect(const struct sgm_tls *t, int64_t deadline, char *err, size_t errlen)
 		if (fd < 0)
 			continue;
 		if (connect(fd, ai->ai_addr, ai->ai_addrlen) == 0 ||
-		    (errno == EINPROGRESS && wait_fd(fd, POLLOUT, deadline) == 0 &&
+		    (errno == EINPROGRESS && sg_wait_fd(fd, POLLOUT, deadline) == 0 &&
 		     getsockopt(fd, SOL_SOCKET, SO_ERROR, &soerr, &sl) == 0 && soerr == 0))
 			break;
 		if (soerr != 0)
@@ -282,50 +255,16 @@ static ssize_t
 tls_recv(void *arg, void *buf, size_t len)
 {
 	struct tls_conn *c = arg;
-	size_t n = 0;
 
-	ERR_clear_error();
-	if (SSL_read_ex(c->ssl, buf, len, &n) == 1)
-		return (ssize_t)n;
-	switch (SSL_get_error(c->ssl, 0)) {
-	case SSL_ERROR_WANT_READ:
-	case SSL_ERROR_WANT_WRITE:
-		return -EAGAIN;
-	case SSL_ERROR_ZERO_RETURN:
-		return 0;
-	default:
-		ERR_clear_error();
-		return -ECONNRESET;
-	}
+	return sg_tls_read(c->ssl, buf, len);
 }
 
 static ssize_t
 tls_send(void *arg, const void *buf, size_t len)
 {
 	struct tls_conn *c = arg;
-	int64_t deadline = mono_ms() + c->timeout_ms;
-	size_t n = 0;
 
-	for (;;) {
-		int rc;
-
-		ERR_clear_error();
-		if (SSL_write_ex(c->ssl, buf, len, &n) == 1)
-			return (ssize_t)n;
-		switch (SSL_get_error(c->ssl, 0)) {
-		case SSL_ERROR_WANT_WRITE:
-			rc = wait_fd(c->fd, POLLOUT, deadline);
-			break;
-		case SSL_ERROR_WANT_READ:
-			rc = wait_fd(c->fd, POLLIN, deadline);
-			break;
-		default:
-			ERR_clear_error();
-			return -EPIPE;
-		}
-		if (rc < 0)
-			return rc;
-	}
+	return sg_tls_write(c->ssl, c->fd, c->timeout_ms, buf, len);
 }
 
 static bool
@@ -339,7 +278,7 @@ is_ip(const char *s)
 int
 sgm_tls_connect(struct sgm_tls *t, int timeout_s, struct sg_io *io, char *err, size_t errlen)
 {
-	int64_t deadline = mono_ms() + (int64_t)timeout_s * 1000;
+	int64_t deadline = sg_mono_ms() + (int64_t)timeout_s * 1000;
 	struct tls_conn *c;
 	SSL_SESSION *sess;
 	BIO *bio;
@@ -392,10 +331,10 @@ sgm_tls_connect(struct sgm_tls *t, int timeout_s, struct sg_io *io, char *err, s
 			break;
 		switch (SSL_get_error(c->ssl, 0)) {
 		case SSL_ERROR_WANT_READ:
-			rc = wait_fd(fd, POLLIN, deadline);
+			rc = sg_wait_fd(fd, POLLIN, deadline);
 			break;
 		case SSL_ERROR_WANT_WRITE:
-			rc = wait_fd(fd, POLLOUT, deadline);
+			rc = sg_wait_fd(fd, POLLOUT, deadline);
 			break;
 		default:
 			vr = SSL_get_verify_result(c->ssl);
@@ -420,7 +359,7 @@ sgm_tls_connect(struct sgm_tls *t, int timeout_s, struct sg_io *io, char *err, s
 	 * unknown) when not. Waited for here, so a refusal reads as what it
 	 * is rather than as a broken pipe on the first request. */
 	if (SSL_get_certificate(c->ssl) != NULL) {
-		int64_t verdict = mono_ms() + REFUSAL_WAIT_MS;
+		int64_t verdict = sg_mono_ms() + REFUSAL_WAIT_MS;
 		char b;
 		size_t n;
 
@@ -436,7 +375,7 @@ sgm_tls_connect(struct sgm_tls *t, int timeout_s, struct sg_io *io, char *err, s
 				snprintf(err, errlen, "%s: the gateway refused this device: %s", t->host, why);
 				goto fail;
 			}
-			if (c->ticket || wait_fd(fd, POLLIN, verdict) < 0)
+			if (c->ticket || sg_wait_fd(fd, POLLIN, verdict) < 0)
 				break;
 		}
 	}
