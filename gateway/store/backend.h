@@ -142,6 +142,14 @@ struct gw_store_ops {
 	                     const struct gw_store_value *cols, char *err, size_t errlen);
 };
 
+/* What ending an attempt does to its row, the same on every backend (each
+ * reads the row and writes it back in one transaction around this): the
+ * attempt no longer in flight; a success ends the run of failures and the
+ * growing delay; a failure that reaches max locks for lockout_s, doubled
+ * for each lockout before, at most lockout_cap, and starts counting anew. */
+void gw_store_attempt_settle(struct gw_store_attempts *row, enum gw_attempt_outcome outcome,
+                             unsigned max, unsigned lockout_s, unsigned lockout_cap, int64_t now);
+
 /* Every backend's store begins with this, so that the interface finds the
  * table from the opaque struct gw_store pointer alone. */
 struct gw_store_head {

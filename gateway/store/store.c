@@ -477,3 +477,27 @@ gw_appstore_lock_tx(struct gw_store *st, int64_t id, struct gw_application *app)
 {
 	return ops_of(st)->app_lock_tx(st, id, app);
 }
+
+void
+gw_store_attempt_settle(struct gw_store_attempts *row, enum gw_attempt_outcome outcome,
+                        unsigned max, unsigned lockout_s, unsigned lockout_cap, int64_t now)
+{
+	if (row->inflight > 0)
+		row->inflight--;
+	if (outcome == GW_ATTEMPT_OK) {
+		row->failed = 0;
+		row->lockouts = 0;
+	} else if (outcome == GW_ATTEMPT_FAILED) {
+		row->failed++;
+		if (row->failed >= (int64_t)max) {
+			int64_t d = lockout_s;
+			for (int64_t i = 0; i < row->lockouts && d < lockout_cap; i++)
+				d *= 2;
+			if (d > lockout_cap)
+				d = lockout_cap;
+			row->locked_until = now + d;
+			row->lockouts++;
+			row->failed = 0;
+		}
+	}
+}

@@ -1184,24 +1184,7 @@ gw_pg_attempt_end(struct gw_store *st, const char *user, int64_t key, int64_t no
 		return -1;
 	if (attempts_get_locked(st, user, key, now, true, row) < 0)
 		goto out;
-	if (row->inflight > 0)
-		row->inflight--;
-	if (outcome == GW_ATTEMPT_OK) {
-		row->failed = 0;
-		row->lockouts = 0;
-	} else if (outcome == GW_ATTEMPT_FAILED) {
-		row->failed++;
-		if (row->failed >= (int64_t)max) {
-			int64_t d = lockout_s;
-			for (int64_t i = 0; i < row->lockouts && d < lockout_cap; i++)
-				d *= 2;
-			if (d > lockout_cap)
-				d = lockout_cap;
-			row->locked_until = now + d;
-			row->lockouts++;
-			row->failed = 0;
-		}
-	}
+	gw_store_attempt_settle(row, outcome, max, lockout_s, lockout_cap, now);
 	snprintf(k, sizeof(k), "%" PRId64, key);
 	snprintf(f, sizeof(f), "%" PRId64, row->failed);
 	snprintf(lo, sizeof(lo), "%" PRId64, row->lockouts);

@@ -2184,25 +2184,7 @@ gw_sqlite_attempt_end(struct gw_store *st, const char *user, int64_t key, int64_
 		return -1;
 	if (gw_store_attempts_get(st, user, key, now, row) < 0)
 		goto out;
-	if (row->inflight > 0)
-		row->inflight--;
-	if (outcome == GW_ATTEMPT_OK) {
-		/* A success ends the run: no failures, no growing delay. */
-		row->failed = 0;
-		row->lockouts = 0;
-	} else if (outcome == GW_ATTEMPT_FAILED) {
-		row->failed++;
-		if (row->failed >= (int64_t)max) {
-			int64_t d = lockout_s;
-			for (int64_t i = 0; i < row->lockouts && d < lockout_cap; i++)
-				d *= 2;
-			if (d > lockout_cap)
-				d = lockout_cap;
-			row->locked_until = now + d;
-			row->lockouts++;
-			row->failed = 0;
-		}
-	}
+	gw_store_attempt_settle(row, outcome, max, lockout_s, lockout_cap, now);
 	s = gw_store_cached(st, attempts_put_sql);
 	if (s == NULL)
 		goto out;
