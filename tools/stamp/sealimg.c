@@ -263,7 +263,8 @@ static int draw_char(cairo_t *cr, uint32_t c, double hscale, double bold)
 	cairo_glyph_path(cr, glyphs, 1);
 	cairo_restore(cr);
 	cairo_fill_preserve(cr);
-	cairo_set_line_width(cr, bold);
+	/* thinner on squeezed glyphs, whose strokes are closer together */
+	cairo_set_line_width(cr, bold * hscale);
 	cairo_set_line_join(cr, CAIRO_LINE_JOIN_ROUND);
 	cairo_stroke(cr);
 	rv = 0;
