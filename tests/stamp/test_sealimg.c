@@ -392,6 +392,13 @@ Test(sealimg, bad_images_refused, .init = mktmp, .fini = rmtmp)
 	cr_assert_eq(sg_sealimg_load_mem((const uint8_t *)"\x1f\x8b\x08\x00", 4, 0, &img,
 		err, sizeof(err)), -1);
 	cr_assert(strstr(err, "svgz"), "%s", err);
+	/* Entities, which nest into megabytes of text. */
+	static const char entities[] = "<?xml version=\"1.0\"?>\n<!DOCTYPE svg [<!ENTITY a \"aaaa\">"
+		"<!ENTITY b \"&a;&a;&a;&a;\">]>\n<svg xmlns=\"http://www.w3.org/2000/svg\" "
+		"viewBox=\"0 0 10 10\"><text y=\"5\">&b;</text><rect width=\"2\" height=\"2\"/></svg>\n";
+	cr_assert_eq(sg_sealimg_load_mem((const uint8_t *)entities, strlen(entities), 0, &img,
+		err, sizeof(err)), -1);
+	cr_assert(strstr(err, "<!ENTITY"), "%s", err);
 	/* A file over the size limit: refused by its size, named. */
 	big = calloc(1, SG_SEALIMG_MAX_FILE + 1);
 	cr_assert_not_null(big);

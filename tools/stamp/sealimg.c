@@ -691,6 +691,13 @@ int sg_sealimg_load_mem(const uint8_t *data, size_t len, unsigned diameter,
 	} else if (looks_svg(data, len)) {
 		RsvgRectangle vp = { 0, 0, diameter, diameter };
 
+		/* Entities: a seal's drawing needs none, libxml2 expands them
+		 * (a few of them nested make megabytes) and librsvg 2.54 leaks
+		 * each one's value. */
+		if (memmem(data, len, "<!ENTITY", 8)) {
+			seterr(err, errlen, "an SVG declaring entities (<!ENTITY) is not taken");
+			goto out;
+		}
 		/* From memory, with no base file: librsvg then loads no external
 		 * image, stylesheet or entity the SVG names. */
 		svg = rsvg_handle_new_from_data(data, len, &gerr);
