@@ -595,6 +595,12 @@ Test(pdfimg, seal_on_a_pdf_page_where_it_was_put, .init = mktmp, .fini = rmtmp)
 	snprintf(cmd, sizeof(cmd), "test ! -s '%s/pdftoppm.err'", tmpdir);
 	cr_assert_eq(system(cmd), 0, "pdftoppm printed errors");
 
+	/* qpdf, where installed, finds the objects well formed too. */
+	if (system("command -v qpdf >/dev/null") == 0) {
+		snprintf(cmd, sizeof(cmd), "qpdf --check '%s' >'%s/qpdf.out' 2>&1", pdf, tmpdir);
+		cr_assert_eq(system(cmd), 0, "qpdf --check %s failed", pdf);
+	}
+
 	page = cairo_image_surface_create_from_png(png);
 	cr_assert_eq(cairo_surface_status(page), CAIRO_STATUS_SUCCESS);
 	w = cairo_image_surface_get_width(page);
