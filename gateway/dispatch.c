@@ -410,6 +410,9 @@ static const struct op ops[] = {
 	{ SG_OP_POLICY_PUBLISH, NEED_SESSION,  PW_CODE, SEAL_ADMIN, 0, 0, gw_op_policy_publish },
 	{ SG_OP_POLICY_SHOW,    NEED_SESSION,  0, NULL, 0, 0, gw_op_policy_show },
 	{ SG_OP_POLICY_HISTORY, NEED_SESSION,  0, NULL, 0, 0, gw_op_policy_history },
+	/* the web front's views (docs/api.md) */
+	{ SG_OP_USAGE,       NEED_SESSION,     0, NULL, 0, 0, gw_op_usage },
+	{ SG_OP_USERS,       NEED_SESSION,     0, SEAL_ADMIN, 0, 0, gw_op_users },
 };
 
 /* Which factors of need the login of r lacks (0: none). -1 on a store

@@ -58,6 +58,9 @@
 #define SG_OP_DEVICE_LIST    "device_list"
 #define SG_OP_DEVICE_APPROVE "device_approve"
 #define SG_OP_DEVICE_REVOKE  "device_revoke"
+/* the web front (docs/web.md, docs/api.md) */
+#define SG_OP_USAGE          "usage"
+#define SG_OP_USERS          "users"
 
 /* ---- framing (blocking fds; EINTR handled; MSG_NOSIGNAL on send) ---- */
 

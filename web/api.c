@@ -696,7 +696,7 @@ h_audit_verify(struct call *c)
 static void
 h_usage(struct call *c)
 {
-	json_t *req = op("usage");
+	json_t *req = op(SG_OP_USAGE);
 	int64_t v;
 	int rc;
 
@@ -721,7 +721,7 @@ bad:
 static void
 h_users(struct call *c)
 {
-	relay(c, op("users"));
+	relay(c, op(SG_OP_USERS));
 }
 
 static void

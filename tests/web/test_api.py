@@ -287,9 +287,30 @@ r = frank.get("/devices")
 check(r.status in (200, 503), "GET /devices", r)
 r = alice.get("/devices")
 check(r.status == 403, "GET /devices is for seal admins", r)
-for path in ("/users", "/usage?by=seal", "/alerts"):
-    r = frank.get(path)
-    check(r.status in (200, 403, 503) and r.json is not None, "GET " + path, r)
+r = frank.get("/users")
+people = {u["id"]: u for u in (r.json or {}).get("users", [])}
+check(r.status == 200 and people["frank"]["totp_enrolled"] and not people["dave"]["locked"] and
+      people["alice"]["department"] == "sales", "GET /users", r)
+r = alice.get("/users")
+check(r.status == 403, "GET /users is for seal admins", r)
+# one signature by alice through the protocol (the web front does not sign)
+sign = subprocess.run(["python3", os.path.join(os.environ["SEALGATE_SOURCE"], "tests/integration/sgcall.py"),
+                       os.path.join(W, "sealgated.sock"), "alice", "alice-password",
+                       json.dumps({"op": "sign", "seal": "contract", "mechanism": 1, "data": "AAECAw=="})],
+                      capture_output=True, text=True)
+check(sign.returncode == 0, "alice signs once", sign.stdout + sign.stderr)
+now = int(time.time())
+for by, key in (("seal", "contract"), ("department", "sales"), ("site", "main"),
+                ("day", time.strftime("%Y-%m-%d", time.gmtime()))):
+    r = frank.get("/usage?by=%s&from=%d&to=%d" % (by, now - 3600, now + 3600))
+    rows = {x["key"]: x["signatures"] for x in (r.json or {}).get("rows", [])}
+    check(r.status == 200 and rows.get(key) == 1, "GET /usage?by=%s counts the signature" % by, r)
+r = dave.get("/usage?by=seal")
+check(r.status == 200 and r.json["rows"] == [], "usage counts only the records one may read", r)
+r = frank.get("/usage?by=colour")
+check(r.status == 400, "usage by something else: 400", r)
+r = frank.get("/alerts")
+check(r.status in (200, 503) and r.json is not None, "GET /alerts (503 until the gateway has alerts)", r)
 
 # ---- the feed ----
 s = socket.create_connection((URL.hostname, URL.port), timeout=20)
