@@ -58,6 +58,8 @@ struct gw_config {
 	char *tls_enroll_listen;     /* "HOST:PORT": enrollment only, no client certificate */
 	unsigned tls_connections_per_device; /* open connections per device; default 8 */
 	unsigned tls_device_days;    /* days a device certificate is valid; default 365 */
+	/* Documents (docs/stamp.md). */
+	unsigned document_max_size;  /* bytes of one stored document; default 32 MiB */
 };
 
 /* Reads and validates path. On error returns -1 and err holds

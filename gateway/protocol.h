@@ -58,6 +58,9 @@
 #define SG_OP_DEVICE_LIST    "device_list"
 #define SG_OP_DEVICE_APPROVE "device_approve"
 #define SG_OP_DEVICE_REVOKE  "device_revoke"
+/* documents and stamping (docs/stamp.md) */
+#define SG_OP_DOC_PUT        "doc_put"
+#define SG_OP_DOC_GET        "doc_get"
 
 /* ---- framing (blocking fds; EINTR handled; MSG_NOSIGNAL on send) ---- */
 
