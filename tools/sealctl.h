@@ -50,6 +50,9 @@ int sealctl_doc_upload(struct cli *c, const char *name, const uint8_t *data, siz
  * the command. -1 when cmd is not one of these. */
 int sealctl_doc(struct cli *c, const char *cmd, int argc, char **argv);
 
+/* stamp … (sealctl-stamp.c); -1 when cmd is not "stamp". */
+int sealctl_stamp(struct cli *c, const char *cmd, int argc, char **argv);
+
 /* device enroll|list|approve|revoke (sealctl-device.c). */
 int sealctl_device(struct cli *c, const char *cmd, int argc, char **argv);
 /* Closes a TLS connection of c, if any. */
