@@ -77,6 +77,7 @@ gw_config_free(struct gw_config **cfg)
 	free(c->tls_device_ca);
 	free(c->tls_device_ca_key);
 	free(c->web_front_user);
+	free(c->web_front_exe);
 	free(c->tls_devices);
 	free(c->tls_enroll_listen);
 	free(c);
@@ -211,8 +212,8 @@ parse_tls(struct gw_yaml *y, yaml_node_t *root, const char *dir, struct gw_confi
 static int
 parse_web_front(struct gw_yaml *y, yaml_node_t *root, struct gw_config *c)
 {
-	static const char *const keys[] = { "user", NULL };
-	yaml_node_t *n = gw_yaml_map_get(y, root, "web_front"), *u;
+	static const char *const keys[] = { "user", "exe", NULL };
+	yaml_node_t *n = gw_yaml_map_get(y, root, "web_front"), *u, *e;
 	struct passwd pw, *res = NULL;
 	char buf[1024];
 
@@ -231,6 +232,14 @@ parse_web_front(struct gw_yaml *y, yaml_node_t *root, struct gw_config *c)
 		return gw_yaml_errf(y, u, "web_front: user: root cannot be the web front (give "
 		                    "sealgate-web a user of its own)");
 	c->web_front_uid = pw.pw_uid;
+	/* A program of that uid that is not sealgate-web (a shell of the
+	 * front's user) is then not the front. */
+	if ((e = gw_yaml_map_get(y, n, "exe")) != NULL) {
+		if (gw_yaml_str(y, e, "web_front.exe", &c->web_front_exe) < 0)
+			return -1;
+		if (c->web_front_exe[0] != '/')
+			return gw_yaml_errf(y, e, "web_front: exe: must be an absolute path");
+	}
 	c->web_front = true;
 	return 0;
 }

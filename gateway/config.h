@@ -64,6 +64,7 @@ struct gw_config {
 	bool web_front;
 	char *web_front_user;
 	uid_t web_front_uid;
+	char *web_front_exe;     /* the front's program (/proc/PID/exe), or NULL: any */
 	/* Documents (docs/stamp.md). */
 	unsigned document_max_size;  /* bytes of one stored document; default 32 MiB */
 };

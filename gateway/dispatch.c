@@ -590,6 +590,11 @@ web_peer(struct gw_ctx *ctx, const struct gw_peer *peer, const json_t *msg, cons
 		}
 		return 0;
 	}
+	if (ctx->cfg->web_front_exe != NULL && strcmp(peer->exe, ctx->cfg->web_front_exe) != 0) {
+		snprintf(err, errlen, "OS user %.63s is the web front's, but %.120s is not its program "
+		         "(web_front.exe)", peer->login, peer->exe[0] ? peer->exe : "this program");
+		return -1;
+	}
 	if (!json_is_object(via)) {
 		snprintf(err, errlen, "a request of the web front (OS user %s) must say who it is for "
 		         "(\"via\": {\"remote\", \"agent\"})", peer->login);

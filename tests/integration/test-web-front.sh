@@ -97,6 +97,22 @@ out=$(python3 "$call" "$sock" "{\"op\":\"list\",\"session\":\"$tok\",\"via\":nul
 if [ "$(echo "$out" | field 0 error)" = not_logged_in ]; then pass "the front's session means nothing to another uid"
 else fail "front session from root: $out"; fi
 
+# With web_front.exe, the front's uid is the front only in its program.
+fixture stop
+py=$(runuser -u "$front" -- python3 -c 'import os, sys; print(os.path.realpath(sys.executable))')
+sed -i "s|^web_front: .*|web_front: { user: $front, exe: /usr/bin/sealgate-web }|" "$W/sealgated.yaml"
+fixture start >"$W/start.out" 2>&1 || { cat "$W/start.out"; exit 1; }
+out=$(as_front '{"op":"login","user":"alice","pin":"alice-password"}')
+if [ "$(echo "$out" | field 0 error)" = not_allowed ] && [[ $out == *"is not its program"* ]]; then
+	pass "the front's uid in another program is refused (web_front.exe)"
+else fail "front uid, other program: $out"; fi
+fixture stop
+sed -i "s|^web_front: .*|web_front: { user: $front, exe: $py }|" "$W/sealgated.yaml"
+fixture start >"$W/start.out" 2>&1 || { cat "$W/start.out"; exit 1; }
+out=$(as_front '{"op":"login","user":"alice","pin":"alice-password"}')
+if [ "$(echo "$out" | field 0 ok)" = True ]; then pass "… and taken in the program named"
+else fail "front uid, the program named: $out"; fi
+
 # Wrong passwords through the front count for the lockout.
 for _ in 1 2 3; do as_front '{"op":"login","user":"dave","pin":"wrong-password"}' >/dev/null; done
 out=$(as_front '{"op":"login","user":"dave","pin":"dave-password"}')

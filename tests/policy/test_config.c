@@ -305,6 +305,12 @@ Test(config, web_front)
 	             "sealgate-web a user of its own)");
 	expect_error(REQ "web_front: { user: no-such-user-here }\n",
 	             "/etc/sg/c.yaml:5:20: web_front: user: no OS user named 'no-such-user-here'");
+	cr_assert_eq(parse(REQ "web_front: { user: nobody, exe: /usr/bin/sealgate-web }\n", &c, err,
+	                   sizeof(err)), 0, "%s", err);
+	cr_assert_str_eq(c->web_front_exe, "/usr/bin/sealgate-web");
+	gw_config_free(&c);
+	expect_error(REQ "web_front: { user: nobody, exe: sealgate-web }\n",
+	             "/etc/sg/c.yaml:5:33: web_front: exe: must be an absolute path");
 	expect_error(REQ "web_front: {}\n",
 	             "/etc/sg/c.yaml:5:12: web_front: user: missing (the OS user sealgate-web runs as)");
 }

@@ -28,7 +28,8 @@ trap 'exit 130' INT
 chmod o+x "$W"
 sh "$src/tests/integration/fixture.sh" up "$W" >"$W/fixture.out" 2>&1 || { cat "$W/fixture.out"; exit 1; }
 sh "$src/tests/integration/fixture.sh" stop "$W"
-printf 'web_front: { user: %s }\nauth_max_failures: 3\n' "$front" >>"$W/sealgated.yaml"
+printf 'web_front: { user: %s, exe: "%s" }\nauth_max_failures: 3\n' "$front" \
+	"$(readlink -f "$build/web/sealgate-web")" >>"$W/sealgated.yaml"
 sh "$src/tests/integration/fixture.sh" start "$W" >"$W/start.out" 2>&1 || { cat "$W/start.out"; exit 1; }
 
 # frank, a seal admin, gets a TOTP secret too (unlocking needs a code).
