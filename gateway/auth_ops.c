@@ -525,7 +525,8 @@ gw_op_login(struct gw_req *r)
 	    sg_get_str(r->msg, "code", false, &code, GW_TOTP_DIGITS, r->err, sizeof(r->err)) < 0 ||
 	    sg_get_bool(r->msg, "protected", false, &protected_path, r->err, sizeof(r->err)) < 0)
 		return gw_bad_request(r);
-	if (pin == NULL && !protected_path) {
+	if (pin == NULL && (!protected_path || r->peer->web)) {
+		/* (a window is an OS user's at a desk, never the web front's) */
 		snprintf(r->err, sizeof(r->err), "field \"pin\" is missing");
 		return gw_bad_request(r);
 	}
@@ -583,6 +584,38 @@ gw_op_login(struct gw_req *r)
 	json_object_set_new(rep, "roles", gw_roles_json(who));
 	json_object_set_new(rep, "factors", factors_json(v.factors));
 	return rep;
+}
+
+json_t *
+gw_auth_code_check(struct gw_req *r, const char *action)
+{
+	const char *code = NULL;
+	struct cred c = { 0 };
+	struct verdict v;
+	int ok;
+
+	if (sg_get_str(r->msg, "code", false, &code, GW_TOTP_DIGITS, r->err, sizeof(r->err)) < 0)
+		return gw_bad_request(r);
+	if (code == NULL || code[0] == '\0') {
+		snprintf(r->err, sizeof(r->err), "%s through the web needs your current code with the "
+		         "request", action);
+		(void)gw_req_record(r, action, "denied", r->err, NULL, NULL, 0, NULL, 0, NULL);
+		return sg_reply_error(CKR_FUNCTION_REJECTED, "mfa_required", "%s", r->err);
+	}
+	c.pin = code;
+	c.pinlen = strlen(code);
+	c.code_alone_ok = true;
+	ok = verify(r, r->who, &c, &v);
+	if (ok == 1 && !(v.factors & GW_FACTOR_TOTP)) {
+		snprintf(v.reason, sizeof(v.reason), "%s through the web needs your current code",
+		         action);
+		v.rv = CKR_FUNCTION_REJECTED;
+		v.code = "mfa_required";
+		ok = 0;
+	}
+	if (ok != 1)
+		return refusal(r, action, r->who, NULL, ok, &v);
+	return NULL;
 }
 
 json_t *
@@ -1085,5 +1118,54 @@ gw_op_confirm(struct gw_req *r)
 	json_object_set_new(rep, "seal", json_string(info.seal));
 	json_object_set_new(rep, "exe", json_string(info.exe));
 	json_object_set_new(rep, "pid", json_integer(info.pid));
+	return rep;
+}
+
+/* ------------------------------------------------------------------ */
+/* The people (seal admins; the web console's list)                   */
+
+/* One person's lock for key: its end, or 0. -1 store error. */
+static int64_t
+locked_until_for(struct gw_req *r, const struct gw_person *who, int64_t key, time_t now)
+{
+	struct gw_store_attempts row;
+
+	if (gw_store_attempts_get(r->ctx->store, who->id, key, now, &row) < 0)
+		return -1;
+	return row.locked_until > (int64_t)now ? row.locked_until : 0;
+}
+
+json_t *
+gw_op_users(struct gw_req *r)
+{
+	const struct gw_policy *p = r->snap->policy;
+	const struct gw_config *cfg = r->ctx->cfg;
+	time_t now = gw_auth_now(r->ctx->auth);
+	json_t *rep, *arr = json_array();
+
+	if (r->ctx->store == NULL || tables(r->ctx->store) < 0 || arr == NULL) {
+		json_decref(arr);
+		return sg_reply_error(CKR_DEVICE_ERROR, "internal", "credential store error");
+	}
+	for (size_t i = 0; i < p->n_people; i++) {
+		const struct gw_person *q = &p->people[i];
+		int enrolled = gw_totp_enrolled(r->ctx->store, q->id);
+		int64_t own = locked_until_for(r, q, LOCK_OWN, now);
+		/* Guesses through the web count against the front's uid. */
+		int64_t web = cfg && cfg->web_front ?
+		              locked_until_for(r, q, (int64_t)cfg->web_front_uid, now) : 0;
+
+		if (enrolled < 0 || own < 0 || web < 0) {
+			json_decref(arr);
+			return sg_reply_error(CKR_DEVICE_ERROR, "internal", "credential store error");
+		}
+		json_array_append_new(arr, json_pack("{s:s,s:s,s:s,s:o,s:b,s:b,s:I,s:I}",
+			"id", q->id, "name", q->name ? q->name : q->id,
+			"department", q->department ? q->department : "", "roles", gw_roles_json(q),
+			"totp_enrolled", enrolled == 1, "locked", own > 0 || web > 0,
+			"locked_until", (json_int_t)own, "web_locked_until", (json_int_t)web));
+	}
+	rep = sg_reply_ok();
+	json_object_set_new(rep, "users", arr);
 	return rep;
 }

@@ -12,6 +12,7 @@
 
 #include <errno.h>
 #include <fcntl.h>
+#include <pwd.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -36,9 +37,13 @@ static const char *const config_keys[] = {
 	"confirm_timeout", "password_cost", "password_hash_concurrency", "test_clock",
 	"max_connections", "connections_per_uid", "connections_per_unknown_uid", "frame_timeout",
 	"client_idle_timeout", "totp_site_keys",
+	/* Documents (docs/stamp.md). */
+	"document_max_size",
 	/* The TLS front (docs/deployment.md). */
 	"tls_listen", "tls_cert", "tls_key", "tls_device_ca", "tls_device_ca_key", "tls_devices",
-	"tls_enroll_listen", "tls_connections_per_device", "tls_device_days", NULL
+	"tls_enroll_listen", "tls_connections_per_device", "tls_device_days",
+	/* The web front (docs/web.md). */
+	"web_front", NULL
 };
 
 void
@@ -71,6 +76,8 @@ gw_config_free(struct gw_config **cfg)
 	free(c->tls_key);
 	free(c->tls_device_ca);
 	free(c->tls_device_ca_key);
+	free(c->web_front_user);
+	free(c->web_front_exe);
 	free(c->tls_devices);
 	free(c->tls_enroll_listen);
 	free(c);
@@ -195,6 +202,45 @@ parse_tls(struct gw_yaml *y, yaml_node_t *root, const char *dir, struct gw_confi
 	if (c->tls_enroll_listen != NULL && c->tls_device_ca_key == NULL)
 		return gw_yaml_errf(y, gw_yaml_map_get(y, root, "tls_enroll_listen"),
 		                    "tls_enroll_listen needs tls_device_ca_key to issue certificates");
+	return 0;
+}
+
+/* web_front: {user: NAME}: the OS user sealgate-web runs as, resolved to
+ * its uid now, so a front that is not there is said at start. Root and a
+ * uid that people log in from cannot be the front: every request of that
+ * uid would be taken as a web request. */
+static int
+parse_web_front(struct gw_yaml *y, yaml_node_t *root, struct gw_config *c)
+{
+	static const char *const keys[] = { "user", "exe", NULL };
+	yaml_node_t *n = gw_yaml_map_get(y, root, "web_front"), *u, *e;
+	struct passwd pw, *res = NULL;
+	char buf[1024];
+
+	if (n == NULL)
+		return 0;
+	if (gw_yaml_map_check(y, n, "web_front", keys) < 0)
+		return -1;
+	u = gw_yaml_map_get(y, n, "user");
+	if (u == NULL)
+		return gw_yaml_errf(y, n, "web_front: user: missing (the OS user sealgate-web runs as)");
+	if (gw_yaml_str(y, u, "web_front.user", &c->web_front_user) < 0)
+		return -1;
+	if (getpwnam_r(c->web_front_user, &pw, buf, sizeof(buf), &res) != 0 || res == NULL)
+		return gw_yaml_errf(y, u, "web_front: user: no OS user named '%s'", c->web_front_user);
+	if (pw.pw_uid == 0)
+		return gw_yaml_errf(y, u, "web_front: user: root cannot be the web front (give "
+		                    "sealgate-web a user of its own)");
+	c->web_front_uid = pw.pw_uid;
+	/* A program of that uid that is not sealgate-web (a shell of the
+	 * front's user) is then not the front. */
+	if ((e = gw_yaml_map_get(y, n, "exe")) != NULL) {
+		if (gw_yaml_str(y, e, "web_front.exe", &c->web_front_exe) < 0)
+			return -1;
+		if (c->web_front_exe[0] != '/')
+			return gw_yaml_errf(y, e, "web_front: exe: must be an absolute path");
+	}
+	c->web_front = true;
 	return 0;
 }
 
@@ -481,6 +527,9 @@ parse_tree(struct gw_yaml *y, yaml_node_t *root, const char *name, struct gw_con
 			{ "frame_timeout", 1, 60, 5, offsetof(struct gw_config, frame_timeout) },
 			{ "client_idle_timeout", 1, 86400, 120,
 			  offsetof(struct gw_config, client_idle_timeout) },
+			/* Documents (docs/stamp.md): 1 KiB to 512 MiB. */
+			{ "document_max_size", 1024, 512 * 1024 * 1024, 32 * 1024 * 1024,
+			  offsetof(struct gw_config, document_max_size) },
 		};
 		for (size_t i = 0; i < sizeof(ints) / sizeof(ints[0]); i++) {
 			unsigned *dst = (unsigned *)((char *)c + ints[i].off);
@@ -507,7 +556,7 @@ parse_tree(struct gw_yaml *y, yaml_node_t *root, const char *name, struct gw_con
 	if ((n = gw_yaml_map_get(y, root, "test_clock")) != NULL &&
 	    gw_yaml_bool(y, n, "test_clock", &c->test_clock) < 0)
 		goto out;
-	if (parse_tls(y, root, dir, c) < 0)
+	if (parse_tls(y, root, dir, c) < 0 || parse_web_front(y, root, c) < 0)
 		goto out;
 	rv = 0;
 out:
