@@ -140,6 +140,11 @@ struct gw_store_ops {
 	                    void *ctx, char *err, size_t errlen);
 	int (*import_row_tx)(struct gw_store *st, enum gw_store_table t,
 	                     const struct gw_store_value *cols, char *err, size_t errlen);
+	/* quota counters (appstore.h): gw_appstore_quota_add_all_tx. NULL:
+	 * store.c calls quota_add_tx for each counter in turn (SQLite, where a
+	 * statement costs no round trip). */
+	int (*quota_add_all_tx)(struct gw_store *st, const struct gw_appstore_quota_unit *u,
+	                        size_t n, size_t *full, char *err, size_t errlen);
 };
 
 /* What ending an attempt does to its row, the same on every backend (each

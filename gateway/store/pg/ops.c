@@ -99,4 +99,5 @@ const struct gw_store_ops gw_store_pg_ops = {
 	.changes_notify_tx = gw_pg_changes_notify_tx,
 	/* moving a store (migrate.h): a target only */
 	.import_row_tx = gw_pg_import_row_tx,
+	.quota_add_all_tx = gw_pg_quota_add_all_tx,
 };

@@ -258,6 +258,7 @@ reconnect_locked(struct gw_store *st, char *buf, size_t len)
 
 	st->ready = false;
 	st->reconnecting = true;
+	st->prepared = 0;   /* the old session's, gone with it */
 	PQreset(st->conn);
 	if (PQstatus(st->conn) != CONNECTION_OK) {
 		const char *m = PQerrorMessage(st->conn);
@@ -329,8 +330,8 @@ pending_join(struct gw_store *st, char *buf, size_t len)
 /* Runs the pending commands, then sql, in one round trip: sql's result,
  * or the first failed command's (an error result), or NULL. */
 static PGresult *
-exec_pipelined(struct gw_store *st, const char *sql, int n, const char *const *vals,
-               const int *lens, const int *fmts, int result_format)
+exec_pipelined(struct gw_store *st, const char *name, const char *sql, int n,
+               const char *const *vals, const int *lens, const int *fmts, int result_format)
 {
 	PGresult *r, *fail = NULL, *res = NULL;
 	unsigned k = st->n_pending;
@@ -339,8 +340,12 @@ exec_pipelined(struct gw_store *st, const char *sql, int n, const char *const *v
 	for (unsigned i = 0; sent && i < k; i++)
 		sent = PQsendQueryParams(st->conn, st->pending[i], 0, NULL, NULL, NULL, NULL, 0) == 1;
 	st->n_pending = 0;
-	sent = sent && PQsendQueryParams(st->conn, sql, n, NULL, vals, lens, fmts,
-	                                 result_format) == 1;
+	if (name != NULL)
+		sent = sent && PQsendQueryPrepared(st->conn, name, n, vals, lens, fmts,
+		                                   result_format) == 1;
+	else
+		sent = sent && PQsendQueryParams(st->conn, sql, n, NULL, vals, lens, fmts,
+		                                 result_format) == 1;
 	sent = sent && PQpipelineSync(st->conn) == 1;
 	if (!sent) {
 		/* Not all sent: the connection is gone or the pipeline broken;
@@ -388,12 +393,39 @@ gw_pg_exec(struct gw_store *st, const char *sql, int n, const char *const *vals,
 	return gw_pg_exec_fmt(st, sql, n, vals, lens, fmts, want, 0, err, errlen);
 }
 
-PGresult *
-gw_pg_exec_fmt(struct gw_store *st, const char *sql, int n, const char *const *vals,
-               const int *lens, const int *fmts, ExecStatusType want, int result_format,
-               char *err, size_t errlen)
+/* Prepares statement id on this connection unless it already was: the
+ * result of a failed Parse (an error result) or of a lost connection
+ * (NULL), or NULL with *name set when it is there to run. */
+static PGresult *
+prepare_once(struct gw_store *st, unsigned id, const char *sql, int n, char *name,
+             size_t namelen, bool *ready)
 {
-	char buf[512];
+	PGresult *r;
+
+	snprintf(name, namelen, "sg_p%u", id);
+	*ready = false;
+	if (st->prepared & (1u << id)) {
+		*ready = true;
+		return NULL;
+	}
+	r = PQprepare(st->conn, name, sql, n, NULL);
+	if (r != NULL && PQresultStatus(r) == PGRES_COMMAND_OK) {
+		PQclear(r);
+		st->prepared |= 1u << id;
+		*ready = true;
+		return NULL;
+	}
+	return r;
+}
+
+/* The one place statements are sent: prepared as statement id when id >=
+ * 0, else unnamed (parsed and planned on every call). */
+static PGresult *
+exec_any(struct gw_store *st, int id, const char *sql, int n, const char *const *vals,
+         const int *lens, const int *fmts, ExecStatusType want, int result_format,
+         char *err, size_t errlen)
+{
+	char buf[512], name[16];
 	PGresult *r;
 	const char *prim, *state;
 
@@ -401,12 +433,26 @@ gw_pg_exec_fmt(struct gw_store *st, const char *sql, int n, const char *const *v
 		st->n_pending = 0;
 		goto fail;
 	}
-	if (st->n_pending > 0)
-		r = exec_pipelined(st, sql, n, vals, lens, fmts, result_format);
-	else
+	if (id >= 0) {
+		bool ready;
+
+		r = prepare_once(st, (unsigned)id, sql, n, name, sizeof(name), &ready);
+		if (!ready) {
+			st->n_pending = 0;   /* (the transaction is aborted or gone) */
+			goto failed;
+		}
+		if (st->n_pending > 0)
+			r = exec_pipelined(st, name, sql, n, vals, lens, fmts, result_format);
+		else
+			r = PQexecPrepared(st->conn, name, n, vals, lens, fmts, result_format);
+	} else if (st->n_pending > 0) {
+		r = exec_pipelined(st, NULL, sql, n, vals, lens, fmts, result_format);
+	} else {
 		r = PQexecParams(st->conn, sql, n, NULL, vals, lens, fmts, result_format);
+	}
 	if (r != NULL && PQresultStatus(r) == want)
 		return r;
+failed:
 	/* The primary message and SQLSTATE only: a DETAIL line may quote a
 	 * row, and rows hold password hashes and sealed secrets. */
 	prim = r ? PQresultErrorField(r, PG_DIAG_MESSAGE_PRIMARY) : NULL;
@@ -429,6 +475,21 @@ fail:
 	else
 		gw_log_error("%s", buf);
 	return NULL;
+}
+
+PGresult *
+gw_pg_exec_fmt(struct gw_store *st, const char *sql, int n, const char *const *vals,
+               const int *lens, const int *fmts, ExecStatusType want, int result_format,
+               char *err, size_t errlen)
+{
+	return exec_any(st, -1, sql, n, vals, lens, fmts, want, result_format, err, errlen);
+}
+
+PGresult *
+gw_pg_exec_prepared(struct gw_store *st, enum gw_pg_stmt id, const char *sql, int n,
+                    const char *const *vals, ExecStatusType want, char *err, size_t errlen)
+{
+	return exec_any(st, (int)id, sql, n, vals, NULL, NULL, want, 0, err, errlen);
 }
 
 int
