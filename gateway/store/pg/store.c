@@ -305,15 +305,25 @@ conn_check(struct gw_store *st, char *buf, size_t len)
 	return reconnect_locked(st, buf, len);
 }
 
-/* ---- savepoints sent with the next statement ----
+/* ---- BEGIN and savepoints sent with the next statement ----
  *
- * A record's savepoint and its release carry no answer anyone waits for:
- * they are kept (st->pending) and sent in a pipeline ahead of the next
- * statement, so that they cost no round trip of their own (three of a
- * signature's eight on the audit writer's connection). The first of them
- * that fails is that statement's failure, as the server, having aborted
- * the transaction, skips the rest. BEGIN and COMMIT are sent at once:
- * a transaction begins only on a connection known to be there. */
+ * A transaction's BEGIN, a record's savepoint and its release carry no
+ * answer anyone waits for: they are kept (st->pending) and sent in a
+ * pipeline ahead of the next statement, so that they cost no round trip
+ * of their own (four of a lone signature's eight on the audit writer's
+ * connection). The first of them that fails is that statement's failure,
+ * as the server, having aborted the transaction, skips the rest. A
+ * transaction begins only on a connection known to be there: BEGIN is
+ * kept only after conn_check (reconnecting when lost) said so. COMMIT is
+ * sent at once. */
+
+/* BEGIN is kept, not sent yet: nothing of the transaction reached the
+ * server. */
+static bool
+begin_pending(const struct gw_store *st)
+{
+	return st->n_pending > 0 && strcmp(st->pending[0], "BEGIN") == 0;
+}
 
 /* The pending commands as one simple query ("A; B"), emptied. */
 static void
@@ -763,9 +773,17 @@ gw_pg_tx_begin(struct gw_store *st, char *err, size_t errlen)
 		goto fail;
 	}
 	if (st->tx_depth == 0) {
+		char buf[512];
+
+		/* The connection is checked (and made again when lost) now,
+		 * outside the transaction, without a round trip; BEGIN itself
+		 * goes with the first statement. */
 		st->n_pending = 0;
-		if (exec_cmd(st, "BEGIN", err, errlen) < 0)
+		if (conn_check(st, buf, sizeof(buf)) < 0) {
+			sg_seterr(err, errlen, "%s", buf);
 			goto fail;
+		}
+		snprintf(st->pending[st->n_pending++], sizeof(st->pending[0]), "BEGIN");
 	} else {
 		if (st->n_pending == GW_PG_PENDING_MAX && pending_send(st, err, errlen) < 0)
 			goto fail;
@@ -816,9 +834,17 @@ gw_pg_tx_commit(struct gw_store *st, char *err, size_t errlen)
 	}
 	/* An audit batch's rows go in first; one lost, nothing commits. */
 	if (gw_pg_rows_flush(st, err, errlen) < 0) {
+		if (!begin_pending(st))
+			PQclear(PQexec(st->conn, "ROLLBACK"));
 		st->n_pending = 0;
-		PQclear(PQexec(st->conn, "ROLLBACK"));
 		st->tx_depth = 0;
+		goto out;
+	}
+	if (st->n_pending == 1 && begin_pending(st)) {
+		/* Nothing ran: nothing to commit, no round trip. */
+		st->n_pending = 0;
+		st->tx_depth = 0;
+		rv = 0;
 		goto out;
 	}
 	/* Sent while the level still counts, so that a lost connection fails
@@ -864,7 +890,11 @@ gw_pg_tx_rollback(struct gw_store *st)
 		goto out;
 	}
 	if (st->tx_depth == 0) {
+		bool sent = !begin_pending(st);
+
 		st->n_pending = 0;   /* (undone with the rest) */
+		if (!sent)
+			goto out;    /* nothing reached the server */
 		snprintf(sql, sizeof(sql), "ROLLBACK");
 	} else {
 		/* What is pending first, then the rollback: one round trip. */
@@ -885,7 +915,9 @@ gw_pg_tx_alive(struct gw_store *st)
 	bool alive;
 
 	pthread_mutex_lock(&st->lock);
-	alive = st->tx_depth > 0 && PQtransactionStatus(st->conn) == PQTRANS_INTRANS;
+	/* (a BEGIN not sent yet is a transaction nothing has ended) */
+	alive = st->tx_depth > 0 && (PQtransactionStatus(st->conn) == PQTRANS_INTRANS ||
+	                             (begin_pending(st) && PQstatus(st->conn) == CONNECTION_OK));
 	pthread_mutex_unlock(&st->lock);
 	return alive;
 }
