@@ -47,6 +47,12 @@ struct gw_store {
 	/* The statements of enum gw_pg_stmt prepared on this connection (a
 	 * bit each), cleared when it is replaced. */
 	uint32_t prepared;
+	/* The COMMIT sent in one pipeline with the batch's last audit
+	 * INSERT: wanted by gw_pg_tx_commit, asked for (commit_after) by
+	 * gw_pg_rows_flush for that INSERT, its result kept in commit_res
+	 * for gw_pg_tx_commit. */
+	bool commit_wanted, commit_after, commit_sent;
+	PGresult *commit_res;
 };
 
 /* The statements of the sign path, prepared once per connection

@@ -337,16 +337,20 @@ pending_join(struct gw_store *st, char *buf, size_t len)
 	st->n_pending = 0;
 }
 
-/* Runs the pending commands, then sql, in one round trip: sql's result,
- * or the first failed command's (an error result), or NULL. */
+/* Runs the pending commands, then sql, then COMMIT when commit, in one
+ * round trip: sql's result, or the first failed command's (an error
+ * result), or NULL; the COMMIT's result (maybe an error or an aborted
+ * pipeline's) in *commit_res, NULL when it has none. */
 static PGresult *
 exec_pipelined(struct gw_store *st, const char *name, const char *sql, int n,
-               const char *const *vals, const int *lens, const int *fmts, int result_format)
+               const char *const *vals, const int *lens, const int *fmts, int result_format,
+               bool commit, PGresult **commit_res)
 {
 	PGresult *r, *fail = NULL, *res = NULL;
 	unsigned k = st->n_pending;
 	bool sent = PQenterPipelineMode(st->conn) == 1;
 
+	*commit_res = NULL;
 	for (unsigned i = 0; sent && i < k; i++)
 		sent = PQsendQueryParams(st->conn, st->pending[i], 0, NULL, NULL, NULL, NULL, 0) == 1;
 	st->n_pending = 0;
@@ -356,6 +360,9 @@ exec_pipelined(struct gw_store *st, const char *name, const char *sql, int n,
 	else
 		sent = sent && PQsendQueryParams(st->conn, sql, n, NULL, vals, lens, fmts,
 		                                 result_format) == 1;
+	if (commit)
+		sent = sent && PQsendQueryParams(st->conn, "COMMIT", 0, NULL, NULL, NULL, NULL,
+		                                 0) == 1;
 	sent = sent && PQpipelineSync(st->conn) == 1;
 	if (!sent) {
 		/* Not all sent: the connection is gone or the pipeline broken;
@@ -363,8 +370,8 @@ exec_pipelined(struct gw_store *st, const char *name, const char *sql, int n,
 		PQexitPipelineMode(st->conn);
 		return NULL;
 	}
-	/* k + 1 results, each followed by NULL, then the sync's. */
-	for (unsigned i = 0; i <= k; i++) {
+	/* k + 1 (+ 1) results, each followed by NULL, then the sync's. */
+	for (unsigned i = 0; i <= k + (commit ? 1 : 0); i++) {
 		r = PQgetResult(st->conn);
 		if (r == NULL)
 			break;
@@ -372,6 +379,8 @@ exec_pipelined(struct gw_store *st, const char *name, const char *sql, int n,
 			fail = r;
 		else if (i == k)
 			res = r;
+		else if (i == k + 1)
+			*commit_res = r;
 		else
 			PQclear(r);
 		while ((r = PQgetResult(st->conn)) != NULL && PQresultStatus(r) != PGRES_PIPELINE_SYNC)
@@ -438,7 +447,10 @@ exec_any(struct gw_store *st, int id, const char *sql, int n, const char *const 
 	char buf[512], name[16];
 	PGresult *r;
 	const char *prim, *state;
+	/* (asked for by gw_pg_rows_flush for the batch's last INSERT) */
+	bool commit = st->commit_after;
 
+	st->commit_after = false;
 	if (conn_check(st, buf, sizeof(buf)) < 0) {
 		st->n_pending = 0;
 		goto fail;
@@ -451,12 +463,16 @@ exec_any(struct gw_store *st, int id, const char *sql, int n, const char *const 
 			st->n_pending = 0;   /* (the transaction is aborted or gone) */
 			goto failed;
 		}
-		if (st->n_pending > 0)
-			r = exec_pipelined(st, name, sql, n, vals, lens, fmts, result_format);
+		st->commit_sent = commit;
+		if (st->n_pending > 0 || commit)
+			r = exec_pipelined(st, name, sql, n, vals, lens, fmts, result_format, commit,
+			                   &st->commit_res);
 		else
 			r = PQexecPrepared(st->conn, name, n, vals, lens, fmts, result_format);
-	} else if (st->n_pending > 0) {
-		r = exec_pipelined(st, NULL, sql, n, vals, lens, fmts, result_format);
+	} else if (st->n_pending > 0 || commit) {
+		st->commit_sent = commit;
+		r = exec_pipelined(st, NULL, sql, n, vals, lens, fmts, result_format, commit,
+		                   &st->commit_res);
 	} else {
 		r = PQexecParams(st->conn, sql, n, NULL, vals, lens, fmts, result_format);
 	}
@@ -803,7 +819,7 @@ gw_pg_tx_commit(struct gw_store *st, char *err, size_t errlen)
 {
 	char sql[48];
 	PGresult *r;
-	int rv = -1;
+	int rv = -1, flushed;
 
 	if (st->tx_depth == 0) {
 		sg_seterr(err, errlen, "PostgreSQL store: commit without a transaction");
@@ -832,25 +848,55 @@ gw_pg_tx_commit(struct gw_store *st, char *err, size_t errlen)
 		}
 		goto out;
 	}
-	/* An audit batch's rows go in first; one lost, nothing commits. */
-	if (gw_pg_rows_flush(st, err, errlen) < 0) {
-		if (!begin_pending(st))
+	/* An audit batch's rows go in first, the COMMIT in one round trip
+	 * with the last of their INSERTs; one lost, nothing commits (the
+	 * COMMIT after a failed INSERT is not run: the pipeline aborts). */
+	st->commit_wanted = true;
+	st->commit_sent = false;
+	flushed = gw_pg_rows_flush(st, err, errlen);
+	st->commit_wanted = false;
+	st->commit_after = false;
+	r = st->commit_res;
+	st->commit_res = NULL;
+	if (flushed < 0) {
+		/* (a COMMIT that did run, after an INSERT that wrote fewer rows
+		 * than it was given, commits the batch but it fails all the
+		 * same: nothing of it is released) */
+		PQclear(r);
+		if (PQstatus(st->conn) == CONNECTION_OK &&
+		    PQtransactionStatus(st->conn) != PQTRANS_IDLE)
 			PQclear(PQexec(st->conn, "ROLLBACK"));
 		st->n_pending = 0;
 		st->tx_depth = 0;
 		goto out;
 	}
-	if (st->n_pending == 1 && begin_pending(st)) {
+	if (r != NULL && PQresultStatus(r) != PGRES_COMMAND_OK) {
+		const char *prim = PQresultErrorField(r, PG_DIAG_MESSAGE_PRIMARY);
+
+		sg_seterr(err, errlen, "PostgreSQL store: %s", prim ? prim : "COMMIT not run");
+		PQclear(r);
+		r = NULL;
+		st->tx_depth = 0;
+	} else if (r == NULL && st->commit_sent) {
+		/* Sent, its answer lost with the connection: whether it
+		 * committed is unknown, and it is not sent again. */
+		sg_seterr(err, errlen, "PostgreSQL store: the connection is lost at COMMIT");
+		st->tx_depth = 0;
+	} else if (r == NULL && st->n_pending == 1 && begin_pending(st)) {
 		/* Nothing ran: nothing to commit, no round trip. */
 		st->n_pending = 0;
 		st->tx_depth = 0;
 		rv = 0;
 		goto out;
+	} else if (r == NULL) {
+		/* Sent while the level still counts, so that a lost connection
+		 * fails the COMMIT rather than reconnecting and committing
+		 * nothing. */
+		r = gw_pg_exec(st, "COMMIT", 0, NULL, NULL, NULL, PGRES_COMMAND_OK, err, errlen);
+		st->tx_depth = 0;
+	} else {
+		st->tx_depth = 0;
 	}
-	/* Sent while the level still counts, so that a lost connection fails
-	 * the COMMIT rather than reconnecting and committing nothing. */
-	r = gw_pg_exec(st, "COMMIT", 0, NULL, NULL, NULL, PGRES_COMMAND_OK, err, errlen);
-	st->tx_depth = 0;
 	if (r == NULL) {
 		/* A connection lost at COMMIT leaves it unknown whether it
 		 * committed: the caller must not take it for either. A
