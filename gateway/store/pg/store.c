@@ -483,6 +483,10 @@ failed:
 	 * row, and rows hold password hashes and sealed secrets. */
 	prim = r ? PQresultErrorField(r, PG_DIAG_MESSAGE_PRIMARY) : NULL;
 	state = r ? PQresultErrorField(r, PG_DIAG_SQLSTATE) : NULL;
+	/* A prepared statement the session no longer has (a DISCARD ALL, a
+	 * pooler between us and the server): prepared again next time. */
+	if (id >= 0 && state != NULL && strcmp(state, "26000") == 0)
+		st->prepared &= ~(1u << id);
 	if (PQstatus(st->conn) != CONNECTION_OK)
 		/* Lost in the statement: whether it was done is unknown, so it
 		 * fails; the next call outside a transaction reconnects. */
