@@ -309,26 +309,49 @@ mark_counted(struct gw_quota_resv *r, unsigned i)
 int
 gw_quota_commit_tx(struct gw_store *st, struct gw_quota_resv *r, char *err, size_t errlen)
 {
+	struct gw_appstore_quota_unit u[GW_QUOTA_MAX_KEYS];
+	unsigned at[GW_QUOTA_MAX_KEYS], m = 0;
+	size_t full = 0;
+	int rc;
+
+	/* The seal's counters first, in one call: on PostgreSQL one round
+	 * trip for all of them (the application's use, last, stays a
+	 * statement of its own: it updates another table). */
 	for (unsigned i = 0; i < r->n; i++) {
 		const struct gw_quota_key *k = &r->keys[i];
-		int rc;
 
-		if (is_app(k)) {
-			/* -2: revoked, expired or used up meanwhile. */
-			rc = gw_appstore_spend_tx(st, r->app_id, time(NULL), err, errlen);
-			if (rc < 0)
-				return rc == -2 ? -2 : -1;
-		} else {
-			rc = gw_appstore_quota_add_tx(st, k->seal, k->period, k->person, r->limits[i],
-			                              err, errlen);
-			if (rc < 0)
-				return -1;
-			if (rc == 0) {
-				snprintf(err, errlen, "the %s of seal %s (%" PRIu64 ") is used up in the store",
-				         key_name(k), k->seal, r->limits[i]);
-				return -2;
-			}
+		if (is_app(k))
+			continue;
+		u[m] = (struct gw_appstore_quota_unit){ .seal = k->seal, .period = k->period,
+		                                        .person = k->person, .limit = r->limits[i] };
+		at[m++] = i;
+	}
+	if (m > 0) {
+		rc = gw_appstore_quota_add_all_tx(st, u, m, &full, err, errlen);
+		if (rc < 0)
+			return -1;
+		if (rc == 0) {
+			const unsigned i = at[full < m ? full : 0];
+
+			/* (as when each was its own statement: those before the
+			 * full one were counted, until the savepoint undoes them) */
+			for (size_t j = 0; j < full && j < m; j++)
+				mark_counted(r, at[j]);
+
+			snprintf(err, errlen, "the %s of seal %s (%" PRIu64 ") is used up in the store",
+			         key_name(&r->keys[i]), r->keys[i].seal, r->limits[i]);
+			return -2;
 		}
+		for (unsigned j = 0; j < m; j++)
+			mark_counted(r, at[j]);
+	}
+	for (unsigned i = 0; i < r->n; i++) {
+		if (!is_app(&r->keys[i]))
+			continue;
+		/* -2: revoked, expired or used up meanwhile. */
+		rc = gw_appstore_spend_tx(st, r->app_id, time(NULL), err, errlen);
+		if (rc < 0)
+			return rc == -2 ? -2 : -1;
 		mark_counted(r, i);
 	}
 	return 0;

@@ -88,5 +88,19 @@ int gw_appstore_quota_sub_tx(struct gw_store *st, const char *seal, const char *
  * limit is reached (nothing changed); -1 error (err). */
 int gw_appstore_quota_add_tx(struct gw_store *st, const char *seal, const char *period,
                              const char *person, uint64_t limit, char *err, size_t errlen);
+/* One counter of gw_appstore_quota_add_all_tx. */
+struct gw_appstore_quota_unit {
+	const char *seal, *period, *person;   /* person "" for seal-wide counters */
+	uint64_t limit;                       /* 0 = no limit */
+};
+/* _tx: gw_appstore_quota_add_tx of each of u[0..n) in order, as one
+ * statement where the backend can (PostgreSQL: one round trip for all of
+ * a signature's counters instead of one each), each counter's row count
+ * deciding as there. 1 all counted; 0 when u[*full] had no room: the
+ * others may have been counted, and the caller's savepoint undoes them
+ * (as after a refused gw_appstore_quota_add_tx); -1 error (err). The
+ * counters must be distinct. */
+int gw_appstore_quota_add_all_tx(struct gw_store *st, const struct gw_appstore_quota_unit *u,
+                                 size_t n, size_t *full, char *err, size_t errlen);
 
 #endif

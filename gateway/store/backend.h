@@ -149,6 +149,11 @@ struct gw_store_ops {
 	                size_t len, size_t *got);
 	int (*doc_apps)(struct gw_store *st, const uint8_t sha256[32], int64_t *ids, size_t max,
 	                size_t *n);
+	/* quota counters (appstore.h): gw_appstore_quota_add_all_tx. NULL:
+	 * store.c calls quota_add_tx for each counter in turn (SQLite, where a
+	 * statement costs no round trip). */
+	int (*quota_add_all_tx)(struct gw_store *st, const struct gw_appstore_quota_unit *u,
+	                        size_t n, size_t *full, char *err, size_t errlen);
 };
 
 /* What ending an attempt does to its row, the same on every backend (each

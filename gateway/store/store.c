@@ -407,6 +407,27 @@ gw_appstore_quota_add_tx(struct gw_store *st, const char *seal, const char *peri
 	return ops_of(st)->quota_add_tx(st, seal, period, person, limit, err, errlen);
 }
 
+int
+gw_appstore_quota_add_all_tx(struct gw_store *st, const struct gw_appstore_quota_unit *u,
+                             size_t n, size_t *full, char *err, size_t errlen)
+{
+	const struct gw_store_ops *o = ops_of(st);
+
+	*full = 0;
+	if (o->quota_add_all_tx != NULL)
+		return o->quota_add_all_tx(st, u, n, full, err, errlen);
+	for (size_t i = 0; i < n; i++) {
+		int rc = o->quota_add_tx(st, u[i].seal, u[i].period, u[i].person, u[i].limit, err,
+		                         errlen);
+
+		if (rc != 1) {
+			*full = i;
+			return rc;
+		}
+	}
+	return 1;
+}
+
 const char *
 gw_store_backend(struct gw_store *st)
 {

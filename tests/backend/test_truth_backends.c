@@ -4,7 +4,8 @@
  * cluster run-store-backends.sh names in SG_TEST_PG_URL; without it the
  * pg tests skip). Two store handles stand for two gateways, eight threads
  * each race: application ids never collide (nor come back after the newest
- * row is gone), a quota of Q counts exactly Q through two quota caches, an
+ * row is gone), a quota of Q counts exactly Q through two quota caches (a
+ * seal's three counters too, counted together), an
  * application of N uses is spent exactly N times, and two approvers of one
  * level with quorum 2 each count once and advance the level once.
  */
@@ -58,6 +59,14 @@ static struct gw_policy *pol;
 	"    users: { departments: [hq] }\n" \
 	"    quotas: { total: 37 }\n" \
 	"    approval: none\n" \
+	"  - id: %1$s-m\n" \
+	"    name: M Seal\n" \
+	"    kind: invoice\n" \
+	"    key: \"pkcs11:object=m\"\n" \
+	"    holder: hq\n" \
+	"    users: { departments: [hq] }\n" \
+	"    quotas: { per_month: 1000, total: 37, per_person_per_day: 1000 }\n" \
+	"    approval: none\n" \
 	"  - id: %1$s-a\n" \
 	"    name: A Seal\n" \
 	"    kind: contract\n" \
@@ -89,12 +98,12 @@ load_policy(void)
 	                             sizeof(err)), 0, "%s", err);
 }
 
-/* A seal of the policy by its untagged name ("q", "a"). */
+/* A seal of the policy by its untagged name ("q", "m", "a"). */
 static const char *
 seal_id(const char *name)
 {
-	static char id[2][48];
-	int k = name[0] == 'q' ? 0 : 1;
+	static char id[3][48];
+	int k = name[0] == 'q' ? 0 : name[0] == 'm' ? 2 : 1;
 
 	snprintf(id[k], sizeof(id[k]), "%s-%s", be_tag, name);
 	return id[k];
@@ -432,6 +441,118 @@ BOTH(a_quota_of_q_counts_exactly_q_across_gateways)
 		gw_quota_free(&q[g]);
 		gw_store_close(&st[g]);
 	}
+}
+
+/* A seal of three counters, the middle one (total) the one that fills:
+ * each signature's counters are counted together (one statement on
+ * PostgreSQL), and a signature the total refuses leaves nothing counted in
+ * the counters before and after it. */
+BOTH(a_seal_of_three_counters_counts_exactly_across_gateways)
+{
+	struct gw_store *st[GATEWAYS];
+	struct gw_quota *q[GATEWAYS];
+	const char *seal = seal_id("m");
+	const struct gw_seal *s = gw_policy_seal(pol, seal);
+	char day[32], month[32];
+	uint64_t used = 0;
+	time_t now = time(NULL);
+	unsigned ok;
+
+	cr_assert_not_null(s);
+	snprintf(day, sizeof(day), "d:%lld", (long long)gw_policy_local_day(s, now));
+	snprintf(month, sizeof(month), "m:%lld", (long long)gw_policy_local_month(s, now));
+	for (int g = 0; g < GATEWAYS; g++) {
+		st[g] = open_url(u);
+		cr_assert_eq(gw_quota_new(st[g], &q[g]), 0);
+	}
+	ok = race_quota(st, q, seal, 0, 5);
+	cr_assert_eq(ok, 37, "%u signatures counted for a total of 37", ok);
+	cr_assert_eq(gw_appstore_quota_get(st[0], seal, "total", "", &used), 0);
+	cr_assert_eq(used, 37);
+	cr_assert_eq(gw_appstore_quota_get(st[0], seal, month, "", &used), 0);
+	cr_assert_eq(used, 37, "the month counted %llu for 37 signatures", (unsigned long long)used);
+	cr_assert_eq(gw_appstore_quota_get(st[0], seal, day, "ann", &used), 0);
+	cr_assert_eq(used, 37, "the person's day counted %llu for 37 signatures",
+	             (unsigned long long)used);
+	for (int g = 0; g < GATEWAYS; g++) {
+		gw_quota_free(&q[g]);
+		gw_store_close(&st[g]);
+	}
+}
+
+/* A transaction whose levels ran nothing is alive all along (on
+ * PostgreSQL its BEGIN is not sent yet) and commits what comes after. */
+BOTH(a_level_that_ran_nothing_leaves_the_transaction_alive)
+{
+	struct gw_store *st = open_url(u);
+	char seal[64], err[256] = "";
+	uint64_t used = 0;
+
+	snprintf(seal, sizeof(seal), "%s-idle", be_tag);
+	cr_assert_eq(gw_store_tx_begin(st, err, sizeof(err)), 0, "%s", err);
+	cr_assert_eq(gw_store_tx_begin(st, err, sizeof(err)), 0, "%s", err);
+	gw_store_tx_rollback(st);
+	cr_assert(gw_store_tx_alive(st), "a transaction that ran nothing taken for dropped");
+	cr_assert_eq(gw_store_tx_begin(st, err, sizeof(err)), 0, "%s", err);
+	cr_assert_eq(gw_store_tx_commit(st, err, sizeof(err)), 0, "%s", err);
+	cr_assert(gw_store_tx_alive(st));
+	cr_assert_eq(gw_appstore_quota_add_tx(st, seal, "total", "", 0, err, sizeof(err)), 1, "%s",
+	             err);
+	cr_assert_eq(gw_store_tx_commit(st, err, sizeof(err)), 0, "%s", err);
+	/* And one that ran nothing at all commits (nothing) without error. */
+	cr_assert_eq(gw_store_tx_begin(st, err, sizeof(err)), 0, "%s", err);
+	cr_assert_eq(gw_store_tx_commit(st, err, sizeof(err)), 0, "%s", err);
+	cr_assert_eq(gw_appstore_quota_get(st, seal, "total", "", &used), 0);
+	cr_assert_eq(used, 1);
+	gw_store_close(&st);
+}
+
+/* gw_appstore_quota_add_all_tx alone: every counter within its own limit,
+ * the first full one named, names of any text (a quote, a backslash, a
+ * comma, braces: PostgreSQL gets them as array elements). */
+BOTH(several_counters_in_one_call)
+{
+	struct gw_store *st = open_url(u);
+	char seal[64], err[256] = "";
+	const char *odd = "a\"n,{n}\\";
+	uint64_t used = 0;
+	size_t full = 9;
+
+	snprintf(seal, sizeof(seal), "%s-all", be_tag);
+	const struct gw_appstore_quota_unit units[3] = {
+		{ .seal = seal, .period = "d:1", .person = "", .limit = 3 },
+		{ .seal = seal, .period = "m:1", .person = "", .limit = 0 },
+		{ .seal = seal, .period = "d:1", .person = odd, .limit = 2 },
+	};
+
+	cr_assert_eq(gw_store_tx_begin(st, err, sizeof(err)), 0, "%s", err);
+	for (int i = 0; i < 2; i++) {
+		cr_assert_eq(gw_appstore_quota_add_all_tx(st, units, 3, &full, err, sizeof(err)), 1,
+		             "%s", err);
+	}
+	/* The person's (the last) is full; a savepoint undoes the others. */
+	cr_assert_eq(gw_store_tx_begin(st, err, sizeof(err)), 0, "%s", err);
+	cr_assert_eq(gw_appstore_quota_add_all_tx(st, units, 3, &full, err, sizeof(err)), 0, "%s",
+	             err);
+	cr_assert_eq(full, 2);
+	gw_store_tx_rollback(st);
+	/* The first alone still has room for one, then it is the full one. */
+	cr_assert_eq(gw_appstore_quota_add_all_tx(st, units, 2, &full, err, sizeof(err)), 1, "%s",
+	             err);
+	cr_assert_eq(gw_store_tx_begin(st, err, sizeof(err)), 0, "%s", err);
+	full = 9;
+	cr_assert_eq(gw_appstore_quota_add_all_tx(st, units, 2, &full, err, sizeof(err)), 0, "%s",
+	             err);
+	cr_assert_eq(full, 0);
+	gw_store_tx_rollback(st);
+	cr_assert_eq(gw_store_tx_commit(st, err, sizeof(err)), 0, "%s", err);
+	cr_assert_eq(gw_appstore_quota_get(st, seal, "d:1", "", &used), 0);
+	cr_assert_eq(used, 3);
+	cr_assert_eq(gw_appstore_quota_get(st, seal, "m:1", "", &used), 0);
+	cr_assert_eq(used, 3);
+	cr_assert_eq(gw_appstore_quota_get(st, seal, "d:1", odd, &used), 0);
+	cr_assert_eq(used, 2);
+	gw_store_close(&st);
 }
 
 BOTH(the_limit_is_in_the_statement)
@@ -890,6 +1011,59 @@ BOTH(applications_round_trip_and_list)
 #ifdef GW_STORE_HAVE_PG
 /* A lost connection fails every appstore call, and nothing is left of a
  * write it was in the middle of. */
+/* The sign path's statements are prepared once per connection: after the
+ * connection is cut and made again they are prepared anew (a new session
+ * has none), not run by a name the server no longer knows. */
+Test(pg, prepared_statements_survive_a_reconnection)
+{
+	const char *u = pg_url();
+	struct gw_store *st;
+	struct gw_application *app = malloc(sizeof(*app));
+	char lu[700], seal[64], err[256] = "";
+	uint64_t used = 0;
+	size_t full = 9;
+
+	cr_assert(app);
+	load_policy();
+	snprintf(seal, sizeof(seal), "%s-prep", be_tag);
+	const struct gw_appstore_quota_unit unit = { .seal = seal, .period = "total", .person = "" };
+
+	snprintf(lu, sizeof(lu), "%s%sapplication_name=sg-truth-prep", u, strchr(u, '?') ? "&" : "?");
+	st = open_url(lu);
+	app_fill(app, seal_id("a"), 3);
+	cr_assert_eq(app_insert(st, app), 0);
+	for (int round = 0; round < 2; round++) {
+		cr_assert_eq(gw_store_tx_begin(st, err, sizeof(err)), 0, "round %d: %s", round, err);
+		cr_assert_eq(gw_appstore_quota_add_all_tx(st, &unit, 1, &full, err, sizeof(err)), 1,
+		             "round %d: %s", round, err);
+		cr_assert_eq(gw_appstore_spend_tx(st, app->id, time(NULL), err, sizeof(err)), 0,
+		             "round %d: %s", round, err);
+		cr_assert_eq(gw_store_tx_commit(st, err, sizeof(err)), 0, "round %d: %s", round, err);
+		if (round > 0)
+			break;
+		PGconn *c = PQconnectdb(u);
+		PGresult *r;
+
+		cr_assert_eq(PQstatus(c), CONNECTION_OK);
+		r = PQexec(c, "SELECT pg_terminate_backend(pid) FROM pg_stat_activity "
+		           "WHERE usename = current_user AND application_name = 'sg-truth-prep'");
+		cr_assert_eq(PQresultStatus(r), PGRES_TUPLES_OK, "%s", PQerrorMessage(c));
+		cr_assert_eq(PQntuples(r), 1);
+		PQclear(r);
+		PQfinish(c);
+		usleep(100000);
+		/* The next transaction's begin finds the connection cut and
+		 * makes it again before its BEGIN (which goes with the first
+		 * statement) is sent. */
+	}
+	cr_assert_eq(gw_appstore_quota_get(st, seal, "total", "", &used), 0);
+	cr_assert_eq(used, 2);
+	cr_assert_eq(gw_appstore_get(st, app->id, app), 1);
+	cr_assert_eq(app->uses_left, 1);
+	gw_store_close(&st);
+	free(app);
+}
+
 Test(pg, applications_fail_closed_on_a_lost_connection)
 {
 	const char *u = pg_url();

@@ -313,11 +313,12 @@ gw_pg_app_spend_tx(struct gw_store *st, int64_t id, time_t now, char *err, size_
 	/* A second UPDATE of the row waits for the first and evaluates its
 	 * WHERE again on the row the first left: of N spenders at once on
 	 * any number of connections, at most uses_left succeed. */
-	r = gw_pg_exec(st, "UPDATE applications SET uses_left = uses_left - 1, "
-	               "state = CASE WHEN uses_left = 1 THEN 'used_up' ELSE state END, "
-	               "updated = $1::bigint WHERE id = $2::bigint AND state = 'authorized' AND "
-	               "uses_left > 0 AND valid_until > $1::bigint", 2, vals, NULL, NULL,
-	               PGRES_COMMAND_OK, err, errlen);
+	r = gw_pg_exec_prepared(st, GW_PG_STMT_APP_SPEND,
+	                        "UPDATE applications SET uses_left = uses_left - 1, "
+	                        "state = CASE WHEN uses_left = 1 THEN 'used_up' ELSE state END, "
+	                        "updated = $1::bigint WHERE id = $2::bigint AND "
+	                        "state = 'authorized' AND uses_left > 0 AND "
+	                        "valid_until > $1::bigint", 2, vals, PGRES_COMMAND_OK, err, errlen);
 	pthread_mutex_unlock(&st->lock);
 	if (r == NULL)
 		return -1;
@@ -467,6 +468,129 @@ gw_pg_quota_add_tx(struct gw_store *st, const char *seal, const char *period,
 	n = gw_pg_changes(r);
 	PQclear(r);
 	return n == 1 ? 1 : 0;
+}
+
+/* Appends v to the text[] literal at buf[*at], quoted ("…", with \\ and
+ * " escaped, so any text is one element): 0, or -1 when it does not fit. */
+static int
+arr_add(char *buf, size_t len, size_t *at, const char *v)
+{
+	size_t k = *at;
+
+	if (k + 2 > len)
+		return -1;
+	if (k > 1)
+		buf[k++] = ',';
+	buf[k++] = '"';
+	for (; *v; v++) {
+		if (k + 4 > len)
+			return -1;
+		if (*v == '"' || *v == '\\')
+			buf[k++] = '\\';
+		buf[k++] = *v;
+	}
+	if (k + 3 > len)
+		return -1;
+	buf[k++] = '"';
+	buf[k] = '\0';
+	*at = k;
+	return 0;
+}
+
+/* Ends the literal arr_add filled: 0, or -1 when "}" does not fit. */
+static int
+arr_end(char *buf, size_t len, size_t at)
+{
+	if (at + 2 > len)
+		return -1;
+	buf[at] = '}';
+	buf[at + 1] = '\0';
+	return 0;
+}
+
+int
+gw_pg_quota_add_all_tx(struct gw_store *st, const struct gw_appstore_quota_unit *u, size_t n,
+                       size_t *full, char *err, size_t errlen)
+{
+	/* (GW_QUOTA_MAX_KEYS counters of names up to 128 bytes, each
+	 * character escaped at worst) */
+	char seals[2048] = "{", periods[512] = "{", persons[2048] = "{", limits[256] = "{";
+	size_t as = 1, ap = 1, aq = 1, al = 1;
+	const char *vals[4] = { seals, periods, persons, limits };
+	bool counted[8] = { false };
+	PGresult *r;
+	int rv = -1;
+
+	*full = 0;
+	if (n == 0)
+		return 1;
+	if (n > sizeof(counted) / sizeof(counted[0])) {
+		sg_seterr(err, errlen, "quota_use: too many counters at once");
+		return -1;
+	}
+	for (size_t i = 0; i < n; i++) {
+		int w;
+
+		if (u[i].limit > (uint64_t)INT64_MAX) {
+			sg_seterr(err, errlen, "quota_use: limit out of range");
+			return -1;
+		}
+		w = snprintf(limits + al, sizeof(limits) - al, "%s%" PRIu64, i ? "," : "", u[i].limit);
+		if (w < 0 || (size_t)w >= sizeof(limits) - al ||
+		    arr_add(seals, sizeof(seals), &as, u[i].seal) < 0 ||
+		    arr_add(periods, sizeof(periods), &ap, u[i].period) < 0 ||
+		    arr_add(persons, sizeof(persons), &aq, u[i].person ? u[i].person : "") < 0) {
+			sg_seterr(err, errlen, "quota_use: counter names too long");
+			return -1;
+		}
+		al += (size_t)w;
+	}
+	if (arr_end(seals, sizeof(seals), as) < 0 || arr_end(periods, sizeof(periods), ap) < 0 ||
+	    arr_end(persons, sizeof(persons), aq) < 0 || arr_end(limits, sizeof(limits), al) < 0) {
+		sg_seterr(err, errlen, "quota_use: counter names too long");
+		return -1;
+	}
+	pthread_mutex_lock(&st->lock);
+	/* gw_pg_quota_add_tx's statement over a list of counters, in their
+	 * order: each row decided as there (the limit in the statement, the
+	 * newest row version re-checked under its row lock), so exactly
+	 * limit adds count however many connections; the rows it returns are
+	 * the counters it counted. One round trip for all of a signature's
+	 * counters (it was one each). The update's limit is looked up in the
+	 * list again: ON CONFLICT sees only the proposed row's columns. */
+	r = gw_pg_exec_prepared(st, GW_PG_STMT_QUOTA_ADD_ALL,
+	                        "INSERT INTO quota_use AS q (seal, period, person, used) "
+	                        "SELECT k.seal, k.period, k.person, 1 FROM unnest($1::text[], "
+	                        "$2::text[], $3::text[], $4::bigint[]) WITH ORDINALITY "
+	                        "AS k(seal, period, person, lim, i) WHERE k.lim = 0 OR k.lim >= 1 "
+	                        "ORDER BY k.i "
+	                        "ON CONFLICT (seal, period, person) DO UPDATE SET used = q.used + 1 "
+	                        "WHERE EXISTS (SELECT 1 FROM unnest($1::text[], $2::text[], "
+	                        "$3::text[], $4::bigint[]) AS l(seal, period, person, lim) "
+	                        "WHERE l.seal = q.seal AND l.period = q.period AND "
+	                        "l.person = q.person AND (l.lim = 0 OR q.used + 1 <= l.lim)) "
+	                        "RETURNING q.seal, q.period, q.person",
+	                        4, vals, PGRES_TUPLES_OK, err, errlen);
+	pthread_mutex_unlock(&st->lock);
+	if (r == NULL)
+		return -1;
+	for (int row = 0; row < PQntuples(r); row++)
+		for (size_t i = 0; i < n; i++)
+			if (!counted[i] && strcmp(PQgetvalue(r, row, 0), u[i].seal) == 0 &&
+			    strcmp(PQgetvalue(r, row, 1), u[i].period) == 0 &&
+			    strcmp(PQgetvalue(r, row, 2), u[i].person ? u[i].person : "") == 0) {
+				counted[i] = true;
+				break;
+			}
+	PQclear(r);
+	rv = 1;
+	for (size_t i = 0; i < n; i++)
+		if (!counted[i]) {
+			*full = i;
+			rv = 0;
+			break;
+		}
+	return rv;
 }
 
 int

@@ -313,7 +313,11 @@ gw_pg_rows_flush(struct gw_store *st, char *err, size_t errlen)
 		while (done < q->n && rv == 0) {
 			size_t k = q->n - done < ROWS_PER_STMT ? q->n - done : ROWS_PER_STMT;
 
+			/* The COMMIT, when this flush is the transaction's end,
+			 * goes with the last INSERT (store.c). */
+			st->commit_after = st->commit_wanted && st->tx_depth <= 1 && done + k == q->n;
 			rv = rows_insert(st, q, done, k, e, sizeof(e));
+			st->commit_after = false;
 			done += k;
 		}
 		if (rv < 0) {

@@ -104,4 +104,5 @@ const struct gw_store_ops gw_store_pg_ops = {
 	.doc_info = gw_pg_doc_info,
 	.doc_read = gw_pg_doc_read,
 	.doc_apps = gw_pg_doc_apps,
+	.quota_add_all_tx = gw_pg_quota_add_all_tx,
 };

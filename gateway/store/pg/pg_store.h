@@ -44,6 +44,24 @@ struct gw_store {
 	 * the next statement, in one round trip with it (store.c). */
 	char pending[GW_PG_PENDING_MAX][40];
 	unsigned n_pending;
+	/* The statements of enum gw_pg_stmt prepared on this connection (a
+	 * bit each), cleared when it is replaced. */
+	uint32_t prepared;
+	/* The COMMIT sent in one pipeline with the batch's last audit
+	 * INSERT: wanted by gw_pg_tx_commit, asked for (commit_after) by
+	 * gw_pg_rows_flush for that INSERT, its result kept in commit_res
+	 * for gw_pg_tx_commit. */
+	bool commit_wanted, commit_after, commit_sent;
+	PGresult *commit_res;
+};
+
+/* The statements of the sign path, prepared once per connection
+ * (gw_pg_exec_prepared): the server parses and plans them once, not on
+ * every signature. */
+enum gw_pg_stmt {
+	GW_PG_STMT_QUOTA_ADD_ALL,
+	GW_PG_STMT_APP_SPEND,
+	GW_PG_STMT_MAX
 };
 
 /* Runs sql with n text parameters (vals[i] NULL = SQL NULL; lens/fmts NULL
@@ -57,6 +75,12 @@ PGresult *gw_pg_exec(struct gw_store *st, const char *sql, int n, const char *co
 PGresult *gw_pg_exec_fmt(struct gw_store *st, const char *sql, int n, const char *const *vals,
                          const int *lens, const int *fmts, ExecStatusType want,
                          int result_format, char *err, size_t errlen);
+/* gw_pg_exec of the statement id, whose text is sql (the same on every
+ * call), prepared on the connection the first time (one round trip more,
+ * once per connection), with n text parameters. */
+PGresult *gw_pg_exec_prepared(struct gw_store *st, enum gw_pg_stmt id, const char *sql, int n,
+                              const char *const *vals, ExecStatusType want, char *err,
+                              size_t errlen);
 /* The row count of a command's result (UPDATE, DELETE, INSERT). */
 int gw_pg_changes(PGresult *r);
 /* Takes the advisory lock of the store's site on this connection: 0, or
@@ -124,6 +148,8 @@ int gw_pg_quota_get(struct gw_store *st, const char *seal, const char *period,
                     const char *person, uint64_t *used);
 int gw_pg_quota_add_tx(struct gw_store *st, const char *seal, const char *period,
                        const char *person, uint64_t limit, char *err, size_t errlen);
+int gw_pg_quota_add_all_tx(struct gw_store *st, const struct gw_appstore_quota_unit *u,
+                           size_t n, size_t *full, char *err, size_t errlen);
 int gw_pg_quota_sub_tx(struct gw_store *st, const char *seal, const char *period,
                        const char *person, char *err, size_t errlen);
 /* sites (store.c) */

@@ -268,6 +268,7 @@ reconnect_locked(struct gw_store *st, char *buf, size_t len)
 
 	st->ready = false;
 	st->reconnecting = true;
+	st->prepared = 0;   /* the old session's, gone with it */
 	PQreset(st->conn);
 	if (PQstatus(st->conn) != CONNECTION_OK) {
 		const char *m = PQerrorMessage(st->conn);
@@ -314,15 +315,25 @@ conn_check(struct gw_store *st, char *buf, size_t len)
 	return reconnect_locked(st, buf, len);
 }
 
-/* ---- savepoints sent with the next statement ----
+/* ---- BEGIN and savepoints sent with the next statement ----
  *
- * A record's savepoint and its release carry no answer anyone waits for:
- * they are kept (st->pending) and sent in a pipeline ahead of the next
- * statement, so that they cost no round trip of their own (three of a
- * signature's eight on the audit writer's connection). The first of them
- * that fails is that statement's failure, as the server, having aborted
- * the transaction, skips the rest. BEGIN and COMMIT are sent at once:
- * a transaction begins only on a connection known to be there. */
+ * A transaction's BEGIN, a record's savepoint and its release carry no
+ * answer anyone waits for: they are kept (st->pending) and sent in a
+ * pipeline ahead of the next statement, so that they cost no round trip
+ * of their own (four of a lone signature's eight on the audit writer's
+ * connection). The first of them that fails is that statement's failure,
+ * as the server, having aborted the transaction, skips the rest. A
+ * transaction begins only on a connection known to be there: BEGIN is
+ * kept only after conn_check (reconnecting when lost) said so. COMMIT is
+ * sent at once. */
+
+/* BEGIN is kept, not sent yet: nothing of the transaction reached the
+ * server. */
+static bool
+begin_pending(const struct gw_store *st)
+{
+	return st->n_pending > 0 && strcmp(st->pending[0], "BEGIN") == 0;
+}
 
 /* The pending commands as one simple query ("A; B"), emptied. */
 static void
@@ -336,21 +347,32 @@ pending_join(struct gw_store *st, char *buf, size_t len)
 	st->n_pending = 0;
 }
 
-/* Runs the pending commands, then sql, in one round trip: sql's result,
- * or the first failed command's (an error result), or NULL. */
+/* Runs the pending commands, then sql, then COMMIT when commit, in one
+ * round trip: sql's result, or the first failed command's (an error
+ * result), or NULL; the COMMIT's result (maybe an error or an aborted
+ * pipeline's) in *commit_res, NULL when it has none. */
 static PGresult *
-exec_pipelined(struct gw_store *st, const char *sql, int n, const char *const *vals,
-               const int *lens, const int *fmts, int result_format)
+exec_pipelined(struct gw_store *st, const char *name, const char *sql, int n,
+               const char *const *vals, const int *lens, const int *fmts, int result_format,
+               bool commit, PGresult **commit_res)
 {
 	PGresult *r, *fail = NULL, *res = NULL;
 	unsigned k = st->n_pending;
 	bool sent = PQenterPipelineMode(st->conn) == 1;
 
+	*commit_res = NULL;
 	for (unsigned i = 0; sent && i < k; i++)
 		sent = PQsendQueryParams(st->conn, st->pending[i], 0, NULL, NULL, NULL, NULL, 0) == 1;
 	st->n_pending = 0;
-	sent = sent && PQsendQueryParams(st->conn, sql, n, NULL, vals, lens, fmts,
-	                                 result_format) == 1;
+	if (name != NULL)
+		sent = sent && PQsendQueryPrepared(st->conn, name, n, vals, lens, fmts,
+		                                   result_format) == 1;
+	else
+		sent = sent && PQsendQueryParams(st->conn, sql, n, NULL, vals, lens, fmts,
+		                                 result_format) == 1;
+	if (commit)
+		sent = sent && PQsendQueryParams(st->conn, "COMMIT", 0, NULL, NULL, NULL, NULL,
+		                                 0) == 1;
 	sent = sent && PQpipelineSync(st->conn) == 1;
 	if (!sent) {
 		/* Not all sent: the connection is gone or the pipeline broken;
@@ -358,8 +380,8 @@ exec_pipelined(struct gw_store *st, const char *sql, int n, const char *const *v
 		PQexitPipelineMode(st->conn);
 		return NULL;
 	}
-	/* k + 1 results, each followed by NULL, then the sync's. */
-	for (unsigned i = 0; i <= k; i++) {
+	/* k + 1 (+ 1) results, each followed by NULL, then the sync's. */
+	for (unsigned i = 0; i <= k + (commit ? 1 : 0); i++) {
 		r = PQgetResult(st->conn);
 		if (r == NULL)
 			break;
@@ -367,6 +389,8 @@ exec_pipelined(struct gw_store *st, const char *sql, int n, const char *const *v
 			fail = r;
 		else if (i == k)
 			res = r;
+		else if (i == k + 1)
+			*commit_res = r;
 		else
 			PQclear(r);
 		while ((r = PQgetResult(st->conn)) != NULL && PQresultStatus(r) != PGRES_PIPELINE_SYNC)
@@ -398,29 +422,81 @@ gw_pg_exec(struct gw_store *st, const char *sql, int n, const char *const *vals,
 	return gw_pg_exec_fmt(st, sql, n, vals, lens, fmts, want, 0, err, errlen);
 }
 
-PGresult *
-gw_pg_exec_fmt(struct gw_store *st, const char *sql, int n, const char *const *vals,
-               const int *lens, const int *fmts, ExecStatusType want, int result_format,
-               char *err, size_t errlen)
+/* Prepares statement id on this connection unless it already was: the
+ * result of a failed Parse (an error result) or of a lost connection
+ * (NULL), or NULL with *name set when it is there to run. */
+static PGresult *
+prepare_once(struct gw_store *st, unsigned id, const char *sql, int n, char *name,
+             size_t namelen, bool *ready)
 {
-	char buf[512];
+	PGresult *r;
+
+	snprintf(name, namelen, "sg_p%u", id);
+	*ready = false;
+	if (st->prepared & (1u << id)) {
+		*ready = true;
+		return NULL;
+	}
+	r = PQprepare(st->conn, name, sql, n, NULL);
+	if (r != NULL && PQresultStatus(r) == PGRES_COMMAND_OK) {
+		PQclear(r);
+		st->prepared |= 1u << id;
+		*ready = true;
+		return NULL;
+	}
+	return r;
+}
+
+/* The one place statements are sent: prepared as statement id when id >=
+ * 0, else unnamed (parsed and planned on every call). */
+static PGresult *
+exec_any(struct gw_store *st, int id, const char *sql, int n, const char *const *vals,
+         const int *lens, const int *fmts, ExecStatusType want, int result_format,
+         char *err, size_t errlen)
+{
+	char buf[512], name[16];
 	PGresult *r;
 	const char *prim, *state;
+	/* (asked for by gw_pg_rows_flush for the batch's last INSERT) */
+	bool commit = st->commit_after;
 
+	st->commit_after = false;
 	if (conn_check(st, buf, sizeof(buf)) < 0) {
 		st->n_pending = 0;
 		goto fail;
 	}
-	if (st->n_pending > 0)
-		r = exec_pipelined(st, sql, n, vals, lens, fmts, result_format);
-	else
+	if (id >= 0) {
+		bool ready;
+
+		r = prepare_once(st, (unsigned)id, sql, n, name, sizeof(name), &ready);
+		if (!ready) {
+			st->n_pending = 0;   /* (the transaction is aborted or gone) */
+			goto failed;
+		}
+		st->commit_sent = commit;
+		if (st->n_pending > 0 || commit)
+			r = exec_pipelined(st, name, sql, n, vals, lens, fmts, result_format, commit,
+			                   &st->commit_res);
+		else
+			r = PQexecPrepared(st->conn, name, n, vals, lens, fmts, result_format);
+	} else if (st->n_pending > 0 || commit) {
+		st->commit_sent = commit;
+		r = exec_pipelined(st, NULL, sql, n, vals, lens, fmts, result_format, commit,
+		                   &st->commit_res);
+	} else {
 		r = PQexecParams(st->conn, sql, n, NULL, vals, lens, fmts, result_format);
+	}
 	if (r != NULL && PQresultStatus(r) == want)
 		return r;
+failed:
 	/* The primary message and SQLSTATE only: a DETAIL line may quote a
 	 * row, and rows hold password hashes and sealed secrets. */
 	prim = r ? PQresultErrorField(r, PG_DIAG_MESSAGE_PRIMARY) : NULL;
 	state = r ? PQresultErrorField(r, PG_DIAG_SQLSTATE) : NULL;
+	/* A prepared statement the session no longer has (a DISCARD ALL, a
+	 * pooler between us and the server): prepared again next time. */
+	if (id >= 0 && state != NULL && strcmp(state, "26000") == 0)
+		st->prepared &= ~(1u << id);
 	if (PQstatus(st->conn) != CONNECTION_OK)
 		/* Lost in the statement: whether it was done is unknown, so it
 		 * fails; the next call outside a transaction reconnects. */
@@ -439,6 +515,21 @@ fail:
 	else
 		gw_log_error("%s", buf);
 	return NULL;
+}
+
+PGresult *
+gw_pg_exec_fmt(struct gw_store *st, const char *sql, int n, const char *const *vals,
+               const int *lens, const int *fmts, ExecStatusType want, int result_format,
+               char *err, size_t errlen)
+{
+	return exec_any(st, -1, sql, n, vals, lens, fmts, want, result_format, err, errlen);
+}
+
+PGresult *
+gw_pg_exec_prepared(struct gw_store *st, enum gw_pg_stmt id, const char *sql, int n,
+                    const char *const *vals, ExecStatusType want, char *err, size_t errlen)
+{
+	return exec_any(st, (int)id, sql, n, vals, NULL, NULL, want, 0, err, errlen);
 }
 
 int
@@ -712,9 +803,17 @@ gw_pg_tx_begin(struct gw_store *st, char *err, size_t errlen)
 		goto fail;
 	}
 	if (st->tx_depth == 0) {
+		char buf[512];
+
+		/* The connection is checked (and made again when lost) now,
+		 * outside the transaction, without a round trip; BEGIN itself
+		 * goes with the first statement. */
 		st->n_pending = 0;
-		if (exec_cmd(st, "BEGIN", err, errlen) < 0)
+		if (conn_check(st, buf, sizeof(buf)) < 0) {
+			sg_seterr(err, errlen, "%s", buf);
 			goto fail;
+		}
+		snprintf(st->pending[st->n_pending++], sizeof(st->pending[0]), "BEGIN");
 	} else {
 		if (st->n_pending == GW_PG_PENDING_MAX && pending_send(st, err, errlen) < 0)
 			goto fail;
@@ -734,7 +833,7 @@ gw_pg_tx_commit(struct gw_store *st, char *err, size_t errlen)
 {
 	char sql[48];
 	PGresult *r;
-	int rv = -1;
+	int rv = -1, flushed;
 
 	if (st->tx_depth == 0) {
 		sg_seterr(err, errlen, "PostgreSQL store: commit without a transaction");
@@ -763,17 +862,55 @@ gw_pg_tx_commit(struct gw_store *st, char *err, size_t errlen)
 		}
 		goto out;
 	}
-	/* An audit batch's rows go in first; one lost, nothing commits. */
-	if (gw_pg_rows_flush(st, err, errlen) < 0) {
+	/* An audit batch's rows go in first, the COMMIT in one round trip
+	 * with the last of their INSERTs; one lost, nothing commits (the
+	 * COMMIT after a failed INSERT is not run: the pipeline aborts). */
+	st->commit_wanted = true;
+	st->commit_sent = false;
+	flushed = gw_pg_rows_flush(st, err, errlen);
+	st->commit_wanted = false;
+	st->commit_after = false;
+	r = st->commit_res;
+	st->commit_res = NULL;
+	if (flushed < 0) {
+		/* (a COMMIT that did run, after an INSERT that wrote fewer rows
+		 * than it was given, commits the batch but it fails all the
+		 * same: nothing of it is released) */
+		PQclear(r);
+		if (PQstatus(st->conn) == CONNECTION_OK &&
+		    PQtransactionStatus(st->conn) != PQTRANS_IDLE)
+			PQclear(PQexec(st->conn, "ROLLBACK"));
 		st->n_pending = 0;
-		PQclear(PQexec(st->conn, "ROLLBACK"));
 		st->tx_depth = 0;
 		goto out;
 	}
-	/* Sent while the level still counts, so that a lost connection fails
-	 * the COMMIT rather than reconnecting and committing nothing. */
-	r = gw_pg_exec(st, "COMMIT", 0, NULL, NULL, NULL, PGRES_COMMAND_OK, err, errlen);
-	st->tx_depth = 0;
+	if (r != NULL && PQresultStatus(r) != PGRES_COMMAND_OK) {
+		const char *prim = PQresultErrorField(r, PG_DIAG_MESSAGE_PRIMARY);
+
+		sg_seterr(err, errlen, "PostgreSQL store: %s", prim ? prim : "COMMIT not run");
+		PQclear(r);
+		r = NULL;
+		st->tx_depth = 0;
+	} else if (r == NULL && st->commit_sent) {
+		/* Sent, its answer lost with the connection: whether it
+		 * committed is unknown, and it is not sent again. */
+		sg_seterr(err, errlen, "PostgreSQL store: the connection is lost at COMMIT");
+		st->tx_depth = 0;
+	} else if (r == NULL && st->n_pending == 1 && begin_pending(st)) {
+		/* Nothing ran: nothing to commit, no round trip. */
+		st->n_pending = 0;
+		st->tx_depth = 0;
+		rv = 0;
+		goto out;
+	} else if (r == NULL) {
+		/* Sent while the level still counts, so that a lost connection
+		 * fails the COMMIT rather than reconnecting and committing
+		 * nothing. */
+		r = gw_pg_exec(st, "COMMIT", 0, NULL, NULL, NULL, PGRES_COMMAND_OK, err, errlen);
+		st->tx_depth = 0;
+	} else {
+		st->tx_depth = 0;
+	}
 	if (r == NULL) {
 		/* A connection lost at COMMIT leaves it unknown whether it
 		 * committed: the caller must not take it for either. A
@@ -813,7 +950,11 @@ gw_pg_tx_rollback(struct gw_store *st)
 		goto out;
 	}
 	if (st->tx_depth == 0) {
+		bool sent = !begin_pending(st);
+
 		st->n_pending = 0;   /* (undone with the rest) */
+		if (!sent)
+			goto out;    /* nothing reached the server */
 		snprintf(sql, sizeof(sql), "ROLLBACK");
 	} else {
 		/* What is pending first, then the rollback: one round trip. */
@@ -834,7 +975,9 @@ gw_pg_tx_alive(struct gw_store *st)
 	bool alive;
 
 	pthread_mutex_lock(&st->lock);
-	alive = st->tx_depth > 0 && PQtransactionStatus(st->conn) == PQTRANS_INTRANS;
+	/* (a BEGIN not sent yet is a transaction nothing has ended) */
+	alive = st->tx_depth > 0 && (PQtransactionStatus(st->conn) == PQTRANS_INTRANS ||
+	                             (begin_pending(st) && PQstatus(st->conn) == CONNECTION_OK));
 	pthread_mutex_unlock(&st->lock);
 	return alive;
 }
