@@ -12,8 +12,8 @@ set -euo pipefail
 [ "$(id -u)" = 0 ] || { echo "[SKIP] needs root (runs as the web front's user)"; exit 77; }
 . "$(dirname "$0")/lib.sh" web-front
 front=sealgate-web
-id "$front" >/dev/null 2>&1 ||
-	useradd --system --no-create-home --home-dir /nonexistent --shell /usr/sbin/nologin "$front"
+. "$(dirname "$0")/../lib/sysuser.sh"
+sg_sysuser "$front"
 chmod o+x "$W"
 
 fixture up >"$W/fixture.out" 2>&1 || { cat "$W/fixture.out"; exit 1; }

@@ -123,7 +123,7 @@ Test(refusals, an_unknown_uid_flood_costs_a_handful_of_records, .fini = stranger
 		cr_skip_test("needs root to make an OS user");
 	/* An OS user no person of the policy lists and no act_as names. */
 	snprintf(stranger, sizeof(stranger), "sgrl%ld", (long)getpid());
-	snprintf(cmd, sizeof(cmd), "useradd --system --no-create-home --shell /usr/sbin/nologin '%s'",
+	snprintf(cmd, sizeof(cmd), "flock /tmp/sealgate-useradd.lock useradd --system --no-create-home --shell /usr/sbin/nologin '%s'",
 	         stranger);
 	cr_assert_eq(system(cmd), 0, "%s failed", cmd);
 	pw = getpwnam(stranger);

@@ -56,8 +56,8 @@ _pg_as() {
 _pg_user_ensure() {
 	[ "$(id -u)" = 0 ] || return 0
 	getent passwd "$SG_PG_USER" >/dev/null 2>&1 && return 0
-	useradd --system --no-create-home --home-dir /nonexistent \
-		--shell /usr/sbin/nologin --user-group "$SG_PG_USER" || {
+	. "${SEALGATE_SOURCE:?SEALGATE_SOURCE not set}/tests/lib/sysuser.sh"
+	sg_sysuser "$SG_PG_USER" --user-group || {
 		echo "pg_up: cannot create the system user $SG_PG_USER" >&2
 		return 1
 	}

@@ -12,8 +12,8 @@ test=$1
 build=${SEALGATE_BUILD:?}
 src=${SEALGATE_SOURCE:?}
 front=sealgate-web
-id "$front" >/dev/null 2>&1 ||
-	useradd --system --no-create-home --home-dir /nonexistent --shell /usr/sbin/nologin "$front"
+. "$src/tests/lib/sysuser.sh"
+sg_sysuser "$front"
 W=$(mktemp -d /tmp/sg-web.XXXXXX)
 pids=()
 cleanup() {

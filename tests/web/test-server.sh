@@ -10,8 +10,8 @@ set -euo pipefail
 build=${SEALGATE_BUILD:?}
 web=$build/web/sealgate-web
 front=sealgate-web
-id "$front" >/dev/null 2>&1 ||
-	useradd --system --no-create-home --home-dir /nonexistent --shell /usr/sbin/nologin "$front"
+. "$(dirname "$0")/../lib/sysuser.sh"
+sg_sysuser "$front"
 W=$(mktemp -d /tmp/sg-webserver.XXXXXX)
 pid=
 trap '[ -z "$pid" ] || kill "$pid" 2>/dev/null || true; rm -rf "$W"' EXIT
