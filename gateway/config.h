@@ -11,6 +11,8 @@
 #include <stdint.h>
 #include <sys/types.h>
 
+struct gw_notify_conf;
+
 struct gw_config {
 	char *path;              /* the file it was read from */
 	char *backend_module;    /* PKCS#11 module of the backend token */
@@ -58,6 +60,8 @@ struct gw_config {
 	char *tls_enroll_listen;     /* "HOST:PORT": enrollment only, no client certificate */
 	unsigned tls_connections_per_device; /* open connections per device; default 8 */
 	unsigned tls_device_days;    /* days a device certificate is valid; default 365 */
+	/* Notifications (docs/notifications.md): NULL without notify:. */
+	struct gw_notify_conf *notify;
 };
 
 /* Reads and validates path. On error returns -1 and err holds

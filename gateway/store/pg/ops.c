@@ -6,6 +6,7 @@
  * (docs/store.md).
  */
 #include "pg_store.h"
+#include "pg_outbox.h"
 #include "pg_policystore.h"
 #include "pg_import.h"
 #include "protocol.h"
@@ -99,4 +100,9 @@ const struct gw_store_ops gw_store_pg_ops = {
 	.changes_notify_tx = gw_pg_changes_notify_tx,
 	/* moving a store (migrate.h): a target only */
 	.import_row_tx = gw_pg_import_row_tx,
+	/* the outbox (outbox.h; notify) */
+	.outbox_init = gw_pg_outbox_init,
+	.outbox_put_tx = gw_pg_outbox_put_tx,
+	.outbox_claim = gw_pg_outbox_claim,
+	.outbox_settle_tx = gw_pg_outbox_settle_tx,
 };

@@ -6,6 +6,7 @@
 #include "sqlite_store.h"
 #include "sqlite_policystore.h"
 #include "sqlite_export.h"
+#include "sqlite_outbox.h"
 
 const struct gw_store_ops gw_store_sqlite_ops = {
 	.name = "sqlite",
@@ -76,4 +77,9 @@ const struct gw_store_ops gw_store_sqlite_ops = {
 	.changes_notify_tx = gw_sqlite_changes_notify_tx,
 	/* moving a store (migrate.h): a source only */
 	.export_table = gw_sqlite_export_table,
+	/* the outbox (outbox.h; notify) */
+	.outbox_init = gw_sqlite_outbox_init,
+	.outbox_put_tx = gw_sqlite_outbox_put_tx,
+	.outbox_claim = gw_sqlite_outbox_claim,
+	.outbox_settle_tx = gw_sqlite_outbox_settle_tx,
 };
