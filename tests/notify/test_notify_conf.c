@@ -167,3 +167,44 @@ Test(notify_words, markdown_inert_text_as_typed)
 	gw_send_words_clear(&w);
 	cr_assert_eq(gw_send_words("app_waiting", "not json", "https://s", false, &w), -1);
 }
+
+/* The people's addresses (policy.c): one plain address, or refused with
+ * the line, since it goes into an SMTP envelope and a header. */
+#include "policy.h"
+
+static int
+policy_with(const char *email, struct gw_policy **p, char *err, size_t errlen)
+{
+	char text[2048];
+	int n = snprintf(text, sizeof(text),
+		"version: 1\n"
+		"organization:\n"
+		"  name: Co\n"
+		"  timezone: UTC\n"
+		"  departments:\n"
+		"    - { id: hq, name: HQ }\n"
+		"  people:\n"
+		"    - { id: bob, department: hq, email: %s }\n"
+		"seals: []\n", email);
+
+	return gw_policy_parse("p.yaml", (const uint8_t *)text, (size_t)n, p, err, errlen);
+}
+
+Test(notify_policy, email)
+{
+	static const char *const bad[] = {
+		"\"bob\"", "\"@example.com\"", "\"bob@\"", "\"a@b@c\"", "\"bob <b@x>\"",
+		"\"b@x\\r\\nBcc: eve@y\"", "\"b,c@x\"",
+	};
+	struct gw_policy *p = NULL;
+	char err[512] = "";
+
+	cr_assert_eq(policy_with("bob@example.com", &p, err, sizeof(err)), 0, "%s", err);
+	cr_assert_str_eq(gw_policy_person(p, "bob")->email, "bob@example.com");
+	gw_policy_unref(&p);
+	for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
+		cr_assert_eq(policy_with(bad[i], &p, err, sizeof(err)), -1, "accepted %s", bad[i]);
+		cr_assert(strstr(err, "p.yaml:8:") != NULL && strstr(err, "email must be one address") != NULL,
+		          "%s: %s", bad[i], err);
+	}
+}
