@@ -9,6 +9,7 @@
 #include "sg-config.h"
 #include "store.h"
 #include "yamlutil.h"
+#include "notify/notify_conf.h"
 
 #include <errno.h>
 #include <fcntl.h>
@@ -43,7 +44,9 @@ static const char *const config_keys[] = {
 	"tls_listen", "tls_cert", "tls_key", "tls_device_ca", "tls_device_ca_key", "tls_devices",
 	"tls_enroll_listen", "tls_connections_per_device", "tls_device_days",
 	/* The web front (docs/web.md). */
-	"web_front", NULL
+	"web_front",
+	/* Notifications (docs/notifications.md). */
+	"notify", NULL
 };
 
 void
@@ -63,6 +66,7 @@ gw_config_free(struct gw_config **cfg)
 		OPENSSL_cleanse(c->store_url, strlen(c->store_url));   /* (it may hold a password) */
 	free(c->store_url);
 	free(c->store_shown);
+	gw_notify_conf_free(&c->notify);
 	free(c->site);
 	free(c->policy_path);
 	free(c->token_label);
@@ -557,6 +561,9 @@ parse_tree(struct gw_yaml *y, yaml_node_t *root, const char *name, struct gw_con
 	    gw_yaml_bool(y, n, "test_clock", &c->test_clock) < 0)
 		goto out;
 	if (parse_tls(y, root, dir, c) < 0 || parse_web_front(y, root, c) < 0)
+		goto out;
+	if ((n = gw_yaml_map_get(y, root, "notify")) != NULL &&
+	    gw_notify_conf_parse(y, n, dir, &c->notify) < 0)
 		goto out;
 	rv = 0;
 out:

@@ -11,6 +11,8 @@
 #include <stdint.h>
 #include <sys/types.h>
 
+struct gw_notify_conf;
+
 struct gw_config {
 	char *path;              /* the file it was read from */
 	char *backend_module;    /* PKCS#11 module of the backend token */
@@ -67,6 +69,8 @@ struct gw_config {
 	char *web_front_exe;     /* the front's program (/proc/PID/exe), or NULL: any */
 	/* Documents (docs/stamp.md). */
 	unsigned document_max_size;  /* bytes of one stored document; default 32 MiB */
+	/* Notifications (docs/notifications.md): NULL without notify:. */
+	struct gw_notify_conf *notify;
 };
 
 /* Reads and validates path. On error returns -1 and err holds

@@ -24,6 +24,7 @@
 #include "audit_ops.h"
 #include "cardwatch.h"
 #include "changes.h"
+#include "notify/notify.h"
 #include "policy_ops.h"
 #include "quota.h"
 #include "signpath.h"
@@ -645,6 +646,12 @@ token_done:
 		gw_log_error("%s", err);
 		goto out;
 	}
+	/* Notices in the outbox (docs/notifications.md): the ones a stop or
+	 * a crash left are sent from here on. */
+	if (gw_notify_start(&ctx, err, sizeof(err)) < 0) {
+		gw_log_error("%s", err);
+		goto out;
+	}
 	if (gw_quota_new(ctx.store, &ctx.quota) < 0 || gw_signpath_init(&ctx) < 0) {
 		gw_log_error("out of memory");
 		goto out;
@@ -697,6 +704,7 @@ out:
 	gw_cardwatch_stop(&cardwatch);
 	/* (its thread reads the store and swaps snapshots: stopped first) */
 	gw_changes_stop(&ctx);
+	gw_notify_stop(&ctx);
 	if (ctx.token != NULL)
 		gw_token_set_event_hook(ctx.token, NULL, NULL);
 	gw_ctx_close(&ctx);

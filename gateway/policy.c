@@ -607,6 +607,7 @@ policy_free(struct gw_policy *p)
 		free(w->id);
 		free(w->name);
 		free(w->department);
+		free(w->email);
 		strs_free(&w->roles, &w->n_roles);
 		strs_free(&w->os_logins, &w->n_os_logins);
 	}
@@ -773,7 +774,7 @@ static const char *const org_keys[] = {
 	"name", "timezone", "departments", "people", "act_as", NULL };
 static const char *const dept_keys[] = { "id", "name", "parent", "head", NULL };
 static const char *const person_keys[] = {
-	"id", "name", "department", "roles", "os_logins", NULL };
+	"id", "name", "department", "roles", "os_logins", "email", NULL };
 static const char *const act_as_keys[] = { "os_login", "accounts", NULL };
 static const char *const seal_keys[] = {
 	"id", "name", "kind", "key", "holder", "document_types", "business_scopes",
@@ -823,6 +824,23 @@ get_id(struct pctx *c, yaml_node_t *map, const char *what, char **out)
 		                    "'.', '_', '-', '@', starting with a letter or digit, "
 		                    "at most %d)", *out, MAX_ID);
 	return 0;
+}
+
+/* One plain address local@domain: printable ASCII or UTF-8, none of the
+ * characters that would end or bend an SMTP path or a header. */
+static bool
+email_ok(const char *e)
+{
+	const char *at = strchr(e, '@');
+	size_t len = strlen(e);
+
+	if (len < 3 || len > 254 || at == NULL || at == e || at[1] == '\0' ||
+	    strchr(at + 1, '@') != NULL)
+		return false;
+	for (const unsigned char *q = (const unsigned char *)e; *q; q++)
+		if (*q <= ' ' || *q == 0x7f || strchr("<>()[]\\,;:\"", *q) != NULL)
+			return false;
+	return true;
 }
 
 /* Optional string; *out stays NULL when absent (or gets def copied). */
@@ -959,8 +977,16 @@ parse_people(struct pctx *c, yaml_node_t *seq)
 		    get_id(c, m, "person", &w->id) < 0 ||
 		    opt_str(c, m, "name", w->id, &w->name) < 0 ||
 		    req_str(c, m, "department", "person", &w->department) < 0 ||
-		    opt_list(c, m, "roles", &w->roles, &w->n_roles) < 0)
+		    opt_list(c, m, "roles", &w->roles, &w->n_roles) < 0 ||
+		    opt_str(c, m, "email", NULL, &w->email) < 0)
 			return -1;
+		/* Where notices go (docs/notifications.md): one address, which
+		 * goes into an SMTP envelope and a header, so no spaces, no
+		 * control characters, no angle brackets. */
+		if (w->email != NULL && !email_ok(w->email))
+			return gw_yaml_errf(&c->y, gw_yaml_map_get(&c->y, m, "email"),
+			                    "person %s: email must be one address like "
+			                    "name@example.com (at most 254 characters)", w->id);
 		if (gw_yaml_map_get(&c->y, m, "os_logins") != NULL) {
 			if (opt_list(c, m, "os_logins", &w->os_logins, &w->n_os_logins) < 0)
 				return -1;

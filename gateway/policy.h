@@ -32,6 +32,7 @@ struct gw_person {
 	char *department;             /* id */
 	char **roles;  size_t n_roles;
 	char **os_logins; size_t n_os_logins;
+	char *email;                  /* where notices go, or NULL (docs/notifications.md) */
 	/* Filled in by the loader: */
 	size_t dept_ix;               /* index in departments[] */
 	unsigned line;

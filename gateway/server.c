@@ -27,6 +27,7 @@
 #include "audit.h"
 #include "auth.h"
 #include "changes.h"
+#include "notify/notify.h"
 #include "device.h"
 #include "dispatch.h"
 #include "policy_ops.h"
@@ -1016,8 +1017,10 @@ gw_server_run(struct gw_ctx *ctx)
 	close(lfd);
 	unlink(ctx->cfg->socket_path);
 	house_done = house_stop(house_th);
-	/* No policy change after the gateway_stop record (changes.h). */
+	/* No policy change after the gateway_stop record (changes.h), and
+	 * no notice recorded after it (notify.h). */
 	gw_changes_stop(ctx);
+	gw_notify_stop(ctx);
 	/* Signatures waiting for a confirmation are refused now, not after
 	 * confirm_timeout: their clients hear why and nothing is spent. */
 	gw_auth_stop(ctx->auth);

@@ -27,6 +27,7 @@ struct gw_probes;
 struct gw_refusals;
 struct gw_reflimit;
 struct gw_changes;
+struct gw_notify;
 
 /* A policy together with the token keys of its seals, swapped as one on
  * reload. keys[i] belongs to policy->seals[i]. */
@@ -59,6 +60,7 @@ struct gw_ctx {
 	char host[256];
 	time_t started;
 	struct gw_devices *devices;     /* enrolled devices (device.h), or NULL: no TLS front */
+	struct gw_notify *notify;       /* the notices' sender (notify/notify.h), or NULL */
 };
 
 /* Identity of a connected client, from the kernel, never from a message.

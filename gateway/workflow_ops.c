@@ -16,6 +16,7 @@
 #include "appstore.h"
 #include "doc_ops.h"
 #include "log.h"
+#include "notify/notify.h"
 #include "refusals.h"
 #include "signpath.h"
 #include "workflow.h"
@@ -39,6 +40,11 @@ struct tx {
 	struct gw_application *insert;
 	struct gw_wf_decide *decide;
 	const char *detail;           /* the record's detail, or NULL */
+	/* The notices the change makes go in with it (notify.h): the
+	 * configuration's notify: and the policy in force, or NULL: none. */
+	const struct gw_notify_conf *notify;
+	const struct gw_policy *policy;
+	time_t now;
 };
 
 static int
@@ -46,9 +52,17 @@ apply_tx(struct gw_store *st, void *arg, char *err, size_t errlen)
 {
 	struct tx *t = arg;
 
-	if (t->insert != NULL)
-		return gw_appstore_insert_tx(st, t->insert, err, errlen);
-	return gw_wf_decide_tx(st, t->decide, err, errlen);
+	if (t->insert != NULL) {
+		if (gw_appstore_insert_tx(st, t->insert, err, errlen) < 0)
+			return -1;
+		return t->notify == NULL ? 0 :
+		       gw_notify_app_tx(st, t->notify, t->policy, t->insert, 0, 0, t->now, err, errlen);
+	}
+	if (gw_wf_decide_tx(st, t->decide, err, errlen) < 0)
+		return -1;
+	return t->notify == NULL ? 0 :
+	       gw_notify_app_tx(st, t->notify, t->policy, t->decide->app, t->decide->from_state,
+	                        t->decide->from_level, t->now, err, errlen);
 }
 
 int
@@ -73,6 +87,8 @@ gw_wf_decide_tx(struct gw_store *st, void *arg, char *err, size_t errlen)
 	 * copy the request read before (another gateway may have acted). */
 	from = app->state;
 	from_level = app->level;
+	d->from_state = (int)from;
+	d->from_level = from_level;
 	switch (d->d) {
 	case GW_WF_APPROVE:
 		rc = gw_wf_approve(d->policy, app, d->who, d->comment, d->now, d->why, sizeof(d->why));
@@ -286,12 +302,16 @@ gw_op_apply(struct gw_req *r)
 		}
 		t.detail = detail;
 	}
+	t.notify = r->ctx->cfg ? r->ctx->cfg->notify : NULL;
+	t.policy = p;
+	t.now = now;
 	/* The id is the store's, given inside the record's transaction. */
 	if (commit(r->ctx, r->peer, r->who->id, "application_create", reason, app, &app->id, &t,
 	           err, sizeof(err)) < 0) {
 		rep = sg_reply_error(CKR_DEVICE_ERROR, "internal", "the application could not be stored: %s", err);
 		goto out;
 	}
+	gw_notify_kick(r->ctx);
 	gw_wf_describe(p, app, now, msg, sizeof(msg));
 	gw_log_info("application #%lld by %s for %s: %s", (long long)app->id, app->applicant,
 	            app->seal, msg);
@@ -361,6 +381,9 @@ decide(struct gw_req *r, enum gw_wf_decision d)
 	dx.comment = comment;
 	dx.now = now;
 	dx.id = id;
+	t.notify = r->ctx->cfg ? r->ctx->cfg->notify : NULL;
+	t.policy = p;
+	t.now = now;
 	if (commit(r->ctx, r->peer, r->who->id, actions[d], comment, app, NULL, &t,
 	           err, sizeof(err)) < 0) {
 		if (!dx.refused) {
@@ -375,6 +398,7 @@ decide(struct gw_req *r, enum gw_wf_decision d)
 		rep = sg_reply_error(CKR_FUNCTION_REJECTED, "denied", "%s", r->err);
 		goto out;
 	}
+	gw_notify_kick(r->ctx);
 	gw_wf_describe(p, fresh, now, msg, sizeof(msg));
 	gw_log_info("%s #%lld by %s: %s", actions[d], (long long)id, r->who->id, msg);
 	rep = sg_reply_ok();

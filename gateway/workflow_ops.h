@@ -39,6 +39,8 @@ struct gw_wf_decide {
 	bool refused;                       /* out: the transition said no (why) */
 	bool found_expired;                 /* out: refused because its validity ended */
 	char why[GW_WF_TEXT_MAX];
+	int from_state;                     /* out: the state and level it was decided from */
+	unsigned from_level;
 };
 
 /* A gw_audit_apply_fn on struct gw_wf_decide: 0 decided and stored; -1

@@ -13,6 +13,7 @@
 #include "policystore.h"
 #include "migrate.h"
 #include "docstore.h"
+#include "outbox.h"
 
 /* Every call of the interface but the ones that open a store (they pick
  * the backend) or read a store file without opening it (_peek), with the
@@ -154,6 +155,16 @@ struct gw_store_ops {
 	 * statement costs no round trip). */
 	int (*quota_add_all_tx)(struct gw_store *st, const struct gw_appstore_quota_unit *u,
 	                        size_t n, size_t *full, char *err, size_t errlen);
+	/* the outbox (outbox.h; gateway/notify/): notices waiting to be sent. */
+	int (*outbox_init)(struct gw_store *st, char *err, size_t errlen);
+	int (*outbox_put_tx)(struct gw_store *st, struct gw_outbox_notice *n, const char *dedupe,
+	                     int64_t now, char *err, size_t errlen);
+	int (*outbox_claim)(struct gw_store *st, const char *claimer, int64_t now, unsigned lease_s,
+	                    struct gw_outbox_notice *out, size_t max, size_t *n, char *err,
+	                    size_t errlen);
+	int (*outbox_settle_tx)(struct gw_store *st, int64_t id, const char *claimer,
+	                        enum gw_outbox_outcome outcome, int64_t next_at, const char *error,
+	                        int64_t now, char *err, size_t errlen);
 };
 
 /* What ending an attempt does to its row, the same on every backend (each

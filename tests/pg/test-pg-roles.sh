@@ -85,7 +85,7 @@ GRANT SELECT ON schema_version TO sealgate;
 GRANT SELECT, INSERT, UPDATE, DELETE ON accounts, store_meta, auth_lockout, auth_totp,
 	applications, approvals, quota_use, site_meta, auth_totp_sites TO sealgate;
 GRANT SELECT, INSERT ON audit, audit_checkpoints, policy_versions TO sealgate;
-GRANT SELECT, INSERT, UPDATE ON audit_checkpoint_ids, totp_site_keys TO sealgate;
+GRANT SELECT, INSERT, UPDATE ON audit_checkpoint_ids, totp_site_keys, outbox TO sealgate;
 GRANT USAGE ON ALL SEQUENCES IN SCHEMA public TO sealgate;
 EOS
 owners=$(as_gw -Atc "SELECT DISTINCT tableowner FROM pg_tables WHERE schemaname = 'public'")

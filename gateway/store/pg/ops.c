@@ -6,6 +6,7 @@
  * (docs/store.md).
  */
 #include "pg_store.h"
+#include "pg_outbox.h"
 #include "pg_policystore.h"
 #include "pg_import.h"
 #include "protocol.h"
@@ -105,4 +106,9 @@ const struct gw_store_ops gw_store_pg_ops = {
 	.doc_read = gw_pg_doc_read,
 	.doc_apps = gw_pg_doc_apps,
 	.quota_add_all_tx = gw_pg_quota_add_all_tx,
+	/* the outbox (outbox.h; notify) */
+	.outbox_init = gw_pg_outbox_init,
+	.outbox_put_tx = gw_pg_outbox_put_tx,
+	.outbox_claim = gw_pg_outbox_claim,
+	.outbox_settle_tx = gw_pg_outbox_settle_tx,
 };

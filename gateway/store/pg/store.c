@@ -204,6 +204,27 @@ static const char *const migrations[] = {
 	"  created bigint NOT NULL,"
 	"  data bytea NOT NULL);"
 	"ALTER TABLE documents ALTER COLUMN data SET STORAGE EXTERNAL;",
+	/* 8 (the outbox, outbox.h; gateway/notify/): notices waiting to be
+	 * sent, the group's (no site: any gateway sends any). dedupe makes a
+	 * second put of one notice a no-op (NULLs are distinct). */
+	"CREATE TABLE outbox ("
+	"  id bigint GENERATED ALWAYS AS IDENTITY PRIMARY KEY,"
+	"  event text NOT NULL,"
+	"  channel text NOT NULL,"
+	"  recipient text NOT NULL,"
+	"  address text,"
+	"  application bigint NOT NULL DEFAULT 0,"
+	"  dedupe text UNIQUE,"
+	"  detail text NOT NULL,"
+	"  state text NOT NULL CHECK (state IN ('pending', 'sending', 'sent', 'failed')),"
+	"  tries integer NOT NULL DEFAULT 0 CHECK (tries >= 0),"
+	"  next_at bigint NOT NULL,"
+	"  claimed_by text,"
+	"  lease_until bigint NOT NULL DEFAULT 0,"
+	"  last_error text,"
+	"  created bigint NOT NULL,"
+	"  settled bigint);"
+	"CREATE INDEX outbox_due ON outbox (state, next_at);",
 };
 #define PG_SCHEMA_LATEST ((int)(sizeof(migrations) / sizeof(migrations[0])))
 

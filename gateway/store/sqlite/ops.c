@@ -6,6 +6,7 @@
 #include "sqlite_store.h"
 #include "sqlite_policystore.h"
 #include "sqlite_export.h"
+#include "sqlite_outbox.h"
 
 const struct gw_store_ops gw_store_sqlite_ops = {
 	.name = "sqlite",
@@ -81,4 +82,9 @@ const struct gw_store_ops gw_store_sqlite_ops = {
 	.doc_info = gw_sqlite_doc_info,
 	.doc_read = gw_sqlite_doc_read,
 	.doc_apps = gw_sqlite_doc_apps,
+	/* the outbox (outbox.h; notify) */
+	.outbox_init = gw_sqlite_outbox_init,
+	.outbox_put_tx = gw_sqlite_outbox_put_tx,
+	.outbox_claim = gw_sqlite_outbox_claim,
+	.outbox_settle_tx = gw_sqlite_outbox_settle_tx,
 };
