@@ -38,7 +38,9 @@ static const char *const config_keys[] = {
 	"client_idle_timeout", "totp_site_keys",
 	/* The TLS front (docs/deployment.md). */
 	"tls_listen", "tls_cert", "tls_key", "tls_device_ca", "tls_device_ca_key", "tls_devices",
-	"tls_enroll_listen", "tls_connections_per_device", "tls_device_days", NULL
+	"tls_enroll_listen", "tls_connections_per_device", "tls_device_days",
+	/* The online risk rules (docs/risk.md). */
+	"risk_online", "risk_queue", NULL
 };
 
 void
@@ -448,6 +450,16 @@ parse_tree(struct gw_yaml *y, yaml_node_t *root, const char *name, struct gw_con
 		if (gw_yaml_int(y, n, "backend_sessions", 1, SESSIONS_MAX, &v) < 0)
 			goto out;
 		c->backend_sessions = (unsigned)v;
+	}
+	c->risk_online = true;
+	if ((n = gw_yaml_map_get(y, root, "risk_online")) != NULL &&
+	    gw_yaml_bool(y, n, "risk_online", &c->risk_online) < 0)
+		goto out;
+	c->risk_queue = 8192;
+	if ((n = gw_yaml_map_get(y, root, "risk_queue")) != NULL) {
+		if (gw_yaml_int(y, n, "risk_queue", 1, 1048576, &v) < 0)
+			goto out;
+		c->risk_queue = (unsigned)v;
 	}
 	c->audit_checkpoint_interval = 300;
 	if ((n = gw_yaml_map_get(y, root, "audit_checkpoint_interval")) != NULL) {

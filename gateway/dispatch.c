@@ -7,6 +7,7 @@
  */
 #include "dispatch.h"
 #include "device.h"
+#include "alert_ops.h"
 
 #include <errno.h>
 #include <stdatomic.h>
@@ -409,6 +410,11 @@ static const struct op ops[] = {
 	{ SG_OP_POLICY_PUBLISH, NEED_SESSION,  PW_CODE, SEAL_ADMIN, 0, 0, gw_op_policy_publish },
 	{ SG_OP_POLICY_SHOW,    NEED_SESSION,  0, NULL, 0, 0, gw_op_policy_show },
 	{ SG_OP_POLICY_HISTORY, NEED_SESSION,  0, NULL, 0, 0, gw_op_policy_history },
+	/* alerts (risk/alert_ops.c): auditors and seal admins read, auditors
+	 * acknowledge and close (the handlers check the role) */
+	{ SG_OP_ALERTS,      NEED_SESSION,     0, NULL, 0, 0, gw_op_alerts },
+	{ SG_OP_ALERT_ACK,   NEED_SESSION,     0, NULL, 0, 0, gw_op_alert_ack },
+	{ SG_OP_ALERT_CLOSE, NEED_SESSION,     0, NULL, 0, 0, gw_op_alert_close },
 };
 
 /* Which factors of need the login of r lacks (0: none). -1 on a store

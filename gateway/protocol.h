@@ -58,6 +58,10 @@
 #define SG_OP_DEVICE_LIST    "device_list"
 #define SG_OP_DEVICE_APPROVE "device_approve"
 #define SG_OP_DEVICE_REVOKE  "device_revoke"
+/* the online risk rules' alerts (docs/risk.md) */
+#define SG_OP_ALERTS         "alerts"
+#define SG_OP_ALERT_ACK      "alert_ack"
+#define SG_OP_ALERT_CLOSE    "alert_close"
 
 /* ---- framing (blocking fds; EINTR handled; MSG_NOSIGNAL on send) ---- */
 

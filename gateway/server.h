@@ -59,6 +59,7 @@ struct gw_ctx {
 	char host[256];
 	time_t started;
 	struct gw_devices *devices;     /* enrolled devices (device.h), or NULL: no TLS front */
+	struct gw_risk_online *risk;    /* the online risk rules (risk/online.h), or NULL */
 };
 
 /* Identity of a connected client, from the kernel, never from a message.

@@ -8,6 +8,7 @@
 #include "pg_store.h"
 #include "pg_policystore.h"
 #include "pg_import.h"
+#include "pg_alertstore.h"
 #include "protocol.h"
 #include "log.h"
 
@@ -99,4 +100,9 @@ const struct gw_store_ops gw_store_pg_ops = {
 	.changes_notify_tx = gw_pg_changes_notify_tx,
 	/* moving a store (migrate.h): a target only */
 	.import_row_tx = gw_pg_import_row_tx,
+	/* the alerts repository (alertstore.h) */
+	.alert_init = gw_pg_alert_init,
+	.alert_put_tx = gw_pg_alert_put_tx,
+	.alert_state_tx = gw_pg_alert_state_tx,
+	.alert_list = gw_pg_alert_list,
 };

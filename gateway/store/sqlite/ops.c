@@ -6,6 +6,7 @@
 #include "sqlite_store.h"
 #include "sqlite_policystore.h"
 #include "sqlite_export.h"
+#include "sqlite_alertstore.h"
 
 const struct gw_store_ops gw_store_sqlite_ops = {
 	.name = "sqlite",
@@ -76,4 +77,9 @@ const struct gw_store_ops gw_store_sqlite_ops = {
 	.changes_notify_tx = gw_sqlite_changes_notify_tx,
 	/* moving a store (migrate.h): a source only */
 	.export_table = gw_sqlite_export_table,
+	/* the alerts repository (alertstore.h) */
+	.alert_init = gw_sqlite_alert_init,
+	.alert_put_tx = gw_sqlite_alert_put_tx,
+	.alert_state_tx = gw_sqlite_alert_state_tx,
+	.alert_list = gw_sqlite_alert_list,
 };
