@@ -9,6 +9,7 @@
 #include "sg-config.h"
 #include "store.h"
 #include "yamlutil.h"
+#include "online.h"   /* GW_RISK_QUEUE_DEFAULT */
 
 #include <errno.h>
 #include <fcntl.h>
@@ -455,9 +456,9 @@ parse_tree(struct gw_yaml *y, yaml_node_t *root, const char *name, struct gw_con
 	if ((n = gw_yaml_map_get(y, root, "risk_online")) != NULL &&
 	    gw_yaml_bool(y, n, "risk_online", &c->risk_online) < 0)
 		goto out;
-	c->risk_queue = 8192;
+	c->risk_queue = GW_RISK_QUEUE_DEFAULT;
 	if ((n = gw_yaml_map_get(y, root, "risk_queue")) != NULL) {
-		if (gw_yaml_int(y, n, "risk_queue", 1, 1048576, &v) < 0)
+		if (gw_yaml_int(y, n, "risk_queue", 0, 1048576, &v) < 0)
 			goto out;
 		c->risk_queue = (unsigned)v;
 	}

@@ -144,6 +144,7 @@ gw_op_alerts(struct gw_req *r)
 		json_object_set_new(eng, "seq", json_integer((json_int_t)s.seq));
 		json_object_set_new(eng, "evaluated_seq", json_integer((json_int_t)s.evaluated_seq));
 		json_object_set_new(eng, "head", json_integer((json_int_t)head));
+		json_object_set_new(eng, "handed", json_integer((json_int_t)s.handed));
 		json_object_set_new(eng, "caught_up", json_integer((json_int_t)s.caught_up));
 		json_object_set_new(eng, "overflows", json_integer((json_int_t)s.overflows));
 	} else {

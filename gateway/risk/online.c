@@ -436,7 +436,7 @@ thread_main(void *arg)
 	bool failed = false;
 
 	pthread_setname_np(pthread_self(), "sg-risk");
-	if ((batch = malloc(ro->q_max * sizeof(*batch))) == NULL || rebuild(ro) < 0)
+	if ((batch = malloc((ro->q_max + 1) * sizeof(*batch))) == NULL || rebuild(ro) < 0)
 		goto fail;
 	for (;;) {
 		size_t n = 0;
@@ -530,11 +530,11 @@ gw_risk_online_start(struct gw_ctx *ctx, size_t queue_max, struct gw_risk_online
 	if ((ro = calloc(1, sizeof(*ro))) == NULL)
 		goto oom;
 	ro->ctx = ctx;
-	ro->q_max = queue_max ? queue_max : GW_RISK_QUEUE_DEFAULT;
+	ro->q_max = queue_max;
 	ro->eval_ms = EVAL_MIN_MS;
 	pthread_mutex_init(&ro->lock, NULL);
 	pthread_cond_init(&ro->cond, NULL);
-	if ((ro->q = calloc(ro->q_max, sizeof(*ro->q))) == NULL)
+	if ((ro->q = calloc(ro->q_max + 1, sizeof(*ro->q))) == NULL)
 		goto oom;
 	/* The alerts stored before: found again, they change nothing. */
 	if (gw_alertstore_list(ctx->store, &all, load_known, ro, err, errlen) != 0) {

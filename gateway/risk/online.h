@@ -19,7 +19,9 @@ struct gw_risk_online;
 #define GW_RISK_QUEUE_DEFAULT 8192   /* records waiting for the thread */
 
 /* Reads the whole log from ctx->store into the rules, stores what they
- * find, then follows the writer (ctx->audit). 0, or -1 with err. */
+ * find, then follows the writer (ctx->audit), queue_max records handed
+ * over at most (0: none, every record read back from the store: for
+ * tests of the catch-up). 0, or -1 with err. */
 int gw_risk_online_start(struct gw_ctx *ctx, size_t queue_max, struct gw_risk_online **out,
                          char *err, size_t errlen);
 void gw_risk_online_stop(struct gw_risk_online **ro);

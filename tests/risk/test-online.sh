@@ -7,9 +7,11 @@
 # without anyone asking for a scan, with the records the store holds as
 # evidence; online and offline (`sealctl risk scan` of grace's export)
 # give the same alerts; grace acknowledges one and closes another, each
-# recorded in the log; a restart raises no alert twice. The queue of
-# records handed to the rules holds one record (risk_queue: 1), so the
-# catch-up from the store by seq is what feeds them most of the time.
+# recorded in the log; a restart raises no alert twice. Until the restart
+# the queue of records handed to the rules holds none (risk_queue: 0), so
+# the catch-up from the store by seq is what feeds them; after it the
+# default queue does, and alice's fourth application joins the splitting
+# alert (alert_update), which keeps its id.
 #
 # env: SEALGATE_BUILD, SEALGATE_SOURCE, SG_TEST_STORE
 set -euo pipefail
@@ -76,7 +78,7 @@ policy_path: $W/policy.yaml
 token_label: Risk Co.
 audit_key: "pkcs11:object=sealgate-audit;type=private"
 backend_sessions: 2
-risk_queue: 1
+risk_queue: 0
 EOC
 for u in alice bob carol dave grace; do
 	printf '%s-password\n' "$u" >"$W/pw-$u"
@@ -155,8 +157,8 @@ else:
     print("ok - each of the %d alerts raised in its own alert_raise record" % len(alerts))
 sys.exit(0 if ok else 1)
 PY
-grep -q '"caught_up": [1-9]' "$W/alerts.json" && pass "records read back from the store when the queue of one was full" ||
-	fail "no record was read back from the store: $(cat "$W/alerts.json")"
+grep -q '"overflows": [1-9]' "$W/alerts.json" && pass "the queue of none overflowed: the rules read the records back from the store" ||
+	fail "the queue never overflowed: $(cat "$W/alerts.json")"
 
 # ---- online and offline: the same alerts over the same log ----
 c grace grace audit export -o "$W/export.jsonl"
@@ -239,9 +241,36 @@ PY
 # ---- a restart raises nothing twice ----
 c grace grace alerts --json >"$W/before.json"
 sg_gw_stop "$W"
+sed -i '/^risk_queue:/d' "$W/sealgated.yaml"
 sg_gw_start "$W" SOFTHSM2_CONF="$W/softhsm2.conf"
 alerts_caught_up || fail "the online rules caught up after the restart"
-"$py" - "$W/before.json" "$W/alerts.json" "$split" <<'PY' || fails=$((fails + 1))
+cp "$W/alerts.json" "$W/restarted.json"
+c alice alice apply --seal contract --type contract --scope sales --amount 550000 \
+	--reason "Supply contract with Hengda Steel" >/dev/null
+alerts_caught_up || fail "the online rules caught up after alice's fourth application"
+c grace grace audit query --json --limit 1000 | first_json >"$W/records.json"
+"$py" - "$W/alerts.json" "$W/records.json" "$split" <<'PY' || fails=$((fails + 1))
+import json, sys
+rep = json.load(open(sys.argv[1]))
+rows = json.load(open(sys.argv[2]))["records"]
+split = int(sys.argv[3])
+creates = [(r["seq"], r["application"]) for r in rows if r["action"] == "application_create"
+           and r["outcome"] == "ok" and r.get("actor") == "alice"]
+a = [x for x in rep["alerts"] if x["id"] == split]
+# (found with two applications already, the alert may have grown to three
+# in an alert_update before: when the rules ran between them)
+ups = [r for r in rows if r["action"] == "alert_update" and
+       json.loads(r["detail"])["key"] == "threshold-splitting|%d|alice" % creates[0][0] and
+       json.loads(r["detail"])["evidence"] == 4]
+ok = bool(a) and a[0]["seqs"] == [s for s, _ in creates] and \
+     a[0]["applications"] == [i for _, i in creates] and len(creates) == 4 and \
+     a[0]["state"] == "acknowledged" and len(ups) == 1 and rep["engine"]["handed"] > 0
+print("%s - handed over by the writer: alice's fourth application joins alert %d (%s), "
+      "its alert_update record" % ("ok" if ok else "not ok", split,
+      a[0]["seqs"] if a else None))
+sys.exit(0 if ok else 1)
+PY
+"$py" - "$W/before.json" "$W/restarted.json" "$split" <<'PY' || fails=$((fails + 1))
 import json, sys
 before = json.load(open(sys.argv[1]))["alerts"]
 after = json.load(open(sys.argv[2]))["alerts"]
