@@ -375,14 +375,14 @@ add_stored(void *arg, const struct gw_audit_row *row)
 
 /* What the queue missed, read from the store in seq order. */
 static int
-catch_up(struct gw_risk_online *ro)
+catch_up(struct gw_risk_online *ro, char *err, size_t errlen)
 {
 	struct gw_audit_filter f = { .after_seq = ro->seq };
-	char err[256] = "";
 
-	if (gw_store_audit_query(ro->ctx->store, &f, add_stored, ro, err, sizeof(err)) != 0) {
-		gw_log_error("risk: reading the log from seq %" PRIu64 ": %s", ro->seq + 1,
-		             err[0] ? err : "out of memory");
+	err[0] = '\0';
+	if (gw_store_audit_query(ro->ctx->store, &f, add_stored, ro, err, errlen) != 0) {
+		if (err[0] == '\0')
+			sg_seterr(err, errlen, "out of memory");
 		return -1;
 	}
 	return 0;
@@ -403,31 +403,49 @@ add_cp(void *arg, const struct gw_audit_checkpoint *cp)
 }
 
 static int
-checkpoints(struct gw_risk_online *ro)
+checkpoints(struct gw_risk_online *ro, char *err, size_t errlen)
 {
-	char err[256] = "";
-
+	err[0] = '\0';
 	if (gw_store_checkpoint_scan(ro->ctx->store, ro->cp_seq + 1, UINT64_MAX, add_cp, ro, err,
-	                             sizeof(err)) != 0) {
-		gw_log_error("risk: reading checkpoints: %s", err[0] ? err : "out of memory");
+	                             errlen) != 0) {
+		if (err[0] == '\0')
+			sg_seterr(err, errlen, "out of memory");
 		return -1;
 	}
 	return 0;
 }
 
-/* The rules anew over the whole log, with the policy in force. */
+/* Empty rules with the policy in force; the log is read into them by
+ * catch_up from seq 1. -1 on ENOMEM. */
 static int
-rebuild(struct gw_risk_online *ro)
+start_over(struct gw_risk_online *ro)
 {
 	gw_risk_free(&ro->r);
 	gw_snapshot_put(&ro->snap);
 	ro->snap = gw_snapshot_get(ro->ctx);
 	ro->seq = ro->cp_seq = 0;
+	ro->dirty = true;
 	if (ro->snap == NULL || (ro->r = gw_risk_new(ro->snap->policy)) == NULL)
 		return -1;
-	if (catch_up(ro) < 0 || checkpoints(ro) < 0)
-		return -1;
-	return evaluate(ro);
+	return 0;
+}
+
+/* The store could not be read (a PostgreSQL server away, say): said once,
+ * shown in the status, tried again every second until it can. */
+static void
+set_stalled(struct gw_risk_online *ro, bool stalled, const char *why)
+{
+	bool was;
+
+	pthread_mutex_lock(&ro->lock);
+	was = ro->stats.failed;
+	ro->stats.failed = stalled;
+	pthread_mutex_unlock(&ro->lock);
+	if (stalled && !was)
+		gw_log_error("risk: reading the log from seq %" PRIu64 ": %s; no alert is raised "
+		             "until it can be read (tried again every second)", ro->seq + 1, why);
+	else if (!stalled && was)
+		gw_log_info("risk: the log is read again, up to seq %" PRIu64, ro->seq);
 }
 
 static void *
@@ -435,20 +453,20 @@ thread_main(void *arg)
 {
 	struct gw_risk_online *ro = arg;
 	struct qrow **batch = NULL;
-	int64_t last_eval = mono_ms(), last_tick = last_eval;
-	bool failed = false;
+	int64_t last_eval = INT64_MIN / 2, last_tick = mono_ms();
+	bool fresh = true, behind = true;
+	char err[256];
 
 	pthread_setname_np(pthread_self(), "sg-risk");
-	if ((batch = malloc((ro->q_max + 1) * sizeof(*batch))) == NULL || rebuild(ro) < 0)
+	if ((batch = calloc(ro->q_max + 1, sizeof(*batch))) == NULL)
 		goto fail;
 	for (;;) {
 		size_t n = 0;
-		bool overflow;
-		struct gw_snapshot *now;
+		bool overflow, tick;
 		int64_t t;
 
 		pthread_mutex_lock(&ro->lock);
-		if (ro->q_n == 0 && !ro->stop && !ro->overflow) {
+		if (ro->q_n == 0 && !ro->stop && !ro->overflow && !fresh && !behind) {
 			struct timespec dl;
 			clock_gettime(CLOCK_REALTIME, &dl);
 			dl.tv_sec += 1;
@@ -469,32 +487,45 @@ thread_main(void *arg)
 		pthread_mutex_unlock(&ro->lock);
 
 		for (size_t i = 0; i < n; i++) {
-			if (!failed && batch[i]->row.seq > ro->seq + 1 && catch_up(ro) < 0)
-				failed = true;
-			if (!failed && add_row(ro, &batch[i]->row) < 0)
-				failed = true;
+			/* A gap: what is missing is read from the store first. */
+			if (!fresh && !behind && batch[i]->row.seq > ro->seq + 1)
+				behind = true;
+			if (!fresh && !behind && add_row(ro, &batch[i]->row) < 0)
+				goto fail;
 			free(batch[i]);
+			batch[i] = NULL;
 		}
-		if (!failed && overflow && catch_up(ro) < 0)
-			failed = true;
-		if (failed)
-			goto fail;
+		behind |= overflow;
 		t = mono_ms();
-		if (t - last_tick >= TICK_MS) {
+		tick = t - last_tick >= TICK_MS;
+		if (tick) {
+			struct gw_snapshot *now = gw_snapshot_get(ro->ctx);
 			last_tick = t;
-			now = gw_snapshot_get(ro->ctx);
-			if (now != ro->snap) {
+			if (now != ro->snap && !fresh) {
 				/* A new policy: its parameters over the whole log. */
 				gw_log_info("risk: the policy changed: the rules run anew over the log");
-				gw_snapshot_put(&now);
-				if (rebuild(ro) < 0)
-					goto fail;
-				last_eval = mono_ms();
-				continue;
+				fresh = true;
 			}
 			gw_snapshot_put(&now);
-			if (checkpoints(ro) < 0)
+		}
+		if (fresh) {
+			if (start_over(ro) < 0)
 				goto fail;
+			fresh = false;
+			behind = true;
+		}
+		if (behind || tick) {
+			if (catch_up(ro, err, sizeof(err)) < 0 || checkpoints(ro, err, sizeof(err)) < 0) {
+				/* (the wait above is skipped while behind: this
+				 * paces the retries) */
+				const struct timespec pause = { 1, 0 };
+				set_stalled(ro, true, err);
+				behind = true;
+				nanosleep(&pause, NULL);
+				continue;
+			}
+			set_stalled(ro, false, NULL);
+			behind = false;
 		}
 		if (ro->dirty && t - last_eval >= ro->eval_ms) {
 			evaluate(ro);
@@ -507,11 +538,14 @@ thread_main(void *arg)
 	free(batch);
 	return NULL;
 fail:
-	/* Said loudly and in the status: the log is no longer watched. */
-	gw_log_error("risk: the online rules stopped; alerts are no longer raised");
+	/* Out of memory: said loudly and in the status, the log is no longer
+	 * watched. */
+	gw_log_error("risk: out of memory: the online rules stopped; alerts are no longer raised");
 	pthread_mutex_lock(&ro->lock);
 	ro->stats.failed = true;
 	pthread_mutex_unlock(&ro->lock);
+	for (size_t i = 0; batch && i < ro->q_max + 1; i++)
+		free(batch[i]);
 	free(batch);
 	return NULL;
 }
