@@ -75,6 +75,12 @@ struct gw_audit {
 	pthread_t ticker;
 	pthread_cond_t tick;
 
+	/* The observer (gw_audit_set_observer), under obs_lock: called
+	 * outside lock, so that queueing records never waits for it. */
+	pthread_mutex_t obs_lock;
+	gw_audit_observer_fn obs_fn;
+	void *obs_arg;
+
 	/* Writer-only state. */
 	bool head_stale;            /* a commit failed: re-read the head first */
 	struct gw_audit_row rows[BATCH_MAX];
@@ -247,6 +253,10 @@ write_batch(struct gw_audit *au, struct pending **batch, size_t n)
 			pthread_cond_signal(&au->tick);
 		}
 		pthread_mutex_unlock(&au->lock);
+		pthread_mutex_lock(&au->obs_lock);
+		if (au->obs_fn != NULL)
+			au->obs_fn(au->obs_arg, au->rows, k);
+		pthread_mutex_unlock(&au->obs_lock);
 	}
 	return 0;
 
@@ -324,6 +334,15 @@ writer_main(void *arg)
 
 /* ---- public ---- */
 
+void
+gw_audit_set_observer(struct gw_audit *au, gw_audit_observer_fn fn, void *arg)
+{
+	pthread_mutex_lock(&au->obs_lock);
+	au->obs_fn = fn;
+	au->obs_arg = arg;
+	pthread_mutex_unlock(&au->obs_lock);
+}
+
 int
 gw_audit_open(struct gw_store *st, struct gw_audit **out, char *err, size_t errlen)
 {
@@ -339,6 +358,7 @@ gw_audit_open(struct gw_store *st, struct gw_audit **out, char *err, size_t errl
 	au->st = st;
 	pthread_mutex_init(&au->lock, NULL);
 	pthread_mutex_init(&au->cp_lock, NULL);
+	pthread_mutex_init(&au->obs_lock, NULL);
 	pthread_cond_init(&au->work, NULL);
 	pthread_cond_init(&au->tick, NULL);
 	/* The head is the last record by seq: one indexed lookup. */
@@ -390,6 +410,7 @@ gw_audit_close(struct gw_audit **aup)
 	gw_seal_key_free(&au->key);
 	pthread_mutex_destroy(&au->lock);
 	pthread_mutex_destroy(&au->cp_lock);
+	pthread_mutex_destroy(&au->obs_lock);
 	pthread_cond_destroy(&au->work);
 	pthread_cond_destroy(&au->tick);
 	free(au);

@@ -109,6 +109,16 @@ struct gw_audit_stats {
 };
 void gw_audit_get_stats(struct gw_audit *au, struct gw_audit_stats *out);
 
+/* ---- the hand-off to a reader of the log (gateway/risk/online.c) ---- */
+
+/* Called on the writer thread with each batch's records, in seq order,
+ * once they are durable and before their callers go on: it must copy what
+ * it keeps (the rows' strings are the callers') and return at once. */
+typedef void (*gw_audit_observer_fn)(void *arg, const struct gw_audit_row *rows, size_t n);
+/* Sets (or with NULL clears) the one observer; once this returns, an
+ * observer cleared is not running and is not called again. */
+void gw_audit_set_observer(struct gw_audit *au, gw_audit_observer_fn fn, void *arg);
+
 /* ---- signed checkpoints (docs/audit.md, "Checkpoints") ---- */
 
 struct gw_token;

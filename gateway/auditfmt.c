@@ -268,6 +268,47 @@ gw_audit_checkpoint_hash(const struct gw_audit_checkpoint *cp, uint8_t out[GW_AU
 	return EVP_Digest(msg, n, out, &len, EVP_sha256(), NULL) == 1 && len == GW_AUDIT_HASH_LEN ? 0 : -1;
 }
 
+/* The last certificate parsed: an export's checkpoints all carry the one
+ * audit certificate, and parsing it (OpenSSL's decoders) cost more than
+ * checking the signature. A new reference, or NULL for bad DER. */
+static pthread_mutex_t cert_lock = PTHREAD_MUTEX_INITIALIZER;
+static uint8_t *cert_der;
+static size_t cert_der_len;
+static X509 *cert_x;
+
+static X509 *
+cert_parse(const uint8_t *der, size_t len)
+{
+	const unsigned char *p = der;
+	X509 *x = NULL;
+	uint8_t *copy;
+
+	pthread_mutex_lock(&cert_lock);
+	if (cert_x != NULL && cert_der_len == len && memcmp(cert_der, der, len) == 0) {
+		X509_up_ref(cert_x);
+		x = cert_x;
+		goto out;
+	}
+	x = d2i_X509(NULL, &p, (long)len);
+	if (x == NULL || p != der + len) {
+		X509_free(x);
+		x = NULL;
+		goto out;
+	}
+	if ((copy = malloc(len)) != NULL) {
+		memcpy(copy, der, len);
+		free(cert_der);
+		X509_free(cert_x);
+		cert_der = copy;
+		cert_der_len = len;
+		cert_x = x;
+		X509_up_ref(x);
+	}
+out:
+	pthread_mutex_unlock(&cert_lock);
+	return x;
+}
+
 int
 gw_audit_checkpoint_verify(const struct gw_audit_checkpoint *cp,
                            const uint8_t *cert, size_t cert_len,
@@ -275,7 +316,6 @@ gw_audit_checkpoint_verify(const struct gw_audit_checkpoint *cp,
 {
 	uint8_t msg[GW_AUDIT_CHECKPOINT_MSG_LEN];
 	size_t msglen;
-	const unsigned char *p;
 	X509 *x = NULL;
 	EVP_PKEY *pk;
 	EVP_MD_CTX *md = NULL;
@@ -290,9 +330,8 @@ gw_audit_checkpoint_verify(const struct gw_audit_checkpoint *cp,
 		sg_seterr(err, errlen, "no audit certificate to check the signature with");
 		return -1;
 	}
-	p = cert;
-	x = d2i_X509(NULL, &p, (long)cert_len);
-	if (!x || p != cert + cert_len) {
+	x = cert_parse(cert, cert_len);
+	if (!x) {
 		sg_seterr(err, errlen, "the audit certificate is not valid DER X.509");
 		goto out;
 	}

@@ -10,6 +10,7 @@
 #include "store.h"
 #include "yamlutil.h"
 #include "notify/notify_conf.h"
+#include "online.h"   /* GW_RISK_QUEUE_DEFAULT */
 
 #include <errno.h>
 #include <fcntl.h>
@@ -46,7 +47,9 @@ static const char *const config_keys[] = {
 	/* The web front (docs/web.md). */
 	"web_front",
 	/* Notifications (docs/notifications.md). */
-	"notify", NULL
+	"notify",
+	/* The online risk rules (docs/risk.md). */
+	"risk_online", "risk_queue", NULL
 };
 
 void
@@ -498,6 +501,16 @@ parse_tree(struct gw_yaml *y, yaml_node_t *root, const char *name, struct gw_con
 		if (gw_yaml_int(y, n, "backend_sessions", 1, SESSIONS_MAX, &v) < 0)
 			goto out;
 		c->backend_sessions = (unsigned)v;
+	}
+	c->risk_online = true;
+	if ((n = gw_yaml_map_get(y, root, "risk_online")) != NULL &&
+	    gw_yaml_bool(y, n, "risk_online", &c->risk_online) < 0)
+		goto out;
+	c->risk_queue = GW_RISK_QUEUE_DEFAULT;
+	if ((n = gw_yaml_map_get(y, root, "risk_queue")) != NULL) {
+		if (gw_yaml_int(y, n, "risk_queue", 0, 1048576, &v) < 0)
+			goto out;
+		c->risk_queue = (unsigned)v;
 	}
 	c->audit_checkpoint_interval = 300;
 	if ((n = gw_yaml_map_get(y, root, "audit_checkpoint_interval")) != NULL) {

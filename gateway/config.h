@@ -33,6 +33,8 @@ struct gw_config {
 	unsigned backend_sessions; /* size of the backend session pool; default 2 * cores */
 	unsigned session_timeout;  /* seconds of idleness before a login ends; default 28800 */
 	unsigned audit_checkpoint_interval; /* seconds between signed checkpoints; default 300 */
+	bool risk_online;        /* the risk rules run online (docs/risk.md); default true */
+	unsigned risk_queue;     /* records handed to them before a catch-up from the store; 8192 */
 	char *log;               /* "stderr" or "syslog" */
 	char *card_watch;        /* "auto" (default: on when the backend is OpenSC), "on", "off" */
 	char *reader;            /* PC/SC reader name (or its start) holding the card; NULL = any */

@@ -7,6 +7,7 @@
  */
 #include "dispatch.h"
 #include "device.h"
+#include "alert_ops.h"
 
 #include <arpa/inet.h>
 #include <errno.h>
@@ -420,6 +421,11 @@ static const struct op ops[] = {
 	{ SG_OP_DOC_GET,     NEED_SESSION,     0, NULL, 0, 0, gw_op_doc_get },
 	/* stamps (stamp_ops.c): checked against the approved document */
 	{ SG_OP_STAMP_PREPARE, NEED_SESSION,   0, NULL, 0, 0, gw_op_stamp_prepare },
+	/* alerts (risk/alert_ops.c): auditors and seal admins read, auditors
+	 * acknowledge and close (the handlers check the role) */
+	{ SG_OP_ALERTS,      NEED_SESSION,     0, NULL, 0, 0, gw_op_alerts },
+	{ SG_OP_ALERT_ACK,   NEED_SESSION,     0, NULL, 0, 0, gw_op_alert_ack },
+	{ SG_OP_ALERT_CLOSE, NEED_SESSION,     0, NULL, 0, 0, gw_op_alert_close },
 };
 
 /* Which factors of need the login of r lacks (0: none). -1 on a store

@@ -23,6 +23,7 @@
 #include "audit.h"
 #include "audit_ops.h"
 #include "cardwatch.h"
+#include "online.h"
 #include "changes.h"
 #include "notify/notify.h"
 #include "policy_ops.h"
@@ -652,6 +653,12 @@ token_done:
 		gw_log_error("%s", err);
 		goto out;
 	}
+	/* The risk rules beside the log (docs/risk.md): a failure to start
+	 * them is said loudly, but stops no signing (alerts report misuse,
+	 * they do not prevent it). */
+	if (ctx.cfg->risk_online &&
+	    gw_risk_online_start(&ctx, ctx.cfg->risk_queue, &ctx.risk, err, sizeof(err)) < 0)
+		gw_log_error("%s: no alerts will be raised online", err);
 	if (gw_quota_new(ctx.store, &ctx.quota) < 0 || gw_signpath_init(&ctx) < 0) {
 		gw_log_error("out of memory");
 		goto out;
@@ -705,6 +712,7 @@ out:
 	/* (its thread reads the store and swaps snapshots: stopped first) */
 	gw_changes_stop(&ctx);
 	gw_notify_stop(&ctx);
+	gw_risk_online_stop(&ctx.risk);   /* (it writes through the audit writer) */
 	if (ctx.token != NULL)
 		gw_token_set_event_hook(ctx.token, NULL, NULL);
 	gw_ctx_close(&ctx);

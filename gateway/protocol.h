@@ -65,6 +65,10 @@
 #define SG_OP_DOC_PUT        "doc_put"
 #define SG_OP_DOC_GET        "doc_get"
 #define SG_OP_STAMP_PREPARE  "stamp_prepare"
+/* the online risk rules' alerts (docs/risk.md) */
+#define SG_OP_ALERTS         "alerts"
+#define SG_OP_ALERT_ACK      "alert_ack"
+#define SG_OP_ALERT_CLOSE    "alert_close"
 
 /* ---- framing (blocking fds; EINTR handled; MSG_NOSIGNAL on send) ---- */
 

@@ -61,6 +61,7 @@ struct gw_ctx {
 	time_t started;
 	struct gw_devices *devices;     /* enrolled devices (device.h), or NULL: no TLS front */
 	struct gw_notify *notify;       /* the notices' sender (notify/notify.h), or NULL */
+	struct gw_risk_online *risk;    /* the online risk rules (risk/online.h), or NULL */
 };
 
 /* Identity of a connected client, from the kernel, never from a message.

@@ -47,6 +47,8 @@ usage(FILE *f)
 "        [--person P] [--wait S]  ask for this desktop's certificate (key 0600 in\n"
 "                              ~/.config/sealgate); again, or --wait, to collect it\n"
 "  device list|approve ID|revoke ID  (seal admin) the devices and their requests\n"
+"  alerts [--open] [--rule R] [--since UNIX-S]  (auditor, seal admin) the online alerts\n"
+"  alerts ack|close ID -m COMMENT     (auditor) acknowledge or close one\n"
 "\n"
 "  apply --seal S --reason R [--type T] [--amount A] [--scope X] [--doc FILE]\n"
 "        [--uses N] [--valid-for 7d]   apply to use a seal; --doc binds the use to\n"
@@ -398,7 +400,7 @@ main(int argc, char **argv)
 		int rest = argc - optind;
 		char **rargv = argv + optind;
 		int n = 0;
-		char **pos = calloc((size_t)rest + 1, sizeof(char *));
+		char **pos = calloc((size_t)rest + 2, sizeof(char *));
 		for (int i = 0; i < rest; i++) {
 			if (strcmp(rargv[i], "--new-password-file") == 0 && i + 1 < rest)
 				newfile = rargv[++i];
@@ -425,6 +427,12 @@ main(int argc, char **argv)
 			rv = sealctl_risk(n, pos, c.json);
 		else if (strcmp(cmd, "report") == 0)
 			rv = sealctl_report(n, pos);
+		else if (strcmp(cmd, "alerts") == 0) {
+			/* (argv[0] the command, like the others' groups) */
+			memmove(pos + 1, pos, (size_t)n * sizeof(*pos));
+			pos[0] = (char *)cmd;
+			rv = sealctl_alerts(&c, n + 1, pos);
+		}
 		else {
 			fprintf(stderr, "sealctl: unknown command or arguments: %s\n", cmd);
 			usage(stderr);

@@ -37,6 +37,9 @@ int sealctl_audit_verify_export(const char *path, const char *cert, const char *
  * option of report; json: sealctl's --json (taken out of argv). */
 int sealctl_risk(int argc, char **argv, bool json);
 int sealctl_report(int argc, char **argv);
+/* alerts [--open] [--rule R] [--since S] | alerts ack|close ID -m COMMENT
+ * (sealctl-alerts.c); argv[0] is "alerts". */
+int sealctl_alerts(struct cli *c, int argc, char **argv);
 
 /* Documents (sealctl-doc.c, docs/stamp.md). A regular file of at most
  * 512 MiB read whole (free *out): 0, or -1 said on stderr. */

@@ -208,6 +208,11 @@ struct gw_risk {
 	struct cpt *cps; size_t n_cps, cap_cps;
 	uint64_t *voids; size_t n_voids, cap_voids;
 	struct gw_risk_alert *alerts; size_t n_alerts, cap_alerts;
+	/* gw_risk_evaluate: the alerts of the whole-history rules are
+	 * alerts[batch_from..n_alerts), dropped before the next record or
+	 * evaluation; out is every alert, sorted, for the caller. */
+	size_t batch_from;
+	struct gw_risk_alert *out; size_t cap_out;
 	bool finished;
 };
 
@@ -225,6 +230,7 @@ gw_risk_new(const struct gw_policy *p)
 	if (r == NULL)
 		return NULL;
 	r->p = p;
+	r->batch_from = SIZE_MAX;
 	if (p->risk != NULL)
 		r->rp = *p->risk;
 	else
@@ -251,6 +257,7 @@ gw_risk_free(struct gw_risk **rp)
 		free(r->alerts[i].apps);
 	}
 	free(r->alerts);
+	free(r->out);
 	free(r->recs);
 	free(r->sigs);
 	free(r->probes);
@@ -265,6 +272,23 @@ gw_risk_free(struct gw_risk **rp)
 
 /* ------------------------------------------------------------------ */
 /* Alerts.                                                             */
+
+/* Forgets the alerts of the last gw_risk_evaluate's whole-history rules:
+ * the next evaluation finds them again over the longer history. */
+static void
+drop_batch(struct gw_risk *r)
+{
+	if (r->batch_from == SIZE_MAX)
+		return;
+	for (size_t i = r->batch_from; i < r->n_alerts; i++) {
+		free(r->alerts[i].subject);
+		free(r->alerts[i].why);
+		free(r->alerts[i].seqs);
+		free(r->alerts[i].apps);
+	}
+	r->n_alerts = r->batch_from;
+	r->batch_from = SIZE_MAX;
+}
 
 static struct gw_risk_alert *
 alert(struct gw_risk *r, const char *rule, enum gw_risk_severity sev, int64_t ts,
@@ -623,6 +647,7 @@ gw_risk_add_record(struct gw_risk *r, const struct gw_audit_row *row)
 
 	if (r->finished)
 		return -1;
+	drop_batch(r);
 	prev_ts = r->n_recs ? r->recs[r->n_recs - 1].ts : row->ts_ns;
 	if ((rc = PUSH(r->recs, r->n_recs, r->cap_recs)) == NULL)
 		return -1;
@@ -1322,30 +1347,70 @@ cmp_alert(const void *a, const void *b)
 	return strcmp(x->subject, y->subject);
 }
 
+/* Every alert's evidence ascending and without repeats (idempotent). */
+static void
+tidy_alerts(struct gw_risk *r)
+{
+	for (size_t i = 0; i < r->n_alerts; i++) {
+		struct gw_risk_alert *a = &r->alerts[i];
+		size_t u = 0;
+		sort_(a->seqs, a->n_seqs, sizeof(*a->seqs), cmp_u64);
+		for (size_t k = 0; k < a->n_seqs; k++)
+			if (u == 0 || a->seqs[u - 1] != a->seqs[k])
+				a->seqs[u++] = a->seqs[k];
+		a->n_seqs = u;
+		sort_(a->apps, a->n_apps, sizeof(*a->apps), cmp_u64);
+	}
+}
+
+static void
+run_rules(struct gw_risk *r)
+{
+	sort_(r->voids, r->n_voids, sizeof(*r->voids), cmp_u64);
+	apply_voids(r);
+	rule_splitting(r);
+	rule_ratio(r);
+	rule_volume(r);
+	rule_habits(r);
+	rule_probing(r);
+	rule_quotas(r);
+	rule_checkpoints(r);
+	tidy_alerts(r);
+}
+
+int
+gw_risk_evaluate(struct gw_risk *r, const struct gw_risk_alert **alerts, size_t *n)
+{
+	size_t from;
+
+	*alerts = NULL;
+	*n = 0;
+	if (r->finished)
+		return -1;
+	drop_batch(r);
+	from = r->n_alerts;
+	run_rules(r);
+	r->batch_from = from;
+	/* Sorted as a copy: the alerts of add_record stay before batch_from. */
+	if (grow((void **)&r->out, &r->cap_out, r->n_alerts + 1, sizeof(*r->out)) < 0) {
+		r->oom = true;
+		return -1;
+	}
+	if (r->n_alerts > 0)
+		memcpy(r->out, r->alerts, r->n_alerts * sizeof(*r->out));
+	sort_(r->out, r->n_alerts, sizeof(*r->out), cmp_alert);
+	*alerts = r->out;
+	*n = r->n_alerts;
+	return r->oom ? -1 : 0;
+}
+
 int
 gw_risk_finish(struct gw_risk *r, const struct gw_risk_alert **alerts, size_t *n)
 {
 	if (!r->finished) {
 		r->finished = true;
-		sort_(r->voids, r->n_voids, sizeof(*r->voids), cmp_u64);
-		apply_voids(r);
-		rule_splitting(r);
-		rule_ratio(r);
-		rule_volume(r);
-		rule_habits(r);
-		rule_probing(r);
-		rule_quotas(r);
-		rule_checkpoints(r);
-		for (size_t i = 0; i < r->n_alerts; i++) {
-			struct gw_risk_alert *a = &r->alerts[i];
-			size_t u = 0;
-			sort_(a->seqs, a->n_seqs, sizeof(*a->seqs), cmp_u64);
-			for (size_t k = 0; k < a->n_seqs; k++)
-				if (u == 0 || a->seqs[u - 1] != a->seqs[k])
-					a->seqs[u++] = a->seqs[k];
-			a->n_seqs = u;
-			sort_(a->apps, a->n_apps, sizeof(*a->apps), cmp_u64);
-		}
+		drop_batch(r);
+		run_rules(r);
 		sort_(r->alerts, r->n_alerts, sizeof(*r->alerts), cmp_alert);
 	}
 	*alerts = r->alerts;

@@ -78,6 +78,14 @@ int gw_risk_add_alert(struct gw_risk *r, const char *rule, enum gw_risk_severity
  * rule, stay valid until gw_risk_free. 0, or -1 on ENOMEM. */
 int gw_risk_finish(struct gw_risk *r, const struct gw_risk_alert **alerts, size_t *n);
 
+/* The same rules over what was added so far, for the gateway's online
+ * engine (gateway/risk/online.c): records may be added afterwards and it
+ * called again. The alerts, ordered like gw_risk_finish's, stay valid
+ * until the next gw_risk_add_record, gw_risk_evaluate or gw_risk_free.
+ * Whole-history rules can only be re-run: each call costs the history's
+ * length. 0, or -1 on ENOMEM. */
+int gw_risk_evaluate(struct gw_risk *r, const struct gw_risk_alert **alerts, size_t *n);
+
 /* ---- robust baselines (baseline.c) ---- */
 
 /* Median of v[0..n) (reorders v); 0 for n == 0. */

@@ -14,6 +14,7 @@
 #include "migrate.h"
 #include "docstore.h"
 #include "outbox.h"
+#include "alertstore.h"
 
 /* Every call of the interface but the ones that open a store (they pick
  * the backend) or read a store file without opening it (_peek), with the
@@ -165,6 +166,15 @@ struct gw_store_ops {
 	int (*outbox_settle_tx)(struct gw_store *st, int64_t id, const char *claimer,
 	                        enum gw_outbox_outcome outcome, int64_t next_at, const char *error,
 	                        int64_t now, char *err, size_t errlen);
+	/* the alerts repository (alertstore.h) */
+	int (*alert_init)(struct gw_store *st, char *err, size_t errlen);
+	int (*alert_put_tx)(struct gw_store *st, const struct gw_alert_row *a, int64_t *id,
+	                    bool *created, char *err, size_t errlen);
+	int (*alert_state_tx)(struct gw_store *st, int64_t id, const char *const *from,
+	                      const char *state, const char *by, const char *comment, int64_t at,
+	                      char *err, size_t errlen);
+	int (*alert_list)(struct gw_store *st, const struct gw_alert_filter *f,
+	                  gw_alertstore_fn fn, void *ctx, char *err, size_t errlen);
 };
 
 /* What ending an attempt does to its row, the same on every backend (each

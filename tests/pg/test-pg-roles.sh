@@ -84,6 +84,7 @@ SET ROLE sealgate_owner;
 GRANT SELECT ON schema_version TO sealgate;
 GRANT SELECT, INSERT, UPDATE, DELETE ON accounts, store_meta, auth_lockout, auth_totp,
 	applications, approvals, quota_use, site_meta, auth_totp_sites TO sealgate;
+GRANT SELECT, INSERT, UPDATE ON risk_alerts TO sealgate;
 GRANT SELECT, INSERT ON audit, audit_checkpoints, policy_versions TO sealgate;
 GRANT SELECT, INSERT, UPDATE ON audit_checkpoint_ids, totp_site_keys, outbox TO sealgate;
 GRANT USAGE ON ALL SEQUENCES IN SCHEMA public TO sealgate;

@@ -209,7 +209,7 @@ Test(config, errors)
 	             "max_connections, connections_per_uid, connections_per_unknown_uid, "
 	             "frame_timeout, client_idle_timeout, totp_site_keys, document_max_size, tls_listen, tls_cert, tls_key, "
 	             "tls_device_ca, tls_device_ca_key, tls_devices, tls_enroll_listen, "
-	             "tls_connections_per_device, tls_device_days, web_front, notify)");
+	             "tls_connections_per_device, tls_device_days, web_front, notify, risk_online, risk_queue)");
 	/* store_path is a SQLite file's old name: a URL there is refused,
 	 * never made into a file name (store: takes it). */
 	expect_error("backend_token: \"pkcs11:token=t\"\ntoken_pin_file: pin\n"
@@ -264,6 +264,9 @@ Test(config, tls_front)
 	cr_assert_null(c->tls_listen);
 	cr_assert_eq(c->tls_connections_per_device, 8);
 	cr_assert_eq(c->tls_device_days, 365);
+	/* the online risk rules (docs/risk.md): on, a queue of 8192 records */
+	cr_assert(c->risk_online);
+	cr_assert_eq(c->risk_queue, 8192);
 	gw_config_free(&c);
 	cr_assert_eq(parse(REQ "tls_listen: \"*:8443\"\ntls_cert: gw.pem\ntls_key: gw.key\n"
 	                   "tls_device_ca: dca.pem\ntls_devices: devices\n"

@@ -9,6 +9,7 @@
 #include "pg_outbox.h"
 #include "pg_policystore.h"
 #include "pg_import.h"
+#include "pg_alertstore.h"
 #include "protocol.h"
 #include "log.h"
 
@@ -111,4 +112,9 @@ const struct gw_store_ops gw_store_pg_ops = {
 	.outbox_put_tx = gw_pg_outbox_put_tx,
 	.outbox_claim = gw_pg_outbox_claim,
 	.outbox_settle_tx = gw_pg_outbox_settle_tx,
+	/* the alerts repository (alertstore.h) */
+	.alert_init = gw_pg_alert_init,
+	.alert_put_tx = gw_pg_alert_put_tx,
+	.alert_state_tx = gw_pg_alert_state_tx,
+	.alert_list = gw_pg_alert_list,
 };

@@ -225,6 +225,26 @@ static const char *const migrations[] = {
 	"  created bigint NOT NULL,"
 	"  settled bigint);"
 	"CREATE INDEX outbox_due ON outbox (state, next_at);",
+	/* 9 (the alerts repository, pg/alertstore.c; SQLite makes its table at
+	 * start): the online risk engine's alerts of each site, one per key. */
+	"CREATE TABLE risk_alerts ("
+	"  id bigint GENERATED ALWAYS AS IDENTITY PRIMARY KEY,"
+	"  site text NOT NULL,"
+	"  key text NOT NULL,"
+	"  rule text NOT NULL,"
+	"  severity text NOT NULL,"
+	"  subject text NOT NULL,"
+	"  why text NOT NULL,"
+	"  ts_ns bigint NOT NULL,"
+	"  seqs text NOT NULL,"
+	"  apps text NOT NULL,"
+	"  raised bigint NOT NULL,"
+	"  state text NOT NULL CHECK (state IN ('open', 'acknowledged', 'closed')),"
+	"  state_by text,"
+	"  state_comment text,"
+	"  state_at bigint NOT NULL DEFAULT 0,"
+	"  UNIQUE (site, key));"
+	"CREATE INDEX risk_alerts_by_time ON risk_alerts (site, ts_ns);",
 };
 #define PG_SCHEMA_LATEST ((int)(sizeof(migrations) / sizeof(migrations[0])))
 

@@ -7,6 +7,7 @@
 #include "sqlite_policystore.h"
 #include "sqlite_export.h"
 #include "sqlite_outbox.h"
+#include "sqlite_alertstore.h"
 
 const struct gw_store_ops gw_store_sqlite_ops = {
 	.name = "sqlite",
@@ -87,4 +88,9 @@ const struct gw_store_ops gw_store_sqlite_ops = {
 	.outbox_put_tx = gw_sqlite_outbox_put_tx,
 	.outbox_claim = gw_sqlite_outbox_claim,
 	.outbox_settle_tx = gw_sqlite_outbox_settle_tx,
+	/* the alerts repository (alertstore.h) */
+	.alert_init = gw_sqlite_alert_init,
+	.alert_put_tx = gw_sqlite_alert_put_tx,
+	.alert_state_tx = gw_sqlite_alert_state_tx,
+	.alert_list = gw_sqlite_alert_list,
 };

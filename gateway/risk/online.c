@@ -1,0 +1,634 @@
+/*
+ * The online risk engine (online.h): the audit writer's hand-off queue,
+ * the thread that feeds the records to the rules (risk.c), catches up from
+ * the store by seq when the queue overflowed, evaluates at most every so
+ * often, and stores each new or grown alert inside an audit record of its
+ * own (alert_raise, alert_update), so the log tells every alert.
+ */
+#include "online.h"
+#include "risk.h"
+#include "alertstore.h"
+#include "audit.h"
+#include "log.h"
+#include "protocol.h"
+#include "server.h"
+
+#include <inttypes.h>
+#include <pthread.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+#include <unistd.h>
+
+#include <jansson.h>
+
+#define NS 1000000000LL
+/* The whole-history rules cost the history's length at each evaluation:
+ * at most every EVAL_MIN_MS, and never more than 1/EVAL_SHARE of the
+ * thread's time. */
+#define EVAL_MIN_MS   1000
+#define EVAL_SHARE    20
+#define TICK_MS       1000   /* checkpoints and a changed policy are looked for */
+
+/* One record handed over: the row and its strings in one block. */
+struct qrow {
+	struct gw_audit_row row;
+	char buf[];
+};
+
+/* Key of a stored alert -> fingerprint of its evidence and why. */
+struct known { uint64_t key, fp; bool used; };
+
+struct gw_risk_online {
+	struct gw_ctx *ctx;
+	pthread_t th;
+	bool started;
+
+	pthread_mutex_t lock;        /* the queue, stop and stats */
+	pthread_cond_t cond;
+	struct qrow **q;
+	size_t q_max, q_head, q_n;
+	bool overflow, stop;
+	struct gw_risk_online_stats stats;
+
+	/* Thread-only state. */
+	struct gw_snapshot *snap;    /* the policy the rules use */
+	struct gw_risk *r;
+	uint64_t seq;                /* last record added to r */
+	uint64_t cp_seq;             /* last checkpoint added to r */
+	bool dirty;                  /* records since the last evaluation */
+	int64_t eval_ms;             /* wait between evaluations */
+	struct known *kn;
+	size_t kn_cap, kn_n;
+};
+
+static int64_t
+mono_ms(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
+/* ---- the hand-off (on the audit writer's thread) ---- */
+
+static size_t
+slen(const char *s)
+{
+	return s ? strlen(s) + 1 : 0;
+}
+
+static const char *
+scopy(char **p, const char *s)
+{
+	size_t n = slen(s);
+	char *d = *p;
+
+	if (s == NULL)
+		return NULL;
+	memcpy(d, s, n);
+	*p += n;
+	return d;
+}
+
+/* What the rules read of a record, in one allocation. */
+static struct qrow *
+qrow_copy(const struct gw_audit_row *r)
+{
+	size_t n = slen(r->action) + slen(r->outcome) + slen(r->reason) + slen(r->actor) +
+	           slen(r->exe) + slen(r->host) + slen(r->seal) + slen(r->detail);
+	struct qrow *q = malloc(sizeof(*q) + n);
+	char *p;
+
+	if (q == NULL)
+		return NULL;
+	p = q->buf;
+	memset(&q->row, 0, sizeof(q->row));
+	q->row.seq = r->seq;
+	q->row.ts_ns = r->ts_ns;
+	q->row.uid = r->uid;
+	q->row.pid = r->pid;
+	q->row.application = r->application;
+	q->row.mechanism = r->mechanism;
+	q->row.action = scopy(&p, r->action);
+	q->row.outcome = scopy(&p, r->outcome);
+	q->row.reason = scopy(&p, r->reason);
+	q->row.actor = scopy(&p, r->actor);
+	q->row.exe = scopy(&p, r->exe);
+	q->row.host = scopy(&p, r->host);
+	q->row.seal = scopy(&p, r->seal);
+	q->row.detail = scopy(&p, r->detail);
+	return q;
+}
+
+static void
+handoff(void *arg, const struct gw_audit_row *rows, size_t n)
+{
+	struct gw_risk_online *ro = arg;
+
+	pthread_mutex_lock(&ro->lock);
+	for (size_t i = 0; i < n; i++) {
+		struct qrow *q;
+		/* Full (or no memory): dropped here, read back from the store
+		 * by the thread, which sees the gap. */
+		if (ro->q_n == ro->q_max || (q = qrow_copy(&rows[i])) == NULL) {
+			if (!ro->overflow)
+				ro->stats.overflows++;
+			ro->overflow = true;
+			continue;
+		}
+		ro->q[(ro->q_head + ro->q_n++) % ro->q_max] = q;
+	}
+	pthread_cond_signal(&ro->cond);
+	pthread_mutex_unlock(&ro->lock);
+}
+
+/* ---- the thread ---- */
+
+static uint64_t
+fnv(uint64_t h, const char *s)
+{
+	for (; s && *s; s++)
+		h = (h ^ (unsigned char)*s) * 1099511628211ULL;
+	return (h ^ 0xff) * 1099511628211ULL;
+}
+
+static struct known *
+known_slot(struct gw_risk_online *ro, uint64_t key)
+{
+	size_t i;
+
+	if ((ro->kn_n + 1) * 2 > ro->kn_cap) {
+		size_t cap = ro->kn_cap ? ro->kn_cap * 2 : 256;
+		struct known *k = calloc(cap, sizeof(*k));
+		if (k == NULL)
+			return NULL;
+		for (size_t j = 0; j < ro->kn_cap; j++) {
+			if (!ro->kn[j].used)
+				continue;
+			for (i = ro->kn[j].key & (cap - 1); k[i].used; i = (i + 1) & (cap - 1))
+				;
+			k[i] = ro->kn[j];
+		}
+		free(ro->kn);
+		ro->kn = k;
+		ro->kn_cap = cap;
+	}
+	for (i = key & (ro->kn_cap - 1); ro->kn[i].used && ro->kn[i].key != key;
+	     i = (i + 1) & (ro->kn_cap - 1))
+		;
+	return &ro->kn[i];
+}
+
+static int
+known_set(struct gw_risk_online *ro, uint64_t key, uint64_t fp)
+{
+	struct known *k = known_slot(ro, key);
+
+	if (k == NULL)
+		return -1;
+	if (!k->used) {
+		k->used = true;
+		k->key = key;
+		ro->kn_n++;
+	}
+	k->fp = fp;
+	return 0;
+}
+
+/* An alert's name in the store: its rule, subject and first evidence
+ * record, which later records never change (they only add evidence). */
+static void
+alert_key(const struct gw_risk_alert *a, char *buf, size_t len)
+{
+	snprintf(buf, len, "%s|%" PRIu64 "|%s", a->rule, a->n_seqs ? a->seqs[0] : 0, a->subject);
+}
+
+static char *
+ints_json(const uint64_t *u, const int64_t *s, size_t n)
+{
+	json_t *arr = json_array();
+	char *out;
+
+	for (size_t i = 0; arr && i < n; i++)
+		json_array_append_new(arr, json_integer(u ? (json_int_t)u[i] : (json_int_t)s[i]));
+	out = arr ? json_dumps(arr, JSON_COMPACT) : NULL;
+	json_decref(arr);
+	return out;
+}
+
+static uint64_t
+fingerprint(const char *seqs, const char *apps, const char *why)
+{
+	return fnv(fnv(fnv(1469598103934665603ULL, seqs), apps), why);
+}
+
+static int
+load_known(void *arg, const struct gw_alert_row *a)
+{
+	struct gw_risk_online *ro = arg;
+
+	return known_set(ro, fnv(1469598103934665603ULL, a->key),
+	                 fingerprint(a->seqs, a->apps, a->why)) < 0 ? -1 : 0;
+}
+
+struct put { const struct gw_alert_row *row; int64_t id; bool created; };
+
+static int
+put_apply(struct gw_store *st, void *arg, char *err, size_t errlen)
+{
+	struct put *p = arg;
+
+	return gw_alertstore_put_tx(st, p->row, &p->id, &p->created, err, errlen);
+}
+
+/* Where a new alert is raised, once it is stored with its record: the one
+ * place that tells people of it. The notifications (gateway/notify/) go
+ * here: gw_notify_enqueue(ctx, "alert", …) with the alert's rule, severity,
+ * subject and why. */
+static void
+alert_raised(struct gw_risk_online *ro, int64_t id, const struct gw_alert_row *a)
+{
+	(void)ro;
+	gw_log_warn("risk: alert %" PRId64 " %s (%s): %s", id, a->rule, a->severity, a->why);
+}
+
+/* Stores a (new, or its evidence grown) with its audit record. */
+static int
+store_alert(struct gw_risk_online *ro, const struct gw_risk_alert *a)
+{
+	char key[GW_ALERT_KEY_MAX], err[256] = "";
+	char *seqs = ints_json(a->seqs, NULL, a->n_seqs), *apps = ints_json(NULL, a->apps, a->n_apps);
+	char *detail = NULL;
+	uint64_t kh, fp, seq;
+	struct known *k;
+	bool fresh;
+	int rv = -1;
+	json_t *d = NULL;
+
+	alert_key(a, key, sizeof(key));
+	if (seqs == NULL || apps == NULL)
+		goto out;
+	kh = fnv(1469598103934665603ULL, key);
+	fp = fingerprint(seqs, apps, a->why);
+	if ((k = known_slot(ro, kh)) == NULL)
+		goto out;
+	if (k->used && k->fp == fp) {
+		rv = 0;   /* stored as it is */
+		goto out;
+	}
+	fresh = !k->used;
+	{
+		struct gw_alert_row row = {
+			.key = key, .rule = a->rule, .severity = gw_risk_severity_name(a->severity),
+			.subject = a->subject, .why = a->why, .ts_ns = a->ts_ns, .seqs = seqs,
+			.apps = apps, .raised = (int64_t)time(NULL),
+		};
+		struct put p = { .row = &row };
+		struct gw_audit_event ev = {
+			.action = fresh ? "alert_raise" : "alert_update", .outcome = "ok",
+			/* a record the gateway makes on its own (docs/audit.md) */
+			.uid = (int64_t)getuid(), .pid = (int64_t)getpid(), .exe = "sealgated",
+			.host = ro->ctx->host,
+		};
+		d = json_pack("{s:s, s:s, s:s, s:s, s:I}", "key", key, "rule", a->rule, "severity",
+		              row.severity, "why", a->why, "evidence", (json_int_t)a->n_seqs);
+		if (d == NULL || (detail = json_dumps(d, JSON_COMPACT)) == NULL)
+			goto out;
+		ev.detail = detail;
+		if (gw_audit_record_with(ro->ctx->audit, &ev, put_apply, &p, &seq, err,
+		                         sizeof(err)) < 0) {
+			gw_log_error("risk: alert %s could not be stored: %s", key, err);
+			goto out;
+		}
+		if (known_set(ro, kh, fp) < 0)
+			goto out;
+		if (p.created) {
+			pthread_mutex_lock(&ro->lock);
+			ro->stats.alerts_raised++;
+			pthread_mutex_unlock(&ro->lock);
+			alert_raised(ro, p.id, &row);
+		}
+	}
+	rv = 0;
+out:
+	json_decref(d);
+	free(detail);
+	free(seqs);
+	free(apps);
+	return rv;
+}
+
+static int
+evaluate(struct gw_risk_online *ro)
+{
+	const struct gw_risk_alert *al;
+	size_t n;
+	int64_t t0 = mono_ms(), took;
+	int rv = 0;
+
+	if (gw_risk_evaluate(ro->r, &al, &n) < 0) {
+		gw_log_error("risk: out of memory evaluating the rules");
+		return -1;
+	}
+	for (size_t i = 0; i < n; i++)
+		if (store_alert(ro, &al[i]) < 0)
+			rv = -1;   /* tried again at the next evaluation */
+	took = mono_ms() - t0;
+	ro->eval_ms = took * EVAL_SHARE > EVAL_MIN_MS ? took * EVAL_SHARE : EVAL_MIN_MS;
+	if (rv == 0)
+		ro->dirty = false;
+	pthread_mutex_lock(&ro->lock);
+	ro->stats.evaluations++;
+	if (rv == 0)
+		ro->stats.evaluated_seq = ro->seq;
+	pthread_mutex_unlock(&ro->lock);
+	return 0;
+}
+
+static int
+add_row(struct gw_risk_online *ro, const struct gw_audit_row *row)
+{
+	if (row->seq <= ro->seq)
+		return 0;   /* seen already (read back, then handed over too) */
+	if (gw_risk_add_record(ro->r, row) < 0)
+		return -1;
+	ro->seq = row->seq;
+	ro->dirty = true;
+	return 0;
+}
+
+static int
+add_stored(void *arg, const struct gw_audit_row *row)
+{
+	struct gw_risk_online *ro = arg;
+
+	if (add_row(ro, row) < 0)
+		return -1;
+	pthread_mutex_lock(&ro->lock);
+	ro->stats.caught_up++;
+	pthread_mutex_unlock(&ro->lock);
+	return 0;
+}
+
+/* What the queue missed, read from the store in seq order. */
+static int
+catch_up(struct gw_risk_online *ro, char *err, size_t errlen)
+{
+	struct gw_audit_filter f = { .after_seq = ro->seq };
+
+	err[0] = '\0';
+	if (gw_store_audit_query(ro->ctx->store, &f, add_stored, ro, err, errlen) != 0) {
+		if (err[0] == '\0')
+			sg_seterr(err, errlen, "out of memory");
+		return -1;
+	}
+	return 0;
+}
+
+static int
+add_cp(void *arg, const struct gw_audit_checkpoint *cp)
+{
+	struct gw_risk_online *ro = arg;
+
+	if (cp->seq <= ro->cp_seq)
+		return 0;
+	if (gw_risk_add_checkpoint(ro->r, cp->seq, cp->ts_ns) < 0)
+		return -1;
+	ro->cp_seq = cp->seq;
+	ro->dirty = true;
+	return 0;
+}
+
+static int
+checkpoints(struct gw_risk_online *ro, char *err, size_t errlen)
+{
+	err[0] = '\0';
+	if (gw_store_checkpoint_scan(ro->ctx->store, ro->cp_seq + 1, UINT64_MAX, add_cp, ro, err,
+	                             errlen) != 0) {
+		if (err[0] == '\0')
+			sg_seterr(err, errlen, "out of memory");
+		return -1;
+	}
+	return 0;
+}
+
+/* Empty rules with the policy in force; the log is read into them by
+ * catch_up from seq 1. -1 on ENOMEM. */
+static int
+start_over(struct gw_risk_online *ro)
+{
+	gw_risk_free(&ro->r);
+	gw_snapshot_put(&ro->snap);
+	ro->snap = gw_snapshot_get(ro->ctx);
+	ro->seq = ro->cp_seq = 0;
+	ro->dirty = true;
+	if (ro->snap == NULL || (ro->r = gw_risk_new(ro->snap->policy)) == NULL)
+		return -1;
+	return 0;
+}
+
+/* The store could not be read (a PostgreSQL server away, say): said once,
+ * shown in the status, tried again every second until it can. */
+static void
+set_stalled(struct gw_risk_online *ro, bool stalled, const char *why)
+{
+	bool was;
+
+	pthread_mutex_lock(&ro->lock);
+	was = ro->stats.failed;
+	ro->stats.failed = stalled;
+	pthread_mutex_unlock(&ro->lock);
+	if (stalled && !was)
+		gw_log_error("risk: reading the log from seq %" PRIu64 ": %s; no alert is raised "
+		             "until it can be read (tried again every second)", ro->seq + 1, why);
+	else if (!stalled && was)
+		gw_log_info("risk: the log is read again, up to seq %" PRIu64, ro->seq);
+}
+
+static void *
+thread_main(void *arg)
+{
+	struct gw_risk_online *ro = arg;
+	struct qrow **batch = NULL;
+	int64_t last_eval = INT64_MIN / 2, last_tick = mono_ms();
+	bool fresh = true, behind = true;
+	char err[256];
+
+	pthread_setname_np(pthread_self(), "sg-risk");
+	if ((batch = calloc(ro->q_max + 1, sizeof(*batch))) == NULL)
+		goto fail;
+	for (;;) {
+		size_t n = 0;
+		bool overflow, tick;
+		int64_t t;
+
+		pthread_mutex_lock(&ro->lock);
+		if (ro->q_n == 0 && !ro->stop && !ro->overflow && !fresh && !behind) {
+			struct timespec dl;
+			clock_gettime(CLOCK_REALTIME, &dl);
+			dl.tv_sec += 1;
+			pthread_cond_timedwait(&ro->cond, &ro->lock, &dl);
+		}
+		if (ro->stop) {
+			pthread_mutex_unlock(&ro->lock);
+			break;
+		}
+		while (ro->q_n > 0) {
+			batch[n++] = ro->q[ro->q_head];
+			ro->q_head = (ro->q_head + 1) % ro->q_max;
+			ro->q_n--;
+		}
+		overflow = ro->overflow;
+		ro->overflow = false;
+		ro->stats.handed += n;
+		pthread_mutex_unlock(&ro->lock);
+
+		for (size_t i = 0; i < n; i++) {
+			/* A gap: what is missing is read from the store first. */
+			if (!fresh && !behind && batch[i]->row.seq > ro->seq + 1)
+				behind = true;
+			if (!fresh && !behind && add_row(ro, &batch[i]->row) < 0)
+				goto fail;
+			free(batch[i]);
+			batch[i] = NULL;
+		}
+		behind |= overflow;
+		t = mono_ms();
+		tick = t - last_tick >= TICK_MS;
+		if (tick) {
+			struct gw_snapshot *now = gw_snapshot_get(ro->ctx);
+			last_tick = t;
+			if (now != ro->snap && !fresh) {
+				/* A new policy: its parameters over the whole log. */
+				gw_log_info("risk: the policy changed: the rules run anew over the log");
+				fresh = true;
+			}
+			gw_snapshot_put(&now);
+		}
+		if (fresh) {
+			if (start_over(ro) < 0)
+				goto fail;
+			fresh = false;
+			behind = true;
+		}
+		if (behind || tick) {
+			if (catch_up(ro, err, sizeof(err)) < 0 || checkpoints(ro, err, sizeof(err)) < 0) {
+				/* (the wait above is skipped while behind: this
+				 * paces the retries) */
+				const struct timespec pause = { 1, 0 };
+				set_stalled(ro, true, err);
+				behind = true;
+				nanosleep(&pause, NULL);
+				continue;
+			}
+			set_stalled(ro, false, NULL);
+			behind = false;
+		}
+		if (ro->dirty && t - last_eval >= ro->eval_ms) {
+			evaluate(ro);
+			last_eval = mono_ms();
+		}
+		pthread_mutex_lock(&ro->lock);
+		ro->stats.seq = ro->seq;
+		pthread_mutex_unlock(&ro->lock);
+	}
+	free(batch);
+	return NULL;
+fail:
+	/* Out of memory: said loudly and in the status, the log is no longer
+	 * watched. */
+	gw_log_error("risk: out of memory: the online rules stopped; alerts are no longer raised");
+	pthread_mutex_lock(&ro->lock);
+	ro->stats.failed = true;
+	pthread_mutex_unlock(&ro->lock);
+	for (size_t i = 0; batch && i < ro->q_max + 1; i++)
+		free(batch[i]);
+	free(batch);
+	return NULL;
+}
+
+int
+gw_risk_online_start(struct gw_ctx *ctx, size_t queue_max, struct gw_risk_online **out,
+                     char *err, size_t errlen)
+{
+	struct gw_risk_online *ro;
+	struct gw_alert_filter all = { 0 };
+
+	*out = NULL;
+	if (ctx->audit == NULL || ctx->store == NULL) {
+		sg_seterr(err, errlen, "risk: no audit log to read");
+		return -1;
+	}
+	if (gw_alertstore_init(ctx->store, err, errlen) < 0)
+		return -1;
+	if ((ro = calloc(1, sizeof(*ro))) == NULL)
+		goto oom;
+	ro->ctx = ctx;
+	ro->q_max = queue_max;
+	ro->eval_ms = EVAL_MIN_MS;
+	pthread_mutex_init(&ro->lock, NULL);
+	pthread_cond_init(&ro->cond, NULL);
+	if ((ro->q = calloc(ro->q_max + 1, sizeof(*ro->q))) == NULL)
+		goto oom;
+	/* The alerts stored before: found again, they change nothing. */
+	if (gw_alertstore_list(ctx->store, &all, load_known, ro, err, errlen) != 0) {
+		if (err[0] == '\0')
+			sg_seterr(err, errlen, "risk: out of memory");
+		gw_risk_online_stop(&ro);
+		return -1;
+	}
+	/* Set before the thread reads the store: a record written between
+	 * is both in the store and handed over, and added once. */
+	gw_audit_set_observer(ctx->audit, handoff, ro);
+	if (pthread_create(&ro->th, NULL, thread_main, ro) != 0) {
+		gw_audit_set_observer(ctx->audit, NULL, NULL);
+		sg_seterr(err, errlen, "risk: cannot start its thread");
+		gw_risk_online_stop(&ro);
+		return -1;
+	}
+	ro->started = true;
+	*out = ro;
+	return 0;
+oom:
+	sg_seterr(err, errlen, "risk: out of memory");
+	gw_risk_online_stop(&ro);
+	return -1;
+}
+
+void
+gw_risk_online_stop(struct gw_risk_online **rop)
+{
+	struct gw_risk_online *ro = rop ? *rop : NULL;
+
+	if (ro == NULL)
+		return;
+	if (ro->started) {
+		gw_audit_set_observer(ro->ctx->audit, NULL, NULL);
+		pthread_mutex_lock(&ro->lock);
+		ro->stop = true;
+		pthread_cond_signal(&ro->cond);
+		pthread_mutex_unlock(&ro->lock);
+		pthread_join(ro->th, NULL);
+	}
+	for (size_t i = 0; ro->q && i < ro->q_n; i++)
+		free(ro->q[(ro->q_head + i) % ro->q_max]);
+	free(ro->q);
+	free(ro->kn);
+	gw_risk_free(&ro->r);
+	gw_snapshot_put(&ro->snap);
+	pthread_mutex_destroy(&ro->lock);
+	pthread_cond_destroy(&ro->cond);
+	free(ro);
+	*rop = NULL;
+}
+
+void
+gw_risk_online_get_stats(struct gw_risk_online *ro, struct gw_risk_online_stats *out)
+{
+	pthread_mutex_lock(&ro->lock);
+	*out = ro->stats;
+	pthread_mutex_unlock(&ro->lock);
+}
