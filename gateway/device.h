@@ -26,10 +26,16 @@ struct gw_devices;
 #define GW_DEVICE_MAX 4096           /* device records in all */
 #define GW_DEVICE_CSR_MAX 16384      /* bytes of a PEM certificate request */
 
+#define GW_DEVICE_CA_DAYS 3650        /* the device CA certificate the gateway makes */
+
+struct gw_token;
+
 /* Loads the records of cfg->tls_devices and, when configured, the device
- * CA's key (a file 0600 of the gateway's user). 0, or -1 with err. */
-int gw_devices_open(const struct gw_config *cfg, struct gw_devices **out, char *err,
-                    size_t errlen);
+ * CA's key: on tok (tls_device_ca_token_label: generated there on first
+ * use, the CA certificate made at tls_device_ca when there is none) or a
+ * file 0600 of the gateway's user (tls_device_ca_key). 0, or -1 with err. */
+int gw_devices_open(const struct gw_config *cfg, struct gw_token *tok, struct gw_devices **out,
+                    char *err, size_t errlen);
 void gw_devices_close(struct gw_devices **d);
 
 /* At the handshake: the device whose certificate has this fingerprint

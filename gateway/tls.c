@@ -209,7 +209,7 @@ gw_tls_open(struct gw_ctx *ctx, struct gw_tls **out, char *err, size_t errlen)
 	if (cfg->tls_listen == NULL)
 		return 0;
 	if (ctx->devices == NULL &&
-	    gw_devices_open(cfg, &ctx->devices, err, errlen) < 0)
+	    gw_devices_open(cfg, ctx->token, &ctx->devices, err, errlen) < 0)
 		return -1;
 	t = calloc(1, sizeof(*t));
 	if (t == NULL) {
