@@ -43,6 +43,7 @@ struct dev {
 	char code[20];              /* the request's key, short: XXXX-XXXX-XXXX-XXXX */
 	char fp[65];                /* SHA-256 of the issued certificate, hex */
 	char by[SG_NAME_MAX + 1];   /* who approved or revoked */
+	char group[GW_DEVICE_GROUP_MAX + 1];  /* given at approval; "" none */
 	int64_t requested, changed, not_after;
 	char *csr, *cert;           /* PEM */
 };
@@ -108,6 +109,8 @@ dev_json(const struct dev *e, bool full)
 	                      "changed", (json_int_t)e->changed,
 	                      "not_after", (json_int_t)e->not_after);
 
+	if (o != NULL)
+		json_object_set_new(o, "group", json_string(e->group));
 	if (o != NULL && full) {
 		json_object_set_new(o, "csr", json_string(e->csr ? e->csr : ""));
 		json_object_set_new(o, "cert", json_string(e->cert ? e->cert : ""));
@@ -216,6 +219,17 @@ dev_load(struct gw_devices *d, const char *name, char *err, size_t errlen)
 		json_decref(o);
 		return -1;
 	}
+	/* (records from before device groups have none) */
+	s = NULL;
+	if (sg_get_str(o, "group", false, &s, GW_DEVICE_GROUP_MAX, why, sizeof(why)) < 0 ||
+	    (s != NULL && s[0] != '\0' && !gw_device_group_ok(s))) {
+		sg_seterr(err, errlen, "%s: group: %s", path, why);
+		json_decref(o);
+		return -1;
+	}
+	if (s != NULL)
+		snprintf(e.group, sizeof(e.group), "%s", s);
+	s = NULL;
 	if (sg_get_str(o, "csr", true, &s, RECORD_MAX, why, sizeof(why)) == 0)
 		e.csr = strdup(s);
 	if (sg_get_str(o, "cert", true, &s, RECORD_MAX, why, sizeof(why)) == 0)
@@ -579,15 +593,49 @@ gw_devices_check(struct gw_devices *d, const char *fp, int64_t *id, int *x509_er
 	return rv;
 }
 
+bool
+gw_device_group_ok(const char *g)
+{
+	size_t n = strlen(g);
+
+	if (n == 0 || n > GW_DEVICE_GROUP_MAX ||
+	    strspn(g, "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789._-") != n)
+		return false;
+	return g[0] != '.' && g[0] != '-' && g[0] != '_';
+}
+
+int
+gw_devices_group(struct gw_devices *d, int64_t id, char *group, size_t len)
+{
+	struct dev *e;
+	int rv = -1;
+
+	if (len > 0)
+		group[0] = '\0';
+	if (d == NULL)
+		return -1;
+	pthread_mutex_lock(&d->lock);
+	for (size_t i = 0; i < d->n; i++) {
+		e = &d->v[i];
+		if (e->id == id) {
+			snprintf(group, len, "%s", e->group);
+			rv = 0;
+			break;
+		}
+	}
+	pthread_mutex_unlock(&d->lock);
+	return rv;
+}
+
 /* ---- records in the audit log ---- */
 
 static int
 record(struct gw_ctx *ctx, const struct gw_peer *peer, const char *action, const char *outcome,
        const char *reason, const char *actor, const struct dev *e)
 {
-	json_t *o = json_pack("{s:I,s:s,s:s,s:s,s:s}", "device", (json_int_t)e->id,
+	json_t *o = json_pack("{s:I,s:s,s:s,s:s,s:s,s:s}", "device", (json_int_t)e->id,
 	                      "host", e->host, "person", e->person, "code", e->code,
-	                      "fingerprint", e->fp);
+	                      "fingerprint", e->fp, "group", e->group);
 	char *detail = o ? json_dumps(o, JSON_COMPACT | JSON_SORT_KEYS) : NULL;
 	struct gw_audit_event ev = {
 		.action = action, .outcome = outcome, .reason = reason, .actor = actor,
@@ -907,13 +955,24 @@ change(struct gw_req *r, bool approve)
 	char *p, err[256];
 	long len;
 	int64_t id = 0, not_after = 0;
-	const char *action = approve ? "device_approve" : "device_revoke";
+	const char *action = approve ? "device_approve" : "device_revoke", *group = NULL;
 	json_t *rep = NULL;
 
 	if (d == NULL)
 		return refuse(CKR_FUNCTION_NOT_SUPPORTED, "no_devices", "this gateway has no TLS front");
-	if (sg_get_int(r->msg, "id", true, 1, INT32_MAX, &id, r->err, sizeof(r->err)) < 0)
+	if (sg_get_int(r->msg, "id", true, 1, INT32_MAX, &id, r->err, sizeof(r->err)) < 0 ||
+	    sg_get_str(r->msg, "group", false, &group, GW_DEVICE_GROUP_MAX, r->err,
+	               sizeof(r->err)) < 0)
 		return gw_bad_request(r);
+	if (group != NULL && !approve)
+		return refuse(CKR_ARGUMENTS_BAD, "bad_request", "a group is given at approval");
+	if (group != NULL && (!gw_device_group_ok(group) ||
+	                      strcmp(group, GW_DEVICE_GROUP_LOCAL) == 0)) {
+		snprintf(r->err, sizeof(r->err), "group: letters, digits, '.', '_', '-', at most %d, "
+		         "and not '%s' (the gateway's own host)", GW_DEVICE_GROUP_MAX,
+		         GW_DEVICE_GROUP_LOCAL);
+		return refuse(CKR_ARGUMENTS_BAD, "bad_request", r->err);
+	}
 	if (approve && d->ca_key == NULL && d->ca_label == NULL)
 		return refuse(CKR_FUNCTION_NOT_SUPPORTED, "no_ca_key",
 		              "this gateway has no device CA key (tls_device_ca_token_label) to "
@@ -934,6 +993,8 @@ change(struct gw_req *r, bool approve)
 	next.changed = time(NULL);
 	snprintf(next.by, sizeof(next.by), "%s", r->who->id);
 	snprintf(next.state, sizeof(next.state), approve ? "approved" : "revoked");
+	if (approve)
+		snprintf(next.group, sizeof(next.group), "%s", group ? group : "");
 	next.csr = strdup(e->csr);
 	if (approve) {
 		err[0] = '\0';
