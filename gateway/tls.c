@@ -137,6 +137,11 @@ make_ctx(struct gw_tls *t, const struct gw_config *cfg, bool devices, char *err,
 	}
 	SSL_CTX_set_options(c, SSL_OP_NO_RENEGOTIATION);
 	SSL_CTX_set_timeout(c, TICKET_LIFETIME);
+	/* One read(2) per TLS record instead of two (its header, then its
+	 * body): what OpenSSL reads ahead stays in the SSL and the frame
+	 * reader asks it before it waits on the socket (protocol.c read_all),
+	 * and a connection is read by its own thread only. */
+	SSL_CTX_set_read_ahead(c, 1);
 	if (!devices) {
 		/* Enrollment: no certificate asked, and no session kept. */
 		SSL_CTX_set_verify(c, SSL_VERIFY_NONE, NULL);
