@@ -44,6 +44,7 @@ static const char *const config_keys[] = {
 	/* The TLS front (docs/deployment.md). */
 	"tls_listen", "tls_cert", "tls_key", "tls_device_ca", "tls_device_ca_key", "tls_devices",
 	"tls_enroll_listen", "tls_connections_per_device", "tls_device_days",
+	"tls_device_ca_token_label",
 	/* The web front (docs/web.md). */
 	"web_front",
 	/* Notifications (docs/notifications.md). */
@@ -85,6 +86,7 @@ gw_config_free(struct gw_config **cfg)
 	free(c->tls_device_ca_key);
 	free(c->web_front_user);
 	free(c->web_front_exe);
+	free(c->tls_device_ca_token_label);
 	free(c->tls_devices);
 	free(c->tls_enroll_listen);
 	free(c);
@@ -181,7 +183,8 @@ parse_tls(struct gw_yaml *y, yaml_node_t *root, const char *dir, struct gw_confi
 	    get_opt_path(y, root, "tls_key", dir, &c->tls_key) < 0 ||
 	    get_opt_path(y, root, "tls_device_ca", dir, &c->tls_device_ca) < 0 ||
 	    get_opt_path(y, root, "tls_device_ca_key", dir, &c->tls_device_ca_key) < 0 ||
-	    get_opt_path(y, root, "tls_devices", dir, &c->tls_devices) < 0)
+	    get_opt_path(y, root, "tls_devices", dir, &c->tls_devices) < 0 ||
+	    get_str(y, root, "tls_device_ca_token_label", NULL, &c->tls_device_ca_token_label) < 0)
 		return -1;
 	c->tls_connections_per_device = 8;
 	if ((n = gw_yaml_map_get(y, root, "tls_connections_per_device")) != NULL) {
@@ -206,9 +209,19 @@ parse_tls(struct gw_yaml *y, yaml_node_t *root, const char *dir, struct gw_confi
 		return gw_yaml_errf(y, gw_yaml_map_get(y, root, "tls_listen"),
 		                    "tls_listen needs tls_cert, tls_key (the gateway's own), "
 		                    "tls_device_ca (the devices' CA) and tls_devices (their records)");
-	if (c->tls_enroll_listen != NULL && c->tls_device_ca_key == NULL)
+	if (c->tls_device_ca_key != NULL && c->tls_device_ca_token_label != NULL)
+		return gw_yaml_errf(y, gw_yaml_map_get(y, root, "tls_device_ca_token_label"),
+		                    "tls_device_ca_token_label and tls_device_ca_key: the device CA's "
+		                    "key is on the token or in a file, not both");
+	if (c->tls_device_ca_token_label != NULL &&
+	    (c->tls_device_ca_token_label[0] == '\0' || strlen(c->tls_device_ca_token_label) > 64))
+		return gw_yaml_errf(y, gw_yaml_map_get(y, root, "tls_device_ca_token_label"),
+		                    "tls_device_ca_token_label: 1 to 64 characters");
+	if (c->tls_enroll_listen != NULL && c->tls_device_ca_key == NULL &&
+	    c->tls_device_ca_token_label == NULL)
 		return gw_yaml_errf(y, gw_yaml_map_get(y, root, "tls_enroll_listen"),
-		                    "tls_enroll_listen needs tls_device_ca_key to issue certificates");
+		                    "tls_enroll_listen needs tls_device_ca_token_label (or a file "
+		                    "tls_device_ca_key) to issue certificates");
 	return 0;
 }
 

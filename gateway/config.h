@@ -58,6 +58,7 @@ struct gw_config {
 	char *tls_cert, *tls_key;    /* the gateway's certificate (from the site CA) and key */
 	char *tls_device_ca;         /* the CA whose certificates the devices present */
 	char *tls_device_ca_key;     /* its key (file 0600): the gateway issues device certificates */
+	char *tls_device_ca_token_label; /* or its key on the backend token, this label */
 	char *tls_devices;           /* directory of the device records */
 	char *tls_enroll_listen;     /* "HOST:PORT": enrollment only, no client certificate */
 	unsigned tls_connections_per_device; /* open connections per device; default 8 */

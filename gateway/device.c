@@ -30,6 +30,7 @@
 #include "log.h"
 #include "protocol.h"
 #include "server.h"
+#include "token.h"
 
 #define RECORD_MAX (64 * 1024)
 #define HOST_MAX 253
@@ -42,6 +43,7 @@ struct dev {
 	char code[20];              /* the request's key, short: XXXX-XXXX-XXXX-XXXX */
 	char fp[65];                /* SHA-256 of the issued certificate, hex */
 	char by[SG_NAME_MAX + 1];   /* who approved or revoked */
+	char group[GW_DEVICE_GROUP_MAX + 1];  /* given at approval; "" none */
 	int64_t requested, changed, not_after;
 	char *csr, *cert;           /* PEM */
 };
@@ -53,7 +55,9 @@ struct gw_devices {
 	size_t n, cap;
 	int64_t next_id;
 	X509 *ca;
-	EVP_PKEY *ca_key;           /* NULL: this gateway issues nothing */
+	EVP_PKEY *ca_key;           /* a file key (tls_device_ca_key), or NULL */
+	struct gw_token *tok;       /* with ca_label: the key on the backend token */
+	char *ca_label;             /* NULL, ca_key NULL: this gateway issues nothing */
 	char *ca_pem;
 	unsigned days;
 };
@@ -80,6 +84,7 @@ gw_devices_close(struct gw_devices **dp)
 	free(d->dir);
 	X509_free(d->ca);
 	EVP_PKEY_free(d->ca_key);
+	free(d->ca_label);
 	free(d->ca_pem);
 	pthread_mutex_destroy(&d->lock);
 	free(d);
@@ -104,6 +109,8 @@ dev_json(const struct dev *e, bool full)
 	                      "changed", (json_int_t)e->changed,
 	                      "not_after", (json_int_t)e->not_after);
 
+	if (o != NULL)
+		json_object_set_new(o, "group", json_string(e->group));
 	if (o != NULL && full) {
 		json_object_set_new(o, "csr", json_string(e->csr ? e->csr : ""));
 		json_object_set_new(o, "cert", json_string(e->cert ? e->cert : ""));
@@ -212,6 +219,17 @@ dev_load(struct gw_devices *d, const char *name, char *err, size_t errlen)
 		json_decref(o);
 		return -1;
 	}
+	/* (records from before device groups have none) */
+	s = NULL;
+	if (sg_get_str(o, "group", false, &s, GW_DEVICE_GROUP_MAX, why, sizeof(why)) < 0 ||
+	    (s != NULL && s[0] != '\0' && !gw_device_group_ok(s))) {
+		sg_seterr(err, errlen, "%s: group: %s", path, why);
+		json_decref(o);
+		return -1;
+	}
+	if (s != NULL)
+		snprintf(e.group, sizeof(e.group), "%s", s);
+	s = NULL;
 	if (sg_get_str(o, "csr", true, &s, RECORD_MAX, why, sizeof(why)) == 0)
 		e.csr = strdup(s);
 	if (sg_get_str(o, "cert", true, &s, RECORD_MAX, why, sizeof(why)) == 0)
@@ -265,8 +283,172 @@ read_key(const char *path, char *err, size_t errlen)
 	return k;
 }
 
+/* Signs x with the device CA's key: the file key, or through the token
+ * (ecdsa-with-SHA256 over the TBS that OpenSSL encodes, the signature
+ * set in place), and checks the result against the CA's public key so a
+ * certificate the token signed wrongly is never handed out. */
+static int
+ca_sign(struct gw_devices *d, X509 *x, EVP_PKEY *pub, char *err, size_t errlen)
+{
+	const ASN1_BIT_STRING *csig = NULL;
+	const X509_ALGOR *calg = NULL;
+	ASN1_BIT_STRING *sig;
+	unsigned char *tbs = NULL, md[32], der[80];
+	size_t derlen = sizeof(der);
+	unsigned mdlen = 0;
+	int len, rv = -1;
+
+	if (d->ca_key != NULL) {
+		if (X509_sign(x, d->ca_key, EVP_PKEY_get_base_id(d->ca_key) == EVP_PKEY_ED25519 ?
+		              NULL : EVP_sha256()) <= 0) {
+			sg_seterr(err, errlen, "the device CA's key file could not sign");
+			return -1;
+		}
+		return 0;
+	}
+	X509_get0_signature(&csig, &calg, x);
+	/* (OpenSSL has no setter for a signature made elsewhere: both
+	 * algorithm fields and the signature are the certificate's own.) */
+	if (X509_ALGOR_set0((X509_ALGOR *)calg, OBJ_nid2obj(NID_ecdsa_with_SHA256), V_ASN1_UNDEF,
+	                    NULL) != 1 ||
+	    X509_ALGOR_set0((X509_ALGOR *)X509_get0_tbs_sigalg(x),
+	                    OBJ_nid2obj(NID_ecdsa_with_SHA256), V_ASN1_UNDEF, NULL) != 1 ||
+	    (len = i2d_re_X509_tbs(x, &tbs)) <= 0 ||
+	    EVP_Digest(tbs, (size_t)len, md, &mdlen, EVP_sha256(), NULL) != 1 || mdlen != 32) {
+		sg_seterr(err, errlen, "the certificate to sign could not be encoded");
+		goto out;
+	}
+	if (gw_token_ca_sign(d->tok, d->ca_label, md, der, &derlen, err, errlen) < 0)
+		goto out;
+	sig = (ASN1_BIT_STRING *)csig;
+	if (ASN1_BIT_STRING_set(sig, der, (int)derlen) != 1)
+		goto out;
+	sig->flags &= ~(ASN1_STRING_FLAG_BITS_LEFT | 0x07);
+	sig->flags |= ASN1_STRING_FLAG_BITS_LEFT;
+	if (X509_verify(x, pub) != 1) {
+		sg_seterr(err, errlen, "the certificate signed on the token does not verify with the "
+		          "device CA's public key");
+		goto out;
+	}
+	rv = 0;
+out:
+	OPENSSL_free(tbs);
+	OPENSSL_cleanse(md, sizeof(md));
+	return rv;
+}
+
+static int add_ext(X509 *x, X509 *ca, int nid, const char *value);
+
+/* The device CA's own certificate, self-signed through the token, written
+ * to path (0644: it is public) when there is none yet. */
+static int
+ca_make(struct gw_devices *d, const struct gw_config *cfg, EVP_PKEY *pub, char *err,
+        size_t errlen)
+{
+	X509 *x = X509_new();
+	X509_NAME *name = NULL;
+	BIGNUM *bn = BN_new();
+	char cn[128], tmp[4200];
+	time_t now = time(NULL);
+	FILE *f = NULL;
+	int fd, rv = -1;
+
+	snprintf(cn, sizeof(cn), "sealgate device CA, site %s", cfg->site ? cfg->site : "main");
+	snprintf(tmp, sizeof(tmp), "%s.tmp", cfg->tls_device_ca);
+	if (x == NULL || bn == NULL || (name = X509_NAME_new()) == NULL ||
+	    X509_NAME_add_entry_by_txt(name, "CN", MBSTRING_UTF8, (const unsigned char *)cn, -1, -1, 0) != 1 ||
+	    X509_set_version(x, 2) != 1 ||
+	    BN_rand(bn, 127, BN_RAND_TOP_ANY, BN_RAND_BOTTOM_ANY) != 1 ||
+	    BN_to_ASN1_INTEGER(bn, X509_get_serialNumber(x)) == NULL ||
+	    X509_set_issuer_name(x, name) != 1 || X509_set_subject_name(x, name) != 1 ||
+	    X509_time_adj_ex(X509_getm_notBefore(x), 0, -300, &now) == NULL ||
+	    X509_time_adj_ex(X509_getm_notAfter(x), GW_DEVICE_CA_DAYS, 0, &now) == NULL ||
+	    X509_set_pubkey(x, pub) != 1 ||
+	    add_ext(x, x, NID_basic_constraints, "critical,CA:TRUE,pathlen:0") < 0 ||
+	    add_ext(x, x, NID_key_usage, "critical,keyCertSign,cRLSign") < 0 ||
+	    add_ext(x, x, NID_subject_key_identifier, "hash") < 0) {
+		sg_seterr(err, errlen, "the device CA certificate could not be made");
+		goto out;
+	}
+	if (ca_sign(d, x, pub, err, errlen) < 0)
+		goto out;
+	fd = open(tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC | O_NOFOLLOW, 0644);
+	if (fd < 0 || (f = fdopen(fd, "w")) == NULL) {
+		if (fd >= 0)
+			close(fd);
+		sg_seterr(err, errlen, "tls_device_ca %s: %s", tmp, strerror(errno));
+		goto out;
+	}
+	if (PEM_write_X509(f, x) != 1 || fflush(f) != 0 || fsync(fileno(f)) != 0) {
+		sg_seterr(err, errlen, "tls_device_ca %s: %s", tmp, strerror(errno));
+		fclose(f);
+		unlink(tmp);
+		goto out;
+	}
+	fclose(f);
+	if (rename(tmp, cfg->tls_device_ca) < 0) {
+		sg_seterr(err, errlen, "tls_device_ca %s: %s", cfg->tls_device_ca, strerror(errno));
+		unlink(tmp);
+		goto out;
+	}
+	gw_log_info("device CA certificate %s made, its key '%s' on the backend token",
+	            cfg->tls_device_ca, d->ca_label);
+	rv = 0;
+out:
+	X509_NAME_free(name);
+	BN_free(bn);
+	X509_free(x);
+	return rv;
+}
+
+/* The CA key on the token: found (or generated) there, its certificate
+ * made when tls_device_ca does not exist yet. A token that is away at
+ * start is no error when the certificate exists: issuing waits for it. */
+static int
+ca_token_open(struct gw_devices *d, const struct gw_config *cfg, struct gw_token *tok,
+              char *err, size_t errlen)
+{
+	uint8_t der[256];
+	const unsigned char *p = der;
+	size_t derlen = sizeof(der);
+	EVP_PKEY *pub = NULL;
+	char why[256];
+	int rv = -1;
+
+	if (tok == NULL) {
+		sg_seterr(err, errlen, "tls_device_ca_token_label: this gateway has no backend token");
+		return -1;
+	}
+	d->tok = tok;
+	if ((d->ca_label = strdup(cfg->tls_device_ca_token_label)) == NULL) {
+		sg_seterr(err, errlen, "out of memory");
+		return -1;
+	}
+	if (gw_token_ca_public(tok, d->ca_label, true, der, &derlen, why, sizeof(why)) < 0) {
+		if (access(cfg->tls_device_ca, F_OK) == 0) {
+			gw_log_warn("device CA key: %s; no device certificate is issued until it is "
+			            "there", why);
+			return 0;
+		}
+		sg_seterr(err, errlen, "tls_device_ca_token_label: %s", why);
+		return -1;
+	}
+	if ((pub = d2i_PUBKEY(NULL, &p, (long)derlen)) == NULL) {
+		sg_seterr(err, errlen, "device CA key: a public key OpenSSL cannot read");
+		return -1;
+	}
+	if (access(cfg->tls_device_ca, F_OK) < 0 && errno == ENOENT &&
+	    ca_make(d, cfg, pub, err, errlen) < 0)
+		goto out;
+	rv = 0;
+out:
+	EVP_PKEY_free(pub);
+	return rv;
+}
+
 int
-gw_devices_open(const struct gw_config *cfg, struct gw_devices **out, char *err, size_t errlen)
+gw_devices_open(const struct gw_config *cfg, struct gw_token *tok, struct gw_devices **out,
+                char *err, size_t errlen)
 {
 	struct gw_devices *d = calloc(1, sizeof(*d));
 	struct dirent *de;
@@ -292,6 +474,9 @@ gw_devices_open(const struct gw_config *cfg, struct gw_devices **out, char *err,
 		sg_seterr(err, errlen, "tls_devices %s: %s", d->dir, strerror(errno));
 		goto out;
 	}
+	if (cfg->tls_device_ca_token_label != NULL &&
+	    ca_token_open(d, cfg, tok, err, errlen) < 0)
+		goto out;
 	f = fopen(cfg->tls_device_ca, "re");
 	if (f != NULL) {
 		d->ca = PEM_read_X509(f, NULL, NULL, NULL);
@@ -306,7 +491,32 @@ gw_devices_open(const struct gw_config *cfg, struct gw_devices **out, char *err,
 	len = BIO_get_mem_data(mem, &p);
 	if ((d->ca_pem = strndup(p, (size_t)len)) == NULL)
 		goto oom;
+	if (d->ca_label != NULL && d->tok != NULL) {
+		uint8_t der[256];
+		const unsigned char *q = der;
+		size_t derlen = sizeof(der);
+		EVP_PKEY *pub = NULL;
+		char why[256];
+		bool same;
+
+		/* The certificate beside must be the token key's: a CA file of
+		 * another key would trust devices this gateway never issued. */
+		if (gw_token_ca_public(d->tok, d->ca_label, false, der, &derlen, why,
+		                       sizeof(why)) == 0 &&
+		    (pub = d2i_PUBKEY(NULL, &q, (long)derlen)) != NULL) {
+			same = EVP_PKEY_eq(pub, X509_get0_pubkey(d->ca)) == 1;
+			EVP_PKEY_free(pub);
+			if (!same) {
+				sg_seterr(err, errlen, "tls_device_ca %s is not the certificate of the key "
+				          "'%s' on the backend token (move it away and the gateway makes "
+				          "one)", cfg->tls_device_ca, d->ca_label);
+				goto out;
+			}
+		}
+	}
 	if (cfg->tls_device_ca_key != NULL) {
+		gw_log_info("the device CA's key is the file %s; tls_device_ca_token_label keeps it "
+		            "on the backend token instead (docs/deployment.md)", cfg->tls_device_ca_key);
 		d->ca_key = read_key(cfg->tls_device_ca_key, err, errlen);
 		if (d->ca_key == NULL)
 			goto out;
@@ -383,15 +593,49 @@ gw_devices_check(struct gw_devices *d, const char *fp, int64_t *id, int *x509_er
 	return rv;
 }
 
+bool
+gw_device_group_ok(const char *g)
+{
+	size_t n = strlen(g);
+
+	if (n == 0 || n > GW_DEVICE_GROUP_MAX ||
+	    strspn(g, "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789._-") != n)
+		return false;
+	return g[0] != '.' && g[0] != '-' && g[0] != '_';
+}
+
+int
+gw_devices_group(struct gw_devices *d, int64_t id, char *group, size_t len)
+{
+	struct dev *e;
+	int rv = -1;
+
+	if (len > 0)
+		group[0] = '\0';
+	if (d == NULL)
+		return -1;
+	pthread_mutex_lock(&d->lock);
+	for (size_t i = 0; i < d->n; i++) {
+		e = &d->v[i];
+		if (e->id == id) {
+			snprintf(group, len, "%s", e->group);
+			rv = 0;
+			break;
+		}
+	}
+	pthread_mutex_unlock(&d->lock);
+	return rv;
+}
+
 /* ---- records in the audit log ---- */
 
 static int
 record(struct gw_ctx *ctx, const struct gw_peer *peer, const char *action, const char *outcome,
        const char *reason, const char *actor, const struct dev *e)
 {
-	json_t *o = json_pack("{s:I,s:s,s:s,s:s,s:s}", "device", (json_int_t)e->id,
+	json_t *o = json_pack("{s:I,s:s,s:s,s:s,s:s,s:s}", "device", (json_int_t)e->id,
 	                      "host", e->host, "person", e->person, "code", e->code,
-	                      "fingerprint", e->fp);
+	                      "fingerprint", e->fp, "group", e->group);
 	char *detail = o ? json_dumps(o, JSON_COMPACT | JSON_SORT_KEYS) : NULL;
 	struct gw_audit_event ev = {
 		.action = action, .outcome = outcome, .reason = reason, .actor = actor,
@@ -643,7 +887,7 @@ add_ext(X509 *x, X509 *ca, int nid, const char *value)
 /* The device certificate for e's request: a client certificate only,
  * days long, a random serial. */
 static X509 *
-issue(struct gw_devices *d, const struct dev *e, int64_t *not_after)
+issue(struct gw_devices *d, const struct dev *e, int64_t *not_after, char *err, size_t errlen)
 {
 	X509 *x = X509_new();
 	X509_REQ *req = NULL;
@@ -672,8 +916,7 @@ issue(struct gw_devices *d, const struct dev *e, int64_t *not_after)
 	    add_ext(x, d->ca, NID_ext_key_usage, "clientAuth") < 0 ||
 	    add_ext(x, d->ca, NID_subject_key_identifier, "hash") < 0 ||
 	    add_ext(x, d->ca, NID_authority_key_identifier, "keyid") < 0 ||
-	    X509_sign(x, d->ca_key, EVP_PKEY_get_base_id(d->ca_key) == EVP_PKEY_ED25519 ?
-	              NULL : EVP_sha256()) <= 0)
+	    ca_sign(d, x, X509_get0_pubkey(d->ca), err, errlen) < 0)
 		goto out;
 	*not_after = (int64_t)now + (int64_t)d->days * 86400;
 	ok = true;
@@ -712,16 +955,28 @@ change(struct gw_req *r, bool approve)
 	char *p, err[256];
 	long len;
 	int64_t id = 0, not_after = 0;
-	const char *action = approve ? "device_approve" : "device_revoke";
+	const char *action = approve ? "device_approve" : "device_revoke", *group = NULL;
 	json_t *rep = NULL;
 
 	if (d == NULL)
 		return refuse(CKR_FUNCTION_NOT_SUPPORTED, "no_devices", "this gateway has no TLS front");
-	if (sg_get_int(r->msg, "id", true, 1, INT32_MAX, &id, r->err, sizeof(r->err)) < 0)
+	if (sg_get_int(r->msg, "id", true, 1, INT32_MAX, &id, r->err, sizeof(r->err)) < 0 ||
+	    sg_get_str(r->msg, "group", false, &group, GW_DEVICE_GROUP_MAX, r->err,
+	               sizeof(r->err)) < 0)
 		return gw_bad_request(r);
-	if (approve && d->ca_key == NULL)
+	if (group != NULL && !approve)
+		return refuse(CKR_ARGUMENTS_BAD, "bad_request", "a group is given at approval");
+	if (group != NULL && (!gw_device_group_ok(group) ||
+	                      strcmp(group, GW_DEVICE_GROUP_LOCAL) == 0)) {
+		snprintf(r->err, sizeof(r->err), "group: letters, digits, '.', '_', '-', at most %d, "
+		         "and not '%s' (the gateway's own host)", GW_DEVICE_GROUP_MAX,
+		         GW_DEVICE_GROUP_LOCAL);
+		return refuse(CKR_ARGUMENTS_BAD, "bad_request", r->err);
+	}
+	if (approve && d->ca_key == NULL && d->ca_label == NULL)
 		return refuse(CKR_FUNCTION_NOT_SUPPORTED, "no_ca_key",
-		              "this gateway has no tls_device_ca_key to issue certificates with");
+		              "this gateway has no device CA key (tls_device_ca_token_label) to "
+		              "issue certificates with");
 	pthread_mutex_lock(&d->lock);
 	e = find_locked(d, id);
 	if (e == NULL) {
@@ -738,10 +993,16 @@ change(struct gw_req *r, bool approve)
 	next.changed = time(NULL);
 	snprintf(next.by, sizeof(next.by), "%s", r->who->id);
 	snprintf(next.state, sizeof(next.state), approve ? "approved" : "revoked");
+	if (approve)
+		snprintf(next.group, sizeof(next.group), "%s", group ? group : "");
 	next.csr = strdup(e->csr);
 	if (approve) {
-		if ((x = issue(d, e, &not_after)) == NULL || cert_fp(x, next.fp) < 0 ||
+		err[0] = '\0';
+		if ((x = issue(d, e, &not_after, err, sizeof(err))) == NULL ||
+		    cert_fp(x, next.fp) < 0 ||
 		    (b = BIO_new(BIO_s_mem())) == NULL || PEM_write_bio_X509(b, x) != 1) {
+			gw_log_error("device %lld: the certificate could not be made: %s",
+			             (long long)id, err[0] ? err : "out of memory");
 			rep = refuse(CKR_DEVICE_ERROR, "internal", "the certificate could not be made");
 			goto out;
 		}

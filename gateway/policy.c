@@ -573,6 +573,7 @@ seal_free(struct gw_seal *s)
 	free(s->site);
 	strs_free(&s->document_types, &s->n_document_types);
 	strs_free(&s->business_scopes, &s->n_business_scopes);
+	strs_free(&s->devices, &s->n_devices);
 	free(s->timezone);
 	free(s->windows);
 	free(s->mechanisms);
@@ -779,7 +780,7 @@ static const char *const act_as_keys[] = { "os_login", "accounts", NULL };
 static const char *const seal_keys[] = {
 	"id", "name", "kind", "key", "holder", "document_types", "business_scopes",
 	"amount_ceiling", "timezone", "time_windows", "quotas", "mechanisms", "users",
-	"approval", "mfa", "site", NULL };
+	"approval", "mfa", "site", "devices", NULL };
 static const char *const window_keys[] = { "days", "from", "to", NULL };
 static const char *const quota_keys[] = {
 	"per_day", "per_month", "total", "per_person_per_day", NULL };
@@ -1630,6 +1631,20 @@ parse_seal(struct pctx *c, yaml_node_t *m, struct gw_seal *s)
 		return gw_yaml_errf(&c->y, n, "document_types is empty; leave it out to allow any");
 	if ((n = gw_yaml_map_get(&c->y, m, "business_scopes")) != NULL && s->n_business_scopes == 0)
 		return gw_yaml_errf(&c->y, n, "business_scopes is empty; leave it out to allow any");
+	if (opt_list(c, m, "devices", &s->devices, &s->n_devices) < 0)
+		return -1;
+	if ((n = gw_yaml_map_get(&c->y, m, "devices")) != NULL) {
+		/* Groups are given to devices at approval, so the policy cannot
+		 * know them all: it checks the names' form. */
+		if (s->n_devices == 0)
+			return gw_yaml_errf(&c->y, n, "devices is empty; leave it out to allow any "
+			                    "device (or list local for the gateway's own host only)");
+		for (size_t i = 0; i < s->n_devices; i++)
+			if (!id_ok(s->devices[i]) || strlen(s->devices[i]) > 32 ||
+			    strchr(s->devices[i], '@') != NULL)
+				return gw_yaml_errf(&c->y, n, "devices: '%s' is not a device group (letters, "
+				                    "digits, '.', '_', '-', at most 32)", s->devices[i]);
+	}
 	if ((n = gw_yaml_map_get(&c->y, m, "amount_ceiling")) != NULL) {
 		if (gw_yaml_int(&c->y, n, "amount_ceiling", 0, INT64_MAX, &v) < 0)
 			return -1;

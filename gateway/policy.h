@@ -88,6 +88,8 @@ struct gw_seal {
 	struct gw_quotas quotas;
 	unsigned long *mechanisms; size_t n_mechanisms;   /* CKM values; empty = all the key supports */
 	struct gw_audience users;     /* who may apply / use */
+	char **devices; size_t n_devices; /* device groups that may sign ("local": the
+	                               * gateway's own host); empty = any (docs/policy.md) */
 	bool approval_required;       /* false: quotas and windows alone apply */
 	struct gw_rule *rules; size_t n_rules;
 	char *mfa;                    /* "none", "login" (default), "per_signature", "out_of_band",

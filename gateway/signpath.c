@@ -1,6 +1,6 @@
 /*
  * The sign path (signpath.h). Order matters and is the point of this file:
- * parse → who and which seal → mechanism and input → time window →
+ * parse → who and which seal → the device it comes from → mechanism and input → time window →
  * approval (and document binding) → size probe (answered here, before
  * anything is reserved or a second factor asked) → reserve uses and
  * quotas → second factor → sign on the token → audit record + spent uses
@@ -22,6 +22,7 @@
 #include <openssl/rand.h>
 
 #include "appstore.h"
+#include "device.h"
 #include "log.h"
 #include "quota.h"
 #include "refusals.h"
@@ -249,6 +250,47 @@ record(struct sign_ctx *s, const char *action, const char *outcome, const char *
 		return 0;
 	}
 	return seq;
+}
+
+/* Operating equipment (docs/policy.md): a seal whose policy lists device
+ * groups signs only for a device of one of them. A request on the Unix
+ * socket is from the gateway's own host, group "local"; one through the
+ * web front (it carries "via") is from a browser, no device at all. false
+ * with why (for people) when the request's device may not use seal. */
+static bool
+device_allowed(struct gw_req *r, const struct gw_seal *seal, char *why, size_t whylen)
+{
+	char group[GW_DEVICE_GROUP_MAX + 1] = "", list[160] = "";
+	size_t off = 0;
+
+	if (seal->n_devices == 0)
+		return true;
+	for (size_t i = 0; i < seal->n_devices && off < sizeof(list); i++) {
+		int n = snprintf(list + off, sizeof(list) - off, "%s%s", i ? ", " : "", seal->devices[i]);
+		off += n > 0 ? (size_t)n : 0;
+	}
+	if (json_object_get(r->msg, "via") != NULL) {
+		snprintf(why, whylen, "the %s may be used only from the devices of %s, not through "
+		         "the web front", seal->name, list);
+		return false;
+	}
+	if (r->peer->device == 0)
+		snprintf(group, sizeof(group), "%s", GW_DEVICE_GROUP_LOCAL);
+	else if (gw_devices_group(r->ctx->devices, r->peer->device, group, sizeof(group)) < 0)
+		group[0] = '\0';
+	for (size_t i = 0; group[0] != '\0' && i < seal->n_devices; i++)
+		if (strcmp(seal->devices[i], group) == 0)
+			return true;
+	if (r->peer->device == 0)
+		snprintf(why, whylen, "the %s may be used only from the devices of %s, not on the "
+		         "gateway's own host (local)", seal->name, list);
+	else if (group[0] == '\0')
+		snprintf(why, whylen, "the %s may be used only from the devices of %s; device %lld is "
+		         "in no group", seal->name, list, (long long)r->peer->device);
+	else
+		snprintf(why, whylen, "the %s may be used only from the devices of %s; device %lld is "
+		         "in %s", seal->name, list, (long long)r->peer->device, group);
+	return false;
 }
 
 static json_t *
@@ -525,6 +567,11 @@ gw_op_sign(struct gw_req *r)
 		snprintf(r->err, sizeof(r->err), "the %s is held by site %s; sign at that site's gateway",
 		         s.seal->name, s.seal->site);
 		rep = refuse(&s, CKR_FUNCTION_REJECTED, "other_site", "denied");
+		goto out;
+	}
+	/* The device it comes from, before any of the token's work. */
+	if (!device_allowed(r, s.seal, r->err, sizeof(r->err))) {
+		rep = refuse(&s, CKR_FUNCTION_REJECTED, "device", "denied");
 		goto out;
 	}
 	if (r->ctx->cfg != NULL && r->ctx->cfg->no_token) {

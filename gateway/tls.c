@@ -137,6 +137,11 @@ make_ctx(struct gw_tls *t, const struct gw_config *cfg, bool devices, char *err,
 	}
 	SSL_CTX_set_options(c, SSL_OP_NO_RENEGOTIATION);
 	SSL_CTX_set_timeout(c, TICKET_LIFETIME);
+	/* One read(2) per TLS record instead of two (its header, then its
+	 * body): what OpenSSL reads ahead stays in the SSL and the frame
+	 * reader asks it before it waits on the socket (protocol.c read_all),
+	 * and a connection is read by its own thread only. */
+	SSL_CTX_set_read_ahead(c, 1);
 	if (!devices) {
 		/* Enrollment: no certificate asked, and no session kept. */
 		SSL_CTX_set_verify(c, SSL_VERIFY_NONE, NULL);
@@ -209,7 +214,7 @@ gw_tls_open(struct gw_ctx *ctx, struct gw_tls **out, char *err, size_t errlen)
 	if (cfg->tls_listen == NULL)
 		return 0;
 	if (ctx->devices == NULL &&
-	    gw_devices_open(cfg, &ctx->devices, err, errlen) < 0)
+	    gw_devices_open(cfg, ctx->token, &ctx->devices, err, errlen) < 0)
 		return -1;
 	t = calloc(1, sizeof(*t));
 	if (t == NULL) {

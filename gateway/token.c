@@ -28,6 +28,7 @@
 #include <openssl/evp.h>
 #include <openssl/objects.h>
 #include <openssl/param_build.h>
+#include <openssl/rand.h>
 #include <openssl/x509.h>
 
 /* Bounds on what we accept from the token: it is hardware we trust to
@@ -2626,4 +2627,257 @@ fail:
 		sg_seterr(err, errlen, "the backend token could not open a key sealed to '%s': %s",
 		          label, rv != CKR_OK ? rvstr(rv) : "unexpected length");
 	return -1;
+}
+
+/* ---- the device CA's key pair (token.h; device.c) ---- */
+
+/* CKA_EC_PARAMS of P-256: the OID prime256v1. */
+static const CK_BYTE ca_p256[] = { 0x06, 0x08, 0x2a, 0x86, 0x48, 0xce, 0x3d, 0x03, 0x01, 0x07 };
+
+static CK_RV
+ca_find(struct gw_token *tok, CK_SESSION_HANDLE s, const char *label, CK_OBJECT_CLASS cls,
+        CK_OBJECT_HANDLE *key)
+{
+	CK_KEY_TYPE kt = CKK_EC;
+	CK_ATTRIBUTE t[] = {
+		{ CKA_CLASS, &cls, sizeof(cls) },
+		{ CKA_KEY_TYPE, &kt, sizeof(kt) },
+		{ CKA_LABEL, (void *)label, strlen(label) },
+	};
+	CK_OBJECT_HANDLE h[2];
+	CK_ULONG n = 0;
+	CK_RV rv = find_objects(tok, s, t, 3, h, 2, &n);
+
+	if (rv != CKR_OK)
+		return rv;
+	if (n != 1)
+		return n == 0 ? CKR_KEY_HANDLE_INVALID : CKR_KEY_NOT_NEEDED;
+	*key = h[0];
+	return CKR_OK;
+}
+
+/* The CA's private key labelled label; with create, the pair is generated
+ * when absent: on the token, sensitive, never extractable, sign only, with
+ * a random CKA_ID of its own so no seal's certificate can pair with it. */
+static CK_RV
+ca_key(struct gw_token *tok, CK_SESSION_HANDLE s, const char *label, bool create,
+       CK_OBJECT_HANDLE *key)
+{
+	CK_BYTE id[16];
+	CK_BBOOL yes = CK_TRUE, no = CK_FALSE;
+	CK_ATTRIBUTE pubt[] = {
+		{ CKA_LABEL, (void *)label, strlen(label) },
+		{ CKA_ID, id, sizeof(id) },
+		{ CKA_TOKEN, &yes, sizeof(yes) },
+		{ CKA_VERIFY, &yes, sizeof(yes) },
+		{ CKA_ENCRYPT, &no, sizeof(no) },
+		{ CKA_WRAP, &no, sizeof(no) },
+		{ CKA_EC_PARAMS, (void *)ca_p256, sizeof(ca_p256) },
+	};
+	CK_ATTRIBUTE privt[] = {
+		{ CKA_LABEL, (void *)label, strlen(label) },
+		{ CKA_ID, id, sizeof(id) },
+		{ CKA_TOKEN, &yes, sizeof(yes) },
+		{ CKA_PRIVATE, &yes, sizeof(yes) },
+		{ CKA_SENSITIVE, &yes, sizeof(yes) },
+		{ CKA_EXTRACTABLE, &no, sizeof(no) },
+		{ CKA_SIGN, &yes, sizeof(yes) },
+		{ CKA_DECRYPT, &no, sizeof(no) },
+		{ CKA_DERIVE, &no, sizeof(no) },
+		{ CKA_UNWRAP, &no, sizeof(no) },
+	};
+	CK_MECHANISM m = { CKM_EC_KEY_PAIR_GEN, NULL, 0 };
+	CK_SESSION_HANDLE rw;
+	CK_OBJECT_HANDLE hpub, hpriv;
+	CK_SLOT_ID slot;
+	CK_RV rv = ca_find(tok, s, label, CKO_PRIVATE_KEY, key);
+
+	if (rv != CKR_KEY_HANDLE_INVALID || !create)
+		return rv;
+	if (RAND_bytes(id, sizeof(id)) != 1)
+		return CKR_FUNCTION_FAILED;
+	pthread_mutex_lock(&seal_keygen_lock);
+	rv = ca_find(tok, s, label, CKO_PRIVATE_KEY, key);
+	if (rv == CKR_KEY_HANDLE_INVALID) {
+		pthread_mutex_lock(&tok->lock);
+		slot = tok->slot;
+		pthread_mutex_unlock(&tok->lock);
+		rv = tok->f->C_OpenSession(slot, CKF_SERIAL_SESSION | CKF_RW_SESSION, NULL, NULL, &rw);
+		if (rv == CKR_OK) {
+			rv = tok->f->C_GenerateKeyPair(rw, &m, pubt, sizeof(pubt) / sizeof(pubt[0]),
+			                               privt, sizeof(privt) / sizeof(privt[0]),
+			                               &hpub, &hpriv);
+			tok->f->C_CloseSession(rw);
+			if (rv == CKR_OK) {
+				gw_log_info("device CA key '%s' generated on the backend token", label);
+				rv = ca_find(tok, s, label, CKO_PRIVATE_KEY, key);
+			}
+		}
+	}
+	pthread_mutex_unlock(&seal_keygen_lock);
+	return rv;
+}
+
+/* SubjectPublicKeyInfo DER of the P-256 point raw (uncompressed). */
+static int
+ca_spki(const struct gw_bytes *raw, uint8_t *out, size_t *outlen)
+{
+	OSSL_PARAM p[3];
+	EVP_PKEY_CTX *c = NULL;
+	EVP_PKEY *k = NULL;
+	unsigned char *q;
+	int len, rv = -1;
+
+	p[0] = OSSL_PARAM_construct_utf8_string(OSSL_PKEY_PARAM_GROUP_NAME, (char *)"prime256v1", 0);
+	p[1] = OSSL_PARAM_construct_octet_string(OSSL_PKEY_PARAM_PUB_KEY, raw->p, raw->len);
+	p[2] = OSSL_PARAM_construct_end();
+	if ((c = EVP_PKEY_CTX_new_from_name(NULL, "EC", NULL)) == NULL ||
+	    EVP_PKEY_fromdata_init(c) <= 0 || EVP_PKEY_fromdata(c, &k, EVP_PKEY_PUBLIC_KEY, p) <= 0)
+		goto out;
+	len = i2d_PUBKEY(k, NULL);
+	if (len <= 0 || (size_t)len > *outlen)
+		goto out;
+	q = out;
+	if (i2d_PUBKEY(k, &q) != len)
+		goto out;
+	*outlen = (size_t)len;
+	rv = 0;
+out:
+	EVP_PKEY_free(k);
+	EVP_PKEY_CTX_free(c);
+	return rv;
+}
+
+int
+gw_token_ca_public(struct gw_token *tok, const char *label, bool create, uint8_t *der,
+                   size_t *derlen, char *err, size_t errlen)
+{
+	struct gw_bytes pt = { 0 }, raw = { 0 };
+	CK_SESSION_HANDLE s;
+	CK_OBJECT_HANDLE priv, pub;
+	unsigned gen;
+	CK_RV rv;
+	int out = -1;
+
+	if (!tok || !label || !der || !derlen) {
+		sg_seterr(err, errlen, "device CA: bad arguments");
+		return -1;
+	}
+	if (!gw_token_present(tok)) {
+		rv = gw_token_reconnect(tok);
+		if (rv != CKR_OK)
+			goto fail;
+	}
+	rv = pool_take(tok, &s, &gen);
+	if (rv != CKR_OK)
+		goto fail;
+	rv = ca_key(tok, s, label, create, &priv);
+	if (rv == CKR_OK)
+		rv = ca_find(tok, s, label, CKO_PUBLIC_KEY, &pub);
+	if (rv == CKR_OK)
+		rv = read_attr(tok, s, pub, CKA_EC_POINT, ATTR_MAX, &pt);
+	if (rv_token_gone(rv)) {
+		pool_drop(tok, s, gen);
+		gw_token_lost(tok, rvstr(rv));
+	} else {
+		pool_put(tok, s, gen);
+	}
+	if (rv != CKR_OK)
+		goto fail;
+	if (point_raw(&pt, 65, &raw) < 0 || ca_spki(&raw, der, derlen) < 0) {
+		sg_seterr(err, errlen, "the key pair '%s' on the backend token has no usable P-256 "
+		          "public key", label);
+		goto done;
+	}
+	out = 0;
+	goto done;
+fail:
+	if (rv == CKR_KEY_HANDLE_INVALID)
+		sg_seterr(err, errlen, "the key pair '%s' is not on this backend token", label);
+	else if (rv == CKR_KEY_NOT_NEEDED)
+		sg_seterr(err, errlen, "more than one key pair '%s' on the backend token", label);
+	else
+		sg_seterr(err, errlen, "the backend token could not give the key pair '%s': %s",
+		          label, rvstr(rv));
+done:
+	bytes_free(&pt);
+	bytes_free(&raw);
+	return out;
+}
+
+int
+gw_token_ca_sign(struct gw_token *tok, const char *label, const uint8_t digest[32], uint8_t *der,
+                 size_t *derlen, char *err, size_t errlen)
+{
+	CK_MECHANISM m = { CKM_ECDSA, NULL, 0 };
+	CK_SESSION_HANDLE s;
+	CK_OBJECT_HANDLE key;
+	CK_BYTE raw[64];
+	CK_ULONG rawlen = sizeof(raw);
+	ECDSA_SIG *es = NULL;
+	BIGNUM *r = NULL, *bs = NULL;
+	unsigned char *q = der;
+	unsigned gen;
+	bool dirty = false;
+	int len, out = -1;
+	CK_RV rv;
+
+	if (!tok || !label || !digest || !der || !derlen) {
+		sg_seterr(err, errlen, "device CA: bad arguments");
+		return -1;
+	}
+	if (!gw_token_present(tok)) {
+		rv = gw_token_reconnect(tok);
+		if (rv != CKR_OK)
+			goto fail;
+	}
+	rv = pool_take(tok, &s, &gen);
+	if (rv != CKR_OK)
+		goto fail;
+	rv = ca_key(tok, s, label, false, &key);
+	if (rv == CKR_OK) {
+		rv = tok->f->C_SignInit(s, &m, key);
+		if (rv == CKR_OK) {
+			rv = tok->f->C_Sign(s, (CK_BYTE *)digest, 32, raw, &rawlen);
+			if (rv != CKR_OK)
+				dirty = true;
+		}
+	}
+	if (rv_token_gone(rv)) {
+		pool_drop(tok, s, gen);
+		gw_token_lost(tok, rvstr(rv));
+	} else if (dirty) {
+		pool_drop(tok, s, gen);
+	} else {
+		pool_put(tok, s, gen);
+	}
+	if (rv != CKR_OK)
+		goto fail;
+	/* The token gives r || s; a certificate carries ECDSA-Sig-Value. */
+	if (rawlen != sizeof(raw) || (es = ECDSA_SIG_new()) == NULL ||
+	    (r = BN_bin2bn(raw, 32, NULL)) == NULL || (bs = BN_bin2bn(raw + 32, 32, NULL)) == NULL ||
+	    ECDSA_SIG_set0(es, r, bs) != 1) {
+		sg_seterr(err, errlen, "the backend token gave a signature of the wrong form");
+		goto done;
+	}
+	r = bs = NULL;
+	len = i2d_ECDSA_SIG(es, NULL);
+	if (len <= 0 || (size_t)len > *derlen || i2d_ECDSA_SIG(es, &q) != len) {
+		sg_seterr(err, errlen, "device CA signature: buffer too small");
+		goto done;
+	}
+	*derlen = (size_t)len;
+	out = 0;
+	goto done;
+fail:
+	if (rv == CKR_KEY_HANDLE_INVALID)
+		sg_seterr(err, errlen, "the key pair '%s' is not on this backend token", label);
+	else
+		sg_seterr(err, errlen, "the backend token could not sign with '%s': %s", label,
+		          rvstr(rv));
+done:
+	BN_free(r);
+	BN_free(bs);
+	ECDSA_SIG_free(es);
+	return out;
 }

@@ -208,4 +208,18 @@ int gw_token_kem_public(struct gw_token *tok, const char *label, bool create, ui
 int gw_token_kem_open(struct gw_token *tok, const char *label, const uint8_t *in, size_t inlen,
                       uint8_t *out, size_t *outlen, char *err, size_t errlen);
 
+
+/* ---- the device CA's key pair (device.c, docs/deployment.md) ----
+ * EC P-256 with label `label` and a random CKA_ID of its own, generated on
+ * the backend token on first use (private key CKA_SENSITIVE, not
+ * CKA_EXTRACTABLE, sign only). Certificates are signed through the token. */
+/* The public key as SubjectPublicKeyInfo DER (*derlen in: der's size, at
+ * least 128 bytes). create: generate the pair when absent. 0 or -1 with err. */
+int gw_token_ca_public(struct gw_token *tok, const char *label, bool create, uint8_t *der,
+                       size_t *derlen, char *err, size_t errlen);
+/* ECDSA over a SHA-256 digest with the private key, as DER ECDSA-Sig-Value
+ * (*derlen in/out, at least 72 bytes). 0 or -1 with err. */
+int gw_token_ca_sign(struct gw_token *tok, const char *label, const uint8_t digest[32],
+                     uint8_t *der, size_t *derlen, char *err, size_t errlen);
+
 #endif

@@ -429,17 +429,18 @@ cmd_list(struct cli *c)
 	}
 	arr = json_object_get(rep, "devices");
 	if (!c->json) {
-		printf("%-5s %-9s %-20s %-12s %-19s %s\n", "ID", "STATE", "HOST", "PERSON", "KEY CODE",
-		       "CERTIFICATE SHA-256");
+		printf("%-5s %-9s %-20s %-12s %-19s %-16s %s\n", "ID", "STATE", "HOST", "PERSON",
+		       "KEY CODE", "GROUP", "CERTIFICATE SHA-256");
 		json_array_foreach(arr, i, d) {
 			const char *fp = json_string_value(json_object_get(d, "fingerprint"));
-			printf("%-5lld %-9s %-20s %-12s %-19s %.16s%s\n",
+			const char *g = json_string_value(json_object_get(d, "group"));
+			printf("%-5lld %-9s %-20s %-12s %-19s %-16s %.16s%s\n",
 			       (long long)json_integer_value(json_object_get(d, "id")),
 			       json_string_value(json_object_get(d, "state")),
 			       json_string_value(json_object_get(d, "host")),
 			       json_string_value(json_object_get(d, "person")),
 			       json_string_value(json_object_get(d, "code")),
-			       fp && fp[0] ? fp : "-", fp && fp[0] ? "…" : "");
+			       g && g[0] ? g : "-", fp && fp[0] ? fp : "-", fp && fp[0] ? "…" : "");
 		}
 	}
 	rv = 0;
@@ -450,7 +451,7 @@ out:
 }
 
 static int
-cmd_change(struct cli *c, const char *op, const char *id_s)
+cmd_change(struct cli *c, const char *op, const char *id_s, const char *group)
 {
 	char *end = NULL;
 	long long id = strtoll(id_s, &end, 10);
@@ -465,16 +466,20 @@ cmd_change(struct cli *c, const char *op, const char *id_s)
 		return 1;
 	req = sg_request_new(op);
 	json_object_set_new(req, "id", json_integer(id));
+	if (group != NULL)
+		json_object_set_new(req, "group", json_string(group));
 	rep = cli_call(c, req);
 	if (!sg_reply_is_ok(rep, NULL, NULL, NULL)) {
 		cli_die_reply(rep);
 	} else {
 		json_t *d = json_object_get(rep, "device");
+		const char *g = json_string_value(json_object_get(d, "group"));
 		if (!c->json)
-			printf("device %lld (%s, %s): %s\n", id,
+			printf("device %lld (%s, %s): %s%s%s\n", id,
 			       json_string_value(json_object_get(d, "host")),
 			       json_string_value(json_object_get(d, "person")),
-			       json_string_value(json_object_get(d, "state")));
+			       json_string_value(json_object_get(d, "state")),
+			       g && g[0] ? ", group " : "", g && g[0] ? g : "");
 		rv = 0;
 	}
 	json_decref(rep);
@@ -496,9 +501,11 @@ sealctl_device(struct cli *c, const char *cmd, int argc, char **argv)
 	if (strcmp(argv[1], "list") == 0 && argc == 2)
 		return cmd_list(c);
 	if (strcmp(argv[1], "approve") == 0 && argc == 3)
-		return cmd_change(c, SG_OP_DEVICE_APPROVE, argv[2]);
+		return cmd_change(c, SG_OP_DEVICE_APPROVE, argv[2], NULL);
+	if (strcmp(argv[1], "approve") == 0 && argc == 5 && strcmp(argv[3], "--group") == 0)
+		return cmd_change(c, SG_OP_DEVICE_APPROVE, argv[2], argv[4]);
 	if (strcmp(argv[1], "revoke") == 0 && argc == 3)
-		return cmd_change(c, SG_OP_DEVICE_REVOKE, argv[2]);
-	fprintf(stderr, "sealctl: device enroll|list|approve ID|revoke ID\n");
+		return cmd_change(c, SG_OP_DEVICE_REVOKE, argv[2], NULL);
+	fprintf(stderr, "sealctl: device enroll|list|approve ID [--group GROUP]|revoke ID\n");
 	return 2;
 }

@@ -10,7 +10,9 @@
 #                                    ed-seal:03:EC:edwards25519
 #   (keytype is anything pkcs11-tool --key-type accepts; it may contain ':')
 # env: SG_SOFTHSM_MODULE (default /usr/lib/softhsm/libsofthsm2.so),
-#      SG_SO_PIN (default 5678), SG_ORG (certificate O=, default "sealgate test")
+#      SG_SO_PIN (default 5678), SG_ORG (certificate O=, default "sealgate test"),
+#      SG_SEAL_EKU (an extendedKeyUsage for the seal certificates, default none;
+#      emailProtection makes NSS offer them for signing, as pdfsig needs)
 # outputs: DIR/softhsm2.conf, DIR/tokens/, DIR/ca.pem, DIR/ca.key,
 #          DIR/<label>.crt.pem, DIR/<label>.crt.der, DIR/<label>.pub.pem
 # Use it with: export SOFTHSM2_CONF=DIR/softhsm2.conf
@@ -72,6 +74,7 @@ for spec in "$@"; do
 		-extfile /dev/stdin -out "$dir/$klabel.crt.pem" <<EOF
 basicConstraints=critical,CA:FALSE
 keyUsage=critical,digitalSignature,nonRepudiation
+${SG_SEAL_EKU:+extendedKeyUsage=$SG_SEAL_EKU}
 EOF
 	openssl x509 -in "$dir/$klabel.crt.pem" -outform DER -out "$dir/$klabel.crt.der"
 	p11 --login --pin "$pin" --write-object "$dir/$klabel.crt.der" --type cert \

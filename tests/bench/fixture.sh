@@ -57,6 +57,7 @@ organization:
     - { id: boss, name: Boss, department: hq, roles: [executive] }
     - { id: lead, name: Lead, department: ops, roles: [department_head] }
     - { id: bench, name: Bench, department: ops, roles: [employee] }
+    - { id: admin, name: Admin, department: hq, roles: [seal_admin] }
   act_as:
     - { os_login: "$me", accounts: all }
 seals:
@@ -104,10 +105,12 @@ EOC
 			fi
 			[ -n "${SG_BENCH_SESSIONS:-}" ] && echo "backend_sessions: $SG_BENCH_SESSIONS"
 		} >"$dir/sealgated.yaml"
-		for u in bench boss lead; do
+		for u in bench boss lead admin; do
 			printf '%s-password\n' "$u" | SOFTHSM2_CONF=$dir/gw/softhsm2.conf "$gw" \
 				--config "$dir/sealgated.yaml" --set-password "$u" --password-file -
 		done
+		# (admin approves the TLS row's desktop: tests/bench/tls.sh)
+		(umask 077; printf 'admin-password\n' >"$dir/pw-admin")
 	fi
 	start
 }

@@ -9,11 +9,14 @@
 # SQLite, run for run alternately. It measures and reports; it never fails
 # on a number (only when something does not work).
 #
-#   tests/bench/run.sh [--quick] [--no-doc] [--no-pg | --pg-only]
+#   tests/bench/run.sh [--quick] [--no-doc] [--no-pg | --pg-only] [--no-tls | --tls-only]
 #
 # --no-pg: no PostgreSQL part (it is left out, said so, when PostgreSQL is
 # not installed). --pg-only: the PostgreSQL part alone (SQLite against
 # PostgreSQL), which rewrites only the "pgbench" marks of the page.
+# --no-tls: no TLS part (tests/bench/tls.sh: the Unix socket against TLS on
+# loopback, SG_BENCH_TLS_ROUNDS runs each, default 2 × rounds). --tls-only:
+# that part alone, which rewrites only the "tlsbench" marks.
 #
 # env: SEALGATE_BUILD, SEALGATE_SOURCE (set by meson); SG_BENCH_ROUNDS (3),
 # SG_BENCH_RSA_OPS (300 per thread), SG_BENCH_EC_OPS (1000 per thread),
@@ -23,14 +26,16 @@
 # BUILD/bench-results) and, unless --no-doc, replace the part of
 # docs/performance.md between the "bench:begin" and "bench:end" marks.
 set -eu
-quick=0 doc=1 pg=1 rest=1
+quick=0 doc=1 pg=1 rest=1 tls=1
 for a in "$@"; do
 	case $a in
 	--quick) quick=1 ;;
 	--no-doc) doc=0 ;;
 	--no-pg) pg=0 ;;
-	--pg-only) rest=0 ;;
-	*) echo "usage: $0 [--quick] [--no-doc] [--no-pg | --pg-only]" >&2; exit 2 ;;
+	--pg-only) rest=0 tls=0 ;;
+	--no-tls) tls=0 ;;
+	--tls-only) rest=0 pg=0 ;;
+	*) echo "usage: $0 [--quick] [--no-doc] [--no-pg | --pg-only] [--no-tls | --tls-only]" >&2; exit 2 ;;
 	esac
 done
 here=$(cd "$(dirname "$0")" && pwd)
@@ -45,6 +50,7 @@ if [ $quick = 1 ]; then
 	rounds=1 rsa_ops=60 ec_ops=300 audit_n=${SG_BENCH_AUDIT_RECORDS:-100000}
 fi
 pg_rounds=${SG_BENCH_PG_ROUNDS:-$((2 * rounds))}
+tls_rounds=${SG_BENCH_TLS_ROUNDS:-$((2 * rounds))}
 out=${SG_BENCH_OUT:-$build/bench-results}
 softhsm=/usr/lib/softhsm/libsofthsm2.so
 p11client=$(for d in /usr/lib/x86_64-linux-gnu/pkcs11 /usr/lib/*/pkcs11 /usr/lib/pkcs11; do
@@ -55,6 +61,8 @@ bdir=$build/tests/bench
 
 # shellcheck source=tests/lib/pg.sh
 . "$src/tests/lib/pg.sh"
+# shellcheck source=tests/bench/tls.sh
+. "$here/tls.sh"
 
 dir=$(mktemp -d /tmp/sg-bench-XXXXXX)
 p11pid= pgup=0
@@ -199,8 +207,22 @@ if [ $pg = 1 ]; then
 		sh "$here/fixture.sh" stop "$dir/pgfx"
 	fi
 fi
+# ---- the same gateway over TLS (tests/bench/tls.sh) ----
+if [ $tls = 1 ]; then
+	if command -v oathtool >/dev/null && command -v openssl >/dev/null; then
+		tls_bench
+		sg="sealgate=$module,pin=bench-password,cpu-pid=$gwpid"
+	else
+		log "oathtool or openssl not installed: no TLS comparison"
+	fi
+fi
 if [ $rest = 0 ]; then
 	echo "load_after	$(cut -d' ' -f1-3 /proc/loadavg)" >>"$out/machine.tsv"
+	if [ -f "$out/tls.tsv" ]; then
+		sh "$here/report-tls.sh" "$out" >"$out/report-tls.md"
+		cat "$out/report-tls.md"
+		[ $doc = 0 ] || replace_marks tlsbench "$out/report-tls.md"
+	fi
 	if [ -f "$out/pg.tsv" ]; then
 		sh "$here/report-pg.sh" "$out" >"$out/report-pg.md"
 		cat "$out/report-pg.md"
@@ -267,5 +289,10 @@ if [ -f "$out/pg.tsv" ]; then
 	sh "$here/report-pg.sh" "$out" >"$out/report-pg.md"
 	cat "$out/report-pg.md"
 	[ $doc = 0 ] || replace_marks pgbench "$out/report-pg.md"
+fi
+if [ -f "$out/tls.tsv" ]; then
+	sh "$here/report-tls.sh" "$out" >"$out/report-tls.md"
+	cat "$out/report-tls.md"
+	[ $doc = 0 ] || replace_marks tlsbench "$out/report-tls.md"
 fi
 exit $status

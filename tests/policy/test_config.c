@@ -209,7 +209,7 @@ Test(config, errors)
 	             "max_connections, connections_per_uid, connections_per_unknown_uid, "
 	             "frame_timeout, client_idle_timeout, totp_site_keys, document_max_size, tls_listen, tls_cert, tls_key, "
 	             "tls_device_ca, tls_device_ca_key, tls_devices, tls_enroll_listen, "
-	             "tls_connections_per_device, tls_device_days, web_front, notify, risk_online, risk_queue)");
+	             "tls_connections_per_device, tls_device_days, tls_device_ca_token_label, web_front, notify, risk_online, risk_queue)");
 	/* store_path is a SQLite file's old name: a URL there is refused,
 	 * never made into a file name (store: takes it). */
 	expect_error("backend_token: \"pkcs11:token=t\"\ntoken_pin_file: pin\n"
@@ -284,8 +284,21 @@ Test(config, tls_front)
 	             "would have nowhere to go");
 	expect_error(REQ "tls_listen: \"*:8443\"\ntls_cert: gw.pem\ntls_key: gw.key\n"
 	             "tls_device_ca: dca.pem\ntls_devices: d\ntls_enroll_listen: \":8444\"\n",
-	             "/etc/sg/c.yaml:10:20: tls_enroll_listen needs tls_device_ca_key to issue "
-	             "certificates");
+	             "/etc/sg/c.yaml:10:20: tls_enroll_listen needs tls_device_ca_token_label (or "
+	             "a file tls_device_ca_key) to issue certificates");
+	/* The device CA's key on the token: a label, and never a file besides. */
+	cr_assert_eq(parse(REQ "tls_listen: \"*:8443\"\ntls_cert: gw.pem\ntls_key: gw.key\n"
+	                   "tls_device_ca: dca.pem\ntls_devices: d\ntls_enroll_listen: \":8444\"\n"
+	                   "tls_device_ca_token_label: sealgate device CA\n", &c, err, sizeof(err)),
+	             0, "%s", err);
+	cr_assert_str_eq(c->tls_device_ca_token_label, "sealgate device CA");
+	cr_assert_null(c->tls_device_ca_key);
+	gw_config_free(&c);
+	expect_error(REQ "tls_listen: \"*:8443\"\ntls_cert: gw.pem\ntls_key: gw.key\n"
+	             "tls_device_ca: dca.pem\ntls_devices: d\ntls_device_ca_key: dca.key\n"
+	             "tls_device_ca_token_label: ca\n",
+	             "/etc/sg/c.yaml:11:28: tls_device_ca_token_label and tls_device_ca_key: the "
+	             "device CA's key is on the token or in a file, not both");
 }
 
 /* web_front (docs/web.md): a user resolved to its uid at load; root and

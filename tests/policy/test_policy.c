@@ -249,6 +249,34 @@ Test(policy_errors, unknown_key)
 	             "colour", "unknown key 'colour' in organization");
 }
 
+/* A seal for some device groups (operating equipment): a list of group
+ * names, never empty, a misspelt key refused as any other. */
+Test(policy_errors, devices)
+{
+	struct gw_policy *p = NULL;
+	const struct gw_seal *s;
+	char err[1024];
+
+	cr_assert_eq(parse(ORG SEAL_HEAD "    approval: none\n    devices: [finance-office, local]\n",
+	                   &p, err, sizeof(err)), 0, "%s", err);
+	s = &p->seals[0];
+	cr_assert_eq(s->n_devices, 2);
+	cr_assert_str_eq(s->devices[0], "finance-office");
+	cr_assert_str_eq(s->devices[1], "local");
+	gw_policy_unref(&p);
+	cr_assert_eq(parse(ORG SEAL_HEAD "    approval: none\n", &p, err, sizeof(err)), 0, "%s", err);
+	cr_assert_eq(p->seals[0].n_devices, 0);
+	gw_policy_unref(&p);
+	expect_error(ORG SEAL_HEAD "    approval: none\n    devices: []\n", "[]",
+	             "devices is empty; leave it out to allow any device");
+	expect_error(ORG SEAL_HEAD "    approval: none\n    devices: [\"finance office\"]\n",
+	             "[\"finance", "'finance office' is not a device group");
+	expect_error(ORG SEAL_HEAD "    approval: none\n    device: [finance-office]\n",
+	             "device:", "unknown key 'device' in a seal");
+	expect_error(ORG SEAL_HEAD "    approval: none\n    devices: finance-office\n",
+	             "finance-office", "devices");
+}
+
 Test(policy_errors, duplicate_key)
 {
 	expect_error(ORG SEAL_HEAD "    approval: none\n    key: \"pkcs11:object=t\"\n",
