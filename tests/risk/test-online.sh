@@ -11,7 +11,9 @@
 # the queue of records handed to the rules holds none (risk_queue: 0), so
 # the catch-up from the store by seq is what feeds them; after it the
 # default queue does, and alice's fourth application joins the splitting
-# alert (alert_update), which keeps its id.
+# alert (alert_update), which keeps its id. grace, the auditor, is told of
+# each new alert by mail (a real SMTP sink, tests/lib/smtpsink.py), the
+# notice queued in the alert's own transaction.
 #
 # env: SEALGATE_BUILD, SEALGATE_SOURCE, SG_TEST_STORE
 set -euo pipefail
@@ -30,6 +32,14 @@ pass() { echo "ok - $*"; }
 fail() { echo "not ok - $*"; fails=$((fails + 1)); }
 
 store=$(sg_store_conf "$W") || exit $?
+"$py" -c 'import aiosmtpd' 2>/dev/null || { echo "SKIP: python3-aiosmtpd is not installed"; exit 77; }
+sink=$src/tests/lib/smtpsink.py
+mkdir -p "$W/sink"
+"$py" "$sink" serve "$W/sink" >"$W/sink.log" 2>&1 &
+sink_pid=$!
+trap 'kill "$sink_pid" 2>/dev/null; sg_gw_stop "$W"; sg_store_down "$W"; [ -n "${KEEP:-}" ] || rm -rf "$W"' EXIT
+for _ in $(seq 100); do [ -s "$W/sink/port" ] && break; sleep 0.1; done
+sport=$(cat "$W/sink/port") || { echo "the SMTP sink did not start"; cat "$W/sink.log"; exit 1; }
 SG_ORG="Risk Co." sh "$src/tests/backend/mktoken.sh" "$W" sg-risk 1234 \
 	contract-seal:01:rsa:2048 sealgate-audit:a0:EC:prime256v1 >/dev/null
 (umask 077; printf '1234\n' >"$W/token.pin")
@@ -46,7 +56,7 @@ organization:
     - { id: bob, name: Bob, department: sales, roles: [department_head] }
     - { id: carol, name: Carol, department: hq, roles: [executive, seal_admin] }
     - { id: dave, name: Dave, department: sales, roles: [employee] }
-    - { id: grace, name: Grace, department: hq, roles: [auditor] }
+    - { id: grace, name: Grace, department: hq, roles: [auditor], email: grace@example.test }
   act_as:
     - { os_login: "$(id -un)", accounts: all }
 seals:
@@ -79,6 +89,11 @@ token_label: Risk Co.
 audit_key: "pkcs11:object=sealgate-audit;type=private"
 backend_sessions: 2
 risk_queue: 0
+notify:
+  web_url: https://seal.example.test/
+  from: "Sealgate <sealgate@example.test>"
+  smtp: { url: "smtp://127.0.0.1:$sport" }
+  poll: 1
 EOC
 for u in alice bob carol dave grace; do
 	printf '%s-password\n' "$u" >"$W/pw-$u"
@@ -157,6 +172,26 @@ else:
     print("ok - each of the %d alerts raised in its own alert_raise record" % len(alerts))
 sys.exit(0 if ok else 1)
 PY
+# ---- grace is told of each new alert by mail ----
+n=0
+for _ in $(seq 300); do
+	n=$("$py" "$sink" count "$W/sink" grace@example.test)
+	[ "$n" -ge 3 ] && break
+	sleep 0.1
+done
+for i in $(seq "$n"); do "$py" "$sink" show "$W/sink" grace@example.test "$i"; done >"$W/grace-mail.json" 2>&1 || true
+"$py" - "$W/grace-mail.json" "$W/alerts.json" <<'PY' && pass "grace's mail names each alert's rule and links to the alerts" ||
+import json, sys
+dec, text, mails, i = json.JSONDecoder(), open(sys.argv[1]).read(), [], 0
+while i < len(text):
+    if text[i].isspace(): i += 1; continue
+    m, i = dec.raw_decode(text, i); mails.append(m)
+rules = {a["rule"] for a in json.load(open(sys.argv[2]))["alerts"]}
+got = {r for r in rules for m in mails if m["subject"] == "Alert: " + r}
+assert rules and got == rules, (rules, [m["subject"] for m in mails])
+assert all("https://seal.example.test/#/alerts" in m["body"] for m in mails), mails
+PY
+	fail "grace's mail: $(cat "$W/grace-mail.json" | head -c 2000)"
 grep -q '"overflows": [1-9]' "$W/alerts.json" && pass "the queue of none overflowed: the rules read the records back from the store" ||
 	fail "the queue never overflowed: $(cat "$W/alerts.json")"
 
