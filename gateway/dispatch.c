@@ -416,6 +416,7 @@ static const struct op ops[] = {
 	{ SG_OP_DOC_GET,     NEED_SESSION,     0, NULL, 0, 0, gw_op_doc_get },
 	/* stamps (stamp_ops.c): checked against the approved document */
 	{ SG_OP_STAMP_PREPARE, NEED_SESSION,   0, NULL, 0, 0, gw_op_stamp_prepare },
+	{ SG_OP_RECEIPT,     NEED_SESSION,     0, NULL, 0, 0, gw_op_receipt },
 };
 
 /* Which factors of need the login of r lacks (0: none). -1 on a store

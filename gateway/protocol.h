@@ -62,6 +62,7 @@
 #define SG_OP_DOC_PUT        "doc_put"
 #define SG_OP_DOC_GET        "doc_get"
 #define SG_OP_STAMP_PREPARE  "stamp_prepare"
+#define SG_OP_RECEIPT        "receipt"
 
 /* ---- framing (blocking fds; EINTR handled; MSG_NOSIGNAL on send) ---- */
 

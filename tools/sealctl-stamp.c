@@ -125,60 +125,6 @@ p11_attr(struct p11 *p, CK_OBJECT_HANDLE o, CK_ATTRIBUTE_TYPE type, CK_ULONG *le
 	return buf;
 }
 
-/* DER of the signed attributes as they are signed: a SET OF Attribute
- * (tag 0x31), its members in DER order (RFC 5652 5.4). */
-static int
-cmp_der(const void *a, const void *b)
-{
-	const uint8_t *const *x = a, *const *y = b;
-	size_t lx = ((const size_t *)x)[1], ly = ((const size_t *)y)[1];
-	int c = memcmp(x[0], y[0], lx < ly ? lx : ly);
-
-	return c ? c : (lx > ly) - (lx < ly);
-}
-
-static uint8_t *
-signed_attrs_der(CMS_SignerInfo *si, size_t *len)
-{
-	int n = CMS_signed_get_attr_count(si);
-	struct { uint8_t *p; size_t len; } *m;
-	size_t body = 0, hdr, off;
-	uint8_t *out = NULL;
-
-	if (n <= 0 || (m = calloc((size_t)n, sizeof(*m))) == NULL)
-		return NULL;
-	for (int i = 0; i < n; i++) {
-		int l = i2d_X509_ATTRIBUTE(CMS_signed_get_attr(si, i), &m[i].p);
-		if (l <= 0)
-			goto out;
-		m[i].len = (size_t)l;
-		body += m[i].len;
-	}
-	qsort(m, (size_t)n, sizeof(*m), cmp_der);
-	hdr = body < 0x80 ? 2 : body < 0x100 ? 3 : body < 0x10000 ? 4 : 5;
-	if ((out = malloc(hdr + body)) == NULL)
-		goto out;
-	out[0] = 0x31;
-	if (hdr == 2) {
-		out[1] = (uint8_t)body;
-	} else {
-		out[1] = (uint8_t)(0x80 | (hdr - 2));
-		for (size_t i = 0; i < hdr - 2; i++)
-			out[2 + i] = (uint8_t)(body >> (8 * (hdr - 3 - i)));
-	}
-	off = hdr;
-	for (int i = 0; i < n; i++) {
-		memcpy(out + off, m[i].p, m[i].len);
-		off += m[i].len;
-	}
-	*len = hdr + body;
-out:
-	for (int i = 0; i < n; i++)
-		OPENSSL_free(m[i].p);
-	free(m);
-	return out;
-}
-
 /* ECDSA r||s (the token's) as the DER ECDSA-Sig-Value CMS carries. */
 static uint8_t *
 ecdsa_der(const uint8_t *rs, size_t len, size_t *out_len)
@@ -204,9 +150,37 @@ ecdsa_der(const uint8_t *rs, size_t len, size_t *out_len)
 
 /* The CMS over the file's byte range, signed by the seal's key through
  * the module. *der: the ContentInfo (OPENSSL_free). */
+/* The approval receipt of application app (the receipt request, after
+ * the signature is recorded), as the attribute's value: the reply's
+ * {"receipt","signature","cert"} in JSON. NULL with a message. */
+static char *
+fetch_receipt(struct cli *c, long long app)
+{
+	json_t *req = sg_request_new(SG_OP_RECEIPT), *rep, *v;
+	char *text = NULL;
+	bool json = c->json;
+
+	json_object_set_new(req, "application", json_integer(app));
+	c->json = false;
+	rep = cli_call(c, req);
+	c->json = json;
+	if (!sg_reply_is_ok(rep, NULL, NULL, NULL)) {
+		cli_die_reply(rep);
+		json_decref(rep);
+		return NULL;
+	}
+	v = json_pack("{s:O,s:O,s:O}", "receipt", json_object_get(rep, "receipt"),
+	              "signature", json_object_get(rep, "signature"), "cert", json_object_get(rep, "cert"));
+	if (v != NULL)
+		text = json_dumps(v, JSON_COMPACT | JSON_SORT_KEYS);
+	json_decref(v);
+	json_decref(rep);
+	return text;
+}
+
 static int
-make_cms(struct p11 *p, const char *label, const uint8_t md[32], uint8_t **der, size_t *der_len,
-         char *err, size_t errlen)
+make_cms(struct p11 *p, struct cli *c, long long app, const char *label, const uint8_t md[32],
+         uint8_t **der, size_t *der_len, char *err, size_t errlen)
 {
 	CK_OBJECT_HANDLE cert_o, key_o;
 	CK_ULONG cert_len = 0, id_len = 0, siglen = 0;
@@ -251,7 +225,7 @@ make_cms(struct p11 *p, const char *label, const uint8_t md[32], uint8_t **der, 
 	                                OBJ_nid2obj(NID_pkcs7_data), -1) != 1 ||
 	    CMS_signed_add1_attr_by_NID(si, NID_pkcs9_signingTime, t->type, t, -1) != 1 ||
 	    CMS_signed_add1_attr_by_NID(si, NID_pkcs9_messageDigest, V_ASN1_OCTET_STRING, md, 32) != 1 ||
-	    (attrs = signed_attrs_der(si, &attrs_len)) == NULL) {
+	    (attrs = sg_stamp_signed_attrs(si, &attrs_len)) == NULL) {
 		snprintf(err, errlen, "the CMS could not be set up: %s",
 		         ERR_reason_error_string(ERR_get_error()));
 		goto out;
@@ -272,6 +246,22 @@ make_cms(struct p11 *p, const char *label, const uint8_t md[32], uint8_t **der, 
 		ASN1_STRING_set(CMS_SignerInfo_get0_signature(si), edsig, (int)edlen);
 	} else {
 		ASN1_STRING_set(CMS_SignerInfo_get0_signature(si), sig, (int)siglen);
+	}
+	/* The receipt: unsigned, so it is added after the signature it
+	 * speaks of (and binds to it by the signed attributes' hash). */
+	if (app > 0) {
+		char *receipt = fetch_receipt(c, app);
+		ASN1_OBJECT *oid = OBJ_txt2obj(SG_RECEIPT_OID, 1);
+		int ok = receipt && oid &&
+		         CMS_unsigned_add1_attr_by_OBJ(si, oid, V_ASN1_OCTET_STRING, receipt,
+		                                       (int)strlen(receipt)) == 1;
+		free(receipt);
+		ASN1_OBJECT_free(oid);
+		if (!ok) {
+			snprintf(err, errlen, "the approval receipt could not be added (the signature "
+			         "of application #%lld is recorded)", app);
+			goto out;
+		}
 	}
 	*der = NULL;
 	if ((n = i2d_CMS_ContentInfo(cms, der)) <= 0) {
@@ -333,7 +323,7 @@ seal_label(struct cli *c, const char *seal, char *label, size_t len)
  * application bound to the input, it checks the update is a stamp of that
  * document and nothing else. 0 checked or nothing to check, -1 refused. */
 static int
-prepare(struct cli *c, const char *seal, long long app, const uint8_t *in, size_t in_len,
+prepare(struct cli *c, const char *seal, long long *app, const uint8_t *in, size_t in_len,
         const struct sg_stamp_update *u)
 {
 	json_t *req = sg_request_new(SG_OP_STAMP_PREPARE), *rep;
@@ -347,14 +337,20 @@ prepare(struct cli *c, const char *seal, long long app, const uint8_t *in, size_
 		snprintf(hex + 2 * i, 3, "%02x", sha[i]);
 	json_object_set_new(req, "seal", json_string(seal));
 	json_object_set_new(req, "doc_sha256", json_string(hex));
-	if (app > 0)
-		json_object_set_new(req, "application", json_integer(app));
+	if (*app > 0)
+		json_object_set_new(req, "application", json_integer(*app));
 	sg_set_bytes(req, "update", u->buf, u->len);
-	rep = cli_call(c, req);
-	if (sg_reply_is_ok(rep, NULL, NULL, NULL))
+	{
+		bool json = c->json;
+		c->json = false;
+		rep = cli_call(c, req);
+		c->json = json;
+	}
+	if (sg_reply_is_ok(rep, NULL, NULL, NULL)) {
+		*app = (long long)json_integer_value(json_object_get(rep, "application"));
 		rv = 0;
-	else if (!sg_reply_is_ok(rep, NULL, &code, &msg) && code && strcmp(code, "not_bound") == 0 &&
-	         app <= 0)
+	} else if (!sg_reply_is_ok(rep, NULL, &code, &msg) && code && strcmp(code, "not_bound") == 0 &&
+	         *app <= 0)
 		rv = 0;   /* no document-bound application: the sign path decides */
 	else
 		cli_die_reply(rep);
@@ -444,7 +440,7 @@ sealctl_stamp(struct cli *c, const char *cmd, int argc, char **argv)
 		fprintf(stderr, "sealctl: %s: %s\n", inpath, err);
 		goto out;
 	}
-	if (prepare(c, seal, app, in, in_len, &u) < 0)
+	if (prepare(c, seal, &app, in, in_len, &u) < 0)
 		goto out;
 	range_digest(in, in_len, &u, md);
 
@@ -458,7 +454,7 @@ sealctl_stamp(struct cli *c, const char *cmd, int argc, char **argv)
 		goto out;
 	if (p11_open(&p, module, pin) < 0)
 		goto out;
-	if (make_cms(&p, label, md, &der, &der_len, err, sizeof(err)) < 0) {
+	if (make_cms(&p, c, app, label, md, &der, &der_len, err, sizeof(err)) < 0) {
 		fprintf(stderr, "sealctl: %s\n", err);
 		goto out;
 	}

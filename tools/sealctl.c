@@ -56,6 +56,8 @@ usage(FILE *f)
 "  stamp --seal S --in FILE.pdf --out OUT.pdf [--application ID] [--page N --at X,Y]\n"
 "        [--reason R] [--module PATH]  the seal on the page, signed through the\n"
 "                              module (docs/stamp.md)\n"
+"  verify FILE.pdf [--ca CA.pem] [--audit-cert CERT]  every signature of the file\n"
+"                              and its approval receipt, offline\n"
 "  list [--mine|--waiting|--all] your applications, those waiting for you, or all\n"
 "  show ID                     one application with its approvals\n"
 "  approve ID [--comment C]    approve the level waiting for you\n"
@@ -391,6 +393,9 @@ main(int argc, char **argv)
 	if (rv >= 0)
 		goto done;
 	rv = sealctl_stamp(&c, cmd, argc - optind + 1, argv + optind - 1);
+	if (rv >= 0)
+		goto done;
+	rv = sealctl_verify(cmd, argc - optind + 1, argv + optind - 1);
 	if (rv >= 0)
 		goto done;
 	/* Options may also follow the command. */

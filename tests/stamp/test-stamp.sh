@@ -4,7 +4,9 @@
 # says the signature is valid, qpdf --check finds no error, and the page
 # rendered by pdftoppm has the seal's red in the box asked for and nowhere
 # else. A second stamp (on an application bound to the stamped file)
-# leaves both valid. Refused and recorded, with nothing spent (the uses
+# leaves both valid. sealctl verify checks them and the approval receipts
+# (and fails on another site's audit certificate, an edited receipt, a
+# signature moved to another file). Refused and recorded, with nothing spent (the uses
 # and the quota as they were): another document, the document changed
 # after approval, an application already used, a seal the person may not
 # use.
@@ -36,6 +38,24 @@ read -r IN OUTSIDE <<<"$OUT"
 check "the seal's red is in the box asked for ($IN pixels)" test "${IN:-0}" -gt 500
 check "and nowhere else ($OUTSIDE pixels)" test "${OUTSIDE:-1}" = 0
 expect_audit 1 "action='sign' AND outcome='ok' AND application=$ID" "the stamp's signature is recorded"
+
+# --- sealctl verify, offline: the signature, the seal's certificate, the
+# receipt against the site's audit certificate, who applied and approved
+AUDIT_CERT=$E2E_SITE/certs/audit.pem
+run "$SEALGATE_BUILD/tools/sealctl" verify stamped.pdf --ca "$SEALGATE_CA" --audit-cert "$AUDIT_CERT"
+expect_ok "sealctl verify: the stamped contract holds"
+expect_out "receipt: valid, site main" "the receipt is valid, from site main"
+expect_out "Alice Chen (alice) applied for the Contract Seal: e2e test test-stamp" "it says who applied"
+expect_out "level 1: approved by Bob Li (bob)" "and who approved"
+openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes -keyout other.key \
+	-subj "/CN=Other site audit" -days 2 -out other-audit.pem 2>/dev/null
+run "$SEALGATE_BUILD/tools/sealctl" verify stamped.pdf --audit-cert other-audit.pem
+expect_fail "a receipt checked against another site's audit certificate fails"
+expect_out "another site's" "and says so"
+python3 "$HERE/pdfedit.py" edit-receipt stamped.pdf edited.pdf
+run "$SEALGATE_BUILD/tools/sealctl" verify edited.pdf --audit-cert "$AUDIT_CERT"
+expect_fail "an edited receipt (its amount 1000 made 9000) fails"
+expect_out "its signature does not verify" "and says so"
 
 # --- refused, recorded, nothing spent
 # (the first JSON object of --json: the reply to show)
@@ -103,4 +123,14 @@ expect_out "Signature #2" "pdfsig sees two signatures"
 check "both are valid" test "$(grep -c 'Signature Validation: Signature is Valid.' <<<"$OUT")" = 2
 run qpdf --check two.pdf
 expect_out "No syntax or stream encoding errors found" "qpdf finds no error in the twice stamped file"
+run "$SEALGATE_BUILD/tools/sealctl" verify two.pdf --ca "$SEALGATE_CA" --audit-cert "$AUDIT_CERT"
+expect_ok "sealctl verify: both stamps hold"
+expect_out "2 signature(s), all valid" "verify sees both"
+expect_out "an earlier revision" "the first covers the revision it signed"
+# The first stamp's signature moved into the second application's file
+# (the same contract, stamped elsewhere on the page): it fails.
+python3 "$HERE/pdfedit.py" move-sig stamped.pdf one.pdf moved.pdf
+run "$SEALGATE_BUILD/tools/sealctl" verify moved.pdf --audit-cert "$AUDIT_CERT"
+expect_fail "a signature moved to another document fails"
+expect_out "the signature does not match the bytes it covers" "and says so"
 finish

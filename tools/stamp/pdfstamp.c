@@ -13,6 +13,8 @@
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
+#include <openssl/cms.h>
+#include <openssl/x509.h>
 #include <qpdf/qpdf-c.h>
 
 /* A growing byte buffer. */
@@ -454,4 +456,58 @@ sg_stamp_update_free(struct sg_stamp_update *u)
 {
 	free(u->buf);
 	memset(u, 0, sizeof(*u));
+}
+
+/* DER of the signed attributes as they are signed: a SET OF Attribute
+ * (tag 0x31), its members in DER order (RFC 5652 5.4). */
+static int
+cmp_der(const void *a, const void *b)
+{
+	const uint8_t *const *x = a, *const *y = b;
+	size_t lx = ((const size_t *)x)[1], ly = ((const size_t *)y)[1];
+	int c = memcmp(x[0], y[0], lx < ly ? lx : ly);
+
+	return c ? c : (lx > ly) - (lx < ly);
+}
+
+uint8_t *
+sg_stamp_signed_attrs(CMS_SignerInfo *si, size_t *len)
+{
+	int n = CMS_signed_get_attr_count(si);
+	struct { uint8_t *p; size_t len; } *m;
+	size_t body = 0, hdr, off;
+	uint8_t *out = NULL;
+
+	if (n <= 0 || (m = calloc((size_t)n, sizeof(*m))) == NULL)
+		return NULL;
+	for (int i = 0; i < n; i++) {
+		int l = i2d_X509_ATTRIBUTE(CMS_signed_get_attr(si, i), &m[i].p);
+		if (l <= 0)
+			goto out;
+		m[i].len = (size_t)l;
+		body += m[i].len;
+	}
+	qsort(m, (size_t)n, sizeof(*m), cmp_der);
+	hdr = body < 0x80 ? 2 : body < 0x100 ? 3 : body < 0x10000 ? 4 : 5;
+	if ((out = malloc(hdr + body)) == NULL)
+		goto out;
+	out[0] = 0x31;
+	if (hdr == 2) {
+		out[1] = (uint8_t)body;
+	} else {
+		out[1] = (uint8_t)(0x80 | (hdr - 2));
+		for (size_t i = 0; i < hdr - 2; i++)
+			out[2 + i] = (uint8_t)(body >> (8 * (hdr - 3 - i)));
+	}
+	off = hdr;
+	for (int i = 0; i < n; i++) {
+		memcpy(out + off, m[i].p, m[i].len);
+		off += m[i].len;
+	}
+	*len = hdr + body;
+out:
+	for (int i = 0; i < n; i++)
+		OPENSSL_free(m[i].p);
+	free(m);
+	return out;
 }

@@ -13,6 +13,13 @@
 #include <stddef.h>
 #include <stdint.h>
 
+/* The OID of sealgate's approval receipt, an unsigned attribute of the
+ * SignerInfo (docs/stamp.md): under the UUID arc 2.25 (ITU-T X.667),
+ * which needs no registration; the UUID is f4ab2a3b-982d-4ca1-a723-
+ * 4aebc0ec4082. Its value: an OCTET STRING holding the JSON
+ * {"receipt","signature","cert"} (base64 each) of the gateway's reply. */
+#define SG_RECEIPT_OID "2.25.325220370317090355261310516308583661698"
+
 /* Bytes of the /Contents placeholder (hex digits: twice this): room for
  * the CMS with its certificate and the approval receipt. */
 #define SG_STAMP_CONTENTS_MAX 16384
@@ -57,5 +64,11 @@ void sg_stamp_update_free(struct sg_stamp_update *u);
  * A placeholder (a red ring and star in PDF operators) until the seal's
  * image (tools/stamp/sealimg, pdfimg) takes its place. Free *ops. */
 int sg_stamp_appearance(double size, char **ops, size_t *ops_len, char **resources);
+
+/* The DER of a SignerInfo's signed attributes as they are signed and
+ * verified: a SET OF Attribute (tag 0x31), members in DER order (RFC 5652
+ * 5.4). free() it; NULL on failure. */
+struct CMS_SignerInfo_st;
+uint8_t *sg_stamp_signed_attrs(struct CMS_SignerInfo_st *si, size_t *len);
 
 #endif
