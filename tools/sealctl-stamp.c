@@ -26,6 +26,7 @@
 
 #include "protocol.h"
 #include "stamp/pdfstamp.h"
+#include "stamp/sealimg.h"
 
 /* The token the module shows, a seal's certificate and key, signing. */
 struct p11 {
@@ -297,9 +298,34 @@ range_digest(const uint8_t *in, size_t in_len, const struct sg_stamp_update *u, 
 	EVP_MD_CTX_free(c);
 }
 
-/* The label the module shows for seal id (the seals request). */
+/* The company a seal is the company's: its certificate's O. */
 static int
-seal_label(struct cli *c, const char *seal, char *label, size_t len)
+seal_company(struct p11 *p, const char *label, char *out, size_t len)
+{
+	CK_OBJECT_HANDLE o;
+	CK_ULONG n = 0;
+	uint8_t *der = NULL;
+	const uint8_t *cp;
+	X509 *x = NULL;
+	int rv = -1;
+
+	if (p11_find(p, CKO_CERTIFICATE, CKA_LABEL, label, (CK_ULONG)strlen(label), &o) == 0 &&
+	    (der = p11_attr(p, o, CKA_VALUE, &n)) != NULL) {
+		cp = der;
+		if ((x = d2i_X509(NULL, &cp, (long)n)) != NULL &&
+		    X509_NAME_get_text_by_NID(X509_get_subject_name(x), NID_organizationName, out,
+		                              (int)len) > 0)
+			rv = 0;
+	}
+	X509_free(x);
+	free(der);
+	return rv;
+}
+
+/* The label the module shows for seal id, and its kind (the seals
+ * request). */
+static int
+seal_label(struct cli *c, const char *seal, char *label, size_t len, char *kind, size_t kindlen)
 {
 	json_t *rep = cli_call(c, sg_request_new(SG_OP_SEALS)), *s;
 	size_t i;
@@ -309,7 +335,9 @@ seal_label(struct cli *c, const char *seal, char *label, size_t len)
 		const char *id = json_string_value(json_object_get(s, "id"));
 		const char *l = json_string_value(json_object_get(s, "label"));
 		if (id && l && strcmp(id, seal) == 0) {
+			const char *k = json_string_value(json_object_get(s, "kind"));
 			snprintf(label, len, "%s", l);
+			snprintf(kind, kindlen, "%s", k ? k : "");
 			rv = 0;
 		}
 	}
@@ -376,7 +404,8 @@ sealctl_stamp(struct cli *c, const char *cmd, int argc, char **argv)
 	long long app = 0;
 	uint8_t *in = NULL, md[32], *der = NULL;
 	size_t in_len = 0, der_len = 0;
-	char label[256], err[512], *pin = NULL, *end;
+	char label[256], kind[64], company[256], err[512], *pin = NULL, *end;
+	struct sg_image image = { 0 };
 	FILE *f = NULL;
 	int ch, rv = 1;
 
@@ -431,19 +460,8 @@ sealctl_stamp(struct cli *c, const char *cmd, int argc, char **argv)
 		return 1;
 	if (cli_login(c) != 0)
 		goto out;
-	if (seal_label(c, seal, label, sizeof(label)) < 0)
+	if (seal_label(c, seal, label, sizeof(label), kind, sizeof(kind)) < 0)
 		goto out;
-	text.reason = reason;
-	text.name = label;
-	text.field = "Seal";
-	if (sg_stamp_build(in, in_len, &place, &text, &u, err, sizeof(err)) < 0) {
-		fprintf(stderr, "sealctl: %s: %s\n", inpath, err);
-		goto out;
-	}
-	if (prepare(c, seal, &app, in, in_len, &u) < 0)
-		goto out;
-	range_digest(in, in_len, &u, md);
-
 	/* The module reaches the gateway sealctl talks to, as this account. */
 	if (c->socket_from != NULL)
 		setenv("SEALGATE_SOCKET", c->socket, 1);
@@ -454,6 +472,26 @@ sealctl_stamp(struct cli *c, const char *cmd, int argc, char **argv)
 		goto out;
 	if (p11_open(&p, module, pin) < 0)
 		goto out;
+	/* The round red seal of the company, of the seal's kind (sealimg.c);
+	 * without a CJK font the ring and star stand in, said on stderr. */
+	if (seal_company(&p, label, company, sizeof(company)) == 0) {
+		struct sg_sealimg_spec spec = { .company = company, .kind = sg_sealimg_kind_text(kind) };
+		if (sg_sealimg_render(&spec, &image, err, sizeof(err)) == 0)
+			text.image = &image;
+		else
+			fprintf(stderr, "sealctl: the seal's image cannot be drawn (%s): a red ring "
+			        "stands in\n", err);
+	}
+	text.reason = reason;
+	text.name = label;
+	text.field = "Seal";
+	if (sg_stamp_build(in, in_len, &place, &text, &u, err, sizeof(err)) < 0) {
+		fprintf(stderr, "sealctl: %s: %s\n", inpath, err);
+		goto out;
+	}
+	if (prepare(c, seal, &app, in, in_len, &u) < 0)
+		goto out;
+	range_digest(in, in_len, &u, md);
 	if (make_cms(&p, c, app, label, md, &der, &der_len, err, sizeof(err)) < 0) {
 		fprintf(stderr, "sealctl: %s\n", err);
 		goto out;
@@ -483,6 +521,7 @@ out:
 	if (pin != NULL)
 		sg_free_secret_str(pin);
 	p11_close(&p);
+	sg_image_clear(&image);
 	OPENSSL_free(der);
 	sg_stamp_update_free(&u);
 	free(in);

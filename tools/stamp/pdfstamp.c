@@ -6,6 +6,7 @@
  * /Prev is the input's last startxref.
  */
 #include "pdfstamp.h"
+#include "pdfimg.h"
 
 #include <math.h>
 #include <stdarg.h>
@@ -230,8 +231,11 @@ sg_stamp_build(const uint8_t *in, size_t len, const struct sg_stamp_place *place
 	int size, npages, pg, sig, wid, ap, page_id, page_gen, root_id, root_gen;
 	double box[4], x, y, half = SG_STAMP_SIZE / 2;
 	char *ops = NULL, *res = NULL, when[32];
-	size_t ops_len = 0, at[5];
-	int ids[5], gens[5], nobj = 0;
+	size_t ops_len = 0, at[7];
+	int ids[7], gens[7], nobj = 0, img = 0, smask = 0, last;
+	struct sg_pdfimg pi = { 0 };
+	uint8_t *ob = NULL;
+	size_t oblen = 0;
 	time_t now = time(NULL);
 	struct tm tm;
 	int rv = -1;
@@ -291,7 +295,14 @@ sg_stamp_build(const uint8_t *in, size_t len, const struct sg_stamp_place *place
 	sig = size;
 	wid = size + 1;
 	ap = size + 2;
-	if (sg_stamp_appearance(SG_STAMP_SIZE, &ops, &ops_len, &res) < 0) {
+	last = ap;
+	if (text->image != NULL) {
+		img = size + 3;
+		smask = size + 4;
+		last = smask;
+		if (sg_pdfimg_objects(text->image, &pi, err, errlen) < 0)
+			goto out;
+	} else if (sg_stamp_appearance(SG_STAMP_SIZE, &ops, &ops_len, &res) < 0) {
 		snprintf(err, errlen, "out of memory");
 		goto out;
 	}
@@ -334,12 +345,34 @@ sg_stamp_build(const uint8_t *in, size_t len, const struct sg_stamp_place *place
 	    "endobj\n", sig, out->rect[0], out->rect[1], out->rect[2], out->rect[3], page_id,
 	    page_gen, ap);
 
-	/* The appearance. */
+	/* The appearance: the seal's image over the whole box (the image and
+	 * its alpha, pdfimg.c), or the ring and star. */
 	at[nobj] = len + o.len; ids[nobj] = ap; gens[nobj++] = 0;
-	put(&o, "%d 0 obj\n<< /Type /XObject /Subtype /Form /BBox [0 0 %.2f %.2f]%s%s /Length %zu >>\n"
-	    "stream\n", ap, SG_STAMP_SIZE, SG_STAMP_SIZE, *res ? " /Resources " : "", res, ops_len);
-	putn(&o, ops, ops_len);
-	put(&o, "\nendstream\nendobj\n");
+	if (text->image != NULL) {
+		if (sg_pdfimg_write_form((unsigned)ap, SG_STAMP_SIZE, SG_STAMP_SIZE, (unsigned)img, &ob,
+		                         &oblen) < 0)
+			goto oom;
+		putn(&o, (const char *)ob, oblen);
+		free(ob);
+		ob = NULL;
+		at[nobj] = len + o.len; ids[nobj] = img; gens[nobj++] = 0;
+		if (sg_pdfimg_write_image(&pi, (unsigned)img, (unsigned)smask, &ob, &oblen) < 0)
+			goto oom;
+		putn(&o, (const char *)ob, oblen);
+		free(ob);
+		ob = NULL;
+		at[nobj] = len + o.len; ids[nobj] = smask; gens[nobj++] = 0;
+		if (sg_pdfimg_write_smask(&pi, (unsigned)smask, &ob, &oblen) < 0)
+			goto oom;
+		putn(&o, (const char *)ob, oblen);
+		free(ob);
+		ob = NULL;
+	} else {
+		put(&o, "%d 0 obj\n<< /Type /XObject /Subtype /Form /BBox [0 0 %.2f %.2f]%s%s /Length %zu >>\n"
+		    "stream\n", ap, SG_STAMP_SIZE, SG_STAMP_SIZE, *res ? " /Resources " : "", res, ops_len);
+		putn(&o, ops, ops_len);
+		put(&o, "\nendstream\nendobj\n");
+	}
 
 	/* The page again, with the widget among its annotations. */
 	annots = qpdf_oh_get_key(q, page, "/Annots");
@@ -400,7 +433,7 @@ sg_stamp_build(const uint8_t *in, size_t len, const struct sg_stamp_place *place
 		put(&o, "xref\n");
 		for (int i = 0; i < nobj; i++)
 			put(&o, "%d 1\n%010zu %05d n \n", ids[i], at[i], gens[i]);
-		put(&o, "trailer\n<< /Size %d /Root %d %d R /Prev %lld", ap + 1, root_id, root_gen, prev);
+		put(&o, "trailer\n<< /Size %d /Root %d %d R /Prev %lld", last + 1, root_id, root_gen, prev);
 		id = qpdf_oh_get_key(q, trailer, "/ID");
 		if (qpdf_oh_is_array(q, id))
 			put(&o, " /ID %s", qpdf_oh_unparse(q, id));
@@ -427,7 +460,12 @@ sg_stamp_build(const uint8_t *in, size_t len, const struct sg_stamp_place *place
 	out->len = o.len;
 	o.p = NULL;
 	rv = 0;
+	goto out;
+oom:
+	snprintf(err, errlen, "out of memory");
 out:
+	free(ob);
+	sg_pdfimg_clear(&pi);
 	free(o.p);
 	free(ops);
 	free(res);

@@ -32,10 +32,16 @@ struct sg_stamp_place {
 	double x, y;              /* the seal's centre, points from the page's lower left */
 };
 
+struct sg_image;
+
 struct sg_stamp_text {
 	const char *reason;       /* /Reason, or NULL */
 	const char *name;         /* /Name (the seal's name), or NULL */
 	const char *field;        /* the field's /T base name */
+	/* The seal's image (sealimg.h), drawn over the whole box as an image
+	 * XObject with its /SMask (pdfimg.h); NULL: sg_stamp_appearance's
+	 * red ring and star. */
+	const struct sg_image *image;
 };
 
 /* The update being built: the bytes to append, and where in the whole
@@ -59,10 +65,9 @@ int sg_stamp_build(const uint8_t *in, size_t len, const struct sg_stamp_place *p
 int sg_stamp_fill(struct sg_stamp_update *u, size_t in_len, const uint8_t *der, size_t der_len);
 void sg_stamp_update_free(struct sg_stamp_update *u);
 
-/* The seal's appearance: a form XObject's content stream for a box of
- * size × size points, and its resources dictionary ("<< … >>" or "").
- * A placeholder (a red ring and star in PDF operators) until the seal's
- * image (tools/stamp/sealimg, pdfimg) takes its place. Free *ops. */
+/* The appearance without an image: a form XObject's content stream for a
+ * box of size × size points (a red ring and star in PDF operators), and
+ * its resources dictionary ("<< … >>" or ""). Free *ops and *resources. */
 int sg_stamp_appearance(double size, char **ops, size_t *ops_len, char **resources);
 
 /* The DER of a SignerInfo's signed attributes as they are signed and
