@@ -9,7 +9,7 @@
 # signature moved to another file). Refused and recorded, with nothing spent (the uses
 # and the quota as they were): another document, the document changed
 # after approval, an application already used, a seal the person may not
-# use.
+# use. An EC seal stamps as well.
 set -euo pipefail
 # shellcheck source=tests/e2e/lib.sh
 . "$(dirname "$0")/../e2e/lib.sh"
@@ -133,4 +133,16 @@ python3 "$HERE/pdfedit.py" move-sig stamped.pdf one.pdf moved.pdf
 run "$SEALGATE_BUILD/tools/sealctl" verify moved.pdf --audit-cert "$AUDIT_CERT"
 expect_fail "a signature moved to another document fails"
 expect_out "the signature does not match the bytes it covers" "and says so"
+
+# --- an EC seal (P-256): CKM_ECDSA_SHA256, the token's r||s made DER
+make_pdf payment.pdf "Acme Trading Co. - Payment voucher 2026-0042"
+ID4=$(authorize dave finance 1 erin --type payment --doc payment.pdf)
+run sealctl_as dave stamp --seal finance --in payment.pdf --out payment-stamped.pdf \
+	--application "$ID4" --reason "voucher approved"
+expect_ok "dave stamps the payment voucher with the Finance Seal (EC)"
+run pdfsig payment-stamped.pdf
+expect_out "Signature Validation: Signature is Valid." "pdfsig: the EC stamp is valid"
+run "$SEALGATE_BUILD/tools/sealctl" verify payment-stamped.pdf --ca "$SEALGATE_CA" --audit-cert "$AUDIT_CERT"
+expect_ok "sealctl verify: the EC stamp and its receipt hold"
+expect_out "level 1: approved by Erin Liu (erin)" "erin's approval is in the receipt"
 finish
