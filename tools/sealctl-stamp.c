@@ -249,7 +249,9 @@ make_cms(struct p11 *p, struct cli *c, long long app, const char *label, const u
 		ASN1_STRING_set(CMS_SignerInfo_get0_signature(si), sig, (int)siglen);
 	}
 	/* The receipt: unsigned, so it is added after the signature it
-	 * speaks of (and binds to it by the signed attributes' hash). */
+	 * speaks of (and binds to it by the signed attributes' hash). The
+	 * use is spent by now: without a receipt the stamp is still written,
+	 * and that is said. */
 	if (app > 0) {
 		char *receipt = fetch_receipt(c, app);
 		ASN1_OBJECT *oid = OBJ_txt2obj(SG_RECEIPT_OID, 1);
@@ -258,11 +260,9 @@ make_cms(struct p11 *p, struct cli *c, long long app, const char *label, const u
 		                                       (int)strlen(receipt)) == 1;
 		free(receipt);
 		ASN1_OBJECT_free(oid);
-		if (!ok) {
-			snprintf(err, errlen, "the approval receipt could not be added (the signature "
-			         "of application #%lld is recorded)", app);
-			goto out;
-		}
+		if (!ok)
+			fprintf(stderr, "sealctl: the stamp carries no approval receipt (application "
+			        "#%lld): sealctl verify will say so\n", app);
 	}
 	*der = NULL;
 	if ((n = i2d_CMS_ContentInfo(cms, der)) <= 0) {
