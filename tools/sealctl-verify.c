@@ -5,8 +5,9 @@
  * --ca when given), and sealgate's approval receipt inside it: signed by
  * the site's audit key (pinned with --audit-cert, or chained to --ca),
  * bound to this signature by the signed attributes' hash; then who
- * applied and who approved. Exit 0 when every signature and receipt
- * holds, 1 when one does not, 2 on bad arguments.
+ * applied and who approved; with --export, that each receipt's audit
+ * record is in the (intact) export. Exit 0 when every signature and
+ * receipt holds, 1 when one does not, 2 on bad arguments.
  */
 #include "sealctl.h"
 
@@ -27,6 +28,31 @@
 
 #include "protocol.h"
 #include "stamp/pdfstamp.h"
+
+/* The audit records the receipts name, for --export. */
+#define RECEIPTS_MAX 64
+struct records {
+	size_t n;
+	long long seq[RECEIPTS_MAX];
+	char hash[RECEIPTS_MAX][65];
+	bool found[RECEIPTS_MAX];
+};
+
+static int
+export_item(void *ctx, const json_t *item)
+{
+	struct records *w = ctx;
+	const char *type = json_string_value(json_object_get(item, "type"));
+	const char *hash = json_string_value(json_object_get(item, "hash"));
+	long long seq = (long long)json_integer_value(json_object_get(item, "seq"));
+
+	if (type == NULL || strcmp(type, "record") != 0 || hash == NULL)
+		return 0;
+	for (size_t i = 0; i < w->n; i++)
+		if (w->seq[i] == seq && OPENSSL_strcasecmp(w->hash[i], hash) == 0)
+			w->found[i] = true;
+	return 0;
+}
 
 static X509 *
 read_cert(const char *path)
@@ -80,7 +106,7 @@ print_time(json_int_t t, char *buf, size_t len)
 /* The receipt of signer si: 1 holds (printed), 0 none, -1 does not hold
  * (why printed). */
 static int
-check_receipt(CMS_SignerInfo *si, X509 *pin, X509_STORE *store)
+check_receipt(CMS_SignerInfo *si, X509 *pin, X509_STORE *store, struct records *recs)
 {
 	ASN1_OBJECT *oid = OBJ_txt2obj(SG_RECEIPT_OID, 1);
 	int idx = oid ? CMS_unsigned_get_attr_by_OBJ(si, oid, -1) : -1;
@@ -177,6 +203,12 @@ check_receipt(CMS_SignerInfo *si, X509 *pin, X509_STORE *store)
 		}
 		snprintf(hex, sizeof(hex), "%s", jstr(rc, "policy_sha256"));
 		printf("      policy sha256 %s\n", hex);
+		if (recs->n < RECEIPTS_MAX) {
+			const json_t *rec = json_object_get(rc, "record");
+			recs->seq[recs->n] = (long long)json_integer_value(json_object_get(rec, "seq"));
+			snprintf(recs->hash[recs->n], sizeof(recs->hash[0]), "%s", jstr(rec, "hash"));
+			recs->found[recs->n++] = false;
+		}
 	}
 	rv = pin != NULL || store != NULL ? 1 : -1;
 	if (rv < 0)
@@ -196,7 +228,7 @@ out:
 /* One signature field's /V: 0 holds, 1 does not. */
 static int
 check_sig(qpdf_data q, qpdf_oh v, const uint8_t *file, size_t flen, X509_STORE *store, X509 *pin,
-          int n)
+          int n, struct records *recs)
 {
 	qpdf_oh br = qpdf_oh_get_key(q, v, "/ByteRange"), ct = qpdf_oh_get_key(q, v, "/Contents");
 	unsigned long long r[4];
@@ -258,7 +290,7 @@ check_sig(qpdf_data q, qpdf_oh v, const uint8_t *file, size_t flen, X509_STORE *
 	sis = CMS_get0_SignerInfos(cms);
 	bad = 0;
 	for (int i = 0; i < sk_CMS_SignerInfo_num(sis); i++)
-		if (check_receipt(sk_CMS_SignerInfo_value(sis, i), pin, store) < 0)
+		if (check_receipt(sk_CMS_SignerInfo_value(sis, i), pin, store, recs) < 0)
 			bad = 1;
 out:
 	sk_X509_free(signers);
@@ -273,9 +305,10 @@ sealctl_verify(const char *cmd, int argc, char **argv)
 {
 	static const struct option opts[] = {
 		{ "ca", required_argument, NULL, 'c' }, { "audit-cert", required_argument, NULL, 'a' },
-		{ NULL, 0, NULL, 0 },
+		{ "export", required_argument, NULL, 'e' }, { NULL, 0, NULL, 0 },
 	};
-	const char *ca = NULL, *acert = NULL;
+	const char *ca = NULL, *acert = NULL, *export = NULL;
+	struct records recs = { 0 };
 	X509_STORE *store = NULL;
 	X509 *pin = NULL;
 	uint8_t *file = NULL;
@@ -292,11 +325,14 @@ sealctl_verify(const char *cmd, int argc, char **argv)
 			ca = optarg;
 		else if (ch == 'a')
 			acert = optarg;
+		else if (ch == 'e')
+			export = optarg;
 		else
 			return 2;
 	}
 	if (optind != argc - 1) {
-		fprintf(stderr, "sealctl: verify FILE.pdf [--ca CA.pem] [--audit-cert CERT]\n");
+		fprintf(stderr, "sealctl: verify FILE.pdf [--ca CA.pem] [--audit-cert CERT] "
+		        "[--export FILE]\n");
 		return 2;
 	}
 	if (ca != NULL) {
@@ -325,11 +361,31 @@ sealctl_verify(const char *cmd, int argc, char **argv)
 		qpdf_oh ft = qpdf_oh_get_key(q, fld, "/FT"), v = qpdf_oh_get_key(q, fld, "/V");
 		if (!qpdf_oh_is_name_and_equals(q, ft, "/Sig") || !qpdf_oh_is_dictionary(q, v))
 			continue;
-		bad |= check_sig(q, v, file, flen, store, pin, ++n);
+		bad |= check_sig(q, v, file, flen, store, pin, ++n, &recs);
 	}
 	if (n == 0) {
 		printf("%s: no signature\n", argv[optind]);
 		goto out;
+	}
+	/* The records are in the log: the export verified whole (its chain and
+	 * checkpoints, pinned as the receipts are), and each receipt's record
+	 * (seq and hash) in it. */
+	if (export != NULL) {
+		FILE *devnull = fopen("/dev/null", "w");
+		int ev = sealctl_audit_verify_export(export, acert, ca, devnull ? devnull : stderr,
+		                                     export_item, &recs);
+		if (devnull)
+			fclose(devnull);
+		if (ev != 0) {
+			printf("export %s: NOT intact (sealctl audit verify --from-export says why)\n", export);
+			bad = 1;
+		}
+		for (size_t i = 0; i < recs.n; i++) {
+			printf("audit record #%lld: %s\n", recs.seq[i], recs.found[i] && ev == 0 ?
+			       "in the export, intact" : "NOT in the export");
+			if (!recs.found[i])
+				bad = 1;
+		}
 	}
 	printf("%s: %d signature(s), %s\n", argv[optind], n, bad ? "NOT all valid" : "all valid");
 	rv = bad ? 1 : 0;

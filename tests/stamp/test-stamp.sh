@@ -6,7 +6,8 @@
 # else. A second stamp (on an application bound to the stamped file)
 # leaves both valid. sealctl verify checks them and the approval receipts
 # (and fails on another site's audit certificate, an edited receipt, a
-# signature moved to another file). Refused and recorded, with nothing spent (the uses
+# signature moved to another file), and with an audit export that the
+# receipt's record is in the log. Refused and recorded, with nothing spent (the uses
 # and the quota as they were): another document, the document changed
 # after approval, an application already used, a seal the person may not
 # use. An EC seal stamps as well.
@@ -22,6 +23,8 @@ make_pdf contract.pdf "Acme Trading Co. - Sales contract No. 2026-19"
 ID=$(authorize alice contract 1 bob --type contract --amount 1000 --scope sales --doc contract.pdf)
 check "alice's application bound to contract.pdf is authorized" test -n "$ID"
 
+run sealctl_as grace audit export -o early.jsonl
+expect_ok "grace (auditor) exports the log before the stamp"
 run sealctl_as alice stamp --seal contract --in contract.pdf --out stamped.pdf \
 	--application "$ID" --page 1 --at 420,200 --reason "Contract 2026-19 approved"
 expect_ok "alice stamps the approved contract"
@@ -47,6 +50,15 @@ expect_ok "sealctl verify: the stamped contract holds"
 expect_out "receipt: valid, site main" "the receipt is valid, from site main"
 expect_out "Alice Chen (alice) applied for the Contract Seal: e2e test test-stamp" "it says who applied"
 expect_out "level 1: approved by Bob Li (bob)" "and who approved"
+# With an audit export: the receipt's record is in the log.
+run sealctl_as grace audit export -o export.jsonl
+expect_ok "grace exports the log after the stamp"
+run "$SEALGATE_BUILD/tools/sealctl" verify stamped.pdf --audit-cert "$AUDIT_CERT" --export export.jsonl
+expect_ok "sealctl verify --export: the receipt's record is in the export"
+expect_out "in the export, intact" "and says so"
+run "$SEALGATE_BUILD/tools/sealctl" verify stamped.pdf --audit-cert "$AUDIT_CERT" --export early.jsonl
+expect_fail "an export from before the stamp does not hold its record"
+expect_out "NOT in the export" "and says so"
 openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes -keyout other.key \
 	-subj "/CN=Other site audit" -days 2 -out other-audit.pem 2>/dev/null
 run "$SEALGATE_BUILD/tools/sealctl" verify stamped.pdf --audit-cert other-audit.pem
