@@ -25,6 +25,7 @@
 #include <openssl/x509.h>
 
 #include "protocol.h"
+#include "stamp/near.h"
 #include "stamp/pdfstamp.h"
 #include "stamp/sealimg.h"
 
@@ -397,6 +398,7 @@ sealctl_stamp(struct cli *c, const char *cmd, int argc, char **argv)
 		{ "module", required_argument, NULL, 'm' }, { NULL, 0, NULL, 0 },
 	};
 	const char *seal = NULL, *inpath = NULL, *outpath = NULL, *reason = NULL, *module = NULL;
+	const char *near = NULL;
 	struct sg_stamp_place place = { 0 };
 	struct sg_stamp_text text = { 0 };
 	struct sg_stamp_update u = { 0 };
@@ -440,16 +442,18 @@ sealctl_stamp(struct cli *c, const char *cmd, int argc, char **argv)
 			}
 			place.at_set = true;
 			break;
-		case 'n':
-			fprintf(stderr, "sealctl: --near is not there yet: use --page N --at X,Y\n");
-			return 2;
+		case 'n': near = optarg; break;
 		default:
 			return 2;
 		}
 	}
+	if (near != NULL && place.at_set) {
+		fprintf(stderr, "sealctl: --near TEXT or --at X,Y, not both\n");
+		return 2;
+	}
 	if (seal == NULL || inpath == NULL || outpath == NULL || optind != argc) {
 		fprintf(stderr, "sealctl: stamp --seal S --in FILE.pdf --out OUT.pdf [--application ID] "
-		        "[--page N --at X,Y] [--reason R] [--module PATH]\n");
+		        "[--page N --at X,Y | --near TEXT] [--reason R] [--module PATH]\n");
 		return 2;
 	}
 	if (module == NULL)
@@ -458,6 +462,16 @@ sealctl_stamp(struct cli *c, const char *cmd, int argc, char **argv)
 		module = "sealgate-pkcs11.so";
 	if (sealctl_read_file(inpath, &in, &in_len) < 0)
 		return 1;
+	/* --near: the seal's centre on the text's (poppler finds it). */
+	if (near != NULL) {
+		if (sg_stamp_find_text(in, in_len, near, place.page, &place.page, &place.x, &place.y,
+		                       err, sizeof(err)) < 0) {
+			fprintf(stderr, "sealctl: %s: %s\n", inpath, err);
+			free(in);
+			return 1;
+		}
+		place.at_set = true;
+	}
 	if (cli_login(c) != 0)
 		goto out;
 	if (seal_label(c, seal, label, sizeof(label), kind, sizeof(kind)) < 0)

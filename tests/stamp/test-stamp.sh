@@ -10,7 +10,7 @@
 # receipt's record is in the log. Refused and recorded, with nothing spent (the uses
 # and the quota as they were): another document, the document changed
 # after approval, an application already used, a seal the person may not
-# use. An EC seal stamps as well.
+# use. --near TEXT puts the seal over the text. An EC seal stamps as well.
 set -euo pipefail
 # shellcheck source=tests/e2e/lib.sh
 . "$(dirname "$0")/../e2e/lib.sh"
@@ -145,6 +145,32 @@ python3 "$HERE/pdfedit.py" move-sig stamped.pdf one.pdf moved.pdf
 run "$SEALGATE_BUILD/tools/sealctl" verify moved.pdf --audit-cert "$AUDIT_CERT"
 expect_fail "a signature moved to another document fails"
 expect_out "the signature does not match the bytes it covers" "and says so"
+
+# --- --near TEXT: the seal's centre on the text's box, as pdftotext -bbox
+# measures the word (origin top left there)
+make_pdf near.pdf "Acme Trading Co. - Sales contract No. 2026-55"
+ID5=$(authorize alice contract 1 bob --type contract --amount 1000 --scope sales --doc near.pdf)
+run sealctl_as alice stamp --seal contract --in near.pdf --out near-stamped.pdf --application "$ID5" \
+	--near "2026-55"
+expect_ok "alice stamps over the contract's number (--near)"
+RECT=$(sed -n 's/.* at \[\([0-9 .-]*\)\].*/\1/p' <<<"$OUT")
+pdftotext -bbox near.pdf near.html
+WORD=$(sed -n 's/.*xMin="\([0-9.]*\)" yMin="\([0-9.]*\)" xMax="\([0-9.]*\)" yMax="\([0-9.]*\)">2026-55<.*/\1 \2 \3 \4/p' near.html)
+check "the seal's centre is the word's ($RECT / $WORD)" python3 -c '
+import sys
+r = [float(v) for v in sys.argv[1].split()]
+w = [float(v) for v in sys.argv[2].split()]
+cx, cy = (r[0] + r[2]) / 2, (r[1] + r[3]) / 2
+wx, wy = (w[0] + w[2]) / 2, 792 - (w[1] + w[3]) / 2
+sys.exit(0 if abs(cx - wx) < 3 and abs(cy - wy) < 3 else 1)' "$RECT" "$WORD"
+pdftoppm -r 72 -f 1 -l 1 near-stamped.pdf near
+read -r X0 Y0 X1 Y1 <<<"$RECT"
+run python3 "$HERE/redbox.py" near-1.ppm "$X0" "$Y0" "$X1" "$Y1"
+read -r IN OUTSIDE <<<"$OUT"
+check "the seal is drawn there ($IN red pixels in its box, $OUTSIDE outside)" \
+	test "${IN:-0}" -gt 500 -a "${OUTSIDE:-1}" = 0
+run sealctl_as alice stamp --seal contract --in near.pdf --out none.pdf --near "no such words"
+expect_fail "a text that is not on the page is refused before anything is signed"
 
 # --- an EC seal (P-256): CKM_ECDSA_SHA256, the token's r||s made DER
 make_pdf payment.pdf "Acme Trading Co. - Payment voucher 2026-0042"
