@@ -471,6 +471,7 @@ sealctl_stamp(struct cli *c, const char *cmd, int argc, char **argv)
 			return 1;
 		}
 		place.at_set = true;
+		place.clamp = true;
 	}
 	if (cli_login(c) != 0)
 		goto out;

@@ -145,6 +145,17 @@ python3 "$HERE/pdfedit.py" move-sig stamped.pdf one.pdf moved.pdf
 run "$SEALGATE_BUILD/tools/sealctl" verify moved.pdf --audit-cert "$AUDIT_CERT"
 expect_fail "a signature moved to another document fails"
 expect_out "the signature does not match the bytes it covers" "and says so"
+# LibreOffice opens the twice stamped file as it opens the contract
+# (Draw's PDF import: without libreoffice-draw it opens no PDF at all).
+lo_open() { soffice -env:UserInstallation="file://$W/lo-profile" --headless --convert-to png \
+	--outdir lo "$1" >/dev/null 2>&1; test -s "lo/${1%.pdf}.png"; }
+if ! command -v soffice >/dev/null; then
+	log "note: soffice not installed: LibreOffice not tried"
+elif ! lo_open contract.pdf; then
+	log "note: this LibreOffice opens no PDF (libreoffice-draw not installed): not tried"
+else
+	check "LibreOffice opens the twice stamped file" lo_open two.pdf
+fi
 
 # --- --near TEXT: the seal's centre on the text's box, as pdftotext -bbox
 # measures the word (origin top left there)

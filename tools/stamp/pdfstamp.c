@@ -277,6 +277,11 @@ sg_stamp_build(const uint8_t *in, size_t len, const struct sg_stamp_place *place
 	/* By default the seal goes low on the right, as a signature does. */
 	x = place->at_set ? box[0] + place->x : box[2] - half - 72;
 	y = place->at_set ? box[1] + place->y : box[1] + half + 72;
+	/* A seal over a text near the edge goes as near as fits. */
+	if (place->clamp && box[2] - box[0] >= 2 * half && box[3] - box[1] >= 2 * half) {
+		x = x < box[0] + half ? box[0] + half : x > box[2] - half ? box[2] - half : x;
+		y = y < box[1] + half ? box[1] + half : y > box[3] - half ? box[3] - half : y;
+	}
 	if (x - half < box[0] || x + half > box[2] || y - half < box[1] || y + half > box[3]) {
 		snprintf(err, errlen, "a seal of %.0f pt at %.0f,%.0f does not fit on page %d "
 		         "(%.0f × %.0f pt)", SG_STAMP_SIZE, x - box[0], y - box[1], pg,

@@ -30,6 +30,7 @@ struct sg_stamp_place {
 	int page;                 /* 1-based; 0: the last page */
 	bool at_set;
 	double x, y;              /* the seal's centre, points from the page's lower left */
+	bool clamp;               /* moved inside the page when it would not fit (--near) */
 };
 
 struct sg_image;
