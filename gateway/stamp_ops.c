@@ -223,8 +223,16 @@ compare(const uint8_t *d, size_t dlen, const uint8_t *s, size_t slen,
 	for (size_t i = 0; i < u->n; i++) {
 		const struct gw_stamp_obj *o = &u->objs[i];
 		bool page = false;
-		if (o->num >= size_d)
+		/* A new object is one of the stamp's own (stampcheck.c has
+		 * looked at each): never a page, an action or anything else. */
+		if (o->num >= size_d) {
+			if (o->kind == GW_STAMP_OTHER) {
+				snprintf(err, errlen, "the update adds object %ld, which is not one of a "
+				         "stamp's", o->num);
+				goto out;
+			}
 			continue;
+		}
 		for (int k = 0; k < np && !page; k++) {
 			qpdf_oh pg = qpdf_get_page_n(qd, (size_t)k);
 			page = qpdf_oh_get_object_id(qd, pg) == o->num &&

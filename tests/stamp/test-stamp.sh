@@ -118,7 +118,11 @@ expect_out "the catalog is not the document's" "a stamp that changes the catalog
 sed 's|/Prev [0-9]*|/Prev 0|' update.bin >prev.bin
 run prepare_with prev.bin
 expect_out '"error": "bad_stamp"' "a stamp that is not appended to the document's last xref is refused"
-expect_audit 3 "action='stamp_prepare' AND outcome='denied' AND application=$ID2 AND reason LIKE 'not a stamp%'" \
+# the widget made to act (its /F 132 made /AA<<>>, the same length)
+sed 's|/F 132 |/AA<<>>|' update.bin >action.bin
+run prepare_with action.bin
+expect_out "has /AA: a stamp does not act" "a stamp whose widget has an action is refused"
+expect_audit 4 "action='stamp_prepare' AND outcome='denied' AND application=$ID2 AND reason LIKE 'not a stamp%'" \
 	"each is recorded"
 check "the uses are still untouched" test "$(uses_left "$ID2")" = 1
 
