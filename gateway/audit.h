@@ -142,6 +142,13 @@ int gw_audit_checkpoints_start(struct gw_audit *au, struct gw_token *tok, const 
  * key, token absent, store error). Thread safe. */
 int gw_audit_checkpoint_now(struct gw_audit *au, uint64_t *seq, char *err, size_t errlen);
 
+/* Signs an approval receipt (docs/stamp.md) with the audit key: the
+ * message "SGRCPT01" || digest (SHA-256 of the receipt's text), apart
+ * from every checkpoint's ("SGCHKPT1/2"). 0, or -1 with err (no audit
+ * key, token absent). Thread safe. */
+int gw_audit_sign_receipt(struct gw_audit *au, const uint8_t digest[32], uint8_t *sig,
+                          size_t *siglen, char *err, size_t errlen);
+
 /* The audit certificate (DER), or NULL before gw_audit_checkpoints_start. */
 const uint8_t *gw_audit_cert(struct gw_audit *au, size_t *len);
 

@@ -39,8 +39,6 @@ static const char *const config_keys[] = {
 	"confirm_timeout", "password_cost", "password_hash_concurrency", "test_clock",
 	"max_connections", "connections_per_uid", "connections_per_unknown_uid", "frame_timeout",
 	"client_idle_timeout", "totp_site_keys",
-	/* Documents (docs/stamp.md). */
-	"document_max_size",
 	/* The TLS front (docs/deployment.md). */
 	"tls_listen", "tls_cert", "tls_key", "tls_device_ca", "tls_device_ca_key", "tls_devices",
 	"tls_enroll_listen", "tls_connections_per_device", "tls_device_days",
@@ -50,7 +48,10 @@ static const char *const config_keys[] = {
 	/* Notifications (docs/notifications.md). */
 	"notify",
 	/* The online risk rules (docs/risk.md). */
-	"risk_online", "risk_queue", NULL
+	"risk_online", "risk_queue",
+
+	/* Documents (docs/stamp.md). */
+	"document_max_size", NULL
 };
 
 void

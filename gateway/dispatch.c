@@ -426,6 +426,7 @@ static const struct op ops[] = {
 	{ SG_OP_ALERTS,      NEED_SESSION,     0, NULL, 0, 0, gw_op_alerts },
 	{ SG_OP_ALERT_ACK,   NEED_SESSION,     0, NULL, 0, 0, gw_op_alert_ack },
 	{ SG_OP_ALERT_CLOSE, NEED_SESSION,     0, NULL, 0, 0, gw_op_alert_close },
+	{ SG_OP_RECEIPT,     NEED_SESSION,     0, NULL, 0, 0, gw_op_receipt },
 };
 
 /* Which factors of need the login of r lacks (0: none). -1 on a store

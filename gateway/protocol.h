@@ -69,6 +69,7 @@
 #define SG_OP_ALERTS         "alerts"
 #define SG_OP_ALERT_ACK      "alert_ack"
 #define SG_OP_ALERT_CLOSE    "alert_close"
+#define SG_OP_RECEIPT        "receipt"
 
 /* ---- framing (blocking fds; EINTR handled; MSG_NOSIGNAL on send) ---- */
 

@@ -21,6 +21,8 @@
 #include <sodium.h>
 
 #include "appstore.h"
+#include "audit.h"
+#include "auditfmt.h"
 #include "docstore.h"
 #include "log.h"
 #include "refusals.h"
@@ -221,8 +223,16 @@ compare(const uint8_t *d, size_t dlen, const uint8_t *s, size_t slen,
 	for (size_t i = 0; i < u->n; i++) {
 		const struct gw_stamp_obj *o = &u->objs[i];
 		bool page = false;
-		if (o->num >= size_d)
+		/* A new object is one of the stamp's own (stampcheck.c has
+		 * looked at each): never a page, an action or anything else. */
+		if (o->num >= size_d) {
+			if (o->kind == GW_STAMP_OTHER) {
+				snprintf(err, errlen, "the update adds object %ld, which is not one of a "
+				         "stamp's", o->num);
+				goto out;
+			}
 			continue;
+		}
 		for (int k = 0; k < np && !page; k++) {
 			qpdf_oh pg = qpdf_get_page_n(qd, (size_t)k);
 			page = qpdf_oh_get_object_id(qd, pg) == o->num &&
@@ -471,5 +481,134 @@ out:
 	EVP_MD_CTX_free(c);
 	free(update);
 	free(file);
+	return rep;
+}
+
+/* ---- the approval receipt ---- */
+
+struct last_sign {
+	uint64_t seq;
+	uint8_t hash[32], signed_digest[32];
+	bool found;
+};
+
+static int
+last_sign_fn(void *arg, const struct gw_audit_row *row)
+{
+	struct last_sign *l = arg;
+
+	if (row->hash_len != 32 || row->signed_digest_len != 32)
+		return 0;
+	l->seq = row->seq;
+	memcpy(l->hash, row->hash, 32);
+	memcpy(l->signed_digest, row->signed_digest, 32);
+	l->found = true;
+	return 0;
+}
+
+static json_t *
+jhex(const uint8_t *b, size_t n)
+{
+	char hex[2 * 64 + 1];
+
+	if (n > 64)
+		return json_null();
+	sodium_bin2hex(hex, sizeof(hex), b, n);
+	return json_string(hex);
+}
+
+json_t *
+gw_op_receipt(struct gw_req *r)
+{
+	const struct gw_policy *p = r->snap->policy;
+	struct gw_application *app = calloc(1, sizeof(*app));
+	struct gw_audit_filter f = { 0 };
+	struct last_sign last = { 0 };
+	const struct gw_person *person;
+	const struct gw_seal *seal;
+	int64_t id = 0;
+	json_t *o = NULL, *a, *levels, *rep = NULL;
+	char *text = NULL, err[256];
+	uint8_t digest[32], sig[GW_AUDIT_SIG_MAX];
+	size_t siglen = sizeof(sig), certlen = 0;
+	const uint8_t *cert;
+
+	if (app == NULL)
+		return sg_reply_error(CKR_HOST_MEMORY, "internal", "out of memory");
+	if (sg_get_int(r->msg, "application", true, 1, INT64_MAX, &id, r->err, sizeof(r->err)) < 0) {
+		rep = gw_bad_request(r);
+		goto out;
+	}
+	/* The applicant's own: the receipt goes into the signature they made. */
+	if (gw_appstore_get(r->ctx->store, id, app) != 1 || strcmp(app->applicant, r->who->id) != 0) {
+		rep = sg_reply_error(CKR_ARGUMENTS_BAD, "no_application",
+		                     "no application #%lld of %s", (long long)id, r->who->id);
+		goto out;
+	}
+	f.application = id;
+	f.action = "sign";
+	f.outcome = "ok";
+	f.actor = r->who->id;
+	if (gw_store_audit_query(r->ctx->store, &f, last_sign_fn, &last, err, sizeof(err)) < 0) {
+		rep = sg_reply_error(CKR_DEVICE_ERROR, "internal", "store error");
+		goto out;
+	}
+	if (!last.found) {
+		rep = sg_reply_error(CKR_ARGUMENTS_BAD, "no_signature",
+		                     "application #%lld has no signature recorded yet", (long long)id);
+		goto out;
+	}
+	person = gw_policy_person(p, app->applicant);
+	seal = gw_policy_seal(p, app->seal);
+	a = json_pack("{s:I,s:s,s:s,s:s,s:s,s:s}", "id", (json_int_t)app->id,
+	              "applicant", app->applicant,
+	              "applicant_name", person && person->name ? person->name : app->applicant,
+	              "seal", app->seal, "seal_name", seal && seal->name ? seal->name : app->seal,
+	              "reason", app->reason);
+	if (a && app->document_type[0])
+		json_object_set_new(a, "document_type", json_string(app->document_type));
+	if (a && app->business_scope[0])
+		json_object_set_new(a, "business_scope", json_string(app->business_scope));
+	if (a && app->has_amount)
+		json_object_set_new(a, "amount", json_integer(app->amount));
+	if (a && app->has_doc)
+		json_object_set_new(a, "doc_sha256", jhex(app->doc_digest, 32));
+	levels = json_array();
+	for (unsigned i = 0; levels && i < app->n_approvals; i++) {
+		const struct gw_approval *ap = &app->approvals[i];
+		const struct gw_person *by = gw_policy_person(p, ap->approver);
+		json_array_append_new(levels, json_pack("{s:i,s:s,s:s,s:s,s:I,s:s}",
+		                      "level", (int)ap->level + 1, "by", ap->approver,
+		                      "name", by && by->name ? by->name : ap->approver,
+		                      "decision", ap->approve ? "approved" : "rejected",
+		                      "at", (json_int_t)ap->at, "comment", ap->comment));
+	}
+	o = json_pack("{s:i,s:s,s:o,s:o,s:o,s:I,s:{s:I,s:o,s:o},s:I}", "v", 1,
+	              "site", gw_ctx_site(r->ctx), "application", a, "approvals", levels,
+	              "policy_sha256", jhex(p->hash, GW_HASH_LEN),
+	              "policy_version", (json_int_t)r->snap->policy_version,
+	              "record", "seq", (json_int_t)last.seq, "hash", jhex(last.hash, 32),
+	              "signed_digest", jhex(last.signed_digest, 32),
+	              "issued", (json_int_t)time(NULL));
+	if (o == NULL || (text = json_dumps(o, JSON_COMPACT | JSON_SORT_KEYS)) == NULL) {
+		rep = sg_reply_error(CKR_HOST_MEMORY, "internal", "out of memory");
+		goto out;
+	}
+	EVP_Digest(text, strlen(text), digest, NULL, EVP_sha256(), NULL);
+	if (r->ctx->audit == NULL ||
+	    gw_audit_sign_receipt(r->ctx->audit, digest, sig, &siglen, err, sizeof(err)) < 0 ||
+	    (cert = gw_audit_cert(r->ctx->audit, &certlen)) == NULL) {
+		rep = sg_reply_error(CKR_FUNCTION_FAILED, "no_audit_key", "the receipt could not be "
+		                     "signed: %s", r->ctx->audit ? err : "no audit log");
+		goto out;
+	}
+	rep = sg_reply_ok();
+	sg_set_bytes(rep, "receipt", (const uint8_t *)text, strlen(text));
+	sg_set_bytes(rep, "signature", sig, siglen);
+	sg_set_bytes(rep, "cert", cert, certlen);
+out:
+	free(text);
+	json_decref(o);
+	free(app);
 	return rep;
 }

@@ -21,6 +21,9 @@
 #define GW_STAMP_PREPARED_TTL 300
 
 json_t *gw_op_stamp_prepare(struct gw_req *r);
+/* receipt {application}: the approval receipt of the applicant's last
+ * signature on it, signed by the site's audit key (docs/stamp.md). */
+json_t *gw_op_receipt(struct gw_req *r);
 
 /* Whether the data of this signature are signed attributes whose message
  * digest is that of a stamp of application app_id prepared by the

@@ -104,6 +104,26 @@ dict_num(const uint8_t *d, size_t len, const char *key)
 	return -1;
 }
 
+/* Keys that make a PDF act (run a script, open a file or a link, play
+ * media, carry a file): none of them belongs in a stamp's own objects. */
+static const char *const acting_keys[] = {
+	"/A ", "/A<<", "/AA", "/JS", "/JavaScript", "/Launch", "/OpenAction", "/URI",
+	"/EmbeddedFile", "/RichMedia", "/Sound", "/Movie", "/SubmitForm", "/ImportData",
+	"/GoToR", "/GoToE", NULL,
+};
+
+static const char *
+acting_key(const uint8_t *d, size_t len)
+{
+	for (size_t k = 0; acting_keys[k] != NULL; k++) {
+		size_t n = strlen(acting_keys[k]);
+		for (size_t i = 0; i + n <= len; i++)
+			if (memcmp(d + i, acting_keys[k], n) == 0)
+				return acting_keys[k];
+	}
+	return NULL;
+}
+
 static int
 parse_sig(const uint8_t *d, size_t len, size_t dict_at, struct gw_stamp_update *u, char *err,
           size_t errlen)
@@ -222,6 +242,15 @@ gw_stamp_parse(const uint8_t *update, size_t len, size_t base, struct gw_stamp_u
 		if (o->kind == GW_STAMP_SIG &&
 		    parse_sig(d, dict_end - dict_at, base + dict_at, out, err, errlen) < 0)
 			return -1;
+		/* The stamp's own objects do not act; the page and catalog
+		 * (OTHER) are compared with the document's instead. */
+		if (o->kind != GW_STAMP_OTHER) {
+			const char *k = acting_key(d, dict_end - dict_at);
+			if (k != NULL) {
+				snprintf(err, errlen, "object %ld has %s: a stamp does not act", o->num, k);
+				return -1;
+			}
+		}
 		for (size_t i = 0; i < out->n; i++)
 			if (out->objs[i].num == o->num) {
 				snprintf(err, errlen, "object %ld comes twice", o->num);

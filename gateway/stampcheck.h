@@ -3,7 +3,9 @@
  * stamp writes it: untrusted bytes from the client, read with bounds on
  * every length and a fixed number of objects. It says what the update
  * holds (its objects, their kinds, the xref, the trailer, the /Sig's
- * /ByteRange and /Contents); stamp_ops.c decides with qpdf whether the
+ * /ByteRange and /Contents), and refuses a stamp object (signature,
+ * widget, XObject) that would act (an action, a script, a link, an
+ * embedded file); stamp_ops.c decides with qpdf whether the
  * objects that replace the document's are only its page and catalog with
  * the field added.
  */

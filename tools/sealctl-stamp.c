@@ -25,7 +25,9 @@
 #include <openssl/x509.h>
 
 #include "protocol.h"
+#include "stamp/near.h"
 #include "stamp/pdfstamp.h"
+#include "stamp/sealimg.h"
 
 /* The token the module shows, a seal's certificate and key, signing. */
 struct p11 {
@@ -125,60 +127,6 @@ p11_attr(struct p11 *p, CK_OBJECT_HANDLE o, CK_ATTRIBUTE_TYPE type, CK_ULONG *le
 	return buf;
 }
 
-/* DER of the signed attributes as they are signed: a SET OF Attribute
- * (tag 0x31), its members in DER order (RFC 5652 5.4). */
-static int
-cmp_der(const void *a, const void *b)
-{
-	const uint8_t *const *x = a, *const *y = b;
-	size_t lx = ((const size_t *)x)[1], ly = ((const size_t *)y)[1];
-	int c = memcmp(x[0], y[0], lx < ly ? lx : ly);
-
-	return c ? c : (lx > ly) - (lx < ly);
-}
-
-static uint8_t *
-signed_attrs_der(CMS_SignerInfo *si, size_t *len)
-{
-	int n = CMS_signed_get_attr_count(si);
-	struct { uint8_t *p; size_t len; } *m;
-	size_t body = 0, hdr, off;
-	uint8_t *out = NULL;
-
-	if (n <= 0 || (m = calloc((size_t)n, sizeof(*m))) == NULL)
-		return NULL;
-	for (int i = 0; i < n; i++) {
-		int l = i2d_X509_ATTRIBUTE(CMS_signed_get_attr(si, i), &m[i].p);
-		if (l <= 0)
-			goto out;
-		m[i].len = (size_t)l;
-		body += m[i].len;
-	}
-	qsort(m, (size_t)n, sizeof(*m), cmp_der);
-	hdr = body < 0x80 ? 2 : body < 0x100 ? 3 : body < 0x10000 ? 4 : 5;
-	if ((out = malloc(hdr + body)) == NULL)
-		goto out;
-	out[0] = 0x31;
-	if (hdr == 2) {
-		out[1] = (uint8_t)body;
-	} else {
-		out[1] = (uint8_t)(0x80 | (hdr - 2));
-		for (size_t i = 0; i < hdr - 2; i++)
-			out[2 + i] = (uint8_t)(body >> (8 * (hdr - 3 - i)));
-	}
-	off = hdr;
-	for (int i = 0; i < n; i++) {
-		memcpy(out + off, m[i].p, m[i].len);
-		off += m[i].len;
-	}
-	*len = hdr + body;
-out:
-	for (int i = 0; i < n; i++)
-		OPENSSL_free(m[i].p);
-	free(m);
-	return out;
-}
-
 /* ECDSA r||s (the token's) as the DER ECDSA-Sig-Value CMS carries. */
 static uint8_t *
 ecdsa_der(const uint8_t *rs, size_t len, size_t *out_len)
@@ -204,9 +152,37 @@ ecdsa_der(const uint8_t *rs, size_t len, size_t *out_len)
 
 /* The CMS over the file's byte range, signed by the seal's key through
  * the module. *der: the ContentInfo (OPENSSL_free). */
+/* The approval receipt of application app (the receipt request, after
+ * the signature is recorded), as the attribute's value: the reply's
+ * {"receipt","signature","cert"} in JSON. NULL with a message. */
+static char *
+fetch_receipt(struct cli *c, long long app)
+{
+	json_t *req = sg_request_new(SG_OP_RECEIPT), *rep, *v;
+	char *text = NULL;
+	bool json = c->json;
+
+	json_object_set_new(req, "application", json_integer(app));
+	c->json = false;
+	rep = cli_call(c, req);
+	c->json = json;
+	if (!sg_reply_is_ok(rep, NULL, NULL, NULL)) {
+		cli_die_reply(rep);
+		json_decref(rep);
+		return NULL;
+	}
+	v = json_pack("{s:O,s:O,s:O}", "receipt", json_object_get(rep, "receipt"),
+	              "signature", json_object_get(rep, "signature"), "cert", json_object_get(rep, "cert"));
+	if (v != NULL)
+		text = json_dumps(v, JSON_COMPACT | JSON_SORT_KEYS);
+	json_decref(v);
+	json_decref(rep);
+	return text;
+}
+
 static int
-make_cms(struct p11 *p, const char *label, const uint8_t md[32], uint8_t **der, size_t *der_len,
-         char *err, size_t errlen)
+make_cms(struct p11 *p, struct cli *c, long long app, const char *label, const uint8_t md[32],
+         uint8_t **der, size_t *der_len, char *err, size_t errlen)
 {
 	CK_OBJECT_HANDLE cert_o, key_o;
 	CK_ULONG cert_len = 0, id_len = 0, siglen = 0;
@@ -251,7 +227,7 @@ make_cms(struct p11 *p, const char *label, const uint8_t md[32], uint8_t **der, 
 	                                OBJ_nid2obj(NID_pkcs7_data), -1) != 1 ||
 	    CMS_signed_add1_attr_by_NID(si, NID_pkcs9_signingTime, t->type, t, -1) != 1 ||
 	    CMS_signed_add1_attr_by_NID(si, NID_pkcs9_messageDigest, V_ASN1_OCTET_STRING, md, 32) != 1 ||
-	    (attrs = signed_attrs_der(si, &attrs_len)) == NULL) {
+	    (attrs = sg_stamp_signed_attrs(si, &attrs_len)) == NULL) {
 		snprintf(err, errlen, "the CMS could not be set up: %s",
 		         ERR_reason_error_string(ERR_get_error()));
 		goto out;
@@ -272,6 +248,22 @@ make_cms(struct p11 *p, const char *label, const uint8_t md[32], uint8_t **der, 
 		ASN1_STRING_set(CMS_SignerInfo_get0_signature(si), edsig, (int)edlen);
 	} else {
 		ASN1_STRING_set(CMS_SignerInfo_get0_signature(si), sig, (int)siglen);
+	}
+	/* The receipt: unsigned, so it is added after the signature it
+	 * speaks of (and binds to it by the signed attributes' hash). The
+	 * use is spent by now: without a receipt the stamp is still written,
+	 * and that is said. */
+	if (app > 0) {
+		char *receipt = fetch_receipt(c, app);
+		ASN1_OBJECT *oid = OBJ_txt2obj(SG_RECEIPT_OID, 1);
+		int ok = receipt && oid &&
+		         CMS_unsigned_add1_attr_by_OBJ(si, oid, V_ASN1_OCTET_STRING, receipt,
+		                                       (int)strlen(receipt)) == 1;
+		free(receipt);
+		ASN1_OBJECT_free(oid);
+		if (!ok)
+			fprintf(stderr, "sealctl: the stamp carries no approval receipt (application "
+			        "#%lld): sealctl verify will say so\n", app);
 	}
 	*der = NULL;
 	if ((n = i2d_CMS_ContentInfo(cms, der)) <= 0) {
@@ -307,9 +299,34 @@ range_digest(const uint8_t *in, size_t in_len, const struct sg_stamp_update *u, 
 	EVP_MD_CTX_free(c);
 }
 
-/* The label the module shows for seal id (the seals request). */
+/* The company a seal is the company's: its certificate's O. */
 static int
-seal_label(struct cli *c, const char *seal, char *label, size_t len)
+seal_company(struct p11 *p, const char *label, char *out, size_t len)
+{
+	CK_OBJECT_HANDLE o;
+	CK_ULONG n = 0;
+	uint8_t *der = NULL;
+	const uint8_t *cp;
+	X509 *x = NULL;
+	int rv = -1;
+
+	if (p11_find(p, CKO_CERTIFICATE, CKA_LABEL, label, (CK_ULONG)strlen(label), &o) == 0 &&
+	    (der = p11_attr(p, o, CKA_VALUE, &n)) != NULL) {
+		cp = der;
+		if ((x = d2i_X509(NULL, &cp, (long)n)) != NULL &&
+		    X509_NAME_get_text_by_NID(X509_get_subject_name(x), NID_organizationName, out,
+		                              (int)len) > 0)
+			rv = 0;
+	}
+	X509_free(x);
+	free(der);
+	return rv;
+}
+
+/* The label the module shows for seal id, and its kind (the seals
+ * request). */
+static int
+seal_label(struct cli *c, const char *seal, char *label, size_t len, char *kind, size_t kindlen)
 {
 	json_t *rep = cli_call(c, sg_request_new(SG_OP_SEALS)), *s;
 	size_t i;
@@ -319,7 +336,9 @@ seal_label(struct cli *c, const char *seal, char *label, size_t len)
 		const char *id = json_string_value(json_object_get(s, "id"));
 		const char *l = json_string_value(json_object_get(s, "label"));
 		if (id && l && strcmp(id, seal) == 0) {
+			const char *k = json_string_value(json_object_get(s, "kind"));
 			snprintf(label, len, "%s", l);
+			snprintf(kind, kindlen, "%s", k ? k : "");
 			rv = 0;
 		}
 	}
@@ -333,7 +352,7 @@ seal_label(struct cli *c, const char *seal, char *label, size_t len)
  * application bound to the input, it checks the update is a stamp of that
  * document and nothing else. 0 checked or nothing to check, -1 refused. */
 static int
-prepare(struct cli *c, const char *seal, long long app, const uint8_t *in, size_t in_len,
+prepare(struct cli *c, const char *seal, long long *app, const uint8_t *in, size_t in_len,
         const struct sg_stamp_update *u)
 {
 	json_t *req = sg_request_new(SG_OP_STAMP_PREPARE), *rep;
@@ -347,14 +366,20 @@ prepare(struct cli *c, const char *seal, long long app, const uint8_t *in, size_
 		snprintf(hex + 2 * i, 3, "%02x", sha[i]);
 	json_object_set_new(req, "seal", json_string(seal));
 	json_object_set_new(req, "doc_sha256", json_string(hex));
-	if (app > 0)
-		json_object_set_new(req, "application", json_integer(app));
+	if (*app > 0)
+		json_object_set_new(req, "application", json_integer(*app));
 	sg_set_bytes(req, "update", u->buf, u->len);
-	rep = cli_call(c, req);
-	if (sg_reply_is_ok(rep, NULL, NULL, NULL))
+	{
+		bool json = c->json;
+		c->json = false;
+		rep = cli_call(c, req);
+		c->json = json;
+	}
+	if (sg_reply_is_ok(rep, NULL, NULL, NULL)) {
+		*app = (long long)json_integer_value(json_object_get(rep, "application"));
 		rv = 0;
-	else if (!sg_reply_is_ok(rep, NULL, &code, &msg) && code && strcmp(code, "not_bound") == 0 &&
-	         app <= 0)
+	} else if (!sg_reply_is_ok(rep, NULL, &code, &msg) && code && strcmp(code, "not_bound") == 0 &&
+	         *app <= 0)
 		rv = 0;   /* no document-bound application: the sign path decides */
 	else
 		cli_die_reply(rep);
@@ -373,6 +398,7 @@ sealctl_stamp(struct cli *c, const char *cmd, int argc, char **argv)
 		{ "module", required_argument, NULL, 'm' }, { NULL, 0, NULL, 0 },
 	};
 	const char *seal = NULL, *inpath = NULL, *outpath = NULL, *reason = NULL, *module = NULL;
+	const char *near = NULL;
 	struct sg_stamp_place place = { 0 };
 	struct sg_stamp_text text = { 0 };
 	struct sg_stamp_update u = { 0 };
@@ -380,7 +406,8 @@ sealctl_stamp(struct cli *c, const char *cmd, int argc, char **argv)
 	long long app = 0;
 	uint8_t *in = NULL, md[32], *der = NULL;
 	size_t in_len = 0, der_len = 0;
-	char label[256], err[512], *pin = NULL, *end;
+	char label[256], kind[64], company[256], err[512], *pin = NULL, *end;
+	struct sg_image image = { 0 };
 	FILE *f = NULL;
 	int ch, rv = 1;
 
@@ -415,16 +442,18 @@ sealctl_stamp(struct cli *c, const char *cmd, int argc, char **argv)
 			}
 			place.at_set = true;
 			break;
-		case 'n':
-			fprintf(stderr, "sealctl: --near is not there yet: use --page N --at X,Y\n");
-			return 2;
+		case 'n': near = optarg; break;
 		default:
 			return 2;
 		}
 	}
+	if (near != NULL && place.at_set) {
+		fprintf(stderr, "sealctl: --near TEXT or --at X,Y, not both\n");
+		return 2;
+	}
 	if (seal == NULL || inpath == NULL || outpath == NULL || optind != argc) {
 		fprintf(stderr, "sealctl: stamp --seal S --in FILE.pdf --out OUT.pdf [--application ID] "
-		        "[--page N --at X,Y] [--reason R] [--module PATH]\n");
+		        "[--page N --at X,Y | --near TEXT] [--reason R] [--module PATH]\n");
 		return 2;
 	}
 	if (module == NULL)
@@ -433,21 +462,21 @@ sealctl_stamp(struct cli *c, const char *cmd, int argc, char **argv)
 		module = "sealgate-pkcs11.so";
 	if (sealctl_read_file(inpath, &in, &in_len) < 0)
 		return 1;
+	/* --near: the seal's centre on the text's (poppler finds it). */
+	if (near != NULL) {
+		if (sg_stamp_find_text(in, in_len, near, place.page, &place.page, &place.x, &place.y,
+		                       err, sizeof(err)) < 0) {
+			fprintf(stderr, "sealctl: %s: %s\n", inpath, err);
+			free(in);
+			return 1;
+		}
+		place.at_set = true;
+		place.clamp = true;
+	}
 	if (cli_login(c) != 0)
 		goto out;
-	if (seal_label(c, seal, label, sizeof(label)) < 0)
+	if (seal_label(c, seal, label, sizeof(label), kind, sizeof(kind)) < 0)
 		goto out;
-	text.reason = reason;
-	text.name = label;
-	text.field = "Seal";
-	if (sg_stamp_build(in, in_len, &place, &text, &u, err, sizeof(err)) < 0) {
-		fprintf(stderr, "sealctl: %s: %s\n", inpath, err);
-		goto out;
-	}
-	if (prepare(c, seal, app, in, in_len, &u) < 0)
-		goto out;
-	range_digest(in, in_len, &u, md);
-
 	/* The module reaches the gateway sealctl talks to, as this account. */
 	if (c->socket_from != NULL)
 		setenv("SEALGATE_SOCKET", c->socket, 1);
@@ -458,7 +487,27 @@ sealctl_stamp(struct cli *c, const char *cmd, int argc, char **argv)
 		goto out;
 	if (p11_open(&p, module, pin) < 0)
 		goto out;
-	if (make_cms(&p, label, md, &der, &der_len, err, sizeof(err)) < 0) {
+	/* The round red seal of the company, of the seal's kind (sealimg.c);
+	 * without a CJK font the ring and star stand in, said on stderr. */
+	if (seal_company(&p, label, company, sizeof(company)) == 0) {
+		struct sg_sealimg_spec spec = { .company = company, .kind = sg_sealimg_kind_text(kind) };
+		if (sg_sealimg_render(&spec, &image, err, sizeof(err)) == 0)
+			text.image = &image;
+		else
+			fprintf(stderr, "sealctl: the seal's image cannot be drawn (%s): a red ring "
+			        "stands in\n", err);
+	}
+	text.reason = reason;
+	text.name = label;
+	text.field = "Seal";
+	if (sg_stamp_build(in, in_len, &place, &text, &u, err, sizeof(err)) < 0) {
+		fprintf(stderr, "sealctl: %s: %s\n", inpath, err);
+		goto out;
+	}
+	if (prepare(c, seal, &app, in, in_len, &u) < 0)
+		goto out;
+	range_digest(in, in_len, &u, md);
+	if (make_cms(&p, c, app, label, md, &der, &der_len, err, sizeof(err)) < 0) {
 		fprintf(stderr, "sealctl: %s\n", err);
 		goto out;
 	}
@@ -487,6 +536,7 @@ out:
 	if (pin != NULL)
 		sg_free_secret_str(pin);
 	p11_close(&p);
+	sg_image_clear(&image);
 	OPENSSL_free(der);
 	sg_stamp_update_free(&u);
 	free(in);

@@ -56,9 +56,13 @@ usage(FILE *f)
 "                              that document: uploaded to the gateway, where the\n"
 "                              approvers read it and the stamp is checked\n"
 "  doc put FILE | doc get SHA256 --out FILE  a document in the gateway\n"
-"  stamp --seal S --in FILE.pdf --out OUT.pdf [--application ID] [--page N --at X,Y]\n"
-"        [--reason R] [--module PATH]  the seal on the page, signed through the\n"
+"  stamp --seal S --in FILE.pdf --out OUT.pdf [--application ID]\n"
+"        [--page N --at X,Y | --near TEXT] [--reason R] [--module PATH]  the seal on\n"
+"                              the page (over TEXT's box), signed through the\n"
 "                              module (docs/stamp.md)\n"
+"  verify FILE.pdf [--ca CA.pem] [--audit-cert CERT] [--export FILE]  every\n"
+"                              signature of the file and its approval receipt,\n"
+"                              offline; with an audit export, the record in it\n"
 "  list [--mine|--waiting|--all] your applications, those waiting for you, or all\n"
 "  show ID                     one application with its approvals\n"
 "  approve ID [--comment C]    approve the level waiting for you\n"
@@ -394,6 +398,9 @@ main(int argc, char **argv)
 	if (rv >= 0)
 		goto done;
 	rv = sealctl_stamp(&c, cmd, argc - optind + 1, argv + optind - 1);
+	if (rv >= 0)
+		goto done;
+	rv = sealctl_verify(cmd, argc - optind + 1, argv + optind - 1);
 	if (rv >= 0)
 		goto done;
 	/* Options may also follow the command. */

@@ -53,6 +53,9 @@ int sealctl_doc_upload(struct cli *c, const char *name, const uint8_t *data, siz
  * the command. -1 when cmd is not one of these. */
 int sealctl_doc(struct cli *c, const char *cmd, int argc, char **argv);
 
+/* verify FILE.pdf … (sealctl-verify.c), offline; -1 when cmd is not
+ * "verify". */
+int sealctl_verify(const char *cmd, int argc, char **argv);
 /* stamp … (sealctl-stamp.c); -1 when cmd is not "stamp". */
 int sealctl_stamp(struct cli *c, const char *cmd, int argc, char **argv);
 

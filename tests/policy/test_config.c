@@ -209,7 +209,7 @@ Test(config, errors)
 	             "max_connections, connections_per_uid, connections_per_unknown_uid, "
 	             "frame_timeout, client_idle_timeout, totp_site_keys, document_max_size, tls_listen, tls_cert, tls_key, "
 	             "tls_device_ca, tls_device_ca_key, tls_devices, tls_enroll_listen, "
-	             "tls_connections_per_device, tls_device_days, tls_device_ca_token_label, web_front, notify, risk_online, risk_queue)");
+	             "tls_connections_per_device, tls_device_days, tls_device_ca_token_label, web_front, notify, risk_online, risk_queue, document_max_size)");
 	/* store_path is a SQLite file's old name: a URL there is refused,
 	 * never made into a file name (store: takes it). */
 	expect_error("backend_token: \"pkcs11:token=t\"\ntoken_pin_file: pin\n"
@@ -443,4 +443,21 @@ Test(config, pin_file, .init = mk_tmpdir, .fini = rm_tmpdir)
 		cr_assert_not_null(strstr(err, "is owned by uid 4242"), "%s", err);
 		gw_config_free(&c);
 	}
+}
+
+/* The documents' size cap (docs/stamp.md): 32 MiB by default, 1 KiB to
+ * 512 MiB. */
+Test(config, document_max_size)
+{
+	struct gw_config *c = NULL;
+	char err[512];
+
+	cr_assert_eq(parse(REQ, &c, err, sizeof(err)), 0, "%s", err);
+	cr_assert_eq(c->document_max_size, 32u * 1024 * 1024);
+	gw_config_free(&c);
+	cr_assert_eq(parse(REQ "document_max_size: 1048576\n", &c, err, sizeof(err)), 0, "%s", err);
+	cr_assert_eq(c->document_max_size, 1048576);
+	gw_config_free(&c);
+	cr_assert_eq(parse(REQ "document_max_size: 100\n", &c, err, sizeof(err)), -1);
+	cr_assert_eq(parse(REQ "document_max_size: 536870913\n", &c, err, sizeof(err)), -1);
 }

@@ -4,10 +4,13 @@
 # says the signature is valid, qpdf --check finds no error, and the page
 # rendered by pdftoppm has the seal's red in the box asked for and nowhere
 # else. A second stamp (on an application bound to the stamped file)
-# leaves both valid. Refused and recorded, with nothing spent (the uses
+# leaves both valid. sealctl verify checks them and the approval receipts
+# (and fails on another site's audit certificate, an edited receipt, a
+# signature moved to another file), and with an audit export that the
+# receipt's record is in the log. Refused and recorded, with nothing spent (the uses
 # and the quota as they were): another document, the document changed
 # after approval, an application already used, a seal the person may not
-# use.
+# use. --near TEXT puts the seal over the text. An EC seal stamps as well.
 set -euo pipefail
 # shellcheck source=tests/e2e/lib.sh
 . "$(dirname "$0")/../e2e/lib.sh"
@@ -20,6 +23,8 @@ make_pdf contract.pdf "Acme Trading Co. - Sales contract No. 2026-19"
 ID=$(authorize alice contract 1 bob --type contract --amount 1000 --scope sales --doc contract.pdf)
 check "alice's application bound to contract.pdf is authorized" test -n "$ID"
 
+run sealctl_as grace audit export -o early.jsonl
+expect_ok "grace (auditor) exports the log before the stamp"
 run sealctl_as alice stamp --seal contract --in contract.pdf --out stamped.pdf \
 	--application "$ID" --page 1 --at 420,200 --reason "Contract 2026-19 approved"
 expect_ok "alice stamps the approved contract"
@@ -36,6 +41,33 @@ read -r IN OUTSIDE <<<"$OUT"
 check "the seal's red is in the box asked for ($IN pixels)" test "${IN:-0}" -gt 500
 check "and nowhere else ($OUTSIDE pixels)" test "${OUTSIDE:-1}" = 0
 expect_audit 1 "action='sign' AND outcome='ok' AND application=$ID" "the stamp's signature is recorded"
+
+# --- sealctl verify, offline: the signature, the seal's certificate, the
+# receipt against the site's audit certificate, who applied and approved
+AUDIT_CERT=$E2E_SITE/certs/audit.pem
+run "$SEALGATE_BUILD/tools/sealctl" verify stamped.pdf --ca "$SEALGATE_CA" --audit-cert "$AUDIT_CERT"
+expect_ok "sealctl verify: the stamped contract holds"
+expect_out "receipt: valid, site main" "the receipt is valid, from site main"
+expect_out "Alice Chen (alice) applied for the Contract Seal: e2e test test-stamp" "it says who applied"
+expect_out "level 1: approved by Bob Li (bob)" "and who approved"
+# With an audit export: the receipt's record is in the log.
+run sealctl_as grace audit export -o export.jsonl
+expect_ok "grace exports the log after the stamp"
+run "$SEALGATE_BUILD/tools/sealctl" verify stamped.pdf --audit-cert "$AUDIT_CERT" --export export.jsonl
+expect_ok "sealctl verify --export: the receipt's record is in the export"
+expect_out "in the export, intact" "and says so"
+run "$SEALGATE_BUILD/tools/sealctl" verify stamped.pdf --audit-cert "$AUDIT_CERT" --export early.jsonl
+expect_fail "an export from before the stamp does not hold its record"
+expect_out "NOT in the export" "and says so"
+openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes -keyout other.key \
+	-subj "/CN=Other site audit" -days 2 -out other-audit.pem 2>/dev/null
+run "$SEALGATE_BUILD/tools/sealctl" verify stamped.pdf --audit-cert other-audit.pem
+expect_fail "a receipt checked against another site's audit certificate fails"
+expect_out "another site's" "and says so"
+python3 "$HERE/pdfedit.py" edit-receipt stamped.pdf edited.pdf
+run "$SEALGATE_BUILD/tools/sealctl" verify edited.pdf --audit-cert "$AUDIT_CERT"
+expect_fail "an edited receipt (its amount 1000 made 9000) fails"
+expect_out "its signature does not verify" "and says so"
 
 # --- refused, recorded, nothing spent
 # (the first JSON object of --json: the reply to show)
@@ -86,7 +118,11 @@ expect_out "the catalog is not the document's" "a stamp that changes the catalog
 sed 's|/Prev [0-9]*|/Prev 0|' update.bin >prev.bin
 run prepare_with prev.bin
 expect_out '"error": "bad_stamp"' "a stamp that is not appended to the document's last xref is refused"
-expect_audit 3 "action='stamp_prepare' AND outcome='denied' AND application=$ID2 AND reason LIKE 'not a stamp%'" \
+# the widget made to act (its /F 132 made /AA<<>>, the same length)
+sed 's|/F 132 |/AA<<>>|' update.bin >action.bin
+run prepare_with action.bin
+expect_out "has /AA: a stamp does not act" "a stamp whose widget has an action is refused"
+expect_audit 4 "action='stamp_prepare' AND outcome='denied' AND application=$ID2 AND reason LIKE 'not a stamp%'" \
 	"each is recorded"
 check "the uses are still untouched" test "$(uses_left "$ID2")" = 1
 
@@ -103,4 +139,63 @@ expect_out "Signature #2" "pdfsig sees two signatures"
 check "both are valid" test "$(grep -c 'Signature Validation: Signature is Valid.' <<<"$OUT")" = 2
 run qpdf --check two.pdf
 expect_out "No syntax or stream encoding errors found" "qpdf finds no error in the twice stamped file"
+run "$SEALGATE_BUILD/tools/sealctl" verify two.pdf --ca "$SEALGATE_CA" --audit-cert "$AUDIT_CERT"
+expect_ok "sealctl verify: both stamps hold"
+expect_out "2 signature(s), all valid" "verify sees both"
+expect_out "an earlier revision" "the first covers the revision it signed"
+# The first stamp's signature moved into the second application's file
+# (the same contract, stamped elsewhere on the page): it fails.
+python3 "$HERE/pdfedit.py" move-sig stamped.pdf one.pdf moved.pdf
+run "$SEALGATE_BUILD/tools/sealctl" verify moved.pdf --audit-cert "$AUDIT_CERT"
+expect_fail "a signature moved to another document fails"
+expect_out "the signature does not match the bytes it covers" "and says so"
+# LibreOffice opens the twice stamped file as it opens the contract
+# (Draw's PDF import: without libreoffice-draw it opens no PDF at all).
+lo_open() { soffice -env:UserInstallation="file://$W/lo-profile" --headless --convert-to png \
+	--outdir lo "$1" >/dev/null 2>&1; test -s "lo/${1%.pdf}.png"; }
+if ! command -v soffice >/dev/null; then
+	log "note: soffice not installed: LibreOffice not tried"
+elif ! lo_open contract.pdf; then
+	log "note: this LibreOffice opens no PDF (libreoffice-draw not installed): not tried"
+else
+	check "LibreOffice opens the twice stamped file" lo_open two.pdf
+fi
+
+# --- --near TEXT: the seal's centre on the text's box, as pdftotext -bbox
+# measures the word (origin top left there)
+make_pdf near.pdf "Acme Trading Co. - Sales contract No. 2026-55"
+ID5=$(authorize alice contract 1 bob --type contract --amount 1000 --scope sales --doc near.pdf)
+run sealctl_as alice stamp --seal contract --in near.pdf --out near-stamped.pdf --application "$ID5" \
+	--near "2026-55"
+expect_ok "alice stamps over the contract's number (--near)"
+RECT=$(sed -n 's/.* at \[\([0-9 .-]*\)\].*/\1/p' <<<"$OUT")
+pdftotext -bbox near.pdf near.html
+WORD=$(sed -n 's/.*xMin="\([0-9.]*\)" yMin="\([0-9.]*\)" xMax="\([0-9.]*\)" yMax="\([0-9.]*\)">2026-55<.*/\1 \2 \3 \4/p' near.html)
+check "the seal's centre is the word's ($RECT / $WORD)" python3 -c '
+import sys
+r = [float(v) for v in sys.argv[1].split()]
+w = [float(v) for v in sys.argv[2].split()]
+cx, cy = (r[0] + r[2]) / 2, (r[1] + r[3]) / 2
+wx, wy = (w[0] + w[2]) / 2, 792 - (w[1] + w[3]) / 2
+sys.exit(0 if abs(cx - wx) < 3 and abs(cy - wy) < 3 else 1)' "$RECT" "$WORD"
+pdftoppm -r 72 -f 1 -l 1 near-stamped.pdf near
+read -r X0 Y0 X1 Y1 <<<"$RECT"
+run python3 "$HERE/redbox.py" near-1.ppm "$X0" "$Y0" "$X1" "$Y1"
+read -r IN OUTSIDE <<<"$OUT"
+check "the seal is drawn there ($IN red pixels in its box, $OUTSIDE outside)" \
+	test "${IN:-0}" -gt 500 -a "${OUTSIDE:-1}" = 0
+run sealctl_as alice stamp --seal contract --in near.pdf --out none.pdf --near "no such words"
+expect_fail "a text that is not on the page is refused before anything is signed"
+
+# --- an EC seal (P-256): CKM_ECDSA_SHA256, the token's r||s made DER
+make_pdf payment.pdf "Acme Trading Co. - Payment voucher 2026-0042"
+ID4=$(authorize dave finance 1 erin --type payment --doc payment.pdf)
+run sealctl_as dave stamp --seal finance --in payment.pdf --out payment-stamped.pdf \
+	--application "$ID4" --reason "voucher approved"
+expect_ok "dave stamps the payment voucher with the Finance Seal (EC)"
+run pdfsig payment-stamped.pdf
+expect_out "Signature Validation: Signature is Valid." "pdfsig: the EC stamp is valid"
+run "$SEALGATE_BUILD/tools/sealctl" verify payment-stamped.pdf --ca "$SEALGATE_CA" --audit-cert "$AUDIT_CERT"
+expect_ok "sealctl verify: the EC stamp and its receipt hold"
+expect_out "level 1: approved by Erin Liu (erin)" "erin's approval is in the receipt"
 finish

@@ -6,6 +6,7 @@
  * /Prev is the input's last startxref.
  */
 #include "pdfstamp.h"
+#include "pdfimg.h"
 
 #include <math.h>
 #include <stdarg.h>
@@ -13,6 +14,8 @@
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
+#include <openssl/cms.h>
+#include <openssl/x509.h>
 #include <qpdf/qpdf-c.h>
 
 /* A growing byte buffer. */
@@ -228,8 +231,11 @@ sg_stamp_build(const uint8_t *in, size_t len, const struct sg_stamp_place *place
 	int size, npages, pg, sig, wid, ap, page_id, page_gen, root_id, root_gen;
 	double box[4], x, y, half = SG_STAMP_SIZE / 2;
 	char *ops = NULL, *res = NULL, when[32];
-	size_t ops_len = 0, at[5];
-	int ids[5], gens[5], nobj = 0;
+	size_t ops_len = 0, at[7];
+	int ids[7], gens[7], nobj = 0, img = 0, smask = 0, last;
+	struct sg_pdfimg pi = { 0 };
+	uint8_t *ob = NULL;
+	size_t oblen = 0;
 	time_t now = time(NULL);
 	struct tm tm;
 	int rv = -1;
@@ -271,6 +277,11 @@ sg_stamp_build(const uint8_t *in, size_t len, const struct sg_stamp_place *place
 	/* By default the seal goes low on the right, as a signature does. */
 	x = place->at_set ? box[0] + place->x : box[2] - half - 72;
 	y = place->at_set ? box[1] + place->y : box[1] + half + 72;
+	/* A seal over a text near the edge goes as near as fits. */
+	if (place->clamp && box[2] - box[0] >= 2 * half && box[3] - box[1] >= 2 * half) {
+		x = x < box[0] + half ? box[0] + half : x > box[2] - half ? box[2] - half : x;
+		y = y < box[1] + half ? box[1] + half : y > box[3] - half ? box[3] - half : y;
+	}
 	if (x - half < box[0] || x + half > box[2] || y - half < box[1] || y + half > box[3]) {
 		snprintf(err, errlen, "a seal of %.0f pt at %.0f,%.0f does not fit on page %d "
 		         "(%.0f × %.0f pt)", SG_STAMP_SIZE, x - box[0], y - box[1], pg,
@@ -289,7 +300,14 @@ sg_stamp_build(const uint8_t *in, size_t len, const struct sg_stamp_place *place
 	sig = size;
 	wid = size + 1;
 	ap = size + 2;
-	if (sg_stamp_appearance(SG_STAMP_SIZE, &ops, &ops_len, &res) < 0) {
+	last = ap;
+	if (text->image != NULL) {
+		img = size + 3;
+		smask = size + 4;
+		last = smask;
+		if (sg_pdfimg_objects(text->image, &pi, err, errlen) < 0)
+			goto out;
+	} else if (sg_stamp_appearance(SG_STAMP_SIZE, &ops, &ops_len, &res) < 0) {
 		snprintf(err, errlen, "out of memory");
 		goto out;
 	}
@@ -332,12 +350,34 @@ sg_stamp_build(const uint8_t *in, size_t len, const struct sg_stamp_place *place
 	    "endobj\n", sig, out->rect[0], out->rect[1], out->rect[2], out->rect[3], page_id,
 	    page_gen, ap);
 
-	/* The appearance. */
+	/* The appearance: the seal's image over the whole box (the image and
+	 * its alpha, pdfimg.c), or the ring and star. */
 	at[nobj] = len + o.len; ids[nobj] = ap; gens[nobj++] = 0;
-	put(&o, "%d 0 obj\n<< /Type /XObject /Subtype /Form /BBox [0 0 %.2f %.2f]%s%s /Length %zu >>\n"
-	    "stream\n", ap, SG_STAMP_SIZE, SG_STAMP_SIZE, *res ? " /Resources " : "", res, ops_len);
-	putn(&o, ops, ops_len);
-	put(&o, "\nendstream\nendobj\n");
+	if (text->image != NULL) {
+		if (sg_pdfimg_write_form((unsigned)ap, SG_STAMP_SIZE, SG_STAMP_SIZE, (unsigned)img, &ob,
+		                         &oblen) < 0)
+			goto oom;
+		putn(&o, (const char *)ob, oblen);
+		free(ob);
+		ob = NULL;
+		at[nobj] = len + o.len; ids[nobj] = img; gens[nobj++] = 0;
+		if (sg_pdfimg_write_image(&pi, (unsigned)img, (unsigned)smask, &ob, &oblen) < 0)
+			goto oom;
+		putn(&o, (const char *)ob, oblen);
+		free(ob);
+		ob = NULL;
+		at[nobj] = len + o.len; ids[nobj] = smask; gens[nobj++] = 0;
+		if (sg_pdfimg_write_smask(&pi, (unsigned)smask, &ob, &oblen) < 0)
+			goto oom;
+		putn(&o, (const char *)ob, oblen);
+		free(ob);
+		ob = NULL;
+	} else {
+		put(&o, "%d 0 obj\n<< /Type /XObject /Subtype /Form /BBox [0 0 %.2f %.2f]%s%s /Length %zu >>\n"
+		    "stream\n", ap, SG_STAMP_SIZE, SG_STAMP_SIZE, *res ? " /Resources " : "", res, ops_len);
+		putn(&o, ops, ops_len);
+		put(&o, "\nendstream\nendobj\n");
+	}
 
 	/* The page again, with the widget among its annotations. */
 	annots = qpdf_oh_get_key(q, page, "/Annots");
@@ -398,7 +438,7 @@ sg_stamp_build(const uint8_t *in, size_t len, const struct sg_stamp_place *place
 		put(&o, "xref\n");
 		for (int i = 0; i < nobj; i++)
 			put(&o, "%d 1\n%010zu %05d n \n", ids[i], at[i], gens[i]);
-		put(&o, "trailer\n<< /Size %d /Root %d %d R /Prev %lld", ap + 1, root_id, root_gen, prev);
+		put(&o, "trailer\n<< /Size %d /Root %d %d R /Prev %lld", last + 1, root_id, root_gen, prev);
 		id = qpdf_oh_get_key(q, trailer, "/ID");
 		if (qpdf_oh_is_array(q, id))
 			put(&o, " /ID %s", qpdf_oh_unparse(q, id));
@@ -425,7 +465,12 @@ sg_stamp_build(const uint8_t *in, size_t len, const struct sg_stamp_place *place
 	out->len = o.len;
 	o.p = NULL;
 	rv = 0;
+	goto out;
+oom:
+	snprintf(err, errlen, "out of memory");
 out:
+	free(ob);
+	sg_pdfimg_clear(&pi);
 	free(o.p);
 	free(ops);
 	free(res);
@@ -454,4 +499,58 @@ sg_stamp_update_free(struct sg_stamp_update *u)
 {
 	free(u->buf);
 	memset(u, 0, sizeof(*u));
+}
+
+/* DER of the signed attributes as they are signed: a SET OF Attribute
+ * (tag 0x31), its members in DER order (RFC 5652 5.4). */
+static int
+cmp_der(const void *a, const void *b)
+{
+	const uint8_t *const *x = a, *const *y = b;
+	size_t lx = ((const size_t *)x)[1], ly = ((const size_t *)y)[1];
+	int c = memcmp(x[0], y[0], lx < ly ? lx : ly);
+
+	return c ? c : (lx > ly) - (lx < ly);
+}
+
+uint8_t *
+sg_stamp_signed_attrs(CMS_SignerInfo *si, size_t *len)
+{
+	int n = CMS_signed_get_attr_count(si);
+	struct { uint8_t *p; size_t len; } *m;
+	size_t body = 0, hdr, off;
+	uint8_t *out = NULL;
+
+	if (n <= 0 || (m = calloc((size_t)n, sizeof(*m))) == NULL)
+		return NULL;
+	for (int i = 0; i < n; i++) {
+		int l = i2d_X509_ATTRIBUTE(CMS_signed_get_attr(si, i), &m[i].p);
+		if (l <= 0)
+			goto out;
+		m[i].len = (size_t)l;
+		body += m[i].len;
+	}
+	qsort(m, (size_t)n, sizeof(*m), cmp_der);
+	hdr = body < 0x80 ? 2 : body < 0x100 ? 3 : body < 0x10000 ? 4 : 5;
+	if ((out = malloc(hdr + body)) == NULL)
+		goto out;
+	out[0] = 0x31;
+	if (hdr == 2) {
+		out[1] = (uint8_t)body;
+	} else {
+		out[1] = (uint8_t)(0x80 | (hdr - 2));
+		for (size_t i = 0; i < hdr - 2; i++)
+			out[2 + i] = (uint8_t)(body >> (8 * (hdr - 3 - i)));
+	}
+	off = hdr;
+	for (int i = 0; i < n; i++) {
+		memcpy(out + off, m[i].p, m[i].len);
+		off += m[i].len;
+	}
+	*len = hdr + body;
+out:
+	for (int i = 0; i < n; i++)
+		OPENSSL_free(m[i].p);
+	free(m);
+	return out;
 }

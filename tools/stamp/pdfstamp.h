@@ -13,6 +13,13 @@
 #include <stddef.h>
 #include <stdint.h>
 
+/* The OID of sealgate's approval receipt, an unsigned attribute of the
+ * SignerInfo (docs/stamp.md): under the UUID arc 2.25 (ITU-T X.667),
+ * which needs no registration; the UUID is f4ab2a3b-982d-4ca1-a723-
+ * 4aebc0ec4082. Its value: an OCTET STRING holding the JSON
+ * {"receipt","signature","cert"} (base64 each) of the gateway's reply. */
+#define SG_RECEIPT_OID "2.25.325220370317090355261310516308583661698"
+
 /* Bytes of the /Contents placeholder (hex digits: twice this): room for
  * the CMS with its certificate and the approval receipt. */
 #define SG_STAMP_CONTENTS_MAX 16384
@@ -23,12 +30,19 @@ struct sg_stamp_place {
 	int page;                 /* 1-based; 0: the last page */
 	bool at_set;
 	double x, y;              /* the seal's centre, points from the page's lower left */
+	bool clamp;               /* moved inside the page when it would not fit (--near) */
 };
+
+struct sg_image;
 
 struct sg_stamp_text {
 	const char *reason;       /* /Reason, or NULL */
 	const char *name;         /* /Name (the seal's name), or NULL */
 	const char *field;        /* the field's /T base name */
+	/* The seal's image (sealimg.h), drawn over the whole box as an image
+	 * XObject with its /SMask (pdfimg.h); NULL: sg_stamp_appearance's
+	 * red ring and star. */
+	const struct sg_image *image;
 };
 
 /* The update being built: the bytes to append, and where in the whole
@@ -52,10 +66,15 @@ int sg_stamp_build(const uint8_t *in, size_t len, const struct sg_stamp_place *p
 int sg_stamp_fill(struct sg_stamp_update *u, size_t in_len, const uint8_t *der, size_t der_len);
 void sg_stamp_update_free(struct sg_stamp_update *u);
 
-/* The seal's appearance: a form XObject's content stream for a box of
- * size × size points, and its resources dictionary ("<< … >>" or "").
- * A placeholder (a red ring and star in PDF operators) until the seal's
- * image (tools/stamp/sealimg, pdfimg) takes its place. Free *ops. */
+/* The appearance without an image: a form XObject's content stream for a
+ * box of size × size points (a red ring and star in PDF operators), and
+ * its resources dictionary ("<< … >>" or ""). Free *ops and *resources. */
 int sg_stamp_appearance(double size, char **ops, size_t *ops_len, char **resources);
+
+/* The DER of a SignerInfo's signed attributes as they are signed and
+ * verified: a SET OF Attribute (tag 0x31), members in DER order (RFC 5652
+ * 5.4). free() it; NULL on failure. */
+struct CMS_SignerInfo_st;
+uint8_t *sg_stamp_signed_attrs(struct CMS_SignerInfo_st *si, size_t *len);
 
 #endif
