@@ -2,9 +2,10 @@
 # web-browser: the console against a real sealgate-web and a real gateway
 # on SoftHSM2 (a sandbox site, tests/e2e/lib.sh): alice applies with a PDF,
 # bob logs in with password and TOTP, sees the PDF drawn and approves with
-# a comment and a code, alice signs with pdfsig through the module, and
-# the headquarters page shows that signature in its live feed
-# (console-e2e.mjs). The signed PDF is then verified here with pdfsig.
+# a comment and a code, alice signs the PDF through the module (sealctl
+# stamp where sealctl has it, else pdfsig: console-e2e.mjs, signPdf), and
+# the headquarters page shows that signature in its live feed. The signed
+# PDF is then verified here with pdfsig.
 set -euo pipefail
 # shellcheck source=tests/web/browser/lib.sh
 . "$(dirname "$0")/lib.sh"
@@ -28,6 +29,8 @@ export SG_NSSDB=sql:$W/nssdb SG_NICK="$TOKEN_LABEL:Contract Seal" SG_PDF_IN=$W/i
 
 run node "$BROWSER_DIR/console-e2e.mjs"
 expect_ok "the console's story in the browser"
+# What the gateway said of alice's last refused signature, if any.
+run sealctl_as alice why
 
 run pdfsig -nssdir "$SG_NSSDB" out.pdf
 expect_out "Signature Validation: Signature is Valid." "the PDF alice signed is valid"
