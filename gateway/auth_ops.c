@@ -525,7 +525,8 @@ gw_op_login(struct gw_req *r)
 	    sg_get_str(r->msg, "code", false, &code, GW_TOTP_DIGITS, r->err, sizeof(r->err)) < 0 ||
 	    sg_get_bool(r->msg, "protected", false, &protected_path, r->err, sizeof(r->err)) < 0)
 		return gw_bad_request(r);
-	if (pin == NULL && !protected_path) {
+	if (pin == NULL && (!protected_path || r->peer->web)) {
+		/* (a window is an OS user's at a desk, never the web front's) */
 		snprintf(r->err, sizeof(r->err), "field \"pin\" is missing");
 		return gw_bad_request(r);
 	}
@@ -583,6 +584,38 @@ gw_op_login(struct gw_req *r)
 	json_object_set_new(rep, "roles", gw_roles_json(who));
 	json_object_set_new(rep, "factors", factors_json(v.factors));
 	return rep;
+}
+
+json_t *
+gw_auth_code_check(struct gw_req *r, const char *action)
+{
+	const char *code = NULL;
+	struct cred c = { 0 };
+	struct verdict v;
+	int ok;
+
+	if (sg_get_str(r->msg, "code", false, &code, GW_TOTP_DIGITS, r->err, sizeof(r->err)) < 0)
+		return gw_bad_request(r);
+	if (code == NULL || code[0] == '\0') {
+		snprintf(r->err, sizeof(r->err), "%s through the web needs your current code with the "
+		         "request", action);
+		(void)gw_req_record(r, action, "denied", r->err, NULL, NULL, 0, NULL, 0, NULL);
+		return sg_reply_error(CKR_FUNCTION_REJECTED, "mfa_required", "%s", r->err);
+	}
+	c.pin = code;
+	c.pinlen = strlen(code);
+	c.code_alone_ok = true;
+	ok = verify(r, r->who, &c, &v);
+	if (ok == 1 && !(v.factors & GW_FACTOR_TOTP)) {
+		snprintf(v.reason, sizeof(v.reason), "%s through the web needs your current code",
+		         action);
+		v.rv = CKR_FUNCTION_REJECTED;
+		v.code = "mfa_required";
+		ok = 0;
+	}
+	if (ok != 1)
+		return refusal(r, action, r->who, NULL, ok, &v);
+	return NULL;
 }
 
 json_t *

@@ -22,6 +22,11 @@ struct gw_password_change {
 };
 int gw_auth_password_apply_tx(struct gw_store *st, void *arg, char *err, size_t errlen);
 
+/* The code a request of the web front carries ("code") for action,
+ * checked as a login's would be (once only, counted for the lockout,
+ * a refusal recorded): NULL when it holds, else the refusal. */
+json_t *gw_auth_code_check(struct gw_req *r, const char *action);
+
 json_t *gw_op_login(struct gw_req *r);
 json_t *gw_op_logout(struct gw_req *r);
 json_t *gw_op_user_add(struct gw_req *r);

@@ -12,6 +12,7 @@
 
 #include <errno.h>
 #include <fcntl.h>
+#include <pwd.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -38,7 +39,9 @@ static const char *const config_keys[] = {
 	"client_idle_timeout", "totp_site_keys",
 	/* The TLS front (docs/deployment.md). */
 	"tls_listen", "tls_cert", "tls_key", "tls_device_ca", "tls_device_ca_key", "tls_devices",
-	"tls_enroll_listen", "tls_connections_per_device", "tls_device_days", NULL
+	"tls_enroll_listen", "tls_connections_per_device", "tls_device_days",
+	/* The web front (docs/web.md). */
+	"web_front", NULL
 };
 
 void
@@ -71,6 +74,7 @@ gw_config_free(struct gw_config **cfg)
 	free(c->tls_key);
 	free(c->tls_device_ca);
 	free(c->tls_device_ca_key);
+	free(c->web_front_user);
 	free(c->tls_devices);
 	free(c->tls_enroll_listen);
 	free(c);
@@ -195,6 +199,37 @@ parse_tls(struct gw_yaml *y, yaml_node_t *root, const char *dir, struct gw_confi
 	if (c->tls_enroll_listen != NULL && c->tls_device_ca_key == NULL)
 		return gw_yaml_errf(y, gw_yaml_map_get(y, root, "tls_enroll_listen"),
 		                    "tls_enroll_listen needs tls_device_ca_key to issue certificates");
+	return 0;
+}
+
+/* web_front: {user: NAME}: the OS user sealgate-web runs as, resolved to
+ * its uid now, so a front that is not there is said at start. Root and a
+ * uid that people log in from cannot be the front: every request of that
+ * uid would be taken as a web request. */
+static int
+parse_web_front(struct gw_yaml *y, yaml_node_t *root, struct gw_config *c)
+{
+	static const char *const keys[] = { "user", NULL };
+	yaml_node_t *n = gw_yaml_map_get(y, root, "web_front"), *u;
+	struct passwd pw, *res = NULL;
+	char buf[1024];
+
+	if (n == NULL)
+		return 0;
+	if (gw_yaml_map_check(y, n, "web_front", keys) < 0)
+		return -1;
+	u = gw_yaml_map_get(y, n, "user");
+	if (u == NULL)
+		return gw_yaml_errf(y, n, "web_front: user: missing (the OS user sealgate-web runs as)");
+	if (gw_yaml_str(y, u, "web_front.user", &c->web_front_user) < 0)
+		return -1;
+	if (getpwnam_r(c->web_front_user, &pw, buf, sizeof(buf), &res) != 0 || res == NULL)
+		return gw_yaml_errf(y, u, "web_front: user: no OS user named '%s'", c->web_front_user);
+	if (pw.pw_uid == 0)
+		return gw_yaml_errf(y, u, "web_front: user: root cannot be the web front (give "
+		                    "sealgate-web a user of its own)");
+	c->web_front_uid = pw.pw_uid;
+	c->web_front = true;
 	return 0;
 }
 
@@ -507,7 +542,7 @@ parse_tree(struct gw_yaml *y, yaml_node_t *root, const char *name, struct gw_con
 	if ((n = gw_yaml_map_get(y, root, "test_clock")) != NULL &&
 	    gw_yaml_bool(y, n, "test_clock", &c->test_clock) < 0)
 		goto out;
-	if (parse_tls(y, root, dir, c) < 0)
+	if (parse_tls(y, root, dir, c) < 0 || parse_web_front(y, root, c) < 0)
 		goto out;
 	rv = 0;
 out:

@@ -58,6 +58,12 @@ struct gw_config {
 	char *tls_enroll_listen;     /* "HOST:PORT": enrollment only, no client certificate */
 	unsigned tls_connections_per_device; /* open connections per device; default 8 */
 	unsigned tls_device_days;    /* days a device certificate is valid; default 365 */
+	/* The web front (docs/web.md): the uid sealgate-web runs as. Its
+	 * peers log people in by password (+ code) only and say who is
+	 * behind each request ("via"). */
+	bool web_front;
+	char *web_front_user;
+	uid_t web_front_uid;
 };
 
 /* Reads and validates path. On error returns -1 and err holds

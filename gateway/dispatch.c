@@ -8,6 +8,7 @@
 #include "dispatch.h"
 #include "device.h"
 
+#include <arpa/inet.h>
 #include <errno.h>
 #include <stdatomic.h>
 #include <stdio.h>
@@ -217,12 +218,12 @@ resolve(const struct gw_req *r, const char *requested, char *err, size_t errlen)
 {
 	const struct gw_person *who;
 
-	if (r->peer->device == 0)
+	if (r->peer->device == 0 && !r->peer->web)
 		return gw_policy_resolve_account(r->snap->policy, r->peer->login, requested, err,
 		                                 errlen);
 	if (requested == NULL) {
-		snprintf(err, errlen, "over TLS the account must be named (SEALGATE_USER, or user = "
-		         "in sealgate.conf)");
+		snprintf(err, errlen, r->peer->web ? "through the web front the account must be named" :
+		         "over TLS the account must be named (SEALGATE_USER, or user = in sealgate.conf)");
 		return NULL;
 	}
 	who = gw_policy_person(r->snap->policy, requested);
@@ -502,6 +503,12 @@ authorize(struct gw_req *r, const struct op *op, const uint8_t *tok, size_t tokl
 		(void)gw_req_record(r, op->name, "denied", r->err, NULL, NULL, 0, NULL, 0, NULL);
 		return sg_reply_error(CKR_FUNCTION_REJECTED, "denied", "%s", r->err);
 	}
+	/* Through the web front a code at login proves nothing for later: a
+	 * browser left open is not the person. What needs a code carries one
+	 * of its own, spent here (gw_auth_code_check: once only, lockout). */
+	bool web_code = r->peer->web && (factors & F_CODE);
+	if (web_code)
+		factors &= ~(F_CODE | F_FRESH_CODE);
 	if (missing_factors(r, factors, &missing) < 0)
 		return sg_reply_error(CKR_DEVICE_ERROR, "internal", "credential store error");
 	if (missing != 0) {
@@ -521,7 +528,82 @@ authorize(struct gw_req *r, const struct op *op, const uint8_t *tok, size_t tokl
 		return sg_reply_error(op->mfa_rv ? op->mfa_rv : CKR_FUNCTION_REJECTED, "mfa_required",
 		                      "%s", r->err);
 	}
+	if (web_code)
+		return gw_auth_code_check(r, op->name);
 	return NULL;
+}
+
+/* ------------------------------------------------------------------ */
+/* The web front (docs/web.md)                                         */
+
+/* What the web front may not relay: it holds no token session of its
+ * own to sign with, and windows, confirmations and per-signature codes
+ * belong to an OS user at a desk, not to a uid shared by every browser. */
+static const char *const web_refused[] = {
+	SG_OP_SIGN, SG_OP_WINDOW_OPEN, SG_OP_WINDOW_CLOSE, SG_OP_CONFIRM, SG_OP_AUTH_CONTEXT,
+	SG_OP_TOTP_ENROLL, SG_OP_DEVICE_ENROLL, SG_OP_DEVICE_FETCH, NULL
+};
+
+/* Copies what the front reported, for the record: printable ASCII, no
+ * quotes or backslashes (they would read as the record's own syntax). */
+static void
+web_clean(char *dst, size_t len, const char *src)
+{
+	size_t o = 0;
+
+	for (; src != NULL && *src != '\0' && o + 1 < len; src++)
+		dst[o++] = (*src >= 0x20 && *src < 0x7f && *src != '"' && *src != '\\') ? *src : '?';
+	dst[o] = '\0';
+}
+
+/* The peer of one request of the web front: "via" {remote, agent} is
+ * required from the front's uid and refused from anyone else (an OS user
+ * cannot pass for a browser elsewhere). 0: not the front (out = peer), 1:
+ * the front (out filled), -1: refused (err). */
+static int
+web_peer(struct gw_ctx *ctx, const struct gw_peer *peer, const json_t *msg, const char *op,
+         struct gw_peer *out, char *err, size_t errlen)
+{
+	const json_t *via = json_object_get(msg, "via");
+	const char *remote = NULL, *agent = NULL;
+	unsigned char addr[sizeof(struct in6_addr)];
+	char clean[200];
+	bool front = ctx->cfg != NULL && ctx->cfg->web_front && peer->device == 0 &&
+	             peer->uid == ctx->cfg->web_front_uid;
+
+	*out = *peer;
+	if (!front) {
+		if (via != NULL) {
+			snprintf(err, errlen, "\"via\" is for the web front only (web_front in the "
+			         "gateway's configuration), not OS user %s", peer->login);
+			return -1;
+		}
+		return 0;
+	}
+	if (!json_is_object(via)) {
+		snprintf(err, errlen, "a request of the web front (OS user %s) must say who it is for "
+		         "(\"via\": {\"remote\", \"agent\"})", peer->login);
+		return -1;
+	}
+	if (sg_get_str(via, "remote", true, &remote, 64, err, errlen) < 0 ||
+	    sg_get_str(via, "agent", false, &agent, 512, err, errlen) < 0)
+		return -1;
+	if (inet_pton(AF_INET, remote, addr) != 1 && inet_pton(AF_INET6, remote, addr) != 1) {
+		snprintf(err, errlen, "via.remote must be an IP address");
+		return -1;
+	}
+	for (size_t i = 0; web_refused[i] != NULL; i++)
+		if (strcmp(op, web_refused[i]) == 0) {
+			snprintf(err, errlen, "%s is not done through the web front", op);
+			return -1;
+		}
+	out->web = true;
+	snprintf(out->login, sizeof(out->login), "web:%s", remote);
+	web_clean(clean, sizeof(clean), agent ? agent : "");
+	snprintf(out->exe, sizeof(out->exe), "web:%s (front %s uid %u pid %d); reported: agent %s",
+	         remote, ctx->cfg->web_front_user, (unsigned)peer->uid, (int)peer->pid,
+	         clean[0] ? clean : "-");
+	return 1;
 }
 
 /* A refusal for want of the store: a request that failed inside (a
@@ -562,6 +644,7 @@ json_t *
 gw_dispatch(struct gw_ctx *ctx, const struct gw_peer *peer, const json_t *msg)
 {
 	struct gw_req r = { .ctx = ctx, .peer = peer, .msg = msg };
+	struct gw_peer web;
 	const char *name = NULL;
 	const struct op *op = NULL;
 	uint8_t *tok = NULL;
@@ -576,6 +659,13 @@ gw_dispatch(struct gw_ctx *ctx, const struct gw_peer *peer, const json_t *msg)
 	if (op == NULL)
 		return sg_reply_error(CKR_FUNCTION_NOT_SUPPORTED, "unknown_op",
 		                      "unknown operation \"%s\"", name);
+	switch (web_peer(ctx, peer, msg, op->name, &web, r.err, sizeof(r.err))) {
+	case 1:
+		r.peer = &web;
+		break;
+	case -1:
+		return sg_reply_error(CKR_USER_TYPE_INVALID, "not_allowed", "%s", r.err);
+	}
 
 	r.snap = gw_snapshot_get(ctx);
 	if (op->need != NEED_NONE) {

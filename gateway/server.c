@@ -586,7 +586,10 @@ conn_start(struct gw_ctx *ctx, int fd, struct gw_tls *tls, bool enroll)
 	/* Root and the gateway's own user could stop the gateway anyway: a
 	 * cap on them protects nothing, so only the global one applies. */
 	if (tls == NULL && c->peer.uid != 0 && c->peer.uid != geteuid())
-		cap = login_known(ctx, c->peer.login) ? lim.per_uid : lim.per_unknown_uid;
+		/* The web front carries many people's requests: a known uid. */
+		cap = login_known(ctx, c->peer.login) ||
+		      (ctx->cfg != NULL && ctx->cfg->web_front && c->peer.uid == ctx->cfg->web_front_uid) ?
+		      lim.per_uid : lim.per_unknown_uid;
 	pthread_mutex_lock(&conns_lock);
 	if (cap > 0)
 		for (struct conn *o = conns; o; o = o->next)

@@ -77,6 +77,10 @@ struct gw_peer {
 	int64_t device;                 /* the TLS device's id, 0: a local peer */
 	bool enroll_only;               /* TLS without a certificate: device_enroll, device_fetch */
 	char fingerprint[65];           /* TLS: SHA-256 of the device certificate, hex */
+	/* The web front's uid (web_front in the configuration): for one
+	 * request, login is "web:IP" and exe says front and user agent, from
+	 * the request's "via" (dispatch.c); people name their account. */
+	bool web;
 };
 
 /* The site this gateway serves (cfg->site; "main" without a configuration). */
