@@ -55,8 +55,11 @@ const app42 = me => (me.decided ? { ...APP, state: 'authorized', status: 'author
 
 // What the test's API answers, and what it was sent.
 const posts = [];
+const gets = [];
 function api(route, req, me) {
 	const url = new URL(req.url());
+	if (req.method() === 'GET')
+		gets.push(url.pathname + url.search);
 	const p = url.pathname.replace(/^\/api\/v1/, '');
 	const json = (body, status = 200) => route.fulfill({ status, contentType: 'application/json', body: JSON.stringify(body) });
 	if (req.method() === 'POST') {
@@ -254,9 +257,26 @@ async function main() {
 		await page.waitForSelector('#people button');
 		check(`${label}: a locked person can be unlocked`, (await page.textContent('#people')).includes(HOSTILE));
 		posts.length = 0;
+		await page.fill('#admin-code input[name=code]', '246810');
 		await page.click('#people button');
 		await page.waitForSelector('#flash p');
-		check(`${label}: unlock POSTs with the CSRF token`, posts.some(p => p.path === '/users/dave/unlock' && p.csrf === 'csrf-1'), posts);
+		check(`${label}: unlock POSTs the admin's code with the CSRF token`,
+			posts.some(p => p.path === '/users/dave/unlock' && p.csrf === 'csrf-1' && p.body.code === '246810'), posts);
+
+		// The audit filters reach the API as the protocol's fields.
+		await page.goto(ORIGIN + '/#/audit');
+		await page.waitForSelector('#audit-form');
+		await page.fill('#audit-form input[name=from]', '2026-12-01');
+		await page.fill('#audit-form input[name=to]', '2026-12-02');
+		await page.fill('#audit-form input[name=person]', 'alice');
+		gets.length = 0;
+		await page.click('#audit-form button[type=submit]');
+		await page.waitForFunction(() => document.querySelector('#audit-results table'));
+		const q = gets.find(g => g.startsWith('/api/v1/audit?'));
+		const qp = new URLSearchParams((q || '').split('?')[1] || '');
+		check(`${label}: audit search sends from_ns, to_ns (whole days, UTC) and person`,
+			qp.get('from_ns') === '1796083200000000000' && qp.get('to_ns') === '1796255999999999999' &&
+			qp.get('person') === 'alice' && !qp.has('from'), q);
 
 		check(`${label}: no markup ran anywhere`, !(await page.evaluate(() => window.__xss)));
 		check(`${label}: nothing asked of another origin`, outside.length === 0, outside);

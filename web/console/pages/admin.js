@@ -30,6 +30,9 @@ export async function render(main) {
 			[t('col.quota'), s => left(s.quota_left)],
 		], seals.seals || [])));
 
+	// Unlocking and device decisions need the admin's code, each time.
+	const code = el('input', { name: 'code', inputmode: 'numeric', autocomplete: 'one-time-code', maxlength: 6 });
+	main.appendChild(el('section', { class: 'card', id: 'admin-code' }, field(t('app.code'), code)));
 	const people = el('section', { class: 'card', id: 'people' }, el('h2', {}, t('admin.people')));
 	if (users.error)
 		people.appendChild(el('p', { class: 'error' }, errorText(users.error)));
@@ -43,18 +46,16 @@ export async function render(main) {
 			[t('col.locked'), u => (u.locked ? yes(true) + (u.locked_until ? ' · ' + fmtTime(u.locked_until) : '') : yes(false))],
 			['', u => (u.locked || u.failed ? el('button', {
 				type: 'button', class: 'small',
-				onclick: () => act('/users/' + encodeURIComponent(u.user || u.id) + '/unlock', {},
+				onclick: () => act('/users/' + encodeURIComponent(u.user || u.id) + '/unlock', { code: code.value.trim() },
 					t('admin.unlocked', { user: u.user || u.id }), main),
 			}, t('admin.unlock')) : '')],
 		], users.users || []));
 	main.appendChild(people);
 
 	const devs = el('section', { class: 'card', id: 'devices' }, el('h2', {}, t('admin.devices')));
-	const code = el('input', { name: 'code', inputmode: 'numeric', autocomplete: 'one-time-code', maxlength: 6 });
 	if (devices.error) {
 		devs.appendChild(el('p', { class: 'error' }, errorText(devices.error)));
 	} else {
-		devs.appendChild(field(t('app.code'), code));
 		devs.appendChild(table([
 			[t('col.id'), d => d.id],
 			[t('col.state'), d => d.state],

@@ -12,6 +12,19 @@ import { cssWord } from './common.js';
 export const FILTERS = ['from', 'to', 'seal', 'person', 'department', 'action', 'outcome',
 	'digest', 'application', 'site', 'limit'];
 
+// 'YYYY-MM-DD' or an ISO time as UTC nanoseconds (a string: past 2^53),
+// '' when empty or not a time; END makes a day alone run to its last ns.
+export function toNs(v, end) {
+	if (!v)
+		return '';
+	const day = /^\d{4}-\d{2}-\d{2}$/.test(v);
+	const ms = Date.parse(day ? v + 'T00:00:00Z' : v);
+	if (Number.isNaN(ms))
+		return '';
+	const ns = BigInt(ms) * 1000000n;
+	return String(day && end ? ns + 86400n * 1000000000n - 1n : ns);
+}
+
 export function auditColumns() {
 	return [
 		[t('col.seq'), r => String(r.seq ?? '')],
@@ -49,10 +62,16 @@ export async function render(main) {
 		el('div', { class: 'buttons' }, el('button', { type: 'submit' }, t('audit.search')), exportLink));
 	let after = 0;
 	let rows = [];
+	// The API takes the times as UTC nanoseconds (from_ns, to_ns), as the
+	// protocol does; a day alone is its whole day, as in sealctl.
 	const params = () => {
 		const p = {};
 		for (const f of FILTERS)
 			p[f] = inputs[f].value.trim();
+		p.from_ns = toNs(p.from, false);
+		p.to_ns = toNs(p.to, true);
+		delete p.from;
+		delete p.to;
 		return p;
 	};
 	const search = async () => {

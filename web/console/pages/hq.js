@@ -14,6 +14,12 @@ export const FEED_ROWS = 200;	// rows kept on the page; older ones drop off
 const BYS = ['site', 'seal', 'department', 'day'];
 
 const day = d => d.toISOString().slice(0, 10);
+// A date field as Unix seconds (UTC), the end of its day for END: the
+// API's from and to.
+const secs = (v, end) => {
+	const ms = Date.parse(v + 'T00:00:00Z');
+	return Number.isNaN(ms) ? '' : Math.floor(ms / 1000) + (end ? 86399 : 0);
+};
 
 // One usage row: its key and its number of signatures, whatever the
 // field is named in the reply.
@@ -72,7 +78,7 @@ export async function render(main) {
 		await Promise.all(BYS.map(async by => {
 			const box = clear(boxes[by]);
 			try {
-				const r = await api.get('/usage' + api.qs({ by, from: from.value, to: to.value }));
+				const r = await api.get('/usage' + api.qs({ by, from: secs(from.value, false), to: secs(to.value, true) }));
 				const pts = (r.rows || r.usage || r.items || []).map(x => point(by, x));
 				const canvas = el('canvas', { 'data-points': pts.length });
 				box.appendChild(canvas);
