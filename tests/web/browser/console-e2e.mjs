@@ -49,7 +49,18 @@ async function person(who, locale) {
 	return { ...b, page, errors };
 }
 
-const scriptErrors = errors => errors.filter(e => !/status of 40[1345]/.test(e));
+// The browser logs every request answered with an error status (401
+// before login, the refusals the pages show); the rest is a script's.
+const scriptErrors = errors => errors.filter(e => !/Failed to load resource: the server responded with a status of/.test(e));
+
+// A person's part is over: no script error in their pages, and their
+// browser closed. (sealgate-web takes 16 connections per address, and
+// every browser here comes from 127.0.0.1 with its keep-alive ones.)
+async function done(p, who) {
+	check(`no script error in ${who}'s pages`, scriptErrors(p.errors).length === 0, p.errors);
+	await p.close();
+	p.closed = true;
+}
 
 const run = (cmd, args, extra) => new Promise(resolve => execFile(cmd, args, { env: { ...process.env, ...extra } },
 	(err, stdout, stderr) => resolve({ rc: err ? err.code ?? 1 : 0, out: stdout + stderr, cmd })));
@@ -73,122 +84,130 @@ async function signPdf(id) {
 		'-nick', env('SG_NICK'), '-reason', 'Contract 2026-17 approved', env('SG_PDF_IN'), env('SG_PDF_OUT')], who);
 }
 
+// Everyone's browser, so a failure can still take their screenshots.
+const people = [];
+
 async function main() {
-	const people = [];
-	try {
-		// --- alice applies for the Contract Seal with the PDF
-		const alice = await person('alice', 'en-US');
-		people.push(alice);
-		await alice.page.goto(URL0 + '/');
-		await shot(alice.page, '01-login');
-		await login(alice.page, 'alice');
-		await alice.page.goto(URL0 + '/#/apply');
-		await alice.page.waitForSelector('#apply-form select[name=seal] option');
-		await alice.page.selectOption('#apply-form select[name=seal]', 'contract');
-		await alice.page.fill('#apply-form input[name=document_type]', 'contract');
-		await alice.page.fill('#apply-form input[name=amount]', '50000');
-		await alice.page.fill('#apply-form input[name=business_scope]', 'sales');
-		await alice.page.fill('#apply-form textarea[name=reason]', REASON);
-		await alice.page.setInputFiles('#apply-form input[name=document]', env('SG_PDF_IN'));
-		await shot(alice.page, '02-apply-filled');
-		await alice.page.click('#apply-form button[type=submit]');
-		await alice.page.waitForSelector('#flash p');
-		const said = await alice.page.textContent('#flash');
-		const id = (said.match(/#(\d+)/) || [])[1];
-		if (!check('alice\'s application was submitted', !!id && !(await alice.page.$('#flash .error')), said))
-			return;
-		await alice.page.waitForSelector(`#mine tr[data-app="${id}"]`);
-		check('it is in her applications, the reason as text',
-			(await alice.page.textContent(`#mine tr[data-app="${id}"]`)).includes(HOSTILE));
-		await shot(alice.page, '03-applicant-mine');
+	// --- alice applies for the Contract Seal with the PDF
+	const alice = await person('alice', 'en-US');
+	people.push(alice);
+	await alice.page.goto(URL0 + '/');
+	await shot(alice.page, '01-login');
+	await login(alice.page, 'alice');
+	await alice.page.goto(URL0 + '/#/apply');
+	await alice.page.waitForSelector('#apply-form select[name=seal] option', { state: 'attached' });
+	await alice.page.selectOption('#apply-form select[name=seal]', 'contract');
+	await alice.page.fill('#apply-form input[name=document_type]', 'contract');
+	await alice.page.fill('#apply-form input[name=amount]', '50000');
+	await alice.page.fill('#apply-form input[name=business_scope]', 'sales');
+	await alice.page.fill('#apply-form textarea[name=reason]', REASON);
+	await alice.page.setInputFiles('#apply-form input[name=document]', env('SG_PDF_IN'));
+	await shot(alice.page, '02-apply-filled');
+	await alice.page.click('#apply-form button[type=submit]');
+	await alice.page.waitForSelector('#flash p');
+	const said = await alice.page.textContent('#flash');
+	const id = (said.match(/#(\d+)/) || [])[1];
+	if (!check('alice\'s application was submitted', !!id && !(await alice.page.$('#flash .error')), said))
+		throw new Error('no application to go on with');
+	await alice.page.waitForSelector(`#mine tr[data-app="${id}"]`);
+	check('it is in her applications, the reason as text',
+		(await alice.page.textContent(`#mine tr[data-app="${id}"]`)).includes(HOSTILE));
+	await shot(alice.page, '03-applicant-mine');
+	await done(alice, 'alice');
 
-		// --- bob: the link, password and TOTP, the PDF, approve
-		const link = await waitForApprovalLink(id, 'bob');
-		const expect = URL0 + '/#/applications/' + id;
-		if (link === null)
-			log('note: no notification sink yet; bob opens the approval link', expect);
-		else
-			check('the notice links to the approval page', link === expect, link);
-		const bob = await person('bob', 'zh-CN');
-		people.push(bob);
-		await bob.page.goto(link || expect);
-		await shot(bob.page, '04-approver-login-zh-CN');
-		await login(bob.page, 'bob');
-		await bob.page.waitForSelector('#application', { timeout: 20000 });
-		check('bob lands on the linked application', (await bob.page.textContent('#application h1')).includes('#' + id));
-		await bob.page.waitForFunction(() => document.querySelector('#pdf-canvas')?.dataset.rendered === '1' ||
-			document.querySelector('#pdf-error'), null, { timeout: 30000 });
-		check('bob sees the PDF drawn on a canvas', !(await bob.page.$('#pdf-error')) &&
-			await canvasInked(bob.page, '#pdf-canvas') > 100,
-			await bob.page.$('#pdf-error') ? await bob.page.textContent('#pdf-error') : 'blank canvas');
-		check('the reason shows its markup as text', await bob.page.textContent('#app-reason') === REASON,
-			await bob.page.textContent('#app-reason'));
-		check('the reason made no element and ran nothing',
-			await bob.page.evaluate(() => document.querySelectorAll('#main img').length === 0 && !window.__xss));
-		check('the page names applicant, seal, amount, type and scope', await bob.page.evaluate(() => {
-			const t = document.querySelector('#application').textContent;
-			return ['alice', 'contract', '50', 'sales'].every(w => t.includes(w));
-		}));
-		await shot(bob.page, '05-approver-application');
-		await bob.page.fill('#decide textarea[name=comment]', 'checked the contract, ok');
-		await bob.page.fill('#decide input[name=code]', await freshCode('bob', secret('bob')));
-		await bob.page.click('#approve');
-		await bob.page.waitForFunction(() => document.querySelector('#application')?.dataset.state === 'authorized' ||
-			document.querySelector('#flash .error'), null, { timeout: 20000 });
-		check('bob\'s approval authorized the application',
-			await bob.page.getAttribute('#application', 'data-state') === 'authorized',
-			await bob.page.textContent('#flash'));
-		check('his comment is on the record of the levels',
-			(await bob.page.textContent('#history')).includes('checked the contract, ok'));
-		await shot(bob.page, '06-approver-approved');
-		await bob.page.goto(URL0 + '/#/waiting');
-		await bob.page.waitForSelector('#waiting');
-		check('nothing of alice\'s waits for bob any more', !(await bob.page.$(`#waiting tr[data-app="${id}"]`)));
-		await shot(bob.page, '07-approver-waiting');
+	// --- bob: the link, password and TOTP, the PDF, approve
+	const link = await waitForApprovalLink(id, 'bob');
+	const expect = URL0 + '/#/applications/' + id;
+	if (link === null)
+		log('note: no notification sink yet; bob opens the approval link', expect);
+	else
+		check('the notice links to the approval page', link === expect, link);
+	const bob = await person('bob', 'zh-CN');
+	people.push(bob);
+	await bob.page.goto(link || expect);
+	await shot(bob.page, '04-approver-login-zh-CN');
+	await login(bob.page, 'bob');
+	await bob.page.waitForSelector('#application', { timeout: 20000 });
+	check('bob lands on the linked application', (await bob.page.textContent('#application h1')).includes('#' + id));
+	await bob.page.waitForFunction(() => document.querySelector('#pdf-canvas')?.dataset.rendered === '1' ||
+		document.querySelector('#pdf-error'), null, { timeout: 30000 });
+	check('bob sees the PDF drawn on a canvas', !(await bob.page.$('#pdf-error')) &&
+		await canvasInked(bob.page, '#pdf-canvas') > 100,
+		await bob.page.$('#pdf-error') ? await bob.page.textContent('#pdf-error') : 'blank canvas');
+	check('the reason shows its markup as text', await bob.page.textContent('#app-reason') === REASON,
+		await bob.page.textContent('#app-reason'));
+	check('the reason made no element and ran nothing',
+		await bob.page.evaluate(() => document.querySelectorAll('#main img').length === 0 && !window.__xss));
+	check('the page names applicant, seal, amount, type and scope', await bob.page.evaluate(() => {
+		const t = document.querySelector('#application').textContent;
+		return ['alice', 'contract', '50', 'sales'].every(w => t.includes(w));
+	}));
+	await shot(bob.page, '05-approver-application');
+	await bob.page.fill('#decide textarea[name=comment]', 'checked the contract, ok');
+	await bob.page.fill('#decide input[name=code]', await freshCode('bob', secret('bob')));
+	await bob.page.click('#approve');
+	await bob.page.waitForFunction(() => document.querySelector('#application')?.dataset.state === 'authorized' ||
+		document.querySelector('#flash .error'), null, { timeout: 20000 });
+	check('bob\'s approval authorized the application',
+		await bob.page.getAttribute('#application', 'data-state') === 'authorized',
+		await bob.page.textContent('#flash'));
+	check('his comment is on the record of the levels',
+		(await bob.page.textContent('#history')).includes('checked the contract, ok'));
+	await shot(bob.page, '06-approver-approved');
+	await bob.page.goto(URL0 + '/#/waiting');
+	await bob.page.waitForSelector('#waiting');
+	check('nothing of alice\'s waits for bob any more', !(await bob.page.$(`#waiting tr[data-app="${id}"]`)));
+	await shot(bob.page, '07-approver-waiting');
+	await done(bob, 'bob');
 
-		// --- grace watches the headquarters page while alice signs
-		const grace = await person('grace', 'en-US');
-		people.push(grace);
-		await grace.page.goto(URL0 + '/');
-		await login(grace.page, 'grace');
-		await grace.page.goto(URL0 + '/#/hq');
-		await grace.page.waitForFunction(() => document.querySelector('#feed-state')?.textContent === 'Live', null, { timeout: 20000 });
-		await shot(grace.page, '08-hq-before');
-		const signed = await signPdf(id);
-		log(signed.cmd, '-> exit', signed.rc, signed.out.trim());
-		check(`alice signed the approved PDF through the module (${signed.cmd.replace(/.*\//, '')})`, signed.rc === 0, signed.out);
-		// No fixed sleep: wait for the row (the issue's goal is 2 s; speed
-		// belongs in tests/bench, so only its arrival is asserted here).
-		const row = '#feed li[data-action="sign"][data-outcome="ok"]';
-		const seen = await grace.page.waitForSelector(row, { timeout: 30000 }).then(() => true, () => false);
-		check('the headquarters feed shows alice\'s signature', seen &&
-			(await grace.page.textContent(row)).includes('alice'), seen ? await grace.page.textContent('#feed') : 'no row');
-		await shot(grace.page, '09-hq-feed');
-		await grace.page.goto(URL0 + '/#/audit');
-		await grace.page.waitForSelector('#audit-results table', { timeout: 20000 });
-		await grace.page.waitForSelector('#verify-result dl, #verify-result .error', { timeout: 20000 });
-		await shot(grace.page, '10-auditor');
+	// --- grace watches the headquarters page while alice signs
+	const grace = await person('grace', 'en-US');
+	people.push(grace);
+	await grace.page.goto(URL0 + '/');
+	await login(grace.page, 'grace');
+	await grace.page.goto(URL0 + '/#/hq');
+	await grace.page.waitForFunction(() => document.querySelector('#feed-state')?.textContent === 'Live', null, { timeout: 20000 });
+	await shot(grace.page, '08-hq-before');
+	const signed = await signPdf(id);
+	log(signed.cmd, '-> exit', signed.rc, signed.out.trim());
+	check(`alice signed the approved PDF through the module (${signed.cmd.replace(/.*\//, '')})`, signed.rc === 0, signed.out);
+	// No fixed sleep: wait for the row (the issue's goal is 2 s; speed
+	// belongs in tests/bench, so only its arrival is asserted here).
+	const row = '#feed li[data-action="sign"][data-outcome="ok"]';
+	const seen = await grace.page.waitForSelector(row, { timeout: 30000 }).then(() => true, () => false);
+	check('the headquarters feed shows alice\'s signature', seen &&
+		(await grace.page.textContent(row)).includes('alice'), seen ? await grace.page.textContent('#feed') : 'no row');
+	await shot(grace.page, '09-hq-feed');
+	await grace.page.goto(URL0 + '/#/audit');
+	await grace.page.waitForSelector('#audit-results table', { timeout: 20000 });
+	await grace.page.waitForSelector('#verify-result[data-intact]', { state: 'attached', timeout: 20000 });
+	check('the audit page says the chain is intact', await grace.page.getAttribute('#verify-result', 'data-intact') === 'true',
+		await grace.page.textContent('#verify-result'));
+	await shot(grace.page, '10-auditor');
+	await done(grace, 'grace');
 
-		// --- frank, the seal admin's page
-		const frank = await person('frank', 'en-US');
-		people.push(frank);
-		await frank.page.goto(URL0 + '/');
-		await login(frank.page, 'frank');
-		await frank.page.goto(URL0 + '/#/admin');
-		await frank.page.waitForSelector('#seals table', { timeout: 20000 });
-		check('the seal admin sees the Contract Seal', (await frank.page.textContent('#seals')).includes('Contract Seal'));
-		await shot(frank.page, '11-seal-admin');
-
-		for (const p of people)
-			check(`no script error in ${p.errors[0]?.split(':')[0] || 'a'} page`, scriptErrors(p.errors).length === 0, p.errors);
-	} finally {
-		for (const p of people)
+	// --- frank, the seal admin's page
+	const frank = await person('frank', 'en-US');
+	people.push(frank);
+	await frank.page.goto(URL0 + '/');
+	await login(frank.page, 'frank');
+	await frank.page.goto(URL0 + '/#/admin');
+	await frank.page.waitForSelector('#seals table', { timeout: 20000 });
+	check('the seal admin sees the Contract Seal', (await frank.page.textContent('#seals')).includes('Contract Seal'));
+	await shot(frank.page, '11-seal-admin');
+	await done(frank, 'frank');
+	for (const p of people)
+		if (!p.closed)
 			await p.close();
-	}
 	finish('console-e2e');
 }
 
-main().catch(e => {
+main().catch(async e => {
 	log('FAIL:', e.stack || e.message);
+	for (const [i, p] of people.entries())
+		if (!p.closed) {
+			log(`page ${i} at failure: ${p.page.url()}: ${(await p.page.textContent('#main').catch(() => '')).slice(0, 400)}`);
+			await shot(p.page, 'failure-' + i);
+		}
 	process.exit(1);
 });

@@ -19,7 +19,59 @@ need certutil modutil pdfsig oathtool
 browser_install
 e2e_setup
 browser_shots console-e2e
-[ -n "${SEALGATE_WEB_URL:-}" ] || { log "FAIL: the sandbox did not start sealgate-web (no SEALGATE_WEB_URL)"; exit 1; }
+
+WEB_PID=
+web_cleanup() {
+	local rc=$?
+	if [ -n "$WEB_PID" ]; then
+		kill "$WEB_PID" 2>/dev/null || true
+		wait "$WEB_PID" 2>/dev/null || true
+		if [ "$rc" != 0 ] && [ "$rc" != 77 ]; then
+			log "---- last lines of sealgate-web.log ----"
+			tail -n 20 "$E2E_TMP/sealgate-web.log" >&2 || true
+		fi
+	fi
+	(exit "$rc")
+	e2e_cleanup
+}
+trap web_cleanup EXIT
+
+# The site's sealgate-web on loopback, when the sandbox did not start one:
+# the gateway names its front (web_front) and restarts, sealgate-web runs
+# as its own user (it refuses root) with a console_dir of web/console/
+# and the copies of Debian's PDF.js and Chart.js under javascript/ that
+# an installation puts beside it (docs/console.md).
+web_up() {
+	local front=sealgate-web port
+	[ "$(id -u)" = 0 ] || { log "SKIP: starting sealgate-web here needs root (it drops to its own user)"; exit 77; }
+	id "$front" >/dev/null 2>&1 ||
+		useradd --system --no-create-home --home-dir /nonexistent --shell /usr/sbin/nologin "$front"
+	"$SANDBOX" --quiet down "$E2E_SITE"
+	printf 'web_front: { user: %s }\n' "$front" >>"$E2E_SITE/sealgated.yaml"
+	eval "$("$SANDBOX" --quiet --build "$SEALGATE_BUILD" up "$E2E_SITE")"
+	unset SOFTHSM2_CONF
+	local c=$E2E_TMP/console
+	mkdir -p "$c/javascript/pdf/build" "$c/javascript/chart.js"
+	cp -R "$SEALGATE_SOURCE/web/console/." "$c/"
+	cp /usr/share/javascript/pdf/build/pdf.js /usr/share/javascript/pdf/build/pdf.worker.js "$c/javascript/pdf/build/"
+	cp /usr/share/javascript/chart.js/chart.min.js "$c/javascript/chart.js/"
+	chmod -R o+rX "$c"
+	chmod o+x "$E2E_TMP"
+	port=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])')
+	printf 'listen: 127.0.0.1:%s\ngateway_socket: %s\nconsole_dir: %s\n' "$port" "$SEALGATE_SOCKET" "$c" \
+		>"$E2E_TMP/sealgate-web.yaml"
+	"$SEALGATE_BUILD/web/sealgate-web" --config "$E2E_TMP/sealgate-web.yaml" --user "$front" \
+		>>"$E2E_TMP/sealgate-web.log" 2>&1 &
+	WEB_PID=$!
+	local i
+	for i in $(seq 1 100); do
+		curl -fsS -o /dev/null "http://127.0.0.1:$port/" 2>/dev/null && break
+		kill -0 "$WEB_PID" 2>/dev/null || { log "FAIL: sealgate-web exited"; cat "$E2E_TMP/sealgate-web.log" >&2; exit 1; }
+		sleep 0.1
+	done
+	export SEALGATE_WEB_URL=http://127.0.0.1:$port
+}
+[ -n "${SEALGATE_WEB_URL:-}" ] || web_up
 log "sealgate-web at $SEALGATE_WEB_URL"
 cd "$W"
 

@@ -106,20 +106,32 @@ export async function render(main) {
 	await Promise.all([search(), check(out)]);
 }
 
-// The verifier's reply as it comes: its plain fields as facts, a list of
-// problems (or of sites) as lines.
+// The verifier's reply as it comes: its plain fields as facts, and each
+// site of `sites` (or any other list) as a line: the verifier's own
+// words where it gives them (`line`), else the site and its state.
 async function check(out) {
 	clear(out).appendChild(el('p', { class: 'muted' }, t('loading')));
 	try {
 		const v = await api.get('/audit/verify');
 		const flat = Object.entries(v).filter(([, x]) => x === null || typeof x !== 'object');
 		clear(out).appendChild(facts(flat.map(([k, x]) => [k, String(x)])));
+		const item = i => {
+			if (i === null || typeof i !== 'object')
+				return String(i);
+			if (typeof i.line === 'string')
+				return i.line;
+			return [i.site, i.state].filter(Boolean).join(': ') || JSON.stringify(i);
+		};
 		for (const [k, x] of Object.entries(v))
 			if (Array.isArray(x))
-				out.append(el('h3', {}, k), el('ul', {}, x.map(i => el('li', {}, typeof i === 'object' ? JSON.stringify(i) : String(i)))));
-		const good = v.intact === true || v.ok === true;
+				out.append(el('h3', {}, k), el('ul', { 'data-list': k }, x.map(i => el('li', {
+					class: i && typeof i === 'object' && i.state ? 'verify-' + cssWord(i.state) : '',
+				}, item(i)))));
+		const sites = Array.isArray(v.sites) ? v.sites : [];
+		const good = v.intact === true || v.ok === true || (sites.length > 0 && sites.every(x => x && x.state === 'intact'));
 		out.dataset.intact = String(good);
 	} catch (e) {
 		clear(out).appendChild(el('p', { class: 'error' }, errorText(e)));
+		out.dataset.intact = 'false';
 	}
 }
