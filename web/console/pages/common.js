@@ -31,11 +31,13 @@ export function cssWord(s) {
 	return String(s || '').replace(/[^a-z_]/gi, '');
 }
 
-// GET /applications/{id}/why: the rule's explanation (text) and, after a
-// refused signature, the seal, the reason and when.
+// GET /applications/{id}/why: the application's status and the rule's
+// explanation (text); the seal, reason and time of a refused signature
+// when the reply has them.
 export function whyView(w) {
 	const box = el('div', { class: 'why' });
 	box.appendChild(facts([
+		[t('col.status'), w.status],
 		[t('col.seal'), w.seal],
 		[t('col.reason'), w.reason],
 		[t('app.at'), fmtTime(w.time)],
