@@ -823,3 +823,128 @@ gw_op_audit_verify(struct gw_req *r)
 	json_object_set_new(rep, "sites", vs.arr);
 	return rep;
 }
+
+/* ---- usage: signatures counted by site, seal, department or day ---- */
+
+#define USAGE_SCAN_MAX 1000000    /* records one request reads at most */
+#define USAGE_KEYS_MAX 10000      /* distinct keys in a reply */
+#define USAGE_DEFAULT_DAYS 30
+
+struct usage {
+	const struct gw_policy *policy;
+	const char *by;
+	const char *own_site;
+	json_t *counts;               /* key -> integer */
+	size_t scanned;
+	bool truncated;
+};
+
+static int
+usage_row(void *ctx, const struct gw_audit_row *row)
+{
+	struct usage *u = ctx;
+	const struct gw_person *q;
+	char day[16];
+	const char *key = NULL;
+	json_t *n;
+
+	if (++u->scanned > USAGE_SCAN_MAX) {
+		u->truncated = true;
+		return 1;
+	}
+	if (strcmp(u->by, "site") == 0) {
+		key = row->site ? row->site : u->own_site;
+	} else if (strcmp(u->by, "seal") == 0) {
+		key = row->seal ? row->seal : "";
+	} else if (strcmp(u->by, "department") == 0) {
+		q = row->actor ? gw_policy_person(u->policy, row->actor) : NULL;
+		key = q && q->department ? q->department : "";
+	} else {
+		time_t t = (time_t)(row->ts_ns / 1000000000LL);
+		struct tm tm;
+
+		gmtime_r(&t, &tm);
+		strftime(day, sizeof(day), "%Y-%m-%d", &tm);
+		key = day;
+	}
+	n = json_object_get(u->counts, key);
+	if (n != NULL) {
+		json_integer_set(n, json_integer_value(n) + 1);
+	} else if (json_object_size(u->counts) < USAGE_KEYS_MAX) {
+		json_object_set_new(u->counts, key, json_integer(1));
+	} else {
+		u->truncated = true;
+		return 1;
+	}
+	return 0;
+}
+
+json_t *
+gw_op_usage(struct gw_req *r)
+{
+	const struct gw_policy *p = r->snap->policy;
+	struct gw_audit_filter f = { .action = "sign", .outcome = "ok" };
+	struct usage u = { .policy = p, .by = "seal" };
+	struct scope sc;
+	int64_t now = (int64_t)time(NULL), from = now - USAGE_DEFAULT_DAYS * 86400LL, to = now;
+	const char *key;
+	char *actors_s = NULL, err[256];
+	json_t *rep = NULL, *rows, *v;
+
+	if (sg_get_str(r->msg, "by", false, &u.by, 16, r->err, sizeof(r->err)) < 0 ||
+	    sg_get_int(r->msg, "from", false, 0, INT64_MAX / 1000000000LL, &from, r->err,
+	               sizeof(r->err)) < 0 ||
+	    sg_get_int(r->msg, "to", false, 0, INT64_MAX / 1000000000LL, &to, r->err,
+	               sizeof(r->err)) < 0)
+		return sg_reply_error(CKR_ARGUMENTS_BAD, "bad_request", "%s", r->err);
+	if (strcmp(u.by, "site") != 0 && strcmp(u.by, "seal") != 0 &&
+	    strcmp(u.by, "department") != 0 && strcmp(u.by, "day") != 0)
+		return sg_reply_error(CKR_ARGUMENTS_BAD, "bad_request",
+		                      "by must be site, seal, department or day");
+	if (from >= to)
+		return sg_reply_error(CKR_ARGUMENTS_BAD, "bad_request", "from must be before to");
+	if (!r->ctx->audit || !r->ctx->store)
+		return sg_reply_error(CKR_DEVICE_ERROR, "internal", "no audit log");
+	/* Counted from the records the caller may read (scope_of), so the
+	 * numbers tell nothing the records would not. */
+	scope_of(p, r->who, &sc);
+	if (!sc.all) {
+		actors_s = json_dumps(sc.actors, JSON_COMPACT);
+		if (actors_s == NULL)
+			goto nomem;
+		f.actors_json = actors_s;
+	}
+	f.from_ns = from * 1000000000LL;
+	f.to_ns = to * 1000000000LL;
+	/* Every site of the store for the whole group's view; a SQLite store
+	 * holds one site (its own). */
+	f.site = sc.all && strcmp(gw_store_backend(r->ctx->store), "sqlite") != 0 ? "*" : NULL;
+	u.own_site = gw_store_site(r->ctx->store);
+	u.counts = json_object();
+	if (u.counts == NULL)
+		goto nomem;
+	note_read(r, "usage", "ok", NULL);
+	if (gw_store_audit_query(r->ctx->store, &f, usage_row, &u, err, sizeof(err)) < 0) {
+		gw_log_error("usage: %s", err);
+		rep = sg_reply_error(CKR_DEVICE_ERROR, "internal", "the audit log could not be read");
+		goto out;
+	}
+	rows = json_array();
+	json_object_foreach(u.counts, key, v)
+		json_array_append_new(rows, json_pack("{s:s,s:O}", "key", key, "signatures", v));
+	rep = sg_reply_ok();
+	json_object_set_new(rep, "by", json_string(u.by));
+	json_object_set_new(rep, "from", json_integer((json_int_t)from));
+	json_object_set_new(rep, "to", json_integer((json_int_t)to));
+	json_object_set_new(rep, "scope", json_string(sc.what));
+	json_object_set_new(rep, "rows", rows);
+	json_object_set_new(rep, "truncated", json_boolean(u.truncated));
+	goto out;
+nomem:
+	rep = sg_reply_error(CKR_HOST_MEMORY, "internal", "out of memory");
+out:
+	json_decref(u.counts);
+	json_decref(sc.actors);
+	free(actors_s);
+	return rep;
+}

@@ -30,6 +30,9 @@ json_t *gw_op_audit_checkpoint(struct gw_req *r);
 /* Each site's chain and signed checkpoints verified here, one verdict a
  * site (auditors and seal admins). */
 json_t *gw_op_audit_verify(struct gw_req *r);
+/* usage: ok signatures of the records the caller may read, counted by
+ * site, seal, department or day (UTC) over [from, to) (epoch seconds). */
+json_t *gw_op_usage(struct gw_req *r);
 
 /* One site's verdict: r 0 intact, 1 not, -1 unreadable (err says why);
  * certs: the distinct audit certificates of its checkpoints (DER, base64

@@ -1120,3 +1120,52 @@ gw_op_confirm(struct gw_req *r)
 	json_object_set_new(rep, "pid", json_integer(info.pid));
 	return rep;
 }
+
+/* ------------------------------------------------------------------ */
+/* The people (seal admins; the web console's list)                   */
+
+/* One person's lock for key: its end, or 0. -1 store error. */
+static int64_t
+locked_until_for(struct gw_req *r, const struct gw_person *who, int64_t key, time_t now)
+{
+	struct gw_store_attempts row;
+
+	if (gw_store_attempts_get(r->ctx->store, who->id, key, now, &row) < 0)
+		return -1;
+	return row.locked_until > (int64_t)now ? row.locked_until : 0;
+}
+
+json_t *
+gw_op_users(struct gw_req *r)
+{
+	const struct gw_policy *p = r->snap->policy;
+	const struct gw_config *cfg = r->ctx->cfg;
+	time_t now = gw_auth_now(r->ctx->auth);
+	json_t *rep, *arr = json_array();
+
+	if (r->ctx->store == NULL || tables(r->ctx->store) < 0 || arr == NULL) {
+		json_decref(arr);
+		return sg_reply_error(CKR_DEVICE_ERROR, "internal", "credential store error");
+	}
+	for (size_t i = 0; i < p->n_people; i++) {
+		const struct gw_person *q = &p->people[i];
+		int enrolled = gw_totp_enrolled(r->ctx->store, q->id);
+		int64_t own = locked_until_for(r, q, LOCK_OWN, now);
+		/* Guesses through the web count against the front's uid. */
+		int64_t web = cfg && cfg->web_front ?
+		              locked_until_for(r, q, (int64_t)cfg->web_front_uid, now) : 0;
+
+		if (enrolled < 0 || own < 0 || web < 0) {
+			json_decref(arr);
+			return sg_reply_error(CKR_DEVICE_ERROR, "internal", "credential store error");
+		}
+		json_array_append_new(arr, json_pack("{s:s,s:s,s:s,s:o,s:b,s:b,s:I,s:I}",
+			"id", q->id, "name", q->name ? q->name : q->id,
+			"department", q->department ? q->department : "", "roles", gw_roles_json(q),
+			"totp_enrolled", enrolled == 1, "locked", own > 0 || web > 0,
+			"locked_until", (json_int_t)own, "web_locked_until", (json_int_t)web));
+	}
+	rep = sg_reply_ok();
+	json_object_set_new(rep, "users", arr);
+	return rep;
+}

@@ -41,5 +41,7 @@ json_t *gw_op_auth_context(struct gw_req *r);
 json_t *gw_op_window_open(struct gw_req *r);
 json_t *gw_op_window_close(struct gw_req *r);
 json_t *gw_op_confirm(struct gw_req *r);
+/* users (seal admins): the policy's people, TOTP and lockouts. */
+json_t *gw_op_users(struct gw_req *r);
 
 #endif

@@ -37,6 +37,8 @@ static const char *const config_keys[] = {
 	"confirm_timeout", "password_cost", "password_hash_concurrency", "test_clock",
 	"max_connections", "connections_per_uid", "connections_per_unknown_uid", "frame_timeout",
 	"client_idle_timeout", "totp_site_keys",
+	/* Documents (docs/stamp.md). */
+	"document_max_size",
 	/* The TLS front (docs/deployment.md). */
 	"tls_listen", "tls_cert", "tls_key", "tls_device_ca", "tls_device_ca_key", "tls_devices",
 	"tls_enroll_listen", "tls_connections_per_device", "tls_device_days",
@@ -516,6 +518,9 @@ parse_tree(struct gw_yaml *y, yaml_node_t *root, const char *name, struct gw_con
 			{ "frame_timeout", 1, 60, 5, offsetof(struct gw_config, frame_timeout) },
 			{ "client_idle_timeout", 1, 86400, 120,
 			  offsetof(struct gw_config, client_idle_timeout) },
+			/* Documents (docs/stamp.md): 1 KiB to 512 MiB. */
+			{ "document_max_size", 1024, 512 * 1024 * 1024, 32 * 1024 * 1024,
+			  offsetof(struct gw_config, document_max_size) },
 		};
 		for (size_t i = 0; i < sizeof(ints) / sizeof(ints[0]); i++) {
 			unsigned *dst = (unsigned *)((char *)c + ints[i].off);

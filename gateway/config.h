@@ -64,6 +64,8 @@ struct gw_config {
 	bool web_front;
 	char *web_front_user;
 	uid_t web_front_uid;
+	/* Documents (docs/stamp.md). */
+	unsigned document_max_size;  /* bytes of one stored document; default 32 MiB */
 };
 
 /* Reads and validates path. On error returns -1 and err holds

@@ -26,6 +26,8 @@
 #include "workflow_ops.h"
 #include "auth_ops.h"
 #include "policy_ops.h"
+#include "doc_ops.h"
+#include "stamp_ops.h"
 #include "sg-config.h"
 
 /* The session a request needs. */
@@ -410,6 +412,14 @@ static const struct op ops[] = {
 	{ SG_OP_POLICY_PUBLISH, NEED_SESSION,  PW_CODE, SEAL_ADMIN, 0, 0, gw_op_policy_publish },
 	{ SG_OP_POLICY_SHOW,    NEED_SESSION,  0, NULL, 0, 0, gw_op_policy_show },
 	{ SG_OP_POLICY_HISTORY, NEED_SESSION,  0, NULL, 0, 0, gw_op_policy_history },
+	/* the web front's views (docs/api.md) */
+	{ SG_OP_USAGE,       NEED_SESSION,     0, NULL, 0, 0, gw_op_usage },
+	{ SG_OP_USERS,       NEED_SESSION,     0, SEAL_ADMIN, 0, 0, gw_op_users },
+	/* documents (doc_ops.c): who may read one is decided per document */
+	{ SG_OP_DOC_PUT,     NEED_SESSION,     0, NULL, 0, 0, gw_op_doc_put },
+	{ SG_OP_DOC_GET,     NEED_SESSION,     0, NULL, 0, 0, gw_op_doc_get },
+	/* stamps (stamp_ops.c): checked against the approved document */
+	{ SG_OP_STAMP_PREPARE, NEED_SESSION,   0, NULL, 0, 0, gw_op_stamp_prepare },
 };
 
 /* Which factors of need the login of r lacks (0: none). -1 on a store

@@ -58,6 +58,13 @@
 #define SG_OP_DEVICE_LIST    "device_list"
 #define SG_OP_DEVICE_APPROVE "device_approve"
 #define SG_OP_DEVICE_REVOKE  "device_revoke"
+/* the web front (docs/web.md, docs/api.md) */
+#define SG_OP_USAGE          "usage"
+#define SG_OP_USERS          "users"
+/* documents and stamping (docs/stamp.md) */
+#define SG_OP_DOC_PUT        "doc_put"
+#define SG_OP_DOC_GET        "doc_get"
+#define SG_OP_STAMP_PREPARE  "stamp_prepare"
 
 /* ---- framing (blocking fds; EINTR handled; MSG_NOSIGNAL on send) ---- */
 

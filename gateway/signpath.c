@@ -11,6 +11,7 @@
  * signatures that took.
  */
 #include "signpath.h"
+#include "stamp_ops.h"
 
 #include <errno.h>
 #include <inttypes.h>
@@ -339,7 +340,10 @@ find_application(struct gw_req *r, const struct gw_seal *seal, const struct gw_s
 			if (!gw_wf_usable(app, now) ||
 			    gw_quota_app_left(r->ctx->quota, seal->id, app->id, app->uses_left) <= 0)
 				continue;
-			if (app->has_doc && !gw_sign_binds_document(in, plan, app->doc_digest)) {
+			/* A stamp of the document checked by stamp_prepare
+			 * binds as the document itself does (docs/stamp.md). */
+			if (app->has_doc && !gw_sign_binds_document(in, plan, app->doc_digest) &&
+			    !gw_stamp_prepared(r, app->id, in, plan)) {
 				bound_elsewhere = true;
 				continue;
 			}

@@ -14,6 +14,7 @@
 #include <sodium.h>
 
 #include "appstore.h"
+#include "doc_ops.h"
 #include "log.h"
 #include "refusals.h"
 #include "signpath.h"
@@ -408,6 +409,17 @@ gw_op_show(struct gw_req *r)
 	}
 	rep = sg_reply_ok();
 	json_object_set_new(rep, "application", app_json(r->snap->policy, app, time(NULL)));
+	/* The document it is bound to, and whether the store has its bytes
+	 * (docs/stamp.md). */
+	if (app->has_doc) {
+		json_t *d = gw_doc_json(r->ctx->store, app->doc_digest);
+		if (d == NULL) {
+			free(app);
+			json_decref(rep);
+			return sg_reply_error(CKR_DEVICE_ERROR, "internal", "store error");
+		}
+		json_object_set_new(json_object_get(rep, "application"), "document", d);
+	}
 	free(app);
 	return rep;
 }

@@ -51,8 +51,16 @@ print_app(const json_t *a, bool full)
 		printf("  %-12s %lld\n", "amount", (long long)json_integer_value(amount));
 	if (*str(a, "business_scope"))
 		printf("  %-12s %s\n", "scope", str(a, "business_scope"));
-	if (*str(a, "doc_sha256"))
+	if (json_is_object(json_object_get(a, "document"))) {
+		json_t *d = json_object_get(a, "document");
+		if (json_is_true(json_object_get(d, "stored")))
+			printf("  %-12s %s, %lld bytes, sha256 %s (stored)\n", "document", str(d, "name"),
+			       (long long)json_integer_value(json_object_get(d, "size")), str(d, "sha256"));
+		else
+			printf("  %-12s sha256 %s (not stored)\n", "document", str(d, "sha256"));
+	} else if (*str(a, "doc_sha256")) {
 		printf("  %-12s sha256 %s\n", "document", str(a, "doc_sha256"));
+	}
 	printf("  %-12s %lld of %lld\n", "uses left",
 	       (long long)json_integer_value(json_object_get(a, "uses_left")),
 	       (long long)json_integer_value(json_object_get(a, "uses_granted")));
@@ -95,32 +103,6 @@ parse_duration(const char *s, int64_t *out)
 	return 0;
 }
 
-static int
-sha256_file(const char *path, uint8_t out[32])
-{
-	FILE *f = fopen(path, "rb");
-	EVP_MD_CTX *ctx;
-	uint8_t buf[65536];
-	size_t n;
-	unsigned len = 0;
-	int rv = -1;
-
-	if (f == NULL) {
-		fprintf(stderr, "sealctl: %s: %s\n", path, strerror(errno));
-		return -1;
-	}
-	ctx = EVP_MD_CTX_new();
-	if (ctx && EVP_DigestInit_ex(ctx, EVP_sha256(), NULL) == 1) {
-		while ((n = fread(buf, 1, sizeof(buf), f)) > 0)
-			EVP_DigestUpdate(ctx, buf, n);
-		if (!ferror(f) && EVP_DigestFinal_ex(ctx, out, &len) == 1 && len == 32)
-			rv = 0;
-	}
-	EVP_MD_CTX_free(ctx);
-	fclose(f);
-	return rv;
-}
-
 /* Sends req after logging in; prints the application in the reply. */
 static int
 app_request(struct cli *c, json_t *req)
@@ -145,6 +127,45 @@ app_request(struct cli *c, json_t *req)
 	return rv;
 }
 
+/* apply --doc FILE: the file uploaded to the gateway in this login, then
+ * the application bound to its SHA-256. */
+static int
+apply_doc(struct cli *c, json_t *req, const char *path)
+{
+	uint8_t *data = NULL, md[32];
+	size_t len = 0;
+	json_t *rep;
+	int rv = 1;
+
+	if (sealctl_read_file(path, &data, &len) < 0) {
+		json_decref(req);
+		return 1;
+	}
+	if (cli_login(c) != 0) {
+		json_decref(req);
+		free(data);
+		return 1;
+	}
+	if (sealctl_doc_upload(c, path, data, len, md) < 0) {
+		json_decref(req);
+		goto out;
+	}
+	sg_set_bytes(req, "doc_sha256", md, sizeof(md));
+	rep = cli_call(c, req);
+	if (sg_reply_is_ok(rep, NULL, NULL, NULL)) {
+		if (!c->json)
+			print_app(json_object_get(rep, "application"), true);
+		rv = 0;
+	} else {
+		cli_die_reply(rep);
+	}
+	json_decref(rep);
+out:
+	free(data);
+	cli_logout(c);
+	return rv;
+}
+
 static int
 cmd_apply(struct cli *c, int argc, char **argv)
 {
@@ -156,6 +177,7 @@ cmd_apply(struct cli *c, int argc, char **argv)
 		{ NULL, 0, NULL, 0 },
 	};
 	json_t *req = sg_request_new(SG_OP_APPLY);
+	const char *doc = NULL;
 	int ch;
 
 	optind = 0;  /* 0: glibc re-initialises getopt fully (permutation included) */
@@ -163,7 +185,6 @@ cmd_apply(struct cli *c, int argc, char **argv)
 		char *end;
 		long long v;
 		int64_t secs;
-		uint8_t md[32];
 
 		switch (ch) {
 		case 's': json_object_set_new(req, "seal", json_string(optarg)); break;
@@ -191,11 +212,9 @@ cmd_apply(struct cli *c, int argc, char **argv)
 			json_object_set_new(req, "valid_for", json_integer(secs));
 			break;
 		case 'd':
-			if (sha256_file(optarg, md) < 0) {
-				json_decref(req);
-				return 1;
-			}
-			sg_set_bytes(req, "doc_sha256", md, sizeof(md));
+			/* Uploaded once logged in (apply_doc), so the approvers
+			 * read the very bytes (docs/stamp.md). */
+			doc = optarg;
 			break;
 		default:
 			json_decref(req);
@@ -207,6 +226,8 @@ cmd_apply(struct cli *c, int argc, char **argv)
 		json_decref(req);
 		return 2;
 	}
+	if (doc != NULL)
+		return apply_doc(c, req, doc);
 	return app_request(c, req);
 }
 

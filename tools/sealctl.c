@@ -50,7 +50,12 @@ usage(FILE *f)
 "\n"
 "  apply --seal S --reason R [--type T] [--amount A] [--scope X] [--doc FILE]\n"
 "        [--uses N] [--valid-for 7d]   apply to use a seal; --doc binds the use to\n"
-"                              that document (its SHA-256)\n"
+"                              that document: uploaded to the gateway, where the\n"
+"                              approvers read it and the stamp is checked\n"
+"  doc put FILE | doc get SHA256 --out FILE  a document in the gateway\n"
+"  stamp --seal S --in FILE.pdf --out OUT.pdf [--application ID] [--page N --at X,Y]\n"
+"        [--reason R] [--module PATH]  the seal on the page, signed through the\n"
+"                              module (docs/stamp.md)\n"
 "  list [--mine|--waiting|--all] your applications, those waiting for you, or all\n"
 "  show ID                     one application with its approvals\n"
 "  approve ID [--comment C]    approve the level waiting for you\n"
@@ -380,6 +385,12 @@ main(int argc, char **argv)
 	if (rv >= 0)
 		goto done;
 	rv = sealctl_device(&c, cmd, argc - optind + 1, argv + optind - 1);
+	if (rv >= 0)
+		goto done;
+	rv = sealctl_doc(&c, cmd, argc - optind + 1, argv + optind - 1);
+	if (rv >= 0)
+		goto done;
+	rv = sealctl_stamp(&c, cmd, argc - optind + 1, argv + optind - 1);
 	if (rv >= 0)
 		goto done;
 	/* Options may also follow the command. */

@@ -5,6 +5,7 @@
 #ifndef SEALCTL_H
 #define SEALCTL_H
 
+#include <stdint.h>
 #include <stdio.h>
 #include <jansson.h>
 
@@ -36,6 +37,21 @@ int sealctl_audit_verify_export(const char *path, const char *cert, const char *
  * option of report; json: sealctl's --json (taken out of argv). */
 int sealctl_risk(int argc, char **argv, bool json);
 int sealctl_report(int argc, char **argv);
+
+/* Documents (sealctl-doc.c, docs/stamp.md). A regular file of at most
+ * 512 MiB read whole (free *out): 0, or -1 said on stderr. */
+int sealctl_read_file(const char *path, uint8_t **out, size_t *len);
+/* Uploads data to the gateway (doc_put chunks, c logged in) as the
+ * document named name; its SHA-256 into sha256. 0, or -1 said on stderr. */
+int sealctl_doc_upload(struct cli *c, const char *name, const uint8_t *data, size_t len,
+                       uint8_t sha256[32]);
+
+/* doc put FILE | doc get SHA256 --out FILE (sealctl-doc.c); argv[0] is
+ * the command. -1 when cmd is not one of these. */
+int sealctl_doc(struct cli *c, const char *cmd, int argc, char **argv);
+
+/* stamp … (sealctl-stamp.c); -1 when cmd is not "stamp". */
+int sealctl_stamp(struct cli *c, const char *cmd, int argc, char **argv);
 
 /* device enroll|list|approve|revoke (sealctl-device.c). */
 int sealctl_device(struct cli *c, const char *cmd, int argc, char **argv);

@@ -417,7 +417,7 @@ h_apps(struct call *c)
 static int
 put_document(struct call *c, const json_t *doc, uint8_t sha[32])
 {
-	const char *data = NULL;
+	const char *data = NULL, *name = json_string_value(json_object_get(doc, "name"));
 	uint8_t *bytes = NULL;
 	size_t len = 0;
 	char hex[65], err[160];
@@ -447,6 +447,8 @@ put_document(struct call *c, const json_t *doc, uint8_t sha[32])
 		json_object_set_new(req, "size", json_integer((json_int_t)len));
 		json_object_set_new(req, "offset", json_integer((json_int_t)off));
 		sg_set_bytes(req, "data", bytes + off, n);
+		if (off == 0 && name != NULL)
+			json_object_set_new(req, "name", json_string(name));
 		g = gw(c, req);
 		if (g == NULL)
 			goto out;
@@ -475,13 +477,9 @@ h_apply(struct call *c)
 	    copy_int(c, req, "valid_for", 1, INT32_MAX, false) < 0)
 		goto bad;
 	if (doc != NULL) {
-		const char *name = json_string_value(json_object_get(doc, "name"));
-
 		if (put_document(c, doc, sha) < 0)
 			goto bad;
 		sg_set_bytes(req, "doc_sha256", sha, sizeof(sha));
-		if (name != NULL && strlen(name) <= 255)
-			json_object_set_new(req, "doc_name", json_string(name));
 	}
 	json_t *g = gw(c, req);
 
@@ -696,7 +694,7 @@ h_audit_verify(struct call *c)
 static void
 h_usage(struct call *c)
 {
-	json_t *req = op("usage");
+	json_t *req = op(SG_OP_USAGE);
 	int64_t v;
 	int rc;
 
@@ -721,7 +719,7 @@ bad:
 static void
 h_users(struct call *c)
 {
-	relay(c, op("users"));
+	relay(c, op(SG_OP_USERS));
 }
 
 static void

@@ -12,6 +12,7 @@
 #include "appstore.h"
 #include "policystore.h"
 #include "migrate.h"
+#include "docstore.h"
 
 /* Every call of the interface but the ones that open a store (they pick
  * the backend) or read a store file without opening it (_peek), with the
@@ -140,6 +141,14 @@ struct gw_store_ops {
 	                    void *ctx, char *err, size_t errlen);
 	int (*import_row_tx)(struct gw_store *st, enum gw_store_table t,
 	                     const struct gw_store_value *cols, char *err, size_t errlen);
+	/* documents (docstore.h): the files applications are bound to. */
+	int (*doc_put)(struct gw_store *st, const struct gw_doc_info *info, const uint8_t *data,
+	               char *err, size_t errlen);
+	int (*doc_info)(struct gw_store *st, const uint8_t sha256[32], struct gw_doc_info *out);
+	int (*doc_read)(struct gw_store *st, const uint8_t sha256[32], uint64_t offset, uint8_t *buf,
+	                size_t len, size_t *got);
+	int (*doc_apps)(struct gw_store *st, const uint8_t sha256[32], int64_t *ids, size_t max,
+	                size_t *n);
 };
 
 /* What ending an attempt does to its row, the same on every backend (each

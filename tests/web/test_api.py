@@ -197,12 +197,33 @@ check(r.status == 200 and isinstance(r.json.get("text"), str) and r.json["text"]
 r = alice.get("/applications/%d/document" % a1)
 check(r.status == 404 and r.error() == "no_document", "no document: 404", r)
 
+# ---- a document to bind (stored in the gateway in chunks) ----
+pdf = b"%PDF-1.4\n" + bytes(range(256)) * 3000 + b"\n%%EOF\n"   # over one 512 KiB chunk
+r = alice.post("/applications", dict(app, reason="with a document",
+               document={"name": "contract <1>.pdf", "data": base64.b64encode(pdf).decode()}))
+check(r.status == 200, "POST /applications with a document", r)
+d1 = r.json.get("id") if r.json else None
+r = alice.get("/applications/%s" % d1)
+doc = (r.json or {}).get("document") or {}
+check(doc.get("size") == len(pdf) and doc.get("stored") and doc.get("name") == "contract <1>.pdf",
+      "show says the stored document", r)
+r = alice.req("GET", "/api/v1/applications/%s/document" % d1)
+check(r.status == 200 and r.raw == pdf and r.headers["content-type"] == "application/pdf",
+      "GET …/document gives its bytes", r.status)
+check(r.headers.get("content-security-policy", "").startswith("sandbox") and
+      "attachment" in r.headers.get("content-disposition", ""),
+      "the document is sandboxed, an attachment", r.headers)
+r = alice.post("/applications", dict(app, document={"name": "x.pdf", "data": "not base64!"}))
+check(r.status == 400, "a document that is not base64: 400", r)
+
 # ---- deciding ----
 tick()   # (the fixture's enrolment spent the codes of this step)
 bob = Client()
 c1 = code("bob")
 r = bob.login("bob", code=c1)
 check(r.status == 200, "bob logs in with password and code", r)
+r = bob.req("GET", "/api/v1/applications/%s/document" % d1)
+check(r.status == 200 and r.raw == pdf, "the approver reads the document", r.status)
 r = bob.get("/applications?waiting=1")
 check(r.status == 200 and a1 in [a["id"] for a in r.json["applications"]], "waiting for bob", r)
 r = bob.post("/applications/%d/approve" % a1, {"comment": "ok"})
@@ -263,6 +284,8 @@ r = frank.post("/users/dave/unlock", {"code": code("frank")})
 check(r.status == 200, "POST /users/{id}/unlock", r)
 r = dave.login("dave")
 check(r.status == 200, "dave logs in once unlocked", r)
+r = dave.req("GET", "/api/v1/applications/%s/document" % d1)
+check(r.status in (403, 404), "someone else may not read the document", r)
 
 # ---- audit ----
 r = frank.get("/audit?limit=5")
@@ -287,9 +310,30 @@ r = frank.get("/devices")
 check(r.status in (200, 503), "GET /devices", r)
 r = alice.get("/devices")
 check(r.status == 403, "GET /devices is for seal admins", r)
-for path in ("/users", "/usage?by=seal", "/alerts"):
-    r = frank.get(path)
-    check(r.status in (200, 403, 503) and r.json is not None, "GET " + path, r)
+r = frank.get("/users")
+people = {u["id"]: u for u in (r.json or {}).get("users", [])}
+check(r.status == 200 and people["frank"]["totp_enrolled"] and not people["dave"]["locked"] and
+      people["alice"]["department"] == "sales", "GET /users", r)
+r = alice.get("/users")
+check(r.status == 403, "GET /users is for seal admins", r)
+# one signature by alice through the protocol (the web front does not sign)
+sign = subprocess.run(["python3", os.path.join(os.environ["SEALGATE_SOURCE"], "tests/integration/sgcall.py"),
+                       os.path.join(W, "sealgated.sock"), "alice", "alice-password",
+                       json.dumps({"op": "sign", "seal": "contract", "mechanism": 1, "data": "AAECAw=="})],
+                      capture_output=True, text=True)
+check(sign.returncode == 0, "alice signs once", sign.stdout + sign.stderr)
+now = int(time.time())
+for by, key in (("seal", "contract"), ("department", "sales"), ("site", "main"),
+                ("day", time.strftime("%Y-%m-%d", time.gmtime()))):
+    r = frank.get("/usage?by=%s&from=%d&to=%d" % (by, now - 3600, now + 3600))
+    rows = {x["key"]: x["signatures"] for x in (r.json or {}).get("rows", [])}
+    check(r.status == 200 and rows.get(key) == 1, "GET /usage?by=%s counts the signature" % by, r)
+r = dave.get("/usage?by=seal")
+check(r.status == 200 and r.json["rows"] == [], "usage counts only the records one may read", r)
+r = frank.get("/usage?by=colour")
+check(r.status == 400, "usage by something else: 400", r)
+r = frank.get("/alerts")
+check(r.status in (200, 503) and r.json is not None, "GET /alerts (503 until the gateway has alerts)", r)
 
 # ---- the feed ----
 s = socket.create_connection((URL.hostname, URL.port), timeout=20)
@@ -331,7 +375,8 @@ r = short.get("/me")
 check(r.status == 401 and r.error() == "session_expired", "an idle session expires: 401", r)
 
 # ---- every API reply was JSON (or the document, or the feed) ----
-bad = [(p, t) for p, t in api_types if not t.startswith("application/json")]
+bad = [(p, t) for p, t in api_types if not t.startswith("application/json") and
+       not (p.endswith("/document") and t == "application/pdf")]
 check(not bad, "every API reply is application/json", bad[:3])
 r = anon.req("GET", "/api/v1/nothing")
 check(r.status == 404 and r.json is not None, "an unknown API path: 404 JSON", r)

@@ -99,4 +99,9 @@ const struct gw_store_ops gw_store_pg_ops = {
 	.changes_notify_tx = gw_pg_changes_notify_tx,
 	/* moving a store (migrate.h): a target only */
 	.import_row_tx = gw_pg_import_row_tx,
+	/* documents (docstore.h) */
+	.doc_put = gw_pg_doc_put,
+	.doc_info = gw_pg_doc_info,
+	.doc_read = gw_pg_doc_read,
+	.doc_apps = gw_pg_doc_apps,
 };

@@ -164,4 +164,13 @@ int gw_pg_batch_durable(struct gw_store *st, uint64_t first_seq, uint64_t last_s
                         size_t errlen);
 void gw_pg_batch_end(struct gw_store *st);
 
+/* documents (docstore.h; pg/docstore.c) */
+int gw_pg_doc_put(struct gw_store *st, const struct gw_doc_info *info, const uint8_t *data,
+                  char *err, size_t errlen);
+int gw_pg_doc_info(struct gw_store *st, const uint8_t sha256[32], struct gw_doc_info *out);
+int gw_pg_doc_read(struct gw_store *st, const uint8_t sha256[32], uint64_t offset, uint8_t *buf,
+                   size_t len, size_t *got);
+int gw_pg_doc_apps(struct gw_store *st, const uint8_t sha256[32], int64_t *ids, size_t max,
+                   size_t *n);
+
 #endif

@@ -194,6 +194,16 @@ static const char *const migrations[] = {
 	"  site text PRIMARY KEY,"
 	"  pub bytea NOT NULL CHECK (octet_length(pub) > 0),"
 	"  published bigint NOT NULL);",
+	/* 7 (the documents repository, docstore.h; stamp): the files
+	 * applications are bound to, under their SHA-256; stored
+	 * uncompressed, so that substring() reads a chunk alone. */
+	"CREATE TABLE documents ("
+	"  sha256 bytea PRIMARY KEY CHECK (octet_length(sha256) = 32),"
+	"  size bigint NOT NULL CHECK (size >= 0),"
+	"  name text NOT NULL,"
+	"  created bigint NOT NULL,"
+	"  data bytea NOT NULL);"
+	"ALTER TABLE documents ALTER COLUMN data SET STORAGE EXTERNAL;",
 };
 #define PG_SCHEMA_LATEST ((int)(sizeof(migrations) / sizeof(migrations[0])))
 

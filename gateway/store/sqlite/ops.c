@@ -76,4 +76,9 @@ const struct gw_store_ops gw_store_sqlite_ops = {
 	.changes_notify_tx = gw_sqlite_changes_notify_tx,
 	/* moving a store (migrate.h): a source only */
 	.export_table = gw_sqlite_export_table,
+	/* documents (docstore.h) */
+	.doc_put = gw_sqlite_doc_put,
+	.doc_info = gw_sqlite_doc_info,
+	.doc_read = gw_sqlite_doc_read,
+	.doc_apps = gw_sqlite_doc_apps,
 };

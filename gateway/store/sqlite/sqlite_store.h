@@ -132,4 +132,13 @@ int gw_sqlite_known_keys_get(struct gw_store *st,
                              int (*fn)(void *arg, const char *uri, const uint8_t *blob, size_t len),
                              void *arg, char *err, size_t errlen);
 
+/* documents (docstore.h; sqlite/docstore.c) */
+int gw_sqlite_doc_put(struct gw_store *st, const struct gw_doc_info *info, const uint8_t *data,
+                      char *err, size_t errlen);
+int gw_sqlite_doc_info(struct gw_store *st, const uint8_t sha256[32], struct gw_doc_info *out);
+int gw_sqlite_doc_read(struct gw_store *st, const uint8_t sha256[32], uint64_t offset, uint8_t *buf,
+                       size_t len, size_t *got);
+int gw_sqlite_doc_apps(struct gw_store *st, const uint8_t sha256[32], int64_t *ids, size_t max,
+                       size_t *n);
+
 #endif

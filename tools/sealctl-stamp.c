@@ -1,0 +1,495 @@
+/*
+ * sealctl stamp (docs/stamp.md): the seal on the page. The input PDF gets
+ * one incremental update (tools/stamp/pdfstamp.c) whose /Contents holds a
+ * CMS detached SignedData (CAdES: SHA-256, signing-certificate-v2, signing
+ * time, content type, message digest) signed through sealgate-pkcs11.so
+ * with a hash-and-sign mechanism, so that the gateway sees the signed
+ * attributes; before signing, the update goes to the gateway
+ * (stamp_prepare), which checks it against the approved document.
+ */
+#include "sealctl.h"
+
+#include <dlfcn.h>
+#include <errno.h>
+#include <getopt.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+#include <p11-kit/pkcs11.h>
+#include <openssl/bn.h>
+#include <openssl/cms.h>
+#include <openssl/ecdsa.h>
+#include <openssl/err.h>
+#include <openssl/evp.h>
+#include <openssl/x509.h>
+
+#include "protocol.h"
+#include "stamp/pdfstamp.h"
+
+/* The token the module shows, a seal's certificate and key, signing. */
+struct p11 {
+	void *lib;
+	CK_FUNCTION_LIST_PTR f;
+	CK_SESSION_HANDLE s;
+	bool init, open;
+};
+
+static void
+p11_close(struct p11 *p)
+{
+	if (p->open)
+		p->f->C_CloseSession(p->s);
+	if (p->init)
+		p->f->C_Finalize(NULL);
+	if (p->lib)
+		dlclose(p->lib);
+	memset(p, 0, sizeof(*p));
+}
+
+static int
+p11_open(struct p11 *p, const char *module, const char *pin)
+{
+	CK_C_GetFunctionList gfl;
+	CK_SLOT_ID slots[8];
+	CK_ULONG n = 8;
+	CK_RV rv;
+
+	memset(p, 0, sizeof(*p));
+	if ((p->lib = dlopen(module, RTLD_NOW | RTLD_LOCAL)) == NULL) {
+		fprintf(stderr, "sealctl: %s: %s\n", module, dlerror());
+		return -1;
+	}
+	gfl = (CK_C_GetFunctionList)dlsym(p->lib, "C_GetFunctionList");
+	if (gfl == NULL || gfl(&p->f) != CKR_OK) {
+		fprintf(stderr, "sealctl: %s is not a PKCS#11 module\n", module);
+		return -1;
+	}
+	if ((rv = p->f->C_Initialize(NULL)) != CKR_OK) {
+		fprintf(stderr, "sealctl: C_Initialize: 0x%lx\n", (unsigned long)rv);
+		return -1;
+	}
+	p->init = true;
+	if ((rv = p->f->C_GetSlotList(CK_TRUE, slots, &n)) != CKR_OK || n == 0) {
+		fprintf(stderr, "sealctl: the module shows no token (is the gateway running?)\n");
+		return -1;
+	}
+	if ((rv = p->f->C_OpenSession(slots[0], CKF_SERIAL_SESSION | CKF_RW_SESSION, NULL, NULL,
+	                              &p->s)) != CKR_OK) {
+		fprintf(stderr, "sealctl: C_OpenSession: 0x%lx\n", (unsigned long)rv);
+		return -1;
+	}
+	p->open = true;
+	rv = p->f->C_Login(p->s, CKU_USER, (CK_UTF8CHAR_PTR)pin, (CK_ULONG)strlen(pin));
+	if (rv != CKR_OK && rv != CKR_USER_ALREADY_LOGGED_IN) {
+		fprintf(stderr, "sealctl: the module refused the login (0x%lx)\n", (unsigned long)rv);
+		return -1;
+	}
+	return 0;
+}
+
+/* The first object of class cls with attribute (type, val, len). */
+static int
+p11_find(struct p11 *p, CK_OBJECT_CLASS cls, CK_ATTRIBUTE_TYPE type, const void *val,
+         CK_ULONG len, CK_OBJECT_HANDLE *out)
+{
+	CK_ATTRIBUTE t[2] = { { CKA_CLASS, &cls, sizeof(cls) }, { type, (void *)val, len } };
+	CK_ULONG n = 0;
+
+	if (p->f->C_FindObjectsInit(p->s, t, 2) != CKR_OK)
+		return -1;
+	if (p->f->C_FindObjects(p->s, out, 1, &n) != CKR_OK)
+		n = 0;
+	p->f->C_FindObjectsFinal(p->s);
+	return n == 1 ? 0 : -1;
+}
+
+/* An attribute's bytes (free them). */
+static uint8_t *
+p11_attr(struct p11 *p, CK_OBJECT_HANDLE o, CK_ATTRIBUTE_TYPE type, CK_ULONG *len)
+{
+	CK_ATTRIBUTE a = { type, NULL, 0 };
+	uint8_t *buf;
+
+	if (p->f->C_GetAttributeValue(p->s, o, &a, 1) != CKR_OK || a.ulValueLen == 0 ||
+	    a.ulValueLen == CK_UNAVAILABLE_INFORMATION || a.ulValueLen > 65536)
+		return NULL;
+	if ((buf = malloc(a.ulValueLen)) == NULL)
+		return NULL;
+	a.pValue = buf;
+	if (p->f->C_GetAttributeValue(p->s, o, &a, 1) != CKR_OK) {
+		free(buf);
+		return NULL;
+	}
+	*len = a.ulValueLen;
+	return buf;
+}
+
+/* DER of the signed attributes as they are signed: a SET OF Attribute
+ * (tag 0x31), its members in DER order (RFC 5652 5.4). */
+static int
+cmp_der(const void *a, const void *b)
+{
+	const uint8_t *const *x = a, *const *y = b;
+	size_t lx = ((const size_t *)x)[1], ly = ((const size_t *)y)[1];
+	int c = memcmp(x[0], y[0], lx < ly ? lx : ly);
+
+	return c ? c : (lx > ly) - (lx < ly);
+}
+
+static uint8_t *
+signed_attrs_der(CMS_SignerInfo *si, size_t *len)
+{
+	int n = CMS_signed_get_attr_count(si);
+	struct { uint8_t *p; size_t len; } *m;
+	size_t body = 0, hdr, off;
+	uint8_t *out = NULL;
+
+	if (n <= 0 || (m = calloc((size_t)n, sizeof(*m))) == NULL)
+		return NULL;
+	for (int i = 0; i < n; i++) {
+		int l = i2d_X509_ATTRIBUTE(CMS_signed_get_attr(si, i), &m[i].p);
+		if (l <= 0)
+			goto out;
+		m[i].len = (size_t)l;
+		body += m[i].len;
+	}
+	qsort(m, (size_t)n, sizeof(*m), cmp_der);
+	hdr = body < 0x80 ? 2 : body < 0x100 ? 3 : body < 0x10000 ? 4 : 5;
+	if ((out = malloc(hdr + body)) == NULL)
+		goto out;
+	out[0] = 0x31;
+	if (hdr == 2) {
+		out[1] = (uint8_t)body;
+	} else {
+		out[1] = (uint8_t)(0x80 | (hdr - 2));
+		for (size_t i = 0; i < hdr - 2; i++)
+			out[2 + i] = (uint8_t)(body >> (8 * (hdr - 3 - i)));
+	}
+	off = hdr;
+	for (int i = 0; i < n; i++) {
+		memcpy(out + off, m[i].p, m[i].len);
+		off += m[i].len;
+	}
+	*len = hdr + body;
+out:
+	for (int i = 0; i < n; i++)
+		OPENSSL_free(m[i].p);
+	free(m);
+	return out;
+}
+
+/* ECDSA r||s (the token's) as the DER ECDSA-Sig-Value CMS carries. */
+static uint8_t *
+ecdsa_der(const uint8_t *rs, size_t len, size_t *out_len)
+{
+	ECDSA_SIG *es = ECDSA_SIG_new();
+	BIGNUM *r = BN_bin2bn(rs, (int)(len / 2), NULL), *s = BN_bin2bn(rs + len / 2, (int)(len / 2), NULL);
+	uint8_t *der = NULL;
+	int n;
+
+	if (es == NULL || r == NULL || s == NULL || ECDSA_SIG_set0(es, r, s) != 1) {
+		BN_free(r);
+		BN_free(s);
+		ECDSA_SIG_free(es);
+		return NULL;
+	}
+	n = i2d_ECDSA_SIG(es, &der);
+	ECDSA_SIG_free(es);
+	if (n <= 0)
+		return NULL;
+	*out_len = (size_t)n;
+	return der;
+}
+
+/* The CMS over the file's byte range, signed by the seal's key through
+ * the module. *der: the ContentInfo (OPENSSL_free). */
+static int
+make_cms(struct p11 *p, const char *label, const uint8_t md[32], uint8_t **der, size_t *der_len,
+         char *err, size_t errlen)
+{
+	CK_OBJECT_HANDLE cert_o, key_o;
+	CK_ULONG cert_len = 0, id_len = 0, siglen = 0;
+	uint8_t *cert_der = NULL, *ckaid = NULL, *attrs = NULL, *sig = NULL, *edsig = NULL;
+	const uint8_t *cp;
+	X509 *cert = NULL;
+	CMS_ContentInfo *cms = NULL;
+	CMS_SignerInfo *si;
+	EVP_PKEY *pub;
+	ASN1_TIME *t = NULL;
+	CK_MECHANISM mech = { CKM_SHA256_RSA_PKCS, NULL, 0 };
+	size_t attrs_len = 0, edlen = 0;
+	int rv = -1, n;
+
+	if (p11_find(p, CKO_CERTIFICATE, CKA_LABEL, label, (CK_ULONG)strlen(label), &cert_o) < 0 ||
+	    (cert_der = p11_attr(p, cert_o, CKA_VALUE, &cert_len)) == NULL ||
+	    (ckaid = p11_attr(p, cert_o, CKA_ID, &id_len)) == NULL ||
+	    p11_find(p, CKO_PRIVATE_KEY, CKA_ID, ckaid, id_len, &key_o) < 0) {
+		snprintf(err, errlen, "the module shows no certificate and key of \"%s\"", label);
+		goto out;
+	}
+	cp = cert_der;
+	if ((cert = d2i_X509(NULL, &cp, (long)cert_len)) == NULL || (pub = X509_get0_pubkey(cert)) == NULL) {
+		snprintf(err, errlen, "the seal's certificate does not parse");
+		goto out;
+	}
+	if (EVP_PKEY_get_base_id(pub) == EVP_PKEY_EC)
+		mech.mechanism = CKM_ECDSA_SHA256;
+	else if (EVP_PKEY_get_base_id(pub) != EVP_PKEY_RSA) {
+		snprintf(err, errlen, "only RSA and EC seals can stamp");
+		goto out;
+	}
+	/* The signer is set up with the certificate's public key (it only
+	 * has to match the certificate): the private key stays behind the
+	 * module, and CMS_PARTIAL leaves the signature to us. */
+	cms = CMS_sign(NULL, NULL, NULL, NULL, CMS_PARTIAL | CMS_DETACHED | CMS_BINARY);
+	if (cms == NULL ||
+	    (si = CMS_add1_signer(cms, cert, pub, EVP_sha256(),
+	                          CMS_PARTIAL | CMS_BINARY | CMS_NOSMIMECAP | CMS_CADES)) == NULL ||
+	    (t = X509_gmtime_adj(NULL, 0)) == NULL ||
+	    CMS_signed_add1_attr_by_NID(si, NID_pkcs9_contentType, V_ASN1_OBJECT,
+	                                OBJ_nid2obj(NID_pkcs7_data), -1) != 1 ||
+	    CMS_signed_add1_attr_by_NID(si, NID_pkcs9_signingTime, t->type, t, -1) != 1 ||
+	    CMS_signed_add1_attr_by_NID(si, NID_pkcs9_messageDigest, V_ASN1_OCTET_STRING, md, 32) != 1 ||
+	    (attrs = signed_attrs_der(si, &attrs_len)) == NULL) {
+		snprintf(err, errlen, "the CMS could not be set up: %s",
+		         ERR_reason_error_string(ERR_get_error()));
+		goto out;
+	}
+	/* The data itself goes to the module (no size probe: the buffer is
+	 * as large as any signature of this key). */
+	siglen = 1024;
+	if ((sig = malloc(siglen)) == NULL)
+		goto out;
+	if (p->f->C_SignInit(p->s, &mech, key_o) != CKR_OK ||
+	    (n = (int)p->f->C_Sign(p->s, attrs, (CK_ULONG)attrs_len, sig, &siglen)) != CKR_OK) {
+		snprintf(err, errlen, "the gateway refused the signature (sealctl why says why)");
+		goto out;
+	}
+	if (mech.mechanism == CKM_ECDSA_SHA256) {
+		if ((edsig = ecdsa_der(sig, siglen, &edlen)) == NULL)
+			goto out;
+		ASN1_STRING_set(CMS_SignerInfo_get0_signature(si), edsig, (int)edlen);
+	} else {
+		ASN1_STRING_set(CMS_SignerInfo_get0_signature(si), sig, (int)siglen);
+	}
+	*der = NULL;
+	if ((n = i2d_CMS_ContentInfo(cms, der)) <= 0) {
+		snprintf(err, errlen, "the CMS could not be encoded");
+		goto out;
+	}
+	*der_len = (size_t)n;
+	rv = 0;
+out:
+	free(cert_der);
+	free(ckaid);
+	free(attrs);
+	free(sig);
+	OPENSSL_free(edsig);
+	ASN1_TIME_free(t);
+	X509_free(cert);
+	CMS_ContentInfo_free(cms);
+	return rv;
+}
+
+/* The SHA-256 of the whole file but its /Contents string. */
+static void
+range_digest(const uint8_t *in, size_t in_len, const struct sg_stamp_update *u, uint8_t md[32])
+{
+	EVP_MD_CTX *c = EVP_MD_CTX_new();
+	size_t a = u->contents_at, b = u->contents_at + u->contents_len;
+
+	EVP_DigestInit_ex(c, EVP_sha256(), NULL);
+	EVP_DigestUpdate(c, in, in_len);
+	EVP_DigestUpdate(c, u->buf, a - in_len);
+	EVP_DigestUpdate(c, u->buf + (b - in_len), in_len + u->len - b);
+	EVP_DigestFinal_ex(c, md, NULL);
+	EVP_MD_CTX_free(c);
+}
+
+/* The label the module shows for seal id (the seals request). */
+static int
+seal_label(struct cli *c, const char *seal, char *label, size_t len)
+{
+	json_t *rep = cli_call(c, sg_request_new(SG_OP_SEALS)), *s;
+	size_t i;
+	int rv = -1;
+
+	json_array_foreach(json_object_get(rep, "seals"), i, s) {
+		const char *id = json_string_value(json_object_get(s, "id"));
+		const char *l = json_string_value(json_object_get(s, "label"));
+		if (id && l && strcmp(id, seal) == 0) {
+			snprintf(label, len, "%s", l);
+			rv = 0;
+		}
+	}
+	if (rv < 0)
+		fprintf(stderr, "sealctl: no seal \"%s\" that you may use\n", seal);
+	json_decref(rep);
+	return rv;
+}
+
+/* Shows the gateway the update before signing (stamp_prepare): for an
+ * application bound to the input, it checks the update is a stamp of that
+ * document and nothing else. 0 checked or nothing to check, -1 refused. */
+static int
+prepare(struct cli *c, const char *seal, long long app, const uint8_t *in, size_t in_len,
+        const struct sg_stamp_update *u)
+{
+	json_t *req = sg_request_new(SG_OP_STAMP_PREPARE), *rep;
+	uint8_t sha[32];
+	char hex[65];
+	const char *code = NULL, *msg = NULL;
+	int rv = -1;
+
+	EVP_Digest(in, in_len, sha, NULL, EVP_sha256(), NULL);
+	for (int i = 0; i < 32; i++)
+		snprintf(hex + 2 * i, 3, "%02x", sha[i]);
+	json_object_set_new(req, "seal", json_string(seal));
+	json_object_set_new(req, "doc_sha256", json_string(hex));
+	if (app > 0)
+		json_object_set_new(req, "application", json_integer(app));
+	sg_set_bytes(req, "update", u->buf, u->len);
+	rep = cli_call(c, req);
+	if (sg_reply_is_ok(rep, NULL, NULL, NULL))
+		rv = 0;
+	else if (!sg_reply_is_ok(rep, NULL, &code, &msg) && code && strcmp(code, "not_bound") == 0 &&
+	         app <= 0)
+		rv = 0;   /* no document-bound application: the sign path decides */
+	else
+		cli_die_reply(rep);
+	json_decref(rep);
+	return rv;
+}
+
+int
+sealctl_stamp(struct cli *c, const char *cmd, int argc, char **argv)
+{
+	static const struct option opts[] = {
+		{ "seal", required_argument, NULL, 's' }, { "in", required_argument, NULL, 'i' },
+		{ "out", required_argument, NULL, 'o' }, { "application", required_argument, NULL, 'a' },
+		{ "page", required_argument, NULL, 'p' }, { "at", required_argument, NULL, 'x' },
+		{ "near", required_argument, NULL, 'n' }, { "reason", required_argument, NULL, 'r' },
+		{ "module", required_argument, NULL, 'm' }, { NULL, 0, NULL, 0 },
+	};
+	const char *seal = NULL, *inpath = NULL, *outpath = NULL, *reason = NULL, *module = NULL;
+	struct sg_stamp_place place = { 0 };
+	struct sg_stamp_text text = { 0 };
+	struct sg_stamp_update u = { 0 };
+	struct p11 p = { 0 };
+	long long app = 0;
+	uint8_t *in = NULL, md[32], *der = NULL;
+	size_t in_len = 0, der_len = 0;
+	char label[256], err[512], *pin = NULL, *end;
+	FILE *f = NULL;
+	int ch, rv = 1;
+
+	if (strcmp(cmd, "stamp") != 0)
+		return -1;
+	optind = 0;
+	while ((ch = getopt_long(argc, argv, "", opts, NULL)) != -1) {
+		switch (ch) {
+		case 's': seal = optarg; break;
+		case 'i': inpath = optarg; break;
+		case 'o': outpath = optarg; break;
+		case 'r': reason = optarg; break;
+		case 'm': module = optarg; break;
+		case 'a':
+			app = strtoll(optarg, &end, 10);
+			if (app <= 0 || *end) {
+				fprintf(stderr, "sealctl: --application takes an application number\n");
+				return 2;
+			}
+			break;
+		case 'p':
+			place.page = (int)strtol(optarg, &end, 10);
+			if (place.page <= 0 || *end) {
+				fprintf(stderr, "sealctl: --page takes a page number (1 = the first)\n");
+				return 2;
+			}
+			break;
+		case 'x':
+			if (sscanf(optarg, "%lf,%lf", &place.x, &place.y) != 2) {
+				fprintf(stderr, "sealctl: --at takes X,Y in points from the page's lower left\n");
+				return 2;
+			}
+			place.at_set = true;
+			break;
+		case 'n':
+			fprintf(stderr, "sealctl: --near is not there yet: use --page N --at X,Y\n");
+			return 2;
+		default:
+			return 2;
+		}
+	}
+	if (seal == NULL || inpath == NULL || outpath == NULL || optind != argc) {
+		fprintf(stderr, "sealctl: stamp --seal S --in FILE.pdf --out OUT.pdf [--application ID] "
+		        "[--page N --at X,Y] [--reason R] [--module PATH]\n");
+		return 2;
+	}
+	if (module == NULL)
+		module = getenv("SEALGATE_MODULE");
+	if (module == NULL)
+		module = "sealgate-pkcs11.so";
+	if (sealctl_read_file(inpath, &in, &in_len) < 0)
+		return 1;
+	if (cli_login(c) != 0)
+		goto out;
+	if (seal_label(c, seal, label, sizeof(label)) < 0)
+		goto out;
+	text.reason = reason;
+	text.name = label;
+	text.field = "Seal";
+	if (sg_stamp_build(in, in_len, &place, &text, &u, err, sizeof(err)) < 0) {
+		fprintf(stderr, "sealctl: %s: %s\n", inpath, err);
+		goto out;
+	}
+	if (prepare(c, seal, app, in, in_len, &u) < 0)
+		goto out;
+	range_digest(in, in_len, &u, md);
+
+	/* The module reaches the gateway sealctl talks to, as this account. */
+	if (c->socket_from != NULL)
+		setenv("SEALGATE_SOCKET", c->socket, 1);
+	if (c->user != NULL)
+		setenv("SEALGATE_USER", c->user, 1);
+	if ((pin = getenv("SEALGATE_PASSWORD") ? strdup(getenv("SEALGATE_PASSWORD")) :
+	           cli_read_secret(c->password_file, "sealgate password")) == NULL)
+		goto out;
+	if (p11_open(&p, module, pin) < 0)
+		goto out;
+	if (make_cms(&p, label, md, &der, &der_len, err, sizeof(err)) < 0) {
+		fprintf(stderr, "sealctl: %s\n", err);
+		goto out;
+	}
+	if (sg_stamp_fill(&u, in_len, der, der_len) < 0) {
+		fprintf(stderr, "sealctl: the signature (%zu bytes) does not fit its place\n", der_len);
+		goto out;
+	}
+	if ((f = fopen(outpath, "wb")) == NULL || fwrite(in, 1, in_len, f) != in_len ||
+	    fwrite(u.buf, 1, u.len, f) != u.len) {
+		fprintf(stderr, "sealctl: %s: %s\n", outpath, strerror(errno));
+		goto out;
+	}
+	if (fclose(f) != 0) {
+		f = NULL;
+		fprintf(stderr, "sealctl: %s: %s\n", outpath, strerror(errno));
+		goto out;
+	}
+	f = NULL;
+	if (!c->json)
+		printf("stamped %s with the %s on page %d at [%.0f %.0f %.0f %.0f]: %s\n", inpath, label,
+		       u.page, u.rect[0], u.rect[1], u.rect[2], u.rect[3], outpath);
+	rv = 0;
+out:
+	if (f != NULL)
+		fclose(f);
+	if (pin != NULL)
+		sg_free_secret_str(pin);
+	p11_close(&p);
+	OPENSSL_free(der);
+	sg_stamp_update_free(&u);
+	free(in);
+	cli_logout(c);
+	return rv;
+}
