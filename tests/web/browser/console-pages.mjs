@@ -106,8 +106,8 @@ function api(route, req, me) {
 	case '/applications/42/why': return json({ text: 'rule 1 of the Contract Seal: amount over 1000000 — level 1 head of the applicant\'s department, level 2 an executive' });
 	case '/applications/42/document': return route.fulfill({ status: 200, contentType: 'application/pdf', body: PDF });
 	case '/users': return json({ users: [
-		{ user: 'alice', name: 'Alice Chen', department: 'sales', roles: ['employee'], failed: 0, locked: false },
-		{ user: 'dave', name: HOSTILE, department: 'finance', roles: ['employee'], failed: 5, locked: true, locked_until: now + 600 }] });
+		{ id: 'alice', name: 'Alice Chen', department: 'sales', roles: ['employee'], totp_enrolled: true, locked: false, locked_until: 0, web_locked_until: 0 },
+		{ id: 'dave', name: HOSTILE, department: 'finance', roles: ['employee'], totp_enrolled: true, locked: false, locked_until: 0, web_locked_until: now + 600 }] });
 	case '/devices': return json({ devices: [{ id: 7, state: 'pending', host: 'desk-7', person: 'alice', fingerprint: 'SHA256:ab:cd', requested: now - 60 }] });
 	case '/audit': return json({ scope: 'every record', records: [RECORD, { ...RECORD, seq: 78, outcome: 'denied', reason: 'quota used up' }] });
 	case '/audit/verify': return json({ intact: true, records: 78, checkpoints: 3, head: 78 });

@@ -8,6 +8,9 @@ import { t } from '../i18n.js';
 import { flash, errorText } from '../app.js';
 
 const yes = v => (v ? t('yes') : t('no'));
+// Locked: by the gateway's own flag, or a lockout of the person's own
+// logins or of those through the web front that has not ended yet.
+const locked = u => u.locked === true || [u.locked_until, u.web_locked_until].some(x => x > Date.now() / 1000);
 const left = v => (v === undefined || v === null ? '' : v < 0 ? t('hq.nolimit') : String(v));
 
 export async function render(main) {
@@ -42,9 +45,11 @@ export async function render(main) {
 			[t('col.name'), u => u.name],
 			[t('col.department'), u => u.department],
 			[t('col.roles'), u => (u.roles || []).join(', ')],
+			[t('col.totp'), u => (u.totp_enrolled === undefined ? '' : yes(u.totp_enrolled))],
 			[t('col.failed'), u => (u.failed !== undefined ? String(u.failed) : '')],
-			[t('col.locked'), u => (u.locked ? yes(true) + (u.locked_until ? ' · ' + fmtTime(u.locked_until) : '') : yes(false))],
-			['', u => (u.locked || u.failed ? el('button', {
+			[t('col.locked'), u => (locked(u) ? [u.locked_until, u.web_locked_until].filter(x => x > 0)
+				.map(x => yes(true) + ' · ' + fmtTime(x)).join(', ') || yes(true) : yes(false))],
+			['', u => (locked(u) || u.failed ? el('button', {
 				type: 'button', class: 'small',
 				onclick: () => act('/users/' + encodeURIComponent(u.user || u.id) + '/unlock', { code: code.value.trim() },
 					t('admin.unlocked', { user: u.user || u.id }), main),

@@ -14,11 +14,11 @@ export const FEED_ROWS = 200;	// rows kept on the page; older ones drop off
 const BYS = ['site', 'seal', 'department', 'day'];
 
 const day = d => d.toISOString().slice(0, 10);
-// A date field as Unix seconds (UTC), the end of its day for END: the
-// API's from and to.
+// A date field as Unix seconds (UTC): the API counts [from, to), so the
+// last day shown ends at the next day's start.
 const secs = (v, end) => {
 	const ms = Date.parse(v + 'T00:00:00Z');
-	return Number.isNaN(ms) ? '' : Math.floor(ms / 1000) + (end ? 86399 : 0);
+	return Number.isNaN(ms) ? '' : Math.floor(ms / 1000) + (end ? 86400 : 0);
 };
 
 // One usage row: its key and its number of signatures, whatever the
