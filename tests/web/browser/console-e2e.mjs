@@ -178,6 +178,11 @@ async function main() {
 	const seen = await grace.page.waitForSelector(row, { timeout: 30000 }).then(() => true, () => false);
 	check('the headquarters feed shows alice\'s signature', seen &&
 		(await grace.page.textContent(row)).includes('alice'), seen ? await grace.page.textContent('#feed') : 'no row');
+	// The signature counts in the charts, drawn again after it.
+	const counted = await grace.page.waitForSelector('#usage-seal canvas[data-values*=\'"contract",1\']', { state: 'attached', timeout: 30000 })
+		.then(() => true, () => false);
+	check('the usage chart by seal counts the signature', counted,
+		await grace.page.getAttribute('#usage-seal canvas', 'data-values').catch(() => null));
 	await shot(grace.page, '09-hq-feed');
 	await grace.page.goto(URL0 + '/#/audit');
 	await grace.page.waitForSelector('#audit-results table', { timeout: 20000 });

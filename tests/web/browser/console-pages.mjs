@@ -119,7 +119,9 @@ function api(route, req, me) {
 	}
 	case '/feed':
 		return route.fulfill({ status: 200, headers: { 'Content-Type': 'text/event-stream', 'Cache-Control': 'no-store' },
-			body: 'retry: 600000\n\nevent: record\ndata: ' + JSON.stringify(RECORD) + '\n\n' });
+			body: 'retry: 600000\n\n' + [{ ...RECORD, seq: 75, action: 'logout', reason: '' },
+				{ ...RECORD, seq: 76, action: 'login', outcome: 'denied', reason: 'wrong password' }, RECORD]
+				.map(r => 'event: record\ndata: ' + JSON.stringify(r) + '\n\n').join('') });
 	}
 	return json({ error: 'not_found', message: 'no such endpoint ' + p }, 404);
 }
@@ -253,6 +255,9 @@ async function main() {
 		}
 		check(`${label}: the feed's row is the record, its reason as text`,
 			(await page.textContent('#feed li')).includes(HOSTILE) && await page.getAttribute('#feed li', 'data-seq') === '77');
+		check(`${label}: the feed shows signatures and refusals, not a logout`,
+			JSON.stringify(await page.$$eval('#feed li', l => l.map(x => x.dataset.seq))) === '["77","76"]',
+			await page.$$eval('#feed li', l => l.map(x => x.dataset.seq)));
 		await page.goto(ORIGIN + '/#/admin');
 		await page.waitForSelector('#people button');
 		check(`${label}: a locked person can be unlocked`, (await page.textContent('#people')).includes(HOSTILE));

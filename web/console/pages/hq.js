@@ -11,6 +11,10 @@ import { chartjs } from '../vendor.js';
 import { cssWord } from './common.js';
 
 export const FEED_ROWS = 200;	// rows kept on the page; older ones drop off
+
+// The feed shows signatures and refusals: a sign record, or any record
+// whose outcome is not ok (a size probe's placeholder is no signature).
+export const shown = r => r.action === 'sign' || (r.outcome && r.outcome !== 'ok');
 const BYS = ['site', 'seal', 'department', 'day'];
 
 const day = d => d.toISOString().slice(0, 10);
@@ -55,8 +59,10 @@ export async function render(main) {
 		} catch (e) {
 			return;
 		}
-		if (!r || typeof r !== 'object')
+		if (!r || typeof r !== 'object' || !shown(r))
 			return;
+		if (r.action === 'sign' && r.outcome === 'ok')
+			redraw();
 		feed.prepend(el('li', { class: 'outcome-' + cssWord(r.outcome), 'data-seq': r.seq, 'data-action': r.action, 'data-outcome': r.outcome },
 			el('time', {}, r.time || ''), ' ',
 			el('b', {}, r.actor || ''), ' ', r.action || '', ' ', el('span', { class: 'seal' }, r.seal || ''),
@@ -65,7 +71,10 @@ export async function render(main) {
 			feed.removeChild(feed.lastChild);
 	});
 
-	const draw = async () => {
+	// One drawing at a time: a redraw waits for the one under way.
+	let chain = Promise.resolve();
+	const draw = () => (chain = chain.then(drawNow, drawNow));
+	const drawNow = async () => {
 		let Chart;
 		try {
 			Chart = await chartjs();
@@ -80,7 +89,7 @@ export async function render(main) {
 			try {
 				const r = await api.get('/usage' + api.qs({ by, from: secs(from.value, false), to: secs(to.value, true) }));
 				const pts = (r.rows || r.usage || r.items || []).map(x => point(by, x));
-				const canvas = el('canvas', { 'data-points': pts.length });
+				const canvas = el('canvas', { 'data-points': pts.length, 'data-values': JSON.stringify(pts) });
 				box.appendChild(canvas);
 				charts.push(new Chart(canvas, {
 					type: by === 'day' ? 'line' : 'bar',
@@ -91,6 +100,13 @@ export async function render(main) {
 				box.appendChild(el('p', { class: 'error' }, errorText(e)));
 			}
 		}));
+	};
+	// A signature in the feed counts in the charts: they are drawn again
+	// once the feed has been quiet for a second (a burst, one redraw).
+	let pending = 0;
+	const redraw = () => {
+		clearTimeout(pending);
+		pending = setTimeout(draw, 1000);
 	};
 	from.addEventListener('change', draw);
 	to.addEventListener('change', draw);
@@ -105,6 +121,7 @@ export async function render(main) {
 	};
 	await Promise.all([draw(), gauges()]);
 	return () => {
+		clearTimeout(pending);
 		es.close();
 		for (const c of charts)
 			c.destroy();
