@@ -11,19 +11,32 @@
 
 #include "protocol.h"
 
+/* The browser's User-Agent as the gateway records it: printable ASCII
+ * (a header may hold any bytes, a JSON string only UTF-8), at most 255. */
+static void
+agent_clean(char *dst, size_t len, const char *src)
+{
+	size_t o = 0;
+
+	for (; src != NULL && *src != '\0' && o + 1 < len; src++)
+		dst[o++] = (*src >= 0x20 && *src < 0x7f) ? *src : '?';
+	dst[o] = '\0';
+}
+
 json_t *
 web_gw_call(const char *socket, json_t *req, const char *sess, const char *remote,
             const char *agent, char *err, size_t errlen)
 {
 	json_t *rep = NULL;
+	char ua[256];
 	int fd = -1, rc;
 
 	if (req == NULL) {
 		sg_seterr(err, errlen, "out of memory");
 		return NULL;
 	}
-	json_object_set_new(req, "via", json_pack("{s:s,s:s}", "remote", remote,
-	                                          "agent", agent ? agent : ""));
+	agent_clean(ua, sizeof(ua), agent);
+	json_object_set_new(req, "via", json_pack("{s:s,s:s}", "remote", remote, "agent", ua));
 	if (sess != NULL)
 		json_object_set_new(req, "session", json_string(sess));
 	fd = sg_connect_unix(socket);

@@ -149,6 +149,8 @@ sc = r.headers.get("set-cookie", "")
 check(all(a in sc for a in ("HttpOnly", "Secure", "SameSite=Strict", "Path=/")),
       "the cookie is HttpOnly, Secure, SameSite=Strict, Path=/", sc)
 check(alice.cookie != alice.csrf and len(alice.cookie) == 64, "a random cookie id, not the CSRF token")
+r = alice.req("GET", "/api/v1/me", headers={"User-Agent": "x" * 2000 + "\u00e9"})
+check(r.status == 200, "a long, non-ASCII User-Agent is relayed cut and cleaned", r)
 r = alice.get("/me")
 check(r.status == 200 and r.json["user"] == "alice" and r.json["csrf"] == alice.csrf and
       r.json["department"] == "sales", "GET /me", r)
