@@ -214,6 +214,7 @@ main().catch(async e => {
 		if (!p.closed) {
 			log(`page ${i} at failure: ${p.page.url()}: ${(await p.page.textContent('#main').catch(() => '')).slice(0, 400)}`);
 			await shot(p.page, 'failure-' + i);
+			await p.close();
 		}
 	process.exit(1);
 });

@@ -140,6 +140,18 @@ function files(route, req) {
 	return route.fulfill({ status: 200, contentType: TYPES[extname(path)] || 'application/octet-stream', body: readFileSync(path) });
 }
 
+// Browsers still open, closed (their profiles removed) on a failure too.
+const open_browsers = new Set();
+async function launch(opts) {
+	const b = await browser(opts);
+	const close = async () => {
+		open_browsers.delete(close);
+		await b.close();
+	};
+	open_browsers.add(close);
+	return { ctx: b.ctx, close };
+}
+
 async function open(ctx, name, me) {
 	const page = await ctx.newPage();
 	const errors = watch(page, name);
@@ -172,7 +184,7 @@ const noScroll = page => page.evaluate(() => document.documentElement.scrollWidt
 async function main() {
 	// --- Chinese from Accept-Language, English by the switch, remembered
 	{
-		const { ctx, close } = await browser({ locale: 'zh-CN' });
+		const { ctx, close } = await launch({ locale: 'zh-CN' });
 		const me = { value: null };
 		const { page, errors } = await open(ctx, 'zh', me);
 		await page.goto(ORIGIN + '/');
@@ -202,7 +214,7 @@ async function main() {
 
 	// --- every page in English, then on a phone
 	for (const [label, viewport] of [['desktop', { width: 1280, height: 900 }], ['phone', { width: 375, height: 740 }]]) {
-		const { ctx, close } = await browser({ locale: 'en-US', viewport });
+		const { ctx, close } = await launch({ locale: 'en-US', viewport });
 		const me = { value: null };
 		const { page, errors, outside } = await open(ctx, label, me);
 		await page.goto(ORIGIN + '/#/applications/42');
@@ -291,7 +303,9 @@ async function main() {
 	finish('console-pages');
 }
 
-main().catch(e => {
+main().catch(async e => {
 	log('FAIL:', e.stack || e.message);
+	for (const close of open_browsers)
+		await close();
 	process.exit(1);
 });

@@ -24,6 +24,11 @@ if grep -q 'unknown command' <<<"$docs_help"; then
 	exit 77
 fi
 browser_install
+free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
+# The sandbox's sealgate-web on a port of this test's (8443 is also the
+# tls suite's).
+SEALGATE_WEB_PORT=$(free_port)
+export SEALGATE_WEB_PORT
 e2e_setup
 browser_shots console-e2e
 
@@ -33,44 +38,52 @@ web_cleanup() {
 	if [ -n "$WEB_PID" ]; then
 		kill "$WEB_PID" 2>/dev/null || true
 		wait "$WEB_PID" 2>/dev/null || true
-		if [ "$rc" != 0 ] && [ "$rc" != 77 ]; then
-			log "---- last lines of sealgate-web.log ----"
-			tail -n 20 "$E2E_TMP/sealgate-web.log" >&2 || true
-		fi
+	fi
+	if [ "$rc" != 0 ] && [ "$rc" != 77 ]; then
+		log "---- last lines of sealgate-web's log ----"
+		tail -n 20 "$E2E_TMP/sealgate-web.log" "$E2E_SITE/sealgate-web.log" 2>/dev/null >&2 || true
 	fi
 	(exit "$rc")
 	e2e_cleanup
 }
 trap web_cleanup EXIT
 
-# The site's sealgate-web on loopback, when the sandbox did not start one:
-# the gateway names its front (web_front) and restarts, sealgate-web runs
-# as its own user (it refuses root) with a console_dir of web/console/
-# and the copies of Debian's PDF.js and Chart.js under javascript/ that
-# an installation puts beside it (docs/console.md).
+# A sealgate-web that serves the console with Debian's PDF.js and
+# Chart.js under /javascript/ (docs/console.md). The sandbox's serves
+# web/console/ as it is, without them: then this test runs its own on
+# loopback as the front's user, with a console_dir of web/console/ and
+# copies of the three files under javascript/ (what an installation puts
+# there while sealgate-web does not map /javascript/ itself), for the
+# front the sandbox named (sealgate-web runs as a user of its own: root
+# only).
+web_serves_console() {
+	[ -n "${SEALGATE_WEB_URL:-}" ] &&
+		curl -fsS -o /dev/null "$SEALGATE_WEB_URL/javascript/pdf/build/pdf.js" 2>/dev/null &&
+		curl -fsS -o /dev/null "$SEALGATE_WEB_URL/javascript/chart.js/chart.min.js" 2>/dev/null
+}
 web_up() {
-	local front=sealgate-web port
+	local front=sealgate-web port c=$E2E_TMP/console i
 	[ "$(id -u)" = 0 ] || { log "SKIP: starting sealgate-web here needs root (it drops to its own user)"; exit 77; }
-	id "$front" >/dev/null 2>&1 ||
-		useradd --system --no-create-home --home-dir /nonexistent --shell /usr/sbin/nologin "$front"
-	"$SANDBOX" --quiet down "$E2E_SITE"
-	printf 'web_front: { user: %s }\n' "$front" >>"$E2E_SITE/sealgated.yaml"
-	eval "$("$SANDBOX" --quiet --build "$SEALGATE_BUILD" up "$E2E_SITE")"
-	unset SOFTHSM2_CONF
-	local c=$E2E_TMP/console
+	if [ -s "$E2E_SITE/sealgate-web.pid" ]; then
+		kill "$(cat "$E2E_SITE/sealgate-web.pid")" 2>/dev/null || true
+		rm -f "$E2E_SITE/sealgate-web.pid"
+	fi
+	# The sandbox names the front in sealgated.yaml when it runs as root
+	# with sealgate-web built, as here.
+	grep -q '^web_front:' "$E2E_SITE/sealgated.yaml" ||
+		{ log "FAIL: the sandbox's gateway names no web_front"; exit 1; }
 	mkdir -p "$c/javascript/pdf/build" "$c/javascript/chart.js"
 	cp -R "$SEALGATE_SOURCE/web/console/." "$c/"
 	cp /usr/share/javascript/pdf/build/pdf.js /usr/share/javascript/pdf/build/pdf.worker.js "$c/javascript/pdf/build/"
 	cp /usr/share/javascript/chart.js/chart.min.js "$c/javascript/chart.js/"
 	chmod -R o+rX "$c"
 	chmod o+x "$E2E_TMP"
-	port=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])')
+	port=$(free_port)
 	printf 'listen: 127.0.0.1:%s\ngateway_socket: %s\nconsole_dir: %s\n' "$port" "$SEALGATE_SOCKET" "$c" \
 		>"$E2E_TMP/sealgate-web.yaml"
 	"$SEALGATE_BUILD/web/sealgate-web" --config "$E2E_TMP/sealgate-web.yaml" --user "$front" \
 		>>"$E2E_TMP/sealgate-web.log" 2>&1 &
 	WEB_PID=$!
-	local i
 	for i in $(seq 1 100); do
 		curl -fsS -o /dev/null "http://127.0.0.1:$port/" 2>/dev/null && break
 		kill -0 "$WEB_PID" 2>/dev/null || { log "FAIL: sealgate-web exited"; cat "$E2E_TMP/sealgate-web.log" >&2; exit 1; }
@@ -78,7 +91,7 @@ web_up() {
 	done
 	export SEALGATE_WEB_URL=http://127.0.0.1:$port
 }
-[ -n "${SEALGATE_WEB_URL:-}" ] || web_up
+web_serves_console || web_up
 log "sealgate-web at $SEALGATE_WEB_URL"
 cd "$W"
 
