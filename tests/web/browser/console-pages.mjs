@@ -55,11 +55,8 @@ const app42 = me => (me.decided ? { ...APP, state: 'authorized', status: 'author
 
 // What the test's API answers, and what it was sent.
 const posts = [];
-const gets = [];
 function api(route, req, me) {
 	const url = new URL(req.url());
-	if (req.method() === 'GET')
-		gets.push(url.pathname + url.search);
 	const p = url.pathname.replace(/^\/api\/v1/, '');
 	const json = (body, status = 200) => route.fulfill({ status, contentType: 'application/json', body: JSON.stringify(body) });
 	if (req.method() === 'POST') {
@@ -239,6 +236,12 @@ async function main() {
 
 		// Approving needs the code; the POST carries the CSRF token.
 		posts.length = 0;
+		await page.fill('#decide input[name=code]', '654321');
+		await page.click('#reject');
+		await page.waitForSelector('#flash .error');
+		check(`${label}: a rejection without a comment is stopped before the server`, posts.length === 0 &&
+			(await page.textContent('#flash')).includes('comment'), await page.textContent('#flash'));
+		await page.fill('#decide input[name=code]', '');
 		await page.fill('#decide textarea[name=comment]', 'ok for ' + HOSTILE);
 		await page.click('#approve');
 		await page.waitForSelector('#flash .error');
@@ -286,16 +289,28 @@ async function main() {
 		await page.fill('#audit-form input[name=from]', '2026-12-01');
 		await page.fill('#audit-form input[name=to]', '2026-12-02');
 		await page.fill('#audit-form input[name=person]', 'alice');
-		gets.length = 0;
-		await page.click('#audit-form button[type=submit]');
-		await page.waitForFunction(() => document.querySelector('#audit-results table'));
-		const q = gets.find(g => g.startsWith('/api/v1/audit?'));
-		const qp = new URLSearchParams((q || '').split('?')[1] || '');
+		const [sent] = await Promise.all([
+			page.waitForRequest(r => /\/api\/v1\/audit\?/.test(r.url()) && r.url().includes('person=alice')),
+			page.click('#audit-form button[type=submit]'),
+		]);
+		const q = new URL(sent.url()).search;
+		const qp = new URLSearchParams(q);
 		check(`${label}: audit search sends from_ns, to_ns (whole days, UTC) and person`,
 			qp.get('from_ns') === '1796083200000000000' && qp.get('to_ns') === '1796255999999999999' &&
 			qp.get('person') === 'alice' && !qp.has('from'), q);
 
 		check(`${label}: no markup ran anywhere`, !(await page.evaluate(() => window.__xss)));
+		// A session that ended (idle or absolute timeout): the next call
+		// is 401, the console asks for the login again and then goes
+		// back where the person was.
+		me.value = null;
+		await page.goto(ORIGIN + '/#/hq');
+		await page.waitForSelector('#login-form');
+		check(`${label}: an ended session brings the login back`, !(await page.$('#usage')));
+		await login(page, 'right');
+		await page.waitForSelector('#usage');
+		check(`${label}: after logging in again the console is back on #/hq`, page.url().endsWith('#/hq'), page.url());
+
 		check(`${label}: nothing asked of another origin`, outside.length === 0, outside);
 		check(`${label}: no script error`, scriptErrors(errors).length === 0, errors);
 		await close();
