@@ -6,6 +6,7 @@
 #include <criterion/criterion.h>
 #include <fcntl.h>
 #include <limits.h>
+#include <pwd.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -206,9 +207,9 @@ Test(config, errors)
 	             "audit_checkpoint_interval, auth_max_failures, auth_lockout, signing_window, "
 	             "confirm_timeout, password_cost, password_hash_concurrency, test_clock, "
 	             "max_connections, connections_per_uid, connections_per_unknown_uid, "
-	             "frame_timeout, client_idle_timeout, totp_site_keys, tls_listen, tls_cert, tls_key, "
+	             "frame_timeout, client_idle_timeout, totp_site_keys, document_max_size, tls_listen, tls_cert, tls_key, "
 	             "tls_device_ca, tls_device_ca_key, tls_devices, tls_enroll_listen, "
-	             "tls_connections_per_device, tls_device_days)");
+	             "tls_connections_per_device, tls_device_days, web_front)");
 	/* store_path is a SQLite file's old name: a URL there is refused,
 	 * never made into a file name (store: takes it). */
 	expect_error("backend_token: \"pkcs11:token=t\"\ntoken_pin_file: pin\n"
@@ -282,6 +283,30 @@ Test(config, tls_front)
 	             "tls_device_ca: dca.pem\ntls_devices: d\ntls_enroll_listen: \":8444\"\n",
 	             "/etc/sg/c.yaml:10:20: tls_enroll_listen needs tls_device_ca_key to issue "
 	             "certificates");
+}
+
+/* web_front (docs/web.md): a user resolved to its uid at load; root and
+ * an unknown user refused, a key of its own mapping only. */
+Test(config, web_front)
+{
+	struct gw_config *c = NULL;
+	char err[1024];
+
+	cr_assert_eq(parse(REQ, &c, err, sizeof(err)), 0, "%s", err);
+	cr_assert(!c->web_front);
+	gw_config_free(&c);
+	cr_assert_eq(parse(REQ "web_front: { user: nobody }\n", &c, err, sizeof(err)), 0, "%s", err);
+	cr_assert(c->web_front);
+	cr_assert_str_eq(c->web_front_user, "nobody");
+	cr_assert_eq(c->web_front_uid, getpwnam("nobody")->pw_uid);
+	gw_config_free(&c);
+	expect_error(REQ "web_front: { user: root }\n",
+	             "/etc/sg/c.yaml:5:20: web_front: user: root cannot be the web front (give "
+	             "sealgate-web a user of its own)");
+	expect_error(REQ "web_front: { user: no-such-user-here }\n",
+	             "/etc/sg/c.yaml:5:20: web_front: user: no OS user named 'no-such-user-here'");
+	expect_error(REQ "web_front: {}\n",
+	             "/etc/sg/c.yaml:5:12: web_front: user: missing (the OS user sealgate-web runs as)");
 }
 
 Test(config, too_large)

@@ -68,4 +68,13 @@ export SG_WEB_URL=http://127.0.0.1:$p1 SG_WEB_SHORT_URL=http://127.0.0.1:$p2 SG_
 rc=0
 python3 "$test" || rc=$?
 [ $rc = 0 ] || { echo "--- sealgate-web log"; tail -20 "$W/web.log"; }
+# Stopped here, so that what a sanitizer says at exit (leaks) is seen.
+for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done
+for p in "${pids[@]}"; do wait "$p" 2>/dev/null || true; done
+pids=()
+if grep -l "Sanitizer" "$W/web.log" "$W/short.log" 2>/dev/null; then
+	echo "not ok - a sanitizer spoke in sealgate-web:"
+	grep -h -A30 "Sanitizer" "$W/web.log" "$W/short.log" | head -60
+	rc=1
+fi
 exit $rc
