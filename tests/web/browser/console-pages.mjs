@@ -205,6 +205,10 @@ async function main() {
 		await page.waitForSelector('#waiting');
 		check('logged in, Chinese menu', (await page.textContent('#nav')).includes('待我审批'), await page.textContent('#nav'));
 		await shot(page, 'waiting-zh-CN');
+		// Every word has its Chinese and its English.
+		const k = await page.evaluate(async () => (await import('/i18n.js')).keys());
+		const missing = k.en.filter(x => !k.zh.includes(x)).concat(k.zh.filter(x => !k.en.includes(x)));
+		check('every word of the console is in both languages', missing.length === 0, missing);
 		check('no script error (zh)', scriptErrors(errors).length === 0, errors);
 		await close();
 	}
