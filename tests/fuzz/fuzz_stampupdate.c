@@ -1,6 +1,6 @@
 /*
  * Fuzz target: the reader of a stamp's incremental update
- * (gateway/stampcheck.c gw_stamp_parse), which takes untrusted bytes from
+ * (gateway/stamp/stampcheck.c gw_stamp_parse), which takes untrusted bytes from
  * a client's stamp_prepare. Whatever it accepts must say where it is:
  * every object and the /Contents inside the update, at most
  * GW_STAMP_OBJS_MAX objects. Corpus: updates sealctl stamp wrote (one
