@@ -10,6 +10,7 @@
 #include "alertstore.h"
 #include "audit.h"
 #include "log.h"
+#include "notify/notify.h"
 #include "protocol.h"
 #include "server.h"
 
@@ -234,20 +235,60 @@ load_known(void *arg, const struct gw_alert_row *a)
 	                 fingerprint(a->seqs, a->apps, a->why)) < 0 ? -1 : 0;
 }
 
-struct put { const struct gw_alert_row *row; int64_t id; bool created; };
+struct put {
+	struct gw_risk_online *ro;
+	const struct gw_alert_row *row;
+	int64_t id;
+	bool created;
+};
+
+/* A new alert's notices to the auditors (docs/notifications.md, event
+ * alert), in the transaction that stores it: an alert stored is an alert
+ * its auditors will be told of, whatever happens to the gateway next.
+ * Without notify: in the configuration, nothing. */
+static int
+alert_notices_tx(struct gw_store *st, struct put *p, char *err, size_t errlen)
+{
+	struct gw_risk_online *ro = p->ro;
+	const struct gw_notify_conf *nc = ro->ctx->cfg ? ro->ctx->cfg->notify : NULL;
+	const struct gw_policy *pol = ro->snap != NULL ? ro->snap->policy : NULL;
+	const struct gw_alert_row *a = p->row;
+	char tag[64];
+	json_t *d;
+	int rv = 0;
+
+	if (nc == NULL || pol == NULL)
+		return 0;
+	d = json_pack("{sIssssssssss}", "alert", (json_int_t)p->id, "rule", a->rule, "severity",
+	              a->severity, "subject", a->subject ? a->subject : "", "why", a->why, "site",
+	              gw_ctx_site(ro->ctx));
+	if (d == NULL) {
+		sg_seterr(err, errlen, "out of memory");
+		return -1;
+	}
+	for (size_t i = 0; i < pol->n_people && rv == 0; i++) {
+		if (!gw_person_has_role(&pol->people[i], "auditor"))
+			continue;
+		snprintf(tag, sizeof(tag), "alert:%s:%" PRId64 ":%zu", gw_ctx_site(ro->ctx), p->id, i);
+		rv = gw_notify_enqueue_tx(st, nc, pol, GW_NOTIFY_ALERT, pol->people[i].id, 0, d, tag,
+		                          time(NULL), err, errlen);
+	}
+	json_decref(d);
+	return rv;
+}
 
 static int
 put_apply(struct gw_store *st, void *arg, char *err, size_t errlen)
 {
 	struct put *p = arg;
 
-	return gw_alertstore_put_tx(st, p->row, &p->id, &p->created, err, errlen);
+	if (gw_alertstore_put_tx(st, p->row, &p->id, &p->created, err, errlen) < 0)
+		return -1;
+	return p->created ? alert_notices_tx(st, p, err, errlen) : 0;
 }
 
-/* Where a new alert is raised, once it is stored with its record: the one
- * place that tells people of it. The notifications (gateway/notify/) go
- * here: gw_notify_enqueue(ctx, "alert", …) with the alert's rule, severity,
- * subject and why. */
+/* Where a new alert is raised, once it is stored with its record and its
+ * notices (alert_notices_tx). */
 static void
 alert_raised(struct gw_risk_online *ro, int64_t id, const struct gw_alert_row *a)
 {
@@ -286,7 +327,7 @@ store_alert(struct gw_risk_online *ro, const struct gw_risk_alert *a)
 			.subject = a->subject, .why = a->why, .ts_ns = a->ts_ns, .seqs = seqs,
 			.apps = apps, .raised = (int64_t)time(NULL),
 		};
-		struct put p = { .row = &row };
+		struct put p = { .ro = ro, .row = &row };
 		struct gw_audit_event ev = {
 			.action = fresh ? "alert_raise" : "alert_update", .outcome = "ok",
 			/* a record the gateway makes on its own (docs/audit.md) */
