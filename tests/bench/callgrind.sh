@@ -11,8 +11,9 @@
 #
 #   SEALGATE_BUILD=BUILD tests/bench/callgrind.sh [N1 [N2]]   (200, 1200)
 #
-# Prints "NAME<TAB>instructions per signature" lines (sealgated, p11kit,
-# ratio) after "object<TAB>NAME<TAB>ELF object<TAB>its own instructions per
+# Prints "NAME<TAB>instructions per signature" lines (sealgated: its threads
+# but the online risk rules' one; risk: that thread; p11kit; ratio:
+# sealgated ÷ p11kit; ratio_with_risk: both of sealgate's ÷ p11kit) after "object<TAB>NAME<TAB>ELF object<TAB>its own instructions per
 # signature" lines (where they go: libcrypto, libc, SQLite …), and writes the raw callgrind files to $SG_BENCH_OUT (default
 # BUILD/bench-results/callgrind) for callgrind_annotate.
 set -eu
@@ -93,7 +94,10 @@ sh "$here/fixture.sh" stop "$dir"
 # ---- sealgated under callgrind, restarted for each run ----
 # (a run's count is the gateway's whole life: start, one sealbench run,
 # stop; the start-up and the final checkpoint are alike in both runs)
-printf '#!/bin/sh\nexec valgrind -q --tool=callgrind --callgrind-out-file=%s/sealgated.%%p "%s" "$@"\n' \
+# (a file per thread: the online risk rules' thread evaluates on a clock,
+# so its count follows the run's wall time, not the signatures; it is
+# reported apart)
+printf '#!/bin/sh\nexec valgrind -q --tool=callgrind --separate-threads=yes --callgrind-out-file=%s/sealgated.%%p "%s" "$@"\n' \
 	"$out" "$build/gateway/sealgated" >"$dir/cg-sealgated"
 chmod +x "$dir/cg-sealgated"
 export SEALGATE_SOCKET=$dir/sealgated.sock SEALGATE_USER=bench
@@ -103,7 +107,27 @@ for n in "$n1" "$n2"; do
 	pid=$(cat "$dir/sealgated.pid")
 	"$sealbench" -q -m ec -t 1 -n "$n" -r 1 "sealgate=$module,pin=bench-password" >/dev/null
 	sh "$here/fixture.sh" stop "$dir"
-	mv "$out/sealgated.$pid" "$out/sealgated.n$n"
+	mkdir -p "$out/sealgated.n$n"
+	mv "$out/sealgated.$pid"-* "$out/sealgated.n$n/"
+	rm -f "$out/sealgated.$pid"
+	# The risk engine's thread: the file where start_thread calls
+	# online.c's thread_main (a name is given once, at its first use in
+	# the run's files, "cfi=(id) name", and by its id after that).
+	for f in $(awk '
+		function nm(s, t,   id, rest) {
+			if (!match(s, /^\([0-9]+\)/)) return s
+			id = substr(s, 1, RLENGTH); rest = substr(s, RLENGTH + 2)
+			if (rest != "") names[t, id] = rest
+			return names[t, id]
+		}
+		/^(cfi|cfl)=/ { cfi = nm(substr($0, 5), "fl"); next }
+		/^(fl|fi|fe)=/ { nm(substr($0, 4), "fl"); next }
+		/^fn=/ { nm(substr($0, 4), "fn"); next }
+		/^cfn=/ { if (nm(substr($0, 5), "fn") == "thread_main" && cfi ~ /risk\/online\.c$/) print FILENAME }' \
+		"$out/sealgated.n$n"/* | sort -u); do
+		mkdir -p "$out/risk.n$n"
+		mv "$f" "$out/risk.n$n/"
+	done
 done
 
 # ---- p11-kit server under callgrind ----
@@ -135,10 +159,18 @@ for n in "$n1" "$n2"; do
 	mv "$out"/p11kit.[0-9]* "$out/p11kit.n$n/"
 done
 
-sg=$(per_sig sealgated "$out/sealgated.n$n1" "$out/sealgated.n$n2")
+for w in sealgated risk; do
+	for n in "$n1" "$n2"; do
+		cat "$out/$w.n$n"/* 2>/dev/null | awk '/^totals:/ { s += $2 } END { print "totals: " s + 0 }' >"$out/$w-sum.n$n"
+	done
+done
+sg=$(per_sig sealgated "$out/sealgated-sum.n$n1" "$out/sealgated-sum.n$n2")
+rk=$(per_sig risk "$out/risk-sum.n$n1" "$out/risk-sum.n$n2")
 pk=$(per_sig p11kit "$out/p11kit-sum.n$n1" "$out/p11kit-sum.n$n2")
-per_object sealgated "$out/sealgated.n$n1" "$out/sealgated.n$n2" | sed 's/^/object	/'
+per_object sealgated "$out/sealgated.n$n1/*" "$out/sealgated.n$n2/*" | sed 's/^/object	/'
 per_object p11kit "$out/p11kit.n$n1/*" "$out/p11kit.n$n2/*" | sed 's/^/object	/'
 echo "$sg"
+echo "$rk"
 echo "$pk"
 echo "ratio	$(echo "$sg $pk" | awk '{ printf "%.2f", $2 / $4 }')"
+echo "ratio_with_risk	$(echo "$sg $rk $pk" | awk '{ printf "%.2f", ($2 + $4) / $6 }')"
