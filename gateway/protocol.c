@@ -185,36 +185,46 @@ sg_msg_write(int fd, const json_t *msg)
 int
 sg_msg_write_io(const struct sg_io *io, const json_t *msg)
 {
-	char *body;
+	/* Most messages (a signature's answer is ~200 bytes) are encoded
+	 * straight behind their header on the stack: no json_dumps buffer
+	 * grown by reallocation, no second copy for the frame. */
+	uint8_t stack[4096], *frame = stack;
 	size_t len;
-	uint8_t *frame;
 	int rc;
 
-	body = json_dumps(msg, JSON_COMPACT);
-	if (body == NULL)
-		return -ENOMEM;
-	len = strlen(body);
+	len = json_dumpb(msg, (char *)stack + 4, sizeof(stack) - 4, JSON_COMPACT);
 	if (len == 0 || len > SG_MSG_MAX) {
-		free(body);
-		return -EMSGSIZE;
+		rc = len == 0 ? -ENOMEM : -EMSGSIZE;
+		goto out;
 	}
-	/* One write per message: a split header costs a second wakeup. */
-	frame = malloc(len + 4);
-	if (frame == NULL) {
-		free(body);
-		return -ENOMEM;
+	if (len > sizeof(stack) - 4) {
+		frame = malloc(len + 4);
+		if (frame == NULL) {
+			rc = -ENOMEM;
+			goto out;
+		}
+		if (json_dumpb(msg, (char *)frame + 4, len, JSON_COMPACT) != len) {
+			rc = -ENOMEM;
+			goto out;
+		}
 	}
 	frame[0] = (uint8_t)(len >> 24);
 	frame[1] = (uint8_t)(len >> 16);
 	frame[2] = (uint8_t)(len >> 8);
 	frame[3] = (uint8_t)len;
-	memcpy(frame + 4, body, len);
+	/* One write per message: a split header costs a second wakeup. */
 	rc = write_all(io, frame, len + 4, 0);
-	/* Bodies may carry PINs: wipe both copies. */
-	OPENSSL_cleanse(body, len);
-	OPENSSL_cleanse(frame, len + 4);
-	free(body);
-	free(frame);
+out:
+	/* Bodies may carry PINs: wipe what was encoded (all of the stack
+	 * buffer when a long message or an error may have filled it). */
+	if (frame != stack) {
+		if (frame != NULL)
+			OPENSSL_cleanse(frame, len + 4);
+		free(frame);
+		OPENSSL_cleanse(stack, sizeof(stack));
+	} else {
+		OPENSSL_cleanse(stack, len != 0 && len + 4 < sizeof(stack) ? len + 4 : sizeof(stack));
+	}
 	return rc;
 }
 

@@ -1,6 +1,7 @@
 /* Unit tests of the wire codec: framing, caps, bounded field readers. */
 #include <criterion/criterion.h>
 #include <errno.h>
+#include <stdlib.h>
 #include <string.h>
 #include <sys/socket.h>
 #include <signal.h>
@@ -268,4 +269,47 @@ Test(protocol, a_whole_frame_within_the_deadlines_reads)
 	cr_assert_not_null(got);
 	json_decref(req);
 	json_decref(got);
+}
+
+/* Frames of every size around the writer's stack buffer (4096 bytes with
+ * the header) and well past it arrive whole and equal to what was sent:
+ * the long ones are encoded a second time into a buffer of their own. */
+Test(protocol, frames_around_the_stack_buffer_arrive_whole)
+{
+	static const size_t pads[] = { 1, 3000, 4060, 4070, 4071, 4072, 4073, 4074, 4075, 4080,
+	                               4092, 4093, 4100, 9000, 60000 };
+	char err[128];
+
+	for (size_t i = 0; i < sizeof(pads) / sizeof(pads[0]); i++) {
+		json_t *req = sg_request_new(SG_OP_SIGN), *got = NULL;
+		char *pad = malloc(pads[i] + 1);
+
+		cr_assert_not_null(pad);
+		memset(pad, 'a' + (int)(i % 26), pads[i]);
+		pad[pads[i]] = '\0';
+		json_object_set_new(req, "pad", json_string(pad));
+		cr_assert_eq(sg_msg_write(sv[0], req), 0, "pad %zu", pads[i]);
+		cr_assert_eq(sg_msg_read(sv[1], &got, err, sizeof(err)), 0, "pad %zu: %s", pads[i], err);
+		cr_assert(json_equal(req, got), "pad %zu: the frame read is not the one written", pads[i]);
+		json_decref(req);
+		json_decref(got);
+		free(pad);
+	}
+}
+
+/* A message longer than SG_MSG_MAX is refused before a byte is written. */
+Test(protocol, oversized_message_not_written)
+{
+	json_t *req = sg_request_new(SG_OP_SIGN);
+	char *pad = malloc(SG_MSG_MAX + 1), b;
+
+	cr_assert_not_null(pad);
+	memset(pad, 'x', SG_MSG_MAX);
+	pad[SG_MSG_MAX] = '\0';
+	json_object_set_new(req, "pad", json_string(pad));
+	cr_assert_eq(sg_msg_write(sv[0], req), -EMSGSIZE);
+	cr_assert_eq(recv(sv[1], &b, 1, MSG_DONTWAIT), -1);
+	cr_assert_eq(errno, EAGAIN);
+	json_decref(req);
+	free(pad);
 }
