@@ -54,6 +54,8 @@ const en = {
 	'hq.quotas': 'Quotas', 'hq.feed': 'Live feed', 'hq.feed.wait': 'Waiting for signatures and refusals…',
 	'hq.feed.lost': 'Feed interrupted, reconnecting…', 'hq.feed.on': 'Live',
 	'hq.signatures': 'Signatures', 'hq.left': '{left} left of {limit}', 'hq.nolimit': 'no limit',
+	'quota.day': 'Today', 'quota.month': 'This month', 'quota.total': 'In all',
+	'quota.person_day': 'Today, per person',
 	'error': 'Error', 'error.forbidden': 'You may not see this page.', 'loading': 'Loading…',
 	'notfound': 'No such page.',
 };
@@ -108,6 +110,8 @@ const zh = {
 	'hq.quotas': '配额', 'hq.feed': '实时动态', 'hq.feed.wait': '等待签章与拒绝记录…',
 	'hq.feed.lost': '动态中断，正在重连…', 'hq.feed.on': '实时',
 	'hq.signatures': '签章次数', 'hq.left': '剩余 {left} / {limit}', 'hq.nolimit': '不限',
+	'quota.day': '今日', 'quota.month': '本月', 'quota.total': '总计',
+	'quota.person_day': '每人今日',
 	'error': '错误', 'error.forbidden': '您无权查看此页面。', 'loading': '加载中…',
 	'notfound': '页面不存在。',
 };

@@ -280,6 +280,9 @@ async function main() {
 				const m = await page.$$eval('#quotas [data-seal=contract] meter', l => l.map(x => [x.value, x.max]));
 				check(`${label}: a gauge for each of the Contract Seal's quotas, its use of its limit`,
 					JSON.stringify(m) === '[[20,200],[1500,2000]]', m);
+				const periods = await page.$$eval('#quotas [data-seal=contract] .period', l => l.map(x => x.textContent));
+				check(`${label}: each gauge says its period in words`,
+					JSON.stringify(periods) === '["Today","This month"]', periods);
 				check(`${label}: a seal without quotas says no limit`,
 					(await page.textContent('#quotas [data-seal=official]')).includes('no limit'));
 			}
