@@ -27,6 +27,7 @@
 #include "workflow_ops.h"
 #include "auth_ops.h"
 #include "policy_ops.h"
+#include "quota.h"
 #include "doc_ops.h"
 #include "stamp_ops.h"
 #include "sg-config.h"
@@ -315,6 +316,20 @@ seal_json(struct gw_req *r, const struct gw_person *who, size_t i)
 	              "uses_left", (json_int_t)uses, "quota_left", (json_int_t)quota,
 	              "approval_required", s->approval_required);
 	json_t *mechs = json_array();
+
+	/* Each quota's limit and use, from the store (either backend): what
+	 * quota_left sums up, for a gauge per period. */
+	if (r->ctx->quota != NULL) {
+		struct gw_quota_use u[GW_QUOTA_MAX_KEYS];
+		unsigned nq = gw_quota_list(r->ctx->quota, s, who->id, time(NULL), u);
+		json_t *qs = json_array();
+
+		for (unsigned j = 0; j < nq; j++)
+			json_array_append_new(qs, json_pack("{s:s,s:I,s:I}", "period", u[j].period,
+			                                    "limit", (json_int_t)u[j].limit,
+			                                    "used", (json_int_t)u[j].used));
+		json_object_set_new(o, "quotas", qs);
+	}
 
 	if (k != NULL) {
 		json_object_set_new(o, "key_type", json_string(key_type_name(k->type)));

@@ -449,6 +449,34 @@ gw_quota_left_stored(struct gw_quota *q, const struct gw_seal *seal, const char 
 	return left_of(q, seal, person, now, true);
 }
 
+unsigned
+gw_quota_list(struct gw_quota *q, const struct gw_seal *seal, const char *person, time_t now,
+              struct gw_quota_use out[GW_QUOTA_MAX_KEYS])
+{
+	struct gw_quota_key keys[GW_QUOTA_MAX_KEYS];
+	uint64_t limits[GW_QUOTA_MAX_KEYS];
+	const char *names[GW_QUOTA_MAX_KEYS];
+	unsigned n = seal_keys(seal, person, now, keys, limits, names), m = 0;
+
+	pthread_mutex_lock(&q->lock);
+	for (unsigned i = 0; i < n; i++) {
+		struct gw_quota_counter *c = get(q, &keys[i]);
+
+		if (c == NULL)
+			continue;
+		(void)refresh(q, c);
+		/* (the period's word from the key, as seal_keys made it) */
+		out[m].period = strncmp(keys[i].period, "m:", 2) == 0 ? "month" :
+		                strcmp(keys[i].period, "total") == 0 ? "total" :
+		                keys[i].person[0] ? "person_day" : "day";
+		out[m].limit = limits[i];
+		out[m].used = c->used + c->reserved;
+		m++;
+	}
+	pthread_mutex_unlock(&q->lock);
+	return m;
+}
+
 int64_t
 gw_quota_app_left(struct gw_quota *q, const char *seal, int64_t app_id, uint32_t left)
 {

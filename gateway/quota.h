@@ -84,6 +84,17 @@ int64_t gw_quota_left(struct gw_quota *q, const struct gw_seal *seal, const char
  * would show what it read first (docs/sites.md, "Across gateways"). */
 int64_t gw_quota_left_stored(struct gw_quota *q, const struct gw_seal *seal, const char *person,
                              time_t now);
+/* Each quota of seal for person now, as shown (seals): its period
+ * ("day", "month", "total", "person_day"), the policy's limit and the
+ * units used or reserved, every counter read from the store now. The
+ * number filled (at most GW_QUOTA_MAX_KEYS); a counter the store cannot
+ * give is left out. */
+struct gw_quota_use {
+	const char *period;
+	uint64_t limit, used;
+};
+unsigned gw_quota_list(struct gw_quota *q, const struct gw_seal *seal, const char *person,
+                       time_t now, struct gw_quota_use out[GW_QUOTA_MAX_KEYS]);
 /* Uses of application app_id (of seal) neither spent nor reserved here;
  * left is the store's uses_left as just read. */
 int64_t gw_quota_app_left(struct gw_quota *q, const char *seal, int64_t app_id, uint32_t left);

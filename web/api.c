@@ -350,7 +350,8 @@ static void
 h_seals(struct call *c)
 {
 	static const char *const keep[] = { "id", "label", "kind", "site", "held", "available",
-		"uses_left", "quota_left", "approval_required", "mfa", "key_type", "bits", NULL };
+		"uses_left", "quota_left", "quotas", "approval_required", "mfa", "key_type", "bits",
+		NULL };
 	json_t *g = gw(c, op(SG_OP_SEALS)), *out, *v;
 	size_t i;
 
@@ -635,6 +636,20 @@ h_why(struct call *c)
 	json_decref(g);
 }
 
+/* The caller's own last refused signature and its reason (the
+ * protocol's why): {"refused": false} when there is none. */
+static void
+h_last_refusal(struct call *c)
+{
+	json_t *g = gw(c, op(SG_OP_WHY));
+
+	if (g == NULL)
+		return;
+	strip(g);
+	json_object_set_new(g, "refused", json_boolean(json_object_get(g, "reason") != NULL));
+	web_reply_json(c->rep, 200, g);
+}
+
 /* ---- audit, usage ---- */
 
 static void
@@ -875,6 +890,7 @@ static const struct route routes[] = {
 	{ "POST", "/applications/{id}/reject", SESSION, P_NUM, h_reject },
 	{ "POST", "/applications/{id}/revoke", SESSION, P_NUM, h_revoke },
 	{ "GET", "/applications/{id}/why", SESSION, P_NUM, h_why },
+	{ "GET", "/why", SESSION, P_NONE, h_last_refusal },
 	{ "GET", "/audit", SESSION, P_NONE, h_audit },
 	{ "GET", "/audit/export", SESSION, P_NONE, h_audit_export },
 	{ "GET", "/audit/verify", SESSION, P_NONE, h_audit_verify },
@@ -894,7 +910,7 @@ const struct web_route web_routes[] = {
 	R("GET", "/status"), R("GET", "/applications"), R("POST", "/applications"),
 	R("GET", "/applications/{id}"), R("GET", "/applications/{id}/document"),
 	R("POST", "/applications/{id}/approve"), R("POST", "/applications/{id}/reject"),
-	R("POST", "/applications/{id}/revoke"), R("GET", "/applications/{id}/why"),
+	R("POST", "/applications/{id}/revoke"), R("GET", "/applications/{id}/why"), R("GET", "/why"),
 	R("GET", "/audit"), R("GET", "/audit/export"), R("GET", "/audit/verify"),
 	R("GET", "/usage"), R("GET", "/users"), R("POST", "/users/{id}/unlock"),
 	R("GET", "/devices"), R("POST", "/devices/{id}/approve"), R("POST", "/devices/{id}/revoke"),

@@ -39,7 +39,7 @@ static volatile sig_atomic_t stop;
 
 static const char *const keys[] = { "listen", "gateway_socket", "console_dir", "tls_cert",
 	"tls_key", "session_idle", "session_max", "sessions_max", "body_max", "upload_max",
-	"connections_max", "feed_poll_ms", NULL };
+	"connections_max", "connections_per_address", "feed_poll_ms", "javascript_dir", NULL };
 
 void
 web_config_free(struct web_config *c)
@@ -47,6 +47,7 @@ web_config_free(struct web_config *c)
 	free(c->listen);
 	free(c->gateway_socket);
 	free(c->console_dir);
+	free(c->javascript_dir);
 	free(c->tls_cert);
 	free(c->tls_key);
 	memset(c, 0, sizeof(*c));
@@ -75,6 +76,8 @@ web_config_load(const char *path, struct web_config *c, char *err, size_t errlen
 		{ "upload_max", 1024, 64 * 1024 * 1024, WEB_UPLOAD_MAX,
 		  offsetof(struct web_config, upload_max) },
 		{ "connections_max", 4, 1024, 48, offsetof(struct web_config, connections_max) },
+		{ "connections_per_address", 1, 1024, 16,
+		  offsetof(struct web_config, connections_per_address) },
 		{ "feed_poll_ms", 100, 10000, 500, offsetof(struct web_config, feed_poll_ms) },
 	};
 	struct gw_yaml y = { 0 };
@@ -93,6 +96,7 @@ web_config_load(const char *path, struct web_config *c, char *err, size_t errlen
 	if (get_str(&y, root, "listen", "127.0.0.1:8443", &c->listen) < 0 ||
 	    get_str(&y, root, "gateway_socket", "/run/sealgate/sealgated.sock", &c->gateway_socket) < 0 ||
 	    get_str(&y, root, "console_dir", "/usr/share/sealgate/console", &c->console_dir) < 0 ||
+	    get_str(&y, root, "javascript_dir", "/usr/share/javascript", &c->javascript_dir) < 0 ||
 	    get_str(&y, root, "tls_cert", NULL, &c->tls_cert) < 0 ||
 	    get_str(&y, root, "tls_key", NULL, &c->tls_key) < 0)
 		goto out;
@@ -367,22 +371,17 @@ type_of(const char *path)
 	return "application/octet-stream";
 }
 
-/* A file under console_dir: letters, digits, '.', '-', '_' and '/', no
- * segment starting with '.', no link followed out of it. */
+/* The file url names (web_file_resolve: under console_dir, or one of
+ * the console's vendor files under javascript_dir). */
 static void
 static_file(const char *url, struct web_reply *rep)
 {
-	char path[PATH_MAX], real[PATH_MAX], root[PATH_MAX];
-	const char *rel = strcmp(url, "/") == 0 ? "/index.html" : url;
+	char real[PATH_MAX];
 	struct stat st;
 	int fd = -1;
 	ssize_t n;
 
-	if (strspn(rel, "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789._-/") !=
-	    strlen(rel) || strstr(rel, "/.") != NULL || strstr(rel, "//") != NULL ||
-	    (size_t)snprintf(path, sizeof(path), "%s%s", cfg.console_dir, rel) >= sizeof(path) ||
-	    realpath(cfg.console_dir, root) == NULL || realpath(path, real) == NULL ||
-	    strncmp(real, root, strlen(root)) != 0 || real[strlen(root)] != '/' ||
+	if (web_file_resolve(&cfg, url, real, sizeof(real)) < 0 ||
 	    (fd = open(real, O_RDONLY | O_CLOEXEC | O_NOFOLLOW)) < 0 || fstat(fd, &st) < 0 ||
 	    !S_ISREG(st.st_mode) || st.st_size > (off_t)FILE_MAX) {
 		if (fd >= 0)
@@ -630,7 +629,7 @@ main(int argc, char **argv)
 		                     MHD_OPTION_LISTEN_SOCKET, fd,
 		                     MHD_OPTION_NOTIFY_COMPLETED, on_done, NULL,
 		                     MHD_OPTION_CONNECTION_LIMIT, cfg.connections_max,
-		                     MHD_OPTION_PER_IP_CONNECTION_LIMIT, 16u,
+		                     MHD_OPTION_PER_IP_CONNECTION_LIMIT, cfg.connections_per_address,
 		                     MHD_OPTION_CONNECTION_TIMEOUT, 60u,
 		                     MHD_OPTION_CONNECTION_MEMORY_LIMIT, (size_t)64 * 1024,
 		                     MHD_OPTION_HTTPS_MEM_CERT, cert, MHD_OPTION_HTTPS_MEM_KEY, key,
@@ -642,7 +641,7 @@ main(int argc, char **argv)
 		                     MHD_OPTION_LISTEN_SOCKET, fd,
 		                     MHD_OPTION_NOTIFY_COMPLETED, on_done, NULL,
 		                     MHD_OPTION_CONNECTION_LIMIT, cfg.connections_max,
-		                     MHD_OPTION_PER_IP_CONNECTION_LIMIT, 16u,
+		                     MHD_OPTION_PER_IP_CONNECTION_LIMIT, cfg.connections_per_address,
 		                     MHD_OPTION_CONNECTION_TIMEOUT, 60u,
 		                     MHD_OPTION_CONNECTION_MEMORY_LIMIT, (size_t)64 * 1024,
 		                     MHD_OPTION_END);

@@ -26,6 +26,7 @@ struct web_config {
 	char *listen;              /* HOST:PORT */
 	char *gateway_socket;
 	char *console_dir;
+	char *javascript_dir;      /* Debian's /usr/share/javascript: PDF.js and Chart.js */
 	char *tls_cert, *tls_key;  /* PEM files; both or neither (neither: loopback only) */
 	unsigned session_idle;     /* seconds; default 900 */
 	unsigned session_max;      /* seconds from login; default 28800 */
@@ -33,6 +34,7 @@ struct web_config {
 	unsigned body_max;         /* bytes of a JSON body; default 64 KiB */
 	unsigned upload_max;       /* bytes of a body carrying a document; default 16 MiB */
 	unsigned connections_max;  /* HTTP connections at once; default 48 */
+	unsigned connections_per_address; /* of them from one address; default 16 */
 	unsigned feed_poll_ms;     /* the feed's look at the audit log; default 500 */
 };
 
@@ -62,6 +64,13 @@ int web_session_get(const char *id, struct web_session *out);
 /* Removes it; 1 and its gateway token in *out when it was there. */
 int web_session_end(const char *id, struct web_session *out);
 void web_session_clear(struct web_session *s);
+
+/* ---- the files served (files.c) ---- */
+
+/* The real path of the file a GET of url (decoded, without the query)
+ * names: under console_dir, or one of the vendor files the console loads
+ * under javascript_dir. 0 and out, or -1: not one to serve. */
+int web_file_resolve(const struct web_config *cfg, const char *url, char *out, size_t outlen);
 
 /* ---- the gateway (relay.c) ---- */
 

@@ -90,5 +90,91 @@ print(r.getheader("Strict-Transport-Security"))
 PY
 )
 if [ "$h" = "max-age=31536000" ]; then pass "HSTS over TLS"; else fail "Strict-Transport-Security: $h"; fi
+kill "$pid"; wait "$pid" 2>/dev/null || true; pid=
+
+# PDF.js and Chart.js from javascript_dir (Debian's /usr/share/javascript):
+# the three files the console loads (web/console/vendor.js), nothing else
+# of it, no way out of it. A made-up tree, so the bytes are known.
+J=$W/js
+mkdir -p "$J/pdf/build" "$J/pdf/web" "$J/chart.js" "$W/outside" "$W/console2"
+printf 'pdf.js of the test\n' >"$J/pdf/build/pdf.js"
+printf 'chart.min.js of the test\n' >"$J/chart.js/chart.min.js"
+printf 'not served\n' >"$J/pdf/web/viewer.html"
+printf 'not served\n' >"$J/pdf/build/pdf.sandbox.js"
+printf 'outside\n' >"$W/outside/secret.txt"
+ln -s ../../../outside/secret.txt "$J/pdf/build/pdf.worker.js"
+printf '<!doctype html><title>console</title>\n' >"$W/console2/index.html"
+chmod o+x "$W"
+chmod -R o+rX "$J" "$W/outside" "$W/console2"
+printf 'listen: 127.0.0.1:%s\ngateway_socket: %s/none.sock\nconsole_dir: %s\njavascript_dir: %s\nconnections_per_address: 2\n' \
+	"$port" "$W" "$W/console2" "$J" >"$W/js.yaml"
+"$web" --config "$W/js.yaml" --user "$front" >"$W/js.log" 2>&1 &
+pid=$!
+for _ in $(seq 1 100); do
+	python3 -c 'import socket,sys; socket.create_connection(("127.0.0.1",int(sys.argv[1])),1)' "$port" 2>/dev/null && break
+	sleep 0.05
+done
+get() {  # RAW-PATH: "STATUS CONTENT-TYPE BODY" (the path sent as it is)
+	python3 - "$port" "$1" <<'PY'
+import http.client, sys
+c = http.client.HTTPConnection("127.0.0.1", int(sys.argv[1]), timeout=10)
+c.putrequest("GET", sys.argv[2], skip_accept_encoding=True)
+c.endheaders()
+r = c.getresponse()
+print(r.status, r.getheader("Content-Type"), r.read().decode(errors="replace").strip())
+PY
+}
+out=$(get /javascript/pdf/build/pdf.js)
+if [ "$out" = "200 text/javascript; charset=utf-8 pdf.js of the test" ]; then pass "PDF.js is served from javascript_dir"
+else fail "/javascript/pdf/build/pdf.js: $out"; fi
+out=$(get /javascript/chart.js/chart.min.js)
+if [ "$out" = "200 text/javascript; charset=utf-8 chart.min.js of the test" ]; then pass "Chart.js is served from javascript_dir"
+else fail "/javascript/chart.js/chart.min.js: $out"; fi
+for path in /javascript/pdf/build/pdf.worker.js /javascript/pdf/build/../../../outside/secret.txt \
+	/javascript/pdf/build/%2e%2e/%2e%2e/%2e%2e/outside/secret.txt /javascript/chart.js/../../outside/secret.txt \
+	/javascript/pdf/web/viewer.html /javascript/pdf/build/pdf.sandbox.js /javascript/ /javascript/pdf/build/pdf.js/ \
+	/javascript//pdf/build/pdf.js /console2/../js/pdf/build/pdf.js /../js/pdf/build/pdf.js; do
+	out=$(get "$path")
+	if [[ $out == "404 "* ]] && [[ $out != *outside* ]] && [[ $out != *"not served"* ]]; then
+		pass "$path is not served"
+	else fail "$path: $out"; fi
+done
+
+# connections_per_address: 2: a third connection from 127.0.0.1 is closed
+# unanswered while two are open; when one ends, a new one is answered.
+out=$(python3 - "$port" <<'PY'
+import socket, sys
+port = int(sys.argv[1])
+def ask(s):
+    s.sendall(b"GET / HTTP/1.1\r\nHost: x\r\n\r\n")
+    try:
+        data = s.recv(4096)
+    except OSError:
+        data = b""
+    return data.split(b"\r\n")[0].decode() or "closed"
+held = [socket.create_connection(("127.0.0.1", port), 5) for _ in range(2)]
+for s in held:
+    s.settimeout(10)
+print("first:", ask(held[0]))
+third = socket.create_connection(("127.0.0.1", port), 5)
+third.settimeout(10)
+print("third:", ask(third))
+held[0].close()
+third.close()
+import time
+for _ in range(100):   # the server sees the close a moment later
+    again = socket.create_connection(("127.0.0.1", port), 5)
+    again.settimeout(10)
+    r = ask(again)
+    again.close()
+    if r != "closed":
+        break
+    time.sleep(0.05)
+print("after:", r)
+PY
+)
+if [ "$out" = $'first: HTTP/1.1 200 OK\nthird: closed\nafter: HTTP/1.1 200 OK' ]; then
+	pass "connections_per_address caps one address's connections"
+else fail "connections_per_address 2: $(echo $out)"; fi
 echo "$fails failed"
 [ "$fails" = 0 ]

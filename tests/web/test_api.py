@@ -334,6 +334,35 @@ r = dave.get("/usage?by=seal")
 check(r.status == 200 and r.json["rows"] == [], "usage counts only the records one may read", r)
 r = frank.get("/usage?by=colour")
 check(r.status == 400, "usage by something else: 400", r)
+# each quota's limit and use (the seals op's "quotas", from the store)
+r = dave.get("/seals")
+qs = {x["id"]: x for x in (r.json or {}).get("seals", [])}.get("quota", {})
+check(r.status == 200 and qs.get("quotas") == [{"period": "day", "limit": 100, "used": 0}] and
+      qs.get("quota_left") == 100, "GET /seals gives the Quota Seal's day limit and use", r)
+sgcall = os.path.join(os.environ["SEALGATE_SOURCE"], "tests/integration/sgcall.py")
+sign = subprocess.run(["python3", sgcall, os.path.join(W, "sealgated.sock"), "dave", "dave-password",
+                       json.dumps({"op": "sign", "seal": "quota", "mechanism": 4161, "data": "AAECAw=="})],
+                      capture_output=True, text=True)
+r = dave.get("/seals")
+qs = {x["id"]: x for x in (r.json or {}).get("seals", [])}.get("quota", {})
+check(sign.returncode == 0 and qs.get("quotas") == [{"period": "day", "limit": 100, "used": 1}] and
+      qs.get("quota_left") == 99, "a signature counts in its quota's use", (sign.stdout, r))
+check(all(x.get("quotas") == [] for x in r.json["seals"] if x["id"] != "quota"),
+      "a seal without quotas has none", r)
+# the caller's last refused signature (the protocol's why)
+r = frank.get("/why")
+check(r.status == 200 and r.json == {"refused": False}, "GET /why: nothing refused yet", r)
+sign = subprocess.run(["python3", sgcall, os.path.join(W, "sealgated.sock"), "dave", "dave-password",
+                       json.dumps({"op": "sign", "seal": "contract", "mechanism": 1, "data": "AAECAw=="})],
+                      capture_output=True, text=True)
+r = dave.get("/why")
+check(sign.returncode == 1 and r.status == 200 and r.json.get("refused") is True and
+      "contract" in r.json.get("reason", "") and isinstance(r.json.get("time"), int),
+      "GET /why: dave's refused signature and its reason", (sign.stdout, r))
+r = frank.get("/why")
+check(r.status == 200 and r.json == {"refused": False}, "GET /why is the caller's own", r)
+r = anon.get("/why")
+check(r.status == 401, "GET /why needs a session", r)
 r = frank.get("/alerts")
 check(r.status in (200, 503) and r.json is not None, "GET /alerts (503 until the gateway has alerts)", r)
 

@@ -17,6 +17,7 @@ const en = {
 	'apply.done': 'Application #{id} submitted', 'apply.toolarge': 'The document is larger than {max}',
 	'mine.title': 'My applications', 'mine.none': 'No applications yet.',
 	'why.button': 'Why?', 'why.title': 'Why a signature was refused',
+	'why.none': 'No signature of yours has been refused.',
 	'col.id': '#', 'col.applicant': 'Applicant', 'col.department': 'Department',
 	'col.seal': 'Seal', 'col.amount': 'Amount', 'col.type': 'Type', 'col.scope': 'Scope',
 	'col.reason': 'Reason', 'col.state': 'State', 'col.status': 'Status',
@@ -53,6 +54,8 @@ const en = {
 	'hq.quotas': 'Quotas', 'hq.feed': 'Live feed', 'hq.feed.wait': 'Waiting for signatures and refusals…',
 	'hq.feed.lost': 'Feed interrupted, reconnecting…', 'hq.feed.on': 'Live',
 	'hq.signatures': 'Signatures', 'hq.left': '{left} left of {limit}', 'hq.nolimit': 'no limit',
+	'quota.day': 'Today', 'quota.month': 'This month', 'quota.total': 'In all',
+	'quota.person_day': 'Today, per person',
 	'error': 'Error', 'error.forbidden': 'You may not see this page.', 'loading': 'Loading…',
 	'notfound': 'No such page.',
 };
@@ -70,6 +73,7 @@ const zh = {
 	'apply.done': '申请 #{id} 已提交', 'apply.toolarge': '文件超过 {max}',
 	'mine.title': '我的申请', 'mine.none': '暂无申请。',
 	'why.button': '原因', 'why.title': '签章被拒绝的原因',
+	'why.none': '您的签章没有被拒绝过。',
 	'col.id': '编号', 'col.applicant': '申请人', 'col.department': '部门',
 	'col.seal': '印章', 'col.amount': '金额', 'col.type': '类型', 'col.scope': '范围',
 	'col.reason': '事由', 'col.state': '状态', 'col.status': '进度',
@@ -106,6 +110,8 @@ const zh = {
 	'hq.quotas': '配额', 'hq.feed': '实时动态', 'hq.feed.wait': '等待签章与拒绝记录…',
 	'hq.feed.lost': '动态中断，正在重连…', 'hq.feed.on': '实时',
 	'hq.signatures': '签章次数', 'hq.left': '剩余 {left} / {limit}', 'hq.nolimit': '不限',
+	'quota.day': '今日', 'quota.month': '本月', 'quota.total': '总计',
+	'quota.person_day': '每人今日',
 	'error': '错误', 'error.forbidden': '您无权查看此页面。', 'loading': '加载中…',
 	'notfound': '页面不存在。',
 };

@@ -101,6 +101,7 @@ function api(route, req, me) {
 	case '/applications': return json({ applications: [APP] });
 	case '/applications/42': return json({ application: app42(me) });
 	case '/applications/42/why': return json({ text: 'rule 1 of the Contract Seal: amount over 1000000 — level 1 head of the applicant\'s department, level 2 an executive' });
+	case '/why': return json({ refused: true, seal: 'contract', reason: 'quota used up ' + HOSTILE, time: now - 30 });
 	case '/applications/42/document': return route.fulfill({ status: 200, contentType: 'application/pdf', body: PDF });
 	case '/users': return json({ users: [
 		{ id: 'alice', name: 'Alice Chen', department: 'sales', roles: ['employee'], totp_enrolled: true, locked: false, locked_until: 0, web_locked_until: 0 },
@@ -266,6 +267,25 @@ async function main() {
 				await page.waitForFunction(() => document.querySelectorAll('#usage canvas').length === 4 && window.Chart && Object.keys(window.Chart.instances).length === 4, null, { timeout: 20000 });
 			if (route === 'audit')
 				await page.waitForSelector('#verify-result[data-intact="true"]', { state: 'attached' });
+			if (route === 'apply') {
+				// GET /why: my last refused signature, its reason as text.
+				await page.waitForSelector('#last-refusal .why');
+				const w = await page.textContent('#last-refusal');
+				check(`${label}: the applicant sees the last refused signature and why (GET /why)`,
+					w.includes('quota used up ' + HOSTILE) && w.includes('contract'), w);
+			}
+			if (route === 'hq') {
+				// A gauge per quota of GET /seals: its limit and use.
+				await page.waitForSelector('#quotas meter');
+				const m = await page.$$eval('#quotas [data-seal=contract] meter', l => l.map(x => [x.value, x.max]));
+				check(`${label}: a gauge for each of the Contract Seal's quotas, its use of its limit`,
+					JSON.stringify(m) === '[[20,200],[1500,2000]]', m);
+				const periods = await page.$$eval('#quotas [data-seal=contract] .period', l => l.map(x => x.textContent));
+				check(`${label}: each gauge says its period in words`,
+					JSON.stringify(periods) === '["Today","This month"]', periods);
+				check(`${label}: a seal without quotas says no limit`,
+					(await page.textContent('#quotas [data-seal=official]')).includes('no limit'));
+			}
 			check(`${label}: #/${route} fits the width`, await noScroll(page) <= viewport.width, await noScroll(page));
 			check(`${label}: #/${route}: markup from the server stays text`,
 				await page.evaluate(() => document.querySelectorAll('#main img, #main script').length) === 0 &&

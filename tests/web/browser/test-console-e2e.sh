@@ -30,6 +30,9 @@ free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",
 SEALGATE_WEB_PORT=$(free_port)
 export SEALGATE_WEB_PORT
 e2e_setup
+# The front's user reaches the site's socket under this test's directory
+# (mktemp's is the owner's alone), whichever sealgate-web serves.
+chmod o+x "$E2E_TMP"
 browser_shots console-e2e
 
 WEB_PID=
@@ -49,8 +52,9 @@ web_cleanup() {
 trap web_cleanup EXIT
 
 # A sealgate-web that serves the console with Debian's PDF.js and
-# Chart.js under /javascript/ (docs/console.md). The sandbox's serves
-# web/console/ as it is, without them: then this test runs its own on
+# Chart.js under /javascript/ (docs/console.md): the sandbox's, which
+# serves them from /usr/share/javascript. Else (an older sealgate-web,
+# without javascript_dir) this test runs its own on
 # loopback as the front's user, with a console_dir of web/console/ and
 # copies of the three files under javascript/ (what an installation puts
 # there while sealgate-web does not map /javascript/ itself), for the

@@ -68,8 +68,20 @@ export async function render(main) {
 		}
 	});
 	const list = el('section', { class: 'card', id: 'mine' });
-	main.append(form, list);
-	await mine(list);
+	const refused = el('section', { class: 'card', id: 'last-refusal' });
+	main.append(form, refused, list);
+	await Promise.all([mine(list), lastRefusal(refused)]);
+}
+
+// GET /why: my own last refused signature, its seal and the reason.
+async function lastRefusal(box) {
+	clear(box).appendChild(el('h2', {}, t('why.title')));
+	try {
+		const w = await api.get('/why');
+		box.appendChild(w.refused ? whyView(w) : el('p', { class: 'muted' }, t('why.none')));
+	} catch (e) {
+		box.appendChild(el('p', { class: 'error' }, errorText(e)));
+	}
 }
 
 async function mine(box) {

@@ -128,6 +128,9 @@ export async function render(main) {
 	};
 }
 
+// The periods of the gateway's seals op (docs/protocol.md), in words.
+const PERIODS = ['day', 'month', 'total', 'person_day'];
+
 // A seal's quotas as meters: each {period, limit, used} the reply gives,
 // else the tightest quota's uses left alone.
 function gauge(s) {
@@ -136,7 +139,8 @@ function gauge(s) {
 		const limit = Number(q.limit), used = Number(q.used);
 		if (!(limit > 0))
 			continue;
-		rows.push(el('div', { class: 'gauge' }, el('span', {}, q.period || q.name || ''),
+		rows.push(el('div', { class: 'gauge' }, el('span', { class: 'period' },
+			PERIODS.includes(q.period) ? t('quota.' + q.period) : q.period || q.name || ''),
 			el('meter', { min: 0, max: limit, value: Math.min(used, limit), high: limit * 0.8, optimum: 0 }),
 			el('span', {}, t('hq.left', { left: Math.max(limit - used, 0), limit }))));
 	}
