@@ -816,8 +816,8 @@ own_publish(struct gw_store *st, const struct site_key *own, char *err, size_t e
 		return -1;
 	}
 	if (fk.found && !fk.same)
-		gw_log_warn("totp: the store held another TOTP key for site %s: replaced by the "
-		            "token's", own->site);
+		gw_log_warn("totp: the store held another TOTP key for site %s: replaced by this "
+		            "gateway's own", own->site);
 	if ((!fk.found || !fk.same) &&
 	    gw_store_totp_key_put(st, own->site, own->der, own->len, err, errlen) < 0)
 		return -1;
@@ -955,8 +955,8 @@ gw_totp_sites_start(struct gw_store *st, struct gw_token *tok, const char *site,
 	}
 	fp_hex(own->fp, hex);
 	if (mine != NULL && sodium_memcmp(mine->fp, own->fp, 32) != 0) {
-		snprintf(err, errlen, "totp_site_keys pins site %s to another key than its token's "
-		         "(sha256:%s)", site, hex);
+		snprintf(err, errlen, "totp_site_keys pins site %s to another key than its %s "
+		         "(sha256:%s)", site, tok != NULL ? "token's" : "totp_key_file's", hex);
 		goto out;
 	}
 	snprintf(own->site, sizeof(own->site), "%s", site);

@@ -490,6 +490,18 @@ Test(totp_store, a_management_gateway_with_a_key_file_checks_codes)
 	             0, "%s", err);
 	cr_assert_eq(has_copy(st, "alice", "hq"), 1);
 	gw_token_close(&tok);
+	/* Another key file than hq's pin refuses the start. */
+	snprintf(path, sizeof(path), "%s/other-totp.pem", dir);
+	pk = EVP_RSA_gen(2048);
+	cr_assert_not_null(pk);
+	f = fopen(path, "w");
+	cr_assert_not_null(f);
+	cr_assert(PEM_write_PrivateKey(f, pk, NULL, NULL, 0, NULL, NULL));
+	fclose(f);
+	EVP_PKEY_free(pk);
+	cr_assert_eq(chmod(path, 0600), 0);
+	cr_assert_eq(gw_totp_sites_start(st, NULL, "hq", pins, path, err, sizeof(err)), -1);
+	cr_assert(strstr(err, "totp_key_file's") != NULL, "%s", err);
 	/* At hq, without any token: a right code, then the same again, a wrong one. */
 	cr_assert_eq(gw_totp_sites_start(st, NULL, "hq", pins, key, err, sizeof(err)), 0, "%s", err);
 	gw_totp_generate(secret, sizeof(secret), t, c);
