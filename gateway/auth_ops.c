@@ -395,13 +395,14 @@ check(struct gw_req *r, const struct gw_person *who, const struct cred *c, time_
 			sodium_memzero(codebuf, sizeof(codebuf));
 			return 0;
 		}
-		if (r->ctx->token == NULL) {
-			/* A management gateway holds no site's key pair, so no copy
-			 * of a secret opens here (docs/authentication.md). */
+		if (!gw_totp_opens_here(r->ctx->token)) {
+			/* A management gateway without totp_key_file holds no key
+			 * pair, so no copy of a secret opens here: refused, never
+			 * waved through (docs/sites.md). */
 			snprintf(v->reason, sizeof(v->reason), "a TOTP code cannot be checked at a "
-			         "management gateway (no token to open TOTP secrets with): sign in with "
-			         "a code at a site's gateway");
-			v->code = "no_token";
+			         "management gateway without totp_key_file (no key to open TOTP secrets "
+			         "with): sign in with a code at a site's gateway");
+			v->code = "mfa_unavailable";
 			sodium_memzero(codebuf, sizeof(codebuf));
 			return 0;
 		}

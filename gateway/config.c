@@ -38,7 +38,7 @@ static const char *const config_keys[] = {
 	"audit_checkpoint_interval", "auth_max_failures", "auth_lockout", "signing_window",
 	"confirm_timeout", "password_cost", "password_hash_concurrency", "test_clock",
 	"max_connections", "connections_per_uid", "connections_per_unknown_uid", "frame_timeout",
-	"client_idle_timeout", "totp_site_keys",
+	"client_idle_timeout", "totp_site_keys", "totp_key_file",
 	/* The TLS front (docs/deployment.md). */
 	"tls_listen", "tls_cert", "tls_key", "tls_device_ca", "tls_device_ca_key", "tls_devices",
 	"tls_enroll_listen", "tls_connections_per_device", "tls_device_days",
@@ -77,6 +77,7 @@ gw_config_free(struct gw_config **cfg)
 	free(c->token_label);
 	free(c->audit_key);
 	free(c->totp_site_keys);
+	free(c->totp_key_file);
 	free(c->log);
 	free(c->card_watch);
 	free(c->reader);
@@ -453,6 +454,8 @@ parse_tree(struct gw_yaml *y, yaml_node_t *root, const char *name, struct gw_con
 	    get_str(y, root, "audit_key", NULL, &c->audit_key) < 0 ||
 	    (gw_yaml_map_get(y, root, "totp_site_keys") != NULL &&
 	     get_path(y, root, "totp_site_keys", dir, NULL, &c->totp_site_keys) < 0) ||
+	    (gw_yaml_map_get(y, root, "totp_key_file") != NULL &&
+	     get_path(y, root, "totp_key_file", dir, NULL, &c->totp_key_file) < 0) ||
 	    get_str(y, root, "log", "stderr", &c->log) < 0 ||
 	    get_str(y, root, "card_watch", "auto", &c->card_watch) < 0 ||
 	    get_str(y, root, "reader", NULL, &c->reader) < 0)
@@ -481,6 +484,14 @@ parse_tree(struct gw_yaml *y, yaml_node_t *root, const char *name, struct gw_con
 				             "for it (leave it out)", unused[i]);
 				goto out;
 			}
+	}
+	/* A site's TOTP key pair is on its token; a key file is only for a
+	 * gateway with none (docs/sites.md, "Approvals at a management gateway"). */
+	if (!c->no_token && c->totp_key_file != NULL) {
+		gw_yaml_errf(y, gw_yaml_map_get(y, root, "totp_key_file"), "totp_key_file: only a "
+		             "gateway with backend_token: none has one (a site's TOTP key pair is on its "
+		             "token)");
+		goto out;
 	}
 	if (parse_site(y, root, c) < 0)
 		goto out;

@@ -30,6 +30,7 @@ struct gw_config {
 	char *token_label;       /* label the module shows; default: organization name */
 	char *audit_key;         /* PKCS#11 URI of the audit checkpoint key, or NULL */
 	char *totp_site_keys;    /* pins of the sites' TOTP keys (docs/authentication.md), or NULL */
+	char *totp_key_file;     /* a management gateway's TOTP key pair (docs/sites.md), or NULL */
 	unsigned backend_sessions; /* size of the backend session pool; default 2 * cores */
 	unsigned session_timeout;  /* seconds of idleness before a login ends; default 28800 */
 	unsigned audit_checkpoint_interval; /* seconds between signed checkpoints; default 300 */

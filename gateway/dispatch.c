@@ -31,6 +31,7 @@
 #include "doc_ops.h"
 #include "stamp_ops.h"
 #include "sg-config.h"
+#include "totp.h"
 
 /* The session a request needs. */
 enum need { NEED_NONE, NEED_SESSION, NEED_OPT_SESSION };
@@ -547,11 +548,11 @@ authorize(struct gw_req *r, const struct op *op, const uint8_t *tok, size_t tokl
 		if (missing == F_FRESH_CODE)
 			snprintf(r->err, sizeof(r->err), "%s needs a login with your password and a code "
 			         "given in the last %d s", op->name, FRESH_CODE);
-		else if ((missing & F_CODE) && no_token(r))
+		else if ((missing & F_CODE) && no_token(r) && !gw_totp_opens_here(r->ctx->token))
 			/* TOTP secrets are sealed on a site's token (docs/sites.md). */
 			snprintf(r->err, sizeof(r->err), "%s needs a TOTP code, which a management gateway "
-			         "cannot check (no token to open TOTP secrets with): do it at a site's "
-			         "gateway", op->name);
+			         "without totp_key_file cannot check (no key to open TOTP secrets with): "
+			         "do it at a site's gateway", op->name);
 		else
 			snprintf(r->err, sizeof(r->err), "%s needs a login with your password and a current "
 			         "code (PIN = password followed by the code; `sealctl user totp-enroll` "

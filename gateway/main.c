@@ -624,7 +624,8 @@ token_done:
 	}
 	/* The site's TOTP key pair, published for the other sites, and the
 	 * pins of theirs (docs/authentication.md, "Across sites"). */
-	if (gw_totp_sites_start(ctx.store, ctx.token, ctx.cfg->site, ctx.cfg->totp_site_keys, err,
+	if (gw_totp_sites_start(ctx.store, ctx.token, ctx.cfg->site, ctx.cfg->totp_site_keys,
+	                        ctx.cfg->totp_key_file, err,
 	                        sizeof(err)) < 0) {
 		gw_log_error("%s", err);
 		goto out;

@@ -2,19 +2,24 @@
  * TOTP codes (liboath) and the sealed secrets of tables auth_totp and
  * auth_totp_sites: one copy of each secret per site, sealed to that site's
  * key pair (its public key pinned outside the store), opened on this
- * site's token for each check and wiped right after; never logged, never
+ * site's token (at a management gateway, with its key file,
+ * totp_key_file) for each check and wiped right after; never logged, never
  * leaves the gateway.
  */
 #include "totp.h"
 
 #include <pthread.h>
 #include <stdio.h>
+#include <errno.h>
+#include <fcntl.h>
 #include <sys/stat.h>
 #include <stdlib.h>
+#include <unistd.h>
 #include <string.h>
 #include <liboath/oath.h>
 #include <sodium.h>
 #include <openssl/evp.h>
+#include <openssl/pem.h>
 #include <openssl/rsa.h>
 #include <openssl/x509.h>
 
@@ -174,6 +179,7 @@ static struct {
 	uint8_t own_der[KEY_MAX];
 	size_t own_len;
 	uint8_t own_fp[32];
+	EVP_PKEY *file_key;          /* a management gateway's key pair (totp_key_file), or NULL */
 } sites = { .lock = PTHREAD_MUTEX_INITIALIZER, .site = "main" };
 
 struct site_key {
@@ -208,7 +214,9 @@ own_key(struct gw_token *tok, uint8_t *der, size_t *len, uint8_t fp[32], char *e
 	int rv = -1;
 
 	pthread_mutex_lock(&sites.lock);
-	if (!sites.have_own && tok != NULL) {
+	if (tok == NULL && sites.file_key != NULL) {
+		/* the key file's public half, set once at start (file_key_load) */
+	} else if (!sites.have_own && tok != NULL) {
 		sites.own_len = sizeof(sites.own_der);
 		if (gw_token_kem_public(tok, GW_TOTP_KEM_LABEL, true, sites.own_der, &sites.own_len,
 		                        err, errlen) == 0) {
@@ -218,7 +226,7 @@ own_key(struct gw_token *tok, uint8_t *der, size_t *len, uint8_t fp[32], char *e
 	} else if (tok == NULL) {
 		snprintf(err, errlen, "no backend token to open the TOTP secret with");
 	}
-	if (sites.have_own && tok != NULL) {
+	if (sites.have_own && (tok != NULL || sites.file_key != NULL)) {
 		memcpy(der, sites.own_der, sites.own_len);
 		*len = sites.own_len;
 		memcpy(fp, sites.own_fp, 32);
@@ -230,6 +238,27 @@ own_key(struct gw_token *tok, uint8_t *der, size_t *len, uint8_t fp[32], char *e
 
 static int own_publish(struct gw_store *st, const struct site_key *own, char *err,
                        size_t errlen);
+
+/* Whether this gateway holds a key pair of its own to open copies with:
+ * its token's, or a management gateway's key file. */
+static bool
+own_holder(struct gw_token *tok)
+{
+	bool have;
+
+	if (tok != NULL)
+		return true;
+	pthread_mutex_lock(&sites.lock);
+	have = sites.file_key != NULL;
+	pthread_mutex_unlock(&sites.lock);
+	return have;
+}
+
+bool
+gw_totp_opens_here(struct gw_token *tok)
+{
+	return own_holder(tok);
+}
 
 static void
 collect_key(void *arg, const char *site, const uint8_t *der, size_t len)
@@ -270,6 +299,7 @@ seal_targets(struct gw_store *st, struct gw_token *tok, bool strict, struct site
 	struct site_key *own;
 	char site[SG_NAME_MAX + 1], hex[65], why[256];
 	size_t keep = 0;
+	bool mine = false;
 	int rv = -1;
 
 	*out = NULL;
@@ -280,13 +310,14 @@ seal_targets(struct gw_store *st, struct gw_token *tok, bool strict, struct site
 	pthread_mutex_lock(&sites.lock);
 	snprintf(site, sizeof(site), "%s", sites.site);
 	pthread_mutex_unlock(&sites.lock);
-	if (tok != NULL) {
+	if (own_holder(tok)) {
 		own = &l.k[0];
 		own->len = sizeof(own->der);
 		if (own_key(tok, own->der, &own->len, own->fp, err, errlen) < 0)
 			goto out;
 		snprintf(own->site, sizeof(own->site), "%s", site);
 		keep = l.n = 1;
+		mine = true;
 		if (own_publish(st, own, err, errlen) < 0)
 			goto out;
 	}
@@ -298,8 +329,8 @@ seal_targets(struct gw_store *st, struct gw_token *tok, bool strict, struct site
 	for (size_t i = keep; i < l.n; i++) {
 		const struct pin *p;
 
-		if (tok != NULL && strcmp(l.k[i].site, site) == 0)
-			continue;   /* this site's: the token's own, above */
+		if (mine && strcmp(l.k[i].site, site) == 0)
+			continue;   /* this site's: its own key, above */
 		p = pin_of(l.k[i].site);
 		if (p == NULL) {
 			gw_log_debug("totp: the key of site %s in the store has no pin here: "
@@ -412,7 +443,34 @@ copy_fp(const uint8_t *in, size_t len)
 	return len > 38 && memcmp(in, COPY_MAGIC, 4) == 0 ? in + 4 : NULL;
 }
 
-/* Opens this site's copy on tok (own: its key). 0, or -1 with err. */
+/* RSA-OAEP with SHA-1, as a token decrypts it (gw_token_kem_open), with
+ * a management gateway's key file. 0, or -1 with err. */
+static int
+file_kem_open(const uint8_t *in, size_t inlen, uint8_t *out, size_t *outlen, char *err,
+              size_t errlen)
+{
+	EVP_PKEY_CTX *c = NULL;
+	int rv = -1;
+
+	pthread_mutex_lock(&sites.lock);
+	if (sites.file_key == NULL || (c = EVP_PKEY_CTX_new(sites.file_key, NULL)) == NULL ||
+	    EVP_PKEY_decrypt_init(c) <= 0 ||
+	    EVP_PKEY_CTX_set_rsa_padding(c, RSA_PKCS1_OAEP_PADDING) <= 0 ||
+	    EVP_PKEY_CTX_set_rsa_oaep_md(c, EVP_sha1()) <= 0 ||
+	    EVP_PKEY_CTX_set_rsa_mgf1_md(c, EVP_sha1()) <= 0 ||
+	    EVP_PKEY_decrypt(c, out, outlen, in, inlen) <= 0) {
+		snprintf(err, errlen, "the TOTP copy does not open with this gateway's key file");
+		goto out;
+	}
+	rv = 0;
+out:
+	pthread_mutex_unlock(&sites.lock);
+	EVP_PKEY_CTX_free(c);
+	return rv;
+}
+
+/* Opens this site's copy on tok, or with the key file when tok is NULL
+ * (own: its key). 0, or -1 with err. */
 static int
 copy_open(struct gw_token *tok, const char *user, const struct site_key *own, const uint8_t *in,
           size_t len, uint8_t *secret, size_t *secret_len, char *err, size_t errlen)
@@ -444,7 +502,9 @@ copy_open(struct gw_token *tok, const char *user, const struct site_key *own, co
 	}
 	aadlen = copy_aad(user, own->site, own->fp, aad, sizeof(aad));
 	if (aadlen == 0 ||
-	    gw_token_kem_open(tok, GW_TOTP_KEM_LABEL, in + 38, wlen, key, &klen, err, errlen) < 0)
+	    (tok != NULL ? gw_token_kem_open(tok, GW_TOTP_KEM_LABEL, in + 38, wlen, key, &klen, err,
+	                                     errlen)
+	                 : file_kem_open(in + 38, wlen, key, &klen, err, errlen)) < 0)
 		goto out;
 	if (klen != crypto_aead_xchacha20poly1305_ietf_KEYBYTES ||
 	    crypto_aead_xchacha20poly1305_ietf_decrypt(
@@ -590,7 +650,7 @@ gw_totp_verify(struct gw_store *st, struct gw_token *tok, const char *user, cons
 			snprintf(err, errlen, "the TOTP store could not be read");
 		return rc == 0 ? GW_TOTP_NOT_ENROLLED : GW_TOTP_ERROR;
 	}
-	if (tok == NULL) {
+	if (!own_holder(tok)) {
 		snprintf(err, errlen, "no backend token to open the TOTP secret with");
 		goto out;
 	}
@@ -617,7 +677,7 @@ gw_totp_verify(struct gw_store *st, struct gw_token *tok, const char *user, cons
 		if (copy_open(tok, user, own, copy, copy_len, secret, &secret_len, err, errlen) < 0)
 			goto out;
 		from_copy = true;
-	} else if (sealed_len > 0) {
+	} else if (sealed_len > 0 && tok != NULL) {
 		aadlen = aad_of(user, aad, sizeof(aad));
 		if (aadlen == 0 ||
 		    gw_token_unseal(tok, GW_TOTP_WRAP_LABEL, aad, aadlen, sealed, sealed_len,
@@ -756,8 +816,8 @@ own_publish(struct gw_store *st, const struct site_key *own, char *err, size_t e
 		return -1;
 	}
 	if (fk.found && !fk.same)
-		gw_log_warn("totp: the store held another TOTP key for site %s: replaced by the "
-		            "token's", own->site);
+		gw_log_warn("totp: the store held another TOTP key for site %s: replaced by this "
+		            "gateway's own", own->site);
 	if ((!fk.found || !fk.same) &&
 	    gw_store_totp_key_put(st, own->site, own->der, own->len, err, errlen) < 0)
 		return -1;
@@ -767,9 +827,76 @@ own_publish(struct gw_store *st, const struct site_key *own, char *err, size_t e
 	return 0;
 }
 
+/* A management gateway's key pair from key_path: a PEM RSA private key
+ * of 2048 to 4096 bits in a regular file of the gateway's user, readable
+ * by nobody else (as the token PIN file): whoever reads it opens every
+ * copy sealed for this site. Sets sites.file_key and the public half as
+ * this site's own key. 0, or -1 with err. */
+static int
+file_key_load(const char *path, char *err, size_t errlen)
+{
+	int fd = open(path, O_RDONLY | O_NOFOLLOW | O_CLOEXEC | O_NOCTTY | O_NONBLOCK);
+	FILE *f = NULL;
+	EVP_PKEY *pk = NULL;
+	unsigned char *der = NULL;
+	struct stat sb;
+	int len, rv = -1;
+
+	if (fd < 0) {
+		snprintf(err, errlen, "totp_key_file %s: %s", path,
+		         errno == ELOOP ? "a symbolic link; name the file itself" : strerror(errno));
+		return -1;
+	}
+	if (fstat(fd, &sb) != 0 || !S_ISREG(sb.st_mode)) {
+		snprintf(err, errlen, "totp_key_file %s: not a regular file", path);
+		goto out;
+	}
+	if (sb.st_uid != geteuid() || (sb.st_mode & 077) != 0) {
+		snprintf(err, errlen, "totp_key_file %s: must be owned by the gateway's user (uid %u) "
+		         "and readable by nobody else (mode %04o; chmod 600 it)", path,
+		         (unsigned)geteuid(), (unsigned)(sb.st_mode & 07777));
+		goto out;
+	}
+	if ((f = fdopen(fd, "r")) == NULL) {
+		snprintf(err, errlen, "totp_key_file %s: %s", path, strerror(errno));
+		goto out;
+	}
+	fd = -1;
+	pk = PEM_read_PrivateKey(f, NULL, NULL, NULL);
+	if (pk == NULL || EVP_PKEY_get_base_id(pk) != EVP_PKEY_RSA || EVP_PKEY_get_bits(pk) < 2048 ||
+	    EVP_PKEY_get_size(pk) > WRAPPED_MAX) {
+		snprintf(err, errlen, "totp_key_file %s: not a PEM RSA private key of 2048 to 4096 "
+		         "bits (openssl genpkey -algorithm RSA -pkeyopt rsa_keygen_bits:3072)", path);
+		goto out;
+	}
+	len = i2d_PUBKEY(pk, &der);
+	if (len <= 0 || (size_t)len > KEY_MAX) {
+		snprintf(err, errlen, "totp_key_file %s: its public key does not fit", path);
+		goto out;
+	}
+	pthread_mutex_lock(&sites.lock);
+	EVP_PKEY_free(sites.file_key);
+	sites.file_key = pk;
+	pk = NULL;
+	memcpy(sites.own_der, der, (size_t)len);
+	sites.own_len = (size_t)len;
+	fp_of(sites.own_der, sites.own_len, sites.own_fp);
+	sites.have_own = true;
+	pthread_mutex_unlock(&sites.lock);
+	rv = 0;
+out:
+	OPENSSL_free(der);
+	EVP_PKEY_free(pk);   /* (OpenSSL clears an RSA key's numbers as it frees them) */
+	if (f != NULL)
+		fclose(f);
+	if (fd >= 0)
+		close(fd);
+	return rv;
+}
+
 int
 gw_totp_sites_start(struct gw_store *st, struct gw_token *tok, const char *site,
-                    const char *pins_path, char *err, size_t errlen)
+                    const char *pins_path, const char *key_path, char *err, size_t errlen)
 {
 	struct pin *pins = calloc(SITES_MAX, sizeof(*pins));
 	struct site_key *own = calloc(1, sizeof(*own));
@@ -795,9 +922,18 @@ gw_totp_sites_start(struct gw_store *st, struct gw_token *tok, const char *site,
 	sites.n_pins = n;
 	sites.have_own = false;
 	sites.published = false;
+	EVP_PKEY_free(sites.file_key);
+	sites.file_key = NULL;
 	mine = pin_of(site);
 	pthread_mutex_unlock(&sites.lock);
-	if (tok == NULL) {
+	if (tok != NULL && key_path != NULL) {
+		snprintf(err, errlen, "totp_key_file: only a gateway without a token has one (a site's "
+		         "key pair is on its token)");
+		goto out;
+	}
+	if (tok == NULL && key_path != NULL && file_key_load(key_path, err, errlen) < 0)
+		goto out;
+	if (tok == NULL && key_path == NULL) {
 		gw_log_info("totp: no token: this gateway opens no TOTP secret; it seals new ones to "
 		            "the %zu site(s) pinned in totp_site_keys", n);
 		rv = 0;
@@ -808,6 +944,8 @@ gw_totp_sites_start(struct gw_store *st, struct gw_token *tok, const char *site,
 	 * start is not fatal: the key is published at its first use. */
 	own->len = sizeof(own->der);
 	if (own_key(tok, own->der, &own->len, own->fp, err, errlen) < 0) {
+		if (tok == NULL)
+			goto out;
 		gw_log_warn(gw_token_present(tok) ?
 		            "totp: %s: this site has no TOTP key pair, so no TOTP secret opens or is "
 		            "enrolled here (make one labelled " GW_TOTP_KEM_LABEL " on the token)" :
@@ -817,8 +955,8 @@ gw_totp_sites_start(struct gw_store *st, struct gw_token *tok, const char *site,
 	}
 	fp_hex(own->fp, hex);
 	if (mine != NULL && sodium_memcmp(mine->fp, own->fp, 32) != 0) {
-		snprintf(err, errlen, "totp_site_keys pins site %s to another key than its token's "
-		         "(sha256:%s)", site, hex);
+		snprintf(err, errlen, "totp_site_keys pins site %s to another key than its %s "
+		         "(sha256:%s)", site, tok != NULL ? "token's" : "totp_key_file's", hex);
 		goto out;
 	}
 	snprintf(own->site, sizeof(own->site), "%s", site);

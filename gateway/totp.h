@@ -81,9 +81,13 @@ int gw_totp_store_put(struct gw_store *st, const char *user, const uint8_t *seal
  * its copy on its own token and no site needs another's. */
 /* At start: this gateway's site, the pins (pins_path, or NULL: none), and
  * (with a token) the site's key pair, generated on first use and
- * published. 0, or -1 with err. */
+ * published; without a token, the key pair of key_path (totp_key_file, a
+ * management gateway's; NULL: none, so no code is checked here). 0, or -1
+ * with err. */
 int gw_totp_sites_start(struct gw_store *st, struct gw_token *tok, const char *site,
-                        const char *pins_path, char *err, size_t errlen);
+                        const char *pins_path, const char *key_path, char *err, size_t errlen);
+/* Whether a TOTP code can be checked here: a token, or a key file. */
+bool gw_totp_opens_here(struct gw_token *tok);
 struct gw_totp_copies;
 /* Seals secret to every site's key (this site's from tok, may be NULL;
  * the others' from the store, checked against their pins: a key that is

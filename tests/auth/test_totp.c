@@ -13,6 +13,8 @@
 #include <string.h>
 #include <sqlite3.h>
 #include <sodium.h>
+#include <openssl/evp.h>
+#include <openssl/pem.h>
 #include <sys/stat.h>
 
 #include "config.h"
@@ -389,11 +391,11 @@ Test(totp_store, a_site_pinned_later_gets_its_copy_and_a_tokenless_gateway_seals
 	cr_assert_eq(gw_store_open(path, &st, err, sizeof(err)), 0, "%s", err);
 	/* Site b's gateway starts: its key pair is made and published. */
 	tok = open_token("b");
-	cr_assert_eq(gw_totp_sites_start(st, tok, "b", NULL, err, sizeof(err)), 0, "%s", err);
+	cr_assert_eq(gw_totp_sites_start(st, tok, "b", NULL, NULL, err, sizeof(err)), 0, "%s", err);
 	gw_token_close(&tok);
 	/* Site a, nothing pinned yet: alice's secret is sealed for a only. */
 	tok = open_token("a");
-	cr_assert_eq(gw_totp_sites_start(st, tok, "a", NULL, err, sizeof(err)), 0, "%s", err);
+	cr_assert_eq(gw_totp_sites_start(st, tok, "a", NULL, NULL, err, sizeof(err)), 0, "%s", err);
 	cr_assert_eq(gw_totp_store_set(st, tok, "alice", secret, sizeof(secret), 0, err, sizeof(err)),
 	             0, "%s", err);
 	cr_assert_eq(has_copy(st, "alice", "a"), 1);
@@ -402,10 +404,10 @@ Test(totp_store, a_site_pinned_later_gets_its_copy_and_a_tokenless_gateway_seals
 	 * rewrite are refused.) */
 	pins = write_pins(st);
 	cr_assert_eq(chmod(pins, 0666), 0);
-	cr_assert_eq(gw_totp_sites_start(st, tok, "a", pins, err, sizeof(err)), -1);
+	cr_assert_eq(gw_totp_sites_start(st, tok, "a", pins, NULL, err, sizeof(err)), -1);
 	cr_assert(strstr(err, "writable by others") != NULL, "%s", err);
 	cr_assert_eq(chmod(pins, 0644), 0);
-	cr_assert_eq(gw_totp_sites_start(st, tok, "a", pins, err, sizeof(err)), 0, "%s", err);
+	cr_assert_eq(gw_totp_sites_start(st, tok, "a", pins, NULL, err, sizeof(err)), 0, "%s", err);
 	gw_totp_generate(secret, sizeof(secret), t, c);
 	cr_assert_eq(gw_totp_verify(st, tok, "alice", c, t, &skew, err, sizeof(err)), GW_TOTP_OK,
 	             "%s", err);
@@ -413,7 +415,7 @@ Test(totp_store, a_site_pinned_later_gets_its_copy_and_a_tokenless_gateway_seals
 	gw_token_close(&tok);
 	/* ... which b's token opens; a code is used once for both sites. */
 	tok = open_token("b");
-	cr_assert_eq(gw_totp_sites_start(st, tok, "b", pins, err, sizeof(err)), 0, "%s", err);
+	cr_assert_eq(gw_totp_sites_start(st, tok, "b", pins, NULL, err, sizeof(err)), 0, "%s", err);
 	cr_assert_eq(gw_totp_verify(st, tok, "alice", c, t, &skew, err, sizeof(err)),
 	             GW_TOTP_REPLAYED);
 	gw_totp_generate(secret, sizeof(secret), t + 30, c);
@@ -428,7 +430,7 @@ Test(totp_store, a_site_pinned_later_gets_its_copy_and_a_tokenless_gateway_seals
 
 	/* A management gateway (no token) with the pins seals carol's secret
 	 * for a and b, keeps none for itself and opens none. */
-	cr_assert_eq(gw_totp_sites_start(st, NULL, "hq", pins, err, sizeof(err)), 0, "%s", err);
+	cr_assert_eq(gw_totp_sites_start(st, NULL, "hq", pins, NULL, err, sizeof(err)), 0, "%s", err);
 	cr_assert_eq(gw_totp_store_set(st, NULL, "carol", secret, sizeof(secret), 0, err, sizeof(err)),
 	             0, "%s", err);
 	cr_assert_eq(has_copy(st, "carol", "a"), 1);
@@ -438,9 +440,81 @@ Test(totp_store, a_site_pinned_later_gets_its_copy_and_a_tokenless_gateway_seals
 	cr_assert_eq(gw_totp_verify(st, NULL, "carol", c, t + 60, &skew, err, sizeof(err)),
 	             GW_TOTP_ERROR);
 	/* Without pins it has no site to seal to: refused, nothing stored. */
-	cr_assert_eq(gw_totp_sites_start(st, NULL, "hq", NULL, err, sizeof(err)), 0, "%s", err);
+	cr_assert_eq(gw_totp_sites_start(st, NULL, "hq", NULL, NULL, err, sizeof(err)), 0, "%s", err);
 	cr_assert_eq(gw_totp_store_set(st, NULL, "dave", secret, sizeof(secret), 0, err, sizeof(err)),
 	             -1);
 	cr_assert_eq(gw_totp_enrolled(st, "dave"), 0);
+	gw_store_close(&st);
+}
+
+/* A management gateway (no token) with its own key pair in a 0600 file
+ * (totp_key_file, docs/sites.md): its key is published and pinned like a
+ * site's, a secret enrolled at a site gets a copy for it, and it checks a
+ * code itself, once only for the group. */
+Test(totp_store, a_management_gateway_with_a_key_file_checks_codes)
+{
+	const uint8_t secret[20] = "a-secret-for-the-hq!";
+	const time_t t = 1700000000;
+	struct gw_store *st;
+	struct gw_token *tok;
+	char path[256], key[256], err[512], c[8];
+	const char *pins;
+	EVP_PKEY *pk;
+	FILE *f;
+	long skew;
+
+	snprintf(path, sizeof(path), "%s/store4.db", dir);
+	cr_assert_eq(gw_store_open(path, &st, err, sizeof(err)), 0, "%s", err);
+	tok = open_token("a");
+	cr_assert_eq(gw_totp_sites_start(st, tok, "a", NULL, NULL, err, sizeof(err)), 0, "%s", err);
+	/* A key file others may read is refused; a site with a token has none. */
+	snprintf(key, sizeof(key), "%s/hq-totp.pem", dir);
+	pk = EVP_RSA_gen(2048);
+	cr_assert_not_null(pk);
+	f = fopen(key, "w");
+	cr_assert_not_null(f);
+	cr_assert(PEM_write_PrivateKey(f, pk, NULL, NULL, 0, NULL, NULL));
+	fclose(f);
+	EVP_PKEY_free(pk);
+	cr_assert_eq(chmod(key, 0640), 0);
+	cr_assert_eq(gw_totp_sites_start(st, NULL, "hq", NULL, key, err, sizeof(err)), -1);
+	cr_assert(strstr(err, "chmod 600") != NULL, "%s", err);
+	cr_assert_eq(chmod(key, 0600), 0);
+	cr_assert_eq(gw_totp_sites_start(st, tok, "a", NULL, key, err, sizeof(err)), -1);
+	cr_assert_eq(gw_totp_sites_start(st, NULL, "hq", NULL, key, err, sizeof(err)), 0, "%s", err);
+	cr_assert(gw_totp_opens_here(NULL));
+	/* Both keys pinned; alice enrols at a: a copy for a and one for hq. */
+	pins = write_pins(st);
+	cr_assert_eq(gw_totp_sites_start(st, tok, "a", pins, NULL, err, sizeof(err)), 0, "%s", err);
+	cr_assert_eq(gw_totp_store_set(st, tok, "alice", secret, sizeof(secret), 0, err, sizeof(err)),
+	             0, "%s", err);
+	cr_assert_eq(has_copy(st, "alice", "hq"), 1);
+	gw_token_close(&tok);
+	/* Another key file than hq's pin refuses the start. */
+	snprintf(path, sizeof(path), "%s/other-totp.pem", dir);
+	pk = EVP_RSA_gen(2048);
+	cr_assert_not_null(pk);
+	f = fopen(path, "w");
+	cr_assert_not_null(f);
+	cr_assert(PEM_write_PrivateKey(f, pk, NULL, NULL, 0, NULL, NULL));
+	fclose(f);
+	EVP_PKEY_free(pk);
+	cr_assert_eq(chmod(path, 0600), 0);
+	cr_assert_eq(gw_totp_sites_start(st, NULL, "hq", pins, path, err, sizeof(err)), -1);
+	cr_assert(strstr(err, "totp_key_file's") != NULL, "%s", err);
+	/* At hq, without any token: a right code, then the same again, a wrong one. */
+	cr_assert_eq(gw_totp_sites_start(st, NULL, "hq", pins, key, err, sizeof(err)), 0, "%s", err);
+	gw_totp_generate(secret, sizeof(secret), t, c);
+	cr_assert_eq(gw_totp_verify(st, NULL, "alice", c, t, &skew, err, sizeof(err)), GW_TOTP_OK,
+	             "%s", err);
+	cr_assert_eq(gw_totp_verify(st, NULL, "alice", c, t, &skew, err, sizeof(err)),
+	             GW_TOTP_REPLAYED);
+	gw_totp_generate(secret, sizeof(secret), t + 30, c);
+	c[0] = c[0] == '9' ? '0' : (char)(c[0] + 1);
+	cr_assert_eq(gw_totp_verify(st, NULL, "alice", c, t + 30, &skew, err, sizeof(err)),
+	             GW_TOTP_WRONG);
+	/* Without the key file again, nothing opens here. */
+	cr_assert_eq(gw_totp_sites_start(st, NULL, "hq", pins, NULL, err, sizeof(err)), 0, "%s", err);
+	cr_assert_not(gw_totp_opens_here(NULL));
 	gw_store_close(&st);
 }

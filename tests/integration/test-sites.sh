@@ -244,7 +244,7 @@ rc=0
 rc=0
 "$ctl" --socket "$MG/sealgated.sock" --user bob --password-file "$W/pw-bob" approve 1 \
 	>"$W/approve.out" 2>&1 </dev/null || rc=$?
-[ $rc = 1 ] && grep -q "approve needs a TOTP code, which a management gateway cannot check" "$W/approve.out" &&
+[ $rc = 1 ] && grep -q "approve needs a TOTP code, which a management gateway without totp_key_file cannot check" "$W/approve.out" &&
 	pass "approving there is refused, saying why (TOTP secrets are on the sites' tokens)" ||
 	{ fail "approve at the management gateway (exit $rc)"; cat "$W/approve.out"; }
 n=$(records "$MG" "action = 'application_create' AND outcome = 'ok'")

@@ -214,6 +214,14 @@ Test(site_config, management_gateway)
 	             "audit_key: \"pkcs11:object=a\"\n",
 	             "/etc/sg/c.yaml:4:12: audit_key: a gateway with backend_token: none has no token "
 	             "for it (leave it out)");
+	/* A TOTP key file is a management gateway's: a site's pair is on its token. */
+	c = config("backend_token: none\nstore: s.db\npolicy_path: p.yaml\nsite: hq\n"
+	           "totp_key_file: hq-totp.pem\n");
+	cr_assert_str_eq(c->totp_key_file, "/etc/sg/hq-totp.pem");
+	gw_config_free(&c);
+	config_error(CFG_HEAD "store: s.db\ntotp_key_file: hq-totp.pem\n",
+	             "/etc/sg/c.yaml:5:16: totp_key_file: only a gateway with backend_token: none has "
+	             "one (a site's TOTP key pair is on its token)");
 }
 
 Test(site_config, redact_url)
