@@ -168,7 +168,7 @@ check(len(got) == 1, "one mail sent (%d)" % len(got))
 if got:
     env, msg = got[0]
     check(env["to"] == ["grace@report.test"], "to grace, the auditor with an email: %s" % env["to"])
-    check(period in msg["subject"] and "NOT" not in msg["subject"], "subject: %s" % msg["subject"])
+    check(msg["subject"] == "Report Co. audit report %s" % period, "subject: %s" % msg["subject"])
     body = msg.get_body(("plain",)).get_content()
     check("The audit log verified" in body, "the mail says the log verified")
     att = [p for p in msg.iter_attachments()]
@@ -184,6 +184,32 @@ if got:
 sys.exit(0 if ok else 1)
 PY
 
+# A log that does not verify (here: checked against another key's
+# certificate) is still reported and sent, and says so: exit 3.
+openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:prime256v1 -nodes -subj /CN=not-the-audit-key \
+	-keyout "$W/other.key" -out "$W/other.crt.pem" -days 2 >/dev/null 2>&1
+rc=0
+run_report SEALGATE_REPORT_PERIOD="$period" SEALGATE_REPORT_DIR="$W/reports-bad" \
+	SEALGATE_REPORT_CERT="$W/other.crt.pem" >"$W/run-bad.txt" 2>&1 || rc=$?
+"$py" - "$W/sink" "$rc" <<'PY' || fails=$((fails + 1))
+import email, email.policy, glob, os, sys
+d, rc = sys.argv[1], sys.argv[2]
+bad = []
+for e in sorted(glob.glob(os.path.join(d, "mail", "*.eml")), key=lambda p: int(os.path.basename(p)[:-4])):
+    msg = email.message_from_bytes(open(e, "rb").read(), policy=email.policy.default)
+    if "(log NOT verified)" in (msg["subject"] or ""):
+        bad.append(msg)
+ok = rc == "3" and len(bad) == 1
+if ok:
+    body = bad[0].get_body(("plain",)).get_content()
+    html = [p for p in bad[0].iter_attachments()][0].get_content()
+    html = html.decode() if isinstance(html, bytes) else html
+    ok = "did NOT verify" in body and "The log did NOT verify" in html
+print(("ok - " if ok else "not ok - ") +
+      "a log that does not verify: sent anyway, subject, mail and report say so, exit %s" % rc)
+sys.exit(0 if ok else 1)
+PY
+
 # A password file others can read is refused before anything is exported.
 cp "$W/pw-grace" "$W/pw-open"
 chmod 0644 "$W/pw-open"
@@ -191,7 +217,7 @@ rc=0
 run_report SEALGATE_REPORT_PERIOD="$period" SEALGATE_REPORT_PASSWORD_FILE="$W/pw-open" \
 	SEALGATE_REPORT_DIR="$W/reports2" >"$W/run2.txt" 2>&1 || rc=$?
 n=$(grep -l "audit report" "$W/sink/mail/"*.eml 2>/dev/null | wc -l)
-if [ "$rc" = 2 ] && [ "$n" = 1 ] && [ ! -e "$W/reports2" ] && grep -q "readable by others" "$W/run2.txt"; then
+if [ "$rc" = 2 ] && [ "$n" = 2 ] && [ ! -e "$W/reports2" ] && grep -q "readable by others" "$W/run2.txt"; then
 	pass "a 0644 password file: refused (exit 2), nothing exported or sent"
 else
 	fail "a 0644 password file: exit $rc, $n mails: $(cat "$W/run2.txt")"
