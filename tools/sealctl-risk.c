@@ -31,7 +31,7 @@ static const char no_verify_warning[] =
 	"WARNING: removed or made up, and the alerts below are only as good as the file.\n";
 
 struct ropts {
-	const char *from_export, *policy, *cert, *ca, *period, *out;
+	const char *from_export, *policy, *cert, *ca, *period, *out, *site;
 	bool json, no_verify;
 };
 
@@ -43,7 +43,7 @@ parse_ropts(int argc, char **argv, struct ropts *o, bool report)
 		{ "cert", required_argument, NULL, 'c' }, { "ca", required_argument, NULL, 'a' },
 		{ "period", required_argument, NULL, 'P' }, { "output", required_argument, NULL, 'o' },
 		{ "json", no_argument, NULL, 'j' }, { "no-verify", no_argument, NULL, 'n' },
-		{ NULL, 0, NULL, 0 },
+		{ "site", required_argument, NULL, 'S' }, { NULL, 0, NULL, 0 },
 	};
 	int ch;
 
@@ -59,11 +59,12 @@ parse_ropts(int argc, char **argv, struct ropts *o, bool report)
 		case 'o': o->out = optarg; break;
 		case 'j': o->json = true; break;
 		case 'n': o->no_verify = true; break;
+		case 'S': o->site = optarg; break;
 		default: return -1;
 		}
 	}
 	if (optind != argc || !o->from_export || (report && (!o->period || !o->out)) ||
-	    (!report && (o->period || o->out)))
+	    (!report && (o->period || o->out || o->site)))
 		return -1;
 	return 0;
 }
@@ -271,15 +272,16 @@ risk_usage(FILE *f)
 	fprintf(f,
 "usage: sealctl risk scan --from-export FILE [--policy FILE] [--json] [--no-verify]\n"
 "                         [--cert FILE] [--ca FILE]\n"
-"       sealctl report --period YYYY-MM --from-export FILE [--policy FILE] -o report.html\n"
-"                      [--no-verify] [--cert FILE] [--ca FILE]\n"
+"       sealctl report --period YYYY-MM --from-export FILE [--site S] [--policy FILE]\n"
+"                      -o report.html [--no-verify] [--cert FILE] [--ca FILE]\n"
 "\n"
 "  risk scan  verify the export as `sealctl audit verify` does, then run the risk\n"
 "             rules of the policy (default %s/policy.yaml) over it\n"
 "             (docs/risk.md). --no-verify scans an export that was not verified,\n"
 "             and says so.\n"
 "  report     the audit report of one month (the organization's zone) as one HTML\n"
-"             file with its charts inside\n"
+"             file with its charts inside; --site S: the export must be site S's\n"
+"             (`sealctl audit export --site S`), and the report says so\n"
 "\n"
 "Exit status: 0 no alert, 1 alerts, 2 usage or unreadable, 3 the export did not verify.\n",
 	        SG_SYSCONFDIR);
@@ -342,6 +344,7 @@ enum { APP_OPEN, APP_APPROVED, APP_REJECTED, APP_REVOKED, APP_EXPIRED };
 
 struct report {
 	const struct gw_policy *p;
+	const char *site;                  /* the site reported on, or NULL (not named) */
 	int64_t from, to;                  /* the period, UTC ns */
 	long offset;                       /* the organization's offset at its start */
 	struct tally *seals, *people; size_t n_seals, n_people;
@@ -400,6 +403,11 @@ report_row(void *ctx, const struct gw_audit_row *row)
 	struct appinfo *a;
 	bool ok = is_(row->outcome, "ok");
 	int dayix;
+
+	/* Another site's record is not this site's report's business; a
+	 * record that does not name its site is the export's (one chain). */
+	if (rp->site && row->site && strcmp(row->site, rp->site) != 0)
+		return;
 
 	/* Applications filed before the period still get their outcome. */
 	if (ok && is_(row->action, "application_create") && row->application > 0 &&
@@ -545,6 +553,11 @@ write_report(FILE *f, const struct ropts *o, struct report *rp, int verdict, con
 
 	fputs("<!DOCTYPE html>\n<html xmlns=\"http://www.w3.org/1999/xhtml\" lang=\"en\">\n<head>"
 	      "<meta charset=\"utf-8\"/><title>sealgate audit report ", f);
+	if (rp->site) {
+		fputs("site ", f);
+		esc(f, rp->site);
+		fputs(", ", f);
+	}
 	esc(f, o->period);
 	fputs("</title><style>body{font-family:sans-serif;margin:2em;max-width:60em}"
 	      "table{border-collapse:collapse;margin:1em 0}td,th{border:1px solid #bbb;padding:2px 8px;"
@@ -552,6 +565,11 @@ write_report(FILE *f, const struct ropts *o, struct report *rp, int verdict, con
 	      ".bad{color:#b00;font-weight:bold}.ok{color:#070;font-weight:bold}"
 	      "pre{background:#f4f4f4;padding:1em;white-space:pre-wrap}</style></head>\n<body>\n", f);
 	fputs("<h1>Seal audit report, ", f);
+	if (rp->site) {
+		fputs("site <span id=\"site\">", f);
+		esc(f, rp->site);
+		fputs("</span>, ", f);
+	}
 	esc(f, o->period);
 	fputs("</h1>\n<p>", f);
 	esc(f, rp->p->org_name);
@@ -786,6 +804,41 @@ period_bounds(const struct gw_policy *p, const char *s, int64_t *from, int64_t *
 	return 0;
 }
 
+/* The site an export's header names (an export holds one site's chain:
+ * docs/sites.md), into site; "" when the header names none. 0, or -1 when
+ * the file's first line is not an export header. */
+static int
+export_site(const char *path, char site[GW_SITE_MAX + 1])
+{
+	FILE *f = fopen(path, "re");
+	char *line = NULL;
+	size_t cap = 0;
+	ssize_t n;
+	json_t *o = NULL;
+	const char *s;
+	int rv = -1;
+
+	site[0] = '\0';
+	if (f == NULL)
+		return -1;
+	if ((n = getline(&line, &cap, f)) <= 1 || (size_t)n > LINE_MAX_BYTES)
+		goto out;
+	if ((o = json_loadb(line, (size_t)n, JSON_REJECT_DUPLICATES, NULL)) == NULL ||
+	    !is_(json_string_value(json_object_get(o, "type")), "header"))
+		goto out;
+	s = json_string_value(json_object_get(o, "site"));
+	if (s && (strlen(s) > GW_SITE_MAX || !gw_policy_site_name_ok(s)))
+		goto out;
+	if (s)
+		memcpy(site, s, strlen(s) + 1);
+	rv = 0;
+out:
+	json_decref(o);
+	free(line);
+	fclose(f);
+	return rv;
+}
+
 int
 sealctl_report(int argc, char **argv)
 {
@@ -796,7 +849,7 @@ sealctl_report(int argc, char **argv)
 	struct report rp = { 0 };
 	size_t n = 0, vlen = 0;
 	uint64_t records = 0;
-	char *vtext = NULL;
+	char *vtext = NULL, site[GW_SITE_MAX + 1];
 	FILE *vout = NULL, *f = NULL;
 	int rv = EXIT_USAGE, verdict = -1;
 
@@ -826,6 +879,23 @@ sealctl_report(int argc, char **argv)
 		goto out;
 	}
 	rp.p = ppol;
+	/* An export is one site's chain: --site names the site the auditor
+	 * means, and another site's export (or one that does not say whose
+	 * it is) is refused rather than reported under the wrong name. */
+	if (export_site(o.from_export, site) != 0) {
+		fprintf(stderr, "sealctl: %s: not a sealgate audit export\n", o.from_export);
+		goto out;
+	}
+	if (o.site && strcmp(o.site, site) != 0) {
+		if (site[0])
+			fprintf(stderr, "sealctl: %s is site %s's export, not %s's: export that site's "
+			        "with `sealctl audit export --site %s`\n", o.from_export, site, o.site, o.site);
+		else
+			fprintf(stderr, "sealctl: %s does not name its site: --site %s cannot be checked\n",
+			        o.from_export, o.site);
+		goto out;
+	}
+	rp.site = site[0] ? site : NULL;
 	/* The report states the verdict, whatever it is: an export that does
 	 * not verify is reported on, and says so first. */
 	if ((vout = open_memstream(&vtext, &vlen)) == NULL)
@@ -849,8 +919,8 @@ sealctl_report(int argc, char **argv)
 		goto out;
 	}
 	f = NULL;
-	printf("report for %s written to %s (%" PRIu64 " records in the period, log %s)\n", o.period,
-	       o.out, rp.records, verdict < 0 ? "NOT VERIFIED" : verdict ? "verified" : "NOT INTACT");
+	printf("report for %s%s%s%s written to %s (%" PRIu64 " records in the period, log %s)\n", rp.site ? "site " : "",
+	       rp.site ? rp.site : "", rp.site ? ", " : "", o.period, o.out, rp.records, verdict < 0 ? "NOT VERIFIED" : verdict ? "verified" : "NOT INTACT");
 	rv = verdict == 0 ? EXIT_UNVERIFIED : EXIT_CLEAN;
 out:
 	if (f)
