@@ -121,7 +121,7 @@ row_from_event(struct gw_audit_row *r, const struct pending *p)
 	r->signed_digest = ev->signed_digest_len ? ev->signed_digest : NULL;
 	r->signed_digest_len = ev->signed_digest ? ev->signed_digest_len : 0;
 	r->mechanism = ev->mechanism;
-	r->detail = ev->detail;
+	r->detail = ev->detail_from ? *ev->detail_from : ev->detail;
 }
 
 /* After a failed commit the head in memory is what we believe; the file

@@ -37,6 +37,10 @@ struct gw_audit_event {
 	const uint8_t *signed_digest; size_t signed_digest_len;  /* what the token signed, or its SHA-256 */
 	unsigned long mechanism;  /* CKM, 0 = none */
 	const char *detail;       /* free JSON text (e.g. policy hash), or NULL */
+	/* When set, the detail is read from here after the change ran,
+	 * like application_from: a decision's record says whether it
+	 * authorized the application, which only the change knows. */
+	const char *const *detail_from;
 };
 
 /* Starts the writer thread over st; recovers the chain head from the last

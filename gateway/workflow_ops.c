@@ -40,6 +40,10 @@ struct tx {
 	struct gw_application *insert;
 	struct gw_wf_decide *decide;
 	const char *detail;           /* the record's detail, or NULL */
+	/* A decision's detail, set by the change: {"authorized":true} when
+	 * it authorized the application (the risk rules' approvals about to
+	 * expire start there, docs/risk.md), else NULL. */
+	const char *decided_detail;
 	/* The notices the change makes go in with it (notify.h): the
 	 * configuration's notify: and the policy in force, or NULL: none. */
 	const struct gw_notify_conf *notify;
@@ -60,6 +64,8 @@ apply_tx(struct gw_store *st, void *arg, char *err, size_t errlen)
 	}
 	if (gw_wf_decide_tx(st, t->decide, err, errlen) < 0)
 		return -1;
+	t->decided_detail = t->decide->from_state != (int)GW_APP_AUTHORIZED &&
+	                    t->decide->app->state == GW_APP_AUTHORIZED ? "{\"authorized\":true}" : NULL;
 	return t->notify == NULL ? 0 :
 	       gw_notify_app_tx(st, t->notify, t->policy, t->decide->app, t->decide->from_state,
 	                        t->decide->from_level, t->now, err, errlen);
@@ -131,6 +137,7 @@ commit(struct gw_ctx *ctx, const struct gw_peer *peer, const char *actor,
 		.doc_digest = app->has_doc ? app->doc_digest : NULL,
 		.doc_digest_len = app->has_doc ? 32 : 0,
 		.detail = t->detail,
+		.detail_from = t->decide ? &t->decided_detail : NULL,
 	};
 	uint64_t seq = 0;
 
@@ -294,6 +301,13 @@ gw_op_apply(struct gw_req *r)
 			json_object_set_new(d, "business_scope", json_string(app->business_scope));
 		if (d && app->has_amount)
 			json_object_set_new(d, "amount", json_integer(app->amount));
+		/* and what approvals about to expire unused are judged by */
+		if (d)
+			json_object_set_new(d, "uses", json_integer(app->uses_granted));
+		if (d)
+			json_object_set_new(d, "valid_until", json_integer(app->valid_until));
+		if (d && app->state == GW_APP_AUTHORIZED)
+			json_object_set_new(d, "authorized", json_true());
 		detail = d ? json_dumps(d, JSON_COMPACT | JSON_SORT_KEYS) : NULL;
 		json_decref(d);
 		if (detail == NULL) {

@@ -9,6 +9,7 @@
 #include "risk.h"
 #include "alertstore.h"
 #include "audit.h"
+#include "auth.h"
 #include "log.h"
 #include "notify/notify.h"
 #include "protocol.h"
@@ -370,6 +371,9 @@ evaluate(struct gw_risk_online *ro)
 	int64_t t0 = mono_ms(), took;
 	int rv = 0;
 
+	/* The gateway's clock (the test clock under test_clock): approvals
+	 * about to expire are judged by it, not by the last record. */
+	gw_risk_set_now(ro->r, (int64_t)gw_auth_now(ro->ctx->auth) * 1000000000LL);
 	if (gw_risk_evaluate(ro->r, &al, &n) < 0) {
 		gw_log_error("risk: out of memory evaluating the rules");
 		return -1;
@@ -548,6 +552,11 @@ thread_main(void *arg)
 				fresh = true;
 			}
 			gw_snapshot_put(&now);
+			/* An approval entering its last hours raises its alert
+			 * with no record to say so: the clock is the event. */
+			if (!fresh && ro->r != NULL &&
+			    (int64_t)gw_auth_now(ro->ctx->auth) * 1000000000LL >= gw_risk_next_due(ro->r))
+				ro->dirty = true;
 		}
 		if (fresh) {
 			if (start_over(ro) < 0)

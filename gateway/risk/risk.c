@@ -187,6 +187,13 @@ struct app {
 	int64_t id; uint64_t seq; int64_t ts, last_step;
 	uint32_t applicant, seal, scope, party;
 	bool has_amount; int64_t amount;
+	/* Approvals about to expire: the uses granted and the validity's
+	 * end (from the create record), the record that authorized it (0:
+	 * not authorized), revoked or expired, and the signatures it made
+	 * (counted by the rule). */
+	int64_t uses, valid_until_ns, used;
+	uint64_t auth_seq; int64_t auth_ts;
+	bool ended;
 };
 struct decision { uint64_t seq; int64_t ts, app; uint32_t approver; bool approve; };
 enum { REF_WRONG = 1, REF_LOCKOUT = 2 };
@@ -214,6 +221,9 @@ struct gw_risk {
 	size_t batch_from;
 	struct gw_risk_alert *out; size_t cap_out;
 	bool finished;
+	/* The clock of the approvals rule (gw_risk_set_now; 0: the log's
+	 * end), and when it next has something to say. */
+	int64_t now_ns, next_due_ns, last_ts;
 };
 
 const char *
@@ -231,6 +241,7 @@ gw_risk_new(const struct gw_policy *p)
 		return NULL;
 	r->p = p;
 	r->batch_from = SIZE_MAX;
+	r->next_due_ns = INT64_MAX;
 	if (p->risk != NULL)
 		r->rp = *p->risk;
 	else
@@ -519,9 +530,22 @@ add_application(struct gw_risk *r, const struct gw_audit_row *row)
 		json_t *amount = json_object_get(d, "amount");
 		a->scope = intern(&r->st, json_string_value(json_object_get(d, "business_scope")),
 		                  &r->oom);
+		json_t *uses = json_object_get(d, "uses"), *until = json_object_get(d, "valid_until");
 		if (json_is_integer(amount) && json_integer_value(amount) >= 0) {
 			a->has_amount = true;
 			a->amount = json_integer_value(amount);
+		}
+		/* Records before sealgate wrote these carry neither: such an
+		 * application is never judged about to expire. */
+		if (json_is_integer(uses) && json_is_integer(until) && json_integer_value(uses) > 0 &&
+		    json_integer_value(until) > 0 && json_integer_value(until) < INT64_MAX / NS) {
+			a->uses = json_integer_value(uses);
+			a->valid_until_ns = json_integer_value(until) * NS;
+		}
+		/* No approval level: authorized as it is filed. */
+		if (json_is_true(json_object_get(d, "authorized"))) {
+			a->auth_seq = row->seq;
+			a->auth_ts = row->ts_ns;
 		}
 		json_decref(d);
 	}
@@ -573,6 +597,10 @@ add_decision(struct gw_risk *r, const struct gw_audit_row *row, bool approve)
 			alert_app(r, al, a->id);
 		}
 		a->last_step = row->ts_ns;
+	}
+	if (approve && a != NULL && row->detail != NULL && strstr(row->detail, "\"authorized\":true")) {
+		a->auth_seq = row->seq;
+		a->auth_ts = row->ts_ns;
 	}
 }
 
@@ -653,6 +681,8 @@ gw_risk_add_record(struct gw_risk *r, const struct gw_audit_row *row)
 		return -1;
 	rc->seq = row->seq;
 	rc->ts = row->ts_ns;
+	if (row->ts_ns > r->last_ts)
+		r->last_ts = row->ts_ns;
 
 	/* The log itself: its clock, and restarts or token removals at night. */
 	if (row->ts_ns < prev_ts - r->rp.log.clock_back_seconds * NS) {
@@ -699,6 +729,9 @@ gw_risk_add_record(struct gw_risk *r, const struct gw_audit_row *row)
 			add_decision(r, row, true);
 		else if (is(row->action, "application_reject"))
 			add_decision(r, row, false);
+		else if ((is(row->action, "application_revoke") || is(row->action, "application_expire")) &&
+		         app_of(r, row->application) != NULL)
+			app_of(r, row->application)->ended = true;
 	}
 	if (is(row->action, "sign_void") && detail_int(row->detail, "voids", &v) && v > 0) {
 		uint64_t *vp = PUSH(r->voids, r->n_voids, r->cap_voids);
@@ -718,6 +751,8 @@ gw_risk_add_checkpoint(struct gw_risk *r, uint64_t seq, int64_t ts_ns)
 		return -1;
 	c->seq = seq;
 	c->ts = ts_ns;
+	if (ts_ns > r->last_ts)
+		r->last_ts = ts_ns;
 	return 0;
 }
 
@@ -1296,6 +1331,62 @@ rule_quotas(struct gw_risk *r)
 	map_free(&m);
 }
 
+/* Approvals about to expire unused: authorized, neither revoked nor
+ * expired, uses left, and the validity ending within expiring_hours of
+ * now. The why names the end, not the hours left, so that the alert found
+ * again a minute later is the same alert. */
+static void
+rule_expiring(struct gw_risk *r)
+{
+	int64_t now = r->now_ns ? r->now_ns : r->last_ts;
+	int64_t window = r->rp.approvals.expiring_hours * 3600 * NS;
+
+	r->next_due_ns = INT64_MAX;
+	for (size_t i = 0; i < r->n_apps; i++)
+		r->apps[i].used = 0;
+	for (size_t i = 0; i < r->n_sigs; i++) {
+		struct app *a;
+		if (!r->sigs[i].voided && r->sigs[i].app > 0 && (a = app_of(r, r->sigs[i].app)) != NULL)
+			a->used++;
+	}
+	for (size_t i = 0; i < r->n_apps; i++) {
+		struct app *a = &r->apps[i];
+		struct gw_risk_alert *al;
+		char until[40];
+		if (a->auth_seq == 0 || a->ended || a->valid_until_ns == 0 || a->used >= a->uses ||
+		    a->valid_until_ns <= now)
+			continue;
+		if (a->valid_until_ns - window > now) {
+			if (a->valid_until_ns - window < r->next_due_ns)
+				r->next_due_ns = a->valid_until_ns - window;
+			continue;
+		}
+		fmt_utc(a->valid_until_ns, until, sizeof(until));
+		al = alert(r, "approval.expiring", GW_RISK_LOW, a->auth_ts, str_of(&r->st, a->applicant),
+		           "application #%" PRId64 " of %s for seal %s is authorized until %s with %"
+		           PRId64 " of its %" PRId64 " use%s left, and its validity ends within %" PRId64 " h",
+		           a->id, str_of(&r->st, a->applicant), str_of(&r->st, a->seal), until,
+		           a->uses - a->used, a->uses, a->uses == 1 ? "" : "s",
+		           r->rp.approvals.expiring_hours);
+		alert_seq(r, al, a->seq);
+		if (a->auth_seq != a->seq)
+			alert_seq(r, al, a->auth_seq);
+		alert_app(r, al, a->id);
+	}
+}
+
+void
+gw_risk_set_now(struct gw_risk *r, int64_t now_ns)
+{
+	r->now_ns = now_ns;
+}
+
+int64_t
+gw_risk_next_due(const struct gw_risk *r)
+{
+	return r->next_due_ns;
+}
+
 /* A checkpoint owed too long: records that waited for their signature. */
 
 static int
@@ -1375,6 +1466,7 @@ run_rules(struct gw_risk *r)
 	rule_probing(r);
 	rule_quotas(r);
 	rule_checkpoints(r);
+	rule_expiring(r);
 	tidy_alerts(r);
 }
 

@@ -32,6 +32,7 @@ struct gw_risk_policy {
 	struct { int64_t days; } dormant;
 	struct { int64_t window_seconds, refusals, wrong_credentials, probes; } probing;
 	struct { int64_t warn_pct, high_pct; } quota;
+	struct { int64_t expiring_hours; } approvals;   /* authorized, unused, ending soon */
 	struct { int64_t checkpoint_max_seconds, clock_back_seconds; } log;
 };
 
@@ -71,6 +72,16 @@ void gw_risk_free(struct gw_risk **r);
 int gw_risk_add_record(struct gw_risk *r, const struct gw_audit_row *row);
 /* Signed checkpoints (only their seq and time are used). */
 int gw_risk_add_checkpoint(struct gw_risk *r, uint64_t seq, int64_t ts_ns);
+/* The time the rules judge "now" by, for approvals about to expire:
+ * the gateway's clock online (set before each gw_risk_evaluate), unset
+ * offline, where gw_risk_finish takes the export's end (its last record
+ * or checkpoint, the one the export made as it started). */
+void gw_risk_set_now(struct gw_risk *r, int64_t now_ns);
+/* When the approvals rule next has something to say with no new record
+ * (an authorized approval entering its last expiring_hours), as of the
+ * last evaluation; INT64_MAX: nothing due. The online engine evaluates
+ * again on its clock tick once this time has come. */
+int64_t gw_risk_next_due(const struct gw_risk *r);
 /* An alert from outside the rules (the export did not verify). */
 int gw_risk_add_alert(struct gw_risk *r, const char *rule, enum gw_risk_severity sev,
                       const char *subject, const char *why);

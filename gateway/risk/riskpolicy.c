@@ -37,6 +37,7 @@ gw_risk_policy_defaults(struct gw_risk_policy *rp)
 	rp->probing.probes = 5;
 	rp->quota.warn_pct = 80;
 	rp->quota.high_pct = 95;
+	rp->approvals.expiring_hours = 24;
 	rp->log.checkpoint_max_seconds = 900;
 	rp->log.clock_back_seconds = 2;
 }
@@ -84,6 +85,9 @@ static const struct param quota[] = {
 	P(quota, warn_pct, 1, 100),
 	P(quota, high_pct, 1, 100),
 	{ NULL, 0, 0, 0 } };
+static const struct param approvals[] = {
+	P(approvals, expiring_hours, 1, 24 * 90),
+	{ NULL, 0, 0, 0 } };
 static const struct param logp[] = {
 	P(log, checkpoint_max_seconds, 1, 86400 * 31),
 	P(log, clock_back_seconds, 0, 86400),
@@ -96,7 +100,7 @@ static const struct {
 } sections[] = {
 	{ "splitting", splitting }, { "rubber_stamp", rubber_stamp }, { "volume", volume },
 	{ "history", history }, { "dormant", dormant }, { "probing", probing },
-	{ "quota", quota }, { "log", logp },
+	{ "quota", quota }, { "approvals", approvals }, { "log", logp },
 };
 #define N_SECTIONS (sizeof(sections) / sizeof(sections[0]))
 

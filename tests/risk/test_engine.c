@@ -159,3 +159,84 @@ Test(engine, fast_approval_at_the_limit)
 	cr_expect_eq(a->apps[0], 2);
 	cr_expect_eq(a->n_seqs, 2);
 }
+
+/* The create record of application id, valid until until_s (Unix s). */
+static uint64_t
+app_rec(int64_t ts_ns, int64_t id, int64_t uses, int64_t until_s)
+{
+	char d[128];
+
+	snprintf(d, sizeof(d), "{\"amount\":10,\"uses\":%lld,\"valid_until\":%lld}",
+	         (long long)uses, (long long)until_s);
+	return rec(ts_ns, "application_create", "ok", "a", id, "contract", d);   /* copied by the engine */
+}
+
+static void
+sign_rec(int64_t ts_ns, int64_t app)
+{
+	struct gw_audit_row row = {
+		.seq = ++seq, .ts_ns = ts_ns, .action = "sign", .outcome = "ok", .actor = "a",
+		.uid = 1000, .pid = 42, .exe = "/usr/bin/x", .host = "h", .seal = "s",
+		.application = app,
+	};
+	cr_assert_eq(gw_risk_add_record(eng, &row), 0);
+}
+
+#define AUTHORIZED "{\"authorized\":true}"
+
+Test(engine, approvals_about_to_expire_offline_at_the_exports_end)
+{
+	const struct gw_risk_alert *a;
+	int64_t end = MON0 + 10 * 3600 + 1000;    /* the export's checkpoint, Unix s */
+	uint64_t c2, a2;
+
+	/* 1: ends 24 h and 1 s after the export: not yet */
+	app_rec(at(0), 1, 2, end + 24 * 3600 + 1);
+	rec(at(100), "application_approve", "ok", "b", 1, "ok", AUTHORIZED);
+	/* 2: ends exactly 24 h after it, one of its two uses spent */
+	c2 = app_rec(at(1), 2, 2, end + 24 * 3600);
+	a2 = rec(at(101), "application_approve", "ok", "b", 2, "ok", AUTHORIZED);
+	sign_rec(at(200), 2);
+	/* 3: every use spent */
+	app_rec(at(2), 3, 1, end + 3600);
+	rec(at(102), "application_approve", "ok", "b", 3, "ok", AUTHORIZED);
+	sign_rec(at(201), 3);
+	/* 4: revoked; 5: approved at a first level only, not authorized */
+	app_rec(at(3), 4, 1, end + 3600);
+	rec(at(103), "application_approve", "ok", "b", 4, "ok", AUTHORIZED);
+	rec(at(203), "application_revoke", "ok", "a", 4, "no", NULL);
+	app_rec(at(4), 5, 1, end + 3600);
+	rec(at(104), "application_approve", "ok", "b", 5, "ok", NULL);
+	/* 6: ended before the export */
+	app_rec(at(5), 6, 1, end - 1);
+	rec(at(105), "application_approve", "ok", "b", 6, "ok", AUTHORIZED);
+	cr_assert_eq(gw_risk_add_checkpoint(eng, seq, end * NS), 0);
+	cr_assert_eq(alerts_of("approval.expiring", &a), 1);
+	cr_expect_eq(a->n_apps, 1);
+	cr_expect_eq(a->apps[0], 2);
+	cr_assert_eq(a->n_seqs, 2);
+	cr_expect_eq(a->seqs[0], c2);
+	cr_expect_eq(a->seqs[1], a2);
+	cr_expect_str_eq(a->subject, "a");
+	cr_expect(strstr(a->why, "1 of its 2 uses left") != NULL, "%s", a->why);
+}
+
+Test(engine, approvals_about_to_expire_online_on_the_clock)
+{
+	const struct gw_risk_alert *a;
+	size_t n;
+	int64_t until = MON0 + 3 * 86400;
+
+	app_rec(at(0), 7, 1, until);
+	rec(at(100), "application_approve", "ok", "b", 7, "ok", AUTHORIZED);
+	gw_risk_set_now(eng, (until - 24 * 3600 - 1) * NS);
+	cr_assert_eq(gw_risk_evaluate(eng, &a, &n), 0);
+	cr_expect_eq(n, 0);
+	/* told when to look again: the start of its last 24 h */
+	cr_expect_eq(gw_risk_next_due(eng), (until - 24 * 3600) * NS);
+	gw_risk_set_now(eng, (until - 24 * 3600) * NS);
+	cr_assert_eq(gw_risk_evaluate(eng, &a, &n), 0);
+	cr_assert_eq(n, 1);
+	cr_expect_str_eq(a[0].rule, "approval.expiring");
+	cr_expect_eq(gw_risk_next_due(eng), INT64_MAX);
+}
