@@ -36,17 +36,18 @@ async function waitForApprovalLink(id, who) {
 	return r.rc === 0 ? r.out.trim() : null;
 }
 
-// The last message to WHO whose subject has WANT, waiting for it (60 s):
-// { subject, body, headers, envelope }, or null.
+// The last message to WHO whose subject has WANT, waiting for it (60 s
+// by the clock: each look starts a python): { subject, body, headers,
+// envelope }, or null.
 async function waitForMail(who, want) {
-	for (let i = 0; i < 600; i++) {
+	for (const end = Date.now() + 60000; Date.now() < end;) {
 		const r = await run(SINK[0], [SINK[1], 'show', env('SG_MAIL_DIR'), address(who)]);
 		if (r.rc === 0) {
 			const m = JSON.parse(r.out);
 			if (m.subject.includes(want))
 				return m;
 		}
-		await new Promise(res => setTimeout(res, 100));
+		await new Promise(res => setTimeout(res, 250));
 	}
 	return null;
 }

@@ -48,6 +48,9 @@ export SG_MAIL_DIR=$E2E_SITE/smtp SG_SMTPSINK=$SEALGATE_SOURCE/tests/lib/smtpsin
 WEB_PID=
 web_cleanup() {
 	local rc=$?
+	# (errexit off: the (exit "$rc") that hands the status on to
+	# e2e_cleanup would end the trap there, leaving the site running)
+	set +e
 	if [ -n "$WEB_PID" ]; then
 		kill "$WEB_PID" 2>/dev/null || true
 		wait "$WEB_PID" 2>/dev/null || true
