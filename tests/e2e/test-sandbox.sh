@@ -3,6 +3,8 @@
 # certificates, PINs, passwords and the same running gateway); `down`
 # stops the gateway (the token disappears for clients, as a pulled card
 # would); `up` again restarts it and signing works; the secrets are 0600.
+# With python3-aiosmtpd, up starts the site's mail sink: bob's notice of
+# the application is there (`sandbox mail`), down stops the sink.
 set -euo pipefail
 # shellcheck source=tests/e2e/lib.sh
 . "$(dirname "$0")/lib.sh"
@@ -42,6 +44,28 @@ printf 'Board resolution 2024-03\n' >doc.txt
 check "alice's application for the Contract Seal is authorized" \
 	authorize alice contract 10 bob --type contract --amount 50000 --scope sales
 openssl x509 -in "$S/certs/contract.pem" -pubkey -noout >contract.pub
+
+# --- the notice of that application, in the site's mail sink
+mail=0
+if /usr/bin/python3 -c 'import aiosmtpd' 2>/dev/null; then
+	mail=1
+	link=$(/usr/bin/python3 "$SEALGATE_SOURCE/tests/lib/smtpsink.py" wait "$S/smtp" bob@acme.example 60) || link=
+	check "bob's notice links to the approval page of the sandbox's console" \
+		grep -qE '^http://127\.0\.0\.1:[0-9]+/#/applications/[0-9]+$' <<<"$link"
+	run "$SANDBOX" mail "$S" bob
+	expect_ok "sandbox mail DIR bob"
+	expect_out "waits for your approval" "bob reads that an application waits for him"
+	expect_out "Alice Chen (sales) applies to use the Contract Seal." "who applies for which seal"
+	expect_out "$link" "and the link"
+	/usr/bin/python3 "$SEALGATE_SOURCE/tests/lib/smtpsink.py" wait "$S/smtp" alice@acme.example 60 >/dev/null ||
+		fail "alice's notice that her application is authorized did not come"
+	run "$SANDBOX" mail "$S"
+	expect_out "alice@acme.example" "the list of all mail has alice's notice"
+	expect_out "is authorized" "that her application is authorized"
+	check "the sink keeps the mail in the site's directory" test -s "$S/smtp/mail/1.eml"
+else
+	log "note: python3-aiosmtpd not installed: the sandbox starts no mail sink"
+fi
 
 # --- what the first `up` made
 for f in token.pin token-so.pin credentials ca/ca.key; do
@@ -86,6 +110,11 @@ run "$SANDBOX" down "$S"
 expect_ok "down"
 check "the gateway process has exited" bash -c "! kill -0 $pid1 2>/dev/null"
 check "the pid file is removed" test ! -e "$S/sealgated.pid"
+if [ "$mail" = 1 ]; then
+	check "down stops the mail sink" test ! -e "$S/smtp/sink.pid"
+	check "no process listens on the sink's port any more" \
+		bash -c "! (exec 3<>/dev/tcp/127.0.0.1/$(cat "$S/smtp/port")) 2>/dev/null"
+fi
 if [ -x "$SEALGATE_BUILD/tools/sealctl" ]; then
 	run "$SEALGATE_BUILD/tools/sealctl" --socket "$S/sealgated.sock" status
 	expect_fail "sealctl status fails while the gateway is down"

@@ -10,14 +10,20 @@
       required (over TLS), the password read from the file; a wrong one
       is refused (535) and counted in DIR/auth-refused. Runs until killed
       (TERM).
-  smtpsink.py wait DIR TO [SECONDS]
+  smtpsink.py wait DIR TO [SECONDS [ID]]
       waits (default 30 s) for a message to TO and prints the approval
-      link it carries (<web_url>/#/applications/ID); exit 1 on timeout.
+      link it carries (<web_url>/#/applications/ID); with ID, only a
+      link to that application counts; exit 1 on timeout.
   smtpsink.py count DIR TO
       prints how many messages TO has received.
   smtpsink.py show DIR TO [N]
       prints message N (default the last) to TO as JSON: subject (decoded),
       body (decoded), headers.
+  smtpsink.py list DIR [TO]
+      what a person reads (tools/sandbox mail): without TO one line per
+      message (number, recipients, subject); with TO (an address, or a
+      bare name standing for NAME@any domain) each of their messages in
+      full, subject and body decoded.
 """
 import asyncio
 import email
@@ -87,6 +93,12 @@ def serve(d, port, starttls=None, auth=None):
     c.stop()
 
 
+def addressed(to, rcpts):
+    if "@" in to:
+        return to in rcpts
+    return any(r.split("@", 1)[0] == to for r in rcpts)
+
+
 def messages(d, to):
     mail = os.path.join(d, "mail")
     out = []
@@ -98,7 +110,7 @@ def messages(d, to):
             env = json.load(open(os.path.join(mail, n + ".json")))
         except (OSError, ValueError):
             continue
-        if to in env["to"]:
+        if to is None or addressed(to, env["to"]):
             raw = open(os.path.join(mail, f), "rb").read()
             out.append((env, raw))
     return out
@@ -134,9 +146,10 @@ def main():
     elif cmd == "wait":
         to = sys.argv[3]
         deadline = time.time() + (float(sys.argv[4]) if len(sys.argv) > 4 else 30)
+        app = re.escape(sys.argv[5]) if len(sys.argv) > 5 else r"\d+"
         while time.time() < deadline:
             for env, raw in messages(d, to):
-                link = re.search(r"https?://\S+/#/applications/\d+", decode(raw)["body"])
+                link = re.search(r"https?://\S+/#/applications/%s(?!\d)" % app, decode(raw)["body"])
                 if link:
                     print(link.group(0))
                     return
@@ -153,6 +166,17 @@ def main():
         out = decode(raw)
         out["envelope"] = env
         print(json.dumps(out, ensure_ascii=False))
+    elif cmd == "list":
+        to = sys.argv[3] if len(sys.argv) > 3 else None
+        for n, (env, raw) in enumerate(messages(d, to), 1):
+            m = decode(raw)
+            if to is None:
+                print("%3d  %-28s %s" % (n, ", ".join(env["to"]), m["subject"]))
+                continue
+            print("== %d. From: %s  To: %s  Date: %s" % (n, m["headers"].get("From", ""),
+                  ", ".join(env["to"]), m["headers"].get("Date", "")))
+            print("Subject: %s\n\n%s" % (m["subject"], m["body"].rstrip("\n")))
+            print()
     else:
         print(__doc__, file=sys.stderr)
         sys.exit(2)

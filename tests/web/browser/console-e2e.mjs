@@ -1,10 +1,12 @@
 // tests/web/browser/console-e2e.mjs — the console's story against a real
-// sealgate-web and a real gateway on SoftHSM2 (test-console-e2e.sh sets
-// them up): alice applies with a PDF; bob opens the approval link, logs in
-// with password and TOTP, sees the PDF drawn, the reason's markup as text,
-// and approves with a comment and a code; grace watches the headquarters
-// page while alice signs the PDF through the module, and the live
-// feed shows that signature. Screenshots of every page in SG_SHOTS.
+// sealgate-web and a real gateway on SoftHSM2 with notifications to a real
+// SMTP sink (test-console-e2e.sh sets them up): alice applies with a PDF;
+// bob receives the email, opens the link it carries, logs in with
+// password and TOTP, sees the PDF drawn, the reason's markup as text, and
+// approves with a comment and a code; grace watches the headquarters page
+// while alice signs the PDF through the module, and the live feed shows
+// that signature; alice receives the email that it was authorized.
+// Screenshots of every page (and of both emails) in SG_SHOTS.
 
 import { execFile } from 'node:child_process';
 import { browser, watch, shot, check, finish, log, canvasInked, freshCode } from './lib.mjs';
@@ -21,15 +23,42 @@ const env = name => {
 const pass = who => env('SEALGATE_PASS_' + who.toUpperCase().replace(/-/g, '_'));
 const secret = who => env('SEALGATE_TOTP_' + who.toUpperCase().replace(/-/g, '_'));
 
-// Hook for the notification part of the story (bob receives the email
-// and opens its link): resolves to the link the notice carries, or null
-// while no mail sink is started by the test. When notifications exist,
-// fill this in: wait for the SMTP sink's message to bob and return its
-// <web_url>/#/applications/ID link; the test then asserts it is that one.
+// The mail the gateway sent, as the SMTP sink (tests/lib/smtpsink.py, in
+// SG_MAIL_DIR) kept it: people's addresses are the sandbox policy's
+// WHO@acme.example.
+const SINK = ['/usr/bin/python3', env('SG_SMTPSINK')];
+const address = who => who + '@acme.example';
+
+// The link of the notice to WHO about application ID, once the sink has
+// it (60 s at most, the sender wakes at the commit), else null.
 async function waitForApprovalLink(id, who) {
-	void id;
-	void who;
+	const r = await run(SINK[0], [SINK[1], 'wait', env('SG_MAIL_DIR'), address(who), '60', String(id)]);
+	return r.rc === 0 ? r.out.trim() : null;
+}
+
+// The last message to WHO whose subject has WANT, waiting for it (60 s
+// by the clock: each look starts a python): { subject, body, headers,
+// envelope }, or null.
+async function waitForMail(who, want) {
+	for (const end = Date.now() + 60000; Date.now() < end;) {
+		const r = await run(SINK[0], [SINK[1], 'show', env('SG_MAIL_DIR'), address(who)]);
+		if (r.rc === 0) {
+			const m = JSON.parse(r.out);
+			if (m.subject.includes(want))
+				return m;
+		}
+		await new Promise(res => setTimeout(res, 250));
+	}
 	return null;
+}
+
+// A screenshot of a mail as a person's mail reader would show it: the
+// headers and the text, set as text (nothing in it is markup).
+async function shotMail(page, name, m) {
+	await page.setContent('<pre id="mail" style="font: 14px monospace; white-space: pre-wrap; margin: 1em"></pre>');
+	await page.$eval('#mail', (el, t) => { el.textContent = t; }, ['From: ' + m.headers.From, 'To: ' + m.headers.To,
+		'Date: ' + m.headers.Date, 'Subject: ' + m.subject, '', m.body].join('\n'));
+	await shot(page, name);
 }
 
 async function login(page, who) {
@@ -116,16 +145,24 @@ async function main() {
 	await shot(alice.page, '03-applicant-mine');
 	await done(alice, 'alice');
 
-	// --- bob: the link, password and TOTP, the PDF, approve
+	// --- bob: the email, its link, password and TOTP, the PDF, approve
 	const link = await waitForApprovalLink(id, 'bob');
 	const expect = URL0 + '/#/applications/' + id;
-	if (link === null)
-		log('note: no notification sink yet; bob opens the approval link', expect);
-	else
-		check('the notice links to the approval page', link === expect, link);
+	if (!check('bob received the email of the application waiting for him', link !== null,
+		(await run(SINK[0], [SINK[1], 'list', env('SG_MAIL_DIR')])).out))
+		throw new Error('no email to bob to go on with');
+	check('the notice links to the approval page', link === expect, link);
 	const bob = await person('bob', 'zh-CN');
 	people.push(bob);
-	await bob.page.goto(link || expect);
+	const asked = await waitForMail('bob', `Application #${id} `);
+	check('the email says what waits for bob, and who applies', !!asked &&
+		asked.subject === `Application #${id} for the Contract Seal waits for your approval` &&
+		asked.body.includes('Alice Chen (sales) applies to use the Contract Seal.') &&
+		asked.body.includes('Reason: ' + REASON) && asked.body.includes(expect), asked);
+	if (asked)
+		await shotMail(bob.page, '03-mail-to-bob', asked);
+	// bob opens the link as the email gives it, not one the test makes.
+	await bob.page.goto(link);
 	await shot(bob.page, '04-approver-login-zh-CN');
 	await login(bob.page, 'bob');
 	await bob.page.waitForSelector('#application', { timeout: 20000 });
@@ -191,6 +228,20 @@ async function main() {
 		await grace.page.textContent('#verify-result'));
 	await shot(grace.page, '10-auditor');
 	await done(grace, 'grace');
+
+	// --- alice is told her application is authorized, with bob's comment
+	const told = await waitForMail('alice', `Application #${id} for the Contract Seal is authorized`);
+	check('alice received the email that her application is authorized', !!told &&
+		told.envelope.to.join() === address('alice') && told.body.includes('was authorized by bob.') &&
+		told.body.includes('Comment: checked the contract, ok') && told.body.includes(expect),
+		told || (await run(SINK[0], [SINK[1], 'list', env('SG_MAIL_DIR')])).out);
+	if (told) {
+		const reader = await person('alice-mail', 'en-US');
+		people.push(reader);
+		await shotMail(reader.page, '12-mail-to-alice', told);
+		await reader.close();
+		reader.closed = true;
+	}
 
 	// --- frank, the seal admin's page
 	const frank = await person('frank', 'en-US');

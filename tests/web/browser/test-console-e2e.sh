@@ -1,11 +1,15 @@
 #!/usr/bin/env bash
 # web-browser: the console against a real sealgate-web and a real gateway
-# on SoftHSM2 (a sandbox site, tests/e2e/lib.sh): alice applies with a PDF,
-# bob logs in with password and TOTP, sees the PDF drawn and approves with
-# a comment and a code, alice signs the PDF through the module (sealctl
-# stamp where sealctl has it, else pdfsig: console-e2e.mjs, signPdf), and
-# the headquarters page shows that signature in its live feed. The signed
-# PDF is then verified here with pdfsig.
+# on SoftHSM2 (a sandbox site, tests/e2e/lib.sh) whose notices go by email
+# to a real SMTP sink (tests/lib/smtpsink.py, which the sandbox starts for
+# this test's site: notify: in its sealgated.yaml): alice applies with a
+# PDF, bob receives the email and opens its link, logs in with password
+# and TOTP, sees the PDF drawn and approves with a comment and a code,
+# alice signs the PDF through the module (sealctl stamp where sealctl has
+# it, else pdfsig: console-e2e.mjs, signPdf), the headquarters page shows
+# that signature in its live feed, and alice receives the email that her
+# application was authorized. The signed PDF is then verified here with
+# pdfsig.
 set -euo pipefail
 # shellcheck source=tests/web/browser/lib.sh
 . "$(dirname "$0")/lib.sh"
@@ -13,6 +17,10 @@ set -euo pipefail
 . "$BROWSER_DIR/../../e2e/lib.sh"
 browser_need
 need certutil modutil pdfsig oathtool
+# bob's email: the sandbox starts its SMTP sink with Debian's python3's
+# aiosmtpd only.
+/usr/bin/python3 -c 'import aiosmtpd' 2>/dev/null ||
+	{ log "SKIP: python3-aiosmtpd not installed (the SMTP sink bob's email goes to)"; exit 77; }
 # sealgate-web (web/, libmicrohttpd) serves the console and the API; the
 # sandbox starts it on loopback and exports its URL (SEALGATE_WEB_URL).
 [ -x "$SEALGATE_BUILD/web/sealgate-web" ] || { log "SKIP: $SEALGATE_BUILD/web/sealgate-web not built"; exit 77; }
@@ -26,7 +34,7 @@ fi
 browser_install
 free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
 # The sandbox's sealgate-web on a port of this test's (8443 is also the
-# tls suite's).
+# tls suite's); the notices' links name it (notify: web_url).
 SEALGATE_WEB_PORT=$(free_port)
 export SEALGATE_WEB_PORT
 e2e_setup
@@ -34,10 +42,18 @@ e2e_setup
 # (mktemp's is the owner's alone), whichever sealgate-web serves.
 chmod o+x "$E2E_TMP"
 browser_shots console-e2e
+if ! grep -q '^notify:' "$E2E_SITE/sealgated.yaml" || [ ! -s "$E2E_SITE/smtp/port" ]; then
+	log "FAIL: the sandbox configured no notifications to its SMTP sink"
+	exit 1
+fi
+export SG_MAIL_DIR=$E2E_SITE/smtp SG_SMTPSINK=$SEALGATE_SOURCE/tests/lib/smtpsink.py
 
 WEB_PID=
 web_cleanup() {
 	local rc=$?
+	# (errexit off: the (exit "$rc") that hands the status on to
+	# e2e_cleanup would end the trap there, leaving the site running)
+	set +e
 	if [ -n "$WEB_PID" ]; then
 		kill "$WEB_PID" 2>/dev/null || true
 		wait "$WEB_PID" 2>/dev/null || true
@@ -69,8 +85,11 @@ web_up() {
 	local front=sealgate-web port c=$E2E_TMP/console i
 	[ "$(id -u)" = 0 ] || { log "SKIP: starting sealgate-web here needs root (it drops to its own user)"; exit 77; }
 	if [ -s "$E2E_SITE/sealgate-web.pid" ]; then
-		kill "$(cat "$E2E_SITE/sealgate-web.pid")" 2>/dev/null || true
+		i=$(cat "$E2E_SITE/sealgate-web.pid")
+		kill "$i" 2>/dev/null || true
 		rm -f "$E2E_SITE/sealgate-web.pid"
+		# Its port is this one's: wait for it to let go.
+		for _ in $(seq 1 100); do kill -0 "$i" 2>/dev/null || break; sleep 0.1; done
 	fi
 	# The sandbox names the front in sealgated.yaml when it runs as root
 	# with sealgate-web built, as here.
@@ -82,7 +101,8 @@ web_up() {
 	cp /usr/share/javascript/chart.js/chart.min.js "$c/javascript/chart.js/"
 	chmod -R o+rX "$c"
 	chmod o+x "$E2E_TMP"
-	port=$(free_port)
+	# The port the notices' links name (the sandbox's, now free).
+	port=$SEALGATE_WEB_PORT
 	printf 'listen: 127.0.0.1:%s\ngateway_socket: %s\nconsole_dir: %s\n' "$port" "$SEALGATE_SOCKET" "$c" \
 		>"$E2E_TMP/sealgate-web.yaml"
 	"$SEALGATE_BUILD/web/sealgate-web" --config "$E2E_TMP/sealgate-web.yaml" --user "$front" \
