@@ -152,17 +152,19 @@ ecdsa_der(const uint8_t *rs, size_t len, size_t *out_len)
 
 /* The CMS over the file's byte range, signed by the seal's key through
  * the module. *der: the ContentInfo (OPENSSL_free). */
-/* The approval receipt of application app (the receipt request, after
- * the signature is recorded), as the attribute's value: the reply's
- * {"receipt","signature","cert"} in JSON. NULL with a message. */
+/* The approval receipt of application app for the signature value sig
+ * (the receipt request, after the signature is recorded), as the
+ * attribute's value: the reply's {"receipt","signature","cert"} in JSON.
+ * NULL with a message. */
 static char *
-fetch_receipt(struct cli *c, long long app)
+fetch_receipt(struct cli *c, long long app, const ASN1_OCTET_STRING *sig)
 {
 	json_t *req = sg_request_new(SG_OP_RECEIPT), *rep, *v;
 	char *text = NULL;
 	bool json = c->json;
 
 	json_object_set_new(req, "application", json_integer(app));
+	sg_set_bytes(req, "signature", ASN1_STRING_get0_data(sig), (size_t)ASN1_STRING_length(sig));
 	c->json = false;
 	rep = cli_call(c, req);
 	c->json = json;
@@ -250,11 +252,12 @@ make_cms(struct p11 *p, struct cli *c, long long app, const char *label, const u
 		ASN1_STRING_set(CMS_SignerInfo_get0_signature(si), sig, (int)siglen);
 	}
 	/* The receipt: unsigned, so it is added after the signature it
-	 * speaks of (and binds to it by the signed attributes' hash). The
+	 * speaks of (and binds to it by the signed attributes' hash and the
+	 * signature value's, which the gateway checks is of its record). The
 	 * use is spent by now: without a receipt the stamp is still written,
 	 * and that is said. */
 	if (app > 0) {
-		char *receipt = fetch_receipt(c, app);
+		char *receipt = fetch_receipt(c, app, CMS_SignerInfo_get0_signature(si));
 		ASN1_OBJECT *oid = OBJ_txt2obj(SG_RECEIPT_OID, 1);
 		int ok = receipt && oid &&
 		         CMS_unsigned_add1_attr_by_OBJ(si, oid, V_ASN1_OCTET_STRING, receipt,

@@ -11,6 +11,7 @@
 # and the quota as they were): another document, the document changed
 # after approval, an application already used, a seal the person may not
 # use. --near TEXT puts the seal over the text. An EC seal stamps as well.
+# Two stamps of one 2-use application each carry their own receipt.
 set -euo pipefail
 # shellcheck source=tests/e2e/lib.sh
 . "$(dirname "$0")/../e2e/lib.sh"
@@ -198,4 +199,40 @@ expect_out "Signature Validation: Signature is Valid." "pdfsig: the EC stamp is 
 run "$SEALGATE_BUILD/tools/sealctl" verify payment-stamped.pdf --ca "$SEALGATE_CA" --audit-cert "$AUDIT_CERT"
 expect_ok "sealctl verify: the EC stamp and its receipt hold"
 expect_out "level 1: approved by Erin Liu (erin)" "erin's approval is in the receipt"
+# --- two stamps of one 2-use application: each receipt is its own
+# signature's (the signature value's SHA-256 in it), so the receipt of the
+# first, asked for after the second was made, is still the first's, and
+# a receipt moved to the other stamp fails there.
+make_pdf voucher.pdf "Acme Trading Co. - Payment voucher 2026-0043"
+ID6=$(authorize dave finance 2 erin --type payment --doc voucher.pdf)
+run sealctl_as dave stamp --seal finance --in voucher.pdf --out voucher-a.pdf --application "$ID6"
+expect_ok "dave's first stamp of the 2-use application"
+run sealctl_as dave stamp --seal finance --in voucher.pdf --out voucher-b.pdf --application "$ID6"
+expect_ok "and the second"
+for f in voucher-a.pdf voucher-b.pdf; do
+	run "$SEALGATE_BUILD/tools/sealctl" verify "$f" --audit-cert "$AUDIT_CERT"
+	expect_ok "sealctl verify: $f and its own receipt hold"
+done
+python3 "$HERE/pdfedit.py" swap-receipt voucher-b.pdf voucher-a.pdf voucher-swapped.pdf
+run pdfsig voucher-swapped.pdf
+expect_out "Signature Validation: Signature is Valid." "the receipt moved in changes no signed byte"
+run "$SEALGATE_BUILD/tools/sealctl" verify voucher-swapped.pdf --audit-cert "$AUDIT_CERT"
+expect_fail "the second stamp's receipt in the first stamp's file fails"
+expect_out "it is another signature's" "and says so"
+read -r ATTRS_A VALUE_A <<<"$(python3 "$HERE/pdfedit.py" sig-value voucher-a.pdf sig-a.bin)"
+receipt_for() { # signature-value-file
+	python3 "$HERE/sgraw.py" "$SEALGATE_SOCKET" dave "$(password_of dave)" \
+		<<<'{"op":"receipt","application":'"$ID6"',"signature":"$FILE:'"$1"'"}'
+}
+run receipt_for sig-a.bin
+check "the first stamp's receipt, asked for after the second, names its signed attributes and value" \
+	python3 -c '
+import base64, json, sys
+r = json.loads(sys.stdin.read())
+rec = json.loads(base64.b64decode(r["receipt"]))["record"]
+sys.exit(0 if rec["signed_digest"] == sys.argv[1] and rec["signature_sha256"] == sys.argv[2] else 1)' \
+	"$ATTRS_A" "$VALUE_A" <<<"$OUT"
+head -c 64 /dev/urandom >sig-x.bin
+run receipt_for sig-x.bin
+expect_out '"error": "no_signature"' "a receipt for a signature value the application never made is refused"
 finish
