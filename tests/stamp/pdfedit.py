@@ -10,6 +10,10 @@
 #   sig-value IN OUT           the newest signature's value (as in its
 #                              SignerInfo) to OUT; prints the SHA-256 of its
 #                              signed attributes and of the value
+#   ec-twin IN OUT             IN's ECDSA-Sig-Value (r, s) as (r, n - s),
+#                              P-256: the other value that verifies
+#   set-receipt IN REPLY OUT   IN with the receipt of REPLY (a receipt
+#                              reply's JSON) in place of its own
 import base64, hashlib, re, sys
 
 PAT = re.compile(rb'/Contents <([0-9A-Fa-f]+)>')
@@ -124,8 +128,37 @@ def main():
         open(sys.argv[3], "wb").write(value[cs:ce])
         print(hashlib.sha256(b"\x31" + attrs[1:]).hexdigest(),
               hashlib.sha256(value[cs:ce]).hexdigest())
+    elif sys.argv[1] == "ec-twin":
+        v = open(sys.argv[2], "rb").read()
+        t, cs, ce = tlv(v, 0)
+        r, sv = children(v, cs, ce)
+        n = 0xFFFFFFFF00000000FFFFFFFFFFFFFFFFBCE6FAADA7179E84F3B9CAC2FC632551
+        si = int.from_bytes(sv[2:], "big")
+        s2 = (n - si).to_bytes(33, "big").lstrip(b"\x00")
+        if s2[0] & 0x80:
+            s2 = b"\x00" + s2
+        open(sys.argv[3], "wb").write(enc(0x30, r + enc(0x02, s2)))
+    elif sys.argv[1] == "set-receipt":
+        import json
+        data = open(sys.argv[2], "rb").read()
+        rep = json.loads(open(sys.argv[3]).read())
+        value = json.dumps({k: rep[k] for k in ("cert", "receipt", "signature")},
+                           separators=(",", ":"), sort_keys=True).encode()
+        m = newest(data)
+        path, (tag, kids) = signer(bytes.fromhex(m.group(1).decode()))
+        ua = kids[-1]
+        t, cs, ce = tlv(ua, 0)
+        attr = children(ua, cs, ce)[0]
+        t, cs, ce = tlv(attr, 0)
+        oid, _ = children(attr, cs, ce)
+        kids = kids[:-1] + [enc(0xA1, enc(0x30, oid + enc(0x31, enc(0x04, value))))]
+        hexed = rebuild(path, (tag, kids)).hex().upper().encode()
+        room = len(m.group(1))
+        out = data[:m.start(1)] + hexed + b"0" * (room - len(hexed)) + data[m.end(1):]
+        open(sys.argv[4], "wb").write(out)
     else:
         raise SystemExit("usage: pdfedit.py edit-receipt IN OUT | move-sig FROM INTO OUT | "
-                         "swap-receipt FROM INTO OUT | sig-value IN OUT")
+                         "swap-receipt FROM INTO OUT | sig-value IN OUT | ec-twin IN OUT | "
+                         "set-receipt IN REPLY OUT")
 
 main()

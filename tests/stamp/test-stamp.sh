@@ -234,6 +234,21 @@ r = json.loads(sys.stdin.read())
 rec = json.loads(base64.b64decode(r["receipt"]))["record"]
 sys.exit(0 if rec["signed_digest"] == sys.argv[1] and rec["signature_sha256"] == sys.argv[2] else 1)' \
 	"$ATTRS_A" "$VALUE_A" <<<"$OUT"
+printf '%s\n' "$OUT" >a-reply.json
+python3 "$HERE/pdfedit.py" set-receipt voucher-a.pdf a-reply.json voucher-a2.pdf
+run "$SEALGATE_BUILD/tools/sealctl" verify voucher-a2.pdf --audit-cert "$AUDIT_CERT"
+expect_ok "that receipt put into the first stamp's file holds there"
+# ECDSA's other value over the same signed attributes, (r, n - s), gets a
+# receipt of the same record naming that value: in the file whose value
+# is (r, s) it fails, though its signed digest is that file's.
+python3 "$HERE/pdfedit.py" ec-twin sig-a.bin sig-twin.bin
+run receipt_for sig-twin.bin
+expect_out '"ok": true' "the other ECDSA value of the first stamp's signature gets a receipt"
+printf '%s\n' "$OUT" >twin-reply.json
+python3 "$HERE/pdfedit.py" set-receipt voucher-a.pdf twin-reply.json voucher-twin.pdf
+run "$SEALGATE_BUILD/tools/sealctl" verify voucher-twin.pdf --audit-cert "$AUDIT_CERT"
+expect_fail "a receipt of the same signed attributes but another signature value fails"
+expect_out "not of this signature value" "and says so"
 head -c 64 /dev/urandom >sig-x.bin
 run receipt_for sig-x.bin
 expect_out '"error": "no_signature"' "a receipt for a signature value the application never made is refused"
