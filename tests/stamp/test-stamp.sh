@@ -11,7 +11,8 @@
 # and the quota as they were): another document, the document changed
 # after approval, an application already used, a seal the person may not
 # use. --near TEXT puts the seal over the text. An EC seal stamps as well.
-# Two stamps of one 2-use application each carry their own receipt.
+# Two stamps of one 2-use application each carry their own receipt. A
+# policy's PNG or SVG for the seal is drawn instead of the round seal.
 set -euo pipefail
 # shellcheck source=tests/e2e/lib.sh
 . "$(dirname "$0")/../e2e/lib.sh"
@@ -252,4 +253,49 @@ expect_out "not of this signature value" "and says so"
 head -c 64 /dev/urandom >sig-x.bin
 run receipt_for sig-x.bin
 expect_out '"error": "no_signature"' "a receipt for a signature value the application never made is refused"
+# --- a policy's image for the seal (image:): drawn instead of the round
+# seal. A PNG red in its left half and an SVG red in its right half: the
+# page is red in that half of the seal's box only (the round seal would
+# be red in both).
+python3 - <<'PY'
+import struct, zlib
+def chunk(t, d):
+    return struct.pack(">I", len(d)) + t + d + struct.pack(">I", zlib.crc32(t + d) & 0xffffffff)
+rows = b"".join(b"\0" + (b"\xff\x00\x00\xff" * 50 + b"\x00\x00\x00\x00" * 50) for _ in range(100))
+png = (b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", struct.pack(">IIBBBBB", 100, 100, 8, 6, 0, 0, 0)) +
+       chunk(b"IDAT", zlib.compress(rows)) + chunk(b"IEND", b""))
+open("left-red.png", "wb").write(png)
+open("right-red.svg", "w").write('<svg xmlns="http://www.w3.org/2000/svg" width="100" height="100">'
+                                 '<rect x="50" y="0" width="50" height="100" fill="#ff0000"/></svg>')
+PY
+policy_image() { # file: the contract seal's image, the policy reloaded
+	sed -i '/^    image: /d; s|^    kind: contract$|    kind: contract\n    image: '"$W/$1"'|' "$E2E_SITE/policy.yaml"
+	kill -HUP "$(cat "$E2E_SITE/sealgated.pid")"
+	sleep 1
+}
+# The seal's box at --at 300,400: 240.5..359.5 across, 340.5..459.5 up.
+stamp_image() { # pdf-name
+	make_pdf "$1.pdf" "Acme Trading Co. - Sales contract $1"
+	local id
+	id=$(authorize alice contract 1 bob --type contract --amount 1000 --scope sales --doc "$1.pdf")
+	run sealctl_as alice stamp --seal contract --in "$1.pdf" --out "$1-stamped.pdf" \
+		--application "$id" --page 1 --at 300,400
+	pdftoppm -r 72 -f 1 -l 1 "$1-stamped.pdf" "$1"
+}
+policy_image left-red.png
+stamp_image png
+expect_ok "alice stamps with the policy's PNG for the Contract Seal"
+run python3 "$HERE/redbox.py" png-1.ppm 240.5 340.5 301 459.5
+read -r IN OUTSIDE <<<"$OUT"
+check "the PNG's red is in the left half of the seal's box ($IN pixels)" test "${IN:-0}" -gt 2000
+check "and nowhere else, the right half included ($OUTSIDE pixels)" test "${OUTSIDE:-1}" = 0
+policy_image right-red.svg
+stamp_image svg
+expect_ok "alice stamps with the policy's SVG for the Contract Seal"
+run python3 "$HERE/redbox.py" svg-1.ppm 299 340.5 359.5 459.5
+read -r IN OUTSIDE <<<"$OUT"
+check "the SVG's red is in the right half of the seal's box ($IN pixels)" test "${IN:-0}" -gt 2000
+check "and nowhere else, the left half included ($OUTSIDE pixels)" test "${OUTSIDE:-1}" = 0
+run pdfsig svg-stamped.pdf
+expect_out "Signature Validation: Signature is Valid." "pdfsig: the stamp with the SVG is valid"
 finish
