@@ -354,6 +354,28 @@ seal_json(struct gw_req *r, const struct gw_person *who, size_t i)
 	return o;
 }
 
+/* The seal's image from the policy (image:), for sealctl stamp to draw:
+ * the bytes checked at load, to a person who may use the seal. */
+static json_t *
+op_seal_image(struct gw_req *r)
+{
+	const struct gw_policy *p = r->snap->policy;
+	const struct gw_seal *seal;
+	const char *id = NULL;
+	json_t *rep;
+
+	if (sg_get_str(r->msg, "seal", true, &id, 64, r->err, sizeof(r->err)) < 0)
+		return gw_bad_request(r);
+	if ((seal = gw_policy_seal(p, id)) == NULL || !gw_policy_may_use(p, r->who, seal))
+		return sg_reply_error(CKR_ARGUMENTS_BAD, "no_seal", "no seal %s for %s", id, r->who->id);
+	if (seal->image == NULL)
+		return sg_reply_error(CKR_ARGUMENTS_BAD, "no_image", "the policy names no image for "
+		                      "the %s", seal->name);
+	rep = sg_reply_ok();
+	sg_set_bytes(rep, "image", seal->image, seal->image_len);
+	return rep;
+}
+
 static json_t *
 op_seals(struct gw_req *r)
 {
@@ -443,6 +465,7 @@ static const struct op ops[] = {
 	{ SG_OP_ALERT_ACK,   NEED_SESSION,     0, NULL, 0, 0, gw_op_alert_ack },
 	{ SG_OP_ALERT_CLOSE, NEED_SESSION,     0, NULL, 0, 0, gw_op_alert_close },
 	{ SG_OP_RECEIPT,     NEED_SESSION,     0, NULL, 0, 0, gw_op_receipt },
+	{ SG_OP_SEAL_IMAGE,  NEED_SESSION,     0, NULL, 0, 0, op_seal_image },
 };
 
 /* Which factors of need the login of r lacks (0: none). -1 on a store

@@ -9,6 +9,7 @@
 #include "store.h"
 #include "risk.h"
 #include "yamlutil.h"
+#include "sealimg.h"
 
 #include <ctype.h>
 #include <errno.h>
@@ -569,6 +570,8 @@ seal_free(struct gw_seal *s)
 	free(s->name);
 	free(s->kind);
 	free(s->key_uri);
+	free(s->image_path);
+	free(s->image);
 	free(s->holder);
 	free(s->site);
 	strs_free(&s->document_types, &s->n_document_types);
@@ -773,6 +776,41 @@ static const char *const site_keys[] = { "id", "name", NULL };
 static const char *const client_keys[] = { "size_probe", NULL };
 static const char *const org_keys[] = {
 	"name", "timezone", "departments", "people", "act_as", NULL };
+/* A seal's image (image: PATH): read once, bounded, and drawn with the
+ * very loader sealctl stamp draws it with (tools/stamp/sealimg.c), so a
+ * file that would not draw is refused here, with the line, not at the
+ * first stamp. The bytes are kept: the gateway serves them (seal_image),
+ * not the path, so what is stamped is what was checked. */
+static int
+seal_image(struct pctx *c, yaml_node_t *n, struct gw_seal *s)
+{
+	struct sg_image img = { 0 };
+	char err[256];
+	FILE *f;
+	size_t got;
+
+	if (s->image_path[0] != '/')
+		return gw_yaml_errf(&c->y, n, "image must be an absolute path (a PNG or an SVG)");
+	if ((f = fopen(s->image_path, "rb")) == NULL)
+		return gw_yaml_errf(&c->y, n, "image %s cannot be read: %s", s->image_path,
+		                    strerror(errno));
+	/* One byte more than allowed tells a file that is too large. */
+	s->image = malloc(GW_SEAL_IMAGE_MAX + 1);
+	got = s->image ? fread(s->image, 1, GW_SEAL_IMAGE_MAX + 1, f) : 0;
+	fclose(f);
+	if (s->image == NULL)
+		return gw_yaml_errf(&c->y, n, "out of memory");
+	if (got > GW_SEAL_IMAGE_MAX)
+		return gw_yaml_errf(&c->y, n, "image %s is larger than %u bytes", s->image_path,
+		                    GW_SEAL_IMAGE_MAX);
+	s->image_len = got;
+	if (sg_sealimg_load_mem(s->image, s->image_len, GW_SEAL_IMAGE_CHECK_PX, &img,
+	                        err, sizeof(err)) < 0)
+		return gw_yaml_errf(&c->y, n, "image %s: %s", s->image_path, err);
+	sg_image_clear(&img);
+	return 0;
+}
+
 static const char *const dept_keys[] = { "id", "name", "parent", "head", NULL };
 static const char *const person_keys[] = {
 	"id", "name", "department", "roles", "os_logins", "email", NULL };
@@ -780,7 +818,7 @@ static const char *const act_as_keys[] = { "os_login", "accounts", NULL };
 static const char *const seal_keys[] = {
 	"id", "name", "kind", "key", "holder", "document_types", "business_scopes",
 	"amount_ceiling", "timezone", "time_windows", "quotas", "mechanisms", "users",
-	"approval", "mfa", "site", "devices", NULL };
+	"approval", "mfa", "site", "devices", "image", NULL };
 static const char *const window_keys[] = { "days", "from", "to", NULL };
 static const char *const quota_keys[] = {
 	"per_day", "per_month", "total", "per_person_per_day", NULL };
@@ -1606,7 +1644,10 @@ parse_seal(struct pctx *c, yaml_node_t *m, struct gw_seal *s)
 	    opt_list(c, m, "business_scopes", &s->business_scopes, &s->n_business_scopes) < 0 ||
 	    opt_str(c, m, "timezone", p->timezone, &s->timezone) < 0 ||
 	    opt_str(c, m, "mfa", "login", &s->mfa) < 0 ||
-	    opt_str(c, m, "site", GW_SITE_DEFAULT, &s->site) < 0)
+	    opt_str(c, m, "site", GW_SITE_DEFAULT, &s->site) < 0 ||
+	    opt_str(c, m, "image", NULL, &s->image_path) < 0)
+		return -1;
+	if (s->image_path != NULL && seal_image(c, gw_yaml_map_get(&c->y, m, "image"), s) < 0)
 		return -1;
 	/* A site nobody runs would leave the seal unusable everywhere: a typo
 	 * is refused here, not found at the first signature. */

@@ -74,9 +74,17 @@ struct gw_rule {                  /* first matching rule wins */
 	unsigned line;                /* where it was declared, for explain */
 };
 
+/* A seal's image (image: in the policy, docs/stamp.md): at most 512 KiB,
+ * so that it travels in one reply (SG_MSG_MAX, base64); checked at load
+ * by drawing it at the diameter sealctl stamp draws it at. */
+#define GW_SEAL_IMAGE_MAX (512u * 1024u)
+#define GW_SEAL_IMAGE_CHECK_PX 600u
+
 struct gw_seal {
 	char *id, *name, *kind;
 	char *key_uri;                /* backend private key, RFC 7512 */
+	char *image_path;             /* the seal's PNG/SVG (image:), or NULL */
+	uint8_t *image; size_t image_len;   /* its bytes, checked at load */
 	char *holder;                 /* department id */
 	char *site;                   /* the site whose gateway holds its key; default "main"
 	                               * (docs/sites.md) */

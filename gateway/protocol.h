@@ -70,6 +70,7 @@
 #define SG_OP_ALERT_ACK      "alert_ack"
 #define SG_OP_ALERT_CLOSE    "alert_close"
 #define SG_OP_RECEIPT        "receipt"
+#define SG_OP_SEAL_IMAGE     "seal_image"
 
 /* ---- framing (blocking fds; EINTR handled; MSG_NOSIGNAL on send) ---- */
 

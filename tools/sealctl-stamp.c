@@ -152,17 +152,19 @@ ecdsa_der(const uint8_t *rs, size_t len, size_t *out_len)
 
 /* The CMS over the file's byte range, signed by the seal's key through
  * the module. *der: the ContentInfo (OPENSSL_free). */
-/* The approval receipt of application app (the receipt request, after
- * the signature is recorded), as the attribute's value: the reply's
- * {"receipt","signature","cert"} in JSON. NULL with a message. */
+/* The approval receipt of application app for the signature value sig
+ * (the receipt request, after the signature is recorded), as the
+ * attribute's value: the reply's {"receipt","signature","cert"} in JSON.
+ * NULL with a message. */
 static char *
-fetch_receipt(struct cli *c, long long app)
+fetch_receipt(struct cli *c, long long app, const ASN1_OCTET_STRING *sig)
 {
 	json_t *req = sg_request_new(SG_OP_RECEIPT), *rep, *v;
 	char *text = NULL;
 	bool json = c->json;
 
 	json_object_set_new(req, "application", json_integer(app));
+	sg_set_bytes(req, "signature", ASN1_STRING_get0_data(sig), (size_t)ASN1_STRING_length(sig));
 	c->json = false;
 	rep = cli_call(c, req);
 	c->json = json;
@@ -178,6 +180,42 @@ fetch_receipt(struct cli *c, long long app)
 	json_decref(v);
 	json_decref(rep);
 	return text;
+}
+
+/* The seal's image the policy names (seal_image): 1 and *img drawn from
+ * it, 0 when the policy names none, -1 (said) when it does not draw. */
+static int
+policy_image(struct cli *c, const char *seal, struct sg_image *img)
+{
+	json_t *req = sg_request_new(SG_OP_SEAL_IMAGE), *rep;
+	const char *code = NULL;
+	uint8_t *bytes = NULL;
+	size_t len = 0;
+	char err[256];
+	bool json = c->json;
+	int rv = -1;
+
+	json_object_set_new(req, "seal", json_string(seal));
+	c->json = false;
+	rep = cli_call(c, req);
+	c->json = json;
+	if (!sg_reply_is_ok(rep, NULL, &code, NULL)) {
+		if (code != NULL && strcmp(code, "no_image") == 0)
+			rv = 0;
+		else
+			cli_die_reply(rep);
+		goto out;
+	}
+	if (sg_get_bytes(rep, "image", true, &bytes, &len, SG_MSG_MAX, err, sizeof(err)) < 0 ||
+	    sg_sealimg_load_mem(bytes, len, 0, img, err, sizeof(err)) < 0) {
+		fprintf(stderr, "sealctl: the policy's image of seal %s: %s\n", seal, err);
+		goto out;
+	}
+	rv = 1;
+out:
+	free(bytes);
+	json_decref(rep);
+	return rv;
 }
 
 static int
@@ -250,11 +288,12 @@ make_cms(struct p11 *p, struct cli *c, long long app, const char *label, const u
 		ASN1_STRING_set(CMS_SignerInfo_get0_signature(si), sig, (int)siglen);
 	}
 	/* The receipt: unsigned, so it is added after the signature it
-	 * speaks of (and binds to it by the signed attributes' hash). The
+	 * speaks of (and binds to it by the signed attributes' hash and the
+	 * signature value's, which the gateway checks is of its record). The
 	 * use is spent by now: without a receipt the stamp is still written,
 	 * and that is said. */
 	if (app > 0) {
-		char *receipt = fetch_receipt(c, app);
+		char *receipt = fetch_receipt(c, app, CMS_SignerInfo_get0_signature(si));
 		ASN1_OBJECT *oid = OBJ_txt2obj(SG_RECEIPT_OID, 1);
 		int ok = receipt && oid &&
 		         CMS_unsigned_add1_attr_by_OBJ(si, oid, V_ASN1_OCTET_STRING, receipt,
@@ -409,7 +448,7 @@ sealctl_stamp(struct cli *c, const char *cmd, int argc, char **argv)
 	char label[256], kind[64], company[256], err[512], *pin = NULL, *end;
 	struct sg_image image = { 0 };
 	FILE *f = NULL;
-	int ch, rv = 1;
+	int ch, rv = 1, got;
 
 	if (strcmp(cmd, "stamp") != 0)
 		return -1;
@@ -487,9 +526,14 @@ sealctl_stamp(struct cli *c, const char *cmd, int argc, char **argv)
 		goto out;
 	if (p11_open(&p, module, pin) < 0)
 		goto out;
-	/* The round red seal of the company, of the seal's kind (sealimg.c);
-	 * without a CJK font the ring and star stand in, said on stderr. */
-	if (seal_company(&p, label, company, sizeof(company)) == 0) {
+	/* The policy's image for the seal where it names one; else the round
+	 * red seal of the company, of the seal's kind (sealimg.c); without a
+	 * CJK font the ring and star stand in, said on stderr. */
+	if ((got = policy_image(c, seal, &image)) < 0)
+		goto out;
+	if (got == 1)
+		text.image = &image;
+	else if (seal_company(&p, label, company, sizeof(company)) == 0) {
 		struct sg_sealimg_spec spec = { .company = company, .kind = sg_sealimg_kind_text(kind) };
 		if (sg_sealimg_render(&spec, &image, err, sizeof(err)) == 0)
 			text.image = &image;

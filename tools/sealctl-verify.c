@@ -118,6 +118,7 @@ check_receipt(CMS_SignerInfo *si, X509 *pin, X509_STORE *store, struct records *
 	const unsigned char *cp;
 	X509 *cert = NULL;
 	EVP_MD_CTX *vc = NULL;
+	ASN1_OCTET_STRING *sv;
 	uint8_t msg[40];
 	char err[256], when[64], hex[65];
 	int rv = -1;
@@ -178,6 +179,19 @@ check_receipt(CMS_SignerInfo *si, X509 *pin, X509_STORE *store, struct records *
 		if (strlen(h) != 64 || OPENSSL_hexstr2buf_ex(want, sizeof(want), &n, h, '\0') != 1 ||
 		    n != 32 || memcmp(want, md, 32) != 0) {
 			printf("    receipt: NOT VALID (it is another signature's)\n");
+			goto out;
+		}
+		/* and the signature value's own hash: two signatures over the
+		 * same signed attributes (one application stamped twice in a
+		 * second) are still told apart. */
+		h = jstr(json_object_get(rc, "record"), "signature_sha256");
+		sv = CMS_SignerInfo_get0_signature(si);
+		EVP_Digest(ASN1_STRING_get0_data(sv), (size_t)ASN1_STRING_length(sv), md, NULL,
+		           EVP_sha256(), NULL);
+		if (strlen(h) != 64 || OPENSSL_hexstr2buf_ex(want, sizeof(want), &n, h, '\0') != 1 ||
+		    n != 32 || memcmp(want, md, 32) != 0) {
+			printf("    receipt: NOT VALID (it is another signature's: not of this "
+			       "signature value)\n");
 			goto out;
 		}
 	}

@@ -16,7 +16,10 @@
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
+#include <openssl/err.h>
 #include <openssl/evp.h>
+#include <openssl/rsa.h>
+#include <openssl/x509.h>
 #include <qpdf/qpdf-c.h>
 #include <sodium.h>
 
@@ -32,6 +35,8 @@
 /* Checked stamps waiting for their signature, in the gateway. */
 #define PREPARED_MAX 64
 #define APPS_MAX 64
+/* A signature value named in a receipt request: an RSA-8192 or EC-P521 one fits. */
+#define RECEIPT_SIG_MAX 1024
 
 struct prepared {
 	bool used;
@@ -486,24 +491,70 @@ out:
 
 /* ---- the approval receipt ---- */
 
+/* The sign record a signature value speaks of: among the person's sign
+ * records for the application, the newest whose signed digest the value
+ * verifies over with the seal's public key. Choosing by the value, not
+ * "the newest", keeps two signatures of one application made at once
+ * from taking each other's receipts. */
 struct last_sign {
+	EVP_PKEY *pub;
+	const uint8_t *sig; size_t sig_len;
 	uint64_t seq;
 	uint8_t hash[32], signed_digest[32];
 	bool found;
 };
+
+static bool
+sig_verifies(EVP_PKEY *pub, const uint8_t *sig, size_t sig_len, const uint8_t digest[32])
+{
+	EVP_PKEY_CTX *c = EVP_PKEY_CTX_new(pub, NULL);
+	bool ok = c != NULL && EVP_PKEY_verify_init(c) == 1 &&
+	          (EVP_PKEY_get_base_id(pub) != EVP_PKEY_RSA ||
+	           EVP_PKEY_CTX_set_rsa_padding(c, RSA_PKCS1_PADDING) == 1) &&
+	          EVP_PKEY_CTX_set_signature_md(c, EVP_sha256()) == 1 &&
+	          EVP_PKEY_verify(c, sig, sig_len, digest, 32) == 1;
+
+	EVP_PKEY_CTX_free(c);
+	ERR_clear_error();
+	return ok;
+}
 
 static int
 last_sign_fn(void *arg, const struct gw_audit_row *row)
 {
 	struct last_sign *l = arg;
 
-	if (row->hash_len != 32 || row->signed_digest_len != 32)
+	if (row->hash_len != 32 || row->signed_digest_len != 32 ||
+	    !sig_verifies(l->pub, l->sig, l->sig_len, row->signed_digest))
 		return 0;
 	l->seq = row->seq;
 	memcpy(l->hash, row->hash, 32);
 	memcpy(l->signed_digest, row->signed_digest, 32);
 	l->found = true;
 	return 0;
+}
+
+/* The public key of the seal's certificate as the token showed it, or
+ * NULL (EVP_PKEY_free). */
+static EVP_PKEY *
+seal_pubkey(struct gw_req *r, const char *seal_id)
+{
+	const struct gw_policy *p = r->snap->policy;
+	const struct gw_seal_key *key = NULL;
+	const uint8_t *cp;
+	X509 *cert;
+	EVP_PKEY *pub = NULL;
+
+	for (size_t i = 0; i < p->n_seals; i++)
+		if (strcmp(p->seals[i].id, seal_id) == 0)
+			key = r->snap->keys ? r->snap->keys[i] : NULL;
+	if (key == NULL || key->cert.p == NULL)
+		return NULL;
+	cp = key->cert.p;
+	if ((cert = d2i_X509(NULL, &cp, (long)key->cert.len)) != NULL)
+		pub = X509_get_pubkey(cert);
+	X509_free(cert);
+	return pub;
 }
 
 static json_t *
@@ -529,13 +580,17 @@ gw_op_receipt(struct gw_req *r)
 	int64_t id = 0;
 	json_t *o = NULL, *a, *levels, *rep = NULL;
 	char *text = NULL, err[256];
-	uint8_t digest[32], sig[GW_AUDIT_SIG_MAX];
-	size_t siglen = sizeof(sig), certlen = 0;
+	uint8_t digest[32], sig[GW_AUDIT_SIG_MAX], value_sha256[32], *value = NULL;
+	size_t siglen = sizeof(sig), certlen = 0, value_len = 0;
 	const uint8_t *cert;
 
 	if (app == NULL)
 		return sg_reply_error(CKR_HOST_MEMORY, "internal", "out of memory");
-	if (sg_get_int(r->msg, "application", true, 1, INT64_MAX, &id, r->err, sizeof(r->err)) < 0) {
+	/* The signature value the receipt is for, as it stands in the
+	 * SignerInfo (an EC seal's DER ECDSA-Sig-Value). */
+	if (sg_get_int(r->msg, "application", true, 1, INT64_MAX, &id, r->err, sizeof(r->err)) < 0 ||
+	    sg_get_bytes(r->msg, "signature", true, &value, &value_len, RECEIPT_SIG_MAX,
+	                 r->err, sizeof(r->err)) < 0) {
 		rep = gw_bad_request(r);
 		goto out;
 	}
@@ -545,6 +600,13 @@ gw_op_receipt(struct gw_req *r)
 		                     "no application #%lld of %s", (long long)id, r->who->id);
 		goto out;
 	}
+	if ((last.pub = seal_pubkey(r, app->seal)) == NULL) {
+		rep = sg_reply_error(CKR_ARGUMENTS_BAD, "no_signature", "the certificate of seal %s "
+		                     "is not known at this gateway", app->seal);
+		goto out;
+	}
+	last.sig = value;
+	last.sig_len = value_len;
 	f.application = id;
 	f.action = "sign";
 	f.outcome = "ok";
@@ -555,9 +617,11 @@ gw_op_receipt(struct gw_req *r)
 	}
 	if (!last.found) {
 		rep = sg_reply_error(CKR_ARGUMENTS_BAD, "no_signature",
-		                     "application #%lld has no signature recorded yet", (long long)id);
+		                     "application #%lld has no signature recorded that this signature "
+		                     "value is of", (long long)id);
 		goto out;
 	}
+	EVP_Digest(value, value_len, value_sha256, NULL, EVP_sha256(), NULL);
 	person = gw_policy_person(p, app->applicant);
 	seal = gw_policy_seal(p, app->seal);
 	a = json_pack("{s:I,s:s,s:s,s:s,s:s,s:s}", "id", (json_int_t)app->id,
@@ -583,12 +647,13 @@ gw_op_receipt(struct gw_req *r)
 		                      "decision", ap->approve ? "approved" : "rejected",
 		                      "at", (json_int_t)ap->at, "comment", ap->comment));
 	}
-	o = json_pack("{s:i,s:s,s:o,s:o,s:o,s:I,s:{s:I,s:o,s:o},s:I}", "v", 1,
+	o = json_pack("{s:i,s:s,s:o,s:o,s:o,s:I,s:{s:I,s:o,s:o,s:o},s:I}", "v", 1,
 	              "site", gw_ctx_site(r->ctx), "application", a, "approvals", levels,
 	              "policy_sha256", jhex(p->hash, GW_HASH_LEN),
 	              "policy_version", (json_int_t)r->snap->policy_version,
 	              "record", "seq", (json_int_t)last.seq, "hash", jhex(last.hash, 32),
 	              "signed_digest", jhex(last.signed_digest, 32),
+	              "signature_sha256", jhex(value_sha256, 32),
 	              "issued", (json_int_t)time(NULL));
 	if (o == NULL || (text = json_dumps(o, JSON_COMPACT | JSON_SORT_KEYS)) == NULL) {
 		rep = sg_reply_error(CKR_HOST_MEMORY, "internal", "out of memory");
@@ -607,6 +672,8 @@ gw_op_receipt(struct gw_req *r)
 	sg_set_bytes(rep, "signature", sig, siglen);
 	sg_set_bytes(rep, "cert", cert, certlen);
 out:
+	EVP_PKEY_free(last.pub);
+	free(value);
 	free(text);
 	json_decref(o);
 	free(app);

@@ -277,6 +277,50 @@ Test(policy_errors, devices)
 	             "finance-office", "devices");
 }
 
+/* A seal's image (image:): read and drawn at load, its bytes kept; a
+ * relative path, a missing file, one that is not an image and one over
+ * 512 KiB refused with the line. */
+Test(policy_errors, image)
+{
+	char dir[] = "/tmp/sg-policy-img-XXXXXX", path[4][256], *text[4], err[1024];
+	const char *body[3] = {
+		"<svg xmlns=\"http://www.w3.org/2000/svg\" width=\"10\" height=\"10\">"
+		"<rect width=\"10\" height=\"10\" fill=\"#ff0000\"/></svg>",
+		"just some words\n", NULL };
+	struct gw_policy *p = NULL;
+	FILE *f;
+
+	cr_assert(mkdtemp(dir) != NULL);
+	for (int i = 0; i < 4; i++) {
+		snprintf(path[i], sizeof(path[i]), "%s/%d.img", dir, i);
+		if (asprintf(&text[i], ORG SEAL_HEAD "    approval: none\n    image: %s\n", path[i]) < 0)
+			cr_assert_fail("asprintf");
+	}
+	for (int i = 0; i < 2; i++) {
+		cr_assert((f = fopen(path[i], "w")) != NULL);
+		fputs(body[i], f);
+		fclose(f);
+	}
+	cr_assert((f = fopen(path[2], "w")) != NULL);
+	for (unsigned i = 0; i < GW_SEAL_IMAGE_MAX + 1; i++)
+		fputc(' ', f);
+	fclose(f);
+	cr_assert_eq(parse(text[0], &p, err, sizeof(err)), 0, "%s", err);
+	cr_assert_eq(p->seals[0].image_len, strlen(body[0]));
+	cr_assert(memcmp(p->seals[0].image, body[0], strlen(body[0])) == 0);
+	gw_policy_unref(&p);
+	expect_error(text[1], path[1], "neither a PNG nor an SVG");
+	expect_error(text[2], path[2], "larger than 524288 bytes");
+	expect_error(text[3], path[3], "cannot be read");
+	expect_error(ORG SEAL_HEAD "    approval: none\n    image: seal.png\n", "seal.png",
+	             "image must be an absolute path");
+	for (int i = 0; i < 4; i++) {
+		unlink(path[i]);
+		free(text[i]);
+	}
+	rmdir(dir);
+}
+
 Test(policy_errors, duplicate_key)
 {
 	expect_error(ORG SEAL_HEAD "    approval: none\n    key: \"pkcs11:object=t\"\n",

@@ -11,6 +11,8 @@
 # and the quota as they were): another document, the document changed
 # after approval, an application already used, a seal the person may not
 # use. --near TEXT puts the seal over the text. An EC seal stamps as well.
+# Two stamps of one 2-use application each carry their own receipt. A
+# policy's PNG or SVG for the seal is drawn instead of the round seal.
 set -euo pipefail
 # shellcheck source=tests/e2e/lib.sh
 . "$(dirname "$0")/../e2e/lib.sh"
@@ -150,14 +152,16 @@ run "$SEALGATE_BUILD/tools/sealctl" verify moved.pdf --audit-cert "$AUDIT_CERT"
 expect_fail "a signature moved to another document fails"
 expect_out "the signature does not match the bytes it covers" "and says so"
 # LibreOffice opens the twice stamped file as it opens the contract
-# (Draw's PDF import: without libreoffice-draw it opens no PDF at all).
+# (Draw's PDF import, libreoffice-draw, which tools/install-deps installs:
+# without it LibreOffice opens no PDF at all).
 lo_open() { soffice -env:UserInstallation="file://$W/lo-profile" --headless --convert-to png \
 	--outdir lo "$1" >/dev/null 2>&1; test -s "lo/${1%.pdf}.png"; }
 if ! command -v soffice >/dev/null; then
 	log "note: soffice not installed: LibreOffice not tried"
-elif ! lo_open contract.pdf; then
-	log "note: this LibreOffice opens no PDF (libreoffice-draw not installed): not tried"
+elif ! dpkg-query -W -f '${Status}' libreoffice-draw 2>/dev/null | grep -q 'ok installed'; then
+	log "note: libreoffice-draw not installed (tools/install-deps installs it): LibreOffice not tried"
 else
+	check "LibreOffice opens the contract" lo_open contract.pdf
 	check "LibreOffice opens the twice stamped file" lo_open two.pdf
 fi
 
@@ -198,4 +202,100 @@ expect_out "Signature Validation: Signature is Valid." "pdfsig: the EC stamp is 
 run "$SEALGATE_BUILD/tools/sealctl" verify payment-stamped.pdf --ca "$SEALGATE_CA" --audit-cert "$AUDIT_CERT"
 expect_ok "sealctl verify: the EC stamp and its receipt hold"
 expect_out "level 1: approved by Erin Liu (erin)" "erin's approval is in the receipt"
+# --- two stamps of one 2-use application: each receipt is its own
+# signature's (the signature value's SHA-256 in it), so the receipt of the
+# first, asked for after the second was made, is still the first's, and
+# a receipt moved to the other stamp fails there.
+make_pdf voucher.pdf "Acme Trading Co. - Payment voucher 2026-0043"
+ID6=$(authorize dave finance 2 erin --type payment --doc voucher.pdf)
+run sealctl_as dave stamp --seal finance --in voucher.pdf --out voucher-a.pdf --application "$ID6"
+expect_ok "dave's first stamp of the 2-use application"
+run sealctl_as dave stamp --seal finance --in voucher.pdf --out voucher-b.pdf --application "$ID6"
+expect_ok "and the second"
+for f in voucher-a.pdf voucher-b.pdf; do
+	run "$SEALGATE_BUILD/tools/sealctl" verify "$f" --audit-cert "$AUDIT_CERT"
+	expect_ok "sealctl verify: $f and its own receipt hold"
+done
+python3 "$HERE/pdfedit.py" swap-receipt voucher-b.pdf voucher-a.pdf voucher-swapped.pdf
+run pdfsig voucher-swapped.pdf
+expect_out "Signature Validation: Signature is Valid." "the receipt moved in changes no signed byte"
+run "$SEALGATE_BUILD/tools/sealctl" verify voucher-swapped.pdf --audit-cert "$AUDIT_CERT"
+expect_fail "the second stamp's receipt in the first stamp's file fails"
+expect_out "it is another signature's" "and says so"
+read -r ATTRS_A VALUE_A <<<"$(python3 "$HERE/pdfedit.py" sig-value voucher-a.pdf sig-a.bin)"
+receipt_for() { # signature-value-file
+	python3 "$HERE/sgraw.py" "$SEALGATE_SOCKET" dave "$(password_of dave)" \
+		<<<'{"op":"receipt","application":'"$ID6"',"signature":"$FILE:'"$1"'"}'
+}
+run receipt_for sig-a.bin
+check "the first stamp's receipt, asked for after the second, names its signed attributes and value" \
+	python3 -c '
+import base64, json, sys
+r = json.loads(sys.stdin.read())
+rec = json.loads(base64.b64decode(r["receipt"]))["record"]
+sys.exit(0 if rec["signed_digest"] == sys.argv[1] and rec["signature_sha256"] == sys.argv[2] else 1)' \
+	"$ATTRS_A" "$VALUE_A" <<<"$OUT"
+printf '%s\n' "$OUT" >a-reply.json
+python3 "$HERE/pdfedit.py" set-receipt voucher-a.pdf a-reply.json voucher-a2.pdf
+run "$SEALGATE_BUILD/tools/sealctl" verify voucher-a2.pdf --audit-cert "$AUDIT_CERT"
+expect_ok "that receipt put into the first stamp's file holds there"
+# ECDSA's other value over the same signed attributes, (r, n - s), gets a
+# receipt of the same record naming that value: in the file whose value
+# is (r, s) it fails, though its signed digest is that file's.
+python3 "$HERE/pdfedit.py" ec-twin sig-a.bin sig-twin.bin
+run receipt_for sig-twin.bin
+expect_out '"ok": true' "the other ECDSA value of the first stamp's signature gets a receipt"
+printf '%s\n' "$OUT" >twin-reply.json
+python3 "$HERE/pdfedit.py" set-receipt voucher-a.pdf twin-reply.json voucher-twin.pdf
+run "$SEALGATE_BUILD/tools/sealctl" verify voucher-twin.pdf --audit-cert "$AUDIT_CERT"
+expect_fail "a receipt of the same signed attributes but another signature value fails"
+expect_out "not of this signature value" "and says so"
+head -c 64 /dev/urandom >sig-x.bin
+run receipt_for sig-x.bin
+expect_out '"error": "no_signature"' "a receipt for a signature value the application never made is refused"
+# --- a policy's image for the seal (image:): drawn instead of the round
+# seal. A PNG red in its left half and an SVG red in its right half: the
+# page is red in that half of the seal's box only (the round seal would
+# be red in both).
+python3 - <<'PY'
+import struct, zlib
+def chunk(t, d):
+    return struct.pack(">I", len(d)) + t + d + struct.pack(">I", zlib.crc32(t + d) & 0xffffffff)
+rows = b"".join(b"\0" + (b"\xff\x00\x00\xff" * 50 + b"\x00\x00\x00\x00" * 50) for _ in range(100))
+png = (b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", struct.pack(">IIBBBBB", 100, 100, 8, 6, 0, 0, 0)) +
+       chunk(b"IDAT", zlib.compress(rows)) + chunk(b"IEND", b""))
+open("left-red.png", "wb").write(png)
+open("right-red.svg", "w").write('<svg xmlns="http://www.w3.org/2000/svg" width="100" height="100">'
+                                 '<rect x="50" y="0" width="50" height="100" fill="#ff0000"/></svg>')
+PY
+policy_image() { # file: the contract seal's image, the policy reloaded
+	sed -i '/^    image: /d; s|^    kind: contract$|    kind: contract\n    image: '"$W/$1"'|' "$E2E_SITE/policy.yaml"
+	kill -HUP "$(cat "$E2E_SITE/sealgated.pid")"
+	sleep 1
+}
+# The seal's box at --at 300,400: 240.5..359.5 across, 340.5..459.5 up.
+stamp_image() { # pdf-name
+	make_pdf "$1.pdf" "Acme Trading Co. - Sales contract $1"
+	local id
+	id=$(authorize alice contract 1 bob --type contract --amount 1000 --scope sales --doc "$1.pdf")
+	run sealctl_as alice stamp --seal contract --in "$1.pdf" --out "$1-stamped.pdf" \
+		--application "$id" --page 1 --at 300,400
+	pdftoppm -r 72 -f 1 -l 1 "$1-stamped.pdf" "$1"
+}
+policy_image left-red.png
+stamp_image png
+expect_ok "alice stamps with the policy's PNG for the Contract Seal"
+run python3 "$HERE/redbox.py" png-1.ppm 240.5 340.5 301 459.5
+read -r IN OUTSIDE <<<"$OUT"
+check "the PNG's red is in the left half of the seal's box ($IN pixels)" test "${IN:-0}" -gt 2000
+check "and nowhere else, the right half included ($OUTSIDE pixels)" test "${OUTSIDE:-1}" = 0
+policy_image right-red.svg
+stamp_image svg
+expect_ok "alice stamps with the policy's SVG for the Contract Seal"
+run python3 "$HERE/redbox.py" svg-1.ppm 299 340.5 359.5 459.5
+read -r IN OUTSIDE <<<"$OUT"
+check "the SVG's red is in the right half of the seal's box ($IN pixels)" test "${IN:-0}" -gt 2000
+check "and nowhere else, the left half included ($OUTSIDE pixels)" test "${OUTSIDE:-1}" = 0
+run pdfsig svg-stamped.pdf
+expect_out "Signature Validation: Signature is Valid." "pdfsig: the stamp with the SVG is valid"
 finish
