@@ -654,12 +654,6 @@ token_done:
 		gw_log_error("%s", err);
 		goto out;
 	}
-	/* The risk rules beside the log (docs/risk.md): a failure to start
-	 * them is said loudly, but stops no signing (alerts report misuse,
-	 * they do not prevent it). */
-	if (ctx.cfg->risk_online &&
-	    gw_risk_online_start(&ctx, ctx.cfg->risk_queue, &ctx.risk, err, sizeof(err)) < 0)
-		gw_log_error("%s: no alerts will be raised online", err);
 	if (gw_quota_new(ctx.store, &ctx.quota) < 0 || gw_signpath_init(&ctx) < 0) {
 		gw_log_error("out of memory");
 		goto out;
@@ -694,6 +688,13 @@ token_done:
 		if (as.test_clock)
 			gw_log_info("test_clock: TOTP, lockouts and windows follow SEALGATE_TEST_CLOCK (tests only)");
 	}
+	/* The risk rules beside the log (docs/risk.md): a failure to start
+	 * them is said loudly, but stops no signing (alerts report misuse,
+	 * they do not prevent it). Started once ctx.auth is there: the rules
+	 * read the gateway's clock through it. */
+	if (ctx.cfg->risk_online &&
+	    gw_risk_online_start(&ctx, ctx.cfg->risk_queue, &ctx.risk, err, sizeof(err)) < 0)
+		gw_log_error("%s: no alerts will be raised online", err);
 	rv = gw_server_run(&ctx);
 	if (rv == 1) {
 		/* A thread still runs inside ctx (gw_server_run said so):
