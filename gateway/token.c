@@ -2397,11 +2397,14 @@ gw_token_unseal(struct gw_token *tok, const char *label, const uint8_t *aad, siz
 
 #define KEM_BITS 3072
 
+/* The one object of class cls and key type kt labelled label: the site's
+ * key pair for sealed secrets (RSA) and the device CA's (EC) are found by
+ * their label alone. CKR_KEY_HANDLE_INVALID: none; CKR_KEY_NOT_NEEDED:
+ * more than one. */
 static CK_RV
-kem_find(struct gw_token *tok, CK_SESSION_HANDLE s, const char *label, CK_OBJECT_CLASS cls,
-         CK_OBJECT_HANDLE *key)
+labelled_key_find(struct gw_token *tok, CK_SESSION_HANDLE s, const char *label,
+                  CK_OBJECT_CLASS cls, CK_KEY_TYPE kt, CK_OBJECT_HANDLE *key)
 {
-	CK_KEY_TYPE kt = CKK_RSA;
 	CK_ATTRIBUTE t[] = {
 		{ CKA_CLASS, &cls, sizeof(cls) },
 		{ CKA_KEY_TYPE, &kt, sizeof(kt) },
@@ -2417,6 +2420,13 @@ kem_find(struct gw_token *tok, CK_SESSION_HANDLE s, const char *label, CK_OBJECT
 		return n == 0 ? CKR_KEY_HANDLE_INVALID : CKR_KEY_NOT_NEEDED;
 	*key = h[0];
 	return CKR_OK;
+}
+
+static CK_RV
+kem_find(struct gw_token *tok, CK_SESSION_HANDLE s, const char *label, CK_OBJECT_CLASS cls,
+         CK_OBJECT_HANDLE *key)
+{
+	return labelled_key_find(tok, s, label, cls, CKK_RSA, key);
 }
 
 /* The private key labelled label, the pair generated when absent and
@@ -2638,22 +2648,7 @@ static CK_RV
 ca_find(struct gw_token *tok, CK_SESSION_HANDLE s, const char *label, CK_OBJECT_CLASS cls,
         CK_OBJECT_HANDLE *key)
 {
-	CK_KEY_TYPE kt = CKK_EC;
-	CK_ATTRIBUTE t[] = {
-		{ CKA_CLASS, &cls, sizeof(cls) },
-		{ CKA_KEY_TYPE, &kt, sizeof(kt) },
-		{ CKA_LABEL, (void *)label, strlen(label) },
-	};
-	CK_OBJECT_HANDLE h[2];
-	CK_ULONG n = 0;
-	CK_RV rv = find_objects(tok, s, t, 3, h, 2, &n);
-
-	if (rv != CKR_OK)
-		return rv;
-	if (n != 1)
-		return n == 0 ? CKR_KEY_HANDLE_INVALID : CKR_KEY_NOT_NEEDED;
-	*key = h[0];
-	return CKR_OK;
+	return labelled_key_find(tok, s, label, cls, CKK_EC, key);
 }
 
 /* The CA's private key labelled label; with create, the pair is generated
