@@ -141,11 +141,48 @@ gw_audit_row_encode(const struct gw_audit_row *row, uint8_t *buf, size_t buflen)
  */
 static EVP_MD *sha256_md;
 static pthread_once_t sha256_once = PTHREAD_ONCE_INIT;
+/* Each thread's digest context, kept: EVP_Digest made and freed one (two
+ * allocations and the provider's context) for every record. */
+static pthread_key_t sha256_ctx_key;
+static bool sha256_ctx_keyed;
+
+static void
+sha256_ctx_free(void *c)
+{
+	EVP_MD_CTX_free(c);
+}
 
 static void
 sha256_fetch(void)
 {
 	sha256_md = EVP_MD_fetch(NULL, "SHA256", NULL);
+	sha256_ctx_keyed = pthread_key_create(&sha256_ctx_key, sha256_ctx_free) == 0;
+}
+
+/* SHA-256 of p with the thread's kept context (a fresh one when it cannot
+ * be kept). 0, or -1. */
+static int
+sha256_once_over(const uint8_t *p, size_t n, uint8_t out[GW_AUDIT_HASH_LEN])
+{
+	EVP_MD_CTX *c = NULL;
+	unsigned int len = 0;
+	bool kept = false;
+	int rv = -1;
+
+	pthread_once(&sha256_once, sha256_fetch);
+	if (!sha256_md)
+		return -1;
+	if (sha256_ctx_keyed && (c = pthread_getspecific(sha256_ctx_key)) != NULL)
+		kept = true;
+	else if ((c = EVP_MD_CTX_new()) != NULL && sha256_ctx_keyed &&
+	         pthread_setspecific(sha256_ctx_key, c) == 0)
+		kept = true;
+	if (c && EVP_DigestInit_ex2(c, sha256_md, NULL) && EVP_DigestUpdate(c, p, n) &&
+	    EVP_DigestFinal_ex(c, out, &len) && len == GW_AUDIT_HASH_LEN)
+		rv = 0;
+	if (!kept)
+		EVP_MD_CTX_free(c);
+	return rv;
 }
 
 int
@@ -154,7 +191,6 @@ gw_audit_row_hash(const uint8_t prev[GW_AUDIT_HASH_LEN], const struct gw_audit_r
 {
 	uint8_t stack[1024], *buf = stack;
 	size_t len;
-	unsigned int n = 0;
 	int rv = -1;
 
 	len = gw_audit_row_encode(row, stack + GW_AUDIT_HASH_LEN, sizeof(stack) - GW_AUDIT_HASH_LEN);
@@ -167,9 +203,7 @@ gw_audit_row_hash(const uint8_t prev[GW_AUDIT_HASH_LEN], const struct gw_audit_r
 			goto out;
 	}
 	memcpy(buf, prev, GW_AUDIT_HASH_LEN);
-	pthread_once(&sha256_once, sha256_fetch);
-	if (!sha256_md || !EVP_Digest(buf, GW_AUDIT_HASH_LEN + len, hash, &n, sha256_md, NULL) ||
-	    n != GW_AUDIT_HASH_LEN)
+	if (sha256_once_over(buf, GW_AUDIT_HASH_LEN + len, hash) != 0)
 		goto out;
 	rv = 0;
 out:
@@ -1171,4 +1205,304 @@ gw_audit_verifier_finish(struct gw_audit_verifier *v, struct gw_audit_verdict *o
 	out->n_notes = v->nn;
 	out->notes = v->notes;
 	return v->np ? 1 : 0;
+}
+
+/* ---- a record's JSON line, read in place ---- */
+
+/*
+ * An export's records are the gateway's own flat JSON objects, one a line
+ * (gw_audit_row_to_json, dumped compact). A scan of millions of them spent
+ * two thirds of its time building a jansson tree for each and freeing it
+ * again, so this reads such a line in place. It accepts only what jansson
+ * (JSON_REJECT_DUPLICATES) and gw_audit_row_from_json would accept, with
+ * the same row: whitespace, a key it does not know or sees twice, a number
+ * with a fraction or beyond 64 bits, bytes that are not UTF-8, an escaped
+ * NUL, a field missing or of another type make it answer 1, and the
+ * caller reads the line with jansson, which says what is wrong. The chain
+ * hash is over the row's canonical encoding, not over these bytes.
+ */
+
+enum {
+	LK_TYPE, LK_SEQ, LK_TS, LK_ACTION, LK_OUTCOME, LK_REASON, LK_ACTOR, LK_UID, LK_PID, LK_EXE,
+	LK_HOST, LK_SEAL, LK_APP, LK_DOC, LK_SIG, LK_MECH, LK_DETAIL, LK_PREV, LK_HASH, LK_TIME,
+	LK_LOCAL, LK_ZONE, LK_N
+};
+
+/* In gw_audit_row_to_json's order, which is tried first. */
+static const struct { const char *name; size_t len; bool integer; } line_keys[LK_N] = {
+#define K(s, i) { s, sizeof(s) - 1, i }
+	K("type", false), K("seq", true), K("ts_ns", true), K("action", false),
+	K("outcome", false), K("reason", false), K("actor", false), K("uid", true),
+	K("pid", true), K("exe", false), K("host", false), K("seal", false),
+	K("application", true), K("doc_digest", false), K("signed_digest", false),
+	K("mechanism", false), K("detail", false), K("prev_hash", false), K("hash", false),
+	K("time", false), K("local_time", false), K("zone", false),
+#undef K
+};
+
+static int
+hex4(const char *p)
+{
+	int v = 0;
+
+	for (int i = 0; i < 4; i++) {
+		int d = nib(p[i]);
+		if (d < 0)
+			return -1;
+		v = v << 4 | d;
+	}
+	return v;
+}
+
+/* Length of the UTF-8 sequence at p (jansson's rules: no overlong form,
+ * no surrogate, at most U+10FFFF), or 0. */
+static size_t
+utf8_len(const unsigned char *p, const unsigned char *end)
+{
+	unsigned char c = p[0];
+	size_t n;
+	unsigned char lo = 0x80, hi = 0xbf;
+
+	if (c >= 0xc2 && c <= 0xdf)
+		n = 2;
+	else if (c >= 0xe0 && c <= 0xef) {
+		n = 3;
+		if (c == 0xe0)
+			lo = 0xa0;
+		else if (c == 0xed)
+			hi = 0x9f;
+	} else if (c >= 0xf0 && c <= 0xf4) {
+		n = 4;
+		if (c == 0xf0)
+			lo = 0x90;
+		else if (c == 0xf4)
+			hi = 0x8f;
+	} else
+		return 0;
+	if ((size_t)(end - p) < n || p[1] < lo || p[1] > hi)
+		return 0;
+	for (size_t i = 2; i < n; i++)
+		if (p[i] < 0x80 || p[i] > 0xbf)
+			return 0;
+	return n;
+}
+
+static char *
+put_utf8(char *o, unsigned cp)
+{
+	if (cp < 0x80) {
+		*o++ = (char)cp;
+	} else if (cp < 0x800) {
+		*o++ = (char)(0xc0 | cp >> 6);
+		*o++ = (char)(0x80 | (cp & 0x3f));
+	} else if (cp < 0x10000) {
+		*o++ = (char)(0xe0 | cp >> 12);
+		*o++ = (char)(0x80 | (cp >> 6 & 0x3f));
+		*o++ = (char)(0x80 | (cp & 0x3f));
+	} else {
+		*o++ = (char)(0xf0 | cp >> 18);
+		*o++ = (char)(0x80 | (cp >> 12 & 0x3f));
+		*o++ = (char)(0x80 | (cp >> 6 & 0x3f));
+		*o++ = (char)(0x80 | (cp & 0x3f));
+	}
+	return o;
+}
+
+/* The string whose opening quote is at *pp, decoded in place (never
+ * longer than its JSON form) and NUL-terminated; *pp moves past its
+ * closing quote. 0, or 1 for anything to leave to jansson. */
+static int
+line_string(char **pp, char *end, char **out)
+{
+	char *p = *pp + 1, *o = p;
+
+	*out = o;
+	while (p < end) {
+		unsigned char c = (unsigned char)*p;
+		if (c == '"') {
+			*pp = p + 1;
+			*o = '\0';   /* o <= p: at most over the closing quote */
+			return 0;
+		}
+		if (c < 0x20)
+			return 1;
+		if (c >= 0x80) {
+			size_t n = utf8_len((const unsigned char *)p, (const unsigned char *)end);
+			if (n == 0)
+				return 1;
+			memmove(o, p, n);
+			o += n;
+			p += n;
+			continue;
+		}
+		if (c != '\\') {
+			*o++ = (char)c;
+			p++;
+			continue;
+		}
+		if (end - p < 2)
+			return 1;
+		switch (p[1]) {
+		case '"': case '\\': case '/': *o++ = p[1]; break;
+		case 'b': *o++ = '\b'; break;
+		case 'f': *o++ = '\f'; break;
+		case 'n': *o++ = '\n'; break;
+		case 'r': *o++ = '\r'; break;
+		case 't': *o++ = '\t'; break;
+		case 'u': {
+			int u, l;
+			if (end - p < 6 || (u = hex4(p + 2)) <= 0 || (u >= 0xdc00 && u <= 0xdfff))
+				return 1;   /* NUL, a lone low surrogate, not hex */
+			if (u >= 0xd800 && u <= 0xdbff) {
+				if (end - p < 12 || p[6] != '\\' || p[7] != 'u' ||
+				    (l = hex4(p + 8)) < 0xdc00 || l > 0xdfff)
+					return 1;
+				o = put_utf8(o, 0x10000u + (((unsigned)u - 0xd800u) << 10) +
+				                ((unsigned)l - 0xdc00u));
+				p += 12;
+			} else {
+				o = put_utf8(o, (unsigned)u);
+				p += 6;
+			}
+			continue;
+		}
+		default:
+			return 1;
+		}
+		p += 2;
+	}
+	return 1;
+}
+
+/* A JSON integer in jansson's range (a 64-bit json_int_t; beyond it
+ * jansson refuses the line). */
+static int
+line_int(char **pp, char *end, int64_t *out)
+{
+	char *p = *pp;
+	bool neg = false;
+	uint64_t v = 0, max = INT64_MAX;
+
+	if (p < end && *p == '-') {
+		neg = true;
+		max = (uint64_t)INT64_MAX + 1;
+		p++;
+	}
+	if (p >= end || *p < '0' || *p > '9' || (*p == '0' && p + 1 < end && p[1] >= '0' && p[1] <= '9'))
+		return 1;
+	for (; p < end && *p >= '0' && *p <= '9'; p++) {
+		unsigned d = (unsigned)(*p - '0');
+		if (v > (max - d) / 10)
+			return 1;
+		v = v * 10 + d;
+	}
+	if (p < end && (*p == '.' || *p == 'e' || *p == 'E'))
+		return 1;
+	*pp = p;
+	*out = neg ? (int64_t)(0 - v) : (int64_t)v;
+	return 0;
+}
+
+static int
+line_hex(const char *s, uint8_t *buf, size_t max, const uint8_t **p, size_t *n)
+{
+	*p = NULL;
+	*n = 0;
+	if (!s)
+		return 0;
+	if (gw_unhex(s, buf, max, n))
+		return 1;
+	*p = *n ? buf : NULL;
+	return 0;
+}
+
+int
+gw_audit_row_from_line(char *line, size_t len, struct gw_audit_row *r, struct gw_audit_rowbuf *b)
+{
+	char *p = line, *end = line + len, *str[LK_N] = { 0 };
+	int64_t num[LK_N] = { 0 };
+	uint32_t seen = 0;
+	size_t next = 0;
+	char *m_end = NULL;
+
+	memset(r, 0, sizeof(*r));
+	if (len > 0 && end[-1] == '\n')
+		end--;
+	if (p >= end || *p++ != '{')
+		return 1;
+	for (;;) {
+		char *key, *q;
+		size_t klen, k;
+
+		if (p >= end || *p != '"')
+			return 1;
+		key = p + 1;
+		for (q = key; q < end && *q != '"' && *q != '\\'; q++)
+			;
+		if (q >= end || *q != '"')
+			return 1;
+		klen = (size_t)(q - key);
+		k = next < LK_N && line_keys[next].len == klen && !memcmp(line_keys[next].name, key, klen)
+		    ? next : LK_N;
+		for (size_t i = 0; k == LK_N && i < LK_N; i++)
+			if (line_keys[i].len == klen && !memcmp(line_keys[i].name, key, klen))
+				k = i;
+		if (k == LK_N || (seen & (1u << k)))
+			return 1;   /* a key of another writer, or twice */
+		seen |= 1u << k;
+		next = k + 1;
+		p = q + 1;
+		if (p >= end || *p++ != ':' || p >= end)
+			return 1;
+		if (line_keys[k].integer) {
+			if (line_int(&p, end, &num[k]))
+				return 1;
+		} else if (*p == '"') {
+			if (line_string(&p, end, &str[k]))
+				return 1;
+		} else if (end - p >= 4 && !memcmp(p, "null", 4)) {
+			p += 4;   /* str[k] stays NULL */
+		} else {
+			return 1;
+		}
+		if (p >= end)
+			return 1;
+		if (*p == '}') {
+			if (p + 1 != end)
+				return 1;
+			break;
+		}
+		if (*p++ != ',')
+			return 1;
+	}
+	/* Every field gw_audit_row_from_json reads; "type" a record. */
+	if ((seen & ((1u << LK_TIME) - 1)) != (1u << LK_TIME) - 1 || !str[LK_TYPE] ||
+	    strcmp(str[LK_TYPE], "record") != 0 || num[LK_SEQ] <= 0)
+		return 1;
+	if (!str[LK_MECH] || !*str[LK_MECH] || str[LK_MECH][0] == '-')
+		return 1;
+	r->mechanism = strtoull(str[LK_MECH], &m_end, 10);
+	if (*m_end)
+		return 1;
+	r->seq = (uint64_t)num[LK_SEQ];
+	r->ts_ns = num[LK_TS];
+	r->action = str[LK_ACTION];
+	r->outcome = str[LK_OUTCOME];
+	r->reason = str[LK_REASON];
+	r->actor = str[LK_ACTOR];
+	r->uid = num[LK_UID];
+	r->pid = num[LK_PID];
+	r->exe = str[LK_EXE];
+	r->host = str[LK_HOST];
+	r->seal = str[LK_SEAL];
+	r->application = num[LK_APP];
+	r->detail = str[LK_DETAIL];
+	if (line_hex(str[LK_DOC], b->doc, sizeof(b->doc), &r->doc_digest, &r->doc_digest_len) ||
+	    line_hex(str[LK_SIG], b->sig, sizeof(b->sig), &r->signed_digest, &r->signed_digest_len) ||
+	    line_hex(str[LK_PREV], b->prev, sizeof(b->prev), &r->prev_hash, &r->prev_hash_len) ||
+	    line_hex(str[LK_HASH], b->hash, sizeof(b->hash), &r->hash, &r->hash_len)) {
+		memset(r, 0, sizeof(*r));
+		return 1;
+	}
+	return 0;
 }

@@ -77,6 +77,13 @@ struct gw_audit_rowbuf {
 };
 int gw_audit_row_from_json(const json_t *o, struct gw_audit_row *row, struct gw_audit_rowbuf *buf,
                            char *err, size_t errlen);
+/* A "record" line of an export as the gateway writes it (the line's '\n'
+ * may end it), decoded in place without building a JSON tree: strings
+ * point into line, which is changed. 0 with *row as gw_audit_row_from_json
+ * gives it; 1 for any line it leaves to jansson (not the gateway's compact
+ * form, or not a well-formed record), which then says what is wrong. */
+int gw_audit_row_from_line(char *line, size_t len, struct gw_audit_row *row,
+                           struct gw_audit_rowbuf *buf);
 /* Parses a "checkpoint" object; sig and cert are malloc'd into *sig and *cert
  * (free them), alg points into o. */
 int gw_audit_checkpoint_from_json(const json_t *o, struct gw_audit_checkpoint *cp,

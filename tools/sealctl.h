@@ -32,6 +32,14 @@ int sealctl_audit(struct cli *c, int argc, char **argv);
 typedef int (*sealctl_export_item_fn)(void *ctx, const json_t *item);
 int sealctl_audit_verify_export(const char *path, const char *cert, const char *ca, FILE *out,
                                 sealctl_export_item_fn fn, void *ctx);
+/* The same, with the records the verifier's line reader decoded without
+ * jansson given to rec as rows (strings valid during the call only), and
+ * every other item, and any record that reader left to jansson, to fn. */
+struct gw_audit_row;
+typedef int (*sealctl_export_record_fn)(void *ctx, const struct gw_audit_row *row);
+int sealctl_audit_verify_export_records(const char *path, const char *cert, const char *ca,
+                                        FILE *out, sealctl_export_item_fn fn,
+                                        sealctl_export_record_fn rec, void *ctx);
 
 /* risk scan, and report (sealctl-risk.c): argv[0] is "scan" / the first
  * option of report; json: sealctl's --json (taken out of argv). */
