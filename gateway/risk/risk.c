@@ -433,13 +433,19 @@ working_time(const struct gw_risk *r, int64_t ts)
 }
 
 static void
+fmt_tm(const struct tm *tm, char *buf, size_t len)
+{
+	snprintf(buf, len, "%s %04d-%02d-%02d %02d:%02d", weekdays[tm_weekday(tm)],
+	         tm->tm_year + 1900, tm->tm_mon + 1, tm->tm_mday, tm->tm_hour, tm->tm_min);
+}
+
+static void
 fmt_local(const struct gw_risk *r, const struct gw_seal *seal, int64_t ts, char *buf, size_t len)
 {
 	struct tm tm;
 
 	local_tm(r, seal, ts, &tm);
-	snprintf(buf, len, "%s %04d-%02d-%02d %02d:%02d", weekdays[tm_weekday(&tm)],
-	         tm.tm_year + 1900, tm.tm_mon + 1, tm.tm_mday, tm.tm_hour, tm.tm_min);
+	fmt_tm(&tm, buf, len);
 }
 
 static void
@@ -1106,7 +1112,11 @@ rule_habits(struct gw_risk *r)
 			continue;
 		local_tm(r, seal, s->ts, &tm);
 		h = tm.tm_hour;
-		fmt_local(r, seal, s->ts, when, sizeof(when));
+		/* Formatted for an alert's why only: every evaluation online
+		 * passes every signature of the history through here, and one
+		 * snprintf each was most of this loop's cost. */
+#define WHEN() (when[0] ? when : (fmt_tm(&tm, when, sizeof(when)), when))
+		when[0] = '\0';
 
 		/* Dormant: long unused, or unused since the log begins. */
 		{
@@ -1114,7 +1124,7 @@ rule_habits(struct gw_risk *r)
 			if (s->ts - since >= dormant) {
 				al = alert(r, "seal.dormant", GW_RISK_MEDIUM, s->ts, str_of(&r->st, s->seal),
 				           "seal %s was used by %s at %s after %.0f days %s", str_of(&r->st, s->seal),
-				           str_of(&r->st, s->actor), when, (double)(s->ts - since) / (86400.0 * NS),
+				           str_of(&r->st, s->actor), WHEN(), (double)(s->ts - since) / (86400.0 * NS),
 				           last_use[s->seal] == INT64_MIN ? "without a use since the log begins" :
 				           "unused");
 				alert_seq(r, al, s->seq);
@@ -1138,7 +1148,7 @@ rule_habits(struct gw_risk *r)
 			al = alert(r, "time.unusual-hour", GW_RISK_MEDIUM, s->ts, str_of(&r->st, s->actor),
 			           "%s used seal %s at %s, more than %" PRId64 " h from any hour they used "
 			           "it at in %" PRIu64 " signatures before", str_of(&r->st, s->actor),
-			           str_of(&r->st, s->seal), when, r->rp.history.hour_margin, hp->n);
+			           str_of(&r->st, s->seal), WHEN(), r->rp.history.hour_margin, hp->n);
 			alert_seq(r, al, s->seq);
 			alert_app(r, al, s->app);
 		}
@@ -1153,7 +1163,7 @@ rule_habits(struct gw_risk *r)
 				al = alert(r, "source.new-host", GW_RISK_MEDIUM, s->ts, str_of(&r->st, s->actor),
 				           "%s signed with seal %s from host %s at %s, a host they never "
 				           "signed from in %" PRIu64 " signatures before", str_of(&r->st, s->actor),
-				           str_of(&r->st, s->seal), str_of(&r->st, s->host), when, ha->n);
+				           str_of(&r->st, s->seal), str_of(&r->st, s->host), WHEN(), ha->n);
 				alert_seq(r, al, s->seq);
 				alert_app(r, al, s->app);
 			}
@@ -1161,7 +1171,7 @@ rule_habits(struct gw_risk *r)
 				al = alert(r, "source.new-exe", GW_RISK_MEDIUM, s->ts, str_of(&r->st, s->actor),
 				           "%s signed with seal %s through %s at %s, a program they never "
 				           "signed with in %" PRIu64 " signatures before", str_of(&r->st, s->actor),
-				           str_of(&r->st, s->seal), str_of(&r->st, s->exe), when, ha->n);
+				           str_of(&r->st, s->seal), str_of(&r->st, s->exe), WHEN(), ha->n);
 				alert_seq(r, al, s->seq);
 				alert_app(r, al, s->app);
 			}
@@ -1172,6 +1182,7 @@ rule_habits(struct gw_risk *r)
 			add_to(r, &ha->exes, &ha->ne, s->exe);
 		ha->n++;
 	}
+#undef WHEN
 	goto out;
 oom:
 	r->oom = true;
