@@ -181,6 +181,15 @@ struct sig {
 	uint64_t seq; int64_t ts, pid, app;
 	uint32_t seal, actor, host, exe;
 	bool voided;
+	/* Its local time, worked out once as it is added: the whole-history
+	 * rules read every signature at each evaluation (online once a
+	 * second), and the zone arithmetic was most of their cost. In the
+	 * seal's zone, the organization's for a seal not in the policy
+	 * (seal: NULL; the quotas skip those). */
+	const struct gw_seal *sealp;
+	int64_t day;                  /* days since 1970-01-01, local */
+	int64_t qday, qmonth;         /* gw_policy_local_day / _month (sealp only) */
+	uint8_t hour, wday;           /* 0–23; Monday = 0 */
 };
 struct probe { uint64_t seq; int64_t ts, pid; uint32_t actor; bool matched; };
 struct app {
@@ -644,6 +653,21 @@ add_refusal(struct gw_risk *r, const struct gw_audit_row *row)
 }
 
 static void
+sig_local(const struct gw_risk *r, struct sig *s)
+{
+	time_t t = (time_t)(s->ts / NS);
+	struct tm tm;
+
+	s->sealp = gw_policy_seal(r->p, str_of(&r->st, s->seal));
+	local_tm(r, s->sealp, s->ts, &tm);
+	s->day = tm_day(&tm);
+	s->hour = (uint8_t)tm.tm_hour;
+	s->wday = (uint8_t)tm_weekday(&tm);
+	s->qday = s->sealp ? gw_policy_local_day(s->sealp, t) : 0;
+	s->qmonth = s->sealp ? gw_policy_local_month(s->sealp, t) : 0;
+}
+
+static void
 add_sign(struct gw_risk *r, const struct gw_audit_row *row)
 {
 	struct sig *s = PUSH(r->sigs, r->n_sigs, r->cap_sigs);
@@ -661,6 +685,7 @@ add_sign(struct gw_risk *r, const struct gw_audit_row *row)
 	s->host = intern(&r->st, row->host, &r->oom);
 	s->exe = intern(&r->st, row->exe, &r->oom);
 	s->voided = false;
+	sig_local(r, s);
 	/* A size probe answered in this process is followed by its real
 	 * signature: it was not a probe without one. */
 	for (size_t i = r->n_probes; i-- > 0;) {
@@ -959,12 +984,8 @@ volume_of(struct gw_risk *r, bool person, uint32_t subject, const size_t *ix, si
 		goto oom;
 	for (size_t i = 0; i < n; i++) {
 		const struct sig *s = &r->sigs[ix[i]];
-		struct tm tm;
-		int64_t day;
-		local_tm(r, gw_policy_seal(r->p, str_of(&r->st, s->seal)), s->ts, &tm);
-		day = tm_day(&tm);
-		wk[i] = (day + 3) / 7;          /* 1970-01-01 was a Thursday: weeks from Monday */
-		bk[i] = tm_weekday(&tm) * 24 + tm.tm_hour;
+		wk[i] = (s->day + 3) / 7;       /* 1970-01-01 was a Thursday: weeks from Monday */
+		bk[i] = s->wday * 24 + s->hour;
 		if (wk[i] < first)
 			first = wk[i];
 		if (wk[i] > last)
@@ -1100,22 +1121,20 @@ rule_habits(struct gw_risk *r)
 		last_use[i] = INT64_MIN;
 	for (size_t i = 0; i < r->n_sigs; i++) {
 		const struct sig *s = &r->sigs[i];
-		const struct gw_seal *seal = gw_policy_seal(r->p, str_of(&r->st, s->seal));
+		const struct gw_seal *seal = s->sealp;
 		struct habit *hp, *ha;
 		uint64_t *pix;
-		struct tm tm;
 		char when[64];
 		struct gw_risk_alert *al;
 		int h;
 
 		if (s->voided || s->seal == NONE || s->actor == NONE)
 			continue;
-		local_tm(r, seal, s->ts, &tm);
-		h = tm.tm_hour;
+		h = s->hour;
 		/* Formatted for an alert's why only: every evaluation online
 		 * passes every signature of the history through here, and one
 		 * snprintf each was most of this loop's cost. */
-#define WHEN() (when[0] ? when : (fmt_tm(&tm, when, sizeof(when)), when))
+#define WHEN() (when[0] ? when : (fmt_local(r, seal, s->ts, when, sizeof(when)), when))
 		when[0] = '\0';
 
 		/* Dormant: long unused, or unused since the log begins. */
@@ -1327,15 +1346,14 @@ rule_quotas(struct gw_risk *r)
 	for (size_t i = 0; i < r->n_sigs; i++) {
 		const struct sig *s = &r->sigs[i];
 		const struct gw_seal *seal;
-		time_t t = (time_t)(s->ts / NS);
-		if (s->voided || (seal = gw_policy_seal(r->p, str_of(&r->st, s->seal))) == NULL)
+		if (s->voided || (seal = s->sealp) == NULL)
 			continue;
-		quota_step(r, &m, s, 0, (uint64_t)gw_policy_local_day(seal, t), seal->quotas.per_day,
+		quota_step(r, &m, s, 0, (uint64_t)s->qday, seal->quotas.per_day,
 		           "per_day", " a day");
-		quota_step(r, &m, s, 1, (uint64_t)gw_policy_local_month(seal, t), seal->quotas.per_month,
+		quota_step(r, &m, s, 1, (uint64_t)s->qmonth, seal->quotas.per_month,
 		           "per_month", " a month");
 		if (s->actor != NONE)
-			quota_step(r, &m, s, 2, (uint64_t)gw_policy_local_day(seal, t),
+			quota_step(r, &m, s, 2, (uint64_t)s->qday,
 			           seal->quotas.per_person_per_day, "per_person_per_day", "");
 		quota_step(r, &m, s, 3, 0, seal->quotas.total, "total", " in all");
 	}
