@@ -6,6 +6,8 @@
  * and the checkpoint signatures are recomputed here (gateway/auditfmt.c).
  */
 #include <errno.h>
+#include <pthread.h>
+#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -263,7 +265,6 @@ struct vstate {
 	bool have_header;
 	int64_t upto;                 /* the header's head at export */
 	struct gw_audit_rowbuf buf;
-	char line[16384];             /* a record line decoded in place (longer: jansson) */
 };
 
 static void
@@ -331,69 +332,267 @@ feed(struct vstate *vs, const json_t *o, const char *where)
  * fn alone every item is parsed by jansson for it. */
 struct item_hook { sealctl_export_item_fn fn; sealctl_export_record_fn rec; void *ctx; };
 
+/*
+ * Reading and checking an export on two threads: this one reads each line,
+ * decodes it (the line reader, or jansson) and hands it to the hook (the
+ * risk rules), while a second feeds the verifier (each record's SHA-256,
+ * the checkpoints' signatures) in the same order, a batch of lines behind.
+ * Each batch owns the bytes its rows point into until the verifier is done
+ * with it. Without a second thread the batches are verified in turn here.
+ */
+#define BATCH_ITEMS 1024
+#define BATCH_ARENA (LINE_MAX_BYTES + 2 * GW_AUDIT_BIN_MAX + 4 * GW_AUDIT_HASH_LEN + 4096)
+#define BATCHES 3
+
+enum vitem_kind { VI_ROW, VI_JSON, VI_PROBLEM };
+
+struct vitem {
+	enum vitem_kind kind;
+	struct gw_audit_row row;      /* VI_ROW: points into the batch's arena */
+	json_t *o;                    /* VI_JSON: the verifier's reference */
+	char *problem;                /* VI_PROBLEM */
+	char where[32];
+};
+
+struct vbatch {
+	struct vitem it[BATCH_ITEMS];
+	size_t n;
+	char *arena;
+	size_t used;
+};
+
+struct vpipe {
+	struct vstate *vs;
+	struct gw_audit_rowbuf rb;    /* this thread's decoding (vs->buf is the verifier's) */
+	struct vbatch b[BATCHES];
+	pthread_mutex_t mu;
+	pthread_cond_t cv;
+	size_t head, tail;            /* batches queued: [tail, head) mod BATCHES, by count */
+	bool done, threaded;
+};
+
+static void
+batch_verify(struct vstate *vs, struct vbatch *b)
+{
+	for (size_t i = 0; i < b->n; i++) {
+		struct vitem *it = &b->it[i];
+		switch (it->kind) {
+		case VI_ROW:
+			gw_audit_verifier_add_record(vs->v, &it->row, it->where);
+			break;
+		case VI_JSON:
+			feed(vs, it->o, it->where);
+			json_decref(it->o);
+			it->o = NULL;
+			break;
+		case VI_PROBLEM:
+			gw_audit_verifier_problem(vs->v, "%s", it->problem ? it->problem : "out of memory");
+			free(it->problem);
+			it->problem = NULL;
+			break;
+		}
+	}
+	b->n = 0;
+	b->used = 0;
+}
+
+static void *
+verify_thread(void *arg)
+{
+	struct vpipe *vp = arg;
+
+	pthread_mutex_lock(&vp->mu);
+	for (;;) {
+		struct vbatch *b;
+		while (vp->tail == vp->head && !vp->done)
+			pthread_cond_wait(&vp->cv, &vp->mu);
+		if (vp->tail == vp->head)
+			break;
+		b = &vp->b[vp->tail % BATCHES];
+		pthread_mutex_unlock(&vp->mu);
+		batch_verify(vp->vs, b);
+		pthread_mutex_lock(&vp->mu);
+		vp->tail++;
+		pthread_cond_broadcast(&vp->cv);
+	}
+	pthread_mutex_unlock(&vp->mu);
+	return NULL;
+}
+
+/* The batch being filled; NULL when none is free (out of memory). */
+static struct vbatch *
+batch_current(struct vpipe *vp)
+{
+	struct vbatch *b;
+
+	if (!vp->threaded)
+		return &vp->b[0];
+	pthread_mutex_lock(&vp->mu);
+	while (vp->head - vp->tail >= BATCHES)   /* the slot to fill is still queued */
+		pthread_cond_wait(&vp->cv, &vp->mu);
+	b = &vp->b[vp->head % BATCHES];
+	pthread_mutex_unlock(&vp->mu);
+	return b;
+}
+
+static void
+batch_send(struct vpipe *vp)
+{
+	if (!vp->threaded) {
+		batch_verify(vp->vs, &vp->b[0]);
+		return;
+	}
+	pthread_mutex_lock(&vp->mu);
+	vp->head++;
+	pthread_cond_broadcast(&vp->cv);
+	pthread_mutex_unlock(&vp->mu);
+}
+
+static struct vitem *
+batch_add(struct vpipe *vp, struct vbatch **bp, size_t need)
+{
+	struct vbatch *b = *bp;
+
+	if (b->n == BATCH_ITEMS || BATCH_ARENA - b->used < need) {
+		batch_send(vp);
+		b = *bp = batch_current(vp);
+	}
+	return &b->it[b->n++];
+}
+
+static void __attribute__((format(printf, 4, 5)))
+batch_problem(struct vpipe *vp, struct vbatch **bp, const char *where, const char *fmt, ...)
+{
+	struct vitem *it = batch_add(vp, bp, 0);
+	va_list ap;
+
+	it->kind = VI_PROBLEM;
+	snprintf(it->where, sizeof(it->where), "%s", where);
+	va_start(ap, fmt);
+	if (vasprintf(&it->problem, fmt, ap) < 0)
+		it->problem = NULL;
+	va_end(ap);
+}
+
+/* A decoded digest moved into the arena, where it outlives the rowbuf. */
+static const uint8_t *
+arena_keep(struct vbatch *b, const uint8_t *p, size_t n)
+{
+	uint8_t *d;
+
+	if (!p)
+		return NULL;
+	d = (uint8_t *)b->arena + b->used;
+	memcpy(d, p, n);
+	b->used += n;
+	return d;
+}
+
 static int
 feed_file(struct vstate *vs, const char *path, const struct item_hook *hook)
 {
 	FILE *f = strcmp(path, "-") == 0 ? stdin : fopen(path, "re");
-	char *line = NULL, where[64];
+	struct vpipe *vp = NULL;
+	struct vbatch *b;
+	pthread_t th;
+	char *line = NULL, where[32];
 	size_t cap = 0;
 	ssize_t n;
 	unsigned long long lineno = 0;
+	bool fast = !hook || !hook->fn || hook->rec;
+	int rv = -1;
 
 	if (!f) {
 		fprintf(stderr, "sealctl: %s: %s\n", path, strerror(errno));
 		return -1;
 	}
+	if ((vp = calloc(1, sizeof(*vp))) == NULL)
+		goto out;
+	vp->vs = vs;
+	for (int i = 0; i < BATCHES; i++)
+		if ((vp->b[i].arena = malloc(BATCH_ARENA)) == NULL)
+			goto out;
+	pthread_mutex_init(&vp->mu, NULL);
+	pthread_cond_init(&vp->cv, NULL);
+	vp->threaded = pthread_create(&th, NULL, verify_thread, vp) == 0;
+	b = batch_current(vp);
 	while ((n = getline(&line, &cap, f)) >= 0) {
 		json_t *o;
 		json_error_t je;
+		struct vitem *it;
 
 		lineno++;
 		snprintf(where, sizeof(where), "line %llu", lineno);
 		if (n == 0 || (n == 1 && line[0] == '\n'))
 			continue;
 		if ((size_t)n > LINE_MAX_BYTES) {
-			gw_audit_verifier_problem(vs->v, "%s: longer than %u bytes", where, LINE_MAX_BYTES);
+			batch_problem(vp, &b, where, "%s: longer than %u bytes", where, LINE_MAX_BYTES);
 			continue;
 		}
 		/* Records, nearly every line, without a JSON tree; line 1 is
-		 * the header. The line is decoded in place: a line the reader
-		 * leaves is read again by jansson, so it works on a copy. */
-		if (lineno > 1 && (!hook || !hook->fn || hook->rec) && (size_t)n <= sizeof(vs->line)) {
-			struct gw_audit_row row;
-			memcpy(vs->line, line, (size_t)n);
-			if (gw_audit_row_from_line(vs->line, (size_t)n, &row, &vs->buf) == 0) {
-				gw_audit_verifier_add_record(vs->v, &row, where);
-				if (hook && hook->rec && hook->rec(hook->ctx, &row) != 0) {
-					free(line);
-					if (f != stdin)
-						fclose(f);
-					return -1;
-				}
+		 * the header. The line is decoded in place in the batch's
+		 * arena; a line the reader leaves goes to jansson as read. */
+		if (lineno > 1 && fast) {
+			struct gw_audit_row *row;
+			char *copy;
+			it = batch_add(vp, &b, (size_t)n + 2 * GW_AUDIT_BIN_MAX + 2 * GW_AUDIT_HASH_LEN);
+			copy = b->arena + b->used;
+			memcpy(copy, line, (size_t)n);
+			row = &it->row;
+			if (gw_audit_row_from_line(copy, (size_t)n, row, &vp->rb) == 0) {
+				b->used += (size_t)n;
+				row->doc_digest = arena_keep(b, row->doc_digest, row->doc_digest_len);
+				row->signed_digest = arena_keep(b, row->signed_digest, row->signed_digest_len);
+				row->prev_hash = arena_keep(b, row->prev_hash, row->prev_hash_len);
+				row->hash = arena_keep(b, row->hash, row->hash_len);
+				it->kind = VI_ROW;
+				memcpy(it->where, where, sizeof(where));
+				if (hook && hook->rec && hook->rec(hook->ctx, row) != 0)
+					goto out;
 				continue;
 			}
+			b->n--;   /* the item is taken again below */
 		}
 		o = json_loadb(line, (size_t)n, JSON_REJECT_DUPLICATES, &je);
 		if (!o) {
-			gw_audit_verifier_problem(vs->v, "%s: not JSON (%s) — the line was damaged", where, je.text);
+			batch_problem(vp, &b, where, "%s: not JSON (%s) — the line was damaged", where, je.text);
 			continue;
 		}
 		if (lineno == 1 && strcmp(json_string_value(json_object_get(o, "type")) ?: "", "header") != 0)
-			gw_audit_verifier_problem(vs->v, "line 1: the export header is missing");
-		feed(vs, o, where);
+			batch_problem(vp, &b, where, "line 1: the export header is missing");
 		if (hook && hook->fn && hook->fn(hook->ctx, o) != 0) {
 			json_decref(o);
-			free(line);
-			if (f != stdin)
-				fclose(f);
-			return -1;
+			goto out;
 		}
-		json_decref(o);
+		it = batch_add(vp, &b, 0);
+		it->kind = VI_JSON;
+		it->o = o;
+		memcpy(it->where, where, sizeof(where));
+	}
+	rv = 0;
+out:
+	if (vp) {
+		if (vp->b[0].arena && vp->b[BATCHES - 1].arena) {
+			/* What was read is verified, even when the hook stopped. */
+			batch_send(vp);
+			if (vp->threaded) {
+				pthread_mutex_lock(&vp->mu);
+				vp->done = true;
+				pthread_cond_broadcast(&vp->cv);
+				pthread_mutex_unlock(&vp->mu);
+				pthread_join(th, NULL);
+			}
+			pthread_mutex_destroy(&vp->mu);
+			pthread_cond_destroy(&vp->cv);
+		}
+		for (int i = 0; i < BATCHES; i++)
+			free(vp->b[i].arena);
+		free(vp);
 	}
 	free(line);
 	if (f != stdin)
 		fclose(f);
-	return 0;
+	return rv;
 }
 
 /* Pages of audit_export: calls fn for the header and each item. */
