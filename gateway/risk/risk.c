@@ -187,8 +187,8 @@ struct sig {
 	 * seal's zone, the organization's for a seal not in the policy
 	 * (seal: NULL; the quotas skip those). */
 	const struct gw_seal *sealp;
-	int64_t day;                  /* days since 1970-01-01, local */
-	int64_t qday, qmonth;         /* gw_policy_local_day / _month (sealp only) */
+	int32_t day;                  /* days since 1970-01-01, local */
+	int32_t qday, qmonth;         /* gw_policy_local_day / _month (sealp only) */
 	uint8_t hour, wday;           /* 0–23; Monday = 0 */
 };
 struct probe { uint64_t seq; int64_t ts, pid; uint32_t actor; bool matched; };
@@ -660,11 +660,12 @@ sig_local(const struct gw_risk *r, struct sig *s)
 
 	s->sealp = gw_policy_seal(r->p, str_of(&r->st, s->seal));
 	local_tm(r, s->sealp, s->ts, &tm);
-	s->day = tm_day(&tm);
+	/* (32 bits hold the days and months of ±5.8 million years.) */
+	s->day = (int32_t)tm_day(&tm);
 	s->hour = (uint8_t)tm.tm_hour;
 	s->wday = (uint8_t)tm_weekday(&tm);
-	s->qday = s->sealp ? gw_policy_local_day(s->sealp, t) : 0;
-	s->qmonth = s->sealp ? gw_policy_local_month(s->sealp, t) : 0;
+	s->qday = s->sealp ? (int32_t)gw_policy_local_day(s->sealp, t) : 0;
+	s->qmonth = s->sealp ? (int32_t)gw_policy_local_month(s->sealp, t) : 0;
 }
 
 static void
