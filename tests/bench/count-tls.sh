@@ -8,7 +8,10 @@
 # the connections' set-up cancel out:
 #   - system calls and context switches of the gateway (perf stat -p) and
 #     of sealbench with the module (perf stat on the command), all calls
-#     and the reads, receives, sends, polls and futex waits apart;
+#     and the reads, receives, sends, polls and futex waits apart, and
+#     their CPU time in user space and in the kernel (µs; the gateway's
+#     from /proc in clock ticks, sealbench's from its rusage, perf's own
+#     included);
 #   - with --callgrind, the instructions of each (sealgated and sealbench
 #     under callgrind, one thread; the gateway is restarted for each run).
 #
@@ -63,13 +66,35 @@ bench() {
 	fi
 }
 
-# FILE: "event<TAB>count" of a perf stat -x, output.
+# FILE: "event<TAB>count" of a perf stat -x, output, and of cpu files.
 counts() { awk -F, '$3 != "" && $1 ~ /^[0-9]+$/ { print $3 "\t" $1 }' "$1"; }
+
+# PID: "cpu_user_us<TAB>N" and "cpu_system_us<TAB>N" of a process so far
+# (its threads', /proc/PID/stat, in clock ticks).
+proc_cpu() {
+	hz=$(getconf CLK_TCK)
+	sed 's/.*) //' "/proc/$1/stat" | awk -v hz="$hz" '{
+		printf "cpu_user_us\t%.0f\ncpu_system_us\t%.0f\n", $12 * 1e6 / hz, $13 * 1e6 / hz }'
+}
+# cpu-of FILE COMMAND…: runs COMMAND, then writes its CPU (with its
+# children's) to FILE as proc_cpu does (a program, for env to run).
+cat >"$dir/cpu-of" <<'EOP'
+#!/usr/bin/env python3
+import os, sys
+r = os.fork()
+if r == 0:
+    os.execvp(sys.argv[2], sys.argv[2:])
+_, st, ru = os.wait4(r, 0)
+with open(sys.argv[1], "w") as f:
+    f.write("cpu_user_us\t%.0f\ncpu_system_us\t%.0f\n" % (ru.ru_utime * 1e6, ru.ru_stime * 1e6))
+sys.exit(os.waitstatus_to_exitcode(st))
+EOP
+chmod +x "$dir/cpu-of"
 
 # WHO TRANSPORT FILE1 FILE2 SIGS: per signature between the two runs.
 per_sig() {
-	counts "$3" >"$dir/c1"
-	counts "$4" >"$dir/c2"
+	{ counts "$3"; cat "$3.cpu"; } >"$dir/c1"
+	{ counts "$4"; cat "$4.cpu"; } >"$dir/c2"
 	awk -F '\t' -v who="$1" -v tr="$2" -v s="$5" '
 		NR == FNR { a[$1] = $2; next }
 		{ ev = $1; sub(/^(raw_)?syscalls:sys_enter_?/, "", ev)
@@ -83,7 +108,12 @@ for tr in unix tls; do
 		perf stat -x, -e "$events" -p "$gwpid" -o "$dir/gw.$tr.$n" &
 		pp=$!
 		sleep 1
-		bench "$tr" "$threads" "$n" perf stat -x, -e "$events" -o "$dir/cl.$tr.$n"
+		proc_cpu "$gwpid" >"$dir/gw0"
+		bench "$tr" "$threads" "$n" "$dir/cpu-of" "$dir/cl.$tr.$n.cpu" perf stat -x, -e "$events" \
+			-o "$dir/cl.$tr.$n"
+		proc_cpu "$gwpid" >"$dir/gw1"
+		awk -F '\t' 'NR == FNR { a[$1] = $2; next } { print $1 "\t" $2 - a[$1] }' \
+			"$dir/gw0" "$dir/gw1" >"$dir/gw.$tr.$n.cpu"
 		kill -INT $pp
 		wait $pp 2>/dev/null || true
 	done
