@@ -11,7 +11,7 @@
 #     and the reads, receives, sends, polls and futex waits apart, and
 #     their CPU time in user space and in the kernel (µs; the gateway's
 #     from /proc in clock ticks, sealbench's from its rusage, perf's own
-#     included);
+#     included), and the TCP segments sent on loopback (data and ACKs);
 #   - with --callgrind, the instructions of each (sealgated and sealbench
 #     under callgrind, one thread; the gateway is restarted for each run and
 #     counted in its connections' threads), the files kept in
@@ -79,6 +79,10 @@ proc_cpu() {
 	sed 's/.*) //' "/proc/$1/stat" | awk -v hz="$hz" '{
 		printf "cpu_user_us\t%.0f\ncpu_system_us\t%.0f\n", $12 * 1e6 / hz, $13 * 1e6 / hz }'
 }
+# "tcp_segments<TAB>N": TCP segments sent in this network namespace so far
+# (/proc/net/snmp's OutSegs, both directions of loopback; other programs'
+# TCP here counts too)
+tcp_segs() { awk '$1 == "Tcp:" && $12 ~ /^[0-9]+$/ { print "tcp_segments\t" $12 }' /proc/net/snmp; }
 # cpu-of FILE COMMAND…: runs COMMAND, then writes its CPU (with its
 # children's) to FILE as proc_cpu does (a program, for env to run).
 cat >"$dir/cpu-of" <<'EOP'
@@ -112,9 +116,11 @@ for tr in unix tls; do
 		pp=$!
 		sleep 1
 		proc_cpu "$gwpid" >"$dir/gw0"
+		tcp_segs >>"$dir/gw0"
 		bench "$tr" "$threads" "$n" "$dir/cpu-of" "$dir/cl.$tr.$n.cpu" perf stat -x, -e "$events" \
 			-o "$dir/cl.$tr.$n"
 		proc_cpu "$gwpid" >"$dir/gw1"
+		tcp_segs >>"$dir/gw1"
 		awk -F '\t' 'NR == FNR { a[$1] = $2; next } { print $1 "\t" $2 - a[$1] }' \
 			"$dir/gw0" "$dir/gw1" >"$dir/gw.$tr.$n.cpu"
 		kill -INT $pp
