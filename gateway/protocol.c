@@ -110,6 +110,10 @@ read_all(const struct sg_io *io, uint8_t *buf, size_t len, struct frame_clock *f
 {
 	size_t got = 0;
 	int fd = io->fd;
+	/* (a frame's start over a transport that holds nothing: wait first,
+	 * one poll and one read instead of a read, a poll and a read) */
+	bool wait = io->recv != NULL && io->pending != NULL && !fc->started &&
+	            !io->pending(io->arg);
 
 	while (got < len) {
 		ssize_t n;
@@ -119,13 +123,17 @@ read_all(const struct sg_io *io, uint8_t *buf, size_t len, struct frame_clock *f
 			/* A transport over a non-blocking socket (TLS): what it
 			 * holds decrypted comes first, then the socket is waited
 			 * on within the same deadlines. */
-			n = io->recv(io->arg, buf + got, len - got);
-			if (n == -EAGAIN) {
+			if (wait) {
+				wait = false;
 				rc = wait_readable(fd, fc->deadline);
 				if (rc == -ETIMEDOUT)
 					return fc->started ? -ETIMEDOUT : -ETIME;
 				if (rc < 0)
 					return rc;
+			}
+			n = io->recv(io->arg, buf + got, len - got);
+			if (n == -EAGAIN) {
+				wait = true;
 				continue;
 			}
 			if (n < 0)

@@ -87,12 +87,18 @@ int sg_msg_write(int fd, const json_t *msg);
  * recv takes what is there without blocking (bytes, 0 at EOF, -EAGAIN
  * when fd must be waited on, or -errno); send blocks within its own
  * deadline (bytes, or -errno). With recv and send NULL the io is fd. The
- * frame reader's deadlines and cap are the same either way. */
+ * frame reader's deadlines and cap are the same either way.
+ * pending (may be NULL): true when the transport holds bytes it read
+ * ahead of fd. A frame's first bytes are rarely there the moment they
+ * are asked for (a reply is being made, a next request not yet sent), so
+ * when pending says nothing is held the reader waits on fd before its
+ * first recv instead of trying a recv that would say -EAGAIN. */
 struct sg_io {
 	int fd;
 	void *arg;
 	ssize_t (*recv)(void *arg, void *buf, size_t len);
 	ssize_t (*send)(void *arg, const void *buf, size_t len);
+	bool (*pending)(void *arg);
 };
 int sg_msg_write_io(const struct sg_io *io, const json_t *msg);
 

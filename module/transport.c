@@ -168,6 +168,11 @@ sgm_tls_new(const struct sgm_conf *c, const char *host, const char *port, struct
 		goto out;
 	}
 	SSL_CTX_set_verify(t->ctx, SSL_VERIFY_PEER, NULL);
+	/* One recv(2) per record instead of two (its header, then its body):
+	 * what OpenSSL reads ahead stays in the SSL, and the frame reader and
+	 * the pool's alive check ask it (sg_tls_pending) before they look at
+	 * the socket. A connection is used by one thread at a time. */
+	SSL_CTX_set_read_ahead(t->ctx, 1);
 	if (SSL_CTX_load_verify_locations(t->ctx, c->ca, NULL) != 1) {
 		ssl_why(why, sizeof(why));
 		snprintf(err, errlen, "ca %s: %s", c->ca, why);
@@ -265,6 +270,14 @@ tls_send(void *arg, const void *buf, size_t len)
 	struct tls_conn *c = arg;
 
 	return sg_tls_write(c->ssl, c->fd, c->timeout_ms, buf, len);
+}
+
+static bool
+tls_pending(void *arg)
+{
+	struct tls_conn *c = arg;
+
+	return sg_tls_pending(c->ssl);
 }
 
 static bool
@@ -385,6 +398,7 @@ sgm_tls_connect(struct sgm_tls *t, int timeout_s, struct sg_io *io, char *err, s
 	io->arg = c;
 	io->recv = tls_recv;
 	io->send = tls_send;
+	io->pending = tls_pending;
 	return 0;
 fail:
 	ERR_clear_error();
@@ -420,11 +434,15 @@ sgm_tls_alive(struct sg_io *io)
 	size_t n = 0;
 	int rc;
 
-	do
-		rc = poll(&p, 1, 0);
-	while (rc < 0 && errno == EINTR);
-	if (rc == 0)
-		return true;
+	/* What read-ahead took in with the last reply (a close_notify sent
+	 * right behind it) is in the SSL, not in the socket: looked at first. */
+	if (!sg_tls_pending(c->ssl)) {
+		do
+			rc = poll(&p, 1, 0);
+		while (rc < 0 && errno == EINTR);
+		if (rc == 0)
+			return true;
+	}
 	/* Readable: session tickets are fine, anything else (a close, an
 	 * alert, bytes we did not ask for) is not. */
 	ERR_clear_error();

@@ -268,6 +268,14 @@ tls_recv(void *arg, void *buf, size_t len)
 	return sg_tls_read(c->ssl, buf, len);
 }
 
+static bool
+tls_pending(void *arg)
+{
+	struct tls_conn *c = arg;
+
+	return sg_tls_pending(c->ssl);
+}
+
 /* A reply the client does not read cannot hold the thread: as the Unix
  * socket's SO_SNDTIMEO, the frame deadline bounds a write. */
 static ssize_t
@@ -360,6 +368,7 @@ gw_tls_accept(struct gw_tls *t, int fd, bool enroll, int ms, struct sg_io *io,
 			io->arg = c;
 			io->recv = tls_recv;
 			io->send = tls_send;
+			io->pending = tls_pending;
 			return -2;
 		}
 		peer->device = id;
@@ -372,6 +381,7 @@ gw_tls_accept(struct gw_tls *t, int fd, bool enroll, int ms, struct sg_io *io,
 	io->arg = c;
 	io->recv = tls_recv;
 	io->send = tls_send;
+	io->pending = tls_pending;
 	return 0;
 fail:
 	ERR_clear_error();

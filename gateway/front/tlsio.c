@@ -57,6 +57,14 @@ sg_tls_read(SSL *ssl, void *buf, size_t len)
 	}
 }
 
+bool
+sg_tls_pending(SSL *ssl)
+{
+	/* (SSL_pending counts processed plaintext only; SSL_has_pending
+	 * also the read-ahead buffer's unprocessed bytes) */
+	return SSL_has_pending(ssl) == 1;
+}
+
 ssize_t
 sg_tls_write(SSL *ssl, int fd, int64_t timeout_ms, const void *buf, size_t len)
 {

@@ -6,6 +6,7 @@
 #ifndef SG_TLSIO_H
 #define SG_TLSIO_H
 
+#include <stdbool.h>
 #include <stdint.h>
 #include <sys/types.h>
 
@@ -22,6 +23,12 @@ int sg_wait_fd(int fd, short events, int64_t deadline);
  * -EAGAIN when nothing can be read now, -ECONNRESET on any other error
  * (OpenSSL's error queue cleared). */
 ssize_t sg_tls_read(SSL *ssl, void *buf, size_t len);
+
+/* True when ssl holds bytes already taken from its socket (read-ahead):
+ * a record not yet processed, or plaintext not yet read. Then the socket
+ * must not be waited on before sg_tls_read: what is held may be all the
+ * peer sends. */
+bool sg_tls_pending(SSL *ssl);
 
 /* SSL_write_ex of buf on fd, waiting for the socket until timeout_ms have
  * passed: the bytes written, -ETIMEDOUT / -errno from the wait, or -EPIPE

@@ -9,7 +9,10 @@
 # only the kernel's forwarding, and the comparison is the transport's.
 # Needs: openssl, oathtool (the admin's code). Sets status=1 on a failure.
 
-tls_bench() {
+# The TLS front and the enrolled desktop, on the fixture's gateway in $dir
+# (restarted with the TLS listeners): sets t, port, conf and gwpid; also
+# used by count-tls.sh. Returns non-zero (and sets status=1) on a failure.
+tls_setup() {
 	t=$dir/tls
 	mkdir -p "$t" && chmod 700 "$t"
 	port=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])')
@@ -22,7 +25,7 @@ tls_bench() {
 	printf 'subjectAltName=DNS:localhost,IP:127.0.0.1\nextendedKeyUsage=serverAuth\n' >"$t/gw.ext" &&
 	openssl x509 -req -in "$t/gateway.csr" -CA "$t/site-ca.pem" -CAkey "$t/site-ca.key" \
 		-CAcreateserial -days 30 -extfile "$t/gw.ext" -out "$t/gateway.pem" 2>/dev/null &&
-	chmod 600 "$t/gateway.key" || { log "TLS: certificates could not be made"; status=1; return; }
+	chmod 600 "$t/gateway.key" || { log "TLS: certificates could not be made"; status=1; return 1; }
 	sh "$here/fixture.sh" stop "$dir"
 	cp "$dir/sealgated.yaml" "$dir/sealgated.yaml.unix"
 	cat >>"$dir/sealgated.yaml" <<EOC
@@ -35,14 +38,14 @@ tls_device_ca_token_label: "bench device CA"
 tls_devices: $t/devices
 tls_connections_per_device: 16
 EOC
-	sh "$here/fixture.sh" start "$dir" || { status=1; return; }
+	sh "$here/fixture.sh" start "$dir" || { status=1; return 1; }
 	gwpid=$(cat "$dir/sealgated.pid")
 	# The seal admin's second factor, then the desktop's request, approval
 	# and collection (sealctl device enroll, as a desktop does it).
 	(umask 077; python3 -c 'import base64, os; print(base64.b32encode(os.urandom(20)).decode(), end="")' >"$t/admin.b32")
 	"$build/tools/sealctl" --socket "$dir/sealgated.sock" --user admin --password-file "$dir/pw-admin" \
 		user totp-enroll --secret-file "$t/admin.b32" --code "$(oathtool --totp -b "$(cat "$t/admin.b32")")" >/dev/null ||
-		{ log "TLS: the admin's second factor could not be set"; status=1; return; }
+		{ log "TLS: the admin's second factor could not be set"; status=1; return 1; }
 	# (exit 3 while the request waits for the admin)
 	HOME=$t/desk XDG_CONFIG_HOME=$t/desk/config "$build/tools/sealctl" device enroll \
 		--gateway "tls://127.0.0.1:$port" --enroll "tls://127.0.0.1:$eport" --ca "$t/site-ca.pem" --person bench >/dev/null 2>&1 || true
@@ -52,8 +55,12 @@ EOC
 		device approve 1 >/dev/null &&
 	HOME=$t/desk XDG_CONFIG_HOME=$t/desk/config "$build/tools/sealctl" device enroll \
 		--gateway "tls://127.0.0.1:$port" --enroll "tls://127.0.0.1:$eport" --ca "$t/site-ca.pem" --person bench >/dev/null ||
-		{ log "TLS: the bench desktop could not enroll"; tail -5 "$dir/sealgated.log" >&2; status=1; return; }
+		{ log "TLS: the bench desktop could not enroll"; tail -5 "$dir/sealgated.log" >&2; status=1; return 1; }
 	conf=$t/desk/config/sealgate/sealgate.conf
+}
+
+tls_bench() {
+	tls_setup || return 0
 	tls_run() { # unix|tls MECH THREADS OPS [TSV]
 		if [ "$1" = unix ]; then
 			SEALGATE_SOCKET=$dir/sealgated.sock "$sealbench" -q -m "$2" -t "$3" -n "$4" -r 1 \

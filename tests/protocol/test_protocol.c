@@ -1,10 +1,13 @@
 /* Unit tests of the wire codec: framing, caps, bounded field readers. */
 #include <criterion/criterion.h>
 #include <errno.h>
+#include <pthread.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/socket.h>
 #include <signal.h>
+#include <sys/syscall.h>
 #include <sys/wait.h>
 #include <unistd.h>
 #include <p11-kit/pkcs11.h>
@@ -312,4 +315,147 @@ Test(protocol, oversized_message_not_written)
 	cr_assert_eq(errno, EAGAIN);
 	json_decref(req);
 	free(pad);
+}
+
+/* ---- a transport's frames (sg_io with recv: TLS) ---- */
+
+/* A transport over sv[1] that counts its recv calls and those made when
+ * the socket had nothing, and may hold bytes of its own ahead of it (as
+ * OpenSSL's read-ahead does). */
+struct fake_tr {
+	int fd;
+	unsigned calls, empty;
+	uint8_t held[256];
+	size_t n_held, off;
+};
+
+static ssize_t
+fake_recv(void *arg, void *buf, size_t len)
+{
+	struct fake_tr *t = arg;
+	ssize_t n;
+
+	t->calls++;
+	if (t->off < t->n_held) {
+		n = (ssize_t)(len < t->n_held - t->off ? len : t->n_held - t->off);
+		memcpy(buf, t->held + t->off, (size_t)n);
+		t->off += (size_t)n;
+		return n;
+	}
+	n = recv(t->fd, buf, len, MSG_DONTWAIT);
+	if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK)) {
+		t->empty++;
+		return -EAGAIN;
+	}
+	return n < 0 ? -errno : n;
+}
+
+static ssize_t
+fake_send(void *arg, const void *buf, size_t len)
+{
+	struct fake_tr *t = arg;
+
+	return send(t->fd, buf, len, MSG_NOSIGNAL);
+}
+
+static bool
+fake_pending(void *arg)
+{
+	struct fake_tr *t = arg;
+
+	return t->off < t->n_held;
+}
+
+/* Writes one hello frame on sv[0] once the reader's thread waits in
+ * poll(2) (its /proc syscall file names it), so that the frame comes
+ * after the reader began, whatever the scheduler does. */
+struct late_writer {
+	pid_t tid;
+	int polled;
+};
+
+static bool
+in_poll(pid_t tid)
+{
+	char path[64], line[64] = "";
+	long nr = -1;
+	FILE *f;
+
+	snprintf(path, sizeof(path), "/proc/self/task/%d/syscall", (int)tid);
+	f = fopen(path, "r");
+	if (f == NULL)
+		return false;
+	if (fgets(line, sizeof(line), f) != NULL)
+		nr = strtol(line, NULL, 10);
+	fclose(f);
+#ifdef SYS_poll
+	if (nr == SYS_poll)
+		return true;
+#endif
+	return nr == SYS_ppoll;
+}
+
+static void *
+late_write(void *arg)
+{
+	struct late_writer *w = arg;
+	json_t *req = sg_request_new(SG_OP_HELLO);
+
+	/* (bounded: 10 s of looking, then the frame is sent anyway) */
+	for (int i = 0; i < 10000 && !(w->polled = in_poll(w->tid)); i++)
+		usleep(1000);
+	(void)sg_msg_write(sv[0], req);
+	json_decref(req);
+	return NULL;
+}
+
+/* A frame that has not come yet when it is asked for: over a transport
+ * that holds nothing, the reader waits on the socket before its first
+ * recv, so a frame of one record costs one recv for its header and one for
+ * its body (which a read-ahead transport takes from what it holds), and
+ * no recv is tried on an empty socket (a system call that says EAGAIN). */
+Test(protocol, a_transport_waits_before_its_first_recv)
+{
+	struct fake_tr t = { .fd = sv[1] };
+	struct sg_io io = { .fd = sv[1], .arg = &t, .recv = fake_recv, .send = fake_send,
+	                    .pending = fake_pending };
+	struct late_writer w = { .tid = (pid_t)syscall(SYS_gettid) };
+	json_t *got = NULL;
+	pthread_t th;
+	char err[128];
+	int rc;
+
+	cr_assert_eq(pthread_create(&th, NULL, late_write, &w), 0);
+	rc = sg_msg_read_io(&io, 20000, 20000, &got, err, sizeof(err));
+	pthread_join(th, NULL);
+	cr_assert_eq(rc, 0, "%s", err);
+	cr_assert_not_null(got);
+	cr_assert(w.polled, "the reader never waited in poll");
+	cr_assert_eq(t.empty, 0, "%u recv on an empty socket", t.empty);
+	cr_assert_eq(t.calls, 2, "%u recv calls for one frame", t.calls);
+	json_decref(got);
+}
+
+/* What the transport holds is read without a wait on the socket, which
+ * here never becomes readable: a wait would end in the idle deadline. */
+Test(protocol, what_a_transport_holds_is_read_without_a_wait)
+{
+	const char body[] = "{\"v\":1,\"op\":\"hello\"}";
+	struct fake_tr t = { .fd = sv[1] };
+	struct sg_io io = { .fd = sv[1], .arg = &t, .recv = fake_recv, .send = fake_send,
+	                    .pending = fake_pending };
+	json_t *got = NULL;
+	char err[128];
+
+	t.held[3] = (uint8_t)(sizeof(body) - 1);
+	memcpy(t.held + 4, body, sizeof(body) - 1);
+	t.n_held = 4 + sizeof(body) - 1;
+	cr_assert_eq(sg_msg_read_io(&io, 10000, 10000, &got, err, sizeof(err)), 0, "%s", err);
+	cr_assert_not_null(got);
+	cr_assert_str_eq(json_string_value(json_object_get(got, "op")), "hello");
+	cr_assert_eq(t.empty, 0);
+	json_decref(got);
+	/* The next frame: nothing held, nothing sent: the idle deadline. */
+	cr_assert_eq(sg_msg_read_io(&io, 50, 1000, &got, err, sizeof(err)), -ETIME);
+	cr_assert_null(got);
 }

@@ -3,10 +3,10 @@
  * signs with a seal, to watch what the module does over TLS when the
  * connection is cut (CKR_DEVICE_REMOVED, then back) and across fork().
  *
- *   p11client MODULE sign|resume|cut|fork
+ *   p11client MODULE sign|signs|resume|cut|fork
  * env: SG_PIN (the person's password), SG_LABEL (seal, default "Contract
  * Seal"), SG_SYNC (resume: SG_SYNC.ready after the first signature, then
- * waits for SG_SYNC.go), SG_ECDSA (set: the seal is EC, CKM_ECDSA_SHA256), SG_IDLE (resume: seconds to wait), SG_SYNC (cut: files SG_SYNC.ready, .cut, .back to step with the
+ * waits for SG_SYNC.go), SG_ECDSA (set: the seal is EC, CKM_ECDSA_SHA256), SG_COUNT (signs: how many signatures), SG_IDLE (resume: seconds to wait), SG_SYNC (cut: files SG_SYNC.ready, .cut, .back to step with the
  * script). Prints one line per step; exit 0 when each did what it should.
  */
 #include <dlfcn.h>
@@ -127,6 +127,15 @@ main(int argc, char **argv)
 		return 1;
 	if (strcmp(argv[2], "sign") == 0)
 		return 0;
+	if (strcmp(argv[2], "signs") == 0) {
+		/* SG_COUNT signatures in all, on the same session. */
+		int n = getenv("SG_COUNT") ? atoi(getenv("SG_COUNT")) : 1;
+
+		for (int i = 1; i < n && rv == CKR_OK; i++)
+			rv = sign(s);
+		printf("signs 0x%lx\n", rv);
+		return rv == CKR_OK ? 0 : 1;
+	}
 	if (strcmp(argv[2], "resume") == 0) {
 		/* The gateway closes the idle connection meanwhile: the next
 		 * one resumes the TLS session. */
