@@ -5,7 +5,8 @@
  * --ca when given), and sealgate's approval receipt inside it: signed by
  * the site's audit key (pinned with --audit-cert, or chained to --ca),
  * bound to this signature by the signed attributes' hash; then who
- * applied and who approved; with --export, that each receipt's audit
+ * applied and who approved; the RFC 3161 timestamp of the signature (its
+ * TSA against --tsa-ca when given); with --export, that each receipt's audit
  * record is in the (intact) export. Exit 0 when every signature and
  * receipt holds, 1 when one does not, 2 on bad arguments.
  */
@@ -67,12 +68,13 @@ sealctl_verify(const char *cmd, int argc, char **argv)
 {
 	static const struct option opts[] = {
 		{ "ca", required_argument, NULL, 'c' }, { "audit-cert", required_argument, NULL, 'a' },
-		{ "export", required_argument, NULL, 'e' }, { NULL, 0, NULL, 0 },
+		{ "export", required_argument, NULL, 'e' }, { "tsa-ca", required_argument, NULL, 't' },
+		{ NULL, 0, NULL, 0 },
 	};
-	const char *ca = NULL, *acert = NULL, *export = NULL;
+	const char *ca = NULL, *acert = NULL, *export = NULL, *tsaca = NULL;
 	struct sg_verify_records recs = { 0 };
 	struct sg_verify_opts vo = { 0 };
-	X509_STORE *store = NULL;
+	X509_STORE *store = NULL, *tsa_store = NULL;
 	X509 *pin = NULL;
 	uint8_t *file = NULL;
 	size_t flen = 0;
@@ -88,12 +90,14 @@ sealctl_verify(const char *cmd, int argc, char **argv)
 			acert = optarg;
 		else if (ch == 'e')
 			export = optarg;
+		else if (ch == 't')
+			tsaca = optarg;
 		else
 			return 2;
 	}
 	if (optind != argc - 1) {
 		fprintf(stderr, "sealctl: verify FILE.pdf [--ca CA.pem] [--audit-cert CERT] "
-		        "[--export FILE]\n");
+		        "[--export FILE] [--tsa-ca FILE]\n");
 		return 2;
 	}
 	if (ca != NULL) {
@@ -105,12 +109,20 @@ sealctl_verify(const char *cmd, int argc, char **argv)
 		/* A seal's certificate is for signing documents, not e-mail. */
 		X509_STORE_set_purpose(store, X509_PURPOSE_ANY);
 	}
+	/* The TSA's CA: the token's certificate must chain to it for the
+	 * timestamping purpose (TS_RESP_verify_token sets it). */
+	if (tsaca != NULL && ((tsa_store = X509_STORE_new()) == NULL ||
+	                      X509_STORE_load_file(tsa_store, tsaca) != 1)) {
+		fprintf(stderr, "sealctl: %s: not a CA file\n", tsaca);
+		goto out;
+	}
 	if (acert != NULL && (pin = read_cert(acert)) == NULL)
 		goto out;
 	if (sealctl_read_file(argv[optind], &file, &flen) < 0)
 		goto out;
 	vo.store = store;
 	vo.pin = pin;
+	vo.tsa_store = tsa_store;
 	if (sg_verify_pdf(file, flen, &vo, stdout, &recs, &n, &bad) < 0) {
 		fprintf(stderr, "sealctl: %s: not a PDF\n", argv[optind]);
 		goto out;
@@ -144,6 +156,7 @@ sealctl_verify(const char *cmd, int argc, char **argv)
 out:
 	X509_free(pin);
 	X509_STORE_free(store);
+	X509_STORE_free(tsa_store);
 	free(file);
 	return rv;
 }

@@ -5,7 +5,8 @@
  * the CA when given), and sealgate's approval receipt inside it: signed by
  * the site's audit key (pinned, or chained to the CA), bound to this
  * signature by the signed attributes' hash and the signature value's;
- * then who applied and who approved.
+ * then who applied and who approved; and the timestamp (RFC 3161) of the
+ * signature value, its TSA against the TSA CA when given.
  */
 #include "pdfverify.h"
 
@@ -24,6 +25,10 @@
 
 #include "pdfstamp.h"
 #include "protocol.h"
+#include "tsa.h"
+
+/* Timestamp tokens looked at in one SignerInfo: one is what a stamp has. */
+#define TSA_TOKENS_MAX 4
 
 static bool
 chains_to(X509 *x, X509_STORE *store)
@@ -190,10 +195,60 @@ out:
 	return rv;
 }
 
+/* The timestamps of signer si (id-aa-signatureTimeStampToken): 1 none or
+ * all hold (printed), -1 one does not (why printed). A TSA not checked
+ * against a CA is said, and holds: the time is the TSA's word. */
+static int
+check_timestamps(CMS_SignerInfo *si, X509_STORE *tsa_store, FILE *out)
+{
+	const ASN1_OCTET_STRING *sv = CMS_SignerInfo_get0_signature(si);
+	int idx = -1, seen = 0, rv = 1;
+
+	while ((idx = CMS_unsigned_get_attr_by_NID(si, NID_id_smime_aa_timeStampToken, idx)) >= 0) {
+		X509_ATTRIBUTE *attr = CMS_unsigned_get_attr(si, idx);
+		int nv = attr ? X509_ATTRIBUTE_count(attr) : 0;
+		if (nv <= 0) {
+			fprintf(out, "    timestamp: NOT VALID (an empty attribute)\n");
+			return -1;
+		}
+		for (int k = 0; k < nv; k++) {
+			ASN1_TYPE *t = X509_ATTRIBUTE_get0_type(attr, k);
+			struct sg_tsa_info info;
+			char why[256];
+			if (++seen > TSA_TOKENS_MAX) {
+				fprintf(out, "    timestamp: NOT VALID (more than %d tokens)\n", TSA_TOKENS_MAX);
+				return -1;
+			}
+			if (t == NULL || t->type != V_ASN1_SEQUENCE) {
+				fprintf(out, "    timestamp: NOT VALID (not a timestamp token)\n");
+				rv = -1;
+				continue;
+			}
+			if (sg_tsa_check_token(ASN1_STRING_get0_data(t->value.sequence),
+			                       (size_t)ASN1_STRING_length(t->value.sequence),
+			                       ASN1_STRING_get0_data(sv), (size_t)ASN1_STRING_length(sv),
+			                       NULL, tsa_store, &info, why, sizeof(why)) < 0) {
+				fprintf(out, "    timestamp: NOT VALID (%s)%s%s%s%s\n", why,
+				        info.time[0] ? ", says " : "", info.time,
+				        info.tsa[0] ? " by " : "", info.tsa);
+				rv = -1;
+				continue;
+			}
+			fprintf(out, "    timestamp: %s by %s\n", info.time, info.tsa[0] ? info.tsa : "-");
+			fprintf(out, "      verifies over the signature value, %s\n", tsa_store ?
+			        "the TSA's certificate from --tsa-ca" :
+			        "TSA not checked against a CA (give --tsa-ca)");
+		}
+	}
+	if (seen == 0)
+		fprintf(out, "    timestamp: none\n");
+	return rv;
+}
+
 /* One signature field's /V: 0 holds, 1 does not. */
 static int
-check_sig(qpdf_data q, qpdf_oh v, const uint8_t *file, size_t flen, X509_STORE *store, X509 *pin,
-          int n, struct sg_verify_records *recs, FILE *out)
+check_sig(qpdf_data q, qpdf_oh v, const uint8_t *file, size_t flen,
+          const struct sg_verify_opts *opts, int n, struct sg_verify_records *recs, FILE *out)
 {
 	qpdf_oh br = qpdf_oh_get_key(q, v, "/ByteRange"), ct = qpdf_oh_get_key(q, v, "/Contents");
 	unsigned long long r[4];
@@ -205,6 +260,8 @@ check_sig(qpdf_data q, qpdf_oh v, const uint8_t *file, size_t flen, X509_STORE *
 	uint8_t *buf = NULL;
 	STACK_OF(CMS_SignerInfo) *sis;
 	STACK_OF(X509) *signers = NULL;
+	X509_STORE *store = opts->store;
+	X509 *pin = opts->pin;
 	int bad = 1, rc;
 
 	fprintf(out, "signature #%d:\n", n);
@@ -254,9 +311,12 @@ check_sig(qpdf_data q, qpdf_oh v, const uint8_t *file, size_t flen, X509_STORE *
 	       "an earlier revision (the file was stamped again after it)");
 	sis = CMS_get0_SignerInfos(cms);
 	bad = 0;
-	for (int i = 0; i < sk_CMS_SignerInfo_num(sis); i++)
+	for (int i = 0; i < sk_CMS_SignerInfo_num(sis); i++) {
 		if (check_receipt(sk_CMS_SignerInfo_value(sis, i), pin, store, recs, out) < 0)
 			bad = 1;
+		if (check_timestamps(sk_CMS_SignerInfo_value(sis, i), opts->tsa_store, out) < 0)
+			bad = 1;
+	}
 out:
 	sk_X509_free(signers);
 	CMS_ContentInfo_free(cms);
@@ -284,7 +344,7 @@ sg_verify_pdf(const uint8_t *file, size_t flen, const struct sg_verify_opts *opt
 		qpdf_oh ft = qpdf_oh_get_key(q, fld, "/FT"), v = qpdf_oh_get_key(q, fld, "/V");
 		if (!qpdf_oh_is_name_and_equals(q, ft, "/Sig") || !qpdf_oh_is_dictionary(q, v))
 			continue;
-		*bad |= check_sig(q, v, file, flen, opts->store, opts->pin, ++n, recs, out);
+		*bad |= check_sig(q, v, file, flen, opts, ++n, recs, out);
 	}
 	*nsig = n;
 	rv = 0;

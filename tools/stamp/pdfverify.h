@@ -1,7 +1,8 @@
 /*
  * What `sealctl verify` reads from a signed PDF (docs/stamp.md), an
  * untrusted file: the signature fields, each /ByteRange and /Contents, the
- * CMS over the range and sealgate's approval receipt inside it. Apart from
+ * CMS over the range, sealgate's approval receipt and the RFC 3161
+ * timestamp token inside it. Apart from
  * sealctl-verify.c's arguments and --export so that the fuzz target
  * (tests/fuzz/fuzz_verify.c) reads files as verify does.
  */
@@ -26,6 +27,7 @@ struct sg_verify_records {
 struct sg_verify_opts {
 	X509_STORE *store;        /* --ca, or NULL: the seal's certificate not checked */
 	X509 *pin;                /* --audit-cert, or NULL */
+	X509_STORE *tsa_store;    /* --tsa-ca, or NULL: a timestamp's TSA not checked */
 };
 
 /* Checks every signature field of the PDF file (flen bytes), saying what
