@@ -245,6 +245,37 @@ check_timestamps(CMS_SignerInfo *si, X509_STORE *tsa_store, FILE *out)
 	return rv;
 }
 
+/* The receipt and the timestamps of each SignerInfo: 0 all hold, 1 not. */
+static int
+check_signers(CMS_ContentInfo *cms, const struct sg_verify_opts *opts,
+              struct sg_verify_records *recs, FILE *out)
+{
+	STACK_OF(CMS_SignerInfo) *sis = CMS_get0_SignerInfos(cms);
+	int bad = 0;
+
+	for (int i = 0; i < sk_CMS_SignerInfo_num(sis); i++) {
+		if (check_receipt(sk_CMS_SignerInfo_value(sis, i), opts->pin, opts->store, recs, out) < 0)
+			bad = 1;
+		if (check_timestamps(sk_CMS_SignerInfo_value(sis, i), opts->tsa_store, out) < 0)
+			bad = 1;
+	}
+	return bad;
+}
+
+int
+sg_verify_signer_attrs(const uint8_t *der, size_t len, const struct sg_verify_opts *opts, FILE *out,
+                       struct sg_verify_records *recs, int *bad)
+{
+	const unsigned char *p = der;
+	CMS_ContentInfo *cms = d2i_CMS_ContentInfo(NULL, &p, (long)len);
+
+	if (cms == NULL)
+		return -1;
+	*bad |= check_signers(cms, opts, recs, out);
+	CMS_ContentInfo_free(cms);
+	return 0;
+}
+
 /* One signature field's /V: 0 holds, 1 does not. */
 static int
 check_sig(qpdf_data q, qpdf_oh v, const uint8_t *file, size_t flen,
@@ -258,10 +289,8 @@ check_sig(qpdf_data q, qpdf_oh v, const uint8_t *file, size_t flen,
 	CMS_ContentInfo *cms = NULL;
 	BIO *data = NULL;
 	uint8_t *buf = NULL;
-	STACK_OF(CMS_SignerInfo) *sis;
 	STACK_OF(X509) *signers = NULL;
 	X509_STORE *store = opts->store;
-	X509 *pin = opts->pin;
 	int bad = 1, rc;
 
 	fprintf(out, "signature #%d:\n", n);
@@ -309,14 +338,7 @@ check_sig(qpdf_data q, qpdf_oh v, const uint8_t *file, size_t flen,
 	}
 	fprintf(out, "    covers %s\n", r[2] + r[3] == flen ? "the whole file" :
 	       "an earlier revision (the file was stamped again after it)");
-	sis = CMS_get0_SignerInfos(cms);
-	bad = 0;
-	for (int i = 0; i < sk_CMS_SignerInfo_num(sis); i++) {
-		if (check_receipt(sk_CMS_SignerInfo_value(sis, i), pin, store, recs, out) < 0)
-			bad = 1;
-		if (check_timestamps(sk_CMS_SignerInfo_value(sis, i), opts->tsa_store, out) < 0)
-			bad = 1;
-	}
+	bad = check_signers(cms, opts, recs, out);
 out:
 	sk_X509_free(signers);
 	CMS_ContentInfo_free(cms);

@@ -37,4 +37,11 @@ struct sg_verify_opts {
 int sg_verify_pdf(const uint8_t *file, size_t flen, const struct sg_verify_opts *opts,
                   FILE *out, struct sg_verify_records *recs, int *nsig, int *bad);
 
+/* The receipts and timestamps of the SignerInfos of a CMS ContentInfo
+ * (DER), as sg_verify_pdf checks them once the signature holds — which is
+ * not checked here: for the fuzz target, which reaches them so without
+ * having to sign what it makes. 0, or -1 when it is no CMS. */
+int sg_verify_signer_attrs(const uint8_t *der, size_t len, const struct sg_verify_opts *opts,
+                           FILE *out, struct sg_verify_records *recs, int *bad);
+
 #endif
