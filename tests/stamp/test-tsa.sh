@@ -150,7 +150,7 @@ refused() { # path description message
 	expect_out "no stamped file is written (the gateway has made and recorded the signature already" \
 		"$2: the message says the signature is recorded"
 	check "$2: no $out" test ! -e "$out"
-	check "$2: nor a temporary file beside it" test -z "$(ls | grep '^refused-' || true)"
+	check "$2: nor a temporary file beside it ($out.XXXXXX)" test -z "$(compgen -G "$out.*" || true)"
 	expect_audit $((signs + 1)) "action='sign' AND outcome='ok' AND application=$ID" \
 		"$2: the signature was recorded all the same"
 }

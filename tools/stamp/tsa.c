@@ -227,6 +227,7 @@ sg_tsa_stamp(const char *url, const uint8_t *sig, size_t siglen, long timeout, u
 	long code = 0, st;
 	int req_len = 0, n;
 	CURLcode cc;
+	bool curl_up = false;
 	int rv = -1;
 
 	*token = NULL;
@@ -234,7 +235,12 @@ sg_tsa_stamp(const char *url, const uint8_t *sig, size_t siglen, long timeout, u
 		snprintf(err, errlen, "the timestamp request could not be made: %s", ossl_reason());
 		goto out;
 	}
-	if (curl_global_init(CURL_GLOBAL_DEFAULT) != CURLE_OK || (curl = curl_easy_init()) == NULL ||
+	if (curl_global_init(CURL_GLOBAL_DEFAULT) != CURLE_OK) {
+		snprintf(err, errlen, "libcurl could not be set up");
+		goto out;
+	}
+	curl_up = true;
+	if ((curl = curl_easy_init()) == NULL ||
 	    (hdr = curl_slist_append(NULL, "Content-Type: application/timestamp-query")) == NULL ||
 	    (hdr = curl_slist_append(hdr, "Accept: application/timestamp-reply")) == NULL) {
 		snprintf(err, errlen, "libcurl could not be set up");
@@ -309,5 +315,7 @@ out:
 	free(r.p);
 	curl_slist_free_all(hdr);
 	curl_easy_cleanup(curl);
+	if (curl_up)
+		curl_global_cleanup();
 	return rv;
 }
