@@ -10,6 +10,7 @@
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
+#include <string.h>
 
 #include "pdfverify.h"
 
@@ -25,11 +26,16 @@ LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 
 	if (devnull == NULL && (devnull = fopen("/dev/null", "w")) == NULL)
 		abort();
-	if (sg_verify_pdf(data, size, &vo, devnull, &recs, &n, &bad) < 0) {
-		if (n != 0)
+	/* The PDF path for what starts as a PDF: qpdf's recovery of a file
+	 * with no header at all is slow, not sealgate's, and would take most
+	 * of the runs (sealctl verify still hands qpdf anything). */
+	if (size >= 5 && memcmp(data, "%PDF-", 5) == 0) {
+		if (sg_verify_pdf(data, size, &vo, devnull, &recs, &n, &bad) < 0) {
+			if (n != 0)
+				abort();
+		} else if (n < 0 || (bad != 0 && bad != 1)) {
 			abort();
-	} else if (n < 0 || (bad != 0 && bad != 1)) {
-		abort();
+		}
 	}
 	/* No receipt holds without a pinned or CA-issued audit certificate,
 	 * yet each one that reads and verifies is noted, at most the bound. */
