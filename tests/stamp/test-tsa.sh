@@ -8,8 +8,8 @@
 # be. Refused, with no OUT.pdf and the message saying the signature was
 # recorded: a TSA that is down, one answering another nonce or another
 # imprint, a rejection, a token signed by a certificate that is not a
-# TSA's, an answer that is no timestamp reply, a TSA that
-# does not answer within the timeout. A token edited or from another
+# TSA's, a token too large for its room, an answer that is no timestamp
+# reply, a TSA that does not answer within the timeout. A token edited or from another
 # stamp fails sealctl verify.
 set -euo pipefail
 # shellcheck source=tests/e2e/lib.sh
@@ -36,6 +36,8 @@ openssl req -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes -keyout noeku.key
 printf '%s\n' "extendedKeyUsage=emailProtection" "keyUsage=critical,digitalSignature" >noeku.ext
 openssl x509 -req -in noeku.csr -CA tsa-ca.pem -CAkey tsa-ca.key -CAcreateserial -days 2 \
 	-extfile noeku.ext -out noeku.pem 2>/dev/null
+# 20 copies of the CA in the token: over 8 KiB of certificates
+for _ in $(seq 1 20); do cat tsa-ca.pem; done >big-chain.pem
 echo 01 >tsa.serial
 cat >tsa.cnf <<CNF
 [ tsa ]
@@ -54,6 +56,15 @@ ordering = yes
 tsa_name = yes
 ess_cert_id_chain = no
 ess_cert_id_alg = sha256
+[ tsa_big ]
+serial = $W/tsa.serial
+crypto_device = builtin
+signer_cert = $W/tsa.pem
+certs = $W/big-chain.pem
+signer_key = $W/tsa.key
+signer_digest = sha256
+default_policy = 1.3.6.1.4.1.99999.1
+digests = sha256
 [ tsa_sha1 ]
 serial = $W/tsa.serial
 crypto_device = builtin
@@ -73,8 +84,8 @@ check "the TSA listens" test -s tsa.port
 TSA=http://127.0.0.1:$(cat tsa.port)
 
 make_pdf contract.pdf "Acme Trading Co. - Sales contract No. 2026-31"
-ID=$(authorize alice contract 14 bob --type contract --amount 1000 --scope sales --doc contract.pdf)
-check "alice's application of 14 uses bound to contract.pdf is authorized" test -n "$ID"
+ID=$(authorize alice contract 15 bob --type contract --amount 1000 --scope sales --doc contract.pdf)
+check "alice's application of 15 uses bound to contract.pdf is authorized" test -n "$ID"
 stamp() { # out [extra args]
 	local out=$1
 	shift
@@ -160,6 +171,7 @@ refused /bad-imprint "a TSA timestamping another digest" \
 refused /rejected "a TSA that rejects the request" "the TSA refused the request (status 2)"
 refused /no-eku "a token signed by a certificate not for timestamping" \
 	"the TSA's certificate is not for timestamping"
+refused /big "a token larger than the room reserved for it" "more than the 8192 reserved for it"
 refused /html "a web page in place of a TSA" "not application/timestamp-reply"
 # A port nobody listens on: the TSA is down.
 DOWN=$(python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')

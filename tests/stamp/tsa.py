@@ -7,6 +7,8 @@
 #   /bad-nonce    a timestamp of the request with its nonce changed
 #   /bad-imprint  a timestamp of the request with its digest changed
 #   /rejected     openssl's section that takes SHA-1 only: status rejection
+#   /big          a good timestamp carrying many certificates (CONF's
+#                 section tsa_big): a token larger than sealctl's room for it
 #   /html         an HTML page, not a timestamp reply
 #   /no-eku       a good timestamp's TSTInfo signed again (openssl cms) by
 #                 noeku.pem beside CONF, a certificate not for timestamping
@@ -84,7 +86,8 @@ class H(http.server.BaseHTTPRequestHandler):
             body = bend(body, "nonce")
         elif path == "/bad-imprint":
             body = bend(body, "imprint")
-        section = ["-section", "tsa_sha1"] if path == "/rejected" else []
+        section = {"/rejected": ["-section", "tsa_sha1"],
+                   "/big": ["-section", "tsa_big"]}.get(path, [])
         with tempfile.TemporaryDirectory() as d:
             q, r = os.path.join(d, "q.tsq"), os.path.join(d, "r.tsr")
             open(q, "wb").write(body)
