@@ -5,7 +5,9 @@
  * time, content type, message digest) signed through sealgate-pkcs11.so
  * with a hash-and-sign mechanism, so that the gateway sees the signed
  * attributes; before signing, the update goes to the gateway
- * (stamp_prepare), which checks it against the approved document.
+ * (stamp_prepare), which checks it against the approved document. With
+ * --tsa, an RFC 3161 timestamp of the signature value goes into the
+ * SignerInfo (tools/stamp/tsa.c, PAdES-B-T).
  */
 #include "sealctl.h"
 
@@ -15,7 +17,9 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <time.h>
+#include <unistd.h>
 #include <p11-kit/pkcs11.h>
 #include <openssl/bn.h>
 #include <openssl/cms.h>
@@ -28,6 +32,7 @@
 #include "stamp/near.h"
 #include "stamp/pdfstamp.h"
 #include "stamp/sealimg.h"
+#include "stamp/tsa.h"
 
 /* The token the module shows, a seal's certificate and key, signing. */
 struct p11 {
@@ -220,11 +225,11 @@ out:
 
 static int
 make_cms(struct p11 *p, struct cli *c, long long app, const char *label, const uint8_t md[32],
-         uint8_t **der, size_t *der_len, char *err, size_t errlen)
+         const char *tsa, uint8_t **der, size_t *der_len, char *err, size_t errlen)
 {
 	CK_OBJECT_HANDLE cert_o, key_o;
 	CK_ULONG cert_len = 0, id_len = 0, siglen = 0;
-	uint8_t *cert_der = NULL, *ckaid = NULL, *attrs = NULL, *sig = NULL, *edsig = NULL;
+	uint8_t *cert_der = NULL, *ckaid = NULL, *attrs = NULL, *sig = NULL, *edsig = NULL, *tok = NULL;
 	const uint8_t *cp;
 	X509 *cert = NULL;
 	CMS_ContentInfo *cms = NULL;
@@ -232,7 +237,7 @@ make_cms(struct p11 *p, struct cli *c, long long app, const char *label, const u
 	EVP_PKEY *pub;
 	ASN1_TIME *t = NULL;
 	CK_MECHANISM mech = { CKM_SHA256_RSA_PKCS, NULL, 0 };
-	size_t attrs_len = 0, edlen = 0;
+	size_t attrs_len = 0, edlen = 0, tok_len = 0;
 	int rv = -1, n;
 
 	if (p11_find(p, CKO_CERTIFICATE, CKA_LABEL, label, (CK_ULONG)strlen(label), &cert_o) < 0 ||
@@ -304,6 +309,33 @@ make_cms(struct p11 *p, struct cli *c, long long app, const char *label, const u
 			fprintf(stderr, "sealctl: the stamp carries no approval receipt (application "
 			        "#%lld): sealctl verify will say so\n", app);
 	}
+	/* The timestamp (PAdES-B-T), of the signature value as it stands in
+	 * the SignerInfo: unsigned as well. A TSA that fails fails the stamp,
+	 * though the signature is made and recorded by now: a stamp asked
+	 * with --tsa is not written without its timestamp. */
+	if (tsa != NULL) {
+		const ASN1_OCTET_STRING *sv = CMS_SignerInfo_get0_signature(si);
+		char why[512];
+		if (sg_tsa_stamp(tsa, ASN1_STRING_get0_data(sv), (size_t)ASN1_STRING_length(sv),
+		                 SG_TSA_TIMEOUT, &tok, &tok_len, why, sizeof(why)) < 0) {
+			snprintf(err, errlen, "%s: no timestamp, so no stamped file is written (the "
+			         "gateway has made and recorded the signature already%s)", why,
+			         app > 0 ? ": the application's use is spent" : "");
+			goto out;
+		}
+		if (tok_len > SG_TSA_RESERVE) {
+			snprintf(err, errlen, "the TSA's token is %zu bytes, more than the %d reserved "
+			         "for it: no stamped file is written (the gateway has made and recorded "
+			         "the signature already)", tok_len, SG_TSA_RESERVE);
+			goto out;
+		}
+		if (CMS_unsigned_add1_attr_by_NID(si, NID_id_smime_aa_timeStampToken, V_ASN1_SEQUENCE,
+		                                  tok, (int)tok_len) != 1) {
+			snprintf(err, errlen, "the timestamp could not be added: %s",
+			         ERR_reason_error_string(ERR_get_error()));
+			goto out;
+		}
+	}
 	*der = NULL;
 	if ((n = i2d_CMS_ContentInfo(cms, der)) <= 0) {
 		snprintf(err, errlen, "the CMS could not be encoded");
@@ -317,6 +349,7 @@ out:
 	free(attrs);
 	free(sig);
 	OPENSSL_free(edsig);
+	OPENSSL_free(tok);
 	ASN1_TIME_free(t);
 	X509_free(cert);
 	CMS_ContentInfo_free(cms);
@@ -434,10 +467,11 @@ sealctl_stamp(struct cli *c, const char *cmd, int argc, char **argv)
 		{ "out", required_argument, NULL, 'o' }, { "application", required_argument, NULL, 'a' },
 		{ "page", required_argument, NULL, 'p' }, { "at", required_argument, NULL, 'x' },
 		{ "near", required_argument, NULL, 'n' }, { "reason", required_argument, NULL, 'r' },
-		{ "module", required_argument, NULL, 'm' }, { NULL, 0, NULL, 0 },
+		{ "module", required_argument, NULL, 'm' }, { "tsa", required_argument, NULL, 't' },
+		{ NULL, 0, NULL, 0 },
 	};
 	const char *seal = NULL, *inpath = NULL, *outpath = NULL, *reason = NULL, *module = NULL;
-	const char *near = NULL;
+	const char *near = NULL, *tsa = NULL;
 	struct sg_stamp_place place = { 0 };
 	struct sg_stamp_text text = { 0 };
 	struct sg_stamp_update u = { 0 };
@@ -445,10 +479,11 @@ sealctl_stamp(struct cli *c, const char *cmd, int argc, char **argv)
 	long long app = 0;
 	uint8_t *in = NULL, md[32], *der = NULL;
 	size_t in_len = 0, der_len = 0;
-	char label[256], kind[64], company[256], err[512], *pin = NULL, *end;
+	char label[256], kind[64], company[256], err[1024], *pin = NULL, *end, *tmp = NULL;
 	struct sg_image image = { 0 };
 	FILE *f = NULL;
-	int ch, rv = 1, got;
+	mode_t um;
+	int ch, rv = 1, got, fd;
 
 	if (strcmp(cmd, "stamp") != 0)
 		return -1;
@@ -460,6 +495,7 @@ sealctl_stamp(struct cli *c, const char *cmd, int argc, char **argv)
 		case 'o': outpath = optarg; break;
 		case 'r': reason = optarg; break;
 		case 'm': module = optarg; break;
+		case 't': tsa = optarg; break;
 		case 'a':
 			app = strtoll(optarg, &end, 10);
 			if (app <= 0 || *end) {
@@ -492,13 +528,17 @@ sealctl_stamp(struct cli *c, const char *cmd, int argc, char **argv)
 	}
 	if (seal == NULL || inpath == NULL || outpath == NULL || optind != argc) {
 		fprintf(stderr, "sealctl: stamp --seal S --in FILE.pdf --out OUT.pdf [--application ID] "
-		        "[--page N --at X,Y | --near TEXT] [--reason R] [--module PATH]\n");
+		        "[--page N --at X,Y | --near TEXT] [--reason R] [--module PATH] [--tsa URL]\n");
 		return 2;
 	}
 	if (module == NULL)
 		module = getenv("SEALGATE_MODULE");
 	if (module == NULL)
 		module = "sealgate-pkcs11.so";
+	if (tsa == NULL)
+		tsa = getenv("SEALGATE_TSA_URL");
+	if (tsa != NULL && *tsa == '\0')
+		tsa = NULL;
 	if (sealctl_read_file(inpath, &in, &in_len) < 0)
 		return 1;
 	/* --near: the seal's centre on the text's (poppler finds it). */
@@ -544,6 +584,9 @@ sealctl_stamp(struct cli *c, const char *cmd, int argc, char **argv)
 	text.reason = reason;
 	text.name = label;
 	text.field = "Seal";
+	/* The token's room is reserved now: the placeholder is signed around. */
+	if (tsa != NULL)
+		text.contents_max = SG_STAMP_CONTENTS_MAX + SG_TSA_RESERVE;
 	if (sg_stamp_build(in, in_len, &place, &text, &u, err, sizeof(err)) < 0) {
 		fprintf(stderr, "sealctl: %s: %s\n", inpath, err);
 		goto out;
@@ -551,7 +594,7 @@ sealctl_stamp(struct cli *c, const char *cmd, int argc, char **argv)
 	if (prepare(c, seal, &app, in, in_len, &u) < 0)
 		goto out;
 	range_digest(in, in_len, &u, md);
-	if (make_cms(&p, c, app, label, md, &der, &der_len, err, sizeof(err)) < 0) {
+	if (make_cms(&p, c, app, label, md, tsa, &der, &der_len, err, sizeof(err)) < 0) {
 		fprintf(stderr, "sealctl: %s\n", err);
 		goto out;
 	}
@@ -559,17 +602,41 @@ sealctl_stamp(struct cli *c, const char *cmd, int argc, char **argv)
 		fprintf(stderr, "sealctl: the signature (%zu bytes) does not fit its place\n", der_len);
 		goto out;
 	}
-	if ((f = fopen(outpath, "wb")) == NULL || fwrite(in, 1, in_len, f) != in_len ||
-	    fwrite(u.buf, 1, u.len, f) != u.len) {
-		fprintf(stderr, "sealctl: %s: %s\n", outpath, strerror(errno));
+	/* Written beside OUT and renamed onto it once whole: a failure on the
+	 * way (a full disk) leaves no half-written OUT. */
+	if (asprintf(&tmp, "%s.XXXXXX", outpath) < 0) {
+		tmp = NULL;
+		goto out;
+	}
+	if ((fd = mkstemp(tmp)) < 0) {
+		fprintf(stderr, "sealctl: %s: %s\n", tmp, strerror(errno));
+		free(tmp);
+		tmp = NULL;
+		goto out;
+	}
+	um = umask(0);
+	umask(um);
+	if (fchmod(fd, 0666 & ~um) < 0 || (f = fdopen(fd, "wb")) == NULL) {
+		fprintf(stderr, "sealctl: %s: %s\n", tmp, strerror(errno));
+		close(fd);
+		goto out;
+	}
+	if (fwrite(in, 1, in_len, f) != in_len || fwrite(u.buf, 1, u.len, f) != u.len) {
+		fprintf(stderr, "sealctl: %s: %s\n", tmp, strerror(errno));
 		goto out;
 	}
 	if (fclose(f) != 0) {
 		f = NULL;
-		fprintf(stderr, "sealctl: %s: %s\n", outpath, strerror(errno));
+		fprintf(stderr, "sealctl: %s: %s\n", tmp, strerror(errno));
 		goto out;
 	}
 	f = NULL;
+	if (rename(tmp, outpath) < 0) {
+		fprintf(stderr, "sealctl: %s: %s\n", outpath, strerror(errno));
+		goto out;
+	}
+	free(tmp);
+	tmp = NULL;
 	if (!c->json)
 		printf("stamped %s with the %s on page %d at [%.0f %.0f %.0f %.0f]: %s\n", inpath, label,
 		       u.page, u.rect[0], u.rect[1], u.rect[2], u.rect[3], outpath);
@@ -577,6 +644,10 @@ sealctl_stamp(struct cli *c, const char *cmd, int argc, char **argv)
 out:
 	if (f != NULL)
 		fclose(f);
+	if (tmp != NULL) {
+		unlink(tmp);
+		free(tmp);
+	}
 	if (pin != NULL)
 		sg_free_secret_str(pin);
 	p11_close(&p);

@@ -14,6 +14,11 @@
 #                              P-256: the other value that verifies
 #   set-receipt IN REPLY OUT   IN with the receipt of REPLY (a receipt
 #                              reply's JSON) in place of its own
+#   tst-token IN OUT           the newest signature's RFC 3161 timestamp
+#                              token (id-aa-signatureTimeStampToken) to OUT
+#   edit-tst IN OUT            IN with one byte of that token's TSTInfo
+#                              changed (its serial number): no longer the
+#                              TSA's signed bytes
 import base64, hashlib, re, sys
 
 PAT = re.compile(rb'/Contents <([0-9A-Fa-f]+)>')
@@ -156,9 +161,31 @@ def main():
         room = len(m.group(1))
         out = data[:m.start(1)] + hexed + b"0" * (room - len(hexed)) + data[m.end(1):]
         open(sys.argv[4], "wb").write(out)
+    elif sys.argv[1] in ("tst-token", "edit-tst"):
+        data = open(sys.argv[2], "rb").read()
+        m = newest(data)
+        der = bytearray(bytes.fromhex(m.group(1).decode()))
+        # the attribute: SEQUENCE { OID 1.2.840.113549.1.9.16.2.14, SET { token } }
+        oid = bytes.fromhex("060B2A864886F70D010910020E")
+        i = der.find(oid)
+        if i < 0:
+            raise SystemExit("no timestamp token")
+        _, tok_at, _ = tlv(der, i + len(oid))       # into the SET
+        _, _, tok_end = tlv(der, tok_at)
+        if sys.argv[1] == "tst-token":
+            open(sys.argv[3], "wb").write(bytes(der[tok_at:tok_end]))
+        else:
+            # TSTInfo { version INTEGER, policy OID, messageImprint, serialNumber INTEGER, ... }
+            tst = der.find(bytes.fromhex("060B2A864886F70D0109100104"), tok_at, tok_end)
+            if tst < 0:
+                raise SystemExit("no TSTInfo")
+            j = der.find(b"\x02", der.find(b"\x04\x20", tst) + 34)
+            der[j + 2] ^= 0x01
+            hexed = der.hex().upper().encode()
+            open(sys.argv[3], "wb").write(data[:m.start(1)] + hexed + data[m.end(1):])
     else:
         raise SystemExit("usage: pdfedit.py edit-receipt IN OUT | move-sig FROM INTO OUT | "
                          "swap-receipt FROM INTO OUT | sig-value IN OUT | ec-twin IN OUT | "
-                         "set-receipt IN REPLY OUT")
+                         "set-receipt IN REPLY OUT | tst-token IN OUT | edit-tst IN OUT")
 
 main()

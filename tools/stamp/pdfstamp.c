@@ -318,9 +318,10 @@ sg_stamp_build(const uint8_t *in, size_t len, const struct sg_stamp_place *place
 	put(&o, "%d 0 obj\n<< /Type /Sig /Filter /Adobe.PPKLite /SubFilter /ETSI.CAdES.detached "
 	    "/Contents ", sig);
 	out->contents_at = len + o.len;
-	out->contents_len = 2 + 2 * (size_t)SG_STAMP_CONTENTS_MAX;
+	out->contents_max = text->contents_max ? text->contents_max : SG_STAMP_CONTENTS_MAX;
+	out->contents_len = 2 + 2 * out->contents_max;
 	putn(&o, "<", 1);
-	for (size_t i = 0; i < 2 * (size_t)SG_STAMP_CONTENTS_MAX && !o.failed; i++)
+	for (size_t i = 0; i < 2 * out->contents_max && !o.failed; i++)
 		putn(&o, "0", 1);
 	putn(&o, ">", 1);
 	/* Filled below, once the update's length is known: fixed width. */
@@ -483,7 +484,7 @@ sg_stamp_fill(struct sg_stamp_update *u, size_t in_len, const uint8_t *der, size
 {
 	uint8_t *p;
 
-	if (der_len > SG_STAMP_CONTENTS_MAX || u->contents_at < in_len)
+	if (der_len > u->contents_max || u->contents_at < in_len)
 		return -1;
 	p = u->buf + (u->contents_at - in_len) + 1;
 	for (size_t i = 0; i < der_len; i++) {

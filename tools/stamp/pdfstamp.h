@@ -43,6 +43,9 @@ struct sg_stamp_text {
 	 * XObject with its /SMask (pdfimg.h); NULL: sg_stamp_appearance's
 	 * red ring and star. */
 	const struct sg_image *image;
+	/* Bytes of DER the /Contents placeholder holds; 0: SG_STAMP_CONTENTS_MAX
+	 * (more with a timestamp token to come, tsa.h's SG_TSA_RESERVE). */
+	size_t contents_max;
 };
 
 /* The update being built: the bytes to append, and where in the whole
@@ -52,6 +55,7 @@ struct sg_stamp_update {
 	size_t len;
 	size_t contents_at;       /* offset in the whole file of '<' */
 	size_t contents_len;      /* '<' … '>' inclusive */
+	size_t contents_max;      /* bytes of DER it holds: (contents_len - 2) / 2 */
 	double rect[4];           /* the widget's /Rect */
 	int page;                 /* 1-based */
 };
@@ -62,7 +66,7 @@ int sg_stamp_build(const uint8_t *in, size_t len, const struct sg_stamp_place *p
                    const struct sg_stamp_text *text, struct sg_stamp_update *out, char *err,
                    size_t errlen);
 /* Puts the DER signature into the update's /Contents (hex, zero padded).
- * -1 when it does not fit. */
+ * -1 when it does not fit (more than contents_max bytes). */
 int sg_stamp_fill(struct sg_stamp_update *u, size_t in_len, const uint8_t *der, size_t der_len);
 void sg_stamp_update_free(struct sg_stamp_update *u);
 
