@@ -3,7 +3,7 @@
  * run offline over an audit export on an auditor's machine, after the
  * export was verified the way `sealctl audit verify` does it, and the
  * monthly audit report as one self-contained HTML file with inline SVG
- * charts (no script, no network). docs/risk.md.
+ * charts (no script, no network), or as PDF (report-doc.c). docs/risk.md.
  */
 #include <errno.h>
 #include <getopt.h>
@@ -11,12 +11,15 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 #include <time.h>
+#include <unistd.h>
 
 #include <jansson.h>
 
 #include "auditfmt.h"
 #include "policy.h"
+#include "report-doc.h"
 #include "risk.h"
 #include "sealctl.h"
 #include "sg-config.h"
@@ -31,7 +34,7 @@ static const char no_verify_warning[] =
 	"WARNING: removed or made up, and the alerts below are only as good as the file.\n";
 
 struct ropts {
-	const char *from_export, *policy, *cert, *ca, *period, *out, *site;
+	const char *from_export, *policy, *cert, *ca, *period, *out, *site, *format;
 	bool json, no_verify;
 };
 
@@ -43,7 +46,8 @@ parse_ropts(int argc, char **argv, struct ropts *o, bool report)
 		{ "cert", required_argument, NULL, 'c' }, { "ca", required_argument, NULL, 'a' },
 		{ "period", required_argument, NULL, 'P' }, { "output", required_argument, NULL, 'o' },
 		{ "json", no_argument, NULL, 'j' }, { "no-verify", no_argument, NULL, 'n' },
-		{ "site", required_argument, NULL, 'S' }, { NULL, 0, NULL, 0 },
+		{ "site", required_argument, NULL, 'S' }, { "format", required_argument, NULL, 'F' },
+		{ NULL, 0, NULL, 0 },
 	};
 	int ch;
 
@@ -60,11 +64,12 @@ parse_ropts(int argc, char **argv, struct ropts *o, bool report)
 		case 'j': o->json = true; break;
 		case 'n': o->no_verify = true; break;
 		case 'S': o->site = optarg; break;
+		case 'F': o->format = optarg; break;
 		default: return -1;
 		}
 	}
 	if (optind != argc || !o->from_export || (report && (!o->period || !o->out)) ||
-	    (!report && (o->period || o->out || o->site)))
+	    (!report && (o->period || o->out || o->site || o->format)))
 		return -1;
 	return 0;
 }
@@ -273,14 +278,16 @@ risk_usage(FILE *f)
 "usage: sealctl risk scan --from-export FILE [--policy FILE] [--json] [--no-verify]\n"
 "                         [--cert FILE] [--ca FILE]\n"
 "       sealctl report --period YYYY-MM --from-export FILE [--site S] [--policy FILE]\n"
-"                      -o report.html [--no-verify] [--cert FILE] [--ca FILE]\n"
+"                      -o report.html|report.pdf [--format html|pdf] [--no-verify]\n"
+"                      [--cert FILE] [--ca FILE]\n"
 "\n"
 "  risk scan  verify the export as `sealctl audit verify` does, then run the risk\n"
 "             rules of the policy (default %s/policy.yaml) over it\n"
 "             (docs/risk.md). --no-verify scans an export that was not verified,\n"
 "             and says so.\n"
 "  report     the audit report of one month (the organization's zone) as one HTML\n"
-"             file with its charts inside; --site S: the export must be site S's\n"
+"             file with its charts inside, or a PDF (-o FILE.pdf or --format pdf);\n"
+"             --site S: the export must be site S's\n"
 "             (`sealctl audit export --site S`), and the report says so\n"
 "\n"
 "Exit status: 0 no alert, 1 alerts, 2 usage or unreadable, 3 the export did not verify.\n",
@@ -536,9 +543,10 @@ dept_of(const struct gw_policy *p, const char *person)
 	return w ? w->department : NULL;
 }
 
+/* The report's content, whatever its form (report-doc.h). */
 static int
-write_report(FILE *f, const struct ropts *o, struct report *rp, int verdict, const char *vtext,
-             const struct gw_risk_alert *alerts, size_t n_alerts)
+build_report(struct rdoc *d, const struct ropts *o, struct report *rp, int verdict,
+             const char *vtext, const struct gw_risk_alert *alerts, size_t n_alerts)
 {
 	char labels_buf[MAX_DAYS][16];
 	const char *labels[MAX_DAYS > 16 ? MAX_DAYS : 16];
@@ -551,53 +559,36 @@ write_report(FILE *f, const struct ropts *o, struct report *rp, int verdict, con
 	double hist[6] = { 0 };
 	uint64_t n_appr = 0;
 
-	fputs("<!DOCTYPE html>\n<html xmlns=\"http://www.w3.org/1999/xhtml\" lang=\"en\">\n<head>"
-	      "<meta charset=\"utf-8\"/><title>sealgate audit report ", f);
-	if (rp->site) {
-		fputs("site ", f);
-		esc(f, rp->site);
-		fputs(", ", f);
+	if (asprintf(&d->title, "sealgate audit report %s%s%s%s", rp->site ? "site " : "",
+	             rp->site ? rp->site : "", rp->site ? ", " : "", o->period) < 0) {
+		d->title = NULL;
+		return -1;
 	}
-	esc(f, o->period);
-	fputs("</title><style>body{font-family:sans-serif;margin:2em;max-width:60em}"
-	      "table{border-collapse:collapse;margin:1em 0}td,th{border:1px solid #bbb;padding:2px 8px;"
-	      "text-align:right}th:first-child,td:first-child{text-align:left}"
-	      ".bad{color:#b00;font-weight:bold}.ok{color:#070;font-weight:bold}"
-	      "pre{background:#f4f4f4;padding:1em;white-space:pre-wrap}</style></head>\n<body>\n", f);
-	fputs("<h1>Seal audit report, ", f);
-	if (rp->site) {
-		fputs("site <span id=\"site\">", f);
-		esc(f, rp->site);
-		fputs("</span>, ", f);
+	d->site = rp->site ? strdup(rp->site) : NULL;
+	d->period = strdup(o->period);
+	if (asprintf(&d->intro, "%s — %" PRIu64 " audit records in the period, from the export %s. "
+	             "Made offline by sealctl report; every figure comes from the audit log.",
+	             rp->p->org_name ? rp->p->org_name : "", rp->records, o->from_export) < 0) {
+		d->intro = NULL;
+		return -1;
 	}
-	esc(f, o->period);
-	fputs("</h1>\n<p>", f);
-	esc(f, rp->p->org_name);
-	fprintf(f, " — %" PRIu64 " audit records in the period, from the export <code>", rp->records);
-	esc(f, o->from_export);
-	fputs("</code>. Made offline by <code>sealctl report</code>; every figure comes from the audit "
-	      "log.</p>\n", f);
 
 	/* Verification. */
-	fputs("<section id=\"verification\"><h2>Log verification</h2>\n", f);
+	rdoc_section(d, "verification", "Log verification");
 	if (verdict < 0)
-		fputs("<p class=\"bad\">NOT VERIFIED: the report was made with --no-verify; the chain and "
-		      "the signed checkpoints were not checked.</p>\n", f);
+		rdoc_p(d, "bad", "NOT VERIFIED: the report was made with --no-verify; the chain and "
+		       "the signed checkpoints were not checked.");
 	else
-		fprintf(f, "<p class=\"%s\">%s</p>\n", verdict ? "ok" : "bad",
-		        verdict ? "The log verified: chain and signed checkpoints intact."
-		                : "The log did NOT verify: see the problems below.");
-	if (vtext && *vtext) {
-		fputs("<pre>", f);
-		esc(f, vtext);
-		fputs("</pre>\n", f);
-	}
-	fputs("</section>\n", f);
+		rdoc_p(d, verdict ? "ok" : "bad", "%s",
+		       verdict ? "The log verified: chain and signed checkpoints intact."
+		               : "The log did NOT verify: see the problems below.");
+	if (vtext && *vtext)
+		rdoc_pre(d, vtext);
 
 	/* Seals. */
-	fputs("<section id=\"seals\"><h2>Seals</h2>\n<table><tr><th>seal</th><th>signatures</th>"
-	      "<th>refused</th><th>size probes</th><th>applications</th><th>approved</th>"
-	      "<th>rejected</th><th>revoked</th><th>expired</th><th>median approval</th></tr>\n", f);
+	rdoc_section(d, "seals", "Seals");
+	rdoc_table(d, 0, 10, "seal", "signatures", "refused", "size probes", "applications",
+	           "approved", "rejected", "revoked", "expired", "median approval");
 	for (size_t i = 0; i < rp->n_seals; i++) {
 		struct tally *s = &rp->seals[i];
 		uint64_t st[5] = { 0 };
@@ -618,25 +609,29 @@ write_report(FILE *f, const struct ropts *o, struct report *rp, int verdict, con
 				snprintf(mbuf, sizeof(mbuf), "%.1f h", med / 3600);
 		}
 		free(t);
-		fputs("<tr><td>", f);
-		esc(f, s->id);
-		fprintf(f, "</td><td>%" PRIu64 "</td><td>%" PRIu64 "</td><td>%" PRIu64 "</td><td>%" PRIu64
-		        "</td><td>%" PRIu64 "</td><td>%" PRIu64 "</td><td>%" PRIu64 "</td><td>%" PRIu64
-		        "</td><td>%s</td></tr>\n", s->signs, s->refused, s->probes, s->apps, st[APP_APPROVED],
-		        st[APP_REJECTED], st[APP_REVOKED], st[APP_EXPIRED], mbuf);
+		rdoc_row(d);
+		rdoc_cell(d, "%s", s->id);
+		rdoc_cell(d, "%" PRIu64, s->signs);
+		rdoc_cell(d, "%" PRIu64, s->refused);
+		rdoc_cell(d, "%" PRIu64, s->probes);
+		rdoc_cell(d, "%" PRIu64, s->apps);
+		rdoc_cell(d, "%" PRIu64, st[APP_APPROVED]);
+		rdoc_cell(d, "%" PRIu64, st[APP_REJECTED]);
+		rdoc_cell(d, "%" PRIu64, st[APP_REVOKED]);
+		rdoc_cell(d, "%" PRIu64, st[APP_EXPIRED]);
+		rdoc_cell(d, "%s", mbuf);
 	}
-	fputs("</table>\n<h3>Signatures per day</h3>\n", f);
-	for (int d = 0; d < ndays && d < MAX_DAYS; d++) {
-		snprintf(labels_buf[d], sizeof(labels_buf[d]), "%s-%02d", o->period, d + 1);
-		labels[d] = labels_buf[d];
-		v[d] = rp->day[d];
+	rdoc_h3(d, "Signatures per day");
+	for (int day = 0; day < ndays && day < MAX_DAYS; day++) {
+		snprintf(labels_buf[day], sizeof(labels_buf[day]), "%s-%02d", o->period, day + 1);
+		labels[day] = labels_buf[day];
+		v[day] = rp->day[day];
 	}
-	svg_bars(f, "signatures per day", labels, v, (size_t)(ndays < MAX_DAYS ? ndays : MAX_DAYS));
-	fputs("</section>\n", f);
+	rdoc_chart(d, "signatures per day", labels, v, (size_t)(ndays < MAX_DAYS ? ndays : MAX_DAYS));
 
 	/* Quotas. */
-	fputs("<section id=\"quotas\"><h2>Quota use</h2>\n<table><tr><th>seal</th><th>busiest day</th>"
-	      "<th>per_day</th><th>month</th><th>per_month</th></tr>\n", f);
+	rdoc_section(d, "quotas", "Quota use");
+	rdoc_table(d, 0, 5, "seal", "busiest day", "per_day", "month", "per_month");
 	for (size_t i = 0; i < rp->p->n_seals; i++) {
 		const struct gw_seal *seal = &rp->p->seals[i];
 		struct tally *s = NULL;
@@ -644,26 +639,24 @@ write_report(FILE *f, const struct ropts *o, struct report *rp, int verdict, con
 		for (size_t k = 0; k < rp->n_seals; k++)
 			if (!strcmp(rp->seals[k].id, seal->id))
 				s = &rp->seals[k];
-		for (int d = 0; s && d < MAX_DAYS; d++)
-			if (s->day[d] > top)
-				top = s->day[d];
-		fputs("<tr><td>", f);
-		esc(f, seal->id);
-		fprintf(f, "</td><td>%u</td><td>", top);
+		for (int day = 0; s && day < MAX_DAYS; day++)
+			if (s->day[day] > top)
+				top = s->day[day];
+		rdoc_row(d);
+		rdoc_cell(d, "%s", seal->id);
+		rdoc_cell(d, "%u", top);
 		if (seal->quotas.per_day)
-			fprintf(f, "%" PRIu64 " (%.0f %%)", seal->quotas.per_day,
-			        100.0 * top / (double)seal->quotas.per_day);
+			rdoc_cell(d, "%" PRIu64 " (%.0f %%)", seal->quotas.per_day,
+			          100.0 * top / (double)seal->quotas.per_day);
 		else
-			fputs("none", f);
-		fprintf(f, "</td><td>%" PRIu64 "</td><td>", s ? s->signs : 0);
+			rdoc_cell(d, "none");
+		rdoc_cell(d, "%" PRIu64, s ? s->signs : 0);
 		if (seal->quotas.per_month)
-			fprintf(f, "%" PRIu64 " (%.0f %%)", seal->quotas.per_month,
-			        100.0 * (double)(s ? s->signs : 0) / (double)seal->quotas.per_month);
+			rdoc_cell(d, "%" PRIu64 " (%.0f %%)", seal->quotas.per_month,
+			          100.0 * (double)(s ? s->signs : 0) / (double)seal->quotas.per_month);
 		else
-			fputs("none", f);
-		fputs("</td></tr>\n", f);
+			rdoc_cell(d, "none");
 	}
-	fputs("</table></section>\n", f);
 
 	/* Approval times. */
 	for (size_t k = 0; k < rp->n_apps; k++) {
@@ -678,10 +671,10 @@ write_report(FILE *f, const struct ropts *o, struct report *rp, int verdict, con
 		hist[b]++;
 		n_appr++;
 	}
-	fprintf(f, "<section id=\"approvals\"><h2>Approval times</h2>\n<p>%" PRIu64 " applications "
-	        "filed in the period were approved; time from filing to the last approval:</p>\n", n_appr);
-	svg_bars(f, "approval times", hist_labels, hist, 6);
-	fputs("</section>\n", f);
+	rdoc_section(d, "approvals", "Approval times");
+	rdoc_p(d, NULL, "%" PRIu64 " applications filed in the period were approved; time from "
+	       "filing to the last approval:", n_appr);
+	rdoc_chart(d, "approval times", hist_labels, hist, 6);
 
 	/* Departments and people. */
 	for (size_t k = 0; k < n_alerts; k++) {
@@ -692,10 +685,11 @@ write_report(FILE *f, const struct ropts *o, struct report *rp, int verdict, con
 			if (!strcmp(rp->people[i].id, alerts[k].subject))
 				rp->people[i].alerts++;
 	}
-	fputs("<section id=\"departments\"><h2>Departments</h2>\n<table><tr><th>department</th>"
-	      "<th>people</th><th>signatures</th><th>applications</th><th>refusals</th><th>alerts</th></tr>\n", f);
-	for (size_t d = 0; d < rp->p->n_departments; d++) {
-		const struct gw_department *dep = &rp->p->departments[d];
+	rdoc_section(d, "departments", "Departments");
+	rdoc_table(d, 0, 6, "department", "people", "signatures", "applications", "refusals",
+	           "alerts");
+	for (size_t k = 0; k < rp->p->n_departments; k++) {
+		const struct gw_department *dep = &rp->p->departments[k];
 		uint64_t ppl = 0, sg = 0, ap = 0, rf = 0, al = 0;
 		for (size_t i = 0; i < rp->n_people; i++) {
 			const char *pd = dept_of(rp->p, rp->people[i].id);
@@ -707,31 +701,33 @@ write_report(FILE *f, const struct ropts *o, struct report *rp, int verdict, con
 				al += rp->people[i].alerts;
 			}
 		}
-		fputs("<tr><td>", f);
-		esc(f, dep->name);
-		fprintf(f, "</td><td>%" PRIu64 "</td><td>%" PRIu64 "</td><td>%" PRIu64 "</td><td>%" PRIu64
-		        "</td><td>%" PRIu64 "</td></tr>\n", ppl, sg, ap, rf, al);
+		rdoc_row(d);
+		rdoc_cell(d, "%s", dep->name);
+		rdoc_cell(d, "%" PRIu64, ppl);
+		rdoc_cell(d, "%" PRIu64, sg);
+		rdoc_cell(d, "%" PRIu64, ap);
+		rdoc_cell(d, "%" PRIu64, rf);
+		rdoc_cell(d, "%" PRIu64, al);
 	}
-	fputs("</table></section>\n", f);
-	fputs("<section id=\"people\"><h2>People</h2>\n<table><tr><th>person</th><th>department</th>"
-	      "<th>signatures</th><th>applications</th><th>decisions as approver</th><th>refusals</th>"
-	      "<th>alerts</th></tr>\n", f);
+	rdoc_section(d, "people", "People");
+	rdoc_table(d, 0, 7, "person", "department", "signatures", "applications",
+	           "decisions as approver", "refusals", "alerts");
 	for (size_t i = 0; i < rp->n_people; i++) {
 		struct tally *w = &rp->people[i];
-		fputs("<tr><td>", f);
-		esc(f, w->id);
-		fputs("</td><td>", f);
-		esc(f, dept_of(rp->p, w->id) ? dept_of(rp->p, w->id) : "-");
-		fprintf(f, "</td><td>%" PRIu64 "</td><td>%" PRIu64 "</td><td>%" PRIu64 "</td><td>%" PRIu64
-		        "</td><td>%" PRIu64 "</td></tr>\n", w->signs, w->apps, w->decided, w->refused,
-		        w->alerts);
+		rdoc_row(d);
+		rdoc_cell(d, "%s", w->id);
+		rdoc_cell(d, "%s", dept_of(rp->p, w->id) ? dept_of(rp->p, w->id) : "-");
+		rdoc_cell(d, "%" PRIu64, w->signs);
+		rdoc_cell(d, "%" PRIu64, w->apps);
+		rdoc_cell(d, "%" PRIu64, w->decided);
+		rdoc_cell(d, "%" PRIu64, w->refused);
+		rdoc_cell(d, "%" PRIu64, w->alerts);
 	}
-	fputs("</table></section>\n", f);
 
 	/* Alerts. */
-	fprintf(f, "<section id=\"alerts\"><h2>Alerts</h2>\n<p>%zu alert%s in the period (the rules "
-	        "ran over the whole export, so that baselines have their history).</p>\n", n_in,
-	        n_in == 1 ? "" : "s");
+	rdoc_section(d, "alerts", "Alerts");
+	rdoc_p(d, NULL, "%zu alert%s in the period (the rules ran over the whole export, so that "
+	       "baselines have their history).", n_in, n_in == 1 ? "" : "s");
 	{
 		const char *rl[16];
 		double rc[16];
@@ -750,31 +746,114 @@ write_report(FILE *f, const struct ropts *o, struct report *rp, int verdict, con
 				rc[j]++;
 		}
 		if (nr)
-			svg_bars(f, "alerts by rule", rl, rc, nr);
+			rdoc_chart(d, "alerts by rule", rl, rc, nr);
 	}
-	fputs("<table><tr><th>time (UTC)</th><th>rule</th><th>severity</th><th>subject</th>"
-	      "<th>why</th><th>evidence</th></tr>\n", f);
+	rdoc_table(d, 1u << 4, 6, "time (UTC)", "rule", "severity", "subject", "why", "evidence");
 	for (size_t k = 0; k < n_alerts; k++) {
 		const struct gw_risk_alert *a = &alerts[k];
-		char t[48];
+		char t[48], ev[512];
+		size_t el = 0;
 		if (a->ts_ns < rp->from || a->ts_ns >= rp->to)
 			continue;
 		gw_audit_format_time(a->ts_ns, 0, t, sizeof(t));
-		fprintf(f, "<tr><td>%s</td><td>%s</td><td>%s</td><td>", t, a->rule,
-		        gw_risk_severity_name(a->severity));
-		esc(f, a->subject);
-		fputs("</td><td style=\"text-align:left\">", f);
-		esc(f, a->why);
-		fputs("</td><td>seq", f);
-		for (size_t i = 0; i < a->n_seqs && i < 20; i++)
-			fprintf(f, " %" PRIu64, a->seqs[i]);
-		if (a->n_seqs > 20)
-			fprintf(f, " … (%zu)", a->n_seqs);
-		for (size_t i = 0; i < a->n_apps && i < 20; i++)
-			fprintf(f, " #%" PRId64, a->apps[i]);
-		fputs("</td></tr>\n", f);
+		el += (size_t)snprintf(ev + el, sizeof(ev) - el, "seq");
+		for (size_t i = 0; i < a->n_seqs && i < 20 && el < sizeof(ev); i++)
+			el += (size_t)snprintf(ev + el, sizeof(ev) - el, " %" PRIu64, a->seqs[i]);
+		if (a->n_seqs > 20 && el < sizeof(ev))
+			el += (size_t)snprintf(ev + el, sizeof(ev) - el, " … (%zu)", a->n_seqs);
+		for (size_t i = 0; i < a->n_apps && i < 20 && el < sizeof(ev); i++)
+			el += (size_t)snprintf(ev + el, sizeof(ev) - el, " #%" PRId64, a->apps[i]);
+		rdoc_row(d);
+		rdoc_cell(d, "%s", t);
+		rdoc_cell(d, "%s", a->rule);
+		rdoc_cell(d, "%s", gw_risk_severity_name(a->severity));
+		rdoc_cell(d, "%s", a->subject ? a->subject : "");
+		rdoc_cell(d, "%s", a->why ? a->why : "");
+		rdoc_cell(d, "%s", ev);
 	}
-	fputs("</table></section>\n</body>\n</html>\n", f);
+	return d->oom || !d->title || !d->period ? -1 : 0;
+}
+
+/* The XHTML form: one self-contained file, the charts inline SVG. */
+static int
+write_html(FILE *f, const struct rdoc *d)
+{
+	bool open = false;
+
+	fputs("<!DOCTYPE html>\n<html xmlns=\"http://www.w3.org/1999/xhtml\" lang=\"en\">\n<head>"
+	      "<meta charset=\"utf-8\"/><title>", f);
+	esc(f, d->title);
+	fputs("</title><style>body{font-family:sans-serif;margin:2em;max-width:60em}"
+	      "table{border-collapse:collapse;margin:1em 0}td,th{border:1px solid #bbb;padding:2px 8px;"
+	      "text-align:right}th:first-child,td:first-child{text-align:left}"
+	      ".bad{color:#b00;font-weight:bold}.ok{color:#070;font-weight:bold}"
+	      "pre{background:#f4f4f4;padding:1em;white-space:pre-wrap}</style></head>\n<body>\n", f);
+	fputs("<h1>Seal audit report, ", f);
+	if (d->site) {
+		fputs("site <span id=\"site\">", f);
+		esc(f, d->site);
+		fputs("</span>, ", f);
+	}
+	esc(f, d->period);
+	fputs("</h1>\n<p>", f);
+	esc(f, d->intro);
+	fputs("</p>\n", f);
+	for (size_t i = 0; i < d->n; i++) {
+		const struct rdoc_block *b = &d->b[i];
+		switch (b->kind) {
+		case RB_SECTION:
+			if (open)
+				fputs("</section>\n", f);
+			fprintf(f, "<section id=\"%s\"><h2>", b->id);
+			esc(f, b->text);
+			fputs("</h2>\n", f);
+			open = true;
+			break;
+		case RB_H3:
+			fputs("<h3>", f);
+			esc(f, b->text);
+			fputs("</h3>\n", f);
+			break;
+		case RB_P:
+			if (b->cls)
+				fprintf(f, "<p class=\"%s\">", b->cls);
+			else
+				fputs("<p>", f);
+			esc(f, b->text);
+			fputs("</p>\n", f);
+			break;
+		case RB_PRE:
+			fputs("<pre>", f);
+			esc(f, b->text);
+			fputs("</pre>\n", f);
+			break;
+		case RB_TABLE:
+			fputs("<table>", f);
+			for (size_t r = 0; r <= b->nrows; r++) {
+				fputs("<tr>", f);
+				for (size_t c = 0; c < b->ncols; c++) {
+					const char *s = b->cells[r * b->ncols + c];
+					if (r == 0)
+						fputs("<th>", f);
+					else if (c > 0 && (b->left & (1u << c)))
+						fputs("<td style=\"text-align:left\">", f);
+					else
+						fputs("<td>", f);
+					esc(f, s);
+					fputs(r == 0 ? "</th>" : "</td>", f);
+				}
+				fputs("</tr>\n", f);
+			}
+			fputs("</table>\n", f);
+			break;
+		case RB_CHART:
+			svg_bars(f, b->text, (const char *const *)b->labels, b->v, b->n);
+			break;
+		}
+	}
+	if (open)
+		fputs("</section>\n", f);
+	fputs("</body>\n</html>\n", f);
 	return ferror(f) ? -1 : 0;
 }
 
@@ -847,6 +926,8 @@ sealctl_report(int argc, char **argv)
 	struct gw_risk *r = NULL;
 	const struct gw_risk_alert *alerts = NULL;
 	struct report rp = { 0 };
+	struct rdoc doc = { 0 };
+	bool pdf;
 	size_t n = 0, vlen = 0;
 	uint64_t records = 0;
 	char *vtext = NULL, site[GW_SITE_MAX + 1];
@@ -872,6 +953,13 @@ sealctl_report(int argc, char **argv)
 			return EXIT_USAGE;
 		}
 	}
+	/* The form: --format, else the output's extension (.pdf), else XHTML. */
+	if (o.format && strcmp(o.format, "pdf") != 0 && strcmp(o.format, "html") != 0) {
+		fprintf(stderr, "sealctl: --format is html or pdf\n");
+		return EXIT_USAGE;
+	}
+	pdf = o.format ? !strcmp(o.format, "pdf")
+	               : strlen(o.out) > 4 && !strcasecmp(o.out + strlen(o.out) - 4, ".pdf");
 	if ((ppol = load_policy(o.policy)) == NULL)
 		return EXIT_USAGE;
 	if (period_bounds(ppol, o.period, &rp.from, &rp.to, &rp.offset) != 0) {
@@ -906,25 +994,37 @@ sealctl_report(int argc, char **argv)
 	if (rv != 0)
 		goto out;
 	rv = EXIT_USAGE;
-	f = fopen(o.out, "we");
-	if (f == NULL) {
-		fprintf(stderr, "sealctl: %s: %s\n", o.out, strerror(errno));
+	if (build_report(&doc, &o, &rp, verdict, vtext, alerts, n) != 0) {
+		fprintf(stderr, "sealctl: out of memory\n");
 		goto out;
 	}
-	rv = write_report(f, &o, &rp, verdict, vtext, alerts, n);
-	if (fclose(f) != 0 || rv != 0) {
-		fprintf(stderr, "sealctl: writing %s failed\n", o.out);
+	if (pdf) {
+		if (rdoc_write_pdf(&doc, o.out) != 0) {
+			unlink(o.out);   /* no half-drawn report left behind */
+			goto out;
+		}
+	} else {
+		f = fopen(o.out, "we");
+		if (f == NULL) {
+			fprintf(stderr, "sealctl: %s: %s\n", o.out, strerror(errno));
+			goto out;
+		}
+		rv = write_html(f, &doc);
+		if (fclose(f) != 0 || rv != 0) {
+			fprintf(stderr, "sealctl: writing %s failed\n", o.out);
+			f = NULL;
+			rv = EXIT_USAGE;
+			goto out;
+		}
 		f = NULL;
-		rv = EXIT_USAGE;
-		goto out;
 	}
-	f = NULL;
 	printf("report for %s%s%s%s written to %s (%" PRIu64 " records in the period, log %s)\n", rp.site ? "site " : "",
 	       rp.site ? rp.site : "", rp.site ? ", " : "", o.period, o.out, rp.records, verdict < 0 ? "NOT VERIFIED" : verdict ? "verified" : "NOT INTACT");
 	rv = verdict == 0 ? EXIT_UNVERIFIED : EXIT_CLEAN;
 out:
 	if (f)
 		fclose(f);
+	rdoc_free(&doc);
 	free(vtext);
 	for (size_t i = 0; i < rp.n_seals; i++)
 		free(rp.seals[i].id);
