@@ -681,8 +681,9 @@ log_check(struct gw_risk_online *ro, char *err, size_t errlen)
 		if (gw_store_checkpoint_scan(ro->ctx->store, 0, 0, lc_cp_add, c, err, errlen) < 0)
 			goto out;
 		if (c->n == 1) {
-			struct lc_one o;
-			if (lc_cp_record(ro, &c->v[0], &o, err, errlen) < 0)
+			struct lc_one o = { 0 };
+			/* (a checkpoint of the empty log covers no record) */
+			if (c->v[0].seq > 0 && lc_cp_record(ro, &c->v[0], &o, err, errlen) < 0)
 				goto out;
 			lc_cp_check(ro, &c->v[0]);
 			ro->lc_seq = c->v[0].seq;
