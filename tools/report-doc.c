@@ -129,6 +129,24 @@ rdoc_table(struct rdoc *d, unsigned left, size_t ncols, ...)
 	va_end(ap);
 }
 
+void
+rdoc_table_v(struct rdoc *d, unsigned left, size_t ncols, const char *const *header)
+{
+	struct rdoc_block *b = add(d, RB_TABLE);
+
+	if (b == NULL)
+		return;
+	b->ncols = ncols;
+	b->left = left;
+	b->cap_rows = 8;
+	if ((b->cells = calloc(ncols * (b->cap_rows + 1), sizeof(char *))) == NULL) {
+		d->oom = true;
+		return;
+	}
+	for (size_t i = 0; i < ncols; i++)
+		b->cells[i] = dup(d, header[i]);
+}
+
 static struct rdoc_block *
 last_table(struct rdoc *d)
 {
@@ -562,7 +580,7 @@ rdoc_write_pdf(const struct rdoc *d, const char *path)
 	cairo_pdf_surface_set_metadata(s, CAIRO_PDF_METADATA_CREATOR, "sealctl report");
 	p.cr = cairo_create(s);
 	cairo_set_font_face(p.cr, face);
-	if (asprintf(&head, "Seal audit report, %s%s%s%s", d->site ? "site " : "",
+	if (asprintf(&head, "Seal audit report, %s%s%s%s", d->site ? d->many ? "sites " : "site " : "",
 	             d->site ? d->site : "", d->site ? ", " : "", d->period ? d->period : "") < 0) {
 		head = NULL;
 		goto out;

@@ -32,6 +32,7 @@ struct rdoc_block {
 struct rdoc {
 	char *title;                 /* the document's title */
 	char *site, *period;         /* the heading: "Seal audit report, site S, P" */
+	bool many;                   /* site is several: "sites a, b" */
 	char *intro;
 	struct rdoc_block *b;
 	size_t n, cap;
@@ -47,6 +48,7 @@ void rdoc_p(struct rdoc *d, const char *cls, const char *fmt, ...)
 void rdoc_pre(struct rdoc *d, const char *text);
 /* A table of ncols columns whose header is the ncols strings given. */
 void rdoc_table(struct rdoc *d, unsigned left, size_t ncols, ...);
+void rdoc_table_v(struct rdoc *d, unsigned left, size_t ncols, const char *const *header);
 /* A row of the last table: ncols printf formats' results, one a call
  * of rdoc_cell after rdoc_row. */
 void rdoc_row(struct rdoc *d);
