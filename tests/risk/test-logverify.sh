@@ -13,7 +13,9 @@
 #    record changed, the gateway started again: the thread's
 #    own check, which starts at the last checkpoint, raises the alert for
 #    it with no one asking for a verification; the first alert is not
-#    raised twice.
+#    raised twice;
+#  - stopped again, the last checkpoint's time changed (its signature no
+#    longer verifies), started: an alert for that checkpoint's seq.
 #
 # env: SEALGATE_BUILD, SEALGATE_SOURCE, SG_TEST_STORE
 set -euo pipefail
@@ -186,6 +188,28 @@ else
 fi
 grep -q "the log does not verify: seq $last" "$W/sealgated.log" && pass "the gateway logs it" ||
 	fail "not in the gateway's log"
+
+# ---- a checkpoint changed: its signature no longer verifies ----
+sg_gw_stop "$W"
+cps=$(sql "SELECT max(seq) FROM audit_checkpoints")
+if [ -f "$W/store/conninfo" ]; then
+	sql "ALTER TABLE audit_checkpoints DISABLE TRIGGER USER; UPDATE audit_checkpoints SET ts_ns = ts_ns + 1 WHERE seq = $cps; ALTER TABLE audit_checkpoints ENABLE TRIGGER USER"
+else
+	sql "DROP TRIGGER IF EXISTS audit_checkpoints_no_update"
+	sql "UPDATE audit_checkpoints SET ts_ns = ts_ns + 1 WHERE seq = $cps"
+fi
+sg_gw_start "$W" SOFTHSM2_CONF="$W/softhsm2.conf"
+if wait_alert "$cps"; then
+	"$py" - "$W/alerts.json" "$cps" <<'PY' && pass "at start the last checkpoint (seq $cps), changed, does not verify: an alert" ||
+import json, sys
+a = [x for x in json.load(open(sys.argv[1]))["alerts"] if x["rule"] == "log.verify_failed"
+     and x["seqs"] == [int(sys.argv[2])]]
+assert len(a) == 1 and "forged or changed" in a[0]["why"], a
+PY
+		fail "the alerts: $(cat "$W/alerts.json")"
+else
+	fail "no log.verify_failed alert for the checkpoint at seq $cps within 60 s: $(cat "$W/alerts.json")"
+fi
 
 [ $fails = 0 ] || { echo "$fails failed"; exit 1; }
 echo "all passed"
