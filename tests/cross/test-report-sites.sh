@@ -6,7 +6,9 @@
 # (`audit export --site S`), and one `sealctl report` over both exports
 # (--ca: the group's CAs) has a sites section (a: 3 signatures, b: 2, each
 # verified), and the seals, quotas, departments and people sections name
-# each row's site (s1: 3 at a, 2 at b); the PDF form says the same. A
+# each row's site (s1: 3 at a, 2 at b); the PDF form says the same;
+# sealgate-report with SEALGATE_REPORT_SITE='*' exports each site and
+# mails that one report (a real SMTP sink). A
 # record of b changed behind the gateways: the report still covers both,
 # says b did not verify and a did, exit 3. Two exports of one site, or
 # --cert with several, are refused (exit 2).
@@ -29,8 +31,10 @@ fails=0
 pass() { echo "ok - $*"; }
 fail() { echo "not ok - $*"; fails=$((fails + 1)); }
 
+sink_pid=
 cleanup() {
 	st=$?
+	[ -z "$sink_pid" ] || kill "$sink_pid" 2>/dev/null || true
 	for s in a b; do sg_gw_stop "$W/$s" || true; done
 	pg_down "$W" || { echo "not ok - the PostgreSQL cluster is still running"; st=1; }
 	if { [ $st = 0 ] || [ $st = 77 ]; } && [ -z "${KEEP:-}" ]; then rm -rf "$W"; else echo "(files kept in $W)"; fi
@@ -64,7 +68,7 @@ organization:
     - { id: ops, name: Operations }
   people:
     - { id: s1, name: Signer, department: ops, roles: [employee] }
-    - { id: au, name: Auditor, department: ops, roles: [auditor] }
+    - { id: au, name: Auditor, department: ops, roles: [auditor], email: au@group.test }
   act_as:
     - { os_login: "$me", accounts: all }
 seals:
@@ -92,9 +96,24 @@ EOC
 }
 site_up a sg-ra sa-seal:01:EC:prime256v1 audit-a:09:EC:prime256v1
 site_up b sg-rb sb-seal:11:EC:prime256v1 audit-b:19:EC:prime256v1
+# Site a's gateway has the relay sealgate-report mails through (a real
+# SMTP sink).
+"$py" -c 'import aiosmtpd' 2>/dev/null || { echo "SKIP: python3-aiosmtpd is not installed"; exit 77; }
+mkdir -p "$W/sink"
+"$py" "$src/tests/lib/smtpsink.py" serve "$W/sink" >"$W/sink.log" 2>&1 &
+sink_pid=$!
+for _ in $(seq 100); do [ -s "$W/sink/port" ] && break; sleep 0.1; done
+cat >>"$W/a/sealgated.yaml" <<EOC
+notify:
+  web_url: https://seal.group.test/
+  from: "Sealgate <sealgate@group.test>"
+  smtp: { url: "smtp://127.0.0.1:$(cat "$W/sink/port")" }
+  poll: 1
+EOC
 for p in s1 au; do
 	printf '%s-password\n' "$p" | "$gw" --config "$W/a/sealgated.yaml" --set-password "$p" --password-file - >/dev/null
 done
+(umask 077; printf 'au-password\n' >"$W/pw-au")
 sg_gw_start "$W/a" SOFTHSM2_CONF="$W/a/softhsm2.conf" || { echo "not ok - gateway a did not start"; exit 1; }
 sg_gw_start "$W/b" SOFTHSM2_CONF="$W/b/softhsm2.conf" || { echo "not ok - gateway b did not start"; exit 1; }
 ctl_as() { # site person args...
@@ -182,6 +201,39 @@ report --from-export "$W/a.jsonl" --from-export "$W/b.jsonl" --cert "$W/a/audit-
 	-o "$W/cert.html" >"$W/out3.txt" 2>&1 || rc=$?
 [ $rc = 2 ] && [ ! -e "$W/cert.html" ] && pass "--cert with several sites: refused (exit 2)" ||
 	fail "--cert with several: exit $rc: $(cat "$W/out3.txt")"
+
+# ---- sealgate-report, every site in one mail ----
+rc=0
+env SEALGATE_REPORT_USER=au SEALGATE_REPORT_PASSWORD_FILE="$W/pw-au" SEALGATE_CONFIG="$W/a/sealgated.yaml" \
+	SEALGATE_REPORT_DIR="$W/reports" SEALGATE_REPORT_SITE='*' SEALGATE_REPORT_CA="$W/group-ca.pem" \
+	SEALGATE_REPORT_PERIOD="$period" SEALCTL="$ctl" "$py" "$src/tools/sealgate-report" >"$W/run.txt" 2>&1 || rc=$?
+[ $rc = 0 ] && [ -s "$W/reports/audit-$period-a.jsonl" ] && [ -s "$W/reports/audit-$period-b.jsonl" ] &&
+	pass "sealgate-report with SEALGATE_REPORT_SITE='*': each site exported, exit 0" ||
+	fail "sealgate-report '*': exit $rc: $(cat "$W/run.txt")"
+n=0
+for _ in $(seq 100); do
+	n=$("$py" "$src/tests/lib/smtpsink.py" count "$W/sink" au@group.test)
+	[ "$n" -ge 1 ] && grep -lq "audit report all sites" "$W/sink/mail/"*.eml 2>/dev/null && break
+	sleep 0.1
+done
+"$py" - "$W/sink" "$period" <<'PY' && pass "one mail: all sites, report-$period-all.html with both sites attached" ||
+import email, email.policy, glob, os, sys
+d, period = sys.argv[1], sys.argv[2]
+got = []
+for e in glob.glob(os.path.join(d, "mail", "*.eml")):
+    m = email.message_from_bytes(open(e, "rb").read(), policy=email.policy.default)
+    if "audit report" in (m["subject"] or ""):
+        got.append(m)
+assert len(got) == 1, [m["subject"] for m in got]
+m = got[0]
+assert m["subject"] == "Group Co. audit report all sites, %s" % period, m["subject"]
+att = list(m.iter_attachments())
+assert [a.get_filename() for a in att] == ["report-%s-all.html" % period], att
+html = att[0].get_content()
+html = html.decode() if isinstance(html, bytes) else html
+assert "sites <span id=\"site\">a, b</span>" in html and 'id="sites"' in html, html[:600]
+PY
+	fail "the mail: $(ls "$W/sink/mail" 2>/dev/null)"
 
 # ---- one site's log changed ----
 seq=$(sql "SELECT max(seq) FROM audit WHERE site = 'b' AND action = 'sign'")
