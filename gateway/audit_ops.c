@@ -19,6 +19,7 @@
 #include "config.h"
 #include "log.h"
 #include "refusals.h"
+#include "risk/online.h"
 #include "protocol.h"
 #include "server.h"
 
@@ -736,7 +737,13 @@ struct verdicts {
 	json_t *arr;
 	size_t bytes;
 	bool over;
+	struct gw_risk_online *risk;  /* told of a broken chain (log.verify_failed) */
+	const char *by;
 };
+
+/* Problems of one broken site raised as alerts at most (the first ones:
+ * a log rewritten from one record on breaks at every record). */
+#define VERIFY_ALERTS_MAX 5
 
 static int
 verdict_json(void *arg, const char *site, int r, const struct gw_audit_verdict *vd,
@@ -747,6 +754,10 @@ verdict_json(void *arg, const char *site, int r, const struct gw_audit_verdict *
 	char line[768];
 
 	gw_audit_site_line(site, r, vd, err, line, sizeof(line));
+	/* A broken chain is an alert of its own, whoever found it: the
+	 * auditors are told even when a seal admin ran the check. */
+	for (size_t i = 0; r > 0 && vd && i < vd->n_problems && i < VERIFY_ALERTS_MAX; i++)
+		gw_risk_online_log_broken(vs->risk, site, vd->problems[i], vs->by);
 	o = json_pack("{s:s,s:s,s:s,s:o}", "site", site,
 	              "state", r < 0 ? "error" : r > 0 ? "broken" : "intact", "line", line,
 	              "certs", certs ? json_incref(certs) : json_array());
@@ -806,6 +817,8 @@ gw_op_audit_verify(struct gw_req *r)
 		return sg_reply_error(CKR_ARGUMENTS_BAD, "bad_request", "cert is not base64 DER");
 	note_read(r, "audit_verify", "ok", NULL);
 	vs.arr = json_array();
+	vs.risk = r->ctx->risk;
+	vs.by = r->who->id;
 	if (!vs.arr || gw_audit_verify_sites(r->ctx->store, r->ctx->cfg ? r->ctx->cfg->store_url : NULL,
 	                                     site, r->snap->policy, pin, pin_len, verdict_json, &vs,
 	                                     err, sizeof(err)) != 0) {

@@ -3,7 +3,7 @@
  * run offline over an audit export on an auditor's machine, after the
  * export was verified the way `sealctl audit verify` does it, and the
  * monthly audit report as one self-contained HTML file with inline SVG
- * charts (no script, no network). docs/risk.md.
+ * charts (no script, no network), or as PDF (report-doc.c). docs/risk.md.
  */
 #include <errno.h>
 #include <getopt.h>
@@ -11,12 +11,15 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 #include <time.h>
+#include <unistd.h>
 
 #include <jansson.h>
 
 #include "auditfmt.h"
 #include "policy.h"
+#include "report-doc.h"
 #include "risk.h"
 #include "sealctl.h"
 #include "sg-config.h"
@@ -30,8 +33,12 @@ static const char no_verify_warning[] =
 	"WARNING: THE EXPORT WAS NOT VERIFIED (--no-verify): its records may have been changed,\n"
 	"WARNING: removed or made up, and the alerts below are only as good as the file.\n";
 
+#define REPORT_EXPORTS_MAX 64   /* sites in one report */
+
 struct ropts {
-	const char *from_export, *policy, *cert, *ca, *period, *out, *site;
+	const char *from_export, *policy, *cert, *ca, *period, *out, *site, *format;
+	const char *exports[REPORT_EXPORTS_MAX];   /* each --from-export (report) */
+	size_t n_exports;
 	bool json, no_verify;
 };
 
@@ -43,7 +50,8 @@ parse_ropts(int argc, char **argv, struct ropts *o, bool report)
 		{ "cert", required_argument, NULL, 'c' }, { "ca", required_argument, NULL, 'a' },
 		{ "period", required_argument, NULL, 'P' }, { "output", required_argument, NULL, 'o' },
 		{ "json", no_argument, NULL, 'j' }, { "no-verify", no_argument, NULL, 'n' },
-		{ "site", required_argument, NULL, 'S' }, { NULL, 0, NULL, 0 },
+		{ "site", required_argument, NULL, 'S' }, { "format", required_argument, NULL, 'F' },
+		{ NULL, 0, NULL, 0 },
 	};
 	int ch;
 
@@ -51,7 +59,13 @@ parse_ropts(int argc, char **argv, struct ropts *o, bool report)
 	optind = 0;
 	while ((ch = getopt_long(argc, argv, "o:", opts, NULL)) != -1) {
 		switch (ch) {
-		case 'f': o->from_export = optarg; break;
+		case 'f':
+			if (o->n_exports == REPORT_EXPORTS_MAX) {
+				fprintf(stderr, "sealctl: at most %d exports\n", REPORT_EXPORTS_MAX);
+				return -1;
+			}
+			o->from_export = o->exports[o->n_exports++] = optarg;
+			break;
 		case 'p': o->policy = optarg; break;
 		case 'c': o->cert = optarg; break;
 		case 'a': o->ca = optarg; break;
@@ -60,11 +74,12 @@ parse_ropts(int argc, char **argv, struct ropts *o, bool report)
 		case 'j': o->json = true; break;
 		case 'n': o->no_verify = true; break;
 		case 'S': o->site = optarg; break;
+		case 'F': o->format = optarg; break;
 		default: return -1;
 		}
 	}
 	if (optind != argc || !o->from_export || (report && (!o->period || !o->out)) ||
-	    (!report && (o->period || o->out || o->site)))
+	    (!report && (o->period || o->out || o->site || o->format || o->n_exports > 1)))
 		return -1;
 	return 0;
 }
@@ -298,15 +313,19 @@ risk_usage(FILE *f)
 	fprintf(f,
 "usage: sealctl risk scan --from-export FILE [--policy FILE] [--json] [--no-verify]\n"
 "                         [--cert FILE] [--ca FILE]\n"
-"       sealctl report --period YYYY-MM --from-export FILE [--site S] [--policy FILE]\n"
-"                      -o report.html [--no-verify] [--cert FILE] [--ca FILE]\n"
+"       sealctl report --period YYYY-MM --from-export FILE [--from-export FILE...]\n"
+"                      [--site S] [--policy FILE]\n"
+"                      -o report.html|report.pdf [--format html|pdf] [--no-verify]\n"
+"                      [--cert FILE] [--ca FILE]\n"
 "\n"
 "  risk scan  verify the export as `sealctl audit verify` does, then run the risk\n"
 "             rules of the policy (default %s/policy.yaml) over it\n"
 "             (docs/risk.md). --no-verify scans an export that was not verified,\n"
 "             and says so.\n"
 "  report     the audit report of one month (the organization's zone) as one HTML\n"
-"             file with its charts inside; --site S: the export must be site S's\n"
+"             file with its charts inside, or a PDF (-o FILE.pdf or --format pdf);\n"
+"             --from-export once per site: one report of every site (--ca);\n"
+"             --site S: the export must be site S's\n"
 "             (`sealctl audit export --site S`), and the report says so\n"
 "\n"
 "Exit status: 0 no alert, 1 alerts, 2 usage or unreadable, 3 the export did not verify.\n",
@@ -562,245 +581,455 @@ dept_of(const struct gw_policy *p, const char *person)
 	return w ? w->department : NULL;
 }
 
+/* One site's part of the report: its export, verdict, rules and tallies. */
+struct part {
+	const char *export;
+	char site[GW_SITE_MAX + 1];      /* "" when the export names none */
+	struct report rp;
+	struct gw_policy *pol;
+	struct gw_risk *r;
+	const struct gw_risk_alert *alerts;
+	size_t n_alerts;
+	int verdict;
+	char *vtext;
+	uint64_t signs, alerts_in;
+};
+
+static bool
+in_period(const struct report *rp, const struct gw_risk_alert *a)
+{
+	return a->ts_ns >= rp->from && a->ts_ns < rp->to;
+}
+
+/* A table's header with the site first when the report is of several
+ * sites (the sections then name each row's site). */
+static void
+table_hdr(struct rdoc *d, bool many, unsigned left, size_t ncols, const char *const *hdr)
+{
+	const char *h[16];
+	size_t n = 0;
+
+	if (many)
+		h[n++] = "site";
+	for (size_t i = 0; i < ncols && n < 16; i++)
+		h[n++] = hdr[i];
+	rdoc_table_v(d, many ? left << 1 : left, n, h);
+}
+
+static void
+row_begin(struct rdoc *d, bool many, const struct part *p)
+{
+	rdoc_row(d);
+	if (many)
+		rdoc_cell(d, "%s", p->site[0] ? p->site : "-");
+}
+
+/* The report's content, whatever its form (report-doc.h), over one
+ * site's export or several sites' (one part each). */
 static int
-write_report(FILE *f, const struct ropts *o, struct report *rp, int verdict, const char *vtext,
-             const struct gw_risk_alert *alerts, size_t n_alerts)
+build_report(struct rdoc *d, const struct ropts *o, struct part *parts, size_t np)
 {
 	char labels_buf[MAX_DAYS][16];
 	const char *labels[MAX_DAYS > 16 ? MAX_DAYS : 16];
 	double v[MAX_DAYS > 16 ? MAX_DAYS : 16];
-	int ndays = (int)((rp->to - rp->from + 86400 * NS - 1) / (86400 * NS));
-	size_t n_in = 0;
+	const struct report *rp0 = &parts[0].rp;
+	int ndays = (int)((rp0->to - rp0->from + 86400 * NS - 1) / (86400 * NS));
 	static const char *const hist_labels[] = { "< 1 min", "1-10 min", "10-60 min", "1-4 h",
 	                                          "4-24 h", "> 1 day" };
 	static const int64_t hist_edges[] = { 60, 600, 3600, 4 * 3600, 86400 };
 	double hist[6] = { 0 };
-	uint64_t n_appr = 0;
+	uint64_t n_appr = 0, records = 0;
+	size_t n_in = 0;
+	bool many = np > 1;
+	char *sites = NULL, *exports = NULL;
+	size_t sl = 0, el = 0;
+	FILE *sf = open_memstream(&sites, &sl), *ef = open_memstream(&exports, &el);
+
+	if (sf == NULL || ef == NULL) {
+		if (sf)
+			fclose(sf);
+		if (ef)
+			fclose(ef);
+		free(sites);
+		free(exports);
+		return -1;
+	}
+	for (size_t i = 0; i < np; i++) {
+		fprintf(sf, "%s%s", i ? ", " : "", parts[i].site);
+		fprintf(ef, "%s%s", i ? ", " : "", parts[i].export);
+		records += parts[i].rp.records;
+	}
+	fclose(sf);
+	fclose(ef);
+	d->many = many;
+	if (rp0->site || many)
+		d->site = sites;
+	else
+		free(sites);
+	sites = NULL;
+	d->period = strdup(o->period);
+	if (asprintf(&d->title, "sealgate audit report %s%s%s%s", d->site ? many ? "sites " : "site " : "",
+	             d->site ? d->site : "", d->site ? ", " : "", o->period) < 0)
+		d->title = NULL;
+	if (asprintf(&d->intro, "%s — %" PRIu64 " audit records in the period, from the export%s %s. "
+	             "Made offline by sealctl report; every figure comes from the audit log.",
+	             rp0->p->org_name ? rp0->p->org_name : "", records, many ? "s" : "",
+	             exports) < 0)
+		d->intro = NULL;
+	free(exports);
+	if (d->title == NULL || d->intro == NULL)
+		return -1;
+
+	/* Alerts in the period, and who they are about. */
+	for (size_t s = 0; s < np; s++) {
+		struct part *p = &parts[s];
+		for (size_t k = 0; k < p->n_alerts; k++) {
+			if (!in_period(&p->rp, &p->alerts[k]))
+				continue;
+			p->alerts_in++;
+			for (size_t i = 0; i < p->rp.n_people; i++)
+				if (!strcmp(p->rp.people[i].id, p->alerts[k].subject))
+					p->rp.people[i].alerts++;
+		}
+		for (size_t i = 0; i < p->rp.n_seals; i++)
+			p->signs += p->rp.seals[i].signs;
+		n_in += p->alerts_in;
+	}
+
+	/* Sites: one line each, when there are several. */
+	if (many) {
+		static const char *const h[] = { "site", "records", "signatures", "alerts", "log" };
+		rdoc_section(d, "sites", "Sites");
+		rdoc_table_v(d, 0, 5, h);
+		for (size_t s = 0; s < np; s++) {
+			rdoc_row(d);
+			rdoc_cell(d, "%s", parts[s].site[0] ? parts[s].site : "-");
+			rdoc_cell(d, "%" PRIu64, parts[s].rp.records);
+			rdoc_cell(d, "%" PRIu64, parts[s].signs);
+			rdoc_cell(d, "%" PRIu64, parts[s].alerts_in);
+			rdoc_cell(d, "%s", parts[s].verdict < 0 ? "NOT VERIFIED" :
+			          parts[s].verdict ? "verified" : "did NOT verify");
+		}
+	}
+
+	/* Verification. */
+	rdoc_section(d, "verification", "Log verification");
+	for (size_t s = 0; s < np; s++) {
+		const struct part *p = &parts[s];
+		const char *who = many ? p->site : "";
+		const char *sep = many ? ": " : "";
+		if (p->verdict < 0)
+			rdoc_p(d, "bad", "%s%sNOT VERIFIED: the report was made with --no-verify; the "
+			       "chain and the signed checkpoints were not checked.", who, sep);
+		else
+			rdoc_p(d, p->verdict ? "ok" : "bad", "%s%s%s", who, sep,
+			       p->verdict ? "The log verified: chain and signed checkpoints intact."
+			                  : "The log did NOT verify: see the problems below.");
+		if (p->vtext && *p->vtext)
+			rdoc_pre(d, p->vtext);
+	}
+
+	/* Seals. */
+	rdoc_section(d, "seals", "Seals");
+	{
+		static const char *const h[] = { "seal", "signatures", "refused", "size probes",
+		                                 "applications", "approved", "rejected", "revoked",
+		                                 "expired", "median approval" };
+		table_hdr(d, many, 0, 10, h);
+	}
+	for (size_t s = 0; s < np; s++) {
+		struct report *rp = &parts[s].rp;
+		for (size_t i = 0; i < rp->n_seals; i++) {
+			struct tally *t0 = &rp->seals[i];
+			uint64_t st[5] = { 0 };
+			double *t = malloc((rp->n_apps + 1) * sizeof(*t)), med;
+			size_t nt = 0;
+			char mbuf[32] = "-";
+			for (size_t k = 0; k < rp->n_apps; k++)
+				if (rp->apps[k].created >= rp->from && !strcmp(rp->apps[k].seal, t0->id)) {
+					st[rp->apps[k].state]++;
+					if (t && rp->apps[k].state == APP_APPROVED)
+						t[nt++] = (double)(rp->apps[k].approved_at - rp->apps[k].created) / NS;
+				}
+			if (nt) {
+				med = gw_risk_median(t, nt);
+				if (med < 3600)
+					snprintf(mbuf, sizeof(mbuf), "%.0f min", med / 60);
+				else
+					snprintf(mbuf, sizeof(mbuf), "%.1f h", med / 3600);
+			}
+			free(t);
+			row_begin(d, many, &parts[s]);
+			rdoc_cell(d, "%s", t0->id);
+			rdoc_cell(d, "%" PRIu64, t0->signs);
+			rdoc_cell(d, "%" PRIu64, t0->refused);
+			rdoc_cell(d, "%" PRIu64, t0->probes);
+			rdoc_cell(d, "%" PRIu64, t0->apps);
+			rdoc_cell(d, "%" PRIu64, st[APP_APPROVED]);
+			rdoc_cell(d, "%" PRIu64, st[APP_REJECTED]);
+			rdoc_cell(d, "%" PRIu64, st[APP_REVOKED]);
+			rdoc_cell(d, "%" PRIu64, st[APP_EXPIRED]);
+			rdoc_cell(d, "%s", mbuf);
+		}
+	}
+	rdoc_h3(d, "Signatures per day");
+	for (int day = 0; day < ndays && day < MAX_DAYS; day++) {
+		snprintf(labels_buf[day], sizeof(labels_buf[day]), "%s-%02d", o->period, day + 1);
+		labels[day] = labels_buf[day];
+		v[day] = 0;
+		for (size_t s = 0; s < np; s++)
+			v[day] += parts[s].rp.day[day];
+	}
+	rdoc_chart(d, "signatures per day", labels, v, (size_t)(ndays < MAX_DAYS ? ndays : MAX_DAYS));
+
+	/* Quotas: each site's seals (a seal's site in the policy). */
+	rdoc_section(d, "quotas", "Quota use");
+	{
+		static const char *const h[] = { "seal", "busiest day", "per_day", "month",
+		                                 "per_month" };
+		table_hdr(d, many, 0, 5, h);
+	}
+	for (size_t s = 0; s < np; s++) {
+		struct report *rp = &parts[s].rp;
+		for (size_t i = 0; i < rp->p->n_seals; i++) {
+			const struct gw_seal *seal = &rp->p->seals[i];
+			struct tally *t0 = NULL;
+			uint32_t top = 0;
+			if (many && parts[s].site[0] && seal->site && strcmp(seal->site, parts[s].site))
+				continue;
+			for (size_t k = 0; k < rp->n_seals; k++)
+				if (!strcmp(rp->seals[k].id, seal->id))
+					t0 = &rp->seals[k];
+			for (int day = 0; t0 && day < MAX_DAYS; day++)
+				if (t0->day[day] > top)
+					top = t0->day[day];
+			row_begin(d, many, &parts[s]);
+			rdoc_cell(d, "%s", seal->id);
+			rdoc_cell(d, "%u", top);
+			if (seal->quotas.per_day)
+				rdoc_cell(d, "%" PRIu64 " (%.0f %%)", seal->quotas.per_day,
+				          100.0 * top / (double)seal->quotas.per_day);
+			else
+				rdoc_cell(d, "none");
+			rdoc_cell(d, "%" PRIu64, t0 ? t0->signs : 0);
+			if (seal->quotas.per_month)
+				rdoc_cell(d, "%" PRIu64 " (%.0f %%)", seal->quotas.per_month,
+				          100.0 * (double)(t0 ? t0->signs : 0) / (double)seal->quotas.per_month);
+			else
+				rdoc_cell(d, "none");
+		}
+	}
+
+	/* Approval times. */
+	for (size_t s = 0; s < np; s++) {
+		const struct report *rp = &parts[s].rp;
+		for (size_t k = 0; k < rp->n_apps; k++) {
+			const struct appinfo *a = &rp->apps[k];
+			int64_t dt;
+			size_t b = 0;
+			if (a->created < rp->from || a->state != APP_APPROVED)
+				continue;
+			dt = (a->approved_at - a->created) / NS;
+			while (b < 5 && dt >= hist_edges[b])
+				b++;
+			hist[b]++;
+			n_appr++;
+		}
+	}
+	rdoc_section(d, "approvals", "Approval times");
+	rdoc_p(d, NULL, "%" PRIu64 " applications filed in the period were approved; time from "
+	       "filing to the last approval:", n_appr);
+	rdoc_chart(d, "approval times", hist_labels, hist, 6);
+
+	/* Departments and people. */
+	rdoc_section(d, "departments", "Departments");
+	{
+		static const char *const h[] = { "department", "people", "signatures",
+		                                 "applications", "refusals", "alerts" };
+		table_hdr(d, many, 0, 6, h);
+	}
+	for (size_t s = 0; s < np; s++) {
+		struct report *rp = &parts[s].rp;
+		for (size_t k = 0; k < rp->p->n_departments; k++) {
+			const struct gw_department *dep = &rp->p->departments[k];
+			uint64_t ppl = 0, sg = 0, ap = 0, rf = 0, al = 0;
+			for (size_t i = 0; i < rp->n_people; i++) {
+				const char *pd = dept_of(rp->p, rp->people[i].id);
+				if (pd && !strcmp(pd, dep->id)) {
+					ppl++;
+					sg += rp->people[i].signs;
+					ap += rp->people[i].apps;
+					rf += rp->people[i].refused;
+					al += rp->people[i].alerts;
+				}
+			}
+			row_begin(d, many, &parts[s]);
+			rdoc_cell(d, "%s", dep->name);
+			rdoc_cell(d, "%" PRIu64, ppl);
+			rdoc_cell(d, "%" PRIu64, sg);
+			rdoc_cell(d, "%" PRIu64, ap);
+			rdoc_cell(d, "%" PRIu64, rf);
+			rdoc_cell(d, "%" PRIu64, al);
+		}
+	}
+	rdoc_section(d, "people", "People");
+	{
+		static const char *const h[] = { "person", "department", "signatures", "applications",
+		                                 "decisions as approver", "refusals", "alerts" };
+		table_hdr(d, many, 0, 7, h);
+	}
+	for (size_t s = 0; s < np; s++) {
+		struct report *rp = &parts[s].rp;
+		for (size_t i = 0; i < rp->n_people; i++) {
+			struct tally *w = &rp->people[i];
+			row_begin(d, many, &parts[s]);
+			rdoc_cell(d, "%s", w->id);
+			rdoc_cell(d, "%s", dept_of(rp->p, w->id) ? dept_of(rp->p, w->id) : "-");
+			rdoc_cell(d, "%" PRIu64, w->signs);
+			rdoc_cell(d, "%" PRIu64, w->apps);
+			rdoc_cell(d, "%" PRIu64, w->decided);
+			rdoc_cell(d, "%" PRIu64, w->refused);
+			rdoc_cell(d, "%" PRIu64, w->alerts);
+		}
+	}
+
+	/* Alerts. */
+	rdoc_section(d, "alerts", "Alerts");
+	rdoc_p(d, NULL, "%zu alert%s in the period (the rules ran over the whole export, so that "
+	       "baselines have their history).", n_in, n_in == 1 ? "" : "s");
+	{
+		const char *rl[16];
+		double rc[16];
+		size_t nr = 0;
+		for (size_t s = 0; s < np; s++)
+			for (size_t k = 0; k < parts[s].n_alerts; k++) {
+				const struct gw_risk_alert *a = &parts[s].alerts[k];
+				size_t j;
+				if (!in_period(&parts[s].rp, a))
+					continue;
+				for (j = 0; j < nr && strcmp(rl[j], a->rule); j++)
+					;
+				if (j == nr && nr < 16) {
+					rl[nr] = a->rule;
+					rc[nr++] = 0;
+				}
+				if (j < nr)
+					rc[j]++;
+			}
+		if (nr)
+			rdoc_chart(d, "alerts by rule", rl, rc, nr);
+	}
+	{
+		static const char *const h[] = { "time (UTC)", "rule", "severity", "subject", "why",
+		                                 "evidence" };
+		table_hdr(d, many, 1u << 4, 6, h);
+	}
+	for (size_t s = 0; s < np; s++)
+		for (size_t k = 0; k < parts[s].n_alerts; k++) {
+			const struct gw_risk_alert *a = &parts[s].alerts[k];
+			char t[48], ev[512];
+			size_t l = 0;
+			if (!in_period(&parts[s].rp, a))
+				continue;
+			gw_audit_format_time(a->ts_ns, 0, t, sizeof(t));
+			l += (size_t)snprintf(ev + l, sizeof(ev) - l, "seq");
+			for (size_t i = 0; i < a->n_seqs && i < 20 && l < sizeof(ev); i++)
+				l += (size_t)snprintf(ev + l, sizeof(ev) - l, " %" PRIu64, a->seqs[i]);
+			if (a->n_seqs > 20 && l < sizeof(ev))
+				l += (size_t)snprintf(ev + l, sizeof(ev) - l, " … (%zu)", a->n_seqs);
+			for (size_t i = 0; i < a->n_apps && i < 20 && l < sizeof(ev); i++)
+				l += (size_t)snprintf(ev + l, sizeof(ev) - l, " #%" PRId64, a->apps[i]);
+			row_begin(d, many, &parts[s]);
+			rdoc_cell(d, "%s", t);
+			rdoc_cell(d, "%s", a->rule);
+			rdoc_cell(d, "%s", gw_risk_severity_name(a->severity));
+			rdoc_cell(d, "%s", a->subject ? a->subject : "");
+			rdoc_cell(d, "%s", a->why ? a->why : "");
+			rdoc_cell(d, "%s", ev);
+		}
+	return d->oom || !d->period ? -1 : 0;
+}
+
+/* The XHTML form: one self-contained file, the charts inline SVG. */
+static int
+write_html(FILE *f, const struct rdoc *d)
+{
+	bool open = false;
 
 	fputs("<!DOCTYPE html>\n<html xmlns=\"http://www.w3.org/1999/xhtml\" lang=\"en\">\n<head>"
-	      "<meta charset=\"utf-8\"/><title>sealgate audit report ", f);
-	if (rp->site) {
-		fputs("site ", f);
-		esc(f, rp->site);
-		fputs(", ", f);
-	}
-	esc(f, o->period);
+	      "<meta charset=\"utf-8\"/><title>", f);
+	esc(f, d->title);
 	fputs("</title><style>body{font-family:sans-serif;margin:2em;max-width:60em}"
 	      "table{border-collapse:collapse;margin:1em 0}td,th{border:1px solid #bbb;padding:2px 8px;"
 	      "text-align:right}th:first-child,td:first-child{text-align:left}"
 	      ".bad{color:#b00;font-weight:bold}.ok{color:#070;font-weight:bold}"
 	      "pre{background:#f4f4f4;padding:1em;white-space:pre-wrap}</style></head>\n<body>\n", f);
 	fputs("<h1>Seal audit report, ", f);
-	if (rp->site) {
-		fputs("site <span id=\"site\">", f);
-		esc(f, rp->site);
+	if (d->site) {
+		fputs(d->many ? "sites <span id=\"site\">" : "site <span id=\"site\">", f);
+		esc(f, d->site);
 		fputs("</span>, ", f);
 	}
-	esc(f, o->period);
+	esc(f, d->period);
 	fputs("</h1>\n<p>", f);
-	esc(f, rp->p->org_name);
-	fprintf(f, " — %" PRIu64 " audit records in the period, from the export <code>", rp->records);
-	esc(f, o->from_export);
-	fputs("</code>. Made offline by <code>sealctl report</code>; every figure comes from the audit "
-	      "log.</p>\n", f);
-
-	/* Verification. */
-	fputs("<section id=\"verification\"><h2>Log verification</h2>\n", f);
-	if (verdict < 0)
-		fputs("<p class=\"bad\">NOT VERIFIED: the report was made with --no-verify; the chain and "
-		      "the signed checkpoints were not checked.</p>\n", f);
-	else
-		fprintf(f, "<p class=\"%s\">%s</p>\n", verdict ? "ok" : "bad",
-		        verdict ? "The log verified: chain and signed checkpoints intact."
-		                : "The log did NOT verify: see the problems below.");
-	if (vtext && *vtext) {
-		fputs("<pre>", f);
-		esc(f, vtext);
-		fputs("</pre>\n", f);
-	}
-	fputs("</section>\n", f);
-
-	/* Seals. */
-	fputs("<section id=\"seals\"><h2>Seals</h2>\n<table><tr><th>seal</th><th>signatures</th>"
-	      "<th>refused</th><th>size probes</th><th>applications</th><th>approved</th>"
-	      "<th>rejected</th><th>revoked</th><th>expired</th><th>median approval</th></tr>\n", f);
-	for (size_t i = 0; i < rp->n_seals; i++) {
-		struct tally *s = &rp->seals[i];
-		uint64_t st[5] = { 0 };
-		double *t = malloc((rp->n_apps + 1) * sizeof(*t)), med;
-		size_t nt = 0;
-		char mbuf[32] = "-";
-		for (size_t k = 0; k < rp->n_apps; k++)
-			if (rp->apps[k].created >= rp->from && !strcmp(rp->apps[k].seal, s->id)) {
-				st[rp->apps[k].state]++;
-				if (t && rp->apps[k].state == APP_APPROVED)
-					t[nt++] = (double)(rp->apps[k].approved_at - rp->apps[k].created) / NS;
-			}
-		if (nt) {
-			med = gw_risk_median(t, nt);
-			if (med < 3600)
-				snprintf(mbuf, sizeof(mbuf), "%.0f min", med / 60);
+	esc(f, d->intro);
+	fputs("</p>\n", f);
+	for (size_t i = 0; i < d->n; i++) {
+		const struct rdoc_block *b = &d->b[i];
+		switch (b->kind) {
+		case RB_SECTION:
+			if (open)
+				fputs("</section>\n", f);
+			fprintf(f, "<section id=\"%s\"><h2>", b->id);
+			esc(f, b->text);
+			fputs("</h2>\n", f);
+			open = true;
+			break;
+		case RB_H3:
+			fputs("<h3>", f);
+			esc(f, b->text);
+			fputs("</h3>\n", f);
+			break;
+		case RB_P:
+			if (b->cls)
+				fprintf(f, "<p class=\"%s\">", b->cls);
 			else
-				snprintf(mbuf, sizeof(mbuf), "%.1f h", med / 3600);
-		}
-		free(t);
-		fputs("<tr><td>", f);
-		esc(f, s->id);
-		fprintf(f, "</td><td>%" PRIu64 "</td><td>%" PRIu64 "</td><td>%" PRIu64 "</td><td>%" PRIu64
-		        "</td><td>%" PRIu64 "</td><td>%" PRIu64 "</td><td>%" PRIu64 "</td><td>%" PRIu64
-		        "</td><td>%s</td></tr>\n", s->signs, s->refused, s->probes, s->apps, st[APP_APPROVED],
-		        st[APP_REJECTED], st[APP_REVOKED], st[APP_EXPIRED], mbuf);
-	}
-	fputs("</table>\n<h3>Signatures per day</h3>\n", f);
-	for (int d = 0; d < ndays && d < MAX_DAYS; d++) {
-		snprintf(labels_buf[d], sizeof(labels_buf[d]), "%s-%02d", o->period, d + 1);
-		labels[d] = labels_buf[d];
-		v[d] = rp->day[d];
-	}
-	svg_bars(f, "signatures per day", labels, v, (size_t)(ndays < MAX_DAYS ? ndays : MAX_DAYS));
-	fputs("</section>\n", f);
-
-	/* Quotas. */
-	fputs("<section id=\"quotas\"><h2>Quota use</h2>\n<table><tr><th>seal</th><th>busiest day</th>"
-	      "<th>per_day</th><th>month</th><th>per_month</th></tr>\n", f);
-	for (size_t i = 0; i < rp->p->n_seals; i++) {
-		const struct gw_seal *seal = &rp->p->seals[i];
-		struct tally *s = NULL;
-		uint32_t top = 0;
-		for (size_t k = 0; k < rp->n_seals; k++)
-			if (!strcmp(rp->seals[k].id, seal->id))
-				s = &rp->seals[k];
-		for (int d = 0; s && d < MAX_DAYS; d++)
-			if (s->day[d] > top)
-				top = s->day[d];
-		fputs("<tr><td>", f);
-		esc(f, seal->id);
-		fprintf(f, "</td><td>%u</td><td>", top);
-		if (seal->quotas.per_day)
-			fprintf(f, "%" PRIu64 " (%.0f %%)", seal->quotas.per_day,
-			        100.0 * top / (double)seal->quotas.per_day);
-		else
-			fputs("none", f);
-		fprintf(f, "</td><td>%" PRIu64 "</td><td>", s ? s->signs : 0);
-		if (seal->quotas.per_month)
-			fprintf(f, "%" PRIu64 " (%.0f %%)", seal->quotas.per_month,
-			        100.0 * (double)(s ? s->signs : 0) / (double)seal->quotas.per_month);
-		else
-			fputs("none", f);
-		fputs("</td></tr>\n", f);
-	}
-	fputs("</table></section>\n", f);
-
-	/* Approval times. */
-	for (size_t k = 0; k < rp->n_apps; k++) {
-		const struct appinfo *a = &rp->apps[k];
-		int64_t dt;
-		size_t b = 0;
-		if (a->created < rp->from || a->state != APP_APPROVED)
-			continue;
-		dt = (a->approved_at - a->created) / NS;
-		while (b < 5 && dt >= hist_edges[b])
-			b++;
-		hist[b]++;
-		n_appr++;
-	}
-	fprintf(f, "<section id=\"approvals\"><h2>Approval times</h2>\n<p>%" PRIu64 " applications "
-	        "filed in the period were approved; time from filing to the last approval:</p>\n", n_appr);
-	svg_bars(f, "approval times", hist_labels, hist, 6);
-	fputs("</section>\n", f);
-
-	/* Departments and people. */
-	for (size_t k = 0; k < n_alerts; k++) {
-		if (alerts[k].ts_ns < rp->from || alerts[k].ts_ns >= rp->to)
-			continue;
-		n_in++;
-		for (size_t i = 0; i < rp->n_people; i++)
-			if (!strcmp(rp->people[i].id, alerts[k].subject))
-				rp->people[i].alerts++;
-	}
-	fputs("<section id=\"departments\"><h2>Departments</h2>\n<table><tr><th>department</th>"
-	      "<th>people</th><th>signatures</th><th>applications</th><th>refusals</th><th>alerts</th></tr>\n", f);
-	for (size_t d = 0; d < rp->p->n_departments; d++) {
-		const struct gw_department *dep = &rp->p->departments[d];
-		uint64_t ppl = 0, sg = 0, ap = 0, rf = 0, al = 0;
-		for (size_t i = 0; i < rp->n_people; i++) {
-			const char *pd = dept_of(rp->p, rp->people[i].id);
-			if (pd && !strcmp(pd, dep->id)) {
-				ppl++;
-				sg += rp->people[i].signs;
-				ap += rp->people[i].apps;
-				rf += rp->people[i].refused;
-				al += rp->people[i].alerts;
+				fputs("<p>", f);
+			esc(f, b->text);
+			fputs("</p>\n", f);
+			break;
+		case RB_PRE:
+			fputs("<pre>", f);
+			esc(f, b->text);
+			fputs("</pre>\n", f);
+			break;
+		case RB_TABLE:
+			fputs("<table>", f);
+			for (size_t r = 0; r <= b->nrows; r++) {
+				fputs("<tr>", f);
+				for (size_t c = 0; c < b->ncols; c++) {
+					const char *s = b->cells[r * b->ncols + c];
+					if (r == 0)
+						fputs("<th>", f);
+					else if (c > 0 && (b->left & (1u << c)))
+						fputs("<td style=\"text-align:left\">", f);
+					else
+						fputs("<td>", f);
+					esc(f, s);
+					fputs(r == 0 ? "</th>" : "</td>", f);
+				}
+				fputs("</tr>\n", f);
 			}
+			fputs("</table>\n", f);
+			break;
+		case RB_CHART:
+			svg_bars(f, b->text, (const char *const *)b->labels, b->v, b->n);
+			break;
 		}
-		fputs("<tr><td>", f);
-		esc(f, dep->name);
-		fprintf(f, "</td><td>%" PRIu64 "</td><td>%" PRIu64 "</td><td>%" PRIu64 "</td><td>%" PRIu64
-		        "</td><td>%" PRIu64 "</td></tr>\n", ppl, sg, ap, rf, al);
 	}
-	fputs("</table></section>\n", f);
-	fputs("<section id=\"people\"><h2>People</h2>\n<table><tr><th>person</th><th>department</th>"
-	      "<th>signatures</th><th>applications</th><th>decisions as approver</th><th>refusals</th>"
-	      "<th>alerts</th></tr>\n", f);
-	for (size_t i = 0; i < rp->n_people; i++) {
-		struct tally *w = &rp->people[i];
-		fputs("<tr><td>", f);
-		esc(f, w->id);
-		fputs("</td><td>", f);
-		esc(f, dept_of(rp->p, w->id) ? dept_of(rp->p, w->id) : "-");
-		fprintf(f, "</td><td>%" PRIu64 "</td><td>%" PRIu64 "</td><td>%" PRIu64 "</td><td>%" PRIu64
-		        "</td><td>%" PRIu64 "</td></tr>\n", w->signs, w->apps, w->decided, w->refused,
-		        w->alerts);
-	}
-	fputs("</table></section>\n", f);
-
-	/* Alerts. */
-	fprintf(f, "<section id=\"alerts\"><h2>Alerts</h2>\n<p>%zu alert%s in the period (the rules "
-	        "ran over the whole export, so that baselines have their history).</p>\n", n_in,
-	        n_in == 1 ? "" : "s");
-	{
-		const char *rl[16];
-		double rc[16];
-		size_t nr = 0;
-		for (size_t k = 0; k < n_alerts; k++) {
-			size_t j;
-			if (alerts[k].ts_ns < rp->from || alerts[k].ts_ns >= rp->to)
-				continue;
-			for (j = 0; j < nr && strcmp(rl[j], alerts[k].rule); j++)
-				;
-			if (j == nr && nr < 16) {
-				rl[nr] = alerts[k].rule;
-				rc[nr++] = 0;
-			}
-			if (j < nr)
-				rc[j]++;
-		}
-		if (nr)
-			svg_bars(f, "alerts by rule", rl, rc, nr);
-	}
-	fputs("<table><tr><th>time (UTC)</th><th>rule</th><th>severity</th><th>subject</th>"
-	      "<th>why</th><th>evidence</th></tr>\n", f);
-	for (size_t k = 0; k < n_alerts; k++) {
-		const struct gw_risk_alert *a = &alerts[k];
-		char t[48];
-		if (a->ts_ns < rp->from || a->ts_ns >= rp->to)
-			continue;
-		gw_audit_format_time(a->ts_ns, 0, t, sizeof(t));
-		fprintf(f, "<tr><td>%s</td><td>%s</td><td>%s</td><td>", t, a->rule,
-		        gw_risk_severity_name(a->severity));
-		esc(f, a->subject);
-		fputs("</td><td style=\"text-align:left\">", f);
-		esc(f, a->why);
-		fputs("</td><td>seq", f);
-		for (size_t i = 0; i < a->n_seqs && i < 20; i++)
-			fprintf(f, " %" PRIu64, a->seqs[i]);
-		if (a->n_seqs > 20)
-			fprintf(f, " … (%zu)", a->n_seqs);
-		for (size_t i = 0; i < a->n_apps && i < 20; i++)
-			fprintf(f, " #%" PRId64, a->apps[i]);
-		fputs("</td></tr>\n", f);
-	}
-	fputs("</table></section>\n</body>\n</html>\n", f);
+	if (open)
+		fputs("</section>\n", f);
+	fputs("</body>\n</html>\n", f);
 	return ferror(f) ? -1 : 0;
 }
 
@@ -869,15 +1098,13 @@ int
 sealctl_report(int argc, char **argv)
 {
 	struct ropts o = { 0 };
-	struct gw_policy *pol = NULL, *ppol = NULL;
-	struct gw_risk *r = NULL;
-	const struct gw_risk_alert *alerts = NULL;
-	struct report rp = { 0 };
-	size_t n = 0, vlen = 0;
-	uint64_t records = 0;
-	char *vtext = NULL, site[GW_SITE_MAX + 1];
-	FILE *vout = NULL, *f = NULL;
-	int rv = EXIT_USAGE, verdict = -1;
+	struct gw_policy *ppol = NULL;
+	struct part *parts = NULL;
+	struct rdoc doc = { 0 };
+	size_t np = 0;
+	bool pdf, bad = false;
+	FILE *f = NULL;
+	int rv = EXIT_USAGE;
 
 	if (argc >= 1 && (!strcmp(argv[0], "--help") || !strcmp(argv[0], "-h"))) {
 		risk_usage(stdout);
@@ -886,83 +1113,157 @@ sealctl_report(int argc, char **argv)
 	{
 		/* getopt takes argv[0] for the command's name: give it one. */
 		char **av = calloc((size_t)argc + 2, sizeof(*av));
-		int bad;
+		int e;
 		if (av == NULL)
 			return EXIT_USAGE;
 		av[0] = (char *)"report";
 		memcpy(av + 1, argv, (size_t)argc * sizeof(*av));
-		bad = parse_ropts(argc + 1, av, &o, true);
+		e = parse_ropts(argc + 1, av, &o, true);
 		free(av);
-		if (bad) {
+		if (e) {
 			risk_usage(stderr);
 			return EXIT_USAGE;
 		}
 	}
+	/* The form: --format, else the output's extension (.pdf), else XHTML. */
+	if (o.format && strcmp(o.format, "pdf") != 0 && strcmp(o.format, "html") != 0) {
+		fprintf(stderr, "sealctl: --format is html or pdf\n");
+		return EXIT_USAGE;
+	}
+	pdf = o.format ? !strcmp(o.format, "pdf")
+	               : strlen(o.out) > 4 && !strcasecmp(o.out + strlen(o.out) - 4, ".pdf");
+	/* Several sites: one export each (an export is one site's chain),
+	 * each pinned by the group's CA, not by one site's certificate. */
+	if (o.n_exports > 1 && (o.cert || o.site)) {
+		fprintf(stderr, "sealctl: several exports are several sites: pin their audit "
+		        "certificates with --ca, not --cert; --site names one site's export\n");
+		return EXIT_USAGE;
+	}
 	if ((ppol = load_policy(o.policy)) == NULL)
 		return EXIT_USAGE;
-	if (period_bounds(ppol, o.period, &rp.from, &rp.to, &rp.offset) != 0) {
-		fprintf(stderr, "sealctl: --period is YYYY-MM\n");
+	if ((parts = calloc(o.n_exports, sizeof(*parts))) == NULL)
 		goto out;
+	for (np = 0; np < o.n_exports; np++) {
+		struct part *p = &parts[np];
+		struct ropts po = o;
+		FILE *vout;
+		size_t vlen = 0;
+		uint64_t records = 0;
+		int r;
+
+		p->export = o.exports[np];
+		po.from_export = p->export;
+		p->rp.p = ppol;
+		if (period_bounds(ppol, o.period, &p->rp.from, &p->rp.to, &p->rp.offset) != 0) {
+			fprintf(stderr, "sealctl: --period is YYYY-MM\n");
+			goto out;
+		}
+		/* An export is one site's chain: --site names the site the
+		 * auditor means, and another site's export (or one that does
+		 * not say whose it is) is refused rather than reported under
+		 * the wrong name; of several, each must name its own site,
+		 * once. */
+		if (export_site(p->export, p->site) != 0) {
+			fprintf(stderr, "sealctl: %s: not a sealgate audit export\n", p->export);
+			np++;
+			goto out;
+		}
+		if (o.site && strcmp(o.site, p->site) != 0) {
+			if (p->site[0])
+				fprintf(stderr, "sealctl: %s is site %s's export, not %s's: export that "
+				        "site's with `sealctl audit export --site %s`\n", p->export, p->site,
+				        o.site, o.site);
+			else
+				fprintf(stderr, "sealctl: %s does not name its site: --site %s cannot be "
+				        "checked\n", p->export, o.site);
+			np++;
+			goto out;
+		}
+		if (o.n_exports > 1) {
+			if (!p->site[0]) {
+				fprintf(stderr, "sealctl: %s does not name its site: a report of several "
+				        "sites needs each export's site\n", p->export);
+				np++;
+				goto out;
+			}
+			for (size_t k = 0; k < np; k++)
+				if (!strcmp(parts[k].site, p->site)) {
+					fprintf(stderr, "sealctl: %s and %s are both site %s's exports\n",
+					        parts[k].export, p->export, p->site);
+					np++;
+					goto out;
+				}
+		}
+		p->rp.site = p->site[0] ? p->site : NULL;
+		/* The report states the verdict, whatever it is: an export
+		 * that does not verify is reported on, and says so first. */
+		if ((vout = open_memstream(&p->vtext, &vlen)) == NULL) {
+			np++;
+			goto out;
+		}
+		r = scan(&po, vout, false, &p->pol, &p->r, &p->alerts, &p->n_alerts, report_row, &p->rp,
+		         &p->verdict, &records);
+		fclose(vout);
+		if (r != 0) {
+			rv = r;
+			np++;
+			goto out;
+		}
+		bad |= p->verdict == 0;
 	}
-	rp.p = ppol;
-	/* An export is one site's chain: --site names the site the auditor
-	 * means, and another site's export (or one that does not say whose
-	 * it is) is refused rather than reported under the wrong name. */
-	if (export_site(o.from_export, site) != 0) {
-		fprintf(stderr, "sealctl: %s: not a sealgate audit export\n", o.from_export);
-		goto out;
-	}
-	if (o.site && strcmp(o.site, site) != 0) {
-		if (site[0])
-			fprintf(stderr, "sealctl: %s is site %s's export, not %s's: export that site's "
-			        "with `sealctl audit export --site %s`\n", o.from_export, site, o.site, o.site);
-		else
-			fprintf(stderr, "sealctl: %s does not name its site: --site %s cannot be checked\n",
-			        o.from_export, o.site);
-		goto out;
-	}
-	rp.site = site[0] ? site : NULL;
-	/* The report states the verdict, whatever it is: an export that does
-	 * not verify is reported on, and says so first. */
-	if ((vout = open_memstream(&vtext, &vlen)) == NULL)
-		goto out;
-	rv = scan(&o, vout, false, &pol, &r, &alerts, &n, report_row, &rp, &verdict, &records);
-	fclose(vout);
-	vout = NULL;
-	if (rv != 0)
-		goto out;
 	rv = EXIT_USAGE;
-	f = fopen(o.out, "we");
-	if (f == NULL) {
-		fprintf(stderr, "sealctl: %s: %s\n", o.out, strerror(errno));
+	if (build_report(&doc, &o, parts, np) != 0) {
+		fprintf(stderr, "sealctl: out of memory\n");
 		goto out;
 	}
-	rv = write_report(f, &o, &rp, verdict, vtext, alerts, n);
-	if (fclose(f) != 0 || rv != 0) {
-		fprintf(stderr, "sealctl: writing %s failed\n", o.out);
+	if (pdf) {
+		if (rdoc_write_pdf(&doc, o.out) != 0) {
+			unlink(o.out);   /* no half-drawn report left behind */
+			goto out;
+		}
+	} else {
+		f = fopen(o.out, "we");
+		if (f == NULL) {
+			fprintf(stderr, "sealctl: %s: %s\n", o.out, strerror(errno));
+			goto out;
+		}
+		rv = write_html(f, &doc);
+		if (fclose(f) != 0 || rv != 0) {
+			fprintf(stderr, "sealctl: writing %s failed\n", o.out);
+			f = NULL;
+			rv = EXIT_USAGE;
+			goto out;
+		}
 		f = NULL;
-		rv = EXIT_USAGE;
-		goto out;
 	}
-	f = NULL;
-	printf("report for %s%s%s%s written to %s (%" PRIu64 " records in the period, log %s)\n", rp.site ? "site " : "",
-	       rp.site ? rp.site : "", rp.site ? ", " : "", o.period, o.out, rp.records, verdict < 0 ? "NOT VERIFIED" : verdict ? "verified" : "NOT INTACT");
-	rv = verdict == 0 ? EXIT_UNVERIFIED : EXIT_CLEAN;
+	for (size_t i = 0; i < np; i++) {
+		const struct part *p = &parts[i];
+		printf("report for %s%s%s%s written to %s (%" PRIu64 " records in the period, log %s)\n",
+		       p->rp.site ? "site " : "", p->rp.site ? p->rp.site : "", p->rp.site ? ", " : "",
+		       o.period, o.out, p->rp.records,
+		       p->verdict < 0 ? "NOT VERIFIED" : p->verdict ? "verified" : "NOT INTACT");
+	}
+	rv = bad ? EXIT_UNVERIFIED : EXIT_CLEAN;
 out:
 	if (f)
 		fclose(f);
-	free(vtext);
-	for (size_t i = 0; i < rp.n_seals; i++)
-		free(rp.seals[i].id);
-	for (size_t i = 0; i < rp.n_people; i++)
-		free(rp.people[i].id);
-	for (size_t i = 0; i < rp.n_apps; i++)
-		free(rp.apps[i].seal);
-	free(rp.seals);
-	free(rp.people);
-	free(rp.apps);
-	gw_risk_free(&r);
-	gw_policy_unref(&pol);
+	rdoc_free(&doc);
+	for (size_t k = 0; parts && k < np; k++) {
+		struct report *rp = &parts[k].rp;
+		free(parts[k].vtext);
+		for (size_t i = 0; i < rp->n_seals; i++)
+			free(rp->seals[i].id);
+		for (size_t i = 0; i < rp->n_people; i++)
+			free(rp->people[i].id);
+		for (size_t i = 0; i < rp->n_apps; i++)
+			free(rp->apps[i].seal);
+		free(rp->seals);
+		free(rp->people);
+		free(rp->apps);
+		gw_risk_free(&parts[k].r);
+		gw_policy_unref(&parts[k].pol);
+	}
+	free(parts);
 	gw_policy_unref(&ppol);
 	return rv;
 }

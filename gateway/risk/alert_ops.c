@@ -143,6 +143,7 @@ gw_op_alerts(struct gw_req *r)
 		json_object_set_new(eng, "running", json_boolean(!s.failed));
 		json_object_set_new(eng, "seq", json_integer((json_int_t)s.seq));
 		json_object_set_new(eng, "evaluated_seq", json_integer((json_int_t)s.evaluated_seq));
+		json_object_set_new(eng, "checked_seq", json_integer((json_int_t)s.checked_seq));
 		json_object_set_new(eng, "head", json_integer((json_int_t)head));
 		json_object_set_new(eng, "handed", json_integer((json_int_t)s.handed));
 		json_object_set_new(eng, "caught_up", json_integer((json_int_t)s.caught_up));

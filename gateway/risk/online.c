@@ -9,6 +9,7 @@
 #include "risk.h"
 #include "alertstore.h"
 #include "audit.h"
+#include "auditfmt.h"
 #include "auth.h"
 #include "log.h"
 #include "notify/notify.h"
@@ -17,6 +18,7 @@
 
 #include <inttypes.h>
 #include <pthread.h>
+#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -42,6 +44,22 @@ struct qrow {
 /* Key of a stored alert -> fingerprint of its evidence and why. */
 struct known { uint64_t key, fp; bool used; };
 
+/* The log's own chain (log.verify_failed): what broke, where. */
+#define LOG_SUBJECT_MAX 96
+#define LOG_WHAT_MAX    512
+struct log_broken {
+	char site[LOG_SUBJECT_MAX];
+	uint64_t seq;                /* 0: no record to name */
+	int64_t ts_ns;
+	char what[LOG_WHAT_MAX];
+};
+/* Problems one look at the chain (or one audit_verify) hands over at
+ * most: a log rewritten from one record on breaks once per record. */
+#define LOG_BROKEN_MAX  16
+/* Records one look reads at most (the start over a log with no
+ * checkpoint reads it all, a page of this size a second). */
+#define LOG_CHECK_PAGE  20000
+
 struct gw_risk_online {
 	struct gw_ctx *ctx;
 	pthread_t th;
@@ -63,6 +81,20 @@ struct gw_risk_online {
 	int64_t eval_ms;             /* wait between evaluations */
 	struct known *kn;
 	size_t kn_cap, kn_n;
+
+	/* The chain as checked by the thread (log_check): the last record
+	 * whose link and hash held, and the last checkpoint looked at. */
+	bool lc_started;
+	uint64_t lc_seq;
+	uint8_t lc_hash[GW_AUDIT_HASH_LEN];
+	uint64_t lc_cp_id, lc_cp_seq;
+	uint8_t lc_cp_hash[GW_AUDIT_HASH_LEN];
+	bool lc_cp_known;
+	struct log_broken lc_found[LOG_BROKEN_MAX];
+	size_t lc_n;
+	/* Verification failures of audit_verify requests, under lock. */
+	struct log_broken told[LOG_BROKEN_MAX];
+	size_t told_n;
 };
 
 static int64_t
@@ -393,6 +425,325 @@ evaluate(struct gw_risk_online *ro)
 	return 0;
 }
 
+/* ---- the log itself: log.verify_failed ----
+ *
+ * The gateway notices a broken chain by itself, not only when an auditor
+ * verifies: each second the thread reads the records stored since the
+ * last it checked and checks each one's link and hash, and each new
+ * checkpoint's signature (with the certificate it carries, as
+ * audit_verify does without a pin), its place in the checkpoint chain and
+ * that the record it covers still has its hash. At start it begins at
+ * the last checkpoint (its record checked too), not at seq 1: the whole
+ * log is `sealctl audit verify`'s to read. A failed audit_verify hands its
+ * problems over too (gw_risk_online_log_broken). Each problem is one
+ * alert, high, keyed by the record it names. */
+
+static void
+lc_found(struct gw_risk_online *ro, uint64_t seq, int64_t ts_ns, const char *fmt, ...)
+	__attribute__((format(printf, 4, 5)));
+
+static void
+lc_found(struct gw_risk_online *ro, uint64_t seq, int64_t ts_ns, const char *fmt, ...)
+{
+	struct log_broken *b;
+	va_list ap;
+
+	if (ro->lc_n == LOG_BROKEN_MAX)
+		return;
+	b = &ro->lc_found[ro->lc_n++];
+	snprintf(b->site, sizeof(b->site), "%s", gw_ctx_site(ro->ctx));
+	b->seq = seq;
+	b->ts_ns = ts_ns;
+	va_start(ap, fmt);
+	vsnprintf(b->what, sizeof(b->what), fmt, ap);
+	va_end(ap);
+}
+
+/* The seq a verifier's problem names ("seq 12 …", "checkpoint at seq 12
+ * …", "checkpoint id 3 (…) covers seq 12 …"), or 0. */
+static uint64_t
+problem_seq(const char *p)
+{
+	const char *s = strstr(p, "seq ");
+
+	return s != NULL ? strtoull(s + 4, NULL, 10) : 0;
+}
+
+void
+gw_risk_online_log_broken(struct gw_risk_online *ro, const char *site, const char *problem,
+                          const char *by)
+{
+	struct log_broken *b;
+
+	if (ro == NULL)
+		return;
+	pthread_mutex_lock(&ro->lock);
+	if (ro->told_n < LOG_BROKEN_MAX) {
+		b = &ro->told[ro->told_n++];
+		snprintf(b->site, sizeof(b->site), "%s", site);
+		b->seq = problem_seq(problem);
+		b->ts_ns = (int64_t)time(NULL) * NS;
+		snprintf(b->what, sizeof(b->what), "%s (audit_verify by %s)", problem, by);
+		pthread_cond_signal(&ro->cond);
+	}
+	pthread_mutex_unlock(&ro->lock);
+}
+
+static int
+raise_broken(struct gw_risk_online *ro, const struct log_broken *b)
+{
+	char subject[LOG_SUBJECT_MAX + 32], why[LOG_SUBJECT_MAX + LOG_WHAT_MAX + 64];
+	uint64_t seqs[1] = { b->seq };
+	struct gw_risk_alert a = {
+		.rule = "log.verify_failed", .severity = GW_RISK_HIGH, .ts_ns = b->ts_ns,
+		.subject = subject, .why = why, .seqs = b->seq ? seqs : NULL,
+		.n_seqs = b->seq ? 1 : 0,
+	};
+
+	snprintf(subject, sizeof(subject), "audit log of site %s", b->site);
+	snprintf(why, sizeof(why), "the audit log of site %s does not verify: %s", b->site,
+	         b->what);
+	return store_alert(ro, &a);
+}
+
+static int
+lc_row(void *arg, const struct gw_audit_row *r)
+{
+	struct gw_risk_online *ro = arg;
+	uint8_t h[GW_AUDIT_HASH_LEN];
+	unsigned long long seq = r->seq;
+
+	if (ro->lc_n == LOG_BROKEN_MAX)
+		return 1;   /* the rest at the next look */
+	if (r->seq != ro->lc_seq + 1)
+		lc_found(ro, ro->lc_seq + 1, r->ts_ns, "seq %llu: missing (a record was removed; "
+		         "the next present is seq %llu)", (unsigned long long)ro->lc_seq + 1, seq);
+	else if (r->bad_column)
+		lc_found(ro, seq, r->ts_ns, "seq %llu: column %s holds a type sealgate never "
+		         "writes (record changed)", seq, r->bad_column);
+	else if (r->prev_hash_len != GW_AUDIT_HASH_LEN || r->prev_hash == NULL ||
+	         memcmp(r->prev_hash, ro->lc_hash, GW_AUDIT_HASH_LEN) != 0)
+		lc_found(ro, seq, r->ts_ns, "seq %llu: prev_hash is not the hash of seq %llu "
+		         "(record inserted, replaced or reordered)", seq, seq - 1);
+	else if (r->hash_len != GW_AUDIT_HASH_LEN || r->hash == NULL ||
+	         gw_audit_row_hash(r->prev_hash, r, h) != 0 ||
+	         memcmp(h, r->hash, GW_AUDIT_HASH_LEN) != 0)
+		lc_found(ro, seq, r->ts_ns, "seq %llu: record changed (its content does not match "
+		         "its hash)", seq);
+	/* Said once: the chain goes on from the hash stored, so a later
+	 * break is a problem of its own. */
+	ro->lc_seq = r->seq;
+	if (r->hash_len == GW_AUDIT_HASH_LEN && r->hash != NULL)
+		memcpy(ro->lc_hash, r->hash, GW_AUDIT_HASH_LEN);
+	else
+		memset(ro->lc_hash, 0, GW_AUDIT_HASH_LEN);
+	return 0;
+}
+
+/* One checkpoint, copied out of the scan: the record it covers is read
+ * after the scan (no read of the store inside another). */
+struct lc_cp {
+	uint64_t id, seq;
+	int64_t ts_ns;
+	uint8_t hash[GW_AUDIT_HASH_LEN], own[GW_AUDIT_HASH_LEN];
+	bool chained, own_ok;
+	uint64_t prev_id;
+	uint8_t prev_hash[GW_AUDIT_HASH_LEN];
+	int sig;                     /* gw_audit_checkpoint_verify */
+	char sig_err[160];
+};
+
+struct lc_cps {
+	struct gw_risk_online *ro;
+	bool last_only;              /* the start: the last checkpoint only */
+	struct lc_cp v[LOG_BROKEN_MAX];
+	size_t n;
+	bool more;
+};
+
+static int
+lc_cp_add(void *arg, const struct gw_audit_checkpoint *cp)
+{
+	struct lc_cps *c = arg;
+	struct lc_cp *k;
+
+	if (c->ro->lc_cp_known &&
+	    (cp->seq < c->ro->lc_cp_seq || (cp->id != 0 ? cp->id <= c->ro->lc_cp_id
+	                                                : cp->seq == c->ro->lc_cp_seq)))
+		return 0;   /* looked at already */
+	if (c->last_only)
+		c->n = 0;
+	if (c->n == LOG_BROKEN_MAX) {
+		c->more = true;
+		return 1;
+	}
+	k = &c->v[c->n++];
+	memset(k, 0, sizeof(*k));
+	k->id = cp->id;
+	k->seq = cp->seq;
+	k->ts_ns = cp->ts_ns;
+	memcpy(k->hash, cp->hash, sizeof(k->hash));
+	k->chained = cp->chained;
+	k->prev_id = cp->prev_id;
+	memcpy(k->prev_hash, cp->prev_hash, sizeof(k->prev_hash));
+	k->own_ok = gw_audit_checkpoint_hash(cp, k->own) == 0;
+	/* The signature is checked here, while its bytes are at hand: for
+	 * each new one (a few a second), not for every one the start passes
+	 * on its way to the last (it reads that one again, below). */
+	k->sig = c->last_only ? -1
+	                      : gw_audit_checkpoint_verify(cp, NULL, 0, k->sig_err, sizeof(k->sig_err));
+	return 0;
+}
+
+struct lc_one { bool seen; uint64_t seq; int64_t ts_ns; bool ok; uint8_t hash[GW_AUDIT_HASH_LEN]; };
+
+static int
+lc_one_row(void *arg, const struct gw_audit_row *r)
+{
+	struct lc_one *o = arg;
+	uint8_t h[GW_AUDIT_HASH_LEN];
+
+	o->seen = true;
+	o->seq = r->seq;
+	o->ts_ns = r->ts_ns;
+	o->ok = !r->bad_column && r->hash_len == GW_AUDIT_HASH_LEN && r->hash != NULL &&
+	        r->prev_hash_len == GW_AUDIT_HASH_LEN && r->prev_hash != NULL &&
+	        gw_audit_row_hash(r->prev_hash, r, h) == 0 &&
+	        memcmp(h, r->hash, GW_AUDIT_HASH_LEN) == 0;
+	if (r->hash_len == GW_AUDIT_HASH_LEN && r->hash != NULL)
+		memcpy(o->hash, r->hash, GW_AUDIT_HASH_LEN);
+	return 1;
+}
+
+/* The record a checkpoint covers, as stored now: its own hash holds, and
+ * it is the hash the checkpoint signed. */
+static int
+lc_cp_record(struct gw_risk_online *ro, const struct lc_cp *k, struct lc_one *o, char *err,
+             size_t errlen)
+{
+	struct gw_audit_filter f = { .after_seq = k->seq - 1, .upto_seq = k->seq, .limit = 1 };
+	unsigned long long seq = k->seq;
+
+	memset(o, 0, sizeof(*o));
+	err[0] = '\0';
+	if (gw_store_audit_query(ro->ctx->store, &f, lc_one_row, o, err, errlen) < 0)
+		return -1;
+	if (!o->seen || o->seq != k->seq)
+		lc_found(ro, k->seq, k->ts_ns, "checkpoint at seq %llu: no such record (removed)", seq);
+	else if (!o->ok)
+		lc_found(ro, k->seq, o->ts_ns, "seq %llu: record changed (its content does not "
+		         "match its hash)", seq);
+	else if (memcmp(o->hash, k->hash, GW_AUDIT_HASH_LEN) != 0)
+		lc_found(ro, k->seq, o->ts_ns, "seq %llu: differs from the signed checkpoint id "
+		         "%llu (the log was rewritten)", seq, (unsigned long long)k->id);
+	return 0;
+}
+
+static void
+lc_cp_check(struct gw_risk_online *ro, const struct lc_cp *k)
+{
+	unsigned long long id = k->id;
+
+	if (k->sig == 0)
+		lc_found(ro, k->seq, k->ts_ns, "checkpoint id %llu at seq %llu: %s (the checkpoint "
+		         "was forged or changed)", id, (unsigned long long)k->seq, k->sig_err);
+	else if (ro->lc_cp_known && k->chained &&
+	         (k->prev_id != ro->lc_cp_id ||
+	          memcmp(k->prev_hash, ro->lc_cp_hash, GW_AUDIT_HASH_LEN) != 0))
+		lc_found(ro, k->seq, k->ts_ns, "checkpoint id %llu at seq %llu does not follow "
+		         "checkpoint id %llu (a checkpoint was removed, inserted or changed)", id,
+		         (unsigned long long)k->seq, (unsigned long long)ro->lc_cp_id);
+	ro->lc_cp_known = true;
+	ro->lc_cp_id = k->id;
+	ro->lc_cp_seq = k->seq;
+	memcpy(ro->lc_cp_hash, k->own, GW_AUDIT_HASH_LEN);
+}
+
+/* One look: the records since the last, then the new checkpoints; then
+ * an alert for each problem found (and each an audit_verify handed
+ * over). 0, or -1 with err when the store could not be read. */
+static int
+log_check(struct gw_risk_online *ro, char *err, size_t errlen)
+{
+	struct gw_audit_filter f = { 0 };
+	struct lc_cps *c = NULL;
+	struct log_broken told[LOG_BROKEN_MAX];
+	size_t n_told;
+	int rv = -1;
+
+	if ((c = calloc(1, sizeof(*c))) == NULL) {
+		sg_seterr(err, errlen, "out of memory");
+		return -1;
+	}
+	c->ro = ro;
+	err[0] = '\0';
+	if (!ro->lc_started) {
+		/* From the last checkpoint, its record checked. */
+		c->last_only = true;
+		if (gw_store_checkpoint_scan(ro->ctx->store, 0, 0, lc_cp_add, c, err, errlen) < 0)
+			goto out;
+		if (c->n == 1) {
+			/* The last one again, its signature checked this time. */
+			uint64_t at = c->v[0].seq;
+			c->last_only = false;
+			c->n = 0;
+			if (gw_store_checkpoint_scan(ro->ctx->store, at, at, lc_cp_add, c, err,
+			                             errlen) < 0)
+				goto out;
+			if (c->n > 1) {
+				c->v[0] = c->v[c->n - 1];   /* the highest id at that seq */
+				c->n = 1;
+			}
+		}
+		if (c->n == 1) {
+			struct lc_one o = { 0 };
+			/* (a checkpoint of the empty log covers no record) */
+			if (c->v[0].seq > 0 && lc_cp_record(ro, &c->v[0], &o, err, errlen) < 0)
+				goto out;
+			lc_cp_check(ro, &c->v[0]);
+			ro->lc_seq = c->v[0].seq;
+			memcpy(ro->lc_hash, o.seen && o.seq == c->v[0].seq ? o.hash : c->v[0].hash,
+			       GW_AUDIT_HASH_LEN);
+		}
+		ro->lc_started = true;
+	}
+	f.after_seq = ro->lc_seq;
+	f.limit = LOG_CHECK_PAGE;
+	if (gw_store_audit_query(ro->ctx->store, &f, lc_row, ro, err, errlen) < 0)
+		goto out;
+	c->last_only = false;
+	c->n = 0;
+	if (gw_store_checkpoint_scan(ro->ctx->store, ro->lc_cp_seq, 0, lc_cp_add, c, err,
+	                             errlen) < 0)
+		goto out;
+	for (size_t i = 0; i < c->n; i++) {
+		struct lc_one o;
+		/* A checkpoint ahead of the records read: at the next look. */
+		if (c->v[i].seq > ro->lc_seq)
+			break;
+		if (c->v[i].seq > 0 && lc_cp_record(ro, &c->v[i], &o, err, errlen) < 0)
+			goto out;
+		lc_cp_check(ro, &c->v[i]);
+	}
+	rv = 0;
+out:
+	free(c);
+	pthread_mutex_lock(&ro->lock);
+	ro->stats.checked_seq = ro->lc_seq;
+	n_told = ro->told_n;
+	memcpy(told, ro->told, n_told * sizeof(*told));
+	ro->told_n = 0;
+	pthread_mutex_unlock(&ro->lock);
+	for (size_t i = 0; i < ro->lc_n; i++) {
+		gw_log_error("audit: the log does not verify: %s", ro->lc_found[i].what);
+		raise_broken(ro, &ro->lc_found[i]);
+	}
+	ro->lc_n = 0;
+	for (size_t i = 0; i < n_told; i++)
+		raise_broken(ro, &told[i]);
+	return rv;
+}
+
 static int
 add_row(struct gw_risk_online *ro, const struct gw_audit_row *row)
 {
@@ -507,11 +858,12 @@ thread_main(void *arg)
 		goto fail;
 	for (;;) {
 		size_t n = 0;
-		bool overflow, tick;
+		bool overflow, tick, told;
 		int64_t t;
 
 		pthread_mutex_lock(&ro->lock);
-		if (ro->q_n == 0 && !ro->stop && !ro->overflow && !fresh && !behind) {
+		if (ro->q_n == 0 && !ro->stop && !ro->overflow && !fresh && !behind &&
+		    ro->told_n == 0) {
 			struct timespec dl;
 			clock_gettime(CLOCK_REALTIME, &dl);
 			dl.tv_sec += 1;
@@ -528,6 +880,7 @@ thread_main(void *arg)
 		}
 		overflow = ro->overflow;
 		ro->overflow = false;
+		told = ro->told_n > 0;
 		ro->stats.handed += n;
 		pthread_mutex_unlock(&ro->lock);
 
@@ -577,6 +930,11 @@ thread_main(void *arg)
 			set_stalled(ro, false, NULL);
 			behind = false;
 		}
+		/* The log's own chain, each second (and at once when an
+		 * audit_verify found it broken). */
+		if ((tick || told || !ro->lc_started) && log_check(ro, err, sizeof(err)) < 0)
+			gw_log_error("risk: checking the log's chain from seq %" PRIu64 ": %s",
+			             ro->lc_seq + 1, err);
 		if (ro->dirty && t - last_eval >= ro->eval_ms) {
 			evaluate(ro);
 			last_eval = mono_ms();

@@ -29,6 +29,7 @@ void gw_risk_online_stop(struct gw_risk_online **ro);
 struct gw_risk_online_stats {
 	uint64_t seq;             /* the last record the rules have seen */
 	uint64_t evaluated_seq;   /* … and had evaluated, their alerts stored */
+	uint64_t checked_seq;     /* the last record whose chain link was checked */
 	uint64_t handed;          /* records taken from the queue */
 	uint64_t caught_up;       /* records read back from the store */
 	uint64_t overflows;       /* times the queue was full */
@@ -37,5 +38,13 @@ struct gw_risk_online_stats {
 	bool failed;              /* the thread stopped on an error (logged) */
 };
 void gw_risk_online_get_stats(struct gw_risk_online *ro, struct gw_risk_online_stats *out);
+
+/* A verification of the log (audit_verify) found site's chain broken:
+ * problem is the verifier's words ("seq 12: …"), by who asked. The
+ * thread raises log.verify_failed for it (docs/risk.md); the first
+ * LOG_BROKEN_MAX problems told between two looks are kept. Thread safe;
+ * ro may be NULL (no online rules: nothing). */
+void gw_risk_online_log_broken(struct gw_risk_online *ro, const char *site, const char *problem,
+                               const char *by);
 
 #endif

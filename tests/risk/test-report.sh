@@ -230,5 +230,32 @@ last=$(TZ=Asia/Shanghai date -d "$(TZ=Asia/Shanghai date +%Y-%m-01) -1 day" +%Y-
 [ "$rc" = 0 ] && [ -s "$W/reports3/report-$last.html" ] &&
 	pass "no period: last month's ($last)" || fail "no period: exit $rc, no report-$last.html: $(cat "$W/run3.txt")"
 
+# SEALGATE_REPORT_FORMAT=pdf: the same report as PDF, attached as one.
+rc=0
+run_report SEALGATE_REPORT_PERIOD="$period" SEALGATE_REPORT_DIR="$W/reports4" \
+	SEALGATE_REPORT_FORMAT=pdf >"$W/run4.txt" 2>&1 || rc=$?
+"$py" - "$W/sink" "$period" "$rc" <<'PY' || fails=$((fails + 1))
+import email, email.policy, glob, os, sys
+d, period, rc = sys.argv[1:4]
+pdfs = []
+for e in sorted(glob.glob(os.path.join(d, "mail", "*.eml"))):
+    msg = email.message_from_bytes(open(e, "rb").read(), policy=email.policy.default)
+    if "audit report" not in (msg["subject"] or ""):
+        continue
+    for a in msg.iter_attachments():
+        if a.get_filename() == "report-%s.pdf" % period:
+            pdfs.append(a)
+ok = (rc == "0" and len(pdfs) == 1 and pdfs[0].get_content_type() == "application/pdf"
+      and pdfs[0].get_content()[:5] == b"%PDF-")
+print(("ok - " if ok else "not ok - ") + "SEALGATE_REPORT_FORMAT=pdf: one mail with report-%s.pdf "
+      "(application/pdf), exit %s" % (period, rc))
+sys.exit(0 if ok else 1)
+PY
+rc=0
+run_report SEALGATE_REPORT_PERIOD="$period" SEALGATE_REPORT_DIR="$W/reports5" \
+	SEALGATE_REPORT_FORMAT=docx >"$W/run5.txt" 2>&1 || rc=$?
+[ "$rc" = 2 ] && [ ! -e "$W/reports5" ] && pass "SEALGATE_REPORT_FORMAT=docx refused (exit 2)" ||
+	fail "SEALGATE_REPORT_FORMAT=docx: exit $rc: $(cat "$W/run5.txt")"
+
 echo "$fails failed"
 [ "$fails" = 0 ]
