@@ -2644,6 +2644,20 @@ explain_seal(FILE *f, const struct gw_policy *p, const struct gw_seal *s,
 	for (size_t i = 0; i < s->n_mechanisms; i++)
 		fprintf(f, "%s%s", i ? ", " : "", gw_policy_mechanism_name(s->mechanisms[i]));
 	fprintf(f, "\n  second factor: %s\n", s->mfa);
+	/* The devices rule is checked at each signature, after who and which
+	 * seal: said here, or a refusal by device would look unexplained. */
+	if (s->n_devices > 0) {
+		bool local = false;
+
+		fprintf(f, "  devices: only desktops of the device group%s ", s->n_devices > 1 ? "s" : "");
+		put_list(f, s->devices, s->n_devices);
+		for (size_t i = 0; i < s->n_devices; i++)
+			local = local || strcmp(s->devices[i], "local") == 0;   /* GW_DEVICE_GROUP_LOCAL */
+		fprintf(f, " (a seal admin gives a device its group: sealctl device approve ID "
+		        "--group G); a device of another group or of none%s the web front%s are "
+		        "refused\n", local ? " and" : ",",
+		        local ? "" : " and the gateway's own host (local)");
+	}
 	if (!s->approval_required) {
 		fprintf(f, "  approval: none\n");
 	} else {

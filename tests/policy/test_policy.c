@@ -1212,6 +1212,40 @@ Test(policy_eval, explain)
 	gw_policy_unref(&p);
 }
 
+/* A seal's devices: rule is explained (the groups allowed, who gives a
+ * device its group, what is refused), the gateway's host named as refused
+ * unless local is listed. */
+Test(policy_eval, explain_devices)
+{
+	struct gw_policy *p = NULL;
+	char err[1024], *text;
+
+	cr_assert_eq(parse(ORG SEAL_HEAD "    approval: none\n    devices: [finance-office, sales-desk]\n",
+	                   &p, err, sizeof(err)), 0, "%s", err);
+	text = gw_policy_explain(p, gw_policy_seal(p, "s"), PERSON("ed"), NULL, 0);
+	cr_assert_not_null(text);
+	cr_assert_not_null(strstr(text, "devices: only desktops of the device groups finance-office, "
+	                          "sales-desk (a seal admin gives a device its group: sealctl device "
+	                          "approve ID --group G); a device of another group or of none, the "
+	                          "web front and the gateway's own host (local) are refused"),
+	                   "%s", text);
+	free(text);
+	gw_policy_unref(&p);
+	cr_assert_eq(parse(ORG SEAL_HEAD "    approval: none\n    devices: [finance-office, local]\n",
+	                   &p, err, sizeof(err)), 0, "%s", err);
+	text = gw_policy_explain(p, gw_policy_seal(p, "s"), NULL, NULL, 0);
+	cr_assert_not_null(strstr(text, "device groups finance-office, local ("), "%s", text);
+	cr_assert_not_null(strstr(text, "another group or of none and the web front are refused"), "%s", text);
+	free(text);
+	gw_policy_unref(&p);
+	/* no devices: rule, nothing said */
+	cr_assert_eq(parse(ORG SEAL_HEAD "    approval: none\n", &p, err, sizeof(err)), 0, "%s", err);
+	text = gw_policy_explain(p, gw_policy_seal(p, "s"), NULL, NULL, 0);
+	cr_assert_null(strstr(text, "devices:"), "%s", text);
+	free(text);
+	gw_policy_unref(&p);
+}
+
 Test(policy, hash_and_path)
 {
 	struct gw_policy *p = load_eval(), *q = load_eval();
