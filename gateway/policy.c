@@ -571,6 +571,7 @@ seal_free(struct gw_seal *s)
 	free(s->kind);
 	free(s->key_uri);
 	free(s->image_path);
+	free(s->image_sha256);
 	free(s->image);
 	free(s->holder);
 	free(s->site);
@@ -776,16 +777,56 @@ static const char *const site_keys[] = { "id", "name", NULL };
 static const char *const client_keys[] = { "size_probe", NULL };
 static const char *const org_keys[] = {
 	"name", "timezone", "departments", "people", "act_as", NULL };
+/* image_sha256: 64 hex digits (either case) into out. 0, or -1. */
+static int
+image_digest_parse(const char *hex, uint8_t out[32])
+{
+	if (strlen(hex) != 64)
+		return -1;
+	for (size_t i = 0; i < 32; i++) {
+		unsigned v = 0;
+
+		for (size_t k = 0; k < 2; k++) {
+			int ch = tolower((unsigned char)hex[2 * i + k]);
+
+			if (ch >= '0' && ch <= '9')
+				v = v * 16 + (unsigned)(ch - '0');
+			else if (ch >= 'a' && ch <= 'f')
+				v = v * 16 + (unsigned)(ch - 'a' + 10);
+			else
+				return -1;
+		}
+		out[i] = (uint8_t)v;
+	}
+	return 0;
+}
+
+static void
+hex32(const uint8_t d[32], char out[65])
+{
+	static const char digits[] = "0123456789abcdef";
+
+	for (size_t i = 0; i < 32; i++) {
+		out[2 * i] = digits[d[i] >> 4];
+		out[2 * i + 1] = digits[d[i] & 15];
+	}
+	out[64] = '\0';
+}
+
 /* A seal's image (image: PATH): read once, bounded, and drawn with the
  * very loader sealctl stamp draws it with (tools/stamp/sealimg.c), so a
  * file that would not draw is refused here, with the line, not at the
  * first stamp. The bytes are kept: the gateway serves them (seal_image),
- * not the path, so what is stamped is what was checked. */
+ * not the path, so what is stamped is what was checked. The policy names
+ * the bytes too (image_sha256:), so that the policy's hash, and so its
+ * version, covers what is stamped: a file changed under the same name
+ * is refused at the next load rather than stamped under the old version. */
 static int
-seal_image(struct pctx *c, yaml_node_t *n, struct gw_seal *s)
+seal_image(struct pctx *c, yaml_node_t *n, yaml_node_t *dn, struct gw_seal *s)
 {
 	struct sg_image img = { 0 };
-	char err[256];
+	uint8_t want[32], got_d[32];
+	char err[256], hex[65], whex[65];
 	FILE *f;
 	size_t got;
 
@@ -804,6 +845,26 @@ seal_image(struct pctx *c, yaml_node_t *n, struct gw_seal *s)
 		return gw_yaml_errf(&c->y, n, "image %s is larger than %u bytes", s->image_path,
 		                    GW_SEAL_IMAGE_MAX);
 	s->image_len = got;
+	if (!EVP_Digest(s->image, s->image_len, got_d, NULL, EVP_sha256(), NULL))
+		return gw_yaml_errf(&c->y, n, "image %s: SHA-256 failed", s->image_path);
+	hex32(got_d, hex);
+	/* The file's digest in the message: what the seal admin checks and
+	 * writes into the policy, having looked at the image. */
+	if (s->image_sha256 == NULL)
+		return gw_yaml_errf(&c->y, n, "image %s needs image_sha256: the SHA-256 of the "
+		                    "file (now %s), so that the policy's version covers the image",
+		                    s->image_path, hex);
+	if (image_digest_parse(s->image_sha256, want) < 0)
+		return gw_yaml_errf(&c->y, dn, "image_sha256 must be 64 hex digits (the SHA-256 "
+		                    "of %s)", s->image_path);
+	if (memcmp(want, got_d, 32) != 0) {
+		hex32(want, whex);
+		return gw_yaml_errf(&c->y, dn, "image %s is not the image this policy names: its "
+		                    "SHA-256 is %s, image_sha256 says %s (the file changed since "
+		                    "the policy was written; publish a version naming the new one)",
+		                    s->image_path, hex, whex);
+	}
+	memcpy(s->image_digest, got_d, 32);
 	if (sg_sealimg_load_mem(s->image, s->image_len, GW_SEAL_IMAGE_CHECK_PX, &img,
 	                        err, sizeof(err)) < 0)
 		return gw_yaml_errf(&c->y, n, "image %s: %s", s->image_path, err);
@@ -818,7 +879,7 @@ static const char *const act_as_keys[] = { "os_login", "accounts", NULL };
 static const char *const seal_keys[] = {
 	"id", "name", "kind", "key", "holder", "document_types", "business_scopes",
 	"amount_ceiling", "timezone", "time_windows", "quotas", "mechanisms", "users",
-	"approval", "mfa", "site", "devices", "image", NULL };
+	"approval", "mfa", "site", "devices", "image", "image_sha256", NULL };
 static const char *const window_keys[] = { "days", "from", "to", NULL };
 static const char *const quota_keys[] = {
 	"per_day", "per_month", "total", "per_person_per_day", NULL };
@@ -1645,9 +1706,14 @@ parse_seal(struct pctx *c, yaml_node_t *m, struct gw_seal *s)
 	    opt_str(c, m, "timezone", p->timezone, &s->timezone) < 0 ||
 	    opt_str(c, m, "mfa", "login", &s->mfa) < 0 ||
 	    opt_str(c, m, "site", GW_SITE_DEFAULT, &s->site) < 0 ||
-	    opt_str(c, m, "image", NULL, &s->image_path) < 0)
+	    opt_str(c, m, "image", NULL, &s->image_path) < 0 ||
+	    opt_str(c, m, "image_sha256", NULL, &s->image_sha256) < 0)
 		return -1;
-	if (s->image_path != NULL && seal_image(c, gw_yaml_map_get(&c->y, m, "image"), s) < 0)
+	if (s->image_path == NULL && s->image_sha256 != NULL)
+		return gw_yaml_errf(&c->y, gw_yaml_map_get(&c->y, m, "image_sha256"),
+		                    "image_sha256 without image: it names an image's bytes");
+	if (s->image_path != NULL && seal_image(c, gw_yaml_map_get(&c->y, m, "image"),
+	                                        gw_yaml_map_get(&c->y, m, "image_sha256"), s) < 0)
 		return -1;
 	/* A site nobody runs would leave the seal unusable everywhere: a typo
 	 * is refused here, not found at the first signature. */
@@ -2578,6 +2644,20 @@ explain_seal(FILE *f, const struct gw_policy *p, const struct gw_seal *s,
 	for (size_t i = 0; i < s->n_mechanisms; i++)
 		fprintf(f, "%s%s", i ? ", " : "", gw_policy_mechanism_name(s->mechanisms[i]));
 	fprintf(f, "\n  second factor: %s\n", s->mfa);
+	/* The devices rule is checked at each signature, after who and which
+	 * seal: said here, or a refusal by device would look unexplained. */
+	if (s->n_devices > 0) {
+		bool local = false;
+
+		fprintf(f, "  devices: only desktops of the device group%s ", s->n_devices > 1 ? "s" : "");
+		put_list(f, s->devices, s->n_devices);
+		for (size_t i = 0; i < s->n_devices; i++)
+			local = local || strcmp(s->devices[i], "local") == 0;   /* GW_DEVICE_GROUP_LOCAL */
+		fprintf(f, " (a seal admin gives a device its group: sealctl device approve ID "
+		        "--group G); a device of another group or of none%s the web front%s are "
+		        "refused\n", local ? " and" : ",",
+		        local ? "" : " and the gateway's own host (local)");
+	}
 	if (!s->approval_required) {
 		fprintf(f, "  approval: none\n");
 	} else {

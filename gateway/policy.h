@@ -84,7 +84,9 @@ struct gw_seal {
 	char *id, *name, *kind;
 	char *key_uri;                /* backend private key, RFC 7512 */
 	char *image_path;             /* the seal's PNG/SVG (image:), or NULL */
+	char *image_sha256;           /* image_sha256: as written (required with image:) */
 	uint8_t *image; size_t image_len;   /* its bytes, checked at load */
+	uint8_t image_digest[32];     /* their SHA-256, equal to image_sha256 */
 	char *holder;                 /* department id */
 	char *site;                   /* the site whose gateway holds its key; default "main"
 	                               * (docs/sites.md) */

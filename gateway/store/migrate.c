@@ -29,6 +29,9 @@ const unsigned gw_store_table_cols[GW_TABLE_COUNT] = {
 	[GW_TABLE_POLICY] = 5,
 	[GW_TABLE_AUDIT] = 18,
 	[GW_TABLE_CHECKPOINTS] = 9,
+	[GW_TABLE_DOCUMENTS] = 5,
+	[GW_TABLE_OUTBOX] = 16,
+	[GW_TABLE_ALERTS] = 14,
 	[GW_TABLE_IDS] = 2,
 };
 
@@ -45,6 +48,9 @@ const char *const gw_store_table_names[GW_TABLE_COUNT] = {
 	[GW_TABLE_POLICY] = "policy versions",
 	[GW_TABLE_AUDIT] = "audit records",
 	[GW_TABLE_CHECKPOINTS] = "signed checkpoints",
+	[GW_TABLE_DOCUMENTS] = "documents",
+	[GW_TABLE_OUTBOX] = "notices (outbox)",
+	[GW_TABLE_ALERTS] = "risk alerts",
 	[GW_TABLE_IDS] = "id counters",
 };
 
@@ -54,10 +60,23 @@ ops_of(struct gw_store *st)
 	return ((const struct gw_store_head *)st)->ops;
 }
 
+/* The tables whose ids are kept, and the name of their id counter
+ * (migrate.h, IDS): the audit log, the notices and the alerts name them. */
+static const struct {
+	enum gw_store_table t;
+	const char *name;
+} counted[] = {
+	{ GW_TABLE_APPLICATIONS, "applications" },
+	{ GW_TABLE_CHECKPOINTS, "audit_checkpoints" },
+	{ GW_TABLE_OUTBOX, "outbox" },
+	{ GW_TABLE_ALERTS, "risk_alerts" },
+};
+#define N_COUNTED (sizeof(counted) / sizeof(counted[0]))
+
 struct copy {
 	struct gw_store *dst;
 	struct gw_migrate_report *rep;
-	int64_t max_app, max_cp;    /* the highest ids among the rows */
+	int64_t max_id[N_COUNTED];   /* the highest ids among the rows */
 };
 
 static int
@@ -69,16 +88,14 @@ copy_row(void *ctx, enum gw_store_table t, const struct gw_store_value *cols, ch
 	if (ops_of(c->dst)->import_row_tx(c->dst, t, cols, err, errlen) < 0)
 		return -1;
 	c->rep->rows[t]++;
-	if (t == GW_TABLE_APPLICATIONS && cols[0].type == GW_VAL_INT && cols[0].i > c->max_app)
-		c->max_app = cols[0].i;
-	if (t == GW_TABLE_CHECKPOINTS && cols[0].type == GW_VAL_INT && cols[0].i > c->max_cp)
-		c->max_cp = cols[0].i;
-	/* the source's own counters already cover what they name */
-	if (t == GW_TABLE_IDS && cols[0].type == GW_VAL_TEXT && cols[1].type == GW_VAL_INT) {
-		if (strcmp(cols[0].p, "applications") == 0 && cols[1].i >= c->max_app)
-			c->max_app = 0;
-		else if (strcmp(cols[0].p, "audit_checkpoints") == 0 && cols[1].i >= c->max_cp)
-			c->max_cp = 0;
+	for (size_t k = 0; k < N_COUNTED; k++) {
+		if (t == counted[k].t && cols[0].type == GW_VAL_INT && cols[0].i > c->max_id[k])
+			c->max_id[k] = cols[0].i;
+		/* the source's own counters already cover what they name */
+		if (t == GW_TABLE_IDS && cols[0].type == GW_VAL_TEXT &&
+		    cols[1].type == GW_VAL_INT && strcmp(cols[0].p, counted[k].name) == 0 &&
+		    cols[1].i >= c->max_id[k])
+			c->max_id[k] = 0;
 	}
 	return 0;
 }
@@ -93,18 +110,15 @@ raise_ids(struct copy *c, char *err, size_t errlen)
 	memset(v, 0, sizeof(v));
 	v[0].type = GW_VAL_TEXT;
 	v[1].type = GW_VAL_INT;
-	v[0].p = "applications";
-	v[0].len = strlen(v[0].p);
-	v[1].i = c->max_app;
-	if (c->max_app > 0 && ops_of(c->dst)->import_row_tx(c->dst, GW_TABLE_IDS, v, err,
-	                                                    errlen) < 0)
-		return -1;
-	v[0].p = "audit_checkpoints";
-	v[0].len = strlen(v[0].p);
-	v[1].i = c->max_cp;
-	if (c->max_cp > 0 && ops_of(c->dst)->import_row_tx(c->dst, GW_TABLE_IDS, v, err,
-	                                                   errlen) < 0)
-		return -1;
+	for (size_t k = 0; k < N_COUNTED; k++) {
+		if (c->max_id[k] <= 0)
+			continue;
+		v[0].p = counted[k].name;
+		v[0].len = strlen(counted[k].name);
+		v[1].i = c->max_id[k];
+		if (ops_of(c->dst)->import_row_tx(c->dst, GW_TABLE_IDS, v, err, errlen) < 0)
+			return -1;
+	}
 	return 0;
 }
 

@@ -36,9 +36,16 @@ struct gw_store;
  *                 mechanism, detail, prev_hash, hash (in seq order)
  *   CHECKPOINTS   id, seq, ts_ns, hash, alg, signature, cert, prev_id,
  *                 prev_hash (in id order)
- *   IDS           name ('applications', 'audit_checkpoints'), the highest
- *                 id ever given (more than the rows show when the newest
- *                 are gone: an id is never given twice)
+ *   DOCUMENTS     sha256, size, name, created, data (the file's bytes)
+ *   OUTBOX        id, event, channel, recipient, address, application,
+ *                 dedupe, detail, state, tries, next_at, claimed_by,
+ *                 lease_until, last_error, created, settled (in id order)
+ *   ALERTS        id, key, rule, severity, subject, why, ts_ns, seqs, apps,
+ *                 raised, state, state_by, state_comment, state_at (the
+ *                 site's, in id order)
+ *   IDS           name ('applications', 'audit_checkpoints', 'outbox'),
+ *                 the highest id ever given (more than the rows show when
+ *                 the newest are gone: an id is never given twice)
  */
 enum gw_store_table {
 	GW_TABLE_ACCOUNTS,
@@ -53,6 +60,9 @@ enum gw_store_table {
 	GW_TABLE_POLICY,
 	GW_TABLE_AUDIT,
 	GW_TABLE_CHECKPOINTS,
+	GW_TABLE_DOCUMENTS,          /* the files applications are bound to */
+	GW_TABLE_OUTBOX,             /* notices, pending and sent */
+	GW_TABLE_ALERTS,             /* the online risk rules' alerts */
 	GW_TABLE_IDS,
 	GW_TABLE_COUNT
 };

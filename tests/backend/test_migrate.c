@@ -20,6 +20,9 @@
 #include "store.h"
 #include "appstore.h"
 #include "policystore.h"
+#include "docstore.h"
+#include "outbox.h"
+#include "alertstore.h"
 #include "migrate.h"
 #include "audit.h"
 #include "auditfmt.h"
@@ -108,6 +111,66 @@ file_hash(const char *path, uint8_t out[32])
 
 static const uint8_t sealed_carol[] = "\x01\x02\x00\xff sealed bytes of carol's secret \x00\x7f";
 
+/* A stored document's bytes: NULs and high bytes, over one SQLite page. */
+static uint8_t doc_bytes[5000];
+
+static void
+doc_fill(struct gw_doc_info *info)
+{
+	for (size_t i = 0; i < sizeof(doc_bytes); i++)
+		doc_bytes[i] = (uint8_t)(i * 7 + (i >> 8));
+	memset(info, 0, sizeof(*info));
+	crypto_hash_sha256(info->sha256, doc_bytes, sizeof(doc_bytes));
+	info->size = sizeof(doc_bytes);
+	snprintf(info->name, sizeof(info->name), "contract-2.pdf");
+	info->created = 1700000000;
+}
+
+/* Two notices (the first sent, the second pending) and an alert an
+ * auditor acknowledged, as a gateway leaves them. */
+static void
+fill_notices_and_alert(struct gw_store *st)
+{
+	struct gw_outbox_notice n = { .event = "app_waiting", .channel = "email",
+	                              .recipient = "bob", .address = "bob@example.test",
+	                              .application = 2, .detail = "{\"application\":2}" };
+	struct gw_outbox_notice got[4];
+	struct gw_alert_row a = { .key = "quota.burst:alice:7", .rule = "quota.burst",
+	                          .severity = "high", .subject = "alice",
+	                          .why = "12 signatures in 5 minutes", .ts_ns = 1700000000123456789,
+	                          .seqs = "[7,8,9]", .apps = "[2]", .raised = 1700000001 };
+	const char *const from_open[] = { "open", NULL };
+	int64_t id = 0;
+	bool created = false;
+	size_t k = 0;
+	char err[512] = "";
+
+	cr_assert_eq(gw_outbox_init(st, err, sizeof(err)), 0, "%s", err);
+	cr_assert_eq(gw_alertstore_init(st, err, sizeof(err)), 0, "%s", err);
+	cr_assert_eq(gw_store_tx_begin(st, err, sizeof(err)), 0, "%s", err);
+	cr_assert_eq(gw_outbox_put_tx(st, &n, "app_waiting:2:1:email:bob", 1700000000, err,
+	                              sizeof(err)), 1, "%s", err);
+	cr_assert_eq(n.id, 1);
+	cr_assert_eq(gw_store_tx_commit(st, err, sizeof(err)), 0, "%s", err);
+	cr_assert_eq(gw_outbox_claim(st, "gw-main", 1700000000, 60, got, 4, &k, err, sizeof(err)),
+	             0, "%s", err);
+	cr_assert_eq(k, 1);
+	gw_outbox_notice_clear(&got[0]);
+	cr_assert_eq(gw_store_tx_begin(st, err, sizeof(err)), 0, "%s", err);
+	cr_assert_eq(gw_outbox_settle_tx(st, 1, "gw-main", GW_OUTBOX_SENT, 0, NULL, 1700000002,
+	                                 err, sizeof(err)), 1, "%s", err);
+	n.recipient = "zed";
+	n.address = "zed@example.test";
+	cr_assert_eq(gw_outbox_put_tx(st, &n, "app_waiting:2:1:email:zed", 1700000003, err,
+	                              sizeof(err)), 1, "%s", err);
+	cr_assert_eq(n.id, 2);
+	cr_assert_eq(gw_alertstore_put_tx(st, &a, &id, &created, err, sizeof(err)), 0, "%s", err);
+	cr_assert(created);
+	cr_assert_eq(gw_alertstore_state_tx(st, id, from_open, "acknowledged", "erin", "seen it",
+	                                    1700000005, err, sizeof(err)), 1, "%s", err);
+	cr_assert_eq(gw_store_tx_commit(st, err, sizeof(err)), 0, "%s", err);
+}
+
 /* A SQLite store of site main as a gateway leaves it: accounts, lockout,
  * a TOTP secret, three applications (approvals on two), quota counters,
  * the binding and known keys, a policy version, records of the audit
@@ -124,6 +187,7 @@ fill_sqlite(unsigned n)
 		{ "pkcs11:object=finance-seal;type=private", (const uint8_t *)"\x30\x59\x00 ec", 6 },
 	};
 	struct gw_policy_version pv = { 0 };
+	struct gw_doc_info di;
 	struct gw_audit *au = NULL;
 	struct gw_audit_event ev = { .action = "sign", .outcome = "ok", .actor = "alice",
 	                             .uid = 1000, .pid = 42, .exe = "/usr/bin/pdfsig",
@@ -197,6 +261,9 @@ fill_sqlite(unsigned n)
 	b.since = (int64_t)now - 1000;
 	cr_assert_eq(gw_store_binding_set(st, &b, err, sizeof(err)), 0, "%s", err);
 	cr_assert_eq(gw_store_known_keys_set(st, keys, 2, err, sizeof(err)), 0, "%s", err);
+	doc_fill(&di);
+	cr_assert_eq(gw_docstore_put(st, &di, doc_bytes, err, sizeof(err)), 1, "%s", err);
+	fill_notices_and_alert(st);
 	memset(d, 0xab, sizeof(d));
 	ev.doc_digest = d;
 	ev.doc_digest_len = sizeof(d);
@@ -235,6 +302,84 @@ key_count(void *arg, const char *uri, const uint8_t *blob, size_t len)
 	(void)len;
 	(*(int *)arg)++;
 	return 0;
+}
+
+struct alerts_seen {
+	int n;
+	struct gw_alert_row a;
+	char key[GW_ALERT_KEY_MAX], by[64], comment[64], state[16], seqs[64];
+};
+
+static int
+alert_seen(void *arg, const struct gw_alert_row *a)
+{
+	struct alerts_seen *s = arg;
+
+	s->n++;
+	s->a = *a;
+	snprintf(s->key, sizeof(s->key), "%s", a->key);
+	snprintf(s->by, sizeof(s->by), "%s", a->state_by ? a->state_by : "");
+	snprintf(s->comment, sizeof(s->comment), "%s", a->state_comment ? a->state_comment : "");
+	snprintf(s->state, sizeof(s->state), "%s", a->state);
+	snprintf(s->seqs, sizeof(s->seqs), "%s", a->seqs);
+	return 0;
+}
+
+/* The document, the notices and the alert, as they were (docs/store.md,
+ * "Moving to PostgreSQL": what a move carries). */
+static void
+assert_docs_notices_alerts(struct gw_store *pg)
+{
+	struct gw_doc_info di, got;
+	struct gw_outbox_notice out[4], n = { .event = "alert", .channel = "email",
+	                                      .recipient = "erin", .detail = "{}" };
+	struct gw_alert_filter f = { 0 };
+	struct alerts_seen seen;
+	static uint8_t back[sizeof(doc_bytes) + 16];
+	size_t len = 0, k = 9;
+	char err[512] = "";
+
+	doc_fill(&di);
+	cr_assert_eq(gw_docstore_info(pg, di.sha256, &got), 1, "the document was not moved");
+	cr_assert_eq(got.size, sizeof(doc_bytes));
+	cr_assert_str_eq(got.name, "contract-2.pdf");
+	cr_assert_eq(got.created, 1700000000);
+	cr_assert_eq(gw_docstore_read(pg, di.sha256, 0, back, sizeof(back), &len), 1);
+	cr_assert_eq(len, sizeof(doc_bytes));
+	cr_assert_arr_eq(back, doc_bytes, sizeof(doc_bytes), "the document's bytes changed");
+	/* the sent notice is not sent again; the pending one is, once */
+	cr_assert_eq(gw_outbox_claim(pg, "gw-hq", 1700000100, 60, out, 4, &k, err, sizeof(err)), 0,
+	             "%s", err);
+	cr_assert_eq(k, 1, "%zu notices due after the move, not the pending one alone", k);
+	cr_assert_eq(out[0].id, 2);
+	cr_assert_str_eq(out[0].recipient, "zed");
+	cr_assert_str_eq(out[0].address, "zed@example.test");
+	cr_assert_eq(out[0].application, 2);
+	cr_assert_str_eq(out[0].detail, "{\"application\":2}");
+	cr_assert_eq(out[0].tries, 1);
+	gw_outbox_notice_clear(&out[0]);
+	/* its dedupe key came along: the same notice is not put twice */
+	n.event = "app_waiting";
+	cr_assert_eq(gw_store_tx_begin(pg, err, sizeof(err)), 0, "%s", err);
+	cr_assert_eq(gw_outbox_put_tx(pg, &n, "app_waiting:2:1:email:bob", 1700000200, err,
+	                              sizeof(err)), 0, "%s", err);
+	cr_assert_eq(gw_outbox_put_tx(pg, &n, NULL, 1700000200, err, sizeof(err)), 1, "%s", err);
+	/* after every id given (PostgreSQL's sequence also spends one on the
+	 * put that found its dedupe key) */
+	cr_assert_gt(n.id, 2, "a new notice got id %lld", (long long)n.id);
+	cr_assert_eq(gw_store_tx_commit(pg, err, sizeof(err)), 0, "%s", err);
+	/* the alert, with its id and the auditor's acknowledgement */
+	memset(&seen, 0, sizeof(seen));
+	cr_assert_eq(gw_alertstore_list(pg, &f, alert_seen, &seen, err, sizeof(err)), 0, "%s", err);
+	cr_assert_eq(seen.n, 1, "%d alerts listed on the copy", seen.n);
+	cr_assert_eq(seen.a.id, 1);
+	cr_assert_str_eq(seen.key, "quota.burst:alice:7");
+	cr_assert_str_eq(seen.state, "acknowledged");
+	cr_assert_str_eq(seen.by, "erin");
+	cr_assert_str_eq(seen.comment, "seen it");
+	cr_assert_str_eq(seen.seqs, "[7,8,9]");
+	cr_assert_eq(seen.a.ts_ns, 1700000000123456789);
+	cr_assert_eq(seen.a.state_at, 1700000005);
 }
 
 static void
@@ -305,6 +450,9 @@ Test(pg, moves_every_row_and_the_chain)
 	cr_assert_eq(rep.rows[GW_TABLE_SITE_META], 3);
 	cr_assert_eq(rep.rows[GW_TABLE_POLICY], 1);
 	cr_assert_eq(rep.rows[GW_TABLE_AUDIT], 40);
+	cr_assert_eq(rep.rows[GW_TABLE_DOCUMENTS], 1);
+	cr_assert_eq(rep.rows[GW_TABLE_OUTBOX], 2);
+	cr_assert_eq(rep.rows[GW_TABLE_ALERTS], 1);
 
 	sq = open_site(db, "main");
 	pg = open_site(u, "hq");
@@ -355,6 +503,7 @@ Test(pg, moves_every_row_and_the_chain)
 	cr_assert_str_eq(v2.author, "frank");
 	gw_policy_version_clear(&v1);
 	gw_policy_version_clear(&v2);
+	assert_docs_notices_alerts(pg);
 	/* the identity sequence moved past every id given */
 	cr_assert_eq(gw_appstore_get(pg, 3, app), 1);
 	app->id = 0;

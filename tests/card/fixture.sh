@@ -12,8 +12,10 @@
 #   fixture.sh start DIR | stop DIR [SIGNAL]   the gateway
 #   fixture.sh down DIR          stop everything and remove DIR
 #
-# env: SEALGATE_BUILD, SEALGATE_SOURCE. DIR/env holds PCSCLITE_CSOCK_NAME.
-# Exits 77 when the smartcard stack is not installed.
+# env: SEALGATE_BUILD, SEALGATE_SOURCE, SG_TEST_STORE (pg: the gateway's
+# store on a PostgreSQL cluster of DIR's own, stopped by down). DIR/env
+# holds PCSCLITE_CSOCK_NAME. Exits 77 when the smartcard stack (or, with
+# SG_TEST_STORE=pg, PostgreSQL) is not installed.
 set -eu
 cmd=$1 dir=$2
 build=${SEALGATE_BUILD:?SEALGATE_BUILD not set}
@@ -90,6 +92,9 @@ up() {
 	sh "$here/mkcard.sh" "$dir/card-a" "$PIN" seal-a:2048 seal-a2:3072 >/dev/null
 	SG_CA_DIR=$dir/card-a sh "$here/mkcard.sh" "$dir/card-b" "$PIN" seal-a:2048 >/dev/null
 	(umask 077; printf '%s\n' "$PIN" >"$dir/card.pin")
+	# The store: SQLite's file, or with SG_TEST_STORE=pg a cluster of the
+	# fixture's own (tests/lib/gateway.sh; 77 without PostgreSQL).
+	store=$(sg_store_conf "$dir") || exit $?
 	me=$(id -un)
 	cat >"$dir/policy.yaml" <<EOP
 version: 1
@@ -126,7 +131,7 @@ backend_module: $opensc
 backend_token: "pkcs11:token=seal-a"
 token_pin_file: $dir/card.pin
 socket_path: $dir/sealgated.sock
-store_path: $dir/sealgate.db
+$store
 policy_path: $dir/policy.yaml
 token_label: Card Co.
 backend_sessions: 2
@@ -141,10 +146,13 @@ EOC
 }
 
 down() {
+	rc=0
 	stop TERM
 	pull
 	sh "$here/pcscd.sh" stop "$dir/pcscd" || true
+	sg_store_down "$dir" || { echo "fixture: the PostgreSQL cluster is still running" >&2; rc=1; }
 	rm -rf "$dir"
+	return $rc
 }
 
 case $cmd in

@@ -5,10 +5,16 @@ set -eu
 here=$(cd "$(dirname "$0")" && pwd)
 dir=$(mktemp -d /tmp/sg-card-XXXXXX)
 trap 'sh "$here/fixture.sh" down "$dir"' EXIT
+# A killed run (meson's timeout sends TERM first) still takes everything
+# down, the PostgreSQL cluster of SG_TEST_STORE=pg included.
+trap 'exit 143' TERM
+trap 'exit 130' INT
+trap 'exit 129' HUP
+export SG_STORE_OWNER=$$
 status=0
 sh "$here/fixture.sh" up "$dir" || status=$?
 if [ $status -ne 0 ]; then
-	[ $status -eq 77 ] && echo "SKIP: the smartcard stack cannot run here"
+	[ $status -eq 77 ] && echo "SKIP: the smartcard stack (or PostgreSQL, SG_TEST_STORE=pg) cannot run here"
 	exit $status
 fi
 . "$dir/env"

@@ -9,6 +9,11 @@
 : "${SEALGATE_BUILD:=$SEALGATE_SOURCE/build}"
 SANDBOX=$SEALGATE_SOURCE/tools/sandbox
 export LC_ALL=C
+# sg_store_conf / sg_store_down: the store of SG_TEST_STORE (pg: a cluster
+# of the site's own), shared with the integration and card fixtures.
+build=$SEALGATE_BUILD
+# shellcheck source=tests/lib/gateway.sh
+. "$SEALGATE_SOURCE/tests/lib/gateway.sh"
 
 E2E_NAME=$(basename "$0" .sh)
 E2E_FAILS=0
@@ -27,6 +32,12 @@ e2e_cleanup() {
 			log "---- last lines of sealgated.log ----"
 			tail -n 40 "$E2E_SITE/sealgated.log" >&2
 		fi
+		# The site's PostgreSQL cluster (SG_TEST_STORE=pg), however the
+		# test ended; one that will not stop fails the test.
+		# (pg_ctl runs as the cluster's user, through DIR/store: a
+		# sandbox that failed half-way left DIR 0700)
+		[ ! -L "$E2E_SITE/store" ] || chmod o+x "$E2E_TMP" "$E2E_SITE"
+		sg_store_down "$E2E_SITE" || { log "FAIL: the PostgreSQL cluster is still running"; [ "$rc" != 0 ] || rc=1; }
 	fi
 	if [ -n "$E2E_TMP" ] && [ -z "${E2E_KEEP:-}" ]; then
 		rm -rf "$E2E_TMP"
@@ -48,7 +59,12 @@ need() {
 }
 
 # Creates the work dir and a sandbox site, exports its environment
-# (SEALGATE_MODULE, SEALGATE_SOCKET, SEALGATE_CA, SEALGATE_PASS_*).
+# (SEALGATE_MODULE, SEALGATE_SOCKET, SEALGATE_CA, SEALGATE_PASS_*). With
+# SG_TEST_STORE=pg the site's store is a PostgreSQL cluster of its own
+# (tests/lib/gateway.sh sg_store_conf, as the integration fixture's):
+# the sandbox prepares the site, its sealgated.yaml gets the cluster's
+# store: line in place of store_path:, and `up` then sets the passwords
+# and starts the gateway on it. Skipped (77) without PostgreSQL.
 e2e_setup() {
 	need pkcs11-tool softhsm2-util openssl
 	[ -x "$SEALGATE_BUILD/gateway/sealgated" ] || { log "FAIL: $SEALGATE_BUILD/gateway/sealgated not built"; exit 1; }
@@ -56,7 +72,33 @@ e2e_setup() {
 	E2E_TMP=$(mktemp -d "${TMPDIR:-/tmp}/sg-$E2E_NAME.XXXXXX")
 	E2E_SITE=$E2E_TMP/site
 	trap e2e_cleanup EXIT
-	local envlines
+	# A killed test (meson's timeout sends TERM first) still runs the
+	# cleanup that stops the gateway and the cluster.
+	trap 'exit 143' TERM
+	trap 'exit 130' INT
+	trap 'exit 129' HUP
+	export SG_STORE_OWNER=$$
+	local envlines store rc=0
+	if [ "${SG_TEST_STORE:-sqlite}" = pg ]; then
+		"$SANDBOX" --quiet --build "$SEALGATE_BUILD" --prepare-only up "$E2E_SITE" >/dev/null
+		# The cluster in a directory of /tmp's linked as DIR/store (which
+		# sg_store_conf keeps and sg_store_down removes): the sandbox makes
+		# DIR 0700 while it works, and the cluster's user (root's tests:
+		# sealgate-pg) must reach its files all along.
+		local pgdir
+		chmod 0711 "$E2E_TMP"
+		pgdir=$(mktemp -d /tmp/sgpg-XXXXXX)
+		chmod 0755 "$pgdir"
+		ln -s "$pgdir" "$E2E_SITE/store"
+		store=$(sg_store_conf "$E2E_SITE") || rc=$?
+		[ "$rc" = 77 ] && { log "SKIP: PostgreSQL is not installed (SG_TEST_STORE=pg)"; exit 77; }
+		[ "$rc" = 0 ] || { log "FAIL: no PostgreSQL cluster for the site ($rc)"; exit 1; }
+		# (& is sed's "the match": the URL's are literal)
+		sed -i "s|^store_path: .*|${store//&/\\&}|" "$E2E_SITE/sealgated.yaml"
+		grep -q '^store: "postgresql://' "$E2E_SITE/sealgated.yaml" ||
+			{ log "FAIL: sealgated.yaml names no PostgreSQL store"; exit 1; }
+		log "store: PostgreSQL ($E2E_SITE/store)"
+	fi
 	envlines=$("$SANDBOX" --quiet --build "$SEALGATE_BUILD" up "$E2E_SITE")
 	eval "$envlines"
 	# The SoftHSM2 backend must stay out of the clients' reach: they only
@@ -119,10 +161,19 @@ finish() {
 	exit 0
 }
 
+# The rows of a query on the site's store, SQLite or PostgreSQL
+# (tests/lib/sgsql.py: SQLite's SQL, translated for PostgreSQL).
+e2e_sql() { python3 "$SEALGATE_SOURCE/tests/lib/sgsql.py" "$E2E_SITE" "$1"; }
+
 # Counts the audit records that match an SQL condition, read straight from
 # the gateway's store (table `audit`, docs/audit.md). Empty output when the
-# sqlite3 shell is not installed; expect_audit then only notes it.
+# sqlite3 shell is not installed (SQLite store); expect_audit then only
+# notes it.
 audit_count() {
+	if [ "${SG_TEST_STORE:-sqlite}" = pg ]; then
+		e2e_sql "SELECT count(*) FROM audit WHERE $1"
+		return
+	fi
 	command -v sqlite3 >/dev/null || return 0
 	sqlite3 -readonly "$E2E_SITE/sealgate.db" "SELECT count(*) FROM audit WHERE $1"
 }
@@ -133,8 +184,8 @@ expect_audit() { # expected-count condition description
 	elif [ "$n" = "$1" ]; then pass "$3 (audit: $n record(s))"
 	else
 		fail "$3: $n audit record(s) where $2, expected $1"
-		sqlite3 -readonly "$E2E_SITE/sealgate.db" \
-			"SELECT seq, action, outcome, reason, actor, seal, exe, mechanism FROM audit" | sed 's/^/    /' >&2
+		e2e_sql "SELECT seq, action, outcome, reason, actor, seal, exe, mechanism FROM audit ORDER BY seq" |
+			sed 's/^/    /' >&2
 	fi
 }
 

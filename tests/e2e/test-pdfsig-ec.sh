@@ -132,9 +132,9 @@ sign_many() { # seal-id seal-name approver
 		"$name: one sign_probe per PDF"
 	expect_audit "$TRIES" "action='sign' AND outcome='ok' AND seal='$seal' AND detail LIKE '{\"token_signatures\":%'" \
 		"$name: each sign record says how many token signatures it took"
-	log "$name: token signatures per PDF: $(sqlite3 -readonly "$E2E_SITE/sealgate.db" \
-		"SELECT group_concat(n || ' x' || c, ', ') FROM (SELECT json_extract(detail, '\$.token_signatures') AS n, count(*) AS c
-		 FROM audit WHERE action='sign' AND outcome='ok' AND seal='$seal' GROUP BY n)")"
+	log "$name: token signatures per PDF: $(e2e_sql \
+		"SELECT n || ' x' || c FROM (SELECT json_extract(detail, '\$.token_signatures') AS n, count(*) AS c
+		 FROM audit WHERE action='sign' AND outcome='ok' AND seal='$seal' GROUP BY n ORDER BY n) AS t" | paste -sd,)"
 }
 
 sign_many finance "Finance Seal" erin

@@ -12,7 +12,7 @@ tests use are translated (the tables and columns have the same names):
 LIKE is case-insensitive in SQLite, so it becomes ILIKE, and
 json_extract(COL, '$.KEY') becomes a jsonb lookup giving what SQLite
 gives (numbers as numbers, false/true as 0/1), hex(COL) encode(COL, 'hex')
-in capitals, a blob literal x'HEX' decode('HEX', 'hex'), WHERE 1 WHERE true."""
+in capitals, instr(A, B) strpos(A, B), a blob literal x'HEX' decode('HEX', 'hex'), WHERE 1 WHERE true."""
 import os, re, subprocess, sys
 
 
@@ -28,6 +28,8 @@ def translate(sql):
     sql = re.sub(r"\bWHERE\s+1\b(?!\s*[-+*/=<>!])", "WHERE true", sql)
     sql = re.sub(r"\b[xX]'([0-9a-fA-F]*)'", r"decode('\1', 'hex')", sql)
     sql = re.sub(r"\bhex\((\w+)\)", r"upper(encode(\1, 'hex'))", sql)
+    # instr(haystack, needle): strpos, the same 1-based position or 0
+    sql = re.sub(r"\binstr\(", "strpos(", sql)
     return re.sub(r"\bLIKE\b", "ILIKE", sql)
 
 

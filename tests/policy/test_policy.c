@@ -5,11 +5,14 @@
  * its boundaries.
  */
 #include <criterion/criterion.h>
+#include <ctype.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
 #include <unistd.h>
+
+#include <openssl/evp.h>
 
 #include "policy.h"
 
@@ -277,12 +280,34 @@ Test(policy_errors, devices)
 	             "finance-office", "devices");
 }
 
+/* The SHA-256 of the file at path, as image_sha256: writes it. */
+static void
+file_sha256_hex(const char *path, char out[65])
+{
+	static uint8_t buf[GW_SEAL_IMAGE_MAX + 2];
+	uint8_t d[32];
+	size_t n;
+	FILE *f = fopen(path, "rb");
+
+	if (f == NULL) {
+		/* a file that is not there: any digest */
+		memset(out, '0', 64);
+		out[64] = '\0';
+		return;
+	}
+	n = fread(buf, 1, sizeof(buf), f);
+	fclose(f);
+	cr_assert(EVP_Digest(buf, n, d, NULL, EVP_sha256(), NULL));
+	for (int i = 0; i < 32; i++)
+		snprintf(out + 2 * i, 3, "%02X", d[i]);
+}
+
 /* A seal's image (image:): read and drawn at load, its bytes kept; a
  * relative path, a missing file, one that is not an image and one over
  * 512 KiB refused with the line. */
 Test(policy_errors, image)
 {
-	char dir[] = "/tmp/sg-policy-img-XXXXXX", path[4][256], *text[4], err[1024];
+	char dir[] = "/tmp/sg-policy-img-XXXXXX", path[4][256], *text[4], err[1024], hex[65];
 	const char *body[3] = {
 		"<svg xmlns=\"http://www.w3.org/2000/svg\" width=\"10\" height=\"10\">"
 		"<rect width=\"10\" height=\"10\" fill=\"#ff0000\"/></svg>",
@@ -291,11 +316,8 @@ Test(policy_errors, image)
 	FILE *f;
 
 	cr_assert(mkdtemp(dir) != NULL);
-	for (int i = 0; i < 4; i++) {
+	for (int i = 0; i < 4; i++)
 		snprintf(path[i], sizeof(path[i]), "%s/%d.img", dir, i);
-		if (asprintf(&text[i], ORG SEAL_HEAD "    approval: none\n    image: %s\n", path[i]) < 0)
-			cr_assert_fail("asprintf");
-	}
 	for (int i = 0; i < 2; i++) {
 		cr_assert((f = fopen(path[i], "w")) != NULL);
 		fputs(body[i], f);
@@ -305,6 +327,12 @@ Test(policy_errors, image)
 	for (unsigned i = 0; i < GW_SEAL_IMAGE_MAX + 1; i++)
 		fputc(' ', f);
 	fclose(f);
+	for (int i = 0; i < 4; i++) {
+		file_sha256_hex(path[i], hex);
+		if (asprintf(&text[i], ORG SEAL_HEAD "    approval: none\n    image: %s\n"
+		             "    image_sha256: %s\n", path[i], hex) < 0)
+			cr_assert_fail("asprintf");
+	}
 	cr_assert_eq(parse(text[0], &p, err, sizeof(err)), 0, "%s", err);
 	cr_assert_eq(p->seals[0].image_len, strlen(body[0]));
 	cr_assert(memcmp(p->seals[0].image, body[0], strlen(body[0])) == 0);
@@ -318,6 +346,56 @@ Test(policy_errors, image)
 		unlink(path[i]);
 		free(text[i]);
 	}
+	rmdir(dir);
+}
+
+/* The policy's hash covers the image's bytes (image_sha256:): the same
+ * policy text over a file changed under the same name is refused, saying
+ * both digests; an image without its digest is refused, saying the
+ * file's; a digest that is not one, or without an image, is refused. */
+Test(policy_errors, image_sha256)
+{
+	char dir[] = "/tmp/sg-policy-imgh-XXXXXX", path[256], *text = NULL, *bare = NULL;
+	char err[1024], hex[65], msg[512], now[65], *bad = NULL;
+	struct gw_policy *p = NULL;
+	FILE *f;
+
+	cr_assert(mkdtemp(dir) != NULL);
+	snprintf(path, sizeof(path), "%s/seal.svg", dir);
+	cr_assert((f = fopen(path, "w")) != NULL);
+	fputs("<svg xmlns=\"http://www.w3.org/2000/svg\" width=\"10\" height=\"10\">"
+	      "<rect width=\"10\" height=\"10\" fill=\"#ff0000\"/></svg>", f);
+	fclose(f);
+	file_sha256_hex(path, hex);
+	cr_assert(asprintf(&text, ORG SEAL_HEAD "    approval: none\n    image: %s\n"
+	                   "    image_sha256: %s\n", path, hex) > 0);
+	cr_assert_eq(parse(text, &p, err, sizeof(err)), 0, "%s", err);
+	gw_policy_unref(&p);
+	/* a blue seal under the same name, the policy's text unchanged */
+	cr_assert((f = fopen(path, "w")) != NULL);
+	fputs("<svg xmlns=\"http://www.w3.org/2000/svg\" width=\"10\" height=\"10\">"
+	      "<rect width=\"10\" height=\"10\" fill=\"#0000ff\"/></svg>", f);
+	fclose(f);
+	file_sha256_hex(path, now);
+	for (int i = 0; i < 64; i++)
+		now[i] = (char)tolower((unsigned char)now[i]);
+	snprintf(msg, sizeof(msg), "its SHA-256 is %s", now);
+	expect_error(text, hex, msg);
+	cr_assert_eq(parse(text, &p, err, sizeof(err)), -1, "a changed image loaded");
+	cr_assert(strstr(err, "is not the image this policy names"), "%s", err);
+	/* without its digest: refused, naming the file's */
+	cr_assert(asprintf(&bare, ORG SEAL_HEAD "    approval: none\n    image: %s\n", path) > 0);
+	snprintf(msg, sizeof(msg), "needs image_sha256: the SHA-256 of the file (now %s)", now);
+	expect_error(bare, path, msg);
+	cr_assert(asprintf(&bad, ORG SEAL_HEAD "    approval: none\n    image: %s\n"
+	                   "    image_sha256: 1234\n", path) > 0);
+	expect_error(bad, "1234", "image_sha256 must be 64 hex digits");
+	free(bad);
+	expect_error(ORG SEAL_HEAD "    approval: none\n    image_sha256: 00\n", "00",
+	             "image_sha256 without image");
+	free(text);
+	free(bare);
+	unlink(path);
 	rmdir(dir);
 }
 
@@ -1130,6 +1208,40 @@ Test(policy_eval, explain)
 	free(text);
 	text = gw_policy_explain(p, NULL, PERSON("bob"), NULL, 0);
 	cr_assert_str_eq(text, "bob may use no seal.\n");
+	free(text);
+	gw_policy_unref(&p);
+}
+
+/* A seal's devices: rule is explained (the groups allowed, who gives a
+ * device its group, what is refused), the gateway's host named as refused
+ * unless local is listed. */
+Test(policy_eval, explain_devices)
+{
+	struct gw_policy *p = NULL;
+	char err[1024], *text;
+
+	cr_assert_eq(parse(ORG SEAL_HEAD "    approval: none\n    devices: [finance-office, sales-desk]\n",
+	                   &p, err, sizeof(err)), 0, "%s", err);
+	text = gw_policy_explain(p, gw_policy_seal(p, "s"), PERSON("ed"), NULL, 0);
+	cr_assert_not_null(text);
+	cr_assert_not_null(strstr(text, "devices: only desktops of the device groups finance-office, "
+	                          "sales-desk (a seal admin gives a device its group: sealctl device "
+	                          "approve ID --group G); a device of another group or of none, the "
+	                          "web front and the gateway's own host (local) are refused"),
+	                   "%s", text);
+	free(text);
+	gw_policy_unref(&p);
+	cr_assert_eq(parse(ORG SEAL_HEAD "    approval: none\n    devices: [finance-office, local]\n",
+	                   &p, err, sizeof(err)), 0, "%s", err);
+	text = gw_policy_explain(p, gw_policy_seal(p, "s"), NULL, NULL, 0);
+	cr_assert_not_null(strstr(text, "device groups finance-office, local ("), "%s", text);
+	cr_assert_not_null(strstr(text, "another group or of none and the web front are refused"), "%s", text);
+	free(text);
+	gw_policy_unref(&p);
+	/* no devices: rule, nothing said */
+	cr_assert_eq(parse(ORG SEAL_HEAD "    approval: none\n", &p, err, sizeof(err)), 0, "%s", err);
+	text = gw_policy_explain(p, gw_policy_seal(p, "s"), NULL, NULL, 0);
+	cr_assert_null(strstr(text, "devices:"), "%s", text);
 	free(text);
 	gw_policy_unref(&p);
 }

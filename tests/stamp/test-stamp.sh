@@ -268,8 +268,11 @@ open("left-red.png", "wb").write(png)
 open("right-red.svg", "w").write('<svg xmlns="http://www.w3.org/2000/svg" width="100" height="100">'
                                  '<rect x="50" y="0" width="50" height="100" fill="#ff0000"/></svg>')
 PY
-policy_image() { # file: the contract seal's image, the policy reloaded
-	sed -i '/^    image: /d; s|^    kind: contract$|    kind: contract\n    image: '"$W/$1"'|' "$E2E_SITE/policy.yaml"
+policy_image() { # file: the contract seal's image and its SHA-256, the policy reloaded
+	local sum
+	sum=$(sha256sum "$W/$1" | cut -d' ' -f1)
+	sed -i '/^    image: /d; /^    image_sha256: /d; s|^    kind: contract$|    kind: contract\n    image: '"$W/$1"'\n    image_sha256: '"$sum"'|' \
+		"$E2E_SITE/policy.yaml"
 	kill -HUP "$(cat "$E2E_SITE/sealgated.pid")"
 	sleep 1
 }
@@ -298,4 +301,20 @@ check "the SVG's red is in the right half of the seal's box ($IN pixels)" test "
 check "and nowhere else, the left half included ($OUTSIDE pixels)" test "${OUTSIDE:-1}" = 0
 run pdfsig svg-stamped.pdf
 expect_out "Signature Validation: Signature is Valid." "pdfsig: the stamp with the SVG is valid"
+# The SVG changed under the same name (red on the left now), the policy's
+# text not: the reload is refused and recorded, and the stamp still draws
+# the image the policy in force names (docs/stamp.md, "A PNG or SVG named
+# in the policy").
+cp right-red.svg right-red.svg.orig
+sed -i 's|<rect x="50"|<rect x="0"|' right-red.svg
+kill -HUP "$(cat "$E2E_SITE/sealgated.pid")"
+sleep 1
+expect_audit 1 "action='policy_reload' AND outcome='error' AND reason LIKE '%right-red.svg is not the image this policy names%'" \
+	"a reload over the SVG changed under the same name is refused and recorded"
+stamp_image svg-changed
+expect_ok "alice stamps after the refused reload"
+run python3 "$HERE/redbox.py" svg-changed-1.ppm 299 340.5 359.5 459.5
+read -r IN OUTSIDE <<<"$OUT"
+check "the stamp still has the SVG the policy names, red on the right ($IN pixels)" test "${IN:-0}" -gt 2000
+check "not the changed file's left half ($OUTSIDE pixels)" test "${OUTSIDE:-1}" = 0
 finish

@@ -81,6 +81,14 @@ refused() { # WHAT DESKDIR|socket WHY
 }
 refused "a sales-desk device" "$W/desk2" \
 	"the Finance Seal may be used only from the devices of finance-office; device 2 is in sales-desk"
+# why explains the refusal to dave: the seal's groups and the device's
+why=$(printf 'dave-password\n' | "$ctl" --socket "$W/sealgated.sock" --user dave \
+	--password-file - why 2>&1) || true
+case $why in
+*"devices of finance-office"*"device 2 is in sales-desk"*)
+	pass "sealctl why names the seal's device groups and the device's: $why" ;;
+*) fail "sealctl why after the device refusal: $why" ;;
+esac
 refused "a device of no group" "$W/desk3" \
 	"the Finance Seal may be used only from the devices of finance-office; device 3 is in no group"
 refused "the gateway's own host (Unix socket)" socket \

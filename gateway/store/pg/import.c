@@ -63,12 +63,28 @@ static const struct {
 		"INSERT INTO audit_checkpoints (site, id, seq, ts_ns, hash, alg, signature, cert, "
 		"prev_id, prev_hash) VALUES ($10, $1, $2, $3, $4, $5, $6, $7, $8, $9)", "iiibtbbib",
 		true },
+	/* a document the group already holds is the same bytes (its name is
+	 * its SHA-256): its first copy stays */
+	[GW_TABLE_DOCUMENTS] = {
+		"INSERT INTO documents (sha256, size, name, created, data) VALUES ($1, $2, $3, $4, "
+		"$5) ON CONFLICT (sha256) DO NOTHING", "bitib", false },
+	[GW_TABLE_OUTBOX] = {
+		"INSERT INTO outbox (id, event, channel, recipient, address, application, dedupe, "
+		"detail, state, tries, next_at, claimed_by, lease_until, last_error, created, settled) "
+		"OVERRIDING SYSTEM VALUE VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, "
+		"$13, $14, $15, $16)", "ittttitttiititii", false },
+	[GW_TABLE_ALERTS] = {
+		"INSERT INTO risk_alerts (site, id, key, rule, severity, subject, why, ts_ns, seqs, "
+		"apps, raised, state, state_by, state_comment, state_at) OVERRIDING SYSTEM VALUE "
+		"VALUES ($15, $1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14)",
+		"itttttittittti", true },
 	[GW_TABLE_IDS] = { NULL, "ti", true },
 };
 
 /* The highest id ever given (IDS rows): the identity sequence of
- * applications, or the site's audit_checkpoint_ids, raised to it (never
- * lowered: a group's store may have given more already). */
+ * applications, outbox or risk_alerts, or the site's audit_checkpoint_ids,
+ * raised to it (never lowered: a group's store may have given more
+ * already). */
 static int
 import_ids(struct gw_store *st, const struct gw_store_value *cols, char *err, size_t errlen)
 {
@@ -82,6 +98,14 @@ import_ids(struct gw_store *st, const struct gw_store_value *cols, char *err, si
 	if (strcmp(cols[0].p, "applications") == 0)
 		r = gw_pg_exec(st, "SELECT setval(pg_get_serial_sequence('applications', 'id'), "
 		               "greatest($1::bigint, (SELECT coalesce(max(id), 1) FROM applications)))",
+		               1, vals, NULL, NULL, PGRES_TUPLES_OK, err, errlen);
+	else if (strcmp(cols[0].p, "outbox") == 0)
+		r = gw_pg_exec(st, "SELECT setval(pg_get_serial_sequence('outbox', 'id'), "
+		               "greatest($1::bigint, (SELECT coalesce(max(id), 1) FROM outbox)))",
+		               1, vals, NULL, NULL, PGRES_TUPLES_OK, err, errlen);
+	else if (strcmp(cols[0].p, "risk_alerts") == 0)
+		r = gw_pg_exec(st, "SELECT setval(pg_get_serial_sequence('risk_alerts', 'id'), "
+		               "greatest($1::bigint, (SELECT coalesce(max(id), 1) FROM risk_alerts)))",
 		               1, vals, NULL, NULL, PGRES_TUPLES_OK, err, errlen);
 	else if (strcmp(cols[0].p, "audit_checkpoints") == 0)
 		r = gw_pg_exec(st, "INSERT INTO audit_checkpoint_ids (site, max_id) "

@@ -12,8 +12,8 @@
 #include <sqlite3.h>
 
 /* migrate.h's columns of each table, in its order. Tables made on first
- * use (auth_lockout, auth_totp and its copies and keys, policy_versions)
- * may not be there. */
+ * use (auth_lockout, auth_totp and its copies and keys, policy_versions,
+ * documents, outbox, risk_alerts) may not be there. */
 static const struct {
 	const char *table;   /* the table that must exist */
 	const char *sql;
@@ -54,10 +54,24 @@ static const struct {
 	[GW_TABLE_CHECKPOINTS] = { "audit_checkpoints",
 		"SELECT id, seq, ts_ns, hash, alg, signature, cert, prev_id, prev_hash "
 		"FROM audit_checkpoints ORDER BY id" },
+	/* the bytes as stored; the row id is the file's own (the target
+	 * keys documents by their SHA-256 alone) */
+	[GW_TABLE_DOCUMENTS] = { "documents",
+		"SELECT sha256, size, name, created, data FROM documents ORDER BY id" },
+	/* every notice, sent or not, with its state and lease as they are:
+	 * a pending one is sent by the gateway on the copy, a sent one is not
+	 * sent again */
+	[GW_TABLE_OUTBOX] = { "outbox",
+		"SELECT id, event, channel, recipient, address, application, dedupe, detail, state, "
+		"tries, next_at, claimed_by, lease_until, last_error, created, settled "
+		"FROM outbox ORDER BY id" },
+	[GW_TABLE_ALERTS] = { "risk_alerts",
+		"SELECT id, key, rule, severity, subject, why, ts_ns, seqs, apps, raised, state, "
+		"state_by, state_comment, state_at FROM risk_alerts ORDER BY id" },
 	/* AUTOINCREMENT's memory of the highest id ever given */
 	[GW_TABLE_IDS] = { "sqlite_sequence",
 		"SELECT name, seq FROM sqlite_sequence "
-		"WHERE name IN ('applications', 'audit_checkpoints') ORDER BY name" },
+		"WHERE name IN ('applications', 'audit_checkpoints', 'outbox') ORDER BY name" },
 };
 
 /* 1 when the table is there, 0 when not, -1 with err. */
