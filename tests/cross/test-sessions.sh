@@ -12,7 +12,8 @@
 #    refused by the statement that reads it (the row aged in the store:
 #    no sleep), at a gateway that has not cached it;
 #  - a row deleted while a's change feed is cut (no NOTIFY heard) is
-#    refused at a once its feed is back: the cache is asked again.
+#    refused at a once its feed is back: the cache is asked again; and
+#    while the feed stays down, at a's very next use.
 # Skipped (77) when PostgreSQL is not installed; the cluster and both
 # gateways are stopped however it ends.
 #
@@ -117,13 +118,14 @@ login() { python3 "$sess" login "$W/$1/sealgated.sock" "$2" "$2-password"; }
 use() { python3 "$sess" call "$W/$1/sealgated.sock" "$2" '{"op":"list"}' || true; }
 refused() { use "$1" "$2" | grep -q '"not_logged_in"'; }
 accepted() { use "$1" "$2" | grep -q '"ok": true'; }
-# Waits (up to 30 s: less than GW_AUTH_RECHECK, the 60 s after which a
-# cached session is asked again anyway) until the shell condition holds.
+# Waits until the shell condition holds, 20 s by the clock at most (not a
+# count of looks, each of which starts a python): less than
+# GW_AUTH_RECHECK, the 60 s after which a cached session is asked again
+# anyway, so that only the change feed can make it hold.
 wait_for() {
-	local i=0
+	local end=$(($(date +%s) + 20))
 	while ! eval "$1"; do
-		i=$((i + 1))
-		[ $i -lt 300 ] || return 1
+		[ "$(date +%s)" -lt $end ] || return 1
 		sleep 0.1
 	done
 }
@@ -200,5 +202,26 @@ if wait_for "[ \$(grep -c 'change feed: connected again' '$W/a/sealgated.log' ||
 else
 	fail "a's change feed was not cut and connected again"
 fi
+
+# 6. While a's feed is down (cut, and kept from connecting again by the
+# database's connection limit), a asks the store before each use: a row
+# deleted meanwhile is refused at once, with no NOTIFY and no reconnection.
+su_sql() { _pg_as psql -X -q -At -h "$W/pg/run" -U postgres -d sealgate -c "$1"; }
+t6=$(login a p4)
+accepted a "$t6" || fail "p4's session at a"
+lost=$(grep -c "change feed: .*connection is lost" "$W/a/sealgated.log" || true)
+n=$(su_sql "SELECT count(*) FROM pg_stat_activity WHERE datname = 'sealgate' AND application_name <> 'sealgated-feed' AND usename = 'sealgate'")
+su_sql "ALTER DATABASE sealgate CONNECTION LIMIT $n" >/dev/null
+su_sql "SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity WHERE application_name = 'sealgated-feed'" >/dev/null
+su_sql "DELETE FROM sessions WHERE account = 'p4'" >/dev/null
+if wait_for "[ \$(grep -c 'change feed: .*connection is lost' '$W/a/sealgated.log' || true) -gt $lost ]"; then
+	if refused a "$t6"; then pass "while its feed is down, a asks the store: a session deleted meanwhile is refused"
+	else fail "a used its cached session while its feed was down: $(use a "$t6")"; fi
+else
+	fail "a's change feed was not cut"
+fi
+su_sql "ALTER DATABASE sealgate CONNECTION LIMIT -1" >/dev/null
+t6=$(login a p4)
+accepted a "$t6" && pass "and it serves sessions again" || fail "a login at a after its feed was down: $(use a "$t6")"
 
 [ $fails = 0 ] || exit 1
