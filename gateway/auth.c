@@ -466,8 +466,10 @@ gw_auth_session_new_factors(struct gw_auth *a, const char *user, uid_t uid, unsi
 		row.created = row.last_used = (int64_t)now;
 		row.idle = (int64_t)a->idle_timeout;
 		row.expires = (int64_t)now + (int64_t)a->max_age;
-		if (a->hooks.put(a->hooks.arg, &row, (int64_t)now) < 0)
+		if (a->hooks.put(a->hooks.arg, &row, (int64_t)now) < 0) {
+			rv = GW_AUTH_STORE_FAILED;
 			goto out;
+		}
 	}
 	pthread_mutex_lock(&a->lock);
 	expire(a, now);

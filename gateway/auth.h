@@ -109,7 +109,10 @@ int gw_auth_check_password_n(struct gw_auth *auth, struct gw_store *st,
 /* ---- sessions ---- */
 
 /* Creates a session for user at uid; token receives SG_SESSION_TOKEN_LEN
- * bytes. The plain form proves the password only. */
+ * bytes. The plain form proves the password only. 0, -1 (too many),
+ * or GW_AUTH_STORE_FAILED (the store's row could not be written: no
+ * session). */
+#define GW_AUTH_STORE_FAILED (-3)
 int gw_auth_session_new(struct gw_auth *auth, const char *user, uid_t uid,
                         uint8_t *token);
 int gw_auth_session_new_factors(struct gw_auth *auth, const char *user, uid_t uid,

@@ -567,8 +567,11 @@ gw_op_login(struct gw_req *r)
 		if (ok != 1)
 			return refusal(r, "login", who, NULL, ok, &v);
 	}
-	if (gw_auth_session_new_factors(r->ctx->auth, who->id, r->peer->uid, v.factors, v.totp_at,
-	                                token) < 0)
+	ok = gw_auth_session_new_factors(r->ctx->auth, who->id, r->peer->uid, v.factors, v.totp_at,
+	                                 token);
+	if (ok == GW_AUTH_STORE_FAILED)
+		return sg_reply_error(CKR_DEVICE_ERROR, "internal", "the session could not be stored");
+	if (ok < 0)
 		return sg_reply_error(CKR_HOST_MEMORY, "internal", "too many sessions");
 	snprintf(r->err, sizeof(r->err), "factors:%s%s%s", (v.factors & GW_FACTOR_PASSWORD) ? " password" : "",
 	         (v.factors & GW_FACTOR_TOTP) ? " totp" : "", (v.factors & GW_FACTOR_WINDOW) ? " window" : "");
