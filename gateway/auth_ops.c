@@ -1293,3 +1293,43 @@ gw_auth_sessions_follow(struct gw_ctx *ctx, unsigned max_age, char *err, size_t 
 	gw_auth_use_store(ctx->auth, max_age, &h);
 	return 0;
 }
+
+/* A reload: a person of the old policy who lost a role in the new one
+ * loses their sessions at every gateway (each gateway that swaps does
+ * it; the DELETE finds nothing the second time). A person no longer in
+ * the policy is ended at the session's next use, recorded as a logout
+ * naming why (dispatch.c); here only role losses. */
+void
+gw_auth_sessions_policy_swapped(struct gw_ctx *ctx, const struct gw_policy *old,
+                                const struct gw_policy *now)
+{
+	char err[256];
+
+	if (ctx->auth == NULL || old == NULL || now == NULL)
+		return;
+	for (size_t i = 0; i < old->n_people; i++) {
+		const struct gw_person *was = &old->people[i], *is = gw_policy_person(now, was->id);
+		const char *lost = NULL;
+
+		for (size_t j = 0; is != NULL && j < was->n_roles && lost == NULL; j++)
+			if (!gw_person_has_role(is, was->roles[j]))
+				lost = was->roles[j];
+		if (lost == NULL)
+			continue;
+		gw_log_info("sessions of %s end: the policy in force takes away their role %s",
+		            was->id, lost);
+		gw_auth_session_end_user(ctx->auth, was->id);
+		if (ctx->store == NULL)
+			continue;
+		err[0] = '\0';
+		if (gw_store_tx_begin(ctx->store, err, sizeof(err)) < 0 ||
+		    gw_auth_sessions_revoke_tx(ctx->store, was->id, true, err, sizeof(err)) < 0) {
+			gw_store_tx_rollback(ctx->store);
+			gw_log_warn("sessions of %s: not deleted from the store: %s (each gateway "
+			            "checks the role at every use)", was->id, err[0] ? err : "store error");
+			continue;
+		}
+		if (gw_store_tx_commit(ctx->store, err, sizeof(err)) < 0)
+			gw_log_warn("sessions of %s: not deleted from the store: %s", was->id, err);
+	}
+}

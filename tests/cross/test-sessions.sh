@@ -13,7 +13,9 @@
 #    no sleep), at a gateway that has not cached it;
 #  - a row deleted while a's change feed is cut (no NOTIFY heard) is
 #    refused at a once its feed is back: the cache is asked again; and
-#    while the feed stays down, at a's very next use.
+#    while the feed stays down, at a's very next use;
+#  - a role taken away by a policy published at b ends the person's
+#    sessions at a.
 # Skipped (77) when PostgreSQL is not installed; the cluster and both
 # gateways are stopped however it ends.
 #
@@ -223,5 +225,23 @@ fi
 su_sql "ALTER DATABASE sealgate CONNECTION LIMIT -1" >/dev/null
 t6=$(login a p4)
 accepted a "$t6" && pass "and it serves sessions again" || fail "a login at a after its feed was down: $(use a "$t6")"
+
+# 7. A role taken away by a published policy ends the person's sessions:
+# p4 is an employee no more in the version hd publishes at b, and p4's
+# session at a (which only lists applications, no role needed) ends.
+t7=$(login a p4)
+accepted a "$t7" || fail "p4's session at a before the publish"
+sed 's/{ id: p4, name: Person Four, department: ops, roles: \[employee\] }/{ id: p4, name: Person Four, department: ops, roles: [executive] }/' \
+	"$W/policy.yaml" >"$W/policy-2.yaml"
+grep -q "roles: \[executive\]" "$W/policy-2.yaml" || fail "the second policy"
+echo 1700000180 >"$W/clock"
+if SEALGATE_CODE=$(code) SEALGATE_USER=hd SEALGATE_PASSWORD=hd-password "$ctl" \
+	--socket "$W/b/sealgated.sock" policy publish "$W/policy-2.yaml" >"$W/publish.out" 2>&1; then
+	if wait_for "refused a '$t7'"; then pass "a role taken away by a policy published at b ended the person's session at a"
+	else fail "p4's session still works at a after losing a role: $(use a "$t7")"; fi
+	[ "$(rows p4)" = 0 ] && pass "and the store holds none of theirs" || fail "sessions rows of p4: $(rows p4)"
+else
+	fail "policy publish at b: $(cat "$W/publish.out")"
+fi
 
 [ $fails = 0 ] || exit 1
