@@ -3,8 +3,13 @@
  * factors each login proved, per-signature grants, out-of-band windows and
  * pending confirmations, and gw_auth_check_sign. Only a hash of each
  * session token is kept, so a memory dump of the table does not yield a
- * usable token. Nothing here touches the store or the token: stored
- * credentials are totp.c's and auth_ops.c's.
+ * usable token. With a store (gw_auth_use_store) the table caches the
+ * store's sessions (sessionstore.h): made there at login, asked there
+ * when not known here, when the change feed is down, or every
+ * GW_AUTH_RECHECK seconds, and deleted there at logout. Grants, windows
+ * and confirmations stay here: each is bound to one connection or one
+ * OS user of this machine (docs/sites.md). Stored credentials are
+ * totp.c's and auth_ops.c's.
  */
 #include "auth.h"
 
@@ -19,6 +24,7 @@
 
 #include "dispatch.h"
 #include "policy.h"
+#include "sessionstore.h"
 #include "utf8.h"
 
 #define GRANTS_MAX     256        /* outstanding per-signature grants, all sessions */
@@ -30,6 +36,7 @@ struct session {
 	uint8_t id[crypto_generichash_BYTES];   /* BLAKE2b of the token */
 	struct gw_login_info info;
 	time_t last_used;
+	time_t checked;               /* the store said live then; 0: ask before the next use */
 	bool used;
 };
 
@@ -57,6 +64,11 @@ struct gw_auth {
 	pthread_cond_t confirm_cond;
 	unsigned idle_timeout;
 	struct gw_auth_settings set;
+	/* gw_auth_use_store: the sessions' store, or false (memory only) */
+	bool store;
+	unsigned max_age;
+	struct gw_auth_store_hooks hooks;
+	uint64_t forgets;               /* bumped by every forget: a store answer older is not cached */
 	struct session *tab;
 	size_t n, cap;
 	struct grant grants[GRANTS_MAX];
@@ -384,10 +396,58 @@ expire(struct gw_auth *a, time_t now)
 		a->n--;
 }
 
+/* A free slot of the table, grown when full. Caller holds the lock. */
+static struct session *
+slot_locked(struct gw_auth *a)
+{
+	for (size_t i = 0; i < a->n; i++)
+		if (!a->tab[i].used)
+			return &a->tab[i];
+	if (a->n == a->cap) {
+		size_t ncap = a->cap ? a->cap * 2 : 64;
+		struct session *t;
+		if (ncap > 65536)
+			return NULL;
+		t = calloc(ncap, sizeof(*t));
+		if (t == NULL)
+			return NULL;
+		if (a->tab) {
+			memcpy(t, a->tab, a->n * sizeof(*t));
+			sodium_memzero(a->tab, a->cap * sizeof(*t));
+			free(a->tab);
+		}
+		a->tab = t;
+		a->cap = ncap;
+	}
+	return &a->tab[a->n++];
+}
+
+/* The cached session of id, or NULL. Caller holds the lock. */
+static struct session *
+find_locked(struct gw_auth *a, const uint8_t *id)
+{
+	for (size_t i = 0; i < a->n; i++)
+		if (a->tab[i].used && sodium_memcmp(a->tab[i].id, id, crypto_generichash_BYTES) == 0)
+			return &a->tab[i];
+	return NULL;
+}
+
+void
+gw_auth_use_store(struct gw_auth *a, unsigned max_age, const struct gw_auth_store_hooks *hooks)
+{
+	pthread_mutex_lock(&a->lock);
+	a->store = hooks != NULL && hooks->put != NULL && hooks->touch != NULL && hooks->end != NULL;
+	a->max_age = max_age ? max_age : GW_AUTH_MAX_AGE;
+	if (a->store)
+		a->hooks = *hooks;
+	pthread_mutex_unlock(&a->lock);
+}
+
 int
 gw_auth_session_new_factors(struct gw_auth *a, const char *user, uid_t uid, unsigned factors,
                             time_t totp_at, uint8_t *token)
 {
+	struct gw_session_row row = { 0 };
 	struct session *s = NULL;
 	time_t now = time(NULL);
 	int rv = -1;
@@ -395,46 +455,45 @@ gw_auth_session_new_factors(struct gw_auth *a, const char *user, uid_t uid, unsi
 	if (strlen(user) > SG_NAME_MAX)
 		return -1;
 	randombytes_buf(token, SG_SESSION_TOKEN_LEN);
+	token_id(token, SG_SESSION_TOKEN_LEN, row.id);
+	if (a->store) {
+		/* The store's row is the session: made before anyone holds
+		 * the token (a login whose row is not written gets none). */
+		snprintf(row.user, sizeof(row.user), "%s", user);
+		row.uid = (int64_t)uid;
+		row.factors = factors;
+		row.totp_at = (int64_t)totp_at;
+		row.created = row.last_used = (int64_t)now;
+		row.idle = (int64_t)a->idle_timeout;
+		row.expires = (int64_t)now + (int64_t)a->max_age;
+		if (a->hooks.put(a->hooks.arg, &row, (int64_t)now) < 0) {
+			rv = GW_AUTH_STORE_FAILED;
+			goto out;
+		}
+	}
 	pthread_mutex_lock(&a->lock);
 	expire(a, now);
-	for (size_t i = 0; i < a->n; i++) {
-		if (!a->tab[i].used) {
-			s = &a->tab[i];
-			break;
-		}
+	s = slot_locked(a);
+	if (s != NULL) {
+		memset(s, 0, sizeof(*s));
+		memcpy(s->id, row.id, sizeof(s->id));
+		snprintf(s->info.user, sizeof(s->info.user), "%s", user);
+		s->info.uid = uid;
+		s->info.created = now;
+		s->info.factors = factors;
+		s->info.totp_at = totp_at;
+		memcpy(s->info.sid, s->id, GW_AUTH_SID_LEN);
+		s->last_used = now;
+		s->checked = now;
+		s->used = true;
+		rv = 0;
+	} else if (a->store) {
+		/* (the cache is full: the store has it, asked at each use) */
+		rv = 0;
 	}
-	if (s == NULL) {
-		if (a->n == a->cap) {
-			size_t ncap = a->cap ? a->cap * 2 : 64;
-			struct session *t;
-			if (ncap > 65536)
-				goto out;
-			t = calloc(ncap, sizeof(*t));
-			if (t == NULL)
-				goto out;
-			if (a->tab) {
-				memcpy(t, a->tab, a->n * sizeof(*t));
-				sodium_memzero(a->tab, a->cap * sizeof(*t));
-				free(a->tab);
-			}
-			a->tab = t;
-			a->cap = ncap;
-		}
-		s = &a->tab[a->n++];
-	}
-	memset(s, 0, sizeof(*s));
-	token_id(token, SG_SESSION_TOKEN_LEN, s->id);
-	snprintf(s->info.user, sizeof(s->info.user), "%s", user);
-	s->info.uid = uid;
-	s->info.created = now;
-	s->info.factors = factors;
-	s->info.totp_at = totp_at;
-	memcpy(s->info.sid, s->id, GW_AUTH_SID_LEN);
-	s->last_used = now;
-	s->used = true;
-	rv = 0;
-out:
 	pthread_mutex_unlock(&a->lock);
+out:
+	sodium_memzero(&row, sizeof(row));
 	if (rv < 0)
 		sodium_memzero(token, SG_SESSION_TOKEN_LEN);
 	return rv;
@@ -446,42 +505,116 @@ gw_auth_session_new(struct gw_auth *a, const char *user, uid_t uid, uint8_t *tok
 	return gw_auth_session_new_factors(a, user, uid, GW_FACTOR_PASSWORD, 0, token);
 }
 
+/* The store's answer for id, cached when no change was heard meanwhile
+ * (forgets is what it was before the question). Caller holds the lock. */
+static int
+cache_answer_locked(struct gw_auth *a, const uint8_t *id, int rc, const struct gw_session_row *row,
+                    uint64_t forgets, time_t now, uid_t uid, struct gw_login_info *info)
+{
+	struct session *s = find_locked(a, id);
+
+	if (rc < 0)
+		return -1;
+	if (rc == 0) {
+		/* Ended, expired or revoked: gone here too. */
+		if (s != NULL)
+			session_clear_locked(a, s);
+		return 0;
+	}
+	if (row->uid != (int64_t)uid)
+		return 0;
+	if (s == NULL && (s = slot_locked(a)) != NULL) {
+		memset(s, 0, sizeof(*s));
+		memcpy(s->id, id, sizeof(s->id));
+		memcpy(s->info.sid, id, GW_AUTH_SID_LEN);
+		s->used = true;
+	}
+	if (s != NULL) {
+		snprintf(s->info.user, sizeof(s->info.user), "%s", row->user);
+		s->info.uid = uid;
+		s->info.created = (time_t)row->created;
+		s->info.factors = row->factors;
+		s->info.totp_at = (time_t)row->totp_at;
+		s->last_used = now;
+		s->checked = forgets == a->forgets ? now : 0;
+		*info = s->info;
+	} else {
+		/* (the cache is full: this use is the store's answer alone) */
+		memset(info, 0, sizeof(*info));
+		snprintf(info->user, sizeof(info->user), "%s", row->user);
+		info->uid = uid;
+		info->created = (time_t)row->created;
+		info->factors = row->factors;
+		info->totp_at = (time_t)row->totp_at;
+		memcpy(info->sid, id, GW_AUTH_SID_LEN);
+	}
+	return 1;
+}
+
+int
+gw_auth_session_find(struct gw_auth *a, const uint8_t *token, size_t len, uid_t uid,
+                     struct gw_login_info *info)
+{
+	uint8_t id[crypto_generichash_BYTES];
+	struct gw_session_row row;
+	time_t now = time(NULL);
+	struct session *s;
+	bool fresh = true;
+	uint64_t forgets;
+	int rc;
+
+	if (token == NULL || len != SG_SESSION_TOKEN_LEN)
+		return 0;
+	token_id(token, len, id);
+	if (a->store && a->hooks.fresh != NULL)
+		fresh = a->hooks.fresh(a->hooks.arg);
+	pthread_mutex_lock(&a->lock);
+	s = find_locked(a, id);
+	/* A token is bound to the uid that logged in. */
+	if (s != NULL && s->info.uid != uid) {
+		pthread_mutex_unlock(&a->lock);
+		return 0;
+	}
+	if (s != NULL && now - s->last_used > (time_t)a->idle_timeout && !a->store) {
+		session_clear_locked(a, s);
+		s = NULL;
+	}
+	if (!a->store || (s != NULL && fresh && s->checked != 0 &&
+	    now - s->checked < GW_AUTH_RECHECK && now >= s->checked &&
+	    now - s->last_used <= (time_t)a->idle_timeout)) {
+		/* Memory's answer: no store, or a session the store said live
+		 * a moment ago and whose revocation the feed would have
+		 * brought. */
+		rc = s != NULL;
+		if (s != NULL) {
+			s->last_used = now;
+			*info = s->info;
+		}
+		pthread_mutex_unlock(&a->lock);
+		return rc;
+	}
+	forgets = a->forgets;
+	pthread_mutex_unlock(&a->lock);
+	rc = a->hooks.touch(a->hooks.arg, id, (int64_t)now, &row);
+	pthread_mutex_lock(&a->lock);
+	rc = cache_answer_locked(a, id, rc, &row, forgets, now, uid, info);
+	pthread_mutex_unlock(&a->lock);
+	sodium_memzero(&row, sizeof(row));
+	return rc;
+}
+
 bool
 gw_auth_session_get(struct gw_auth *a, const uint8_t *token, size_t len,
                     uid_t uid, struct gw_login_info *info)
 {
-	uint8_t id[crypto_generichash_BYTES];
-	time_t now = time(NULL);
-	bool found = false;
-
-	if (token == NULL || len != SG_SESSION_TOKEN_LEN)
-		return false;
-	token_id(token, len, id);
-	pthread_mutex_lock(&a->lock);
-	for (size_t i = 0; i < a->n; i++) {
-		struct session *s = &a->tab[i];
-		if (!s->used || sodium_memcmp(s->id, id, sizeof(id)) != 0)
-			continue;
-		if (now - s->last_used > (time_t)a->idle_timeout) {
-			session_clear_locked(a, s);
-			break;
-		}
-		/* A token is bound to the uid that logged in. */
-		if (s->info.uid != uid)
-			break;
-		s->last_used = now;
-		*info = s->info;
-		found = true;
-		break;
-	}
-	pthread_mutex_unlock(&a->lock);
-	return found;
+	return gw_auth_session_find(a, token, len, uid, info) == 1;
 }
 
 void
 gw_auth_session_end(struct gw_auth *a, const uint8_t *token, size_t len, uid_t uid)
 {
 	uint8_t id[crypto_generichash_BYTES];
+	bool ended = false;
 
 	if (token == NULL || len != SG_SESSION_TOKEN_LEN)
 		return;
@@ -491,10 +624,16 @@ gw_auth_session_end(struct gw_auth *a, const uint8_t *token, size_t len, uid_t u
 		struct session *s = &a->tab[i];
 		/* Only the uid that logged in ends it: a token seen by
 		 * someone else is no logout for them to give. */
-		if (s->used && sodium_memcmp(s->id, id, sizeof(id)) == 0 && s->info.uid == uid)
+		if (s->used && sodium_memcmp(s->id, id, sizeof(id)) == 0 && s->info.uid == uid) {
 			session_clear_locked(a, s);
+			ended = true;
+		}
 	}
 	pthread_mutex_unlock(&a->lock);
+	/* (the cache has every session the dispatcher let through: a
+	 * logout is of a session found, hence cached, here) */
+	if (ended && a->store)
+		a->hooks.end(a->hooks.arg, id);
 }
 
 void
@@ -509,6 +648,31 @@ gw_auth_session_end_user(struct gw_auth *a, const char *user)
 	for (size_t i = 0; i < WINDOWS_MAX; i++)
 		if (a->windows[i].until != 0 && strcmp(a->windows[i].user, user) == 0)
 			memset(&a->windows[i], 0, sizeof(a->windows[i]));
+	a->forgets++;
+	pthread_mutex_unlock(&a->lock);
+}
+
+void
+gw_auth_session_forget_user(struct gw_auth *a, const char *user, bool revoked)
+{
+	pthread_mutex_lock(&a->lock);
+	for (size_t i = 0; i < a->n; i++) {
+		struct session *s = &a->tab[i];
+		if (!s->used || (user != NULL && strcmp(s->info.user, user) != 0))
+			continue;
+		if (revoked)
+			session_clear_locked(a, s);
+		else
+			s->checked = 0;
+	}
+	/* A window is this gateway's alone: a revocation heard closes it
+	 * here; after a lost feed (user NULL) any may have been revoked. */
+	if (revoked)
+		for (size_t i = 0; i < WINDOWS_MAX; i++)
+			if (a->windows[i].until != 0 &&
+			    (user == NULL || strcmp(a->windows[i].user, user) == 0))
+				memset(&a->windows[i], 0, sizeof(a->windows[i]));
+	a->forgets++;
 	pthread_mutex_unlock(&a->lock);
 }
 

@@ -7,8 +7,9 @@
  * and THE check of a seal's second-factor rule on the sign path
  * (gw_auth_check_sign). A session token is 32 random bytes, valid only
  * from the OS uid that logged in, ended by logout (from that uid), idle
- * timeout, a password change or gateway restart (nothing here is written
- * to disk); the dispatcher re-checks it against the policy in force at
+ * timeout, its absolute end or a password change; with a store the
+ * sessions are the store's (gw_auth_use_store) and this table caches
+ * them; the dispatcher re-checks each against the policy in force at
  * every use (dispatch.c). Stored credentials (TOTP
  * secrets, failed-attempt counters) live in totp.c and auth_ops.c.
  */
@@ -108,7 +109,10 @@ int gw_auth_check_password_n(struct gw_auth *auth, struct gw_store *st,
 /* ---- sessions ---- */
 
 /* Creates a session for user at uid; token receives SG_SESSION_TOKEN_LEN
- * bytes. The plain form proves the password only. */
+ * bytes. The plain form proves the password only. 0, -1 (too many),
+ * or GW_AUTH_STORE_FAILED (the store's row could not be written: no
+ * session). */
+#define GW_AUTH_STORE_FAILED (-3)
 int gw_auth_session_new(struct gw_auth *auth, const char *user, uid_t uid,
                         uint8_t *token);
 int gw_auth_session_new_factors(struct gw_auth *auth, const char *user, uid_t uid,
@@ -123,6 +127,48 @@ size_t gw_auth_session_count(struct gw_auth *auth);
 /* Ends every session (and window) of user: after a password change, own
  * or by an admin, and a TOTP reset. */
 void gw_auth_session_end_user(struct gw_auth *auth, const char *user);
+
+/* ---- sessions in the store (sessionstore.h; docs/store.md, "Sessions") ----
+ * With a store, a session is a row of the store's sessions table, made
+ * at login and read by any gateway of the store: this table is a cache
+ * in front of it. A cached session is used without asking the store (the
+ * sign path gains no round trip) while the change feed is up (fresh) and
+ * the store said it was live less than GW_AUTH_RECHECK seconds ago;
+ * otherwise the store is asked first, in a statement that checks idle
+ * time and absolute end. What another gateway revokes reaches the cache
+ * through the feed (gw_auth_session_forget_user). Without a store
+ * (gw_auth_use_store never called: unit tests, fuzzers) the table is the
+ * sessions, in memory only. */
+#define GW_AUTH_RECHECK 60
+/* Default absolute end of a session, seconds from its login. */
+#define GW_AUTH_MAX_AGE 604800
+struct gw_session_row;
+/* The store behind the cache (auth_ops.c: sessionstore.h and the change
+ * feed), so that this file stays free of the store. */
+struct gw_auth_store_hooks {
+	/* True while the cache hears every change (the feed is up, or the
+	 * store has no other gateway); false makes every use ask the store. */
+	bool (*fresh)(void *arg);
+	/* gw_sessionstore_put (logging why it failed), _touch, and _end
+	 * with the other gateways told. */
+	int (*put)(void *arg, const struct gw_session_row *row, int64_t now);
+	int (*touch)(void *arg, const uint8_t *id, int64_t now, struct gw_session_row *out);
+	void (*end)(void *arg, const uint8_t *id);
+	void *arg;
+};
+/* Call before serving. max_age 0 = GW_AUTH_MAX_AGE. */
+void gw_auth_use_store(struct gw_auth *a, unsigned max_age, const struct gw_auth_store_hooks *hooks);
+/* gw_auth_session_get with the store's answer: 1 live (info filled), 0
+ * not (unknown, expired, ended, another uid's), -1 the store could not be
+ * asked (the request is refused as a store failure, not a logout). */
+int gw_auth_session_find(struct gw_auth *auth, const uint8_t *token, size_t len, uid_t uid,
+                         struct gw_login_info *info);
+/* A change another gateway made to user's sessions (the feed; user NULL:
+ * any, after the feed was lost): the cached ones are asked again before
+ * their next use. revoked: every session of the user was deleted (a
+ * password change, TOTP reset or unlock): they and the user's signing
+ * windows are dropped at once. */
+void gw_auth_session_forget_user(struct gw_auth *auth, const char *user, bool revoked);
 
 /* ---- per-signature grants (mfa: per_signature) ----
  * A code given with C_Login(CKU_CONTEXT_SPECIFIC) after C_SignInit grants

@@ -29,7 +29,9 @@
 
 #include <openssl/crypto.h>
 
+#include "changes.h"
 #include "log.h"
+#include "sessionstore.h"
 #include "totp.h"
 
 #define LOCK_OWN        (-1)       /* auth_lockout.uid of the account's own logins */
@@ -565,8 +567,11 @@ gw_op_login(struct gw_req *r)
 		if (ok != 1)
 			return refusal(r, "login", who, NULL, ok, &v);
 	}
-	if (gw_auth_session_new_factors(r->ctx->auth, who->id, r->peer->uid, v.factors, v.totp_at,
-	                                token) < 0)
+	ok = gw_auth_session_new_factors(r->ctx->auth, who->id, r->peer->uid, v.factors, v.totp_at,
+	                                 token);
+	if (ok == GW_AUTH_STORE_FAILED)
+		return sg_reply_error(CKR_DEVICE_ERROR, "internal", "the session could not be stored");
+	if (ok < 0)
 		return sg_reply_error(CKR_HOST_MEMORY, "internal", "too many sessions");
 	snprintf(r->err, sizeof(r->err), "factors:%s%s%s", (v.factors & GW_FACTOR_PASSWORD) ? " password" : "",
 	         (v.factors & GW_FACTOR_TOTP) ? " totp" : "", (v.factors & GW_FACTOR_WINDOW) ? " window" : "");
@@ -668,6 +673,18 @@ record_change(struct gw_req *r, const char *action, const char *reason,
 }
 
 int
+gw_auth_sessions_revoke_tx(struct gw_store *st, const char *user, bool windows, char *err,
+                           size_t errlen)
+{
+	if (gw_sessionstore_end_user(st, user) < 0) {
+		snprintf(err, errlen, "could not end the sessions of %s", user);
+		return -1;
+	}
+	return gw_changes_announce_tx(st, windows ? GW_CHANGE_REVOKE : GW_CHANGE_SESSION, user, err,
+	                              errlen);
+}
+
+int
 gw_auth_password_apply_tx(struct gw_store *st, void *arg, char *err, size_t errlen)
 {
 	const struct gw_password_change *c = arg;
@@ -676,7 +693,9 @@ gw_auth_password_apply_tx(struct gw_store *st, void *arg, char *err, size_t errl
 		snprintf(err, errlen, "could not store the password of %s", c->user);
 		return -1;
 	}
-	return 0;
+	/* Sessions opened with the old password end with it, at every
+	 * gateway of the store, in this very transaction. */
+	return gw_auth_sessions_revoke_tx(st, c->user, true, err, errlen);
 }
 
 /* user_add and user_passwd: the table (dispatch.c) lets a seal admin with
@@ -787,6 +806,17 @@ apply_totp_delete(struct gw_store *st, void *arg, char *err, size_t errlen)
 	return 0;
 }
 
+/* totp_reset: the secret goes, and with it every session that proved it. */
+static int
+apply_totp_reset(struct gw_store *st, void *arg, char *err, size_t errlen)
+{
+	struct totp_change *t = arg;
+
+	if (apply_totp_delete(st, arg, err, errlen) < 0)
+		return -1;
+	return gw_auth_sessions_revoke_tx(st, t->user, true, err, errlen);
+}
+
 json_t *
 gw_op_totp_enroll(struct gw_req *r)
 {
@@ -879,7 +909,7 @@ gw_op_totp_reset(struct gw_req *r)
 	tc.user = t->id;
 	snprintf(why, sizeof(why), enrolled ? "TOTP secret of %s removed; they enroll a new one" :
 	         "%s had no TOTP secret", t->id);
-	if (record_change(r, "totp_reset", why, apply_totp_delete, &tc) < 0)
+	if (record_change(r, "totp_reset", why, apply_totp_reset, &tc) < 0)
 		return audit_refusal("totp_reset");
 	/* Sessions that proved the old secret end with it. */
 	gw_auth_session_end_user(r->ctx->auth, t->id);
@@ -895,7 +925,11 @@ apply_unlock(struct gw_store *st, void *arg, char *err, size_t errlen)
 		snprintf(err, errlen, "could not clear the failed attempts of %s", user);
 		return -1;
 	}
-	return 0;
+	/* An unlock starts the account afresh: no session opened before it
+	 * lives on. The person's signing windows stay (they were opened
+	 * with password and code on this machine; a lockout already
+	 * refuses a PIN-less login inside one, docs/authentication.md). */
+	return gw_auth_sessions_revoke_tx(st, user, false, err, errlen);
 }
 
 json_t *
@@ -911,6 +945,8 @@ gw_op_user_unlock(struct gw_req *r)
 	snprintf(why, sizeof(why), "unlocked %s (failed attempts and lockouts cleared)", t->id);
 	if (record_change(r, "user_unlock", why, apply_unlock, (void *)t->id) < 0)
 		return audit_refusal("user_unlock");
+	/* (the rows are gone: what is cached here is asked again) */
+	gw_auth_session_forget_user(r->ctx->auth, t->id, false);
 	return sg_reply_ok();
 }
 
@@ -1169,4 +1205,131 @@ gw_op_users(struct gw_req *r)
 	rep = sg_reply_ok();
 	json_object_set_new(rep, "users", arr);
 	return rep;
+}
+
+/* ------------------------------------------------------------------ */
+/* Sessions in the store (sessionstore.h)                              */
+
+static bool
+feed_fresh(void *arg)
+{
+	return gw_changes_live(arg);
+}
+
+static int
+store_put(void *arg, const struct gw_session_row *row, int64_t now)
+{
+	struct gw_ctx *ctx = arg;
+	char err[256];
+
+	if (gw_sessionstore_put(ctx->store, row, now, err, sizeof(err)) < 0) {
+		gw_log_error("login of %s: the session could not be stored: %s", row->user, err);
+		return -1;
+	}
+	return 0;
+}
+
+static int
+store_touch(void *arg, const uint8_t *id, int64_t now, struct gw_session_row *out)
+{
+	struct gw_ctx *ctx = arg;
+
+	return gw_sessionstore_touch(ctx->store, id, now, out);
+}
+
+/* Deletes the store's row of id and tells the other gateways, in one
+ * transaction (the NOTIFY goes with the DELETE's commit). */
+static void
+store_end(void *arg, const uint8_t *id)
+{
+	struct gw_ctx *ctx = arg;
+	char user[GW_SESSION_USER_MAX + 1], err[256] = "";
+	int rc;
+
+	if (gw_store_tx_begin(ctx->store, err, sizeof(err)) < 0)
+		goto fail;
+	rc = gw_sessionstore_end(ctx->store, id, user);
+	if (rc < 0 || (rc == 1 && gw_changes_announce_tx(ctx->store, GW_CHANGE_SESSION, user, err,
+	                                                sizeof(err)) < 0)) {
+		gw_store_tx_rollback(ctx->store);
+		goto fail;
+	}
+	if (gw_store_tx_commit(ctx->store, err, sizeof(err)) < 0)
+		goto fail;
+	return;
+fail:
+	/* The row stays until its idle time ends it; this gateway has
+	 * forgotten it and the others ask the store at least every
+	 * GW_AUTH_RECHECK seconds. */
+	gw_log_warn("logout: the session could not be deleted from the store: %s",
+	            err[0] ? err : "store error");
+}
+
+static void
+on_session_change(struct gw_ctx *ctx, const char *kind, const char *id, void *arg)
+{
+	(void)arg;
+	if (ctx->auth != NULL)
+		gw_auth_session_forget_user(ctx->auth, id, strcmp(kind, GW_CHANGE_REVOKE) == 0);
+}
+
+int
+gw_auth_sessions_follow(struct gw_ctx *ctx, unsigned max_age, char *err, size_t errlen)
+{
+	struct gw_auth_store_hooks h = {
+		.fresh = feed_fresh, .put = store_put, .touch = store_touch, .end = store_end,
+		.arg = ctx,
+	};
+
+	if (ctx->store == NULL)
+		return 0;
+	if (gw_sessionstore_init(ctx->store, err, errlen) < 0)
+		return -1;
+	if (gw_changes_subscribe(ctx, GW_CHANGE_SESSION, on_session_change, NULL) < 0 ||
+	    gw_changes_subscribe(ctx, GW_CHANGE_REVOKE, on_session_change, NULL) < 0) {
+		snprintf(err, errlen, "out of memory");
+		return -1;
+	}
+	gw_auth_use_store(ctx->auth, max_age, &h);
+	return 0;
+}
+
+/* A reload: a person of the old policy who lost a role in the new one
+ * loses their sessions at every gateway (each gateway that swaps does
+ * it; the DELETE finds nothing the second time). A person no longer in
+ * the policy is ended at the session's next use, recorded as a logout
+ * naming why (dispatch.c); here only role losses. */
+void
+gw_auth_sessions_policy_swapped(struct gw_ctx *ctx, const struct gw_policy *old,
+                                const struct gw_policy *now)
+{
+	char err[256];
+
+	if (ctx->auth == NULL || old == NULL || now == NULL)
+		return;
+	for (size_t i = 0; i < old->n_people; i++) {
+		const struct gw_person *was = &old->people[i], *is = gw_policy_person(now, was->id);
+		const char *lost = NULL;
+
+		for (size_t j = 0; is != NULL && j < was->n_roles && lost == NULL; j++)
+			if (!gw_person_has_role(is, was->roles[j]))
+				lost = was->roles[j];
+		if (lost == NULL)
+			continue;
+		gw_log_info("sessions of %s end: the policy in force takes away their role %s",
+		            was->id, lost);
+		gw_auth_session_end_user(ctx->auth, was->id);
+		if (ctx->store == NULL)
+			continue;
+		err[0] = '\0';
+		if (gw_store_tx_begin(ctx->store, err, sizeof(err)) < 0 ||
+		    gw_auth_sessions_revoke_tx(ctx->store, was->id, true, err, sizeof(err)) < 0) {
+			gw_store_tx_rollback(ctx->store);
+			gw_log_warn("sessions of %s: not deleted from the store: %s (each gateway "
+			            "checks the role at every use)", was->id, err[0] ? err : "store error");
+			continue;
+		}
+		if (gw_store_tx_commit(ctx->store, err, sizeof(err)) < 0)
+			gw_log_warn("sessions of %s: not deleted from the store: %s", was->id, err);
+	}
 }

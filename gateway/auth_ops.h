@@ -21,6 +21,23 @@ struct gw_password_change {
 	const char *user, *hash;
 };
 int gw_auth_password_apply_tx(struct gw_store *st, void *arg, char *err, size_t errlen);
+/* Inside a credential change's transaction: deletes every session of
+ * user from the store and tells the other gateways (changes.h: kind
+ * "revoke", which closes the user's signing windows too, when windows;
+ * else "session"). The caller ends them here too once the change
+ * committed (gw_auth_session_end_user, gw_auth_session_forget_user).
+ * 0 or -1 with err. */
+int gw_auth_sessions_revoke_tx(struct gw_store *st, const char *user, bool windows, char *err,
+                               size_t errlen);
+/* Sessions in the store (auth.h, gw_auth_use_store): makes the table
+ * when the backend needs it, follows the other gateways' logouts and
+ * revocations through the change feed. Call after gw_auth_new, before
+ * gw_changes_start. max_age 0 = GW_AUTH_MAX_AGE. 0 or -1 with err. */
+int gw_auth_sessions_follow(struct gw_ctx *ctx, unsigned max_age, char *err, size_t errlen);
+/* A policy replaced (gw_snapshot_swap): the sessions of every person who
+ * lost a role in it end, here and in the store (kind "revoke"). */
+void gw_auth_sessions_policy_swapped(struct gw_ctx *ctx, const struct gw_policy *old,
+                                     const struct gw_policy *now);
 
 /* The code a request of the web front carries ("code") for action,
  * checked as a login's would be (once only, counted for the lockout,

@@ -33,6 +33,7 @@ struct gw_changes {
 	struct hook hooks[HOOKS_MAX];
 	size_t n_hooks;
 	bool started, stop;
+	bool live;                  /* connected, and the hooks have re-read (gw_changes_live) */
 	pthread_t th;
 	unsigned connects;
 };
@@ -160,8 +161,15 @@ feed_main(void *arg)
 			/* Whatever came before this connection listened (at the
 			 * start, or while it was lost) is read again. */
 			deliver(c, NULL, NULL);
+			pthread_mutex_lock(&c->lock);
+			c->live = true;
+			pthread_mutex_unlock(&c->lock);
 		}
 		if (gw_store_changes_wait(feed, WAIT_MS, on_event, c, err, sizeof(err)) < 0) {
+			/* Stale from here: what comes meanwhile is not heard. */
+			pthread_mutex_lock(&c->lock);
+			c->live = false;
+			pthread_mutex_unlock(&c->lock);
 			gw_log_warn("change feed: %s; connecting again", err);
 			said = true;
 			gw_store_changes_close(&feed);
@@ -191,6 +199,7 @@ gw_changes_start(struct gw_ctx *ctx, char *err, size_t errlen)
 		return 0;
 	/* (r < 0: the store is unreachable now; the thread keeps trying) */
 	c->stop = false;
+	c->live = false;
 	if (pthread_create(&c->th, NULL, feed_main, c) != 0) {
 		snprintf(err, errlen, "cannot start the change feed's thread");
 		return -1;
@@ -236,6 +245,20 @@ gw_changes_local(struct gw_ctx *ctx, const char *kind, const char *id)
 {
 	if (ctx->changes != NULL)
 		deliver(ctx->changes, kind, id);
+}
+
+bool
+gw_changes_live(struct gw_ctx *ctx)
+{
+	struct gw_changes *c = ctx->changes;
+	bool live = true;
+
+	if (c != NULL) {
+		pthread_mutex_lock(&c->lock);
+		live = !c->started || c->live;
+		pthread_mutex_unlock(&c->lock);
+	}
+	return live;
 }
 
 unsigned

@@ -20,6 +20,12 @@
 #define GW_CHANGE_POLICY "policy"
 #define GW_CHANGE_APP    "app"
 #define GW_CHANGE_QUOTA  "quota"
+/* pgsess: sessions (auth.c): "session:USER" some of USER's sessions were
+ * deleted (a logout, an unlock: the cached ones are asked again);
+ * "revoke:USER" every one was, with the user's signing windows (a
+ * password change, a TOTP reset: dropped at once). */
+#define GW_CHANGE_SESSION "session"
+#define GW_CHANGE_REVOKE  "revoke"
 
 /* A hook: kind is the subscribed kind; id the event's id ("7", "42",
  * "contract"), or NULL: re-read everything of this kind (after the feed
@@ -45,6 +51,13 @@ int gw_changes_announce_tx(struct gw_store *st, const char *kind, const char *id
 /* After the commit of a change made here: applies it on this gateway at
  * once (SQLite's only way; on PostgreSQL the feed brings it again). */
 void gw_changes_local(struct gw_ctx *ctx, const char *kind, const char *id);
+
+/* True when what the hooks were told is all there is to hear: no feed
+ * is needed (SQLite, no store), or the feed is connected and its hooks
+ * have re-read. False from the start of the feed's thread until its
+ * first connection, and from a lost connection until the next one:
+ * caches are then stale (auth.c asks the store before each use). */
+bool gw_changes_live(struct gw_ctx *ctx);
 
 /* For tests: feed connections opened so far (the first and each one
  * after a loss). */

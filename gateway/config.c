@@ -51,7 +51,9 @@ static const char *const config_keys[] = {
 	"risk_online", "risk_queue",
 
 	/* Documents (docs/stamp.md). */
-	"document_max_size", NULL
+	"document_max_size",
+	/* Sessions in the store (docs/authentication.md, "Sessions"). */
+	"session_max_age", NULL
 };
 
 void
@@ -548,6 +550,12 @@ parse_tree(struct gw_yaml *y, yaml_node_t *root, const char *name, struct gw_con
 		if (gw_yaml_int(y, n, "session_timeout", 1, TIMEOUT_MAX, &v) < 0)
 			goto out;
 		c->session_timeout = (unsigned)v;
+	}
+	c->session_max_age = 604800;
+	if ((n = gw_yaml_map_get(y, root, "session_max_age")) != NULL) {
+		if (gw_yaml_int(y, n, "session_max_age", 60, 31536000, &v) < 0)
+			goto out;
+		c->session_max_age = (unsigned)v;
 	}
 	if ((n = gw_yaml_map_get(y, root, "log_debug")) != NULL &&
 	    gw_yaml_bool(y, n, "log_debug", &c->log_debug) < 0)

@@ -33,6 +33,7 @@ struct gw_config {
 	char *totp_key_file;     /* a management gateway's TOTP key pair (docs/sites.md), or NULL */
 	unsigned backend_sessions; /* size of the backend session pool; default 2 * cores */
 	unsigned session_timeout;  /* seconds of idleness before a login ends; default 28800 */
+	unsigned session_max_age;  /* seconds from a login to its end, however used; default 604800 */
 	unsigned audit_checkpoint_interval; /* seconds between signed checkpoints; default 300 */
 	bool risk_online;        /* the risk rules run online (docs/risk.md); default true */
 	unsigned risk_queue;     /* records handed to them before a catch-up from the store; 8192 */

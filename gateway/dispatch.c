@@ -519,7 +519,15 @@ authorize(struct gw_req *r, const struct op *op, const uint8_t *tok, size_t tokl
 	char why[256];
 
 	if (tok != NULL) {
-		r->logged_in = gw_auth_session_get(r->ctx->auth, tok, toklen, r->peer->uid, &r->login);
+		int found = gw_auth_session_find(r->ctx->auth, tok, toklen, r->peer->uid, &r->login);
+
+		/* The store could not say whether the session lives: a store
+		 * failure (dispatch's store_unreachable), not a logout the
+		 * application would act on. */
+		if (found < 0)
+			return sg_reply_error(CKR_DEVICE_ERROR, "internal",
+			                      "the session could not be read from the store");
+		r->logged_in = found == 1;
 		if (r->logged_in) {
 			r->who = session_person(r, why, sizeof(why));
 			if (r->who == NULL) {

@@ -638,6 +638,29 @@ token_done:
 		gw_log_error("audit: %s", err);
 		goto out;
 	}
+	if (gw_auth_new(ctx.cfg->session_timeout, &ctx.auth) < 0) {
+		gw_log_error("cannot initialise authentication");
+		goto out;
+	}
+	{
+		struct gw_auth_settings as = {
+			.max_failures = ctx.cfg->auth_max_failures,
+			.lockout_seconds = ctx.cfg->auth_lockout,
+			.signing_window = ctx.cfg->signing_window,
+			.confirm_timeout = ctx.cfg->confirm_timeout,
+			.test_clock = ctx.cfg->test_clock,
+		};
+		gw_auth_configure(ctx.auth, &as);
+		gw_log_info("passwords: at most %u Argon2id hashes at once", gw_auth_hash_pool());
+		if (as.test_clock)
+			gw_log_info("test_clock: TOTP, lockouts and windows follow SEALGATE_TEST_CLOCK (tests only)");
+	}
+	/* Sessions are the store's, cached here; made before the change
+	 * feed starts, whose thread tells them what other gateways ended. */
+	if (gw_auth_sessions_follow(&ctx, ctx.cfg->session_max_age, err, sizeof(err)) < 0) {
+		gw_log_error("sessions: %s", err);
+		goto out;
+	}
 	/* The newest published policy rules over the file; changes others
 	 * make to the store are followed from here on (changes.h). */
 	if (gw_policy_store_start(&ctx, file_err, err, sizeof(err)) < 0) {
@@ -670,23 +693,6 @@ token_done:
 			gw_log_error("%s", err);
 			goto out;
 		}
-	}
-	if (gw_auth_new(ctx.cfg->session_timeout, &ctx.auth) < 0) {
-		gw_log_error("cannot initialise authentication");
-		goto out;
-	}
-	{
-		struct gw_auth_settings as = {
-			.max_failures = ctx.cfg->auth_max_failures,
-			.lockout_seconds = ctx.cfg->auth_lockout,
-			.signing_window = ctx.cfg->signing_window,
-			.confirm_timeout = ctx.cfg->confirm_timeout,
-			.test_clock = ctx.cfg->test_clock,
-		};
-		gw_auth_configure(ctx.auth, &as);
-		gw_log_info("passwords: at most %u Argon2id hashes at once", gw_auth_hash_pool());
-		if (as.test_clock)
-			gw_log_info("test_clock: TOTP, lockouts and windows follow SEALGATE_TEST_CLOCK (tests only)");
 	}
 	/* The risk rules beside the log (docs/risk.md): a failure to start
 	 * them is said loudly, but stops no signing (alerts report misuse,

@@ -26,6 +26,7 @@
 
 #include "audit.h"
 #include "auth.h"
+#include "auth_ops.h"
 #include "changes.h"
 #include "notify/notify.h"
 #include "device.h"
@@ -244,6 +245,9 @@ gw_snapshot_swap(struct gw_ctx *ctx, struct gw_snapshot *snap)
 	old = ctx->snap;
 	ctx->snap = snap;
 	pthread_mutex_unlock(&ctx->snap_lock);
+	/* (pgsess: a role taken away ends its person's sessions) */
+	if (old != NULL && snap != NULL)
+		gw_auth_sessions_policy_swapped(ctx, old->policy, snap->policy);
 	gw_snapshot_put(&old);
 }
 

@@ -15,6 +15,7 @@
 #include "docstore.h"
 #include "outbox.h"
 #include "alertstore.h"
+#include "sessionstore.h"
 
 /* Every call of the interface but the ones that open a store (they pick
  * the backend) or read a store file without opening it (_peek), with the
@@ -175,6 +176,16 @@ struct gw_store_ops {
 	                      char *err, size_t errlen);
 	int (*alert_list)(struct gw_store *st, const struct gw_alert_filter *f,
 	                  gw_alertstore_fn fn, void *ctx, char *err, size_t errlen);
+	/* the sessions repository (sessionstore.h; pgsess): logins in the
+	 * store, seen by every gateway of it. */
+	int (*session_init)(struct gw_store *st, char *err, size_t errlen);
+	int (*session_put)(struct gw_store *st, const struct gw_session_row *row, int64_t now,
+	                   char *err, size_t errlen);
+	int (*session_touch)(struct gw_store *st, const uint8_t id[GW_SESSION_ID_LEN], int64_t now,
+	                     struct gw_session_row *out);
+	int (*session_end)(struct gw_store *st, const uint8_t id[GW_SESSION_ID_LEN],
+	                   char user[GW_SESSION_USER_MAX + 1]);
+	int (*session_end_user)(struct gw_store *st, const char *user);
 };
 
 /* What ending an attempt does to its row, the same on every backend (each

@@ -83,7 +83,7 @@ super >/dev/null <<'EOS'
 SET ROLE sealgate_owner;
 GRANT SELECT ON schema_version TO sealgate;
 GRANT SELECT, INSERT, UPDATE, DELETE ON accounts, store_meta, auth_lockout, auth_totp,
-	applications, approvals, quota_use, site_meta, auth_totp_sites TO sealgate;
+	applications, approvals, quota_use, site_meta, auth_totp_sites, sessions TO sealgate;
 GRANT SELECT, INSERT, UPDATE ON risk_alerts TO sealgate;
 GRANT SELECT, INSERT ON audit, audit_checkpoints, policy_versions TO sealgate;
 GRANT SELECT, INSERT, UPDATE ON audit_checkpoint_ids, totp_site_keys, outbox TO sealgate;

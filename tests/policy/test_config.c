@@ -209,7 +209,7 @@ Test(config, errors)
 	             "max_connections, connections_per_uid, connections_per_unknown_uid, "
 	             "frame_timeout, client_idle_timeout, totp_site_keys, totp_key_file, tls_listen, tls_cert, tls_key, "
 	             "tls_device_ca, tls_device_ca_key, tls_devices, tls_enroll_listen, "
-	             "tls_connections_per_device, tls_device_days, tls_device_ca_token_label, web_front, notify, risk_online, risk_queue, document_max_size)");
+	             "tls_connections_per_device, tls_device_days, tls_device_ca_token_label, web_front, notify, risk_online, risk_queue, document_max_size, session_max_age)");
 	/* store_path is a SQLite file's old name: a URL there is refused,
 	 * never made into a file name (store: takes it). */
 	expect_error("backend_token: \"pkcs11:token=t\"\ntoken_pin_file: pin\n"

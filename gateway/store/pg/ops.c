@@ -117,4 +117,10 @@ const struct gw_store_ops gw_store_pg_ops = {
 	.alert_put_tx = gw_pg_alert_put_tx,
 	.alert_state_tx = gw_pg_alert_state_tx,
 	.alert_list = gw_pg_alert_list,
+	/* the sessions repository (sessionstore.h) */
+	.session_init = gw_pg_session_init,
+	.session_put = gw_pg_session_put,
+	.session_touch = gw_pg_session_touch,
+	.session_end = gw_pg_session_end,
+	.session_end_user = gw_pg_session_end_user,
 };

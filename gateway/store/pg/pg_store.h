@@ -190,6 +190,16 @@ int gw_pg_batch_durable(struct gw_store *st, uint64_t first_seq, uint64_t last_s
                         size_t errlen);
 void gw_pg_batch_end(struct gw_store *st);
 
+/* sessions (sessionstore.h; pg/sessionstore.c) */
+int gw_pg_session_init(struct gw_store *st, char *err, size_t errlen);
+int gw_pg_session_put(struct gw_store *st, const struct gw_session_row *row, int64_t now,
+                      char *err, size_t errlen);
+int gw_pg_session_touch(struct gw_store *st, const uint8_t id[GW_SESSION_ID_LEN], int64_t now,
+                        struct gw_session_row *out);
+int gw_pg_session_end(struct gw_store *st, const uint8_t id[GW_SESSION_ID_LEN],
+                      char user[GW_SESSION_USER_MAX + 1]);
+int gw_pg_session_end_user(struct gw_store *st, const char *user);
+
 /* documents (docstore.h; pg/docstore.c) */
 int gw_pg_doc_put(struct gw_store *st, const struct gw_doc_info *info, const uint8_t *data,
                   char *err, size_t errlen);

@@ -245,6 +245,20 @@ static const char *const migrations[] = {
 	"  state_at bigint NOT NULL DEFAULT 0,"
 	"  UNIQUE (site, key));"
 	"CREATE INDEX risk_alerts_by_time ON risk_alerts (site, ts_ns);",
+	/* 10 (pgsess: the sessions repository, sessionstore.h): the group's
+	 * logins under their token's BLAKE2b digest (never the token), with
+	 * the idle time and the end each was made with. */
+	"CREATE TABLE sessions ("
+	"  id bytea PRIMARY KEY CHECK (octet_length(id) = 32),"
+	"  account text NOT NULL,"
+	"  uid bigint NOT NULL,"
+	"  factors integer NOT NULL,"
+	"  totp_at bigint NOT NULL,"
+	"  created bigint NOT NULL,"
+	"  last_used bigint NOT NULL,"
+	"  idle bigint NOT NULL CHECK (idle > 0),"
+	"  expires bigint NOT NULL);"
+	"CREATE INDEX sessions_by_account ON sessions (account);",
 };
 #define PG_SCHEMA_LATEST ((int)(sizeof(migrations) / sizeof(migrations[0])))
 

@@ -93,4 +93,10 @@ const struct gw_store_ops gw_store_sqlite_ops = {
 	.alert_put_tx = gw_sqlite_alert_put_tx,
 	.alert_state_tx = gw_sqlite_alert_state_tx,
 	.alert_list = gw_sqlite_alert_list,
+	/* the sessions repository (sessionstore.h) */
+	.session_init = gw_sqlite_session_init,
+	.session_put = gw_sqlite_session_put,
+	.session_touch = gw_sqlite_session_touch,
+	.session_end = gw_sqlite_session_end,
+	.session_end_user = gw_sqlite_session_end_user,
 };

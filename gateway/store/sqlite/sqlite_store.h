@@ -132,6 +132,16 @@ int gw_sqlite_known_keys_get(struct gw_store *st,
                              int (*fn)(void *arg, const char *uri, const uint8_t *blob, size_t len),
                              void *arg, char *err, size_t errlen);
 
+/* sessions (sessionstore.h; sqlite/sessionstore.c) */
+int gw_sqlite_session_init(struct gw_store *st, char *err, size_t errlen);
+int gw_sqlite_session_put(struct gw_store *st, const struct gw_session_row *row, int64_t now,
+                          char *err, size_t errlen);
+int gw_sqlite_session_touch(struct gw_store *st, const uint8_t id[GW_SESSION_ID_LEN], int64_t now,
+                            struct gw_session_row *out);
+int gw_sqlite_session_end(struct gw_store *st, const uint8_t id[GW_SESSION_ID_LEN],
+                          char user[GW_SESSION_USER_MAX + 1]);
+int gw_sqlite_session_end_user(struct gw_store *st, const char *user);
+
 /* documents (docstore.h; sqlite/docstore.c) */
 int gw_sqlite_doc_put(struct gw_store *st, const struct gw_doc_info *info, const uint8_t *data,
                       char *err, size_t errlen);
