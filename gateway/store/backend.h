@@ -175,6 +175,9 @@ struct gw_store_ops {
 	                      char *err, size_t errlen);
 	int (*alert_list)(struct gw_store *st, const struct gw_alert_filter *f,
 	                  gw_alertstore_fn fn, void *ctx, char *err, size_t errlen);
+	/* the PostgreSQL sign path's speed (wave5-pgperf): gw_store_tx_errors_end.
+	 * NULL: false. */
+	bool (*tx_errors_end)(struct gw_store *st);
 };
 
 /* What ending an attempt does to its row, the same on every backend (each
