@@ -149,19 +149,31 @@ resync_head(struct gw_audit *au)
 	return 0;
 }
 
-/* Runs p's apply under its own savepoint. 0: go on with the record;
- * 1: refused (savepoint undone, p->refused set); -1: the transaction is
- * gone, the batch fails. */
+/* Whether p's apply runs under a savepoint of its own (audit.h,
+ * apply_whole). */
+static bool
+apply_savepoint(const struct gw_audit *au, const struct pending *p)
+{
+	return p->apply != NULL && !(p->ev.apply_whole && gw_store_tx_errors_end(au->st));
+}
+
+/* Runs p's apply under its own savepoint (or none: apply_savepoint). 0:
+ * go on with the record; 1: refused (savepoint undone, p->refused set);
+ * -1: the transaction is gone, the batch fails. */
 static int
 run_apply(struct gw_audit *au, struct pending *p, char *err, size_t errlen)
 {
 	char e[256] = "";
+	const bool sp = apply_savepoint(au, p);
 
-	if (gw_store_tx_begin(au->st, err, errlen))
+	if (sp && gw_store_tx_begin(au->st, err, errlen))
 		return -1;
 	if (p->apply(au->st, p->arg, e, sizeof(e)) == 0)
 		return 0;   /* the savepoint is released after the row is in */
-	gw_store_tx_rollback(au->st);
+	if (sp)
+		gw_store_tx_rollback(au->st);
+	/* (without a savepoint: a refusal changed nothing; a failed
+	 * statement ended the transaction, and that fails the batch) */
 	if (!gw_store_tx_alive(au->st)) {
 		/* A store error inside apply (SQLITE_FULL…) that made SQLite
 		 * roll back the whole transaction. */
@@ -224,7 +236,7 @@ write_batch(struct gw_audit *au, struct pending **batch, size_t n)
 		r->hash_len = GW_AUDIT_HASH_LEN;
 		if (gw_store_audit_insert(au->st, r, err, sizeof(err)) != 0)
 			goto fail_in_apply;
-		if (p->apply && gw_store_tx_commit(au->st, err, sizeof(err)) != 0)
+		if (apply_savepoint(au, p) && gw_store_tx_commit(au->st, err, sizeof(err)) != 0)
 			goto fail;   /* (the savepoint level is gone either way) */
 		p->seq = r->seq;
 		prev = au->hashes[k];
@@ -261,7 +273,7 @@ write_batch(struct gw_audit *au, struct pending **batch, size_t n)
 	return 0;
 
 fail_in_apply:
-	if (batch[i]->apply)
+	if (apply_savepoint(au, batch[i]))
 		gw_store_tx_rollback(au->st);   /* the record's savepoint */
 fail:
 	gw_log_error("audit: writing a batch of %zu record(s) failed, none released: %s", n, err);

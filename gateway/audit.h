@@ -41,6 +41,14 @@ struct gw_audit_event {
 	 * like application_from: a decision's record says whether it
 	 * authorized the application, which only the change knows. */
 	const char *const *detail_from;
+	/* The apply (gw_audit_record_with) changes all or nothing by
+	 * itself: a refusal changes nothing and only a failed statement
+	 * leaves a change half done. Where a failed statement ends the
+	 * whole transaction (gw_store_tx_errors_end: PostgreSQL) it then
+	 * runs with no savepoint of its own, a signature's SAVEPOINT and
+	 * RELEASE being two statements of three; its store error fails the
+	 * batch rather than its record alone. Elsewhere it has its savepoint. */
+	bool apply_whole;
 };
 
 /* Starts the writer thread over st; recovers the chain head from the last
@@ -60,7 +68,8 @@ int gw_audit_record(struct gw_audit *au, const struct gw_audit_event *ev, uint64
  * function (the store's lock is recursive/held; no BEGIN/COMMIT inside).
  * Returning non-zero (with err) refuses this record only: its savepoint is
  * rolled back, the record is not written, other records of the batch are
- * unaffected, and gw_audit_record_with returns -1 with that err. */
+ * unaffected, and gw_audit_record_with returns -1 with that err. (An
+ * event's apply_whole leaves the savepoint out where it can.) */
 typedef int (*gw_audit_apply_fn)(struct gw_store *st, void *arg, char *err, size_t errlen);
 /* gw_audit_record_with in two halves, so a caller can do something else
  * (sign on the token) while its record is being committed: submit queues

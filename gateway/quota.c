@@ -316,7 +316,10 @@ gw_quota_commit_tx(struct gw_store *st, struct gw_quota_resv *r, char *err, size
 
 	/* The seal's counters first, in one call: on PostgreSQL one round
 	 * trip for all of them (the application's use, last, stays a
-	 * statement of its own: it updates another table). */
+	 * statement of its own: it updates another table). All or none,
+	 * whatever refuses: a refusal leaves nothing counted, so that the
+	 * writer needs no savepoint around it where a failed statement ends
+	 * the transaction anyway (gw_store_tx_errors_end). */
 	for (unsigned i = 0; i < r->n; i++) {
 		const struct gw_quota_key *k = &r->keys[i];
 
@@ -333,27 +336,35 @@ gw_quota_commit_tx(struct gw_store *st, struct gw_quota_resv *r, char *err, size
 		if (rc == 0) {
 			const unsigned i = at[full < m ? full : 0];
 
-			/* (as when each was its own statement: those before the
-			 * full one were counted, until the savepoint undoes them) */
-			for (size_t j = 0; j < full && j < m; j++)
-				mark_counted(r, at[j]);
-
+			/* (none counted: appstore.h) */
 			snprintf(err, errlen, "the %s of seal %s (%" PRIu64 ") is used up in the store",
 			         key_name(&r->keys[i]), r->keys[i].seal, r->limits[i]);
 			return -2;
 		}
-		for (unsigned j = 0; j < m; j++)
-			mark_counted(r, at[j]);
 	}
 	for (unsigned i = 0; i < r->n; i++) {
 		if (!is_app(&r->keys[i]))
 			continue;
 		/* -2: revoked, expired or used up meanwhile. */
 		rc = gw_appstore_spend_tx(st, r->app_id, time(NULL), err, errlen);
+		if (rc == -2) {
+			char e[256] = "";
+
+			/* The counters above are given back: all or none. */
+			for (unsigned j = 0; j < m; j++)
+				if (gw_appstore_quota_sub_tx(st, u[j].seal, u[j].period, u[j].person, e,
+				                             sizeof(e)) < 0) {
+					snprintf(err, errlen, "%s", e);
+					return -1;
+				}
+			return -2;
+		}
 		if (rc < 0)
-			return rc == -2 ? -2 : -1;
+			return -1;
 		mark_counted(r, i);
 	}
+	for (unsigned j = 0; j < m; j++)
+		mark_counted(r, at[j]);
 	return 0;
 }
 

@@ -59,8 +59,10 @@ int gw_quota_reserve(struct gw_quota *q, const struct gw_seal *seal, const char 
  * gw_appstore_spend_tx) and counts one unit of each seal counter of r
  * within its limit (gw_appstore_quota_add_tx). 0; -2 when the store
  * refuses one — no use left, or a limit reached by another gateway
- * meanwhile (err says which; the caller's savepoint undoes the others);
- * -1 on a store error. */
+ * meanwhile (err says which) — and then nothing of r is counted (all or
+ * none, with no savepoint: the units counted before the refusal are
+ * given back in the same transaction); -1 on a store error (the
+ * transaction must not commit). */
 int gw_quota_commit_tx(struct gw_store *st, struct gw_quota_resv *r, char *err, size_t errlen);
 
 /* _tx: undoes gw_quota_commit_tx (a committed use that was not released). */

@@ -725,6 +725,8 @@ gw_op_sign(struct gw_req *r)
 			         fit_missed ? ",\"bound_hit\":true" : "");
 		}
 		event(&s, "sign", "ok", NULL, fit_target != 0 ? fit_detail : NULL, &ev);
+		/* (spend_tx counts all or none: no savepoint on PostgreSQL) */
+		ev.apply_whole = true;
 		recorded = rv == CKR_OK && r->ctx->audit != NULL &&
 		           gw_audit_submit_with(r->ctx->audit, &ev, spend_tx, &sp, &ticket,
 		                                err, sizeof(err)) == 0;

@@ -96,10 +96,11 @@ struct gw_appstore_quota_unit {
 /* _tx: gw_appstore_quota_add_tx of each of u[0..n) in order, as one
  * statement where the backend can (PostgreSQL: one round trip for all of
  * a signature's counters instead of one each), each counter's row count
- * deciding as there. 1 all counted; 0 when u[*full] had no room: the
- * others may have been counted, and the caller's savepoint undoes them
- * (as after a refused gw_appstore_quota_add_tx); -1 error (err). The
- * counters must be distinct. */
+ * deciding as there, all or none: 1 all counted; 0 when u[*full] had no
+ * room, and none is counted (those counted before it are taken back in
+ * the same transaction, which holds their rows: no savepoint is needed
+ * to undo them); -1 error (err; the caller's transaction may hold some of
+ * them and must not commit). The counters must be distinct. */
 int gw_appstore_quota_add_all_tx(struct gw_store *st, const struct gw_appstore_quota_unit *u,
                                  size_t n, size_t *full, char *err, size_t errlen);
 

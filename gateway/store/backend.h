@@ -186,6 +186,9 @@ struct gw_store_ops {
 	int (*session_end)(struct gw_store *st, const uint8_t id[GW_SESSION_ID_LEN],
 	                   char user[GW_SESSION_USER_MAX + 1]);
 	int (*session_end_user)(struct gw_store *st, const char *user);
+	/* the PostgreSQL sign path's speed (wave5-pgperf): gw_store_tx_errors_end.
+	 * NULL: false. */
+	bool (*tx_errors_end)(struct gw_store *st);
 };
 
 /* What ending an attempt does to its row, the same on every backend (each

@@ -124,6 +124,14 @@ gw_store_tx_alive(struct gw_store *st)
 	return ops_of(st)->tx_alive(st);
 }
 
+bool
+gw_store_tx_errors_end(struct gw_store *st)
+{
+	const struct gw_store_ops *o = ops_of(st);
+
+	return o->tx_errors_end != NULL && o->tx_errors_end(st);
+}
+
 int
 gw_store_schema_version(struct gw_store *st)
 {
@@ -422,6 +430,12 @@ gw_appstore_quota_add_all_tx(struct gw_store *st, const struct gw_appstore_quota
 
 		if (rc != 1) {
 			*full = i;
+			/* All or none (appstore.h): those before it are given
+			 * back, in the transaction that counted them. */
+			while (rc == 0 && i-- > 0)
+				if (o->quota_sub_tx(st, u[i].seal, u[i].period, u[i].person, err,
+				                    errlen) < 0)
+					return -1;
 			return rc;
 		}
 	}

@@ -129,6 +129,14 @@ int gw_store_tx_begin(struct gw_store *st, char *err, size_t errlen);
 int gw_store_tx_commit(struct gw_store *st, char *err, size_t errlen);
 void gw_store_tx_rollback(struct gw_store *st);
 bool gw_store_tx_alive(struct gw_store *st);
+/* Whether a failed statement outside a savepoint ends the whole
+ * transaction on this store (PostgreSQL: the transaction is aborted, its
+ * COMMIT answers ROLLBACK, gw_store_tx_alive is false),
+ * so that a change that refuses without changing anything and fails only
+ * with its transaction needs no savepoint of its own (the audit writer's
+ * whole applies, audit.h). SQLite: false (a failed statement is undone by
+ * itself, the transaction goes on). */
+bool gw_store_tx_errors_end(struct gw_store *st);
 
 /* gw_store_open that migrates only up to schema version upto (0 = latest):
  * for tests of the migrations. */

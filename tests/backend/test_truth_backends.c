@@ -25,6 +25,7 @@
 #include <sqlite3.h>
 
 #include "appstore.h"
+#include "audit.h"
 #include "quota.h"
 #include "store.h"
 #include "workflow_ops.h"
@@ -319,6 +320,12 @@ BOTH(ids_from_two_handles_never_collide)
 	free(app);
 }
 
+/* Whether sign_once commits the transaction of a signature the store
+ * refused, as the audit writer commits a batch around a refused record
+ * with no savepoint of its own (audit.h, apply_whole): what the refusal
+ * counted is then committed too. Each test runs in a process of its own. */
+static bool commit_refused;
+
 /* One signature's accounting as the sign path does it: reserve in the
  * gateway's cache, count in the store in one transaction, release. 0
  * counted; 1 refused by the cache (before the token would sign); 2 refused
@@ -350,6 +357,8 @@ sign_once(struct gw_store *st, struct gw_quota *q, const char *seal_name, int64_
 	rc = gw_quota_commit_tx(st, &resv, err, sizeof(err));
 	if (rc == 0) {
 		rc = gw_store_tx_commit(st, err, sizeof(err));
+	} else if (rc == -2 && commit_refused) {
+		rc = gw_store_tx_commit(st, err, sizeof(err)) == 0 ? 2 : -1;
 	} else {
 		gw_store_tx_rollback(st);
 		rc = rc == -2 ? 2 : -1;
@@ -480,6 +489,77 @@ BOTH(a_seal_of_three_counters_counts_exactly_across_gateways)
 	}
 }
 
+/* The same race with each refused signature's transaction committed, as
+ * the audit writer commits its batch around a record refused with no
+ * savepoint: a refusal by the total (the middle counter) counts nothing
+ * in the month before it, in the store's one statement or another
+ * gateway's, and an application with no use left takes back the
+ * counters counted before its spend. */
+BOTH(a_refused_signature_counts_nothing_without_a_savepoint)
+{
+	struct gw_store *st[GATEWAYS];
+	struct gw_quota *q[GATEWAYS];
+	struct gw_application *app = malloc(sizeof(*app));
+	const char *seal = seal_id("m");
+	const struct gw_seal *s = gw_policy_seal(pol, seal);
+	char day[32], month[32], err[256] = "";
+	uint64_t used = 0;
+	time_t now = time(NULL);
+	unsigned ok;
+
+	cr_assert(app);
+	cr_assert_not_null(s);
+	commit_refused = true;
+	snprintf(day, sizeof(day), "d:%lld", (long long)gw_policy_local_day(s, now));
+	snprintf(month, sizeof(month), "m:%lld", (long long)gw_policy_local_month(s, now));
+	for (int g = 0; g < GATEWAYS; g++) {
+		st[g] = open_url(u);
+		cr_assert_eq(gw_quota_new(st[g], &q[g]), 0);
+	}
+	/* The month's counter is counted first: the racers of both gateways
+	 * find the total full in the store (the cache of the other gateway
+	 * does not know), after the month counted. */
+	ok = race_quota(st, q, seal, 0, 5);
+	cr_assert_eq(ok, 37, "%u signatures counted for a total of 37", ok);
+	cr_assert_eq(gw_appstore_quota_get(st[0], seal, "total", "", &used), 0);
+	cr_assert_eq(used, 37);
+	cr_assert_eq(gw_appstore_quota_get(st[0], seal, month, "", &used), 0);
+	cr_assert_eq(used, 37, "the month counted %llu for 37 signatures", (unsigned long long)used);
+	cr_assert_eq(gw_appstore_quota_get(st[0], seal, day, "ann", &used), 0);
+	cr_assert_eq(used, 37, "the person's day counted %llu for 37 signatures",
+	             (unsigned long long)used);
+
+	/* A gateway that still believes in a use of an application spent
+	 * at the other one: the seal's total is counted before the spend is
+	 * refused, and given back in the same transaction. */
+	{
+		const char *sq = seal_id("q");
+		struct gw_quota_resv resv;
+		char why[256] = "";
+
+		app_fill(app, sq, 1);
+		cr_assert_eq(app_insert(st[0], app), 0);
+		cr_assert_eq(gw_store_tx_begin(st[1], err, sizeof(err)), 0, "%s", err);
+		cr_assert_eq(gw_appstore_spend_tx(st[1], app->id, time(NULL), err, sizeof(err)), 0,
+		             "%s", err);
+		cr_assert_eq(gw_store_tx_commit(st[1], err, sizeof(err)), 0, "%s", err);
+		cr_assert_eq(gw_quota_reserve(q[0], gw_policy_seal(pol, sq), "ann", now, app->id, 1, 1,
+		                              &resv, why, sizeof(why)), 0, "%s", why);
+		cr_assert_eq(gw_store_tx_begin(st[0], err, sizeof(err)), 0, "%s", err);
+		cr_assert_eq(gw_quota_commit_tx(st[0], &resv, err, sizeof(err)), -2);
+		cr_assert_eq(gw_store_tx_commit(st[0], err, sizeof(err)), 0, "%s", err);
+		gw_quota_release(q[0], &resv, false);
+		cr_assert_eq(gw_appstore_quota_get(st[0], sq, "total", "", &used), 0);
+		cr_assert_eq(used, 0, "a refused application's signature counted %llu of the total",
+		             (unsigned long long)used);
+	}
+	for (int g = 0; g < GATEWAYS; g++) {
+		gw_quota_free(&q[g]);
+		gw_store_close(&st[g]);
+	}
+	free(app);
+}
+
 /* A transaction whose levels ran nothing is alive all along (on
  * PostgreSQL its BEGIN is not sent yet) and commits what comes after. */
 BOTH(a_level_that_ran_nothing_leaves_the_transaction_alive)
@@ -508,8 +588,9 @@ BOTH(a_level_that_ran_nothing_leaves_the_transaction_alive)
 }
 
 /* gw_appstore_quota_add_all_tx alone: every counter within its own limit,
- * the first full one named, names of any text (a quote, a backslash, a
- * comma, braces: PostgreSQL gets them as array elements). */
+ * the first full one named, all or none counted with no savepoint around
+ * it, names of any text (a quote, a backslash, a comma, braces:
+ * PostgreSQL gets them as array elements). */
 BOTH(several_counters_in_one_call)
 {
 	struct gw_store *st = open_url(u);
@@ -530,21 +611,18 @@ BOTH(several_counters_in_one_call)
 		cr_assert_eq(gw_appstore_quota_add_all_tx(st, units, 3, &full, err, sizeof(err)), 1,
 		             "%s", err);
 	}
-	/* The person's (the last) is full; a savepoint undoes the others. */
-	cr_assert_eq(gw_store_tx_begin(st, err, sizeof(err)), 0, "%s", err);
+	/* The person's (the last) is full: the two before it are not
+	 * counted either, with no savepoint to undo them. */
 	cr_assert_eq(gw_appstore_quota_add_all_tx(st, units, 3, &full, err, sizeof(err)), 0, "%s",
 	             err);
 	cr_assert_eq(full, 2);
-	gw_store_tx_rollback(st);
 	/* The first alone still has room for one, then it is the full one. */
 	cr_assert_eq(gw_appstore_quota_add_all_tx(st, units, 2, &full, err, sizeof(err)), 1, "%s",
 	             err);
-	cr_assert_eq(gw_store_tx_begin(st, err, sizeof(err)), 0, "%s", err);
 	full = 9;
 	cr_assert_eq(gw_appstore_quota_add_all_tx(st, units, 2, &full, err, sizeof(err)), 0, "%s",
 	             err);
 	cr_assert_eq(full, 0);
-	gw_store_tx_rollback(st);
 	cr_assert_eq(gw_store_tx_commit(st, err, sizeof(err)), 0, "%s", err);
 	cr_assert_eq(gw_appstore_quota_get(st, seal, "d:1", "", &used), 0);
 	cr_assert_eq(used, 3);
@@ -1014,6 +1092,103 @@ BOTH(applications_round_trip_and_list)
 /* The sign path's statements are prepared once per connection: after the
  * connection is cut and made again they are prepared anew (a new session
  * has none), not run by a name the server no longer knows. */
+/* ---- the audit writer's whole applies (audit.h, apply_whole) ---- */
+
+struct whole {
+	const char *seal;
+	uint64_t limit;
+};
+
+static int
+whole_apply(struct gw_store *st, void *arg, char *err, size_t errlen)
+{
+	const struct whole *w = arg;
+	const struct gw_appstore_quota_unit u[2] = {
+		{ .seal = w->seal, .period = "m:1", .person = "", .limit = 0 },
+		{ .seal = w->seal, .period = "total", .person = "", .limit = w->limit },
+	};
+	size_t full = 0;
+	int rc = gw_appstore_quota_add_all_tx(st, u, 2, &full, err, errlen);
+
+	if (rc == 0)
+		snprintf(err, errlen, "used up");
+	return rc == 1 ? 0 : -1;
+}
+
+#ifdef GW_STORE_HAVE_PG
+/* The first row's xmin of sql (one parameter) on a connection of the
+ * test's own: the id of the (sub)transaction that wrote it. */
+static void
+xmin_of(PGconn *c, const char *sql, const char *param, char *out, size_t len)
+{
+	PGresult *r = PQexecParams(c, sql, 1, NULL, &param, NULL, NULL, 0);
+
+	cr_assert_eq(PQresultStatus(r), PGRES_TUPLES_OK, "%s", PQerrorMessage(c));
+	cr_assert_eq(PQntuples(r), 1, "%s: %d rows", sql, PQntuples(r));
+	snprintf(out, len, "%s", PQgetvalue(r, 0, 0));
+	PQclear(r);
+}
+#endif
+
+/* On PostgreSQL a whole apply runs in the batch's own transaction, with
+ * no savepoint (the savepoint's subtransaction would have written its
+ * rows under an id of its own, the audit row's being the batch's); a
+ * refused one changes nothing and leaves no record, the next goes on. */
+Test(pg, a_whole_apply_runs_with_no_savepoint)
+{
+#ifdef GW_STORE_HAVE_PG
+	const char *u = pg_url();
+	struct gw_store *st = open_url(u);
+	struct gw_audit *au = NULL;
+	struct whole w = { .limit = 2 };
+	struct gw_audit_event ev = { .action = "sign", .outcome = "ok", .actor = "ann", .uid = -1,
+	                             .pid = -1, .apply_whole = true };
+	char seal[64], site[40], err[512] = "", xq[32], xm[32], xa[32];
+	uint64_t seq = 0, used = 9;
+	PGconn *c;
+
+	snprintf(seal, sizeof(seal), "%s-whole", be_tag);
+	snprintf(site, sizeof(site), "t-whole-%x", (unsigned)getpid() & 0xffff);
+	w.seal = seal;
+	ev.seal = seal;
+	cr_assert_eq(gw_store_set_site(st, site, err, sizeof(err)), 0, "%s", err);
+	cr_assert_eq(gw_audit_open(st, &au, err, sizeof(err)), 0, "%s", err);
+	cr_assert_eq(gw_audit_record_with(au, &ev, whole_apply, &w, &seq, err, sizeof(err)), 0,
+	             "%s", err);
+	cr_assert_eq(seq, 1);
+	c = PQconnectdb(u);
+	cr_assert_eq(PQstatus(c), CONNECTION_OK, "%s", PQerrorMessage(c));
+	xmin_of(c, "SELECT xmin::text FROM quota_use WHERE seal = $1 AND period = 'total'", seal,
+	        xq, sizeof(xq));
+	xmin_of(c, "SELECT xmin::text FROM quota_use WHERE seal = $1 AND period = 'm:1'", seal,
+	        xm, sizeof(xm));
+	xmin_of(c, "SELECT xmin::text FROM audit WHERE site = $1 AND seq = 1", site, xa,
+	        sizeof(xa));
+	cr_assert_str_eq(xq, xa, "the counter was written by transaction %s, its record by %s",
+	                 xq, xa);
+	cr_assert_str_eq(xm, xa);
+	/* The total's second unit, then a refusal: the month not counted. */
+	cr_assert_eq(gw_audit_record_with(au, &ev, whole_apply, &w, &seq, err, sizeof(err)), 0,
+	             "%s", err);
+	cr_assert_eq(seq, 2);
+	cr_assert_eq(gw_audit_record_with(au, &ev, whole_apply, &w, &seq, err, sizeof(err)), -1);
+	cr_assert_str_eq(err, "used up");
+	w.limit = 3;
+	cr_assert_eq(gw_audit_record_with(au, &ev, whole_apply, &w, &seq, err, sizeof(err)), 0,
+	             "%s", err);
+	cr_assert_eq(seq, 3, "a refused record left a gap: seq %llu", (unsigned long long)seq);
+	gw_audit_close(&au);
+	cr_assert_eq(gw_appstore_quota_get(st, seal, "m:1", "", &used), 0);
+	cr_assert_eq(used, 3, "the month counted %llu for 3 records", (unsigned long long)used);
+	cr_assert_eq(gw_appstore_quota_get(st, seal, "total", "", &used), 0);
+	cr_assert_eq(used, 3);
+	PQfinish(c);
+	gw_store_close(&st);
+#else
+	cr_skip_test("built without libpq");
+#endif
+}
+
 Test(pg, prepared_statements_survive_a_reconnection)
 {
 	const char *u = pg_url();

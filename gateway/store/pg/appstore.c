@@ -508,6 +508,77 @@ arr_end(char *buf, size_t len, size_t at)
 	return 0;
 }
 
+/* Makes the open transaction fail (its COMMIT answers ROLLBACK): for a
+ * change that must not be left half done and could not be undone. */
+static void
+tx_fail(struct gw_store *st, const char *why)
+{
+	const char *vals[1] = { why };
+
+	pthread_mutex_lock(&st->lock);
+	PQclear(gw_pg_exec(st, "SELECT $1::text::bigint", 1, vals, NULL, NULL, PGRES_TUPLES_OK,
+	                   NULL, 0));
+	pthread_mutex_unlock(&st->lock);
+}
+
+/* Takes back the units of u[i] with counted[i] that this transaction
+ * has just counted, so that a call that did not count them all counted
+ * none (appstore.h): the transaction holds those rows' locks since it
+ * counted them, so no other connection has seen or changed them and one
+ * less is exactly what they were. No savepoint is needed for it, whose
+ * SAVEPOINT and RELEASE were two of a signature's three statements. 0, or
+ * -1 with err and the transaction failed (nothing of it commits). */
+static int
+uncount(struct gw_store *st, const struct gw_appstore_quota_unit *u, size_t n,
+        const bool *counted, char *err, size_t errlen)
+{
+	char seals[2048] = "{", periods[512] = "{", persons[2048] = "{";
+	size_t as = 1, ap = 1, aq = 1, m = 0;
+	const char *vals[3] = { seals, periods, persons };
+	PGresult *r = NULL;
+	int rv = -1;
+
+	for (size_t i = 0; i < n; i++) {
+		if (!counted[i])
+			continue;
+		m++;
+		/* (the same names fitted the counting statement's arrays) */
+		if (arr_add(seals, sizeof(seals), &as, u[i].seal) < 0 ||
+		    arr_add(periods, sizeof(periods), &ap, u[i].period) < 0 ||
+		    arr_add(persons, sizeof(persons), &aq, u[i].person ? u[i].person : "") < 0) {
+			sg_seterr(err, errlen, "quota_use: counter names too long");
+			goto out;
+		}
+	}
+	if (m == 0)
+		return 0;
+	if (arr_end(seals, sizeof(seals), as) < 0 || arr_end(periods, sizeof(periods), ap) < 0 ||
+	    arr_end(persons, sizeof(persons), aq) < 0) {
+		sg_seterr(err, errlen, "quota_use: counter names too long");
+		goto out;
+	}
+	pthread_mutex_lock(&st->lock);
+	r = gw_pg_exec(st, "UPDATE quota_use AS q SET used = q.used - 1 FROM unnest($1::text[], "
+	               "$2::text[], $3::text[]) AS k(seal, period, person) WHERE q.seal = k.seal "
+	               "AND q.period = k.period AND q.person = k.person AND q.used > 0", 3, vals,
+	               NULL, NULL, PGRES_COMMAND_OK, err, errlen);
+	pthread_mutex_unlock(&st->lock);
+	if (r == NULL)
+		return -1;   /* (the failed statement failed the transaction) */
+	if (gw_pg_changes(r) == (int)m)
+		rv = 0;
+	else
+		sg_seterr(err, errlen, "quota_use: %d of %zu counter(s) taken back", gw_pg_changes(r),
+		          m);
+out:
+	PQclear(r);
+	/* (cannot be, the rows being locked and their names fitting: but a
+	 * refusal must never leave a unit counted) */
+	if (rv < 0)
+		tx_fail(st, "quota_use: counted units not taken back");
+	return rv;
+}
+
 int
 gw_pg_quota_add_all_tx(struct gw_store *st, const struct gw_appstore_quota_unit *u, size_t n,
                        size_t *full, char *err, size_t errlen)
@@ -590,6 +661,8 @@ gw_pg_quota_add_all_tx(struct gw_store *st, const struct gw_appstore_quota_unit 
 			rv = 0;
 			break;
 		}
+	if (rv == 0 && uncount(st, u, n, counted, err, errlen) < 0)
+		return -1;
 	return rv;
 }
 

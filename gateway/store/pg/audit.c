@@ -259,8 +259,17 @@ rows_insert(struct gw_store *st, struct gw_pg_rows *q, size_t from, size_t n, ch
 		memcpy(lens + i * AUDIT_NPARAMS, row->len, sizeof(row->len));
 		memcpy(fmts + i * AUDIT_NPARAMS, row->fmt, sizeof(row->fmt));
 	}
-	r = gw_pg_exec(st, sql, (int)(n * AUDIT_NPARAMS), v, lens, fmts, PGRES_COMMAND_OK, err,
-	               errlen);
+	/* A batch's usual sizes prepared, one statement a row count: the
+	 * server parsed and planned this INSERT of 19 parameters a row for
+	 * every batch (its row count varies, so one statement is not
+	 * enough); a larger batch is rare and its parse shared by more. */
+	if (n <= GW_PG_INSERT_PREPARED)
+		r = gw_pg_exec_prepared_fmt(st, (enum gw_pg_stmt)(GW_PG_STMT_AUDIT_INSERT_1 + n - 1),
+		                            sql, (int)(n * AUDIT_NPARAMS), v, lens, fmts,
+		                            PGRES_COMMAND_OK, err, errlen);
+	else
+		r = gw_pg_exec(st, sql, (int)(n * AUDIT_NPARAMS), v, lens, fmts, PGRES_COMMAND_OK,
+		               err, errlen);
 	if (r == NULL)
 		goto out;
 	if (gw_pg_changes(r) != (int)n) {

@@ -61,8 +61,14 @@ struct gw_store {
 enum gw_pg_stmt {
 	GW_PG_STMT_QUOTA_ADD_ALL,
 	GW_PG_STMT_APP_SPEND,
-	GW_PG_STMT_MAX
+	/* the audit batch's INSERT of 1 … GW_PG_INSERT_PREPARED rows (audit.c):
+	 * its statement is that of its row count */
+	GW_PG_STMT_AUDIT_INSERT_1,
+	GW_PG_STMT_MAX = GW_PG_STMT_AUDIT_INSERT_1 + 16
 };
+#define GW_PG_INSERT_PREPARED 16
+/* (a bit each in struct gw_store's prepared) */
+_Static_assert(GW_PG_STMT_MAX <= 32, "more prepared statements than bits");
 
 /* Runs sql with n text parameters (vals[i] NULL = SQL NULL; lens/fmts NULL
  * = all text, else fmts[i] 1 = binary of lens[i] bytes), results in text.
@@ -81,6 +87,12 @@ PGresult *gw_pg_exec_fmt(struct gw_store *st, const char *sql, int n, const char
 PGresult *gw_pg_exec_prepared(struct gw_store *st, enum gw_pg_stmt id, const char *sql, int n,
                               const char *const *vals, ExecStatusType want, char *err,
                               size_t errlen);
+/* gw_pg_exec_prepared with parameters as gw_pg_exec takes them (lens/fmts:
+ * binary ones). */
+PGresult *gw_pg_exec_prepared_fmt(struct gw_store *st, enum gw_pg_stmt id, const char *sql,
+                                  int n, const char *const *vals, const int *lens,
+                                  const int *fmts, ExecStatusType want, char *err,
+                                  size_t errlen);
 /* The row count of a command's result (UPDATE, DELETE, INSERT). */
 int gw_pg_changes(PGresult *r);
 /* Takes the advisory lock of the store's site on this connection: 0, or

@@ -587,6 +587,14 @@ gw_pg_exec_prepared(struct gw_store *st, enum gw_pg_stmt id, const char *sql, in
 	return exec_any(st, (int)id, sql, n, vals, NULL, NULL, want, 0, err, errlen);
 }
 
+PGresult *
+gw_pg_exec_prepared_fmt(struct gw_store *st, enum gw_pg_stmt id, const char *sql, int n,
+                        const char *const *vals, const int *lens, const int *fmts,
+                        ExecStatusType want, char *err, size_t errlen)
+{
+	return exec_any(st, (int)id, sql, n, vals, lens, fmts, want, 0, err, errlen);
+}
+
 int
 gw_pg_changes(PGresult *r)
 {
