@@ -51,6 +51,8 @@ struct writer {
 	struct gw_audit *au;
 	pthread_t thread;
 	bool started;
+	pthread_cond_t wake;        /* its own, so that the writer woken is chosen */
+	bool idle;                  /* on au->idle (under au->lock) */
 	struct gw_audit_row rows[BATCH_MAX];
 	uint8_t hashes[BATCH_MAX][GW_AUDIT_HASH_LEN];
 };
@@ -60,7 +62,6 @@ struct gw_audit {
 	struct writer *writers[WRITERS];
 
 	pthread_mutex_t lock;       /* guards the queue, head and stats */
-	pthread_cond_t work;        /* the writer's: queue not empty or stopping */
 	struct pending *qhead, *qtail;
 	bool stopping;
 	uint64_t seq;               /* chain head */
@@ -98,6 +99,11 @@ struct gw_audit {
 	 * writer commits the next. An idle writer waits on work, never for
 	 * the stage: a wake-up is for a writer that can start at once. */
 	bool stage_busy;
+	/* The idle writers, the one idle for the shortest time last: it is
+	 * the one woken (its stack and the cache lines it touched are still
+	 * warm; a lone signer's records then all go to one thread). */
+	struct writer *idle[WRITERS];
+	size_t nidle;
 	bool head_stale;            /* a commit failed: re-read the head first (under lock) */
 	/* Stage one's own (its holder only): */
 	uint64_t wseq;              /* the head as committed (durable or not yet) */
@@ -193,6 +199,26 @@ run_apply(struct gw_audit *au, struct pending *p, char *err, size_t errlen)
 	sg_seterr(p->err, p->errlen, "%s", e[0] ? e : "refused");
 	p->refused = true;
 	return 1;
+}
+
+/* Under au->lock: wakes the writer idle for the shortest time. */
+static void
+wake_writer(struct gw_audit *au)
+{
+	if (au->nidle > 0)
+		pthread_cond_signal(&au->idle[au->nidle - 1]->wake);
+}
+
+static void
+idle_remove(struct gw_audit *au, struct writer *w)
+{
+	for (size_t i = 0; i < au->nidle; i++)
+		if (au->idle[i] == w) {
+			memmove(&au->idle[i], &au->idle[i + 1], (au->nidle - i - 1) * sizeof(au->idle[0]));
+			au->nidle--;
+			break;
+		}
+	w->idle = false;
 }
 
 /* Stage one (stage_busy held): takes what is queued (up to BATCH_MAX)
@@ -402,12 +428,19 @@ writer_main(void *arg)
 
 	for (;;) {
 		pthread_mutex_lock(&au->lock);
-		while ((!au->qhead || au->stage_busy) && !(au->stopping && !au->qhead && !au->stage_busy))
-			pthread_cond_wait(&au->work, &au->lock);
+		while ((!au->qhead || au->stage_busy) && !(au->stopping && !au->qhead && !au->stage_busy)) {
+			if (!w->idle) {
+				w->idle = true;
+				au->idle[au->nidle++] = w;
+			}
+			pthread_cond_wait(&w->wake, &au->lock);
+		}
+		if (w->idle)
+			idle_remove(au, w);
 		if (!au->qhead) {
 			/* stopping, and everything queued is written: the
 			 * other writer sees the same */
-			pthread_cond_broadcast(&au->work);
+			wake_writer(au);
 			pthread_mutex_unlock(&au->lock);
 			break;
 		}
@@ -419,7 +452,7 @@ writer_main(void *arg)
 		/* What arrived during stage one is for the other writer (or
 		 * for this one, once its batch is out). */
 		if (au->qhead || au->stopping)
-			pthread_cond_signal(&au->work);
+			wake_writer(au);
 		pthread_mutex_unlock(&au->lock);
 		if (status == 0)
 			status = make_durable(au, w, k);
@@ -455,7 +488,6 @@ gw_audit_open(struct gw_store *st, struct gw_audit **out, char *err, size_t errl
 	pthread_mutex_init(&au->lock, NULL);
 	pthread_mutex_init(&au->cp_lock, NULL);
 	pthread_mutex_init(&au->obs_lock, NULL);
-	pthread_cond_init(&au->work, NULL);
 	pthread_cond_init(&au->tick, NULL);
 	pthread_cond_init(&au->pub_cond, NULL);
 	/* The head is the last record by seq: one indexed lookup. */
@@ -472,6 +504,7 @@ gw_audit_open(struct gw_store *st, struct gw_audit **out, char *err, size_t errl
 			goto fail;
 		}
 		w->au = au;
+		pthread_cond_init(&w->wake, NULL);
 		au->writers[i] = w;
 		if (pthread_create(&w->thread, NULL, writer_main, w) != 0) {
 			sg_seterr(err, errlen, "cannot start the audit writer thread");
@@ -496,13 +529,18 @@ gw_audit_close(struct gw_audit **aup)
 		return;
 	pthread_mutex_lock(&au->lock);
 	au->stopping = true;
-	pthread_cond_broadcast(&au->work);
+	for (int i = 0; i < WRITERS; i++)
+		if (au->writers[i])
+			pthread_cond_signal(&au->writers[i]->wake);
 	pthread_mutex_unlock(&au->lock);
 	for (int i = 0; i < WRITERS; i++)
 		if (au->writers[i] && au->writers[i]->started)
 			pthread_join(au->writers[i]->thread, NULL);
-	for (int i = 0; i < WRITERS; i++)
+	for (int i = 0; i < WRITERS; i++) {
+		if (au->writers[i])
+			pthread_cond_destroy(&au->writers[i]->wake);
 		free(au->writers[i]);
+	}
 	if (au->ticker_started) {
 		pthread_mutex_lock(&au->lock);
 		au->ticker_stop = true;
@@ -522,7 +560,6 @@ gw_audit_close(struct gw_audit **aup)
 	pthread_mutex_destroy(&au->lock);
 	pthread_mutex_destroy(&au->cp_lock);
 	pthread_mutex_destroy(&au->obs_lock);
-	pthread_cond_destroy(&au->work);
 	pthread_cond_destroy(&au->tick);
 	pthread_cond_destroy(&au->pub_cond);
 	free(au);
@@ -646,7 +683,7 @@ gw_audit_submit_with(struct gw_audit *au, const struct gw_audit_event *ev,
 	/* A writer in stage one takes it with its batch or signals when it
 	 * is done; waking the other now would only put it back to sleep. */
 	if (!au->stage_busy)
-		pthread_cond_signal(&au->work);
+		wake_writer(au);
 	pthread_mutex_unlock(&au->lock);
 	*out = t;
 	return 0;
