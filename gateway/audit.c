@@ -96,8 +96,9 @@ struct gw_audit {
 	 * stage one (stage_busy, under lock), from taking a batch off the
 	 * queue to its COMMIT, so batches commit one at a time and in queue
 	 * order; then, without it, the batch is made durable while the other
-	 * writer commits the next. An idle writer waits on work, never for
-	 * the stage: a wake-up is for a writer that can start at once. */
+	 * writer commits the next. An idle writer waits on its own
+	 * condition, never for the stage: a wake-up is for a writer that can
+	 * start at once. */
 	bool stage_busy;
 	/* The idle writers, the one idle for the shortest time last: it is
 	 * the one woken (its stack and the cache lines it touched are still
