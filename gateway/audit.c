@@ -53,6 +53,7 @@ struct writer {
 	bool started;
 	pthread_cond_t wake;        /* its own, so that the writer woken is chosen */
 	bool idle;                  /* on au->idle (under au->lock) */
+	bool releasing;             /* counted in au->releasing (under au->lock) */
 	struct gw_audit_row rows[BATCH_MAX];
 	uint8_t hashes[BATCH_MAX][GW_AUDIT_HASH_LEN];
 };
@@ -105,6 +106,11 @@ struct gw_audit {
 	 * warm; a lone signer's records then all go to one thread). */
 	struct writer *idle[WRITERS];
 	size_t nidle;
+	/* Writers waking their batch's callers: each looks at the queue
+	 * again next, so a record that arrives then is left to it rather
+	 * than another writer woken for it (a lone signer's records stay on
+	 * one thread). */
+	unsigned releasing;
 	bool head_stale;            /* a commit failed: re-read the head first (under lock) */
 	/* Stage one's own (its holder only): */
 	uint64_t wseq;              /* the head as committed (durable or not yet) */
@@ -380,6 +386,10 @@ release(struct gw_audit *au, struct writer *w, struct pending **batch, size_t n,
 		pthread_mutex_unlock(&au->obs_lock);
 	}
 	pthread_mutex_lock(&au->lock);
+	/* From here this writer only wakes the callers and looks at the
+	 * queue again (a woken caller may take its CPU meanwhile). */
+	au->releasing++;
+	w->releasing = true;
 	if (status == 0) {
 		size_t refused = 0;
 
@@ -429,6 +439,10 @@ writer_main(void *arg)
 
 	for (;;) {
 		pthread_mutex_lock(&au->lock);
+		if (w->releasing) {
+			au->releasing--;
+			w->releasing = false;
+		}
 		while ((!au->qhead || au->stage_busy) && !(au->stopping && !au->qhead && !au->stage_busy)) {
 			if (!w->idle) {
 				w->idle = true;
@@ -682,8 +696,9 @@ gw_audit_submit_with(struct gw_audit *au, const struct gw_audit_event *ev,
 		au->qhead = &t->p;
 	au->qtail = &t->p;
 	/* A writer in stage one takes it with its batch or signals when it
-	 * is done; waking the other now would only put it back to sleep. */
-	if (!au->stage_busy)
+	 * is done, a releasing one takes it next; waking another now would
+	 * only put it back to sleep or move the work to another thread. */
+	if (!au->stage_busy && au->releasing == 0)
 		wake_writer(au);
 	pthread_mutex_unlock(&au->lock);
 	*out = t;
