@@ -23,6 +23,7 @@
 #include <openssl/evp.h>
 
 #define BATCH_MAX       1024            /* records per transaction */
+#define WRITERS         2               /* one commits while the other's batch is flushed */
 #define FIELD_STR_MAX   (64u * 1024u)   /* any one string of an event */
 #define FIELD_BIN_MAX   (4u * 1024u)    /* a digest (callers hash long data) */
 
@@ -44,13 +45,24 @@ struct pending {
 	struct pending *next;
 };
 
+/* One of the writer threads, with the rows of the batch it is writing
+ * (handed to the observer once they are durable). */
+struct writer {
+	struct gw_audit *au;
+	pthread_t thread;
+	bool started;
+	pthread_cond_t wake;        /* its own, so that the writer woken is chosen */
+	bool idle;                  /* on au->idle (under au->lock) */
+	bool releasing;             /* counted in au->releasing (under au->lock) */
+	struct gw_audit_row rows[BATCH_MAX];
+	uint8_t hashes[BATCH_MAX][GW_AUDIT_HASH_LEN];
+};
+
 struct gw_audit {
 	struct gw_store *st;
-	pthread_t writer;
-	bool writer_started;
+	struct writer *writers[WRITERS];
 
 	pthread_mutex_t lock;       /* guards the queue, head and stats */
-	pthread_cond_t work;        /* the writer's: queue not empty or stopping */
 	struct pending *qhead, *qtail;
 	bool stopping;
 	uint64_t seq;               /* chain head */
@@ -81,10 +93,32 @@ struct gw_audit {
 	gw_audit_observer_fn obs_fn;
 	void *obs_arg;
 
-	/* Writer-only state. */
-	bool head_stale;            /* a commit failed: re-read the head first */
-	struct gw_audit_row rows[BATCH_MAX];
-	uint8_t hashes[BATCH_MAX][GW_AUDIT_HASH_LEN];
+	/* The writers' two stages (writer_main): one writer at a time holds
+	 * stage one (stage_busy, under lock), from taking a batch off the
+	 * queue to its COMMIT, so batches commit one at a time and in queue
+	 * order; then, without it, the batch is made durable while the other
+	 * writer commits the next. An idle writer waits on its own
+	 * condition, never for the stage: a wake-up is for a writer that can
+	 * start at once. */
+	bool stage_busy;
+	/* The idle writers, the one idle for the shortest time last: it is
+	 * the one woken (its stack and the cache lines it touched are still
+	 * warm; a lone signer's records then all go to one thread). */
+	struct writer *idle[WRITERS];
+	size_t nidle;
+	/* Writers waking their batch's callers: each looks at the queue
+	 * again next, so a record that arrives then is left to it rather
+	 * than another writer woken for it (a lone signer's records stay on
+	 * one thread). */
+	unsigned releasing;
+	bool head_stale;            /* a commit failed: re-read the head first (under lock) */
+	/* Stage one's own (its holder only): */
+	uint64_t wseq;              /* the head as committed (durable or not yet) */
+	uint8_t whash[GW_AUDIT_HASH_LEN];
+	/* Batches are released in the order they committed (under lock):
+	 * each takes pub_next at its commit and is released at pub_turn. */
+	uint64_t pub_next, pub_turn;
+	pthread_cond_t pub_cond;
 };
 
 
@@ -138,14 +172,14 @@ resync_head(struct gw_audit *au)
 		gw_log_error("audit: cannot re-read the chain head: %s", err);
 		return -1;
 	}
-	pthread_mutex_lock(&au->lock);
-	if (seq != au->seq)
+	if (seq != au->wseq)
 		gw_log_warn("audit: chain head moved from seq %llu to %llu after a failed commit",
-		            (unsigned long long)au->seq, (unsigned long long)seq);
-	au->seq = seq;
-	memcpy(au->hash, hash, sizeof(hash));
-	pthread_mutex_unlock(&au->lock);
+		            (unsigned long long)au->wseq, (unsigned long long)seq);
+	au->wseq = seq;
+	memcpy(au->whash, hash, sizeof(hash));
+	pthread_mutex_lock(&au->lock);
 	au->head_stale = false;
+	pthread_mutex_unlock(&au->lock);
 	return 0;
 }
 
@@ -186,33 +220,75 @@ run_apply(struct gw_audit *au, struct pending *p, char *err, size_t errlen)
 	return 1;
 }
 
-/* Applies, chains and commits batch[0..n) in one transaction: 0 (records
- * refused by their apply have ->refused set) or -1 when nothing of the
- * batch was committed. */
+/* Under au->lock: wakes the writer idle for the shortest time. */
+static void
+wake_writer(struct gw_audit *au)
+{
+	if (au->nidle > 0)
+		pthread_cond_signal(&au->idle[au->nidle - 1]->wake);
+}
+
+static void
+idle_remove(struct gw_audit *au, struct writer *w)
+{
+	for (size_t i = 0; i < au->nidle; i++)
+		if (au->idle[i] == w) {
+			memmove(&au->idle[i], &au->idle[i + 1], (au->nidle - i - 1) * sizeof(au->idle[0]));
+			au->nidle--;
+			break;
+		}
+	w->idle = false;
+}
+
+/* Stage one (stage_busy held): takes what is queued (up to BATCH_MAX)
+ * into batch, applies, chains and commits it in one transaction. 0: the
+ * batch is committed (records refused by their apply have ->refused set)
+ * and the store's batch still open (stage two makes it durable and closes
+ * it); -1: nothing of it was committed. *n: the records taken, *k: those
+ * written, *ticket: its place in the release order. */
 static int
-write_batch(struct gw_audit *au, struct pending **batch, size_t n)
+write_batch(struct gw_audit *au, struct writer *w, struct pending **batch, size_t *n, size_t *k_out,
+            uint64_t *ticket)
 {
 	const uint8_t *prev;
 	uint64_t head;
 	size_t i, k = 0;
 	char err[512] = "";
+	bool stale;
 
-	if (au->head_stale && resync_head(au) != 0)
-		return -1;
+	pthread_mutex_lock(&au->lock);
+	stale = au->head_stale;
+	pthread_mutex_unlock(&au->lock);
+	stale = stale && resync_head(au) != 0;
+
 	/* The store's lock from here to gw_store_batch_end: the batch's
-	 * changes are exactly what the redo log gets. */
-	gw_store_batch_begin(au->st);
+	 * changes are exactly what the redo log gets. Taken before the
+	 * queue, so that what arrived while the other writer's batch held
+	 * the store joins this one. */
+	if (!stale)
+		gw_store_batch_begin(au->st);
+	pthread_mutex_lock(&au->lock);
+	for (*n = 0; au->qhead && *n < BATCH_MAX; (*n)++) {
+		batch[*n] = au->qhead;
+		au->qhead = au->qhead->next;
+	}
+	if (!au->qhead)
+		au->qtail = NULL;
+	*ticket = au->pub_next++;
+	pthread_mutex_unlock(&au->lock);
+	*k_out = 0;
+	if (stale)
+		return -1;
 	if (gw_store_tx_begin(au->st, err, sizeof(err)) != 0) {
 		gw_log_error("audit: cannot begin a transaction: %s", err);
 		gw_store_batch_end(au->st);
 		return -1;
 	}
-	/* Only the writer changes the head, so reading it unlocked is safe. */
-	head = au->seq;
-	prev = au->hash;
-	for (i = 0; i < n; i++) {
+	head = au->wseq;
+	prev = au->whash;
+	for (i = 0; i < *n; i++) {
 		struct pending *p = batch[i];
-		struct gw_audit_row *r = &au->rows[k];
+		struct gw_audit_row *r = &w->rows[k];
 
 		if (p->apply) {
 			r = NULL;
@@ -220,7 +296,7 @@ write_batch(struct gw_audit *au, struct pending **batch, size_t n)
 			case 1: continue;
 			case -1: goto fail;
 			}
-			r = &au->rows[k];
+			r = &w->rows[k];
 		}
 		row_from_event(r, p);
 		/* Seqs go to the records actually written: a refused one
@@ -228,18 +304,18 @@ write_batch(struct gw_audit *au, struct pending **batch, size_t n)
 		r->seq = head + 1 + k;
 		r->prev_hash = prev;
 		r->prev_hash_len = GW_AUDIT_HASH_LEN;
-		if (gw_audit_row_hash(prev, r, au->hashes[k]) != 0) {
+		if (gw_audit_row_hash(prev, r, w->hashes[k]) != 0) {
 			snprintf(err, sizeof(err), "hashing record seq %llu failed", (unsigned long long)r->seq);
 			goto fail_in_apply;
 		}
-		r->hash = au->hashes[k];
+		r->hash = w->hashes[k];
 		r->hash_len = GW_AUDIT_HASH_LEN;
 		if (gw_store_audit_insert(au->st, r, err, sizeof(err)) != 0)
 			goto fail_in_apply;
 		if (apply_savepoint(au, p) && gw_store_tx_commit(au->st, err, sizeof(err)) != 0)
 			goto fail;   /* (the savepoint level is gone either way) */
 		p->seq = r->seq;
-		prev = au->hashes[k];
+		prev = w->hashes[k];
 		k++;
 	}
 	gw_store_batch_images(au->st);
@@ -247,100 +323,168 @@ write_batch(struct gw_audit *au, struct pending **batch, size_t n)
 		gw_log_error("audit: committing %zu record(s) failed, none released: %s", k, err);
 		goto failed;
 	}
-	if (k > 0 && gw_store_batch_durable(au->st, head + 1, head + k, err, sizeof(err)) != 0) {
-		/* Committed but maybe not on disk: release nothing. The head
-		 * is re-read, so the chain goes on from what the store has. */
-		gw_log_error("audit: %zu record(s) could not be made durable, none released: %s",
-		             k, err);
-		goto failed;
-	}
-	gw_store_batch_end(au->st);
+	/* The next batch chains on this one, durable or not yet. */
 	if (k > 0) {
-		pthread_mutex_lock(&au->lock);
-		au->seq = head + k;
-		memcpy(au->hash, au->hashes[k - 1], GW_AUDIT_HASH_LEN);
-		if (au->key && au->seq > au->cp_seq && au->seq - au->cp_seq >= au->every_n &&
-		    !au->cp_wanted) {
-			au->cp_wanted = true;
-			pthread_cond_signal(&au->tick);
-		}
-		pthread_mutex_unlock(&au->lock);
-		pthread_mutex_lock(&au->obs_lock);
-		if (au->obs_fn != NULL)
-			au->obs_fn(au->obs_arg, au->rows, k);
-		pthread_mutex_unlock(&au->obs_lock);
+		au->wseq = head + k;
+		memcpy(au->whash, w->hashes[k - 1], GW_AUDIT_HASH_LEN);
 	}
+	*k_out = k;
 	return 0;
 
 fail_in_apply:
 	if (apply_savepoint(au, batch[i]))
 		gw_store_tx_rollback(au->st);   /* the record's savepoint */
 fail:
-	gw_log_error("audit: writing a batch of %zu record(s) failed, none released: %s", n, err);
+	gw_log_error("audit: writing a batch of %zu record(s) failed, none released: %s", *n, err);
 	gw_store_tx_rollback(au->st);       /* the batch */
 failed:
 	gw_store_batch_end(au->st);
+	pthread_mutex_lock(&au->lock);
 	au->head_stale = true;
-	resync_head(au);
+	pthread_mutex_unlock(&au->lock);
 	return -1;
 }
 
+/* Stage two (stage one free for the other writer): batch's k records (committed, seqs from
+ * w->rows[0]) made durable; the store's batch closed. 0 or -1 (committed
+ * but maybe not on disk: nothing is released). */
+static int
+make_durable(struct gw_audit *au, struct writer *w, size_t k)
+{
+	char err[512] = "";
+	int rv = 0;
+
+	if (k > 0 && gw_store_batch_durable(au->st, w->rows[0].seq, w->rows[k - 1].seq, err,
+	                                    sizeof(err)) != 0) {
+		gw_log_error("audit: %zu record(s) could not be made durable, none released: %s",
+		             k, err);
+		rv = -1;
+	}
+	gw_store_batch_end(au->st);
+	if (rv != 0) {
+		/* The chain goes on from what the store has. */
+		pthread_mutex_lock(&au->lock);
+		au->head_stale = true;
+		pthread_mutex_unlock(&au->lock);
+	}
+	return rv;
+}
+
+/* In commit order (ticket): the head moves on, the observer sees the
+ * records, and their callers are woken. */
+static void
+release(struct gw_audit *au, struct writer *w, struct pending **batch, size_t n, size_t k,
+        uint64_t ticket, int status)
+{
+	size_t i;
+
+	pthread_mutex_lock(&au->lock);
+	while (au->pub_turn != ticket)
+		pthread_cond_wait(&au->pub_cond, &au->lock);
+	if (status == 0 && k > 0) {
+		au->seq = w->rows[k - 1].seq;
+		memcpy(au->hash, w->hashes[k - 1], GW_AUDIT_HASH_LEN);
+		if (au->key && au->seq > au->cp_seq && au->seq - au->cp_seq >= au->every_n &&
+		    !au->cp_wanted) {
+			au->cp_wanted = true;
+			pthread_cond_signal(&au->tick);
+		}
+	}
+	pthread_mutex_unlock(&au->lock);
+	if (status == 0 && k > 0) {
+		pthread_mutex_lock(&au->obs_lock);
+		if (au->obs_fn != NULL)
+			au->obs_fn(au->obs_arg, w->rows, k);
+		pthread_mutex_unlock(&au->obs_lock);
+	}
+	pthread_mutex_lock(&au->lock);
+	/* From here this writer only wakes the callers and looks at the
+	 * queue again (a woken caller may take its CPU meanwhile). */
+	au->releasing++;
+	w->releasing = true;
+	if (status == 0) {
+		size_t refused = 0;
+
+		for (i = 0; i < n; i++)
+			refused += batch[i]->refused;
+		au->stats.commits++;
+		au->stats.records += n - refused;
+		au->stats.refused += refused;
+		if (n - refused > au->stats.max_batch)
+			au->stats.max_batch = n - refused;
+	} else {
+		au->stats.failed_batches++;
+		au->stats.failed_records += n;
+	}
+	/* The waiters cannot run before we unlock, so touching batch[i]
+	 * after its signal is safe. */
+	for (i = 0; i < n; i++) {
+		batch[i]->status = status == 0 && !batch[i]->refused ? 0 : -1;
+		if (status != 0)
+			sg_seterr(batch[i]->err, batch[i]->errlen,
+			       "audit: the record could not be made durable (store error)");
+		batch[i]->done = true;
+		pthread_cond_signal(&batch[i]->cond);
+	}
+	au->pub_turn++;
+	pthread_cond_broadcast(&au->pub_cond);
+	pthread_mutex_unlock(&au->lock);
+}
+
+/* Group commit in two stages (docs/performance.md, "Group commit at low
+ * concurrency"): a writer takes everything queued into one transaction
+ * and commits it; then, while it waits for the batch to be durable (the
+ * redo log's flush), the other writer takes what arrived meanwhile and
+ * commits that. No timer: a lone record is written the moment it
+ * arrives. A record is released only once its batch is durable. */
 static void *
 writer_main(void *arg)
 {
-	struct gw_audit *au = arg;
+	struct writer *w = arg;
+	struct gw_audit *au = w->au;
 	struct pending *batch[BATCH_MAX];
-	size_t n, i;
+	uint64_t ticket;
+	size_t n, k;
 	int status;
 
 	pthread_setname_np(pthread_self(), "sg-audit");   /* ps -L, top -H, gdb */
 
-	pthread_mutex_lock(&au->lock);
 	for (;;) {
-		while (!au->qhead && !au->stopping)
-			pthread_cond_wait(&au->work, &au->lock);
-		if (!au->qhead)
-			break;   /* stopping, and everything queued is written */
-		/* Everything queued so far goes into this one commit: while we
-		 * fsync, the next batch gathers. No timer: a lone record is
-		 * written the moment it arrives. */
-		for (n = 0; au->qhead && n < BATCH_MAX; n++) {
-			batch[n] = au->qhead;
-			au->qhead = au->qhead->next;
-		}
-		if (!au->qhead)
-			au->qtail = NULL;
-		pthread_mutex_unlock(&au->lock);
-
-		status = write_batch(au, batch, n);
-
 		pthread_mutex_lock(&au->lock);
-		if (status == 0) {
-			size_t refused = 0;
-
-			for (i = 0; i < n; i++)
-				refused += batch[i]->refused;
-			au->stats.commits++;
-			au->stats.records += n - refused;
-			au->stats.refused += refused;
-			if (n - refused > au->stats.max_batch)
-				au->stats.max_batch = n - refused;
-		} else {
-			au->stats.failed_batches++;
-			au->stats.failed_records += n;
+		if (w->releasing) {
+			au->releasing--;
+			w->releasing = false;
 		}
-		/* The waiters cannot run before we unlock, so touching batch[i]
-		 * after its signal is safe. */
-		for (i = 0; i < n; i++) {
-			batch[i]->status = status == 0 && !batch[i]->refused ? 0 : -1;
-			if (status != 0)
-				sg_seterr(batch[i]->err, batch[i]->errlen,
-				       "audit: the record could not be made durable (store error)");
-			batch[i]->done = true;
-			pthread_cond_signal(&batch[i]->cond);
+		while ((!au->qhead || au->stage_busy) && !(au->stopping && !au->qhead && !au->stage_busy)) {
+			if (!w->idle) {
+				w->idle = true;
+				au->idle[au->nidle++] = w;
+			}
+			pthread_cond_wait(&w->wake, &au->lock);
 		}
+		if (w->idle)
+			idle_remove(au, w);
+		if (!au->qhead) {
+			/* stopping, and everything queued is written: the
+			 * other writer sees the same */
+			wake_writer(au);
+			pthread_mutex_unlock(&au->lock);
+			break;
+		}
+		au->stage_busy = true;
+		pthread_mutex_unlock(&au->lock);
+		status = write_batch(au, w, batch, &n, &k, &ticket);
+		pthread_mutex_lock(&au->lock);
+		au->stage_busy = false;
+		/* What arrived during stage one is for the other writer (or
+		 * for this one, once its batch is out). */
+		if (au->qhead || au->stopping)
+			wake_writer(au);
+		pthread_mutex_unlock(&au->lock);
+		if (status == 0)
+			status = make_durable(au, w, k);
+		release(au, w, batch, n, k, ticket, status);
 	}
-	pthread_mutex_unlock(&au->lock);
 	return NULL;
 }
 
@@ -371,17 +515,30 @@ gw_audit_open(struct gw_store *st, struct gw_audit **out, char *err, size_t errl
 	pthread_mutex_init(&au->lock, NULL);
 	pthread_mutex_init(&au->cp_lock, NULL);
 	pthread_mutex_init(&au->obs_lock, NULL);
-	pthread_cond_init(&au->work, NULL);
 	pthread_cond_init(&au->tick, NULL);
+	pthread_cond_init(&au->pub_cond, NULL);
 	/* The head is the last record by seq: one indexed lookup. */
 	r = gw_store_audit_head(st, &au->seq, au->hash, err, errlen);
 	if (r < 0)
 		goto fail;
-	if (pthread_create(&au->writer, NULL, writer_main, au) != 0) {
-		sg_seterr(err, errlen, "cannot start the audit writer thread");
-		goto fail;
+	au->wseq = au->seq;
+	memcpy(au->whash, au->hash, sizeof(au->whash));
+	for (int i = 0; i < WRITERS; i++) {
+		struct writer *w = calloc(1, sizeof(*w));
+
+		if (w == NULL) {
+			sg_seterr(err, errlen, "out of memory");
+			goto fail;
+		}
+		w->au = au;
+		pthread_cond_init(&w->wake, NULL);
+		au->writers[i] = w;
+		if (pthread_create(&w->thread, NULL, writer_main, w) != 0) {
+			sg_seterr(err, errlen, "cannot start the audit writer thread");
+			goto fail;
+		}
+		w->started = true;
 	}
-	au->writer_started = true;
 	gw_log_info("audit log open, chain head at seq %llu", (unsigned long long)au->seq);
 	*out = au;
 	return 0;
@@ -397,12 +554,19 @@ gw_audit_close(struct gw_audit **aup)
 
 	if (!au)
 		return;
-	if (au->writer_started) {
-		pthread_mutex_lock(&au->lock);
-		au->stopping = true;
-		pthread_cond_signal(&au->work);
-		pthread_mutex_unlock(&au->lock);
-		pthread_join(au->writer, NULL);
+	pthread_mutex_lock(&au->lock);
+	au->stopping = true;
+	for (int i = 0; i < WRITERS; i++)
+		if (au->writers[i])
+			pthread_cond_signal(&au->writers[i]->wake);
+	pthread_mutex_unlock(&au->lock);
+	for (int i = 0; i < WRITERS; i++)
+		if (au->writers[i] && au->writers[i]->started)
+			pthread_join(au->writers[i]->thread, NULL);
+	for (int i = 0; i < WRITERS; i++) {
+		if (au->writers[i])
+			pthread_cond_destroy(&au->writers[i]->wake);
+		free(au->writers[i]);
 	}
 	if (au->ticker_started) {
 		pthread_mutex_lock(&au->lock);
@@ -423,8 +587,8 @@ gw_audit_close(struct gw_audit **aup)
 	pthread_mutex_destroy(&au->lock);
 	pthread_mutex_destroy(&au->cp_lock);
 	pthread_mutex_destroy(&au->obs_lock);
-	pthread_cond_destroy(&au->work);
 	pthread_cond_destroy(&au->tick);
+	pthread_cond_destroy(&au->pub_cond);
 	free(au);
 	*aup = NULL;
 }
@@ -543,7 +707,11 @@ gw_audit_submit_with(struct gw_audit *au, const struct gw_audit_event *ev,
 	else
 		au->qhead = &t->p;
 	au->qtail = &t->p;
-	pthread_cond_signal(&au->work);
+	/* A writer in stage one takes it with its batch or signals when it
+	 * is done, a releasing one takes it next; waking another now would
+	 * only put it back to sleep or move the work to another thread. */
+	if (!au->stage_busy && au->releasing == 0)
+		wake_writer(au);
 	pthread_mutex_unlock(&au->lock);
 	*out = t;
 	return 0;

@@ -2040,24 +2040,41 @@ out:
 	return rv;
 }
 
-/* The object to sign with for key in session s of generation gen: the
- * handle found in this generation (at the key's lookup, or again since),
- * checked to be the key; otherwise found again by CKA_ID and label,
- * checked, and kept for the rest of the generation. */
+/* The object to sign with for key in session s of generation gen.
+ * A handle kept with the known keys for gen has been checked by key_is in
+ * gen (only a checked handle is kept), and is used without asking again:
+ * PKCS#11 keeps a handle naming its object while the session lives and
+ * the object exists (2.40, 2.4 "Objects"), and whatever ends either for
+ * the gateway — a card pulled or swapped, the token re-initialised, its
+ * sessions closed — ends the generation (docs/performance.md, "The key
+ * check, once per handle and generation"). Any other handle (the key's
+ * own from its lookup, or one found again by CKA_ID and label) is checked
+ * first, then kept for the rest of the generation. fresh: the kept handle
+ * was refused by the token (C_SignInit said it names no key), so it is
+ * forgotten and the key looked up again. */
 static CK_RV
 key_handle(struct gw_token *tok, CK_SESSION_HANDLE s, unsigned gen, const struct gw_seal_key *key,
-           CK_OBJECT_HANDLE *out)
+           bool fresh, CK_OBJECT_HANDLE *out)
 {
-	CK_OBJECT_HANDLE h = handle_kept(tok, key, gen);
+	CK_OBJECT_HANDLE h = CK_INVALID_HANDLE;
 	CK_RV rv;
 
 	*out = CK_INVALID_HANDLE;
-	/* One found again in this generation wins over the key's own. */
-	if (h == CK_INVALID_HANDLE && key->gen == gen)
-		h = key->priv;
+	if (fresh) {
+		handle_keep(tok, key, gen, CK_INVALID_HANDLE);
+	} else {
+		h = handle_kept(tok, key, gen);
+		if (h != CK_INVALID_HANDLE) {
+			*out = h;
+			return CKR_OK;
+		}
+		if (key->gen == gen)
+			h = key->priv;
+	}
 	if (h != CK_INVALID_HANDLE) {
 		rv = key_is(tok, s, h, key);
 		if (rv == CKR_OK) {
+			handle_keep(tok, key, gen, h);
 			*out = h;
 			return CKR_OK;
 		}
@@ -2107,9 +2124,17 @@ gw_token_sign(struct gw_token *tok, const struct gw_seal_key *key,
 	 * its objects anew, and a reused number could name another key),
 	 * and always checked to be the key (token.h). A key known only from
 	 * an earlier run has no handle yet. */
-	rv = key_handle(tok, h, gen, key, &kh);
+	rv = key_handle(tok, h, gen, key, false, &kh);
 	if (rv == CKR_OK)
 		rv = tok->f->C_SignInit(h, mech, kh);
+	/* The object is gone (deleted, the token re-initialised under the
+	 * same session): its number may come back naming another object, so
+	 * it is found again and checked before a second try. */
+	if (rv == CKR_KEY_HANDLE_INVALID || rv == CKR_OBJECT_HANDLE_INVALID) {
+		rv = key_handle(tok, h, gen, key, true, &kh);
+		if (rv == CKR_OK)
+			rv = tok->f->C_SignInit(h, mech, kh);
+	}
 	if (rv == CKR_OK && key->always_auth) {
 		/* Smartcard signature keys often want the PIN again for each
 		 * operation. Same rule as the first login: one try, and a

@@ -57,11 +57,16 @@ void gw_seal_key_free(struct gw_seal_key **key);
  * The key's object handle is used only in the token generation it was
  * found in: when the token is back after an event (removed, inserted,
  * reconnected) every known key is found again by class, CKA_ID and label
- * and kept for the generation (a signature that finds none looks again). Before every signature the object's CKA_CLASS, CKA_KEY_TYPE,
- * CKA_ID and public part (RSA modulus, EC/EdDSA curve) must be the key's:
- * a handle that names another object is looked up once more, and when the
+ * and kept for the generation (a signature that finds none looks again).
+ * A handle is kept only once its object's CKA_CLASS, CKA_KEY_TYPE, CKA_ID
+ * and public part (RSA modulus, EC/EdDSA curve) were read and found to be
+ * the key's; it is then used for the rest of the generation without being
+ * read again (PKCS#11 keeps a handle naming its object while the session
+ * and the object live; an event that ends either ends the generation).
+ * A handle that names another object is looked up once more, and when the
  * token still offers another key, the signature is refused with
- * CKR_KEY_CHANGED before C_SignInit. */
+ * CKR_KEY_CHANGED before C_SignInit. A kept handle that C_SignInit refuses
+ * as naming no key is forgotten, and the key found again and checked. */
 CK_RV gw_token_sign(struct gw_token *tok, const struct gw_seal_key *key,
                     CK_MECHANISM *mech, const uint8_t *in, size_t inlen,
                     uint8_t *sig, size_t *siglen);

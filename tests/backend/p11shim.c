@@ -4,8 +4,9 @@
  * flags (final try, locked), a failing C_Sign that leaves the operation
  * active, a pulled token, a token that numbers its objects anew (two
  * handles swapped, or a find that answers with the wrong one), ECDSA
- * signatures whose r is short (a DER length no s can make up) — and count
- * logins, sessions and signature starts.
+ * signatures whose r is short (a DER length no s can make up), a key's
+ * handle refused at C_SignInit as if its object were gone — and count
+ * logins, sessions, signature starts and attribute reads.
  * Controlled through shim_set/shim_get (dlsym on the same dlopen handle).
  */
 #include <dlfcn.h>
@@ -28,6 +29,9 @@ static long swap_find_only;  /* ... everywhere, or only in what C_FindObjects re
 static long sign_inits;      /* C_SignInit calls that reached the real module */
 static long key_finds;       /* C_FindObjectsInit calls for private keys */
 static long short_r;         /* the next N signatures: r's top bytes 00 01 (r||s of 64+ bytes) */
+static long fail_signinit_rv; /* one-shot: C_SignInit returns this without reaching the module */
+static long attr_reads;      /* C_GetAttributeValue calls */
+static long find_one_as_two; /* a find for rsa-one (label, CKA_ID 11) asks for rsa-two (12) */
 
 long shim_get(const char *what);
 void shim_set(const char *what, long v);
@@ -48,6 +52,9 @@ var(const char *what)
 	if (!strcmp(what, "sign_inits")) return &sign_inits;
 	if (!strcmp(what, "key_finds")) return &key_finds;
 	if (!strcmp(what, "short_r")) return &short_r;
+	if (!strcmp(what, "fail_signinit_rv")) return &fail_signinit_rv;
+	if (!strcmp(what, "attr_reads")) return &attr_reads;
+	if (!strcmp(what, "find_one_as_two")) return &find_one_as_two;
 	abort();
 }
 
@@ -128,14 +135,29 @@ swapped_in(CK_OBJECT_HANDLE h)
 	return shim_get("swap_find_only") ? h : swapped(h);
 }
 
+/* A find whatever the numbers are: the template itself names the other key. */
 static CK_RV
 s_FindObjectsInit(CK_SESSION_HANDLE s, CK_ATTRIBUTE_PTR t, CK_ULONG n)
 {
+	static CK_BYTE two_id = 0x12;
+	static char two_label[] = "rsa-two";
+	CK_ATTRIBUTE c[16];
+
 	for (CK_ULONG i = 0; i < n; i++)
 		if (t[i].type == CKA_CLASS && t[i].ulValueLen == sizeof(CK_OBJECT_CLASS) &&
 		    *(CK_OBJECT_CLASS *)t[i].pValue == CKO_PRIVATE_KEY)
 			__atomic_add_fetch(&key_finds, 1, __ATOMIC_SEQ_CST);
-	return real->C_FindObjectsInit(s, t, n);
+	if (!shim_get("find_one_as_two") || n > 16)
+		return real->C_FindObjectsInit(s, t, n);
+	for (CK_ULONG i = 0; i < n; i++) {
+		c[i] = t[i];
+		if (t[i].type == CKA_LABEL && t[i].ulValueLen == 7 && !memcmp(t[i].pValue, "rsa-one", 7)) {
+			c[i].pValue = two_label;
+		} else if (t[i].type == CKA_ID && t[i].ulValueLen == 1 && *(CK_BYTE *)t[i].pValue == 0x11) {
+			c[i].pValue = &two_id;
+		}
+	}
+	return real->C_FindObjectsInit(s, c, n);
 }
 
 static CK_RV
@@ -151,14 +173,20 @@ s_FindObjects(CK_SESSION_HANDLE s, CK_OBJECT_HANDLE_PTR out, CK_ULONG max, CK_UL
 static CK_RV
 s_GetAttributeValue(CK_SESSION_HANDLE s, CK_OBJECT_HANDLE o, CK_ATTRIBUTE_PTR t, CK_ULONG n)
 {
+	__atomic_add_fetch(&attr_reads, 1, __ATOMIC_SEQ_CST);
 	return real->C_GetAttributeValue(s, swapped_in(o), t, n);
 }
 
 static CK_RV
 s_SignInit(CK_SESSION_HANDLE s, CK_MECHANISM_PTR m, CK_OBJECT_HANDLE k)
 {
+	long rv;
+
 	if (shim_get("removed"))
 		return CKR_DEVICE_REMOVED;
+	rv = __atomic_exchange_n(&fail_signinit_rv, 0, __ATOMIC_SEQ_CST);
+	if (rv)
+		return (CK_RV)rv;
 	__atomic_add_fetch(&sign_inits, 1, __ATOMIC_SEQ_CST);
 	return real->C_SignInit(s, m, swapped_in(k));
 }

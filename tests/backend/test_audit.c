@@ -470,6 +470,95 @@ Test(audit, parallel_records_group_commit)
 	cr_assert_eq(count, WRITERS * PER_WRITER);
 }
 
+/* ---- two stages: a batch commits while the one before is still out ---- */
+
+static pthread_mutex_t stage_mu = PTHREAD_MUTEX_INITIALIZER;
+static pthread_cond_t stage_cv = PTHREAD_COND_INITIALIZER;
+static bool first_held, second_applied, applied_while_held;
+static uint64_t observed[4];
+static size_t nobserved;
+
+/* Holds the first batch's release (the observer runs once it is durable,
+ * before its caller is woken) until the second record's transaction ran,
+ * or 30 s: long past any disk, so only a writer that cannot start the
+ * next batch meanwhile gets there. */
+static void
+holding_observer(void *arg, const struct gw_audit_row *rows, size_t n)
+{
+	struct timespec until;
+
+	(void)arg;
+	pthread_mutex_lock(&stage_mu);
+	for (size_t i = 0; i < n && nobserved < 4; i++)
+		observed[nobserved++] = rows[i].seq;
+	if (!first_held) {
+		first_held = true;
+		pthread_cond_broadcast(&stage_cv);
+		clock_gettime(CLOCK_REALTIME, &until);
+		until.tv_sec += 30;
+		while (!second_applied &&
+		       pthread_cond_timedwait(&stage_cv, &stage_mu, &until) == 0)
+			;
+		applied_while_held = second_applied;
+	}
+	pthread_mutex_unlock(&stage_mu);
+}
+
+static int
+note_applied(struct gw_store *s, void *arg, char *err, size_t errlen)
+{
+	(void)s; (void)arg; (void)err; (void)errlen;
+	pthread_mutex_lock(&stage_mu);
+	second_applied = true;
+	pthread_cond_broadcast(&stage_cv);
+	pthread_mutex_unlock(&stage_mu);
+	return 0;
+}
+
+static void *
+first_record_main(void *arg)
+{
+	struct gw_audit_event ev = { .action = "sign", .outcome = "ok", .actor = "alice",
+	                             .uid = 1, .pid = 1 };
+
+	return gw_audit_record(au, &ev, arg) == 0 ? arg : NULL;
+}
+
+Test(audit, the_next_batch_commits_while_the_one_before_is_released)
+{
+	struct gw_audit_event ev = { .action = "sign", .outcome = "ok", .actor = "bob",
+	                             .uid = 2, .pid = 2 };
+	struct gw_audit_ticket *t = NULL;
+	uint64_t seq1 = 0, seq2 = 0, count = 0;
+	char err[512] = "";
+	pthread_t th;
+	void *ok;
+
+	open_all();
+	gw_audit_set_observer(au, holding_observer, NULL);
+	cr_assert_eq(pthread_create(&th, NULL, first_record_main, &seq1), 0);
+	pthread_mutex_lock(&stage_mu);
+	while (!first_held)
+		pthread_cond_wait(&stage_cv, &stage_mu);
+	pthread_mutex_unlock(&stage_mu);
+	/* The first record is durable and held in its release. */
+	cr_assert_eq(gw_audit_submit_with(au, &ev, note_applied, NULL, &t, err, sizeof(err)), 0, "%s", err);
+	cr_assert_eq(gw_audit_wait(au, &t, &seq2, err, sizeof(err)), 0, "%s", err);
+	pthread_join(th, &ok);
+	cr_assert_not_null(ok, "the first record was written");
+	pthread_mutex_lock(&stage_mu);
+	cr_assert(applied_while_held, "the second record's transaction ran while the first was held");
+	cr_assert_eq(nobserved, 2);
+	pthread_mutex_unlock(&stage_mu);
+	cr_assert_eq(seq1, 1);
+	cr_assert_eq(seq2, 2);
+	cr_assert_eq(observed[0], 1, "released in commit order");
+	cr_assert_eq(observed[1], 2);
+	gw_audit_set_observer(au, NULL, NULL);
+	cr_assert_eq(gw_audit_verify_store(st, &count, err, sizeof(err)), 0, "%s", err);
+	cr_assert_eq(count, 2);
+}
+
 /* ---- commit failure ---- */
 
 static int fail_commits;

@@ -795,6 +795,8 @@ shim_reset(void *h)
 	shim_set(h, "swap_a", 0);
 	shim_set(h, "swap_b", 0);
 	shim_set(h, "swap_find_only", 0);
+	shim_set(h, "find_one_as_two", 0);
+	shim_set(h, "fail_signinit_rv", 0);
 	gw_token_close(&tok);
 	dlclose(h);
 }
@@ -839,25 +841,36 @@ Test(token, when_the_token_is_back_every_key_is_found_again_at_once)
 	shim_reset(h);
 }
 
-/* Even without an event the handle is checked before each signature: the
- * object it names now is rsa-two, so rsa-one is looked up again. */
-Test(token, a_handle_naming_another_key_is_checked_before_signing)
+/* A key's handle is checked once in a token generation (token.h): the
+ * signatures after the first read no attribute of the key; after an event
+ * (the token pulled and back) the handles are checked at the reconnect and
+ * not again. */
+Test(token, a_handle_is_checked_once_a_generation)
 {
 	struct gw_seal_key *one, *two;
 	void *h = two_rsa_token(&one, &two);
+	long reads;
 
-	shim_set(h, "swap_a", (long)one->priv);
-	shim_set(h, "swap_b", (long)two->priv);
+	reads = shim_get(h, "attr_reads");
+	sign_verify(one, CKM_RSA_PKCS);
+	sign_verify(one, CKM_RSA_PKCS);
+	cr_assert_eq(shim_get(h, "attr_reads"), reads, "no key check after the first: %ld reads",
+	             shim_get(h, "attr_reads") - reads);
+	token_pulled(h, one);
+	token_back(h);
+	reads = shim_get(h, "attr_reads");
 	sign_verify(one, CKM_RSA_PKCS);
 	sign_verify(two, CKM_RSA_PKCS);
+	cr_assert_eq(shim_get(h, "attr_reads"), reads, "checked at the reconnect, not again");
 	gw_seal_key_free(&one);
 	gw_seal_key_free(&two);
 	shim_reset(h);
 }
 
-/* A token whose find answers for rsa-one with rsa-two: refused with
- * CKR_KEY_CHANGED before any C_SignInit, and the right key is not
- * replaced by a wrong one for later signatures either. */
+/* The token comes back offering rsa-two for rsa-one (its find answers
+ * with the other key, whatever the numbers): refused with CKR_KEY_CHANGED
+ * before any C_SignInit, at every try, and the right key is not replaced
+ * by a wrong one for later signatures either. */
 Test(token, a_token_that_offers_another_key_is_refused_before_signing)
 {
 	struct gw_seal_key *one, *two;
@@ -868,10 +881,8 @@ Test(token, a_token_that_offers_another_key_is_refused_before_signing)
 	CK_RV rv;
 
 	token_pulled(h, one);
+	shim_set(h, "find_one_as_two", 1);
 	token_back(h);
-	shim_set(h, "swap_a", (long)number_now("pkcs11:object=rsa-one"));
-	shim_set(h, "swap_b", (long)number_now("pkcs11:object=rsa-two"));
-	shim_set(h, "swap_find_only", 1);
 	inits = shim_get(h, "sign_inits");
 	rv = sign_as_app(one, CKM_RSA_PKCS, msg, sizeof(msg), sig, &siglen);
 	cr_assert_eq(rv, CKR_KEY_CHANGED, "rv 0x%lx", (unsigned long)rv);
@@ -879,11 +890,39 @@ Test(token, a_token_that_offers_another_key_is_refused_before_signing)
 	siglen = sizeof(sig);
 	rv = sign_as_app(one, CKM_RSA_PKCS, msg, sizeof(msg), sig, &siglen);
 	cr_assert_eq(rv, CKR_KEY_CHANGED, "again: rv 0x%lx", (unsigned long)rv);
+	cr_assert_eq(shim_get(h, "sign_inits"), inits, "nothing was signed the second time");
 	cr_assert(gw_token_present(tok), "a wrong key is refused, the token is not given up");
+	sign_verify(two, CKM_RSA_PKCS);
 	/* Once the token answers truly again, rsa-one signs as itself. */
-	shim_set(h, "swap_a", 0);
-	shim_set(h, "swap_b", 0);
+	shim_set(h, "find_one_as_two", 0);
 	sign_verify(one, CKM_RSA_PKCS);
+	gw_seal_key_free(&one);
+	gw_seal_key_free(&two);
+	shim_reset(h);
+}
+
+/* A checked handle the token refuses at C_SignInit (its object gone, and
+ * the number may come back naming another): the key is found again and
+ * checked before a second try; here the find offers rsa-two for rsa-one,
+ * so nothing is signed. */
+Test(token, a_handle_refused_at_sign_init_is_found_again_and_checked)
+{
+	struct gw_seal_key *one, *two;
+	void *h = two_rsa_token(&one, &two);
+	uint8_t msg[10] = "0123456789", sig[512];
+	size_t siglen = sizeof(sig);
+	long inits;
+	CK_RV rv;
+
+	shim_set(h, "find_one_as_two", 1);
+	shim_set(h, "fail_signinit_rv", CKR_KEY_HANDLE_INVALID);
+	inits = shim_get(h, "sign_inits");
+	rv = sign_as_app(one, CKM_RSA_PKCS, msg, sizeof(msg), sig, &siglen);
+	cr_assert_eq(rv, CKR_KEY_CHANGED, "rv 0x%lx", (unsigned long)rv);
+	cr_assert_eq(shim_get(h, "sign_inits"), inits, "nothing was signed");
+	shim_set(h, "find_one_as_two", 0);
+	sign_verify(one, CKM_RSA_PKCS);
+	sign_verify(two, CKM_RSA_PKCS);
 	gw_seal_key_free(&one);
 	gw_seal_key_free(&two);
 	shim_reset(h);

@@ -1250,9 +1250,11 @@ number_now(const char *uri)
 	return n;
 }
 
-/* The card comes back, and its find answers for the plain seal's RSA key
- * with the EC key: refused with words that say so, the committed record
- * voided, nothing spent; once the token answers truly it signs again. */
+/* The card comes back, its find answers for the plain seal's RSA key
+ * with the EC key, and the handle checked at the reconnect is refused at
+ * C_SignInit (as if the object were gone), so the key is looked up again:
+ * refused with words that say so, the committed record voided, nothing
+ * spent; once the token answers truly it signs again. */
 Test(sign_void, a_token_that_offers_another_key_is_refused_and_recorded)
 {
 	struct session ann = login("ann", GW_FACTOR_PASSWORD);
@@ -1268,6 +1270,7 @@ Test(sign_void, a_token_that_offers_another_key_is_refused_and_recorded)
 	shim_set("swap_a", (long)number_now("pkcs11:object=rsa-seal;type=private"));
 	shim_set("swap_b", (long)number_now("pkcs11:object=ec-seal;type=private"));
 	shim_set("swap_find_only", 1);
+	shim_set("fail_signinit_rv", CKR_KEY_HANDLE_INVALID);
 	c0 = counters("plain");
 	failed_sign(&ann, "plain", CKM_SHA256_RSA_PKCS, 0, OTHER_KEY);
 	c1 = counters("plain");

@@ -16,7 +16,9 @@ count() { cat /proc/"$pid"/task/*/comm | grep -cx "$1" || true; }
 # (sg-walckpt checkpoints SQLite's WAL: there is none on PostgreSQL)
 walckpt=sg-walckpt
 [ "${SG_TEST_STORE:-sqlite}" = pg ] && walckpt=
-for t in sg-audit $walckpt; do
+# (two audit writers: one commits a batch while the other's is flushed)
+if [ "$(count sg-audit)" = 2 ]; then pass "two sg-audit threads"; else fail "sg-audit: threads are: $(names)"; fi
+for t in $walckpt; do
 	if [ "$(count $t)" = 1 ]; then pass "one $t thread"; else fail "$t: threads are: $(names)"; fi
 done
 # (sg-ticker runs only with signed checkpoints, audit_key; the fixture has none)

@@ -207,6 +207,14 @@ struct gw_store {
 	size_t img_len;
 	sqlite3_stmt *sync_normal, *sync_full;
 	struct gw_store_redo_stats redo_stats;
+	/* Frames go to the redo log in the order their batches committed,
+	 * though the audit writer may commit the next batch while one is
+	 * being appended (audit.c's two stages): a batch takes frame_next
+	 * (under lock) as it commits and appends when frame_turn (under
+	 * frame_lock) is its number. Only the turn's holder changes redo. */
+	uint64_t frame_next, frame_turn;
+	pthread_mutex_t frame_lock;
+	pthread_cond_t frame_cond;
 	/* gw_store_mark_*: what other parts set up in this store (under lock). */
 	const void *marks[MARKS_MAX];
 	size_t n_marks;
@@ -421,6 +429,8 @@ gw_store_open_version(const char *path, int upto, struct gw_store **out,
 	}
 	pthread_mutex_init(&st->ckpt_lock, NULL);
 	pthread_cond_init(&st->ckpt_cond, NULL);
+	pthread_mutex_init(&st->frame_lock, NULL);
+	pthread_cond_init(&st->frame_cond, NULL);
 	st->path = strdup(path);
 	if (!st->path) {
 		sg_seterr(err, errlen, "out of memory");
@@ -549,6 +559,8 @@ gw_sqlite_close(struct gw_store **stp)
 	pthread_mutex_destroy(&st->lock);
 	pthread_mutex_destroy(&st->ckpt_lock);
 	pthread_cond_destroy(&st->ckpt_cond);
+	pthread_mutex_destroy(&st->frame_lock);
+	pthread_cond_destroy(&st->frame_cond);
 	if (st->claimed)
 		close(st->claim_fd);   /* (after the database: the claim covers its last writes) */
 	free(st->path);
@@ -1061,13 +1073,33 @@ gw_sqlite_batch_images(struct gw_store *st)
 	pthread_mutex_unlock(&st->lock);
 }
 
+/* Waits until it is frame's turn at the redo log. */
+static void
+frame_turn_wait(struct gw_store *st, uint64_t frame)
+{
+	pthread_mutex_lock(&st->frame_lock);
+	while (st->frame_turn != frame)
+		pthread_cond_wait(&st->frame_cond, &st->frame_lock);
+	pthread_mutex_unlock(&st->frame_lock);
+}
+
+static void
+frame_turn_pass(struct gw_store *st)
+{
+	pthread_mutex_lock(&st->frame_lock);
+	st->frame_turn++;
+	pthread_cond_broadcast(&st->frame_cond);
+	pthread_mutex_unlock(&st->frame_lock);
+}
+
 int
 gw_sqlite_batch_durable(struct gw_store *st, uint64_t first_seq, uint64_t last_seq,
                        char *err, size_t errlen)
 {
-	const void *img = st->img;
+	uint8_t *img = NULL;
 	size_t n = st->img_len;
-	int r = -2;
+	uint64_t frame;
+	int r = -2, rv;
 	char e[256] = "";
 
 	if (!st->batch_fast)
@@ -1075,42 +1107,56 @@ gw_sqlite_batch_durable(struct gw_store *st, uint64_t first_seq, uint64_t last_s
 	gw_rowimage_stop(st->rows, st->db);
 	if (!gw_rowimage_touched(st->rows))
 		return 0;   /* it changed nothing */
-	if (first_seq > 0 && last_seq >= first_seq && st->img_ok && n > 0) {
-		struct gw_redo *redo = st->redo;
-
-		/* The connection is back to syncing commits before anyone else
-		 * may use it; then the append runs without the store lock: only
-		 * this writer touches the log, and readers of the store need not
-		 * wait for the disk. */
-		step_done(st, st->sync_full, NULL, 0);
-		st->batch_fast = false;
-		pthread_mutex_unlock(&st->lock);
-		r = gw_redo_append(redo, first_seq, last_seq, img, n, e, sizeof(e));
-		pthread_mutex_lock(&st->lock);
-	}
+	/* The connection is back to syncing commits before anyone else may
+	 * use it. */
+	step_done(st, st->sync_full, NULL, 0);
+	st->batch_fast = false;
+	if (!(first_seq > 0 && last_seq >= first_seq && st->img_ok && n > 0) ||
+	    (img = malloc(n)) == NULL)
+		return wal_sync(st, err, errlen);
+	/* Our own copy: the next batch's images take the rows' buffer while
+	 * this frame is written. */
+	memcpy(img, st->img, n);
+	frame = st->frame_next++;
+	/* The append runs without the store lock: the next batch's
+	 * statements and readers of the store need not wait for the disk.
+	 * Frames keep the order of the commits (their turn). */
+	pthread_mutex_unlock(&st->lock);
+	frame_turn_wait(st, frame);
+	if (st->redo != NULL)
+		r = gw_redo_append(st->redo, first_seq, last_seq, img, n, e, sizeof(e));
+	free(img);
+	pthread_mutex_lock(&st->lock);
 	switch (r) {
 	case 0:
 		st->redo_stats.frames++;
 		st->redo_stats.used = gw_redo_used(st->redo);
-		return 0;
+		rv = 0;
+		break;
 	case 1:
-		/* The log is full: the store itself becomes durable, and the
-		 * log starts over. */
-		if (wal_sync(st, err, errlen) != 0)
-			return -1;
-		gw_redo_reset(st->redo);
-		st->redo_stats.rounds++;
-		st->redo_stats.used = 0;
-		return 0;
+		/* The log is full: the store itself becomes durable (with
+		 * every batch committed so far), and the log starts over. */
+		rv = wal_sync(st, err, errlen);
+		if (rv == 0) {
+			gw_redo_reset(st->redo);
+			st->redo_stats.rounds++;
+			st->redo_stats.used = 0;
+		}
+		break;
 	case -1:
 		/* The log's tail is unknown now: a later frame after a torn one
 		 * would never be replayed. Stop using it for this run. */
 		gw_log_error("store: the redo log failed (%s); every commit syncs from now on", e);
 		gw_redo_close(&st->redo);
-		return wal_sync(st, err, errlen);
+		rv = wal_sync(st, err, errlen);
+		break;
 	default:
-		return wal_sync(st, err, errlen);
+		/* No log any more (an earlier frame's failure closed it). */
+		rv = wal_sync(st, err, errlen);
+		break;
 	}
+	frame_turn_pass(st);
+	return rv;
 }
 
 void
