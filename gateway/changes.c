@@ -213,14 +213,31 @@ gw_changes_stop(struct gw_ctx *ctx)
 {
 	struct gw_changes *c = ctx->changes;
 
+	bool started;
+
 	if (c == NULL)
 		return;
-	if (c->started) {
-		pthread_mutex_lock(&c->lock);
-		c->stop = true;
-		pthread_mutex_unlock(&c->lock);
+	pthread_mutex_lock(&c->lock);
+	started = c->started;
+	c->stop = true;
+	pthread_mutex_unlock(&c->lock);
+	if (started) {
 		pthread_join(c->th, NULL);
+		pthread_mutex_lock(&c->lock);
+		c->started = false;
+		c->live = false;
+		pthread_mutex_unlock(&c->lock);
 	}
+}
+
+void
+gw_changes_free(struct gw_ctx *ctx)
+{
+	struct gw_changes *c = ctx->changes;
+
+	if (c == NULL)
+		return;
+	gw_changes_stop(ctx);
 	pthread_mutex_destroy(&c->lock);
 	free(c);
 	ctx->changes = NULL;

@@ -41,8 +41,12 @@ int gw_changes_subscribe(struct gw_ctx *ctx, const char *kind, gw_change_hook fn
  * that cannot be reached is retried, not fatal), nothing on SQLite. 0, or
  * -1 with err. */
 int gw_changes_start(struct gw_ctx *ctx, char *err, size_t errlen);
-/* Stops the thread and closes the feed. Safe when never started. */
+/* Stops the thread and closes the feed. Safe when never started, and
+ * twice. The subscriptions stay: connection threads still running ask
+ * gw_changes_live (sessions) until the server has stopped them. */
 void gw_changes_stop(struct gw_ctx *ctx);
+/* gw_changes_stop, then frees it all: once no thread can use ctx. */
+void gw_changes_free(struct gw_ctx *ctx);
 /* Inside the transaction of a change made here (a gw_audit_apply_fn):
  * tells the other gateways once it commits ("KIND:ID"). 0, or -1 with
  * err: the change must then not commit. */

@@ -718,7 +718,7 @@ out:
 	free(file_err);
 	gw_cardwatch_stop(&cardwatch);
 	/* (its thread reads the store and swaps snapshots: stopped first) */
-	gw_changes_stop(&ctx);
+	gw_changes_free(&ctx);
 	gw_notify_stop(&ctx);
 	gw_risk_online_stop(&ctx.risk);   /* (it writes through the audit writer) */
 	if (ctx.token != NULL)

@@ -167,7 +167,7 @@ Test(sqlite, follow_the_newest_valid_version)
 	cr_assert_str_eq(seal, "three");
 
 	gw_store_close(&other);
-	gw_changes_stop(&ctx);
+	gw_changes_free(&ctx);
 	gw_audit_close(&ctx.audit);
 	gw_snapshot_swap(&ctx, NULL);
 	gw_store_close(&ctx.store);
@@ -191,7 +191,7 @@ Test(sqlite, a_newest_version_that_does_not_validate_stops_the_start)
 	cr_assert_eq(gw_policy_store_start(&ctx, NULL, err, sizeof(err)), -1);
 	cr_assert(strstr(err, "version 1, does not validate here: policy version 1:") != NULL, "%s",
 	          err);
-	gw_changes_stop(&ctx);
+	gw_changes_free(&ctx);
 	gw_snapshot_swap(&ctx, NULL);
 	gw_store_close(&ctx.store);
 }
@@ -302,7 +302,7 @@ Test(pg, feed_thread_hands_events_to_hooks_and_reconnects)
 	announce(other, GW_CHANGE_APP, "43");
 	cr_assert(wait_heard(GW_CHANGE_APP, "43", 1), "nothing heard after the reconnection");
 
-	gw_changes_stop(&ctx);
+	gw_changes_free(&ctx);
 	cr_assert_null(ctx.changes);
 	gw_store_close(&other);
 	gw_store_close(&ctx.store);
